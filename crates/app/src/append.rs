@@ -1,0 +1,225 @@
+//! Appending events: the one code path behind `POST /api/v1/events` and `autolog ingest`.
+//! Parses the request, checks every event, then appends the batch atomically.
+
+use autolog_domain::envelope::parse_draft;
+use autolog_domain::{EventDraft, FieldError, Instant, Uuid};
+use autolog_store::{AppendOutcome, StoreError};
+use serde_json::{json, Value};
+
+use crate::{AppError, Autolog};
+
+/// At most this many events in one request.
+pub const MAX_BATCH_EVENTS: usize = 1000;
+/// The largest request body accepted, over HTTP and per ingest line (1 MiB).
+pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+/// An event may not have occurred later than the server's clock plus this allowance.
+pub const MAX_FUTURE_SKEW_SECONDS: i64 = 300;
+
+/// What an append did: one outcome per requested event, in request order.
+#[derive(Debug)]
+pub struct AppendResult {
+    pub outcomes: Vec<AppendOutcome>,
+    /// Whether the request was a single event (not an array).
+    pub single: bool,
+}
+
+impl AppendResult {
+    pub fn appended(&self) -> usize {
+        self.outcomes.iter().filter(|o| !o.duplicate).count()
+    }
+
+    pub fn duplicates(&self) -> usize {
+        self.outcomes.len() - self.appended()
+    }
+
+    pub fn to_json(&self) -> Value {
+        let items: Vec<Value> = self
+            .outcomes
+            .iter()
+            .map(|o| {
+                json!({
+                    "status": if o.duplicate { "duplicate" } else { "appended" },
+                    "event": o.event.to_json(),
+                })
+            })
+            .collect();
+        if self.single {
+            items.into_iter().next().unwrap_or(Value::Null)
+        } else {
+            json!({
+                "appended": self.appended(),
+                "duplicates": self.duplicates(),
+                "results": items,
+            })
+        }
+    }
+}
+
+/// Parses a request body: one event object, or an array of them (a batch).
+pub fn parse_request(body: &[u8], now: Instant) -> Result<(Vec<EventDraft>, bool), AppError> {
+    if body.len() > MAX_REQUEST_BYTES {
+        return Err(too_large(body.len()));
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        AppError::Invalid(FieldError::new(
+            "request",
+            format!("line {} column {}", e.line(), e.column()),
+            format!("is not well-formed JSON: {e}"),
+        ))
+    })?;
+    let (items, single): (Vec<(String, &Value)>, bool) = match &value {
+        Value::Array(list) => {
+            if list.is_empty() {
+                return Err(AppError::Invalid(FieldError::new(
+                    "request",
+                    "[]",
+                    "a batch must hold at least one event",
+                )));
+            }
+            if list.len() > MAX_BATCH_EVENTS {
+                return Err(AppError::TooLarge(FieldError::new(
+                    "request",
+                    format!("{} events", list.len()),
+                    format!("a batch holds at most {MAX_BATCH_EVENTS} events"),
+                )));
+            }
+            (
+                list.iter()
+                    .enumerate()
+                    .map(|(i, v)| (format!("[{i}]"), v))
+                    .collect(),
+                false,
+            )
+        }
+        Value::Object(_) => (vec![(String::new(), &value)], true),
+        other => {
+            return Err(AppError::Invalid(FieldError::new(
+                "request",
+                autolog_domain::error::show(other),
+                "must be an event object or an array of event objects",
+            )))
+        }
+    };
+    let latest_allowed =
+        Instant::from_micros(now.micros() + MAX_FUTURE_SKEW_SECONDS * 1_000_000).unwrap_or(now);
+    let mut drafts = Vec::with_capacity(items.len());
+    for (prefix, item) in items {
+        let draft = parse_draft(item, Uuid::now_v7()).map_err(|e| e.under(&prefix))?;
+        if draft.occurred_at.instant > latest_allowed {
+            return Err(AppError::Invalid(
+                FieldError::new(
+                    "occurred_at",
+                    draft.occurred_at.to_rfc9557(),
+                    format!(
+                        "is in the future: later than the server clock ({now}) by more than {MAX_FUTURE_SKEW_SECONDS} s"
+                    ),
+                )
+                .under(&prefix),
+            ));
+        }
+        drafts.push(draft);
+    }
+    Ok((drafts, single))
+}
+
+/// The refusal of a request body over [`MAX_REQUEST_BYTES`].
+pub fn too_large(len: usize) -> AppError {
+    AppError::TooLarge(FieldError::new(
+        "request",
+        format!("{len} bytes"),
+        format!("a request body may be at most {MAX_REQUEST_BYTES} bytes"),
+    ))
+}
+
+impl Autolog {
+    /// Appends a request body (one event or a batch). A refused request writes nothing.
+    pub async fn append_json(&self, body: &[u8]) -> Result<AppendResult, AppError> {
+        let now = Instant::now();
+        let (drafts, single) = parse_request(body, now)?;
+        let outcomes = match self.store.append(&drafts, now).await {
+            Ok(outcomes) => outcomes,
+            // The store names batch members as [i]; a single event has no index.
+            Err(StoreError::Rejected(mut f)) if single => {
+                if let Some(rest) = f.field.strip_prefix("[0].") {
+                    f.field = rest.to_string();
+                }
+                return Err(AppError::Invalid(f));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        for o in outcomes.iter().filter(|o| !o.duplicate) {
+            // Pseudonymous keys only: stream, position, type. Never payloads.
+            tracing::info!(
+                event_id = %o.event.event_id,
+                stream = %o.event.stream,
+                seq = o.event.seq,
+                position = o.event.position,
+                event_type = %o.event.body.event_type,
+                "event appended"
+            );
+        }
+        Ok(AppendResult { outcomes, single })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Instant {
+        Instant::parse_rfc3339("now", "2026-06-01T00:00:00Z").expect("valid")
+    }
+
+    fn event(occurred: &str) -> Value {
+        json!({
+            "stream": "site/S-1",
+            "occurred_at": occurred,
+            "actor": "system/qms",
+            "source": {"system": "qms", "source_event_id": occurred},
+            "body": {"type": "annotation.recorded", "version": 1, "data": {"text": "hello"}}
+        })
+    }
+
+    fn refused(body: &[u8]) -> FieldError {
+        match parse_request(body, now()) {
+            Err(AppError::Invalid(e)) | Err(AppError::TooLarge(e)) => e,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_json_names_line_and_column() {
+        let e = refused(b"{\"stream\": ");
+        assert_eq!(e.field, "request");
+        assert!(e.value.starts_with("line 1 column"), "{}", e.value);
+    }
+
+    #[test]
+    fn a_batch_names_the_bad_event() {
+        let body = json!([
+            event("2026-05-01T10:00:00+02:00[Europe/Paris]"),
+            event("2026-05-01T10:00:00")
+        ]);
+        let e = refused(body.to_string().as_bytes());
+        assert_eq!(e.field, "[1].occurred_at");
+    }
+
+    #[test]
+    fn future_events_and_empty_or_huge_batches_are_refused() {
+        let e = refused(
+            event("2026-07-01T10:00:00+02:00[Europe/Paris]")
+                .to_string()
+                .as_bytes(),
+        );
+        assert_eq!(e.field, "occurred_at");
+        assert!(e.rule.contains("future"));
+        assert_eq!(refused(b"[]").field, "request");
+        assert_eq!(refused(b"42").field, "request");
+        let many: Vec<Value> = (0..=MAX_BATCH_EVENTS)
+            .map(|_| event("2026-05-01T10:00:00Z[UTC]"))
+            .collect();
+        assert!(refused(Value::Array(many).to_string().as_bytes())
+            .rule
+            .contains("at most"));
+    }
+}

@@ -1,0 +1,41 @@
+//! The errors of Autolog's use cases, each mapping to one kind of answer:
+//! refused input, not found, storage failure, integrity failure.
+
+use autolog_domain::FieldError;
+use autolog_store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request breaks a rule; nothing was written.
+    #[error("refused: {0}")]
+    Invalid(FieldError),
+    /// The request is too large.
+    #[error("refused: {0}")]
+    TooLarge(FieldError),
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    /// The data directory or configuration is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Storage(String),
+    /// Stored data is not what Autolog wrote.
+    #[error("integrity: {0}")]
+    Integrity(String),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Rejected(field) => AppError::Invalid(field),
+            StoreError::Backend { .. } => AppError::Storage(e.to_string()),
+            StoreError::Corrupt { .. } => AppError::Integrity(e.to_string()),
+        }
+    }
+}
+
+impl From<FieldError> for AppError {
+    fn from(e: FieldError) -> Self {
+        AppError::Invalid(e)
+    }
+}

@@ -1,0 +1,72 @@
+//! Autolog's use cases: one function per thing a user or a source system does with the
+//! ledger. Loads from the store, runs domain rules, appends. Knows nothing of HTTP.
+
+mod append;
+mod config;
+mod error;
+mod ingest;
+mod proofs;
+mod read;
+mod verify;
+
+use std::sync::Arc;
+
+use autolog_domain::SigningKey;
+use autolog_store::Store;
+
+pub use append::{
+    too_large, AppendResult, MAX_BATCH_EVENTS, MAX_FUTURE_SKEW_SECONDS, MAX_REQUEST_BYTES,
+};
+pub use config::{Config, DataDir};
+pub use error::AppError;
+pub use ingest::{IngestLine, IngestReport};
+pub use proofs::{ConsistencyProof, InclusionProof};
+pub use read::ListQuery;
+pub use verify::{VerifyFailure, VerifyReport};
+
+/// One running Autolog instance: its store and its checkpoint signing key.
+pub struct Autolog {
+    store: Arc<dyn Store>,
+    key: SigningKey,
+}
+
+impl Autolog {
+    /// Opens the instance described by `config`, initialising the data directory
+    /// (signing key, SQLite file) when it is new.
+    pub async fn open(config: &Config) -> Result<Self, AppError> {
+        let data_dir = DataDir::new(&config.data_dir);
+        let key = data_dir.init_or_load_key()?;
+        let store = config.open_store().await?;
+        Ok(Autolog { store, key })
+    }
+
+    /// Opens an already initialised instance; a missing data directory is an error.
+    pub async fn open_existing(config: &Config) -> Result<Self, AppError> {
+        let data_dir = DataDir::new(&config.data_dir);
+        let key = data_dir.load_key()?;
+        let store = config.open_store().await?;
+        Ok(Autolog { store, key })
+    }
+
+    /// Builds an instance from parts (tests, benchmarks).
+    pub fn from_parts(store: Arc<dyn Store>, key: SigningKey) -> Self {
+        Autolog { store, key }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
+    }
+
+    /// The public half of the checkpoint signing key, in hex, and its key id.
+    pub fn public_key(&self) -> (String, String) {
+        let public = self.key.verifying_key();
+        (
+            hex::encode(public.as_bytes()),
+            autolog_domain::checkpoint::key_id(&public),
+        )
+    }
+}

@@ -1,0 +1,114 @@
+//! Bitemporal reads: a stream's state at (valid_at, known_at), and event listings
+//! filtered the same way, each event marked with the correction that superseded it.
+
+use autolog_domain::bitemporal::{stream_state, StreamState};
+use autolog_domain::envelope::check_stream_name;
+use autolog_domain::{FieldError, Instant, Uuid};
+use autolog_store::EventQuery;
+use serde_json::{json, Value};
+
+use crate::{AppError, Autolog};
+
+/// The most events one listing page returns.
+pub const MAX_PAGE: u32 = 1000;
+
+/// An event listing request, as given by a user (times as text, defaults applied here).
+#[derive(Debug, Default, Clone)]
+pub struct ListQuery {
+    pub stream: Option<String>,
+    pub valid_at: Option<String>,
+    pub known_at: Option<String>,
+    pub after_position: Option<u64>,
+    pub limit: Option<u32>,
+}
+
+/// Parses an optional `valid_at` / `known_at`; absent means now.
+pub fn parse_time(field: &str, text: Option<&str>, now: Instant) -> Result<Instant, FieldError> {
+    match text {
+        None => Ok(now),
+        Some(t) => Instant::parse_rfc3339(field, t),
+    }
+}
+
+impl Autolog {
+    /// The stream as it was in the world at `valid_at`, as Autolog knew it at `known_at`
+    /// (both default to now). A stream with no event known at `known_at` is not found.
+    pub async fn stream_state(
+        &self,
+        stream: &str,
+        valid_at: Option<&str>,
+        known_at: Option<&str>,
+    ) -> Result<StreamState, AppError> {
+        check_stream_name("stream", stream)?;
+        let now = Instant::now();
+        let valid_at = parse_time("valid_at", valid_at, now)?;
+        let known_at = parse_time("known_at", known_at, now)?;
+        let events = self.store.stream_events(stream, known_at).await?;
+        if events.is_empty() {
+            return Err(AppError::NotFound {
+                what: "stream",
+                id: format!("{stream} (as known at {known_at})"),
+            });
+        }
+        Ok(stream_state(stream, &events, valid_at, known_at))
+    }
+
+    /// Events recorded by `known_at` that occurred by `valid_at`, in ledger order, each
+    /// with `superseded_by` when a correction known by `known_at` replaced it.
+    pub async fn list_events(&self, q: &ListQuery) -> Result<Value, AppError> {
+        let now = Instant::now();
+        if let Some(stream) = &q.stream {
+            check_stream_name("stream", stream)?;
+        }
+        let limit = q.limit.unwrap_or(100);
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(AppError::Invalid(FieldError::new(
+                "limit",
+                limit.to_string(),
+                format!("must be between 1 and {MAX_PAGE}"),
+            )));
+        }
+        let query = EventQuery {
+            stream: q.stream.clone(),
+            valid_at: parse_time("valid_at", q.valid_at.as_deref(), now)?,
+            known_at: parse_time("known_at", q.known_at.as_deref(), now)?,
+            after_position: q.after_position.unwrap_or(0),
+            limit,
+        };
+        let events = self.store.list_events(&query).await?;
+        let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+        let superseded = self.store.superseded_by(&ids, query.known_at).await?;
+        let next = if events.len() == limit as usize {
+            events.last().map(|e| e.position)
+        } else {
+            None
+        };
+        let items: Vec<Value> = events
+            .iter()
+            .map(|e| {
+                let mut v = e.to_json();
+                if let (Value::Object(o), Some(by)) = (&mut v, superseded.get(&e.event_id)) {
+                    o.insert("superseded_by".into(), json!(by.to_string()));
+                }
+                v
+            })
+            .collect();
+        Ok(json!({
+            "valid_at": query.valid_at.to_string(),
+            "known_at": query.known_at.to_string(),
+            "events": items,
+            "next_after_position": next,
+        }))
+    }
+
+    /// One event by id.
+    pub async fn event(&self, id: &str) -> Result<Value, AppError> {
+        let uuid =
+            Uuid::parse_str(id).map_err(|_| FieldError::new("event_id", id, "must be a UUID"))?;
+        let event = self.store.event(uuid).await?.ok_or(AppError::NotFound {
+            what: "event",
+            id: id.to_string(),
+        })?;
+        Ok(event.to_json())
+    }
+}

@@ -1,0 +1,223 @@
+//! The `autolog` binary: a thin command line over the app layer and the HTTP server.
+//! It picks the store once (from --database-url), sets up logging and maps results to exit codes.
+#![forbid(unsafe_code)]
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use autolog_app::{Autolog, Config, DataDir};
+use autolog_server::ServeOptions;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "autolog",
+    version,
+    about = "Autolog: the chain-of-identity ledger for autologous cell therapy"
+)]
+struct Cli {
+    /// Data directory: signing key and, without --database-url, the SQLite file.
+    #[arg(
+        long,
+        global = true,
+        env = "AUTOLOG_DATA_DIR",
+        default_value = "./autolog-data"
+    )]
+    data_dir: PathBuf,
+    /// PostgreSQL URL (postgres://...). Without it the embedded SQLite store is used.
+    #[arg(
+        long,
+        global = true,
+        env = "AUTOLOG_DATABASE_URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "AUTOLOG_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the data directory, the checkpoint signing key and the database schema.
+    Init,
+    /// Run the HTTP API.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "AUTOLOG_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Seconds between checkpoints (signed only when the ledger grew).
+        #[arg(long, default_value_t = 10)]
+        checkpoint_interval_secs: u64,
+    },
+    /// Append newline-delimited JSON: each line one request body of POST /api/v1/events.
+    Ingest {
+        /// The .ndjson file.
+        file: PathBuf,
+    },
+    /// Recompute every hash, stream chain, Merkle node, checkpoint root and signature.
+    Verify,
+    /// The checkpoint signing key.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Print the public key (hex) and its key id.
+    Show,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AUTOLOG_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config {
+        data_dir: cli.data_dir.clone(),
+        database_url: cli.database_url.clone(),
+    };
+    match cli.command {
+        Command::Init => {
+            let key = DataDir::new(&config.data_dir).init()?;
+            config.open_store().await?;
+            let public = key.verifying_key();
+            println!(
+                "initialised {} ({}); checkpoint key id {}",
+                config.data_dir.display(),
+                config.store_description(),
+                autolog_domain::checkpoint::key_id(&public)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve {
+            listen,
+            checkpoint_interval_secs,
+        } => {
+            let app = Arc::new(Autolog::open(&config).await?);
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            tracing::info!(
+                listen = %listener.local_addr()?,
+                store = %config.store_description(),
+                "autolog serving"
+            );
+            let options = ServeOptions {
+                checkpoint_interval: Duration::from_secs(checkpoint_interval_secs.max(1)),
+            };
+            autolog_server::serve(listener, app, options, shutdown_signal()).await?;
+            tracing::info!("autolog stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest { file } => {
+            let app = Autolog::open(&config).await?;
+            let report = app.ingest(&file).await?;
+            for refused in &report.refused {
+                println!("line {}: refused: {}", refused.line, refused.reason);
+            }
+            println!("{}", report.summary_line());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify => {
+            let app = Autolog::open_existing(&config).await?;
+            let show_progress = std::io::stderr().is_terminal();
+            let mut last_report = 0u64;
+            let outcome = app
+                .verify(|done, total| {
+                    if done >= last_report + 100_000 || (show_progress && done == total) {
+                        last_report = done;
+                        let mut err = std::io::stderr();
+                        let _ = writeln!(err, "verified {done}/{total} events");
+                    }
+                })
+                .await?;
+            match outcome {
+                Ok(report) => {
+                    println!("{}", report.summary_line());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(failure) => {
+                    println!("{failure}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        Command::Key {
+            command: KeyCommand::Show,
+        } => {
+            let key = DataDir::new(&config.data_dir).load_key()?;
+            let public = key.verifying_key();
+            println!("algorithm: Ed25519");
+            println!("public key: {}", hex_encode(public.as_bytes()));
+            println!("key id: {}", autolog_domain::checkpoint::key_id(&public));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,598 @@
+//! The event envelope: parsing an append request into a draft, sealing a draft into a
+//! ledger event, and the canonical bytes (RFC 8785) whose SHA-256 is the event's hash.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::error::{show, FieldError};
+use crate::event_type;
+use crate::merkle::Hash;
+use crate::time::{Instant, OccurredAt};
+
+/// `prev_hash` of the first event of every stream.
+pub const GENESIS_HASH: Hash = [0u8; 32];
+
+/// Who sent the fact, and the sender's own id for it: the idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Source {
+    pub system: String,
+    pub source_event_id: String,
+}
+
+/// The typed, versioned payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Body {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub version: u32,
+    pub data: Value,
+}
+
+/// The event a correction supersedes: by Autolog's event id, or by the sender's own
+/// source id (what a source system knows). The ledger records the resolved event id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorrectionTarget {
+    EventId(Uuid),
+    Source(Source),
+}
+
+impl std::fmt::Display for CorrectionTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CorrectionTarget::EventId(id) => write!(f, "{id}"),
+            CorrectionTarget::Source(s) => write!(f, "{}/{}", s.system, s.source_event_id),
+        }
+    }
+}
+
+/// A validated append request, before the ledger gives it a place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventDraft {
+    pub event_id: Uuid,
+    pub stream: String,
+    pub occurred_at: OccurredAt,
+    pub actor: String,
+    pub source: Source,
+    pub reason: Option<String>,
+    /// The event this one corrects (supersedes), in the same stream.
+    pub corrects: Option<CorrectionTarget>,
+    pub body: Body,
+}
+
+/// An event as recorded in the ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub event_id: Uuid,
+    pub stream: String,
+    pub seq: u64,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+    pub position: u64,
+    pub recorded_at: Instant,
+    pub occurred_at: OccurredAt,
+    pub actor: String,
+    pub source: Source,
+    pub reason: Option<String>,
+    pub corrects: Option<Uuid>,
+    pub body: Body,
+}
+
+/// Where the ledger places a draft: assigned inside the append transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Placement {
+    pub seq: u64,
+    pub prev_hash: Hash,
+    pub position: u64,
+    pub recorded_at: Instant,
+    /// The resolved event id of the correction target, if the draft is a correction.
+    pub corrects: Option<Uuid>,
+}
+
+impl EventDraft {
+    /// Gives the draft its place in the ledger and computes its hash.
+    pub fn seal(&self, place: Placement) -> Event {
+        let mut event = Event {
+            event_id: self.event_id,
+            stream: self.stream.clone(),
+            seq: place.seq,
+            prev_hash: place.prev_hash,
+            hash: [0u8; 32],
+            position: place.position,
+            recorded_at: place.recorded_at,
+            occurred_at: self.occurred_at.clone(),
+            actor: self.actor.clone(),
+            source: self.source.clone(),
+            reason: self.reason.clone(),
+            corrects: place.corrects,
+            body: self.body.clone(),
+        };
+        event.hash = event.compute_hash();
+        event
+    }
+}
+
+impl Event {
+    /// The envelope as JSON without `hash`: the input of the canonical bytes.
+    /// Absent optional fields (`reason`, `corrects`) are omitted, never `null`.
+    pub fn unhashed_json(&self) -> Value {
+        let mut o = Map::new();
+        o.insert("event_id".into(), json!(self.event_id.to_string()));
+        o.insert("stream".into(), json!(self.stream));
+        o.insert("seq".into(), json!(self.seq));
+        o.insert("prev_hash".into(), json!(hex::encode(self.prev_hash)));
+        o.insert("position".into(), json!(self.position));
+        o.insert("recorded_at".into(), json!(self.recorded_at.to_string()));
+        o.insert(
+            "occurred_at".into(),
+            json!({
+                "instant": self.occurred_at.instant.to_string(),
+                "zone": self.occurred_at.zone,
+                "offset": self.occurred_at.offset.to_string(),
+            }),
+        );
+        o.insert("actor".into(), json!(self.actor));
+        o.insert(
+            "source".into(),
+            json!({"system": self.source.system, "source_event_id": self.source.source_event_id}),
+        );
+        if let Some(reason) = &self.reason {
+            o.insert("reason".into(), json!(reason));
+        }
+        if let Some(corrects) = &self.corrects {
+            o.insert("corrects".into(), json!(corrects.to_string()));
+        }
+        o.insert(
+            "body".into(),
+            json!({"type": self.body.event_type, "version": self.body.version, "data": self.body.data}),
+        );
+        Value::Object(o)
+    }
+
+    /// The full envelope as JSON, `hash` included: what the API returns.
+    pub fn to_json(&self) -> Value {
+        let mut v = self.unhashed_json();
+        if let Value::Object(o) = &mut v {
+            o.insert("hash".into(), json!(hex::encode(self.hash)));
+        }
+        v
+    }
+
+    /// RFC 8785 canonical bytes of the envelope without its hash.
+    pub fn canonical_bytes(&self) -> Vec<u8> {
+        canonical_json(&self.unhashed_json())
+    }
+
+    /// SHA-256 of the canonical bytes.
+    pub fn compute_hash(&self) -> Hash {
+        Sha256::digest(self.canonical_bytes()).into()
+    }
+}
+
+/// RFC 8785 (JSON Canonicalization Scheme) serialisation of a JSON value.
+pub fn canonical_json(value: &Value) -> Vec<u8> {
+    // serde_json values always canonicalise: their numbers are finite by construction.
+    serde_json_canonicalizer::to_vec(value).unwrap_or_default()
+}
+
+const EVENT_FIELDS: &[&str] = &[
+    "stream",
+    "occurred_at",
+    "actor",
+    "source",
+    "reason",
+    "corrects",
+    "body",
+];
+const LEDGER_FIELDS: &[&str] = &[
+    "event_id",
+    "seq",
+    "prev_hash",
+    "hash",
+    "position",
+    "recorded_at",
+];
+
+/// Parses one append request (a JSON object) into a draft. Every refusal names the
+/// field, the value and the rule; `event_id` is the id the ledger will give the event.
+pub fn parse_draft(value: &Value, event_id: Uuid) -> Result<EventDraft, FieldError> {
+    let Value::Object(obj) = value else {
+        return Err(FieldError::new(
+            "",
+            show(value),
+            "an event must be a JSON object",
+        ));
+    };
+    for key in obj.keys() {
+        if LEDGER_FIELDS.contains(&key.as_str()) {
+            return Err(FieldError::new(
+                key,
+                show(&obj[key]),
+                "is assigned by the ledger and must not be sent",
+            ));
+        }
+        if !EVENT_FIELDS.contains(&key.as_str()) {
+            return Err(FieldError::new(
+                key,
+                show(&obj[key]),
+                format!(
+                    "is not a field of an event; fields are {}",
+                    EVENT_FIELDS.join(", ")
+                ),
+            ));
+        }
+    }
+    let stream = required_str(obj, "stream")?;
+    check_stream_name("stream", stream)?;
+    let occurred_text = required_str(obj, "occurred_at")?;
+    let occurred_at = OccurredAt::parse("occurred_at", occurred_text)?;
+    let actor = required_str(obj, "actor")?;
+    check_actor("actor", actor)?;
+    let source = parse_source(obj.get("source"))?;
+    let reason = optional_str(obj, "reason")?;
+    if let Some(reason) = reason {
+        check_text("reason", reason, 2000)?;
+    }
+    let corrects = parse_correction_target(obj.get("corrects"))?;
+    if corrects.is_some() && reason.is_none() {
+        return Err(FieldError::new(
+            "reason",
+            "(absent)",
+            "a correction must give the reason for the correction",
+        ));
+    }
+    let body = parse_body(obj.get("body"))?;
+    Ok(EventDraft {
+        event_id,
+        stream: stream.to_string(),
+        occurred_at,
+        actor: actor.to_string(),
+        source,
+        reason: reason.map(str::to_string),
+        corrects,
+        body,
+    })
+}
+
+fn required_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a str, FieldError> {
+    match obj.get(key) {
+        None => Err(FieldError::new(key, "(absent)", "is required")),
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(FieldError::new(key, show(other), "must be a string")),
+    }
+}
+
+fn optional_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, FieldError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(FieldError::new(key, show(other), "must be a string")),
+    }
+}
+
+fn check_text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
+    if value.trim().is_empty() {
+        return Err(FieldError::new(field, value, "must not be blank"));
+    }
+    if value.chars().count() > max {
+        return Err(FieldError::new(
+            field,
+            value,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn is_code_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-' | '*')
+}
+
+/// A stream name: segments of letters, digits and `._:-*`, joined by `/`,
+/// at most 200 characters, e.g. `site/S-PAR-01` or `coi/CHA999926000001*`.
+pub fn check_stream_name(field: &str, name: &str) -> Result<(), FieldError> {
+    const RULE: &str = "must be 1-200 characters: segments of letters, digits and . _ : - * joined by /, e.g. site/S-PAR-01";
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && name
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg.chars().all(is_code_char));
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(field, name, RULE))
+    }
+}
+
+/// An actor is a person or a source system, by pseudonymous id: `person/<id>` or `system/<id>`.
+fn check_actor(field: &str, actor: &str) -> Result<(), FieldError> {
+    const RULE: &str =
+        "must be person/<id> or system/<id> (a pseudonymous id of letters, digits and . _ : -)";
+    let ok = match actor.split_once('/') {
+        Some(("person" | "system", id)) => {
+            !id.is_empty() && id.len() <= 100 && id.chars().all(is_code_char)
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(field, actor, RULE))
+    }
+}
+
+fn parse_correction_target(value: Option<&Value>) -> Result<Option<CorrectionTarget>, FieldError> {
+    const RULE: &str = "must be the event_id (a UUID) of the corrected event, or its source as {\"system\", \"source_event_id\"}";
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Uuid::parse_str(text)
+            .map(|id| Some(CorrectionTarget::EventId(id)))
+            .map_err(|_| FieldError::new("corrects", text, RULE)),
+        Some(Value::Object(_)) => {
+            parse_source_at("corrects", value).map(|s| Some(CorrectionTarget::Source(s)))
+        }
+        Some(other) => Err(FieldError::new("corrects", show(other), RULE)),
+    }
+}
+
+fn parse_source(value: Option<&Value>) -> Result<Source, FieldError> {
+    parse_source_at("source", value)
+}
+
+/// Parses a `{system, source_event_id}` object found at `field`.
+fn parse_source_at(field: &str, value: Option<&Value>) -> Result<Source, FieldError> {
+    let obj = match value {
+        None => return Err(FieldError::new(field, "(absent)", "is required")),
+        Some(Value::Object(o)) => o,
+        Some(other) => {
+            return Err(FieldError::new(
+                field,
+                show(other),
+                "must be an object with system and source_event_id",
+            ))
+        }
+    };
+    for key in obj.keys() {
+        if key != "system" && key != "source_event_id" {
+            return Err(FieldError::new(
+                format!("{field}.{key}"),
+                show(&obj[key]),
+                format!("is not a field of {field}; fields are system, source_event_id"),
+            ));
+        }
+    }
+    let system = required_str(obj, "system").map_err(|e| e.under(field))?;
+    if system.is_empty() || system.len() > 100 || !system.chars().all(is_code_char) {
+        return Err(FieldError::new(
+            format!("{field}.system"),
+            system,
+            "must be 1-100 letters, digits or . _ : - (the source system's id)",
+        ));
+    }
+    let source_event_id = required_str(obj, "source_event_id").map_err(|e| e.under(field))?;
+    check_text(&format!("{field}.source_event_id"), source_event_id, 200)?;
+    Ok(Source {
+        system: system.to_string(),
+        source_event_id: source_event_id.to_string(),
+    })
+}
+
+fn parse_body(value: Option<&Value>) -> Result<Body, FieldError> {
+    let obj = match value {
+        None => return Err(FieldError::new("body", "(absent)", "is required")),
+        Some(Value::Object(o)) => o,
+        Some(other) => {
+            return Err(FieldError::new(
+                "body",
+                show(other),
+                "must be an object with type, version and data",
+            ))
+        }
+    };
+    for key in obj.keys() {
+        if !matches!(key.as_str(), "type" | "version" | "data") {
+            return Err(FieldError::new(
+                format!("body.{key}"),
+                show(&obj[key]),
+                "is not a field of body; fields are type, version, data",
+            ));
+        }
+    }
+    let type_name = required_str(obj, "type").map_err(|e| e.under("body"))?;
+    let version = match obj.get("version") {
+        None => return Err(FieldError::new("body.version", "(absent)", "is required")),
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=u64::from(u32::MAX)).contains(n))
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| {
+                FieldError::new("body.version", show(v), "must be a positive whole number")
+            })?,
+    };
+    let event_type = event_type::lookup(type_name, version).map_err(|e| e.under("body"))?;
+    let data = match obj.get("data") {
+        None => return Err(FieldError::new("body.data", "(absent)", "is required")),
+        Some(d) => d,
+    };
+    event_type
+        .validate(data)
+        .map_err(|e| e.under("body.data"))?;
+    Ok(Body {
+        event_type: type_name.to_string(),
+        version,
+        data: data.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> Value {
+        json!({
+            "stream": "site/S-PAR-01",
+            "occurred_at": "2026-03-01T09:30:00+01:00[Europe/Paris]",
+            "actor": "person/P-0001",
+            "source": {"system": "qms-eu", "source_event_id": "site-1"},
+            "body": {"type": "site.registered", "version": 1,
+                     "data": {"site_id": "S-PAR-01", "name": "Paris apheresis",
+                              "site_types": ["apheresis_center"], "time_zone": "Europe/Paris"}}
+        })
+    }
+
+    fn field_error(mut req: Value, edit: impl FnOnce(&mut Map<String, Value>)) -> FieldError {
+        if let Value::Object(o) = &mut req {
+            edit(o);
+        }
+        parse_draft(&req, Uuid::nil()).expect_err("must be refused")
+    }
+
+    #[test]
+    fn a_valid_request_parses() {
+        let d = parse_draft(&request(), Uuid::nil()).expect("valid");
+        assert_eq!(d.stream, "site/S-PAR-01");
+        assert_eq!(d.occurred_at.zone, "Europe/Paris");
+        assert_eq!(d.body.event_type, "site.registered");
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        type Edit = Box<dyn FnOnce(&mut Map<String, Value>)>;
+        let cases: Vec<(&str, Edit)> = vec![
+            (
+                "stream",
+                Box::new(|o| {
+                    o.remove("stream");
+                }),
+            ),
+            (
+                "stream",
+                Box::new(|o| {
+                    o.insert("stream".into(), json!("a//b"));
+                }),
+            ),
+            (
+                "occurred_at",
+                Box::new(|o| {
+                    o.insert("occurred_at".into(), json!("2026-03-01T09:30:00"));
+                }),
+            ),
+            (
+                "actor",
+                Box::new(|o| {
+                    o.insert("actor".into(), json!("Jane Doe"));
+                }),
+            ),
+            (
+                "source.system",
+                Box::new(|o| {
+                    o.insert(
+                        "source".into(),
+                        json!({"system": "", "source_event_id": "x"}),
+                    );
+                }),
+            ),
+            (
+                "source.source_event_id",
+                Box::new(|o| {
+                    o.insert("source".into(), json!({"system": "a"}));
+                }),
+            ),
+            (
+                "colour",
+                Box::new(|o| {
+                    o.insert("colour".into(), json!("red"));
+                }),
+            ),
+            (
+                "hash",
+                Box::new(|o| {
+                    o.insert("hash".into(), json!("00"));
+                }),
+            ),
+            (
+                "body.type",
+                Box::new(|o| {
+                    o["body"]["type"] = json!("site.demolished");
+                }),
+            ),
+            (
+                "body.version",
+                Box::new(|o| {
+                    o["body"]["version"] = json!(0);
+                }),
+            ),
+            (
+                "body.data.time_zone",
+                Box::new(|o| {
+                    o["body"]["data"]["time_zone"] = json!("CET+1");
+                }),
+            ),
+            (
+                "reason",
+                Box::new(|o| {
+                    o.insert("corrects".into(), json!(Uuid::nil().to_string()));
+                }),
+            ),
+            (
+                "corrects",
+                Box::new(|o| {
+                    o.insert("corrects".into(), json!("yesterday"));
+                    o.insert("reason".into(), json!("typo"));
+                }),
+            ),
+            (
+                "corrects.source_event_id",
+                Box::new(|o| {
+                    o.insert("corrects".into(), json!({"system": "qms"}));
+                    o.insert("reason".into(), json!("typo"));
+                }),
+            ),
+        ];
+        for (field, edit) in cases {
+            let e = field_error(request(), edit);
+            assert_eq!(e.field, field, "{e}");
+            assert!(!e.rule.is_empty());
+        }
+    }
+
+    #[test]
+    fn hash_covers_every_field_but_itself() {
+        let draft = parse_draft(&request(), Uuid::nil()).expect("valid");
+        let place = Placement {
+            seq: 1,
+            prev_hash: GENESIS_HASH,
+            position: 1,
+            recorded_at: Instant::from_micros(1_772_353_800_000_000).expect("valid"),
+            corrects: None,
+        };
+        let event = draft.seal(place);
+        assert_eq!(event.hash, event.compute_hash());
+        let mut other = event.clone();
+        other.prev_hash[0] = 1;
+        assert_ne!(other.compute_hash(), event.hash, "prev_hash is covered");
+        let mut other = event.clone();
+        other.position = 2;
+        assert_ne!(other.compute_hash(), event.hash, "position is covered");
+        let mut other = event.clone();
+        other.reason = Some("x".into());
+        assert_ne!(other.compute_hash(), event.hash, "reason is covered");
+        let mut other = event.clone();
+        other.hash = [9; 32];
+        assert_eq!(
+            other.compute_hash(),
+            event.hash,
+            "hash itself is not covered"
+        );
+    }
+
+    #[test]
+    fn canonical_bytes_sort_keys_and_have_no_whitespace() {
+        let v = json!({"b": 1, "a": {"d": 2.50, "c": "é"}});
+        assert_eq!(
+            String::from_utf8(canonical_json(&v)).expect("utf8"),
+            r#"{"a":{"c":"é","d":2.5},"b":1}"#
+        );
+    }
+}

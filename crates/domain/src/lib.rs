@@ -1,0 +1,16 @@
+//! Autolog's domain: the event envelope, its canonical bytes and hash, the Merkle log,
+//! checkpoints, bitemporal folds and time rules. Pure functions and types: no I/O, no async, no SQL.
+
+pub mod bitemporal;
+pub mod checkpoint;
+pub mod envelope;
+pub mod error;
+pub mod event_type;
+pub mod merkle;
+pub mod time;
+
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
+pub use envelope::{Body, CorrectionTarget, Event, EventDraft, Placement, Source, GENESIS_HASH};
+pub use error::FieldError;
+pub use time::{Instant, OccurredAt};
+pub use uuid::Uuid;

@@ -1,0 +1,47 @@
+//! Maps the app layer's errors to HTTP: status code plus a JSON body that names the
+//! field, the value and the rule, so that a sender can fix its request.
+
+use autolog_app::AppError;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+/// An error answer: `{"error": {"code", "message", "field", "value", "rule"}}`.
+#[derive(Debug)]
+pub struct ApiError(pub AppError);
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl From<autolog_domain::FieldError> for ApiError {
+    fn from(e: autolog_domain::FieldError) -> Self {
+        ApiError(AppError::Invalid(e))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self.0 {
+            AppError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            AppError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            AppError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            AppError::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "configuration"),
+            AppError::Integrity(_) => (StatusCode::INTERNAL_SERVER_ERROR, "integrity"),
+        };
+        let mut body = json!({"code": code, "message": self.0.to_string()});
+        if let AppError::Invalid(f) | AppError::TooLarge(f) = &self.0 {
+            body["field"] = json!(f.field);
+            body["value"] = json!(f.value);
+            body["rule"] = json!(f.rule);
+        }
+        if status.is_server_error() {
+            tracing::error!(error = %self.0, "request failed");
+        }
+        (status, Json(json!({ "error": body }))).into_response()
+    }
+}

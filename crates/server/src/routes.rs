@@ -1,0 +1,193 @@
+//! The routes of the API, version 1. Each handler parses its inputs, calls one app
+//! function and returns JSON; errors go through `ApiError`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use autolog_app::{too_large, AppError, Autolog, ListQuery, MAX_REQUEST_BYTES};
+use autolog_domain::FieldError;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tower_http::trace::TraceLayer;
+
+use crate::{ApiError, OPENAPI_JSON};
+
+type AppState = Arc<Autolog>;
+type Params = Query<HashMap<String, String>>;
+
+pub fn router(app: Arc<Autolog>) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/v1/events", post(append).get(list_events))
+        .route("/api/v1/events/{event_id}", get(event))
+        .route("/api/v1/streams/{*stream}", get(stream_state))
+        .route("/api/v1/proofs/inclusion/{event_id}", get(inclusion))
+        .route("/api/v1/proofs/consistency", get(consistency))
+        .route("/api/v1/checkpoints/latest", get(latest_checkpoint))
+        .route("/api/v1/key", get(public_key))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+/// Refuses query parameters the endpoint does not know, naming them.
+fn only_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    for (key, value) in params {
+        if !allowed.contains(&key.as_str()) {
+            let rule = if allowed.is_empty() {
+                "is not a parameter of this endpoint (it takes none)".to_string()
+            } else {
+                format!(
+                    "is not a parameter of this endpoint; parameters are {}",
+                    allowed.join(", ")
+                )
+            };
+            return Err(FieldError::new(key, value, rule).into());
+        }
+    }
+    Ok(())
+}
+
+fn number<T: std::str::FromStr>(
+    params: &HashMap<String, String>,
+    key: &str,
+) -> Result<Option<T>, ApiError> {
+    params
+        .get(key)
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|_| FieldError::new(key, v, "must be a non-negative whole number").into())
+        })
+        .transpose()
+}
+
+async fn health(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let head = app.store().head().await.map_err(AppError::from)?;
+    Ok(Json(json!({
+        "status": "ok",
+        "backend": app.backend(),
+        "tree_size": head.position,
+    })))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
+}
+
+async fn not_found() -> ApiError {
+    ApiError(AppError::NotFound {
+        what: "route",
+        id: "(see /api/openapi.json for the routes)".into(),
+    })
+}
+
+async fn append(
+    State(app): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(too_large(MAX_REQUEST_BYTES + 1).into())
+        }
+        Err(rejection) => {
+            return Err(FieldError::new("request", "(unreadable)", rejection.body_text()).into())
+        }
+    };
+    let result = app.append_json(&body).await?;
+    let status = if result.appended() > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(result.to_json())))
+}
+
+async fn list_events(
+    State(app): State<AppState>,
+    Query(p): Params,
+) -> Result<Json<Value>, ApiError> {
+    only_params(
+        &p,
+        &["stream", "valid_at", "known_at", "after_position", "limit"],
+    )?;
+    let query = ListQuery {
+        stream: p.get("stream").cloned(),
+        valid_at: p.get("valid_at").cloned(),
+        known_at: p.get("known_at").cloned(),
+        after_position: number(&p, "after_position")?,
+        limit: number(&p, "limit")?,
+    };
+    Ok(Json(app.list_events(&query).await?))
+}
+
+async fn event(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(p): Params,
+) -> Result<Json<Value>, ApiError> {
+    only_params(&p, &[])?;
+    Ok(Json(app.event(&id).await?))
+}
+
+async fn stream_state(
+    State(app): State<AppState>,
+    Path(stream): Path<String>,
+    Query(p): Params,
+) -> Result<Json<Value>, ApiError> {
+    only_params(&p, &["valid_at", "known_at"])?;
+    let state = app
+        .stream_state(
+            &stream,
+            p.get("valid_at").map(String::as_str),
+            p.get("known_at").map(String::as_str),
+        )
+        .await?;
+    Ok(Json(state.to_json()))
+}
+
+async fn inclusion(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    Query(p): Params,
+) -> Result<Json<Value>, ApiError> {
+    only_params(&p, &["tree_size"])?;
+    let proof = app.inclusion_proof(&id, number(&p, "tree_size")?).await?;
+    Ok(Json(proof.to_json()))
+}
+
+async fn consistency(
+    State(app): State<AppState>,
+    Query(p): Params,
+) -> Result<Json<Value>, ApiError> {
+    only_params(&p, &["from", "to"])?;
+    let required = |key: &str| -> Result<u64, ApiError> {
+        number::<u64>(&p, key)?
+            .ok_or_else(|| FieldError::new(key, "(absent)", "is required").into())
+    };
+    let proof = app
+        .consistency_proof(required("from")?, required("to")?)
+        .await?;
+    Ok(Json(proof.to_json()))
+}
+
+async fn latest_checkpoint(
+    State(app): State<AppState>,
+    Query(p): Params,
+) -> Result<Json<Value>, ApiError> {
+    only_params(&p, &[])?;
+    Ok(Json(app.latest_checkpoint().await?.to_json()))
+}
+
+async fn public_key(State(app): State<AppState>) -> Json<Value> {
+    let (public_key, key_id) = app.public_key();
+    Json(json!({"algorithm": "Ed25519", "public_key": public_key, "key_id": key_id}))
+}

@@ -1,0 +1,545 @@
+//! HTTP tests against a running server on a random port: appends, reads as of any time,
+//! proofs, checkpoints, and a refusal (with nothing written) for each kind of bad input.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use autolog_app::{Autolog, MAX_REQUEST_BYTES};
+use autolog_domain::merkle;
+use autolog_domain::SigningKey;
+use autolog_server::{serve, ServeOptions, OPENAPI_JSON};
+use autolog_store_conformance::harness::{run_on, Backend, Target};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+struct TestApp {
+    base: String,
+    client: reqwest::Client,
+    app: Arc<Autolog>,
+}
+
+async fn spawn_app(target: &Target) -> TestApp {
+    let store = target.open().await;
+    let app = Arc::new(Autolog::from_parts(
+        store,
+        SigningKey::from_bytes(&[42u8; 32]),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let options = ServeOptions {
+        checkpoint_interval: Duration::from_secs(3600),
+    };
+    tokio::spawn(serve(
+        listener,
+        app.clone(),
+        options,
+        std::future::pending(),
+    ));
+    TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        app,
+    }
+}
+
+impl TestApp {
+    async fn post(&self, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .post(format!("{}/api/v1/events", self.base))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.expect("json answer"))
+    }
+
+    async fn post_json(&self, v: &Value) -> (StatusCode, Value) {
+        self.post(v.to_string()).await
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("request");
+        let status = r.status();
+        (status, r.json().await.expect("json answer"))
+    }
+
+    async fn tree_size(&self) -> u64 {
+        let (_, h) = self.get("/healthz").await;
+        h["tree_size"].as_u64().expect("tree_size")
+    }
+}
+
+fn site_event(id: &str, occurred: &str, name: &str) -> Value {
+    json!({
+        "stream": "site/S-PAR-01",
+        "occurred_at": occurred,
+        "actor": "person/P-0001",
+        "source": {"system": "qms-global", "source_event_id": id},
+        "body": {"type": "site.amended", "version": 1, "data": {"name": name}}
+    })
+}
+
+fn sqlite<F, Fut>(name: &'static str, f: F) -> impl std::future::Future<Output = ()>
+where
+    F: FnOnce(Target) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    run_on(Backend::Sqlite, name, f)
+}
+
+#[tokio::test]
+async fn health_reports_backend_and_size() {
+    sqlite("health", |t| async move {
+        let app = spawn_app(&t).await;
+        let (status, body) = app.get("/healthz").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            body,
+            json!({"status": "ok", "backend": "sqlite", "tree_size": 0})
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn append_then_read_back_and_duplicates_are_idempotent() {
+    sqlite("append", |t| async move {
+        let app = spawn_app(&t).await;
+        let ev = site_event("A-1", "2026-03-02T09:00:00+01:00[Europe/Paris]", "Paris");
+        let (status, body) = app.post_json(&ev).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["status"], "appended");
+        let event = &body["event"];
+        assert_eq!(event["seq"], 1);
+        assert_eq!(event["position"], 1);
+        assert_eq!(event["occurred_at"], json!({"instant": "2026-03-02T08:00:00.000000Z", "zone": "Europe/Paris", "offset": "+01:00"}));
+        let id = event["event_id"].as_str().expect("id");
+
+        let (status, got) = app.get(&format!("/api/v1/events/{id}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(&got, event);
+
+        let (status, again) = app.post_json(&ev).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(again["status"], "duplicate");
+        assert_eq!(&again["event"], event);
+        assert_eq!(app.tree_size().await, 1);
+
+        let (status, state) = app.get("/api/v1/streams/site/S-PAR-01").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(state["state"], json!({"name": "Paris"}));
+        let (status, _) = app.get("/api/v1/streams/site/NOPE").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_batch_is_atomic() {
+    sqlite("batch", |t| async move {
+        let app = spawn_app(&t).await;
+        let good = json!([
+            site_event("B-1", "2026-03-02T09:00:00+01:00[Europe/Paris]", "One"),
+            site_event("B-2", "2026-03-03T09:00:00+01:00[Europe/Paris]", "Two"),
+        ]);
+        let (status, body) = app.post_json(&good).await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(body["appended"], 2);
+        let mut bad = site_event("B-4", "2026-03-04T09:00:00", "Four");
+        bad["reason"] = json!("x");
+        let batch = json!([
+            site_event("B-3", "2026-03-04T09:00:00+01:00[Europe/Paris]", "Three"),
+            bad
+        ]);
+        let (status, body) = app.post_json(&batch).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["field"], "[1].occurred_at");
+        assert_eq!(
+            app.tree_size().await,
+            2,
+            "nothing of the refused batch was written"
+        );
+    })
+    .await;
+}
+
+/// Each kind of bad input: status, the field named, and nothing written.
+#[tokio::test]
+async fn bad_input_is_refused_with_field_value_and_rule() {
+    sqlite("bad_input", |t| async move {
+        let app = spawn_app(&t).await;
+        let ok = site_event("C-1", "2026-03-02T09:00:00+01:00[Europe/Paris]", "Paris");
+        let edit = |f: &dyn Fn(&mut Value)| {
+            let mut v = ok.clone();
+            f(&mut v);
+            v.to_string()
+        };
+        let cases: Vec<(&str, String, StatusCode, &str)> = vec![
+            (
+                "malformed JSON",
+                "{\"stream\": \"site/x\",".into(),
+                StatusCode::BAD_REQUEST,
+                "request",
+            ),
+            (
+                "not an object",
+                "\"hello\"".into(),
+                StatusCode::BAD_REQUEST,
+                "request",
+            ),
+            (
+                "missing field",
+                edit(&|v| {
+                    v.as_object_mut().expect("obj").remove("actor");
+                }),
+                StatusCode::BAD_REQUEST,
+                "actor",
+            ),
+            (
+                "unknown field",
+                edit(&|v| {
+                    v["colour"] = json!("red");
+                }),
+                StatusCode::BAD_REQUEST,
+                "colour",
+            ),
+            (
+                "ledger field",
+                edit(&|v| {
+                    v["seq"] = json!(7);
+                }),
+                StatusCode::BAD_REQUEST,
+                "seq",
+            ),
+            (
+                "unknown event type",
+                edit(&|v| {
+                    v["body"]["type"] = json!("site.teleported");
+                }),
+                StatusCode::BAD_REQUEST,
+                "body.type",
+            ),
+            (
+                "unknown version",
+                edit(&|v| {
+                    v["body"]["version"] = json!(9);
+                }),
+                StatusCode::BAD_REQUEST,
+                "body.version",
+            ),
+            (
+                "unknown payload field",
+                edit(&|v| {
+                    v["body"]["data"]["beds"] = json!(3);
+                }),
+                StatusCode::BAD_REQUEST,
+                "body.data",
+            ),
+            (
+                "time without offset",
+                edit(&|v| {
+                    v["occurred_at"] = json!("2026-03-02T09:00:00[Europe/Paris]");
+                }),
+                StatusCode::BAD_REQUEST,
+                "occurred_at",
+            ),
+            (
+                "impossible time",
+                edit(&|v| {
+                    v["occurred_at"] = json!("2026-02-30T09:00:00+01:00[Europe/Paris]");
+                }),
+                StatusCode::BAD_REQUEST,
+                "occurred_at",
+            ),
+            (
+                "offset contradicts zone",
+                edit(&|v| {
+                    v["occurred_at"] = json!("2026-03-02T09:00:00+05:00[Europe/Paris]");
+                }),
+                StatusCode::BAD_REQUEST,
+                "occurred_at",
+            ),
+            (
+                "future time",
+                edit(&|v| {
+                    v["occurred_at"] = json!("2099-01-01T00:00:00+01:00[Europe/Paris]");
+                }),
+                StatusCode::BAD_REQUEST,
+                "occurred_at",
+            ),
+            (
+                "correction without reason",
+                edit(&|v| {
+                    v["corrects"] = json!("0192f1c3-0000-7000-8000-000000000000");
+                }),
+                StatusCode::BAD_REQUEST,
+                "reason",
+            ),
+            (
+                "correction of nothing",
+                edit(&|v| {
+                    v["corrects"] = json!("0192f1c3-0000-7000-8000-000000000000");
+                    v["reason"] = json!("typo");
+                }),
+                StatusCode::BAD_REQUEST,
+                "corrects",
+            ),
+            (
+                "empty batch",
+                "[]".into(),
+                StatusCode::BAD_REQUEST,
+                "request",
+            ),
+            (
+                "body over the size limit",
+                format!("{{\"stream\": \"{}\"}}", "x".repeat(MAX_REQUEST_BYTES)),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request",
+            ),
+        ];
+        for (what, body, status, field) in cases {
+            let (got, answer) = app.post(body).await;
+            assert_eq!(got, status, "{what}: {answer}");
+            let error = &answer["error"];
+            assert_eq!(error["field"], field, "{what}: {answer}");
+            assert!(
+                error["rule"].as_str().is_some_and(|r| !r.is_empty()),
+                "{what}: a rule is given"
+            );
+            assert!(error["value"].is_string(), "{what}: the value is echoed");
+        }
+        assert_eq!(app.tree_size().await, 0, "no bad input wrote anything");
+
+        let (status, answer) = app.get("/api/v1/events?valid_at=2026-03-02T09:00:00").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(answer["error"]["field"], "valid_at");
+        let (status, answer) = app.get("/api/v1/events?colour=red").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(answer["error"]["field"], "colour");
+        let (status, answer) = app.get("/api/v1/events?limit=5000").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(answer["error"]["field"], "limit");
+        let (status, answer) = app.get("/api/v1/events/not-a-uuid").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(answer["error"]["field"], "event_id");
+        let (status, _) = app.get("/api/v1/no-such-route").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reads_as_of_known_at_survive_corrections() {
+    sqlite("bitemporal", |t| async move {
+        let app = spawn_app(&t).await;
+        let (_, first) = app
+            .post_json(&site_event(
+                "D-1",
+                "2026-03-02T09:00:00+01:00[Europe/Paris]",
+                "Paris Nrod",
+            ))
+            .await;
+        let k1 = first["event"]["recorded_at"]
+            .as_str()
+            .expect("recorded_at")
+            .to_string();
+        let mut fix = site_event(
+            "D-2",
+            "2026-03-02T09:00:00+01:00[Europe/Paris]",
+            "Paris Nord",
+        );
+        fix["corrects"] = json!({"system": "qms-global", "source_event_id": "D-1"});
+        fix["reason"] = json!("typo in the site name");
+        let (status, corrected) = app.post_json(&fix).await;
+        assert_eq!(status, StatusCode::CREATED, "{corrected}");
+        assert_eq!(corrected["event"]["corrects"], first["event"]["event_id"]);
+
+        let (_, now) = app.get("/api/v1/streams/site/S-PAR-01").await;
+        assert_eq!(now["state"]["name"], "Paris Nord");
+        let (_, then) = app
+            .get(&format!("/api/v1/streams/site/S-PAR-01?known_at={k1}"))
+            .await;
+        assert_eq!(
+            then["state"]["name"], "Paris Nrod",
+            "what was known at K1 is unchanged"
+        );
+        let (_, before) = app
+            .get("/api/v1/streams/site/S-PAR-01?valid_at=2026-03-01T00:00:00Z")
+            .await;
+        assert_eq!(before["event_count"], 0);
+
+        let (_, listed) = app.get("/api/v1/events?stream=site/S-PAR-01").await;
+        let events = listed["events"].as_array().expect("events");
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0]["superseded_by"], corrected["event"]["event_id"]);
+        let (_, listed_then) = app.get(&format!("/api/v1/events?known_at={k1}")).await;
+        let events_then = listed_then["events"].as_array().expect("events");
+        assert_eq!(events_then.len(), 1);
+        assert!(events_then[0].get("superseded_by").is_none());
+    })
+    .await;
+}
+
+fn hex32(v: &Value) -> [u8; 32] {
+    let bytes = hex_decode(v.as_str().expect("hex string"));
+    bytes.try_into().expect("32 bytes")
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+#[tokio::test]
+async fn proofs_and_checkpoints_verify_offline() {
+    sqlite("proofs", |t| async move {
+        let app = spawn_app(&t).await;
+        let (status, _) = app.get("/api/v1/checkpoints/latest").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let mut ids = Vec::new();
+        for i in 0..11 {
+            let (_, body) = app
+                .post_json(&site_event(
+                    &format!("E-{i}"),
+                    "2026-03-02T09:00:00+01:00[Europe/Paris]",
+                    &format!("n{i}"),
+                ))
+                .await;
+            ids.push(body["event"]["event_id"].as_str().expect("id").to_string());
+        }
+        app.app.checkpoint_if_grown().await.expect("checkpoint");
+        let (status, cp) = app.get("/api/v1/checkpoints/latest").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(cp["tree_size"], 11);
+        let (_, key) = app.get("/api/v1/key").await;
+        let public =
+            autolog_domain::VerifyingKey::from_bytes(&hex32(&key["public_key"])).expect("key");
+        let checkpoint = autolog_domain::checkpoint::Checkpoint {
+            tree_size: 11,
+            root: hex32(&cp["root"]),
+            issued_at: autolog_domain::Instant::parse_rfc3339(
+                "issued_at",
+                cp["issued_at"].as_str().expect("t"),
+            )
+            .expect("t"),
+            key_id: cp["key_id"].as_str().expect("kid").to_string(),
+            signature: hex_decode(cp["signature"].as_str().expect("sig"))
+                .try_into()
+                .expect("64 bytes"),
+        };
+        checkpoint
+            .verify_signature(&public)
+            .expect("checkpoint signature verifies");
+
+        for (i, id) in ids.iter().enumerate() {
+            let (status, p) = app.get(&format!("/api/v1/proofs/inclusion/{id}")).await;
+            assert_eq!(status, StatusCode::OK, "{p}");
+            assert_eq!(p["leaf_index"], i as u64);
+            let path: Vec<[u8; 32]> = p["path"]
+                .as_array()
+                .expect("path")
+                .iter()
+                .map(hex32)
+                .collect();
+            let leaf = merkle::leaf_hash(&hex32(&p["event_hash"]));
+            merkle::verify_inclusion(&leaf, i as u64, 11, &path, &checkpoint.root)
+                .expect("inclusion verifies against the checkpoint");
+        }
+        let (_, p) = app
+            .get(&format!("/api/v1/proofs/inclusion/{}?tree_size=5", ids[2]))
+            .await;
+        assert_eq!(p["tree_size"], 5);
+        let (status, p) = app
+            .get(&format!("/api/v1/proofs/inclusion/{}?tree_size=3", ids[5]))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{p}");
+
+        let (status, c) = app.get("/api/v1/proofs/consistency?from=4&to=11").await;
+        assert_eq!(status, StatusCode::OK);
+        let proof: Vec<[u8; 32]> = c["proof"]
+            .as_array()
+            .expect("proof")
+            .iter()
+            .map(hex32)
+            .collect();
+        merkle::verify_consistency(4, 11, &hex32(&c["from_root"]), &checkpoint.root, &proof)
+            .expect("consistency verifies");
+        for bad in [
+            "from=0&to=3",
+            "from=5&to=4",
+            "from=1&to=12",
+            "to=3",
+            "from=x&to=3",
+        ] {
+            let (status, e) = app.get(&format!("/api/v1/proofs/consistency?{bad}")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {e}");
+        }
+        let (status, _) = app
+            .get("/api/v1/proofs/inclusion/0192f1c3-0000-7000-8000-000000000000")
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn openapi_describes_every_route() {
+    let doc: Value = serde_json::from_str(OPENAPI_JSON).expect("openapi.json is JSON");
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().expect("paths");
+    for path in [
+        "/healthz",
+        "/api/openapi.json",
+        "/api/v1/events",
+        "/api/v1/events/{event_id}",
+        "/api/v1/streams/{stream}",
+        "/api/v1/proofs/inclusion/{event_id}",
+        "/api/v1/proofs/consistency",
+        "/api/v1/checkpoints/latest",
+        "/api/v1/key",
+    ] {
+        assert!(paths.contains_key(path), "{path} is documented");
+    }
+    sqlite("openapi", |t| async move {
+        let app = spawn_app(&t).await;
+        let (status, served) = app.get("/api/openapi.json").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(served["info"]["title"], "Autolog API");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_backend_serves_the_same_api() {
+    run_on(Backend::Postgres, "postgres_api", |t| async move {
+        let app = spawn_app(&t).await;
+        let (status, body) = app
+            .post_json(&site_event(
+                "P-1",
+                "2026-03-02T09:00:00+01:00[Europe/Paris]",
+                "Paris",
+            ))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (_, health) = app.get("/healthz").await;
+        assert_eq!(health["backend"], "postgres");
+        let (status, _) = app
+            .post_json(&json!([site_event("P-2", "2026-03-02T09:00:00", "x")]))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(app.tree_size().await, 1);
+    })
+    .await;
+}

@@ -1,0 +1,88 @@
+//! Test targets: a fresh SQLite file in a temporary directory, or a fresh PostgreSQL
+//! database on the server named by AUTOLOG_TEST_POSTGRES_URL, dropped after the test.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use autolog_store::Store;
+use autolog_store_postgres::testing::{test_server_url, TestDatabase};
+use autolog_store_postgres::PostgresStore;
+use autolog_store_sqlite::SqliteStore;
+
+/// Where a test's ledger lives. Open it as often as needed: several opens of one target
+/// behave like several server processes sharing one database.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Target {
+    pub async fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Target::Sqlite(path) => Arc::new(
+                SqliteStore::open(path)
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot open SQLite store {}: {e}", path.display())),
+            ),
+            Target::Postgres(url) => Arc::new(
+                PostgresStore::connect(url)
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot open PostgreSQL store: {e}")),
+            ),
+        }
+    }
+
+    /// The `--database-url` for this target, if it is PostgreSQL.
+    pub fn database_url(&self) -> Option<String> {
+        match self {
+            Target::Sqlite(_) => None,
+            Target::Postgres(url) => Some(url.clone()),
+        }
+    }
+}
+
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs `case` against a fresh target of `backend`; cleans up even when the case panics,
+/// then re-raises the panic. PostgreSQL cases print a skip line and return when
+/// AUTOLOG_TEST_POSTGRES_URL is not set.
+pub async fn run_on<F, Fut>(backend: Backend, name: &str, case: F)
+where
+    F: FnOnce(Target) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let target = Target::Sqlite(dir.path().join("autolog.db"));
+            let result = tokio::spawn(case(target)).await;
+            drop(dir);
+            rethrow(result);
+        }
+        Backend::Postgres => {
+            let Some(server) = test_server_url() else {
+                eprintln!("skipped {name} on PostgreSQL: AUTOLOG_TEST_POSTGRES_URL is not set");
+                return;
+            };
+            let db = TestDatabase::create(&server).await;
+            let result = tokio::spawn(case(Target::Postgres(db.url.clone()))).await;
+            db.drop_database().await;
+            rethrow(result);
+        }
+    }
+}
+
+fn rethrow(result: Result<(), tokio::task::JoinError>) {
+    match result {
+        Ok(()) => {}
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("test task failed: {e}"),
+    }
+}

@@ -1,0 +1,71 @@
+//! Runs every conformance case on both backends: SQLite always, PostgreSQL when
+//! AUTOLOG_TEST_POSTGRES_URL is set (skipped with a message otherwise).
+
+use autolog_store_conformance::cases;
+use autolog_store_conformance::harness::{run_on, Backend};
+use proptest::prelude::*;
+
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    run_on(Backend::Sqlite, stringify!($case), cases::$case).await;
+                }
+            )*
+        }
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    run_on(Backend::Postgres, stringify!($case), cases::$case).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    append_and_read_back,
+    same_source_twice_returns_the_first_event,
+    concurrent_appends_to_one_stream_have_no_gaps,
+    concurrent_appends_to_many_streams_all_succeed,
+    a_refused_batch_writes_nothing,
+    corrections_follow_their_rules,
+    bitemporal_reads_keep_what_was_known,
+    recorded_at_strictly_increases_even_if_the_clock_goes_back,
+    merkle_proofs_verify,
+    checkpoints_round_trip,
+);
+
+fn batches() -> impl Strategy<Value = Vec<Vec<(u8, u8)>>> {
+    prop::collection::vec(prop::collection::vec((0u8..10, 0u8..40), 1..8), 1..8)
+}
+
+fn run_property(backend: Backend, batches: Vec<Vec<(u8, u8)>>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run_on(backend, "no_event_is_lost_or_reordered", move |t| {
+        cases::no_event_is_lost_or_reordered(t, batches)
+    }));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sqlite_no_event_is_lost_or_reordered(batches in batches()) {
+        run_property(Backend::Sqlite, batches);
+    }
+
+    #[test]
+    fn postgres_no_event_is_lost_or_reordered(batches in batches()) {
+        run_property(Backend::Postgres, batches);
+    }
+}

@@ -1,0 +1,545 @@
+//! The PostgreSQL backend: several Autolog servers may share one database. Appends
+//! serialise on the ledger_head row (SELECT ... FOR UPDATE); unique keys are the backstop.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use autolog_domain::checkpoint::Checkpoint;
+use autolog_domain::merkle::{Frontier, Hash, NodeId};
+use autolog_domain::{Event, EventDraft, Instant, Source, Uuid};
+use autolog_store::{
+    append_in_tx, AppendOutcome, AppendPlan, AppendTx, CheckpointRow, EventQuery, EventRow,
+    LedgerHead, ScannedRow, Store, StoreError, StreamHead,
+};
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+
+const BACKEND: &str = "postgres";
+
+/// The events columns with the uuid columns read as text, as the shared row shape wants.
+const PG_EVENT_COLUMNS: &str =
+    "position, event_id::text AS event_id, stream, seq, prev_hash, hash, recorded_at_us, \
+     occurred_at_us, occurred_zone, occurred_offset_s, actor, source_system, source_event_id, \
+     reason, corrects::text AS corrects, body_type, body_version, body_data";
+
+fn backend_error(e: sqlx::Error) -> StoreError {
+    StoreError::Backend {
+        backend: BACKEND,
+        message: e.to_string(),
+    }
+}
+
+/// The ledger in a PostgreSQL database.
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (postgres://...) and applies migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await
+            .map_err(backend_error)?;
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend {
+                backend: BACKEND,
+                message: format!("migration failed: {e}"),
+            })?;
+        Ok(PostgresStore { pool })
+    }
+}
+
+/// Benchmark baseline: the same rows written as plain inserts into a table without the
+/// ledger's rules (no lock, no hash, no Merkle nodes), one transaction per call. The
+/// ledger's overhead is reported as a ratio against this.
+impl PostgresStore {
+    pub async fn plain_insert_baseline(&self, events: &[Event]) -> Result<(), StoreError> {
+        sqlx::query("CREATE TABLE IF NOT EXISTS bench_plain_events (position bigint PRIMARY KEY, event_id text, stream text, seq bigint, prev_hash bytea, hash bytea, recorded_at_us bigint, occurred_at_us bigint, occurred_zone text, occurred_offset_s integer, actor text, source_system text, source_event_id text, reason text, corrects text, body_type text, body_version bigint, body_data text)")
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        for event in events {
+            let r = EventRow::from_event(event);
+            sqlx::query(
+                "INSERT INTO bench_plain_events (position, event_id, stream, seq, prev_hash, hash, recorded_at_us, \
+                 occurred_at_us, occurred_zone, occurred_offset_s, actor, source_system, source_event_id, \
+                 reason, corrects, body_type, body_version, body_data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+            )
+            .bind(r.position)
+            .bind(r.event_id)
+            .bind(r.stream)
+            .bind(r.seq)
+            .bind(r.prev_hash)
+            .bind(r.hash)
+            .bind(r.recorded_at_us)
+            .bind(r.occurred_at_us)
+            .bind(r.occurred_zone)
+            .bind(r.occurred_offset_s)
+            .bind(r.actor)
+            .bind(r.source_system)
+            .bind(r.source_event_id)
+            .bind(r.reason)
+            .bind(r.corrects)
+            .bind(r.body_type)
+            .bind(r.body_version)
+            .bind(r.body_data)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        }
+        tx.commit().await.map_err(backend_error)
+    }
+}
+
+fn event_row(row: &PgRow) -> Result<EventRow, sqlx::Error> {
+    Ok(EventRow {
+        position: row.try_get("position")?,
+        event_id: row.try_get("event_id")?,
+        stream: row.try_get("stream")?,
+        seq: row.try_get("seq")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+        recorded_at_us: row.try_get("recorded_at_us")?,
+        occurred_at_us: row.try_get("occurred_at_us")?,
+        occurred_zone: row.try_get("occurred_zone")?,
+        occurred_offset_s: row.try_get("occurred_offset_s")?,
+        actor: row.try_get("actor")?,
+        source_system: row.try_get("source_system")?,
+        source_event_id: row.try_get("source_event_id")?,
+        reason: row.try_get("reason")?,
+        corrects: row.try_get("corrects")?,
+        body_type: row.try_get("body_type")?,
+        body_version: row.try_get("body_version")?,
+        body_data: row.try_get("body_data")?,
+    })
+}
+
+fn to_event(row: &PgRow) -> Result<Event, StoreError> {
+    let raw = event_row(row).map_err(backend_error)?;
+    let position = raw.position;
+    raw.into_event()
+        .map_err(|detail| StoreError::Corrupt { position, detail })
+}
+
+fn to_events(rows: &[PgRow]) -> Result<Vec<Event>, StoreError> {
+    rows.iter().map(to_event).collect()
+}
+
+fn hash32(bytes: &[u8], what: &str) -> Result<Hash, StoreError> {
+    bytes.try_into().map_err(|_| StoreError::Corrupt {
+        position: 0,
+        detail: format!("{what} has {} bytes, not 32", bytes.len()),
+    })
+}
+
+fn read_head(row: &PgRow) -> Result<LedgerHead, StoreError> {
+    let position: i64 = row.try_get("position").map_err(backend_error)?;
+    let recorded: Option<i64> = row.try_get("recorded_at_us").map_err(backend_error)?;
+    let frontier: Vec<u8> = row.try_get("frontier").map_err(backend_error)?;
+    let corrupt = |detail: String| StoreError::Corrupt { position, detail };
+    Ok(LedgerHead {
+        position: u64::try_from(position).map_err(|_| corrupt("negative head".into()))?,
+        recorded_at: recorded
+            .map(Instant::from_micros)
+            .transpose()
+            .map_err(corrupt)?,
+        frontier: Frontier::from_bytes(&frontier)
+            .map_err(|e| corrupt(format!("ledger head frontier: {e}")))?,
+    })
+}
+
+struct PgAppend<'c> {
+    tx: Transaction<'c, Postgres>,
+}
+
+#[async_trait]
+impl AppendTx for PgAppend<'_> {
+    async fn lock_head(&mut self) -> Result<LedgerHead, StoreError> {
+        // Every append of every server takes this row lock first: it serialises placement.
+        let row = sqlx::query(
+            "SELECT position, recorded_at_us, frontier FROM ledger_head WHERE id = 1 FOR UPDATE",
+        )
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(backend_error)?;
+        read_head(&row)
+    }
+
+    async fn find_by_source(&mut self, source: &Source) -> Result<Option<Event>, StoreError> {
+        let sql = format!(
+            "SELECT {PG_EVENT_COLUMNS} FROM events WHERE source_system = $1 AND source_event_id = $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(&source.system)
+            .bind(&source.source_event_id)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(backend_error)?;
+        row.as_ref().map(to_event).transpose()
+    }
+
+    async fn stream_head(&mut self, stream: &str) -> Result<Option<StreamHead>, StoreError> {
+        let row = sqlx::query("SELECT last_seq, last_hash FROM streams WHERE stream = $1")
+            .bind(stream)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(backend_error)?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let seq: i64 = row.try_get("last_seq").map_err(backend_error)?;
+                let hash: Vec<u8> = row.try_get("last_hash").map_err(backend_error)?;
+                Ok(Some(StreamHead {
+                    last_seq: seq as u64,
+                    last_hash: hash32(&hash, "stream head hash")?,
+                }))
+            }
+        }
+    }
+
+    async fn event_stream(
+        &mut self,
+        id: Uuid,
+    ) -> Result<Option<(String, Option<Uuid>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT e.stream, c.correcting_event_id::text AS correcting_event_id FROM events e \
+             LEFT JOIN corrections c ON c.superseded_event_id = e.event_id WHERE e.event_id = $1::uuid",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(backend_error)?;
+        match row {
+            None => Ok(None),
+            Some(row) => {
+                let stream: String = row.try_get("stream").map_err(backend_error)?;
+                let by: Option<String> =
+                    row.try_get("correcting_event_id").map_err(backend_error)?;
+                Ok(Some((stream, by.and_then(|b| Uuid::parse_str(&b).ok()))))
+            }
+        }
+    }
+
+    async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError> {
+        for event in &plan.events {
+            let r = EventRow::from_event(event);
+            sqlx::query(
+                "INSERT INTO events (position, event_id, stream, seq, prev_hash, hash, recorded_at_us, \
+                 occurred_at_us, occurred_zone, occurred_offset_s, actor, source_system, source_event_id, \
+                 reason, corrects, body_type, body_version, body_data) \
+                 VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::uuid, $16, $17, $18)",
+            )
+            .bind(r.position)
+            .bind(r.event_id)
+            .bind(r.stream)
+            .bind(r.seq)
+            .bind(r.prev_hash)
+            .bind(r.hash)
+            .bind(r.recorded_at_us)
+            .bind(r.occurred_at_us)
+            .bind(r.occurred_zone)
+            .bind(r.occurred_offset_s)
+            .bind(r.actor)
+            .bind(r.source_system)
+            .bind(r.source_event_id)
+            .bind(r.reason)
+            .bind(r.corrects)
+            .bind(r.body_type)
+            .bind(r.body_version)
+            .bind(r.body_data)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(backend_error)?;
+        }
+        for (stream, head) in &plan.stream_heads {
+            sqlx::query(
+                "INSERT INTO streams (stream, last_seq, last_hash) VALUES ($1, $2, $3) \
+                 ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash",
+            )
+            .bind(stream)
+            .bind(head.last_seq as i64)
+            .bind(head.last_hash.to_vec())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(backend_error)?;
+        }
+        for (superseded, by, at) in &plan.corrections {
+            sqlx::query(
+                "INSERT INTO corrections (superseded_event_id, correcting_event_id, recorded_at_us) VALUES ($1::uuid, $2::uuid, $3)",
+            )
+            .bind(superseded.to_string())
+            .bind(by.to_string())
+            .bind(at.micros())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(backend_error)?;
+        }
+        for (id, hash) in &plan.nodes {
+            sqlx::query("INSERT INTO merkle_nodes (level, idx, hash) VALUES ($1, $2, $3)")
+                .bind(i64::from(id.level))
+                .bind(id.index as i64)
+                .bind(hash.to_vec())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(backend_error)?;
+        }
+        if let Some(head) = &plan.head {
+            sqlx::query(
+                "UPDATE ledger_head SET position = $1, recorded_at_us = $2, frontier = $3 WHERE id = 1",
+            )
+            .bind(head.position as i64)
+            .bind(head.recorded_at.map(Instant::micros))
+            .bind(head.frontier.to_bytes())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(backend_error)?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    async fn append(
+        &self,
+        drafts: &[EventDraft],
+        now: Instant,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        let tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut append = PgAppend { tx };
+        // On error the transaction is dropped, which rolls it back: nothing is written.
+        let outcomes = append_in_tx(&mut append, drafts, now).await?;
+        append.tx.commit().await.map_err(backend_error)?;
+        Ok(outcomes)
+    }
+
+    async fn stream_events(
+        &self,
+        stream: &str,
+        known_at: Instant,
+    ) -> Result<Vec<Event>, StoreError> {
+        let sql = format!(
+            "SELECT {PG_EVENT_COLUMNS} FROM events WHERE stream = $1 AND recorded_at_us <= $2 ORDER BY seq"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(stream)
+            .bind(known_at.micros())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        to_events(&rows)
+    }
+
+    async fn list_events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
+        let sql = format!(
+            "SELECT {PG_EVENT_COLUMNS} FROM events WHERE position > $1 AND recorded_at_us <= $2 \
+             AND occurred_at_us <= $3 AND ($4::text IS NULL OR stream = $5) ORDER BY position LIMIT $6"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(q.after_position as i64)
+            .bind(q.known_at.micros())
+            .bind(q.valid_at.micros())
+            .bind(q.stream.as_deref())
+            .bind(q.stream.as_deref())
+            .bind(i64::from(q.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        to_events(&rows)
+    }
+
+    async fn superseded_by(
+        &self,
+        ids: &[Uuid],
+        known_at: Instant,
+    ) -> Result<HashMap<Uuid, Uuid>, StoreError> {
+        let mut found = HashMap::new();
+        for id in ids {
+            let row = sqlx::query(
+                "SELECT correcting_event_id::text FROM corrections WHERE superseded_event_id = $1::uuid AND recorded_at_us <= $2",
+            )
+            .bind(id.to_string())
+            .bind(known_at.micros())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_error)?;
+            if let Some(row) = row {
+                let by: String = row.try_get(0).map_err(backend_error)?;
+                if let Ok(by) = Uuid::parse_str(&by) {
+                    found.insert(*id, by);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
+        let sql = format!("SELECT {PG_EVENT_COLUMNS} FROM events WHERE event_id = $1::uuid");
+        let row = sqlx::query(&sql)
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        row.as_ref().map(to_event).transpose()
+    }
+
+    async fn head(&self) -> Result<LedgerHead, StoreError> {
+        let row =
+            sqlx::query("SELECT position, recorded_at_us, frontier FROM ledger_head WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(backend_error)?;
+        read_head(&row)
+    }
+
+    async fn merkle_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(backend_error)?;
+        let mut found = HashMap::new();
+        for id in ids {
+            let row = sqlx::query("SELECT hash FROM merkle_nodes WHERE level = $1 AND idx = $2")
+                .bind(i64::from(id.level))
+                .bind(id.index as i64)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(backend_error)?;
+            if let Some(row) = row {
+                let hash: Vec<u8> = row.try_get(0).map_err(backend_error)?;
+                found.insert(*id, hash32(&hash, "merkle node")?);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn merkle_level_range(
+        &self,
+        level: u8,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, Hash)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT idx, hash FROM merkle_nodes WHERE level = $1 AND idx BETWEEN $2 AND $3 ORDER BY idx",
+        )
+        .bind(i64::from(level))
+        .bind(from as i64)
+        .bind(to as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|row| {
+                let idx: i64 = row.try_get(0).map_err(backend_error)?;
+                let hash: Vec<u8> = row.try_get(1).map_err(backend_error)?;
+                Ok((idx as u64, hash32(&hash, "merkle node")?))
+            })
+            .collect()
+    }
+
+    async fn add_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
+        let r = CheckpointRow::from_checkpoint(c);
+        sqlx::query(
+            "INSERT INTO checkpoints (tree_size, root, issued_at_us, key_id, signature) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(r.tree_size)
+        .bind(r.root)
+        .bind(r.issued_at_us)
+        .bind(r.key_id)
+        .bind(r.signature)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, tree_size, root, issued_at_us, key_id, signature FROM checkpoints ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        row.as_ref()
+            .map(|r| {
+                let id: i64 = r.try_get("id").map_err(backend_error)?;
+                checkpoint_row(r)
+                    .map_err(backend_error)?
+                    .into_checkpoint()
+                    .map_err(|detail| StoreError::Corrupt {
+                        position: id,
+                        detail: format!("checkpoint {id}: {detail}"),
+                    })
+            })
+            .transpose()
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Result<Checkpoint, String>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tree_size, root, issued_at_us, key_id, signature FROM checkpoints ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|r| Ok(checkpoint_row(r).map_err(backend_error)?.into_checkpoint()))
+            .collect()
+    }
+
+    async fn scan(&self, after_position: i64, limit: u32) -> Result<Vec<ScannedRow>, StoreError> {
+        let sql = format!(
+            "SELECT {PG_EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after_position)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(rows
+            .iter()
+            .map(|row| match event_row(row) {
+                Ok(raw) => ScannedRow {
+                    position: raw.position,
+                    event: raw.into_event(),
+                },
+                Err(e) => ScannedRow {
+                    position: row.try_get("position").unwrap_or(-1),
+                    event: Err(format!("row does not have the expected columns: {e}")),
+                },
+            })
+            .collect())
+    }
+
+    async fn counts(&self) -> Result<(u64, u64), StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT count(*) FROM events)::bigint, (SELECT count(*) FROM streams)::bigint",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        let events: i64 = row.try_get(0).map_err(backend_error)?;
+        let streams: i64 = row.try_get(1).map_err(backend_error)?;
+        Ok((events as u64, streams as u64))
+    }
+}
+
+fn checkpoint_row(r: &PgRow) -> Result<CheckpointRow, sqlx::Error> {
+    Ok(CheckpointRow {
+        tree_size: r.try_get("tree_size")?,
+        root: r.try_get("root")?,
+        issued_at_us: r.try_get("issued_at_us")?,
+        key_id: r.try_get("key_id")?,
+        signature: r.try_get("signature")?,
+    })
+}
+
+pub mod testing;

@@ -1,0 +1,91 @@
+//! Throw-away PostgreSQL databases for tests: one uniquely named database per test,
+//! dropped afterwards, so that test runs never see each other's data.
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::Executor;
+
+/// The server named by `AUTOLOG_TEST_POSTGRES_URL`, if the PostgreSQL tests are switched on.
+pub fn test_server_url() -> Option<String> {
+    std::env::var("AUTOLOG_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// A database created for one test; call [`TestDatabase::drop_database`] at the end.
+pub struct TestDatabase {
+    server_url: String,
+    pub name: String,
+    pub url: String,
+}
+
+fn with_database(server_url: &str, name: &str) -> String {
+    // Replace the path of the URL (the database name), keeping any query string.
+    let (base, query) = match server_url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (server_url, String::new()),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    format!("{base}/{name}{query}")
+}
+
+impl TestDatabase {
+    /// Creates `autolog_test_<random>` on the server at `server_url`.
+    /// Panics when the server cannot be reached: a switched-on PostgreSQL test must fail then.
+    pub async fn create(server_url: &str) -> TestDatabase {
+        let name = format!("autolog_test_{}", uuid_hex());
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(server_url)
+            .await
+            .unwrap_or_else(|e| panic!("AUTOLOG_TEST_POSTGRES_URL is set but PostgreSQL is unreachable at {server_url}: {e}"));
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
+        admin.close().await;
+        TestDatabase {
+            url: with_database(server_url, &name),
+            server_url: server_url.to_string(),
+            name,
+        }
+    }
+
+    pub async fn drop_database(self) {
+        if let Ok(admin) = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.server_url)
+            .await
+        {
+            let _ = admin
+                .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
+                .await;
+            admin.close().await;
+        }
+    }
+}
+
+fn uuid_hex() -> String {
+    autolog_domain::Uuid::now_v7().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_name_replaces_the_path() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/db?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+    }
+}

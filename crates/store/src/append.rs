@@ -1,0 +1,214 @@
+//! The append rules every backend shares, run inside the backend's transaction once it
+//! holds the ledger head lock: idempotency, placement, corrections, Merkle nodes.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use autolog_domain::merkle::{leaf_hash, Hash, NodeId};
+use autolog_domain::{
+    CorrectionTarget, EventDraft, FieldError, Placement, Source, Uuid, GENESIS_HASH,
+};
+use autolog_domain::{Event, Instant};
+
+use crate::{AppendOutcome, LedgerHead, StoreError};
+
+/// The last event of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamHead {
+    pub last_seq: u64,
+    pub last_hash: Hash,
+}
+
+/// What one append writes, in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct AppendPlan {
+    /// New events, in position order.
+    pub events: Vec<Event>,
+    /// Merkle nodes completed by the new leaves.
+    pub nodes: Vec<(NodeId, Hash)>,
+    /// The new head of every stream touched.
+    pub stream_heads: Vec<(String, StreamHead)>,
+    /// (superseded event, correcting event, recorded_at) pairs.
+    pub corrections: Vec<(Uuid, Uuid, Instant)>,
+    /// The new global head; `None` when nothing new is written.
+    pub head: Option<LedgerHead>,
+}
+
+/// The reads and the write a backend offers inside its append transaction.
+#[async_trait]
+pub trait AppendTx: Send {
+    /// Locks the global ledger head for the rest of the transaction and reads it.
+    async fn lock_head(&mut self) -> Result<LedgerHead, StoreError>;
+    async fn find_by_source(&mut self, source: &Source) -> Result<Option<Event>, StoreError>;
+    async fn stream_head(&mut self, stream: &str) -> Result<Option<StreamHead>, StoreError>;
+    /// The stream of an event, and the correction that superseded it, if any.
+    async fn event_stream(
+        &mut self,
+        id: Uuid,
+    ) -> Result<Option<(String, Option<Uuid>)>, StoreError>;
+    async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError>;
+}
+
+/// Runs one append inside the backend's open transaction. The caller commits on `Ok`
+/// and rolls back on `Err`, so a refused batch writes nothing.
+pub async fn append_in_tx<T: AppendTx + ?Sized>(
+    tx: &mut T,
+    drafts: &[EventDraft],
+    now: Instant,
+) -> Result<Vec<AppendOutcome>, StoreError> {
+    let mut head = tx.lock_head().await?;
+    let mut plan = AppendPlan::default();
+    let mut outcomes: Vec<AppendOutcome> = Vec::with_capacity(drafts.len());
+    let mut batch_sources: HashMap<&Source, usize> = HashMap::new();
+    let mut stream_heads: HashMap<String, StreamHead> = HashMap::new();
+    // id -> (stream, superseded_by) for events of this batch
+    let mut batch_events: HashMap<Uuid, (String, Option<Uuid>)> = HashMap::new();
+
+    for (i, draft) in drafts.iter().enumerate() {
+        let prefix = format!("[{i}]");
+        if let Some(&first) = batch_sources.get(&draft.source) {
+            let event = outcomes[first].event.clone();
+            outcomes.push(AppendOutcome {
+                event,
+                duplicate: true,
+            });
+            continue;
+        }
+        if let Some(existing) = tx.find_by_source(&draft.source).await? {
+            batch_sources.insert(&draft.source, outcomes.len());
+            outcomes.push(AppendOutcome {
+                event: existing,
+                duplicate: true,
+            });
+            continue;
+        }
+        let corrects = match &draft.corrects {
+            None => None,
+            Some(target) => {
+                let resolved = resolve_target(tx, &batch_sources, &outcomes, target)
+                    .await
+                    .map_err(|e| StoreError::Rejected(e.under(&prefix)))?;
+                check_correction(tx, &batch_events, draft, resolved)
+                    .await
+                    .map_err(|e| StoreError::Rejected(e.under(&prefix)))?;
+                Some(resolved)
+            }
+        };
+
+        let stream_head = match stream_heads.get(&draft.stream) {
+            Some(&h) => Some(h),
+            None => tx.stream_head(&draft.stream).await?,
+        };
+        let position = head.position + 1;
+        let recorded_at = match head.recorded_at {
+            Some(last) if last >= now => last.next(),
+            _ => now,
+        };
+        let place = Placement {
+            seq: stream_head.map_or(1, |h| h.last_seq + 1),
+            prev_hash: stream_head.map_or(GENESIS_HASH, |h| h.last_hash),
+            position,
+            recorded_at,
+            corrects,
+        };
+        let event = draft.seal(place);
+        plan.nodes
+            .extend(head.frontier.append(leaf_hash(&event.hash)));
+        head.position = position;
+        head.recorded_at = Some(recorded_at);
+        stream_heads.insert(
+            draft.stream.clone(),
+            StreamHead {
+                last_seq: event.seq,
+                last_hash: event.hash,
+            },
+        );
+        if let Some(target) = corrects {
+            plan.corrections.push((target, event.event_id, recorded_at));
+            if let Some(entry) = batch_events.get_mut(&target) {
+                entry.1 = Some(event.event_id);
+            }
+        }
+        batch_events.insert(event.event_id, (event.stream.clone(), None));
+        batch_sources.insert(&draft.source, outcomes.len());
+        plan.events.push(event.clone());
+        outcomes.push(AppendOutcome {
+            event,
+            duplicate: false,
+        });
+    }
+
+    if !plan.events.is_empty() {
+        plan.stream_heads = stream_heads.into_iter().collect();
+        plan.stream_heads.sort_by(|a, b| a.0.cmp(&b.0));
+        plan.head = Some(head);
+        tx.write(&plan).await?;
+    }
+    Ok(outcomes)
+}
+
+/// Turns a correction target given by source into the event id it names.
+async fn resolve_target<T: AppendTx + ?Sized>(
+    tx: &mut T,
+    batch_sources: &HashMap<&Source, usize>,
+    outcomes: &[AppendOutcome],
+    target: &CorrectionTarget,
+) -> Result<Uuid, FieldError> {
+    let source = match target {
+        CorrectionTarget::EventId(id) => return Ok(*id),
+        CorrectionTarget::Source(source) => source,
+    };
+    if let Some(&i) = batch_sources.get(source) {
+        return Ok(outcomes[i].event.event_id);
+    }
+    match tx.find_by_source(source).await {
+        Ok(Some(event)) => Ok(event.event_id),
+        Ok(None) => Err(FieldError::new(
+            "corrects",
+            target.to_string(),
+            "names no event in the ledger (no event has this source)",
+        )),
+        Err(e) => Err(FieldError::new(
+            "corrects",
+            target.to_string(),
+            e.to_string(),
+        )),
+    }
+}
+
+/// A correction must name an event of the same stream that no correction has yet superseded.
+async fn check_correction<T: AppendTx + ?Sized>(
+    tx: &mut T,
+    batch_events: &HashMap<Uuid, (String, Option<Uuid>)>,
+    draft: &EventDraft,
+    target: Uuid,
+) -> Result<(), FieldError> {
+    let found = match batch_events.get(&target) {
+        Some(found) => Some(found.clone()),
+        None => tx
+            .event_stream(target)
+            .await
+            .map_err(|e| FieldError::new("corrects", target.to_string(), e.to_string()))?,
+    };
+    match found {
+        None => Err(FieldError::new(
+            "corrects",
+            target.to_string(),
+            "names no event in the ledger",
+        )),
+        Some((stream, _)) if stream != draft.stream => Err(FieldError::new(
+            "corrects",
+            target.to_string(),
+            format!(
+                "names an event of stream {stream}; a correction must be in the same stream ({})",
+                draft.stream
+            ),
+        )),
+        Some((_, Some(by))) => Err(FieldError::new(
+            "corrects",
+            target.to_string(),
+            format!("was already superseded by {by}; correct that event instead"),
+        )),
+        Some(_) => Ok(()),
+    }
+}

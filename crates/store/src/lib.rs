@@ -1,0 +1,128 @@
+//! The `Store` boundary of the ledger: what every backend must do, and the append rules
+//! they share (placement, idempotency, corrections, Merkle nodes). No database here.
+
+mod append;
+mod row;
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use autolog_domain::checkpoint::Checkpoint;
+use autolog_domain::merkle::{Frontier, Hash, NodeId};
+use autolog_domain::{Event, EventDraft, FieldError, Instant, Uuid};
+
+pub use append::{append_in_tx, AppendPlan, AppendTx, StreamHead};
+pub use row::{CheckpointRow, EventRow, EVENT_COLUMNS};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The batch breaks a ledger rule (e.g. a correction naming an unknown event).
+    /// Nothing was written.
+    #[error("{0}")]
+    Rejected(FieldError),
+    /// The backend failed (I/O, connection, constraint backstop). Nothing was written.
+    #[error("storage backend ({backend}) failed: {message}")]
+    Backend {
+        backend: &'static str,
+        message: String,
+    },
+    /// A stored row cannot be read back as an event: the database was changed outside Autolog.
+    #[error("stored row at position {position} is unreadable: {detail}")]
+    Corrupt { position: i64, detail: String },
+}
+
+/// The result of appending one draft.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppendOutcome {
+    pub event: Event,
+    /// True when an event with the same `source` was already in the ledger: the first
+    /// event is returned and nothing new was written.
+    pub duplicate: bool,
+}
+
+/// The global head of the ledger: the last position, the last `recorded_at` and the
+/// right edge of the Merkle tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LedgerHead {
+    pub position: u64,
+    pub recorded_at: Option<Instant>,
+    pub frontier: Frontier,
+}
+
+/// A filter for event listings. `known_at` and `valid_at` follow the bitemporal rule:
+/// events recorded by `known_at` that occurred by `valid_at`.
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    pub stream: Option<String>,
+    pub valid_at: Instant,
+    pub known_at: Instant,
+    pub after_position: u64,
+    pub limit: u32,
+}
+
+/// One stored row as scanned for verification: read failures are data, not errors.
+#[derive(Debug, Clone)]
+pub struct ScannedRow {
+    pub position: i64,
+    pub event: Result<Event, String>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Appends drafts atomically, in order: all of them with their projection rows, or none.
+    /// `now` is the writer's clock; `recorded_at` is never earlier than it and always
+    /// later than the previous event's.
+    async fn append(
+        &self,
+        drafts: &[EventDraft],
+        now: Instant,
+    ) -> Result<Vec<AppendOutcome>, StoreError>;
+
+    /// Every event of a stream recorded at or before `known_at`, in `seq` order.
+    async fn stream_events(
+        &self,
+        stream: &str,
+        known_at: Instant,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    /// Events matching the query, in `position` order.
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
+
+    /// For those of `ids` superseded by a correction recorded by `known_at`: the correction.
+    async fn superseded_by(
+        &self,
+        ids: &[Uuid],
+        known_at: Instant,
+    ) -> Result<HashMap<Uuid, Uuid>, StoreError>;
+
+    async fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError>;
+
+    async fn head(&self) -> Result<LedgerHead, StoreError>;
+
+    /// Stored Merkle nodes among `ids` (absent ones are left out).
+    async fn merkle_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError>;
+
+    /// Stored Merkle nodes of one level with index in `from..=to`, by index.
+    async fn merkle_level_range(
+        &self,
+        level: u8,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, Hash)>, StoreError>;
+
+    async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError>;
+
+    /// Every checkpoint, oldest first; unreadable rows are reported as errors.
+    async fn checkpoints(&self) -> Result<Vec<Result<Checkpoint, String>>, StoreError>;
+
+    /// Up to `limit` rows with position > `after_position`, in stored position order.
+    async fn scan(&self, after_position: i64, limit: u32) -> Result<Vec<ScannedRow>, StoreError>;
+
+    /// Number of stored rows and distinct streams.
+    async fn counts(&self) -> Result<(u64, u64), StoreError>;
+}
