@@ -271,7 +271,8 @@ fn optional_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<Option<&'a
     }
 }
 
-fn check_text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
+/// A free text: not blank, at most `max` characters.
+pub(crate) fn check_text(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
     if value.trim().is_empty() {
         return Err(FieldError::new(field, value, "must not be blank"));
     }

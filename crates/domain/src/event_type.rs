@@ -5,6 +5,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::envelope::check_text;
 use crate::error::FieldError;
 
 /// How a type's payloads combine when a stream's state is folded.
@@ -107,20 +108,6 @@ trait Check {
     fn check(&self) -> Result<(), FieldError>;
 }
 
-fn non_blank(field: &str, value: &str, max: usize) -> Result<(), FieldError> {
-    if value.trim().is_empty() {
-        return Err(FieldError::new(field, value, "must not be blank"));
-    }
-    if value.chars().count() > max {
-        return Err(FieldError::new(
-            field,
-            value,
-            format!("must be at most {max} characters"),
-        ));
-    }
-    Ok(())
-}
-
 fn iana_zone(field: &str, zone: &str) -> Result<(), FieldError> {
     match jiff::tz::TimeZone::get(zone) {
         Ok(_) if zone.contains('/') || zone == "UTC" => Ok(()),
@@ -169,7 +156,7 @@ struct AnnotationRecordedV1 {
 
 impl Check for AnnotationRecordedV1 {
     fn check(&self) -> Result<(), FieldError> {
-        non_blank("text", &self.text, 4000)
+        check_text("text", &self.text, 4000)
     }
 }
 
@@ -184,8 +171,8 @@ struct SiteRegisteredV1 {
 
 impl Check for SiteRegisteredV1 {
     fn check(&self) -> Result<(), FieldError> {
-        non_blank("site_id", &self.site_id, 64)?;
-        non_blank("name", &self.name, 200)?;
+        check_text("site_id", &self.site_id, 64)?;
+        check_text("name", &self.name, 200)?;
         site_types("site_types", &self.site_types)?;
         iana_zone("time_zone", &self.time_zone)
     }
@@ -209,7 +196,7 @@ impl Check for SiteAmendedV1 {
             ));
         }
         if let Some(name) = &self.name {
-            non_blank("name", name, 200)?;
+            check_text("name", name, 200)?;
         }
         if let Some(types) = &self.site_types {
             site_types("site_types", types)?;

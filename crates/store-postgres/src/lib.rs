@@ -10,7 +10,7 @@ use autolog_domain::merkle::{Frontier, Hash, NodeId};
 use autolog_domain::{Event, EventDraft, Instant, Source, Uuid};
 use autolog_store::{
     append_in_tx, AppendOutcome, AppendPlan, AppendTx, CheckpointRow, EventQuery, EventRow,
-    LedgerHead, ScannedRow, Store, StoreError, StreamHead,
+    LedgerHead, ScannedRow, Store, StoreError, StreamHead, EVENT_COLUMNS,
 };
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
@@ -60,42 +60,48 @@ impl PostgresStore {
 /// ledger's overhead is reported as a ratio against this.
 impl PostgresStore {
     pub async fn plain_insert_baseline(&self, events: &[Event]) -> Result<(), StoreError> {
-        sqlx::query("CREATE TABLE IF NOT EXISTS bench_plain_events (position bigint PRIMARY KEY, event_id text, stream text, seq bigint, prev_hash bytea, hash bytea, recorded_at_us bigint, occurred_at_us bigint, occurred_zone text, occurred_offset_s integer, actor text, source_system text, source_event_id text, reason text, corrects text, body_type text, body_version bigint, body_data text)")
+        sqlx::query("CREATE TABLE IF NOT EXISTS bench_plain_events (LIKE events)")
             .execute(&self.pool)
             .await
             .map_err(backend_error)?;
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
         for event in events {
-            let r = EventRow::from_event(event);
-            sqlx::query(
-                "INSERT INTO bench_plain_events (position, event_id, stream, seq, prev_hash, hash, recorded_at_us, \
-                 occurred_at_us, occurred_zone, occurred_offset_s, actor, source_system, source_event_id, \
-                 reason, corrects, body_type, body_version, body_data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-            )
-            .bind(r.position)
-            .bind(r.event_id)
-            .bind(r.stream)
-            .bind(r.seq)
-            .bind(r.prev_hash)
-            .bind(r.hash)
-            .bind(r.recorded_at_us)
-            .bind(r.occurred_at_us)
-            .bind(r.occurred_zone)
-            .bind(r.occurred_offset_s)
-            .bind(r.actor)
-            .bind(r.source_system)
-            .bind(r.source_event_id)
-            .bind(r.reason)
-            .bind(r.corrects)
-            .bind(r.body_type)
-            .bind(r.body_version)
-            .bind(r.body_data)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_error)?;
+            insert_event_row(&mut tx, "bench_plain_events", EventRow::from_event(event)).await?;
         }
         tx.commit().await.map_err(backend_error)
     }
+}
+
+/// Inserts one event row into `table`: `events`, or the benchmark's baseline table.
+async fn insert_event_row(
+    conn: &mut sqlx::PgConnection,
+    table: &str,
+    r: EventRow,
+) -> Result<(), StoreError> {
+    let sql = format!("INSERT INTO {table} ({EVENT_COLUMNS}) VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::uuid, $16, $17, $18)");
+    sqlx::query(&sql)
+        .bind(r.position)
+        .bind(r.event_id)
+        .bind(r.stream)
+        .bind(r.seq)
+        .bind(r.prev_hash)
+        .bind(r.hash)
+        .bind(r.recorded_at_us)
+        .bind(r.occurred_at_us)
+        .bind(r.occurred_zone)
+        .bind(r.occurred_offset_s)
+        .bind(r.actor)
+        .bind(r.source_system)
+        .bind(r.source_event_id)
+        .bind(r.reason)
+        .bind(r.corrects)
+        .bind(r.body_type)
+        .bind(r.body_version)
+        .bind(r.body_data)
+        .execute(conn)
+        .await
+        .map_err(backend_error)?;
+    Ok(())
 }
 
 fn event_row(row: &PgRow) -> Result<EventRow, sqlx::Error> {
@@ -229,34 +235,7 @@ impl AppendTx for PgAppend<'_> {
 
     async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError> {
         for event in &plan.events {
-            let r = EventRow::from_event(event);
-            sqlx::query(
-                "INSERT INTO events (position, event_id, stream, seq, prev_hash, hash, recorded_at_us, \
-                 occurred_at_us, occurred_zone, occurred_offset_s, actor, source_system, source_event_id, \
-                 reason, corrects, body_type, body_version, body_data) \
-                 VALUES ($1, $2::uuid, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::uuid, $16, $17, $18)",
-            )
-            .bind(r.position)
-            .bind(r.event_id)
-            .bind(r.stream)
-            .bind(r.seq)
-            .bind(r.prev_hash)
-            .bind(r.hash)
-            .bind(r.recorded_at_us)
-            .bind(r.occurred_at_us)
-            .bind(r.occurred_zone)
-            .bind(r.occurred_offset_s)
-            .bind(r.actor)
-            .bind(r.source_system)
-            .bind(r.source_event_id)
-            .bind(r.reason)
-            .bind(r.corrects)
-            .bind(r.body_type)
-            .bind(r.body_version)
-            .bind(r.body_data)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(backend_error)?;
+            insert_event_row(&mut self.tx, "events", EventRow::from_event(event)).await?;
         }
         for (stream, head) in &plan.stream_heads {
             sqlx::query(

@@ -73,42 +73,50 @@ impl SqliteStore {
 /// ledger's overhead is reported as a ratio against this.
 impl SqliteStore {
     pub async fn plain_insert_baseline(&self, events: &[Event]) -> Result<(), StoreError> {
-        sqlx::query("CREATE TABLE IF NOT EXISTS bench_plain_events (position INTEGER PRIMARY KEY, event_id TEXT, stream TEXT, seq INTEGER, prev_hash BLOB, hash BLOB, recorded_at_us INTEGER, occurred_at_us INTEGER, occurred_zone TEXT, occurred_offset_s INTEGER, actor TEXT, source_system TEXT, source_event_id TEXT, reason TEXT, corrects TEXT, body_type TEXT, body_version INTEGER, body_data TEXT)")
-            .execute(&self.writer)
-            .await
-            .map_err(backend_error)?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS bench_plain_events AS SELECT * FROM events WHERE 0",
+        )
+        .execute(&self.writer)
+        .await
+        .map_err(backend_error)?;
         let mut tx = self.writer.begin().await.map_err(backend_error)?;
         for event in events {
-            let r = EventRow::from_event(event);
-            sqlx::query(
-                "INSERT INTO bench_plain_events (position, event_id, stream, seq, prev_hash, hash, recorded_at_us, \
-                 occurred_at_us, occurred_zone, occurred_offset_s, actor, source_system, source_event_id, \
-                 reason, corrects, body_type, body_version, body_data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(r.position)
-            .bind(r.event_id)
-            .bind(r.stream)
-            .bind(r.seq)
-            .bind(r.prev_hash)
-            .bind(r.hash)
-            .bind(r.recorded_at_us)
-            .bind(r.occurred_at_us)
-            .bind(r.occurred_zone)
-            .bind(r.occurred_offset_s)
-            .bind(r.actor)
-            .bind(r.source_system)
-            .bind(r.source_event_id)
-            .bind(r.reason)
-            .bind(r.corrects)
-            .bind(r.body_type)
-            .bind(r.body_version)
-            .bind(r.body_data)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend_error)?;
+            insert_event_row(&mut tx, "bench_plain_events", EventRow::from_event(event)).await?;
         }
         tx.commit().await.map_err(backend_error)
     }
+}
+
+/// Inserts one event row into `table`: `events`, or the benchmark's baseline table.
+async fn insert_event_row(
+    conn: &mut sqlx::SqliteConnection,
+    table: &str,
+    r: EventRow,
+) -> Result<(), StoreError> {
+    let sql = format!("INSERT INTO {table} ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    sqlx::query(&sql)
+        .bind(r.position)
+        .bind(r.event_id)
+        .bind(r.stream)
+        .bind(r.seq)
+        .bind(r.prev_hash)
+        .bind(r.hash)
+        .bind(r.recorded_at_us)
+        .bind(r.occurred_at_us)
+        .bind(r.occurred_zone)
+        .bind(r.occurred_offset_s)
+        .bind(r.actor)
+        .bind(r.source_system)
+        .bind(r.source_event_id)
+        .bind(r.reason)
+        .bind(r.corrects)
+        .bind(r.body_type)
+        .bind(r.body_version)
+        .bind(r.body_data)
+        .execute(conn)
+        .await
+        .map_err(backend_error)?;
+    Ok(())
 }
 
 fn event_row(row: &SqliteRow) -> Result<EventRow, sqlx::Error> {
@@ -241,34 +249,7 @@ impl AppendTx for SqliteAppend<'_> {
 
     async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError> {
         for event in &plan.events {
-            let r = EventRow::from_event(event);
-            sqlx::query(
-                "INSERT INTO events (position, event_id, stream, seq, prev_hash, hash, recorded_at_us, \
-                 occurred_at_us, occurred_zone, occurred_offset_s, actor, source_system, source_event_id, \
-                 reason, corrects, body_type, body_version, body_data) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(r.position)
-            .bind(r.event_id)
-            .bind(r.stream)
-            .bind(r.seq)
-            .bind(r.prev_hash)
-            .bind(r.hash)
-            .bind(r.recorded_at_us)
-            .bind(r.occurred_at_us)
-            .bind(r.occurred_zone)
-            .bind(r.occurred_offset_s)
-            .bind(r.actor)
-            .bind(r.source_system)
-            .bind(r.source_event_id)
-            .bind(r.reason)
-            .bind(r.corrects)
-            .bind(r.body_type)
-            .bind(r.body_version)
-            .bind(r.body_data)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(backend_error)?;
+            insert_event_row(&mut self.tx, "events", EventRow::from_event(event)).await?;
         }
         for (stream, head) in &plan.stream_heads {
             sqlx::query(
