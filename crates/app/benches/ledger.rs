@@ -108,7 +108,7 @@ fn ledger(c: &mut Criterion) {
                         rt.block_on(async {
                             let start = Clock::now();
                             for d in &work {
-                                store.append(d, Instant::now()).await.expect("append");
+                                store.append(d, &Instant::now).await.expect("append");
                             }
                             start.elapsed()
                         })

@@ -136,7 +136,7 @@ impl Autolog {
     pub async fn append_json(&self, body: &[u8]) -> Result<AppendResult, AppError> {
         let now = Instant::now();
         let (drafts, single) = parse_request(body, now)?;
-        let outcomes = match self.store.append(&drafts, now).await {
+        let outcomes = match self.store.append(&drafts, &Instant::now).await {
             Ok(outcomes) => outcomes,
             // The store names batch members as [i]; a single event has no index.
             Err(StoreError::Rejected(mut f)) if single => {
@@ -175,7 +175,7 @@ mod tests {
             "stream": "site/S-1",
             "occurred_at": occurred,
             "actor": "system/qms",
-            "source": {"system": "qms", "source_event_id": occurred},
+            "source": {"system": "qms", "source_event_id": "ev-1"},
             "body": {"type": "annotation.recorded", "version": 1, "data": {"text": "hello"}}
         })
     }

@@ -44,7 +44,7 @@ pub fn redact_password(url: &str) -> String {
         return url.to_string();
     };
     let rest = &url[scheme_end..];
-    let Some(at) = rest.find('@') else {
+    let Some(at) = rest.rfind('@') else {
         return url.to_string();
     };
     match rest[..at].find(':') {

@@ -31,6 +31,22 @@ pub fn parse_time(field: &str, text: Option<&str>, now: Instant) -> Result<Insta
 }
 
 impl Autolog {
+    /// The transaction time a read uses: the one asked for (default now), but never later
+    /// than the last committed event's `recorded_at`. Every event recorded by then is
+    /// committed (placement is serialised), so the same read always gives the same answer.
+    async fn settled_known_at(
+        &self,
+        requested: Option<&str>,
+        now: Instant,
+    ) -> Result<Instant, AppError> {
+        let requested = parse_time("known_at", requested, now)?;
+        let head = self.store.head().await?;
+        Ok(match head.recorded_at {
+            Some(last) if last < requested => last,
+            _ => requested,
+        })
+    }
+
     /// The stream as it was in the world at `valid_at`, as Autolog knew it at `known_at`
     /// (both default to now). A stream with no event known at `known_at` is not found.
     pub async fn stream_state(
@@ -42,7 +58,7 @@ impl Autolog {
         check_stream_name("stream", stream)?;
         let now = Instant::now();
         let valid_at = parse_time("valid_at", valid_at, now)?;
-        let known_at = parse_time("known_at", known_at, now)?;
+        let known_at = self.settled_known_at(known_at, now).await?;
         let events = self.store.stream_events(stream, known_at).await?;
         if events.is_empty() {
             return Err(AppError::NotFound {
@@ -68,11 +84,19 @@ impl Autolog {
                 format!("must be between 1 and {MAX_PAGE}"),
             )));
         }
+        let after_position = q.after_position.unwrap_or(0);
+        if after_position > i64::MAX as u64 {
+            return Err(AppError::Invalid(FieldError::new(
+                "after_position",
+                after_position.to_string(),
+                format!("must be at most {}", i64::MAX),
+            )));
+        }
         let query = EventQuery {
             stream: q.stream.clone(),
             valid_at: parse_time("valid_at", q.valid_at.as_deref(), now)?,
-            known_at: parse_time("known_at", q.known_at.as_deref(), now)?,
-            after_position: q.after_position.unwrap_or(0),
+            known_at: self.settled_known_at(q.known_at.as_deref(), now).await?,
+            after_position,
             limit,
         };
         let events = self.store.list_events(&query).await?;

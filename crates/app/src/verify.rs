@@ -1,11 +1,12 @@
 //! `autolog verify`: recompute every hash, every stream chain, the Merkle tree, each
-//! checkpoint's root and signature; name the first event that does not check out.
+//! checkpoint's root and signature, and the projections; name the first thing that is wrong.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use autolog_domain::checkpoint::Checkpoint;
 use autolog_domain::merkle::{leaf_hash, Frontier, Hash, NodeId};
 use autolog_domain::{Instant, Uuid, GENESIS_HASH};
+use autolog_store::StreamHead;
 
 use crate::{AppError, Autolog};
 
@@ -19,18 +20,24 @@ pub struct VerifyReport {
     pub tree_size: u64,
     pub root: Hash,
     pub checkpoints: u64,
+    /// Set when the ledger grew while it was verified: what was left for a later run.
+    pub note: Option<String>,
 }
 
 impl VerifyReport {
     pub fn summary_line(&self) -> String {
-        format!(
+        let mut line = format!(
             "ok: {} events, {} streams, tree size {}, root {}, {} checkpoints verified",
             self.events,
             self.streams,
             self.tree_size,
             hex::encode(self.root),
             self.checkpoints
-        )
+        );
+        if let Some(note) = &self.note {
+            line.push_str(&format!(" ({note})"));
+        }
+        line
     }
 }
 
@@ -59,110 +66,177 @@ impl std::fmt::Display for VerifyFailure {
     }
 }
 
-fn fail(
-    position: Option<i64>,
-    event_id: Option<Uuid>,
-    stream: Option<&str>,
-    problem: String,
-) -> VerifyFailure {
+fn fail(problem: String) -> VerifyFailure {
     VerifyFailure {
-        position,
-        event_id,
-        stream: stream.map(str::to_string),
+        position: None,
+        event_id: None,
+        stream: None,
         problem,
     }
 }
 
+/// What the scan of the events recomputed.
+struct Recomputed {
+    frontier: Frontier,
+    heads: BTreeMap<String, StreamHead>,
+    corrections: BTreeSet<(Uuid, Uuid, Instant)>,
+    last_recorded: Option<Instant>,
+}
+
 impl Autolog {
-    /// Verifies the whole ledger. `progress(done, total)` is called after each chunk.
+    /// Verifies the ledger as of the head read at the start (events appended meanwhile are
+    /// left for the next run). `progress(done, total)` is called after each chunk.
     /// `Ok(Err(failure))` means the ledger was checked and found altered.
     pub async fn verify(
         &self,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Result<VerifyReport, VerifyFailure>, AppError> {
-        let (rows, streams) = self.store.counts().await?;
+        // Checkpoints before the head: every checkpoint read then covers committed events.
+        let checkpoints = self.store.checkpoints().await?;
         let head = self.store.head().await?;
         let public = self.key.verifying_key();
 
-        // Checkpoints first: a bad signature needs no scan to be found.
         let mut by_size: BTreeMap<u64, Vec<Checkpoint>> = BTreeMap::new();
         let mut checkpoint_count = 0u64;
-        for (i, cp) in self.store.checkpoints().await?.into_iter().enumerate() {
+        for (i, cp) in checkpoints.into_iter().enumerate() {
             let cp = match cp {
                 Ok(cp) => cp,
                 Err(e) => {
-                    return Ok(Err(fail(
-                        None,
-                        None,
-                        None,
-                        format!("checkpoint #{} is unreadable: {e}", i + 1),
-                    )))
+                    return Ok(Err(fail(format!(
+                        "checkpoint #{} is unreadable: {e}",
+                        i + 1
+                    ))))
                 }
             };
             if let Err(e) = cp.verify_signature(&public) {
-                return Ok(Err(fail(
-                    None,
-                    None,
-                    None,
-                    format!("forged checkpoint: {e}"),
-                )));
+                return Ok(Err(fail(format!("forged checkpoint: {e}"))));
             }
             checkpoint_count += 1;
             by_size.entry(cp.tree_size).or_default().push(cp);
         }
 
-        let mut frontier = Frontier::new();
-        let mut heads: HashMap<String, (u64, Hash)> = HashMap::new();
+        let recomputed = match self
+            .scan_events(head.position, &by_size, &mut progress)
+            .await?
+        {
+            Ok(r) => r,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let tree_size = recomputed.frontier.size();
+        if tree_size != head.position {
+            return Ok(Err(VerifyFailure {
+                position: Some(tree_size as i64 + 1),
+                ..fail(format!(
+                    "the ledger head records {} events, but the events end at position {tree_size}: events were deleted",
+                    head.position
+                ))
+            }));
+        }
+        if let Some((&size, _)) = by_size.range(tree_size + 1..).next() {
+            return Ok(Err(fail(format!(
+                "a checkpoint was signed at tree size {size}, but the ledger holds only {tree_size} events: events were deleted"
+            ))));
+        }
+        if head.frontier.root() != recomputed.frontier.root() {
+            return Ok(Err(fail(
+                "the ledger head's Merkle frontier does not match the events: the head row was edited".into(),
+            )));
+        }
+        if let Some(last) = head.recorded_at {
+            if tree_size > 0 && recomputed.last_recorded != Some(last) {
+                return Ok(Err(fail(format!(
+                    "the ledger head's recorded_at {last} is not the last event's: the head row was edited"
+                ))));
+            }
+        }
+
+        // Projections: compared only if nothing was appended meanwhile (they move with appends).
+        let stored_heads = self.store.stream_heads().await?;
+        let stored_corrections = self.store.corrections().await?;
+        let head_now = self.store.head().await?;
+        let mut note = None;
+        if head_now.position == head.position {
+            if let Err(failure) = self
+                .compare_projections(&recomputed, stored_heads, stored_corrections)
+                .await?
+            {
+                return Ok(Err(failure));
+            }
+        } else {
+            note = Some(format!(
+                "the ledger grew to {} events during verification; the first {tree_size} were verified, projections not compared",
+                head_now.position
+            ));
+        }
+        Ok(Ok(VerifyReport {
+            events: tree_size,
+            streams: recomputed.heads.len() as u64,
+            tree_size,
+            root: recomputed.frontier.root(),
+            checkpoints: checkpoint_count,
+            note,
+        }))
+    }
+
+    /// Scans events 1..=`up_to` in position order, checking each and rebuilding the tree.
+    async fn scan_events(
+        &self,
+        up_to: u64,
+        checkpoints: &BTreeMap<u64, Vec<Checkpoint>>,
+        progress: &mut impl FnMut(u64, u64),
+    ) -> Result<Result<Recomputed, VerifyFailure>, AppError> {
+        let mut r = Recomputed {
+            frontier: Frontier::new(),
+            heads: BTreeMap::new(),
+            corrections: BTreeSet::new(),
+            last_recorded: None,
+        };
         let mut last_recorded: Option<Instant> = None;
-        let mut expected_position: i64 = 1;
-        loop {
-            let chunk = self.store.scan(expected_position - 1, CHUNK).await?;
+        let mut expected: i64 = 1;
+        while (expected as u64) <= up_to {
+            let chunk = self.store.scan(expected - 1, CHUNK).await?;
             if chunk.is_empty() {
                 break;
             }
             let mut produced: Vec<(NodeId, Hash)> = Vec::with_capacity(chunk.len() * 2);
-            for row in &chunk {
-                if row.position != expected_position {
-                    return Ok(Err(fail(
-                        Some(expected_position),
-                        None,
-                        None,
-                        format!(
-                            "no event at position {expected_position} (the next stored row is at {}): a row was deleted or moved",
+            for row in chunk.iter().take_while(|row| row.position as u64 <= up_to) {
+                if row.position != expected {
+                    return Ok(Err(VerifyFailure {
+                        position: Some(expected),
+                        ..fail(format!(
+                            "no event at position {expected} (the next stored row is at {}): a row was deleted or moved",
                             row.position
-                        ),
-                    )));
+                        ))
+                    }));
                 }
                 let event = match &row.event {
                     Ok(e) => e,
                     Err(e) => {
-                        return Ok(Err(fail(
-                            Some(row.position),
-                            None,
-                            None,
-                            format!("row is unreadable: {e}"),
-                        )))
+                        return Ok(Err(VerifyFailure {
+                            position: Some(row.position),
+                            ..fail(format!("row is unreadable: {e}"))
+                        }))
                     }
                 };
                 let at = |problem: String| {
-                    Ok(Err(fail(
-                        Some(row.position),
-                        Some(event.event_id),
-                        Some(&event.stream),
+                    Ok(Err(VerifyFailure {
+                        position: Some(row.position),
+                        event_id: Some(event.event_id),
+                        stream: Some(event.stream.clone()),
                         problem,
-                    )))
+                    }))
                 };
-                if event.compute_hash() != event.hash {
+                let computed = event.compute_hash();
+                if computed != event.hash {
                     return at(format!(
-                        "stored hash {} does not match the event's content (hash of canonical bytes is {}): the row was edited",
+                        "stored hash {} does not match the event's content (its canonical bytes hash to {}): the row was edited",
                         hex::encode(event.hash),
-                        hex::encode(event.compute_hash())
+                        hex::encode(computed)
                     ));
                 }
-                let (last_seq, last_hash) = heads
-                    .get(&event.stream)
-                    .copied()
-                    .unwrap_or((0, GENESIS_HASH));
+                let previous = r.heads.get(&event.stream).copied();
+                let (last_seq, last_hash) =
+                    previous.map_or((0, GENESIS_HASH), |h| (h.last_seq, h.last_hash));
                 if event.seq != last_seq + 1 {
                     return at(format!(
                         "seq {} follows seq {last_seq} in its stream: an event of the stream was deleted, duplicated or reordered",
@@ -182,11 +256,21 @@ impl Autolog {
                         event.recorded_at
                     ));
                 }
-                heads.insert(event.stream.clone(), (event.seq, event.hash));
+                r.heads.insert(
+                    event.stream.clone(),
+                    StreamHead {
+                        last_seq: event.seq,
+                        last_hash: event.hash,
+                    },
+                );
+                if let Some(target) = event.corrects {
+                    r.corrections
+                        .insert((target, event.event_id, event.recorded_at));
+                }
                 last_recorded = Some(event.recorded_at);
-                produced.extend(frontier.append(leaf_hash(&event.hash)));
-                if let Some(cps) = by_size.get(&frontier.size()) {
-                    let root = frontier.root();
+                produced.extend(r.frontier.append(leaf_hash(&event.hash)));
+                if let Some(cps) = checkpoints.get(&r.frontier.size()) {
+                    let root = r.frontier.root();
                     if let Some(cp) = cps.iter().find(|cp| cp.root != root) {
                         return at(format!(
                             "the checkpoint signed at {} for tree size {} has root {}, but the ledger's root at that size is {}: the ledger or the checkpoint was altered",
@@ -194,52 +278,78 @@ impl Autolog {
                         ));
                     }
                 }
-                expected_position += 1;
+                expected += 1;
             }
             if let Err(problem) = self.compare_nodes(&produced).await? {
-                return Ok(Err(fail(None, None, None, problem)));
+                return Ok(Err(fail(problem)));
             }
-            progress(frontier.size(), rows);
+            progress(r.frontier.size(), up_to);
+            if (chunk.len() as u32) < CHUNK {
+                break;
+            }
         }
+        r.last_recorded = last_recorded;
+        Ok(Ok(r))
+    }
 
-        let tree_size = frontier.size();
-        if let Some((&size, _)) = by_size.range(tree_size + 1..).next() {
-            return Ok(Err(fail(
-                None,
-                None,
-                None,
-                format!("a checkpoint was signed at tree size {size}, but the ledger holds only {tree_size} events: events were deleted"),
-            )));
+    /// The stream heads and correction links must be exactly what the events say.
+    async fn compare_projections(
+        &self,
+        recomputed: &Recomputed,
+        stored_heads: Vec<(String, StreamHead)>,
+        stored_corrections: Vec<(Uuid, Uuid, Instant)>,
+    ) -> Result<Result<(), VerifyFailure>, AppError> {
+        let stored: BTreeMap<String, StreamHead> = stored_heads.into_iter().collect();
+        for (stream, head) in &recomputed.heads {
+            match stored.get(stream) {
+                Some(s) if s == head => {}
+                Some(s) => {
+                    return Ok(Err(VerifyFailure {
+                        stream: Some(stream.clone()),
+                        ..fail(format!(
+                            "the stored stream head (seq {}, hash {}) is not the stream's last event (seq {}, hash {}): the streams table was edited",
+                            s.last_seq, hex::encode(s.last_hash), head.last_seq, hex::encode(head.last_hash)
+                        ))
+                    }))
+                }
+                None => {
+                    return Ok(Err(VerifyFailure {
+                        stream: Some(stream.clone()),
+                        ..fail("the stream has events but no stored stream head: the streams table was edited".into())
+                    }))
+                }
+            }
         }
-        if head.position != tree_size || head.frontier.root() != frontier.root() {
-            return Ok(Err(fail(
-                None,
-                None,
-                None,
-                format!(
-                    "the ledger head records {} events, but {tree_size} were found: the events table was truncated or the head edited",
-                    head.position
-                ),
-            )));
+        if let Some(extra) = stored.keys().find(|s| !recomputed.heads.contains_key(*s)) {
+            return Ok(Err(VerifyFailure {
+                stream: Some(extra.clone()),
+                ..fail("a stream head is stored for a stream without events: the streams table was edited".into())
+            }));
         }
-        if streams != heads.len() as u64 {
-            return Ok(Err(fail(
-                None,
-                None,
-                None,
-                format!(
-                    "{streams} stream heads are stored, but the events form {} streams",
-                    heads.len()
-                ),
-            )));
+        let stored: BTreeSet<(Uuid, Uuid, Instant)> = stored_corrections.into_iter().collect();
+        if let Some(missing) = recomputed.corrections.difference(&stored).next() {
+            return Ok(Err(VerifyFailure {
+                event_id: Some(missing.1),
+                ..fail(format!("the correction of {} by {} is missing from the corrections table: it was edited", missing.0, missing.1))
+            }));
         }
-        Ok(Ok(VerifyReport {
-            events: tree_size,
-            streams,
-            tree_size,
-            root: frontier.root(),
-            checkpoints: checkpoint_count,
-        }))
+        if let Some(extra) = stored.difference(&recomputed.corrections).next() {
+            return Ok(Err(fail(format!(
+                "the corrections table says {} was superseded by {} at {}, but no such correction event exists: it was edited",
+                extra.0, extra.1, extra.2
+            ))));
+        }
+        let beyond = self
+            .store
+            .scan(recomputed.frontier.size() as i64, 1)
+            .await?;
+        if let Some(row) = beyond.first() {
+            return Ok(Err(VerifyFailure {
+                position: Some(row.position),
+                ..fail("a row lies beyond the ledger head: it was inserted outside Autolog".into())
+            }));
+        }
+        Ok(Ok(()))
     }
 
     /// Compares recomputed Merkle nodes with the stored ones, level by level.
@@ -265,10 +375,16 @@ impl Autolog {
                 .into_iter()
                 .collect();
             for (index, hash) in expected {
+                let leaves = 1u64 << level;
+                let span = format!(
+                    "positions {} to {}",
+                    index * leaves + 1,
+                    (index + 1) * leaves
+                );
                 match stored.get(&index) {
                     Some(s) if *s == hash => {}
-                    Some(_) => return Ok(Err(format!("stored Merkle node (level {level}, index {index}) differs from the recomputed one: proofs served from it would be false"))),
-                    None => return Ok(Err(format!("Merkle node (level {level}, index {index}) is missing from storage"))),
+                    Some(_) => return Ok(Err(format!("stored Merkle node (level {level}, index {index}; {span}) differs from the recomputed one: proofs served from it would be false"))),
+                    None => return Ok(Err(format!("Merkle node (level {level}, index {index}; {span}) is missing from storage"))),
                 }
             }
         }

@@ -138,11 +138,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
-            tracing::info!(
-                listen = %listener.local_addr()?,
-                store = %config.store_description(),
-                "autolog serving"
-            );
+            let bound = listener.local_addr()?;
+            tracing::info!(listen = %bound, store = %config.store_description(), "autolog serving");
+            // One plain line on stdout, so that scripts (and tests) can find the port of --listen ...:0.
+            println!("autolog listening on http://{bound}");
+            let _ = std::io::stdout().flush();
             let options = ServeOptions {
                 checkpoint_interval: Duration::from_secs(checkpoint_interval_secs.max(1)),
             };

@@ -146,10 +146,15 @@ async fn verify_names_the_first_tampered_event() {
         ("edited body", "UPDATE events SET body_data = replace(body_data, 'Boston', 'Bostonn') WHERE position = 2", "at position 2"),
         ("edited actor", "UPDATE events SET actor = 'person/P-9999' WHERE position = 5", "the row was edited"),
         ("deleted row", "DELETE FROM events WHERE position = 3", "no event at position 3"),
-        ("deleted last row", "DELETE FROM events WHERE position = 8", "only 7 events"),
+        ("deleted last row", "DELETE FROM events WHERE position = 8", "the events end at position 7"),
+        ("inserted row", "INSERT INTO events SELECT position + 1, event_id || 'x', stream, seq + 1, hash, hash, recorded_at_us + 1, occurred_at_us, occurred_zone, occurred_offset_s, actor, source_system, source_event_id || 'x', reason, NULL, body_type, body_version, body_data FROM events WHERE position = 8", "beyond the ledger head"),
+        ("edited stream head", "UPDATE streams SET last_seq = 9 WHERE stream = 'site/S-BOS-01'", "the streams table was edited"),
+        ("deleted correction link", "DELETE FROM corrections", "missing from the corrections table"),
+        ("forged correction link", "UPDATE corrections SET recorded_at_us = recorded_at_us - 1", "corrections table: it was edited"),
+        ("edited ledger head", "UPDATE ledger_head SET recorded_at_us = recorded_at_us + 60000000", "the head row was edited"),
         ("reordered rows", "UPDATE events SET position = -4 WHERE position = 4; UPDATE events SET position = 4 WHERE position = 5; UPDATE events SET position = 5 WHERE position = -4", "at position 4"),
         ("forged checkpoint root", "UPDATE checkpoints SET root = zeroblob(32)", "forged checkpoint"),
-        ("forged Merkle node", "UPDATE merkle_nodes SET hash = zeroblob(32) WHERE level = 1 AND idx = 0", "Merkle node (level 1, index 0)"),
+        ("forged Merkle node", "UPDATE merkle_nodes SET hash = zeroblob(32) WHERE level = 1 AND idx = 0", "Merkle node (level 1, index 0; positions 1 to 2)"),
     ];
     for (what, sql, expected) in cases {
         let dir = ingested_ledger();

@@ -20,7 +20,7 @@ pub struct Checkpoint {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CheckpointError {
-    #[error("checkpoint at tree size {tree_size} names key {found}, but this instance's key is {expected}")]
+    #[error("checkpoint at tree size {tree_size} was signed by key {found}, but this instance's key is {expected} (servers sharing a database must share the key file)")]
     WrongKey {
         tree_size: u64,
         expected: String,

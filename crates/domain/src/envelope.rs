@@ -293,12 +293,12 @@ fn is_code_char(c: char) -> bool {
 /// A stream name: segments of letters, digits and `._:-*`, joined by `/`,
 /// at most 200 characters, e.g. `site/S-PAR-01` or `coi/CHA999926000001*`.
 pub fn check_stream_name(field: &str, name: &str) -> Result<(), FieldError> {
-    const RULE: &str = "must be 1-200 characters: segments of letters, digits and . _ : - * joined by /, e.g. site/S-PAR-01";
+    const RULE: &str = "must be 1-200 characters: segments of letters, digits and . _ : - * joined by / (no empty, . or .. segment), e.g. site/S-PAR-01";
     let ok = !name.is_empty()
         && name.len() <= 200
-        && name
-            .split('/')
-            .all(|seg| !seg.is_empty() && seg.chars().all(is_code_char));
+        && name.split('/').all(|seg| {
+            !seg.is_empty() && seg != "." && seg != ".." && seg.chars().all(is_code_char)
+        });
     if ok {
         Ok(())
     } else {
@@ -372,7 +372,19 @@ fn parse_source_at(field: &str, value: Option<&Value>) -> Result<Source, FieldEr
         ));
     }
     let source_event_id = required_str(obj, "source_event_id").map_err(|e| e.under(field))?;
-    check_text(&format!("{field}.source_event_id"), source_event_id, 200)?;
+    // An identifier, never free text: it is hashed into the ledger for good.
+    let id_ok = !source_event_id.is_empty()
+        && source_event_id.len() <= 200
+        && source_event_id
+            .chars()
+            .all(|c| is_code_char(c) || c == '/' || c == '#');
+    if !id_ok {
+        return Err(FieldError::new(
+            format!("{field}.source_event_id"),
+            source_event_id,
+            "must be the sender's id for the fact: 1-200 letters, digits or . _ : - * / # (no spaces or free text)",
+        ));
+    }
     Ok(Source {
         system: system.to_string(),
         source_event_id: source_event_id.to_string(),

@@ -89,7 +89,8 @@ pub fn lookup(name: &str, version: u32) -> Result<&'static EventType, FieldError
         })
 }
 
-/// Validates a payload by deserialising it into its typed form (unknown fields refused).
+/// Validates a payload by deserialising it into its typed form (unknown fields refused);
+/// a refusal names the path inside the payload, e.g. `site_types[0]`.
 fn schema<T: DeserializeOwned + Check>(data: &Value) -> Result<(), FieldError> {
     if !data.is_object() {
         return Err(FieldError::new(
@@ -98,8 +99,28 @@ fn schema<T: DeserializeOwned + Check>(data: &Value) -> Result<(), FieldError> {
             "must be a JSON object",
         ));
     }
-    let typed: T = serde_json::from_value(data.clone())
-        .map_err(|e| FieldError::new("", crate::error::show(data), e.to_string()))?;
+    let typed: T = serde_path_to_error::deserialize(data).map_err(|e| {
+        let mut field = String::new();
+        let mut value = Some(data);
+        for segment in e.path().iter() {
+            match segment {
+                serde_path_to_error::Segment::Seq { index } => {
+                    field.push_str(&format!("[{index}]"));
+                    value = value.and_then(|v| v.get(index));
+                }
+                serde_path_to_error::Segment::Map { key } => {
+                    if !field.is_empty() {
+                        field.push('.');
+                    }
+                    field.push_str(key);
+                    value = value.and_then(|v| v.get(key));
+                }
+                _ => {}
+            }
+        }
+        let shown = value.map_or_else(|| "(absent)".to_string(), crate::error::show);
+        FieldError::new(field, shown, e.inner().to_string())
+    })?;
     typed.check()
 }
 
@@ -240,6 +261,17 @@ mod tests {
             .validate(&json!({"site_id":"S-1","name":"Paris","site_types":["laboratory"],"time_zone":"Europe/Paris","colour":"red"}))
             .expect_err("unknown field");
         assert!(e.rule.contains("unknown field `colour`"), "{}", e.rule);
+        let e = t
+            .validate(&json!({"site_id":"S-1","name":"Paris","site_types":["laboratory", 7],"time_zone":"Europe/Paris"}))
+            .expect_err("wrong type");
+        assert_eq!((e.field.as_str(), e.value.as_str()), ("site_types[1]", "7"));
+        assert!(e.rule.contains("expected a string"), "{}", e.rule);
+        let e = t
+            .validate(
+                &json!({"site_id":"S-1","site_types":["laboratory"],"time_zone":"Europe/Paris"}),
+            )
+            .expect_err("missing");
+        assert!(e.rule.contains("missing field `name`"), "{}", e.rule);
         assert!(t.validate(&json!([1, 2])).is_err());
     }
 

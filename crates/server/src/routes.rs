@@ -7,7 +7,7 @@ use std::sync::Arc;
 use autolog_app::{too_large, AppError, Autolog, ListQuery, MAX_REQUEST_BYTES};
 use autolog_domain::FieldError;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -19,7 +19,22 @@ use tower_http::trace::TraceLayer;
 use crate::{ApiError, OPENAPI_JSON};
 
 type AppState = Arc<Autolog>;
-type Params = Query<HashMap<String, String>>;
+type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+type PathParam = Result<Path<String>, PathRejection>;
+
+/// The query parameters, or a JSON refusal when the query string cannot be read.
+fn query(params: Params) -> Result<HashMap<String, String>, ApiError> {
+    params
+        .map(|Query(p)| p)
+        .map_err(|e| FieldError::new("query", "(unreadable)", e.body_text()).into())
+}
+
+/// A path parameter, or a JSON refusal when it cannot be read (e.g. bad percent-encoding).
+fn path_param(name: &str, param: PathParam) -> Result<String, ApiError> {
+    param
+        .map(|Path(p)| p)
+        .map_err(|e| FieldError::new(name, "(unreadable)", e.body_text()).into())
+}
 
 pub fn router(app: Arc<Autolog>) -> Router {
     Router::new()
@@ -111,10 +126,8 @@ async fn append(
     Ok((status, Json(result.to_json())))
 }
 
-async fn list_events(
-    State(app): State<AppState>,
-    Query(p): Params,
-) -> Result<Json<Value>, ApiError> {
+async fn list_events(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
     only_params(
         &p,
         &["stream", "valid_at", "known_at", "after_position", "limit"],
@@ -131,19 +144,23 @@ async fn list_events(
 
 async fn event(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-    Query(p): Params,
+    id: PathParam,
+    p: Params,
 ) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
     only_params(&p, &[])?;
+    let id = path_param("event_id", id)?;
     Ok(Json(app.event(&id).await?))
 }
 
 async fn stream_state(
     State(app): State<AppState>,
-    Path(stream): Path<String>,
-    Query(p): Params,
+    stream: PathParam,
+    p: Params,
 ) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
     only_params(&p, &["valid_at", "known_at"])?;
+    let stream = path_param("stream", stream)?;
     let state = app
         .stream_state(
             &stream,
@@ -156,18 +173,18 @@ async fn stream_state(
 
 async fn inclusion(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-    Query(p): Params,
+    id: PathParam,
+    p: Params,
 ) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
     only_params(&p, &["tree_size"])?;
+    let id = path_param("event_id", id)?;
     let proof = app.inclusion_proof(&id, number(&p, "tree_size")?).await?;
     Ok(Json(proof.to_json()))
 }
 
-async fn consistency(
-    State(app): State<AppState>,
-    Query(p): Params,
-) -> Result<Json<Value>, ApiError> {
+async fn consistency(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
     only_params(&p, &["from", "to"])?;
     let required = |key: &str| -> Result<u64, ApiError> {
         number::<u64>(&p, key)?
@@ -181,8 +198,9 @@ async fn consistency(
 
 async fn latest_checkpoint(
     State(app): State<AppState>,
-    Query(p): Params,
+    p: Params,
 ) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
     only_params(&p, &[])?;
     Ok(Json(app.latest_checkpoint().await?.to_json()))
 }

@@ -243,7 +243,7 @@ async fn bad_input_is_refused_with_field_value_and_rule() {
                     v["body"]["data"]["beds"] = json!(3);
                 }),
                 StatusCode::BAD_REQUEST,
-                "body.data",
+                "body.data.beds",
             ),
             (
                 "time without offset",

@@ -69,7 +69,7 @@ fn correction(stream: &str, id: &str, occurred: i64, corrects: Uuid, data: Value
 }
 
 async fn append_one(store: &Arc<dyn Store>, d: EventDraft, now: i64) -> autolog_domain::Event {
-    let mut out = store.append(&[d], at(now)).await.expect("append");
+    let mut out = store.append(&[d], &move || at(now)).await.expect("append");
     out.remove(0).event
 }
 
@@ -157,7 +157,10 @@ pub async fn same_source_twice_returns_the_first_event(target: Target) {
         json!({"text": "different"}),
     );
     again.event_id = Uuid::now_v7();
-    let out = store.append(&[again], at(T0 + 1)).await.expect("append");
+    let out = store
+        .append(&[again], &move || at(T0 + 1))
+        .await
+        .expect("append");
     assert!(out[0].duplicate);
     assert_eq!(out[0].event, first);
     // inside one batch as well
@@ -165,14 +168,17 @@ pub async fn same_source_twice_returns_the_first_event(target: Target) {
         draft("site/S-1", "lims", "b1", T0),
         draft("site/S-1", "lims", "b1", T0),
     ];
-    let out = store.append(&batch, at(T0 + 2)).await.expect("append");
+    let out = store
+        .append(&batch, &move || at(T0 + 2))
+        .await
+        .expect("append");
     assert!(!out[0].duplicate && out[1].duplicate);
     assert_eq!(out[0].event, out[1].event);
     let events = assert_ledger_invariants(&store).await;
     assert_eq!(events.len(), 2, "duplicates wrote nothing");
     // an all-duplicate append does not move the head
     let out = store
-        .append(&[draft("x/y", "qms", "once", T0)], at(T0 + 3))
+        .append(&[draft("x/y", "qms", "once", T0)], &move || at(T0 + 3))
         .await
         .expect("append");
     assert!(out[0].duplicate);
@@ -188,7 +194,7 @@ pub async fn concurrent_appends_to_one_stream_have_no_gaps(target: Target) {
         tasks.push(tokio::spawn(async move {
             for i in 0..15 {
                 let d = draft("coi/CHA999926000001A", "mes", &format!("t{t}-{i}"), T0);
-                store.append(&[d], Instant::now()).await.expect("append");
+                store.append(&[d], &Instant::now).await.expect("append");
             }
         }));
     }
@@ -210,7 +216,7 @@ pub async fn concurrent_appends_to_many_streams_all_succeed(target: Target) {
             for i in 0..15 {
                 let d = draft(&format!("coi/patient-{t}"), "mes", &format!("t{t}-{i}"), T0);
                 store
-                    .append(&[d], Instant::now())
+                    .append(&[d], &Instant::now)
                     .await
                     .expect("append to its own stream");
             }
@@ -245,7 +251,10 @@ pub async fn a_refused_batch_writes_nothing(target: Target) {
         draft("site/S-2", "qms", "good", T0),
         correction("site/S-2", "bad", T0, Uuid::now_v7(), json!({"name": "x"})),
     ];
-    let err = store.append(&bad, at(T0 + 1)).await.expect_err("refused");
+    let err = store
+        .append(&bad, &move || at(T0 + 1))
+        .await
+        .expect_err("refused");
     match err {
         StoreError::Rejected(f) => {
             assert_eq!(f.field, "[1].corrects");
@@ -300,7 +309,7 @@ pub async fn corrections_follow_their_rules(target: Target) {
                 other.event_id,
                 json!({"name": "x"}),
             )],
-            at(T0 + 2),
+            &move || at(T0 + 2),
         )
         .await
         .expect_err("cross-stream");
@@ -331,12 +340,76 @@ pub async fn corrections_follow_their_rules(target: Target) {
                 reg.event_id,
                 json!({"name": "y"}),
             )],
-            at(T0 + 4),
+            &move || at(T0 + 4),
         )
         .await
         .expect_err("already superseded");
     assert!(
         matches!(err, StoreError::Rejected(ref f) if f.rule.contains("already superseded")),
+        "{err}"
+    );
+    // two corrections of one stored event in one batch: the second is refused, nothing written
+    let r5 = append_one(
+        &store,
+        draft_with(
+            "site/S-5",
+            "qms",
+            "r5",
+            T0,
+            "site.amended",
+            json!({"name": "Nice"}),
+        ),
+        T0 + 5,
+    )
+    .await;
+    let size = store.head().await.expect("head").position;
+    let twice = [
+        correction(
+            "site/S-5",
+            "c5a",
+            T0,
+            r5.event_id,
+            json!({"name": "Nice Est"}),
+        ),
+        correction(
+            "site/S-5",
+            "c5b",
+            T0,
+            r5.event_id,
+            json!({"name": "Nice Ouest"}),
+        ),
+    ];
+    let err = store
+        .append(&twice, &move || at(T0 + 5))
+        .await
+        .expect_err("second correction");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "[1].corrects" && f.rule.contains("already superseded")),
+        "{err}"
+    );
+    assert_eq!(store.head().await.expect("head").position, size);
+    // a correction may name its target by the sender's source id
+    let mut by_source = correction(
+        "site/S-5",
+        "c5c",
+        T0,
+        r5.event_id,
+        json!({"name": "Nice Nord"}),
+    );
+    by_source.corrects = Some(CorrectionTarget::Source(r5.source.clone()));
+    let c5 = append_one(&store, by_source, T0 + 5).await;
+    assert_eq!(c5.corrects, Some(r5.event_id));
+    let mut unknown = correction("site/S-5", "c5d", T0, r5.event_id, json!({"name": "x"}));
+    unknown.corrects = Some(CorrectionTarget::Source(Source {
+        system: "qms".into(),
+        source_event_id: "never-sent".into(),
+    }));
+    let err = store
+        .append(&[unknown], &move || at(T0 + 5))
+        .await
+        .expect_err("unknown source");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "[0].corrects"),
         "{err}"
     );
     // correcting the correction is fine, also within one batch
@@ -348,7 +421,10 @@ pub async fn corrections_follow_their_rules(target: Target) {
         "site.amended",
         json!({"name": "Lyon"}),
     )];
-    let r3 = store.append(&batch, at(T0 + 5)).await.expect("append")[0]
+    let r3 = store
+        .append(&batch, &move || at(T0 + 5))
+        .await
+        .expect("append")[0]
         .event
         .clone();
     let c3 = correction(
@@ -361,7 +437,7 @@ pub async fn corrections_follow_their_rules(target: Target) {
     let c3_id = c3.event_id;
     let c4 = correction("site/S-3", "c4", T0, c3_id, json!({"name": "Lyon Est"}));
     store
-        .append(&[c3, c4], at(T0 + 6))
+        .append(&[c3, c4], &move || at(T0 + 6))
         .await
         .expect("chained corrections in one batch");
     let superseded = store
@@ -507,7 +583,7 @@ pub async fn recorded_at_strictly_increases_even_if_the_clock_goes_back(target: 
     let out = store
         .append(
             &[draft("s/2", "x", "c", T0), draft("s/3", "x", "d", T0)],
-            at(T0),
+            &move || at(T0),
         )
         .await
         .expect("append");
@@ -526,7 +602,10 @@ pub async fn merkle_proofs_verify(target: Target) {
                 draft(&format!("s/{}", i % 3), "x", &n.to_string(), T0)
             })
             .collect();
-        store.append(&drafts, at(T0 + n)).await.expect("append");
+        store
+            .append(&drafts, &move || at(T0 + n))
+            .await
+            .expect("append");
     }
     let events = assert_ledger_invariants(&store).await;
     let size = events.len() as u64;
@@ -611,7 +690,7 @@ pub async fn no_event_is_lost_or_reordered(target: Target, batches: Vec<Vec<(u8,
             })
             .collect();
         let out = store
-            .append(&drafts, at(T0 + b as i64))
+            .append(&drafts, &move || at(T0 + b as i64))
             .await
             .expect("append");
         for (d, o) in drafts.iter().zip(&out) {

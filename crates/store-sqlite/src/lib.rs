@@ -11,7 +11,7 @@ use autolog_domain::checkpoint::Checkpoint;
 use autolog_domain::merkle::{Frontier, Hash, NodeId};
 use autolog_domain::{Event, EventDraft, Instant, Source, Uuid};
 use autolog_store::{
-    append_in_tx, AppendOutcome, AppendPlan, AppendTx, CheckpointRow, EventQuery, EventRow,
+    append_in_tx, AppendOutcome, AppendPlan, AppendTx, CheckpointRow, Clock, EventQuery, EventRow,
     LedgerHead, ScannedRow, Store, StoreError, StreamHead, EVENT_COLUMNS,
 };
 use sqlx::sqlite::{
@@ -307,7 +307,7 @@ impl Store for SqliteStore {
     async fn append(
         &self,
         drafts: &[EventDraft],
-        now: Instant,
+        clock: &Clock,
     ) -> Result<Vec<AppendOutcome>, StoreError> {
         let tx = self
             .writer
@@ -316,7 +316,7 @@ impl Store for SqliteStore {
             .map_err(backend_error)?;
         let mut append = SqliteAppend { tx };
         // On error the transaction is dropped, which rolls it back: nothing is written.
-        let outcomes = append_in_tx(&mut append, drafts, now).await?;
+        let outcomes = append_in_tx(&mut append, drafts, clock).await?;
         append.tx.commit().await.map_err(backend_error)?;
         Ok(outcomes)
     }
@@ -514,6 +514,54 @@ impl Store for SqliteStore {
                 },
             })
             .collect())
+    }
+
+    async fn stream_heads(&self) -> Result<Vec<(String, StreamHead)>, StoreError> {
+        let rows = sqlx::query("SELECT stream, last_seq, last_hash FROM streams ORDER BY stream")
+            .fetch_all(&self.readers)
+            .await
+            .map_err(backend_error)?;
+        rows.iter()
+            .map(|row| {
+                let stream: String = row.try_get(0).map_err(backend_error)?;
+                let seq: i64 = row.try_get(1).map_err(backend_error)?;
+                let hash: Vec<u8> = row.try_get(2).map_err(backend_error)?;
+                Ok((
+                    stream,
+                    StreamHead {
+                        last_seq: seq as u64,
+                        last_hash: hash32(&hash, "stream head hash")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    async fn corrections(&self) -> Result<Vec<(Uuid, Uuid, Instant)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT superseded_event_id, correcting_event_id, recorded_at_us FROM corrections",
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|row| {
+                let corrupt = |detail: String| StoreError::Corrupt {
+                    position: 0,
+                    detail,
+                };
+                let superseded: String = row.try_get(0).map_err(backend_error)?;
+                let by: String = row.try_get(1).map_err(backend_error)?;
+                let at: i64 = row.try_get(2).map_err(backend_error)?;
+                Ok((
+                    Uuid::parse_str(&superseded)
+                        .map_err(|e| corrupt(format!("corrections row {superseded}: {e}")))?,
+                    Uuid::parse_str(&by)
+                        .map_err(|e| corrupt(format!("corrections row {by}: {e}")))?,
+                    Instant::from_micros(at).map_err(corrupt)?,
+                ))
+            })
+            .collect()
     }
 
     async fn counts(&self) -> Result<(u64, u64), StoreError> {

@@ -49,23 +49,27 @@ pub trait AppendTx: Send {
     async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError>;
 }
 
+/// The writer's clock, read once the ledger head is locked, so that `recorded_at` follows
+/// commit order even when a writer waited for the lock or clocks differ between servers.
+pub type Clock = dyn Fn() -> Instant + Send + Sync;
+
 /// Runs one append inside the backend's open transaction. The caller commits on `Ok`
 /// and rolls back on `Err`, so a refused batch writes nothing.
 pub async fn append_in_tx<T: AppendTx + ?Sized>(
     tx: &mut T,
     drafts: &[EventDraft],
-    now: Instant,
+    clock: &Clock,
 ) -> Result<Vec<AppendOutcome>, StoreError> {
     let mut head = tx.lock_head().await?;
+    let now = clock();
     let mut plan = AppendPlan::default();
     let mut outcomes: Vec<AppendOutcome> = Vec::with_capacity(drafts.len());
     let mut batch_sources: HashMap<&Source, usize> = HashMap::new();
     let mut stream_heads: HashMap<String, StreamHead> = HashMap::new();
-    // id -> (stream, superseded_by) for events of this batch
-    let mut batch_events: HashMap<Uuid, (String, Option<Uuid>)> = HashMap::new();
+    // Correction targets seen so far (stored or new in this batch): id -> (stream, superseded_by).
+    let mut targets: HashMap<Uuid, (String, Option<Uuid>)> = HashMap::new();
 
     for (i, draft) in drafts.iter().enumerate() {
-        let prefix = format!("[{i}]");
         if let Some(&first) = batch_sources.get(&draft.source) {
             let event = outcomes[first].event.clone();
             outcomes.push(AppendOutcome {
@@ -85,13 +89,14 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
         let corrects = match &draft.corrects {
             None => None,
             Some(target) => {
-                let resolved = resolve_target(tx, &batch_sources, &outcomes, target)
-                    .await
-                    .map_err(|e| StoreError::Rejected(e.under(&prefix)))?;
-                check_correction(tx, &batch_events, draft, resolved)
-                    .await
-                    .map_err(|e| StoreError::Rejected(e.under(&prefix)))?;
-                Some(resolved)
+                let id = resolve_target(tx, &batch_sources, &outcomes, target).await?;
+                let found = match targets.get(&id) {
+                    Some(found) => Some(found.clone()),
+                    None => tx.event_stream(id).await?,
+                };
+                check_correction(draft, id, found)
+                    .map_err(|e| StoreError::Rejected(e.under(&format!("[{i}]"))))?;
+                Some(id)
             }
         };
 
@@ -125,11 +130,9 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
         );
         if let Some(target) = corrects {
             plan.corrections.push((target, event.event_id, recorded_at));
-            if let Some(entry) = batch_events.get_mut(&target) {
-                entry.1 = Some(event.event_id);
-            }
+            targets.insert(target, (event.stream.clone(), Some(event.event_id)));
         }
-        batch_events.insert(event.event_id, (event.stream.clone(), None));
+        targets.insert(event.event_id, (event.stream.clone(), None));
         batch_sources.insert(&draft.source, outcomes.len());
         plan.events.push(event.clone());
         outcomes.push(AppendOutcome {
@@ -147,13 +150,14 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
     Ok(outcomes)
 }
 
-/// Turns a correction target given by source into the event id it names.
+/// Turns a correction target given by source into the event id it names. A source that
+/// names no event is a refusal; a storage failure stays a storage failure.
 async fn resolve_target<T: AppendTx + ?Sized>(
     tx: &mut T,
     batch_sources: &HashMap<&Source, usize>,
     outcomes: &[AppendOutcome],
     target: &CorrectionTarget,
-) -> Result<Uuid, FieldError> {
+) -> Result<Uuid, StoreError> {
     let source = match target {
         CorrectionTarget::EventId(id) => return Ok(*id),
         CorrectionTarget::Source(source) => source,
@@ -161,35 +165,25 @@ async fn resolve_target<T: AppendTx + ?Sized>(
     if let Some(&i) = batch_sources.get(source) {
         return Ok(outcomes[i].event.event_id);
     }
-    match tx.find_by_source(source).await {
-        Ok(Some(event)) => Ok(event.event_id),
-        Ok(None) => Err(FieldError::new(
-            "corrects",
-            target.to_string(),
-            "names no event in the ledger (no event has this source)",
-        )),
-        Err(e) => Err(FieldError::new(
-            "corrects",
-            target.to_string(),
-            e.to_string(),
+    match tx.find_by_source(source).await? {
+        Some(event) => Ok(event.event_id),
+        None => Err(StoreError::Rejected(
+            FieldError::new(
+                "corrects",
+                target.to_string(),
+                "names no event in the ledger (no event has this source)",
+            )
+            .under(&format!("[{}]", outcomes.len())),
         )),
     }
 }
 
 /// A correction must name an event of the same stream that no correction has yet superseded.
-async fn check_correction<T: AppendTx + ?Sized>(
-    tx: &mut T,
-    batch_events: &HashMap<Uuid, (String, Option<Uuid>)>,
+fn check_correction(
     draft: &EventDraft,
     target: Uuid,
+    found: Option<(String, Option<Uuid>)>,
 ) -> Result<(), FieldError> {
-    let found = match batch_events.get(&target) {
-        Some(found) => Some(found.clone()),
-        None => tx
-            .event_stream(target)
-            .await
-            .map_err(|e| FieldError::new("corrects", target.to_string(), e.to_string()))?,
-    };
     match found {
         None => Err(FieldError::new(
             "corrects",

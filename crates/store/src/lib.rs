@@ -11,7 +11,7 @@ use autolog_domain::checkpoint::Checkpoint;
 use autolog_domain::merkle::{Frontier, Hash, NodeId};
 use autolog_domain::{Event, EventDraft, FieldError, Instant, Uuid};
 
-pub use append::{append_in_tx, AppendPlan, AppendTx, StreamHead};
+pub use append::{append_in_tx, AppendPlan, AppendTx, Clock, StreamHead};
 pub use row::{CheckpointRow, EventRow, EVENT_COLUMNS};
 
 #[derive(Debug, thiserror::Error)]
@@ -73,12 +73,12 @@ pub trait Store: Send + Sync {
     fn backend(&self) -> &'static str;
 
     /// Appends drafts atomically, in order: all of them with their projection rows, or none.
-    /// `now` is the writer's clock; `recorded_at` is never earlier than it and always
-    /// later than the previous event's.
+    /// `clock` is read once the ledger head is locked; `recorded_at` is never earlier than
+    /// it and always later than the previous event's.
     async fn append(
         &self,
         drafts: &[EventDraft],
-        now: Instant,
+        clock: &Clock,
     ) -> Result<Vec<AppendOutcome>, StoreError>;
 
     /// Every event of a stream recorded at or before `known_at`, in `seq` order.
@@ -122,6 +122,12 @@ pub trait Store: Send + Sync {
 
     /// Up to `limit` rows with position > `after_position`, in stored position order.
     async fn scan(&self, after_position: i64, limit: u32) -> Result<Vec<ScannedRow>, StoreError>;
+
+    /// Every stored stream head (the `streams` projection), by stream name.
+    async fn stream_heads(&self) -> Result<Vec<(String, StreamHead)>, StoreError>;
+
+    /// Every stored correction link: (superseded event, correcting event, recorded_at).
+    async fn corrections(&self) -> Result<Vec<(Uuid, Uuid, Instant)>, StoreError>;
 
     /// Number of stored rows and distinct streams.
     async fn counts(&self) -> Result<(u64, u64), StoreError>;
