@@ -713,3 +713,25 @@ pub async fn no_event_is_lost_or_reordered(target: Target, batches: Vec<Vec<(u8,
         .collect();
     assert_eq!(stored, acknowledged);
 }
+
+/// The largest batch the API accepts (1000 events, more than one statement's worth of
+/// rows), with earlier sources among them, appends in one piece.
+pub async fn a_full_batch_appends_in_one_piece(target: Target) {
+    let store = target.open().await;
+    let first: Vec<EventDraft> = (0..300)
+        .map(|i| draft(&format!("coi/p{}", i % 700), "big", &format!("s{i}"), T0))
+        .collect();
+    store.append(&first, &move || at(T0)).await.expect("append");
+    // 1000 drafts: 300 already stored (duplicates), 700 new over 700 streams
+    let batch: Vec<EventDraft> = (0..1000)
+        .map(|i| draft(&format!("coi/p{}", i % 700), "big", &format!("s{i}"), T0))
+        .collect();
+    let out = store
+        .append(&batch, &move || at(T0 + 1))
+        .await
+        .expect("append");
+    assert_eq!(out.iter().filter(|o| o.duplicate).count(), 300);
+    let events = assert_ledger_invariants(&store).await;
+    assert_eq!(events.len(), 1000);
+    assert_eq!(store.counts().await.expect("counts").1, 700);
+}

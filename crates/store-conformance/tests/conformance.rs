@@ -39,6 +39,7 @@ on_both_backends!(
     recorded_at_strictly_increases_even_if_the_clock_goes_back,
     merkle_proofs_verify,
     checkpoints_round_trip,
+    a_full_batch_appends_in_one_piece,
 );
 
 fn batches() -> impl Strategy<Value = Vec<Vec<(u8, u8)>>> {

@@ -18,7 +18,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 const BACKEND: &str = "sqlite";
 
@@ -69,8 +69,8 @@ impl SqliteStore {
 }
 
 /// Benchmark baseline: the same rows written as plain inserts into a table without the
-/// ledger's rules (no lock, no hash, no Merkle nodes), one transaction per call. The
-/// ledger's overhead is reported as a ratio against this.
+/// ledger's rules (no lock, no hash, no Merkle nodes), one transaction per call, many rows
+/// per statement as the ledger writes them. The ledger's overhead is reported as a ratio against this.
 impl SqliteStore {
     pub async fn plain_insert_baseline(&self, events: &[Event]) -> Result<(), StoreError> {
         sqlx::query(
@@ -80,42 +80,49 @@ impl SqliteStore {
         .await
         .map_err(backend_error)?;
         let mut tx = self.writer.begin().await.map_err(backend_error)?;
-        for event in events {
-            insert_event_row(&mut tx, "bench_plain_events", EventRow::from_event(event)).await?;
-        }
+        let rows: Vec<EventRow> = events.iter().map(EventRow::from_event).collect();
+        insert_event_rows(&mut tx, "bench_plain_events", &rows).await?;
         tx.commit().await.map_err(backend_error)
     }
 }
 
-/// Inserts one event row into `table`: `events`, or the benchmark's baseline table.
-async fn insert_event_row(
+/// Rows per multi-row statement: well under both engines' limits on bound parameters.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Inserts event rows into `table` (`events`, or the benchmark's baseline table), many rows
+/// per statement.
+async fn insert_event_rows(
     conn: &mut sqlx::SqliteConnection,
     table: &str,
-    r: EventRow,
+    rows: &[EventRow],
 ) -> Result<(), StoreError> {
-    let sql = format!("INSERT INTO {table} ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    sqlx::query(&sql)
-        .bind(r.position)
-        .bind(r.event_id)
-        .bind(r.stream)
-        .bind(r.seq)
-        .bind(r.prev_hash)
-        .bind(r.hash)
-        .bind(r.recorded_at_us)
-        .bind(r.occurred_at_us)
-        .bind(r.occurred_zone)
-        .bind(r.occurred_offset_s)
-        .bind(r.actor)
-        .bind(r.source_system)
-        .bind(r.source_event_id)
-        .bind(r.reason)
-        .bind(r.corrects)
-        .bind(r.body_type)
-        .bind(r.body_version)
-        .bind(r.body_data)
-        .execute(conn)
-        .await
-        .map_err(backend_error)?;
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut qb = QueryBuilder::<Sqlite>::new(format!("INSERT INTO {table} ({EVENT_COLUMNS}) "));
+        qb.push_values(chunk, |mut b, r| {
+            b.push_bind(r.position);
+            b.push_bind(r.event_id.clone());
+            b.push_bind(r.stream.clone());
+            b.push_bind(r.seq);
+            b.push_bind(r.prev_hash.clone());
+            b.push_bind(r.hash.clone());
+            b.push_bind(r.recorded_at_us);
+            b.push_bind(r.occurred_at_us);
+            b.push_bind(r.occurred_zone.clone());
+            b.push_bind(r.occurred_offset_s);
+            b.push_bind(r.actor.clone());
+            b.push_bind(r.source_system.clone());
+            b.push_bind(r.source_event_id.clone());
+            b.push_bind(r.reason.clone());
+            b.push_bind(r.corrects.clone());
+            b.push_bind(r.body_type.clone());
+            b.push_bind(r.body_version);
+            b.push_bind(r.body_data.clone());
+        });
+        qb.build()
+            .execute(&mut *conn)
+            .await
+            .map_err(backend_error)?;
+    }
     Ok(())
 }
 
@@ -192,36 +199,62 @@ impl AppendTx for SqliteAppend<'_> {
         read_head(&row)
     }
 
-    async fn find_by_source(&mut self, source: &Source) -> Result<Option<Event>, StoreError> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE source_system = ? AND source_event_id = ?"
-        );
-        let row = sqlx::query(&sql)
-            .bind(&source.system)
-            .bind(&source.source_event_id)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(backend_error)?;
-        row.as_ref().map(to_event).transpose()
+    async fn find_by_sources(&mut self, sources: &[&Source]) -> Result<Vec<Event>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in sources.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Sqlite>::new(format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE (source_system, source_event_id) IN (VALUES "
+            ));
+            let mut tuples = qb.separated(", ");
+            for source in chunk {
+                tuples.push("(");
+                tuples.push_bind_unseparated(source.system.clone());
+                tuples.push_unseparated(", ");
+                tuples.push_bind_unseparated(source.source_event_id.clone());
+                tuples.push_unseparated(")");
+            }
+            qb.push(")");
+            let rows = qb
+                .build()
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(backend_error)?;
+            found.extend(to_events(&rows)?);
+        }
+        Ok(found)
     }
 
-    async fn stream_head(&mut self, stream: &str) -> Result<Option<StreamHead>, StoreError> {
-        let row = sqlx::query("SELECT last_seq, last_hash FROM streams WHERE stream = ?")
-            .bind(stream)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(backend_error)?;
-        match row {
-            None => Ok(None),
-            Some(row) => {
+    async fn stream_heads_of(
+        &mut self,
+        streams: &[&str],
+    ) -> Result<HashMap<String, StreamHead>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in streams.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "SELECT stream, last_seq, last_hash FROM streams WHERE stream IN (",
+            );
+            let mut names = qb.separated(", ");
+            for stream in chunk {
+                names.push_bind(stream.to_string());
+            }
+            qb.push(")");
+            let rows = qb
+                .build()
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(backend_error)?;
+            for row in rows {
+                let stream: String = row.try_get("stream").map_err(backend_error)?;
                 let seq: i64 = row.try_get("last_seq").map_err(backend_error)?;
                 let hash: Vec<u8> = row.try_get("last_hash").map_err(backend_error)?;
-                Ok(Some(StreamHead {
+                let head = StreamHead {
                     last_seq: seq as u64,
                     last_hash: hash32(&hash, "stream head hash")?,
-                }))
+                };
+                found.insert(stream, head);
             }
         }
+        Ok(found)
     }
 
     async fn event_stream(
@@ -248,37 +281,45 @@ impl AppendTx for SqliteAppend<'_> {
     }
 
     async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError> {
-        for event in &plan.events {
-            insert_event_row(&mut self.tx, "events", EventRow::from_event(event)).await?;
+        let rows: Vec<EventRow> = plan.events.iter().map(EventRow::from_event).collect();
+        insert_event_rows(&mut self.tx, "events", &rows).await?;
+        for chunk in plan.stream_heads.chunks(ROWS_PER_STATEMENT) {
+            let mut qb =
+                QueryBuilder::<Sqlite>::new("INSERT INTO streams (stream, last_seq, last_hash) ");
+            qb.push_values(chunk, |mut b, (stream, head)| {
+                b.push_bind(stream.clone());
+                b.push_bind(head.last_seq as i64);
+                b.push_bind(head.last_hash.to_vec());
+            });
+            qb.push(" ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash");
+            qb.build()
+                .execute(&mut *self.tx)
+                .await
+                .map_err(backend_error)?;
         }
-        for (stream, head) in &plan.stream_heads {
-            sqlx::query(
-                "INSERT INTO streams (stream, last_seq, last_hash) VALUES (?, ?, ?) \
-                 ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash",
-            )
-            .bind(stream)
-            .bind(head.last_seq as i64)
-            .bind(head.last_hash.to_vec())
-            .execute(&mut *self.tx)
-            .await
-            .map_err(backend_error)?;
+        for chunk in plan.corrections.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO corrections (superseded_event_id, correcting_event_id, recorded_at_us) ",
+            );
+            qb.push_values(chunk, |mut b, (superseded, by, at)| {
+                b.push_bind(superseded.to_string());
+                b.push_bind(by.to_string());
+                b.push_bind(at.micros());
+            });
+            qb.build()
+                .execute(&mut *self.tx)
+                .await
+                .map_err(backend_error)?;
         }
-        for (superseded, by, at) in &plan.corrections {
-            sqlx::query(
-                "INSERT INTO corrections (superseded_event_id, correcting_event_id, recorded_at_us) VALUES (?, ?, ?)",
-            )
-            .bind(superseded.to_string())
-            .bind(by.to_string())
-            .bind(at.micros())
-            .execute(&mut *self.tx)
-            .await
-            .map_err(backend_error)?;
-        }
-        for (id, hash) in &plan.nodes {
-            sqlx::query("INSERT INTO merkle_nodes (level, idx, hash) VALUES (?, ?, ?)")
-                .bind(i64::from(id.level))
-                .bind(id.index as i64)
-                .bind(hash.to_vec())
+        for chunk in plan.nodes.chunks(ROWS_PER_STATEMENT) {
+            let mut qb =
+                QueryBuilder::<Sqlite>::new("INSERT INTO merkle_nodes (level, idx, hash) ");
+            qb.push_values(chunk, |mut b, (id, hash)| {
+                b.push_bind(i32::from(id.level));
+                b.push_bind(id.index as i64);
+                b.push_bind(hash.to_vec());
+            });
+            qb.build()
                 .execute(&mut *self.tx)
                 .await
                 .map_err(backend_error)?;

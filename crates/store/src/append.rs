@@ -39,8 +39,13 @@ pub struct AppendPlan {
 pub trait AppendTx: Send {
     /// Locks the global ledger head for the rest of the transaction and reads it.
     async fn lock_head(&mut self) -> Result<LedgerHead, StoreError>;
-    async fn find_by_source(&mut self, source: &Source) -> Result<Option<Event>, StoreError>;
-    async fn stream_head(&mut self, stream: &str) -> Result<Option<StreamHead>, StoreError>;
+    /// The stored events having any of these sources (one query per chunk, not per event).
+    async fn find_by_sources(&mut self, sources: &[&Source]) -> Result<Vec<Event>, StoreError>;
+    /// The stored heads of those of these streams that exist.
+    async fn stream_heads_of(
+        &mut self,
+        streams: &[&str],
+    ) -> Result<HashMap<String, StreamHead>, StoreError>;
     /// The stream of an event, and the correction that superseded it, if any.
     async fn event_stream(
         &mut self,
@@ -62,6 +67,20 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
 ) -> Result<Vec<AppendOutcome>, StoreError> {
     let mut head = tx.lock_head().await?;
     let now = clock();
+    // Everything the batch needs from storage, read in a few queries up front.
+    let mut sources: Vec<&Source> = drafts.iter().map(|d| &d.source).collect();
+    sources.sort_by(|a, b| (&a.system, &a.source_event_id).cmp(&(&b.system, &b.source_event_id)));
+    sources.dedup();
+    let stored: HashMap<Source, Event> = tx
+        .find_by_sources(&sources)
+        .await?
+        .into_iter()
+        .map(|e| (e.source.clone(), e))
+        .collect();
+    let mut streams: Vec<&str> = drafts.iter().map(|d| d.stream.as_str()).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    let stored_heads = tx.stream_heads_of(&streams).await?;
     let mut plan = AppendPlan::default();
     let mut outcomes: Vec<AppendOutcome> = Vec::with_capacity(drafts.len());
     let mut batch_sources: HashMap<&Source, usize> = HashMap::new();
@@ -78,10 +97,10 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
             });
             continue;
         }
-        if let Some(existing) = tx.find_by_source(&draft.source).await? {
+        if let Some(existing) = stored.get(&draft.source) {
             batch_sources.insert(&draft.source, outcomes.len());
             outcomes.push(AppendOutcome {
-                event: existing,
+                event: existing.clone(),
                 duplicate: true,
             });
             continue;
@@ -100,10 +119,10 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
             }
         };
 
-        let stream_head = match stream_heads.get(&draft.stream) {
-            Some(&h) => Some(h),
-            None => tx.stream_head(&draft.stream).await?,
-        };
+        let stream_head = stream_heads
+            .get(&draft.stream)
+            .or_else(|| stored_heads.get(&draft.stream))
+            .copied();
         let position = head.position + 1;
         let recorded_at = match head.recorded_at {
             Some(last) if last >= now => last.next(),
@@ -165,7 +184,7 @@ async fn resolve_target<T: AppendTx + ?Sized>(
     if let Some(&i) = batch_sources.get(source) {
         return Ok(outcomes[i].event.event_id);
     }
-    match tx.find_by_source(source).await? {
+    match tx.find_by_sources(&[source]).await?.first() {
         Some(event) => Ok(event.event_id),
         None => Err(StoreError::Rejected(
             FieldError::new(
