@@ -2,6 +2,7 @@
 //! serialise on the ledger_head row (SELECT ... FOR UPDATE); unique keys are the backstop.
 
 use std::collections::HashMap;
+use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,7 +13,7 @@ use autolog_store::{
     append_in_tx, AppendOutcome, AppendPlan, AppendTx, CheckpointRow, Clock, EventQuery, EventRow,
     LedgerHead, ScannedRow, Store, StoreError, StreamHead, EVENT_COLUMNS,
 };
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 
 const BACKEND: &str = "postgres";
@@ -38,10 +39,16 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects to `url` (postgres://...) and applies migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(backend_error)?
+            // Plan each statement for its own parameters. With cached generic plans, the
+            // plans made while the ledger was small (sequential scans) stayed in use as it
+            // grew: batch appends measured 3-4x slower.
+            .options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
-            .connect(url)
+            .connect_with(options)
             .await
             .map_err(backend_error)?;
         sqlx::migrate!("./migrations")
