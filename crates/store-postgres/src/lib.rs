@@ -119,6 +119,18 @@ async fn insert_event_rows(
     Ok(())
 }
 
+/// A `streams` row: the stream and its head.
+fn stream_head_row(row: &PgRow) -> Result<(String, StreamHead), StoreError> {
+    let stream: String = row.try_get("stream").map_err(backend_error)?;
+    let seq: i64 = row.try_get("last_seq").map_err(backend_error)?;
+    let hash: Vec<u8> = row.try_get("last_hash").map_err(backend_error)?;
+    let head = StreamHead {
+        last_seq: seq as u64,
+        last_hash: hash32(&hash, "stream head hash")?,
+    };
+    Ok((stream, head))
+}
+
 fn event_row(row: &PgRow) -> Result<EventRow, sqlx::Error> {
     Ok(EventRow {
         position: row.try_get("position")?,
@@ -237,14 +249,8 @@ impl AppendTx for PgAppend<'_> {
                 .fetch_all(&mut *self.tx)
                 .await
                 .map_err(backend_error)?;
-            for row in rows {
-                let stream: String = row.try_get("stream").map_err(backend_error)?;
-                let seq: i64 = row.try_get("last_seq").map_err(backend_error)?;
-                let hash: Vec<u8> = row.try_get("last_hash").map_err(backend_error)?;
-                let head = StreamHead {
-                    last_seq: seq as u64,
-                    last_hash: hash32(&hash, "stream head hash")?,
-                };
+            for row in &rows {
+                let (stream, head) = stream_head_row(row)?;
                 found.insert(stream, head);
             }
         }
@@ -553,20 +559,7 @@ impl Store for PostgresStore {
             .fetch_all(&self.pool)
             .await
             .map_err(backend_error)?;
-        rows.iter()
-            .map(|row| {
-                let stream: String = row.try_get(0).map_err(backend_error)?;
-                let seq: i64 = row.try_get(1).map_err(backend_error)?;
-                let hash: Vec<u8> = row.try_get(2).map_err(backend_error)?;
-                Ok((
-                    stream,
-                    StreamHead {
-                        last_seq: seq as u64,
-                        last_hash: hash32(&hash, "stream head hash")?,
-                    },
-                ))
-            })
-            .collect()
+        rows.iter().map(stream_head_row).collect()
     }
 
     async fn corrections(&self) -> Result<Vec<(Uuid, Uuid, Instant)>, StoreError> {
