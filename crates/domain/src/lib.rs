@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod envelope;
 pub mod error;
 pub mod event_type;
+pub mod identifiers;
 pub mod merkle;
 pub mod time;
 
