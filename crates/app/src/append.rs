@@ -2,6 +2,7 @@
 //! Parses the request, checks every event, then appends the batch atomically.
 
 use autolog_domain::envelope::parse_draft;
+use autolog_domain::zone::check_clock_skew;
 use autolog_domain::{EventDraft, FieldError, Instant, Uuid};
 use autolog_store::{AppendOutcome, StoreError};
 use serde_json::{json, Value};
@@ -100,23 +101,16 @@ pub fn parse_request(body: &[u8], now: Instant) -> Result<(Vec<EventDraft>, bool
             )))
         }
     };
-    let latest_allowed =
-        Instant::from_micros(now.micros() + MAX_FUTURE_SKEW_SECONDS * 1_000_000).unwrap_or(now);
     let mut drafts = Vec::with_capacity(items.len());
     for (prefix, item) in items {
         let draft = parse_draft(item, Uuid::now_v7()).map_err(|e| e.under(&prefix))?;
-        if draft.occurred_at.instant > latest_allowed {
-            return Err(AppError::Invalid(
-                FieldError::new(
-                    "occurred_at",
-                    draft.occurred_at.to_rfc9557(),
-                    format!(
-                        "is in the future: later than the server clock ({now}) by more than {MAX_FUTURE_SKEW_SECONDS} s"
-                    ),
-                )
-                .under(&prefix),
-            ));
-        }
+        check_clock_skew(
+            "occurred_at",
+            draft.occurred_at.instant,
+            now,
+            MAX_FUTURE_SKEW_SECONDS,
+        )
+        .map_err(|e| AppError::Invalid(e.under(&prefix)))?;
         drafts.push(draft);
     }
     Ok((drafts, single))

@@ -130,14 +130,7 @@ trait Check {
 }
 
 fn iana_zone(field: &str, zone: &str) -> Result<(), FieldError> {
-    match jiff::tz::TimeZone::get(zone) {
-        Ok(_) if zone.contains('/') || zone == "UTC" => Ok(()),
-        _ => Err(FieldError::new(
-            field,
-            zone,
-            "must be an IANA time zone name such as Europe/Paris",
-        )),
-    }
+    crate::zone::check_zone(field, zone).map(|_| ())
 }
 
 /// The kinds of site the network knows (glossary: apheresis center ... treatment center).

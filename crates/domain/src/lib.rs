@@ -9,6 +9,7 @@ pub mod event_type;
 pub mod identifiers;
 pub mod merkle;
 pub mod time;
+pub mod zone;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use envelope::{Body, CorrectionTarget, Event, EventDraft, Placement, Source, GENESIS_HASH};
