@@ -3,6 +3,7 @@
 
 pub mod bitemporal;
 pub mod checkpoint;
+pub mod crosswalk;
 pub mod envelope;
 pub mod error;
 pub mod event_type;
