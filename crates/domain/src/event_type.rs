@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use crate::envelope::check_text;
 use crate::error::FieldError;
+use crate::reference::*;
 
 /// How a type's payloads combine when a stream's state is folded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +49,7 @@ pub const EVENT_TYPES: &[EventType] = &[
     EventType {
         name: "site.registered",
         version: 1,
-        description: "A canonical site enters the network: id, name, types and IANA time zone.",
+        description: "A canonical site enters the network: id, name, types, IANA zone, address, GLN, FIN, FEI, status, validity.",
         fold: Fold::Merge,
         validate: schema::<SiteRegisteredV1>,
     },
@@ -58,6 +59,69 @@ pub const EVENT_TYPES: &[EventType] = &[
         description: "Some attributes of a registered site change.",
         fold: Fold::Merge,
         validate: schema::<SiteAmendedV1>,
+    },
+    EventType {
+        name: "personnel.registered",
+        version: 1,
+        description: "A person of the network: id, printed name, status, roles and qualifications per site with validity.",
+        fold: Fold::Merge,
+        validate: schema::<PersonnelRegisteredV1>,
+    },
+    EventType {
+        name: "personnel.amended",
+        version: 1,
+        description: "A person's printed name, status or qualifications (the whole list) change.",
+        fold: Fold::Merge,
+        validate: schema::<PersonnelAmendedV1>,
+    },
+    EventType {
+        name: "equipment.registered",
+        version: 1,
+        description: "A piece of equipment: id, type, site, calibration valid until, status.",
+        fold: Fold::Merge,
+        validate: schema::<EquipmentRegisteredV1>,
+    },
+    EventType {
+        name: "equipment.calibrated",
+        version: 1,
+        description: "A new calibration: valid until a later instant.",
+        fold: Fold::Merge,
+        validate: schema::<EquipmentCalibratedV1>,
+    },
+    EventType {
+        name: "material_lot.registered",
+        version: 1,
+        description: "A lot of a material (viral vector, media, reagent, bag): supplier, lot, expiry, status.",
+        fold: Fold::Merge,
+        validate: schema::<MaterialLotRegisteredV1>,
+    },
+    EventType {
+        name: "material_lot.status_changed",
+        version: 1,
+        description: "A lot is released, quarantined or recalled.",
+        fold: Fold::Merge,
+        validate: schema::<MaterialLotStatusChangedV1>,
+    },
+    EventType {
+        name: "process_step.defined",
+        version: 1,
+        description: "A canonical process step code, its description and its GS1 CBV bizStep.",
+        fold: Fold::Merge,
+        validate: schema::<ProcessStepDefinedV1>,
+    },
+    EventType {
+        name: "source_system.registered",
+        version: 1,
+        description: "A source system of the network: id, kind, owning site.",
+        fold: Fold::Merge,
+        validate: schema::<SourceSystemRegisteredV1>,
+    },
+    EventType {
+        name: "crosswalk.mapped",
+        version: 1,
+        description: "A source system's local code mapped onto a canonical id over a validity interval.",
+        fold: Fold::Merge,
+        validate: schema::<CrosswalkMappedV1>,
     },
 ];
 
@@ -91,7 +155,7 @@ pub fn lookup(name: &str, version: u32) -> Result<&'static EventType, FieldError
 
 /// Validates a payload by deserialising it into its typed form (unknown fields refused);
 /// a refusal names the path inside the payload, e.g. `site_types[0]`.
-fn schema<T: DeserializeOwned + Check>(data: &Value) -> Result<(), FieldError> {
+pub(crate) fn schema<T: DeserializeOwned + Check>(data: &Value) -> Result<(), FieldError> {
     if !data.is_object() {
         return Err(FieldError::new(
             "",
@@ -125,41 +189,8 @@ fn schema<T: DeserializeOwned + Check>(data: &Value) -> Result<(), FieldError> {
 }
 
 /// Rules a payload must meet beyond its shape.
-trait Check {
+pub(crate) trait Check {
     fn check(&self) -> Result<(), FieldError>;
-}
-
-fn iana_zone(field: &str, zone: &str) -> Result<(), FieldError> {
-    crate::zone::check_zone(field, zone).map(|_| ())
-}
-
-/// The kinds of site the network knows (glossary: apheresis center ... treatment center).
-pub const SITE_TYPES: &[&str] = &[
-    "apheresis_center",
-    "manufacturing_site",
-    "laboratory",
-    "logistics_depot",
-    "treatment_center",
-];
-
-fn site_types(field: &str, types: &[String]) -> Result<(), FieldError> {
-    if types.is_empty() {
-        return Err(FieldError::new(
-            field,
-            "[]",
-            "must name at least one site type",
-        ));
-    }
-    for (i, t) in types.iter().enumerate() {
-        if !SITE_TYPES.contains(&t.as_str()) {
-            return Err(FieldError::new(
-                format!("{field}[{i}]"),
-                t,
-                format!("must be one of {}", SITE_TYPES.join(", ")),
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -171,54 +202,6 @@ struct AnnotationRecordedV1 {
 impl Check for AnnotationRecordedV1 {
     fn check(&self) -> Result<(), FieldError> {
         check_text("text", &self.text, 4000)
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SiteRegisteredV1 {
-    site_id: String,
-    name: String,
-    site_types: Vec<String>,
-    time_zone: String,
-}
-
-impl Check for SiteRegisteredV1 {
-    fn check(&self) -> Result<(), FieldError> {
-        check_text("site_id", &self.site_id, 64)?;
-        check_text("name", &self.name, 200)?;
-        site_types("site_types", &self.site_types)?;
-        iana_zone("time_zone", &self.time_zone)
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SiteAmendedV1 {
-    name: Option<String>,
-    site_types: Option<Vec<String>>,
-    time_zone: Option<String>,
-}
-
-impl Check for SiteAmendedV1 {
-    fn check(&self) -> Result<(), FieldError> {
-        if self.name.is_none() && self.site_types.is_none() && self.time_zone.is_none() {
-            return Err(FieldError::new(
-                "",
-                "{}",
-                "must change at least one of name, site_types, time_zone",
-            ));
-        }
-        if let Some(name) = &self.name {
-            check_text("name", name, 200)?;
-        }
-        if let Some(types) = &self.site_types {
-            site_types("site_types", types)?;
-        }
-        if let Some(zone) = &self.time_zone {
-            iana_zone("time_zone", zone)?;
-        }
-        Ok(())
     }
 }
 

@@ -9,6 +9,7 @@ pub mod error;
 pub mod event_type;
 pub mod identifiers;
 pub mod merkle;
+pub mod reference;
 pub mod time;
 pub mod zone;
 

@@ -499,6 +499,21 @@ async fn openapi_describes_every_route() {
     let doc: Value = serde_json::from_str(OPENAPI_JSON).expect("openapi.json is JSON");
     assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().expect("paths");
+    let documented: Vec<&str> = doc["components"]["schemas"]["AppendRequest"]["properties"]["body"]
+        ["properties"]["type"]["enum"]
+        .as_array()
+        .expect("enum")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let catalogue: Vec<&str> = autolog_domain::event_type::EVENT_TYPES
+        .iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(
+        documented, catalogue,
+        "the OpenAPI enum lists exactly the event type catalogue"
+    );
     for path in [
         "/healthz",
         "/api/openapi.json",

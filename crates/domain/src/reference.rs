@@ -1,0 +1,651 @@
+//! Reference-data payloads: the canonical sites, personnel, equipment, material lots,
+//! process steps, source systems and crosswalks, each validated field by field.
+
+use serde::Deserialize;
+
+use crate::crosswalk::{Crosswalk, CODE_KINDS};
+use crate::envelope::check_text;
+use crate::error::FieldError;
+use crate::event_type::Check;
+use crate::identifiers::{Fin, Gln};
+use crate::time::Instant;
+
+/// The kinds of site the network knows (glossary: apheresis center ... treatment center).
+pub const SITE_TYPES: &[&str] = &[
+    "apheresis_center",
+    "manufacturing_site",
+    "laboratory",
+    "logistics_depot",
+    "treatment_center",
+];
+
+/// Statuses of a reference record.
+pub const RECORD_STATUSES: &[&str] = &["active", "inactive", "retired"];
+
+pub const EQUIPMENT_TYPES: &[&str] = &[
+    "apheresis_device",
+    "controlled_rate_freezer",
+    "bioreactor",
+    "cell_processor",
+    "centrifuge",
+    "incubator",
+    "freezer",
+    "dry_shipper",
+    "temperature_logger",
+    "other",
+];
+
+pub const LOT_STATUSES: &[&str] = &["released", "quarantined", "recalled"];
+
+/// GS1 CBV 2.0 business steps a canonical process step may correspond to.
+pub const CBV_BIZ_STEPS: &[&str] = &[
+    "accepting",
+    "arriving",
+    "collecting",
+    "commissioning",
+    "decommissioning",
+    "departing",
+    "destroying",
+    "dispensing",
+    "encoding",
+    "holding",
+    "inspecting",
+    "loading",
+    "packing",
+    "receiving",
+    "repackaging",
+    "sampling",
+    "sensor_reporting",
+    "shipping",
+    "stocking",
+    "storing",
+    "transforming",
+    "unpacking",
+];
+
+pub const SOURCE_SYSTEM_KINDS: &[&str] = &[
+    "apheresis",
+    "logistics",
+    "mes",
+    "lims",
+    "qms",
+    "treatment",
+    "ltfu",
+];
+
+fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<(), FieldError> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            value,
+            format!("must be one of {}", allowed.join(", ")),
+        ))
+    }
+}
+
+/// A canonical id or code: 1-64 letters, digits or `._:-`.
+fn code(field: &str, value: &str) -> Result<(), FieldError> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            value,
+            "must be a code of 1-64 letters, digits or . _ : -",
+        ))
+    }
+}
+
+fn instant(field: &str, value: &str) -> Result<Instant, FieldError> {
+    Instant::parse_rfc3339(field, value)
+}
+
+fn date(field: &str, value: &str) -> Result<(), FieldError> {
+    value.parse::<jiff::civil::Date>().map(|_| ()).map_err(|e| {
+        FieldError::new(
+            field,
+            value,
+            format!("must be a calendar date YYYY-MM-DD ({e})"),
+        )
+    })
+}
+
+fn interval(from: Option<&str>, to: Option<&str>) -> Result<(), FieldError> {
+    let from = from.map(|f| instant("valid_from", f)).transpose()?;
+    let to_instant = to.map(|t| instant("valid_to", t)).transpose()?;
+    if let (Some(f), Some(t), Some(text)) = (from, to_instant, to) {
+        if t <= f {
+            return Err(FieldError::new(
+                "valid_to",
+                text,
+                format!("must be later than valid_from ({f})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn site_types(field: &str, types: &[String]) -> Result<(), FieldError> {
+    if types.is_empty() {
+        return Err(FieldError::new(
+            field,
+            "[]",
+            "must name at least one site type",
+        ));
+    }
+    for (i, t) in types.iter().enumerate() {
+        one_of(&format!("{field}[{i}]"), t, SITE_TYPES)?;
+    }
+    Ok(())
+}
+
+/// FDA Establishment Identifier: 7 to 10 digits.
+fn fda_fei(field: &str, value: &str) -> Result<(), FieldError> {
+    if (7..=10).contains(&value.len()) && value.chars().all(|c| c.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            value,
+            "an FDA FEI number is 7 to 10 digits",
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PostalAddress {
+    lines: Vec<String>,
+    city: String,
+    postal_code: Option<String>,
+    /// ISO 3166-1 alpha-2.
+    country: String,
+}
+
+impl Check for PostalAddress {
+    fn check(&self) -> Result<(), FieldError> {
+        if self.lines.is_empty() || self.lines.len() > 4 {
+            return Err(FieldError::new(
+                "postal_address.lines",
+                self.lines.len().to_string(),
+                "must hold 1 to 4 lines",
+            ));
+        }
+        for (i, line) in self.lines.iter().enumerate() {
+            check_text(&format!("postal_address.lines[{i}]"), line, 200)?;
+        }
+        check_text("postal_address.city", &self.city, 100)?;
+        if let Some(pc) = &self.postal_code {
+            check_text("postal_address.postal_code", pc, 20)?;
+        }
+        if self.country.len() != 2 || !self.country.chars().all(|c| c.is_ascii_uppercase()) {
+            return Err(FieldError::new(
+                "postal_address.country",
+                &self.country,
+                "must be an ISO 3166-1 alpha-2 code such as FR or US",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The optional site attributes shared by registration and amendment.
+fn site_extras(
+    address: Option<&PostalAddress>,
+    gln: Option<&str>,
+    fin: Option<&str>,
+    fei: Option<&str>,
+    status: Option<&str>,
+) -> Result<(), FieldError> {
+    if let Some(a) = address {
+        a.check()?;
+    }
+    if let Some(g) = gln {
+        Gln::parse("gln", g)?;
+    }
+    if let Some(f) = fin {
+        Fin::parse("isbt128_fin", f)?;
+    }
+    if let Some(f) = fei {
+        fda_fei("fda_fei", f)?;
+    }
+    if let Some(s) = status {
+        one_of("status", s, RECORD_STATUSES)?;
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SiteRegisteredV1 {
+    site_id: String,
+    name: String,
+    site_types: Vec<String>,
+    time_zone: String,
+    postal_address: Option<PostalAddress>,
+    gln: Option<String>,
+    isbt128_fin: Option<String>,
+    fda_fei: Option<String>,
+    status: Option<String>,
+    valid_from: Option<String>,
+    valid_to: Option<String>,
+}
+
+impl Check for SiteRegisteredV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("site_id", &self.site_id)?;
+        check_text("name", &self.name, 200)?;
+        site_types("site_types", &self.site_types)?;
+        crate::zone::check_zone("time_zone", &self.time_zone)?;
+        site_extras(
+            self.postal_address.as_ref(),
+            self.gln.as_deref(),
+            self.isbt128_fin.as_deref(),
+            self.fda_fei.as_deref(),
+            self.status.as_deref(),
+        )?;
+        interval(self.valid_from.as_deref(), self.valid_to.as_deref())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SiteAmendedV1 {
+    name: Option<String>,
+    site_types: Option<Vec<String>>,
+    time_zone: Option<String>,
+    postal_address: Option<PostalAddress>,
+    gln: Option<String>,
+    isbt128_fin: Option<String>,
+    fda_fei: Option<String>,
+    status: Option<String>,
+    valid_from: Option<String>,
+    valid_to: Option<String>,
+}
+
+impl Check for SiteAmendedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        let changes = [
+            self.name.is_some(),
+            self.site_types.is_some(),
+            self.time_zone.is_some(),
+            self.postal_address.is_some(),
+            self.gln.is_some(),
+            self.isbt128_fin.is_some(),
+            self.fda_fei.is_some(),
+            self.status.is_some(),
+            self.valid_from.is_some(),
+            self.valid_to.is_some(),
+        ];
+        if !changes.contains(&true) {
+            return Err(FieldError::new(
+                "",
+                "{}",
+                "must change at least one attribute of the site",
+            ));
+        }
+        if let Some(name) = &self.name {
+            check_text("name", name, 200)?;
+        }
+        if let Some(types) = &self.site_types {
+            site_types("site_types", types)?;
+        }
+        if let Some(zone) = &self.time_zone {
+            crate::zone::check_zone("time_zone", zone)?;
+        }
+        site_extras(
+            self.postal_address.as_ref(),
+            self.gln.as_deref(),
+            self.isbt128_fin.as_deref(),
+            self.fda_fei.as_deref(),
+            self.status.as_deref(),
+        )?;
+        interval(self.valid_from.as_deref(), self.valid_to.as_deref())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Qualification {
+    site_id: String,
+    role: String,
+    valid_from: Option<String>,
+    valid_until: String,
+}
+
+fn qualifications(list: &[Qualification]) -> Result<(), FieldError> {
+    for (i, q) in list.iter().enumerate() {
+        let at = |f: &str| format!("qualifications[{i}].{f}");
+        code(&at("site_id"), &q.site_id)?;
+        code(&at("role"), &q.role)?;
+        let until = instant(&at("valid_until"), &q.valid_until)?;
+        if let Some(from) = &q.valid_from {
+            let from_instant = instant(&at("valid_from"), from)?;
+            if until <= from_instant {
+                return Err(FieldError::new(
+                    at("valid_until"),
+                    &q.valid_until,
+                    format!("must be later than valid_from ({from})"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PersonnelRegisteredV1 {
+    person_id: String,
+    printed_name: String,
+    status: Option<String>,
+    #[serde(default)]
+    qualifications: Vec<Qualification>,
+}
+
+impl Check for PersonnelRegisteredV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("person_id", &self.person_id)?;
+        check_text("printed_name", &self.printed_name, 200)?;
+        if let Some(s) = &self.status {
+            one_of("status", s, RECORD_STATUSES)?;
+        }
+        qualifications(&self.qualifications)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PersonnelAmendedV1 {
+    printed_name: Option<String>,
+    status: Option<String>,
+    qualifications: Option<Vec<Qualification>>,
+}
+
+impl Check for PersonnelAmendedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        if self.printed_name.is_none() && self.status.is_none() && self.qualifications.is_none() {
+            return Err(FieldError::new(
+                "",
+                "{}",
+                "must change at least one of printed_name, status, qualifications",
+            ));
+        }
+        if let Some(n) = &self.printed_name {
+            check_text("printed_name", n, 200)?;
+        }
+        if let Some(s) = &self.status {
+            one_of("status", s, RECORD_STATUSES)?;
+        }
+        if let Some(q) = &self.qualifications {
+            qualifications(q)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EquipmentRegisteredV1 {
+    equipment_id: String,
+    equipment_type: String,
+    site_id: String,
+    calibration_valid_until: Option<String>,
+    status: Option<String>,
+}
+
+impl Check for EquipmentRegisteredV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("equipment_id", &self.equipment_id)?;
+        one_of("equipment_type", &self.equipment_type, EQUIPMENT_TYPES)?;
+        code("site_id", &self.site_id)?;
+        if let Some(c) = &self.calibration_valid_until {
+            instant("calibration_valid_until", c)?;
+        }
+        if let Some(s) = &self.status {
+            one_of("status", s, RECORD_STATUSES)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EquipmentCalibratedV1 {
+    calibration_valid_until: String,
+}
+
+impl Check for EquipmentCalibratedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        instant("calibration_valid_until", &self.calibration_valid_until).map(|_| ())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MaterialLotRegisteredV1 {
+    material: String,
+    supplier: String,
+    lot: String,
+    expiry: String,
+    status: String,
+}
+
+impl Check for MaterialLotRegisteredV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("material", &self.material)?;
+        check_text("supplier", &self.supplier, 200)?;
+        code("lot", &self.lot)?;
+        date("expiry", &self.expiry)?;
+        one_of("status", &self.status, LOT_STATUSES)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MaterialLotStatusChangedV1 {
+    status: String,
+}
+
+impl Check for MaterialLotStatusChangedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        one_of("status", &self.status, LOT_STATUSES)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProcessStepDefinedV1 {
+    step_code: String,
+    description: String,
+    cbv_biz_step: String,
+}
+
+impl Check for ProcessStepDefinedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("step_code", &self.step_code)?;
+        check_text("description", &self.description, 500)?;
+        one_of("cbv_biz_step", &self.cbv_biz_step, CBV_BIZ_STEPS)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SourceSystemRegisteredV1 {
+    system_id: String,
+    kind: String,
+    owning_site_id: String,
+}
+
+impl Check for SourceSystemRegisteredV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("system_id", &self.system_id)?;
+        one_of("kind", &self.kind, SOURCE_SYSTEM_KINDS)?;
+        code("owning_site_id", &self.owning_site_id)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CrosswalkMappedV1 {
+    system: String,
+    kind: String,
+    local_code: String,
+    canonical_id: String,
+    valid_from: String,
+    valid_to: Option<String>,
+}
+
+impl CrosswalkMappedV1 {
+    pub(crate) fn to_crosswalk(&self) -> Result<Crosswalk, FieldError> {
+        Ok(Crosswalk {
+            system: self.system.clone(),
+            kind: self.kind.clone(),
+            local_code: self.local_code.clone(),
+            canonical_id: self.canonical_id.clone(),
+            valid_from: instant("valid_from", &self.valid_from)?,
+            valid_to: self
+                .valid_to
+                .as_deref()
+                .map(|t| instant("valid_to", t))
+                .transpose()?,
+        })
+    }
+}
+
+impl Check for CrosswalkMappedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("system", &self.system)?;
+        one_of("kind", &self.kind, CODE_KINDS)?;
+        self.to_crosswalk()?.check()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::event_type::lookup;
+    use serde_json::{json, Value};
+
+    fn refused(event_type: &str, data: Value) -> crate::FieldError {
+        lookup(event_type, 1)
+            .expect("known type")
+            .validate(&data)
+            .expect_err("must be refused")
+    }
+
+    fn accepted(event_type: &str, data: Value) {
+        if let Err(e) = lookup(event_type, 1).expect("known type").validate(&data) {
+            panic!("{event_type} refused {data}: {e}");
+        }
+    }
+
+    fn site() -> Value {
+        json!({"site_id": "S-BOS-01", "name": "Boston manufacturing", "site_types": ["manufacturing_site"],
+               "time_zone": "America/New_York", "gln": "4012345000009", "isbt128_fin": "A9999", "fda_fei": "3012345678",
+               "postal_address": {"lines": ["1 Main St"], "city": "Boston", "postal_code": "02110", "country": "US"},
+               "status": "active", "valid_from": "2026-01-01T00:00:00Z"})
+    }
+
+    #[test]
+    fn a_full_site_registers_and_each_bad_identifier_is_named() {
+        accepted("site.registered", site());
+        let cases = [
+            ("gln", json!("4012345000008"), "expected 9, given 8"),
+            ("isbt128_fin", json!("O9999"), "FIN"),
+            ("fda_fei", json!("12AB"), "FEI"),
+            ("time_zone", json!("Boston"), "IANA"),
+            ("status", json!("open"), "active"),
+            (
+                "valid_to",
+                json!("2025-01-01T00:00:00Z"),
+                "later than valid_from",
+            ),
+        ];
+        for (field, value, rule) in cases {
+            let mut data = site();
+            data[field] = value;
+            let e = refused("site.registered", data);
+            assert_eq!(e.field, field);
+            assert!(e.rule.contains(rule), "{field}: {}", e.rule);
+        }
+        let mut data = site();
+        data["postal_address"]["country"] = json!("USA");
+        assert_eq!(
+            refused("site.registered", data).field,
+            "postal_address.country"
+        );
+    }
+
+    #[test]
+    fn the_other_registries_validate_their_fields() {
+        accepted(
+            "personnel.registered",
+            json!({"person_id": "P-0001", "printed_name": "A. Operator",
+            "qualifications": [{"site_id": "S-PAR-01", "role": "apheresis_operator", "valid_until": "2027-01-01T00:00:00Z"}]}),
+        );
+        let e = refused(
+            "personnel.registered",
+            json!({"person_id": "P-0001", "printed_name": "A. Operator",
+            "qualifications": [{"site_id": "S-PAR-01", "role": "apheresis_operator", "valid_until": "2027-01-01"}]}),
+        );
+        assert_eq!(e.field, "qualifications[0].valid_until");
+        accepted(
+            "equipment.registered",
+            json!({"equipment_id": "CRF-7", "equipment_type": "controlled_rate_freezer", "site_id": "S-BOS-01", "calibration_valid_until": "2026-12-31T23:59:59Z"}),
+        );
+        assert_eq!(
+            refused(
+                "equipment.registered",
+                json!({"equipment_id": "CRF-7", "equipment_type": "toaster", "site_id": "S-BOS-01"})
+            )
+            .field,
+            "equipment_type"
+        );
+        accepted(
+            "material_lot.registered",
+            json!({"material": "LV-CD19", "supplier": "Vector Co", "lot": "L2026-01", "expiry": "2027-06-30", "status": "released"}),
+        );
+        assert_eq!(refused("material_lot.registered", json!({"material": "LV-CD19", "supplier": "Vector Co", "lot": "L2026-01", "expiry": "2027-02-30", "status": "released"})).field, "expiry");
+        assert_eq!(
+            refused("material_lot.status_changed", json!({"status": "lost"})).field,
+            "status"
+        );
+        accepted(
+            "process_step.defined",
+            json!({"step_code": "CRYO", "description": "Cryopreservation", "cbv_biz_step": "storing"}),
+        );
+        assert_eq!(
+            refused(
+                "process_step.defined",
+                json!({"step_code": "CRYO", "description": "x", "cbv_biz_step": "freezing"})
+            )
+            .field,
+            "cbv_biz_step"
+        );
+        accepted(
+            "source_system.registered",
+            json!({"system_id": "mes-bos", "kind": "mes", "owning_site_id": "S-BOS-01"}),
+        );
+        assert_eq!(
+            refused(
+                "source_system.registered",
+                json!({"system_id": "mes-bos", "kind": "erp", "owning_site_id": "S-BOS-01"})
+            )
+            .field,
+            "kind"
+        );
+        accepted(
+            "crosswalk.mapped",
+            json!({"system": "mes-bos", "kind": "site", "local_code": "BOS1", "canonical_id": "S-BOS-01", "valid_from": "2026-01-01T00:00:00Z"}),
+        );
+        assert_eq!(refused("crosswalk.mapped", json!({"system": "mes-bos", "kind": "site", "local_code": "BOS1", "canonical_id": "S-BOS-01", "valid_from": "2026-01-01T00:00:00"})).field, "valid_from");
+        assert_eq!(refused("crosswalk.mapped", json!({"system": "mes-bos", "kind": "site", "local_code": "BOS1", "canonical_id": "S-BOS-01", "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2025-01-01T00:00:00Z"})).field, "valid_to");
+    }
+}
