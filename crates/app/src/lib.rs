@@ -7,6 +7,7 @@ mod error;
 mod ingest;
 mod proofs;
 mod read;
+mod reference;
 mod verify;
 
 use std::sync::Arc;

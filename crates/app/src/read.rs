@@ -23,7 +23,11 @@ pub struct ListQuery {
 }
 
 /// Parses an optional `valid_at` / `known_at`; absent means now.
-pub fn parse_time(field: &str, text: Option<&str>, now: Instant) -> Result<Instant, FieldError> {
+pub(crate) fn parse_time(
+    field: &str,
+    text: Option<&str>,
+    now: Instant,
+) -> Result<Instant, FieldError> {
     match text {
         None => Ok(now),
         Some(t) => Instant::parse_rfc3339(field, t),

@@ -10,6 +10,7 @@ pub mod event_type;
 pub mod identifiers;
 pub mod merkle;
 pub mod reference;
+pub mod rules;
 pub mod time;
 pub mod zone;
 

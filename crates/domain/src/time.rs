@@ -18,6 +18,8 @@ pub struct Instant(i64);
 
 impl Instant {
     pub const MIN: Instant = Instant(i64::MIN);
+    /// Later than every instant (a bound for queries, never stored).
+    pub const MAX: Instant = Instant(i64::MAX);
 
     pub fn from_micros(micros: i64) -> Result<Self, String> {
         Timestamp::from_microsecond(micros)

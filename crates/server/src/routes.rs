@@ -47,6 +47,7 @@ pub fn router(app: Arc<Autolog>) -> Router {
         .route("/api/v1/proofs/consistency", get(consistency))
         .route("/api/v1/checkpoints/latest", get(latest_checkpoint))
         .route("/api/v1/key", get(public_key))
+        .route("/api/v1/reference/resolve", get(resolve))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(TraceLayer::new_for_http())
@@ -208,4 +209,26 @@ async fn latest_checkpoint(
 async fn public_key(State(app): State<AppState>) -> Json<Value> {
     let (public_key, key_id) = app.public_key();
     Json(json!({"algorithm": "Ed25519", "public_key": public_key, "key_id": key_id}))
+}
+
+async fn resolve(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &["system", "kind", "code", "at", "known_at"])?;
+    let required = |key: &str| -> Result<&String, ApiError> {
+        p.get(key)
+            .ok_or_else(|| FieldError::new(key, "(absent)", "is required").into())
+    };
+    let (system, kind, code) = (required("system")?, required("kind")?, required("code")?);
+    let canonical = app
+        .resolve(
+            system,
+            kind,
+            code,
+            p.get("at").map(String::as_str),
+            p.get("known_at").map(String::as_str),
+        )
+        .await?;
+    Ok(Json(
+        json!({"system": system, "kind": kind, "code": code, "canonical_id": canonical}),
+    ))
 }

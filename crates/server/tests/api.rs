@@ -524,6 +524,7 @@ async fn openapi_describes_every_route() {
         "/api/v1/proofs/consistency",
         "/api/v1/checkpoints/latest",
         "/api/v1/key",
+        "/api/v1/reference/resolve",
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }
@@ -555,6 +556,39 @@ async fn postgres_backend_serves_the_same_api() {
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(app.tree_size().await, 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn local_codes_resolve_through_crosswalks_over_http() {
+    sqlite("resolve", |t| async move {
+        let app = spawn_app(&t).await;
+        let mapping = json!({
+            "stream": "crosswalk/mes-bos/site",
+            "occurred_at": "2026-01-01T00:00:00+00:00[UTC]",
+            "actor": "person/P-STEWARD",
+            "source": {"system": "steward", "source_event_id": "m1"},
+            "body": {"type": "crosswalk.mapped", "version": 1,
+                     "data": {"system": "mes-bos", "kind": "site", "local_code": "BOS1", "canonical_id": "S-BOS-01", "valid_from": "2026-01-01T00:00:00Z"}}
+        });
+        let (status, body) = app.post_json(&mapping).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = app.get("/api/v1/reference/resolve?system=mes-bos&kind=site&code=BOS1").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["canonical_id"], "S-BOS-01");
+        let (status, body) = app.get("/api/v1/reference/resolve?system=mes-bos&kind=site&code=NOPE").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["field"], "code");
+        let (status, body) = app.get("/api/v1/reference/resolve?system=mes-bos&code=BOS1").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["field"], "kind");
+        let mut overlapping = mapping.clone();
+        overlapping["source"]["source_event_id"] = json!("m2");
+        overlapping["body"]["data"]["canonical_id"] = json!("S-BOS-02");
+        let (status, body) = app.post_json(&overlapping).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(body["error"]["rule"].as_str().is_some_and(|r| r.contains("S-BOS-01")), "{body}");
     })
     .await;
 }

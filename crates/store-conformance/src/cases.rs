@@ -735,3 +735,89 @@ pub async fn a_full_batch_appends_in_one_piece(target: Target) {
     assert_eq!(events.len(), 1000);
     assert_eq!(store.counts().await.expect("counts").1, 700);
 }
+
+/// Rules on a stream's history run inside the append: a second registration and an
+/// overlapping crosswalk are refused, also when both halves arrive in one batch.
+pub async fn stream_rules_are_checked_inside_the_append(target: Target) {
+    let store = target.open().await;
+    let site = |id: &str, src: &str| {
+        draft_with(
+            &format!("site/{id}"),
+            "qms",
+            src,
+            T0,
+            "site.registered",
+            json!({"site_id": id, "name": "Boston", "site_types": ["manufacturing_site"], "time_zone": "America/New_York"}),
+        )
+    };
+    append_one(&store, site("S-BOS-01", "reg-1"), T0).await;
+    let err = store
+        .append(&[site("S-BOS-01", "reg-2")], &move || at(T0 + 1))
+        .await
+        .expect_err("registered twice");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "[0].stream" && f.rule.contains("already registered")),
+        "{err}"
+    );
+
+    let mapping = |src: &str, canonical: &str, from: &str| {
+        draft_with(
+            "crosswalk/mes-bos/site",
+            "steward",
+            src,
+            T0,
+            "crosswalk.mapped",
+            json!({"system": "mes-bos", "kind": "site", "local_code": "BOS1", "canonical_id": canonical, "valid_from": from}),
+        )
+    };
+    append_one(
+        &store,
+        mapping("m1", "S-BOS-01", "2026-01-01T00:00:00Z"),
+        T0 + 2,
+    )
+    .await;
+    let size = store.head().await.expect("head").position;
+    let err = store
+        .append(
+            &[mapping("m2", "S-BOS-09", "2026-02-01T00:00:00Z")],
+            &move || at(T0 + 3),
+        )
+        .await
+        .expect_err("overlap with a stored mapping");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.rule.contains("S-BOS-01")),
+        "{err}"
+    );
+    let batch = [
+        draft_with(
+            "crosswalk/lims-par/site",
+            "steward",
+            "m3",
+            T0,
+            "crosswalk.mapped",
+            json!({"system": "lims-par", "kind": "site", "local_code": "P1", "canonical_id": "S-PAR-01", "valid_from": "2026-01-01T00:00:00Z"}),
+        ),
+        draft_with(
+            "crosswalk/lims-par/site",
+            "steward",
+            "m4",
+            T0,
+            "crosswalk.mapped",
+            json!({"system": "lims-par", "kind": "site", "local_code": "P1", "canonical_id": "S-PAR-02", "valid_from": "2026-03-01T00:00:00Z"}),
+        ),
+    ];
+    let err = store
+        .append(&batch, &move || at(T0 + 4))
+        .await
+        .expect_err("overlap within the batch");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field.starts_with("[1].")),
+        "{err}"
+    );
+    assert_eq!(
+        store.head().await.expect("head").position,
+        size,
+        "nothing written"
+    );
+    assert_ledger_invariants(&store).await;
+}

@@ -40,6 +40,7 @@ on_both_backends!(
     merkle_proofs_verify,
     checkpoints_round_trip,
     a_full_batch_appends_in_one_piece,
+    stream_rules_are_checked_inside_the_append,
 );
 
 fn batches() -> impl Strategy<Value = Vec<Vec<(u8, u8)>>> {

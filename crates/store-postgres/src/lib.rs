@@ -257,6 +257,16 @@ impl AppendTx for PgAppend<'_> {
         Ok(found)
     }
 
+    async fn stream_events(&mut self, stream: &str) -> Result<Vec<Event>, StoreError> {
+        let sql = format!("SELECT {PG_EVENT_COLUMNS} FROM events WHERE stream = $1 ORDER BY seq");
+        let rows = sqlx::query(&sql)
+            .bind(stream)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(backend_error)?;
+        to_events(&rows)
+    }
+
     async fn event_stream(
         &mut self,
         id: Uuid,

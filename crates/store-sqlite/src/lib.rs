@@ -263,6 +263,16 @@ impl AppendTx for SqliteAppend<'_> {
         Ok(found)
     }
 
+    async fn stream_events(&mut self, stream: &str) -> Result<Vec<Event>, StoreError> {
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE stream = ? ORDER BY seq");
+        let rows = sqlx::query(&sql)
+            .bind(stream)
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(backend_error)?;
+        to_events(&rows)
+    }
+
     async fn event_stream(
         &mut self,
         id: Uuid,

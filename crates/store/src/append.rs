@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use autolog_domain::merkle::{leaf_hash, Hash, NodeId};
+use autolog_domain::rules;
 use autolog_domain::{
     CorrectionTarget, EventDraft, FieldError, Placement, Source, Uuid, GENESIS_HASH,
 };
@@ -46,6 +47,8 @@ pub trait AppendTx: Send {
         &mut self,
         streams: &[&str],
     ) -> Result<HashMap<String, StreamHead>, StoreError>;
+    /// Every event of a stream, in seq order (for rules that depend on the stream's history).
+    async fn stream_events(&mut self, stream: &str) -> Result<Vec<Event>, StoreError>;
     /// The stream of an event, and the correction that superseded it, if any.
     async fn event_stream(
         &mut self,
@@ -85,6 +88,8 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
     let mut outcomes: Vec<AppendOutcome> = Vec::with_capacity(drafts.len());
     let mut batch_sources: HashMap<&Source, usize> = HashMap::new();
     let mut stream_heads: HashMap<String, StreamHead> = HashMap::new();
+    // Histories of the streams whose rules need them, this batch's events included.
+    let mut histories: HashMap<String, Vec<Event>> = HashMap::new();
     // Correction targets seen so far (stored or new in this batch): id -> (stream, superseded_by).
     let mut targets: HashMap<Uuid, (String, Option<Uuid>)> = HashMap::new();
 
@@ -119,6 +124,16 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
             }
         };
 
+        if rules::needs_history(&draft.body.event_type) {
+            if !histories.contains_key(&draft.stream) {
+                let stored = tx.stream_events(&draft.stream).await?;
+                histories.insert(draft.stream.clone(), stored);
+            }
+            let prior = histories.get(&draft.stream).map_or(&[][..], Vec::as_slice);
+            rules::check_against_stream(draft, corrects, prior)
+                .map_err(|e| StoreError::Rejected(e.under(&format!("[{i}]"))))?;
+        }
+
         let stream_head = stream_heads
             .get(&draft.stream)
             .or_else(|| stored_heads.get(&draft.stream))
@@ -152,6 +167,9 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
             targets.insert(target, (event.stream.clone(), Some(event.event_id)));
         }
         targets.insert(event.event_id, (event.stream.clone(), None));
+        if let Some(history) = histories.get_mut(&event.stream) {
+            history.push(event.clone());
+        }
         batch_sources.insert(&draft.source, outcomes.len());
         plan.events.push(event.clone());
         outcomes.push(AppendOutcome {

@@ -1,0 +1,243 @@
+//! Rules that depend on what a stream already holds, checked inside the append
+//! transaction (under the ledger lock): a registration opens its own stream, and a
+//! crosswalk mapping never overlaps another mapping of the same code.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::crosswalk::{Crosswalk, Crosswalks};
+use crate::envelope::{Event, EventDraft};
+use crate::error::FieldError;
+use crate::time::Instant;
+
+/// The stream a registering event must open, given its payload; `None` for other types.
+pub fn registration_stream(event_type: &str, data: &Value) -> Option<String> {
+    let field = |name: &str| {
+        data.get(name)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    Some(match event_type {
+        "site.registered" => format!("site/{}", field("site_id")),
+        "personnel.registered" => format!("person/{}", field("person_id")),
+        "equipment.registered" => format!("equipment/{}", field("equipment_id")),
+        "material_lot.registered" => format!("lot/{}/{}", field("material"), field("lot")),
+        "process_step.defined" => format!("step/{}", field("step_code")),
+        "source_system.registered" => format!("source-system/{}", field("system_id")),
+        _ => return None,
+    })
+}
+
+/// The stream that holds every crosswalk of one source system and kind.
+pub fn crosswalk_stream(system: &str, kind: &str) -> String {
+    format!("crosswalk/{system}/{kind}")
+}
+
+/// Whether a draft of this type is checked against its stream's history.
+pub fn needs_history(event_type: &str) -> bool {
+    event_type == "crosswalk.mapped" || registration_stream(event_type, &Value::Null).is_some()
+}
+
+/// Checks a draft against the events its stream already holds (those of this batch
+/// included). `corrects` is the resolved event the draft supersedes, if any.
+pub fn check_against_stream(
+    draft: &EventDraft,
+    corrects: Option<Uuid>,
+    prior: &[Event],
+) -> Result<(), FieldError> {
+    let event_type = draft.body.event_type.as_str();
+    if let Some(expected) = registration_stream(event_type, &draft.body.data) {
+        if draft.stream != expected {
+            return Err(FieldError::new(
+                "stream",
+                &draft.stream,
+                format!("a {event_type} event belongs in stream {expected}"),
+            ));
+        }
+        let already = prior
+            .iter()
+            .find(|e| e.body.event_type == event_type && Some(e.event_id) != corrects);
+        if let (Some(existing), None) = (already, corrects) {
+            return Err(FieldError::new(
+                "stream",
+                &draft.stream,
+                format!(
+                    "is already registered by event {}; send an amendment, or a correction naming that event",
+                    existing.event_id
+                ),
+            ));
+        }
+    }
+    if event_type == "crosswalk.mapped" {
+        check_crosswalk(draft, corrects, prior)?;
+    }
+    Ok(())
+}
+
+fn mapping(data: &Value) -> Result<Crosswalk, FieldError> {
+    let text = |name: &str| data.get(name).and_then(Value::as_str);
+    let instant = |name: &str| -> Result<Option<Instant>, FieldError> {
+        text(name)
+            .map(|t| Instant::parse_rfc3339(name, t))
+            .transpose()
+    };
+    Ok(Crosswalk {
+        system: text("system").unwrap_or_default().to_string(),
+        kind: text("kind").unwrap_or_default().to_string(),
+        local_code: text("local_code").unwrap_or_default().to_string(),
+        canonical_id: text("canonical_id").unwrap_or_default().to_string(),
+        valid_from: instant("valid_from")?.unwrap_or(Instant::MIN),
+        valid_to: instant("valid_to")?,
+    })
+}
+
+fn check_crosswalk(
+    draft: &EventDraft,
+    corrects: Option<Uuid>,
+    prior: &[Event],
+) -> Result<(), FieldError> {
+    let new = mapping(&draft.body.data).map_err(|e| e.under("body.data"))?;
+    let expected = crosswalk_stream(&new.system, &new.kind);
+    if draft.stream != expected {
+        return Err(FieldError::new(
+            "stream",
+            &draft.stream,
+            format!("a crosswalk.mapped event belongs in stream {expected}"),
+        ));
+    }
+    // The mappings in force now: not superseded, and not the one this draft corrects.
+    // Every prior event is known now (committed, or earlier in this batch).
+    let superseded: HashSet<Uuid> = prior.iter().filter_map(|e| e.corrects).collect();
+    let mut table = Crosswalks::new();
+    for event in prior
+        .iter()
+        .filter(|e| e.body.event_type == "crosswalk.mapped")
+        .filter(|e| !superseded.contains(&e.event_id) && Some(e.event_id) != corrects)
+    {
+        if let Ok(existing) = mapping(&event.body.data) {
+            let _ = table.add(existing);
+        }
+    }
+    table.add(new).map(|_| ()).map_err(|e| e.under("body.data"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{parse_draft, Placement, GENESIS_HASH};
+    use serde_json::json;
+
+    fn draft(stream: &str, id: &str, event_type: &str, data: Value) -> EventDraft {
+        parse_draft(
+            &json!({
+                "stream": stream,
+                "occurred_at": "2026-03-02T09:00:00+01:00[Europe/Paris]",
+                "actor": "person/P-0001",
+                "source": {"system": "qms", "source_event_id": id},
+                "body": {"type": event_type, "version": 1, "data": data}
+            }),
+            Uuid::now_v7(),
+        )
+        .expect("valid draft")
+    }
+
+    fn sealed(d: &EventDraft, seq: u64) -> Event {
+        d.seal(Placement {
+            seq,
+            prev_hash: GENESIS_HASH,
+            position: seq,
+            recorded_at: Instant::from_micros(1_772_323_200_000_000 + seq as i64).expect("instant"),
+            corrects: None,
+        })
+    }
+
+    fn site(id: &str) -> Value {
+        json!({"site_id": id, "name": "Paris", "site_types": ["apheresis_center"], "time_zone": "Europe/Paris"})
+    }
+
+    fn mapping(code: &str, canonical: &str, from: &str, to: Option<&str>) -> Value {
+        let mut v = json!({"system": "mes-bos", "kind": "site", "local_code": code, "canonical_id": canonical, "valid_from": from});
+        if let Some(to) = to {
+            v["valid_to"] = json!(to);
+        }
+        v
+    }
+
+    #[test]
+    fn a_registration_opens_its_own_stream_once() {
+        let first = draft("site/S-1", "r1", "site.registered", site("S-1"));
+        assert_eq!(check_against_stream(&first, None, &[]), Ok(()));
+        let wrong = draft("site/S-2", "r2", "site.registered", site("S-1"));
+        let e = check_against_stream(&wrong, None, &[]).expect_err("wrong stream");
+        assert!(e.rule.contains("site/S-1"), "{e}");
+        let prior = vec![sealed(&first, 1)];
+        let again = draft("site/S-1", "r3", "site.registered", site("S-1"));
+        let e = check_against_stream(&again, None, &prior).expect_err("registered twice");
+        assert!(e.rule.contains("already registered"), "{e}");
+        assert_eq!(
+            check_against_stream(&again, Some(prior[0].event_id), &prior),
+            Ok(()),
+            "a correction restates it"
+        );
+    }
+
+    #[test]
+    fn crosswalk_mappings_of_one_code_never_overlap() {
+        let stream = crosswalk_stream("mes-bos", "site");
+        let first = draft(
+            &stream,
+            "m1",
+            "crosswalk.mapped",
+            mapping(
+                "BOS1",
+                "S-BOS-01",
+                "2026-01-01T00:00:00Z",
+                Some("2026-07-01T00:00:00Z"),
+            ),
+        );
+        assert_eq!(check_against_stream(&first, None, &[]), Ok(()));
+        let prior = vec![sealed(&first, 1)];
+        let overlapping = draft(
+            &stream,
+            "m2",
+            "crosswalk.mapped",
+            mapping("BOS1", "S-BOS-02", "2026-06-01T00:00:00Z", None),
+        );
+        let e = check_against_stream(&overlapping, None, &prior).expect_err("overlap");
+        assert!(e.rule.contains("S-BOS-01"), "{e}");
+        let next = draft(
+            &stream,
+            "m3",
+            "crosswalk.mapped",
+            mapping("BOS1", "S-BOS-02", "2026-07-01T00:00:00Z", None),
+        );
+        assert_eq!(check_against_stream(&next, None, &prior), Ok(()));
+        assert_eq!(
+            check_against_stream(&overlapping, Some(prior[0].event_id), &prior),
+            Ok(()),
+            "a correction replaces the mapping"
+        );
+        let other_code = draft(
+            &stream,
+            "m4",
+            "crosswalk.mapped",
+            mapping("BOS2", "S-BOS-02", "2026-01-01T00:00:00Z", None),
+        );
+        assert_eq!(check_against_stream(&other_code, None, &prior), Ok(()));
+        let misplaced = draft(
+            "crosswalk/lims/site",
+            "m5",
+            "crosswalk.mapped",
+            mapping("BOS1", "S-BOS-02", "2026-08-01T00:00:00Z", None),
+        );
+        assert_eq!(
+            check_against_stream(&misplaced, None, &prior)
+                .expect_err("stream")
+                .field,
+            "stream"
+        );
+    }
+}
