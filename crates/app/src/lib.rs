@@ -23,6 +23,7 @@ pub use error::AppError;
 pub use ingest::{IngestLine, IngestReport};
 pub use proofs::{ConsistencyProof, InclusionProof};
 pub use read::ListQuery;
+pub use reference::REGISTRIES;
 pub use verify::{VerifyFailure, VerifyReport};
 
 /// One running Autolog instance: its store and its checkpoint signing key.

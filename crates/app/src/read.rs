@@ -38,7 +38,7 @@ impl Autolog {
     /// The transaction time a read uses: the one asked for (default now), but never later
     /// than the last committed event's `recorded_at`. Every event recorded by then is
     /// committed (placement is serialised), so the same read always gives the same answer.
-    async fn settled_known_at(
+    pub(crate) async fn settled_known_at(
         &self,
         requested: Option<&str>,
         now: Instant,

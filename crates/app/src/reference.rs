@@ -6,8 +6,22 @@ use autolog_domain::crosswalk::{Crosswalk, Crosswalks, CODE_KINDS};
 use autolog_domain::rules::crosswalk_stream;
 use autolog_domain::{FieldError, Instant};
 
-use crate::read::parse_time;
+use autolog_domain::bitemporal::stream_state;
+use serde_json::{json, Value};
+
+use crate::read::{parse_time, MAX_PAGE};
 use crate::{AppError, Autolog};
+
+/// The registries and the stream prefix each one's records live under.
+pub const REGISTRIES: &[(&str, &str)] = &[
+    ("sites", "site/"),
+    ("personnel", "person/"),
+    ("equipment", "equipment/"),
+    ("material_lots", "lot/"),
+    ("process_steps", "step/"),
+    ("source_systems", "source-system/"),
+    ("crosswalks", "crosswalk/"),
+];
 
 impl Autolog {
     /// `resolve(system, kind, code, at)`: the canonical id a local code maps to at `at`
@@ -47,6 +61,66 @@ impl Autolog {
             .map_err(|unmapped| {
                 AppError::Invalid(FieldError::new("code", code, unmapped.to_string()))
             })
+    }
+}
+
+impl Autolog {
+    /// One page of a registry's records, each as it stood at `valid_at` as known at
+    /// `known_at` (both default to now; `known_at` is capped at the last commit). Records
+    /// with no event in force at `valid_at` are left out.
+    pub async fn list_registry(
+        &self,
+        registry: &str,
+        valid_at: Option<&str>,
+        known_at: Option<&str>,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<Value, AppError> {
+        let Some((_, prefix)) = REGISTRIES.iter().find(|(name, _)| *name == registry) else {
+            let names: Vec<&str> = REGISTRIES.iter().map(|(n, _)| *n).collect();
+            return Err(AppError::Invalid(FieldError::new(
+                "registry",
+                registry,
+                format!("must be one of {}", names.join(", ")),
+            )));
+        };
+        let limit = limit.unwrap_or(100);
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(AppError::Invalid(FieldError::new(
+                "limit",
+                limit.to_string(),
+                format!("must be between 1 and {MAX_PAGE}"),
+            )));
+        }
+        let now = Instant::now();
+        let valid_at = parse_time("valid_at", valid_at, now)?;
+        let known_at = self.settled_known_at(known_at, now).await?;
+        let streams = self
+            .store
+            .streams_with_prefix(prefix, after.unwrap_or(""), limit)
+            .await?;
+        let mut records = Vec::new();
+        for stream in &streams {
+            let events = self.store.stream_events(stream, known_at).await?;
+            let state = stream_state(stream, &events, valid_at, known_at);
+            if !state.events.is_empty() {
+                records.push(json!({
+                    "stream": stream,
+                    "event_count": state.events.len(),
+                    "state": state.state,
+                }));
+            }
+        }
+        let next = (streams.len() == limit as usize)
+            .then(|| streams.last().cloned())
+            .flatten();
+        Ok(json!({
+            "registry": registry,
+            "valid_at": valid_at.to_string(),
+            "known_at": known_at.to_string(),
+            "records": records,
+            "next_after": next,
+        }))
     }
 }
 
@@ -135,6 +209,16 @@ mod tests {
             .await
             .expect_err("bad kind");
         assert!(matches!(e, AppError::Invalid(ref f) if f.field == "kind"));
+        let listed = app
+            .list_registry("crosswalks", None, None, None, None)
+            .await
+            .expect("list");
+        assert_eq!(listed["records"][0]["stream"], "crosswalk/mes-bos/site");
+        assert_eq!(listed["records"][0]["event_count"], 2);
+        assert!(app
+            .list_registry("planets", None, None, None, None)
+            .await
+            .is_err());
         // Before the mappings were recorded nothing resolved.
         let e = app
             .resolve(

@@ -48,6 +48,7 @@ pub fn router(app: Arc<Autolog>) -> Router {
         .route("/api/v1/checkpoints/latest", get(latest_checkpoint))
         .route("/api/v1/key", get(public_key))
         .route("/api/v1/reference/resolve", get(resolve))
+        .route("/api/v1/reference/{registry}", get(list_registry))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(TraceLayer::new_for_http())
@@ -231,4 +232,24 @@ async fn resolve(State(app): State<AppState>, p: Params) -> Result<Json<Value>, 
     Ok(Json(
         json!({"system": system, "kind": kind, "code": code, "canonical_id": canonical}),
     ))
+}
+
+async fn list_registry(
+    State(app): State<AppState>,
+    registry: PathParam,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &["valid_at", "known_at", "after", "limit"])?;
+    let registry = path_param("registry", registry)?;
+    let listed = app
+        .list_registry(
+            &registry,
+            p.get("valid_at").map(String::as_str),
+            p.get("known_at").map(String::as_str),
+            p.get("after").map(String::as_str),
+            number(&p, "limit")?,
+        )
+        .await?;
+    Ok(Json(listed))
 }

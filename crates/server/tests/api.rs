@@ -525,6 +525,7 @@ async fn openapi_describes_every_route() {
         "/api/v1/checkpoints/latest",
         "/api/v1/key",
         "/api/v1/reference/resolve",
+        "/api/v1/reference/{registry}",
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }
@@ -583,6 +584,15 @@ async fn local_codes_resolve_through_crosswalks_over_http() {
         let (status, body) = app.get("/api/v1/reference/resolve?system=mes-bos&code=BOS1").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"]["field"], "kind");
+        let (status, listed) = app.get("/api/v1/reference/crosswalks?limit=10").await;
+        assert_eq!(status, StatusCode::OK, "{listed}");
+        assert_eq!(listed["records"][0]["state"]["canonical_id"], "S-BOS-01");
+        let (status, listed) = app.get("/api/v1/reference/crosswalks?valid_at=2025-01-01T00:00:00Z").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(listed["records"], json!([]), "nothing in force before it occurred");
+        let (status, e) = app.get("/api/v1/reference/planets").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(e["error"]["field"], "registry");
         let mut overlapping = mapping.clone();
         overlapping["source"]["source_event_id"] = json!("m2");
         overlapping["body"]["data"]["canonical_id"] = json!("S-BOS-02");

@@ -564,6 +564,24 @@ impl Store for PostgresStore {
             .collect())
     }
 
+    async fn streams_with_prefix(
+        &self,
+        prefix: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT stream FROM streams WHERE starts_with(stream, $1) AND stream COLLATE \"C\" > $2 ORDER BY stream COLLATE \"C\" LIMIT $3")
+            .bind(prefix)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        rows.iter()
+            .map(|row| row.try_get::<String, _>(0).map_err(backend_error))
+            .collect()
+    }
+
     async fn stream_heads(&self) -> Result<Vec<(String, StreamHead)>, StoreError> {
         let rows = sqlx::query("SELECT stream, last_seq, last_hash FROM streams ORDER BY stream")
             .fetch_all(&self.pool)

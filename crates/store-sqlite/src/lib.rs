@@ -573,6 +573,24 @@ impl Store for SqliteStore {
             .collect())
     }
 
+    async fn streams_with_prefix(
+        &self,
+        prefix: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT stream FROM streams WHERE substr(stream, 1, length(?1)) = ?1 AND stream > ?2 ORDER BY stream LIMIT ?3")
+            .bind(prefix)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(backend_error)?;
+        rows.iter()
+            .map(|row| row.try_get::<String, _>(0).map_err(backend_error))
+            .collect()
+    }
+
     async fn stream_heads(&self) -> Result<Vec<(String, StreamHead)>, StoreError> {
         let rows = sqlx::query("SELECT stream, last_seq, last_hash FROM streams ORDER BY stream")
             .fetch_all(&self.readers)

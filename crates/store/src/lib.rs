@@ -123,6 +123,14 @@ pub trait Store: Send + Sync {
     /// Up to `limit` rows with position > `after_position`, in stored position order.
     async fn scan(&self, after_position: i64, limit: u32) -> Result<Vec<ScannedRow>, StoreError>;
 
+    /// Up to `limit` stream names starting with `prefix`, after `after` (bytewise order).
+    async fn streams_with_prefix(
+        &self,
+        prefix: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError>;
+
     /// Every stored stream head (the `streams` projection), by stream name.
     async fn stream_heads(&self) -> Result<Vec<(String, StreamHead)>, StoreError>;
 
