@@ -34,6 +34,19 @@ pub(crate) fn parse_time(
     }
 }
 
+/// A page size: default 100, between 1 and [`MAX_PAGE`].
+pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, AppError> {
+    let limit = limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(AppError::Invalid(FieldError::new(
+            "limit",
+            limit.to_string(),
+            format!("must be between 1 and {MAX_PAGE}"),
+        )));
+    }
+    Ok(limit)
+}
+
 impl Autolog {
     /// The transaction time a read uses: the one asked for (default now), but never later
     /// than the last committed event's `recorded_at`. Every event recorded by then is
@@ -80,14 +93,7 @@ impl Autolog {
         if let Some(stream) = &q.stream {
             check_stream_name("stream", stream)?;
         }
-        let limit = q.limit.unwrap_or(100);
-        if limit == 0 || limit > MAX_PAGE {
-            return Err(AppError::Invalid(FieldError::new(
-                "limit",
-                limit.to_string(),
-                format!("must be between 1 and {MAX_PAGE}"),
-            )));
-        }
+        let limit = page_limit(q.limit)?;
         let after_position = q.after_position.unwrap_or(0);
         if after_position > i64::MAX as u64 {
             return Err(AppError::Invalid(FieldError::new(

@@ -2,14 +2,14 @@
 //! through the crosswalks recorded in the ledger, as known now or at any past moment.
 
 use autolog_domain::bitemporal::effective_events;
-use autolog_domain::crosswalk::{Crosswalk, Crosswalks, CODE_KINDS};
-use autolog_domain::rules::crosswalk_stream;
+use autolog_domain::crosswalk::{Crosswalks, CODE_KINDS};
+use autolog_domain::rules::{crosswalk_of, crosswalk_stream};
 use autolog_domain::{FieldError, Instant};
 
 use autolog_domain::bitemporal::stream_state;
 use serde_json::{json, Value};
 
-use crate::read::{parse_time, MAX_PAGE};
+use crate::read::{page_limit, parse_time};
 use crate::{AppError, Autolog};
 
 /// The registries and the stream prefix each one's records live under.
@@ -51,7 +51,7 @@ impl Autolog {
         // Mappings in force as known at known_at; their own intervals decide validity at `at`.
         let mut table = Crosswalks::new();
         for event in effective_events(&events, Instant::MAX, known_at) {
-            if let Ok(mapping) = crosswalk_from(&event.body.data) {
+            if let Ok(mapping) = crosswalk_of(&event.body.data) {
                 let _ = table.add(mapping);
             }
         }
@@ -84,14 +84,7 @@ impl Autolog {
                 format!("must be one of {}", names.join(", ")),
             )));
         };
-        let limit = limit.unwrap_or(100);
-        if limit == 0 || limit > MAX_PAGE {
-            return Err(AppError::Invalid(FieldError::new(
-                "limit",
-                limit.to_string(),
-                format!("must be between 1 and {MAX_PAGE}"),
-            )));
-        }
+        let limit = page_limit(limit)?;
         let now = Instant::now();
         let valid_at = parse_time("valid_at", valid_at, now)?;
         let known_at = self.settled_known_at(known_at, now).await?;
@@ -122,27 +115,6 @@ impl Autolog {
             "next_after": next,
         }))
     }
-}
-
-fn crosswalk_from(data: &serde_json::Value) -> Result<Crosswalk, FieldError> {
-    let text = |name: &str| {
-        data.get(name)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_string()
-    };
-    let valid_to = match data.get("valid_to").and_then(|v| v.as_str()) {
-        Some(t) => Some(Instant::parse_rfc3339("valid_to", t)?),
-        None => None,
-    };
-    Ok(Crosswalk {
-        system: text("system"),
-        kind: text("kind"),
-        local_code: text("local_code"),
-        canonical_id: text("canonical_id"),
-        valid_from: Instant::parse_rfc3339("valid_from", &text("valid_from"))?,
-        valid_to,
-    })
 }
 
 #[cfg(test)]

@@ -77,7 +77,8 @@ pub fn check_against_stream(
     Ok(())
 }
 
-fn mapping(data: &Value) -> Result<Crosswalk, FieldError> {
+/// The crosswalk a `crosswalk.mapped` payload states.
+pub fn crosswalk_of(data: &Value) -> Result<Crosswalk, FieldError> {
     let text = |name: &str| data.get(name).and_then(Value::as_str);
     let instant = |name: &str| -> Result<Option<Instant>, FieldError> {
         text(name)
@@ -99,7 +100,7 @@ fn check_crosswalk(
     corrects: Option<Uuid>,
     prior: &[Event],
 ) -> Result<(), FieldError> {
-    let new = mapping(&draft.body.data).map_err(|e| e.under("body.data"))?;
+    let new = crosswalk_of(&draft.body.data).map_err(|e| e.under("body.data"))?;
     let expected = crosswalk_stream(&new.system, &new.kind);
     if draft.stream != expected {
         return Err(FieldError::new(
@@ -117,7 +118,7 @@ fn check_crosswalk(
         .filter(|e| e.body.event_type == "crosswalk.mapped")
         .filter(|e| !superseded.contains(&e.event_id) && Some(e.event_id) != corrects)
     {
-        if let Ok(existing) = mapping(&event.body.data) {
+        if let Ok(existing) = crosswalk_of(&event.body.data) {
             let _ = table.add(existing);
         }
     }
