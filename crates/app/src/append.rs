@@ -20,6 +20,8 @@ pub const MAX_FUTURE_SKEW_SECONDS: i64 = 300;
 #[derive(Debug)]
 pub struct AppendResult {
     pub outcomes: Vec<AppendOutcome>,
+    /// Flags Autolog recorded about the requested events (time-zone discrepancies).
+    pub flags: Vec<AppendOutcome>,
     /// Whether the request was a single event (not an array).
     pub single: bool,
 }
@@ -44,7 +46,8 @@ impl AppendResult {
                 })
             })
             .collect();
-        if self.single {
+        let flags: Vec<Value> = self.flags.iter().map(|o| o.event.to_json()).collect();
+        let mut answer = if self.single {
             items.into_iter().next().unwrap_or(Value::Null)
         } else {
             json!({
@@ -52,7 +55,11 @@ impl AppendResult {
                 "duplicates": self.duplicates(),
                 "results": items,
             })
+        };
+        if !flags.is_empty() {
+            answer["flags"] = Value::Array(flags);
         }
+        answer
     }
 }
 
@@ -129,8 +136,12 @@ impl Autolog {
     /// Appends a request body (one event or a batch). A refused request writes nothing.
     pub async fn append_json(&self, body: &[u8]) -> Result<AppendResult, AppError> {
         let now = Instant::now();
-        let (drafts, single) = parse_request(body, now)?;
-        let outcomes = match self.store.append(&drafts, &Instant::now).await {
+        let (mut drafts, single) = parse_request(body, now)?;
+        let requested = drafts.len();
+        // Flags are appended with the events they flag, in the same transaction.
+        let flags = self.zone_discrepancy_flags(&drafts).await?;
+        drafts.extend(flags);
+        let mut outcomes = match self.store.append(&drafts, &Instant::now).await {
             Ok(outcomes) => outcomes,
             // The store names batch members as [i]; a single event has no index.
             Err(StoreError::Rejected(mut f)) if single => {
@@ -141,7 +152,8 @@ impl Autolog {
             }
             Err(e) => return Err(e.into()),
         };
-        for o in outcomes.iter().filter(|o| !o.duplicate) {
+        let flags = outcomes.split_off(requested.min(outcomes.len()));
+        for o in outcomes.iter().chain(&flags).filter(|o| !o.duplicate) {
             // Pseudonymous keys only: stream, position, type. Never payloads.
             tracing::info!(
                 event_id = %o.event.event_id,
@@ -152,7 +164,11 @@ impl Autolog {
                 "event appended"
             );
         }
-        Ok(AppendResult { outcomes, single })
+        Ok(AppendResult {
+            outcomes,
+            flags,
+            single,
+        })
     }
 }
 

@@ -1,13 +1,17 @@
 //! Autolog's use cases: one function per thing a user or a source system does with the
 //! ledger. Loads from the store, runs domain rules, appends. Knows nothing of HTTP.
 
+mod alignment;
 mod append;
+mod bulk;
 mod config;
 mod error;
 mod ingest;
 mod proofs;
 mod read;
 mod reference;
+mod registry;
+mod time_discipline;
 mod verify;
 
 use std::sync::Arc;
@@ -15,15 +19,22 @@ use std::sync::Arc;
 use autolog_domain::SigningKey;
 use autolog_store::Store;
 
+pub use alignment::DEFAULT_EXPIRY_HORIZON_DAYS;
 pub use append::{
     too_large, AppendResult, MAX_BATCH_EVENTS, MAX_FUTURE_SKEW_SECONDS, MAX_REQUEST_BYTES,
+};
+pub use bulk::{
+    BadRow, ImportFile, ImportProgress, ImportReport, EXPORT_FORMAT, IMPORT_SOURCE_SYSTEM,
+    LIST_SEPARATOR, MAX_IMPORT_BYTES,
 };
 pub use config::{Config, DataDir};
 pub use error::AppError;
 pub use ingest::{IngestLine, IngestReport};
 pub use proofs::{ConsistencyProof, InclusionProof};
 pub use read::ListQuery;
-pub use reference::REGISTRIES;
+pub use reference::RegistryQuery;
+pub use registry::{registry, Cell, Column, Registry, REGISTRIES};
+pub use time_discipline::{AUTOLOG_ACTOR, ZONE_DISCREPANCY_PREFIX};
 pub use verify::{VerifyFailure, VerifyReport};
 
 /// One running Autolog instance: its store and its checkpoint signing key.

@@ -12,17 +12,6 @@ use serde_json::{json, Value};
 use crate::read::{page_limit, parse_time};
 use crate::{AppError, Autolog};
 
-/// The registries and the stream prefix each one's records live under.
-pub const REGISTRIES: &[(&str, &str)] = &[
-    ("sites", "site/"),
-    ("personnel", "person/"),
-    ("equipment", "equipment/"),
-    ("material_lots", "lot/"),
-    ("process_steps", "step/"),
-    ("source_systems", "source-system/"),
-    ("crosswalks", "crosswalk/"),
-];
-
 impl Autolog {
     /// `resolve(system, kind, code, at)`: the canonical id a local code maps to at `at`
     /// (default now), by the crosswalks known at `known_at` (default now). An unmapped code
@@ -55,48 +44,109 @@ impl Autolog {
                 let _ = table.add(mapping);
             }
         }
-        table
-            .resolve(system, kind, code, at)
-            .map(str::to_string)
-            .map_err(|unmapped| {
-                AppError::Invalid(FieldError::new("code", code, unmapped.to_string()))
-            })
+        match table.resolve(system, kind, code, at) {
+            Ok(canonical) => Ok(canonical.to_string()),
+            Err(unmapped) => {
+                if code.len() > 200 || code.chars().any(char::is_control) {
+                    return Err(AppError::Invalid(FieldError::new(
+                        "code",
+                        code,
+                        "must be at most 200 characters, without control characters",
+                    )));
+                }
+                // Counted for the alignment report; a failure to count does not hide the refusal.
+                if let Err(e) = self
+                    .store
+                    .record_unmapped_code(system, kind, code, now)
+                    .await
+                {
+                    tracing::warn!(error = %e, system, kind, "could not count an unmapped code");
+                }
+                Err(AppError::Invalid(FieldError::new(
+                    "code",
+                    code,
+                    unmapped.to_string(),
+                )))
+            }
+        }
     }
+}
+
+/// A registry listing's query: as of when, which page, and field filters.
+#[derive(Debug, Default, Clone)]
+pub struct RegistryQuery {
+    pub valid_at: Option<String>,
+    pub known_at: Option<String>,
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+    /// `(field path, value)` pairs a record must all match: a dotted path into the record
+    /// (`status`, `postal_address.country`, `qualifications.site_id`); a list matches when
+    /// any of its items does.
+    pub filters: Vec<(String, String)>,
+}
+
+/// Whether the values found at `path` in `record` include `wanted`.
+fn matches(record: &Value, path: &str, wanted: &str) -> bool {
+    fn walk<'a>(value: &'a Value, path: &[&str], out: &mut Vec<&'a Value>) {
+        match (value, path.split_first()) {
+            (Value::Array(items), _) => items.iter().for_each(|v| walk(v, path, out)),
+            (_, None) => out.push(value),
+            (Value::Object(o), Some((key, rest))) => {
+                if let Some(v) = o.get(*key) {
+                    walk(v, rest, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(record, &path.split('.').collect::<Vec<_>>(), &mut found);
+    found.iter().any(|v| match v {
+        Value::String(s) => s == wanted,
+        Value::Number(n) => n.to_string() == wanted,
+        Value::Bool(b) => b.to_string() == wanted,
+        _ => false,
+    })
 }
 
 impl Autolog {
     /// One page of a registry's records, each as it stood at `valid_at` as known at
     /// `known_at` (both default to now; `known_at` is capped at the last commit). Records
-    /// with no event in force at `valid_at` are left out.
+    /// with no event in force at `valid_at`, or not matching every filter, are left out, so
+    /// a filtered page may hold fewer than `limit` records: follow `next_after` to the end.
+    /// Crosswalks are listed one mapping per record.
     pub async fn list_registry(
         &self,
         registry: &str,
-        valid_at: Option<&str>,
-        known_at: Option<&str>,
-        after: Option<&str>,
-        limit: Option<u32>,
+        q: &RegistryQuery,
     ) -> Result<Value, AppError> {
-        let Some((_, prefix)) = REGISTRIES.iter().find(|(name, _)| *name == registry) else {
-            let names: Vec<&str> = REGISTRIES.iter().map(|(n, _)| *n).collect();
-            return Err(AppError::Invalid(FieldError::new(
-                "registry",
-                registry,
-                format!("must be one of {}", names.join(", ")),
-            )));
-        };
-        let limit = page_limit(limit)?;
+        let registry = crate::registry::registry(registry)?;
+        let limit = page_limit(q.limit)?;
         let now = Instant::now();
-        let valid_at = parse_time("valid_at", valid_at, now)?;
-        let known_at = self.settled_known_at(known_at, now).await?;
+        let valid_at = parse_time("valid_at", q.valid_at.as_deref(), now)?;
+        let known_at = self.settled_known_at(q.known_at.as_deref(), now).await?;
         let streams = self
             .store
-            .streams_with_prefix(prefix, after.unwrap_or(""), limit)
+            .streams_with_prefix(registry.prefix, q.after.as_deref().unwrap_or(""), limit)
             .await?;
+        let keep = |record: &Value| q.filters.iter().all(|(k, v)| matches(record, k, v));
         let mut records = Vec::new();
         for stream in &streams {
             let events = self.store.stream_events(stream, known_at).await?;
+            if registry.is_crosswalks() {
+                for event in effective_events(&events, valid_at, known_at) {
+                    if keep(&event.body.data) {
+                        records.push(json!({
+                            "stream": stream,
+                            "event_id": event.event_id.to_string(),
+                            "state": event.body.data,
+                        }));
+                    }
+                }
+                continue;
+            }
             let state = stream_state(stream, &events, valid_at, known_at);
-            if !state.events.is_empty() {
+            if !state.events.is_empty() && keep(&state.state) {
                 records.push(json!({
                     "stream": stream,
                     "event_count": state.events.len(),
@@ -108,7 +158,7 @@ impl Autolog {
             .then(|| streams.last().cloned())
             .flatten();
         Ok(json!({
-            "registry": registry,
+            "registry": registry.name,
             "valid_at": valid_at.to_string(),
             "known_at": known_at.to_string(),
             "records": records,
@@ -143,7 +193,25 @@ mod tests {
                 "body": {"type": "crosswalk.mapped", "version": 1, "data": data}
             })
         };
+        let register = |stream: &str, id: &str, event_type: &str, data: Value| {
+            serde_json::json!({
+                "stream": stream,
+                "occurred_at": "2026-01-01T00:00:00+00:00[UTC]",
+                "actor": "person/P-STEWARD",
+                "source": {"system": "steward", "source_event_id": id},
+                "body": {"type": event_type, "version": 1, "data": data}
+            })
+        };
+        let site = |id: &str| json!({"site_id": id, "name": id, "site_types": ["manufacturing_site"], "time_zone": "America/New_York"});
         let batch = serde_json::json!([
+            register("site/S-BOS-01", "s1", "site.registered", site("S-BOS-01")),
+            register("site/S-BOS-02", "s2", "site.registered", site("S-BOS-02")),
+            register(
+                "source-system/mes-bos",
+                "ss1",
+                "source_system.registered",
+                json!({"system_id": "mes-bos", "kind": "mes", "owning_site_id": "S-BOS-01"})
+            ),
             mapping(
                 "m1",
                 "S-BOS-01",
@@ -182,15 +250,27 @@ mod tests {
             .expect_err("bad kind");
         assert!(matches!(e, AppError::Invalid(ref f) if f.field == "kind"));
         let listed = app
-            .list_registry("crosswalks", None, None, None, None)
+            .list_registry("crosswalks", &RegistryQuery::default())
             .await
             .expect("list");
         assert_eq!(listed["records"][0]["stream"], "crosswalk/mes-bos/site");
-        assert_eq!(listed["records"][0]["event_count"], 2);
+        assert_eq!(listed["records"].as_array().map(Vec::len), Some(2));
+        let filtered = RegistryQuery {
+            filters: vec![("canonical_id".into(), "S-BOS-02".into())],
+            ..RegistryQuery::default()
+        };
+        let listed = app
+            .list_registry("crosswalks", &filtered)
+            .await
+            .expect("list");
+        assert_eq!(listed["records"].as_array().map(Vec::len), Some(1));
         assert!(app
-            .list_registry("planets", None, None, None, None)
+            .list_registry("planets", &RegistryQuery::default())
             .await
             .is_err());
+        let unmapped = app.store().unmapped_codes().await.expect("counts");
+        assert_eq!(unmapped.len(), 1);
+        assert_eq!((unmapped[0].code.as_str(), unmapped[0].count), ("BOS9", 1));
         // Before the mappings were recorded nothing resolved.
         let e = app
             .resolve(

@@ -14,6 +14,8 @@ use autolog_app::{Autolog, Config, DataDir};
 use autolog_server::ServeOptions;
 use clap::{Parser, Subcommand};
 
+mod reference;
+
 #[derive(Parser)]
 #[command(
     name = "autolog",
@@ -64,6 +66,11 @@ enum Command {
     },
     /// Recompute every hash, stream chain, Merkle node, checkpoint root and signature.
     Verify,
+    /// Reference data: bulk import and export, and the alignment report.
+    Reference {
+        #[command(subcommand)]
+        command: reference::ReferenceCommand,
+    },
     /// The checkpoint signing key.
     Key {
         #[command(subcommand)]
@@ -182,6 +189,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::from(1))
                 }
             }
+        }
+        Command::Reference { command } => {
+            let app = Autolog::open(&config).await?;
+            reference::run(&app, command).await
         }
         Command::Key {
             command: KeyCommand::Show,

@@ -140,6 +140,7 @@ mod tests {
             recorded_at: at(recorded),
             occurred_at: OccurredAt::from_parts(occurred, "Europe/Paris", 3600).expect("valid"),
             actor: "person/P".into(),
+            site: None,
             source: Source {
                 system: "s".into(),
                 source_event_id: position.to_string(),

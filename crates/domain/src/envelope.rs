@@ -54,6 +54,8 @@ pub struct EventDraft {
     pub stream: String,
     pub occurred_at: OccurredAt,
     pub actor: String,
+    /// The canonical id of the site where the event happened (the recording site), if any.
+    pub site: Option<String>,
     pub source: Source,
     pub reason: Option<String>,
     /// The event this one corrects (supersedes), in the same stream.
@@ -73,6 +75,8 @@ pub struct Event {
     pub recorded_at: Instant,
     pub occurred_at: OccurredAt,
     pub actor: String,
+    /// The recording site's canonical id, if the event names one.
+    pub site: Option<String>,
     pub source: Source,
     pub reason: Option<String>,
     pub corrects: Option<Uuid>,
@@ -103,6 +107,7 @@ impl EventDraft {
             recorded_at: place.recorded_at,
             occurred_at: self.occurred_at.clone(),
             actor: self.actor.clone(),
+            site: self.site.clone(),
             source: self.source.clone(),
             reason: self.reason.clone(),
             corrects: place.corrects,
@@ -115,7 +120,7 @@ impl EventDraft {
 
 impl Event {
     /// The envelope as JSON without `hash`: the input of the canonical bytes.
-    /// Absent optional fields (`reason`, `corrects`) are omitted, never `null`.
+    /// Absent optional fields (`site`, `reason`, `corrects`) are omitted, never `null`.
     pub fn unhashed_json(&self) -> Value {
         let mut o = Map::new();
         o.insert("event_id".into(), json!(self.event_id.to_string()));
@@ -133,6 +138,9 @@ impl Event {
             }),
         );
         o.insert("actor".into(), json!(self.actor));
+        if let Some(site) = &self.site {
+            o.insert("site".into(), json!(site));
+        }
         o.insert(
             "source".into(),
             json!({"system": self.source.system, "source_event_id": self.source.source_event_id}),
@@ -180,6 +188,7 @@ const EVENT_FIELDS: &[&str] = &[
     "stream",
     "occurred_at",
     "actor",
+    "site",
     "source",
     "reason",
     "corrects",
@@ -229,6 +238,10 @@ pub fn parse_draft(value: &Value, event_id: Uuid) -> Result<EventDraft, FieldErr
     let occurred_at = OccurredAt::parse("occurred_at", occurred_text)?;
     let actor = required_str(obj, "actor")?;
     check_actor("actor", actor)?;
+    let site = optional_str(obj, "site")?;
+    if let Some(site) = site {
+        check_code("site", site)?;
+    }
     let source = parse_source(obj.get("source"))?;
     let reason = optional_str(obj, "reason")?;
     if let Some(reason) = reason {
@@ -248,11 +261,30 @@ pub fn parse_draft(value: &Value, event_id: Uuid) -> Result<EventDraft, FieldErr
         stream: stream.to_string(),
         occurred_at,
         actor: actor.to_string(),
+        site: site.map(str::to_string),
         source,
         reason: reason.map(str::to_string),
         corrects,
         body,
     })
+}
+
+/// A canonical id or code (site id, person id, step code...): 1-64 letters, digits or `._:-`.
+pub(crate) fn check_code(field: &str, value: &str) -> Result<(), FieldError> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            value,
+            "must be a code of 1-64 letters, digits or . _ : -",
+        ))
+    }
 }
 
 fn required_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a str, FieldError> {

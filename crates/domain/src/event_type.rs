@@ -110,6 +110,20 @@ pub const EVENT_TYPES: &[EventType] = &[
         validate: schema::<ProcessStepDefinedV1>,
     },
     EventType {
+        name: "product.registered",
+        version: 1,
+        description: "A product of the portfolio: code, name, process definition (ordered steps with the site types that may perform each, windows between steps, release tests with specifications), storage temperature range, retention class.",
+        fold: Fold::Merge,
+        validate: schema::<ProductRegisteredV1>,
+    },
+    EventType {
+        name: "product.amended",
+        version: 1,
+        description: "Some attributes of a registered product change (a new process definition replaces the old one whole).",
+        fold: Fold::Merge,
+        validate: schema::<ProductAmendedV1>,
+    },
+    EventType {
         name: "source_system.registered",
         version: 1,
         description: "A source system of the network: id, kind, owning site.",
@@ -122,6 +136,13 @@ pub const EVENT_TYPES: &[EventType] = &[
         description: "A source system's local code mapped onto a canonical id over a validity interval.",
         fold: Fold::Merge,
         validate: schema::<CrosswalkMappedV1>,
+    },
+    EventType {
+        name: "time_zone.discrepancy_flagged",
+        version: 1,
+        description: "Recorded by Autolog: an event's UTC offset disagrees with its recording site's zone at that instant (stream discrepancy/time-zone/<site>).",
+        fold: Fold::AppendTo("discrepancies"),
+        validate: schema::<TimeZoneDiscrepancyFlaggedV1>,
     },
 ];
 

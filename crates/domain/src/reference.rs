@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use crate::crosswalk::{Crosswalk, CODE_KINDS};
-use crate::envelope::check_text;
+use crate::envelope::{check_code as code, check_text};
 use crate::error::FieldError;
 use crate::event_type::Check;
 use crate::identifiers::{Fin, Gln};
@@ -37,30 +37,50 @@ pub const EQUIPMENT_TYPES: &[&str] = &[
 
 pub const LOT_STATUSES: &[&str] = &["released", "quarantined", "recalled"];
 
-/// GS1 CBV 2.0 business steps a canonical process step may correspond to.
+/// The GS1 CBV 2.0 standard business steps (the `bizStep` enumeration of the EPCIS 2.0
+/// JSON schema) a canonical process step may correspond to.
 pub const CBV_BIZ_STEPS: &[&str] = &[
     "accepting",
     "arriving",
+    "assembling",
     "collecting",
     "commissioning",
+    "consigning",
+    "creating_class_instance",
+    "cycle_counting",
     "decommissioning",
     "departing",
     "destroying",
+    "disassembling",
     "dispensing",
     "encoding",
+    "entering_exiting",
     "holding",
     "inspecting",
+    "installing",
+    "killing",
     "loading",
+    "other",
     "packing",
+    "picking",
     "receiving",
+    "removing",
     "repackaging",
+    "repairing",
+    "replacing",
+    "reserving",
+    "retail_selling",
     "sampling",
     "sensor_reporting",
     "shipping",
+    "staging_outbound",
+    "stock_taking",
     "stocking",
     "storing",
-    "transforming",
+    "transporting",
+    "unloading",
     "unpacking",
+    "void_shipping",
 ];
 
 pub const SOURCE_SYSTEM_KINDS: &[&str] = &[
@@ -81,24 +101,6 @@ fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<(), FieldError> 
             field,
             value,
             format!("must be one of {}", allowed.join(", ")),
-        ))
-    }
-}
-
-/// A canonical id or code: 1-64 letters, digits or `._:-`.
-fn code(field: &str, value: &str) -> Result<(), FieldError> {
-    let ok = !value.is_empty()
-        && value.len() <= 64
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(FieldError::new(
-            field,
-            value,
-            "must be a code of 1-64 letters, digits or . _ : -",
         ))
     }
 }
@@ -476,6 +478,271 @@ impl Check for ProcessStepDefinedV1 {
     }
 }
 
+/// The storage temperature range of a product, in degrees Celsius.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TemperatureRange {
+    min_celsius: f64,
+    max_celsius: f64,
+}
+
+impl Check for TemperatureRange {
+    fn check(&self) -> Result<(), FieldError> {
+        for (field, value) in [
+            ("storage_temperature.min_celsius", self.min_celsius),
+            ("storage_temperature.max_celsius", self.max_celsius),
+        ] {
+            if !(-273.15..=100.0).contains(&value) {
+                return Err(FieldError::new(
+                    field,
+                    value.to_string(),
+                    "must be between -273.15 and 100 degrees Celsius",
+                ));
+            }
+        }
+        if self.max_celsius <= self.min_celsius {
+            return Err(FieldError::new(
+                "storage_temperature.max_celsius",
+                self.max_celsius.to_string(),
+                format!("must be higher than min_celsius ({})", self.min_celsius),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One step of a product's process: a canonical step code and the site types that may perform it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProcessStep {
+    pub(crate) step_code: String,
+    site_types: Vec<String>,
+}
+
+/// The longest time allowed from one step to a later one, e.g. collection to
+/// cryopreservation at most 48 h (2880 minutes). Computed on instants.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProcessWindow {
+    from_step: String,
+    to_step: String,
+    max_minutes: u32,
+}
+
+/// A release test and its specification: a numeric range (`min`/`max` in `unit`) or an
+/// expected qualitative result (e.g. `negative`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReleaseTest {
+    test_code: String,
+    description: Option<String>,
+    method: Option<String>,
+    unit: Option<String>,
+    min: Option<f64>,
+    max: Option<f64>,
+    expected: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProcessDefinition {
+    pub(crate) steps: Vec<ProcessStep>,
+    // Required (possibly empty), so that an amendment's merge replaces each list whole.
+    windows: Vec<ProcessWindow>,
+    release_tests: Vec<ReleaseTest>,
+}
+
+impl Check for ProcessDefinition {
+    fn check(&self) -> Result<(), FieldError> {
+        if self.steps.is_empty() {
+            return Err(FieldError::new(
+                "process.steps",
+                "[]",
+                "a process must have at least one step",
+            ));
+        }
+        let mut order = Vec::with_capacity(self.steps.len());
+        for (i, step) in self.steps.iter().enumerate() {
+            let at = format!("process.steps[{i}]");
+            code(&format!("{at}.step_code"), &step.step_code)?;
+            if order.contains(&step.step_code.as_str()) {
+                return Err(FieldError::new(
+                    format!("{at}.step_code"),
+                    &step.step_code,
+                    "appears twice in the process; each step appears once",
+                ));
+            }
+            site_types(&format!("{at}.site_types"), &step.site_types)?;
+            order.push(step.step_code.as_str());
+        }
+        let index = |field: String, step: &str| {
+            order.iter().position(|s| *s == step).ok_or_else(|| {
+                FieldError::new(
+                    field,
+                    step,
+                    format!("is not a step of this process ({})", order.join(", ")),
+                )
+            })
+        };
+        for (i, w) in self.windows.iter().enumerate() {
+            let at = format!("process.windows[{i}]");
+            let from = index(format!("{at}.from_step"), &w.from_step)?;
+            let to = index(format!("{at}.to_step"), &w.to_step)?;
+            if to <= from {
+                return Err(FieldError::new(
+                    format!("{at}.to_step"),
+                    &w.to_step,
+                    format!("must come after {} in the process", w.from_step),
+                ));
+            }
+            if w.max_minutes == 0 {
+                return Err(FieldError::new(
+                    format!("{at}.max_minutes"),
+                    "0",
+                    "a window must last at least one minute",
+                ));
+            }
+        }
+        let mut tests: Vec<&str> = Vec::new();
+        for (i, t) in self.release_tests.iter().enumerate() {
+            let at = format!("process.release_tests[{i}]");
+            code(&format!("{at}.test_code"), &t.test_code)?;
+            if tests.contains(&t.test_code.as_str()) {
+                return Err(FieldError::new(
+                    format!("{at}.test_code"),
+                    &t.test_code,
+                    "appears twice; each release test appears once",
+                ));
+            }
+            tests.push(&t.test_code);
+            for (name, text) in [("description", &t.description), ("method", &t.method)] {
+                if let Some(text) = text {
+                    check_text(&format!("{at}.{name}"), text, 500)?;
+                }
+            }
+            if let Some(unit) = &t.unit {
+                check_text(&format!("{at}.unit"), unit, 32)?;
+            }
+            let numeric = t.min.is_some() || t.max.is_some();
+            match (&t.expected, numeric) {
+                (Some(_), true) | (None, false) => {
+                    return Err(FieldError::new(
+                        format!("{at}.expected"),
+                        t.expected.as_deref().unwrap_or("(absent)"),
+                        "a specification is either a range (min and/or max) or an expected result, exactly one",
+                    ))
+                }
+                (Some(expected), false) => check_text(&format!("{at}.expected"), expected, 100)?,
+                (None, true) => {
+                    if let (Some(min), Some(max)) = (t.min, t.max) {
+                        if max < min {
+                            return Err(FieldError::new(
+                                format!("{at}.max"),
+                                max.to_string(),
+                                format!("must not be lower than min ({min})"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn retention_years(value: Option<u32>) -> Result<(), FieldError> {
+    match value {
+        Some(y) if !(1..=100).contains(&y) => Err(FieldError::new(
+            "retention_years",
+            y.to_string(),
+            "must be between 1 and 100 years",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A product of the portfolio and its process definition.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProductRegisteredV1 {
+    product_code: String,
+    name: String,
+    pub(crate) process: ProcessDefinition,
+    storage_temperature: TemperatureRange,
+    retention_class: String,
+    retention_years: Option<u32>,
+    status: Option<String>,
+    valid_from: Option<String>,
+    valid_to: Option<String>,
+}
+
+impl Check for ProductRegisteredV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("product_code", &self.product_code)?;
+        check_text("name", &self.name, 200)?;
+        self.process.check()?;
+        self.storage_temperature.check()?;
+        code("retention_class", &self.retention_class)?;
+        retention_years(self.retention_years)?;
+        if let Some(s) = &self.status {
+            one_of("status", s, RECORD_STATUSES)?;
+        }
+        interval(self.valid_from.as_deref(), self.valid_to.as_deref())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProductAmendedV1 {
+    name: Option<String>,
+    pub(crate) process: Option<ProcessDefinition>,
+    storage_temperature: Option<TemperatureRange>,
+    retention_class: Option<String>,
+    retention_years: Option<u32>,
+    status: Option<String>,
+    valid_from: Option<String>,
+    valid_to: Option<String>,
+}
+
+impl Check for ProductAmendedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        let changes = [
+            self.name.is_some(),
+            self.process.is_some(),
+            self.storage_temperature.is_some(),
+            self.retention_class.is_some(),
+            self.retention_years.is_some(),
+            self.status.is_some(),
+            self.valid_from.is_some(),
+            self.valid_to.is_some(),
+        ];
+        if !changes.contains(&true) {
+            return Err(FieldError::new(
+                "",
+                "{}",
+                "must change at least one attribute of the product",
+            ));
+        }
+        if let Some(n) = &self.name {
+            check_text("name", n, 200)?;
+        }
+        if let Some(p) = &self.process {
+            p.check()?;
+        }
+        if let Some(t) = &self.storage_temperature {
+            t.check()?;
+        }
+        if let Some(c) = &self.retention_class {
+            code("retention_class", c)?;
+        }
+        retention_years(self.retention_years)?;
+        if let Some(s) = &self.status {
+            one_of("status", s, RECORD_STATUSES)?;
+        }
+        interval(self.valid_from.as_deref(), self.valid_to.as_deref())
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SourceSystemRegisteredV1 {
@@ -525,6 +792,40 @@ impl Check for CrosswalkMappedV1 {
         code("system", &self.system)?;
         one_of("kind", &self.kind, CODE_KINDS)?;
         self.to_crosswalk()?.check()
+    }
+}
+
+/// Autolog's own flag on an event whose UTC offset disagrees with its recording site's
+/// zone at that instant. The event is kept (its instant is exact); the flag says the
+/// sender's clock or zone setting is off.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TimeZoneDiscrepancyFlaggedV1 {
+    event_id: String,
+    stream: String,
+    site_id: String,
+    site_zone: String,
+    instant: String,
+    recorded_offset: String,
+    expected_offset: String,
+}
+
+impl Check for TimeZoneDiscrepancyFlaggedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        crate::Uuid::parse_str(&self.event_id).map_err(|e| {
+            FieldError::new("event_id", &self.event_id, format!("must be a UUID ({e})"))
+        })?;
+        crate::envelope::check_stream_name("stream", &self.stream)?;
+        code("site_id", &self.site_id)?;
+        crate::zone::check_zone("site_zone", &self.site_zone)?;
+        instant("instant", &self.instant)?;
+        for (field, value) in [
+            ("recorded_offset", &self.recorded_offset),
+            ("expected_offset", &self.expected_offset),
+        ] {
+            check_text(field, value, 16)?;
+        }
+        Ok(())
     }
 }
 

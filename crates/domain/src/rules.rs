@@ -26,6 +26,7 @@ pub fn registration_stream(event_type: &str, data: &Value) -> Option<String> {
         "equipment.registered" => format!("equipment/{}", field("equipment_id")),
         "material_lot.registered" => format!("lot/{}/{}", field("material"), field("lot")),
         "process_step.defined" => format!("step/{}", field("step_code")),
+        "product.registered" => format!("product/{}", field("product_code")),
         "source_system.registered" => format!("source-system/{}", field("system_id")),
         _ => return None,
     })
@@ -36,9 +37,105 @@ pub fn crosswalk_stream(system: &str, kind: &str) -> String {
     format!("crosswalk/{system}/{kind}")
 }
 
+/// For an amending event type, the registration it amends and the stream prefix it lives under.
+pub fn amended_registration(event_type: &str) -> Option<(&'static str, &'static str)> {
+    Some(match event_type {
+        "site.amended" => ("site.registered", "site/"),
+        "personnel.amended" => ("personnel.registered", "person/"),
+        "equipment.calibrated" => ("equipment.registered", "equipment/"),
+        "material_lot.status_changed" => ("material_lot.registered", "lot/"),
+        "product.amended" => ("product.registered", "product/"),
+        _ => return None,
+    })
+}
+
+/// The registry stream a canonical id of a crosswalk kind lives in; `None` for
+/// materials, which are known through their lots (`lot/<material>/<lot>`).
+pub fn canonical_stream(kind: &str, canonical_id: &str) -> Option<String> {
+    let prefix = match kind {
+        "site" => "site",
+        "person" => "person",
+        "process_step" => "step",
+        "equipment" => "equipment",
+        "product" => "product",
+        _ => return None,
+    };
+    Some(format!("{prefix}/{canonical_id}"))
+}
+
+/// The registry records an event refers to, as `(field, stream)` pairs: each must be
+/// registered (before, or earlier in the same batch) for the event to be accepted.
+pub fn references(draft: &EventDraft) -> Vec<(String, String)> {
+    let data = &draft.body.data;
+    let text = |v: &Value, name: &str| v.get(name).and_then(Value::as_str).map(str::to_string);
+    let mut refs = Vec::new();
+    if let Some(site) = &draft.site {
+        refs.push(("site".to_string(), format!("site/{site}")));
+    }
+    let mut push = |field: String, stream: Option<String>| {
+        if let Some(stream) = stream {
+            refs.push((format!("body.data.{field}"), stream));
+        }
+    };
+    match draft.body.event_type.as_str() {
+        "equipment.registered" => push(
+            "site_id".into(),
+            text(data, "site_id").map(|s| format!("site/{s}")),
+        ),
+        "source_system.registered" => push(
+            "owning_site_id".into(),
+            text(data, "owning_site_id").map(|s| format!("site/{s}")),
+        ),
+        "personnel.registered" | "personnel.amended" => {
+            let list = data.get("qualifications").and_then(Value::as_array);
+            for (i, q) in list.into_iter().flatten().enumerate() {
+                push(
+                    format!("qualifications[{i}].site_id"),
+                    text(q, "site_id").map(|s| format!("site/{s}")),
+                );
+            }
+        }
+        "product.registered" | "product.amended" => {
+            let steps = data
+                .get("process")
+                .and_then(|p| p.get("steps"))
+                .and_then(Value::as_array);
+            for (i, step) in steps.into_iter().flatten().enumerate() {
+                push(
+                    format!("process.steps[{i}].step_code"),
+                    text(step, "step_code").map(|s| format!("step/{s}")),
+                );
+            }
+        }
+        "crosswalk.mapped" => {
+            push(
+                "system".into(),
+                text(data, "system").map(|s| format!("source-system/{s}")),
+            );
+            if let (Some(kind), Some(id)) = (text(data, "kind"), text(data, "canonical_id")) {
+                push("canonical_id".into(), canonical_stream(&kind, &id));
+            }
+        }
+        _ => {}
+    }
+    refs
+}
+
+/// The refusal of a reference to a record that is not registered.
+pub fn unregistered(field: &str, stream: &str) -> FieldError {
+    let (registry, id) = stream.split_once('/').unwrap_or(("record", stream));
+    FieldError::new(
+        field,
+        id,
+        format!("is not a registered {registry} ({stream} does not exist); register it first"),
+    )
+}
+
 /// Whether a draft of this type is checked against its stream's history.
 pub fn needs_history(event_type: &str) -> bool {
-    event_type == "crosswalk.mapped" || registration_stream(event_type, &Value::Null).is_some()
+    event_type == "crosswalk.mapped"
+        || registration_stream(event_type, &Value::Null).is_some()
+        || amended_registration(event_type).is_some()
 }
 
 /// Checks a draft against the events its stream already holds (those of this batch
@@ -68,6 +165,28 @@ pub fn check_against_stream(
                     "is already registered by event {}; send an amendment, or a correction naming that event",
                     existing.event_id
                 ),
+            ));
+        }
+    }
+    if let Some((registration, prefix)) = amended_registration(event_type) {
+        if !draft.stream.starts_with(prefix) {
+            return Err(FieldError::new(
+                "stream",
+                &draft.stream,
+                format!("a {event_type} event belongs in a {prefix}<id> stream"),
+            ));
+        }
+        let superseded: HashSet<Uuid> = prior.iter().filter_map(|e| e.corrects).collect();
+        let registered = prior.iter().any(|e| {
+            e.body.event_type == registration
+                && !superseded.contains(&e.event_id)
+                && Some(e.event_id) != corrects
+        });
+        if !registered {
+            return Err(FieldError::new(
+                "stream",
+                &draft.stream,
+                format!("has no {registration} event: register the record before amending it"),
             ));
         }
     }

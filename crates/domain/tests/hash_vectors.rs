@@ -32,6 +32,7 @@ fn events() -> Vec<(&'static str, Event)> {
         recorded_at: Instant::parse_rfc3339("t", "2026-03-02T08:00:05.123456Z").expect("t"),
         occurred_at: occurred("2026-03-02T09:00:00+01:00[Europe/Paris]"),
         actor: "person/P-0001".into(),
+        site: None,
         source: Source {
             system: "qms-global".into(),
             source_event_id: "SITE-0001".into(),
@@ -52,6 +53,7 @@ fn events() -> Vec<(&'static str, Event)> {
         recorded_at: Instant::parse_rfc3339("t", "2026-06-01T07:00:00Z").expect("t"),
         occurred_at: occurred("2026-04-15T09:00:00+02:00[Europe/Paris]"),
         actor: "person/P-0003".into(),
+        site: None,
         source: Source {
             system: "qms-global".into(),
             source_event_id: "SITE-0001-A1".into(),
@@ -73,6 +75,7 @@ fn events() -> Vec<(&'static str, Event)> {
         recorded_at: Instant::parse_rfc3339("t", "2026-06-02T16:30:00.5Z").expect("t"),
         occurred_at: occurred("2026-03-03T10:00:00-08:00[America/Los_Angeles]"),
         actor: "person/P-0002".into(),
+        site: None,
         source: Source {
             system: "qms-global".into(),
             source_event_id: "SITE-0003-C1".into(),

@@ -47,6 +47,7 @@ pub fn draft_with(
         stream: stream.to_string(),
         occurred_at: OccurredAt::from_parts(occurred, "Europe/Paris", 3600).expect("valid"),
         actor: "system/conformance".into(),
+        site: None,
         source: Source {
             system: system.to_string(),
             source_event_id: id.to_string(),

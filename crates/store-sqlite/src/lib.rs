@@ -11,8 +11,9 @@ use autolog_domain::checkpoint::Checkpoint;
 use autolog_domain::merkle::{Frontier, Hash, NodeId};
 use autolog_domain::{Event, EventDraft, Instant, Source, Uuid};
 use autolog_store::{
-    append_in_tx, AppendOutcome, AppendPlan, AppendTx, CheckpointRow, Clock, EventQuery, EventRow,
-    LedgerHead, ScannedRow, Store, StoreError, StreamHead, EVENT_COLUMNS,
+    append_in_tx, unmapped_code, AppendOutcome, AppendPlan, AppendTx, CheckpointRow, Clock,
+    EventQuery, EventRow, LedgerHead, ScannedRow, Store, StoreError, StreamHead, UnmappedCode,
+    EVENT_COLUMNS, UNMAPPED_CODE_UPSERT,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -117,6 +118,7 @@ async fn insert_event_rows(
             b.push_bind(r.body_type.clone());
             b.push_bind(r.body_version);
             b.push_bind(r.body_data.clone());
+            b.push_bind(r.site.clone());
         });
         qb.build()
             .execute(&mut *conn)
@@ -158,6 +160,7 @@ fn event_row(row: &SqliteRow) -> Result<EventRow, sqlx::Error> {
         body_type: row.try_get("body_type")?,
         body_version: row.try_get("body_version")?,
         body_data: row.try_get("body_data")?,
+        site: row.try_get("site")?,
     })
 }
 
@@ -635,6 +638,50 @@ impl Store for SqliteStore {
         let events: i64 = row.try_get(0).map_err(backend_error)?;
         let streams: i64 = row.try_get(1).map_err(backend_error)?;
         Ok((events as u64, streams as u64))
+    }
+
+    async fn record_unmapped_code(
+        &self,
+        system: &str,
+        kind: &str,
+        code: &str,
+        seen_at: Instant,
+    ) -> Result<(), StoreError> {
+        let sql = UNMAPPED_CODE_UPSERT
+            .replace("{1}", "?1")
+            .replace("{2}", "?2")
+            .replace("{3}", "?3")
+            .replace("{4}", "?4");
+        sqlx::query(&sql)
+            .bind(system)
+            .bind(kind)
+            .bind(code)
+            .bind(seen_at.micros())
+            .execute(&self.writer)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn unmapped_codes(&self) -> Result<Vec<UnmappedCode>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT system, kind, code, seen_count, first_seen_us, last_seen_us FROM unmapped_codes ORDER BY system, kind, code",
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|r| {
+                unmapped_code(
+                    r.try_get("system").map_err(backend_error)?,
+                    r.try_get("kind").map_err(backend_error)?,
+                    r.try_get("code").map_err(backend_error)?,
+                    r.try_get("seen_count").map_err(backend_error)?,
+                    r.try_get("first_seen_us").map_err(backend_error)?,
+                    r.try_get("last_seen_us").map_err(backend_error)?,
+                )
+            })
+            .collect()
     }
 }
 

@@ -80,7 +80,10 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
         .into_iter()
         .map(|e| (e.source.clone(), e))
         .collect();
+    // Registry records the drafts refer to must exist: read their heads with the others.
+    let references: Vec<Vec<(String, String)>> = drafts.iter().map(rules::references).collect();
     let mut streams: Vec<&str> = drafts.iter().map(|d| d.stream.as_str()).collect();
+    streams.extend(references.iter().flatten().map(|(_, s)| s.as_str()));
     streams.sort_unstable();
     streams.dedup();
     let stored_heads = tx.stream_heads_of(&streams).await?;
@@ -123,6 +126,14 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
                 Some(id)
             }
         };
+
+        for (field, stream) in &references[i] {
+            if !stored_heads.contains_key(stream) && !stream_heads.contains_key(stream) {
+                return Err(StoreError::Rejected(
+                    rules::unregistered(field, stream).under(&format!("[{i}]")),
+                ));
+            }
+        }
 
         if rules::needs_history(&draft.body.event_type) {
             if !histories.contains_key(&draft.stream) {

@@ -139,4 +139,60 @@ pub trait Store: Send + Sync {
 
     /// Number of stored rows and distinct streams.
     async fn counts(&self) -> Result<(u64, u64), StoreError>;
+
+    /// Counts one sighting, at `seen_at`, of a local code that did not resolve through the
+    /// crosswalks. Kept outside the ledger: it is an observation for the alignment report.
+    async fn record_unmapped_code(
+        &self,
+        system: &str,
+        kind: &str,
+        code: &str,
+        seen_at: Instant,
+    ) -> Result<(), StoreError>;
+
+    /// Every unmapped code seen, ordered by system, kind and code.
+    async fn unmapped_codes(&self) -> Result<Vec<UnmappedCode>, StoreError>;
+}
+
+/// A local code seen but not mapped, with how often and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnmappedCode {
+    pub system: String,
+    pub kind: String,
+    pub code: String,
+    pub count: u64,
+    pub first_seen: Instant,
+    pub last_seen: Instant,
+}
+
+/// The upsert both backends run to count an unmapped code (`{}` are placeholders).
+pub const UNMAPPED_CODE_UPSERT: &str = "INSERT INTO unmapped_codes \
+     (system, kind, code, seen_count, first_seen_us, last_seen_us) VALUES ({1}, {2}, {3}, 1, {4}, {4}) \
+     ON CONFLICT (system, kind, code) DO UPDATE SET seen_count = unmapped_codes.seen_count + 1, \
+     first_seen_us = CASE WHEN excluded.first_seen_us < unmapped_codes.first_seen_us \
+       THEN excluded.first_seen_us ELSE unmapped_codes.first_seen_us END, \
+     last_seen_us = CASE WHEN excluded.last_seen_us > unmapped_codes.last_seen_us \
+       THEN excluded.last_seen_us ELSE unmapped_codes.last_seen_us END";
+
+/// Reads an unmapped code from its stored columns.
+pub fn unmapped_code(
+    system: String,
+    kind: String,
+    code: String,
+    count: i64,
+    first_seen_us: i64,
+    last_seen_us: i64,
+) -> Result<UnmappedCode, StoreError> {
+    let corrupt = |detail: String| StoreError::Backend {
+        backend: "store",
+        message: format!("unmapped_codes row ({system}, {kind}, {code}): {detail}"),
+    };
+    Ok(UnmappedCode {
+        count: u64::try_from(count).map_err(|_| corrupt(format!("negative count {count}")))?,
+        first_seen: Instant::from_micros(first_seen_us).map_err(corrupt)?,
+        last_seen: Instant::from_micros(last_seen_us).map_err(corrupt)?,
+        system,
+        kind,
+        code,
+    })
 }

@@ -9,7 +9,7 @@ use autolog_domain::{Body, Event, Instant, OccurredAt, Source, Uuid};
 pub const EVENT_COLUMNS: &str =
     "position, event_id, stream, seq, prev_hash, hash, recorded_at_us, \
      occurred_at_us, occurred_zone, occurred_offset_s, actor, source_system, source_event_id, \
-     reason, corrects, body_type, body_version, body_data";
+     reason, corrects, body_type, body_version, body_data, site";
 
 /// The `events` table's columns, as both backends store them.
 #[derive(Debug, Clone)]
@@ -32,6 +32,7 @@ pub struct EventRow {
     pub body_type: String,
     pub body_version: i64,
     pub body_data: String,
+    pub site: Option<String>,
 }
 
 fn hash32(name: &str, bytes: &[u8]) -> Result<Hash, String> {
@@ -65,6 +66,7 @@ impl EventRow {
             body_type: e.body.event_type.clone(),
             body_version: i64::from(e.body.version),
             body_data: e.body.data.to_string(),
+            site: e.site.clone(),
         }
     }
 
@@ -85,6 +87,7 @@ impl EventRow {
                 self.occurred_offset_s,
             )?,
             actor: self.actor,
+            site: self.site,
             source: Source {
                 system: self.source_system,
                 source_event_id: self.source_event_id,
