@@ -147,7 +147,7 @@ async fn verify_names_the_first_tampered_event() {
         ("edited actor", "UPDATE events SET actor = 'person/P-9999' WHERE position = 5", "the row was edited"),
         ("deleted row", "DELETE FROM events WHERE position = 3", "no event at position 3"),
         ("deleted last row", "DELETE FROM events WHERE position = 8", "the events end at position 7"),
-        ("inserted row", "INSERT INTO events SELECT position + 1, event_id || 'x', stream, seq + 1, hash, hash, recorded_at_us + 1, occurred_at_us, occurred_zone, occurred_offset_s, actor, source_system, source_event_id || 'x', reason, NULL, body_type, body_version, body_data FROM events WHERE position = 8", "beyond the ledger head"),
+        ("inserted row", "INSERT INTO events SELECT position + 1, event_id || 'x', stream, seq + 1, hash, hash, recorded_at_us + 1, occurred_at_us, occurred_zone, occurred_offset_s, actor, source_system, source_event_id || 'x', reason, NULL, body_type, body_version, body_data, site FROM events WHERE position = 8", "beyond the ledger head"),
         ("edited stream head", "UPDATE streams SET last_seq = 9 WHERE stream = 'site/S-BOS-01'", "the streams table was edited"),
         ("deleted correction link", "DELETE FROM corrections", "missing from the corrections table"),
         ("forged correction link", "UPDATE corrections SET recorded_at_us = recorded_at_us - 1", "corrections table: it was edited"),

@@ -456,6 +456,13 @@ fn parse_body(value: Option<&Value>) -> Result<Body, FieldError> {
             })?,
     };
     let event_type = event_type::lookup(type_name, version).map_err(|e| e.under("body"))?;
+    if event_type::RECORDED_BY_AUTOLOG.contains(&type_name) {
+        return Err(FieldError::new(
+            "body.type",
+            type_name,
+            "is recorded by Autolog itself and cannot be sent",
+        ));
+    }
     let data = match obj.get("data") {
         None => return Err(FieldError::new("body.data", "(absent)", "is required")),
         Some(d) => d,

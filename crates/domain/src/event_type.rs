@@ -146,6 +146,9 @@ pub const EVENT_TYPES: &[EventType] = &[
     },
 ];
 
+/// Types only Autolog itself records; a request that sends one is refused.
+pub const RECORDED_BY_AUTOLOG: &[&str] = &["time_zone.discrepancy_flagged"];
+
 /// Looks up a type; the error says which types or versions exist.
 pub fn lookup(name: &str, version: u32) -> Result<&'static EventType, FieldError> {
     let same_name: Vec<&EventType> = EVENT_TYPES.iter().filter(|t| t.name == name).collect();

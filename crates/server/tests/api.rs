@@ -79,13 +79,14 @@ impl TestApp {
     }
 }
 
+/// A note on a site's stream (annotations need no registration, so tests start from an empty ledger).
 fn site_event(id: &str, occurred: &str, name: &str) -> Value {
     json!({
         "stream": "site/S-PAR-01",
         "occurred_at": occurred,
         "actor": "person/P-0001",
         "source": {"system": "qms-global", "source_event_id": id},
-        "body": {"type": "site.amended", "version": 1, "data": {"name": name}}
+        "body": {"type": "annotation.recorded", "version": 1, "data": {"text": name}}
     })
 }
 
@@ -137,7 +138,7 @@ async fn append_then_read_back_and_duplicates_are_idempotent() {
 
         let (status, state) = app.get("/api/v1/streams/site/S-PAR-01").await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(state["state"], json!({"name": "Paris"}));
+        assert_eq!(state["state"], json!({"annotations": [{"text": "Paris"}]}));
         let (status, _) = app.get("/api/v1/streams/site/NOPE").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
     })
@@ -365,12 +366,12 @@ async fn reads_as_of_known_at_survive_corrections() {
         assert_eq!(corrected["event"]["corrects"], first["event"]["event_id"]);
 
         let (_, now) = app.get("/api/v1/streams/site/S-PAR-01").await;
-        assert_eq!(now["state"]["name"], "Paris Nord");
+        assert_eq!(now["state"]["annotations"][0]["text"], "Paris Nord");
         let (_, then) = app
             .get(&format!("/api/v1/streams/site/S-PAR-01?known_at={k1}"))
             .await;
         assert_eq!(
-            then["state"]["name"], "Paris Nrod",
+            then["state"]["annotations"][0]["text"], "Paris Nrod",
             "what was known at K1 is unchanged"
         );
         let (_, before) = app
@@ -525,6 +526,9 @@ async fn openapi_describes_every_route() {
         "/api/v1/checkpoints/latest",
         "/api/v1/key",
         "/api/v1/reference/resolve",
+        "/api/v1/reference/alignment",
+        "/api/v1/reference/export",
+        "/api/v1/reference/import",
         "/api/v1/reference/{registry}",
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
@@ -561,44 +565,303 @@ async fn postgres_backend_serves_the_same_api() {
     .await;
 }
 
+fn examples_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reference")
+}
+
+impl TestApp {
+    async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let r = req.send().await.expect("request");
+        let status = r.status();
+        (status, r.json().await.expect("json answer"))
+    }
+
+    async fn import(&self, query: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let req = self
+            .client
+            .post(format!("{}/api/v1/reference/import{query}", self.base))
+            .header("content-type", content_type)
+            .body(body);
+        self.send(req).await
+    }
+
+    /// Imports examples/reference file by file, in file-name order, over HTTP.
+    async fn import_examples(&self) {
+        let mut files: Vec<_> = std::fs::read_dir(examples_dir())
+            .expect("examples/reference")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        for path in files {
+            let name = path.file_stem().and_then(|s| s.to_str()).expect("name");
+            let registry = name.trim_start_matches(|c: char| c.is_ascii_digit() || c == '-');
+            let content_type = if path.extension().is_some_and(|e| e == "csv") {
+                "text/csv"
+            } else {
+                "application/json"
+            };
+            let body = std::fs::read(&path).expect("read example");
+            let (status, report) = self
+                .import(&format!("?registry={registry}"), content_type, body)
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{}: {report}", path.display());
+        }
+    }
+}
+
 #[tokio::test]
-async fn local_codes_resolve_through_crosswalks_over_http() {
+async fn the_example_network_imports_exports_and_reimports_identically() {
+    sqlite("network", |t| async move {
+        let app = spawn_app(&t).await;
+        app.import_examples().await;
+        let (status, export) = app.get("/api/v1/reference/export").await;
+        assert_eq!(status, StatusCode::OK, "{export}");
+        let sites = export["sites"].as_array().expect("sites");
+        let zones: std::collections::HashSet<&str> = sites
+            .iter()
+            .filter_map(|s| s["time_zone"].as_str())
+            .collect();
+        assert!(sites.len() >= 4 && zones.len() >= 4, "{zones:?}");
+        let systems: std::collections::HashSet<&str> = export["crosswalks"]
+            .as_array()
+            .expect("crosswalks")
+            .iter()
+            .filter_map(|c| c["system"].as_str())
+            .collect();
+        assert!(systems.len() >= 3, "{systems:?}");
+
+        // Into a fresh ledger, and out again: the same document.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let other = spawn_app(&Target::Sqlite(dir.path().join("copy.db"))).await;
+        let (status, report) = other
+            .import("", "application/json", export.to_string().into_bytes())
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{report}");
+        let (_, again) = other.get("/api/v1/reference/export").await;
+        assert_eq!(again, export, "lossless round trip");
+
+        // Importing the same document again changes nothing.
+        let size = app.tree_size().await;
+        let (status, report) = app
+            .import(
+                "?dry_run=true",
+                "application/json",
+                export.to_string().into_bytes(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        assert_eq!(report["unchanged"], report["rows"]);
+        let (status, _) = app
+            .import("", "application/json", export.to_string().into_bytes())
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(app.tree_size().await, size);
+
+        // CSV of one registry.
+        let r = app
+            .client
+            .get(format!(
+                "{}/api/v1/reference/export?format=csv&registry=sites",
+                app.base
+            ))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.headers()["content-type"]
+            .to_str()
+            .expect("ct")
+            .starts_with("text/csv"));
+        let csv = r.text().await.expect("csv");
+        assert!(
+            csv.starts_with("site_id,name,site_types,time_zone,"),
+            "{csv}"
+        );
+        assert_eq!(csv.lines().count(), sites.len() + 1);
+
+        // Filters on registry reads.
+        let (status, listed) = app
+            .get("/api/v1/reference/sites?filter.site_types=treatment_center&filter.status=active")
+            .await;
+        assert_eq!(status, StatusCode::OK, "{listed}");
+        let ids: Vec<&str> = listed["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .filter_map(|r| r["state"]["site_id"].as_str())
+            .collect();
+        assert_eq!(ids, vec!["S-LAX-01", "S-LHI-01"]);
+        let (status, listed) = app
+            .get("/api/v1/reference/personnel?filter.qualifications.site_id=S-BOS-01")
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(listed["records"].as_array().map(Vec::len), Some(1));
+        let (status, e) = app.get("/api/v1/reference/sites?colour=red").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(e["error"]["field"], "colour");
+        let (status, listed) = app.get("/api/v1/reference/products").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            listed["records"][0]["state"]["process"]["windows"][2]["max_minutes"],
+            30
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_bad_import_lists_every_bad_row_and_writes_nothing() {
+    sqlite("bad_import", |t| async move {
+        let app = spawn_app(&t).await;
+        app.import_examples().await;
+        let size = app.tree_size().await;
+        let csv = "site_id,name,site_types,time_zone,gln\n\
+                   S-NEW-01,New,treatment_center,Europe/Paris,4012345000009\n\
+                   S-NEW-02,Bad GLN,treatment_center,Europe/Paris,4012345000008\n\
+                   S-NEW-03,Bad zone,treatment_center,Mars/Olympus,\n\
+                   S-NEW-01,Twice,treatment_center,Europe/Paris,\n";
+        let (status, report) = app
+            .import("?registry=sites", "text/csv", csv.as_bytes().to_vec())
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{report}");
+        let bad: Vec<(u64, &str)> = report["bad_rows"]
+            .as_array()
+            .expect("bad rows")
+            .iter()
+            .map(|b| {
+                (
+                    b["line"].as_u64().unwrap_or(0),
+                    b["column"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(bad, vec![(3, "gln"), (4, "time_zone"), (5, "site_id")]);
+        assert!(
+            report["bad_rows"][0]["rule"]
+                .as_str()
+                .is_some_and(|r| r.contains("check digit")),
+            "{report}"
+        );
+        assert_eq!(app.tree_size().await, size, "nothing written");
+
+        let crosswalks = "system,kind,local_code,canonical_id,valid_from\n\
+                          mes-bos,site,BOS1,S-LAX-01,2026-06-01T00:00:00Z\n\
+                          nosys,site,X,S-BOS-01,2026-01-01T00:00:00Z\n\
+                          mes-bos,site,BOS7,S-NOPE,2026-01-01T00:00:00Z\n";
+        let (status, report) = app
+            .import(
+                "?registry=crosswalks",
+                "text/csv",
+                crosswalks.as_bytes().to_vec(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{report}");
+        let rules: Vec<&str> = report["bad_rows"]
+            .as_array()
+            .expect("bad rows")
+            .iter()
+            .filter_map(|b| b["rule"].as_str())
+            .collect();
+        assert!(
+            rules[0].contains("S-BOS-01") && rules[0].contains("overlaps"),
+            "{rules:?}"
+        );
+        assert!(rules[1].contains("source-system/nosys"), "{rules:?}");
+        assert!(rules[2].contains("site/S-NOPE"), "{rules:?}");
+
+        let (status, e) = app
+            .import("", "application/json", b"{\"sites\": [".to_vec())
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+        assert!(e["bad_rows"][0]["rule"]
+            .as_str()
+            .is_some_and(|r| r.contains("well-formed")));
+        let (status, e) = app
+            .import("?registry=planets", "text/csv", b"a\n".to_vec())
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+        let (status, e) = app.import("", "text/plain", b"hello".to_vec()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(e["error"]["field"], "Content-Type");
+        let huge = vec![b' '; autolog_app::MAX_IMPORT_BYTES + 1];
+        let (status, e) = app.import("?registry=sites", "text/csv", huge).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{e}");
+        assert_eq!(app.tree_size().await, size, "nothing written");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn local_codes_resolve_and_offsets_are_checked_against_the_site_zone() {
     sqlite("resolve", |t| async move {
         let app = spawn_app(&t).await;
-        let mapping = json!({
-            "stream": "crosswalk/mes-bos/site",
-            "occurred_at": "2026-01-01T00:00:00+00:00[UTC]",
-            "actor": "person/P-STEWARD",
-            "source": {"system": "steward", "source_event_id": "m1"},
-            "body": {"type": "crosswalk.mapped", "version": 1,
-                     "data": {"system": "mes-bos", "kind": "site", "local_code": "BOS1", "canonical_id": "S-BOS-01", "valid_from": "2026-01-01T00:00:00Z"}}
-        });
-        let (status, body) = app.post_json(&mapping).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
+        app.import_examples().await;
         let (status, body) = app.get("/api/v1/reference/resolve?system=mes-bos&kind=site&code=BOS1").await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["canonical_id"], "S-BOS-01");
-        let (status, body) = app.get("/api/v1/reference/resolve?system=mes-bos&kind=site&code=NOPE").await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(body["error"]["field"], "code");
+        for _ in 0..2 {
+            let (status, body) = app.get("/api/v1/reference/resolve?system=mes-bos&kind=site&code=NOPE").await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert_eq!(body["error"]["field"], "code");
+            assert!(body["error"]["rule"].as_str().is_some_and(|r| r.contains("mes-bos") && r.contains("site")));
+        }
         let (status, body) = app.get("/api/v1/reference/resolve?system=mes-bos&code=BOS1").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"]["field"], "kind");
-        let (status, listed) = app.get("/api/v1/reference/crosswalks?limit=10").await;
+        let (status, listed) = app.get("/api/v1/reference/crosswalks?filter.system=mes-bos&filter.kind=site").await;
         assert_eq!(status, StatusCode::OK, "{listed}");
         assert_eq!(listed["records"][0]["state"]["canonical_id"], "S-BOS-01");
-        let (status, listed) = app.get("/api/v1/reference/crosswalks?valid_at=2025-01-01T00:00:00Z").await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(listed["records"], json!([]), "nothing in force before it occurred");
         let (status, e) = app.get("/api/v1/reference/planets").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(e["error"]["field"], "registry");
-        let mut overlapping = mapping.clone();
-        overlapping["source"]["source_event_id"] = json!("m2");
-        overlapping["body"]["data"]["canonical_id"] = json!("S-BOS-02");
+        let overlapping = json!({
+            "stream": "crosswalk/mes-bos/site",
+            "occurred_at": "2026-01-01T00:00:00+00:00[UTC]",
+            "actor": "person/P-STEWARD",
+            "source": {"system": "steward", "source_event_id": "m2"},
+            "body": {"type": "crosswalk.mapped", "version": 1,
+                     "data": {"system": "mes-bos", "kind": "site", "local_code": "BOS1", "canonical_id": "S-LAX-01", "valid_from": "2026-06-01T00:00:00Z"}}
+        });
         let (status, body) = app.post_json(&overlapping).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body["error"]["rule"].as_str().is_some_and(|r| r.contains("S-BOS-01")), "{body}");
+
+        // An event recorded at Boston with a Paris offset: kept, and flagged.
+        let note = |id: &str, occurred: &str, site: &str| json!({
+            "stream": "site/S-BOS-01",
+            "occurred_at": occurred,
+            "actor": "person/P-0002",
+            "site": site,
+            "source": {"system": "mes-bos", "source_event_id": id},
+            "body": {"type": "annotation.recorded", "version": 1, "data": {"text": "freezer door alarm"}}
+        });
+        let (status, body) = app.post_json(&note("n1", "2026-03-09T15:00:00-04:00[America/New_York]", "S-BOS-01")).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert!(body.get("flags").is_none(), "EDT on 2026-03-09 is right: {body}");
+        let (status, body) = app.post_json(&note("n2", "2026-03-09T20:00:00+01:00[Europe/Paris]", "S-BOS-01")).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let flag = &body["flags"][0]["body"]["data"];
+        assert_eq!(flag["expected_offset"], "-04:00", "{body}");
+        assert_eq!(flag["recorded_offset"], "+01:00");
+        assert_eq!(flag["event_id"], body["event"]["event_id"]);
+        let (status, body) = app.post_json(&note("n3", "2026-03-09T20:00:00+01:00[Europe/Paris]", "S-NOWHERE")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["field"], "site");
+        let mut forged = note("n4", "2026-03-09T15:00:00-04:00[America/New_York]", "S-BOS-01");
+        forged["body"] = json!({"type": "time_zone.discrepancy_flagged", "version": 1, "data": {}});
+        let (status, body) = app.post_json(&forged).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["field"], "body.type");
+
+        let (status, report) = app.get("/api/v1/reference/alignment").await;
+        assert_eq!(status, StatusCode::OK, "{report}");
+        assert_eq!(report["unmapped_codes"], json!([{"system": "mes-bos", "kind": "site", "count": 2,
+            "codes": [{"code": "NOPE", "count": 2, "first_seen": report["unmapped_codes"][0]["codes"][0]["first_seen"],
+                       "last_seen": report["unmapped_codes"][0]["codes"][0]["last_seen"]}]}]));
+        assert_eq!(report["time_zone_discrepancies"][0]["site_id"], "S-BOS-01");
+        let (status, e) = app.get("/api/v1/reference/alignment?horizon_days=99999").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(e["error"]["field"], "horizon_days");
     })
     .await;
 }

@@ -62,8 +62,22 @@ pub fn draft_with(
     }
 }
 
+/// A site registration of `stream` (`site/<id>`): `data` plus the `site_id` the stream names.
+/// The store runs stream rules, not payload schemas, so `data` need not be a full site.
+fn registration(
+    stream: &str,
+    system: &str,
+    id: &str,
+    occurred: i64,
+    mut data: Value,
+) -> EventDraft {
+    data["site_id"] = json!(stream.trim_start_matches("site/"));
+    draft_with(stream, system, id, occurred, "site.registered", data)
+}
+
+/// A correction restating a site's registration.
 fn correction(stream: &str, id: &str, occurred: i64, corrects: Uuid, data: Value) -> EventDraft {
-    let mut d = draft_with(stream, "conformance", id, occurred, "site.amended", data);
+    let mut d = registration(stream, "conformance", id, occurred, data);
     d.corrects = Some(CorrectionTarget::EventId(corrects));
     d.reason = Some("typo in the site name".into());
     d
@@ -288,12 +302,11 @@ pub async fn corrections_follow_their_rules(target: Target) {
     let store = target.open().await;
     let reg = append_one(
         &store,
-        draft_with(
+        registration(
             "site/S-1",
             "qms",
             "reg",
             T0 - 100,
-            "site.amended",
             json!({"name": "Paris Nrod"}),
         ),
         T0,
@@ -352,14 +365,7 @@ pub async fn corrections_follow_their_rules(target: Target) {
     // two corrections of one stored event in one batch: the second is refused, nothing written
     let r5 = append_one(
         &store,
-        draft_with(
-            "site/S-5",
-            "qms",
-            "r5",
-            T0,
-            "site.amended",
-            json!({"name": "Nice"}),
-        ),
+        registration("site/S-5", "qms", "r5", T0, json!({"name": "Nice"})),
         T0 + 5,
     )
     .await;
@@ -414,12 +420,11 @@ pub async fn corrections_follow_their_rules(target: Target) {
         "{err}"
     );
     // correcting the correction is fine, also within one batch
-    let batch = [draft_with(
+    let batch = [registration(
         "site/S-3",
         "qms",
         "r3",
         T0,
-        "site.amended",
         json!({"name": "Lyon"}),
     )];
     let r3 = store
@@ -464,12 +469,11 @@ pub async fn bitemporal_reads_keep_what_was_known(target: Target) {
     let s = "site/S-PAR";
     let reg = append_one(
         &store,
-        draft_with(
+        registration(
             s,
             "qms",
             "1",
             T0 - 3_000,
-            "site.amended",
             json!({"name": "Paris Nrod", "tz": "Europe/Paris"}),
         ),
         T0,
@@ -510,12 +514,12 @@ pub async fn bitemporal_reads_keep_what_was_known(target: Target) {
     let known_at_k1 = snapshot(&events, T0 - 1_500, k1);
     assert_eq!(
         known_at_k1,
-        json!({"name": "Paris Nrod", "tz": "Europe/Paris", "beds": 4}),
+        json!({"site_id": "S-PAR", "name": "Paris Nrod", "tz": "Europe/Paris", "beds": 4}),
         "late event in valid-time order"
     );
     assert_eq!(
         snapshot(&events, T0 - 1_500, at(T0 + 150)),
-        json!({"name": "Paris Nrod", "tz": "Europe/Paris"}),
+        json!({"site_id": "S-PAR", "name": "Paris Nrod", "tz": "Europe/Paris"}),
         "late event unknown at T0+150"
     );
 
@@ -761,6 +765,76 @@ pub async fn stream_rules_are_checked_inside_the_append(target: Target) {
         "{err}"
     );
 
+    // An amendment needs its registration.
+    let amend = draft_with(
+        "site/S-NEW",
+        "qms",
+        "amend-1",
+        T0,
+        "site.amended",
+        json!({"name": "New"}),
+    );
+    let err = store
+        .append(&[amend], &move || at(T0 + 1))
+        .await
+        .expect_err("amended before registration");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "[0].stream" && f.rule.contains("register the record before amending")),
+        "{err}"
+    );
+    // References must name registered records: the recording site, a crosswalk's system and target.
+    let mut sited = draft("site/S-BOS-01", "qms", "note-1", T0);
+    sited.site = Some("S-NOWHERE".into());
+    let err = store
+        .append(&[sited], &move || at(T0 + 1))
+        .await
+        .expect_err("unknown recording site");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "[0].site" && f.rule.contains("site/S-NOWHERE")),
+        "{err}"
+    );
+    let source_system = |id: &str| {
+        draft_with(
+            &format!("source-system/{id}"),
+            "qms",
+            &format!("ss-{id}"),
+            T0,
+            "source_system.registered",
+            json!({"system_id": id, "kind": "mes", "owning_site_id": "S-BOS-01"}),
+        )
+    };
+    let unregistered = draft_with(
+        "crosswalk/mes-bos/site",
+        "steward",
+        "m0",
+        T0,
+        "crosswalk.mapped",
+        json!({"system": "mes-bos", "kind": "site", "local_code": "BOS0", "canonical_id": "S-BOS-01", "valid_from": "2026-01-01T00:00:00Z"}),
+    );
+    let err = store
+        .append(&[unregistered.clone()], &move || at(T0 + 1))
+        .await
+        .expect_err("unregistered source system");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "[0].body.data.system"),
+        "{err}"
+    );
+    // Registered earlier in the same batch counts.
+    store
+        .append(
+            &[
+                source_system("mes-bos"),
+                source_system("lims-par"),
+                site("S-BOS-09", "reg-9"),
+                site("S-PAR-01", "reg-p1"),
+                site("S-PAR-02", "reg-p2"),
+                unregistered,
+            ],
+            &move || at(T0 + 1),
+        )
+        .await
+        .expect("references registered in the same batch");
+
     let mapping = |src: &str, canonical: &str, from: &str| {
         draft_with(
             "crosswalk/mes-bos/site",
@@ -819,6 +893,71 @@ pub async fn stream_rules_are_checked_inside_the_append(target: Target) {
         store.head().await.expect("head").position,
         size,
         "nothing written"
+    );
+    assert_ledger_invariants(&store).await;
+}
+
+pub async fn unmapped_codes_are_counted(target: Target) {
+    let store = target.open().await;
+    assert!(store.unmapped_codes().await.expect("read").is_empty());
+    for (code, seen) in [
+        ("BOS9", T0 + 5),
+        ("BOS9", T0 + 1),
+        ("BOS9", T0 + 9),
+        ("X", T0),
+    ] {
+        store
+            .record_unmapped_code("mes-bos", "site", code, at(seen))
+            .await
+            .expect("count");
+    }
+    store
+        .record_unmapped_code("lims-fra", "person", "AW", at(T0))
+        .await
+        .expect("count");
+    let found = store.unmapped_codes().await.expect("read");
+    let summary: Vec<(&str, &str, &str, u64)> = found
+        .iter()
+        .map(|u| (u.system.as_str(), u.kind.as_str(), u.code.as_str(), u.count))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("lims-fra", "person", "AW", 1),
+            ("mes-bos", "site", "BOS9", 3),
+            ("mes-bos", "site", "X", 1)
+        ]
+    );
+    assert_eq!(
+        (found[1].first_seen, found[1].last_seen),
+        (at(T0 + 1), at(T0 + 9)),
+        "first and last sightings, whatever the order they were counted in"
+    );
+    assert_eq!(
+        store.head().await.expect("head").position,
+        0,
+        "the ledger is untouched"
+    );
+}
+
+pub async fn the_recording_site_round_trips(target: Target) {
+    let store = target.open().await;
+    let reg = registration("site/S-PAR-01", "qms", "r1", T0, json!({"name": "Paris"}));
+    let mut note = draft("chain/X", "qms", "n1", T0);
+    note.site = Some("S-PAR-01".into());
+    let written = store
+        .append(&[reg, note], &move || at(T0 + 1))
+        .await
+        .expect("append");
+    let read = store
+        .event(written[1].event.event_id)
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(read.site.as_deref(), Some("S-PAR-01"));
+    assert_eq!(
+        read, written[1].event,
+        "stored as hashed, the site included"
     );
     assert_ledger_invariants(&store).await;
 }

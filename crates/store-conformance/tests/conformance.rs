@@ -41,6 +41,8 @@ on_both_backends!(
     checkpoints_round_trip,
     a_full_batch_appends_in_one_piece,
     stream_rules_are_checked_inside_the_append,
+    unmapped_codes_are_counted,
+    the_recording_site_round_trips,
 );
 
 fn batches() -> impl Strategy<Value = Vec<Vec<(u8, u8)>>> {
