@@ -136,15 +136,7 @@ impl Row {
     }
 
     fn refused(&self, e: &FieldError) -> BadRow {
-        // A missing field is reported by serde at the record level: name the column.
-        let missing = e
-            .rule
-            .strip_prefix("missing field `")
-            .and_then(|r| r.split('`').next());
-        match missing {
-            Some(field) if e.field.is_empty() => self.bad(field, "(empty)", "is required"),
-            _ => self.bad(&e.field, e.value.clone(), e.rule.clone()),
-        }
+        self.bad(&e.field, e.value.clone(), e.rule.clone())
     }
 }
 

@@ -197,3 +197,126 @@ fn verify_names_the_event_id_of_an_edited_event() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains(&id), "{}", stdout(&out));
 }
+
+fn reference_examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reference")
+}
+
+#[test]
+fn the_example_network_round_trips_through_json_and_csv() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = dir.path().join("first");
+    let examples = reference_examples();
+    let out = autolog(
+        &first,
+        &["reference", "import", examples.to_str().expect("path")],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout(&out).contains("registered"), "{}", stdout(&out));
+    // Again: nothing changes.
+    let out = autolog(
+        &first,
+        &["reference", "import", examples.to_str().expect("path")],
+    );
+    assert!(
+        stdout(&out).contains("0 events appended"),
+        "{}",
+        stdout(&out)
+    );
+
+    let export = autolog(&first, &["reference", "export"]);
+    assert!(export.status.success());
+    let json_file = dir.path().join("export.json");
+    std::fs::write(&json_file, &export.stdout).expect("write");
+    let second = dir.path().join("second");
+    let out = autolog(
+        &second,
+        &["reference", "import", json_file.to_str().expect("path")],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    let again = autolog(&second, &["reference", "export"]);
+    assert_eq!(
+        stdout(&again),
+        stdout(&export),
+        "JSON round trip is lossless"
+    );
+
+    let csv_dir = dir.path().join("csv");
+    let out = autolog(
+        &first,
+        &[
+            "reference",
+            "export",
+            "--format",
+            "csv",
+            "--out",
+            csv_dir.to_str().expect("path"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let third = dir.path().join("third");
+    let out = autolog(
+        &third,
+        &["reference", "import", csv_dir.to_str().expect("path")],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    let from_csv = autolog(&third, &["reference", "export"]);
+    assert_eq!(
+        stdout(&from_csv),
+        stdout(&export),
+        "CSV round trip is lossless"
+    );
+    let out = autolog(&third, &["reference", "export", "--format", "csv"]);
+    assert_eq!(out.status.code(), Some(2), "CSV needs --out");
+
+    let check = autolog(&first, &["reference", "check", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&check.stdout).expect("JSON report");
+    let problems = report["problems"].as_u64().expect("problems");
+    assert_eq!(check.status.code(), Some(if problems == 0 { 0 } else { 1 }));
+}
+
+#[test]
+fn a_bad_reference_file_is_refused_whole_with_every_bad_row() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let file = dir.path().join("01-sites.csv");
+    std::fs::write(
+        &file,
+        "site_id,name,site_types,time_zone,gln\n\
+         S-A,Good,laboratory,Europe/Berlin,4012345000009\n\
+         S-B,Bad check digit,laboratory,Europe/Berlin,4012345000008\n\
+         S-C,Bad zone,laboratory,Europe/Frankfurt,\n",
+    )
+    .expect("write");
+    let out = autolog(
+        &data,
+        &["reference", "import", file.to_str().expect("path")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains("line 3: column gln = 4012345000008"),
+        "{text}"
+    );
+    assert!(
+        text.contains("line 4: column time_zone = Europe/Frankfurt"),
+        "{text}"
+    );
+    assert!(text.contains("nothing was written"), "{text}");
+    let export = autolog(&data, &["reference", "export"]);
+    let doc: serde_json::Value = serde_json::from_slice(&export.stdout).expect("JSON");
+    assert_eq!(
+        doc["sites"],
+        serde_json::json!([]),
+        "the good row was not written either"
+    );
+}

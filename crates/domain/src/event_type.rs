@@ -206,8 +206,21 @@ pub(crate) fn schema<T: DeserializeOwned + Check>(data: &Value) -> Result<(), Fi
                 _ => {}
             }
         }
+        let message = e.inner().to_string();
+        // serde names a missing field at its parent: name the field itself.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        if let Some(name) = missing {
+            let path = if field.is_empty() {
+                name.to_string()
+            } else {
+                format!("{field}.{name}")
+            };
+            return FieldError::new(path, "(absent)", "is required");
+        }
         let shown = value.map_or_else(|| "(absent)".to_string(), crate::error::show);
-        FieldError::new(field, shown, e.inner().to_string())
+        FieldError::new(field, shown, message)
     })?;
     typed.check()
 }
@@ -271,7 +284,7 @@ mod tests {
                 &json!({"site_id":"S-1","site_types":["laboratory"],"time_zone":"Europe/Paris"}),
             )
             .expect_err("missing");
-        assert!(e.rule.contains("missing field `name`"), "{}", e.rule);
+        assert_eq!((e.field.as_str(), e.rule.as_str()), ("name", "is required"));
         assert!(t.validate(&json!([1, 2])).is_err());
     }
 

@@ -949,4 +949,149 @@ mod tests {
         assert_eq!(refused("crosswalk.mapped", json!({"system": "mes-bos", "kind": "site", "local_code": "BOS1", "canonical_id": "S-BOS-01", "valid_from": "2026-01-01T00:00:00"})).field, "valid_from");
         assert_eq!(refused("crosswalk.mapped", json!({"system": "mes-bos", "kind": "site", "local_code": "BOS1", "canonical_id": "S-BOS-01", "valid_from": "2026-01-01T00:00:00Z", "valid_to": "2025-01-01T00:00:00Z"})).field, "valid_to");
     }
+
+    fn product() -> Value {
+        json!({"product_code": "CART-19", "name": "Anti-CD19 CAR-T",
+            "process": {
+                "steps": [
+                    {"step_code": "COLLECT", "site_types": ["apheresis_center"]},
+                    {"step_code": "CRYO", "site_types": ["manufacturing_site"]},
+                    {"step_code": "THAW", "site_types": ["treatment_center"]},
+                    {"step_code": "INFUSE", "site_types": ["treatment_center"]}
+                ],
+                "windows": [
+                    {"from_step": "COLLECT", "to_step": "CRYO", "max_minutes": 2880},
+                    {"from_step": "THAW", "to_step": "INFUSE", "max_minutes": 30}
+                ],
+                "release_tests": [
+                    {"test_code": "VIABILITY", "unit": "%", "min": 70},
+                    {"test_code": "STERILITY", "expected": "negative"}
+                ]
+            },
+            "storage_temperature": {"min_celsius": -196, "max_celsius": -150},
+            "retention_class": "ATMP-30Y", "retention_years": 30})
+    }
+
+    #[test]
+    fn a_product_process_definition_is_checked_step_by_step() {
+        accepted("product.registered", product());
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(&str, Edit, &str)> = vec![
+            (
+                "process.steps",
+                Box::new(|p| p["process"]["steps"] = json!([])),
+                "at least one step",
+            ),
+            (
+                "process.steps[1].step_code",
+                Box::new(|p| p["process"]["steps"][1]["step_code"] = json!("COLLECT")),
+                "twice",
+            ),
+            (
+                "process.steps[0].site_types[0]",
+                Box::new(|p| p["process"]["steps"][0]["site_types"] = json!(["hospital"])),
+                "one of",
+            ),
+            (
+                "process.windows[0].to_step",
+                Box::new(|p| p["process"]["windows"][0]["to_step"] = json!("SHIP")),
+                "not a step",
+            ),
+            (
+                "process.windows[1].to_step",
+                Box::new(|p| {
+                    p["process"]["windows"][1] =
+                        json!({"from_step": "INFUSE", "to_step": "THAW", "max_minutes": 30})
+                }),
+                "after INFUSE",
+            ),
+            (
+                "process.windows[0].max_minutes",
+                Box::new(|p| p["process"]["windows"][0]["max_minutes"] = json!(0)),
+                "at least one minute",
+            ),
+            (
+                "process.release_tests[1].expected",
+                Box::new(|p| p["process"]["release_tests"][1]["min"] = json!(1)),
+                "exactly one",
+            ),
+            (
+                "process.release_tests[0].expected",
+                Box::new(|p| {
+                    p["process"]["release_tests"][0] = json!({"test_code": "VIABILITY"});
+                }),
+                "exactly one",
+            ),
+            (
+                "process.release_tests[0].max",
+                Box::new(|p| p["process"]["release_tests"][0]["max"] = json!(10)),
+                "not be lower than min",
+            ),
+            (
+                "storage_temperature.max_celsius",
+                Box::new(|p| p["storage_temperature"]["max_celsius"] = json!(-200)),
+                "higher than min",
+            ),
+            (
+                "storage_temperature.min_celsius",
+                Box::new(|p| p["storage_temperature"]["min_celsius"] = json!(-300)),
+                "-273.15",
+            ),
+            (
+                "retention_years",
+                Box::new(|p| p["retention_years"] = json!(0)),
+                "between 1 and 100",
+            ),
+            (
+                "process.windows",
+                Box::new(|p| {
+                    p["process"].as_object_mut().expect("obj").remove("windows");
+                }),
+                "is required",
+            ),
+        ];
+        for (field, edit, rule) in cases {
+            let mut data = product();
+            edit(&mut data);
+            let e = refused("product.registered", data);
+            assert_eq!(e.field, field, "{e}");
+            assert!(e.rule.contains(rule), "{field}: {}", e.rule);
+        }
+        accepted("product.amended", json!({"status": "retired"}));
+        assert_eq!(refused("product.amended", json!({})).field, "");
+        assert_eq!(
+            refused(
+                "product.amended",
+                json!({"process": {"steps": [], "windows": [], "release_tests": []}})
+            )
+            .field,
+            "process.steps"
+        );
+    }
+
+    #[test]
+    fn only_cbv_2_business_steps_are_accepted() {
+        for step in [
+            "collecting",
+            "shipping",
+            "receiving",
+            "commissioning",
+            "inspecting",
+            "storing",
+            "dispensing",
+        ] {
+            accepted(
+                "process_step.defined",
+                json!({"step_code": "S", "description": "d", "cbv_biz_step": step}),
+            );
+        }
+        assert_eq!(
+            refused(
+                "process_step.defined",
+                json!({"step_code": "S", "description": "d", "cbv_biz_step": "transforming"})
+            )
+            .field,
+            "cbv_biz_step"
+        );
+    }
 }

@@ -360,4 +360,67 @@ mod tests {
             "stream"
         );
     }
+
+    #[test]
+    fn an_amendment_needs_its_registration() {
+        let amend = draft("site/S-1", "a1", "site.amended", json!({"name": "New"}));
+        let e = check_against_stream(&amend, None, &[]).expect_err("no registration");
+        assert_eq!(e.field, "stream");
+        assert!(e.rule.contains("site.registered"), "{e}");
+        let reg = sealed(&draft("site/S-1", "r1", "site.registered", site("S-1")), 1);
+        assert_eq!(
+            check_against_stream(&amend, None, std::slice::from_ref(&reg)),
+            Ok(())
+        );
+        let misplaced = draft("person/S-1", "a2", "site.amended", json!({"name": "New"}));
+        assert!(
+            check_against_stream(&misplaced, None, std::slice::from_ref(&reg))
+                .expect_err("wrong stream")
+                .rule
+                .contains("site/<id>")
+        );
+        // An amendment cannot stand in for the registration it would supersede.
+        assert!(check_against_stream(&amend, Some(reg.event_id), &[reg]).is_err());
+    }
+
+    #[test]
+    fn references_name_the_records_an_event_relies_on() {
+        let mut d = draft(
+            "crosswalk/mes-bos/person",
+            "m1",
+            "crosswalk.mapped",
+            json!({"system": "mes-bos", "kind": "person", "local_code": "dk", "canonical_id": "P-1", "valid_from": "2026-01-01T00:00:00Z"}),
+        );
+        d.site = Some("S-BOS-01".into());
+        assert_eq!(
+            references(&d),
+            vec![
+                ("site".to_string(), "site/S-BOS-01".to_string()),
+                (
+                    "body.data.system".to_string(),
+                    "source-system/mes-bos".to_string()
+                ),
+                (
+                    "body.data.canonical_id".to_string(),
+                    "person/P-1".to_string()
+                ),
+            ]
+        );
+        let person = draft(
+            "person/P-1",
+            "p1",
+            "personnel.registered",
+            json!({"person_id": "P-1", "printed_name": "A", "qualifications": [
+                {"site_id": "S-A", "role": "r", "valid_until": "2027-01-01T00:00:00Z"},
+                {"site_id": "S-B", "role": "r", "valid_until": "2027-01-01T00:00:00Z"}]}),
+        );
+        let streams: Vec<String> = references(&person).into_iter().map(|(_, s)| s).collect();
+        assert_eq!(streams, vec!["site/S-A", "site/S-B"]);
+        let e = unregistered("body.data.site_id", "site/S-X");
+        assert_eq!(
+            (e.field.as_str(), e.value.as_str()),
+            ("body.data.site_id", "S-X")
+        );
+        assert!(e.rule.contains("not a registered site"));
+    }
 }

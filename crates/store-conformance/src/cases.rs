@@ -812,7 +812,7 @@ pub async fn stream_rules_are_checked_inside_the_append(target: Target) {
         json!({"system": "mes-bos", "kind": "site", "local_code": "BOS0", "canonical_id": "S-BOS-01", "valid_from": "2026-01-01T00:00:00Z"}),
     );
     let err = store
-        .append(&[unregistered.clone()], &move || at(T0 + 1))
+        .append(std::slice::from_ref(&unregistered), &move || at(T0 + 1))
         .await
         .expect_err("unregistered source system");
     assert!(

@@ -1,0 +1,316 @@
+//! The alignment report finds each problem planted in a test network built from the
+//! example reference data, and bulk import refuses what it must.
+
+use std::sync::Arc;
+
+use autolog_app::{Autolog, ImportFile};
+use autolog_domain::{Body, EventDraft, Instant, OccurredAt, SigningKey, Source, Uuid};
+use serde_json::{json, Value};
+
+async fn app(dir: &tempfile::TempDir) -> Autolog {
+    let store = autolog_store_sqlite::SqliteStore::open(&dir.path().join("a.db"))
+        .await
+        .expect("store");
+    Autolog::from_parts(Arc::new(store), SigningKey::from_bytes(&[9u8; 32]))
+}
+
+fn example_files() -> Vec<ImportFile> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reference");
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .expect("examples/reference")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .map(|p| ImportFile {
+            name: p.display().to_string(),
+            content: std::fs::read(&p).expect("read"),
+            registry: None,
+        })
+        .collect()
+}
+
+async fn import(app: &Autolog, name: &str, content: Value) {
+    let file = ImportFile {
+        name: name.into(),
+        content: content.to_string().into_bytes(),
+        registry: None,
+    };
+    let report = app
+        .import_reference(&[file], "person/P-STEWARD", false, &|_| {})
+        .await
+        .expect("import");
+    assert!(report.bad_rows.is_empty(), "{:?}", report.bad_rows);
+}
+
+fn rfc3339(micros_from_now: i64) -> String {
+    Instant::from_micros(Instant::now().micros() + micros_from_now)
+        .expect("instant")
+        .to_string()
+}
+
+const DAY: i64 = 86_400_000_000;
+
+fn event(stream: &str, id: &str, occurred: &str, actor: &str, site: &str) -> Value {
+    json!({
+        "stream": stream, "occurred_at": occurred, "actor": actor, "site": site,
+        "source": {"system": "mes-bos", "source_event_id": id},
+        "body": {"type": "annotation.recorded", "version": 1, "data": {"text": "observation"}}
+    })
+}
+
+fn ids(list: &Value, key: &str) -> Vec<String> {
+    list.as_array()
+        .expect("list")
+        .iter()
+        .map(|v| v[key].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_alignment_report_finds_every_planted_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(&dir).await;
+    let report = app
+        .import_reference(&example_files(), "person/P-STEWARD", false, &|_| {})
+        .await
+        .expect("import");
+    assert!(report.bad_rows.is_empty(), "{:?}", report.bad_rows);
+
+    // Planted: a GLN shared with S-PAR-01; a site with Boston's name and address.
+    import(
+        &app,
+        "sites.json",
+        json!([
+            {"site_id": "S-DUP-01", "name": "Paris annex", "site_types": ["apheresis_center"],
+             "time_zone": "Europe/Paris", "gln": "3760000000017"},
+            {"site_id": "S-DUP-02", "name": "Boston Cell-Therapy Manufacturing", "site_types": ["manufacturing_site"],
+             "time_zone": "America/New_York",
+             "postal_address": {"lines": ["200 Innovation Way"], "city": "Boston", "postal_code": "02210", "country": "US"}}
+        ]),
+    )
+    .await;
+    // Planted: a second "Claire Martin" at S-PAR-01; a person whose only qualification lapsed.
+    import(
+        &app,
+        "personnel.json",
+        json!([
+            {"person_id": "P-0099", "printed_name": "Claire  Martin",
+             "qualifications": [{"site_id": "S-PAR-01", "role": "apheresis_operator", "valid_until": rfc3339(300 * DAY)}]},
+            {"person_id": "P-0100", "printed_name": "Lapsed Operator",
+             "qualifications": [{"site_id": "S-BOS-01", "role": "manufacturing_operator", "valid_until": rfc3339(-DAY)}]}
+        ]),
+    )
+    .await;
+    // Planted: equipment past calibration; a crosswalk ending in ten days.
+    import(
+        &app,
+        "equipment.json",
+        json!([{"equipment_id": "CRF-OLD", "equipment_type": "controlled_rate_freezer", "site_id": "S-BOS-01",
+                "calibration_valid_until": rfc3339(-2 * DAY)}]),
+    )
+    .await;
+    import(
+        &app,
+        "crosswalks.json",
+        json!([{"system": "lims-fra", "kind": "site", "local_code": "FRA-OLD", "canonical_id": "S-FRA-01",
+                "valid_from": "2026-01-01T00:00:00Z", "valid_to": rfc3339(10 * DAY)}]),
+    )
+    .await;
+    // Planted: a code nobody mapped, seen twice.
+    for _ in 0..2 {
+        assert!(app
+            .resolve("mes-bos", "equipment", "FREEZER-9", None, None)
+            .await
+            .is_err());
+    }
+    // Planted: the QC analyst of Frankfurt records at Boston, where she holds no qualification;
+    // Lord Howe is at +10:30 in June, the event says +11:00.
+    let recorded = app
+        .append_json(
+            json!([
+                event(
+                    "site/S-BOS-01",
+                    "e1",
+                    "2026-06-15T10:00:00-04:00[America/New_York]",
+                    "person/P-0003",
+                    "S-BOS-01"
+                ),
+                event(
+                    "site/S-LHI-01",
+                    "e2",
+                    "2026-06-15T10:00:00+11:00[Pacific/Noumea]",
+                    "person/P-0006",
+                    "S-LHI-01"
+                ),
+            ])
+            .to_string()
+            .as_bytes(),
+        )
+        .await
+        .expect("append");
+    assert_eq!(recorded.flags.len(), 1, "one discrepancy flagged");
+    // Planted: a site whose zone the bundled tz database does not know (written straight to
+    // the store, as if registered under an older tz database).
+    let draft = EventDraft {
+        event_id: Uuid::now_v7(),
+        stream: "site/S-OLD-01".into(),
+        occurred_at: OccurredAt::from_parts(Instant::now().micros() - DAY, "UTC", 0).expect("t"),
+        actor: "person/P-STEWARD".into(),
+        site: None,
+        source: Source {
+            system: "steward".into(),
+            source_event_id: "old-zone".into(),
+        },
+        reason: None,
+        corrects: None,
+        body: Body {
+            event_type: "site.registered".into(),
+            version: 1,
+            data: json!({"site_id": "S-OLD-01", "name": "Old", "site_types": ["laboratory"], "time_zone": "Asia/Old_Capital"}),
+        },
+    };
+    app.store()
+        .append(&[draft], &Instant::now)
+        .await
+        .expect("append");
+
+    let report = app.alignment_report(None).await.expect("report");
+    assert_eq!(report["unmapped_codes"][0]["system"], "mes-bos");
+    assert_eq!(report["unmapped_codes"][0]["kind"], "equipment");
+    assert_eq!(report["unmapped_codes"][0]["count"], 2);
+    assert!(ids(&report["expiring_crosswalks"], "local_code").contains(&"FRA-OLD".to_string()));
+    assert_eq!(
+        ids(&report["sites_without_valid_zone"], "site_id"),
+        vec!["S-OLD-01"]
+    );
+    assert_eq!(
+        ids(
+            &report["personnel_without_current_qualification"],
+            "person_id"
+        ),
+        vec!["P-0100"]
+    );
+    let acting = &report["personnel_acting_without_qualification"];
+    assert_eq!(ids(acting, "person_id"), vec!["P-0003"]);
+    assert_eq!(acting[0]["site_id"], "S-BOS-01");
+    assert_eq!(
+        ids(&report["equipment_past_calibration"], "equipment_id"),
+        vec!["CRF-OLD"]
+    );
+    let duplicates: Vec<Value> = report["likely_duplicates"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|d| d["ids"].clone())
+        .collect();
+    assert!(
+        duplicates.contains(&json!(["S-DUP-01", "S-PAR-01"])),
+        "{duplicates:?}"
+    );
+    assert!(
+        duplicates.contains(&json!(["S-BOS-01", "S-DUP-02"])),
+        "{duplicates:?}"
+    );
+    assert!(
+        duplicates.contains(&json!(["P-0001", "P-0099"])),
+        "{duplicates:?}"
+    );
+    let discrepancies = &report["time_zone_discrepancies"];
+    assert_eq!(discrepancies[0]["site_id"], "S-LHI-01");
+    assert_eq!(discrepancies[0]["expected_offset"], "+10:30");
+    assert_eq!(discrepancies[0]["recorded_offset"], "+11:00");
+
+    // Mapping the code takes it off the report.
+    import(
+        &app,
+        "crosswalks.json",
+        json!([{"system": "mes-bos", "kind": "equipment", "local_code": "FREEZER-9", "canonical_id": "CRF-OLD",
+                "valid_from": "2026-01-01T00:00:00Z"}]),
+    )
+    .await;
+    let report = app.alignment_report(None).await.expect("report");
+    assert_eq!(report["unmapped_codes"], json!([]));
+}
+
+#[tokio::test]
+async fn an_import_amends_what_changed_and_refuses_what_cannot_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(&dir).await;
+    app.import_reference(&example_files(), "person/P-STEWARD", false, &|_| {})
+        .await
+        .expect("import");
+    let size = app.store().head().await.expect("head").position;
+    let file = |name: &str, content: &str| ImportFile {
+        name: name.into(),
+        content: content.as_bytes().to_vec(),
+        registry: None,
+    };
+    // A renamed site and a recalled lot: amendments.
+    let report = app
+        .import_reference(
+            &[
+                file("sites.json", r#"[{"site_id": "S-FRA-01", "name": "Frankfurt QC laboratory (Höchst)", "site_types": ["laboratory"], "time_zone": "Europe/Berlin"}]"#),
+                file("lots.csv", ""),
+            ],
+            "person/P-STEWARD",
+            true,
+            &|_| {},
+        )
+        .await
+        .expect("dry run");
+    assert!(!report.bad_rows.is_empty(), "lots.csv names no registry");
+    let report = app
+        .import_reference(
+            &[
+                file("sites.json", r#"[{"site_id": "S-FRA-01", "name": "Frankfurt QC laboratory (Höchst)", "site_types": ["laboratory"], "time_zone": "Europe/Berlin"}]"#),
+                file("07-material_lots.csv", "material,supplier,lot,expiry,status\nLV-CD19,Vector Biologics Inc.,LV19-2026-014,2027-10-31,recalled\n"),
+            ],
+            "person/P-STEWARD",
+            false,
+            &|_| {},
+        )
+        .await
+        .expect("import");
+    assert!(report.bad_rows.is_empty(), "{:?}", report.bad_rows);
+    assert_eq!((report.amended, report.appended_events), (2, 2));
+    let lot = app
+        .stream_state("lot/LV-CD19/LV19-2026-014", None, None)
+        .await
+        .expect("lot");
+    assert_eq!(lot.state["status"], "recalled");
+    let site = app
+        .stream_state("site/S-FRA-01", None, None)
+        .await
+        .expect("site");
+    assert_eq!(site.state["name"], "Frankfurt QC laboratory (Höchst)");
+    assert_eq!(
+        site.state["gln"], "4000000000020",
+        "an import never removes an attribute"
+    );
+
+    // A lot's supplier and a source system's kind cannot change by import: refused, nothing written.
+    let size_after = app.store().head().await.expect("head").position;
+    assert_eq!(size_after, size + 2);
+    let report = app
+        .import_reference(
+            &[
+                file("07-material_lots.csv", "material,supplier,lot,expiry,status\nLV-CD19,Other Supplier,LV19-2026-014,2027-10-31,recalled\n"),
+                file("02-source_systems.csv", "system_id,kind,owning_site_id\nmes-bos,lims,S-BOS-01\n"),
+            ],
+            "person/P-STEWARD",
+            false,
+            &|_| {},
+        )
+        .await
+        .expect("import");
+    let columns: Vec<&str> = report.bad_rows.iter().map(|b| b.column.as_str()).collect();
+    assert_eq!(columns, vec!["supplier", "kind"], "{:?}", report.bad_rows);
+    assert!(
+        report.bad_rows[1].rule.contains("correction"),
+        "{:?}",
+        report.bad_rows
+    );
+    assert_eq!(app.store().head().await.expect("head").position, size_after);
+}
