@@ -1,9 +1,12 @@
 //! Bitemporal reads: a stream's state at (valid_at, known_at), and event listings
 //! filtered the same way, each event marked with the correction that superseded it.
 
+use std::collections::HashMap;
+
 use autolog_domain::bitemporal::{stream_state, StreamState};
 use autolog_domain::envelope::check_stream_name;
-use autolog_domain::{FieldError, Instant, Uuid};
+use autolog_domain::zone::{check_zone, local_time};
+use autolog_domain::{Event, FieldError, Instant, Uuid};
 use autolog_store::EventQuery;
 use serde_json::{json, Value};
 
@@ -117,16 +120,12 @@ impl Autolog {
         } else {
             None
         };
-        let items: Vec<Value> = events
-            .iter()
-            .map(|e| {
-                let mut v = e.to_json();
-                if let (Value::Object(o), Some(by)) = (&mut v, superseded.get(&e.event_id)) {
-                    o.insert("superseded_by".into(), json!(by.to_string()));
-                }
-                v
-            })
-            .collect();
+        let mut items = self.presented(&events).await?;
+        for (v, e) in items.iter_mut().zip(&events) {
+            if let (Value::Object(o), Some(by)) = (v, superseded.get(&e.event_id)) {
+                o.insert("superseded_by".into(), json!(by.to_string()));
+            }
+        }
         Ok(json!({
             "valid_at": query.valid_at.to_string(),
             "known_at": query.known_at.to_string(),
@@ -143,6 +142,46 @@ impl Autolog {
             what: "event",
             id: id.to_string(),
         })?;
-        Ok(event.to_json())
+        let mut presented = self.presented(std::slice::from_ref(&event)).await?;
+        Ok(presented.pop().unwrap_or(Value::Null))
+    }
+
+    /// Events as the API shows them: the envelope, plus `occurred_at_display` (not hashed)
+    /// with the instant in UTC, in the zone it was recorded in and, when the event names
+    /// its recording site, in that site's zone.
+    pub(crate) async fn presented(&self, events: &[Event]) -> Result<Vec<Value>, AppError> {
+        let mut site_zones: HashMap<String, Option<String>> = HashMap::new();
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let instant = e.occurred_at.instant;
+            let mut display = json!({"utc": instant.to_string()});
+            if let Ok(zone) = check_zone("zone", &e.occurred_at.zone) {
+                display["local"] = json!(local_time(instant, &zone));
+            }
+            if let Some(site) = &e.site {
+                if !site_zones.contains_key(site) {
+                    let stream = format!("site/{site}");
+                    let history = self.store.stream_events(&stream, Instant::MAX).await?;
+                    let state = stream_state(&stream, &history, Instant::MAX, Instant::MAX).state;
+                    let zone = state
+                        .get("time_zone")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                    site_zones.insert(site.clone(), zone);
+                }
+                if let Some(Some(name)) = site_zones.get(site) {
+                    if let Ok(zone) = check_zone("time_zone", name) {
+                        display["site_zone"] = json!(name);
+                        display["site_local"] = json!(local_time(instant, &zone));
+                    }
+                }
+            }
+            let mut v = e.to_json();
+            if let Value::Object(o) = &mut v {
+                o.insert("occurred_at_display".into(), display);
+            }
+            out.push(v);
+        }
+        Ok(out)
     }
 }

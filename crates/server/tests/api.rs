@@ -126,8 +126,16 @@ async fn append_then_read_back_and_duplicates_are_idempotent() {
         assert_eq!(event["occurred_at"], json!({"instant": "2026-03-02T08:00:00.000000Z", "zone": "Europe/Paris", "offset": "+01:00"}));
         let id = event["event_id"].as_str().expect("id");
 
-        let (status, got) = app.get(&format!("/api/v1/events/{id}")).await;
+        let (status, mut got) = app.get(&format!("/api/v1/events/{id}")).await;
         assert_eq!(status, StatusCode::OK);
+        let display = got
+            .as_object_mut()
+            .and_then(|o| o.remove("occurred_at_display"))
+            .expect("a read shows the time for people");
+        assert_eq!(
+            display,
+            json!({"utc": "2026-03-02T08:00:00.000000Z", "local": "2026-03-02T09:00:00+01:00[Europe/Paris]"})
+        );
         assert_eq!(&got, event);
 
         let (status, again) = app.post_json(&ev).await;
@@ -844,6 +852,16 @@ async fn local_codes_resolve_and_offsets_are_checked_against_the_site_zone() {
         assert_eq!(flag["expected_offset"], "-04:00", "{body}");
         assert_eq!(flag["recorded_offset"], "+01:00");
         assert_eq!(flag["event_id"], body["event"]["event_id"]);
+        let id = body["event"]["event_id"].as_str().expect("id");
+        let (_, read) = app.get(&format!("/api/v1/events/{id}")).await;
+        assert_eq!(
+            read["occurred_at_display"],
+            json!({"utc": "2026-03-09T19:00:00.000000Z",
+                   "local": "2026-03-09T20:00:00+01:00[Europe/Paris]",
+                   "site_zone": "America/New_York",
+                   "site_local": "2026-03-09T15:00:00-04:00[America/New_York]"}),
+            "shown in UTC, as recorded, and in the site's local time"
+        );
         let (status, body) = app.post_json(&note("n3", "2026-03-09T20:00:00+01:00[Europe/Paris]", "S-NOWHERE")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"]["field"], "site");
