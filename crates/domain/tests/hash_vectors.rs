@@ -102,11 +102,26 @@ fn events() -> Vec<(&'static str, Event)> {
         },
         ..first.clone()
     });
+    let at_site = seal(Event {
+        event_id: Uuid::parse_str("019a7f3e-1c00-7000-8000-000000000005").expect("uuid"),
+        stream: "site/S-BOS-01".into(),
+        position: 13,
+        occurred_at: occurred("2026-03-09T20:00:00+01:00[Europe/Paris]"),
+        site: Some("S-BOS-01".into()),
+        source: Source { system: "mes-bos".into(), source_event_id: "N-1".into() },
+        body: Body {
+            event_type: "annotation.recorded".into(),
+            version: 1,
+            data: json!({"text": "freezer door alarm"}),
+        },
+        ..first.clone()
+    });
     vec![
         ("the first event of a stream: prev_hash is 64 zeros, no reason, no corrects", first),
         ("a later event of the same stream (a late entry): prev_hash links, reason with non-ASCII and a newline", second),
         ("a correction: corrects names the superseded event, with a reason; a negative UTC offset", third),
         ("JCS edge cases in the payload: number forms, key order by UTF-16 code units, escapes, null, non-BMP characters. Hashing does not depend on the type catalogue, so this type need not exist", numbers),
+        ("an event naming its recording site (the optional `site` member, omitted when absent)", at_site),
     ]
 }
 
@@ -123,7 +138,7 @@ fn build() -> Value {
         })
         .collect();
     json!({
-        "about": "Autolog event hash vectors. For each: take `event`, remove the `hash` member (and `superseded_by`, which the API adds and which is not part of the event), serialise with RFC 8785 (JCS) to UTF-8 `canonical_bytes`, and SHA-256 them: the lowercase hex digest is `sha256` and equals `event.hash`. See docs/hashing.md.",
+        "about": "Autolog event hash vectors. For each: take `event`, remove the `hash` member (and `superseded_by` and `occurred_at_display`, which the API adds on reads and which are not part of the event), serialise with RFC 8785 (JCS) to UTF-8 `canonical_bytes`, and SHA-256 them: the lowercase hex digest is `sha256` and equals `event.hash`. See docs/hashing.md.",
         "vectors": vectors,
     })
 }
