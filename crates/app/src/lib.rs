@@ -37,10 +37,12 @@ pub use registry::{registry, Cell, Column, Registry, REGISTRIES};
 pub use time_discipline::{AUTOLOG_ACTOR, ZONE_DISCREPANCY_PREFIX};
 pub use verify::{VerifyFailure, VerifyReport};
 
-/// One running Autolog instance: its store and its checkpoint signing key.
+/// One running Autolog instance: its store, its checkpoint signing key, and caches of
+/// projections that are checked against the ledger before each use.
 pub struct Autolog {
     store: Arc<dyn Store>,
     key: SigningKey,
+    crosswalks: reference::CrosswalkCache,
 }
 
 impl Autolog {
@@ -50,7 +52,7 @@ impl Autolog {
         let data_dir = DataDir::new(&config.data_dir);
         let key = data_dir.init_or_load_key()?;
         let store = config.open_store().await?;
-        Ok(Autolog { store, key })
+        Ok(Autolog::from_parts(store, key))
     }
 
     /// Opens an already initialised instance; a missing data directory is an error.
@@ -58,12 +60,16 @@ impl Autolog {
         let data_dir = DataDir::new(&config.data_dir);
         let key = data_dir.load_key()?;
         let store = config.open_store().await?;
-        Ok(Autolog { store, key })
+        Ok(Autolog::from_parts(store, key))
     }
 
     /// Builds an instance from parts (tests, benchmarks).
     pub fn from_parts(store: Arc<dyn Store>, key: SigningKey) -> Self {
-        Autolog { store, key }
+        Autolog {
+            store,
+            key,
+            crosswalks: reference::CrosswalkCache::default(),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -1,6 +1,9 @@
 //! Reference data use cases: resolving a source system's local code to its canonical id
 //! through the crosswalks recorded in the ledger, as known now or at any past moment.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use autolog_domain::bitemporal::effective_events;
 use autolog_domain::crosswalk::{Crosswalks, CODE_KINDS};
 use autolog_domain::rules::{crosswalk_of, crosswalk_stream};
@@ -12,7 +15,56 @@ use serde_json::{json, Value};
 use crate::read::{page_limit, parse_time};
 use crate::{AppError, Autolog};
 
+/// The crosswalk tables of the streams resolved lately, as known now, each with the stream
+/// head seq it was built at: reused while the stream's head has not moved.
+#[derive(Default)]
+pub(crate) struct CrosswalkCache(Mutex<HashMap<String, (u64, Arc<Crosswalks>)>>);
+
 impl Autolog {
+    /// The mappings of one crosswalk stream in force as known at `known_at`. As known now,
+    /// the table is cached until the stream's head moves (one indexed read per call).
+    async fn crosswalk_table(
+        &self,
+        stream: &str,
+        known_at: Instant,
+        now: Instant,
+    ) -> Result<Arc<Crosswalks>, AppError> {
+        let current = known_at >= now;
+        let head = if current {
+            let Some(head) = self.store.stream_head(stream).await? else {
+                return Ok(Arc::new(Crosswalks::new()));
+            };
+            let cache = self.crosswalks.0.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((seq, table)) = cache.get(stream) {
+                if *seq == head.last_seq {
+                    return Ok(table.clone());
+                }
+            }
+            Some(head.last_seq)
+        } else {
+            None
+        };
+        let events = self.store.stream_events(stream, Instant::MAX).await?;
+        // Built from the events read, which may be newer than the head read above: cache
+        // under the seq of the last event read, so a later head is never served stale.
+        let mut table = Crosswalks::new();
+        let as_known = if current { Instant::MAX } else { known_at };
+        for event in effective_events(&events, Instant::MAX, as_known) {
+            if let Ok(mapping) = crosswalk_of(&event.body.data) {
+                let _ = table.add(mapping);
+            }
+        }
+        let table = Arc::new(table);
+        if let (Some(_), Some(last)) = (head, events.last()) {
+            let mut cache = self.crosswalks.0.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(stream.to_string(), (last.seq, table.clone()));
+        }
+        Ok(table)
+    }
+
     /// `resolve(system, kind, code, at)`: the canonical id a local code maps to at `at`
     /// (default now), by the crosswalks known at `known_at` (default now). An unmapped code
     /// is refused with an error naming the system, the kind and the code.
@@ -36,14 +88,7 @@ impl Autolog {
         let known_at = parse_time("known_at", known_at, now)?;
         let stream = crosswalk_stream(system, kind);
         autolog_domain::envelope::check_stream_name("system", &stream)?;
-        let events = self.store.stream_events(&stream, known_at).await?;
-        // Mappings in force as known at known_at; their own intervals decide validity at `at`.
-        let mut table = Crosswalks::new();
-        for event in effective_events(&events, Instant::MAX, known_at) {
-            if let Ok(mapping) = crosswalk_of(&event.body.data) {
-                let _ = table.add(mapping);
-            }
-        }
+        let table = self.crosswalk_table(&stream, known_at, now).await?;
         match table.resolve(system, kind, code, at) {
             Ok(canonical) => Ok(canonical.to_string()),
             Err(unmapped) => {
@@ -232,6 +277,17 @@ mod tests {
             resolve("2026-08-01T00:00:00Z").await.expect("mapped"),
             "S-BOS-02"
         );
+        // The cached table follows the ledger: a correction is seen at the next call.
+        let mut fix = mapping("m2-fix", "S-BOS-01", "2026-07-01T00:00:00Z", None);
+        fix["corrects"] = json!({"system": "steward", "source_event_id": "m2"});
+        fix["reason"] = json!("BOS1 stayed with S-BOS-01");
+        app.append_json(fix.to_string().as_bytes())
+            .await
+            .expect("correction");
+        assert_eq!(
+            resolve("2026-08-01T00:00:00Z").await.expect("mapped"),
+            "S-BOS-01"
+        );
         let e = app
             .resolve("mes-bos", "site", "BOS9", None, None)
             .await
@@ -256,7 +312,7 @@ mod tests {
         assert_eq!(listed["records"][0]["stream"], "crosswalk/mes-bos/site");
         assert_eq!(listed["records"].as_array().map(Vec::len), Some(2));
         let filtered = RegistryQuery {
-            filters: vec![("canonical_id".into(), "S-BOS-02".into())],
+            filters: vec![("valid_to".into(), "2026-07-01T00:00:00Z".into())],
             ..RegistryQuery::default()
         };
         let listed = app

@@ -108,7 +108,10 @@ fn events() -> Vec<(&'static str, Event)> {
         position: 13,
         occurred_at: occurred("2026-03-09T20:00:00+01:00[Europe/Paris]"),
         site: Some("S-BOS-01".into()),
-        source: Source { system: "mes-bos".into(), source_event_id: "N-1".into() },
+        source: Source {
+            system: "mes-bos".into(),
+            source_event_id: "N-1".into(),
+        },
         body: Body {
             event_type: "annotation.recorded".into(),
             version: 1,

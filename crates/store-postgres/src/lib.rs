@@ -585,6 +585,17 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn stream_head(&self, stream: &str) -> Result<Option<StreamHead>, StoreError> {
+        let row = sqlx::query("SELECT stream, last_seq, last_hash FROM streams WHERE stream = $1")
+            .bind(stream)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        row.as_ref()
+            .map(|r| stream_head_row(r).map(|(_, head)| head))
+            .transpose()
+    }
+
     async fn stream_heads(&self) -> Result<Vec<(String, StreamHead)>, StoreError> {
         let rows = sqlx::query("SELECT stream, last_seq, last_hash FROM streams ORDER BY stream")
             .fetch_all(&self.pool)

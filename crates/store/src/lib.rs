@@ -131,6 +131,9 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> Result<Vec<String>, StoreError>;
 
+    /// The stored head of one stream (`None` when the stream has no event).
+    async fn stream_head(&self, stream: &str) -> Result<Option<StreamHead>, StoreError>;
+
     /// Every stored stream head (the `streams` projection), by stream name.
     async fn stream_heads(&self) -> Result<Vec<(String, StreamHead)>, StoreError>;
 
