@@ -506,7 +506,10 @@ impl Autolog {
                 report.mapped += 1;
                 (registration, row.data.clone())
             } else {
-                let events = self.store.stream_events(&stream, Instant::MAX).await?;
+                let events = match self.store.stream_head(&stream).await? {
+                    Some(_) => self.store.stream_events(&stream, Instant::MAX).await?,
+                    None => Vec::new(),
+                };
                 let state =
                     record_of(&stream_state(&stream, &events, Instant::MAX, Instant::MAX).state);
                 created.insert(stream.clone(), n);
@@ -575,11 +578,7 @@ impl Autolog {
                 let known = match existing.get(&referenced) {
                     Some(&known) => known,
                     None => {
-                        let stored = !self
-                            .store
-                            .stream_events(&referenced, Instant::MAX)
-                            .await?
-                            .is_empty();
+                        let stored = self.store.stream_head(&referenced).await?.is_some();
                         existing.insert(referenced.clone(), stored);
                         stored
                     }

@@ -232,9 +232,14 @@ fn check_crosswalk(
     // Every prior event is known now (committed, or earlier in this batch).
     let superseded: HashSet<Uuid> = prior.iter().filter_map(|e| e.corrects).collect();
     let mut table = Crosswalks::new();
+    // Only mappings of the same local code can overlap: skip the others before parsing.
+    let same_code = |e: &&Event| {
+        e.body.data.get("local_code").and_then(Value::as_str) == Some(new.local_code.as_str())
+    };
     for event in prior
         .iter()
         .filter(|e| e.body.event_type == "crosswalk.mapped")
+        .filter(same_code)
         .filter(|e| !superseded.contains(&e.event_id) && Some(e.event_id) != corrects)
     {
         if let Ok(existing) = crosswalk_of(&event.body.data) {

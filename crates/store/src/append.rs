@@ -137,7 +137,12 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
 
         if rules::needs_history(&draft.body.event_type) {
             if !histories.contains_key(&draft.stream) {
-                let stored = tx.stream_events(&draft.stream).await?;
+                // A stream with no stored head has no stored history: no need to read it.
+                let stored = if stored_heads.contains_key(&draft.stream) {
+                    tx.stream_events(&draft.stream).await?
+                } else {
+                    Vec::new()
+                };
                 histories.insert(draft.stream.clone(), stored);
             }
             let prior = histories.get(&draft.stream).map_or(&[][..], Vec::as_slice);
