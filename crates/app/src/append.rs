@@ -13,8 +13,11 @@ use crate::{AppError, Autolog};
 pub const MAX_BATCH_EVENTS: usize = 1000;
 /// The largest request body accepted, over HTTP and per ingest line (1 MiB).
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
-/// An event may not have occurred later than the server's clock plus this allowance.
+/// By default an event may not have occurred later than the server's clock plus this
+/// allowance (`Autolog::with_clock_skew_tolerance` sets another).
 pub const MAX_FUTURE_SKEW_SECONDS: i64 = 300;
+/// The largest clock-skew tolerance that can be configured (one day).
+pub const MAX_CONFIGURABLE_SKEW_SECONDS: i64 = 86_400;
 
 /// What an append did: one outcome per requested event, in request order.
 #[derive(Debug)]
@@ -64,7 +67,11 @@ impl AppendResult {
 }
 
 /// Parses a request body: one event object, or an array of them (a batch).
-pub fn parse_request(body: &[u8], now: Instant) -> Result<(Vec<EventDraft>, bool), AppError> {
+pub fn parse_request(
+    body: &[u8],
+    now: Instant,
+    skew_tolerance_seconds: i64,
+) -> Result<(Vec<EventDraft>, bool), AppError> {
     if body.len() > MAX_REQUEST_BYTES {
         return Err(too_large(body.len()));
     }
@@ -115,7 +122,7 @@ pub fn parse_request(body: &[u8], now: Instant) -> Result<(Vec<EventDraft>, bool
             "occurred_at",
             draft.occurred_at.instant,
             now,
-            MAX_FUTURE_SKEW_SECONDS,
+            skew_tolerance_seconds,
         )
         .map_err(|e| AppError::Invalid(e.under(&prefix)))?;
         drafts.push(draft);
@@ -133,10 +140,21 @@ pub fn too_large(len: usize) -> AppError {
 }
 
 impl Autolog {
+    /// Sets how far ahead of the server clock an event's instant may be (0 to one day).
+    pub fn with_clock_skew_tolerance(mut self, seconds: i64) -> Result<Self, AppError> {
+        if !(0..=MAX_CONFIGURABLE_SKEW_SECONDS).contains(&seconds) {
+            return Err(AppError::Config(format!(
+                "clock-skew tolerance {seconds} s: must be between 0 and {MAX_CONFIGURABLE_SKEW_SECONDS} seconds"
+            )));
+        }
+        self.clock_skew_tolerance_seconds = seconds;
+        Ok(self)
+    }
+
     /// Appends a request body (one event or a batch). A refused request writes nothing.
     pub async fn append_json(&self, body: &[u8]) -> Result<AppendResult, AppError> {
         let now = Instant::now();
-        let (mut drafts, single) = parse_request(body, now)?;
+        let (mut drafts, single) = parse_request(body, now, self.clock_skew_tolerance_seconds)?;
         let requested = drafts.len();
         // Flags are appended with the events they flag, in the same transaction.
         let flags = self.zone_discrepancy_flags(&drafts).await?;
@@ -191,7 +209,7 @@ mod tests {
     }
 
     fn refused(body: &[u8]) -> FieldError {
-        match parse_request(body, now()) {
+        match parse_request(body, now(), MAX_FUTURE_SKEW_SECONDS) {
             Err(AppError::Invalid(e)) | Err(AppError::TooLarge(e)) => e,
             other => panic!("expected a refusal, got {other:?}"),
         }

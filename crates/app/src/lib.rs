@@ -21,7 +21,8 @@ use autolog_store::Store;
 
 pub use alignment::DEFAULT_EXPIRY_HORIZON_DAYS;
 pub use append::{
-    too_large, AppendResult, MAX_BATCH_EVENTS, MAX_FUTURE_SKEW_SECONDS, MAX_REQUEST_BYTES,
+    too_large, AppendResult, MAX_BATCH_EVENTS, MAX_CONFIGURABLE_SKEW_SECONDS,
+    MAX_FUTURE_SKEW_SECONDS, MAX_REQUEST_BYTES,
 };
 pub use bulk::{
     BadRow, ImportFile, ImportProgress, ImportReport, EXPORT_FORMAT, IMPORT_SOURCE_SYSTEM,
@@ -43,6 +44,7 @@ pub struct Autolog {
     store: Arc<dyn Store>,
     key: SigningKey,
     crosswalks: reference::CrosswalkCache,
+    clock_skew_tolerance_seconds: i64,
 }
 
 impl Autolog {
@@ -69,6 +71,7 @@ impl Autolog {
             store,
             key,
             crosswalks: reference::CrosswalkCache::default(),
+            clock_skew_tolerance_seconds: MAX_FUTURE_SKEW_SECONDS,
         }
     }
 

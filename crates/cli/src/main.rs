@@ -39,6 +39,15 @@ struct Cli {
         hide_env_values = true
     )]
     database_url: Option<String>,
+    /// How many seconds ahead of this server's clock an event's occurred_at may be
+    /// (0 to 86400); a later instant is refused as a skewed clock.
+    #[arg(
+        long,
+        global = true,
+        env = "AUTOLOG_CLOCK_SKEW_TOLERANCE_SECS",
+        default_value_t = autolog_app::MAX_FUTURE_SKEW_SECONDS
+    )]
+    clock_skew_tolerance_secs: i64,
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "AUTOLOG_LOG_JSON")]
     log_json: bool,
@@ -124,6 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         data_dir: cli.data_dir.clone(),
         database_url: cli.database_url.clone(),
     };
+    let skew = cli.clock_skew_tolerance_secs;
     match cli.command {
         Command::Init => {
             let key = DataDir::new(&config.data_dir).init()?;
@@ -141,7 +151,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             checkpoint_interval_secs,
         } => {
-            let app = Arc::new(Autolog::open(&config).await?);
+            let app = Arc::new(
+                Autolog::open(&config)
+                    .await?
+                    .with_clock_skew_tolerance(skew)?,
+            );
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
@@ -158,7 +172,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest { file } => {
-            let app = Autolog::open(&config).await?;
+            let app = Autolog::open(&config)
+                .await?
+                .with_clock_skew_tolerance(skew)?;
             let report = app.ingest(&file).await?;
             for refused in &report.refused {
                 println!("line {}: refused: {}", refused.line, refused.reason);

@@ -320,3 +320,41 @@ fn a_bad_reference_file_is_refused_whole_with_every_bad_row() {
         "the good row was not written either"
     );
 }
+
+#[test]
+fn the_clock_skew_tolerance_is_configurable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let in_an_hour = autolog_domain::Instant::from_micros(
+        autolog_domain::Instant::now().micros() + 3_600_000_000,
+    )
+    .expect("instant")
+    .to_string()
+    .replace('Z', "+00:00[UTC]");
+    let line = serde_json::json!({
+        "stream": "site/S-1", "occurred_at": in_an_hour, "actor": "system/test",
+        "source": {"system": "test", "source_event_id": "early-1"},
+        "body": {"type": "annotation.recorded", "version": 1, "data": {"text": "from a fast clock"}}
+    });
+    let file = dir.path().join("early.ndjson");
+    std::fs::write(&file, format!("{line}\n")).expect("write");
+    let path = file.to_str().expect("path");
+    let out = autolog(&data, &["ingest", path]);
+    assert!(
+        stdout(&out).contains("clock-skew tolerance"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stdout(&out).contains("1 refused"), "{}", stdout(&out));
+    let out = autolog(
+        &data,
+        &["--clock-skew-tolerance-secs", "7200", "ingest", path],
+    );
+    assert!(stdout(&out).contains("1 accepted"), "{}", stdout(&out));
+    let out = autolog(
+        &data,
+        &["--clock-skew-tolerance-secs", "999999", "ingest", path],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("between 0 and 86400"));
+}
