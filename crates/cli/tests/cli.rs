@@ -332,7 +332,7 @@ fn the_clock_skew_tolerance_is_configurable() {
     .to_string()
     .replace('Z', "+00:00[UTC]");
     let line = serde_json::json!({
-        "stream": "site/S-1", "occurred_at": in_an_hour, "actor": "system/test",
+        "stream": "note/S-1", "occurred_at": in_an_hour, "actor": "system/test",
         "source": {"system": "test", "source_event_id": "early-1"},
         "body": {"type": "annotation.recorded", "version": 1, "data": {"text": "from a fast clock"}}
     });

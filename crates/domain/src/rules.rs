@@ -131,11 +131,33 @@ pub fn unregistered(field: &str, stream: &str) -> FieldError {
     )
 }
 
-/// Whether a draft of this type is checked against its stream's history.
-pub fn needs_history(event_type: &str) -> bool {
+/// The registry stream prefixes and the event that registers a record in each.
+pub const REGISTRY_STREAMS: &[(&str, &str)] = &[
+    ("site/", "site.registered"),
+    ("person/", "personnel.registered"),
+    ("equipment/", "equipment.registered"),
+    ("lot/", "material_lot.registered"),
+    ("step/", "process_step.defined"),
+    ("product/", "product.registered"),
+    ("source-system/", "source_system.registered"),
+];
+
+/// The registration a stream of a registry needs before any other event; `None` for
+/// streams that are not registry records.
+pub fn registration_of_stream(stream: &str) -> Option<&'static str> {
+    REGISTRY_STREAMS
+        .iter()
+        .find(|(prefix, _)| stream.starts_with(prefix))
+        .map(|(_, registration)| *registration)
+}
+
+/// Whether a draft is checked against its stream's history.
+pub fn needs_history(event_type: &str, stream: &str) -> bool {
     event_type == "crosswalk.mapped"
         || registration_stream(event_type, &Value::Null).is_some()
         || amended_registration(event_type).is_some()
+        || registration_of_stream(stream).is_some()
+        || stream.starts_with("crosswalk/")
 }
 
 /// Checks a draft against the events its stream already holds (those of this batch
@@ -168,7 +190,7 @@ pub fn check_against_stream(
             ));
         }
     }
-    if let Some((registration, prefix)) = amended_registration(event_type) {
+    if let Some((_, prefix)) = amended_registration(event_type) {
         if !draft.stream.starts_with(prefix) {
             return Err(FieldError::new(
                 "stream",
@@ -176,19 +198,34 @@ pub fn check_against_stream(
                 format!("a {event_type} event belongs in a {prefix}<id> stream"),
             ));
         }
-        let superseded: HashSet<Uuid> = prior.iter().filter_map(|e| e.corrects).collect();
-        let registered = prior.iter().any(|e| {
-            e.body.event_type == registration
-                && !superseded.contains(&e.event_id)
-                && Some(e.event_id) != corrects
-        });
-        if !registered {
-            return Err(FieldError::new(
-                "stream",
-                &draft.stream,
-                format!("has no {registration} event: register the record before amending it"),
-            ));
+    }
+    // A registry record's stream starts with its registration: anything else (an
+    // amendment, an annotation) waits for it, so that a stream there is a registered record.
+    if let Some(registration) = registration_of_stream(&draft.stream) {
+        if event_type != registration {
+            let superseded: HashSet<Uuid> = prior.iter().filter_map(|e| e.corrects).collect();
+            let registered = prior.iter().any(|e| {
+                e.body.event_type == registration
+                    && !superseded.contains(&e.event_id)
+                    && Some(e.event_id) != corrects
+            });
+            if !registered {
+                return Err(FieldError::new(
+                    "stream",
+                    &draft.stream,
+                    format!(
+                        "has no {registration} event: register the record before amending it or recording anything on it"
+                    ),
+                ));
+            }
         }
+    }
+    if draft.stream.starts_with("crosswalk/") && event_type != "crosswalk.mapped" {
+        return Err(FieldError::new(
+            "stream",
+            &draft.stream,
+            format!("holds crosswalk.mapped events only, not {event_type}"),
+        ));
     }
     if event_type == "crosswalk.mapped" {
         check_crosswalk(draft, corrects, prior)?;

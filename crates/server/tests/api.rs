@@ -79,10 +79,10 @@ impl TestApp {
     }
 }
 
-/// A note on a site's stream (annotations need no registration, so tests start from an empty ledger).
+/// A note on a stream of notes (no registration needed, so tests start from an empty ledger).
 fn site_event(id: &str, occurred: &str, name: &str) -> Value {
     json!({
-        "stream": "site/S-PAR-01",
+        "stream": "note/S-PAR-01",
         "occurred_at": occurred,
         "actor": "person/P-0001",
         "source": {"system": "qms-global", "source_event_id": id},
@@ -144,7 +144,7 @@ async fn append_then_read_back_and_duplicates_are_idempotent() {
         assert_eq!(&again["event"], event);
         assert_eq!(app.tree_size().await, 1);
 
-        let (status, state) = app.get("/api/v1/streams/site/S-PAR-01").await;
+        let (status, state) = app.get("/api/v1/streams/note/S-PAR-01").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(state["state"], json!({"annotations": [{"text": "Paris"}]}));
         let (status, _) = app.get("/api/v1/streams/site/NOPE").await;
@@ -373,21 +373,21 @@ async fn reads_as_of_known_at_survive_corrections() {
         assert_eq!(status, StatusCode::CREATED, "{corrected}");
         assert_eq!(corrected["event"]["corrects"], first["event"]["event_id"]);
 
-        let (_, now) = app.get("/api/v1/streams/site/S-PAR-01").await;
+        let (_, now) = app.get("/api/v1/streams/note/S-PAR-01").await;
         assert_eq!(now["state"]["annotations"][0]["text"], "Paris Nord");
         let (_, then) = app
-            .get(&format!("/api/v1/streams/site/S-PAR-01?known_at={k1}"))
+            .get(&format!("/api/v1/streams/note/S-PAR-01?known_at={k1}"))
             .await;
         assert_eq!(
             then["state"]["annotations"][0]["text"], "Paris Nrod",
             "what was known at K1 is unchanged"
         );
         let (_, before) = app
-            .get("/api/v1/streams/site/S-PAR-01?valid_at=2026-03-01T00:00:00Z")
+            .get("/api/v1/streams/note/S-PAR-01?valid_at=2026-03-01T00:00:00Z")
             .await;
         assert_eq!(before["event_count"], 0);
 
-        let (_, listed) = app.get("/api/v1/events?stream=site/S-PAR-01").await;
+        let (_, listed) = app.get("/api/v1/events?stream=note/S-PAR-01").await;
         let events = listed["events"].as_array().expect("events");
         assert_eq!(events.len(), 2);
         assert_eq!(events[0]["superseded_by"], corrected["event"]["event_id"]);

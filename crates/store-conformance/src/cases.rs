@@ -137,7 +137,7 @@ pub async fn assert_ledger_invariants(store: &Arc<dyn Store>) -> Vec<autolog_dom
 
 pub async fn append_and_read_back(target: Target) {
     let store = target.open().await;
-    let d = draft("site/S-1", "qms", "e1", T0 - 1000);
+    let d = draft("note/S-1", "qms", "e1", T0 - 1000);
     let e = append_one(&store, d.clone(), T0).await;
     assert_eq!((e.seq, e.position), (1, 1));
     assert_eq!(e.prev_hash, GENESIS_HASH);
@@ -149,11 +149,11 @@ pub async fn append_and_read_back(target: Target) {
     let by_id = store.event(e.event_id).await.expect("read").expect("found");
     assert_eq!(by_id, e);
     let in_stream = store
-        .stream_events("site/S-1", at(T0))
+        .stream_events("note/S-1", at(T0))
         .await
         .expect("stream");
     assert_eq!(in_stream, vec![e.clone()]);
-    let e2 = append_one(&store, draft("site/S-1", "qms", "e2", T0), T0 + 10).await;
+    let e2 = append_one(&store, draft("note/S-1", "qms", "e2", T0), T0 + 10).await;
     assert_eq!((e2.seq, e2.position), (2, 2));
     assert_eq!(e2.prev_hash, e.hash);
     assert!(store.event(Uuid::now_v7()).await.expect("read").is_none());
@@ -162,9 +162,9 @@ pub async fn append_and_read_back(target: Target) {
 
 pub async fn same_source_twice_returns_the_first_event(target: Target) {
     let store = target.open().await;
-    let first = append_one(&store, draft("site/S-1", "qms", "once", T0 - 5), T0).await;
+    let first = append_one(&store, draft("note/S-1", "qms", "once", T0 - 5), T0).await;
     let mut again = draft_with(
-        "site/S-2",
+        "note/S-2",
         "qms",
         "once",
         T0,
@@ -180,8 +180,8 @@ pub async fn same_source_twice_returns_the_first_event(target: Target) {
     assert_eq!(out[0].event, first);
     // inside one batch as well
     let batch = [
-        draft("site/S-1", "lims", "b1", T0),
-        draft("site/S-1", "lims", "b1", T0),
+        draft("note/S-1", "lims", "b1", T0),
+        draft("note/S-1", "lims", "b1", T0),
     ];
     let out = store
         .append(&batch, &move || at(T0 + 2))
@@ -260,10 +260,10 @@ async fn store_stream(store: &Arc<dyn Store>, stream: &str) -> Vec<autolog_domai
 
 pub async fn a_refused_batch_writes_nothing(target: Target) {
     let store = target.open().await;
-    append_one(&store, draft("site/S-1", "qms", "before", T0), T0).await;
+    append_one(&store, draft("note/S-1", "qms", "before", T0), T0).await;
     let head_before = store.head().await.expect("head");
     let bad = [
-        draft("site/S-2", "qms", "good", T0),
+        draft("note/S-2", "qms", "good", T0),
         correction("site/S-2", "bad", T0, Uuid::now_v7(), json!({"name": "x"})),
     ];
     let err = store
@@ -283,7 +283,7 @@ pub async fn a_refused_batch_writes_nothing(target: Target) {
         "head unchanged"
     );
     assert!(store
-        .stream_events("site/S-2", at(T0 + 10))
+        .stream_events("note/S-2", at(T0 + 10))
         .await
         .expect("read")
         .is_empty());
@@ -293,7 +293,7 @@ pub async fn a_refused_batch_writes_nothing(target: Target) {
         .expect("nodes");
     assert!(nodes.is_empty(), "no Merkle node for the refused event");
     // The same good draft now appends as if the refused batch never happened.
-    let e = append_one(&store, draft("site/S-2", "qms", "good", T0), T0 + 2).await;
+    let e = append_one(&store, draft("note/S-2", "qms", "good", T0), T0 + 2).await;
     assert_eq!((e.seq, e.position), (1, 2));
     assert_ledger_invariants(&store).await;
 }
@@ -312,7 +312,7 @@ pub async fn corrections_follow_their_rules(target: Target) {
         T0,
     )
     .await;
-    let other = append_one(&store, draft("site/S-2", "qms", "other", T0), T0 + 1).await;
+    let other = append_one(&store, draft("note/S-2", "qms", "other", T0), T0 + 1).await;
     // another stream's event cannot be corrected from here
     let err = store
         .append(
@@ -782,6 +782,20 @@ pub async fn stream_rules_are_checked_inside_the_append(target: Target) {
         matches!(err, StoreError::Rejected(ref f) if f.field == "[0].stream" && f.rule.contains("register the record before amending")),
         "{err}"
     );
+    // Nor may anything else open a registry record's stream, or enter a crosswalk stream.
+    for (stream, id) in [
+        ("site/S-NEW", "note-0"),
+        ("crosswalk/mes-bos/site", "note-x"),
+    ] {
+        let err = store
+            .append(&[draft(stream, "qms", id, T0)], &move || at(T0 + 1))
+            .await
+            .expect_err("annotation before registration");
+        assert!(
+            matches!(err, StoreError::Rejected(ref f) if f.field == "[0].stream"),
+            "{err}"
+        );
+    }
     // References must name registered records: the recording site, a crosswalk's system and target.
     let mut sited = draft("site/S-BOS-01", "qms", "note-1", T0);
     sited.site = Some("S-NOWHERE".into());

@@ -135,7 +135,7 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
             }
         }
 
-        if rules::needs_history(&draft.body.event_type) {
+        if rules::needs_history(&draft.body.event_type, &draft.stream) {
             if !histories.contains_key(&draft.stream) {
                 // A stream with no stored head has no stored history: no need to read it.
                 let stored = if stored_heads.contains_key(&draft.stream) {
