@@ -390,6 +390,29 @@ fn parse_json(
     }
 }
 
+/// When an imported fact took effect: a registration or mapping with a `valid_from` in
+/// the past took effect then (so reads as of a valid time before the import see it);
+/// anything else takes effect at the import.
+fn occurred_for(event_type: &str, data: &Value, import_time: &OccurredAt) -> OccurredAt {
+    let registers = lookup(event_type, 1).is_ok()
+        && (event_type.ends_with(".registered")
+            || event_type == "crosswalk.mapped"
+            || event_type == "process_step.defined");
+    let from = data
+        .get("valid_from")
+        .and_then(Value::as_str)
+        .and_then(|t| Instant::parse_rfc3339("valid_from", t).ok())
+        .filter(|from| *from <= import_time.instant);
+    match (registers, from) {
+        (true, Some(instant)) => OccurredAt {
+            instant,
+            zone: "UTC".to_string(),
+            offset: Offset(0),
+        },
+        _ => import_time.clone(),
+    }
+}
+
 /// The registry record of a stream's state: annotations are not part of it.
 fn record_of(state: &Value) -> Value {
     let mut record = state.clone();
@@ -552,10 +575,11 @@ impl Autolog {
                     (amendment, data)
                 }
             };
+            let occurred = occurred_for(event_type, &data, &occurred_at);
             let draft = EventDraft {
                 event_id: Uuid::now_v7(),
                 stream: stream.clone(),
-                occurred_at: occurred_at.clone(),
+                occurred_at: occurred,
                 actor: actor.to_string(),
                 site: None,
                 source: Source {

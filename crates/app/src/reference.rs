@@ -179,8 +179,11 @@ impl Autolog {
         for stream in &streams {
             let events = self.store.stream_events(stream, known_at).await?;
             if registry.is_crosswalks() {
-                for event in effective_events(&events, valid_at, known_at) {
-                    if keep(&event.body.data) {
+                // A mapping is listed at valid_at when its own interval holds valid_at.
+                for event in effective_events(&events, Instant::MAX, known_at) {
+                    let in_force =
+                        crosswalk_of(&event.body.data).is_ok_and(|m| m.valid_at(valid_at));
+                    if in_force && keep(&event.body.data) {
                         records.push(json!({
                             "stream": stream,
                             "event_id": event.event_id.to_string(),
@@ -305,21 +308,36 @@ mod tests {
             .await
             .expect_err("bad kind");
         assert!(matches!(e, AppError::Invalid(ref f) if f.field == "kind"));
+        // Listed by their own intervals: at 2026-03-01 the first mapping, now the second.
+        let march = RegistryQuery {
+            valid_at: Some("2026-03-01T00:00:00Z".into()),
+            ..RegistryQuery::default()
+        };
+        let listed = app.list_registry("crosswalks", &march).await.expect("list");
+        assert_eq!(listed["records"][0]["stream"], "crosswalk/mes-bos/site");
+        assert_eq!(listed["records"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            listed["records"][0]["state"]["valid_to"],
+            "2026-07-01T00:00:00Z"
+        );
         let listed = app
             .list_registry("crosswalks", &RegistryQuery::default())
             .await
             .expect("list");
-        assert_eq!(listed["records"][0]["stream"], "crosswalk/mes-bos/site");
-        assert_eq!(listed["records"].as_array().map(Vec::len), Some(2));
+        assert_eq!(listed["records"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            listed["records"][0]["state"]["valid_from"],
+            "2026-07-01T00:00:00Z"
+        );
         let filtered = RegistryQuery {
-            filters: vec![("valid_to".into(), "2026-07-01T00:00:00Z".into())],
-            ..RegistryQuery::default()
+            filters: vec![("canonical_id".into(), "S-BOS-02".into())],
+            ..march
         };
         let listed = app
             .list_registry("crosswalks", &filtered)
             .await
             .expect("list");
-        assert_eq!(listed["records"].as_array().map(Vec::len), Some(1));
+        assert_eq!(listed["records"].as_array().map(Vec::len), Some(0));
         assert!(app
             .list_registry("planets", &RegistryQuery::default())
             .await

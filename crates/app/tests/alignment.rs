@@ -241,6 +241,18 @@ async fn an_import_amends_what_changed_and_refuses_what_cannot_change() {
     app.import_reference(&example_files(), "person/P-STEWARD", false, &|_| {})
         .await
         .expect("import");
+    // Imported records took effect at their valid_from: a read as of February sees them.
+    let february = autolog_app::RegistryQuery {
+        valid_at: Some("2026-02-01T00:00:00Z".into()),
+        filters: vec![("site_id".into(), "S-PAR-01".into())],
+        ..Default::default()
+    };
+    let listed = app.list_registry("sites", &february).await.expect("list");
+    assert_eq!(
+        listed["records"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
     let size = app.store().head().await.expect("head").position;
     let file = |name: &str, content: &str| ImportFile {
         name: name.into(),
