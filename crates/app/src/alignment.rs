@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use autolog_domain::bitemporal::effective_events;
 use autolog_domain::zone::check_zone;
 use autolog_domain::Instant;
 use serde_json::{json, Value};
@@ -133,7 +134,7 @@ impl Autolog {
                 "rule": "holds no qualification valid now at any site"})
             })
             .collect();
-        let acting = self.acting_without_qualification(personnel).await?;
+        let acting = self.acting_without_qualification(known_at).await?;
 
         let uncalibrated: Vec<Value> = list("equipment")
             .iter()
@@ -177,15 +178,14 @@ impl Autolog {
     }
 
     /// Events recorded at a site by a person (`actor` `person/<id>`) who held no
-    /// qualification at that site at the event's instant. Reads the whole ledger.
+    /// qualification at that site at the event's instant, by any version of their record
+    /// (a renewal replaces the list, but work done under the old qualification stays
+    /// covered). Reads the whole ledger.
     async fn acting_without_qualification(
         &self,
-        personnel: &[Value],
+        known_at: Instant,
     ) -> Result<Vec<Value>, AppError> {
-        let by_id: HashMap<&str, &Value> = personnel
-            .iter()
-            .map(|p| (text(p, "person_id"), p))
-            .collect();
+        let mut qualifications: HashMap<String, Value> = HashMap::new();
         let mut found = Vec::new();
         let mut after = 0i64;
         loop {
@@ -198,8 +198,20 @@ impl Autolog {
                 else {
                     continue;
                 };
+                if !qualifications.contains_key(person_id) {
+                    let stream = format!("person/{person_id}");
+                    let history = self.store.stream_events(&stream, known_at).await?;
+                    let every: Vec<Value> = effective_events(&history, Instant::MAX, known_at)
+                        .into_iter()
+                        .filter_map(|e| e.body.data.get("qualifications"))
+                        .filter_map(Value::as_array)
+                        .flatten()
+                        .cloned()
+                        .collect();
+                    qualifications.insert(person_id.to_string(), json!({"qualifications": every}));
+                }
                 let at = event.occurred_at.instant;
-                let ok = by_id
+                let ok = qualifications
                     .get(person_id)
                     .is_some_and(|p| qualified(p, Some(site), at));
                 if !ok {
@@ -216,13 +228,22 @@ impl Autolog {
     /// The time-zone discrepancies Autolog flagged, by site.
     async fn zone_discrepancies(&self, known_at: Instant) -> Result<Vec<Value>, AppError> {
         let mut found = Vec::new();
-        let streams = self
-            .store
-            .streams_with_prefix(ZONE_DISCREPANCY_PREFIX, "", crate::read::MAX_PAGE)
-            .await?;
-        for stream in streams {
-            for event in self.store.stream_events(&stream, known_at).await? {
-                found.push(event.body.data.clone());
+        let mut after = String::new();
+        loop {
+            let streams = self
+                .store
+                .streams_with_prefix(ZONE_DISCREPANCY_PREFIX, &after, crate::read::MAX_PAGE)
+                .await?;
+            for stream in &streams {
+                for event in self.store.stream_events(stream, known_at).await? {
+                    found.push(event.body.data.clone());
+                }
+            }
+            match streams.last() {
+                Some(last) if streams.len() == crate::read::MAX_PAGE as usize => {
+                    after = last.clone()
+                }
+                _ => break,
             }
         }
         Ok(found)

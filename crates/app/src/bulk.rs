@@ -351,12 +351,17 @@ fn parse_json(
             return;
         };
         for (i, item) in items.iter().enumerate() {
+            // A null field is an absent one (as an empty CSV cell): an import never removes.
+            let mut item = item.clone();
+            if let Value::Object(fields) = &mut item {
+                fields.retain(|_, v| !v.is_null());
+            }
             rows.push(Row {
                 file: file.name.clone(),
                 line: None,
                 record: format!("{}[{i}]", registry.name),
                 registry,
-                data: item.clone(),
+                data: item,
             });
         }
     };
@@ -475,7 +480,8 @@ impl Autolog {
             let registration = row.registry.registration;
             if !row.registry.is_crosswalks() {
                 let stream = row.registry.stream_of(&row.data);
-                if let Some(&first) = seen.get(&stream) {
+                let named = check_stream_name("stream", &stream).is_ok();
+                if let Some(&first) = seen.get(&stream).filter(|_| named) {
                     let earlier: &Row = &rows[first];
                     bad.push(row.bad(
                         row.registry.columns[0].path,
@@ -487,7 +493,9 @@ impl Autolog {
                     ));
                     continue;
                 }
-                seen.insert(stream, n);
+                if named {
+                    seen.insert(stream, n);
+                }
             }
             let checked = lookup(registration, 1).and_then(|t| t.validate(&row.data));
             if let Err(e) = checked {
@@ -543,9 +551,21 @@ impl Autolog {
                     let mut diff = Map::new();
                     if let Value::Object(fields) = &row.data {
                         for (k, v) in fields {
-                            if state.get(k) != Some(v) {
-                                diff.insert(k.clone(), v.clone());
+                            let old = state.get(k);
+                            if old == Some(v) {
+                                continue;
                             }
+                            // An object (a postal address) is replaced whole: the amendment
+                            // clears what the new one leaves out, since it is merged in.
+                            let mut patch = v.clone();
+                            if let (Some(Value::Object(old)), Value::Object(new)) =
+                                (old, &mut patch)
+                            {
+                                for gone in old.keys().filter(|key| v.get(*key).is_none()) {
+                                    new.insert(gone.clone(), Value::Null);
+                                }
+                            }
+                            diff.insert(k.clone(), patch);
                         }
                     }
                     if diff.is_empty() {
@@ -607,7 +627,9 @@ impl Autolog {
                         stored
                     }
                 };
-                if !known && !created.contains_key(&referenced) {
+                // A record registered by any row of this import counts, even a bad row:
+                // that row is reported itself, not again through every row that needs it.
+                if !known && !created.contains_key(&referenced) && !seen.contains_key(&referenced) {
                     let e = unregistered(field.trim_start_matches("body.data."), &referenced);
                     bad.push(row.refused(&e));
                     refused = true;

@@ -87,7 +87,13 @@ impl Autolog {
         let at = parse_time("at", at, now)?;
         let known_at = parse_time("known_at", known_at, now)?;
         let stream = crosswalk_stream(system, kind);
-        autolog_domain::envelope::check_stream_name("system", &stream)?;
+        autolog_domain::envelope::check_stream_name("system", &stream).map_err(|e| {
+            FieldError::new(
+                "system",
+                system,
+                format!("is not a source system id: {}", e.rule),
+            )
+        })?;
         let table = self.crosswalk_table(&stream, known_at, now).await?;
         match table.resolve(system, kind, code, at) {
             Ok(canonical) => Ok(canonical.to_string()),
@@ -99,13 +105,22 @@ impl Autolog {
                         "must be at most 200 characters, without control characters",
                     )));
                 }
-                // Counted for the alignment report; a failure to count does not hide the refusal.
-                if let Err(e) = self
+                // Counted for the alignment report: lookups as of now, from registered source
+                // systems (so a stray caller cannot fill the table with systems that do not
+                // exist). A failure to count does not hide the refusal.
+                let registered = self
                     .store
-                    .record_unmapped_code(system, kind, code, now)
-                    .await
-                {
-                    tracing::warn!(error = %e, system, kind, "could not count an unmapped code");
+                    .stream_head(&format!("source-system/{system}"))
+                    .await?
+                    .is_some();
+                if known_at >= now && registered {
+                    if let Err(e) = self
+                        .store
+                        .record_unmapped_code(system, kind, code, now)
+                        .await
+                    {
+                        tracing::warn!(error = %e, system, kind, "could not count an unmapped code");
+                    }
                 }
                 Err(AppError::Invalid(FieldError::new(
                     "code",

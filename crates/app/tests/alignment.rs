@@ -151,6 +151,37 @@ async fn the_alignment_report_finds_every_planted_problem() {
         .await
         .expect("append");
     assert_eq!(recorded.flags.len(), 1, "one discrepancy flagged");
+    // Not a problem: work done under a qualification that was later renewal-replaced.
+    let qualification = |from: &str, until: &str| {
+        json!([{"person_id": "P-0101", "printed_name": "Renewed Operator",
+                "qualifications": [{"site_id": "S-PAR-01", "role": "apheresis_operator",
+                                    "valid_from": from, "valid_until": until}]}])
+    };
+    import(
+        &app,
+        "personnel.json",
+        qualification("2025-05-01T00:00:00Z", "2026-05-01T00:00:00Z"),
+    )
+    .await;
+    app.append_json(
+        event(
+            "site/S-PAR-01",
+            "e3",
+            "2026-04-15T10:00:00+02:00[Europe/Paris]",
+            "person/P-0101",
+            "S-PAR-01",
+        )
+        .to_string()
+        .as_bytes(),
+    )
+    .await
+    .expect("append");
+    import(
+        &app,
+        "personnel.json",
+        qualification("2026-05-01T00:00:00Z", "2028-05-01T00:00:00Z"),
+    )
+    .await;
     // Planted: a site whose zone the bundled tz database does not know (written straight to
     // the store, as if registered under an older tz database).
     let draft = EventDraft {
@@ -302,9 +333,37 @@ async fn an_import_amends_what_changed_and_refuses_what_cannot_change() {
         "an import never removes an attribute"
     );
 
+    // A new address replaces the old one whole; a null is an absent field, never a removal;
+    // and importing the same row again changes nothing.
+    let moved = r#"[{"site_id": "S-FRA-01", "name": "Frankfurt QC laboratory (Höchst)", "site_types": ["laboratory"],
+        "time_zone": "Europe/Berlin", "gln": null,
+        "postal_address": {"lines": ["Brüningstraße 50"], "city": "Frankfurt am Main", "country": "DE"}}]"#;
+    for (round, expected_amended) in [(1, 1), (2, 0)] {
+        let report = app
+            .import_reference(
+                &[file("sites.json", moved)],
+                "person/P-STEWARD",
+                false,
+                &|_| {},
+            )
+            .await
+            .expect("import");
+        assert!(report.bad_rows.is_empty(), "{:?}", report.bad_rows);
+        assert_eq!(report.amended, expected_amended, "round {round}");
+    }
+    let site = app
+        .stream_state("site/S-FRA-01", None, None)
+        .await
+        .expect("site");
+    assert_eq!(
+        site.state["postal_address"],
+        json!({"lines": ["Brüningstraße 50"], "city": "Frankfurt am Main", "country": "DE"})
+    );
+    assert_eq!(site.state["gln"], "4000000000020");
+
     // A lot's supplier and a source system's kind cannot change by import: refused, nothing written.
     let size_after = app.store().head().await.expect("head").position;
-    assert_eq!(size_after, size + 2);
+    assert_eq!(size_after, size + 3);
     let report = app
         .import_reference(
             &[
