@@ -198,12 +198,15 @@ fn parse_csv(
     let headers = match reader.headers() {
         Ok(h) => h.clone(),
         Err(e) => {
-            bad.push(file_bad(
-                &file.name,
-                Some(1),
-                "",
-                format!("is not readable CSV: {e}"),
-            ));
+            bad.push(BadRow {
+                column: "(header)".into(),
+                ..file_bad(
+                    &file.name,
+                    Some(1),
+                    "(unreadable)",
+                    format!("is not readable CSV: {e}"),
+                )
+            });
             return;
         }
     };
@@ -235,12 +238,15 @@ fn parse_csv(
             Ok(r) => r,
             Err(e) => {
                 let line = e.position().map(|p| p.line());
-                bad.push(file_bad(
-                    &file.name,
-                    line,
-                    "",
-                    format!("is not readable CSV: {e}"),
-                ));
+                bad.push(BadRow {
+                    column: "(record)".into(),
+                    ..file_bad(
+                        &file.name,
+                        line,
+                        "(unreadable)",
+                        format!("is not readable CSV: {e}"),
+                    )
+                });
                 continue;
             }
         };
@@ -331,12 +337,25 @@ fn parse_json(
         Ok(v) => v,
         Err(e) => {
             let line = Some(e.line() as u64);
-            bad.push(file_bad(
-                &file.name,
-                line,
-                &format!("column {}", e.column()),
-                format!("is not well-formed JSON: {e}"),
-            ));
+            // The text around the error, so that the report shows what was found.
+            let text = String::from_utf8_lossy(&file.content);
+            let found: String = text
+                .lines()
+                .nth(e.line().saturating_sub(1))
+                .unwrap_or_default()
+                .chars()
+                .skip(e.column().saturating_sub(20))
+                .take(40)
+                .collect();
+            bad.push(BadRow {
+                column: format!("column {}", e.column()),
+                ..file_bad(
+                    &file.name,
+                    line,
+                    &found,
+                    format!("is not well-formed JSON: {e}"),
+                )
+            });
             return;
         }
     };
@@ -504,7 +523,7 @@ impl Autolog {
             }
             let stream = row.registry.stream_of(&row.data);
             if let Err(e) = check_stream_name("stream", &stream) {
-                bad.push(row.bad("", &stream, e.rule));
+                bad.push(row.bad(row.registry.columns[0].path, &stream, e.rule));
                 continue;
             }
             let (event_type, data) = if row.registry.is_crosswalks() {

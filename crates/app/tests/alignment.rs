@@ -361,7 +361,7 @@ async fn an_import_amends_what_changed_and_refuses_what_cannot_change() {
     );
     assert_eq!(site.state["gln"], "4000000000020");
 
-    // A lot's supplier and a source system's kind cannot change by import: refused, nothing written.
+    // A lot's supplier and a source system's kind cannot change: refused, nothing written.
     let size_after = app.store().head().await.expect("head").position;
     assert_eq!(size_after, size + 3);
     let report = app
@@ -379,7 +379,7 @@ async fn an_import_amends_what_changed_and_refuses_what_cannot_change() {
     let columns: Vec<&str> = report.bad_rows.iter().map(|b| b.column.as_str()).collect();
     assert_eq!(columns, vec!["supplier", "kind"], "{:?}", report.bad_rows);
     assert!(
-        report.bad_rows[1].rule.contains("correction"),
+        report.bad_rows[1].rule.contains("source_system.amended cannot make that change"),
         "{:?}",
         report.bad_rows
     );

@@ -89,6 +89,13 @@ pub const EVENT_TYPES: &[EventType] = &[
         validate: schema::<EquipmentCalibratedV1>,
     },
     EventType {
+        name: "equipment.amended",
+        version: 1,
+        description: "Some attributes of registered equipment change: type, site, calibration, status, validity.",
+        fold: Fold::Merge,
+        validate: schema::<EquipmentAmendedV1>,
+    },
+    EventType {
         name: "material_lot.registered",
         version: 1,
         description: "A lot of a material (viral vector, media, reagent, bag): supplier, lot, expiry, status.",
@@ -110,6 +117,13 @@ pub const EVENT_TYPES: &[EventType] = &[
         validate: schema::<ProcessStepDefinedV1>,
     },
     EventType {
+        name: "process_step.amended",
+        version: 1,
+        description: "A defined step's description, CBV bizStep, status or validity changes.",
+        fold: Fold::Merge,
+        validate: schema::<ProcessStepAmendedV1>,
+    },
+    EventType {
         name: "product.registered",
         version: 1,
         description: "A product of the portfolio: code, name, process definition (ordered steps with the site types that may perform each, windows between steps, release tests with specifications), storage temperature range, retention class.",
@@ -129,6 +143,13 @@ pub const EVENT_TYPES: &[EventType] = &[
         description: "A source system of the network: id, kind, owning site.",
         fold: Fold::Merge,
         validate: schema::<SourceSystemRegisteredV1>,
+    },
+    EventType {
+        name: "source_system.amended",
+        version: 1,
+        description: "A source system's owning site, status or validity changes.",
+        fold: Fold::Merge,
+        validate: schema::<SourceSystemAmendedV1>,
     },
     EventType {
         name: "crosswalk.mapped",

@@ -176,8 +176,8 @@ impl Check for PostalAddress {
         if self.lines.is_empty() || self.lines.len() > 4 {
             return Err(FieldError::new(
                 "postal_address.lines",
-                self.lines.len().to_string(),
-                "must hold 1 to 4 lines",
+                format!("{:?}", self.lines),
+                format!("must hold 1 to 4 lines (found {})", self.lines.len()),
             ));
         }
         for (i, line) in self.lines.iter().enumerate() {
@@ -350,6 +350,8 @@ pub(crate) struct PersonnelRegisteredV1 {
     status: Option<String>,
     #[serde(default)]
     qualifications: Vec<Qualification>,
+    valid_from: Option<String>,
+    valid_to: Option<String>,
 }
 
 impl Check for PersonnelRegisteredV1 {
@@ -359,7 +361,8 @@ impl Check for PersonnelRegisteredV1 {
         if let Some(s) = &self.status {
             one_of("status", s, RECORD_STATUSES)?;
         }
-        qualifications(&self.qualifications)
+        qualifications(&self.qualifications)?;
+        interval(self.valid_from.as_deref(), self.valid_to.as_deref())
     }
 }
 
@@ -369,15 +372,22 @@ pub(crate) struct PersonnelAmendedV1 {
     printed_name: Option<String>,
     status: Option<String>,
     qualifications: Option<Vec<Qualification>>,
+    valid_from: Option<String>,
+    valid_to: Option<String>,
 }
 
 impl Check for PersonnelAmendedV1 {
     fn check(&self) -> Result<(), FieldError> {
-        if self.printed_name.is_none() && self.status.is_none() && self.qualifications.is_none() {
+        if self.printed_name.is_none()
+            && self.status.is_none()
+            && self.qualifications.is_none()
+            && self.valid_from.is_none()
+            && self.valid_to.is_none()
+        {
             return Err(FieldError::new(
                 "",
                 "{}",
-                "must change at least one of printed_name, status, qualifications",
+                "must change at least one of printed_name, status, qualifications, valid_from, valid_to",
             ));
         }
         if let Some(n) = &self.printed_name {
@@ -389,7 +399,7 @@ impl Check for PersonnelAmendedV1 {
         if let Some(q) = &self.qualifications {
             qualifications(q)?;
         }
-        Ok(())
+        interval(self.valid_from.as_deref(), self.valid_to.as_deref())
     }
 }
 
@@ -401,6 +411,8 @@ pub(crate) struct EquipmentRegisteredV1 {
     site_id: String,
     calibration_valid_until: Option<String>,
     status: Option<String>,
+    valid_from: Option<String>,
+    valid_to: Option<String>,
 }
 
 impl Check for EquipmentRegisteredV1 {
@@ -414,7 +426,52 @@ impl Check for EquipmentRegisteredV1 {
         if let Some(s) = &self.status {
             one_of("status", s, RECORD_STATUSES)?;
         }
-        Ok(())
+        interval(self.valid_from.as_deref(), self.valid_to.as_deref())
+    }
+}
+
+/// Some attributes of registered equipment change (moved to another site, retired...).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EquipmentAmendedV1 {
+    equipment_type: Option<String>,
+    site_id: Option<String>,
+    calibration_valid_until: Option<String>,
+    status: Option<String>,
+    valid_from: Option<String>,
+    valid_to: Option<String>,
+}
+
+impl Check for EquipmentAmendedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        let changes = [
+            self.equipment_type.is_some(),
+            self.site_id.is_some(),
+            self.calibration_valid_until.is_some(),
+            self.status.is_some(),
+            self.valid_from.is_some(),
+            self.valid_to.is_some(),
+        ];
+        if !changes.contains(&true) {
+            return Err(FieldError::new(
+                "",
+                "{}",
+                "must change at least one attribute of the equipment",
+            ));
+        }
+        if let Some(t) = &self.equipment_type {
+            one_of("equipment_type", t, EQUIPMENT_TYPES)?;
+        }
+        if let Some(site) = &self.site_id {
+            code("site_id", site)?;
+        }
+        if let Some(c) = &self.calibration_valid_until {
+            instant("calibration_valid_until", c)?;
+        }
+        if let Some(s) = &self.status {
+            one_of("status", s, RECORD_STATUSES)?;
+        }
+        interval(self.valid_from.as_deref(), self.valid_to.as_deref())
     }
 }
 
@@ -468,13 +525,60 @@ pub(crate) struct ProcessStepDefinedV1 {
     step_code: String,
     description: String,
     cbv_biz_step: String,
+    status: Option<String>,
+    valid_from: Option<String>,
+    valid_to: Option<String>,
 }
 
 impl Check for ProcessStepDefinedV1 {
     fn check(&self) -> Result<(), FieldError> {
         code("step_code", &self.step_code)?;
         check_text("description", &self.description, 500)?;
-        one_of("cbv_biz_step", &self.cbv_biz_step, CBV_BIZ_STEPS)
+        one_of("cbv_biz_step", &self.cbv_biz_step, CBV_BIZ_STEPS)?;
+        if let Some(s) = &self.status {
+            one_of("status", s, RECORD_STATUSES)?;
+        }
+        interval(self.valid_from.as_deref(), self.valid_to.as_deref())
+    }
+}
+
+/// A defined step's description, CBV equivalent, status or validity change.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProcessStepAmendedV1 {
+    description: Option<String>,
+    cbv_biz_step: Option<String>,
+    status: Option<String>,
+    valid_from: Option<String>,
+    valid_to: Option<String>,
+}
+
+impl Check for ProcessStepAmendedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        let changes = [
+            self.description.is_some(),
+            self.cbv_biz_step.is_some(),
+            self.status.is_some(),
+            self.valid_from.is_some(),
+            self.valid_to.is_some(),
+        ];
+        if !changes.contains(&true) {
+            return Err(FieldError::new(
+                "",
+                "{}",
+                "must change at least one attribute of the step",
+            ));
+        }
+        if let Some(d) = &self.description {
+            check_text("description", d, 500)?;
+        }
+        if let Some(b) = &self.cbv_biz_step {
+            one_of("cbv_biz_step", b, CBV_BIZ_STEPS)?;
+        }
+        if let Some(s) = &self.status {
+            one_of("status", s, RECORD_STATUSES)?;
+        }
+        interval(self.valid_from.as_deref(), self.valid_to.as_deref())
     }
 }
 
@@ -749,13 +853,56 @@ pub(crate) struct SourceSystemRegisteredV1 {
     system_id: String,
     kind: String,
     owning_site_id: String,
+    status: Option<String>,
+    valid_from: Option<String>,
+    valid_to: Option<String>,
 }
 
 impl Check for SourceSystemRegisteredV1 {
     fn check(&self) -> Result<(), FieldError> {
         code("system_id", &self.system_id)?;
         one_of("kind", &self.kind, SOURCE_SYSTEM_KINDS)?;
-        code("owning_site_id", &self.owning_site_id)
+        code("owning_site_id", &self.owning_site_id)?;
+        if let Some(s) = &self.status {
+            one_of("status", s, RECORD_STATUSES)?;
+        }
+        interval(self.valid_from.as_deref(), self.valid_to.as_deref())
+    }
+}
+
+/// A source system changes owner, status or validity (its kind is fixed: a system of
+/// another kind is another system).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SourceSystemAmendedV1 {
+    owning_site_id: Option<String>,
+    status: Option<String>,
+    valid_from: Option<String>,
+    valid_to: Option<String>,
+}
+
+impl Check for SourceSystemAmendedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        let changes = [
+            self.owning_site_id.is_some(),
+            self.status.is_some(),
+            self.valid_from.is_some(),
+            self.valid_to.is_some(),
+        ];
+        if !changes.contains(&true) {
+            return Err(FieldError::new(
+                "",
+                "{}",
+                "must change at least one of owning_site_id, status, valid_from, valid_to",
+            ));
+        }
+        if let Some(site) = &self.owning_site_id {
+            code("owning_site_id", site)?;
+        }
+        if let Some(s) = &self.status {
+            one_of("status", s, RECORD_STATUSES)?;
+        }
+        interval(self.valid_from.as_deref(), self.valid_to.as_deref())
     }
 }
 
@@ -1092,6 +1239,47 @@ mod tests {
             )
             .field,
             "cbv_biz_step"
+        );
+    }
+
+    #[test]
+    fn every_registry_has_status_validity_and_an_amendment() {
+        accepted(
+            "equipment.amended",
+            json!({"site_id": "S-LAX-01", "status": "inactive"}),
+        );
+        assert_eq!(
+            refused("equipment.amended", json!({"equipment_type": "toaster"})).field,
+            "equipment_type"
+        );
+        accepted(
+            "process_step.amended",
+            json!({"status": "retired", "valid_to": "2027-01-01T00:00:00Z"}),
+        );
+        assert_eq!(
+            refused("process_step.amended", json!({"cbv_biz_step": "freezing"})).field,
+            "cbv_biz_step"
+        );
+        accepted(
+            "source_system.amended",
+            json!({"owning_site_id": "S-BOS-01"}),
+        );
+        assert_eq!(
+            refused("source_system.amended", json!({"kind": "lims"})).field,
+            "kind"
+        );
+        accepted(
+            "personnel.amended",
+            json!({"valid_to": "2027-01-01T00:00:00Z"}),
+        );
+        assert_eq!(
+            refused(
+                "personnel.registered",
+                json!({"person_id": "P-1", "printed_name": "A",
+                "valid_from": "2027-01-01T00:00:00Z", "valid_to": "2026-01-01T00:00:00Z"})
+            )
+            .field,
+            "valid_to"
         );
     }
 }

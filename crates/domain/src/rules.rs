@@ -42,7 +42,9 @@ pub fn amended_registration(event_type: &str) -> Option<(&'static str, &'static 
     Some(match event_type {
         "site.amended" => ("site.registered", "site/"),
         "personnel.amended" => ("personnel.registered", "person/"),
-        "equipment.calibrated" => ("equipment.registered", "equipment/"),
+        "equipment.calibrated" | "equipment.amended" => ("equipment.registered", "equipment/"),
+        "process_step.amended" => ("process_step.defined", "step/"),
+        "source_system.amended" => ("source_system.registered", "source-system/"),
         "material_lot.status_changed" => ("material_lot.registered", "lot/"),
         "product.amended" => ("product.registered", "product/"),
         _ => return None,
