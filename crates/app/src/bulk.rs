@@ -9,7 +9,9 @@ use autolog_domain::envelope::check_stream_name;
 use autolog_domain::event_type::lookup;
 use autolog_domain::rules::{crosswalk_of, references, unregistered};
 use autolog_domain::time::Offset;
-use autolog_domain::{Body, EventDraft, FieldError, Instant, OccurredAt, Source, Uuid};
+use autolog_domain::{
+    Body, CorrectionTarget, EventDraft, FieldError, Instant, OccurredAt, Source, Uuid,
+};
 use autolog_store::StoreError;
 use serde_json::{json, Map, Value};
 
@@ -414,6 +416,45 @@ fn parse_json(
     }
 }
 
+/// The mappings of one crosswalk stream during an import: stored ones (with their event
+/// ids), those this import corrects, those it adds, and the table of all in force.
+#[derive(Default)]
+struct MappingPlan {
+    stored: Vec<(Crosswalk, Uuid)>,
+    corrected: Vec<Uuid>,
+    added: Vec<Crosswalk>,
+    table: Crosswalks,
+}
+
+impl MappingPlan {
+    /// When `mapping` restates a stored mapping (same code, target and start) with another
+    /// end, and fits once that one is set aside: the stored mapping's event id, now corrected.
+    fn revalidate(&mut self, mapping: &Crosswalk) -> Option<Uuid> {
+        let (_, id) = self.stored.iter().find(|(m, id)| {
+            m.local_code == mapping.local_code
+                && m.canonical_id == mapping.canonical_id
+                && m.valid_from == mapping.valid_from
+                && !self.corrected.contains(id)
+        })?;
+        let id = *id;
+        let mut table = Crosswalks::new();
+        let kept = self
+            .stored
+            .iter()
+            .filter(|(_, i)| *i != id && !self.corrected.contains(i))
+            .map(|(m, _)| m)
+            .chain(&self.added);
+        for m in kept {
+            let _ = table.add(m.clone());
+        }
+        table.add(mapping.clone()).ok()?;
+        self.table = table;
+        self.corrected.push(id);
+        self.added.push(mapping.clone());
+        Some(id)
+    }
+}
+
 /// When an imported fact took effect: a registration or mapping with a `valid_from` in
 /// the past took effect then (so reads as of a valid time before the import see it);
 /// anything else takes effect at the import.
@@ -487,7 +528,7 @@ impl Autolog {
         let mut existing: HashMap<String, bool> = HashMap::new();
         let mut created: HashMap<String, usize> = HashMap::new();
         let mut seen: HashMap<String, usize> = HashMap::new();
-        let mut tables: HashMap<String, (Crosswalks, Vec<Crosswalk>)> = HashMap::new();
+        let mut tables: HashMap<String, MappingPlan> = HashMap::new();
         let total = rows.len() as u64;
         for (n, row) in rows.iter().enumerate() {
             if n % 100 == 0 {
@@ -526,34 +567,46 @@ impl Autolog {
                 bad.push(row.bad(row.registry.columns[0].path, &stream, e.rule));
                 continue;
             }
+            let mut corrects = None;
             let (event_type, data) = if row.registry.is_crosswalks() {
                 let Ok(mapping) = crosswalk_of(&row.data) else {
                     continue;
                 };
                 if !tables.contains_key(&stream) {
                     let events = self.store.stream_events(&stream, Instant::MAX).await?;
-                    let mut table = Crosswalks::new();
-                    let mut stored = Vec::new();
+                    let mut plan = MappingPlan::default();
                     for event in effective_events(&events, Instant::MAX, Instant::MAX) {
                         if let Ok(m) = crosswalk_of(&event.body.data) {
-                            stored.push(m.clone());
-                            let _ = table.add(m);
+                            plan.stored.push((m.clone(), event.event_id));
+                            let _ = plan.table.add(m);
                         }
                     }
-                    tables.insert(stream.clone(), (table, stored));
+                    tables.insert(stream.clone(), plan);
                 }
-                let Some((table, stored)) = tables.get_mut(&stream) else {
+                let Some(plan) = tables.get_mut(&stream) else {
                     continue;
                 };
-                if stored.contains(&mapping) {
+                if plan.stored.iter().any(|(m, _)| *m == mapping) {
                     report.unchanged += 1;
                     continue;
                 }
-                if let Err(e) = table.add(mapping) {
-                    bad.push(row.refused(&e));
-                    continue;
+                match plan.table.add(mapping.clone()) {
+                    Ok(_) => {
+                        plan.added.push(mapping);
+                        report.mapped += 1;
+                    }
+                    Err(e) => match plan.revalidate(&mapping) {
+                        // The same mapping with another end (or none): restate it as a correction.
+                        Some(id) => {
+                            corrects = Some(CorrectionTarget::EventId(id));
+                            report.amended += 1;
+                        }
+                        None => {
+                            bad.push(row.refused(&e));
+                            continue;
+                        }
+                    },
                 }
-                report.mapped += 1;
                 (registration, row.data.clone())
             } else {
                 let events = match self.store.stream_head(&stream).await? {
@@ -629,7 +682,7 @@ impl Autolog {
                     "reference import {import_id}: {} {}",
                     row.file, row.record
                 )),
-                corrects: None,
+                corrects,
                 body: Body {
                     event_type: event_type.to_string(),
                     version: 1,

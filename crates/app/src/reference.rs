@@ -169,12 +169,93 @@ fn matches(record: &Value, path: &str, wanted: &str) -> bool {
     })
 }
 
+/// The mappings of one crosswalk stream listed at (valid_at, known_at) that match the filters.
+fn listed_mappings(
+    stream: &str,
+    events: &[autolog_domain::Event],
+    valid_at: Instant,
+    known_at: Instant,
+    keep: &(dyn Fn(&Value) -> bool + Sync),
+) -> Vec<Value> {
+    // A mapping is listed at valid_at when its own interval holds valid_at.
+    effective_events(events, Instant::MAX, known_at)
+        .into_iter()
+        .filter(|e| crosswalk_of(&e.body.data).is_ok_and(|m| m.valid_at(valid_at)))
+        .filter(|e| keep(&e.body.data))
+        .map(
+            |e| json!({"stream": stream, "event_id": e.event_id.to_string(), "state": e.body.data}),
+        )
+        .collect()
+}
+
 impl Autolog {
+    /// One page of crosswalk mappings, at most `limit`: `after` is a stream (continue after
+    /// it) or `<stream>#<n>` (continue that stream after its first n listed mappings).
+    async fn list_mappings(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        valid_at: Instant,
+        known_at: Instant,
+        keep: &(dyn Fn(&Value) -> bool + Sync),
+    ) -> Result<(Vec<Value>, Option<String>), AppError> {
+        let limit = limit as usize;
+        let mut records: Vec<Value> = Vec::new();
+        let (mut cursor, resume) = match after.and_then(|a| a.split_once('#')) {
+            Some((stream, n)) => {
+                let skip = n.parse::<usize>().map_err(|_| {
+                    FieldError::new(
+                        "after",
+                        after.unwrap_or_default(),
+                        "must be a stream, or <stream>#<number> as given in next_after",
+                    )
+                })?;
+                (stream.to_string(), Some(skip))
+            }
+            None => (after.unwrap_or_default().to_string(), None),
+        };
+        // Takes a stream's listed mappings from `skip` until the page is full; returns the
+        // cursor to go on from when the page filled up inside the stream.
+        let take = |stream: &str, listed: Vec<Value>, skip: usize, records: &mut Vec<Value>| {
+            let room = limit - records.len();
+            let rest = listed.len().saturating_sub(skip);
+            records.extend(listed.into_iter().skip(skip).take(room));
+            (rest > room).then(|| format!("{stream}#{}", skip + room))
+        };
+        if let Some(skip) = resume {
+            let events = self.store.stream_events(&cursor, known_at).await?;
+            let listed = listed_mappings(&cursor, &events, valid_at, known_at, keep);
+            if let Some(next) = take(&cursor, listed, skip, &mut records) {
+                return Ok((records, Some(next)));
+            }
+        }
+        loop {
+            let streams = self
+                .store
+                .streams_with_prefix("crosswalk/", &cursor, crate::read::MAX_PAGE)
+                .await?;
+            for stream in &streams {
+                if records.len() == limit {
+                    return Ok((records, Some(cursor)));
+                }
+                let events = self.store.stream_events(stream, known_at).await?;
+                let listed = listed_mappings(stream, &events, valid_at, known_at, keep);
+                if let Some(next) = take(stream, listed, 0, &mut records) {
+                    return Ok((records, Some(next)));
+                }
+                cursor = stream.clone();
+            }
+            if streams.len() < crate::read::MAX_PAGE as usize {
+                return Ok((records, None));
+            }
+        }
+    }
+
     /// One page of a registry's records, each as it stood at `valid_at` as known at
     /// `known_at` (both default to now; `known_at` is capped at the last commit). Records
     /// with no event in force at `valid_at`, or not matching every filter, are left out, so
     /// a filtered page may hold fewer than `limit` records: follow `next_after` to the end.
-    /// Crosswalks are listed one mapping per record.
+    /// Crosswalks are listed one mapping per record, at most `limit` a page.
     pub async fn list_registry(
         &self,
         registry: &str,
@@ -185,29 +266,26 @@ impl Autolog {
         let now = Instant::now();
         let valid_at = parse_time("valid_at", q.valid_at.as_deref(), now)?;
         let known_at = self.settled_known_at(q.known_at.as_deref(), now).await?;
+        let keep = |record: &Value| q.filters.iter().all(|(k, v)| matches(record, k, v));
+        if registry.is_crosswalks() {
+            let (records, next) = self
+                .list_mappings(q.after.as_deref(), limit, valid_at, known_at, &keep)
+                .await?;
+            return Ok(json!({
+                "registry": registry.name,
+                "valid_at": valid_at.to_string(),
+                "known_at": known_at.to_string(),
+                "records": records,
+                "next_after": next,
+            }));
+        }
         let streams = self
             .store
             .streams_with_prefix(registry.prefix, q.after.as_deref().unwrap_or(""), limit)
             .await?;
-        let keep = |record: &Value| q.filters.iter().all(|(k, v)| matches(record, k, v));
         let mut records = Vec::new();
         for stream in &streams {
             let events = self.store.stream_events(stream, known_at).await?;
-            if registry.is_crosswalks() {
-                // A mapping is listed at valid_at when its own interval holds valid_at.
-                for event in effective_events(&events, Instant::MAX, known_at) {
-                    let in_force =
-                        crosswalk_of(&event.body.data).is_ok_and(|m| m.valid_at(valid_at));
-                    if in_force && keep(&event.body.data) {
-                        records.push(json!({
-                            "stream": stream,
-                            "event_id": event.event_id.to_string(),
-                            "state": event.body.data,
-                        }));
-                    }
-                }
-                continue;
-            }
             let state = stream_state(stream, &events, valid_at, known_at);
             if !state.events.is_empty() && keep(&state.state) {
                 records.push(json!({

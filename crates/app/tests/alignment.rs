@@ -361,9 +361,41 @@ async fn an_import_amends_what_changed_and_refuses_what_cannot_change() {
     );
     assert_eq!(site.state["gln"], "4000000000020");
 
+    // A mapping restated with another end is corrected: closing it by import.
+    let closing = "system,kind,local_code,canonical_id,valid_from,valid_to\n\
+                   mes-bos,site,BOS1,S-BOS-01,2026-01-01T00:00:00Z,2026-09-01T00:00:00Z\n";
+    let report = app
+        .import_reference(
+            &[file("08-crosswalks.csv", closing)],
+            "person/P-STEWARD",
+            false,
+            &|_| {},
+        )
+        .await
+        .expect("import");
+    assert!(report.bad_rows.is_empty(), "{:?}", report.bad_rows);
+    assert_eq!((report.amended, report.mapped), (1, 0));
+    let resolve = |at: &'static str| app.resolve("mes-bos", "site", "BOS1", Some(at), None);
+    assert_eq!(
+        resolve("2026-08-01T00:00:00Z").await.expect("mapped"),
+        "S-BOS-01"
+    );
+    assert!(
+        resolve("2026-10-01T00:00:00Z").await.is_err(),
+        "closed on 2026-09-01"
+    );
+    let export = app.export_reference(None).await.expect("export");
+    let bos1: Vec<&Value> = export["crosswalks"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|m| m["local_code"] == "BOS1")
+        .collect();
+    assert_eq!(bos1.len(), 1, "the corrected mapping replaced the old one");
+
     // A lot's supplier and a source system's kind cannot change: refused, nothing written.
     let size_after = app.store().head().await.expect("head").position;
-    assert_eq!(size_after, size + 3);
+    assert_eq!(size_after, size + 4);
     let report = app
         .import_reference(
             &[
@@ -379,7 +411,9 @@ async fn an_import_amends_what_changed_and_refuses_what_cannot_change() {
     let columns: Vec<&str> = report.bad_rows.iter().map(|b| b.column.as_str()).collect();
     assert_eq!(columns, vec!["supplier", "kind"], "{:?}", report.bad_rows);
     assert!(
-        report.bad_rows[1].rule.contains("source_system.amended cannot make that change"),
+        report.bad_rows[1]
+            .rule
+            .contains("source_system.amended cannot make that change"),
         "{:?}",
         report.bad_rows
     );

@@ -687,6 +687,30 @@ async fn the_example_network_imports_exports_and_reimports_identically() {
         );
         assert_eq!(csv.lines().count(), sites.len() + 1);
 
+        // Crosswalk pages hold at most `limit` mappings, and following next_after lists
+        // every mapping once.
+        let mut seen = Vec::new();
+        let mut after = String::new();
+        loop {
+            let (status, page) = app
+                .get(&format!("/api/v1/reference/crosswalks?limit=3&valid_at=2026-06-01T00:00:00Z&after={after}"))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            let records = page["records"].as_array().expect("records");
+            assert!(records.len() <= 3);
+            seen.extend(records.iter().map(|r| r["event_id"].clone()));
+            match page["next_after"].as_str() {
+                Some(next) => after = next.replace('#', "%23"),
+                None => break,
+            }
+        }
+        let all = export["crosswalks"].as_array().map_or(0, Vec::len);
+        let distinct: std::collections::HashSet<String> = seen.iter().map(Value::to_string).collect();
+        assert_eq!((seen.len(), distinct.len()), (all, all));
+        let (status, e) = app.get("/api/v1/reference/crosswalks?after=crosswalk/x%23y").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(e["error"]["field"], "after");
+
         // Filters on registry reads.
         let (status, listed) = app
             .get("/api/v1/reference/sites?filter.site_types=treatment_center&filter.status=active")
