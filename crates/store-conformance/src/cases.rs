@@ -975,3 +975,61 @@ pub async fn the_recording_site_round_trips(target: Target) {
     );
     assert_ledger_invariants(&store).await;
 }
+
+pub async fn coi_sequences_are_never_given_twice(target: Target) {
+    // Two store instances on one database: two servers, eight tasks.
+    let stores = [target.open().await, target.open().await];
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = stores[t % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..25 {
+                got.push(
+                    store
+                        .next_coi_sequence("A9999", 26)
+                        .await
+                        .expect("allocate"),
+                );
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (1..=200).collect::<Vec<u64>>(),
+        "every number once, none skipped"
+    );
+    // Each issuing FIN and year counts on its own.
+    assert_eq!(
+        stores[0]
+            .next_coi_sequence("A9999", 27)
+            .await
+            .expect("allocate"),
+        1
+    );
+    assert_eq!(
+        stores[1]
+            .next_coi_sequence("B1234", 26)
+            .await
+            .expect("allocate"),
+        1
+    );
+    assert_eq!(
+        stores[1]
+            .next_coi_sequence("A9999", 26)
+            .await
+            .expect("allocate"),
+        201
+    );
+    assert_eq!(
+        stores[0].head().await.expect("head").position,
+        0,
+        "the ledger is untouched"
+    );
+}

@@ -43,6 +43,7 @@ on_both_backends!(
     stream_rules_are_checked_inside_the_append,
     unmapped_codes_are_counted,
     the_recording_site_round_trips,
+    coi_sequences_are_never_given_twice,
 );
 
 fn batches() -> impl Strategy<Value = Vec<Vec<(u8, u8)>>> {

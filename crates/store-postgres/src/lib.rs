@@ -12,7 +12,7 @@ use autolog_domain::{Event, EventDraft, Instant, Source, Uuid};
 use autolog_store::{
     append_in_tx, unmapped_code, AppendOutcome, AppendPlan, AppendTx, CheckpointRow, Clock,
     EventQuery, EventRow, LedgerHead, ScannedRow, Store, StoreError, StreamHead, UnmappedCode,
-    EVENT_COLUMNS, UNMAPPED_CODE_UPSERT,
+    COI_SEQUENCE_NEXT, EVENT_COLUMNS, UNMAPPED_CODE_UPSERT,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
@@ -662,6 +662,21 @@ impl Store for PostgresStore {
             .await
             .map_err(backend_error)?;
         Ok(())
+    }
+
+    async fn next_coi_sequence(&self, fin: &str, year: u16) -> Result<u64, StoreError> {
+        let sql = COI_SEQUENCE_NEXT.replace("{1}", "$1").replace("{2}", "$2");
+        let row = sqlx::query(&sql)
+            .bind(fin)
+            .bind(i64::from(year))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        let last: i64 = row.try_get(0).map_err(backend_error)?;
+        u64::try_from(last).map_err(|_| StoreError::Backend {
+            backend: BACKEND,
+            message: format!("coi_sequences ({fin}, {year}) holds a negative number {last}"),
+        })
     }
 
     async fn unmapped_codes(&self) -> Result<Vec<UnmappedCode>, StoreError> {

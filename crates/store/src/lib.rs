@@ -153,6 +153,11 @@ pub trait Store: Send + Sync {
         seen_at: Instant,
     ) -> Result<(), StoreError>;
 
+    /// The next COI sequence number for an issuing FIN and year (from 1), allocated
+    /// atomically: no two calls, from any server sharing the store, get the same number,
+    /// and a number is never given again.
+    async fn next_coi_sequence(&self, fin: &str, year: u16) -> Result<u64, StoreError>;
+
     /// Every unmapped code seen, ordered by system, kind and code.
     async fn unmapped_codes(&self) -> Result<Vec<UnmappedCode>, StoreError>;
 }
@@ -176,6 +181,10 @@ pub const UNMAPPED_CODE_UPSERT: &str = "INSERT INTO unmapped_codes \
        THEN excluded.first_seen_us ELSE unmapped_codes.first_seen_us END, \
      last_seen_us = CASE WHEN excluded.last_seen_us > unmapped_codes.last_seen_us \
        THEN excluded.last_seen_us ELSE unmapped_codes.last_seen_us END";
+
+/// The allocation both backends run (`{}` are placeholders for fin and year).
+pub const COI_SEQUENCE_NEXT: &str = "INSERT INTO coi_sequences (fin, year, last_seq) VALUES ({1}, {2}, 1) \
+     ON CONFLICT (fin, year) DO UPDATE SET last_seq = coi_sequences.last_seq + 1 RETURNING last_seq";
 
 /// Reads an unmapped code from its stored columns.
 pub fn unmapped_code(
