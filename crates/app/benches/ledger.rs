@@ -23,9 +23,9 @@ fn drafts(n: usize, many_streams: bool) -> Vec<EventDraft> {
         .map(|_| {
             let id = SOURCE.fetch_add(1, Ordering::Relaxed);
             let stream = if many_streams {
-                format!("coi/p{}", id % 1000)
+                format!("note/p{}", id % 1000)
             } else {
-                "coi/one".to_string()
+                "note/one".to_string()
             };
             draft(&stream, "bench", &id.to_string(), 1_772_323_200_000_000)
         })

@@ -4,6 +4,7 @@
 mod alignment;
 mod append;
 mod bulk;
+mod chain;
 mod config;
 mod error;
 mod ingest;
@@ -45,6 +46,8 @@ pub struct Autolog {
     key: SigningKey,
     crosswalks: reference::CrosswalkCache,
     clock_skew_tolerance_seconds: i64,
+    /// The ISBT 128 FIN under which this instance issues COIs, if it issues any.
+    coi_issuer: Option<autolog_domain::identifiers::Fin>,
 }
 
 impl Autolog {
@@ -72,6 +75,7 @@ impl Autolog {
             key,
             crosswalks: reference::CrosswalkCache::default(),
             clock_skew_tolerance_seconds: MAX_FUTURE_SKEW_SECONDS,
+            coi_issuer: None,
         }
     }
 

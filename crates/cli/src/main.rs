@@ -48,6 +48,10 @@ struct Cli {
         default_value_t = autolog_app::MAX_FUTURE_SKEW_SECONDS
     )]
     clock_skew_tolerance_secs: i64,
+    /// The ISBT 128 FIN under which this Autolog issues COIs (e.g. A9999). Without it,
+    /// enrolments must bring a COI assigned upstream.
+    #[arg(long, global = true, env = "AUTOLOG_COI_ISSUER_FIN")]
+    coi_issuer_fin: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "AUTOLOG_LOG_JSON")]
     log_json: bool,
@@ -151,11 +155,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             checkpoint_interval_secs,
         } => {
-            let app = Arc::new(
-                Autolog::open(&config)
-                    .await?
-                    .with_clock_skew_tolerance(skew)?,
-            );
+            let mut app = Autolog::open(&config)
+                .await?
+                .with_clock_skew_tolerance(skew)?;
+            if let Some(fin) = &cli.coi_issuer_fin {
+                app = app.with_coi_issuer(fin)?;
+            }
+            let app = Arc::new(app);
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;

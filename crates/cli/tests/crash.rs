@@ -82,7 +82,7 @@ async fn start(data_dir: &Path, target: &Target) -> Server {
 
 fn event(writer: usize, i: usize) -> Value {
     json!({
-        "stream": format!("coi/crash-{}", writer % 3),
+        "stream": format!("note/crash-{}", writer % 3),
         "occurred_at": "2026-03-02T09:00:00+01:00[Europe/Paris]",
         "actor": "system/crash-test",
         "source": {"system": "crash-test", "source_event_id": format!("w{writer}-{i}")},

@@ -159,6 +159,20 @@ pub const EVENT_TYPES: &[EventType] = &[
         validate: schema::<CrosswalkMappedV1>,
     },
     EventType {
+        name: "chain.enrolled",
+        version: 1,
+        description: "A patient (pseudonymous key) is enrolled for a product at a treatment center, and the chain's COI issued (stream coi/<COI>).",
+        fold: Fold::Merge,
+        validate: schema::<ChainEnrolledV1>,
+    },
+    EventType {
+        name: "chain.cancelled",
+        version: 1,
+        description: "An enrolment is cancelled; its COI is never issued again.",
+        fold: Fold::Merge,
+        validate: schema::<ChainCancelledV1>,
+    },
+    EventType {
         name: "time_zone.discrepancy_flagged",
         version: 1,
         description: "Recorded by Autolog: an event's UTC offset disagrees with its recording site's zone at that instant (stream discrepancy/time-zone/<site>).",

@@ -942,6 +942,68 @@ impl Check for CrosswalkMappedV1 {
     }
 }
 
+/// How a COI came to be: issued by Autolog, or assigned upstream (e.g. a manufacturer's
+/// ordering portal) and accepted after its format and uniqueness were checked.
+pub const COI_SOURCES: &[&str] = &["autolog", "upstream"];
+
+/// A patient enrolled for a product at a treatment center, under a pseudonymous key, and
+/// the COI that joins everything about this patient's therapy from now on.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainEnrolledV1 {
+    coi: String,
+    patient_key: String,
+    product_code: String,
+    treatment_site_id: String,
+    coi_source: String,
+    upstream_system: Option<String>,
+}
+
+impl Check for ChainEnrolledV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        let coi = crate::identifiers::Coi::parse("coi", &self.coi)?;
+        if coi.to_string() != self.coi {
+            return Err(FieldError::new(
+                "coi",
+                &self.coi,
+                format!("must be given in its canonical form, {coi}"),
+            ));
+        }
+        // A pseudonymous key: a code, so that a name or a date of birth does not fit.
+        code("patient_key", &self.patient_key)?;
+        code("product_code", &self.product_code)?;
+        code("treatment_site_id", &self.treatment_site_id)?;
+        one_of("coi_source", &self.coi_source, COI_SOURCES)?;
+        match (self.coi_source.as_str(), &self.upstream_system) {
+            ("upstream", None) => Err(FieldError::new(
+                "upstream_system",
+                "(absent)",
+                "names the system that assigned an upstream COI",
+            )),
+            ("autolog", Some(s)) => Err(FieldError::new(
+                "upstream_system",
+                s,
+                "is given only for a COI assigned upstream",
+            )),
+            (_, Some(s)) => code("upstream_system", s),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// An enrolment is cancelled. The COI stays issued: it is never given again.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainCancelledV1 {
+    cancellation_reason: String,
+}
+
+impl Check for ChainCancelledV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        check_text("cancellation_reason", &self.cancellation_reason, 500)
+    }
+}
+
 /// Autolog's own flag on an event whose UTC offset disagrees with its recording site's
 /// zone at that instant. The event is kept (its instant is exact); the flag says the
 /// sender's clock or zone setting is off.

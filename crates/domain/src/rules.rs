@@ -27,6 +27,7 @@ pub fn registration_stream(event_type: &str, data: &Value) -> Option<String> {
         "material_lot.registered" => format!("lot/{}/{}", field("material"), field("lot")),
         "process_step.defined" => format!("step/{}", field("step_code")),
         "product.registered" => format!("product/{}", field("product_code")),
+        "chain.enrolled" => format!("coi/{}", field("coi")),
         "source_system.registered" => format!("source-system/{}", field("system_id")),
         _ => return None,
     })
@@ -47,6 +48,7 @@ pub fn amended_registration(event_type: &str) -> Option<(&'static str, &'static 
         "source_system.amended" => ("source_system.registered", "source-system/"),
         "material_lot.status_changed" => ("material_lot.registered", "lot/"),
         "product.amended" => ("product.registered", "product/"),
+        "chain.cancelled" => ("chain.enrolled", "coi/"),
         _ => return None,
     })
 }
@@ -109,6 +111,16 @@ pub fn references(draft: &EventDraft) -> Vec<(String, String)> {
                 );
             }
         }
+        "chain.enrolled" => {
+            push(
+                "product_code".into(),
+                text(data, "product_code").map(|p| format!("product/{p}")),
+            );
+            push(
+                "treatment_site_id".into(),
+                text(data, "treatment_site_id").map(|s| format!("site/{s}")),
+            );
+        }
         "crosswalk.mapped" => {
             push(
                 "system".into(),
@@ -142,6 +154,7 @@ pub const REGISTRY_STREAMS: &[(&str, &str)] = &[
     ("step/", "process_step.defined"),
     ("product/", "product.registered"),
     ("source-system/", "source_system.registered"),
+    ("coi/", "chain.enrolled"),
 ];
 
 /// The registration a stream of a registry needs before any other event; `None` for

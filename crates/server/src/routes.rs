@@ -51,6 +51,7 @@ pub fn router(app: Arc<Autolog>) -> Router {
         .route("/api/v1/checkpoints/latest", get(latest_checkpoint))
         .route("/api/v1/key", get(public_key))
         .route("/api/v1/reference/resolve", get(resolve))
+        .route("/api/v1/chains", post(enrol))
         .route("/api/v1/reference/alignment", get(alignment))
         .route("/api/v1/reference/export", get(export_reference))
         .route(
@@ -272,6 +273,30 @@ async fn list_registry(
         filters,
     };
     Ok(Json(app.list_registry(&registry, &q).await?))
+}
+
+async fn enrol(
+    State(app): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(too_large(MAX_REQUEST_BYTES + 1).into())
+        }
+        Err(rejection) => {
+            return Err(FieldError::new("request", "(unreadable)", rejection.body_text()).into())
+        }
+    };
+    let (coi, result) = app.enrol(&body).await?;
+    let status = if result.appended() > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut answer = result.to_json();
+    answer["coi"] = json!(coi);
+    Ok((status, Json(answer)))
 }
 
 /// Registry listings take `filter.<field path>=<value>` parameters.

@@ -907,3 +907,50 @@ async fn local_codes_resolve_and_offsets_are_checked_against_the_site_zone() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn enrolment_over_http_accepts_an_upstream_coi_once() {
+    sqlite("enrol", |t| async move {
+        let app = spawn_app(&t).await;
+        app.import_examples().await;
+        let coi = autolog_domain::identifiers::Coi::parse("coi", "&/CHA999926000777")
+            .expect("coi")
+            .to_string();
+        let body = |id: &str, coi: Option<&str>| {
+            let mut v = json!({
+                "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
+                "actor": "person/P-0005", "site": "S-LAX-01",
+                "source": {"system": "emr-lax", "source_event_id": id},
+                "patient_key": "PK-0001", "product_code": "CART-19", "treatment_site_id": "S-LAX-01"
+            });
+            if let Some(coi) = coi {
+                v["coi"] = json!(coi);
+                v["upstream_system"] = json!("emr-lax");
+            }
+            v.to_string()
+        };
+        let post = |b: String| {
+            app.send(
+                app.client
+                    .post(format!("{}/api/v1/chains", app.base))
+                    .header("content-type", "application/json")
+                    .body(b),
+            )
+        };
+        let (status, answer) = post(body("e-1", Some(&coi))).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+        assert_eq!(answer["coi"], coi);
+        assert_eq!(answer["event"]["stream"], format!("coi/{coi}"));
+        let (status, answer) = post(body("e-2", Some(&coi))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["error"]["field"], "coi");
+        let (status, answer) = post(body("e-3", None)).await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "no issuer FIN configured: {answer}"
+        );
+        assert_eq!(answer["error"]["field"], "coi");
+    })
+    .await;
+}

@@ -208,7 +208,7 @@ pub async fn concurrent_appends_to_one_stream_have_no_gaps(target: Target) {
         let store = stores[t % 2].clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..15 {
-                let d = draft("coi/CHA999926000001A", "mes", &format!("t{t}-{i}"), T0);
+                let d = draft("note/CHA999926000001A", "mes", &format!("t{t}-{i}"), T0);
                 store.append(&[d], &Instant::now).await.expect("append");
             }
         }));
@@ -229,7 +229,12 @@ pub async fn concurrent_appends_to_many_streams_all_succeed(target: Target) {
         let store = stores[t % 2].clone();
         tasks.push(tokio::spawn(async move {
             for i in 0..15 {
-                let d = draft(&format!("coi/patient-{t}"), "mes", &format!("t{t}-{i}"), T0);
+                let d = draft(
+                    &format!("note/patient-{t}"),
+                    "mes",
+                    &format!("t{t}-{i}"),
+                    T0,
+                );
                 store
                     .append(&[d], &Instant::now)
                     .await
@@ -243,7 +248,7 @@ pub async fn concurrent_appends_to_many_streams_all_succeed(target: Target) {
     let events = assert_ledger_invariants(&stores[1]).await;
     assert_eq!(events.len(), 120);
     for t in 0..8 {
-        let stream = store_stream(&stores[0], &format!("coi/patient-{t}")).await;
+        let stream = store_stream(&stores[0], &format!("note/patient-{t}")).await;
         assert_eq!(
             stream.iter().map(|e| e.seq).collect::<Vec<_>>(),
             (1..=15).collect::<Vec<_>>()
@@ -687,7 +692,7 @@ pub async fn no_event_is_lost_or_reordered(target: Target, batches: Vec<Vec<(u8,
             .iter()
             .map(|&(stream, source)| {
                 draft(
-                    &format!("coi/p{}", stream % 5),
+                    &format!("note/p{}", stream % 5),
                     "prop",
                     &format!("src-{source}"),
                     T0,
@@ -724,12 +729,12 @@ pub async fn no_event_is_lost_or_reordered(target: Target, batches: Vec<Vec<(u8,
 pub async fn a_full_batch_appends_in_one_piece(target: Target) {
     let store = target.open().await;
     let first: Vec<EventDraft> = (0..300)
-        .map(|i| draft(&format!("coi/p{}", i % 700), "big", &format!("s{i}"), T0))
+        .map(|i| draft(&format!("note/p{}", i % 700), "big", &format!("s{i}"), T0))
         .collect();
     store.append(&first, &move || at(T0)).await.expect("append");
     // 1000 drafts: 300 already stored (duplicates), 700 new over 700 streams
     let batch: Vec<EventDraft> = (0..1000)
-        .map(|i| draft(&format!("coi/p{}", i % 700), "big", &format!("s{i}"), T0))
+        .map(|i| draft(&format!("note/p{}", i % 700), "big", &format!("s{i}"), T0))
         .collect();
     let out = store
         .append(&batch, &move || at(T0 + 1))

@@ -1,0 +1,181 @@
+//! Enrolment and COI issuance: unique across tasks and instances sharing a database,
+//! never reused after a cancellation, upstream COIs validated.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use autolog_app::{AppError, Autolog, ImportFile};
+use autolog_domain::identifiers::Coi;
+use autolog_domain::SigningKey;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+async fn instance(path: &std::path::Path) -> Autolog {
+    let store = autolog_store_sqlite::SqliteStore::open(path)
+        .await
+        .expect("store");
+    Autolog::from_parts(Arc::new(store), SigningKey::from_bytes(&[7u8; 32]))
+        .with_coi_issuer("A9999")
+        .expect("FIN")
+}
+
+async fn with_network(app: &Autolog) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reference");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("examples")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    let files: Vec<ImportFile> = files
+        .iter()
+        .map(|p| ImportFile {
+            name: p.display().to_string(),
+            content: std::fs::read(p).expect("read"),
+            registry: None,
+        })
+        .collect();
+    let report = app
+        .import_reference(&files, "person/P-STEWARD", false, &|_| {})
+        .await
+        .expect("import");
+    assert!(report.bad_rows.is_empty(), "{:?}", report.bad_rows);
+}
+
+fn enrolment(id: &str) -> Value {
+    json!({
+        "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
+        "actor": "person/P-0005",
+        "site": "S-LAX-01",
+        "source": {"system": "emr-lax", "source_event_id": id},
+        "patient_key": format!("PK-{id}"),
+        "product_code": "CART-19",
+        "treatment_site_id": "S-LAX-01"
+    })
+}
+
+async fn enrol(app: &Autolog, body: &Value) -> Result<String, AppError> {
+    app.enrol(body.to_string().as_bytes())
+        .await
+        .map(|(coi, _)| coi)
+}
+
+fn refused(result: Result<String, AppError>) -> autolog_domain::FieldError {
+    match result {
+        Err(AppError::Invalid(f)) => f,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4))]
+    /// Several tasks on two instances sharing one database issue COIs at once: no duplicate,
+    /// each with a valid check character, each the key of its own chain.
+    #[test]
+    fn a_coi_is_never_issued_twice(tasks in 2usize..6, per_task in 1usize..8) {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(async move {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("a.db");
+            let first = Arc::new(instance(&path).await);
+            with_network(&first).await;
+            let second = Arc::new(instance(&path).await);
+            let mut handles = Vec::new();
+            for t in 0..tasks {
+                let app = if t % 2 == 0 { first.clone() } else { second.clone() };
+                handles.push(tokio::spawn(async move {
+                    let mut cois = Vec::new();
+                    for i in 0..per_task {
+                        cois.push(enrol(&app, &enrolment(&format!("t{t}-{i}"))).await.expect("enrol"));
+                    }
+                    cois
+                }));
+            }
+            let mut all = Vec::new();
+            for h in handles {
+                all.extend(h.await.expect("task"));
+            }
+            let distinct: HashSet<&String> = all.iter().collect();
+            assert_eq!(distinct.len(), tasks * per_task, "{all:?}");
+            for coi in &all {
+                let parsed = Coi::parse("coi", coi).expect("a valid COI with its check character");
+                assert_eq!(&parsed.to_string(), coi);
+                assert!(coi.starts_with("CHA9999"));
+                first.stream_state(&format!("coi/{coi}"), None, None).await.expect("its chain");
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_coi_is_never_issued_again_and_upstream_cois_are_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = instance(&dir.path().join("a.db")).await;
+    with_network(&app).await;
+    let cancelled = enrol(&app, &enrolment("c-1")).await.expect("enrol");
+    let cancel = json!({
+        "stream": format!("coi/{cancelled}"),
+        "occurred_at": "2026-11-03T09:00:00-08:00[America/Los_Angeles]",
+        "actor": "person/P-0005",
+        "source": {"system": "emr-lax", "source_event_id": "c-1-cancel"},
+        "body": {"type": "chain.cancelled", "version": 1, "data": {"cancellation_reason": "patient withdrew consent"}}
+    });
+    app.append_json(cancel.to_string().as_bytes())
+        .await
+        .expect("cancel");
+    let mut later = HashSet::new();
+    for i in 0..20 {
+        later.insert(
+            enrol(&app, &enrolment(&format!("c-after-{i}")))
+                .await
+                .expect("enrol"),
+        );
+    }
+    assert!(!later.contains(&cancelled), "never issued again");
+    // Sent as an upstream COI, it is refused too.
+    let mut again = enrolment("c-2");
+    again["coi"] = json!(cancelled);
+    again["upstream_system"] = json!("emr-lax");
+    let e = refused(enrol(&app, &again).await);
+    assert_eq!(e.field, "coi");
+    assert!(e.rule.contains("already issued"), "{e}");
+
+    // An upstream COI: the check character is verified, then it is accepted once.
+    let mut upstream = enrolment("u-1");
+    upstream["coi"] = json!("CHA999926900001A");
+    upstream["upstream_system"] = json!("emr-lax");
+    let e = refused(enrol(&app, &upstream).await);
+    assert!(e.rule.contains("check character is wrong"), "{e}");
+    let good = Coi::parse("coi", "&/CHA999926900001")
+        .expect("content")
+        .to_string();
+    upstream["coi"] = json!(good);
+    assert_eq!(enrol(&app, &upstream).await.expect("accepted"), good);
+    let mut no_system = enrolment("u-2");
+    no_system["coi"] = json!(Coi::parse("coi", "&/CHA999926900002")
+        .expect("content")
+        .to_string());
+    assert_eq!(
+        refused(enrol(&app, &no_system).await).field,
+        "upstream_system"
+    );
+
+    // Unknown product or site, a key that is not a code, a stray field: refused, nothing issued.
+    let mut bad = enrolment("b-1");
+    bad["product_code"] = json!("NOPE");
+    assert_eq!(refused(enrol(&app, &bad).await).field, "product_code");
+    let mut bad = enrolment("b-2");
+    bad["patient_key"] = json!("Jane Doe 1980-01-01");
+    assert_eq!(refused(enrol(&app, &bad).await).field, "patient_key");
+    let mut bad = enrolment("b-3");
+    bad["date_of_birth"] = json!("1980-01-01");
+    assert_eq!(refused(enrol(&app, &bad).await).field, "date_of_birth");
+
+    // Resent: the same chain, not a second COI.
+    let first = enrol(&app, &enrolment("r-1")).await.expect("enrol");
+    assert_eq!(enrol(&app, &enrolment("r-1")).await.expect("resend"), first);
+
+    // An Autolog without an issuer FIN accepts upstream COIs only.
+    let plain = Autolog::from_parts(app.store().clone(), SigningKey::from_bytes(&[7u8; 32]));
+    let e = refused(enrol(&plain, &enrolment("n-1")).await);
+    assert!(e.rule.contains("--coi-issuer-fin"), "{e}");
+}
