@@ -25,6 +25,8 @@ pub struct AppendResult {
     pub outcomes: Vec<AppendOutcome>,
     /// Flags Autolog recorded about the requested events (time-zone discrepancies).
     pub flags: Vec<AppendOutcome>,
+    /// Other events Autolog recorded with them (the DIN links of a collection).
+    pub linked: Vec<AppendOutcome>,
     /// Whether the request was a single event (not an array).
     pub single: bool,
 }
@@ -61,6 +63,10 @@ impl AppendResult {
         };
         if !flags.is_empty() {
             answer["flags"] = Value::Array(flags);
+        }
+        if !self.linked.is_empty() {
+            let linked = self.linked.iter().map(|o| o.event.to_json()).collect();
+            answer["linked"] = Value::Array(linked);
         }
         answer
     }
@@ -156,8 +162,18 @@ impl Autolog {
         let now = Instant::now();
         let (mut drafts, single) = parse_request(body, now, self.clock_skew_tolerance_seconds)?;
         let requested = drafts.len();
-        // Flags are appended with the events they flag, in the same transaction.
+        // Autolog's own events (DIN links, flags) are appended with the events they are
+        // about, in the same transaction.
+        let prefix = |i: usize| {
+            if single {
+                String::new()
+            } else {
+                format!("[{i}]")
+            }
+        };
+        let links = self.chain_step_rules(&drafts, &prefix).await?;
         let flags = self.zone_discrepancy_flags(&drafts).await?;
+        drafts.extend(links);
         drafts.extend(flags);
         let mut outcomes = match self.store.append(&drafts, &Instant::now).await {
             Ok(outcomes) => outcomes,
@@ -170,8 +186,8 @@ impl Autolog {
             }
             Err(e) => return Err(e.into()),
         };
-        let flags = outcomes.split_off(requested.min(outcomes.len()));
-        for o in outcomes.iter().chain(&flags).filter(|o| !o.duplicate) {
+        let recorded = outcomes.split_off(requested.min(outcomes.len()));
+        for o in outcomes.iter().chain(&recorded).filter(|o| !o.duplicate) {
             // Pseudonymous keys only: stream, position, type. Never payloads.
             tracing::info!(
                 event_id = %o.event.event_id,
@@ -182,9 +198,13 @@ impl Autolog {
                 "event appended"
             );
         }
+        let (flags, linked) = recorded
+            .into_iter()
+            .partition(|o| o.event.body.event_type == "time_zone.discrepancy_flagged");
         Ok(AppendResult {
             outcomes,
             flags,
+            linked,
             single,
         })
     }

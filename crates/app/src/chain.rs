@@ -2,7 +2,7 @@
 //! treatment center, and the chain's COI is issued once, or an upstream COI accepted.
 
 use autolog_domain::identifiers::{Coi, Fin};
-use autolog_domain::{FieldError, Instant};
+use autolog_domain::{EventDraft, FieldError, Instant};
 use serde_json::{json, Map, Value};
 
 use crate::{AppError, AppendResult, Autolog, MAX_REQUEST_BYTES};
@@ -150,5 +150,205 @@ impl Autolog {
             )));
         }
         Ok(Coi::new(fin, yy, &format!("{sequence:06}"))?)
+    }
+}
+
+/// The state of a registry record as it stands now (empty object when unregistered).
+async fn record(app: &Autolog, stream: &str) -> Result<Value, AppError> {
+    let events = app.store.stream_events(stream, Instant::MAX).await?;
+    Ok(autolog_domain::bitemporal::stream_state(stream, &events, Instant::MAX, Instant::MAX).state)
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn instant_of(v: &Value, key: &str) -> Option<Instant> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .and_then(|t| Instant::parse_rfc3339(key, t).ok())
+}
+
+impl Autolog {
+    /// Checks chain steps against reference data (site type allowed for the step by the
+    /// product's process, operator qualified at the site then, device at the site and in
+    /// calibration, DINs never seen before) and returns the events Autolog records with
+    /// them (one `din.linked` per collected bag). Refusals name the field under `prefix(i)`.
+    pub(crate) async fn chain_step_rules(
+        &self,
+        drafts: &[EventDraft],
+        prefix: &(dyn Fn(usize) -> String + Sync),
+    ) -> Result<Vec<EventDraft>, AppError> {
+        let mut extra = Vec::new();
+        for (i, draft) in drafts.iter().enumerate() {
+            if draft.body.event_type != "chain.collected" {
+                continue;
+            }
+            let refuse = |field: &str, value: &str, rule: String| {
+                AppError::Invalid(
+                    FieldError::new(format!("body.data.{field}"), value, rule).under(&prefix(i)),
+                )
+            };
+            let Some(coi) = draft.stream.strip_prefix("coi/") else {
+                continue; // the store refuses a collection outside a chain
+            };
+            let data = &draft.body.data;
+            let chain = match drafts[..i]
+                .iter()
+                .find(|d| d.stream == draft.stream && d.body.event_type == "chain.enrolled")
+            {
+                Some(enrolled) => enrolled.body.data.clone(),
+                None => record(self, &draft.stream).await?,
+            };
+            let product_code = text(&chain, "product_code");
+            if product_code.is_empty() {
+                continue; // not enrolled: the store refuses it, naming the rule
+            }
+            let site_id = text(data, "collection_site_id");
+            let started = instant_of(data, "started_at").unwrap_or(draft.occurred_at.instant);
+            // The site type: one the product's collecting step allows.
+            let product = record(self, &format!("product/{product_code}")).await?;
+            let steps = product
+                .get("process")
+                .and_then(|p| p.get("steps"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let mut allowed: Option<(String, Vec<String>)> = None;
+            for step in &steps {
+                let code = text(step, "step_code");
+                let definition = record(self, &format!("step/{code}")).await?;
+                if text(&definition, "cbv_biz_step") == "collecting" {
+                    let types = step
+                        .get("site_types")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect();
+                    allowed = Some((code.to_string(), types));
+                    break;
+                }
+            }
+            let Some((step_code, allowed_types)) = allowed else {
+                return Err(refuse(
+                    "collection_site_id",
+                    site_id,
+                    format!("product {product_code}'s process has no step whose CBV bizStep is collecting"),
+                ));
+            };
+            let site = record(self, &format!("site/{site_id}")).await?;
+            let site_types: Vec<&str> = site
+                .get("site_types")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if !site_types
+                .iter()
+                .any(|t| allowed_types.iter().any(|a| a == t))
+            {
+                return Err(refuse(
+                    "collection_site_id",
+                    site_id,
+                    format!(
+                        "is a {} and may not perform step {step_code} of {product_code} (allowed: {})",
+                        site_types.join(", "),
+                        allowed_types.join(", ")
+                    ),
+                ));
+            }
+            // The operator: qualified at this site when the collection started.
+            let operator_id = text(data, "operator_id");
+            let operator = record(self, &format!("person/{operator_id}")).await?;
+            let qualified = operator
+                .get("qualifications")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|q| {
+                    text(q, "site_id") == site_id
+                        && instant_of(q, "valid_from").is_none_or(|f| f <= started)
+                        && instant_of(q, "valid_until").is_some_and(|u| started < u)
+                });
+            if !qualified {
+                return Err(refuse(
+                    "operator_id",
+                    operator_id,
+                    format!("holds no qualification at {site_id} valid at {started}"),
+                ));
+            }
+            // The device: an apheresis device at this site, calibrated at the start.
+            let device_id = text(data, "device_id");
+            let device = record(self, &format!("equipment/{device_id}")).await?;
+            let device_rule = if text(&device, "equipment_type") != "apheresis_device" {
+                Some(format!(
+                    "is a {}, not an apheresis_device",
+                    text(&device, "equipment_type")
+                ))
+            } else if text(&device, "site_id") != site_id {
+                Some(format!(
+                    "is at {}, not at {site_id}",
+                    text(&device, "site_id")
+                ))
+            } else if instant_of(&device, "calibration_valid_until").is_none_or(|u| started >= u) {
+                Some(format!(
+                    "is not in calibration at {started} (calibration valid until {})",
+                    device
+                        .get("calibration_valid_until")
+                        .and_then(Value::as_str)
+                        .unwrap_or("never")
+                ))
+            } else {
+                None
+            };
+            if let Some(rule) = device_rule {
+                return Err(refuse("device_id", device_id, rule));
+            }
+            // Each DIN belongs to one COI, forever.
+            let dins = data
+                .get("dins")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for (j, din) in dins.iter().filter_map(Value::as_str).enumerate() {
+                let link = record(self, &format!("din/{din}")).await?;
+                let owner = text(&link, "coi");
+                if !owner.is_empty() {
+                    let rule = if owner == coi {
+                        "was already collected for this chain".to_string()
+                    } else {
+                        format!(
+                            "already belongs to chain {owner}: a DIN belongs to one COI, forever"
+                        )
+                    };
+                    return Err(refuse(&format!("dins[{j}]"), din, rule));
+                }
+                extra.push(EventDraft {
+                    event_id: autolog_domain::Uuid::now_v7(),
+                    stream: format!("din/{din}"),
+                    occurred_at: draft.occurred_at.clone(),
+                    actor: crate::AUTOLOG_ACTOR.to_string(),
+                    site: None,
+                    source: autolog_domain::Source {
+                        system: "autolog".to_string(),
+                        source_event_id: format!(
+                            "din-link/{}/{}/{j}",
+                            draft.source.system, draft.source.source_event_id
+                        ),
+                    },
+                    reason: None,
+                    corrects: None,
+                    body: autolog_domain::Body {
+                        event_type: "din.linked".to_string(),
+                        version: 1,
+                        data: json!({"din": din, "coi": coi}),
+                    },
+                });
+            }
+        }
+        Ok(extra)
     }
 }

@@ -179,3 +179,146 @@ async fn a_cancelled_coi_is_never_issued_again_and_upstream_cois_are_checked() {
     let e = refused(enrol(&plain, &enrolment("n-1")).await);
     assert!(e.rule.contains("--coi-issuer-fin"), "{e}");
 }
+
+fn din(body13: &str) -> String {
+    autolog_domain::identifiers::Din::parse("din", body13)
+        .expect("DIN")
+        .to_string()
+}
+
+fn collection(
+    coi: &str,
+    id: &str,
+    site: &str,
+    operator: &str,
+    device: &str,
+    dins: &[String],
+) -> Value {
+    json!({
+        "stream": format!("coi/{coi}"),
+        "occurred_at": "2026-11-10T12:30:00+01:00[Europe/Paris]",
+        "actor": format!("person/{operator}"),
+        "site": site,
+        "source": {"system": "aph-par", "source_event_id": id},
+        "body": {"type": "chain.collected", "version": 1, "data": {
+            "collection_site_id": site, "operator_id": operator, "device_id": device,
+            "started_at": "2026-11-10T08:00:00+01:00", "ended_at": "2026-11-10T12:00:00+01:00",
+            "dins": dins
+        }}
+    })
+}
+
+async fn append_refused(app: &Autolog, body: &Value) -> autolog_domain::FieldError {
+    match app.append_json(body.to_string().as_bytes()).await {
+        Err(AppError::Invalid(f)) => f,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_collection_checks_site_operator_and_device_and_links_each_din_forever() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = instance(&dir.path().join("a.db")).await;
+    with_network(&app).await;
+    let a = enrol(&app, &enrolment("a")).await.expect("enrol A");
+    let b = enrol(&app, &enrolment("b")).await.expect("enrol B");
+    let bags = [din("A999926123456"), din("A999926123457")];
+    let size = app.store().head().await.expect("head").position;
+
+    let cases = [
+        (
+            collection(&a, "x1", "S-BOS-01", "P-0001", "APH-PAR-01", &bags),
+            "body.data.collection_site_id",
+            "may not perform step COLLECT",
+        ),
+        (
+            collection(&a, "x2", "S-PAR-01", "P-0002", "APH-PAR-01", &bags),
+            "body.data.operator_id",
+            "no qualification at S-PAR-01",
+        ),
+        (
+            collection(&a, "x3", "S-PAR-01", "P-0001", "CRF-BOS-01", &bags),
+            "body.data.device_id",
+            "not an apheresis_device",
+        ),
+        (
+            collection(&a, "x4", "S-PAR-01", "P-0001", "APH-LAX-01", &bags),
+            "body.data.device_id",
+            "not at S-PAR-01",
+        ),
+        (
+            collection(
+                &a,
+                "x5",
+                "S-PAR-01",
+                "P-0001",
+                "APH-PAR-01",
+                &[bags[0].clone(), bags[0].clone()],
+            ),
+            "body.data.dins[1]",
+            "appears twice",
+        ),
+        (
+            collection(
+                &a,
+                "x6",
+                "S-PAR-01",
+                "P-0001",
+                "APH-PAR-01",
+                &["A999926123456X".to_string()],
+            ),
+            "body.data.dins[0]",
+            "check character",
+        ),
+    ];
+    for (body, field, rule) in cases {
+        let e = append_refused(&app, &body).await;
+        assert_eq!(e.field, field, "{e}");
+        assert!(e.rule.contains(rule), "{field}: {e}");
+    }
+    assert_eq!(
+        app.store().head().await.expect("head").position,
+        size,
+        "nothing written"
+    );
+
+    let done = app
+        .append_json(
+            collection(&a, "ok", "S-PAR-01", "P-0001", "APH-PAR-01", &bags)
+                .to_string()
+                .as_bytes(),
+        )
+        .await
+        .expect("collected");
+    assert_eq!(done.linked.len(), 2);
+    let link = app
+        .stream_state(&format!("din/{}", bags[0]), None, None)
+        .await
+        .expect("link");
+    assert_eq!(link.state["coi"], json!(a));
+
+    // The same bag on another chain is refused, naming the chain it belongs to.
+    let e = append_refused(
+        &app,
+        &collection(
+            &b,
+            "y1",
+            "S-PAR-01",
+            "P-0001",
+            "APH-PAR-01",
+            &[bags[1].clone()],
+        ),
+    )
+    .await;
+    assert_eq!(e.field, "body.data.dins[0]");
+    assert!(e.rule.contains(&a), "{e}");
+    // Nobody but Autolog records a DIN link.
+    let forged = json!({
+        "stream": format!("din/{}", din("A999926123458")),
+        "occurred_at": "2026-11-10T12:30:00+01:00[Europe/Paris]",
+        "actor": "person/P-0001",
+        "source": {"system": "aph-par", "source_event_id": "forged"},
+        "body": {"type": "din.linked", "version": 1, "data": {"din": din("A999926123458"), "coi": b}}
+    });
+    assert_eq!(append_refused(&app, &forged).await.field, "body.type");
+}

@@ -173,6 +173,20 @@ pub const EVENT_TYPES: &[EventType] = &[
         validate: schema::<ChainCancelledV1>,
     },
     EventType {
+        name: "chain.collected",
+        version: 1,
+        description: "The apheresis collection of a chain: site, qualified operator, calibrated device, start and end, one DIN per bag.",
+        fold: Fold::AppendTo("collections"),
+        validate: schema::<ChainCollectedV1>,
+    },
+    EventType {
+        name: "din.linked",
+        version: 1,
+        description: "Recorded by Autolog with a collection: this DIN belongs to this COI, forever (stream din/<DIN>).",
+        fold: Fold::Merge,
+        validate: schema::<DinLinkedV1>,
+    },
+    EventType {
         name: "time_zone.discrepancy_flagged",
         version: 1,
         description: "Recorded by Autolog: an event's UTC offset disagrees with its recording site's zone at that instant (stream discrepancy/time-zone/<site>).",
@@ -182,7 +196,7 @@ pub const EVENT_TYPES: &[EventType] = &[
 ];
 
 /// Types only Autolog itself records; a request that sends one is refused.
-pub const RECORDED_BY_AUTOLOG: &[&str] = &["time_zone.discrepancy_flagged"];
+pub const RECORDED_BY_AUTOLOG: &[&str] = &["time_zone.discrepancy_flagged", "din.linked"];
 
 /// Looks up a type; the error says which types or versions exist.
 pub fn lookup(name: &str, version: u32) -> Result<&'static EventType, FieldError> {

@@ -1004,6 +1004,81 @@ impl Check for ChainCancelledV1 {
     }
 }
 
+/// The apheresis collection of a chain: where, by whom, with which device, when, and one
+/// ISBT 128 DIN (with its check character) per collected bag.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainCollectedV1 {
+    collection_site_id: String,
+    operator_id: String,
+    device_id: String,
+    started_at: String,
+    ended_at: String,
+    dins: Vec<String>,
+}
+
+impl Check for ChainCollectedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("collection_site_id", &self.collection_site_id)?;
+        code("operator_id", &self.operator_id)?;
+        code("device_id", &self.device_id)?;
+        let started = instant("started_at", &self.started_at)?;
+        let ended = instant("ended_at", &self.ended_at)?;
+        if ended <= started {
+            return Err(FieldError::new(
+                "ended_at",
+                &self.ended_at,
+                format!("must be later than started_at ({started})"),
+            ));
+        }
+        if self.dins.is_empty() {
+            return Err(FieldError::new(
+                "dins",
+                "[]",
+                "a collection yields at least one bag, each with its DIN",
+            ));
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for (i, text) in self.dins.iter().enumerate() {
+            let field = format!("dins[{i}]");
+            let din = crate::identifiers::Din::parse(&field, text)?;
+            let canonical = din.to_string();
+            if canonical != *text {
+                return Err(FieldError::new(
+                    field,
+                    text,
+                    format!("must be given as the DIN with its check character, {canonical}"),
+                ));
+            }
+            if seen.contains(&canonical) {
+                return Err(FieldError::new(
+                    field,
+                    text,
+                    "appears twice: one DIN per bag",
+                ));
+            }
+            seen.push(canonical);
+        }
+        Ok(())
+    }
+}
+
+/// Recorded by Autolog with a collection: a DIN belongs to this COI, forever
+/// (stream `din/<DIN>`, opened once).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DinLinkedV1 {
+    din: String,
+    coi: String,
+}
+
+impl Check for DinLinkedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        crate::identifiers::Din::parse("din", &self.din)?;
+        crate::identifiers::Coi::parse("coi", &self.coi).map(|_| ())
+    }
+}
+
 /// Autolog's own flag on an event whose UTC offset disagrees with its recording site's
 /// zone at that instant. The event is kept (its instant is exact); the flag says the
 /// sender's clock or zone setting is off.

@@ -28,6 +28,7 @@ pub fn registration_stream(event_type: &str, data: &Value) -> Option<String> {
         "process_step.defined" => format!("step/{}", field("step_code")),
         "product.registered" => format!("product/{}", field("product_code")),
         "chain.enrolled" => format!("coi/{}", field("coi")),
+        "din.linked" => format!("din/{}", field("din")),
         "source_system.registered" => format!("source-system/{}", field("system_id")),
         _ => return None,
     })
@@ -111,6 +112,20 @@ pub fn references(draft: &EventDraft) -> Vec<(String, String)> {
                 );
             }
         }
+        "chain.collected" => {
+            push(
+                "collection_site_id".into(),
+                text(data, "collection_site_id").map(|s| format!("site/{s}")),
+            );
+            push(
+                "operator_id".into(),
+                text(data, "operator_id").map(|p| format!("person/{p}")),
+            );
+            push(
+                "device_id".into(),
+                text(data, "device_id").map(|e| format!("equipment/{e}")),
+            );
+        }
         "chain.enrolled" => {
             push(
                 "product_code".into(),
@@ -155,6 +170,7 @@ pub const REGISTRY_STREAMS: &[(&str, &str)] = &[
     ("product/", "product.registered"),
     ("source-system/", "source_system.registered"),
     ("coi/", "chain.enrolled"),
+    ("din/", "din.linked"),
 ];
 
 /// The registration a stream of a registry needs before any other event; `None` for
