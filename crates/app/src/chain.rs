@@ -352,3 +352,90 @@ impl Autolog {
         Ok(extra)
     }
 }
+
+impl Autolog {
+    /// The chain of a COI as it stood at `valid_at`, as Autolog knew it at `known_at` (both
+    /// default to now; `known_at` is capped at the last commit, so the same question always
+    /// gets the same answer): patient key, product, state, custodian, units and their DINs,
+    /// and the timeline of every event known then (corrections marked), each with its time
+    /// in UTC, as recorded and in its site's zone, and its recorded-at time.
+    pub async fn chain(
+        &self,
+        coi: &str,
+        valid_at: Option<&str>,
+        known_at: Option<&str>,
+    ) -> Result<Value, AppError> {
+        let coi = Coi::parse("coi", coi)?.to_string();
+        let stream = format!("coi/{coi}");
+        let now = Instant::now();
+        let valid_at = crate::read::parse_time("valid_at", valid_at, now)?;
+        let known_at = self.settled_known_at(known_at, now).await?;
+        let events = self.store.stream_events(&stream, known_at).await?;
+        if events.is_empty() {
+            return Err(AppError::NotFound {
+                what: "chain",
+                id: coi,
+            });
+        }
+        let effective = autolog_domain::bitemporal::effective_events(&events, valid_at, known_at);
+        let mut enrolment = Value::Null;
+        let mut collections = Vec::new();
+        let mut cancelled = None;
+        for event in &effective {
+            match event.body.event_type.as_str() {
+                "chain.enrolled" => enrolment = event.body.data.clone(),
+                "chain.collected" => collections.push(&event.body.data),
+                "chain.cancelled" => cancelled = Some(event.body.data.clone()),
+                _ => {}
+            }
+        }
+        let state = if cancelled.is_some() {
+            "cancelled"
+        } else if !collections.is_empty() {
+            "collected"
+        } else if enrolment.is_null() {
+            "not_yet_enrolled"
+        } else {
+            "enrolled"
+        };
+        let custodian = collections
+            .last()
+            .map(|c| c["collection_site_id"].clone())
+            .unwrap_or_else(|| enrolment["treatment_site_id"].clone());
+        let units: Vec<Value> = collections
+            .iter()
+            .flat_map(|c| {
+                let site = c["collection_site_id"].clone();
+                c["dins"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |din| json!({"din": din, "collected_at_site": site}))
+            })
+            .collect();
+        let superseded = autolog_domain::bitemporal::superseded_by(&events, known_at);
+        let in_force: Vec<_> = effective.iter().map(|e| e.event_id).collect();
+        let mut timeline = self.presented(&events).await?;
+        for (entry, event) in timeline.iter_mut().zip(&events) {
+            if let Some(by) = superseded.get(&event.event_id) {
+                entry["superseded_by"] = json!(by.to_string());
+            }
+            entry["in_force"] = json!(in_force.contains(&event.event_id));
+        }
+        Ok(json!({
+            "coi": coi,
+            "valid_at": valid_at.to_string(),
+            "known_at": known_at.to_string(),
+            "patient_key": enrolment["patient_key"],
+            "product_code": enrolment["product_code"],
+            "treatment_site_id": enrolment["treatment_site_id"],
+            "state": state,
+            "custodian_site_id": custodian,
+            "holds": [],
+            "cancellation": cancelled,
+            "units": units,
+            "timeline": timeline,
+        }))
+    }
+}

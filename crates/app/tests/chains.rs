@@ -322,3 +322,75 @@ async fn a_collection_checks_site_operator_and_device_and_links_each_din_forever
     });
     assert_eq!(append_refused(&app, &forged).await.field, "body.type");
 }
+
+#[tokio::test]
+async fn the_chain_as_known_before_a_correction_is_unchanged_by_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = instance(&dir.path().join("a.db")).await;
+    with_network(&app).await;
+    let coi = enrol(&app, &enrolment("k")).await.expect("enrol");
+    let bags = [din("A999926223456")];
+    app.append_json(
+        collection(&coi, "k-col", "S-PAR-01", "P-0001", "APH-PAR-01", &bags)
+            .to_string()
+            .as_bytes(),
+    )
+    .await
+    .expect("collected");
+    let valid = "2026-11-20T00:00:00Z";
+    let before = app.chain(&coi, Some(valid), None).await.expect("chain");
+    assert_eq!(before["state"], "collected");
+    assert_eq!(before["custodian_site_id"], "S-PAR-01");
+    assert_eq!(before["units"][0]["din"], json!(bags[0]));
+    assert_eq!(
+        before["timeline"][1]["occurred_at_display"]["site_local"],
+        "2026-11-10T12:30:00+01:00[Europe/Paris]"
+    );
+    let k1 = before["known_at"].as_str().expect("known_at").to_string();
+
+    // The enrolment's patient key was mistyped: restated by a correction.
+    let fixed = json!({
+        "stream": format!("coi/{coi}"),
+        "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
+        "actor": "person/P-0005",
+        "source": {"system": "emr-lax", "source_event_id": "k-fix"},
+        "corrects": {"system": "emr-lax", "source_event_id": "k"},
+        "reason": "patient key mistyped at enrolment",
+        "body": {"type": "chain.enrolled", "version": 1, "data": {
+            "coi": coi, "patient_key": "PK-k2", "product_code": "CART-19",
+            "treatment_site_id": "S-LAX-01", "coi_source": "autolog"}}
+    });
+    app.append_json(fixed.to_string().as_bytes())
+        .await
+        .expect("correction");
+    let now = app.chain(&coi, Some(valid), None).await.expect("chain");
+    assert_eq!(now["patient_key"], "PK-k2");
+    assert!(
+        now["timeline"][0]["superseded_by"].is_string(),
+        "{}",
+        now["timeline"]
+    );
+    let then = app
+        .chain(&coi, Some(valid), Some(&k1))
+        .await
+        .expect("chain");
+    assert_eq!(
+        then, before,
+        "the chain as known at K1 is exactly what was answered at K1"
+    );
+    // Any form of the COI finds it; an unknown one is not found.
+    let eye = Coi::parse("coi", &coi).expect("coi").eye_readable();
+    assert_eq!(
+        app.chain(&eye, Some(valid), Some(&k1))
+            .await
+            .expect("chain"),
+        before
+    );
+    let other = Coi::parse("coi", "&/CHA999926999999")
+        .expect("coi")
+        .to_string();
+    assert!(matches!(
+        app.chain(&other, None, None).await,
+        Err(AppError::NotFound { .. })
+    ));
+}

@@ -79,6 +79,18 @@ enum Command {
     },
     /// Recompute every hash, stream chain, Merkle node, checkpoint root and signature.
     Verify,
+    /// A chain of identity as it stood at --valid-at, as known at --known-at (default now).
+    Trace {
+        /// The COI, in any of its forms (canonical, eye-readable, barcode).
+        coi: String,
+        #[arg(long)]
+        valid_at: Option<String>,
+        #[arg(long)]
+        known_at: Option<String>,
+        /// Print the whole answer as JSON (as GET /api/v1/chains/{coi}).
+        #[arg(long)]
+        json: bool,
+    },
     /// Reference data: bulk import and export, and the alignment report.
     Reference {
         #[command(subcommand)]
@@ -212,6 +224,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Trace {
+            coi,
+            valid_at,
+            known_at,
+            json,
+        } => {
+            let app = Autolog::open_existing(&config).await?;
+            let chain = app
+                .chain(&coi, valid_at.as_deref(), known_at.as_deref())
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&chain)?);
+            } else {
+                print_chain(&chain);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Reference { command } => {
             let app = Autolog::open(&config).await?;
             reference::run(&app, command).await
@@ -226,6 +255,49 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("key id: {}", autolog_domain::checkpoint::key_id(&public));
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// A chain for people: the summary, then one line per event.
+fn print_chain(chain: &serde_json::Value) {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    println!(
+        "COI {}  patient {}  product {}",
+        text(&chain["coi"]),
+        text(&chain["patient_key"]),
+        text(&chain["product_code"])
+    );
+    println!(
+        "state {}  custodian {}",
+        text(&chain["state"]),
+        text(&chain["custodian_site_id"])
+    );
+    println!(
+        "as of valid {}  known {}",
+        text(&chain["valid_at"]),
+        text(&chain["known_at"])
+    );
+    for unit in chain["units"].as_array().into_iter().flatten() {
+        println!("unit DIN {}", text(&unit["din"]));
+    }
+    for e in chain["timeline"].as_array().into_iter().flatten() {
+        let when = &e["occurred_at_display"];
+        let local = when.get("site_local").or_else(|| when.get("local"));
+        let mark = if e.get("superseded_by").is_some() {
+            "  [superseded]"
+        } else if e.get("corrects").is_some() {
+            "  [correction]"
+        } else {
+            ""
+        };
+        println!(
+            "#{:<3} {}  ({} UTC)  {}  recorded {}{mark}",
+            e["seq"],
+            local.map_or_else(|| "-".to_string(), text),
+            text(&when["utc"]),
+            text(&e["body"]["type"]),
+            text(&e["recorded_at"]),
+        );
     }
 }
 

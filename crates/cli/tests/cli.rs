@@ -358,3 +358,50 @@ fn the_clock_skew_tolerance_is_configurable() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("between 0 and 86400"));
 }
+
+#[test]
+fn trace_shows_a_chain_and_refuses_a_bad_coi() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let examples = reference_examples();
+    let out = autolog(
+        &data,
+        &["reference", "import", examples.to_str().expect("path")],
+    );
+    assert!(out.status.success(), "{}", stdout(&out));
+    let coi = "CHA999926000777";
+    let full = autolog_domain::identifiers::Coi::parse("coi", &format!("&/{coi}"))
+        .expect("coi")
+        .to_string();
+    let line = serde_json::json!({
+        "stream": format!("coi/{full}"),
+        "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
+        "actor": "person/P-0005", "site": "S-LAX-01",
+        "source": {"system": "emr-lax", "source_event_id": "t-1"},
+        "body": {"type": "chain.enrolled", "version": 1, "data": {
+            "coi": full, "patient_key": "PK-T1", "product_code": "CART-19",
+            "treatment_site_id": "S-LAX-01", "coi_source": "upstream", "upstream_system": "emr-lax"}}
+    });
+    let file = dir.path().join("chain.ndjson");
+    std::fs::write(&file, format!("{line}\n")).expect("write");
+    let out = autolog(&data, &["ingest", file.to_str().expect("path")]);
+    assert!(stdout(&out).contains("1 accepted"), "{}", stdout(&out));
+    let out = autolog(&data, &["trace", &full]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("state enrolled"), "{text}");
+    assert!(
+        text.contains("2026-11-02T09:00:00-08:00[America/Los_Angeles]"),
+        "{text}"
+    );
+    let out = autolog(&data, &["trace", "--json", &full]);
+    let chain: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(chain["patient_key"], "PK-T1");
+    let out = autolog(&data, &["trace", "CHA999926000777X"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("check character"));
+}

@@ -52,6 +52,7 @@ pub fn router(app: Arc<Autolog>) -> Router {
         .route("/api/v1/key", get(public_key))
         .route("/api/v1/reference/resolve", get(resolve))
         .route("/api/v1/chains", post(enrol))
+        .route("/api/v1/chains/{coi}", get(chain))
         .route("/api/v1/reference/alignment", get(alignment))
         .route("/api/v1/reference/export", get(export_reference))
         .route(
@@ -297,6 +298,24 @@ async fn enrol(
     let mut answer = result.to_json();
     answer["coi"] = json!(coi);
     Ok((status, Json(answer)))
+}
+
+async fn chain(
+    State(app): State<AppState>,
+    coi: PathParam,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &["valid_at", "known_at"])?;
+    let coi = path_param("coi", coi)?;
+    let chain = app
+        .chain(
+            &coi,
+            p.get("valid_at").map(String::as_str),
+            p.get("known_at").map(String::as_str),
+        )
+        .await?;
+    Ok(Json(chain))
 }
 
 /// Registry listings take `filter.<field path>=<value>` parameters.

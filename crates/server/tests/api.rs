@@ -944,6 +944,18 @@ async fn enrolment_over_http_accepts_an_upstream_coi_once() {
         let (status, answer) = post(body("e-2", Some(&coi))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
         assert_eq!(answer["error"]["field"], "coi");
+        let (status, chain) = app.get(&format!("/api/v1/chains/{coi}")).await;
+        assert_eq!(status, StatusCode::OK, "{chain}");
+        assert_eq!(
+            (chain["state"].as_str(), chain["patient_key"].as_str()),
+            (Some("enrolled"), Some("PK-0001"))
+        );
+        let (status, _) = app.get("/api/v1/chains/CHA999926000778X").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let other =
+            autolog_domain::identifiers::Coi::parse("coi", "&/CHA999926000778").expect("coi");
+        let (status, _) = app.get(&format!("/api/v1/chains/{other}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
         let (status, answer) = post(body("e-3", None)).await;
         assert_eq!(
             status,
