@@ -1,5 +1,6 @@
 //! Reference-data benchmarks on SQLite: bulk import of a generated network (rows per
-//! second, one transaction), crosswalk resolution latency, and the alignment report.
+//! second, one transaction), crosswalk resolution latency, the alignment report, and
+//! chain reads (`trace`) on a ledger of 104,000 chain events.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant as Clock};
@@ -125,5 +126,80 @@ fn reference(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, reference);
+/// Chain reads on a ledger of `chains` chains of 52 events each (enrolment, 51 notes).
+fn chains(c: &mut Criterion) {
+    let rt = Runtime::new().expect("runtime");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = rt.block_on(fresh(&dir, "chains.db"));
+    let examples =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reference");
+    let mut paths: Vec<_> = std::fs::read_dir(examples)
+        .expect("examples")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    paths.sort();
+    let files: Vec<ImportFile> = paths
+        .iter()
+        .map(|p| ImportFile {
+            name: p.display().to_string(),
+            content: std::fs::read(p).expect("read"),
+            registry: None,
+        })
+        .collect();
+    rt.block_on(app.import_reference(&files, "system/bench", false, &|_| {}))
+        .expect("import");
+    let chains = 2000;
+    let mut cois = Vec::new();
+    let mut mid = Vec::new();
+    for i in 0..chains {
+        let coi = autolog_domain::identifiers::Coi::parse("coi", &format!("&/CHA99992{:07}", i))
+            .expect("coi")
+            .to_string();
+        let mut batch = vec![json!({
+            "stream": format!("coi/{coi}"), "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
+            "actor": "person/P-0005", "source": {"system": "bench", "source_event_id": format!("e{i}")},
+            "body": {"type": "chain.enrolled", "version": 1, "data": {"coi": coi, "patient_key": format!("PK-{i}"),
+                "product_code": "CART-19", "treatment_site_id": "S-LAX-01", "coi_source": "upstream", "upstream_system": "emr-lax"}}
+        })];
+        for n in 0..51 {
+            batch.push(json!({
+                "stream": format!("coi/{coi}"), "occurred_at": "2026-11-03T09:00:00-08:00[America/Los_Angeles]",
+                "actor": "person/P-0005", "site": "S-LAX-01", "source": {"system": "bench", "source_event_id": format!("n{i}-{n}")},
+                "body": {"type": "annotation.recorded", "version": 1, "data": {"text": "step recorded"}}
+            }));
+        }
+        let result = rt
+            .block_on(app.append_json(Value::Array(batch).to_string().as_bytes()))
+            .expect("append");
+        // A moment when half of each chain was known: the enrolment and 25 notes.
+        if let Some(o) = result.outcomes.get(25) {
+            mid.push(o.event.recorded_at.to_string());
+        }
+        cois.push(coi);
+    }
+    let events = chains * 52;
+    let mut group = c.benchmark_group("chain/sqlite");
+    group.throughput(Throughput::Elements(1));
+    let mut n = 0usize;
+    group.bench_function(BenchmarkId::new("trace_now", events), |b| {
+        b.iter(|| {
+            n = (n + 7) % chains;
+            rt.block_on(app.chain(&cois[n], None, None)).expect("chain")
+        })
+    });
+    group.bench_function(BenchmarkId::new("trace_as_of_past", events), |b| {
+        b.iter(|| {
+            n = (n + 7) % chains;
+            rt.block_on(app.chain(
+                &cois[n],
+                Some("2026-11-02T18:00:00Z"),
+                Some("2026-11-01T00:00:00Z"),
+            ))
+            .ok()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, reference, chains);
 criterion_main!(benches);
