@@ -190,12 +190,11 @@ fn chains(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("trace_as_of_past", events), |b| {
         b.iter(|| {
             n = (n + 7) % chains;
-            rt.block_on(app.chain(
-                &cois[n],
-                Some("2026-11-02T18:00:00Z"),
-                Some("2026-11-01T00:00:00Z"),
-            ))
-            .ok()
+            let chain = rt
+                .block_on(app.chain(&cois[n], None, Some(&mid[n])))
+                .expect("chain");
+            assert_eq!(chain["timeline"].as_array().map(Vec::len), Some(26));
+            chain
         })
     });
     group.finish();
