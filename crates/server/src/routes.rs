@@ -66,6 +66,19 @@ pub fn router(app: Arc<Autolog>) -> Router {
         .with_state(app)
 }
 
+/// An event request's body, or the refusal of one too large or unreadable.
+fn request_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    match body {
+        Ok(b) => Ok(b),
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(too_large(MAX_REQUEST_BYTES + 1).into())
+        }
+        Err(rejection) => {
+            Err(FieldError::new("request", "(unreadable)", rejection.body_text()).into())
+        }
+    }
+}
+
 /// Refuses query parameters the endpoint does not know, naming them.
 fn only_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
     for (key, value) in params {
@@ -121,15 +134,7 @@ async fn append(
     State(app): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(too_large(MAX_REQUEST_BYTES + 1).into())
-        }
-        Err(rejection) => {
-            return Err(FieldError::new("request", "(unreadable)", rejection.body_text()).into())
-        }
-    };
+    let body = request_body(body)?;
     let result = app.append_json(&body).await?;
     let status = if result.appended() > 0 {
         StatusCode::CREATED
@@ -280,15 +285,7 @@ async fn enrol(
     State(app): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let body = match body {
-        Ok(b) => b,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return Err(too_large(MAX_REQUEST_BYTES + 1).into())
-        }
-        Err(rejection) => {
-            return Err(FieldError::new("request", "(unreadable)", rejection.body_text()).into())
-        }
-    };
+    let body = request_body(body)?;
     let (coi, result) = app.enrol(&body).await?;
     let status = if result.appended() > 0 {
         StatusCode::CREATED
