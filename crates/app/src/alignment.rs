@@ -8,22 +8,13 @@ use autolog_domain::zone::check_zone;
 use autolog_domain::Instant;
 use serde_json::{json, Value};
 
+use crate::read::{instant_field, text};
 use crate::registry::REGISTRIES;
 use crate::time_discipline::ZONE_DISCREPANCY_PREFIX;
 use crate::{AppError, Autolog};
 
 /// Crosswalks ending within this many days are reported as about to expire.
 pub const DEFAULT_EXPIRY_HORIZON_DAYS: u32 = 30;
-
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
-fn instant(v: &Value, key: &str) -> Option<Instant> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .and_then(|t| Instant::parse_rfc3339(key, t).ok())
-}
 
 /// Lower case, runs of non-alphanumerics folded to one space: "St. Mary's " = "st mary s".
 fn normalised(s: &str) -> String {
@@ -35,12 +26,12 @@ fn normalised(s: &str) -> String {
 }
 
 /// Whether a person holds a qualification at `site` (any site when `None`) valid at `at`.
-fn qualified(person: &Value, site: Option<&str>, at: Instant) -> bool {
+pub(crate) fn qualified(person: &Value, site: Option<&str>, at: Instant) -> bool {
     let list = person.get("qualifications").and_then(Value::as_array);
     list.into_iter().flatten().any(|q| {
         site.is_none_or(|s| text(q, "site_id") == s)
-            && instant(q, "valid_from").is_none_or(|from| from <= at)
-            && instant(q, "valid_until").is_some_and(|until| at < until)
+            && instant_field(q, "valid_from").is_none_or(|from| from <= at)
+            && instant_field(q, "valid_until").is_some_and(|until| at < until)
     })
 }
 
@@ -78,8 +69,8 @@ impl Autolog {
                 text(m, "system") == system
                     && text(m, "kind") == kind
                     && text(m, "local_code") == code
-                    && instant(m, "valid_from").is_none_or(|f| f <= now)
-                    && instant(m, "valid_to").is_none_or(|t| now < t)
+                    && instant_field(m, "valid_from").is_none_or(|f| f <= now)
+                    && instant_field(m, "valid_to").is_none_or(|t| now < t)
             })
         };
         let mut unmapped: BTreeMap<(String, String), (u64, Vec<Value>)> = BTreeMap::new();
@@ -108,7 +99,7 @@ impl Autolog {
         .unwrap_or(Instant::MAX);
         let expiring: Vec<Value> = mappings
             .iter()
-            .filter(|m| instant(m, "valid_to").is_some_and(|t| now < t && t <= horizon))
+            .filter(|m| instant_field(m, "valid_to").is_some_and(|t| now < t && t <= horizon))
             .cloned()
             .collect();
 
@@ -140,7 +131,7 @@ impl Autolog {
             .iter()
             .filter(|e| active(e))
             .filter_map(|e| {
-                let until = instant(e, "calibration_valid_until");
+                let until = instant_field(e, "calibration_valid_until");
                 let rule = match until {
                     None => "has no calibration on record".to_string(),
                     Some(u) if u <= now => format!("calibration expired at {u}"),
@@ -228,22 +219,12 @@ impl Autolog {
     /// The time-zone discrepancies Autolog flagged, by site.
     async fn zone_discrepancies(&self, known_at: Instant) -> Result<Vec<Value>, AppError> {
         let mut found = Vec::new();
-        let mut after = String::new();
-        loop {
-            let streams = self
-                .store
-                .streams_with_prefix(ZONE_DISCREPANCY_PREFIX, &after, crate::read::MAX_PAGE)
-                .await?;
-            for stream in &streams {
-                for event in self.store.stream_events(stream, known_at).await? {
-                    found.push(event.body.data.clone());
-                }
-            }
-            match streams.last() {
-                Some(last) if streams.len() == crate::read::MAX_PAGE as usize => {
-                    after = last.clone()
-                }
-                _ => break,
+        for stream in self
+            .all_streams_with_prefix(ZONE_DISCREPANCY_PREFIX)
+            .await?
+        {
+            for event in self.store.stream_events(&stream, known_at).await? {
+                found.push(event.body.data.clone());
             }
         }
         Ok(found)

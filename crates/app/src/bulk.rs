@@ -15,6 +15,7 @@ use autolog_domain::{
 use autolog_store::StoreError;
 use serde_json::{json, Map, Value};
 
+use crate::read::text;
 use crate::registry::{registry, registry_of_file_name, Cell, Registry, REGISTRIES};
 use crate::{AppError, Autolog};
 
@@ -821,43 +822,20 @@ impl Autolog {
         known_at: Instant,
     ) -> Result<Vec<Value>, AppError> {
         let mut records = Vec::new();
-        let mut after = String::new();
-        loop {
-            let streams = self
-                .store
-                .streams_with_prefix(registry.prefix, &after, crate::read::MAX_PAGE)
-                .await?;
-            for stream in &streams {
-                let events = self.store.stream_events(stream, known_at).await?;
-                if registry.is_crosswalks() {
-                    let mut mappings: Vec<&Value> =
-                        effective_events(&events, Instant::MAX, known_at)
-                            .into_iter()
-                            .map(|e| &e.body.data)
-                            .collect();
-                    let key = |v: &Value| {
-                        let text = |k: &str| {
-                            v.get(k)
-                                .and_then(Value::as_str)
-                                .unwrap_or_default()
-                                .to_string()
-                        };
-                        (text("local_code"), text("valid_from"))
-                    };
-                    mappings.sort_by_key(|v| key(v));
-                    records.extend(mappings.into_iter().cloned());
-                } else {
-                    let state = stream_state(stream, &events, Instant::MAX, known_at);
-                    if !state.events.is_empty() {
-                        records.push(record_of(&state.state));
-                    }
+        for stream in &self.all_streams_with_prefix(registry.prefix).await? {
+            let events = self.store.stream_events(stream, known_at).await?;
+            if registry.is_crosswalks() {
+                let mut mappings: Vec<&Value> = effective_events(&events, Instant::MAX, known_at)
+                    .into_iter()
+                    .map(|e| &e.body.data)
+                    .collect();
+                mappings.sort_by_key(|v| (text(v, "local_code"), text(v, "valid_from")));
+                records.extend(mappings.into_iter().cloned());
+            } else {
+                let state = stream_state(stream, &events, Instant::MAX, known_at);
+                if !state.events.is_empty() {
+                    records.push(record_of(&state.state));
                 }
-            }
-            match streams.last() {
-                Some(last) if streams.len() == crate::read::MAX_PAGE as usize => {
-                    after = last.clone()
-                }
-                _ => break,
             }
         }
         Ok(records)

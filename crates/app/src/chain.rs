@@ -5,6 +5,7 @@ use autolog_domain::identifiers::{Coi, Fin};
 use autolog_domain::{EventDraft, FieldError, Instant};
 use serde_json::{json, Map, Value};
 
+use crate::read::{instant_field, text};
 use crate::{AppError, AppendResult, Autolog, MAX_REQUEST_BYTES};
 
 /// The fields of an enrolment request beyond the event envelope's.
@@ -153,22 +154,6 @@ impl Autolog {
     }
 }
 
-/// The state of a registry record as it stands now (empty object when unregistered).
-async fn record(app: &Autolog, stream: &str) -> Result<Value, AppError> {
-    let events = app.store.stream_events(stream, Instant::MAX).await?;
-    Ok(autolog_domain::bitemporal::stream_state(stream, &events, Instant::MAX, Instant::MAX).state)
-}
-
-fn text<'a>(v: &'a Value, key: &str) -> &'a str {
-    v.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
-fn instant_of(v: &Value, key: &str) -> Option<Instant> {
-    v.get(key)
-        .and_then(Value::as_str)
-        .and_then(|t| Instant::parse_rfc3339(key, t).ok())
-}
-
 impl Autolog {
     /// Checks chain steps against reference data (site type allowed for the step by the
     /// product's process, operator qualified at the site then, device at the site and in
@@ -198,16 +183,18 @@ impl Autolog {
                 .find(|d| d.stream == draft.stream && d.body.event_type == "chain.enrolled")
             {
                 Some(enrolled) => enrolled.body.data.clone(),
-                None => record(self, &draft.stream).await?,
+                None => self.current_state(&draft.stream).await?,
             };
             let product_code = text(&chain, "product_code");
             if product_code.is_empty() {
                 continue; // not enrolled: the store refuses it, naming the rule
             }
             let site_id = text(data, "collection_site_id");
-            let started = instant_of(data, "started_at").unwrap_or(draft.occurred_at.instant);
+            let started = instant_field(data, "started_at").unwrap_or(draft.occurred_at.instant);
             // The site type: one the product's collecting step allows.
-            let product = record(self, &format!("product/{product_code}")).await?;
+            let product = self
+                .current_state(&format!("product/{product_code}"))
+                .await?;
             let steps = product
                 .get("process")
                 .and_then(|p| p.get("steps"))
@@ -217,7 +204,7 @@ impl Autolog {
             let mut allowed: Option<(String, Vec<String>)> = None;
             for step in &steps {
                 let code = text(step, "step_code");
-                let definition = record(self, &format!("step/{code}")).await?;
+                let definition = self.current_state(&format!("step/{code}")).await?;
                 if text(&definition, "cbv_biz_step") == "collecting" {
                     let types = step
                         .get("site_types")
@@ -238,7 +225,7 @@ impl Autolog {
                     format!("product {product_code}'s process has no step whose CBV bizStep is collecting"),
                 ));
             };
-            let site = record(self, &format!("site/{site_id}")).await?;
+            let site = self.current_state(&format!("site/{site_id}")).await?;
             let site_types: Vec<&str> = site
                 .get("site_types")
                 .and_then(Value::as_array)
@@ -262,17 +249,8 @@ impl Autolog {
             }
             // The operator: qualified at this site when the collection started.
             let operator_id = text(data, "operator_id");
-            let operator = record(self, &format!("person/{operator_id}")).await?;
-            let qualified = operator
-                .get("qualifications")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .any(|q| {
-                    text(q, "site_id") == site_id
-                        && instant_of(q, "valid_from").is_none_or(|f| f <= started)
-                        && instant_of(q, "valid_until").is_some_and(|u| started < u)
-                });
+            let operator = self.current_state(&format!("person/{operator_id}")).await?;
+            let qualified = crate::alignment::qualified(&operator, Some(site_id), started);
             if !qualified {
                 return Err(refuse(
                     "operator_id",
@@ -282,7 +260,9 @@ impl Autolog {
             }
             // The device: an apheresis device at this site, calibrated at the start.
             let device_id = text(data, "device_id");
-            let device = record(self, &format!("equipment/{device_id}")).await?;
+            let device = self
+                .current_state(&format!("equipment/{device_id}"))
+                .await?;
             let device_rule = if text(&device, "equipment_type") != "apheresis_device" {
                 Some(format!(
                     "is a {}, not an apheresis_device",
@@ -293,7 +273,8 @@ impl Autolog {
                     "is at {}, not at {site_id}",
                     text(&device, "site_id")
                 ))
-            } else if instant_of(&device, "calibration_valid_until").is_none_or(|u| started >= u) {
+            } else if instant_field(&device, "calibration_valid_until").is_none_or(|u| started >= u)
+            {
                 Some(format!(
                     "is not in calibration at {started} (calibration valid until {})",
                     device
@@ -314,7 +295,7 @@ impl Autolog {
                 .cloned()
                 .unwrap_or_default();
             for (j, din) in dins.iter().filter_map(Value::as_str).enumerate() {
-                let link = record(self, &format!("din/{din}")).await?;
+                let link = self.current_state(&format!("din/{din}")).await?;
                 let owner = text(&link, "coi");
                 if !owner.is_empty() {
                     let rule = if owner == coi {

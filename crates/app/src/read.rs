@@ -37,6 +37,19 @@ pub(crate) fn parse_time(
     }
 }
 
+/// A text field of a JSON record ("" when absent or not text).
+pub(crate) fn text<'a>(record: &'a Value, key: &str) -> &'a str {
+    record.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// An RFC 3339 instant field of a JSON record (`None` when absent or unreadable).
+pub(crate) fn instant_field(record: &Value, key: &str) -> Option<Instant> {
+    record
+        .get(key)
+        .and_then(Value::as_str)
+        .and_then(|t| Instant::parse_rfc3339(key, t).ok())
+}
+
 /// A page size: default 100, between 1 and [`MAX_PAGE`].
 pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, AppError> {
     let limit = limit.unwrap_or(100);
@@ -146,6 +159,33 @@ impl Autolog {
         Ok(presented.pop().unwrap_or(Value::Null))
     }
 
+    /// A stream's state after all its events, as known now: a registry record as it
+    /// stands (an empty object when the stream has no event).
+    pub(crate) async fn current_state(&self, stream: &str) -> Result<Value, AppError> {
+        let events = self.store.stream_events(stream, Instant::MAX).await?;
+        Ok(stream_state(stream, &events, Instant::MAX, Instant::MAX).state)
+    }
+
+    /// Every stream name under a prefix, in bytewise order, read page by page.
+    pub(crate) async fn all_streams_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<String>, AppError> {
+        let mut all: Vec<String> = Vec::new();
+        loop {
+            let after = all.last().cloned().unwrap_or_default();
+            let page = self
+                .store
+                .streams_with_prefix(prefix, &after, MAX_PAGE)
+                .await?;
+            let full = page.len() == MAX_PAGE as usize;
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
+
     /// Events as the API shows them: the envelope, plus `occurred_at_display` (not hashed)
     /// with the instant in UTC, in the zone it was recorded in and, when the event names
     /// its recording site, in that site's zone.
@@ -160,9 +200,7 @@ impl Autolog {
             }
             if let Some(site) = &e.site {
                 if !site_zones.contains_key(site) {
-                    let stream = format!("site/{site}");
-                    let history = self.store.stream_events(&stream, Instant::MAX).await?;
-                    let state = stream_state(&stream, &history, Instant::MAX, Instant::MAX).state;
+                    let state = self.current_state(&format!("site/{site}")).await?;
                     let zone = state
                         .get("time_zone")
                         .and_then(Value::as_str)
