@@ -5,8 +5,9 @@ use autolog_domain::envelope::parse_draft;
 use autolog_domain::zone::check_clock_skew;
 use autolog_domain::{EventDraft, FieldError, Instant, Uuid};
 use autolog_store::{AppendOutcome, StoreError};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
+use crate::custody::StepError;
 use crate::{AppError, Autolog};
 
 /// At most this many events in one request.
@@ -25,8 +26,10 @@ pub struct AppendResult {
     pub outcomes: Vec<AppendOutcome>,
     /// Flags Autolog recorded about the requested events (time-zone discrepancies).
     pub flags: Vec<AppendOutcome>,
-    /// Other events Autolog recorded with them (the DIN links of a collection).
+    /// Other events Autolog recorded with them (DIN links of a collection, holds).
     pub linked: Vec<AppendOutcome>,
+    /// Alerts Autolog raised with them, in the same transaction.
+    pub alerts: Vec<AppendOutcome>,
     /// Whether the request was a single event (not an array).
     pub single: bool,
 }
@@ -67,6 +70,14 @@ impl AppendResult {
         if !self.linked.is_empty() {
             let linked = self.linked.iter().map(|o| o.event.to_json()).collect();
             answer["linked"] = Value::Array(linked);
+        }
+        if !self.alerts.is_empty() {
+            let alerts = self
+                .alerts
+                .iter()
+                .map(|o| crate::alerts::alert_json(&o.event, &[]))
+                .collect();
+            answer["alerts"] = Value::Array(alerts);
         }
         answer
     }
@@ -136,6 +147,28 @@ pub fn parse_request(
     Ok((drafts, single))
 }
 
+/// Parses a request body that must be one JSON object (`what` names it in the refusal).
+pub(crate) fn parse_object(body: &[u8], what: &str) -> Result<Map<String, Value>, AppError> {
+    if body.len() > MAX_REQUEST_BYTES {
+        return Err(too_large(body.len()));
+    }
+    let request: Value = serde_json::from_slice(body).map_err(|e| {
+        AppError::Invalid(FieldError::new(
+            "request",
+            format!("line {} column {}", e.line(), e.column()),
+            format!("is not well-formed JSON: {e}"),
+        ))
+    })?;
+    match request {
+        Value::Object(fields) => Ok(fields),
+        other => Err(AppError::Invalid(FieldError::new(
+            "request",
+            autolog_domain::error::show(&other),
+            format!("{what} is a JSON object"),
+        ))),
+    }
+}
+
 /// The refusal of a request body over [`MAX_REQUEST_BYTES`].
 pub fn too_large(len: usize) -> AppError {
     AppError::TooLarge(FieldError::new(
@@ -171,10 +204,22 @@ impl Autolog {
                 format!("[{i}]")
             }
         };
-        let links = self.chain_step_rules(&drafts, &prefix).await?;
+        let recorded_by_rules = match self.chain_step_rules(&drafts).await {
+            Ok(recorded) => recorded,
+            Err(StepError::Refused { index, error }) => {
+                // The refusal changes nothing on the chain; the attempt is an alert.
+                if let Some(draft) = drafts.get(index) {
+                    self.record_refusal_alert(draft, &error).await;
+                }
+                return Err(AppError::Invalid(error.under(&prefix(index))));
+            }
+            Err(StepError::Failed(e)) => return Err(e),
+        };
         let flags = self.zone_discrepancy_flags(&drafts).await?;
-        drafts.extend(links);
+        let zone_alerts: Vec<EventDraft> = flags.iter().map(crate::alerts::zone_alert).collect();
+        drafts.extend(recorded_by_rules);
         drafts.extend(flags);
+        drafts.extend(zone_alerts);
         let mut outcomes = match self.store.append(&drafts, &Instant::now).await {
             Ok(outcomes) => outcomes,
             // The store names batch members as [i]; a single event has no index.
@@ -198,15 +243,46 @@ impl Autolog {
                 "event appended"
             );
         }
-        let (flags, linked) = recorded
+        let fresh: Vec<&autolog_domain::Event> = recorded
+            .iter()
+            .filter(|o| !o.duplicate)
+            .map(|o| &o.event)
+            .collect();
+        self.publish_alerts(&fresh);
+        let (alerts, rest): (Vec<_>, Vec<_>) = recorded
+            .into_iter()
+            .partition(|o| o.event.body.event_type == "alert.raised");
+        let (flags, linked) = rest
             .into_iter()
             .partition(|o| o.event.body.event_type == "time_zone.discrepancy_flagged");
         Ok(AppendResult {
             outcomes,
             flags,
             linked,
+            alerts,
             single,
         })
+    }
+
+    /// Records the alert for a refused chain event, in its own transaction. A failure to
+    /// record it is logged; the refusal is answered either way.
+    async fn record_refusal_alert(&self, draft: &EventDraft, error: &FieldError) {
+        let alert = crate::alerts::refusal_alert(draft, error);
+        match self.store.append(&[alert], &Instant::now).await {
+            Ok(outcomes) => {
+                let fresh: Vec<&autolog_domain::Event> = outcomes
+                    .iter()
+                    .filter(|o| !o.duplicate)
+                    .map(|o| &o.event)
+                    .collect();
+                self.publish_alerts(&fresh);
+            }
+            Err(e) => tracing::error!(
+                event_id = %draft.event_id,
+                stream = %draft.stream,
+                "the alert for a refused chain event could not be recorded: {e}"
+            ),
+        }
     }
 }
 

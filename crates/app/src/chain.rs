@@ -2,11 +2,10 @@
 //! treatment center, and the chain's COI is issued once, or an upstream COI accepted.
 
 use autolog_domain::identifiers::{Coi, Fin};
-use autolog_domain::{EventDraft, FieldError, Instant};
+use autolog_domain::{FieldError, Instant};
 use serde_json::{json, Map, Value};
 
-use crate::read::{instant_field, text};
-use crate::{AppError, AppendResult, Autolog, MAX_REQUEST_BYTES};
+use crate::{AppError, AppendResult, Autolog};
 
 /// The fields of an enrolment request beyond the event envelope's.
 const ENROLMENT_FIELDS: &[&str] = &[
@@ -36,23 +35,7 @@ impl Autolog {
     /// append result. A COI is never issued twice: a number handed out and not used (a
     /// refused request, a cancelled enrolment) is never handed out again.
     pub async fn enrol(&self, body: &[u8]) -> Result<(String, AppendResult), AppError> {
-        if body.len() > MAX_REQUEST_BYTES {
-            return Err(crate::too_large(body.len()));
-        }
-        let request: Value = serde_json::from_slice(body).map_err(|e| {
-            AppError::Invalid(FieldError::new(
-                "request",
-                format!("line {} column {}", e.line(), e.column()),
-                format!("is not well-formed JSON: {e}"),
-            ))
-        })?;
-        let Value::Object(fields) = request else {
-            return Err(AppError::Invalid(FieldError::new(
-                "request",
-                autolog_domain::error::show(&request),
-                "an enrolment is a JSON object",
-            )));
-        };
+        let fields = crate::append::parse_object(body, "an enrolment")?;
         for key in fields.keys() {
             if !ENROLMENT_FIELDS.contains(&key.as_str()) && !ENVELOPE_FIELDS.contains(&key.as_str())
             {
@@ -155,186 +138,6 @@ impl Autolog {
 }
 
 impl Autolog {
-    /// Checks chain steps against reference data (site type allowed for the step by the
-    /// product's process, operator qualified at the site then, device at the site and in
-    /// calibration, DINs never seen before) and returns the events Autolog records with
-    /// them (one `din.linked` per collected bag). Refusals name the field under `prefix(i)`.
-    pub(crate) async fn chain_step_rules(
-        &self,
-        drafts: &[EventDraft],
-        prefix: &(dyn Fn(usize) -> String + Sync),
-    ) -> Result<Vec<EventDraft>, AppError> {
-        let mut extra = Vec::new();
-        for (i, draft) in drafts.iter().enumerate() {
-            if draft.body.event_type != "chain.collected" {
-                continue;
-            }
-            let refuse = |field: &str, value: &str, rule: String| {
-                AppError::Invalid(
-                    FieldError::new(format!("body.data.{field}"), value, rule).under(&prefix(i)),
-                )
-            };
-            let Some(coi) = draft.stream.strip_prefix("coi/") else {
-                continue; // the store refuses a collection outside a chain
-            };
-            let data = &draft.body.data;
-            let chain = match drafts[..i]
-                .iter()
-                .find(|d| d.stream == draft.stream && d.body.event_type == "chain.enrolled")
-            {
-                Some(enrolled) => enrolled.body.data.clone(),
-                None => self.current_state(&draft.stream).await?,
-            };
-            let product_code = text(&chain, "product_code");
-            if product_code.is_empty() {
-                continue; // not enrolled: the store refuses it, naming the rule
-            }
-            let site_id = text(data, "collection_site_id");
-            let started = instant_field(data, "started_at").unwrap_or(draft.occurred_at.instant);
-            // The site type: one the product's collecting step allows.
-            let product = self
-                .current_state(&format!("product/{product_code}"))
-                .await?;
-            let steps = product
-                .get("process")
-                .and_then(|p| p.get("steps"))
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let mut allowed: Option<(String, Vec<String>)> = None;
-            for step in &steps {
-                let code = text(step, "step_code");
-                let definition = self.current_state(&format!("step/{code}")).await?;
-                if text(&definition, "cbv_biz_step") == "collecting" {
-                    let types = step
-                        .get("site_types")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .map(str::to_string)
-                        .collect();
-                    allowed = Some((code.to_string(), types));
-                    break;
-                }
-            }
-            let Some((step_code, allowed_types)) = allowed else {
-                return Err(refuse(
-                    "collection_site_id",
-                    site_id,
-                    format!("product {product_code}'s process has no step whose CBV bizStep is collecting"),
-                ));
-            };
-            let site = self.current_state(&format!("site/{site_id}")).await?;
-            let site_types: Vec<&str> = site
-                .get("site_types")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
-            if !site_types
-                .iter()
-                .any(|t| allowed_types.iter().any(|a| a == t))
-            {
-                return Err(refuse(
-                    "collection_site_id",
-                    site_id,
-                    format!(
-                        "is a {} and may not perform step {step_code} of {product_code} (allowed: {})",
-                        site_types.join(", "),
-                        allowed_types.join(", ")
-                    ),
-                ));
-            }
-            // The operator: qualified at this site when the collection started.
-            let operator_id = text(data, "operator_id");
-            let operator = self.current_state(&format!("person/{operator_id}")).await?;
-            let qualified = crate::alignment::qualified(&operator, Some(site_id), started);
-            if !qualified {
-                return Err(refuse(
-                    "operator_id",
-                    operator_id,
-                    format!("holds no qualification at {site_id} valid at {started}"),
-                ));
-            }
-            // The device: an apheresis device at this site, calibrated at the start.
-            let device_id = text(data, "device_id");
-            let device = self
-                .current_state(&format!("equipment/{device_id}"))
-                .await?;
-            let device_rule = if text(&device, "equipment_type") != "apheresis_device" {
-                Some(format!(
-                    "is a {}, not an apheresis_device",
-                    text(&device, "equipment_type")
-                ))
-            } else if text(&device, "site_id") != site_id {
-                Some(format!(
-                    "is at {}, not at {site_id}",
-                    text(&device, "site_id")
-                ))
-            } else if instant_field(&device, "calibration_valid_until").is_none_or(|u| started >= u)
-            {
-                Some(format!(
-                    "is not in calibration at {started} (calibration valid until {})",
-                    device
-                        .get("calibration_valid_until")
-                        .and_then(Value::as_str)
-                        .unwrap_or("never")
-                ))
-            } else {
-                None
-            };
-            if let Some(rule) = device_rule {
-                return Err(refuse("device_id", device_id, rule));
-            }
-            // Each DIN belongs to one COI, forever.
-            let dins = data
-                .get("dins")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            for (j, din) in dins.iter().filter_map(Value::as_str).enumerate() {
-                let link = self.current_state(&format!("din/{din}")).await?;
-                let owner = text(&link, "coi");
-                if !owner.is_empty() {
-                    let rule = if owner == coi {
-                        "was already collected for this chain".to_string()
-                    } else {
-                        format!(
-                            "already belongs to chain {owner}: a DIN belongs to one COI, forever"
-                        )
-                    };
-                    return Err(refuse(&format!("dins[{j}]"), din, rule));
-                }
-                extra.push(EventDraft {
-                    event_id: autolog_domain::Uuid::now_v7(),
-                    stream: format!("din/{din}"),
-                    occurred_at: draft.occurred_at.clone(),
-                    actor: crate::AUTOLOG_ACTOR.to_string(),
-                    site: None,
-                    source: autolog_domain::Source {
-                        system: "autolog".to_string(),
-                        source_event_id: format!(
-                            "din-link/{}/{}/{j}",
-                            draft.source.system, draft.source.source_event_id
-                        ),
-                    },
-                    reason: None,
-                    corrects: None,
-                    body: autolog_domain::Body {
-                        event_type: "din.linked".to_string(),
-                        version: 1,
-                        data: json!({"din": din, "coi": coi}),
-                    },
-                });
-            }
-        }
-        Ok(extra)
-    }
-}
-
-impl Autolog {
     /// The chain of a COI as it stood at `valid_at`, as Autolog knew it at `known_at` (both
     /// default to now; `known_at` is capped at the last commit, so the same question always
     /// gets the same answer): patient key, product, state, custodian, units and their DINs,
@@ -359,42 +162,42 @@ impl Autolog {
             });
         }
         let effective = autolog_domain::bitemporal::effective_events(&events, valid_at, known_at);
-        let mut enrolment = Value::Null;
-        let mut collections = Vec::new();
-        let mut cancelled = None;
+        let enrolment = effective
+            .iter()
+            .find(|e| e.body.event_type == "chain.enrolled")
+            .map(|e| e.body.data.clone())
+            .unwrap_or(Value::Null);
+        let cancelled = effective
+            .iter()
+            .find(|e| e.body.event_type == "chain.cancelled")
+            .map(|e| e.body.data.clone());
+        let view = self.chain_view_of(&coi, &effective, &enrolment).await?;
+        let mut units: Vec<Value> = Vec::new();
         for event in &effective {
-            match event.body.event_type.as_str() {
-                "chain.enrolled" => enrolment = event.body.data.clone(),
-                "chain.collected" => collections.push(&event.body.data),
-                "chain.cancelled" => cancelled = Some(event.body.data.clone()),
-                _ => {}
+            let data = &event.body.data;
+            if event.body.event_type == "chain.collected" {
+                for din in data["dins"].as_array().into_iter().flatten() {
+                    units
+                        .push(json!({"din": din, "collected_at_site": data["collection_site_id"]}));
+                }
             }
         }
-        let state = if cancelled.is_some() {
-            "cancelled"
-        } else if !collections.is_empty() {
-            "collected"
-        } else if enrolment.is_null() {
-            "not_yet_enrolled"
-        } else {
-            "enrolled"
-        };
-        let custodian = collections
-            .last()
-            .map(|c| c["collection_site_id"].clone())
-            .unwrap_or_else(|| enrolment["treatment_site_id"].clone());
-        let units: Vec<Value> = collections
+        let holds: Vec<Value> = view
+            .holds
             .iter()
-            .flat_map(|c| {
-                let site = c["collection_site_id"].clone();
-                c["dins"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(move |din| json!({"din": din, "collected_at_site": site}))
+            .map(|h| {
+                let mut hold = h.data.clone();
+                hold["placed_at"] = json!(h.placed_at.to_string());
+                hold["event_id"] = json!(h.event_id.to_string());
+                hold
             })
             .collect();
+        let open_handoff = view.open_handoff.as_ref().map(|h| {
+            let mut handoff = h.data.clone();
+            handoff["handed_off_at"] = json!(h.handed_off_at.to_string());
+            handoff["event_id"] = json!(h.event_id.to_string());
+            handoff
+        });
         let superseded = autolog_domain::bitemporal::superseded_by(&events, known_at);
         let in_force: Vec<_> = effective.iter().map(|e| e.event_id).collect();
         let mut timeline = self.presented(&events).await?;
@@ -411,9 +214,13 @@ impl Autolog {
             "patient_key": enrolment["patient_key"],
             "product_code": enrolment["product_code"],
             "treatment_site_id": enrolment["treatment_site_id"],
-            "state": state,
-            "custodian_site_id": custodian,
-            "holds": [],
+            "state": view.state.as_str(),
+            "resume_state": (view.state == autolog_domain::chain::ChainState::OnHold)
+                .then(|| view.resume_state.as_str()),
+            "custodian_site_id": view.custodian_site_id,
+            "holds": holds,
+            "open_handoff": open_handoff,
+            "released": view.released,
             "cancellation": cancelled,
             "units": units,
             "timeline": timeline,

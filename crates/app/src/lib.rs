@@ -1,25 +1,30 @@
 //! Autolog's use cases: one function per thing a user or a source system does with the
 //! ledger. Loads from the store, runs domain rules, appends. Knows nothing of HTTP.
 
+mod alerts;
 mod alignment;
 mod append;
 mod bulk;
 mod chain;
 mod config;
+mod custody;
 mod error;
 mod ingest;
 mod proofs;
 mod read;
+mod reconciliation;
 mod reference;
 mod registry;
 mod time_discipline;
 mod verify;
+mod webhooks;
 
 use std::sync::Arc;
 
 use autolog_domain::SigningKey;
 use autolog_store::Store;
 
+pub use alerts::{AlertQuery, ALERT_CHANNEL_CAPACITY};
 pub use alignment::DEFAULT_EXPIRY_HORIZON_DAYS;
 pub use append::{
     too_large, AppendResult, MAX_BATCH_EVENTS, MAX_CONFIGURABLE_SKEW_SECONDS,
@@ -38,6 +43,7 @@ pub use reference::RegistryQuery;
 pub use registry::{registry, Cell, Column, Registry, REGISTRIES};
 pub use time_discipline::{AUTOLOG_ACTOR, ZONE_DISCREPANCY_PREFIX};
 pub use verify::{VerifyFailure, VerifyReport};
+pub use webhooks::{backoff_seconds, signature, DELIVERY_ID_HEADER, SIGNATURE_HEADER};
 
 /// One running Autolog instance: its store, its checkpoint signing key, and caches of
 /// projections that are checked against the ledger before each use.
@@ -48,6 +54,8 @@ pub struct Autolog {
     clock_skew_tolerance_seconds: i64,
     /// The ISBT 128 FIN under which this instance issues COIs, if it issues any.
     coi_issuer: Option<autolog_domain::identifiers::Fin>,
+    /// Alerts recorded by this process, pushed to subscribers (server-sent events).
+    alerts: tokio::sync::broadcast::Sender<serde_json::Value>,
 }
 
 impl Autolog {
@@ -76,6 +84,7 @@ impl Autolog {
             crosswalks: reference::CrosswalkCache::default(),
             clock_skew_tolerance_seconds: MAX_FUTURE_SKEW_SECONDS,
             coi_issuer: None,
+            alerts: tokio::sync::broadcast::channel(ALERT_CHANNEL_CAPACITY).0,
         }
     }
 

@@ -276,11 +276,27 @@ async fn a_collection_checks_site_operator_and_device_and_links_each_din_forever
         assert_eq!(e.field, field, "{e}");
         assert!(e.rule.contains(rule), "{field}: {e}");
     }
+    // Nothing is written on the chain; each refusal by a rule (not the malformed payloads)
+    // is an alert, recorded on its own.
+    let chain_events = app
+        .store()
+        .stream_events(&format!("coi/{a}"), autolog_domain::Instant::MAX)
+        .await
+        .expect("chain");
+    assert_eq!(chain_events.len(), 1, "only the enrolment");
     assert_eq!(
         app.store().head().await.expect("head").position,
-        size,
-        "nothing written"
+        size + 4,
+        "four refusal alerts"
     );
+    let alerts = app
+        .alerts(&autolog_app::AlertQuery::default())
+        .await
+        .expect("alerts");
+    assert_eq!(alerts.len(), 4);
+    assert!(alerts
+        .iter()
+        .all(|alert| alert["rule"] == "chain.step_refused" && alert["coi"] == json!(a)));
 
     let done = app
         .append_json(

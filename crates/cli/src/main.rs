@@ -91,6 +91,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Network reconciliation over every chain: open holds, unanswered handoffs, units on
+    /// several chains, steps out of order, unresolved references. Exits 1 when not clean.
+    Reconcile {
+        /// Print the whole report as JSON (as GET /api/v1/reconciliation).
+        #[arg(long)]
+        json: bool,
+    },
     /// Reference data: bulk import and export, and the alignment report.
     Reference {
         #[command(subcommand)]
@@ -184,6 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _ = std::io::stdout().flush();
             let options = ServeOptions {
                 checkpoint_interval: Duration::from_secs(checkpoint_interval_secs.max(1)),
+                ..ServeOptions::default()
             };
             autolog_server::serve(listener, app, options, shutdown_signal()).await?;
             tracing::info!("autolog stopped");
@@ -241,6 +249,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Reconcile { json } => {
+            let app = Autolog::open_existing(&config).await?;
+            let report = app.reconciliation().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_reconciliation(&report);
+            }
+            Ok(if report["clean"] == serde_json::json!(true) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Reference { command } => {
             let app = Autolog::open(&config).await?;
             reference::run(&app, command).await
@@ -272,6 +294,15 @@ fn print_chain(chain: &serde_json::Value) {
         text(&chain["state"]),
         text(&chain["custodian_site_id"])
     );
+    for hold in chain["holds"].as_array().into_iter().flatten() {
+        println!(
+            "ON HOLD {} ({}) since {}: {}",
+            text(&hold["hold_id"]),
+            text(&hold["rule"]),
+            text(&hold["placed_at"]),
+            hold["findings"]
+        );
+    }
     println!(
         "as of valid {}  known {}",
         text(&chain["valid_at"]),
@@ -297,6 +328,82 @@ fn print_chain(chain: &serde_json::Value) {
             text(&when["utc"]),
             text(&e["body"]["type"]),
             text(&e["recorded_at"]),
+        );
+    }
+}
+
+/// The reconciliation report for people: one section per finding kind.
+fn print_reconciliation(report: &serde_json::Value) {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".to_string(),
+        other => other.to_string(),
+    };
+    println!(
+        "{} chains as of {}: {}",
+        report["chains"],
+        text(&report["as_of"]),
+        if report["clean"] == serde_json::json!(true) {
+            "clean"
+        } else {
+            "findings below"
+        }
+    );
+    let empty = Vec::new();
+    let section = |key: &str| report[key].as_array().unwrap_or(&empty).clone();
+    for hold in section("open_holds") {
+        println!(
+            "open hold {} on {} at {} since {}: {}",
+            text(&hold["hold_id"]),
+            text(&hold["coi"]),
+            text(&hold["site_id"]),
+            text(&hold["placed_at"]),
+            text(&hold["findings"])
+        );
+    }
+    for h in section("unanswered_handoffs") {
+        println!(
+            "unanswered handoff {} of {}: {} -> {}, expected by {}",
+            text(&h["handoff_id"]),
+            text(&h["coi"]),
+            text(&h["from_site_id"]),
+            text(&h["destination_site_id"]),
+            text(&h["expected_arrival_by"])
+        );
+    }
+    for u in section("units_on_several_chains") {
+        println!(
+            "unit {} seen on chains {}",
+            text(&u["unit"]),
+            text(&u["chains"])
+        );
+    }
+    for o in section("steps_out_of_order") {
+        println!(
+            "out of order on {}: {} ({}) {}",
+            text(&o["coi"]),
+            text(&o["event_type"]),
+            text(&o["event_id"]),
+            text(&o["rule"])
+        );
+    }
+    for r in section("unresolved_references") {
+        println!(
+            "unresolved on {}: {} {} = {}: {}",
+            text(&r["coi"]),
+            text(&r["event_type"]),
+            text(&r["field"]),
+            text(&r["value"]),
+            text(&r["rule"])
+        );
+    }
+    for c in section("unmapped_codes") {
+        println!(
+            "unmapped code {} {} {} seen {} times",
+            text(&c["system"]),
+            text(&c["kind"]),
+            text(&c["code"]),
+            c["count"]
         );
     }
 }

@@ -339,7 +339,7 @@ pub fn check_stream_name(field: &str, name: &str) -> Result<(), FieldError> {
 }
 
 /// An actor is a person or a source system, by pseudonymous id: `person/<id>` or `system/<id>`.
-fn check_actor(field: &str, actor: &str) -> Result<(), FieldError> {
+pub fn check_actor(field: &str, actor: &str) -> Result<(), FieldError> {
     const RULE: &str =
         "must be person/<id> or system/<id> (a pseudonymous id of letters, digits and . _ : -)";
     let ok = match actor.split_once('/') {

@@ -193,10 +193,91 @@ pub const EVENT_TYPES: &[EventType] = &[
         fold: Fold::AppendTo("discrepancies"),
         validate: schema::<TimeZoneDiscrepancyFlaggedV1>,
     },
+    EventType {
+        name: "custody.handed_off",
+        version: 1,
+        description: "The sender's manifest of a change of hands: units, count, container, seal, courier, destination, expected arrival, required temperature range.",
+        fold: Fold::AppendTo("handoffs"),
+        validate: schema::<crate::chain::CustodyHandedOffV1>,
+    },
+    EventType {
+        name: "custody.received",
+        version: 1,
+        description: "The receiver's receipt: every label as scanned, container, seal, temperature-logger summary; reconciled against the handoff at once.",
+        fold: Fold::AppendTo("receipts"),
+        validate: schema::<crate::chain::CustodyReceivedV1>,
+    },
+    EventType {
+        name: "chain.step_performed",
+        version: 1,
+        description: "A process step of the product performed on the chain's material: step, site, person, equipment, start and end.",
+        fold: Fold::AppendTo("steps"),
+        validate: schema::<crate::chain::ChainStepPerformedV1>,
+    },
+    EventType {
+        name: "chain.released",
+        version: 1,
+        description: "The chain's product is released for its patient: releasing site and person, released units.",
+        fold: Fold::Merge,
+        validate: schema::<crate::chain::ChainReleasedV1>,
+    },
+    EventType {
+        name: "chain.administered",
+        version: 1,
+        description: "The product is administered to the chain's patient: unit, site, administering and verifying persons.",
+        fold: Fold::Merge,
+        validate: schema::<crate::chain::ChainAdministeredV1>,
+    },
+    EventType {
+        name: "chain.follow_up_recorded",
+        version: 1,
+        description: "A long-term follow-up visit is recorded against the chain (codes only).",
+        fold: Fold::AppendTo("follow_ups"),
+        validate: schema::<crate::chain::ChainFollowUpRecordedV1>,
+    },
+    EventType {
+        name: "chain.hold_placed",
+        version: 1,
+        description: "A hold on the chain (by Autolog on a failed reconciliation, or by a person): no step is accepted until it is released.",
+        fold: Fold::AppendTo("holds"),
+        validate: schema::<crate::chain::ChainHoldPlacedV1>,
+    },
+    EventType {
+        name: "chain.hold_released",
+        version: 1,
+        description: "A hold is resolved with a reason by a person qualified at the site.",
+        fold: Fold::AppendTo("hold_releases"),
+        validate: schema::<crate::chain::ChainHoldReleasedV1>,
+    },
+    EventType {
+        name: "alert.raised",
+        version: 1,
+        description: "Recorded by Autolog: an alert (severity, rule, chain, site, evidence) in the same transaction as the event that caused it (stream alert/<id>).",
+        fold: Fold::Merge,
+        validate: schema::<crate::chain::AlertRaisedV1>,
+    },
+    EventType {
+        name: "alert.acknowledged",
+        version: 1,
+        description: "A person acknowledges an alert (seen, being handled).",
+        fold: Fold::AppendTo("acknowledgements"),
+        validate: schema::<crate::chain::AlertHandledV1>,
+    },
+    EventType {
+        name: "alert.resolved",
+        version: 1,
+        description: "A person resolves an alert, with a note saying how.",
+        fold: Fold::AppendTo("resolutions"),
+        validate: schema::<crate::chain::AlertHandledV1>,
+    },
 ];
 
 /// Types only Autolog itself records; a request that sends one is refused.
-pub const RECORDED_BY_AUTOLOG: &[&str] = &["time_zone.discrepancy_flagged", "din.linked"];
+pub const RECORDED_BY_AUTOLOG: &[&str] = &[
+    "time_zone.discrepancy_flagged",
+    "din.linked",
+    "alert.raised",
+];
 
 /// Looks up a type; the error says which types or versions exist.
 pub fn lookup(name: &str, version: u32) -> Result<&'static EventType, FieldError> {

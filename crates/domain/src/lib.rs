@@ -2,6 +2,7 @@
 //! checkpoints, bitemporal folds and time rules. Pure functions and types: no I/O, no async, no SQL.
 
 pub mod bitemporal;
+pub mod chain;
 pub mod checkpoint;
 pub mod crosswalk;
 pub mod envelope;
@@ -11,6 +12,7 @@ pub mod identifiers;
 pub mod merkle;
 pub mod reference;
 pub mod rules;
+pub mod scan;
 pub mod time;
 pub mod zone;
 

@@ -29,6 +29,7 @@ pub fn registration_stream(event_type: &str, data: &Value) -> Option<String> {
         "product.registered" => format!("product/{}", field("product_code")),
         "chain.enrolled" => format!("coi/{}", field("coi")),
         "din.linked" => format!("din/{}", field("din")),
+        "alert.raised" => format!("alert/{}", field("alert_id")),
         "source_system.registered" => format!("source-system/{}", field("system_id")),
         _ => return None,
     })
@@ -50,6 +51,7 @@ pub fn amended_registration(event_type: &str) -> Option<(&'static str, &'static 
         "material_lot.status_changed" => ("material_lot.registered", "lot/"),
         "product.amended" => ("product.registered", "product/"),
         "chain.cancelled" => ("chain.enrolled", "coi/"),
+        "alert.acknowledged" | "alert.resolved" => ("alert.raised", "alert/"),
         _ => return None,
     })
 }
@@ -136,6 +138,29 @@ pub fn references(draft: &EventDraft) -> Vec<(String, String)> {
                 text(data, "treatment_site_id").map(|s| format!("site/{s}")),
             );
         }
+        "custody.handed_off"
+        | "custody.received"
+        | "chain.step_performed"
+        | "chain.released"
+        | "chain.administered"
+        | "chain.follow_up_recorded"
+        | "chain.hold_released"
+        | "alert.acknowledged"
+        | "alert.resolved" => {
+            for (field, prefix) in CHAIN_REFERENCES {
+                push(
+                    (*field).into(),
+                    text(data, field).map(|v| format!("{prefix}{v}")),
+                );
+            }
+            let equipment = data.get("equipment_ids").and_then(Value::as_array);
+            for (i, e) in equipment.into_iter().flatten().enumerate() {
+                push(
+                    format!("equipment_ids[{i}]"),
+                    e.as_str().map(|e| format!("equipment/{e}")),
+                );
+            }
+        }
         "crosswalk.mapped" => {
             push(
                 "system".into(),
@@ -149,6 +174,40 @@ pub fn references(draft: &EventDraft) -> Vec<(String, String)> {
     }
     refs
 }
+
+/// The payload fields of chain and alert events that name a registry record, and the
+/// registry each names (a field absent from a payload is skipped).
+const CHAIN_REFERENCES: &[(&str, &str)] = &[
+    ("step_code", "step/"),
+    ("site_id", "site/"),
+    ("from_site_id", "site/"),
+    ("destination_site_id", "site/"),
+    ("receiving_site_id", "site/"),
+    ("handed_off_by", "person/"),
+    ("received_by", "person/"),
+    ("performed_by", "person/"),
+    ("released_by", "person/"),
+    ("administered_by", "person/"),
+    ("verified_by", "person/"),
+    ("recorded_by", "person/"),
+    ("resolved_by", "person/"),
+    ("person_id", "person/"),
+];
+
+/// Event types that are recorded on a chain (stream `coi/<COI>`) only.
+pub const CHAIN_EVENT_TYPES: &[&str] = &[
+    "chain.enrolled",
+    "chain.cancelled",
+    "chain.collected",
+    "custody.handed_off",
+    "custody.received",
+    "chain.step_performed",
+    "chain.released",
+    "chain.administered",
+    "chain.follow_up_recorded",
+    "chain.hold_placed",
+    "chain.hold_released",
+];
 
 /// The refusal of a reference to a record that is not registered.
 pub fn unregistered(field: &str, stream: &str) -> FieldError {
@@ -171,6 +230,7 @@ pub const REGISTRY_STREAMS: &[(&str, &str)] = &[
     ("source-system/", "source_system.registered"),
     ("coi/", "chain.enrolled"),
     ("din/", "din.linked"),
+    ("alert/", "alert.raised"),
 ];
 
 /// The registration a stream of a registry needs before any other event; `None` for
@@ -261,7 +321,43 @@ pub fn check_against_stream(
     if event_type == "crosswalk.mapped" {
         check_crosswalk(draft, corrects, prior)?;
     }
+    if CHAIN_EVENT_TYPES.contains(&event_type) && !draft.stream.starts_with("coi/") {
+        return Err(FieldError::new(
+            "stream",
+            &draft.stream,
+            format!("a {event_type} event belongs in the stream coi/<COI> of its chain"),
+        ));
+    }
+    if draft.stream.starts_with("coi/") && corrects.is_none() {
+        check_chain_state(draft, prior)?;
+    }
     Ok(())
+}
+
+/// The state-machine rules that need no reference data, checked under the ledger lock so
+/// that two concurrent requests cannot both pass them: no step on a held or cancelled
+/// chain, one receipt per handoff, one open handoff at a time.
+fn check_chain_state(draft: &EventDraft, prior: &[Event]) -> Result<(), FieldError> {
+    use crate::chain::{ChainContext, ChainEntry, ChainView};
+    let superseded: HashSet<Uuid> = prior.iter().filter_map(|e| e.corrects).collect();
+    let ctx = ChainContext::default();
+    let view = ChainView::fold(
+        prior
+            .iter()
+            .filter(|e| !superseded.contains(&e.event_id))
+            .map(ChainEntry::of_event),
+        &ctx,
+    );
+    let this = ChainEntry {
+        event_id: draft.event_id,
+        event_type: draft.body.event_type.as_str(),
+        data: &draft.body.data,
+        occurred_at: draft.occurred_at.instant,
+        site: draft.site.as_deref(),
+    };
+    view.transition(&this, &ctx)
+        .map(|_| ())
+        .map_err(|rule| FieldError::new("body.type", &draft.body.event_type, rule))
 }
 
 /// The crosswalk a `crosswalk.mapped` payload states.

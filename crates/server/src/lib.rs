@@ -23,12 +23,15 @@ pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 pub struct ServeOptions {
     /// How often a checkpoint is signed when the ledger has grown.
     pub checkpoint_interval: Duration,
+    /// How often the webhook worker looks for due deliveries (it also wakes on each alert).
+    pub webhook_interval: Duration,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             checkpoint_interval: Duration::from_secs(10),
+            webhook_interval: Duration::from_secs(2),
         }
     }
 }
@@ -42,10 +45,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let checkpointer = tokio::spawn(checkpoint_loop(app.clone(), options.checkpoint_interval));
+    let webhooks = tokio::spawn(app.clone().run_webhook_worker(options.webhook_interval));
     let result = axum::serve(listener, router(app.clone()))
         .with_graceful_shutdown(shutdown)
         .await;
     checkpointer.abort();
+    webhooks.abort();
     if let Err(e) = app.checkpoint_if_grown().await {
         tracing::warn!(error = %e, "final checkpoint failed");
     }

@@ -5,14 +5,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use autolog_app::{
-    too_large, AppError, Autolog, ImportFile, ListQuery, RegistryQuery, MAX_IMPORT_BYTES,
-    MAX_REQUEST_BYTES,
+    too_large, AlertQuery, AppError, Autolog, ImportFile, ListQuery, RegistryQuery,
+    MAX_IMPORT_BYTES, MAX_REQUEST_BYTES,
 };
 use autolog_domain::FieldError;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -53,6 +54,21 @@ pub fn router(app: Arc<Autolog>) -> Router {
         .route("/api/v1/reference/resolve", get(resolve))
         .route("/api/v1/chains", post(enrol))
         .route("/api/v1/chains/{coi}", get(chain))
+        .route("/api/v1/reconciliation", get(reconciliation))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/alerts/stream", get(alert_stream))
+        .route("/api/v1/alerts/{alert_id}", get(alert))
+        .route(
+            "/api/v1/alerts/{alert_id}/acknowledge",
+            post(acknowledge_alert),
+        )
+        .route("/api/v1/alerts/{alert_id}/resolve", post(resolve_alert))
+        .route("/api/v1/webhooks", post(register_webhook).get(webhooks))
+        .route("/api/v1/webhooks/{webhook_id}", get(webhook))
+        .route(
+            "/api/v1/webhooks/{webhook_id}/deactivate",
+            post(deactivate_webhook),
+        )
         .route("/api/v1/reference/alignment", get(alignment))
         .route("/api/v1/reference/export", get(export_reference))
         .route(
@@ -313,6 +329,175 @@ async fn chain(
         )
         .await?;
     Ok(Json(chain))
+}
+
+async fn reconciliation(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
+    only_params(&query(p)?, &[])?;
+    Ok(Json(app.reconciliation().await?))
+}
+
+async fn alerts(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &["status", "coi", "site_id"])?;
+    let list = app
+        .alerts(&AlertQuery {
+            status: p.get("status").cloned(),
+            coi: p.get("coi").cloned(),
+            site_id: p.get("site_id").cloned(),
+        })
+        .await?;
+    Ok(Json(json!({ "count": list.len(), "alerts": list })))
+}
+
+async fn alert(
+    State(app): State<AppState>,
+    alert_id: PathParam,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
+    only_params(&query(p)?, &[])?;
+    let alert_id = path_param("alert_id", alert_id)?;
+    Ok(Json(app.alert(&alert_id).await?))
+}
+
+async fn acknowledge_alert(
+    State(app): State<AppState>,
+    alert_id: PathParam,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let alert_id = path_param("alert_id", alert_id)?;
+    let body = request_body(body)?;
+    Ok(Json(app.handle_alert(&alert_id, false, &body).await?))
+}
+
+async fn resolve_alert(
+    State(app): State<AppState>,
+    alert_id: PathParam,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let alert_id = path_param("alert_id", alert_id)?;
+    let body = request_body(body)?;
+    Ok(Json(app.handle_alert(&alert_id, true, &body).await?))
+}
+
+/// Alerts as server-sent events: first those recorded after `after` (a ledger position,
+/// or the `Last-Event-ID` a reconnecting client sends), then each new one as it commits.
+/// Each event's id is the alert's ledger position, its type `alert`, its data the alert.
+async fn alert_stream(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+    p: Params,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &["after"])?;
+    let after = match number::<u64>(&p, "after")? {
+        Some(a) => Some(a),
+        None => match headers.get("last-event-id").map(|v| v.to_str()) {
+            Some(Ok(text)) => Some(text.parse::<u64>().map_err(|_| {
+                ApiError::from(FieldError::new(
+                    "Last-Event-ID",
+                    text,
+                    "must be the position of the last alert received",
+                ))
+            })?),
+            Some(Err(_)) => {
+                return Err(FieldError::new(
+                    "Last-Event-ID",
+                    "(unreadable)",
+                    "must be ASCII digits",
+                )
+                .into())
+            }
+            None => None,
+        },
+    };
+    // Subscribe first, then replay: nothing committed in between is missed.
+    let live = app.subscribe_alerts();
+    let mut backlog: Vec<Value> = Vec::new();
+    if let Some(after) = after {
+        let mut all = app
+            .alerts(&AlertQuery {
+                status: Some("all".into()),
+                ..AlertQuery::default()
+            })
+            .await?;
+        all.retain(|a| a["position"].as_u64().is_some_and(|p| p > after));
+        all.reverse(); // oldest first
+        backlog = all;
+    }
+    let replayed_up_to = backlog
+        .last()
+        .and_then(|a| a["position"].as_u64())
+        .or(after)
+        .unwrap_or(0);
+    let state = (backlog.into_iter(), live, replayed_up_to);
+    let stream = futures_util::stream::unfold(state, |(mut backlog, mut live, last)| async move {
+        if let Some(alert) = backlog.next() {
+            return Some((
+                Ok::<_, std::convert::Infallible>(sse_event(&alert)),
+                (backlog, live, last),
+            ));
+        }
+        loop {
+            match live.recv().await {
+                Ok(alert) => {
+                    if alert["position"].as_u64().is_some_and(|p| p <= last) {
+                        continue; // already sent from the backlog
+                    }
+                    return Some((Ok(sse_event(&alert)), (backlog, live, last)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    let notice = Event::default()
+                        .event("lagged")
+                        .data(json!({"missed": missed, "recover": "reconnect with Last-Event-ID, or GET /api/v1/alerts"}).to_string());
+                    return Some((Ok(notice), (backlog, live, last)));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+async fn register_webhook(
+    State(app): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = request_body(body)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(app.register_webhook(&body).await?),
+    ))
+}
+
+async fn webhooks(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
+    only_params(&query(p)?, &[])?;
+    Ok(Json(app.list_webhooks().await?))
+}
+
+async fn webhook(
+    State(app): State<AppState>,
+    webhook_id: PathParam,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
+    only_params(&query(p)?, &[])?;
+    let id = path_param("webhook_id", webhook_id)?;
+    Ok(Json(app.webhook(&id).await?))
+}
+
+async fn deactivate_webhook(
+    State(app): State<AppState>,
+    webhook_id: PathParam,
+) -> Result<Json<Value>, ApiError> {
+    let id = path_param("webhook_id", webhook_id)?;
+    Ok(Json(app.deactivate_webhook(&id).await?))
+}
+
+fn sse_event(alert: &Value) -> Event {
+    let mut event = Event::default().event("alert").data(alert.to_string());
+    if let Some(position) = alert["position"].as_u64() {
+        event = event.id(position.to_string());
+    }
+    event
 }
 
 /// Registry listings take `filter.<field path>=<value>` parameters.

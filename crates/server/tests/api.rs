@@ -30,6 +30,7 @@ async fn spawn_app(target: &Target) -> TestApp {
     let addr = listener.local_addr().expect("addr");
     let options = ServeOptions {
         checkpoint_interval: Duration::from_secs(3600),
+        webhook_interval: Duration::from_millis(200),
     };
     tokio::spawn(serve(
         listener,
@@ -538,6 +539,17 @@ async fn openapi_describes_every_route() {
         "/api/v1/reference/export",
         "/api/v1/reference/import",
         "/api/v1/reference/{registry}",
+        "/api/v1/chains",
+        "/api/v1/chains/{coi}",
+        "/api/v1/reconciliation",
+        "/api/v1/alerts",
+        "/api/v1/alerts/stream",
+        "/api/v1/alerts/{alert_id}",
+        "/api/v1/alerts/{alert_id}/acknowledge",
+        "/api/v1/alerts/{alert_id}/resolve",
+        "/api/v1/webhooks",
+        "/api/v1/webhooks/{webhook_id}",
+        "/api/v1/webhooks/{webhook_id}/deactivate",
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }

@@ -10,7 +10,7 @@ use autolog_domain::merkle::{self, leaf_hash, Frontier};
 use autolog_domain::{
     Body, CorrectionTarget, EventDraft, Instant, OccurredAt, SigningKey, Source, Uuid, GENESIS_HASH,
 };
-use autolog_store::{EventQuery, Store, StoreError};
+use autolog_store::{DeliveryStatus, EventQuery, Store, StoreError, Webhook, WebhookDelivery};
 use serde_json::{json, Value};
 
 use crate::Target;
@@ -198,6 +198,17 @@ pub async fn same_source_twice_returns_the_first_event(target: Target) {
         .expect("append");
     assert!(out[0].duplicate);
     assert_eq!(store.head().await.expect("head").position, 2);
+    // the event is found by its source, and only by its own
+    let found = store.event_by_source("qms", "once").await.expect("read");
+    assert_eq!(found, Some(first));
+    assert_eq!(
+        store.event_by_source("lims", "once").await.expect("read"),
+        None
+    );
+    assert_eq!(
+        store.event_by_source("qms", "twice").await.expect("read"),
+        None
+    );
 }
 
 pub async fn concurrent_appends_to_one_stream_have_no_gaps(target: Target) {
@@ -1037,4 +1048,451 @@ pub async fn coi_sequences_are_never_given_twice(target: Target) {
         0,
         "the ledger is untouched"
     );
+}
+
+/// A webhook registered at `created` with a known id (`Uuid::from_u128(n)`), cursor at 0.
+fn webhook(n: u128, created: i64) -> Webhook {
+    Webhook {
+        webhook_id: Uuid::from_u128(n),
+        url: format!("https://hooks.example/alerts/{n}"),
+        secret: format!("whsec-{n}-do-not-log"),
+        created_at: at(created),
+        created_by: "person/P-QA-01".into(),
+        active: true,
+        cursor_position: 0,
+    }
+}
+
+fn alert(n: u128) -> Uuid {
+    Uuid::from_u128(0xA000 + n)
+}
+
+/// (webhook, alert, position) of each delivery, in the order given.
+fn delivery_keys(deliveries: &[WebhookDelivery]) -> Vec<(Uuid, Uuid, u64)> {
+    deliveries
+        .iter()
+        .map(|d| (d.webhook_id, d.alert_event_id, d.position))
+        .collect()
+}
+
+async fn assert_ledger_untouched(store: &Arc<dyn Store>) {
+    assert_eq!(
+        store.head().await.expect("head").position,
+        0,
+        "the ledger is untouched"
+    );
+    assert_eq!(store.counts().await.expect("counts"), (0, 0));
+}
+
+pub async fn webhooks_round_trip(target: Target) {
+    let store = target.open().await;
+    assert!(store.webhooks().await.expect("read").is_empty());
+    // Registered out of order: listed by created_at, then id.
+    let late = webhook(3, T0 + 10);
+    let mut early = webhook(2, T0);
+    early.cursor_position = 41;
+    let early_twin = webhook(1, T0);
+    for w in [&late, &early, &early_twin] {
+        store.add_webhook(w).await.expect("register");
+    }
+    assert_eq!(
+        store.webhooks().await.expect("read"),
+        vec![early_twin.clone(), early.clone(), late.clone()],
+        "every field round-trips, ordered by created_at then webhook_id"
+    );
+    assert!(
+        !format!("{early:?}").contains(&early.secret),
+        "the Debug form leaves the secret out"
+    );
+
+    assert!(store
+        .deactivate_webhook(early.webhook_id, at(T0 + 20))
+        .await
+        .expect("deactivate"));
+    assert!(
+        store
+            .deactivate_webhook(early.webhook_id, at(T0 + 30))
+            .await
+            .expect("deactivate again"),
+        "a known webhook, even already stopped"
+    );
+    assert!(
+        !store
+            .deactivate_webhook(Uuid::from_u128(99), at(T0 + 20))
+            .await
+            .expect("deactivate unknown"),
+        "an unknown webhook"
+    );
+    let read = store.webhooks().await.expect("read");
+    let active: Vec<(Uuid, bool)> = read.iter().map(|w| (w.webhook_id, w.active)).collect();
+    assert_eq!(
+        active,
+        vec![
+            (early_twin.webhook_id, true),
+            (early.webhook_id, false),
+            (late.webhook_id, true)
+        ]
+    );
+    assert_eq!(
+        read[1],
+        Webhook {
+            active: false,
+            ..early
+        },
+        "only the active flag changed"
+    );
+    // A second handle on the same database (another server) sees the same rows.
+    let other = target.open().await;
+    assert_eq!(other.webhooks().await.expect("read"), read);
+    assert_ledger_untouched(&store).await;
+}
+
+pub async fn a_duplicate_webhook_id_is_refused(target: Target) {
+    let store = target.open().await;
+    let first = webhook(1, T0);
+    store.add_webhook(&first).await.expect("register");
+    let mut again = webhook(1, T0 + 5);
+    again.url = "https://elsewhere.example/hook".into();
+    again.secret = "another-secret".into();
+    let err = store
+        .add_webhook(&again)
+        .await
+        .expect_err("the id is taken");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "webhook_id"),
+        "{err}"
+    );
+    assert_eq!(
+        store.webhooks().await.expect("read"),
+        vec![first],
+        "the first registration is kept unchanged"
+    );
+    // A different id is still welcome.
+    store
+        .add_webhook(&webhook(2, T0 + 5))
+        .await
+        .expect("register another");
+    assert_eq!(store.webhooks().await.expect("read").len(), 2);
+}
+
+pub async fn enqueue_is_idempotent_and_the_cursor_never_moves_back(target: Target) {
+    let store = target.open().await;
+    let w = webhook(1, T0);
+    let id = w.webhook_id;
+    store.add_webhook(&w).await.expect("register");
+    let cursor = |hooks: Vec<Webhook>| hooks[0].cursor_position;
+
+    store
+        .enqueue_deliveries(id, &[(alert(1), 3), (alert(2), 5)], 5, at(T0))
+        .await
+        .expect("enqueue");
+    assert_eq!(cursor(store.webhooks().await.expect("read")), 5);
+    let first = store.webhook_deliveries(id, 100).await.expect("read");
+    assert_eq!(
+        delivery_keys(&first),
+        vec![(id, alert(1), 3), (id, alert(2), 5)]
+    );
+    for d in &first {
+        assert_eq!(d.status, DeliveryStatus::Pending);
+        assert_eq!(d.attempts, 0);
+        assert_eq!(d.next_attempt_at, at(T0), "due when queued");
+        assert_eq!(
+            (d.last_attempt_at, d.last_result.as_deref(), d.delivered_at),
+            (None, None, None)
+        );
+    }
+
+    // One attempt on alert 2, then the same batch again plus a new alert, and a
+    // duplicate inside the batch: nothing already queued is reset or doubled.
+    store
+        .record_delivery_attempt(
+            id,
+            alert(2),
+            at(T0 + 1),
+            false,
+            "HTTP 503",
+            Some(at(T0 + 60)),
+        )
+        .await
+        .expect("attempt");
+    store
+        .enqueue_deliveries(
+            id,
+            &[(alert(1), 3), (alert(2), 5), (alert(3), 8), (alert(3), 8)],
+            8,
+            at(T0 + 10),
+        )
+        .await
+        .expect("enqueue again");
+    let second = store.webhook_deliveries(id, 100).await.expect("read");
+    assert_eq!(
+        delivery_keys(&second),
+        vec![(id, alert(1), 3), (id, alert(2), 5), (id, alert(3), 8)]
+    );
+    assert_eq!(second[0], first[0], "alert 1 untouched");
+    assert_eq!(
+        (second[1].attempts, second[1].next_attempt_at),
+        (1, at(T0 + 60)),
+        "alert 2 keeps its attempt and its retry time"
+    );
+    assert_eq!(second[2].next_attempt_at, at(T0 + 10));
+    assert_eq!(cursor(store.webhooks().await.expect("read")), 8);
+
+    // An older cursor never moves it back; an empty batch may still move it forward.
+    store
+        .enqueue_deliveries(id, &[(alert(1), 3)], 4, at(T0 + 20))
+        .await
+        .expect("enqueue behind");
+    assert_eq!(
+        cursor(store.webhooks().await.expect("read")),
+        8,
+        "never back"
+    );
+    store
+        .enqueue_deliveries(id, &[], 12, at(T0 + 20))
+        .await
+        .expect("enqueue nothing");
+    assert_eq!(cursor(store.webhooks().await.expect("read")), 12);
+    assert_eq!(
+        store.webhook_deliveries(id, 100).await.expect("read"),
+        second,
+        "no delivery added or changed"
+    );
+    assert_eq!(
+        delivery_keys(&store.webhook_deliveries(id, 2).await.expect("read")),
+        vec![(id, alert(1), 3), (id, alert(2), 5)],
+        "the limit is honoured"
+    );
+
+    // An unknown webhook is refused, and nothing is written for it.
+    let stranger = Uuid::from_u128(99);
+    let err = store
+        .enqueue_deliveries(stranger, &[(alert(9), 20)], 20, at(T0))
+        .await
+        .expect_err("unknown webhook");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "webhook_id"),
+        "{err}"
+    );
+    assert!(store
+        .webhook_deliveries(stranger, 100)
+        .await
+        .expect("read")
+        .is_empty());
+    assert!(store
+        .due_deliveries(at(T0 + 1000), 100)
+        .await
+        .expect("due")
+        .iter()
+        .all(|d| d.webhook_id == id));
+    assert_ledger_untouched(&store).await;
+}
+
+pub async fn due_deliveries_honour_retry_time_delivery_and_deactivation(target: Target) {
+    let store = target.open().await;
+    let (a, b) = (webhook(1, T0), webhook(2, T0));
+    let (ida, idb) = (a.webhook_id, b.webhook_id);
+    store.add_webhook(&a).await.expect("register a");
+    store.add_webhook(&b).await.expect("register b");
+    store
+        .enqueue_deliveries(
+            ida,
+            &[(alert(3), 30), (alert(1), 10), (alert(2), 20)],
+            30,
+            at(T0),
+        )
+        .await
+        .expect("enqueue a");
+    store
+        .enqueue_deliveries(idb, &[(alert(2), 20)], 30, at(T0 + 5))
+        .await
+        .expect("enqueue b");
+    let due = |now: i64, limit: u32| {
+        let store = store.clone();
+        async move { delivery_keys(&store.due_deliveries(at(now), limit).await.expect("due")) }
+    };
+
+    assert!(
+        due(T0 - 1, 100).await.is_empty(),
+        "nothing is due before its time"
+    );
+    assert_eq!(
+        due(T0, 100).await,
+        vec![
+            (ida, alert(1), 10),
+            (ida, alert(2), 20),
+            (ida, alert(3), 30)
+        ],
+        "b's delivery is not yet due"
+    );
+    assert_eq!(
+        due(T0 + 5, 100).await,
+        vec![
+            (ida, alert(1), 10),
+            (ida, alert(2), 20),
+            (idb, alert(2), 20),
+            (ida, alert(3), 30)
+        ],
+        "by position, then webhook id"
+    );
+    assert_eq!(
+        due(T0 + 5, 2).await,
+        vec![(ida, alert(1), 10), (ida, alert(2), 20)],
+        "the limit is honoured"
+    );
+
+    // A failed attempt waits for its retry time; a delivered one is never due again.
+    store
+        .record_delivery_attempt(
+            ida,
+            alert(1),
+            at(T0 + 6),
+            false,
+            "timeout",
+            Some(at(T0 + 100)),
+        )
+        .await
+        .expect("fail");
+    store
+        .record_delivery_attempt(ida, alert(2), at(T0 + 6), true, "HTTP 204", None)
+        .await
+        .expect("deliver");
+    assert_eq!(
+        due(T0 + 99, 100).await,
+        vec![(idb, alert(2), 20), (ida, alert(3), 30)]
+    );
+    assert_eq!(
+        due(T0 + 100, 100).await,
+        vec![
+            (ida, alert(1), 10),
+            (idb, alert(2), 20),
+            (ida, alert(3), 30)
+        ],
+        "due again at its retry time"
+    );
+    let retried = store.due_deliveries(at(T0 + 100), 1).await.expect("due");
+    assert_eq!(retried[0].attempts, 1);
+    assert_eq!(retried[0].last_result.as_deref(), Some("timeout"));
+
+    // A deactivated webhook's deliveries are kept but are no longer due.
+    assert!(store
+        .deactivate_webhook(idb, at(T0 + 7))
+        .await
+        .expect("deactivate"));
+    assert_eq!(
+        due(T0 + 100, 100).await,
+        vec![(ida, alert(1), 10), (ida, alert(3), 30)]
+    );
+    assert_eq!(
+        store.webhook_deliveries(idb, 100).await.expect("read")[0].status,
+        DeliveryStatus::Pending,
+        "still recorded, still pending"
+    );
+    assert_ledger_untouched(&store).await;
+}
+
+pub async fn a_failed_then_successful_attempt_is_logged_twice(target: Target) {
+    let store = target.open().await;
+    let w = webhook(1, T0);
+    let id = w.webhook_id;
+    store.add_webhook(&w).await.expect("register");
+    store
+        .enqueue_deliveries(id, &[(alert(1), 7)], 7, at(T0))
+        .await
+        .expect("enqueue");
+    assert!(store
+        .delivery_attempts(id, alert(1))
+        .await
+        .expect("log")
+        .is_empty());
+
+    store
+        .record_delivery_attempt(
+            id,
+            alert(1),
+            at(T0 + 1),
+            false,
+            "HTTP 500",
+            Some(at(T0 + 60)),
+        )
+        .await
+        .expect("fail");
+    let after_fail = store.webhook_deliveries(id, 10).await.expect("read");
+    assert_eq!(
+        after_fail,
+        vec![WebhookDelivery {
+            webhook_id: id,
+            alert_event_id: alert(1),
+            position: 7,
+            status: DeliveryStatus::Pending,
+            attempts: 1,
+            next_attempt_at: at(T0 + 60),
+            last_attempt_at: Some(at(T0 + 1)),
+            last_result: Some("HTTP 500".into()),
+            delivered_at: None,
+        }]
+    );
+
+    // Refused attempts write nothing: a failure without a retry time, an unknown delivery.
+    let err = store
+        .record_delivery_attempt(id, alert(1), at(T0 + 2), false, "HTTP 500", None)
+        .await
+        .expect_err("no retry time");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "next_attempt_at"),
+        "{err}"
+    );
+    let err = store
+        .record_delivery_attempt(id, alert(2), at(T0 + 2), true, "HTTP 200", None)
+        .await
+        .expect_err("never queued");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "alert_event_id"),
+        "{err}"
+    );
+    assert!(store
+        .delivery_attempts(id, alert(2))
+        .await
+        .expect("log")
+        .is_empty());
+    assert_eq!(
+        store.webhook_deliveries(id, 10).await.expect("read"),
+        after_fail,
+        "the refused attempts changed nothing"
+    );
+
+    store
+        .record_delivery_attempt(id, alert(1), at(T0 + 61), true, "HTTP 200", None)
+        .await
+        .expect("deliver");
+    let log = store.delivery_attempts(id, alert(1)).await.expect("log");
+    let summary: Vec<(u32, Instant, bool, &str)> = log
+        .iter()
+        .map(|a| (a.attempt, a.at, a.ok, a.detail.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (1, at(T0 + 1), false, "HTTP 500"),
+            (2, at(T0 + 61), true, "HTTP 200")
+        ]
+    );
+    let delivered = store.webhook_deliveries(id, 10).await.expect("read");
+    assert_eq!(
+        delivered,
+        vec![WebhookDelivery {
+            status: DeliveryStatus::Delivered,
+            attempts: 2,
+            last_attempt_at: Some(at(T0 + 61)),
+            last_result: Some("HTTP 200".into()),
+            delivered_at: Some(at(T0 + 61)),
+            ..after_fail[0].clone()
+        }]
+    );
+    assert!(store
+        .due_deliveries(at(T0 + 1000), 10)
+        .await
+        .expect("due")
+        .is_empty());
+    assert_ledger_untouched(&store).await;
 }

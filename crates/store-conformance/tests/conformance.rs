@@ -44,6 +44,11 @@ on_both_backends!(
     unmapped_codes_are_counted,
     the_recording_site_round_trips,
     coi_sequences_are_never_given_twice,
+    webhooks_round_trip,
+    a_duplicate_webhook_id_is_refused,
+    enqueue_is_idempotent_and_the_cursor_never_moves_back,
+    due_deliveries_honour_retry_time_delivery_and_deactivation,
+    a_failed_then_successful_attempt_is_logged_twice,
 );
 
 fn batches() -> impl Strategy<Value = Vec<Vec<(u8, u8)>>> {

@@ -11,9 +11,12 @@ use autolog_domain::checkpoint::Checkpoint;
 use autolog_domain::merkle::{Frontier, Hash, NodeId};
 use autolog_domain::{Event, EventDraft, Instant, Source, Uuid};
 use autolog_store::{
-    append_in_tx, unmapped_code, AppendOutcome, AppendPlan, AppendTx, CheckpointRow, Clock,
-    EventQuery, EventRow, LedgerHead, ScannedRow, Store, StoreError, StreamHead, UnmappedCode,
-    COI_SEQUENCE_NEXT, EVENT_COLUMNS, UNMAPPED_CODE_UPSERT,
+    append_in_tx, check_delivery_attempt, duplicate_webhook, stored_position, unknown_delivery,
+    unknown_webhook, unmapped_code, AppendOutcome, AppendPlan, AppendTx, CheckpointRow, Clock,
+    DeliveryAttempt, DeliveryAttemptRow, DeliveryStatus, EventQuery, EventRow, LedgerHead,
+    ScannedRow, Store, StoreError, StreamHead, UnmappedCode, Webhook, WebhookDelivery,
+    WebhookDeliveryRow, WebhookRow, COI_SEQUENCE_NEXT, DELIVERY_ATTEMPT_UPDATE, EVENT_COLUMNS,
+    UNMAPPED_CODE_UPSERT, WEBHOOK_CURSOR_ADVANCE,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -451,6 +454,23 @@ impl Store for SqliteStore {
         row.as_ref().map(to_event).transpose()
     }
 
+    async fn event_by_source(
+        &self,
+        system: &str,
+        source_event_id: &str,
+    ) -> Result<Option<Event>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE source_system = ? AND source_event_id = ?"
+        );
+        let row = sqlx::query(&sql)
+            .bind(system)
+            .bind(source_event_id)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(backend_error)?;
+        row.as_ref().map(to_event).transpose()
+    }
+
     async fn head(&self) -> Result<LedgerHead, StoreError> {
         let row =
             sqlx::query("SELECT position, recorded_at_us, frontier FROM ledger_head WHERE id = 1")
@@ -709,6 +729,259 @@ impl Store for SqliteStore {
             })
             .collect()
     }
+
+    async fn add_webhook(&self, w: &Webhook) -> Result<(), StoreError> {
+        let cursor = stored_position("cursor_position", w.cursor_position)?;
+        let done = sqlx::query(
+            "INSERT INTO webhooks (webhook_id, url, secret, created_at_us, created_by, active, \
+             deactivated_at_us, cursor_position) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (webhook_id) DO NOTHING",
+        )
+        .bind(w.webhook_id.to_string())
+        .bind(&w.url)
+        .bind(&w.secret)
+        .bind(w.created_at.micros())
+        .bind(&w.created_by)
+        .bind(w.active)
+        .bind((!w.active).then(|| w.created_at.micros()))
+        .bind(cursor)
+        .execute(&self.writer)
+        .await
+        .map_err(backend_error)?;
+        if done.rows_affected() == 0 {
+            return Err(duplicate_webhook(w.webhook_id));
+        }
+        Ok(())
+    }
+
+    async fn webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT webhook_id, url, secret, created_at_us, created_by, active, cursor_position \
+             FROM webhooks ORDER BY created_at_us, webhook_id",
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|r| {
+                WebhookRow {
+                    webhook_id: r.try_get("webhook_id").map_err(backend_error)?,
+                    url: r.try_get("url").map_err(backend_error)?,
+                    secret: r.try_get("secret").map_err(backend_error)?,
+                    created_at_us: r.try_get("created_at_us").map_err(backend_error)?,
+                    created_by: r.try_get("created_by").map_err(backend_error)?,
+                    active: r.try_get("active").map_err(backend_error)?,
+                    cursor_position: r.try_get("cursor_position").map_err(backend_error)?,
+                }
+                .into_webhook()
+            })
+            .collect()
+    }
+
+    async fn deactivate_webhook(&self, webhook_id: Uuid, at: Instant) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE webhooks SET active = 0, deactivated_at_us = COALESCE(deactivated_at_us, ?) \
+             WHERE webhook_id = ?",
+        )
+        .bind(at.micros())
+        .bind(webhook_id.to_string())
+        .execute(&self.writer)
+        .await
+        .map_err(backend_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn enqueue_deliveries(
+        &self,
+        webhook_id: Uuid,
+        alerts: &[(Uuid, u64)],
+        new_cursor: u64,
+        at: Instant,
+    ) -> Result<(), StoreError> {
+        let new_cursor = stored_position("new_cursor", new_cursor)?;
+        let alerts = alerts
+            .iter()
+            .enumerate()
+            .map(|(i, (id, position))| {
+                Ok((
+                    id.to_string(),
+                    stored_position(&format!("alerts[{i}].position"), *position)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend_error)?;
+        let sql = WEBHOOK_CURSOR_ADVANCE
+            .replace("{1}", "?1")
+            .replace("{2}", "?2");
+        let moved = sqlx::query(&sql)
+            .bind(webhook_id.to_string())
+            .bind(new_cursor)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        if moved.rows_affected() == 0 {
+            return Err(unknown_webhook(webhook_id));
+        }
+        for chunk in alerts.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO webhook_deliveries (webhook_id, alert_event_id, position, status, \
+                 attempts, next_attempt_at_us) ",
+            );
+            qb.push_values(chunk, |mut b, (alert, position)| {
+                b.push_bind(webhook_id.to_string());
+                b.push_bind(alert.clone());
+                b.push_bind(*position);
+                b.push_bind(DeliveryStatus::Pending.as_str());
+                b.push_bind(0_i64);
+                b.push_bind(at.micros());
+            });
+            qb.push(" ON CONFLICT (webhook_id, alert_event_id) DO NOTHING");
+            qb.build().execute(&mut *tx).await.map_err(backend_error)?;
+        }
+        tx.commit().await.map_err(backend_error)
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: Instant,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d \
+             JOIN webhooks w ON w.webhook_id = d.webhook_id \
+             WHERE w.active = 1 AND d.status = 'pending' AND d.next_attempt_at_us <= ? \
+             ORDER BY d.position, d.webhook_id LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(now.micros())
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(backend_error)?;
+        rows.iter().map(delivery_row).collect()
+    }
+
+    async fn record_delivery_attempt(
+        &self,
+        webhook_id: Uuid,
+        alert_event_id: Uuid,
+        at: Instant,
+        ok: bool,
+        detail: &str,
+        next_attempt_at: Option<Instant>,
+    ) -> Result<(), StoreError> {
+        check_delivery_attempt(ok, next_attempt_at)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend_error)?;
+        let sql = DELIVERY_ATTEMPT_UPDATE
+            .replace("{1}", "?1")
+            .replace("{2}", "?2")
+            .replace("{3}", "?3")
+            .replace("{4}", "?4")
+            .replace("{5}", "?5")
+            .replace("{6}", "?6");
+        let row = sqlx::query(&sql)
+            .bind(webhook_id.to_string())
+            .bind(alert_event_id.to_string())
+            .bind(at.micros())
+            .bind(detail)
+            .bind(ok)
+            .bind(next_attempt_at.map(Instant::micros))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        let Some(row) = row else {
+            return Err(unknown_delivery(alert_event_id));
+        };
+        let attempt: i64 = row.try_get(0).map_err(backend_error)?;
+        sqlx::query(
+            "INSERT INTO webhook_delivery_attempts \
+             (webhook_id, alert_event_id, attempt, at_us, ok, detail) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(webhook_id.to_string())
+        .bind(alert_event_id.to_string())
+        .bind(attempt)
+        .bind(at.micros())
+        .bind(ok)
+        .bind(detail)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        tx.commit().await.map_err(backend_error)
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        webhook_id: Uuid,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d WHERE d.webhook_id = ? \
+             ORDER BY d.position, d.alert_event_id LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(webhook_id.to_string())
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(backend_error)?;
+        rows.iter().map(delivery_row).collect()
+    }
+
+    async fn delivery_attempts(
+        &self,
+        webhook_id: Uuid,
+        alert_event_id: Uuid,
+    ) -> Result<Vec<DeliveryAttempt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT attempt, at_us, ok, detail FROM webhook_delivery_attempts \
+             WHERE webhook_id = ? AND alert_event_id = ? ORDER BY attempt",
+        )
+        .bind(webhook_id.to_string())
+        .bind(alert_event_id.to_string())
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|r| {
+                DeliveryAttemptRow {
+                    attempt: r.try_get("attempt").map_err(backend_error)?,
+                    at_us: r.try_get("at_us").map_err(backend_error)?,
+                    ok: r.try_get("ok").map_err(backend_error)?,
+                    detail: r.try_get("detail").map_err(backend_error)?,
+                }
+                .into_attempt()
+            })
+            .collect()
+    }
+}
+
+/// The `webhook_deliveries` columns, read from the table aliased `d`.
+const DELIVERY_COLUMNS: &str = "d.webhook_id AS webhook_id, d.alert_event_id AS alert_event_id, \
+     d.position AS position, d.status AS status, d.attempts AS attempts, \
+     d.next_attempt_at_us AS next_attempt_at_us, d.last_attempt_at_us AS last_attempt_at_us, \
+     d.last_result AS last_result, d.delivered_at_us AS delivered_at_us";
+
+fn delivery_row(r: &SqliteRow) -> Result<WebhookDelivery, StoreError> {
+    WebhookDeliveryRow {
+        webhook_id: r.try_get("webhook_id").map_err(backend_error)?,
+        alert_event_id: r.try_get("alert_event_id").map_err(backend_error)?,
+        position: r.try_get("position").map_err(backend_error)?,
+        status: r.try_get("status").map_err(backend_error)?,
+        attempts: r.try_get("attempts").map_err(backend_error)?,
+        next_attempt_at_us: r.try_get("next_attempt_at_us").map_err(backend_error)?,
+        last_attempt_at_us: r.try_get("last_attempt_at_us").map_err(backend_error)?,
+        last_result: r.try_get("last_result").map_err(backend_error)?,
+        delivered_at_us: r.try_get("delivered_at_us").map_err(backend_error)?,
+    }
+    .into_delivery()
 }
 
 fn checkpoint_row(r: &SqliteRow) -> Result<CheckpointRow, sqlx::Error> {

@@ -12,7 +12,9 @@ use autolog_domain::merkle::{Frontier, Hash, NodeId};
 use autolog_domain::{Event, EventDraft, FieldError, Instant, Uuid};
 
 pub use append::{append_in_tx, AppendPlan, AppendTx, Clock, StreamHead};
-pub use row::{CheckpointRow, EventRow, EVENT_COLUMNS};
+pub use row::{
+    CheckpointRow, DeliveryAttemptRow, EventRow, WebhookDeliveryRow, WebhookRow, EVENT_COLUMNS,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -100,6 +102,13 @@ pub trait Store: Send + Sync {
 
     async fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError>;
 
+    /// The stored event with this source (a source is unique in the ledger), if any.
+    async fn event_by_source(
+        &self,
+        system: &str,
+        source_event_id: &str,
+    ) -> Result<Option<Event>, StoreError>;
+
     async fn head(&self) -> Result<LedgerHead, StoreError>;
 
     /// Stored Merkle nodes among `ids` (absent ones are left out).
@@ -160,6 +169,69 @@ pub trait Store: Send + Sync {
 
     /// Every unmapped code seen, ordered by system, kind and code.
     async fn unmapped_codes(&self) -> Result<Vec<UnmappedCode>, StoreError>;
+
+    /// Registers an outbound webhook. Kept outside the ledger: its secret must never be
+    /// hashed into an event. A `webhook_id` already registered is
+    /// [`StoreError::Rejected`] (field `webhook_id`) and nothing is written.
+    async fn add_webhook(&self, webhook: &Webhook) -> Result<(), StoreError>;
+
+    /// Every registered webhook, active or not, by `created_at` then `webhook_id`.
+    async fn webhooks(&self) -> Result<Vec<Webhook>, StoreError>;
+
+    /// Stops a webhook (its pending deliveries are no longer due); `at` is recorded the first
+    /// time. False when no webhook has this id.
+    async fn deactivate_webhook(&self, webhook_id: Uuid, at: Instant) -> Result<bool, StoreError>;
+
+    /// In one transaction: queues a pending delivery, due at `at`, for each
+    /// `(alert_event_id, position)` not already queued for this webhook (repeating a call is
+    /// harmless), and moves the webhook's `cursor_position` to `new_cursor` unless it is
+    /// already further (it never moves back). An unknown webhook is
+    /// [`StoreError::Rejected`] (field `webhook_id`) and nothing is written.
+    async fn enqueue_deliveries(
+        &self,
+        webhook_id: Uuid,
+        alerts: &[(Uuid, u64)],
+        new_cursor: u64,
+        at: Instant,
+    ) -> Result<(), StoreError>;
+
+    /// Up to `limit` pending deliveries of active webhooks whose `next_attempt_at` is at or
+    /// before `now`, by ledger position then webhook id.
+    async fn due_deliveries(
+        &self,
+        now: Instant,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>, StoreError>;
+
+    /// In one transaction: appends attempt number `attempts + 1` to the delivery's log and
+    /// updates the delivery (attempts, `last_attempt_at` = `at`, `last_result` = `detail`;
+    /// when `ok`, status delivered and `delivered_at` = `at`; otherwise `next_attempt_at`).
+    /// A failed attempt must say when to retry: `ok == false` with `next_attempt_at == None`
+    /// is [`StoreError::Rejected`] (field `next_attempt_at`), as is a delivery that was never
+    /// queued (field `alert_event_id`). Nothing is written then.
+    async fn record_delivery_attempt(
+        &self,
+        webhook_id: Uuid,
+        alert_event_id: Uuid,
+        at: Instant,
+        ok: bool,
+        detail: &str,
+        next_attempt_at: Option<Instant>,
+    ) -> Result<(), StoreError>;
+
+    /// Up to `limit` deliveries of one webhook, any status, by ledger position.
+    async fn webhook_deliveries(
+        &self,
+        webhook_id: Uuid,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>, StoreError>;
+
+    /// The attempt log of one delivery, oldest first (empty when unknown).
+    async fn delivery_attempts(
+        &self,
+        webhook_id: Uuid,
+        alert_event_id: Uuid,
+    ) -> Result<Vec<DeliveryAttempt>, StoreError>;
 }
 
 /// A local code seen but not mapped, with how often and when.
@@ -207,4 +279,160 @@ pub fn unmapped_code(
         kind,
         code,
     })
+}
+
+/// A registered webhook: alerts are POSTed to `url`, signed with HMAC-SHA256 under `secret`.
+/// Its `Debug` form leaves the secret out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub webhook_id: Uuid,
+    pub url: String,
+    /// The HMAC-SHA256 key. Stored beside the ledger, never in it.
+    pub secret: String,
+    pub created_at: Instant,
+    /// Who registered it (an actor, as in the ledger's envelope).
+    pub created_by: String,
+    /// False once deactivated: its pending deliveries are no longer due.
+    pub active: bool,
+    /// ledger position up to which alerts were queued for it
+    pub cursor_position: u64,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("webhook_id", &self.webhook_id)
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .field("created_by", &self.created_by)
+            .field("active", &self.active)
+            .field("cursor_position", &self.cursor_position)
+            .finish()
+    }
+}
+
+/// Where a delivery stands. Stored as text: `pending` or `delivered`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    /// Not yet acknowledged: due again at its `next_attempt_at`.
+    Pending,
+    /// Acknowledged by the receiver; never sent again.
+    Delivered,
+}
+
+impl DeliveryStatus {
+    /// The stored text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+        }
+    }
+
+    /// Reads the stored text form.
+    pub fn parse(s: &str) -> Option<DeliveryStatus> {
+        match s {
+            "pending" => Some(DeliveryStatus::Pending),
+            "delivered" => Some(DeliveryStatus::Delivered),
+            _ => None,
+        }
+    }
+}
+
+/// One alert queued for one webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    pub webhook_id: Uuid,
+    /// The ledger event that raised the alert.
+    pub alert_event_id: Uuid,
+    /// That event's ledger position.
+    pub position: u64,
+    pub status: DeliveryStatus,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the delivery is next due (meaningful while pending).
+    pub next_attempt_at: Instant,
+    pub last_attempt_at: Option<Instant>,
+    /// What the last attempt got (status line or error), as the sender reported it.
+    pub last_result: Option<String>,
+    pub delivered_at: Option<Instant>,
+}
+
+/// One entry of a delivery's attempt log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryAttempt {
+    /// 1 for the first attempt, then 2, 3, ...
+    pub attempt: u32,
+    pub at: Instant,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// The cursor move both backends run when queueing deliveries (`{1}` webhook id,
+/// `{2}` new cursor): the cursor only moves forward.
+pub const WEBHOOK_CURSOR_ADVANCE: &str = "UPDATE webhooks SET cursor_position = \
+     CASE WHEN cursor_position < {2} THEN {2} ELSE cursor_position END WHERE webhook_id = {1}";
+
+/// The delivery update both backends run for one attempt (`{1}` webhook id, `{2}` alert
+/// event id, `{3}` attempt time, `{4}` detail, `{5}` ok, `{6}` next attempt time). Returns
+/// the new attempt count, which numbers the attempt's log row.
+pub const DELIVERY_ATTEMPT_UPDATE: &str = "UPDATE webhook_deliveries SET attempts = attempts + 1, \
+     last_attempt_at_us = {3}, last_result = {4}, \
+     status = CASE WHEN {5} THEN 'delivered' ELSE status END, \
+     delivered_at_us = CASE WHEN {5} THEN COALESCE(delivered_at_us, {3}) ELSE delivered_at_us END, \
+     next_attempt_at_us = CASE WHEN {5} THEN next_attempt_at_us ELSE {6} END \
+     WHERE webhook_id = {1} AND alert_event_id = {2} RETURNING attempts";
+
+/// A ledger position as stored (bigint); one beyond it is refused, naming `field`.
+pub fn stored_position(field: &str, position: u64) -> Result<i64, StoreError> {
+    i64::try_from(position).map_err(|_| {
+        StoreError::Rejected(FieldError::new(
+            field,
+            position.to_string(),
+            "must be at most 9223372036854775807",
+        ))
+    })
+}
+
+/// The refusal of a webhook id that is already registered.
+pub fn duplicate_webhook(webhook_id: Uuid) -> StoreError {
+    StoreError::Rejected(FieldError::new(
+        "webhook_id",
+        webhook_id.to_string(),
+        "a webhook with this id is already registered",
+    ))
+}
+
+/// The refusal of a webhook id that is not registered.
+pub fn unknown_webhook(webhook_id: Uuid) -> StoreError {
+    StoreError::Rejected(FieldError::new(
+        "webhook_id",
+        webhook_id.to_string(),
+        "no webhook with this id is registered",
+    ))
+}
+
+/// The refusal of an attempt on a delivery that was never queued.
+pub fn unknown_delivery(alert_event_id: Uuid) -> StoreError {
+    StoreError::Rejected(FieldError::new(
+        "alert_event_id",
+        alert_event_id.to_string(),
+        "no delivery of this alert is queued for the webhook",
+    ))
+}
+
+/// Checks an attempt before it is recorded: a failed attempt must say when to retry.
+pub fn check_delivery_attempt(
+    ok: bool,
+    next_attempt_at: Option<Instant>,
+) -> Result<(), StoreError> {
+    if !ok && next_attempt_at.is_none() {
+        return Err(StoreError::Rejected(FieldError::new(
+            "next_attempt_at",
+            "",
+            "a failed attempt must give the time of the next one",
+        )));
+    }
+    Ok(())
 }

@@ -145,3 +145,117 @@ impl CheckpointRow {
         })
     }
 }
+
+/// A webhook-bookkeeping row that does not convert: it was altered outside Autolog.
+fn unreadable(table: &str, key: &str, detail: String) -> crate::StoreError {
+    crate::StoreError::Backend {
+        backend: "store",
+        message: format!("{table} row {key}: {detail}"),
+    }
+}
+
+fn uuid(name: &str, s: &str) -> Result<Uuid, String> {
+    Uuid::parse_str(s).map_err(|e| format!("{name} {s:?} is not a UUID: {e}"))
+}
+
+fn instant(name: &str, micros: i64) -> Result<Instant, String> {
+    Instant::from_micros(micros).map_err(|e| format!("{name}: {e}"))
+}
+
+/// The `webhooks` table's columns (the ids as text).
+#[derive(Debug, Clone)]
+pub struct WebhookRow {
+    pub webhook_id: String,
+    pub url: String,
+    pub secret: String,
+    pub created_at_us: i64,
+    pub created_by: String,
+    pub active: bool,
+    pub cursor_position: i64,
+}
+
+impl WebhookRow {
+    pub fn into_webhook(self) -> Result<crate::Webhook, crate::StoreError> {
+        let key = self.webhook_id.clone();
+        let read = || -> Result<crate::Webhook, String> {
+            Ok(crate::Webhook {
+                webhook_id: uuid("webhook_id", &self.webhook_id)?,
+                created_at: instant("created_at_us", self.created_at_us)?,
+                cursor_position: count("cursor_position", self.cursor_position)?,
+                url: self.url,
+                secret: self.secret,
+                created_by: self.created_by,
+                active: self.active,
+            })
+        };
+        read().map_err(|d| unreadable("webhooks", &key, d))
+    }
+}
+
+/// The `webhook_deliveries` table's columns (the ids as text).
+#[derive(Debug, Clone)]
+pub struct WebhookDeliveryRow {
+    pub webhook_id: String,
+    pub alert_event_id: String,
+    pub position: i64,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at_us: i64,
+    pub last_attempt_at_us: Option<i64>,
+    pub last_result: Option<String>,
+    pub delivered_at_us: Option<i64>,
+}
+
+impl WebhookDeliveryRow {
+    pub fn into_delivery(self) -> Result<crate::WebhookDelivery, crate::StoreError> {
+        let key = format!("({}, {})", self.webhook_id, self.alert_event_id);
+        let read = || -> Result<crate::WebhookDelivery, String> {
+            Ok(crate::WebhookDelivery {
+                webhook_id: uuid("webhook_id", &self.webhook_id)?,
+                alert_event_id: uuid("alert_event_id", &self.alert_event_id)?,
+                position: count("position", self.position)?,
+                status: crate::DeliveryStatus::parse(&self.status).ok_or_else(|| {
+                    format!("status {:?} is not pending or delivered", self.status)
+                })?,
+                attempts: u32::try_from(self.attempts)
+                    .map_err(|_| format!("attempts {} is out of range", self.attempts))?,
+                next_attempt_at: instant("next_attempt_at_us", self.next_attempt_at_us)?,
+                last_attempt_at: self
+                    .last_attempt_at_us
+                    .map(|t| instant("last_attempt_at_us", t))
+                    .transpose()?,
+                delivered_at: self
+                    .delivered_at_us
+                    .map(|t| instant("delivered_at_us", t))
+                    .transpose()?,
+                last_result: self.last_result,
+            })
+        };
+        read().map_err(|d| unreadable("webhook_deliveries", &key, d))
+    }
+}
+
+/// The `webhook_delivery_attempts` table's columns read for the log.
+#[derive(Debug, Clone)]
+pub struct DeliveryAttemptRow {
+    pub attempt: i64,
+    pub at_us: i64,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl DeliveryAttemptRow {
+    pub fn into_attempt(self) -> Result<crate::DeliveryAttempt, crate::StoreError> {
+        let key = format!("attempt {}", self.attempt);
+        let read = || -> Result<crate::DeliveryAttempt, String> {
+            Ok(crate::DeliveryAttempt {
+                attempt: u32::try_from(self.attempt)
+                    .map_err(|_| format!("attempt {} is out of range", self.attempt))?,
+                at: instant("at_us", self.at_us)?,
+                ok: self.ok,
+                detail: self.detail,
+            })
+        };
+        read().map_err(|d| unreadable("webhook_delivery_attempts", &key, d))
+    }
+}

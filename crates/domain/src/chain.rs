@@ -1,0 +1,855 @@
+//! The chain of identity's custody and state machine: the payloads of chain events after
+//! enrolment (handoff, receipt, steps, release, administration, holds) and the pure fold.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::envelope::{check_code as code, check_text};
+use crate::error::FieldError;
+use crate::event_type::Check;
+use crate::time::Instant;
+
+/// The states of a chain (glossary: enrolled -> collected -> in transit -> ... -> in follow-up).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainState {
+    NotYetEnrolled,
+    Enrolled,
+    Collected,
+    InTransit,
+    ReceivedAtManufacturing,
+    InManufacturing,
+    InTesting,
+    ReleasedForPatient,
+    ReceivedAtTreatmentCenter,
+    Administered,
+    InFollowUp,
+    OnHold,
+    Cancelled,
+}
+
+impl ChainState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotYetEnrolled => "not_yet_enrolled",
+            Self::Enrolled => "enrolled",
+            Self::Collected => "collected",
+            Self::InTransit => "in_transit",
+            Self::ReceivedAtManufacturing => "received_at_manufacturing",
+            Self::InManufacturing => "in_manufacturing",
+            Self::InTesting => "in_testing",
+            Self::ReleasedForPatient => "released_for_patient",
+            Self::ReceivedAtTreatmentCenter => "received_at_treatment_center",
+            Self::Administered => "administered",
+            Self::InFollowUp => "in_follow_up",
+            Self::OnHold => "on_hold",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What the fold needs from reference data: the product's collecting step and the CBV
+/// bizStep of each of its steps. Empty (`Default`) under the ledger lock, where only the
+/// rules that need no reference data are checked.
+#[derive(Debug, Clone, Default)]
+pub struct ChainContext {
+    pub collecting_step: Option<String>,
+    pub biz_steps: BTreeMap<String, String>,
+}
+
+/// One event of a chain as the fold reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainEntry<'a> {
+    pub event_id: uuid::Uuid,
+    pub event_type: &'a str,
+    pub data: &'a Value,
+    pub occurred_at: Instant,
+    pub site: Option<&'a str>,
+}
+
+impl<'a> ChainEntry<'a> {
+    pub fn of_event(e: &'a crate::Event) -> Self {
+        Self {
+            event_id: e.event_id,
+            event_type: e.body.event_type.as_str(),
+            data: &e.body.data,
+            occurred_at: e.occurred_at.instant,
+            site: e.site.as_deref(),
+        }
+    }
+}
+
+/// A handoff not yet answered by a receipt.
+#[derive(Debug, Clone)]
+pub struct OpenHandoff {
+    pub handoff_id: String,
+    pub event_id: uuid::Uuid,
+    pub data: Value,
+    pub handed_off_at: Instant,
+}
+
+/// An open hold.
+#[derive(Debug, Clone)]
+pub struct OpenHold {
+    pub hold_id: String,
+    pub event_id: uuid::Uuid,
+    pub data: Value,
+    pub placed_at: Instant,
+}
+
+/// The chain as folded from its effective events.
+#[derive(Debug, Clone)]
+pub struct ChainView {
+    pub state: ChainState,
+    /// The state to return to when every hold is released.
+    pub resume_state: ChainState,
+    /// Whether the chain's product was released for the patient (the final-product phase).
+    pub released: bool,
+    pub custodian_site_id: Option<String>,
+    pub open_handoff: Option<OpenHandoff>,
+    /// Every handoff id used, answered or not.
+    pub handoff_ids: Vec<String>,
+    pub holds: Vec<OpenHold>,
+    /// The first instant each step code was performed (for the process windows).
+    pub performed: BTreeMap<String, Instant>,
+    /// Units (DINs and other unit identifiers) the chain holds.
+    pub units: Vec<String>,
+}
+
+impl Default for ChainView {
+    fn default() -> Self {
+        Self {
+            state: ChainState::NotYetEnrolled,
+            resume_state: ChainState::NotYetEnrolled,
+            released: false,
+            custodian_site_id: None,
+            open_handoff: None,
+            handoff_ids: Vec::new(),
+            holds: Vec::new(),
+            performed: BTreeMap::new(),
+            units: Vec::new(),
+        }
+    }
+}
+
+fn text<'a>(data: &'a Value, name: &str) -> &'a str {
+    data.get(name).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn list(data: &Value, name: &str) -> Vec<String> {
+    data.get(name)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Event types that record something about a chain without moving it (allowed in any
+/// state, on hold and cancelled included).
+pub const STATE_NEUTRAL: &[&str] = &["annotation.recorded", "chain.hold_placed"];
+
+impl ChainView {
+    /// Folds a chain's effective events, in order. Events the state machine would refuse
+    /// are not expected here (they were refused at append); they are applied leniently.
+    pub fn fold<'a>(entries: impl IntoIterator<Item = ChainEntry<'a>>, ctx: &ChainContext) -> Self {
+        let mut view = Self::default();
+        for entry in entries {
+            let next = view.transition(&entry, ctx).unwrap_or(view.state);
+            view.apply(&entry, next, ctx);
+        }
+        view
+    }
+
+    /// The state an event moves the chain to, or the rule it breaks in the current state.
+    pub fn transition(&self, entry: &ChainEntry, ctx: &ChainContext) -> Result<ChainState, String> {
+        use ChainState::*;
+        let event_type = entry.event_type;
+        let data = entry.data;
+        if STATE_NEUTRAL.contains(&event_type) {
+            return Ok(
+                if event_type == "chain.hold_placed" && self.state != Cancelled {
+                    OnHold
+                } else {
+                    self.state
+                },
+            );
+        }
+        if self.state == Cancelled {
+            return Err("the chain is cancelled: nothing more is recorded on it".into());
+        }
+        if event_type == "chain.hold_released" {
+            let hold_id = text(data, "hold_id");
+            if !self.holds.iter().any(|h| h.hold_id == hold_id) {
+                let open: Vec<&str> = self.holds.iter().map(|h| h.hold_id.as_str()).collect();
+                return Err(format!(
+                    "hold {hold_id} is not open on this chain (open holds: {})",
+                    if open.is_empty() {
+                        "none".to_string()
+                    } else {
+                        open.join(", ")
+                    }
+                ));
+            }
+            return Ok(if self.holds.len() == 1 {
+                self.resume_state
+            } else {
+                OnHold
+            });
+        }
+        if self.state == OnHold {
+            let ids: Vec<&str> = self.holds.iter().map(|h| h.hold_id.as_str()).collect();
+            return Err(format!(
+                "the chain is on hold ({}): no step is accepted until every hold is resolved by a qualified person",
+                ids.join(", ")
+            ));
+        }
+        let allowed = |from: &[ChainState], to: ChainState| -> Result<ChainState, String> {
+            if from.contains(&self.state) {
+                Ok(to)
+            } else {
+                let names: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+                Err(format!(
+                    "is not accepted while the chain is {}; {event_type} follows {}",
+                    self.state.as_str(),
+                    names.join(" or ")
+                ))
+            }
+        };
+        match event_type {
+            "chain.enrolled" => allowed(&[NotYetEnrolled], Enrolled),
+            "chain.cancelled" => {
+                if matches!(self.state, Administered | InFollowUp) {
+                    Err("an administered chain cannot be cancelled".into())
+                } else {
+                    allowed(&[self.state], Cancelled)
+                }
+            }
+            "chain.collected" => allowed(&[Enrolled, Collected], Collected),
+            "custody.handed_off" => {
+                if let Some(open) = &self.open_handoff {
+                    return Err(format!(
+                        "handoff {} is still open: it must be received before the next handoff",
+                        open.handoff_id
+                    ));
+                }
+                let id = text(data, "handoff_id");
+                if self.handoff_ids.iter().any(|h| h == id) {
+                    return Err(format!("handoff {id} was already used on this chain"));
+                }
+                allowed(
+                    &[Collected, ReceivedAtManufacturing, ReleasedForPatient],
+                    InTransit,
+                )
+            }
+            "custody.received" => {
+                let id = text(data, "handoff_id");
+                match &self.open_handoff {
+                    Some(open) if open.handoff_id == id => {}
+                    Some(open) => {
+                        return Err(format!(
+                            "names handoff {id}, but the open handoff of this chain is {}",
+                            open.handoff_id
+                        ))
+                    }
+                    None => {
+                        return Err(format!(
+                            "names handoff {id}, but no handoff of this chain is open"
+                        ))
+                    }
+                }
+                let to = if self.released {
+                    ReceivedAtTreatmentCenter
+                } else {
+                    ReceivedAtManufacturing
+                };
+                allowed(&[InTransit], to)
+            }
+            "chain.step_performed" => {
+                let step = text(data, "step_code");
+                match ctx.biz_steps.get(step).map(String::as_str) {
+                    // Under the ledger lock, without reference data: any step past receipt.
+                    None => allowed(
+                        &[
+                            ReceivedAtManufacturing,
+                            InManufacturing,
+                            InTesting,
+                            ReceivedAtTreatmentCenter,
+                        ],
+                        self.state,
+                    )
+                    .map(|_| {
+                        if self.state == ReceivedAtManufacturing {
+                            InManufacturing
+                        } else {
+                            self.state
+                        }
+                    }),
+                    Some("inspecting" | "sampling") => {
+                        allowed(&[InManufacturing, InTesting], InTesting)
+                    }
+                    Some("unpacking") => {
+                        allowed(&[ReceivedAtTreatmentCenter], ReceivedAtTreatmentCenter)
+                    }
+                    Some(_) => {
+                        allowed(&[ReceivedAtManufacturing, InManufacturing], InManufacturing)
+                    }
+                }
+            }
+            "chain.released" => allowed(&[InTesting], ReleasedForPatient),
+            "chain.administered" => allowed(&[ReceivedAtTreatmentCenter], Administered),
+            "chain.follow_up_recorded" => allowed(&[Administered, InFollowUp], InFollowUp),
+            _ => Ok(self.state),
+        }
+    }
+
+    fn apply(&mut self, entry: &ChainEntry, next: ChainState, ctx: &ChainContext) {
+        let data = entry.data;
+        match entry.event_type {
+            "chain.enrolled" => {
+                self.custodian_site_id = Some(text(data, "treatment_site_id").to_string());
+            }
+            "chain.collected" => {
+                self.custodian_site_id = Some(text(data, "collection_site_id").to_string());
+                for din in list(data, "dins") {
+                    if !self.units.contains(&din) {
+                        self.units.push(din);
+                    }
+                }
+                if let Some(step) = &ctx.collecting_step {
+                    let at = data
+                        .get("ended_at")
+                        .and_then(Value::as_str)
+                        .and_then(|t| Instant::parse_rfc3339("ended_at", t).ok())
+                        .unwrap_or(entry.occurred_at);
+                    self.performed.entry(step.clone()).or_insert(at);
+                }
+            }
+            "custody.handed_off" => {
+                let id = text(data, "handoff_id").to_string();
+                self.handoff_ids.push(id.clone());
+                self.open_handoff = Some(OpenHandoff {
+                    handoff_id: id,
+                    event_id: entry.event_id,
+                    data: data.clone(),
+                    handed_off_at: entry.occurred_at,
+                });
+            }
+            "custody.received" => {
+                self.open_handoff = None;
+                self.custodian_site_id = Some(text(data, "receiving_site_id").to_string());
+            }
+            "chain.step_performed" => {
+                self.custodian_site_id = Some(text(data, "site_id").to_string());
+            }
+            "chain.released" => self.released = true,
+            "chain.hold_placed" => {
+                if self.state != ChainState::OnHold {
+                    self.resume_state = self.state;
+                }
+                self.holds.push(OpenHold {
+                    hold_id: text(data, "hold_id").to_string(),
+                    event_id: entry.event_id,
+                    data: data.clone(),
+                    placed_at: entry.occurred_at,
+                });
+            }
+            "chain.hold_released" => {
+                let id = text(data, "hold_id");
+                self.holds.retain(|h| h.hold_id != id);
+            }
+            _ => {}
+        }
+        if let Some(step) = data.get("step_code").and_then(Value::as_str) {
+            self.performed
+                .entry(step.to_string())
+                .or_insert(entry.occurred_at);
+        }
+        self.state = next;
+    }
+}
+
+/// A temperature range in degrees Celsius.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TemperatureRange {
+    min_celsius: f64,
+    max_celsius: f64,
+}
+
+fn temperature(field: &str, range: &TemperatureRange) -> Result<(), FieldError> {
+    for (name, v) in [
+        ("min_celsius", range.min_celsius),
+        ("max_celsius", range.max_celsius),
+    ] {
+        if !(-273.15..=100.0).contains(&v) {
+            return Err(FieldError::new(
+                format!("{field}.{name}"),
+                v.to_string(),
+                "must be a temperature between -273.15 and 100 degrees Celsius",
+            ));
+        }
+    }
+    if range.min_celsius > range.max_celsius {
+        return Err(FieldError::new(
+            format!("{field}.max_celsius"),
+            range.max_celsius.to_string(),
+            format!("must not be below min_celsius ({})", range.min_celsius),
+        ));
+    }
+    Ok(())
+}
+
+fn instant(field: &str, value: &str) -> Result<Instant, FieldError> {
+    Instant::parse_rfc3339(field, value)
+}
+
+/// A unit identifier as a manifest states it: a DIN with its check character, or a GS1
+/// element string in parenthesised form, e.g. `(01)09506000134352(21)S1`.
+fn unit_id(field: &str, value: &str) -> Result<(), FieldError> {
+    let scanned = crate::scan::parse_scan(field, value)?;
+    let canonical = scanned.unit_id();
+    if canonical != value {
+        return Err(FieldError::new(
+            field,
+            value,
+            format!("must be given as the unit identifier {canonical}"),
+        ));
+    }
+    Ok(())
+}
+
+fn unit_list(field: &str, units: &[String], what: &str) -> Result<(), FieldError> {
+    if units.is_empty() {
+        return Err(FieldError::new(
+            field,
+            "[]",
+            format!("lists at least one {what}"),
+        ));
+    }
+    for (i, unit) in units.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        unit_id(&f, unit)?;
+        if units[..i].contains(unit) {
+            return Err(FieldError::new(f, unit, "appears twice"));
+        }
+    }
+    Ok(())
+}
+
+/// The sender's manifest of a change of hands.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CustodyHandedOffV1 {
+    handoff_id: String,
+    step_code: String,
+    from_site_id: String,
+    handed_off_by: String,
+    destination_site_id: String,
+    courier: String,
+    units: Vec<String>,
+    unit_count: u32,
+    container_id: String,
+    seal_id: String,
+    expected_arrival_by: String,
+    temperature_range: TemperatureRange,
+}
+
+impl Check for CustodyHandedOffV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("handoff_id", &self.handoff_id)?;
+        code("step_code", &self.step_code)?;
+        code("from_site_id", &self.from_site_id)?;
+        code("handed_off_by", &self.handed_off_by)?;
+        code("destination_site_id", &self.destination_site_id)?;
+        code("courier", &self.courier)?;
+        unit_list("units", &self.units, "unit")?;
+        if self.unit_count as usize != self.units.len() {
+            return Err(FieldError::new(
+                "unit_count",
+                self.unit_count.to_string(),
+                format!(
+                    "must equal the number of units listed ({})",
+                    self.units.len()
+                ),
+            ));
+        }
+        check_text("container_id", &self.container_id, 64)?;
+        check_text("seal_id", &self.seal_id, 64)?;
+        instant("expected_arrival_by", &self.expected_arrival_by)?;
+        if self.from_site_id == self.destination_site_id {
+            return Err(FieldError::new(
+                "destination_site_id",
+                &self.destination_site_id,
+                "must differ from from_site_id: a handoff changes hands between sites",
+            ));
+        }
+        temperature("temperature_range", &self.temperature_range)
+    }
+}
+
+/// One label as scanned on arrival: the unit's barcode data and, where the label carries
+/// one, the COI as read.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScannedLabel {
+    unit: String,
+    coi: Option<String>,
+}
+
+/// The temperature logger's summary for the leg.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TemperatureLog {
+    min_celsius: f64,
+    max_celsius: f64,
+    logger_id: Option<String>,
+}
+
+/// The receiver's receipt: what arrived, as scanned.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CustodyReceivedV1 {
+    handoff_id: String,
+    step_code: String,
+    receiving_site_id: String,
+    received_by: String,
+    scanned_labels: Vec<ScannedLabel>,
+    container_id: String,
+    seal_id: String,
+    /// Read by the reconciliation from the payload; any boolean is valid here.
+    #[allow(dead_code)]
+    seal_intact: Option<bool>,
+    temperature_log: TemperatureLog,
+}
+
+impl Check for CustodyReceivedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("handoff_id", &self.handoff_id)?;
+        code("step_code", &self.step_code)?;
+        code("receiving_site_id", &self.receiving_site_id)?;
+        code("received_by", &self.received_by)?;
+        if self.scanned_labels.is_empty() {
+            return Err(FieldError::new(
+                "scanned_labels",
+                "[]",
+                "a receipt scans every label that arrived (at least one)",
+            ));
+        }
+        for (i, label) in self.scanned_labels.iter().enumerate() {
+            crate::scan::parse_scan(&format!("scanned_labels[{i}].unit"), &label.unit)?;
+            if let Some(coi) = &label.coi {
+                crate::identifiers::Coi::parse(&format!("scanned_labels[{i}].coi"), coi)?;
+            }
+        }
+        check_text("container_id", &self.container_id, 64)?;
+        check_text("seal_id", &self.seal_id, 64)?;
+        let log = TemperatureRange {
+            min_celsius: self.temperature_log.min_celsius,
+            max_celsius: self.temperature_log.max_celsius,
+        };
+        temperature("temperature_log", &log)?;
+        if let Some(id) = &self.temperature_log.logger_id {
+            code("temperature_log.logger_id", id)?;
+        }
+        Ok(())
+    }
+}
+
+/// A process step performed on the chain's material (manufacturing, testing, thaw).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainStepPerformedV1 {
+    step_code: String,
+    site_id: String,
+    performed_by: String,
+    #[serde(default)]
+    equipment_ids: Vec<String>,
+    started_at: String,
+    ended_at: Option<String>,
+}
+
+impl Check for ChainStepPerformedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("step_code", &self.step_code)?;
+        code("site_id", &self.site_id)?;
+        code("performed_by", &self.performed_by)?;
+        for (i, e) in self.equipment_ids.iter().enumerate() {
+            code(&format!("equipment_ids[{i}]"), e)?;
+        }
+        let started = instant("started_at", &self.started_at)?;
+        if let Some(ended) = &self.ended_at {
+            if instant("ended_at", ended)? < started {
+                return Err(FieldError::new(
+                    "ended_at",
+                    ended,
+                    format!("must not be earlier than started_at ({started})"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The chain's product is released for its patient (issue 5 adds the signed decision).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainReleasedV1 {
+    site_id: String,
+    released_by: String,
+    units: Vec<String>,
+}
+
+impl Check for ChainReleasedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("site_id", &self.site_id)?;
+        code("released_by", &self.released_by)?;
+        unit_list("units", &self.units, "released unit")
+    }
+}
+
+/// The product is administered to the patient.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainAdministeredV1 {
+    step_code: String,
+    site_id: String,
+    administered_by: String,
+    verified_by: String,
+    unit: String,
+}
+
+impl Check for ChainAdministeredV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("step_code", &self.step_code)?;
+        code("site_id", &self.site_id)?;
+        code("administered_by", &self.administered_by)?;
+        code("verified_by", &self.verified_by)?;
+        if self.verified_by == self.administered_by {
+            return Err(FieldError::new(
+                "verified_by",
+                &self.verified_by,
+                "must be a second person, not the one administering",
+            ));
+        }
+        unit_id("unit", &self.unit)
+    }
+}
+
+/// A long-term follow-up visit is recorded against the chain (pseudonymous codes only).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainFollowUpRecordedV1 {
+    site_id: String,
+    recorded_by: String,
+    visit_code: String,
+    outcome_code: String,
+}
+
+impl Check for ChainFollowUpRecordedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("site_id", &self.site_id)?;
+        code("recorded_by", &self.recorded_by)?;
+        code("visit_code", &self.visit_code)?;
+        code("outcome_code", &self.outcome_code)
+    }
+}
+
+/// Severities of an alert and of the findings behind a hold.
+pub const SEVERITIES: &[&str] = &["critical", "major", "minor"];
+
+/// A hold on a chain: no step is accepted until it is released.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainHoldPlacedV1 {
+    hold_id: String,
+    rule: String,
+    findings: Vec<String>,
+    site_id: Option<String>,
+    caused_by_event_id: Option<String>,
+}
+
+impl Check for ChainHoldPlacedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("hold_id", &self.hold_id)?;
+        code("rule", &self.rule)?;
+        if self.findings.is_empty() {
+            return Err(FieldError::new(
+                "findings",
+                "[]",
+                "a hold states at least one finding",
+            ));
+        }
+        for (i, f) in self.findings.iter().enumerate() {
+            check_text(&format!("findings[{i}]"), f, 1000)?;
+        }
+        if let Some(site) = &self.site_id {
+            code("site_id", site)?;
+        }
+        if let Some(id) = &self.caused_by_event_id {
+            uuid::Uuid::parse_str(id).map_err(|e| {
+                FieldError::new("caused_by_event_id", id, format!("must be a UUID ({e})"))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// A hold is resolved, with a reason, by a qualified person.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainHoldReleasedV1 {
+    hold_id: String,
+    site_id: String,
+    resolved_by: String,
+    resolution_reason: String,
+}
+
+impl Check for ChainHoldReleasedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("hold_id", &self.hold_id)?;
+        code("site_id", &self.site_id)?;
+        code("resolved_by", &self.resolved_by)?;
+        check_text("resolution_reason", &self.resolution_reason, 1000)
+    }
+}
+
+/// An alert raised by Autolog (stream alert/<alert_id>).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AlertRaisedV1 {
+    alert_id: String,
+    severity: String,
+    rule: String,
+    message: String,
+    coi: Option<String>,
+    site_id: Option<String>,
+    event_id: Option<String>,
+    evidence: Value,
+}
+
+impl Check for AlertRaisedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("alert_id", &self.alert_id)?;
+        if !SEVERITIES.contains(&self.severity.as_str()) {
+            return Err(FieldError::new(
+                "severity",
+                &self.severity,
+                format!("must be one of {}", SEVERITIES.join(", ")),
+            ));
+        }
+        code("rule", &self.rule)?;
+        check_text("message", &self.message, 2000)?;
+        if let Some(coi) = &self.coi {
+            crate::identifiers::Coi::parse("coi", coi)?;
+        }
+        if let Some(site) = &self.site_id {
+            code("site_id", site)?;
+        }
+        if let Some(id) = &self.event_id {
+            uuid::Uuid::parse_str(id)
+                .map_err(|e| FieldError::new("event_id", id, format!("must be a UUID ({e})")))?;
+        }
+        if !self.evidence.is_object() {
+            return Err(FieldError::new(
+                "evidence",
+                crate::error::show(&self.evidence),
+                "must be a JSON object",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// An alert is acknowledged (seen, being handled) or resolved, by a person.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AlertHandledV1 {
+    person_id: String,
+    note: String,
+}
+
+impl Check for AlertHandledV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("person_id", &self.person_id)?;
+        check_text("note", &self.note, 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn entry<'a>(event_type: &'a str, data: &'a Value) -> ChainEntry<'a> {
+        ChainEntry {
+            event_id: uuid::Uuid::now_v7(),
+            event_type,
+            data,
+            occurred_at: Instant::MIN,
+            site: None,
+        }
+    }
+
+    #[test]
+    fn the_chain_moves_through_its_states_and_a_hold_stops_it() {
+        let ctx = ChainContext {
+            collecting_step: Some("COLLECT".into()),
+            biz_steps: [
+                ("MANUFACTURE".to_string(), "assembling".to_string()),
+                ("QC-TEST".to_string(), "inspecting".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let enrolled = json!({"treatment_site_id": "S-LAX-01"});
+        let collected = json!({"collection_site_id": "S-LAX-01", "dins": ["A999926000001X"]});
+        let handoff = json!({"handoff_id": "H1", "step_code": "SHIP-OUT"});
+        let receipt = json!({"handoff_id": "H1", "receiving_site_id": "S-BOS-01"});
+        let hold = json!({"hold_id": "HOLD-1"});
+        let release_hold = json!({"hold_id": "HOLD-1"});
+        let mfg = json!({"step_code": "MANUFACTURE", "site_id": "S-BOS-01"});
+        let events = [
+            entry("chain.enrolled", &enrolled),
+            entry("chain.collected", &collected),
+            entry("custody.handed_off", &handoff),
+            entry("custody.received", &receipt),
+            entry("chain.hold_placed", &hold),
+        ];
+        let view = ChainView::fold(events, &ctx);
+        assert_eq!(view.state, ChainState::OnHold);
+        assert_eq!(view.resume_state, ChainState::ReceivedAtManufacturing);
+        assert_eq!(view.custodian_site_id.as_deref(), Some("S-BOS-01"));
+        let refused = view.transition(&entry("chain.step_performed", &mfg), &ctx);
+        assert!(refused.expect_err("on hold").contains("on hold (HOLD-1)"));
+        let resumed = view
+            .transition(&entry("chain.hold_released", &release_hold), &ctx)
+            .expect("open hold");
+        assert_eq!(resumed, ChainState::ReceivedAtManufacturing);
+        let wrong = json!({"hold_id": "HOLD-9"});
+        assert!(view
+            .transition(&entry("chain.hold_released", &wrong), &ctx)
+            .expect_err("unknown hold")
+            .contains("HOLD-9"));
+    }
+
+    #[test]
+    fn steps_out_of_order_are_refused_with_the_expected_predecessor() {
+        let ctx = ChainContext::default();
+        let enrolled = json!({"treatment_site_id": "S-LAX-01"});
+        let view = ChainView::fold([entry("chain.enrolled", &enrolled)], &ctx);
+        let administered = json!({"unit": "x"});
+        let rule = view
+            .transition(&entry("chain.administered", &administered), &ctx)
+            .expect_err("out of order");
+        assert!(rule.contains("while the chain is enrolled"), "{rule}");
+        assert!(rule.contains("received_at_treatment_center"), "{rule}");
+        let receipt = json!({"handoff_id": "H1"});
+        assert!(view
+            .transition(&entry("custody.received", &receipt), &ctx)
+            .expect_err("no handoff")
+            .contains("no handoff"));
+    }
+}
