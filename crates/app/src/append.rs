@@ -2,6 +2,7 @@
 //! Parses the request, checks every event, then appends the batch atomically.
 
 use autolog_domain::envelope::parse_draft;
+use autolog_domain::rules::CHAIN_EVENT_TYPES;
 use autolog_domain::zone::check_clock_skew;
 use autolog_domain::{EventDraft, FieldError, Instant, Uuid};
 use autolog_store::{AppendOutcome, StoreError};
@@ -222,10 +223,27 @@ impl Autolog {
         drafts.extend(zone_alerts);
         let mut outcomes = match self.store.append(&drafts, &Instant::now).await {
             Ok(outcomes) => outcomes,
-            // The store names batch members as [i]; a single event has no index.
-            Err(StoreError::Rejected(mut f)) if single => {
-                if let Some(rest) = f.field.strip_prefix("[0].") {
-                    f.field = rest.to_string();
+            Err(StoreError::Rejected(mut f)) => {
+                // The store names batch members as [i]; a refused chain step is an alert.
+                let index = f
+                    .field
+                    .strip_prefix('[')
+                    .and_then(|rest| rest.split_once(']'))
+                    .and_then(|(i, _)| i.parse::<usize>().ok());
+                if let Some(draft) = index.and_then(|i| drafts.get(i)).filter(|d| {
+                    d.stream.starts_with("coi/")
+                        && CHAIN_EVENT_TYPES.contains(&d.body.event_type.as_str())
+                }) {
+                    let mut own = f.clone();
+                    if let Some((_, rest)) = own.field.split_once("].") {
+                        own.field = rest.to_string();
+                    }
+                    self.record_refusal_alert(draft, &own).await;
+                }
+                if single {
+                    if let Some(rest) = f.field.strip_prefix("[0].") {
+                        f.field = rest.to_string();
+                    }
                 }
                 return Err(AppError::Invalid(f));
             }

@@ -165,17 +165,33 @@ impl ChainView {
 
     /// The state an event moves the chain to, or the rule it breaks in the current state.
     pub fn transition(&self, entry: &ChainEntry, ctx: &ChainContext) -> Result<ChainState, String> {
+        if let Some(decided) = self.guard(entry)? {
+            return Ok(decided);
+        }
+        self.step_transition(entry, ctx)
+    }
+
+    /// The rules that hold whatever the reference data says, checked again under the
+    /// ledger lock (where the fold has no reference data and its states are coarse): no
+    /// step on a cancelled or held chain, holds released once, one receipt per handoff.
+    pub fn check_locked(&self, entry: &ChainEntry) -> Result<(), String> {
+        self.guard(entry).map(|_| ())
+    }
+
+    /// Decides the events whose outcome does not depend on the process (`Some`), refuses
+    /// what no state allows, and leaves the rest to `step_transition` (`None`).
+    fn guard(&self, entry: &ChainEntry) -> Result<Option<ChainState>, String> {
         use ChainState::*;
         let event_type = entry.event_type;
         let data = entry.data;
         if STATE_NEUTRAL.contains(&event_type) {
-            return Ok(
+            return Ok(Some(
                 if event_type == "chain.hold_placed" && self.state != Cancelled {
                     OnHold
                 } else {
                     self.state
                 },
-            );
+            ));
         }
         if self.state == Cancelled {
             return Err("the chain is cancelled: nothing more is recorded on it".into());
@@ -193,11 +209,11 @@ impl ChainView {
                     }
                 ));
             }
-            return Ok(if self.holds.len() == 1 {
+            return Ok(Some(if self.holds.len() == 1 {
                 self.resume_state
             } else {
                 OnHold
-            });
+            }));
         }
         if self.state == OnHold {
             let ids: Vec<&str> = self.holds.iter().map(|h| h.hold_id.as_str()).collect();
@@ -206,6 +222,51 @@ impl ChainView {
                 ids.join(", ")
             ));
         }
+        match event_type {
+            "custody.handed_off" => {
+                if let Some(open) = &self.open_handoff {
+                    return Err(format!(
+                        "handoff {} is still open: it must be received before the next handoff",
+                        open.handoff_id
+                    ));
+                }
+                let id = text(data, "handoff_id");
+                if self.handoff_ids.iter().any(|h| h == id) {
+                    return Err(format!("handoff {id} was already used on this chain"));
+                }
+            }
+            "custody.received" => {
+                let id = text(data, "handoff_id");
+                match &self.open_handoff {
+                    Some(open) if open.handoff_id == id => {}
+                    Some(open) => {
+                        return Err(format!(
+                            "names handoff {id}, but the open handoff of this chain is {}",
+                            open.handoff_id
+                        ))
+                    }
+                    None => {
+                        return Err(format!(
+                            "names handoff {id}, but no handoff of this chain is open"
+                        ))
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    /// The state a step moves the chain to under the product's process, or the rule it
+    /// breaks in the current state.
+    fn step_transition(
+        &self,
+        entry: &ChainEntry,
+        ctx: &ChainContext,
+    ) -> Result<ChainState, String> {
+        use ChainState::*;
+        let event_type = entry.event_type;
+        let data = entry.data;
         let allowed = |from: &[ChainState], to: ChainState| -> Result<ChainState, String> {
             if from.contains(&self.state) {
                 Ok(to)
@@ -228,38 +289,11 @@ impl ChainView {
                 }
             }
             "chain.collected" => allowed(&[Enrolled, Collected], Collected),
-            "custody.handed_off" => {
-                if let Some(open) = &self.open_handoff {
-                    return Err(format!(
-                        "handoff {} is still open: it must be received before the next handoff",
-                        open.handoff_id
-                    ));
-                }
-                let id = text(data, "handoff_id");
-                if self.handoff_ids.iter().any(|h| h == id) {
-                    return Err(format!("handoff {id} was already used on this chain"));
-                }
-                allowed(
-                    &[Collected, ReceivedAtManufacturing, ReleasedForPatient],
-                    InTransit,
-                )
-            }
+            "custody.handed_off" => allowed(
+                &[Collected, ReceivedAtManufacturing, ReleasedForPatient],
+                InTransit,
+            ),
             "custody.received" => {
-                let id = text(data, "handoff_id");
-                match &self.open_handoff {
-                    Some(open) if open.handoff_id == id => {}
-                    Some(open) => {
-                        return Err(format!(
-                            "names handoff {id}, but the open handoff of this chain is {}",
-                            open.handoff_id
-                        ))
-                    }
-                    None => {
-                        return Err(format!(
-                            "names handoff {id}, but no handoff of this chain is open"
-                        ))
-                    }
-                }
                 let to = if self.released {
                     ReceivedAtTreatmentCenter
                 } else {
@@ -341,9 +375,8 @@ impl ChainView {
                 self.open_handoff = None;
                 self.custodian_site_id = Some(text(data, "receiving_site_id").to_string());
             }
-            "chain.step_performed" => {
-                self.custodian_site_id = Some(text(data, "site_id").to_string());
-            }
+            // A step (a QC test on samples at a laboratory, say) does not move custody:
+            // only a reconciled receipt does.
             "chain.released" => self.released = true,
             "chain.hold_placed" => {
                 if self.state != ChainState::OnHold {

@@ -355,8 +355,7 @@ fn check_chain_state(draft: &EventDraft, prior: &[Event]) -> Result<(), FieldErr
         occurred_at: draft.occurred_at.instant,
         site: draft.site.as_deref(),
     };
-    view.transition(&this, &ctx)
-        .map(|_| ())
+    view.check_locked(&this)
         .map_err(|rule| FieldError::new("body.type", &draft.body.event_type, rule))
 }
 

@@ -739,7 +739,13 @@ async fn the_example_network_imports_exports_and_reimports_identically() {
             .get("/api/v1/reference/personnel?filter.qualifications.site_id=S-BOS-01")
             .await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(listed["records"].as_array().map(Vec::len), Some(1));
+        let ids: Vec<&str> = listed["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .filter_map(|r| r["state"]["person_id"].as_str())
+            .collect();
+        assert_eq!(ids, vec!["P-0002", "P-0008"]);
         let (status, e) = app.get("/api/v1/reference/sites?colour=red").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(e["error"]["field"], "colour");
