@@ -519,6 +519,11 @@ async fn a_bag_of_patient_a_in_patient_bs_shipment_holds_both_chains_until_qa_re
         let findings = c["holds"][0]["findings"].to_string();
         assert!(findings.contains(&a.dins[0]), "{findings}");
     }
+    // Resent by a flaky source: the same answer, no second hold or alert.
+    let resent = send(&app, &receipt).await.expect("resend");
+    assert_eq!(resent.duplicates(), 1);
+    assert!(resent.alerts.is_empty());
+    assert_eq!(alerts_of(&app, &b.coi).await.len(), 1);
     let b_chain = chain(&app, &b.coi).await;
     assert_eq!(b_chain["resume_state"], "received_at_manufacturing");
     let findings = b_chain["holds"][0]["findings"].to_string();
@@ -762,4 +767,58 @@ fn every_injected_fault_is_caught_where_it_first_shows_and_clean_journeys_raise_
             },
         )
         .expect("every fault caught");
+}
+
+#[tokio::test]
+async fn a_process_window_breach_raises_an_alert_and_keeps_what_happened() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = network(&dir.path().join("window.db")).await;
+    let p = enrol(&app, "PK-WINDOW", t0()).await;
+    clean(&app, &collection(&p)).await;
+    // Collection ends at +5 h; the process allows 48 h to receipt at manufacturing.
+    let mut s = shipment(&p, Leg::ToManufacturing, None, None);
+    s.handoff["body"]["data"]["expected_arrival_by"] = json!(at(p.t0, 80, "UTC"));
+    s.receipt["occurred_at"] = json!(at(p.t0, 60, BOS.1));
+    clean(&app, &s.handoff).await;
+    let result = send(&app, &s.receipt).await.expect("recorded");
+    assert_eq!(result.alerts.len(), 1, "{}", result.to_json());
+    let alert = app
+        .alert(
+            result.alerts[0].event.body.data["alert_id"]
+                .as_str()
+                .expect("id"),
+        )
+        .await
+        .expect("alert");
+    assert_eq!(alert["rule"], "process.window_breached");
+    assert_eq!(alert["severity"], "major");
+    assert_eq!(alert["evidence"]["from_step"], "COLLECT");
+    assert_eq!(alert["evidence"]["to_step"], "RECEIVE-MFG");
+    assert_eq!(alert["evidence"]["max_minutes"], 2880);
+    assert_eq!(alert["evidence"]["elapsed_minutes"], 55 * 60);
+    // A breach is raised, not a hold: the receipt matched its manifest.
+    assert_eq!(
+        chain(&app, &p.coi).await["state"],
+        "received_at_manufacturing"
+    );
+}
+
+#[tokio::test]
+async fn a_clock_in_the_wrong_zone_is_flagged_and_alerted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = network(&dir.path().join("zone.db")).await;
+    let p = enrol(&app, "PK-ZONE", t0()).await;
+    // Collected in Los Angeles, but the device's clock says Paris.
+    let mut event = collection(&p);
+    let instant = Timestamp::from_second(p.t0.as_second() + 5 * 3600).expect("in range");
+    event["occurred_at"] = json!(instant
+        .to_zoned(TimeZone::get("Europe/Paris").expect("zone"))
+        .to_string());
+    let result = send(&app, &event).await.expect("recorded");
+    assert_eq!(result.flags.len(), 1, "{}", result.to_json());
+    assert_eq!(result.alerts.len(), 1);
+    let alerts = alerts_of(&app, &p.coi).await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["rule"], "time_zone.discrepancy");
+    assert_eq!(alerts[0]["site_id"], LAX.0);
 }
