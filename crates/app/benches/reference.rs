@@ -1,6 +1,6 @@
 //! Reference-data benchmarks on SQLite: bulk import of a generated network (rows per
 //! second, one transaction), crosswalk resolution latency, the alignment report, and
-//! chain reads (`trace`) on a ledger of 104,000 chain events.
+//! chain reads (`trace`) and network reconciliation on a ledger of 104,000 chain events.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant as Clock};
@@ -195,6 +195,18 @@ fn chains(c: &mut Criterion) {
                 .expect("chain");
             assert_eq!(chain["timeline"].as_array().map(Vec::len), Some(26));
             chain
+        })
+    });
+    group.finish();
+    // Network reconciliation folds every chain: one pass over all 104,000 events.
+    let mut group = c.benchmark_group("reconciliation/sqlite");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(events as u64));
+    group.bench_function(BenchmarkId::new("all_chains", events), |b| {
+        b.iter(|| {
+            let report = rt.block_on(app.reconciliation()).expect("report");
+            assert_eq!(report["chains"], chains);
+            report
         })
     });
     group.finish();

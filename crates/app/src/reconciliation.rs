@@ -44,20 +44,18 @@ impl Autolog {
             let ctx = contexts.get(&product).cloned().unwrap_or_default();
             // Fold step by step, noting every event the state machine would not accept.
             let mut view = ChainView::default();
-            let mut entries: Vec<ChainEntry> = Vec::new();
             for event in &effective {
                 let entry = ChainEntry::of_event(event);
-                if let Err(rule) = view.transition(&entry, &ctx) {
+                let state_before = view.state.as_str();
+                if let Err(rule) = view.advance(&entry, &ctx) {
                     out_of_order.push(json!({
                         "coi": coi,
                         "event_id": event.event_id.to_string(),
                         "event_type": event.body.event_type,
-                        "state_before": view.state.as_str(),
+                        "state_before": state_before,
                         "rule": rule,
                     }));
                 }
-                entries.push(entry);
-                view = ChainView::fold(entries.iter().copied(), &ctx);
                 note_units(event, &coi, &mut unit_chains);
                 self.note_unresolved(event, &coi, &mut registered, &mut unresolved)
                     .await?;

@@ -157,10 +157,22 @@ impl ChainView {
     pub fn fold<'a>(entries: impl IntoIterator<Item = ChainEntry<'a>>, ctx: &ChainContext) -> Self {
         let mut view = Self::default();
         for entry in entries {
-            let next = view.transition(&entry, ctx).unwrap_or(view.state);
-            view.apply(&entry, next, ctx);
+            // Lenient: a stored event the machine would refuse leaves the state as it was.
+            let _ = view.advance(&entry, ctx);
         }
         view
+    }
+
+    /// Applies one more event; returns the rule it breaks where it stands, if any (the
+    /// event is applied all the same, leaving the state as it was: what was recorded was
+    /// recorded, and the reconciliation report names it).
+    pub fn advance(&mut self, entry: &ChainEntry, ctx: &ChainContext) -> Result<(), String> {
+        let (next, verdict) = match self.transition(entry, ctx) {
+            Ok(next) => (next, Ok(())),
+            Err(rule) => (self.state, Err(rule)),
+        };
+        self.apply(entry, next, ctx);
+        verdict
     }
 
     /// The state an event moves the chain to, or the rule it breaks in the current state.
