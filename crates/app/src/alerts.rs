@@ -83,8 +83,13 @@ pub(crate) fn alert_draft(cause: &EventDraft, n: usize, spec: AlertSpec) -> Even
 /// chain, but that someone tried is itself a signal.
 pub(crate) fn refusal_alert(draft: &EventDraft, error: &FieldError) -> EventDraft {
     let coi = draft.stream.strip_prefix("coi/").map(str::to_string);
+    // One alert per refusal reason: a resend refused for the same reason raises nothing
+    // new, one refused for another reason (the chain went on hold meanwhile) does.
+    let reason = format!("refused/{}", short_digest(&[&error.field, &error.rule]));
+    let mut cause = draft.clone();
+    cause.source.source_event_id = format!("{}#{reason}", draft.source.source_event_id);
     alert_draft(
-        draft,
+        &cause,
         0,
         AlertSpec {
             severity: "major",
@@ -161,6 +166,29 @@ impl Autolog {
             // No subscriber is not an error: the alert is in the ledger either way.
             let _ = self.alerts.send(alert_json(e, &[]));
         }
+    }
+
+    /// The alerts recorded after ledger position `after` (by any server sharing the
+    /// store), oldest first, reading at most `max_rows` ledger rows; with the last position
+    /// read, to ask from next time.
+    pub async fn alerts_after(
+        &self,
+        after: u64,
+        max_rows: u32,
+    ) -> Result<(Vec<Value>, u64), AppError> {
+        let from = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = self.store.scan(from, max_rows).await?;
+        let last = rows
+            .last()
+            .and_then(|r| u64::try_from(r.position).ok())
+            .unwrap_or(after);
+        let alerts = rows
+            .iter()
+            .filter_map(|r| r.event.as_ref().ok())
+            .filter(|e| e.body.event_type == "alert.raised")
+            .map(|e| alert_json(e, &[]))
+            .collect();
+        Ok((alerts, last))
     }
 
     /// The alerts matching the query, newest first, each with its acknowledgements and

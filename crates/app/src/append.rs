@@ -9,6 +9,7 @@ use autolog_store::{AppendOutcome, StoreError};
 use serde_json::{json, Map, Value};
 
 use crate::custody::StepError;
+use crate::read::text;
 use crate::{AppError, Autolog};
 
 /// At most this many events in one request.
@@ -148,6 +149,14 @@ pub fn parse_request(
     Ok((drafts, single))
 }
 
+/// The index of `value` in the text list `key` of a payload (0 when absent).
+fn string_list_position(data: &Value, key: &str, value: &str) -> usize {
+    data.get(key)
+        .and_then(Value::as_array)
+        .and_then(|list| list.iter().position(|v| v.as_str() == Some(value)))
+        .unwrap_or(0)
+}
+
 /// Parses a request body that must be one JSON object (`what` names it in the refusal).
 pub(crate) fn parse_object(body: &[u8], what: &str) -> Result<Map<String, Value>, AppError> {
     if body.len() > MAX_REQUEST_BYTES {
@@ -194,7 +203,7 @@ impl Autolog {
     /// Appends a request body (one event or a batch). A refused request writes nothing.
     pub async fn append_json(&self, body: &[u8]) -> Result<AppendResult, AppError> {
         let now = Instant::now();
-        let (mut drafts, single) = parse_request(body, now, self.clock_skew_tolerance_seconds)?;
+        let (drafts, single) = parse_request(body, now, self.clock_skew_tolerance_seconds)?;
         let requested = drafts.len();
         // Autolog's own events (DIN links, flags) are appended with the events they are
         // about, in the same transaction.
@@ -218,38 +227,52 @@ impl Autolog {
         };
         let flags = self.zone_discrepancy_flags(&drafts).await?;
         let zone_alerts: Vec<EventDraft> = flags.iter().map(crate::alerts::zone_alert).collect();
-        drafts.extend(recorded_by_rules);
-        drafts.extend(flags);
-        drafts.extend(zone_alerts);
-        let mut outcomes = match self.store.append(&drafts, &Instant::now).await {
+        // The plan: each requested event followed by what Autolog records because of it
+        // (so that a hold it places counts for the request's later events, also under the
+        // ledger lock), then flags and their alerts. `cause[k]` is the request's event that
+        // planned event k is, or is about.
+        let mut after: Vec<Vec<EventDraft>> = (0..requested).map(|_| Vec::new()).collect();
+        for r in recorded_by_rules {
+            if let Some(list) = after.get_mut(r.cause) {
+                list.push(r.draft);
+            }
+        }
+        let mut plan: Vec<EventDraft> = Vec::with_capacity(requested * 2);
+        let mut cause: Vec<Option<usize>> = Vec::with_capacity(requested * 2);
+        let mut is_requested: Vec<bool> = Vec::with_capacity(requested * 2);
+        for (i, (draft, own)) in drafts.into_iter().zip(after).enumerate() {
+            plan.push(draft);
+            cause.push(Some(i));
+            is_requested.push(true);
+            for d in own {
+                plan.push(d);
+                cause.push(Some(i));
+                is_requested.push(false);
+            }
+        }
+        for d in flags.into_iter().chain(zone_alerts) {
+            plan.push(d);
+            cause.push(None);
+            is_requested.push(false);
+        }
+        let all = match self.store.append(&plan, &Instant::now).await {
             Ok(outcomes) => outcomes,
-            Err(StoreError::Rejected(mut f)) => {
-                // The store names batch members as [i]; a refused chain step is an alert.
-                let index = f
-                    .field
-                    .strip_prefix('[')
-                    .and_then(|rest| rest.split_once(']'))
-                    .and_then(|(i, _)| i.parse::<usize>().ok());
-                if let Some(draft) = index.and_then(|i| drafts.get(i)).filter(|d| {
-                    d.stream.starts_with("coi/")
-                        && CHAIN_EVENT_TYPES.contains(&d.body.event_type.as_str())
-                }) {
-                    let mut own = f.clone();
-                    if let Some((_, rest)) = own.field.split_once("].") {
-                        own.field = rest.to_string();
-                    }
-                    self.record_refusal_alert(draft, &own).await;
-                }
-                if single {
-                    if let Some(rest) = f.field.strip_prefix("[0].") {
-                        f.field = rest.to_string();
-                    }
-                }
-                return Err(AppError::Invalid(f));
+            Err(StoreError::Rejected(f)) => {
+                return Err(self
+                    .refusal_of_plan(f, &plan, &cause, &is_requested, &prefix)
+                    .await)
             }
             Err(e) => return Err(e.into()),
         };
-        let recorded = outcomes.split_off(requested.min(outcomes.len()));
+        let mut outcomes = Vec::with_capacity(requested);
+        let mut recorded = Vec::new();
+        for (o, requested) in all.into_iter().zip(&is_requested) {
+            if *requested {
+                outcomes.push(o);
+            } else {
+                recorded.push(o);
+            }
+        }
         for o in outcomes.iter().chain(&recorded).filter(|o| !o.duplicate) {
             // Pseudonymous keys only: stream, position, type. Never payloads.
             tracing::info!(
@@ -280,6 +303,72 @@ impl Autolog {
             alerts,
             single,
         })
+    }
+
+    /// The refusal of a planned batch by the store, named as the requester sees it: the
+    /// index of the event they sent (an event Autolog planned is refused through its
+    /// cause: a DIN linked to another chain by a concurrent request names the DIN). A
+    /// refused chain step is an alert.
+    async fn refusal_of_plan(
+        &self,
+        mut f: FieldError,
+        plan: &[EventDraft],
+        cause: &[Option<usize>],
+        is_requested: &[bool],
+        prefix: &(dyn Fn(usize) -> String + Sync),
+    ) -> AppError {
+        let split = f
+            .field
+            .strip_prefix('[')
+            .and_then(|rest| rest.split_once(']'))
+            .and_then(|(i, rest)| {
+                Some((
+                    i.parse::<usize>().ok()?,
+                    rest.trim_start_matches('.').to_string(),
+                ))
+            });
+        let Some((k, rest)) = split else {
+            return AppError::Invalid(f);
+        };
+        let (Some(Some(origin)), Some(planned)) = (cause.get(k), plan.get(k)) else {
+            return AppError::Invalid(f);
+        };
+        let origin = *origin;
+        let Some(draft) = plan
+            .iter()
+            .zip(is_requested)
+            .filter(|(_, r)| **r)
+            .nth(origin)
+            .map(|(d, _)| d)
+        else {
+            return AppError::Invalid(f);
+        };
+        let mut own = f.clone();
+        if is_requested.get(k) == Some(&true) {
+            own.field = rest;
+        } else if planned.body.event_type == "din.linked" {
+            let din = text(&planned.body.data, "din");
+            let j = string_list_position(&draft.body.data, "dins", din);
+            own = FieldError::new(
+                format!("body.data.dins[{j}]"),
+                din,
+                "was linked to another chain by a concurrent request: a DIN belongs to one COI, forever",
+            );
+        } else {
+            own.field = "body".to_string();
+            own.rule = format!(
+                "cannot be recorded: {} ({})",
+                planned.body.event_type, f.rule
+            );
+        }
+        if draft.stream.starts_with("coi/")
+            && CHAIN_EVENT_TYPES.contains(&draft.body.event_type.as_str())
+        {
+            self.record_refusal_alert(draft, &own).await;
+        }
+        f = own.clone();
+        let p = prefix(origin);
+        AppError::Invalid(if p.is_empty() { f } else { f.under(&p) })
     }
 
     /// Records the alert for a refused chain event, in its own transaction. A failure to

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use autolog_domain::chain::{ChainContext, ChainEntry, ChainView};
-use autolog_domain::rules::CHAIN_EVENT_TYPES;
+use autolog_domain::rules::{refused_value, CHAIN_EVENT_TYPES};
 use autolog_domain::scan::parse_scan;
 use autolog_domain::{Body, Event, EventDraft, FieldError, Instant, Source, Uuid};
 use serde_json::{json, Value};
@@ -32,6 +32,13 @@ impl From<autolog_store::StoreError> for StepError {
     fn from(e: autolog_store::StoreError) -> Self {
         StepError::Failed(e.into())
     }
+}
+
+/// An event Autolog records because of the request's event `cause` (appended right after it).
+#[derive(Debug)]
+pub(crate) struct Recorded {
+    pub cause: usize,
+    pub draft: EventDraft,
 }
 
 /// The role a person must hold at the site for these event types (otherwise any current
@@ -222,15 +229,14 @@ impl Autolog {
     pub(crate) async fn chain_step_rules(
         &self,
         drafts: &[EventDraft],
-    ) -> Result<Vec<EventDraft>, StepError> {
+    ) -> Result<Vec<Recorded>, StepError> {
         let mut extra = Vec::new();
         let mut chains: HashMap<String, ChainFacts> = HashMap::new();
+        // DINs linked earlier in this request, to the COI they were linked to.
+        let mut linked_here: HashMap<String, String> = HashMap::new();
         for (index, draft) in drafts.iter().enumerate() {
             let event_type = draft.body.event_type.as_str();
-            if !draft.stream.starts_with("coi/")
-                || !CHAIN_EVENT_TYPES.contains(&event_type)
-                || draft.corrects.is_some()
-            {
+            if !draft.stream.starts_with("coi/") || !CHAIN_EVENT_TYPES.contains(&event_type) {
                 continue;
             }
             // A resent event is answered as a duplicate by the store: no rule applies again.
@@ -249,8 +255,7 @@ impl Autolog {
             let Some(facts) = chains.get_mut(&draft.stream) else {
                 continue;
             };
-            if event_type == "chain.enrolled" {
-                facts.enrolment = draft.body.data.clone();
+            if event_type == "chain.enrolled" && draft.corrects.is_none() {
                 let refreshed = self
                     .facts_for(facts.coi.clone(), Vec::new(), draft.body.data.clone())
                     .await?;
@@ -264,14 +269,36 @@ impl Autolog {
             };
             let view = facts.view();
             let this = Entry::of_draft(draft);
-            if let Err(rule) = view.transition(&this.as_entry(), &facts.ctx) {
+            // A correction restates a fact in place: the state machine is not asked again
+            // (the store limits what may be corrected), but who, where and with what are.
+            if draft.corrects.is_some() {
+                self.step_reference_rules(facts, &view, draft, &refuse, true)
+                    .await?;
+                continue;
+            }
+            if let Err(refusal) = view.transition(&this.as_entry(), &facts.ctx) {
                 return Err(StepError::Refused {
                     index,
-                    error: FieldError::new("body.type", event_type, rule),
+                    error: FieldError::new(
+                        refusal.field,
+                        refused_value(draft, refusal.field),
+                        refusal.rule,
+                    ),
                 });
             }
+            if event_type == "chain.collected" {
+                for (j, din) in string_list(&draft.body.data, "dins").iter().enumerate() {
+                    if let Some(owner) = linked_here.get(din) {
+                        return Err(refuse(
+                            &format!("dins[{j}]"),
+                            din,
+                            format!("is collected for chain {owner} earlier in this request: a DIN belongs to one COI, forever"),
+                        ));
+                    }
+                }
+            }
             let mut recorded = self
-                .step_reference_rules(facts, &view, draft, &refuse)
+                .step_reference_rules(facts, &view, draft, &refuse, false)
                 .await?;
             if event_type == "custody.received" {
                 let (holds, alerts) = self.reconcile_receipt(facts, &view, draft).await?;
@@ -280,20 +307,26 @@ impl Autolog {
             }
             recorded.extend(window_breaches(facts, &view, draft));
             facts.entries.push(this);
-            // Holds Autolog places on this chain count for the next events of the request.
-            for r in recorded.iter().filter(|r| r.stream == draft.stream) {
-                facts.entries.push(Entry::of_draft(r));
-            }
-            // Holds on other chains: remembered for their later events in this request.
-            for r in recorded
-                .iter()
-                .filter(|r| r.stream != draft.stream && r.stream.starts_with("coi/"))
-            {
-                if let Some(other) = chains.get_mut(&r.stream) {
-                    other.entries.push(Entry::of_draft(r));
+            for r in &recorded {
+                if r.body.event_type == "din.linked" {
+                    linked_here.insert(text(&r.body.data, "din").to_string(), facts.coi.clone());
                 }
             }
-            extra.extend(recorded);
+            // Holds Autolog places count for the next events of the request, on this chain
+            // and on the others it involves (loaded now if the request did not touch them yet).
+            for r in recorded.iter().filter(|r| r.stream.starts_with("coi/")) {
+                if !chains.contains_key(&r.stream) {
+                    let other = self.chain_facts(&r.stream).await?;
+                    chains.insert(r.stream.clone(), other);
+                }
+                if let Some(chain) = chains.get_mut(&r.stream) {
+                    chain.entries.push(Entry::of_draft(r));
+                }
+            }
+            extra.extend(recorded.into_iter().map(|draft| Recorded {
+                cause: index,
+                draft,
+            }));
         }
         Ok(extra)
     }
@@ -307,6 +340,7 @@ impl Autolog {
         view: &ChainView,
         draft: &EventDraft,
         refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+        correction: bool,
     ) -> Result<Vec<EventDraft>, StepError> {
         let data = &draft.body.data;
         let event_type = draft.body.event_type.as_str();
@@ -481,6 +515,11 @@ impl Autolog {
                 return Err(refuse(field, id, rule));
             }
         }
+        if correction {
+            return Ok(recorded); // what the correction restates was checked when it happened
+        }
+        let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
+        let treatment_site = text(&facts.enrolment, "treatment_site_id");
         match event_type {
             "chain.collected" => {
                 // Each DIN belongs to one COI, forever.
@@ -507,7 +546,6 @@ impl Autolog {
                 }
             }
             "custody.handed_off" => {
-                let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
                 if custodian != site_id {
                     return Err(refuse(
                         "from_site_id",
@@ -528,6 +566,18 @@ impl Autolog {
                         ));
                     }
                 }
+                // The released product goes to this patient's treatment center, nowhere else.
+                let destination = text(data, "destination_site_id");
+                if view.released && destination != treatment_site {
+                    return Err(refuse(
+                        "destination_site_id",
+                        destination,
+                        format!(
+                            "is not the patient's treatment center: the product released for chain {} goes to {treatment_site}",
+                            facts.coi
+                        ),
+                    ));
+                }
                 let expected = instant_field(data, "expected_arrival_by");
                 if expected.is_some_and(|e| e <= at) {
                     return Err(refuse(
@@ -538,6 +588,15 @@ impl Autolog {
                 }
             }
             "chain.released" => {
+                if custodian != site_id {
+                    return Err(refuse(
+                        "site_id",
+                        site_id,
+                        format!(
+                            "is not where the product is: the chain's custodian is {custodian}"
+                        ),
+                    ));
+                }
                 for (i, unit) in string_list(data, "units").iter().enumerate() {
                     if !view.units.contains(unit) {
                         return Err(refuse(
@@ -549,13 +608,12 @@ impl Autolog {
                 }
             }
             "chain.administered" => {
-                let treatment_site = text(&facts.enrolment, "treatment_site_id");
-                if site_id != treatment_site {
+                if site_id != treatment_site || custodian != treatment_site {
                     return Err(refuse(
                         "site_id",
                         site_id,
                         format!(
-                            "is not the patient's treatment center: chain {} is enrolled at {treatment_site}",
+                            "is not where the patient's product is: chain {} is enrolled at {treatment_site} and its custodian is {custodian}",
                             facts.coi
                         ),
                     ));
@@ -575,6 +633,23 @@ impl Autolog {
                             "is not a unit released for this patient (released: {})",
                             released.join(", ")
                         ),
+                    ));
+                }
+            }
+            "chain.hold_released" => {
+                // Released where it was placed: the hold's site decides on its material.
+                let hold_id = text(data, "hold_id");
+                let hold_site = view
+                    .holds
+                    .iter()
+                    .find(|h| h.hold_id == hold_id)
+                    .map(|h| text(&h.data, "site_id").to_string())
+                    .unwrap_or_default();
+                if !hold_site.is_empty() && hold_site != site_id {
+                    return Err(refuse(
+                        "site_id",
+                        site_id,
+                        format!("hold {hold_id} was placed at {hold_site}: it is released there, by a qa_releaser of that site"),
                     ));
                 }
             }

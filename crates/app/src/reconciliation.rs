@@ -47,13 +47,14 @@ impl Autolog {
             for event in &effective {
                 let entry = ChainEntry::of_event(event);
                 let state_before = view.state.as_str();
-                if let Err(rule) = view.advance(&entry, &ctx) {
+                if let Err(refusal) = view.advance(&entry, &ctx) {
                     out_of_order.push(json!({
                         "coi": coi,
                         "event_id": event.event_id.to_string(),
                         "event_type": event.body.event_type,
                         "state_before": state_before,
-                        "rule": rule,
+                        "field": refusal.field,
+                        "rule": refusal.rule,
                     }));
                 }
                 note_units(event, &coi, &mut unit_chains);

@@ -14,7 +14,7 @@ use crate::{AppError, Autolog};
 pub const ZONE_DISCREPANCY_PREFIX: &str = "discrepancy/time-zone/";
 
 /// The actor of the events Autolog records by itself.
-pub const AUTOLOG_ACTOR: &str = "system/autolog";
+pub use autolog_domain::rules::AUTOLOG_ACTOR;
 
 impl Autolog {
     /// One `time_zone.discrepancy_flagged` draft per draft whose offset disagrees with its

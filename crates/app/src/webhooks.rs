@@ -19,7 +19,10 @@ pub const DELIVERY_ID_HEADER: &str = "X-Autolog-Delivery";
 /// The longest wait between two attempts of one delivery.
 pub const MAX_BACKOFF_SECONDS: i64 = 3600;
 /// How long one attempt may take.
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many due deliveries one pass attempts (a hanging receiver delays the others by at
+/// most this many attempt timeouts).
+const DUE_BATCH: u32 = 20;
 /// How many ledger rows the worker reads per pass when looking for new alerts.
 const SCAN_BATCH: u32 = 1000;
 
@@ -97,6 +100,13 @@ impl Autolog {
         let parsed = url::Url::parse(url).map_err(|e| {
             AppError::Invalid(FieldError::new("url", url, format!("is not a URL ({e})")))
         })?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(AppError::Invalid(FieldError::new(
+                "url",
+                "(a URL with credentials, not shown)",
+                "must not carry credentials: receivers authenticate Autolog by the signature header",
+            )));
+        }
         if parsed.scheme() != "http" || parsed.host_str().is_none() || url.len() > 2000 {
             return Err(AppError::Invalid(FieldError::new(
                 "url",
@@ -243,7 +253,7 @@ impl Autolog {
     ) -> Result<(usize, usize), AppError> {
         self.queue_new_alerts().await?;
         let webhooks = self.store.webhooks().await?;
-        let due = self.store.due_deliveries(Instant::now(), 100).await?;
+        let due = self.store.due_deliveries(Instant::now(), DUE_BATCH).await?;
         let mut delivered = 0;
         for d in &due {
             let Some(webhook) = webhooks.iter().find(|w| w.webhook_id == d.webhook_id) else {

@@ -822,3 +822,178 @@ async fn a_clock_in_the_wrong_zone_is_flagged_and_alerted() {
     assert_eq!(alerts[0]["rule"], "time_zone.discrepancy");
     assert_eq!(alerts[0]["site_id"], LAX.0);
 }
+
+async fn refused_with(app: &Autolog, event: &Value) -> autolog_domain::FieldError {
+    match send(app, event).await {
+        Err(AppError::Invalid(e)) => e,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn corrections_cannot_undo_a_hold_or_rewrite_custody_or_master_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = network(&dir.path().join("corrections.db")).await;
+    let p = enrol(&app, "PK-CORR", t0()).await;
+    clean(&app, &collection(&p)).await;
+    let s = shipment(&p, Leg::ToManufacturing, Some(Fault::WrongSeal), None);
+    clean(&app, &s.handoff).await;
+    let held = send(&app, &s.receipt).await.expect("recorded");
+    let hold = held
+        .linked
+        .iter()
+        .find(|o| o.event.body.event_type == "chain.hold_placed")
+        .expect("hold")
+        .event
+        .clone();
+    // Superseding Autolog's hold with a note: refused.
+    let mut undo = step(
+        &p,
+        "undo",
+        31,
+        BOS,
+        "P-0002",
+        "annotation.recorded",
+        json!({"text": "seal fine"}),
+    );
+    undo["corrects"] = json!(hold.event_id.to_string());
+    undo["reason"] = json!("hold entered by mistake");
+    let e = refused_with(&app, &undo).await;
+    assert_eq!(e.field, "corrects", "{e}");
+    assert!(e.rule.contains("Autolog recorded"), "{e}");
+    // Restating the receipt with the right seal: refused (custody is not corrected).
+    let mut restated = s.receipt.clone();
+    restated["source"]["source_event_id"] = json!("PK-CORR/receipt-out-fixed");
+    restated["corrects"] = s.receipt["source"].clone();
+    restated["reason"] = json!("seal number mistyped");
+    restated["body"]["data"]["seal_id"] = json!("SEAL-PK-CORR-out");
+    let e = refused_with(&app, &restated).await;
+    assert!(e.rule.contains("custody"), "{e}");
+    assert_eq!(chain(&app, &p.coi).await["state"], "on_hold");
+    // A collection's DINs are master data: a correction may not change them.
+    let mut recollected = collection(&p);
+    recollected["source"]["source_event_id"] = json!("PK-CORR/collect-fixed");
+    recollected["corrects"] = collection(&p)["source"].clone();
+    recollected["reason"] = json!("bag list");
+    recollected["body"]["data"]["dins"] = json!([new_din()]);
+    let e = refused_with(&app, &recollected).await;
+    assert_eq!(e.field, "body.data.dins", "{e}");
+    // A correction still names a qualified person: an operator from another site is refused.
+    let mut wrong_operator = collection(&p);
+    wrong_operator["source"]["source_event_id"] = json!("PK-CORR/collect-operator");
+    wrong_operator["corrects"] = collection(&p)["source"].clone();
+    wrong_operator["reason"] = json!("operator mistyped");
+    wrong_operator["body"]["data"]["operator_id"] = json!("P-0001");
+    let e = refused_with(&app, &wrong_operator).await;
+    assert_eq!(e.field, "body.data.operator_id", "{e}");
+    // The hold is released only at its own site, by a qa_releaser there.
+    let hold_id = chain(&app, &p.coi).await["holds"][0]["hold_id"].clone();
+    // P-0008 is a qa_releaser in Los Angeles too, but the hold was placed in Boston.
+    let elsewhere = step(
+        &p,
+        "release-lax",
+        40,
+        LAX,
+        "P-0008",
+        "chain.hold_released",
+        json!({
+            "hold_id": hold_id, "site_id": LAX.0, "resolved_by": "P-0008", "resolution_reason": "seal checked",
+        }),
+    );
+    let e = refused_with(&app, &elsewhere).await;
+    assert_eq!(e.field, "body.data.site_id", "{e}");
+    assert!(e.rule.contains("S-BOS-01"), "{e}");
+}
+
+#[tokio::test]
+async fn the_released_product_goes_only_to_its_patients_treatment_center() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = network(&dir.path().join("destination.db")).await;
+    let p = enrol(&app, "PK-DEST", t0()).await;
+    clean(&app, &collection(&p)).await;
+    let s = shipment(&p, Leg::ToManufacturing, None, None);
+    clean(&app, &s.handoff).await;
+    // A receipt dated before its handoff is refused.
+    let mut early = s.receipt.clone();
+    early["occurred_at"] = json!(at(p.t0, 5, BOS.1));
+    let e = refused_with(&app, &early).await;
+    assert_eq!(e.field, "occurred_at", "{e}");
+    clean(&app, &s.receipt).await;
+    for e in manufacturing(&p) {
+        clean(&app, &e).await;
+    }
+    let mut astray = shipment(&p, Leg::ToTreatment, None, None).handoff;
+    astray["body"]["data"]["destination_site_id"] = json!("S-LHI-01");
+    let e = refused_with(&app, &astray).await;
+    assert_eq!(e.field, "body.data.destination_site_id", "{e}");
+    // Released twice, administered before arrival: refused.
+    let again = step(
+        &p,
+        "release-2",
+        481,
+        BOS,
+        "P-0002",
+        "chain.released",
+        json!({
+            "site_id": BOS.0, "released_by": "P-0002", "units": p.dins,
+        }),
+    );
+    assert_eq!(refused_with(&app, &again).await.field, "body.type");
+    let too_soon = step(
+        &p,
+        "infuse-early",
+        482,
+        LAX,
+        "P-0007",
+        "chain.administered",
+        json!({
+            "step_code": "INFUSE", "site_id": LAX.0, "administered_by": "P-0007", "verified_by": "P-0005", "unit": p.dins[0],
+        }),
+    );
+    assert_eq!(refused_with(&app, &too_soon).await.field, "body.type");
+}
+
+#[tokio::test]
+async fn in_one_batch_a_hold_placed_on_another_chain_stops_that_chains_next_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = network(&dir.path().join("batch.db")).await;
+    let a = enrol(&app, "PK-BATCH-A", t0()).await;
+    let b = enrol(&app, "PK-BATCH-B", t0()).await;
+    for p in [&a, &b] {
+        clean(&app, &collection(p)).await;
+        clean(&app, &shipment(p, Leg::ToManufacturing, None, None).handoff).await;
+    }
+    // B's receipt scans A's bag; A's own receipt follows in the same request.
+    let b_receipt = shipment(
+        &b,
+        Leg::ToManufacturing,
+        Some(Fault::SwappedBag),
+        Some(&a.dins[0]),
+    )
+    .receipt;
+    let a_receipt = shipment(&a, Leg::ToManufacturing, None, None).receipt;
+    let batch = Value::Array(vec![b_receipt, a_receipt]);
+    let e = match app.append_json(batch.to_string().as_bytes()).await {
+        Err(AppError::Invalid(e)) => e,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert_eq!(e.field, "[1].body.type", "{e}");
+    assert!(e.rule.contains("on hold"), "{e}");
+    // The batch is atomic: neither receipt was recorded.
+    assert_eq!(chain(&app, &b.coi).await["state"], "in_transit");
+    // A DIN twice in one request, on two chains: refused at the second collection.
+    let c = enrol(&app, "PK-BATCH-C", t0()).await;
+    let d = enrol(&app, "PK-BATCH-D", t0()).await;
+    let shared = new_din();
+    let mut c_collect = collection(&c);
+    c_collect["body"]["data"]["dins"] = json!([shared]);
+    let mut d_collect = collection(&d);
+    d_collect["body"]["data"]["dins"] = json!([shared]);
+    let batch = Value::Array(vec![c_collect, d_collect]);
+    let e = match app.append_json(batch.to_string().as_bytes()).await {
+        Err(AppError::Invalid(e)) => e,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert_eq!(e.field, "[1].body.data.dins[0]", "{e}");
+    assert!(e.rule.contains(&c.coi), "{e}");
+}

@@ -151,6 +151,36 @@ fn list(data: &Value, name: &str) -> Vec<String> {
 /// state, on hold and cancelled included).
 pub const STATE_NEUTRAL: &[&str] = &["annotation.recorded", "chain.hold_placed"];
 
+/// Why the state machine refuses an event: the field to name (`body.type` unless a
+/// payload field is at fault) and the rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub field: &'static str,
+    pub rule: String,
+}
+
+impl Refusal {
+    fn of_type(rule: impl Into<String>) -> Self {
+        Refusal {
+            field: "body.type",
+            rule: rule.into(),
+        }
+    }
+
+    fn at(field: &'static str, rule: impl Into<String>) -> Self {
+        Refusal {
+            field,
+            rule: rule.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.rule)
+    }
+}
+
 impl ChainView {
     /// Folds a chain's effective events, in order. Events the state machine would refuse
     /// are not expected here (they were refused at append); they are applied leniently.
@@ -166,100 +196,145 @@ impl ChainView {
     /// Applies one more event; returns the rule it breaks where it stands, if any (the
     /// event is applied all the same, leaving the state as it was: what was recorded was
     /// recorded, and the reconciliation report names it).
-    pub fn advance(&mut self, entry: &ChainEntry, ctx: &ChainContext) -> Result<(), String> {
+    pub fn advance(&mut self, entry: &ChainEntry, ctx: &ChainContext) -> Result<(), Refusal> {
         let (next, verdict) = match self.transition(entry, ctx) {
             Ok(next) => (next, Ok(())),
-            Err(rule) => (self.state, Err(rule)),
+            Err(refusal) => (self.state, Err(refusal)),
         };
         self.apply(entry, next, ctx);
         verdict
     }
 
     /// The state an event moves the chain to, or the rule it breaks in the current state.
-    pub fn transition(&self, entry: &ChainEntry, ctx: &ChainContext) -> Result<ChainState, String> {
+    pub fn transition(
+        &self,
+        entry: &ChainEntry,
+        ctx: &ChainContext,
+    ) -> Result<ChainState, Refusal> {
         if let Some(decided) = self.guard(entry)? {
             return Ok(decided);
         }
-        self.step_transition(entry, ctx)
+        self.step_transition(entry, ctx).map_err(Refusal::of_type)
     }
 
-    /// The rules that hold whatever the reference data says, checked again under the
-    /// ledger lock (where the fold has no reference data and its states are coarse): no
-    /// step on a cancelled or held chain, holds released once, one receipt per handoff.
-    pub fn check_locked(&self, entry: &ChainEntry) -> Result<(), String> {
-        self.guard(entry).map(|_| ())
+    /// The state machine as checked again under the ledger lock, where the fold has no
+    /// reference data: there it cannot tell testing from manufacturing (a step's CBV
+    /// bizStep is unknown), so that one distinction is left to the check made before the
+    /// lock; every other transition is checked exactly.
+    pub fn check_locked(&self, entry: &ChainEntry) -> Result<(), Refusal> {
+        self.transition(entry, &ChainContext::default()).map(|_| ())
     }
 
     /// Decides the events whose outcome does not depend on the process (`Some`), refuses
     /// what no state allows, and leaves the rest to `step_transition` (`None`).
-    fn guard(&self, entry: &ChainEntry) -> Result<Option<ChainState>, String> {
+    fn guard(&self, entry: &ChainEntry) -> Result<Option<ChainState>, Refusal> {
         use ChainState::*;
         let event_type = entry.event_type;
         let data = entry.data;
-        if STATE_NEUTRAL.contains(&event_type) {
-            return Ok(Some(
-                if event_type == "chain.hold_placed" && self.state != Cancelled {
-                    OnHold
+        let open_holds = || {
+            let ids: Vec<&str> = self.holds.iter().map(|h| h.hold_id.as_str()).collect();
+            if ids.is_empty() {
+                "none".to_string()
+            } else {
+                ids.join(", ")
+            }
+        };
+        match event_type {
+            "annotation.recorded" => return Ok(Some(self.state)),
+            "chain.hold_placed" => {
+                let hold_id = text(data, "hold_id");
+                if self.holds.iter().any(|h| h.hold_id == hold_id) {
+                    return Err(Refusal::at(
+                        "body.data.hold_id",
+                        format!("hold {hold_id} is already open on this chain"),
+                    ));
+                }
+                return Ok(Some(if self.state == Cancelled {
+                    Cancelled
                 } else {
-                    self.state
-                },
-            ));
+                    OnHold
+                }));
+            }
+            // A hold is released even on a cancelled chain (the material still exists).
+            "chain.hold_released" => {
+                let hold_id = text(data, "hold_id");
+                if !self.holds.iter().any(|h| h.hold_id == hold_id) {
+                    return Err(Refusal::at(
+                        "body.data.hold_id",
+                        format!(
+                            "hold {hold_id} is not open on this chain (open holds: {})",
+                            open_holds()
+                        ),
+                    ));
+                }
+                return Ok(Some(if self.state == Cancelled {
+                    Cancelled
+                } else if self.holds.len() == 1 {
+                    self.resume_state
+                } else {
+                    OnHold
+                }));
+            }
+            _ => {}
         }
         if self.state == Cancelled {
-            return Err("the chain is cancelled: nothing more is recorded on it".into());
-        }
-        if event_type == "chain.hold_released" {
-            let hold_id = text(data, "hold_id");
-            if !self.holds.iter().any(|h| h.hold_id == hold_id) {
-                let open: Vec<&str> = self.holds.iter().map(|h| h.hold_id.as_str()).collect();
-                return Err(format!(
-                    "hold {hold_id} is not open on this chain (open holds: {})",
-                    if open.is_empty() {
-                        "none".to_string()
-                    } else {
-                        open.join(", ")
-                    }
-                ));
-            }
-            return Ok(Some(if self.holds.len() == 1 {
-                self.resume_state
-            } else {
-                OnHold
-            }));
-        }
-        if self.state == OnHold {
-            let ids: Vec<&str> = self.holds.iter().map(|h| h.hold_id.as_str()).collect();
-            return Err(format!(
-                "the chain is on hold ({}): no step is accepted until every hold is resolved by a qualified person",
-                ids.join(", ")
+            return Err(Refusal::of_type(
+                "the chain is cancelled: nothing more is recorded on it",
             ));
+        }
+        // A held chain may still be cancelled (a patient withdraws); nothing else moves it.
+        if self.state == OnHold && event_type != "chain.cancelled" {
+            return Err(Refusal::of_type(format!(
+                "the chain is on hold ({}): no step is accepted until every hold is resolved by a qualified person",
+                open_holds()
+            )));
         }
         match event_type {
             "custody.handed_off" => {
                 if let Some(open) = &self.open_handoff {
-                    return Err(format!(
-                        "handoff {} is still open: it must be received before the next handoff",
-                        open.handoff_id
+                    return Err(Refusal::at(
+                        "body.data.handoff_id",
+                        format!(
+                            "handoff {} is still open: it must be received before the next handoff",
+                            open.handoff_id
+                        ),
                     ));
                 }
                 let id = text(data, "handoff_id");
                 if self.handoff_ids.iter().any(|h| h == id) {
-                    return Err(format!("handoff {id} was already used on this chain"));
+                    return Err(Refusal::at(
+                        "body.data.handoff_id",
+                        format!("handoff {id} was already used on this chain"),
+                    ));
                 }
             }
             "custody.received" => {
                 let id = text(data, "handoff_id");
                 match &self.open_handoff {
-                    Some(open) if open.handoff_id == id => {}
+                    Some(open) if open.handoff_id == id => {
+                        if entry.occurred_at < open.handed_off_at {
+                            return Err(Refusal::at(
+                                "occurred_at",
+                                format!(
+                                    "a receipt cannot come before its handoff ({})",
+                                    open.handed_off_at
+                                ),
+                            ));
+                        }
+                    }
                     Some(open) => {
-                        return Err(format!(
-                            "names handoff {id}, but the open handoff of this chain is {}",
-                            open.handoff_id
+                        return Err(Refusal::at(
+                            "body.data.handoff_id",
+                            format!(
+                                "names handoff {id}, but the open handoff of this chain is {}",
+                                open.handoff_id
+                            ),
                         ))
                     }
                     None => {
-                        return Err(format!(
-                            "names handoff {id}, but no handoff of this chain is open"
+                        return Err(Refusal::at(
+                            "body.data.handoff_id",
+                            format!("names handoff {id}, but no handoff of this chain is open"),
                         ))
                     }
                 }
@@ -343,6 +418,10 @@ impl ChainView {
                         allowed(&[ReceivedAtManufacturing, InManufacturing], InManufacturing)
                     }
                 }
+            }
+            // Without the process (under the ledger lock) testing looks like manufacturing.
+            "chain.released" if ctx.biz_steps.is_empty() => {
+                allowed(&[InManufacturing, InTesting], ReleasedForPatient)
             }
             "chain.released" => allowed(&[InTesting], ReleasedForPatient),
             "chain.administered" => allowed(&[ReceivedAtTreatmentCenter], Administered),
@@ -564,9 +643,10 @@ pub(crate) struct CustodyReceivedV1 {
     scanned_labels: Vec<ScannedLabel>,
     container_id: String,
     seal_id: String,
+    /// Whether the seal was found intact (required: a missing answer is not an intact seal).
     /// Read by the reconciliation from the payload; any boolean is valid here.
     #[allow(dead_code)]
-    seal_intact: Option<bool>,
+    seal_intact: bool,
     temperature_log: TemperatureLog,
 }
 
@@ -868,7 +948,10 @@ mod tests {
         assert_eq!(view.resume_state, ChainState::ReceivedAtManufacturing);
         assert_eq!(view.custodian_site_id.as_deref(), Some("S-BOS-01"));
         let refused = view.transition(&entry("chain.step_performed", &mfg), &ctx);
-        assert!(refused.expect_err("on hold").contains("on hold (HOLD-1)"));
+        assert!(refused
+            .expect_err("on hold")
+            .rule
+            .contains("on hold (HOLD-1)"));
         let resumed = view
             .transition(&entry("chain.hold_released", &release_hold), &ctx)
             .expect("open hold");
@@ -877,6 +960,7 @@ mod tests {
         assert!(view
             .transition(&entry("chain.hold_released", &wrong), &ctx)
             .expect_err("unknown hold")
+            .rule
             .contains("HOLD-9"));
     }
 
@@ -888,13 +972,15 @@ mod tests {
         let administered = json!({"unit": "x"});
         let rule = view
             .transition(&entry("chain.administered", &administered), &ctx)
-            .expect_err("out of order");
+            .expect_err("out of order")
+            .rule;
         assert!(rule.contains("while the chain is enrolled"), "{rule}");
         assert!(rule.contains("received_at_treatment_center"), "{rule}");
         let receipt = json!({"handoff_id": "H1"});
         assert!(view
             .transition(&entry("custody.received", &receipt), &ctx)
             .expect_err("no handoff")
+            .rule
             .contains("no handoff"));
     }
 }

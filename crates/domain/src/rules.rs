@@ -328,10 +328,112 @@ pub fn check_against_stream(
             format!("a {event_type} event belongs in the stream coi/<COI> of its chain"),
         ));
     }
-    if draft.stream.starts_with("coi/") && corrects.is_none() {
-        check_chain_state(draft, prior)?;
+    if draft.stream.starts_with("alert/")
+        && matches!(event_type, "alert.resolved" | "alert.acknowledged")
+        && corrects.is_none()
+    {
+        let superseded: HashSet<Uuid> = prior.iter().filter_map(|e| e.corrects).collect();
+        if prior
+            .iter()
+            .any(|e| e.body.event_type == "alert.resolved" && !superseded.contains(&e.event_id))
+        {
+            return Err(FieldError::new(
+                "stream",
+                &draft.stream,
+                "the alert is already resolved: it is resolved once",
+            ));
+        }
+    }
+    if draft.stream.starts_with("coi/") {
+        match corrects {
+            None => check_chain_state(draft, prior)?,
+            Some(target) => check_chain_correction(draft, target, prior)?,
+        }
     }
     Ok(())
+}
+
+/// Chain events a correction may restate, and the payload fields it must keep. Custody,
+/// release, administration, holds and cancellation are never corrected: what happened
+/// next is recorded instead (a hold, a deviation), so that a correction cannot undo a
+/// hold or hide a mismatch.
+const CORRECTABLE_ON_A_CHAIN: &[(&str, &[&str])] = &[
+    ("chain.enrolled", &["coi", "product_code"]),
+    ("chain.collected", &["dins"]),
+    ("chain.step_performed", &[]),
+    ("chain.follow_up_recorded", &[]),
+    ("annotation.recorded", &[]),
+];
+
+fn check_chain_correction(
+    draft: &EventDraft,
+    target: Uuid,
+    prior: &[Event],
+) -> Result<(), FieldError> {
+    let Some(corrected) = prior.iter().find(|e| e.event_id == target) else {
+        return Ok(()); // the store's correction rules name a missing target
+    };
+    let event_type = corrected.body.event_type.as_str();
+    if corrected.actor == crate::rules::AUTOLOG_ACTOR {
+        return Err(FieldError::new(
+            "corrects",
+            target.to_string(),
+            format!("names a {event_type} that Autolog recorded: it is not corrected (a hold is released with chain.hold_released)"),
+        ));
+    }
+    let Some((_, kept)) = CORRECTABLE_ON_A_CHAIN
+        .iter()
+        .find(|(t, _)| *t == event_type)
+    else {
+        return Err(FieldError::new(
+            "corrects",
+            target.to_string(),
+            format!("names a {event_type}: custody, release, administration, hold and cancellation records are not corrected; record what happened next instead"),
+        ));
+    };
+    if draft.body.event_type != event_type {
+        return Err(FieldError::new(
+            "body.type",
+            &draft.body.event_type,
+            format!("a correction restates the same fact: it must be a {event_type}"),
+        ));
+    }
+    for field in *kept {
+        if draft.body.data.get(field) != corrected.body.data.get(field) {
+            return Err(FieldError::new(
+                format!("body.data.{field}"),
+                draft
+                    .body
+                    .data
+                    .get(field)
+                    .map_or_else(|| "(absent)".to_string(), crate::error::show),
+                format!(
+                    "is master data of the chain and cannot be corrected (it was {})",
+                    corrected
+                        .body
+                        .data
+                        .get(field)
+                        .map_or_else(|| "(absent)".to_string(), crate::error::show)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The actor of the events Autolog records itself.
+pub const AUTOLOG_ACTOR: &str = "system/autolog";
+
+/// The value a chain refusal names: the field's, or the event type.
+pub fn refused_value(draft: &EventDraft, field: &str) -> String {
+    match field {
+        "occurred_at" => draft.occurred_at.instant.to_string(),
+        "body.type" => draft.body.event_type.clone(),
+        other => other
+            .strip_prefix("body.data.")
+            .and_then(|f| draft.body.data.get(f))
+            .map_or_else(|| "(absent)".to_string(), crate::error::show),
+    }
 }
 
 /// The state-machine rules that need no reference data, checked under the ledger lock so
@@ -355,8 +457,10 @@ fn check_chain_state(draft: &EventDraft, prior: &[Event]) -> Result<(), FieldErr
         occurred_at: draft.occurred_at.instant,
         site: draft.site.as_deref(),
     };
-    view.check_locked(&this)
-        .map_err(|rule| FieldError::new("body.type", &draft.body.event_type, rule))
+    view.check_locked(&this).map_err(|refusal| {
+        let value = refused_value(draft, refusal.field);
+        FieldError::new(refusal.field, value, refusal.rule)
+    })
 }
 
 /// The crosswalk a `crosswalk.mapped` payload states.
@@ -452,6 +556,79 @@ mod tests {
             v["valid_to"] = json!(to);
         }
         v
+    }
+
+    /// A chain's stored events, as the store hands them to the rules under the lock.
+    fn chain_so_far(steps: &[(&str, Value)]) -> Vec<Event> {
+        let coi = "coi/CHA999926000001*";
+        steps
+            .iter()
+            .enumerate()
+            .map(|(i, (t, data))| {
+                sealed(&draft(coi, &format!("s{i}"), t, data.clone()), i as u64 + 1)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_chain_guard_holds_under_the_lock_without_reference_data() {
+        let coi = "coi/CHA999926000001*";
+        let din = "A999926123456";
+        let din = format!(
+            "{din}{}",
+            crate::identifiers::mod37_2_check(din).expect("check")
+        );
+        let enrolled = json!({"coi": "CHA999926000001*", "patient_key": "PK-1", "product_code": "CART-19",
+            "treatment_site_id": "S-LAX-01", "coi_source": "autolog"});
+        let collected = json!({"collection_site_id": "S-LAX-01", "operator_id": "P-0005", "device_id": "APH-LAX-01",
+            "started_at": "2026-03-01T08:00:00Z", "ended_at": "2026-03-01T12:00:00Z", "dins": [din]});
+        let hold = json!({"hold_id": "HOLD-1", "rule": "custody.reconciliation_failed", "findings": ["seal"]});
+        let prior = chain_so_far(&[
+            ("chain.enrolled", enrolled),
+            ("chain.collected", collected),
+            ("chain.hold_placed", hold),
+        ]);
+        let step = draft(
+            coi,
+            "n1",
+            "chain.step_performed",
+            json!({"step_code": "MANUFACTURE", "site_id": "S-BOS-01",
+            "performed_by": "P-0002", "started_at": "2026-03-02T08:00:00Z"}),
+        );
+        let e = check_against_stream(&step, None, &prior).expect_err("held");
+        assert_eq!(e.field, "body.type");
+        assert!(e.rule.contains("on hold (HOLD-1)"), "{e}");
+        let release = |id: &str| {
+            draft(
+                coi,
+                &format!("r-{id}"),
+                "chain.hold_released",
+                json!({"hold_id": id, "site_id": "S-BOS-01",
+                "resolved_by": "P-0008", "resolution_reason": "checked"}),
+            )
+        };
+        assert_eq!(
+            check_against_stream(&release("HOLD-1"), None, &prior),
+            Ok(())
+        );
+        let e = check_against_stream(&release("HOLD-2"), None, &prior).expect_err("not open");
+        assert_eq!(e.field, "body.data.hold_id");
+        // Autolog's own hold is never superseded by a correction.
+        let mut undo = draft(
+            coi,
+            "undo",
+            "annotation.recorded",
+            json!({"text": "never mind"}),
+        );
+        undo.actor = "person/P-0002".into();
+        let mut autolog_hold = prior.clone();
+        autolog_hold[2].actor = AUTOLOG_ACTOR.to_string();
+        let e = check_against_stream(&undo, Some(autolog_hold[2].event_id), &autolog_hold)
+            .expect_err("Autolog's hold");
+        assert_eq!(e.field, "corrects");
+        // Nor is a hold placed by a person corrected away: holds are released, not corrected.
+        let e = check_against_stream(&undo, Some(prior[2].event_id), &prior).expect_err("a hold");
+        assert!(e.rule.contains("not corrected"), "{e}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use autolog_app::{
     too_large, AlertQuery, AppError, Autolog, ImportFile, ListQuery, RegistryQuery,
@@ -410,52 +411,89 @@ async fn alert_stream(
             None => None,
         },
     };
-    // Subscribe first, then replay: nothing committed in between is missed.
+    // Subscribe first, then read the ledger: nothing committed in between is missed.
     let live = app.subscribe_alerts();
-    let mut backlog: Vec<Value> = Vec::new();
-    if let Some(after) = after {
-        let mut all = app
-            .alerts(&AlertQuery {
-                status: Some("all".into()),
-                ..AlertQuery::default()
-            })
-            .await?;
-        all.retain(|a| a["position"].as_u64().is_some_and(|p| p > after));
-        all.reverse(); // oldest first
-        backlog = all;
-    }
-    let replayed_up_to = backlog
-        .last()
-        .and_then(|a| a["position"].as_u64())
-        .or(after)
-        .unwrap_or(0);
-    let state = (backlog.into_iter(), live, replayed_up_to);
-    let stream = futures_util::stream::unfold(state, |(mut backlog, mut live, last)| async move {
-        if let Some(alert) = backlog.next() {
-            return Some((
-                Ok::<_, std::convert::Infallible>(sse_event(&alert)),
-                (backlog, live, last),
-            ));
-        }
-        loop {
-            match live.recv().await {
-                Ok(alert) => {
-                    if alert["position"].as_u64().is_some_and(|p| p <= last) {
-                        continue; // already sent from the backlog
-                    }
-                    return Some((Ok(sse_event(&alert)), (backlog, live, last)));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                    let notice = Event::default()
-                        .event("lagged")
-                        .data(json!({"missed": missed, "recover": "reconnect with Last-Event-ID, or GET /api/v1/alerts"}).to_string());
-                    return Some((Ok(notice), (backlog, live, last)));
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+    let cursor = match after {
+        Some(after) => after,
+        None => app.store().head().await.map_err(AppError::from)?.position,
+    };
+    let state = AlertFeed {
+        app,
+        live,
+        backlog: std::collections::VecDeque::new(),
+        cursor,
+        sent_up_to: cursor,
+        poll: tokio::time::interval(ALERT_POLL),
+    };
+    let stream = futures_util::stream::unfold(state, |mut feed| async move {
+        let event = feed.next().await?;
+        Some((Ok::<_, std::convert::Infallible>(event), feed))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// How often a subscriber's stream reads the ledger for alerts recorded by other servers
+/// sharing the database (alerts of this server are pushed at once).
+const ALERT_POLL: Duration = Duration::from_secs(2);
+/// How many ledger rows one read of the feed covers.
+const ALERT_FEED_ROWS: u32 = 1000;
+
+/// One subscriber's feed: alerts of this process as they commit, and the ledger read
+/// from the subscriber's position on (a reconnect, and other servers' alerts).
+struct AlertFeed {
+    app: AppState,
+    live: tokio::sync::broadcast::Receiver<Value>,
+    backlog: std::collections::VecDeque<Value>,
+    /// The ledger position read up to.
+    cursor: u64,
+    /// The highest alert position sent.
+    sent_up_to: u64,
+    poll: tokio::time::Interval,
+}
+
+impl AlertFeed {
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(alert) = self.backlog.pop_front() {
+                let position = alert["position"].as_u64().unwrap_or(0);
+                if position > self.sent_up_to {
+                    self.sent_up_to = position;
+                    return Some(sse_event(&alert));
+                }
+                continue;
+            }
+            // Catch up with the ledger first (a reconnect's backlog), then wait.
+            let head = self
+                .app
+                .store()
+                .head()
+                .await
+                .map(|h| h.position)
+                .unwrap_or(0);
+            if self.cursor < head {
+                match self.app.alerts_after(self.cursor, ALERT_FEED_ROWS).await {
+                    Ok((alerts, last)) => {
+                        self.cursor = last.max(self.cursor);
+                        self.backlog.extend(alerts);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "alert feed could not read the ledger; retrying");
+                    }
+                }
+            }
+            tokio::select! {
+                received = self.live.recv() => match received {
+                    Ok(alert) => self.backlog.push_back(alert),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Missed pushes are read back from the ledger on the next turn.
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = self.poll.tick() => {}
+            }
+        }
+    }
 }
 
 async fn register_webhook(

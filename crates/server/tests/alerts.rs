@@ -274,6 +274,35 @@ async fn alerts_are_pushed_to_subscribers_at_once_and_replayed_after_a_reconnect
             .expect("resubscribe");
         let replayed = read_alerts(&mut again, 1).await;
         assert_eq!(replayed[0].1["coi"], json!(second));
+        // An alert recorded by another server sharing the database reaches this
+        // server's subscriber too (read from the ledger, not only pushed in-process).
+        let other = Autolog::from_parts(t.open().await, SigningKey::from_bytes(&[42u8; 32]))
+            .with_coi_issuer("A9999")
+            .expect("FIN");
+        let (coi3, _) = other
+            .enrol(
+                json!({
+                    "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
+                    "actor": "person/P-0005", "site": "S-LAX-01",
+                    "source": {"system": "emr-lax", "source_event_id": "enrol-other"},
+                    "patient_key": "PK-OTHER", "product_code": "CART-19", "treatment_site_id": "S-LAX-01",
+                })
+                .to_string()
+                .as_bytes(),
+            )
+            .await
+            .expect("enrol on the other server");
+        let cancel_twice = json!([
+            {"stream": format!("coi/{coi3}"), "occurred_at": "2026-11-03T09:00:00-08:00[America/Los_Angeles]",
+             "actor": "person/P-0005", "site": "S-LAX-01", "source": {"system": "emr-lax", "source_event_id": "c1"},
+             "body": {"type": "chain.cancelled", "version": 1, "data": {"cancellation_reason": "withdrew"}}},
+            {"stream": format!("coi/{coi3}"), "occurred_at": "2026-11-03T09:05:00-08:00[America/Los_Angeles]",
+             "actor": "person/P-0005", "site": "S-LAX-01", "source": {"system": "emr-lax", "source_event_id": "c2"},
+             "body": {"type": "chain.cancelled", "version": 1, "data": {"cancellation_reason": "again"}}}
+        ]);
+        assert!(other.append_json(cancel_twice.to_string().as_bytes()).await.is_err());
+        let from_elsewhere = read_alerts(&mut again, 1).await;
+        assert_eq!(from_elsewhere[0].1["coi"], json!(coi3));
         let (status, e) = {
             let r = app
                 .client
