@@ -223,6 +223,27 @@ impl Autolog {
                 }
                 return Err(AppError::Invalid(error.under(&prefix(index))));
             }
+            Err(StepError::Unmet { index, conditions }) => {
+                if let (Some(draft), Some(first)) = (drafts.get(index), conditions.first()) {
+                    let summary = FieldError::new(
+                        first.field.clone(),
+                        first.value.clone(),
+                        conditions
+                            .iter()
+                            .map(|c| format!("{} {}: {}", c.field, c.value, c.rule))
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    );
+                    self.record_refusal_alert(draft, &summary).await;
+                }
+                let p = prefix(index);
+                return Err(AppError::Unmet(
+                    conditions
+                        .into_iter()
+                        .map(|c| if p.is_empty() { c } else { c.under(&p) })
+                        .collect(),
+                ));
+            }
             Err(StepError::Failed(e)) => return Err(e),
         };
         let flags = self.zone_discrepancy_flags(&drafts).await?;

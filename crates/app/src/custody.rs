@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use autolog_domain::chain::{ChainContext, ChainEntry, ChainView};
 use autolog_domain::rules::{refused_value, CHAIN_EVENT_TYPES};
-use autolog_domain::scan::parse_scan;
+use autolog_domain::scan::{parse_scan, Scanned};
 use autolog_domain::{Body, Event, EventDraft, FieldError, Instant, Source, Uuid};
 use serde_json::{json, Value};
 
@@ -18,7 +18,15 @@ use crate::{AppError, Autolog, AUTOLOG_ACTOR};
 /// failure to read what the rule needs.
 #[derive(Debug)]
 pub(crate) enum StepError {
-    Refused { index: usize, error: FieldError },
+    Refused {
+        index: usize,
+        error: FieldError,
+    },
+    /// A release refused: every condition it does not meet.
+    Unmet {
+        index: usize,
+        conditions: Vec<FieldError>,
+    },
     Failed(AppError),
 }
 
@@ -46,6 +54,7 @@ pub(crate) struct Recorded {
 const REQUIRED_ROLES: &[(&str, &str)] = &[
     ("chain.released", "qa_releaser"),
     ("chain.hold_released", "qa_releaser"),
+    ("deviation.closed", "qa_releaser"),
 ];
 
 /// The CBV bizStep the step of each event type must have (`step_performed` takes any other).
@@ -57,12 +66,12 @@ const BIZ_STEP_OF: &[(&str, &str)] = &[
 
 /// An owned chain event (stored, or earlier in the same request), for the fold.
 #[derive(Debug, Clone)]
-struct Entry {
-    event_id: Uuid,
-    event_type: String,
-    data: Value,
-    occurred_at: Instant,
-    site: Option<String>,
+pub(crate) struct Entry {
+    pub(crate) event_id: Uuid,
+    pub(crate) event_type: String,
+    pub(crate) data: Value,
+    pub(crate) occurred_at: Instant,
+    pub(crate) site: Option<String>,
 }
 
 impl Entry {
@@ -98,12 +107,12 @@ impl Entry {
 }
 
 /// What a chain's checks need: its events so far, its enrolment and its product.
-struct ChainFacts {
-    coi: String,
-    entries: Vec<Entry>,
-    enrolment: Value,
-    product: Value,
-    ctx: ChainContext,
+pub(crate) struct ChainFacts {
+    pub(crate) coi: String,
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) enrolment: Value,
+    pub(crate) product: Value,
+    pub(crate) ctx: ChainContext,
 }
 
 impl ChainFacts {
@@ -132,7 +141,7 @@ fn effective(events: &[Event]) -> Vec<Entry> {
         .collect()
 }
 
-fn string_list(data: &Value, key: &str) -> Vec<String> {
+pub(crate) fn string_list(data: &Value, key: &str) -> Vec<String> {
     data.get(key)
         .and_then(Value::as_array)
         .into_iter()
@@ -276,7 +285,23 @@ impl Autolog {
                     .await?;
                 continue;
             }
-            if let Err(refusal) = view.transition(&this.as_entry(), &facts.ctx) {
+            if event_type == "chain.released" {
+                let mut unmet = Vec::new();
+                if let Err(refusal) = view.transition(&this.as_entry(), &facts.ctx) {
+                    unmet.push(FieldError::new(
+                        refusal.field,
+                        refused_value(draft, refusal.field),
+                        refusal.rule,
+                    ));
+                }
+                unmet.extend(self.release_conditions(facts, &view, draft).await?);
+                if !unmet.is_empty() {
+                    return Err(StepError::Unmet {
+                        index,
+                        conditions: unmet,
+                    });
+                }
+            } else if let Err(refusal) = view.transition(&this.as_entry(), &facts.ctx) {
                 return Err(StepError::Refused {
                     index,
                     error: FieldError::new(
@@ -300,6 +325,7 @@ impl Autolog {
             let mut recorded = self
                 .step_reference_rules(facts, &view, draft, &refuse, false)
                 .await?;
+            recorded.extend(self.batch_rules(facts, &view, draft, &refuse).await?);
             if event_type == "custody.received" {
                 let (holds, alerts) = self.reconcile_receipt(facts, &view, draft).await?;
                 recorded.extend(holds);
@@ -353,10 +379,8 @@ impl Autolog {
             "custody.handed_off" => ("step_code", "from_site_id"),
             "custody.received" => ("step_code", "receiving_site_id"),
             "chain.step_performed" | "chain.administered" => ("step_code", "site_id"),
-            "chain.released" | "chain.follow_up_recorded" | "chain.hold_released" => {
-                ("", "site_id")
-            }
-            _ => ("", ""),
+            "batch.material_consumed" => ("step_code", "site_id"),
+            _ => ("", "site_id"),
         };
         let site_id = text(data, site_field);
         let step_code = match event_type {
@@ -438,10 +462,17 @@ impl Autolog {
             "custody.handed_off" => &["handed_off_by"],
             "custody.received" => &["received_by"],
             "chain.step_performed" => &["performed_by"],
-            "chain.released" => &["released_by"],
             "chain.administered" => &["administered_by", "verified_by"],
             "chain.follow_up_recorded" => &["recorded_by"],
             "chain.hold_released" => &["resolved_by"],
+            "batch.created" => &["created_by"],
+            "batch.material_consumed" | "batch.units_produced" => &["recorded_by"],
+            "batch.test_result_recorded" => &["analyst_id"],
+            "deviation.opened" => &["opened_by"],
+            "deviation.investigated" => &["investigated_by"],
+            "deviation.closed" => &["closed_by"],
+            // The releaser's qualification is one of the release conditions, listed with
+            // the others when the release is refused.
             _ => &[],
         };
         let person_at = if event_type == "chain.collected" {
@@ -587,26 +618,6 @@ impl Autolog {
                     ));
                 }
             }
-            "chain.released" => {
-                if custodian != site_id {
-                    return Err(refuse(
-                        "site_id",
-                        site_id,
-                        format!(
-                            "is not where the product is: the chain's custodian is {custodian}"
-                        ),
-                    ));
-                }
-                for (i, unit) in string_list(data, "units").iter().enumerate() {
-                    if !view.units.contains(unit) {
-                        return Err(refuse(
-                            &format!("units[{i}]"),
-                            unit,
-                            format!("is not a unit of chain {}", facts.coi),
-                        ));
-                    }
-                }
-            }
             "chain.administered" => {
                 if site_id != treatment_site || custodian != treatment_site {
                     return Err(refuse(
@@ -693,8 +704,10 @@ impl Autolog {
         for (i, label) in labels.iter().enumerate() {
             let raw = text(label, "unit");
             let field = format!("scanned_labels[{i}].unit");
-            let unit = match parse_scan(&field, raw) {
-                Ok(s) => s.unit_id(),
+            let (unit, registry) = match parse_scan(&field, raw) {
+                Ok(s @ Scanned::Din { .. }) => (s.unit_id(), "din"),
+                Ok(s @ Scanned::Unit(_)) => (s.unit_id(), "unit"),
+                Ok(s) => (s.unit_id(), ""),
                 Err(e) => {
                     findings.push(format!("{field} {}: {}", e.value, e.rule));
                     continue;
@@ -705,10 +718,14 @@ impl Autolog {
                 continue;
             }
             scanned.push(unit.clone());
-            let owner = if unit.starts_with('(') {
+            let owner = if registry.is_empty() {
                 String::new()
             } else {
-                text(&self.current_state(&format!("din/{unit}")).await?, "coi").to_string()
+                text(
+                    &self.current_state(&format!("{registry}/{unit}")).await?,
+                    "coi",
+                )
+                .to_string()
             };
             if !owner.is_empty() && owner != facts.coi {
                 findings.push(format!(

@@ -9,6 +9,9 @@ pub enum AppError {
     /// The request breaks a rule; nothing was written.
     #[error("refused: {0}")]
     Invalid(FieldError),
+    /// A decision refused: every condition it does not meet (nothing was written).
+    #[error("refused: {} condition(s) unmet: {}", .0.len(), .0.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "))]
+    Unmet(Vec<FieldError>),
     /// The request is too large.
     #[error("refused: {0}")]
     TooLarge(FieldError),

@@ -4,11 +4,13 @@
 mod alerts;
 mod alignment;
 mod append;
+mod batch;
 mod bulk;
 mod chain;
 mod config;
 mod custody;
 mod error;
+mod genealogy;
 mod ingest;
 mod proofs;
 mod read;

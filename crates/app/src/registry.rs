@@ -106,6 +106,7 @@ pub const REGISTRIES: &[Registry] = &[
         columns: &[
             col("product_code", Text),
             col("name", Text),
+            col("isbt128_product_code", Text),
             col("process", Json),
             col("storage_temperature.min_celsius", Number),
             col("storage_temperature.max_celsius", Number),

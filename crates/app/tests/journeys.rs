@@ -1,6 +1,7 @@
 //! Patients' journeys end to end across sites in three time zones (Los Angeles, Boston,
 //! Frankfurt), clean and with injected faults: every fault is caught where it first shows.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -98,6 +99,8 @@ struct Patient {
     key: String,
     coi: String,
     dins: Vec<String>,
+    /// The final product units its batch yields (COI + product code S0001 + division).
+    units: Vec<String>,
     t0: Timestamp,
 }
 
@@ -174,6 +177,11 @@ fn shipment(p: &Patient, leg: Leg, fault: Option<Fault>, foreign: Option<&str>) 
     } else {
         "tc"
     };
+    let shipped = if leg == Leg::ToManufacturing {
+        &p.dins
+    } else {
+        &p.units
+    };
     let expected = if fault == Some(Fault::LateArrival) {
         leave + 12
     } else {
@@ -198,21 +206,29 @@ fn shipment(p: &Patient, leg: Leg, fault: Option<Fault>, foreign: Option<&str>) 
             "handed_off_by": sender,
             "destination_site_id": destination,
             "courier": "WORLD-COURIER",
-            "units": p.dins,
-            "unit_count": p.dins.len(),
+            "units": shipped,
+            "unit_count": shipped.len(),
             "container_id": format!("DS-{}-{tag}", p.key),
             "seal_id": format!("SEAL-{}-{tag}", p.key),
             "expected_arrival_by": at(p.t0, expected, "UTC"),
             "temperature_range": {"min_celsius": range.0, "max_celsius": range.1},
         }),
     );
-    let mut labels: Vec<Value> = p
-        .dins
+    let mut labels: Vec<Value> = shipped
         .iter()
         .enumerate()
         .map(|(i, d)| {
             let misread = fault == Some(Fault::MisreadCheckCharacter) && i == 0;
-            json!({"unit": din_barcode(d, misread), "coi": p.coi})
+            let scanned = match leg {
+                Leg::ToManufacturing => din_barcode(d, misread),
+                // A final unit's label: its identifier, the last character misread.
+                Leg::ToTreatment if misread => {
+                    let k = d.chars().last().unwrap_or('0');
+                    format!("{}{}", &d[..22], if k == '7' { '8' } else { '7' })
+                }
+                Leg::ToTreatment => d.to_string(),
+            };
+            json!({"unit": scanned, "coi": p.coi})
         })
         .collect();
     if fault == Some(Fault::WrongCount) {
@@ -253,8 +269,28 @@ fn shipment(p: &Patient, leg: Leg, fault: Option<Fault>, foreign: Option<&str>) 
     Shipment { handoff, receipt }
 }
 
+/// A batch from the chain's collections (MES number joined through the crosswalk), the
+/// viral vector lot consumed, manufacture and cryopreservation, two final units, QC at
+/// Frankfurt with every release test, and the patient-specific release.
 fn manufacturing(p: &Patient) -> Vec<Value> {
-    vec![
+    manufacturing_with(p, "LV19-2026-014")
+}
+
+fn manufacturing_with(p: &Patient, vector_lot: &str) -> Vec<Value> {
+    let batch = format!("B-{}", p.key);
+    let mut events = vec![
+        step(
+            p,
+            "batch",
+            47,
+            BOS,
+            "P-0002",
+            "batch.created",
+            json!({
+                "batch_id": batch, "site_id": BOS.0, "created_by": "P-0002", "source_dins": p.dins,
+                "mes_system": "mes-bos", "mes_batch_number": format!("MES-{}", p.key),
+            }),
+        ),
         step(
             p,
             "manufacture",
@@ -265,6 +301,18 @@ fn manufacturing(p: &Patient) -> Vec<Value> {
             json!({
                 "step_code": "MANUFACTURE", "site_id": BOS.0, "performed_by": "P-0002",
                 "equipment_ids": ["BIO-BOS-01"], "started_at": at(p.t0, 48, "UTC"), "ended_at": at(p.t0, 240, "UTC"),
+            }),
+        ),
+        step(
+            p,
+            "vector",
+            49,
+            BOS,
+            "P-0002",
+            "batch.material_consumed",
+            json!({
+                "batch_id": batch, "material": "LV-CD19", "lot": vector_lot, "quantity": 2.5,
+                "quantity_unit": "mL", "site_id": BOS.0, "recorded_by": "P-0002", "step_code": "MANUFACTURE",
             }),
         ),
         step(
@@ -281,6 +329,17 @@ fn manufacturing(p: &Patient) -> Vec<Value> {
         ),
         step(
             p,
+            "units",
+            243,
+            BOS,
+            "P-0002",
+            "batch.units_produced",
+            json!({
+                "batch_id": batch, "site_id": BOS.0, "recorded_by": "P-0002", "units": p.units,
+            }),
+        ),
+        step(
+            p,
             "qc",
             264,
             FRA,
@@ -291,18 +350,62 @@ fn manufacturing(p: &Patient) -> Vec<Value> {
                 "started_at": at(p.t0, 264, "UTC"), "ended_at": at(p.t0, 400, "UTC"),
             }),
         ),
-        step(
-            p,
-            "release",
-            480,
-            BOS,
-            "P-0002",
-            "chain.released",
-            json!({
-                "site_id": BOS.0, "released_by": "P-0002", "units": p.dins,
-            }),
-        ),
+    ];
+    for (code, result, unit) in passing_results() {
+        events.push(test_result(p, &batch, code, result, unit));
+    }
+    events.push(release(p, &batch, &p.key));
+    events
+}
+
+/// A result for each release test of CART-19, all within specification.
+fn passing_results() -> Vec<(&'static str, Value, Option<&'static str>)> {
+    vec![
+        ("VIABILITY", json!(86.5), Some("%")),
+        ("CAR-EXPR", json!(41.0), Some("%")),
+        ("VCN", json!(2.1), Some("copies/cell")),
+        ("STERILITY", json!("negative"), None),
+        ("ENDOTOXIN", json!(1.2), Some("EU/mL")),
+        ("MYCOPLASMA", json!("not detected"), None),
     ]
+}
+
+fn test_result(p: &Patient, batch: &str, code: &str, result: Value, unit: Option<&str>) -> Value {
+    let mut data = json!({
+        "batch_id": batch, "test_code": code, "method": "per specification", "result": result,
+        "site_id": FRA.0, "analyst_id": "P-0003",
+    });
+    if let Some(u) = unit {
+        data["result_unit"] = json!(u);
+    }
+    let id = format!(
+        "result-{code}-{}",
+        result.to_string().replace(['"', ' ', '.'], "_")
+    );
+    step(
+        p,
+        &id,
+        400,
+        FRA,
+        "P-0003",
+        "batch.test_result_recorded",
+        data,
+    )
+}
+
+fn release(p: &Patient, batch: &str, intended: &str) -> Value {
+    step(
+        p,
+        &format!("release-{intended}"),
+        480,
+        BOS,
+        "P-0002",
+        "chain.released",
+        json!({
+            "batch_id": batch, "intended_patient_key": intended, "site_id": BOS.0,
+            "released_by": "P-0002", "units": p.units,
+        }),
+    )
 }
 
 async fn enrol(app: &Autolog, key: &str, t0: Timestamp) -> Patient {
@@ -316,10 +419,20 @@ async fn enrol(app: &Autolog, key: &str, t0: Timestamp) -> Patient {
         "treatment_site_id": LAX.0,
     });
     let (coi, _) = app.enrol(body.to_string().as_bytes()).await.expect("enrol");
+    let parsed = autolog_domain::identifiers::Coi::parse("coi", &coi).expect("COI");
+    let units = ["A0", "B0"]
+        .iter()
+        .map(|d| {
+            autolog_domain::identifiers::UnitId::new(&parsed, "S0001", d)
+                .expect("unit")
+                .to_string()
+        })
+        .collect();
     Patient {
         key: key.to_string(),
         coi,
         dins: vec![new_din(), new_din()],
+        units,
         t0,
     }
 }
@@ -445,7 +558,7 @@ async fn clean_journeys_across_three_zones_reach_the_bedside_without_an_alert() 
             "P-0007",
             "chain.administered",
             json!({
-                "step_code": "INFUSE", "site_id": LAX.0, "administered_by": "P-0007", "verified_by": "P-0005", "unit": p.dins[0],
+                "step_code": "INFUSE", "site_id": LAX.0, "administered_by": "P-0007", "verified_by": "P-0005", "unit": p.units[0],
             }),
         ),
         step(
@@ -826,6 +939,7 @@ async fn a_clock_in_the_wrong_zone_is_flagged_and_alerted() {
 async fn refused_with(app: &Autolog, event: &Value) -> autolog_domain::FieldError {
     match send(app, event).await {
         Err(AppError::Invalid(e)) => e,
+        Err(AppError::Unmet(list)) if !list.is_empty() => list[0].clone(),
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
@@ -935,7 +1049,8 @@ async fn the_released_product_goes_only_to_its_patients_treatment_center() {
         "P-0002",
         "chain.released",
         json!({
-            "site_id": BOS.0, "released_by": "P-0002", "units": p.dins,
+            "batch_id": format!("B-{}", p.key), "intended_patient_key": p.key,
+            "site_id": BOS.0, "released_by": "P-0002", "units": p.units,
         }),
     );
     assert_eq!(refused_with(&app, &again).await.field, "body.type");
@@ -947,7 +1062,7 @@ async fn the_released_product_goes_only_to_its_patients_treatment_center() {
         "P-0007",
         "chain.administered",
         json!({
-            "step_code": "INFUSE", "site_id": LAX.0, "administered_by": "P-0007", "verified_by": "P-0005", "unit": p.dins[0],
+            "step_code": "INFUSE", "site_id": LAX.0, "administered_by": "P-0007", "verified_by": "P-0005", "unit": p.units[0],
         }),
     );
     assert_eq!(refused_with(&app, &too_soon).await.field, "body.type");
@@ -996,4 +1111,370 @@ async fn in_one_batch_a_hold_placed_on_another_chain_stops_that_chains_next_even
     };
     assert_eq!(e.field, "[1].body.data.dins[0]", "{e}");
     assert!(e.rule.contains(&c.coi), "{e}");
+}
+
+/// Takes a patient to the treatment center (clean) and administers the first unit.
+async fn to_the_bedside(app: &Autolog, p: &Patient, vector_lot: &str) {
+    clean(app, &collection(p)).await;
+    let s = shipment(p, Leg::ToManufacturing, None, None);
+    clean(app, &s.handoff).await;
+    clean(app, &s.receipt).await;
+    for e in manufacturing_with(p, vector_lot) {
+        clean(app, &e).await;
+    }
+    let s = shipment(p, Leg::ToTreatment, None, None);
+    clean(app, &s.handoff).await;
+    clean(app, &s.receipt).await;
+}
+
+fn administration(p: &Patient, unit: &str, hours: i64) -> Value {
+    step(
+        p,
+        &format!("infuse-{unit}"),
+        hours,
+        LAX,
+        "P-0007",
+        "chain.administered",
+        json!({
+            "step_code": "INFUSE", "site_id": LAX.0, "administered_by": "P-0007", "verified_by": "P-0005", "unit": unit,
+        }),
+    )
+}
+
+#[tokio::test]
+async fn a_refused_release_lists_every_unmet_condition_and_a_wrong_patient_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = network(&dir.path().join("release.db")).await;
+    let a = enrol(&app, "PK-REL-A", t0()).await;
+    let b = enrol(&app, "PK-REL-B", t0()).await;
+    clean(&app, &collection(&a)).await;
+    let s = shipment(&a, Leg::ToManufacturing, None, None);
+    clean(&app, &s.handoff).await;
+    clean(&app, &s.receipt).await;
+    let batch = format!("B-{}", a.key);
+    // Everything up to the results: batch, vector, units.
+    for e in manufacturing(&a).into_iter().take(6) {
+        clean(&app, &e).await;
+    }
+    // VIABILITY fails, MYCOPLASMA is missing, the rest pass; a deviation is open.
+    let results = passing_results();
+    for (code, result, unit) in results.iter().filter(|(c, _, _)| *c != "MYCOPLASMA") {
+        let result = if *code == "VIABILITY" {
+            json!(64.0)
+        } else {
+            result.clone()
+        };
+        send(&app, &test_result(&a, &batch, code, result, *unit))
+            .await
+            .expect("recorded");
+    }
+    let deviation = step(
+        &a,
+        "dev-1",
+        410,
+        BOS,
+        "P-0002",
+        "deviation.opened",
+        json!({
+            "deviation_id": "DEV-1", "batch_id": batch, "site_id": BOS.0, "opened_by": "P-0002",
+            "category": "process", "summary": "incubator alarm during expansion",
+        }),
+    );
+    clean(&app, &deviation).await;
+    // Released to patient B, by a QC analyst, with one of B's units: every condition listed.
+    let mut wrong = step(
+        &a,
+        "release-wrong",
+        480,
+        BOS,
+        "P-0003",
+        "chain.released",
+        json!({
+            "batch_id": batch, "intended_patient_key": b.key, "site_id": BOS.0,
+            "released_by": "P-0003", "units": [a.units[0], b.units[0]],
+        }),
+    );
+    wrong["actor"] = json!("person/P-0003");
+    let unmet = match send(&app, &wrong).await {
+        Err(AppError::Unmet(list)) => list,
+        other => panic!("expected unmet conditions, got {other:?}"),
+    };
+    let fields: Vec<&str> = unmet.iter().map(|c| c.field.as_str()).collect();
+    for expected in [
+        "body.data.intended_patient_key",
+        "release_tests.VIABILITY",
+        "release_tests.MYCOPLASMA",
+        "deviations.DEV-1",
+        "body.data.released_by",
+        "body.data.units[1]",
+    ] {
+        assert!(
+            fields.contains(&expected),
+            "{expected} missing from {fields:?}"
+        );
+    }
+    assert_eq!(unmet.len(), 6, "{unmet:?}");
+    let viability = unmet
+        .iter()
+        .find(|c| c.field == "release_tests.VIABILITY")
+        .expect("listed");
+    assert!(
+        viability.rule.contains("below the minimum 70"),
+        "{viability}"
+    );
+    // The refusal is an alert too.
+    assert!(alerts_of(&app, &a.coi)
+        .await
+        .iter()
+        .any(|x| x["rule"] == "chain.step_refused"));
+    // A deviation closed without permission to release still blocks; a retest that
+    // passes, the missing result and a permitting closure clear the way.
+    let close = |id: &str, disposition: &str| {
+        step(
+            &a,
+            id,
+            420,
+            BOS,
+            "P-0008",
+            "deviation.closed",
+            json!({
+                "deviation_id": "DEV-1", "site_id": BOS.0, "closed_by": "P-0008",
+                "disposition": disposition, "rationale": "alarm was a sensor fault; product unaffected",
+            }),
+        )
+    };
+    let mut retest = test_result(&a, &batch, "VIABILITY", json!(81.0), Some("%"));
+    retest["source"]["source_event_id"] = json!("PK-REL-A/retest-viability");
+    clean(&app, &retest).await;
+    let (code, result, unit) = results
+        .iter()
+        .find(|(c, _, _)| *c == "MYCOPLASMA")
+        .expect("test")
+        .clone();
+    clean(&app, &test_result(&a, &batch, code, result, unit)).await;
+    clean(&app, &close("close-1", "release_not_permitted")).await;
+    let unmet = match send(&app, &release(&a, &batch, &a.key)).await {
+        Err(AppError::Unmet(list)) => list,
+        other => panic!("expected unmet conditions, got {other:?}"),
+    };
+    assert_eq!(unmet.len(), 1, "{unmet:?}");
+    assert_eq!(unmet[0].field, "deviations.DEV-1");
+    // A closed deviation stays closed.
+    assert!(send(&app, &close("close-2", "release_permitted"))
+        .await
+        .is_err());
+    let dev2 = step(
+        &a,
+        "dev-2",
+        430,
+        BOS,
+        "P-0002",
+        "deviation.opened",
+        json!({
+            "deviation_id": "DEV-2", "batch_id": batch, "site_id": BOS.0, "opened_by": "P-0002",
+            "category": "documentation", "summary": "late batch record entry",
+        }),
+    );
+    clean(&app, &dev2).await;
+    let close2 = step(
+        &a,
+        "close-dev-2",
+        440,
+        BOS,
+        "P-0008",
+        "deviation.closed",
+        json!({
+            "deviation_id": "DEV-2", "site_id": BOS.0, "closed_by": "P-0008",
+            "disposition": "release_permitted", "rationale": "documentation only",
+        }),
+    );
+    clean(&app, &close2).await;
+    // DEV-1 still forbids release: refused; the chain is unchanged.
+    assert!(send(&app, &release(&a, &batch, &a.key)).await.is_err());
+    assert_eq!(chain(&app, &a.coi).await["state"], "in_testing");
+}
+
+#[tokio::test]
+async fn a_batch_is_made_only_from_its_patients_collections_and_released_lots() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = network(&dir.path().join("batch-rules.db")).await;
+    let a = enrol(&app, "PK-BR-A", t0()).await;
+    let b = enrol(&app, "PK-BR-B", t0()).await;
+    for p in [&a, &b] {
+        clean(&app, &collection(p)).await;
+        let s = shipment(p, Leg::ToManufacturing, None, None);
+        clean(&app, &s.handoff).await;
+        clean(&app, &s.receipt).await;
+    }
+    let created = |p: &Patient, id: &str, dins: Value| {
+        step(
+            p,
+            id,
+            47,
+            BOS,
+            "P-0002",
+            "batch.created",
+            json!({
+                "batch_id": format!("B-{}", p.key), "site_id": BOS.0, "created_by": "P-0002", "source_dins": dins,
+            }),
+        )
+    };
+    // Two patients' collections in one batch: refused, naming the foreign bag.
+    let e = refused_with(&app, &created(&a, "mixed", json!([a.dins[0], b.dins[0]]))).await;
+    assert_eq!(e.field, "body.data.source_dins[1]", "{e}");
+    assert!(e.rule.contains(&b.coi), "{e}");
+    // A DIN that belongs to no chain.
+    let e = refused_with(&app, &created(&a, "orphan", json!([new_din()]))).await;
+    assert!(e.rule.contains("no chain"), "{e}");
+    // None at all: refused by the payload's rules.
+    let e = refused_with(&app, &created(&a, "empty", json!([]))).await;
+    assert_eq!(e.field, "body.data.source_dins", "{e}");
+    // The batch, with the MES number joined through the crosswalk.
+    let mut good = created(&a, "good", json!(a.dins));
+    good["body"]["data"]["mes_system"] = json!("mes-bos");
+    good["body"]["data"]["mes_batch_number"] = json!("MES-77");
+    clean(&app, &good).await;
+    let resolved = app
+        .resolve("mes-bos", "batch", "MES-77", None, None)
+        .await
+        .expect("resolves");
+    assert_eq!(resolved, format!("B-{}", a.key));
+    // B may not reuse A's batch id.
+    let mut reuse = created(&b, "reuse", json!(b.dins));
+    reuse["body"]["data"]["batch_id"] = json!(format!("B-{}", a.key));
+    let e = refused_with(&app, &reuse).await;
+    assert_eq!(e.field, "body.data.batch_id", "{e}");
+    // Lots: quarantined refused, unknown refused.
+    let consume = |id: &str, lot: &str| {
+        step(
+            &a,
+            id,
+            49,
+            BOS,
+            "P-0002",
+            "batch.material_consumed",
+            json!({
+                "batch_id": format!("B-{}", a.key), "material": "LV-CD19", "lot": lot, "quantity": 2.5,
+                "quantity_unit": "mL", "site_id": BOS.0, "recorded_by": "P-0002",
+            }),
+        )
+    };
+    let e = refused_with(&app, &consume("q", "LV19-2026-015")).await;
+    assert!(e.rule.contains("quarantined"), "{e}");
+    let e = refused_with(&app, &consume("u", "LV19-2099-001")).await;
+    assert_eq!(e.field, "body.data.lot", "{e}");
+    // Units: another patient's COI, or a product code that is not CART-19's.
+    let produce = |id: &str, units: Value| {
+        step(
+            &a,
+            id,
+            243,
+            BOS,
+            "P-0002",
+            "batch.units_produced",
+            json!({
+                "batch_id": format!("B-{}", a.key), "site_id": BOS.0, "recorded_by": "P-0002", "units": units,
+            }),
+        )
+    };
+    let e = refused_with(&app, &produce("foreign", json!([b.units[0]]))).await;
+    assert!(e.rule.contains("carries COI"), "{e}");
+    let coi = autolog_domain::identifiers::Coi::parse("coi", &a.coi).expect("coi");
+    let other_product = autolog_domain::identifiers::UnitId::new(&coi, "S9999", "A0")
+        .expect("unit")
+        .to_string();
+    let e = refused_with(&app, &produce("product", json!([other_product]))).await;
+    assert!(e.rule.contains("S0001"), "{e}");
+    clean(&app, &produce("ok", json!(a.units))).await;
+    // A result for a test that is not in the product's release tests.
+    let e = refused_with(
+        &app,
+        &test_result(
+            &a,
+            &format!("B-{}", a.key),
+            "GLUCOSE",
+            json!(5.0),
+            Some("mM"),
+        ),
+    )
+    .await;
+    assert_eq!(e.field, "body.data.test_code", "{e}");
+    // The verdict is Autolog's: a sender cannot send one.
+    let mut forged = test_result(
+        &a,
+        &format!("B-{}", a.key),
+        "VCN",
+        json!(2.0),
+        Some("copies/cell"),
+    );
+    forged["body"]["data"]["verdict"] = json!("pass");
+    let e = refused_with(&app, &forged).await;
+    assert!(e.rule.contains("verdict"), "{e}");
+}
+
+#[tokio::test]
+async fn forward_genealogy_from_a_vector_lot_finds_exactly_the_patients_who_received_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = network(&dir.path().join("recall.db")).await;
+    let a = enrol(&app, "PK-RC-A", t0()).await;
+    let b = enrol(&app, "PK-RC-B", t0()).await;
+    let c = enrol(&app, "PK-RC-C", t0()).await;
+    to_the_bedside(&app, &a, "LV19-2026-014").await;
+    to_the_bedside(&app, &b, "LV19-2026-014").await;
+    to_the_bedside(&app, &c, "LV19-2026-016").await;
+    clean(&app, &administration(&a, &a.units[0], 23 * 24)).await;
+    clean(&app, &administration(&c, &c.units[0], 23 * 24)).await;
+    let before_b = app.chain(&a.coi, None, None).await.expect("chain")["known_at"]
+        .as_str()
+        .expect("known_at")
+        .to_string();
+    clean(&app, &administration(&b, &b.units[1], 23 * 24 + 2)).await;
+
+    let recall = app
+        .genealogy_forward("LV19-2026-014", None, None)
+        .await
+        .expect("forward");
+    let patients: BTreeSet<String> = recall["patients_who_received"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|p| p["patient_key"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(patients, BTreeSet::from([a.key.clone(), b.key.clone()]));
+    assert_eq!(recall["batches"].as_array().map(Vec::len), Some(2));
+    // As known before B's infusion: only A had received it.
+    let earlier = app
+        .genealogy_forward("LV-CD19/LV19-2026-014", None, Some(&before_b))
+        .await
+        .expect("forward as of");
+    assert_eq!(
+        earlier["patients_who_received"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        earlier["patients_who_received"][0]["patient_key"],
+        json!(a.key)
+    );
+    // Backward from C's unit: C, its collections, the other vector lot, the equipment.
+    let back = app
+        .genealogy_backward(&c.units[0], None, None)
+        .await
+        .expect("backward");
+    assert_eq!(back["patient_key"], json!(c.key));
+    assert_eq!(back["coi"], json!(c.coi));
+    assert_eq!(back["materials"][0]["lot"], "LV19-2026-016");
+    assert_eq!(back["collections"][0]["dins"], json!(c.dins));
+    let equipment = back["equipment"].to_string();
+    for e in ["APH-LAX-01", "BIO-BOS-01", "CRF-BOS-01"] {
+        assert!(equipment.contains(e), "{equipment}");
+    }
+    assert_eq!(back["administration"].as_array().map(Vec::len), Some(1));
+    assert!(app
+        .genealogy_forward("NO-SUCH-LOT", None, None)
+        .await
+        .is_err());
+    assert!(app
+        .genealogy_backward("CHA999926000001S0001A0X", None, None)
+        .await
+        .is_err());
 }

@@ -98,6 +98,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Genealogy as of any moment: `backward <unit>` (to the source patient, collections,
+    /// batch, lots, equipment) or `forward <lot>` (every batch, unit and patient made with
+    /// it; `<material>/<lot>` when the lot number is not unique). Prints JSON.
+    Genealogy {
+        /// backward or forward
+        #[arg(value_parser = ["backward", "forward"])]
+        direction: String,
+        /// A final unit identifier or DIN (backward), or a material lot (forward).
+        id: String,
+        #[arg(long)]
+        valid_at: Option<String>,
+        #[arg(long)]
+        known_at: Option<String>,
+    },
     /// Reference data: bulk import and export, and the alignment report.
     Reference {
         #[command(subcommand)]
@@ -262,6 +276,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Genealogy {
+            direction,
+            id,
+            valid_at,
+            known_at,
+        } => {
+            let app = Autolog::open_existing(&config).await?;
+            let answer = if direction == "backward" {
+                app.genealogy_backward(&id, valid_at.as_deref(), known_at.as_deref())
+                    .await?
+            } else {
+                app.genealogy_forward(&id, valid_at.as_deref(), known_at.as_deref())
+                    .await?
+            };
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Reference { command } => {
             let app = Autolog::open(&config).await?;

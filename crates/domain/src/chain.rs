@@ -115,6 +115,19 @@ pub struct ChainView {
     pub performed: BTreeMap<String, Instant>,
     /// Units (DINs and other unit identifiers) the chain holds.
     pub units: Vec<String>,
+    /// Batches created on the chain, in order.
+    pub batches: Vec<String>,
+    /// Final units of each batch.
+    pub batch_units: BTreeMap<String, Vec<String>>,
+    /// Deviations by id: the batch they concern and, once closed, the disposition.
+    pub deviations: BTreeMap<String, Deviation>,
+}
+
+/// A deviation as the chain knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deviation {
+    pub batch_id: Option<String>,
+    pub disposition: Option<String>,
 }
 
 impl Default for ChainView {
@@ -129,6 +142,9 @@ impl Default for ChainView {
             holds: Vec::new(),
             performed: BTreeMap::new(),
             units: Vec::new(),
+            batches: Vec::new(),
+            batch_units: BTreeMap::new(),
+            deviations: BTreeMap::new(),
         }
     }
 }
@@ -149,7 +165,11 @@ fn list(data: &Value, name: &str) -> Vec<String> {
 
 /// Event types that record something about a chain without moving it (allowed in any
 /// state, on hold and cancelled included).
-pub const STATE_NEUTRAL: &[&str] = &["annotation.recorded", "chain.hold_placed"];
+pub const STATE_NEUTRAL: &[&str] = &[
+    "annotation.recorded",
+    "chain.hold_placed",
+    "batch.test_result_evaluated",
+];
 
 /// Why the state machine refuses an event: the field to name (`body.type` unless a
 /// payload field is at fault) and the rule.
@@ -240,7 +260,32 @@ impl ChainView {
             }
         };
         match event_type {
-            "annotation.recorded" => return Ok(Some(self.state)),
+            "annotation.recorded" | "batch.test_result_evaluated" => return Ok(Some(self.state)),
+            // Deviations are opened, investigated and closed whatever the chain's state.
+            "deviation.opened" => {
+                let id = text(data, "deviation_id");
+                if self.deviations.contains_key(id) {
+                    return Err(Refusal::at(
+                        "body.data.deviation_id",
+                        format!("deviation {id} was already opened on this chain"),
+                    ));
+                }
+                return Ok(Some(self.state));
+            }
+            "deviation.investigated" | "deviation.closed" => {
+                let id = text(data, "deviation_id");
+                return match self.deviations.get(id) {
+                    Some(d) if d.disposition.is_none() => Ok(Some(self.state)),
+                    Some(_) => Err(Refusal::at(
+                        "body.data.deviation_id",
+                        format!("deviation {id} is closed"),
+                    )),
+                    None => Err(Refusal::at(
+                        "body.data.deviation_id",
+                        format!("deviation {id} was never opened on this chain"),
+                    )),
+                };
+            }
             "chain.hold_placed" => {
                 let hold_id = text(data, "hold_id");
                 if self.holds.iter().any(|h| h.hold_id == hold_id) {
@@ -420,6 +465,32 @@ impl ChainView {
                 }
             }
             // Without the process (under the ledger lock) testing looks like manufacturing.
+            "batch.created" => {
+                let id = text(data, "batch_id");
+                if self.batches.iter().any(|b| b == id) {
+                    return Err(format!("batch {id} was already created on this chain"));
+                }
+                allowed(&[ReceivedAtManufacturing, InManufacturing], InManufacturing)
+            }
+            "batch.material_consumed" | "batch.units_produced" | "batch.test_result_recorded" => {
+                let id = text(data, "batch_id");
+                if !self.batches.iter().any(|b| b == id) {
+                    return Err(format!(
+                        "names batch {id}, which is not a batch of this chain (batches: {})",
+                        if self.batches.is_empty() {
+                            "none".to_string()
+                        } else {
+                            self.batches.join(", ")
+                        }
+                    ));
+                }
+                let to = if event_type == "batch.test_result_recorded" {
+                    InTesting
+                } else {
+                    self.state
+                };
+                allowed(&[InManufacturing, InTesting], to)
+            }
             "chain.released" if ctx.biz_steps.is_empty() => {
                 allowed(&[InManufacturing, InTesting], ReleasedForPatient)
             }
@@ -469,6 +540,36 @@ impl ChainView {
             // A step (a QC test on samples at a laboratory, say) does not move custody:
             // only a reconciled receipt does.
             "chain.released" => self.released = true,
+            "batch.created" => self.batches.push(text(data, "batch_id").to_string()),
+            "batch.units_produced" => {
+                let produced = list(data, "units");
+                for unit in &produced {
+                    if !self.units.contains(unit) {
+                        self.units.push(unit.clone());
+                    }
+                }
+                self.batch_units
+                    .entry(text(data, "batch_id").to_string())
+                    .or_default()
+                    .extend(produced);
+            }
+            "deviation.opened" => {
+                self.deviations.insert(
+                    text(data, "deviation_id").to_string(),
+                    Deviation {
+                        batch_id: data
+                            .get("batch_id")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                        disposition: None,
+                    },
+                );
+            }
+            "deviation.closed" => {
+                if let Some(d) = self.deviations.get_mut(text(data, "deviation_id")) {
+                    d.disposition = Some(text(data, "disposition").to_string());
+                }
+            }
             "chain.hold_placed" => {
                 if self.state != ChainState::OnHold {
                     self.resume_state = self.state;
@@ -718,10 +819,13 @@ impl Check for ChainStepPerformedV1 {
     }
 }
 
-/// The chain's product is released for its patient (issue 5 adds the signed decision).
+/// A batch is released for its patient: the batch, the intended patient (as the QA
+/// decision names them) and the final units released.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ChainReleasedV1 {
+    batch_id: String,
+    intended_patient_key: String,
     site_id: String,
     released_by: String,
     units: Vec<String>,
@@ -729,6 +833,8 @@ pub(crate) struct ChainReleasedV1 {
 
 impl Check for ChainReleasedV1 {
     fn check(&self) -> Result<(), FieldError> {
+        code("batch_id", &self.batch_id)?;
+        code("intended_patient_key", &self.intended_patient_key)?;
         code("site_id", &self.site_id)?;
         code("released_by", &self.released_by)?;
         unit_list("units", &self.units, "released unit")

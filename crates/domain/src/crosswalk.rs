@@ -14,6 +14,7 @@ pub const CODE_KINDS: &[&str] = &[
     "equipment",
     "material",
     "product",
+    "batch",
 ];
 
 /// `(system, kind, local code) -> canonical id`, valid from `valid_from` (inclusive)

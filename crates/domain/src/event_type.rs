@@ -217,7 +217,7 @@ pub const EVENT_TYPES: &[EventType] = &[
     EventType {
         name: "chain.released",
         version: 1,
-        description: "The chain's product is released for its patient: releasing site and person, released units.",
+        description: "A batch is released for its patient: the batch, the intended patient, releasing site and qualified person, released final units (accepted only when every release condition holds).",
         fold: Fold::Merge,
         validate: schema::<crate::chain::ChainReleasedV1>,
     },
@@ -270,6 +270,83 @@ pub const EVENT_TYPES: &[EventType] = &[
         fold: Fold::AppendTo("resolutions"),
         validate: schema::<crate::chain::AlertHandledV1>,
     },
+    EventType {
+        name: "batch.created",
+        version: 1,
+        description: "A batch is created from collections (DINs) of the chain it is recorded on, with the MES's own batch number.",
+        fold: Fold::AppendTo("batches"),
+        validate: schema::<crate::batch::BatchCreatedV1>,
+    },
+    EventType {
+        name: "batch.linked",
+        version: 1,
+        description: "Recorded by Autolog: a batch id belongs to one chain, forever (stream batch/<id>).",
+        fold: Fold::Merge,
+        validate: schema::<crate::batch::BatchLinkedV1>,
+    },
+    EventType {
+        name: "batch.material_consumed",
+        version: 1,
+        description: "A material lot consumed by a batch (viral vector, media, reagent, bag); a recalled or quarantined lot is refused.",
+        fold: Fold::AppendTo("materials"),
+        validate: schema::<crate::batch::BatchMaterialConsumedV1>,
+    },
+    EventType {
+        name: "material_lot.consumed",
+        version: 1,
+        description: "Recorded by Autolog in the lot's stream: the lot went into this chain's batch (forward genealogy).",
+        fold: Fold::AppendTo("consumptions"),
+        validate: schema::<crate::batch::MaterialLotConsumedV1>,
+    },
+    EventType {
+        name: "batch.units_produced",
+        version: 1,
+        description: "The final units a batch yields, each identified by COI, product code and division with a check character.",
+        fold: Fold::AppendTo("unit_productions"),
+        validate: schema::<crate::batch::BatchUnitsProducedV1>,
+    },
+    EventType {
+        name: "unit.linked",
+        version: 1,
+        description: "Recorded by Autolog: a final unit belongs to one chain and batch, forever (stream unit/<id>).",
+        fold: Fold::Merge,
+        validate: schema::<crate::batch::UnitLinkedV1>,
+    },
+    EventType {
+        name: "batch.test_result_recorded",
+        version: 1,
+        description: "A LIMS result for a batch or unit: test, method, result and unit as measured (the verdict is Autolog's).",
+        fold: Fold::AppendTo("test_results"),
+        validate: schema::<crate::batch::BatchTestResultRecordedV1>,
+    },
+    EventType {
+        name: "batch.test_result_evaluated",
+        version: 1,
+        description: "Recorded by Autolog with each result: pass or fail against the product's specification, and why.",
+        fold: Fold::AppendTo("verdicts"),
+        validate: schema::<crate::batch::BatchTestResultEvaluatedV1>,
+    },
+    EventType {
+        name: "deviation.opened",
+        version: 1,
+        description: "A QMS deviation opened against the chain (and a batch).",
+        fold: Fold::AppendTo("deviations"),
+        validate: schema::<crate::batch::DeviationOpenedV1>,
+    },
+    EventType {
+        name: "deviation.investigated",
+        version: 1,
+        description: "An investigation step of an open deviation.",
+        fold: Fold::AppendTo("deviation_investigations"),
+        validate: schema::<crate::batch::DeviationInvestigatedV1>,
+    },
+    EventType {
+        name: "deviation.closed",
+        version: 1,
+        description: "A deviation closed with a disposition (release permitted or not, rework) and its rationale.",
+        fold: Fold::AppendTo("deviation_closures"),
+        validate: schema::<crate::batch::DeviationClosedV1>,
+    },
 ];
 
 /// Types only Autolog itself records; a request that sends one is refused.
@@ -277,6 +354,10 @@ pub const RECORDED_BY_AUTOLOG: &[&str] = &[
     "time_zone.discrepancy_flagged",
     "din.linked",
     "alert.raised",
+    "batch.linked",
+    "unit.linked",
+    "material_lot.consumed",
+    "batch.test_result_evaluated",
 ];
 
 /// Looks up a type; the error says which types or versions exist.

@@ -266,7 +266,7 @@ impl Coi {
         }
     }
 
-    fn parse_content(field: &str, content: &str) -> Result<Self, FieldError> {
+    pub(crate) fn parse_content(field: &str, content: &str) -> Result<Self, FieldError> {
         const RULE: &str = "COI content is CH + FIN (5) + 2-digit year + 6 characters A-Z or 0-9";
         if !content.is_ascii() || content.len() != 15 || !content.starts_with("CH") {
             return Err(FieldError::new(field, content, RULE));
@@ -315,9 +315,163 @@ impl fmt::Display for Coi {
     }
 }
 
+/// A final product unit's identifier: the chain's COI content (15 characters), the
+/// product's ISBT 128 product code (a letter and 4 digits, from reference data) and the
+/// division (2 characters `A-Z0-9`), with a MOD 37-2 check character over those 22.
+/// Canonical text: the 23 characters, e.g. `CHA999926000001S0001A0K`; eye-readable
+/// `CH A9999 26 000001 S0001 A0 K`. The COI it carries ties the bag to its patient.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UnitId {
+    coi: Coi,
+    product_code: String,
+    division: String,
+}
+
+impl UnitId {
+    pub fn new(coi: &Coi, product_code: &str, division: &str) -> Result<Self, FieldError> {
+        let unit = UnitId {
+            coi: coi.clone(),
+            product_code: product_code.to_string(),
+            division: division.to_string(),
+        };
+        check_product_code("product_code", product_code)?;
+        check_division("division", division)?;
+        Ok(unit)
+    }
+
+    /// Accepts the canonical 23 characters or the eye-readable form with spaces; a wrong
+    /// check character names the expected and the given one.
+    pub fn parse(field: &str, text: &str) -> Result<Self, FieldError> {
+        const RULE: &str = "a unit identifier is the COI content (CH + FIN + year + sequence, 15) + ISBT 128 product code (5) + division (2) + check character, e.g. CHA999926000001S0001A0K";
+        let compact: String = text.chars().filter(|c| *c != ' ').collect();
+        if !compact.is_ascii() || compact.len() != 23 {
+            return Err(FieldError::new(field, text, RULE));
+        }
+        let (content, k) = compact.split_at(22);
+        let coi = Coi::parse_content(field, &content[..15])
+            .map_err(|e| FieldError::new(field, text, format!("its COI part: {}", e.rule)))?;
+        let unit = UnitId::new(&coi, &content[15..20], &content[20..22])
+            .map_err(|e| FieldError::new(field, text, e.rule))?;
+        let expected = unit.check_character();
+        if k != expected.to_string() {
+            return Err(FieldError::new(
+                field,
+                text,
+                format!("MOD 37-2 check character is wrong: expected {expected}, given {k}"),
+            ));
+        }
+        Ok(unit)
+    }
+
+    fn content(&self) -> String {
+        format!(
+            "{}{}{}",
+            self.coi.content(),
+            self.product_code,
+            self.division
+        )
+    }
+
+    pub fn check_character(&self) -> char {
+        mod37_2_check(&self.content()).unwrap_or('?')
+    }
+
+    /// The chain this unit belongs to.
+    pub fn coi(&self) -> &Coi {
+        &self.coi
+    }
+
+    pub fn product_code(&self) -> &str {
+        &self.product_code
+    }
+
+    pub fn division(&self) -> &str {
+        &self.division
+    }
+
+    /// `CH A9999 26 000001 S0001 A0 K`
+    pub fn eye_readable(&self) -> String {
+        let c = self.coi.content();
+        format!(
+            "{} {} {} {} {} {} {}",
+            &c[..2],
+            &c[2..7],
+            &c[7..9],
+            &c[9..],
+            self.product_code,
+            self.division,
+            self.check_character()
+        )
+    }
+}
+
+impl fmt::Display for UnitId {
+    /// The canonical 23-character form.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.content(), self.check_character())
+    }
+}
+
+/// An ISBT 128 product code as Autolog reads it from reference data: a letter and 4 digits.
+pub fn check_product_code(field: &str, code: &str) -> Result<(), FieldError> {
+    let mut chars = code.chars();
+    let ok = code.len() == 5
+        && chars.next().is_some_and(|c| c.is_ascii_uppercase())
+        && chars.all(|c| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            code,
+            "an ISBT 128 product code is a capital letter and 4 digits, e.g. S0001",
+        ))
+    }
+}
+
+fn check_division(field: &str, division: &str) -> Result<(), FieldError> {
+    let ok = division.len() == 2
+        && division
+            .chars()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase());
+    if ok {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            division,
+            "a division is 2 characters A-Z or 0-9, e.g. A0",
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unit_identifier_carries_its_coi_and_a_check_character() {
+        let coi = Coi::parse("coi", "&/CHA999926000001").expect("coi");
+        let unit = UnitId::new(&coi, "S0001", "A0").expect("unit");
+        let text = unit.to_string();
+        assert_eq!(text.len(), 23);
+        assert!(text.starts_with("CHA999926000001S0001A0"));
+        assert_eq!(UnitId::parse("unit", &text).expect("round trip"), unit);
+        assert_eq!(
+            UnitId::parse("unit", &unit.eye_readable()).expect("eye"),
+            unit
+        );
+        assert_eq!(unit.coi(), &coi);
+        // Any one character changed is caught.
+        for i in 0..23 {
+            let mut chars: Vec<char> = text.chars().collect();
+            chars[i] = if chars[i] == '7' { '8' } else { '7' };
+            let altered: String = chars.into_iter().collect();
+            assert!(UnitId::parse("unit", &altered).is_err(), "{altered}");
+        }
+        assert!(UnitId::new(&coi, "0001S", "A0").is_err());
+        assert!(UnitId::new(&coi, "S0001", "a0").is_err());
+    }
     use serde_json::Value;
 
     const VECTORS: &str = concat!(

@@ -771,6 +771,9 @@ fn retention_years(value: Option<u32>) -> Result<(), FieldError> {
 pub(crate) struct ProductRegisteredV1 {
     product_code: String,
     name: String,
+    /// The ISBT 128 product code printed in final unit identifiers (from the licensed
+    /// ICCBBA tables, held by the sponsor: never shipped with Autolog).
+    isbt128_product_code: Option<String>,
     pub(crate) process: ProcessDefinition,
     storage_temperature: TemperatureRange,
     retention_class: String,
@@ -784,6 +787,9 @@ impl Check for ProductRegisteredV1 {
     fn check(&self) -> Result<(), FieldError> {
         code("product_code", &self.product_code)?;
         check_text("name", &self.name, 200)?;
+        if let Some(c) = &self.isbt128_product_code {
+            crate::identifiers::check_product_code("isbt128_product_code", c)?;
+        }
         self.process.check()?;
         self.storage_temperature.check()?;
         code("retention_class", &self.retention_class)?;
@@ -799,6 +805,7 @@ impl Check for ProductRegisteredV1 {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ProductAmendedV1 {
     name: Option<String>,
+    isbt128_product_code: Option<String>,
     pub(crate) process: Option<ProcessDefinition>,
     storage_temperature: Option<TemperatureRange>,
     retention_class: Option<String>,
@@ -810,8 +817,12 @@ pub(crate) struct ProductAmendedV1 {
 
 impl Check for ProductAmendedV1 {
     fn check(&self) -> Result<(), FieldError> {
+        if let Some(c) = &self.isbt128_product_code {
+            crate::identifiers::check_product_code("isbt128_product_code", c)?;
+        }
         let changes = [
             self.name.is_some(),
+            self.isbt128_product_code.is_some(),
             self.process.is_some(),
             self.storage_temperature.is_some(),
             self.retention_class.is_some(),

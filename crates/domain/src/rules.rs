@@ -30,6 +30,8 @@ pub fn registration_stream(event_type: &str, data: &Value) -> Option<String> {
         "chain.enrolled" => format!("coi/{}", field("coi")),
         "din.linked" => format!("din/{}", field("din")),
         "alert.raised" => format!("alert/{}", field("alert_id")),
+        "batch.linked" => format!("batch/{}", field("batch_id")),
+        "unit.linked" => format!("unit/{}", field("unit_id")),
         "source_system.registered" => format!("source-system/{}", field("system_id")),
         _ => return None,
     })
@@ -65,6 +67,7 @@ pub fn canonical_stream(kind: &str, canonical_id: &str) -> Option<String> {
         "process_step" => "step",
         "equipment" => "equipment",
         "product" => "product",
+        "batch" => "batch",
         _ => return None,
     };
     Some(format!("{prefix}/{canonical_id}"))
@@ -146,7 +149,17 @@ pub fn references(draft: &EventDraft) -> Vec<(String, String)> {
         | "chain.follow_up_recorded"
         | "chain.hold_released"
         | "alert.acknowledged"
-        | "alert.resolved" => {
+        | "alert.resolved"
+        | "batch.created"
+        | "batch.material_consumed"
+        | "batch.units_produced"
+        | "batch.test_result_recorded"
+        | "deviation.opened"
+        | "deviation.investigated"
+        | "deviation.closed" => {
+            if let (Some(material), Some(lot)) = (text(data, "material"), text(data, "lot")) {
+                push("lot".into(), Some(format!("lot/{material}/{lot}")));
+            }
             for (field, prefix) in CHAIN_REFERENCES {
                 push(
                     (*field).into(),
@@ -192,6 +205,11 @@ const CHAIN_REFERENCES: &[(&str, &str)] = &[
     ("recorded_by", "person/"),
     ("resolved_by", "person/"),
     ("person_id", "person/"),
+    ("created_by", "person/"),
+    ("analyst_id", "person/"),
+    ("opened_by", "person/"),
+    ("investigated_by", "person/"),
+    ("closed_by", "person/"),
 ];
 
 /// Event types that are recorded on a chain (stream `coi/<COI>`) only.
@@ -207,6 +225,14 @@ pub const CHAIN_EVENT_TYPES: &[&str] = &[
     "chain.follow_up_recorded",
     "chain.hold_placed",
     "chain.hold_released",
+    "batch.created",
+    "batch.material_consumed",
+    "batch.units_produced",
+    "batch.test_result_recorded",
+    "batch.test_result_evaluated",
+    "deviation.opened",
+    "deviation.investigated",
+    "deviation.closed",
 ];
 
 /// The refusal of a reference to a record that is not registered.
@@ -231,6 +257,8 @@ pub const REGISTRY_STREAMS: &[(&str, &str)] = &[
     ("coi/", "chain.enrolled"),
     ("din/", "din.linked"),
     ("alert/", "alert.raised"),
+    ("batch/", "batch.linked"),
+    ("unit/", "unit.linked"),
 ];
 
 /// The registration a stream of a registry needs before any other event; `None` for

@@ -18,7 +18,8 @@ const VARIABLE_MAX: usize = 20;
 const ACCEPTED: &str = "expected an ISBT 128 DIN (barcode data such as =A99991712345600, or the \
      eye-readable DIN followed by its check character) or a GS1 element string (such as \
      (01)09506000134352(10)ABC(21)S1, or 010950600013435210ABC<GS>21S1 as scanned), optionally after \
-     a symbology identifier (]C0 for a DIN; ]C1, ]d2, ]Q3 or ]e0 for GS1)";
+     a symbology identifier (]C0 for a DIN; ]C1, ]d2, ]Q3 or ]e0 for GS1), or a final unit's \
+     identifier (COI content, product code, division and check character, e.g. CHA999926000001S0001A0K)";
 
 const SUPPORTED_AIS: &str =
     "Autolog reads (00) SSCC, (01) GTIN, (10) lot, (17) expiry, (21) serial and (414) GLN";
@@ -33,6 +34,8 @@ pub enum Scanned {
     Din { din: Din, flags: String },
     /// GS1 element string
     Gs1(Gs1Elements),
+    /// A final product unit's identifier (it carries the chain's COI).
+    Unit(crate::identifiers::UnitId),
 }
 
 /// The GS1 elements Autolog reads; each is present at most once in a scan.
@@ -59,6 +62,7 @@ impl Scanned {
     pub fn unit_id(&self) -> String {
         match self {
             Scanned::Din { din, .. } => din.to_string(),
+            Scanned::Unit(unit) => unit.to_string(),
             Scanned::Gs1(elements) => match (&elements.gtin, &elements.serial, &elements.sscc) {
                 (Some(gtin), Some(serial), _) => format!("(01){gtin}(21){serial}"),
                 (_, _, Some(sscc)) => format!("(00){sscc}"),
@@ -142,6 +146,13 @@ fn dispatch(data: &[char]) -> Result<Scanned, String> {
                 show(&id)
             )),
         };
+    }
+    // A final product unit's identifier (COI content + product code + division + K).
+    let compact: String = data.iter().filter(|c| **c != ' ').collect();
+    if compact.starts_with("CH") && compact.len() == 23 {
+        return crate::identifiers::UnitId::parse("unit", &compact)
+            .map(Scanned::Unit)
+            .map_err(|e| e.rule);
     }
     match first {
         '=' => parse_din_barcode(data, 0),

@@ -27,6 +27,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = match &self.0 {
             AppError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            AppError::Unmet(_) => (StatusCode::UNPROCESSABLE_ENTITY, "conditions_unmet"),
             AppError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             AppError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             AppError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
@@ -38,6 +39,18 @@ impl IntoResponse for ApiError {
             body["field"] = json!(f.field);
             body["value"] = json!(f.value);
             body["rule"] = json!(f.rule);
+        }
+        if let AppError::Unmet(conditions) = &self.0 {
+            let list: Vec<_> = conditions
+                .iter()
+                .map(|f| json!({"field": f.field, "value": f.value, "rule": f.rule}))
+                .collect();
+            if let Some(first) = conditions.first() {
+                body["field"] = json!(first.field);
+                body["value"] = json!(first.value);
+                body["rule"] = json!(first.rule);
+            }
+            body["unmet"] = json!(list);
         }
         if status.is_server_error() {
             tracing::error!(error = %self.0, "request failed");

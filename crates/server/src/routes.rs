@@ -56,6 +56,8 @@ pub fn router(app: Arc<Autolog>) -> Router {
         .route("/api/v1/chains", post(enrol))
         .route("/api/v1/chains/{coi}", get(chain))
         .route("/api/v1/reconciliation", get(reconciliation))
+        .route("/api/v1/genealogy/backward/{unit}", get(genealogy_backward))
+        .route("/api/v1/genealogy/forward/{*lot}", get(genealogy_forward))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/alerts/stream", get(alert_stream))
         .route("/api/v1/alerts/{alert_id}", get(alert))
@@ -335,6 +337,42 @@ async fn chain(
 async fn reconciliation(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
     only_params(&query(p)?, &[])?;
     Ok(Json(app.reconciliation().await?))
+}
+
+async fn genealogy_backward(
+    State(app): State<AppState>,
+    unit: PathParam,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &["valid_at", "known_at"])?;
+    let unit = path_param("unit", unit)?;
+    Ok(Json(
+        app.genealogy_backward(
+            &unit,
+            p.get("valid_at").map(String::as_str),
+            p.get("known_at").map(String::as_str),
+        )
+        .await?,
+    ))
+}
+
+async fn genealogy_forward(
+    State(app): State<AppState>,
+    lot: PathParam,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &["valid_at", "known_at"])?;
+    let lot = path_param("lot", lot)?;
+    Ok(Json(
+        app.genealogy_forward(
+            &lot,
+            p.get("valid_at").map(String::as_str),
+            p.get("known_at").map(String::as_str),
+        )
+        .await?,
+    ))
 }
 
 async fn alerts(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {

@@ -1,0 +1,355 @@
+//! The patient's batch: created only from its own chain's collections, materials checked
+//! against their lot status, final units tied to the chain, results judged, release gated.
+
+use autolog_domain::batch::evaluate;
+use autolog_domain::chain::ChainView;
+use autolog_domain::identifiers::UnitId;
+use autolog_domain::{EventDraft, FieldError};
+use serde_json::{json, Value};
+
+use crate::alignment::qualified;
+use crate::custody::{own_draft, string_list, ChainFacts, StepError};
+use crate::read::text;
+use crate::{AppError, Autolog};
+
+/// The release tests of a chain's product.
+fn release_tests(facts: &ChainFacts) -> Vec<Value> {
+    facts
+        .product
+        .get("process")
+        .and_then(|p| p.get("release_tests"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}
+
+impl Autolog {
+    /// The rules of batch events beyond who, where and with what: a batch from this
+    /// chain's collections only; lots released and in date; final units carrying this
+    /// chain's COI and product code; results judged. Returns what Autolog records with
+    /// them (batch, unit and lot links, the MES crosswalk, verdicts).
+    pub(crate) async fn batch_rules(
+        &self,
+        facts: &ChainFacts,
+        view: &ChainView,
+        draft: &EventDraft,
+        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+    ) -> Result<Vec<EventDraft>, StepError> {
+        let data = &draft.body.data;
+        let batch_id = text(data, "batch_id");
+        let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
+        let mut recorded = Vec::new();
+        match draft.body.event_type.as_str() {
+            "batch.created" => {
+                let site = text(data, "site_id");
+                if site != custodian {
+                    return Err(refuse(
+                        "site_id",
+                        site,
+                        format!("is not where the chain's material is ({custodian})"),
+                    ));
+                }
+                for (i, din) in string_list(data, "source_dins").iter().enumerate() {
+                    let owner =
+                        text(&self.current_state(&format!("din/{din}")).await?, "coi").to_string();
+                    let rule = if owner.is_empty() {
+                        Some("belongs to no chain: a batch is made only from collections of its patient".to_string())
+                    } else if owner != facts.coi {
+                        Some(format!(
+                            "belongs to chain {owner}, not {}: a batch is made from one patient's collections only",
+                            facts.coi
+                        ))
+                    } else {
+                        None
+                    };
+                    if let Some(rule) = rule {
+                        return Err(refuse(&format!("source_dins[{i}]"), din, rule));
+                    }
+                }
+                let existing = self.current_state(&format!("batch/{batch_id}")).await?;
+                if !text(&existing, "coi").is_empty() {
+                    return Err(refuse(
+                        "batch_id",
+                        batch_id,
+                        format!(
+                            "already belongs to chain {}: a batch id is used once",
+                            text(&existing, "coi")
+                        ),
+                    ));
+                }
+                recorded.push(own_draft(
+                    draft,
+                    format!("batch/{batch_id}"),
+                    "batch-link".to_string(),
+                    "batch.linked",
+                    json!({"batch_id": batch_id, "coi": facts.coi}),
+                ));
+                if let (Some(system), Some(number)) = (
+                    data.get("mes_system").and_then(Value::as_str),
+                    data.get("mes_batch_number").and_then(Value::as_str),
+                ) {
+                    recorded.push(own_draft(
+                        draft,
+                        autolog_domain::rules::crosswalk_stream(system, "batch"),
+                        "mes-batch".to_string(),
+                        "crosswalk.mapped",
+                        json!({"system": system, "kind": "batch", "local_code": number,
+                               "canonical_id": batch_id,
+                               "valid_from": draft.occurred_at.instant.to_string()}),
+                    ));
+                }
+            }
+            "batch.material_consumed" => {
+                let (material, lot) = (text(data, "material"), text(data, "lot"));
+                let record = self.current_state(&format!("lot/{material}/{lot}")).await?;
+                let status = text(&record, "status");
+                if status != "released" {
+                    return Err(refuse(
+                        "lot",
+                        lot,
+                        format!(
+                            "lot {lot} of {material} is {status}: only a released lot may be used"
+                        ),
+                    ));
+                }
+                let expiry = text(&record, "expiry");
+                let day = draft.occurred_at.instant.to_string();
+                if !expiry.is_empty() && day.get(..10).is_some_and(|d| d > expiry) {
+                    return Err(refuse(
+                        "lot",
+                        lot,
+                        format!("lot {lot} of {material} expired on {expiry}"),
+                    ));
+                }
+                recorded.push(own_draft(
+                    draft,
+                    format!("lot/{material}/{lot}"),
+                    "lot-use".to_string(),
+                    "material_lot.consumed",
+                    json!({"coi": facts.coi, "batch_id": batch_id, "event_id": draft.event_id.to_string()}),
+                ));
+            }
+            "batch.units_produced" => {
+                let product_code = text(&facts.product, "isbt128_product_code");
+                for (i, unit_text) in string_list(data, "units").iter().enumerate() {
+                    let field = format!("units[{i}]");
+                    let unit = UnitId::parse(&field, unit_text)
+                        .map_err(|e| refuse(&field, unit_text, e.rule))?;
+                    if unit.coi().to_string() != facts.coi {
+                        return Err(refuse(
+                            &field,
+                            unit_text,
+                            format!(
+                                "carries COI {}, not this chain's {}: a unit belongs to its patient",
+                                unit.coi(),
+                                facts.coi
+                            ),
+                        ));
+                    }
+                    if product_code.is_empty() || unit.product_code() != product_code {
+                        return Err(refuse(
+                            &field,
+                            unit_text,
+                            format!(
+                                "carries product code {}, but product {} has {} in reference data",
+                                unit.product_code(),
+                                text(&facts.enrolment, "product_code"),
+                                if product_code.is_empty() {
+                                    "none"
+                                } else {
+                                    product_code
+                                }
+                            ),
+                        ));
+                    }
+                    let link = self.current_state(&format!("unit/{unit_text}")).await?;
+                    if !text(&link, "coi").is_empty() {
+                        return Err(refuse(
+                            &field,
+                            unit_text,
+                            "was already produced: a unit identifier is used once".to_string(),
+                        ));
+                    }
+                    recorded.push(own_draft(
+                        draft,
+                        format!("unit/{unit_text}"),
+                        format!("unit-link/{i}"),
+                        "unit.linked",
+                        json!({"unit_id": unit_text, "coi": facts.coi, "batch_id": batch_id}),
+                    ));
+                }
+            }
+            "batch.test_result_recorded" => {
+                let test_code = text(data, "test_code");
+                let tests = release_tests(facts);
+                let Some(spec) = tests.iter().find(|t| text(t, "test_code") == test_code) else {
+                    let known: Vec<&str> = tests.iter().map(|t| text(t, "test_code")).collect();
+                    return Err(refuse(
+                        "test_code",
+                        test_code,
+                        format!(
+                            "is not a release test of product {} (tests: {})",
+                            text(&facts.enrolment, "product_code"),
+                            known.join(", ")
+                        ),
+                    ));
+                };
+                if let Some(unit) = data.get("unit").and_then(Value::as_str) {
+                    let produced = view.batch_units.get(batch_id).cloned().unwrap_or_default();
+                    if !produced.iter().any(|u| u == unit) {
+                        return Err(refuse(
+                            "unit",
+                            unit,
+                            format!("is not a final unit of batch {batch_id}"),
+                        ));
+                    }
+                }
+                let result_unit = data.get("result_unit").and_then(Value::as_str);
+                let (pass, reason) = evaluate(spec, &data["result"], result_unit);
+                recorded.push(own_draft(
+                    draft,
+                    draft.stream.clone(),
+                    "verdict".to_string(),
+                    "batch.test_result_evaluated",
+                    json!({
+                        "result_event_id": draft.event_id.to_string(),
+                        "batch_id": batch_id,
+                        "test_code": test_code,
+                        "verdict": if pass { "pass" } else { "fail" },
+                        "reason": reason,
+                        "specification": spec,
+                    }),
+                ));
+            }
+            _ => {}
+        }
+        Ok(recorded)
+    }
+
+    /// Every condition a patient-specific release does not meet (empty: it may be
+    /// released): the batch is this chain's; the chain's patient is the intended patient;
+    /// every release test's latest result passes; no deviation is open, and each closed
+    /// one permits release; the releaser is a qa_releaser at the site then; the site holds
+    /// the product; the released units are the batch's.
+    pub(crate) async fn release_conditions(
+        &self,
+        facts: &ChainFacts,
+        view: &ChainView,
+        draft: &EventDraft,
+    ) -> Result<Vec<FieldError>, AppError> {
+        let data = &draft.body.data;
+        let at = draft.occurred_at.instant;
+        let batch_id = text(data, "batch_id");
+        let mut unmet = Vec::new();
+        if !view.batches.iter().any(|b| b == batch_id) {
+            unmet.push(FieldError::new(
+                "body.data.batch_id",
+                batch_id,
+                format!(
+                    "is not a batch of chain {} (batches: {})",
+                    facts.coi,
+                    view.batches.join(", ")
+                ),
+            ));
+        }
+        let intended = text(data, "intended_patient_key");
+        let source = text(&facts.enrolment, "patient_key");
+        if intended != source {
+            unmet.push(FieldError::new(
+                "body.data.intended_patient_key",
+                intended,
+                format!(
+                    "is not the batch's source patient: batch {batch_id} was made from the collections of chain {}, whose patient is another",
+                    facts.coi
+                ),
+            ));
+        }
+        // The latest verdict per release test, for this batch.
+        for test in release_tests(facts) {
+            let code = text(&test, "test_code");
+            let latest = facts
+                .entries
+                .iter()
+                .rev()
+                .find(|e| {
+                    e.event_type == "batch.test_result_evaluated"
+                        && text(&e.data, "batch_id") == batch_id
+                        && text(&e.data, "test_code") == code
+                })
+                .map(|e| {
+                    (
+                        text(&e.data, "verdict").to_string(),
+                        text(&e.data, "reason").to_string(),
+                    )
+                });
+            match latest {
+                None => unmet.push(FieldError::new(
+                    format!("release_tests.{code}"),
+                    "(no result)",
+                    format!("has no result for batch {batch_id}: every release test must pass"),
+                )),
+                Some((verdict, reason)) if verdict != "pass" => unmet.push(FieldError::new(
+                    format!("release_tests.{code}"),
+                    verdict,
+                    format!("the latest result fails its specification: {reason}"),
+                )),
+                Some(_) => {}
+            }
+        }
+        for (id, deviation) in &view.deviations {
+            let concerns = deviation.batch_id.as_deref().is_none_or(|b| b == batch_id);
+            if !concerns {
+                continue;
+            }
+            match deviation.disposition.as_deref() {
+                None => unmet.push(FieldError::new(
+                    format!("deviations.{id}"),
+                    "open",
+                    "is open: a batch is released only when every deviation is closed with a disposition that permits release",
+                )),
+                Some("release_permitted") => {}
+                Some(other) => unmet.push(FieldError::new(
+                    format!("deviations.{id}"),
+                    other,
+                    "was closed with a disposition that does not permit release",
+                )),
+            }
+        }
+        let site = text(data, "site_id");
+        let releaser_id = text(data, "released_by");
+        let releaser = self.current_state(&format!("person/{releaser_id}")).await?;
+        let mut only_qa = releaser.clone();
+        if let Some(list) = only_qa
+            .get_mut("qualifications")
+            .and_then(Value::as_array_mut)
+        {
+            list.retain(|q| text(q, "role") == "qa_releaser");
+        }
+        if !qualified(&only_qa, Some(site), at) {
+            unmet.push(FieldError::new(
+                "body.data.released_by",
+                releaser_id,
+                format!("holds no qualification as qa_releaser at {site} valid at {at}"),
+            ));
+        }
+        let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
+        if site != custodian {
+            unmet.push(FieldError::new(
+                "body.data.site_id",
+                site,
+                format!("is not where the product is: the chain's custodian is {custodian}"),
+            ));
+        }
+        let produced = view.batch_units.get(batch_id).cloned().unwrap_or_default();
+        for (i, unit) in string_list(data, "units").iter().enumerate() {
+            if !produced.contains(unit) {
+                unmet.push(FieldError::new(
+                    format!("body.data.units[{i}]"),
+                    unit,
+                    format!("is not a final unit of batch {batch_id}"),
+                ));
+            }
+        }
+        Ok(unmet)
+    }
+}
