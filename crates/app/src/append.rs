@@ -203,6 +203,12 @@ impl Autolog {
     /// Appends a request body (one event or a batch). A refused request writes nothing.
     pub async fn append_json(&self, body: &[u8]) -> Result<AppendResult, AppError> {
         let now = Instant::now();
+        if body.len() > MAX_REQUEST_BYTES {
+            return Err(too_large(body.len()));
+        }
+        // Signatures are given by re-authenticating; the ledger keeps the manifestation.
+        let signed = self.sign_request(body).await?;
+        let body = signed.as_deref().unwrap_or(body);
         let (drafts, single) = parse_request(body, now, self.clock_skew_tolerance_seconds)?;
         let requested = drafts.len();
         // Autolog's own events (DIN links, flags) are appended with the events they are

@@ -43,6 +43,11 @@ async fn network(path: &std::path::Path) -> Autolog {
         .await
         .expect("import");
     assert!(report.bad_rows.is_empty(), "{:?}", report.bad_rows);
+    for n in 1..=8 {
+        app.set_signing_secret(&format!("P-{n:04}"), SECRET, "person/P-ADMIN")
+            .await
+            .expect("secret");
+    }
     app
 }
 
@@ -131,6 +136,13 @@ fn step(
     kind: &str,
     data: Value,
 ) -> Value {
+    let mut data = data;
+    // Signed records are signed by the person they name, re-authenticating with the secret.
+    if let Some(field) = autolog_domain::signature::signer_field(kind) {
+        if data.get("signature").is_none() {
+            data["signature"] = json!({"signer_id": data[field], "secret": SECRET});
+        }
+    }
     envelope(
         p,
         id,
@@ -140,6 +152,9 @@ fn step(
         json!({"type": kind, "version": 1, "data": data}),
     )
 }
+
+/// Every person's signing secret in these tests.
+const SECRET: &str = "correct horse battery staple";
 
 /// A handoff (sender's manifest) and its receipt (what was scanned on arrival).
 struct Shipment {
@@ -684,7 +699,8 @@ async fn a_bag_of_patient_a_in_patient_bs_shipment_holds_both_chains_until_qa_re
         )
     };
     match send(&app, &release("P-0002-X", "rel-0")).await {
-        Err(AppError::Invalid(e)) => assert!(e.field.contains("resolved_by"), "{e}"),
+        // Nobody of that id can re-authenticate: the signature is not given.
+        Err(AppError::Invalid(e)) => assert!(e.field.contains("signature"), "{e}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
     let e = match send(&app, &release("P-0003", "rel-1")).await {
@@ -1475,6 +1491,102 @@ async fn forward_genealogy_from_a_vector_lot_finds_exactly_the_patients_who_rece
         .is_err());
     assert!(app
         .genealogy_backward("CHA999926000001S0001A0X", None, None)
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn a_release_is_signed_by_re_authenticating_and_the_signature_binds_to_its_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = network(&dir.path().join("signatures.db")).await;
+    let p = enrol(&app, "PK-SIG", t0()).await;
+    clean(&app, &collection(&p)).await;
+    let s = shipment(&p, Leg::ToManufacturing, None, None);
+    clean(&app, &s.handoff).await;
+    clean(&app, &s.receipt).await;
+    let mut events = manufacturing(&p);
+    let release_event = events.pop().expect("release");
+    for e in events {
+        clean(&app, &e).await;
+    }
+    // A wrong secret, a missing component, someone else's name, a manifestation sent as is.
+    let with_signature = |signature: Value| {
+        let mut e = release_event.clone();
+        e["body"]["data"]["signature"] = signature;
+        e
+    };
+    let e = refused_with(
+        &app,
+        &with_signature(json!({"signer_id": "P-0002", "secret": "not the secret at all"})),
+    )
+    .await;
+    assert_eq!(e.field, "body.data.signature.secret", "{e}");
+    assert_eq!(e.value, "(not shown)");
+    let e = refused_with(&app, &with_signature(json!({"signer_id": "P-0002"}))).await;
+    assert_eq!(e.field, "body.data.signature", "{e}");
+    let e = refused_with(
+        &app,
+        &with_signature(json!({"signer_id": "P-0008", "secret": SECRET})),
+    )
+    .await;
+    assert_eq!(e.field, "body.data.signature.signer_id", "{e}");
+    let e = refused_with(
+        &app,
+        &with_signature(json!({"signer_id": "P-0002", "secret": SECRET, "meaning": "whatever"})),
+    )
+    .await;
+    assert_eq!(e.field, "body.data.signature.meaning", "{e}");
+    let mut unsigned = release_event.clone();
+    unsigned["body"]["data"]
+        .as_object_mut()
+        .expect("data")
+        .remove("signature");
+    let e = refused_with(&app, &unsigned).await;
+    assert!(e.field.contains("signature"), "{e}");
+    // Signed: the ledger keeps who, when (site time with zone), meaning, and the binding.
+    let result = send(&app, &release_event).await.expect("released");
+    let recorded = &result.outcomes[0].event;
+    let signature = &recorded.body.data["signature"];
+    assert_eq!(signature["signer_id"], "P-0002");
+    assert_eq!(signature["printed_name"], "Daniel Okafor");
+    assert!(signature["signed_at"]
+        .as_str()
+        .expect("time")
+        .ends_with("[America/New_York]"));
+    assert_eq!(
+        signature["meaning"],
+        json!(format!(
+            "approved for release of batch B-{} to patient {}",
+            p.key, p.key
+        ))
+    );
+    assert!(
+        signature.get("secret").is_none(),
+        "the secret never enters the ledger"
+    );
+    assert!(!recorded.to_json().to_string().contains(SECRET));
+    // The manifestation copied onto another record, straight to the store: refused there.
+    let q = enrol(&app, "PK-SIG-2", t0()).await;
+    let mut copied = release(&q, &format!("B-{}", q.key), &q.key);
+    copied["body"]["data"]["signature"] = signature.clone();
+    let draft = autolog_domain::envelope::parse_draft(&copied, autolog_domain::Uuid::now_v7())
+        .expect("well-formed");
+    let e = match app
+        .store()
+        .append(&[draft], &autolog_domain::Instant::now)
+        .await
+    {
+        Err(autolog_store::StoreError::Rejected(f)) => f,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert!(e.field.contains("signature"), "{e}");
+    // A secret is set only for a registered person, and is long enough.
+    assert!(app
+        .set_signing_secret("P-9999", SECRET, "person/P-ADMIN")
+        .await
+        .is_err());
+    assert!(app
+        .set_signing_secret("P-0001", "short", "person/P-ADMIN")
         .await
         .is_err());
 }

@@ -112,6 +112,13 @@ enum Command {
         #[arg(long)]
         known_at: Option<String>,
     },
+    /// Electronic signatures: set a person's signing secret (read from stdin, one line;
+    /// stored only as an Argon2id hash). Release, hold resolution and deviation closure are
+    /// signed with the person's id and this secret.
+    Signer {
+        #[command(subcommand)]
+        command: SignerCommand,
+    },
     /// Reference data: bulk import and export, and the alignment report.
     Reference {
         #[command(subcommand)]
@@ -121,6 +128,18 @@ enum Command {
     Key {
         #[command(subcommand)]
         command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SignerCommand {
+    /// Set (or reset) a registered person's signing secret; the secret is read from stdin.
+    SetSecret {
+        /// The person's canonical id (a personnel record).
+        person_id: String,
+        /// Who sets it (an actor, person/<id>), for the record.
+        #[arg(long)]
+        set_by: String,
     },
 }
 
@@ -292,6 +311,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await?
             };
             println!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Signer {
+            command: SignerCommand::SetSecret { person_id, set_by },
+        } => {
+            autolog_domain::envelope::check_actor("set_by", &set_by)?;
+            let app = Autolog::open_existing(&config).await?;
+            let mut secret = String::new();
+            std::io::stdin().read_line(&mut secret)?;
+            let secret = secret.trim_end_matches(['\r', '\n']);
+            app.set_signing_secret(&person_id, secret, &set_by).await?;
+            println!("signing secret set for {person_id}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Reference { command } => {

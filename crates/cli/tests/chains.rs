@@ -567,3 +567,46 @@ async fn reconcile_and_trace_show_a_hold() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn signer_set_secret_reads_the_secret_from_stdin_and_never_prints_it() {
+    run_on(Backend::Sqlite, "cli_signer", |target| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        import_reference(dir.path(), &target);
+        let set = |person: &str, secret: &str| {
+            let mut child = command(dir.path(), &target)
+                .args(["signer", "set-secret", person, "--set-by", "person/P-ADMIN"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn");
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(format!("{secret}\n").as_bytes())
+                .expect("write");
+            child.wait_with_output().expect("run")
+        };
+        let ok = set("P-0008", "correct horse battery staple");
+        assert!(ok.status.success(), "{}", both(&ok));
+        assert!(stdout(&ok).contains("signing secret set for P-0008"));
+        assert!(
+            !both(&ok).contains("correct horse"),
+            "the secret is never printed"
+        );
+        let short = set("P-0008", "short");
+        assert!(!short.status.success());
+        assert!(both(&short).contains("at least 12"), "{}", both(&short));
+        let unknown = set("P-9999", "correct horse battery staple");
+        assert!(!unknown.status.success());
+        assert!(
+            both(&unknown).contains("not a registered person"),
+            "{}",
+            both(&unknown)
+        );
+    })
+    .await;
+}

@@ -410,6 +410,10 @@ impl Check for DeviationInvestigatedV1 {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DeviationClosedV1 {
+    /// The signature as recorded; its binding is checked with the stream it stands in
+    /// (`signature::check_manifestation`).
+    #[allow(dead_code)]
+    signature: Value,
     deviation_id: String,
     site_id: String,
     closed_by: String,

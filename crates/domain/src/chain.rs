@@ -824,6 +824,10 @@ impl Check for ChainStepPerformedV1 {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ChainReleasedV1 {
+    /// The signature as recorded; its binding is checked with the stream it stands in
+    /// (`signature::check_manifestation`).
+    #[allow(dead_code)]
+    signature: Value,
     batch_id: String,
     intended_patient_key: String,
     site_id: String,
@@ -932,6 +936,10 @@ impl Check for ChainHoldPlacedV1 {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ChainHoldReleasedV1 {
+    /// The signature as recorded; its binding is checked with the stream it stands in
+    /// (`signature::check_manifestation`).
+    #[allow(dead_code)]
+    signature: Value,
     hold_id: String,
     site_id: String,
     resolved_by: String,

@@ -14,6 +14,7 @@ pub mod merkle;
 pub mod reference;
 pub mod rules;
 pub mod scan;
+pub mod signature;
 pub mod time;
 pub mod zone;
 

@@ -372,6 +372,9 @@ pub fn check_against_stream(
             ));
         }
     }
+    if crate::signature::signer_field(event_type).is_some() {
+        crate::signature::check_manifestation(&draft.stream, event_type, &draft.body.data)?;
+    }
     if draft.stream.starts_with("coi/") {
         match corrects {
             None => check_chain_state(draft, prior)?,

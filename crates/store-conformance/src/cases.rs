@@ -1496,3 +1496,54 @@ pub async fn a_failed_then_successful_attempt_is_logged_twice(target: Target) {
         .is_empty());
     assert_ledger_untouched(&store).await;
 }
+
+pub async fn signing_secrets_are_set_replaced_and_read(target: Target) {
+    let store = target.open().await;
+    assert_eq!(store.signing_secret("P-0008").await.expect("read"), None);
+    store
+        .set_signing_secret("P-0008", "$argon2id$v=19$first", at(T0), "person/P-ADMIN")
+        .await
+        .expect("set");
+    store
+        .set_signing_secret("P-0002", "$argon2id$v=19$other", at(T0), "person/P-ADMIN")
+        .await
+        .expect("set");
+    assert_eq!(
+        store
+            .signing_secret("P-0008")
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("$argon2id$v=19$first")
+    );
+    store
+        .set_signing_secret(
+            "P-0008",
+            "$argon2id$v=19$second",
+            at(T0 + 1),
+            "person/P-ADMIN",
+        )
+        .await
+        .expect("replace");
+    assert_eq!(
+        store
+            .signing_secret("P-0008")
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("$argon2id$v=19$second")
+    );
+    assert_eq!(
+        store
+            .signing_secret("P-0002")
+            .await
+            .expect("read")
+            .as_deref(),
+        Some("$argon2id$v=19$other")
+    );
+    assert_eq!(
+        store.head().await.expect("head").position,
+        0,
+        "the ledger is untouched"
+    );
+}

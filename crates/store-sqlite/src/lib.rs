@@ -16,7 +16,7 @@ use autolog_store::{
     DeliveryAttempt, DeliveryAttemptRow, DeliveryStatus, EventQuery, EventRow, LedgerHead,
     ScannedRow, Store, StoreError, StreamHead, UnmappedCode, Webhook, WebhookDelivery,
     WebhookDeliveryRow, WebhookRow, COI_SEQUENCE_NEXT, DELIVERY_ATTEMPT_UPDATE, EVENT_COLUMNS,
-    UNMAPPED_CODE_UPSERT, WEBHOOK_CURSOR_ADVANCE,
+    SIGNING_SECRET_UPSERT, UNMAPPED_CODE_UPSERT, WEBHOOK_CURSOR_ADVANCE,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -707,6 +707,39 @@ impl Store for SqliteStore {
             backend: BACKEND,
             message: format!("coi_sequences ({fin}, {year}) holds a negative number {last}"),
         })
+    }
+
+    async fn set_signing_secret(
+        &self,
+        person_id: &str,
+        phc: &str,
+        at: Instant,
+        set_by: &str,
+    ) -> Result<(), StoreError> {
+        let sql = SIGNING_SECRET_UPSERT
+            .replace("{1}", "?1")
+            .replace("{2}", "?2")
+            .replace("{3}", "?3")
+            .replace("{4}", "?4");
+        sqlx::query(&sql)
+            .bind(person_id)
+            .bind(phc)
+            .bind(at.micros())
+            .bind(set_by)
+            .execute(&self.writer)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn signing_secret(&self, person_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT phc FROM signing_secrets WHERE person_id = ?1")
+            .bind(person_id)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(backend_error)?;
+        row.map(|r| r.try_get::<String, _>(0).map_err(backend_error))
+            .transpose()
     }
 
     async fn unmapped_codes(&self) -> Result<Vec<UnmappedCode>, StoreError> {

@@ -170,6 +170,18 @@ pub trait Store: Send + Sync {
     /// Every unmapped code seen, ordered by system, kind and code.
     async fn unmapped_codes(&self) -> Result<Vec<UnmappedCode>, StoreError>;
 
+    /// Sets (or replaces) a person's signing secret, given as its Argon2id PHC string.
+    async fn set_signing_secret(
+        &self,
+        person_id: &str,
+        phc: &str,
+        at: Instant,
+        set_by: &str,
+    ) -> Result<(), StoreError>;
+
+    /// A person's signing secret (Argon2id PHC string), if one is set.
+    async fn signing_secret(&self, person_id: &str) -> Result<Option<String>, StoreError>;
+
     /// Registers an outbound webhook. Kept outside the ledger: its secret must never be
     /// hashed into an event. A `webhook_id` already registered is
     /// [`StoreError::Rejected`] (field `webhook_id`) and nothing is written.
@@ -253,6 +265,12 @@ pub const UNMAPPED_CODE_UPSERT: &str = "INSERT INTO unmapped_codes \
        THEN excluded.first_seen_us ELSE unmapped_codes.first_seen_us END, \
      last_seen_us = CASE WHEN excluded.last_seen_us > unmapped_codes.last_seen_us \
        THEN excluded.last_seen_us ELSE unmapped_codes.last_seen_us END";
+
+/// The upsert both backends run to set a signing secret (`{}` are placeholders).
+pub const SIGNING_SECRET_UPSERT: &str =
+    "INSERT INTO signing_secrets (person_id, phc, set_at_us, set_by) \
+     VALUES ({1}, {2}, {3}, {4}) ON CONFLICT (person_id) DO UPDATE SET phc = excluded.phc, \
+     set_at_us = excluded.set_at_us, set_by = excluded.set_by";
 
 /// The allocation both backends run (`{}` are placeholders for fin and year).
 pub const COI_SEQUENCE_NEXT: &str = "INSERT INTO coi_sequences (fin, year, last_seq) VALUES ({1}, {2}, 1) \
