@@ -82,6 +82,12 @@ pub(crate) fn alert_draft(cause: &EventDraft, n: usize, spec: AlertSpec) -> Even
 /// The alert for a chain event refused by a rule: the refusal changes nothing on the
 /// chain, but that someone tried is itself a signal.
 pub(crate) fn refusal_alert(draft: &EventDraft, error: &FieldError) -> EventDraft {
+    // A bedside mismatch is a hard stop at the patient's side: the most urgent alert.
+    let (severity, rule) = if draft.body.event_type == "chain.bedside_verified" {
+        ("critical", "bedside.mismatch")
+    } else {
+        ("major", "chain.step_refused")
+    };
     let coi = draft.stream.strip_prefix("coi/").map(str::to_string);
     // One alert per refusal reason: a resend refused for the same reason raises nothing
     // new, one refused for another reason (the chain went on hold meanwhile) does.
@@ -92,8 +98,8 @@ pub(crate) fn refusal_alert(draft: &EventDraft, error: &FieldError) -> EventDraf
         &cause,
         0,
         AlertSpec {
-            severity: "major",
-            rule: "chain.step_refused",
+            severity,
+            rule,
             message: format!(
                 "A {} on chain {} was refused: {} {}: {}",
                 draft.body.event_type,

@@ -352,4 +352,80 @@ impl Autolog {
         }
         Ok(unmet)
     }
+
+    /// Every mismatch of a bedside check (empty: the unit may be given to this patient):
+    /// the scanned unit belongs to this chain, the wristband's COI is this chain's, the
+    /// patient key is the chain's patient, the unit was released for this patient and
+    /// received here, at the patient's treatment center.
+    pub(crate) async fn bedside_conditions(
+        &self,
+        facts: &ChainFacts,
+        view: &ChainView,
+        draft: &EventDraft,
+    ) -> Result<Vec<FieldError>, AppError> {
+        let data = &draft.body.data;
+        let mut unmet = Vec::new();
+        let scan = text(data, "unit_scan");
+        let unit = autolog_domain::scan::parse_scan("unit_scan", scan)
+            .map(|s| s.unit_id())
+            .unwrap_or_default();
+        let owner = text(&self.current_state(&format!("unit/{unit}")).await?, "coi").to_string();
+        if owner != facts.coi {
+            unmet.push(FieldError::new(
+                "body.data.unit_scan",
+                scan,
+                if owner.is_empty() {
+                    format!("unit {unit} is not a unit Autolog knows: do not infuse")
+                } else {
+                    format!("unit {unit} belongs to chain {owner}, not to this patient's chain {}: do not infuse", facts.coi)
+                },
+            ));
+        }
+        let wristband =
+            autolog_domain::identifiers::Coi::parse("wristband_coi", text(data, "wristband_coi"))
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+        if wristband != facts.coi {
+            unmet.push(FieldError::new(
+                "body.data.wristband_coi",
+                text(data, "wristband_coi"),
+                format!("is not this chain's COI {}: the patient in front of you is not this chain's patient", facts.coi),
+            ));
+        }
+        let patient = text(data, "patient_key");
+        if patient != text(&facts.enrolment, "patient_key") {
+            unmet.push(FieldError::new(
+                "body.data.patient_key",
+                patient,
+                format!("is not the patient of chain {}", facts.coi),
+            ));
+        }
+        let released: Vec<&crate::custody::Entry> = facts
+            .entries
+            .iter()
+            .filter(|e| e.event_type == "chain.released")
+            .collect();
+        let released_to_patient = released.iter().any(|r| {
+            text(&r.data, "intended_patient_key") == patient
+                && string_list(&r.data, "units").contains(&unit)
+        });
+        if !released_to_patient {
+            unmet.push(FieldError::new(
+                "body.data.unit_scan",
+                scan,
+                format!("unit {unit} was not released for patient {patient}"),
+            ));
+        }
+        let site = text(data, "site_id");
+        let treatment = text(&facts.enrolment, "treatment_site_id");
+        let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
+        if site != treatment || custodian != treatment {
+            unmet.push(FieldError::new(
+                "body.data.site_id",
+                site,
+                format!("the product is to be given at {treatment} (it is at {custodian})"),
+            ));
+        }
+        Ok(unmet)
+    }
 }

@@ -171,7 +171,8 @@ impl Autolog {
             .iter()
             .find(|e| e.body.event_type == "chain.cancelled")
             .map(|e| e.body.data.clone());
-        let view = self.chain_view_of(&coi, &effective, &enrolment).await?;
+        let ordered = crate::custody::in_recording_order(&effective, &events);
+        let view = self.chain_view_of(&coi, &ordered, &enrolment).await?;
         let mut units: Vec<Value> = Vec::new();
         for event in &effective {
             let data = &event.body.data;

@@ -130,13 +130,38 @@ impl ChainFacts {
     }
 }
 
-/// The effective (not superseded) events of a stored chain, in order.
+/// Chain events in the order the state machine checked them: recording order, a
+/// correction taking the place of the event it restates. (Valid-time order would put a
+/// late-recorded receipt before the hold that was already on the chain when it arrived.)
+pub(crate) fn in_recording_order<'a>(chosen: &[&'a Event], all: &[Event]) -> Vec<&'a Event> {
+    let by_id: std::collections::HashMap<Uuid, &Event> =
+        all.iter().map(|e| (e.event_id, e)).collect();
+    let place = |e: &Event| {
+        let mut current = e;
+        // Follow corrections back to the original fact (bounded by the chain's length).
+        for _ in 0..all.len() {
+            match current.corrects.and_then(|id| by_id.get(&id)) {
+                Some(original) => current = original,
+                None => break,
+            }
+        }
+        (current.position, e.position)
+    };
+    let mut ordered = chosen.to_vec();
+    ordered.sort_by_key(|e| place(e));
+    ordered
+}
+
+/// The effective (not superseded) events of a stored chain, in recording order.
 fn effective(events: &[Event]) -> Vec<Entry> {
     let superseded: std::collections::HashSet<Uuid> =
         events.iter().filter_map(|e| e.corrects).collect();
-    events
+    let chosen: Vec<&Event> = events
         .iter()
         .filter(|e| !superseded.contains(&e.event_id))
+        .collect();
+    in_recording_order(&chosen, events)
+        .into_iter()
         .map(Entry::of_event)
         .collect()
 }
@@ -285,7 +310,7 @@ impl Autolog {
                     .await?;
                 continue;
             }
-            if event_type == "chain.released" {
+            if event_type == "chain.released" || event_type == "chain.bedside_verified" {
                 let mut unmet = Vec::new();
                 if let Err(refusal) = view.transition(&this.as_entry(), &facts.ctx) {
                     unmet.push(FieldError::new(
@@ -294,7 +319,11 @@ impl Autolog {
                         refusal.rule,
                     ));
                 }
-                unmet.extend(self.release_conditions(facts, &view, draft).await?);
+                if event_type == "chain.released" {
+                    unmet.extend(self.release_conditions(facts, &view, draft).await?);
+                } else {
+                    unmet.extend(self.bedside_conditions(facts, &view, draft).await?);
+                }
                 if !unmet.is_empty() {
                     return Err(StepError::Unmet {
                         index,
@@ -463,6 +492,7 @@ impl Autolog {
             "custody.received" => &["received_by"],
             "chain.step_performed" => &["performed_by"],
             "chain.administered" => &["administered_by", "verified_by"],
+            "chain.bedside_verified" => &["verified_by"],
             "chain.follow_up_recorded" => &["recorded_by"],
             "chain.hold_released" => &["resolved_by"],
             "batch.created" => &["created_by"],
@@ -636,6 +666,13 @@ impl Autolog {
                     .filter(|e| e.event_type == "chain.released")
                     .flat_map(|e| string_list(&e.data, "units"))
                     .collect();
+                if !view.bedside_verified.iter().any(|u| u == unit) {
+                    return Err(refuse(
+                        "unit",
+                        unit,
+                        "has not passed the bedside check for this patient: verify it before infusion".to_string(),
+                    ));
+                }
                 if !released.iter().any(|u| u == unit) {
                     return Err(refuse(
                         "unit",

@@ -31,6 +31,7 @@ impl Autolog {
             let events = self.store.stream_events(stream, known_at).await?;
             let effective =
                 autolog_domain::bitemporal::effective_events(&events, Instant::MAX, known_at);
+            let effective = crate::custody::in_recording_order(&effective, &events);
             let product = effective
                 .iter()
                 .find(|e| e.body.event_type == "chain.enrolled")

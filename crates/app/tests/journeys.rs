@@ -21,7 +21,12 @@ async fn network(path: &std::path::Path) -> Autolog {
     let store = autolog_store_sqlite::SqliteStore::open(path)
         .await
         .expect("store");
-    let app = Autolog::from_parts(Arc::new(store), SigningKey::from_bytes(&[7u8; 32]))
+    network_on(Arc::new(store)).await
+}
+
+/// The example network on any store.
+async fn network_on(store: Arc<dyn autolog_store::Store>) -> Autolog {
+    let app = Autolog::from_parts(store, SigningKey::from_bytes(&[7u8; 32]))
         .with_coi_issuer("A9999")
         .expect("FIN");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reference");
@@ -554,6 +559,7 @@ async fn clean_journeys_across_three_zones_reach_the_bedside_without_an_alert() 
     // The loop closes for the first patient: thaw, administration, follow-up.
     let p = &patients[0];
     for e in [
+        bedside(p, &p.units[0], &p.key, &p.coi, 23 * 24),
         step(
             p,
             "thaw",
@@ -1143,6 +1149,21 @@ async fn to_the_bedside(app: &Autolog, p: &Patient, vector_lot: &str) {
     clean(app, &s.receipt).await;
 }
 
+fn bedside(p: &Patient, unit_scan: &str, patient_key: &str, wristband: &str, hours: i64) -> Value {
+    step(
+        p,
+        &format!("bedside-{unit_scan}-{patient_key}"),
+        hours,
+        LAX,
+        "P-0005",
+        "chain.bedside_verified",
+        json!({
+            "unit_scan": unit_scan, "patient_key": patient_key, "wristband_coi": wristband,
+            "site_id": LAX.0, "verified_by": "P-0005",
+        }),
+    )
+}
+
 fn administration(p: &Patient, unit: &str, hours: i64) -> Value {
     step(
         p,
@@ -1438,12 +1459,15 @@ async fn forward_genealogy_from_a_vector_lot_finds_exactly_the_patients_who_rece
     to_the_bedside(&app, &a, "LV19-2026-014").await;
     to_the_bedside(&app, &b, "LV19-2026-014").await;
     to_the_bedside(&app, &c, "LV19-2026-016").await;
-    clean(&app, &administration(&a, &a.units[0], 23 * 24)).await;
-    clean(&app, &administration(&c, &c.units[0], 23 * 24)).await;
+    for (p, unit) in [(&a, &a.units[0]), (&c, &c.units[0])] {
+        clean(&app, &bedside(p, unit, &p.key, &p.coi, 23 * 24)).await;
+        clean(&app, &administration(p, unit, 23 * 24)).await;
+    }
     let before_b = app.chain(&a.coi, None, None).await.expect("chain")["known_at"]
         .as_str()
         .expect("known_at")
         .to_string();
+    clean(&app, &bedside(&b, &b.units[1], &b.key, &b.coi, 23 * 24 + 1)).await;
     clean(&app, &administration(&b, &b.units[1], 23 * 24 + 2)).await;
 
     let recall = app
@@ -1589,4 +1613,172 @@ async fn a_release_is_signed_by_re_authenticating_and_the_signature_binds_to_its
         .set_signing_secret("P-0001", "short", "person/P-ADMIN")
         .await
         .is_err());
+}
+
+/// Two patients from collection to administration on one store; every attempt to swap
+/// their units after manufacturing is stopped where it is made.
+async fn two_patients_to_the_bedside(store: Arc<dyn autolog_store::Store>) {
+    let app = network_on(store).await;
+    let start = t0();
+    let a = enrol(&app, "PK-E2E-A", start).await;
+    let b = enrol(&app, "PK-E2E-B", start).await;
+    for p in [&a, &b] {
+        clean(&app, &collection(p)).await;
+        let s = shipment(p, Leg::ToManufacturing, None, None);
+        clean(&app, &s.handoff).await;
+        clean(&app, &s.receipt).await;
+    }
+    // Manufacturing: B's units produced on A's batch, and a release of A's batch to B.
+    let mut a_steps = manufacturing(&a);
+    let a_release = a_steps.pop().expect("release");
+    for e in a_steps {
+        clean(&app, &e).await;
+    }
+    let mut b_steps = manufacturing(&b);
+    let b_release = b_steps.pop().expect("release");
+    for e in b_steps {
+        clean(&app, &e).await;
+    }
+    let wrong_units = step(
+        &a,
+        "units-of-b",
+        244,
+        BOS,
+        "P-0002",
+        "batch.units_produced",
+        json!({
+            "batch_id": format!("B-{}", a.key), "site_id": BOS.0, "recorded_by": "P-0002", "units": [b.units[0]],
+        }),
+    );
+    assert!(refused_with(&app, &wrong_units)
+        .await
+        .rule
+        .contains("carries COI"));
+    let to_b = release(&a, &format!("B-{}", a.key), &b.key);
+    let e = refused_with(&app, &to_b).await;
+    assert_eq!(
+        e.field, "body.data.intended_patient_key",
+        "a release to the wrong patient"
+    );
+    // A release of A's batch naming B's units.
+    let mut mixed = a_release.clone();
+    mixed["source"]["source_event_id"] = json!("PK-E2E-A/release-mixed");
+    mixed["body"]["data"]["units"] = json!([a.units[0], b.units[1]]);
+    mixed["body"]["data"]
+        .as_object_mut()
+        .expect("data")
+        .remove("signature");
+    mixed["body"]["data"]["signature"] = json!({"signer_id": "P-0002", "secret": SECRET});
+    assert_eq!(refused_with(&app, &mixed).await.field, "body.data.units[1]");
+    clean(&app, &a_release).await;
+    clean(&app, &b_release).await;
+    // Shipping: A's manifest listing B's unit is refused.
+    let mut a_ship = shipment(&a, Leg::ToTreatment, None, None);
+    let mut astray = a_ship.handoff.clone();
+    astray["source"]["source_event_id"] = json!("PK-E2E-A/handoff-astray");
+    astray["body"]["data"]["units"] = json!([a.units[0], b.units[0]]);
+    assert_eq!(
+        refused_with(&app, &astray).await.field,
+        "body.data.units[1]"
+    );
+    // Receipt: B's unit arrives in A's shipper (and A's in B's): both chains held.
+    let b_ship = shipment(&b, Leg::ToTreatment, None, None);
+    clean(&app, &a_ship.handoff).await;
+    clean(&app, &b_ship.handoff).await;
+    a_ship.receipt["body"]["data"]["scanned_labels"][1] = json!({"unit": b.units[1], "coi": a.coi});
+    let held = send(&app, &a_ship.receipt).await.expect("recorded, held");
+    assert_eq!(held.alerts.len(), 2, "{}", held.to_json());
+    for p in [&a, &b] {
+        assert_eq!(chain(&app, &p.coi).await["state"], "on_hold", "{}", p.key);
+    }
+    // QA at the treatment center finds and returns the bag; holds released with a signature.
+    for p in [&a, &b] {
+        let hold_id = chain(&app, &p.coi).await["holds"][0]["hold_id"].clone();
+        clean(
+            &app,
+            &step(
+                p,
+                "release-hold",
+                22 * 24 + 2,
+                LAX,
+                "P-0008",
+                "chain.hold_released",
+                json!({
+                    "hold_id": hold_id, "site_id": LAX.0, "resolved_by": "P-0008",
+                    "resolution_reason": "bags re-sorted and re-scanned under deviation DEV-77",
+                }),
+            ),
+        )
+        .await;
+    }
+    assert_eq!(
+        chain(&app, &a.coi).await["state"],
+        "received_at_treatment_center"
+    );
+    assert_eq!(chain(&app, &b.coi).await["state"], "in_transit");
+    clean(&app, &b_ship.receipt).await;
+    // Bedside: B's unit at A's bedside, A's wristband on B's chain: hard stops, alerted.
+    let e = match send(&app, &bedside(&a, &b.units[0], &a.key, &a.coi, 23 * 24)).await {
+        Err(AppError::Unmet(list)) => list,
+        other => panic!("expected a hard stop, got {other:?}"),
+    };
+    assert!(
+        e.iter().any(|c| c.rule.contains("belongs to chain")),
+        "{e:?}"
+    );
+    let e = match send(&app, &bedside(&b, &b.units[0], &a.key, &a.coi, 23 * 24)).await {
+        Err(AppError::Unmet(list)) => list,
+        other => panic!("expected a hard stop, got {other:?}"),
+    };
+    let fields: Vec<&str> = e.iter().map(|c| c.field.as_str()).collect();
+    assert!(
+        fields.contains(&"body.data.wristband_coi") && fields.contains(&"body.data.patient_key"),
+        "{fields:?}"
+    );
+    let stops = alerts_of(&app, &a.coi).await;
+    assert!(stops
+        .iter()
+        .any(|x| x["rule"] == "bedside.mismatch" && x["severity"] == "critical"));
+    // Administration without a bedside check, or of the other patient's unit: refused.
+    let e = refused_with(&app, &administration(&a, &a.units[0], 23 * 24)).await;
+    assert!(e.rule.contains("bedside"), "{e}");
+    let e = refused_with(&app, &administration(&a, &b.units[0], 23 * 24)).await;
+    assert_eq!(e.field, "body.data.unit", "{e}");
+    // The right unit to the right patient: verified, administered, the loop closed.
+    for p in [&a, &b] {
+        clean(&app, &bedside(p, &p.units[0], &p.key, &p.coi, 23 * 24)).await;
+        clean(&app, &administration(p, &p.units[0], 23 * 24 + 1)).await;
+        assert_eq!(chain(&app, &p.coi).await["state"], "administered");
+        let back = app
+            .genealogy_backward(&p.units[0], None, None)
+            .await
+            .expect("genealogy");
+        assert_eq!(back["patient_key"], json!(p.key));
+        assert_eq!(back["administration"].as_array().map(Vec::len), Some(1));
+    }
+    let report = app.reconciliation().await.expect("report");
+    assert!(
+        report["open_holds"].as_array().expect("list").is_empty(),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn two_patients_reach_administration_and_every_unit_swap_is_stopped_on_sqlite() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Sqlite,
+        "e2e_bedside",
+        |t| async move { two_patients_to_the_bedside(t.open().await).await },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn two_patients_reach_administration_and_every_unit_swap_is_stopped_on_postgres() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Postgres,
+        "e2e_bedside",
+        |t| async move { two_patients_to_the_bedside(t.open().await).await },
+    )
+    .await;
 }

@@ -121,6 +121,8 @@ pub struct ChainView {
     pub batch_units: BTreeMap<String, Vec<String>>,
     /// Deviations by id: the batch they concern and, once closed, the disposition.
     pub deviations: BTreeMap<String, Deviation>,
+    /// Final units that passed the bedside check (canonical identifiers).
+    pub bedside_verified: Vec<String>,
 }
 
 /// A deviation as the chain knows it.
@@ -145,6 +147,7 @@ impl Default for ChainView {
             batches: Vec::new(),
             batch_units: BTreeMap::new(),
             deviations: BTreeMap::new(),
+            bedside_verified: Vec::new(),
         }
     }
 }
@@ -495,6 +498,9 @@ impl ChainView {
                 allowed(&[InManufacturing, InTesting], ReleasedForPatient)
             }
             "chain.released" => allowed(&[InTesting], ReleasedForPatient),
+            "chain.bedside_verified" => {
+                allowed(&[ReceivedAtTreatmentCenter], ReceivedAtTreatmentCenter)
+            }
             "chain.administered" => allowed(&[ReceivedAtTreatmentCenter], Administered),
             "chain.follow_up_recorded" => allowed(&[Administered, InFollowUp], InFollowUp),
             _ => Ok(self.state),
@@ -540,6 +546,11 @@ impl ChainView {
             // A step (a QC test on samples at a laboratory, say) does not move custody:
             // only a reconciled receipt does.
             "chain.released" => self.released = true,
+            "chain.bedside_verified" => {
+                if let Ok(scanned) = crate::scan::parse_scan("unit_scan", text(data, "unit_scan")) {
+                    self.bedside_verified.push(scanned.unit_id());
+                }
+            }
             "batch.created" => self.batches.push(text(data, "batch_id").to_string()),
             "batch.units_produced" => {
                 let produced = list(data, "units");
@@ -870,6 +881,35 @@ impl Check for ChainAdministeredV1 {
             ));
         }
         unit_id("unit", &self.unit)
+    }
+}
+
+/// The bedside check before infusion: the unit's label as scanned, and the patient's two
+/// identifiers as the treatment center holds them (pseudonymous key, COI on the wristband).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainBedsideVerifiedV1 {
+    unit_scan: String,
+    patient_key: String,
+    wristband_coi: String,
+    site_id: String,
+    verified_by: String,
+}
+
+impl Check for ChainBedsideVerifiedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        match crate::scan::parse_scan("unit_scan", &self.unit_scan)? {
+            crate::scan::Scanned::Unit(_) => {}
+            _ => return Err(FieldError::new(
+                "unit_scan",
+                &self.unit_scan,
+                "must be a final unit's label (COI, product code, division and check character)",
+            )),
+        }
+        code("patient_key", &self.patient_key)?;
+        crate::identifiers::Coi::parse("wristband_coi", &self.wristband_coi)?;
+        code("site_id", &self.site_id)?;
+        code("verified_by", &self.verified_by)
     }
 }
 

@@ -229,6 +229,13 @@ pub const EVENT_TYPES: &[EventType] = &[
         validate: schema::<crate::chain::ChainAdministeredV1>,
     },
     EventType {
+        name: "chain.bedside_verified",
+        version: 1,
+        description: "The bedside check before infusion: the unit's label as scanned and the patient's two identifiers, matched against the unit's chain and the release's intended patient (a mismatch is a hard stop and an alert).",
+        fold: Fold::AppendTo("bedside_checks"),
+        validate: schema::<crate::chain::ChainBedsideVerifiedV1>,
+    },
+    EventType {
         name: "chain.follow_up_recorded",
         version: 1,
         description: "A long-term follow-up visit is recorded against the chain (codes only).",

@@ -146,6 +146,7 @@ pub fn references(draft: &EventDraft) -> Vec<(String, String)> {
         | "chain.step_performed"
         | "chain.released"
         | "chain.administered"
+        | "chain.bedside_verified"
         | "chain.follow_up_recorded"
         | "chain.hold_released"
         | "alert.acknowledged"
@@ -222,6 +223,7 @@ pub const CHAIN_EVENT_TYPES: &[&str] = &[
     "chain.step_performed",
     "chain.released",
     "chain.administered",
+    "chain.bedside_verified",
     "chain.follow_up_recorded",
     "chain.hold_placed",
     "chain.hold_released",
@@ -630,13 +632,13 @@ mod tests {
         assert_eq!(e.field, "body.type");
         assert!(e.rule.contains("on hold (HOLD-1)"), "{e}");
         let release = |id: &str| {
-            draft(
-                coi,
-                &format!("r-{id}"),
-                "chain.hold_released",
-                json!({"hold_id": id, "site_id": "S-BOS-01",
-                "resolved_by": "P-0008", "resolution_reason": "checked"}),
-            )
+            let mut data = json!({"hold_id": id, "site_id": "S-BOS-01",
+                "resolved_by": "P-0008", "resolution_reason": "checked"});
+            let digest = crate::signature::record_digest(coi, "chain.hold_released", &data);
+            data["signature"] = json!({"signer_id": "P-0008", "printed_name": "Samuel Osei",
+                "signed_at": "2026-03-02T10:00:00-05:00[America/New_York]", "meaning": "hold resolved",
+                "stream": coi, "record_digest": digest});
+            draft(coi, &format!("r-{id}"), "chain.hold_released", data)
         };
         assert_eq!(
             check_against_stream(&release("HOLD-1"), None, &prior),

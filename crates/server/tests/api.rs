@@ -550,6 +550,8 @@ async fn openapi_describes_every_route() {
         "/api/v1/webhooks",
         "/api/v1/webhooks/{webhook_id}",
         "/api/v1/webhooks/{webhook_id}/deactivate",
+        "/api/v1/genealogy/backward/{unit}",
+        "/api/v1/genealogy/forward/{lot}",
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }
