@@ -264,6 +264,21 @@ impl Autolog {
                 ),
             ));
         }
+        // An exceptional release (out of specification) rests on a treating physician's
+        // signed request for this batch and patient, and a second qualified signature.
+        let exceptional = data.get("exceptional").and_then(Value::as_bool) == Some(true);
+        let requested = facts.entries.iter().any(|e| {
+            e.event_type == "chain.exceptional_release_requested"
+                && text(&e.data, "batch_id") == batch_id
+                && text(&e.data, "intended_patient_key") == intended
+        });
+        if exceptional && !requested {
+            unmet.push(FieldError::new(
+                "body.data.exceptional",
+                "true",
+                format!("needs a treating physician's signed request (chain.exceptional_release_requested) for batch {batch_id} and patient {intended}"),
+            ));
+        }
         // The latest verdict per release test, for this batch.
         for test in release_tests(facts) {
             let code = text(&test, "test_code");
@@ -288,6 +303,8 @@ impl Autolog {
                     "(no result)",
                     format!("has no result for batch {batch_id}: every release test must pass"),
                 )),
+                // Out of specification is what an exceptional release is for.
+                Some((verdict, _)) if verdict != "pass" && exceptional && requested => {}
                 Some((verdict, reason)) if verdict != "pass" => unmet.push(FieldError::new(
                     format!("release_tests.{code}"),
                     verdict,
@@ -331,6 +348,24 @@ impl Autolog {
                 releaser_id,
                 format!("holds no qualification as qa_releaser at {site} valid at {at}"),
             ));
+        }
+        if exceptional {
+            let second_id = text(data, "second_released_by");
+            let second = self.current_state(&format!("person/{second_id}")).await?;
+            let mut second_qa = second.clone();
+            if let Some(list) = second_qa
+                .get_mut("qualifications")
+                .and_then(Value::as_array_mut)
+            {
+                list.retain(|q| text(q, "role") == "qa_releaser");
+            }
+            if !qualified(&second_qa, Some(site), at) {
+                unmet.push(FieldError::new(
+                    "body.data.second_released_by",
+                    second_id,
+                    format!("holds no qualification as qa_releaser at {site} valid at {at}: the second signature must be qualified too"),
+                ));
+            }
         }
         let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
         if site != custodian {

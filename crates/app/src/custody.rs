@@ -55,6 +55,10 @@ const REQUIRED_ROLES: &[(&str, &str)] = &[
     ("chain.released", "qa_releaser"),
     ("chain.hold_released", "qa_releaser"),
     ("deviation.closed", "qa_releaser"),
+    (
+        "chain.exceptional_release_requested",
+        "treatment_center_physician",
+    ),
 ];
 
 /// The CBV bizStep the step of each event type must have (`step_performed` takes any other).
@@ -493,6 +497,7 @@ impl Autolog {
             "chain.step_performed" => &["performed_by"],
             "chain.administered" => &["administered_by", "verified_by"],
             "chain.bedside_verified" => &["verified_by"],
+            "chain.exceptional_release_requested" => &["requested_by"],
             "chain.follow_up_recorded" => &["recorded_by"],
             "chain.hold_released" => &["resolved_by"],
             "batch.created" => &["created_by"],
@@ -681,6 +686,31 @@ impl Autolog {
                             "is not a unit released for this patient (released: {})",
                             released.join(", ")
                         ),
+                    ));
+                }
+            }
+            "chain.exceptional_release_requested" => {
+                if site_id != treatment_site {
+                    return Err(refuse(
+                        "site_id",
+                        site_id,
+                        format!("the request comes from the patient's treatment center ({treatment_site})"),
+                    ));
+                }
+                let batch = text(data, "batch_id");
+                if !view.batches.iter().any(|b| b == batch) {
+                    return Err(refuse(
+                        "batch_id",
+                        batch,
+                        format!("is not a batch of chain {}", facts.coi),
+                    ));
+                }
+                let intended = text(data, "intended_patient_key");
+                if intended != text(&facts.enrolment, "patient_key") {
+                    return Err(refuse(
+                        "intended_patient_key",
+                        intended,
+                        format!("is not the patient of chain {}", facts.coi),
                     ));
                 }
             }

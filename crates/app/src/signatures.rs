@@ -3,7 +3,7 @@
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use autolog_domain::signature::{record_digest, signer_field};
+use autolog_domain::signature::{record_digest, signatures_of, SIGNATURE_KEYS};
 use autolog_domain::zone::{check_zone, local_time};
 use autolog_domain::{FieldError, Instant};
 use serde_json::{json, Map, Value};
@@ -16,8 +16,24 @@ pub const MIN_SECRET_CHARS: usize = 12;
 
 /// What a signed record means, stated by Autolog from the record (a signer cannot say
 /// one thing and sign another).
-fn meaning(event_type: &str, data: &Value) -> String {
+fn meaning(event_type: &str, key: &str, data: &Value) -> String {
+    let exceptional = data.get("exceptional").and_then(Value::as_bool) == Some(true);
     match event_type {
+        "chain.released" if key == "second_signature" => format!(
+            "second approval of the exceptional release of batch {} to patient {}",
+            text(data, "batch_id"),
+            text(data, "intended_patient_key")
+        ),
+        "chain.released" if exceptional => format!(
+            "approved for exceptional release (out of specification) of batch {} to patient {}",
+            text(data, "batch_id"),
+            text(data, "intended_patient_key")
+        ),
+        "chain.exceptional_release_requested" => format!(
+            "requests exceptional release of out-of-specification batch {} for patient {}",
+            text(data, "batch_id"),
+            text(data, "intended_patient_key")
+        ),
         "chain.released" => format!(
             "approved for release of batch {} to patient {}",
             text(data, "batch_id"),
@@ -38,6 +54,76 @@ fn meaning(event_type: &str, data: &Value) -> String {
 }
 
 impl Autolog {
+    /// Re-authenticates one signer: `given` must be `{signer_id, secret}`, the signer the
+    /// person the record names in `field`, and the secret theirs. Returns the signer's id.
+    async fn reauthenticate(
+        &self,
+        prefix: &str,
+        key: &str,
+        field: &str,
+        given: &Value,
+        data: &Value,
+        event_type: &str,
+    ) -> Result<String, AppError> {
+        let refuse = |name: &str, value: &str, rule: String| {
+            AppError::Invalid(FieldError::new(
+                format!("{prefix}body.data.{key}{name}"),
+                value,
+                rule,
+            ))
+        };
+        let Value::Object(given) = given else {
+            return Err(refuse(
+                "",
+                &autolog_domain::error::show(given),
+                "must be {\"signer_id\", \"secret\"}: the signer re-authenticates to sign".into(),
+            ));
+        };
+        for name in given.keys() {
+            if name != "signer_id" && name != "secret" {
+                return Err(refuse(
+                    &format!(".{name}"),
+                    "(given)",
+                    "is not given by a signer: sign with signer_id and secret, Autolog records name, time, meaning and binding".into(),
+                ));
+            }
+        }
+        let signer = given.get("signer_id").and_then(Value::as_str).unwrap_or("");
+        let secret = given.get("secret").and_then(Value::as_str).unwrap_or("");
+        if signer.is_empty() || secret.is_empty() {
+            return Err(refuse(
+                "",
+                "(incomplete)",
+                "needs both components: signer_id and secret".into(),
+            ));
+        }
+        let named = text(data, field);
+        if signer != named {
+            return Err(refuse(
+                ".signer_id",
+                signer,
+                format!("must be the person the record names as {field} ({named})"),
+            ));
+        }
+        let phc = self.store.signing_secret(signer).await?;
+        let verified = phc.as_deref().is_some_and(|phc| {
+            PasswordHash::new(phc).is_ok_and(|hash| {
+                Argon2::default()
+                    .verify_password(secret.as_bytes(), &hash)
+                    .is_ok()
+            })
+        });
+        if !verified {
+            tracing::warn!(person_id = %signer, event_type = %event_type, "signature re-authentication failed");
+            return Err(refuse(
+                ".secret",
+                "(not shown)",
+                format!("re-authentication failed for {signer}: the signature is not given"),
+            ));
+        }
+        Ok(signer.to_string())
+    }
+
     /// Sets a registered person's signing secret (stored as an Argon2id hash, beside the
     /// ledger). Until the access-control issue lands, whoever runs this is trusted.
     pub async fn set_signing_secret(
@@ -109,70 +195,28 @@ impl Autolog {
             let Some(data) = event.pointer_mut("/body/data") else {
                 continue;
             };
-            let Some(given) = data.get("signature").cloned() else {
+            let needed = signatures_of(&event_type, data);
+            // Verify every signature given first, then record the manifestations: the
+            // digest covers the record without any signature.
+            let mut verified: Vec<(&str, String)> = Vec::new();
+            for (key, field) in &needed {
+                let Some(given) = data.get(*key).cloned() else {
+                    continue; // the payload's rules name a missing signature
+                };
+                let signer = self
+                    .reauthenticate(&prefix, key, field, &given, data, &event_type)
+                    .await?;
+                verified.push((key, signer));
+            }
+            if verified.is_empty() {
                 continue;
-            };
-            let Some(field) = signer_field(&event_type) else {
-                continue; // the payload's rules refuse a stray signature
-            };
-            let refuse = |name: &str, value: &str, rule: String| {
-                AppError::Invalid(FieldError::new(
-                    format!("{prefix}body.data.signature{name}"),
-                    value,
-                    rule,
-                ))
-            };
-            let Value::Object(given) = given else {
-                return Err(refuse(
-                    "",
-                    &autolog_domain::error::show(&given),
-                    "must be {\"signer_id\", \"secret\"}: the signer re-authenticates to sign"
-                        .into(),
-                ));
-            };
-            for key in given.keys() {
-                if key != "signer_id" && key != "secret" {
-                    return Err(refuse(
-                        &format!(".{key}"),
-                        "(given)",
-                        "is not given by a signer: sign with signer_id and secret, Autolog records name, time, meaning and binding".into(),
-                    ));
+            }
+            if let Some(map) = data.as_object_mut() {
+                for key in SIGNATURE_KEYS {
+                    map.remove(*key);
                 }
             }
-            let signer = given.get("signer_id").and_then(Value::as_str).unwrap_or("");
-            let secret = given.get("secret").and_then(Value::as_str).unwrap_or("");
-            if signer.is_empty() || secret.is_empty() {
-                return Err(refuse(
-                    "",
-                    "(incomplete)",
-                    "needs both components: signer_id and secret".into(),
-                ));
-            }
-            let named = text(data, field).to_string();
-            if signer != named {
-                return Err(refuse(
-                    ".signer_id",
-                    signer,
-                    format!("must be the person the record names as {field} ({named})"),
-                ));
-            }
-            let phc = self.store.signing_secret(signer).await?;
-            let verified = phc.as_deref().is_some_and(|phc| {
-                PasswordHash::new(phc).is_ok_and(|hash| {
-                    Argon2::default()
-                        .verify_password(secret.as_bytes(), &hash)
-                        .is_ok()
-                })
-            });
-            if !verified {
-                tracing::warn!(person_id = %signer, event_type = %event_type, "signature re-authentication failed");
-                return Err(refuse(
-                    ".secret",
-                    "(not shown)",
-                    format!("re-authentication failed for {signer}: the signature is not given"),
-                ));
-            }
-            let person = self.current_state(&format!("person/{signer}")).await?;
+            let digest = record_digest(&stream, &event_type, data);
             let now = Instant::now();
             let site = text(data, "site_id");
             let zone = text(
@@ -185,18 +229,17 @@ impl Autolog {
                 Ok(tz) => local_time(now, &tz),
                 Err(_) => now.to_string(),
             };
-            if let Some(map) = data.as_object_mut() {
-                map.remove("signature");
+            for (key, signer) in verified {
+                let person = self.current_state(&format!("person/{signer}")).await?;
+                let mut manifestation = Map::new();
+                manifestation.insert("signer_id".into(), json!(signer));
+                manifestation.insert("printed_name".into(), person["printed_name"].clone());
+                manifestation.insert("signed_at".into(), json!(signed_at));
+                manifestation.insert("meaning".into(), json!(meaning(&event_type, key, data)));
+                manifestation.insert("stream".into(), json!(stream));
+                manifestation.insert("record_digest".into(), json!(digest));
+                data[key] = Value::Object(manifestation);
             }
-            let digest = record_digest(&stream, &event_type, data);
-            let mut manifestation = Map::new();
-            manifestation.insert("signer_id".into(), json!(signer));
-            manifestation.insert("printed_name".into(), person["printed_name"].clone());
-            manifestation.insert("signed_at".into(), json!(signed_at));
-            manifestation.insert("meaning".into(), json!(meaning(&event_type, data)));
-            manifestation.insert("stream".into(), json!(stream));
-            manifestation.insert("record_digest".into(), json!(digest));
-            data["signature"] = Value::Object(manifestation);
         }
         Ok(Some(request.to_string().into_bytes()))
     }

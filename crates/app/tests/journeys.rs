@@ -1782,3 +1782,92 @@ async fn two_patients_reach_administration_and_every_unit_swap_is_stopped_on_pos
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_out_of_specification_batch_is_released_only_on_a_physicians_request_and_two_signatures()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = network(&dir.path().join("exceptional.db")).await;
+    let p = enrol(&app, "PK-OOS", t0()).await;
+    clean(&app, &collection(&p)).await;
+    let s = shipment(&p, Leg::ToManufacturing, None, None);
+    clean(&app, &s.handoff).await;
+    clean(&app, &s.receipt).await;
+    let batch = format!("B-{}", p.key);
+    let mut events = manufacturing(&p);
+    let normal = events.pop().expect("release");
+    for e in events {
+        clean(&app, &e).await;
+    }
+    // CAR expression below specification on a retest: the batch is out of specification.
+    let mut oos = test_result(&p, &batch, "CAR-EXPR", json!(9.5), Some("%"));
+    oos["source"]["source_event_id"] = json!("PK-OOS/car-expr-retest");
+    send(&app, &oos).await.expect("recorded");
+    let unmet = match send(&app, &normal).await {
+        Err(AppError::Unmet(list)) => list,
+        other => panic!("expected unmet conditions, got {other:?}"),
+    };
+    assert_eq!(unmet.len(), 1, "{unmet:?}");
+    assert_eq!(unmet[0].field, "release_tests.CAR-EXPR");
+    // Exceptional, without the physician's request: refused, naming it.
+    let exceptional = |id: &str, second: &str| {
+        let mut e = normal.clone();
+        e["source"]["source_event_id"] = json!(format!("PK-OOS/{id}"));
+        e["body"]["data"]["exceptional"] = json!(true);
+        e["body"]["data"]["second_released_by"] = json!(second);
+        e["body"]["data"]["second_signature"] = json!({"signer_id": second, "secret": SECRET});
+        e["body"]["data"]["signature"] = json!({"signer_id": "P-0002", "secret": SECRET});
+        e
+    };
+    let unmet = match send(&app, &exceptional("exc-1", "P-0008")).await {
+        Err(AppError::Unmet(list)) => list,
+        other => panic!("expected unmet conditions, got {other:?}"),
+    };
+    let fields: Vec<&str> = unmet.iter().map(|c| c.field.as_str()).collect();
+    assert!(fields.contains(&"body.data.exceptional"), "{fields:?}");
+    assert!(fields.contains(&"release_tests.CAR-EXPR"), "{fields:?}");
+    // The request must come from a treating physician of the patient's center, signed.
+    let request = |who: &str, id: &str| {
+        step(
+            &p,
+            id,
+            470,
+            LAX,
+            who,
+            "chain.exceptional_release_requested",
+            json!({
+                "batch_id": batch, "intended_patient_key": p.key, "site_id": LAX.0, "requested_by": who,
+                "justification": "no alternative therapy; benefit outweighs the risk of low CAR expression",
+            }),
+        )
+    };
+    let e = refused_with(&app, &request("P-0005", "req-nurse")).await;
+    assert!(e.rule.contains("treatment_center_physician"), "{e}");
+    let recorded = send(&app, &request("P-0007", "req-md"))
+        .await
+        .expect("requested");
+    let request_signature = &recorded.outcomes[0].event.body.data["signature"];
+    assert_eq!(request_signature["printed_name"], "Grace Kim");
+    assert!(request_signature["meaning"]
+        .as_str()
+        .expect("meaning")
+        .contains("exceptional"));
+    // The same person cannot sign twice; a second person who is not a qa_releaser neither.
+    let e = refused_with(&app, &exceptional("exc-2", "P-0002")).await;
+    assert_eq!(e.field, "body.data.second_released_by", "{e}");
+    let unmet = match send(&app, &exceptional("exc-3", "P-0003")).await {
+        Err(AppError::Unmet(list)) => list,
+        other => panic!("expected unmet conditions, got {other:?}"),
+    };
+    assert_eq!(unmet.len(), 1, "{unmet:?}");
+    assert_eq!(unmet[0].field, "body.data.second_released_by");
+    // Physician's request, two qualified signatures: released, both signatures recorded.
+    let released = send(&app, &exceptional("exc-4", "P-0008"))
+        .await
+        .expect("released");
+    let data = &released.outcomes[0].event.body.data;
+    assert_eq!(data["signature"]["signer_id"], "P-0002");
+    assert_eq!(data["second_signature"]["signer_id"], "P-0008");
+    assert_eq!(data["second_signature"]["printed_name"], "Samuel Osei");
+    assert_eq!(chain(&app, &p.coi).await["state"], "released_for_patient");
+}

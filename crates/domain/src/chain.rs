@@ -501,6 +501,9 @@ impl ChainView {
             "chain.bedside_verified" => {
                 allowed(&[ReceivedAtTreatmentCenter], ReceivedAtTreatmentCenter)
             }
+            "chain.exceptional_release_requested" => {
+                allowed(&[InManufacturing, InTesting], self.state)
+            }
             "chain.administered" => allowed(&[ReceivedAtTreatmentCenter], Administered),
             "chain.follow_up_recorded" => allowed(&[Administered, InFollowUp], InFollowUp),
             _ => Ok(self.state),
@@ -844,10 +847,41 @@ pub(crate) struct ChainReleasedV1 {
     site_id: String,
     released_by: String,
     units: Vec<String>,
+    /// An exceptional release of an out-of-specification product: a treating physician's
+    /// signed request, and a second qualified person's signature.
+    exceptional: Option<bool>,
+    second_released_by: Option<String>,
+    #[allow(dead_code)]
+    second_signature: Option<Value>,
 }
 
 impl Check for ChainReleasedV1 {
     fn check(&self) -> Result<(), FieldError> {
+        if self.exceptional == Some(true) {
+            match &self.second_released_by {
+                None => {
+                    return Err(FieldError::new(
+                        "second_released_by",
+                        "(absent)",
+                        "an exceptional release needs a second qualified person's signature",
+                    ))
+                }
+                Some(second) if *second == self.released_by => {
+                    return Err(FieldError::new(
+                        "second_released_by",
+                        second,
+                        "must be another person than released_by: two people sign an exceptional release",
+                    ))
+                }
+                Some(second) => code("second_released_by", second)?,
+            }
+        } else if self.second_released_by.is_some() {
+            return Err(FieldError::new(
+                "second_released_by",
+                self.second_released_by.as_deref().unwrap_or_default(),
+                "is given only for an exceptional release (exceptional: true)",
+            ));
+        }
         code("batch_id", &self.batch_id)?;
         code("intended_patient_key", &self.intended_patient_key)?;
         code("site_id", &self.site_id)?;
@@ -881,6 +915,30 @@ impl Check for ChainAdministeredV1 {
             ));
         }
         unit_id("unit", &self.unit)
+    }
+}
+
+/// A treating physician's signed request to release an out-of-specification batch to its
+/// patient (the first half of an exceptional release).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainExceptionalReleaseRequestedV1 {
+    batch_id: String,
+    intended_patient_key: String,
+    site_id: String,
+    requested_by: String,
+    justification: String,
+    #[allow(dead_code)]
+    signature: Value,
+}
+
+impl Check for ChainExceptionalReleaseRequestedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("batch_id", &self.batch_id)?;
+        code("intended_patient_key", &self.intended_patient_key)?;
+        code("site_id", &self.site_id)?;
+        code("requested_by", &self.requested_by)?;
+        check_text("justification", &self.justification, 2000)
     }
 }
 

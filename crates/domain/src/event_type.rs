@@ -229,6 +229,13 @@ pub const EVENT_TYPES: &[EventType] = &[
         validate: schema::<crate::chain::ChainAdministeredV1>,
     },
     EventType {
+        name: "chain.exceptional_release_requested",
+        version: 1,
+        description: "A treating physician's signed request to release an out-of-specification batch to its patient; with it, an exceptional release needs a second qualified signature.",
+        fold: Fold::AppendTo("exceptional_release_requests"),
+        validate: schema::<crate::chain::ChainExceptionalReleaseRequestedV1>,
+    },
+    EventType {
         name: "chain.bedside_verified",
         version: 1,
         description: "The bedside check before infusion: the unit's label as scanned and the patient's two identifiers, matched against the unit's chain and the release's intended patient (a mismatch is a hard stop and an alert).",

@@ -145,6 +145,7 @@ pub fn references(draft: &EventDraft) -> Vec<(String, String)> {
         | "custody.received"
         | "chain.step_performed"
         | "chain.released"
+        | "chain.exceptional_release_requested"
         | "chain.administered"
         | "chain.bedside_verified"
         | "chain.follow_up_recorded"
@@ -201,6 +202,8 @@ const CHAIN_REFERENCES: &[(&str, &str)] = &[
     ("received_by", "person/"),
     ("performed_by", "person/"),
     ("released_by", "person/"),
+    ("second_released_by", "person/"),
+    ("requested_by", "person/"),
     ("administered_by", "person/"),
     ("verified_by", "person/"),
     ("recorded_by", "person/"),
@@ -222,6 +225,7 @@ pub const CHAIN_EVENT_TYPES: &[&str] = &[
     "custody.received",
     "chain.step_performed",
     "chain.released",
+    "chain.exceptional_release_requested",
     "chain.administered",
     "chain.bedside_verified",
     "chain.follow_up_recorded",
@@ -374,7 +378,7 @@ pub fn check_against_stream(
             ));
         }
     }
-    if crate::signature::signer_field(event_type).is_some() {
+    if !crate::signature::signatures_of(event_type, &draft.body.data).is_empty() {
         crate::signature::check_manifestation(&draft.stream, event_type, &draft.body.data)?;
     }
     if draft.stream.starts_with("coi/") {

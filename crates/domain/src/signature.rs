@@ -11,7 +11,26 @@ pub const SIGNED_TYPES: &[(&str, &str)] = &[
     ("chain.released", "released_by"),
     ("chain.hold_released", "resolved_by"),
     ("deviation.closed", "closed_by"),
+    ("chain.exceptional_release_requested", "requested_by"),
 ];
+
+/// The payload keys that hold signatures.
+pub const SIGNATURE_KEYS: &[&str] = &["signature", "second_signature"];
+
+/// The signatures a record needs, as (payload key, signer field): one for each signed
+/// type, and a second one for an exceptional release (a second qualified person).
+pub fn signatures_of(event_type: &str, data: &Value) -> Vec<(&'static str, &'static str)> {
+    let mut needed = Vec::new();
+    if let Some(field) = signer_field(event_type) {
+        needed.push(("signature", field));
+    }
+    if event_type == "chain.released"
+        && data.get("exceptional").and_then(Value::as_bool) == Some(true)
+    {
+        needed.push(("second_signature", "second_released_by"));
+    }
+    needed
+}
 
 /// The signer field of a signed event type.
 pub fn signer_field(event_type: &str) -> Option<&'static str> {
@@ -26,7 +45,9 @@ pub fn signer_field(event_type: &str) -> Option<&'static str> {
 pub fn record_digest(stream: &str, event_type: &str, data: &Value) -> String {
     let mut unsigned = data.clone();
     if let Some(map) = unsigned.as_object_mut() {
-        map.remove("signature");
+        for key in SIGNATURE_KEYS {
+            map.remove(*key);
+        }
     }
     let record = json!({"stream": stream, "type": event_type, "data": unsigned});
     let bytes = serde_json_canonicalizer::to_vec(&record).unwrap_or_default();
@@ -47,23 +68,34 @@ pub const MANIFESTATION_FIELDS: &[&str] = &[
     "record_digest",
 ];
 
-/// Checks a signed event's manifestation: every field present, the signer is the person
-/// the record names, it names this stream, and its digest is this record's.
+/// Checks a signed event's manifestations (one per signature it needs): every field
+/// present, the signer is the person the record names, it names this stream, and its
+/// digest is this record's.
 pub fn check_manifestation(stream: &str, event_type: &str, data: &Value) -> Result<(), FieldError> {
-    let Some(signer_field) = signer_field(event_type) else {
-        return Ok(());
-    };
-    let Some(signature) = data.get("signature").and_then(Value::as_object) else {
+    for (key, signer_field) in signatures_of(event_type, data) {
+        check_one(stream, event_type, data, key, signer_field)?;
+    }
+    Ok(())
+}
+
+fn check_one(
+    stream: &str,
+    event_type: &str,
+    data: &Value,
+    key: &str,
+    signer_field: &str,
+) -> Result<(), FieldError> {
+    let Some(signature) = data.get(key).and_then(Value::as_object) else {
         return Err(FieldError::new(
-            "body.data.signature",
+            format!("body.data.{key}"),
             "(absent)",
             format!("{event_type} is an electronically signed record: sign it by re-authenticating (signer_id and secret)"),
         ));
     };
-    for key in signature.keys() {
-        if !MANIFESTATION_FIELDS.contains(&key.as_str()) {
+    for name in signature.keys() {
+        if !MANIFESTATION_FIELDS.contains(&name.as_str()) {
             return Err(FieldError::new(
-                format!("body.data.signature.{key}"),
+                format!("body.data.{key}.{name}"),
                 "(given)",
                 "is not part of a signature as recorded; a signer gives signer_id and secret, Autolog records the rest",
             ));
@@ -73,7 +105,7 @@ pub fn check_manifestation(stream: &str, event_type: &str, data: &Value) -> Resu
     for name in MANIFESTATION_FIELDS {
         if field(name).is_empty() {
             return Err(FieldError::new(
-                format!("body.data.signature.{name}"),
+                format!("body.data.{key}.{name}"),
                 "(absent)",
                 "is required in a signature as recorded (a signer gives signer_id and secret; Autolog records the rest)",
             ));
@@ -82,15 +114,15 @@ pub fn check_manifestation(stream: &str, event_type: &str, data: &Value) -> Resu
     let named = data.get(signer_field).and_then(Value::as_str).unwrap_or("");
     if field("signer_id") != named {
         return Err(FieldError::new(
-            "body.data.signature.signer_id",
+            format!("body.data.{key}.signer_id"),
             field("signer_id"),
             format!("must be the person the record names as {signer_field} ({named})"),
         ));
     }
-    crate::time::OccurredAt::parse("body.data.signature.signed_at", field("signed_at"))?;
+    crate::time::OccurredAt::parse(&format!("body.data.{key}.signed_at"), field("signed_at"))?;
     if field("stream") != stream {
         return Err(FieldError::new(
-            "body.data.signature.stream",
+            format!("body.data.{key}.stream"),
             field("stream"),
             format!("signs another record (stream {stream} here): a signature cannot be copied"),
         ));
@@ -98,7 +130,7 @@ pub fn check_manifestation(stream: &str, event_type: &str, data: &Value) -> Resu
     let digest = record_digest(stream, event_type, data);
     if field("record_digest") != digest {
         return Err(FieldError::new(
-            "body.data.signature.record_digest",
+            format!("body.data.{key}.record_digest"),
             field("record_digest"),
             "does not match this record: a signature cannot be copied to another record or survive a change",
         ));
