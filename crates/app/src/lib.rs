@@ -19,6 +19,7 @@ mod reference;
 mod registry;
 mod signatures;
 mod time_discipline;
+mod turnaround;
 mod verify;
 mod webhooks;
 

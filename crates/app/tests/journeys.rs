@@ -1761,6 +1761,31 @@ async fn two_patients_to_the_bedside(store: Arc<dyn autolog_store::Store>) {
         report["open_holds"].as_array().expect("list").is_empty(),
         "{report}"
     );
+
+    // Turnaround: vein to vein from the start of collection (t0 + 1 h) to infusion
+    // (t0 + 23 d + 1 h): 552 hours for both, whatever the zones the steps were in.
+    let turnaround = app
+        .turnaround(Some("CART-19"), None, None)
+        .await
+        .expect("turnaround");
+    let v2v = &turnaround["by_product"]["CART-19"]["vein_to_vein"];
+    assert_eq!(v2v["count"], 2, "{turnaround}");
+    assert_eq!(v2v["median_hours"], 552.0, "{turnaround}");
+    assert_eq!(v2v["p90_hours"], 552.0);
+    let receive = turnaround["by_step_and_site"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["step_code"] == "RECEIVE-MFG" && s["site_id"] == BOS.0)
+        .expect("receipt at Boston")
+        .clone();
+    assert_eq!(receive["median_hours"], 24.0, "{receive}");
+    // As of before any infusion: no vein-to-vein time yet.
+    let before = app
+        .turnaround(None, Some(&at(start, 23 * 24, "UTC")), None)
+        .await
+        .expect("turnaround as of");
+    assert!(before["by_product"].get("CART-19").is_none(), "{before}");
 }
 
 #[tokio::test]

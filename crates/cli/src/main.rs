@@ -112,6 +112,16 @@ enum Command {
         #[arg(long)]
         known_at: Option<String>,
     },
+    /// Turnaround: vein-to-vein time and time per step, per chain and per product and site
+    /// (median, 90th percentile), as of any moment. Prints JSON.
+    Turnaround {
+        #[arg(long)]
+        product_code: Option<String>,
+        #[arg(long)]
+        valid_at: Option<String>,
+        #[arg(long)]
+        known_at: Option<String>,
+    },
     /// Electronic signatures: set a person's signing secret (read from stdin, one line;
     /// stored only as an Argon2id hash). Release, hold resolution and deviation closure are
     /// signed with the person's id and this secret.
@@ -310,6 +320,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 app.genealogy_forward(&id, valid_at.as_deref(), known_at.as_deref())
                     .await?
             };
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Turnaround {
+            product_code,
+            valid_at,
+            known_at,
+        } => {
+            let app = Autolog::open_existing(&config).await?;
+            let answer = app
+                .turnaround(
+                    product_code.as_deref(),
+                    valid_at.as_deref(),
+                    known_at.as_deref(),
+                )
+                .await?;
             println!("{}", serde_json::to_string_pretty(&answer)?);
             Ok(ExitCode::SUCCESS)
         }

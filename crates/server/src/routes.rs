@@ -56,6 +56,7 @@ pub fn router(app: Arc<Autolog>) -> Router {
         .route("/api/v1/chains", post(enrol))
         .route("/api/v1/chains/{coi}", get(chain))
         .route("/api/v1/reconciliation", get(reconciliation))
+        .route("/api/v1/turnaround", get(turnaround))
         .route("/api/v1/genealogy/backward/{unit}", get(genealogy_backward))
         .route("/api/v1/genealogy/forward/{*lot}", get(genealogy_forward))
         .route("/api/v1/alerts", get(alerts))
@@ -337,6 +338,19 @@ async fn chain(
 async fn reconciliation(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
     only_params(&query(p)?, &[])?;
     Ok(Json(app.reconciliation().await?))
+}
+
+async fn turnaround(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &["product_code", "valid_at", "known_at"])?;
+    Ok(Json(
+        app.turnaround(
+            p.get("product_code").map(String::as_str),
+            p.get("valid_at").map(String::as_str),
+            p.get("known_at").map(String::as_str),
+        )
+        .await?,
+    ))
 }
 
 async fn genealogy_backward(

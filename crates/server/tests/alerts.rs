@@ -40,6 +40,9 @@ async fn spawn_app(target: &Target) -> TestApp {
     app.import_reference(&files, "person/P-STEWARD", false, &|_| {})
         .await
         .expect("import");
+    app.set_signing_secret("P-0002", "correct horse battery staple", "person/P-ADMIN")
+        .await
+        .expect("secret");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -435,6 +438,91 @@ async fn webhooks_are_signed_and_retried_until_a_receiver_that_was_down_comes_up
         let (status, off) = app.send(&format!("/api/v1/webhooks/{id}/deactivate"), Some("")).await;
         assert_eq!(status, StatusCode::OK, "{off}");
         assert_eq!(off["active"], false);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_release_answers_422_listing_every_condition_and_genealogy_reads_are_checked() {
+    sqlite("release_http", |t| async move {
+        let app = spawn_app(&t).await;
+        let (status, enrolled) = app
+            .post(
+                "/api/v1/chains",
+                &json!({
+                    "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
+                    "actor": "person/P-0005", "site": "S-LAX-01",
+                    "source": {"system": "emr-lax", "source_event_id": "enrol-rel"},
+                    "patient_key": "PK-HTTP", "product_code": "CART-19", "treatment_site_id": "S-LAX-01",
+                }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{enrolled}");
+        let coi = enrolled["coi"].as_str().expect("coi").to_string();
+        let release = |secret: &str| {
+            json!({
+                "stream": format!("coi/{coi}"),
+                "occurred_at": "2026-11-20T10:00:00-05:00[America/New_York]",
+                "actor": "person/P-0002", "site": "S-BOS-01",
+                "source": {"system": "qms-net", "source_event_id": format!("release-{}", secret.len())},
+                "body": {"type": "chain.released", "version": 1, "data": {
+                    "batch_id": "B-NONE", "intended_patient_key": "PK-SOMEONE-ELSE", "site_id": "S-BOS-01",
+                    "released_by": "P-0002", "units": [],
+                    "signature": {"signer_id": "P-0002", "secret": secret},
+                }},
+            })
+        };
+        // A wrong secret: 400, the secret never echoed.
+        let (status, e) = app.post("/api/v1/events", &release("wrong secret entirely")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
+        assert_eq!(e["error"]["field"], "body.data.signature.secret");
+        assert!(!e.to_string().contains("wrong secret entirely"));
+        // Signed, but nothing holds: 422 with every unmet condition.
+        let mut signed = release("correct horse battery staple");
+        signed["body"]["data"]["units"] = json!([]);
+        let (status, e) = app.post("/api/v1/events", &signed).await;
+        if status == StatusCode::BAD_REQUEST {
+            // An empty unit list is refused by the payload's rules first.
+            assert_eq!(e["error"]["field"], "body.data.units", "{e}");
+        }
+        let units = json!([format!("{}S0001A0{}", &coi[..15], {
+            let content = format!("{}S0001A0", &coi[..15]);
+            autolog_domain::identifiers::mod37_2_check(&content).expect("check")
+        })]);
+        signed["body"]["data"]["units"] = units;
+        signed["source"]["source_event_id"] = json!("release-with-unit");
+        let (status, e) = app.post("/api/v1/events", &signed).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+        assert_eq!(e["error"]["code"], "conditions_unmet");
+        let fields: Vec<String> = e["error"]["unmet"]
+            .as_array()
+            .expect("unmet")
+            .iter()
+            .filter_map(|c| c["field"].as_str().map(str::to_string))
+            .collect();
+        for expected in [
+            "body.type",
+            "body.data.batch_id",
+            "body.data.intended_patient_key",
+            "release_tests.VIABILITY",
+            "release_tests.STERILITY",
+        ] {
+            assert!(fields.iter().any(|f| f == expected), "{expected} missing: {fields:?}");
+        }
+        // Genealogy reads: unknown unit 404, unreadable unit 400, unknown lot 404.
+        let (status, _) = app.get("/api/v1/genealogy/backward/CHA999926000001S0001A0X").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _) = app.get("/api/v1/genealogy/forward/LV-CD19/LV19-2026-014").await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = app.get("/api/v1/genealogy/forward/NO-SUCH-LOT").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (status, e) = app.get("/api/v1/genealogy/forward/LV19-2026-014?valid_at=yesterday").await;
+        assert_eq!((status, e["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("valid_at")));
+        let (status, t) = app.get("/api/v1/turnaround?product_code=CART-19").await;
+        assert_eq!(status, StatusCode::OK, "{t}");
+        assert_eq!(t["chains"].as_array().map(Vec::len), Some(1));
+        let (status, _) = app.get("/api/v1/turnaround?colour=red").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
     })
     .await;
 }

@@ -552,6 +552,7 @@ async fn openapi_describes_every_route() {
         "/api/v1/webhooks/{webhook_id}/deactivate",
         "/api/v1/genealogy/backward/{unit}",
         "/api/v1/genealogy/forward/{lot}",
+        "/api/v1/turnaround",
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }
