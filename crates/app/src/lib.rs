@@ -17,6 +17,7 @@ mod read;
 mod reconciliation;
 mod reference;
 mod registry;
+mod retention;
 mod signatures;
 mod time_discipline;
 mod turnaround;

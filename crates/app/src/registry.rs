@@ -112,6 +112,7 @@ pub const REGISTRIES: &[Registry] = &[
             col("storage_temperature.max_celsius", Number),
             col("retention_class", Text),
             col("retention_years", Number),
+            col("retention_policies", Json),
             col("status", Text),
             col("valid_from", Text),
             col("valid_to", Text),

@@ -1786,6 +1786,71 @@ async fn two_patients_to_the_bedside(store: Arc<dyn autolog_store::Store>) {
         .await
         .expect("turnaround as of");
     assert!(before["by_product"].get("CART-19").is_none(), "{before}");
+    // Retention: US (15 years) and EU (30 years, the Frankfurt laboratory) apply, from
+    // administration: the records are kept 30 years from the infusion.
+    let report = app.retention_report(None, None).await.expect("retention");
+    let of = |report: &Value, coi: &str| {
+        report["chains"]
+            .as_array()
+            .expect("chains")
+            .iter()
+            .find(|c| c["coi"] == json!(coi))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let ra = of(&report, &a.coi);
+    assert_eq!(ra["status"], "retained", "{ra}");
+    assert_eq!(ra["jurisdictions"], json!(["DE", "EU", "US"]), "{ra}");
+    let infused = at(start, 23 * 24 + 1, "UTC");
+    let expected = autolog_domain::Instant::parse_rfc3339("t", &infused).expect("instant");
+    let releasable = ra["releasable_at"].as_str().expect("date");
+    assert_eq!(
+        &releasable[..4],
+        &(expected.to_string()[..4].parse::<i32>().expect("year") + 30).to_string()
+    );
+    assert_eq!(&releasable[4..], &expected.to_string()[4..], "{ra}");
+    // A legal hold suspends it; released, the period runs again.
+    let hold = |kind: &str, id: &str| {
+        step(
+            &a,
+            id,
+            24 * 24,
+            LAX,
+            "P-0008",
+            kind,
+            json!({
+                "legal_hold_id": "LH-1", "person_id": "P-0008", "reason": "product liability claim",
+            }),
+        )
+    };
+    clean(&app, &hold("chain.legal_hold_placed", "lh-on")).await;
+    assert!(send(&app, &hold("chain.legal_hold_placed", "lh-again"))
+        .await
+        .is_err());
+    let far = format!(
+        "{}-01-01T00:00:00Z",
+        &releasable[..4].parse::<i32>().expect("year") + 1
+    );
+    let later = app
+        .retention_report(Some(&far), None)
+        .await
+        .expect("retention");
+    assert_eq!(of(&later, &a.coi)["status"], "suspended_by_legal_hold");
+    assert_eq!(of(&later, &b.coi)["status"], "due_for_erasure");
+    let soon = app
+        .retention_report(None, Some(365))
+        .await
+        .expect("retention");
+    assert!(
+        soon["chains"].as_array().expect("chains").is_empty(),
+        "{soon}"
+    );
+    clean(&app, &hold("chain.legal_hold_released", "lh-off")).await;
+    let later = app
+        .retention_report(Some(&far), None)
+        .await
+        .expect("retention");
+    assert_eq!(of(&later, &a.coi)["status"], "due_for_erasure");
 }
 
 #[tokio::test]

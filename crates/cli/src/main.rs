@@ -122,6 +122,12 @@ enum Command {
         #[arg(long)]
         known_at: Option<String>,
     },
+    /// Retention: `report` lists, per chain, the policies that apply, when its records may be
+    /// released for erasure, legal holds, and its status.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
     /// Electronic signatures: set a person's signing secret (read from stdin, one line;
     /// stored only as an Argon2id hash). Release, hold resolution and deviation closure are
     /// signed with the person's id and this secret.
@@ -138,6 +144,22 @@ enum Command {
     Key {
         #[command(subcommand)]
         command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// What becomes releasable for erasure, and when (ledger events are never deleted).
+    Report {
+        /// The date to judge against (default now).
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Only chains releasable within this many days of --as-of.
+        #[arg(long)]
+        within_days: Option<u32>,
+        /// Print the whole report as JSON (as GET /api/v1/retention).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -337,6 +359,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )
                 .await?;
             println!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Retention {
+            command:
+                RetentionCommand::Report {
+                    as_of,
+                    within_days,
+                    json,
+                },
+        } => {
+            let app = Autolog::open_existing(&config).await?;
+            let report = app.retention_report(as_of.as_deref(), within_days).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+                println!("retention as of {}", text(&report["as_of"]));
+                for c in report["chains"].as_array().into_iter().flatten() {
+                    println!(
+                        "{}  {}  releasable {}  {}  legal holds {}",
+                        text(&c["coi"]),
+                        text(&c["product_code"]),
+                        text(&c["releasable_at"]),
+                        text(&c["status"]),
+                        c["legal_holds"]
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Signer {

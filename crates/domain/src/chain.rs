@@ -123,6 +123,8 @@ pub struct ChainView {
     pub deviations: BTreeMap<String, Deviation>,
     /// Final units that passed the bedside check (canonical identifiers).
     pub bedside_verified: Vec<String>,
+    /// Legal holds in force (their ids).
+    pub legal_holds: Vec<String>,
 }
 
 /// A deviation as the chain knows it.
@@ -148,6 +150,7 @@ impl Default for ChainView {
             batch_units: BTreeMap::new(),
             deviations: BTreeMap::new(),
             bedside_verified: Vec::new(),
+            legal_holds: Vec::new(),
         }
     }
 }
@@ -264,6 +267,22 @@ impl ChainView {
         };
         match event_type {
             "annotation.recorded" | "batch.test_result_evaluated" => return Ok(Some(self.state)),
+            // Legal holds concern the records, not the material: any state, cancelled too.
+            "chain.legal_hold_placed" | "chain.legal_hold_released" => {
+                let id = text(data, "legal_hold_id");
+                let open = self.legal_holds.iter().any(|h| h == id);
+                return match (event_type, open) {
+                    ("chain.legal_hold_placed", true) => Err(Refusal::at(
+                        "body.data.legal_hold_id",
+                        format!("legal hold {id} is already in force"),
+                    )),
+                    ("chain.legal_hold_released", false) => Err(Refusal::at(
+                        "body.data.legal_hold_id",
+                        format!("legal hold {id} is not in force on this chain"),
+                    )),
+                    _ => Ok(Some(self.state)),
+                };
+            }
             // Deviations are opened, investigated and closed whatever the chain's state.
             "deviation.opened" => {
                 let id = text(data, "deviation_id");
@@ -549,6 +568,13 @@ impl ChainView {
             // A step (a QC test on samples at a laboratory, say) does not move custody:
             // only a reconciled receipt does.
             "chain.released" => self.released = true,
+            "chain.legal_hold_placed" => self
+                .legal_holds
+                .push(text(data, "legal_hold_id").to_string()),
+            "chain.legal_hold_released" => {
+                let id = text(data, "legal_hold_id");
+                self.legal_holds.retain(|h| h != id);
+            }
             "chain.bedside_verified" => {
                 if let Ok(scanned) = crate::scan::parse_scan("unit_scan", text(data, "unit_scan")) {
                     self.bedside_verified.push(scanned.unit_id());
@@ -939,6 +965,23 @@ impl Check for ChainExceptionalReleaseRequestedV1 {
         code("site_id", &self.site_id)?;
         code("requested_by", &self.requested_by)?;
         check_text("justification", &self.justification, 2000)
+    }
+}
+
+/// A legal hold: the chain's records are kept past any retention period until released.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainLegalHoldV1 {
+    legal_hold_id: String,
+    person_id: String,
+    reason: String,
+}
+
+impl Check for ChainLegalHoldV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("legal_hold_id", &self.legal_hold_id)?;
+        code("person_id", &self.person_id)?;
+        check_text("reason", &self.reason, 1000)
     }
 }
 

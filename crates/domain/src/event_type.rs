@@ -236,6 +236,20 @@ pub const EVENT_TYPES: &[EventType] = &[
         validate: schema::<crate::chain::ChainExceptionalReleaseRequestedV1>,
     },
     EventType {
+        name: "chain.legal_hold_placed",
+        version: 1,
+        description: "A legal hold on the chain's records: no retention period expires while it is in force.",
+        fold: Fold::AppendTo("legal_holds"),
+        validate: schema::<crate::chain::ChainLegalHoldV1>,
+    },
+    EventType {
+        name: "chain.legal_hold_released",
+        version: 1,
+        description: "A legal hold is lifted; the retention periods run again.",
+        fold: Fold::AppendTo("legal_hold_releases"),
+        validate: schema::<crate::chain::ChainLegalHoldV1>,
+    },
+    EventType {
         name: "chain.bedside_verified",
         version: 1,
         description: "The bedside check before infusion: the unit's label as scanned and the patient's two identifiers, matched against the unit's chain and the release's intended patient (a mismatch is a hard stop and an alert).",

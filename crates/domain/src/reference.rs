@@ -765,6 +765,35 @@ fn retention_years(value: Option<u32>) -> Result<(), FieldError> {
     }
 }
 
+/// Events a retention period may run from.
+pub const RETENTION_ANCHORS: &[&str] = &["enrolment", "collection", "release", "administration"];
+
+/// A retention policy of a product in one jurisdiction: keep the chain's records for
+/// `years` after its `from` event (e.g. US, 15 years after administration).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RetentionPolicy {
+    jurisdiction: String,
+    years: u32,
+    from: String,
+}
+
+fn retention_policies(list: Option<&[RetentionPolicy]>) -> Result<(), FieldError> {
+    for (i, p) in list.unwrap_or_default().iter().enumerate() {
+        let at = |f: &str| format!("retention_policies[{i}].{f}");
+        code(&at("jurisdiction"), &p.jurisdiction)?;
+        if !(1..=100).contains(&p.years) {
+            return Err(FieldError::new(
+                at("years"),
+                p.years.to_string(),
+                "must be between 1 and 100 years",
+            ));
+        }
+        one_of(&at("from"), &p.from, RETENTION_ANCHORS)?;
+    }
+    Ok(())
+}
+
 /// A product of the portfolio and its process definition.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -778,6 +807,8 @@ pub(crate) struct ProductRegisteredV1 {
     storage_temperature: TemperatureRange,
     retention_class: String,
     retention_years: Option<u32>,
+    /// Retention per jurisdiction (a chain keeps the longest that applies to it).
+    retention_policies: Option<Vec<RetentionPolicy>>,
     status: Option<String>,
     valid_from: Option<String>,
     valid_to: Option<String>,
@@ -794,6 +825,7 @@ impl Check for ProductRegisteredV1 {
         self.storage_temperature.check()?;
         code("retention_class", &self.retention_class)?;
         retention_years(self.retention_years)?;
+        retention_policies(self.retention_policies.as_deref())?;
         if let Some(s) = &self.status {
             one_of("status", s, RECORD_STATUSES)?;
         }
@@ -810,6 +842,7 @@ pub(crate) struct ProductAmendedV1 {
     storage_temperature: Option<TemperatureRange>,
     retention_class: Option<String>,
     retention_years: Option<u32>,
+    retention_policies: Option<Vec<RetentionPolicy>>,
     status: Option<String>,
     valid_from: Option<String>,
     valid_to: Option<String>,
@@ -827,6 +860,7 @@ impl Check for ProductAmendedV1 {
             self.storage_temperature.is_some(),
             self.retention_class.is_some(),
             self.retention_years.is_some(),
+            self.retention_policies.is_some(),
             self.status.is_some(),
             self.valid_from.is_some(),
             self.valid_to.is_some(),
@@ -851,6 +885,7 @@ impl Check for ProductAmendedV1 {
             code("retention_class", c)?;
         }
         retention_years(self.retention_years)?;
+        retention_policies(self.retention_policies.as_deref())?;
         if let Some(s) = &self.status {
             one_of("status", s, RECORD_STATUSES)?;
         }

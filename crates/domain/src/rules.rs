@@ -148,6 +148,8 @@ pub fn references(draft: &EventDraft) -> Vec<(String, String)> {
         | "chain.exceptional_release_requested"
         | "chain.administered"
         | "chain.bedside_verified"
+        | "chain.legal_hold_placed"
+        | "chain.legal_hold_released"
         | "chain.follow_up_recorded"
         | "chain.hold_released"
         | "alert.acknowledged"
@@ -228,6 +230,8 @@ pub const CHAIN_EVENT_TYPES: &[&str] = &[
     "chain.exceptional_release_requested",
     "chain.administered",
     "chain.bedside_verified",
+    "chain.legal_hold_placed",
+    "chain.legal_hold_released",
     "chain.follow_up_recorded",
     "chain.hold_placed",
     "chain.hold_released",

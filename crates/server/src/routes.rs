@@ -57,6 +57,7 @@ pub fn router(app: Arc<Autolog>) -> Router {
         .route("/api/v1/chains/{coi}", get(chain))
         .route("/api/v1/reconciliation", get(reconciliation))
         .route("/api/v1/turnaround", get(turnaround))
+        .route("/api/v1/retention", get(retention))
         .route("/api/v1/genealogy/backward/{unit}", get(genealogy_backward))
         .route("/api/v1/genealogy/forward/{*lot}", get(genealogy_forward))
         .route("/api/v1/alerts", get(alerts))
@@ -338,6 +339,18 @@ async fn chain(
 async fn reconciliation(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
     only_params(&query(p)?, &[])?;
     Ok(Json(app.reconciliation().await?))
+}
+
+async fn retention(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &["as_of", "within_days"])?;
+    Ok(Json(
+        app.retention_report(
+            p.get("as_of").map(String::as_str),
+            number(&p, "within_days")?,
+        )
+        .await?,
+    ))
 }
 
 async fn turnaround(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
