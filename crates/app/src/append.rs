@@ -206,10 +206,9 @@ impl Autolog {
         if body.len() > MAX_REQUEST_BYTES {
             return Err(too_large(body.len()));
         }
+        let (mut drafts, single) = parse_request(body, now, self.clock_skew_tolerance_seconds)?;
         // Signatures are given by re-authenticating; the ledger keeps the manifestation.
-        let signed = self.sign_request(body).await?;
-        let body = signed.as_deref().unwrap_or(body);
-        let (drafts, single) = parse_request(body, now, self.clock_skew_tolerance_seconds)?;
+        self.sign_drafts(&mut drafts, single).await?;
         let requested = drafts.len();
         // Autolog's own events (DIN links, flags) are appended with the events they are
         // about, in the same transaction.

@@ -113,7 +113,18 @@ impl Autolog {
                     ));
                 }
                 let expiry = text(&record, "expiry");
-                let day = draft.occurred_at.instant.to_string();
+                // The expiry date is a calendar date at the site: compare the local date.
+                let zone = text(
+                    &self
+                        .current_state(&format!("site/{}", text(data, "site_id")))
+                        .await?,
+                    "time_zone",
+                )
+                .to_string();
+                let day = match autolog_domain::zone::check_zone("time_zone", &zone) {
+                    Ok(tz) => autolog_domain::zone::local_time(draft.occurred_at.instant, &tz),
+                    Err(_) => draft.occurred_at.instant.to_string(),
+                };
                 if !expiry.is_empty() && day.get(..10).is_some_and(|d| d > expiry) {
                     return Err(refuse(
                         "lot",
@@ -279,38 +290,126 @@ impl Autolog {
                 format!("needs a treating physician's signed request (chain.exceptional_release_requested) for batch {batch_id} and patient {intended}"),
             ));
         }
-        // The latest verdict per release test, for this batch.
-        for test in release_tests(facts) {
-            let code = text(&test, "test_code");
-            let latest = facts
-                .entries
-                .iter()
-                .rev()
-                .find(|e| {
-                    e.event_type == "batch.test_result_evaluated"
-                        && text(&e.data, "batch_id") == batch_id
-                        && text(&e.data, "test_code") == code
-                })
-                .map(|e| {
+        if release_tests(facts).is_empty() {
+            unmet.push(FieldError::new(
+                "release_tests",
+                text(&facts.enrolment, "product_code"),
+                "the product's process defines no release test: nothing shows the batch meets its specification",
+            ));
+        }
+        // Results of this batch: each with its verdict, in recording order.
+        let verdicts: std::collections::HashMap<String, (String, String)> = facts
+            .entries
+            .iter()
+            .filter(|e| e.event_type == "batch.test_result_evaluated")
+            .map(|e| {
+                (
+                    text(&e.data, "result_event_id").to_string(),
                     (
                         text(&e.data, "verdict").to_string(),
                         text(&e.data, "reason").to_string(),
-                    )
-                });
-            match latest {
-                None => unmet.push(FieldError::new(
+                    ),
+                )
+            })
+            .collect();
+        let results: Vec<(String, String, Option<String>, String, String)> = facts
+            .entries
+            .iter()
+            .filter(|e| {
+                e.event_type == "batch.test_result_recorded"
+                    && text(&e.data, "batch_id") == batch_id
+            })
+            .filter_map(|e| {
+                let id = e.event_id.to_string();
+                let (verdict, reason) = verdicts.get(&id).cloned()?;
+                let unit = e
+                    .data
+                    .get("unit")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                Some((
+                    id,
+                    text(&e.data, "test_code").to_string(),
+                    unit,
+                    verdict,
+                    reason,
+                ))
+            })
+            .collect();
+        // Failing results the physician's request accepts (exceptional release only), and
+        // those investigated by a deviation closed with release permitted.
+        let waived: Vec<String> = if exceptional {
+            facts
+                .entries
+                .iter()
+                .filter(|e| {
+                    e.event_type == "chain.exceptional_release_requested"
+                        && text(&e.data, "batch_id") == batch_id
+                        && text(&e.data, "intended_patient_key") == intended
+                })
+                .flat_map(|e| string_list(&e.data, "result_event_ids"))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let investigated: Vec<String> = view
+            .deviations
+            .values()
+            .filter(|d| d.disposition.as_deref() == Some("release_permitted"))
+            .flat_map(|d| d.result_event_ids.clone())
+            .collect();
+        for test in release_tests(facts) {
+            let code = text(&test, "test_code");
+            let of_test: Vec<_> = results.iter().filter(|r| r.1 == code).collect();
+            if of_test.is_empty() {
+                unmet.push(FieldError::new(
                     format!("release_tests.{code}"),
                     "(no result)",
                     format!("has no result for batch {batch_id}: every release test must pass"),
-                )),
-                // Out of specification is what an exceptional release is for.
-                Some((verdict, _)) if verdict != "pass" && exceptional && requested => {}
-                Some((verdict, reason)) if verdict != "pass" => unmet.push(FieldError::new(
-                    format!("release_tests.{code}"),
-                    verdict,
-                    format!("the latest result fails its specification: {reason}"),
-                )),
-                Some(_) => {}
+                ));
+                continue;
+            }
+            // The latest result for the batch and for each unit tested on its own must pass.
+            let mut subjects: Vec<&Option<String>> = of_test.iter().map(|r| &r.2).collect();
+            subjects.dedup();
+            let mut seen = Vec::new();
+            for subject in subjects {
+                if seen.contains(&subject) {
+                    continue;
+                }
+                seen.push(subject);
+                let latest = of_test.iter().rev().find(|r| &r.2 == subject);
+                if let Some((id, _, unit, verdict, reason)) = latest {
+                    if verdict != "pass" && !waived.contains(id) {
+                        let what = unit
+                            .as_deref()
+                            .map_or("the batch".to_string(), |u| format!("unit {u}"));
+                        unmet.push(FieldError::new(
+                            format!("release_tests.{code}"),
+                            verdict.clone(),
+                            format!(
+                                "the latest result for {what} fails its specification: {reason}"
+                            ),
+                        ));
+                    }
+                }
+            }
+            // An earlier failure, even followed by a pass, needs an investigation.
+            for (id, _, _, verdict, reason) in &of_test {
+                let latest_fail_reported = unmet
+                    .iter()
+                    .any(|c| c.field == format!("release_tests.{code}"));
+                if verdict != "pass"
+                    && !waived.contains(id)
+                    && !investigated.contains(id)
+                    && !latest_fail_reported
+                {
+                    unmet.push(FieldError::new(
+                        format!("results.{id}"),
+                        verdict.clone(),
+                        format!("an out-of-specification {code} result ({reason}) needs an investigation: a deviation naming it, closed with release permitted"),
+                    ));
+                }
             }
         }
         for (id, deviation) in &view.deviations {

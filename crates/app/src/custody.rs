@@ -713,6 +713,22 @@ impl Autolog {
                         format!("is not the patient of chain {}", facts.coi),
                     ));
                 }
+                // Only failing results of this batch, already known, can be accepted.
+                for (i, id) in string_list(data, "result_event_ids").iter().enumerate() {
+                    let failing = facts.entries.iter().any(|e| {
+                        e.event_type == "batch.test_result_evaluated"
+                            && text(&e.data, "result_event_id") == id
+                            && text(&e.data, "batch_id") == batch
+                            && text(&e.data, "verdict") == "fail"
+                    });
+                    if !failing {
+                        return Err(refuse(
+                            &format!("result_event_ids[{i}]"),
+                            id,
+                            format!("is not a failing result of batch {batch}"),
+                        ));
+                    }
+                }
             }
             "chain.hold_released" => {
                 // Released where it was placed: the hold's site decides on its material.

@@ -83,9 +83,16 @@ impl Autolog {
             .next()
             .unwrap_or(Value::Null);
         let batches = data_of(&chain, "batch.created");
+        // A unit names its batch; a DIN went into the batch whose source_dins hold it.
         let batch = batches
             .iter()
-            .find(|b| batch_id.is_empty() || text(b, "batch_id") == batch_id)
+            .find(|b| {
+                if batch_id.is_empty() {
+                    string_list(b, "source_dins").contains(&canonical)
+                } else {
+                    text(b, "batch_id") == batch_id
+                }
+            })
             .cloned()
             .unwrap_or(Value::Null);
         let batch_id = text(&batch, "batch_id").to_string();

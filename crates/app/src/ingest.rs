@@ -75,6 +75,12 @@ impl Autolog {
                         reason: e.to_string(),
                     });
                 }
+                Err(e @ AppError::Unmet(_)) => {
+                    report.refused.push(IngestLine {
+                        line: number,
+                        reason: e.to_string(),
+                    });
+                }
                 Err(other) => return Err(other),
             }
         }

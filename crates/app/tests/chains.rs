@@ -364,8 +364,8 @@ async fn the_chain_as_known_before_a_correction_is_unchanged_by_it() {
     );
     let k1 = before["known_at"].as_str().expect("known_at").to_string();
 
-    // The enrolment's patient key was mistyped: restated by a correction.
-    let fixed = json!({
+    // Once collected, the chain's patient is fixed: a patient-key correction is refused.
+    let rekey = json!({
         "stream": format!("coi/{coi}"),
         "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
         "actor": "person/P-0005",
@@ -376,16 +376,23 @@ async fn the_chain_as_known_before_a_correction_is_unchanged_by_it() {
             "coi": coi, "patient_key": "PK-k2", "product_code": "CART-19",
             "treatment_site_id": "S-LAX-01", "coi_source": "autolog"}}
     });
+    let e = append_refused(&app, &rekey).await;
+    assert_eq!(e.field, "body.data.patient_key", "{e}");
+    // The collection's end was mistyped: restated by a correction (same bags).
+    let mut fixed = collection(&coi, "k-col-fix", "S-PAR-01", "P-0001", "APH-PAR-01", &bags);
+    fixed["corrects"] = json!({"system": "aph-par", "source_event_id": "k-col"});
+    fixed["reason"] = json!("end of collection mistyped");
+    fixed["body"]["data"]["ended_at"] = json!("2026-11-10T12:15:00+01:00");
     app.append_json(fixed.to_string().as_bytes())
         .await
         .expect("correction");
     let now = app.chain(&coi, Some(valid), None).await.expect("chain");
-    assert_eq!(now["patient_key"], "PK-k2");
     assert!(
-        now["timeline"][0]["superseded_by"].is_string(),
+        now["timeline"][1]["superseded_by"].is_string(),
         "{}",
         now["timeline"]
     );
+    assert_eq!(now["state"], "collected");
     let then = app
         .chain(&coi, Some(valid), Some(&k1))
         .await

@@ -1294,8 +1294,15 @@ async fn a_refused_release_lists_every_unmet_condition_and_a_wrong_patient_is_re
         Err(AppError::Unmet(list)) => list,
         other => panic!("expected unmet conditions, got {other:?}"),
     };
-    assert_eq!(unmet.len(), 1, "{unmet:?}");
-    assert_eq!(unmet[0].field, "deviations.DEV-1");
+    let fields: Vec<&str> = unmet.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(unmet.len(), 2, "{unmet:?}");
+    assert!(fields.contains(&"deviations.DEV-1"), "{fields:?}");
+    // The first VIABILITY result failed: a pass on retest does not erase it.
+    let oos = unmet
+        .iter()
+        .find(|c| c.field.starts_with("results."))
+        .expect("the failure");
+    assert!(oos.rule.contains("needs an investigation"), "{oos}");
     // A closed deviation stays closed.
     assert!(send(&app, &close("close-2", "release_permitted"))
         .await
@@ -1604,6 +1611,24 @@ async fn a_release_is_signed_by_re_authenticating_and_the_signature_binds_to_its
         other => panic!("expected a refusal, got {other:?}"),
     };
     assert!(e.field.contains("signature"), "{e}");
+    // A manifestation sent in a request, however its key is spelt, is refused: only
+    // Autolog writes one, after re-authentication.
+    let mut forged = release(&q, &format!("B-{}", q.key), &q.key);
+    forged["body"]["data"]["signature"] = signature.clone();
+    let text = forged
+        .to_string()
+        .replace("\"signature\"", "\"sig\\u006eature\"");
+    assert!(text.contains("sig\\u006eature"));
+    let e = match app.append_json(text.as_bytes()).await {
+        Err(AppError::Invalid(e)) => e,
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert!(e.field.starts_with("body.data.signature."), "{e}");
+    // A bare string where a signature goes: refused without echoing it.
+    let mut bare = release(&q, &format!("B-{}", q.key), &q.key);
+    bare["body"]["data"]["signature"] = json!("my very secret phrase");
+    let e = refused_with(&app, &bare).await;
+    assert!(!e.to_string().contains("my very secret phrase"), "{e}");
     // A secret is set only for a registered person, and is long enough.
     assert!(app
         .set_signing_secret("P-9999", SECRET, "person/P-ADMIN")
@@ -1892,7 +1917,10 @@ async fn an_out_of_specification_batch_is_released_only_on_a_physicians_request_
     // CAR expression below specification on a retest: the batch is out of specification.
     let mut oos = test_result(&p, &batch, "CAR-EXPR", json!(9.5), Some("%"));
     oos["source"]["source_event_id"] = json!("PK-OOS/car-expr-retest");
-    send(&app, &oos).await.expect("recorded");
+    let oos_id = send(&app, &oos).await.expect("recorded").outcomes[0]
+        .event
+        .event_id
+        .to_string();
     let unmet = match send(&app, &normal).await {
         Err(AppError::Unmet(list)) => list,
         other => panic!("expected unmet conditions, got {other:?}"),
@@ -1926,7 +1954,8 @@ async fn an_out_of_specification_batch_is_released_only_on_a_physicians_request_
             who,
             "chain.exceptional_release_requested",
             json!({
-                "batch_id": batch, "intended_patient_key": p.key, "site_id": LAX.0, "requested_by": who,
+                "batch_id": batch, "intended_patient_key": p.key, "site_id": LAX.0, "requested_by": who, "result_event_ids": [oos_id],
+            "result_event_ids": [oos_id],
                 "justification": "no alternative therapy; benefit outweighs the risk of low CAR expression",
             }),
         )

@@ -359,6 +359,20 @@ pub fn evaluate(spec: &Value, result: &Value, result_unit: Option<&str>) -> (boo
     (true, format!("{value} {unit} is within specification"))
 }
 
+/// A list of event ids (UUIDs).
+pub(crate) fn uuid_list(field: &str, ids: &[String]) -> Result<(), FieldError> {
+    for (i, id) in ids.iter().enumerate() {
+        crate::Uuid::parse_str(id).map_err(|e| {
+            FieldError::new(
+                format!("{field}[{i}]"),
+                id,
+                format!("must be an event id (UUID): {e}"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Dispositions that close a deviation.
 pub const DISPOSITIONS: &[&str] = &["release_permitted", "release_not_permitted", "rework"];
 
@@ -368,6 +382,9 @@ pub const DISPOSITIONS: &[&str] = &["release_permitted", "release_not_permitted"
 pub(crate) struct DeviationOpenedV1 {
     deviation_id: String,
     batch_id: Option<String>,
+    /// The out-of-specification results this deviation investigates (their event ids).
+    #[serde(default)]
+    result_event_ids: Vec<String>,
     site_id: String,
     opened_by: String,
     category: String,
@@ -380,6 +397,7 @@ impl Check for DeviationOpenedV1 {
         if let Some(b) = &self.batch_id {
             code("batch_id", b)?;
         }
+        uuid_list("result_event_ids", &self.result_event_ids)?;
         code("site_id", &self.site_id)?;
         code("opened_by", &self.opened_by)?;
         code("category", &self.category)?;

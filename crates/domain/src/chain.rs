@@ -132,6 +132,8 @@ pub struct ChainView {
 pub struct Deviation {
     pub batch_id: Option<String>,
     pub disposition: Option<String>,
+    /// The results it investigates (their event ids).
+    pub result_event_ids: Vec<String>,
 }
 
 impl Default for ChainView {
@@ -286,6 +288,14 @@ impl ChainView {
             // Deviations are opened, investigated and closed whatever the chain's state.
             "deviation.opened" => {
                 let id = text(data, "deviation_id");
+                if let Some(batch) = data.get("batch_id").and_then(Value::as_str) {
+                    if !self.batches.iter().any(|b| b == batch) {
+                        return Err(Refusal::at(
+                            "body.data.batch_id",
+                            format!("batch {batch} is not a batch of this chain: a deviation names its own chain's batch"),
+                        ));
+                    }
+                }
                 if self.deviations.contains_key(id) {
                     return Err(Refusal::at(
                         "body.data.deviation_id",
@@ -602,6 +612,7 @@ impl ChainView {
                             .and_then(Value::as_str)
                             .map(str::to_string),
                         disposition: None,
+                        result_event_ids: list(data, "result_event_ids"),
                     },
                 );
             }
@@ -951,6 +962,9 @@ impl Check for ChainAdministeredV1 {
 pub(crate) struct ChainExceptionalReleaseRequestedV1 {
     batch_id: String,
     intended_patient_key: String,
+    /// The out-of-specification results the physician accepts (their event ids); only
+    /// these are waived.
+    result_event_ids: Vec<String>,
     site_id: String,
     requested_by: String,
     justification: String,
@@ -962,6 +976,14 @@ impl Check for ChainExceptionalReleaseRequestedV1 {
     fn check(&self) -> Result<(), FieldError> {
         code("batch_id", &self.batch_id)?;
         code("intended_patient_key", &self.intended_patient_key)?;
+        if self.result_event_ids.is_empty() {
+            return Err(FieldError::new(
+                "result_event_ids",
+                "[]",
+                "names the out-of-specification results the request accepts (at least one)",
+            ));
+        }
+        crate::batch::uuid_list("result_event_ids", &self.result_event_ids)?;
         code("site_id", &self.site_id)?;
         code("requested_by", &self.requested_by)?;
         check_text("justification", &self.justification, 2000)

@@ -439,7 +439,15 @@ fn check_chain_correction(
             format!("a correction restates the same fact: it must be a {event_type}"),
         ));
     }
-    for field in *kept {
+    // Once material has been collected, the chain's patient and treatment center are
+    // fixed: a release and a bedside check rest on them.
+    let collected = prior.iter().any(|e| e.body.event_type == "chain.collected");
+    let fixed_after_collection: &[&str] = if event_type == "chain.enrolled" && collected {
+        &["patient_key", "treatment_site_id"]
+    } else {
+        &[]
+    };
+    for field in kept.iter().chain(fixed_after_collection) {
         if draft.body.data.get(field) != corrected.body.data.get(field) {
             return Err(FieldError::new(
                 format!("body.data.{field}"),
