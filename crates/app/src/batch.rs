@@ -275,162 +275,34 @@ impl Autolog {
                 ),
             ));
         }
-        // An exceptional release (out of specification) rests on a treating physician's
-        // signed request for this batch and patient, and a second qualified signature.
         let exceptional = data.get("exceptional").and_then(Value::as_bool) == Some(true);
-        let requested = facts.entries.iter().any(|e| {
-            e.event_type == "chain.exceptional_release_requested"
-                && text(&e.data, "batch_id") == batch_id
-                && text(&e.data, "intended_patient_key") == intended
-        });
-        if exceptional && !requested {
-            unmet.push(FieldError::new(
-                "body.data.exceptional",
-                "true",
-                format!("needs a treating physician's signed request (chain.exceptional_release_requested) for batch {batch_id} and patient {intended}"),
-            ));
-        }
-        if release_tests(facts).is_empty() {
+        let tests = release_tests(facts);
+        if tests.is_empty() {
             unmet.push(FieldError::new(
                 "release_tests",
                 text(&facts.enrolment, "product_code"),
                 "the product's process defines no release test: nothing shows the batch meets its specification",
             ));
         }
-        // Results of this batch: each with its verdict, in recording order.
-        let verdicts: std::collections::HashMap<String, (String, String)> = facts
+        let required: Vec<String> = tests
+            .iter()
+            .map(|t| text(t, "test_code").to_string())
+            .collect();
+        let entries: Vec<autolog_domain::chain::ChainEntry> = facts
             .entries
             .iter()
-            .filter(|e| e.event_type == "batch.test_result_evaluated")
-            .map(|e| {
-                (
-                    text(&e.data, "result_event_id").to_string(),
-                    (
-                        text(&e.data, "verdict").to_string(),
-                        text(&e.data, "reason").to_string(),
-                    ),
-                )
-            })
+            .map(crate::custody::Entry::as_entry)
             .collect();
-        let results: Vec<(String, String, Option<String>, String, String)> = facts
-            .entries
-            .iter()
-            .filter(|e| {
-                e.event_type == "batch.test_result_recorded"
-                    && text(&e.data, "batch_id") == batch_id
-            })
-            .filter_map(|e| {
-                let id = e.event_id.to_string();
-                let (verdict, reason) = verdicts.get(&id).cloned()?;
-                let unit = e
-                    .data
-                    .get("unit")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                Some((
-                    id,
-                    text(&e.data, "test_code").to_string(),
-                    unit,
-                    verdict,
-                    reason,
-                ))
-            })
-            .collect();
-        // Failing results the physician's request accepts (exceptional release only), and
-        // those investigated by a deviation closed with release permitted.
-        let waived: Vec<String> = if exceptional {
-            facts
-                .entries
-                .iter()
-                .filter(|e| {
-                    e.event_type == "chain.exceptional_release_requested"
-                        && text(&e.data, "batch_id") == batch_id
-                        && text(&e.data, "intended_patient_key") == intended
-                })
-                .flat_map(|e| string_list(&e.data, "result_event_ids"))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let investigated: Vec<String> = view
-            .deviations
-            .values()
-            .filter(|d| d.disposition.as_deref() == Some("release_permitted"))
-            .flat_map(|d| d.result_event_ids.clone())
-            .collect();
-        for test in release_tests(facts) {
-            let code = text(&test, "test_code");
-            let of_test: Vec<_> = results.iter().filter(|r| r.1 == code).collect();
-            if of_test.is_empty() {
-                unmet.push(FieldError::new(
-                    format!("release_tests.{code}"),
-                    "(no result)",
-                    format!("has no result for batch {batch_id}: every release test must pass"),
-                ));
-                continue;
-            }
-            // The latest result for the batch and for each unit tested on its own must pass.
-            let mut subjects: Vec<&Option<String>> = of_test.iter().map(|r| &r.2).collect();
-            subjects.dedup();
-            let mut seen = Vec::new();
-            for subject in subjects {
-                if seen.contains(&subject) {
-                    continue;
-                }
-                seen.push(subject);
-                let latest = of_test.iter().rev().find(|r| &r.2 == subject);
-                if let Some((id, _, unit, verdict, reason)) = latest {
-                    if verdict != "pass" && !waived.contains(id) {
-                        let what = unit
-                            .as_deref()
-                            .map_or("the batch".to_string(), |u| format!("unit {u}"));
-                        unmet.push(FieldError::new(
-                            format!("release_tests.{code}"),
-                            verdict.clone(),
-                            format!(
-                                "the latest result for {what} fails its specification: {reason}"
-                            ),
-                        ));
-                    }
-                }
-            }
-            // An earlier failure, even followed by a pass, needs an investigation.
-            for (id, _, _, verdict, reason) in &of_test {
-                let latest_fail_reported = unmet
-                    .iter()
-                    .any(|c| c.field == format!("release_tests.{code}"));
-                if verdict != "pass"
-                    && !waived.contains(id)
-                    && !investigated.contains(id)
-                    && !latest_fail_reported
-                {
-                    unmet.push(FieldError::new(
-                        format!("results.{id}"),
-                        verdict.clone(),
-                        format!("an out-of-specification {code} result ({reason}) needs an investigation: a deviation naming it, closed with release permitted"),
-                    ));
-                }
-            }
-        }
-        for (id, deviation) in &view.deviations {
-            let concerns = deviation.batch_id.as_deref().is_none_or(|b| b == batch_id);
-            if !concerns {
-                continue;
-            }
-            match deviation.disposition.as_deref() {
-                None => unmet.push(FieldError::new(
-                    format!("deviations.{id}"),
-                    "open",
-                    "is open: a batch is released only when every deviation is closed with a disposition that permits release",
-                )),
-                Some("release_permitted") => {}
-                Some(other) => unmet.push(FieldError::new(
-                    format!("deviations.{id}"),
-                    other,
-                    "was closed with a disposition that does not permit release",
-                )),
-            }
-        }
+        unmet.extend(autolog_domain::batch::release_blockers(
+            &entries,
+            view,
+            &autolog_domain::batch::ReleaseCheck {
+                batch_id,
+                intended_patient_key: intended,
+                exceptional,
+                required_tests: Some(&required),
+            },
+        ));
         let site = text(data, "site_id");
         let releaser_id = text(data, "released_by");
         let releaser = self.current_state(&format!("person/{releaser_id}")).await?;

@@ -99,7 +99,7 @@ impl Entry {
         }
     }
 
-    fn as_entry(&self) -> ChainEntry<'_> {
+    pub(crate) fn as_entry(&self) -> ChainEntry<'_> {
         ChainEntry {
             event_id: self.event_id,
             event_type: &self.event_type,

@@ -455,6 +455,172 @@ impl Check for DeviationClosedV1 {
     }
 }
 
+/// What a release asks for, as the release conditions read it.
+pub struct ReleaseCheck<'a> {
+    pub batch_id: &'a str,
+    pub intended_patient_key: &'a str,
+    pub exceptional: bool,
+    /// The product's release test codes; `None` under the ledger lock, where only what a
+    /// concurrent event could change is checked again (failing results, deviations).
+    pub required_tests: Option<&'a [String]>,
+}
+
+fn text<'a>(data: &'a Value, key: &str) -> &'a str {
+    data.get(key).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn texts(data: &Value, key: &str) -> Vec<String> {
+    data.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The release conditions that rest on the chain's own records (results, verdicts,
+/// deviations, the physician's request): pure, so that they are checked both before the
+/// append and again under the ledger lock. Each unmet one is a `FieldError`.
+pub fn release_blockers(
+    entries: &[crate::chain::ChainEntry],
+    view: &crate::chain::ChainView,
+    check: &ReleaseCheck,
+) -> Vec<FieldError> {
+    let (batch_id, intended) = (check.batch_id, check.intended_patient_key);
+    let mut unmet = Vec::new();
+    // An exceptional release rests on a treating physician's signed request.
+    let requests: Vec<&crate::chain::ChainEntry> = entries
+        .iter()
+        .filter(|e| {
+            e.event_type == "chain.exceptional_release_requested"
+                && text(e.data, "batch_id") == batch_id
+                && text(e.data, "intended_patient_key") == intended
+        })
+        .collect();
+    if check.exceptional && requests.is_empty() {
+        unmet.push(FieldError::new(
+            "body.data.exceptional",
+            "true",
+            format!("needs a treating physician's signed request (chain.exceptional_release_requested) for batch {batch_id} and patient {intended}"),
+        ));
+    }
+    let waived: Vec<String> = if check.exceptional {
+        requests
+            .iter()
+            .flat_map(|e| texts(e.data, "result_event_ids"))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let investigated: Vec<String> = view
+        .deviations
+        .values()
+        .filter(|d| d.disposition.as_deref() == Some("release_permitted"))
+        .flat_map(|d| d.result_event_ids.clone())
+        .collect();
+    // Results of this batch with their verdicts, in recording order.
+    let verdicts: std::collections::HashMap<&str, (&str, &str)> = entries
+        .iter()
+        .filter(|e| e.event_type == "batch.test_result_evaluated")
+        .map(|e| {
+            (
+                text(e.data, "result_event_id"),
+                (text(e.data, "verdict"), text(e.data, "reason")),
+            )
+        })
+        .collect();
+    let results: Vec<(String, &str, Option<&str>, &str, &str)> = entries
+        .iter()
+        .filter(|e| {
+            e.event_type == "batch.test_result_recorded" && text(e.data, "batch_id") == batch_id
+        })
+        .filter_map(|e| {
+            let id = e.event_id.to_string();
+            let (verdict, reason) = *verdicts.get(id.as_str())?;
+            let unit = e.data.get("unit").and_then(Value::as_str);
+            Some((id, text(e.data, "test_code"), unit, verdict, reason))
+        })
+        .collect();
+    let mut codes: Vec<String> = match check.required_tests {
+        Some(required) => required.to_vec(),
+        None => results.iter().map(|r| r.1.to_string()).collect(),
+    };
+    codes.dedup();
+    let mut seen_codes = Vec::new();
+    for code in codes {
+        if seen_codes.contains(&code) {
+            continue;
+        }
+        seen_codes.push(code.clone());
+        let of_test: Vec<_> = results.iter().filter(|r| r.1 == code).collect();
+        if of_test.is_empty() {
+            if check.required_tests.is_some() {
+                unmet.push(FieldError::new(
+                    format!("release_tests.{code}"),
+                    "(no result)",
+                    format!("has no result for batch {batch_id}: every release test must pass"),
+                ));
+            }
+            continue;
+        }
+        // The latest result for the batch and for each unit tested on its own must pass.
+        let mut subjects: Vec<Option<&str>> = Vec::new();
+        for r in &of_test {
+            if !subjects.contains(&r.2) {
+                subjects.push(r.2);
+            }
+        }
+        let mut latest_failed = false;
+        for subject in subjects {
+            if let Some((id, _, unit, verdict, reason)) =
+                of_test.iter().rev().find(|r| r.2 == subject)
+            {
+                if *verdict != "pass" && !waived.contains(id) {
+                    latest_failed = true;
+                    let what = unit.map_or("the batch".to_string(), |u| format!("unit {u}"));
+                    unmet.push(FieldError::new(
+                        format!("release_tests.{code}"),
+                        *verdict,
+                        format!("the latest result for {what} fails its specification: {reason}"),
+                    ));
+                }
+            }
+        }
+        // An earlier failure, even followed by a pass, needs an investigation.
+        if !latest_failed {
+            for (id, _, _, verdict, reason) in &of_test {
+                if *verdict != "pass" && !waived.contains(id) && !investigated.contains(id) {
+                    unmet.push(FieldError::new(
+                        format!("results.{id}"),
+                        *verdict,
+                        format!("an out-of-specification {code} result ({reason}) needs an investigation: a deviation naming it, closed with release permitted"),
+                    ));
+                }
+            }
+        }
+    }
+    for (id, deviation) in &view.deviations {
+        if deviation.batch_id.as_deref().is_some_and(|b| b != batch_id) {
+            continue;
+        }
+        match deviation.disposition.as_deref() {
+            None => unmet.push(FieldError::new(
+                format!("deviations.{id}"),
+                "open",
+                "is open: a batch is released only when every deviation is closed with a disposition that permits release",
+            )),
+            Some("release_permitted") => {}
+            Some(other) => unmet.push(FieldError::new(
+                format!("deviations.{id}"),
+                other,
+                "was closed with a disposition that does not permit release",
+            )),
+        }
+    }
+    unmet
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

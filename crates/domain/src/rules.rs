@@ -509,7 +509,32 @@ fn check_chain_state(draft: &EventDraft, prior: &[Event]) -> Result<(), FieldErr
     view.check_locked(&this).map_err(|refusal| {
         let value = refused_value(draft, refusal.field);
         FieldError::new(refusal.field, value, refusal.rule)
-    })
+    })?;
+    // A release: what a concurrent event could have changed since the conditions were
+    // checked (a failing result, a deviation) is checked again here.
+    if draft.body.event_type == "chain.released" {
+        let entries: Vec<ChainEntry> = prior
+            .iter()
+            .filter(|e| !superseded.contains(&e.event_id))
+            .map(ChainEntry::of_event)
+            .collect();
+        let data = &draft.body.data;
+        let text = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or_default();
+        let blockers = crate::batch::release_blockers(
+            &entries,
+            &view,
+            &crate::batch::ReleaseCheck {
+                batch_id: text("batch_id"),
+                intended_patient_key: text("intended_patient_key"),
+                exceptional: data.get("exceptional").and_then(Value::as_bool) == Some(true),
+                required_tests: None,
+            },
+        );
+        if let Some(first) = blockers.into_iter().next() {
+            return Err(first);
+        }
+    }
+    Ok(())
 }
 
 /// The crosswalk a `crosswalk.mapped` payload states.
@@ -678,6 +703,55 @@ mod tests {
         // Nor is a hold placed by a person corrected away: holds are released, not corrected.
         let e = check_against_stream(&undo, Some(prior[2].event_id), &prior).expect_err("a hold");
         assert!(e.rule.contains("not corrected"), "{e}");
+    }
+
+    #[test]
+    fn a_release_is_stopped_under_the_lock_by_a_deviation_or_failure_that_raced_it() {
+        let enrolled = json!({"coi": "CHA999926000001*", "patient_key": "PK-1", "product_code": "CART-19",
+            "treatment_site_id": "S-LAX-01", "coi_source": "autolog"});
+        let din = "A999926123456";
+        let din = format!(
+            "{din}{}",
+            crate::identifiers::mod37_2_check(din).expect("check")
+        );
+        let batch = json!({"batch_id": "B-1", "site_id": "S-BOS-01", "created_by": "P-0002", "source_dins": [din]});
+        let deviation = json!({"deviation_id": "DEV-9", "batch_id": "B-1", "site_id": "S-BOS-01",
+            "opened_by": "P-0002", "category": "process", "summary": "late"});
+        let prior = chain_so_far(&[
+            ("chain.enrolled", enrolled),
+            ("batch.created", batch),
+            ("deviation.opened", deviation),
+        ]);
+        // What check_chain_state runs under the lock for a release.
+        let entries: Vec<crate::chain::ChainEntry> = prior
+            .iter()
+            .map(crate::chain::ChainEntry::of_event)
+            .collect();
+        let view = crate::chain::ChainView::fold(entries.iter().copied(), &Default::default());
+        let blockers = crate::batch::release_blockers(
+            &entries,
+            &view,
+            &crate::batch::ReleaseCheck {
+                batch_id: "B-1",
+                intended_patient_key: "PK-1",
+                exceptional: false,
+                required_tests: None,
+            },
+        );
+        assert_eq!(blockers.len(), 1, "{blockers:?}");
+        assert_eq!(blockers[0].field, "deviations.DEV-9");
+        // Another batch's deviation does not block B-1.
+        let none = crate::batch::release_blockers(
+            &entries,
+            &view,
+            &crate::batch::ReleaseCheck {
+                batch_id: "B-2",
+                intended_patient_key: "PK-1",
+                exceptional: false,
+                required_tests: None,
+            },
+        );
+        assert!(none.is_empty(), "{none:?}");
     }
 
     #[test]

@@ -500,6 +500,7 @@ async fn a_refused_release_answers_422_listing_every_condition_and_genealogy_rea
             "body.data.intended_patient_key",
             "release_tests.VIABILITY",
             "release_tests.STERILITY",
+            "body.data.site_id",
         ] {
             assert!(fields.iter().any(|f| f == expected), "{expected} missing: {fields:?}");
         }
