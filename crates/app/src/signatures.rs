@@ -161,8 +161,34 @@ impl Autolog {
             .hash_password(secret.as_bytes(), &salt)
             .map_err(|e| AppError::Config(format!("Argon2id: {e}")))?
             .to_string();
+        autolog_domain::envelope::check_actor("set_by", set_by)?;
+        // The audit trail first: who set whose secret, when (never the secret).
+        let now = Instant::now();
+        let record = EventDraft {
+            event_id: autolog_domain::Uuid::now_v7(),
+            stream: format!("person/{person_id}"),
+            occurred_at: autolog_domain::OccurredAt::from_parts(now.micros(), "UTC", 0)
+                .map_err(AppError::Config)?,
+            actor: set_by.to_string(),
+            site: None,
+            source: autolog_domain::Source {
+                system: "autolog".to_string(),
+                source_event_id: format!(
+                    "signing-secret/{person_id}/{}",
+                    autolog_domain::Uuid::now_v7()
+                ),
+            },
+            reason: None,
+            corrects: None,
+            body: autolog_domain::Body {
+                event_type: "signing_secret.set".to_string(),
+                version: 1,
+                data: json!({"person_id": person_id, "set_by": set_by}),
+            },
+        };
+        self.store.append(&[record], &Instant::now).await?;
         self.store
-            .set_signing_secret(person_id, &phc, Instant::now(), set_by)
+            .set_signing_secret(person_id, &phc, now, set_by)
             .await?;
         tracing::info!(person_id = %person_id, "signing secret set");
         Ok(())

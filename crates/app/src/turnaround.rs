@@ -62,6 +62,7 @@ impl Autolog {
         let known_at = self.settled_known_at(known_at, now).await?;
         let mut chains = Vec::new();
         let mut vein_to_vein: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut vein_to_vein_by_site: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
         let mut per_step: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
         let mut contexts = BTreeMap::new();
         for stream in self.all_streams_with_prefix("coi/").await? {
@@ -153,6 +154,13 @@ impl Autolog {
                 (Some(from), Some(to)) => {
                     let h = hours(from, to);
                     vein_to_vein.entry(product.clone()).or_default().push(h);
+                    vein_to_vein_by_site
+                        .entry((
+                            product.clone(),
+                            text(&enrolment, "treatment_site_id").to_string(),
+                        ))
+                        .or_default()
+                        .push(h);
                     Some((h * 100.0).round() / 100.0)
                 }
                 _ => None,
@@ -168,6 +176,15 @@ impl Autolog {
             .iter()
             .map(|(p, v)| (p.clone(), json!({"vein_to_vein": summary(v)})))
             .collect();
+        let by_treatment_site: Vec<Value> = vein_to_vein_by_site
+            .iter()
+            .map(|((product, site), v)| {
+                let mut s = summary(v);
+                s["product_code"] = json!(product);
+                s["treatment_site_id"] = json!(site);
+                s
+            })
+            .collect();
         let by_step: Vec<Value> = per_step
             .iter()
             .map(|((step, site), v)| {
@@ -182,6 +199,7 @@ impl Autolog {
             "known_at": known_at.to_string(),
             "chains": chains,
             "by_product": by_product,
+            "vein_to_vein_by_treatment_site": by_treatment_site,
             "by_step_and_site": by_step,
         }))
     }

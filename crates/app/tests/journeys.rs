@@ -1629,6 +1629,18 @@ async fn a_release_is_signed_by_re_authenticating_and_the_signature_binds_to_its
     bare["body"]["data"]["signature"] = json!("my very secret phrase");
     let e = refused_with(&app, &bare).await;
     assert!(!e.to_string().contains("my very secret phrase"), "{e}");
+    // Every setting of a secret is in the ledger, by whom; never the secret.
+    let audit = app
+        .store()
+        .stream_events("person/P-0002", autolog_domain::Instant::MAX)
+        .await
+        .expect("person");
+    let set = audit
+        .iter()
+        .find(|e| e.body.event_type == "signing_secret.set")
+        .expect("audited");
+    assert_eq!(set.actor, "person/P-ADMIN");
+    assert!(!set.to_json().to_string().contains(SECRET));
     // A secret is set only for a registered person, and is long enough.
     assert!(app
         .set_signing_secret("P-9999", SECRET, "person/P-ADMIN")
@@ -1797,6 +1809,9 @@ async fn two_patients_to_the_bedside(store: Arc<dyn autolog_store::Store>) {
     assert_eq!(v2v["count"], 2, "{turnaround}");
     assert_eq!(v2v["median_hours"], 552.0, "{turnaround}");
     assert_eq!(v2v["p90_hours"], 552.0);
+    let by_site = &turnaround["vein_to_vein_by_treatment_site"][0];
+    assert_eq!(by_site["treatment_site_id"], LAX.0);
+    assert_eq!(by_site["median_hours"], 552.0);
     let receive = turnaround["by_step_and_site"]
         .as_array()
         .expect("steps")

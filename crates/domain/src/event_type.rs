@@ -236,6 +236,13 @@ pub const EVENT_TYPES: &[EventType] = &[
         validate: schema::<crate::chain::ChainExceptionalReleaseRequestedV1>,
     },
     EventType {
+        name: "signing_secret.set",
+        version: 1,
+        description: "Recorded by Autolog: a person's e-signature secret was set or reset, by whom (the secret itself is never in the ledger).",
+        fold: Fold::AppendTo("signing_secret_changes"),
+        validate: schema::<crate::signature::SigningSecretSetV1>,
+    },
+    EventType {
         name: "chain.legal_hold_placed",
         version: 1,
         description: "A legal hold on the chain's records: no retention period expires while it is in force.",
@@ -386,6 +393,7 @@ pub const RECORDED_BY_AUTOLOG: &[&str] = &[
     "unit.linked",
     "material_lot.consumed",
     "batch.test_result_evaluated",
+    "signing_secret.set",
 ];
 
 /// Looks up a type; the error says which types or versions exist.

@@ -58,6 +58,21 @@ fn hex_lower(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The audit record of a signing secret set or reset (never the secret).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SigningSecretSetV1 {
+    person_id: String,
+    set_by: String,
+}
+
+impl crate::event_type::Check for SigningSecretSetV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        crate::envelope::check_code("person_id", &self.person_id)?;
+        crate::envelope::check_actor("set_by", &self.set_by)
+    }
+}
+
 /// The fields of a signature manifestation as the ledger holds it.
 pub const MANIFESTATION_FIELDS: &[&str] = &[
     "signer_id",
