@@ -4,7 +4,7 @@
 use autolog_domain::batch::evaluate;
 use autolog_domain::chain::ChainView;
 use autolog_domain::identifiers::UnitId;
-use autolog_domain::{EventDraft, FieldError};
+use autolog_domain::{EventDraft, FieldError, Instant};
 use serde_json::{json, Value};
 
 use crate::alignment::qualified;
@@ -313,7 +313,9 @@ impl Autolog {
         {
             list.retain(|q| text(q, "role") == "qa_releaser");
         }
-        if !qualified(&only_qa, Some(site), at) {
+        // Qualified when the release is dated and now, when it is signed.
+        if !qualified(&only_qa, Some(site), at) || !qualified(&only_qa, Some(site), Instant::now())
+        {
             unmet.push(FieldError::new(
                 "body.data.released_by",
                 releaser_id,

@@ -533,6 +533,21 @@ impl Autolog {
                     format!("holds no qualification{what} at {site_id} valid at {person_at}"),
                 ));
             }
+            // A signer signs now: qualified now too, whatever time the record states.
+            if autolog_domain::signature::signer_field(event_type) == Some(*field) {
+                let now = Instant::now();
+                let only_role = role.map_or_else(|| person.clone(), |r| filter_role(&person, r));
+                if !qualified(&only_role, Some(site_id), now) {
+                    let what = role.map_or(String::new(), |r| format!(" as {r}"));
+                    return Err(refuse(
+                        field,
+                        person_id,
+                        format!(
+                            "holds no qualification{what} at {site_id} now ({now}), when signing"
+                        ),
+                    ));
+                }
+            }
         }
         // Equipment: at this site and in calibration.
         let equipment: Vec<(String, String, Option<&str>)> = match event_type {

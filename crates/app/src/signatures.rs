@@ -129,6 +129,43 @@ impl Autolog {
         Ok(signer.to_string())
     }
 
+    /// Records a failed re-authentication as an alert (who, on what record; never the
+    /// secret), in its own transaction: repeated failures are a signal to act on.
+    async fn record_failed_signature(&self, cause: &EventDraft, given: &Value) {
+        let signer = given.get("signer_id").and_then(Value::as_str).unwrap_or("");
+        let mut unique = cause.clone();
+        unique.source.source_event_id = format!(
+            "{}#reauth/{}",
+            cause.source.source_event_id,
+            autolog_domain::Uuid::now_v7()
+        );
+        let alert = crate::alerts::alert_draft(
+            &unique,
+            0,
+            crate::alerts::AlertSpec {
+                severity: "major",
+                rule: "signature.reauthentication_failed",
+                message: format!(
+                    "Re-authentication of {signer} failed while signing a {} on {}",
+                    cause.body.event_type, cause.stream
+                ),
+                coi: cause.stream.strip_prefix("coi/").map(str::to_string),
+                site_id: cause.site.clone(),
+                evidence: json!({"signer_id": signer, "event_type": cause.body.event_type, "stream": cause.stream}),
+            },
+        );
+        match self.store.append(&[alert], &Instant::now).await {
+            Ok(outcomes) => {
+                let fresh: Vec<&autolog_domain::Event> =
+                    outcomes.iter().map(|o| &o.event).collect();
+                self.publish_alerts(&fresh);
+            }
+            Err(e) => {
+                tracing::error!("the alert for a failed signature could not be recorded: {e}")
+            }
+        }
+    }
+
     /// Sets a registered person's signing secret (stored as an Argon2id hash, beside the
     /// ledger). Until the access-control issue lands, whoever runs this is trusted.
     pub async fn set_signing_secret(
@@ -212,6 +249,13 @@ impl Autolog {
             };
             let event_type = draft.body.event_type.clone();
             let stream = draft.stream.clone();
+            // The event as sent, without its signature blocks, to name it in an alert.
+            let mut cause = draft.clone();
+            if let Some(map) = cause.body.data.as_object_mut() {
+                for key in SIGNATURE_KEYS {
+                    map.remove(*key);
+                }
+            }
             let data = &mut draft.body.data;
             let needed = signatures_of(&event_type, data);
             // Verify every signature given first, then record the manifestations: the
@@ -221,9 +265,17 @@ impl Autolog {
                 let Some(given) = data.get(*key).cloned() else {
                     continue; // the payload's rules name a missing signature
                 };
-                let signer = self
+                let signer = match self
                     .reauthenticate(&prefix, key, field, &given, data, &event_type)
-                    .await?;
+                    .await
+                {
+                    Ok(signer) => signer,
+                    Err(AppError::Invalid(e)) if e.field.ends_with(".secret") => {
+                        self.record_failed_signature(&cause, &given).await;
+                        return Err(AppError::Invalid(e));
+                    }
+                    Err(other) => return Err(other),
+                };
                 verified.push((key, signer));
             }
             if verified.is_empty() {

@@ -1553,6 +1553,17 @@ async fn a_release_is_signed_by_re_authenticating_and_the_signature_binds_to_its
     .await;
     assert_eq!(e.field, "body.data.signature.secret", "{e}");
     assert_eq!(e.value, "(not shown)");
+    let failed = alerts_of(&app, &p.coi).await;
+    assert!(
+        failed
+            .iter()
+            .any(|a| a["rule"] == "signature.reauthentication_failed"
+                && a["evidence"]["signer_id"] == "P-0002"),
+        "{failed:?}"
+    );
+    assert!(!serde_json::to_string(&failed)
+        .expect("json")
+        .contains("not the secret at all"));
     let e = refused_with(&app, &with_signature(json!({"signer_id": "P-0002"}))).await;
     assert_eq!(e.field, "body.data.signature", "{e}");
     let e = refused_with(
