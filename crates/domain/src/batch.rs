@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::chain::{list, text};
 use crate::envelope::{check_code as code, check_text};
 use crate::error::FieldError;
 use crate::event_type::Check;
@@ -465,20 +466,6 @@ pub struct ReleaseCheck<'a> {
     pub required_tests: Option<&'a [String]>,
 }
 
-fn text<'a>(data: &'a Value, key: &str) -> &'a str {
-    data.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
-fn texts(data: &Value, key: &str) -> Vec<String> {
-    data.get(key)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect()
-}
-
 /// The release conditions that rest on the chain's own records (results, verdicts,
 /// deviations, the physician's request): pure, so that they are checked both before the
 /// append and again under the ledger lock. Each unmet one is a `FieldError`.
@@ -508,7 +495,7 @@ pub fn release_blockers(
     let waived: Vec<String> = if check.exceptional {
         requests
             .iter()
-            .flat_map(|e| texts(e.data, "result_event_ids"))
+            .flat_map(|e| list(e.data, "result_event_ids"))
             .collect()
     } else {
         Vec::new()

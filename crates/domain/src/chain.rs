@@ -157,11 +157,13 @@ impl Default for ChainView {
     }
 }
 
-fn text<'a>(data: &'a Value, name: &str) -> &'a str {
+/// A text field of a payload ("" when absent or not text).
+pub(crate) fn text<'a>(data: &'a Value, name: &str) -> &'a str {
     data.get(name).and_then(Value::as_str).unwrap_or_default()
 }
 
-fn list(data: &Value, name: &str) -> Vec<String> {
+/// A list of texts of a payload (empty when absent).
+pub(crate) fn list(data: &Value, name: &str) -> Vec<String> {
     data.get(name)
         .and_then(Value::as_array)
         .into_iter()
