@@ -163,6 +163,23 @@ impl Autolog {
         self.alerts.subscribe()
     }
 
+    /// Records an alert on its own (its cause wrote nothing: a refusal, a failed
+    /// signature) and pushes it to subscribers. A failure to record it is logged.
+    pub(crate) async fn record_alert(&self, alert: EventDraft) {
+        let stream = alert.stream.clone();
+        match self.store.append(&[alert], &Instant::now).await {
+            Ok(outcomes) => {
+                let fresh: Vec<&autolog_domain::Event> = outcomes
+                    .iter()
+                    .filter(|o| !o.duplicate)
+                    .map(|o| &o.event)
+                    .collect();
+                self.publish_alerts(&fresh);
+            }
+            Err(e) => tracing::error!(stream = %stream, "an alert could not be recorded: {e}"),
+        }
+    }
+
     /// Pushes recorded alerts to subscribers (after their transaction committed).
     pub(crate) fn publish_alerts(&self, events: &[&autolog_domain::Event]) {
         for e in events

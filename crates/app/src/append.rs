@@ -203,9 +203,6 @@ impl Autolog {
     /// Appends a request body (one event or a batch). A refused request writes nothing.
     pub async fn append_json(&self, body: &[u8]) -> Result<AppendResult, AppError> {
         let now = Instant::now();
-        if body.len() > MAX_REQUEST_BYTES {
-            return Err(too_large(body.len()));
-        }
         let (mut drafts, single) = parse_request(body, now, self.clock_skew_tolerance_seconds)?;
         // Signatures are given by re-authenticating; the ledger keeps the manifestation.
         self.sign_drafts(&mut drafts, single).await?;
@@ -400,22 +397,8 @@ impl Autolog {
     /// Records the alert for a refused chain event, in its own transaction. A failure to
     /// record it is logged; the refusal is answered either way.
     async fn record_refusal_alert(&self, draft: &EventDraft, error: &FieldError) {
-        let alert = crate::alerts::refusal_alert(draft, error);
-        match self.store.append(&[alert], &Instant::now).await {
-            Ok(outcomes) => {
-                let fresh: Vec<&autolog_domain::Event> = outcomes
-                    .iter()
-                    .filter(|o| !o.duplicate)
-                    .map(|o| &o.event)
-                    .collect();
-                self.publish_alerts(&fresh);
-            }
-            Err(e) => tracing::error!(
-                event_id = %draft.event_id,
-                stream = %draft.stream,
-                "the alert for a refused chain event could not be recorded: {e}"
-            ),
-        }
+        self.record_alert(crate::alerts::refusal_alert(draft, error))
+            .await;
     }
 }
 

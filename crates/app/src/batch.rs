@@ -8,7 +8,7 @@ use autolog_domain::{EventDraft, FieldError, Instant};
 use serde_json::{json, Value};
 
 use crate::alignment::qualified;
-use crate::custody::{own_draft, string_list, ChainFacts, StepError};
+use crate::custody::{filter_role, own_draft, string_list, ChainFacts, StepError};
 use crate::read::text;
 use crate::{AppError, Autolog};
 
@@ -306,13 +306,7 @@ impl Autolog {
         let site = text(data, "site_id");
         let releaser_id = text(data, "released_by");
         let releaser = self.current_state(&format!("person/{releaser_id}")).await?;
-        let mut only_qa = releaser.clone();
-        if let Some(list) = only_qa
-            .get_mut("qualifications")
-            .and_then(Value::as_array_mut)
-        {
-            list.retain(|q| text(q, "role") == "qa_releaser");
-        }
+        let only_qa = filter_role(&releaser, "qa_releaser");
         // Qualified when the release is dated and now, when it is signed.
         if !qualified(&only_qa, Some(site), at) || !qualified(&only_qa, Some(site), Instant::now())
         {
@@ -325,13 +319,7 @@ impl Autolog {
         if exceptional {
             let second_id = text(data, "second_released_by");
             let second = self.current_state(&format!("person/{second_id}")).await?;
-            let mut second_qa = second.clone();
-            if let Some(list) = second_qa
-                .get_mut("qualifications")
-                .and_then(Value::as_array_mut)
-            {
-                list.retain(|q| text(q, "role") == "qa_releaser");
-            }
+            let second_qa = filter_role(&second, "qa_releaser");
             if !qualified(&second_qa, Some(site), at) {
                 unmet.push(FieldError::new(
                     "body.data.second_released_by",

@@ -1055,7 +1055,7 @@ fn window_breaches(facts: &ChainFacts, view: &ChainView, draft: &EventDraft) -> 
 }
 
 /// A person record with only the qualifications of one role.
-fn filter_role(person: &Value, role: &str) -> Value {
+pub(crate) fn filter_role(person: &Value, role: &str) -> Value {
     let mut only = person.clone();
     if let Some(list) = only.get_mut("qualifications").and_then(Value::as_array_mut) {
         list.retain(|q| text(q, "role") == role);

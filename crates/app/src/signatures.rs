@@ -154,16 +154,7 @@ impl Autolog {
                 evidence: json!({"signer_id": signer, "event_type": cause.body.event_type, "stream": cause.stream}),
             },
         );
-        match self.store.append(&[alert], &Instant::now).await {
-            Ok(outcomes) => {
-                let fresh: Vec<&autolog_domain::Event> =
-                    outcomes.iter().map(|o| &o.event).collect();
-                self.publish_alerts(&fresh);
-            }
-            Err(e) => {
-                tracing::error!("the alert for a failed signature could not be recorded: {e}")
-            }
-        }
+        self.record_alert(alert).await;
     }
 
     /// Sets a registered person's signing secret (stored as an Argon2id hash, beside the
