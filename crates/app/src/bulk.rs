@@ -479,11 +479,17 @@ fn occurred_for(event_type: &str, data: &Value, import_time: &OccurredAt) -> Occ
     }
 }
 
-/// The registry record of a stream's state: annotations are not part of it.
+/// The registry record of a stream's state: what registration and amendments merged.
+/// Lists appended by other events (annotations, the access audit trail of a person or a
+/// source system, signing-secret changes) are not part of the record.
 fn record_of(state: &Value) -> Value {
     let mut record = state.clone();
     if let Value::Object(o) = &mut record {
-        o.remove("annotations");
+        for t in autolog_domain::event_type::EVENT_TYPES {
+            if let autolog_domain::event_type::Fold::AppendTo(key) = t.fold {
+                o.remove(key);
+            }
+        }
     }
     record
 }

@@ -15,6 +15,19 @@ pub enum AppError {
     /// The request is too large.
     #[error("refused: {0}")]
     TooLarge(FieldError),
+    /// The request carries no valid credentials (or they expired, were revoked, or the
+    /// account is locked): say why, never which part was wrong beyond that.
+    #[error("not authenticated: {0}")]
+    Unauthenticated(String),
+    /// The authenticated person or system may not do this (role, site or scope).
+    #[error("forbidden: {0}")]
+    Forbidden(FieldError),
+    /// Too many requests from one client.
+    #[error("refused: {0}")]
+    RateLimited(FieldError),
+    /// The record existed and was erased (crypto-shredded): it cannot come back.
+    #[error("gone: {0}")]
+    Gone(FieldError),
     #[error("{what} {id} not found")]
     NotFound { what: &'static str, id: String },
     /// The data directory or configuration is unusable.

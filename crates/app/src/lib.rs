@@ -1,9 +1,11 @@
 //! Autolog's use cases: one function per thing a user or a source system does with the
 //! ledger. Loads from the store, runs domain rules, appends. Knows nothing of HTTP.
 
+mod access;
 mod alerts;
 mod alignment;
 mod append;
+mod audit;
 mod batch;
 mod bulk;
 mod chain;
@@ -21,6 +23,7 @@ mod retention;
 mod signatures;
 mod time_discipline;
 mod turnaround;
+mod vault;
 mod verify;
 mod webhooks;
 
@@ -29,6 +32,10 @@ use std::sync::Arc;
 use autolog_domain::SigningKey;
 use autolog_store::Store;
 
+pub use access::{
+    attribute, attribute_person, authorize_drafts, sha256_hex, totp_code, totp_key, totp_step,
+    AccessSettings, Principal, PrincipalKind, SignedIn, MAX_TOKEN_DAYS,
+};
 pub use alerts::{AlertQuery, ALERT_CHANNEL_CAPACITY};
 pub use alignment::DEFAULT_EXPIRY_HORIZON_DAYS;
 pub use append::{
@@ -39,7 +46,7 @@ pub use bulk::{
     BadRow, ImportFile, ImportProgress, ImportReport, EXPORT_FORMAT, IMPORT_SOURCE_SYSTEM,
     LIST_SEPARATOR, MAX_IMPORT_BYTES,
 };
-pub use config::{Config, DataDir};
+pub use config::{read_vault_key_file, Config, DataDir, VAULT_KEY_FILE};
 pub use error::AppError;
 pub use ingest::{IngestLine, IngestReport};
 pub use proofs::{ConsistencyProof, InclusionProof};
@@ -48,6 +55,7 @@ pub use reference::RegistryQuery;
 pub use registry::{registry, Cell, Column, Registry, REGISTRIES};
 pub use signatures::MIN_SECRET_CHARS;
 pub use time_discipline::{AUTOLOG_ACTOR, ZONE_DISCREPANCY_PREFIX};
+pub use vault::{VaultKey, BEDSIDE_PURPOSE, PERSONAL_DATA_FIELDS};
 pub use verify::{VerifyFailure, VerifyReport};
 pub use webhooks::{backoff_seconds, signature, DELIVERY_ID_HEADER, SIGNATURE_HEADER};
 
@@ -62,24 +70,40 @@ pub struct Autolog {
     coi_issuer: Option<autolog_domain::identifiers::Fin>,
     /// Alerts recorded by this process, pushed to subscribers (server-sent events).
     alerts: tokio::sync::broadcast::Sender<serde_json::Value>,
+    /// Session, lockout and token settings.
+    access: AccessSettings,
+    /// The personal-data vault's master key (none until configured) and write lock.
+    vault: vault::Vault,
 }
 
 impl Autolog {
     /// Opens the instance described by `config`, initialising the data directory
-    /// (signing key, SQLite file) when it is new.
+    /// (signing key, SQLite file, and the quick start's vault key when no vault key is
+    /// configured) when it is new.
     pub async fn open(config: &Config) -> Result<Self, AppError> {
         let data_dir = DataDir::new(&config.data_dir);
         let key = data_dir.init_or_load_key()?;
+        let vault_key = config.load_vault_key(true)?;
         let store = config.open_store().await?;
-        Ok(Autolog::from_parts(store, key))
+        let app = Autolog::from_parts(store, key);
+        Ok(match vault_key {
+            Some(k) => app.with_vault_key(k),
+            None => app,
+        })
     }
 
-    /// Opens an already initialised instance; a missing data directory is an error.
+    /// Opens an already initialised instance; a missing data directory is an error. The
+    /// vault key is loaded when one is configured or in the data directory, never created.
     pub async fn open_existing(config: &Config) -> Result<Self, AppError> {
         let data_dir = DataDir::new(&config.data_dir);
         let key = data_dir.load_key()?;
+        let vault_key = config.load_vault_key(false)?;
         let store = config.open_store().await?;
-        Ok(Autolog::from_parts(store, key))
+        let app = Autolog::from_parts(store, key);
+        Ok(match vault_key {
+            Some(k) => app.with_vault_key(k),
+            None => app,
+        })
     }
 
     /// Builds an instance from parts (tests, benchmarks).
@@ -91,6 +115,8 @@ impl Autolog {
             clock_skew_tolerance_seconds: MAX_FUTURE_SKEW_SECONDS,
             coi_issuer: None,
             alerts: tokio::sync::broadcast::channel(ALERT_CHANNEL_CAPACITY).0,
+            access: AccessSettings::default(),
+            vault: vault::Vault::default(),
         }
     }
 

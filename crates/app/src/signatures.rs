@@ -109,16 +109,10 @@ impl Autolog {
                 format!("must be the person the record names as {field} ({named})"),
             ));
         }
-        let phc = self.store.signing_secret(signer).await?;
-        // Without a secret on file, verify against a fixed hash all the same, so that the
-        // answer takes as long whether or not the person can sign.
-        let checked = phc.clone().unwrap_or_else(|| DUMMY_PHC.to_string());
-        let verified = PasswordHash::new(&checked).is_ok_and(|hash| {
-            Argon2::default()
-                .verify_password(secret.as_bytes(), &hash)
-                .is_ok()
-        }) && phc.is_some();
+        let verified =
+            (self.verify_password(signer).await?)(secret) && self.not_locked_out(signer).await?;
         if !verified {
+            self.count_failed_attempt(signer).await;
             tracing::warn!(person_id = %signer, event_type = %event_type, "signature re-authentication failed");
             return Err(refuse(
                 ".secret",
@@ -127,6 +121,25 @@ impl Autolog {
             ));
         }
         Ok(signer.to_string())
+    }
+
+    /// The check of a person's password (their signing secret, Argon2id) as a closure,
+    /// so callers hash only what they were given. Without a secret on file it verifies
+    /// against a fixed hash all the same (and fails), so that the answer takes as long
+    /// whether or not the person has an account.
+    pub(crate) async fn verify_password(
+        &self,
+        person_id: &str,
+    ) -> Result<impl Fn(&str) -> bool, AppError> {
+        let phc = self.store.signing_secret(person_id).await?;
+        Ok(move |secret: &str| {
+            let checked = phc.clone().unwrap_or_else(|| DUMMY_PHC.to_string());
+            PasswordHash::new(&checked).is_ok_and(|hash| {
+                Argon2::default()
+                    .verify_password(secret.as_bytes(), &hash)
+                    .is_ok()
+            }) && phc.is_some()
+        })
     }
 
     /// Records a failed re-authentication as an alert (who, on what record; never the

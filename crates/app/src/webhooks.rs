@@ -107,11 +107,14 @@ impl Autolog {
                 "must not carry credentials: receivers authenticate Autolog by the signature header",
             )));
         }
-        if parsed.scheme() != "http" || parsed.host_str().is_none() || url.len() > 2000 {
+        if !matches!(parsed.scheme(), "http" | "https")
+            || parsed.host_str().is_none()
+            || url.len() > 2000
+        {
             return Err(AppError::Invalid(FieldError::new(
                 "url",
                 url,
-                "must be an http:// URL with a host, at most 2000 characters (https receivers go through a TLS-terminating proxy until Autolog's TLS client lands)",
+                "must be an https:// or http:// URL with a host, at most 2000 characters",
             )));
         }
         let created_by = field("created_by").unwrap_or("");

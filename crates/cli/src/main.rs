@@ -11,10 +11,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use autolog_app::{Autolog, Config, DataDir};
-use autolog_server::ServeOptions;
+use autolog_server::{RateLimit, ServeOptions, TlsFiles};
 use clap::{Parser, Subcommand};
 
+mod access;
 mod reference;
+mod vault;
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +54,17 @@ struct Cli {
     /// enrolments must bring a COI assigned upstream.
     #[arg(long, global = true, env = "AUTOLOG_COI_ISSUER_FIN")]
     coi_issuer_fin: Option<String>,
+    /// The personal-data vault's master key file: 32 raw bytes or 64 hex characters, mode
+    /// 0600, kept away from the database and its backups. Without it (and without
+    /// AUTOLOG_VAULT_KEY, the key itself in hex), `vault.key` in the data directory is used,
+    /// generated on first start: fine for a quick start, not for production.
+    #[arg(
+        long,
+        global = true,
+        env = "AUTOLOG_VAULT_KEY_FILE",
+        value_name = "FILE"
+    )]
+    vault_key_file: Option<PathBuf>,
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "AUTOLOG_LOG_JSON")]
     log_json: bool,
@@ -71,6 +84,33 @@ enum Command {
         /// Seconds between checkpoints (signed only when the ledger grew).
         #[arg(long, default_value_t = 10)]
         checkpoint_interval_secs: u64,
+        /// Serve HTTPS: the certificate chain (PEM, the server's certificate first).
+        #[arg(
+            long,
+            env = "AUTOLOG_TLS_CERT",
+            value_name = "FILE",
+            requires = "tls_key"
+        )]
+        tls_cert: Option<PathBuf>,
+        /// Serve HTTPS: the private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+        #[arg(
+            long,
+            env = "AUTOLOG_TLS_KEY",
+            value_name = "FILE",
+            requires = "tls_cert"
+        )]
+        tls_key: Option<PathBuf>,
+        /// Requests per second allowed to each client address (0 turns the limit off).
+        #[arg(long, env = "AUTOLOG_RATE_LIMIT_PER_SECOND", default_value_t = RateLimit::default().per_second)]
+        rate_limit_per_second: u32,
+        /// Requests a client address may send at once before the per-second limit applies.
+        #[arg(
+            long,
+            env = "AUTOLOG_RATE_LIMIT_BURST",
+            default_value_t = RateLimit::default().burst,
+            value_parser = clap::value_parser!(u32).range(1..)
+        )]
+        rate_limit_burst: u32,
     },
     /// Append newline-delimited JSON: each line one request body of POST /api/v1/events.
     Ingest {
@@ -139,6 +179,22 @@ enum Command {
     Reference {
         #[command(subcommand)]
         command: reference::ReferenceCommand,
+    },
+    /// Console accounts: create, grant and revoke site-scoped roles, unlock, list.
+    User {
+        #[command(subcommand)]
+        command: access::UserCommand,
+    },
+    /// Source systems' API tokens: issue (shown once), revoke, list.
+    Token {
+        #[command(subcommand)]
+        command: access::TokenCommand,
+    },
+    /// The personal-data vault: rotate its master key, erase a patient's identifying data
+    /// (crypto-shredding) once retention allows.
+    Vault {
+        #[command(subcommand)]
+        command: vault::VaultCommand,
     },
     /// The checkpoint signing key.
     Key {
@@ -220,6 +276,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config {
         data_dir: cli.data_dir.clone(),
         database_url: cli.database_url.clone(),
+        vault_key_file: cli.vault_key_file.clone(),
+        // Only from the environment: a key on the command line would show in `ps`.
+        vault_key_hex: std::env::var("AUTOLOG_VAULT_KEY")
+            .ok()
+            .filter(|k| !k.trim().is_empty()),
     };
     let skew = cli.clock_skew_tolerance_secs;
     match cli.command {
@@ -238,7 +299,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve {
             listen,
             checkpoint_interval_secs,
+            tls_cert,
+            tls_key,
+            rate_limit_per_second,
+            rate_limit_burst,
         } => {
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+                _ => None,
+            };
+            if let Some(files) = &tls {
+                // Before listening: a certificate or key that cannot be used stops here.
+                files.check().await?;
+            }
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let options = ServeOptions {
+                checkpoint_interval: Duration::from_secs(checkpoint_interval_secs.max(1)),
+                tls,
+                rate_limit: (rate_limit_per_second > 0).then_some(RateLimit {
+                    per_second: rate_limit_per_second,
+                    burst: rate_limit_burst,
+                }),
+                ..ServeOptions::default()
+            };
             let mut app = Autolog::open(&config)
                 .await?
                 .with_clock_skew_tolerance(skew)?;
@@ -252,12 +335,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let bound = listener.local_addr()?;
             tracing::info!(listen = %bound, store = %config.store_description(), "autolog serving");
             // One plain line on stdout, so that scripts (and tests) can find the port of --listen ...:0.
-            println!("autolog listening on http://{bound}");
+            println!("autolog listening on {scheme}://{bound}");
             let _ = std::io::stdout().flush();
-            let options = ServeOptions {
-                checkpoint_interval: Duration::from_secs(checkpoint_interval_secs.max(1)),
-                ..ServeOptions::default()
-            };
             autolog_server::serve(listener, app, options, shutdown_signal()).await?;
             tracing::info!("autolog stopped");
             Ok(ExitCode::SUCCESS)
@@ -405,6 +484,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = Autolog::open(&config).await?;
             reference::run(&app, command).await
         }
+        Command::User { command } => {
+            let app = Autolog::open_existing(&config).await?;
+            access::run_user(&app, command).await
+        }
+        Command::Token { command } => {
+            let app = Autolog::open_existing(&config).await?;
+            access::run_token(&app, command).await
+        }
+        Command::Vault { command } => vault::run(&config, command).await,
         Command::Key {
             command: KeyCommand::Show,
         } => {

@@ -52,7 +52,14 @@ fn client() -> reqwest::Client {
 /// Starts a server on a port the OS picks, and reads the address it printed.
 async fn start(data_dir: &Path, target: &Target) -> Server {
     let mut child = command(data_dir, target)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        // Concurrent writers go well past any rate limit: these tests are about durability.
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--rate-limit-per-second",
+            "0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

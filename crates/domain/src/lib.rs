@@ -1,6 +1,7 @@
 //! Autolog's domain: the event envelope, its canonical bytes and hash, the Merkle log,
 //! checkpoints, bitemporal folds and time rules. Pure functions and types: no I/O, no async, no SQL.
 
+pub mod access;
 pub mod batch;
 pub mod bitemporal;
 pub mod chain;

@@ -30,12 +30,21 @@ impl IntoResponse for ApiError {
             AppError::Unmet(_) => (StatusCode::UNPROCESSABLE_ENTITY, "conditions_unmet"),
             AppError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             AppError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            AppError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            AppError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            AppError::Gone(_) => (StatusCode::GONE, "gone"),
             AppError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             AppError::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "configuration"),
             AppError::Integrity(_) => (StatusCode::INTERNAL_SERVER_ERROR, "integrity"),
         };
         let mut body = json!({"code": code, "message": self.0.to_string()});
-        if let AppError::Invalid(f) | AppError::TooLarge(f) = &self.0 {
+        if let AppError::Invalid(f)
+        | AppError::TooLarge(f)
+        | AppError::Forbidden(f)
+        | AppError::RateLimited(f)
+        | AppError::Gone(f) = &self.0
+        {
             body["field"] = json!(f.field);
             body["value"] = json!(f.value);
             body["rule"] = json!(f.rule);

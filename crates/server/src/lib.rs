@@ -2,17 +2,23 @@
 //! to JSON answers with status codes. The only crate that knows about JSON-over-HTTP.
 #![forbid(unsafe_code)]
 
+mod auth;
 mod error;
+mod hardening;
 mod routes;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use autolog_app::Autolog;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
+pub use auth::{access_of, Access, CSRF_HEADER, ROUTES, SESSION_COOKIE};
 pub use error::ApiError;
+pub use hardening::{RateLimit, TlsFiles};
 pub use routes::router;
 
 /// The OpenAPI 3.1 description served at `/api/openapi.json`.
@@ -25,6 +31,10 @@ pub struct ServeOptions {
     pub checkpoint_interval: Duration,
     /// How often the webhook worker looks for due deliveries (it also wakes on each alert).
     pub webhook_interval: Duration,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Requests allowed per client address; `None` turns the limit off.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Default for ServeOptions {
@@ -32,29 +42,64 @@ impl Default for ServeOptions {
         ServeOptions {
             checkpoint_interval: Duration::from_secs(10),
             webhook_interval: Duration::from_secs(2),
+            tls: None,
+            rate_limit: Some(RateLimit::default()),
         }
     }
 }
 
 /// Serves the API on `listener` until `shutdown` completes, signing checkpoints in the
-/// background; a last checkpoint is signed on the way out.
+/// background; a last checkpoint is signed on the way out. Every answer carries the
+/// security headers, each client address is rate limited, and with `options.tls` the API
+/// is served over TLS only: the certificate and key are read first, and a file that cannot
+/// be used is an error naming it before any connection is accepted.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<Autolog>,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let tls = match &options.tls {
+        Some(files) => Some(files.server_config().await?),
+        None => None,
+    };
+    let limiter = options
+        .rate_limit
+        .map(hardening::RateLimiter::new)
+        .transpose()?;
+    let service = hardening::harden(router(app.clone()), tls.is_some(), limiter)
+        .into_make_service_with_connect_info::<SocketAddr>();
+    let listener = match tls {
+        Some(config) => Listening::Tls(hardening::TlsListener::new(listener, config)?),
+        None => Listening::Plain(listener),
+    };
     let checkpointer = tokio::spawn(checkpoint_loop(app.clone(), options.checkpoint_interval));
     let webhooks = tokio::spawn(app.clone().run_webhook_worker(options.webhook_interval));
-    let result = axum::serve(listener, router(app.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = match listener {
+        // `tap_io` is a no-op here: axum gives the peer's `SocketAddr` as connect info for
+        // a tapped listener of any kind, and for a plain `TcpListener`.
+        Listening::Tls(listener) => {
+            axum::serve(listener.tap_io(|_| {}), service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Listening::Plain(listener) => {
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     checkpointer.abort();
     webhooks.abort();
     if let Err(e) = app.checkpoint_if_grown().await {
         tracing::warn!(error = %e, "final checkpoint failed");
     }
     result
+}
+
+enum Listening {
+    Plain(TcpListener),
+    Tls(hardening::TlsListener),
 }
 
 async fn checkpoint_loop(app: Arc<Autolog>, every: Duration) {

@@ -21,7 +21,10 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tower_http::trace::TraceLayer;
 
-use crate::{ApiError, OPENAPI_JSON};
+use crate::{auth, ApiError, OPENAPI_JSON};
+use autolog_app::Principal;
+use autolog_domain::access::Permission;
+use axum::Extension;
 
 type AppState = Arc<Autolog>;
 type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
@@ -81,7 +84,34 @@ pub fn router(app: Arc<Autolog>) -> Router {
             post(import_reference).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),
         )
         .route("/api/v1/reference/{registry}", get(list_registry))
+        .route(
+            "/api/v1/session",
+            post(sign_in).get(whoami).delete(sign_out),
+        )
+        .route("/api/v1/users", get(users).post(create_user))
+        .route("/api/v1/users/{person_id}", get(user))
+        .route("/api/v1/users/{person_id}/grants", post(grant_role))
+        .route("/api/v1/users/{person_id}/grants/revoke", post(revoke_role))
+        .route("/api/v1/users/{person_id}/unlock", post(unlock_user))
+        .route(
+            "/api/v1/users/{person_id}/second-factor",
+            post(reset_second_factor),
+        )
+        .route("/api/v1/tokens", get(tokens).post(issue_token))
+        .route("/api/v1/tokens/{token_id}/revoke", post(revoke_token))
+        .route(
+            "/api/v1/chains/{coi}/personal-data",
+            get(read_personal_data).post(record_personal_data),
+        )
+        .route(
+            "/api/v1/chains/{coi}/personal-data/erase",
+            post(erase_personal_data),
+        )
         .fallback(not_found)
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            crate::auth::authorize,
+        ))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(app)
@@ -153,10 +183,11 @@ async fn not_found() -> ApiError {
 
 async fn append(
     State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let body = request_body(body)?;
-    let result = app.append_json(&body).await?;
+    let result = app.append_json_as(&principal, &body).await?;
     let status = if result.appended() > 0 {
         StatusCode::CREATED
     } else {
@@ -165,12 +196,20 @@ async fn append(
     Ok((status, Json(result.to_json())))
 }
 
-async fn list_events(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
+async fn list_events(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
     let p = query(p)?;
     only_params(
         &p,
         &["stream", "valid_at", "known_at", "after_position", "limit"],
     )?;
+    match p.get("stream") {
+        Some(stream) => auth::check_stream(&app, &principal, stream).await?,
+        None => auth::check_stream(&app, &principal, "(the whole ledger)").await?,
+    }
     let query = ListQuery {
         stream: p.get("stream").cloned(),
         valid_at: p.get("valid_at").cloned(),
@@ -183,23 +222,29 @@ async fn list_events(State(app): State<AppState>, p: Params) -> Result<Json<Valu
 
 async fn event(
     State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
     id: PathParam,
     p: Params,
 ) -> Result<Json<Value>, ApiError> {
     let p = query(p)?;
     only_params(&p, &[])?;
     let id = path_param("event_id", id)?;
-    Ok(Json(app.event(&id).await?))
+    let event = app.event(&id).await?;
+    let stream = event["stream"].as_str().unwrap_or("");
+    auth::check_stream(&app, &principal, stream).await?;
+    Ok(Json(event))
 }
 
 async fn stream_state(
     State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
     stream: PathParam,
     p: Params,
 ) -> Result<Json<Value>, ApiError> {
     let p = query(p)?;
     only_params(&p, &["valid_at", "known_at"])?;
     let stream = path_param("stream", stream)?;
+    auth::check_stream(&app, &principal, &stream).await?;
     let state = app
         .stream_state(
             &stream,
@@ -304,10 +349,11 @@ async fn list_registry(
 
 async fn enrol(
     State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let body = request_body(body)?;
-    let (coi, result) = app.enrol(&body).await?;
+    let (coi, result) = app.enrol_as(&principal, &body).await?;
     let status = if result.appended() > 0 {
         StatusCode::CREATED
     } else {
@@ -368,20 +414,23 @@ async fn turnaround(State(app): State<AppState>, p: Params) -> Result<Json<Value
 
 async fn genealogy_backward(
     State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
     unit: PathParam,
     p: Params,
 ) -> Result<Json<Value>, ApiError> {
     let p = query(p)?;
     only_params(&p, &["valid_at", "known_at"])?;
     let unit = path_param("unit", unit)?;
-    Ok(Json(
-        app.genealogy_backward(
+    let found = app
+        .genealogy_backward(
             &unit,
             p.get("valid_at").map(String::as_str),
             p.get("known_at").map(String::as_str),
         )
-        .await?,
-    ))
+        .await?;
+    let coi = found["coi"].as_str().unwrap_or("");
+    auth::check_chain(&app, &principal, Permission::ReadChains, coi).await?;
+    Ok(Json(found))
 }
 
 async fn genealogy_forward(
@@ -402,47 +451,85 @@ async fn genealogy_forward(
     ))
 }
 
-async fn alerts(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
+async fn alerts(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
     let p = query(p)?;
     only_params(&p, &["status", "coi", "site_id"])?;
-    let list = app
+    let all = app
         .alerts(&AlertQuery {
             status: p.get("status").cloned(),
             coi: p.get("coi").cloned(),
             site_id: p.get("site_id").cloned(),
         })
         .await?;
+    let mut list = Vec::new();
+    for alert in all {
+        if auth::alert_visible(&app, &principal, Permission::ReadAlerts, &alert).await? {
+            list.push(alert);
+        }
+    }
     Ok(Json(json!({ "count": list.len(), "alerts": list })))
 }
 
 async fn alert(
     State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
     alert_id: PathParam,
     p: Params,
 ) -> Result<Json<Value>, ApiError> {
     only_params(&query(p)?, &[])?;
     let alert_id = path_param("alert_id", alert_id)?;
-    Ok(Json(app.alert(&alert_id).await?))
+    let alert = app.alert(&alert_id).await?;
+    if !auth::alert_visible(&app, &principal, Permission::ReadAlerts, &alert).await? {
+        return Err(alert_out_of_scope(&principal, &alert_id));
+    }
+    Ok(Json(alert))
+}
+
+fn alert_out_of_scope(principal: &Principal, alert_id: &str) -> ApiError {
+    ApiError(AppError::Forbidden(FieldError::new(
+        "alert_id",
+        alert_id,
+        format!("is not in the scope of {}'s sites", principal.actor),
+    )))
+}
+
+async fn handle_alert(
+    app: &Autolog,
+    principal: &Principal,
+    alert_id: PathParam,
+    body: Result<Bytes, BytesRejection>,
+    resolve: bool,
+) -> Result<Json<Value>, ApiError> {
+    let alert_id = path_param("alert_id", alert_id)?;
+    let body = request_body(body)?;
+    let alert = app.alert(&alert_id).await?;
+    if !auth::alert_visible(app, principal, Permission::HandleAlerts, &alert).await? {
+        return Err(alert_out_of_scope(principal, &alert_id));
+    }
+    let body = autolog_app::attribute_person(principal, &body, "person_id")?;
+    Ok(Json(app.handle_alert(&alert_id, resolve, &body).await?))
 }
 
 async fn acknowledge_alert(
     State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
     alert_id: PathParam,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let alert_id = path_param("alert_id", alert_id)?;
-    let body = request_body(body)?;
-    Ok(Json(app.handle_alert(&alert_id, false, &body).await?))
+    handle_alert(&app, &principal, alert_id, body, false).await
 }
 
 async fn resolve_alert(
     State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
     alert_id: PathParam,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let alert_id = path_param("alert_id", alert_id)?;
-    let body = request_body(body)?;
-    Ok(Json(app.handle_alert(&alert_id, true, &body).await?))
+    handle_alert(&app, &principal, alert_id, body, true).await
 }
 
 /// Alerts as server-sent events: first those recorded after `after` (a ledger position,
@@ -450,6 +537,7 @@ async fn resolve_alert(
 /// Each event's id is the alert's ledger position, its type `alert`, its data the alert.
 async fn alert_stream(
     State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
     headers: axum::http::HeaderMap,
     p: Params,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -484,6 +572,7 @@ async fn alert_stream(
     };
     let state = AlertFeed {
         app,
+        principal,
         live,
         backlog: std::collections::VecDeque::new(),
         cursor,
@@ -507,6 +596,8 @@ const ALERT_FEED_ROWS: u32 = 1000;
 /// from the subscriber's position on (a reconnect, and other servers' alerts).
 struct AlertFeed {
     app: AppState,
+    /// Who subscribed: only alerts in their scope are sent.
+    principal: Principal,
     live: tokio::sync::broadcast::Receiver<Value>,
     backlog: std::collections::VecDeque<Value>,
     /// The ledger position read up to.
@@ -523,7 +614,17 @@ impl AlertFeed {
                 let position = alert["position"].as_u64().unwrap_or(0);
                 if position > self.sent_up_to {
                     self.sent_up_to = position;
-                    return Some(sse_event(&alert));
+                    let visible = auth::alert_visible(
+                        &self.app,
+                        &self.principal,
+                        Permission::ReadAlerts,
+                        &alert,
+                    )
+                    .await
+                    .unwrap_or(false);
+                    if visible {
+                        return Some(sse_event(&alert));
+                    }
                 }
                 continue;
             }
@@ -563,9 +664,11 @@ impl AlertFeed {
 
 async fn register_webhook(
     State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let body = request_body(body)?;
+    let body = autolog_app::attribute(&principal, &body, "created_by")?;
     Ok((
         StatusCode::CREATED,
         Json(app.register_webhook(&body).await?),
@@ -650,6 +753,7 @@ async fn export_reference(
 
 async fn import_reference(
     State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
     headers: axum::http::HeaderMap,
     p: Params,
     body: Result<Bytes, BytesRejection>,
@@ -697,9 +801,20 @@ async fn import_reference(
         content: body.to_vec(),
         registry: p.get("registry").cloned(),
     };
-    let actor = p
-        .get("actor")
-        .map_or("system/reference-import", String::as_str);
+    // The import is attributed to who sent it; an `actor` naming anyone else is refused.
+    if let Some(given) = p.get("actor") {
+        if *given != principal.actor {
+            return Err(ApiError(AppError::Forbidden(FieldError::new(
+                "actor",
+                given,
+                format!(
+                    "must be the authenticated sender, {} (or be left out)",
+                    principal.actor
+                ),
+            ))));
+        }
+    }
+    let actor = principal.actor.as_str();
     let report = app
         .import_reference(&[file], actor, dry_run, &|_| {})
         .await?;
@@ -711,4 +826,328 @@ async fn import_reference(
         StatusCode::OK
     };
     Ok((status, Json(report.to_json())))
+}
+
+/// A small JSON object request with only the given fields, all strings or (where
+/// named in `lists`) lists of strings.
+fn fields(
+    body: Result<Bytes, BytesRejection>,
+    allowed: &[&str],
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let body = request_body(body)?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        FieldError::new(
+            "request",
+            format!("line {} column {}", e.line(), e.column()),
+            format!("is not well-formed JSON: {e}"),
+        )
+    })?;
+    let Value::Object(object) = value else {
+        return Err(FieldError::new("request", "(not an object)", "must be a JSON object").into());
+    };
+    for key in object.keys() {
+        if !allowed.contains(&key.as_str()) {
+            return Err(FieldError::new(
+                key,
+                "(given)",
+                format!("is not a field here; fields are {}", allowed.join(", ")),
+            )
+            .into());
+        }
+    }
+    Ok(object)
+}
+
+/// A required string field; secrets are never echoed in the refusal.
+fn required<'a>(
+    object: &'a serde_json::Map<String, Value>,
+    key: &str,
+    secret: bool,
+) -> Result<&'a str, ApiError> {
+    match object.get(key) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        None | Some(Value::Null) => Err(FieldError::new(key, "(absent)", "is required").into()),
+        Some(other) => Err(FieldError::new(
+            key,
+            if secret {
+                "(not shown)".to_string()
+            } else {
+                autolog_domain::error::show(other)
+            },
+            "must be a non-empty string",
+        )
+        .into()),
+    }
+}
+
+async fn sign_in(
+    State(app): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let f = fields(body, &["person_id", "password", "totp"])?;
+    let signed_in = app
+        .sign_in(
+            required(&f, "person_id", false)?,
+            required(&f, "password", true)?,
+            required(&f, "totp", true)?,
+        )
+        .await?;
+    let cookie = format!(
+        "{}={}; HttpOnly; Secure; SameSite=Strict; Path=/",
+        auth::SESSION_COOKIE,
+        signed_in.session
+    );
+    Ok((
+        StatusCode::CREATED,
+        [(header::SET_COOKIE, cookie)],
+        Json(json!({
+            "person_id": signed_in.person_id,
+            "csrf_token": signed_in.csrf,
+            "idle_timeout_seconds": signed_in.idle_timeout.as_secs(),
+            "note": "send the csrf_token in the X-CSRF-Token header with every request that changes something",
+        })),
+    ))
+}
+
+async fn whoami(Extension(principal): Extension<Principal>) -> Json<Value> {
+    Json(json!({
+        "actor": principal.actor,
+        "grants": principal.grants.iter().map(|g| json!({"role": g.role.as_str(), "site_id": g.site_id})).collect::<Vec<_>>(),
+    }))
+}
+
+async fn sign_out(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let session = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == auth::SESSION_COOKIE)
+        .map(|(_, v)| v.to_string());
+    if let Some(session) = session {
+        app.sign_out(&session).await?;
+    }
+    let expired = format!(
+        "{}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0",
+        auth::SESSION_COOKIE
+    );
+    Ok((
+        [(header::SET_COOKIE, expired)],
+        Json(json!({"signed_out": true})),
+    ))
+}
+
+async fn users(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
+    only_params(&query(p)?, &[])?;
+    Ok(Json(app.users().await?))
+}
+
+async fn user(State(app): State<AppState>, person_id: PathParam) -> Result<Json<Value>, ApiError> {
+    let person_id = path_param("person_id", person_id)?;
+    Ok(Json(app.user(&person_id).await?))
+}
+
+async fn create_user(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let f = fields(body, &["person_id", "password"])?;
+    let created = app
+        .create_user(
+            required(&f, "person_id", false)?,
+            required(&f, "password", true)?,
+            &principal.actor,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn grant_role(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    person_id: PathParam,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let person_id = path_param("person_id", person_id)?;
+    let f = fields(body, &["role", "site_id"])?;
+    Ok(Json(
+        app.grant_role(
+            &person_id,
+            required(&f, "role", false)?,
+            required(&f, "site_id", false)?,
+            &principal.actor,
+        )
+        .await?,
+    ))
+}
+
+async fn revoke_role(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    person_id: PathParam,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let person_id = path_param("person_id", person_id)?;
+    let f = fields(body, &["role", "site_id"])?;
+    Ok(Json(
+        app.revoke_role(
+            &person_id,
+            required(&f, "role", false)?,
+            required(&f, "site_id", false)?,
+            &principal.actor,
+        )
+        .await?,
+    ))
+}
+
+async fn unlock_user(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    person_id: PathParam,
+) -> Result<Json<Value>, ApiError> {
+    let person_id = path_param("person_id", person_id)?;
+    Ok(Json(app.unlock_user(&person_id, &principal.actor).await?))
+}
+
+async fn reset_second_factor(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    person_id: PathParam,
+) -> Result<Json<Value>, ApiError> {
+    let person_id = path_param("person_id", person_id)?;
+    Ok(Json(
+        app.reset_second_factor(&person_id, &principal.actor)
+            .await?,
+    ))
+}
+
+async fn tokens(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
+    only_params(&query(p)?, &[])?;
+    Ok(Json(app.tokens().await?))
+}
+
+async fn issue_token(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let f = fields(body, &["system_id", "sites", "valid_days"])?;
+    let sites: Vec<String> = match f.get("sites") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) => list
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    ApiError::from(FieldError::new(
+                        format!("sites[{i}]"),
+                        autolog_domain::error::show(v),
+                        "must be a site id",
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => {
+            return Err(FieldError::new(
+                "sites",
+                autolog_domain::error::show(other),
+                "must be a list of site ids",
+            )
+            .into())
+        }
+    };
+    let valid_days = match f.get("valid_days") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_u64()
+                .and_then(|d| u32::try_from(d).ok())
+                .ok_or_else(|| {
+                    ApiError::from(FieldError::new(
+                        "valid_days",
+                        autolog_domain::error::show(v),
+                        "must be a whole number of days",
+                    ))
+                })?,
+        ),
+    };
+    let issued = app
+        .issue_token(
+            required(&f, "system_id", false)?,
+            &sites,
+            valid_days,
+            &principal.actor,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(issued)))
+}
+
+async fn revoke_token(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    token_id: PathParam,
+) -> Result<Json<Value>, ApiError> {
+    let token_id = path_param("token_id", token_id)?;
+    Ok(Json(app.revoke_token(&token_id, &principal.actor).await?))
+}
+
+async fn read_personal_data(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    coi: PathParam,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &["purpose"])?;
+    let coi = path_param("coi", coi)?;
+    let patient_key = app.patient_key_of(&coi).await?;
+    let purpose = p.get("purpose").map(String::as_str);
+    Ok(Json(
+        app.read_personal_data(&patient_key, &principal.actor, purpose)
+            .await?,
+    ))
+}
+
+async fn record_personal_data(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    coi: PathParam,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let coi = path_param("coi", coi)?;
+    let body = request_body(body)?;
+    let data: Value = serde_json::from_slice(&body).map_err(|e| {
+        FieldError::new(
+            "request",
+            format!("line {} column {}", e.line(), e.column()),
+            format!("is not well-formed JSON: {e}"),
+        )
+    })?;
+    let patient_key = app.patient_key_of(&coi).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            app.record_personal_data(&patient_key, &data, &principal.actor)
+                .await?,
+        ),
+    ))
+}
+
+async fn erase_personal_data(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    coi: PathParam,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let coi = path_param("coi", coi)?;
+    let f = fields(body, &["reason"])?;
+    let reason = required(&f, "reason", false)?;
+    Ok(Json(
+        app.erase_personal_data(&coi, &principal.actor, reason)
+            .await?,
+    ))
 }

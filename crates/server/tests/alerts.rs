@@ -15,7 +15,10 @@ use serde_json::{json, Value};
 
 struct TestApp {
     base: String,
+    /// P-0008's client (every role, every site): reads and anything naming no one.
     client: reqwest::Client,
+    /// A signed-in client per person the tests act as.
+    clients: std::collections::HashMap<String, reqwest::Client>,
 }
 
 async fn spawn_app(target: &Target) -> TestApp {
@@ -40,9 +43,14 @@ async fn spawn_app(target: &Target) -> TestApp {
     app.import_reference(&files, "person/P-STEWARD", false, &|_| {})
         .await
         .expect("import");
-    app.set_signing_secret("P-0002", "correct horse battery staple", "person/P-ADMIN")
-        .await
-        .expect("secret");
+    // The people the tests act as, signed in with every role everywhere (access control
+    // is tested in access.rs); their password is also their signing secret.
+    let mut clients = std::collections::HashMap::new();
+    for person in ["P-0002", "P-0005", "P-0008"] {
+        let user =
+            autolog_test_support::person(&app, person, &autolog_test_support::every_role()).await;
+        clients.insert(user.actor.clone(), user.client());
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -50,6 +58,8 @@ async fn spawn_app(target: &Target) -> TestApp {
     let options = ServeOptions {
         checkpoint_interval: Duration::from_secs(3600),
         webhook_interval: Duration::from_millis(200),
+        rate_limit: None,
+        ..ServeOptions::default()
     };
     tokio::spawn(serve(
         listener,
@@ -59,15 +69,33 @@ async fn spawn_app(target: &Target) -> TestApp {
     ));
     TestApp {
         base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
+        client: clients["person/P-0008"].clone(),
+        clients,
     }
 }
 
 impl TestApp {
+    /// The client of the person a request body names (as actor, person_id or
+    /// created_by), else P-0008's.
+    fn client_for(&self, body: Option<&str>) -> &reqwest::Client {
+        let value: Value = body
+            .and_then(|b| serde_json::from_str(b).ok())
+            .unwrap_or(Value::Null);
+        let first = if value.is_array() { &value[0] } else { &value };
+        let actor = first["actor"]
+            .as_str()
+            .or(first["created_by"].as_str())
+            .map(str::to_string)
+            .or_else(|| first["person_id"].as_str().map(|p| format!("person/{p}")));
+        actor
+            .and_then(|a| self.clients.get(&a))
+            .unwrap_or(&self.client)
+    }
+
     async fn send(&self, path: &str, body: Option<&str>) -> (StatusCode, Value) {
         let request = match body {
             Some(b) => self
-                .client
+                .client_for(body)
                 .post(format!("{}{path}", self.base))
                 .header("content-type", "application/json")
                 .body(b.to_string()),
@@ -178,7 +206,7 @@ async fn alerts_are_listed_acknowledged_and_resolved_with_every_bad_input_refuse
         let (status, e) = app.post(&ack, &json!({"person_id": "P-0008", "note": "x", "mood": "calm"})).await;
         assert_eq!((status, e["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("mood")));
         let (status, e) = app.post(&ack, &json!({"person_id": "P-9999", "note": "x"})).await;
-        assert_eq!((status, e["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("person_id")), "{e}");
+        assert_eq!((status, e["error"]["field"].clone()), (StatusCode::FORBIDDEN, json!("person_id")), "a person acknowledges as themself: {e}");
         let (status, e) = app.post(&ack, &json!({"person_id": "P-0008"})).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{e}");
         assert_eq!(e["error"]["field"], "note");
@@ -370,7 +398,6 @@ async fn webhooks_are_signed_and_retried_until_a_receiver_that_was_down_comes_up
         for (body, field) in [
             (json!({"url": "not a url", "created_by": "person/P-0008"}), "url"),
             (json!({"url": "ftp://example.org/x", "created_by": "person/P-0008"}), "url"),
-            (json!({"url": "http://127.0.0.1:9/x"}), "created_by"),
             (json!({"url": "http://127.0.0.1:9/x", "created_by": "person/P-0008", "secret": "short"}), "secret"),
             (json!({"url": "http://127.0.0.1:9/x", "created_by": "person/P-0008", "retries": 3}), "retries"),
         ] {
@@ -378,6 +405,11 @@ async fn webhooks_are_signed_and_retried_until_a_receiver_that_was_down_comes_up
             assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {e}");
             assert_eq!(e["error"]["field"], field, "{body}");
         }
+        // Registered by whoever sends it: naming someone else is refused.
+        let (status, e) = app
+            .post("/api/v1/webhooks", &json!({"url": "http://127.0.0.1:9/x", "created_by": "person/P-9999"}))
+            .await;
+        assert_eq!((status, e["error"]["field"].clone()), (StatusCode::FORBIDDEN, json!("created_by")), "{e}");
         let (status, _) = app.get("/api/v1/webhooks/not-a-uuid").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         let (status, _) = app.get("/api/v1/webhooks/0192f1c3-0000-7000-8000-000000000000").await;

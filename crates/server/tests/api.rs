@@ -16,6 +16,8 @@ struct TestApp {
     base: String,
     client: reqwest::Client,
     app: Arc<Autolog>,
+    /// The ledger's size after the test user was set up: tests count from here.
+    setup: u64,
 }
 
 async fn spawn_app(target: &Target) -> TestApp {
@@ -31,6 +33,8 @@ async fn spawn_app(target: &Target) -> TestApp {
     let options = ServeOptions {
         checkpoint_interval: Duration::from_secs(3600),
         webhook_interval: Duration::from_millis(200),
+        rate_limit: None,
+        ..ServeOptions::default()
     };
     tokio::spawn(serve(
         listener,
@@ -38,10 +42,16 @@ async fn spawn_app(target: &Target) -> TestApp {
         options,
         std::future::pending(),
     ));
+    // Every request is made by P-0001, signed in with every role everywhere (access
+    // control itself is tested in access.rs); its set-up events come first.
+    let user =
+        autolog_test_support::person(&app, "P-0001", &autolog_test_support::every_role()).await;
+    let setup = app.store().head().await.expect("head").position;
     TestApp {
         base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
+        client: user.client(),
         app,
+        setup,
     }
 }
 
@@ -76,7 +86,7 @@ impl TestApp {
 
     async fn tree_size(&self) -> u64 {
         let (_, h) = self.get("/healthz").await;
-        h["tree_size"].as_u64().expect("tree_size")
+        h["tree_size"].as_u64().expect("tree_size") - self.setup
     }
 }
 
@@ -107,7 +117,7 @@ async fn health_reports_backend_and_size() {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             body,
-            json!({"status": "ok", "backend": "sqlite", "tree_size": 0})
+            json!({"status": "ok", "backend": "sqlite", "tree_size": app.setup})
         );
     })
     .await;
@@ -123,7 +133,7 @@ async fn append_then_read_back_and_duplicates_are_idempotent() {
         assert_eq!(body["status"], "appended");
         let event = &body["event"];
         assert_eq!(event["seq"], 1);
-        assert_eq!(event["position"], 1);
+        assert_eq!(event["position"], app.setup + 1);
         assert_eq!(event["occurred_at"], json!({"instant": "2026-03-02T08:00:00.000000Z", "zone": "Europe/Paris", "offset": "+01:00"}));
         let id = event["event_id"].as_str().expect("id");
 
@@ -210,9 +220,17 @@ async fn bad_input_is_refused_with_field_value_and_rule() {
             (
                 "missing field",
                 edit(&|v| {
-                    v.as_object_mut().expect("obj").remove("actor");
+                    v.as_object_mut().expect("obj").remove("source");
                 }),
                 StatusCode::BAD_REQUEST,
+                "source",
+            ),
+            (
+                "an actor other than the sender",
+                edit(&|v| {
+                    v["actor"] = json!("person/P-0002");
+                }),
+                StatusCode::FORBIDDEN,
                 "actor",
             ),
             (
@@ -392,7 +410,11 @@ async fn reads_as_of_known_at_survive_corrections() {
         let events = listed["events"].as_array().expect("events");
         assert_eq!(events.len(), 2);
         assert_eq!(events[0]["superseded_by"], corrected["event"]["event_id"]);
-        let (_, listed_then) = app.get(&format!("/api/v1/events?known_at={k1}")).await;
+        let (_, listed_then) = app
+            .get(&format!(
+                "/api/v1/events?stream=note/S-PAR-01&known_at={k1}"
+            ))
+            .await;
         let events_then = listed_then["events"].as_array().expect("events");
         assert_eq!(events_then.len(), 1);
         assert!(events_then[0].get("superseded_by").is_none());
@@ -430,14 +452,15 @@ async fn proofs_and_checkpoints_verify_offline() {
             ids.push(body["event"]["event_id"].as_str().expect("id").to_string());
         }
         app.app.checkpoint_if_grown().await.expect("checkpoint");
+        let s = app.setup;
         let (status, cp) = app.get("/api/v1/checkpoints/latest").await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(cp["tree_size"], 11);
+        assert_eq!(cp["tree_size"], s + 11);
         let (_, key) = app.get("/api/v1/key").await;
         let public =
             autolog_domain::VerifyingKey::from_bytes(&hex32(&key["public_key"])).expect("key");
         let checkpoint = autolog_domain::checkpoint::Checkpoint {
-            tree_size: 11,
+            tree_size: s + 11,
             root: hex32(&cp["root"]),
             issued_at: autolog_domain::Instant::parse_rfc3339(
                 "issued_at",
@@ -456,7 +479,7 @@ async fn proofs_and_checkpoints_verify_offline() {
         for (i, id) in ids.iter().enumerate() {
             let (status, p) = app.get(&format!("/api/v1/proofs/inclusion/{id}")).await;
             assert_eq!(status, StatusCode::OK, "{p}");
-            assert_eq!(p["leaf_index"], i as u64);
+            assert_eq!(p["leaf_index"], s + i as u64);
             let path: Vec<[u8; 32]> = p["path"]
                 .as_array()
                 .expect("path")
@@ -464,19 +487,33 @@ async fn proofs_and_checkpoints_verify_offline() {
                 .map(hex32)
                 .collect();
             let leaf = merkle::leaf_hash(&hex32(&p["event_hash"]));
-            merkle::verify_inclusion(&leaf, i as u64, 11, &path, &checkpoint.root)
+            merkle::verify_inclusion(&leaf, s + i as u64, s + 11, &path, &checkpoint.root)
                 .expect("inclusion verifies against the checkpoint");
         }
         let (_, p) = app
-            .get(&format!("/api/v1/proofs/inclusion/{}?tree_size=5", ids[2]))
+            .get(&format!(
+                "/api/v1/proofs/inclusion/{}?tree_size={}",
+                ids[2],
+                s + 5
+            ))
             .await;
-        assert_eq!(p["tree_size"], 5);
+        assert_eq!(p["tree_size"], s + 5);
         let (status, p) = app
-            .get(&format!("/api/v1/proofs/inclusion/{}?tree_size=3", ids[5]))
+            .get(&format!(
+                "/api/v1/proofs/inclusion/{}?tree_size={}",
+                ids[5],
+                s + 3
+            ))
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{p}");
 
-        let (status, c) = app.get("/api/v1/proofs/consistency?from=4&to=11").await;
+        let (status, c) = app
+            .get(&format!(
+                "/api/v1/proofs/consistency?from={}&to={}",
+                s + 4,
+                s + 11
+            ))
+            .await;
         assert_eq!(status, StatusCode::OK);
         let proof: Vec<[u8; 32]> = c["proof"]
             .as_array()
@@ -484,14 +521,20 @@ async fn proofs_and_checkpoints_verify_offline() {
             .iter()
             .map(hex32)
             .collect();
-        merkle::verify_consistency(4, 11, &hex32(&c["from_root"]), &checkpoint.root, &proof)
-            .expect("consistency verifies");
+        merkle::verify_consistency(
+            s + 4,
+            s + 11,
+            &hex32(&c["from_root"]),
+            &checkpoint.root,
+            &proof,
+        )
+        .expect("consistency verifies");
         for bad in [
-            "from=0&to=3",
-            "from=5&to=4",
-            "from=1&to=12",
-            "to=3",
-            "from=x&to=3",
+            "from=0&to=3".to_string(),
+            "from=5&to=4".to_string(),
+            format!("from=1&to={}", s + 12),
+            "to=3".to_string(),
+            "from=x&to=3".to_string(),
         ] {
             let (status, e) = app.get(&format!("/api/v1/proofs/consistency?{bad}")).await;
             assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {e}");
@@ -871,7 +914,7 @@ async fn local_codes_resolve_and_offsets_are_checked_against_the_site_zone() {
         let overlapping = json!({
             "stream": "crosswalk/mes-bos/site",
             "occurred_at": "2026-01-01T00:00:00+00:00[UTC]",
-            "actor": "person/P-STEWARD",
+            "actor": "person/P-0001",
             "source": {"system": "steward", "source_event_id": "m2"},
             "body": {"type": "crosswalk.mapped", "version": 1,
                      "data": {"system": "mes-bos", "kind": "site", "local_code": "BOS1", "canonical_id": "S-LAX-01", "valid_from": "2026-06-01T00:00:00Z"}}
@@ -884,7 +927,7 @@ async fn local_codes_resolve_and_offsets_are_checked_against_the_site_zone() {
         let note = |id: &str, occurred: &str, site: &str| json!({
             "stream": "site/S-BOS-01",
             "occurred_at": occurred,
-            "actor": "person/P-0002",
+            "actor": "person/P-0001",
             "site": site,
             "source": {"system": "mes-bos", "source_event_id": id},
             "body": {"type": "annotation.recorded", "version": 1, "data": {"text": "freezer door alarm"}}
@@ -941,7 +984,7 @@ async fn enrolment_over_http_accepts_an_upstream_coi_once() {
         let body = |id: &str, coi: Option<&str>| {
             let mut v = json!({
                 "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
-                "actor": "person/P-0005", "site": "S-LAX-01",
+                "actor": "person/P-0001", "site": "S-LAX-01",
                 "source": {"system": "emr-lax", "source_event_id": id},
                 "patient_key": "PK-0001", "product_code": "CART-19", "treatment_site_id": "S-LAX-01"
             });

@@ -10,7 +10,10 @@ use autolog_domain::merkle::{self, leaf_hash, Frontier};
 use autolog_domain::{
     Body, CorrectionTarget, EventDraft, Instant, OccurredAt, SigningKey, Source, Uuid, GENESIS_HASH,
 };
-use autolog_store::{DeliveryStatus, EventQuery, Store, StoreError, Webhook, WebhookDelivery};
+use autolog_store::{
+    ApiToken, DeliveryStatus, EventQuery, RoleGrant, Session, Store, StoreError, UserAccount,
+    VaultRecord, Webhook, WebhookDelivery,
+};
 use serde_json::{json, Value};
 
 use crate::Target;
@@ -1546,4 +1549,750 @@ pub async fn signing_secrets_are_set_replaced_and_read(target: Target) {
         0,
         "the ledger is untouched"
     );
+}
+
+/// A user account for `person_id`, created at `created`, not enrolled in TOTP.
+fn user(person_id: &str, created: i64) -> UserAccount {
+    UserAccount {
+        person_id: person_id.into(),
+        totp_secret: None,
+        totp_last_step: None,
+        failed_attempts: 0,
+        locked_until: None,
+        disabled_at: None,
+        created_at: at(created),
+        created_by: "person/P-ADMIN".into(),
+    }
+}
+
+pub async fn user_accounts_are_added_once_read_and_listed(target: Target) {
+    let store = target.open().await;
+    assert_eq!(store.user("P-0008").await.expect("read"), None);
+    assert!(store.users().await.expect("list").is_empty());
+    let mut enrolled = user("P-0008", T0 + 5);
+    enrolled.totp_secret = Some("JBSWY3DPEHPK3PXP".into());
+    enrolled.totp_last_step = Some(59_074_440);
+    enrolled.failed_attempts = 2;
+    enrolled.locked_until = Some(at(T0 + 900));
+    enrolled.disabled_at = Some(at(T0 + 7));
+    let plain = user("P-0002", T0);
+    // "P-0010" sorts between them bytewise; "p-0001" after all of them.
+    let lower = user("p-0001", T0);
+    let middle = user("P-0010", T0);
+    for u in [&enrolled, &plain, &lower, &middle] {
+        store.add_user(u).await.expect("add");
+    }
+    assert_eq!(
+        store.user("P-0008").await.expect("read"),
+        Some(enrolled.clone()),
+        "every field round-trips"
+    );
+    assert!(
+        !format!("{enrolled:?}").contains("JBSWY3DPEHPK3PXP"),
+        "the Debug form leaves the TOTP key out"
+    );
+
+    let err = store
+        .add_user(&user("P-0008", T0 + 10))
+        .await
+        .expect_err("the person already has an account");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f)
+            if f.field == "person_id" && f.value == "P-0008" && f.rule == "already has a user account"),
+        "{err}"
+    );
+    assert_eq!(
+        store.user("P-0008").await.expect("read"),
+        Some(enrolled.clone()),
+        "the first account is kept unchanged"
+    );
+    assert_eq!(
+        store.users().await.expect("list"),
+        vec![plain, enrolled, middle, lower],
+        "ordered by person_id, bytewise"
+    );
+    // A second handle on the same database (another server) sees the same rows.
+    let other = target.open().await;
+    assert_eq!(
+        other.users().await.expect("list"),
+        store.users().await.expect("list")
+    );
+
+    assert!(store
+        .set_user_disabled("P-0002", Some(at(T0 + 20)))
+        .await
+        .expect("disable"));
+    assert_eq!(
+        store
+            .user("P-0002")
+            .await
+            .expect("read")
+            .map(|u| u.disabled_at),
+        Some(Some(at(T0 + 20)))
+    );
+    assert!(store
+        .set_user_disabled("P-0002", None)
+        .await
+        .expect("enable"));
+    assert_eq!(
+        store
+            .user("P-0002")
+            .await
+            .expect("read")
+            .map(|u| u.disabled_at),
+        Some(None)
+    );
+    assert!(!store
+        .set_user_disabled("P-NOBODY", Some(at(T0)))
+        .await
+        .expect("disable unknown"));
+    assert_ledger_untouched(&store).await;
+}
+
+pub async fn totp_steps_are_accepted_only_increasing(target: Target) {
+    let store = target.open().await;
+    assert!(
+        !store.accept_totp_step("P-0008", 1).await.expect("accept"),
+        "no such user"
+    );
+    assert!(!store
+        .set_totp("P-0008", Some("JBSWY3DPEHPK3PXP"))
+        .await
+        .expect("set unknown"));
+    store.add_user(&user("P-0008", T0)).await.expect("add");
+    store.add_user(&user("P-0002", T0)).await.expect("add");
+    assert!(store
+        .set_totp("P-0008", Some("JBSWY3DPEHPK3PXP"))
+        .await
+        .expect("enrol"));
+
+    assert!(store.accept_totp_step("P-0008", 5).await.expect("accept 5"));
+    assert!(
+        !store.accept_totp_step("P-0008", 5).await.expect("replay 5"),
+        "a step is accepted once"
+    );
+    assert!(
+        !store.accept_totp_step("P-0008", 4).await.expect("accept 4"),
+        "an earlier step is refused"
+    );
+    assert!(store.accept_totp_step("P-0008", 6).await.expect("accept 6"));
+    let read = store.user("P-0008").await.expect("read").expect("user");
+    assert_eq!(read.totp_secret.as_deref(), Some("JBSWY3DPEHPK3PXP"));
+    assert_eq!(read.totp_last_step, Some(6));
+    assert_eq!(
+        store
+            .user("P-0002")
+            .await
+            .expect("read")
+            .expect("user")
+            .totp_last_step,
+        None,
+        "each user has their own steps"
+    );
+
+    // Two servers racing on one step: exactly one accepts it.
+    let stores = [store.clone(), target.open().await];
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let s = stores[t % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            s.accept_totp_step("P-0008", 7).await.expect("accept 7")
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        if t.await.expect("task") {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 1, "a code is never accepted twice");
+
+    // A new key forgets the last step; clearing it too.
+    assert!(store
+        .set_totp("P-0008", Some("KRSXG5CTMVRXEZLU"))
+        .await
+        .expect("re-enrol"));
+    let read = store.user("P-0008").await.expect("read").expect("user");
+    assert_eq!(
+        (read.totp_secret.as_deref(), read.totp_last_step),
+        (Some("KRSXG5CTMVRXEZLU"), None)
+    );
+    assert!(store.accept_totp_step("P-0008", 3).await.expect("accept 3"));
+    assert!(store.set_totp("P-0008", None).await.expect("clear"));
+    let read = store.user("P-0008").await.expect("read").expect("user");
+    assert_eq!((read.totp_secret, read.totp_last_step), (None, None));
+    assert_ledger_untouched(&store).await;
+}
+
+pub async fn failed_attempts_lock_at_the_threshold_and_unlock_resets(target: Target) {
+    let store = target.open().await;
+    assert_eq!(
+        store
+            .record_failed_attempt("P-NOBODY", 3, at(T0 + 900))
+            .await
+            .expect("record"),
+        None,
+        "no such user"
+    );
+    assert!(!store.unlock_user("P-NOBODY").await.expect("unlock"));
+    store
+        .reset_failed_attempts("P-NOBODY")
+        .await
+        .expect("reset unknown is harmless");
+    store.add_user(&user("P-0008", T0)).await.expect("add");
+
+    for n in 1..=2u32 {
+        let after = store
+            .record_failed_attempt("P-0008", 3, at(T0 + 900))
+            .await
+            .expect("record")
+            .expect("user");
+        assert_eq!(
+            (after.failed_attempts, after.locked_until),
+            (n, None),
+            "below the threshold"
+        );
+    }
+    let locked = store
+        .record_failed_attempt("P-0008", 3, at(T0 + 900))
+        .await
+        .expect("record")
+        .expect("user");
+    assert_eq!(
+        (locked.failed_attempts, locked.locked_until),
+        (3, Some(at(T0 + 900))),
+        "locked when the count reaches the threshold"
+    );
+    assert_eq!(
+        store.user("P-0008").await.expect("read"),
+        Some(locked.clone()),
+        "the returned account is the stored one"
+    );
+    let again = store
+        .record_failed_attempt("P-0008", 3, at(T0 + 1800))
+        .await
+        .expect("record")
+        .expect("user");
+    assert_eq!(
+        (again.failed_attempts, again.locked_until),
+        (4, Some(at(T0 + 1800))),
+        "a failure past the threshold sets the lock again"
+    );
+
+    assert!(store.unlock_user("P-0008").await.expect("unlock"));
+    let read = store.user("P-0008").await.expect("read").expect("user");
+    assert_eq!((read.failed_attempts, read.locked_until), (0, None));
+
+    // Counting from two servers at once loses no failure.
+    let stores = [store.clone(), target.open().await];
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let s = stores[t % 2].clone();
+        tasks.push(tokio::spawn(async move {
+            s.record_failed_attempt("P-0008", 100, at(T0 + 900))
+                .await
+                .expect("record")
+                .expect("user")
+                .failed_attempts
+        }));
+    }
+    let mut counts = Vec::new();
+    for t in tasks {
+        counts.push(t.await.expect("task"));
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, vec![1, 2, 3, 4, 5, 6], "each failure counted once");
+
+    // A success resets the count but not a lock; unlock lifts it.
+    store
+        .record_failed_attempt("P-0008", 7, at(T0 + 2000))
+        .await
+        .expect("record");
+    store.reset_failed_attempts("P-0008").await.expect("reset");
+    let read = store.user("P-0008").await.expect("read").expect("user");
+    assert_eq!(
+        (read.failed_attempts, read.locked_until),
+        (0, Some(at(T0 + 2000)))
+    );
+    assert!(store.unlock_user("P-0008").await.expect("unlock"));
+    let read = store.user("P-0008").await.expect("read").expect("user");
+    assert_eq!((read.failed_attempts, read.locked_until), (0, None));
+    assert_ledger_untouched(&store).await;
+}
+
+fn grant(person_id: &str, role: &str, site_id: &str, granted: i64) -> RoleGrant {
+    RoleGrant {
+        person_id: person_id.into(),
+        role: role.into(),
+        site_id: site_id.into(),
+        granted_at: at(granted),
+        granted_by: "person/P-ADMIN".into(),
+    }
+}
+
+pub async fn role_grants_are_granted_once_revoked_and_listed_in_order(target: Target) {
+    let store = target.open().await;
+    assert!(store.role_grants("P-0008").await.expect("read").is_empty());
+    let qa_par = grant("P-0008", "qa", "S-PAR-01", T0 + 2);
+    let qa_bos = grant("P-0008", "qa", "S-BOS-01", T0 + 1);
+    let courier = grant("P-0008", "courier", "S-PAR-01", T0);
+    let operator_lower = grant("P-0008", "operator", "s-bos-01", T0);
+    let operator = grant("P-0008", "operator", "S-PAR-01", T0);
+    let elsewhere = grant("P-0002", "qa", "S-PAR-01", T0);
+    for g in [
+        &qa_par,
+        &qa_bos,
+        &courier,
+        &operator_lower,
+        &operator,
+        &elsewhere,
+    ] {
+        assert!(store.grant_role(g).await.expect("grant"));
+    }
+    assert!(
+        !store
+            .grant_role(&grant("P-0008", "qa", "S-PAR-01", T0 + 50))
+            .await
+            .expect("grant again"),
+        "the same person, role and site is granted once"
+    );
+    assert_eq!(
+        store.role_grants("P-0008").await.expect("read"),
+        vec![
+            courier.clone(),
+            operator.clone(),
+            operator_lower.clone(),
+            qa_bos.clone(),
+            qa_par.clone()
+        ],
+        "every field round-trips (the first grant kept), ordered by role then site, bytewise"
+    );
+
+    assert!(store
+        .revoke_role("P-0008", "qa", "S-PAR-01")
+        .await
+        .expect("revoke"));
+    assert!(
+        !store
+            .revoke_role("P-0008", "qa", "S-PAR-01")
+            .await
+            .expect("revoke again"),
+        "no longer granted"
+    );
+    assert!(!store
+        .revoke_role("P-0008", "qa", "S-NOWHERE")
+        .await
+        .expect("revoke unknown"));
+    assert_eq!(
+        store.role_grants("P-0008").await.expect("read"),
+        vec![courier, operator, operator_lower, qa_bos]
+    );
+    assert_eq!(
+        store.role_grants("P-0002").await.expect("read"),
+        vec![elsewhere],
+        "another person's grants are untouched"
+    );
+    // Revoked, then granted again: a new grant.
+    let regranted = grant("P-0008", "qa", "S-PAR-01", T0 + 60);
+    assert!(store.grant_role(&regranted).await.expect("grant"));
+    assert!(store
+        .role_grants("P-0008")
+        .await
+        .expect("read")
+        .contains(&regranted));
+    assert_ledger_untouched(&store).await;
+}
+
+fn api_token(n: u128, created: i64, sites: &[&str]) -> ApiToken {
+    ApiToken {
+        token_id: Uuid::from_u128(n),
+        secret_sha256: format!("{n:064x}"),
+        system_id: format!("SYS-{n}"),
+        sites: sites.iter().map(|s| s.to_string()).collect(),
+        created_at: at(created),
+        expires_at: at(created + 86_400_000_000),
+        revoked_at: None,
+        created_by: "person/P-ADMIN".into(),
+    }
+}
+
+pub async fn api_tokens_round_trip_and_are_revoked_once(target: Target) {
+    let store = target.open().await;
+    assert!(store.api_tokens().await.expect("list").is_empty());
+    assert_eq!(
+        store.api_token(Uuid::from_u128(1)).await.expect("read"),
+        None
+    );
+    // Sites in the order given, with characters a separator could collide with.
+    let late = api_token(3, T0 + 10, &["S-PAR-01", "S-BOS-01"]);
+    let early = api_token(2, T0, &["S,comma", "S \"quoted\"", "S|pipe", "S-émile"]);
+    let early_twin = api_token(1, T0, &[]);
+    let mut revoked = api_token(4, T0 + 20, &["S-PAR-01"]);
+    revoked.revoked_at = Some(at(T0 + 30));
+    for t in [&late, &early, &early_twin, &revoked] {
+        store.add_api_token(t).await.expect("add");
+    }
+    assert_eq!(
+        store.api_token(early.token_id).await.expect("read"),
+        Some(early.clone()),
+        "every field round-trips, sites included"
+    );
+    assert_eq!(
+        store.api_tokens().await.expect("list"),
+        vec![
+            early_twin.clone(),
+            early.clone(),
+            late.clone(),
+            revoked.clone()
+        ],
+        "ordered by created_at then token_id"
+    );
+
+    let mut again = api_token(2, T0 + 5, &["S-ELSEWHERE"]);
+    again.secret_sha256 = "ff".repeat(32);
+    let err = store
+        .add_api_token(&again)
+        .await
+        .expect_err("the id is taken");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "token_id"),
+        "{err}"
+    );
+    assert_eq!(
+        store.api_token(early.token_id).await.expect("read"),
+        Some(early.clone()),
+        "the first token is kept unchanged"
+    );
+
+    assert!(store
+        .revoke_api_token(late.token_id, at(T0 + 40))
+        .await
+        .expect("revoke"));
+    assert!(
+        !store
+            .revoke_api_token(late.token_id, at(T0 + 50))
+            .await
+            .expect("revoke again"),
+        "already revoked"
+    );
+    assert!(
+        !store
+            .revoke_api_token(revoked.token_id, at(T0 + 50))
+            .await
+            .expect("revoke the one stored revoked"),
+        "already revoked"
+    );
+    assert!(
+        !store
+            .revoke_api_token(Uuid::from_u128(99), at(T0 + 50))
+            .await
+            .expect("revoke unknown"),
+        "unknown"
+    );
+    assert_eq!(
+        store.api_token(late.token_id).await.expect("read"),
+        Some(ApiToken {
+            revoked_at: Some(at(T0 + 40)),
+            ..late
+        }),
+        "the first revocation time is kept, nothing else changed"
+    );
+    assert_eq!(
+        store
+            .api_token(revoked.token_id)
+            .await
+            .expect("read")
+            .map(|t| t.revoked_at),
+        Some(Some(at(T0 + 30)))
+    );
+    assert_ledger_untouched(&store).await;
+}
+
+fn session(n: u8, person_id: &str, created: i64) -> Session {
+    Session {
+        session_sha256: format!("{n:02x}").repeat(32),
+        person_id: person_id.into(),
+        csrf_sha256: format!("{:02x}", n.wrapping_add(0x80)).repeat(32),
+        created_at: at(created),
+        last_seen_at: at(created),
+        expires_at: at(created + 43_200_000_000),
+    }
+}
+
+pub async fn sessions_are_added_touched_and_ended(target: Target) {
+    let store = target.open().await;
+    store.add_user(&user("P-0008", T0)).await.expect("add");
+    store.add_user(&user("P-0002", T0)).await.expect("add");
+    let first = session(1, "P-0008", T0);
+    let second = session(2, "P-0008", T0 + 10);
+    let third = session(3, "P-0008", T0 + 20);
+    let other = session(4, "P-0002", T0);
+    assert_eq!(
+        store.session(&first.session_sha256).await.expect("read"),
+        None
+    );
+    for s in [&first, &second, &third, &other] {
+        store.add_session(s).await.expect("add");
+    }
+    assert_eq!(
+        store.session(&first.session_sha256).await.expect("read"),
+        Some(first.clone()),
+        "every field round-trips"
+    );
+    let mut twin = session(1, "P-0002", T0 + 5);
+    twin.csrf_sha256 = "00".repeat(32);
+    let err = store
+        .add_session(&twin)
+        .await
+        .expect_err("the hash is taken");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "session_sha256"),
+        "{err}"
+    );
+    assert_eq!(
+        store.session(&first.session_sha256).await.expect("read"),
+        Some(first.clone()),
+        "the first session is kept unchanged"
+    );
+
+    assert!(store
+        .touch_session(&first.session_sha256, at(T0 + 600))
+        .await
+        .expect("touch"));
+    assert!(
+        store
+            .touch_session(&first.session_sha256, at(T0 + 300))
+            .await
+            .expect("touch earlier"),
+        "a known session"
+    );
+    assert_eq!(
+        store.session(&first.session_sha256).await.expect("read"),
+        Some(Session {
+            last_seen_at: at(T0 + 600),
+            ..first.clone()
+        }),
+        "last_seen_at never moves back; nothing else changed"
+    );
+    assert!(!store
+        .touch_session(&"ee".repeat(32), at(T0 + 600))
+        .await
+        .expect("touch unknown"));
+
+    assert!(store.end_session(&first.session_sha256).await.expect("end"));
+    assert!(
+        !store
+            .end_session(&first.session_sha256)
+            .await
+            .expect("end again"),
+        "already ended"
+    );
+    assert_eq!(
+        store.session(&first.session_sha256).await.expect("read"),
+        None
+    );
+    assert!(!store
+        .touch_session(&first.session_sha256, at(T0 + 700))
+        .await
+        .expect("touch ended"));
+
+    assert_eq!(store.end_sessions_of("P-0008").await.expect("end all"), 2);
+    assert_eq!(store.end_sessions_of("P-0008").await.expect("end all"), 0);
+    assert_eq!(
+        store.session(&third.session_sha256).await.expect("read"),
+        None
+    );
+    assert_eq!(
+        store.session(&other.session_sha256).await.expect("read"),
+        Some(other),
+        "another person's session is untouched"
+    );
+    assert_ledger_untouched(&store).await;
+}
+
+fn vault_record(patient_key: &str, n: u8, updated: i64) -> VaultRecord {
+    VaultRecord {
+        patient_key: patient_key.into(),
+        master_key_id: "mk-2026-01".into(),
+        wrapped_key: vec![n; 40],
+        ciphertext: (0..=255u8).map(|b| b ^ n).collect(),
+        updated_at: at(updated),
+        erased_at: None,
+    }
+}
+
+pub async fn vault_records_are_put_replaced_and_read(target: Target) {
+    let store = target.open().await;
+    assert_eq!(store.vault_record("PT-0001").await.expect("read"), None);
+    assert!(store.vault_records().await.expect("list").is_empty());
+    let first = vault_record("PT-0001", 1, T0);
+    let second = vault_record("PT-0002", 2, T0);
+    let lower = vault_record("pt-0000", 3, T0);
+    for r in [&lower, &second, &first] {
+        store.put_vault_record(r).await.expect("put");
+    }
+    assert_eq!(
+        store.vault_record("PT-0001").await.expect("read"),
+        Some(first.clone()),
+        "every field round-trips"
+    );
+    let mut replaced = vault_record("PT-0001", 9, T0 + 10);
+    replaced.master_key_id = "mk-2026-02".into();
+    store.put_vault_record(&replaced).await.expect("replace");
+    assert_eq!(
+        store.vault_records().await.expect("list"),
+        vec![replaced.clone(), second.clone(), lower.clone()],
+        "the record replaced; ordered by patient_key, bytewise"
+    );
+    let mut erased = vault_record("PT-0003", 4, T0);
+    erased.erased_at = Some(at(T0));
+    let err = store
+        .put_vault_record(&erased)
+        .await
+        .expect_err("erasure is not put");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "erased_at"),
+        "{err}"
+    );
+    assert_eq!(store.vault_record("PT-0003").await.expect("read"), None);
+    assert_ledger_untouched(&store).await;
+}
+
+pub async fn vault_keys_are_rewrapped_all_or_nothing(target: Target) {
+    let store = target.open().await;
+    let first = vault_record("PT-0001", 1, T0);
+    let second = vault_record("PT-0002", 2, T0);
+    let third = vault_record("PT-0003", 3, T0);
+    for r in [&first, &second, &third] {
+        store.put_vault_record(r).await.expect("put");
+    }
+    let before = store.vault_records().await.expect("list");
+
+    // One unknown key anywhere in the list: nothing changes.
+    let err = store
+        .rewrap_vault_keys(&[
+            ("PT-0001".into(), "mk-2026-02".into(), vec![0x11; 40]),
+            ("PT-0002".into(), "mk-2026-02".into(), vec![0x22; 40]),
+            ("PT-9999".into(), "mk-2026-02".into(), vec![0x99; 40]),
+        ])
+        .await
+        .expect_err("an unknown patient");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "patient_key" && f.value == "PT-9999"),
+        "{err}"
+    );
+    assert_eq!(
+        store.vault_records().await.expect("list"),
+        before,
+        "nothing changed"
+    );
+
+    // An erased key anywhere in the list: nothing changes either.
+    assert!(store
+        .erase_vault_record("PT-0003", at(T0 + 5))
+        .await
+        .expect("erase"));
+    let before = store.vault_records().await.expect("list");
+    let err = store
+        .rewrap_vault_keys(&[
+            ("PT-0001".into(), "mk-2026-02".into(), vec![0x11; 40]),
+            ("PT-0003".into(), "mk-2026-02".into(), vec![0x33; 40]),
+        ])
+        .await
+        .expect_err("an erased patient");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "patient_key" && f.value == "PT-0003"),
+        "{err}"
+    );
+    assert_eq!(
+        store.vault_records().await.expect("list"),
+        before,
+        "nothing changed"
+    );
+
+    store
+        .rewrap_vault_keys(&[
+            ("PT-0001".into(), "mk-2026-02".into(), vec![0x11; 48]),
+            ("PT-0002".into(), "mk-2026-02".into(), vec![0x22; 48]),
+        ])
+        .await
+        .expect("rewrap");
+    assert_eq!(
+        store.vault_record("PT-0001").await.expect("read"),
+        Some(VaultRecord {
+            master_key_id: "mk-2026-02".into(),
+            wrapped_key: vec![0x11; 48],
+            ..first
+        }),
+        "only the key and its master key id changed"
+    );
+    assert_eq!(
+        store.vault_record("PT-0002").await.expect("read"),
+        Some(VaultRecord {
+            master_key_id: "mk-2026-02".into(),
+            wrapped_key: vec![0x22; 48],
+            ..second
+        })
+    );
+    store.rewrap_vault_keys(&[]).await.expect("nothing to do");
+    assert_ledger_untouched(&store).await;
+}
+
+pub async fn an_erased_vault_record_is_empty_and_stays_erased(target: Target) {
+    let store = target.open().await;
+    let record = vault_record("PT-0001", 1, T0);
+    let kept = vault_record("PT-0002", 2, T0);
+    store.put_vault_record(&record).await.expect("put");
+    store.put_vault_record(&kept).await.expect("put");
+    assert!(
+        !store
+            .erase_vault_record("PT-9999", at(T0 + 5))
+            .await
+            .expect("erase unknown"),
+        "no such record"
+    );
+    assert!(store
+        .erase_vault_record("PT-0001", at(T0 + 5))
+        .await
+        .expect("erase"));
+    let erased = VaultRecord {
+        wrapped_key: Vec::new(),
+        ciphertext: Vec::new(),
+        erased_at: Some(at(T0 + 5)),
+        ..record.clone()
+    };
+    assert_eq!(
+        store.vault_record("PT-0001").await.expect("read"),
+        Some(erased.clone()),
+        "key and ciphertext empty, erased_at set"
+    );
+    assert!(
+        store
+            .erase_vault_record("PT-0001", at(T0 + 9))
+            .await
+            .expect("erase again"),
+        "a known record"
+    );
+    assert_eq!(
+        store.vault_record("PT-0001").await.expect("read"),
+        Some(erased.clone()),
+        "the first erasure time is kept"
+    );
+
+    let err = store
+        .put_vault_record(&vault_record("PT-0001", 7, T0 + 10))
+        .await
+        .expect_err("erased for good");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f)
+            if f.field == "patient_key" && f.value == "PT-0001"
+                && f.rule == "was erased (crypto-shredded); its personal data cannot be recorded again"),
+        "{err}"
+    );
+    assert_eq!(
+        store.vault_records().await.expect("list"),
+        vec![erased, kept],
+        "the erased record stays erased; the other is untouched"
+    );
+    assert_ledger_untouched(&store).await;
 }

@@ -50,6 +50,15 @@ on_both_backends!(
     enqueue_is_idempotent_and_the_cursor_never_moves_back,
     due_deliveries_honour_retry_time_delivery_and_deactivation,
     a_failed_then_successful_attempt_is_logged_twice,
+    user_accounts_are_added_once_read_and_listed,
+    totp_steps_are_accepted_only_increasing,
+    failed_attempts_lock_at_the_threshold_and_unlock_resets,
+    role_grants_are_granted_once_revoked_and_listed_in_order,
+    api_tokens_round_trip_and_are_revoked_once,
+    sessions_are_added_touched_and_ended,
+    vault_records_are_put_replaced_and_read,
+    vault_keys_are_rewrapped_all_or_nothing,
+    an_erased_vault_record_is_empty_and_stays_erased,
 );
 
 fn batches() -> impl Strategy<Value = Vec<Vec<(u8, u8)>>> {

@@ -1,6 +1,7 @@
 //! The `Store` boundary of the ledger: what every backend must do, and the append rules
 //! they share (placement, idempotency, corrections, Merkle nodes). No database here.
 
+mod access;
 mod append;
 mod row;
 
@@ -11,6 +12,13 @@ use autolog_domain::checkpoint::Checkpoint;
 use autolog_domain::merkle::{Frontier, Hash, NodeId};
 use autolog_domain::{Event, EventDraft, FieldError, Instant, Uuid};
 
+pub use access::{
+    check_vault_record, duplicate_api_token, duplicate_session, duplicate_user, encode_sites,
+    erased_vault_record, unknown_vault_record, ApiToken, ApiTokenRow, RoleGrant, RoleGrantRow,
+    Session, SessionRow, UserAccount, UserAccountRow, VaultRecord, VaultRecordRow,
+    FAILED_ATTEMPT_RECORD, SESSION_TOUCH, TOTP_STEP_ACCEPT, USER_COLUMNS, VAULT_COLUMNS,
+    VAULT_KEY_REWRAP, VAULT_RECORD_ERASE, VAULT_RECORD_UPSERT,
+};
 pub use append::{append_in_tx, AppendPlan, AppendTx, Clock, StreamHead};
 pub use row::{
     CheckpointRow, DeliveryAttemptRow, EventRow, WebhookDeliveryRow, WebhookRow, EVENT_COLUMNS,
@@ -244,6 +252,126 @@ pub trait Store: Send + Sync {
         webhook_id: Uuid,
         alert_event_id: Uuid,
     ) -> Result<Vec<DeliveryAttempt>, StoreError>;
+
+    /// Creates a console user account. Kept outside the ledger, like everything below: none
+    /// of it is hashed into an event. A second account for the same person is
+    /// [`StoreError::Rejected`] (field `person_id`) and nothing is written.
+    async fn add_user(&self, user: &UserAccount) -> Result<(), StoreError>;
+
+    /// A person's user account, if any.
+    async fn user(&self, person_id: &str) -> Result<Option<UserAccount>, StoreError>;
+
+    /// Every user account, by `person_id` (bytewise order).
+    async fn users(&self) -> Result<Vec<UserAccount>, StoreError>;
+
+    /// Sets (`Some`) or clears (`None`) a user's TOTP key, and forgets the last accepted
+    /// step. False when the person has no account.
+    async fn set_totp(&self, person_id: &str, secret: Option<&str>) -> Result<bool, StoreError>;
+
+    /// Accepts a TOTP time step if it is later than the last accepted one (or none was),
+    /// in one atomic update: a code is never accepted twice, even by two servers sharing the
+    /// store. False when the step is not later, or the person has no account.
+    async fn accept_totp_step(&self, person_id: &str, step: i64) -> Result<bool, StoreError>;
+
+    /// Counts one failed sign-in, atomically: `failed_attempts` goes up by one and, once it
+    /// is at or past `lock_after`, `locked_until` is set to `lock_until` (each further failure
+    /// sets it again). The account after the change; `None` when the person has no account.
+    async fn record_failed_attempt(
+        &self,
+        person_id: &str,
+        lock_after: u32,
+        lock_until: Instant,
+    ) -> Result<Option<UserAccount>, StoreError>;
+
+    /// Sets `failed_attempts` back to 0 (after a successful sign-in); an existing lock stays.
+    /// Nothing happens when the person has no account.
+    async fn reset_failed_attempts(&self, person_id: &str) -> Result<(), StoreError>;
+
+    /// Lifts a lock: `failed_attempts` 0, `locked_until` empty. False when the person has no
+    /// account.
+    async fn unlock_user(&self, person_id: &str) -> Result<bool, StoreError>;
+
+    /// Disables (`Some(at)`) or re-enables (`None`) an account. False when the person has no
+    /// account.
+    async fn set_user_disabled(
+        &self,
+        person_id: &str,
+        at: Option<Instant>,
+    ) -> Result<bool, StoreError>;
+
+    /// Grants a role at a site. False, and nothing written, when the person already holds
+    /// that role at that site.
+    async fn grant_role(&self, grant: &RoleGrant) -> Result<bool, StoreError>;
+
+    /// Withdraws a role at a site. False when it was not granted.
+    async fn revoke_role(
+        &self,
+        person_id: &str,
+        role: &str,
+        site_id: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// A person's role grants, by role then site (bytewise order).
+    async fn role_grants(&self, person_id: &str) -> Result<Vec<RoleGrant>, StoreError>;
+
+    /// Stores an API token (its secret only as a SHA-256). A `token_id` already stored is
+    /// [`StoreError::Rejected`] (field `token_id`) and nothing is written.
+    async fn add_api_token(&self, token: &ApiToken) -> Result<(), StoreError>;
+
+    /// One API token, revoked or not, if stored.
+    async fn api_token(&self, token_id: Uuid) -> Result<Option<ApiToken>, StoreError>;
+
+    /// Every API token, revoked or not, by `created_at` then `token_id`.
+    async fn api_tokens(&self) -> Result<Vec<ApiToken>, StoreError>;
+
+    /// Revokes a token at `at`. False when no token has this id or it was already revoked
+    /// (its first revocation time is kept).
+    async fn revoke_api_token(&self, token_id: Uuid, at: Instant) -> Result<bool, StoreError>;
+
+    /// Stores a console session (hashes only). A `session_sha256` already stored is
+    /// [`StoreError::Rejected`] (field `session_sha256`); a person without a user account
+    /// is refused by the backend's foreign key.
+    async fn add_session(&self, session: &Session) -> Result<(), StoreError>;
+
+    /// The session whose cookie hashes to `session_sha256`, if stored (expired or not: the
+    /// caller checks `expires_at` and idleness).
+    async fn session(&self, session_sha256: &str) -> Result<Option<Session>, StoreError>;
+
+    /// Marks activity on a session: `last_seen_at` becomes `at` unless it is already later.
+    /// False when no session has this hash.
+    async fn touch_session(&self, session_sha256: &str, at: Instant) -> Result<bool, StoreError>;
+
+    /// Ends (deletes) one session. False when no session has this hash.
+    async fn end_session(&self, session_sha256: &str) -> Result<bool, StoreError>;
+
+    /// Ends every session of a person; how many were ended.
+    async fn end_sessions_of(&self, person_id: &str) -> Result<u64, StoreError>;
+
+    /// Records a patient's personal data: inserts the record, or replaces the one not yet
+    /// erased for the same `patient_key`. A patient whose record was erased is
+    /// [`StoreError::Rejected`] (field `patient_key`), as is a record given with `erased_at`
+    /// (field `erased_at`); nothing is written then.
+    async fn put_vault_record(&self, record: &VaultRecord) -> Result<(), StoreError>;
+
+    /// A patient's vault record, erased or not, if any.
+    async fn vault_record(&self, patient_key: &str) -> Result<Option<VaultRecord>, StoreError>;
+
+    /// Every vault record, erased or not, by `patient_key` (bytewise order).
+    async fn vault_records(&self) -> Result<Vec<VaultRecord>, StoreError>;
+
+    /// Rewraps data keys under another master key: each `(patient_key, master_key_id,
+    /// wrapped_key)` replaces that record's key and master key id (`updated_at` unchanged).
+    /// All in one transaction: an unknown or erased `patient_key` anywhere in the list is
+    /// [`StoreError::Rejected`] (field `patient_key`) and nothing is written.
+    async fn rewrap_vault_keys(&self, keys: &[(String, String, Vec<u8>)])
+        -> Result<(), StoreError>;
+
+    /// Crypto-shreds a patient's record: its wrapped key and ciphertext become empty and
+    /// `erased_at` is set (the first erasure time is kept when erased again). The destroyed
+    /// bytes are also scrubbed from the database's files as far as the backend allows; an
+    /// error after the erasure committed says so, and erasing again finishes the scrub.
+    /// False when the patient has no record.
+    async fn erase_vault_record(&self, patient_key: &str, at: Instant) -> Result<bool, StoreError>;
 }
 
 /// A local code seen but not mapped, with how often and when.

@@ -147,18 +147,18 @@ impl CheckpointRow {
 }
 
 /// A webhook-bookkeeping row that does not convert: it was altered outside Autolog.
-fn unreadable(table: &str, key: &str, detail: String) -> crate::StoreError {
+pub(crate) fn unreadable(table: &str, key: &str, detail: String) -> crate::StoreError {
     crate::StoreError::Backend {
         backend: "store",
         message: format!("{table} row {key}: {detail}"),
     }
 }
 
-fn uuid(name: &str, s: &str) -> Result<Uuid, String> {
+pub(crate) fn uuid(name: &str, s: &str) -> Result<Uuid, String> {
     Uuid::parse_str(s).map_err(|e| format!("{name} {s:?} is not a UUID: {e}"))
 }
 
-fn instant(name: &str, micros: i64) -> Result<Instant, String> {
+pub(crate) fn instant(name: &str, micros: i64) -> Result<Instant, String> {
     Instant::from_micros(micros).map_err(|e| format!("{name}: {e}"))
 }
 

@@ -1,0 +1,517 @@
+//! The personal-data vault on both stores: identifying data encrypted outside the ledger,
+//! every read recorded, master key rotation, the bedside check, and erasure after retention.
+
+use std::sync::Arc;
+
+use autolog_app::{AppError, Autolog, ImportFile, VaultKey};
+use autolog_domain::{Instant, SigningKey};
+use autolog_store_conformance::harness::{run_on, Backend, Target};
+use jiff::{tz::TimeZone, SignedDuration, Timestamp};
+use serde_json::{json, Value};
+
+const LAX: (&str, &str) = ("S-LAX-01", "America/Los_Angeles");
+const NURSE: &str = "person/P-0005";
+
+fn key(n: u8) -> VaultKey {
+    VaultKey::from_bytes([n; 32])
+}
+
+/// The identifying data of a test patient (made up, and distinctive enough to be searched
+/// for in the database files).
+fn identity(tag: &str) -> Value {
+    json!({
+        "name": format!("Zebulon {tag} Quixotewright"),
+        "date_of_birth": "1961-04-12",
+        "mrn": format!("MRN-{tag}-884213"),
+        "contact": format!("17 Vexillology Lane, Flat {tag}"),
+    })
+}
+
+/// The example network on any store, issuing COIs, with vault master key 1.
+async fn network_on(store: Arc<dyn autolog_store::Store>) -> Autolog {
+    let app = Autolog::from_parts(store, SigningKey::from_bytes(&[7u8; 32]))
+        .with_coi_issuer("A9999")
+        .expect("FIN")
+        .with_vault_key(key(1));
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reference");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("examples")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    let files: Vec<ImportFile> = files
+        .iter()
+        .map(|p| ImportFile {
+            name: p.display().to_string(),
+            content: std::fs::read(p).expect("read"),
+            registry: None,
+        })
+        .collect();
+    let report = app
+        .import_reference(&files, "person/P-STEWARD", false, &|_| {})
+        .await
+        .expect("import");
+    assert!(report.bad_rows.is_empty(), "{:?}", report.bad_rows);
+    app
+}
+
+/// Now, less `hours`, to the second, at Los Angeles (the RFC 9557 form a source sends).
+fn hours_ago(hours: i64) -> String {
+    let now = Timestamp::from_second(Timestamp::now().as_second()).expect("in range");
+    now.checked_sub(SignedDuration::from_hours(hours))
+        .expect("in range")
+        .to_zoned(TimeZone::get(LAX.1).expect("zone"))
+        .to_string()
+}
+
+/// Enrols a patient at Los Angeles `days_ago` days ago; the COI.
+async fn enrol(app: &Autolog, patient_key: &str, days_ago: i64, tag: &str) -> String {
+    let when = hours_ago(24 * days_ago);
+    let body = json!({
+        "occurred_at": when,
+        "actor": NURSE,
+        "site": LAX.0,
+        "source": {"system": "emr-lax", "source_event_id": format!("enrol/{patient_key}/{tag}")},
+        "patient_key": patient_key,
+        "product_code": "CART-19",
+        "treatment_site_id": LAX.0,
+    });
+    app.enrol(body.to_string().as_bytes())
+        .await
+        .expect("enrol")
+        .0
+}
+
+/// The events of a stream, as JSON.
+async fn stream(app: &Autolog, name: &str) -> Vec<Value> {
+    app.store()
+        .stream_events(name, Instant::MAX)
+        .await
+        .expect("events")
+        .iter()
+        .map(|e| e.to_json())
+        .collect()
+}
+
+async fn verified(app: &Autolog) {
+    let report = app.verify(|_, _| {}).await.expect("verify");
+    assert!(report.is_ok(), "verify failed: {:?}", report.err());
+}
+
+fn refused_field(result: Result<Value, AppError>) -> autolog_domain::FieldError {
+    match result {
+        Err(AppError::Invalid(f)) => f,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn record_read_rotate(target: Target) {
+    let store = target.open().await;
+    let app = network_on(store.clone()).await;
+    let pk = "PK-VAULT-1";
+    let data = identity("A");
+
+    // Recorded: the values are encrypted, the ledger names the fields only.
+    let recorded = app
+        .record_personal_data(pk, &data, NURSE)
+        .await
+        .expect("record");
+    assert_eq!(
+        recorded["fields"],
+        json!(["contact", "date_of_birth", "mrn", "name"])
+    );
+    let row = store.vault_record(pk).await.expect("row").expect("stored");
+    assert_eq!(row.master_key_id, key(1).id());
+    let name = data["name"].as_str().expect("name");
+    assert!(!String::from_utf8_lossy(&row.ciphertext).contains(name));
+
+    // Read: the data comes back, and the read is in the ledger (who, which patient, why).
+    let read = app
+        .read_personal_data(pk, NURSE, Some("confirm identity before apheresis"))
+        .await
+        .expect("read");
+    assert_eq!(read["data"], data);
+    let events = stream(&app, &format!("patient/{pk}")).await;
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["body"]["type"].as_str().expect("type"))
+        .collect();
+    assert_eq!(types, ["personal_data.recorded", "personal_data.read"]);
+    let read_event = &events[1]["body"]["data"];
+    assert_eq!(read_event["patient_key"], pk);
+    assert_eq!(read_event["by"], NURSE);
+    assert_eq!(read_event["purpose"], "confirm identity before apheresis");
+    assert_eq!(events[1]["actor"], NURSE);
+    let ledger_text = serde_json::to_string(&events).expect("json");
+    for value in data.as_object().expect("object").values() {
+        let value = value.as_str().expect("text");
+        assert!(
+            !ledger_text.contains(value),
+            "{value} leaked into the ledger"
+        );
+    }
+
+    // A read without a purpose (or a blank one) is refused and records nothing.
+    let e = refused_field(app.read_personal_data(pk, NURSE, None).await);
+    assert_eq!(e.field, "purpose");
+    let e = refused_field(app.read_personal_data(pk, NURSE, Some("  ")).await);
+    assert_eq!(e.field, "purpose");
+    assert_eq!(stream(&app, &format!("patient/{pk}")).await.len(), 2);
+
+    // Unknown fields are refused by name, never repeating the value.
+    let mut extra = data.clone();
+    extra["blood_type"] = json!("AB-negative");
+    let e = refused_field(app.record_personal_data(pk, &extra, NURSE).await);
+    assert_eq!(e.field, "data.blood_type");
+    assert!(!e.to_string().contains("AB-negative"), "{e}");
+    let e = refused_field(
+        app.record_personal_data(pk, &json!({"date_of_birth": "12/04/1961"}), NURSE)
+            .await,
+    );
+    assert_eq!(e.field, "data.date_of_birth");
+
+    // Unknown patient: not found; no master key: a configuration error.
+    assert!(matches!(
+        app.read_personal_data("PK-NOBODY", NURSE, Some("check"))
+            .await,
+        Err(AppError::NotFound { .. })
+    ));
+    let keyless = Autolog::from_parts(store.clone(), SigningKey::from_bytes(&[7u8; 32]));
+    match keyless
+        .record_personal_data("PK-VAULT-2", &data, NURSE)
+        .await
+    {
+        Err(AppError::Config(m)) => assert!(m.contains("vault-key-file"), "{m}"),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+
+    // The bedside check: names loosely, the date of birth exactly.
+    let same = json!({"name": "  zebulon a   QUIXOTEWRIGHT", "date_of_birth": "1961-04-12"});
+    assert!(app
+        .personal_data_matches(pk, &same, NURSE)
+        .await
+        .expect("match")
+        .is_empty());
+    let wrong = json!({"name": "Zebulon A Quixotewright", "date_of_birth": "1961-12-04"});
+    assert_eq!(
+        app.personal_data_matches(pk, &wrong, NURSE)
+            .await
+            .expect("match"),
+        ["date_of_birth"]
+    );
+    let lacking = json!({"given_name": "Zebulon"});
+    assert_eq!(
+        app.personal_data_matches(pk, &lacking, NURSE)
+            .await
+            .expect("match"),
+        ["given_name"]
+    );
+    let events = stream(&app, &format!("patient/{pk}")).await;
+    let last = &events.last().expect("event")["body"];
+    assert_eq!(last["type"], "personal_data.read");
+    assert_eq!(last["data"]["purpose"], "bedside identity check");
+    assert_eq!(last["data"]["fields"], json!(["given_name"]));
+
+    // Another instance with another master key: refused, naming both key ids (never keys).
+    let other = Autolog::from_parts(store.clone(), SigningKey::from_bytes(&[7u8; 32]))
+        .with_vault_key(key(2));
+    match other.read_personal_data(pk, NURSE, Some("check")).await {
+        Err(AppError::Config(m)) => {
+            assert!(m.contains(key(1).id()) && m.contains(key(2).id()), "{m}");
+            assert!(!m.contains(key(2).to_hex().as_str()), "{m}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+
+    // Rotation: every data key re-wrapped under key 2, recorded; reads go on.
+    app.record_personal_data("PK-VAULT-3", &identity("C"), NURSE)
+        .await
+        .expect("record");
+    let rotated = app
+        .rotate_vault_key(key(2), "person/P-ADMIN")
+        .await
+        .expect("rotate");
+    assert_eq!(rotated["records"], 2, "{rotated}");
+    assert_eq!(app.vault_key_id().as_deref(), Some(key(2).id()));
+    let read = app
+        .read_personal_data(pk, NURSE, Some("after rotation"))
+        .await
+        .expect("read with the new key");
+    assert_eq!(read["data"], data);
+    assert_eq!(
+        other
+            .read_personal_data("PK-VAULT-3", NURSE, Some("with key 2"))
+            .await
+            .expect("read")["data"],
+        identity("C")
+    );
+    let rotation = stream(&app, "vault/master-key").await;
+    assert_eq!(rotation.len(), 1);
+    assert_eq!(
+        rotation[0]["body"]["data"],
+        json!({"from_key_id": key(1).id(), "to_key_id": key(2).id(), "records": 2, "by": "person/P-ADMIN"})
+    );
+    // The old key is refused by id, and does not unwrap the record even relabelled.
+    let old = Autolog::from_parts(store.clone(), SigningKey::from_bytes(&[7u8; 32]))
+        .with_vault_key(key(1));
+    assert!(matches!(
+        old.read_personal_data(pk, NURSE, Some("old key")).await,
+        Err(AppError::Config(_))
+    ));
+    let row = store.vault_record(pk).await.expect("row").expect("stored");
+    let mut relabelled = row.clone();
+    relabelled.master_key_id = key(1).id().to_string();
+    store.put_vault_record(&relabelled).await.expect("tamper");
+    assert!(matches!(
+        old.read_personal_data(pk, NURSE, Some("old key")).await,
+        Err(AppError::Integrity(_))
+    ));
+    store.put_vault_record(&row).await.expect("restore");
+    // A record moved onto another patient's row does not open.
+    let mut moved = row.clone();
+    moved.patient_key = "PK-VAULT-3".into();
+    store.put_vault_record(&moved).await.expect("move");
+    assert!(matches!(
+        app.read_personal_data("PK-VAULT-3", NURSE, Some("moved"))
+            .await,
+        Err(AppError::Integrity(_))
+    ));
+    // Rotating to the key in use is refused.
+    assert!(app
+        .rotate_vault_key(key(2), "person/P-ADMIN")
+        .await
+        .is_err());
+    verified(&app).await;
+}
+
+#[tokio::test]
+async fn personal_data_is_recorded_read_checked_and_rotated_on_sqlite() {
+    run_on(Backend::Sqlite, "vault_round_trip", record_read_rotate).await;
+}
+
+#[tokio::test]
+async fn personal_data_is_recorded_read_checked_and_rotated_on_postgres() {
+    run_on(Backend::Postgres, "vault_round_trip", record_read_rotate).await;
+}
+
+/// Retention of CART-19 in the US: one year from enrolment.
+async fn one_year_retention(app: &Autolog) {
+    let amendment = json!({
+        "stream": "product/CART-19",
+        "occurred_at": "2026-01-01T00:00:00+00:00[UTC]",
+        "actor": "person/P-STEWARD",
+        "source": {"system": "mdm", "source_event_id": "cart-19/retention-1y"},
+        "body": {"type": "product.amended", "version": 1, "data": {
+            "retention_policies": [{"jurisdiction": "US", "years": 1, "from": "enrolment"}],
+        }},
+    });
+    app.append_json(amendment.to_string().as_bytes())
+        .await
+        .expect("amend product");
+}
+
+fn legal_hold(coi: &str, kind: &str, id: &str) -> Value {
+    let now = hours_ago(0);
+    json!({
+        "stream": format!("coi/{coi}"),
+        "occurred_at": now,
+        "actor": "person/P-0008",
+        "site": LAX.0,
+        "source": {"system": "qms", "source_event_id": format!("{coi}/{id}")},
+        "body": {"type": kind, "version": 1, "data": {
+            "legal_hold_id": "LH-1", "person_id": "P-0008", "reason": "product liability claim",
+        }},
+    })
+}
+
+async fn erasure_after_retention(target: Target) {
+    let store = target.open().await;
+    let app = network_on(store.clone()).await;
+    one_year_retention(&app).await;
+    let old = "PK-ERASE-OLD";
+    let recent = "PK-ERASE-NEW";
+    let held = "PK-ERASE-HELD";
+    let old_coi = enrol(&app, old, 400, "a").await;
+    let recent_coi = enrol(&app, recent, 10, "a").await;
+    let held_coi = enrol(&app, held, 400, "a").await;
+    for (pk, tag) in [(old, "OLD"), (recent, "NEW"), (held, "HELD")] {
+        app.record_personal_data(pk, &identity(tag), NURSE)
+            .await
+            .expect("record");
+    }
+    let before = store.vault_record(old).await.expect("row").expect("stored");
+    if let Target::Sqlite(path) = &target {
+        let dir = path.parent().expect("directory");
+        assert!(!files_holding(dir, &before.wrapped_key).is_empty());
+    }
+
+    // Before retention has passed: refused, naming the date until which it is kept.
+    match app
+        .erase_personal_data(&recent_coi, "person/P-0008", "retention period ended")
+        .await
+    {
+        Err(AppError::Unmet(list)) => {
+            let rule = &list[0].rule;
+            assert!(rule.contains("retained until"), "{rule}");
+            let year = Timestamp::now()
+                .to_zoned(TimeZone::UTC)
+                .year()
+                .checked_add(1)
+                .expect("year");
+            assert!(rule.contains(&year.to_string()), "{rule}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A patient with a second, recent chain: that chain keeps the personal data too.
+    let twice = "PK-ERASE-TWICE";
+    let first_coi = enrol(&app, twice, 400, "a").await;
+    enrol(&app, twice, 5, "b").await;
+    app.record_personal_data(twice, &identity("TWICE"), NURSE)
+        .await
+        .expect("record");
+    match app
+        .erase_personal_data(&first_coi, "person/P-0008", "retention period ended")
+        .await
+    {
+        Err(AppError::Unmet(list)) => {
+            assert_eq!(list.len(), 1, "{list:?}");
+            assert!(list[0].value != first_coi, "{list:?}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A legal hold blocks erasure even after the period.
+    app.append_json(
+        legal_hold(&held_coi, "chain.legal_hold_placed", "lh-on")
+            .to_string()
+            .as_bytes(),
+    )
+    .await
+    .expect("legal hold");
+    match app
+        .erase_personal_data(&held_coi, "person/P-0008", "retention period ended")
+        .await
+    {
+        Err(AppError::Unmet(list)) => assert!(list[0].rule.contains("legal hold"), "{list:?}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(app
+        .read_personal_data(held, NURSE, Some("still here"))
+        .await
+        .is_ok());
+
+    // After retention: crypto-shredded, recorded; reads are gone; the ledger verifies.
+    let erased = app
+        .erase_personal_data(&old_coi, "person/P-0008", "retention period ended")
+        .await
+        .expect("erase");
+    assert_eq!(erased["patient_key"], old);
+    let row = store.vault_record(old).await.expect("row").expect("kept");
+    assert!(row.erased_at.is_some() && row.wrapped_key.is_empty() && row.ciphertext.is_empty());
+    for result in [
+        app.read_personal_data(old, NURSE, Some("after erasure"))
+            .await,
+        app.record_personal_data(old, &identity("OLD"), NURSE).await,
+    ] {
+        assert!(matches!(result, Err(AppError::Gone(_))), "{result:?}");
+    }
+    assert!(matches!(
+        app.personal_data_matches(old, &json!({"date_of_birth": "1961-04-12"}), NURSE)
+            .await,
+        Err(AppError::Gone(_))
+    ));
+    let events = stream(&app, &format!("patient/{old}")).await;
+    let last = &events.last().expect("event")["body"];
+    assert_eq!(last["type"], "personal_data.erased");
+    assert_eq!(last["data"]["purpose"], "retention period ended");
+    assert_eq!(last["data"]["by"], "person/P-0008");
+    // Erasing again finishes any scrub and records nothing new.
+    let again = app
+        .erase_personal_data(&old_coi, "person/P-0008", "retention period ended")
+        .await
+        .expect("erase again");
+    assert_eq!(again["already_erased"], true);
+    assert_eq!(
+        stream(&app, &format!("patient/{old}")).await.len(),
+        events.len()
+    );
+    // The others are untouched; rotation skips the erased record.
+    assert!(app
+        .read_personal_data(recent, NURSE, Some("still here"))
+        .await
+        .is_ok());
+    let rotated = app
+        .rotate_vault_key(key(3), "person/P-ADMIN")
+        .await
+        .expect("rotate");
+    assert_eq!(rotated["records"], 3, "{rotated}");
+    verified(&app).await;
+
+    // On SQLite: none of the erased patient's values, nor its former wrapped key or
+    // ciphertext, are anywhere in the database files.
+    if let Target::Sqlite(path) = &target {
+        let dir = path.parent().expect("directory");
+        let identity = identity("OLD");
+        let mut needles: Vec<Vec<u8>> = identity
+            .as_object()
+            .expect("object")
+            .values()
+            .map(|v| v.as_str().expect("text").as_bytes().to_vec())
+            .collect();
+        needles.push(before.wrapped_key.clone());
+        needles.push(before.ciphertext.clone());
+        for needle in &needles {
+            let holding = files_holding(dir, needle);
+            assert!(
+                holding.is_empty(),
+                "{holding:?} still hold {} bytes of the erased record",
+                needle.len()
+            );
+        }
+        // The search finds what is there: the record not erased.
+        let kept = store
+            .vault_record(recent)
+            .await
+            .expect("row")
+            .expect("kept");
+        assert!(!files_holding(dir, &kept.wrapped_key).is_empty());
+    }
+}
+
+/// The files of a directory whose bytes contain `needle`.
+fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .expect("files")
+        .map(|e| e.expect("entry").path())
+        .filter(|file| {
+            let bytes = std::fs::read(file).expect("read");
+            bytes.windows(needle.len()).any(|w| w == needle)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn personal_data_is_erased_only_after_retention_on_sqlite() {
+    run_on(Backend::Sqlite, "vault_erasure", erasure_after_retention).await;
+}
+
+#[tokio::test]
+async fn personal_data_is_erased_only_after_retention_on_postgres() {
+    run_on(Backend::Postgres, "vault_erasure", erasure_after_retention).await;
+}
+
+#[tokio::test]
+async fn open_generates_the_quick_start_vault_key_and_open_existing_loads_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = autolog_app::Config {
+        data_dir: dir.path().join("data"),
+        database_url: None,
+        vault_key_file: None,
+        vault_key_hex: None,
+    };
+    let app = Autolog::open(&config).await.expect("open");
+    let id = app.vault_key_id().expect("generated");
+    assert!(dir.path().join("data").join("vault.key").exists());
+    drop(app);
+    let again = Autolog::open_existing(&config).await.expect("open");
+    assert_eq!(again.vault_key_id(), Some(id));
+}

@@ -1,0 +1,389 @@
+//! Authentication and authorization of every request, in one place: who is asking (API
+//! token or console session + CSRF), and what each route needs (permission, site scope).
+
+use std::sync::Arc;
+
+use autolog_app::{AppError, Autolog, Principal};
+use autolog_domain::access::{
+    allowed_at, allowed_everywhere, allowed_somewhere, chain_in_scope, Permission,
+};
+use autolog_domain::FieldError;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::ApiError;
+
+/// The console's session cookie.
+pub const SESSION_COOKIE: &str = "autolog_session";
+/// The header a console request carries its CSRF token in (unsafe methods).
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// What a route needs of the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone (health, the API description, the public key, sign-in).
+    Public,
+    /// Any authenticated person or system.
+    SignedIn,
+    /// The permission at some site (the handler narrows further where needed).
+    Somewhere(Permission),
+    /// The permission network-wide (a grant at `*`).
+    Everywhere(Permission),
+    /// The permission for the chain named by the route's `{coi}`.
+    Chain(Permission),
+}
+
+use Access::*;
+use Permission::*;
+
+/// Every route and what it needs. A route missing here is refused (a test checks that
+/// every route of the router is listed).
+pub const ROUTES: &[(&str, &str, Access)] = &[
+    ("GET", "/healthz", Public),
+    ("GET", "/api/openapi.json", Public),
+    ("GET", "/api/v1/key", Public),
+    ("POST", "/api/v1/session", Public),
+    ("GET", "/api/v1/session", SignedIn),
+    ("DELETE", "/api/v1/session", SignedIn),
+    ("POST", "/api/v1/events", Somewhere(Record)),
+    ("GET", "/api/v1/events", SignedIn),
+    ("GET", "/api/v1/events/{event_id}", SignedIn),
+    ("GET", "/api/v1/streams/{*stream}", SignedIn),
+    (
+        "GET",
+        "/api/v1/proofs/inclusion/{event_id}",
+        Somewhere(ReadChains),
+    ),
+    ("GET", "/api/v1/proofs/consistency", Somewhere(ReadChains)),
+    ("GET", "/api/v1/checkpoints/latest", Somewhere(ReadChains)),
+    ("GET", "/api/v1/reference/resolve", Somewhere(ReadReference)),
+    (
+        "GET",
+        "/api/v1/reference/alignment",
+        Somewhere(ReadReference),
+    ),
+    ("GET", "/api/v1/reference/export", Somewhere(ReadReference)),
+    (
+        "POST",
+        "/api/v1/reference/import",
+        Everywhere(ImportReference),
+    ),
+    (
+        "GET",
+        "/api/v1/reference/{registry}",
+        Somewhere(ReadReference),
+    ),
+    ("POST", "/api/v1/chains", Somewhere(Record)),
+    ("GET", "/api/v1/chains/{coi}", Chain(ReadChains)),
+    (
+        "GET",
+        "/api/v1/chains/{coi}/personal-data",
+        Chain(ReadPersonalData),
+    ),
+    (
+        "POST",
+        "/api/v1/chains/{coi}/personal-data",
+        Chain(RecordPersonalData),
+    ),
+    (
+        "POST",
+        "/api/v1/chains/{coi}/personal-data/erase",
+        Chain(ErasePersonalData),
+    ),
+    ("GET", "/api/v1/reconciliation", Everywhere(ReadReports)),
+    ("GET", "/api/v1/turnaround", Everywhere(ReadReports)),
+    ("GET", "/api/v1/retention", Everywhere(ReadReports)),
+    (
+        "GET",
+        "/api/v1/genealogy/backward/{unit}",
+        Somewhere(ReadChains),
+    ),
+    (
+        "GET",
+        "/api/v1/genealogy/forward/{*lot}",
+        Everywhere(ReadChains),
+    ),
+    ("GET", "/api/v1/alerts", Somewhere(ReadAlerts)),
+    ("GET", "/api/v1/alerts/stream", Somewhere(ReadAlerts)),
+    ("GET", "/api/v1/alerts/{alert_id}", Somewhere(ReadAlerts)),
+    (
+        "POST",
+        "/api/v1/alerts/{alert_id}/acknowledge",
+        Somewhere(HandleAlerts),
+    ),
+    (
+        "POST",
+        "/api/v1/alerts/{alert_id}/resolve",
+        Somewhere(HandleAlerts),
+    ),
+    ("POST", "/api/v1/webhooks", Everywhere(ManageWebhooks)),
+    ("GET", "/api/v1/webhooks", Everywhere(ManageWebhooks)),
+    (
+        "GET",
+        "/api/v1/webhooks/{webhook_id}",
+        Everywhere(ManageWebhooks),
+    ),
+    (
+        "POST",
+        "/api/v1/webhooks/{webhook_id}/deactivate",
+        Everywhere(ManageWebhooks),
+    ),
+    ("GET", "/api/v1/users", Everywhere(ManageAccess)),
+    ("POST", "/api/v1/users", Everywhere(ManageAccess)),
+    ("GET", "/api/v1/users/{person_id}", Everywhere(ManageAccess)),
+    (
+        "POST",
+        "/api/v1/users/{person_id}/grants",
+        Everywhere(ManageAccess),
+    ),
+    (
+        "POST",
+        "/api/v1/users/{person_id}/grants/revoke",
+        Everywhere(ManageAccess),
+    ),
+    (
+        "POST",
+        "/api/v1/users/{person_id}/unlock",
+        Everywhere(ManageAccess),
+    ),
+    (
+        "POST",
+        "/api/v1/users/{person_id}/second-factor",
+        Everywhere(ManageAccess),
+    ),
+    ("GET", "/api/v1/tokens", Everywhere(ManageAccess)),
+    ("POST", "/api/v1/tokens", Everywhere(ManageAccess)),
+    (
+        "POST",
+        "/api/v1/tokens/{token_id}/revoke",
+        Everywhere(ManageAccess),
+    ),
+];
+
+/// What a route needs, by method and matched path.
+pub fn access_of(method: &Method, path: &str) -> Option<Access> {
+    ROUTES
+        .iter()
+        .find(|(m, p, _)| *m == method.as_str() && *p == path)
+        .map(|(_, _, a)| *a)
+}
+
+fn forbidden(field: &str, value: &str, rule: String) -> ApiError {
+    ApiError(AppError::Forbidden(FieldError::new(field, value, rule)))
+}
+
+/// The cookie's value in a `Cookie` header, if sent.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+/// Who is asking: a bearer token (source systems) or a session cookie (people).
+pub async fn authenticate(app: &Autolog, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let text = value.to_str().unwrap_or("");
+        let Some(token) = text.strip_prefix("Bearer ") else {
+            return Err(ApiError(AppError::Unauthenticated(
+                "the Authorization header must be `Bearer <API token>`".into(),
+            )));
+        };
+        return Ok(app.authenticate_token(token.trim()).await?);
+    }
+    if let Some(session) = cookie(headers, SESSION_COOKIE) {
+        return Ok(app.authenticate_session(&session).await?);
+    }
+    Err(ApiError(AppError::Unauthenticated(
+        "sign in (POST /api/v1/session) or send `Authorization: Bearer <API token>`".into(),
+    )))
+}
+
+/// The middleware: finds what the route needs, authenticates, checks the CSRF token of a
+/// console request that changes something, checks the permission and, for a chain's
+/// route, that the chain is in the caller's scope. The principal goes to the handler.
+pub async fn authorize(
+    State(app): State<Arc<Autolog>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    match check(&app, &mut request).await {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn check(app: &Autolog, request: &mut Request) -> Result<(), ApiError> {
+    let method = request.method().clone();
+    let Some(path) = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+    else {
+        // No route matched: the fallback answers 404.
+        return Ok(());
+    };
+    let Some(access) = access_of(&method, &path) else {
+        // A method the route does not have: axum answers 405.
+        return Ok(());
+    };
+    if access == Public {
+        return Ok(());
+    }
+    let principal = authenticate(app, request.headers()).await?;
+    let unsafe_method = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if unsafe_method && principal.person_id().is_some() {
+        let csrf = request
+            .headers()
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !principal.csrf_matches(csrf) {
+            return Err(forbidden(
+                "X-CSRF-Token",
+                if csrf.is_empty() {
+                    "(absent)"
+                } else {
+                    "(wrong)"
+                },
+                "a console request that changes something must carry the session's CSRF token"
+                    .into(),
+            ));
+        }
+    }
+    match access {
+        Public | SignedIn => {}
+        Somewhere(permission) => {
+            if !allowed_somewhere(&principal.grants, permission) {
+                return Err(refused(&principal, permission, "at any site"));
+            }
+        }
+        Everywhere(permission) => {
+            if !allowed_everywhere(&principal.grants, permission) {
+                return Err(refused(
+                    &principal,
+                    permission,
+                    "network-wide (a grant at *)",
+                ));
+            }
+        }
+        Chain(permission) => {
+            let coi = request
+                .uri()
+                .path()
+                .strip_prefix("/api/v1/chains/")
+                .and_then(|rest| rest.split('/').next())
+                .map(|c| percent_decode(c))
+                .unwrap_or_default();
+            check_chain(app, &principal, permission, &coi).await?;
+        }
+    }
+    request.extensions_mut().insert(principal);
+    Ok(())
+}
+
+fn percent_decode(text: &str) -> String {
+    // COIs end in a check character that may be `*`, sent as is or as %2A.
+    text.replace("%2A", "*").replace("%2a", "*")
+}
+
+fn refused(principal: &Principal, permission: Permission, where_: &str) -> ApiError {
+    forbidden(
+        "permission",
+        &format!("{permission:?}"),
+        format!(
+            "{} holds no role with this permission {where_}",
+            principal.actor
+        ),
+    )
+}
+
+/// Whether the chain is in the principal's scope for `permission`; an unknown chain
+/// passes here and the handler answers 404.
+pub async fn check_chain(
+    app: &Autolog,
+    principal: &Principal,
+    permission: Permission,
+    coi: &str,
+) -> Result<(), ApiError> {
+    if !allowed_somewhere(&principal.grants, permission) {
+        return Err(refused(principal, permission, "at any site"));
+    }
+    let canonical = autolog_domain::identifiers::Coi::parse("coi", coi)
+        .map(|c| c.to_string())
+        .unwrap_or_else(|_| coi.to_string());
+    if let Some(sites) = app.chain_sites(&canonical).await? {
+        if !chain_in_scope(&principal.grants, permission, &sites) {
+            return Err(forbidden(
+                "coi",
+                coi,
+                format!(
+                    "is not in the scope of {}'s sites for {permission:?}",
+                    principal.actor
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether a stream's records are readable: a chain's by its scope, reference data by
+/// any reader of reference data, anything else (access audit, links, alerts) by a
+/// network-wide ledger reader.
+pub async fn check_stream(
+    app: &Autolog,
+    principal: &Principal,
+    stream: &str,
+) -> Result<(), ApiError> {
+    if let Some(coi) = stream.strip_prefix("coi/") {
+        return check_chain(app, principal, ReadChains, coi).await;
+    }
+    // Registries (sites, personnel, equipment, ...) and crosswalks: reference data. The
+    // links (DINs, units, batches), alerts and the personal-data audit (`patient/`) are
+    // read through their chains, or in the ledger view by a network-wide reader.
+    let reference = autolog_domain::rules::REGISTRY_STREAMS
+        .iter()
+        .filter(|(prefix, _)| !matches!(*prefix, "coi/" | "din/" | "alert/" | "batch/" | "unit/"))
+        .any(|(prefix, _)| stream.starts_with(prefix))
+        || stream.starts_with("crosswalk/");
+    if reference && allowed_somewhere(&principal.grants, ReadReference) {
+        return Ok(());
+    }
+    if allowed_everywhere(&principal.grants, ReadLedger) {
+        return Ok(());
+    }
+    Err(forbidden(
+        "stream",
+        stream,
+        format!("is not readable by {}", principal.actor),
+    ))
+}
+
+/// Whether an alert (as the API shows it) is visible: by its chain's scope, else by
+/// its site, else network-wide.
+pub async fn alert_visible(
+    app: &Autolog,
+    principal: &Principal,
+    permission: Permission,
+    alert: &Value,
+) -> Result<bool, ApiError> {
+    if allowed_everywhere(&principal.grants, permission) {
+        return Ok(true);
+    }
+    if let Some(coi) = alert.get("coi").and_then(Value::as_str) {
+        if let Some(sites) = app.chain_sites(coi).await? {
+            return Ok(chain_in_scope(&principal.grants, permission, &sites));
+        }
+    }
+    if let Some(site) = alert.get("site_id").and_then(Value::as_str) {
+        return Ok(allowed_at(&principal.grants, permission, site));
+    }
+    Ok(false)
+}

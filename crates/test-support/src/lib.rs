@@ -1,0 +1,164 @@
+//! Helpers for tests that talk to a real server: accounts with roles, sign-in with a
+//! computed TOTP code, API tokens, and reqwest headers carrying the credentials.
+#![forbid(unsafe_code)]
+
+use autolog_app::{totp_code, totp_key, totp_step, Autolog};
+use autolog_domain::access::{EVERY_SITE, ROLES};
+use autolog_domain::Instant;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, COOKIE};
+use serde_json::{json, Value};
+
+/// Every test account's password (also its e-signature secret).
+pub const PASSWORD: &str = "correct horse battery staple";
+/// Who administers the test accounts, for the record.
+pub const ADMIN: &str = "person/P-ADMIN";
+
+/// What a request carries to authenticate as someone.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub actor: String,
+    pub headers: HeaderMap,
+}
+
+impl Credentials {
+    /// A console session: the cookie, and the CSRF token for unsafe requests.
+    pub fn session(actor: &str, session: &str, csrf: &str) -> Credentials {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_str(&format!("autolog_session={session}")).expect("cookie"),
+        );
+        headers.insert("x-csrf-token", HeaderValue::from_str(csrf).expect("csrf"));
+        Credentials {
+            actor: actor.to_string(),
+            headers,
+        }
+    }
+
+    /// An API token.
+    pub fn token(actor: &str, token: &str) -> Credentials {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("token"),
+        );
+        Credentials {
+            actor: actor.to_string(),
+            headers,
+        }
+    }
+
+    /// A reqwest client that sends these credentials with every request.
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .default_headers(self.headers.clone())
+            .build()
+            .expect("client")
+    }
+}
+
+/// Every role at every site: for tests of something other than access control.
+pub fn every_role() -> Vec<(&'static str, &'static str)> {
+    ROLES.iter().map(|r| (r.as_str(), EVERY_SITE)).collect()
+}
+
+/// The current TOTP code of a base32 key.
+pub fn current_totp(secret: &str) -> String {
+    let key = totp_key(secret).expect("base32 TOTP key");
+    totp_code(&key, totp_step(Instant::now())).expect("TOTP code")
+}
+
+/// Registers the person in the personnel registry if the ledger does not know them.
+pub async fn ensure_person(app: &Autolog, person_id: &str) {
+    let known = app
+        .stream_state(&format!("person/{person_id}"), None, None)
+        .await
+        .map(|s| s.to_json())
+        .ok()
+        .is_some_and(|s| s["state"]["person_id"] == json!(person_id));
+    if known {
+        return;
+    }
+    let event = json!({
+        "stream": format!("person/{person_id}"),
+        "occurred_at": "2026-01-01T00:00:00+00:00[UTC]",
+        "actor": ADMIN,
+        "source": {"system": "test-support", "source_event_id": format!("person-{person_id}")},
+        "body": {"type": "personnel.registered", "version": 1,
+                 "data": {"person_id": person_id, "printed_name": format!("Test User {person_id}")}}
+    });
+    app.append_json(event.to_string().as_bytes())
+        .await
+        .expect("register the test person");
+}
+
+/// A signed-in person with the given grants (role, site), in process. Creates the
+/// account (or gives it a fresh second factor if it exists) and signs in.
+pub async fn person(app: &Autolog, person_id: &str, grants: &[(&str, &str)]) -> Credentials {
+    ensure_person(app, person_id).await;
+    let secret = if app.user(person_id).await.is_ok() {
+        app.reset_second_factor(person_id, ADMIN)
+            .await
+            .expect("reset second factor")
+    } else {
+        app.create_user(person_id, PASSWORD, ADMIN)
+            .await
+            .expect("create user")
+    }["totp_secret"]
+        .as_str()
+        .expect("totp secret")
+        .to_string();
+    for (role, site) in grants {
+        app.grant_role(person_id, role, site, ADMIN)
+            .await
+            .expect("grant");
+    }
+    let signed_in = app
+        .sign_in(person_id, PASSWORD, &current_totp(&secret))
+        .await
+        .expect("sign in");
+    Credentials::session(
+        &format!("person/{person_id}"),
+        &signed_in.session,
+        &signed_in.csrf,
+    )
+}
+
+/// A token for a registered source system at the given sites (empty: its owning site).
+pub async fn system(app: &Autolog, system_id: &str, sites: &[&str]) -> Credentials {
+    let sites: Vec<String> = sites.iter().map(|s| s.to_string()).collect();
+    let issued = app
+        .issue_token(system_id, &sites, None, ADMIN)
+        .await
+        .expect("issue token");
+    Credentials::token(
+        &format!("system/{system_id}"),
+        issued["token"].as_str().expect("token"),
+    )
+}
+
+/// Signs in over HTTP (a server in another process): the TOTP secret is what
+/// `autolog user create` printed.
+pub async fn sign_in_http(base: &str, person_id: &str, totp_secret: &str) -> Credentials {
+    let answer = reqwest::Client::new()
+        .post(format!("{base}/api/v1/session"))
+        .json(&json!({"person_id": person_id, "password": PASSWORD, "totp": current_totp(totp_secret)}))
+        .send()
+        .await
+        .expect("sign-in request");
+    assert_eq!(answer.status(), reqwest::StatusCode::CREATED, "sign-in");
+    let cookie = answer
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .and_then(|v| v.split_once('='))
+        .map(|(_, v)| v.to_string())
+        .expect("session cookie");
+    let body: Value = answer.json().await.expect("json");
+    Credentials::session(
+        &format!("person/{person_id}"),
+        &cookie,
+        body["csrf_token"].as_str().expect("csrf"),
+    )
+}
