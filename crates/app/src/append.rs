@@ -206,6 +206,8 @@ impl Autolog {
         let (mut drafts, single) = parse_request(body, now, self.clock_skew_tolerance_seconds)?;
         // Signatures are given by re-authenticating; the ledger keeps the manifestation.
         self.sign_drafts(&mut drafts, single).await?;
+        // Identifiers read at the bedside are compared with the vault, never written.
+        self.check_bedside_identifiers(&mut drafts, single).await?;
         let requested = drafts.len();
         // Autolog's own events (DIN links, flags) are appended with the events they are
         // about, in the same transaction.
@@ -396,7 +398,7 @@ impl Autolog {
 
     /// Records the alert for a refused chain event, in its own transaction. A failure to
     /// record it is logged; the refusal is answered either way.
-    async fn record_refusal_alert(&self, draft: &EventDraft, error: &FieldError) {
+    pub(crate) async fn record_refusal_alert(&self, draft: &EventDraft, error: &FieldError) {
         self.record_alert(crate::alerts::refusal_alert(draft, error))
             .await;
     }

@@ -349,6 +349,89 @@ impl Autolog {
         Ok(unmet)
     }
 
+    /// The bedside check against the personal-data vault: identifiers read at the bedside
+    /// (`patient_identifiers`) are compared with the patient's record and removed from the
+    /// draft, which keeps only the names of those checked (`identifiers_checked`). Any
+    /// mismatch is a hard stop with a critical alert; the values are never written or echoed.
+    pub(crate) async fn check_bedside_identifiers(
+        &self,
+        drafts: &mut [EventDraft],
+        single: bool,
+    ) -> Result<(), AppError> {
+        for (i, draft) in drafts.iter_mut().enumerate() {
+            if draft.body.event_type != "chain.bedside_verified" {
+                continue;
+            }
+            let prefix = if single {
+                String::new()
+            } else {
+                format!("[{i}].")
+            };
+            let Some(data) = draft.body.data.as_object_mut() else {
+                continue;
+            };
+            if data.contains_key("identifiers_checked") {
+                return Err(AppError::Invalid(FieldError::new(
+                    format!("{prefix}body.data.identifiers_checked"),
+                    "(given)",
+                    "is recorded by Autolog after comparing patient_identifiers with the vault",
+                )));
+            }
+            let Some(presented) = data.remove("patient_identifiers") else {
+                continue;
+            };
+            let patient_key = text(&draft.body.data, "patient_key").to_string();
+            let field = |name: &str| format!("{prefix}body.data.patient_identifiers.{name}");
+            let mismatches = match self
+                .personal_data_matches(&patient_key, &presented, &draft.actor)
+                .await
+            {
+                Ok(m) => m,
+                Err(AppError::Invalid(e)) => {
+                    return Err(AppError::Invalid(FieldError::new(
+                        field(e.field.trim_start_matches("data.")),
+                        e.value,
+                        e.rule,
+                    )))
+                }
+                Err(AppError::NotFound { .. }) | Err(AppError::Gone(_)) => {
+                    vec![String::new()]
+                }
+                Err(other) => return Err(other),
+            };
+            if !mismatches.is_empty() {
+                let unmet: Vec<FieldError> = mismatches
+                    .iter()
+                    .map(|name| {
+                        if name.is_empty() {
+                            FieldError::new(
+                                field("").trim_end_matches('.'),
+                                "(not shown)",
+                                format!("the vault holds no identifying data for patient {patient_key} to compare with: confirm the patient's identity before infusing"),
+                            )
+                        } else {
+                            FieldError::new(
+                                field(name),
+                                "(not shown)",
+                                "does not match the patient's identifying data in the vault: do not infuse",
+                            )
+                        }
+                    })
+                    .collect();
+                if let Some(first) = unmet.first() {
+                    self.record_refusal_alert(draft, first).await;
+                }
+                return Err(AppError::Unmet(unmet));
+            }
+            let names: Vec<String> = presented
+                .as_object()
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            draft.body.data["identifiers_checked"] = json!(names);
+        }
+        Ok(())
+    }
+
     /// Every mismatch of a bedside check (empty: the unit may be given to this patient):
     /// the scanned unit belongs to this chain, the wristband's COI is this chain's, the
     /// patient key is the chain's patient, the unit was released for this patient and

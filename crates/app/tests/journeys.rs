@@ -2016,3 +2016,103 @@ async fn an_out_of_specification_batch_is_released_only_on_a_physicians_request_
     assert_eq!(data["second_signature"]["printed_name"], "Samuel Osei");
     assert_eq!(chain(&app, &p.coi).await["state"], "released_for_patient");
 }
+
+/// A writer of log lines into memory, for the log test.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+    type Writer = CapturedLogs;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+/// The logs of a whole journey, at every level, hold the pseudonymous keys and none of the patient's identifying values,
+/// nor a password: identifying data is recorded in and read from the vault, checked at
+/// the bedside (a mismatch first), and the product is released, shipped and infused.
+#[tokio::test]
+async fn a_full_journey_logs_no_identifying_data_and_no_secret() {
+    // The process-wide subscriber (a scoped one misses events whose call sites other
+    // test threads registered first); other tests' lines land here too, harmlessly.
+    let logs = CapturedLogs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(logs.clone())
+        .with_ansi(false)
+        .finish();
+    let identity = json!({
+        "name": "Ottoline Brackenridge-Vasquez",
+        "date_of_birth": "1958-09-23",
+        "mrn": "MRN-77341902",
+        "contact": "+1 310 555 0199",
+    });
+    let journey = async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = network(&dir.path().join("logs.db"))
+            .await
+            .with_vault_key(autolog_app::VaultKey::from_bytes([9u8; 32]));
+        let p = enrol(&app, "PK-LOGS-1", t0()).await;
+        app.record_personal_data(&p.key, &identity, "person/P-0005")
+            .await
+            .expect("record");
+        app.read_personal_data(&p.key, "person/P-0005", Some("consent form"))
+            .await
+            .expect("read");
+        to_the_bedside(&app, &p, "LV19-2026-014").await;
+        let with_identifiers = |id: &str, identifiers: Value| {
+            let mut e = bedside(&p, &p.units[0], &p.key, &p.coi, 23 * 24);
+            e["source"]["source_event_id"] = json!(id);
+            e["body"]["data"]["patient_identifiers"] = identifiers;
+            e
+        };
+        let wrong = json!({"name": "Ottoline Brackenridge-Vasquez", "date_of_birth": "1958-09-32", "mrn": "MRN-77341902"});
+        assert!(send(&app, &with_identifiers("bedside-wrong", wrong))
+            .await
+            .is_err());
+        let wrong = json!({"name": "Ottoline Brackenridge-Vasquez", "date_of_birth": "1958-03-23", "mrn": "MRN-77341902"});
+        assert!(send(&app, &with_identifiers("bedside-wrong-2", wrong))
+            .await
+            .is_err());
+        let right = json!({"name": "Ottoline Brackenridge-Vasquez", "date_of_birth": "1958-09-23", "mrn": "MRN-77341902"});
+        send(&app, &with_identifiers("bedside-right", right))
+            .await
+            .expect("bedside check");
+        clean(&app, &administration(&p, &p.units[0], 23 * 24)).await;
+        assert_eq!(chain(&app, &p.coi).await["state"], "administered");
+    };
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber here");
+    journey.await;
+    let text = String::from_utf8(logs.0.lock().expect("logs").clone()).expect("utf-8 logs");
+    assert!(
+        text.contains("PK-LOGS-1"),
+        "the logs name the pseudonymous key"
+    );
+    assert!(
+        text.lines().count() > 20,
+        "the journey was logged: {} lines",
+        text.lines().count()
+    );
+    for value in [
+        "Ottoline",
+        "Brackenridge",
+        "1958-09-23",
+        "1958-09-32",
+        "1958-03-23",
+        "77341902",
+        "555 0199",
+        SECRET,
+    ] {
+        assert!(!text.contains(value), "{value} is in the logs");
+    }
+}

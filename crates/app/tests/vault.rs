@@ -515,3 +515,80 @@ async fn open_generates_the_quick_start_vault_key_and_open_existing_loads_it() {
     let again = Autolog::open_existing(&config).await.expect("open");
     assert_eq!(again.vault_key_id(), Some(id));
 }
+
+/// A bedside check given the identifiers read at the bedside: compared with the vault,
+/// a mismatch stops it (naming the field, never the value) with a critical alert, and
+/// the identifiers never reach the ledger; the record keeps only which were checked.
+#[tokio::test]
+async fn bedside_identifiers_are_compared_with_the_vault_and_never_written() {
+    run_on(Backend::Sqlite, "vault_bedside", |target| async move {
+        let app = network_on(target.open().await).await;
+        let coi = enrol(&app, "PK-BEDSIDE", 1, "bedside").await;
+        app.record_personal_data("PK-BEDSIDE", &identity("Bedside"), NURSE)
+            .await
+            .expect("record");
+        let parsed = autolog_domain::identifiers::Coi::parse("coi", &coi).expect("coi");
+        let unit = autolog_domain::identifiers::UnitId::new(&parsed, "S0001", "A0")
+            .expect("unit")
+            .to_string();
+        let bedside = |id: &str, identifiers: Value| {
+            json!({
+                "stream": format!("coi/{coi}"),
+                "occurred_at": hours_ago(1),
+                "actor": NURSE, "site": LAX.0,
+                "source": {"system": "emr-lax", "source_event_id": id},
+                "body": {"type": "chain.bedside_verified", "version": 1, "data": {
+                    "unit_scan": unit, "patient_key": "PK-BEDSIDE", "wristband_coi": coi,
+                    "site_id": LAX.0, "verified_by": "P-0005",
+                    "patient_identifiers": identifiers}},
+            })
+            .to_string()
+        };
+        let wrong = json!({"name": "Zebulon Bedside Quixotewright", "date_of_birth": "1961-04-21"});
+        match app.append_json(bedside("b1", wrong).as_bytes()).await {
+            Err(AppError::Unmet(unmet)) => {
+                assert_eq!(unmet.len(), 1, "{unmet:?}");
+                assert_eq!(unmet[0].field, "body.data.patient_identifiers.date_of_birth");
+                assert_eq!(unmet[0].value, "(not shown)");
+            }
+            other => panic!("expected a hard stop, got {other:?}"),
+        }
+        let alerts = app
+            .alerts(&autolog_app::AlertQuery {
+                status: Some("all".into()),
+                coi: Some(coi.clone()),
+                site_id: None,
+            })
+            .await
+            .expect("alerts");
+        assert!(
+            alerts.iter().any(|a| a["severity"] == "critical"),
+            "a critical alert: {alerts:?}"
+        );
+        // The right identifiers pass this check (the chain's own rules then decide: this
+        // unit was never produced, so the bedside check is refused for that reason).
+        let right = json!({"name": "  zebulon bedside QUIXOTEWRIGHT ", "date_of_birth": "1961-04-12", "mrn": "MRN-Bedside-884213"});
+        let refusal = app.append_json(bedside("b2", right).as_bytes()).await;
+        let text = format!("{refusal:?}");
+        assert!(refusal.is_err());
+        assert!(!text.contains("patient_identifiers"), "{text}");
+        assert!(text.contains("unit_scan"), "{text}");
+        // Nothing of the identity is in the ledger, whatever was refused or recorded.
+        let everything = app
+            .list_events(&autolog_app::ListQuery {
+                stream: None,
+                valid_at: None,
+                known_at: None,
+                after_position: None,
+                limit: Some(1000),
+            })
+            .await
+            .expect("events")
+            .to_string();
+        for value in ["Quixotewright", "QUIXOTEWRIGHT", "1961-04-12", "1961-04-21", "MRN-Bedside"] {
+            assert!(!everything.contains(value), "{value} is in the ledger");
+        }
+        assert!(everything.contains("bedside identity check"), "the reads are recorded");
+    })
+    .await;
+}

@@ -1,6 +1,8 @@
 //! Chains of identity through the real binary: COIs issued by two server processes sharing
 //! one database never collide (nor come back after a cancellation), and a bag of one
 //! patient scanned into another's shipment shows as a hold in `reconcile` and `trace`.
+//! Requests are sent by a person whose account is created with the CLI before the server
+//! starts, signed in over HTTP.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,8 @@ const LAX: (&str, &str) = ("S-LAX-01", "America/Los_Angeles");
 const BOS: (&str, &str) = ("S-BOS-01", "America/New_York");
 const ENROLLED_AT: &str = "2026-11-02T09:00:00-08:00[America/Los_Angeles]";
 const MOD37: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ*";
+/// Who sends the requests (Maria Lopez of the example network), with every role.
+const PERSON: &str = "P-0005";
 
 fn command(data_dir: &Path, target: &Target) -> Command {
     let mut c = Command::new(BIN);
@@ -84,8 +88,22 @@ impl Drop for Server {
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// Creates PERSON's account with every role with `autolog user create` and `autolog user
+/// grant`, as an operator would before starting a server; returns the TOTP secret.
+fn create_account(data_dir: &Path, target: &Target) -> String {
+    autolog_test_support::create_user_cli(
+        || command(data_dir, target),
+        PERSON,
+        &autolog_test_support::every_role(),
+    )
+}
+
+/// A client signed in as PERSON (once per database: a TOTP code is accepted once), with a
+/// timeout so that no request hangs the test.
+async fn sign_in(base: &str, totp_secret: &str) -> reqwest::Client {
+    autolog_test_support::sign_in_http(base, PERSON, totp_secret)
+        .await
+        .client_builder()
         .timeout(Duration::from_secs(60))
         .build()
         .expect("http client")
@@ -127,7 +145,7 @@ async fn start(data_dir: &Path, target: &Target) -> Server {
 fn enrolment(id: &str, occurred_at: &str) -> Value {
     json!({
         "occurred_at": occurred_at,
-        "actor": "person/P-0005",
+        "actor": format!("person/{PERSON}"),
         "site": LAX.0,
         "source": {"system": "emr-lax", "source_event_id": format!("enrol-{id}")},
         "patient_key": format!("PK-{id}"),
@@ -189,10 +207,12 @@ fn assert_issued_coi(coi: &str) {
 async fn cois_unique(target: Target) {
     let dir = tempfile::tempdir().expect("tempdir");
     import_reference(dir.path(), &target);
+    let secret = create_account(dir.path(), &target);
     let mut first = start(dir.path(), &target).await;
     let mut second = start(dir.path(), &target).await;
     let bases = [first.base.clone(), second.base.clone()];
-    let client = client();
+    // One sign-in: the session is in the shared database, so it works on both servers.
+    let client = sign_in(&bases[0], &secret).await;
 
     // 4 tasks x 10 enrolments, alternating between the two servers.
     let mut tasks = Vec::new();
@@ -250,7 +270,7 @@ async fn cois_unique(target: Target) {
         &json!({
             "stream": format!("coi/{cancelled}"),
             "occurred_at": "2026-11-03T10:00:00-08:00[America/Los_Angeles]",
-            "actor": "person/P-0005",
+            "actor": format!("person/{PERSON}"),
             "site": LAX.0,
             "source": {"system": "emr-lax", "source_event_id": "cancel-T1-0"},
             "body": {"type": "chain.cancelled", "version": 1, "data": {"cancellation_reason": "patient withdrew consent"}},
@@ -337,12 +357,13 @@ struct Patient {
     t0: i64,
 }
 
+/// A step of `p`'s chain at `site`, recorded by the signed-in PERSON (the people who did
+/// it are named in `data`).
 fn step(p: &Patient, id: &str, hours: i64, site: (&str, &str), kind: &str, data: Value) -> Value {
-    let actor = if site == LAX { "P-0005" } else { "P-0002" };
     json!({
         "stream": format!("coi/{}", p.coi),
         "occurred_at": at(p.t0, hours, site.1),
-        "actor": format!("person/{actor}"),
+        "actor": format!("person/{PERSON}"),
         "site": site.0,
         "source": {"system": "journey", "source_event_id": format!("{}/{id}", p.key)},
         "body": {"type": kind, "version": 1, "data": data},
@@ -450,9 +471,10 @@ async fn patient(
 async fn hold_shows_in_reconcile_and_trace(target: Target) {
     let dir = tempfile::tempdir().expect("tempdir");
     import_reference(dir.path(), &target);
+    let secret = create_account(dir.path(), &target);
     let mut server = start(dir.path(), &target).await;
     let base = server.base.clone();
-    let client = client();
+    let client = sign_in(&base, &secret).await;
     // Thirty days ago, on a whole second: every step has happened, none is in the future.
     let now = Instant::now().micros();
     let t0 = now - now.rem_euclid(1_000_000) - 30 * 24 * 3_600_000_000;
@@ -548,7 +570,10 @@ async fn hold_shows_in_reconcile_and_trace(target: Target) {
     // A fresh network with one clean enrolment reconciles clean.
     let fresh = tempfile::tempdir().expect("tempdir");
     import_reference(fresh.path(), &target);
+    let secret = create_account(fresh.path(), &target);
     let mut server = start(fresh.path(), &target).await;
+    // A new network, a new account: signed in there.
+    let client = sign_in(&server.base, &secret).await;
     let coi = enrol(&client, &server.base, &enrolment("CLEAN-1", ENROLLED_AT)).await;
     assert_issued_coi(&coi);
     let out = run(fresh.path(), &target, &["reconcile"]);

@@ -1,5 +1,7 @@
 //! Real server processes: SIGKILL in the middle of concurrent appends, restart, and find every
 //! acknowledged event present and `verify` passing; and two servers writing to one database.
+//! The writer is a person with an account created with the CLI before the server starts,
+//! signed in over HTTP.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -11,6 +13,8 @@ use autolog_store_conformance::harness::{run_on, Backend, Target};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_autolog");
+/// The person who writes: registered, given an account and every role before the server starts.
+const PERSON: &str = "P-0001";
 
 fn command(data_dir: &Path, target: &Target) -> Command {
     let mut c = Command::new(BIN);
@@ -42,8 +46,62 @@ impl Drop for Server {
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+/// Registers the writer in the (empty) ledger with `autolog ingest`, then creates their
+/// account with every role with `autolog user create` and `autolog user grant`, as an
+/// operator would; returns the TOTP secret.
+fn set_up_account(data_dir: &Path, target: &Target) -> String {
+    let files = tempfile::tempdir().expect("tempdir");
+    let file = files.path().join("personnel.ndjson");
+    std::fs::write(
+        &file,
+        format!("{}\n", autolog_test_support::person_registration(PERSON)),
+    )
+    .expect("write the personnel file");
+    let out = command(data_dir, target)
+        .arg("ingest")
+        .arg(&file)
+        .output()
+        .expect("run autolog ingest");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 accepted"),
+        "register {PERSON}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    autolog_test_support::create_user_cli(
+        || command(data_dir, target),
+        PERSON,
+        &autolog_test_support::every_role(),
+    )
+}
+
+/// The events and streams `verify` counts, from its `ok: N events, M streams, ...` line.
+fn verified_counts(data_dir: &Path, target: &Target) -> (u64, u64) {
+    let verify = command(data_dir, target)
+        .arg("verify")
+        .output()
+        .expect("verify");
+    let text = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert_eq!(verify.status.code(), Some(0), "verify: {text}");
+    let number = |word: &str| -> u64 {
+        text.split(',')
+            .find_map(|part| {
+                part.trim()
+                    .trim_start_matches("ok:")
+                    .trim()
+                    .strip_suffix(word)
+            })
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {word} count in {text:?}"))
+    };
+    (number("events"), number("streams"))
+}
+
+/// A client signed in as the writer, with a timeout so that no request hangs the test.
+async fn sign_in(base: &str, totp_secret: &str) -> reqwest::Client {
+    autolog_test_support::sign_in_http(base, PERSON, totp_secret)
+        .await
+        .client_builder()
         .timeout(Duration::from_secs(60))
         .build()
         .expect("http client")
@@ -91,7 +149,7 @@ fn event(writer: usize, i: usize) -> Value {
     json!({
         "stream": format!("note/crash-{}", writer % 3),
         "occurred_at": "2026-03-02T09:00:00+01:00[Europe/Paris]",
-        "actor": "system/crash-test",
+        "actor": format!("person/{PERSON}"),
         "source": {"system": "crash-test", "source_event_id": format!("w{writer}-{i}")},
         "body": {"type": "annotation.recorded", "version": 1, "data": {"text": format!("writer {writer} event {i}")}}
     })
@@ -99,11 +157,13 @@ fn event(writer: usize, i: usize) -> Value {
 
 async fn kill_during_appends(target: Target) {
     let dir = tempfile::tempdir().expect("tempdir");
+    let secret = set_up_account(dir.path(), &target);
     let mut server = start(dir.path(), &target).await;
     let base = server.base.clone();
     let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let client = client();
+    // Signed in once: the session outlives the kill (it is in the database).
+    let client = sign_in(&base, &secret).await;
     let mut writers = Vec::new();
     for w in 0..6 {
         let (client, base, acknowledged, stop) = (
@@ -210,10 +270,14 @@ async fn acknowledged_appends_survive_sigkill_on_postgres() {
 /// event is stored once, and the ledger verifies (positions and per-stream seqs gap-free).
 async fn two_servers_share_one_database(target: Target) {
     let dir = tempfile::tempdir().expect("tempdir");
+    let secret = set_up_account(dir.path(), &target);
+    // What the account set-up recorded (the person's registration, account and grants).
+    let (setup_events, setup_streams) = verified_counts(dir.path(), &target);
     let mut first = start(dir.path(), &target).await;
     let mut second = start(dir.path(), &target).await;
     let (base_a, base_b) = (first.base.clone(), second.base.clone());
-    let client = client();
+    // One sign-in: the session is in the shared database, so it works on both servers.
+    let client = sign_in(&base_a, &secret).await;
     let mut writers = Vec::new();
     for w in 0..6 {
         let base = if w % 2 == 0 {
@@ -250,7 +314,7 @@ async fn two_servers_share_one_database(target: Target) {
         .json()
         .await
         .expect("json");
-    assert_eq!(health["tree_size"], 240);
+    assert_eq!(health["tree_size"], setup_events + 240, "{health}");
     for id in all.iter().step_by(7) {
         let r = client
             .get(format!("{base_a}/api/v1/events/{id}"))
@@ -267,7 +331,14 @@ async fn two_servers_share_one_database(target: Target) {
         .expect("verify");
     let text = String::from_utf8_lossy(&verify.stdout).into_owned();
     assert_eq!(verify.status.code(), Some(0), "verify: {text}");
-    assert!(text.starts_with("ok: 240 events, 3 streams"), "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "ok: {} events, {} streams",
+            setup_events + 240,
+            setup_streams + 3
+        )),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

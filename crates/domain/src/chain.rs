@@ -1019,6 +1019,14 @@ pub(crate) struct ChainBedsideVerifiedV1 {
     wristband_coi: String,
     site_id: String,
     verified_by: String,
+    /// The patient's identifiers as read at the bedside (wristband, chart): compared with
+    /// the personal-data vault by Autolog and removed before the record is written; the
+    /// ledger keeps only `identifiers_checked`.
+    #[allow(dead_code)]
+    patient_identifiers: Option<serde_json::Map<String, Value>>,
+    /// Recorded by Autolog: which identifiers matched the vault (names, never values).
+    #[serde(default)]
+    identifiers_checked: Vec<String>,
 }
 
 impl Check for ChainBedsideVerifiedV1 {
@@ -1034,6 +1042,9 @@ impl Check for ChainBedsideVerifiedV1 {
         code("patient_key", &self.patient_key)?;
         crate::identifiers::Coi::parse("wristband_coi", &self.wristband_coi)?;
         code("site_id", &self.site_id)?;
+        for (i, name) in self.identifiers_checked.iter().enumerate() {
+            code(&format!("identifiers_checked[{i}]"), name)?;
+        }
         code("verified_by", &self.verified_by)
     }
 }

@@ -280,7 +280,7 @@ async fn check(app: &Autolog, request: &mut Request) -> Result<(), ApiError> {
                 .path()
                 .strip_prefix("/api/v1/chains/")
                 .and_then(|rest| rest.split('/').next())
-                .map(|c| percent_decode(c))
+                .map(percent_decode)
                 .unwrap_or_default();
             check_chain(app, &principal, permission, &coi).await?;
         }

@@ -2,6 +2,9 @@
 //! computed TOTP code, API tokens, and reqwest headers carrying the credentials.
 #![forbid(unsafe_code)]
 
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+
 use autolog_app::{totp_code, totp_key, totp_step, Autolog};
 use autolog_domain::access::{EVERY_SITE, ROLES};
 use autolog_domain::Instant;
@@ -50,10 +53,13 @@ impl Credentials {
 
     /// A reqwest client that sends these credentials with every request.
     pub fn client(&self) -> reqwest::Client {
-        reqwest::Client::builder()
-            .default_headers(self.headers.clone())
-            .build()
-            .expect("client")
+        self.client_builder().build().expect("client")
+    }
+
+    /// A reqwest client builder that already sends these credentials with every request
+    /// (for a client that needs more settings, e.g. a timeout).
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        reqwest::Client::builder().default_headers(self.headers.clone())
     }
 }
 
@@ -68,6 +74,19 @@ pub fn current_totp(secret: &str) -> String {
     totp_code(&key, totp_step(Instant::now())).expect("TOTP code")
 }
 
+/// The `personnel.registered` event (a request body of POST /api/v1/events, or one line
+/// for `autolog ingest`) that registers a test person, recorded by [`ADMIN`].
+pub fn person_registration(person_id: &str) -> Value {
+    json!({
+        "stream": format!("person/{person_id}"),
+        "occurred_at": "2026-01-01T00:00:00+00:00[UTC]",
+        "actor": ADMIN,
+        "source": {"system": "test-support", "source_event_id": format!("person-{person_id}")},
+        "body": {"type": "personnel.registered", "version": 1,
+                 "data": {"person_id": person_id, "printed_name": format!("Test User {person_id}")}}
+    })
+}
+
 /// Registers the person in the personnel registry if the ledger does not know them.
 pub async fn ensure_person(app: &Autolog, person_id: &str) {
     let known = app
@@ -79,14 +98,7 @@ pub async fn ensure_person(app: &Autolog, person_id: &str) {
     if known {
         return;
     }
-    let event = json!({
-        "stream": format!("person/{person_id}"),
-        "occurred_at": "2026-01-01T00:00:00+00:00[UTC]",
-        "actor": ADMIN,
-        "source": {"system": "test-support", "source_event_id": format!("person-{person_id}")},
-        "body": {"type": "personnel.registered", "version": 1,
-                 "data": {"person_id": person_id, "printed_name": format!("Test User {person_id}")}}
-    });
+    let event = person_registration(person_id);
     app.append_json(event.to_string().as_bytes())
         .await
         .expect("register the test person");
@@ -135,6 +147,57 @@ pub async fn system(app: &Autolog, system_id: &str, sites: &[&str]) -> Credentia
         &format!("system/{system_id}"),
         issued["token"].as_str().expect("token"),
     )
+}
+
+/// Creates a console account with the CLI, as an operator does before starting a
+/// server: `autolog user create <person> --actor person/P-ADMIN` with [`PASSWORD`] on
+/// stdin, then `autolog user grant <person> <role> <site> --actor person/P-ADMIN` for each
+/// grant. `autolog` gives a fresh command for the binary on the right data directory (and
+/// database); the person must already be registered (personnel reference data). Returns
+/// the TOTP secret `user create` printed, for [`sign_in_http`].
+pub fn create_user_cli(
+    autolog: impl Fn() -> Command,
+    person_id: &str,
+    grants: &[(&str, &str)],
+) -> String {
+    let mut child = autolog()
+        .args(["user", "create", person_id, "--actor", ADMIN])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run autolog user create");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .expect("write the password");
+    let out = child.wait_with_output().expect("autolog user create");
+    assert!(
+        out.status.success(),
+        "autolog user create {person_id}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let created: Value = serde_json::from_slice(&out.stdout).expect("user create prints JSON");
+    let secret = created["totp_secret"]
+        .as_str()
+        .expect("user create prints the TOTP secret")
+        .to_string();
+    for (role, site) in grants {
+        let out = autolog()
+            .args(["user", "grant", person_id, role, site, "--actor", ADMIN])
+            .output()
+            .expect("run autolog user grant");
+        assert!(
+            out.status.success(),
+            "autolog user grant {person_id} {role} {site}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    secret
 }
 
 /// Signs in over HTTP (a server in another process): the TOTP secret is what

@@ -1,0 +1,750 @@
+//! Access control over HTTP against a running server: the endpoint x role x site matrix
+//! (allowed and refused for each), tokens, sessions, second factor, lockout and CSRF.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use autolog_app::{AccessSettings, Autolog, ImportFile, VaultKey};
+use autolog_domain::access::{Role, ROLES};
+use autolog_domain::SigningKey;
+use autolog_server::{serve, ServeOptions};
+use autolog_store_conformance::harness::{run_on, Backend, Target};
+use autolog_test_support::{person, system, Credentials, PASSWORD};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const IN_SCOPE: &str = "S-LAX-01";
+const OUT_OF_SCOPE: &str = "S-FRA-01";
+const EVERY: &str = "*";
+const PATIENT: &str = "PK-ACCESS-1";
+
+struct TestApp {
+    base: String,
+    app: Arc<Autolog>,
+    coi: String,
+}
+
+async fn spawn_app(target: &Target, settings: AccessSettings) -> TestApp {
+    let store = target.open().await;
+    let app = Autolog::from_parts(store, SigningKey::from_bytes(&[42u8; 32]))
+        .with_coi_issuer("A9999")
+        .expect("FIN")
+        .with_vault_key(VaultKey::from_bytes([7u8; 32]))
+        .with_access_settings(settings);
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reference");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("examples")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    let files: Vec<ImportFile> = files
+        .iter()
+        .map(|p| ImportFile {
+            name: p.display().to_string(),
+            content: std::fs::read(p).expect("read"),
+            registry: None,
+        })
+        .collect();
+    app.import_reference(&files, "person/P-STEWARD", false, &|_| {})
+        .await
+        .expect("import");
+    // One chain, enrolled and treated at Los Angeles; nothing else involves Frankfurt.
+    let enrolment = json!({
+        "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
+        "actor": "person/P-0005", "site": IN_SCOPE,
+        "source": {"system": "emr-lax", "source_event_id": "enrol-access"},
+        "patient_key": PATIENT, "product_code": "CART-19", "treatment_site_id": IN_SCOPE,
+    });
+    let (coi, _) = app
+        .enrol(enrolment.to_string().as_bytes())
+        .await
+        .expect("enrol");
+    // A refused collection at a site that may not collect: an alert on this chain.
+    let refused = json!({
+        "stream": format!("coi/{coi}"),
+        "occurred_at": "2026-11-10T12:30:00-05:00[America/New_York]",
+        "actor": "person/P-0002", "site": "S-BOS-01",
+        "source": {"system": "aph", "source_event_id": "collect-access"},
+        "body": {"type": "chain.collected", "version": 1, "data": {
+            "collection_site_id": "S-BOS-01", "operator_id": "P-0002", "device_id": "APH-PAR-01",
+            "started_at": "2026-11-10T08:00:00-05:00", "ended_at": "2026-11-10T12:00:00-05:00",
+            "dins": [autolog_domain::identifiers::Din::parse("din", "A999926000001").expect("DIN").to_string()]}},
+    });
+    assert!(app
+        .append_json(refused.to_string().as_bytes())
+        .await
+        .is_err());
+    let app = Arc::new(app);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let options = ServeOptions {
+        checkpoint_interval: Duration::from_secs(3600),
+        webhook_interval: Duration::from_secs(3600),
+        rate_limit: None,
+        ..ServeOptions::default()
+    };
+    tokio::spawn(serve(
+        listener,
+        app.clone(),
+        options,
+        std::future::pending(),
+    ));
+    TestApp {
+        base: format!("http://{addr}"),
+        app,
+        coi,
+    }
+}
+
+/// One request of the matrix: what it is, and who may make it.
+struct Case {
+    name: &'static str,
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+    /// Whether a principal with `role` granted at `scope` may make it.
+    allowed: fn(Role, Scope) -> bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Granted at the chain's site (Los Angeles).
+    In,
+    /// Granted at a site that takes no part in the chain (Frankfurt).
+    Out,
+    /// Granted at every site.
+    Network,
+}
+
+use Role::*;
+
+fn reads_chains(role: Role) -> bool {
+    !matches!(role, Administrator | ReferenceDataSteward)
+}
+
+fn in_reach(scope: Scope) -> bool {
+    scope != Scope::Out
+}
+
+fn records_notes(role: Role) -> bool {
+    !matches!(role, Administrator | Auditor)
+}
+
+fn cases(coi: &str, n: usize) -> Vec<Case> {
+    let note = json!({
+        "stream": format!("coi/{coi}"),
+        "occurred_at": "2026-11-03T09:00:00-08:00[America/Los_Angeles]",
+        "site": IN_SCOPE,
+        "source": {"system": "console", "source_event_id": format!("note-{n}")},
+        "body": {"type": "annotation.recorded", "version": 1, "data": {"text": "checked the label"}},
+    });
+    vec![
+        Case {
+            name: "read the chain",
+            method: "GET",
+            path: format!("/api/v1/chains/{coi}"),
+            body: None,
+            allowed: |r, s| reads_chains(r) && in_reach(s),
+        },
+        Case {
+            name: "read the chain's events",
+            method: "GET",
+            path: format!("/api/v1/events?stream=coi/{coi}"),
+            body: None,
+            allowed: |r, s| reads_chains(r) && in_reach(s),
+        },
+        Case {
+            name: "read the chain's state",
+            method: "GET",
+            path: format!("/api/v1/streams/coi/{coi}"),
+            body: None,
+            allowed: |r, s| reads_chains(r) && in_reach(s),
+        },
+        Case {
+            name: "read the whole ledger",
+            method: "GET",
+            path: "/api/v1/events".into(),
+            body: None,
+            allowed: |r, s| r == Auditor && s == Scope::Network,
+        },
+        Case {
+            name: "read reference data",
+            method: "GET",
+            path: "/api/v1/reference/sites".into(),
+            body: None,
+            allowed: |_, _| true,
+        },
+        Case {
+            name: "read a site's record",
+            method: "GET",
+            path: "/api/v1/streams/site/S-LAX-01".into(),
+            body: None,
+            allowed: |_, _| true,
+        },
+        Case {
+            name: "list alerts",
+            method: "GET",
+            path: "/api/v1/alerts".into(),
+            body: None,
+            allowed: |_, _| true,
+        },
+        Case {
+            name: "network reconciliation",
+            method: "GET",
+            path: "/api/v1/reconciliation".into(),
+            body: None,
+            allowed: |r, s| {
+                matches!(r, Auditor | Administrator | QaReleaser) && s == Scope::Network
+            },
+        },
+        Case {
+            name: "forward genealogy (recall)",
+            method: "GET",
+            path: "/api/v1/genealogy/forward/LV19-2026-014".into(),
+            body: None,
+            allowed: |r, s| reads_chains(r) && s == Scope::Network,
+        },
+        Case {
+            name: "list webhooks",
+            method: "GET",
+            path: "/api/v1/webhooks".into(),
+            body: None,
+            allowed: |r, s| r == Administrator && s == Scope::Network,
+        },
+        Case {
+            name: "list users",
+            method: "GET",
+            path: "/api/v1/users".into(),
+            body: None,
+            allowed: |r, s| r == Administrator && s == Scope::Network,
+        },
+        Case {
+            name: "list API tokens",
+            method: "GET",
+            path: "/api/v1/tokens".into(),
+            body: None,
+            allowed: |r, s| r == Administrator && s == Scope::Network,
+        },
+        Case {
+            name: "read the patient's identifying data",
+            method: "GET",
+            path: format!("/api/v1/chains/{coi}/personal-data?purpose=matrix%20test"),
+            body: None,
+            allowed: |r, s| {
+                matches!(
+                    r,
+                    ApheresisCoordinator | TreatmentNurse | TreatmentPhysician
+                ) && in_reach(s)
+            },
+        },
+        Case {
+            name: "record the patient's identifying data",
+            method: "POST",
+            path: format!("/api/v1/chains/{coi}/personal-data"),
+            body: Some(
+                json!({"name": "Alex Example", "date_of_birth": "1970-01-01", "mrn": "MRN-424242"}),
+            ),
+            allowed: |r, s| {
+                matches!(
+                    r,
+                    ApheresisCoordinator | TreatmentNurse | TreatmentPhysician
+                ) && in_reach(s)
+            },
+        },
+        Case {
+            name: "record a note on the chain",
+            method: "POST",
+            path: "/api/v1/events".into(),
+            body: Some(note),
+            allowed: |r, s| records_notes(r) && in_reach(s),
+        },
+        Case {
+            name: "import reference data (dry run)",
+            method: "POST",
+            path: "/api/v1/reference/import?registry=sites&dry_run=true".into(),
+            body: Some(json!([])),
+            allowed: |r, s| r == ReferenceDataSteward && s == Scope::Network,
+        },
+        Case {
+            name: "register a webhook",
+            method: "POST",
+            path: "/api/v1/webhooks".into(),
+            body: Some(json!({"url": "http://127.0.0.1:9/hook"})),
+            allowed: |r, s| r == Administrator && s == Scope::Network,
+        },
+    ]
+}
+
+async fn call(
+    base: &str,
+    who: &Credentials,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (StatusCode, Value) {
+    let client = who.client();
+    let url = format!("{base}{path}");
+    let request = match (method, body) {
+        ("GET", _) => client.get(url),
+        ("DELETE", _) => client.delete(url),
+        (_, Some(b)) => client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(b.to_string()),
+        (_, None) => client.post(url),
+    };
+    let answer = request.send().await.expect("request");
+    let status = answer.status();
+    let text = answer.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn refused(status: StatusCode) -> bool {
+    status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED
+}
+
+/// Every endpoint of the matrix, for every role granted at the chain's site, at another
+/// site and at every site: allowed or refused as the roles table says, and each refusal
+/// a 403 naming what is missing. Then source systems' tokens, scoped to their sites.
+async fn the_matrix(t: Target) {
+    let app = spawn_app(&t, AccessSettings::default()).await;
+    let mut principals: Vec<(Role, Scope, Credentials)> = Vec::new();
+    for (i, role) in ROLES.iter().enumerate() {
+        for (j, (scope, site)) in [
+            (Scope::In, IN_SCOPE),
+            (Scope::Out, OUT_OF_SCOPE),
+            (Scope::Network, EVERY),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let person_id = format!("P-M{:02}", i * 3 + j);
+            let who = person(&app.app, &person_id, &[(role.as_str(), site)]).await;
+            principals.push((*role, *scope, who));
+        }
+    }
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for (n, (role, scope, who)) in principals.iter().enumerate() {
+        for case in cases(&app.coi, n) {
+            let (status, answer) =
+                call(&app.base, who, case.method, &case.path, case.body.as_ref()).await;
+            let expected = (case.allowed)(*role, *scope);
+            checked += 1;
+            if expected == refused(status) {
+                failures.push(format!(
+                    "{} as {} at {scope:?}: expected {}, got {status} {answer}",
+                    case.name,
+                    role.as_str(),
+                    if expected { "allowed" } else { "refused" }
+                ));
+            }
+            if !expected {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{}: {answer}", case.name);
+                assert_eq!(answer["error"]["code"], "forbidden", "{answer}");
+                assert!(answer["error"]["rule"]
+                    .as_str()
+                    .is_some_and(|r| !r.is_empty()));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {checked}:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert_eq!(checked, ROLES.len() * 3 * cases(&app.coi, 0).len());
+
+    // Alerts are filtered by scope: the chain's alert is listed in scope, not outside.
+    let count = |v: &Value| {
+        v["alerts"].as_array().map_or(0, |a| {
+            a.iter().filter(|x| x["coi"] == json!(app.coi)).count()
+        })
+    };
+    let nurse_in = &principals
+        .iter()
+        .find(|(r, s, _)| *r == TreatmentNurse && *s == Scope::In)
+        .expect("nurse")
+        .2;
+    let nurse_out = &principals
+        .iter()
+        .find(|(r, s, _)| *r == TreatmentNurse && *s == Scope::Out)
+        .expect("nurse")
+        .2;
+    let (_, listed) = call(
+        &app.base,
+        nurse_in,
+        "GET",
+        "/api/v1/alerts?status=all",
+        None,
+    )
+    .await;
+    assert_eq!(count(&listed), 1, "{listed}");
+    let (_, listed) = call(
+        &app.base,
+        nurse_out,
+        "GET",
+        "/api/v1/alerts?status=all",
+        None,
+    )
+    .await;
+    assert_eq!(count(&listed), 0, "{listed}");
+
+    // Source systems: the treatment center's EMR at its site may read and record on the
+    // chain; the Frankfurt LIMS may not; neither may name another system as the source.
+    let emr = system(&app.app, "emr-lax", &[]).await;
+    let lims = system(&app.app, "lims-fra", &[]).await;
+    let chain = format!("/api/v1/chains/{}", app.coi);
+    let (status, _) = call(&app.base, &emr, "GET", &chain, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(&app.base, &lims, "GET", &chain, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let mut note = cases(&app.coi, 999)
+        .into_iter()
+        .find(|c| c.name == "record a note on the chain")
+        .and_then(|c| c.body)
+        .expect("note");
+    let (status, e) = call(&app.base, &emr, "POST", "/api/v1/events", Some(&note)).await;
+    assert_eq!(
+        (status, e["error"]["field"].clone()),
+        (StatusCode::FORBIDDEN, json!("source.system")),
+        "{e}"
+    );
+    note["source"]["system"] = json!("emr-lax");
+    let (status, e) = call(&app.base, &emr, "POST", "/api/v1/events", Some(&note)).await;
+    assert_eq!(status, StatusCode::CREATED, "{e}");
+    assert_eq!(
+        e["event"]["actor"], "system/emr-lax",
+        "attributed to the token's system"
+    );
+    note["source"]["system"] = json!("lims-fra");
+    note["source"]["source_event_id"] = json!("note-lims");
+    let (status, e) = call(&app.base, &lims, "POST", "/api/v1/events", Some(&note)).await;
+    assert_eq!(
+        (status, e["error"]["field"].clone()),
+        (StatusCode::FORBIDDEN, json!("body.type")),
+        "{e}"
+    );
+    // Unauthenticated: 401, and nothing else answers but the public routes.
+    let anonymous = reqwest::Client::new();
+    let r = anonymous
+        .get(format!("{}{chain}", app.base))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = anonymous
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_endpoint_role_site_matrix_on_sqlite() {
+    run_on(Backend::Sqlite, "access_matrix", the_matrix).await;
+}
+
+#[tokio::test]
+async fn the_endpoint_role_site_matrix_on_postgres() {
+    run_on(Backend::Postgres, "access_matrix_pg", the_matrix).await;
+}
+
+/// Every route the router serves is in the access table, and the table names no route
+/// the router lacks (a route added without a rule would otherwise be refused by default).
+#[test]
+fn every_route_has_an_access_rule() {
+    let openapi: Value = serde_json::from_str(autolog_server::OPENAPI_JSON).expect("openapi");
+    let documented: Vec<(String, String)> = openapi["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object().expect("ops").keys().map(move |m| {
+                (
+                    m.to_uppercase(),
+                    path.replace("{lot}", "{*lot}")
+                        .replace("{stream}", "{*stream}"),
+                )
+            })
+        })
+        .collect();
+    for (method, path) in &documented {
+        assert!(
+            autolog_server::ROUTES
+                .iter()
+                .any(|(m, p, _)| m == method && p == path),
+            "{method} {path} is documented but has no access rule"
+        );
+    }
+    for (method, path, _) in autolog_server::ROUTES {
+        assert!(
+            documented.iter().any(|(m, p)| m == method && p == path),
+            "{method} {path} has an access rule but is not documented"
+        );
+    }
+}
+
+async fn sign_in(base: &str, person_id: &str, password: &str, totp: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{base}/api/v1/session"))
+        .json(&json!({"person_id": person_id, "password": password, "totp": totp}))
+        .send()
+        .await
+        .expect("request")
+}
+
+/// A revoked token, an expired session, a wrong second factor (and the lockout it
+/// leads to), a missing CSRF token and a signed-out session are each refused.
+#[tokio::test]
+async fn revoked_expired_wrong_and_forged_credentials_are_refused() {
+    run_on(Backend::Sqlite, "access_refusals", |t| async move {
+        let settings = AccessSettings {
+            idle_timeout: Duration::from_secs(2),
+            lock_after: 3,
+            ..AccessSettings::default()
+        };
+        let app = spawn_app(&t, settings).await;
+        let chain = format!("/api/v1/chains/{}", app.coi);
+
+        // A token works until it is revoked, then is refused at once.
+        let emr = system(&app.app, "emr-lax", &[]).await;
+        let (status, _) = call(&app.base, &emr, "GET", &chain, None).await;
+        assert_eq!(status, StatusCode::OK);
+        let tokens = app.app.tokens().await.expect("tokens");
+        let token_id = tokens["tokens"][0]["token_id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        app.app
+            .revoke_token(&token_id, "person/P-ADMIN")
+            .await
+            .expect("revoke");
+        let (status, e) = call(&app.base, &emr, "GET", &chain, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{e}");
+        assert_eq!(e["error"]["code"], "unauthenticated");
+        // A made-up token too.
+        let forged = Credentials::token("system/x", "alt_0192f1c3000070008000000000000000_abc");
+        let (status, _) = call(&app.base, &forged, "GET", &chain, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        // An idle session expires.
+        let nurse = person(&app.app, "P-0005", &[("treatment_nurse", IN_SCOPE)]).await;
+        let (status, _) = call(&app.base, &nurse, "GET", &chain, None).await;
+        assert_eq!(status, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(3200)).await;
+        let (status, e) = call(&app.base, &nurse, "GET", &chain, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{e}");
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("expired")),
+            "{e}"
+        );
+
+        // A wrong second factor is refused; three failures lock the account, and then
+        // even the right code is refused until an administrator unlocks it.
+        let created = app
+            .app
+            .reset_second_factor("P-0005", "person/P-ADMIN")
+            .await
+            .expect("reset");
+        let secret = created["totp_secret"].as_str().expect("secret").to_string();
+        let right = autolog_test_support::current_totp(&secret);
+        let wrong = if right == "000000" {
+            "111111"
+        } else {
+            "000000"
+        };
+        for _ in 0..3 {
+            let r = sign_in(&app.base, "P-0005", PASSWORD, wrong).await;
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        }
+        let r = sign_in(&app.base, "P-0005", PASSWORD, &right).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "locked");
+        let user = app.app.user("P-0005").await.expect("user");
+        assert!(user["locked_until"].is_string(), "{user}");
+        let audit = app
+            .app
+            .stream_state("person/P-0005", None, None)
+            .await
+            .expect("person")
+            .to_json();
+        let changes = audit["state"]["access_changes"].to_string();
+        assert!(
+            changes.contains("failed attempts in a row"),
+            "the lockout is in the ledger: {changes}"
+        );
+        app.app
+            .unlock_user("P-0005", "person/P-ADMIN")
+            .await
+            .expect("unlock");
+        // A wrong password with the right code is refused the same way.
+        let r = sign_in(&app.base, "P-0005", "not the password", &right).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let r = sign_in(&app.base, "P-0005", PASSWORD, &right).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        let cookie = r
+            .headers()
+            .get(reqwest::header::SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .expect("cookie")
+            .to_string();
+        for flag in ["HttpOnly", "Secure", "SameSite=Strict"] {
+            assert!(cookie.contains(flag), "{cookie}");
+        }
+        let session = cookie
+            .split(';')
+            .next()
+            .and_then(|c| c.split_once('='))
+            .map(|(_, v)| v.to_string())
+            .expect("session");
+        let body: Value = r.json().await.expect("json");
+        let csrf = body["csrf_token"].as_str().expect("csrf").to_string();
+        // The same code again is a replay: refused.
+        let r = sign_in(&app.base, "P-0005", PASSWORD, &right).await;
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "a TOTP code is used once"
+        );
+
+        // Without (or with a wrong) CSRF token, a console request that changes something
+        // is refused; with it, allowed.
+        let note = |id: &str| {
+            json!({
+                "stream": format!("coi/{}", app.coi),
+                "occurred_at": "2026-11-03T09:00:00-08:00[America/Los_Angeles]",
+                "site": IN_SCOPE,
+                "source": {"system": "console", "source_event_id": id},
+                "body": {"type": "annotation.recorded", "version": 1, "data": {"text": "x"}},
+            })
+        };
+        let mut no_csrf = Credentials::session("person/P-0005", &session, "wrong");
+        no_csrf.headers.remove("x-csrf-token");
+        let (status, e) = call(
+            &app.base,
+            &no_csrf,
+            "POST",
+            "/api/v1/events",
+            Some(&note("n1")),
+        )
+        .await;
+        assert_eq!(
+            (status, e["error"]["field"].clone()),
+            (StatusCode::FORBIDDEN, json!("X-CSRF-Token"))
+        );
+        let wrong_csrf = Credentials::session("person/P-0005", &session, "wrong");
+        let (status, _) = call(
+            &app.base,
+            &wrong_csrf,
+            "POST",
+            "/api/v1/events",
+            Some(&note("n1")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let good = Credentials::session("person/P-0005", &session, &csrf);
+        let (status, e) = call(
+            &app.base,
+            &good,
+            "POST",
+            "/api/v1/events",
+            Some(&note("n1")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{e}");
+        assert_eq!(e["event"]["actor"], "person/P-0005");
+
+        // Sign-out ends the session.
+        let (status, _) = call(&app.base, &good, "DELETE", "/api/v1/session", None).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = call(&app.base, &good, "GET", &chain, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        // An e-signature needs re-authentication with both components at signing time;
+        // failed re-authentications count towards the lockout like failed sign-ins.
+        let qa = person(&app.app, "P-0008", &[("qa_releaser", EVERY)]).await;
+        let release = |signature: Value, id: &str| {
+            json!({
+                "stream": format!("coi/{}", app.coi),
+                "occurred_at": "2026-11-20T09:00:00-05:00[America/New_York]",
+                "site": "S-BOS-01",
+                "source": {"system": "qms-net", "source_event_id": id},
+                "body": {"type": "chain.released", "version": 1, "data": {
+                    "signature": signature, "batch_id": "B-ACCESS", "intended_patient_key": PATIENT,
+                    "site_id": "S-BOS-01", "released_by": "P-0008", "units": ["U-1"]}},
+            })
+        };
+        let (status, e) = call(
+            &app.base,
+            &qa,
+            "POST",
+            "/api/v1/events",
+            Some(&release(json!({"signer_id": "P-0008"}), "r0")),
+        )
+        .await;
+        assert_eq!(
+            (status, e["error"]["field"].clone()),
+            (StatusCode::BAD_REQUEST, json!("body.data.signature")),
+            "{e}"
+        );
+        for i in 0..3 {
+            let (status, e) = call(
+                &app.base,
+                &qa,
+                "POST",
+                "/api/v1/events",
+                Some(&release(
+                    json!({"signer_id": "P-0008", "secret": "not the password"}),
+                    &format!("r{}", i + 1),
+                )),
+            )
+            .await;
+            assert_eq!(
+                (status, e["error"]["field"].clone()),
+                (StatusCode::BAD_REQUEST, json!("body.data.signature.secret")),
+                "{e}"
+            );
+        }
+        let user = app.app.user("P-0008").await.expect("user");
+        assert!(
+            user["locked_until"].is_string(),
+            "locked after failed re-authentications: {user}"
+        );
+        let (status, _) = call(
+            &app.base,
+            &qa,
+            "POST",
+            "/api/v1/events",
+            Some(&release(
+                json!({"signer_id": "P-0008", "secret": PASSWORD}),
+                "r9",
+            )),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "a locked account's session ends"
+        );
+
+        // A revoked role takes effect on the next request.
+        let nurse = person(&app.app, "P-0005", &[]).await;
+        let (status, _) = call(&app.base, &nurse, "GET", &chain, None).await;
+        assert_eq!(status, StatusCode::OK);
+        app.app
+            .revoke_role("P-0005", "treatment_nurse", IN_SCOPE, "person/P-ADMIN")
+            .await
+            .expect("revoke");
+        let (status, _) = call(&app.base, &nurse, "GET", &chain, None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let _ = HashMap::<(), ()>::new();
+    })
+    .await;
+}
