@@ -8,10 +8,13 @@ use autolog_domain::access::{
     allowed_at, allowed_everywhere, allowed_somewhere, chain_in_scope, Permission,
 };
 use autolog_domain::FieldError;
-use axum::extract::{MatchedPath, Request, State};
+use std::collections::HashMap;
+
+use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::RequestExt;
 use serde_json::Value;
 
 use crate::ApiError;
@@ -275,23 +278,18 @@ async fn check(app: &Autolog, request: &mut Request) -> Result<(), ApiError> {
             }
         }
         Chain(permission) => {
+            // The route's `{coi}` as the handler will see it (percent-decoded).
             let coi = request
-                .uri()
-                .path()
-                .strip_prefix("/api/v1/chains/")
-                .and_then(|rest| rest.split('/').next())
-                .map(percent_decode)
+                .extract_parts::<Path<HashMap<String, String>>>()
+                .await
+                .ok()
+                .and_then(|Path(params)| params.get("coi").cloned())
                 .unwrap_or_default();
             check_chain(app, &principal, permission, &coi).await?;
         }
     }
     request.extensions_mut().insert(principal);
     Ok(())
-}
-
-fn percent_decode(text: &str) -> String {
-    // COIs end in a check character that may be `*`, sent as is or as %2A.
-    text.replace("%2A", "*").replace("%2a", "*")
 }
 
 fn refused(principal: &Principal, permission: Permission, where_: &str) -> ApiError {

@@ -394,6 +394,23 @@ async fn the_matrix(t: Target) {
     .await;
     assert_eq!(count(&listed), 0, "{listed}");
 
+    // The scope holds however the COI is spelled in the path (percent-encoded).
+    let encoded: String = app.coi.bytes().map(|b| format!("%{b:02X}")).collect();
+    for who in [nurse_in, nurse_out] {
+        for path in [
+            format!("/api/v1/chains/{encoded}"),
+            format!("/api/v1/chains/{encoded}/personal-data?purpose=x"),
+        ] {
+            let (status, e) = call(&app.base, who, "GET", &path, None).await;
+            let expected_refused = std::ptr::eq(who, nurse_out);
+            assert_eq!(
+                status == StatusCode::FORBIDDEN,
+                expected_refused,
+                "{path}: {status} {e}"
+            );
+        }
+    }
+
     // Source systems: the treatment center's EMR at its site may read and record on the
     // chain; the Frankfurt LIMS may not; neither may name another system as the source.
     let emr = system(&app.app, "emr-lax", &[]).await;
@@ -670,6 +687,10 @@ async fn revoked_expired_wrong_and_forged_credentials_are_refused() {
         // An e-signature needs re-authentication with both components at signing time;
         // failed re-authentications count towards the lockout like failed sign-ins.
         let qa = person(&app.app, "P-0008", &[("qa_releaser", EVERY)]).await;
+        let parsed = autolog_domain::identifiers::Coi::parse("coi", &app.coi).expect("coi");
+        let unit = autolog_domain::identifiers::UnitId::new(&parsed, "S0001", "A0")
+            .expect("unit")
+            .to_string();
         let release = |signature: Value, id: &str| {
             json!({
                 "stream": format!("coi/{}", app.coi),
@@ -678,7 +699,7 @@ async fn revoked_expired_wrong_and_forged_credentials_are_refused() {
                 "source": {"system": "qms-net", "source_event_id": id},
                 "body": {"type": "chain.released", "version": 1, "data": {
                     "signature": signature, "batch_id": "B-ACCESS", "intended_patient_key": PATIENT,
-                    "site_id": "S-BOS-01", "released_by": "P-0008", "units": ["U-1"]}},
+                    "site_id": "S-BOS-01", "released_by": "P-0008", "units": [unit]}},
             })
         };
         let (status, e) = call(
