@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use autolog_app::{AppError, Autolog, ImportFile};
+use autolog_app::{AppError, Autolog};
 use autolog_domain::identifiers::Coi;
 use autolog_domain::SigningKey;
 use proptest::prelude::*;
@@ -20,25 +20,7 @@ async fn instance(path: &std::path::Path) -> Autolog {
 }
 
 async fn with_network(app: &Autolog) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reference");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("examples")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    let files: Vec<ImportFile> = files
-        .iter()
-        .map(|p| ImportFile {
-            name: p.display().to_string(),
-            content: std::fs::read(p).expect("read"),
-            registry: None,
-        })
-        .collect();
-    let report = app
-        .import_reference(&files, "person/P-STEWARD", false, &|_| {})
-        .await
-        .expect("import");
-    assert!(report.bad_rows.is_empty(), "{:?}", report.bad_rows);
+    autolog_test_support::import_examples(app).await;
 }
 
 fn enrolment(id: &str) -> Value {

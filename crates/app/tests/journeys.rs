@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use autolog_app::{AlertQuery, AppError, AppendResult, Autolog, ImportFile};
+use autolog_app::{AlertQuery, AppError, AppendResult, Autolog};
 use autolog_domain::identifiers::{mod37_2_check, Din};
 use autolog_domain::SigningKey;
 use jiff::{tz::TimeZone, Timestamp};
@@ -29,25 +29,7 @@ async fn network_on(store: Arc<dyn autolog_store::Store>) -> Autolog {
     let app = Autolog::from_parts(store, SigningKey::from_bytes(&[7u8; 32]))
         .with_coi_issuer("A9999")
         .expect("FIN");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reference");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("examples")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    let files: Vec<ImportFile> = files
-        .iter()
-        .map(|p| ImportFile {
-            name: p.display().to_string(),
-            content: std::fs::read(p).expect("read"),
-            registry: None,
-        })
-        .collect();
-    let report = app
-        .import_reference(&files, "person/P-STEWARD", false, &|_| {})
-        .await
-        .expect("import");
-    assert!(report.bad_rows.is_empty(), "{:?}", report.bad_rows);
+    autolog_test_support::import_examples(&app).await;
     for n in 1..=8 {
         app.set_signing_secret(&format!("P-{n:04}"), SECRET, "person/P-ADMIN")
             .await

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use autolog_app::{AppError, Autolog, ImportFile, VaultKey};
+use autolog_app::{AppError, Autolog, VaultKey};
 use autolog_domain::{Instant, SigningKey};
 use autolog_store_conformance::harness::{run_on, Backend, Target};
 use jiff::{tz::TimeZone, SignedDuration, Timestamp};
@@ -33,25 +33,7 @@ async fn network_on(store: Arc<dyn autolog_store::Store>) -> Autolog {
         .with_coi_issuer("A9999")
         .expect("FIN")
         .with_vault_key(key(1));
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reference");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("examples")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    let files: Vec<ImportFile> = files
-        .iter()
-        .map(|p| ImportFile {
-            name: p.display().to_string(),
-            content: std::fs::read(p).expect("read"),
-            registry: None,
-        })
-        .collect();
-    let report = app
-        .import_reference(&files, "person/P-STEWARD", false, &|_| {})
-        .await
-        .expect("import");
-    assert!(report.bad_rows.is_empty(), "{:?}", report.bad_rows);
+    autolog_test_support::import_examples(&app).await;
     app
 }
 

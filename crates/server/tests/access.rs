@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autolog_app::{AccessSettings, Autolog, ImportFile, VaultKey};
+use autolog_app::{AccessSettings, Autolog, VaultKey};
 use autolog_domain::access::{Role, ROLES};
 use autolog_domain::SigningKey;
 use autolog_server::{serve, ServeOptions};
@@ -32,23 +32,7 @@ async fn spawn_app(target: &Target, settings: AccessSettings) -> TestApp {
         .expect("FIN")
         .with_vault_key(VaultKey::from_bytes([7u8; 32]))
         .with_access_settings(settings);
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reference");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("examples")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    let files: Vec<ImportFile> = files
-        .iter()
-        .map(|p| ImportFile {
-            name: p.display().to_string(),
-            content: std::fs::read(p).expect("read"),
-            registry: None,
-        })
-        .collect();
-    app.import_reference(&files, "person/P-STEWARD", false, &|_| {})
-        .await
-        .expect("import");
+    autolog_test_support::import_examples(&app).await;
     // One chain, enrolled and treated at Los Angeles; nothing else involves Frankfurt.
     let enrolment = json!({
         "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use autolog_app::{Autolog, ImportFile, SIGNATURE_HEADER};
+use autolog_app::{Autolog, SIGNATURE_HEADER};
 use autolog_domain::SigningKey;
 use autolog_server::{serve, ServeOptions};
 use autolog_store_conformance::harness::{run_on, Backend, Target};
@@ -26,23 +26,7 @@ async fn spawn_app(target: &Target) -> TestApp {
     let app = Autolog::from_parts(store, SigningKey::from_bytes(&[42u8; 32]))
         .with_coi_issuer("A9999")
         .expect("FIN");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reference");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("examples")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    let files: Vec<ImportFile> = files
-        .iter()
-        .map(|p| ImportFile {
-            name: p.display().to_string(),
-            content: std::fs::read(p).expect("read"),
-            registry: None,
-        })
-        .collect();
-    app.import_reference(&files, "person/P-STEWARD", false, &|_| {})
-        .await
-        .expect("import");
+    autolog_test_support::import_examples(&app).await;
     // The people the tests act as, signed in with every role everywhere (access control
     // is tested in access.rs); their password is also their signing secret.
     let mut clients = std::collections::HashMap::new();

@@ -225,3 +225,27 @@ pub async fn sign_in_http(base: &str, person_id: &str, totp_secret: &str) -> Cre
         body["csrf_token"].as_str().expect("csrf"),
     )
 }
+
+/// Imports the example network (`examples/reference`) through the app, as the reference
+/// data steward P-STEWARD, and checks that every row was accepted.
+pub async fn import_examples(app: &Autolog) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/reference");
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .expect("examples/reference")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    paths.sort();
+    let files: Vec<autolog_app::ImportFile> = paths
+        .iter()
+        .map(|p| autolog_app::ImportFile {
+            name: p.display().to_string(),
+            content: std::fs::read(p).expect("read an example file"),
+            registry: None,
+        })
+        .collect();
+    let report = app
+        .import_reference(&files, "person/P-STEWARD", false, &|_| {})
+        .await
+        .expect("import the example network");
+    assert!(report.bad_rows.is_empty(), "{:?}", report.bad_rows);
+}
