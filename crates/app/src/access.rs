@@ -63,6 +63,7 @@ pub enum PrincipalKind {
     Person {
         person_id: String,
         csrf_sha256: String,
+        session_sha256: String,
     },
     /// A source system with an API token.
     System { system_id: String, token_id: Uuid },
@@ -534,9 +535,55 @@ impl Autolog {
             kind: PrincipalKind::Person {
                 person_id: found.person_id,
                 csrf_sha256: found.csrf_sha256,
+                session_sha256: hash,
             },
             grants,
         })
+    }
+
+    /// The principal as it stands now, for a long-lived request (the alert stream): the
+    /// session still live (not idle past its timeout, which this check does not extend),
+    /// the token not revoked, the account not locked, the grants as granted now.
+    pub async fn revalidate(&self, principal: &Principal) -> Result<Principal, AppError> {
+        match &principal.kind {
+            PrincipalKind::Person {
+                person_id,
+                session_sha256,
+                ..
+            } => {
+                let Some(found) = self.store.session(session_sha256).await? else {
+                    return Err(unauthenticated("the session ended"));
+                };
+                let now = Instant::now();
+                let idle_end = instant_after(found.last_seen_at, self.access.idle_timeout)?;
+                if idle_end <= now || found.expires_at <= now {
+                    return Err(unauthenticated("the session expired: sign in again"));
+                }
+                if !self.not_locked_out(person_id).await? {
+                    return Err(unauthenticated("the account is locked"));
+                }
+                let mut fresh = principal.clone();
+                fresh.grants = self.grants_of(person_id).await?;
+                Ok(fresh)
+            }
+            PrincipalKind::System { token_id, .. } => {
+                let token = self
+                    .store
+                    .api_token(*token_id)
+                    .await?
+                    .ok_or_else(|| unauthenticated("the API token is unknown"))?;
+                if token.revoked_at.is_some() || token.expires_at <= Instant::now() {
+                    return Err(unauthenticated("the API token was revoked or expired"));
+                }
+                let system = self
+                    .current_state(&format!("source-system/{}", token.system_id))
+                    .await?;
+                if !source_system_active(&system, Instant::now()) {
+                    return Err(unauthenticated("the source system is no longer active"));
+                }
+                Ok(principal.clone())
+            }
+        }
     }
 
     async fn grants_of(&self, person_id: &str) -> Result<Vec<Grant>, AppError> {
@@ -570,6 +617,13 @@ impl Autolog {
                 "system_id",
                 system_id,
                 "is not a registered source system",
+            )));
+        }
+        if !source_system_active(&system, Instant::now()) {
+            return Err(AppError::Invalid(FieldError::new(
+                "system_id",
+                system_id,
+                "is not an active source system (status, valid_from/valid_to)",
             )));
         }
         let kind = text(&system, "kind");
@@ -730,6 +784,12 @@ impl Autolog {
         let system = self
             .current_state(&format!("source-system/{}", token.system_id))
             .await?;
+        if !source_system_active(&system, Instant::now()) {
+            tracing::warn!(token_id = %token_id, system_id = %token.system_id, "API token of an inactive source system used");
+            return Err(unauthenticated(
+                "the API token's source system is no longer active: ask an administrator",
+            ));
+        }
         let roles = roles_of_source_kind(text(&system, "kind"));
         let grants = roles
             .iter()
@@ -782,6 +842,13 @@ impl Autolog {
         }
         let mut sites = ChainSites::default();
         for e in &events {
+            // A note or a hold does not make a site a party to the chain.
+            if matches!(
+                e.body.event_type.as_str(),
+                "annotation.recorded" | "chain.hold_placed"
+            ) {
+                continue;
+            }
             if let Some(site) = &e.site {
                 sites.involved.insert(site.clone());
             }
@@ -945,7 +1012,107 @@ impl Autolog {
         let (drafts, single) =
             crate::append::parse_request(&body, Instant::now(), self.clock_skew_tolerance_seconds)?;
         authorize_drafts(principal, &drafts, single)?;
+        self.authorize_in_scope(principal, &drafts, single).await?;
         self.append_json(&body).await
+    }
+
+    /// What depends on the ledger: a chain's events come from senders whose sites take
+    /// part in it (a collection or a receipt is how a site joins); registry records and
+    /// crosswalks are kept by network-wide stewards; Autolog's own streams (`patient/`,
+    /// `vault/`) take nothing from a request; and a source id someone else already used
+    /// is a conflict, never an answer showing their record.
+    async fn authorize_in_scope(
+        &self,
+        principal: &Principal,
+        drafts: &[autolog_domain::EventDraft],
+        single: bool,
+    ) -> Result<(), AppError> {
+        for (i, draft) in drafts.iter().enumerate() {
+            let prefix = if single {
+                String::new()
+            } else {
+                format!("[{i}].")
+            };
+            let event_type = draft.body.event_type.as_str();
+            if draft.stream.starts_with("patient/") || draft.stream.starts_with("vault/") {
+                return Err(AppError::Forbidden(FieldError::new(
+                    format!("{prefix}stream"),
+                    &draft.stream,
+                    "is written by Autolog only (the personal-data audit trail)",
+                )));
+            }
+            let family = event_type.split_once('.').map_or(event_type, |(f, _)| f);
+            if matches!(
+                family,
+                "site" | "personnel" | "process_step" | "product" | "source_system" | "crosswalk"
+            ) && !autolog_domain::access::may_record_at(&principal.grants, event_type, None)
+            {
+                return Err(AppError::Forbidden(FieldError::new(
+                    format!("{prefix}body.type"),
+                    event_type,
+                    format!(
+                        "network reference data is kept by a reference-data steward at every site (*); {} holds no such grant",
+                        principal.actor
+                    ),
+                )));
+            }
+            if let Some(coi) = draft.stream.strip_prefix("coi/") {
+                let joins = matches!(event_type, "chain.collected" | "custody.received");
+                if !joins {
+                    if let Some(sites) = self.chain_sites(coi).await? {
+                        let may: Vec<Grant> = principal
+                            .grants
+                            .iter()
+                            .filter(|g| autolog_domain::access::may_record(g.role, event_type))
+                            .cloned()
+                            .collect();
+                        if !autolog_domain::access::chain_in_scope(
+                            &may,
+                            autolog_domain::access::Permission::Record,
+                            &sites,
+                        ) {
+                            return Err(AppError::Forbidden(FieldError::new(
+                                format!("{prefix}stream"),
+                                &draft.stream,
+                                format!(
+                                    "{} may record {event_type} only on chains its sites take part in",
+                                    principal.actor
+                                ),
+                            )));
+                        }
+                    }
+                }
+            }
+            self.check_source_owner(principal, &draft.source, &prefix)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A source id already in the ledger under another sender is a conflict.
+    async fn check_source_owner(
+        &self,
+        principal: &Principal,
+        source: &autolog_domain::Source,
+        prefix: &str,
+    ) -> Result<(), AppError> {
+        if let Some(existing) = self
+            .store
+            .event_by_source(&source.system, &source.source_event_id)
+            .await?
+        {
+            if existing.actor != principal.actor {
+                return Err(AppError::Conflict(FieldError::new(
+                    format!("{prefix}source.source_event_id"),
+                    &source.source_event_id,
+                    format!(
+                        "was already used for {} by another sender: choose a new source id",
+                        source.system
+                    ),
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Enrols on behalf of an authenticated principal: checked before a COI is issued.
@@ -984,8 +1151,45 @@ impl Autolog {
                 )));
             }
         }
+        let source = fields.get("source");
+        let system = source
+            .and_then(|s| s.get("system"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let id = source
+            .and_then(|s| s.get("source_event_id"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !system.is_empty() && !id.is_empty() {
+            let source = autolog_domain::Source {
+                system: system.to_string(),
+                source_event_id: id.to_string(),
+            };
+            self.check_source_owner(principal, &source, "").await?;
+        }
         self.enrol(&body).await
     }
+}
+
+/// Whether a source system's record is in force now: not retired or inactive, and
+/// within its validity period where it states one.
+fn source_system_active(system: &Value, now: Instant) -> bool {
+    let status = text(system, "status");
+    if !status.is_empty() && status != "active" {
+        return false;
+    }
+    let within = |field: &str, after: bool| {
+        let t = text(system, field);
+        if t.is_empty() {
+            return true;
+        }
+        match Instant::parse_rfc3339(field, t) {
+            Ok(at) if after => now >= at,
+            Ok(at) => now < at,
+            Err(_) => false,
+        }
+    };
+    within("valid_from", true) && within("valid_to", false)
 }
 
 fn user_json(user: &UserAccount, grants: &[RoleGrant]) -> Value {

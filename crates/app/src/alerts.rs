@@ -279,6 +279,19 @@ impl Autolog {
         resolve: bool,
         body: &[u8],
     ) -> Result<Value, AppError> {
+        self.handle_alert_as(alert_id, resolve, body, None).await
+    }
+
+    /// As `handle_alert`, sent by `sender` (the authenticated person or system): the
+    /// ledger records the sender as the actor; `person_id` is the person who acted (a
+    /// source system reports them, a signed-in person is themself).
+    pub async fn handle_alert_as(
+        &self,
+        alert_id: &str,
+        resolve: bool,
+        body: &[u8],
+        sender: Option<&str>,
+    ) -> Result<Value, AppError> {
         let current = self.alert(alert_id).await?;
         if current["status"] == "resolved" {
             return Err(AppError::Invalid(FieldError::new(
@@ -313,7 +326,7 @@ impl Autolog {
             "occurred_at": OccurredAt::from_parts(now.micros(), "UTC", 0)
                 .map_err(AppError::Config)?
                 .to_rfc9557(),
-            "actor": format!("person/{person_id}"),
+            "actor": sender.map_or_else(|| format!("person/{person_id}"), str::to_string),
             "source": {"system": "autolog", "source_event_id": format!("{event_type}/{alert_id}/{}", Uuid::now_v7())},
             "body": {"type": event_type, "version": 1, "data": {"person_id": person_id, "note": note}},
         });

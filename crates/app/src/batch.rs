@@ -381,6 +381,16 @@ impl Autolog {
                 continue;
             };
             let patient_key = text(&draft.body.data, "patient_key").to_string();
+            // Compared with the chain's own patient only: a check naming another patient
+            // is refused by the chain's rules, and never compares (no guessing another
+            // patient's identifiers through the bedside check).
+            let chain_patient = match draft.stream.strip_prefix("coi/") {
+                Some(coi) => self.patient_key_of(coi).await.ok(),
+                None => None,
+            };
+            if chain_patient.as_deref() != Some(patient_key.as_str()) {
+                continue;
+            }
             let field = |name: &str| format!("{prefix}body.data.patient_identifiers.{name}");
             let mismatches = match self
                 .personal_data_matches(&patient_key, &presented, &draft.actor)

@@ -22,6 +22,10 @@ pub enum AppError {
     /// The authenticated person or system may not do this (role, site or scope).
     #[error("forbidden: {0}")]
     Forbidden(FieldError),
+    /// The request collides with what another sender recorded (e.g. a source id already
+    /// used by someone else); nothing was written and the other record is not shown.
+    #[error("conflict: {0}")]
+    Conflict(FieldError),
     /// Too many requests from one client.
     #[error("refused: {0}")]
     RateLimited(FieldError),

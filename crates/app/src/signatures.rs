@@ -120,6 +120,8 @@ impl Autolog {
                 format!("re-authentication failed for {signer}: the signature is not given"),
             ));
         }
+        // A successful re-authentication ends a run of failures, as a sign-in does.
+        self.store.reset_failed_attempts(signer).await?;
         Ok(signer.to_string())
     }
 

@@ -498,6 +498,20 @@ impl Autolog {
         data: &Value,
         actor: &str,
     ) -> Result<Value, AppError> {
+        self.record_personal_data_via(None, patient_key, data, actor)
+            .await
+    }
+
+    /// As `record_personal_data`, through chain `coi` (recorded with it): later reads and
+    /// replacements are allowed only to senders in the scope of a chain it was recorded
+    /// through.
+    pub async fn record_personal_data_via(
+        &self,
+        coi: Option<&str>,
+        patient_key: &str,
+        data: &Value,
+        actor: &str,
+    ) -> Result<Value, AppError> {
         check_patient_key(patient_key)?;
         autolog_domain::envelope::check_actor("actor", actor)?;
         let fields = check_personal_data(data)?;
@@ -536,7 +550,13 @@ impl Autolog {
         self.record_audit_event(
             &format!("patient/{patient_key}"),
             "personal_data.recorded",
-            json!({"patient_key": patient_key, "by": actor, "fields": names}),
+            {
+                let mut audit = json!({"patient_key": patient_key, "by": actor, "fields": names});
+                if let Some(coi) = coi {
+                    audit["coi"] = json!(coi);
+                }
+                audit
+            },
             actor,
         )
         .await?;
@@ -621,6 +641,23 @@ impl Autolog {
             "bedside identity check against the vault"
         );
         Ok(mismatches)
+    }
+
+    /// The chains a patient's identifying data was recorded through (their COIs).
+    pub async fn personal_data_chains(&self, patient_key: &str) -> Result<Vec<String>, AppError> {
+        let events = self
+            .store
+            .stream_events(&format!("patient/{patient_key}"), Instant::MAX)
+            .await?;
+        let mut cois: Vec<String> = events
+            .iter()
+            .filter(|e| e.body.event_type == "personal_data.recorded")
+            .filter_map(|e| e.body.data.get("coi").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect();
+        cois.sort();
+        cois.dedup();
+        Ok(cois)
     }
 
     /// Crypto-shreds the personal data of the patient of chain `coi`, once retention allows

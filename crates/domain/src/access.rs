@@ -422,6 +422,9 @@ pub(crate) struct PersonalDataAccessV1 {
     /// The names of the fields recorded (never their values).
     #[serde(default)]
     fields: Vec<String>,
+    /// The chain it was recorded through, if any.
+    #[serde(default)]
+    coi: Option<String>,
 }
 
 impl Check for PersonalDataAccessV1 {
@@ -432,6 +435,9 @@ impl Check for PersonalDataAccessV1 {
         }
         for (i, f) in self.fields.iter().enumerate() {
             check_code(&format!("fields[{i}]"), f)?;
+        }
+        if let Some(coi) = &self.coi {
+            crate::identifiers::Coi::parse("coi", coi)?;
         }
         check_actor("by", &self.by)
     }

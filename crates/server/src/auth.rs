@@ -166,11 +166,16 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ),
 ];
 
-/// What a route needs, by method and matched path.
+/// What a route needs, by method and matched path (HEAD as GET, which answers it).
 pub fn access_of(method: &Method, path: &str) -> Option<Access> {
+    let method = if method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
     ROUTES
         .iter()
-        .find(|(m, p, _)| *m == method.as_str() && *p == path)
+        .find(|(m, p, _)| *m == method && *p == path)
         .map(|(_, _, a)| *a)
 }
 
@@ -234,8 +239,12 @@ async fn check(app: &Autolog, request: &mut Request) -> Result<(), ApiError> {
         return Ok(());
     };
     let Some(access) = access_of(&method, &path) else {
-        // A method the route does not have: axum answers 405.
-        return Ok(());
+        // Fail closed: a method and route with no access rule is refused.
+        return Err(ApiError(AppError::Forbidden(FieldError::new(
+            "method",
+            method.as_str(),
+            format!("{path} has no access rule for this method"),
+        ))));
     };
     if access == Public {
         return Ok(());
@@ -330,6 +339,36 @@ pub async fn check_chain(
         }
     }
     Ok(())
+}
+
+/// A patient's identifying data is bound to the chains it was recorded through: a
+/// sender needs one of them in scope (a chain enrolled elsewhere with the same patient
+/// key does not open it).
+pub async fn check_personal_data_scope(
+    app: &Autolog,
+    principal: &Principal,
+    permission: Permission,
+    patient_key: &str,
+) -> Result<(), ApiError> {
+    let through = app.personal_data_chains(patient_key).await?;
+    if through.is_empty() {
+        return Ok(());
+    }
+    for coi in &through {
+        if let Some(sites) = app.chain_sites(coi).await? {
+            if chain_in_scope(&principal.grants, permission, &sites) {
+                return Ok(());
+            }
+        }
+    }
+    Err(forbidden(
+        "patient_key",
+        patient_key,
+        format!(
+            "this patient's identifying data was recorded through chains outside the scope of {}",
+            principal.actor
+        ),
+    ))
 }
 
 /// Whether a stream's records are readable: a chain's by its scope, reference data by

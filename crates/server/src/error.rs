@@ -34,6 +34,7 @@ impl IntoResponse for ApiError {
             AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             AppError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::Gone(_) => (StatusCode::GONE, "gone"),
+            AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AppError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
             AppError::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "configuration"),
             AppError::Integrity(_) => (StatusCode::INTERNAL_SERVER_ERROR, "integrity"),
@@ -43,7 +44,8 @@ impl IntoResponse for ApiError {
         | AppError::TooLarge(f)
         | AppError::Forbidden(f)
         | AppError::RateLimited(f)
-        | AppError::Gone(f) = &self.0
+        | AppError::Gone(f)
+        | AppError::Conflict(f) = &self.0
         {
             body["field"] = json!(f.field);
             body["value"] = json!(f.value);

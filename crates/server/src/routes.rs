@@ -511,7 +511,10 @@ async fn handle_alert(
         return Err(alert_out_of_scope(principal, &alert_id));
     }
     let body = autolog_app::attribute_person(principal, &body, "person_id")?;
-    Ok(Json(app.handle_alert(&alert_id, resolve, &body).await?))
+    Ok(Json(
+        app.handle_alert_as(&alert_id, resolve, &body, Some(&principal.actor))
+            .await?,
+    ))
 }
 
 async fn acknowledge_alert(
@@ -656,7 +659,14 @@ impl AlertFeed {
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 },
-                _ = self.poll.tick() => {}
+                _ = self.poll.tick() => {
+                    // A revoked token, an ended session or a revoked role ends the
+                    // stream or narrows it at once, not at the next connection.
+                    match self.app.revalidate(&self.principal).await {
+                        Ok(principal) => self.principal = principal,
+                        Err(_) => return None,
+                    }
+                }
             }
         }
     }
@@ -1105,6 +1115,8 @@ async fn read_personal_data(
     only_params(&p, &["purpose"])?;
     let coi = path_param("coi", coi)?;
     let patient_key = app.patient_key_of(&coi).await?;
+    auth::check_personal_data_scope(&app, &principal, Permission::ReadPersonalData, &patient_key)
+        .await?;
     let purpose = p.get("purpose").map(String::as_str);
     Ok(Json(
         app.read_personal_data(&patient_key, &principal.actor, purpose)
@@ -1128,10 +1140,18 @@ async fn record_personal_data(
         )
     })?;
     let patient_key = app.patient_key_of(&coi).await?;
+    auth::check_personal_data_scope(
+        &app,
+        &principal,
+        Permission::RecordPersonalData,
+        &patient_key,
+    )
+    .await?;
+    let canonical = autolog_domain::identifiers::Coi::parse("coi", &coi)?.to_string();
     Ok((
         StatusCode::CREATED,
         Json(
-            app.record_personal_data(&patient_key, &data, &principal.actor)
+            app.record_personal_data_via(Some(&canonical), &patient_key, &data, &principal.actor)
                 .await?,
         ),
     ))

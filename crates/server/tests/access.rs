@@ -753,3 +753,101 @@ async fn revoked_expired_wrong_and_forged_credentials_are_refused() {
     })
     .await;
 }
+
+/// The scope holds for what a request writes, not only for what it reads: a site that
+/// takes no part in a chain cannot write on it (a note would otherwise make it a party),
+/// a site-scoped steward cannot change network reference data, a source id used by
+/// another sender is a conflict (their record is not shown), identifying data is bound to
+/// the chain it was recorded through, a retired system's token stops working, HEAD is
+/// authenticated like GET, and a source system acknowledging an alert is the actor.
+#[tokio::test]
+async fn scope_holds_for_writes_source_ids_personal_data_and_tokens() {
+    run_on(Backend::Sqlite, "access_writes", |t| async move {
+        let app = spawn_app(&t, AccessSettings::default()).await;
+        let chain_stream = format!("coi/{}", app.coi);
+        let note = |site: &str, id: &str| {
+            json!({
+                "stream": chain_stream, "occurred_at": "2026-11-03T09:00:00-08:00[America/Los_Angeles]",
+                "site": site, "source": {"system": "console", "source_event_id": id},
+                "body": {"type": "annotation.recorded", "version": 1, "data": {"text": "x"}},
+            })
+        };
+        // Boston takes no part in this Los Angeles chain: its operator cannot write on it,
+        // not even a note naming Boston, and so cannot make Boston a party to read it.
+        let boston = person(&app.app, "P-0002", &[("manufacturing_operator", "S-BOS-01")]).await;
+        let (status, e) = call(&app.base, &boston, "POST", "/api/v1/events", Some(&note("S-BOS-01", "n-bos"))).await;
+        assert_eq!((status, e["error"]["field"].clone()), (StatusCode::FORBIDDEN, json!("stream")), "{e}");
+        let (status, _) = call(&app.base, &boston, "GET", &format!("/api/v1/chains/{}", app.coi), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        // A steward of one site cannot change the network's reference data.
+        let steward = person(&app.app, "P-0003", &[("reference_data_steward", "S-BOS-01")]).await;
+        let amend = json!({
+            "stream": "site/S-LAX-01", "occurred_at": "2026-11-03T09:00:00-08:00[America/Los_Angeles]",
+            "site": "S-BOS-01", "source": {"system": "console", "source_event_id": "amend-lax"},
+            "body": {"type": "site.amended", "version": 1, "data": {"name": "Renamed"}},
+        });
+        let (status, e) = call(&app.base, &steward, "POST", "/api/v1/events", Some(&amend)).await;
+        assert_eq!((status, e["error"]["field"].clone()), (StatusCode::FORBIDDEN, json!("body.type")), "{e}");
+
+        // A source id someone else used: 409, and their record is not in the answer.
+        let nurse = person(&app.app, "P-0005", &[("treatment_nurse", IN_SCOPE)]).await;
+        let (status, first) = call(&app.base, &nurse, "POST", "/api/v1/events", Some(&note(IN_SCOPE, "n-1"))).await;
+        assert_eq!(status, StatusCode::CREATED, "{first}");
+        let physician = person(&app.app, "P-0007", &[("treatment_physician", IN_SCOPE)]).await;
+        let (status, e) = call(&app.base, &physician, "POST", "/api/v1/events", Some(&note(IN_SCOPE, "n-1"))).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{e}");
+        assert!(e.get("event").is_none() && !e.to_string().contains("P-0005"), "{e}");
+        let (status, again) = call(&app.base, &nurse, "POST", "/api/v1/events", Some(&note(IN_SCOPE, "n-1"))).await;
+        assert_eq!((status, again["status"].clone()), (StatusCode::OK, json!("duplicate")));
+
+        // Identifying data is bound to the chain it was recorded through: a chain enrolled
+        // at another center with the same patient key does not open it.
+        let data = json!({"name": "Alex Example", "date_of_birth": "1970-01-01"});
+        let (status, e) = call(&app.base, &nurse, "POST", &format!("/api/v1/chains/{}/personal-data", app.coi), Some(&data)).await;
+        assert_eq!(status, StatusCode::CREATED, "{e}");
+        let other = json!({
+            "occurred_at": "2026-11-02T09:00:00-05:00[America/New_York]",
+            "actor": "person/P-0002", "site": "S-BOS-01",
+            "source": {"system": "emr-lax", "source_event_id": "enrol-same-key"},
+            "patient_key": PATIENT, "product_code": "CART-19", "treatment_site_id": "S-LHI-01",
+        });
+        let (other_coi, _) = app.app.enrol(other.to_string().as_bytes()).await.expect("enrol");
+        let island = person(&app.app, "P-0006", &[("treatment_nurse", "S-LHI-01")]).await;
+        let path = format!("/api/v1/chains/{other_coi}/personal-data?purpose=curiosity");
+        let (status, e) = call(&app.base, &island, "GET", &path, None).await;
+        assert_eq!((status, e["error"]["field"].clone()), (StatusCode::FORBIDDEN, json!("patient_key")), "{e}");
+        let (status, _) = call(&app.base, &nurse, "GET", &format!("/api/v1/chains/{}/personal-data?purpose=care", app.coi), None).await;
+        assert_eq!(status, StatusCode::OK);
+
+        // A source system acknowledging an alert is recorded as the actor, reporting
+        // the person who acted.
+        let emr = system(&app.app, "emr-lax", &[]).await;
+        let (_, listed) = call(&app.base, &emr, "GET", "/api/v1/alerts", None).await;
+        let alert_id = listed["alerts"][0]["alert_id"].as_str().expect("an alert in scope").to_string();
+        let (status, acked) = call(&app.base, &emr, "POST", &format!("/api/v1/alerts/{alert_id}/acknowledge"),
+            Some(&json!({"person_id": "P-0005", "note": "seen at the bedside"}))).await;
+        assert_eq!(status, StatusCode::OK, "{acked}");
+        let events = app.app.store().stream_events(&format!("alert/{alert_id}"), autolog_domain::Instant::MAX).await.expect("events");
+        assert_eq!(events.last().expect("ack").actor, "system/emr-lax");
+
+        // A retired source system's token stops working at once.
+        let retire = json!({
+            "stream": "source-system/emr-lax", "occurred_at": "2026-11-03T09:00:00-08:00[America/Los_Angeles]",
+            "actor": "person/P-STEWARD", "source": {"system": "steward", "source_event_id": "retire-emr"},
+            "body": {"type": "source_system.amended", "version": 1, "data": {"status": "retired"}},
+        });
+        app.app.append_json(retire.to_string().as_bytes()).await.expect("retire");
+        let (status, _) = call(&app.base, &emr, "GET", &format!("/api/v1/chains/{}", app.coi), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        // HEAD is authenticated like GET.
+        let r = reqwest::Client::new()
+            .head(format!("{}/api/v1/users/P-0005", app.base))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    })
+    .await;
+}
