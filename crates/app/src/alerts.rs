@@ -169,6 +169,7 @@ impl Autolog {
         let stream = alert.stream.clone();
         match self.store.append(&[alert], &Instant::now).await {
             Ok(outcomes) => {
+                self.note_appended();
                 let fresh: Vec<&autolog_domain::Event> = outcomes
                     .iter()
                     .filter(|o| !o.duplicate)

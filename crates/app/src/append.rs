@@ -289,6 +289,7 @@ impl Autolog {
             }
             Err(e) => return Err(e.into()),
         };
+        self.note_appended();
         let mut outcomes = Vec::with_capacity(requested);
         let mut recorded = Vec::new();
         for (o, requested) in all.into_iter().zip(&is_requested) {

@@ -43,6 +43,7 @@ impl Autolog {
             .validate(&draft.body.data)
             .map_err(|e| e.under("body.data"))?;
         self.store.append(&[draft], &Instant::now).await?;
+        self.note_appended();
         Ok(())
     }
 }

@@ -731,6 +731,7 @@ impl Autolog {
         });
         match self.store.append(&drafts, &Instant::now).await {
             Ok(outcomes) => {
+                self.note_appended();
                 report.appended_events = outcomes.iter().filter(|o| !o.duplicate).count();
                 tracing::info!(import_id = %import_id, events = report.appended_events, "reference import written");
                 Ok(report)

@@ -11,9 +11,14 @@ mod bulk;
 mod chain;
 mod config;
 mod custody;
+mod epcis;
+mod epcis_chain;
+mod epcis_export;
 mod error;
+pub mod fhir;
 mod genealogy;
 mod ingest;
+mod outbox;
 mod proofs;
 mod read;
 mod reconciliation;
@@ -47,8 +52,18 @@ pub use bulk::{
     LIST_SEPARATOR, MAX_IMPORT_BYTES,
 };
 pub use config::{read_vault_key_file, Config, DataDir, VAULT_KEY_FILE};
+pub use epcis::{
+    epcis_too_large, EpcisCaptured, EpcisQueryPage, EPCIS_CONTEXT, EPCIS_DEFAULT_PER_PAGE,
+    EPCIS_EVENT_TYPES, EPCIS_MAX_PER_PAGE, EPCIS_QUERY_PARAMETERS, MAX_EPCIS_BYTES,
+    MAX_EPCIS_EVENTS,
+};
+pub use epcis_export::{isbt128_uri, sgln_uri, unit_uri, AUTOLOG_EPCIS_NS, EXPORTED_EVENT_TYPES};
 pub use error::AppError;
 pub use ingest::{IngestLine, IngestReport};
+pub use outbox::{
+    NatsOptions, DEFAULT_STREAM_NAME, DEFAULT_SUBJECT_PREFIX, EVENT_TYPE_HEADER, MSG_ID_HEADER,
+    NATS_POLL_INTERVAL, POSITION_HEADER, STREAM_HEADER,
+};
 pub use proofs::{ConsistencyProof, InclusionProof};
 pub use read::ListQuery;
 pub use reference::RegistryQuery;
@@ -74,6 +89,8 @@ pub struct Autolog {
     access: AccessSettings,
     /// The personal-data vault's master key (none until configured) and write lock.
     vault: vault::Vault,
+    /// Signalled after each append by this process: wakes the outbound feed publisher.
+    appended: Arc<tokio::sync::Notify>,
 }
 
 impl Autolog {
@@ -117,7 +134,14 @@ impl Autolog {
             alerts: tokio::sync::broadcast::channel(ALERT_CHANNEL_CAPACITY).0,
             access: AccessSettings::default(),
             vault: vault::Vault::default(),
+            appended: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// Wakes whoever waits for appends (the outbound feed publisher): a wake-up given while
+    /// no one waits is kept for the next wait, so none is lost.
+    pub(crate) fn note_appended(&self) {
+        self.appended.notify_one();
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

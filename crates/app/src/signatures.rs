@@ -230,6 +230,7 @@ impl Autolog {
             },
         };
         self.store.append(&[record], &Instant::now).await?;
+        self.note_appended();
         self.store
             .set_signing_secret(person_id, &phc, now, set_by)
             .await?;

@@ -2098,3 +2098,878 @@ async fn a_full_journey_logs_no_identifying_data_and_no_secret() {
         assert!(!text.contains(value), "{value} is in the logs");
     }
 }
+
+// --- HL7 FHIR R5: every resource a full journey produces, checked by an independent
+// validator (fhir.resources 8.x) and, for what it does not check, here: code systems,
+// identifier formats and reference targets. ---
+
+/// The validator script (kept next to this file).
+const FHIR_VALIDATOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fhir_validate.py");
+
+/// Runs fhir.resources over the JSON files in `dir`: `true` when every resource was
+/// validated, `false` when the validator is missing (skipped, with a message), unless
+/// `AUTOLOG_REQUIRE_FHIR_VALIDATOR=1`, which makes a missing validator a failure.
+fn run_fhir_validator(dir: &std::path::Path) -> bool {
+    let required = std::env::var("AUTOLOG_REQUIRE_FHIR_VALIDATOR").is_ok_and(|v| v == "1");
+    let output = match std::process::Command::new("python3")
+        .arg(FHIR_VALIDATOR)
+        .arg(dir)
+        .output()
+    {
+        Ok(o) => o,
+        Err(e) => {
+            assert!(
+                !required,
+                "python3 is needed to validate FHIR resources: {e}"
+            );
+            eprintln!("skipped: FHIR validation needs python3 ({e})");
+            return false;
+        }
+    };
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    match output.status.code() {
+        Some(0) => {
+            eprintln!("{report}");
+            true
+        }
+        Some(3) if !required => {
+            eprintln!("skipped: {report}");
+            false
+        }
+        _ => panic!("FHIR validation failed:\n{report}"),
+    }
+}
+
+/// Where each kind of reference may point (FHIR R5; `None`: any resource).
+const REFERENCE_TARGETS: &[(&str, Option<&[&str]>)] = &[
+    (
+        "BiologicallyDerivedProduct.parent",
+        Some(&["BiologicallyDerivedProduct"]),
+    ),
+    (
+        "BiologicallyDerivedProduct.processingFacility",
+        Some(&["Organization"]),
+    ),
+    (
+        "BiologicallyDerivedProduct.collection.collector",
+        Some(&["Practitioner", "PractitionerRole"]),
+    ),
+    (
+        "BiologicallyDerivedProduct.collection.source",
+        Some(&["Patient", "Organization"]),
+    ),
+    (
+        "BiologicallyDerivedProductDispense.product",
+        Some(&["BiologicallyDerivedProduct"]),
+    ),
+    (
+        "BiologicallyDerivedProductDispense.patient",
+        Some(&["Patient"]),
+    ),
+    (
+        "BiologicallyDerivedProductDispense.performer.actor",
+        Some(&["Practitioner"]),
+    ),
+    (
+        "BiologicallyDerivedProductDispense.location",
+        Some(&["Location"]),
+    ),
+    (
+        "BiologicallyDerivedProductDispense.destination",
+        Some(&["Location"]),
+    ),
+    (
+        "Procedure.subject",
+        Some(&[
+            "Patient",
+            "Group",
+            "Device",
+            "Practitioner",
+            "Organization",
+            "Location",
+        ]),
+    ),
+    (
+        "Procedure.performer.actor",
+        Some(&[
+            "Practitioner",
+            "PractitionerRole",
+            "Organization",
+            "Patient",
+            "RelatedPerson",
+            "Device",
+            "CareTeam",
+            "HealthcareService",
+        ]),
+    ),
+    ("Procedure.location", Some(&["Location"])),
+    (
+        "Procedure.used.reference",
+        Some(&[
+            "Device",
+            "Medication",
+            "Substance",
+            "BiologicallyDerivedProduct",
+        ]),
+    ),
+    ("Provenance.target", None),
+    ("Provenance.patient", Some(&["Patient"])),
+    ("Provenance.location", Some(&["Location"])),
+    (
+        "Provenance.agent.who",
+        Some(&[
+            "Practitioner",
+            "PractitionerRole",
+            "Organization",
+            "CareTeam",
+            "Patient",
+            "RelatedPerson",
+            "Device",
+        ]),
+    ),
+    (
+        "Provenance.signature.who",
+        Some(&[
+            "Practitioner",
+            "PractitionerRole",
+            "RelatedPerson",
+            "Patient",
+            "Device",
+            "Organization",
+        ]),
+    ),
+    ("Provenance.entity.what", None),
+    ("Location.managingOrganization", Some(&["Organization"])),
+];
+
+/// Every JSON object inside `value` with its element path (`Type.a.b`, no indices).
+fn objects<'a>(value: &'a Value, path: String, out: &mut Vec<(String, &'a Value)>) {
+    match value {
+        Value::Object(map) => {
+            out.push((path.clone(), value));
+            for (k, v) in map {
+                objects(v, format!("{path}.{k}"), out);
+            }
+        }
+        Value::Array(list) => {
+            for v in list {
+                objects(v, path.clone(), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The identifier systems Autolog uses, with a check of the value each carries.
+fn check_identifier(system: &str, value: &str) -> Result<(), String> {
+    use autolog_app::fhir::system as s;
+    let ok = match system {
+        s::DIN => value.len() == 13 && Din::parse("din", value).is_ok(),
+        s::COI => autolog_domain::identifiers::Coi::parse("coi", value)
+            .is_ok_and(|c| c.to_string() == value),
+        s::FINAL_UNIT => autolog_domain::identifiers::UnitId::parse("unit", value)
+            .is_ok_and(|u| u.to_string() == value),
+        s::GLN => autolog_domain::identifiers::Gln::parse("gln", value).is_ok(),
+        s::FIN => autolog_domain::identifiers::Fin::parse("fin", value).is_ok(),
+        s::EVENT => autolog_domain::Uuid::parse_str(value).is_ok(),
+        s::BATCH | s::PATIENT_KEY | s::SITE | s::PERSON => !value.is_empty(),
+        other => return Err(format!("unknown identifier system {other}")),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{value} is not a valid {system} identifier"))
+    }
+}
+
+/// Checks the codes and identifiers of a resource: every coding's system is one Autolog
+/// uses (and, for external code systems, one of the codes it uses); every identifier's
+/// value is valid for its system.
+fn check_codes(resource: &Value) -> Vec<String> {
+    let resource_type = resource["resourceType"].as_str().unwrap_or("?").to_string();
+    let mut found = Vec::new();
+    objects(resource, resource_type, &mut found);
+    let mut problems = Vec::new();
+    for (path, object) in found {
+        let system = object.get("system").and_then(Value::as_str);
+        if let (Some(system), Some(code)) = (system, object.get("code").and_then(Value::as_str)) {
+            match autolog_app::fhir::CODE_SYSTEMS
+                .iter()
+                .find(|(s, _)| *s == system)
+            {
+                None => problems.push(format!(
+                    "{path}: code system {system} is not one Autolog uses"
+                )),
+                Some((_, Some(codes))) if !codes.contains(&code) => problems.push(format!(
+                    "{path}: {code} is not a code of {system} Autolog uses"
+                )),
+                _ => {}
+            }
+        } else if let (Some(system), Some(value)) =
+            (system, object.get("value").and_then(Value::as_str))
+        {
+            if path.ends_with(".telecom") {
+                continue; // a ContactPoint: system is phone, email, other, ...
+            }
+            if let Err(e) = check_identifier(system, value) {
+                problems.push(format!("{path}: {e}"));
+            }
+        }
+    }
+    problems
+}
+
+/// Checks that every reference of a Bundle resolves to one of its entries, of a type the
+/// element allows, and says so in its `type`; only a Provenance's entity names its record
+/// by identifier alone.
+fn check_references(bundle: &Value) -> Vec<String> {
+    let entries = bundle["entry"].as_array().cloned().unwrap_or_default();
+    let types: std::collections::HashMap<String, String> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["fullUrl"].as_str().unwrap_or("").to_string(),
+                e["resource"]["resourceType"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for entry in &entries {
+        let resource = &entry["resource"];
+        let mut found = Vec::new();
+        objects(
+            resource,
+            resource["resourceType"].as_str().unwrap_or("?").to_string(),
+            &mut found,
+        );
+        for (path, object) in found {
+            let logical = object.get("identifier").is_some()
+                && object.get("display").is_some()
+                && object.get("system").is_none();
+            let Some(reference) = object.get("reference").and_then(Value::as_str) else {
+                if logical && path != "Provenance.entity.what" {
+                    problems.push(format!(
+                        "{path}: a logical reference ({object}) where a resource was expected"
+                    ));
+                }
+                continue;
+            };
+            let Some((_, allowed)) = REFERENCE_TARGETS.iter().find(|(p, _)| *p == path) else {
+                problems.push(format!("{path}: a reference where none is expected"));
+                continue;
+            };
+            let Some(target) = types.get(reference) else {
+                problems.push(format!("{path}: {reference} is not an entry of the Bundle"));
+                continue;
+            };
+            if allowed.is_some_and(|a| !a.contains(&target.as_str())) {
+                problems.push(format!("{path}: points at a {target}"));
+            }
+            if object.get("type").and_then(Value::as_str) != Some(target.as_str()) {
+                problems.push(format!("{path}: its type is not {target}"));
+            }
+        }
+    }
+    problems
+}
+
+fn entry_of<'a>(bundle: &'a Value, resource_type: &str, id: &str) -> &'a Value {
+    bundle["entry"]
+        .as_array()
+        .and_then(|list| {
+            list.iter()
+                .map(|e| &e["resource"])
+                .find(|r| r["resourceType"] == resource_type && r["id"] == id)
+        })
+        .unwrap_or_else(|| panic!("{resource_type}/{id} is not in the Bundle"))
+}
+
+fn person_principal(person_id: &str, role: autolog_domain::access::Role) -> autolog_app::Principal {
+    autolog_app::Principal {
+        actor: format!("person/{person_id}"),
+        kind: autolog_app::PrincipalKind::Person {
+            person_id: person_id.to_string(),
+            csrf_sha256: String::new(),
+            session_sha256: String::new(),
+        },
+        grants: vec![autolog_domain::access::Grant {
+            role,
+            site_id: LAX.0.to_string(),
+        }],
+    }
+}
+
+/// A treatment center's administration Procedure for one of a patient's units.
+fn administration_procedure(p: &Patient, unit: &str, hours: i64) -> Value {
+    use autolog_app::fhir::{id, system};
+    json!({
+        "resourceType": "Procedure",
+        "identifier": [{"system": "urn:oid:1.2.3.4.5.6", "value": format!("EMR-LAX-INF-{}-{}", p.key, &unit[20..22])}],
+        "status": "completed",
+        "code": {"coding": [{"system": system::PROCESS_STEP, "code": "INFUSE"}]},
+        "subject": {"reference": format!("Patient/{}", id::patient(&p.key))},
+        "occurrenceDateTime": autolog_app::fhir::date_time(&at(p.t0, hours, LAX.1)).expect("time"),
+        "performer": [
+            {"function": {"coding": [{"system": system::PARTICIPATION_TYPE, "code": "PRF"}]}, "actor": {"reference": "Practitioner/P-0007"}},
+            {"function": {"coding": [{"system": system::PARTICIPATION_TYPE, "code": "VRF"}]}, "actor": {"identifier": {"system": system::PERSON, "value": "P-0005"}}},
+        ],
+        "location": {"reference": "Location/S-LAX-01"},
+        "used": [{"reference": {"reference": format!("BiologicallyDerivedProduct/{}", id::unit(unit))}}],
+    })
+}
+
+/// A full journey (identifying data imported as a FHIR Patient, the administration as a
+/// FHIR Procedure): every resource Autolog renders, in the chain's Bundle (with and
+/// without identifying data) and read one by one, passes fhir.resources, uses the right
+/// code systems and identifiers, and refers only to resources of the Bundle of the right
+/// types.
+#[tokio::test]
+async fn every_fhir_resource_of_a_full_journey_is_valid_r5_and_refers_within_its_bundle() {
+    use autolog_app::fhir::{self, id, system, ImportError, PersonalRead};
+    use autolog_domain::access::Role;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = network(&dir.path().join("fhir.db"))
+        .await
+        .with_vault_key(autolog_app::VaultKey::from_bytes([9u8; 32]));
+    let p = enrol(&app, "PK-FHIR-1", t0()).await;
+    let nurse = person_principal("P-0005", Role::TreatmentNurse);
+    let physician = person_principal("P-0007", Role::TreatmentPhysician);
+
+    // The treatment center's Patient: identifying data to the vault, never the ledger.
+    let imported = json!({
+        "resourceType": "Patient",
+        "identifier": [
+            {"system": system::PATIENT_KEY, "value": p.key},
+            {"system": system::COI, "value": p.coi},
+            {"use": "usual", "type": {"coding": [{"system": system::IDENTIFIER_TYPE, "code": "MR"}]}, "value": "MRN-55012"},
+        ],
+        "name": [{"use": "official", "family": "Quennell", "given": ["Ada", "Mae"]}],
+        "birthDate": "1967-03-14",
+        "telecom": [{"system": "phone", "value": "+1 213 555 0142"}],
+        "gender": "female",
+    });
+    let (outcome, new, patient_id) = app
+        .fhir_import_patient(&nurse, &imported)
+        .await
+        .expect("patient imported");
+    assert!(new);
+    assert_eq!(patient_id, p.key);
+    assert!(outcome.to_string().contains("Patient.gender"), "{outcome}");
+    let ledger = app
+        .list_events(&autolog_app::ListQuery {
+            stream: None,
+            valid_at: None,
+            known_at: None,
+            after_position: None,
+            limit: Some(1000),
+        })
+        .await
+        .expect("ledger")
+        .to_string();
+    for value in ["Quennell", "MRN-55012", "1967-03-14", "555 0142"] {
+        assert!(!ledger.contains(value), "{value} is in the ledger");
+    }
+    // A patient key no chain is enrolled with: refused, naming the identifier.
+    let mut stranger = imported.clone();
+    stranger["identifier"] = json!([{"system": system::PATIENT_KEY, "value": "PK-NOBODY"}]);
+    match app.fhir_import_patient(&nurse, &stranger).await {
+        Err(ImportError::Unprocessable(issues)) => {
+            assert_eq!(issues[0].expression.as_deref(), Some("Patient.identifier"))
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+
+    to_the_bedside(&app, &p, "LV19-2026-014").await;
+    clean(&app, &bedside(&p, &p.units[0], &p.key, &p.coi, 23 * 24)).await;
+    // Unit B0 had no bedside check: its administration is refused by the chain's rules.
+    match app
+        .fhir_import_administration(
+            &physician,
+            &administration_procedure(&p, &p.units[1], 23 * 24),
+        )
+        .await
+    {
+        Err(ImportError::Refused { element, error }) => {
+            assert!(element.starts_with("Procedure"), "{element}: {error}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    let before_infusion = chain(&app, &p.coi).await["known_at"]
+        .as_str()
+        .expect("known_at")
+        .to_string();
+    // Unit A0: recorded as chain.administered, through the same append path.
+    let procedure = administration_procedure(&p, &p.units[0], 23 * 24);
+    let (infusion, new) = app
+        .fhir_import_administration(&physician, &procedure)
+        .await
+        .expect("administration imported");
+    assert!(new);
+    assert_eq!(infusion["id"], json!(id::infusion(&p.units[0])));
+    assert_eq!(chain(&app, &p.coi).await["state"], "administered");
+    let (_, new) = app
+        .fhir_import_administration(&physician, &procedure)
+        .await
+        .expect("a resend is answered");
+    assert!(!new, "a resend writes nothing");
+
+    let bundle_id = id::bundle(&p.coi);
+    let identified = app
+        .fhir_bundle(
+            &bundle_id,
+            None,
+            None,
+            Some(PersonalRead {
+                actor: "person/P-0005",
+                purpose: "FHIR validation test",
+            }),
+        )
+        .await
+        .expect("bundle");
+    let pseudonymous = app
+        .fhir_bundle(&bundle_id, None, None, None)
+        .await
+        .expect("bundle");
+    // As Autolog knew the chain before the infusion: unit A0 still available, no infusion.
+    let earlier = app
+        .fhir_bundle(&bundle_id, None, Some(&before_infusion), None)
+        .await
+        .expect("bundle as of");
+    assert_eq!(
+        entry_of(
+            &earlier,
+            "BiologicallyDerivedProduct",
+            &id::unit(&p.units[0])
+        )["productStatus"]["code"],
+        "available"
+    );
+    assert!(!earlier.to_string().contains(&id::infusion(&p.units[0])));
+    assert_eq!(earlier["timestamp"], json!(before_infusion));
+    // The Patient: identifying data only when asked for (and the read recorded).
+    let named = entry_of(&identified, "Patient", &id::patient(&p.key));
+    assert_eq!(named["name"][0]["family"], "Quennell");
+    assert_eq!(named["birthDate"], "1967-03-14");
+    let unnamed = entry_of(&pseudonymous, "Patient", &id::patient(&p.key));
+    assert!(unnamed.get("name").is_none() && unnamed.get("birthDate").is_none());
+    assert_eq!(unnamed["meta"]["security"][0]["code"], "PSEUDED");
+    let audit = app
+        .list_events(&autolog_app::ListQuery {
+            stream: Some(format!("patient/{}", p.key)),
+            valid_at: None,
+            known_at: None,
+            after_position: None,
+            limit: None,
+        })
+        .await
+        .expect("audit")
+        .to_string();
+    assert!(audit.contains("FHIR validation test"), "{audit}");
+
+    // Genealogy: unit -> batch -> collections, the DIN as biological source event.
+    let unit_a = entry_of(
+        &pseudonymous,
+        "BiologicallyDerivedProduct",
+        &id::unit(&p.units[0]),
+    );
+    let unit_b = entry_of(
+        &pseudonymous,
+        "BiologicallyDerivedProduct",
+        &id::unit(&p.units[1]),
+    );
+    let batch = entry_of(
+        &pseudonymous,
+        "BiologicallyDerivedProduct",
+        &id::batch(&format!("B-{}", p.key)),
+    );
+    let bag = entry_of(
+        &pseudonymous,
+        "BiologicallyDerivedProduct",
+        &id::collection(&p.dins[0]),
+    );
+    assert_eq!(
+        unit_a["productStatus"]["code"], "unavailable",
+        "administered"
+    );
+    assert_eq!(
+        unit_b["productStatus"]["code"], "available",
+        "released, at the bedside"
+    );
+    assert_eq!(
+        bag["productStatus"]["code"], "unavailable",
+        "made into the batch"
+    );
+    assert_eq!(
+        unit_a["biologicalSourceEvent"]["value"],
+        json!(&p.dins[0][..13])
+    );
+    assert_eq!(unit_a["division"], "A0");
+    assert_eq!(unit_a["productCode"]["coding"][0]["code"], "S0001");
+    assert_eq!(
+        unit_a["storageTempRequirements"]["low"]["value"],
+        json!(-196.0)
+    );
+    let full_url = |t: &str, i: &str| json!(fhir::full_url(t, i));
+    assert_eq!(
+        unit_a["parent"][0]["reference"],
+        full_url(
+            "BiologicallyDerivedProduct",
+            &id::batch(&format!("B-{}", p.key))
+        )
+    );
+    assert_eq!(batch["parent"].as_array().map(Vec::len), Some(2));
+    let dispense = entry_of(
+        &pseudonymous,
+        "BiologicallyDerivedProductDispense",
+        &id::release(&p.units[0]),
+    );
+    assert_eq!(dispense["status"], "issued");
+    assert_eq!(
+        dispense["originRelationshipType"]["coding"][0]["code"],
+        "autologous"
+    );
+    let infusion = entry_of(&pseudonymous, "Procedure", &id::infusion(&p.units[0]));
+    assert_eq!(infusion["code"]["coding"][0]["code"], "INFUSE");
+    entry_of(&pseudonymous, "Procedure", &id::apheresis(&p.dins[0]));
+    // The release's signature: signer, printed name, time, meaning and record digest.
+    let provenances: Vec<&Value> = pseudonymous["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| &e["resource"])
+        .filter(|r| r["resourceType"] == "Provenance")
+        .collect();
+    assert_eq!(provenances.len(), 1, "one signed record: the release");
+    let signature = &provenances[0]["signature"][0];
+    assert_eq!(signature["who"]["display"], "Daniel Okafor");
+    assert!(signature["when"].as_str().is_some_and(fhir::is_date_time));
+    let extensions = signature["extension"].to_string();
+    assert!(extensions.contains("approved for release"), "{extensions}");
+    let digest = signature["extension"]
+        .as_array()
+        .and_then(|l| {
+            l.iter()
+                .find(|e| e["url"] == system::SIGNATURE_RECORD_DIGEST)
+        })
+        .and_then(|e| e["valueString"].as_str())
+        .expect("digest");
+    assert!(digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit()));
+
+    // Codes, identifiers and references, which the validator does not check.
+    let mut problems = check_references(&identified);
+    problems.extend(check_references(&pseudonymous));
+    let out = tempfile::tempdir().expect("tempdir");
+    let mut written = 0;
+    let mut write = |name: &str, resource: &Value| {
+        let path = out.path().join(format!("{written:03}-{name}.json"));
+        std::fs::write(path, resource.to_string()).expect("write");
+        written += 1;
+    };
+    write("bundle-identified", &identified);
+    write("bundle-pseudonymous", &pseudonymous);
+    let mut types = BTreeSet::new();
+    for entry in identified["entry"].as_array().expect("entries") {
+        let resource = &entry["resource"];
+        let (t, i) = (
+            resource["resourceType"].as_str().expect("type"),
+            resource["id"].as_str().expect("id"),
+        );
+        types.insert(t.to_string());
+        problems.extend(check_codes(resource));
+        write(&format!("{t}-{i}"), resource);
+        // Each resource reads on its own, under the same id.
+        let read = match t {
+            "Organization" | "Location" | "Practitioner" => app.fhir_reference_read(t, i).await,
+            _ => app.fhir_read(t, i, None, None, None).await,
+        }
+        .unwrap_or_else(|e| panic!("{t}/{i}: {e}"));
+        assert_eq!(
+            (read["resourceType"].as_str(), read["id"].as_str()),
+            (Some(t), Some(i))
+        );
+        problems.extend(check_codes(&read));
+        write(&format!("read-{t}-{i}"), &read);
+    }
+    for t in [
+        "Patient",
+        "Organization",
+        "Location",
+        "Practitioner",
+        "BiologicallyDerivedProduct",
+        "BiologicallyDerivedProductDispense",
+        "Procedure",
+        "Provenance",
+    ] {
+        assert!(types.contains(t), "the journey's Bundle has no {t}");
+    }
+    write("capability", &fhir::capability_statement("0.1.0"));
+    write("imported-patient-outcome", &outcome);
+    write(
+        "refusal",
+        &fhir::operation_outcome(&[fhir::Issue::error("required", "Procedure.used", "no unit")]),
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // AUTOLOG_FHIR_KEEP=<dir> keeps the resources for a look (or another validator).
+    if let Ok(keep) = std::env::var("AUTOLOG_FHIR_KEEP") {
+        std::fs::create_dir_all(&keep).expect("keep dir");
+        for file in std::fs::read_dir(out.path()).expect("resources") {
+            let file = file.expect("file");
+            std::fs::copy(
+                file.path(),
+                std::path::Path::new(&keep).join(file.file_name()),
+            )
+            .expect("copy");
+        }
+    }
+    if run_fhir_validator(out.path()) {
+        // The validator is not vacuous: it refuses what R5 does not allow (a Coding given
+        // as text, a Procedure without status and subject, an element R5 does not have).
+        let bad = tempfile::tempdir().expect("tempdir");
+        for (i, resource) in [
+            json!({"resourceType": "BiologicallyDerivedProduct", "productStatus": "available"}),
+            json!({"resourceType": "Procedure"}),
+            json!({"resourceType": "Patient", "colour": "red"}),
+        ]
+        .iter()
+        .enumerate()
+        {
+            std::fs::write(bad.path().join(format!("{i}.json")), resource.to_string())
+                .expect("write");
+        }
+        let output = std::process::Command::new("python3")
+            .arg(FHIR_VALIDATOR)
+            .arg(bad.path())
+            .output()
+            .expect("python3");
+        let report = String::from_utf8_lossy(&output.stdout).to_string();
+        assert_eq!(output.status.code(), Some(1), "{report}");
+        assert_eq!(report.matches("INVALID").count(), 3, "{report}");
+    }
+}
+
+/// Autolog's EPCIS profile (docs/integration.md) of a native custody request: the same
+/// facts as a courier's system sends them, in GS1 EPCIS 2.0 with its own local codes.
+fn epcis_of_custody(
+    native: &Value,
+    step_code: &str,
+    person_code: &str,
+    gln: &str,
+    to_gln: Option<&str>,
+) -> Value {
+    let data = &native["body"]["data"];
+    let occurred = native["occurred_at"].as_str().expect("occurred_at");
+    let (time, _) = occurred.split_once('[').expect("RFC 9557");
+    let offset = &time[time.len() - 6..];
+    let shipping = native["body"]["type"] == "custody.handed_off";
+    let epcs: Vec<Value> = if shipping {
+        data["units"]
+            .as_array()
+            .expect("units")
+            .iter()
+            .map(|u| json!(format!("urn:isbt128:din:{}", u.as_str().expect("unit"))))
+            .collect()
+    } else {
+        data["scanned_labels"]
+            .as_array()
+            .expect("labels")
+            .iter()
+            .map(|l| {
+                json!(format!(
+                    "urn:isbt128:{}",
+                    l["unit"].as_str().expect("label")
+                ))
+            })
+            .collect()
+    };
+    let mut event = json!({
+        "type": "ObjectEvent",
+        "eventTime": time,
+        "eventTimeZoneOffset": offset,
+        "epcList": epcs,
+        "action": "OBSERVE",
+        "bizStep": if shipping { "shipping" } else { "receiving" },
+        "disposition": if shipping { "in_transit" } else { "in_progress" },
+        "readPoint": {"id": format!("https://id.gs1.org/414/{gln}")},
+        "bizLocation": {"id": format!("https://id.gs1.org/414/{gln}")},
+        "bizTransactionList": [{"type": "bol", "bizTransaction": format!("urn:epcglobal:cbv:bt:0614141000012:{}", data["handoff_id"].as_str().expect("id"))}],
+        "autolog:stepCode": step_code,
+        "autolog:containerID": data["container_id"],
+        "autolog:sealID": data["seal_id"],
+    });
+    if shipping {
+        event["destinationList"] = json!([{"type": "location", "destination": format!("https://id.gs1.org/414/{}", to_gln.expect("destination"))}]);
+        event["autolog:handedOffBy"] = json!(person_code);
+        event["autolog:expectedArrivalBy"] = data["expected_arrival_by"].clone();
+        event["autolog:temperatureRange"] = data["temperature_range"].clone();
+    } else {
+        let log = &data["temperature_log"];
+        event["autolog:receivedBy"] = json!(person_code);
+        event["autolog:sealIntact"] = data["seal_intact"].clone();
+        event["sensorElementList"] = json!([{
+            "sensorMetadata": {"deviceID": format!("urn:epc:id:giai:4000001.{}", log["logger_id"].as_str().unwrap_or("1"))},
+            "sensorReport": [
+                {"type": "Temperature", "minValue": log["min_celsius"], "maxValue": log["max_celsius"], "uom": "CEL"}
+            ]
+        }]);
+    }
+    json!({
+        "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", {"autolog": "https://autolog.dev/epcis/"}],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": time,
+        "epcisBody": {"eventList": [event]},
+    })
+}
+
+/// A courier's EPCIS shipping and receiving events drive the same custody handshake and
+/// reconciliation as the native API: a clean leg moves the chain, a swapped bag holds both
+/// chains with critical alerts, and an event naming a location nobody mapped is stored,
+/// answered as unmapped and counted in the alignment report, never dropped.
+#[tokio::test]
+async fn a_couriers_epcis_events_drive_the_custody_handshake_and_its_reconciliation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = network(&dir.path().join("epcis.db")).await;
+    // The courier's own codes for the people who hand over and receive.
+    for (code, person) in [("LAX-NURSE-5", "P-0005"), ("BOS-OP-2", "P-0002")] {
+        let mapping = json!({
+            "stream": "crosswalk/courier-cryo/person", "occurred_at": "2026-01-01T00:00:00+00:00[UTC]",
+            "actor": "person/P-STEWARD", "source": {"system": "steward", "source_event_id": format!("cw-{code}")},
+            "body": {"type": "crosswalk.mapped", "version": 1, "data": {
+                "system": "courier-cryo", "kind": "person", "local_code": code, "canonical_id": person,
+                "valid_from": "2026-01-01T00:00:00Z"}},
+        });
+        send(&app, &mapping).await.expect("crosswalk");
+    }
+    let issued = app
+        .issue_token(
+            "courier-cryo",
+            &["S-LAX-01".into(), "S-BOS-01".into()],
+            None,
+            "person/P-ADMIN",
+        )
+        .await
+        .expect("token");
+    let courier = app
+        .authenticate_token(issued["token"].as_str().expect("token"))
+        .await
+        .expect("courier");
+    let (lax, bos) = ("0614141000029", "0614141000012");
+    let capture = |doc: Value| {
+        let app = &app;
+        let courier = &courier;
+        async move {
+            app.epcis_capture(courier, doc.to_string().as_bytes())
+                .await
+                .expect("captured")
+                .to_json()
+        }
+    };
+
+    // A clean leg: the chain moves exactly as with the native API.
+    let a = enrol(&app, "PK-EPCIS-A", t0()).await;
+    let b = enrol(&app, "PK-EPCIS-B", t0()).await;
+    clean(&app, &collection(&a)).await;
+    clean(&app, &collection(&b)).await;
+    let s = shipment(&a, Leg::ToManufacturing, None, None);
+    let answer = capture(epcis_of_custody(
+        &s.handoff,
+        "PICKUP",
+        "LAX-NURSE-5",
+        lax,
+        Some(bos),
+    ))
+    .await;
+    assert_eq!(answer["chain"][0]["status"], "recorded", "{answer}");
+    assert_eq!(answer["chain"][0]["event"]["actor"], "system/courier-cryo");
+    assert_eq!(chain(&app, &a.coi).await["state"], "in_transit");
+    let answer = capture(epcis_of_custody(
+        &s.receipt,
+        "DELIVERED",
+        "BOS-OP-2",
+        bos,
+        None,
+    ))
+    .await;
+    assert_eq!(answer["chain"][0]["status"], "recorded", "{answer}");
+    let c = chain(&app, &a.coi).await;
+    assert_eq!(c["state"], "received_at_manufacturing", "{c}");
+    assert_eq!(c["custodian_site_id"], BOS.0);
+    assert!(alerts_of(&app, &a.coi).await.is_empty());
+    // The same document again: stored once, recorded once.
+    let again = capture(epcis_of_custody(
+        &s.receipt,
+        "DELIVERED",
+        "BOS-OP-2",
+        bos,
+        None,
+    ))
+    .await;
+    assert_eq!(again["duplicate"], true);
+
+    // A swapped bag: A's bag arrives in B's shipment. Caught at the receipt, as natively.
+    let s = shipment(
+        &b,
+        Leg::ToManufacturing,
+        Some(Fault::SwappedBag),
+        Some(&a.dins[0]),
+    );
+    let answer = capture(epcis_of_custody(
+        &s.handoff,
+        "PICKUP",
+        "LAX-NURSE-5",
+        lax,
+        Some(bos),
+    ))
+    .await;
+    assert_eq!(answer["chain"][0]["status"], "recorded", "{answer}");
+    let answer = capture(epcis_of_custody(
+        &s.receipt,
+        "DELIVERED",
+        "BOS-OP-2",
+        bos,
+        None,
+    ))
+    .await;
+    assert_eq!(answer["chain"][0]["status"], "recorded", "{answer}");
+    assert!(
+        answer["chain"][0]["alerts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "the mismatch raised alerts at once: {answer}"
+    );
+    for p in [&a, &b] {
+        let c = chain(&app, &p.coi).await;
+        assert_eq!(c["state"], "on_hold", "{}: {c}", p.key);
+        assert!(
+            alerts_of(&app, &p.coi)
+                .await
+                .iter()
+                .any(|x| x["severity"] == "critical"),
+            "{}",
+            p.key
+        );
+    }
+
+    // A location the courier never mapped: stored, answered as unmapped, counted.
+    let c2 = enrol(&app, "PK-EPCIS-C", t0()).await;
+    clean(&app, &collection(&c2)).await;
+    let s = shipment(&c2, Leg::ToManufacturing, None, None);
+    let mut doc = epcis_of_custody(&s.handoff, "PICKUP", "LAX-NURSE-5", lax, Some(bos));
+    doc["epcisBody"]["eventList"][0]["bizLocation"]["id"] = json!("urn:example:courier:depot-9");
+    doc["epcisBody"]["eventList"][0]["readPoint"]["id"] = json!("urn:example:courier:depot-9");
+    let answer = capture(doc).await;
+    assert_eq!(answer["eventCount"], 1, "stored");
+    assert_eq!(answer["chain"][0]["status"], "unmapped", "{answer}");
+    assert_eq!(chain(&app, &c2.coi).await["state"], "collected");
+    let report = app.alignment_report(None).await.expect("alignment");
+    assert!(
+        report.to_string().contains("urn:example:courier:depot-9"),
+        "the unmapped location is in the alignment report"
+    );
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use autolog_app::{Autolog, Config, DataDir};
-use autolog_server::{RateLimit, ServeOptions, TlsFiles};
+use autolog_server::{NatsOptions, RateLimit, ServeOptions, TlsFiles};
 use clap::{Parser, Subcommand};
 
 mod access;
@@ -111,6 +111,33 @@ enum Command {
             value_parser = clap::value_parser!(u32).range(1..)
         )]
         rate_limit_burst: u32,
+        /// Publish every committed event to NATS JetStream at this server
+        /// (nats://host:port, several separated by commas): at least once, in ledger order.
+        #[arg(
+            long,
+            env = "AUTOLOG_NATS_URL",
+            value_name = "URL",
+            hide_env_values = true
+        )]
+        nats_url: Option<String>,
+        /// The subjects' first tokens: events go to <prefix>.events.<event type>
+        /// [default: autolog].
+        #[arg(
+            long,
+            env = "AUTOLOG_NATS_SUBJECT_PREFIX",
+            value_name = "PREFIX",
+            requires = "nats_url"
+        )]
+        nats_subject_prefix: Option<String>,
+        /// The JetStream stream, created with subjects <prefix>.> when absent
+        /// [default: AUTOLOG].
+        #[arg(
+            long,
+            env = "AUTOLOG_NATS_STREAM",
+            value_name = "STREAM",
+            requires = "nats_url"
+        )]
+        nats_stream: Option<String>,
     },
     /// Append newline-delimited JSON: each line one request body of POST /api/v1/events.
     Ingest {
@@ -303,6 +330,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_key,
             rate_limit_per_second,
             rate_limit_burst,
+            nats_url,
+            nats_subject_prefix,
+            nats_stream,
         } => {
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
@@ -312,6 +342,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 // Before listening: a certificate or key that cannot be used stops here.
                 files.check().await?;
             }
+            let nats = nats_url.map(|url| {
+                let mut nats = NatsOptions::new(&url);
+                if let Some(prefix) = nats_subject_prefix {
+                    nats.subject_prefix = prefix;
+                }
+                if let Some(stream) = nats_stream {
+                    nats.stream_name = stream;
+                }
+                nats
+            });
+            if let Some(nats) = &nats {
+                // Before listening: a bad prefix or stream name stops here.
+                nats.check()?;
+            }
             let scheme = if tls.is_some() { "https" } else { "http" };
             let options = ServeOptions {
                 checkpoint_interval: Duration::from_secs(checkpoint_interval_secs.max(1)),
@@ -320,6 +364,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     per_second: rate_limit_per_second,
                     burst: rate_limit_burst,
                 }),
+                nats,
                 ..ServeOptions::default()
             };
             let mut app = Autolog::open(&config)

@@ -48,6 +48,15 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/healthz", Public),
     ("GET", "/api/openapi.json", Public),
     ("GET", "/api/v1/key", Public),
+    // GS1 EPCIS 2.0 (crates/server/src/epcis.rs): captured events are shown to their sender
+    // and to network-wide ledger readers, chain events to those whose scope holds the chain.
+    ("GET", "/epcis", SignedIn),
+    ("OPTIONS", "/epcis", SignedIn),
+    ("POST", "/epcis/capture", Somewhere(Record)),
+    ("OPTIONS", "/epcis/capture", SignedIn),
+    ("GET", "/epcis/events", SignedIn),
+    ("OPTIONS", "/epcis/events", SignedIn),
+    ("GET", "/epcis/eventTypes", SignedIn),
     ("POST", "/api/v1/session", Public),
     ("GET", "/api/v1/session", SignedIn),
     ("DELETE", "/api/v1/session", SignedIn),
@@ -164,6 +173,29 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         "/api/v1/tokens/{token_id}/revoke",
         Everywhere(ManageAccess),
     ),
+    // HL7 FHIR R5 (crates/server/src/fhir.rs): a chain's resources are read by those whose
+    // scope holds the chain (checked by the handler once the id names it); imports go the
+    // native API's way (the vault's scope, append_json_as).
+    ("GET", "/fhir/metadata", Public),
+    ("GET", "/fhir/Bundle/{id}", Somewhere(ReadChains)),
+    ("GET", "/fhir/Patient/{id}", Somewhere(ReadChains)),
+    ("POST", "/fhir/Patient", Somewhere(RecordPersonalData)),
+    ("GET", "/fhir/Procedure/{id}", Somewhere(ReadChains)),
+    ("POST", "/fhir/Procedure", Somewhere(Record)),
+    (
+        "GET",
+        "/fhir/BiologicallyDerivedProduct/{id}",
+        Somewhere(ReadChains),
+    ),
+    (
+        "GET",
+        "/fhir/BiologicallyDerivedProductDispense/{id}",
+        Somewhere(ReadChains),
+    ),
+    ("GET", "/fhir/Provenance/{id}", Somewhere(ReadChains)),
+    ("GET", "/fhir/Organization/{id}", Somewhere(ReadReference)),
+    ("GET", "/fhir/Location/{id}", Somewhere(ReadReference)),
+    ("GET", "/fhir/Practitioner/{id}", Somewhere(ReadReference)),
 ];
 
 /// What a route needs, by method and matched path (HEAD as GET, which answers it).

@@ -3,7 +3,9 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod epcis;
 mod error;
+mod fhir;
 mod hardening;
 mod routes;
 
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use autolog_app::Autolog;
+pub use autolog_app::NatsOptions;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
@@ -35,6 +38,8 @@ pub struct ServeOptions {
     pub tls: Option<TlsFiles>,
     /// Requests allowed per client address; `None` turns the limit off.
     pub rate_limit: Option<RateLimit>,
+    /// Publish every committed event to NATS JetStream (at least once, in position order).
+    pub nats: Option<NatsOptions>,
 }
 
 impl Default for ServeOptions {
@@ -44,6 +49,7 @@ impl Default for ServeOptions {
             webhook_interval: Duration::from_secs(2),
             tls: None,
             rate_limit: Some(RateLimit::default()),
+            nats: None,
         }
     }
 }
@@ -52,13 +58,19 @@ impl Default for ServeOptions {
 /// background; a last checkpoint is signed on the way out. Every answer carries the
 /// security headers, each client address is rate limited, and with `options.tls` the API
 /// is served over TLS only: the certificate and key are read first, and a file that cannot
-/// be used is an error naming it before any connection is accepted.
+/// be used is an error naming it before any connection is accepted. With `options.nats`,
+/// every committed event is published to NATS JetStream from the ledger (the outbox) by a
+/// background task that retries while NATS is down and never holds up an append.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<Autolog>,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Some(nats) = &options.nats {
+        nats.check()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    }
     let tls = match &options.tls {
         Some(files) => Some(files.server_config().await?),
         None => None,
@@ -75,6 +87,10 @@ pub async fn serve(
     };
     let checkpointer = tokio::spawn(checkpoint_loop(app.clone(), options.checkpoint_interval));
     let webhooks = tokio::spawn(app.clone().run_webhook_worker(options.webhook_interval));
+    let publisher = options
+        .nats
+        .clone()
+        .map(|nats| tokio::spawn(app.clone().run_nats_publisher(nats)));
     let result = match listener {
         // `tap_io` is a no-op here: axum gives the peer's `SocketAddr` as connect info for
         // a tapped listener of any kind, and for a plain `TcpListener`.
@@ -91,6 +107,9 @@ pub async fn serve(
     };
     checkpointer.abort();
     webhooks.abort();
+    if let Some(publisher) = publisher {
+        publisher.abort();
+    }
     if let Err(e) = app.checkpoint_if_grown().await {
         tracing::warn!(error = %e, "final checkpoint failed");
     }

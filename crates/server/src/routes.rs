@@ -107,11 +107,13 @@ pub fn router(app: Arc<Autolog>) -> Router {
             "/api/v1/chains/{coi}/personal-data/erase",
             post(erase_personal_data),
         )
+        .merge(crate::epcis::router())
         .fallback(not_found)
         .route_layer(axum::middleware::from_fn_with_state(
             app.clone(),
             crate::auth::authorize,
         ))
+        .merge(crate::fhir::router(app.clone()))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(TraceLayer::new_for_http())
         .with_state(app)

@@ -14,6 +14,7 @@ use autolog_store::{
     ApiToken, DeliveryStatus, EventQuery, RoleGrant, Session, Store, StoreError, UserAccount,
     VaultRecord, Webhook, WebhookDelivery,
 };
+use autolog_store::{EpcRole, EpcisCapture, EpcisQuery, NewEpcisEvent, StoredEpcisEvent};
 use serde_json::{json, Value};
 
 use crate::Target;
@@ -1046,6 +1047,76 @@ pub async fn coi_sequences_are_never_given_twice(target: Target) {
             .expect("allocate"),
         201
     );
+    assert_eq!(
+        stores[0].head().await.expect("head").position,
+        0,
+        "the ledger is untouched"
+    );
+}
+
+pub async fn outbox_cursors_start_empty_and_never_move_back(target: Target) {
+    // Two store instances on one database: two servers publishing the same feeds.
+    let stores = [target.open().await, target.open().await];
+    let feed = "nats/AUTOLOG/autolog";
+    assert_eq!(stores[0].outbox_cursor(feed).await.expect("read"), None);
+    stores[0].set_outbox_cursor(feed, 5).await.expect("set");
+    assert_eq!(stores[1].outbox_cursor(feed).await.expect("read"), Some(5));
+    // A server that lags behind cannot move the cursor back.
+    stores[1].set_outbox_cursor(feed, 3).await.expect("set");
+    assert_eq!(stores[0].outbox_cursor(feed).await.expect("read"), Some(5));
+    stores[1]
+        .set_outbox_cursor(feed, 5)
+        .await
+        .expect("set again");
+    stores[1].set_outbox_cursor(feed, 9).await.expect("advance");
+    assert_eq!(stores[0].outbox_cursor(feed).await.expect("read"), Some(9));
+    // Each feed has its own cursor; position 0 is a valid start.
+    let other = "nats/OTHER/other";
+    stores[0].set_outbox_cursor(other, 0).await.expect("set");
+    assert_eq!(stores[1].outbox_cursor(other).await.expect("read"), Some(0));
+    assert_eq!(stores[1].outbox_cursor(feed).await.expect("read"), Some(9));
+    // Concurrent advances from both servers: the cursor ends at the furthest.
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let store = stores[(t % 2) as usize].clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20u64 {
+                store
+                    .set_outbox_cursor("nats/RACE/race", t * 100 + i)
+                    .await
+                    .expect("advance");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    assert_eq!(
+        stores[0]
+            .outbox_cursor("nats/RACE/race")
+            .await
+            .expect("read"),
+        Some(719)
+    );
+    // Refusals write nothing.
+    for bad in ["", "has space", &"x".repeat(201)] {
+        assert!(
+            matches!(
+                stores[0].set_outbox_cursor(bad, 1).await,
+                Err(StoreError::Rejected(ref f)) if f.field == "name"
+            ),
+            "name {bad:?} is refused"
+        );
+        assert!(matches!(
+            stores[0].outbox_cursor(bad).await,
+            Err(StoreError::Rejected(_))
+        ));
+    }
+    assert!(matches!(
+        stores[0].set_outbox_cursor(feed, u64::MAX).await,
+        Err(StoreError::Rejected(ref f)) if f.field == "position"
+    ));
+    assert_eq!(stores[0].outbox_cursor(feed).await.expect("read"), Some(9));
     assert_eq!(
         stores[0].head().await.expect("head").position,
         0,
@@ -2294,5 +2365,449 @@ pub async fn an_erased_vault_record_is_empty_and_stays_erased(target: Target) {
         vec![erased, kept],
         "the erased record stays erased; the other is untouched"
     );
+    assert_ledger_untouched(&store).await;
+}
+
+// --- EPCIS captures ----------------------------------------------------------------------
+
+/// A capture of `events` by `actor`, whose document hashes to `sha` (a hex digit repeated).
+fn epcis_capture(id: u128, actor: &str, sha: char, events: &[NewEpcisEvent]) -> EpcisCapture {
+    EpcisCapture {
+        capture_id: Uuid::from_u128(id),
+        received_at: at(0),
+        actor: actor.to_string(),
+        event_count: events.len() as u32,
+        document_sha256: sha.to_string().repeat(64),
+    }
+}
+
+/// An ObjectEvent as a partner might send it (odd spacing and key order kept as sent).
+fn epcis_event(
+    index: u32,
+    hash: &str,
+    time: i64,
+    biz_step: &str,
+    epcs: &[(EpcRole, &str)],
+) -> NewEpcisEvent {
+    NewEpcisEvent {
+        index,
+        event_type: "ObjectEvent".into(),
+        raw_json: format!(
+            "{{ \"type\":\"ObjectEvent\",  \"eventTime\" : \"t{time}\", \"bizStep\":\"{biz_step}\", \"quantity\": 1.50 , \"n\":{index} }}"
+        ),
+        context_json: r#"["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld",{"ex":"http://ns.example.com/epcis/"}]"#.into(),
+        event_id: Some(format!("urn:uuid:00000000-0000-0000-0000-{index:012}")),
+        hash_id: format!("ni:///sha-256;{hash}?ver=CBV2.0"),
+        event_time_us: time,
+        biz_step: Some(format!("https://ref.gs1.org/cbv/BizStep-{biz_step}")),
+        disposition: Some("https://ref.gs1.org/cbv/Disp-in_transit".into()),
+        read_point: Some(format!("https://id.gs1.org/414/{index}")),
+        biz_location: None,
+        error_declaration: false,
+        epcs: epcs.iter().map(|(r, e)| (*r, e.to_string())).collect(),
+    }
+}
+
+fn epcis_seqs(events: &[StoredEpcisEvent]) -> Vec<i64> {
+    events.iter().map(|e| e.seq).collect()
+}
+
+async fn epcis_query(store: &Arc<dyn Store>, q: EpcisQuery) -> Vec<i64> {
+    epcis_seqs(&store.epcis_events(&q).await.expect("query"))
+}
+
+fn all_epcis() -> EpcisQuery {
+    EpcisQuery {
+        limit: 100,
+        ..EpcisQuery::default()
+    }
+}
+
+/// A capture stores every event, losslessly, in one piece; the query filters on every
+/// column, pages by `seq`, and never merges events that share a hash id.
+pub async fn epcis_captures_are_stored_whole_and_queried_back(target: Target) {
+    let store = target.open().await;
+    assert!(store
+        .epcis_events(&all_epcis())
+        .await
+        .expect("empty")
+        .is_empty());
+    let mut declared = epcis_event(2, "aa", T0 - 50, "shipping", &[(EpcRole::Epc, "urn:a")]);
+    declared.error_declaration = true;
+    let first = vec![
+        epcis_event(
+            0,
+            "aa",
+            T0 - 100,
+            "shipping",
+            &[(EpcRole::Epc, "urn:a"), (EpcRole::Epc, "urn:b")],
+        ),
+        epcis_event(
+            1,
+            "bb",
+            T0 - 90,
+            "receiving",
+            &[
+                (EpcRole::Parent, "urn:p"),
+                (EpcRole::Child, "urn:c"),
+                (EpcRole::Child, "urn:c"),
+            ],
+        ),
+        declared,
+    ];
+    let capture = epcis_capture(1, "system/courier-cryo", 'a', &first);
+    let out = store
+        .add_epcis_capture(&capture, &first, &|| at(T0))
+        .await
+        .expect("capture");
+    assert!(!out.duplicate);
+    assert_eq!(
+        out.capture,
+        EpcisCapture {
+            received_at: at(T0),
+            ..capture.clone()
+        },
+        "the record time comes from the clock"
+    );
+    assert_eq!(epcis_seqs(&out.events), vec![1, 2, 3]);
+    for (stored, sent) in out.events.iter().zip(&first) {
+        assert_eq!(
+            stored.raw_json, sent.raw_json,
+            "the text exactly as received"
+        );
+        assert_eq!(stored.context_json, sent.context_json);
+        assert_eq!(stored.capture_id, capture.capture_id);
+        assert_eq!(stored.index, sent.index);
+        assert_eq!(stored.event_type, sent.event_type);
+        assert_eq!(stored.event_id, sent.event_id);
+        assert_eq!(stored.hash_id, sent.hash_id);
+        assert_eq!(stored.event_time_us, sent.event_time_us);
+        assert_eq!(stored.record_time, at(T0));
+        assert_eq!(stored.biz_step, sent.biz_step);
+        assert_eq!(stored.disposition, sent.disposition);
+        assert_eq!(stored.read_point, sent.read_point);
+        assert_eq!(stored.biz_location, sent.biz_location);
+        assert_eq!(stored.actor, "system/courier-cryo");
+        assert_eq!(stored.error_declaration, sent.error_declaration);
+    }
+    assert_eq!(
+        out.events[0].hash_id, out.events[2].hash_id,
+        "an error declaration hashes like the event it corrects: both are kept"
+    );
+
+    // A second capture, by someone else, later (the clock went back: record time does not).
+    let second = vec![epcis_event(
+        0,
+        "cc",
+        T0 + 100,
+        "receiving",
+        &[(EpcRole::Input, "urn:a"), (EpcRole::Output, "urn:o")],
+    )];
+    let other = epcis_capture(2, "person/P-0003", 'b', &second);
+    let out = store
+        .add_epcis_capture(&other, &second, &|| at(T0 - 1_000))
+        .await
+        .expect("capture");
+    assert_eq!(
+        out.capture.received_at,
+        at(T0),
+        "record time never goes back"
+    );
+    assert_eq!(epcis_seqs(&out.events), vec![4]);
+
+    // Re-read through another handle (another server): the same rows.
+    let again = target.open().await;
+    let everything = again.epcis_events(&all_epcis()).await.expect("query");
+    assert_eq!(epcis_seqs(&everything), vec![1, 2, 3, 4]);
+    assert_eq!(everything[3], out.events[0]);
+
+    let q = |f: fn(&mut EpcisQuery)| {
+        let mut q = all_epcis();
+        f(&mut q);
+        q
+    };
+    let cases: Vec<(&str, EpcisQuery, Vec<i64>)> = vec![
+        (
+            "actor",
+            q(|q| q.actor = Some("person/P-0003".into())),
+            vec![4],
+        ),
+        (
+            "capture",
+            q(|q| q.capture_id = Some(Uuid::from_u128(1))),
+            vec![1, 2, 3],
+        ),
+        (
+            "event type",
+            q(|q| q.event_types = vec!["AggregationEvent".into()]),
+            vec![],
+        ),
+        (
+            "event type, one of",
+            q(|q| q.event_types = vec!["AggregationEvent".into(), "ObjectEvent".into()]),
+            vec![1, 2, 3, 4],
+        ),
+        (
+            "GE eventTime",
+            q(|q| q.ge_event_time_us = Some(T0 - 90)),
+            vec![2, 3, 4],
+        ),
+        (
+            "LT eventTime",
+            q(|q| q.lt_event_time_us = Some(T0 - 90)),
+            vec![1],
+        ),
+        (
+            "eventTime range",
+            q(|q| {
+                q.ge_event_time_us = Some(T0 - 90);
+                q.lt_event_time_us = Some(T0)
+            }),
+            vec![2, 3],
+        ),
+        (
+            "GE recordTime",
+            q(|q| q.ge_record_time_us = Some(T0 + 1)),
+            vec![],
+        ),
+        (
+            "LT recordTime",
+            q(|q| q.lt_record_time_us = Some(T0 + 1)),
+            vec![1, 2, 3, 4],
+        ),
+        (
+            "bizStep",
+            q(|q| q.biz_steps = vec!["https://ref.gs1.org/cbv/BizStep-receiving".into()]),
+            vec![2, 4],
+        ),
+        (
+            "disposition",
+            q(|q| q.dispositions = vec!["https://ref.gs1.org/cbv/Disp-in_transit".into()]),
+            vec![1, 2, 3, 4],
+        ),
+        (
+            "readPoint",
+            q(|q| q.read_points = vec!["https://id.gs1.org/414/1".into()]),
+            vec![2],
+        ),
+        (
+            "bizLocation (none given)",
+            q(|q| q.biz_locations = vec!["https://id.gs1.org/414/1".into()]),
+            vec![],
+        ),
+        (
+            "MATCH_epc: epcList",
+            q(|q| q.match_epc = vec!["urn:a".into()]),
+            vec![1, 3],
+        ),
+        (
+            "MATCH_epc: childEPCs",
+            q(|q| q.match_epc = vec!["urn:c".into()]),
+            vec![2],
+        ),
+        (
+            "MATCH_epc: not parentID",
+            q(|q| q.match_epc = vec!["urn:p".into()]),
+            vec![],
+        ),
+        (
+            "MATCH_epc: one of",
+            q(|q| q.match_epc = vec!["urn:b".into(), "urn:c".into()]),
+            vec![1, 2],
+        ),
+        (
+            "MATCH_anyEPC: parentID",
+            q(|q| q.match_any_epc = vec!["urn:p".into()]),
+            vec![2],
+        ),
+        (
+            "MATCH_anyEPC: input and epcList",
+            q(|q| q.match_any_epc = vec!["urn:a".into()]),
+            vec![1, 3, 4],
+        ),
+        (
+            "MATCH_anyEPC: output",
+            q(|q| q.match_any_epc = vec!["urn:o".into()]),
+            vec![4],
+        ),
+        (
+            "everything at once",
+            q(|q| {
+                q.actor = Some("system/courier-cryo".into());
+                q.event_types = vec!["ObjectEvent".into()];
+                q.biz_steps = vec!["https://ref.gs1.org/cbv/BizStep-shipping".into()];
+                q.match_epc = vec!["urn:a".into()];
+                q.ge_event_time_us = Some(T0 - 60);
+            }),
+            vec![3],
+        ),
+    ];
+    for (name, query, expected) in cases {
+        assert_eq!(epcis_query(&store, query).await, expected, "{name}");
+    }
+
+    // Keyset paging: pages of two, then one, then none.
+    let page = |after: i64| EpcisQuery {
+        after_seq: after,
+        limit: 2,
+        ..EpcisQuery::default()
+    };
+    assert_eq!(epcis_query(&store, page(0)).await, vec![1, 2]);
+    assert_eq!(epcis_query(&store, page(2)).await, vec![3, 4]);
+    assert_eq!(epcis_query(&store, page(4)).await, Vec::<i64>::new());
+    assert_eq!(
+        epcis_query(
+            &store,
+            EpcisQuery {
+                after_seq: 1,
+                limit: 1,
+                match_any_epc: vec!["urn:a".into()],
+                ..EpcisQuery::default()
+            }
+        )
+        .await,
+        vec![3],
+        "paging with a filter"
+    );
+    assert_ledger_untouched(&store).await;
+}
+
+/// The same document captured twice by the same sender is stored once and answered with
+/// the first capture; by another sender it is that sender's own capture.
+pub async fn the_same_epcis_document_twice_is_stored_once(target: Target) {
+    let store = target.open().await;
+    let events = vec![epcis_event(
+        0,
+        "aa",
+        T0,
+        "shipping",
+        &[(EpcRole::Epc, "urn:a")],
+    )];
+    let capture = epcis_capture(1, "system/courier-cryo", 'a', &events);
+    let first = store
+        .add_epcis_capture(&capture, &events, &|| at(T0))
+        .await
+        .expect("capture");
+    let resent = epcis_capture(2, "system/courier-cryo", 'a', &events);
+    let second = store
+        .add_epcis_capture(&resent, &events, &|| at(T0 + 10))
+        .await
+        .expect("capture again");
+    assert!(second.duplicate);
+    assert_eq!(
+        second.capture, first.capture,
+        "the first capture is answered"
+    );
+    assert_eq!(second.events, first.events);
+    assert_eq!(
+        epcis_query(&store, all_epcis()).await,
+        vec![1],
+        "stored once"
+    );
+
+    let by_other = epcis_capture(3, "system/mes-bos", 'a', &events);
+    let third = store
+        .add_epcis_capture(&by_other, &events, &|| at(T0 + 20))
+        .await
+        .expect("another sender");
+    assert!(!third.duplicate, "another sender's capture is its own");
+    assert_eq!(third.capture.capture_id, Uuid::from_u128(3));
+    assert_eq!(epcis_query(&store, all_epcis()).await, vec![1, 2]);
+
+    // A capture id already used, for another document: refused, nothing written.
+    let reused = epcis_capture(1, "system/courier-cryo", 'c', &events);
+    let err = store
+        .add_epcis_capture(&reused, &events, &|| at(T0 + 30))
+        .await
+        .expect_err("capture id taken");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "capture_id"),
+        "{err}"
+    );
+    assert_eq!(epcis_query(&store, all_epcis()).await, vec![1, 2]);
+    assert_ledger_untouched(&store).await;
+}
+
+/// A refused capture writes nothing; concurrent captures (two servers) each store whole,
+/// with gap-free `seq`s.
+pub async fn epcis_captures_are_all_or_nothing_and_serialised(target: Target) {
+    let store = target.open().await;
+    let mut bad = vec![
+        epcis_event(0, "aa", T0, "shipping", &[(EpcRole::Epc, "urn:a")]),
+        epcis_event(1, "bb", T0, "shipping", &[(EpcRole::Epc, "urn:b")]),
+    ];
+    bad[1].index = 5;
+    let err = store
+        .add_epcis_capture(&epcis_capture(1, "system/x", 'a', &bad), &bad, &|| at(T0))
+        .await
+        .expect_err("misnumbered");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "events[1].index"),
+        "{err}"
+    );
+    let mut miscounted = epcis_capture(1, "system/x", 'a', &bad[..1]);
+    miscounted.event_count = 2;
+    let err = store
+        .add_epcis_capture(&miscounted, &bad[..1], &|| at(T0))
+        .await
+        .expect_err("miscounted");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "event_count"),
+        "{err}"
+    );
+    assert!(
+        store
+            .epcis_events(&all_epcis())
+            .await
+            .expect("query")
+            .is_empty(),
+        "nothing written"
+    );
+
+    let other = target.open().await;
+    let mut tasks = Vec::new();
+    for n in 0..8u32 {
+        let handle = if n % 2 == 0 {
+            store.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let events: Vec<NewEpcisEvent> = (0..3)
+                .map(|i| {
+                    epcis_event(
+                        i,
+                        &format!("{n}{i}"),
+                        T0,
+                        "shipping",
+                        &[(EpcRole::Epc, "urn:a")],
+                    )
+                })
+                .collect();
+            let sha = char::from_digit(n, 16).expect("hex digit");
+            let capture = epcis_capture(100 + u128::from(n), &format!("system/s{n}"), sha, &events);
+            handle
+                .add_epcis_capture(&capture, &events, &|| Instant::now())
+                .await
+                .expect("capture")
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.expect("task"));
+    }
+    let all = store.epcis_events(&all_epcis()).await.expect("query");
+    assert_eq!(epcis_seqs(&all), (1..=24).collect::<Vec<i64>>(), "gap-free");
+    for out in &outcomes {
+        let seqs = epcis_seqs(&out.events);
+        assert_eq!(seqs.len(), 3);
+        assert_eq!(seqs[2] - seqs[0], 2, "a capture's events are consecutive");
+    }
+    for pair in all.windows(2) {
+        assert!(
+            pair[0].record_time <= pair[1].record_time,
+            "record time follows seq"
+        );
+    }
     assert_ledger_untouched(&store).await;
 }

@@ -45,6 +45,7 @@ on_both_backends!(
     unmapped_codes_are_counted,
     the_recording_site_round_trips,
     coi_sequences_are_never_given_twice,
+    outbox_cursors_start_empty_and_never_move_back,
     webhooks_round_trip,
     a_duplicate_webhook_id_is_refused,
     enqueue_is_idempotent_and_the_cursor_never_moves_back,
@@ -59,6 +60,9 @@ on_both_backends!(
     vault_records_are_put_replaced_and_read,
     vault_keys_are_rewrapped_all_or_nothing,
     an_erased_vault_record_is_empty_and_stays_erased,
+    epcis_captures_are_stored_whole_and_queried_back,
+    the_same_epcis_document_twice_is_stored_once,
+    epcis_captures_are_all_or_nothing_and_serialised,
 );
 
 fn batches() -> impl Strategy<Value = Vec<Vec<(u8, u8)>>> {

@@ -25,6 +25,8 @@ use autolog_store::{
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 
+mod epcis;
+
 const BACKEND: &str = "postgres";
 
 /// The events columns with the uuid columns read as text, as the shared row shape wants.
@@ -737,6 +739,40 @@ impl Store for PostgresStore {
             .transpose()
     }
 
+    async fn outbox_cursor(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        autolog_store::check_outbox_name(name)?;
+        let row = sqlx::query("SELECT position FROM outbox_cursors WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let position: i64 = row.try_get(0).map_err(backend_error)?;
+        u64::try_from(position)
+            .map(Some)
+            .map_err(|_| StoreError::Backend {
+                backend: BACKEND,
+                message: format!("outbox_cursors ({name}) holds a negative position {position}"),
+            })
+    }
+
+    async fn set_outbox_cursor(&self, name: &str, position: u64) -> Result<(), StoreError> {
+        autolog_store::check_outbox_name(name)?;
+        let stored = stored_position("position", position)?;
+        let sql = autolog_store::OUTBOX_CURSOR_ADVANCE
+            .replace("{1}", "$1")
+            .replace("{2}", "$2");
+        sqlx::query(&sql)
+            .bind(name)
+            .bind(stored)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
     async fn unmapped_codes(&self) -> Result<Vec<UnmappedCode>, StoreError> {
         let rows = sqlx::query(
             "SELECT system, kind, code, seen_count, first_seen_us, last_seen_us FROM unmapped_codes ORDER BY system, kind, code",
@@ -1390,6 +1426,22 @@ impl Store for PostgresStore {
                 ),
             })?;
         Ok(true)
+    }
+
+    async fn add_epcis_capture(
+        &self,
+        capture: &autolog_store::EpcisCapture,
+        events: &[autolog_store::NewEpcisEvent],
+        clock: &Clock,
+    ) -> Result<autolog_store::CaptureOutcome, StoreError> {
+        epcis::add_capture(&self.pool, capture, events, clock).await
+    }
+
+    async fn epcis_events(
+        &self,
+        query: &autolog_store::EpcisQuery,
+    ) -> Result<Vec<autolog_store::StoredEpcisEvent>, StoreError> {
+        epcis::query(&self.pool, query).await
     }
 }
 

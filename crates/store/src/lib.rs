@@ -3,6 +3,8 @@
 
 mod access;
 mod append;
+mod epcis;
+mod outbox;
 mod row;
 
 use std::collections::HashMap;
@@ -20,6 +22,13 @@ pub use access::{
     VAULT_KEY_REWRAP, VAULT_RECORD_ERASE, VAULT_RECORD_UPSERT,
 };
 pub use append::{append_in_tx, AppendPlan, AppendTx, Clock, StreamHead};
+pub use epcis::{
+    capture_record_time, check_epcis_capture, duplicate_capture, epcis_capture_columns,
+    epcis_epc_rows, epcis_event_columns, epcis_query_sql, CaptureOutcome, Dialect, EpcRole,
+    EpcisBind, EpcisCapture, EpcisCaptureRow, EpcisEventRow, EpcisQuery, NewEpcisEvent,
+    StoredEpcisEvent, EPC_ROLES,
+};
+pub use outbox::{check_outbox_name, MAX_OUTBOX_NAME, OUTBOX_CURSOR_ADVANCE};
 pub use row::{
     CheckpointRow, DeliveryAttemptRow, EventRow, WebhookDeliveryRow, WebhookRow, EVENT_COLUMNS,
 };
@@ -177,6 +186,17 @@ pub trait Store: Send + Sync {
 
     /// Every unmapped code seen, ordered by system, kind and code.
     async fn unmapped_codes(&self) -> Result<Vec<UnmappedCode>, StoreError>;
+
+    /// The position up to which the outbound feed `name` has published the ledger (its
+    /// receiver acknowledged every event at or before it); `None` before its first
+    /// publication. A name that [`check_outbox_name`] refuses is [`StoreError::Rejected`].
+    async fn outbox_cursor(&self, name: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Moves the cursor of feed `name` to `position`, unless it is already further: it
+    /// never moves back, so several servers publishing one feed cannot undo each other's
+    /// progress. A bad name or a position beyond `i64::MAX` is [`StoreError::Rejected`] and
+    /// nothing is written.
+    async fn set_outbox_cursor(&self, name: &str, position: u64) -> Result<(), StoreError>;
 
     /// Sets (or replaces) a person's signing secret, given as its Argon2id PHC string.
     async fn set_signing_secret(
@@ -372,6 +392,24 @@ pub trait Store: Send + Sync {
     /// error after the erasure committed says so, and erasing again finishes the scrub.
     /// False when the patient has no record.
     async fn erase_vault_record(&self, patient_key: &str, at: Instant) -> Result<bool, StoreError>;
+
+    /// Stores one EPCIS capture and its events in one transaction (all of them or none:
+    /// the EPCIS `rollback` behaviour). Captures are serialised: each event gets the next
+    /// `seq`, and the capture's record time is read from `clock` under the lock (never
+    /// earlier than the previous capture's); the `received_at` given is ignored. When the
+    /// same sender (`actor`) already captured a document with the same `document_sha256`,
+    /// nothing is written and that first capture is answered (`duplicate`). Events are
+    /// never deduplicated by their hash id. Bad input (see [`check_epcis_capture`]) and a
+    /// `capture_id` already stored are [`StoreError::Rejected`]; nothing is written then.
+    async fn add_epcis_capture(
+        &self,
+        capture: &EpcisCapture,
+        events: &[NewEpcisEvent],
+        clock: &Clock,
+    ) -> Result<CaptureOutcome, StoreError>;
+
+    /// Stored EPCIS events matching the query, in `seq` order (keyset paging).
+    async fn epcis_events(&self, query: &EpcisQuery) -> Result<Vec<StoredEpcisEvent>, StoreError>;
 }
 
 /// A local code seen but not mapped, with how often and when.

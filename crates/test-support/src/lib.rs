@@ -2,6 +2,8 @@
 //! computed TOTP code, API tokens, and reqwest headers carrying the credentials.
 #![forbid(unsafe_code)]
 
+pub mod nats;
+
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
