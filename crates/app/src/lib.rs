@@ -44,7 +44,7 @@ pub use access::{
 pub use alerts::{AlertQuery, ALERT_CHANNEL_CAPACITY};
 pub use alignment::DEFAULT_EXPIRY_HORIZON_DAYS;
 pub use append::{
-    too_large, AppendResult, MAX_BATCH_EVENTS, MAX_CONFIGURABLE_SKEW_SECONDS,
+    parse_request, too_large, AppendResult, MAX_BATCH_EVENTS, MAX_CONFIGURABLE_SKEW_SECONDS,
     MAX_FUTURE_SKEW_SECONDS, MAX_REQUEST_BYTES,
 };
 pub use bulk::{

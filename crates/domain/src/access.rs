@@ -244,7 +244,9 @@ pub fn may_record(role: Role, event_type: &str) -> bool {
         ),
         TreatmentPhysician => matches!(
             event_type,
-            "custody.received"
+            "chain.enrolled"
+                | "chain.cancelled"
+                | "custody.received"
                 | "chain.hold_placed"
                 | "chain.exceptional_release_requested"
                 | "chain.bedside_verified"

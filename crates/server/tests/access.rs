@@ -246,6 +246,36 @@ fn cases(coi: &str, n: usize) -> Vec<Case> {
             allowed: |r, s| records_notes(r) && in_reach(s),
         },
         Case {
+            name: "the chain's events as EPCIS",
+            method: "GET",
+            path: format!("/epcis/events?autologCOI={coi}"),
+            body: None,
+            allowed: |r, s| reads_chains(r) && in_reach(s),
+        },
+        Case {
+            name: "the chain as a FHIR Bundle",
+            method: "GET",
+            path: format!("/fhir/Bundle/chain-{}", &coi[..coi.len() - 1]),
+            body: None,
+            allowed: |r, s| reads_chains(r) && in_reach(s),
+        },
+        Case {
+            name: "capture an EPCIS document",
+            method: "POST",
+            path: "/epcis/capture".into(),
+            body: Some(json!({
+                "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", {"example": "http://ns.example.com/epcis/"}],
+                "type": "EPCISDocument", "schemaVersion": "2.0", "creationDate": "2026-11-03T09:00:00Z",
+                "epcisBody": {"eventList": [{
+                    "type": "ObjectEvent", "eventTime": "2026-11-03T09:00:00Z", "eventTimeZoneOffset": "+00:00",
+                    "epcList": [format!("urn:isbt128:coi:{coi}")], "action": "OBSERVE", "bizStep": "inspecting",
+                    "readPoint": {"id": "https://id.gs1.org/414/0614141000029"},
+                    "example:matrixRow": n,
+                }]},
+            })),
+            allowed: |r, _| records_notes(r),
+        },
+        Case {
             name: "import reference data (dry run)",
             method: "POST",
             path: "/api/v1/reference/import?registry=sites&dry_run=true".into(),
@@ -328,10 +358,17 @@ async fn the_matrix(t: Target) {
             }
             if !expected {
                 assert_eq!(status, StatusCode::FORBIDDEN, "{}: {answer}", case.name);
-                assert_eq!(answer["error"]["code"], "forbidden", "{answer}");
-                assert!(answer["error"]["rule"]
-                    .as_str()
-                    .is_some_and(|r| !r.is_empty()));
+                // Autolog's error, or a FHIR OperationOutcome on /fhir routes.
+                let (code, why) = if answer["resourceType"] == "OperationOutcome" {
+                    (
+                        &answer["issue"][0]["code"],
+                        &answer["issue"][0]["diagnostics"],
+                    )
+                } else {
+                    (&answer["error"]["code"], &answer["error"]["rule"])
+                };
+                assert_eq!(code, "forbidden", "{answer}");
+                assert!(why.as_str().is_some_and(|r| !r.is_empty()), "{answer}");
             }
         }
     }
