@@ -181,6 +181,36 @@ fn parse_files(files: &[ImportFile], bad: &mut Vec<BadRow>) -> Vec<Row> {
     rows
 }
 
+/// The checks of an import that need no ledger: every file read into rows, and each row's
+/// payload and stream name checked as `import_reference` checks them before it looks at
+/// the ledger. Returns how many rows were read and the bad rows found. Pure (public for
+/// the fuzz targets).
+#[doc(hidden)]
+pub fn check_import_files(files: &[ImportFile]) -> (usize, Vec<BadRow>) {
+    let mut bad = Vec::new();
+    let rows = parse_files(files, &mut bad);
+    for row in &rows {
+        let checked = lookup(row.registry.registration, 1).and_then(|t| t.validate(&row.data));
+        if let Err(e) = checked {
+            bad.push(row.refused(&e));
+            continue;
+        }
+        let stream = row.registry.stream_of(&row.data);
+        if let Err(e) = check_stream_name("stream", &stream) {
+            bad.push(row.bad(row.registry.columns[0].path, &stream, e.rule));
+            continue;
+        }
+        if row.registry.is_crosswalks() {
+            if let Ok(mapping) = crosswalk_of(&row.data) {
+                if let Err(e) = Crosswalks::default().add(mapping) {
+                    bad.push(row.refused(&e));
+                }
+            }
+        }
+    }
+    (rows.len(), bad)
+}
+
 fn registry_hint() -> String {
     let names: Vec<&str> = REGISTRIES.iter().map(|r| r.name).collect();
     format!(

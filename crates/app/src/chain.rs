@@ -35,57 +35,13 @@ impl Autolog {
     /// append result. A COI is never issued twice: a number handed out and not used (a
     /// refused request, a cancelled enrolment) is never handed out again.
     pub async fn enrol(&self, body: &[u8]) -> Result<(String, AppendResult), AppError> {
-        let fields = crate::append::parse_object(body, "an enrolment")?;
-        for key in fields.keys() {
-            if !ENROLMENT_FIELDS.contains(&key.as_str()) && !ENVELOPE_FIELDS.contains(&key.as_str())
-            {
-                return Err(AppError::Invalid(FieldError::new(
-                    key,
-                    autolog_domain::error::show(&fields[key]),
-                    format!(
-                        "is not a field of an enrolment; fields are {}, {}",
-                        ENVELOPE_FIELDS.join(", "),
-                        ENROLMENT_FIELDS.join(", ")
-                    ),
-                )));
-            }
-        }
-        let upstream = fields.get("upstream_system").cloned();
-        let (coi, coi_source) = match fields.get("coi") {
-            Some(Value::String(text)) => (Coi::parse("coi", text)?, "upstream"),
-            Some(other) => {
-                return Err(AppError::Invalid(FieldError::new(
-                    "coi",
-                    autolog_domain::error::show(other),
-                    "must be a COI as text, e.g. CHA999926000001*",
-                )))
-            }
-            None => (self.issue_coi().await?, "autolog"),
+        let request = parse_enrolment(body)?;
+        let coi = match &request.coi {
+            Some(coi) => coi.clone(),
+            None => self.issue_coi().await?,
         };
         let coi = coi.to_string();
-        let mut data = Map::new();
-        data.insert("coi".into(), json!(coi));
-        for key in ["patient_key", "product_code", "treatment_site_id"] {
-            if let Some(v) = fields.get(key) {
-                data.insert(key.into(), v.clone());
-            }
-        }
-        data.insert("coi_source".into(), json!(coi_source));
-        if let Some(system) = upstream {
-            data.insert("upstream_system".into(), system);
-        }
-        let mut event = Map::new();
-        event.insert("stream".into(), json!(format!("coi/{coi}")));
-        for key in ENVELOPE_FIELDS {
-            if let Some(v) = fields.get(*key) {
-                event.insert((*key).into(), v.clone());
-            }
-        }
-        event.insert(
-            "body".into(),
-            json!({"type": "chain.enrolled", "version": 1, "data": data}),
-        );
-        let bytes = Value::Object(event).to_string();
+        let bytes = request.event(&coi);
         match self.append_json(bytes.as_bytes()).await {
             // A resent enrolment (same source) answers the chain it created the first time;
             // the number allocated for the resend stays unused, never to be issued.
@@ -134,6 +90,83 @@ impl Autolog {
             )));
         }
         Ok(Coi::new(fin, yy, &format!("{sequence:06}"))?)
+    }
+}
+
+/// An enrolment request, checked: its fields, and the upstream COI when it names one.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct EnrolmentRequest {
+    fields: Map<String, Value>,
+    /// The upstream COI the request gives (`None`: Autolog issues one).
+    pub coi: Option<Coi>,
+}
+
+/// Parses an enrolment request body (`POST /api/v1/chains`): one JSON object of known
+/// fields, its `coi`, when given, a valid COI. Pure: what `enrol` checks before it issues
+/// a COI (public for the fuzz targets).
+#[doc(hidden)]
+pub fn parse_enrolment(body: &[u8]) -> Result<EnrolmentRequest, AppError> {
+    let fields = crate::append::parse_object(body, "an enrolment")?;
+    for key in fields.keys() {
+        if !ENROLMENT_FIELDS.contains(&key.as_str()) && !ENVELOPE_FIELDS.contains(&key.as_str()) {
+            return Err(AppError::Invalid(FieldError::new(
+                key,
+                autolog_domain::error::show(&fields[key]),
+                format!(
+                    "is not a field of an enrolment; fields are {}, {}",
+                    ENVELOPE_FIELDS.join(", "),
+                    ENROLMENT_FIELDS.join(", ")
+                ),
+            )));
+        }
+    }
+    let coi = match fields.get("coi") {
+        Some(Value::String(text)) => Some(Coi::parse("coi", text)?),
+        Some(other) => {
+            return Err(AppError::Invalid(FieldError::new(
+                "coi",
+                autolog_domain::error::show(other),
+                "must be a COI as text, e.g. CHA999926000001*",
+            )))
+        }
+        None => None,
+    };
+    Ok(EnrolmentRequest { fields, coi })
+}
+
+impl EnrolmentRequest {
+    /// The `chain.enrolled` append request (JSON text) opening `coi/<coi>`.
+    pub fn event(&self, coi: &str) -> String {
+        let fields = &self.fields;
+        let coi_source = if self.coi.is_some() {
+            "upstream"
+        } else {
+            "autolog"
+        };
+        let mut data = Map::new();
+        data.insert("coi".into(), json!(coi));
+        for key in ["patient_key", "product_code", "treatment_site_id"] {
+            if let Some(v) = fields.get(key) {
+                data.insert(key.into(), v.clone());
+            }
+        }
+        data.insert("coi_source".into(), json!(coi_source));
+        if let Some(system) = fields.get("upstream_system") {
+            data.insert("upstream_system".into(), system.clone());
+        }
+        let mut event = Map::new();
+        event.insert("stream".into(), json!(format!("coi/{coi}")));
+        for key in ENVELOPE_FIELDS {
+            if let Some(v) = fields.get(*key) {
+                event.insert((*key).into(), v.clone());
+            }
+        }
+        event.insert(
+            "body".into(),
+            json!({"type": "chain.enrolled", "version": 1, "data": data}),
+        );
+        Value::Object(event).to_string()
     }
 }
 

@@ -532,6 +532,93 @@ fn merged_context<'a>(contexts: impl Iterator<Item = &'a str>, autolog: bool) ->
     Value::Array(out)
 }
 
+/// An EPCIS capture body, checked and cut into the events to store.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ParsedCapture {
+    pub document: autolog_interop::epcis::EpcisDocument,
+    /// Each event as stored: its JSON text exactly as received, and what the query reads.
+    pub events: Vec<NewEpcisEvent>,
+    /// SHA-256 of the document's RFC 8785 canonical form (same document, same sender: once).
+    pub document_sha256: String,
+}
+
+/// Parses and checks an EPCIS capture body (`POST /epcis/capture`): UTF-8 JSON, a valid
+/// EPCIS 2.0 document of at most [`MAX_EPCIS_EVENTS`] events, each event's text as
+/// received. Pure: everything `epcis_capture` does before it stores (public for the fuzz
+/// targets).
+#[doc(hidden)]
+pub fn parse_capture(body: &[u8]) -> Result<ParsedCapture, AppError> {
+    if body.len() > MAX_EPCIS_BYTES {
+        return Err(epcis_too_large(body.len()));
+    }
+    let text = std::str::from_utf8(body).map_err(|e| {
+        invalid(
+            "request",
+            format!("byte {}", e.valid_up_to()),
+            "is not UTF-8 text",
+        )
+    })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        invalid(
+            "request",
+            format!("line {} column {}", e.line(), e.column()),
+            format!("is not well-formed JSON: {e}"),
+        )
+    })?;
+    let document = parse_document(&value)?;
+    if document.events.len() > MAX_EPCIS_EVENTS {
+        return Err(AppError::TooLarge(FieldError::new(
+            "epcisBody.eventList",
+            format!("{} events", document.events.len()),
+            format!(
+                "a capture may hold at most {MAX_EPCIS_EVENTS} events; split it into several captures"
+            ),
+        )));
+    }
+    let raws = raw_events(text, &document.events)?;
+    let context_json = value
+        .get("@context")
+        .map(Value::to_string)
+        .unwrap_or_else(|| "null".into());
+    let canonical = serde_json_canonicalizer::to_vec(&value)
+        .map_err(|e| invalid("request", "(body)", format!("cannot be canonicalised: {e}")))?;
+    let document_sha256 = hex::encode(Sha256::digest(&canonical));
+    let events: Vec<NewEpcisEvent> = document
+        .events
+        .iter()
+        .zip(raws)
+        .enumerate()
+        .map(|(i, (e, raw_json))| NewEpcisEvent {
+            index: u32::try_from(i).unwrap_or(u32::MAX),
+            event_type: e.event_type.clone(),
+            raw_json,
+            context_json: context_json.clone(),
+            event_id: e.event_id.clone(),
+            hash_id: e.hash_id.clone(),
+            event_time_us: e.event_time_utc_micros,
+            biz_step: e.biz_step.clone(),
+            disposition: e.disposition.clone(),
+            read_point: e.read_point.as_deref().map(location_key),
+            biz_location: e.biz_location.as_deref().map(location_key),
+            error_declaration: e.error_declaration,
+            epcs: epcs_of(&e.raw),
+        })
+        .collect();
+    Ok(ParsedCapture {
+        document,
+        events,
+        document_sha256,
+    })
+}
+
+/// Checks the query parameters of `GET /epcis/events` as `epcis_query` does, without
+/// running the query. Pure (public for the fuzz targets).
+#[doc(hidden)]
+pub fn check_epcis_query(params: &HashMap<String, String>) -> Result<(), AppError> {
+    Params::parse(params).map(|_| ())
+}
+
 impl Autolog {
     /// Captures an EPCIS 2.0 document (JSON or JSON-LD) sent by `principal`: checked whole,
     /// stored whole (or not at all), each event exactly as received. A refusal names the
@@ -541,62 +628,11 @@ impl Autolog {
         principal: &Principal,
         body: &[u8],
     ) -> Result<EpcisCaptured, AppError> {
-        if body.len() > MAX_EPCIS_BYTES {
-            return Err(epcis_too_large(body.len()));
-        }
-        let text = std::str::from_utf8(body).map_err(|e| {
-            invalid(
-                "request",
-                format!("byte {}", e.valid_up_to()),
-                "is not UTF-8 text",
-            )
-        })?;
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            invalid(
-                "request",
-                format!("line {} column {}", e.line(), e.column()),
-                format!("is not well-formed JSON: {e}"),
-            )
-        })?;
-        let document = parse_document(&value)?;
-        if document.events.len() > MAX_EPCIS_EVENTS {
-            return Err(AppError::TooLarge(FieldError::new(
-                "epcisBody.eventList",
-                format!("{} events", document.events.len()),
-                format!(
-                    "a capture may hold at most {MAX_EPCIS_EVENTS} events; split it into several captures"
-                ),
-            )));
-        }
-        let raws = raw_events(text, &document.events)?;
-        let context_json = value
-            .get("@context")
-            .map(Value::to_string)
-            .unwrap_or_else(|| "null".into());
-        let canonical = serde_json_canonicalizer::to_vec(&value)
-            .map_err(|e| invalid("request", "(body)", format!("cannot be canonicalised: {e}")))?;
-        let document_sha256 = hex::encode(Sha256::digest(&canonical));
-        let events: Vec<NewEpcisEvent> = document
-            .events
-            .iter()
-            .zip(raws)
-            .enumerate()
-            .map(|(i, (e, raw_json))| NewEpcisEvent {
-                index: u32::try_from(i).unwrap_or(u32::MAX),
-                event_type: e.event_type.clone(),
-                raw_json,
-                context_json: context_json.clone(),
-                event_id: e.event_id.clone(),
-                hash_id: e.hash_id.clone(),
-                event_time_us: e.event_time_utc_micros,
-                biz_step: e.biz_step.clone(),
-                disposition: e.disposition.clone(),
-                read_point: e.read_point.as_deref().map(location_key),
-                biz_location: e.biz_location.as_deref().map(location_key),
-                error_declaration: e.error_declaration,
-                epcs: epcs_of(&e.raw),
-            })
-            .collect();
+        let ParsedCapture {
+            document,
+            events,
+            document_sha256,
+        } = parse_capture(body)?;
         let capture = EpcisCapture {
             capture_id: autolog_domain::Uuid::now_v7(),
             received_at: Instant::now(),
@@ -614,14 +650,14 @@ impl Autolog {
             duplicate = outcome.duplicate,
             "EPCIS document captured"
         );
-        let mut chain = Vec::new();
-        if !outcome.duplicate {
-            let stored: Vec<(&EpcisEvent, &StoredEpcisEvent)> =
-                document.events.iter().zip(&outcome.events).collect();
-            chain = self
-                .epcis_events_captured(principal, &outcome.capture, &stored)
-                .await;
-        }
+        // Run for a resend too: a mapped event's source id comes from its Event Hash ID, so
+        // what was recorded is answered as a duplicate, and what was refused before (a
+        // receipt that arrived before its shipment) is applied now.
+        let stored: Vec<(&EpcisEvent, &StoredEpcisEvent)> =
+            document.events.iter().zip(&outcome.events).collect();
+        let chain = self
+            .epcis_events_captured(principal, &outcome.capture, &stored)
+            .await;
         Ok(EpcisCaptured {
             capture: outcome.capture,
             events: outcome.events,
@@ -632,10 +668,10 @@ impl Autolog {
 
     /// Where captured EPCIS events meet the chain (`epcis_chain.rs`): called in the
     /// capture's request, once its events are stored (committed), with every event it
-    /// stored, in document order. Not called for a document captured before. Each mapped
-    /// event is recorded with a source id derived from the EPCIS event, so a resend is a
-    /// duplicate, never a second record; a refusal is reported per event, the capture
-    /// stays stored.
+    /// stored, in document order, also for a resend of a document captured before. Each
+    /// mapped event is recorded with a source id derived from its Event Hash ID, so a
+    /// resend is a duplicate, never a second record; a refusal is reported per event, the
+    /// capture stays stored.
     pub(crate) async fn epcis_events_captured(
         &self,
         principal: &Principal,

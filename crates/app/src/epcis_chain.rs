@@ -158,13 +158,20 @@ impl Autolog {
                     let answer = result.to_json();
                     json!({
                         "index": event.index,
-                        "status": "recorded",
+                        "status": if result.appended() > 0 { "recorded" } else { "duplicate" },
                         "stream": request["stream"],
                         "event_type": request["body"]["type"],
                         "event": answer.get("event").cloned().unwrap_or(Value::Null),
                         "alerts": answer.get("alerts").cloned().unwrap_or(json!([])),
                     })
                 }
+                // A chain outside the sender's scope is not named in the answer.
+                Err(e @ AppError::Forbidden(_)) => json!({
+                    "index": event.index,
+                    "status": "refused",
+                    "event_type": request["body"]["type"],
+                    "error": crate::epcis_chain::refusal_json(&e),
+                }),
                 Err(e) => json!({
                     "index": event.index,
                     "status": "refused",
@@ -229,12 +236,12 @@ impl Autolog {
                 continue;
             }
             match label_of(epc) {
-                Some(label) if autolog_domain::scan::parse_scan("epc", &label).is_ok() => {
-                    labels.push(label)
-                }
-                _ => {
+                // An ISBT 128 label is kept as read, even unreadable: the chain's own rules
+                // then refuse it naming the misread character, as the native API does.
+                Some(label) => labels.push(label),
+                None => {
                     self.count_unmapped(&system, "epc", epc).await;
-                    missing("epcList", &format!("{epc} names no unit Autolog knows the form of (urn:isbt128:<label>, or a GS1 SGTIN)"));
+                    missing("epcList", &format!("{epc} names no unit Autolog knows the form of (urn:isbt128:<label>, or a GS1 SGTIN): the event is not applied, so that no unit is left out"));
                 }
             }
         }
@@ -288,10 +295,22 @@ impl Autolog {
         else {
             return Err(Unmapped(unmapped));
         };
+        if !unmapped.is_empty() {
+            return Err(Unmapped(unmapped));
+        }
 
         // Which chain: the one whose units these are (a receipt: the one awaiting this
         // handoff, if the units belong to several).
-        let coi = self.chain_of_labels(&labels, &handoff).await;
+        let coi = if shipping {
+            self.chain_of_labels(&labels, &handoff).await
+        } else {
+            // A receipt answers a handoff: the chain that shipped under it (even when none
+            // of its own units arrived, a full swap), else the units' chain.
+            match self.chain_of_shipment(principal, &handoff).await {
+                Some(coi) => Some(coi),
+                None => self.chain_of_labels(&labels, &handoff).await,
+            }
+        };
         let Some(coi) = coi else {
             for label in &labels {
                 self.count_unmapped(&system, "epc", label).await;
@@ -309,13 +328,11 @@ impl Autolog {
                 ]))
             }
         };
-        let id_source = raw
-            .get("eventID")
-            .and_then(Value::as_str)
-            .unwrap_or(&event.hash_id);
+        // From the Event Hash ID: the same event resent maps to the same record, and two
+        // events that differ never share one (senders do reuse their own eventIDs).
         let source_event_id = format!(
             "epcis-{}",
-            &hex::encode(Sha256::digest(id_source.as_bytes()))[..32]
+            &hex::encode(Sha256::digest(event.hash_id.as_bytes()))[..32]
         );
         let mut data = Map::new();
         data.insert("handoff_id".into(), json!(handoff));
@@ -396,6 +413,59 @@ impl Autolog {
             .filter_map(|l| autolog_domain::scan::parse_scan("epc", l).ok())
             .map(|s| s.unit_id())
             .collect()
+    }
+
+    /// The chain a shipment under `handoff` was recorded on, from the sender's own EPCIS
+    /// shipping events of the last 90 days (bounded read), if its handoff is still open.
+    async fn chain_of_shipment(&self, principal: &Principal, handoff: &str) -> Option<String> {
+        const SCAN_BUDGET: usize = 10_000;
+        let since = autolog_domain::Instant::now().micros() - 90 * 24 * 3600 * 1_000_000;
+        let mut query = autolog_store::EpcisQuery {
+            actor: Some(principal.actor.clone()),
+            capture_id: None,
+            event_types: vec!["ObjectEvent".into()],
+            ge_event_time_us: None,
+            lt_event_time_us: None,
+            ge_record_time_us: Some(since),
+            lt_record_time_us: None,
+            biz_steps: vec![SHIPPING.into()],
+            dispositions: Vec::new(),
+            read_points: Vec::new(),
+            biz_locations: Vec::new(),
+            match_epc: Vec::new(),
+            match_any_epc: Vec::new(),
+            after_seq: 0,
+            limit: 500,
+        };
+        let mut scanned = 0;
+        let mut found: Option<Vec<String>> = None;
+        while scanned < SCAN_BUDGET {
+            let page = self.store.epcis_events(&query).await.ok()?;
+            let Some(last) = page.last() else { break };
+            query.after_seq = last.seq;
+            scanned += page.len();
+            for stored in &page {
+                let Ok(raw) = serde_json::from_str::<Value>(&stored.raw_json) else {
+                    continue;
+                };
+                if handoff_of(&raw).as_deref() == Some(handoff) {
+                    // The latest shipment under this id wins.
+                    found = Some(
+                        raw.get("epcList")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .filter_map(label_of)
+                            .collect(),
+                    );
+                }
+            }
+        }
+        let labels = found?;
+        let coi = self.chain_of_labels(&labels, handoff).await?;
+        let chain = self.chain(&coi, None, None).await.ok()?;
+        (chain["open_handoff"]["handoff_id"] == json!(handoff)).then_some(coi)
     }
 
     /// The chain the labels' units belong to; for a receipt, preferably the one whose

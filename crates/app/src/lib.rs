@@ -48,14 +48,15 @@ pub use append::{
     MAX_FUTURE_SKEW_SECONDS, MAX_REQUEST_BYTES,
 };
 pub use bulk::{
-    BadRow, ImportFile, ImportProgress, ImportReport, EXPORT_FORMAT, IMPORT_SOURCE_SYSTEM,
-    LIST_SEPARATOR, MAX_IMPORT_BYTES,
+    check_import_files, BadRow, ImportFile, ImportProgress, ImportReport, EXPORT_FORMAT,
+    IMPORT_SOURCE_SYSTEM, LIST_SEPARATOR, MAX_IMPORT_BYTES,
 };
+pub use chain::{parse_enrolment, EnrolmentRequest};
 pub use config::{read_vault_key_file, Config, DataDir, VAULT_KEY_FILE};
 pub use epcis::{
-    epcis_too_large, EpcisCaptured, EpcisQueryPage, EPCIS_CONTEXT, EPCIS_DEFAULT_PER_PAGE,
-    EPCIS_EVENT_TYPES, EPCIS_MAX_PER_PAGE, EPCIS_QUERY_PARAMETERS, MAX_EPCIS_BYTES,
-    MAX_EPCIS_EVENTS,
+    check_epcis_query, epcis_too_large, parse_capture, EpcisCaptured, EpcisQueryPage,
+    ParsedCapture, EPCIS_CONTEXT, EPCIS_DEFAULT_PER_PAGE, EPCIS_EVENT_TYPES, EPCIS_MAX_PER_PAGE,
+    EPCIS_QUERY_PARAMETERS, MAX_EPCIS_BYTES, MAX_EPCIS_EVENTS,
 };
 pub use epcis_export::{isbt128_uri, sgln_uri, unit_uri, AUTOLOG_EPCIS_NS, EXPORTED_EVENT_TYPES};
 pub use error::AppError;
@@ -70,7 +71,7 @@ pub use reference::RegistryQuery;
 pub use registry::{registry, Cell, Column, Registry, REGISTRIES};
 pub use signatures::MIN_SECRET_CHARS;
 pub use time_discipline::{AUTOLOG_ACTOR, ZONE_DISCREPANCY_PREFIX};
-pub use vault::{VaultKey, BEDSIDE_PURPOSE, PERSONAL_DATA_FIELDS};
+pub use vault::{check_personal_data_fields, VaultKey, BEDSIDE_PURPOSE, PERSONAL_DATA_FIELDS};
 pub use verify::{VerifyFailure, VerifyReport};
 pub use webhooks::{backoff_seconds, signature, DELIVERY_ID_HEADER, SIGNATURE_HEADER};
 

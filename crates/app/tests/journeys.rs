@@ -2956,6 +2956,85 @@ async fn a_couriers_epcis_events_drive_the_custody_handshake_and_its_reconciliat
         );
     }
 
+    // A full swap: D's receipt holds only E's bags. The receipt answers D's handoff, so
+    // it is recorded on D's chain, and the mismatch holds both chains.
+    let d = enrol(&app, "PK-EPCIS-D", t0()).await;
+    let e = enrol(&app, "PK-EPCIS-E", t0()).await;
+    clean(&app, &collection(&d)).await;
+    clean(&app, &collection(&e)).await;
+    let sd = shipment(&d, Leg::ToManufacturing, None, None);
+    let se = shipment(&e, Leg::ToManufacturing, None, None);
+    for s in [&sd, &se] {
+        let answer = capture(epcis_of_custody(
+            &s.handoff,
+            "PICKUP",
+            "LAX-NURSE-5",
+            lax,
+            Some(bos),
+        ))
+        .await;
+        assert_eq!(answer["chain"][0]["status"], "recorded", "{answer}");
+    }
+    let mut swapped = sd.receipt.clone();
+    swapped["body"]["data"]["scanned_labels"] =
+        se.receipt["body"]["data"]["scanned_labels"].clone();
+    let answer = capture(epcis_of_custody(
+        &swapped,
+        "DELIVERED",
+        "BOS-OP-2",
+        bos,
+        None,
+    ))
+    .await;
+    assert_eq!(answer["chain"][0]["status"], "recorded", "{answer}");
+    assert_eq!(
+        answer["chain"][0]["stream"],
+        format!("coi/{}", d.coi),
+        "{answer}"
+    );
+    for p in [&d, &e] {
+        assert_eq!(chain(&app, &p.coi).await["state"], "on_hold", "{}", p.key);
+    }
+
+    // Out of order: a receipt before its shipment is refused; resent once the shipment is
+    // in, the same document is applied.
+    let f = enrol(&app, "PK-EPCIS-F", t0()).await;
+    clean(&app, &collection(&f)).await;
+    let sf = shipment(&f, Leg::ToManufacturing, None, None);
+    let early = epcis_of_custody(&sf.receipt, "DELIVERED", "BOS-OP-2", bos, None);
+    let answer = capture(early.clone()).await;
+    assert_eq!(answer["chain"][0]["status"], "refused", "{answer}");
+    let answer = capture(epcis_of_custody(
+        &sf.handoff,
+        "PICKUP",
+        "LAX-NURSE-5",
+        lax,
+        Some(bos),
+    ))
+    .await;
+    assert_eq!(answer["chain"][0]["status"], "recorded", "{answer}");
+    let answer = capture(early).await;
+    assert_eq!(answer["duplicate"], true);
+    assert_eq!(answer["chain"][0]["status"], "recorded", "{answer}");
+    assert_eq!(
+        chain(&app, &f.coi).await["state"],
+        "received_at_manufacturing"
+    );
+
+    // An EPC of a form Autolog cannot read as a unit: the event is not applied at all
+    // (no unit is left out of a handoff), and the EPC is counted.
+    let g = enrol(&app, "PK-EPCIS-G", t0()).await;
+    clean(&app, &collection(&g)).await;
+    let sg = shipment(&g, Leg::ToManufacturing, None, None);
+    let mut doc = epcis_of_custody(&sg.handoff, "PICKUP", "LAX-NURSE-5", lax, Some(bos));
+    doc["epcisBody"]["eventList"][0]["epcList"]
+        .as_array_mut()
+        .expect("epcs")
+        .push(json!("urn:example:bag:7"));
+    let answer = capture(doc).await;
+    assert_eq!(answer["chain"][0]["status"], "unmapped", "{answer}");
+    assert_eq!(chain(&app, &g.coi).await["state"], "collected");
+
     // A location the courier never mapped: stored, answered as unmapped, counted.
     let c2 = enrol(&app, "PK-EPCIS-C", t0()).await;
     clean(&app, &collection(&c2)).await;

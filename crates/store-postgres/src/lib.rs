@@ -1,5 +1,7 @@
 //! The PostgreSQL backend: several Autolog servers may share one database. Appends
 //! serialise on the ledger_head row (SELECT ... FOR UPDATE); unique keys are the backstop.
+//! Each server's concurrent appends share one transaction and its commit (group commit,
+//! `autolog_store::CommitQueue`); servers take turns on the row lock, group by group.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -9,8 +11,9 @@ use async_trait::async_trait;
 use autolog_domain::checkpoint::Checkpoint;
 use autolog_domain::merkle::{Frontier, Hash, NodeId};
 use autolog_domain::{Event, EventDraft, Instant, Source, Uuid};
+use autolog_store::{CommitQueue, GroupBackend, GroupTx};
 use autolog_store::{
-    append_in_tx, check_delivery_attempt, check_vault_record, duplicate_api_token,
+    check_delivery_attempt, check_vault_record, duplicate_api_token,
     duplicate_session, duplicate_user, duplicate_webhook, encode_sites, erased_vault_record,
     stored_position, unknown_delivery, unknown_vault_record, unknown_webhook, unmapped_code,
     ApiToken, ApiTokenRow, AppendOutcome, AppendPlan, AppendTx, CheckpointRow, Clock,
@@ -45,6 +48,8 @@ fn backend_error(e: sqlx::Error) -> StoreError {
 /// The ledger in a PostgreSQL database.
 pub struct PostgresStore {
     pool: PgPool,
+    /// Appends, in groups sharing one transaction and one commit.
+    appends: CommitQueue,
 }
 
 impl PostgresStore {
@@ -69,7 +74,8 @@ impl PostgresStore {
                 backend: BACKEND,
                 message: format!("migration failed: {e}"),
             })?;
-        Ok(PostgresStore { pool })
+        let appends = CommitQueue::start(BACKEND, PgGroups { pool: pool.clone() });
+        Ok(PostgresStore { pool, appends })
     }
 }
 
@@ -364,6 +370,42 @@ impl AppendTx for PgAppend<'_> {
 }
 
 #[async_trait]
+impl GroupTx for PgAppend<'static> {
+    async fn execute(&mut self, sql: &'static str) -> Result<(), StoreError> {
+        sqlx::raw_sql(sql)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+}
+
+/// Group transactions: the ledger_head row lock is taken at BEGIN, outside every request's
+/// savepoint, so a refused request cannot release it; COMMIT returns once the WAL is
+/// flushed (synchronous commit, the server's default, is left on).
+struct PgGroups {
+    pool: PgPool,
+}
+
+#[async_trait]
+impl GroupBackend for PgGroups {
+    type Tx = PgAppend<'static>;
+
+    async fn begin(&self) -> Result<Self::Tx, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        sqlx::query("SELECT 1 FROM ledger_head WHERE id = 1 FOR UPDATE")
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        Ok(PgAppend { tx })
+    }
+
+    async fn commit(&self, tx: Self::Tx) -> Result<(), StoreError> {
+        tx.tx.commit().await.map_err(backend_error)
+    }
+}
+
+#[async_trait]
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         BACKEND
@@ -374,12 +416,7 @@ impl Store for PostgresStore {
         drafts: &[EventDraft],
         clock: &Clock,
     ) -> Result<Vec<AppendOutcome>, StoreError> {
-        let tx = self.pool.begin().await.map_err(backend_error)?;
-        let mut append = PgAppend { tx };
-        // On error the transaction is dropped, which rolls it back: nothing is written.
-        let outcomes = append_in_tx(&mut append, drafts, clock).await?;
-        append.tx.commit().await.map_err(backend_error)?;
-        Ok(outcomes)
+        self.appends.append(drafts, clock).await
     }
 
     async fn stream_events(

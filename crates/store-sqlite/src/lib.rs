@@ -1,5 +1,6 @@
 //! The embedded SQLite backend: one file in the data directory, WAL with synchronous=FULL,
-//! appends through one writer connection that begins with BEGIN IMMEDIATE.
+//! appends through one writer connection that begins with BEGIN IMMEDIATE. Concurrent
+//! appends share that transaction and its commit (group commit, `autolog_store::CommitQueue`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,8 +11,9 @@ use async_trait::async_trait;
 use autolog_domain::checkpoint::Checkpoint;
 use autolog_domain::merkle::{Frontier, Hash, NodeId};
 use autolog_domain::{Event, EventDraft, Instant, Source, Uuid};
+use autolog_store::{CommitQueue, GroupBackend, GroupTx};
 use autolog_store::{
-    append_in_tx, check_delivery_attempt, check_vault_record, duplicate_api_token,
+    check_delivery_attempt, check_vault_record, duplicate_api_token,
     duplicate_session, duplicate_user, duplicate_webhook, encode_sites, erased_vault_record,
     stored_position, unknown_delivery, unknown_vault_record, unknown_webhook, unmapped_code,
     ApiToken, ApiTokenRow, AppendOutcome, AppendPlan, AppendTx, CheckpointRow, Clock,
@@ -45,6 +47,8 @@ pub struct SqliteStore {
     /// One connection: every append is serialised here, and begins IMMEDIATE.
     writer: SqlitePool,
     readers: SqlitePool,
+    /// Appends, in groups sharing one transaction and one commit on `writer`.
+    appends: CommitQueue,
 }
 
 impl SqliteStore {
@@ -79,7 +83,17 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(backend_error)?;
-        Ok(SqliteStore { writer, readers })
+        let appends = CommitQueue::start(
+            BACKEND,
+            SqliteGroups {
+                writer: writer.clone(),
+            },
+        );
+        Ok(SqliteStore {
+            writer,
+            readers,
+            appends,
+        })
     }
 
     /// Closes every connection and waits until they are closed. The last one to close
@@ -380,6 +394,41 @@ impl AppendTx for SqliteAppend<'_> {
 }
 
 #[async_trait]
+impl GroupTx for SqliteAppend<'static> {
+    async fn execute(&mut self, sql: &'static str) -> Result<(), StoreError> {
+        sqlx::raw_sql(sql)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+}
+
+/// Group transactions on the writer connection: BEGIN IMMEDIATE holds the database's write
+/// lock (the ledger lock) until COMMIT, which returns once the WAL is synced (FULL).
+struct SqliteGroups {
+    writer: SqlitePool,
+}
+
+#[async_trait]
+impl GroupBackend for SqliteGroups {
+    type Tx = SqliteAppend<'static>;
+
+    async fn begin(&self) -> Result<Self::Tx, StoreError> {
+        let tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend_error)?;
+        Ok(SqliteAppend { tx })
+    }
+
+    async fn commit(&self, tx: Self::Tx) -> Result<(), StoreError> {
+        tx.tx.commit().await.map_err(backend_error)
+    }
+}
+
+#[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         BACKEND
@@ -390,16 +439,7 @@ impl Store for SqliteStore {
         drafts: &[EventDraft],
         clock: &Clock,
     ) -> Result<Vec<AppendOutcome>, StoreError> {
-        let tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend_error)?;
-        let mut append = SqliteAppend { tx };
-        // On error the transaction is dropped, which rolls it back: nothing is written.
-        let outcomes = append_in_tx(&mut append, drafts, clock).await?;
-        append.tx.commit().await.map_err(backend_error)?;
-        Ok(outcomes)
+        self.appends.append(drafts, clock).await
     }
 
     async fn stream_events(

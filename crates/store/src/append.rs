@@ -57,8 +57,10 @@ pub trait AppendTx: Send {
     async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError>;
 }
 
-/// The writer's clock, read once the ledger head is locked, so that `recorded_at` follows
-/// commit order even when a writer waited for the lock or clocks differ between servers.
+/// The writer's clock. `recorded_at` is `max(clock, previous + 1 µs)`, read under the
+/// ledger lock, so it follows commit order even when a writer waited for the lock or
+/// clocks differ between servers. `Store::append` reads the caller's clock when it queues
+/// the request (see [`crate::CommitQueue`]): at most one group's commit earlier.
 pub type Clock = dyn Fn() -> Instant + Send + Sync;
 
 /// Runs one append inside the backend's open transaction. The caller commits on `Ok`

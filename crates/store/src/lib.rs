@@ -4,6 +4,7 @@
 mod access;
 mod append;
 mod epcis;
+mod group;
 mod outbox;
 mod row;
 
@@ -28,6 +29,7 @@ pub use epcis::{
     EpcisBind, EpcisCapture, EpcisCaptureRow, EpcisEventRow, EpcisQuery, NewEpcisEvent,
     StoredEpcisEvent, EPC_ROLES,
 };
+pub use group::{CommitQueue, GroupBackend, GroupTx, MAX_GROUP_EVENTS, MAX_GROUP_REQUESTS};
 pub use outbox::{check_outbox_name, MAX_OUTBOX_NAME, OUTBOX_CURSOR_ADVANCE};
 pub use row::{
     CheckpointRow, DeliveryAttemptRow, EventRow, WebhookDeliveryRow, WebhookRow, EVENT_COLUMNS,
@@ -92,8 +94,10 @@ pub trait Store: Send + Sync {
     fn backend(&self) -> &'static str;
 
     /// Appends drafts atomically, in order: all of them with their projection rows, or none.
-    /// `clock` is read once the ledger head is locked; `recorded_at` is never earlier than
-    /// it and always later than the previous event's.
+    /// Concurrent calls share one durable commit ([`CommitQueue`]); each is still all or
+    /// nothing, and answered only once its group has committed. `clock` is read when the
+    /// call is queued; `recorded_at` is never earlier than it and always later than the
+    /// previous event's.
     async fn append(
         &self,
         drafts: &[EventDraft],

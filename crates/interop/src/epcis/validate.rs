@@ -233,9 +233,11 @@ fn optional(
 
 fn uri_list(path: &str, value: &Value, unique: bool) -> Check {
     let items = array(path, value)?;
+    // A set, not a scan of the items before: a list may hold hundreds of thousands.
+    let mut seen = std::collections::HashSet::new();
     for (i, item) in items.iter().enumerate() {
         uri(&at(path, i), item)?;
-        if unique && items[..i].contains(item) {
+        if unique && !seen.insert(item.to_string()) {
             return Err(refuse(
                 &at(path, i),
                 item,
@@ -314,6 +316,7 @@ fn context(path: &str, value: &Value) -> Check {
         Value::String(_) => uri(path, value),
         Value::Object(_) => Ok(()),
         Value::Array(items) => {
+            let mut seen_contexts = std::collections::HashSet::new();
             for (i, item) in items.iter().enumerate() {
                 match item {
                     Value::String(_) => uri(&at(path, i), item)?,
@@ -326,7 +329,7 @@ fn context(path: &str, value: &Value) -> Check {
                         ))
                     }
                 }
-                if items[..i].contains(item) {
+                if !seen_contexts.insert(item.to_string()) {
                     return Err(refuse(
                         &at(path, i),
                         item,
@@ -846,9 +849,10 @@ fn persistent_disposition(path: &str, value: &Value) -> Check {
                 "must list at least one disposition",
             ));
         }
+        let mut seen = std::collections::HashSet::new();
         for (i, item) in items.iter().enumerate() {
             vocabulary_value(&at(&member_path, i), item, Vocabulary::Disposition)?;
-            if items[..i].contains(item) {
+            if !seen.insert(item.to_string()) {
                 return Err(refuse(
                     &at(&member_path, i),
                     item,

@@ -1,0 +1,867 @@
+//! `autolog simulate`: a deterministic generator of a realistic cell therapy network, as
+//! newline-delimited JSON requests that `autolog ingest` (and `Autolog::ingest_lines`)
+//! loads through the same code path as the HTTP API.
+//!
+//! Pure: no I/O, no clock. The same options give byte-identical lines. The random stream is
+//! ChaCha8 (`rand_chacha`), whose output for a seed is fixed across platforms and releases.
+//!
+//! Line formats (see `docs/simulation.md`):
+//! - `{"endpoint": "POST /api/v1/events", "body": <append request>}`
+//! - `{"endpoint": "POST /api/v1/chains", "body": <enrolment>}`
+//! - `{"endpoint": "signing-secret", "person_id": "...", "secret": "...", "set_by": "person/..."}`:
+//!   ingest-only set-up (the operator's `autolog signer set-secret`), kept beside the ledger
+//!   as an Argon2id hash, never in it.
+//! - any other line: an append request body, as before.
+
+use autolog_domain::identifiers::{mod37_2_check, Coi, Din, Fin, UnitId};
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+
+use crate::AppError;
+
+/// The endpoint of an append line.
+pub const EVENTS_ENDPOINT: &str = "POST /api/v1/events";
+/// The endpoint of an enrolment line.
+pub const CHAINS_ENDPOINT: &str = "POST /api/v1/chains";
+/// The ingest-only set-up line that sets a person's e-signature secret.
+pub const SIGNING_SECRET_ENDPOINT: &str = "signing-secret";
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct SimulateOptions {
+    pub patients: usize,
+    pub seed: u64,
+    /// The share of journeys (0..=1) that carry one injected fault.
+    pub fault_rate: f64,
+    /// When reference data takes effect (30 days before) and the first enrolment.
+    pub start: Timestamp,
+    /// Enrolments are spread over this many days after `start`.
+    pub enrolment_days: u32,
+    /// Requests whose facts happen after this instant are left out: journeys stop where
+    /// they stand then (`serve --demo`: now).
+    pub until: Option<Timestamp>,
+    /// The first two patients' bags are swapped on their way to manufacturing.
+    pub bag_swap: bool,
+}
+
+impl SimulateOptions {
+    /// `patients` patients from 2026-02-01 over 200 days: every journey (about 60 days)
+    /// is over before 2026-11, and the period spans the DST changes of every site.
+    pub fn new(patients: usize, seed: u64, fault_rate: f64) -> Self {
+        SimulateOptions {
+            patients,
+            seed,
+            fault_rate,
+            start: Timestamp::from_second(1_769_904_000).unwrap_or(Timestamp::UNIX_EPOCH),
+            enrolment_days: 200,
+            until: None,
+            bag_swap: false,
+        }
+    }
+}
+
+/// One injected fault: its kind, the chains it affects and the (1-based) line that carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    pub kind: String,
+    pub cois: Vec<String>,
+    pub line: usize,
+    pub detail: String,
+}
+
+impl Fault {
+    pub fn to_json(&self) -> Value {
+        json!({"kind": self.kind, "cois": self.cois, "line": self.line, "detail": self.detail})
+    }
+}
+
+/// Where a journey should stand once every line is ingested.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedChain {
+    pub coi: String,
+    pub state: String,
+}
+
+/// The generated requests, the faults injected and the state each chain should reach.
+#[derive(Debug, Clone, Default)]
+pub struct Simulation {
+    pub lines: Vec<String>,
+    pub faults: Vec<Fault>,
+    pub chains: Vec<ExpectedChain>,
+}
+
+impl Simulation {
+    /// The faults as NDJSON (`<out>.faults.ndjson`).
+    pub fn faults_ndjson(&self) -> String {
+        let mut out = String::new();
+        for f in &self.faults {
+            out.push_str(&f.to_json().to_string());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// The kinds of fault the simulator injects, and where each is caught.
+pub const FAULT_KINDS: &[&str] = &[
+    // Another patient's bag in this shipment: both chains held, critical alerts.
+    "swapped_bag",
+    // A seal number that is not the manifest's: hold, critical alert.
+    "wrong_seal",
+    // A DIN scanned with a wrong check character: the receipt is refused (then rescanned).
+    "misread_check_character",
+    // A MES step naming its own site code, not the canonical one: refused (then resent).
+    "unmapped_code",
+    // A step sent with the UTC offset of the wrong zone: flagged, minor alert.
+    "wrong_utc_offset",
+    // The courier arrives after the promised time: hold, alert.
+    "late_arrival",
+    // The administration sent before the bedside check: refused (then resent in order).
+    "out_of_order",
+    // A request resent by a flaky source system: a duplicate, nothing written.
+    "duplicate",
+];
+
+struct SiteDef {
+    id: &'static str,
+    name: &'static str,
+    types: &'static [&'static str],
+    zone: &'static str,
+    city: &'static str,
+    postal: &'static str,
+    country: &'static str,
+    gln: &'static str,
+    fin: Option<&'static str>,
+    local: &'static str,
+}
+
+const SITES: &[SiteDef] = &[
+    SiteDef { id: "S-LAX-01", name: "Los Angeles cancer center", types: &["apheresis_center", "treatment_center"], zone: "America/Los_Angeles", city: "Los Angeles", postal: "90017", country: "US", gln: "0614141000029", fin: Some("A5678"), local: "LAX-ONC" },
+    SiteDef { id: "S-PAR-01", name: "Paris haematology and apheresis unit", types: &["apheresis_center", "treatment_center"], zone: "Europe/Paris", city: "Paris", postal: "75012", country: "FR", gln: "3760000000017", fin: Some("F1234"), local: "PAR-HOSP" },
+    SiteDef { id: "S-SYD-01", name: "Sydney cellular therapy centre", types: &["apheresis_center", "treatment_center"], zone: "Australia/Sydney", city: "Sydney", postal: "2050", country: "AU", gln: "9300000000040", fin: Some("S4321"), local: "SYD-CTC" },
+    SiteDef { id: "S-BOS-01", name: "Boston cell therapy manufacturing", types: &["manufacturing_site"], zone: "America/New_York", city: "Boston", postal: "02210", country: "US", gln: "0614141000012", fin: Some("A1234"), local: "BOS1" },
+    SiteDef { id: "S-FRA-01", name: "Frankfurt QC laboratory", types: &["laboratory"], zone: "Europe/Berlin", city: "Frankfurt am Main", postal: "65926", country: "DE", gln: "4000000000020", fin: None, local: "FRA-QC" },
+    SiteDef { id: "S-BOM-01", name: "Mumbai cryogenic logistics depot", types: &["logistics_depot"], zone: "Asia/Kolkata", city: "Mumbai", postal: "400099", country: "IN", gln: "8900000000036", fin: None, local: "BOM-HUB" },
+];
+
+/// Treatment (and apheresis) centers: indexes into `SITES`.
+const CENTERS: [usize; 3] = [0, 1, 2];
+const BOS: usize = 3;
+const FRA: usize = 4;
+
+/// The people: (id, printed name, [(site, role)]).
+const PEOPLE: &[(&str, &str, &[(&str, &str)])] = &[
+    ("P-0001", "Claire Martin", &[("S-BOS-01", "qa_releaser")]),
+    ("P-0002", "Daniel Okafor", &[("S-BOS-01", "manufacturing_operator")]),
+    ("P-0003", "Anja Weber", &[("S-FRA-01", "qc_analyst")]),
+    ("P-0004", "Ravi Iyer", &[("S-BOM-01", "courier")]),
+    ("P-0005", "Maria Lopez", &[("S-LAX-01", "treatment_center_nurse"), ("S-LAX-01", "apheresis_operator")]),
+    ("P-0006", "Grace Kim", &[("S-LAX-01", "treatment_center_physician")]),
+    ("P-0007", "Camille Durand", &[("S-PAR-01", "treatment_center_nurse"), ("S-PAR-01", "apheresis_operator")]),
+    ("P-0008", "Hugo Bernard", &[("S-PAR-01", "treatment_center_physician")]),
+    ("P-0009", "Olivia Chen", &[("S-SYD-01", "treatment_center_nurse"), ("S-SYD-01", "apheresis_operator")]),
+    ("P-0010", "Jack Wilson", &[("S-SYD-01", "treatment_center_physician")]),
+    ("P-0011", "Samuel Osei", &[("S-BOS-01", "qa_releaser"), ("S-BOS-01", "manufacturing_operator")]),
+];
+
+/// Per center: (nurse, physician), by index into `CENTERS`.
+const CENTER_STAFF: [(&str, &str); 3] = [("P-0005", "P-0006"), ("P-0007", "P-0008"), ("P-0009", "P-0010")];
+const OPERATORS: [&str; 2] = ["P-0002", "P-0011"];
+const QA: [&str; 2] = ["P-0001", "P-0011"];
+const ANALYST: &str = "P-0003";
+/// The steward who records reference data and sets signing secrets.
+pub const STEWARD: &str = "person/P-0001";
+
+struct ProductDef {
+    code: &'static str,
+    name: &'static str,
+    isbt: &'static str,
+    vector: &'static str,
+    lot: &'static str,
+}
+
+const PRODUCTS: [ProductDef; 2] = [
+    ProductDef { code: "CART-19", name: "Autologous anti-CD19 CAR-T cells", isbt: "S0001", vector: "LV-CD19", lot: "LV19-2026-014" },
+    ProductDef { code: "CART-BCMA", name: "Autologous anti-BCMA CAR-T cells", isbt: "S0002", vector: "LV-BCMA", lot: "LVB-2026-003" },
+];
+
+const STEPS: &[(&str, &str, &str)] = &[
+    ("ENROL", "Patient enrolled and apheresis scheduled", "commissioning"),
+    ("COLLECT", "Apheresis collection", "collecting"),
+    ("SHIP-OUT", "Shipment of starting material to manufacturing", "shipping"),
+    ("RECEIVE-MFG", "Receipt of starting material at manufacturing", "receiving"),
+    ("MANUFACTURE", "Activation, transduction and expansion", "assembling"),
+    ("CRYO", "Cryopreservation of the final product", "storing"),
+    ("QC-TEST", "Release testing", "inspecting"),
+    ("SHIP-TC", "Shipment of final product to the treatment center", "shipping"),
+    ("RECEIVE-TC", "Receipt of final product at the treatment center", "receiving"),
+    ("THAW", "Thaw at the bedside", "unpacking"),
+    ("INFUSE", "Infusion", "dispensing"),
+];
+
+/// A request before ordering: when its source sends it, and what it does to which chains.
+struct Req {
+    send_at: i64,
+    order: usize,
+    line: String,
+    /// (patient index, state after this request).
+    effects: Vec<(usize, &'static str)>,
+    fault: Option<(&'static str, Vec<usize>, String)>,
+    /// The fact's own instant (seconds): left out when after `until`.
+    occurred: i64,
+}
+
+struct Gen {
+    rng: ChaCha8Rng,
+    reqs: Vec<Req>,
+    order: usize,
+}
+
+impl Gen {
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.rng.next_u64() % n
+        }
+    }
+    fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + self.below(u64::try_from(hi - lo + 1).unwrap_or(1)) as i64
+    }
+    fn chance(&mut self, p: f64) -> bool {
+        (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 < p
+    }
+    fn push(&mut self, send_at: i64, occurred: i64, line: Value, effects: Vec<(usize, &'static str)>) -> usize {
+        self.order += 1;
+        self.reqs.push(Req { send_at, order: self.order, line: line.to_string(), effects, fault: None, occurred });
+        self.reqs.len() - 1
+    }
+}
+
+fn ts(seconds: i64) -> Result<Timestamp, AppError> {
+    Timestamp::from_second(seconds).map_err(|e| AppError::Config(format!("simulated time out of range: {e}")))
+}
+
+/// An instant in a zone, RFC 9557, as a source sends it.
+fn at(seconds: i64, zone: &str) -> Result<String, AppError> {
+    let tz = TimeZone::get(zone).map_err(|e| AppError::Config(format!("zone {zone}: {e}")))?;
+    Ok(ts(seconds)?.to_zoned(tz).to_string())
+}
+
+fn utc(seconds: i64) -> Result<String, AppError> {
+    Ok(ts(seconds)?.to_string())
+}
+
+fn events_line(body: Value) -> Value {
+    json!({"endpoint": EVENTS_ENDPOINT, "body": body})
+}
+
+const HOUR: i64 = 3600;
+const DAY: i64 = 24 * HOUR;
+const MOD37: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ*";
+
+/// A DIN's barcode data as scanned: `=` + DIN + type-3 flags (60 + the MOD 37-2 check),
+/// or with the check misread.
+fn din_barcode(din: &str, misread: bool) -> String {
+    let body = din.get(..13).unwrap_or(din);
+    let index = mod37_2_check(body).and_then(|k| MOD37.find(k)).unwrap_or(0);
+    let index = if misread { (index + 1) % 37 } else { index };
+    format!("={body}{}", 60 + index)
+}
+
+/// Generates the network and the journeys.
+pub fn generate(options: &SimulateOptions) -> Result<Simulation, AppError> {
+    if !(0.0..=1.0).contains(&options.fault_rate) {
+        return Err(AppError::Config(format!("fault rate {} is not between 0 and 1", options.fault_rate)));
+    }
+    let mut g = Gen { rng: ChaCha8Rng::seed_from_u64(options.seed), reqs: Vec::new(), order: 0 };
+    let start = options.start.as_second() - options.start.as_second().rem_euclid(60);
+    let reference_at = start - 30 * DAY;
+    let secrets = reference_data(&mut g, reference_at)?;
+    let mut patients: Vec<Patient> = Vec::new();
+    let span = i64::from(options.enrolment_days.max(1)) * DAY;
+    let n = options.patients;
+    let mut i = 0usize;
+    while i < n {
+        let base = start + span * i as i64 / n.max(1) as i64;
+        let t0 = base + g.range(0, 8) * HOUR;
+        let center = CENTERS[g.below(3) as usize];
+        let product = g.below(4) == 0;
+        let swap = (options.bag_swap && i == 0) || (i + 1 < n && g.chance(options.fault_rate / FAULT_KINDS.len() as f64));
+        if swap && i + 1 < n {
+            // Two patients collected the same day at the same center, bags swapped.
+            let a = new_patient(&mut g, i, t0, center, product, &mut patients)?;
+            let b = new_patient(&mut g, i + 1, t0 + HOUR, center, product, &mut patients)?;
+            swapped_pair(&mut g, &patients, a, b)?;
+            i += 2;
+            continue;
+        }
+        let p = new_patient(&mut g, i, t0, center, product, &mut patients)?;
+        let fault = if g.chance(options.fault_rate * (FAULT_KINDS.len() - 1) as f64 / FAULT_KINDS.len() as f64) {
+            Some(FAULT_KINDS[1 + g.below(FAULT_KINDS.len() as u64 - 1) as usize])
+        } else {
+            None
+        };
+        journey(&mut g, &patients[p], p, fault, &secrets)?;
+        i += 1;
+    }
+    // Reference data first (in order), then every request in the order its source sends it.
+    let until = options.until.map(|t| t.as_second());
+    let mut reqs = std::mem::take(&mut g.reqs);
+    reqs.retain(|r| until.is_none_or(|u| r.occurred <= u && r.send_at <= u));
+    reqs.sort_by_key(|r| (r.send_at, r.order));
+    let mut sim = Simulation::default();
+    let mut state: Vec<&'static str> = vec![""; patients.len()];
+    for (n, r) in reqs.into_iter().enumerate() {
+        for (p, s) in &r.effects {
+            if let Some(slot) = state.get_mut(*p) {
+                *slot = s;
+            }
+        }
+        if let Some((kind, ps, detail)) = r.fault {
+            sim.faults.push(Fault {
+                kind: kind.to_string(),
+                cois: ps.iter().filter_map(|p| patients.get(*p)).map(|p| p.coi.clone()).collect(),
+                line: n + 1,
+                detail,
+            });
+        }
+        sim.lines.push(r.line);
+    }
+    for (p, s) in patients.iter().zip(state) {
+        if !s.is_empty() {
+            sim.chains.push(ExpectedChain { coi: p.coi.clone(), state: s.to_string() });
+        }
+    }
+    Ok(sim)
+}
+
+/// Sites, source systems, steps, products, people, equipment, lots, crosswalks and the
+/// signing secrets of everyone who signs. Returns nothing secret to the ledger.
+fn reference_data(g: &mut Gen, at_s: i64) -> Result<Vec<(String, String)>, AppError> {
+    let when = at(at_s, "UTC")?;
+    let from = utc(at_s)?;
+    let until = utc(at_s + 4 * 365 * DAY)?;
+    let expiry = until.get(..10).unwrap_or("2030-12-31").to_string();
+    let mut n = 0usize;
+    let mut register = |g: &mut Gen, event_type: &str, data: Value| {
+        n += 1;
+        let stream = autolog_domain::rules::registration_stream(event_type, &data).unwrap_or_default();
+        let body = json!({
+            "stream": stream, "occurred_at": when, "actor": STEWARD,
+            "source": {"system": "mdm", "source_event_id": format!("REF-{n:05}")},
+            "body": {"type": event_type, "version": 1, "data": data},
+        });
+        g.push(at_s, at_s, events_line(body), Vec::new());
+    };
+    for s in SITES {
+        let mut data = json!({
+            "site_id": s.id, "name": s.name, "site_types": s.types, "time_zone": s.zone,
+            "postal_address": {"lines": ["1 Simulation Way"], "city": s.city, "postal_code": s.postal, "country": s.country},
+            "gln": s.gln, "status": "active", "valid_from": from,
+        });
+        if let Some(fin) = s.fin {
+            data["isbt128_fin"] = json!(fin);
+        }
+        register(g, "site.registered", data);
+    }
+    let mut systems = vec![
+        ("courier-cryo", "logistics", "S-BOM-01"),
+        ("mes-bos", "mes", "S-BOS-01"),
+        ("lims-fra", "lims", "S-FRA-01"),
+        ("qms-net", "qms", "S-BOS-01"),
+        ("ltfu-net", "ltfu", "S-BOS-01"),
+    ];
+    let center_systems: Vec<(String, String)> = CENTERS
+        .iter()
+        .map(|c| {
+            let code = SITES[*c].id[2..5].to_ascii_lowercase();
+            (format!("aph-{code}"), format!("emr-{code}"))
+        })
+        .collect();
+    for (c, (aph, emr)) in CENTERS.iter().zip(&center_systems) {
+        systems.push((aph.as_str(), "apheresis", SITES[*c].id));
+        systems.push((emr.as_str(), "treatment", SITES[*c].id));
+    }
+    for (id, kind, site) in &systems {
+        register(g, "source_system.registered", json!({"system_id": id, "kind": kind, "owning_site_id": site}));
+    }
+    for (code, description, biz) in STEPS {
+        register(g, "process_step.defined", json!({"step_code": code, "description": description, "cbv_biz_step": biz}));
+    }
+    for p in &PRODUCTS {
+        register(g, "product.registered", product(p, &from));
+    }
+    for (id, name, quals) in PEOPLE {
+        let q: Vec<Value> = quals
+            .iter()
+            .map(|(site, role)| json!({"site_id": site, "role": role, "valid_from": from, "valid_until": until}))
+            .collect();
+        register(g, "personnel.registered", json!({"person_id": id, "printed_name": name, "status": "active", "qualifications": q}));
+    }
+    let mut equipment = vec![
+        ("CRF-BOS-01", "controlled_rate_freezer", "S-BOS-01"),
+        ("BIO-BOS-01", "bioreactor", "S-BOS-01"),
+        ("BIO-BOS-02", "bioreactor", "S-BOS-01"),
+        ("DS-BOM-07", "dry_shipper", "S-BOM-01"),
+    ];
+    let devices: Vec<String> = CENTERS.iter().map(|c| format!("APH-{}-01", &SITES[*c].id[2..5])).collect();
+    for (c, d) in CENTERS.iter().zip(&devices) {
+        equipment.push((d.as_str(), "apheresis_device", SITES[*c].id));
+    }
+    for (id, kind, site) in &equipment {
+        register(g, "equipment.registered", json!({"equipment_id": id, "equipment_type": kind, "site_id": site, "calibration_valid_until": until, "status": "active"}));
+    }
+    for p in &PRODUCTS {
+        register(g, "material_lot.registered", json!({"material": p.vector, "supplier": "Vector Biologics Inc.", "lot": p.lot, "expiry": expiry, "status": "released"}));
+    }
+    register(g, "material_lot.registered", json!({"material": "MEDIA-TX", "supplier": "CellGrow GmbH", "lot": "TX-88121", "expiry": expiry, "status": "released"}));
+    // Each source system's own codes, mapped to the canonical ids.
+    let mut crosswalks: Vec<(String, &str, String, String)> = Vec::new();
+    for s in SITES {
+        crosswalks.push(("courier-cryo".into(), "site", s.local.to_string(), s.id.to_string()));
+    }
+    crosswalks.push(("mes-bos".into(), "site", "BOS1".into(), "S-BOS-01".into()));
+    crosswalks.push(("mes-bos".into(), "person", "dokafor".into(), "P-0002".into()));
+    crosswalks.push(("mes-bos".into(), "process_step", "OP-020".into(), "MANUFACTURE".into()));
+    crosswalks.push(("mes-bos".into(), "process_step", "OP-090".into(), "CRYO".into()));
+    crosswalks.push(("lims-fra".into(), "site", "FRA-QC".into(), "S-FRA-01".into()));
+    crosswalks.push(("lims-fra".into(), "person", "AWEBER".into(), "P-0003".into()));
+    for ((aph, emr), c) in center_systems.iter().zip(CENTERS) {
+        crosswalks.push((aph.clone(), "site", SITES[c].local.to_string(), SITES[c].id.to_string()));
+        crosswalks.push((emr.clone(), "site", SITES[c].local.to_string(), SITES[c].id.to_string()));
+        crosswalks.push((emr.clone(), "process_step", "ADMIN".into(), "INFUSE".into()));
+    }
+    for (system, kind, local, canonical) in crosswalks {
+        register(g, "crosswalk.mapped", json!({"system": system, "kind": kind, "local_code": local, "canonical_id": canonical, "valid_from": from}));
+    }
+    // Everyone who signs (releases, deviation closures) re-authenticates with a secret.
+    let mut secrets = Vec::new();
+    for person in QA {
+        if secrets.iter().any(|(p, _): &(String, String)| p == person) {
+            continue;
+        }
+        let secret = format!("sim-{:016x}-{:08x}", g.rng.next_u64(), g.rng.next_u32());
+        let line = json!({"endpoint": SIGNING_SECRET_ENDPOINT, "person_id": person, "secret": secret, "set_by": STEWARD});
+        g.push(at_s, at_s, line, Vec::new());
+        secrets.push((person.to_string(), secret));
+    }
+    Ok(secrets)
+}
+
+fn product(p: &ProductDef, from: &str) -> Value {
+    let steps: Vec<Value> = [
+        ("ENROL", &["treatment_center"][..]),
+        ("COLLECT", &["apheresis_center"][..]),
+        ("SHIP-OUT", &["apheresis_center", "logistics_depot"][..]),
+        ("RECEIVE-MFG", &["manufacturing_site"][..]),
+        ("MANUFACTURE", &["manufacturing_site"][..]),
+        ("CRYO", &["manufacturing_site"][..]),
+        ("QC-TEST", &["laboratory", "manufacturing_site"][..]),
+        ("SHIP-TC", &["manufacturing_site", "logistics_depot"][..]),
+        ("RECEIVE-TC", &["treatment_center"][..]),
+        ("THAW", &["treatment_center"][..]),
+        ("INFUSE", &["treatment_center"][..]),
+    ]
+    .iter()
+    .map(|(code, types)| json!({"step_code": code, "site_types": types}))
+    .collect();
+    json!({
+        "product_code": p.code, "name": p.name, "isbt128_product_code": p.isbt,
+        "process": {
+            "steps": steps,
+            "windows": [
+                {"from_step": "COLLECT", "to_step": "RECEIVE-MFG", "max_minutes": 2880},
+                {"from_step": "COLLECT", "to_step": "CRYO", "max_minutes": 40320},
+                {"from_step": "THAW", "to_step": "INFUSE", "max_minutes": 30}
+            ],
+            "release_tests": [
+                {"test_code": "VIABILITY", "description": "Viable CD3+ cells", "method": "flow cytometry", "unit": "%", "min": 70},
+                {"test_code": "CAR-EXPR", "description": "CAR expression", "method": "flow cytometry", "unit": "%", "min": 15},
+                {"test_code": "VCN", "description": "Vector copy number", "method": "ddPCR", "unit": "copies/cell", "max": 5},
+                {"test_code": "STERILITY", "description": "Sterility", "method": "Ph. Eur. 2.6.27", "expected": "negative"},
+                {"test_code": "ENDOTOXIN", "description": "Bacterial endotoxins", "method": "LAL", "unit": "EU/mL", "max": 5},
+                {"test_code": "MYCOPLASMA", "description": "Mycoplasma", "method": "NAT", "expected": "not detected"}
+            ]
+        },
+        "storage_temperature": {"min_celsius": -196, "max_celsius": -150},
+        "retention_class": "ATMP-30Y", "retention_years": 30,
+        "retention_policies": [
+            {"jurisdiction": "US", "years": 15, "from": "administration"},
+            {"jurisdiction": "EU", "years": 30, "from": "administration"}
+        ],
+        "status": "active", "valid_from": from,
+    })
+}
+
+struct Patient {
+    key: String,
+    coi: String,
+    center: usize,
+    product: usize,
+    dins: Vec<String>,
+    units: Vec<String>,
+    t0: i64,
+    collected: i64,
+}
+
+fn new_patient(
+    g: &mut Gen,
+    i: usize,
+    t0: i64,
+    center: usize,
+    second_product: bool,
+    patients: &mut Vec<Patient>,
+) -> Result<usize, AppError> {
+    let seq = i + 1;
+    let year = ts(t0)?.to_zoned(TimeZone::UTC).year();
+    let yy = u8::try_from(year.rem_euclid(100)).unwrap_or(0);
+    let fin = Fin::parse("fin", "A9999")?;
+    let coi = Coi::new(&fin, yy, &format!("{:06}", seq % 1_000_000))?;
+    let product = usize::from(second_product);
+    let units = ["A0", "B0"]
+        .iter()
+        .map(|d| UnitId::new(&coi, PRODUCTS[product].isbt, d).map(|u| u.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let site_fin = SITES[center].fin.unwrap_or("A9999");
+    let bags = 1 + g.below(2) as usize;
+    let dins = (0..bags)
+        .map(|b| Din::parse("din", &format!("{site_fin}{yy:02}{:06}", (seq * 2 + b) % 1_000_000)).map(|d| d.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let collected = t0 + g.range(3, 10) * DAY + g.range(7, 10) * HOUR;
+    patients.push(Patient {
+        key: format!("PK-{:08X}-{seq:06}", g.rng.next_u32()),
+        coi: coi.to_string(),
+        center,
+        product,
+        dins,
+        units,
+        t0,
+        collected,
+    });
+    Ok(patients.len() - 1)
+}
+
+/// Builds the append request of one step on a patient's chain.
+struct Ctx<'a> {
+    p: &'a Patient,
+    idx: usize,
+    secrets: &'a [(String, String)],
+}
+
+impl Ctx<'_> {
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &self,
+        g: &mut Gen,
+        id: &str,
+        occurred: i64,
+        site: usize,
+        system: &str,
+        actor: &str,
+        kind: &str,
+        mut data: Value,
+        state: &'static str,
+    ) -> Result<usize, AppError> {
+        if let Some(field) = autolog_domain::signature::signer_field(kind) {
+            let signer = data[field].as_str().unwrap_or_default().to_string();
+            let secret = self.secrets.iter().find(|(p, _)| *p == signer).map(|(_, s)| s.clone()).unwrap_or_default();
+            data["signature"] = json!({"signer_id": signer, "secret": secret});
+        }
+        let body = json!({
+            "stream": format!("coi/{}", self.p.coi),
+            "occurred_at": at(occurred, SITES[site].zone)?,
+            "actor": format!("person/{actor}"),
+            "site": SITES[site].id,
+            "source": {"system": system, "source_event_id": format!("{}/{id}", self.p.key)},
+            "body": {"type": kind, "version": 1, "data": data},
+        });
+        // Sources send within minutes of the fact.
+        let delay = g.range(1, 20) * 60;
+        let effects = if state.is_empty() { Vec::new() } else { vec![(self.idx, state)] };
+        Ok(g.push(occurred + delay, occurred, events_line(body), effects))
+    }
+}
+
+fn enrolment(g: &mut Gen, p: &Patient, idx: usize) -> Result<(), AppError> {
+    let site = &SITES[p.center];
+    let (_, physician) = CENTER_STAFF[p.center];
+    let emr = format!("emr-{}", site.id[2..5].to_ascii_lowercase());
+    let body = json!({
+        "occurred_at": at(p.t0, site.zone)?,
+        "actor": format!("person/{physician}"),
+        "site": site.id,
+        "source": {"system": emr, "source_event_id": format!("enrol/{}", p.key)},
+        "patient_key": p.key,
+        "product_code": PRODUCTS[p.product].code,
+        "treatment_site_id": site.id,
+        "coi": p.coi,
+        "upstream_system": emr,
+    });
+    g.push(p.t0 + 300, p.t0, json!({"endpoint": CHAINS_ENDPOINT, "body": body}), vec![(idx, "enrolled")]);
+    Ok(())
+}
+
+fn collection(g: &mut Gen, c: &Ctx) -> Result<(), AppError> {
+    let p = c.p;
+    let (nurse, _) = CENTER_STAFF[p.center];
+    let site = &SITES[p.center];
+    let aph = format!("aph-{}", site.id[2..5].to_ascii_lowercase());
+    c.step(
+        g, "collect", p.collected, p.center, &aph, nurse, "chain.collected",
+        json!({
+            "collection_site_id": site.id, "operator_id": nurse, "device_id": format!("APH-{}-01", &site.id[2..5]),
+            "started_at": at(p.collected - 4 * HOUR, site.zone)?, "ended_at": at(p.collected, site.zone)?, "dins": p.dins,
+        }),
+        "collected",
+    )?;
+    Ok(())
+}
+
+/// Handoff at `leave`, receipt at `arrive`; `faulty` changes the receipt. Returns the
+/// receipt's request index.
+#[allow(clippy::too_many_arguments)]
+fn leg(
+    g: &mut Gen,
+    c: &Ctx,
+    to_manufacturing: bool,
+    leave: i64,
+    arrive: i64,
+    fault: Option<&'static str>,
+    foreign: Option<&str>,
+    hold_state: &'static str,
+) -> Result<usize, AppError> {
+    let p = c.p;
+    let (nurse, _) = CENTER_STAFF[p.center];
+    let operator = OPERATORS[c.idx % 2];
+    let (from, to, ship, receive, sender, receiver, tag, range, log, shipped, after) = if to_manufacturing {
+        (p.center, BOS, "SHIP-OUT", "RECEIVE-MFG", nurse, operator, "out", (2.0, 8.0), (3.1, 6.8), &p.dins, "received_at_manufacturing")
+    } else {
+        (BOS, p.center, "SHIP-TC", "RECEIVE-TC", operator, nurse, "tc", (-196.0, -150.0), (-190.0, -172.5), &p.units, "received_at_treatment_center")
+    };
+    let promised = if fault == Some("late_arrival") { arrive - 6 * HOUR } else { arrive + 12 * HOUR };
+    c.step(
+        g, &format!("handoff-{tag}"), leave, from, "courier-cryo", sender, "custody.handed_off",
+        json!({
+            "handoff_id": format!("H-{}-{tag}", p.key), "step_code": ship, "from_site_id": SITES[from].id,
+            "handed_off_by": sender, "destination_site_id": SITES[to].id, "courier": "WORLD-COURIER",
+            "units": shipped, "unit_count": shipped.len(),
+            "container_id": format!("DS-{}-{tag}", p.key), "seal_id": format!("SEAL-{}-{tag}", p.key),
+            "expected_arrival_by": utc(promised)?,
+            "temperature_range": {"min_celsius": range.0, "max_celsius": range.1},
+        }),
+        "in_transit",
+    )?;
+    let labels = |misread: bool| -> Vec<Value> {
+        shipped
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let scanned = if to_manufacturing { din_barcode(d, misread && i == 0) } else { d.clone() };
+                json!({"unit": scanned, "coi": p.coi})
+            })
+            .collect()
+    };
+    let mut scanned = labels(false);
+    if let Some(other) = foreign {
+        if let Some(first) = scanned.first_mut() {
+            *first = json!({"unit": din_barcode(other, false)});
+        }
+    }
+    let seal = if fault == Some("wrong_seal") { format!("SEAL-{}-{tag}-X", p.key) } else { format!("SEAL-{}-{tag}", p.key) };
+    let receipt = |scanned: Vec<Value>| {
+        json!({
+            "handoff_id": format!("H-{}-{tag}", p.key), "step_code": receive, "receiving_site_id": SITES[to].id,
+            "received_by": receiver, "scanned_labels": scanned,
+            "container_id": format!("DS-{}-{tag}", p.key), "seal_id": seal, "seal_intact": true,
+            "temperature_log": {"min_celsius": log.0, "max_celsius": log.1, "logger_id": "TL-BOM-07"},
+        })
+    };
+    let system = if to_manufacturing { "mes-bos" } else { "courier-cryo" };
+    if fault == Some("misread_check_character") && to_manufacturing {
+        // The first scan misreads a check character: refused; the operator rescans.
+        let bad = c.step(g, &format!("receipt-{tag}"), arrive, to, system, receiver, "custody.received", receipt(labels(true)), "")?;
+        g.reqs[bad].fault = Some(("misread_check_character", vec![c.idx], format!("DIN {} scanned with a wrong check character", p.dins[0])));
+        let good = c.step(g, &format!("receipt-{tag}-rescan"), arrive + 600, to, system, receiver, "custody.received", receipt(scanned), after)?;
+        return Ok(good);
+    }
+    let state = if hold_state.is_empty() { after } else { hold_state };
+    let r = c.step(g, &format!("receipt-{tag}"), arrive, to, system, receiver, "custody.received", receipt(scanned), state)?;
+    if let Some(kind @ ("wrong_seal" | "late_arrival")) = fault {
+        g.reqs[r].fault = Some((kind, vec![c.idx], format!("{kind} on the {tag} leg")));
+    }
+    Ok(r)
+}
+
+fn swapped_pair(g: &mut Gen, patients: &[Patient], a: usize, b: usize) -> Result<(), AppError> {
+    let (pa, pb) = (&patients[a], &patients[b]);
+    let none: &[(String, String)] = &[];
+    for (idx, p) in [(a, pa), (b, pb)] {
+        enrolment(g, p, idx)?;
+        collection(g, &Ctx { p, idx, secrets: none })?;
+    }
+    let leave = pb.collected + 2 * HOUR;
+    // A's shipment arrives first and is clean; B's carries A's first bag in place of B's.
+    leg(g, &Ctx { p: pa, idx: a, secrets: none }, true, leave, leave + 20 * HOUR, None, None, "")?;
+    let r = leg(g, &Ctx { p: pb, idx: b, secrets: none }, true, leave, leave + 21 * HOUR, None, Some(&pa.dins[0]), "on_hold")?;
+    g.reqs[r].effects.push((a, "on_hold"));
+    g.reqs[r].fault = Some(("swapped_bag", vec![b, a], format!("DIN {} of {} scanned in {}'s shipment", pa.dins[0], pa.coi, pb.coi)));
+    Ok(())
+}
+
+fn journey(g: &mut Gen, p: &Patient, idx: usize, fault: Option<&'static str>, secrets: &[(String, String)]) -> Result<(), AppError> {
+    let c = Ctx { p, idx, secrets };
+    let (nurse, physician) = CENTER_STAFF[p.center];
+    let site = &SITES[p.center];
+    let emr = format!("emr-{}", site.id[2..5].to_ascii_lowercase());
+    enrolment(g, p, idx)?;
+    collection(g, &c)?;
+    let leave = p.collected + g.range(1, 3) * HOUR;
+    let arrive = leave + g.range(16, 36) * HOUR;
+    let hold = matches!(fault, Some("wrong_seal" | "late_arrival"));
+    let r = leg(g, &c, true, leave, arrive, fault, None, if hold { "on_hold" } else { "" })?;
+    if fault == Some("duplicate") {
+        // The courier's system resends its receipt an hour later.
+        let again = Req {
+            send_at: g.reqs[r].send_at + HOUR,
+            order: 0,
+            line: g.reqs[r].line.clone(),
+            effects: Vec::new(),
+            fault: Some(("duplicate", vec![idx], "the receipt resent by a flaky source system".to_string())),
+            occurred: g.reqs[r].occurred,
+        };
+        g.order += 1;
+        g.reqs.push(Req { order: g.order, ..again });
+    }
+    if hold {
+        return Ok(());
+    }
+    // Manufacturing: 2-3 weeks of manufacture and cryopreservation, then a week of QC.
+    let operator = OPERATORS[idx % 2];
+    let qa = QA[(idx / 2) % 2];
+    let product = &PRODUCTS[p.product];
+    let batch = format!("B-{}", p.key);
+    let m0 = arrive + g.range(2, 6) * HOUR;
+    c.step(g, "batch", m0, BOS, "mes-bos", operator, "batch.created", json!({
+        "batch_id": batch, "site_id": "S-BOS-01", "created_by": operator, "source_dins": p.dins,
+        "mes_system": "mes-bos", "mes_batch_number": format!("MES-{}", &p.key[3..]),
+    }), "")?;
+    let made = m0 + g.range(9, 14) * DAY;
+    let manufacture_site = if fault == Some("unmapped_code") {
+        // The MES sends its own site code: refused, then resent once mapped.
+        let bad = c.step(g, "manufacture", m0 + HOUR, BOS, "mes-bos", operator, "chain.step_performed", json!({
+            "step_code": "MANUFACTURE", "site_id": "BOS1", "performed_by": operator,
+            "equipment_ids": [format!("BIO-BOS-0{}", 1 + idx % 2)], "started_at": utc(m0 + HOUR)?, "ended_at": utc(made)?,
+        }), "")?;
+        g.reqs[bad].fault = Some(("unmapped_code", vec![idx], "MES site code BOS1 sent in place of S-BOS-01".into()));
+        "manufacture-resent"
+    } else {
+        "manufacture"
+    };
+    let resend = if fault == Some("unmapped_code") { 2 * HOUR } else { HOUR };
+    c.step(g, manufacture_site, m0 + resend, BOS, "mes-bos", operator, "chain.step_performed", json!({
+        "step_code": "MANUFACTURE", "site_id": "S-BOS-01", "performed_by": operator,
+        "equipment_ids": [format!("BIO-BOS-0{}", 1 + idx % 2)], "started_at": utc(m0 + HOUR)?, "ended_at": utc(made)?,
+    }), "in_manufacturing")?;
+    c.step(g, "vector", m0 + 3 * HOUR, BOS, "mes-bos", operator, "batch.material_consumed", json!({
+        "batch_id": batch, "material": product.vector, "lot": product.lot, "quantity": 2.5,
+        "quantity_unit": "mL", "site_id": "S-BOS-01", "recorded_by": operator, "step_code": "MANUFACTURE",
+    }), "")?;
+    let deviation = g.chance(0.08);
+    if deviation {
+        c.step(g, "dev-open", m0 + 2 * DAY, BOS, "qms-net", operator, "deviation.opened", json!({
+            "deviation_id": format!("DEV-{}", &p.key[3..]), "batch_id": batch, "site_id": "S-BOS-01", "opened_by": operator,
+            "category": "process", "summary": "incubator temperature alarm during expansion",
+        }), "")?;
+    }
+    let cryo = made + g.range(2, 6) * HOUR;
+    let zone_fault = fault == Some("wrong_utc_offset");
+    let cryo_req = c.step(g, "cryo", cryo, BOS, "mes-bos", operator, "chain.step_performed", json!({
+        "step_code": "CRYO", "site_id": "S-BOS-01", "performed_by": operator,
+        "equipment_ids": ["CRF-BOS-01"], "started_at": utc(cryo)?,
+    }), "in_manufacturing")?;
+    if zone_fault {
+        // The MES stamps the time with its server's UTC offset, not Boston's.
+        let line: Value = serde_json::from_str(&g.reqs[cryo_req].line).map_err(|e| AppError::Config(e.to_string()))?;
+        let mut line = line;
+        line["body"]["occurred_at"] = json!(at(cryo, "UTC")?);
+        g.reqs[cryo_req].line = line.to_string();
+        g.reqs[cryo_req].fault = Some(("wrong_utc_offset", vec![idx], "CRYO sent at +00:00 from Boston".into()));
+    }
+    c.step(g, "units", cryo + HOUR, BOS, "mes-bos", operator, "batch.units_produced", json!({
+        "batch_id": batch, "site_id": "S-BOS-01", "recorded_by": operator, "units": p.units,
+    }), "")?;
+    let qc0 = cryo + DAY;
+    let qc1 = qc0 + g.range(6, 9) * DAY;
+    c.step(g, "qc", qc0, FRA, "lims-fra", ANALYST, "chain.step_performed", json!({
+        "step_code": "QC-TEST", "site_id": "S-FRA-01", "performed_by": ANALYST,
+        "started_at": utc(qc0)?, "ended_at": utc(qc1)?,
+    }), "in_testing")?;
+    let results = [
+        ("VIABILITY", json!(70 + g.range(5, 25)), Some("%")),
+        ("CAR-EXPR", json!(20 + g.range(5, 40)), Some("%")),
+        ("VCN", json!(g.range(10, 45) as f64 / 10.0), Some("copies/cell")),
+        ("STERILITY", json!("negative"), None),
+        ("ENDOTOXIN", json!(g.range(1, 40) as f64 / 10.0), Some("EU/mL")),
+        ("MYCOPLASMA", json!("not detected"), None),
+    ];
+    for (k, (code, result, unit)) in results.into_iter().enumerate() {
+        let mut data = json!({
+            "batch_id": batch, "test_code": code, "method": "per specification", "result": result,
+            "site_id": "S-FRA-01", "analyst_id": ANALYST,
+        });
+        if let Some(u) = unit {
+            data["result_unit"] = json!(u);
+        }
+        c.step(g, &format!("result-{code}"), qc1 + k as i64 * 600, FRA, "lims-fra", ANALYST, "batch.test_result_recorded", data, "")?;
+    }
+    let release_at = qc1 + g.range(12, 36) * HOUR;
+    if deviation {
+        c.step(g, "dev-close", release_at - 4 * HOUR, BOS, "qms-net", qa, "deviation.closed", json!({
+            "deviation_id": format!("DEV-{}", &p.key[3..]), "site_id": "S-BOS-01", "closed_by": qa,
+            "disposition": "release_permitted", "rationale": "alarm was a sensor fault; product unaffected",
+        }), "")?;
+    }
+    c.step(g, "release", release_at, BOS, "qms-net", qa, "chain.released", json!({
+        "batch_id": batch, "intended_patient_key": p.key, "site_id": "S-BOS-01",
+        "released_by": qa, "units": p.units,
+    }), "released_for_patient")?;
+    let leave = release_at + g.range(12, 30) * HOUR;
+    let arrive = leave + g.range(20, 60) * HOUR;
+    leg(g, &c, false, leave, arrive, None, None, "")?;
+    // The bedside: the check, thaw and infusion within the 30-minute window.
+    let bedside = arrive + g.range(1, 5) * DAY;
+    let check = c.step(g, "bedside", bedside, p.center, &emr, nurse, "chain.bedside_verified", json!({
+        "unit_scan": p.units[0], "patient_key": p.key, "wristband_coi": p.coi,
+        "site_id": site.id, "verified_by": nurse,
+    }), "")?;
+    c.step(g, "thaw", bedside + 300, p.center, &emr, nurse, "chain.step_performed", json!({
+        "step_code": "THAW", "site_id": site.id, "performed_by": nurse, "started_at": utc(bedside + 300)?,
+    }), "")?;
+    let infuse = c.step(g, "infuse", bedside + 1200, p.center, &emr, physician, "chain.administered", json!({
+        "step_code": "INFUSE", "site_id": site.id, "administered_by": physician, "verified_by": nurse, "unit": p.units[0],
+    }), "administered")?;
+    if fault == Some("out_of_order") {
+        // The EMR's interface sends the infusion before the bedside check, then again.
+        let early = Req {
+            send_at: g.reqs[check].send_at - 60,
+            order: 0,
+            line: g.reqs[infuse].line.clone(),
+            effects: Vec::new(),
+            fault: Some(("out_of_order", vec![idx], "administration sent before the bedside check".into())),
+            occurred: g.reqs[infuse].occurred,
+        };
+        g.order += 1;
+        g.reqs.push(Req { order: g.order, ..early });
+    }
+    for (visit, days) in [("D7", 7), ("D28", 28)] {
+        let t = bedside + days * DAY;
+        c.step(g, &format!("ltfu-{visit}"), t, p.center, "ltfu-net", physician, "chain.follow_up_recorded", json!({
+            "site_id": site.id, "recorded_by": physician, "visit_code": visit, "outcome_code": if g.chance(0.7) { "CR" } else { "PR" },
+        }), "in_follow_up")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! Group commit: concurrent appends share one transaction and one durable commit.
+//!
+//! `Store::append` hands its drafts to a [`CommitQueue`]; one writer task per store takes
+//! every request waiting (up to [`MAX_GROUP_REQUESTS`] requests or [`MAX_GROUP_EVENTS`]
+//! drafts), opens one transaction that holds the ledger lock, runs each request through
+//! [`append_in_tx`] inside its own savepoint (rolled back when the request is refused or
+//! fails, so it writes nothing and the others are unaffected), commits once, and only then
+//! answers every request. A request alone in the queue starts at once: no timer, no wait.
+//!
+//! What holds, group or not:
+//! - each request is all-or-nothing (its savepoint);
+//! - requests are placed in the order they were queued, one after the other under the
+//!   lock, so positions stay gap-free and `recorded_at` strictly increasing, and a request
+//!   sees the events of the requests before it in its group (a source sent twice in one
+//!   group is a duplicate answering the first);
+//! - every answer, acceptance or refusal, is sent after the group's COMMIT returned: an
+//!   acknowledged write is durable, and a refusal never rests on a write that was lost;
+//! - a failed COMMIT (or a transaction that became unusable) fails every request of the
+//!   group with the backend's error.
+
+use async_trait::async_trait;
+use autolog_domain::{EventDraft, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{append_in_tx, AppendOutcome, AppendTx, Clock, StoreError};
+
+/// At most this many requests share one commit.
+pub const MAX_GROUP_REQUESTS: usize = 256;
+/// A group takes no further request once it holds this many drafts (a single larger
+/// request still runs, alone).
+pub const MAX_GROUP_EVENTS: usize = 2_000;
+
+/// The savepoint each request of a group runs in. Released or rolled back before the
+/// next request starts, so one name serves them all.
+const SAVEPOINT: &str = "SAVEPOINT autolog_request";
+const RELEASE: &str = "RELEASE SAVEPOINT autolog_request";
+const ROLLBACK_TO: &str = "ROLLBACK TO SAVEPOINT autolog_request";
+
+/// A backend's group transaction: the append reads and writes, plus plain statements for
+/// the savepoints.
+#[async_trait]
+pub trait GroupTx: AppendTx {
+    /// Runs one statement without parameters (`SAVEPOINT ...`, `RELEASE ...`, ...).
+    async fn execute(&mut self, sql: &'static str) -> Result<(), StoreError>;
+}
+
+/// How a backend opens and commits a group's transaction.
+#[async_trait]
+pub trait GroupBackend: Send + Sync + 'static {
+    type Tx: GroupTx + 'static;
+    /// Begins a transaction holding the ledger lock until it ends.
+    async fn begin(&self) -> Result<Self::Tx, StoreError>;
+    /// Commits; returns once the commit is durable.
+    async fn commit(&self, tx: Self::Tx) -> Result<(), StoreError>;
+}
+
+type Answer = Result<Vec<AppendOutcome>, StoreError>;
+
+struct Request {
+    drafts: Vec<EventDraft>,
+    /// The caller's clock, read when the request was queued.
+    now: Instant,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// The queue in front of a store's single appending task.
+pub struct CommitQueue {
+    backend: &'static str,
+    requests: mpsc::UnboundedSender<Request>,
+}
+
+impl CommitQueue {
+    /// Starts the writer task on the current Tokio runtime. It ends when the queue is
+    /// dropped, once the requests already queued are answered.
+    pub fn start<B: GroupBackend>(backend_name: &'static str, backend: B) -> CommitQueue {
+        let (requests, queued) = mpsc::unbounded_channel();
+        tokio::spawn(write_groups(backend, queued));
+        CommitQueue {
+            backend: backend_name,
+            requests,
+        }
+    }
+
+    /// Appends `drafts` as one all-or-nothing request, in a group with whatever else is
+    /// waiting. `clock` is read now, when the request is queued: `recorded_at` is never
+    /// earlier than it, and always later than the previous event's.
+    pub async fn append(&self, drafts: &[EventDraft], clock: &Clock) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        let request = Request {
+            drafts: drafts.to_vec(),
+            now: clock(),
+            reply,
+        };
+        if self.requests.send(request).is_err() {
+            return Err(self.stopped());
+        }
+        // The sender is dropped unanswered only if the writer task stopped (its runtime
+        // shut down): the request may or may not have been committed.
+        answer.await.unwrap_or_else(|_| Err(self.stopped()))
+    }
+
+    fn stopped(&self) -> StoreError {
+        StoreError::Backend {
+            backend: self.backend,
+            message: "the append writer stopped before answering (the request may or may not \
+                      have been committed: resend it, sources make that safe)"
+                .into(),
+        }
+    }
+}
+
+/// The writer task: one group after the other, until the queue is dropped.
+async fn write_groups<B: GroupBackend>(backend: B, mut queued: mpsc::UnboundedReceiver<Request>) {
+    let mut carried: Option<Request> = None;
+    loop {
+        let first = match carried.take() {
+            Some(request) => request,
+            None => match queued.recv().await {
+                Some(request) => request,
+                None => return,
+            },
+        };
+        let mut events = first.drafts.len();
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP_REQUESTS && events < MAX_GROUP_EVENTS {
+            let Ok(request) = queued.try_recv() else {
+                break;
+            };
+            if events + request.drafts.len() > MAX_GROUP_EVENTS {
+                carried = Some(request);
+                break;
+            }
+            events += request.drafts.len();
+            group.push(request);
+        }
+        let answers = commit_group(&backend, &group).await;
+        for (request, answer) in group.into_iter().zip(answers) {
+            // A caller that went away no longer wants its answer.
+            let _ = request.reply.send(answer);
+        }
+    }
+}
+
+/// Runs one group in one transaction; one answer per request, in order.
+async fn commit_group<B: GroupBackend>(backend: &B, group: &[Request]) -> Vec<Answer> {
+    let mut tx = match backend.begin().await {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(group.len(), &e),
+    };
+    let mut answers = Vec::with_capacity(group.len());
+    for request in group {
+        match run_request(&mut tx, request).await {
+            Ok(answer) => answers.push(answer),
+            // Dropping the transaction rolls it back: nothing of the group is written.
+            Err(e) => return fail_all(group.len(), &e),
+        }
+    }
+    match backend.commit(tx).await {
+        Ok(()) => answers,
+        Err(e) => fail_all(group.len(), &e),
+    }
+}
+
+/// Runs one request inside its savepoint. The outer error means the group's transaction
+/// is no longer usable; the inner one is this request's own refusal or failure, rolled back.
+async fn run_request<T: GroupTx>(tx: &mut T, request: &Request) -> Result<Answer, StoreError> {
+    tx.execute(SAVEPOINT).await?;
+    let now = request.now;
+    match append_in_tx(tx, &request.drafts, &move || now).await {
+        Ok(outcomes) => {
+            tx.execute(RELEASE).await?;
+            Ok(Ok(outcomes))
+        }
+        Err(e) => {
+            tx.execute(ROLLBACK_TO).await?;
+            tx.execute(RELEASE).await?;
+            Ok(Err(e))
+        }
+    }
+}
+
+fn fail_all(n: usize, e: &StoreError) -> Vec<Answer> {
+    (0..n).map(|_| Err(copy_error(e))).collect()
+}
+
+fn copy_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Rejected(f) => StoreError::Rejected(f.clone()),
+        StoreError::Backend { backend, message } => StoreError::Backend {
+            backend,
+            message: message.clone(),
+        },
+        StoreError::Corrupt { position, detail } => StoreError::Corrupt {
+            position: *position,
+            detail: detail.clone(),
+        },
+    }
+}
