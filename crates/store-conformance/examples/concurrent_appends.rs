@@ -8,7 +8,8 @@
 //!   cargo run --release -p autolog-store-conformance --example concurrent_appends -- postgres 1,8,32 3
 //! ```
 //!
-//! Arguments: backend (`sqlite` or `postgres`), client counts, seconds per run.
+//! Arguments: backend (`sqlite` or `postgres`), client counts, seconds per run. Each run
+//! starts from an empty ledger; clients append to their own streams.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -68,16 +69,19 @@ async fn run(store: Arc<dyn Store>, clients: usize, secs: u64) -> (u64, Duration
 }
 
 #[tokio::main]
-async fn main() {
+async fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
     let backend = args.get(1).map_or("sqlite", String::as_str).to_string();
     let clients: Vec<usize> = args
         .get(2)
         .map_or("1,8,32", String::as_str)
         .split(',')
-        .map(|c| c.parse().expect("client count"))
-        .collect();
-    let secs: u64 = args.get(3).map_or(Ok(3), |s| s.parse()).expect("seconds");
+        .map(|c| c.parse().map_err(|e| format!("client count {c}: {e}")))
+        .collect::<Result<_, _>>()?;
+    let secs: u64 = match args.get(3) {
+        Some(s) => s.parse().map_err(|e| format!("seconds {s}: {e}"))?,
+        None => 3,
+    };
     for &n in &clients {
         match backend.as_str() {
             "sqlite" => {
@@ -96,7 +100,7 @@ async fn main() {
             }
             "postgres" => {
                 let url = std::env::var("AUTOLOG_BENCH_POSTGRES_URL")
-                    .expect("set AUTOLOG_BENCH_POSTGRES_URL");
+                    .map_err(|_| "set AUTOLOG_BENCH_POSTGRES_URL".to_string())?;
                 let db = TestDatabase::create(&url).await;
                 let store = PostgresStore::connect(&db.url).await.expect("postgres");
                 // Migrations and connection set-up commit too: count from here.
@@ -117,7 +121,8 @@ async fn main() {
                 );
                 db.drop_database().await;
             }
-            other => panic!("unknown backend {other}: sqlite or postgres"),
+            other => return Err(format!("unknown backend {other}: sqlite or postgres")),
         }
     }
+    Ok(())
 }

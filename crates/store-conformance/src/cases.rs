@@ -2811,3 +2811,220 @@ pub async fn epcis_captures_are_all_or_nothing_and_serialised(target: Target) {
     }
     assert_ledger_untouched(&store).await;
 }
+
+/// What one request of a concurrent burst sends.
+#[derive(Debug, Clone)]
+pub enum Burst {
+    /// Events with these (stream, source) pairs: accepted, duplicates answering the first.
+    Events(Vec<(u8, u8)>),
+    /// The same, then a correction naming no event: the whole request is refused.
+    Refused(Vec<(u8, u8)>),
+}
+
+/// Sends every request of `requests` at once, from as many tasks, through `stores` in
+/// turn (several stores on one database are several servers), and checks what group
+/// commit must keep: every accepted request is stored whole, exactly once, its events
+/// consecutive and in order; a refused one writes nothing and does not disturb the others;
+/// a source is stored once, every answer naming it (in or across requests) gets that event;
+/// positions are gap-free and `recorded_at` strictly increasing.
+pub async fn burst_keeps_every_request_whole(stores: &[Arc<dyn Store>], requests: Vec<Burst>) {
+    let earlier: HashSet<Uuid> = all_events(&stores[0])
+        .await
+        .iter()
+        .map(|e| e.event_id)
+        .collect();
+    let start = Arc::new(tokio::sync::Barrier::new(requests.len()));
+    let mut tasks = Vec::new();
+    for (r, request) in requests.into_iter().enumerate() {
+        let store = stores[r % stores.len()].clone();
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            let (pairs, refused) = match &request {
+                Burst::Events(p) => (p, false),
+                Burst::Refused(p) => (p, true),
+            };
+            let mut drafts: Vec<EventDraft> = pairs
+                .iter()
+                .map(|&(stream, source)| {
+                    draft(
+                        &format!("note/g{}", stream % 5),
+                        "burst",
+                        &format!("src-{source}"),
+                        T0,
+                    )
+                })
+                .collect();
+            if refused {
+                drafts.push(correction(
+                    "site/S-GONE",
+                    &format!("bad-{r}"),
+                    T0,
+                    Uuid::now_v7(),
+                    json!({"name": "x"}),
+                ));
+            }
+            start.wait().await;
+            let answer = store.append(&drafts, &Instant::now).await;
+            (r, refused, drafts, answer)
+        }));
+    }
+    let mut answers = Vec::new();
+    for t in tasks {
+        answers.push(t.await.expect("request task"));
+    }
+    let events = assert_ledger_invariants(&stores[0]).await;
+    let by_id: BTreeMap<Uuid, &autolog_domain::Event> =
+        events.iter().map(|e| (e.event_id, e)).collect();
+    assert_eq!(by_id.len(), events.len(), "every event stored once");
+    let mut stored_by_source: BTreeMap<String, Uuid> = BTreeMap::new();
+    for e in &events {
+        let before = stored_by_source.insert(e.source.source_event_id.clone(), e.event_id);
+        assert!(
+            before.is_none(),
+            "source {} stored twice",
+            e.source.source_event_id
+        );
+    }
+    let mut written: HashSet<Uuid> = HashSet::new();
+    for (r, refused, drafts, answer) in &answers {
+        if *refused {
+            match answer {
+                Err(StoreError::Rejected(f)) => {
+                    assert_eq!(
+                        f.field,
+                        format!("[{}].corrects", drafts.len() - 1),
+                        "request {r}"
+                    );
+                }
+                other => panic!("request {r} should be refused, got {other:?}"),
+            }
+            let bad = &drafts[drafts.len() - 1];
+            assert!(!stored_by_source.contains_key(&bad.source.source_event_id));
+            // Its other drafts were written only if another request sent the same source.
+            for d in &drafts[..drafts.len() - 1] {
+                assert!(
+                    !by_id.contains_key(&d.event_id),
+                    "request {r} was refused, yet {} is stored",
+                    d.event_id
+                );
+            }
+            continue;
+        }
+        let outcomes = match answer {
+            Ok(outcomes) => outcomes,
+            Err(e) => panic!("request {r} should be accepted: {e}"),
+        };
+        assert_eq!(outcomes.len(), drafts.len());
+        let mut last_new: Option<u64> = None;
+        for (d, o) in drafts.iter().zip(outcomes) {
+            let stored = stored_by_source
+                .get(&d.source.source_event_id)
+                .unwrap_or_else(|| {
+                    panic!("acknowledged source {} is stored", d.source.source_event_id)
+                });
+            assert_eq!(
+                o.event.event_id, *stored,
+                "the answer names the stored event"
+            );
+            assert_eq!(
+                by_id.get(stored).copied(),
+                Some(&o.event),
+                "the answer is the stored event"
+            );
+            if !o.duplicate {
+                assert_eq!(o.event.event_id, d.event_id, "a new event is the draft's");
+                assert!(written.insert(o.event.event_id), "one writer per event");
+                if let Some(p) = last_new {
+                    assert_eq!(
+                        o.event.position,
+                        p + 1,
+                        "a request's events are consecutive"
+                    );
+                }
+                last_new = Some(o.event.position);
+            }
+        }
+    }
+    assert!(written.is_disjoint(&earlier), "new events are new");
+    written.extend(earlier);
+    let stored: HashSet<Uuid> = by_id.keys().copied().collect();
+    assert_eq!(
+        stored, written,
+        "exactly the acknowledged new events are stored"
+    );
+}
+
+/// Group commit: many single-event requests in flight together, with duplicates of one
+/// another and refused requests among them, on two stores sharing the database.
+pub async fn concurrent_requests_share_commits_and_stay_whole(target: Target) {
+    let stores = [target.open().await, target.open().await];
+    let mut requests = Vec::new();
+    for i in 0..60u8 {
+        requests.push(match i % 6 {
+            // sent twice, in flight together: one is written, the other answers it
+            0 | 1 => Burst::Events(vec![(i, 200 + i / 6)]),
+            // refused, with a good event first (sent by no one else)
+            2 => Burst::Refused(vec![(i, i)]),
+            // refused, with the source of an accepted request first
+            3 => Burst::Refused(vec![(i, 200 + i / 6)]),
+            // two events in one request, one a duplicate within the request
+            4 => Burst::Events(vec![(i, i), (i + 1, i), (i + 2, 100 + i)]),
+            _ => Burst::Events(vec![(i, i)]),
+        });
+    }
+    burst_keeps_every_request_whole(&stores, requests.clone()).await;
+    // Again on the same ledger: every source is known now, so everything is a duplicate
+    // or refused, and nothing more is written.
+    let before = stores[0].head().await.expect("head");
+    burst_keeps_every_request_whole(&stores[..1], requests).await;
+    assert_eq!(
+        stores[0].head().await.expect("head"),
+        before,
+        "nothing new written"
+    );
+}
+
+/// Group commit under stream rules: registrations of one site in flight together are
+/// placed one at a time, so exactly one opens the stream and every other is refused.
+pub async fn concurrent_registrations_open_a_stream_once(target: Target) {
+    let store = target.open().await;
+    let start = Arc::new(tokio::sync::Barrier::new(16));
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = store.clone();
+        let start = start.clone();
+        tasks.push(tokio::spawn(async move {
+            let d = registration(
+                "site/S-ONCE",
+                "qms",
+                &format!("reg-{i}"),
+                T0,
+                json!({"name": "x"}),
+            );
+            start.wait().await;
+            store.append(&[d], &Instant::now).await
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(out) => {
+                assert!(!out[0].duplicate);
+                accepted += 1;
+            }
+            Err(StoreError::Rejected(f)) => assert!(f.rule.contains("already registered"), "{f}"),
+            Err(e) => panic!("expected acceptance or refusal, got {e}"),
+        }
+    }
+    assert_eq!(accepted, 1, "one registration opens the stream");
+    let events = assert_ledger_invariants(&store).await;
+    assert_eq!(events.len(), 1);
+}
+
+/// Property: whatever mix of requests is in flight together (streams, duplicate sources
+/// within and across requests, refused requests), nothing acknowledged is lost and
+/// nothing refused is written.
+pub async fn no_request_in_a_burst_is_lost_or_torn(target: Target, requests: Vec<Burst>) {
+    let store = target.open().await;
+    burst_keeps_every_request_whole(&[store], requests).await;
+}

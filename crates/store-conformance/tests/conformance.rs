@@ -1,7 +1,7 @@
 //! Runs every conformance case on both backends: SQLite always, PostgreSQL when
 //! AUTOLOG_TEST_POSTGRES_URL is set (skipped with a message otherwise).
 
-use autolog_store_conformance::cases;
+use autolog_store_conformance::cases::{self, Burst};
 use autolog_store_conformance::harness::{run_on, Backend};
 use proptest::prelude::*;
 
@@ -63,6 +63,8 @@ on_both_backends!(
     epcis_captures_are_stored_whole_and_queried_back,
     the_same_epcis_document_twice_is_stored_once,
     epcis_captures_are_all_or_nothing_and_serialised,
+    concurrent_requests_share_commits_and_stay_whole,
+    concurrent_registrations_open_a_stream_once,
 );
 
 fn batches() -> impl Strategy<Value = Vec<Vec<(u8, u8)>>> {
@@ -80,6 +82,36 @@ fn run_property(backend: Backend, batches: Vec<Vec<(u8, u8)>>) {
     }));
 }
 
+/// Up to 24 requests in flight together, each of 1-3 events over a few streams and sources
+/// (duplicates within and across requests), about one in four refused.
+fn bursts() -> impl Strategy<Value = Vec<Burst>> {
+    let request = (
+        prop::collection::vec((0u8..10, 0u8..30), 1..4),
+        prop::bool::weighted(0.25),
+    )
+        .prop_map(|(pairs, refused)| {
+            if refused {
+                Burst::Refused(pairs)
+            } else {
+                Burst::Events(pairs)
+            }
+        });
+    prop::collection::vec(request, 1..24)
+}
+
+fn run_burst(backend: Backend, requests: Vec<Burst>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run_on(
+        backend,
+        "no_request_in_a_burst_is_lost_or_torn",
+        move |t| cases::no_request_in_a_burst_is_lost_or_torn(t, requests),
+    ));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
 
@@ -91,5 +123,15 @@ proptest! {
     #[test]
     fn postgres_no_event_is_lost_or_reordered(batches in batches()) {
         run_property(Backend::Postgres, batches);
+    }
+
+    #[test]
+    fn sqlite_no_request_in_a_burst_is_lost_or_torn(requests in bursts()) {
+        run_burst(Backend::Sqlite, requests);
+    }
+
+    #[test]
+    fn postgres_no_request_in_a_burst_is_lost_or_torn(requests in bursts()) {
+        run_burst(Backend::Postgres, requests);
     }
 }

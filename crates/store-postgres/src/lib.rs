@@ -11,20 +11,20 @@ use async_trait::async_trait;
 use autolog_domain::checkpoint::Checkpoint;
 use autolog_domain::merkle::{Frontier, Hash, NodeId};
 use autolog_domain::{Event, EventDraft, Instant, Source, Uuid};
-use autolog_store::{CommitQueue, GroupBackend, GroupTx};
 use autolog_store::{
-    check_delivery_attempt, check_vault_record, duplicate_api_token,
-    duplicate_session, duplicate_user, duplicate_webhook, encode_sites, erased_vault_record,
-    stored_position, unknown_delivery, unknown_vault_record, unknown_webhook, unmapped_code,
-    ApiToken, ApiTokenRow, AppendOutcome, AppendPlan, AppendTx, CheckpointRow, Clock,
-    DeliveryAttempt, DeliveryAttemptRow, DeliveryStatus, EventQuery, EventRow, LedgerHead,
-    RoleGrant, RoleGrantRow, ScannedRow, Session, SessionRow, Store, StoreError, StreamHead,
-    UnmappedCode, UserAccount, UserAccountRow, VaultRecord, VaultRecordRow, Webhook,
-    WebhookDelivery, WebhookDeliveryRow, WebhookRow, COI_SEQUENCE_NEXT, DELIVERY_ATTEMPT_UPDATE,
-    EVENT_COLUMNS, FAILED_ATTEMPT_RECORD, SESSION_TOUCH, SIGNING_SECRET_UPSERT, TOTP_STEP_ACCEPT,
-    UNMAPPED_CODE_UPSERT, USER_COLUMNS, VAULT_COLUMNS, VAULT_KEY_REWRAP, VAULT_RECORD_ERASE,
-    VAULT_RECORD_UPSERT, WEBHOOK_CURSOR_ADVANCE,
+    check_delivery_attempt, check_vault_record, duplicate_api_token, duplicate_session,
+    duplicate_user, duplicate_webhook, encode_sites, erased_vault_record, stored_position,
+    unknown_delivery, unknown_vault_record, unknown_webhook, unmapped_code, ApiToken, ApiTokenRow,
+    AppendOutcome, AppendPlan, AppendTx, CheckpointRow, Clock, DeliveryAttempt, DeliveryAttemptRow,
+    DeliveryStatus, EventQuery, EventRow, LedgerHead, RoleGrant, RoleGrantRow, ScannedRow, Session,
+    SessionRow, Store, StoreError, StreamHead, UnmappedCode, UserAccount, UserAccountRow,
+    VaultRecord, VaultRecordRow, Webhook, WebhookDelivery, WebhookDeliveryRow, WebhookRow,
+    COI_SEQUENCE_NEXT, DELIVERY_ATTEMPT_UPDATE, EVENT_COLUMNS, FAILED_ATTEMPT_RECORD,
+    SESSION_TOUCH, SIGNING_SECRET_UPSERT, TOTP_STEP_ACCEPT, UNMAPPED_CODE_UPSERT, USER_COLUMNS,
+    VAULT_COLUMNS, VAULT_KEY_REWRAP, VAULT_RECORD_ERASE, VAULT_RECORD_UPSERT,
+    WEBHOOK_CURSOR_ADVANCE,
 };
+use autolog_store::{CommitQueue, GroupBackend, GroupTx};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 
@@ -372,7 +372,7 @@ impl AppendTx for PgAppend<'_> {
 #[async_trait]
 impl GroupTx for PgAppend<'static> {
     async fn execute(&mut self, sql: &'static str) -> Result<(), StoreError> {
-        sqlx::raw_sql(sql)
+        sqlx::query(sql)
             .execute(&mut *self.tx)
             .await
             .map_err(backend_error)?;

@@ -196,3 +196,202 @@ fn copy_error(e: &StoreError) -> StoreError {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use autolog_domain::merkle::Frontier;
+    use autolog_domain::{Body, CorrectionTarget, Event, OccurredAt, Source, Uuid};
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::{AppendPlan, LedgerHead, StreamHead};
+
+    /// What the fake backend saw.
+    #[derive(Default)]
+    struct Log {
+        begins: AtomicUsize,
+        commits: AtomicUsize,
+        statements: Mutex<Vec<&'static str>>,
+    }
+
+    /// An empty ledger that forgets what is written.
+    struct FakeTx(Arc<Log>);
+
+    #[async_trait]
+    impl AppendTx for FakeTx {
+        async fn lock_head(&mut self) -> Result<LedgerHead, StoreError> {
+            Ok(LedgerHead {
+                position: 0,
+                recorded_at: None,
+                frontier: Frontier::new(),
+            })
+        }
+        async fn find_by_sources(&mut self, _: &[&Source]) -> Result<Vec<Event>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn stream_heads_of(
+            &mut self,
+            _: &[&str],
+        ) -> Result<HashMap<String, StreamHead>, StoreError> {
+            Ok(HashMap::new())
+        }
+        async fn stream_events(&mut self, _: &str) -> Result<Vec<Event>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn event_stream(
+            &mut self,
+            _: Uuid,
+        ) -> Result<Option<(String, Option<Uuid>)>, StoreError> {
+            Ok(None)
+        }
+        async fn write(&mut self, _: &AppendPlan) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl GroupTx for FakeTx {
+        async fn execute(&mut self, sql: &'static str) -> Result<(), StoreError> {
+            if let Ok(mut statements) = self.0.statements.lock() {
+                statements.push(sql);
+            }
+            Ok(())
+        }
+    }
+
+    /// Begins only when the gate lets it; commits after a pause, or fails to.
+    struct FakeBackend {
+        log: Arc<Log>,
+        gate: Arc<Semaphore>,
+        fail_commit: bool,
+    }
+
+    #[async_trait]
+    impl GroupBackend for FakeBackend {
+        type Tx = FakeTx;
+        async fn begin(&self) -> Result<FakeTx, StoreError> {
+            self.log.begins.fetch_add(1, Ordering::SeqCst);
+            if let Ok(permit) = self.gate.acquire().await {
+                permit.forget();
+            }
+            Ok(FakeTx(self.log.clone()))
+        }
+        async fn commit(&self, _: FakeTx) -> Result<(), StoreError> {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if self.fail_commit {
+                return Err(StoreError::Backend {
+                    backend: "fake",
+                    message: "disk full".into(),
+                });
+            }
+            self.log.commits.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    fn draft(id: &str, refused: bool) -> EventDraft {
+        EventDraft {
+            event_id: Uuid::now_v7(),
+            stream: "note/1".into(),
+            occurred_at: OccurredAt::from_parts(1_772_323_200_000_000, "Europe/Paris", 3600)
+                .expect("valid"),
+            actor: "system/test".into(),
+            site: None,
+            source: Source {
+                system: "test".into(),
+                source_event_id: id.into(),
+            },
+            reason: None,
+            corrects: refused.then(|| CorrectionTarget::EventId(Uuid::now_v7())),
+            body: Body {
+                event_type: "annotation.recorded".into(),
+                version: 1,
+                data: serde_json::json!({"text": id}),
+            },
+        }
+    }
+
+    /// Holds the first group at BEGIN, queues `n` more requests behind it, then opens.
+    async fn burst(fail_commit: bool, n: usize) -> (Arc<Log>, Vec<(bool, Answer)>) {
+        let log = Arc::new(Log::default());
+        let gate = Arc::new(Semaphore::new(0));
+        let queue = Arc::new(CommitQueue::start(
+            "fake",
+            FakeBackend {
+                log: log.clone(),
+                gate: gate.clone(),
+                fail_commit,
+            },
+        ));
+        let send = |i: usize, refused: bool| {
+            let queue = queue.clone();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let answer = queue
+                    .append(&[draft(&i.to_string(), refused)], &Instant::now)
+                    .await;
+                // Answered only once the group's commit returned.
+                if answer.is_ok() {
+                    assert!(log.commits.load(Ordering::SeqCst) >= 1);
+                }
+                (refused, answer)
+            })
+        };
+        let mut tasks = vec![send(0, false)];
+        while log.begins.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        tasks.extend((1..=n).map(|i| send(i, i % 4 == 0)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        gate.add_permits(1_000);
+        let mut answers = Vec::new();
+        for t in tasks {
+            answers.push(t.await.expect("task"));
+        }
+        (log, answers)
+    }
+
+    #[tokio::test]
+    async fn requests_waiting_together_share_one_commit() {
+        let (log, answers) = burst(false, 10).await;
+        assert_eq!(
+            log.begins.load(Ordering::SeqCst),
+            2,
+            "the first alone, then the rest"
+        );
+        assert_eq!(log.commits.load(Ordering::SeqCst), 2);
+        for (refused, answer) in &answers {
+            match answer {
+                Ok(out) => assert!(!refused && out.len() == 1),
+                Err(StoreError::Rejected(f)) => assert!(refused, "{f}"),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let statements = log.statements.lock().map(|s| s.clone()).unwrap_or_default();
+        let refusals = answers.iter().filter(|(r, _)| *r).count();
+        assert_eq!(refusals, 2);
+        assert_eq!(
+            statements.iter().filter(|s| **s == ROLLBACK_TO).count(),
+            refusals
+        );
+        assert_eq!(statements.iter().filter(|s| **s == SAVEPOINT).count(), 11);
+        assert_eq!(statements.iter().filter(|s| **s == RELEASE).count(), 11);
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_every_request_of_the_group() {
+        let (log, answers) = burst(true, 5).await;
+        assert_eq!(log.begins.load(Ordering::SeqCst), 2);
+        for (_, answer) in answers {
+            match answer {
+                Err(StoreError::Backend { message, .. }) => assert_eq!(message, "disk full"),
+                other => panic!("expected the commit's failure, got {other:?}"),
+            }
+        }
+    }
+}
