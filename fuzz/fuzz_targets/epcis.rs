@@ -15,7 +15,8 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(capture.events.len(), capture.document.events.len());
         assert_eq!(capture.document_sha256.len(), 64);
         for (stored, event) in capture.events.iter().zip(&capture.document.events) {
-            let reread: Value = serde_json::from_str(&stored.raw_json).expect("stored text is JSON");
+            let reread: Value =
+                serde_json::from_str(&stored.raw_json).expect("stored text is JSON");
             assert_eq!(reread, event.raw);
             assert_eq!(stored.hash_id, event.hash_id);
         }
@@ -41,7 +42,11 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(document) = parse_document(&value) {
         for event in &document.events {
-            assert!(event.hash_id.starts_with("ni:///sha-256;"), "{}", event.hash_id);
+            assert!(
+                event.hash_id.starts_with("ni:///sha-256;"),
+                "{}",
+                event.hash_id
+            );
         }
     }
 });

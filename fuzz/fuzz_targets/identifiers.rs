@@ -4,8 +4,8 @@
 #![no_main]
 
 use autolog_domain::identifiers::{
-    check_product_code, gs1_check_digit, gs1_valid, mod37_2_check, mod37_2_valid, Coi, Din,
-    Fin, Gln, UnitId,
+    check_product_code, gs1_check_digit, gs1_valid, mod37_2_check, mod37_2_valid, Coi, Din, Fin,
+    Gln, UnitId,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -18,7 +18,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(canonical.len(), 16, "{canonical}");
         assert!(mod37_2_valid(&canonical), "{canonical}");
         assert_eq!(Coi::parse("coi", &canonical).ok(), Some(coi.clone()));
-        assert_eq!(Coi::parse("coi", &coi.eye_readable()).ok(), Some(coi.clone()));
+        assert_eq!(
+            Coi::parse("coi", &coi.eye_readable()).ok(),
+            Some(coi.clone())
+        );
         let barcode = format!("&/{}", coi.content());
         assert_eq!(Coi::parse("coi", &barcode).ok(), Some(coi.clone()));
     }
@@ -37,7 +40,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(canonical.len(), 23, "{canonical}");
         assert!(mod37_2_valid(&canonical), "{canonical}");
         assert_eq!(UnitId::parse("unit", &canonical).ok(), Some(unit.clone()));
-        assert_eq!(UnitId::parse("unit", &unit.eye_readable()).ok(), Some(unit.clone()));
+        assert_eq!(
+            UnitId::parse("unit", &unit.eye_readable()).ok(),
+            Some(unit.clone())
+        );
         assert!(canonical.starts_with(unit.coi().content()));
     }
 

@@ -32,6 +32,10 @@ fuzz_target!(|data: &[u8]| {
 
     if let Ok(offset) = text.parse::<Offset>() {
         let printed = offset.to_string();
-        assert_eq!(printed.parse::<Offset>().ok(), Some(offset), "{text} -> {printed}");
+        assert_eq!(
+            printed.parse::<Offset>().ok(),
+            Some(offset),
+            "{text} -> {printed}"
+        );
     }
 });

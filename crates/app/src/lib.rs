@@ -26,6 +26,7 @@ mod reference;
 mod registry;
 mod retention;
 mod signatures;
+pub mod simulate;
 mod time_discipline;
 mod turnaround;
 mod vault;

@@ -139,12 +139,78 @@ struct SiteDef {
 }
 
 const SITES: &[SiteDef] = &[
-    SiteDef { id: "S-LAX-01", name: "Los Angeles cancer center", types: &["apheresis_center", "treatment_center"], zone: "America/Los_Angeles", city: "Los Angeles", postal: "90017", country: "US", gln: "0614141000029", fin: Some("A5678"), local: "LAX-ONC" },
-    SiteDef { id: "S-PAR-01", name: "Paris haematology and apheresis unit", types: &["apheresis_center", "treatment_center"], zone: "Europe/Paris", city: "Paris", postal: "75012", country: "FR", gln: "3760000000017", fin: Some("F1234"), local: "PAR-HOSP" },
-    SiteDef { id: "S-SYD-01", name: "Sydney cellular therapy centre", types: &["apheresis_center", "treatment_center"], zone: "Australia/Sydney", city: "Sydney", postal: "2050", country: "AU", gln: "9300000000040", fin: Some("S4321"), local: "SYD-CTC" },
-    SiteDef { id: "S-BOS-01", name: "Boston cell therapy manufacturing", types: &["manufacturing_site"], zone: "America/New_York", city: "Boston", postal: "02210", country: "US", gln: "0614141000012", fin: Some("A1234"), local: "BOS1" },
-    SiteDef { id: "S-FRA-01", name: "Frankfurt QC laboratory", types: &["laboratory"], zone: "Europe/Berlin", city: "Frankfurt am Main", postal: "65926", country: "DE", gln: "4000000000020", fin: None, local: "FRA-QC" },
-    SiteDef { id: "S-BOM-01", name: "Mumbai cryogenic logistics depot", types: &["logistics_depot"], zone: "Asia/Kolkata", city: "Mumbai", postal: "400099", country: "IN", gln: "8900000000036", fin: None, local: "BOM-HUB" },
+    SiteDef {
+        id: "S-LAX-01",
+        name: "Los Angeles cancer center",
+        types: &["apheresis_center", "treatment_center"],
+        zone: "America/Los_Angeles",
+        city: "Los Angeles",
+        postal: "90017",
+        country: "US",
+        gln: "0614141000029",
+        fin: Some("A5678"),
+        local: "LAX-ONC",
+    },
+    SiteDef {
+        id: "S-PAR-01",
+        name: "Paris haematology and apheresis unit",
+        types: &["apheresis_center", "treatment_center"],
+        zone: "Europe/Paris",
+        city: "Paris",
+        postal: "75012",
+        country: "FR",
+        gln: "3760000000017",
+        fin: Some("F1234"),
+        local: "PAR-HOSP",
+    },
+    SiteDef {
+        id: "S-SYD-01",
+        name: "Sydney cellular therapy centre",
+        types: &["apheresis_center", "treatment_center"],
+        zone: "Australia/Sydney",
+        city: "Sydney",
+        postal: "2050",
+        country: "AU",
+        gln: "9300000000040",
+        fin: Some("S4321"),
+        local: "SYD-CTC",
+    },
+    SiteDef {
+        id: "S-BOS-01",
+        name: "Boston cell therapy manufacturing",
+        types: &["manufacturing_site"],
+        zone: "America/New_York",
+        city: "Boston",
+        postal: "02210",
+        country: "US",
+        gln: "0614141000012",
+        fin: Some("A1234"),
+        local: "BOS1",
+    },
+    SiteDef {
+        id: "S-FRA-01",
+        name: "Frankfurt QC laboratory",
+        types: &["laboratory"],
+        zone: "Europe/Berlin",
+        city: "Frankfurt am Main",
+        postal: "65926",
+        country: "DE",
+        gln: "4000000000020",
+        fin: None,
+        local: "FRA-QC",
+    },
+    SiteDef {
+        id: "S-BOM-01",
+        name: "Mumbai cryogenic logistics depot",
+        types: &["logistics_depot"],
+        zone: "Asia/Kolkata",
+        city: "Mumbai",
+        postal: "400099",
+        country: "IN",
+        gln: "8900000000036",
+        fin: None,
+        local: "BOM-HUB",
+    },
 ];
 
 /// Treatment (and apheresis) centers: indexes into `SITES`.
@@ -153,22 +219,77 @@ const BOS: usize = 3;
 const FRA: usize = 4;
 
 /// The people: (id, printed name, [(site, role)]).
-const PEOPLE: &[(&str, &str, &[(&str, &str)])] = &[
+/// A person: id, printed name, qualifications (site, role).
+type PersonDef = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const PEOPLE: &[PersonDef] = &[
     ("P-0001", "Claire Martin", &[("S-BOS-01", "qa_releaser")]),
-    ("P-0002", "Daniel Okafor", &[("S-BOS-01", "manufacturing_operator")]),
+    (
+        "P-0002",
+        "Daniel Okafor",
+        &[("S-BOS-01", "manufacturing_operator")],
+    ),
     ("P-0003", "Anja Weber", &[("S-FRA-01", "qc_analyst")]),
     ("P-0004", "Ravi Iyer", &[("S-BOM-01", "courier")]),
-    ("P-0005", "Maria Lopez", &[("S-LAX-01", "treatment_center_nurse"), ("S-LAX-01", "apheresis_operator")]),
-    ("P-0006", "Grace Kim", &[("S-LAX-01", "treatment_center_physician")]),
-    ("P-0007", "Camille Durand", &[("S-PAR-01", "treatment_center_nurse"), ("S-PAR-01", "apheresis_operator")]),
-    ("P-0008", "Hugo Bernard", &[("S-PAR-01", "treatment_center_physician")]),
-    ("P-0009", "Olivia Chen", &[("S-SYD-01", "treatment_center_nurse"), ("S-SYD-01", "apheresis_operator")]),
-    ("P-0010", "Jack Wilson", &[("S-SYD-01", "treatment_center_physician")]),
-    ("P-0011", "Samuel Osei", &[("S-BOS-01", "qa_releaser"), ("S-BOS-01", "manufacturing_operator")]),
+    (
+        "P-0005",
+        "Maria Lopez",
+        &[
+            ("S-LAX-01", "treatment_center_nurse"),
+            ("S-LAX-01", "apheresis_operator"),
+        ],
+    ),
+    (
+        "P-0006",
+        "Grace Kim",
+        &[("S-LAX-01", "treatment_center_physician")],
+    ),
+    (
+        "P-0007",
+        "Camille Durand",
+        &[
+            ("S-PAR-01", "treatment_center_nurse"),
+            ("S-PAR-01", "apheresis_operator"),
+        ],
+    ),
+    (
+        "P-0008",
+        "Hugo Bernard",
+        &[("S-PAR-01", "treatment_center_physician")],
+    ),
+    (
+        "P-0009",
+        "Olivia Chen",
+        &[
+            ("S-SYD-01", "treatment_center_nurse"),
+            ("S-SYD-01", "apheresis_operator"),
+        ],
+    ),
+    (
+        "P-0010",
+        "Jack Wilson",
+        &[("S-SYD-01", "treatment_center_physician")],
+    ),
+    (
+        "P-0011",
+        "Samuel Osei",
+        &[
+            ("S-BOS-01", "qa_releaser"),
+            ("S-BOS-01", "manufacturing_operator"),
+        ],
+    ),
 ];
 
 /// Per center: (nurse, physician), by index into `CENTERS`.
-const CENTER_STAFF: [(&str, &str); 3] = [("P-0005", "P-0006"), ("P-0007", "P-0008"), ("P-0009", "P-0010")];
+const CENTER_STAFF: [(&str, &str); 3] = [
+    ("P-0005", "P-0006"),
+    ("P-0007", "P-0008"),
+    ("P-0009", "P-0010"),
+];
 const OPERATORS: [&str; 2] = ["P-0002", "P-0011"];
 const QA: [&str; 2] = ["P-0001", "P-0011"];
 const ANALYST: &str = "P-0003";
@@ -184,20 +305,56 @@ struct ProductDef {
 }
 
 const PRODUCTS: [ProductDef; 2] = [
-    ProductDef { code: "CART-19", name: "Autologous anti-CD19 CAR-T cells", isbt: "S0001", vector: "LV-CD19", lot: "LV19-2026-014" },
-    ProductDef { code: "CART-BCMA", name: "Autologous anti-BCMA CAR-T cells", isbt: "S0002", vector: "LV-BCMA", lot: "LVB-2026-003" },
+    ProductDef {
+        code: "CART-19",
+        name: "Autologous anti-CD19 CAR-T cells",
+        isbt: "S0001",
+        vector: "LV-CD19",
+        lot: "LV19-2026-014",
+    },
+    ProductDef {
+        code: "CART-BCMA",
+        name: "Autologous anti-BCMA CAR-T cells",
+        isbt: "S0002",
+        vector: "LV-BCMA",
+        lot: "LVB-2026-003",
+    },
 ];
 
 const STEPS: &[(&str, &str, &str)] = &[
-    ("ENROL", "Patient enrolled and apheresis scheduled", "commissioning"),
+    (
+        "ENROL",
+        "Patient enrolled and apheresis scheduled",
+        "commissioning",
+    ),
     ("COLLECT", "Apheresis collection", "collecting"),
-    ("SHIP-OUT", "Shipment of starting material to manufacturing", "shipping"),
-    ("RECEIVE-MFG", "Receipt of starting material at manufacturing", "receiving"),
-    ("MANUFACTURE", "Activation, transduction and expansion", "assembling"),
+    (
+        "SHIP-OUT",
+        "Shipment of starting material to manufacturing",
+        "shipping",
+    ),
+    (
+        "RECEIVE-MFG",
+        "Receipt of starting material at manufacturing",
+        "receiving",
+    ),
+    (
+        "MANUFACTURE",
+        "Activation, transduction and expansion",
+        "assembling",
+    ),
     ("CRYO", "Cryopreservation of the final product", "storing"),
     ("QC-TEST", "Release testing", "inspecting"),
-    ("SHIP-TC", "Shipment of final product to the treatment center", "shipping"),
-    ("RECEIVE-TC", "Receipt of final product at the treatment center", "receiving"),
+    (
+        "SHIP-TC",
+        "Shipment of final product to the treatment center",
+        "shipping",
+    ),
+    (
+        "RECEIVE-TC",
+        "Receipt of final product at the treatment center",
+        "receiving",
+    ),
     ("THAW", "Thaw at the bedside", "unpacking"),
     ("INFUSE", "Infusion", "dispensing"),
 ];
@@ -218,6 +375,8 @@ struct Gen {
     rng: ChaCha8Rng,
     reqs: Vec<Req>,
     order: usize,
+    /// When each chain's last request was sent: a chain's sources send in order.
+    last_sent: std::collections::HashMap<usize, i64>,
 }
 
 impl Gen {
@@ -232,17 +391,31 @@ impl Gen {
         lo + self.below(u64::try_from(hi - lo + 1).unwrap_or(1)) as i64
     }
     fn chance(&mut self, p: f64) -> bool {
-        (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64 < p
+        ((self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
     }
-    fn push(&mut self, send_at: i64, occurred: i64, line: Value, effects: Vec<(usize, &'static str)>) -> usize {
+    fn push(
+        &mut self,
+        send_at: i64,
+        occurred: i64,
+        line: Value,
+        effects: Vec<(usize, &'static str)>,
+    ) -> usize {
         self.order += 1;
-        self.reqs.push(Req { send_at, order: self.order, line: line.to_string(), effects, fault: None, occurred });
+        self.reqs.push(Req {
+            send_at,
+            order: self.order,
+            line: line.to_string(),
+            effects,
+            fault: None,
+            occurred,
+        });
         self.reqs.len() - 1
     }
 }
 
 fn ts(seconds: i64) -> Result<Timestamp, AppError> {
-    Timestamp::from_second(seconds).map_err(|e| AppError::Config(format!("simulated time out of range: {e}")))
+    Timestamp::from_second(seconds)
+        .map_err(|e| AppError::Config(format!("simulated time out of range: {e}")))
 }
 
 /// An instant in a zone, RFC 9557, as a source sends it.
@@ -275,36 +448,66 @@ fn din_barcode(din: &str, misread: bool) -> String {
 /// Generates the network and the journeys.
 pub fn generate(options: &SimulateOptions) -> Result<Simulation, AppError> {
     if !(0.0..=1.0).contains(&options.fault_rate) {
-        return Err(AppError::Config(format!("fault rate {} is not between 0 and 1", options.fault_rate)));
+        return Err(AppError::Config(format!(
+            "fault rate {} is not between 0 and 1",
+            options.fault_rate
+        )));
     }
-    let mut g = Gen { rng: ChaCha8Rng::seed_from_u64(options.seed), reqs: Vec::new(), order: 0 };
+    let mut g = Gen {
+        rng: ChaCha8Rng::seed_from_u64(options.seed),
+        reqs: Vec::new(),
+        order: 0,
+        last_sent: std::collections::HashMap::new(),
+    };
     let start = options.start.as_second() - options.start.as_second().rem_euclid(60);
     let reference_at = start - 30 * DAY;
     let secrets = reference_data(&mut g, reference_at)?;
     let mut patients: Vec<Patient> = Vec::new();
     let span = i64::from(options.enrolment_days.max(1)) * DAY;
     let n = options.patients;
+    // Exactly round(n * rate) faulty journeys, at seeded places, of every kind in turn.
+    let count = ((n as f64) * options.fault_rate).round() as usize;
+    let mut slots: Vec<usize> = (0..n).collect();
+    for k in 0..count.min(n) {
+        let j = k + g.below((n - k) as u64) as usize;
+        slots.swap(k, j);
+    }
+    let mut chosen: Vec<usize> = slots.into_iter().take(count.min(n)).collect();
+    chosen.sort_unstable();
+    let offset = g.below(FAULT_KINDS.len() as u64) as usize;
+    let mut kinds: Vec<Option<&'static str>> = vec![None; n];
+    for (k, slot) in chosen.iter().enumerate() {
+        kinds[*slot] = Some(FAULT_KINDS[(offset + k) % FAULT_KINDS.len()]);
+    }
+    if options.bag_swap && n >= 2 {
+        kinds[0] = Some("swapped_bag");
+    }
+    let mut carry: std::collections::VecDeque<&'static str> = std::collections::VecDeque::new();
     let mut i = 0usize;
     while i < n {
         let base = start + span * i as i64 / n.max(1) as i64;
         let t0 = base + g.range(0, 8) * HOUR;
         let center = CENTERS[g.below(3) as usize];
         let product = g.below(4) == 0;
-        let swap = (options.bag_swap && i == 0) || (i + 1 < n && g.chance(options.fault_rate / FAULT_KINDS.len() as f64));
-        if swap && i + 1 < n {
-            // Two patients collected the same day at the same center, bags swapped.
-            let a = new_patient(&mut g, i, t0, center, product, &mut patients)?;
-            let b = new_patient(&mut g, i + 1, t0 + HOUR, center, product, &mut patients)?;
-            swapped_pair(&mut g, &patients, a, b)?;
-            i += 2;
-            continue;
+        let mut fault = kinds[i].or_else(|| carry.pop_front());
+        if fault == Some("swapped_bag") {
+            if i + 1 < n {
+                // Two patients collected the same day at the same center, bags swapped;
+                // the partner's own fault, if any, goes to the next journey.
+                if let Some(k) = kinds[i + 1] {
+                    carry.push_back(k);
+                }
+                let a = new_patient(&mut g, i, t0, center, product, &mut patients)?;
+                let b = new_patient(&mut g, i + 1, t0 + HOUR, center, product, &mut patients)?;
+                // Collected an hour apart, on the same machine, shipped together.
+                patients[b].collected = patients[a].collected + HOUR;
+                swapped_pair(&mut g, &patients, a, b)?;
+                i += 2;
+                continue;
+            }
+            fault = Some("wrong_seal");
         }
         let p = new_patient(&mut g, i, t0, center, product, &mut patients)?;
-        let fault = if g.chance(options.fault_rate * (FAULT_KINDS.len() - 1) as f64 / FAULT_KINDS.len() as f64) {
-            Some(FAULT_KINDS[1 + g.below(FAULT_KINDS.len() as u64 - 1) as usize])
-        } else {
-            None
-        };
         journey(&mut g, &patients[p], p, fault, &secrets)?;
         i += 1;
     }
@@ -324,7 +527,11 @@ pub fn generate(options: &SimulateOptions) -> Result<Simulation, AppError> {
         if let Some((kind, ps, detail)) = r.fault {
             sim.faults.push(Fault {
                 kind: kind.to_string(),
-                cois: ps.iter().filter_map(|p| patients.get(*p)).map(|p| p.coi.clone()).collect(),
+                cois: ps
+                    .iter()
+                    .filter_map(|p| patients.get(*p))
+                    .map(|p| p.coi.clone())
+                    .collect(),
                 line: n + 1,
                 detail,
             });
@@ -333,7 +540,10 @@ pub fn generate(options: &SimulateOptions) -> Result<Simulation, AppError> {
     }
     for (p, s) in patients.iter().zip(state) {
         if !s.is_empty() {
-            sim.chains.push(ExpectedChain { coi: p.coi.clone(), state: s.to_string() });
+            sim.chains.push(ExpectedChain {
+                coi: p.coi.clone(),
+                state: s.to_string(),
+            });
         }
     }
     Ok(sim)
@@ -349,7 +559,17 @@ fn reference_data(g: &mut Gen, at_s: i64) -> Result<Vec<(String, String)>, AppEr
     let mut n = 0usize;
     let mut register = |g: &mut Gen, event_type: &str, data: Value| {
         n += 1;
-        let stream = autolog_domain::rules::registration_stream(event_type, &data).unwrap_or_default();
+        let stream = if event_type == "crosswalk.mapped" {
+            let text = |k: &str| {
+                data.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            autolog_domain::rules::crosswalk_stream(&text("system"), &text("kind"))
+        } else {
+            autolog_domain::rules::registration_stream(event_type, &data).unwrap_or_default()
+        };
         let body = json!({
             "stream": stream, "occurred_at": when, "actor": STEWARD,
             "source": {"system": "mdm", "source_event_id": format!("REF-{n:05}")},
@@ -387,10 +607,18 @@ fn reference_data(g: &mut Gen, at_s: i64) -> Result<Vec<(String, String)>, AppEr
         systems.push((emr.as_str(), "treatment", SITES[*c].id));
     }
     for (id, kind, site) in &systems {
-        register(g, "source_system.registered", json!({"system_id": id, "kind": kind, "owning_site_id": site}));
+        register(
+            g,
+            "source_system.registered",
+            json!({"system_id": id, "kind": kind, "owning_site_id": site}),
+        );
     }
     for (code, description, biz) in STEPS {
-        register(g, "process_step.defined", json!({"step_code": code, "description": description, "cbv_biz_step": biz}));
+        register(
+            g,
+            "process_step.defined",
+            json!({"step_code": code, "description": description, "cbv_biz_step": biz}),
+        );
     }
     for p in &PRODUCTS {
         register(g, "product.registered", product(p, &from));
@@ -400,7 +628,11 @@ fn reference_data(g: &mut Gen, at_s: i64) -> Result<Vec<(String, String)>, AppEr
             .iter()
             .map(|(site, role)| json!({"site_id": site, "role": role, "valid_from": from, "valid_until": until}))
             .collect();
-        register(g, "personnel.registered", json!({"person_id": id, "printed_name": name, "status": "active", "qualifications": q}));
+        register(
+            g,
+            "personnel.registered",
+            json!({"person_id": id, "printed_name": name, "status": "active", "qualifications": q}),
+        );
     }
     let mut equipment = vec![
         ("CRF-BOS-01", "controlled_rate_freezer", "S-BOS-01"),
@@ -408,35 +640,94 @@ fn reference_data(g: &mut Gen, at_s: i64) -> Result<Vec<(String, String)>, AppEr
         ("BIO-BOS-02", "bioreactor", "S-BOS-01"),
         ("DS-BOM-07", "dry_shipper", "S-BOM-01"),
     ];
-    let devices: Vec<String> = CENTERS.iter().map(|c| format!("APH-{}-01", &SITES[*c].id[2..5])).collect();
+    let devices: Vec<String> = CENTERS
+        .iter()
+        .map(|c| format!("APH-{}-01", &SITES[*c].id[2..5]))
+        .collect();
     for (c, d) in CENTERS.iter().zip(&devices) {
         equipment.push((d.as_str(), "apheresis_device", SITES[*c].id));
     }
     for (id, kind, site) in &equipment {
-        register(g, "equipment.registered", json!({"equipment_id": id, "equipment_type": kind, "site_id": site, "calibration_valid_until": until, "status": "active"}));
+        register(
+            g,
+            "equipment.registered",
+            json!({"equipment_id": id, "equipment_type": kind, "site_id": site, "calibration_valid_until": until, "status": "active"}),
+        );
     }
     for p in &PRODUCTS {
-        register(g, "material_lot.registered", json!({"material": p.vector, "supplier": "Vector Biologics Inc.", "lot": p.lot, "expiry": expiry, "status": "released"}));
+        register(
+            g,
+            "material_lot.registered",
+            json!({"material": p.vector, "supplier": "Vector Biologics Inc.", "lot": p.lot, "expiry": expiry, "status": "released"}),
+        );
     }
-    register(g, "material_lot.registered", json!({"material": "MEDIA-TX", "supplier": "CellGrow GmbH", "lot": "TX-88121", "expiry": expiry, "status": "released"}));
+    register(
+        g,
+        "material_lot.registered",
+        json!({"material": "MEDIA-TX", "supplier": "CellGrow GmbH", "lot": "TX-88121", "expiry": expiry, "status": "released"}),
+    );
     // Each source system's own codes, mapped to the canonical ids.
     let mut crosswalks: Vec<(String, &str, String, String)> = Vec::new();
     for s in SITES {
-        crosswalks.push(("courier-cryo".into(), "site", s.local.to_string(), s.id.to_string()));
+        crosswalks.push((
+            "courier-cryo".into(),
+            "site",
+            s.local.to_string(),
+            s.id.to_string(),
+        ));
     }
     crosswalks.push(("mes-bos".into(), "site", "BOS1".into(), "S-BOS-01".into()));
-    crosswalks.push(("mes-bos".into(), "person", "dokafor".into(), "P-0002".into()));
-    crosswalks.push(("mes-bos".into(), "process_step", "OP-020".into(), "MANUFACTURE".into()));
-    crosswalks.push(("mes-bos".into(), "process_step", "OP-090".into(), "CRYO".into()));
-    crosswalks.push(("lims-fra".into(), "site", "FRA-QC".into(), "S-FRA-01".into()));
-    crosswalks.push(("lims-fra".into(), "person", "AWEBER".into(), "P-0003".into()));
+    crosswalks.push((
+        "mes-bos".into(),
+        "person",
+        "dokafor".into(),
+        "P-0002".into(),
+    ));
+    crosswalks.push((
+        "mes-bos".into(),
+        "process_step",
+        "OP-020".into(),
+        "MANUFACTURE".into(),
+    ));
+    crosswalks.push((
+        "mes-bos".into(),
+        "process_step",
+        "OP-090".into(),
+        "CRYO".into(),
+    ));
+    crosswalks.push((
+        "lims-fra".into(),
+        "site",
+        "FRA-QC".into(),
+        "S-FRA-01".into(),
+    ));
+    crosswalks.push((
+        "lims-fra".into(),
+        "person",
+        "AWEBER".into(),
+        "P-0003".into(),
+    ));
     for ((aph, emr), c) in center_systems.iter().zip(CENTERS) {
-        crosswalks.push((aph.clone(), "site", SITES[c].local.to_string(), SITES[c].id.to_string()));
-        crosswalks.push((emr.clone(), "site", SITES[c].local.to_string(), SITES[c].id.to_string()));
+        crosswalks.push((
+            aph.clone(),
+            "site",
+            SITES[c].local.to_string(),
+            SITES[c].id.to_string(),
+        ));
+        crosswalks.push((
+            emr.clone(),
+            "site",
+            SITES[c].local.to_string(),
+            SITES[c].id.to_string(),
+        ));
         crosswalks.push((emr.clone(), "process_step", "ADMIN".into(), "INFUSE".into()));
     }
     for (system, kind, local, canonical) in crosswalks {
-        register(g, "crosswalk.mapped", json!({"system": system, "kind": kind, "local_code": local, "canonical_id": canonical, "valid_from": from}));
+        register(
+            g,
+            "crosswalk.mapped",
+            json!({"system": system, "kind": kind, "local_code": local, "canonical_id": canonical, "valid_from": from}),
+        );
     }
     // Everyone who signs (releases, deviation closures) re-authenticates with a secret.
     let mut secrets = Vec::new();
@@ -519,17 +810,23 @@ fn new_patient(
     let seq = i + 1;
     let year = ts(t0)?.to_zoned(TimeZone::UTC).year();
     let yy = u8::try_from(year.rem_euclid(100)).unwrap_or(0);
-    let fin = Fin::parse("fin", "A9999")?;
+    let fin = Fin::parse("fin", "S9999")?;
     let coi = Coi::new(&fin, yy, &format!("{:06}", seq % 1_000_000))?;
     let product = usize::from(second_product);
     let units = ["A0", "B0"]
         .iter()
         .map(|d| UnitId::new(&coi, PRODUCTS[product].isbt, d).map(|u| u.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
-    let site_fin = SITES[center].fin.unwrap_or("A9999");
+    let site_fin = SITES[center].fin.unwrap_or("S9999");
     let bags = 1 + g.below(2) as usize;
     let dins = (0..bags)
-        .map(|b| Din::parse("din", &format!("{site_fin}{yy:02}{:06}", (seq * 2 + b) % 1_000_000)).map(|d| d.to_string()))
+        .map(|b| {
+            Din::parse(
+                "din",
+                &format!("{site_fin}{yy:02}{:06}", (seq * 2 + b) % 1_000_000),
+            )
+            .map(|d| d.to_string())
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let collected = t0 + g.range(3, 10) * DAY + g.range(7, 10) * HOUR;
     patients.push(Patient {
@@ -568,7 +865,12 @@ impl Ctx<'_> {
     ) -> Result<usize, AppError> {
         if let Some(field) = autolog_domain::signature::signer_field(kind) {
             let signer = data[field].as_str().unwrap_or_default().to_string();
-            let secret = self.secrets.iter().find(|(p, _)| *p == signer).map(|(_, s)| s.clone()).unwrap_or_default();
+            let secret = self
+                .secrets
+                .iter()
+                .find(|(p, _)| *p == signer)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default();
             data["signature"] = json!({"signer_id": signer, "secret": secret});
         }
         let body = json!({
@@ -579,10 +881,17 @@ impl Ctx<'_> {
             "source": {"system": system, "source_event_id": format!("{}/{id}", self.p.key)},
             "body": {"type": kind, "version": 1, "data": data},
         });
-        // Sources send within minutes of the fact.
+        // Sources send within minutes of the fact, each chain's requests in order.
         let delay = g.range(1, 20) * 60;
-        let effects = if state.is_empty() { Vec::new() } else { vec![(self.idx, state)] };
-        Ok(g.push(occurred + delay, occurred, events_line(body), effects))
+        let last = g.last_sent.get(&self.idx).copied().unwrap_or(i64::MIN);
+        let send_at = (occurred + delay).max(last.saturating_add(1));
+        g.last_sent.insert(self.idx, send_at);
+        let effects = if state.is_empty() {
+            Vec::new()
+        } else {
+            vec![(self.idx, state)]
+        };
+        Ok(g.push(send_at, occurred, events_line(body), effects))
     }
 }
 
@@ -601,7 +910,12 @@ fn enrolment(g: &mut Gen, p: &Patient, idx: usize) -> Result<(), AppError> {
         "coi": p.coi,
         "upstream_system": emr,
     });
-    g.push(p.t0 + 300, p.t0, json!({"endpoint": CHAINS_ENDPOINT, "body": body}), vec![(idx, "enrolled")]);
+    g.push(
+        p.t0 + 300,
+        p.t0,
+        json!({"endpoint": CHAINS_ENDPOINT, "body": body}),
+        vec![(idx, "enrolled")],
+    );
     Ok(())
 }
 
@@ -637,12 +951,41 @@ fn leg(
     let p = c.p;
     let (nurse, _) = CENTER_STAFF[p.center];
     let operator = OPERATORS[c.idx % 2];
-    let (from, to, ship, receive, sender, receiver, tag, range, log, shipped, after) = if to_manufacturing {
-        (p.center, BOS, "SHIP-OUT", "RECEIVE-MFG", nurse, operator, "out", (2.0, 8.0), (3.1, 6.8), &p.dins, "received_at_manufacturing")
+    let (from, to, ship, receive, sender, receiver, tag, range, log, shipped, after) =
+        if to_manufacturing {
+            (
+                p.center,
+                BOS,
+                "SHIP-OUT",
+                "RECEIVE-MFG",
+                nurse,
+                operator,
+                "out",
+                (2.0, 8.0),
+                (3.1, 6.8),
+                &p.dins,
+                "received_at_manufacturing",
+            )
+        } else {
+            (
+                BOS,
+                p.center,
+                "SHIP-TC",
+                "RECEIVE-TC",
+                operator,
+                nurse,
+                "tc",
+                (-196.0, -150.0),
+                (-190.0, -172.5),
+                &p.units,
+                "received_at_treatment_center",
+            )
+        };
+    let promised = if fault == Some("late_arrival") {
+        arrive - 6 * HOUR
     } else {
-        (BOS, p.center, "SHIP-TC", "RECEIVE-TC", operator, nurse, "tc", (-196.0, -150.0), (-190.0, -172.5), &p.units, "received_at_treatment_center")
+        arrive + 12 * HOUR
     };
-    let promised = if fault == Some("late_arrival") { arrive - 6 * HOUR } else { arrive + 12 * HOUR };
     c.step(
         g, &format!("handoff-{tag}"), leave, from, "courier-cryo", sender, "custody.handed_off",
         json!({
@@ -660,7 +1003,11 @@ fn leg(
             .iter()
             .enumerate()
             .map(|(i, d)| {
-                let scanned = if to_manufacturing { din_barcode(d, misread && i == 0) } else { d.clone() };
+                let scanned = if to_manufacturing {
+                    din_barcode(d, misread && i == 0)
+                } else {
+                    d.clone()
+                };
                 json!({"unit": scanned, "coi": p.coi})
             })
             .collect()
@@ -671,7 +1018,11 @@ fn leg(
             *first = json!({"unit": din_barcode(other, false)});
         }
     }
-    let seal = if fault == Some("wrong_seal") { format!("SEAL-{}-{tag}-X", p.key) } else { format!("SEAL-{}-{tag}", p.key) };
+    let seal = if fault == Some("wrong_seal") {
+        format!("SEAL-{}-{tag}-X", p.key)
+    } else {
+        format!("SEAL-{}-{tag}", p.key)
+    };
     let receipt = |scanned: Vec<Value>| {
         json!({
             "handoff_id": format!("H-{}-{tag}", p.key), "step_code": receive, "receiving_site_id": SITES[to].id,
@@ -680,16 +1031,58 @@ fn leg(
             "temperature_log": {"min_celsius": log.0, "max_celsius": log.1, "logger_id": "TL-BOM-07"},
         })
     };
-    let system = if to_manufacturing { "mes-bos" } else { "courier-cryo" };
+    let system = if to_manufacturing {
+        "mes-bos"
+    } else {
+        "courier-cryo"
+    };
     if fault == Some("misread_check_character") && to_manufacturing {
         // The first scan misreads a check character: refused; the operator rescans.
-        let bad = c.step(g, &format!("receipt-{tag}"), arrive, to, system, receiver, "custody.received", receipt(labels(true)), "")?;
-        g.reqs[bad].fault = Some(("misread_check_character", vec![c.idx], format!("DIN {} scanned with a wrong check character", p.dins[0])));
-        let good = c.step(g, &format!("receipt-{tag}-rescan"), arrive + 600, to, system, receiver, "custody.received", receipt(scanned), after)?;
+        let bad = c.step(
+            g,
+            &format!("receipt-{tag}"),
+            arrive,
+            to,
+            system,
+            receiver,
+            "custody.received",
+            receipt(labels(true)),
+            "",
+        )?;
+        g.reqs[bad].fault = Some((
+            "misread_check_character",
+            vec![c.idx],
+            format!("DIN {} scanned with a wrong check character", p.dins[0]),
+        ));
+        let good = c.step(
+            g,
+            &format!("receipt-{tag}-rescan"),
+            arrive + 600,
+            to,
+            system,
+            receiver,
+            "custody.received",
+            receipt(scanned),
+            after,
+        )?;
         return Ok(good);
     }
-    let state = if hold_state.is_empty() { after } else { hold_state };
-    let r = c.step(g, &format!("receipt-{tag}"), arrive, to, system, receiver, "custody.received", receipt(scanned), state)?;
+    let state = if hold_state.is_empty() {
+        after
+    } else {
+        hold_state
+    };
+    let r = c.step(
+        g,
+        &format!("receipt-{tag}"),
+        arrive,
+        to,
+        system,
+        receiver,
+        "custody.received",
+        receipt(scanned),
+        state,
+    )?;
     if let Some(kind @ ("wrong_seal" | "late_arrival")) = fault {
         g.reqs[r].fault = Some((kind, vec![c.idx], format!("{kind} on the {tag} leg")));
     }
@@ -701,18 +1094,64 @@ fn swapped_pair(g: &mut Gen, patients: &[Patient], a: usize, b: usize) -> Result
     let none: &[(String, String)] = &[];
     for (idx, p) in [(a, pa), (b, pb)] {
         enrolment(g, p, idx)?;
-        collection(g, &Ctx { p, idx, secrets: none })?;
+        collection(
+            g,
+            &Ctx {
+                p,
+                idx,
+                secrets: none,
+            },
+        )?;
     }
     let leave = pb.collected + 2 * HOUR;
     // A's shipment arrives first and is clean; B's carries A's first bag in place of B's.
-    leg(g, &Ctx { p: pa, idx: a, secrets: none }, true, leave, leave + 20 * HOUR, None, None, "")?;
-    let r = leg(g, &Ctx { p: pb, idx: b, secrets: none }, true, leave, leave + 21 * HOUR, None, Some(&pa.dins[0]), "on_hold")?;
+    leg(
+        g,
+        &Ctx {
+            p: pa,
+            idx: a,
+            secrets: none,
+        },
+        true,
+        leave,
+        leave + 20 * HOUR,
+        None,
+        None,
+        "",
+    )?;
+    let r = leg(
+        g,
+        &Ctx {
+            p: pb,
+            idx: b,
+            secrets: none,
+        },
+        true,
+        leave,
+        leave + 21 * HOUR,
+        None,
+        Some(&pa.dins[0]),
+        "on_hold",
+    )?;
     g.reqs[r].effects.push((a, "on_hold"));
-    g.reqs[r].fault = Some(("swapped_bag", vec![b, a], format!("DIN {} of {} scanned in {}'s shipment", pa.dins[0], pa.coi, pb.coi)));
+    g.reqs[r].fault = Some((
+        "swapped_bag",
+        vec![b, a],
+        format!(
+            "DIN {} of {} scanned in {}'s shipment",
+            pa.dins[0], pa.coi, pb.coi
+        ),
+    ));
     Ok(())
 }
 
-fn journey(g: &mut Gen, p: &Patient, idx: usize, fault: Option<&'static str>, secrets: &[(String, String)]) -> Result<(), AppError> {
+fn journey(
+    g: &mut Gen,
+    p: &Patient,
+    idx: usize,
+    fault: Option<&'static str>,
+    secrets: &[(String, String)],
+) -> Result<(), AppError> {
     let c = Ctx { p, idx, secrets };
     let (nurse, physician) = CENTER_STAFF[p.center];
     let site = &SITES[p.center];
@@ -722,7 +1161,16 @@ fn journey(g: &mut Gen, p: &Patient, idx: usize, fault: Option<&'static str>, se
     let leave = p.collected + g.range(1, 3) * HOUR;
     let arrive = leave + g.range(16, 36) * HOUR;
     let hold = matches!(fault, Some("wrong_seal" | "late_arrival"));
-    let r = leg(g, &c, true, leave, arrive, fault, None, if hold { "on_hold" } else { "" })?;
+    let r = leg(
+        g,
+        &c,
+        true,
+        leave,
+        arrive,
+        fault,
+        None,
+        if hold { "on_hold" } else { "" },
+    )?;
     if fault == Some("duplicate") {
         // The courier's system resends its receipt an hour later.
         let again = Req {
@@ -730,11 +1178,18 @@ fn journey(g: &mut Gen, p: &Patient, idx: usize, fault: Option<&'static str>, se
             order: 0,
             line: g.reqs[r].line.clone(),
             effects: Vec::new(),
-            fault: Some(("duplicate", vec![idx], "the receipt resent by a flaky source system".to_string())),
+            fault: Some((
+                "duplicate",
+                vec![idx],
+                "the receipt resent by a flaky source system".to_string(),
+            )),
             occurred: g.reqs[r].occurred,
         };
         g.order += 1;
-        g.reqs.push(Req { order: g.order, ..again });
+        g.reqs.push(Req {
+            order: g.order,
+            ..again
+        });
     }
     if hold {
         return Ok(());
@@ -745,10 +1200,20 @@ fn journey(g: &mut Gen, p: &Patient, idx: usize, fault: Option<&'static str>, se
     let product = &PRODUCTS[p.product];
     let batch = format!("B-{}", p.key);
     let m0 = arrive + g.range(2, 6) * HOUR;
-    c.step(g, "batch", m0, BOS, "mes-bos", operator, "batch.created", json!({
-        "batch_id": batch, "site_id": "S-BOS-01", "created_by": operator, "source_dins": p.dins,
-        "mes_system": "mes-bos", "mes_batch_number": format!("MES-{}", &p.key[3..]),
-    }), "")?;
+    c.step(
+        g,
+        "batch",
+        m0,
+        BOS,
+        "mes-bos",
+        operator,
+        "batch.created",
+        json!({
+            "batch_id": batch, "site_id": "S-BOS-01", "created_by": operator, "source_dins": p.dins,
+            "mes_system": "mes-bos", "mes_batch_number": format!("MES-{}", &p.key[3..]),
+        }),
+        "",
+    )?;
     let made = m0 + g.range(9, 14) * DAY;
     let manufacture_site = if fault == Some("unmapped_code") {
         // The MES sends its own site code: refused, then resent once mapped.
@@ -756,12 +1221,20 @@ fn journey(g: &mut Gen, p: &Patient, idx: usize, fault: Option<&'static str>, se
             "step_code": "MANUFACTURE", "site_id": "BOS1", "performed_by": operator,
             "equipment_ids": [format!("BIO-BOS-0{}", 1 + idx % 2)], "started_at": utc(m0 + HOUR)?, "ended_at": utc(made)?,
         }), "")?;
-        g.reqs[bad].fault = Some(("unmapped_code", vec![idx], "MES site code BOS1 sent in place of S-BOS-01".into()));
+        g.reqs[bad].fault = Some((
+            "unmapped_code",
+            vec![idx],
+            "MES site code BOS1 sent in place of S-BOS-01".into(),
+        ));
         "manufacture-resent"
     } else {
         "manufacture"
     };
-    let resend = if fault == Some("unmapped_code") { 2 * HOUR } else { HOUR };
+    let resend = if fault == Some("unmapped_code") {
+        2 * HOUR
+    } else {
+        HOUR
+    };
     c.step(g, manufacture_site, m0 + resend, BOS, "mes-bos", operator, "chain.step_performed", json!({
         "step_code": "MANUFACTURE", "site_id": "S-BOS-01", "performed_by": operator,
         "equipment_ids": [format!("BIO-BOS-0{}", 1 + idx % 2)], "started_at": utc(m0 + HOUR)?, "ended_at": utc(made)?,
@@ -779,33 +1252,76 @@ fn journey(g: &mut Gen, p: &Patient, idx: usize, fault: Option<&'static str>, se
     }
     let cryo = made + g.range(2, 6) * HOUR;
     let zone_fault = fault == Some("wrong_utc_offset");
-    let cryo_req = c.step(g, "cryo", cryo, BOS, "mes-bos", operator, "chain.step_performed", json!({
-        "step_code": "CRYO", "site_id": "S-BOS-01", "performed_by": operator,
-        "equipment_ids": ["CRF-BOS-01"], "started_at": utc(cryo)?,
-    }), "in_manufacturing")?;
+    let cryo_req = c.step(
+        g,
+        "cryo",
+        cryo,
+        BOS,
+        "mes-bos",
+        operator,
+        "chain.step_performed",
+        json!({
+            "step_code": "CRYO", "site_id": "S-BOS-01", "performed_by": operator,
+            "equipment_ids": ["CRF-BOS-01"], "started_at": utc(cryo)?,
+        }),
+        "in_manufacturing",
+    )?;
     if zone_fault {
         // The MES stamps the time with its server's UTC offset, not Boston's.
-        let line: Value = serde_json::from_str(&g.reqs[cryo_req].line).map_err(|e| AppError::Config(e.to_string()))?;
+        let line: Value = serde_json::from_str(&g.reqs[cryo_req].line)
+            .map_err(|e| AppError::Config(e.to_string()))?;
         let mut line = line;
         line["body"]["occurred_at"] = json!(at(cryo, "UTC")?);
         g.reqs[cryo_req].line = line.to_string();
-        g.reqs[cryo_req].fault = Some(("wrong_utc_offset", vec![idx], "CRYO sent at +00:00 from Boston".into()));
+        g.reqs[cryo_req].fault = Some((
+            "wrong_utc_offset",
+            vec![idx],
+            "CRYO sent at +00:00 from Boston".into(),
+        ));
     }
-    c.step(g, "units", cryo + HOUR, BOS, "mes-bos", operator, "batch.units_produced", json!({
-        "batch_id": batch, "site_id": "S-BOS-01", "recorded_by": operator, "units": p.units,
-    }), "")?;
+    c.step(
+        g,
+        "units",
+        cryo + HOUR,
+        BOS,
+        "mes-bos",
+        operator,
+        "batch.units_produced",
+        json!({
+            "batch_id": batch, "site_id": "S-BOS-01", "recorded_by": operator, "units": p.units,
+        }),
+        "",
+    )?;
     let qc0 = cryo + DAY;
     let qc1 = qc0 + g.range(6, 9) * DAY;
-    c.step(g, "qc", qc0, FRA, "lims-fra", ANALYST, "chain.step_performed", json!({
-        "step_code": "QC-TEST", "site_id": "S-FRA-01", "performed_by": ANALYST,
-        "started_at": utc(qc0)?, "ended_at": utc(qc1)?,
-    }), "in_testing")?;
+    c.step(
+        g,
+        "qc",
+        qc0,
+        FRA,
+        "lims-fra",
+        ANALYST,
+        "chain.step_performed",
+        json!({
+            "step_code": "QC-TEST", "site_id": "S-FRA-01", "performed_by": ANALYST,
+            "started_at": utc(qc0)?, "ended_at": utc(qc1)?,
+        }),
+        "in_testing",
+    )?;
     let results = [
         ("VIABILITY", json!(70 + g.range(5, 25)), Some("%")),
         ("CAR-EXPR", json!(20 + g.range(5, 40)), Some("%")),
-        ("VCN", json!(g.range(10, 45) as f64 / 10.0), Some("copies/cell")),
+        (
+            "VCN",
+            json!(g.range(10, 45) as f64 / 10.0),
+            Some("copies/cell"),
+        ),
         ("STERILITY", json!("negative"), None),
-        ("ENDOTOXIN", json!(g.range(1, 40) as f64 / 10.0), Some("EU/mL")),
+        (
+            "ENDOTOXIN",
+            json!(g.range(1, 40) as f64 / 10.0),
+            Some("EU/mL"),
+        ),
         ("MYCOPLASMA", json!("not detected"), None),
     ];
     for (k, (code, result, unit)) in results.into_iter().enumerate() {
@@ -816,7 +1332,17 @@ fn journey(g: &mut Gen, p: &Patient, idx: usize, fault: Option<&'static str>, se
         if let Some(u) = unit {
             data["result_unit"] = json!(u);
         }
-        c.step(g, &format!("result-{code}"), qc1 + k as i64 * 600, FRA, "lims-fra", ANALYST, "batch.test_result_recorded", data, "")?;
+        c.step(
+            g,
+            &format!("result-{code}"),
+            qc1 + k as i64 * 600,
+            FRA,
+            "lims-fra",
+            ANALYST,
+            "batch.test_result_recorded",
+            data,
+            "",
+        )?;
     }
     let release_at = qc1 + g.range(12, 36) * HOUR;
     if deviation {
@@ -825,19 +1351,39 @@ fn journey(g: &mut Gen, p: &Patient, idx: usize, fault: Option<&'static str>, se
             "disposition": "release_permitted", "rationale": "alarm was a sensor fault; product unaffected",
         }), "")?;
     }
-    c.step(g, "release", release_at, BOS, "qms-net", qa, "chain.released", json!({
-        "batch_id": batch, "intended_patient_key": p.key, "site_id": "S-BOS-01",
-        "released_by": qa, "units": p.units,
-    }), "released_for_patient")?;
+    c.step(
+        g,
+        "release",
+        release_at,
+        BOS,
+        "qms-net",
+        qa,
+        "chain.released",
+        json!({
+            "batch_id": batch, "intended_patient_key": p.key, "site_id": "S-BOS-01",
+            "released_by": qa, "units": p.units,
+        }),
+        "released_for_patient",
+    )?;
     let leave = release_at + g.range(12, 30) * HOUR;
     let arrive = leave + g.range(20, 60) * HOUR;
     leg(g, &c, false, leave, arrive, None, None, "")?;
     // The bedside: the check, thaw and infusion within the 30-minute window.
     let bedside = arrive + g.range(1, 5) * DAY;
-    let check = c.step(g, "bedside", bedside, p.center, &emr, nurse, "chain.bedside_verified", json!({
-        "unit_scan": p.units[0], "patient_key": p.key, "wristband_coi": p.coi,
-        "site_id": site.id, "verified_by": nurse,
-    }), "")?;
+    let check = c.step(
+        g,
+        "bedside",
+        bedside,
+        p.center,
+        &emr,
+        nurse,
+        "chain.bedside_verified",
+        json!({
+            "unit_scan": p.units[0], "patient_key": p.key, "wristband_coi": p.coi,
+            "site_id": site.id, "verified_by": nurse,
+        }),
+        "",
+    )?;
     c.step(g, "thaw", bedside + 300, p.center, &emr, nurse, "chain.step_performed", json!({
         "step_code": "THAW", "site_id": site.id, "performed_by": nurse, "started_at": utc(bedside + 300)?,
     }), "")?;
@@ -851,16 +1397,24 @@ fn journey(g: &mut Gen, p: &Patient, idx: usize, fault: Option<&'static str>, se
             order: 0,
             line: g.reqs[infuse].line.clone(),
             effects: Vec::new(),
-            fault: Some(("out_of_order", vec![idx], "administration sent before the bedside check".into())),
+            fault: Some((
+                "out_of_order",
+                vec![idx],
+                "administration sent before the bedside check".into(),
+            )),
             occurred: g.reqs[infuse].occurred,
         };
         g.order += 1;
-        g.reqs.push(Req { order: g.order, ..early });
+        g.reqs.push(Req {
+            order: g.order,
+            ..early
+        });
     }
     for (visit, days) in [("D7", 7), ("D28", 28)] {
         let t = bedside + days * DAY;
+        let outcome = if g.chance(0.7) { "CR" } else { "PR" };
         c.step(g, &format!("ltfu-{visit}"), t, p.center, "ltfu-net", physician, "chain.follow_up_recorded", json!({
-            "site_id": site.id, "recorded_by": physician, "visit_code": visit, "outcome_code": if g.chance(0.7) { "CR" } else { "PR" },
+            "site_id": site.id, "recorded_by": physician, "visit_code": visit, "outcome_code": outcome,
         }), "in_follow_up")?;
     }
     Ok(())

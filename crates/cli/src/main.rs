@@ -15,7 +15,9 @@ use autolog_server::{NatsOptions, RateLimit, ServeOptions, TlsFiles};
 use clap::{Parser, Subcommand};
 
 mod access;
+mod bench;
 mod reference;
+mod simulate;
 mod vault;
 
 #[derive(Parser)]
@@ -138,8 +140,35 @@ enum Command {
             requires = "nats_url"
         )]
         nats_stream: Option<String>,
+        /// Seed a fresh (empty) data directory with the simulated demo network (a few dozen
+        /// patients at every stage, one caught bag swap) and create the demo console account
+        /// P-0001 with every role at `*`: its password and TOTP key are printed.
+        #[arg(long)]
+        demo: bool,
+        /// The demo account's password (at least 12 characters); generated when absent.
+        #[arg(
+            long,
+            env = "AUTOLOG_DEMO_PASSWORD",
+            requires = "demo",
+            hide_env_values = true
+        )]
+        demo_password: Option<String>,
     },
-    /// Append newline-delimited JSON: each line one request body of POST /api/v1/events.
+    /// Generate a realistic network as NDJSON requests for `ingest` (deterministic per
+    /// seed), with the injected faults in <OUT>.faults.ndjson.
+    Simulate {
+        #[arg(long)]
+        patients: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The share of journeys (0 to 1) that carry one injected fault.
+        #[arg(long, default_value_t = 0.0)]
+        fault_rate: f64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Append newline-delimited JSON: each line one request body of POST /api/v1/events,
+    /// or `{"endpoint": ..., "body": ...}` as `simulate` writes (docs/simulation.md).
     Ingest {
         /// The .ndjson file.
         file: PathBuf,
@@ -223,6 +252,10 @@ enum Command {
         #[command(subcommand)]
         command: vault::VaultCommand,
     },
+    /// Benchmarks on simulated networks, each scale on fresh temporary databases: ingest
+    /// (batched, one request per event, over HTTP) against the plain-insert limit, chain
+    /// reconstruction, genealogy, reconciliation, verify, memory and size (BENCHMARKS.md).
+    Bench(bench::BenchArgs),
     /// The checkpoint signing key.
     Key {
         #[command(subcommand)]
@@ -266,7 +299,9 @@ enum KeyCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_json);
+    // The bench logs warnings only by default: a line per appended event would be measured too.
+    let quiet = matches!(cli.command, Command::Bench(_));
+    init_logging(cli.log_json, quiet);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -286,9 +321,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(json: bool) {
+fn init_logging(json: bool, quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("AUTOLOG_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -333,6 +369,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             nats_url,
             nats_subject_prefix,
             nats_stream,
+            demo,
+            demo_password,
         } => {
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
@@ -373,6 +411,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(fin) = &cli.coi_issuer_fin {
                 app = app.with_coi_issuer(fin)?;
             }
+            if demo {
+                simulate::seed_demo(&app, demo_password).await?;
+            }
             let app = Arc::new(app);
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
@@ -390,13 +431,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = Autolog::open(&config)
                 .await?
                 .with_clock_skew_tolerance(skew)?;
-            let report = app.ingest(&file).await?;
-            for refused in &report.refused {
-                println!("line {}: refused: {}", refused.line, refused.reason);
-            }
-            println!("{}", report.summary_line());
-            Ok(ExitCode::SUCCESS)
+            simulate::ingest(&app, &file).await
         }
+        Command::Simulate {
+            patients,
+            seed,
+            fault_rate,
+            out,
+        } => simulate::simulate(patients, seed, fault_rate, &out),
         Command::Verify => {
             let app = Autolog::open_existing(&config).await?;
             let show_progress = std::io::stderr().is_terminal();
@@ -538,6 +580,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             access::run_token(&app, command).await
         }
         Command::Vault { command } => vault::run(&config, command).await,
+        Command::Bench(args) => bench::run(args, cli.database_url.clone()).await,
         Command::Key {
             command: KeyCommand::Show,
         } => {

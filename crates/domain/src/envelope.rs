@@ -470,11 +470,47 @@ fn parse_body(value: Option<&Value>) -> Result<Body, FieldError> {
     event_type
         .validate(data)
         .map_err(|e| e.under("body.data"))?;
+    check_numbers("body.data", data)?;
     Ok(Body {
         event_type: type_name.to_string(),
         version,
         data: data.clone(),
     })
+}
+
+/// The largest integer every JSON reader holds exactly (2^53 - 1, I-JSON, RFC 7493).
+const MAX_EXACT_INTEGER: u64 = (1 << 53) - 1;
+
+/// Refuses an integer that an IEEE 754 double cannot hold exactly. The canonical bytes
+/// (RFC 8785) write every number as a double: 9007199254740993 would be hashed as
+/// 9007199254740992, and the stored value could then be changed without changing the hash.
+fn check_numbers(field: &str, value: &Value) -> Result<(), FieldError> {
+    match value {
+        Value::Number(n) => {
+            let exact = match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => u <= MAX_EXACT_INTEGER,
+                (None, Some(i)) => i.unsigned_abs() <= MAX_EXACT_INTEGER,
+                (None, None) => true, // a double already
+            };
+            if exact {
+                Ok(())
+            } else {
+                Err(FieldError::new(
+                    field,
+                    n.to_string(),
+                    format!("a whole number must lie between -{MAX_EXACT_INTEGER} and {MAX_EXACT_INTEGER} (I-JSON: it is hashed as an IEEE 754 double); send a larger one as text"),
+                ))
+            }
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_numbers(&format!("{field}[{i}]"), v)),
+        Value::Object(fields) => fields
+            .iter()
+            .try_for_each(|(k, v)| check_numbers(&format!("{field}.{k}"), v)),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -498,6 +534,48 @@ mod tests {
             edit(o);
         }
         parse_draft(&req, Uuid::nil()).expect_err("must be refused")
+    }
+
+    #[test]
+    fn integers_a_double_cannot_hold_are_refused() {
+        // Found by fuzzing: 2^53 + 1 was accepted, stored as sent and hashed as 2^53.
+        let mut req = json!({
+            "stream": "site/S-PAR-01",
+            "occurred_at": "2026-03-01T09:30:00+01:00[Europe/Paris]",
+            "actor": "person/P-0001",
+            "source": {"system": "qms-eu", "source_event_id": "note-1"},
+            "body": {"type": "annotation.recorded", "version": 1, "data": {"text": "x"}}
+        });
+        let draft = parse_draft(&req, Uuid::nil()).expect("valid");
+        assert_eq!(draft.body.data, json!({"text": "x"}));
+        for (big, ok) in [
+            (json!(9_007_199_254_740_991u64), true),
+            (json!(-9_007_199_254_740_991i64), true),
+            (json!(1.5e300), true),
+            (json!(9_007_199_254_740_993u64), false),
+            (json!(-9_007_199_254_740_993i64), false),
+            (json!(u64::MAX), false),
+        ] {
+            let mut data = Map::new();
+            data.insert("n".into(), json!([big.clone()]));
+            assert_eq!(
+                check_numbers("body.data", &Value::Object(data)).is_ok(),
+                ok,
+                "{big}"
+            );
+        }
+        let result = |n: Value| {
+            json!({"type": "batch.test_result_recorded", "version": 1, "data": {
+                "batch_id": "B-1", "test_code": "VIABILITY", "method": "flow cytometry",
+                "result": n, "result_unit": "%", "site_id": "S-FRA-01", "analyst_id": "P-0003"}})
+        };
+        req["stream"] = json!("coi/CHA999926000001*");
+        req["body"] = result(json!(9_007_199_254_740_991u64));
+        parse_draft(&req, Uuid::nil()).expect("the largest exact integer");
+        req["body"] = result(json!(9_007_199_254_740_993u64));
+        let e = parse_draft(&req, Uuid::nil()).expect_err("2^53 + 1");
+        assert_eq!(e.field, "body.data.result");
+        assert_eq!(e.value, "9007199254740993");
     }
 
     #[test]

@@ -71,8 +71,23 @@ impl Instant {
         let ts = Timestamp::from_str(text)
             .map_err(|e| FieldError::new(field, text, format!("is not a valid instant: {e}")))?;
         check_micro_precision(field, text, ts)?;
+        check_year(field, text, ts.to_zoned(TimeZone::UTC).year())?;
         Ok(Self::from_timestamp(ts))
     }
+}
+
+/// Years 0001-9999 only, in UTC and in the offset given: the fixed text forms (and RFC 3339)
+/// have four-digit years, so an instant outside them could not be written back and read
+/// again (jiff reads `-002026-...`, an extended year, but prints `-2026-...`).
+fn check_year(field: &str, text: &str, year: i16) -> Result<(), FieldError> {
+    if !(1..=9999).contains(&year) {
+        return Err(FieldError::new(
+            field,
+            text,
+            "must be a time in the years 0001-9999 (a four-digit year, in UTC and in its offset)",
+        ));
+    }
+    Ok(())
 }
 
 fn check_micro_precision(field: &str, text: &str, ts: Timestamp) -> Result<(), FieldError> {
@@ -163,6 +178,12 @@ impl OccurredAt {
             )
         })?;
         check_micro_precision(field, text, zoned.timestamp())?;
+        check_year(field, text, zoned.year())?;
+        check_year(
+            field,
+            text,
+            zoned.timestamp().to_zoned(TimeZone::UTC).year(),
+        )?;
         Ok(OccurredAt {
             instant: Instant::from_timestamp(zoned.timestamp()),
             zone: zone_name,
@@ -307,6 +328,31 @@ mod tests {
             .expect_err("nanoseconds");
         assert!(e.rule.contains("microsecond"), "{}", e.rule);
         assert!(OccurredAt::parse("t", "2026-03-01T09:30:00.123456+01:00[Europe/Paris]").is_ok());
+    }
+
+    #[test]
+    fn years_outside_0001_to_9999_are_refused() {
+        // Found by fuzzing: jiff reads extended years, which the text forms cannot print
+        // back (-002026 is printed -2026, which no RFC 3339 reader takes).
+        for text in [
+            "-002026-03-09T15:00:00Z",
+            "-000001-12-31T23:00:00Z",
+            "0000-12-31T23:00:00Z",
+            "0001-01-01T00:30:00+01:00",
+        ] {
+            let e = Instant::parse_rfc3339("valid_at", text).expect_err(text);
+            assert!(e.rule.contains("0001-9999"), "{text}: {}", e.rule);
+        }
+        for text in [
+            "-002026-03-09T15:00:00-04:56:02[America/New_York]",
+            "0001-01-01T00:30:00+01:00[Europe/Paris]",
+            "9999-12-31T23:30:00-01:00[Atlantic/Azores]",
+        ] {
+            assert!(OccurredAt::parse("occurred_at", text).is_err(), "{text}");
+        }
+        let t = Instant::parse_rfc3339("valid_at", "0001-01-01T00:00:00Z").expect("year 1");
+        assert_eq!(t.to_string(), "0001-01-01T00:00:00.000000Z");
+        assert!(Instant::parse_rfc3339("valid_at", "9999-12-30T00:00:00Z").is_ok());
     }
 
     #[test]
