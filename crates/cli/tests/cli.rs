@@ -129,7 +129,9 @@ fn ingest_reports_refused_lines_and_still_exits_zero() {
     assert!(text.contains("line 2: refused: request"), "{text}");
     assert!(text.contains("line 4: refused: occurred_at"), "{text}");
     assert!(
-        text.contains("3 lines: 1 accepted (1 events appended, 0 duplicates, 0 alerts raised), 2 refused"),
+        text.contains(
+            "3 lines: 1 accepted (1 events appended, 0 duplicates, 0 alerts raised), 2 refused"
+        ),
         "{text}"
     );
     let missing = autolog(
