@@ -4,18 +4,19 @@
 //! Requests are sent by a person whose account is created with the CLI before the server
 //! starts, signed in over HTTP.
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::process::Output;
 
 use autolog_domain::identifiers::{mod37_2_check, Coi, Din};
 use autolog_domain::Instant;
 use autolog_store_conformance::harness::{run_on, Backend, Target};
+use common::{command, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_autolog");
 const FIN: &str = "A9999";
 const LAX: (&str, &str) = ("S-LAX-01", "America/Los_Angeles");
 const BOS: (&str, &str) = ("S-BOS-01", "America/New_York");
@@ -23,19 +24,6 @@ const ENROLLED_AT: &str = "2026-11-02T09:00:00-08:00[America/Los_Angeles]";
 const MOD37: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ*";
 /// Who sends the requests (Maria Lopez of the example network), with every role.
 const PERSON: &str = "P-0005";
-
-fn command(data_dir: &Path, target: &Target) -> Command {
-    let mut c = Command::new(BIN);
-    c.arg("--data-dir")
-        .arg(data_dir)
-        .env("AUTOLOG_LOG", "warn")
-        .env_remove("AUTOLOG_COI_ISSUER_FIN");
-    match target.database_url() {
-        Some(url) => c.arg("--database-url").arg(url),
-        None => c.env_remove("AUTOLOG_DATABASE_URL"),
-    };
-    c
-}
 
 fn run(data_dir: &Path, target: &Target, args: &[&str]) -> Output {
     command(data_dir, target)
@@ -68,77 +56,19 @@ fn import_reference(data_dir: &Path, target: &Target) {
     assert!(out.status.success(), "reference import: {}", both(&out));
 }
 
-/// A running `autolog serve --coi-issuer-fin A9999`; killed (SIGKILL) and reaped when
-/// dropped, so that a failing test leaves no server behind.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Creates PERSON's account with every role with `autolog user create` and `autolog user
-/// grant`, as an operator would before starting a server; returns the TOTP secret.
+/// Gives PERSON an account with every role, as an operator would with the CLI before
+/// starting a server; the TOTP secret.
 fn create_account(data_dir: &Path, target: &Target) -> String {
-    autolog_test_support::create_user_cli(
-        || command(data_dir, target),
-        PERSON,
-        &autolog_test_support::every_role(),
-    )
+    common::create_account(data_dir, target, PERSON)
 }
 
-/// A client signed in as PERSON (once per database: a TOTP code is accepted once), with a
-/// timeout so that no request hangs the test.
 async fn sign_in(base: &str, totp_secret: &str) -> reqwest::Client {
-    autolog_test_support::sign_in_http(base, PERSON, totp_secret)
-        .await
-        .client_builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("http client")
+    common::sign_in(base, PERSON, totp_secret).await
 }
 
-/// Starts a server issuing COIs under FIN A9999 on a port the OS picks, and reads the
-/// address it printed.
+/// Starts a server issuing COIs under FIN A9999 on a port the OS picks.
 async fn start(data_dir: &Path, target: &Target) -> Server {
-    let mut child = command(data_dir, target)
-        .args(["serve", "--listen", "127.0.0.1:0", "--coi-issuer-fin", FIN])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start autolog serve");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
-        line
-    });
-    let line = tokio::time::timeout(Duration::from_secs(120), line).await;
-    let mut server = Server {
-        child,
-        base: String::new(),
-    };
-    let Ok(Ok(line)) = line else {
-        server.kill();
-        panic!("autolog serve printed no address within 120 s");
-    };
-    let Some(base) = line.trim().strip_prefix("autolog listening on ") else {
-        server.kill();
-        panic!("unexpected first line from autolog serve: {line:?}");
-    };
-    server.base = base.to_string();
-    server
+    common::start_server(data_dir, target, &["--coi-issuer-fin", FIN]).await
 }
 
 /// An enrolment request for the Los Angeles treatment center; `id` makes source and key unique.

@@ -3,76 +3,24 @@
 //! The writer is a person with an account created with the CLI before the server starts,
 //! signed in over HTTP.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use autolog_store_conformance::harness::{run_on, Backend, Target};
+use common::{command, Server};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_autolog");
 /// The person who writes: registered, given an account and every role before the server starts.
 const PERSON: &str = "P-0001";
 
-fn command(data_dir: &Path, target: &Target) -> Command {
-    let mut c = Command::new(BIN);
-    c.arg("--data-dir").arg(data_dir).env("AUTOLOG_LOG", "warn");
-    match target.database_url() {
-        Some(url) => c.arg("--database-url").arg(url),
-        None => c.env_remove("AUTOLOG_DATABASE_URL"),
-    };
-    c
-}
-
-/// A running `autolog serve`; killed (SIGKILL) and reaped when dropped, so that a failing
-/// test leaves no server behind.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Registers the writer in the (empty) ledger with `autolog ingest`, then creates their
-/// account with every role with `autolog user create` and `autolog user grant`, as an
-/// operator would; returns the TOTP secret.
+/// Registers the writer in the (empty) ledger and gives them an account with every role,
+/// as an operator would with the CLI; the TOTP secret.
 fn set_up_account(data_dir: &Path, target: &Target) -> String {
-    let files = tempfile::tempdir().expect("tempdir");
-    let file = files.path().join("personnel.ndjson");
-    std::fs::write(
-        &file,
-        format!("{}\n", autolog_test_support::person_registration(PERSON)),
-    )
-    .expect("write the personnel file");
-    let out = command(data_dir, target)
-        .arg("ingest")
-        .arg(&file)
-        .output()
-        .expect("run autolog ingest");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("1 accepted"),
-        "register {PERSON}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    autolog_test_support::create_user_cli(
-        || command(data_dir, target),
-        PERSON,
-        &autolog_test_support::every_role(),
-    )
+    common::register_and_create_account(data_dir, target, PERSON)
 }
 
 /// The events and streams `verify` counts, from its `ok: N events, M streams, ...` line.
@@ -97,52 +45,14 @@ fn verified_counts(data_dir: &Path, target: &Target) -> (u64, u64) {
     (number("events"), number("streams"))
 }
 
-/// A client signed in as the writer, with a timeout so that no request hangs the test.
 async fn sign_in(base: &str, totp_secret: &str) -> reqwest::Client {
-    autolog_test_support::sign_in_http(base, PERSON, totp_secret)
-        .await
-        .client_builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("http client")
+    common::sign_in(base, PERSON, totp_secret).await
 }
 
-/// Starts a server on a port the OS picks, and reads the address it printed.
+/// Starts a server; concurrent writers go well past any rate limit, so none is set: these
+/// tests are about durability.
 async fn start(data_dir: &Path, target: &Target) -> Server {
-    let mut child = command(data_dir, target)
-        // Concurrent writers go well past any rate limit: these tests are about durability.
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--rate-limit-per-second",
-            "0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start autolog serve");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
-        line
-    });
-    let line = tokio::time::timeout(Duration::from_secs(120), line).await;
-    let mut server = Server {
-        child,
-        base: String::new(),
-    };
-    let Ok(Ok(line)) = line else {
-        server.kill();
-        panic!("autolog serve printed no address within 120 s");
-    };
-    let Some(base) = line.trim().strip_prefix("autolog listening on ") else {
-        server.kill();
-        panic!("unexpected first line from autolog serve: {line:?}");
-    };
-    server.base = base.to_string();
-    server
+    common::start_server(data_dir, target, &["--rate-limit-per-second", "0"]).await
 }
 
 fn event(writer: usize, i: usize) -> Value {

@@ -6,9 +6,10 @@
 //! acknowledged event is among them. Skipped when no NATS server listens (failed with
 //! AUTOLOG_REQUIRE_NATS=1).
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,42 +18,13 @@ use autolog_store_conformance::harness::{run_on, Backend, Target};
 use autolog_test_support::nats::{
     delete_stream, message_count, nats_or_skip, read_feed, unique_feed, wait_for_messages,
 };
+use common::{command, Server};
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_autolog");
 /// The person who writes: registered, given an account and every role before the server starts.
 const PERSON: &str = "P-0001";
 /// Where no NATS server listens.
 const NOWHERE: &str = "nats://127.0.0.1:1";
-
-fn command(data_dir: &Path, target: &Target) -> Command {
-    let mut c = Command::new(BIN);
-    c.arg("--data-dir").arg(data_dir).env("AUTOLOG_LOG", "warn");
-    match target.database_url() {
-        Some(url) => c.arg("--database-url").arg(url),
-        None => c.env_remove("AUTOLOG_DATABASE_URL"),
-    };
-    c
-}
-
-/// A running `autolog serve`; killed (SIGKILL) and reaped when dropped.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// The feed every server of the test publishes to.
 #[derive(Clone)]
@@ -61,75 +33,25 @@ struct Feed {
     stream: String,
 }
 
-/// Registers the writer with `autolog ingest` and gives them an account with every role;
-/// returns the TOTP secret.
+/// Registers the writer in the (empty) ledger and gives them an account with every role;
+/// the TOTP secret.
 fn set_up_account(data_dir: &Path, target: &Target) -> String {
-    let files = tempfile::tempdir().expect("tempdir");
-    let file = files.path().join("personnel.ndjson");
-    std::fs::write(
-        &file,
-        format!("{}\n", autolog_test_support::person_registration(PERSON)),
-    )
-    .expect("write the personnel file");
-    let out = command(data_dir, target)
-        .arg("ingest")
-        .arg(&file)
-        .output()
-        .expect("run autolog ingest");
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("1 accepted"),
-        "register {PERSON}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    autolog_test_support::create_user_cli(
-        || command(data_dir, target),
-        PERSON,
-        &autolog_test_support::every_role(),
-    )
+    common::register_and_create_account(data_dir, target, PERSON)
 }
 
-/// Starts a server publishing to `nats_url`, on a port the OS picks.
+/// Starts a server publishing to `nats_url`, on a port the OS picks, with no rate limit.
 async fn start(data_dir: &Path, target: &Target, nats_url: &str, feed: &Feed) -> Server {
-    let mut child = command(data_dir, target)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--rate-limit-per-second",
-            "0",
-            "--nats-url",
-            nats_url,
-            "--nats-subject-prefix",
-            &feed.prefix,
-            "--nats-stream",
-            &feed.stream,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start autolog serve");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
-        line
-    });
-    let line = tokio::time::timeout(Duration::from_secs(120), line).await;
-    let mut server = Server {
-        child,
-        base: String::new(),
-    };
-    let Ok(Ok(line)) = line else {
-        server.kill();
-        panic!("autolog serve printed no address within 120 s");
-    };
-    let Some(base) = line.trim().strip_prefix("autolog listening on ") else {
-        server.kill();
-        panic!("unexpected first line from autolog serve: {line:?}");
-    };
-    server.base = base.to_string();
-    server
+    let args = [
+        "--rate-limit-per-second",
+        "0",
+        "--nats-url",
+        nats_url,
+        "--nats-subject-prefix",
+        &feed.prefix,
+        "--nats-stream",
+        &feed.stream,
+    ];
+    common::start_server(data_dir, target, &args).await
 }
 
 fn event(round: usize, writer: usize, i: usize) -> Value {
