@@ -442,8 +442,7 @@ impl Autolog {
         totp: &str,
     ) -> Result<SignedIn, AppError> {
         const REFUSED: &str = "sign-in refused: the person id, password or second factor is wrong, or the account is locked";
-        let check_password = self.verify_password(person_id).await?;
-        let password_ok = check_password(password);
+        let password_ok = self.password_matches(person_id, password).await?;
         let Some(account) = self.store.user(person_id).await? else {
             return Err(unauthenticated(REFUSED));
         };

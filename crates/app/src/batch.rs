@@ -50,8 +50,11 @@ impl Autolog {
                     ));
                 }
                 for (i, din) in string_list(data, "source_dins").iter().enumerate() {
-                    let owner =
-                        text(&self.current_state(&format!("din/{din}")).await?, "coi").to_string();
+                    let owner = text(
+                        &self.reference(&facts.reads, &format!("din/{din}")).await?,
+                        "coi",
+                    )
+                    .to_string();
                     let rule = if owner.is_empty() {
                         Some("belongs to no chain: a batch is made only from collections of its patient".to_string())
                     } else if owner != facts.coi {
@@ -66,7 +69,9 @@ impl Autolog {
                         return Err(refuse(&format!("source_dins[{i}]"), din, rule));
                     }
                 }
-                let existing = self.current_state(&format!("batch/{batch_id}")).await?;
+                let existing = self
+                    .reference(&facts.reads, &format!("batch/{batch_id}"))
+                    .await?;
                 if !text(&existing, "coi").is_empty() {
                     return Err(refuse(
                         "batch_id",
@@ -101,7 +106,7 @@ impl Autolog {
             }
             "batch.material_consumed" => {
                 let (material, lot) = (text(data, "material"), text(data, "lot"));
-                let record = self.current_state(&format!("lot/{material}/{lot}")).await?;
+                let record = self.record_state(&format!("lot/{material}/{lot}")).await?;
                 let status = text(&record, "status");
                 if status != "released" {
                     return Err(refuse(
@@ -116,7 +121,7 @@ impl Autolog {
                 // The expiry date is a calendar date at the site: compare the local date.
                 let zone = text(
                     &self
-                        .current_state(&format!("site/{}", text(data, "site_id")))
+                        .reference(&facts.reads, &format!("site/{}", text(data, "site_id")))
                         .await?,
                     "time_zone",
                 )
@@ -173,7 +178,9 @@ impl Autolog {
                             ),
                         ));
                     }
-                    let link = self.current_state(&format!("unit/{unit_text}")).await?;
+                    let link = self
+                        .reference(&facts.reads, &format!("unit/{unit_text}"))
+                        .await?;
                     if !text(&link, "coi").is_empty() {
                         return Err(refuse(
                             &field,
@@ -305,7 +312,9 @@ impl Autolog {
         ));
         let site = text(data, "site_id");
         let releaser_id = text(data, "released_by");
-        let releaser = self.current_state(&format!("person/{releaser_id}")).await?;
+        let releaser = self
+            .reference(&facts.reads, &format!("person/{releaser_id}"))
+            .await?;
         let only_qa = filter_role(&releaser, "qa_releaser");
         // Qualified when the release is dated and now, when it is signed.
         if !qualified(&only_qa, Some(site), at) || !qualified(&only_qa, Some(site), Instant::now())
@@ -318,7 +327,9 @@ impl Autolog {
         }
         if exceptional {
             let second_id = text(data, "second_released_by");
-            let second = self.current_state(&format!("person/{second_id}")).await?;
+            let second = self
+                .reference(&facts.reads, &format!("person/{second_id}"))
+                .await?;
             let second_qa = filter_role(&second, "qa_releaser");
             if !qualified(&second_qa, Some(site), at) {
                 unmet.push(FieldError::new(
@@ -458,7 +469,13 @@ impl Autolog {
         let unit = autolog_domain::scan::parse_scan("unit_scan", scan)
             .map(|s| s.unit_id())
             .unwrap_or_default();
-        let owner = text(&self.current_state(&format!("unit/{unit}")).await?, "coi").to_string();
+        let owner = text(
+            &self
+                .reference(&facts.reads, &format!("unit/{unit}"))
+                .await?,
+            "coi",
+        )
+        .to_string();
         if owner != facts.coi {
             unmet.push(FieldError::new(
                 "body.data.unit_scan",

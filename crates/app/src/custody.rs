@@ -1,7 +1,8 @@
 //! Chain steps checked against reference data and the chain's state (who, where, with
 //! what, in which order), and custody receipts reconciled against their handoff at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use autolog_domain::chain::{ChainContext, ChainEntry, ChainView};
 use autolog_domain::rules::{refused_value, CHAIN_EVENT_TYPES};
@@ -12,6 +13,7 @@ use serde_json::{json, Value};
 use crate::alerts::{alert_draft, short_digest, AlertSpec};
 use crate::alignment::qualified;
 use crate::read::{instant_field, text};
+use crate::rule_reads::RuleReads;
 use crate::{AppError, Autolog, AUTOLOG_ACTOR};
 
 /// Why a chain step was not accepted: a rule it broke (the request's event `index`), or a
@@ -117,6 +119,8 @@ pub(crate) struct ChainFacts {
     pub(crate) enrolment: Value,
     pub(crate) product: Value,
     pub(crate) ctx: ChainContext,
+    /// The reference records the request's rules read, shared by its chains.
+    pub(crate) reads: Arc<RuleReads>,
 }
 
 impl ChainFacts {
@@ -170,6 +174,87 @@ fn effective(events: &[Event]) -> Vec<Entry> {
         .collect()
 }
 
+/// Whether a draft is a chain event, checked by the chain's rules.
+fn is_chain_event(draft: &EventDraft) -> bool {
+    draft.stream.starts_with("coi/") && CHAIN_EVENT_TYPES.contains(&draft.body.event_type.as_str())
+}
+
+/// The enrolment of a chain's effective events (`null` when not enrolled).
+fn enrolment_of(entries: &[Entry]) -> Value {
+    entries
+        .iter()
+        .find(|e| e.event_type == "chain.enrolled")
+        .map(|e| e.data.clone())
+        .unwrap_or(Value::Null)
+}
+
+/// The payload fields of chain events that name a person.
+const PERSON_FIELDS: &[&str] = &[
+    "operator_id",
+    "handed_off_by",
+    "received_by",
+    "performed_by",
+    "administered_by",
+    "verified_by",
+    "requested_by",
+    "recorded_by",
+    "resolved_by",
+    "created_by",
+    "analyst_id",
+    "opened_by",
+    "investigated_by",
+    "closed_by",
+    "released_by",
+    "second_released_by",
+];
+
+/// The registry records a chain event names, which its rules read: those the store
+/// checks exist, plus its DINs, units and batch.
+fn records_named(draft: &EventDraft) -> Vec<String> {
+    let data = &draft.body.data;
+    let mut streams: Vec<String> = autolog_domain::rules::references(draft)
+        .into_iter()
+        .map(|(_, stream)| stream)
+        .collect();
+    for key in [
+        "site_id",
+        "from_site_id",
+        "receiving_site_id",
+        "collection_site_id",
+    ] {
+        let site = text(data, key);
+        if !site.is_empty() {
+            streams.push(format!("site/{site}"));
+        }
+    }
+    for key in PERSON_FIELDS {
+        let person = text(data, key);
+        if !person.is_empty() {
+            streams.push(format!("person/{person}"));
+        }
+    }
+    if let Some(person) = draft.actor.strip_prefix("person/") {
+        streams.push(format!("person/{person}"));
+    }
+    for din in string_list(data, "dins")
+        .into_iter()
+        .chain(string_list(data, "source_dins"))
+    {
+        streams.push(format!("din/{din}"));
+    }
+    for id in string_list(data, "equipment_ids") {
+        streams.push(format!("equipment/{id}"));
+    }
+    for unit in string_list(data, "units") {
+        streams.push(format!("unit/{unit}"));
+    }
+    let batch = text(data, "batch_id");
+    if !batch.is_empty() && draft.body.event_type == "batch.created" {
+        streams.push(format!("batch/{batch}"));
+    }
+    streams
+}
+
 pub(crate) fn string_list(data: &Value, key: &str) -> Vec<String> {
     data.get(key)
         .and_then(Value::as_array)
@@ -183,16 +268,26 @@ pub(crate) fn string_list(data: &Value, key: &str) -> Vec<String> {
 impl Autolog {
     /// Loads what the checks of a chain need: stored events, enrolment, product, and the
     /// step taxonomy (CBV bizStep of each of the product's steps).
-    async fn chain_facts(&self, stream: &str) -> Result<ChainFacts, AppError> {
-        let coi = stream.trim_start_matches("coi/").to_string();
+    async fn chain_facts(
+        &self,
+        stream: &str,
+        reads: &Arc<RuleReads>,
+    ) -> Result<ChainFacts, AppError> {
         let events = self.store.stream_events(stream, Instant::MAX).await?;
-        let entries = effective(&events);
-        let enrolment = entries
-            .iter()
-            .find(|e| e.event_type == "chain.enrolled")
-            .map(|e| e.data.clone())
-            .unwrap_or(Value::Null);
-        self.facts_for(coi, entries, enrolment).await
+        self.chain_facts_of(stream, &events, reads).await
+    }
+
+    /// What the checks of a chain need, from its stored events (already read).
+    async fn chain_facts_of(
+        &self,
+        stream: &str,
+        events: &[Event],
+        reads: &Arc<RuleReads>,
+    ) -> Result<ChainFacts, AppError> {
+        let coi = stream.trim_start_matches("coi/").to_string();
+        let entries = effective(events);
+        let enrolment = enrolment_of(&entries);
+        self.facts_for(coi, entries, enrolment, reads).await
     }
 
     async fn facts_for(
@@ -200,32 +295,40 @@ impl Autolog {
         coi: String,
         entries: Vec<Entry>,
         enrolment: Value,
+        reads: &Arc<RuleReads>,
     ) -> Result<ChainFacts, AppError> {
-        let (ctx, product) = self.context_and_product(&enrolment).await?;
+        let (ctx, product) = self.context_and_product(&enrolment, reads).await?;
         Ok(ChainFacts {
             coi,
             entries,
             enrolment,
             product,
             ctx,
+            reads: reads.clone(),
         })
     }
 
     /// The fold's context for a chain enrolled for a product: its collecting step and the
-    /// CBV bizStep of each of its steps.
-    pub(crate) async fn chain_context(&self, enrolment: &Value) -> Result<ChainContext, AppError> {
-        Ok(self.context_and_product(enrolment).await?.0)
+    /// CBV bizStep of each of its steps. `reads` may be shared by many chains (a report
+    /// over every chain reads each product and step once).
+    pub(crate) async fn chain_context(
+        &self,
+        enrolment: &Value,
+        reads: &RuleReads,
+    ) -> Result<ChainContext, AppError> {
+        Ok(self.context_and_product(enrolment, reads).await?.0)
     }
 
     async fn context_and_product(
         &self,
         enrolment: &Value,
+        reads: &RuleReads,
     ) -> Result<(ChainContext, Value), AppError> {
         let product_code = text(enrolment, "product_code").to_string();
         let product = if product_code.is_empty() {
             Value::Null
         } else {
-            self.current_state(&format!("product/{product_code}"))
+            self.reference(reads, &format!("product/{product_code}"))
                 .await?
         };
         let mut ctx = ChainContext::default();
@@ -235,9 +338,15 @@ impl Autolog {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
+        let step_streams: Vec<String> = steps
+            .iter()
+            .map(|step| format!("step/{}", text(step, "step_code")))
+            .collect();
+        // Every step definition of the product in one read.
+        self.prefetch(reads, step_streams).await?;
         for step in &steps {
             let code = text(step, "step_code");
-            let definition = self.current_state(&format!("step/{code}")).await?;
+            let definition = self.reference(reads, &format!("step/{code}")).await?;
             let biz = text(&definition, "cbv_biz_step").to_string();
             if biz == "collecting" && ctx.collecting_step.is_none() {
                 ctx.collecting_step = Some(code.to_string());
@@ -255,8 +364,9 @@ impl Autolog {
         enrolment: &Value,
     ) -> Result<ChainView, AppError> {
         let entries = events.iter().map(|e| Entry::of_event(e)).collect();
+        let reads = Arc::new(RuleReads::default());
         let facts = self
-            .facts_for(coi.to_string(), entries, enrolment.clone())
+            .facts_for(coi.to_string(), entries, enrolment.clone(), &reads)
             .await?;
         Ok(facts.view())
     }
@@ -269,25 +379,21 @@ impl Autolog {
         drafts: &[EventDraft],
     ) -> Result<Vec<Recorded>, StepError> {
         let mut extra = Vec::new();
-        let mut chains: HashMap<String, ChainFacts> = HashMap::new();
+        let reads = Arc::new(RuleReads::default());
+        let (resent, mut chains) = self.load_chains(drafts, &reads).await?;
         // DINs linked earlier in this request, to the COI they were linked to.
         let mut linked_here: HashMap<String, String> = HashMap::new();
         for (index, draft) in drafts.iter().enumerate() {
             let event_type = draft.body.event_type.as_str();
-            if !draft.stream.starts_with("coi/") || !CHAIN_EVENT_TYPES.contains(&event_type) {
+            if !is_chain_event(draft) {
                 continue;
             }
             // A resent event is answered as a duplicate by the store: no rule applies again.
-            if self
-                .store
-                .event_by_source(&draft.source.system, &draft.source.source_event_id)
-                .await?
-                .is_some()
-            {
+            if resent.contains(&draft.source) {
                 continue;
             }
             if !chains.contains_key(&draft.stream) {
-                let facts = self.chain_facts(&draft.stream).await?;
+                let facts = self.chain_facts(&draft.stream, &reads).await?;
                 chains.insert(draft.stream.clone(), facts);
             }
             let Some(facts) = chains.get_mut(&draft.stream) else {
@@ -295,7 +401,12 @@ impl Autolog {
             };
             if event_type == "chain.enrolled" && draft.corrects.is_none() {
                 let refreshed = self
-                    .facts_for(facts.coi.clone(), Vec::new(), draft.body.data.clone())
+                    .facts_for(
+                        facts.coi.clone(),
+                        Vec::new(),
+                        draft.body.data.clone(),
+                        &reads,
+                    )
                     .await?;
                 *facts = refreshed;
             } else if facts.enrolment.is_null() {
@@ -375,7 +486,7 @@ impl Autolog {
             // and on the others it involves (loaded now if the request did not touch them yet).
             for r in recorded.iter().filter(|r| r.stream.starts_with("coi/")) {
                 if !chains.contains_key(&r.stream) {
-                    let other = self.chain_facts(&r.stream).await?;
+                    let other = self.chain_facts(&r.stream, &reads).await?;
                     chains.insert(r.stream.clone(), other);
                 }
                 if let Some(chain) = chains.get_mut(&r.stream) {
@@ -388,6 +499,72 @@ impl Autolog {
             }));
         }
         Ok(extra)
+    }
+
+    /// Everything the rules of a request read first, in a few queries whatever its size:
+    /// which of its chain events were sent before (the store answers them as duplicates),
+    /// the histories of its chains, their products with their steps, and the registry
+    /// records its events name (sites, people, equipment, DINs, units, batches).
+    async fn load_chains(
+        &self,
+        drafts: &[EventDraft],
+        reads: &Arc<RuleReads>,
+    ) -> Result<(HashSet<Source>, HashMap<String, ChainFacts>), AppError> {
+        let chain_drafts: Vec<&EventDraft> = drafts.iter().filter(|d| is_chain_event(d)).collect();
+        if chain_drafts.is_empty() {
+            return Ok((HashSet::new(), HashMap::new()));
+        }
+        let mut sources: Vec<Source> = chain_drafts.iter().map(|d| d.source.clone()).collect();
+        sources
+            .sort_by(|a, b| (&a.system, &a.source_event_id).cmp(&(&b.system, &b.source_event_id)));
+        sources.dedup();
+        let resent: HashSet<Source> = self
+            .store
+            .events_by_sources(&sources)
+            .await?
+            .into_iter()
+            .map(|e| e.source)
+            .collect();
+        let fresh: Vec<&EventDraft> = chain_drafts
+            .into_iter()
+            .filter(|d| !resent.contains(&d.source))
+            .collect();
+        let mut streams: Vec<String> = fresh.iter().map(|d| d.stream.clone()).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        let mut histories = self
+            .store
+            .stream_events_many(&streams, Instant::MAX)
+            .await?;
+        let mut entries: HashMap<String, Vec<Entry>> = streams
+            .iter()
+            .map(|s| {
+                let events = histories.remove(s).unwrap_or_default();
+                (s.clone(), effective(&events))
+            })
+            .collect();
+        // Products of the chains (as enrolled, or being enrolled by this request) and the
+        // records the events name, in one read.
+        let mut wanted: Vec<String> = Vec::new();
+        for list in entries.values() {
+            let code = text(&enrolment_of(list), "product_code").to_string();
+            if !code.is_empty() {
+                wanted.push(format!("product/{code}"));
+            }
+        }
+        for draft in &fresh {
+            wanted.extend(records_named(draft));
+        }
+        self.prefetch(reads, wanted).await?;
+        let mut chains = HashMap::new();
+        for stream in streams {
+            let list = entries.remove(&stream).unwrap_or_default();
+            let coi = stream.trim_start_matches("coi/").to_string();
+            let enrolment = enrolment_of(&list);
+            let facts = self.facts_for(coi, list, enrolment, reads).await?;
+            chains.insert(stream, facts);
+        }
+        Ok((resent, chains))
     }
 
     /// The reference-data rules of one chain event: the step belongs to the product's
@@ -471,7 +648,9 @@ impl Autolog {
                 .find(|s| text(s, "step_code") == step_code)
                 .map(|s| string_list(s, "site_types"))
                 .unwrap_or_default();
-            let site = self.current_state(&format!("site/{site_id}")).await?;
+            let site = self
+                .reference(&facts.reads, &format!("site/{site_id}"))
+                .await?;
             let site_types = string_list(&site, "site_types");
             if !site_types.iter().any(|t| allowed_types.contains(t)) {
                 return Err(refuse(
@@ -517,7 +696,9 @@ impl Autolog {
         };
         for field in person_fields {
             let person_id = text(data, field);
-            let person = self.current_state(&format!("person/{person_id}")).await?;
+            let person = self
+                .reference(&facts.reads, &format!("person/{person_id}"))
+                .await?;
             let ok = match role {
                 None => qualified(&person, Some(site_id), person_at),
                 Some(role) => {
@@ -564,7 +745,9 @@ impl Autolog {
             _ => Vec::new(),
         };
         for (field, id, wanted_type) in &equipment {
-            let device = self.current_state(&format!("equipment/{id}")).await?;
+            let device = self
+                .reference(&facts.reads, &format!("equipment/{id}"))
+                .await?;
             let kind = text(&device, "equipment_type");
             let rule = if wanted_type.is_some_and(|w| w != kind) {
                 Some(format!(
@@ -605,7 +788,7 @@ impl Autolog {
             "chain.collected" => {
                 // Each DIN belongs to one COI, forever.
                 for (j, din) in string_list(data, "dins").iter().enumerate() {
-                    let link = self.current_state(&format!("din/{din}")).await?;
+                    let link = self.reference(&facts.reads, &format!("din/{din}")).await?;
                     let owner = text(&link, "coi");
                     if !owner.is_empty() || view.units.contains(din) {
                         let rule = if owner.is_empty() || owner == facts.coi {
@@ -820,7 +1003,9 @@ impl Autolog {
                 String::new()
             } else {
                 text(
-                    &self.current_state(&format!("{registry}/{unit}")).await?,
+                    &self
+                        .reference(&facts.reads, &format!("{registry}/{unit}"))
+                        .await?,
                     "coi",
                 )
                 .to_string()

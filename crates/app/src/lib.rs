@@ -25,6 +25,7 @@ mod reconciliation;
 mod reference;
 mod registry;
 mod retention;
+mod rule_reads;
 mod signatures;
 pub mod simulate;
 mod time_discipline;

@@ -39,7 +39,9 @@ impl Autolog {
                 .unwrap_or_default();
             if !contexts.contains_key(&product) {
                 let enrolment = json!({ "product_code": product });
-                let ctx = self.chain_context(&enrolment).await?;
+                let ctx = self
+                    .chain_context(&enrolment, &crate::rule_reads::RuleReads::default())
+                    .await?;
                 contexts.insert(product.clone(), ctx);
             }
             let ctx = contexts.get(&product).cloned().unwrap_or_default();

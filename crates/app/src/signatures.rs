@@ -110,7 +110,7 @@ impl Autolog {
             ));
         }
         let verified =
-            (self.verify_password(signer).await?)(secret) && self.not_locked_out(signer).await?;
+            self.password_matches(signer, secret).await? && self.not_locked_out(signer).await?;
         if !verified {
             self.count_failed_attempt(signer).await;
             tracing::warn!(person_id = %signer, event_type = %event_type, "signature re-authentication failed");
@@ -125,16 +125,19 @@ impl Autolog {
         Ok(signer.to_string())
     }
 
-    /// The check of a person's password (their signing secret, Argon2id) as a closure,
-    /// so callers hash only what they were given. Without a secret on file it verifies
-    /// against a fixed hash all the same (and fails), so that the answer takes as long
-    /// whether or not the person has an account.
-    pub(crate) async fn verify_password(
+    /// Whether `secret` is the person's password (their signing secret, Argon2id). Without
+    /// a secret on file it verifies against a fixed hash all the same (and fails), so that
+    /// the answer takes as long whether or not the person has an account. The hash runs on
+    /// a blocking thread: it takes milliseconds of CPU, which the async workers keep for
+    /// other requests.
+    pub(crate) async fn password_matches(
         &self,
         person_id: &str,
-    ) -> Result<impl Fn(&str) -> bool, AppError> {
+        secret: &str,
+    ) -> Result<bool, AppError> {
         let phc = self.store.signing_secret(person_id).await?;
-        Ok(move |secret: &str| {
+        let secret = zeroize::Zeroizing::new(secret.to_string());
+        tokio::task::spawn_blocking(move || {
             let checked = phc.clone().unwrap_or_else(|| DUMMY_PHC.to_string());
             PasswordHash::new(&checked).is_ok_and(|hash| {
                 Argon2::default()
@@ -142,6 +145,8 @@ impl Autolog {
                     .is_ok()
             }) && phc.is_some()
         })
+        .await
+        .map_err(|e| AppError::Storage(format!("the password check did not complete: {e}")))
     }
 
     /// Records a failed re-authentication as an alert (who, on what record; never the

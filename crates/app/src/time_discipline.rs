@@ -24,7 +24,15 @@ impl Autolog {
         &self,
         drafts: &[EventDraft],
     ) -> Result<Vec<EventDraft>, AppError> {
-        let mut stored: HashMap<String, Vec<Event>> = HashMap::new();
+        // Every site the request names, read in one query.
+        let mut sites: Vec<String> = drafts
+            .iter()
+            .filter_map(|d| d.site.as_ref().map(|site| format!("site/{site}")))
+            .collect();
+        sites.sort_unstable();
+        sites.dedup();
+        let stored: HashMap<String, Vec<Event>> =
+            self.store.stream_events_many(&sites, Instant::MAX).await?;
         let mut flags = Vec::new();
         for (i, draft) in drafts.iter().enumerate() {
             let Some(site) = &draft.site else { continue };
@@ -32,10 +40,6 @@ impl Autolog {
             let zone = match zone_in_batch(&drafts[..i], &stream) {
                 Some(zone) => Some(zone),
                 None => {
-                    if !stored.contains_key(&stream) {
-                        let events = self.store.stream_events(&stream, Instant::MAX).await?;
-                        stored.insert(stream.clone(), events);
-                    }
                     let events = stored.get(&stream).map_or(&[][..], Vec::as_slice);
                     zone_at(&stream, events, draft.occurred_at.instant)
                 }

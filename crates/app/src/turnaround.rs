@@ -80,7 +80,9 @@ impl Autolog {
                 continue;
             }
             if !contexts.contains_key(&product) {
-                let ctx = self.chain_context(&enrolment).await?;
+                let ctx = self
+                    .chain_context(&enrolment, &crate::rule_reads::RuleReads::default())
+                    .await?;
                 contexts.insert(product.clone(), ctx);
             }
             let ctx = contexts.get(&product).cloned().unwrap_or_default();

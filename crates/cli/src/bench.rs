@@ -58,6 +58,10 @@ pub struct BenchArgs {
     /// Also write the figures as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Senders of the batched ingest at once (each chain's lines on one of them, in order;
+    /// their requests share commits). 1 sends every batch in turn.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    pub batch_clients: u64,
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub http_clients: u64,
@@ -93,6 +97,7 @@ pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Resul
         "version": env!("CARGO_PKG_VERSION"),
         "backend": backend,
         "seed": args.seed,
+        "batch_clients": args.batch_clients,
         "http_clients": args.http_clients,
         "sample_secs": args.sample_secs,
         "batch_events": BATCH_EVENTS,
@@ -134,6 +139,7 @@ enum Kind {
 }
 
 /// One request of the simulation: its body and what the bench needs to know about it.
+#[derive(Clone)]
 struct Line {
     kind: Kind,
     /// The request body (for set-up lines, empty).
@@ -526,6 +532,8 @@ struct Ingest {
     /// Batches refused as a whole, then sent again line by line.
     refused_batches: usize,
     first_batch_refusals: Vec<String>,
+    /// Senders at once (batched ingest, HTTP); 1 otherwise.
+    clients: usize,
 }
 
 impl Ingest {
@@ -554,6 +562,7 @@ impl Ingest {
             "first_refusals": self.first_refusals,
             "refused_batches": self.refused_batches,
             "first_batch_refusals": self.first_batch_refusals,
+            "clients": self.clients.max(1),
         })
     }
 }
@@ -634,11 +643,87 @@ async fn ingest_batched(
         .lines
         .get(lines.clone())
         .ok_or_else(|| anyhow!("line range"))?;
-    let requests = batches(slice, workload.prelude.min(slice.len()))?;
+    let started = Clock::now();
+    let mut result = send_batches(app, slice, workload.prelude.min(slice.len()), past_at).await?;
+    app.checkpoint_if_grown().await?;
+    result.seconds = started.elapsed().as_secs_f64();
+    result.complete = true;
+    Ok(result)
+}
+
+/// The whole simulation with `clients` senders at once: the prelude first, in order, then
+/// each chain's lines on one sender (as over HTTP), each sender's lines merged in batches
+/// and sent in turn. The senders' requests share commits (group commit). The moment half
+/// of the first sender's requests were done is noted in `past_at`.
+async fn ingest_batched_concurrently(
+    app: &Arc<Autolog>,
+    workload: &Workload,
+    clients: usize,
+    past_at: &mut Option<String>,
+) -> anyhow::Result<Ingest> {
+    let started = Clock::now();
+    let prelude = workload.prelude.min(workload.lines.len());
+    let mut result = send_batches(app, &workload.lines[..prelude], prelude, None).await?;
+    let mut queues: Vec<Vec<Line>> = (0..clients.max(1)).map(|_| Vec::new()).collect();
+    let mut assigned: HashMap<&str, usize> = HashMap::new();
+    for line in workload.lines.iter().skip(prelude) {
+        let next = assigned.len() % queues.len();
+        let client = *assigned.entry(line.key.as_str()).or_insert(next);
+        if let Some(queue) = queues.get_mut(client) {
+            queue.push(line.clone());
+        }
+    }
+    let mut tasks = Vec::new();
+    for (k, queue) in queues.into_iter().enumerate() {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut noted = None;
+            let slot = if k == 0 { Some(&mut noted) } else { None };
+            let sent = send_batches(&app, &queue, 0, slot).await;
+            sent.map(|ingest| (ingest, noted))
+        }));
+    }
+    for task in tasks {
+        let (sent, noted) = task
+            .await
+            .map_err(|e| anyhow!("a batch sender stopped: {e}"))??;
+        if noted.is_some() {
+            *past_at = noted;
+        }
+        result.requests += sent.requests;
+        result.events += sent.events;
+        result.refused += sent.refused;
+        result.refused_batches += sent.refused_batches;
+        for reason in sent.first_refusals {
+            if result.first_refusals.len() < 3 {
+                result.first_refusals.push(reason);
+            }
+        }
+        for reason in sent.first_batch_refusals {
+            if result.first_batch_refusals.len() < 3 {
+                result.first_batch_refusals.push(reason);
+            }
+        }
+    }
+    app.checkpoint_if_grown().await?;
+    result.seconds = started.elapsed().as_secs_f64();
+    result.complete = true;
+    Ok(result)
+}
+
+/// Sends `slice` (its first `prelude` lines in order, the rest merged in batches, see
+/// [`batches`]); a refused batch is sent again line by line. With `past_at`, the moment
+/// half the requests were done is noted there.
+async fn send_batches(
+    app: &Autolog,
+    slice: &[Line],
+    prelude: usize,
+    past_at: Option<&mut Option<String>>,
+) -> anyhow::Result<Ingest> {
+    let requests = batches(slice, prelude)?;
     let half = requests.len() / 2;
     let mut result = Ingest::default();
     let mut past_at = past_at;
-    let started = Clock::now();
     for (k, (body, held)) in requests.iter().enumerate() {
         if k == half {
             if let Some(slot) = past_at.as_deref_mut() {
@@ -669,9 +754,6 @@ async fn ingest_batched(
             Err(e) => return Err(e.into()),
         }
     }
-    app.checkpoint_if_grown().await?;
-    result.seconds = started.elapsed().as_secs_f64();
-    result.complete = true;
     Ok(result)
 }
 
@@ -1058,9 +1140,14 @@ async fn run_scale(
     let main = Fresh::create(backend, server_url).await?;
     let mut past_at = None;
     progress("batched ingest (whole simulation)");
-    let mut batched =
-        ingest_batched(&main.app, &work, 0..work.lines.len(), Some(&mut past_at)).await?;
+    let batch_clients = usize::try_from(args.batch_clients).unwrap_or(1);
+    let mut batched = if batch_clients > 1 {
+        ingest_batched_concurrently(&main.app, &work, batch_clients, &mut past_at).await?
+    } else {
+        ingest_batched(&main.app, &work, 0..work.lines.len(), Some(&mut past_at)).await?
+    };
     batched.ledger_rows = main.app.store().head().await?.position;
+    batched.clients = batch_clients;
     progress(&format!(
         "batched: {} events in {:.1} s ({:.0}/s), {} refused requests",
         batched.events,
@@ -1153,7 +1240,8 @@ async fn run_scale(
     let served = Fresh::create(backend, server_url).await?;
     ingest_batched(&served.app, &work, 0..work.prelude, None).await?;
     let clients = usize::try_from(args.http_clients).unwrap_or(1);
-    let http = ingest_http(served.app.clone(), &work, clients, budget).await?;
+    let mut http = ingest_http(served.app.clone(), &work, clients, budget).await?;
+    http.clients = clients;
     progress(&format!(
         "HTTP: {} events in {:.1} s ({:.0}/s), {} refused, {} failed",
         http.events,
@@ -1238,6 +1326,12 @@ fn print_table(scale: &Value) {
     ];
     for (label, key, _) in rows {
         let i = &scale["ingest"][key];
+        let clients = n(&i["clients"]);
+        let label = if clients > 1 {
+            format!("{label}, {clients} clients")
+        } else {
+            label.to_string()
+        };
         println!(
             "{:<38} {:>12} {:>14.0} {:>11.1}%",
             label,

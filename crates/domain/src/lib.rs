@@ -10,6 +10,7 @@ pub mod crosswalk;
 pub mod envelope;
 pub mod error;
 pub mod event_type;
+pub mod history;
 pub mod identifiers;
 pub mod merkle;
 pub mod reference;

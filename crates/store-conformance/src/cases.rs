@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use autolog_domain::bitemporal::stream_state;
 use autolog_domain::checkpoint::Checkpoint;
+use autolog_domain::history::{record_filter, HistoryFilter};
 use autolog_domain::merkle::{self, leaf_hash, Frontier};
 use autolog_domain::{
     Body, CorrectionTarget, EventDraft, Instant, OccurredAt, SigningKey, Source, Uuid, GENESIS_HASH,
@@ -3027,4 +3028,441 @@ pub async fn concurrent_registrations_open_a_stream_once(target: Target) {
 pub async fn no_request_in_a_burst_is_lost_or_torn(target: Target, requests: Vec<Burst>) {
     let store = target.open().await;
     burst_keeps_every_request_whole(&[store], requests).await;
+}
+
+/// A draft on lot `lot/M-1/<lot>` of `event_type` (the store runs stream rules, not schemas).
+fn lot_draft(lot: &str, id: &str, event_type: &str, data: Value) -> EventDraft {
+    let mut data = data;
+    data["material"] = json!("M-1");
+    data["lot"] = json!(lot);
+    draft_with(&format!("lot/M-1/{lot}"), "mes", id, T0, event_type, data)
+}
+
+/// The events of `stream` known at `known_at` that `filter` admits, read whole and filtered.
+async fn admitted(
+    store: &Arc<dyn Store>,
+    stream: &str,
+    known_at: Instant,
+    filter: &HistoryFilter,
+) -> Vec<autolog_domain::Event> {
+    let mut events = store.stream_events(stream, known_at).await.expect("read");
+    events.retain(|e| filter.admits(e));
+    events
+}
+
+pub async fn filtered_stream_reads_return_what_the_filter_admits(target: Target) {
+    let store = target.open().await;
+    let stream = "lot/M-1/L-1";
+    let reg = append_one(
+        &store,
+        lot_draft("L-1", "reg", "material_lot.registered", json!({})),
+        T0 + 1,
+    )
+    .await;
+    let status = append_one(
+        &store,
+        lot_draft(
+            "L-1",
+            "st-1",
+            "material_lot.status_changed",
+            json!({"status": "quarantined"}),
+        ),
+        T0 + 2,
+    )
+    .await;
+    let consumptions: Vec<EventDraft> = (0..40)
+        .map(|n| {
+            lot_draft(
+                "L-1",
+                &format!("use-{n}"),
+                "material_lot.consumed",
+                json!({"batch_id": format!("B-{n}"), "local_code": format!("C{}", n % 3)}),
+            )
+        })
+        .collect();
+    store
+        .append(&consumptions, &move || at(T0 + 3))
+        .await
+        .expect("consumptions");
+    let known_before_correction = store.head().await.expect("head").recorded_at.expect("time");
+    let mut fix = lot_draft(
+        "L-1",
+        "st-1-fix",
+        "material_lot.status_changed",
+        json!({"status": "released"}),
+    );
+    fix.corrects = Some(CorrectionTarget::EventId(status.event_id));
+    fix.reason = Some("wrong status".into());
+    let fix = append_one(&store, fix, T0 + 1_000).await;
+
+    let record = record_filter(stream);
+    let now = Instant::now();
+    let got = store
+        .stream_events_filtered(stream, now, &record)
+        .await
+        .expect("filtered");
+    assert_eq!(got, vec![reg.clone(), status.clone(), fix.clone()]);
+    let got = store
+        .stream_events_filtered(stream, known_before_correction, &record)
+        .await
+        .expect("filtered");
+    assert_eq!(
+        got,
+        vec![reg, status],
+        "what was known before the correction"
+    );
+
+    let filters = [
+        HistoryFilter::all(),
+        record.clone(),
+        HistoryFilter {
+            types: Some(vec!["material_lot.consumed".into()]),
+            local_code: None,
+        },
+        HistoryFilter {
+            types: Some(vec!["material_lot.consumed".into()]),
+            local_code: Some("C1".into()),
+        },
+        HistoryFilter {
+            types: None,
+            local_code: Some("C2".into()),
+        },
+        HistoryFilter {
+            types: Some(vec![]),
+            local_code: None,
+        },
+        HistoryFilter {
+            types: Some(vec!["crosswalk.mapped".into()]),
+            local_code: Some("C0".into()),
+        },
+    ];
+    for filter in &filters {
+        for known_at in [now, known_before_correction, at(T0)] {
+            assert_eq!(
+                store
+                    .stream_events_filtered(stream, known_at, filter)
+                    .await
+                    .expect("filtered"),
+                admitted(&store, stream, known_at, filter).await,
+                "{filter:?} at {known_at}"
+            );
+        }
+    }
+    let consumed = store
+        .stream_events_filtered(stream, now, &filters[3])
+        .await
+        .expect("filtered");
+    assert_eq!(consumed.len(), 13 + 1, "C1 consumptions and the correction");
+    assert!(store
+        .stream_events_filtered("lot/M-1/none", now, &record)
+        .await
+        .expect("filtered")
+        .is_empty());
+}
+
+pub async fn batched_reads_agree_with_single_reads(target: Target) {
+    let store = target.open().await;
+    // More streams than one chunk of the batched queries (500).
+    let first: Vec<EventDraft> = (0..620)
+        .map(|n| draft(&format!("note/N-{n:04}"), "qms", &format!("a-{n}"), T0))
+        .collect();
+    store
+        .append(&first, &move || at(T0 + 1))
+        .await
+        .expect("first");
+    let known_at = store.head().await.expect("head").recorded_at.expect("time");
+    let second: Vec<EventDraft> = (0..620)
+        .step_by(3)
+        .map(|n| draft(&format!("note/N-{n:04}"), "qms", &format!("b-{n}"), T0))
+        .collect();
+    store
+        .append(&second, &move || at(T0 + 2))
+        .await
+        .expect("second");
+
+    let mut streams: Vec<String> = (0..700).map(|n| format!("note/N-{n:04}")).collect();
+    streams.push("note/unknown".into());
+    for known in [known_at, Instant::now()] {
+        let many = store
+            .stream_events_many(&streams, known)
+            .await
+            .expect("many");
+        for stream in &streams {
+            let single = store.stream_events(stream, known).await.expect("single");
+            match many.get(stream) {
+                None => assert!(single.is_empty(), "{stream} left out"),
+                Some(events) => assert_eq!(*events, single, "{stream}"),
+            }
+        }
+        assert_eq!(many.len(), 620);
+    }
+    let heads = store.stream_heads_many(&streams).await.expect("heads");
+    assert_eq!(heads.len(), 620);
+    for stream in &streams {
+        assert_eq!(
+            heads.get(stream).copied(),
+            store.stream_head(stream).await.expect("head"),
+            "{stream}"
+        );
+    }
+    assert!(store.stream_heads_many(&[]).await.expect("none").is_empty());
+
+    let mut sources: Vec<Source> = first
+        .iter()
+        .chain(&second)
+        .map(|d| d.source.clone())
+        .collect();
+    sources.extend((0..30).map(|n| Source {
+        system: "qms".into(),
+        source_event_id: format!("unknown-{n}"),
+    }));
+    let mut found = store.events_by_sources(&sources).await.expect("by sources");
+    found.sort_by_key(|e| e.position);
+    let mut single = Vec::new();
+    for s in &sources {
+        if let Some(e) = store
+            .event_by_source(&s.system, &s.source_event_id)
+            .await
+            .expect("by source")
+        {
+            single.push(e);
+        }
+    }
+    single.sort_by_key(|e| e.position);
+    assert_eq!(found.len(), first.len() + second.len());
+    assert_eq!(found, single);
+    assert!(store.events_by_sources(&[]).await.expect("none").is_empty());
+}
+
+pub async fn long_crosswalk_and_lot_streams_keep_their_rules(target: Target) {
+    let store = target.open().await;
+    let setup = [
+        draft_with(
+            "site/S-BOS-01",
+            "qms",
+            "site",
+            T0,
+            "site.registered",
+            json!({"site_id": "S-BOS-01", "name": "Boston"}),
+        ),
+        draft_with(
+            "site/S-BOS-02",
+            "qms",
+            "site-2",
+            T0,
+            "site.registered",
+            json!({"site_id": "S-BOS-02", "name": "Boston 2"}),
+        ),
+        draft_with(
+            "source-system/mes-bos",
+            "qms",
+            "ss",
+            T0,
+            "source_system.registered",
+            json!({"system_id": "mes-bos", "kind": "mes", "owning_site_id": "S-BOS-01"}),
+        ),
+    ];
+    store
+        .append(&setup, &move || at(T0 + 1))
+        .await
+        .expect("setup");
+    let stream = "crosswalk/mes-bos/site";
+    let mapping = |src: &str, code: &str, canonical: &str, from: &str| {
+        draft_with(
+            stream,
+            "steward",
+            src,
+            T0,
+            "crosswalk.mapped",
+            json!({"system": "mes-bos", "kind": "site", "local_code": code, "canonical_id": canonical, "valid_from": from}),
+        )
+    };
+    let codes: Vec<EventDraft> = (0..120)
+        .map(|n| {
+            mapping(
+                &format!("m-{n}"),
+                &format!("C{n}"),
+                "S-BOS-01",
+                "2026-01-01T00:00:00Z",
+            )
+        })
+        .collect();
+    let mapped = store
+        .append(&codes, &move || at(T0 + 2))
+        .await
+        .expect("codes");
+    let refused = |err: StoreError| {
+        assert!(
+            matches!(err, StoreError::Rejected(ref f) if f.field.starts_with("[0].body.data")),
+            "{err}"
+        );
+    };
+    refused(
+        store
+            .append(
+                &[mapping("o-7", "C7", "S-BOS-02", "2026-02-01T00:00:00Z")],
+                &move || at(T0 + 3),
+            )
+            .await
+            .expect_err("overlaps C7"),
+    );
+    append_one(
+        &store,
+        mapping("new", "C-NEW", "S-BOS-02", "2026-02-01T00:00:00Z"),
+        T0 + 4,
+    )
+    .await;
+    // A correction moves C3's mapping to code C-MOVED: C3 is free, C-MOVED is taken.
+    let mut moved = mapping("fix-3", "C-MOVED", "S-BOS-01", "2026-01-01T00:00:00Z");
+    moved.corrects = Some(CorrectionTarget::EventId(mapped[3].event.event_id));
+    moved.reason = Some("wrong code".into());
+    append_one(&store, moved, T0 + 5).await;
+    refused(
+        store
+            .append(
+                &[mapping(
+                    "o-moved",
+                    "C-MOVED",
+                    "S-BOS-02",
+                    "2026-06-01T00:00:00Z",
+                )],
+                &move || at(T0 + 6),
+            )
+            .await
+            .expect_err("overlaps the corrected mapping"),
+    );
+    append_one(
+        &store,
+        mapping("again-3", "C3", "S-BOS-02", "2026-06-01T00:00:00Z"),
+        T0 + 7,
+    )
+    .await;
+    // In one batch: a new code, then an overlap of it and of a stored code.
+    let batch = [
+        mapping("b-1", "C-B", "S-BOS-01", "2026-01-01T00:00:00Z"),
+        mapping("b-2", "C-B", "S-BOS-02", "2026-03-01T00:00:00Z"),
+    ];
+    let err = store
+        .append(&batch, &move || at(T0 + 8))
+        .await
+        .expect_err("overlap within the batch");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field.starts_with("[1].")),
+        "{err}"
+    );
+    let now = Instant::now();
+    for code in ["C3", "C7", "C-MOVED", "C-B", "C-NONE"] {
+        let filter = HistoryFilter {
+            types: Some(vec!["crosswalk.mapped".into()]),
+            local_code: Some(code.into()),
+        };
+        assert_eq!(
+            store
+                .stream_events_filtered(stream, now, &filter)
+                .await
+                .expect("filtered"),
+            admitted(&store, stream, now, &filter).await,
+            "{code}"
+        );
+    }
+
+    // A long lot stream still needs its registration for anything else.
+    let reg = append_one(
+        &store,
+        lot_draft("L-9", "reg-9", "material_lot.registered", json!({})),
+        T0 + 10,
+    )
+    .await;
+    let uses: Vec<EventDraft> = (0..300)
+        .map(|n| {
+            lot_draft(
+                "L-9",
+                &format!("use9-{n}"),
+                "material_lot.consumed",
+                json!({"n": n}),
+            )
+        })
+        .collect();
+    store
+        .append(&uses, &move || at(T0 + 11))
+        .await
+        .expect("uses");
+    append_one(
+        &store,
+        lot_draft("L-9", "use9-more", "material_lot.consumed", json!({})),
+        T0 + 12,
+    )
+    .await;
+    let err = store
+        .append(
+            &[lot_draft(
+                "L-9",
+                "reg-9-again",
+                "material_lot.registered",
+                json!({}),
+            )],
+            &move || at(T0 + 13),
+        )
+        .await
+        .expect_err("registered twice");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "[0].stream" && f.rule.contains("already registered")),
+        "{err}"
+    );
+    // A correction that is not a registration cannot take the registration's place.
+    let mut unregister = lot_draft("L-9", "unreg", "material_lot.consumed", json!({}));
+    unregister.corrects = Some(CorrectionTarget::EventId(reg.event_id));
+    unregister.reason = Some("oops".into());
+    let err = store
+        .append(&[unregister.clone()], &move || at(T0 + 14))
+        .await
+        .expect_err("registration superseded by a consumption");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "[0].stream" && f.rule.contains("material_lot.registered")),
+        "{err}"
+    );
+    // Restated by a registration, it still registers the lot.
+    let mut restated = lot_draft(
+        "L-9",
+        "reg-9-fix",
+        "material_lot.registered",
+        json!({"note": "x"}),
+    );
+    restated.corrects = Some(CorrectionTarget::EventId(reg.event_id));
+    restated.reason = Some("restated".into());
+    let restated = append_one(&store, restated, T0 + 15).await;
+    append_one(
+        &store,
+        lot_draft("L-9", "use9-last", "material_lot.consumed", json!({})),
+        T0 + 16,
+    )
+    .await;
+    unregister.corrects = Some(CorrectionTarget::EventId(restated.event_id));
+    unregister.source.source_event_id = "unreg-2".into();
+    let err = store
+        .append(&[unregister], &move || at(T0 + 17))
+        .await
+        .expect_err("restated registration superseded by a consumption");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "[0].stream"),
+        "{err}"
+    );
+    // Nothing else can open a lot's stream.
+    let err = store
+        .append(
+            &[lot_draft(
+                "L-NONE",
+                "orphan",
+                "material_lot.consumed",
+                json!({}),
+            )],
+            &move || at(T0 + 18),
+        )
+        .await
+        .expect_err("unregistered lot");
+    assert!(
+        matches!(err, StoreError::Rejected(ref f) if f.field == "[0].stream"),
+        "{err}"
+    );
+    assert_ledger_invariants(&store).await;
 }

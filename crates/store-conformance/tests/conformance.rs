@@ -65,6 +65,9 @@ on_both_backends!(
     epcis_captures_are_all_or_nothing_and_serialised,
     concurrent_requests_share_commits_and_stay_whole,
     concurrent_registrations_open_a_stream_once,
+    filtered_stream_reads_return_what_the_filter_admits,
+    batched_reads_agree_with_single_reads,
+    long_crosswalk_and_lot_streams_keep_their_rules,
 );
 
 fn batches() -> impl Strategy<Value = Vec<Vec<(u8, u8)>>> {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use autolog_domain::checkpoint::Checkpoint;
+use autolog_domain::history::HistoryFilter;
 use autolog_domain::merkle::{Frontier, Hash, NodeId};
 use autolog_domain::{Event, EventDraft, Instant, Source, Uuid};
 use autolog_store::{
@@ -207,6 +208,54 @@ fn read_head(row: &PgRow) -> Result<LedgerHead, StoreError> {
     })
 }
 
+/// A filtered read of one stream ([`HistoryFilter`]), in seq order, `recorded_at_us` bounded
+/// by `known_at` if given: the corrections (partial index `events_stream_corrections`),
+/// then the admitted types (`events_stream_type`) or, for the crosswalk mappings of one
+/// local code, that code (`events_crosswalk_code`: the indexed expression and the
+/// `body_type` term are repeated exactly). A local code with other types is not selected
+/// here, and `->>` also reads a non-text code: callers filter with `admits` too.
+fn history_query(
+    stream: &str,
+    filter: &HistoryFilter,
+    known_at: Option<i64>,
+) -> QueryBuilder<'static, Postgres> {
+    let mut qb = QueryBuilder::new("");
+    let part = |qb: &mut QueryBuilder<'static, Postgres>| {
+        qb.push(format!(
+            "SELECT {PG_EVENT_COLUMNS} FROM events WHERE stream = "
+        ));
+        qb.push_bind(stream.to_string());
+        if let Some(known_at) = known_at {
+            qb.push(" AND recorded_at_us <= ");
+            qb.push_bind(known_at);
+        }
+    };
+    part(&mut qb);
+    let Some(types) = &filter.types else {
+        qb.push(" ORDER BY seq");
+        return qb;
+    };
+    qb.push(" AND corrects IS NOT NULL UNION ALL ");
+    part(&mut qb);
+    qb.push(" AND corrects IS NULL AND ");
+    match (&filter.local_code, types.as_slice()) {
+        (Some(code), [only]) if only == "crosswalk.mapped" => {
+            qb.push("body_type = 'crosswalk.mapped' AND ((body_data::jsonb) ->> 'local_code') = ");
+            qb.push_bind(code.clone());
+        }
+        (_, []) => {
+            qb.push("FALSE");
+        }
+        _ => {
+            qb.push("body_type = ANY(");
+            qb.push_bind(types.clone());
+            qb.push(")");
+        }
+    }
+    qb.push(" ORDER BY seq");
+    qb
+}
+
 struct PgAppend<'c> {
     tx: Transaction<'c, Postgres>,
 }
@@ -276,14 +325,40 @@ impl AppendTx for PgAppend<'_> {
         Ok(found)
     }
 
-    async fn stream_events(&mut self, stream: &str) -> Result<Vec<Event>, StoreError> {
-        let sql = format!("SELECT {PG_EVENT_COLUMNS} FROM events WHERE stream = $1 ORDER BY seq");
-        let rows = sqlx::query(&sql)
-            .bind(stream)
+    async fn whole_histories(
+        &mut self,
+        streams: &[&str],
+    ) -> Result<HashMap<String, Vec<Event>>, StoreError> {
+        let sql = format!(
+            "SELECT {PG_EVENT_COLUMNS} FROM events WHERE stream = ANY($1) ORDER BY stream, seq"
+        );
+        let mut found: HashMap<String, Vec<Event>> = HashMap::new();
+        for chunk in streams.chunks(ROWS_PER_STATEMENT) {
+            let rows = sqlx::query(&sql)
+                .bind(chunk)
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(backend_error)?;
+            for event in to_events(&rows)? {
+                found.entry(event.stream.clone()).or_default().push(event);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn stream_history(
+        &mut self,
+        stream: &str,
+        filter: &HistoryFilter,
+    ) -> Result<Vec<Event>, StoreError> {
+        let rows = history_query(stream, filter, None)
+            .build()
             .fetch_all(&mut *self.tx)
             .await
             .map_err(backend_error)?;
-        to_events(&rows)
+        let mut events = to_events(&rows)?;
+        events.retain(|e| filter.admits(e));
+        Ok(events)
     }
 
     async fn event_stream(
@@ -434,6 +509,92 @@ impl Store for PostgresStore {
             .await
             .map_err(backend_error)?;
         to_events(&rows)
+    }
+
+    async fn stream_events_filtered(
+        &self,
+        stream: &str,
+        known_at: Instant,
+        filter: &HistoryFilter,
+    ) -> Result<Vec<Event>, StoreError> {
+        let rows = history_query(stream, filter, Some(known_at.micros()))
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        let mut events = to_events(&rows)?;
+        events.retain(|e| filter.admits(e));
+        Ok(events)
+    }
+
+    async fn stream_events_many(
+        &self,
+        streams: &[String],
+        known_at: Instant,
+    ) -> Result<HashMap<String, Vec<Event>>, StoreError> {
+        let sql = format!(
+            "SELECT {PG_EVENT_COLUMNS} FROM events WHERE stream = ANY($1) AND recorded_at_us <= $2 \
+             ORDER BY stream, seq"
+        );
+        let mut found: HashMap<String, Vec<Event>> = HashMap::new();
+        for chunk in streams.chunks(ROWS_PER_STATEMENT) {
+            let rows = sqlx::query(&sql)
+                .bind(chunk)
+                .bind(known_at.micros())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend_error)?;
+            for event in to_events(&rows)? {
+                found.entry(event.stream.clone()).or_default().push(event);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn stream_heads_many(
+        &self,
+        streams: &[String],
+    ) -> Result<HashMap<String, StreamHead>, StoreError> {
+        let mut found = HashMap::new();
+        for chunk in streams.chunks(ROWS_PER_STATEMENT) {
+            let rows = sqlx::query(
+                "SELECT stream, last_seq, last_hash FROM streams WHERE stream = ANY($1)",
+            )
+            .bind(chunk)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_error)?;
+            for row in &rows {
+                let (stream, head) = stream_head_row(row)?;
+                found.insert(stream, head);
+            }
+        }
+        Ok(found)
+    }
+
+    async fn events_by_sources(&self, sources: &[Source]) -> Result<Vec<Event>, StoreError> {
+        let mut found = Vec::new();
+        for chunk in sources.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Postgres>::new(format!(
+                "SELECT {PG_EVENT_COLUMNS} FROM events WHERE (source_system, source_event_id) IN (VALUES "
+            ));
+            let mut tuples = qb.separated(", ");
+            for source in chunk {
+                tuples.push("(");
+                tuples.push_bind_unseparated(source.system.clone());
+                tuples.push_unseparated(", ");
+                tuples.push_bind_unseparated(source.source_event_id.clone());
+                tuples.push_unseparated(")");
+            }
+            qb.push(") ORDER BY position");
+            let rows = qb
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend_error)?;
+            found.extend(to_events(&rows)?);
+        }
+        Ok(found)
     }
 
     async fn list_events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use autolog_domain::history::{history_filter, HistoryFilter};
 use autolog_domain::merkle::{leaf_hash, Hash, NodeId};
 use autolog_domain::rules;
 use autolog_domain::{
@@ -47,8 +48,20 @@ pub trait AppendTx: Send {
         &mut self,
         streams: &[&str],
     ) -> Result<HashMap<String, StreamHead>, StoreError>;
-    /// Every event of a stream, in seq order (for rules that depend on the stream's history).
-    async fn stream_events(&mut self, stream: &str) -> Result<Vec<Event>, StoreError>;
+    /// The events of a stream that `filter` admits, in seq order (for rules that depend on
+    /// the stream's history: [`history_filter`] says which events a draft's rules read).
+    async fn stream_history(
+        &mut self,
+        stream: &str,
+        filter: &HistoryFilter,
+    ) -> Result<Vec<Event>, StoreError>;
+    /// Every event of each of `streams`, by stream, each in seq order (a stream with no
+    /// event is left out): one query per chunk, so a batch of a hundred chains reads their
+    /// histories at once under the lock, not one by one.
+    async fn whole_histories(
+        &mut self,
+        streams: &[&str],
+    ) -> Result<HashMap<String, Vec<Event>>, StoreError>;
     /// The stream of an event, and the correction that superseded it, if any.
     async fn event_stream(
         &mut self,
@@ -93,10 +106,33 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
     let mut outcomes: Vec<AppendOutcome> = Vec::with_capacity(drafts.len());
     let mut batch_sources: HashMap<&Source, usize> = HashMap::new();
     let mut stream_heads: HashMap<String, StreamHead> = HashMap::new();
-    // Histories of the streams whose rules need them, this batch's events included.
-    let mut histories: HashMap<String, Vec<Event>> = HashMap::new();
+    // Histories of the streams whose rules need them, by stream and filter: the stored
+    // events the filter admits, then every event of this batch in that stream (the checks
+    // filter those themselves).
+    let mut histories: HashMap<String, HashMap<HistoryFilter, Vec<Event>>> = HashMap::new();
     // Correction targets seen so far (stored or new in this batch): id -> (stream, superseded_by).
     let mut targets: HashMap<Uuid, (String, Option<Uuid>)> = HashMap::new();
+    // The stored streams whose rules read every event (chains, alerts), read together.
+    let mut whole: Vec<&str> = drafts
+        .iter()
+        .filter(|d| rules::needs_history(&d.body.event_type, &d.stream))
+        .filter(|d| {
+            stored_heads.contains_key(&d.stream) && history_filter(d) == HistoryFilter::all()
+        })
+        .map(|d| d.stream.as_str())
+        .collect();
+    whole.sort_unstable();
+    whole.dedup();
+    if !whole.is_empty() {
+        let mut read = tx.whole_histories(&whole).await?;
+        for stream in whole {
+            let events = read.remove(stream).unwrap_or_default();
+            histories
+                .entry(stream.to_string())
+                .or_default()
+                .insert(HistoryFilter::all(), events);
+        }
+    }
 
     for (i, draft) in drafts.iter().enumerate() {
         if let Some(&first) = batch_sources.get(&draft.source) {
@@ -138,16 +174,32 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
         }
 
         if rules::needs_history(&draft.body.event_type, &draft.stream) {
-            if !histories.contains_key(&draft.stream) {
+            let filter = history_filter(draft);
+            let cached = histories
+                .get(&draft.stream)
+                .is_some_and(|by_filter| by_filter.contains_key(&filter));
+            if !cached {
                 // A stream with no stored head has no stored history: no need to read it.
-                let stored = if stored_heads.contains_key(&draft.stream) {
-                    tx.stream_events(&draft.stream).await?
+                let mut history = if stored_heads.contains_key(&draft.stream) {
+                    tx.stream_history(&draft.stream, &filter).await?
                 } else {
                     Vec::new()
                 };
-                histories.insert(draft.stream.clone(), stored);
+                history.extend(
+                    plan.events
+                        .iter()
+                        .filter(|e| e.stream == draft.stream)
+                        .cloned(),
+                );
+                histories
+                    .entry(draft.stream.clone())
+                    .or_default()
+                    .insert(filter.clone(), history);
             }
-            let prior = histories.get(&draft.stream).map_or(&[][..], Vec::as_slice);
+            let prior = histories
+                .get(&draft.stream)
+                .and_then(|by_filter| by_filter.get(&filter))
+                .map_or(&[][..], Vec::as_slice);
             rules::check_against_stream(draft, corrects, prior)
                 .map_err(|e| StoreError::Rejected(e.under(&format!("[{i}]"))))?;
         }
@@ -185,7 +237,11 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
             targets.insert(target, (event.stream.clone(), Some(event.event_id)));
         }
         targets.insert(event.event_id, (event.stream.clone(), None));
-        if let Some(history) = histories.get_mut(&event.stream) {
+        for history in histories
+            .get_mut(&event.stream)
+            .into_iter()
+            .flat_map(|h| h.values_mut())
+        {
             history.push(event.clone());
         }
         batch_sources.insert(&draft.source, outcomes.len());

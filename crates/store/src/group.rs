@@ -204,6 +204,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
+    use autolog_domain::history::HistoryFilter;
     use autolog_domain::merkle::Frontier;
     use autolog_domain::{Body, CorrectionTarget, Event, OccurredAt, Source, Uuid};
     use tokio::sync::Semaphore;
@@ -240,7 +241,17 @@ mod tests {
         ) -> Result<HashMap<String, StreamHead>, StoreError> {
             Ok(HashMap::new())
         }
-        async fn stream_events(&mut self, _: &str) -> Result<Vec<Event>, StoreError> {
+        async fn whole_histories(
+            &mut self,
+            _: &[&str],
+        ) -> Result<HashMap<String, Vec<Event>>, StoreError> {
+            Ok(HashMap::new())
+        }
+        async fn stream_history(
+            &mut self,
+            _: &str,
+            _: &HistoryFilter,
+        ) -> Result<Vec<Event>, StoreError> {
             Ok(Vec::new())
         }
         async fn event_stream(

@@ -12,8 +12,9 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use autolog_domain::checkpoint::Checkpoint;
+use autolog_domain::history::HistoryFilter;
 use autolog_domain::merkle::{Frontier, Hash, NodeId};
-use autolog_domain::{Event, EventDraft, FieldError, Instant, Uuid};
+use autolog_domain::{Event, EventDraft, FieldError, Instant, Source, Uuid};
 
 pub use access::{
     check_vault_record, duplicate_api_token, duplicate_session, duplicate_user, encode_sites,
@@ -110,6 +111,67 @@ pub trait Store: Send + Sync {
         stream: &str,
         known_at: Instant,
     ) -> Result<Vec<Event>, StoreError>;
+
+    /// The events of a stream recorded at or before `known_at` that `filter` admits, in
+    /// `seq` order. Backends select them in SQL; this default reads the stream and filters.
+    async fn stream_events_filtered(
+        &self,
+        stream: &str,
+        known_at: Instant,
+        filter: &HistoryFilter,
+    ) -> Result<Vec<Event>, StoreError> {
+        let mut events = self.stream_events(stream, known_at).await?;
+        events.retain(|e| filter.admits(e));
+        Ok(events)
+    }
+
+    /// The events of several streams recorded at or before `known_at`, by stream, each in
+    /// `seq` order (a stream with no event is left out). Backends read them in one query
+    /// per chunk; this default reads stream by stream.
+    async fn stream_events_many(
+        &self,
+        streams: &[String],
+        known_at: Instant,
+    ) -> Result<HashMap<String, Vec<Event>>, StoreError> {
+        let mut found = HashMap::new();
+        for stream in streams {
+            let events = self.stream_events(stream, known_at).await?;
+            if !events.is_empty() {
+                found.insert(stream.clone(), events);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The stored heads of those of `streams` that exist. Backends read them in one query
+    /// per chunk; this default reads head by head.
+    async fn stream_heads_many(
+        &self,
+        streams: &[String],
+    ) -> Result<HashMap<String, StreamHead>, StoreError> {
+        let mut found = HashMap::new();
+        for stream in streams {
+            if let Some(head) = self.stream_head(stream).await? {
+                found.insert(stream.clone(), head);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The stored events having any of these sources. Backends read them in one query per
+    /// chunk; this default reads source by source.
+    async fn events_by_sources(&self, sources: &[Source]) -> Result<Vec<Event>, StoreError> {
+        let mut found = Vec::new();
+        for source in sources {
+            if let Some(event) = self
+                .event_by_source(&source.system, &source.source_event_id)
+                .await?
+            {
+                found.push(event);
+            }
+        }
+        Ok(found)
+    }
 
     /// Events matching the query, in `position` order.
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
