@@ -212,9 +212,12 @@ const PERSON_FIELDS: &[&str] = &[
 /// checks exist, plus its DINs, units and batch.
 fn records_named(draft: &EventDraft) -> Vec<String> {
     let data = &draft.body.data;
+    // A lot's record is read without its consumptions (`Autolog::record_state`): reading
+    // its whole stream here would cost what the filtered read saves.
     let mut streams: Vec<String> = autolog_domain::rules::references(draft)
         .into_iter()
         .map(|(_, stream)| stream)
+        .filter(|stream| !stream.starts_with("lot/"))
         .collect();
     for key in [
         "site_id",

@@ -94,6 +94,9 @@ pub struct Autolog {
     vault: vault::Vault,
     /// Signalled after each append by this process: wakes the outbound feed publisher.
     appended: Arc<tokio::sync::Notify>,
+    /// Argon2id checks (sign-in, e-signatures) running at once: at most one per core, so
+    /// that a burst of them from many addresses cannot take a thread and 19 MiB each.
+    password_checks: Arc<tokio::sync::Semaphore>,
 }
 
 impl Autolog {
@@ -138,6 +141,9 @@ impl Autolog {
             access: AccessSettings::default(),
             vault: vault::Vault::default(),
             appended: Arc::new(tokio::sync::Notify::new()),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, usize::from),
+            )),
         }
     }
 

@@ -9,6 +9,7 @@ use autolog_domain::{Event, Instant};
 use serde_json::{json, Value};
 
 use crate::read::{instant_field, text};
+use crate::rule_reads::RuleReads;
 use crate::{AppError, Autolog};
 
 impl Autolog {
@@ -40,7 +41,7 @@ impl Autolog {
             if !contexts.contains_key(&product) {
                 let enrolment = json!({ "product_code": product });
                 let ctx = self
-                    .chain_context(&enrolment, &crate::rule_reads::RuleReads::default())
+                    .chain_context(&enrolment, &RuleReads::default())
                     .await?;
                 contexts.insert(product.clone(), ctx);
             }

@@ -12,9 +12,13 @@ use serde_json::Value;
 use crate::{AppError, Autolog};
 
 /// The current state of the streams a request's rules read, each read once per request.
-/// A request's rules therefore see the registry as it stood when they first read it,
-/// as they did when each rule read the store itself (the request's own events are not
-/// committed yet, and the store checks what must hold under the ledger lock).
+/// A request's rules therefore see each registry record as it stood when they first read
+/// it. Reading the store for every rule gave the same answers but for records changed by
+/// another request committed in between: the request's own events are not committed
+/// while its rules run. Under the ledger lock the store checks again only that the records
+/// named exist and the stream rules (`domain::rules::check_against_stream`); conditions on
+/// reference data (qualification, calibration, lot status) hold as the request read them,
+/// as before this memo.
 #[derive(Debug, Default)]
 pub(crate) struct RuleReads {
     states: Mutex<HashMap<String, Value>>,

@@ -129,7 +129,7 @@ impl Autolog {
     /// a secret on file it verifies against a fixed hash all the same (and fails), so that
     /// the answer takes as long whether or not the person has an account. The hash runs on
     /// a blocking thread: it takes milliseconds of CPU, which the async workers keep for
-    /// other requests.
+    /// other requests; at most one check per core runs at once, the others wait their turn.
     pub(crate) async fn password_matches(
         &self,
         person_id: &str,
@@ -137,6 +137,11 @@ impl Autolog {
     ) -> Result<bool, AppError> {
         let phc = self.store.signing_secret(person_id).await?;
         let secret = zeroize::Zeroizing::new(secret.to_string());
+        let _slot = self
+            .password_checks
+            .acquire()
+            .await
+            .map_err(|e| AppError::Storage(format!("the password check did not start: {e}")))?;
         tokio::task::spawn_blocking(move || {
             let checked = phc.clone().unwrap_or_else(|| DUMMY_PHC.to_string());
             PasswordHash::new(&checked).is_ok_and(|hash| {

@@ -8,6 +8,7 @@ use autolog_domain::Instant;
 use serde_json::{json, Value};
 
 use crate::read::{instant_field, parse_time, text};
+use crate::rule_reads::RuleReads;
 use crate::{AppError, Autolog};
 
 /// One step of a chain as it happened: first time performed, where.
@@ -81,7 +82,7 @@ impl Autolog {
             }
             if !contexts.contains_key(&product) {
                 let ctx = self
-                    .chain_context(&enrolment, &crate::rule_reads::RuleReads::default())
+                    .chain_context(&enrolment, &RuleReads::default())
                     .await?;
                 contexts.insert(product.clone(), ctx);
             }

@@ -59,8 +59,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Senders of the batched ingest at once (each chain's lines on one of them, in order;
-    /// their requests share commits). 1 sends every batch in turn.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=64))]
+    /// their requests share commits): enough to keep the cores busy while some wait on
+    /// the database or an Argon2id check. 1 sends every batch in turn.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
     pub batch_clients: u64,
     /// Concurrent HTTP clients.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
@@ -69,6 +70,65 @@ pub struct BenchArgs {
     /// and each plain-insert limit; the batched ingest always loads everything.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub sample_secs: u64,
+}
+
+/// Each scale in turn, its table printed as soon as it is measured.
+async fn run_scales(
+    args: &BenchArgs,
+    backend: &str,
+    server_url: Option<&str>,
+) -> anyhow::Result<Vec<Value>> {
+    let mut scales = Vec::new();
+    for &patients in &args.patients {
+        progress(&format!("{patients} patients on {backend}: starting"));
+        let scale = run_scale(args, backend, server_url, patients).await?;
+        print_table(&scale);
+        scales.push(scale);
+    }
+    Ok(scales)
+}
+
+/// Waits for Ctrl-C (SIGINT) or, on Unix, SIGTERM; names the one that came.
+async fn interrupted() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    "SIGINT"
+}
+
+/// The temporary PostgreSQL databases created and not dropped yet (server, name): those
+/// left when a run ends early are dropped by [`drop_leftover_databases`].
+static TEMPORARY_DATABASES: std::sync::Mutex<Vec<(String, String)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn temporary_databases() -> std::sync::MutexGuard<'static, Vec<(String, String)>> {
+    TEMPORARY_DATABASES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Drops every temporary database still listed (the bench's own, by name).
+async fn drop_leftover_databases() {
+    let leftovers: Vec<(String, String)> = temporary_databases().drain(..).collect();
+    for (server, name) in leftovers {
+        progress(&format!("dropping the temporary database {name}"));
+        if let Err(e) = admin_execute(
+            &server,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        )
+        .await
+        {
+            progress(&format!("could not drop {name}: {e:#}; drop it by hand"));
+        }
+    }
 }
 
 /// Runs the bench; `database_url` is the global --database-url (the PostgreSQL server).
@@ -85,13 +145,13 @@ pub async fn run(args: BenchArgs, database_url: Option<String>) -> anyhow::Resul
         bail!("--patients: give one or more scales above 0, e.g. 1000,10000");
     }
     let started = Clock::now();
-    let mut scales = Vec::new();
-    for &patients in &args.patients {
-        progress(&format!("{patients} patients on {backend}: starting"));
-        let scale = run_scale(&args, &backend, database_url.as_deref(), patients).await?;
-        print_table(&scale);
-        scales.push(scale);
-    }
+    // Whatever ends the run early (a failure, or Ctrl-C), its temporary databases go.
+    let outcome = tokio::select! {
+        outcome = run_scales(&args, &backend, database_url.as_deref()) => outcome,
+        signal = interrupted() => Err(anyhow!("interrupted ({signal})")),
+    };
+    drop_leftover_databases().await;
+    let scales = outcome?;
     let report = json!({
         "tool": "autolog bench",
         "version": env!("CARGO_PKG_VERSION"),
@@ -153,6 +213,9 @@ struct Line {
 
 struct Workload {
     lines: Vec<Line>,
+    /// The first line after the prelude that is not about one chain only (1-based), if any:
+    /// such a workload cannot be split between senders.
+    not_one_chain: Option<usize>,
     /// Lines before the first chain request: the reference data and set-up, loaded
     /// untimed before each one-request-per-event run.
     prelude: usize,
@@ -180,6 +243,7 @@ fn workload(lines: Vec<String>) -> anyhow::Result<Workload> {
     let mut out = Vec::with_capacity(lines.len());
     let mut events = 0usize;
     let mut prelude = None;
+    let mut not_one_chain: Option<usize> = None;
     let mut chains = Vec::new();
     let mut seen_chain: HashMap<String, ()> = HashMap::new();
     let mut lot_uses: HashMap<String, usize> = HashMap::new();
@@ -251,6 +315,17 @@ fn workload(lines: Vec<String>) -> anyhow::Result<Workload> {
         if on_chain && prelude.is_none() {
             prelude = Some(out.len());
         }
+        // After the reference data, the concurrent batched ingest gives each chain's lines
+        // to one sender: a line must then be about that one chain only.
+        let one_chain = key.starts_with("coi/")
+            && items.iter().all(|e| {
+                kind == Kind::Enrol
+                    || text(e, "stream") == key
+                    || e["body"]["data"]["coi"].as_str() == key.strip_prefix("coi/")
+            });
+        if prelude.is_some() && !one_chain && not_one_chain.is_none() {
+            not_one_chain = Some(i + 1);
+        }
         events += items.len();
         out.push(Line {
             kind,
@@ -264,6 +339,7 @@ fn workload(lines: Vec<String>) -> anyhow::Result<Workload> {
         .into_iter()
         .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)));
     Ok(Workload {
+        not_one_chain,
         prelude: prelude.unwrap_or(out.len()),
         lines: out,
         events,
@@ -410,7 +486,12 @@ impl Fresh {
         if backend == "postgres" {
             let server = server_url.ok_or_else(|| anyhow!("no PostgreSQL URL"))?;
             let name = format!("autolog_bench_{}", autolog_domain::Uuid::now_v7().simple());
+            // Listed first, so that a run ending at any moment drops it (IF EXISTS).
+            temporary_databases().push((server.to_string(), name.clone()));
             admin_execute(server, &format!("CREATE DATABASE {name}")).await?;
+            progress(&format!(
+                "temporary database {name} (dropped when the bench ends)"
+            ));
             let url = with_database(server, &name);
             let store = Arc::new(
                 PostgresStore::connect(&url)
@@ -480,11 +561,16 @@ impl Fresh {
         drop(app);
         if let Some((store, server, name)) = postgres {
             drop(store);
-            let _ = admin_execute(
+            match admin_execute(
                 &server,
                 &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
             )
-            .await;
+            .await
+            {
+                Ok(()) => temporary_databases().retain(|(_, listed)| *listed != name),
+                // Still listed: tried again when the bench ends.
+                Err(e) => progress(&format!("could not drop {name} yet: {e:#}")),
+            }
         }
     }
 }
@@ -661,6 +747,9 @@ async fn ingest_batched_concurrently(
     clients: usize,
     past_at: &mut Option<String>,
 ) -> anyhow::Result<Ingest> {
+    if let Some(line) = workload.not_one_chain {
+        bail!("simulated line {line} comes after the reference data but is not about one chain only: its order with other chains' lines matters, so the batched ingest cannot split the lines between senders; run with --batch-clients 1");
+    }
     let started = Clock::now();
     let prelude = workload.prelude.min(workload.lines.len());
     let mut result = send_batches(app, &workload.lines[..prelude], prelude, None).await?;
@@ -673,20 +762,19 @@ async fn ingest_batched_concurrently(
             queue.push(line.clone());
         }
     }
-    let mut tasks = Vec::new();
+    let mut senders = tokio::task::JoinSet::new();
     for (k, queue) in queues.into_iter().enumerate() {
         let app = app.clone();
-        tasks.push(tokio::spawn(async move {
+        senders.spawn(async move {
             let mut noted = None;
             let slot = if k == 0 { Some(&mut noted) } else { None };
             let sent = send_batches(&app, &queue, 0, slot).await;
             sent.map(|ingest| (ingest, noted))
-        }));
+        });
     }
-    for task in tasks {
-        let (sent, noted) = task
-            .await
-            .map_err(|e| anyhow!("a batch sender stopped: {e}"))??;
+    // The first sender to fail stops the others (dropping the set aborts them).
+    while let Some(joined) = senders.join_next().await {
+        let (sent, noted) = joined.map_err(|e| anyhow!("a batch sender stopped: {e}"))??;
         if noted.is_some() {
             *past_at = noted;
         }

@@ -104,3 +104,89 @@ fn a_tiny_bench_prints_the_table_and_writes_the_json() {
         .as_f64()
         .is_some_and(|n| n > 0.0));
 }
+
+/// Kills the bench if the test stops early, so that no run is left behind.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A bench stopped with Ctrl-C (SIGINT) drops the temporary database it made on the
+/// PostgreSQL server, rather than leaving it behind.
+#[cfg(unix)]
+#[tokio::test]
+async fn an_interrupted_bench_drops_its_temporary_database_on_postgres() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let Ok(server) = std::env::var("AUTOLOG_TEST_POSTGRES_URL") else {
+        eprintln!("skipped on PostgreSQL: AUTOLOG_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let child = Command::new(BIN)
+        .args(["bench", "--database-url", &server, "--patients", "3000"])
+        .env("AUTOLOG_LOG", "warn")
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start autolog bench");
+    let mut child = Running(child);
+    let stderr = child.0.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut name = None;
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("a line of progress");
+        if let Some(rest) = line.strip_prefix("bench: temporary database ") {
+            name = rest.split_whitespace().next().map(str::to_string);
+        }
+        let ingesting = line.contains("batched ingest");
+        seen.push(line);
+        if ingesting {
+            break;
+        }
+    }
+    let name = name.unwrap_or_else(|| panic!("no temporary database named:\n{}", seen.join("\n")));
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&server)
+        .await
+        .expect("connect to the test server");
+    let exists = |name: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+            )
+            .bind(name)
+            .fetch_one(&pool)
+            .await
+            .expect("query pg_database")
+        }
+    };
+    assert!(
+        exists(name.clone()).await,
+        "{name} exists while the bench runs"
+    );
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(interrupted.success());
+    // The rest of the progress, so that the bench never blocks on a full pipe.
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.0.wait().expect("the bench exits");
+    assert!(!status.success(), "an interrupted bench reports failure");
+    assert!(
+        !exists(name.clone()).await,
+        "{name} was left on the server:\n{}",
+        rest.join("\n")
+    );
+    pool.close().await;
+}

@@ -470,7 +470,7 @@ fn parse_body(value: Option<&Value>) -> Result<Body, FieldError> {
     event_type
         .validate(data)
         .map_err(|e| e.under("body.data"))?;
-    check_numbers("body.data", data)?;
+    check_values("body.data", data)?;
     Ok(Body {
         event_type: type_name.to_string(),
         version,
@@ -484,8 +484,16 @@ const MAX_EXACT_INTEGER: u64 = (1 << 53) - 1;
 /// Refuses an integer that an IEEE 754 double cannot hold exactly. The canonical bytes
 /// (RFC 8785) write every number as a double: 9007199254740993 would be hashed as
 /// 9007199254740992, and the stored value could then be changed without changing the hash.
-fn check_numbers(field: &str, value: &Value) -> Result<(), FieldError> {
+/// What every payload value must be, whatever its type's schema: whole numbers within
+/// I-JSON's exact range, and text (values and names) without U+0000, which PostgreSQL's
+/// JSON cannot hold and no record needs.
+fn check_values(field: &str, value: &Value) -> Result<(), FieldError> {
     match value {
+        Value::String(text) if text.contains('\0') => Err(FieldError::new(
+            field,
+            text.replace('\0', "<U+0000>"),
+            "must not contain the NUL character (U+0000)",
+        )),
         Value::Number(n) => {
             let exact = match (n.as_u64(), n.as_i64()) {
                 (Some(u), _) => u <= MAX_EXACT_INTEGER,
@@ -505,10 +513,17 @@ fn check_numbers(field: &str, value: &Value) -> Result<(), FieldError> {
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .try_for_each(|(i, v)| check_numbers(&format!("{field}[{i}]"), v)),
-        Value::Object(fields) => fields
-            .iter()
-            .try_for_each(|(k, v)| check_numbers(&format!("{field}.{k}"), v)),
+            .try_for_each(|(i, v)| check_values(&format!("{field}[{i}]"), v)),
+        Value::Object(fields) => fields.iter().try_for_each(|(k, v)| {
+            if k.contains('\0') {
+                return Err(FieldError::new(
+                    format!("{field}.{}", k.replace('\0', "<U+0000>")),
+                    "(a field name)",
+                    "a field name must not contain the NUL character (U+0000)",
+                ));
+            }
+            check_values(&format!("{field}.{k}"), v)
+        }),
         _ => Ok(()),
     }
 }
@@ -559,7 +574,7 @@ mod tests {
             let mut data = Map::new();
             data.insert("n".into(), json!([big.clone()]));
             assert_eq!(
-                check_numbers("body.data", &Value::Object(data)).is_ok(),
+                check_values("body.data", &Value::Object(data)).is_ok(),
                 ok,
                 "{big}"
             );
@@ -576,6 +591,31 @@ mod tests {
         let e = parse_draft(&req, Uuid::nil()).expect_err("2^53 + 1");
         assert_eq!(e.field, "body.data.result");
         assert_eq!(e.value, "9007199254740993");
+    }
+
+    #[test]
+    fn the_nul_character_is_refused_in_payload_text_and_names() {
+        let mut req = json!({
+            "stream": "site/S-PAR-01",
+            "occurred_at": "2026-03-01T09:30:00+01:00[Europe/Paris]",
+            "actor": "person/P-0001",
+            "source": {"system": "qms-eu", "source_event_id": "note-1"},
+            "body": {"type": "annotation.recorded", "version": 1, "data": {"text": "a\u{0}b"}}
+        });
+        let e = parse_draft(&req, Uuid::nil()).expect_err("NUL in a value");
+        assert_eq!(e.field, "body.data.text");
+        assert_eq!(e.value, "a<U+0000>b");
+        assert!(e.rule.contains("U+0000"), "{}", e.rule);
+        let e = check_values("body.data", &json!({"text": "ok", "tags": ["x", "y\u{0}"]}))
+            .expect_err("NUL in a list");
+        assert_eq!(e.field, "body.data.tags[1]");
+        let mut data = Map::new();
+        data.insert("te\0xt".into(), json!("x"));
+        let e = check_values("body.data", &Value::Object(data)).expect_err("NUL in a name");
+        assert_eq!(e.field, "body.data.te<U+0000>xt");
+        // Other control characters are text like any other.
+        req["body"]["data"] = json!({"text": "line 1\nline 2\ttab"});
+        parse_draft(&req, Uuid::nil()).expect("a newline and a tab are fine");
     }
 
     #[test]

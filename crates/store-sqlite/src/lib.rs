@@ -1361,7 +1361,7 @@ impl Store for SqliteStore {
     }
 
     async fn reset_failed_attempts(&self, person_id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE user_accounts SET failed_attempts = 0 WHERE person_id = ?")
+        sqlx::query("UPDATE user_accounts SET failed_attempts = 0 WHERE person_id = ? AND failed_attempts <> 0")
             .bind(person_id)
             .execute(&self.writer)
             .await

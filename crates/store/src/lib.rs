@@ -370,7 +370,8 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<UserAccount>, StoreError>;
 
     /// Sets `failed_attempts` back to 0 (after a successful sign-in); an existing lock stays.
-    /// Nothing happens when the person has no account.
+    /// Nothing happens when the person has no account, or none failed (then nothing is
+    /// written: a sign-in or signature costs no durable write of its own).
     async fn reset_failed_attempts(&self, person_id: &str) -> Result<(), StoreError>;
 
     /// Lifts a lock: `failed_attempts` 0, `locked_until` empty. False when the person has no
