@@ -138,3 +138,50 @@ proptest! {
         run_burst(Backend::Postgres, requests);
     }
 }
+
+/// PostgreSQL: the planner's statistics are refreshed as the ledger grows, also on a
+/// server where autovacuum is off, so that reads of many streams at once use the indexes
+/// instead of scanning a ledger the planner knows nothing about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_refreshes_planner_statistics_as_the_ledger_grows() {
+    run_on(Backend::Postgres, "statistics", |target| async move {
+        let url = target.database_url().expect("a PostgreSQL target");
+        let store = target.open().await;
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .expect("connect");
+        let analyzed = |pool: sqlx::PgPool| async move {
+            sqlx::query_scalar::<_, bool>(
+                "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'events'",
+            )
+            .fetch_one(&pool)
+            .await
+            .expect("pg_stat_user_tables")
+        };
+        assert!(
+            !analyzed(pool.clone()).await,
+            "a new ledger has no ANALYZE of its own yet"
+        );
+        let t0 = 1_772_323_200_000_000i64;
+        for batch in 0..11 {
+            let drafts: Vec<_> = (0..100)
+                .map(|i| {
+                    let id = format!("stats-{batch}-{i}");
+                    cases::draft(&format!("note/{id}"), "conformance", &id, t0)
+                })
+                .collect();
+            store
+                .append(&drafts, &move || cases::at(t0 + 1_000_000))
+                .await
+                .expect("append");
+        }
+        assert!(
+            analyzed(pool.clone()).await,
+            "1,100 rows appended: the store refreshed the planner's statistics"
+        );
+        pool.close().await;
+    })
+    .await;
+}

@@ -51,7 +51,13 @@ pub struct PostgresStore {
     pool: PgPool,
     /// Appends, in groups sharing one transaction and one commit.
     appends: CommitQueue,
+    /// The ledger size at which the planner's statistics are next refreshed.
+    next_analyze_at: std::sync::atomic::AtomicU64,
 }
+
+/// The first ledger size at which the planner's statistics are refreshed; then each time
+/// the ledger has doubled since the last refresh.
+const FIRST_ANALYZE_AT: u64 = 1_000;
 
 impl PostgresStore {
     /// Connects to `url` (postgres://...) and applies migrations.
@@ -76,7 +82,39 @@ impl PostgresStore {
                 message: format!("migration failed: {e}"),
             })?;
         let appends = CommitQueue::start(BACKEND, PgGroups { pool: pool.clone() });
-        Ok(PostgresStore { pool, appends })
+        Ok(PostgresStore {
+            pool,
+            appends,
+            next_analyze_at: std::sync::atomic::AtomicU64::new(FIRST_ANALYZE_AT),
+        })
+    }
+
+    /// Refreshes the planner's statistics on the ledger's tables each time the ledger has
+    /// doubled, whether or not autovacuum runs (it is off on some servers, and lags behind
+    /// a bulk load). Without statistics the planner guesses that a list of a hundred
+    /// streams or sources matches half the ledger and scans all of it: each batch's reads
+    /// then cost more as the ledger grows (measured: 1,011 events/s at 1,000 patients,
+    /// 512 at 10,000). The append is committed already: a failure is logged, not returned.
+    async fn keep_statistics_fresh(&self, position: u64) {
+        use std::sync::atomic::Ordering;
+        let due = self.next_analyze_at.load(Ordering::Relaxed);
+        if position < due {
+            return;
+        }
+        let next = position.saturating_mul(2);
+        if self
+            .next_analyze_at
+            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return; // another append of this process is refreshing them
+        }
+        if let Err(e) = sqlx::query("ANALYZE events, streams, merkle_nodes")
+            .execute(&self.pool)
+            .await
+        {
+            tracing::warn!(error = %e, position, "refreshing the planner's statistics failed");
+        }
     }
 }
 
@@ -501,7 +539,11 @@ impl Store for PostgresStore {
         drafts: &[EventDraft],
         clock: &Clock,
     ) -> Result<Vec<AppendOutcome>, StoreError> {
-        self.appends.append(drafts, clock).await
+        let outcomes = self.appends.append(drafts, clock).await?;
+        if let Some(last) = outcomes.iter().map(|o| o.event.position).max() {
+            self.keep_statistics_fresh(last).await;
+        }
+        Ok(outcomes)
     }
 
     async fn stream_events(
