@@ -292,6 +292,61 @@ fn history_query(
     qb
 }
 
+/// The events having any of `sources` (one chunk), then `tail` (an ORDER BY or nothing).
+fn sources_query<'a>(
+    sources: impl IntoIterator<Item = &'a Source>,
+    tail: &str,
+) -> QueryBuilder<'static, Sqlite> {
+    let mut qb = QueryBuilder::<Sqlite>::new(format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE (source_system, source_event_id) IN (VALUES "
+    ));
+    let mut tuples = qb.separated(", ");
+    for source in sources {
+        tuples.push("(");
+        tuples.push_bind_unseparated(source.system.clone());
+        tuples.push_unseparated(", ");
+        tuples.push_bind_unseparated(source.source_event_id.clone());
+        tuples.push_unseparated(")");
+    }
+    qb.push(")");
+    qb.push(tail.to_string());
+    qb
+}
+
+/// The stored heads of `streams` (one chunk).
+fn heads_query<'a>(streams: impl IntoIterator<Item = &'a str>) -> QueryBuilder<'static, Sqlite> {
+    let mut qb = QueryBuilder::<Sqlite>::new(
+        "SELECT stream, last_seq, last_hash FROM streams WHERE stream IN (",
+    );
+    let mut names = qb.separated(", ");
+    for stream in streams {
+        names.push_bind(stream.to_string());
+    }
+    qb.push(")");
+    qb
+}
+
+/// Every event of `streams` (one chunk), recorded by `known_at` when given, by stream and seq.
+fn streams_query<'a>(
+    streams: impl IntoIterator<Item = &'a str>,
+    known_at: Option<i64>,
+) -> QueryBuilder<'static, Sqlite> {
+    let mut qb = QueryBuilder::<Sqlite>::new(format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE stream IN ("
+    ));
+    let mut names = qb.separated(", ");
+    for stream in streams {
+        names.push_bind(stream.to_string());
+    }
+    qb.push(")");
+    if let Some(known_at) = known_at {
+        qb.push(" AND recorded_at_us <= ");
+        qb.push_bind(known_at);
+    }
+    qb.push(" ORDER BY stream, seq");
+    qb
+}
+
 struct SqliteAppend<'c> {
     tx: Transaction<'c, Sqlite>,
 }
@@ -311,19 +366,7 @@ impl AppendTx for SqliteAppend<'_> {
     async fn find_by_sources(&mut self, sources: &[&Source]) -> Result<Vec<Event>, StoreError> {
         let mut found = Vec::new();
         for chunk in sources.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Sqlite>::new(format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE (source_system, source_event_id) IN (VALUES "
-            ));
-            let mut tuples = qb.separated(", ");
-            for source in chunk {
-                tuples.push("(");
-                tuples.push_bind_unseparated(source.system.clone());
-                tuples.push_unseparated(", ");
-                tuples.push_bind_unseparated(source.source_event_id.clone());
-                tuples.push_unseparated(")");
-            }
-            qb.push(")");
-            let rows = qb
+            let rows = sources_query(chunk.iter().copied(), "")
                 .build()
                 .fetch_all(&mut *self.tx)
                 .await
@@ -339,15 +382,7 @@ impl AppendTx for SqliteAppend<'_> {
     ) -> Result<HashMap<String, StreamHead>, StoreError> {
         let mut found = HashMap::new();
         for chunk in streams.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "SELECT stream, last_seq, last_hash FROM streams WHERE stream IN (",
-            );
-            let mut names = qb.separated(", ");
-            for stream in chunk {
-                names.push_bind(stream.to_string());
-            }
-            qb.push(")");
-            let rows = qb
+            let rows = heads_query(chunk.iter().copied())
                 .build()
                 .fetch_all(&mut *self.tx)
                 .await
@@ -366,15 +401,7 @@ impl AppendTx for SqliteAppend<'_> {
     ) -> Result<HashMap<String, Vec<Event>>, StoreError> {
         let mut found: HashMap<String, Vec<Event>> = HashMap::new();
         for chunk in streams.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Sqlite>::new(format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE stream IN ("
-            ));
-            let mut names = qb.separated(", ");
-            for stream in chunk {
-                names.push_bind(stream.to_string());
-            }
-            qb.push(") ORDER BY stream, seq");
-            let rows = qb
+            let rows = streams_query(chunk.iter().copied(), None)
                 .build()
                 .fetch_all(&mut *self.tx)
                 .await
@@ -572,17 +599,7 @@ impl Store for SqliteStore {
     ) -> Result<HashMap<String, Vec<Event>>, StoreError> {
         let mut found: HashMap<String, Vec<Event>> = HashMap::new();
         for chunk in streams.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Sqlite>::new(format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE stream IN ("
-            ));
-            let mut names = qb.separated(", ");
-            for stream in chunk {
-                names.push_bind(stream.clone());
-            }
-            qb.push(") AND recorded_at_us <= ");
-            qb.push_bind(known_at.micros());
-            qb.push(" ORDER BY stream, seq");
-            let rows = qb
+            let rows = streams_query(chunk.iter().map(String::as_str), Some(known_at.micros()))
                 .build()
                 .fetch_all(&self.readers)
                 .await
@@ -600,15 +617,7 @@ impl Store for SqliteStore {
     ) -> Result<HashMap<String, StreamHead>, StoreError> {
         let mut found = HashMap::new();
         for chunk in streams.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "SELECT stream, last_seq, last_hash FROM streams WHERE stream IN (",
-            );
-            let mut names = qb.separated(", ");
-            for stream in chunk {
-                names.push_bind(stream.clone());
-            }
-            qb.push(")");
-            let rows = qb
+            let rows = heads_query(chunk.iter().map(String::as_str))
                 .build()
                 .fetch_all(&self.readers)
                 .await
@@ -624,19 +633,7 @@ impl Store for SqliteStore {
     async fn events_by_sources(&self, sources: &[Source]) -> Result<Vec<Event>, StoreError> {
         let mut found = Vec::new();
         for chunk in sources.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Sqlite>::new(format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE (source_system, source_event_id) IN (VALUES "
-            ));
-            let mut tuples = qb.separated(", ");
-            for source in chunk {
-                tuples.push("(");
-                tuples.push_bind_unseparated(source.system.clone());
-                tuples.push_unseparated(", ");
-                tuples.push_bind_unseparated(source.source_event_id.clone());
-                tuples.push_unseparated(")");
-            }
-            qb.push(") ORDER BY position");
-            let rows = qb
+            let rows = sources_query(chunk, " ORDER BY position")
                 .build()
                 .fetch_all(&self.readers)
                 .await
