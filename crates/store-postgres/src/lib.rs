@@ -66,8 +66,10 @@ impl PostgresStore {
             .map_err(backend_error)?
             // Plan each statement for its own parameters. With cached generic plans, the
             // plans made while the ledger was small (sequential scans) stayed in use as it
-            // grew: batch appends measured 3-4x slower.
-            .options([("plan_cache_mode", "force_custom_plan")]);
+            // grew: batch appends measured 3-4x slower. No JIT: the ledger's statements run
+            // in milliseconds, and a misestimated one paid about 200 ms compiling itself
+            // (EXPLAIN ANALYZE of a read of 100 streams before the statistics existed).
+            .options([("plan_cache_mode", "force_custom_plan"), ("jit", "off")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
