@@ -188,25 +188,29 @@ fn enrolment_of(entries: &[Entry]) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// The payload fields of chain events that name a person.
-const PERSON_FIELDS: &[&str] = &[
-    "operator_id",
-    "handed_off_by",
-    "received_by",
-    "performed_by",
-    "administered_by",
-    "verified_by",
-    "requested_by",
-    "recorded_by",
-    "resolved_by",
-    "created_by",
-    "analyst_id",
-    "opened_by",
-    "investigated_by",
-    "closed_by",
-    "released_by",
-    "second_released_by",
-];
+/// The payload fields of a chain event that name a person whose qualification its rules
+/// check (the releasers' are among the release conditions, `Autolog::release_conditions`).
+fn person_fields(event_type: &str) -> &'static [&'static str] {
+    match event_type {
+        "chain.collected" => &["operator_id"],
+        "custody.handed_off" => &["handed_off_by"],
+        "custody.received" => &["received_by"],
+        "chain.step_performed" => &["performed_by"],
+        "chain.administered" => &["administered_by", "verified_by"],
+        "chain.bedside_verified" => &["verified_by"],
+        "chain.exceptional_release_requested" => &["requested_by"],
+        "chain.follow_up_recorded" => &["recorded_by"],
+        "chain.hold_released" => &["resolved_by"],
+        "chain.released" => &["released_by", "second_released_by"],
+        "batch.created" => &["created_by"],
+        "batch.material_consumed" | "batch.units_produced" => &["recorded_by"],
+        "batch.test_result_recorded" => &["analyst_id"],
+        "deviation.opened" => &["opened_by"],
+        "deviation.investigated" => &["investigated_by"],
+        "deviation.closed" => &["closed_by"],
+        _ => &[],
+    }
+}
 
 /// The registry records a chain event names, which its rules read: those the store
 /// checks exist, plus its DINs, units and batch.
@@ -230,7 +234,7 @@ fn records_named(draft: &EventDraft) -> Vec<String> {
             streams.push(format!("site/{site}"));
         }
     }
-    for key in PERSON_FIELDS {
+    for key in person_fields(&draft.body.event_type) {
         let person = text(data, key);
         if !person.is_empty() {
             streams.push(format!("person/{person}"));
@@ -672,25 +676,11 @@ impl Autolog {
             .iter()
             .find(|(t, _)| *t == event_type)
             .map(|(_, r)| *r);
+        // The releaser's qualification is one of the release conditions, listed with the
+        // others when the release is refused.
         let person_fields: &[&str] = match event_type {
-            "chain.collected" => &["operator_id"],
-            "custody.handed_off" => &["handed_off_by"],
-            "custody.received" => &["received_by"],
-            "chain.step_performed" => &["performed_by"],
-            "chain.administered" => &["administered_by", "verified_by"],
-            "chain.bedside_verified" => &["verified_by"],
-            "chain.exceptional_release_requested" => &["requested_by"],
-            "chain.follow_up_recorded" => &["recorded_by"],
-            "chain.hold_released" => &["resolved_by"],
-            "batch.created" => &["created_by"],
-            "batch.material_consumed" | "batch.units_produced" => &["recorded_by"],
-            "batch.test_result_recorded" => &["analyst_id"],
-            "deviation.opened" => &["opened_by"],
-            "deviation.investigated" => &["investigated_by"],
-            "deviation.closed" => &["closed_by"],
-            // The releaser's qualification is one of the release conditions, listed with
-            // the others when the release is refused.
-            _ => &[],
+            "chain.released" => &[],
+            other => person_fields(other),
         };
         let person_at = if event_type == "chain.collected" {
             instant_field(data, "started_at").unwrap_or(at)

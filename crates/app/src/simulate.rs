@@ -380,6 +380,20 @@ struct Gen {
 }
 
 impl Gen {
+    /// Queues request `r` once more, sent at `send_at`, as the fault it injects.
+    fn push_copy(&mut self, r: usize, send_at: i64, fault: (&'static str, Vec<usize>, String)) {
+        let (line, occurred) = (self.reqs[r].line.clone(), self.reqs[r].occurred);
+        self.order += 1;
+        self.reqs.push(Req {
+            send_at,
+            order: self.order,
+            line,
+            effects: Vec::new(),
+            fault: Some(fault),
+            occurred,
+        });
+    }
+
     fn below(&mut self, n: u64) -> u64 {
         if n == 0 {
             0
@@ -1173,23 +1187,16 @@ fn journey(
     )?;
     if fault == Some("duplicate") {
         // The courier's system resends its receipt an hour later.
-        let again = Req {
-            send_at: g.reqs[r].send_at + HOUR,
-            order: 0,
-            line: g.reqs[r].line.clone(),
-            effects: Vec::new(),
-            fault: Some((
+        let send_at = g.reqs[r].send_at + HOUR;
+        g.push_copy(
+            r,
+            send_at,
+            (
                 "duplicate",
                 vec![idx],
-                "the receipt resent by a flaky source system".to_string(),
-            )),
-            occurred: g.reqs[r].occurred,
-        };
-        g.order += 1;
-        g.reqs.push(Req {
-            order: g.order,
-            ..again
-        });
+                "the receipt resent by a flaky source system".into(),
+            ),
+        );
     }
     if hold {
         return Ok(());
@@ -1392,23 +1399,16 @@ fn journey(
     }), "administered")?;
     if fault == Some("out_of_order") {
         // The EMR's interface sends the infusion before the bedside check, then again.
-        let early = Req {
-            send_at: g.reqs[check].send_at - 60,
-            order: 0,
-            line: g.reqs[infuse].line.clone(),
-            effects: Vec::new(),
-            fault: Some((
+        let send_at = g.reqs[check].send_at - 60;
+        g.push_copy(
+            infuse,
+            send_at,
+            (
                 "out_of_order",
                 vec![idx],
                 "administration sent before the bedside check".into(),
-            )),
-            occurred: g.reqs[infuse].occurred,
-        };
-        g.order += 1;
-        g.reqs.push(Req {
-            order: g.order,
-            ..early
-        });
+            ),
+        );
     }
     for (visit, days) in [("D7", 7), ("D28", 28)] {
         let t = bedside + days * DAY;

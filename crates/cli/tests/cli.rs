@@ -2,26 +2,17 @@
 //! ledger, verify, and verify catching each kind of tampering done directly to the SQLite file.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor};
 
-const BIN: &str = env!("CARGO_BIN_EXE_autolog");
+mod common;
+
+use common::autolog;
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/events.ndjson")
-}
-
-fn autolog(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("AUTOLOG_DATABASE_URL")
-        .env("AUTOLOG_LOG", "warn")
-        .output()
-        .expect("run autolog")
 }
 
 fn stdout(o: &Output) -> String {

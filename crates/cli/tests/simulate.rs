@@ -1,24 +1,14 @@
 //! `autolog simulate`, `ingest` of its output and `serve --demo`, run as a user runs them.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
 use autolog_test_support::{sign_in_http, PASSWORD};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_autolog");
+mod common;
 
-fn autolog(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("AUTOLOG_DATABASE_URL")
-        .env("AUTOLOG_LOG", "warn")
-        .output()
-        .expect("run autolog")
-}
+use common::autolog;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -76,9 +66,7 @@ fn simulate_is_deterministic_and_its_output_ingests_into_a_ledger_that_verifies(
 #[tokio::test]
 async fn serve_demo_seeds_a_living_network_and_a_console_account() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
+    let mut child = common::sqlite_command(&dir.path().join("data"))
         .args([
             "serve",
             "--demo",
@@ -87,8 +75,6 @@ async fn serve_demo_seeds_a_living_network_and_a_console_account() {
             "--demo-password",
             PASSWORD,
         ])
-        .env_remove("AUTOLOG_DATABASE_URL")
-        .env("AUTOLOG_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

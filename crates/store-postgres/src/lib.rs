@@ -306,6 +306,31 @@ fn history_query(
     qb
 }
 
+/// The stored heads of the streams in `$1`.
+const HEADS_OF_STREAMS: &str =
+    "SELECT stream, last_seq, last_hash FROM streams WHERE stream = ANY($1)";
+
+/// The events having any of `sources` (one chunk), then `tail` (an ORDER BY or nothing).
+fn sources_query<'a>(
+    sources: impl IntoIterator<Item = &'a Source>,
+    tail: &str,
+) -> QueryBuilder<'static, Postgres> {
+    let mut qb = QueryBuilder::<Postgres>::new(format!(
+        "SELECT {PG_EVENT_COLUMNS} FROM events WHERE (source_system, source_event_id) IN (VALUES "
+    ));
+    let mut tuples = qb.separated(", ");
+    for source in sources {
+        tuples.push("(");
+        tuples.push_bind_unseparated(source.system.clone());
+        tuples.push_unseparated(", ");
+        tuples.push_bind_unseparated(source.source_event_id.clone());
+        tuples.push_unseparated(")");
+    }
+    qb.push(")");
+    qb.push(tail.to_string());
+    qb
+}
+
 struct PgAppend<'c> {
     tx: Transaction<'c, Postgres>,
 }
@@ -326,19 +351,7 @@ impl AppendTx for PgAppend<'_> {
     async fn find_by_sources(&mut self, sources: &[&Source]) -> Result<Vec<Event>, StoreError> {
         let mut found = Vec::new();
         for chunk in sources.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Postgres>::new(format!(
-                "SELECT {PG_EVENT_COLUMNS} FROM events WHERE (source_system, source_event_id) IN (VALUES "
-            ));
-            let mut tuples = qb.separated(", ");
-            for source in chunk {
-                tuples.push("(");
-                tuples.push_bind_unseparated(source.system.clone());
-                tuples.push_unseparated(", ");
-                tuples.push_bind_unseparated(source.source_event_id.clone());
-                tuples.push_unseparated(")");
-            }
-            qb.push(")");
-            let rows = qb
+            let rows = sources_query(chunk.iter().copied(), "")
                 .build()
                 .fetch_all(&mut *self.tx)
                 .await
@@ -354,16 +367,8 @@ impl AppendTx for PgAppend<'_> {
     ) -> Result<HashMap<String, StreamHead>, StoreError> {
         let mut found = HashMap::new();
         for chunk in streams.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Postgres>::new(
-                "SELECT stream, last_seq, last_hash FROM streams WHERE stream IN (",
-            );
-            let mut names = qb.separated(", ");
-            for stream in chunk {
-                names.push_bind(stream.to_string());
-            }
-            qb.push(")");
-            let rows = qb
-                .build()
+            let rows = sqlx::query(HEADS_OF_STREAMS)
+                .bind(chunk)
                 .fetch_all(&mut *self.tx)
                 .await
                 .map_err(backend_error)?;
@@ -613,13 +618,11 @@ impl Store for PostgresStore {
     ) -> Result<HashMap<String, StreamHead>, StoreError> {
         let mut found = HashMap::new();
         for chunk in streams.chunks(ROWS_PER_STATEMENT) {
-            let rows = sqlx::query(
-                "SELECT stream, last_seq, last_hash FROM streams WHERE stream = ANY($1)",
-            )
-            .bind(chunk)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend_error)?;
+            let rows = sqlx::query(HEADS_OF_STREAMS)
+                .bind(chunk)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend_error)?;
             for row in &rows {
                 let (stream, head) = stream_head_row(row)?;
                 found.insert(stream, head);
@@ -631,19 +634,7 @@ impl Store for PostgresStore {
     async fn events_by_sources(&self, sources: &[Source]) -> Result<Vec<Event>, StoreError> {
         let mut found = Vec::new();
         for chunk in sources.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Postgres>::new(format!(
-                "SELECT {PG_EVENT_COLUMNS} FROM events WHERE (source_system, source_event_id) IN (VALUES "
-            ));
-            let mut tuples = qb.separated(", ");
-            for source in chunk {
-                tuples.push("(");
-                tuples.push_bind_unseparated(source.system.clone());
-                tuples.push_unseparated(", ");
-                tuples.push_bind_unseparated(source.source_event_id.clone());
-                tuples.push_unseparated(")");
-            }
-            qb.push(") ORDER BY position");
-            let rows = qb
+            let rows = sources_query(chunk, " ORDER BY position")
                 .build()
                 .fetch_all(&self.pool)
                 .await

@@ -14,16 +14,30 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_autolog");
 /// The `autolog` binary on this data directory and, for PostgreSQL, this database; quiet
 /// logs, and no setting inherited from the environment that would change what it does.
 pub fn command(data_dir: &Path, target: &Target) -> Command {
+    let mut c = sqlite_command(data_dir);
+    if let Some(url) = target.database_url() {
+        c.arg("--database-url").arg(url);
+    }
+    c
+}
+
+/// The `autolog` binary on this data directory and its embedded SQLite store.
+pub fn sqlite_command(data_dir: &Path) -> Command {
     let mut c = Command::new(BIN);
     c.arg("--data-dir")
         .arg(data_dir)
         .env("AUTOLOG_LOG", "warn")
-        .env_remove("AUTOLOG_COI_ISSUER_FIN");
-    match target.database_url() {
-        Some(url) => c.arg("--database-url").arg(url),
-        None => c.env_remove("AUTOLOG_DATABASE_URL"),
-    };
+        .env_remove("AUTOLOG_COI_ISSUER_FIN")
+        .env_remove("AUTOLOG_DATABASE_URL");
     c
+}
+
+/// Runs `autolog <args>` on this data directory's SQLite store and returns what it did.
+pub fn autolog(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    sqlite_command(data_dir)
+        .args(args)
+        .output()
+        .expect("run autolog")
 }
 
 /// A running `autolog serve`; killed (SIGKILL) and reaped when dropped, so that a failing
