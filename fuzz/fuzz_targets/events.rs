@@ -4,7 +4,8 @@
 #![no_main]
 
 use autolog_app::parse_request;
-use autolog_domain::envelope::{canonical_json, parse_draft};
+use autolog_domain::catalogue::parse_draft;
+use autolog_domain::ledger::envelope::canonical_json;
 use autolog_domain::{CorrectionTarget, EventDraft, Instant, Placement, GENESIS_HASH};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Map, Value};

@@ -1,9 +1,9 @@
-//! Barcode data as scanned (`autolog_domain::scan::parse_scan`): ISBT 128 DIN data, the
+//! Barcode data as scanned (`autolog_domain::identifiers::scan::parse_scan`): ISBT 128 DIN data, the
 //! eye-readable DIN, GS1 element strings (as scanned and parenthesised), final unit ids.
 //! Never a panic; a DIN or unit read re-scans, from its canonical text, to itself.
 #![no_main]
 
-use autolog_domain::scan::{parse_scan, Scanned};
+use autolog_domain::identifiers::scan::{parse_scan, Scanned};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

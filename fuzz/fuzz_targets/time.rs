@@ -3,7 +3,7 @@
 //! to the same value.
 #![no_main]
 
-use autolog_domain::time::Offset;
+use autolog_domain::ledger::time::Offset;
 use autolog_domain::{Instant, OccurredAt};
 use libfuzzer_sys::fuzz_target;
 

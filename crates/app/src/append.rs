@@ -1,26 +1,15 @@
 //! Appending events: the one code path behind `POST /api/v1/events` and `autolog ingest`.
 //! Parses the request, checks every event, then appends the batch atomically.
 
-use autolog_domain::envelope::parse_draft;
 use autolog_domain::rules::CHAIN_EVENT_TYPES;
-use autolog_domain::zone::check_clock_skew;
-use autolog_domain::{EventDraft, FieldError, Instant, Uuid};
+use autolog_domain::{EventDraft, FieldError, Instant};
 use autolog_store::{AppendOutcome, StoreError};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use crate::custody::StepError;
-use crate::read::text;
+use crate::chain::custody::StepError;
+use crate::ledger::read::text;
+use crate::ledger::request::{parse_request, MAX_CONFIGURABLE_SKEW_SECONDS};
 use crate::{AppError, Autolog};
-
-/// At most this many events in one request.
-pub const MAX_BATCH_EVENTS: usize = 1000;
-/// The largest request body accepted, over HTTP and per ingest line (1 MiB).
-pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
-/// By default an event may not have occurred later than the server's clock plus this
-/// allowance (`Autolog::with_clock_skew_tolerance` sets another).
-pub const MAX_FUTURE_SKEW_SECONDS: i64 = 300;
-/// The largest clock-skew tolerance that can be configured (one day).
-pub const MAX_CONFIGURABLE_SKEW_SECONDS: i64 = 86_400;
 
 /// What an append did: one outcome per requested event, in request order.
 #[derive(Debug)]
@@ -77,76 +66,12 @@ impl AppendResult {
             let alerts = self
                 .alerts
                 .iter()
-                .map(|o| crate::alerts::alert_json(&o.event, &[]))
+                .map(|o| crate::feeds::alerts::alert_json(&o.event, &[]))
                 .collect();
             answer["alerts"] = Value::Array(alerts);
         }
         answer
     }
-}
-
-/// Parses a request body: one event object, or an array of them (a batch).
-pub fn parse_request(
-    body: &[u8],
-    now: Instant,
-    skew_tolerance_seconds: i64,
-) -> Result<(Vec<EventDraft>, bool), AppError> {
-    if body.len() > MAX_REQUEST_BYTES {
-        return Err(too_large(body.len()));
-    }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        AppError::Invalid(FieldError::new(
-            "request",
-            format!("line {} column {}", e.line(), e.column()),
-            format!("is not well-formed JSON: {e}"),
-        ))
-    })?;
-    let (items, single): (Vec<(String, &Value)>, bool) = match &value {
-        Value::Array(list) => {
-            if list.is_empty() {
-                return Err(AppError::Invalid(FieldError::new(
-                    "request",
-                    "[]",
-                    "a batch must hold at least one event",
-                )));
-            }
-            if list.len() > MAX_BATCH_EVENTS {
-                return Err(AppError::TooLarge(FieldError::new(
-                    "request",
-                    format!("{} events", list.len()),
-                    format!("a batch holds at most {MAX_BATCH_EVENTS} events"),
-                )));
-            }
-            (
-                list.iter()
-                    .enumerate()
-                    .map(|(i, v)| (format!("[{i}]"), v))
-                    .collect(),
-                false,
-            )
-        }
-        Value::Object(_) => (vec![(String::new(), &value)], true),
-        other => {
-            return Err(AppError::Invalid(FieldError::new(
-                "request",
-                autolog_domain::error::show(other),
-                "must be an event object or an array of event objects",
-            )))
-        }
-    };
-    let mut drafts = Vec::with_capacity(items.len());
-    for (prefix, item) in items {
-        let draft = parse_draft(item, Uuid::now_v7()).map_err(|e| e.under(&prefix))?;
-        check_clock_skew(
-            "occurred_at",
-            draft.occurred_at.instant,
-            now,
-            skew_tolerance_seconds,
-        )
-        .map_err(|e| AppError::Invalid(e.under(&prefix)))?;
-        drafts.push(draft);
-    }
-    Ok((drafts, single))
 }
 
 /// The index of `value` in the text list `key` of a payload (0 when absent).
@@ -155,37 +80,6 @@ fn string_list_position(data: &Value, key: &str, value: &str) -> usize {
         .and_then(Value::as_array)
         .and_then(|list| list.iter().position(|v| v.as_str() == Some(value)))
         .unwrap_or(0)
-}
-
-/// Parses a request body that must be one JSON object (`what` names it in the refusal).
-pub(crate) fn parse_object(body: &[u8], what: &str) -> Result<Map<String, Value>, AppError> {
-    if body.len() > MAX_REQUEST_BYTES {
-        return Err(too_large(body.len()));
-    }
-    let request: Value = serde_json::from_slice(body).map_err(|e| {
-        AppError::Invalid(FieldError::new(
-            "request",
-            format!("line {} column {}", e.line(), e.column()),
-            format!("is not well-formed JSON: {e}"),
-        ))
-    })?;
-    match request {
-        Value::Object(fields) => Ok(fields),
-        other => Err(AppError::Invalid(FieldError::new(
-            "request",
-            autolog_domain::error::show(&other),
-            format!("{what} is a JSON object"),
-        ))),
-    }
-}
-
-/// The refusal of a request body over [`MAX_REQUEST_BYTES`].
-pub fn too_large(len: usize) -> AppError {
-    AppError::TooLarge(FieldError::new(
-        "request",
-        format!("{len} bytes"),
-        format!("a request body may be at most {MAX_REQUEST_BYTES} bytes"),
-    ))
 }
 
 impl Autolog {
@@ -251,7 +145,8 @@ impl Autolog {
             Err(StepError::Failed(e)) => return Err(e),
         };
         let flags = self.zone_discrepancy_flags(&drafts).await?;
-        let zone_alerts: Vec<EventDraft> = flags.iter().map(crate::alerts::zone_alert).collect();
+        let zone_alerts: Vec<EventDraft> =
+            flags.iter().map(crate::feeds::alerts::zone_alert).collect();
         // The plan: each requested event followed by what Autolog records because of it
         // (so that a hold it places counts for the request's later events, also under the
         // ledger lock), then flags and their alerts. `cause[k]` is the request's event that
@@ -400,7 +295,7 @@ impl Autolog {
     /// Records the alert for a refused chain event, in its own transaction. A failure to
     /// record it is logged; the refusal is answered either way.
     pub(crate) async fn record_refusal_alert(&self, draft: &EventDraft, error: &FieldError) {
-        self.record_alert(crate::alerts::refusal_alert(draft, error))
+        self.record_alert(crate::feeds::alerts::refusal_alert(draft, error))
             .await;
     }
 }
@@ -408,6 +303,7 @@ impl Autolog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ledger::request::{MAX_BATCH_EVENTS, MAX_FUTURE_SKEW_SECONDS};
 
     fn now() -> Instant {
         Instant::parse_rfc3339("now", "2026-06-01T00:00:00Z").expect("valid")

@@ -12,7 +12,7 @@ use autolog_store::Store;
 use autolog_store_postgres::PostgresStore;
 use autolog_store_sqlite::SqliteStore;
 
-use crate::vault::VaultKey;
+use crate::access::vault::VaultKey;
 use crate::AppError;
 
 /// The file in the data directory that holds the Ed25519 signing key (hex seed).

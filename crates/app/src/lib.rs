@@ -2,87 +2,73 @@
 //! ledger. Loads from the store, runs domain rules, appends. Knows nothing of HTTP.
 
 mod access;
-mod alerts;
-mod alignment;
 mod append;
-mod audit;
 mod batch;
-mod bulk;
 mod chain;
 mod config;
-mod custody;
-mod epcis;
-mod epcis_chain;
-mod epcis_export;
 mod error;
-pub mod fhir;
-mod genealogy;
+mod feeds;
 mod ingest;
-mod outbox;
-mod proofs;
-mod read;
-mod reconciliation;
+pub mod interop;
+mod ledger;
+mod projections;
 mod reference;
-mod registry;
-mod retention;
-mod rule_reads;
-mod signatures;
 pub mod simulate;
-mod time_discipline;
-mod turnaround;
-mod vault;
-mod verify;
-mod webhooks;
 
 use std::sync::Arc;
 
 use autolog_domain::SigningKey;
 use autolog_store::Store;
 
-pub use access::{
+pub use access::accounts::{
     attribute, attribute_person, authorize_drafts, sha256_hex, totp_code, totp_key, totp_step,
     AccessSettings, Principal, PrincipalKind, SignedIn, MAX_TOKEN_DAYS,
 };
-pub use alerts::{AlertQuery, ALERT_CHANNEL_CAPACITY};
-pub use alignment::DEFAULT_EXPIRY_HORIZON_DAYS;
-pub use append::{
-    parse_request, too_large, AppendResult, MAX_BATCH_EVENTS, MAX_CONFIGURABLE_SKEW_SECONDS,
-    MAX_FUTURE_SKEW_SECONDS, MAX_REQUEST_BYTES,
+pub use access::vault::{
+    check_personal_data_fields, VaultKey, BEDSIDE_PURPOSE, PERSONAL_DATA_FIELDS,
 };
-pub use bulk::{
-    check_import_files, BadRow, ImportFile, ImportProgress, ImportReport, EXPORT_FORMAT,
-    IMPORT_SOURCE_SYSTEM, LIST_SEPARATOR, MAX_IMPORT_BYTES,
-};
-pub use chain::{parse_enrolment, EnrolmentRequest};
+pub use append::AppendResult;
+pub use batch::signatures::MIN_SECRET_CHARS;
+pub use chain::enrol::{parse_enrolment, EnrolmentRequest};
 pub use config::{read_vault_key_file, Config, DataDir, VAULT_KEY_FILE};
-pub use epcis::{
+pub use error::AppError;
+pub use feeds::alerts::{AlertQuery, ALERT_CHANNEL_CAPACITY};
+pub use feeds::outbox::{
+    NatsOptions, DEFAULT_STREAM_NAME, DEFAULT_SUBJECT_PREFIX, EVENT_TYPE_HEADER, MSG_ID_HEADER,
+    NATS_POLL_INTERVAL, POSITION_HEADER, STREAM_HEADER,
+};
+pub use feeds::webhooks::{backoff_seconds, signature, DELIVERY_ID_HEADER, SIGNATURE_HEADER};
+pub use ingest::{IngestLine, IngestReport};
+pub use interop::epcis::{
     check_epcis_query, epcis_too_large, parse_capture, EpcisCaptured, EpcisQueryPage,
     ParsedCapture, EPCIS_CONTEXT, EPCIS_DEFAULT_PER_PAGE, EPCIS_EVENT_TYPES, EPCIS_MAX_PER_PAGE,
     EPCIS_QUERY_PARAMETERS, MAX_EPCIS_BYTES, MAX_EPCIS_EVENTS,
 };
-pub use epcis_export::{isbt128_uri, sgln_uri, unit_uri, AUTOLOG_EPCIS_NS, EXPORTED_EVENT_TYPES};
-pub use error::AppError;
-pub use ingest::{IngestLine, IngestReport};
-pub use outbox::{
-    NatsOptions, DEFAULT_STREAM_NAME, DEFAULT_SUBJECT_PREFIX, EVENT_TYPE_HEADER, MSG_ID_HEADER,
-    NATS_POLL_INTERVAL, POSITION_HEADER, STREAM_HEADER,
+pub use interop::epcis_export::{
+    isbt128_uri, sgln_uri, unit_uri, AUTOLOG_EPCIS_NS, EXPORTED_EVENT_TYPES,
 };
-pub use proofs::{ConsistencyProof, InclusionProof};
-pub use read::ListQuery;
-pub use reference::RegistryQuery;
-pub use registry::{registry, Cell, Column, Registry, REGISTRIES};
-pub use signatures::MIN_SECRET_CHARS;
-pub use time_discipline::{AUTOLOG_ACTOR, ZONE_DISCREPANCY_PREFIX};
-pub use vault::{check_personal_data_fields, VaultKey, BEDSIDE_PURPOSE, PERSONAL_DATA_FIELDS};
-pub use verify::{VerifyFailure, VerifyReport};
-pub use webhooks::{backoff_seconds, signature, DELIVERY_ID_HEADER, SIGNATURE_HEADER};
+pub use ledger::proofs::{ConsistencyProof, InclusionProof};
+pub use ledger::read::ListQuery;
+pub use ledger::request::{
+    parse_request, too_large, MAX_BATCH_EVENTS, MAX_CONFIGURABLE_SKEW_SECONDS,
+    MAX_FUTURE_SKEW_SECONDS, MAX_REQUEST_BYTES,
+};
+pub use ledger::verify::{VerifyFailure, VerifyReport};
+pub use reference::alignment::DEFAULT_EXPIRY_HORIZON_DAYS;
+pub use reference::bulk::{
+    check_import_files, BadRow, ImportFile, ImportProgress, ImportReport, EXPORT_FORMAT,
+    IMPORT_SOURCE_SYSTEM, LIST_SEPARATOR, MAX_IMPORT_BYTES,
+};
+pub use reference::registry::{registry, Cell, Column, Registry, REGISTRIES};
+pub use reference::resolve::RegistryQuery;
+pub use reference::time_discipline::{AUTOLOG_ACTOR, ZONE_DISCREPANCY_PREFIX};
 
 /// One running Autolog instance: its store, its checkpoint signing key, and caches of
 /// projections that are checked against the ledger before each use.
 pub struct Autolog {
     store: Arc<dyn Store>,
     key: SigningKey,
-    crosswalks: reference::CrosswalkCache,
+    crosswalks: reference::resolve::CrosswalkCache,
     clock_skew_tolerance_seconds: i64,
     /// The ISBT 128 FIN under which this instance issues COIs, if it issues any.
     coi_issuer: Option<autolog_domain::identifiers::Fin>,
@@ -91,7 +77,7 @@ pub struct Autolog {
     /// Session, lockout and token settings.
     access: AccessSettings,
     /// The personal-data vault's master key (none until configured) and write lock.
-    vault: vault::Vault,
+    vault: access::vault::Vault,
     /// Signalled after each append by this process: wakes the outbound feed publisher.
     appended: Arc<tokio::sync::Notify>,
     /// Argon2id checks (sign-in, e-signatures) running at once: at most one per core, so
@@ -134,12 +120,12 @@ impl Autolog {
         Autolog {
             store,
             key,
-            crosswalks: reference::CrosswalkCache::default(),
+            crosswalks: reference::resolve::CrosswalkCache::default(),
             clock_skew_tolerance_seconds: MAX_FUTURE_SKEW_SECONDS,
             coi_issuer: None,
             alerts: tokio::sync::broadcast::channel(ALERT_CHANNEL_CAPACITY).0,
             access: AccessSettings::default(),
-            vault: vault::Vault::default(),
+            vault: access::vault::Vault::default(),
             appended: Arc::new(tokio::sync::Notify::new()),
             password_checks: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, usize::from),
@@ -166,7 +152,7 @@ impl Autolog {
         let public = self.key.verifying_key();
         (
             hex::encode(public.as_bytes()),
-            autolog_domain::checkpoint::key_id(&public),
+            autolog_domain::ledger::checkpoint::key_id(&public),
         )
     }
 }

@@ -877,7 +877,7 @@ impl Ctx<'_> {
         mut data: Value,
         state: &'static str,
     ) -> Result<usize, AppError> {
-        if let Some(field) = autolog_domain::signature::signer_field(kind) {
+        if let Some(field) = autolog_domain::access::signature::signer_field(kind) {
             let signer = data[field].as_str().unwrap_or_default().to_string();
             let secret = self
                 .secrets

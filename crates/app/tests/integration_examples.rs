@@ -33,7 +33,7 @@ fn the_courier_examples_are_valid_epcis_documents_in_autologs_custody_profile() 
         for epc in &event.epcs {
             if let Some(label) = epc.strip_prefix("urn:isbt128:") {
                 let label = label.strip_prefix("din:").unwrap_or(label);
-                autolog_domain::scan::parse_scan("epc", label)
+                autolog_domain::identifiers::scan::parse_scan("epc", label)
                     .unwrap_or_else(|e| panic!("{name}: {e}"));
             }
         }

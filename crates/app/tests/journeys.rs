@@ -125,7 +125,7 @@ fn step(
 ) -> Value {
     let mut data = data;
     // Signed records are signed by the person they name, re-authenticating with the secret.
-    if let Some(field) = autolog_domain::signature::signer_field(kind) {
+    if let Some(field) = autolog_domain::access::signature::signer_field(kind) {
         if data.get("signature").is_none() {
             data["signature"] = json!({"signer_id": data[field], "secret": SECRET});
         }
@@ -1593,7 +1593,7 @@ async fn a_release_is_signed_by_re_authenticating_and_the_signature_binds_to_its
     let q = enrol(&app, "PK-SIG-2", t0()).await;
     let mut copied = release(&q, &format!("B-{}", q.key), &q.key);
     copied["body"]["data"]["signature"] = signature.clone();
-    let draft = autolog_domain::envelope::parse_draft(&copied, autolog_domain::Uuid::now_v7())
+    let draft = autolog_domain::catalogue::parse_draft(&copied, autolog_domain::Uuid::now_v7())
         .expect("well-formed");
     let e = match app
         .store()
@@ -2266,7 +2266,7 @@ fn objects<'a>(value: &'a Value, path: String, out: &mut Vec<(String, &'a Value)
 
 /// The identifier systems Autolog uses, with a check of the value each carries.
 fn check_identifier(system: &str, value: &str) -> Result<(), String> {
-    use autolog_app::fhir::system as s;
+    use autolog_app::interop::fhir::system as s;
     let ok = match system {
         s::DIN => value.len() == 13 && Din::parse("din", value).is_ok(),
         s::COI => autolog_domain::identifiers::Coi::parse("coi", value)
@@ -2297,7 +2297,7 @@ fn check_codes(resource: &Value) -> Vec<String> {
     for (path, object) in found {
         let system = object.get("system").and_then(Value::as_str);
         if let (Some(system), Some(code)) = (system, object.get("code").and_then(Value::as_str)) {
-            match autolog_app::fhir::CODE_SYSTEMS
+            match autolog_app::interop::fhir::CODE_SYSTEMS
                 .iter()
                 .find(|(s, _)| *s == system)
             {
@@ -2408,14 +2408,14 @@ fn person_principal(person_id: &str, role: autolog_domain::access::Role) -> auto
 
 /// A treatment center's administration Procedure for one of a patient's units.
 fn administration_procedure(p: &Patient, unit: &str, hours: i64) -> Value {
-    use autolog_app::fhir::{id, system};
+    use autolog_app::interop::fhir::{id, system};
     json!({
         "resourceType": "Procedure",
         "identifier": [{"system": "urn:oid:1.2.3.4.5.6", "value": format!("EMR-LAX-INF-{}-{}", p.key, &unit[20..22])}],
         "status": "completed",
         "code": {"coding": [{"system": system::PROCESS_STEP, "code": "INFUSE"}]},
         "subject": {"reference": format!("Patient/{}", id::patient(&p.key))},
-        "occurrenceDateTime": autolog_app::fhir::date_time(&at(p.t0, hours, LAX.1)).expect("time"),
+        "occurrenceDateTime": autolog_app::interop::fhir::date_time(&at(p.t0, hours, LAX.1)).expect("time"),
         "performer": [
             {"function": {"coding": [{"system": system::PARTICIPATION_TYPE, "code": "PRF"}]}, "actor": {"reference": "Practitioner/P-0007"}},
             {"function": {"coding": [{"system": system::PARTICIPATION_TYPE, "code": "VRF"}]}, "actor": {"identifier": {"system": system::PERSON, "value": "P-0005"}}},
@@ -2432,7 +2432,7 @@ fn administration_procedure(p: &Patient, unit: &str, hours: i64) -> Value {
 /// types.
 #[tokio::test]
 async fn every_fhir_resource_of_a_full_journey_is_valid_r5_and_refers_within_its_bundle() {
-    use autolog_app::fhir::{self, id, system, ImportError, PersonalRead};
+    use autolog_app::interop::fhir::{self, id, system, ImportError, PersonalRead};
     use autolog_domain::access::Role;
     let dir = tempfile::tempdir().expect("tempdir");
     let app = network(&dir.path().join("fhir.db"))

@@ -79,7 +79,7 @@ fn print(value: &Value) -> anyhow::Result<ExitCode> {
 }
 
 fn check_actor(actor: &str) -> anyhow::Result<()> {
-    autolog_domain::envelope::check_actor("actor", actor)?;
+    autolog_domain::ledger::envelope::check_actor("actor", actor)?;
     Ok(())
 }
 

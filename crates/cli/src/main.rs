@@ -355,7 +355,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "initialised {} ({}); checkpoint key id {}",
                 config.data_dir.display(),
                 config.store_description(),
-                autolog_domain::checkpoint::key_id(&public)
+                autolog_domain::ledger::checkpoint::key_id(&public)
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -558,7 +558,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Signer {
             command: SignerCommand::SetSecret { person_id, set_by },
         } => {
-            autolog_domain::envelope::check_actor("set_by", &set_by)?;
+            autolog_domain::ledger::envelope::check_actor("set_by", &set_by)?;
             let app = Autolog::open_existing(&config).await?;
             let mut secret = String::new();
             std::io::stdin().read_line(&mut secret)?;
@@ -588,7 +588,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let public = key.verifying_key();
             println!("algorithm: Ed25519");
             println!("public key: {}", hex_encode(public.as_bytes()));
-            println!("key id: {}", autolog_domain::checkpoint::key_id(&public));
+            println!(
+                "key id: {}",
+                autolog_domain::ledger::checkpoint::key_id(&public)
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

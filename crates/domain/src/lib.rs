@@ -1,27 +1,25 @@
-//! Autolog's domain: the event envelope, its canonical bytes and hash, the Merkle log,
-//! checkpoints, bitemporal folds and time rules. Pure functions and types: no I/O, no async, no SQL.
+//! Autolog's domain: pure functions and types, no I/O, no async, no SQL.
+//!
+//! One module per area, layered so that imports point one way:
+//! `error`, `ledger` and `identifiers` know no area; `reference`, `chain`, `batch` and
+//! `access` define their payloads and pure folds on top of them (batch reads the chain);
+//! `catalogue` names every event type of every area and parses outside requests against
+//! it; `rules` are the checks that depend on what a stream already holds.
 
 pub mod access;
 pub mod batch;
-pub mod bitemporal;
+pub mod catalogue;
 pub mod chain;
-pub mod checkpoint;
-pub mod crosswalk;
-pub mod envelope;
 pub mod error;
-pub mod event_type;
-pub mod history;
 pub mod identifiers;
-pub mod merkle;
+pub mod ledger;
 pub mod reference;
 pub mod rules;
-pub mod scan;
-pub mod signature;
-pub mod time;
-pub mod zone;
 
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
-pub use envelope::{Body, CorrectionTarget, Event, EventDraft, Placement, Source, GENESIS_HASH};
 pub use error::FieldError;
-pub use time::{Instant, OccurredAt};
+pub use ledger::envelope::{
+    Body, CorrectionTarget, Event, EventDraft, Placement, Source, GENESIS_HASH,
+};
+pub use ledger::time::{Instant, OccurredAt};
 pub use uuid::Uuid;

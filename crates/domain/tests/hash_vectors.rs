@@ -2,7 +2,7 @@
 //! exactly these events, and the outside-verifier recipe in docs/hashing.md must reproduce
 //! every hash from the JSON alone. `AUTOLOG_WRITE_VECTORS=1` rewrites the file.
 
-use autolog_domain::envelope::canonical_json;
+use autolog_domain::ledger::envelope::canonical_json;
 use autolog_domain::{Body, Event, Instant, OccurredAt, Source, Uuid, GENESIS_HASH};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

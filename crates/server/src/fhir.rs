@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use autolog_app::fhir::{self as f, ImportError, Issue, PersonalRead};
+use autolog_app::interop::fhir::{self as f, ImportError, Issue, PersonalRead};
 use autolog_app::{AppError, Autolog, Principal};
 use autolog_domain::access::{allowed_somewhere, Permission};
 use axum::body::{Body, Bytes};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use autolog_app::{Autolog, MAX_REQUEST_BYTES};
-use autolog_domain::merkle;
+use autolog_domain::ledger::merkle;
 use autolog_domain::SigningKey;
 use autolog_server::{serve, ServeOptions, OPENAPI_JSON};
 use autolog_store_conformance::harness::{run_on, Backend, Target};
@@ -467,7 +467,7 @@ async fn proofs_and_checkpoints_verify_offline() {
         let (_, key) = app.get("/api/v1/key").await;
         let public =
             autolog_domain::VerifyingKey::from_bytes(&hex32(&key["public_key"])).expect("key");
-        let checkpoint = autolog_domain::checkpoint::Checkpoint {
+        let checkpoint = autolog_domain::ledger::checkpoint::Checkpoint {
             tree_size: s + 11,
             root: hex32(&cp["root"]),
             issued_at: autolog_domain::Instant::parse_rfc3339(
@@ -567,7 +567,7 @@ async fn openapi_describes_every_route() {
         .iter()
         .filter_map(Value::as_str)
         .collect();
-    let catalogue: Vec<&str> = autolog_domain::event_type::EVENT_TYPES
+    let catalogue: Vec<&str> = autolog_domain::catalogue::EVENT_TYPES
         .iter()
         .map(|t| t.name)
         .collect();

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use autolog_app::fhir::{id, system};
+use autolog_app::interop::fhir::{id, system};
 use autolog_app::{Autolog, VaultKey};
 use autolog_domain::SigningKey;
 use autolog_server::{serve, ServeOptions};

@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use autolog_domain::bitemporal::stream_state;
-use autolog_domain::checkpoint::Checkpoint;
-use autolog_domain::history::{record_filter, HistoryFilter};
-use autolog_domain::merkle::{self, leaf_hash, Frontier};
+use autolog_domain::catalogue::stream_state;
+use autolog_domain::ledger::checkpoint::Checkpoint;
+use autolog_domain::ledger::merkle::{self, leaf_hash, Frontier};
+use autolog_domain::rules::history::{record_filter, HistoryFilter};
 use autolog_domain::{
     Body, CorrectionTarget, EventDraft, Instant, OccurredAt, SigningKey, Source, Uuid, GENESIS_HASH,
 };

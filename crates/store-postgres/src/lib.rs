@@ -8,9 +8,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use autolog_domain::checkpoint::Checkpoint;
-use autolog_domain::history::HistoryFilter;
-use autolog_domain::merkle::{Frontier, Hash, NodeId};
+use autolog_domain::ledger::checkpoint::Checkpoint;
+use autolog_domain::ledger::merkle::{Frontier, Hash, NodeId};
+use autolog_domain::rules::history::HistoryFilter;
 use autolog_domain::{Event, EventDraft, Instant, Source, Uuid};
 use autolog_store::{
     check_delivery_attempt, check_vault_record, duplicate_api_token, duplicate_session,

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use autolog_domain::history::{history_filter, HistoryFilter};
-use autolog_domain::merkle::{leaf_hash, Hash, NodeId};
+use autolog_domain::ledger::merkle::{leaf_hash, Hash, NodeId};
 use autolog_domain::rules;
+use autolog_domain::rules::history::{history_filter, HistoryFilter};
 use autolog_domain::{
     CorrectionTarget, EventDraft, FieldError, Placement, Source, Uuid, GENESIS_HASH,
 };

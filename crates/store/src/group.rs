@@ -204,8 +204,8 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use autolog_domain::history::HistoryFilter;
-    use autolog_domain::merkle::Frontier;
+    use autolog_domain::ledger::merkle::Frontier;
+    use autolog_domain::rules::history::HistoryFilter;
     use autolog_domain::{Body, CorrectionTarget, Event, OccurredAt, Source, Uuid};
     use tokio::sync::Semaphore;
 

@@ -11,9 +11,9 @@ mod row;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use autolog_domain::checkpoint::Checkpoint;
-use autolog_domain::history::HistoryFilter;
-use autolog_domain::merkle::{Frontier, Hash, NodeId};
+use autolog_domain::ledger::checkpoint::Checkpoint;
+use autolog_domain::ledger::merkle::{Frontier, Hash, NodeId};
+use autolog_domain::rules::history::HistoryFilter;
 use autolog_domain::{Event, EventDraft, FieldError, Instant, Source, Uuid};
 
 pub use access::{

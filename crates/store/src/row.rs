@@ -1,8 +1,8 @@
 //! Flat row shapes shared by the backends, and their conversion to domain types.
 //! A row that does not convert was altered outside Autolog: the error says how.
 
-use autolog_domain::checkpoint::Checkpoint;
-use autolog_domain::merkle::Hash;
+use autolog_domain::ledger::checkpoint::Checkpoint;
+use autolog_domain::ledger::merkle::Hash;
 use autolog_domain::{Body, Event, Instant, OccurredAt, Source, Uuid};
 
 /// The `events` columns in the order every backend selects them.

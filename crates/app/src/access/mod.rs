@@ -1,0 +1,7 @@
+//! Who may do what: accounts, TOTP sign-in, sessions, role grants, API tokens and the
+//! attribution of a request's events to its sender (`accounts`), the access audit events
+//! (`audit`), and the personal-data vault (`vault`).
+
+pub(crate) mod accounts;
+pub(crate) mod audit;
+pub(crate) mod vault;

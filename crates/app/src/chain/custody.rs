@@ -1,0 +1,1274 @@
+//! Chain steps checked against reference data and the chain's state (who, where, with
+//! what, in which order), and custody receipts reconciled against their handoff at once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use autolog_domain::chain::{ChainContext, ChainEntry, ChainView};
+use autolog_domain::identifiers::scan::{parse_scan, Scanned};
+use autolog_domain::rules::{refused_value, CHAIN_EVENT_TYPES};
+use autolog_domain::{Body, Event, EventDraft, FieldError, Instant, Source, Uuid};
+use serde_json::{json, Value};
+
+use crate::chain::rule_reads::RuleReads;
+use crate::feeds::alerts::{alert_draft, short_digest, AlertSpec};
+use crate::ledger::read::{instant_field, text};
+use crate::reference::alignment::qualified;
+use crate::{AppError, Autolog, AUTOLOG_ACTOR};
+
+/// Why a chain step was not accepted: a rule it broke (the request's event `index`), or a
+/// failure to read what the rule needs.
+#[derive(Debug)]
+pub(crate) enum StepError {
+    Refused {
+        index: usize,
+        error: FieldError,
+    },
+    /// A release refused: every condition it does not meet.
+    Unmet {
+        index: usize,
+        conditions: Vec<FieldError>,
+    },
+    Failed(AppError),
+}
+
+impl From<AppError> for StepError {
+    fn from(e: AppError) -> Self {
+        StepError::Failed(e)
+    }
+}
+
+impl From<autolog_store::StoreError> for StepError {
+    fn from(e: autolog_store::StoreError) -> Self {
+        StepError::Failed(e.into())
+    }
+}
+
+/// An event Autolog records because of the request's event `cause` (appended right after it).
+#[derive(Debug)]
+pub(crate) struct Recorded {
+    pub cause: usize,
+    pub draft: EventDraft,
+}
+
+/// The role a person must hold at the site for these event types (otherwise any current
+/// qualification at the site will do).
+const REQUIRED_ROLES: &[(&str, &str)] = &[
+    ("chain.released", "qa_releaser"),
+    ("chain.hold_released", "qa_releaser"),
+    ("deviation.closed", "qa_releaser"),
+    (
+        "chain.exceptional_release_requested",
+        "treatment_center_physician",
+    ),
+];
+
+/// The CBV bizStep the step of each event type must have (`step_performed` takes any other).
+const BIZ_STEP_OF: &[(&str, &str)] = &[
+    ("custody.handed_off", "shipping"),
+    ("custody.received", "receiving"),
+    ("chain.administered", "dispensing"),
+];
+
+/// An owned chain event (stored, or earlier in the same request), for the fold.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) event_id: Uuid,
+    pub(crate) event_type: String,
+    pub(crate) data: Value,
+    pub(crate) occurred_at: Instant,
+    pub(crate) site: Option<String>,
+}
+
+impl Entry {
+    fn of_event(e: &Event) -> Self {
+        Entry {
+            event_id: e.event_id,
+            event_type: e.body.event_type.clone(),
+            data: e.body.data.clone(),
+            occurred_at: e.occurred_at.instant,
+            site: e.site.clone(),
+        }
+    }
+
+    fn of_draft(d: &EventDraft) -> Self {
+        Entry {
+            event_id: d.event_id,
+            event_type: d.body.event_type.clone(),
+            data: d.body.data.clone(),
+            occurred_at: d.occurred_at.instant,
+            site: d.site.clone(),
+        }
+    }
+
+    pub(crate) fn as_entry(&self) -> ChainEntry<'_> {
+        ChainEntry {
+            event_id: self.event_id,
+            event_type: &self.event_type,
+            data: &self.data,
+            occurred_at: self.occurred_at,
+            site: self.site.as_deref(),
+        }
+    }
+}
+
+/// What a chain's checks need: its events so far, its enrolment and its product.
+pub(crate) struct ChainFacts {
+    pub(crate) coi: String,
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) enrolment: Value,
+    pub(crate) product: Value,
+    pub(crate) ctx: ChainContext,
+    /// The reference records the request's rules read, shared by its chains.
+    pub(crate) reads: Arc<RuleReads>,
+}
+
+impl ChainFacts {
+    fn view(&self) -> ChainView {
+        ChainView::fold(self.entries.iter().map(Entry::as_entry), &self.ctx)
+    }
+
+    fn process_steps(&self) -> Vec<Value> {
+        self.product
+            .get("process")
+            .and_then(|p| p.get("steps"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Chain events in the order the state machine checked them: recording order, a
+/// correction taking the place of the event it restates. (Valid-time order would put a
+/// late-recorded receipt before the hold that was already on the chain when it arrived.)
+pub(crate) fn in_recording_order<'a>(chosen: &[&'a Event], all: &[Event]) -> Vec<&'a Event> {
+    let by_id: std::collections::HashMap<Uuid, &Event> =
+        all.iter().map(|e| (e.event_id, e)).collect();
+    let place = |e: &Event| {
+        let mut current = e;
+        // Follow corrections back to the original fact (bounded by the chain's length).
+        for _ in 0..all.len() {
+            match current.corrects.and_then(|id| by_id.get(&id)) {
+                Some(original) => current = original,
+                None => break,
+            }
+        }
+        (current.position, e.position)
+    };
+    let mut ordered = chosen.to_vec();
+    ordered.sort_by_key(|e| place(e));
+    ordered
+}
+
+/// The effective (not superseded) events of a stored chain, in recording order.
+fn effective(events: &[Event]) -> Vec<Entry> {
+    let superseded: std::collections::HashSet<Uuid> =
+        events.iter().filter_map(|e| e.corrects).collect();
+    let chosen: Vec<&Event> = events
+        .iter()
+        .filter(|e| !superseded.contains(&e.event_id))
+        .collect();
+    in_recording_order(&chosen, events)
+        .into_iter()
+        .map(Entry::of_event)
+        .collect()
+}
+
+/// Whether a draft is a chain event, checked by the chain's rules.
+fn is_chain_event(draft: &EventDraft) -> bool {
+    draft.stream.starts_with("coi/") && CHAIN_EVENT_TYPES.contains(&draft.body.event_type.as_str())
+}
+
+/// The enrolment of a chain's effective events (`null` when not enrolled).
+fn enrolment_of(entries: &[Entry]) -> Value {
+    entries
+        .iter()
+        .find(|e| e.event_type == "chain.enrolled")
+        .map(|e| e.data.clone())
+        .unwrap_or(Value::Null)
+}
+
+/// The payload fields of a chain event that name a person whose qualification its rules
+/// check (the releasers' are among the release conditions, `Autolog::release_conditions`).
+fn person_fields(event_type: &str) -> &'static [&'static str] {
+    match event_type {
+        "chain.collected" => &["operator_id"],
+        "custody.handed_off" => &["handed_off_by"],
+        "custody.received" => &["received_by"],
+        "chain.step_performed" => &["performed_by"],
+        "chain.administered" => &["administered_by", "verified_by"],
+        "chain.bedside_verified" => &["verified_by"],
+        "chain.exceptional_release_requested" => &["requested_by"],
+        "chain.follow_up_recorded" => &["recorded_by"],
+        "chain.hold_released" => &["resolved_by"],
+        "chain.released" => &["released_by", "second_released_by"],
+        "batch.created" => &["created_by"],
+        "batch.material_consumed" | "batch.units_produced" => &["recorded_by"],
+        "batch.test_result_recorded" => &["analyst_id"],
+        "deviation.opened" => &["opened_by"],
+        "deviation.investigated" => &["investigated_by"],
+        "deviation.closed" => &["closed_by"],
+        _ => &[],
+    }
+}
+
+/// The registry records a chain event names, which its rules read: those the store
+/// checks exist, plus its DINs, units and batch.
+fn records_named(draft: &EventDraft) -> Vec<String> {
+    let data = &draft.body.data;
+    // A lot's record is read without its consumptions (`Autolog::record_state`): reading
+    // its whole stream here would cost what the filtered read saves.
+    let mut streams: Vec<String> = autolog_domain::rules::references(draft)
+        .into_iter()
+        .map(|(_, stream)| stream)
+        .filter(|stream| !stream.starts_with("lot/"))
+        .collect();
+    for key in [
+        "site_id",
+        "from_site_id",
+        "receiving_site_id",
+        "collection_site_id",
+    ] {
+        let site = text(data, key);
+        if !site.is_empty() {
+            streams.push(format!("site/{site}"));
+        }
+    }
+    for key in person_fields(&draft.body.event_type) {
+        let person = text(data, key);
+        if !person.is_empty() {
+            streams.push(format!("person/{person}"));
+        }
+    }
+    if let Some(person) = draft.actor.strip_prefix("person/") {
+        streams.push(format!("person/{person}"));
+    }
+    for din in string_list(data, "dins")
+        .into_iter()
+        .chain(string_list(data, "source_dins"))
+    {
+        streams.push(format!("din/{din}"));
+    }
+    for id in string_list(data, "equipment_ids") {
+        streams.push(format!("equipment/{id}"));
+    }
+    for unit in string_list(data, "units") {
+        streams.push(format!("unit/{unit}"));
+    }
+    let batch = text(data, "batch_id");
+    if !batch.is_empty() && draft.body.event_type == "batch.created" {
+        streams.push(format!("batch/{batch}"));
+    }
+    streams
+}
+
+pub(crate) fn string_list(data: &Value, key: &str) -> Vec<String> {
+    data.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+impl Autolog {
+    /// Loads what the checks of a chain need: stored events, enrolment, product, and the
+    /// step taxonomy (CBV bizStep of each of the product's steps).
+    async fn chain_facts(
+        &self,
+        stream: &str,
+        reads: &Arc<RuleReads>,
+    ) -> Result<ChainFacts, AppError> {
+        let events = self.store.stream_events(stream, Instant::MAX).await?;
+        self.chain_facts_of(stream, &events, reads).await
+    }
+
+    /// What the checks of a chain need, from its stored events (already read).
+    async fn chain_facts_of(
+        &self,
+        stream: &str,
+        events: &[Event],
+        reads: &Arc<RuleReads>,
+    ) -> Result<ChainFacts, AppError> {
+        let coi = stream.trim_start_matches("coi/").to_string();
+        let entries = effective(events);
+        let enrolment = enrolment_of(&entries);
+        self.facts_for(coi, entries, enrolment, reads).await
+    }
+
+    async fn facts_for(
+        &self,
+        coi: String,
+        entries: Vec<Entry>,
+        enrolment: Value,
+        reads: &Arc<RuleReads>,
+    ) -> Result<ChainFacts, AppError> {
+        let (ctx, product) = self.context_and_product(&enrolment, reads).await?;
+        Ok(ChainFacts {
+            coi,
+            entries,
+            enrolment,
+            product,
+            ctx,
+            reads: reads.clone(),
+        })
+    }
+
+    /// The fold's context for a chain enrolled for a product: its collecting step and the
+    /// CBV bizStep of each of its steps. `reads` may be shared by many chains (a report
+    /// over every chain reads each product and step once).
+    pub(crate) async fn chain_context(
+        &self,
+        enrolment: &Value,
+        reads: &RuleReads,
+    ) -> Result<ChainContext, AppError> {
+        Ok(self.context_and_product(enrolment, reads).await?.0)
+    }
+
+    async fn context_and_product(
+        &self,
+        enrolment: &Value,
+        reads: &RuleReads,
+    ) -> Result<(ChainContext, Value), AppError> {
+        let product_code = text(enrolment, "product_code").to_string();
+        let product = if product_code.is_empty() {
+            Value::Null
+        } else {
+            self.reference(reads, &format!("product/{product_code}"))
+                .await?
+        };
+        let mut ctx = ChainContext::default();
+        let steps = product
+            .get("process")
+            .and_then(|p| p.get("steps"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let step_streams: Vec<String> = steps
+            .iter()
+            .map(|step| format!("step/{}", text(step, "step_code")))
+            .collect();
+        // Every step definition of the product in one read.
+        self.prefetch(reads, step_streams).await?;
+        for step in &steps {
+            let code = text(step, "step_code");
+            let definition = self.reference(reads, &format!("step/{code}")).await?;
+            let biz = text(&definition, "cbv_biz_step").to_string();
+            if biz == "collecting" && ctx.collecting_step.is_none() {
+                ctx.collecting_step = Some(code.to_string());
+            }
+            ctx.biz_steps.insert(code.to_string(), biz);
+        }
+        Ok((ctx, product))
+    }
+
+    /// The chain as folded now, with reference data (for reads and reports).
+    pub(crate) async fn chain_view_of(
+        &self,
+        coi: &str,
+        events: &[&Event],
+        enrolment: &Value,
+    ) -> Result<ChainView, AppError> {
+        let entries = events.iter().map(|e| Entry::of_event(e)).collect();
+        let reads = Arc::new(RuleReads::default());
+        let facts = self
+            .facts_for(coi.to_string(), entries, enrolment.clone(), &reads)
+            .await?;
+        Ok(facts.view())
+    }
+
+    /// Checks each chain event of a request against the chain's state and reference data,
+    /// in order (earlier events of the request count), and returns the events Autolog
+    /// records with them in the same transaction: DIN links, holds and alerts.
+    pub(crate) async fn chain_step_rules(
+        &self,
+        drafts: &[EventDraft],
+    ) -> Result<Vec<Recorded>, StepError> {
+        let mut extra = Vec::new();
+        let reads = Arc::new(RuleReads::default());
+        let (resent, mut chains) = self.load_chains(drafts, &reads).await?;
+        // DINs linked earlier in this request, to the COI they were linked to.
+        let mut linked_here: HashMap<String, String> = HashMap::new();
+        for (index, draft) in drafts.iter().enumerate() {
+            let event_type = draft.body.event_type.as_str();
+            if !is_chain_event(draft) {
+                continue;
+            }
+            // A resent event is answered as a duplicate by the store: no rule applies again.
+            if resent.contains(&draft.source) {
+                continue;
+            }
+            if !chains.contains_key(&draft.stream) {
+                let facts = self.chain_facts(&draft.stream, &reads).await?;
+                chains.insert(draft.stream.clone(), facts);
+            }
+            let Some(facts) = chains.get_mut(&draft.stream) else {
+                continue;
+            };
+            if event_type == "chain.enrolled" && draft.corrects.is_none() {
+                let refreshed = self
+                    .facts_for(
+                        facts.coi.clone(),
+                        Vec::new(),
+                        draft.body.data.clone(),
+                        &reads,
+                    )
+                    .await?;
+                *facts = refreshed;
+            } else if facts.enrolment.is_null() {
+                continue; // not enrolled: the store refuses it, naming the rule
+            }
+            let refuse = |field: &str, value: &str, rule: String| StepError::Refused {
+                index,
+                error: FieldError::new(format!("body.data.{field}"), value, rule),
+            };
+            let view = facts.view();
+            let this = Entry::of_draft(draft);
+            // A correction restates a fact in place: the state machine is not asked again
+            // (the store limits what may be corrected), but who, where and with what are.
+            if draft.corrects.is_some() {
+                self.step_reference_rules(facts, &view, draft, &refuse, true)
+                    .await?;
+                continue;
+            }
+            if event_type == "chain.released" || event_type == "chain.bedside_verified" {
+                let mut unmet = Vec::new();
+                if let Err(refusal) = view.transition(&this.as_entry(), &facts.ctx) {
+                    unmet.push(FieldError::new(
+                        refusal.field,
+                        refused_value(draft, refusal.field),
+                        refusal.rule,
+                    ));
+                }
+                if event_type == "chain.released" {
+                    unmet.extend(self.release_conditions(facts, &view, draft).await?);
+                } else {
+                    unmet.extend(self.bedside_conditions(facts, &view, draft).await?);
+                }
+                if !unmet.is_empty() {
+                    return Err(StepError::Unmet {
+                        index,
+                        conditions: unmet,
+                    });
+                }
+            } else if let Err(refusal) = view.transition(&this.as_entry(), &facts.ctx) {
+                return Err(StepError::Refused {
+                    index,
+                    error: FieldError::new(
+                        refusal.field,
+                        refused_value(draft, refusal.field),
+                        refusal.rule,
+                    ),
+                });
+            }
+            if event_type == "chain.collected" {
+                for (j, din) in string_list(&draft.body.data, "dins").iter().enumerate() {
+                    if let Some(owner) = linked_here.get(din) {
+                        return Err(refuse(
+                            &format!("dins[{j}]"),
+                            din,
+                            format!("is collected for chain {owner} earlier in this request: a DIN belongs to one COI, forever"),
+                        ));
+                    }
+                }
+            }
+            let mut recorded = self
+                .step_reference_rules(facts, &view, draft, &refuse, false)
+                .await?;
+            recorded.extend(self.batch_rules(facts, &view, draft, &refuse).await?);
+            if event_type == "custody.received" {
+                let (holds, alerts) = self.reconcile_receipt(facts, &view, draft).await?;
+                recorded.extend(holds);
+                recorded.extend(alerts);
+            }
+            recorded.extend(window_breaches(facts, &view, draft));
+            facts.entries.push(this);
+            for r in &recorded {
+                if r.body.event_type == "din.linked" {
+                    linked_here.insert(text(&r.body.data, "din").to_string(), facts.coi.clone());
+                }
+            }
+            // Holds Autolog places count for the next events of the request, on this chain
+            // and on the others it involves (loaded now if the request did not touch them yet).
+            for r in recorded.iter().filter(|r| r.stream.starts_with("coi/")) {
+                if !chains.contains_key(&r.stream) {
+                    let other = self.chain_facts(&r.stream, &reads).await?;
+                    chains.insert(r.stream.clone(), other);
+                }
+                if let Some(chain) = chains.get_mut(&r.stream) {
+                    chain.entries.push(Entry::of_draft(r));
+                }
+            }
+            extra.extend(recorded.into_iter().map(|draft| Recorded {
+                cause: index,
+                draft,
+            }));
+        }
+        Ok(extra)
+    }
+
+    /// Everything the rules of a request read first, in a few queries whatever its size:
+    /// which of its chain events were sent before (the store answers them as duplicates),
+    /// the histories of its chains, their products with their steps, and the registry
+    /// records its events name (sites, people, equipment, DINs, units, batches).
+    async fn load_chains(
+        &self,
+        drafts: &[EventDraft],
+        reads: &Arc<RuleReads>,
+    ) -> Result<(HashSet<Source>, HashMap<String, ChainFacts>), AppError> {
+        let chain_drafts: Vec<&EventDraft> = drafts.iter().filter(|d| is_chain_event(d)).collect();
+        if chain_drafts.is_empty() {
+            return Ok((HashSet::new(), HashMap::new()));
+        }
+        let mut sources: Vec<Source> = chain_drafts.iter().map(|d| d.source.clone()).collect();
+        sources
+            .sort_by(|a, b| (&a.system, &a.source_event_id).cmp(&(&b.system, &b.source_event_id)));
+        sources.dedup();
+        let resent: HashSet<Source> = self
+            .store
+            .events_by_sources(&sources)
+            .await?
+            .into_iter()
+            .map(|e| e.source)
+            .collect();
+        let fresh: Vec<&EventDraft> = chain_drafts
+            .into_iter()
+            .filter(|d| !resent.contains(&d.source))
+            .collect();
+        let mut streams: Vec<String> = fresh.iter().map(|d| d.stream.clone()).collect();
+        streams.sort_unstable();
+        streams.dedup();
+        let mut histories = self
+            .store
+            .stream_events_many(&streams, Instant::MAX)
+            .await?;
+        let mut entries: HashMap<String, Vec<Entry>> = streams
+            .iter()
+            .map(|s| {
+                let events = histories.remove(s).unwrap_or_default();
+                (s.clone(), effective(&events))
+            })
+            .collect();
+        // Products of the chains (as enrolled, or being enrolled by this request) and the
+        // records the events name, in one read.
+        let mut wanted: Vec<String> = Vec::new();
+        for list in entries.values() {
+            let code = text(&enrolment_of(list), "product_code").to_string();
+            if !code.is_empty() {
+                wanted.push(format!("product/{code}"));
+            }
+        }
+        for draft in &fresh {
+            wanted.extend(records_named(draft));
+        }
+        self.prefetch(reads, wanted).await?;
+        let mut chains = HashMap::new();
+        for stream in streams {
+            let list = entries.remove(&stream).unwrap_or_default();
+            let coi = stream.trim_start_matches("coi/").to_string();
+            let enrolment = enrolment_of(&list);
+            let facts = self.facts_for(coi, list, enrolment, reads).await?;
+            chains.insert(stream, facts);
+        }
+        Ok((resent, chains))
+    }
+
+    /// The reference-data rules of one chain event: the step belongs to the product's
+    /// process and the site's type may perform it; the person is qualified at the site
+    /// then; equipment is at the site and calibrated; units belong to the chain.
+    async fn step_reference_rules(
+        &self,
+        facts: &ChainFacts,
+        view: &ChainView,
+        draft: &EventDraft,
+        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+        correction: bool,
+    ) -> Result<Vec<EventDraft>, StepError> {
+        let data = &draft.body.data;
+        let event_type = draft.body.event_type.as_str();
+        let product_code = text(&facts.enrolment, "product_code");
+        let at = draft.occurred_at.instant;
+        let mut recorded = Vec::new();
+        // The step and the site that performs it.
+        let (step_field, site_field) = match event_type {
+            "chain.collected" => ("", "collection_site_id"),
+            "custody.handed_off" => ("step_code", "from_site_id"),
+            "custody.received" => ("step_code", "receiving_site_id"),
+            "chain.step_performed" | "chain.administered" => ("step_code", "site_id"),
+            "batch.material_consumed" => ("step_code", "site_id"),
+            _ => ("", "site_id"),
+        };
+        let site_id = text(data, site_field);
+        let step_code = match event_type {
+            "chain.collected" => match &facts.ctx.collecting_step {
+                Some(step) => step.clone(),
+                None => {
+                    return Err(refuse(
+                        "collection_site_id",
+                        site_id,
+                        format!("product {product_code}'s process has no step whose CBV bizStep is collecting"),
+                    ))
+                }
+            },
+            _ => text(data, step_field).to_string(),
+        };
+        if !step_code.is_empty() {
+            let Some(biz) = facts.ctx.biz_steps.get(&step_code) else {
+                let steps: Vec<String> = facts
+                    .process_steps()
+                    .iter()
+                    .map(|s| text(s, "step_code").to_string())
+                    .collect();
+                return Err(refuse(
+                    step_field,
+                    &step_code,
+                    format!(
+                        "is not a step of product {product_code}'s process (steps: {})",
+                        steps.join(", ")
+                    ),
+                ));
+            };
+            let wanted = BIZ_STEP_OF.iter().find(|(t, _)| *t == event_type);
+            let fits = match wanted {
+                Some((_, want)) => biz == want,
+                None if event_type == "chain.step_performed" => !matches!(
+                    biz.as_str(),
+                    "shipping" | "receiving" | "dispensing" | "collecting" | "commissioning"
+                ),
+                None => true,
+            };
+            if !fits {
+                let rule = match wanted {
+                    Some((_, want)) => format!(
+                        "is a {biz} step; a {event_type} event performs a {want} step of the process"
+                    ),
+                    None => format!(
+                        "is a {biz} step, recorded by its own event type (collection, handoff, receipt or administration), not as chain.step_performed"
+                    ),
+                };
+                return Err(refuse(step_field, &step_code, rule));
+            }
+            let allowed_types: Vec<String> = facts
+                .process_steps()
+                .iter()
+                .find(|s| text(s, "step_code") == step_code)
+                .map(|s| string_list(s, "site_types"))
+                .unwrap_or_default();
+            let site = self
+                .reference(&facts.reads, &format!("site/{site_id}"))
+                .await?;
+            let site_types = string_list(&site, "site_types");
+            if !site_types.iter().any(|t| allowed_types.contains(t)) {
+                return Err(refuse(
+                    site_field,
+                    site_id,
+                    format!(
+                        "is a {} and may not perform step {step_code} of {product_code} (allowed: {})",
+                        site_types.join(", "),
+                        allowed_types.join(", ")
+                    ),
+                ));
+            }
+        }
+        // The people: qualified at the site at the time (with a role, where one is needed).
+        let role = REQUIRED_ROLES
+            .iter()
+            .find(|(t, _)| *t == event_type)
+            .map(|(_, r)| *r);
+        // The releaser's qualification is one of the release conditions, listed with the
+        // others when the release is refused.
+        let person_fields: &[&str] = match event_type {
+            "chain.released" => &[],
+            other => person_fields(other),
+        };
+        let person_at = if event_type == "chain.collected" {
+            instant_field(data, "started_at").unwrap_or(at)
+        } else {
+            at
+        };
+        for field in person_fields {
+            let person_id = text(data, field);
+            let person = self
+                .reference(&facts.reads, &format!("person/{person_id}"))
+                .await?;
+            let ok = match role {
+                None => qualified(&person, Some(site_id), person_at),
+                Some(role) => {
+                    let only_role = filter_role(&person, role);
+                    qualified(&only_role, Some(site_id), person_at)
+                }
+            };
+            if !ok {
+                let what = role.map_or(String::new(), |r| format!(" as {r}"));
+                return Err(refuse(
+                    field,
+                    person_id,
+                    format!("holds no qualification{what} at {site_id} valid at {person_at}"),
+                ));
+            }
+            // A signer signs now: qualified now too, whatever time the record states.
+            if autolog_domain::access::signature::signer_field(event_type) == Some(*field) {
+                let now = Instant::now();
+                let only_role = role.map_or_else(|| person.clone(), |r| filter_role(&person, r));
+                if !qualified(&only_role, Some(site_id), now) {
+                    let what = role.map_or(String::new(), |r| format!(" as {r}"));
+                    return Err(refuse(
+                        field,
+                        person_id,
+                        format!(
+                            "holds no qualification{what} at {site_id} now ({now}), when signing"
+                        ),
+                    ));
+                }
+            }
+        }
+        // Equipment: at this site and in calibration.
+        let equipment: Vec<(String, String, Option<&str>)> = match event_type {
+            "chain.collected" => vec![(
+                "device_id".to_string(),
+                text(data, "device_id").to_string(),
+                Some("apheresis_device"),
+            )],
+            "chain.step_performed" => string_list(data, "equipment_ids")
+                .into_iter()
+                .enumerate()
+                .map(|(i, id)| (format!("equipment_ids[{i}]"), id, None))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (field, id, wanted_type) in &equipment {
+            let device = self
+                .reference(&facts.reads, &format!("equipment/{id}"))
+                .await?;
+            let kind = text(&device, "equipment_type");
+            let rule = if wanted_type.is_some_and(|w| w != kind) {
+                Some(format!(
+                    "is a {kind}, not an {}",
+                    wanted_type.unwrap_or_default()
+                ))
+            } else if text(&device, "site_id") != site_id {
+                Some(format!(
+                    "is at {}, not at {site_id}",
+                    text(&device, "site_id")
+                ))
+            } else if text(&device, "status") == "retired" || text(&device, "status") == "inactive"
+            {
+                Some(format!("is {}", text(&device, "status")))
+            } else if instant_field(&device, "calibration_valid_until")
+                .is_none_or(|u| person_at >= u)
+            {
+                Some(format!(
+                    "is not in calibration at {person_at} (calibration valid until {})",
+                    device
+                        .get("calibration_valid_until")
+                        .and_then(Value::as_str)
+                        .unwrap_or("never")
+                ))
+            } else {
+                None
+            };
+            if let Some(rule) = rule {
+                return Err(refuse(field, id, rule));
+            }
+        }
+        if correction {
+            return Ok(recorded); // what the correction restates was checked when it happened
+        }
+        let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
+        let treatment_site = text(&facts.enrolment, "treatment_site_id");
+        match event_type {
+            "chain.collected" => {
+                // Each DIN belongs to one COI, forever.
+                for (j, din) in string_list(data, "dins").iter().enumerate() {
+                    let link = self.reference(&facts.reads, &format!("din/{din}")).await?;
+                    let owner = text(&link, "coi");
+                    if !owner.is_empty() || view.units.contains(din) {
+                        let rule = if owner.is_empty() || owner == facts.coi {
+                            "was already collected for this chain".to_string()
+                        } else {
+                            format!(
+                                "already belongs to chain {owner}: a DIN belongs to one COI, forever"
+                            )
+                        };
+                        return Err(refuse(&format!("dins[{j}]"), din, rule));
+                    }
+                    recorded.push(own_draft(
+                        draft,
+                        format!("din/{din}"),
+                        format!("din-link/{j}"),
+                        "din.linked",
+                        json!({"din": din, "coi": facts.coi}),
+                    ));
+                }
+            }
+            "custody.handed_off" => {
+                if custodian != site_id {
+                    return Err(refuse(
+                        "from_site_id",
+                        site_id,
+                        format!("is not the chain's custodian: the material is at {custodian}"),
+                    ));
+                }
+                for (i, unit) in string_list(data, "units").iter().enumerate() {
+                    if !view.units.contains(unit) {
+                        return Err(refuse(
+                            &format!("units[{i}]"),
+                            unit,
+                            format!(
+                                "is not a unit of chain {} (its units: {})",
+                                facts.coi,
+                                view.units.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                // The released product goes to this patient's treatment center, nowhere else.
+                let destination = text(data, "destination_site_id");
+                if view.released && destination != treatment_site {
+                    return Err(refuse(
+                        "destination_site_id",
+                        destination,
+                        format!(
+                            "is not the patient's treatment center: the product released for chain {} goes to {treatment_site}",
+                            facts.coi
+                        ),
+                    ));
+                }
+                let expected = instant_field(data, "expected_arrival_by");
+                if expected.is_some_and(|e| e <= at) {
+                    return Err(refuse(
+                        "expected_arrival_by",
+                        text(data, "expected_arrival_by"),
+                        format!("must be later than the handoff ({at})"),
+                    ));
+                }
+            }
+            "chain.administered" => {
+                if site_id != treatment_site || custodian != treatment_site {
+                    return Err(refuse(
+                        "site_id",
+                        site_id,
+                        format!(
+                            "is not where the patient's product is: chain {} is enrolled at {treatment_site} and its custodian is {custodian}",
+                            facts.coi
+                        ),
+                    ));
+                }
+                let unit = text(data, "unit");
+                let released: Vec<String> = facts
+                    .entries
+                    .iter()
+                    .filter(|e| e.event_type == "chain.released")
+                    .flat_map(|e| string_list(&e.data, "units"))
+                    .collect();
+                if !view.bedside_verified.iter().any(|u| u == unit) {
+                    return Err(refuse(
+                        "unit",
+                        unit,
+                        "has not passed the bedside check for this patient: verify it before infusion".to_string(),
+                    ));
+                }
+                if !released.iter().any(|u| u == unit) {
+                    return Err(refuse(
+                        "unit",
+                        unit,
+                        format!(
+                            "is not a unit released for this patient (released: {})",
+                            released.join(", ")
+                        ),
+                    ));
+                }
+            }
+            "chain.exceptional_release_requested" => {
+                if site_id != treatment_site {
+                    return Err(refuse(
+                        "site_id",
+                        site_id,
+                        format!("the request comes from the patient's treatment center ({treatment_site})"),
+                    ));
+                }
+                let batch = text(data, "batch_id");
+                if !view.batches.iter().any(|b| b == batch) {
+                    return Err(refuse(
+                        "batch_id",
+                        batch,
+                        format!("is not a batch of chain {}", facts.coi),
+                    ));
+                }
+                let intended = text(data, "intended_patient_key");
+                if intended != text(&facts.enrolment, "patient_key") {
+                    return Err(refuse(
+                        "intended_patient_key",
+                        intended,
+                        format!("is not the patient of chain {}", facts.coi),
+                    ));
+                }
+                // Only failing results of this batch, already known, can be accepted.
+                for (i, id) in string_list(data, "result_event_ids").iter().enumerate() {
+                    let failing = facts.entries.iter().any(|e| {
+                        e.event_type == "batch.test_result_evaluated"
+                            && text(&e.data, "result_event_id") == id
+                            && text(&e.data, "batch_id") == batch
+                            && text(&e.data, "verdict") == "fail"
+                    });
+                    if !failing {
+                        return Err(refuse(
+                            &format!("result_event_ids[{i}]"),
+                            id,
+                            format!("is not a failing result of batch {batch}"),
+                        ));
+                    }
+                }
+            }
+            "chain.hold_released" => {
+                // Released where it was placed: the hold's site decides on its material.
+                let hold_id = text(data, "hold_id");
+                let hold_site = view
+                    .holds
+                    .iter()
+                    .find(|h| h.hold_id == hold_id)
+                    .map(|h| text(&h.data, "site_id").to_string())
+                    .unwrap_or_default();
+                if !hold_site.is_empty() && hold_site != site_id {
+                    return Err(refuse(
+                        "site_id",
+                        site_id,
+                        format!("hold {hold_id} was placed at {hold_site}: it is released there, by a qa_releaser of that site"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        Ok(recorded)
+    }
+
+    /// Reconciles a receipt against the open handoff of its chain: units and their chain,
+    /// the COI on each label, count, container, seal, temperature, arrival time and
+    /// receiving site. Returns the holds (this chain, and any chain whose unit arrived in
+    /// this shipment) and their alerts; nothing when everything matches.
+    async fn reconcile_receipt(
+        &self,
+        facts: &ChainFacts,
+        view: &ChainView,
+        receipt: &EventDraft,
+    ) -> Result<(Vec<EventDraft>, Vec<EventDraft>), AppError> {
+        let Some(handoff) = &view.open_handoff else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let manifest = &handoff.data;
+        let data = &receipt.body.data;
+        let arrived_at = receipt.occurred_at.instant;
+        let mut findings: Vec<String> = Vec::new();
+        let mut other_chains: Vec<(String, String)> = Vec::new();
+        let receiving = text(data, "receiving_site_id");
+        let destination = text(manifest, "destination_site_id");
+        if receiving != destination {
+            findings.push(format!(
+                "received at {receiving}, but the handoff's destination is {destination}"
+            ));
+        }
+        let manifest_units = string_list(manifest, "units");
+        let labels = data
+            .get("scanned_labels")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut scanned: Vec<String> = Vec::new();
+        for (i, label) in labels.iter().enumerate() {
+            let raw = text(label, "unit");
+            let field = format!("scanned_labels[{i}].unit");
+            let (unit, registry) = match parse_scan(&field, raw) {
+                Ok(s @ Scanned::Din { .. }) => (s.unit_id(), "din"),
+                Ok(s @ Scanned::Unit(_)) => (s.unit_id(), "unit"),
+                Ok(s) => (s.unit_id(), ""),
+                Err(e) => {
+                    findings.push(format!("{field} {}: {}", e.value, e.rule));
+                    continue;
+                }
+            };
+            if scanned.contains(&unit) {
+                findings.push(format!("unit {unit} was scanned twice"));
+                continue;
+            }
+            scanned.push(unit.clone());
+            let owner = if registry.is_empty() {
+                String::new()
+            } else {
+                text(
+                    &self
+                        .reference(&facts.reads, &format!("{registry}/{unit}"))
+                        .await?,
+                    "coi",
+                )
+                .to_string()
+            };
+            if !owner.is_empty() && owner != facts.coi {
+                findings.push(format!(
+                    "unit {unit} belongs to chain {owner}, not to this chain: a unit of another patient arrived in this shipment"
+                ));
+                if !other_chains.iter().any(|(c, _)| *c == owner) {
+                    other_chains.push((owner.clone(), unit.clone()));
+                }
+            } else if !manifest_units.contains(&unit) {
+                findings.push(format!(
+                    "unit {unit} arrived but is not on the handoff's manifest"
+                ));
+            }
+            if let Some(label_coi) = label.get("coi").and_then(Value::as_str) {
+                let read = autolog_domain::identifiers::Coi::parse("coi", label_coi)
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|_| label_coi.to_string());
+                if read != facts.coi {
+                    findings.push(format!(
+                        "the label of unit {unit} carries COI {read}, not this chain's {}",
+                        facts.coi
+                    ));
+                }
+            }
+        }
+        for unit in &manifest_units {
+            if !scanned.contains(unit) {
+                findings.push(format!(
+                    "unit {unit} is on the manifest but was not scanned on arrival"
+                ));
+            }
+        }
+        let count = manifest
+            .get("unit_count")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if labels.len() as u64 != count {
+            findings.push(format!(
+                "{} labels scanned, but the handoff declared {count} units",
+                labels.len()
+            ));
+        }
+        for (field, what) in [("container_id", "container"), ("seal_id", "seal")] {
+            let sent = text(manifest, field);
+            let got = text(data, field);
+            if sent != got {
+                findings.push(format!("{what} {got} arrived, but {sent} was sent"));
+            }
+        }
+        if data.get("seal_intact").and_then(Value::as_bool) == Some(false) {
+            findings.push("the seal was found broken".to_string());
+        }
+        let range = &manifest["temperature_range"];
+        let log = &data["temperature_log"];
+        let (min, max) = (
+            range["min_celsius"].as_f64().unwrap_or(f64::MIN),
+            range["max_celsius"].as_f64().unwrap_or(f64::MAX),
+        );
+        let (low, high) = (
+            log["min_celsius"].as_f64().unwrap_or(min),
+            log["max_celsius"].as_f64().unwrap_or(max),
+        );
+        if low < min || high > max {
+            findings.push(format!(
+                "temperature excursion: the logger recorded {low} to {high} °C, the required range is {min} to {max} °C"
+            ));
+        }
+        if let Some(expected) = instant_field(manifest, "expected_arrival_by") {
+            if arrived_at > expected {
+                findings.push(format!(
+                    "late arrival: received at {arrived_at}, expected by {expected}"
+                ));
+            }
+        }
+        if findings.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let mut holds = Vec::new();
+        let mut alerts = Vec::new();
+        let handoff_id = text(manifest, "handoff_id");
+        let evidence = json!({
+            "handoff_id": handoff_id,
+            "handoff_event_id": handoff.event_id.to_string(),
+            "receipt_event_id": receipt.event_id.to_string(),
+            "findings": findings,
+        });
+        let hold_id = format!(
+            "HOLD-{}",
+            short_digest(&[
+                &receipt.source.system,
+                &receipt.source.source_event_id,
+                &facts.coi
+            ])
+        );
+        holds.push(own_draft(
+            receipt,
+            receipt.stream.clone(),
+            format!("hold/{}", facts.coi),
+            "chain.hold_placed",
+            json!({
+                "hold_id": hold_id,
+                "rule": "custody.reconciliation_failed",
+                "findings": findings,
+                "site_id": receiving,
+                "caused_by_event_id": receipt.event_id.to_string(),
+            }),
+        ));
+        alerts.push(alert_draft(
+            receipt,
+            0,
+            AlertSpec {
+                severity: "critical",
+                rule: "custody.reconciliation_failed",
+                message: format!(
+                    "Receipt of handoff {handoff_id} at {receiving} does not match its manifest; chain {} is on hold {hold_id}: {}",
+                    facts.coi,
+                    findings.join("; ")
+                ),
+                coi: Some(facts.coi.clone()),
+                site_id: Some(receiving.to_string()),
+                evidence: evidence.clone(),
+            },
+        ));
+        for (n, (owner, unit)) in other_chains.iter().enumerate() {
+            let other_hold = format!(
+                "HOLD-{}",
+                short_digest(&[
+                    &receipt.source.system,
+                    &receipt.source.source_event_id,
+                    owner
+                ])
+            );
+            let finding = format!(
+                "unit {unit} of this chain arrived at {receiving} in the shipment of chain {} (handoff {handoff_id})",
+                facts.coi
+            );
+            holds.push(own_draft(
+                receipt,
+                format!("coi/{owner}"),
+                format!("hold/{owner}"),
+                "chain.hold_placed",
+                json!({
+                    "hold_id": other_hold,
+                    "rule": "custody.unit_in_wrong_shipment",
+                    "findings": [finding],
+                    "site_id": receiving,
+                    "caused_by_event_id": receipt.event_id.to_string(),
+                }),
+            ));
+            alerts.push(alert_draft(
+                receipt,
+                n + 1,
+                AlertSpec {
+                    severity: "critical",
+                    rule: "custody.unit_in_wrong_shipment",
+                    message: format!(
+                        "Unit {unit} of chain {owner} arrived in the shipment of chain {}; chain {owner} is on hold {other_hold}",
+                        facts.coi
+                    ),
+                    coi: Some(owner.clone()),
+                    site_id: Some(receiving.to_string()),
+                    evidence: evidence.clone(),
+                },
+            ));
+        }
+        Ok((holds, alerts))
+    }
+}
+
+/// Alerts for the process windows an event closes too late (the event is accepted: what
+/// happened is recorded, and the breach is raised at once).
+fn window_breaches(facts: &ChainFacts, view: &ChainView, draft: &EventDraft) -> Vec<EventDraft> {
+    let data = &draft.body.data;
+    let step = match draft.body.event_type.as_str() {
+        "chain.collected" => facts.ctx.collecting_step.clone().unwrap_or_default(),
+        _ => text(data, "step_code").to_string(),
+    };
+    if step.is_empty() || view.performed.contains_key(&step) {
+        return Vec::new(); // the window closes at the first time a step is performed
+    }
+    let at = draft.occurred_at.instant;
+    let windows = facts
+        .product
+        .get("process")
+        .and_then(|p| p.get("windows"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut alerts = Vec::new();
+    for (n, window) in windows.iter().enumerate() {
+        if text(window, "to_step") != step {
+            continue;
+        }
+        let from_step = text(window, "from_step");
+        let Some(from) = view.performed.get(from_step) else {
+            continue;
+        };
+        let max_minutes = window
+            .get("max_minutes")
+            .and_then(Value::as_i64)
+            .unwrap_or(i64::MAX);
+        let elapsed_minutes = (at.micros() - from.micros()) / 60_000_000;
+        if elapsed_minutes > max_minutes {
+            alerts.push(alert_draft(
+                draft,
+                100 + n,
+                AlertSpec {
+                    severity: "major",
+                    rule: "process.window_breached",
+                    message: format!(
+                        "Step {step} of chain {} came {elapsed_minutes} minutes after {from_step}; the process allows at most {max_minutes}",
+                        facts.coi
+                    ),
+                    coi: Some(facts.coi.clone()),
+                    site_id: draft.site.clone(),
+                    evidence: json!({
+                        "from_step": from_step,
+                        "to_step": step,
+                        "from": from.to_string(),
+                        "to": at.to_string(),
+                        "max_minutes": max_minutes,
+                        "elapsed_minutes": elapsed_minutes,
+                    }),
+                },
+            ));
+        }
+    }
+    alerts
+}
+
+/// A person record with only the qualifications of one role.
+pub(crate) fn filter_role(person: &Value, role: &str) -> Value {
+    let mut only = person.clone();
+    if let Some(list) = only.get_mut("qualifications").and_then(Value::as_array_mut) {
+        list.retain(|q| text(q, "role") == role);
+    }
+    only
+}
+
+/// An event Autolog records because of `cause`, in the same transaction, with a source id
+/// derived from the cause's (a resent request yields the same id, so nothing is doubled).
+pub(crate) fn own_draft(
+    cause: &EventDraft,
+    stream: String,
+    what: String,
+    event_type: &str,
+    data: Value,
+) -> EventDraft {
+    EventDraft {
+        event_id: Uuid::now_v7(),
+        stream,
+        occurred_at: cause.occurred_at.clone(),
+        actor: AUTOLOG_ACTOR.to_string(),
+        site: None,
+        source: Source {
+            system: "autolog".to_string(),
+            source_event_id: format!(
+                "{what}/{}",
+                short_digest(&[&cause.source.system, &cause.source.source_event_id])
+            ),
+        },
+        reason: None,
+        corrects: None,
+        body: Body {
+            event_type: event_type.to_string(),
+            version: 1,
+            data,
+        },
+    }
+}

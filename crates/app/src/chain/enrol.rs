@@ -1,0 +1,264 @@
+//! Enrolment and COI issuance: a patient (pseudonymous key) is enrolled for a product at a
+//! treatment center, and the chain's COI is issued once, or an upstream COI accepted.
+
+use autolog_domain::identifiers::{Coi, Fin};
+use autolog_domain::{FieldError, Instant};
+use serde_json::{json, Map, Value};
+
+use crate::{AppError, AppendResult, Autolog};
+
+/// The fields of an enrolment request beyond the event envelope's.
+const ENROLMENT_FIELDS: &[&str] = &[
+    "patient_key",
+    "product_code",
+    "treatment_site_id",
+    "coi",
+    "upstream_system",
+];
+/// The envelope fields an enrolment request carries through to its event.
+const ENVELOPE_FIELDS: &[&str] = &["occurred_at", "actor", "site", "source", "reason"];
+
+/// The largest sequence a 6-character COI sequence holds in decimal digits.
+const MAX_SEQUENCE: u64 = 999_999;
+
+impl Autolog {
+    /// Sets the ISBT 128 FIN under which this Autolog issues COIs.
+    pub fn with_coi_issuer(mut self, fin: &str) -> Result<Self, AppError> {
+        let fin = Fin::parse("coi_issuer_fin", fin)
+            .map_err(|e| AppError::Config(format!("COI issuer FIN {fin}: {}", e.rule)))?;
+        self.coi_issuer = Some(fin);
+        Ok(self)
+    }
+
+    /// Enrols a patient and issues the chain's COI (or accepts the upstream `coi` given),
+    /// appending `chain.enrolled` to the new stream `coi/<COI>`. Returns the COI and the
+    /// append result. A COI is never issued twice: a number handed out and not used (a
+    /// refused request, a cancelled enrolment) is never handed out again.
+    pub async fn enrol(&self, body: &[u8]) -> Result<(String, AppendResult), AppError> {
+        let request = parse_enrolment(body)?;
+        let coi = match &request.coi {
+            Some(coi) => coi.clone(),
+            None => self.issue_coi().await?,
+        };
+        let coi = coi.to_string();
+        let bytes = request.event(&coi);
+        match self.append_json(bytes.as_bytes()).await {
+            // A resent enrolment (same source) answers the chain it created the first time;
+            // the number allocated for the resend stays unused, never to be issued.
+            Ok(result) => {
+                let issued = result
+                    .outcomes
+                    .first()
+                    .and_then(|o| o.event.body.data.get("coi"))
+                    .and_then(Value::as_str)
+                    .map_or(coi, str::to_string);
+                Ok((issued, result))
+            }
+            Err(AppError::Invalid(e)) if e.field == "stream" && e.rule.contains("already registered") => {
+                Err(AppError::Invalid(FieldError::new(
+                    "coi",
+                    &coi,
+                    "was already issued; a COI is issued once and never reused, not even after a cancelled enrolment",
+                )))
+            }
+            Err(AppError::Invalid(e)) => Err(AppError::Invalid(match e.field.strip_prefix("body.data.") {
+                Some(field) => FieldError::new(field, e.value, e.rule),
+                None => e,
+            })),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// A new COI under this Autolog's issuer FIN and the current UTC year.
+    async fn issue_coi(&self) -> Result<Coi, AppError> {
+        let Some(fin) = &self.coi_issuer else {
+            return Err(AppError::Invalid(FieldError::new(
+                "coi",
+                "(absent)",
+                "is required: this Autolog issues no COI of its own (start it with --coi-issuer-fin)",
+            )));
+        };
+        // The UTC year, from the fixed RFC 3339 text form (YYYY-...).
+        let now = Instant::now().to_string();
+        let year: u16 = now.get(..4).and_then(|y| y.parse().ok()).unwrap_or(0);
+        let yy = u8::try_from(year % 100).unwrap_or(0);
+        let sequence = self.store.next_coi_sequence(fin.as_str(), year).await?;
+        if sequence > MAX_SEQUENCE {
+            return Err(AppError::Config(format!(
+                "the COI sequence of FIN {} for {year} is exhausted ({MAX_SEQUENCE} issued)",
+                fin.as_str()
+            )));
+        }
+        Ok(Coi::new(fin, yy, &format!("{sequence:06}"))?)
+    }
+}
+
+/// An enrolment request, checked: its fields, and the upstream COI when it names one.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct EnrolmentRequest {
+    fields: Map<String, Value>,
+    /// The upstream COI the request gives (`None`: Autolog issues one).
+    pub coi: Option<Coi>,
+}
+
+/// Parses an enrolment request body (`POST /api/v1/chains`): one JSON object of known
+/// fields, its `coi`, when given, a valid COI. Pure: what `enrol` checks before it issues
+/// a COI (public for the fuzz targets).
+#[doc(hidden)]
+pub fn parse_enrolment(body: &[u8]) -> Result<EnrolmentRequest, AppError> {
+    let fields = crate::ledger::request::parse_object(body, "an enrolment")?;
+    for key in fields.keys() {
+        if !ENROLMENT_FIELDS.contains(&key.as_str()) && !ENVELOPE_FIELDS.contains(&key.as_str()) {
+            return Err(AppError::Invalid(FieldError::new(
+                key,
+                autolog_domain::error::show(&fields[key]),
+                format!(
+                    "is not a field of an enrolment; fields are {}, {}",
+                    ENVELOPE_FIELDS.join(", "),
+                    ENROLMENT_FIELDS.join(", ")
+                ),
+            )));
+        }
+    }
+    let coi = match fields.get("coi") {
+        Some(Value::String(text)) => Some(Coi::parse("coi", text)?),
+        Some(other) => {
+            return Err(AppError::Invalid(FieldError::new(
+                "coi",
+                autolog_domain::error::show(other),
+                "must be a COI as text, e.g. CHA999926000001*",
+            )))
+        }
+        None => None,
+    };
+    Ok(EnrolmentRequest { fields, coi })
+}
+
+impl EnrolmentRequest {
+    /// The `chain.enrolled` append request (JSON text) opening `coi/<coi>`.
+    pub fn event(&self, coi: &str) -> String {
+        let fields = &self.fields;
+        let coi_source = if self.coi.is_some() {
+            "upstream"
+        } else {
+            "autolog"
+        };
+        let mut data = Map::new();
+        data.insert("coi".into(), json!(coi));
+        for key in ["patient_key", "product_code", "treatment_site_id"] {
+            if let Some(v) = fields.get(key) {
+                data.insert(key.into(), v.clone());
+            }
+        }
+        data.insert("coi_source".into(), json!(coi_source));
+        if let Some(system) = fields.get("upstream_system") {
+            data.insert("upstream_system".into(), system.clone());
+        }
+        let mut event = Map::new();
+        event.insert("stream".into(), json!(format!("coi/{coi}")));
+        for key in ENVELOPE_FIELDS {
+            if let Some(v) = fields.get(*key) {
+                event.insert((*key).into(), v.clone());
+            }
+        }
+        event.insert(
+            "body".into(),
+            json!({"type": "chain.enrolled", "version": 1, "data": data}),
+        );
+        Value::Object(event).to_string()
+    }
+}
+
+impl Autolog {
+    /// The chain of a COI as it stood at `valid_at`, as Autolog knew it at `known_at` (both
+    /// default to now; `known_at` is capped at the last commit, so the same question always
+    /// gets the same answer): patient key, product, state, custodian, units and their DINs,
+    /// and the timeline of every event known then (corrections marked), each with its time
+    /// in UTC, as recorded and in its site's zone, and its recorded-at time.
+    pub async fn chain(
+        &self,
+        coi: &str,
+        valid_at: Option<&str>,
+        known_at: Option<&str>,
+    ) -> Result<Value, AppError> {
+        let coi = Coi::parse("coi", coi)?.to_string();
+        let stream = format!("coi/{coi}");
+        let now = Instant::now();
+        let valid_at = crate::ledger::read::parse_time("valid_at", valid_at, now)?;
+        let known_at = self.settled_known_at(known_at, now).await?;
+        let events = self.store.stream_events(&stream, known_at).await?;
+        if events.is_empty() {
+            return Err(AppError::NotFound {
+                what: "chain",
+                id: coi,
+            });
+        }
+        let effective =
+            autolog_domain::ledger::bitemporal::effective_events(&events, valid_at, known_at);
+        let enrolment = effective
+            .iter()
+            .find(|e| e.body.event_type == "chain.enrolled")
+            .map(|e| e.body.data.clone())
+            .unwrap_or(Value::Null);
+        let cancelled = effective
+            .iter()
+            .find(|e| e.body.event_type == "chain.cancelled")
+            .map(|e| e.body.data.clone());
+        let ordered = crate::chain::custody::in_recording_order(&effective, &events);
+        let view = self.chain_view_of(&coi, &ordered, &enrolment).await?;
+        let mut units: Vec<Value> = Vec::new();
+        for event in &effective {
+            let data = &event.body.data;
+            if event.body.event_type == "chain.collected" {
+                for din in data["dins"].as_array().into_iter().flatten() {
+                    units
+                        .push(json!({"din": din, "collected_at_site": data["collection_site_id"]}));
+                }
+            }
+        }
+        let holds: Vec<Value> = view
+            .holds
+            .iter()
+            .map(|h| {
+                let mut hold = h.data.clone();
+                hold["placed_at"] = json!(h.placed_at.to_string());
+                hold["event_id"] = json!(h.event_id.to_string());
+                hold
+            })
+            .collect();
+        let open_handoff = view.open_handoff.as_ref().map(|h| {
+            let mut handoff = h.data.clone();
+            handoff["handed_off_at"] = json!(h.handed_off_at.to_string());
+            handoff["event_id"] = json!(h.event_id.to_string());
+            handoff
+        });
+        let superseded = autolog_domain::ledger::bitemporal::superseded_by(&events, known_at);
+        let in_force: Vec<_> = effective.iter().map(|e| e.event_id).collect();
+        let mut timeline = self.presented(&events).await?;
+        for (entry, event) in timeline.iter_mut().zip(&events) {
+            if let Some(by) = superseded.get(&event.event_id) {
+                entry["superseded_by"] = json!(by.to_string());
+            }
+            entry["in_force"] = json!(in_force.contains(&event.event_id));
+        }
+        Ok(json!({
+            "coi": coi,
+            "valid_at": valid_at.to_string(),
+            "known_at": known_at.to_string(),
+            "patient_key": enrolment["patient_key"],
+            "product_code": enrolment["product_code"],
+            "treatment_site_id": enrolment["treatment_site_id"],
+            "state": view.state.as_str(),
+            "resume_state": (view.state == autolog_domain::chain::ChainState::OnHold)
+                .then(|| view.resume_state.as_str()),
+            "custodian_site_id": view.custodian_site_id,
+            "holds": holds,
+            "open_handoff": open_handoff,
+            "released": view.released,
+            "cancellation": cancelled,
+            "units": units,
+            "timeline": timeline,
+        }))
+    }
+}

@@ -1,0 +1,393 @@
+//! Alerts: recorded by Autolog in the ledger (stream alert/<id>) in the same transaction as
+//! their cause, pushed at once to subscribers, acknowledged and resolved by people.
+
+use autolog_domain::identifiers::Coi;
+use autolog_domain::{Body, EventDraft, FieldError, Instant, OccurredAt, Source, Uuid};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::ledger::read::text;
+use crate::{AppError, Autolog, AUTOLOG_ACTOR};
+
+/// How many alerts a slow subscriber may fall behind before it is told it missed some.
+pub const ALERT_CHANNEL_CAPACITY: usize = 1024;
+
+/// What an alert says.
+pub(crate) struct AlertSpec {
+    pub severity: &'static str,
+    pub rule: &'static str,
+    pub message: String,
+    pub coi: Option<String>,
+    pub site_id: Option<String>,
+    pub evidence: Value,
+}
+
+/// The first 16 hex digits of SHA-256 over the parts (separated): a short, stable id.
+pub(crate) fn short_digest(parts: &[&str]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part.as_bytes());
+        hasher.update([0x1f]);
+    }
+    hex::encode(&hasher.finalize()[..8])
+}
+
+/// The `alert.raised` event about `cause` (the `n`th alert it causes). Its id and source
+/// id derive from the cause's source: a resent request raises no second alert.
+pub(crate) fn alert_draft(cause: &EventDraft, n: usize, spec: AlertSpec) -> EventDraft {
+    let nth = n.to_string();
+    let alert_id = format!(
+        "AL-{}",
+        short_digest(&[
+            &cause.source.system,
+            &cause.source.source_event_id,
+            spec.rule,
+            &nth
+        ])
+    );
+    let mut data = json!({
+        "alert_id": alert_id,
+        "severity": spec.severity,
+        "rule": spec.rule,
+        "message": spec.message,
+        "event_id": cause.event_id.to_string(),
+        "evidence": spec.evidence,
+    });
+    if let Some(coi) = spec.coi {
+        data["coi"] = json!(coi);
+    }
+    if let Some(site) = spec.site_id.or_else(|| cause.site.clone()) {
+        data["site_id"] = json!(site);
+    }
+    EventDraft {
+        event_id: Uuid::now_v7(),
+        stream: format!("alert/{alert_id}"),
+        occurred_at: cause.occurred_at.clone(),
+        actor: AUTOLOG_ACTOR.to_string(),
+        site: None,
+        source: Source {
+            system: "autolog".to_string(),
+            source_event_id: format!("alert/{alert_id}"),
+        },
+        reason: None,
+        corrects: None,
+        body: Body {
+            event_type: "alert.raised".to_string(),
+            version: 1,
+            data,
+        },
+    }
+}
+
+/// The alert for a chain event refused by a rule: the refusal changes nothing on the
+/// chain, but that someone tried is itself a signal.
+pub(crate) fn refusal_alert(draft: &EventDraft, error: &FieldError) -> EventDraft {
+    // A bedside mismatch is a hard stop at the patient's side: the most urgent alert.
+    let (severity, rule) = if draft.body.event_type == "chain.bedside_verified" {
+        ("critical", "bedside.mismatch")
+    } else {
+        ("major", "chain.step_refused")
+    };
+    let coi = draft.stream.strip_prefix("coi/").map(str::to_string);
+    // One alert per refusal reason: a resend refused for the same reason raises nothing
+    // new, one refused for another reason (the chain went on hold meanwhile) does.
+    let reason = format!("refused/{}", short_digest(&[&error.field, &error.rule]));
+    let mut cause = draft.clone();
+    cause.source.source_event_id = format!("{}#{reason}", draft.source.source_event_id);
+    alert_draft(
+        &cause,
+        0,
+        AlertSpec {
+            severity,
+            rule,
+            message: format!(
+                "A {} on chain {} was refused: {} {}: {}",
+                draft.body.event_type,
+                coi.as_deref().unwrap_or("?"),
+                error.field,
+                error.value,
+                error.rule
+            ),
+            coi,
+            site_id: draft.site.clone(),
+            evidence: json!({
+                "event_type": draft.body.event_type,
+                "source": {"system": draft.source.system, "source_event_id": draft.source.source_event_id},
+                "field": error.field,
+                "value": error.value,
+                "rule": error.rule,
+            }),
+        },
+    )
+}
+
+/// The alert for a time-zone discrepancy flag.
+pub(crate) fn zone_alert(flag: &EventDraft) -> EventDraft {
+    let data = &flag.body.data;
+    alert_draft(
+        flag,
+        0,
+        AlertSpec {
+            severity: "minor",
+            rule: "time_zone.discrepancy",
+            message: format!(
+                "An event at {} was recorded with UTC offset {}, but the site's zone {} was at {} then",
+                text(data, "site_id"),
+                text(data, "recorded_offset"),
+                text(data, "site_zone"),
+                text(data, "expected_offset")
+            ),
+            coi: text(data, "stream")
+                .strip_prefix("coi/")
+                .map(str::to_string),
+            site_id: Some(text(data, "site_id").to_string()),
+            evidence: data.clone(),
+        },
+    )
+}
+
+/// An alert filter for listings.
+#[derive(Debug, Default, Clone)]
+pub struct AlertQuery {
+    /// `open` (not resolved), `unacknowledged`, `resolved` or `all` (default `open`).
+    pub status: Option<String>,
+    pub coi: Option<String>,
+    pub site_id: Option<String>,
+}
+
+const ALERT_STATUSES: &[&str] = &["open", "unacknowledged", "resolved", "all"];
+
+impl Autolog {
+    /// A subscription to alerts as they are recorded by this process.
+    pub fn subscribe_alerts(&self) -> tokio::sync::broadcast::Receiver<Value> {
+        self.alerts.subscribe()
+    }
+
+    /// Records an alert on its own (its cause wrote nothing: a refusal, a failed
+    /// signature) and pushes it to subscribers. A failure to record it is logged.
+    pub(crate) async fn record_alert(&self, alert: EventDraft) {
+        let stream = alert.stream.clone();
+        match self.store.append(&[alert], &Instant::now).await {
+            Ok(outcomes) => {
+                self.note_appended();
+                let fresh: Vec<&autolog_domain::Event> = outcomes
+                    .iter()
+                    .filter(|o| !o.duplicate)
+                    .map(|o| &o.event)
+                    .collect();
+                self.publish_alerts(&fresh);
+            }
+            Err(e) => tracing::error!(stream = %stream, "an alert could not be recorded: {e}"),
+        }
+    }
+
+    /// Pushes recorded alerts to subscribers (after their transaction committed).
+    pub(crate) fn publish_alerts(&self, events: &[&autolog_domain::Event]) {
+        for e in events
+            .iter()
+            .filter(|e| e.body.event_type == "alert.raised")
+        {
+            // No subscriber is not an error: the alert is in the ledger either way.
+            let _ = self.alerts.send(alert_json(e, &[]));
+        }
+    }
+
+    /// The alerts recorded after ledger position `after` (by any server sharing the
+    /// store), oldest first, reading at most `max_rows` ledger rows; with the last position
+    /// read, to ask from next time.
+    pub async fn alerts_after(
+        &self,
+        after: u64,
+        max_rows: u32,
+    ) -> Result<(Vec<Value>, u64), AppError> {
+        let from = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = self.store.scan(from, max_rows).await?;
+        let last = rows
+            .last()
+            .and_then(|r| u64::try_from(r.position).ok())
+            .unwrap_or(after);
+        let alerts = rows
+            .iter()
+            .filter_map(|r| r.event.as_ref().ok())
+            .filter(|e| e.body.event_type == "alert.raised")
+            .map(|e| alert_json(e, &[]))
+            .collect();
+        Ok((alerts, last))
+    }
+
+    /// The alerts matching the query, newest first, each with its acknowledgements and
+    /// resolution.
+    pub async fn alerts(&self, query: &AlertQuery) -> Result<Vec<Value>, AppError> {
+        let status = query.status.as_deref().unwrap_or("open");
+        if !ALERT_STATUSES.contains(&status) {
+            return Err(AppError::Invalid(FieldError::new(
+                "status",
+                status,
+                format!("must be one of {}", ALERT_STATUSES.join(", ")),
+            )));
+        }
+        let coi = match &query.coi {
+            Some(c) => Some(Coi::parse("coi", c)?.to_string()),
+            None => None,
+        };
+        let mut out = Vec::new();
+        for stream in self.all_streams_with_prefix("alert/").await? {
+            let events = self.store.stream_events(&stream, Instant::MAX).await?;
+            let Some(raised) = events.iter().find(|e| e.body.event_type == "alert.raised") else {
+                continue;
+            };
+            let alert = alert_json(raised, &events);
+            let keep = match status {
+                "open" => alert["status"] != "resolved",
+                "unacknowledged" => alert["status"] == "raised",
+                "resolved" => alert["status"] == "resolved",
+                _ => true,
+            } && coi.as_ref().is_none_or(|c| alert["coi"] == json!(c))
+                && query
+                    .site_id
+                    .as_ref()
+                    .is_none_or(|s| alert["site_id"] == json!(s));
+            if keep {
+                out.push(alert);
+            }
+        }
+        out.sort_by(|a, b| b["position"].as_u64().cmp(&a["position"].as_u64()));
+        Ok(out)
+    }
+
+    /// One alert, with its acknowledgements and resolution.
+    pub async fn alert(&self, alert_id: &str) -> Result<Value, AppError> {
+        autolog_domain::ledger::envelope::check_stream_name(
+            "alert_id",
+            &format!("alert/{alert_id}"),
+        )?;
+        let events = self
+            .store
+            .stream_events(&format!("alert/{alert_id}"), Instant::MAX)
+            .await?;
+        let raised = events
+            .iter()
+            .find(|e| e.body.event_type == "alert.raised")
+            .ok_or_else(|| AppError::NotFound {
+                what: "alert",
+                id: alert_id.to_string(),
+            })?;
+        Ok(alert_json(raised, &events))
+    }
+
+    /// Acknowledges (`resolve` false) or resolves an alert, by a registered person, with
+    /// a note. Resolving twice is refused; acknowledging a resolved alert too.
+    pub async fn handle_alert(
+        &self,
+        alert_id: &str,
+        resolve: bool,
+        body: &[u8],
+    ) -> Result<Value, AppError> {
+        self.handle_alert_as(alert_id, resolve, body, None).await
+    }
+
+    /// As `handle_alert`, sent by `sender` (the authenticated person or system): the
+    /// ledger records the sender as the actor; `person_id` is the person who acted (a
+    /// source system reports them, a signed-in person is themself).
+    pub async fn handle_alert_as(
+        &self,
+        alert_id: &str,
+        resolve: bool,
+        body: &[u8],
+        sender: Option<&str>,
+    ) -> Result<Value, AppError> {
+        let current = self.alert(alert_id).await?;
+        if current["status"] == "resolved" {
+            return Err(AppError::Invalid(FieldError::new(
+                "alert_id",
+                alert_id,
+                "is already resolved",
+            )));
+        }
+        let request =
+            crate::ledger::request::parse_object(body, "an alert acknowledgement or resolution")?;
+        for key in request.keys() {
+            if key != "person_id" && key != "note" {
+                return Err(AppError::Invalid(FieldError::new(
+                    key,
+                    autolog_domain::error::show(&request[key]),
+                    "is not a field here; fields are person_id, note",
+                )));
+            }
+        }
+        let person_id = request
+            .get("person_id")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let note = request.get("note").cloned().unwrap_or(Value::Null);
+        let event_type = if resolve {
+            "alert.resolved"
+        } else {
+            "alert.acknowledged"
+        };
+        let now = Instant::now();
+        let event = json!({
+            "stream": format!("alert/{alert_id}"),
+            "occurred_at": OccurredAt::from_parts(now.micros(), "UTC", 0)
+                .map_err(AppError::Config)?
+                .to_rfc9557(),
+            "actor": sender.map_or_else(|| format!("person/{person_id}"), str::to_string),
+            "source": {"system": "autolog", "source_event_id": format!("{event_type}/{alert_id}/{}", Uuid::now_v7())},
+            "body": {"type": event_type, "version": 1, "data": {"person_id": person_id, "note": note}},
+        });
+        let result = self
+            .append_json(event.to_string().as_bytes())
+            .await
+            .map_err(|e| match e {
+                AppError::Invalid(f) => {
+                    AppError::Invalid(match f.field.strip_prefix("body.data.") {
+                        Some(field) => FieldError::new(field, f.value, f.rule),
+                        None if f.field == "actor" => FieldError::new("person_id", f.value, f.rule),
+                        None => f,
+                    })
+                }
+                other => other,
+            })?;
+        drop(result);
+        self.alert(alert_id).await
+    }
+}
+
+/// An alert as the API shows it: the raised payload, status and who handled it when.
+pub(crate) fn alert_json(
+    raised: &autolog_domain::Event,
+    events: &[autolog_domain::Event],
+) -> Value {
+    let handled = |event_type: &str| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|e| e.body.event_type == event_type)
+            .map(|e| {
+                json!({
+                    "person_id": e.body.data["person_id"],
+                    "note": e.body.data["note"],
+                    "at": e.recorded_at.to_string(),
+                    "event_id": e.event_id.to_string(),
+                })
+            })
+            .collect()
+    };
+    let acknowledgements = handled("alert.acknowledged");
+    let resolutions = handled("alert.resolved");
+    let status = if !resolutions.is_empty() {
+        "resolved"
+    } else if !acknowledgements.is_empty() {
+        "acknowledged"
+    } else {
+        "raised"
+    };
+    let mut alert = raised.body.data.clone();
+    alert["status"] = json!(status);
+    alert["raised_at"] = json!(raised.recorded_at.to_string());
+    alert["occurred_at"] = json!(raised.occurred_at.to_rfc9557());
+    alert["position"] = json!(raised.position);
+    alert["alert_event_id"] = json!(raised.event_id.to_string());
+    alert["acknowledgements"] = Value::Array(acknowledgements);
+    alert["resolution"] = resolutions.into_iter().next().unwrap_or(Value::Null);
+    alert
+}

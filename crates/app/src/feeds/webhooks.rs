@@ -1,0 +1,359 @@
+//! Outbound webhooks: every alert POSTed to each registered receiver, signed with
+//! HMAC-SHA256, retried with backoff until delivered, every attempt in a delivery log.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use autolog_domain::{FieldError, Instant, Uuid};
+use autolog_store::{Webhook, WebhookDelivery};
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::{AppError, Autolog};
+
+/// The header carrying the signature: `sha256=<hex of HMAC-SHA256(secret, body)>`.
+pub const SIGNATURE_HEADER: &str = "X-Autolog-Signature";
+/// The header carrying the alert's ledger position (receivers deduplicate on it).
+pub const DELIVERY_ID_HEADER: &str = "X-Autolog-Delivery";
+/// The longest wait between two attempts of one delivery.
+pub const MAX_BACKOFF_SECONDS: i64 = 3600;
+/// How long one attempt may take.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many due deliveries one pass attempts (a hanging receiver delays the others by at
+/// most this many attempt timeouts).
+const DUE_BATCH: u32 = 20;
+/// How many ledger rows the worker reads per pass when looking for new alerts.
+const SCAN_BATCH: u32 = 1000;
+
+/// The wait after the `attempts`th failure: 2, 4, 8 ... seconds, at most an hour.
+pub fn backoff_seconds(attempts: u32) -> i64 {
+    let exp = attempts.clamp(1, 12);
+    (1_i64 << exp).min(MAX_BACKOFF_SECONDS)
+}
+
+/// The signature header's value for a body under a secret.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    // HMAC takes a key of any length: new_from_slice cannot fail for it.
+    match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(mut mac) => {
+            mac.update(body);
+            format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        }
+        Err(_) => String::new(),
+    }
+}
+
+fn webhook_json(w: &Webhook) -> Value {
+    json!({
+        "webhook_id": w.webhook_id.to_string(),
+        "url": w.url,
+        "created_at": w.created_at.to_string(),
+        "created_by": w.created_by,
+        "active": w.active,
+        "cursor_position": w.cursor_position,
+    })
+}
+
+fn delivery_json(d: &WebhookDelivery, attempts: Vec<Value>) -> Value {
+    json!({
+        "alert_event_id": d.alert_event_id.to_string(),
+        "position": d.position,
+        "status": d.status.as_str(),
+        "attempts": d.attempts,
+        "next_attempt_at": d.next_attempt_at.to_string(),
+        "last_attempt_at": d.last_attempt_at.map(|t| t.to_string()),
+        "last_result": d.last_result,
+        "delivered_at": d.delivered_at.map(|t| t.to_string()),
+        "log": attempts,
+    })
+}
+
+fn parse_webhook_id(id: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(id).map_err(|e| {
+        AppError::Invalid(FieldError::new(
+            "webhook_id",
+            id,
+            format!("must be a UUID ({e})"),
+        ))
+    })
+}
+
+impl Autolog {
+    /// Registers a webhook from `{"url", "created_by", "secret"?}`. Only alerts recorded
+    /// from now on are sent to it. The answer holds the secret (generated when not given):
+    /// it is shown this once.
+    pub async fn register_webhook(&self, body: &[u8]) -> Result<Value, AppError> {
+        let request = crate::ledger::request::parse_object(body, "a webhook registration")?;
+        for key in request.keys() {
+            if !["url", "secret", "created_by"].contains(&key.as_str()) {
+                return Err(AppError::Invalid(FieldError::new(
+                    key,
+                    autolog_domain::error::show(&request[key]),
+                    "is not a field of a webhook registration; fields are url, secret, created_by",
+                )));
+            }
+        }
+        let field = |name: &str| request.get(name).and_then(Value::as_str);
+        let url = field("url")
+            .ok_or_else(|| AppError::Invalid(FieldError::new("url", "(absent)", "is required")))?;
+        let parsed = url::Url::parse(url).map_err(|e| {
+            AppError::Invalid(FieldError::new("url", url, format!("is not a URL ({e})")))
+        })?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(AppError::Invalid(FieldError::new(
+                "url",
+                "(a URL with credentials, not shown)",
+                "must not carry credentials: receivers authenticate Autolog by the signature header",
+            )));
+        }
+        if !matches!(parsed.scheme(), "http" | "https")
+            || parsed.host_str().is_none()
+            || url.len() > 2000
+        {
+            return Err(AppError::Invalid(FieldError::new(
+                "url",
+                url,
+                "must be an https:// or http:// URL with a host, at most 2000 characters",
+            )));
+        }
+        let created_by = field("created_by").unwrap_or("");
+        autolog_domain::ledger::envelope::check_actor("created_by", created_by)?;
+        let secret = match field("secret") {
+            Some(s) if s.len() >= 16 && s.len() <= 256 => s.to_string(),
+            Some(s) => {
+                return Err(AppError::Invalid(FieldError::new(
+                    "secret",
+                    format!("({} characters)", s.len()),
+                    "must be 16 to 256 characters (or leave it out and one is generated)",
+                )))
+            }
+            None => {
+                let mut bytes = [0u8; 32];
+                getrandom::fill(&mut bytes)
+                    .map_err(|e| AppError::Config(format!("no randomness for a secret: {e}")))?;
+                hex::encode(bytes)
+            }
+        };
+        let head = self.store.head().await?;
+        let webhook = Webhook {
+            webhook_id: Uuid::now_v7(),
+            url: url.to_string(),
+            secret: secret.clone(),
+            created_at: Instant::now(),
+            created_by: created_by.to_string(),
+            active: true,
+            cursor_position: head.position,
+        };
+        self.store.add_webhook(&webhook).await?;
+        tracing::info!(webhook_id = %webhook.webhook_id, "webhook registered");
+        let mut answer = webhook_json(&webhook);
+        answer["secret"] = json!(secret);
+        answer["signature_header"] = json!(SIGNATURE_HEADER);
+        Ok(answer)
+    }
+
+    /// Every registered webhook (never their secrets).
+    pub async fn list_webhooks(&self) -> Result<Value, AppError> {
+        let list: Vec<Value> = self
+            .store
+            .webhooks()
+            .await?
+            .iter()
+            .map(webhook_json)
+            .collect();
+        Ok(json!({ "webhooks": list }))
+    }
+
+    /// Stops sending to a webhook; what it was sent stays in its log.
+    pub async fn deactivate_webhook(&self, webhook_id: &str) -> Result<Value, AppError> {
+        let id = parse_webhook_id(webhook_id)?;
+        if !self.store.deactivate_webhook(id, Instant::now()).await? {
+            return Err(AppError::NotFound {
+                what: "webhook",
+                id: webhook_id.to_string(),
+            });
+        }
+        self.webhook(webhook_id).await
+    }
+
+    /// One webhook with its deliveries (most recent 1000) and each delivery's attempt log.
+    pub async fn webhook(&self, webhook_id: &str) -> Result<Value, AppError> {
+        let id = parse_webhook_id(webhook_id)?;
+        let Some(webhook) = self
+            .store
+            .webhooks()
+            .await?
+            .into_iter()
+            .find(|w| w.webhook_id == id)
+        else {
+            return Err(AppError::NotFound {
+                what: "webhook",
+                id: webhook_id.to_string(),
+            });
+        };
+        let mut deliveries = Vec::new();
+        for d in self.store.webhook_deliveries(id, 1000).await? {
+            let log = self
+                .store
+                .delivery_attempts(id, d.alert_event_id)
+                .await?
+                .into_iter()
+                .map(|a| {
+                    json!({"attempt": a.attempt, "at": a.at.to_string(), "ok": a.ok, "detail": a.detail})
+                })
+                .collect();
+            deliveries.push(delivery_json(&d, log));
+        }
+        let mut answer = webhook_json(&webhook);
+        answer["deliveries"] = Value::Array(deliveries);
+        Ok(answer)
+    }
+
+    /// Queues the alerts recorded since each active webhook's cursor. Returns how many
+    /// deliveries were queued.
+    async fn queue_new_alerts(&self) -> Result<usize, AppError> {
+        let mut queued = 0;
+        for webhook in self
+            .store
+            .webhooks()
+            .await?
+            .into_iter()
+            .filter(|w| w.active)
+        {
+            let mut cursor = webhook.cursor_position;
+            loop {
+                let after = i64::try_from(cursor).unwrap_or(i64::MAX);
+                let rows = self.store.scan(after, SCAN_BATCH).await?;
+                let Some(last) = rows.last().map(|r| r.position) else {
+                    break;
+                };
+                let alerts: Vec<(Uuid, u64)> = rows
+                    .iter()
+                    .filter_map(|r| r.event.as_ref().ok())
+                    .filter(|e| e.body.event_type == "alert.raised")
+                    .map(|e| (e.event_id, e.position))
+                    .collect();
+                let new_cursor = u64::try_from(last).unwrap_or(cursor);
+                self.store
+                    .enqueue_deliveries(webhook.webhook_id, &alerts, new_cursor, Instant::now())
+                    .await?;
+                queued += alerts.len();
+                cursor = new_cursor;
+                if rows.len() < SCAN_BATCH as usize {
+                    break;
+                }
+            }
+        }
+        Ok(queued)
+    }
+
+    /// One pass of the delivery worker: queue new alerts, then attempt every due delivery
+    /// once. Returns (attempted, delivered).
+    pub async fn deliver_webhooks_once(
+        &self,
+        client: &reqwest::Client,
+    ) -> Result<(usize, usize), AppError> {
+        self.queue_new_alerts().await?;
+        let webhooks = self.store.webhooks().await?;
+        let due = self.store.due_deliveries(Instant::now(), DUE_BATCH).await?;
+        let mut delivered = 0;
+        for d in &due {
+            let Some(webhook) = webhooks.iter().find(|w| w.webhook_id == d.webhook_id) else {
+                continue;
+            };
+            let body = match self.store.event(d.alert_event_id).await? {
+                Some(event) => {
+                    let stream = self
+                        .store
+                        .stream_events(&event.stream, Instant::MAX)
+                        .await?;
+                    crate::feeds::alerts::alert_json(&event, &stream).to_string()
+                }
+                None => continue,
+            };
+            let outcome = client
+                .post(&webhook.url)
+                .timeout(ATTEMPT_TIMEOUT)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(
+                    SIGNATURE_HEADER,
+                    signature(&webhook.secret, body.as_bytes()),
+                )
+                .header(DELIVERY_ID_HEADER, d.position.to_string())
+                .body(body)
+                .send()
+                .await;
+            let (ok, detail) = match outcome {
+                Ok(response) if response.status().is_success() => {
+                    (true, format!("HTTP {}", response.status().as_u16()))
+                }
+                Ok(response) => (false, format!("HTTP {}", response.status().as_u16())),
+                Err(e) => (false, format!("not delivered: {e}")),
+            };
+            let now = Instant::now();
+            let retry = (!ok).then(|| {
+                let wait = backoff_seconds(d.attempts + 1) * 1_000_000;
+                Instant::from_micros(now.micros().saturating_add(wait)).unwrap_or(now)
+            });
+            self.store
+                .record_delivery_attempt(d.webhook_id, d.alert_event_id, now, ok, &detail, retry)
+                .await?;
+            if ok {
+                delivered += 1;
+            } else {
+                tracing::warn!(
+                    webhook_id = %d.webhook_id,
+                    position = d.position,
+                    attempts = d.attempts + 1,
+                    "webhook delivery failed ({detail}); will retry"
+                );
+            }
+        }
+        Ok((due.len(), delivered))
+    }
+
+    /// Runs the delivery worker until the task is dropped: a pass every `every`, and at
+    /// once when an alert is recorded by this process.
+    pub async fn run_webhook_worker(self: Arc<Self>, every: Duration) {
+        let client = match reqwest::Client::builder().build() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("webhook worker cannot start its HTTP client: {e}");
+                return;
+            }
+        };
+        let mut alerts = self.subscribe_alerts();
+        loop {
+            if let Err(e) = self.deliver_webhooks_once(&client).await {
+                tracing::warn!(error = %e, "webhook delivery pass failed; will retry");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = alerts.recv() => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff_seconds(1), 2);
+        assert_eq!(backoff_seconds(2), 4);
+        assert_eq!(backoff_seconds(5), 32);
+        assert_eq!(backoff_seconds(40), MAX_BACKOFF_SECONDS);
+    }
+
+    #[test]
+    fn signature_is_hmac_sha256_of_the_body() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            signature("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+}

@@ -1,0 +1,8 @@
+//! The ledger as the app reads it: outside requests parsed once (`request`), streams and
+//! events as of any moment (`read`), inclusion and consistency proofs and checkpoints
+//! (`proofs`), and the independent verification of the whole ledger (`verify`).
+
+pub(crate) mod proofs;
+pub(crate) mod read;
+pub(crate) mod request;
+pub(crate) mod verify;

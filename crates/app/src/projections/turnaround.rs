@@ -1,0 +1,227 @@
+//! Turnaround: vein-to-vein time and time per step, per chain and aggregated per product
+//! and site (median, 90th percentile), as of any moment. Durations are on instants.
+
+use std::collections::BTreeMap;
+
+use autolog_domain::ledger::bitemporal::effective_events;
+use autolog_domain::Instant;
+use serde_json::{json, Value};
+
+use crate::chain::rule_reads::RuleReads;
+use crate::ledger::read::{instant_field, parse_time, text};
+use crate::{AppError, Autolog};
+
+/// One step of a chain as it happened: first time performed, where.
+#[derive(Debug, Clone)]
+struct Performed {
+    step_code: String,
+    at: Instant,
+    site_id: String,
+}
+
+fn hours(from: Instant, to: Instant) -> f64 {
+    (to.micros() - from.micros()) as f64 / 3_600_000_000.0
+}
+
+/// Median and 90th percentile (nearest rank) of a list, in hours, rounded to 0.01.
+pub fn summary(values: &[f64]) -> Value {
+    if values.is_empty() {
+        return json!({"count": 0});
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    };
+    // Nearest rank: the smallest value with at least 90 % of the values at or below it.
+    let rank = ((0.9 * n as f64).ceil() as usize).clamp(1, n);
+    let round = |v: f64| (v * 100.0).round() / 100.0;
+    json!({
+        "count": n,
+        "median_hours": round(median),
+        "p90_hours": round(sorted[rank - 1]),
+        "min_hours": round(sorted[0]),
+        "max_hours": round(sorted[n - 1]),
+    })
+}
+
+impl Autolog {
+    /// Turnaround as of (`valid_at`, `known_at`), optionally for one product: per chain the
+    /// vein-to-vein time (collection start to administration) and the time each step took
+    /// since the step before it; aggregated per product and per step and site.
+    pub async fn turnaround(
+        &self,
+        product_code: Option<&str>,
+        valid_at: Option<&str>,
+        known_at: Option<&str>,
+    ) -> Result<Value, AppError> {
+        let now = Instant::now();
+        let valid_at = parse_time("valid_at", valid_at, now)?;
+        let known_at = self.settled_known_at(known_at, now).await?;
+        let mut chains = Vec::new();
+        let mut vein_to_vein: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut vein_to_vein_by_site: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+        let mut per_step: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+        let mut contexts = BTreeMap::new();
+        for stream in self.all_streams_with_prefix("coi/").await? {
+            let events = self.store.stream_events(&stream, known_at).await?;
+            let effective = effective_events(&events, valid_at, known_at);
+            let Some(enrolment) = effective
+                .iter()
+                .find(|e| e.body.event_type == "chain.enrolled")
+                .map(|e| e.body.data.clone())
+            else {
+                continue;
+            };
+            let product = text(&enrolment, "product_code").to_string();
+            if product_code.is_some_and(|p| p != product) {
+                continue;
+            }
+            if !contexts.contains_key(&product) {
+                let ctx = self
+                    .chain_context(&enrolment, &RuleReads::default())
+                    .await?;
+                contexts.insert(product.clone(), ctx);
+            }
+            let ctx = contexts.get(&product).cloned().unwrap_or_default();
+            // Each step the first time it was performed, in valid time.
+            let mut performed: Vec<Performed> = Vec::new();
+            let mut collection_start: Option<Instant> = None;
+            let mut administered: Option<Instant> = None;
+            for e in &effective {
+                let data = &e.body.data;
+                let (step, site, at) = match e.body.event_type.as_str() {
+                    "chain.collected" => {
+                        let started =
+                            instant_field(data, "started_at").unwrap_or(e.occurred_at.instant);
+                        collection_start =
+                            Some(collection_start.map_or(started, |c| c.min(started)));
+                        (
+                            ctx.collecting_step.clone().unwrap_or_default(),
+                            text(data, "collection_site_id").to_string(),
+                            instant_field(data, "ended_at").unwrap_or(e.occurred_at.instant),
+                        )
+                    }
+                    "custody.handed_off" => (
+                        text(data, "step_code").to_string(),
+                        text(data, "from_site_id").to_string(),
+                        e.occurred_at.instant,
+                    ),
+                    "custody.received" => (
+                        text(data, "step_code").to_string(),
+                        text(data, "receiving_site_id").to_string(),
+                        e.occurred_at.instant,
+                    ),
+                    "chain.step_performed" | "chain.administered" => (
+                        text(data, "step_code").to_string(),
+                        text(data, "site_id").to_string(),
+                        e.occurred_at.instant,
+                    ),
+                    _ => continue,
+                };
+                if e.body.event_type == "chain.administered" && administered.is_none() {
+                    administered = Some(e.occurred_at.instant);
+                }
+                if step.is_empty() || performed.iter().any(|p| p.step_code == step) {
+                    continue;
+                }
+                performed.push(Performed {
+                    step_code: step,
+                    at,
+                    site_id: site,
+                });
+            }
+            performed.sort_by_key(|p| p.at);
+            let mut steps = Vec::new();
+            let mut previous = collection_start;
+            for p in &performed {
+                let took = previous.map(|from| hours(from, p.at));
+                if let Some(h) = took {
+                    per_step
+                        .entry((p.step_code.clone(), p.site_id.clone()))
+                        .or_default()
+                        .push(h);
+                }
+                steps.push(json!({
+                    "step_code": p.step_code,
+                    "site_id": p.site_id,
+                    "at": p.at.to_string(),
+                    "hours_since_previous": took.map(|h| (h * 100.0).round() / 100.0),
+                }));
+                previous = Some(p.at);
+            }
+            let v2v = match (collection_start, administered) {
+                (Some(from), Some(to)) => {
+                    let h = hours(from, to);
+                    vein_to_vein.entry(product.clone()).or_default().push(h);
+                    vein_to_vein_by_site
+                        .entry((
+                            product.clone(),
+                            text(&enrolment, "treatment_site_id").to_string(),
+                        ))
+                        .or_default()
+                        .push(h);
+                    Some((h * 100.0).round() / 100.0)
+                }
+                _ => None,
+            };
+            chains.push(json!({
+                "coi": stream.trim_start_matches("coi/"),
+                "product_code": product,
+                "vein_to_vein_hours": v2v,
+                "steps": steps,
+            }));
+        }
+        let by_product: BTreeMap<String, Value> = vein_to_vein
+            .iter()
+            .map(|(p, v)| (p.clone(), json!({"vein_to_vein": summary(v)})))
+            .collect();
+        let by_treatment_site: Vec<Value> = vein_to_vein_by_site
+            .iter()
+            .map(|((product, site), v)| {
+                let mut s = summary(v);
+                s["product_code"] = json!(product);
+                s["treatment_site_id"] = json!(site);
+                s
+            })
+            .collect();
+        let by_step: Vec<Value> = per_step
+            .iter()
+            .map(|((step, site), v)| {
+                let mut s = summary(v);
+                s["step_code"] = json!(step);
+                s["site_id"] = json!(site);
+                s
+            })
+            .collect();
+        Ok(json!({
+            "valid_at": valid_at.to_string(),
+            "known_at": known_at.to_string(),
+            "chains": chains,
+            "by_product": by_product,
+            "vein_to_vein_by_treatment_site": by_treatment_site,
+            "by_step_and_site": by_step,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_90th_percentile_by_nearest_rank() {
+        let s = summary(&[10.0, 20.0, 30.0, 40.0]);
+        assert_eq!(s["median_hours"], 25.0);
+        assert_eq!(s["p90_hours"], 40.0);
+        let values: Vec<f64> = (1..=10).map(f64::from).collect();
+        let s = summary(&values);
+        assert_eq!(s["median_hours"], 5.5);
+        assert_eq!(s["p90_hours"], 9.0);
+        assert_eq!(summary(&[])["count"], 0);
+        assert_eq!(summary(&[3.0])["p90_hours"], 3.0);
+    }
+}

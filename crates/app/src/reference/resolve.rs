@@ -1,0 +1,453 @@
+//! Reference data use cases: resolving a source system's local code to its canonical id
+//! through the crosswalks recorded in the ledger, as known now or at any past moment.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use autolog_domain::ledger::bitemporal::effective_events;
+use autolog_domain::reference::crosswalk::{Crosswalks, CODE_KINDS};
+use autolog_domain::rules::{crosswalk_of, crosswalk_stream};
+use autolog_domain::{FieldError, Instant};
+
+use autolog_domain::catalogue::stream_state;
+use serde_json::{json, Value};
+
+use crate::ledger::read::{page_limit, parse_time};
+use crate::{AppError, Autolog};
+
+/// The crosswalk tables of the streams resolved lately, as known now, each with the stream
+/// head seq it was built at: reused while the stream's head has not moved.
+#[derive(Default)]
+pub(crate) struct CrosswalkCache(Mutex<HashMap<String, (u64, Arc<Crosswalks>)>>);
+
+impl Autolog {
+    /// The mappings of one crosswalk stream in force as known at `known_at`. As known now,
+    /// the table is cached until the stream's head moves (one indexed read per call).
+    async fn crosswalk_table(
+        &self,
+        stream: &str,
+        known_at: Instant,
+        now: Instant,
+    ) -> Result<Arc<Crosswalks>, AppError> {
+        let current = known_at >= now;
+        let head = if current {
+            let Some(head) = self.store.stream_head(stream).await? else {
+                return Ok(Arc::new(Crosswalks::new()));
+            };
+            let cache = self.crosswalks.0.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((seq, table)) = cache.get(stream) {
+                if *seq == head.last_seq {
+                    return Ok(table.clone());
+                }
+            }
+            Some(head.last_seq)
+        } else {
+            None
+        };
+        let events = self.store.stream_events(stream, Instant::MAX).await?;
+        // Built from the events read, which may be newer than the head read above: cache
+        // under the seq of the last event read, so a later head is never served stale.
+        let mut table = Crosswalks::new();
+        let as_known = if current { Instant::MAX } else { known_at };
+        for event in effective_events(&events, Instant::MAX, as_known) {
+            if let Ok(mapping) = crosswalk_of(&event.body.data) {
+                let _ = table.add(mapping);
+            }
+        }
+        let table = Arc::new(table);
+        if let (Some(_), Some(last)) = (head, events.last()) {
+            let mut cache = self.crosswalks.0.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(stream.to_string(), (last.seq, table.clone()));
+        }
+        Ok(table)
+    }
+
+    /// `resolve(system, kind, code, at)`: the canonical id a local code maps to at `at`
+    /// (default now), by the crosswalks known at `known_at` (default now). An unmapped code
+    /// is refused with an error naming the system, the kind and the code.
+    pub async fn resolve(
+        &self,
+        system: &str,
+        kind: &str,
+        code: &str,
+        at: Option<&str>,
+        known_at: Option<&str>,
+    ) -> Result<String, AppError> {
+        if !CODE_KINDS.contains(&kind) {
+            return Err(AppError::Invalid(FieldError::new(
+                "kind",
+                kind,
+                format!("must be one of {}", CODE_KINDS.join(", ")),
+            )));
+        }
+        let now = Instant::now();
+        let at = parse_time("at", at, now)?;
+        let known_at = parse_time("known_at", known_at, now)?;
+        let stream = crosswalk_stream(system, kind);
+        autolog_domain::ledger::envelope::check_stream_name("system", &stream).map_err(|e| {
+            FieldError::new(
+                "system",
+                system,
+                format!("is not a source system id: {}", e.rule),
+            )
+        })?;
+        let table = self.crosswalk_table(&stream, known_at, now).await?;
+        match table.resolve(system, kind, code, at) {
+            Ok(canonical) => Ok(canonical.to_string()),
+            Err(unmapped) => {
+                if code.len() > 200 || code.chars().any(char::is_control) {
+                    return Err(AppError::Invalid(FieldError::new(
+                        "code",
+                        code,
+                        "must be at most 200 characters, without control characters",
+                    )));
+                }
+                // Counted for the alignment report: lookups as of now, from registered source
+                // systems (so a stray caller cannot fill the table with systems that do not
+                // exist). A failure to count does not hide the refusal.
+                let registered = self
+                    .store
+                    .stream_head(&format!("source-system/{system}"))
+                    .await?
+                    .is_some();
+                if known_at >= now && registered {
+                    if let Err(e) = self
+                        .store
+                        .record_unmapped_code(system, kind, code, now)
+                        .await
+                    {
+                        tracing::warn!(error = %e, system, kind, "could not count an unmapped code");
+                    }
+                }
+                Err(AppError::Invalid(FieldError::new(
+                    "code",
+                    code,
+                    unmapped.to_string(),
+                )))
+            }
+        }
+    }
+}
+
+/// A registry listing's query: as of when, which page, and field filters.
+#[derive(Debug, Default, Clone)]
+pub struct RegistryQuery {
+    pub valid_at: Option<String>,
+    pub known_at: Option<String>,
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+    /// `(field path, value)` pairs a record must all match: a dotted path into the record
+    /// (`status`, `postal_address.country`, `qualifications.site_id`); a list matches when
+    /// any of its items does.
+    pub filters: Vec<(String, String)>,
+}
+
+/// Whether the values found at `path` in `record` include `wanted`.
+fn matches(record: &Value, path: &str, wanted: &str) -> bool {
+    fn walk<'a>(value: &'a Value, path: &[&str], out: &mut Vec<&'a Value>) {
+        match (value, path.split_first()) {
+            (Value::Array(items), _) => items.iter().for_each(|v| walk(v, path, out)),
+            (_, None) => out.push(value),
+            (Value::Object(o), Some((key, rest))) => {
+                if let Some(v) = o.get(*key) {
+                    walk(v, rest, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(record, &path.split('.').collect::<Vec<_>>(), &mut found);
+    found.iter().any(|v| match v {
+        Value::String(s) => s == wanted,
+        Value::Number(n) => n.to_string() == wanted,
+        Value::Bool(b) => b.to_string() == wanted,
+        _ => false,
+    })
+}
+
+/// The mappings of one crosswalk stream listed at (valid_at, known_at) that match the filters.
+fn listed_mappings(
+    stream: &str,
+    events: &[autolog_domain::Event],
+    valid_at: Instant,
+    known_at: Instant,
+    keep: &(dyn Fn(&Value) -> bool + Sync),
+) -> Vec<Value> {
+    // A mapping is listed at valid_at when its own interval holds valid_at.
+    effective_events(events, Instant::MAX, known_at)
+        .into_iter()
+        .filter(|e| crosswalk_of(&e.body.data).is_ok_and(|m| m.valid_at(valid_at)))
+        .filter(|e| keep(&e.body.data))
+        .map(
+            |e| json!({"stream": stream, "event_id": e.event_id.to_string(), "state": e.body.data}),
+        )
+        .collect()
+}
+
+impl Autolog {
+    /// One page of crosswalk mappings, at most `limit`: `after` is a stream (continue after
+    /// it) or `<stream>#<n>` (continue that stream after its first n listed mappings).
+    async fn list_mappings(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        valid_at: Instant,
+        known_at: Instant,
+        keep: &(dyn Fn(&Value) -> bool + Sync),
+    ) -> Result<(Vec<Value>, Option<String>), AppError> {
+        let limit = limit as usize;
+        let mut records: Vec<Value> = Vec::new();
+        let (mut cursor, resume) = match after.and_then(|a| a.split_once('#')) {
+            Some((stream, n)) => {
+                let skip = n.parse::<usize>().map_err(|_| {
+                    FieldError::new(
+                        "after",
+                        after.unwrap_or_default(),
+                        "must be a stream, or <stream>#<number> as given in next_after",
+                    )
+                })?;
+                (stream.to_string(), Some(skip))
+            }
+            None => (after.unwrap_or_default().to_string(), None),
+        };
+        // Takes a stream's listed mappings from `skip` until the page is full; returns the
+        // cursor to go on from when the page filled up inside the stream.
+        let take = |stream: &str, listed: Vec<Value>, skip: usize, records: &mut Vec<Value>| {
+            let room = limit - records.len();
+            let rest = listed.len().saturating_sub(skip);
+            records.extend(listed.into_iter().skip(skip).take(room));
+            (rest > room).then(|| format!("{stream}#{}", skip + room))
+        };
+        if let Some(skip) = resume {
+            let events = self.store.stream_events(&cursor, known_at).await?;
+            let listed = listed_mappings(&cursor, &events, valid_at, known_at, keep);
+            if let Some(next) = take(&cursor, listed, skip, &mut records) {
+                return Ok((records, Some(next)));
+            }
+        }
+        loop {
+            let streams = self
+                .store
+                .streams_with_prefix("crosswalk/", &cursor, crate::ledger::read::MAX_PAGE)
+                .await?;
+            for stream in &streams {
+                if records.len() == limit {
+                    return Ok((records, Some(cursor)));
+                }
+                let events = self.store.stream_events(stream, known_at).await?;
+                let listed = listed_mappings(stream, &events, valid_at, known_at, keep);
+                if let Some(next) = take(stream, listed, 0, &mut records) {
+                    return Ok((records, Some(next)));
+                }
+                cursor = stream.clone();
+            }
+            if streams.len() < crate::ledger::read::MAX_PAGE as usize {
+                return Ok((records, None));
+            }
+        }
+    }
+
+    /// One page of a registry's records, each as it stood at `valid_at` as known at
+    /// `known_at` (both default to now; `known_at` is capped at the last commit). Records
+    /// with no event in force at `valid_at`, or not matching every filter, are left out, so
+    /// a filtered page may hold fewer than `limit` records: follow `next_after` to the end.
+    /// Crosswalks are listed one mapping per record, at most `limit` a page.
+    pub async fn list_registry(
+        &self,
+        registry: &str,
+        q: &RegistryQuery,
+    ) -> Result<Value, AppError> {
+        let registry = crate::reference::registry::registry(registry)?;
+        let limit = page_limit(q.limit)?;
+        let now = Instant::now();
+        let valid_at = parse_time("valid_at", q.valid_at.as_deref(), now)?;
+        let known_at = self.settled_known_at(q.known_at.as_deref(), now).await?;
+        let keep = |record: &Value| q.filters.iter().all(|(k, v)| matches(record, k, v));
+        if registry.is_crosswalks() {
+            let (records, next) = self
+                .list_mappings(q.after.as_deref(), limit, valid_at, known_at, &keep)
+                .await?;
+            return Ok(json!({
+                "registry": registry.name,
+                "valid_at": valid_at.to_string(),
+                "known_at": known_at.to_string(),
+                "records": records,
+                "next_after": next,
+            }));
+        }
+        let streams = self
+            .store
+            .streams_with_prefix(registry.prefix, q.after.as_deref().unwrap_or(""), limit)
+            .await?;
+        let mut records = Vec::new();
+        for stream in &streams {
+            let events = self.store.stream_events(stream, known_at).await?;
+            let state = stream_state(stream, &events, valid_at, known_at);
+            if !state.events.is_empty() && keep(&state.state) {
+                records.push(json!({
+                    "stream": stream,
+                    "event_count": state.events.len(),
+                    "state": state.state,
+                }));
+            }
+        }
+        let next = (streams.len() == limit as usize)
+            .then(|| streams.last().cloned())
+            .flatten();
+        Ok(json!({
+            "registry": registry.name,
+            "valid_at": valid_at.to_string(),
+            "known_at": known_at.to_string(),
+            "records": records,
+            "next_after": next,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autolog_domain::SigningKey;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn codes_resolve_through_the_ledger_and_unmapped_codes_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = autolog_store_sqlite::SqliteStore::open(&dir.path().join("a.db"))
+            .await
+            .expect("store");
+        let app = Autolog::from_parts(Arc::new(store), SigningKey::from_bytes(&[3u8; 32]));
+        let mapping = |id: &str, canonical: &str, from: &str, to: Option<&str>| {
+            let mut data = serde_json::json!({"system": "mes-bos", "kind": "site", "local_code": "BOS1", "canonical_id": canonical, "valid_from": from});
+            if let Some(to) = to {
+                data["valid_to"] = serde_json::json!(to);
+            }
+            serde_json::json!({
+                "stream": "crosswalk/mes-bos/site",
+                "occurred_at": "2026-01-01T00:00:00+00:00[UTC]",
+                "actor": "person/P-STEWARD",
+                "source": {"system": "steward", "source_event_id": id},
+                "body": {"type": "crosswalk.mapped", "version": 1, "data": data}
+            })
+        };
+        let register = |stream: &str, id: &str, event_type: &str, data: Value| {
+            serde_json::json!({
+                "stream": stream,
+                "occurred_at": "2026-01-01T00:00:00+00:00[UTC]",
+                "actor": "person/P-STEWARD",
+                "source": {"system": "steward", "source_event_id": id},
+                "body": {"type": event_type, "version": 1, "data": data}
+            })
+        };
+        let site = |id: &str| json!({"site_id": id, "name": id, "site_types": ["manufacturing_site"], "time_zone": "America/New_York"});
+        let batch = serde_json::json!([
+            register("site/S-BOS-01", "s1", "site.registered", site("S-BOS-01")),
+            register("site/S-BOS-02", "s2", "site.registered", site("S-BOS-02")),
+            register(
+                "source-system/mes-bos",
+                "ss1",
+                "source_system.registered",
+                json!({"system_id": "mes-bos", "kind": "mes", "owning_site_id": "S-BOS-01"})
+            ),
+            mapping(
+                "m1",
+                "S-BOS-01",
+                "2026-01-01T00:00:00Z",
+                Some("2026-07-01T00:00:00Z")
+            ),
+            mapping("m2", "S-BOS-02", "2026-07-01T00:00:00Z", None),
+        ]);
+        app.append_json(batch.to_string().as_bytes())
+            .await
+            .expect("append");
+        let resolve = |at: &'static str| app.resolve("mes-bos", "site", "BOS1", Some(at), None);
+        assert_eq!(
+            resolve("2026-03-01T00:00:00Z").await.expect("mapped"),
+            "S-BOS-01"
+        );
+        assert_eq!(
+            resolve("2026-08-01T00:00:00Z").await.expect("mapped"),
+            "S-BOS-02"
+        );
+        // The cached table follows the ledger: a correction is seen at the next call.
+        let mut fix = mapping("m2-fix", "S-BOS-01", "2026-07-01T00:00:00Z", None);
+        fix["corrects"] = json!({"system": "steward", "source_event_id": "m2"});
+        fix["reason"] = json!("BOS1 stayed with S-BOS-01");
+        app.append_json(fix.to_string().as_bytes())
+            .await
+            .expect("correction");
+        assert_eq!(
+            resolve("2026-08-01T00:00:00Z").await.expect("mapped"),
+            "S-BOS-01"
+        );
+        let e = app
+            .resolve("mes-bos", "site", "BOS9", None, None)
+            .await
+            .expect_err("unmapped");
+        let AppError::Invalid(f) = e else {
+            panic!("expected a refusal")
+        };
+        assert!(
+            f.rule.contains("mes-bos") && f.rule.contains("site") && f.rule.contains("BOS9"),
+            "{}",
+            f.rule
+        );
+        let e = app
+            .resolve("mes-bos", "planet", "BOS1", None, None)
+            .await
+            .expect_err("bad kind");
+        assert!(matches!(e, AppError::Invalid(ref f) if f.field == "kind"));
+        // Listed by their own intervals: at 2026-03-01 the first mapping, now the second.
+        let march = RegistryQuery {
+            valid_at: Some("2026-03-01T00:00:00Z".into()),
+            ..RegistryQuery::default()
+        };
+        let listed = app.list_registry("crosswalks", &march).await.expect("list");
+        assert_eq!(listed["records"][0]["stream"], "crosswalk/mes-bos/site");
+        assert_eq!(listed["records"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            listed["records"][0]["state"]["valid_to"],
+            "2026-07-01T00:00:00Z"
+        );
+        let listed = app
+            .list_registry("crosswalks", &RegistryQuery::default())
+            .await
+            .expect("list");
+        assert_eq!(listed["records"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            listed["records"][0]["state"]["valid_from"],
+            "2026-07-01T00:00:00Z"
+        );
+        let filtered = RegistryQuery {
+            filters: vec![("canonical_id".into(), "S-BOS-02".into())],
+            ..march
+        };
+        let listed = app
+            .list_registry("crosswalks", &filtered)
+            .await
+            .expect("list");
+        assert_eq!(listed["records"].as_array().map(Vec::len), Some(0));
+        assert!(app
+            .list_registry("planets", &RegistryQuery::default())
+            .await
+            .is_err());
+        let unmapped = app.store().unmapped_codes().await.expect("counts");
+        assert_eq!(unmapped.len(), 1);
+        assert_eq!((unmapped[0].code.as_str(), unmapped[0].count), ("BOS9", 1));
+        // Before the mappings were recorded nothing resolved.
+        let e = app
+            .resolve(
+                "mes-bos",
+                "site",
+                "BOS1",
+                Some("2026-03-01T00:00:00Z"),
+                Some("2026-01-01T00:00:00Z"),
+            )
+            .await;
+        assert!(e.is_err());
+    }
+}

@@ -1,0 +1,556 @@
+//! Who may do what, where: the roles, what each may read and record, site scope, and the
+//! payloads of the access audit trail (accounts, grants, tokens, personal-data reads).
+
+pub mod signature;
+
+use serde::Deserialize;
+
+use crate::error::FieldError;
+use crate::ledger::envelope::{check_actor, check_code};
+use crate::ledger::event_type::Check;
+
+/// A grant's site that covers every site of the network (auditors, administrators,
+/// reference-data stewards).
+pub const EVERY_SITE: &str = "*";
+
+/// The roles a person is granted, each per site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    ApheresisCoordinator,
+    Courier,
+    ManufacturingOperator,
+    QcAnalyst,
+    QaReleaser,
+    TreatmentNurse,
+    TreatmentPhysician,
+    ReferenceDataSteward,
+    Auditor,
+    Administrator,
+}
+
+/// Every role, in the order the documentation lists them.
+pub const ROLES: &[Role] = &[
+    Role::ApheresisCoordinator,
+    Role::Courier,
+    Role::ManufacturingOperator,
+    Role::QcAnalyst,
+    Role::QaReleaser,
+    Role::TreatmentNurse,
+    Role::TreatmentPhysician,
+    Role::ReferenceDataSteward,
+    Role::Auditor,
+    Role::Administrator,
+];
+
+/// What a request needs. Reads of a chain are further limited to the chains in scope
+/// of the sites the permission is granted at (see [`chain_in_scope`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// Chains (pseudonymous), their events, genealogy and turnaround.
+    ReadChains,
+    /// Every event of the ledger, proofs and checkpoints (the audit view).
+    ReadLedger,
+    /// Reference data: registries, resolution, alignment, export.
+    ReadReference,
+    /// Alerts (of chains and sites in scope).
+    ReadAlerts,
+    /// Acknowledge and resolve alerts.
+    HandleAlerts,
+    /// Network reports: reconciliation, retention.
+    ReadReports,
+    /// Record events (each event type is further checked with [`may_record`]).
+    Record,
+    /// Import reference data in bulk.
+    ImportReference,
+    /// Register and deactivate webhooks.
+    ManageWebhooks,
+    /// User accounts, role grants and API tokens.
+    ManageAccess,
+    /// Read a patient's identifying data (each read is recorded).
+    ReadPersonalData,
+    /// Record a patient's identifying data.
+    RecordPersonalData,
+    /// Erase a patient's identifying data (crypto-shredding) after retention.
+    ErasePersonalData,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::ApheresisCoordinator => "apheresis_coordinator",
+            Role::Courier => "courier",
+            Role::ManufacturingOperator => "manufacturing_operator",
+            Role::QcAnalyst => "qc_analyst",
+            Role::QaReleaser => "qa_releaser",
+            Role::TreatmentNurse => "treatment_nurse",
+            Role::TreatmentPhysician => "treatment_physician",
+            Role::ReferenceDataSteward => "reference_data_steward",
+            Role::Auditor => "auditor",
+            Role::Administrator => "administrator",
+        }
+    }
+
+    /// Parses a role name; the error lists the roles.
+    pub fn parse(field: &str, name: &str) -> Result<Role, FieldError> {
+        ROLES
+            .iter()
+            .copied()
+            .find(|r| r.as_str() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = ROLES.iter().map(|r| r.as_str()).collect();
+                FieldError::new(field, name, format!("must be one of {}", names.join(", ")))
+            })
+    }
+
+    /// Whether the role holds the permission (at the sites it is granted at).
+    pub fn allows(self, permission: Permission) -> bool {
+        use Permission::*;
+        use Role::*;
+        match self {
+            Auditor => matches!(
+                permission,
+                ReadChains | ReadLedger | ReadReference | ReadAlerts | ReadReports
+            ),
+            Administrator => matches!(
+                permission,
+                ReadReference | ManageAccess | ManageWebhooks | ReadReports | ReadAlerts
+            ),
+            ReferenceDataSteward => matches!(
+                permission,
+                ReadReference | Record | ImportReference | ReadAlerts | HandleAlerts
+            ),
+            ApheresisCoordinator | TreatmentNurse | TreatmentPhysician => matches!(
+                permission,
+                ReadChains
+                    | ReadReference
+                    | ReadAlerts
+                    | HandleAlerts
+                    | Record
+                    | ReadPersonalData
+                    | RecordPersonalData
+            ),
+            Courier | ManufacturingOperator | QcAnalyst => matches!(
+                permission,
+                ReadChains | ReadReference | ReadAlerts | HandleAlerts | Record
+            ),
+            QaReleaser => matches!(
+                permission,
+                ReadChains
+                    | ReadReference
+                    | ReadAlerts
+                    | HandleAlerts
+                    | Record
+                    | ReadReports
+                    | ErasePersonalData
+            ),
+        }
+    }
+
+    /// Whether the role sees a chain because its site is the chain's treatment center
+    /// (treatment roles), rather than any site taking part in the chain.
+    fn scoped_to_treatment_center(self) -> bool {
+        matches!(self, Role::TreatmentNurse | Role::TreatmentPhysician)
+    }
+}
+
+/// The roles a source system's API token acts with, by the system's kind.
+pub fn roles_of_source_kind(kind: &str) -> &'static [Role] {
+    match kind {
+        "apheresis" => &[Role::ApheresisCoordinator],
+        "logistics" => &[Role::Courier],
+        "mes" => &[Role::ManufacturingOperator],
+        "lims" => &[Role::QcAnalyst],
+        "qms" => &[Role::QaReleaser],
+        "treatment" => &[Role::TreatmentNurse, Role::TreatmentPhysician],
+        "ltfu" => &[Role::TreatmentPhysician],
+        "mdm" | "reference" => &[Role::ReferenceDataSteward],
+        _ => &[],
+    }
+}
+
+/// Whether a role may record events of this type (Autolog's own types are recorded by
+/// nobody else; the catalogue refuses them before this is asked).
+pub fn may_record(role: Role, event_type: &str) -> bool {
+    use Role::*;
+    let family = event_type.split_once('.').map_or(event_type, |(f, _)| f);
+    match role {
+        Auditor | Administrator => false,
+        ReferenceDataSteward => matches!(
+            family,
+            "site"
+                | "personnel"
+                | "equipment"
+                | "material_lot"
+                | "process_step"
+                | "product"
+                | "source_system"
+                | "crosswalk"
+                | "annotation"
+        ),
+        ApheresisCoordinator => matches!(
+            event_type,
+            "chain.enrolled"
+                | "chain.collected"
+                | "chain.cancelled"
+                | "chain.hold_placed"
+                | "custody.handed_off"
+                | "custody.received"
+                | "annotation.recorded"
+        ),
+        Courier => matches!(
+            event_type,
+            "custody.handed_off" | "custody.received" | "chain.hold_placed" | "annotation.recorded"
+        ),
+        ManufacturingOperator => matches!(
+            event_type,
+            "chain.step_performed"
+                | "chain.hold_placed"
+                | "custody.handed_off"
+                | "custody.received"
+                | "batch.created"
+                | "batch.material_consumed"
+                | "batch.units_produced"
+                | "deviation.opened"
+                | "equipment.calibrated"
+                | "annotation.recorded"
+        ),
+        QcAnalyst => matches!(
+            event_type,
+            "chain.step_performed"
+                | "chain.hold_placed"
+                | "batch.test_result_recorded"
+                | "deviation.opened"
+                | "annotation.recorded"
+        ),
+        QaReleaser => matches!(
+            event_type,
+            "chain.released"
+                | "chain.hold_placed"
+                | "chain.hold_released"
+                | "chain.legal_hold_placed"
+                | "chain.legal_hold_released"
+                | "custody.handed_off"
+                | "deviation.opened"
+                | "deviation.investigated"
+                | "deviation.closed"
+                | "material_lot.status_changed"
+                | "annotation.recorded"
+        ),
+        TreatmentNurse => matches!(
+            event_type,
+            "custody.received"
+                | "chain.hold_placed"
+                | "chain.bedside_verified"
+                | "chain.administered"
+                | "annotation.recorded"
+        ),
+        TreatmentPhysician => matches!(
+            event_type,
+            "chain.enrolled"
+                | "chain.cancelled"
+                | "custody.received"
+                | "chain.hold_placed"
+                | "chain.exceptional_release_requested"
+                | "chain.bedside_verified"
+                | "chain.administered"
+                | "chain.follow_up_recorded"
+                | "annotation.recorded"
+        ),
+    }
+}
+
+/// One role held at one site (or at [`EVERY_SITE`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Grant {
+    pub role: Role,
+    pub site_id: String,
+}
+
+impl Grant {
+    fn covers(&self, site_id: &str) -> bool {
+        self.site_id == EVERY_SITE || self.site_id == site_id
+    }
+}
+
+/// The sites a chain involves, as far as access is concerned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainSites {
+    /// Where the patient was enrolled and is treated.
+    pub treatment_site_id: Option<String>,
+    /// Every site that took part (recorded an event, sent or received custody).
+    pub involved: std::collections::BTreeSet<String>,
+}
+
+/// Whether any grant with `permission` covers the site.
+pub fn allowed_at(grants: &[Grant], permission: Permission, site_id: &str) -> bool {
+    grants
+        .iter()
+        .any(|g| g.role.allows(permission) && g.covers(site_id))
+}
+
+/// Whether any grant holds `permission` anywhere (a site-independent endpoint).
+pub fn allowed_somewhere(grants: &[Grant], permission: Permission) -> bool {
+    grants.iter().any(|g| g.role.allows(permission))
+}
+
+/// Whether any grant holds `permission` network-wide.
+pub fn allowed_everywhere(grants: &[Grant], permission: Permission) -> bool {
+    grants
+        .iter()
+        .any(|g| g.role.allows(permission) && g.site_id == EVERY_SITE)
+}
+
+/// Whether a chain is visible under `permission`: a treatment role sees the chains of
+/// patients enrolled at its center; other roles see the chains their site takes part
+/// in; a network-wide grant sees every chain.
+pub fn chain_in_scope(grants: &[Grant], permission: Permission, chain: &ChainSites) -> bool {
+    grants
+        .iter()
+        .filter(|g| g.role.allows(permission))
+        .any(|g| {
+            if g.site_id == EVERY_SITE {
+                return true;
+            }
+            if g.role.scoped_to_treatment_center() {
+                chain.treatment_site_id.as_deref() == Some(g.site_id.as_str())
+            } else {
+                chain.involved.contains(&g.site_id)
+            }
+        })
+}
+
+/// Whether some grant lets the holder record `event_type` at `site_id` (`None`: an event
+/// with no recording site, which needs a network-wide grant).
+pub fn may_record_at(grants: &[Grant], event_type: &str, site_id: Option<&str>) -> bool {
+    grants.iter().any(|g| {
+        g.role.allows(Permission::Record)
+            && may_record(g.role, event_type)
+            && match site_id {
+                Some(site) => g.covers(site),
+                None => g.site_id == EVERY_SITE,
+            }
+    })
+}
+
+// --- Payloads of the access audit trail (all recorded by Autolog itself). ---
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserCreatedV1 {
+    person_id: String,
+    created_by: String,
+}
+
+impl Check for UserCreatedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        check_code("person_id", &self.person_id)?;
+        check_actor("created_by", &self.created_by)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserRoleChangedV1 {
+    person_id: String,
+    role: String,
+    site_id: String,
+    changed_by: String,
+}
+
+impl Check for UserRoleChangedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        check_code("person_id", &self.person_id)?;
+        Role::parse("role", &self.role)?;
+        if self.site_id != EVERY_SITE {
+            check_code("site_id", &self.site_id)?;
+        }
+        check_actor("changed_by", &self.changed_by)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserAccountChangedV1 {
+    person_id: String,
+    /// Who did it (a person or system), or Autolog itself for a lockout.
+    changed_by: String,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+impl Check for UserAccountChangedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        check_code("person_id", &self.person_id)?;
+        if let Some(d) = &self.detail {
+            crate::ledger::envelope::check_text("detail", d, 500)?;
+        }
+        check_actor("changed_by", &self.changed_by)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApiTokenChangedV1 {
+    token_id: String,
+    system_id: String,
+    #[serde(default)]
+    sites: Vec<String>,
+    #[serde(default)]
+    expires_at: Option<String>,
+    changed_by: String,
+}
+
+impl Check for ApiTokenChangedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        uuid::Uuid::parse_str(&self.token_id)
+            .map_err(|_| FieldError::new("token_id", &self.token_id, "must be a UUID"))?;
+        check_code("system_id", &self.system_id)?;
+        for (i, site) in self.sites.iter().enumerate() {
+            check_code(&format!("sites[{i}]"), site)?;
+        }
+        if let Some(at) = &self.expires_at {
+            crate::ledger::time::Instant::parse_rfc3339("expires_at", at)?;
+        }
+        check_actor("changed_by", &self.changed_by)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PersonalDataAccessV1 {
+    patient_key: String,
+    by: String,
+    /// Why (a read's purpose, an erasure's reason); the identifying data itself never.
+    #[serde(default)]
+    purpose: Option<String>,
+    /// The names of the fields recorded (never their values).
+    #[serde(default)]
+    fields: Vec<String>,
+    /// The chain it was recorded through, if any.
+    #[serde(default)]
+    coi: Option<String>,
+}
+
+impl Check for PersonalDataAccessV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        check_code("patient_key", &self.patient_key)?;
+        if let Some(p) = &self.purpose {
+            crate::ledger::envelope::check_text("purpose", p, 500)?;
+        }
+        for (i, f) in self.fields.iter().enumerate() {
+            check_code(&format!("fields[{i}]"), f)?;
+        }
+        if let Some(coi) = &self.coi {
+            crate::identifiers::Coi::parse("coi", coi)?;
+        }
+        check_actor("by", &self.by)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VaultKeyRotatedV1 {
+    from_key_id: String,
+    to_key_id: String,
+    records: u64,
+    by: String,
+}
+
+impl Check for VaultKeyRotatedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        check_code("from_key_id", &self.from_key_id)?;
+        check_code("to_key_id", &self.to_key_id)?;
+        let _ = self.records;
+        check_actor("by", &self.by)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(role: Role, site: &str) -> Grant {
+        Grant {
+            role,
+            site_id: site.to_string(),
+        }
+    }
+
+    fn chain(treatment: &str, involved: &[&str]) -> ChainSites {
+        ChainSites {
+            treatment_site_id: Some(treatment.to_string()),
+            involved: involved.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn role_names_round_trip_and_unknown_names_list_the_roles() {
+        for role in ROLES {
+            assert_eq!(Role::parse("role", role.as_str()), Ok(*role));
+        }
+        let e = Role::parse("role", "superuser").expect_err("unknown");
+        assert_eq!(e.field, "role");
+        assert!(e.rule.contains("qa_releaser"), "{}", e.rule);
+    }
+
+    #[test]
+    fn a_treatment_nurse_sees_only_the_chains_enrolled_at_her_center() {
+        let nurse = [grant(Role::TreatmentNurse, "S-LAX-01")];
+        let lax = chain("S-LAX-01", &["S-PAR-01", "S-BOS-01", "S-LAX-01"]);
+        let bos_patient_collected_at_lax = chain("S-BOS-01", &["S-LAX-01", "S-BOS-01"]);
+        assert!(chain_in_scope(&nurse, Permission::ReadChains, &lax));
+        assert!(!chain_in_scope(
+            &nurse,
+            Permission::ReadChains,
+            &bos_patient_collected_at_lax
+        ));
+    }
+
+    #[test]
+    fn a_manufacturing_operator_sees_the_chains_his_site_takes_part_in() {
+        let op = [grant(Role::ManufacturingOperator, "S-BOS-01")];
+        assert!(chain_in_scope(
+            &op,
+            Permission::ReadChains,
+            &chain("S-LAX-01", &["S-BOS-01"])
+        ));
+        assert!(!chain_in_scope(
+            &op,
+            Permission::ReadChains,
+            &chain("S-LAX-01", &["S-FRA-01"])
+        ));
+        // but never personal data
+        assert!(!allowed_at(&op, Permission::ReadPersonalData, "S-BOS-01"));
+    }
+
+    #[test]
+    fn auditors_read_everything_and_record_nothing() {
+        let auditor = [grant(Role::Auditor, EVERY_SITE)];
+        assert!(chain_in_scope(
+            &auditor,
+            Permission::ReadChains,
+            &chain("S-LAX-01", &[])
+        ));
+        assert!(allowed_everywhere(&auditor, Permission::ReadLedger));
+        assert!(!allowed_somewhere(&auditor, Permission::ReadPersonalData));
+        assert!(!may_record_at(&auditor, "annotation.recorded", None));
+    }
+
+    #[test]
+    fn recording_needs_the_role_for_the_type_at_the_events_site() {
+        let qa = [grant(Role::QaReleaser, "S-BOS-01")];
+        assert!(may_record_at(&qa, "chain.released", Some("S-BOS-01")));
+        assert!(!may_record_at(&qa, "chain.released", Some("S-LAX-01")));
+        assert!(!may_record_at(&qa, "chain.administered", Some("S-BOS-01")));
+        assert!(!may_record_at(&qa, "chain.released", None));
+        let steward = [grant(Role::ReferenceDataSteward, EVERY_SITE)];
+        assert!(may_record_at(&steward, "site.registered", None));
+        assert!(!may_record_at(&steward, "chain.released", Some("S-BOS-01")));
+    }
+
+    #[test]
+    fn source_system_kinds_map_to_roles() {
+        assert_eq!(roles_of_source_kind("mes"), &[Role::ManufacturingOperator]);
+        assert!(roles_of_source_kind("unknown").is_empty());
+    }
+}

@@ -1,0 +1,35 @@
+//! Reading and checking fields of a JSON payload, shared by the areas' folds and checks.
+
+use serde_json::Value;
+
+use crate::error::FieldError;
+
+/// A text field of a payload ("" when absent or not text).
+pub(crate) fn text<'a>(data: &'a Value, name: &str) -> &'a str {
+    data.get(name).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// A list of texts of a payload (empty when absent).
+pub(crate) fn list(data: &Value, name: &str) -> Vec<String> {
+    data.get(name)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
+/// A list of event ids (UUIDs).
+pub(crate) fn uuid_list(field: &str, ids: &[String]) -> Result<(), FieldError> {
+    for (i, id) in ids.iter().enumerate() {
+        crate::Uuid::parse_str(id).map_err(|e| {
+            FieldError::new(
+                format!("{field}[{i}]"),
+                id,
+                format!("must be an event id (UUID): {e}"),
+            )
+        })?;
+    }
+    Ok(())
+}
