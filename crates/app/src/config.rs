@@ -1,16 +1,13 @@
-//! Where an instance keeps its data: the data directory (signing key, SQLite file) and,
-//! optionally, a PostgreSQL URL. The backend is chosen once, here, from the URL.
+//! Where an instance keeps its data: the data directory (signing key, vault key, SQLite
+//! file) and, optionally, a PostgreSQL URL. The binary opens the store the URL names; the
+//! app sees only the `Store` trait.
 
 use std::fmt;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use autolog_domain::SigningKey;
-use autolog_store::Store;
-use autolog_store_postgres::PostgresStore;
-use autolog_store_sqlite::SqliteStore;
 
 use crate::access::vault::VaultKey;
 use crate::AppError;
@@ -50,6 +47,14 @@ impl fmt::Debug for Config {
     }
 }
 
+/// An instance's keys, read (or created) from its configuration before its store is opened.
+pub struct Keys {
+    /// The checkpoint signing key.
+    pub signing: SigningKey,
+    /// The personal-data vault's master key, if one is configured or in the data directory.
+    pub vault: Option<VaultKey>,
+}
+
 /// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
 pub fn redact_password(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
@@ -79,22 +84,6 @@ impl Config {
         }
     }
 
-    pub async fn open_store(&self) -> Result<Arc<dyn Store>, AppError> {
-        match &self.database_url {
-            None => {
-                let path = self.data_dir.join(SQLITE_FILE);
-                Ok(Arc::new(SqliteStore::open(&path).await?))
-            }
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Ok(Arc::new(PostgresStore::connect(url).await?))
-            }
-            Some(url) => Err(AppError::Config(format!(
-                "--database-url {} is not supported: use postgres://... or leave it out for the embedded SQLite store",
-                redact_password(url)
-            ))),
-        }
-    }
-
     /// The vault master key, from the first place that gives one: `vault_key_file`,
     /// `vault_key_hex` (not both), or `vault.key` in the data directory. With none of them,
     /// `create` generates `vault.key` (mode 0600) for the quick start; otherwise `None`.
@@ -119,6 +108,23 @@ impl Config {
                 }
             }
         }
+    }
+
+    /// The keys of a new or existing instance: the signing key is created with the data
+    /// directory when it is new, and so is the quick start's vault key when no vault key is
+    /// configured.
+    pub fn init_keys(&self) -> Result<Keys, AppError> {
+        let signing = DataDir::new(&self.data_dir).init_or_load_key()?;
+        let vault = self.load_vault_key(true)?;
+        Ok(Keys { signing, vault })
+    }
+
+    /// The keys of an already initialised instance; a missing data directory is an error.
+    /// The vault key is loaded when one is configured or in the data directory, never created.
+    pub fn existing_keys(&self) -> Result<Keys, AppError> {
+        let signing = DataDir::new(&self.data_dir).load_key()?;
+        let vault = self.load_vault_key(false)?;
+        Ok(Keys { signing, vault })
     }
 
     /// Whether the vault master key comes from the data directory's `vault.key` (no key

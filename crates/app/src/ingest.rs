@@ -12,8 +12,14 @@ use std::path::Path;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::simulate::{CHAINS_ENDPOINT, EVENTS_ENDPOINT, SIGNING_SECRET_ENDPOINT};
 use crate::{AppError, Autolog};
+
+/// The endpoint of an append line.
+pub const EVENTS_ENDPOINT: &str = "POST /api/v1/events";
+/// The endpoint of an enrolment line.
+pub const CHAINS_ENDPOINT: &str = "POST /api/v1/chains";
+/// The ingest-only set-up line that sets a person's e-signature secret.
+pub const SIGNING_SECRET_ENDPOINT: &str = "signing-secret";
 
 /// What happened to one refused line.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@ mod access;
 mod append;
 mod batch;
 mod chain;
-mod config;
+pub mod config;
 mod error;
 mod feeds;
 mod ingest;
@@ -13,7 +13,6 @@ pub mod interop;
 mod ledger;
 mod projections;
 mod reference;
-pub mod simulate;
 
 use std::sync::Arc;
 
@@ -30,7 +29,7 @@ pub use access::vault::{
 pub use append::AppendResult;
 pub use batch::signatures::MIN_SECRET_CHARS;
 pub use chain::enrol::{parse_enrolment, EnrolmentRequest};
-pub use config::{read_vault_key_file, Config, DataDir, VAULT_KEY_FILE};
+pub use config::{read_vault_key_file, Config, DataDir, Keys, SQLITE_FILE, VAULT_KEY_FILE};
 pub use error::AppError;
 pub use feeds::alerts::{AlertQuery, ALERT_CHANNEL_CAPACITY};
 pub use feeds::outbox::{
@@ -38,7 +37,9 @@ pub use feeds::outbox::{
     NATS_POLL_INTERVAL, POSITION_HEADER, STREAM_HEADER,
 };
 pub use feeds::webhooks::{backoff_seconds, signature, DELIVERY_ID_HEADER, SIGNATURE_HEADER};
-pub use ingest::{IngestLine, IngestReport};
+pub use ingest::{
+    IngestLine, IngestReport, CHAINS_ENDPOINT, EVENTS_ENDPOINT, SIGNING_SECRET_ENDPOINT,
+};
 pub use interop::epcis::{
     check_epcis_query, epcis_too_large, parse_capture, EpcisCaptured, EpcisQueryPage,
     ParsedCapture, EPCIS_CONTEXT, EPCIS_DEFAULT_PER_PAGE, EPCIS_EVENT_TYPES, EPCIS_MAX_PER_PAGE,
@@ -86,33 +87,14 @@ pub struct Autolog {
 }
 
 impl Autolog {
-    /// Opens the instance described by `config`, initialising the data directory
-    /// (signing key, SQLite file, and the quick start's vault key when no vault key is
-    /// configured) when it is new.
-    pub async fn open(config: &Config) -> Result<Self, AppError> {
-        let data_dir = DataDir::new(&config.data_dir);
-        let key = data_dir.init_or_load_key()?;
-        let vault_key = config.load_vault_key(true)?;
-        let store = config.open_store().await?;
-        let app = Autolog::from_parts(store, key);
-        Ok(match vault_key {
+    /// Builds an instance on an opened store with the keys its configuration gave
+    /// ([`Config::init_keys`] or [`Config::existing_keys`]).
+    pub fn with_keys(store: Arc<dyn Store>, keys: Keys) -> Self {
+        let app = Autolog::from_parts(store, keys.signing);
+        match keys.vault {
             Some(k) => app.with_vault_key(k),
             None => app,
-        })
-    }
-
-    /// Opens an already initialised instance; a missing data directory is an error. The
-    /// vault key is loaded when one is configured or in the data directory, never created.
-    pub async fn open_existing(config: &Config) -> Result<Self, AppError> {
-        let data_dir = DataDir::new(&config.data_dir);
-        let key = data_dir.load_key()?;
-        let vault_key = config.load_vault_key(false)?;
-        let store = config.open_store().await?;
-        let app = Autolog::from_parts(store, key);
-        Ok(match vault_key {
-            Some(k) => app.with_vault_key(k),
-            None => app,
-        })
+        }
     }
 
     /// Builds an instance from parts (tests, benchmarks).

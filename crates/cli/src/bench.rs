@@ -351,9 +351,8 @@ fn workload(lines: Vec<String>) -> anyhow::Result<Workload> {
 
 /// The simulated network (no injected faults): request lines, reference data first.
 fn simulate(patients: usize, seed: u64) -> anyhow::Result<Vec<String>> {
-    let options = autolog_app::simulate::SimulateOptions::new(patients, seed, 0.0);
-    let simulation =
-        autolog_app::simulate::generate(&options).map_err(|e| anyhow!("simulate: {e}"))?;
+    let options = autolog_simulate::SimulateOptions::new(patients, seed, 0.0);
+    let simulation = autolog_simulate::generate(&options).map_err(|e| anyhow!("simulate: {e}"))?;
     Ok(simulation.lines)
 }
 

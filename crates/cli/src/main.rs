@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use autolog_app::{Autolog, Config, DataDir};
+use autolog_app::{Config, DataDir};
 use autolog_server::{NatsOptions, RateLimit, ServeOptions, TlsFiles};
 use clap::{Parser, Subcommand};
 
@@ -18,6 +18,7 @@ mod access;
 mod bench;
 mod reference;
 mod simulate;
+mod store;
 mod vault;
 
 #[derive(Parser)]
@@ -349,7 +350,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Init => {
             let key = DataDir::new(&config.data_dir).init()?;
-            config.open_store().await?;
+            store::open_store(&config).await?;
             let public = key.verifying_key();
             println!(
                 "initialised {} ({}); checkpoint key id {}",
@@ -405,7 +406,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 nats,
                 ..ServeOptions::default()
             };
-            let mut app = Autolog::open(&config)
+            let mut app = store::open(&config)
                 .await?
                 .with_clock_skew_tolerance(skew)?;
             if let Some(fin) = &cli.coi_issuer_fin {
@@ -428,7 +429,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest { file } => {
-            let app = Autolog::open(&config)
+            let app = store::open(&config)
                 .await?
                 .with_clock_skew_tolerance(skew)?;
             simulate::ingest(&app, &file).await
@@ -440,7 +441,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out,
         } => simulate::simulate(patients, seed, fault_rate, &out),
         Command::Verify => {
-            let app = Autolog::open_existing(&config).await?;
+            let app = store::open_existing(&config).await?;
             let show_progress = std::io::stderr().is_terminal();
             let mut last_report = 0u64;
             let outcome = app
@@ -469,7 +470,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             known_at,
             json,
         } => {
-            let app = Autolog::open_existing(&config).await?;
+            let app = store::open_existing(&config).await?;
             let chain = app
                 .chain(&coi, valid_at.as_deref(), known_at.as_deref())
                 .await?;
@@ -481,7 +482,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Reconcile { json } => {
-            let app = Autolog::open_existing(&config).await?;
+            let app = store::open_existing(&config).await?;
             let report = app.reconciliation().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -500,7 +501,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             valid_at,
             known_at,
         } => {
-            let app = Autolog::open_existing(&config).await?;
+            let app = store::open_existing(&config).await?;
             let answer = if direction == "backward" {
                 app.genealogy_backward(&id, valid_at.as_deref(), known_at.as_deref())
                     .await?
@@ -516,7 +517,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             valid_at,
             known_at,
         } => {
-            let app = Autolog::open_existing(&config).await?;
+            let app = store::open_existing(&config).await?;
             let answer = app
                 .turnaround(
                     product_code.as_deref(),
@@ -535,7 +536,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     json,
                 },
         } => {
-            let app = Autolog::open_existing(&config).await?;
+            let app = store::open_existing(&config).await?;
             let report = app.retention_report(as_of.as_deref(), within_days).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -559,7 +560,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: SignerCommand::SetSecret { person_id, set_by },
         } => {
             autolog_domain::ledger::envelope::check_actor("set_by", &set_by)?;
-            let app = Autolog::open_existing(&config).await?;
+            let app = store::open_existing(&config).await?;
             let mut secret = String::new();
             std::io::stdin().read_line(&mut secret)?;
             let secret = secret.trim_end_matches(['\r', '\n']);
@@ -568,15 +569,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Reference { command } => {
-            let app = Autolog::open(&config).await?;
+            let app = store::open(&config).await?;
             reference::run(&app, command).await
         }
         Command::User { command } => {
-            let app = Autolog::open_existing(&config).await?;
+            let app = store::open_existing(&config).await?;
             access::run_user(&app, command).await
         }
         Command::Token { command } => {
-            let app = Autolog::open_existing(&config).await?;
+            let app = store::open_existing(&config).await?;
             access::run_token(&app, command).await
         }
         Command::Vault { command } => vault::run(&config, command).await,

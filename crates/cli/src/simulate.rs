@@ -1,12 +1,12 @@
 //! `autolog simulate`, `autolog ingest` (with its progress bar) and the seeding of
-//! `autolog serve --demo`: thin wrappers over `autolog_app::simulate` and the app's ingest.
+//! `autolog serve --demo`: thin wrappers over `autolog_simulate` and the app's ingest.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use autolog_app::simulate::{generate, SimulateOptions, Simulation};
 use autolog_app::{Autolog, IngestReport};
+use autolog_simulate::{generate, SimulateOptions, Simulation};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// The seed of the demo network: the same demo for everyone.

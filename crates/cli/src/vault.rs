@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use autolog_app::{read_vault_key_file, Autolog, Config, DataDir};
+use autolog_app::{read_vault_key_file, Config, DataDir};
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -43,7 +43,7 @@ pub async fn run(config: &Config, command: VaultCommand) -> anyhow::Result<ExitC
             actor,
         } => {
             let new_key = read_vault_key_file(&new_key_file)?;
-            let app = Autolog::open_existing(config).await?;
+            let app = crate::store::open_existing(config).await?;
             let report = app.rotate_vault_key(new_key.clone(), &actor).await?;
             println!(
                 "rotated the vault master key {} -> {}: {} data keys re-wrapped",
@@ -79,7 +79,7 @@ pub async fn run(config: &Config, command: VaultCommand) -> anyhow::Result<ExitC
             Ok(ExitCode::SUCCESS)
         }
         VaultCommand::Erase { coi, reason, actor } => {
-            let app = Autolog::open_existing(config).await?;
+            let app = crate::store::open_existing(config).await?;
             let report = app.erase_personal_data(&coi, &actor, &reason).await?;
             println!(
                 "erased the personal data of patient {} (chain {}) at {}{}",

@@ -23,7 +23,10 @@ const FHIR_JSON: &str = "application/fhir+json";
 /// The HL7 R5 examples shared by the project (absent in a clone outside it).
 const SHARED_EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data/fhir");
 /// The validator script, kept with the journey test that validates every resource.
-const FHIR_VALIDATOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../app/tests/fhir_validate.py");
+const FHIR_VALIDATOR: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../app-tests/tests/fhir_validate.py"
+);
 
 struct TestApp {
     base: String,

@@ -6,9 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use autolog_app::simulate::{generate, SimulateOptions, FAULT_KINDS};
 use autolog_app::{AlertQuery, Autolog};
 use autolog_domain::SigningKey;
+use autolog_simulate::{generate, SimulateOptions, FAULT_KINDS};
 
 #[tokio::test]
 async fn a_simulated_network_ingests_verifies_and_every_injected_fault_is_caught() {

@@ -482,7 +482,7 @@ async fn personal_data_is_erased_only_after_retention_on_postgres() {
 }
 
 #[tokio::test]
-async fn open_generates_the_quick_start_vault_key_and_open_existing_loads_it() {
+async fn init_keys_generates_the_quick_start_vault_key_and_existing_keys_loads_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = autolog_app::Config {
         data_dir: dir.path().join("data"),
@@ -490,11 +490,21 @@ async fn open_generates_the_quick_start_vault_key_and_open_existing_loads_it() {
         vault_key_file: None,
         vault_key_hex: None,
     };
-    let app = Autolog::open(&config).await.expect("open");
+    let store = || async {
+        let path = dir.path().join("data").join(autolog_app::SQLITE_FILE);
+        Arc::new(
+            autolog_store_sqlite::SqliteStore::open(&path)
+                .await
+                .expect("store"),
+        )
+    };
+    assert!(config.existing_keys().is_err(), "no data directory yet");
+    let keys = config.init_keys().expect("created");
+    let app = Autolog::with_keys(store().await, keys);
     let id = app.vault_key_id().expect("generated");
     assert!(dir.path().join("data").join("vault.key").exists());
     drop(app);
-    let again = Autolog::open_existing(&config).await.expect("open");
+    let again = Autolog::with_keys(store().await, config.existing_keys().expect("loaded"));
     assert_eq!(again.vault_key_id(), Some(id));
 }
 

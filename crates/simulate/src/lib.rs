@@ -20,14 +20,25 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
-use crate::AppError;
+use autolog_app::{CHAINS_ENDPOINT, EVENTS_ENDPOINT, SIGNING_SECRET_ENDPOINT};
 
-/// The endpoint of an append line.
-pub const EVENTS_ENDPOINT: &str = "POST /api/v1/events";
-/// The endpoint of an enrolment line.
-pub const CHAINS_ENDPOINT: &str = "POST /api/v1/chains";
-/// The ingest-only set-up line that sets a person's e-signature secret.
-pub const SIGNING_SECRET_ENDPOINT: &str = "signing-secret";
+/// Why a simulation could not be generated.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    #[error("simulated time out of range: {0}")]
+    TimeOutOfRange(String),
+    #[error("zone {zone}: {reason}")]
+    Zone { zone: String, reason: String },
+    /// The options asked for something the simulator cannot do.
+    #[error("{0}")]
+    Options(String),
+    /// An identifier the simulator built broke its rule (a bug in the simulator).
+    #[error("simulated identifier: {0}")]
+    Identifier(#[from] autolog_domain::FieldError),
+    /// A line the simulator wrote did not read back as JSON (a bug in the simulator).
+    #[error("simulated line: {0}")]
+    Line(#[from] serde_json::Error),
+}
 
 /// What to simulate.
 #[derive(Debug, Clone)]
@@ -427,18 +438,20 @@ impl Gen {
     }
 }
 
-fn ts(seconds: i64) -> Result<Timestamp, AppError> {
-    Timestamp::from_second(seconds)
-        .map_err(|e| AppError::Config(format!("simulated time out of range: {e}")))
+fn ts(seconds: i64) -> Result<Timestamp, SimulateError> {
+    Timestamp::from_second(seconds).map_err(|e| SimulateError::TimeOutOfRange(e.to_string()))
 }
 
 /// An instant in a zone, RFC 9557, as a source sends it.
-fn at(seconds: i64, zone: &str) -> Result<String, AppError> {
-    let tz = TimeZone::get(zone).map_err(|e| AppError::Config(format!("zone {zone}: {e}")))?;
+fn at(seconds: i64, zone: &str) -> Result<String, SimulateError> {
+    let tz = TimeZone::get(zone).map_err(|e| SimulateError::Zone {
+        zone: zone.to_string(),
+        reason: e.to_string(),
+    })?;
     Ok(ts(seconds)?.to_zoned(tz).to_string())
 }
 
-fn utc(seconds: i64) -> Result<String, AppError> {
+fn utc(seconds: i64) -> Result<String, SimulateError> {
     Ok(ts(seconds)?.to_string())
 }
 
@@ -460,9 +473,9 @@ fn din_barcode(din: &str, misread: bool) -> String {
 }
 
 /// Generates the network and the journeys.
-pub fn generate(options: &SimulateOptions) -> Result<Simulation, AppError> {
+pub fn generate(options: &SimulateOptions) -> Result<Simulation, SimulateError> {
     if !(0.0..=1.0).contains(&options.fault_rate) {
-        return Err(AppError::Config(format!(
+        return Err(SimulateError::Options(format!(
             "fault rate {} is not between 0 and 1",
             options.fault_rate
         )));
@@ -565,7 +578,7 @@ pub fn generate(options: &SimulateOptions) -> Result<Simulation, AppError> {
 
 /// Sites, source systems, steps, products, people, equipment, lots, crosswalks and the
 /// signing secrets of everyone who signs. Returns nothing secret to the ledger.
-fn reference_data(g: &mut Gen, at_s: i64) -> Result<Vec<(String, String)>, AppError> {
+fn reference_data(g: &mut Gen, at_s: i64) -> Result<Vec<(String, String)>, SimulateError> {
     let when = at(at_s, "UTC")?;
     let from = utc(at_s)?;
     let until = utc(at_s + 4 * 365 * DAY)?;
@@ -820,7 +833,7 @@ fn new_patient(
     center: usize,
     second_product: bool,
     patients: &mut Vec<Patient>,
-) -> Result<usize, AppError> {
+) -> Result<usize, SimulateError> {
     let seq = i + 1;
     let year = ts(t0)?.to_zoned(TimeZone::UTC).year();
     let yy = u8::try_from(year.rem_euclid(100)).unwrap_or(0);
@@ -876,7 +889,7 @@ impl Ctx<'_> {
         kind: &str,
         mut data: Value,
         state: &'static str,
-    ) -> Result<usize, AppError> {
+    ) -> Result<usize, SimulateError> {
         if let Some(field) = autolog_domain::access::signature::signer_field(kind) {
             let signer = data[field].as_str().unwrap_or_default().to_string();
             let secret = self
@@ -909,7 +922,7 @@ impl Ctx<'_> {
     }
 }
 
-fn enrolment(g: &mut Gen, p: &Patient, idx: usize) -> Result<(), AppError> {
+fn enrolment(g: &mut Gen, p: &Patient, idx: usize) -> Result<(), SimulateError> {
     let site = &SITES[p.center];
     let (_, physician) = CENTER_STAFF[p.center];
     let emr = format!("emr-{}", site.id[2..5].to_ascii_lowercase());
@@ -933,7 +946,7 @@ fn enrolment(g: &mut Gen, p: &Patient, idx: usize) -> Result<(), AppError> {
     Ok(())
 }
 
-fn collection(g: &mut Gen, c: &Ctx) -> Result<(), AppError> {
+fn collection(g: &mut Gen, c: &Ctx) -> Result<(), SimulateError> {
     let p = c.p;
     let (nurse, _) = CENTER_STAFF[p.center];
     let site = &SITES[p.center];
@@ -961,7 +974,7 @@ fn leg(
     fault: Option<&'static str>,
     foreign: Option<&str>,
     hold_state: &'static str,
-) -> Result<usize, AppError> {
+) -> Result<usize, SimulateError> {
     let p = c.p;
     let (nurse, _) = CENTER_STAFF[p.center];
     let operator = OPERATORS[c.idx % 2];
@@ -1103,7 +1116,12 @@ fn leg(
     Ok(r)
 }
 
-fn swapped_pair(g: &mut Gen, patients: &[Patient], a: usize, b: usize) -> Result<(), AppError> {
+fn swapped_pair(
+    g: &mut Gen,
+    patients: &[Patient],
+    a: usize,
+    b: usize,
+) -> Result<(), SimulateError> {
     let (pa, pb) = (&patients[a], &patients[b]);
     let none: &[(String, String)] = &[];
     for (idx, p) in [(a, pa), (b, pb)] {
@@ -1165,7 +1183,7 @@ fn journey(
     idx: usize,
     fault: Option<&'static str>,
     secrets: &[(String, String)],
-) -> Result<(), AppError> {
+) -> Result<(), SimulateError> {
     let c = Ctx { p, idx, secrets };
     let (nurse, physician) = CENTER_STAFF[p.center];
     let site = &SITES[p.center];
@@ -1275,8 +1293,7 @@ fn journey(
     )?;
     if zone_fault {
         // The MES stamps the time with its server's UTC offset, not Boston's.
-        let line: Value = serde_json::from_str(&g.reqs[cryo_req].line)
-            .map_err(|e| AppError::Config(e.to_string()))?;
+        let line: Value = serde_json::from_str(&g.reqs[cryo_req].line)?;
         let mut line = line;
         line["body"]["occurred_at"] = json!(at(cryo, "UTC")?);
         g.reqs[cryo_req].line = line.to_string();

@@ -1,0 +1,9 @@
+//! The app's use cases against real stores, in one test binary (one link of the whole tree
+//! instead of one per file).
+
+mod alignment;
+mod chains;
+mod integration_examples;
+mod journeys;
+mod resolve;
+mod vault;
