@@ -123,7 +123,7 @@ async fn an_interrupted_bench_drops_its_temporary_database_on_postgres() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
-    let Ok(server) = std::env::var("AUTOLOG_TEST_POSTGRES_URL") else {
+    let Some(server) = autolog_store_postgres::testing::test_server_url() else {
         eprintln!("skipped on PostgreSQL: AUTOLOG_TEST_POSTGRES_URL is not set");
         return;
     };

@@ -61,10 +61,7 @@ fn epcis_data() -> Option<PathBuf> {
     if dir.join("examples").is_dir() {
         Some(dir)
     } else {
-        eprintln!(
-            "skipped: {} is absent (the shared EPCIS fixtures come with the project)",
-            dir.display()
-        );
+        autolog_test_support::shared_data_absent(&dir);
         None
     }
 }

@@ -160,10 +160,7 @@ fn shared_example(name: &str) -> Option<Value> {
     match std::fs::read_to_string(&path) {
         Ok(text) => Some(serde_json::from_str(&text).expect("example JSON")),
         Err(_) => {
-            eprintln!(
-                "skipped: {} is absent (a clone outside the project)",
-                path.display()
-            );
+            autolog_test_support::shared_data_absent(&path);
             None
         }
     }

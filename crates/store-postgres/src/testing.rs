@@ -5,10 +5,17 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::Executor;
 
 /// The server named by `AUTOLOG_TEST_POSTGRES_URL`, if the PostgreSQL tests are switched on.
+/// Under `AUTOLOG_REQUIRE_POSTGRES=1` (CI) a missing URL fails the test instead of skipping it.
 pub fn test_server_url() -> Option<String> {
-    std::env::var("AUTOLOG_TEST_POSTGRES_URL")
+    let url = std::env::var("AUTOLOG_TEST_POSTGRES_URL")
         .ok()
-        .filter(|u| !u.is_empty())
+        .filter(|u| !u.is_empty());
+    let required = std::env::var("AUTOLOG_REQUIRE_POSTGRES").as_deref() == Ok("1");
+    assert!(
+        url.is_some() || !required,
+        "AUTOLOG_REQUIRE_POSTGRES=1 but AUTOLOG_TEST_POSTGRES_URL is not set"
+    );
+    url
 }
 
 /// A database created for one test; call [`TestDatabase::drop_database`] at the end.

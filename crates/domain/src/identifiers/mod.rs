@@ -485,7 +485,7 @@ mod tests {
         match std::fs::read_to_string(VECTORS) {
             Ok(text) => Some(serde_json::from_str(&text).expect("vectors are JSON")),
             Err(_) => {
-                eprintln!("skipped: ../shared/data/vectors/check-characters.json not found");
+                crate::shared_data_absent(std::path::Path::new(VECTORS));
                 None
             }
         }

@@ -767,7 +767,7 @@ mod tests {
     #[test]
     fn reference_vectors() {
         let Ok(text) = std::fs::read_to_string(VECTORS) else {
-            eprintln!("skipped: ../shared/data/vectors/merkle-rfc6962.json not found");
+            crate::shared_data_absent(std::path::Path::new(VECTORS));
             return;
         };
         let v: Vectors = serde_json::from_str(&text).expect("vector file parses");
