@@ -2,7 +2,7 @@
 //! Parses the request, checks every event, then appends the batch atomically.
 
 use autolog_domain::rules::CHAIN_EVENT_TYPES;
-use autolog_domain::{EventDraft, FieldError, Instant};
+use autolog_domain::{EventDraft, FieldError};
 use autolog_store::{AppendOutcome, StoreError};
 use serde_json::{json, Value};
 
@@ -96,8 +96,8 @@ impl Autolog {
 
     /// Appends a request body (one event or a batch). A refused request writes nothing.
     pub async fn append_json(&self, body: &[u8]) -> Result<AppendResult, AppError> {
-        let now = Instant::now();
-        let (mut drafts, single) = parse_request(body, now, self.clock_skew_tolerance_seconds)?;
+        let (mut drafts, single) =
+            parse_request(body, self.clock.as_ref(), self.clock_skew_tolerance_seconds)?;
         // Signatures are given by re-authenticating; the ledger keeps the manifestation.
         self.sign_drafts(&mut drafts, single).await?;
         // Identifiers read at the bedside are compared with the vault, never written.
@@ -175,7 +175,7 @@ impl Autolog {
             cause.push(None);
             is_requested.push(false);
         }
-        let all = match self.store.append(&plan, &Instant::now).await {
+        let all = match self.store.append(&plan, &self.store_clock()).await {
             Ok(outcomes) => outcomes,
             Err(StoreError::Rejected(f)) => {
                 return Err(self
@@ -304,6 +304,8 @@ impl Autolog {
 mod tests {
     use super::*;
     use crate::ledger::request::{MAX_BATCH_EVENTS, MAX_FUTURE_SKEW_SECONDS};
+    use crate::ManualClock;
+    use autolog_domain::Instant;
 
     fn now() -> Instant {
         Instant::parse_rfc3339("now", "2026-06-01T00:00:00Z").expect("valid")
@@ -320,7 +322,7 @@ mod tests {
     }
 
     fn refused(body: &[u8]) -> FieldError {
-        match parse_request(body, now(), MAX_FUTURE_SKEW_SECONDS) {
+        match parse_request(body, &ManualClock::new(now()), MAX_FUTURE_SKEW_SECONDS) {
             Err(AppError::Invalid(e)) | Err(AppError::TooLarge(e)) => e,
             other => panic!("expected a refusal, got {other:?}"),
         }

@@ -48,6 +48,7 @@ pub use interop::epcis::{
 pub use interop::epcis_export::{
     isbt128_uri, sgln_uri, unit_uri, AUTOLOG_EPCIS_NS, EXPORTED_EVENT_TYPES,
 };
+pub use ledger::clock::{Clock, ManualClock, ShiftedClock, SystemClock};
 pub use ledger::proofs::{ConsistencyProof, InclusionProof};
 pub use ledger::read::ListQuery;
 pub use ledger::request::{
@@ -84,6 +85,8 @@ pub struct Autolog {
     /// Argon2id checks (sign-in, e-signatures) running at once: at most one per core, so
     /// that a burst of them from many addresses cannot take a thread and 19 MiB each.
     password_checks: Arc<tokio::sync::Semaphore>,
+    /// What time it is and the next event id (the system clock unless one is given).
+    clock: Arc<dyn Clock>,
 }
 
 impl Autolog {
@@ -112,7 +115,32 @@ impl Autolog {
             password_checks: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, usize::from),
             )),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// Gives the instance another clock (tests that move time, repeatable ingests).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The instance's current time.
+    pub fn now(&self) -> autolog_domain::Instant {
+        self.clock.now()
+    }
+
+    /// The instance's clock as the store reads it when it stamps `recorded_at`.
+    pub(crate) fn store_clock(
+        &self,
+    ) -> impl Fn() -> autolog_domain::Instant + Send + Sync + 'static {
+        let clock = Arc::clone(&self.clock);
+        move || clock.now()
+    }
+
+    /// The id of the next event this instance creates.
+    pub(crate) fn new_event_id(&self) -> autolog_domain::Uuid {
+        self.clock.event_id()
     }
 
     /// Wakes whoever waits for appends (the outbound feed publisher): a wake-up given while

@@ -399,3 +399,27 @@ async fn the_chain_as_known_before_a_correction_is_unchanged_by_it() {
         Err(AppError::NotFound { .. })
     ));
 }
+
+/// The COI's year is the issuing instant's calendar year where the patient is enrolled:
+/// 2026-12-31 at 23:30 in Los Angeles is already 2027 in UTC, and the COI says 26; an hour
+/// later it says 27. Each year has its own sequence.
+#[tokio::test]
+async fn the_coi_year_is_the_enrolling_sites_calendar_year() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = autolog_domain::Instant::parse_rfc3339("start", "2026-12-31T23:30:00-08:00")
+        .expect("valid");
+    let clock = Arc::new(autolog_app::ManualClock::new(start));
+    let app = instance(&dir.path().join("a.db"))
+        .await
+        .with_clock(clock.clone());
+    with_network(&app).await;
+    let mut late = enrolment("year-end");
+    late["occurred_at"] = json!("2026-12-31T23:00:00-08:00[America/Los_Angeles]");
+    let coi = enrol(&app, &late).await.expect("enrolled");
+    assert!(coi.starts_with("CHA999926"), "{coi}");
+    clock.advance_seconds(3600);
+    let mut new_year = enrolment("new-year");
+    new_year["occurred_at"] = json!("2027-01-01T00:15:00-08:00[America/Los_Angeles]");
+    let coi = enrol(&app, &new_year).await.expect("enrolled");
+    assert!(coi.starts_with("CHA999927000001"), "{coi}");
+}

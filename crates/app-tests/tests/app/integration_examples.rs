@@ -1,7 +1,6 @@
 //! The integration guide's example requests (examples/integration) stay valid: each is
 //! read by the same parser that the API uses for its kind of request.
 
-use autolog_domain::Instant;
 use serde_json::Value;
 
 fn example(name: &str) -> Value {
@@ -42,13 +41,16 @@ fn the_courier_examples_are_valid_epcis_documents_in_autologs_custody_profile() 
 
 #[test]
 fn the_native_examples_are_valid_requests() {
-    let now = Instant::now();
     // The API fills `actor` with the authenticated sender (the LIMS's token).
     let mut result = example("lims-test-result.json");
     result["actor"] = serde_json::json!("system/lims-fra");
     let result = result.to_string();
-    autolog_app::parse_request(result.as_bytes(), now, 365 * 24 * 3600)
-        .unwrap_or_else(|e| panic!("lims-test-result.json: {e}"));
+    autolog_app::parse_request(
+        result.as_bytes(),
+        &autolog_app::SystemClock,
+        365 * 24 * 3600,
+    )
+    .unwrap_or_else(|e| panic!("lims-test-result.json: {e}"));
     let enrolment = example("apheresis-enrolment.json");
     for field in [
         "patient_key",

@@ -3,6 +3,7 @@
 
 mod alignment;
 mod chains;
+mod golden;
 mod integration_examples;
 mod journeys;
 mod resolve;

@@ -222,7 +222,7 @@ impl Autolog {
             failed_attempts: 0,
             locked_until: None,
             disabled_at: None,
-            created_at: Instant::now(),
+            created_at: self.now(),
             created_by: actor.to_string(),
         };
         // The password first: it is checked (length) before anything is written.
@@ -295,7 +295,7 @@ impl Autolog {
             person_id: person_id.to_string(),
             role: role.as_str().to_string(),
             site_id: site_id.to_string(),
-            granted_at: Instant::now(),
+            granted_at: self.now(),
             granted_by: actor.to_string(),
         };
         let added = self.store.grant_role(&grant).await?;
@@ -367,7 +367,7 @@ impl Autolog {
         let mut list = Vec::new();
         for user in self.store.users().await? {
             let grants = self.store.role_grants(&user.person_id).await?;
-            list.push(user_json(&user, &grants));
+            list.push(user_json(&user, &grants, self.now()));
         }
         Ok(json!({"count": list.len(), "users": list}))
     }
@@ -383,13 +383,13 @@ impl Autolog {
                 id: person_id.to_string(),
             })?;
         let grants = self.store.role_grants(person_id).await?;
-        Ok(user_json(&user, &grants))
+        Ok(user_json(&user, &grants, self.now()))
     }
 
     /// Whether the person's account (if any) is not locked now.
     pub(crate) async fn not_locked_out(&self, person_id: &str) -> Result<bool, AppError> {
         Ok(match self.store.user(person_id).await? {
-            Some(u) => u.locked_until.is_none_or(|until| until <= Instant::now()),
+            Some(u) => u.locked_until.is_none_or(|until| until <= self.now()),
             None => true,
         })
     }
@@ -397,7 +397,7 @@ impl Autolog {
     /// Counts a failed sign-in or re-authentication; the one that reaches the limit
     /// locks the account and is recorded in the ledger (and raised as an alert).
     pub(crate) async fn count_failed_attempt(&self, person_id: &str) {
-        let until = match instant_after(Instant::now(), self.access.lock_for) {
+        let until = match instant_after(self.now(), self.access.lock_for) {
             Ok(u) => u,
             Err(_) => return,
         };
@@ -446,7 +446,7 @@ impl Autolog {
         let Some(account) = self.store.user(person_id).await? else {
             return Err(unauthenticated(REFUSED));
         };
-        let now = Instant::now();
+        let now = self.now();
         if account.disabled_at.is_some() {
             return Err(unauthenticated(REFUSED));
         }
@@ -517,7 +517,7 @@ impl Autolog {
         let Some(found) = self.store.session(&hash).await? else {
             return Err(unauthenticated("no such session: sign in"));
         };
-        let now = Instant::now();
+        let now = self.now();
         let idle_end = instant_after(found.last_seen_at, self.access.idle_timeout)?;
         if idle_end <= now || found.expires_at <= now {
             self.store.end_session(&hash).await?;
@@ -553,7 +553,7 @@ impl Autolog {
                 let Some(found) = self.store.session(session_sha256).await? else {
                     return Err(unauthenticated("the session ended"));
                 };
-                let now = Instant::now();
+                let now = self.now();
                 let idle_end = instant_after(found.last_seen_at, self.access.idle_timeout)?;
                 if idle_end <= now || found.expires_at <= now {
                     return Err(unauthenticated("the session expired: sign in again"));
@@ -571,13 +571,13 @@ impl Autolog {
                     .api_token(*token_id)
                     .await?
                     .ok_or_else(|| unauthenticated("the API token is unknown"))?;
-                if token.revoked_at.is_some() || token.expires_at <= Instant::now() {
+                if token.revoked_at.is_some() || token.expires_at <= self.now() {
                     return Err(unauthenticated("the API token was revoked or expired"));
                 }
                 let system = self
                     .current_state(&format!("source-system/{}", token.system_id))
                     .await?;
-                if !source_system_active(&system, Instant::now()) {
+                if !source_system_active(&system, self.now()) {
                     return Err(unauthenticated("the source system is no longer active"));
                 }
                 Ok(principal.clone())
@@ -618,7 +618,7 @@ impl Autolog {
                 "is not a registered source system",
             )));
         }
-        if !source_system_active(&system, Instant::now()) {
+        if !source_system_active(&system, self.now()) {
             return Err(AppError::Invalid(FieldError::new(
                 "system_id",
                 system_id,
@@ -648,7 +648,7 @@ impl Autolog {
             }
             self.check_site(&format!("sites[{i}]"), site).await?;
         }
-        let now = Instant::now();
+        let now = self.now();
         let lifetime = match valid_days {
             None => self.access.token_lifetime,
             Some(0) => {
@@ -667,7 +667,7 @@ impl Autolog {
             }
             Some(d) => Duration::from_secs(u64::from(d) * 86_400),
         };
-        let token_id = Uuid::now_v7();
+        let token_id = self.new_event_id();
         let secret = data_encoding::BASE64URL_NOPAD.encode(&random_bytes::<32>()?);
         let token = ApiToken {
             token_id,
@@ -711,7 +711,7 @@ impl Autolog {
                 what: "API token",
                 id: token_id.to_string(),
             })?;
-        if !self.store.revoke_api_token(id, Instant::now()).await? {
+        if !self.store.revoke_api_token(id, self.now()).await? {
             return Err(AppError::Invalid(FieldError::new(
                 "token_id",
                 token_id,
@@ -730,7 +730,7 @@ impl Autolog {
 
     /// Every token (never the secret).
     pub async fn tokens(&self) -> Result<Value, AppError> {
-        let now = Instant::now();
+        let now = self.now();
         let list: Vec<Value> = self
             .store
             .api_tokens()
@@ -776,14 +776,14 @@ impl Autolog {
         ) {
             return Err(unauthenticated(REFUSED));
         }
-        if token.revoked_at.is_some() || token.expires_at <= Instant::now() {
+        if token.revoked_at.is_some() || token.expires_at <= self.now() {
             tracing::warn!(token_id = %token_id, system_id = %token.system_id, "revoked or expired API token used");
             return Err(unauthenticated(REFUSED));
         }
         let system = self
             .current_state(&format!("source-system/{}", token.system_id))
             .await?;
-        if !source_system_active(&system, Instant::now()) {
+        if !source_system_active(&system, self.now()) {
             tracing::warn!(token_id = %token_id, system_id = %token.system_id, "API token of an inactive source system used");
             return Err(unauthenticated(
                 "the API token's source system is no longer active: ask an administrator",
@@ -815,7 +815,7 @@ impl Autolog {
         let coi = autolog_domain::identifiers::Coi::parse("coi", coi)?.to_string();
         let events = self
             .store
-            .stream_events(&format!("coi/{coi}"), Instant::now())
+            .stream_events(&format!("coi/{coi}"), self.now())
             .await?;
         events
             .iter()
@@ -834,7 +834,7 @@ impl Autolog {
     pub async fn chain_sites(&self, coi: &str) -> Result<Option<ChainSites>, AppError> {
         let events = self
             .store
-            .stream_events(&format!("coi/{coi}"), Instant::now())
+            .stream_events(&format!("coi/{coi}"), self.now())
             .await?;
         if events.is_empty() {
             return Ok(None);
@@ -1010,7 +1010,7 @@ impl Autolog {
         let body = attribute(principal, body, "actor")?;
         let (drafts, single) = crate::ledger::request::parse_request(
             &body,
-            Instant::now(),
+            self.clock.as_ref(),
             self.clock_skew_tolerance_seconds,
         )?;
         authorize_drafts(principal, &drafts, single)?;
@@ -1194,8 +1194,7 @@ fn source_system_active(system: &Value, now: Instant) -> bool {
     within("valid_from", true) && within("valid_to", false)
 }
 
-fn user_json(user: &UserAccount, grants: &[RoleGrant]) -> Value {
-    let now = Instant::now();
+fn user_json(user: &UserAccount, grants: &[RoleGrant], now: Instant) -> Value {
     json!({
         "person_id": user.person_id,
         "created_at": user.created_at.to_string(),

@@ -1,7 +1,7 @@
 //! Events Autolog records about access itself (accounts, grants, tokens, personal-data
 //! reads): one helper that builds and appends them, so each has the same shape.
 
-use autolog_domain::{Body, EventDraft, Instant, OccurredAt, Source, Uuid};
+use autolog_domain::{Body, EventDraft, OccurredAt, Source};
 use serde_json::Value;
 
 use crate::{AppError, Autolog};
@@ -18,9 +18,9 @@ impl Autolog {
         actor: &str,
     ) -> Result<(), AppError> {
         autolog_domain::ledger::envelope::check_actor("actor", actor)?;
-        let now = Instant::now();
+        let now = self.now();
         let draft = EventDraft {
-            event_id: Uuid::now_v7(),
+            event_id: self.new_event_id(),
             stream: stream.to_string(),
             occurred_at: OccurredAt::from_parts(now.micros(), "UTC", 0)
                 .map_err(AppError::Config)?,
@@ -28,7 +28,7 @@ impl Autolog {
             site: None,
             source: Source {
                 system: "autolog".to_string(),
-                source_event_id: format!("{event_type}/{}", Uuid::now_v7()),
+                source_event_id: format!("{event_type}/{}", self.new_event_id()),
             },
             reason: None,
             corrects: None,
@@ -42,7 +42,7 @@ impl Autolog {
         autolog_domain::catalogue::lookup(event_type, 1)?
             .validate(&draft.body.data)
             .map_err(|e| e.under("body.data"))?;
-        self.store.append(&[draft], &Instant::now).await?;
+        self.store.append(&[draft], &self.store_clock()).await?;
         self.note_appended();
         Ok(())
     }

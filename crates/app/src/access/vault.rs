@@ -541,7 +541,7 @@ impl Autolog {
         );
         let cipher = XChaCha20Poly1305::new_from_slice(data_key.as_slice())
             .map_err(|_| AppError::Integrity("a vault data key is not 32 bytes".into()))?;
-        let now = Instant::now();
+        let now = self.now();
         let record = VaultRecord {
             patient_key: patient_key.to_string(),
             master_key_id: master.id().to_string(),
@@ -714,7 +714,7 @@ impl Autolog {
         if !unmet.is_empty() {
             return Err(AppError::Unmet(unmet));
         }
-        let now = Instant::now();
+        let now = self.now();
         let _writing = self.vault.writes.lock().await;
         let existing = self
             .store
@@ -753,7 +753,7 @@ impl Autolog {
 
     /// The patient key of a chain, from its `chain.enrolled` event (as known now).
     async fn patient_of_chain(&self, coi: &str) -> Result<Option<String>, AppError> {
-        let known_at = self.settled_known_at(None, Instant::now()).await?;
+        let known_at = self.settled_known_at(None, self.now()).await?;
         let events = self
             .store
             .stream_events(&format!("coi/{coi}"), known_at)

@@ -4,7 +4,7 @@
 use autolog_domain::batch::evaluate;
 use autolog_domain::chain::ChainView;
 use autolog_domain::identifiers::UnitId;
-use autolog_domain::{EventDraft, FieldError, Instant};
+use autolog_domain::{EventDraft, FieldError};
 use serde_json::{json, Value};
 
 use crate::chain::custody::{filter_role, own_draft, string_list, ChainFacts, StepError};
@@ -319,8 +319,7 @@ impl Autolog {
             .await?;
         let only_qa = filter_role(&releaser, "qa_releaser");
         // Qualified when the release is dated and now, when it is signed.
-        if !qualified(&only_qa, Some(site), at) || !qualified(&only_qa, Some(site), Instant::now())
-        {
+        if !qualified(&only_qa, Some(site), at) || !qualified(&only_qa, Some(site), self.now()) {
             unmet.push(FieldError::new(
                 "body.data.released_by",
                 releaser_id,

@@ -5,7 +5,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use autolog_domain::access::signature::{record_digest, signatures_of, SIGNATURE_KEYS};
 use autolog_domain::ledger::zone::{check_zone, local_time};
-use autolog_domain::{EventDraft, FieldError, Instant};
+use autolog_domain::{EventDraft, FieldError};
 use serde_json::{json, Map, Value};
 
 use crate::ledger::read::text;
@@ -154,6 +154,30 @@ impl Autolog {
         .map_err(|e| AppError::Storage(format!("the password check did not complete: {e}")))
     }
 
+    /// The Argon2id hash (PHC string) of a new secret, with a random salt, computed on a
+    /// blocking thread and within the same one-per-core limit as the checks.
+    async fn hash_password(&self, secret: &str) -> Result<String, AppError> {
+        let mut salt = [0u8; 16];
+        getrandom::fill(&mut salt)
+            .map_err(|e| AppError::Config(format!("no randomness for a salt: {e}")))?;
+        let salt =
+            SaltString::encode_b64(&salt).map_err(|e| AppError::Config(format!("salt: {e}")))?;
+        let secret = zeroize::Zeroizing::new(secret.to_string());
+        let _slot = self
+            .password_checks
+            .acquire()
+            .await
+            .map_err(|e| AppError::Storage(format!("the password hash did not start: {e}")))?;
+        tokio::task::spawn_blocking(move || {
+            Argon2::default()
+                .hash_password(secret.as_bytes(), &salt)
+                .map(|hash| hash.to_string())
+                .map_err(|e| AppError::Config(format!("Argon2id: {e}")))
+        })
+        .await
+        .map_err(|e| AppError::Storage(format!("the password hash did not complete: {e}")))?
+    }
+
     /// Records a failed re-authentication as an alert (who, on what record; never the
     /// secret), in its own transaction: repeated failures are a signal to act on.
     async fn record_failed_signature(&self, cause: &EventDraft, given: &Value) {
@@ -162,7 +186,7 @@ impl Autolog {
         unique.source.source_event_id = format!(
             "{}#reauth/{}",
             cause.source.source_event_id,
-            autolog_domain::Uuid::now_v7()
+            self.new_event_id()
         );
         let alert = crate::feeds::alerts::alert_draft(
             &unique,
@@ -205,20 +229,12 @@ impl Autolog {
                 format!("must be at least {MIN_SECRET_CHARS} characters"),
             )));
         }
-        let mut salt = [0u8; 16];
-        getrandom::fill(&mut salt)
-            .map_err(|e| AppError::Config(format!("no randomness for a salt: {e}")))?;
-        let salt =
-            SaltString::encode_b64(&salt).map_err(|e| AppError::Config(format!("salt: {e}")))?;
-        let phc = Argon2::default()
-            .hash_password(secret.as_bytes(), &salt)
-            .map_err(|e| AppError::Config(format!("Argon2id: {e}")))?
-            .to_string();
+        let phc = self.hash_password(secret).await?;
         autolog_domain::ledger::envelope::check_actor("set_by", set_by)?;
         // The audit trail first: who set whose secret, when (never the secret).
-        let now = Instant::now();
+        let now = self.now();
         let record = EventDraft {
-            event_id: autolog_domain::Uuid::now_v7(),
+            event_id: self.new_event_id(),
             stream: format!("person/{person_id}"),
             occurred_at: autolog_domain::OccurredAt::from_parts(now.micros(), "UTC", 0)
                 .map_err(AppError::Config)?,
@@ -226,10 +242,7 @@ impl Autolog {
             site: None,
             source: autolog_domain::Source {
                 system: "autolog".to_string(),
-                source_event_id: format!(
-                    "signing-secret/{person_id}/{}",
-                    autolog_domain::Uuid::now_v7()
-                ),
+                source_event_id: format!("signing-secret/{person_id}/{}", self.new_event_id()),
             },
             reason: None,
             corrects: None,
@@ -239,7 +252,7 @@ impl Autolog {
                 data: json!({"person_id": person_id, "set_by": set_by}),
             },
         };
-        self.store.append(&[record], &Instant::now).await?;
+        self.store.append(&[record], &self.store_clock()).await?;
         self.note_appended();
         self.store
             .set_signing_secret(person_id, &phc, now, set_by)
@@ -304,7 +317,7 @@ impl Autolog {
                 }
             }
             let digest = record_digest(&stream, &event_type, data);
-            let now = Instant::now();
+            let now = self.now();
             let site = text(data, "site_id");
             let zone = text(
                 &self.current_state(&format!("site/{site}")).await?,

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::chain::rule_reads::RuleReads;
 use crate::feeds::alerts::{alert_draft, short_digest, AlertSpec};
+use crate::ledger::clock::derived_event_id;
 use crate::ledger::read::{instant_field, text};
 use crate::reference::alignment::qualified;
 use crate::{AppError, Autolog, AUTOLOG_ACTOR};
@@ -709,7 +710,7 @@ impl Autolog {
             }
             // A signer signs now: qualified now too, whatever time the record states.
             if autolog_domain::access::signature::signer_field(event_type) == Some(*field) {
-                let now = Instant::now();
+                let now = self.now();
                 let only_role = role.map_or_else(|| person.clone(), |r| filter_role(&person, r));
                 if !qualified(&only_role, Some(site_id), now) {
                     let what = role.map_or(String::new(), |r| format!(" as {r}"));
@@ -1250,18 +1251,19 @@ pub(crate) fn own_draft(
     event_type: &str,
     data: Value,
 ) -> EventDraft {
+    let source_event_id = format!(
+        "{what}/{}",
+        short_digest(&[&cause.source.system, &cause.source.source_event_id])
+    );
     EventDraft {
-        event_id: Uuid::now_v7(),
+        event_id: derived_event_id(cause.event_id, &source_event_id),
         stream,
         occurred_at: cause.occurred_at.clone(),
         actor: AUTOLOG_ACTOR.to_string(),
         site: None,
         source: Source {
             system: "autolog".to_string(),
-            source_event_id: format!(
-                "{what}/{}",
-                short_digest(&[&cause.source.system, &cause.source.source_event_id])
-            ),
+            source_event_id,
         },
         reason: None,
         corrects: None,

@@ -2,7 +2,7 @@
 //! treatment center, and the chain's COI is issued once, or an upstream COI accepted.
 
 use autolog_domain::identifiers::{Coi, Fin};
-use autolog_domain::{FieldError, Instant};
+use autolog_domain::FieldError;
 use serde_json::{json, Map, Value};
 
 use crate::{AppError, AppendResult, Autolog};
@@ -38,7 +38,7 @@ impl Autolog {
         let request = parse_enrolment(body)?;
         let coi = match &request.coi {
             Some(coi) => coi.clone(),
-            None => self.issue_coi().await?,
+            None => self.issue_coi(request.treatment_site_id()).await?,
         };
         let coi = coi.to_string();
         let bytes = request.event(&coi);
@@ -69,8 +69,10 @@ impl Autolog {
         }
     }
 
-    /// A new COI under this Autolog's issuer FIN and the current UTC year.
-    async fn issue_coi(&self) -> Result<Coi, AppError> {
+    /// A new COI under this Autolog's issuer FIN and the year of the issuing instant's
+    /// calendar date where the patient is enrolled (the treatment site's zone; UTC when the
+    /// site is unknown, and then the enrolment is refused anyway).
+    async fn issue_coi(&self, treatment_site: Option<&str>) -> Result<Coi, AppError> {
         let Some(fin) = &self.coi_issuer else {
             return Err(AppError::Invalid(FieldError::new(
                 "coi",
@@ -78,10 +80,18 @@ impl Autolog {
                 "is required: this Autolog issues no COI of its own (start it with --coi-issuer-fin)",
             )));
         };
-        // The UTC year, from the fixed RFC 3339 text form (YYYY-...).
-        let now = Instant::now().to_string();
-        let year: u16 = now.get(..4).and_then(|y| y.parse().ok()).unwrap_or(0);
-        let yy = u8::try_from(year % 100).unwrap_or(0);
+        let zone = match treatment_site {
+            Some(site) => self.site_time_zone(site).await?,
+            None => None,
+        };
+        let zone = zone
+            .and_then(|z| jiff::tz::TimeZone::get(&z).ok())
+            .unwrap_or(jiff::tz::TimeZone::UTC);
+        let year = self.now().timestamp().to_zoned(zone).year();
+        let year = u16::try_from(year).map_err(|_| {
+            AppError::Config(format!("the issuing year {year} is outside 0001-9999"))
+        })?;
+        let yy = u8::try_from(year % 100).unwrap_or_default();
         let sequence = self.store.next_coi_sequence(fin.as_str(), year).await?;
         if sequence > MAX_SEQUENCE {
             return Err(AppError::Config(format!(
@@ -137,6 +147,11 @@ pub fn parse_enrolment(body: &[u8]) -> Result<EnrolmentRequest, AppError> {
 
 impl EnrolmentRequest {
     /// The `chain.enrolled` append request (JSON text) opening `coi/<coi>`.
+    /// The treatment site the request names, if it names one as text.
+    pub fn treatment_site_id(&self) -> Option<&str> {
+        self.fields.get("treatment_site_id").and_then(Value::as_str)
+    }
+
     pub fn event(&self, coi: &str) -> String {
         let fields = &self.fields;
         let coi_source = if self.coi.is_some() {
@@ -184,7 +199,7 @@ impl Autolog {
     ) -> Result<Value, AppError> {
         let coi = Coi::parse("coi", coi)?.to_string();
         let stream = format!("coi/{coi}");
-        let now = Instant::now();
+        let now = self.now();
         let valid_at = crate::ledger::read::parse_time("valid_at", valid_at, now)?;
         let known_at = self.settled_known_at(known_at, now).await?;
         let events = self.store.stream_events(&stream, known_at).await?;

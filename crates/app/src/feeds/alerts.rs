@@ -2,10 +2,11 @@
 //! their cause, pushed at once to subscribers, acknowledged and resolved by people.
 
 use autolog_domain::identifiers::Coi;
-use autolog_domain::{Body, EventDraft, FieldError, Instant, OccurredAt, Source, Uuid};
+use autolog_domain::{Body, EventDraft, FieldError, Instant, OccurredAt, Source};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::ledger::clock::derived_event_id;
 use crate::ledger::read::text;
 use crate::{AppError, Autolog, AUTOLOG_ACTOR};
 
@@ -59,15 +60,16 @@ pub(crate) fn alert_draft(cause: &EventDraft, n: usize, spec: AlertSpec) -> Even
     if let Some(site) = spec.site_id.or_else(|| cause.site.clone()) {
         data["site_id"] = json!(site);
     }
+    let source_event_id = format!("alert/{alert_id}");
     EventDraft {
-        event_id: Uuid::now_v7(),
-        stream: format!("alert/{alert_id}"),
+        event_id: derived_event_id(cause.event_id, &source_event_id),
+        stream: source_event_id.clone(),
         occurred_at: cause.occurred_at.clone(),
         actor: AUTOLOG_ACTOR.to_string(),
         site: None,
         source: Source {
             system: "autolog".to_string(),
-            source_event_id: format!("alert/{alert_id}"),
+            source_event_id,
         },
         reason: None,
         corrects: None,
@@ -167,7 +169,7 @@ impl Autolog {
     /// signature) and pushes it to subscribers. A failure to record it is logged.
     pub(crate) async fn record_alert(&self, alert: EventDraft) {
         let stream = alert.stream.clone();
-        match self.store.append(&[alert], &Instant::now).await {
+        match self.store.append(&[alert], &self.store_clock()).await {
             Ok(outcomes) => {
                 self.note_appended();
                 let fresh: Vec<&autolog_domain::Event> = outcomes
@@ -325,14 +327,14 @@ impl Autolog {
         } else {
             "alert.acknowledged"
         };
-        let now = Instant::now();
+        let now = self.now();
         let event = json!({
             "stream": format!("alert/{alert_id}"),
             "occurred_at": OccurredAt::from_parts(now.micros(), "UTC", 0)
                 .map_err(AppError::Config)?
                 .to_rfc9557(),
             "actor": sender.map_or_else(|| format!("person/{person_id}"), str::to_string),
-            "source": {"system": "autolog", "source_event_id": format!("{event_type}/{alert_id}/{}", Uuid::now_v7())},
+            "source": {"system": "autolog", "source_event_id": format!("{event_type}/{alert_id}/{}", self.new_event_id())},
             "body": {"type": event_type, "version": 1, "data": {"person_id": person_id, "note": note}},
         });
         let result = self

@@ -137,10 +137,10 @@ impl Autolog {
         };
         let head = self.store.head().await?;
         let webhook = Webhook {
-            webhook_id: Uuid::now_v7(),
+            webhook_id: self.new_event_id(),
             url: url.to_string(),
             secret: secret.clone(),
-            created_at: Instant::now(),
+            created_at: self.now(),
             created_by: created_by.to_string(),
             active: true,
             cursor_position: head.position,
@@ -168,7 +168,7 @@ impl Autolog {
     /// Stops sending to a webhook; what it was sent stays in its log.
     pub async fn deactivate_webhook(&self, webhook_id: &str) -> Result<Value, AppError> {
         let id = parse_webhook_id(webhook_id)?;
-        if !self.store.deactivate_webhook(id, Instant::now()).await? {
+        if !self.store.deactivate_webhook(id, self.now()).await? {
             return Err(AppError::NotFound {
                 what: "webhook",
                 id: webhook_id.to_string(),
@@ -236,7 +236,7 @@ impl Autolog {
                     .collect();
                 let new_cursor = u64::try_from(last).unwrap_or(cursor);
                 self.store
-                    .enqueue_deliveries(webhook.webhook_id, &alerts, new_cursor, Instant::now())
+                    .enqueue_deliveries(webhook.webhook_id, &alerts, new_cursor, self.now())
                     .await?;
                 queued += alerts.len();
                 cursor = new_cursor;
@@ -256,7 +256,7 @@ impl Autolog {
     ) -> Result<(usize, usize), AppError> {
         self.queue_new_alerts().await?;
         let webhooks = self.store.webhooks().await?;
-        let due = self.store.due_deliveries(Instant::now(), DUE_BATCH).await?;
+        let due = self.store.due_deliveries(self.now(), DUE_BATCH).await?;
         let mut delivered = 0;
         for d in &due {
             let Some(webhook) = webhooks.iter().find(|w| w.webhook_id == d.webhook_id) else {
@@ -291,7 +291,7 @@ impl Autolog {
                 Ok(response) => (false, format!("HTTP {}", response.status().as_u16())),
                 Err(e) => (false, format!("not delivered: {e}")),
             };
-            let now = Instant::now();
+            let now = self.now();
             let retry = (!ok).then(|| {
                 let wait = backoff_seconds(d.attempts + 1) * 1_000_000;
                 Instant::from_micros(now.micros().saturating_add(wait)).unwrap_or(now)

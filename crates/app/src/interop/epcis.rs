@@ -634,15 +634,15 @@ impl Autolog {
             document_sha256,
         } = parse_capture(body)?;
         let capture = EpcisCapture {
-            capture_id: autolog_domain::Uuid::now_v7(),
-            received_at: Instant::now(),
+            capture_id: self.new_event_id(),
+            received_at: self.now(),
             actor: principal.actor.clone(),
             event_count: u32::try_from(events.len()).unwrap_or(u32::MAX),
             document_sha256,
         };
         let outcome = self
             .store
-            .add_epcis_capture(&capture, &events, &Instant::now)
+            .add_epcis_capture(&capture, &events, &self.store_clock())
             .await?;
         tracing::info!(
             capture_id = %outcome.capture.capture_id,
@@ -713,7 +713,7 @@ impl Autolog {
             }
         }
         let network = allowed_everywhere(&principal.grants, Permission::ReadLedger);
-        let now = Instant::now();
+        let now = self.now();
         let per_page = p.per_page as usize;
         let mut texts: Vec<String> = Vec::new();
         let mut contexts: Vec<String> = Vec::new();

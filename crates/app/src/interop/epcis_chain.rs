@@ -419,7 +419,7 @@ impl Autolog {
     /// shipping events of the last 90 days (bounded read), if its handoff is still open.
     async fn chain_of_shipment(&self, principal: &Principal, handoff: &str) -> Option<String> {
         const SCAN_BUDGET: usize = 10_000;
-        let since = autolog_domain::Instant::now().micros() - 90 * 24 * 3600 * 1_000_000;
+        let since = self.now().micros() - 90 * 24 * 3600 * 1_000_000;
         let mut query = autolog_store::EpcisQuery {
             actor: Some(principal.actor.clone()),
             capture_id: None,
@@ -539,7 +539,7 @@ impl Autolog {
         if registered && code.len() <= 200 {
             if let Err(e) = self
                 .store
-                .record_unmapped_code(system, kind, code, autolog_domain::Instant::now())
+                .record_unmapped_code(system, kind, code, self.now())
                 .await
             {
                 tracing::warn!(error = %e, system, kind, "could not count an unmapped EPCIS identifier");
@@ -548,10 +548,10 @@ impl Autolog {
     }
 
     async fn site_zone(&self, site: &str) -> String {
-        self.current_state(&format!("site/{site}"))
-            .await
-            .map(|s| text(&s, "time_zone").to_string())
-            .unwrap_or_else(|_| "UTC".to_string())
+        match self.site_time_zone(site).await {
+            Ok(zone) => zone.unwrap_or_default(),
+            Err(_) => "UTC".to_string(),
+        }
     }
 }
 

@@ -165,7 +165,7 @@ impl Autolog {
     ) -> Result<(String, Vec<Value>, Instant), AppError> {
         let coi = Coi::parse("coi", coi)?.to_string();
         let stream = format!("coi/{coi}");
-        let now = Instant::now();
+        let now = self.now();
         let valid_at = crate::ledger::read::parse_time("valid_at", valid_at, now)?;
         let known_at = self.settled_known_at(known_at, now).await?;
         let events = self.store.stream_events(&stream, known_at).await?;

@@ -2,6 +2,7 @@
 //! events as of any moment (`read`), inclusion and consistency proofs and checkpoints
 //! (`proofs`), and the independent verification of the whole ledger (`verify`).
 
+pub(crate) mod clock;
 pub(crate) mod proofs;
 pub(crate) mod read;
 pub(crate) mod request;

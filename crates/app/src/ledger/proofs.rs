@@ -3,7 +3,7 @@
 
 use autolog_domain::ledger::checkpoint::Checkpoint;
 use autolog_domain::ledger::merkle::{self, Hash};
-use autolog_domain::{FieldError, Instant, Uuid};
+use autolog_domain::{FieldError, Uuid};
 use serde_json::{json, Value};
 
 use crate::{AppError, Autolog};
@@ -149,7 +149,7 @@ impl Autolog {
             return Ok(None);
         }
         let root = self.root_at(head.position).await?;
-        let checkpoint = Checkpoint::sign(&self.key, head.position, root, Instant::now());
+        let checkpoint = Checkpoint::sign(&self.key, head.position, root, self.now());
         self.store.add_checkpoint(&checkpoint).await?;
         tracing::info!(tree_size = checkpoint.tree_size, root = %hex::encode(root), "checkpoint signed");
         Ok(Some(checkpoint))

@@ -89,7 +89,7 @@ impl Autolog {
         known_at: Option<&str>,
     ) -> Result<StreamState, AppError> {
         check_stream_name("stream", stream)?;
-        let now = Instant::now();
+        let now = self.now();
         let valid_at = parse_time("valid_at", valid_at, now)?;
         let known_at = self.settled_known_at(known_at, now).await?;
         let events = self.store.stream_events(stream, known_at).await?;
@@ -105,7 +105,7 @@ impl Autolog {
     /// Events recorded by `known_at` that occurred by `valid_at`, in ledger order, each
     /// with `superseded_by` when a correction known by `known_at` replaced it.
     pub async fn list_events(&self, q: &ListQuery) -> Result<Value, AppError> {
-        let now = Instant::now();
+        let now = self.now();
         if let Some(stream) = &q.stream {
             check_stream_name("stream", stream)?;
         }
@@ -161,6 +161,15 @@ impl Autolog {
 
     /// A stream's state after all its events, as known now: a registry record as it
     /// stands (an empty object when the stream has no event).
+    /// A site's IANA time zone as last recorded (`None` for an unknown site).
+    pub(crate) async fn site_time_zone(&self, site: &str) -> Result<Option<String>, AppError> {
+        let state = self.current_state(&format!("site/{site}")).await?;
+        Ok(state
+            .get("time_zone")
+            .and_then(Value::as_str)
+            .map(str::to_string))
+    }
+
     pub(crate) async fn current_state(&self, stream: &str) -> Result<Value, AppError> {
         let events = self.store.stream_events(stream, Instant::MAX).await?;
         Ok(stream_state(stream, &events, Instant::MAX, Instant::MAX).state)

@@ -3,9 +3,10 @@
 
 use autolog_domain::catalogue::parse_draft;
 use autolog_domain::ledger::zone::check_clock_skew;
-use autolog_domain::{EventDraft, FieldError, Instant, Uuid};
+use autolog_domain::{EventDraft, FieldError};
 use serde_json::{Map, Value};
 
+use crate::ledger::clock::Clock;
 use crate::AppError;
 
 /// At most this many events in one request.
@@ -18,12 +19,14 @@ pub const MAX_FUTURE_SKEW_SECONDS: i64 = 300;
 /// The largest clock-skew tolerance that can be configured (one day).
 pub const MAX_CONFIGURABLE_SKEW_SECONDS: i64 = 86_400;
 
-/// Parses a request body: one event object, or an array of them (a batch).
+/// Parses a request body: one event object, or an array of them (a batch). `clock` gives
+/// the time the events' instants are checked against and their ids.
 pub fn parse_request(
     body: &[u8],
-    now: Instant,
+    clock: &dyn Clock,
     skew_tolerance_seconds: i64,
 ) -> Result<(Vec<EventDraft>, bool), AppError> {
+    let now = clock.now();
     if body.len() > MAX_REQUEST_BYTES {
         return Err(too_large(body.len()));
     }
@@ -69,7 +72,7 @@ pub fn parse_request(
     };
     let mut drafts = Vec::with_capacity(items.len());
     for (prefix, item) in items {
-        let draft = parse_draft(item, Uuid::now_v7()).map_err(|e| e.under(&prefix))?;
+        let draft = parse_draft(item, clock.event_id()).map_err(|e| e.under(&prefix))?;
         check_clock_skew(
             "occurred_at",
             draft.occurred_at.instant,

@@ -15,7 +15,7 @@ use crate::{AppError, Autolog};
 impl Autolog {
     /// The reconciliation report over all chains, as of now: one list per finding kind.
     pub async fn reconciliation(&self) -> Result<Value, AppError> {
-        let now = Instant::now();
+        let now = self.now();
         let known_at = self.settled_known_at(None, now).await?;
         let mut contexts: HashMap<String, ChainContext> = HashMap::new();
         let mut open_holds = Vec::new();

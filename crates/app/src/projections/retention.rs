@@ -46,7 +46,7 @@ impl Autolog {
         as_of: Option<&str>,
         within_days: Option<u32>,
     ) -> Result<Value, AppError> {
-        let now = Instant::now();
+        let now = self.now();
         let as_of = parse_time("as_of", as_of, now)?;
         if within_days.is_some_and(|d| d > 36_600) {
             return Err(AppError::Invalid(FieldError::new(

@@ -58,7 +58,7 @@ impl Autolog {
         valid_at: Option<&str>,
         known_at: Option<&str>,
     ) -> Result<Value, AppError> {
-        let now = Instant::now();
+        let now = self.now();
         let valid_at = parse_time("valid_at", valid_at, now)?;
         let known_at = self.settled_known_at(known_at, now).await?;
         let mut chains = Vec::new();

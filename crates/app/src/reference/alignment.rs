@@ -54,7 +54,7 @@ impl Autolog {
                 "must be at most 3660 days",
             )));
         }
-        let now = Instant::now();
+        let now = self.now();
         let known_at = self.settled_known_at(None, now).await?;
         let mut records: HashMap<&str, Vec<Value>> = HashMap::new();
         for r in REGISTRIES {

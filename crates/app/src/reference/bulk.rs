@@ -545,7 +545,7 @@ impl Autolog {
             Uuid::nil(),
         )
         .map_err(|e| AppError::Invalid(FieldError::new("actor", actor, e.rule)))?;
-        let import_id = Uuid::now_v7();
+        let import_id = self.new_event_id();
         let mut report = ImportReport {
             import_id: import_id.to_string(),
             dry_run,
@@ -554,7 +554,7 @@ impl Autolog {
         let mut bad = Vec::new();
         let rows = parse_files(files, &mut bad);
         report.rows = rows.len();
-        let now = Instant::now();
+        let now = self.now();
         let occurred_at = OccurredAt {
             instant: now,
             zone: "UTC".to_string(),
@@ -707,7 +707,7 @@ impl Autolog {
             };
             let occurred = occurred_for(event_type, &data, &occurred_at);
             let draft = EventDraft {
-                event_id: Uuid::now_v7(),
+                event_id: self.new_event_id(),
                 stream: stream.clone(),
                 occurred_at: occurred,
                 actor: actor.to_string(),
@@ -760,7 +760,7 @@ impl Autolog {
         progress(ImportProgress::Writing {
             events: drafts.len() as u64,
         });
-        match self.store.append(&drafts, &Instant::now).await {
+        match self.store.append(&drafts, &self.store_clock()).await {
             Ok(outcomes) => {
                 self.note_appended();
                 report.appended_events = outcomes.iter().filter(|o| !o.duplicate).count();
@@ -795,7 +795,7 @@ impl Autolog {
     /// Every registry's records (and every crosswalk mapping) as known at `known_at`
     /// (default now), each record as it stands after all its events: one document.
     pub async fn export_reference(&self, known_at: Option<&str>) -> Result<Value, AppError> {
-        let known_at = self.settled_known_at(known_at, Instant::now()).await?;
+        let known_at = self.settled_known_at(known_at, self.now()).await?;
         let mut doc = Map::new();
         doc.insert("format".into(), json!(EXPORT_FORMAT));
         for registry in REGISTRIES {
@@ -812,7 +812,7 @@ impl Autolog {
         known_at: Option<&str>,
     ) -> Result<String, AppError> {
         let registry = registry(registry_name)?;
-        let known_at = self.settled_known_at(known_at, Instant::now()).await?;
+        let known_at = self.settled_known_at(known_at, self.now()).await?;
         let records = self.export_records(registry, known_at).await?;
         let mut writer = csv::Writer::from_writer(Vec::new());
         let header: Vec<&str> = registry.columns.iter().map(|c| c.path).collect();

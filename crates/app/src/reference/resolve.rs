@@ -83,7 +83,7 @@ impl Autolog {
                 format!("must be one of {}", CODE_KINDS.join(", ")),
             )));
         }
-        let now = Instant::now();
+        let now = self.now();
         let at = parse_time("at", at, now)?;
         let known_at = parse_time("known_at", known_at, now)?;
         let stream = crosswalk_stream(system, kind);
@@ -263,7 +263,7 @@ impl Autolog {
     ) -> Result<Value, AppError> {
         let registry = crate::reference::registry::registry(registry)?;
         let limit = page_limit(q.limit)?;
-        let now = Instant::now();
+        let now = self.now();
         let valid_at = parse_time("valid_at", q.valid_at.as_deref(), now)?;
         let known_at = self.settled_known_at(q.known_at.as_deref(), now).await?;
         let keep = |record: &Value| q.filters.iter().all(|(k, v)| matches(record, k, v));

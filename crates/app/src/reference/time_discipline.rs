@@ -5,9 +5,10 @@ use std::collections::HashMap;
 
 use autolog_domain::catalogue::stream_state;
 use autolog_domain::ledger::zone::{check_zone, site_offset_discrepancy, ZoneDiscrepancy};
-use autolog_domain::{Body, Event, EventDraft, Instant, Source, Uuid};
+use autolog_domain::{Body, Event, EventDraft, Instant, Source};
 use serde_json::{json, Value};
 
+use crate::ledger::clock::derived_event_id;
 use crate::{AppError, Autolog};
 
 /// Flags live in one stream per site: `discrepancy/time-zone/<site id>`.
@@ -91,18 +92,19 @@ fn zone_at(stream: &str, events: &[Event], instant: Instant) -> Option<String> {
 }
 
 fn flag_draft(flagged: &EventDraft, site: &str, found: &ZoneDiscrepancy) -> EventDraft {
+    let source_event_id = format!(
+        "time-zone-flag/{}/{}",
+        flagged.source.system, flagged.source.source_event_id
+    );
     EventDraft {
-        event_id: Uuid::now_v7(),
+        event_id: derived_event_id(flagged.event_id, &source_event_id),
         stream: format!("{ZONE_DISCREPANCY_PREFIX}{site}"),
         occurred_at: flagged.occurred_at.clone(),
         actor: AUTOLOG_ACTOR.to_string(),
         site: None,
         source: Source {
             system: "autolog".to_string(),
-            source_event_id: format!(
-                "time-zone-flag/{}/{}",
-                flagged.source.system, flagged.source.source_event_id
-            ),
+            source_event_id,
         },
         reason: None,
         corrects: None,
