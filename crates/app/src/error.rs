@@ -39,6 +39,10 @@ pub enum AppError {
     Config(String),
     #[error("{0}")]
     Storage(String),
+    /// The store cannot take the request now (its append queue is full); nothing was
+    /// written, and the same request may be sent again after a short wait.
+    #[error("{0}")]
+    Busy(String),
     /// Stored data is not what Autolog wrote.
     #[error("integrity: {0}")]
     Integrity(String),
@@ -49,6 +53,7 @@ impl From<StoreError> for AppError {
         match e {
             StoreError::Rejected(field) => AppError::Invalid(field),
             StoreError::Backend { .. } => AppError::Storage(e.to_string()),
+            StoreError::Busy { .. } => AppError::Busy(e.to_string()),
             StoreError::Corrupt { .. } => AppError::Integrity(e.to_string()),
         }
     }

@@ -680,6 +680,7 @@ fn is_refusal(e: &autolog_app::AppError) -> bool {
     !matches!(
         e,
         autolog_app::AppError::Storage(_)
+            | autolog_app::AppError::Busy(_)
             | autolog_app::AppError::Integrity(_)
             | autolog_app::AppError::Config(_)
     )

@@ -2,7 +2,7 @@
 //! field, the value and the rule, so that a sender can fix its request.
 
 use autolog_app::AppError;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -36,6 +36,7 @@ impl IntoResponse for ApiError {
             AppError::Gone(_) => (StatusCode::GONE, "gone"),
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AppError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            AppError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             AppError::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "configuration"),
             AppError::Integrity(_) => (StatusCode::INTERNAL_SERVER_ERROR, "integrity"),
         };
@@ -63,9 +64,39 @@ impl IntoResponse for ApiError {
             }
             body["unmet"] = json!(list);
         }
+        if let AppError::Busy(_) = &self.0 {
+            tracing::warn!(error = %self.0, "request refused: busy");
+            let retry = [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)];
+            return (status, retry, Json(json!({ "error": body }))).into_response();
+        }
         if status.is_server_error() {
             tracing::error!(error = %self.0, "request failed");
         }
         (status, Json(json!({ "error": body }))).into_response()
+    }
+}
+
+/// When a busy store is worth asking again (`Retry-After`, seconds).
+const RETRY_AFTER_SECONDS: &str = "1";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_store_answers_503_with_retry_after() {
+        let busy = autolog_store::StoreError::Busy {
+            backend: "sqlite",
+            queued: 1024,
+        };
+        let response = ApiError(AppError::from(busy)).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(&b"1"[..])
+        );
     }
 }

@@ -99,7 +99,7 @@ fn kind(error: &AppError) -> (StatusCode, &'static str) {
         AppError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "throttled"),
         AppError::Gone(_) => (StatusCode::GONE, "deleted"),
         AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-        AppError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "transient"),
+        AppError::Storage(_) | AppError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "transient"),
         AppError::Config(_) | AppError::Integrity(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "exception")
         }

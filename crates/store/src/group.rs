@@ -26,6 +26,9 @@ use crate::{append_in_tx, AppendOutcome, AppendTx, Clock, StoreError};
 
 /// At most this many requests share one commit.
 pub const MAX_GROUP_REQUESTS: usize = 256;
+/// At most this many requests wait for the writer (four full groups); one more is refused
+/// at once as busy instead of queuing without bound while the database cannot keep up.
+pub const MAX_QUEUED_REQUESTS: usize = 4 * MAX_GROUP_REQUESTS;
 /// A group takes no further request once it holds this many drafts (a single larger
 /// request still runs, alone).
 pub const MAX_GROUP_EVENTS: usize = 2_000;
@@ -66,18 +69,30 @@ struct Request {
 /// The queue in front of a store's single appending task.
 pub struct CommitQueue {
     backend: &'static str,
-    requests: mpsc::UnboundedSender<Request>,
+    requests: mpsc::Sender<Request>,
+    capacity: usize,
 }
 
 impl CommitQueue {
     /// Starts the writer task on the current Tokio runtime. It ends when the queue is
     /// dropped, once the requests already queued are answered.
     pub fn start<B: GroupBackend>(backend_name: &'static str, backend: B) -> CommitQueue {
-        let (requests, queued) = mpsc::unbounded_channel();
+        Self::with_capacity(backend_name, backend, MAX_QUEUED_REQUESTS)
+    }
+
+    /// [`CommitQueue::start`] with room for `capacity` waiting requests (at least one).
+    pub fn with_capacity<B: GroupBackend>(
+        backend_name: &'static str,
+        backend: B,
+        capacity: usize,
+    ) -> CommitQueue {
+        let capacity = capacity.max(1);
+        let (requests, queued) = mpsc::channel(capacity);
         tokio::spawn(write_groups(backend, queued));
         CommitQueue {
             backend: backend_name,
             requests,
+            capacity,
         }
     }
 
@@ -91,8 +106,15 @@ impl CommitQueue {
             now: clock(),
             reply,
         };
-        if self.requests.send(request).is_err() {
-            return Err(self.stopped());
+        match self.requests.try_send(request) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(StoreError::Busy {
+                    backend: self.backend,
+                    queued: self.capacity,
+                })
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(self.stopped()),
         }
         // The sender is dropped unanswered only if the writer task stopped (its runtime
         // shut down): the request may or may not have been committed.
@@ -110,7 +132,7 @@ impl CommitQueue {
 }
 
 /// The writer task: one group after the other, until the queue is dropped.
-async fn write_groups<B: GroupBackend>(backend: B, mut queued: mpsc::UnboundedReceiver<Request>) {
+async fn write_groups<B: GroupBackend>(backend: B, mut queued: mpsc::Receiver<Request>) {
     let mut carried: Option<Request> = None;
     loop {
         let first = match carried.take() {
@@ -180,21 +202,7 @@ async fn run_request<T: GroupTx>(tx: &mut T, request: &Request) -> Result<Answer
 }
 
 fn fail_all(n: usize, e: &StoreError) -> Vec<Answer> {
-    (0..n).map(|_| Err(copy_error(e))).collect()
-}
-
-fn copy_error(e: &StoreError) -> StoreError {
-    match e {
-        StoreError::Rejected(f) => StoreError::Rejected(f.clone()),
-        StoreError::Backend { backend, message } => StoreError::Backend {
-            backend,
-            message: message.clone(),
-        },
-        StoreError::Corrupt { position, detail } => StoreError::Corrupt {
-            position: *position,
-            detail: detail.clone(),
-        },
-    }
+    (0..n).map(|_| Err(e.clone())).collect()
 }
 
 #[cfg(test)]
@@ -404,5 +412,59 @@ mod tests {
                 other => panic!("expected the commit's failure, got {other:?}"),
             }
         }
+    }
+
+    /// With the writer held at BEGIN and the queue full, one more request is refused at
+    /// once as busy (nothing queued); the ones already queued are answered once it opens.
+    #[tokio::test]
+    async fn a_full_queue_refuses_the_next_request_as_busy_and_keeps_the_others() {
+        let log = Arc::new(Log::default());
+        let gate = Arc::new(Semaphore::new(0));
+        let queue = Arc::new(CommitQueue::with_capacity(
+            "fake",
+            FakeBackend {
+                log: log.clone(),
+                gate: gate.clone(),
+                fail_commit: false,
+            },
+            2,
+        ));
+        let send = |i: usize| {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                queue
+                    .append(&[draft(&i.to_string(), false)], &Instant::now)
+                    .await
+            })
+        };
+        // The first is taken by the writer, which waits at BEGIN; two more fill the queue.
+        let first = send(0);
+        while log.begins.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let waiting = [send(1), send(2)];
+        while queue.requests.capacity() > 0 {
+            tokio::task::yield_now().await;
+        }
+        match queue.append(&[draft("3", false)], &Instant::now).await {
+            Err(StoreError::Busy { backend, queued }) => {
+                assert_eq!((backend, queued), ("fake", 2));
+            }
+            other => panic!("expected busy, got {other:?}"),
+        }
+        gate.add_permits(1_000);
+        assert!(first.await.expect("task").is_ok());
+        for task in waiting {
+            assert!(
+                task.await.expect("task").is_ok(),
+                "a queued request is answered"
+            );
+        }
+        let statements = log.statements.lock().map(|s| s.clone()).unwrap_or_default();
+        assert_eq!(
+            statements.iter().filter(|s| **s == SAVEPOINT).count(),
+            3,
+            "the refused request never reached the writer"
+        );
     }
 }

@@ -36,7 +36,7 @@ pub use row::{
     CheckpointRow, DeliveryAttemptRow, EventRow, WebhookDeliveryRow, WebhookRow, EVENT_COLUMNS,
 };
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The batch breaks a ledger rule (e.g. a correction naming an unknown event).
     /// Nothing was written.
@@ -47,6 +47,13 @@ pub enum StoreError {
     Backend {
         backend: &'static str,
         message: String,
+    },
+    /// The append queue is full: the request was not queued and nothing was written.
+    /// Sending it again shortly is safe (its sources make a resend idempotent).
+    #[error("storage backend ({backend}) is busy: {queued} append requests are already waiting; retry shortly")]
+    Busy {
+        backend: &'static str,
+        queued: usize,
     },
     /// A stored row cannot be read back as an event: the database was changed outside Autolog.
     #[error("stored row at position {position} is unreadable: {detail}")]
