@@ -240,7 +240,12 @@ pub async fn import_examples(app: &Autolog) {
     let files: Vec<autolog_app::ImportFile> = paths
         .iter()
         .map(|p| autolog_app::ImportFile {
-            name: p.display().to_string(),
+            // The file's name, not its path: what is recorded does not depend on where
+            // the checkout is.
+            name: p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             content: std::fs::read(p).expect("read an example file"),
             registry: None,
         })
