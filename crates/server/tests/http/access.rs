@@ -8,7 +8,6 @@ use std::time::Duration;
 use autolog_app::{AccessSettings, Autolog, ShiftedClock, VaultKey};
 use autolog_domain::access::{Role, ROLES};
 use autolog_domain::SigningKey;
-use autolog_server::{serve, ServeOptions};
 use autolog_store_conformance::harness::{run_on, Backend, Target};
 use autolog_test_support::{person, system, Credentials, PASSWORD};
 use reqwest::StatusCode;
@@ -64,22 +63,7 @@ async fn spawn_app(target: &Target, settings: AccessSettings) -> TestApp {
         .await
         .is_err());
     let app = Arc::new(app);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let options = ServeOptions {
-        checkpoint_interval: Duration::from_secs(3600),
-        webhook_interval: Duration::from_secs(3600),
-        rate_limit: None,
-        ..ServeOptions::default()
-    };
-    tokio::spawn(serve(
-        listener,
-        app.clone(),
-        options,
-        std::future::pending(),
-    ));
+    let addr = crate::common::serve_on_loopback(app.clone(), Duration::from_secs(3600)).await;
     TestApp {
         base: format!("http://{addr}"),
         app,

@@ -34,12 +34,7 @@ fn options(tls: Option<TlsFiles>, rate_limit: Option<RateLimit>) -> ServeOptions
 /// Starts a server on a random port; returns its address.
 async fn spawn(target: &Target, options: ServeOptions) -> SocketAddr {
     let app = app(target).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(serve(listener, app, options, std::future::pending()));
-    addr
+    crate::common::serve_with(app, options).await
 }
 
 /// A self-signed certificate for `localhost`, written as PEM files in `dir`.

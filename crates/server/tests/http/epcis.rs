@@ -13,7 +13,6 @@ use autolog_app::Autolog;
 use autolog_domain::identifiers::{mod37_2_check, Din};
 use autolog_domain::SigningKey;
 use autolog_interop::epcis::{parse_document, DateTime};
-use autolog_server::{serve, ServeOptions};
 use autolog_store_conformance::harness::{run_on, Backend, Target};
 use autolog_test_support::{person, system, Credentials};
 use reqwest::StatusCode;
@@ -33,22 +32,7 @@ async fn spawn_app(target: &Target) -> TestApp {
         .expect("FIN");
     autolog_test_support::import_examples(&app).await;
     let app = Arc::new(app);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let options = ServeOptions {
-        checkpoint_interval: Duration::from_secs(3600),
-        webhook_interval: Duration::from_secs(3600),
-        rate_limit: None,
-        ..ServeOptions::default()
-    };
-    tokio::spawn(serve(
-        listener,
-        app.clone(),
-        options,
-        std::future::pending(),
-    ));
+    let addr = crate::common::serve_on_loopback(app.clone(), Duration::from_secs(3600)).await;
     TestApp {
         base: format!("http://{addr}"),
         app,

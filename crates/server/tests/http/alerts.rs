@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use autolog_app::{Autolog, SIGNATURE_HEADER};
 use autolog_domain::SigningKey;
-use autolog_server::{serve, ServeOptions};
 use autolog_store_conformance::harness::{run_on, Backend, Target};
 use axum::http::HeaderMap;
 use reqwest::StatusCode;
@@ -35,22 +34,7 @@ async fn spawn_app(target: &Target) -> TestApp {
             autolog_test_support::person(&app, person, &autolog_test_support::every_role()).await;
         clients.insert(user.actor.clone(), user.client());
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let options = ServeOptions {
-        checkpoint_interval: Duration::from_secs(3600),
-        webhook_interval: Duration::from_millis(200),
-        rate_limit: None,
-        ..ServeOptions::default()
-    };
-    tokio::spawn(serve(
-        listener,
-        Arc::new(app),
-        options,
-        std::future::pending(),
-    ));
+    let addr = crate::common::serve_on_loopback(Arc::new(app), Duration::from_millis(200)).await;
     TestApp {
         base: format!("http://{addr}"),
         client: clients["person/P-0008"].clone(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use autolog_app::{Autolog, MAX_REQUEST_BYTES};
 use autolog_domain::ledger::merkle;
 use autolog_domain::SigningKey;
-use autolog_server::{serve, ServeOptions, OPENAPI_JSON};
+use autolog_server::OPENAPI_JSON;
 use autolog_store_conformance::harness::{run_on, Backend, Target};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -32,22 +32,7 @@ async fn spawn_app(target: &Target) -> TestApp {
     let user =
         autolog_test_support::person(&app, "P-0001", &autolog_test_support::every_role()).await;
     let setup = app.store().head().await.expect("head").position;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let options = ServeOptions {
-        checkpoint_interval: Duration::from_secs(3600),
-        webhook_interval: Duration::from_millis(200),
-        rate_limit: None,
-        ..ServeOptions::default()
-    };
-    tokio::spawn(serve(
-        listener,
-        app.clone(),
-        options,
-        std::future::pending(),
-    ));
+    let addr = crate::common::serve_on_loopback(app.clone(), Duration::from_millis(200)).await;
     TestApp {
         base: format!("http://{addr}"),
         client: user.client(),

@@ -1,0 +1,56 @@
+//! The chain of identity: enrolment (the COI issued) and a chain as of any moment.
+
+use autolog_app::Principal;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde_json::{json, Value};
+
+use super::{only_params, path_param, query, request_body, AppState, Params, PathParam};
+use crate::ApiError;
+
+/// The routes of this area, to be merged into the API router.
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/chains", post(enrol))
+        .route("/api/v1/chains/{coi}", get(chain))
+}
+
+async fn enrol(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = request_body(body)?;
+    let (coi, result) = app.enrol_as(&principal, &body).await?;
+    let status = if result.appended() > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut answer = result.to_json();
+    answer["coi"] = json!(coi);
+    Ok((status, Json(answer)))
+}
+
+async fn chain(
+    State(app): State<AppState>,
+    coi: PathParam,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &["valid_at", "known_at"])?;
+    let coi = path_param("coi", coi)?;
+    let chain = app
+        .chain(
+            &coi,
+            p.get("valid_at").map(String::as_str),
+            p.get("known_at").map(String::as_str),
+        )
+        .await?;
+    Ok(Json(chain))
+}

@@ -1,0 +1,157 @@
+//! The ledger's routes: health, the OpenAPI document, appending and listing events, a
+//! stream as of any moment, proofs, checkpoints and the public key.
+
+use autolog_app::Principal;
+use autolog_app::{AppError, ListQuery};
+use autolog_domain::FieldError;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde_json::{json, Value};
+
+use super::{number, only_params, path_param, query, request_body, AppState, Params, PathParam};
+use crate::{auth, ApiError, OPENAPI_JSON};
+
+/// The routes of this area, to be merged into the API router.
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/api/openapi.json", get(openapi))
+        .route("/api/v1/events", post(append).get(list_events))
+        .route("/api/v1/events/{event_id}", get(event))
+        .route("/api/v1/streams/{*stream}", get(stream_state))
+        .route("/api/v1/proofs/inclusion/{event_id}", get(inclusion))
+        .route("/api/v1/proofs/consistency", get(consistency))
+        .route("/api/v1/checkpoints/latest", get(latest_checkpoint))
+        .route("/api/v1/key", get(public_key))
+}
+
+async fn health(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let head = app.store().head().await.map_err(AppError::from)?;
+    Ok(Json(json!({
+        "status": "ok",
+        "backend": app.backend(),
+        "tree_size": head.position,
+    })))
+}
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
+}
+
+async fn append(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = request_body(body)?;
+    let result = app.append_json_as(&principal, &body).await?;
+    let status = if result.appended() > 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(result.to_json())))
+}
+
+async fn list_events(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    only_params(
+        &p,
+        &["stream", "valid_at", "known_at", "after_position", "limit"],
+    )?;
+    match p.get("stream") {
+        Some(stream) => auth::check_stream(&app, &principal, stream).await?,
+        None => auth::check_stream(&app, &principal, "(the whole ledger)").await?,
+    }
+    let query = ListQuery {
+        stream: p.get("stream").cloned(),
+        valid_at: p.get("valid_at").cloned(),
+        known_at: p.get("known_at").cloned(),
+        after_position: number(&p, "after_position")?,
+        limit: number(&p, "limit")?,
+    };
+    Ok(Json(app.list_events(&query).await?))
+}
+
+async fn event(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    id: PathParam,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &[])?;
+    let id = path_param("event_id", id)?;
+    let event = app.event(&id).await?;
+    let stream = event["stream"].as_str().unwrap_or("");
+    auth::check_stream(&app, &principal, stream).await?;
+    Ok(Json(event))
+}
+
+async fn stream_state(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    stream: PathParam,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &["valid_at", "known_at"])?;
+    let stream = path_param("stream", stream)?;
+    auth::check_stream(&app, &principal, &stream).await?;
+    let state = app
+        .stream_state(
+            &stream,
+            p.get("valid_at").map(String::as_str),
+            p.get("known_at").map(String::as_str),
+        )
+        .await?;
+    Ok(Json(state.to_json()))
+}
+
+async fn inclusion(
+    State(app): State<AppState>,
+    id: PathParam,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &["tree_size"])?;
+    let id = path_param("event_id", id)?;
+    let proof = app.inclusion_proof(&id, number(&p, "tree_size")?).await?;
+    Ok(Json(proof.to_json()))
+}
+
+async fn consistency(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &["from", "to"])?;
+    let required = |key: &str| -> Result<u64, ApiError> {
+        number::<u64>(&p, key)?
+            .ok_or_else(|| FieldError::new(key, "(absent)", "is required").into())
+    };
+    let proof = app
+        .consistency_proof(required("from")?, required("to")?)
+        .await?;
+    Ok(Json(proof.to_json()))
+}
+
+async fn latest_checkpoint(
+    State(app): State<AppState>,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &[])?;
+    Ok(Json(app.latest_checkpoint().await?.to_json()))
+}
+
+async fn public_key(State(app): State<AppState>) -> Json<Value> {
+    let (public_key, key_id) = app.public_key();
+    Json(json!({"algorithm": "Ed25519", "public_key": public_key, "key_id": key_id}))
+}

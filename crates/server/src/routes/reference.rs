@@ -1,0 +1,207 @@
+//! Reference data: crosswalk resolution, registry listings, the alignment report, bulk
+//! import and export.
+
+use std::collections::HashMap;
+
+use autolog_app::Principal;
+use autolog_app::{AppError, ImportFile, RegistryQuery, MAX_IMPORT_BYTES};
+use autolog_domain::FieldError;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde_json::{json, Value};
+
+use super::{number, only_params, path_param, query, AppState, Params, PathParam};
+use crate::ApiError;
+
+/// The routes of this area, to be merged into the API router.
+pub(super) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/reference/resolve", get(resolve))
+        .route("/api/v1/reference/alignment", get(alignment))
+        .route("/api/v1/reference/export", get(export_reference))
+        .route(
+            "/api/v1/reference/import",
+            post(import_reference).layer(DefaultBodyLimit::max(MAX_IMPORT_BYTES)),
+        )
+        .route("/api/v1/reference/{registry}", get(list_registry))
+}
+
+async fn resolve(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &["system", "kind", "code", "at", "known_at"])?;
+    let required = |key: &str| -> Result<&String, ApiError> {
+        p.get(key)
+            .ok_or_else(|| FieldError::new(key, "(absent)", "is required").into())
+    };
+    let (system, kind, code) = (required("system")?, required("kind")?, required("code")?);
+    let canonical = app
+        .resolve(
+            system,
+            kind,
+            code,
+            p.get("at").map(String::as_str),
+            p.get("known_at").map(String::as_str),
+        )
+        .await?;
+    Ok(Json(
+        json!({"system": system, "kind": kind, "code": code, "canonical_id": canonical}),
+    ))
+}
+
+async fn list_registry(
+    State(app): State<AppState>,
+    registry: PathParam,
+    p: Params,
+) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    let mut filters: Vec<(String, String)> = p
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix(FILTER_PREFIX)?.to_string(), v.clone())))
+        .collect();
+    filters.sort();
+    let plain: HashMap<String, String> = p
+        .iter()
+        .filter(|(k, _)| !k.starts_with(FILTER_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    only_params(
+        &plain,
+        &["valid_at", "known_at", "after", "limit", "filter.<field>"],
+    )?;
+    let registry = path_param("registry", registry)?;
+    let q = RegistryQuery {
+        valid_at: p.get("valid_at").cloned(),
+        known_at: p.get("known_at").cloned(),
+        after: p.get("after").cloned(),
+        limit: number(&p, "limit")?,
+        filters,
+    };
+    Ok(Json(app.list_registry(&registry, &q).await?))
+}
+
+/// Registry listings take `filter.<field path>=<value>` parameters.
+const FILTER_PREFIX: &str = "filter.";
+
+async fn alignment(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &["horizon_days"])?;
+    Ok(Json(
+        app.alignment_report(number(&p, "horizon_days")?).await?,
+    ))
+}
+
+async fn export_reference(
+    State(app): State<AppState>,
+    p: Params,
+) -> Result<axum::response::Response, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &["format", "registry", "known_at"])?;
+    let known_at = p.get("known_at").map(String::as_str);
+    match p.get("format").map_or("json", String::as_str) {
+        "json" => {
+            if let Some(r) = p.get("registry") {
+                return Err(FieldError::new(
+                    "registry",
+                    r,
+                    "the JSON export is one document with every registry; registry goes with format=csv",
+                )
+                .into());
+            }
+            Ok(Json(app.export_reference(known_at).await?).into_response())
+        }
+        "csv" => {
+            let registry = p.get("registry").ok_or_else(|| {
+                FieldError::new(
+                    "registry",
+                    "(absent)",
+                    "is required with format=csv (one registry per file)",
+                )
+            })?;
+            let csv = app.export_reference_csv(registry, known_at).await?;
+            Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response())
+        }
+        other => Err(FieldError::new("format", other, "must be json or csv").into()),
+    }
+}
+
+async fn import_reference(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    headers: axum::http::HeaderMap,
+    p: Params,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let p = query(p)?;
+    only_params(&p, &["registry", "dry_run", "actor"])?;
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(ApiError(AppError::TooLarge(FieldError::new(
+                "request",
+                format!("more than {MAX_IMPORT_BYTES} bytes"),
+                format!("an import body may be at most {MAX_IMPORT_BYTES} bytes; split the import or use autolog reference import"),
+            ))))
+        }
+        Err(rejection) => {
+            return Err(FieldError::new("request", "(unreadable)", rejection.body_text()).into())
+        }
+    };
+    let dry_run = match p.get("dry_run").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(FieldError::new("dry_run", other, "must be true or false").into())
+        }
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let name = if content_type.starts_with("text/csv") {
+        "request.csv"
+    } else if content_type.starts_with("application/json") {
+        "request.json"
+    } else {
+        return Err(FieldError::new(
+            "Content-Type",
+            content_type,
+            "must be application/json (an export document or a list with ?registry=) or text/csv (with ?registry=)",
+        )
+        .into());
+    };
+    let file = ImportFile {
+        name: name.to_string(),
+        content: body.to_vec(),
+        registry: p.get("registry").cloned(),
+    };
+    // The import is attributed to who sent it; an `actor` naming anyone else is refused.
+    if let Some(given) = p.get("actor") {
+        if *given != principal.actor {
+            return Err(ApiError(AppError::Forbidden(FieldError::new(
+                "actor",
+                given,
+                format!(
+                    "must be the authenticated sender, {} (or be left out)",
+                    principal.actor
+                ),
+            ))));
+        }
+    }
+    let actor = principal.actor.as_str();
+    let report = app
+        .import_reference(&[file], actor, dry_run, &|_| {})
+        .await?;
+    let status = if !report.bad_rows.is_empty() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else if report.written() {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(report.to_json())))
+}

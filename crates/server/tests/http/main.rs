@@ -1,0 +1,12 @@
+//! The HTTP tests, in one binary (one link instead of seven): each module starts real
+//! servers on random loopback ports (`common`) over SQLite and PostgreSQL stores.
+
+mod common;
+
+mod access;
+mod alerts;
+mod api;
+mod epcis;
+mod fhir;
+mod hardening;
+mod nats;
