@@ -7,15 +7,15 @@ use std::sync::Arc;
 use autolog_domain::chain::{ChainContext, ChainEntry, ChainView};
 use autolog_domain::identifiers::scan::{parse_scan, Scanned};
 use autolog_domain::rules::{refused_value, CHAIN_EVENT_TYPES};
-use autolog_domain::{Body, Event, EventDraft, FieldError, Instant, Source, Uuid};
+use autolog_domain::{Event, EventDraft, FieldError, Instant, Source, Uuid};
 use serde_json::{json, Value};
 
 use crate::chain::rule_reads::RuleReads;
 use crate::feeds::alerts::{alert_draft, short_digest, AlertSpec};
-use crate::ledger::clock::derived_event_id;
+use crate::ledger::derived::derived_draft;
 use crate::ledger::read::{instant_field, text};
 use crate::reference::alignment::qualified;
-use crate::{AppError, Autolog, AUTOLOG_ACTOR};
+use crate::{AppError, Autolog};
 
 /// Why a chain step was not accepted: a rule it broke (the request's event `index`), or a
 /// failure to read what the rule needs.
@@ -1255,22 +1255,5 @@ pub(crate) fn own_draft(
         "{what}/{}",
         short_digest(&[&cause.source.system, &cause.source.source_event_id])
     );
-    EventDraft {
-        event_id: derived_event_id(cause.event_id, &source_event_id),
-        stream,
-        occurred_at: cause.occurred_at.clone(),
-        actor: AUTOLOG_ACTOR.to_string(),
-        site: None,
-        source: Source {
-            system: "autolog".to_string(),
-            source_event_id,
-        },
-        reason: None,
-        corrects: None,
-        body: Body {
-            event_type: event_type.to_string(),
-            version: 1,
-            data,
-        },
-    }
+    derived_draft(cause, stream, source_event_id, event_type, data)
 }

@@ -2,13 +2,13 @@
 //! their cause, pushed at once to subscribers, acknowledged and resolved by people.
 
 use autolog_domain::identifiers::Coi;
-use autolog_domain::{Body, EventDraft, FieldError, Instant, OccurredAt, Source};
+use autolog_domain::{EventDraft, FieldError, Instant, OccurredAt};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::ledger::clock::derived_event_id;
+use crate::ledger::derived::derived_draft;
 use crate::ledger::read::text;
-use crate::{AppError, Autolog, AUTOLOG_ACTOR};
+use crate::{AppError, Autolog};
 
 /// How many alerts a slow subscriber may fall behind before it is told it missed some.
 pub const ALERT_CHANNEL_CAPACITY: usize = 1024;
@@ -61,24 +61,13 @@ pub(crate) fn alert_draft(cause: &EventDraft, n: usize, spec: AlertSpec) -> Even
         data["site_id"] = json!(site);
     }
     let source_event_id = format!("alert/{alert_id}");
-    EventDraft {
-        event_id: derived_event_id(cause.event_id, &source_event_id),
-        stream: source_event_id.clone(),
-        occurred_at: cause.occurred_at.clone(),
-        actor: AUTOLOG_ACTOR.to_string(),
-        site: None,
-        source: Source {
-            system: "autolog".to_string(),
-            source_event_id,
-        },
-        reason: None,
-        corrects: None,
-        body: Body {
-            event_type: "alert.raised".to_string(),
-            version: 1,
-            data,
-        },
-    }
+    derived_draft(
+        cause,
+        source_event_id.clone(),
+        source_event_id,
+        "alert.raised",
+        data,
+    )
 }
 
 /// The alert for a chain event refused by a rule: the refusal changes nothing on the

@@ -101,27 +101,6 @@ impl Clock for ManualClock {
     }
 }
 
-/// The id of an event Autolog records because of another (an alert, a hold, a link): a
-/// UUIDv7 with the cause's time and bits from SHA-256 of the cause's id and the derived
-/// event's own source id, which is unique, so the id is too, and repeatable.
-pub(crate) fn derived_event_id(cause: Uuid, source_event_id: &str) -> Uuid {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::new()
-        .chain_update(cause.as_bytes())
-        .chain_update(source_event_id.as_bytes())
-        .finalize();
-    let millis = cause
-        .get_timestamp()
-        .map(|t| {
-            let (seconds, nanos) = t.to_unix();
-            seconds * 1000 + u64::from(nanos / 1_000_000)
-        })
-        .unwrap_or(0);
-    let mut bits = [0u8; 10];
-    bits.copy_from_slice(&digest[..10]);
-    uuid::Builder::from_unix_timestamp_millis(millis, &bits).into_uuid()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,16 +129,5 @@ mod tests {
         let shifted = clock.now();
         assert!(shifted.micros() >= before.micros() + 60_000_000);
         assert!(shifted.micros() < Instant::now().micros() + 61_000_000);
-    }
-
-    #[test]
-    fn a_derived_id_is_repeatable_distinct_per_source_and_keeps_the_cause_time() {
-        let cause = ManualClock::new(Instant::from_micros(1_900_000_000_000_000).expect("valid"))
-            .event_id();
-        let a = derived_event_id(cause, "alert/AL-1");
-        assert_eq!(a, derived_event_id(cause, "alert/AL-1"));
-        assert_ne!(a, derived_event_id(cause, "alert/AL-2"));
-        assert_eq!(a.get_version_num(), 7);
-        assert_eq!(a.get_timestamp(), cause.get_timestamp());
     }
 }

@@ -3,6 +3,7 @@
 //! (`proofs`), and the independent verification of the whole ledger (`verify`).
 
 pub(crate) mod clock;
+pub(crate) mod derived;
 pub(crate) mod proofs;
 pub(crate) mod read;
 pub(crate) mod request;

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use autolog_domain::catalogue::stream_state;
 use autolog_domain::ledger::zone::{check_zone, site_offset_discrepancy, ZoneDiscrepancy};
-use autolog_domain::{Body, Event, EventDraft, Instant, Source};
+use autolog_domain::{Event, EventDraft, Instant};
 use serde_json::{json, Value};
 
-use crate::ledger::clock::derived_event_id;
+use crate::ledger::derived::derived_draft;
 use crate::{AppError, Autolog};
 
 /// Flags live in one stream per site: `discrepancy/time-zone/<site id>`.
@@ -96,30 +96,19 @@ fn flag_draft(flagged: &EventDraft, site: &str, found: &ZoneDiscrepancy) -> Even
         "time-zone-flag/{}/{}",
         flagged.source.system, flagged.source.source_event_id
     );
-    EventDraft {
-        event_id: derived_event_id(flagged.event_id, &source_event_id),
-        stream: format!("{ZONE_DISCREPANCY_PREFIX}{site}"),
-        occurred_at: flagged.occurred_at.clone(),
-        actor: AUTOLOG_ACTOR.to_string(),
-        site: None,
-        source: Source {
-            system: "autolog".to_string(),
-            source_event_id,
-        },
-        reason: None,
-        corrects: None,
-        body: Body {
-            event_type: "time_zone.discrepancy_flagged".to_string(),
-            version: 1,
-            data: json!({
-                "event_id": flagged.event_id.to_string(),
-                "stream": flagged.stream,
-                "site_id": site,
-                "site_zone": found.site_zone,
-                "instant": found.instant.to_string(),
-                "recorded_offset": found.recorded_offset.to_string(),
-                "expected_offset": found.expected_offset.to_string(),
-            }),
-        },
-    }
+    derived_draft(
+        flagged,
+        format!("{ZONE_DISCREPANCY_PREFIX}{site}"),
+        source_event_id,
+        "time_zone.discrepancy_flagged",
+        json!({
+            "event_id": flagged.event_id.to_string(),
+            "stream": flagged.stream,
+            "site_id": site,
+            "site_zone": found.site_zone,
+            "instant": found.instant.to_string(),
+            "recorded_offset": found.recorded_offset.to_string(),
+            "expected_offset": found.expected_offset.to_string(),
+        }),
+    )
 }
