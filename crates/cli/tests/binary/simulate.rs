@@ -6,9 +6,8 @@ use std::process::Stdio;
 use autolog_test_support::{sign_in_http, PASSWORD};
 use serde_json::Value;
 
-mod common;
 
-use common::autolog;
+use crate::common::autolog;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
@@ -66,7 +65,7 @@ fn simulate_is_deterministic_and_its_output_ingests_into_a_ledger_that_verifies(
 #[tokio::test]
 async fn serve_demo_seeds_a_living_network_and_a_console_account() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = common::sqlite_command(&dir.path().join("data"))
+    let mut child = crate::common::sqlite_command(&dir.path().join("data"))
         .args([
             "serve",
             "--demo",

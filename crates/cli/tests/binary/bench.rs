@@ -5,7 +5,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_autolog");
+use crate::common::BIN;
 
 #[test]
 fn a_tiny_bench_prints_the_table_and_writes_the_json() {

@@ -1,7 +1,5 @@
 //! What the CLI's integration tests share: the `autolog` binary on a data directory or
 //! database, a running `autolog serve` that is killed when dropped, accounts and sign-in.
-// Each test file uses the part it needs.
-#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

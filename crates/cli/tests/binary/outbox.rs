@@ -6,7 +6,6 @@
 //! acknowledged event is among them. Skipped when no NATS server listens (failed with
 //! AUTOLOG_REQUIRE_NATS=1).
 
-mod common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -18,7 +17,7 @@ use autolog_store_conformance::harness::{run_on, Backend, Target};
 use autolog_test_support::nats::{
     delete_stream, message_count, nats_or_skip, read_feed, unique_feed, wait_for_messages,
 };
-use common::{command, Server};
+use crate::common::{command, Server};
 use serde_json::{json, Value};
 
 /// The person who writes: registered, given an account and every role before the server starts.
@@ -36,7 +35,7 @@ struct Feed {
 /// Registers the writer in the (empty) ledger and gives them an account with every role;
 /// the TOTP secret.
 fn set_up_account(data_dir: &Path, target: &Target) -> String {
-    common::register_and_create_account(data_dir, target, PERSON)
+    crate::common::register_and_create_account(data_dir, target, PERSON)
 }
 
 /// Starts a server publishing to `nats_url`, on a port the OS picks, with no rate limit.
@@ -51,7 +50,7 @@ async fn start(data_dir: &Path, target: &Target, nats_url: &str, feed: &Feed) ->
         "--nats-stream",
         &feed.stream,
     ];
-    common::start_server(data_dir, target, &args).await
+    crate::common::start_server(data_dir, target, &args).await
 }
 
 fn event(round: usize, writer: usize, i: usize) -> Value {

@@ -4,7 +4,6 @@
 //! Requests are sent by a person whose account is created with the CLI before the server
 //! starts, signed in over HTTP.
 
-mod common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -13,7 +12,7 @@ use std::process::Output;
 use autolog_domain::identifiers::{mod37_2_check, Coi, Din};
 use autolog_domain::Instant;
 use autolog_store_conformance::harness::{run_on, Backend, Target};
-use common::{command, Server};
+use crate::common::{command, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -59,16 +58,16 @@ fn import_reference(data_dir: &Path, target: &Target) {
 /// Gives PERSON an account with every role, as an operator would with the CLI before
 /// starting a server; the TOTP secret.
 fn create_account(data_dir: &Path, target: &Target) -> String {
-    common::create_account(data_dir, target, PERSON)
+    crate::common::create_account(data_dir, target, PERSON)
 }
 
 async fn sign_in(base: &str, totp_secret: &str) -> reqwest::Client {
-    common::sign_in(base, PERSON, totp_secret).await
+    crate::common::sign_in(base, PERSON, totp_secret).await
 }
 
 /// Starts a server issuing COIs under FIN A9999 on a port the OS picks.
 async fn start(data_dir: &Path, target: &Target) -> Server {
-    common::start_server(data_dir, target, &["--coi-issuer-fin", FIN]).await
+    crate::common::start_server(data_dir, target, &["--coi-issuer-fin", FIN]).await
 }
 
 /// An enrolment request for the Los Angeles treatment center; `id` makes source and key unique.

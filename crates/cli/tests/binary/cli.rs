@@ -7,9 +7,8 @@ use std::process::Output;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor};
 
-mod common;
 
-use common::autolog;
+use crate::common::autolog;
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/events.ndjson")

@@ -3,7 +3,6 @@
 //! The writer is a person with an account created with the CLI before the server starts,
 //! signed in over HTTP.
 
-mod common;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use autolog_store_conformance::harness::{run_on, Backend, Target};
-use common::{command, Server};
+use crate::common::{command, Server};
 use serde_json::{json, Value};
 
 /// The person who writes: registered, given an account and every role before the server starts.
@@ -20,7 +19,7 @@ const PERSON: &str = "P-0001";
 /// Registers the writer in the (empty) ledger and gives them an account with every role,
 /// as an operator would with the CLI; the TOTP secret.
 fn set_up_account(data_dir: &Path, target: &Target) -> String {
-    common::register_and_create_account(data_dir, target, PERSON)
+    crate::common::register_and_create_account(data_dir, target, PERSON)
 }
 
 /// The events and streams `verify` counts, from its `ok: N events, M streams, ...` line.
@@ -46,13 +45,13 @@ fn verified_counts(data_dir: &Path, target: &Target) -> (u64, u64) {
 }
 
 async fn sign_in(base: &str, totp_secret: &str) -> reqwest::Client {
-    common::sign_in(base, PERSON, totp_secret).await
+    crate::common::sign_in(base, PERSON, totp_secret).await
 }
 
 /// Starts a server; concurrent writers go well past any rate limit, so none is set: these
 /// tests are about durability.
 async fn start(data_dir: &Path, target: &Target) -> Server {
-    common::start_server(data_dir, target, &["--rate-limit-per-second", "0"]).await
+    crate::common::start_server(data_dir, target, &["--rate-limit-per-second", "0"]).await
 }
 
 fn event(writer: usize, i: usize) -> Value {
