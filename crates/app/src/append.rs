@@ -95,6 +95,7 @@ impl Autolog {
     }
 
     /// Appends a request body (one event or a batch). A refused request writes nothing.
+    #[tracing::instrument(skip_all, fields(bytes = body.len()))]
     pub async fn append_json(&self, body: &[u8]) -> Result<AppendResult, AppError> {
         let (mut drafts, single) =
             parse_request(body, self.clock.as_ref(), self.clock_skew_tolerance_seconds)?;

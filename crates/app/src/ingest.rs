@@ -158,6 +158,7 @@ impl Autolog {
     }
 
     /// One line: appended, enrolled or applied; a refusal is added to the report.
+    #[tracing::instrument(skip_all, fields(line = number))]
     pub async fn ingest_line(
         &self,
         number: usize,

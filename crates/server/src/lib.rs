@@ -7,6 +7,7 @@ mod epcis;
 mod error;
 mod fhir;
 mod hardening;
+mod request_id;
 mod routes;
 
 use std::future::Future;
@@ -22,6 +23,7 @@ use tokio::net::TcpListener;
 pub use auth::{access_of, Access, CSRF_HEADER, ROUTES, SESSION_COOKIE};
 pub use error::ApiError;
 pub use hardening::{RateLimit, TlsFiles};
+pub use request_id::REQUEST_ID_HEADER;
 pub use routes::router;
 
 /// The OpenAPI 3.1 description served at `/api/openapi.json`.

@@ -21,6 +21,7 @@
 use async_trait::async_trait;
 use autolog_domain::{EventDraft, Instant};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::{append_in_tx, AppendOutcome, AppendTx, Clock, StoreError};
 
@@ -61,6 +62,8 @@ type Answer = Result<Vec<AppendOutcome>, StoreError>;
 
 struct Request {
     drafts: Vec<EventDraft>,
+    /// The caller's span (its HTTP request id, say): the writer runs the request in it.
+    span: tracing::Span,
     /// The caller's clock, read when the request was queued.
     now: Instant,
     reply: oneshot::Sender<Answer>,
@@ -103,6 +106,7 @@ impl CommitQueue {
         let (reply, answer) = oneshot::channel();
         let request = Request {
             drafts: drafts.to_vec(),
+            span: tracing::Span::current(),
             now: clock(),
             reply,
         };
@@ -188,8 +192,18 @@ async fn commit_group<B: GroupBackend>(backend: &B, group: &[Request]) -> Vec<An
 async fn run_request<T: GroupTx>(tx: &mut T, request: &Request) -> Result<Answer, StoreError> {
     tx.execute(SAVEPOINT).await?;
     let now = request.now;
-    match append_in_tx(tx, &request.drafts, &move || now).await {
+    let appended = append_in_tx(tx, &request.drafts, &move || now)
+        .instrument(request.span.clone())
+        .await;
+    match appended {
         Ok(outcomes) => {
+            request.span.in_scope(|| {
+                tracing::debug!(
+                    events = outcomes.len(),
+                    first_position = outcomes.first().map(|o| o.event.position),
+                    "request placed in its group"
+                )
+            });
             tx.execute(RELEASE).await?;
             Ok(Ok(outcomes))
         }

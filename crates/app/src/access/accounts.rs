@@ -435,6 +435,7 @@ impl Autolog {
 
     /// Console sign-in: person id, password and a current TOTP code. Any failure counts
     /// towards the lockout and answers the same way, whichever part was wrong.
+    #[tracing::instrument(skip_all, fields(person_id = %person_id))]
     pub async fn sign_in(
         &self,
         person_id: &str,
@@ -1002,6 +1003,7 @@ pub fn authorize_drafts(
 
 impl Autolog {
     /// Appends a request body on behalf of an authenticated principal (the HTTP path).
+    #[tracing::instrument(skip_all, fields(actor = %principal.actor))]
     pub async fn append_json_as(
         &self,
         principal: &Principal,

@@ -34,6 +34,7 @@ impl Autolog {
     /// appending `chain.enrolled` to the new stream `coi/<COI>`. Returns the COI and the
     /// append result. A COI is never issued twice: a number handed out and not used (a
     /// refused request, a cancelled enrolment) is never handed out again.
+    #[tracing::instrument(skip_all)]
     pub async fn enrol(&self, body: &[u8]) -> Result<(String, AppendResult), AppError> {
         let request = parse_enrolment(body)?;
         let coi = match &request.coi {
@@ -191,6 +192,7 @@ impl Autolog {
     /// gets the same answer): patient key, product, state, custodian, units and their DINs,
     /// and the timeline of every event known then (corrections marked), each with its time
     /// in UTC, as recorded and in its site's zone, and its recorded-at time.
+    #[tracing::instrument(skip_all, fields(coi = %coi))]
     pub async fn chain(
         &self,
         coi: &str,

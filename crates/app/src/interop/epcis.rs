@@ -623,6 +623,7 @@ impl Autolog {
     /// Captures an EPCIS 2.0 document (JSON or JSON-LD) sent by `principal`: checked whole,
     /// stored whole (or not at all), each event exactly as received. A refusal names the
     /// event and field (`epcisBody.eventList[1].action`) and writes nothing.
+    #[tracing::instrument(skip_all, fields(actor = %principal.actor, bytes = body.len()))]
     pub async fn epcis_capture(
         &self,
         principal: &Principal,

@@ -531,6 +531,7 @@ impl Autolog {
     /// every bad row is reported and nothing is written, or all rows are written in one
     /// transaction. A record already registered with the same values is left unchanged;
     /// one with different values is amended where its registry has an amendment event.
+    #[tracing::instrument(skip_all, fields(files = files.len(), actor = %actor, dry_run))]
     pub async fn import_reference(
         &self,
         files: &[ImportFile],

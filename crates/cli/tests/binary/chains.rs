@@ -4,15 +4,14 @@
 //! Requests are sent by a person whose account is created with the CLI before the server
 //! starts, signed in over HTTP.
 
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use crate::common::{command, Server};
 use autolog_domain::identifiers::{mod37_2_check, Coi, Din};
 use autolog_domain::Instant;
 use autolog_store_conformance::harness::{run_on, Backend, Target};
-use crate::common::{command, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 

@@ -7,7 +7,6 @@ use std::process::Output;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, Executor};
 
-
 use crate::common::autolog;
 
 fn example() -> PathBuf {

@@ -3,14 +3,13 @@
 //! The writer is a person with an account created with the CLI before the server starts,
 //! signed in over HTTP.
 
-
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use autolog_store_conformance::harness::{run_on, Backend, Target};
 use crate::common::{command, Server};
+use autolog_store_conformance::harness::{run_on, Backend, Target};
 use serde_json::{json, Value};
 
 /// The person who writes: registered, given an account and every role before the server starts.

@@ -6,18 +6,17 @@
 //! acknowledged event is among them. Skipped when no NATS server listens (failed with
 //! AUTOLOG_REQUIRE_NATS=1).
 
-
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{command, Server};
 use autolog_store_conformance::harness::{run_on, Backend, Target};
 use autolog_test_support::nats::{
     delete_stream, message_count, nats_or_skip, read_feed, unique_feed, wait_for_messages,
 };
-use crate::common::{command, Server};
 use serde_json::{json, Value};
 
 /// The person who writes: registered, given an account and every role before the server starts.

@@ -6,7 +6,6 @@ use std::process::Stdio;
 use autolog_test_support::{sign_in_http, PASSWORD};
 use serde_json::Value;
 
-
 use crate::common::autolog;
 
 fn text(bytes: &[u8]) -> String {

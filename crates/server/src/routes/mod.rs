@@ -12,9 +12,13 @@ use axum::extract::{DefaultBodyLimit, Path, Query};
 use axum::http::StatusCode;
 use axum::Router;
 use serde_json::Value;
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::request_id::{drop_unplain_id, request_span, NewRequestId, REQUEST_ID_HEADER};
 use crate::ApiError;
+
+const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static(REQUEST_ID_HEADER);
 
 mod access;
 mod chain;
@@ -59,7 +63,12 @@ pub fn router(app: Arc<Autolog>) -> Router {
         ))
         .merge(crate::fhir::router(app.clone()))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        .layer(TraceLayer::new_for_http())
+        // Outermost last: a plain id is kept or a new one made, the request's span named
+        // by it, and the id returned in the answer.
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, NewRequestId))
+        .layer(axum::middleware::from_fn(drop_unplain_id))
         .with_state(app)
 }
 

@@ -95,6 +95,36 @@ where
     run_on(Backend::Sqlite, name, f)
 }
 
+/// Every answer carries a request id: the client's own when it is a plain token, a new
+/// UUIDv7 otherwise (free text never becomes a log field).
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    sqlite("request_id", |t| async move {
+        let app = spawn_app(&t).await;
+        let id_of = |sent: Option<&'static str>| {
+            let mut request = app.client.get(format!("{}/healthz", app.base));
+            if let Some(id) = sent {
+                request = request.header(autolog_server::REQUEST_ID_HEADER, id);
+            }
+            async move {
+                let answer = request.send().await.expect("request");
+                let id = answer.headers().get(autolog_server::REQUEST_ID_HEADER);
+                id.and_then(|v| v.to_str().ok()).map(str::to_string)
+            }
+        };
+        assert_eq!(
+            id_of(Some("courier-42")).await.as_deref(),
+            Some("courier-42")
+        );
+        for sent in [None, Some("Jane Doe 1970-01-01")] {
+            let made = id_of(sent).await.expect("an id is made");
+            let uuid = autolog_domain::Uuid::parse_str(&made).expect("a UUID");
+            assert_eq!(uuid.get_version_num(), 7, "{made}");
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn health_reports_backend_and_size() {
     sqlite("health", |t| async move {
