@@ -31,7 +31,8 @@ fn enrolment(id: &str) -> Value {
         "source": {"system": "emr-lax", "source_event_id": id},
         "patient_key": format!("PK-{id}"),
         "product_code": "CART-19",
-        "treatment_site_id": "S-LAX-01"
+        "treatment_site_id": "S-LAX-01",
+        "collection_site_id": "S-PAR-01"
     })
 }
 
@@ -211,7 +212,7 @@ async fn a_collection_checks_site_operator_and_device_and_links_each_din_forever
         (
             collection(&a, "x1", "S-BOS-01", "P-0001", "APH-PAR-01", &bags),
             "body.data.collection_site_id",
-            "may not perform step COLLECT",
+            "is not this chain's collection site (S-PAR-01)",
         ),
         (
             collection(&a, "x2", "S-PAR-01", "P-0002", "APH-PAR-01", &bags),
@@ -279,6 +280,35 @@ async fn a_collection_checks_site_operator_and_device_and_links_each_din_forever
     assert!(alerts
         .iter()
         .all(|alert| alert["rule"] == "chain.step_refused" && alert["coi"] == json!(a)));
+
+    // The treatment center sends patient C to another site: from then on only that site
+    // collects, and only if it may perform the collection.
+    let c = enrol(&app, &enrolment("c")).await.expect("enrol C");
+    let assigned = json!({
+        "stream": format!("coi/{c}"),
+        "occurred_at": "2026-11-04T09:00:00-08:00[America/Los_Angeles]",
+        "actor": "person/P-0005", "site": "S-LAX-01",
+        "source": {"system": "emr-lax", "source_event_id": "c-assign"},
+        "body": {"type": "chain.collection_site_assigned", "version": 1, "data": {
+            "collection_site_id": "S-BOS-01", "reason": "Paris has no chair before day 20"}}
+    });
+    app.append_json(assigned.to_string().as_bytes())
+        .await
+        .expect("assigned");
+    let other_bag = [din("A999926123459")];
+    let e = append_refused(
+        &app,
+        &collection(&c, "z1", "S-PAR-01", "P-0001", "APH-PAR-01", &other_bag),
+    )
+    .await;
+    assert!(e.rule.contains("collection site (S-BOS-01)"), "{e}");
+    let e = append_refused(
+        &app,
+        &collection(&c, "z2", "S-BOS-01", "P-0001", "APH-PAR-01", &other_bag),
+    )
+    .await;
+    assert_eq!(e.field, "body.data.collection_site_id", "{e}");
+    assert!(e.rule.contains("may not perform step COLLECT"), "{e}");
 
     let done = app
         .append_json(

@@ -855,6 +855,7 @@ impl Autolog {
             let data = &e.body.data;
             for field in [
                 "treatment_site_id",
+                "collection_site_id",
                 "destination_site_id",
                 "from_site_id",
                 "site_id",
@@ -868,6 +869,18 @@ impl Autolog {
                 let t = text(data, "treatment_site_id");
                 if !t.is_empty() {
                     sites.treatment_site_id = Some(t.to_string());
+                }
+                let c = text(data, "collection_site_id");
+                let collection = if c.is_empty() { t } else { c };
+                if !collection.is_empty() {
+                    sites.collection_site_id = Some(collection.to_string());
+                    sites.involved.insert(collection.to_string());
+                }
+            }
+            if e.body.event_type == "chain.collection_site_assigned" {
+                let c = text(data, "collection_site_id");
+                if !c.is_empty() {
+                    sites.collection_site_id = Some(c.to_string());
                 }
             }
         }
@@ -1061,36 +1074,69 @@ impl Autolog {
                 )));
             }
             if let Some(coi) = draft.stream.strip_prefix("coi/") {
-                let joins = matches!(event_type, "chain.collected" | "custody.received");
-                if !joins {
-                    if let Some(sites) = self.chain_sites(coi).await? {
-                        let may: Vec<Grant> = principal
-                            .grants
-                            .iter()
-                            .filter(|g| autolog_domain::access::may_record(g.role, event_type))
-                            .cloned()
-                            .collect();
-                        if !autolog_domain::access::chain_in_scope(
-                            &may,
-                            autolog_domain::access::Permission::Record,
-                            &sites,
-                        ) {
-                            return Err(AppError::Forbidden(FieldError::new(
-                                format!("{prefix}stream"),
-                                &draft.stream,
-                                format!(
-                                    "{} may record {event_type} only on chains its sites take part in",
-                                    principal.actor
-                                ),
-                            )));
-                        }
-                    }
-                }
+                self.authorize_on_chain(principal, coi, draft, &prefix)
+                    .await?;
             }
             self.check_source_owner(principal, &draft.source, &prefix)
                 .await?;
         }
         Ok(())
+    }
+
+    /// Object-level authorization of a write on a chain (OWASP ASVS 4.0 V4.2.1): the
+    /// sender's sites must take part in it; only the site the order names collects, and
+    /// only the treatment center names another. A chain out of scope and a chain that does
+    /// not exist get the same answer, which never says the chain's state.
+    async fn authorize_on_chain(
+        &self,
+        principal: &Principal,
+        coi: &str,
+        draft: &autolog_domain::EventDraft,
+        prefix: &str,
+    ) -> Result<(), AppError> {
+        let event_type = draft.body.event_type.as_str();
+        let may: Vec<Grant> = principal
+            .grants
+            .iter()
+            .filter(|g| autolog_domain::access::may_record(g.role, event_type))
+            .cloned()
+            .collect();
+        let covers = |site: Option<&str>| site.is_some_and(|s| may.iter().any(|g| g.covers(s)));
+        let in_scope = match self.chain_sites(coi).await? {
+            // An enrolment opens its chain; a network-wide grant may hear that it is missing.
+            None => event_type == "chain.enrolled" || covers(Some("*")),
+            Some(sites) => match event_type {
+                "chain.collected" => covers(sites.collection_site_id.as_deref()),
+                "chain.collection_site_assigned" => covers(sites.treatment_site_id.as_deref()),
+                _ => autolog_domain::access::chain_in_scope(
+                    &may,
+                    autolog_domain::access::Permission::Record,
+                    &sites,
+                ),
+            },
+        };
+        if in_scope {
+            return Ok(());
+        }
+        let rule = match event_type {
+            "chain.collected" => format!(
+                "{} may record a collection only on chains whose order names its site for the collection",
+                principal.actor
+            ),
+            "chain.collection_site_assigned" => format!(
+                "{} may assign a collection site only on chains treated at its site",
+                principal.actor
+            ),
+            _ => format!(
+                "{} may record {event_type} only on chains its sites take part in",
+                principal.actor
+            ),
+        };
+        Err(AppError::Forbidden(FieldError::new(
+            format!("{prefix}stream"),
+            &draft.stream,
+            rule,
+        )))
     }
 
     /// A source id already in the ledger under another sender is a conflict.

@@ -12,6 +12,7 @@ const ENROLMENT_FIELDS: &[&str] = &[
     "patient_key",
     "product_code",
     "treatment_site_id",
+    "collection_site_id",
     "coi",
     "upstream_system",
 ];
@@ -162,7 +163,12 @@ impl EnrolmentRequest {
         };
         let mut data = Map::new();
         data.insert("coi".into(), json!(coi));
-        for key in ["patient_key", "product_code", "treatment_site_id"] {
+        for key in [
+            "patient_key",
+            "product_code",
+            "treatment_site_id",
+            "collection_site_id",
+        ] {
             if let Some(v) = fields.get(key) {
                 data.insert(key.into(), v.clone());
             }

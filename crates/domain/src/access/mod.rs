@@ -191,6 +191,7 @@ pub fn may_record(role: Role, event_type: &str) -> bool {
             event_type,
             "chain.enrolled"
                 | "chain.collected"
+                | "chain.collection_site_assigned"
                 | "chain.cancelled"
                 | "chain.hold_placed"
                 | "custody.handed_off"
@@ -248,6 +249,7 @@ pub fn may_record(role: Role, event_type: &str) -> bool {
             event_type,
             "chain.enrolled"
                 | "chain.cancelled"
+                | "chain.collection_site_assigned"
                 | "custody.received"
                 | "chain.hold_placed"
                 | "chain.exceptional_release_requested"
@@ -267,7 +269,8 @@ pub struct Grant {
 }
 
 impl Grant {
-    fn covers(&self, site_id: &str) -> bool {
+    /// Whether the grant holds at `site_id` (its own site, or every site).
+    pub fn covers(&self, site_id: &str) -> bool {
         self.site_id == EVERY_SITE || self.site_id == site_id
     }
 }
@@ -277,6 +280,8 @@ impl Grant {
 pub struct ChainSites {
     /// Where the patient was enrolled and is treated.
     pub treatment_site_id: Option<String>,
+    /// The site the order names for the collection (see `ChainView::collection_site_id`).
+    pub collection_site_id: Option<String>,
     /// Every site that took part (recorded an event, sent or received custody).
     pub involved: std::collections::BTreeSet<String>,
 }
@@ -479,6 +484,7 @@ mod tests {
     fn chain(treatment: &str, involved: &[&str]) -> ChainSites {
         ChainSites {
             treatment_site_id: Some(treatment.to_string()),
+            collection_site_id: Some(treatment.to_string()),
             involved: involved.iter().map(|s| s.to_string()).collect(),
         }
     }

@@ -150,6 +150,13 @@ pub const EVENT_TYPES: &[EventType] = &[
         validate: schema::<ChainCancelledV1>,
     },
     EventType {
+        name: "chain.collection_site_assigned",
+        version: 1,
+        description: "The treatment center sends the patient to another apheresis center than the order named, and why: from then on only that site records the collection.",
+        fold: Fold::Merge,
+        validate: schema::<crate::chain::ChainCollectionSiteAssignedV1>,
+    },
+    EventType {
         name: "chain.collected",
         version: 1,
         description: "The apheresis collection of a chain: site, qualified operator, calibrated device, start and end, one DIN per bag.",

@@ -108,6 +108,9 @@ pub struct ChainView {
     /// Whether the chain's product was released for the patient (the final-product phase).
     pub released: bool,
     pub custodian_site_id: Option<String>,
+    /// The site the order names for the collection (the enrolment's collection site, or
+    /// its treatment site, until the treatment center assigns another): only it collects.
+    pub collection_site_id: Option<String>,
     pub open_handoff: Option<OpenHandoff>,
     /// Every handoff id used, answered or not.
     pub handoff_ids: Vec<String>,
@@ -144,6 +147,7 @@ impl Default for ChainView {
             resume_state: ChainState::NotYetEnrolled,
             released: false,
             custodian_site_id: None,
+            collection_site_id: None,
             open_handoff: None,
             handoff_ids: Vec::new(),
             holds: Vec::new(),
@@ -354,6 +358,19 @@ impl ChainView {
             )));
         }
         match event_type {
+            "chain.collected" => {
+                let site = text(data, "collection_site_id");
+                if let Some(assigned) = self.collection_site_id.as_deref() {
+                    if site != assigned {
+                        return Err(Refusal::at(
+                            "body.data.collection_site_id",
+                            format!(
+                                "is not this chain's collection site ({assigned}): the order decides who collects; the treatment center assigns another site with chain.collection_site_assigned"
+                            ),
+                        ));
+                    }
+                }
+            }
             "custody.handed_off" => {
                 if let Some(open) = &self.open_handoff {
                     return Err(Refusal::at(
@@ -440,6 +457,7 @@ impl ChainView {
                 }
             }
             "chain.collected" => allowed(&[Enrolled, Collected], Collected),
+            "chain.collection_site_assigned" => allowed(&[Enrolled, Collected], self.state),
             "custody.handed_off" => allowed(
                 &[Collected, ReceivedAtManufacturing, ReleasedForPatient],
                 InTransit,
@@ -530,7 +548,17 @@ impl ChainView {
         let data = entry.data;
         match entry.event_type {
             "chain.enrolled" => {
-                self.custodian_site_id = Some(text(data, "treatment_site_id").to_string());
+                let treatment = text(data, "treatment_site_id").to_string();
+                let collection = text(data, "collection_site_id");
+                self.collection_site_id = Some(if collection.is_empty() {
+                    treatment.clone()
+                } else {
+                    collection.to_string()
+                });
+                self.custodian_site_id = Some(treatment);
+            }
+            "chain.collection_site_assigned" => {
+                self.collection_site_id = Some(text(data, "collection_site_id").to_string());
             }
             "chain.collected" => {
                 self.custodian_site_id = Some(text(data, "collection_site_id").to_string());
@@ -1180,6 +1208,22 @@ impl Check for AlertHandledV1 {
     fn check(&self) -> Result<(), FieldError> {
         code("person_id", &self.person_id)?;
         check_text("note", &self.note, 1000)
+    }
+}
+
+/// The treatment center sends the patient to another apheresis center than the order
+/// named: from now on only that site may record the chain's collection.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainCollectionSiteAssignedV1 {
+    collection_site_id: String,
+    reason: String,
+}
+
+impl Check for ChainCollectionSiteAssignedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("collection_site_id", &self.collection_site_id)?;
+        check_text("reason", &self.reason, 500)
     }
 }
 

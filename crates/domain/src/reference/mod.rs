@@ -1003,6 +1003,8 @@ pub(crate) struct ChainEnrolledV1 {
     patient_key: String,
     product_code: String,
     treatment_site_id: String,
+    /// The apheresis center the order sends the patient to (default: the treatment site).
+    collection_site_id: Option<String>,
     coi_source: String,
     upstream_system: Option<String>,
 }
@@ -1021,6 +1023,9 @@ impl Check for ChainEnrolledV1 {
         code("patient_key", &self.patient_key)?;
         code("product_code", &self.product_code)?;
         code("treatment_site_id", &self.treatment_site_id)?;
+        if let Some(site) = &self.collection_site_id {
+            code("collection_site_id", site)?;
+        }
         one_of("coi_source", &self.coi_source, COI_SOURCES)?;
         match (self.coi_source.as_str(), &self.upstream_system) {
             ("upstream", None) => Err(FieldError::new(

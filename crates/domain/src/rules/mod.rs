@@ -200,6 +200,7 @@ const CHAIN_REFERENCES: &[(&str, &str)] = &[
     ("step_code", "step/"),
     ("site_id", "site/"),
     ("from_site_id", "site/"),
+    ("collection_site_id", "site/"),
     ("destination_site_id", "site/"),
     ("receiving_site_id", "site/"),
     ("handed_off_by", "person/"),
@@ -224,6 +225,7 @@ const CHAIN_REFERENCES: &[(&str, &str)] = &[
 pub const CHAIN_EVENT_TYPES: &[&str] = &[
     "chain.enrolled",
     "chain.cancelled",
+    "chain.collection_site_assigned",
     "chain.collected",
     "custody.handed_off",
     "custody.received",

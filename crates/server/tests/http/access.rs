@@ -786,6 +786,114 @@ async fn revoked_expired_wrong_and_forged_credentials_are_refused() {
 /// another sender is a conflict (their record is not shown), identifying data is bound to
 /// the chain it was recorded through, a retired system's token stops working, HEAD is
 /// authenticated like GET, and a source system acknowledging an alert is the actor.
+/// Who collects is decided by the order: Paris, refused reading a Los Angeles chain, is
+/// refused collecting on it too, with the same answer as for a chain that does not exist
+/// (nothing of either chain's state); once the treatment center names Paris, Paris collects.
+async fn only_the_ordered_site_collects(t: Target) {
+    let app = spawn_app(&t, AccessSettings::default()).await;
+    let paris = person(&app.app, "P-0001", &[("apheresis_coordinator", "S-PAR-01")]).await;
+    let collection = |coi: &str, id: &str, din: &str| {
+        json!({
+            "stream": format!("coi/{coi}"),
+            "occurred_at": "2026-11-10T12:30:00+01:00[Europe/Paris]",
+            "site": "S-PAR-01",
+            "source": {"system": "console", "source_event_id": id},
+            "body": {"type": "chain.collected", "version": 1, "data": {
+                "collection_site_id": "S-PAR-01", "operator_id": "P-0001", "device_id": "APH-PAR-01",
+                "started_at": "2026-11-10T08:00:00+01:00", "ended_at": "2026-11-10T12:00:00+01:00",
+                "dins": [autolog_domain::identifiers::Din::parse("din", din).expect("DIN").to_string()]}},
+        })
+    };
+    let takeover = collection(&app.coi, "takeover", "A999926000101");
+    let (status, refused) =
+        call(&app.base, &paris, "POST", "/api/v1/events", Some(&takeover)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["error"]["field"], "stream", "{refused}");
+    let fin = autolog_domain::identifiers::Fin::parse("fin", "A9999").expect("FIN");
+    let missing = autolog_domain::identifiers::Coi::new(&fin, 26, "999999")
+        .expect("COI")
+        .to_string();
+    let probe = collection(&missing, "probe", "A999926000102");
+    let (status, unknown) = call(&app.base, &paris, "POST", "/api/v1/events", Some(&probe)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{unknown}");
+    assert_eq!(
+        unknown["error"]["rule"], refused["error"]["rule"],
+        "the same answer"
+    );
+    for answer in [&refused, &unknown] {
+        assert!(
+            !answer.to_string().contains("enrolled"),
+            "no state: {answer}"
+        );
+    }
+    let chain = app.app.chain(&app.coi, None, None).await.expect("chain");
+    assert_eq!(chain["state"], "enrolled", "nothing was recorded");
+
+    // Boston, not the treatment center, cannot name itself; Los Angeles names Paris.
+    let assign = |id: &str, site: &str| {
+        json!({
+            "stream": format!("coi/{}", app.coi),
+            "occurred_at": "2026-11-04T09:00:00-08:00[America/Los_Angeles]",
+            "site": site,
+            "source": {"system": "console", "source_event_id": id},
+            "body": {"type": "chain.collection_site_assigned", "version": 1, "data": {
+                "collection_site_id": "S-PAR-01", "reason": "no apheresis chair before day 20"}},
+        })
+    };
+    let boston = person(&app.app, "P-0002", &[("apheresis_coordinator", "S-BOS-01")]).await;
+    let (status, e) = call(
+        &app.base,
+        &boston,
+        "POST",
+        "/api/v1/events",
+        Some(&assign("assign-bos", "S-BOS-01")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{e}");
+    let physician = person(&app.app, "P-0007", &[("treatment_physician", IN_SCOPE)]).await;
+    let (status, e) = call(
+        &app.base,
+        &physician,
+        "POST",
+        "/api/v1/events",
+        Some(&assign("assign-lax", IN_SCOPE)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{e}");
+    let collected = collection(&app.coi, "collected", "A999926000103");
+    let (status, e) = call(
+        &app.base,
+        &paris,
+        "POST",
+        "/api/v1/events",
+        Some(&collected),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{e}");
+    let chain = app.app.chain(&app.coi, None, None).await.expect("chain");
+    assert_eq!(chain["custodian_site_id"], "S-PAR-01");
+}
+
+#[tokio::test]
+async fn only_the_ordered_site_collects_on_sqlite() {
+    run_on(
+        Backend::Sqlite,
+        "access_collect",
+        only_the_ordered_site_collects,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn only_the_ordered_site_collects_on_postgres() {
+    run_on(
+        Backend::Postgres,
+        "access_collect",
+        only_the_ordered_site_collects,
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn scope_holds_for_writes_source_ids_personal_data_and_tokens() {
     run_on(Backend::Sqlite, "access_writes", |t| async move {
