@@ -21,7 +21,7 @@ use autolog_store::Store;
 
 pub use access::accounts::{
     attribute, attribute_person, authorize_drafts, sha256_hex, totp_code, totp_key, totp_step,
-    AccessSettings, Principal, PrincipalKind, SignedIn, MAX_TOKEN_DAYS,
+    AccessSettings, Principal, PrincipalKind, SignedIn, CONSOLE_SOURCE, MAX_TOKEN_DAYS,
 };
 pub use access::vault::{
     check_personal_data_fields, VaultKey, BEDSIDE_PURPOSE, PERSONAL_DATA_FIELDS,

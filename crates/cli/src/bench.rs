@@ -935,6 +935,42 @@ async fn credentials(
     Ok(out)
 }
 
+/// A person's request as the console sends it: a person's events carry the console source,
+/// so a simulated source id `{system, id}` becomes `{console, system/id}` (still unique),
+/// and so does a correction naming one.
+fn as_console_request(body: &str) -> anyhow::Result<String> {
+    fn to_console(source: &mut Value) {
+        let system = source
+            .get("system")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let id = source
+            .get("source_event_id")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        if let (Some(system), Some(id)) = (system, id) {
+            if system != autolog_app::CONSOLE_SOURCE {
+                source["system"] = json!(autolog_app::CONSOLE_SOURCE);
+                source["source_event_id"] = json!(format!("{system}/{id}"));
+            }
+        }
+    }
+    let mut value: Value = serde_json::from_str(body)?;
+    let events: Vec<&mut Value> = match &mut value {
+        Value::Array(list) => list.iter_mut().collect(),
+        one => vec![one],
+    };
+    for event in events {
+        if let Some(source) = event.get_mut("source") {
+            to_console(source);
+        }
+        if let Some(corrects) = event.get_mut("corrects").filter(|c| c.is_object()) {
+            to_console(corrects);
+        }
+    }
+    Ok(value.to_string())
+}
+
 /// Lines after the prelude over HTTP, `clients` at once, each chain on one client.
 async fn ingest_http(
     app: Arc<Autolog>,
@@ -956,8 +992,12 @@ async fn ingest_http(
         let next = assigned.len() % clients;
         let client = *assigned.entry(line.key.as_str()).or_insert(next);
         let credential = line.actor.as_ref().and_then(|a| creds.get(a)).cloned();
+        let body = match credential {
+            Some(Credential::Session { .. }) => as_console_request(&line.body)?,
+            _ => line.body.clone(),
+        };
         if let Some(queue) = queues.get_mut(client) {
-            queue.push((path, line.body.clone(), line.events, credential));
+            queue.push((path, body, line.events, credential));
         }
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -930,6 +930,40 @@ pub fn attribute(principal: &Principal, body: &[u8], field: &str) -> Result<Vec<
     Ok(value.to_string().into_bytes())
 }
 
+/// The source system of the native API's events sent by a person (the console). Source
+/// ids are the sender's own: a person cannot use a source system's ids, so a system's
+/// resend is never answered 409 because someone claimed its id first.
+pub const CONSOLE_SOURCE: &str = "console";
+
+/// A token's events carry its own system; a person's carry the channel's source.
+fn check_source_system(
+    principal: &Principal,
+    given: &str,
+    person_source: &str,
+    prefix: &str,
+) -> Result<(), AppError> {
+    let (owner, rule) = match principal.system_id() {
+        Some(system) => (
+            system,
+            format!("must be {system}: a source system's token records that system's events only"),
+        ),
+        None => (
+            person_source,
+            format!(
+                "must be {person_source}: a person's events carry the {person_source} source; a source system's ids are sent with its own token"
+            ),
+        ),
+    };
+    if given == owner {
+        return Ok(());
+    }
+    Err(AppError::Forbidden(FieldError::new(
+        format!("{prefix}source.system"),
+        given,
+        rule,
+    )))
+}
+
 /// Refuses a person's request naming another person in `field` (a person acts as
 /// themself); a source system reports the person who acted, who must be given.
 pub fn attribute_person(
@@ -966,6 +1000,7 @@ pub fn authorize_drafts(
     principal: &Principal,
     drafts: &[autolog_domain::EventDraft],
     single: bool,
+    person_source: &str,
 ) -> Result<(), AppError> {
     for (i, draft) in drafts.iter().enumerate() {
         let prefix = if single {
@@ -980,15 +1015,7 @@ pub fn authorize_drafts(
                 format!("must be the authenticated sender, {}", principal.actor),
             )));
         }
-        if let Some(system) = principal.system_id() {
-            if draft.source.system != system {
-                return Err(AppError::Forbidden(FieldError::new(
-                    format!("{prefix}source.system"),
-                    &draft.source.system,
-                    format!("must be {system}: a source system's token records that system's events only"),
-                )));
-            }
-        }
+        check_source_system(principal, &draft.source.system, person_source, &prefix)?;
         let event_type = draft.body.event_type.as_str();
         if !autolog_domain::access::may_record_at(
             &principal.grants,
@@ -1015,12 +1042,24 @@ pub fn authorize_drafts(
 }
 
 impl Autolog {
-    /// Appends a request body on behalf of an authenticated principal (the HTTP path).
-    #[tracing::instrument(skip_all, fields(actor = %principal.actor))]
+    /// Appends a request body on behalf of an authenticated principal (the native API):
+    /// a person's events carry the console source ([`CONSOLE_SOURCE`]).
     pub async fn append_json_as(
         &self,
         principal: &Principal,
         body: &[u8],
+    ) -> Result<crate::AppendResult, AppError> {
+        self.append_json_via(principal, body, CONSOLE_SOURCE).await
+    }
+
+    /// Appends on behalf of a principal through a channel whose events, sent by a person,
+    /// carry `person_source` (`console`, `fhir`, `epcis`); a token's carry its system.
+    #[tracing::instrument(skip_all, fields(actor = %principal.actor, channel = person_source))]
+    pub(crate) async fn append_json_via(
+        &self,
+        principal: &Principal,
+        body: &[u8],
+        person_source: &str,
     ) -> Result<crate::AppendResult, AppError> {
         let body = attribute(principal, body, "actor")?;
         let (drafts, single) = crate::ledger::request::parse_request(
@@ -1028,7 +1067,7 @@ impl Autolog {
             self.clock.as_ref(),
             self.clock_skew_tolerance_seconds,
         )?;
-        authorize_drafts(principal, &drafts, single)?;
+        authorize_drafts(principal, &drafts, single, person_source)?;
         self.authorize_in_scope(principal, &drafts, single).await?;
         self.append_json(&body).await
     }
@@ -1187,20 +1226,12 @@ impl Autolog {
                 ),
             )));
         }
-        if let Some(system) = principal.system_id() {
-            let given = fields
-                .get("source")
-                .and_then(|s| s.get("system"))
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if given != system {
-                return Err(AppError::Forbidden(FieldError::new(
-                    "source.system",
-                    given,
-                    format!("must be {system}: a source system's token records that system's events only"),
-                )));
-            }
-        }
+        let given = fields
+            .get("source")
+            .and_then(|s| s.get("system"))
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        check_source_system(principal, given, CONSOLE_SOURCE, "")?;
         let source = fields.get("source");
         let system = source
             .and_then(|s| s.get("system"))

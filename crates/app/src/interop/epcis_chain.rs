@@ -153,7 +153,10 @@ impl Autolog {
                 }
             };
             let body = request.to_string();
-            let outcome = match self.append_json_as(principal, body.as_bytes()).await {
+            let outcome = match self
+                .append_json_via(principal, body.as_bytes(), "epcis")
+                .await
+            {
                 Ok(result) => {
                     let answer = result.to_json();
                     json!({

@@ -532,7 +532,7 @@ impl Autolog {
             }},
         });
         let result = self
-            .append_json_as(principal, event.to_string().as_bytes())
+            .append_json_via(principal, event.to_string().as_bytes(), "fhir")
             .await
             .map_err(|error| {
                 let element = match &error {

@@ -75,7 +75,7 @@ fn enrolment(id: &str, occurred_at: &str) -> Value {
         "occurred_at": occurred_at,
         "actor": format!("person/{PERSON}"),
         "site": LAX.0,
-        "source": {"system": "emr-lax", "source_event_id": format!("enrol-{id}")},
+        "source": {"system": "console", "source_event_id": format!("enrol-{id}")},
         "patient_key": format!("PK-{id}"),
         "product_code": "CART-19",
         "treatment_site_id": LAX.0,
@@ -200,7 +200,7 @@ async fn cois_unique(target: Target) {
             "occurred_at": "2026-11-03T10:00:00-08:00[America/Los_Angeles]",
             "actor": format!("person/{PERSON}"),
             "site": LAX.0,
-            "source": {"system": "emr-lax", "source_event_id": "cancel-T1-0"},
+            "source": {"system": "console", "source_event_id": "cancel-T1-0"},
             "body": {"type": "chain.cancelled", "version": 1, "data": {"cancellation_reason": "patient withdrew consent"}},
         }),
     )
@@ -293,7 +293,7 @@ fn step(p: &Patient, id: &str, hours: i64, site: (&str, &str), kind: &str, data:
         "occurred_at": at(p.t0, hours, site.1),
         "actor": format!("person/{PERSON}"),
         "site": site.0,
-        "source": {"system": "journey", "source_event_id": format!("{}/{id}", p.key)},
+        "source": {"system": "console", "source_event_id": format!("{}/{id}", p.key)},
         "body": {"type": kind, "version": 1, "data": data},
     })
 }

@@ -58,7 +58,7 @@ fn event(writer: usize, i: usize) -> Value {
         "stream": format!("note/crash-{}", writer % 3),
         "occurred_at": "2026-03-02T09:00:00+01:00[Europe/Paris]",
         "actor": format!("person/{PERSON}"),
-        "source": {"system": "crash-test", "source_event_id": format!("w{writer}-{i}")},
+        "source": {"system": "console", "source_event_id": format!("w{writer}-{i}")},
         "body": {"type": "annotation.recorded", "version": 1, "data": {"text": format!("writer {writer} event {i}")}}
     })
 }

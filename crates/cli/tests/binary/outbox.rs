@@ -57,7 +57,7 @@ fn event(round: usize, writer: usize, i: usize) -> Value {
         "stream": format!("note/outbox-{}", writer % 2),
         "occurred_at": "2026-03-02T09:00:00+01:00[Europe/Paris]",
         "actor": format!("person/{PERSON}"),
-        "source": {"system": "outbox-test", "source_event_id": format!("r{round}-w{writer}-{i}")},
+        "source": {"system": "console", "source_event_id": format!("r{round}-w{writer}-{i}")},
         "body": {"type": "annotation.recorded", "version": 1, "data": {"text": format!("round {round} writer {writer} event {i}")}}
     })
 }

@@ -706,7 +706,7 @@ async fn revoked_expired_wrong_and_forged_credentials_are_refused() {
                 "stream": format!("coi/{}", app.coi),
                 "occurred_at": "2026-11-20T09:00:00-05:00[America/New_York]",
                 "site": "S-BOS-01",
-                "source": {"system": "qms-net", "source_event_id": id},
+                "source": {"system": "console", "source_event_id": id},
                 "body": {"type": "chain.released", "version": 1, "data": {
                     "signature": signature, "batch_id": "B-ACCESS", "intended_patient_key": PATIENT,
                     "site_id": "S-BOS-01", "released_by": "P-0008", "units": [unit]}},
@@ -890,6 +890,109 @@ async fn only_the_ordered_site_collects_on_postgres() {
         Backend::Postgres,
         "access_collect",
         only_the_ordered_site_collects,
+    )
+    .await;
+}
+
+/// Source ids belong to their sender: a person cannot claim a source system's ids (its
+/// events carry the console source), so the system's own fact is never refused as a
+/// conflict; a token records only its own system's.
+async fn source_ids_belong_to_their_sender(t: Target) {
+    let app = spawn_app(&t, AccessSettings::default()).await;
+    let note = |system: &str, id: &str| {
+        json!({
+            "stream": format!("coi/{}", app.coi),
+            "occurred_at": "2026-11-03T09:00:00-08:00[America/Los_Angeles]",
+            "site": IN_SCOPE,
+            "source": {"system": system, "source_event_id": id},
+            "body": {"type": "annotation.recorded", "version": 1, "data": {"text": "x"}},
+        })
+    };
+    let nurse = person(&app.app, "P-0005", &[("treatment_nurse", IN_SCOPE)]).await;
+    let (status, e) = call(
+        &app.base,
+        &nurse,
+        "POST",
+        "/api/v1/events",
+        Some(&note("emr-lax", "claimed")),
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"]["field"].clone()),
+        (StatusCode::FORBIDDEN, json!("source.system")),
+        "{e}"
+    );
+    let enrolment = json!({
+        "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]", "site": IN_SCOPE,
+        "source": {"system": "emr-lax", "source_event_id": "claimed-enrolment"},
+        "patient_key": "PK-CLAIM", "product_code": "CART-19", "treatment_site_id": IN_SCOPE,
+    });
+    let physician = person(&app.app, "P-0007", &[("treatment_physician", IN_SCOPE)]).await;
+    let (status, e) = call(
+        &app.base,
+        &physician,
+        "POST",
+        "/api/v1/chains",
+        Some(&enrolment),
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"]["field"].clone()),
+        (StatusCode::FORBIDDEN, json!("source.system")),
+        "{e}"
+    );
+    // The system's own fact, under the id the person tried: recorded.
+    let emr = system(&app.app, "emr-lax", &[IN_SCOPE]).await;
+    let (status, e) = call(
+        &app.base,
+        &emr,
+        "POST",
+        "/api/v1/events",
+        Some(&note("emr-lax", "claimed")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{e}");
+    // A token names its own system only; a person the console.
+    let (status, e) = call(
+        &app.base,
+        &emr,
+        "POST",
+        "/api/v1/events",
+        Some(&note("console", "own")),
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"]["field"].clone()),
+        (StatusCode::FORBIDDEN, json!("source.system")),
+        "{e}"
+    );
+    let (status, e) = call(
+        &app.base,
+        &nurse,
+        "POST",
+        "/api/v1/events",
+        Some(&note("console", "own")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{e}");
+}
+
+#[tokio::test]
+async fn source_ids_belong_to_their_sender_on_sqlite() {
+    run_on(
+        Backend::Sqlite,
+        "access_sources",
+        source_ids_belong_to_their_sender,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn source_ids_belong_to_their_sender_on_postgres() {
+    run_on(
+        Backend::Postgres,
+        "access_sources",
+        source_ids_belong_to_their_sender,
     )
     .await;
 }

@@ -92,7 +92,7 @@ impl TestApp {
                     "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
                     "actor": "person/P-0005",
                     "site": "S-LAX-01",
-                    "source": {"system": "emr-lax", "source_event_id": format!("enrol-{key}")},
+                    "source": {"system": "console", "source_event_id": format!("enrol-{key}")},
                     "patient_key": key,
                     "product_code": "CART-19",
                     "treatment_site_id": "S-LAX-01",
@@ -115,7 +115,7 @@ impl TestApp {
                     "occurred_at": "2026-11-10T12:30:00-05:00[America/New_York]",
                     "actor": "person/P-0002",
                     "site": "S-BOS-01",
-                    "source": {"system": "aph", "source_event_id": format!("collect-{key}")},
+                    "source": {"system": "console", "source_event_id": format!("collect-{key}")},
                     "body": {"type": "chain.collected", "version": 1, "data": {
                         "collection_site_id": "S-BOS-01", "operator_id": "P-0002", "device_id": "APH-PAR-01",
                         "started_at": "2026-11-10T08:00:00-05:00", "ended_at": "2026-11-10T12:00:00-05:00",
@@ -283,7 +283,7 @@ async fn alerts_are_pushed_to_subscribers_at_once_and_replayed_after_a_reconnect
                 json!({
                     "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
                     "actor": "person/P-0005", "site": "S-LAX-01",
-                    "source": {"system": "emr-lax", "source_event_id": "enrol-other"},
+                    "source": {"system": "console", "source_event_id": "enrol-other"},
                     "patient_key": "PK-OTHER", "product_code": "CART-19", "treatment_site_id": "S-LAX-01",
                 })
                 .to_string()
@@ -293,10 +293,10 @@ async fn alerts_are_pushed_to_subscribers_at_once_and_replayed_after_a_reconnect
             .expect("enrol on the other server");
         let cancel_twice = json!([
             {"stream": format!("coi/{coi3}"), "occurred_at": "2026-11-03T09:00:00-08:00[America/Los_Angeles]",
-             "actor": "person/P-0005", "site": "S-LAX-01", "source": {"system": "emr-lax", "source_event_id": "c1"},
+             "actor": "person/P-0005", "site": "S-LAX-01", "source": {"system": "console", "source_event_id": "c1"},
              "body": {"type": "chain.cancelled", "version": 1, "data": {"cancellation_reason": "withdrew"}}},
             {"stream": format!("coi/{coi3}"), "occurred_at": "2026-11-03T09:05:00-08:00[America/Los_Angeles]",
-             "actor": "person/P-0005", "site": "S-LAX-01", "source": {"system": "emr-lax", "source_event_id": "c2"},
+             "actor": "person/P-0005", "site": "S-LAX-01", "source": {"system": "console", "source_event_id": "c2"},
              "body": {"type": "chain.cancelled", "version": 1, "data": {"cancellation_reason": "again"}}}
         ]);
         assert!(other.append_json(cancel_twice.to_string().as_bytes()).await.is_err());
@@ -452,7 +452,7 @@ async fn a_refused_release_answers_422_listing_every_condition_and_genealogy_rea
                 &json!({
                     "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
                     "actor": "person/P-0005", "site": "S-LAX-01",
-                    "source": {"system": "emr-lax", "source_event_id": "enrol-rel"},
+                    "source": {"system": "console", "source_event_id": "enrol-rel"},
                     "patient_key": "PK-HTTP", "product_code": "CART-19", "treatment_site_id": "S-LAX-01",
                 }),
             )
@@ -469,7 +469,7 @@ async fn a_refused_release_answers_422_listing_every_condition_and_genealogy_rea
                 "stream": format!("coi/{coi}"),
                 "occurred_at": "2026-11-20T10:00:00-05:00[America/New_York]",
                 "actor": "person/P-0002", "site": "S-BOS-01",
-                "source": {"system": "qms-net", "source_event_id": format!("release-{}", secret.len())},
+                "source": {"system": "console", "source_event_id": format!("release-{}", secret.len())},
                 "body": {"type": "chain.released", "version": 1, "data": {
                     "batch_id": "B-NONE", "intended_patient_key": "PK-SOMEONE-ELSE", "site_id": "S-BOS-01",
                     "released_by": "P-0002", "units": [unit],

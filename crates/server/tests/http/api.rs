@@ -82,7 +82,7 @@ fn site_event(id: &str, occurred: &str, name: &str) -> Value {
         "stream": "note/S-PAR-01",
         "occurred_at": occurred,
         "actor": "person/P-0001",
-        "source": {"system": "qms-global", "source_event_id": id},
+        "source": {"system": "console", "source_event_id": id},
         "body": {"type": "annotation.recorded", "version": 1, "data": {"text": name}}
     })
 }
@@ -402,7 +402,7 @@ async fn reads_as_of_known_at_survive_corrections() {
             "2026-03-02T09:00:00+01:00[Europe/Paris]",
             "Paris Nord",
         );
-        fix["corrects"] = json!({"system": "qms-global", "source_event_id": "D-1"});
+        fix["corrects"] = json!({"system": "console", "source_event_id": "D-1"});
         fix["reason"] = json!("typo in the site name");
         let (status, corrected) = app.post_json(&fix).await;
         assert_eq!(status, StatusCode::CREATED, "{corrected}");
@@ -938,7 +938,7 @@ async fn local_codes_resolve_and_offsets_are_checked_against_the_site_zone() {
             "stream": "crosswalk/mes-bos/site",
             "occurred_at": "2026-01-01T00:00:00+00:00[UTC]",
             "actor": "person/P-0001",
-            "source": {"system": "steward", "source_event_id": "m2"},
+            "source": {"system": "console", "source_event_id": "m2"},
             "body": {"type": "crosswalk.mapped", "version": 1,
                      "data": {"system": "mes-bos", "kind": "site", "local_code": "BOS1", "canonical_id": "S-LAX-01", "valid_from": "2026-06-01T00:00:00Z"}}
         });
@@ -952,7 +952,7 @@ async fn local_codes_resolve_and_offsets_are_checked_against_the_site_zone() {
             "occurred_at": occurred,
             "actor": "person/P-0001",
             "site": site,
-            "source": {"system": "mes-bos", "source_event_id": id},
+            "source": {"system": "console", "source_event_id": id},
             "body": {"type": "annotation.recorded", "version": 1, "data": {"text": "freezer door alarm"}}
         });
         let (status, body) = app.post_json(&note("n1", "2026-03-09T15:00:00-04:00[America/New_York]", "S-BOS-01")).await;
@@ -1008,7 +1008,7 @@ async fn enrolment_over_http_accepts_an_upstream_coi_once() {
             let mut v = json!({
                 "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
                 "actor": "person/P-0001", "site": "S-LAX-01",
-                "source": {"system": "emr-lax", "source_event_id": id},
+                "source": {"system": "console", "source_event_id": id},
                 "patient_key": "PK-0001", "product_code": "CART-19", "treatment_site_id": "S-LAX-01"
             });
             if let Some(coi) = coi {
