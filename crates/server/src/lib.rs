@@ -57,7 +57,8 @@ impl Default for ServeOptions {
 }
 
 /// Serves the API on `listener` until `shutdown` completes, signing checkpoints in the
-/// background; a last checkpoint is signed on the way out. Every answer carries the
+/// background; a last checkpoint is signed on the way out. It refuses to start when the
+/// database's signing or vault key is not the instance's (naming both ids). Every answer carries the
 /// security headers, each client address is rate limited, and with `options.tls` the API
 /// is served over TLS only: the certificate and key are read first, and a file that cannot
 /// be used is an error naming it before any connection is accepted. With `options.nats`,
@@ -69,6 +70,9 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    app.check_keys_match_database()
+        .await
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
     if let Some(nats) = &options.nats {
         nats.check()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;

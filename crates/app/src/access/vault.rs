@@ -409,6 +409,38 @@ impl Autolog {
     }
 
     /// The id of the configured vault master key, if any.
+    /// Refuses an instance whose keys are not the database's: checkpoints signed by
+    /// another key (its own would break `verify` from then on), or personal data wrapped
+    /// under another vault master key (it could read none of it, and would wrap new data
+    /// under a key the other servers lack). Both ids are named. Servers sharing a database
+    /// share the key file and the vault key.
+    pub async fn check_keys_match_database(&self) -> Result<(), AppError> {
+        let (_, own_signing) = self.public_key();
+        if let Some(checkpoint) = self.store.latest_checkpoint().await? {
+            if checkpoint.key_id != own_signing {
+                return Err(AppError::Config(format!(
+                    "the database's checkpoints are signed by key {}, but this instance's signing key is {own_signing}: servers sharing a database share the key file (checkpoint-signing-key.ed25519)",
+                    checkpoint.key_id
+                )));
+            }
+        }
+        let Some(own_vault) = self.vault_key_id() else {
+            return Ok(());
+        };
+        let records = self.store.vault_records().await?;
+        let other = records
+            .iter()
+            .filter(|r| r.erased_at.is_none())
+            .map(|r| r.master_key_id.as_str())
+            .find(|id| *id != own_vault);
+        match other {
+            Some(theirs) => Err(AppError::Config(format!(
+                "personal data in the database is wrapped under vault key {theirs}, but this instance's vault key is {own_vault}: servers sharing a database share the vault master key"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     pub fn vault_key_id(&self) -> Option<String> {
         self.vault
             .key

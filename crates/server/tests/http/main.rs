@@ -9,4 +9,5 @@ mod api;
 mod epcis;
 mod fhir;
 mod hardening;
+mod keys;
 mod nats;
