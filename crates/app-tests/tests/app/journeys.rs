@@ -2048,7 +2048,7 @@ async fn a_full_journey_logs_no_identifying_data_and_no_secret() {
         app.record_personal_data(&p.key, &identity, "person/P-0005")
             .await
             .expect("record");
-        app.read_personal_data(&p.key, "person/P-0005", Some("consent form"))
+        app.read_personal_data(&p.key, "person/P-0005", Some("PATRQT"))
             .await
             .expect("read");
         to_the_bedside(&app, &p, "LV19-2026-014").await;
@@ -2528,7 +2528,7 @@ async fn every_fhir_resource_of_a_full_journey_is_valid_r5_and_refers_within_its
             None,
             Some(PersonalRead {
                 actor: "person/P-0005",
-                purpose: "FHIR validation test",
+                purpose: "TREAT",
             }),
         )
         .await
@@ -2570,7 +2570,7 @@ async fn every_fhir_resource_of_a_full_journey_is_valid_r5_and_refers_within_its
         .await
         .expect("audit")
         .to_string();
-    assert!(audit.contains("FHIR validation test"), "{audit}");
+    assert!(audit.contains("\"purpose\":\"TREAT\""), "{audit}");
 
     // Genealogy: unit -> batch -> collections, the DIN as biological source event.
     let unit_a = entry_of(

@@ -109,7 +109,7 @@ async fn record_read_rotate(target: Target) {
 
     // Read: the data comes back, and the read is in the ledger (who, which patient, why).
     let read = app
-        .read_personal_data(pk, NURSE, Some("confirm identity before apheresis"))
+        .read_personal_data(pk, NURSE, Some("TREAT"))
         .await
         .expect("read");
     assert_eq!(read["data"], data);
@@ -122,7 +122,7 @@ async fn record_read_rotate(target: Target) {
     let read_event = &events[1]["body"]["data"];
     assert_eq!(read_event["patient_key"], pk);
     assert_eq!(read_event["by"], NURSE);
-    assert_eq!(read_event["purpose"], "confirm identity before apheresis");
+    assert_eq!(read_event["purpose"], "TREAT");
     assert_eq!(events[1]["actor"], NURSE);
     let ledger_text = serde_json::to_string(&events).expect("json");
     for value in data.as_object().expect("object").values() {
@@ -138,6 +138,15 @@ async fn record_read_rotate(target: Target) {
     assert_eq!(e.field, "purpose");
     let e = refused_field(app.read_personal_data(pk, NURSE, Some("  ")).await);
     assert_eq!(e.field, "purpose");
+    // A purpose is a code, never text: the patient's own name as a purpose is refused,
+    // and the refusal does not repeat it.
+    let text_purpose = format!("{name} born 1961-04-12");
+    let e = refused_field(app.read_personal_data(pk, NURSE, Some(&text_purpose)).await);
+    assert_eq!(e.field, "purpose");
+    assert!(
+        e.rule.contains("TREAT") && !e.to_string().contains(name),
+        "{e}"
+    );
     assert_eq!(stream(&app, &format!("patient/{pk}")).await.len(), 2);
 
     // Unknown fields are refused by name, never repeating the value.
@@ -154,7 +163,7 @@ async fn record_read_rotate(target: Target) {
 
     // Unknown patient: not found; no master key: a configuration error.
     assert!(matches!(
-        app.read_personal_data("PK-NOBODY", NURSE, Some("check"))
+        app.read_personal_data("PK-NOBODY", NURSE, Some("TREAT"))
             .await,
         Err(AppError::NotFound { .. })
     ));
@@ -191,13 +200,13 @@ async fn record_read_rotate(target: Target) {
     let events = stream(&app, &format!("patient/{pk}")).await;
     let last = &events.last().expect("event")["body"];
     assert_eq!(last["type"], "personal_data.read");
-    assert_eq!(last["data"]["purpose"], "bedside identity check");
+    assert_eq!(last["data"]["purpose"], "PATSFTY");
     assert_eq!(last["data"]["fields"], json!(["given_name"]));
 
     // Another instance with another master key: refused, naming both key ids (never keys).
     let other = Autolog::from_parts(store.clone(), SigningKey::from_bytes(&[7u8; 32]))
         .with_vault_key(key(2));
-    match other.read_personal_data(pk, NURSE, Some("check")).await {
+    match other.read_personal_data(pk, NURSE, Some("TREAT")).await {
         Err(AppError::Config(m)) => {
             assert!(m.contains(key(1).id()) && m.contains(key(2).id()), "{m}");
             assert!(!m.contains(key(2).to_hex().as_str()), "{m}");
@@ -216,13 +225,13 @@ async fn record_read_rotate(target: Target) {
     assert_eq!(rotated["records"], 2, "{rotated}");
     assert_eq!(app.vault_key_id().as_deref(), Some(key(2).id()));
     let read = app
-        .read_personal_data(pk, NURSE, Some("after rotation"))
+        .read_personal_data(pk, NURSE, Some("TREAT"))
         .await
         .expect("read with the new key");
     assert_eq!(read["data"], data);
     assert_eq!(
         other
-            .read_personal_data("PK-VAULT-3", NURSE, Some("with key 2"))
+            .read_personal_data("PK-VAULT-3", NURSE, Some("TREAT"))
             .await
             .expect("read")["data"],
         identity("C")
@@ -237,7 +246,7 @@ async fn record_read_rotate(target: Target) {
     let old = Autolog::from_parts(store.clone(), SigningKey::from_bytes(&[7u8; 32]))
         .with_vault_key(key(1));
     assert!(matches!(
-        old.read_personal_data(pk, NURSE, Some("old key")).await,
+        old.read_personal_data(pk, NURSE, Some("TREAT")).await,
         Err(AppError::Config(_))
     ));
     let row = store.vault_record(pk).await.expect("row").expect("stored");
@@ -245,7 +254,7 @@ async fn record_read_rotate(target: Target) {
     relabelled.master_key_id = key(1).id().to_string();
     store.put_vault_record(&relabelled).await.expect("tamper");
     assert!(matches!(
-        old.read_personal_data(pk, NURSE, Some("old key")).await,
+        old.read_personal_data(pk, NURSE, Some("TREAT")).await,
         Err(AppError::Integrity(_))
     ));
     store.put_vault_record(&row).await.expect("restore");
@@ -254,7 +263,7 @@ async fn record_read_rotate(target: Target) {
     moved.patient_key = "PK-VAULT-3".into();
     store.put_vault_record(&moved).await.expect("move");
     assert!(matches!(
-        app.read_personal_data("PK-VAULT-3", NURSE, Some("moved"))
+        app.read_personal_data("PK-VAULT-3", NURSE, Some("TREAT"))
             .await,
         Err(AppError::Integrity(_))
     ));
@@ -377,7 +386,7 @@ async fn erasure_after_retention(target: Target) {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert!(app
-        .read_personal_data(held, NURSE, Some("still here"))
+        .read_personal_data(held, NURSE, Some("TREAT"))
         .await
         .is_ok());
 
@@ -390,8 +399,7 @@ async fn erasure_after_retention(target: Target) {
     let row = store.vault_record(old).await.expect("row").expect("kept");
     assert!(row.erased_at.is_some() && row.wrapped_key.is_empty() && row.ciphertext.is_empty());
     for result in [
-        app.read_personal_data(old, NURSE, Some("after erasure"))
-            .await,
+        app.read_personal_data(old, NURSE, Some("TREAT")).await,
         app.record_personal_data(old, &identity("OLD"), NURSE).await,
     ] {
         assert!(matches!(result, Err(AppError::Gone(_))), "{result:?}");
@@ -418,7 +426,7 @@ async fn erasure_after_retention(target: Target) {
     );
     // The others are untouched; rotation skips the erased record.
     assert!(app
-        .read_personal_data(recent, NURSE, Some("still here"))
+        .read_personal_data(recent, NURSE, Some("TREAT"))
         .await
         .is_ok());
     let rotated = app
@@ -580,7 +588,7 @@ async fn bedside_identifiers_are_compared_with_the_vault_and_never_written() {
         for value in ["Quixotewright", "QUIXOTEWRIGHT", "1961-04-12", "1961-04-21", "MRN-Bedside"] {
             assert!(!everything.contains(value), "{value} is in the ledger");
         }
-        assert!(everything.contains("bedside identity check"), "the reads are recorded");
+        assert!(everything.contains("\"purpose\":\"PATSFTY\""), "the reads are recorded");
     })
     .await;
 }

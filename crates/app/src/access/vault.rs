@@ -39,7 +39,7 @@ pub const PERSONAL_DATA_FIELDS: &[(&str, usize, bool)] = &[
 ];
 
 /// The purpose recorded for a bedside identity check.
-pub const BEDSIDE_PURPOSE: &str = "bedside identity check";
+pub const BEDSIDE_PURPOSE: &str = "PATSFTY";
 
 /// The stream of the vault's own events (master key rotations).
 pub const VAULT_STREAM: &str = "vault/master-key";
@@ -622,7 +622,19 @@ impl Autolog {
     ) -> Result<Value, AppError> {
         check_patient_key(patient_key)?;
         autolog_domain::ledger::envelope::check_actor("actor", actor)?;
-        let purpose = check_purpose("purpose", purpose)?;
+        let purpose = match purpose {
+            Some(code) => {
+                autolog_domain::access::check_purpose_of_use("purpose", code)?;
+                code.to_string()
+            }
+            None => {
+                return Err(AppError::Invalid(FieldError::new(
+                    "purpose",
+                    "(absent)",
+                    "is required: an HL7 v3 PurposeOfUse code such as TREAT (it is recorded in the ledger)",
+                )))
+            }
+        };
         let record = self.live_vault_record(patient_key).await?;
         let fields = self.decrypt(&record)?;
         let names: Vec<&String> = fields.keys().collect();

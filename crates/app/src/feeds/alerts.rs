@@ -91,12 +91,13 @@ pub(crate) fn refusal_alert(draft: &EventDraft, error: &FieldError) -> EventDraf
         AlertSpec {
             severity,
             rule,
+            // The refused value is kept as a digest only: it may be whatever was typed in
+            // the wrong field, identifiers too, and the ledger keeps it forever.
             message: format!(
-                "A {} on chain {} was refused: {} {}: {}",
+                "A {} on chain {} was refused: {}: {}",
                 draft.body.event_type,
                 coi.as_deref().unwrap_or("?"),
                 error.field,
-                error.value,
                 error.rule
             ),
             coi,
@@ -105,7 +106,7 @@ pub(crate) fn refusal_alert(draft: &EventDraft, error: &FieldError) -> EventDraf
                 "event_type": draft.body.event_type,
                 "source": {"system": draft.source.system, "source_event_id": draft.source.source_event_id},
                 "field": error.field,
-                "value": error.value,
+                "value_sha256": crate::access::accounts::sha256_hex(&error.value),
                 "rule": error.rule,
             }),
         },

@@ -420,6 +420,46 @@ impl Check for ApiTokenChangedV1 {
     }
 }
 
+/// Why identifying data may be read: HL7 v3 PurposeOfUse codes (ActReason code system,
+/// `http://terminology.hl7.org/CodeSystem/v3-ActReason`), the ones a cell therapy network
+/// has. A code, never free text: a purpose is recorded in the ledger forever, and text
+/// could carry the very identifiers it was read for.
+pub const PURPOSES_OF_USE: &[(&str, &str)] = &[
+    ("TREAT", "treatment"),
+    ("ETREAT", "emergency treatment"),
+    ("COC", "coordination of care"),
+    ("CAREMGT", "care management"),
+    (
+        "PATSFTY",
+        "patient safety (such as the bedside identity check)",
+    ),
+    ("PATRQT", "requested by the patient"),
+    ("PATADMIN", "patient administration"),
+    ("HOPERAT", "healthcare operations"),
+    ("RECORDMGT", "records management"),
+    ("HLEGAL", "legal"),
+    ("PUBHLTH", "public health"),
+    ("HRESCH", "healthcare research"),
+    ("CLINTRL", "clinical trial"),
+];
+
+/// Checks that `value` is one of [`PURPOSES_OF_USE`]; the refusal lists them and never
+/// repeats the value (it may be the identifiers themselves).
+pub fn check_purpose_of_use(field: &str, value: &str) -> Result<(), FieldError> {
+    if PURPOSES_OF_USE.iter().any(|(code, _)| *code == value) {
+        return Ok(());
+    }
+    let codes: Vec<String> = PURPOSES_OF_USE
+        .iter()
+        .map(|(code, meaning)| format!("{code} ({meaning})"))
+        .collect();
+    Err(FieldError::new(
+        field,
+        "(withheld)",
+        format!("must be an HL7 v3 PurposeOfUse code: {}", codes.join(", ")),
+    ))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PersonalDataAccessV1 {

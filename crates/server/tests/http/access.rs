@@ -204,7 +204,7 @@ fn cases(coi: &str, n: usize) -> Vec<Case> {
         Case {
             name: "read the patient's identifying data",
             method: "GET",
-            path: format!("/api/v1/chains/{coi}/personal-data?purpose=matrix%20test"),
+            path: format!("/api/v1/chains/{coi}/personal-data?purpose=TREAT"),
             body: None,
             allowed: |r, s| {
                 matches!(
@@ -409,7 +409,7 @@ async fn the_matrix(t: Target) {
     for who in [nurse_in, nurse_out] {
         for path in [
             format!("/api/v1/chains/{encoded}"),
-            format!("/api/v1/chains/{encoded}/personal-data?purpose=x"),
+            format!("/api/v1/chains/{encoded}/personal-data?purpose=TREAT"),
         ] {
             let (status, e) = call(&app.base, who, "GET", &path, None).await;
             let expected_refused = std::ptr::eq(who, nurse_out);
@@ -1051,10 +1051,10 @@ async fn scope_holds_for_writes_source_ids_personal_data_and_tokens() {
         });
         let (other_coi, _) = app.app.enrol(other.to_string().as_bytes()).await.expect("enrol");
         let island = person(&app.app, "P-0006", &[("treatment_nurse", "S-LHI-01")]).await;
-        let path = format!("/api/v1/chains/{other_coi}/personal-data?purpose=curiosity");
+        let path = format!("/api/v1/chains/{other_coi}/personal-data?purpose=TREAT");
         let (status, e) = call(&app.base, &island, "GET", &path, None).await;
         assert_eq!((status, e["error"]["field"].clone()), (StatusCode::FORBIDDEN, json!("patient_key")), "{e}");
-        let (status, _) = call(&app.base, &nurse, "GET", &format!("/api/v1/chains/{}/personal-data?purpose=care", app.coi), None).await;
+        let (status, _) = call(&app.base, &nurse, "GET", &format!("/api/v1/chains/{}/personal-data?purpose=TREAT", app.coi), None).await;
         assert_eq!(status, StatusCode::OK);
 
         // A source system acknowledging an alert is recorded as the actor, reporting

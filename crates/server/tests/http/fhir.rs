@@ -317,7 +317,7 @@ async fn the_fhir_endpoint(t: Target) {
         base,
         Some(&nurse),
         "GET",
-        &format!("{patient}?purpose=pre-infusion%20check"),
+        &format!("{patient}?purpose=TREAT"),
         None,
     )
     .await;
@@ -338,7 +338,7 @@ async fn the_fhir_endpoint(t: Target) {
         .expect("audit trail")
         .to_string();
     assert!(
-        audit.contains("pre-infusion check") && audit.contains("P-F01"),
+        audit.contains("\"purpose\":\"TREAT\"") && audit.contains("P-F01"),
         "{audit}"
     );
     let a = call(base, Some(&nurse), "GET", &patient, None).await;
@@ -349,7 +349,7 @@ async fn the_fhir_endpoint(t: Target) {
             base,
             Some(who),
             "GET",
-            &format!("{patient}?purpose=audit"),
+            &format!("{patient}?purpose=RECORDMGT"),
             None,
         )
         .await;
@@ -365,7 +365,7 @@ async fn the_fhir_endpoint(t: Target) {
             base,
             Some(who),
             "GET",
-            &format!("{bundle_path}?purpose=audit"),
+            &format!("{bundle_path}?purpose=RECORDMGT"),
             None,
         )
         .await;
@@ -462,7 +462,7 @@ async fn the_fhir_endpoint(t: Target) {
         answers.push(a.body);
         let stored = s
             .app
-            .read_personal_data(PATIENT, "person/P-F01", Some("check the import"))
+            .read_personal_data(PATIENT, "person/P-F01", Some("TREAT"))
             .await
             .expect("vault");
         assert_eq!(stored["data"]["name"], "Peter James Chalmers");
