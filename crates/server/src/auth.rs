@@ -227,16 +227,23 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// The token of an `Authorization: Bearer <token>` header; the scheme's name is
+/// case-insensitive (RFC 9110 section 11.1).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// Who is asking: a bearer token (source systems) or a session cookie (people).
 pub async fn authenticate(app: &Autolog, headers: &HeaderMap) -> Result<Principal, ApiError> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let text = value.to_str().unwrap_or("");
-        let Some(token) = text.strip_prefix("Bearer ") else {
+        let Some(token) = bearer_token(value.to_str().unwrap_or("")) else {
             return Err(ApiError(AppError::Unauthenticated(
                 "the Authorization header must be `Bearer <API token>`".into(),
             )));
         };
-        return Ok(app.authenticate_token(token.trim()).await?);
+        return Ok(app.authenticate_token(token).await?);
     }
     if let Some(session) = cookie(headers, SESSION_COOKIE) {
         return Ok(app.authenticate_session(&session).await?);
@@ -455,4 +462,19 @@ pub async fn alert_visible(
         return Ok(allowed_at(&principal.grants, permission, site));
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod bearer_tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer alt_1"), Some("alt_1"));
+        assert_eq!(bearer_token("bearer alt_1"), Some("alt_1"));
+        assert_eq!(bearer_token("BEARER  alt_1 "), Some("alt_1"));
+        assert_eq!(bearer_token("Basic dXNlcg=="), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer  "), None);
+    }
 }

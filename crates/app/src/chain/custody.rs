@@ -660,6 +660,13 @@ impl Autolog {
                 .reference(&facts.reads, &format!("site/{site_id}"))
                 .await?;
             let site_types = string_list(&site, "site_types");
+            if text(&site, "site_id").is_empty() {
+                return Err(refuse(
+                    site_field,
+                    site_id,
+                    "is not a registered site: name a canonical site id, or a local code the sender's crosswalk maps".to_string(),
+                ));
+            }
             if !site_types.iter().any(|t| allowed_types.contains(t)) {
                 return Err(refuse(
                     site_field,
@@ -743,7 +750,12 @@ impl Autolog {
                 .reference(&facts.reads, &format!("equipment/{id}"))
                 .await?;
             let kind = text(&device, "equipment_type");
-            let rule = if wanted_type.is_some_and(|w| w != kind) {
+            let rule = if kind.is_empty() {
+                Some(match wanted_type {
+                    Some(wanted) => format!("is not registered equipment (an {wanted} is needed)"),
+                    None => "is not registered equipment".to_string(),
+                })
+            } else if wanted_type.is_some_and(|w| w != kind) {
                 Some(format!(
                     "is a {kind}, not an {}",
                     wanted_type.unwrap_or_default()

@@ -54,6 +54,7 @@ impl Instant {
     /// Parses an RFC 3339 instant with an offset (`Z` or `+hh:mm`); a time without an
     /// offset is refused because it does not name one instant.
     pub fn parse_rfc3339(field: &str, text: &str) -> Result<Self, FieldError> {
+        check_no_leap_second(field, text)?;
         let pieces = Pieces::parse(text).map_err(|e| {
             FieldError::new(
                 field,
@@ -74,6 +75,25 @@ impl Instant {
         check_year(field, text, ts.to_zoned(TimeZone::UTC).year())?;
         Ok(Self::from_timestamp(ts))
     }
+}
+
+/// A second of 60 (a leap second, `23:59:60`) is refused, not read as 23:59:59 as the
+/// parser would: two different texts would then name one instant, and the hash covers
+/// the instant, not the text.
+fn check_no_leap_second(field: &str, text: &str) -> Result<(), FieldError> {
+    // YYYY-MM-DDTHH:MM:SS: the seconds are at 17..19 after the time's second colon.
+    let seconds = text.get(10..19).filter(|t| {
+        let b = t.as_bytes();
+        matches!(b[0], b'T' | b't' | b' ') && b[3] == b':' && b[6] == b':'
+    });
+    if seconds.is_some_and(|t| &t[7..9] == "60") {
+        return Err(FieldError::new(
+            field,
+            text,
+            "has second 60 (a leap second): instants here have none; send 23:59:59 or the next minute",
+        ));
+    }
+    Ok(())
 }
 
 /// Years 0001-9999 only, in UTC and in the offset given: the fixed text forms (and RFC 3339)
@@ -135,6 +155,7 @@ impl OccurredAt {
     /// The offset and the bracketed IANA zone are both required, and must agree.
     pub fn parse(field: &str, text: &str) -> Result<Self, FieldError> {
         const FORM: &str = "must be an RFC 9557 time with UTC offset and IANA zone, e.g. 2026-03-01T09:30:00+01:00[Europe/Paris]";
+        check_no_leap_second(field, text)?;
         let pieces = Pieces::parse(text)
             .map_err(|e| FieldError::new(field, text, format!("{FORM} ({e})")))?;
         if pieces.offset().is_none() {
@@ -274,6 +295,18 @@ impl<'de> Deserialize<'de> for Offset {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leap_second_is_refused_not_read_as_59() {
+        for text in ["2016-12-31T23:59:60Z", "2016-12-31T23:59:60.5+00:00"] {
+            let e = Instant::parse_rfc3339("at", text).expect_err(text);
+            assert!(e.rule.contains("leap second"), "{e}");
+        }
+        let e = OccurredAt::parse("occurred_at", "2016-12-31T23:59:60+00:00[UTC]").expect_err("60");
+        assert!(e.rule.contains("leap second"), "{e}");
+        assert!(Instant::parse_rfc3339("at", "2016-12-31T23:59:59Z").is_ok());
+        assert!(Instant::parse_rfc3339("at", "2016-12-31T23:60:00Z").is_err());
+    }
 
     #[test]
     fn occurred_at_keeps_instant_zone_and_offset() {
