@@ -211,6 +211,47 @@ pub fn access_of(method: &Method, path: &str) -> Option<Access> {
         .map(|(_, _, a)| *a)
 }
 
+/// A method the route does not have: 405 with `Allow` listing the methods it has (from
+/// the access table, so a method without an access rule is never run), before any
+/// authentication. `None` when the method has a rule, or the route has no rule at all
+/// (then `check` refuses it: fail closed).
+fn method_not_allowed(request: &Request) -> Option<Response> {
+    let path = request.extensions().get::<MatchedPath>()?.as_str();
+    let method = request.method();
+    if access_of(method, path).is_some() {
+        return None;
+    }
+    let mut allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|(_, p, _)| *p == path)
+        .map(|(m, _, _)| *m)
+        .collect();
+    if allowed.is_empty() {
+        return None;
+    }
+    if allowed.contains(&"GET") {
+        allowed.push("HEAD");
+    }
+    allowed.sort_unstable();
+    allowed.dedup();
+    let allow = allowed.join(", ");
+    let body = serde_json::json!({"error": {
+        "code": "method_not_allowed",
+        "message": format!("{path} does not take {method}; it takes {allow}"),
+        "field": "method",
+        "value": method.as_str(),
+        "rule": format!("must be one of {allow}"),
+    }});
+    Some(
+        (
+            axum::http::StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, allow)],
+            axum::Json(body),
+        )
+            .into_response(),
+    )
+}
+
 fn forbidden(field: &str, value: &str, rule: String) -> ApiError {
     ApiError(AppError::Forbidden(FieldError::new(field, value, rule)))
 }
@@ -261,6 +302,9 @@ pub async fn authorize(
     mut request: Request,
     next: Next,
 ) -> Response {
+    if let Some(refusal) = method_not_allowed(&request) {
+        return refusal;
+    }
     match check(&app, &mut request).await {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),

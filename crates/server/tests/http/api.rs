@@ -125,6 +125,41 @@ async fn every_answer_carries_a_request_id() {
     .await;
 }
 
+/// A method a route does not have is answered 405 with `Allow`, before authentication
+/// and whoever asks.
+#[tokio::test]
+async fn a_method_a_route_lacks_is_405_with_allow() {
+    sqlite("method", |t| async move {
+        let app = spawn_app(&t).await;
+        let anonymous = reqwest::Client::new();
+        for (method, path, allow) in [
+            ("TRACE", "/api/v1/events", "GET, HEAD, POST"),
+            ("DELETE", "/api/v1/chains/CHA999926000001*", "GET, HEAD"),
+            ("PUT", "/healthz", "GET, HEAD"),
+        ] {
+            for client in [&anonymous, &app.client] {
+                let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+                let answer = client
+                    .request(method.clone(), format!("{}{path}", app.base))
+                    .send()
+                    .await
+                    .expect("request");
+                assert_eq!(
+                    answer.status(),
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path}"
+                );
+                let allowed = answer.headers().get("allow").and_then(|v| v.to_str().ok());
+                assert_eq!(allowed, Some(allow), "{method} {path}");
+                let body: Value = answer.json().await.expect("json");
+                assert_eq!(body["error"]["code"], "method_not_allowed");
+                assert_eq!(body["error"]["field"], "method");
+            }
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn health_reports_backend_and_size() {
     sqlite("health", |t| async move {
