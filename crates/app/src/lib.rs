@@ -87,6 +87,8 @@ pub struct Autolog {
     password_checks: Arc<tokio::sync::Semaphore>,
     /// What time it is and the next event id (the system clock unless one is given).
     clock: Arc<dyn Clock>,
+    /// Whether webhook receivers may be on loopback or private addresses (on-premises).
+    private_webhook_receivers: bool,
 }
 
 impl Autolog {
@@ -116,6 +118,7 @@ impl Autolog {
                 std::thread::available_parallelism().map_or(1, usize::from),
             )),
             clock: Arc::new(SystemClock),
+            private_webhook_receivers: false,
         }
     }
 

@@ -114,6 +114,10 @@ enum Command {
             value_parser = clap::value_parser!(u32).range(1..)
         )]
         rate_limit_burst: u32,
+        /// Let webhooks go to loopback and private addresses (an on-premises receiver). By
+        /// default only public addresses receive them, checked when registered and when sent.
+        #[arg(long, env = "AUTOLOG_ALLOW_PRIVATE_WEBHOOKS")]
+        allow_private_webhooks: bool,
         /// Publish every committed event to NATS JetStream at this server
         /// (nats://host:port, several separated by commas): at least once, in ledger order.
         #[arg(
@@ -367,6 +371,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_key,
             rate_limit_per_second,
             rate_limit_burst,
+            allow_private_webhooks,
             nats_url,
             nats_subject_prefix,
             nats_stream,
@@ -408,7 +413,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let mut app = store::open(&config)
                 .await?
-                .with_clock_skew_tolerance(skew)?;
+                .with_clock_skew_tolerance(skew)?
+                .with_private_webhook_receivers(allow_private_webhooks);
             if let Some(fin) = &cli.coi_issuer_fin {
                 app = app.with_coi_issuer(fin)?;
             }

@@ -1,6 +1,7 @@
 //! Outbound webhooks: every alert POSTed to each registered receiver, signed with
 //! HMAC-SHA256, retried with backoff until delivered, every attempt in a delivery log.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,7 +80,135 @@ fn parse_webhook_id(id: &str) -> Result<Uuid, AppError> {
     })
 }
 
+/// Whether a webhook may be sent to `ip`: public unicast addresses only, unless the
+/// operator allows private receivers (an on-premises network). Loopback, private,
+/// shared (CGNAT), link-local (cloud metadata at 169.254.169.254 among them), unique
+/// local, documentation, unspecified, broadcast and multicast addresses are refused, so
+/// that a registered URL cannot make Autolog call into its own network (SSRF).
+pub fn receiver_address_allowed(ip: IpAddr, private_allowed: bool) -> bool {
+    if ip.is_unspecified() || ip.is_multicast() {
+        return false;
+    }
+    if private_allowed {
+        return true;
+    }
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => receiver_address_allowed(IpAddr::V4(v4), false),
+            None => {
+                let first = v6.segments()[0];
+                !(v6.is_loopback()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80
+                    || first == 0x2001 && v6.segments()[1] == 0x0db8)
+            }
+        },
+    }
+}
+
+/// The name resolver of the webhook client: only the addresses a webhook may be sent to,
+/// checked when each connection is made (so a name that resolves differently later, or a
+/// redirect, cannot reach a refused address).
+struct ReceiverResolver {
+    private_allowed: bool,
+}
+
+impl reqwest::dns::Resolve for ReceiverResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let private_allowed = self.private_allowed;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|a| receiver_address_allowed(a.ip(), private_allowed))
+                .collect();
+            if allowed.is_empty() {
+                return Err(
+                    format!("{host} resolves to no address a webhook may be sent to").into(),
+                );
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(allowed.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// The HTTP client webhooks are delivered with: receivers' names resolved through
+/// [`ReceiverResolver`], redirects not followed (a receiver answers, it does not forward).
+pub fn webhook_client(private_allowed: bool) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(ReceiverResolver { private_allowed }))
+        .build()
+}
+
 impl Autolog {
+    /// Lets webhooks go to loopback and private addresses (an on-premises receiver;
+    /// `serve --allow-private-webhooks`). Off by default.
+    pub fn with_private_webhook_receivers(mut self, allowed: bool) -> Self {
+        self.private_webhook_receivers = allowed;
+        self
+    }
+
+    /// Refuses a receiver URL whose host is, or resolves to, an address webhooks may not
+    /// go to (naming it), or that does not resolve at all.
+    async fn check_receiver(&self, url: &url::Url) -> Result<(), AppError> {
+        let host = url.host_str().unwrap_or_default();
+        let port = url.port_or_known_default().unwrap_or(443);
+        let refuse = |rule: String| {
+            Err(AppError::Invalid(FieldError::new(
+                "url",
+                url.as_str(),
+                rule,
+            )))
+        };
+        let addresses: Vec<IpAddr> = match url.host() {
+            Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
+            Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
+            _ => match tokio::net::lookup_host((host, port)).await {
+                Ok(found) => found.map(|a| a.ip()).collect(),
+                Err(e) => return refuse(format!("has a host that does not resolve ({e})")),
+            },
+        };
+        if let Some(ip) = addresses
+            .iter()
+            .find(|ip| !receiver_address_allowed(**ip, self.private_webhook_receivers))
+        {
+            return refuse(format!(
+                "reaches {ip}, a loopback, private, link-local or otherwise internal address: webhooks go to public receivers (an operator allows private ones with --allow-private-webhooks)"
+            ));
+        }
+        if addresses.is_empty() {
+            return refuse("has a host that resolves to no address".to_string());
+        }
+        Ok(())
+    }
+
+    /// At delivery: a receiver given as an IP address the settings no longer allow (a name
+    /// is checked by the client's resolver when it connects).
+    fn receiver_refusal(&self, url: &str) -> Option<String> {
+        let parsed = url::Url::parse(url).ok()?;
+        let ip = match parsed.host()? {
+            url::Host::Ipv4(ip) => IpAddr::V4(ip),
+            url::Host::Ipv6(ip) => IpAddr::V6(ip),
+            url::Host::Domain(_) => return None,
+        };
+        (!receiver_address_allowed(ip, self.private_webhook_receivers))
+            .then(|| format!("{ip} is not an address webhooks may be sent to"))
+    }
+
     /// Registers a webhook from `{"url", "created_by", "secret"?}`. Only alerts recorded
     /// from now on are sent to it. The answer holds the secret (generated when not given):
     /// it is shown this once.
@@ -117,6 +246,7 @@ impl Autolog {
                 "must be an https:// or http:// URL with a host, at most 2000 characters",
             )));
         }
+        self.check_receiver(&parsed).await?;
         let created_by = field("created_by").unwrap_or("");
         autolog_domain::ledger::envelope::check_actor("created_by", created_by)?;
         let secret = match field("secret") {
@@ -272,18 +402,22 @@ impl Autolog {
                 }
                 None => continue,
             };
-            let outcome = client
-                .post(&webhook.url)
-                .timeout(ATTEMPT_TIMEOUT)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header(
-                    SIGNATURE_HEADER,
-                    signature(&webhook.secret, body.as_bytes()),
-                )
-                .header(DELIVERY_ID_HEADER, d.position.to_string())
-                .body(body)
-                .send()
-                .await;
+            let outcome = match self.receiver_refusal(&webhook.url) {
+                Some(refusal) => Err(refusal),
+                None => client
+                    .post(&webhook.url)
+                    .timeout(ATTEMPT_TIMEOUT)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(
+                        SIGNATURE_HEADER,
+                        signature(&webhook.secret, body.as_bytes()),
+                    )
+                    .header(DELIVERY_ID_HEADER, d.position.to_string())
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
             let (ok, detail) = match outcome {
                 Ok(response) if response.status().is_success() => {
                     (true, format!("HTTP {}", response.status().as_u16()))
@@ -316,7 +450,7 @@ impl Autolog {
     /// Runs the delivery worker until the task is dropped: a pass every `every`, and at
     /// once when an alert is recorded by this process.
     pub async fn run_webhook_worker(self: Arc<Self>, every: Duration) {
-        let client = match reqwest::Client::builder().build() {
+        let client = match webhook_client(self.private_webhook_receivers) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("webhook worker cannot start its HTTP client: {e}");
@@ -339,6 +473,57 @@ impl Autolog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhooks_go_to_public_addresses_only_unless_private_ones_are_allowed() {
+        let refused = [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.9",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.2.7",
+            "::1",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "::",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "2001:db8::1",
+        ];
+        for text in refused {
+            let ip: IpAddr = text.parse().expect("an address");
+            assert!(!receiver_address_allowed(ip, false), "{text} was allowed");
+        }
+        for text in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            let ip: IpAddr = text.parse().expect("an address");
+            assert!(receiver_address_allowed(ip, false), "{text} was refused");
+        }
+        for text in ["127.0.0.1", "10.1.2.3", "fd12::1"] {
+            let ip: IpAddr = text.parse().expect("an address");
+            assert!(
+                receiver_address_allowed(ip, true),
+                "{text} with private allowed"
+            );
+        }
+        for text in ["0.0.0.0", "224.0.0.1"] {
+            let ip: IpAddr = text.parse().expect("an address");
+            assert!(
+                !receiver_address_allowed(ip, true),
+                "{text} is never a receiver"
+            );
+        }
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

@@ -160,6 +160,43 @@ async fn a_method_a_route_lacks_is_405_with_allow() {
     .await;
 }
 
+/// A webhook cannot be pointed into Autolog's own network: loopback, private, link-local
+/// (cloud metadata) and names that resolve to them are refused by default.
+#[tokio::test]
+async fn webhooks_to_internal_addresses_are_refused() {
+    sqlite("webhook_ssrf", |t| async move {
+        let app = spawn_app(&t).await;
+        for url in [
+            "http://127.0.0.1:9/hook",
+            "http://localhost:9/hook",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.8/hook",
+            "http://[::1]:9/hook",
+        ] {
+            let r = app
+                .client
+                .post(format!("{}/api/v1/webhooks", app.base))
+                .json(&json!({"url": url, "created_by": "person/P-0001"}))
+                .send()
+                .await
+                .expect("request");
+            let status = r.status();
+            let body: Value = r.json().await.expect("json");
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {body}");
+            assert_eq!(body["error"]["field"], "url", "{url}: {body}");
+            assert!(
+                body["error"]["rule"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("--allow-private-webhooks")),
+                "{body}"
+            );
+        }
+        let (_, listed) = app.get("/api/v1/webhooks").await;
+        assert_eq!(listed["webhooks"], json!([]), "nothing registered");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn health_reports_backend_and_size() {
     sqlite("health", |t| async move {
