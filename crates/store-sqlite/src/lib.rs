@@ -52,9 +52,48 @@ pub struct SqliteStore {
     appends: CommitQueue,
 }
 
+/// The database file, created (or narrowed) to owner-only permissions (0600) before SQLite
+/// opens it: it holds the ledger, accounts, token hashes and the vault's ciphertext.
+/// SQLite gives its `-wal` and `-shm` files the database file's permissions.
+#[cfg(unix)]
+fn owner_only_file(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let failed = |e: std::io::Error| StoreError::Backend {
+        backend: BACKEND,
+        message: format!("cannot make {} owner-only: {e}", path.display()),
+    };
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(path)
+                .map_err(failed)?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                    .map_err(failed)?;
+                tracing::info!(path = %path.display(), "database file narrowed to owner-only (0600)");
+            }
+            Ok(())
+        }
+        Err(e) => Err(failed(e)),
+    }
+}
+
+#[cfg(not(unix))]
+fn owner_only_file(_path: &Path) -> Result<(), StoreError> {
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file and applies migrations.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        owner_only_file(path)?;
         let options = SqliteConnectOptions::from_str("sqlite://")
             .map_err(backend_error)?
             .filename(path)
@@ -1795,4 +1834,36 @@ fn checkpoint_row(r: &SqliteRow) -> Result<CheckpointRow, sqlx::Error> {
         key_id: r.try_get("key_id")?,
         signature: r.try_get("signature")?,
     })
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[tokio::test]
+    async fn the_database_files_are_owner_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("autolog.db");
+        let store = SqliteStore::open(&path).await.expect("open");
+        assert_eq!(mode(&path), 0o600);
+        let wal = dir.path().join("autolog.db-wal");
+        assert!(wal.exists(), "WAL mode");
+        assert_eq!(mode(&wal), 0o600, "SQLite gives the WAL the file's mode");
+        store.close().await;
+        // A file left readable by others is narrowed when opened.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let store = SqliteStore::open(&path).await.expect("reopen");
+        assert_eq!(mode(&path), 0o600);
+        store.close().await;
+    }
 }
