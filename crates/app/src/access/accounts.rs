@@ -109,6 +109,15 @@ pub fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
+/// What a second-factor code was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Totp {
+    Accepted,
+    /// Valid, but its step was already used (a double submit or a replay).
+    Replayed,
+    Wrong,
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -455,11 +464,18 @@ impl Autolog {
             tracing::warn!(person_id = %person_id, "sign-in to a locked account refused");
             return Err(unauthenticated(REFUSED));
         }
-        let totp_ok = match (&account.totp_secret, password_ok) {
+        let totp = match (&account.totp_secret, password_ok) {
             (Some(secret), true) => self.check_totp(person_id, secret, totp, now).await?,
-            _ => false,
+            _ => Totp::Wrong,
         };
-        if !(password_ok && totp_ok) {
+        if totp == Totp::Replayed {
+            // A double submit of a valid code is not a guess: no failure is counted.
+            tracing::info!(person_id = %person_id, "sign-in with a code already used");
+            return Err(unauthenticated(
+                "sign-in refused: this second-factor code was already used; wait for the next code",
+            ));
+        }
+        if !(password_ok && totp == Totp::Accepted) {
             tracing::warn!(person_id = %person_id, "sign-in failed");
             self.count_failed_attempt(person_id).await;
             return Err(unauthenticated(REFUSED));
@@ -487,23 +503,27 @@ impl Autolog {
     }
 
     /// Accepts a TOTP code of the current step or one either side (clock drift), never
-    /// the same step twice (a replayed code).
+    /// the same step twice: a valid code used before is a replay, told apart from a wrong one.
     async fn check_totp(
         &self,
         person_id: &str,
         secret: &str,
         code: &str,
         now: Instant,
-    ) -> Result<bool, AppError> {
+    ) -> Result<Totp, AppError> {
         let key = totp_key(secret)?;
         let current = totp_step(now);
         for step in [current - 1, current, current + 1] {
             let expected = totp_code(&key, step)?;
             if constant_time_eq(expected.as_bytes(), code.trim().as_bytes()) {
-                return Ok(self.store.accept_totp_step(person_id, step).await?);
+                return Ok(if self.store.accept_totp_step(person_id, step).await? {
+                    Totp::Accepted
+                } else {
+                    Totp::Replayed
+                });
             }
         }
-        Ok(false)
+        Ok(Totp::Wrong)
     }
 
     /// Ends a session (sign-out).

@@ -633,12 +633,27 @@ async fn revoked_expired_wrong_and_forged_credentials_are_refused() {
             .expect("session");
         let body: Value = r.json().await.expect("json");
         let csrf = body["csrf_token"].as_str().expect("csrf").to_string();
-        // The same code again is a replay: refused.
-        let r = sign_in(&app.base, "P-0005", PASSWORD, &right).await;
-        assert_eq!(
-            r.status(),
-            StatusCode::UNAUTHORIZED,
-            "a TOTP code is used once"
+        // The same code again is a replay: refused as a replay, and not counted as a
+        // failure (three double submits do not lock the account).
+        for _ in 0..3 {
+            let r = sign_in(&app.base, "P-0005", PASSWORD, &right).await;
+            assert_eq!(
+                r.status(),
+                StatusCode::UNAUTHORIZED,
+                "a TOTP code is used once"
+            );
+            let refused: Value = r.json().await.expect("json");
+            assert!(
+                refused["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("already used")),
+                "{refused}"
+            );
+        }
+        let user = app.app.user("P-0005").await.expect("user");
+        assert!(
+            user["locked_until"].is_null(),
+            "replays lock nothing: {user}"
         );
 
         // Without (or with a wrong) CSRF token, a console request that changes something
