@@ -30,13 +30,18 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/key", get(public_key))
 }
 
-async fn health(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// Whether the server answers and its store reads. The ledger's size is told to signed-in
+/// callers only: to anyone else it would say how fast the network enrols and treats.
+async fn health(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let head = app.store().head().await.map_err(AppError::from)?;
-    Ok(Json(json!({
-        "status": "ok",
-        "backend": app.backend(),
-        "tree_size": head.position,
-    })))
+    let mut answer = json!({"status": "ok", "backend": app.backend()});
+    if auth::authenticate(&app, &headers).await.is_ok() {
+        answer["tree_size"] = json!(head.position);
+    }
+    Ok(Json(answer))
 }
 
 async fn openapi() -> impl IntoResponse {

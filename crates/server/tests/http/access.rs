@@ -470,6 +470,11 @@ async fn the_matrix(t: Target) {
         .await
         .expect("request");
     assert_eq!(r.status(), StatusCode::OK);
+    let health: Value = r.json().await.expect("json");
+    assert!(
+        health.get("tree_size").is_none(),
+        "the ledger's size is for signed-in callers: {health}"
+    );
 }
 
 #[tokio::test]
