@@ -337,6 +337,14 @@ mod tests {
     }
 
     #[test]
+    fn a_key_given_twice_is_refused_naming_it() {
+        let body = br#"{"stream": "site/S-1", "stream": "site/S-2", "actor": "system/qms"}"#;
+        let e = refused(body);
+        assert_eq!(e.field, "request");
+        assert!(e.rule.contains("duplicate key `stream`"), "{e}");
+    }
+
+    #[test]
     fn a_batch_names_the_bad_event() {
         let body = json!([
             event("2026-05-01T10:00:00+02:00[Europe/Paris]"),

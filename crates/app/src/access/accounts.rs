@@ -915,7 +915,7 @@ pub fn attribute(principal: &Principal, body: &[u8], field: &str) -> Result<Vec<
     if body.len() > crate::MAX_REQUEST_BYTES {
         return Err(crate::ledger::request::too_large(body.len()));
     }
-    let Ok(mut value) = serde_json::from_slice::<Value>(body) else {
+    let Ok(mut value) = autolog_domain::ledger::json::parse_strict(body) else {
         // Malformed JSON is refused by the request's own parser, with its position.
         return Ok(body.to_vec());
     };
@@ -994,7 +994,7 @@ pub fn attribute_person(
     let Some(person_id) = principal.person_id() else {
         return Ok(body.to_vec());
     };
-    let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(body) else {
+    let Ok(Value::Object(mut object)) = autolog_domain::ledger::json::parse_strict(body) else {
         return Ok(body.to_vec());
     };
     match object.get(field) {

@@ -2,6 +2,7 @@
 //! a JSON object body, and the size limits every request body meets.
 
 use autolog_domain::catalogue::parse_draft;
+use autolog_domain::ledger::json::parse_strict;
 use autolog_domain::ledger::zone::check_clock_skew;
 use autolog_domain::{EventDraft, FieldError};
 use serde_json::{Map, Value};
@@ -30,7 +31,7 @@ pub fn parse_request(
     if body.len() > MAX_REQUEST_BYTES {
         return Err(too_large(body.len()));
     }
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
+    let value: Value = parse_strict(body).map_err(|e| {
         AppError::Invalid(FieldError::new(
             "request",
             format!("line {} column {}", e.line(), e.column()),
@@ -90,7 +91,7 @@ pub(crate) fn parse_object(body: &[u8], what: &str) -> Result<Map<String, Value>
     if body.len() > MAX_REQUEST_BYTES {
         return Err(too_large(body.len()));
     }
-    let request: Value = serde_json::from_slice(body).map_err(|e| {
+    let request: Value = parse_strict(body).map_err(|e| {
         AppError::Invalid(FieldError::new(
             "request",
             format!("line {} column {}", e.line(), e.column()),

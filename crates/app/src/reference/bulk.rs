@@ -367,7 +367,7 @@ fn parse_json(
     rows: &mut Vec<Row>,
     bad: &mut Vec<BadRow>,
 ) {
-    let value: Value = match serde_json::from_slice(&file.content) {
+    let value: Value = match autolog_domain::ledger::json::parse_strict(&file.content) {
         Ok(v) => v,
         Err(e) => {
             let line = Some(e.line() as u64);

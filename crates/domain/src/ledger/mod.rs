@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod envelope;
 pub mod event_type;
 pub mod fields;
+pub mod json;
 pub mod merkle;
 pub mod time;
 pub mod zone;

@@ -306,6 +306,13 @@ async fn bad_input_is_refused_with_field_value_and_rule() {
                 "request",
             ),
             (
+                "a key given twice",
+                ok.to_string()
+                    .replacen('{', "{\"stream\": \"site/other\", ", 1),
+                StatusCode::BAD_REQUEST,
+                "request",
+            ),
+            (
                 "missing field",
                 edit(&|v| {
                     v.as_object_mut().expect("obj").remove("source");
