@@ -56,6 +56,99 @@ fn meaning(event_type: &str, key: &str, data: &Value) -> String {
     }
 }
 
+/// Words a password is commonly built on (NIST SP 800-63B 5.1.1.2: refuse commonly used
+/// and context-specific values); a secret that is one of them, give or take digits and
+/// symbols around it, is refused.
+const COMMON_BASES: &[&str] = &[
+    "password",
+    "passw0rd",
+    "p@ssword",
+    "p@ssw0rd",
+    "qwerty",
+    "qwertyuiop",
+    "azerty",
+    "letmein",
+    "welcome",
+    "admin",
+    "administrator",
+    "iloveyou",
+    "monkey",
+    "dragon",
+    "football",
+    "baseball",
+    "soccer",
+    "sunshine",
+    "princess",
+    "superman",
+    "batman",
+    "trustno1",
+    "changeme",
+    "master",
+    "shadow",
+    "secret",
+    "default",
+    "login",
+    "abc",
+    "autolog",
+    "hospital",
+    "patient",
+    "apheresis",
+];
+
+/// Keyboard and alphabet runs: a secret that is a piece of one (either way) is refused.
+const RUNS: &[&str] = &[
+    "01234567890123456789",
+    "abcdefghijklmnopqrstuvwxyz",
+    "qwertyuiopasdfghjklzxcvbnm",
+    "1qaz2wsx3edc4rfv5tgb6yhn7ujm8ik9ol0p",
+    "zaq12wsxcde34rfvbgt56yhnmju78ik,lo9",
+];
+
+/// Why a new secret (a password, also the signing secret) is refused, if it is: shorter
+/// than [`MIN_SECRET_CHARS`], blank, of fewer than four different characters, one short
+/// piece repeated, a keyboard or alphabet run, without letters, a common password base
+/// with digits or symbols around it, or built on the person's own id.
+pub(crate) fn check_new_secret(person_id: &str, secret: &str) -> Result<(), String> {
+    if secret.chars().count() < MIN_SECRET_CHARS {
+        return Err(format!("must be at least {MIN_SECRET_CHARS} characters"));
+    }
+    if secret.trim().is_empty() {
+        return Err("must not be blank".into());
+    }
+    let lower = secret.to_lowercase();
+    let chars: Vec<char> = lower.chars().collect();
+    let distinct: std::collections::BTreeSet<&char> = chars.iter().collect();
+    let repeated = (1..=chars.len() / 2).any(|n| {
+        chars.len().checked_rem(n) == Some(0) && chars.chunks(n).all(|c| c == &chars[..n])
+    });
+    if distinct.len() < 4 || repeated {
+        return Err("is too repetitive: use a passphrase of several words".into());
+    }
+    let reversed: String = lower.chars().rev().collect();
+    if RUNS
+        .iter()
+        .any(|run| run.contains(&lower) || run.contains(&reversed))
+    {
+        return Err("is a keyboard or alphabet sequence: use a passphrase of several words".into());
+    }
+    let core = lower.trim_matches(|c: char| !c.is_alphabetic());
+    let core_repeated = COMMON_BASES.iter().any(|base| {
+        !core.is_empty()
+            && core.len() % base.len() == 0
+            && core == base.repeat(core.len() / base.len())
+    });
+    if core.is_empty() {
+        return Err("must contain letters: use a passphrase of several words".into());
+    }
+    if core_repeated {
+        return Err("is a commonly used password: use a passphrase of several words".into());
+    }
+    if lower.contains(&person_id.to_lowercase()) {
+        return Err("must not contain the person id".into());
+    }
+    Ok(())
+}
+
 impl Autolog {
     /// Re-authenticates one signer: `given` must be `{signer_id, secret}`, the signer the
     /// person the record names in `field`, and the secret theirs. Returns the signer's id.
@@ -222,11 +315,11 @@ impl Autolog {
                 "is not a registered person",
             )));
         }
-        if secret.chars().count() < MIN_SECRET_CHARS {
+        if let Err(rule) = check_new_secret(person_id, secret) {
             return Err(AppError::Invalid(FieldError::new(
                 "secret",
                 "(not shown)",
-                format!("must be at least {MIN_SECRET_CHARS} characters"),
+                rule,
             )));
         }
         let phc = self.hash_password(secret).await?;
@@ -348,6 +441,40 @@ impl Autolog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_secrets_that_are_common_repetitive_or_personal_are_refused() {
+        for refused in [
+            "short",
+            "            ",
+            "aaaaaaaaaaaa",
+            "abababababab",
+            "abcabcabcabc",
+            "123456789012",
+            "210987654321",
+            "abcdefghijklmnop",
+            "qwertyuiopasdf",
+            "Password2026!",
+            "P@ssw0rd12345",
+            "passwordpassword",
+            "1234567890!!",
+            "welcome-1234567",
+            "P-0001-my-secret",
+        ] {
+            assert!(
+                check_new_secret("P-0001", refused).is_err(),
+                "{refused:?} was accepted"
+            );
+        }
+        for accepted in [
+            "correct horse battery staple",
+            "sim-0123456789abcdef-01234567",
+            "Vexillology Lane 17, flat B",
+            "password manager keeps this",
+        ] {
+            assert_eq!(check_new_secret("P-0001", accepted), Ok(()), "{accepted:?}");
+        }
+    }
 
     #[test]
     fn the_stand_in_hash_is_a_real_argon2id_hash() {
