@@ -103,6 +103,8 @@ impl Autolog {
         self.sign_drafts(&mut drafts, single).await?;
         // Identifiers read at the bedside are compared with the vault, never written.
         self.check_bedside_identifiers(&mut drafts, single).await?;
+        // Nor may free text carry the patient's identifying data into the ledger.
+        self.check_free_text(&drafts, single).await?;
         let requested = drafts.len();
         // Autolog's own events (DIN links, flags) are appended with the events they are
         // about, in the same transaction.

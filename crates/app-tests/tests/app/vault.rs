@@ -592,3 +592,65 @@ async fn bedside_identifiers_are_compared_with_the_vault_and_never_written() {
     })
     .await;
 }
+
+/// Free text on a chain that carries the patient's identifying data (a note naming the
+/// patient, a reason quoting the MRN) is refused naming the field, never the value; the
+/// same note without them is recorded.
+#[tokio::test]
+async fn free_text_with_the_patients_identifiers_is_refused() {
+    run_on(Backend::Sqlite, "vault_free_text", |target| async move {
+        let app = network_on(target.open().await).await;
+        let pk = "PK-FREE-TEXT";
+        let coi = enrol(&app, pk, 1, "free-text").await;
+        let data = identity("Notes");
+        app.record_personal_data(pk, &data, NURSE)
+            .await
+            .expect("recorded");
+        let note = |id: &str, text: &str, reason: Option<&str>| {
+            let mut note = json!({
+                "stream": format!("coi/{coi}"),
+                "occurred_at": hours_ago(1),
+                "actor": NURSE, "site": LAX.0,
+                "source": {"system": "emr-lax", "source_event_id": id},
+                "body": {"type": "annotation.recorded", "version": 1, "data": {"text": text}},
+            });
+            if let Some(reason) = reason {
+                note["reason"] = json!(reason);
+            }
+            note.to_string()
+        };
+        let size = app.store().head().await.expect("head").position;
+        let cases = [
+            (
+                note("n-1", "Zebulon Notes QUIXOTEWRIGHT arrived early", None),
+                "body.data.text",
+            ),
+            (
+                note("n-2", "bag checked", Some("MRN-Notes-884213 asked to")),
+                "reason",
+            ),
+        ];
+        for (body, field) in cases {
+            match app.append_json(body.as_bytes()).await {
+                Err(AppError::Invalid(e)) => {
+                    assert_eq!(e.field, field, "{e}");
+                    assert!(
+                        !e.to_string().contains("Quixotewright")
+                            && !e.to_string().contains("884213"),
+                        "{e}"
+                    );
+                }
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            app.store().head().await.expect("head").position,
+            size,
+            "nothing written"
+        );
+        app.append_json(note("n-3", "bag checked, patient ready", None).as_bytes())
+            .await
+            .expect("a note without identifiers is recorded");
+    })
+    .await;
+}

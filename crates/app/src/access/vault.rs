@@ -16,7 +16,7 @@ use std::fmt;
 
 use autolog_domain::identifiers::Coi;
 use autolog_domain::ledger::bitemporal::effective_events;
-use autolog_domain::{FieldError, Instant};
+use autolog_domain::{EventDraft, FieldError, Instant};
 use autolog_store::{StoreError, VaultRecord};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -810,6 +810,71 @@ impl Autolog {
             .filter(|k| !k.is_empty()))
     }
 
+    /// Refuses free text on a chain (the envelope's `reason`, a note, a finding, a
+    /// rationale...) that contains one of the identifying values the vault holds for the
+    /// chain's patient: the ledger keeps text forever, beyond erasure. The refusal names the
+    /// field, never the value. The comparison discloses nothing, so it records no read.
+    pub(crate) async fn check_free_text(
+        &self,
+        drafts: &[EventDraft],
+        single: bool,
+    ) -> Result<(), AppError> {
+        if self.vault_key_id().is_none() {
+            return Ok(());
+        }
+        let mut values_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (i, draft) in drafts.iter().enumerate() {
+            let Some(coi) = draft.stream.strip_prefix("coi/") else {
+                continue;
+            };
+            let texts = free_texts(draft);
+            if texts.is_empty() {
+                continue;
+            }
+            if !values_of.contains_key(coi) {
+                let values = self.identifying_values(coi).await?;
+                values_of.insert(coi.to_string(), values);
+            }
+            let values = values_of.get(coi).map(Vec::as_slice).unwrap_or_default();
+            for (field, text) in texts {
+                let text = text.to_lowercase();
+                if values.iter().any(|v| text.contains(v.as_str())) {
+                    let prefix = if single {
+                        String::new()
+                    } else {
+                        format!("[{i}].")
+                    };
+                    return Err(AppError::Invalid(FieldError::new(
+                        format!("{prefix}{field}"),
+                        "(withheld)",
+                        "contains identifying data of the chain's patient: free text is kept in the ledger forever; refer to the patient by the chain's COI",
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The identifying values (lowercase, four characters or more) the vault holds for the
+    /// patient of a chain; none when there is no record or it was erased.
+    async fn identifying_values(&self, coi: &str) -> Result<Vec<String>, AppError> {
+        let Some(patient_key) = self.patient_of_chain(coi).await? else {
+            return Ok(Vec::new());
+        };
+        let Some(record) = self.store.vault_record(&patient_key).await? else {
+            return Ok(Vec::new());
+        };
+        if record.erased_at.is_some() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .decrypt(&record)?
+            .values()
+            .map(|v| v.trim().to_lowercase())
+            .filter(|v| v.chars().count() >= 4)
+            .collect())
+    }
+
     /// Re-wraps every patient's data key (records not erased) under `new_key`, in one store
     /// transaction, then uses `new_key` and records `vault.master_key_rotated` (key ids and
     /// count only). Nothing is rewrapped when any record cannot be unwrapped with the current
@@ -905,6 +970,45 @@ impl Autolog {
 }
 
 /// Why retention keeps a chain's records (`None`: due for erasure).
+/// Payload fields of chain events that take free text.
+const FREE_TEXT_FIELDS: &[&str] = &[
+    "text",
+    "reason",
+    "note",
+    "summary",
+    "rationale",
+    "justification",
+    "findings",
+    "detail",
+    "description",
+    "message",
+    "cancellation_reason",
+    "resolution_reason",
+];
+
+/// The free texts of a draft: its `reason`, and the payload's free-text fields (a text or
+/// a list of texts), with the field each is in.
+fn free_texts(draft: &EventDraft) -> Vec<(String, &str)> {
+    let mut texts: Vec<(String, &str)> = Vec::new();
+    if let Some(reason) = draft.reason.as_deref() {
+        texts.push(("reason".to_string(), reason));
+    }
+    for field in FREE_TEXT_FIELDS {
+        match draft.body.data.get(*field) {
+            Some(Value::String(text)) => texts.push((format!("body.data.{field}"), text.as_str())),
+            Some(Value::Array(list)) => {
+                for (i, item) in list.iter().enumerate() {
+                    if let Some(text) = item.as_str() {
+                        texts.push((format!("body.data.{field}[{i}]"), text));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    texts
+}
+
 fn retention_refusal(coi: &str, entry: Option<&Value>) -> Option<FieldError> {
     let field = "coi";
     let Some(entry) = entry else {
