@@ -950,6 +950,10 @@ pub fn attribute(principal: &Principal, body: &[u8], field: &str) -> Result<Vec<
     Ok(value.to_string().into_bytes())
 }
 
+/// The streams Autolog opens for a chain's records (`din.linked`, `unit.linked`,
+/// `batch.linked`): a write on them is a write on that chain.
+const LINK_STREAMS: &[&str] = &["din/", "unit/", "batch/"];
+
 /// The source system of the native API's events sent by a person (the console). Source
 /// ids are the sender's own: a person cannot use a source system's ids, so a system's
 /// resend is never answered 409 because someone claimed its id first.
@@ -1135,11 +1139,27 @@ impl Autolog {
             if let Some(coi) = draft.stream.strip_prefix("coi/") {
                 self.authorize_on_chain(principal, coi, draft, &prefix)
                     .await?;
+            } else if LINK_STREAMS.iter().any(|p| draft.stream.starts_with(p)) {
+                // A DIN's, unit's or batch's stream belongs to its chain: the same scope,
+                // and the same answer whether or not the record exists.
+                let coi = self.chain_of_link(&draft.stream).await?.unwrap_or_default();
+                self.authorize_on_chain(principal, &coi, draft, &prefix)
+                    .await?;
             }
             self.check_source_owner(principal, &draft.source, &prefix)
                 .await?;
         }
         Ok(())
+    }
+
+    /// The chain a DIN, unit or batch stream is linked to (its link event names the COI).
+    async fn chain_of_link(&self, stream: &str) -> Result<Option<String>, AppError> {
+        let events = self.store.stream_events(stream, Instant::MAX).await?;
+        Ok(events
+            .iter()
+            .map(|e| text(&e.body.data, "coi"))
+            .find(|coi| !coi.is_empty())
+            .map(str::to_string))
     }
 
     /// Object-level authorization of a write on a chain (OWASP ASVS 4.0 V4.2.1): the

@@ -892,6 +892,56 @@ async fn only_the_ordered_site_collects(t: Target) {
     assert_eq!(status, StatusCode::CREATED, "{e}");
     let chain = app.app.chain(&app.coi, None, None).await.expect("chain");
     assert_eq!(chain["custodian_site_id"], "S-PAR-01");
+
+    // A DIN's stream belongs to its chain: Boston, outside it, gets the same answer for
+    // a note on that DIN as for a DIN that was never collected; Paris may note it.
+    let din = |text: &str| {
+        autolog_domain::identifiers::Din::parse("din", text)
+            .expect("DIN")
+            .to_string()
+    };
+    let note = |stream: String, id: &str, site: &str| {
+        json!({
+            "stream": stream,
+            "occurred_at": "2026-11-10T13:00:00+01:00[Europe/Paris]",
+            "site": site,
+            "source": {"system": "console", "source_event_id": id},
+            "body": {"type": "annotation.recorded", "version": 1, "data": {"text": "bag label smudged"}},
+        })
+    };
+    let collected_din = format!("din/{}", din("A999926000103"));
+    let unknown_din = format!("din/{}", din("A999926000999"));
+    let (status, known) = call(
+        &app.base,
+        &boston,
+        "POST",
+        "/api/v1/events",
+        Some(&note(collected_din.clone(), "din-bos", "S-BOS-01")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{known}");
+    let (status, unknown) = call(
+        &app.base,
+        &boston,
+        "POST",
+        "/api/v1/events",
+        Some(&note(unknown_din, "din-bos-2", "S-BOS-01")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{unknown}");
+    assert_eq!(
+        known["error"]["rule"], unknown["error"]["rule"],
+        "the same answer"
+    );
+    let (status, e) = call(
+        &app.base,
+        &paris,
+        "POST",
+        "/api/v1/events",
+        Some(&note(collected_din, "din-par", "S-PAR-01")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{e}");
 }
 
 #[tokio::test]
