@@ -76,12 +76,14 @@ async fn alert(
     Ok(Json(alert))
 }
 
+/// An alert outside the caller's scope is answered as one that does not exist (404), so
+/// that its existence is not told either.
 fn alert_out_of_scope(principal: &Principal, alert_id: &str) -> ApiError {
-    ApiError(AppError::Forbidden(FieldError::new(
-        "alert_id",
-        alert_id,
-        format!("is not in the scope of {}'s sites", principal.actor),
-    )))
+    tracing::debug!(actor = %principal.actor, alert_id, "alert out of scope answered as not found");
+    ApiError(AppError::NotFound {
+        what: "alert",
+        id: alert_id.to_string(),
+    })
 }
 
 async fn handle_alert(

@@ -2,7 +2,7 @@
 //! stream as of any moment, proofs, checkpoints and the public key.
 
 use autolog_app::Principal;
-use autolog_app::{AppError, ListQuery};
+use autolog_app::{AppError, Autolog, ListQuery};
 use autolog_domain::FieldError;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -96,10 +96,22 @@ async fn event(
     let p = query(p)?;
     only_params(&p, &[])?;
     let id = path_param("event_id", id)?;
-    let event = app.event(&id).await?;
-    let stream = event["stream"].as_str().unwrap_or("");
-    auth::check_stream(&app, &principal, stream).await?;
+    let event = readable_event(&app, &principal, &id).await?;
     Ok(Json(event))
+}
+
+/// An event the caller may read; one outside its scope is answered as one that does not
+/// exist (404), so that an out-of-scope caller learns nothing of it, not even that it is.
+async fn readable_event(app: &Autolog, principal: &Principal, id: &str) -> Result<Value, ApiError> {
+    let event = app.event(id).await?;
+    let stream = event["stream"].as_str().unwrap_or("");
+    if auth::check_stream(app, principal, stream).await.is_err() {
+        return Err(ApiError(AppError::NotFound {
+            what: "event",
+            id: id.to_string(),
+        }));
+    }
+    Ok(event)
 }
 
 async fn stream_state(
@@ -124,12 +136,14 @@ async fn stream_state(
 
 async fn inclusion(
     State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
     id: PathParam,
     p: Params,
 ) -> Result<Json<Value>, ApiError> {
     let p = query(p)?;
     only_params(&p, &["tree_size"])?;
     let id = path_param("event_id", id)?;
+    readable_event(&app, &principal, &id).await?;
     let proof = app.inclusion_proof(&id, number(&p, "tree_size")?).await?;
     Ok(Json(proof.to_json()))
 }

@@ -1067,6 +1067,56 @@ async fn source_ids_belong_to_their_sender_on_postgres() {
     .await;
 }
 
+/// A record outside the caller's scope is answered as one that does not exist: a single
+/// alert, an event and its inclusion proof are 404, as for an id nobody used.
+async fn out_of_scope_records_are_answered_as_missing(t: Target) {
+    let app = spawn_app(&t, AccessSettings::default()).await;
+    let frankfurt = person(&app.app, "P-0008", &[("qa_releaser", OUT_OF_SCOPE)]).await;
+    let all = autolog_app::AlertQuery {
+        status: Some("all".into()),
+        ..autolog_app::AlertQuery::default()
+    };
+    let alerts = app.app.alerts(&all).await.expect("alerts");
+    let alert_id = alerts[0]["alert_id"]
+        .as_str()
+        .expect("an alert on the chain");
+    let chain = app.app.chain(&app.coi, None, None).await.expect("chain");
+    let event_id = chain["timeline"][0]["event_id"]
+        .as_str()
+        .expect("enrolment");
+    let nobody = autolog_domain::Uuid::now_v7().to_string();
+    for (path, missing) in [
+        (
+            format!("/api/v1/alerts/{alert_id}"),
+            "/api/v1/alerts/AL-0000000000000000".to_string(),
+        ),
+        (
+            format!("/api/v1/events/{event_id}"),
+            format!("/api/v1/events/{nobody}"),
+        ),
+        (
+            format!("/api/v1/proofs/inclusion/{event_id}"),
+            format!("/api/v1/proofs/inclusion/{nobody}"),
+        ),
+    ] {
+        let (status, hidden) = call(&app.base, &frankfurt, "GET", &path, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {hidden}");
+        let (status, absent) = call(&app.base, &frankfurt, "GET", &missing, None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}: {absent}");
+        assert_eq!(hidden["error"]["code"], absent["error"]["code"]);
+    }
+}
+
+#[tokio::test]
+async fn out_of_scope_records_are_answered_as_missing_on_sqlite() {
+    run_on(
+        Backend::Sqlite,
+        "access_missing",
+        out_of_scope_records_are_answered_as_missing,
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn scope_holds_for_writes_source_ids_personal_data_and_tokens() {
     run_on(Backend::Sqlite, "access_writes", |t| async move {
