@@ -89,6 +89,8 @@ pub struct Autolog {
     clock: Arc<dyn Clock>,
     /// Whether webhook receivers may be on loopback or private addresses (on-premises).
     private_webhook_receivers: bool,
+    /// Failed sign-ins per account and client address, and the waits they earned.
+    sign_in_throttle: access::throttle::SignInThrottle,
 }
 
 impl Autolog {
@@ -119,6 +121,7 @@ impl Autolog {
             )),
             clock: Arc::new(SystemClock),
             private_webhook_receivers: false,
+            sign_in_throttle: access::throttle::SignInThrottle::default(),
         }
     }
 

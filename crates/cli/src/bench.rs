@@ -914,7 +914,7 @@ async fn credentials(
                 &key,
                 autolog_app::totp_step(autolog_domain::Instant::now()),
             )?;
-            let signed_in = app.sign_in(person, password, &code).await?;
+            let signed_in = app.sign_in(person, password, &code, None).await?;
             Credential::Session {
                 cookie: format!("autolog_session={}", signed_in.session),
                 csrf: signed_in.csrf,

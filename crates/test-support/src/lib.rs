@@ -128,7 +128,7 @@ pub async fn person(app: &Autolog, person_id: &str, grants: &[(&str, &str)]) -> 
             .expect("grant");
     }
     let signed_in = app
-        .sign_in(person_id, PASSWORD, &current_totp(&secret))
+        .sign_in(person_id, PASSWORD, &current_totp(&secret), None)
         .await
         .expect("sign in");
     Credentials::session(

@@ -442,44 +442,45 @@ impl Autolog {
         }
     }
 
-    /// Console sign-in: person id, password and a current TOTP code. Any failure counts
-    /// towards the lockout and answers the same way, whichever part was wrong.
+    /// Console sign-in: person id, password and a current TOTP code, from `client` (the
+    /// caller's address, when known). Any failure answers the same way, whichever part was
+    /// wrong; failures from one address for one account make it wait, longer each time
+    /// (the account's owner elsewhere is not held up, and no session is ended).
     #[tracing::instrument(skip_all, fields(person_id = %person_id))]
     pub async fn sign_in(
         &self,
         person_id: &str,
         password: &str,
         totp: &str,
+        client: Option<std::net::IpAddr>,
     ) -> Result<SignedIn, AppError> {
         const REFUSED: &str = "sign-in refused: the person id, password or second factor is wrong, or the account is locked";
-        let password_ok = self.password_matches(person_id, password).await?;
-        let Some(account) = self.store.user(person_id).await? else {
-            return Err(unauthenticated(REFUSED));
-        };
         let now = self.now();
-        if account.disabled_at.is_some() {
-            return Err(unauthenticated(REFUSED));
+        if let Some(wait) = self.sign_in_throttle.wait_seconds(person_id, client, now) {
+            return Err(AppError::RateLimited(FieldError::new(
+                "person_id",
+                person_id,
+                format!("too many failed sign-ins from this address: try again in {wait} s"),
+            )));
         }
-        if account.locked_until.is_some_and(|until| until > now) {
-            tracing::warn!(person_id = %person_id, "sign-in to a locked account refused");
-            return Err(unauthenticated(REFUSED));
-        }
-        let totp = match (&account.totp_secret, password_ok) {
-            (Some(secret), true) => self.check_totp(person_id, secret, totp, now).await?,
-            _ => Totp::Wrong,
-        };
-        if totp == Totp::Replayed {
+        match self.check_sign_in(person_id, password, totp, now).await? {
+            Totp::Accepted => {}
             // A double submit of a valid code is not a guess: no failure is counted.
-            tracing::info!(person_id = %person_id, "sign-in with a code already used");
-            return Err(unauthenticated(
-                "sign-in refused: this second-factor code was already used; wait for the next code",
-            ));
+            Totp::Replayed => {
+                tracing::info!(person_id = %person_id, "sign-in with a code already used");
+                return Err(unauthenticated(
+                    "sign-in refused: this second-factor code was already used; wait for the next code",
+                ));
+            }
+            // Every other failure, an unknown person's too (so that waits tell nothing).
+            Totp::Wrong => {
+                tracing::warn!(person_id = %person_id, "sign-in failed");
+                self.sign_in_throttle
+                    .failed(person_id, client, now, self.access.lock_after);
+                return Err(unauthenticated(REFUSED));
+            }
         }
-        if !(password_ok && totp == Totp::Accepted) {
-            tracing::warn!(person_id = %person_id, "sign-in failed");
-            self.count_failed_attempt(person_id).await;
-            return Err(unauthenticated(REFUSED));
-        }
+        self.sign_in_throttle.succeeded(person_id, client);
         self.store.reset_failed_attempts(person_id).await?;
         let session = data_encoding::BASE64URL_NOPAD.encode(&random_bytes::<32>()?);
         let csrf = data_encoding::BASE64URL_NOPAD.encode(&random_bytes::<32>()?);
@@ -500,6 +501,33 @@ impl Autolog {
             person_id: person_id.to_string(),
             idle_timeout: self.access.idle_timeout,
         })
+    }
+
+    /// Whether the password and the code are right for an account that may sign in:
+    /// `Accepted`, `Replayed` (right password, a valid code already used) or `Wrong`
+    /// (anything else, an unknown, disabled or locked account included).
+    async fn check_sign_in(
+        &self,
+        person_id: &str,
+        password: &str,
+        totp: &str,
+        now: Instant,
+    ) -> Result<Totp, AppError> {
+        let password_ok = self.password_matches(person_id, password).await?;
+        let Some(account) = self.store.user(person_id).await? else {
+            return Ok(Totp::Wrong);
+        };
+        if account.disabled_at.is_some() {
+            return Ok(Totp::Wrong);
+        }
+        if account.locked_until.is_some_and(|until| until > now) {
+            tracing::warn!(person_id = %person_id, "sign-in to a locked account refused");
+            return Ok(Totp::Wrong);
+        }
+        match (&account.totp_secret, password_ok) {
+            (Some(secret), true) => self.check_totp(person_id, secret, totp, now).await,
+            _ => Ok(Totp::Wrong),
+        }
     }
 
     /// Accepts a TOTP code of the current step or one either side (clock drift), never

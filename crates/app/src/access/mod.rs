@@ -4,4 +4,5 @@
 
 pub(crate) mod accounts;
 pub(crate) mod audit;
+pub(crate) mod throttle;
 pub(crate) mod vault;

@@ -5,7 +5,9 @@ use autolog_domain::access::Permission;
 use autolog_domain::FieldError;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -47,14 +49,18 @@ pub(super) fn router() -> Router<AppState> {
 
 async fn sign_in(
     State(app): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let f = fields(body, &["person_id", "password", "totp"])?;
+    // Failed sign-ins are throttled per account and client address.
+    let client = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
     let signed_in = app
         .sign_in(
             required(&f, "person_id", false)?,
             required(&f, "password", true)?,
             required(&f, "totp", true)?,
+            client,
         )
         .await?;
     let cookie = format!(
