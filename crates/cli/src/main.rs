@@ -114,6 +114,13 @@ enum Command {
             value_parser = clap::value_parser!(u32).range(1..)
         )]
         rate_limit_burst: u32,
+        /// A request's head must arrive within this many seconds; a keep-alive connection
+        /// idle this long between requests is closed too (slow clients hold nothing).
+        #[arg(long, env = "AUTOLOG_HEADER_READ_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        header_read_timeout_secs: u64,
+        /// Connections one client address may hold open at once; more are closed at once.
+        #[arg(long, env = "AUTOLOG_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        max_connections_per_client: u64,
         /// Let webhooks go to loopback and private addresses (an on-premises receiver). By
         /// default only public addresses receive them, checked when registered and when sent.
         #[arg(long, env = "AUTOLOG_ALLOW_PRIVATE_WEBHOOKS")]
@@ -371,6 +378,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_key,
             rate_limit_per_second,
             rate_limit_burst,
+            header_read_timeout_secs,
+            max_connections_per_client,
             allow_private_webhooks,
             nats_url,
             nats_subject_prefix,
@@ -409,6 +418,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     burst: rate_limit_burst,
                 }),
                 nats,
+                header_read_timeout: Duration::from_secs(header_read_timeout_secs),
+                max_connections_per_client: usize::try_from(max_connections_per_client)
+                    .unwrap_or(usize::MAX),
                 ..ServeOptions::default()
             };
             let mut app = store::open(&config)

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod connections;
 mod epcis;
 mod error;
 mod fhir;
@@ -11,13 +12,11 @@ mod request_id;
 mod routes;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use autolog_app::Autolog;
 pub use autolog_app::NatsOptions;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use auth::{access_of, Access, CSRF_HEADER, ROUTES, SESSION_COOKIE};
@@ -42,6 +41,11 @@ pub struct ServeOptions {
     pub rate_limit: Option<RateLimit>,
     /// Publish every committed event to NATS JetStream (at least once, in position order).
     pub nats: Option<NatsOptions>,
+    /// A request's head must arrive within this; a keep-alive connection idle this long
+    /// between requests is closed too.
+    pub header_read_timeout: Duration,
+    /// Connections one client address may hold open at once; more are closed at once.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for ServeOptions {
@@ -52,6 +56,8 @@ impl Default for ServeOptions {
             tls: None,
             rate_limit: Some(RateLimit::default()),
             nats: None,
+            header_read_timeout: Duration::from_secs(30),
+            max_connections_per_client: 512,
         }
     }
 }
@@ -85,8 +91,11 @@ pub async fn serve(
         .rate_limit
         .map(hardening::RateLimiter::new)
         .transpose()?;
-    let service = hardening::harden(router(app.clone()), tls.is_some(), limiter)
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let service = hardening::harden(router(app.clone()), tls.is_some(), limiter);
+    let limits = connections::Limits {
+        header_read_timeout: options.header_read_timeout,
+        max_connections_per_client: options.max_connections_per_client.max(1),
+    };
     let listener = match tls {
         Some(config) => Listening::Tls(hardening::TlsListener::new(listener, config)?),
         None => Listening::Plain(listener),
@@ -97,20 +106,14 @@ pub async fn serve(
         .nats
         .clone()
         .map(|nats| tokio::spawn(app.clone().run_nats_publisher(nats)));
-    let result = match listener {
-        // `tap_io` is a no-op here: axum gives the peer's `SocketAddr` as connect info for
-        // a tapped listener of any kind, and for a plain `TcpListener`.
+    match listener {
         Listening::Tls(listener) => {
-            axum::serve(listener.tap_io(|_| {}), service)
-                .with_graceful_shutdown(shutdown)
-                .await
+            connections::serve_connections(listener, service, limits, shutdown).await
         }
         Listening::Plain(listener) => {
-            axum::serve(listener, service)
-                .with_graceful_shutdown(shutdown)
-                .await
+            connections::serve_connections(listener, service, limits, shutdown).await
         }
-    };
+    }
     checkpointer.abort();
     webhooks.abort();
     if let Some(publisher) = publisher {
@@ -119,7 +122,7 @@ pub async fn serve(
     if let Err(e) = app.checkpoint_if_grown().await {
         tracing::warn!(error = %e, "final checkpoint failed");
     }
-    result
+    Ok(())
 }
 
 enum Listening {

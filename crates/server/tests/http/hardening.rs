@@ -286,3 +286,96 @@ async fn a_client_over_its_rate_limit_gets_429_with_retry_after() {
     })
     .await;
 }
+
+/// Reads from `stream` until the server closes it, by an end of stream or a reset (or
+/// `None` when 20 s pass first); what was read.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut seen)).await;
+    read.ok().map(|_| seen)
+}
+
+/// A client that never finishes its request head is disconnected once the header-read
+/// timeout passes, and a whole request on another connection is still served.
+#[tokio::test]
+async fn an_unfinished_request_head_is_cut_off() {
+    run_on(Backend::Sqlite, "slow_head", |t| async move {
+        use tokio::io::AsyncWriteExt;
+        let options = ServeOptions {
+            header_read_timeout: Duration::from_secs(1),
+            ..options(None, None)
+        };
+        let addr = spawn(&t, options).await;
+        let mut slow = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        assert!(
+            read_until_closed(&mut slow).await.is_some(),
+            "the server closes a connection whose request head never ends"
+        );
+        let answer = plain_client()
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(answer.status(), StatusCode::OK);
+    })
+    .await;
+}
+
+/// One client address holds at most the configured number of connections: one more is
+/// closed at once, without an answer, and a freed place is given again.
+#[tokio::test]
+async fn one_address_holds_a_bounded_number_of_connections() {
+    run_on(Backend::Sqlite, "connection_cap", |t| async move {
+        use tokio::io::AsyncWriteExt;
+        let options = ServeOptions {
+            max_connections_per_client: 3,
+            ..options(None, None)
+        };
+        let addr = spawn(&t, options).await;
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+        }
+        let mut extra = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let _ = extra
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await;
+        let seen = read_until_closed(&mut extra).await.expect("closed");
+        assert!(
+            seen.is_empty(),
+            "no answer: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        // A held connection is served; once the three close, a new one is too.
+        let first = held.first_mut().expect("a connection");
+        first
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let answer = read_until_closed(first).await.expect("answer");
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        drop(held);
+        let mut freed = None;
+        for _ in 0..100 {
+            let answer = plain_client()
+                .get(format!("http://{addr}/healthz"))
+                .send()
+                .await;
+            if let Ok(a) = answer {
+                freed = Some(a.status());
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(freed, Some(StatusCode::OK), "places are given back");
+    })
+    .await;
+}
