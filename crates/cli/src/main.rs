@@ -186,7 +186,16 @@ enum Command {
         file: PathBuf,
     },
     /// Recompute every hash, stream chain, Merkle node, checkpoint root and signature.
-    Verify,
+    Verify {
+        /// A checkpoint kept outside the database (the JSON of `GET
+        /// /api/v1/checkpoints/latest`): the ledger must still hold its tree and root.
+        #[arg(long, value_name = "FILE")]
+        trusted_checkpoint: Option<PathBuf>,
+        /// The public key the trusted checkpoint is signed with (64 hex characters, or the
+        /// JSON of `GET /api/v1/key`); without it, this data directory's key.
+        #[arg(long, value_name = "FILE", requires = "trusted_checkpoint")]
+        trusted_key: Option<PathBuf>,
+    },
     /// A chain of identity as it stood at --valid-at, as known at --known-at (default now).
     Trace {
         /// The COI, in any of its forms (canonical, eye-readable, barcode).
@@ -458,12 +467,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             fault_rate,
             out,
         } => simulate::simulate(patients, seed, fault_rate, &out),
-        Command::Verify => {
+        Command::Verify {
+            trusted_checkpoint,
+            trusted_key,
+        } => {
             let app = store::open_existing(&config).await?;
+            let trusted = match &trusted_checkpoint {
+                Some(file) => Some(read_trusted(file, trusted_key.as_deref(), &app)?),
+                None => None,
+            };
             let show_progress = std::io::stderr().is_terminal();
             let mut last_report = 0u64;
             let outcome = app
-                .verify(|done, total| {
+                .verify_against(trusted.as_ref().map(|(c, k)| (c, k)), |done, total| {
                     if done >= last_report + 100_000 || (show_progress && done == total) {
                         last_report = done;
                         let mut err = std::io::stderr();
@@ -768,4 +784,44 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+/// The trusted checkpoint and the key it must verify with: `--trusted-key`'s (64 hex
+/// characters, or the JSON of `GET /api/v1/key`), else the data directory's own.
+fn read_trusted(
+    checkpoint_file: &std::path::Path,
+    key_file: Option<&std::path::Path>,
+    app: &autolog_app::Autolog,
+) -> anyhow::Result<(
+    autolog_domain::ledger::checkpoint::Checkpoint,
+    autolog_domain::VerifyingKey,
+)> {
+    let text = std::fs::read_to_string(checkpoint_file)
+        .with_context(|| format!("cannot read {}", checkpoint_file.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not JSON", checkpoint_file.display()))?;
+    let checkpoint = autolog_domain::ledger::checkpoint::checkpoint_from_json(&value)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", checkpoint_file.display()))?;
+    let key_hex = match key_file {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(v) => v
+                    .get("public_key")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string)
+                    .ok_or_else(|| anyhow::anyhow!("{}: no public_key", file.display()))?,
+                Err(_) => text.trim().to_string(),
+            }
+        }
+        None => app.public_key().0,
+    };
+    let bytes: [u8; 32] = hex::decode(&key_hex)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| anyhow::anyhow!("the trusted key must be 32 bytes as 64 hex characters"))?;
+    let key = autolog_domain::VerifyingKey::from_bytes(&bytes)
+        .map_err(|e| anyhow::anyhow!("the trusted key is not an Ed25519 public key: {e}"))?;
+    Ok((checkpoint, key))
 }

@@ -7,4 +7,5 @@ mod golden;
 mod integration_examples;
 mod journeys;
 mod resolve;
+mod trusted;
 mod vault;

@@ -89,12 +89,40 @@ impl Autolog {
     /// `Ok(Err(failure))` means the ledger was checked and found altered.
     pub async fn verify(
         &self,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<Result<VerifyReport, VerifyFailure>, AppError> {
+        self.verify_against(None, progress).await
+    }
+
+    /// [`Autolog::verify`], and against a checkpoint kept outside the database (`trusted`:
+    /// the checkpoint and the public key it must be signed with). The ledger must hold at
+    /// least its tree size and have its root at that size: a ledger cut short, wiped, or
+    /// rewritten and re-signed with the data directory's key fails, which the checkpoints
+    /// stored beside the data cannot show.
+    pub async fn verify_against(
+        &self,
+        trusted: Option<(&Checkpoint, &autolog_domain::VerifyingKey)>,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Result<VerifyReport, VerifyFailure>, AppError> {
         // Checkpoints before the head: every checkpoint read then covers committed events.
         let checkpoints = self.store.checkpoints().await?;
         let head = self.store.head().await?;
         let public = self.key.verifying_key();
+        let mut trusted_size = None;
+        if let Some((checkpoint, key)) = trusted {
+            if let Err(e) = checkpoint.verify_signature(key) {
+                return Err(AppError::Config(format!(
+                    "the trusted checkpoint does not verify with the trusted key: {e}"
+                )));
+            }
+            if checkpoint.tree_size > head.position {
+                return Ok(Err(fail(format!(
+                    "the trusted checkpoint was signed at tree size {}, but the ledger holds only {} events: events were removed or the ledger was replaced",
+                    checkpoint.tree_size, head.position
+                ))));
+            }
+            trusted_size = Some(checkpoint.tree_size);
+        }
 
         let mut by_size: BTreeMap<u64, Vec<Checkpoint>> = BTreeMap::new();
         let mut checkpoint_count = 0u64;
@@ -113,6 +141,13 @@ impl Autolog {
             }
             checkpoint_count += 1;
             by_size.entry(cp.tree_size).or_default().push(cp);
+        }
+        if let Some((checkpoint, _)) = trusted {
+            // Its root is compared at its size like every stored checkpoint's.
+            by_size
+                .entry(checkpoint.tree_size)
+                .or_default()
+                .push(checkpoint.clone());
         }
 
         let recomputed = match self
@@ -167,6 +202,13 @@ impl Autolog {
                 "the ledger grew to {} events during verification; the first {tree_size} were verified, projections not compared",
                 head_now.position
             ));
+        }
+        if let Some(size) = trusted_size {
+            let checked = format!("consistent with the trusted checkpoint at tree size {size}");
+            note = Some(match note {
+                Some(n) => format!("{n}; {checked}"),
+                None => checked,
+            });
         }
         Ok(Ok(VerifyReport {
             events: tree_size,

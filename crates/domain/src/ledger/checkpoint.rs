@@ -84,9 +84,56 @@ impl Checkpoint {
     }
 }
 
+/// Reads a checkpoint as [`Checkpoint::to_json`] writes it (what `GET
+/// /api/v1/checkpoints/latest` answers), to check a ledger against one kept elsewhere.
+/// The signature is not checked here: that needs the key it was signed with.
+pub fn checkpoint_from_json(value: &Value) -> Result<Checkpoint, String> {
+    let text = |name: &str| {
+        value
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("{name} is missing or not text"))
+    };
+    let bytes = |name: &str, len: usize| -> Result<Vec<u8>, String> {
+        let decoded = hex::decode(text(name)?).map_err(|e| format!("{name} is not hex: {e}"))?;
+        if decoded.len() == len {
+            Ok(decoded)
+        } else {
+            Err(format!("{name} must be {len} bytes of hex"))
+        }
+    };
+    let tree_size = value
+        .get("tree_size")
+        .and_then(Value::as_u64)
+        .ok_or("tree_size is missing or not a whole number")?;
+    let mut root = [0u8; 32];
+    root.copy_from_slice(&bytes("root", 32)?);
+    let mut signature = [0u8; 64];
+    signature.copy_from_slice(&bytes("signature", 64)?);
+    let issued_at =
+        Instant::parse_rfc3339("issued_at", text("issued_at")?).map_err(|e| e.to_string())?;
+    Ok(Checkpoint {
+        tree_size,
+        root,
+        issued_at,
+        key_id: text("key_id")?.to_string(),
+        signature,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkpoint_reads_back_from_its_json() {
+        let key = SigningKey::from_bytes(&[7u8; 32]);
+        let at = Instant::from_micros(1_700_000_000_000_000).expect("valid");
+        let cp = Checkpoint::sign(&key, 5, [3u8; 32], at);
+        let back = checkpoint_from_json(&cp.to_json()).expect("reads");
+        assert_eq!(back, cp);
+        assert!(checkpoint_from_json(&json!({"tree_size": 5})).is_err());
+    }
 
     #[test]
     fn signatures_verify_and_forgeries_do_not() {
