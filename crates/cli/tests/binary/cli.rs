@@ -396,3 +396,67 @@ fn trace_shows_a_chain_and_refuses_a_bad_coi() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("check character"));
 }
+
+/// `verify --trusted-checkpoint` holds a ledger to a checkpoint kept elsewhere: the
+/// ingested ledger passes; the same key on an empty ledger verifies alone and fails
+/// against it (exit 1), naming the missing events.
+#[test]
+fn verify_against_a_kept_checkpoint_catches_a_replaced_ledger() {
+    let dir = ingested_ledger();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let kept = rt.block_on(async {
+        let mut conn = SqliteConnectOptions::new()
+            .filename(dir.path().join("autolog.db"))
+            .connect()
+            .await
+            .expect("open");
+        let row: (i64, Vec<u8>, i64, String, Vec<u8>) = sqlx::query_as(
+            "SELECT tree_size, root, issued_at_us, key_id, signature FROM checkpoints ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("a checkpoint after ingest");
+        autolog_domain::ledger::checkpoint::Checkpoint {
+            tree_size: u64::try_from(row.0).expect("size"),
+            root: row.1.try_into().expect("32 bytes"),
+            issued_at: autolog_domain::Instant::from_micros(row.2).expect("instant"),
+            key_id: row.3,
+            signature: row.4.try_into().expect("64 bytes"),
+        }
+        .to_json()
+    });
+    let file = dir.path().join("kept-checkpoint.json");
+    std::fs::write(&file, kept.to_string()).expect("write");
+    let file = file.to_str().expect("path");
+    let out = autolog(dir.path(), &["verify", "--trusted-checkpoint", file]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("trusted checkpoint"),
+        "{}",
+        stdout(&out)
+    );
+
+    let replaced = tempfile::tempdir().expect("tempdir");
+    let key = "checkpoint-signing-key.ed25519";
+    std::fs::copy(dir.path().join(key), replaced.path().join(key)).expect("copy the key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(replaced.path(), std::fs::Permissions::from_mode(0o700))
+            .expect("chmod");
+        std::fs::set_permissions(
+            replaced.path().join(key),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod");
+    }
+    let alone = autolog(replaced.path(), &["verify"]);
+    assert!(alone.status.success(), "{}", stdout(&alone));
+    let out = autolog(replaced.path(), &["verify", "--trusted-checkpoint", file]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("holds only 0 events"),
+        "{}",
+        stdout(&out)
+    );
+}
