@@ -1167,6 +1167,9 @@ impl Autolog {
             if let Some(coi) = draft.stream.strip_prefix("coi/") {
                 self.authorize_on_chain(principal, coi, draft, &prefix)
                     .await?;
+            } else if let Some(person) = draft.stream.strip_prefix("person/") {
+                self.authorize_on_person(principal, person, draft, &prefix)
+                    .await?;
             } else if LINK_STREAMS.iter().any(|p| draft.stream.starts_with(p)) {
                 // A DIN's, unit's or batch's stream belongs to its chain: the same scope,
                 // and the same answer whether or not the record exists.
@@ -1178,6 +1181,49 @@ impl Autolog {
                 .await?;
         }
         Ok(())
+    }
+
+    /// A write on a person's stream (a note; registrations need a steward at `*`): by the
+    /// person, or by a grant at one of the sites the person is qualified at, or
+    /// network-wide. A person out of scope and one who does not exist get the same answer.
+    async fn authorize_on_person(
+        &self,
+        principal: &Principal,
+        person: &str,
+        draft: &autolog_domain::EventDraft,
+        prefix: &str,
+    ) -> Result<(), AppError> {
+        let event_type = draft.body.event_type.as_str();
+        if principal.person_id() == Some(person) {
+            return Ok(());
+        }
+        let may: Vec<&Grant> = principal
+            .grants
+            .iter()
+            .filter(|g| autolog_domain::access::may_record(g.role, event_type))
+            .collect();
+        let record = self.current_state(&format!("person/{person}")).await?;
+        let sites: Vec<&str> = record
+            .get("qualifications")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|q| q.get("site_id").and_then(Value::as_str))
+            .collect();
+        let in_scope = may
+            .iter()
+            .any(|g| g.covers("*") || sites.iter().any(|s| g.covers(s)));
+        if in_scope {
+            return Ok(());
+        }
+        Err(AppError::Forbidden(FieldError::new(
+            format!("{prefix}stream"),
+            &draft.stream,
+            format!(
+                "{} may record {event_type} on a person only at the sites the person works at",
+                principal.actor
+            ),
+        )))
     }
 
     /// The chain a DIN, unit or batch stream is linked to (its link event names the COI).

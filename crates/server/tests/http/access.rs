@@ -939,6 +939,40 @@ async fn only_the_ordered_site_collects(t: Target) {
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{e}");
+
+    // A person's stream: notes from the sites the person works at (or the person), and
+    // the same answer for a person elsewhere as for one who does not exist.
+    let (status, known) = call(
+        &app.base,
+        &boston,
+        "POST",
+        "/api/v1/events",
+        Some(&note("person/P-0005".into(), "p-bos", "S-BOS-01")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{known}");
+    let (status, unknown) = call(
+        &app.base,
+        &boston,
+        "POST",
+        "/api/v1/events",
+        Some(&note("person/P-9999".into(), "p-bos-2", "S-BOS-01")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{unknown}");
+    assert_eq!(
+        known["error"]["rule"], unknown["error"]["rule"],
+        "the same answer"
+    );
+    let (status, e) = call(
+        &app.base,
+        &physician,
+        "POST",
+        "/api/v1/events",
+        Some(&note("person/P-0005".into(), "p-lax", IN_SCOPE)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{e}");
 }
 
 #[tokio::test]
