@@ -8,6 +8,7 @@ mod state;
 pub use draft::parse_draft;
 pub use state::{stream_state, StreamState};
 
+use crate::chain::enrolment::*;
 use crate::error::FieldError;
 use crate::ledger::envelope::check_text;
 use crate::ledger::event_type::{schema, Check, EventType, Fold};

@@ -1,6 +1,9 @@
 //! The chain of identity's custody and state machine: the payloads of chain events after
 //! enrolment (handoff, receipt, steps, release, administration, holds) and the pure fold.
 
+pub mod enrolment;
+pub use enrolment::COI_SOURCES;
+
 use std::collections::BTreeMap;
 
 use serde::Deserialize;

@@ -1,0 +1,152 @@
+//! The payloads that open a chain and bind its first units: the enrolment (the COI
+//! issued or accepted), its cancellation, the apheresis collection with one DIN per bag,
+//! and the DIN's link to its COI (recorded by Autolog).
+
+use serde::Deserialize;
+
+use crate::error::FieldError;
+use crate::ledger::envelope::{check_code as code, check_text};
+use crate::ledger::event_type::Check;
+use crate::reference::{instant, one_of};
+
+/// How a COI came to be: issued by Autolog, or assigned upstream (e.g. a manufacturer's
+/// ordering portal) and accepted after its format and uniqueness were checked.
+pub const COI_SOURCES: &[&str] = &["autolog", "upstream"];
+
+/// A patient enrolled for a product at a treatment center, under a pseudonymous key, and
+/// the COI that joins everything about this patient's therapy from now on.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainEnrolledV1 {
+    coi: String,
+    patient_key: String,
+    product_code: String,
+    treatment_site_id: String,
+    /// The apheresis center the order sends the patient to (default: the treatment site).
+    collection_site_id: Option<String>,
+    coi_source: String,
+    upstream_system: Option<String>,
+}
+
+impl Check for ChainEnrolledV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        let coi = crate::identifiers::Coi::parse("coi", &self.coi)?;
+        if coi.to_string() != self.coi {
+            return Err(FieldError::new(
+                "coi",
+                &self.coi,
+                format!("must be given in its canonical form, {coi}"),
+            ));
+        }
+        // A pseudonymous key: a code, so that a name or a date of birth does not fit.
+        code("patient_key", &self.patient_key)?;
+        code("product_code", &self.product_code)?;
+        code("treatment_site_id", &self.treatment_site_id)?;
+        if let Some(site) = &self.collection_site_id {
+            code("collection_site_id", site)?;
+        }
+        one_of("coi_source", &self.coi_source, COI_SOURCES)?;
+        match (self.coi_source.as_str(), &self.upstream_system) {
+            ("upstream", None) => Err(FieldError::new(
+                "upstream_system",
+                "(absent)",
+                "names the system that assigned an upstream COI",
+            )),
+            ("autolog", Some(s)) => Err(FieldError::new(
+                "upstream_system",
+                s,
+                "is given only for a COI assigned upstream",
+            )),
+            (_, Some(s)) => code("upstream_system", s),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// An enrolment is cancelled. The COI stays issued: it is never given again.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainCancelledV1 {
+    cancellation_reason: String,
+}
+
+impl Check for ChainCancelledV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        check_text("cancellation_reason", &self.cancellation_reason, 500)
+    }
+}
+
+/// The apheresis collection of a chain: where, by whom, with which device, when, and one
+/// ISBT 128 DIN (with its check character) per collected bag.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainCollectedV1 {
+    collection_site_id: String,
+    operator_id: String,
+    device_id: String,
+    started_at: String,
+    ended_at: String,
+    dins: Vec<String>,
+}
+
+impl Check for ChainCollectedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("collection_site_id", &self.collection_site_id)?;
+        code("operator_id", &self.operator_id)?;
+        code("device_id", &self.device_id)?;
+        let started = instant("started_at", &self.started_at)?;
+        let ended = instant("ended_at", &self.ended_at)?;
+        if ended <= started {
+            return Err(FieldError::new(
+                "ended_at",
+                &self.ended_at,
+                format!("must be later than started_at ({started})"),
+            ));
+        }
+        if self.dins.is_empty() {
+            return Err(FieldError::new(
+                "dins",
+                "[]",
+                "a collection yields at least one bag, each with its DIN",
+            ));
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for (i, text) in self.dins.iter().enumerate() {
+            let field = format!("dins[{i}]");
+            let din = crate::identifiers::Din::parse(&field, text)?;
+            let canonical = din.to_string();
+            if canonical != *text {
+                return Err(FieldError::new(
+                    field,
+                    text,
+                    format!("must be given as the DIN with its check character, {canonical}"),
+                ));
+            }
+            if seen.contains(&canonical) {
+                return Err(FieldError::new(
+                    field,
+                    text,
+                    "appears twice: one DIN per bag",
+                ));
+            }
+            seen.push(canonical);
+        }
+        Ok(())
+    }
+}
+
+/// Recorded by Autolog with a collection: a DIN belongs to this COI, forever
+/// (stream `din/<DIN>`, opened once).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DinLinkedV1 {
+    din: String,
+    coi: String,
+}
+
+impl Check for DinLinkedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        crate::identifiers::Din::parse("din", &self.din)?;
+        crate::identifiers::Coi::parse("coi", &self.coi).map(|_| ())
+    }
+}
