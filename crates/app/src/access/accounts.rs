@@ -978,6 +978,16 @@ pub fn attribute(principal: &Principal, body: &[u8], field: &str) -> Result<Vec<
     Ok(value.to_string().into_bytes())
 }
 
+/// The principal's grants whose role may record `event_type` (at their sites).
+fn recording_grants(principal: &Principal, event_type: &str) -> Vec<Grant> {
+    principal
+        .grants
+        .iter()
+        .filter(|g| autolog_domain::access::may_record(g.role, event_type))
+        .cloned()
+        .collect()
+}
+
 /// The streams Autolog opens for a chain's records (`din.linked`, `unit.linked`,
 /// `batch.linked`): a write on them is a write on that chain.
 const LINK_STREAMS: &[&str] = &["din/", "unit/", "batch/"];
@@ -1197,11 +1207,7 @@ impl Autolog {
         if principal.person_id() == Some(person) {
             return Ok(());
         }
-        let may: Vec<&Grant> = principal
-            .grants
-            .iter()
-            .filter(|g| autolog_domain::access::may_record(g.role, event_type))
-            .collect();
+        let may = recording_grants(principal, event_type);
         let record = self.current_state(&format!("person/{person}")).await?;
         let sites: Vec<&str> = record
             .get("qualifications")
@@ -1248,12 +1254,7 @@ impl Autolog {
         prefix: &str,
     ) -> Result<(), AppError> {
         let event_type = draft.body.event_type.as_str();
-        let may: Vec<Grant> = principal
-            .grants
-            .iter()
-            .filter(|g| autolog_domain::access::may_record(g.role, event_type))
-            .cloned()
-            .collect();
+        let may = recording_grants(principal, event_type);
         let covers = |site: Option<&str>| site.is_some_and(|s| may.iter().any(|g| g.covers(s)));
         let in_scope = match self.chain_sites(coi).await? {
             // An enrolment opens its chain; a network-wide grant may hear that it is missing.

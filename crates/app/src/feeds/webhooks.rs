@@ -116,6 +116,15 @@ pub fn receiver_address_allowed(ip: IpAddr, private_allowed: bool) -> bool {
     }
 }
 
+/// The address a URL names literally (`http://10.0.0.8/`), if it names one.
+fn literal_ip(url: &url::Url) -> Option<IpAddr> {
+    match url.host()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    }
+}
+
 /// The name resolver of the webhook client: only the addresses a webhook may be sent to,
 /// checked when each connection is made (so a name that resolves differently later, or a
 /// redirect, cannot reach a refused address).
@@ -174,10 +183,9 @@ impl Autolog {
                 rule,
             )))
         };
-        let addresses: Vec<IpAddr> = match url.host() {
-            Some(url::Host::Ipv4(ip)) => vec![IpAddr::V4(ip)],
-            Some(url::Host::Ipv6(ip)) => vec![IpAddr::V6(ip)],
-            _ => match tokio::net::lookup_host((host, port)).await {
+        let addresses: Vec<IpAddr> = match literal_ip(url) {
+            Some(ip) => vec![ip],
+            None => match tokio::net::lookup_host((host, port)).await {
                 Ok(found) => found.map(|a| a.ip()).collect(),
                 Err(e) => return refuse(format!("has a host that does not resolve ({e})")),
             },
@@ -199,12 +207,7 @@ impl Autolog {
     /// At delivery: a receiver given as an IP address the settings no longer allow (a name
     /// is checked by the client's resolver when it connects).
     fn receiver_refusal(&self, url: &str) -> Option<String> {
-        let parsed = url::Url::parse(url).ok()?;
-        let ip = match parsed.host()? {
-            url::Host::Ipv4(ip) => IpAddr::V4(ip),
-            url::Host::Ipv6(ip) => IpAddr::V6(ip),
-            url::Host::Domain(_) => return None,
-        };
+        let ip = literal_ip(&url::Url::parse(url).ok()?)?;
         (!receiver_address_allowed(ip, self.private_webhook_receivers))
             .then(|| format!("{ip} is not an address webhooks may be sent to"))
     }
