@@ -27,6 +27,7 @@ pub use access::vault::{
     check_personal_data_fields, VaultKey, BEDSIDE_PURPOSE, PERSONAL_DATA_FIELDS,
 };
 pub use append::AppendResult;
+pub use autolog_store::WriterHealth;
 pub use batch::signatures::MIN_SECRET_CHARS;
 pub use chain::enrol::{parse_enrolment, EnrolmentRequest};
 pub use config::{read_vault_key_file, Config, DataDir, Keys, SQLITE_FILE, VAULT_KEY_FILE};

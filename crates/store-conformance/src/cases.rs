@@ -3466,3 +3466,66 @@ pub async fn long_crosswalk_and_lot_streams_keep_their_rules(target: Target) {
     );
     assert_ledger_invariants(&store).await;
 }
+
+/// A full disk stops writes, not the writer: while full, appends fail with the backend's
+/// error, write nothing, and the writer reports itself failing (a probe too); once space
+/// is back a probe finds it writing again without any append, and appends succeed, with
+/// no restart. (A SQLite writer once stayed in a transaction SQLite had already ended,
+/// and refused every later write until restart.)
+pub async fn the_writer_recovers_once_a_full_disk_has_space(target: Target) {
+    use autolog_store::WriterHealth;
+    let (store, drill) = target.open_with_disk_drill().await;
+    let first = draft("note/disk", "conformance", "before", T0);
+    store.append(&[first], &Instant::now).await.expect("append");
+    assert_eq!(store.writer_health(), WriterHealth::Writing);
+
+    drill.fill().await;
+    // Enough bytes to need new pages whatever free space the file had.
+    let big = |prefix: &str, i: usize| {
+        draft_with(
+            &format!("note/disk-{i}"),
+            "conformance",
+            &format!("{prefix}-{i}"),
+            T0,
+            "annotation.recorded",
+            json!({"text": "x".repeat(3_000)}),
+        )
+    };
+    for attempt in 0..3 {
+        let drafts: Vec<EventDraft> = (0..50).map(|i| big("full", attempt * 100 + i)).collect();
+        match store.append(&drafts, &Instant::now).await {
+            Err(StoreError::Backend { message, .. }) => {
+                assert!(
+                    message.contains("full") || message.contains("No space"),
+                    "attempt {attempt}: {message}"
+                );
+            }
+            other => panic!("attempt {attempt}: a write on a full disk must fail, got {other:?}"),
+        }
+        let health = store.writer_health();
+        assert!(
+            matches!(&health, WriterHealth::Failing { error, .. } if error.contains("full") || error.contains("No space")),
+            "attempt {attempt}: {health:?}"
+        );
+    }
+    assert!(!store.probe_writer().await.is_writing(), "still full");
+    assert_eq!(
+        store.head().await.expect("head").position,
+        1,
+        "nothing written"
+    );
+
+    drill.free().await;
+    assert_eq!(store.probe_writer().await, WriterHealth::Writing);
+    let after: Vec<EventDraft> = (0..50).map(|i| big("freed", i)).collect();
+    store
+        .append(&after, &Instant::now)
+        .await
+        .expect("appends succeed again once space is back, without a restart");
+    assert_eq!(store.writer_health(), WriterHealth::Writing);
+    let events = assert_ledger_invariants(&store).await;
+    assert_eq!(events.len(), 51);
+    assert!(events
+        .iter()
+        .all(|e| !e.source.source_event_id.starts_with("full-")));
+}

@@ -5,8 +5,8 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use autolog_store::Store;
-use autolog_store_postgres::testing::{test_server_url, TestDatabase};
+use autolog_store::{Store, StoreError};
+use autolog_store_postgres::testing::{test_server_url, DiskFullDrill, TestDatabase};
 use autolog_store_postgres::PostgresStore;
 use autolog_store_sqlite::SqliteStore;
 
@@ -34,12 +34,62 @@ impl Target {
         }
     }
 
+    /// Opens the store with a way to make its disk full and free it again.
+    pub async fn open_with_disk_drill(&self) -> (Arc<dyn Store>, DiskDrill) {
+        match self {
+            Target::Sqlite(path) => {
+                let store = Arc::new(SqliteStore::open(path).await.unwrap_or_else(|e| {
+                    panic!("cannot open SQLite store {}: {e}", path.display())
+                }));
+                (store.clone(), DiskDrill::Sqlite(store))
+            }
+            Target::Postgres(url) => {
+                let store = self.open().await;
+                let drill = DiskFullDrill::install(url)
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot install the disk-full drill: {e}"));
+                (store, DiskDrill::Postgres(drill))
+            }
+        }
+    }
+
     /// The `--database-url` for this target, if it is PostgreSQL.
     pub fn database_url(&self) -> Option<String> {
         match self {
             Target::Sqlite(_) => None,
             Target::Postgres(url) => Some(url.clone()),
         }
+    }
+}
+
+/// Makes a store's disk full, as the store sees it, and frees it again: SQLite capped at
+/// its current size in pages, PostgreSQL failing its commits with disk_full.
+pub enum DiskDrill {
+    Sqlite(Arc<SqliteStore>),
+    Postgres(DiskFullDrill),
+}
+
+impl DiskDrill {
+    pub async fn fill(&self) {
+        match self {
+            DiskDrill::Sqlite(store) => store.cap_size_at_current().await.map(|_| ()),
+            DiskDrill::Postgres(drill) => drill.fill().await.map_err(|e| StoreError::Backend {
+                backend: "postgres",
+                message: e.to_string(),
+            }),
+        }
+        .unwrap_or_else(|e| panic!("cannot fill the disk: {e}"));
+    }
+
+    pub async fn free(&self) {
+        match self {
+            DiskDrill::Sqlite(store) => store.lift_size_cap().await,
+            DiskDrill::Postgres(drill) => drill.free().await.map_err(|e| StoreError::Backend {
+                backend: "postgres",
+                message: e.to_string(),
+            }),
+        }
+        .unwrap_or_else(|e| panic!("cannot free the disk: {e}"));
     }
 }
 

@@ -25,7 +25,7 @@ use autolog_store::{
     VAULT_COLUMNS, VAULT_KEY_REWRAP, VAULT_RECORD_ERASE, VAULT_RECORD_UPSERT,
     WEBHOOK_CURSOR_ADVANCE,
 };
-use autolog_store::{CommitQueue, GroupBackend, GroupTx};
+use autolog_store::{CommitQueue, GroupBackend, GroupTx, WriterHealth};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 
@@ -533,6 +533,11 @@ impl GroupBackend for PgGroups {
     async fn commit(&self, tx: Self::Tx) -> Result<(), StoreError> {
         tx.tx.commit().await.map_err(backend_error)
     }
+
+    const PROBE: &'static [&'static str] = &[
+        "INSERT INTO writer_probe (filler) VALUES (decode(repeat('00', 65536), 'hex'))",
+        "DELETE FROM writer_probe",
+    ];
 }
 
 #[async_trait]
@@ -712,6 +717,14 @@ impl Store for PostgresStore {
             .await
             .map_err(backend_error)?;
         row.as_ref().map(to_event).transpose()
+    }
+
+    fn writer_health(&self) -> WriterHealth {
+        self.appends.health()
+    }
+
+    async fn probe_writer(&self) -> WriterHealth {
+        self.appends.probe().await
     }
 
     async fn head(&self) -> Result<LedgerHead, StoreError> {

@@ -75,6 +75,60 @@ impl TestDatabase {
     }
 }
 
+/// A full disk as the application sees it, on a test database: while switched on, every
+/// COMMIT that wrote ledger events or the writer's probe fails with SQLSTATE 53100
+/// (disk_full), as PostgreSQL answers when it cannot extend a file. Nothing else changes.
+pub struct DiskFullDrill {
+    url: String,
+}
+
+impl DiskFullDrill {
+    /// Installs the drill's table and deferred triggers on the database at `url`.
+    pub async fn install(url: &str) -> Result<DiskFullDrill, sqlx::Error> {
+        let pool = PgPoolOptions::new().max_connections(1).connect(url).await?;
+        pool.execute(
+            "CREATE TABLE drill_disk_full (full_since timestamptz NOT NULL);
+             CREATE FUNCTION drill_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF EXISTS (SELECT 1 FROM drill_disk_full) THEN
+                     RAISE EXCEPTION 'could not extend file: No space left on device (drill)'
+                         USING ERRCODE = '53100';
+                 END IF;
+                 RETURN NULL;
+             END $$;
+             CREATE CONSTRAINT TRIGGER drill_disk_full AFTER INSERT ON events
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION drill_disk_full();
+             CREATE CONSTRAINT TRIGGER drill_disk_full AFTER INSERT ON writer_probe
+                 DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION drill_disk_full();",
+        )
+        .await?;
+        pool.close().await;
+        Ok(DiskFullDrill {
+            url: url.to_string(),
+        })
+    }
+
+    /// The disk is full from now on.
+    pub async fn fill(&self) -> Result<(), sqlx::Error> {
+        self.run("INSERT INTO drill_disk_full VALUES (now())").await
+    }
+
+    /// Space is back.
+    pub async fn free(&self) -> Result<(), sqlx::Error> {
+        self.run("DELETE FROM drill_disk_full").await
+    }
+
+    async fn run(&self, sql: &str) -> Result<(), sqlx::Error> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.url)
+            .await?;
+        pool.execute(sql).await?;
+        pool.close().await;
+        Ok(())
+    }
+}
+
 fn uuid_hex() -> String {
     autolog_domain::Uuid::now_v7().simple().to_string()
 }

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,7 +27,7 @@ use autolog_store::{
     VAULT_COLUMNS, VAULT_KEY_REWRAP, VAULT_RECORD_ERASE, VAULT_RECORD_UPSERT,
     WEBHOOK_CURSOR_ADVANCE,
 };
-use autolog_store::{CommitQueue, GroupBackend, GroupTx};
+use autolog_store::{CommitQueue, GroupBackend, GroupTx, WriterHealth};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -50,6 +52,8 @@ pub struct SqliteStore {
     readers: SqlitePool,
     /// Appends, in groups sharing one transaction and one commit on `writer`.
     appends: CommitQueue,
+    /// The size cap of [`SqliteStore::cap_size_at_current`], in pages (0: none).
+    page_cap: Arc<AtomicU32>,
 }
 
 /// The database file, created (or narrowed) to owner-only permissions (0600) before SQLite
@@ -106,8 +110,19 @@ impl SqliteStore {
             // space, so an erased vault record's bytes do not linger in the file (see
             // `erase_vault_record`). Set on every connection, readers included.
             .pragma("secure_delete", "ON");
+        let page_cap = Arc::new(AtomicU32::new(0));
+        let cap = page_cap.clone();
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // A connection whose transaction SQLite ended by itself (on SQLITE_FULL or an
+            // I/O error the ROLLBACK then finds nothing to roll back) is still counted in a
+            // transaction by sqlx, and every later BEGIN on it failed until restart. Such a
+            // connection is closed when handed back; the next write opens a fresh one.
+            .after_release(|conn, _| Box::pin(async move { writer_reusable(conn).await }))
+            .after_connect(move |conn, _| {
+                let cap = cap.clone();
+                Box::pin(async move { apply_page_cap(conn, cap.load(Ordering::Acquire)).await })
+            })
             .connect_with(options.clone())
             .await
             .map_err(backend_error)?;
@@ -133,7 +148,33 @@ impl SqliteStore {
             writer,
             readers,
             appends,
+            page_cap,
         })
+    }
+
+    /// Caps the database at its current size in pages (`PRAGMA max_page_count`), on the
+    /// writer connection and every one opened after it: a write that needs one more page
+    /// then fails with "database or disk is full", as on a full disk. For disk-full drills
+    /// and tests; [`SqliteStore::lift_size_cap`] lifts it.
+    pub async fn cap_size_at_current(&self) -> Result<u32, StoreError> {
+        let mut conn = self.writer.acquire().await.map_err(backend_error)?;
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(backend_error)?;
+        let pages = u32::try_from(pages).unwrap_or(u32::MAX);
+        self.page_cap.store(pages, Ordering::Release);
+        apply_page_cap(&mut conn, pages)
+            .await
+            .map_err(backend_error)?;
+        Ok(pages)
+    }
+
+    /// Lifts the cap of [`SqliteStore::cap_size_at_current`].
+    pub async fn lift_size_cap(&self) -> Result<(), StoreError> {
+        self.page_cap.store(0, Ordering::Release);
+        let mut conn = self.writer.acquire().await.map_err(backend_error)?;
+        apply_page_cap(&mut conn, 0).await.map_err(backend_error)
     }
 
     /// Closes every connection and waits until they are closed. The last one to close
@@ -142,6 +183,28 @@ impl SqliteStore {
         self.readers.close().await;
         self.writer.close().await;
     }
+}
+
+/// Whether a writer connection handed back to its pool may serve the next write: not when
+/// it still counts itself in a transaction once its queued rollback has run.
+async fn writer_reusable(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    // The ping runs after the rollback queued by the dropped transaction.
+    conn.ping().await?;
+    if conn.is_in_transaction() {
+        tracing::warn!("the writer connection lost its transaction; opening a fresh one");
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Sets `PRAGMA max_page_count` to `pages`, or back to SQLite's default when 0.
+async fn apply_page_cap(conn: &mut sqlx::SqliteConnection, pages: u32) -> Result<(), sqlx::Error> {
+    let pages = if pages == 0 { 4_294_967_294 } else { pages };
+    sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 /// Benchmark baseline: the same rows written as plain inserts into a table without the
@@ -582,6 +645,11 @@ impl GroupBackend for SqliteGroups {
     async fn commit(&self, tx: Self::Tx) -> Result<(), StoreError> {
         tx.tx.commit().await.map_err(backend_error)
     }
+
+    const PROBE: &'static [&'static str] = &[
+        "INSERT INTO writer_probe (filler) VALUES (zeroblob(65536))",
+        "DELETE FROM writer_probe",
+    ];
 }
 
 #[async_trait]
@@ -750,6 +818,14 @@ impl Store for SqliteStore {
             .await
             .map_err(backend_error)?;
         row.as_ref().map(to_event).transpose()
+    }
+
+    fn writer_health(&self) -> WriterHealth {
+        self.appends.health()
+    }
+
+    async fn probe_writer(&self) -> WriterHealth {
+        self.appends.probe().await
     }
 
     async fn head(&self) -> Result<LedgerHead, StoreError> {

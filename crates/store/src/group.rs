@@ -17,6 +17,13 @@
 //!   acknowledged write is durable, and a refusal never rests on a write that was lost;
 //! - a failed COMMIT (or a transaction that became unusable) fails every request of the
 //!   group with the backend's error.
+//!
+//! The queue also keeps the writer's health: [`WriterHealth::Failing`] from a group that
+//! could not commit, or had a request fail on a backend error (a full disk, a lost
+//! connection), until a later group or a [`CommitQueue::probe`] writes cleanly. The backend's pool hands the writer a fresh connection
+//! after such a failure, so the writer recovers by itself once the cause is gone.
+
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use autolog_domain::{EventDraft, Instant};
@@ -56,11 +63,66 @@ pub trait GroupBackend: Send + Sync + 'static {
     async fn begin(&self) -> Result<Self::Tx, StoreError>;
     /// Commits; returns once the commit is durable.
     async fn commit(&self, tx: Self::Tx) -> Result<(), StoreError>;
+    /// Statements that write and remove about 64 KiB outside the ledger: run in a
+    /// transaction of their own and committed, they show whether a write can commit now.
+    const PROBE: &'static [&'static str];
+}
+
+/// Whether the writer can commit, as its last group or probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriterHealth {
+    /// The last group or probe committed (or nothing was tried yet).
+    Writing,
+    /// The last group or probe could not commit; `since` is when the first of the
+    /// failures in a row happened, `error` the latest backend message.
+    Failing { since: Instant, error: String },
+}
+
+impl WriterHealth {
+    pub fn is_writing(&self) -> bool {
+        matches!(self, WriterHealth::Writing)
+    }
+}
+
+/// Shared between the queue (which reads it) and its writer task (which sets it).
+#[derive(Clone)]
+struct HealthCell(Arc<Mutex<WriterHealth>>);
+
+impl HealthCell {
+    fn get(&self) -> WriterHealth {
+        match self.0.lock() {
+            Ok(health) => health.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set(&self, committed: Result<(), &StoreError>) {
+        let mut health = match self.0.lock() {
+            Ok(health) => health,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *health = match (committed, &*health) {
+            (Ok(()), _) => WriterHealth::Writing,
+            (Err(e), WriterHealth::Failing { since, .. }) => WriterHealth::Failing {
+                since: *since,
+                error: e.to_string(),
+            },
+            (Err(e), WriterHealth::Writing) => {
+                tracing::error!(error = %e, "the append writer cannot commit");
+                WriterHealth::Failing {
+                    since: Instant::now(),
+                    error: e.to_string(),
+                }
+            }
+        };
+    }
 }
 
 type Answer = Result<Vec<AppendOutcome>, StoreError>;
 
 struct Request {
+    /// A probe carries no drafts and runs alone: [`GroupBackend::PROBE`], committed.
+    probe: bool,
     drafts: Vec<EventDraft>,
     /// The caller's span (its HTTP request id, say): the writer runs the request in it.
     span: tracing::Span,
@@ -74,6 +136,7 @@ pub struct CommitQueue {
     backend: &'static str,
     requests: mpsc::Sender<Request>,
     capacity: usize,
+    health: HealthCell,
 }
 
 impl CommitQueue {
@@ -91,11 +154,28 @@ impl CommitQueue {
     ) -> CommitQueue {
         let capacity = capacity.max(1);
         let (requests, queued) = mpsc::channel(capacity);
-        tokio::spawn(write_groups(backend, queued));
+        let health = HealthCell(Arc::new(Mutex::new(WriterHealth::Writing)));
+        tokio::spawn(write_groups(backend, queued, health.clone()));
         CommitQueue {
             backend: backend_name,
             requests,
             capacity,
+            health,
+        }
+    }
+
+    /// The writer's health as its last group or probe left it.
+    pub fn health(&self) -> WriterHealth {
+        self.health.get()
+    }
+
+    /// Writes and removes a little outside the ledger in a transaction of its own, behind
+    /// whatever is queued, and answers the writer's health after it.
+    pub async fn probe(&self) -> WriterHealth {
+        match self.send(true, &[], &Instant::now).await {
+            Ok(_) => WriterHealth::Writing,
+            // Failed (the writer recorded it) or busy (the queue is full: unchanged).
+            Err(_) => self.health(),
         }
     }
 
@@ -103,8 +183,13 @@ impl CommitQueue {
     /// waiting. `clock` is read now, when the request is queued: `recorded_at` is never
     /// earlier than it, and always later than the previous event's.
     pub async fn append(&self, drafts: &[EventDraft], clock: &Clock) -> Answer {
+        self.send(false, drafts, clock).await
+    }
+
+    async fn send(&self, probe: bool, drafts: &[EventDraft], clock: &Clock) -> Answer {
         let (reply, answer) = oneshot::channel();
         let request = Request {
+            probe,
             drafts: drafts.to_vec(),
             span: tracing::Span::current(),
             now: clock(),
@@ -136,7 +221,11 @@ impl CommitQueue {
 }
 
 /// The writer task: one group after the other, until the queue is dropped.
-async fn write_groups<B: GroupBackend>(backend: B, mut queued: mpsc::Receiver<Request>) {
+async fn write_groups<B: GroupBackend>(
+    backend: B,
+    mut queued: mpsc::Receiver<Request>,
+    health: HealthCell,
+) {
     let mut carried: Option<Request> = None;
     loop {
         let first = match carried.take() {
@@ -146,20 +235,36 @@ async fn write_groups<B: GroupBackend>(backend: B, mut queued: mpsc::Receiver<Re
                 None => return,
             },
         };
+        if first.probe {
+            let committed = commit_probe(&backend).await;
+            health.set(committed.as_ref().map(|_| ()));
+            let _ = first.reply.send(committed.map(|()| Vec::new()));
+            continue;
+        }
         let mut events = first.drafts.len();
         let mut group = vec![first];
         while group.len() < MAX_GROUP_REQUESTS && events < MAX_GROUP_EVENTS {
             let Ok(request) = queued.try_recv() else {
                 break;
             };
-            if events + request.drafts.len() > MAX_GROUP_EVENTS {
+            if request.probe || events + request.drafts.len() > MAX_GROUP_EVENTS {
                 carried = Some(request);
                 break;
             }
             events += request.drafts.len();
             group.push(request);
         }
-        let answers = commit_group(&backend, &group).await;
+        let (answers, committed) = commit_group(&backend, &group).await;
+        // A request can fail alone on a backend error (SQLite refuses the statement that
+        // needs a page the full disk cannot give, and its savepoint rolls it back): that
+        // too is a writer that cannot write. Refusals and busy answers are not.
+        let failure = committed.err().or_else(|| {
+            answers.iter().find_map(|a| match a {
+                Err(e @ StoreError::Backend { .. }) => Some(e.clone()),
+                _ => None,
+            })
+        });
+        health.set(failure.as_ref().map_or(Ok(()), Err));
         for (request, answer) in group.into_iter().zip(answers) {
             // A caller that went away no longer wants its answer.
             let _ = request.reply.send(answer);
@@ -167,24 +272,37 @@ async fn write_groups<B: GroupBackend>(backend: B, mut queued: mpsc::Receiver<Re
     }
 }
 
-/// Runs one group in one transaction; one answer per request, in order.
-async fn commit_group<B: GroupBackend>(backend: &B, group: &[Request]) -> Vec<Answer> {
+/// Runs one group in one transaction; one answer per request, in order, and whether the
+/// group's transaction committed.
+async fn commit_group<B: GroupBackend>(
+    backend: &B,
+    group: &[Request],
+) -> (Vec<Answer>, Result<(), StoreError>) {
     let mut tx = match backend.begin().await {
         Ok(tx) => tx,
-        Err(e) => return fail_all(group.len(), &e),
+        Err(e) => return (fail_all(group.len(), &e), Err(e)),
     };
     let mut answers = Vec::with_capacity(group.len());
     for request in group {
         match run_request(&mut tx, request).await {
             Ok(answer) => answers.push(answer),
             // Dropping the transaction rolls it back: nothing of the group is written.
-            Err(e) => return fail_all(group.len(), &e),
+            Err(e) => return (fail_all(group.len(), &e), Err(e)),
         }
     }
     match backend.commit(tx).await {
-        Ok(()) => answers,
-        Err(e) => fail_all(group.len(), &e),
+        Ok(()) => (answers, Ok(())),
+        Err(e) => (fail_all(group.len(), &e), Err(e)),
     }
+}
+
+/// Runs the backend's probe statements in a transaction of their own and commits it.
+async fn commit_probe<B: GroupBackend>(backend: &B) -> Result<(), StoreError> {
+    let mut tx = backend.begin().await?;
+    for statement in B::PROBE {
+        tx.execute(statement).await?;
+    }
+    backend.commit(tx).await
 }
 
 /// Runs one request inside its savepoint. The outer error means the group's transaction
@@ -314,6 +432,7 @@ mod tests {
             }
             Ok(FakeTx(self.log.clone()))
         }
+        const PROBE: &'static [&'static str] = &["PROBE"];
         async fn commit(&self, _: FakeTx) -> Result<(), StoreError> {
             tokio::time::sleep(Duration::from_millis(20)).await;
             if self.fail_commit {
@@ -426,6 +545,50 @@ mod tests {
                 other => panic!("expected the commit's failure, got {other:?}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_marks_the_writer_failing_until_a_probe_commits() {
+        let log = Arc::new(Log::default());
+        let gate = Arc::new(Semaphore::new(1_000));
+        let failing = CommitQueue::start(
+            "fake",
+            FakeBackend {
+                log: log.clone(),
+                gate: gate.clone(),
+                fail_commit: true,
+            },
+        );
+        assert_eq!(failing.health(), WriterHealth::Writing, "nothing tried yet");
+        assert!(failing
+            .append(&[draft("1", false)], &Instant::now)
+            .await
+            .is_err());
+        let WriterHealth::Failing { since, error } = failing.health() else {
+            panic!("a failed commit leaves the writer failing");
+        };
+        assert!(error.contains("disk full"), "{error}");
+        let again = failing.probe().await;
+        assert_eq!(
+            again,
+            WriterHealth::Failing {
+                since,
+                error: error.clone()
+            },
+            "a failed probe keeps when the failures began"
+        );
+        let statements = log.statements.lock().map(|s| s.clone()).unwrap_or_default();
+        assert_eq!(statements.iter().filter(|s| **s == "PROBE").count(), 1);
+
+        let healthy = CommitQueue::start(
+            "fake",
+            FakeBackend {
+                log,
+                gate,
+                fail_commit: false,
+            },
+        );
+        assert_eq!(healthy.probe().await, WriterHealth::Writing);
     }
 
     /// With the writer held at BEGIN and the queue full, one more request is refused at

@@ -30,7 +30,9 @@ pub use epcis::{
     EpcisBind, EpcisCapture, EpcisCaptureRow, EpcisEventRow, EpcisQuery, NewEpcisEvent,
     StoredEpcisEvent, EPC_ROLES,
 };
-pub use group::{CommitQueue, GroupBackend, GroupTx, MAX_GROUP_EVENTS, MAX_GROUP_REQUESTS};
+pub use group::{
+    CommitQueue, GroupBackend, GroupTx, WriterHealth, MAX_GROUP_EVENTS, MAX_GROUP_REQUESTS,
+};
 pub use outbox::{check_outbox_name, MAX_OUTBOX_NAME, OUTBOX_CURSOR_ADVANCE};
 pub use row::{
     CheckpointRow, DeliveryAttemptRow, EventRow, WebhookDeliveryRow, WebhookRow, EVENT_COLUMNS,
@@ -200,6 +202,14 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<Event>, StoreError>;
 
     async fn head(&self) -> Result<LedgerHead, StoreError>;
+
+    /// Whether appends commit, as the last one (or probe) found; no database round trip.
+    fn writer_health(&self) -> WriterHealth;
+
+    /// Commits a small write outside the ledger behind whatever appends are queued, and
+    /// answers the writer's health after it: how a failing writer is seen to recover when
+    /// no append comes.
+    async fn probe_writer(&self) -> WriterHealth;
 
     /// Stored Merkle nodes among `ids` (absent ones are left out).
     async fn merkle_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError>;

@@ -2,6 +2,7 @@
 //! stream as of any moment, proofs, checkpoints and the public key.
 
 use autolog_app::Principal;
+use autolog_app::WriterHealth;
 use autolog_app::{AppError, Autolog, ListQuery};
 use autolog_domain::FieldError;
 use axum::body::Bytes;
@@ -30,18 +31,42 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/key", get(public_key))
 }
 
-/// Whether the server answers and its store reads. The ledger's size is told to signed-in
-/// callers only: to anyone else it would say how fast the network enrols and treats.
+/// Whether the server answers, its store reads and its writer can commit: 200 `ok`, or
+/// 503 `failing` while appends cannot commit (a full disk, say), with when that began.
+/// A failing writer is probed on each call, so the answer turns back to 200 once space
+/// returns even when no append came. The ledger's size and the writer's error are told to
+/// signed-in callers only: to anyone else the size would say how fast the network enrols
+/// and treats, and the error may name paths.
 async fn health(
     State(app): State<AppState>,
     headers: axum::http::HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let head = app.store().head().await.map_err(AppError::from)?;
-    let mut answer = json!({"status": "ok", "backend": app.backend()});
-    if auth::authenticate(&app, &headers).await.is_ok() {
+    let mut writer = app.store().writer_health();
+    if !writer.is_writing() {
+        writer = app.store().probe_writer().await;
+    }
+    let signed_in = auth::authenticate(&app, &headers).await.is_ok();
+    let (status, mut answer) = match &writer {
+        WriterHealth::Writing => (
+            StatusCode::OK,
+            json!({"status": "ok", "backend": app.backend(), "writer": {"state": "writing"}}),
+        ),
+        WriterHealth::Failing { since, error } => {
+            let mut writer = json!({"state": "failing", "since": since.to_string()});
+            if signed_in {
+                writer["error"] = json!(error);
+            }
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"status": "failing", "backend": app.backend(), "writer": writer}),
+            )
+        }
+    };
+    if signed_in {
         answer["tree_size"] = json!(head.position);
     }
-    Ok(Json(answer))
+    Ok((status, Json(answer)))
 }
 
 async fn openapi() -> impl IntoResponse {

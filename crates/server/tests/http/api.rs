@@ -205,10 +205,97 @@ async fn health_reports_backend_and_size() {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             body,
-            json!({"status": "ok", "backend": "sqlite", "tree_size": app.setup})
+            json!({
+                "status": "ok",
+                "backend": "sqlite",
+                "writer": {"state": "writing"},
+                "tree_size": app.setup
+            })
         );
     })
     .await;
+}
+
+/// A full disk: appends answer 503 and write nothing, `/healthz` answers 503 with when the
+/// writer began failing (its error only to signed-in callers); once space returns,
+/// `/healthz` turns 200 by itself (it probes the writer) and appends succeed, all without
+/// a restart. On both stores.
+async fn full_disk_story(target: Target) {
+    let (store, drill) = target.open_with_disk_drill().await;
+    let backend = store.backend();
+    let app = Arc::new(Autolog::from_parts(
+        store,
+        SigningKey::from_bytes(&[42u8; 32]),
+    ));
+    let user =
+        autolog_test_support::person(&app, "P-0001", &autolog_test_support::every_role()).await;
+    let setup = app.store().head().await.expect("head").position;
+    let addr = crate::common::serve_on_loopback(app.clone(), Duration::from_millis(200)).await;
+    let app = TestApp {
+        base: format!("http://{addr}"),
+        client: user.client(),
+        app,
+        setup,
+    };
+    let anonymous = reqwest::Client::new();
+    let note = |i: usize| {
+        let mut event = site_event(
+            &format!("disk-{i}"),
+            "2026-03-02T09:00:00+01:00[Europe/Paris]",
+            "x",
+        );
+        event["stream"] = json!(format!("note/disk-{i}"));
+        event["body"]["data"]["text"] = json!("y".repeat(3_000));
+        event
+    };
+    let batch = |from: usize| Value::Array((from..from + 50).map(note).collect());
+
+    drill.fill().await;
+    let (status, body) = app.post_json(&batch(0)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "storage_unavailable", "{body}");
+    let (status, health) = app.get("/healthz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
+    assert_eq!(health["status"], "failing");
+    assert_eq!(health["writer"]["state"], "failing");
+    assert!(health["writer"]["since"].is_string(), "{health}");
+    let error = health["writer"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("full") || error.contains("No space"),
+        "{health}"
+    );
+    let r = anonymous
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let seen: Value = r.json().await.expect("json");
+    assert!(seen["writer"].get("error").is_none(), "{seen}");
+    assert!(seen.get("tree_size").is_none(), "{seen}");
+    assert_eq!(app.tree_size().await, 0, "nothing written on a full disk");
+
+    drill.free().await;
+    let (status, health) = app.get("/healthz").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "no append needed to see the writer back: {health}"
+    );
+    assert_eq!(health["writer"], json!({"state": "writing"}));
+    let (status, body) = app.post_json(&batch(100)).await;
+    assert_eq!(status, StatusCode::CREATED, "{backend}: {body}");
+    assert_eq!(app.tree_size().await, 50);
+}
+
+#[tokio::test]
+async fn a_full_disk_answers_503_and_the_writer_recovers_on_sqlite() {
+    run_on(Backend::Sqlite, "full_disk", full_disk_story).await;
+}
+
+#[tokio::test]
+async fn a_full_disk_answers_503_and_the_writer_recovers_on_postgres() {
+    run_on(Backend::Postgres, "full_disk", full_disk_story).await;
 }
 
 #[tokio::test]
