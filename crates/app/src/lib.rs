@@ -23,6 +23,7 @@ pub use access::accounts::{
     attribute, attribute_person, authorize_drafts, sha256_hex, totp_code, totp_key, totp_step,
     AccessSettings, Principal, PrincipalKind, SignedIn, CONSOLE_SOURCE, MAX_TOKEN_DAYS,
 };
+pub use access::refusals::RECORDED_PER_MINUTE as ACCESS_REFUSALS_RECORDED_PER_MINUTE;
 pub use access::vault::{
     check_personal_data_fields, VaultKey, BEDSIDE_PURPOSE, PERSONAL_DATA_FIELDS,
 };
@@ -92,6 +93,8 @@ pub struct Autolog {
     private_webhook_receivers: bool,
     /// Failed sign-ins per account and client address, and the waits they earned.
     sign_in_throttle: access::throttle::SignInThrottle,
+    /// Refused attempts per sender this minute (recorded one by one, then counted).
+    access_refusals: access::refusals::RefusalWindows,
 }
 
 impl Autolog {
@@ -123,6 +126,7 @@ impl Autolog {
             clock: Arc::new(SystemClock),
             private_webhook_receivers: false,
             sign_in_throttle: access::throttle::SignInThrottle::default(),
+            access_refusals: access::refusals::RefusalWindows::default(),
         }
     }
 

@@ -119,6 +119,7 @@ pub async fn serve(
     if let Some(publisher) = publisher {
         publisher.abort();
     }
+    app.flush_access_refusals(true).await;
     if let Err(e) = app.checkpoint_if_grown().await {
         tracing::warn!(error = %e, "final checkpoint failed");
     }
@@ -135,6 +136,7 @@ async fn checkpoint_loop(app: Arc<Autolog>, every: Duration) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        app.flush_access_refusals(false).await;
         if let Err(e) = app.checkpoint_if_grown().await {
             tracing::warn!(error = %e, "checkpoint failed; will retry");
         }

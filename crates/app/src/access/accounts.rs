@@ -1055,6 +1055,23 @@ pub fn attribute_person(
     Ok(Value::Object(object).to_string().into_bytes())
 }
 
+/// The draft a refusal names: `[i].…` in a batch, the only one otherwise.
+fn refused_draft<'d>(
+    drafts: &'d [autolog_domain::EventDraft],
+    single: bool,
+    refusal: &FieldError,
+) -> Option<&'d autolog_domain::EventDraft> {
+    if single {
+        return drafts.first();
+    }
+    let index = refusal
+        .field
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once(']'))
+        .and_then(|(i, _)| i.parse::<usize>().ok())?;
+    drafts.get(index)
+}
+
 /// Whether the principal may record each draft: the actor is the principal, a source
 /// system records under its own name, and a role granted at the event's site allows
 /// the event type there.
@@ -1129,8 +1146,21 @@ impl Autolog {
             self.clock.as_ref(),
             self.clock_skew_tolerance_seconds,
         )?;
-        authorize_drafts(principal, &drafts, single, person_source)?;
-        self.authorize_in_scope(principal, &drafts, single).await?;
+        let authorized = match authorize_drafts(principal, &drafts, single, person_source) {
+            Ok(()) => self.authorize_in_scope(principal, &drafts, single).await,
+            Err(e) => Err(e),
+        };
+        if let Err(AppError::Forbidden(refusal)) = &authorized {
+            if let Some(draft) = refused_draft(&drafts, single, refusal) {
+                self.record_access_refusal(
+                    &principal.actor,
+                    crate::access::refusals::Attempt::write(draft),
+                    refusal,
+                )
+                .await;
+            }
+        }
+        authorized?;
         self.append_json(&body).await
     }
 
@@ -1157,6 +1187,16 @@ impl Autolog {
                     format!("{prefix}stream"),
                     &draft.stream,
                     "is written by Autolog only (the personal-data audit trail)",
+                )));
+            }
+            if draft
+                .stream
+                .starts_with(autolog_domain::access::ACCESS_AUDIT_PREFIX)
+            {
+                return Err(AppError::Forbidden(FieldError::new(
+                    format!("{prefix}stream"),
+                    &draft.stream,
+                    "is written by Autolog only (a sender's access audit)",
                 )));
             }
             let family = event_type.split_once('.').map_or(event_type, |(f, _)| f);
@@ -1332,14 +1372,22 @@ impl Autolog {
             .or_else(|| fields.get("treatment_site_id"))
             .and_then(Value::as_str);
         if !autolog_domain::access::may_record_at(&principal.grants, "chain.enrolled", site) {
-            return Err(AppError::Forbidden(FieldError::new(
+            let refusal = FieldError::new(
                 "site",
                 site.unwrap_or("(absent)"),
                 format!(
                     "{} holds no role that may enrol a patient there",
                     principal.actor
                 ),
-            )));
+            );
+            let attempt = crate::access::refusals::Attempt {
+                action: "write",
+                target: site.unwrap_or("(absent)"),
+                event_type: Some("chain.enrolled"),
+            };
+            self.record_access_refusal(&principal.actor, attempt, &refusal)
+                .await;
+            return Err(AppError::Forbidden(refusal));
         }
         let given = fields
             .get("source")

@@ -1,8 +1,10 @@
 //! Who may do what: accounts, TOTP sign-in, sessions, role grants, API tokens and the
 //! attribution of a request's events to its sender (`accounts`), the access audit events
-//! (`audit`), and the personal-data vault (`vault`).
+//! (`audit`), refused attempts in the sender's own audit (`refusals`), and the
+//! personal-data vault (`vault`).
 
 pub(crate) mod accounts;
 pub(crate) mod audit;
+pub(crate) mod refusals;
 pub(crate) mod throttle;
 pub(crate) mod vault;

@@ -492,6 +492,73 @@ impl Check for PersonalDataAccessV1 {
     }
 }
 
+/// The stream of a sender's own access audit: `access-audit/person/<id>` or
+/// `access-audit/system/<id>`. Written by Autolog only.
+pub fn access_audit_stream(actor: &str) -> String {
+    format!("{ACCESS_AUDIT_PREFIX}{actor}")
+}
+
+/// The prefix of every sender's access-audit stream.
+pub const ACCESS_AUDIT_PREFIX: &str = "access-audit/";
+
+/// What a refused sender tried: write an event or read a record.
+pub const ACCESS_ACTIONS: &[&str] = &["write", "read"];
+
+/// One refused attempt, recorded in the sender's own audit: who, what they tried where,
+/// and the rule that refused it (the field and rule of the answer they got).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AccessRefusedV1 {
+    by: String,
+    action: String,
+    /// The stream (or route) the attempt named, as the sender sent it.
+    target: String,
+    /// The event type a refused write carried.
+    #[serde(default)]
+    event_type: Option<String>,
+    field: String,
+    rule: String,
+}
+
+impl Check for AccessRefusedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        check_actor("by", &self.by)?;
+        crate::reference::one_of("action", &self.action, ACCESS_ACTIONS)?;
+        crate::ledger::envelope::check_text("target", &self.target, 300)?;
+        if let Some(t) = &self.event_type {
+            check_code("event_type", t)?;
+        }
+        crate::ledger::envelope::check_text("field", &self.field, 300)?;
+        crate::ledger::envelope::check_text("rule", &self.rule, 1_000)
+    }
+}
+
+/// Refusals of one sender in one minute beyond those recorded one by one: counted, so a
+/// flood of refused attempts cannot fill the ledger.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AccessRefusalsCountedV1 {
+    by: String,
+    /// The minute they happened in (its first instant, RFC 3339 UTC).
+    minute: String,
+    refusals: u64,
+}
+
+impl Check for AccessRefusalsCountedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        check_actor("by", &self.by)?;
+        crate::ledger::time::Instant::parse_rfc3339("minute", &self.minute)?;
+        if self.refusals == 0 {
+            return Err(FieldError::new(
+                "refusals",
+                "0",
+                "must be at least 1 (a minute with none is not recorded)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct VaultKeyRotatedV1 {

@@ -451,6 +451,20 @@ pub const EVENT_TYPES: &[EventType] = &[
         fold: Fold::AppendTo("rotations"),
         validate: schema::<crate::access::VaultKeyRotatedV1>,
     },
+    EventType {
+        name: "access.refused",
+        version: 1,
+        description: "Recorded by Autolog in the sender's own access audit: an attempt refused for scope or role (who, what, where, the rule; never identifying data).",
+        fold: Fold::AppendTo("refusals"),
+        validate: schema::<crate::access::AccessRefusedV1>,
+    },
+    EventType {
+        name: "access.refusals_counted",
+        version: 1,
+        description: "Recorded by Autolog in the sender's own access audit: how many more attempts were refused in one minute beyond those recorded one by one.",
+        fold: Fold::AppendTo("refusals_counted"),
+        validate: schema::<crate::access::AccessRefusalsCountedV1>,
+    },
 ];
 
 /// Types only Autolog itself records; a request that sends one is refused.
@@ -475,6 +489,8 @@ pub const RECORDED_BY_AUTOLOG: &[&str] = &[
     "personal_data.read",
     "personal_data.erased",
     "vault.master_key_rotated",
+    "access.refused",
+    "access.refusals_counted",
 ];
 
 /// Looks up a type; the error says which types or versions exist.

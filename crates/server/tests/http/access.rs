@@ -995,6 +995,182 @@ async fn only_the_ordered_site_collects_on_postgres() {
     .await;
 }
 
+/// The alerts raised on the test's chain.
+async fn chain_alerts(app: &TestApp) -> usize {
+    let events = app
+        .app
+        .store()
+        .list_events(&autolog_store::EventQuery {
+            stream: None,
+            valid_at: autolog_domain::Instant::MAX,
+            known_at: autolog_domain::Instant::MAX,
+            after_position: 0,
+            limit: 10_000,
+        })
+        .await
+        .expect("events");
+    events
+        .iter()
+        .filter(|e| e.body.event_type == "alert.raised" && e.body.data["coi"] == app.coi.as_str())
+        .count()
+}
+
+/// A refused write leaves no trace on the record it was refused on (no event, no alert on
+/// another site's chain) and is recorded in the sender's own access audit, which an
+/// auditor reads; a flood of refusals is recorded one by one up to a limit per minute and
+/// counted beyond it. Nobody writes into an access audit but Autolog.
+async fn a_refused_write_is_recorded_in_the_senders_own_audit(t: Target) {
+    let app = spawn_app(&t, AccessSettings::default()).await;
+    let paris = person(&app.app, "P-0001", &[("apheresis_coordinator", "S-PAR-01")]).await;
+    let chain_stream = format!("coi/{}", app.coi);
+    let chain_before = app
+        .app
+        .store()
+        .stream_events(&chain_stream, autolog_domain::Instant::MAX)
+        .await
+        .expect("chain")
+        .len();
+    let attempt = |i: usize| {
+        json!({
+            "stream": chain_stream,
+            "occurred_at": "2026-11-10T12:30:00+01:00[Europe/Paris]",
+            "site": "S-PAR-01",
+            "source": {"system": "console", "source_event_id": format!("takeover-{i}")},
+            "body": {"type": "chain.collected", "version": 1, "data": {
+                "collection_site_id": "S-PAR-01", "operator_id": "P-0001", "device_id": "APH-PAR-01",
+                "started_at": "2026-11-10T08:00:00+01:00", "ended_at": "2026-11-10T12:00:00+01:00",
+                "dins": [autolog_domain::identifiers::Din::parse("din", "A999926000101").expect("DIN").to_string()]}},
+        })
+    };
+    let alerts_before = chain_alerts(&app).await;
+    let (status, refused) = call(
+        &app.base,
+        &paris,
+        "POST",
+        "/api/v1/events",
+        Some(&attempt(0)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+
+    let audit_stream = "access-audit/person/P-0001";
+    let audit = |app: &TestApp| {
+        let store = app.app.store().clone();
+        async move {
+            store
+                .stream_events(audit_stream, autolog_domain::Instant::MAX)
+                .await
+                .expect("audit")
+        }
+    };
+    let recorded = audit(&app).await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    let data = &recorded[0].body.data;
+    assert_eq!(recorded[0].body.event_type, "access.refused");
+    assert_eq!(data["by"], "person/P-0001");
+    assert_eq!(data["action"], "write");
+    assert_eq!(data["target"], chain_stream);
+    assert_eq!(data["event_type"], "chain.collected");
+    assert_eq!(data["field"], "stream");
+    assert_eq!(data["rule"], refused["error"]["rule"]);
+    let after = app
+        .app
+        .store()
+        .stream_events(&chain_stream, autolog_domain::Instant::MAX)
+        .await
+        .expect("chain");
+    assert_eq!(after.len(), chain_before, "nothing on the chain");
+    assert_eq!(
+        chain_alerts(&app).await,
+        alerts_before,
+        "no alert on another site's chain"
+    );
+
+    // An auditor reads it; the sender cannot write into it.
+    let auditor = person(&app.app, "P-0009", &[("auditor", "*")]).await;
+    let (status, state) = call(
+        &app.base,
+        &auditor,
+        "GET",
+        &format!("/api/v1/streams/{audit_stream}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{state}");
+    assert_eq!(
+        state["state"]["refusals"][0]["target"],
+        chain_stream.as_str(),
+        "{state}"
+    );
+    let forged = json!({
+        "stream": audit_stream,
+        "occurred_at": "2026-11-10T12:30:00+01:00[Europe/Paris]",
+        "site": "S-PAR-01",
+        "source": {"system": "console", "source_event_id": "forged"},
+        "body": {"type": "annotation.recorded", "version": 1, "data": {"text": "all fine"}},
+    });
+    let (status, e) = call(&app.base, &paris, "POST", "/api/v1/events", Some(&forged)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{e}");
+    assert_eq!(e["error"]["field"], "stream");
+
+    // A flood: recorded one by one up to the limit per minute, counted beyond it.
+    let flood = 40;
+    for i in 1..=flood {
+        let (status, _) = call(
+            &app.base,
+            &paris,
+            "POST",
+            "/api/v1/events",
+            Some(&attempt(i)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    app.app.flush_access_refusals(true).await;
+    let recorded = audit(&app).await;
+    let one_by_one = recorded
+        .iter()
+        .filter(|e| e.body.event_type == "access.refused")
+        .count();
+    let counted: u64 = recorded
+        .iter()
+        .filter(|e| e.body.event_type == "access.refusals_counted")
+        .map(|e| e.body.data["refusals"].as_u64().expect("refusals"))
+        .sum();
+    let attempts = flood + 2;
+    assert_eq!(
+        one_by_one as u64 + counted,
+        attempts as u64,
+        "every refusal is accounted for"
+    );
+    let limit = autolog_app::ACCESS_REFUSALS_RECORDED_PER_MINUTE as usize;
+    assert!(
+        (limit..=2 * limit).contains(&one_by_one),
+        "at most the limit per minute one by one (the flood may straddle a minute): {one_by_one}"
+    );
+    assert!(counted > 0);
+}
+
+#[tokio::test]
+async fn a_refused_write_is_recorded_in_the_senders_own_audit_on_sqlite() {
+    run_on(
+        Backend::Sqlite,
+        "access_refused_audit",
+        a_refused_write_is_recorded_in_the_senders_own_audit,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_refused_write_is_recorded_in_the_senders_own_audit_on_postgres() {
+    run_on(
+        Backend::Postgres,
+        "access_refused_audit",
+        a_refused_write_is_recorded_in_the_senders_own_audit,
+    )
+    .await;
+}
+
 /// Source ids belong to their sender: a person cannot claim a source system's ids (its
 /// events carry the console source), so the system's own fact is never refused as a
 /// conflict; a token records only its own system's.
