@@ -79,6 +79,10 @@ pub async fn serve(
     app.check_keys_match_database()
         .await
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+    // Secrets stored in clear by an earlier version, or before a vault key was configured.
+    app.seal_clear_secrets()
+        .await
+        .map_err(|e| std::io::Error::other(format!("cannot seal stored secrets: {e}")))?;
     if let Some(nats) = &options.nats {
         nats.check()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;

@@ -3529,3 +3529,61 @@ pub async fn the_writer_recovers_once_a_full_disk_has_space(target: Target) {
         .iter()
         .all(|e| !e.source.source_event_id.starts_with("full-")));
 }
+
+/// Secrets are replaced all together, each only while it still holds the value expected
+/// (a secret changed meanwhile is left), and a TOTP secret keeps its replay guard.
+pub async fn secrets_are_replaced_only_where_unchanged(target: Target) {
+    use autolog_store::{SecretOwner, SecretReplacement};
+    let store = target.open().await;
+    let mut enrolled = user("P-0008", T0);
+    enrolled.totp_secret = Some("CLEAR-TOTP".into());
+    enrolled.totp_last_step = Some(59_074_440);
+    store.add_user(&enrolled).await.expect("add");
+    store.add_user(&user("P-0009", T0)).await.expect("add");
+    let hook = webhook(1, T0);
+    store.add_webhook(&hook).await.expect("webhook");
+    let replace = |owner: SecretOwner, old: &str, new: &str| SecretReplacement {
+        owner,
+        old: old.into(),
+        new: new.into(),
+    };
+    let replaced = store
+        .replace_secrets(&[
+            replace(
+                SecretOwner::Totp("P-0008".into()),
+                "CLEAR-TOTP",
+                "sealed:v1:k:aa",
+            ),
+            replace(
+                SecretOwner::Webhook(hook.webhook_id),
+                &hook.secret,
+                "sealed:v1:k:bb",
+            ),
+            // changed meanwhile: left as it is
+            replace(
+                SecretOwner::Totp("P-0009".into()),
+                "ANYTHING",
+                "sealed:v1:k:cc",
+            ),
+            replace(
+                SecretOwner::Webhook(Uuid::from_u128(99)),
+                "x",
+                "sealed:v1:k:dd",
+            ),
+        ])
+        .await
+        .expect("replace");
+    assert_eq!(replaced, 2);
+    let account = store.user("P-0008").await.expect("read").expect("user");
+    assert_eq!(account.totp_secret.as_deref(), Some("sealed:v1:k:aa"));
+    assert_eq!(
+        account.totp_last_step,
+        Some(59_074_440),
+        "replay guard kept"
+    );
+    let other = store.user("P-0009").await.expect("read").expect("user");
+    assert_eq!(other.totp_secret, None);
+    let hooks = store.webhooks().await.expect("webhooks");
+    assert_eq!(hooks[0].secret, "sealed:v1:k:bb");
+    assert_eq!(store.replace_secrets(&[]).await.expect("nothing"), 0);
+}

@@ -31,6 +31,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     signing_secrets_are_set_replaced_and_read,
     the_writer_recovers_once_a_full_disk_has_space,
+    secrets_are_replaced_only_where_unchanged,
     append_and_read_back,
     same_source_twice_returns_the_first_event,
     concurrent_appends_to_one_stream_have_no_gaps,

@@ -17,13 +17,13 @@ use autolog_store::{
     duplicate_user, duplicate_webhook, encode_sites, erased_vault_record, stored_position,
     unknown_delivery, unknown_vault_record, unknown_webhook, unmapped_code, ApiToken, ApiTokenRow,
     AppendOutcome, AppendPlan, AppendTx, CheckpointRow, Clock, DeliveryAttempt, DeliveryAttemptRow,
-    DeliveryStatus, EventQuery, EventRow, LedgerHead, RoleGrant, RoleGrantRow, ScannedRow, Session,
-    SessionRow, Store, StoreError, StreamHead, UnmappedCode, UserAccount, UserAccountRow,
-    VaultRecord, VaultRecordRow, Webhook, WebhookDelivery, WebhookDeliveryRow, WebhookRow,
-    COI_SEQUENCE_NEXT, DELIVERY_ATTEMPT_UPDATE, EVENT_COLUMNS, FAILED_ATTEMPT_RECORD,
-    SESSION_TOUCH, SIGNING_SECRET_UPSERT, TOTP_STEP_ACCEPT, UNMAPPED_CODE_UPSERT, USER_COLUMNS,
-    VAULT_COLUMNS, VAULT_KEY_REWRAP, VAULT_RECORD_ERASE, VAULT_RECORD_UPSERT,
-    WEBHOOK_CURSOR_ADVANCE,
+    DeliveryStatus, EventQuery, EventRow, LedgerHead, RoleGrant, RoleGrantRow, ScannedRow,
+    SecretOwner, SecretReplacement, Session, SessionRow, Store, StoreError, StreamHead,
+    UnmappedCode, UserAccount, UserAccountRow, VaultRecord, VaultRecordRow, Webhook,
+    WebhookDelivery, WebhookDeliveryRow, WebhookRow, COI_SEQUENCE_NEXT, DELIVERY_ATTEMPT_UPDATE,
+    EVENT_COLUMNS, FAILED_ATTEMPT_RECORD, SESSION_TOUCH, SIGNING_SECRET_UPSERT, TOTP_STEP_ACCEPT,
+    UNMAPPED_CODE_UPSERT, USER_COLUMNS, VAULT_COLUMNS, VAULT_KEY_REWRAP, VAULT_RECORD_ERASE,
+    VAULT_RECORD_UPSERT, WEBHOOK_CURSOR_ADVANCE,
 };
 use autolog_store::{CommitQueue, GroupBackend, GroupTx, WriterHealth};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -1098,6 +1098,33 @@ impl Store for PostgresStore {
                 .into_webhook()
             })
             .collect()
+    }
+
+    async fn replace_secrets(&self, secrets: &[SecretReplacement]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut replaced = 0;
+        for secret in secrets {
+            let (sql, owner) = match &secret.owner {
+                SecretOwner::Totp(person_id) => (
+                    "UPDATE user_accounts SET totp_secret = $1 WHERE person_id = $2 AND totp_secret = $3",
+                    person_id.clone(),
+                ),
+                SecretOwner::Webhook(webhook_id) => (
+                    "UPDATE webhooks SET secret = $1 WHERE webhook_id = $2::uuid AND secret = $3",
+                    webhook_id.to_string(),
+                ),
+            };
+            let done = sqlx::query(sql)
+                .bind(&secret.new)
+                .bind(owner)
+                .bind(&secret.old)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+            replaced += done.rows_affected();
+        }
+        tx.commit().await.map_err(backend_error)?;
+        Ok(replaced)
     }
 
     async fn deactivate_webhook(&self, webhook_id: Uuid, at: Instant) -> Result<bool, StoreError> {

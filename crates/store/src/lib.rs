@@ -62,6 +62,23 @@ pub enum StoreError {
     Corrupt { position: i64, detail: String },
 }
 
+/// One stored secret to replace: whose, the value expected, and the new value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretReplacement {
+    pub owner: SecretOwner,
+    pub old: String,
+    pub new: String,
+}
+
+/// The secrets kept beside the ledger that must be usable, hence not hashed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretOwner {
+    /// A person's TOTP secret (`user_accounts.totp_secret`).
+    Totp(String),
+    /// A webhook's HMAC secret (`webhooks.secret`).
+    Webhook(Uuid),
+}
+
 /// The result of appending one draft.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AppendOutcome {
@@ -304,6 +321,12 @@ pub trait Store: Send + Sync {
     /// Stops a webhook (its pending deliveries are no longer due); `at` is recorded the first
     /// time. False when no webhook has this id.
     async fn deactivate_webhook(&self, webhook_id: Uuid, at: Instant) -> Result<bool, StoreError>;
+
+    /// Replaces stored secrets in one transaction (sealing them under a vault master key,
+    /// or re-sealing them under a new one): each replacement applies only while the stored
+    /// value is still `old` (a secret changed meanwhile is left as it is). The replay guard
+    /// of a TOTP secret is kept: it is the same secret. Answers how many were replaced.
+    async fn replace_secrets(&self, secrets: &[SecretReplacement]) -> Result<u64, StoreError>;
 
     /// In one transaction: queues a pending delivery, due at `at`, for each
     /// `(alert_event_id, position)` not already queued for this webhook (repeating a call is

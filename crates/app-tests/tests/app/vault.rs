@@ -203,6 +203,30 @@ async fn record_read_rotate(target: Target) {
     assert_eq!(last["data"]["purpose"], "PATSFTY");
     assert_eq!(last["data"]["fields"], json!(["given_name"]));
 
+    // A coded reason besides the purpose is recorded with the read; free text is refused
+    // (not repeated) and the refused read records nothing.
+    let urgent = app
+        .read_personal_data_for(pk, NURSE, Some("ETREAT"), Some("OVRER"))
+        .await
+        .expect("read with a reason");
+    assert_eq!(urgent["reason"], "OVRER");
+    let events = stream(&app, &format!("patient/{pk}")).await;
+    let last = &events.last().expect("event")["body"];
+    assert_eq!(last["data"]["reason"], "OVRER");
+    let before = events.len();
+    match app
+        .read_personal_data_for(pk, NURSE, Some("TREAT"), Some("Zebulon 1961-04-12"))
+        .await
+    {
+        Err(AppError::Invalid(f)) => {
+            assert_eq!(f.field, "reason");
+            assert!(f.rule.contains("OVRER"), "{f}");
+            assert!(!f.to_string().contains("Zebulon"), "{f}");
+        }
+        other => panic!("expected a refusal of the reason, got {other:?}"),
+    }
+    assert_eq!(stream(&app, &format!("patient/{pk}")).await.len(), before);
+
     // Another instance with another master key: refused, naming both key ids (never keys).
     let other = Autolog::from_parts(store.clone(), SigningKey::from_bytes(&[7u8; 32]))
         .with_vault_key(key(2));
@@ -653,4 +677,113 @@ async fn free_text_with_the_patients_identifiers_is_refused() {
             .expect("a note without identifiers is recorded");
     })
     .await;
+}
+
+/// A code of `secret` for the step after the current one (accepted: one step of drift).
+fn next_totp(secret: &str) -> String {
+    let key = autolog_app::totp_key(secret).expect("base32");
+    autolog_app::totp_code(&key, autolog_app::totp_step(Instant::now()) + 1).expect("code")
+}
+
+/// TOTP and webhook secrets are sealed under the vault master key before they reach the
+/// database (never in clear there), still work (sign-in, signed deliveries), are sealed at
+/// start when an earlier version stored them in clear, and follow a rotation of the key;
+/// a server with another key is refused naming both ids.
+async fn secrets_sealed(target: Target) {
+    let store = target.open().await;
+    let app = network_on(store.clone())
+        .await
+        .with_private_webhook_receivers(true);
+    let person = "P-0005";
+    let created = app
+        .create_user(person, autolog_test_support::PASSWORD, "person/P-ADMIN")
+        .await
+        .expect("create user");
+    let secret = created["totp_secret"].as_str().expect("secret").to_string();
+    let stored = store.user(person).await.expect("read").expect("user");
+    let sealed = stored.totp_secret.expect("stored secret");
+    assert!(
+        sealed.starts_with(&format!("sealed:v1:{}:", key(1).id())),
+        "{sealed}"
+    );
+    assert!(!sealed.contains(&secret));
+    app.sign_in(
+        person,
+        autolog_test_support::PASSWORD,
+        &autolog_test_support::current_totp(&secret),
+        None,
+    )
+    .await
+    .expect("sign in with the sealed secret");
+
+    let hook = app
+        .register_webhook(
+            json!({"url": "http://127.0.0.1:9/alerts", "created_by": "person/P-ADMIN"})
+                .to_string()
+                .as_bytes(),
+        )
+        .await
+        .expect("webhook");
+    let hook_secret = hook["secret"].as_str().expect("secret").to_string();
+    let hooks = store.webhooks().await.expect("webhooks");
+    assert!(hooks[0].secret.starts_with("sealed:v1:"), "sealed");
+    assert!(!hooks[0].secret.contains(&hook_secret));
+
+    // An account whose secret an earlier version stored in clear: sealed at start.
+    autolog_test_support::ensure_person(&app, "P-0007").await;
+    let mut legacy = store.user(person).await.expect("read").expect("user");
+    legacy.person_id = "P-0007".into();
+    legacy.totp_secret = Some("JBSWY3DPEHPK3PXP".into());
+    legacy.totp_last_step = None;
+    store.add_user(&legacy).await.expect("legacy account");
+    assert_eq!(app.seal_clear_secrets().await.expect("seal"), 1);
+    assert_eq!(
+        app.seal_clear_secrets().await.expect("again"),
+        0,
+        "nothing left"
+    );
+    let now_sealed = store.user("P-0007").await.expect("read").expect("user");
+    assert!(now_sealed
+        .totp_secret
+        .as_deref()
+        .is_some_and(|s| s.starts_with("sealed:v1:") && !s.contains("JBSWY3DPEHPK3PXP")));
+
+    // Rotation re-seals every secret under the new key; sign-in goes on.
+    let rotated = app
+        .rotate_vault_key(key(2), "person/P-ADMIN")
+        .await
+        .expect("rotate");
+    assert_eq!(rotated["secrets_resealed"], 3, "{rotated}");
+    for user in store.users().await.expect("users") {
+        let s = user.totp_secret.expect("secret");
+        assert!(s.starts_with(&format!("sealed:v1:{}:", key(2).id())), "{s}");
+    }
+    app.sign_in(
+        person,
+        autolog_test_support::PASSWORD,
+        &next_totp(&secret),
+        None,
+    )
+    .await
+    .expect("sign in after the rotation");
+
+    // A server with the old key is refused at start, naming both ids.
+    let old = Autolog::from_parts(store.clone(), SigningKey::from_bytes(&[7u8; 32]))
+        .with_vault_key(key(1));
+    match old.check_keys_match_database().await {
+        Err(AppError::Config(m)) => {
+            assert!(m.contains(key(1).id()) && m.contains(key(2).id()), "{m}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_at_rest_and_follow_rotation_on_sqlite() {
+    run_on(Backend::Sqlite, "secrets_sealed", secrets_sealed).await;
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_at_rest_and_follow_rotation_on_postgres() {
+    run_on(Backend::Postgres, "secrets_sealed", secrets_sealed).await;
 }

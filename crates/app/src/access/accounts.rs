@@ -224,9 +224,10 @@ impl Autolog {
         }
         let key = random_bytes::<20>()?;
         let secret = data_encoding::BASE32_NOPAD.encode(&key);
+        let owner = autolog_store::SecretOwner::Totp(person_id.to_string());
         let account = UserAccount {
             person_id: person_id.to_string(),
-            totp_secret: Some(secret.clone()),
+            totp_secret: Some(self.seal_secret(&owner, &secret)?),
             totp_last_step: None,
             failed_attempts: 0,
             locked_until: None,
@@ -267,7 +268,11 @@ impl Autolog {
         actor: &str,
     ) -> Result<Value, AppError> {
         let secret = data_encoding::BASE32_NOPAD.encode(&random_bytes::<20>()?);
-        if !self.store.set_totp(person_id, Some(&secret)).await? {
+        let sealed = self.seal_secret(
+            &autolog_store::SecretOwner::Totp(person_id.to_string()),
+            &secret,
+        )?;
+        if !self.store.set_totp(person_id, Some(&sealed)).await? {
             return Err(AppError::NotFound {
                 what: "user",
                 id: person_id.to_string(),
@@ -525,7 +530,11 @@ impl Autolog {
             return Ok(Totp::Wrong);
         }
         match (&account.totp_secret, password_ok) {
-            (Some(secret), true) => self.check_totp(person_id, secret, totp, now).await,
+            (Some(stored), true) => {
+                let owner = autolog_store::SecretOwner::Totp(person_id.to_string());
+                let secret = self.open_secret(&owner, stored)?;
+                self.check_totp(person_id, &secret, totp, now).await
+            }
             _ => Ok(Totp::Wrong),
         }
     }

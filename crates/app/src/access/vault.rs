@@ -121,7 +121,7 @@ impl VaultKey {
         Zeroizing::new(hex::encode(self.bytes.as_slice()))
     }
 
-    fn cipher(&self) -> Result<XChaCha20Poly1305, AppError> {
+    pub(crate) fn cipher(&self) -> Result<XChaCha20Poly1305, AppError> {
         XChaCha20Poly1305::new_from_slice(self.bytes.as_slice())
             .map_err(|_| AppError::Config("the vault master key is not 32 bytes".into()))
     }
@@ -143,7 +143,11 @@ fn random<const N: usize>() -> Result<[u8; N], AppError> {
 }
 
 /// `01 || nonce || AEAD(key, msg, aad)`.
-fn seal(cipher: &XChaCha20Poly1305, msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, AppError> {
+pub(crate) fn seal(
+    cipher: &XChaCha20Poly1305,
+    msg: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>, AppError> {
     let nonce = random::<NONCE_LEN>()?;
     let sealed = cipher
         .encrypt(XNonce::from_slice(&nonce), Payload { msg, aad })
@@ -157,7 +161,11 @@ fn seal(cipher: &XChaCha20Poly1305, msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, A
 
 /// Opens what [`seal`] wrote; `None` when the bytes are not that (wrong key, wrong
 /// associated data, altered bytes, unknown format).
-fn open(cipher: &XChaCha20Poly1305, sealed: &[u8], aad: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+pub(crate) fn open(
+    cipher: &XChaCha20Poly1305,
+    sealed: &[u8],
+    aad: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
     let (&version, rest) = sealed.split_first()?;
     if version != FORMAT_V1 || rest.len() < NONCE_LEN {
         return None;
@@ -237,6 +245,22 @@ fn check_patient_key(patient_key: &str) -> Result<(), AppError> {
             "must be a pseudonymous code of 1-64 letters, digits or . _ : -",
         )))
     }
+}
+
+/// The payload of a `personal_data.read`: who read which fields of whose record, why.
+fn read_event(
+    patient_key: &str,
+    actor: &str,
+    purpose: &str,
+    reason: Option<&str>,
+    fields: &[&String],
+) -> Value {
+    let mut data =
+        json!({"patient_key": patient_key, "by": actor, "purpose": purpose, "fields": fields});
+    if let Some(reason) = reason {
+        data["reason"] = json!(reason);
+    }
+    data
 }
 
 /// A free text recorded in the ledger (purpose, reason): required, not blank, bounded.
@@ -433,9 +457,19 @@ impl Autolog {
             .filter(|r| r.erased_at.is_none())
             .map(|r| r.master_key_id.as_str())
             .find(|id| *id != own_vault);
-        match other {
-            Some(theirs) => Err(AppError::Config(format!(
+        if let Some(theirs) = other {
+            return Err(AppError::Config(format!(
                 "personal data in the database is wrapped under vault key {theirs}, but this instance's vault key is {own_vault}: servers sharing a database share the vault master key"
+            )));
+        }
+        match self
+            .secret_key_ids()
+            .await?
+            .into_iter()
+            .find(|id| *id != own_vault)
+        {
+            Some(theirs) => Err(AppError::Config(format!(
+                "secrets in the database (TOTP, webhooks) are sealed under vault key {theirs}, but this instance's vault key is {own_vault}: servers sharing a database share the vault master key"
             ))),
             None => Ok(()),
         }
@@ -457,7 +491,7 @@ impl Autolog {
     }
 
     /// The configured master key, or a configuration error saying how to give one.
-    fn vault_key(&self) -> Result<VaultKey, AppError> {
+    pub(crate) fn vault_key(&self) -> Result<VaultKey, AppError> {
         let slot = match self.vault.key.read() {
             Ok(slot) => slot,
             Err(poisoned) => poisoned.into_inner(),
@@ -620,7 +654,24 @@ impl Autolog {
         actor: &str,
         purpose: Option<&str>,
     ) -> Result<Value, AppError> {
+        self.read_personal_data_for(patient_key, actor, purpose, None)
+            .await
+    }
+
+    /// [`Autolog::read_personal_data`] with an optional coded reason besides the purpose:
+    /// an HL7 v3 ActConsentInformationAccessOverrideReason code (OVRER for an emergency,
+    /// ...), recorded with the read. Free text is never taken.
+    pub async fn read_personal_data_for(
+        &self,
+        patient_key: &str,
+        actor: &str,
+        purpose: Option<&str>,
+        reason: Option<&str>,
+    ) -> Result<Value, AppError> {
         check_patient_key(patient_key)?;
+        if let Some(code) = reason {
+            autolog_domain::access::check_access_override_reason("reason", code)?;
+        }
         autolog_domain::ledger::envelope::check_actor("actor", actor)?;
         let purpose = match purpose {
             Some(code) => {
@@ -641,17 +692,21 @@ impl Autolog {
         self.record_audit_event(
             &format!("patient/{patient_key}"),
             "personal_data.read",
-            json!({"patient_key": patient_key, "by": actor, "purpose": purpose, "fields": names}),
+            read_event(patient_key, actor, &purpose, reason, &names),
             actor,
         )
         .await?;
         tracing::info!(patient_key = %patient_key, "personal data read");
-        Ok(json!({
+        let mut answer = json!({
             "patient_key": patient_key,
             "data": fields,
             "updated_at": record.updated_at.to_string(),
             "purpose": purpose,
-        }))
+        });
+        if let Some(reason) = reason {
+            answer["reason"] = json!(reason);
+        }
+        Ok(answer)
     }
 
     /// The bedside check: compares the identifiers presented (same field names as recorded)
@@ -911,6 +966,9 @@ impl Autolog {
                 wrap_key(&new_key, &record.patient_key, &data_key)?,
             ));
         }
+        // The secrets sealed at rest (TOTP, webhooks) first: a rotation stopped after them
+        // is finished by running it again, which leaves what is under the new key.
+        let secrets = self.reseal_secrets(&current, &new_key).await?;
         if !keys.is_empty() {
             self.store.rewrap_vault_keys(&keys).await?;
         }
@@ -941,12 +999,14 @@ impl Autolog {
             from_key_id = %current.id(),
             to_key_id = %new_key.id(),
             records = rewrapped,
+            secrets,
             "vault master key rotated"
         );
         Ok(json!({
             "from_key_id": current.id(),
             "to_key_id": new_key.id(),
             "records": rewrapped,
+            "secrets_resealed": secrets,
             "erased_records_skipped": erased,
         }))
     }

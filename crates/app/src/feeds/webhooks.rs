@@ -269,10 +269,12 @@ impl Autolog {
             }
         };
         let head = self.store.head().await?;
+        let webhook_id = self.new_event_id();
         let webhook = Webhook {
-            webhook_id: self.new_event_id(),
+            webhook_id,
             url: url.to_string(),
-            secret: secret.clone(),
+            // Sealed under the vault master key: the database alone cannot sign as Autolog.
+            secret: self.seal_secret(&autolog_store::SecretOwner::Webhook(webhook_id), &secret)?,
             created_at: self.now(),
             created_by: created_by.to_string(),
             active: true,
@@ -405,16 +407,23 @@ impl Autolog {
                 }
                 None => continue,
             };
+            let secret = match self.open_secret(
+                &autolog_store::SecretOwner::Webhook(webhook.webhook_id),
+                &webhook.secret,
+            ) {
+                Ok(secret) => secret,
+                Err(e) => {
+                    tracing::error!(error = %e, webhook_id = %webhook.webhook_id, "a webhook's secret cannot be opened: not delivered");
+                    continue;
+                }
+            };
             let outcome = match self.receiver_refusal(&webhook.url) {
                 Some(refusal) => Err(refusal),
                 None => client
                     .post(&webhook.url)
                     .timeout(ATTEMPT_TIMEOUT)
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .header(
-                        SIGNATURE_HEADER,
-                        signature(&webhook.secret, body.as_bytes()),
-                    )
+                    .header(SIGNATURE_HEADER, signature(&secret, body.as_bytes()))
                     .header(DELIVERY_ID_HEADER, d.position.to_string())
                     .body(body)
                     .send()

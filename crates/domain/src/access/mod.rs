@@ -443,6 +443,40 @@ pub const PURPOSES_OF_USE: &[(&str, &str)] = &[
     ("CLINTRL", "clinical trial"),
 ];
 
+/// The coded reasons a read of identifying data may give besides its purpose: HL7 v3
+/// ActReason, value set ActConsentInformationAccessOverrideReason (why a person reads
+/// beyond the usual, e.g. in an emergency).
+pub const ACCESS_OVERRIDE_REASONS: &[(&str, &str)] = &[
+    ("OVRER", "emergency treatment override"),
+    ("OVRINCOMP", "incompetency override"),
+    ("OVRPJ", "professional judgment override"),
+    ("OVRPS", "public safety override"),
+    ("OVRTPS", "third party safety override"),
+];
+
+/// Checks that `value` is one of [`ACCESS_OVERRIDE_REASONS`]; the refusal lists them and
+/// never repeats the value.
+pub fn check_access_override_reason(field: &str, value: &str) -> Result<(), FieldError> {
+    if ACCESS_OVERRIDE_REASONS
+        .iter()
+        .any(|(code, _)| *code == value)
+    {
+        return Ok(());
+    }
+    let codes: Vec<String> = ACCESS_OVERRIDE_REASONS
+        .iter()
+        .map(|(code, meaning)| format!("{code} ({meaning})"))
+        .collect();
+    Err(FieldError::new(
+        field,
+        "(withheld)",
+        format!(
+            "must be an HL7 v3 ActConsentInformationAccessOverrideReason code: {}",
+            codes.join(", ")
+        ),
+    ))
+}
+
 /// Checks that `value` is one of [`PURPOSES_OF_USE`]; the refusal lists them and never
 /// repeats the value (it may be the identifiers themselves).
 pub fn check_purpose_of_use(field: &str, value: &str) -> Result<(), FieldError> {
@@ -468,6 +502,9 @@ pub(crate) struct PersonalDataAccessV1 {
     /// Why (a read's purpose, an erasure's reason); the identifying data itself never.
     #[serde(default)]
     purpose: Option<String>,
+    /// A read's optional coded reason ([`ACCESS_OVERRIDE_REASONS`]).
+    #[serde(default)]
+    reason: Option<String>,
     /// The names of the fields recorded (never their values).
     #[serde(default)]
     fields: Vec<String>,
@@ -481,6 +518,9 @@ impl Check for PersonalDataAccessV1 {
         check_code("patient_key", &self.patient_key)?;
         if let Some(p) = &self.purpose {
             crate::ledger::envelope::check_text("purpose", p, 500)?;
+        }
+        if let Some(r) = &self.reason {
+            check_access_override_reason("reason", r)?;
         }
         for (i, f) in self.fields.iter().enumerate() {
             check_code(&format!("fields[{i}]"), f)?;

@@ -275,14 +275,15 @@ async fn read_personal_data(
     p: Params,
 ) -> Result<Json<Value>, ApiError> {
     let p = query(p)?;
-    only_params(&p, &["purpose"])?;
+    only_params(&p, &["purpose", "reason"])?;
     let coi = path_param("coi", coi)?;
     let patient_key = app.patient_key_of(&coi).await?;
     auth::check_personal_data_scope(&app, &principal, Permission::ReadPersonalData, &patient_key)
         .await?;
     let purpose = p.get("purpose").map(String::as_str);
+    let reason = p.get("reason").map(String::as_str);
     Ok(Json(
-        app.read_personal_data(&patient_key, &principal.actor, purpose)
+        app.read_personal_data_for(&patient_key, &principal.actor, purpose, reason)
             .await?,
     ))
 }
