@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use autolog_domain::catalogue::stream_state;
-use autolog_domain::ledger::checkpoint::Checkpoint;
+use autolog_domain::ledger::checkpoint::{Checkpoint, CheckpointLink};
 use autolog_domain::ledger::merkle::{self, leaf_hash, Frontier};
 use autolog_domain::rules::history::{record_filter, HistoryFilter};
 use autolog_domain::{
@@ -677,8 +677,15 @@ pub async fn checkpoints_round_trip(target: Target) {
     let store = target.open().await;
     assert!(store.latest_checkpoint().await.expect("read").is_none());
     let key = SigningKey::from_bytes(&[5u8; 32]);
-    let c1 = Checkpoint::sign(&key, 1, [1u8; 32], at(T0));
-    let c2 = Checkpoint::sign(&key, 2, [2u8; 32], at(T0 + 1));
+    // A v1 checkpoint (no number), then numbered ones linked to it.
+    let c1 = Checkpoint::sign(&key, None, 1, [1u8; 32], at(T0));
+    let c2 = Checkpoint::sign(
+        &key,
+        Some(CheckpointLink::after(Some(&c1), 1)),
+        2,
+        [2u8; 32],
+        at(T0 + 1),
+    );
     store.add_checkpoint(&c1).await.expect("add");
     store.add_checkpoint(&c2).await.expect("add");
     assert_eq!(
@@ -695,6 +702,10 @@ pub async fn checkpoints_round_trip(target: Target) {
     assert_eq!(all, vec![c1, c2.clone()]);
     c2.verify_signature(&key.verifying_key())
         .expect("signature survives storage");
+    // One number is stored once: a second server signing the same number is refused.
+    let rival = Checkpoint::sign(&key, c2.link, 3, [3u8; 32], at(T0 + 2));
+    assert!(store.add_checkpoint(&rival).await.is_err());
+    assert_eq!(store.checkpoints().await.expect("read").len(), 2);
 }
 
 /// Property: whatever the mix of streams, batches and duplicate sources, every accepted

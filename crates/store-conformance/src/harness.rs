@@ -53,6 +53,37 @@ impl Target {
         }
     }
 
+    /// Runs `sql` on the database directly, as someone holding the database files (or a
+    /// superuser) would: on PostgreSQL with triggers off (`session_replication_role =
+    /// replica`), so that even the append-only tables can be edited. For tamper tests.
+    pub async fn tamper(&self, sql: &str) {
+        use sqlx::{Connection, Executor};
+        match self {
+            Target::Sqlite(path) => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+                let mut conn = sqlx::SqliteConnection::connect_with(&options)
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+                conn.execute(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("tamper {sql}: {e}"));
+                let _ = conn.close().await;
+            }
+            Target::Postgres(url) => {
+                let mut conn = sqlx::PgConnection::connect(url)
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot connect: {e}"));
+                conn.execute("SET session_replication_role = replica")
+                    .await
+                    .unwrap_or_else(|e| panic!("triggers off: {e}"));
+                conn.execute(sql)
+                    .await
+                    .unwrap_or_else(|e| panic!("tamper {sql}: {e}"));
+                let _ = conn.close().await;
+            }
+        }
+    }
+
     /// The `--database-url` for this target, if it is PostgreSQL.
     pub fn database_url(&self) -> Option<String> {
         match self {

@@ -781,13 +781,15 @@ impl Store for PostgresStore {
     async fn add_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
         let r = CheckpointRow::from_checkpoint(c);
         sqlx::query(
-            "INSERT INTO checkpoints (tree_size, root, issued_at_us, key_id, signature) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO checkpoints (tree_size, root, issued_at_us, key_id, signature, sequence, previous) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(r.tree_size)
         .bind(r.root)
         .bind(r.issued_at_us)
         .bind(r.key_id)
         .bind(r.signature)
+        .bind(r.sequence)
+        .bind(r.previous)
         .execute(&self.pool)
         .await
         .map_err(backend_error)?;
@@ -796,7 +798,7 @@ impl Store for PostgresStore {
 
     async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, tree_size, root, issued_at_us, key_id, signature FROM checkpoints ORDER BY id DESC LIMIT 1",
+            "SELECT id, tree_size, root, issued_at_us, key_id, signature, sequence, previous FROM checkpoints ORDER BY id DESC LIMIT 1",
         )
         .fetch_optional(&self.pool)
         .await
@@ -817,7 +819,7 @@ impl Store for PostgresStore {
 
     async fn checkpoints(&self) -> Result<Vec<Result<Checkpoint, String>>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, tree_size, root, issued_at_us, key_id, signature FROM checkpoints ORDER BY id",
+            "SELECT id, tree_size, root, issued_at_us, key_id, signature, sequence, previous FROM checkpoints ORDER BY id",
         )
         .fetch_all(&self.pool)
         .await
@@ -1823,6 +1825,8 @@ fn checkpoint_row(r: &PgRow) -> Result<CheckpointRow, sqlx::Error> {
         issued_at_us: r.try_get("issued_at_us")?,
         key_id: r.try_get("key_id")?,
         signature: r.try_get("signature")?,
+        sequence: r.try_get("sequence")?,
+        previous: r.try_get("previous")?,
     })
 }
 

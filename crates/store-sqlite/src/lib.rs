@@ -882,13 +882,15 @@ impl Store for SqliteStore {
     async fn add_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
         let r = CheckpointRow::from_checkpoint(c);
         sqlx::query(
-            "INSERT INTO checkpoints (tree_size, root, issued_at_us, key_id, signature) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO checkpoints (tree_size, root, issued_at_us, key_id, signature, sequence, previous) VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(r.tree_size)
         .bind(r.root)
         .bind(r.issued_at_us)
         .bind(r.key_id)
         .bind(r.signature)
+        .bind(r.sequence)
+        .bind(r.previous)
         .execute(&self.writer)
         .await
         .map_err(backend_error)?;
@@ -897,7 +899,7 @@ impl Store for SqliteStore {
 
     async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, tree_size, root, issued_at_us, key_id, signature FROM checkpoints ORDER BY id DESC LIMIT 1",
+            "SELECT id, tree_size, root, issued_at_us, key_id, signature, sequence, previous FROM checkpoints ORDER BY id DESC LIMIT 1",
         )
         .fetch_optional(&self.readers)
         .await
@@ -918,7 +920,7 @@ impl Store for SqliteStore {
 
     async fn checkpoints(&self) -> Result<Vec<Result<Checkpoint, String>>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, tree_size, root, issued_at_us, key_id, signature FROM checkpoints ORDER BY id",
+            "SELECT id, tree_size, root, issued_at_us, key_id, signature, sequence, previous FROM checkpoints ORDER BY id",
         )
         .fetch_all(&self.readers)
         .await
@@ -1936,6 +1938,8 @@ fn checkpoint_row(r: &SqliteRow) -> Result<CheckpointRow, sqlx::Error> {
         issued_at_us: r.try_get("issued_at_us")?,
         key_id: r.try_get("key_id")?,
         signature: r.try_get("signature")?,
+        sequence: r.try_get("sequence")?,
+        previous: r.try_get("previous")?,
     })
 }
 

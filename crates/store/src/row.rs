@@ -1,7 +1,7 @@
 //! Flat row shapes shared by the backends, and their conversion to domain types.
 //! A row that does not convert was altered outside Autolog: the error says how.
 
-use autolog_domain::ledger::checkpoint::Checkpoint;
+use autolog_domain::ledger::checkpoint::{Checkpoint, CheckpointLink};
 use autolog_domain::ledger::merkle::Hash;
 use autolog_domain::{Body, Event, Instant, OccurredAt, Source, Uuid};
 
@@ -118,6 +118,9 @@ pub struct CheckpointRow {
     pub issued_at_us: i64,
     pub key_id: String,
     pub signature: Vec<u8>,
+    /// v2 checkpoints: the number and the previous checkpoint's digest.
+    pub sequence: Option<i64>,
+    pub previous: Option<Vec<u8>>,
 }
 
 impl CheckpointRow {
@@ -128,6 +131,8 @@ impl CheckpointRow {
             issued_at_us: c.issued_at.micros(),
             key_id: c.key_id.clone(),
             signature: c.signature.to_vec(),
+            sequence: c.link.map(|l| l.sequence as i64),
+            previous: c.link.map(|l| l.previous.to_vec()),
         }
     }
 
@@ -142,6 +147,14 @@ impl CheckpointRow {
                 .as_slice()
                 .try_into()
                 .map_err(|_| format!("signature has {} bytes, not 64", self.signature.len()))?,
+            link: match (self.sequence, self.previous) {
+                (None, None) => None,
+                (Some(sequence), Some(previous)) => Some(CheckpointLink {
+                    sequence: count("sequence", sequence)?,
+                    previous: hash32("previous", &previous)?,
+                }),
+                _ => return Err("sequence and previous must both be set or both empty".into()),
+            },
         })
     }
 }

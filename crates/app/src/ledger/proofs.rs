@@ -1,7 +1,7 @@
 //! Merkle proofs and signed checkpoints over the whole ledger (RFC 9162 shape):
 //! inclusion of one event, consistency between two tree sizes, the latest checkpoint.
 
-use autolog_domain::ledger::checkpoint::Checkpoint;
+use autolog_domain::ledger::checkpoint::{Checkpoint, CheckpointLink};
 use autolog_domain::ledger::merkle::{self, Hash};
 use autolog_domain::{FieldError, Uuid};
 use serde_json::{json, Value};
@@ -149,7 +149,17 @@ impl Autolog {
             return Ok(None);
         }
         let root = self.root_at(head.position).await?;
-        let checkpoint = Checkpoint::sign(&self.key, head.position, root, self.now());
+        // The number of checkpoints stored: the last one's own, or (after v1 ones, which
+        // carry none) their count, read once.
+        let count = match &last {
+            Some(Checkpoint {
+                link: Some(link), ..
+            }) => link.sequence,
+            Some(_) => self.store.checkpoints().await?.len() as u64,
+            None => 0,
+        };
+        let link = CheckpointLink::after(last.as_ref(), count);
+        let checkpoint = Checkpoint::sign(&self.key, Some(link), head.position, root, self.now());
         self.store.add_checkpoint(&checkpoint).await?;
         tracing::info!(tree_size = checkpoint.tree_size, root = %hex::encode(root), "checkpoint signed");
         Ok(Some(checkpoint))

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use autolog_domain::ledger::checkpoint::Checkpoint;
+use autolog_domain::ledger::checkpoint::{check_checkpoint_chain, Checkpoint};
 use autolog_domain::ledger::merkle::{leaf_hash, Frontier, Hash, NodeId};
 use autolog_domain::{Instant, Uuid, GENESIS_HASH};
 use autolog_store::StreamHead;
@@ -75,6 +75,25 @@ fn fail(problem: String) -> VerifyFailure {
     }
 }
 
+/// A numbered trusted checkpoint must be stored as it was kept: fewer checkpoints, or
+/// another one under its number, means checkpoints were deleted or the list rewritten.
+fn kept_checkpoint_missing(kept: &Checkpoint, stored: &[Checkpoint]) -> Option<VerifyFailure> {
+    let link = kept.link?;
+    let at = usize::try_from(link.sequence).ok()?.checked_sub(1)?;
+    match stored.get(at) {
+        Some(cp) if cp == kept => None,
+        Some(_) => Some(fail(format!(
+            "the stored checkpoint #{} is not the trusted one: the checkpoints were rewritten",
+            link.sequence
+        ))),
+        None => Some(fail(format!(
+            "the trusted checkpoint is #{}, but only {} checkpoints are stored: checkpoints were deleted",
+            link.sequence,
+            stored.len()
+        ))),
+    }
+}
+
 /// What the scan of the events recomputed.
 struct Recomputed {
     frontier: Frontier,
@@ -125,6 +144,7 @@ impl Autolog {
         }
 
         let mut by_size: BTreeMap<u64, Vec<Checkpoint>> = BTreeMap::new();
+        let mut stored: Vec<Checkpoint> = Vec::new();
         let mut checkpoint_count = 0u64;
         for (i, cp) in checkpoints.into_iter().enumerate() {
             let cp = match cp {
@@ -140,7 +160,15 @@ impl Autolog {
                 return Ok(Err(fail(format!("forged checkpoint: {e}"))));
             }
             checkpoint_count += 1;
+            stored.push(cp.clone());
             by_size.entry(cp.tree_size).or_default().push(cp);
+        }
+        if let Err(problem) = check_checkpoint_chain(&stored) {
+            return Ok(Err(fail(problem)));
+        }
+        if let Some(failure) = trusted.and_then(|(kept, _)| kept_checkpoint_missing(kept, &stored))
+        {
+            return Ok(Err(failure));
         }
         if let Some((checkpoint, _)) = trusted {
             // Its root is compared at its size like every stored checkpoint's.

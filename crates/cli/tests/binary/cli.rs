@@ -410,8 +410,8 @@ fn verify_against_a_kept_checkpoint_catches_a_replaced_ledger() {
             .connect()
             .await
             .expect("open");
-        let row: (i64, Vec<u8>, i64, String, Vec<u8>) = sqlx::query_as(
-            "SELECT tree_size, root, issued_at_us, key_id, signature FROM checkpoints ORDER BY id DESC LIMIT 1",
+        let row: (i64, Vec<u8>, i64, String, Vec<u8>, i64, Vec<u8>) = sqlx::query_as(
+            "SELECT tree_size, root, issued_at_us, key_id, signature, sequence, previous FROM checkpoints ORDER BY id DESC LIMIT 1",
         )
         .fetch_one(&mut conn)
         .await
@@ -422,6 +422,10 @@ fn verify_against_a_kept_checkpoint_catches_a_replaced_ledger() {
             issued_at: autolog_domain::Instant::from_micros(row.2).expect("instant"),
             key_id: row.3,
             signature: row.4.try_into().expect("64 bytes"),
+            link: Some(autolog_domain::ledger::checkpoint::CheckpointLink {
+                sequence: u64::try_from(row.5).expect("sequence"),
+                previous: row.6.try_into().expect("32 bytes"),
+            }),
         }
         .to_json()
     });

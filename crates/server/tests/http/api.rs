@@ -648,19 +648,17 @@ async fn proofs_and_checkpoints_verify_offline() {
         let (_, key) = app.get("/api/v1/key").await;
         let public =
             autolog_domain::VerifyingKey::from_bytes(&hex32(&key["public_key"])).expect("key");
-        let checkpoint = autolog_domain::ledger::checkpoint::Checkpoint {
-            tree_size: s + 11,
-            root: hex32(&cp["root"]),
-            issued_at: autolog_domain::Instant::parse_rfc3339(
-                "issued_at",
-                cp["issued_at"].as_str().expect("t"),
-            )
-            .expect("t"),
-            key_id: cp["key_id"].as_str().expect("kid").to_string(),
-            signature: hex_decode(cp["signature"].as_str().expect("sig"))
-                .try_into()
-                .expect("64 bytes"),
-        };
+        assert_eq!(
+            cp["signed_text"]
+                .as_str()
+                .map(|t| t.starts_with("autolog-checkpoint/v2\n")),
+            Some(true),
+            "{cp}"
+        );
+        let checkpoint =
+            autolog_domain::ledger::checkpoint::checkpoint_from_json(&cp).expect("a checkpoint");
+        assert_eq!(checkpoint.tree_size, s + 11);
+        assert_eq!(checkpoint.root, hex32(&cp["root"]));
         checkpoint
             .verify_signature(&public)
             .expect("checkpoint signature verifies");
