@@ -7,5 +7,6 @@ mod golden;
 mod integration_examples;
 mod journeys;
 mod resolve;
+mod side_tables;
 mod trusted;
 mod vault;

@@ -63,7 +63,11 @@ async fn a_replaced_cut_or_wiped_ledger_fails_against_a_checkpoint_kept_elsewher
     );
 
     for (name, notes, what) in [
-        ("rewritten.db", &["a", "B", "c"][..], "checkpoints were rewritten"),
+        (
+            "rewritten.db",
+            &["a", "B", "c"][..],
+            "checkpoints were rewritten",
+        ),
         ("cut.db", &["a", "b"][..], "holds only 2 events"),
         ("wiped.db", &[][..], "holds only 0 events"),
     ] {

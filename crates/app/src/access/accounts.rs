@@ -742,7 +742,8 @@ impl Autolog {
             &format!("source-system/{system_id}"),
             "api_token.issued",
             json!({"token_id": token_id.to_string(), "system_id": system_id, "sites": sites,
-                   "expires_at": token.expires_at.to_string(), "changed_by": actor}),
+                   "expires_at": token.expires_at.to_string(),
+                   "secret_sha256": token.secret_sha256, "changed_by": actor}),
             actor,
         )
         .await?;

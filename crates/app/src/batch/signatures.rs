@@ -149,6 +149,23 @@ pub(crate) fn check_new_secret(person_id: &str, secret: &str) -> Result<(), Stri
     Ok(())
 }
 
+/// The Argon2id salt of a signing secret: 16 bytes of SHA-256 over the id of the
+/// `signing_secret.set` event that records it and the person. Unique as the event id is
+/// (a UUIDv7: time and 74 random bits), which is all a salt must be; derived rather than
+/// drawn, so that the event can name the stored hash and stay reproducible under a fixed
+/// clock (the golden files).
+fn signing_salt(event_id: autolog_domain::Uuid, person_id: &str) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"autolog-signing-salt\0")
+        .chain_update(event_id.as_bytes())
+        .chain_update(person_id.as_bytes())
+        .finalize();
+    let mut salt = [0u8; 16];
+    salt.copy_from_slice(&digest[..16]);
+    salt
+}
+
 impl Autolog {
     /// Re-authenticates one signer: `given` must be `{signer_id, secret}`, the signer the
     /// person the record names in `field`, and the secret theirs. Returns the signer's id.
@@ -260,10 +277,8 @@ impl Autolog {
 
     /// The Argon2id hash (PHC string) of a new secret, with a random salt, computed on a
     /// blocking thread and within the same one-per-core limit as the checks.
-    async fn hash_password(&self, secret: &str) -> Result<String, AppError> {
-        let mut salt = [0u8; 16];
-        getrandom::fill(&mut salt)
-            .map_err(|e| AppError::Config(format!("no randomness for a salt: {e}")))?;
+    /// Argon2id of `secret` with the salt of [`signing_salt`].
+    async fn hash_password(&self, secret: &str, salt: [u8; 16]) -> Result<String, AppError> {
         let salt =
             SaltString::encode_b64(&salt).map_err(|e| AppError::Config(format!("salt: {e}")))?;
         let secret = zeroize::Zeroizing::new(secret.to_string());
@@ -327,12 +342,16 @@ impl Autolog {
                 rule,
             )));
         }
-        let phc = self.hash_password(secret).await?;
         autolog_domain::ledger::envelope::check_actor("set_by", set_by)?;
-        // The audit trail first: who set whose secret, when (never the secret).
+        let event_id = self.new_event_id();
+        let phc = self
+            .hash_password(secret, signing_salt(event_id, person_id))
+            .await?;
+        // The audit trail first: who set whose secret, when (never the secret; the hash of
+        // its stored PHC, so that verify can tell a replaced one).
         let now = self.now();
         let record = EventDraft {
-            event_id: self.new_event_id(),
+            event_id,
             stream: format!("person/{person_id}"),
             occurred_at: autolog_domain::OccurredAt::from_parts(now.micros(), "UTC", 0)
                 .map_err(AppError::Config)?,
@@ -347,7 +366,8 @@ impl Autolog {
             body: autolog_domain::Body {
                 event_type: "signing_secret.set".to_string(),
                 version: 1,
-                data: json!({"person_id": person_id, "set_by": set_by}),
+                data: json!({"person_id": person_id, "set_by": set_by,
+                             "phc_sha256": crate::access::accounts::sha256_hex(&phc)}),
             },
         };
         self.store.append(&[record], &self.store_clock()).await?;

@@ -281,6 +281,15 @@ impl Autolog {
             cursor_position: head.position,
         };
         self.store.add_webhook(&webhook).await?;
+        // What verify holds the webhooks table to (never the secret).
+        self.record_audit_event(
+            &format!("webhook/{webhook_id}"),
+            "webhook.registered",
+            json!({"webhook_id": webhook_id.to_string(), "url": webhook.url,
+                   "from_position": head.position, "changed_by": created_by}),
+            created_by,
+        )
+        .await?;
         tracing::info!(webhook_id = %webhook.webhook_id, "webhook registered");
         let mut answer = webhook_json(&webhook);
         answer["secret"] = json!(secret);
@@ -300,14 +309,34 @@ impl Autolog {
         Ok(json!({ "webhooks": list }))
     }
 
-    /// Stops sending to a webhook; what it was sent stays in its log.
-    pub async fn deactivate_webhook(&self, webhook_id: &str) -> Result<Value, AppError> {
+    /// Stops sending to a webhook (recorded, by `actor`); what it was sent stays in its log.
+    pub async fn deactivate_webhook(
+        &self,
+        webhook_id: &str,
+        actor: &str,
+    ) -> Result<Value, AppError> {
         let id = parse_webhook_id(webhook_id)?;
+        autolog_domain::ledger::envelope::check_actor("actor", actor)?;
+        let was_active = self
+            .store
+            .webhooks()
+            .await?
+            .iter()
+            .any(|w| w.webhook_id == id && w.active);
         if !self.store.deactivate_webhook(id, self.now()).await? {
             return Err(AppError::NotFound {
                 what: "webhook",
                 id: webhook_id.to_string(),
             });
+        }
+        if was_active {
+            self.record_audit_event(
+                &format!("webhook/{id}"),
+                "webhook.deactivated",
+                json!({"webhook_id": id.to_string(), "changed_by": actor}),
+                actor,
+            )
+            .await?;
         }
         self.webhook(webhook_id).await
     }

@@ -1,10 +1,12 @@
 //! The ledger as the app reads it: outside requests parsed once (`request`), streams and
 //! events as of any moment (`read`), inclusion and consistency proofs and checkpoints
-//! (`proofs`), and the independent verification of the whole ledger (`verify`).
+//! (`proofs`), and the independent verification of the whole ledger (`verify`), side tables
+//! included (`side_tables`).
 
 pub(crate) mod clock;
 pub(crate) mod derived;
 pub(crate) mod proofs;
 pub(crate) mod read;
 pub(crate) mod request;
+pub(crate) mod side_tables;
 pub(crate) mod verify;

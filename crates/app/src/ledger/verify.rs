@@ -1,5 +1,6 @@
 //! `autolog verify`: recompute every hash, every stream chain, the Merkle tree, each
-//! checkpoint's root and signature, and the projections; name the first thing that is wrong.
+//! checkpoint's root and signature, the projections, and the side tables that grant power
+//! (`side_tables`); name the first thing that is wrong.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -8,6 +9,7 @@ use autolog_domain::ledger::merkle::{leaf_hash, Frontier, Hash, NodeId};
 use autolog_domain::{Instant, Uuid, GENESIS_HASH};
 use autolog_store::StreamHead;
 
+use crate::ledger::side_tables::AccessFacts;
 use crate::{AppError, Autolog};
 
 const CHUNK: u32 = 2000;
@@ -100,6 +102,8 @@ struct Recomputed {
     heads: BTreeMap<String, StreamHead>,
     corrections: BTreeSet<(Uuid, Uuid, Instant)>,
     last_recorded: Option<Instant>,
+    /// What the access events state, for the side tables.
+    access: AccessFacts,
 }
 
 impl Autolog {
@@ -225,6 +229,12 @@ impl Autolog {
             {
                 return Ok(Err(failure));
             }
+            if let Err(problem) = self
+                .compare_side_tables(&recomputed.access, tree_size)
+                .await?
+            {
+                return Ok(Err(fail(problem)));
+            }
         } else {
             note = Some(format!(
                 "the ledger grew to {} events during verification; the first {tree_size} were verified, projections not compared",
@@ -260,6 +270,7 @@ impl Autolog {
             heads: BTreeMap::new(),
             corrections: BTreeSet::new(),
             last_recorded: None,
+            access: AccessFacts::default(),
         };
         let mut last_recorded: Option<Instant> = None;
         let mut expected: i64 = 1;
@@ -338,6 +349,7 @@ impl Autolog {
                         .insert((target, event.event_id, event.recorded_at));
                 }
                 last_recorded = Some(event.recorded_at);
+                r.access.observe(event);
                 produced.extend(r.frontier.append(leaf_hash(&event.hash)));
                 if let Some(cps) = checkpoints.get(&r.frontier.size()) {
                     let root = r.frontier.root();

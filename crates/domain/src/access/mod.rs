@@ -402,6 +402,9 @@ pub(crate) struct ApiTokenChangedV1 {
     sites: Vec<String>,
     #[serde(default)]
     expires_at: Option<String>,
+    /// An issued token's stored SHA-256 (of a 256-bit random secret), for `verify`.
+    #[serde(default)]
+    secret_sha256: Option<String>,
     changed_by: String,
 }
 
@@ -415,6 +418,55 @@ impl Check for ApiTokenChangedV1 {
         }
         if let Some(at) = &self.expires_at {
             crate::ledger::time::Instant::parse_rfc3339("expires_at", at)?;
+        }
+        if let Some(digest) = &self.secret_sha256 {
+            check_sha256_hex("secret_sha256", digest)?;
+        }
+        check_actor("changed_by", &self.changed_by)
+    }
+}
+
+/// 64 lower-case hex characters: a SHA-256 as the ledger writes it.
+pub(crate) fn check_sha256_hex(field: &str, value: &str) -> Result<(), FieldError> {
+    if value.len() == 64 && value.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f')) {
+        Ok(())
+    } else {
+        Err(FieldError::new(
+            field,
+            value,
+            "must be a SHA-256 as 64 lower-case hex characters",
+        ))
+    }
+}
+
+/// A webhook registered (its URL, who, and the ledger position its alerts start after;
+/// never its secret) or stopped, on `webhook/<id>`: what `verify` holds the webhooks table to.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WebhookChangedV1 {
+    webhook_id: String,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    from_position: Option<u64>,
+    changed_by: String,
+}
+
+impl Check for WebhookChangedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        uuid::Uuid::parse_str(&self.webhook_id)
+            .map_err(|_| FieldError::new("webhook_id", &self.webhook_id, "must be a UUID"))?;
+        if let Some(url) = &self.url {
+            crate::ledger::envelope::check_text("url", url, 2_000)?;
+        }
+        if let Some(position) = self.from_position {
+            if i64::try_from(position).is_err() {
+                return Err(FieldError::new(
+                    "from_position",
+                    position.to_string(),
+                    "must be a ledger position (at most 2^63 - 1)",
+                ));
+            }
         }
         check_actor("changed_by", &self.changed_by)
     }

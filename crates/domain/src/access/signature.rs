@@ -64,11 +64,18 @@ fn hex_lower(bytes: &[u8]) -> String {
 pub(crate) struct SigningSecretSetV1 {
     person_id: String,
     set_by: String,
+    /// SHA-256 (hex) of the stored Argon2id PHC string (salted: it reveals nothing of the
+    /// secret), so that `verify` can tell a stored hash replaced outside Autolog.
+    #[serde(default)]
+    phc_sha256: Option<String>,
 }
 
 impl crate::ledger::event_type::Check for SigningSecretSetV1 {
     fn check(&self) -> Result<(), FieldError> {
         crate::ledger::envelope::check_code("person_id", &self.person_id)?;
+        if let Some(digest) = &self.phc_sha256 {
+            crate::access::check_sha256_hex("phc_sha256", digest)?;
+        }
         crate::ledger::envelope::check_actor("set_by", &self.set_by)
     }
 }

@@ -465,6 +465,20 @@ pub const EVENT_TYPES: &[EventType] = &[
         fold: Fold::AppendTo("refusals_counted"),
         validate: schema::<crate::access::AccessRefusalsCountedV1>,
     },
+    EventType {
+        name: "webhook.registered",
+        version: 1,
+        description: "Recorded by Autolog: an outbound webhook was registered (its URL, by whom, the ledger position its alerts start after; never its secret).",
+        fold: Fold::Merge,
+        validate: schema::<crate::access::WebhookChangedV1>,
+    },
+    EventType {
+        name: "webhook.deactivated",
+        version: 1,
+        description: "Recorded by Autolog: an outbound webhook was stopped, by whom.",
+        fold: Fold::AppendTo("deactivations"),
+        validate: schema::<crate::access::WebhookChangedV1>,
+    },
 ];
 
 /// Types only Autolog itself records; a request that sends one is refused.
@@ -491,6 +505,8 @@ pub const RECORDED_BY_AUTOLOG: &[&str] = &[
     "vault.master_key_rotated",
     "access.refused",
     "access.refusals_counted",
+    "webhook.registered",
+    "webhook.deactivated",
 ];
 
 /// Looks up a type; the error says which types or versions exist.

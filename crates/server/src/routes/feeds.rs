@@ -292,10 +292,11 @@ async fn webhook(
 
 async fn deactivate_webhook(
     State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
     webhook_id: PathParam,
 ) -> Result<Json<Value>, ApiError> {
     let id = path_param("webhook_id", webhook_id)?;
-    Ok(Json(app.deactivate_webhook(&id).await?))
+    Ok(Json(app.deactivate_webhook(&id, &principal.actor).await?))
 }
 
 fn sse_event(alert: &Value) -> Event {
