@@ -23,7 +23,9 @@ pub use access::accounts::{
     attribute, attribute_person, authorize_drafts, sha256_hex, totp_code, totp_key, totp_step,
     AccessSettings, Principal, PrincipalKind, SignedIn, CONSOLE_SOURCE, MAX_TOKEN_DAYS,
 };
-pub use access::refusals::RECORDED_PER_MINUTE as ACCESS_REFUSALS_RECORDED_PER_MINUTE;
+pub use access::refusals::{
+    tracking_refusals, RECORDED_PER_MINUTE as ACCESS_REFUSALS_RECORDED_PER_MINUTE,
+};
 pub use access::vault::{
     check_personal_data_fields, VaultKey, BEDSIDE_PURPOSE, PERSONAL_DATA_FIELDS,
 };

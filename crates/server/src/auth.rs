@@ -305,13 +305,53 @@ pub async fn authorize(
     if let Some(refusal) = method_not_allowed(&request) {
         return refusal;
     }
-    match check(&app, &mut request).await {
-        Ok(()) => next.run(request).await,
-        Err(e) => e.into_response(),
+    let read = matches!(*request.method(), Method::GET | Method::HEAD);
+    let target = refusal_target(&mut request).await;
+    let mut actor = None;
+    let (response, recorded) = match check(&app, &mut request, &mut actor).await {
+        Ok(()) => autolog_app::tracking_refusals(next.run(request)).await,
+        Err(e) => (e.into_response(), false),
+    };
+    // A refusal for scope or role by a signed-in sender goes to the sender's own access
+    // audit, unless the app recorded it already (a refused write knows its event type).
+    if let (Some(actor), Some(refusal), false) =
+        (actor, response.extensions().get::<FieldError>(), recorded)
+    {
+        app.record_refused_request(&actor, read, &target, refusal)
+            .await;
+    }
+    response
+}
+
+/// What a refused request aimed at, as the access audit keeps it: the method, the route's
+/// pattern (never the path as sent, which may carry any text) and the chain when the route
+/// names one that parses as a COI.
+async fn refusal_target(request: &mut Request) -> String {
+    let method = request.method().clone();
+    let Some(route) = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+    else {
+        return format!("{method} (no route)");
+    };
+    let coi = request
+        .extract_parts::<Path<HashMap<String, String>>>()
+        .await
+        .ok()
+        .and_then(|Path(params)| params.get("coi").cloned())
+        .filter(|coi| autolog_domain::identifiers::Coi::parse("coi", coi).is_ok());
+    match coi {
+        Some(coi) => format!("{method} {route} coi/{coi}"),
+        None => format!("{method} {route}"),
     }
 }
 
-async fn check(app: &Autolog, request: &mut Request) -> Result<(), ApiError> {
+async fn check(
+    app: &Autolog,
+    request: &mut Request,
+    actor: &mut Option<String>,
+) -> Result<(), ApiError> {
     let method = request.method().clone();
     let Some(path) = request
         .extensions()
@@ -333,6 +373,7 @@ async fn check(app: &Autolog, request: &mut Request) -> Result<(), ApiError> {
         return Ok(());
     }
     let principal = authenticate(app, request.headers()).await?;
+    *actor = Some(principal.actor.clone());
     let unsafe_method = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
     if unsafe_method && principal.person_id().is_some() {
         let csrf = request

@@ -72,7 +72,12 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self.0, "request failed");
         }
-        (status, Json(json!({ "error": body }))).into_response()
+        let mut response = (status, Json(json!({ "error": body }))).into_response();
+        if let AppError::Forbidden(f) = self.0 {
+            // For the access audit (`auth::authorize`): what was refused and why.
+            response.extensions_mut().insert(f);
+        }
+        response
     }
 }
 

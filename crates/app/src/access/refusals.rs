@@ -9,7 +9,9 @@
 //! which the server runs on its checkpoint tick and at shutdown). A flood of refused requests costs the
 //! ledger at most eleven events per sender and minute.
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
 
 use autolog_domain::access::access_audit_stream;
@@ -39,6 +41,17 @@ pub(crate) struct Counted {
     pub refusals: u64,
 }
 
+/// What to do with one refusal.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Admission {
+    /// Record it one by one (within the limit of its minute).
+    pub record: bool,
+    /// It is the first beyond the limit in its minute: raise the alert of repeated refusals.
+    pub first_beyond: bool,
+    /// The count of an earlier minute of the same sender that is now over.
+    pub over: Option<Counted>,
+}
+
 /// Per sender: how many refusals this minute were recorded and how many only counted.
 #[derive(Debug, Default)]
 pub(crate) struct RefusalWindows {
@@ -46,9 +59,8 @@ pub(crate) struct RefusalWindows {
 }
 
 impl RefusalWindows {
-    /// Takes one refusal by `actor` at `now`: whether to record it one by one, and the
-    /// count of an earlier minute of the same sender that is now over.
-    pub(crate) fn admit(&self, actor: &str, now: Instant) -> (bool, Option<Counted>) {
+    /// Takes one refusal by `actor` at `now`.
+    pub(crate) fn admit(&self, actor: &str, now: Instant) -> Admission {
         let minute = now.micros().div_euclid(MINUTE_MICROS);
         let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         let fresh = Window {
@@ -64,10 +76,18 @@ impl RefusalWindows {
         }
         if window.recorded < RECORDED_PER_MINUTE {
             window.recorded += 1;
-            (true, over)
+            Admission {
+                record: true,
+                first_beyond: false,
+                over,
+            }
         } else {
             window.counted += 1;
-            (false, over)
+            Admission {
+                record: false,
+                first_beyond: window.counted == 1,
+                over,
+            }
         }
     }
 
@@ -96,6 +116,53 @@ fn counted(actor: &str, window: &Window) -> Option<Counted> {
     })
 }
 
+/// The alert raised when a sender is refused more than [`RECORDED_PER_MINUTE`] times in
+/// one minute: seen by network-wide readers (it names no chain and no site).
+fn repeated_refusals_alert(actor: &str, now: Instant) -> Option<EventDraft> {
+    let minute_start = now.micros().div_euclid(MINUTE_MICROS) * MINUTE_MICROS;
+    let minute = Instant::from_micros(minute_start).unwrap_or(now);
+    let cause = EventDraft {
+        event_id: crate::ledger::derived::derived_event_id(
+            autolog_domain::Uuid::nil(),
+            &format!("access-refusals/{actor}/{minute}"),
+        ),
+        stream: access_audit_stream(actor),
+        occurred_at: autolog_domain::OccurredAt::from_parts(now.micros(), "UTC", 0).ok()?,
+        actor: AUTOLOG_ACTOR.to_string(),
+        site: None,
+        source: autolog_domain::Source {
+            system: "autolog".to_string(),
+            source_event_id: format!("access-refusals/{actor}/{minute}"),
+        },
+        reason: None,
+        corrects: None,
+        body: autolog_domain::Body {
+            event_type: "access.refusals_counted".to_string(),
+            version: 1,
+            data: json!({}),
+        },
+    };
+    let mut alert = crate::feeds::alerts::alert_draft(
+        &cause,
+        0,
+        crate::feeds::alerts::AlertSpec {
+            severity: "major",
+            rule: "access.refusals_repeated",
+            message: format!(
+                "{actor} was refused more than {RECORDED_PER_MINUTE} times within the minute from {minute}: attempted access beyond its scope or roles"
+            ),
+            coi: None,
+            site_id: None,
+            evidence: json!({"by": actor, "minute": minute.to_string(), "limit": RECORDED_PER_MINUTE, "audit": access_audit_stream(actor)}),
+        },
+    );
+    // The cause is not an event of the ledger: the alert names the audit stream instead.
+    if let Some(data) = alert.body.data.as_object_mut() {
+        data.remove("event_id");
+    }
+    Some(alert)
+}
+
 /// What a refused sender tried.
 pub(crate) struct Attempt<'a> {
     /// `write` or `read`.
@@ -116,20 +183,65 @@ impl<'a> Attempt<'a> {
     }
 }
 
+tokio::task_local! {
+    /// Set when a refusal was recorded while serving the current request.
+    static RECORDED: Cell<bool>;
+}
+
+/// Runs `request` and answers whether a refusal was recorded meanwhile by the app (a
+/// refused write knows its stream and event type), so that the HTTP layer records only
+/// the refusals the app did not.
+pub async fn tracking_refusals<F: Future>(request: F) -> (F::Output, bool) {
+    RECORDED
+        .scope(Cell::new(false), async move {
+            let out = request.await;
+            (out, RECORDED.try_with(Cell::get).unwrap_or(false))
+        })
+        .await
+}
+
 impl Autolog {
+    /// Records a request refused for scope or role (403) in the sender's own access audit:
+    /// `read` for GET and HEAD, `write` otherwise; `target` names the route and the chain
+    /// (never free text from the request). Bounded per minute like every refusal.
+    pub async fn record_refused_request(
+        &self,
+        actor: &str,
+        read: bool,
+        target: &str,
+        refusal: &FieldError,
+    ) {
+        let attempt = Attempt {
+            action: if read { "read" } else { "write" },
+            target,
+            event_type: None,
+        };
+        self.record_access_refusal(actor, attempt, refusal).await;
+    }
+
     /// Records a refusal of `actor`'s attempt in `actor`'s own access audit (bounded per
-    /// minute). A failure to record is logged; the refusal is answered either way.
+    /// minute); the first refusal beyond the limit in a minute raises an alert. A failure
+    /// to record is logged; the refusal is answered either way.
     pub(crate) async fn record_access_refusal(
         &self,
         actor: &str,
         attempt: Attempt<'_>,
         refusal: &FieldError,
     ) {
-        let (record, over) = self.access_refusals.admit(actor, self.now());
-        if let Some(counted) = over {
+        let _ = RECORDED.try_with(|recorded| recorded.set(true));
+        let now = self.now();
+        let admission = self.access_refusals.admit(actor, now);
+        if let Some(counted) = admission.over {
             self.record_counted_refusals(counted).await;
         }
-        if !record {
+        if let Some(alert) = admission
+            .first_beyond
+            .then(|| repeated_refusals_alert(actor, now))
+            .flatten()
+        {
+            self.record_alert(alert).await;
+        }
+        if !admission.record {
             return;
         }
         let data = json!({
@@ -196,22 +308,29 @@ mod tests {
         let windows = RefusalWindows::default();
         let start = at(0).micros().div_euclid(MINUTE_MICROS) * MINUTE_MICROS;
         let t = |s: i64| Instant::from_micros(start + s * 1_000_000).expect("valid");
-        let recorded = (0..25)
-            .filter(|i| windows.admit("person/P-1", t(i % 50)).0)
-            .count();
+        let admissions: Vec<Admission> = (0..25)
+            .map(|i| windows.admit("person/P-1", t(i % 50)))
+            .collect();
+        let recorded = admissions.iter().filter(|a| a.record).count();
         assert_eq!(recorded, RECORDED_PER_MINUTE as usize);
+        let alerts: Vec<usize> = (0..25).filter(|i| admissions[*i].first_beyond).collect();
+        assert_eq!(
+            alerts,
+            [RECORDED_PER_MINUTE as usize],
+            "one alert, at the first beyond"
+        );
         assert!(
-            windows.admit("person/P-2", t(5)).0,
+            windows.admit("person/P-2", t(5)).record,
             "another sender has its own"
         );
         assert!(
             windows.take_finished(t(30)).is_empty(),
             "the minute is not over"
         );
-        let (record, over) = windows.admit("person/P-1", t(61));
-        assert!(record, "a new minute starts afresh");
+        let next = windows.admit("person/P-1", t(61));
+        assert!(next.record, "a new minute starts afresh");
         assert_eq!(
-            over,
+            next.over,
             Some(Counted {
                 actor: "person/P-1".into(),
                 minute: t(0),

@@ -1171,6 +1171,96 @@ async fn a_refused_write_is_recorded_in_the_senders_own_audit_on_postgres() {
     .await;
 }
 
+/// Refused reads are recorded too: a coordinator at Boston asking for a Los Angeles chain
+/// (its record, its identifying data, its history) and for an administrative route gets
+/// 403 each time, and each is in Boston's own access audit with the route and the chain
+/// (never the path as typed); past the per-minute limit an alert goes to network-wide
+/// readers. A refused write is recorded once, not twice.
+async fn refused_reads_are_recorded(t: Target) {
+    let app = spawn_app(&t, AccessSettings::default()).await;
+    let boston = person(&app.app, "P-0002", &[("apheresis_coordinator", "S-BOS-01")]).await;
+    let coi = app.coi.clone();
+    let tries = [
+        format!("/api/v1/chains/{coi}"),
+        format!("/api/v1/chains/{coi}/personal-data?purpose=TREAT"),
+        format!("/api/v1/streams/coi/{coi}"),
+        "/api/v1/users".to_string(),
+        "/api/v1/chains/Jane%20Doe%201961".to_string(),
+    ];
+    let mut refused_count = 0;
+    for path in &tries {
+        let (status, e) = call(&app.base, &boston, "GET", path, None).await;
+        if status == StatusCode::FORBIDDEN {
+            refused_count += 1;
+        }
+        assert!(status.is_client_error(), "{path}: {status} {e}");
+    }
+    let audit = app
+        .app
+        .store()
+        .stream_events("access-audit/person/P-0002", autolog_domain::Instant::MAX)
+        .await
+        .expect("audit");
+    assert_eq!(audit.len(), refused_count, "{audit:?}");
+    let targets: Vec<&str> = audit
+        .iter()
+        .map(|e| e.body.data["target"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        targets.contains(&format!("GET /api/v1/chains/{{coi}} coi/{coi}").as_str()),
+        "{targets:?}"
+    );
+    assert!(targets.contains(&"GET /api/v1/users"), "{targets:?}");
+    assert!(audit.iter().all(|e| e.body.data["action"] == "read"));
+    let everything = serde_json::to_string(&audit.iter().map(|e| &e.body.data).collect::<Vec<_>>())
+        .expect("json");
+    assert!(
+        !everything.contains("Jane"),
+        "never the path as typed: {everything}"
+    );
+
+    // A flood: one alert for network-wide readers, none for the chain's site.
+    let limit = autolog_app::ACCESS_REFUSALS_RECORDED_PER_MINUTE as usize;
+    for _ in 0..2 * limit {
+        call(&app.base, &boston, "GET", "/api/v1/users", None).await;
+    }
+    let admin = person(&app.app, "P-0009", &[("auditor", "*")]).await;
+    let (status, alerts) = call(&app.base, &admin, "GET", "/api/v1/alerts?status=all", None).await;
+    assert_eq!(status, StatusCode::OK, "{alerts}");
+    let repeated: Vec<&Value> = alerts["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["rule"] == "access.refusals_repeated")
+        .collect();
+    assert!(
+        (1..=2).contains(&repeated.len()),
+        "one alert per minute of the flood: {repeated:?}"
+    );
+    assert_eq!(repeated[0]["evidence"]["by"], "person/P-0002");
+    let nurse = person(&app.app, "P-0005", &[("treatment_nurse", IN_SCOPE)]).await;
+    let (_, seen) = call(&app.base, &nurse, "GET", "/api/v1/alerts?status=all", None).await;
+    assert!(
+        !seen.to_string().contains("access.refusals_repeated"),
+        "a site's reader does not see it: {seen}"
+    );
+}
+
+#[tokio::test]
+async fn refused_reads_are_recorded_on_sqlite() {
+    run_on(Backend::Sqlite, "refused_reads", refused_reads_are_recorded).await;
+}
+
+#[tokio::test]
+async fn refused_reads_are_recorded_on_postgres() {
+    run_on(
+        Backend::Postgres,
+        "refused_reads",
+        refused_reads_are_recorded,
+    )
+    .await;
+}
+
 /// Source ids belong to their sender: a person cannot claim a source system's ids (its
 /// events carry the console source), so the system's own fact is never refused as a
 /// conflict; a token records only its own system's.

@@ -528,7 +528,16 @@ async fn bad_input_is_refused_with_field_value_and_rule() {
             );
             assert!(error["value"].is_string(), "{what}: the value is echoed");
         }
-        assert_eq!(app.tree_size().await, 0, "no bad input wrote anything");
+        // Nothing but the forged actor's refusal, in the sender's own access audit.
+        let audit = app
+            .app
+            .store()
+            .stream_events("access-audit/person/P-0001", autolog_domain::Instant::MAX)
+            .await
+            .expect("audit");
+        assert_eq!(audit.len(), 1, "{audit:?}");
+        assert_eq!(audit[0].body.data["field"], "actor");
+        assert_eq!(app.tree_size().await, 1, "no bad input wrote anything else");
 
         let (status, answer) = app.get("/api/v1/events?valid_at=2026-03-02T09:00:00").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
