@@ -419,3 +419,104 @@ async fn an_import_amends_what_changed_and_refuses_what_cannot_change() {
     );
     assert_eq!(app.store().head().await.expect("head").position, size_after);
 }
+
+/// Every import refusal names the field that is actually wrong: a list missing deep in a
+/// product's process is `process.release_tests` (under column `process`), a bad time in a
+/// qualification `qualifications[0].valid_from`, a CSV cell its column; an unknown column its
+/// header; and nothing of a refused import is written.
+#[tokio::test]
+async fn each_import_refusal_names_the_field_that_is_wrong() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = app(&dir).await;
+    let report = app
+        .import_reference(&example_files(), "person/P-STEWARD", false, &|_| {})
+        .await
+        .expect("examples");
+    assert!(report.bad_rows.is_empty(), "{:?}", report.bad_rows);
+    let size = app.store().head().await.expect("head").position;
+
+    let examples = |name: &str| -> Value {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/reference")
+            .join(name);
+        serde_json::from_slice(&std::fs::read(path).expect("read")).expect("json")
+    };
+    let mut product = examples("04-products.json")[0].clone();
+    product["product_code"] = json!("CART-NEW");
+    if let Some(process) = product["process"].as_object_mut() {
+        process.remove("release_tests");
+    }
+    let mut person = examples("05-personnel.json")[0].clone();
+    person["person_id"] = json!("P-NEW");
+    person["qualifications"][0]["valid_from"] = json!("yesterday");
+    let csv = |name: &str, text: &str| ImportFile {
+        name: name.into(),
+        content: text.as_bytes().to_vec(),
+        registry: None,
+    };
+    let json_file = |name: &str, value: Value| ImportFile {
+        name: name.into(),
+        content: value.to_string().into_bytes(),
+        registry: None,
+    };
+    let cases: Vec<(ImportFile, &str, &str)> = vec![
+        (
+            json_file("products.json", json!([product])),
+            "process",
+            "process.release_tests",
+        ),
+        (
+            json_file("personnel.json", json!([person])),
+            "qualifications",
+            "qualifications[0].valid_from",
+        ),
+        (
+            csv(
+                "sites.csv",
+                "site_id,name,site_types,time_zone,postal_address.lines,postal_address.city,postal_address.postal_code,postal_address.country,status,valid_from\nS-NEW-01,New,apheresis_center,Mars/Olympus,1 rue X,Paris,75012,FR,active,2026-01-01T00:00:00Z\n",
+            ),
+            "time_zone",
+            "",
+        ),
+        (
+            csv(
+                "material_lots.csv",
+                "material,supplier,lot,expiry,status\nLV-NEW,Supplier,LOT-1,31/10/2027,released\n",
+            ),
+            "expiry",
+            "",
+        ),
+        (
+            csv(
+                "equipment.csv",
+                "equipment_id,equipment_type,site_id,status,colour\nEQ-NEW,freezer,S-PAR-01,active,blue\n",
+            ),
+            "#5 (header)",
+            "",
+        ),
+    ];
+    for (file, column, field) in cases {
+        let name = file.name.clone();
+        let report = app
+            .import_reference(&[file], "person/P-STEWARD", false, &|_| {})
+            .await
+            .expect("import");
+        let bad = report
+            .bad_rows
+            .first()
+            .unwrap_or_else(|| panic!("{name}: refused"));
+        assert_eq!(
+            (bad.column.as_str(), bad.field.as_str()),
+            (column, field),
+            "{name}: {bad}"
+        );
+        if !field.is_empty() {
+            assert!(bad.to_string().contains(field), "{name}: {bad}");
+        }
+    }
+    assert_eq!(
+        app.store().head().await.expect("head").position,
+        size,
+        "nothing of a refused import is written"
+    );
+}

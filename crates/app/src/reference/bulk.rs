@@ -47,6 +47,9 @@ pub struct BadRow {
     /// The record: `line 4` in CSV, `sites[2]` in JSON.
     pub record: String,
     pub column: String,
+    /// The field that is wrong, when it lies deeper than its column (`process` holds
+    /// `process.release_tests`); empty when the column says it all.
+    pub field: String,
     pub value: String,
     pub rule: String,
 }
@@ -54,7 +57,7 @@ pub struct BadRow {
 impl BadRow {
     pub fn to_json(&self) -> Value {
         json!({"file": self.file, "line": self.line, "record": self.record,
-               "column": self.column, "value": self.value, "rule": self.rule})
+               "column": self.column, "field": self.field, "value": self.value, "rule": self.rule})
     }
 }
 
@@ -66,11 +69,17 @@ impl std::fmt::Display for BadRow {
                 "{} {}: {}: {}",
                 self.file, self.record, self.value, self.rule
             )
-        } else {
+        } else if self.field.is_empty() {
             write!(
                 f,
                 "{} {}: column {} = {}: {}",
                 self.file, self.record, self.column, self.value, self.rule
+            )
+        } else {
+            write!(
+                f,
+                "{} {}: column {}, field {} = {}: {}",
+                self.file, self.record, self.column, self.field, self.value, self.rule
             )
         }
     }
@@ -134,6 +143,11 @@ impl Row {
             line: self.line,
             record: self.record.clone(),
             column: self.registry.column_of(field),
+            field: if self.registry.column_of(field) == field {
+                String::new()
+            } else {
+                field.to_string()
+            },
             value: value.into(),
             rule: rule.into(),
         }
@@ -150,6 +164,7 @@ fn file_bad(file: &str, line: Option<u64>, value: &str, rule: impl Into<String>)
         line,
         record: line.map_or_else(|| "(file)".to_string(), |l| format!("line {l}")),
         column: String::new(),
+        field: String::new(),
         value: value.to_string(),
         rule: rule.into(),
     }
@@ -234,6 +249,7 @@ fn parse_csv(
         Err(e) => {
             bad.push(BadRow {
                 column: "(header)".into(),
+                field: String::new(),
                 ..file_bad(
                     &file.name,
                     Some(1),
@@ -252,6 +268,7 @@ fn parse_csv(
                 let known: Vec<&str> = registry.columns.iter().map(|c| c.path).collect();
                 bad.push(BadRow {
                     column: format!("#{} (header)", i + 1),
+                    field: String::new(),
                     ..file_bad(
                         &file.name,
                         Some(1),
@@ -274,6 +291,7 @@ fn parse_csv(
                 let line = e.position().map(|p| p.line());
                 bad.push(BadRow {
                     column: "(record)".into(),
+                    field: String::new(),
                     ..file_bad(
                         &file.name,
                         line,
@@ -312,6 +330,7 @@ fn parse_csv(
                         line,
                         record: line.map_or_else(String::new, |l| format!("line {l}")),
                         column: column.path.to_string(),
+                        field: String::new(),
                         value: cell.to_string(),
                         rule,
                     });
@@ -383,6 +402,7 @@ fn parse_json(
                 .collect();
             bad.push(BadRow {
                 column: format!("column {}", e.column()),
+                field: String::new(),
                 ..file_bad(
                     &file.name,
                     line,

@@ -1168,6 +1168,22 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_list_of_the_process_is_named_itself() {
+        for list in ["steps", "windows", "release_tests"] {
+            let mut p = product();
+            if let Some(process) = p["process"].as_object_mut() {
+                process.remove(list);
+            }
+            let e = crate::catalogue::lookup("product.registered", 1)
+                .expect("type")
+                .validate(&p)
+                .expect_err("refused");
+            assert_eq!(e.field, format!("process.{list}"), "{e}");
+            assert_eq!(e.rule, "is required");
+        }
+    }
+
+    #[test]
     fn a_product_process_definition_is_checked_step_by_step() {
         accepted("product.registered", product());
         type Edit = Box<dyn Fn(&mut Value)>;
