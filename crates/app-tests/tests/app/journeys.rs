@@ -3052,3 +3052,118 @@ async fn a_couriers_epcis_events_drive_the_custody_handshake_and_its_reconciliat
         "the unmapped location is in the alignment report"
     );
 }
+
+/// A late entry is judged at its own time: a lot registered, then recalled at t0+100h; a
+/// consumption dated t0+49h and entered after the recall used a released lot (accepted,
+/// and forward genealogy finds it); one dated t0+120h is refused as recalled. A status
+/// change dated before the lot's registration is refused naming both times. On both stores.
+async fn late_entries(store: Arc<dyn autolog_store::Store>) {
+    let app = network_on(store).await;
+    let a = enrol(&app, "PK-LATE-A", t0()).await;
+    clean(&app, &collection(&a)).await;
+    let s = shipment(&a, Leg::ToManufacturing, None, None);
+    clean(&app, &s.handoff).await;
+    clean(&app, &s.receipt).await;
+    let batch = format!("B-{}", a.key);
+    clean(
+        &app,
+        &step(
+            &a,
+            "batch",
+            47,
+            BOS,
+            "P-0002",
+            "batch.created",
+            json!({"batch_id": batch, "site_id": BOS.0, "created_by": "P-0002", "source_dins": a.dins}),
+        ),
+    )
+    .await;
+    let lot_stream = "lot/LV-CD19/LV-LATE-1";
+    let lot_event = |id: &str, hours: i64, kind: &str, data: Value| {
+        json!({
+            "stream": lot_stream,
+            "occurred_at": at(a.t0, hours, "UTC"),
+            "actor": "person/P-ADMIN",
+            "source": {"system": "qms", "source_event_id": id},
+            "body": {"type": kind, "version": 1, "data": data},
+        })
+    };
+    clean(
+        &app,
+        &lot_event(
+            "lot-late",
+            0,
+            "material_lot.registered",
+            json!({"material": "LV-CD19", "supplier": "Vector Biologics Inc.", "lot": "LV-LATE-1",
+                   "expiry": "2099-12-31", "status": "released"}),
+        ),
+    )
+    .await;
+    clean(
+        &app,
+        &lot_event(
+            "lot-recall",
+            100,
+            "material_lot.status_changed",
+            json!({"status": "recalled"}),
+        ),
+    )
+    .await;
+    let consume = |id: &str, hours: i64| {
+        step(
+            &a,
+            id,
+            hours,
+            BOS,
+            "P-0002",
+            "batch.material_consumed",
+            json!({"batch_id": batch, "material": "LV-CD19", "lot": "LV-LATE-1", "quantity": 2.5,
+                   "quantity_unit": "mL", "site_id": BOS.0, "recorded_by": "P-0002"}),
+        )
+    };
+    clean(&app, &consume("late-before-recall", 49)).await;
+    let e = refused_with(&app, &consume("after-recall", 120)).await;
+    assert_eq!(e.field, "body.data.lot", "{e}");
+    assert!(e.rule.contains("recalled"), "{e}");
+    let genealogy = app
+        .genealogy_forward("LV-LATE-1", None, None)
+        .await
+        .expect("genealogy");
+    assert!(
+        genealogy.to_string().contains(&a.coi),
+        "the late entry is in the lot's forward genealogy: {genealogy}"
+    );
+
+    let e = refused_with(
+        &app,
+        &lot_event(
+            "lot-before",
+            -24,
+            "material_lot.status_changed",
+            json!({"status": "quarantined"}),
+        ),
+    )
+    .await;
+    assert_eq!(e.field, "occurred_at", "{e}");
+    assert!(e.rule.contains("before the record's registration"), "{e}");
+}
+
+#[tokio::test]
+async fn a_late_entry_is_judged_at_its_own_time_on_sqlite() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Sqlite,
+        "late_entries",
+        |t| async move { late_entries(t.open().await).await },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_late_entry_is_judged_at_its_own_time_on_postgres() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Postgres,
+        "late_entries",
+        |t| async move { late_entries(t.open().await).await },
+    )
+    .await;
+}

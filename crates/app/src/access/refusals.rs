@@ -23,7 +23,7 @@ use crate::{Autolog, AUTOLOG_ACTOR};
 /// Refusals of one sender recorded one by one in a minute; more are counted.
 pub const RECORDED_PER_MINUTE: u32 = 10;
 
-const MINUTE_MICROS: i64 = 60_000_000;
+pub(crate) const MINUTE_MICROS: i64 = 60_000_000;
 
 /// One sender's current minute.
 #[derive(Debug, Clone, Copy)]
@@ -116,53 +116,6 @@ fn counted(actor: &str, window: &Window) -> Option<Counted> {
     })
 }
 
-/// The alert raised when a sender is refused more than [`RECORDED_PER_MINUTE`] times in
-/// one minute: seen by network-wide readers (it names no chain and no site).
-fn repeated_refusals_alert(actor: &str, now: Instant) -> Option<EventDraft> {
-    let minute_start = now.micros().div_euclid(MINUTE_MICROS) * MINUTE_MICROS;
-    let minute = Instant::from_micros(minute_start).unwrap_or(now);
-    let cause = EventDraft {
-        event_id: crate::ledger::derived::derived_event_id(
-            autolog_domain::Uuid::nil(),
-            &format!("access-refusals/{actor}/{minute}"),
-        ),
-        stream: access_audit_stream(actor),
-        occurred_at: autolog_domain::OccurredAt::from_parts(now.micros(), "UTC", 0).ok()?,
-        actor: AUTOLOG_ACTOR.to_string(),
-        site: None,
-        source: autolog_domain::Source {
-            system: "autolog".to_string(),
-            source_event_id: format!("access-refusals/{actor}/{minute}"),
-        },
-        reason: None,
-        corrects: None,
-        body: autolog_domain::Body {
-            event_type: "access.refusals_counted".to_string(),
-            version: 1,
-            data: json!({}),
-        },
-    };
-    let mut alert = crate::feeds::alerts::alert_draft(
-        &cause,
-        0,
-        crate::feeds::alerts::AlertSpec {
-            severity: "major",
-            rule: "access.refusals_repeated",
-            message: format!(
-                "{actor} was refused more than {RECORDED_PER_MINUTE} times within the minute from {minute}: attempted access beyond its scope or roles"
-            ),
-            coi: None,
-            site_id: None,
-            evidence: json!({"by": actor, "minute": minute.to_string(), "limit": RECORDED_PER_MINUTE, "audit": access_audit_stream(actor)}),
-        },
-    );
-    // The cause is not an event of the ledger: the alert names the audit stream instead.
-    if let Some(data) = alert.body.data.as_object_mut() {
-        data.remove("event_id");
-    }
-    Some(alert)
-}
-
 /// What a refused sender tried.
 pub(crate) struct Attempt<'a> {
     /// `write` or `read`.
@@ -234,12 +187,8 @@ impl Autolog {
         if let Some(counted) = admission.over {
             self.record_counted_refusals(counted).await;
         }
-        if let Some(alert) = admission
-            .first_beyond
-            .then(|| repeated_refusals_alert(actor, now))
-            .flatten()
-        {
-            self.record_alert(alert).await;
+        if admission.first_beyond {
+            self.alert_repeated_refusals(actor, now).await;
         }
         if !admission.record {
             return;

@@ -106,7 +106,11 @@ impl Autolog {
             }
             "batch.material_consumed" => {
                 let (material, lot) = (text(data, "material"), text(data, "lot"));
-                let record = self.record_state(&format!("lot/{material}/{lot}")).await?;
+                // Judged at the consumption's own time: a late entry dated before a
+                // recall used a released lot.
+                let record = self
+                    .record_state_at(&format!("lot/{material}/{lot}"), draft.occurred_at.instant)
+                    .await?;
                 let status = text(&record, "status");
                 if status != "released" {
                     return Err(refuse(

@@ -746,8 +746,9 @@ impl Autolog {
             _ => Vec::new(),
         };
         for (field, id, wanted_type) in &equipment {
+            // As the device stood at the step's time: the calibration then in force.
             let device = self
-                .reference(&facts.reads, &format!("equipment/{id}"))
+                .record_state_at(&format!("equipment/{id}"), person_at)
                 .await?;
             let kind = text(&device, "equipment_type");
             let rule = if kind.is_empty() {

@@ -94,14 +94,31 @@ impl Autolog {
         Ok(state)
     }
 
-    /// A registry record's own fields (registration and amendments, as corrected), without
-    /// what is recorded on it in use (a lot's consumptions): one indexed read, however long
-    /// the stream has grown.
-    pub(crate) async fn record_state(&self, stream: &str) -> Result<Value, AppError> {
-        let events = self
+    /// A registry record's own fields (registration and amendments, as corrected, without
+    /// what is recorded on it in use, such as a lot's consumptions: one indexed read however
+    /// long the stream has grown) as it stood at `at` in valid time, as known now: its registration
+    /// counts from the start of time (it names the record, whenever it was imported),
+    /// amendments, status changes and calibrations from their own time. How a late entry
+    /// is judged: a lot recalled after the consumption's time was released then.
+    pub(crate) async fn record_state_at(
+        &self,
+        stream: &str,
+        at: Instant,
+    ) -> Result<Value, AppError> {
+        let mut events = self
             .store
             .stream_events_filtered(stream, Instant::MAX, &record_filter(stream))
             .await?;
-        Ok(stream_state(stream, &events, Instant::MAX, Instant::MAX).state)
+        // The registration and its corrections (of the same type) count from the start.
+        let registration = events
+            .iter()
+            .find(|e| e.seq == 1)
+            .map(|e| e.body.event_type.clone());
+        for event in &mut events {
+            if Some(&event.body.event_type) == registration.as_ref() {
+                event.occurred_at.instant = Instant::MIN;
+            }
+        }
+        Ok(stream_state(stream, &events, at, Instant::MAX).state)
     }
 }

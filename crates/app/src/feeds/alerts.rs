@@ -138,6 +138,56 @@ pub(crate) fn zone_alert(flag: &EventDraft) -> EventDraft {
     )
 }
 
+/// The alert raised when a sender is refused more than [`RECORDED_PER_MINUTE`] times in
+/// one minute: seen by network-wide readers (it names no chain and no site).
+fn repeated_refusals_alert(actor: &str, now: Instant) -> Option<EventDraft> {
+    use crate::access::refusals::{MINUTE_MICROS, RECORDED_PER_MINUTE};
+    use crate::AUTOLOG_ACTOR;
+    use autolog_domain::access::access_audit_stream;
+    let minute_start = now.micros().div_euclid(MINUTE_MICROS) * MINUTE_MICROS;
+    let minute = Instant::from_micros(minute_start).unwrap_or(now);
+    let cause = EventDraft {
+        event_id: crate::ledger::derived::derived_event_id(
+            autolog_domain::Uuid::nil(),
+            &format!("access-refusals/{actor}/{minute}"),
+        ),
+        stream: access_audit_stream(actor),
+        occurred_at: autolog_domain::OccurredAt::from_parts(now.micros(), "UTC", 0).ok()?,
+        actor: AUTOLOG_ACTOR.to_string(),
+        site: None,
+        source: autolog_domain::Source {
+            system: "autolog".to_string(),
+            source_event_id: format!("access-refusals/{actor}/{minute}"),
+        },
+        reason: None,
+        corrects: None,
+        body: autolog_domain::Body {
+            event_type: "access.refusals_counted".to_string(),
+            version: 1,
+            data: json!({}),
+        },
+    };
+    let mut alert = alert_draft(
+        &cause,
+        0,
+        AlertSpec {
+            severity: "major",
+            rule: "access.refusals_repeated",
+            message: format!(
+                "{actor} was refused more than {RECORDED_PER_MINUTE} times within the minute from {minute}: attempted access beyond its scope or roles"
+            ),
+            coi: None,
+            site_id: None,
+            evidence: json!({"by": actor, "minute": minute.to_string(), "limit": RECORDED_PER_MINUTE, "audit": access_audit_stream(actor)}),
+        },
+    );
+    // The cause is not an event of the ledger: the alert names the audit stream instead.
+    if let Some(data) = alert.body.data.as_object_mut() {
+        data.remove("event_id");
+    }
+    Some(alert)
+}
+
 /// An alert filter for listings.
 #[derive(Debug, Default, Clone)]
 pub struct AlertQuery {
@@ -157,6 +207,14 @@ impl Autolog {
 
     /// Records an alert on its own (its cause wrote nothing: a refusal, a failed
     /// signature) and pushes it to subscribers. A failure to record it is logged.
+    /// Raises the alert of a sender refused more often than the access audit records one
+    /// by one in a minute (once per sender and minute: its id derives from both).
+    pub(crate) async fn alert_repeated_refusals(&self, actor: &str, now: Instant) {
+        if let Some(alert) = repeated_refusals_alert(actor, now) {
+            self.record_alert(alert).await;
+        }
+    }
+
     pub(crate) async fn record_alert(&self, alert: EventDraft) {
         let stream = alert.stream.clone();
         match self.store.append(&[alert], &self.store_clock()).await {

@@ -45,6 +45,36 @@ pub fn crosswalk_stream(system: &str, kind: &str) -> String {
 }
 
 /// For an amending event type, the registration it amends and the stream prefix it lives under.
+/// An amendment of a registry record (a status change, a calibration, an amended field)
+/// takes effect in valid time after the record exists: one dated before the registration
+/// would be read as in force from a time the record was not, and is refused naming both
+/// times. (Notes and Autolog's own records on the stream are not amendments.)
+fn check_not_before_registration(
+    draft: &EventDraft,
+    registration: &str,
+    prior: &[Event],
+) -> Result<(), FieldError> {
+    let amends = amended_registration(&draft.body.event_type)
+        .is_some_and(|(registered, _)| registered == registration);
+    if !amends {
+        return Ok(());
+    }
+    let Some(registered) = prior.iter().find(|e| e.body.event_type == registration) else {
+        return Ok(());
+    };
+    if draft.occurred_at.instant < registered.occurred_at.instant {
+        return Err(FieldError::new(
+            "occurred_at",
+            draft.occurred_at.instant.to_string(),
+            format!(
+                "is before the record's registration ({}): an amendment takes effect once the record exists",
+                registered.occurred_at.instant
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub fn amended_registration(event_type: &str) -> Option<(&'static str, &'static str)> {
     Some(match event_type {
         "site.amended" => ("site.registered", "site/"),
@@ -351,6 +381,7 @@ pub fn check_against_stream(
                     ),
                 ));
             }
+            check_not_before_registration(draft, registration, prior)?;
         }
     }
     if draft.stream.starts_with("crosswalk/") && event_type != "crosswalk.mapped" {
