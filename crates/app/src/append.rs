@@ -34,15 +34,57 @@ impl AppendResult {
         self.outcomes.len() - self.appended()
     }
 
+    /// What an event set off, said with it: the holds it placed (a receipt that failed
+    /// reconciliation holds its chain, and any chain whose unit it carried) and the alerts
+    /// it raised. A reconciliation failure is an outcome of the event, not its refusal.
+    fn consequences(&self, event: &autolog_domain::Event, item: &mut Value) {
+        let id = event.event_id.to_string();
+        let holds: Vec<Value> = self
+            .linked
+            .iter()
+            .map(|o| &o.event)
+            .filter(|e| {
+                e.body.event_type == "chain.hold_placed"
+                    && e.body
+                        .data
+                        .get("caused_by_event_id")
+                        .and_then(Value::as_str)
+                        == Some(id.as_str())
+            })
+            .map(|e| {
+                json!({
+                    "coi": e.stream.strip_prefix("coi/").unwrap_or(&e.stream),
+                    "hold_id": e.body.data.get("hold_id"),
+                    "rule": e.body.data.get("rule"),
+                })
+            })
+            .collect();
+        let alerts: Vec<Value> = self
+            .alerts
+            .iter()
+            .map(|o| &o.event.body.data)
+            .filter(|d| d.get("event_id").and_then(Value::as_str) == Some(id.as_str()))
+            .filter_map(|d| d.get("alert_id").cloned())
+            .collect();
+        if !holds.is_empty() {
+            item["holds"] = Value::Array(holds);
+        }
+        if !alerts.is_empty() {
+            item["alerts"] = Value::Array(alerts);
+        }
+    }
+
     pub fn to_json(&self) -> Value {
         let items: Vec<Value> = self
             .outcomes
             .iter()
             .map(|o| {
-                json!({
+                let mut item = json!({
                     "status": if o.duplicate { "duplicate" } else { "appended" },
                     "event": o.event.to_json(),
-                })
+                });
+                self.consequences(&o.event, &mut item);
+                item
             })
             .collect();
         let flags: Vec<Value> = self.flags.iter().map(|o| o.event.to_json()).collect();

@@ -276,6 +276,12 @@ impl Autolog {
             "resume_state": (view.state == autolog_domain::chain::ChainState::OnHold)
                 .then(|| view.resume_state.as_str()),
             "custodian_site_id": view.custodian_site_id,
+            "location_site_id": view.location_site_id,
+            "disputed_custody": view.disputed_custody.as_ref().map(|d| json!({
+                "handoff_id": d.handoff_id,
+                "receiving_site_id": d.receiving_site_id,
+                "hold_id": d.hold_id,
+            })),
             "holds": holds,
             "open_handoff": open_handoff,
             "released": view.released,

@@ -110,7 +110,18 @@ pub struct ChainView {
     pub resume_state: ChainState,
     /// Whether the chain's product was released for the patient (the final-product phase).
     pub released: bool,
+    /// The site holding custody of record: it passes with a reconciled receipt, and with
+    /// the resolution of a receipt that failed reconciliation (not before).
     pub custodian_site_id: Option<String>,
+    /// Where the material physically is: the collection site, then each receiving site
+    /// (`None` while in transit). It differs from the custodian while custody is disputed.
+    pub location_site_id: Option<String>,
+    /// A receipt that failed reconciliation: the material is at the receiving site, but
+    /// custody of record stays with the sender until the hold it caused is released.
+    pub disputed_custody: Option<DisputedCustody>,
+    /// The last receipt applied and the custodian before it (to undo the passing of custody
+    /// when the receipt's reconciliation hold follows).
+    last_receipt: Option<(uuid::Uuid, Option<String>)>,
     /// The site the order names for the collection (the enrolment's collection site, or
     /// its treatment site, until the treatment center assigns another): only it collects.
     pub collection_site_id: Option<String>,
@@ -134,6 +145,21 @@ pub struct ChainView {
     pub legal_holds: Vec<String>,
 }
 
+/// Custody in dispute: a receipt at `receiving_site_id` failed reconciliation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisputedCustody {
+    pub handoff_id: String,
+    pub receiving_site_id: String,
+    /// The hold whose release passes custody to the receiving site.
+    pub hold_id: String,
+}
+
+/// What a held chain still records, because it happened: a bag that arrives is received,
+/// a test that ran has its result. They are checked as in the state the chain will resume
+/// (the receipt must answer the open handoff), and leave the chain on hold. Everything that
+/// moves the material on (manufacturing, release, shipment, bedside, administration) waits.
+pub const FACTS_ON_HOLD: &[&str] = &["custody.received", "batch.test_result_recorded"];
+
 /// A deviation as the chain knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deviation {
@@ -150,6 +176,9 @@ impl Default for ChainView {
             resume_state: ChainState::NotYetEnrolled,
             released: false,
             custodian_site_id: None,
+            location_site_id: None,
+            disputed_custody: None,
+            last_receipt: None,
             collection_site_id: None,
             open_handoff: None,
             handoff_ids: Vec::new(),
@@ -233,7 +262,7 @@ impl ChainView {
         entry: &ChainEntry,
         ctx: &ChainContext,
     ) -> Result<ChainState, Refusal> {
-        if let Some(decided) = self.guard(entry)? {
+        if let Some(decided) = self.guard(entry, ctx)? {
             return Ok(decided);
         }
         self.step_transition(entry, ctx).map_err(Refusal::of_type)
@@ -249,7 +278,7 @@ impl ChainView {
 
     /// Decides the events whose outcome does not depend on the process (`Some`), refuses
     /// what no state allows, and leaves the rest to `step_transition` (`None`).
-    fn guard(&self, entry: &ChainEntry) -> Result<Option<ChainState>, Refusal> {
+    fn guard(&self, entry: &ChainEntry, ctx: &ChainContext) -> Result<Option<ChainState>, Refusal> {
         use ChainState::*;
         let event_type = entry.event_type;
         let data = entry.data;
@@ -353,10 +382,12 @@ impl ChainView {
                 "the chain is cancelled: nothing more is recorded on it",
             ));
         }
-        // A held chain may still be cancelled (a patient withdraws); nothing else moves it.
-        if self.state == OnHold && event_type != "chain.cancelled" {
+        // A held chain may still be cancelled (a patient withdraws) and still records what
+        // happened (FACTS_ON_HOLD); nothing else moves it.
+        let fact_on_hold = self.state == OnHold && FACTS_ON_HOLD.contains(&event_type);
+        if self.state == OnHold && event_type != "chain.cancelled" && !fact_on_hold {
             return Err(Refusal::of_type(format!(
-                "the chain is on hold ({}): no step is accepted until every hold is resolved by a qualified person",
+                "the chain is on hold ({}): no step is accepted until every hold is resolved by a qualified person (what happened meanwhile, a receipt or a test result, is still recorded)",
                 open_holds()
             )));
         }
@@ -425,7 +456,22 @@ impl ChainView {
             }
             _ => {}
         }
+        if fact_on_hold {
+            // Checked as in the state the chain resumes; the chain stays on hold.
+            self.resuming()
+                .step_transition(entry, ctx)
+                .map_err(Refusal::of_type)?;
+            return Ok(Some(OnHold));
+        }
         Ok(None)
+    }
+
+    /// The chain as it will be once its holds are released.
+    fn resuming(&self) -> ChainView {
+        ChainView {
+            state: self.resume_state,
+            ..self.clone()
+        }
     }
 
     /// The state a step moves the chain to under the product's process, or the rule it
@@ -565,6 +611,7 @@ impl ChainView {
             }
             "chain.collected" => {
                 self.custodian_site_id = Some(text(data, "collection_site_id").to_string());
+                self.location_site_id = self.custodian_site_id.clone();
                 for din in list(data, "dins") {
                     if !self.units.contains(&din) {
                         self.units.push(din);
@@ -581,6 +628,7 @@ impl ChainView {
             }
             "custody.handed_off" => {
                 let id = text(data, "handoff_id").to_string();
+                self.location_site_id = None;
                 self.handoff_ids.push(id.clone());
                 self.open_handoff = Some(OpenHandoff {
                     handoff_id: id,
@@ -590,8 +638,24 @@ impl ChainView {
                 });
             }
             "custody.received" => {
+                let receiving = text(data, "receiving_site_id").to_string();
+                self.last_receipt = Some((entry.event_id, self.custodian_site_id.clone()));
                 self.open_handoff = None;
-                self.custodian_site_id = Some(text(data, "receiving_site_id").to_string());
+                self.location_site_id = Some(receiving.clone());
+                self.custodian_site_id = Some(receiving);
+                if self.state == ChainState::OnHold {
+                    // Received while held: the chain resumes past the receipt.
+                    self.resume_state = self
+                        .resuming()
+                        .step_transition(entry, ctx)
+                        .unwrap_or(self.resume_state);
+                }
+            }
+            "batch.test_result_recorded" if self.state == ChainState::OnHold => {
+                self.resume_state = self
+                    .resuming()
+                    .step_transition(entry, ctx)
+                    .unwrap_or(self.resume_state);
             }
             // A step (a QC test on samples at a laboratory, say) does not move custody:
             // only a reconciled receipt does.
@@ -645,6 +709,7 @@ impl ChainView {
                 if self.state != ChainState::OnHold {
                     self.resume_state = self.state;
                 }
+                self.dispute_receipt(data);
                 self.holds.push(OpenHold {
                     hold_id: text(data, "hold_id").to_string(),
                     event_id: entry.event_id,
@@ -655,6 +720,16 @@ impl ChainView {
             "chain.hold_released" => {
                 let id = text(data, "hold_id");
                 self.holds.retain(|h| h.hold_id != id);
+                // The discrepancy is resolved: custody of record passes to where it is.
+                if self
+                    .disputed_custody
+                    .as_ref()
+                    .is_some_and(|d| d.hold_id == id)
+                {
+                    if let Some(disputed) = self.disputed_custody.take() {
+                        self.custodian_site_id = Some(disputed.receiving_site_id);
+                    }
+                }
             }
             _ => {}
         }
@@ -664,6 +739,31 @@ impl ChainView {
                 .or_insert(entry.occurred_at);
         }
         self.state = next;
+    }
+}
+
+impl ChainView {
+    /// A hold placed because the last receipt failed reconciliation takes back the custody
+    /// that receipt passed: the material is at the receiver, custody stays with the sender
+    /// until the hold is released.
+    fn dispute_receipt(&mut self, hold: &Value) {
+        if text(hold, "rule") != "custody.reconciliation_failed" {
+            return;
+        }
+        let Some((receipt, before)) = self.last_receipt.clone() else {
+            return;
+        };
+        if text(hold, "caused_by_event_id") != receipt.to_string() {
+            return;
+        }
+        let receiving = self.custodian_site_id.clone().unwrap_or_default();
+        let handoff_id = self.handoff_ids.last().cloned().unwrap_or_default();
+        self.custodian_site_id = before;
+        self.disputed_custody = Some(DisputedCustody {
+            handoff_id,
+            receiving_site_id: receiving,
+            hold_id: text(hold, "hold_id").to_string(),
+        });
     }
 }
 
