@@ -1227,6 +1227,7 @@ impl Autolog {
             if let Some(coi) = draft.stream.strip_prefix("coi/") {
                 self.authorize_on_chain(principal, coi, draft, &prefix)
                     .await?;
+                self.authorize_step(principal, coi, draft, &prefix).await?;
             } else if let Some(person) = draft.stream.strip_prefix("person/") {
                 self.authorize_on_person(principal, person, draft, &prefix)
                     .await?;
@@ -1278,6 +1279,77 @@ impl Autolog {
             format!(
                 "{} may record {event_type} on a person only at the sites the person works at",
                 principal.actor
+            ),
+        )))
+    }
+
+    /// Who may record a step comes from the process: the product's process names the site
+    /// types that perform the step, and the sender needs a role at the step's site whose
+    /// kind is among them ([`Role::step_site_types`]). A step the process lacks is left to
+    /// the step rules, which refuse it naming the process's steps.
+    async fn authorize_step(
+        &self,
+        principal: &Principal,
+        coi: &str,
+        draft: &autolog_domain::EventDraft,
+        prefix: &str,
+    ) -> Result<(), AppError> {
+        if draft.body.event_type != "chain.step_performed" {
+            return Ok(());
+        }
+        let data = &draft.body.data;
+        let step = text(data, "step_code");
+        let site = match text(data, "site_id") {
+            "" => draft.site.as_deref().unwrap_or_default(),
+            site => site,
+        };
+        let events = self
+            .store
+            .stream_events(&format!("coi/{coi}"), Instant::MAX)
+            .await?;
+        let Some(product_code) = events
+            .iter()
+            .find(|e| e.body.event_type == "chain.enrolled")
+            .map(|e| text(&e.body.data, "product_code").to_string())
+        else {
+            return Ok(());
+        };
+        let product = self
+            .current_state(&format!("product/{product_code}"))
+            .await?;
+        let Some(performed_at) = product
+            .get("process")
+            .and_then(|p| p.get("steps"))
+            .and_then(Value::as_array)
+            .and_then(|steps| steps.iter().find(|s| text(s, "step_code") == step))
+            .map(|s| {
+                s.get("site_types")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect::<Vec<String>>()
+            })
+        else {
+            return Ok(());
+        };
+        let kinds: Vec<&str> = recording_grants(principal, "chain.step_performed")
+            .iter()
+            .filter(|g| g.covers(site))
+            .flat_map(|g| g.role.step_site_types().iter().copied())
+            .collect();
+        if kinds.iter().any(|k| performed_at.iter().any(|t| t == k)) {
+            return Ok(());
+        }
+        Err(AppError::Forbidden(FieldError::new(
+            format!("{prefix}body.data.step_code"),
+            step,
+            format!(
+                "{} holds no role at {site} that performs step {step} of {product_code}: the process has it performed at {}; the roles held there work at {}",
+                principal.actor,
+                performed_at.join(", "),
+                if kinds.is_empty() { "no such site".to_string() } else { kinds.join(", ") }
             ),
         )))
     }

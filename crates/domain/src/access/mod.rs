@@ -75,6 +75,23 @@ pub enum Permission {
 }
 
 impl Role {
+    /// The kinds of site whose process steps this role performs: a product's process
+    /// names the site types that perform each step, and a `chain.step_performed` needs a
+    /// role whose kind is among them (a nurse thaws at the treatment center; an operator
+    /// manufactures at the manufacturing site).
+    pub fn step_site_types(self) -> &'static [&'static str] {
+        match self {
+            Role::ApheresisCoordinator => &["apheresis_center"],
+            Role::ManufacturingOperator => &["manufacturing_site"],
+            Role::QcAnalyst => &["laboratory", "manufacturing_site"],
+            Role::TreatmentNurse | Role::TreatmentPhysician => &["treatment_center"],
+            Role::Courier => &["logistics_depot"],
+            Role::QaReleaser | Role::ReferenceDataSteward | Role::Auditor | Role::Administrator => {
+                &[]
+            }
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::ApheresisCoordinator => "apheresis_coordinator",
@@ -190,6 +207,7 @@ pub fn may_record(role: Role, event_type: &str) -> bool {
         ApheresisCoordinator => matches!(
             event_type,
             "chain.enrolled"
+                | "chain.step_performed"
                 | "chain.collected"
                 | "chain.collection_site_assigned"
                 | "chain.cancelled"
@@ -240,6 +258,7 @@ pub fn may_record(role: Role, event_type: &str) -> bool {
         TreatmentNurse => matches!(
             event_type,
             "custody.received"
+                | "chain.step_performed"
                 | "chain.hold_placed"
                 | "chain.bedside_verified"
                 | "chain.administered"
@@ -248,6 +267,7 @@ pub fn may_record(role: Role, event_type: &str) -> bool {
         TreatmentPhysician => matches!(
             event_type,
             "chain.enrolled"
+                | "chain.step_performed"
                 | "chain.cancelled"
                 | "chain.collection_site_assigned"
                 | "custody.received"

@@ -1261,6 +1261,80 @@ async fn refused_reads_are_recorded_on_postgres() {
     .await;
 }
 
+/// Who may record a step comes from the product's process: a treatment nurse may record
+/// the thaw (a treatment-center step) at her site and gets past authorization to the
+/// chain's own rules; an operator granted at the same site may not (the process has it
+/// performed at a treatment center), nor may the nurse record manufacturing; each refusal
+/// names the step, the site types of the process and the roles' kinds.
+async fn steps_follow_the_process(t: Target) {
+    let app = spawn_app(&t, AccessSettings::default()).await;
+    let step = |id: &str, code: &str, by: &str| {
+        json!({
+            "stream": format!("coi/{}", app.coi),
+            "occurred_at": "2026-11-04T09:00:00-08:00[America/Los_Angeles]",
+            "site": IN_SCOPE,
+            "source": {"system": "console", "source_event_id": id},
+            "body": {"type": "chain.step_performed", "version": 1, "data": {
+                "step_code": code, "site_id": IN_SCOPE, "performed_by": by,
+                "started_at": "2026-11-04T09:00:00-08:00"}},
+        })
+    };
+    let nurse = person(&app.app, "P-0005", &[("treatment_nurse", IN_SCOPE)]).await;
+    let (status, e) = call(
+        &app.base,
+        &nurse,
+        "POST",
+        "/api/v1/events",
+        Some(&step("thaw", "THAW", "P-0005")),
+    )
+    .await;
+    assert_ne!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the nurse may record the thaw: {e}"
+    );
+    assert!(
+        status.is_client_error(),
+        "the chain is not at the bedside yet: {e}"
+    );
+    let operator = person(&app.app, "P-0002", &[("manufacturing_operator", IN_SCOPE)]).await;
+    let (status, e) = call(
+        &app.base,
+        &operator,
+        "POST",
+        "/api/v1/events",
+        Some(&step("thaw-op", "THAW", "P-0002")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{e}");
+    assert_eq!(e["error"]["field"], "body.data.step_code", "{e}");
+    let rule = e["error"]["rule"].as_str().unwrap_or_default();
+    assert!(
+        rule.contains("treatment_center") && rule.contains("manufacturing_site"),
+        "{rule}"
+    );
+    let (status, e) = call(
+        &app.base,
+        &nurse,
+        "POST",
+        "/api/v1/events",
+        Some(&step("mfg", "MANUFACTURE", "P-0005")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{e}");
+    assert_eq!(e["error"]["value"], "MANUFACTURE", "{e}");
+}
+
+#[tokio::test]
+async fn steps_follow_the_process_on_sqlite() {
+    run_on(Backend::Sqlite, "steps_process", steps_follow_the_process).await;
+}
+
+#[tokio::test]
+async fn steps_follow_the_process_on_postgres() {
+    run_on(Backend::Postgres, "steps_process", steps_follow_the_process).await;
+}
+
 /// Source ids belong to their sender: a person cannot claim a source system's ids (its
 /// events carry the console source), so the system's own fact is never refused as a
 /// conflict; a token records only its own system's.
