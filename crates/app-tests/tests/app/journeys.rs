@@ -3249,3 +3249,132 @@ async fn a_late_entry_is_judged_at_its_own_time_on_postgres() {
     )
     .await;
 }
+
+/// Results can be amended: after the release, the laboratory corrects a result (with its
+/// reason). The correction is recorded, the original kept; the chain as known at the
+/// release shows what the releaser saw; the release relied on the result, so the chain
+/// is held (it is not administered yet) with one critical alert until QA decides again.
+async fn amended_results(store: Arc<dyn autolog_store::Store>) {
+    let app = network_on(store).await;
+    let a = enrol(&app, "PK-AMEND-A", t0()).await;
+    clean(&app, &collection(&a)).await;
+    let s = shipment(&a, Leg::ToManufacturing, None, None);
+    clean(&app, &s.handoff).await;
+    clean(&app, &s.receipt).await;
+    let mut original = None;
+    for e in manufacturing_with(&a, "LV19-2026-014") {
+        let result = send(&app, &e).await.expect("manufacturing");
+        if e["body"]["type"] == "batch.test_result_recorded"
+            && e["body"]["data"]["test_code"] == "VIABILITY"
+        {
+            original = result.outcomes.first().map(|o| o.event.event_id);
+        }
+    }
+    let original = original.expect("the viability result");
+    let released = chain(&app, &a.coi).await;
+    assert_eq!(released["state"], "released_for_patient", "{released}");
+    let known_at_release = app.store().head().await.expect("head").recorded_at;
+
+    let mut amended = test_result(
+        &a,
+        &format!("B-{}", a.key),
+        "VIABILITY",
+        json!(68.0),
+        Some("%"),
+    );
+    amended["source"]["source_event_id"] = json!(format!("{}/viability-amended", a.key));
+    amended["corrects"] = json!(original.to_string());
+    amended["reason"] =
+        json!("transcription error in the viable-cell count; re-read from the instrument");
+    let result = send(&app, &amended)
+        .await
+        .expect("an amended result is recorded");
+    assert_eq!(result.alerts.len(), 1, "{}", result.to_json());
+    let verdict = result
+        .linked
+        .iter()
+        .find(|o| o.event.body.event_type == "batch.test_result_evaluated")
+        .expect("the amended result is judged again");
+    assert_eq!(
+        verdict.event.body.data["verdict"], "fail",
+        "68 % is below 70 %"
+    );
+    assert_eq!(result.alerts[0].event.body.data["severity"], "critical");
+    assert_eq!(
+        result.alerts[0].event.body.data["rule"],
+        "decision.basis_corrected"
+    );
+    let held = chain(&app, &a.coi).await;
+    assert_eq!(held["state"], "on_hold", "{held}");
+    assert_eq!(held["resume_state"], "released_for_patient");
+    assert_eq!(
+        held["holds"][0]["rule"], "decision.basis_corrected",
+        "{held}"
+    );
+
+    // As known at the release: the original result, in force.
+    let known = known_at_release.expect("recorded").to_string();
+    let then = app
+        .chain(&a.coi, None, Some(&known))
+        .await
+        .expect("as known then");
+    let timeline = then["timeline"].to_string();
+    assert!(timeline.contains("86.5"), "the releaser saw 86.5");
+    assert!(
+        !timeline.contains("68.0") && !timeline.contains("\"68\""),
+        "{timeline}"
+    );
+    // Now: the amendment is in force, the original kept and superseded.
+    let now = chain(&app, &a.coi).await;
+    let superseded = now["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .find(|e| e["event_id"] == original.to_string())
+        .expect("the original is kept");
+    assert_eq!(superseded["in_force"], false);
+
+    // A new result after the release (a sterility culture read late) is recorded too;
+    // out of specification, it raises its own critical alert.
+    let late = test_result(
+        &a,
+        &format!("B-{}", a.key),
+        "STERILITY",
+        json!("positive"),
+        None,
+    );
+    let result = send(&app, &late)
+        .await
+        .expect("a result after release is recorded");
+    let rules: Vec<&Value> = result
+        .alerts
+        .iter()
+        .map(|o| &o.event.body.data["rule"])
+        .collect();
+    assert_eq!(
+        rules,
+        [&json!("result.failed_after_release")],
+        "{}",
+        result.to_json()
+    );
+}
+
+#[tokio::test]
+async fn an_amended_result_after_release_is_recorded_and_holds_the_chain_on_sqlite() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Sqlite,
+        "amended_results",
+        |t| async move { amended_results(t.open().await).await },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_amended_result_after_release_is_recorded_and_holds_the_chain_on_postgres() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Postgres,
+        "amended_results",
+        |t| async move { amended_results(t.open().await).await },
+    )
+    .await;
+}

@@ -4,10 +4,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use autolog_domain::chain::{ChainContext, ChainEntry, ChainView};
+use autolog_domain::chain::{ChainContext, ChainEntry, ChainState, ChainView};
 use autolog_domain::identifiers::scan::{parse_scan, Scanned};
 use autolog_domain::rules::{refused_value, CHAIN_EVENT_TYPES};
-use autolog_domain::{Event, EventDraft, FieldError, Instant, Source, Uuid};
+use autolog_domain::{CorrectionTarget, Event, EventDraft, FieldError, Instant, Source, Uuid};
 use serde_json::{json, Value};
 
 use crate::chain::rule_reads::RuleReads;
@@ -428,9 +428,29 @@ impl Autolog {
             let this = Entry::of_draft(draft);
             // A correction restates a fact in place: the state machine is not asked again
             // (the store limits what may be corrected), but who, where and with what are.
-            if draft.corrects.is_some() {
+            if let Some(target) = &draft.corrects {
                 self.step_reference_rules(facts, &view, draft, &refuse, true)
                     .await?;
+                let target = match target {
+                    CorrectionTarget::EventId(id) => Some(*id),
+                    CorrectionTarget::Source(source) => self
+                        .store
+                        .event_by_source(&source.system, &source.source_event_id)
+                        .await
+                        .map_err(AppError::from)?
+                        .map(|e| e.event_id),
+                };
+                let mut recorded = target
+                    .map(|t| decision_basis_corrected(facts, &view, draft, t))
+                    .unwrap_or_default();
+                // An amended result is judged again against the specification.
+                if event_type == "batch.test_result_recorded" {
+                    recorded.extend(self.batch_rules(facts, &view, draft, &refuse).await?);
+                }
+                extra.extend(recorded.into_iter().map(|draft| Recorded {
+                    cause: index,
+                    draft,
+                }));
                 continue;
             }
             if event_type == "chain.released" || event_type == "chain.bedside_verified" {
@@ -478,6 +498,7 @@ impl Autolog {
                 .step_reference_rules(facts, &view, draft, &refuse, false)
                 .await?;
             recorded.extend(self.batch_rules(facts, &view, draft, &refuse).await?);
+            recorded.extend(late_failure(facts, &view, draft, &recorded));
             if event_type == "custody.received" {
                 let (holds, alerts) = self.reconcile_receipt(facts, &view, draft).await?;
                 recorded.extend(holds);
@@ -1183,6 +1204,158 @@ impl Autolog {
         }
         Ok((holds, alerts))
     }
+}
+
+/// A result recorded after the release that fails its specification: one critical alert
+/// and, before administration, a hold until QA decides (the release did not see it).
+fn late_failure(
+    facts: &ChainFacts,
+    view: &ChainView,
+    draft: &EventDraft,
+    recorded: &[EventDraft],
+) -> Vec<EventDraft> {
+    if !view.released || draft.body.event_type != "batch.test_result_recorded" {
+        return Vec::new();
+    }
+    let failed = recorded.iter().any(|r| {
+        r.body.event_type == "batch.test_result_evaluated"
+            && text(&r.body.data, "verdict") == "fail"
+    });
+    if !failed {
+        return Vec::new();
+    }
+    let test = text(&draft.body.data, "test_code");
+    let finding = format!("result of {test} recorded after the release is out of specification");
+    let administered = matches!(
+        view.state,
+        ChainState::Administered | ChainState::InFollowUp
+    );
+    let hold_id = format!(
+        "HOLD-{}",
+        short_digest(&[
+            &draft.source.system,
+            &draft.source.source_event_id,
+            &facts.coi
+        ])
+    );
+    let mut out = Vec::new();
+    if !administered {
+        out.push(own_draft(
+            draft,
+            draft.stream.clone(),
+            format!("hold/{}", facts.coi),
+            "chain.hold_placed",
+            json!({"hold_id": hold_id, "rule": "result.failed_after_release", "findings": [finding],
+                   "site_id": draft.site, "caused_by_event_id": draft.event_id.to_string()}),
+        ));
+    }
+    out.push(alert_draft(
+        draft,
+        0,
+        AlertSpec {
+            severity: "critical",
+            rule: "result.failed_after_release",
+            message: format!("On chain {}, {finding}", facts.coi),
+            coi: Some(facts.coi.clone()),
+            site_id: draft.site.clone(),
+            evidence: json!({"result_event_id": draft.event_id.to_string(), "test_code": test}),
+        },
+    ));
+    out
+}
+
+/// The signed decisions a correction can undermine: what they relied on was on the chain
+/// before them.
+const DECISIONS: &[&str] = &[
+    "chain.released",
+    "chain.exceptional_release_requested",
+    "chain.hold_released",
+];
+
+/// A correction of a fact a signed decision relied on (a result before the release, a
+/// step before an exceptional-release request): one critical alert to the roles that sign
+/// it and, before administration, a hold until QA decides again. The correction itself is
+/// recorded (laboratories amend results; the original is kept, superseded).
+fn decision_basis_corrected(
+    facts: &ChainFacts,
+    view: &ChainView,
+    draft: &EventDraft,
+    target: Uuid,
+) -> Vec<EventDraft> {
+    let Some(at) = facts.entries.iter().position(|e| e.event_id == target) else {
+        return Vec::new();
+    };
+    let Some(decision) = facts.entries[at + 1..]
+        .iter()
+        .find(|e| DECISIONS.contains(&e.event_type.as_str()))
+    else {
+        return Vec::new();
+    };
+    let corrected = &facts.entries[at];
+    let decided_at = decision.site.clone();
+    let administered = matches!(
+        view.state,
+        ChainState::Administered | ChainState::InFollowUp
+    );
+    let finding = format!(
+        "{} {} was corrected ({}) after {} relied on it",
+        corrected.event_type,
+        target,
+        draft.reason.as_deref().unwrap_or("no reason given"),
+        decision.event_type
+    );
+    let mut recorded = Vec::new();
+    let hold_id = format!(
+        "HOLD-{}",
+        short_digest(&[
+            &draft.source.system,
+            &draft.source.source_event_id,
+            &facts.coi
+        ])
+    );
+    if !administered {
+        recorded.push(own_draft(
+            draft,
+            draft.stream.clone(),
+            format!("hold/{}", facts.coi),
+            "chain.hold_placed",
+            json!({
+                "hold_id": hold_id,
+                "rule": "decision.basis_corrected",
+                "findings": [finding],
+                "site_id": decided_at,
+                "caused_by_event_id": draft.event_id.to_string(),
+            }),
+        ));
+    }
+    recorded.push(alert_draft(
+        draft,
+        0,
+        AlertSpec {
+            severity: "critical",
+            rule: "decision.basis_corrected",
+            message: if administered {
+                format!(
+                    "On chain {} (administered), {finding}: review the decision",
+                    facts.coi
+                )
+            } else {
+                format!(
+                    "On chain {}, {finding}: the chain is on hold {hold_id} until QA decides again",
+                    facts.coi
+                )
+            },
+            coi: Some(facts.coi.clone()),
+            site_id: decided_at,
+            evidence: json!({
+                "corrected_event_id": target.to_string(),
+                "correction_event_id": draft.event_id.to_string(),
+                "decision_event_id": decision.event_id.to_string(),
+                "decision": decision.event_type,
+            }),
+        },
+    ));
+    recorded
 }
 
 /// Alerts for the process windows an event closes too late (the event is accepted: what

@@ -439,6 +439,11 @@ const CORRECTABLE_ON_A_CHAIN: &[(&str, &[&str])] = &[
     ("chain.step_performed", &[]),
     ("chain.follow_up_recorded", &[]),
     ("annotation.recorded", &[]),
+    // Laboratories amend results, at any time, the original kept (a correction carries
+    // its reason); the batch and the test it is a result of stay.
+    ("batch.test_result_recorded", &["batch_id", "test_code"]),
+    ("batch.material_consumed", &["batch_id"]),
+    ("deviation.opened", &["deviation_id", "batch_id"]),
 ];
 
 fn check_chain_correction(
