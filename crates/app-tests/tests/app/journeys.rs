@@ -3127,12 +3127,37 @@ async fn a_couriers_epcis_events_drive_the_custody_handshake_and_its_reconciliat
     let answer = capture(doc).await;
     assert_eq!(answer["eventCount"], 1, "stored");
     assert_eq!(answer["chain"][0]["status"], "unmapped", "{answer}");
+    // The answer names the system, the kind and the code the steward must map.
+    let location = answer["chain"][0]["unmapped"]
+        .as_array()
+        .expect("unmapped")
+        .iter()
+        .find(|u| u["field"] == "bizLocation.id")
+        .expect("the location")
+        .clone();
+    assert_eq!(location["kind"], "site", "{location}");
+    assert_eq!(
+        location["code"], "urn:example:courier:depot-9",
+        "{location}"
+    );
+    assert!(location["system"].is_string(), "{location}");
     assert_eq!(chain(&app, &c2.coi).await["state"], "collected");
     let report = app.alignment_report(None).await.expect("alignment");
     assert!(
         report.to_string().contains("urn:example:courier:depot-9"),
         "the unmapped location is in the alignment report"
     );
+    // Counted once per occurrence: the one capture is one occurrence.
+    let counted: Vec<&Value> = report["unmapped_codes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|group| group["kind"] == "site")
+        .flat_map(|group| group["codes"].as_array().into_iter().flatten())
+        .filter(|u| u["code"] == "urn:example:courier:depot-9")
+        .collect();
+    assert_eq!(counted.len(), 1, "{report}");
+    assert_eq!(counted[0]["count"], 1, "{report}");
 }
 
 /// A late entry is judged at its own time: a lot registered, then recalled at t0+100h; a

@@ -206,8 +206,17 @@ impl Autolog {
         let raw = &event.raw;
         let system = principal.system_id().unwrap_or("epcis").to_string();
         let mut unmapped = Vec::new();
-        let mut missing = |field: &str, rule: &str| {
-            unmapped.push(json!({"field": field, "rule": rule}));
+        // A field that is missing, or (`code`: the kind and the code as sent) a code the
+        // sender's crosswalk does not map: the answer names the system, the kind and the
+        // code, so that the sender's steward knows what to map.
+        let mut missing = |field: &str, code: Option<(&str, &str)>, rule: &str| {
+            let mut entry = json!({"field": field, "rule": rule});
+            if let Some((kind, code)) = code {
+                entry["system"] = json!(system);
+                entry["kind"] = json!(kind);
+                entry["code"] = json!(code);
+            }
+            unmapped.push(entry);
         };
 
         // Where: the business location (else the read point) is this event's site.
@@ -220,6 +229,7 @@ impl Autolog {
         if site.is_none() {
             missing(
                 "bizLocation.id",
+                (!location.is_empty()).then_some(("site", location.as_str())),
                 "names no site: give a site's GLN (SGLN) or map it in the system's site crosswalk",
             );
         }
@@ -244,27 +254,30 @@ impl Autolog {
                 Some(label) => labels.push(label),
                 None => {
                     self.count_unmapped(&system, "epc", epc).await;
-                    missing("epcList", &format!("{epc} names no unit Autolog knows the form of (urn:isbt128:<label>, or a GS1 SGTIN): the event is not applied, so that no unit is left out"));
+                    missing("epcList", Some(("epc", epc)), &format!("{epc} names no unit Autolog knows the form of (urn:isbt128:<label>, or a GS1 SGTIN): the event is not applied, so that no unit is left out"));
                 }
             }
         }
         if labels.is_empty() {
-            missing("epcList", "names no unit");
+            missing("epcList", None, "names no unit");
         }
         let handoff = handoff_of(raw);
         if handoff.is_none() {
             missing(
                 "bizTransactionList",
+                None,
                 "needs the shipment's business transaction (bol or desadv): it is the handoff id",
             );
         }
-        let step = match extension_text(raw, "stepCode") {
+        let step_code = extension_text(raw, "stepCode");
+        let step = match step_code {
             Some(code) => self.mapped(&system, "process_step", code).await,
             None => None,
         };
         if step.is_none() {
             missing(
                 "autolog:stepCode",
+                step_code.map(|c| ("process_step", c)),
                 "needs the system's process step code, mapped in its crosswalk",
             );
         }
@@ -273,23 +286,26 @@ impl Autolog {
         } else {
             "receivedBy"
         };
-        let person = match extension_text(raw, person_field) {
+        let person_code = extension_text(raw, person_field);
+        let person = match person_code {
             Some(code) => self.mapped(&system, "person", code).await,
             None => None,
         };
         if person.is_none() {
             missing(
                 &format!("autolog:{person_field}"),
+                person_code.map(|c| ("person", c)),
                 "needs the person's code in the system, mapped in its person crosswalk",
             );
         }
         let seal = extension_text(raw, "sealID").map(str::to_string);
         if seal.is_none() {
-            missing("autolog:sealID", "is required for a custody change");
+            missing("autolog:sealID", None, "is required for a custody change");
         }
         if container.is_none() {
             missing(
                 "epcList",
+                None,
                 "needs the shipping container (an SSCC) or autolog:containerID",
             );
         }
@@ -519,11 +535,8 @@ impl Autolog {
                 }
             }
         }
-        let mapped = self.mapped(system, "site", id).await;
-        if mapped.is_none() {
-            self.count_unmapped(system, "site", id).await;
-        }
-        mapped
+        // Counted once, by the crosswalk lookup itself.
+        self.mapped(system, "site", id).await
     }
 
     /// A local code's canonical id through the system's crosswalk (unmapped codes are
