@@ -166,6 +166,14 @@ impl Autolog {
                 }
                 return Err(AppError::Invalid(error.under(&prefix(index))));
             }
+            Err(StepError::Expired { index, error }) => {
+                // A hard stop: an expired unit near a patient is the most urgent alert.
+                if let Some(draft) = drafts.get(index) {
+                    self.record_alert(crate::feeds::alerts::expiry_alert(draft, &error))
+                        .await;
+                }
+                return Err(AppError::Invalid(error.under(&prefix(index))));
+            }
             Err(StepError::Unmet { index, conditions }) => {
                 if let (Some(draft), Some(first)) = (drafts.get(index), conditions.first()) {
                     let summary = FieldError::new(

@@ -3403,3 +3403,80 @@ async fn an_amended_result_after_release_is_recorded_and_holds_the_chain_on_post
     )
     .await;
 }
+
+/// Final units carry their expiry: produced with `expires_at`, shown with the unit; the
+/// shipment of a unit past it is a hard stop with a critical alert; a signed QA decision
+/// (and only that) extends it, and the shipment then goes. On both stores.
+async fn unit_expiry(store: Arc<dyn autolog_store::Store>) {
+    let app = network_on(store).await;
+    let a = enrol(&app, "PK-EXPIRY-A", t0()).await;
+    clean(&app, &collection(&a)).await;
+    let s = shipment(&a, Leg::ToManufacturing, None, None);
+    clean(&app, &s.handoff).await;
+    clean(&app, &s.receipt).await;
+    for mut e in manufacturing_with(&a, "LV19-2026-014") {
+        if e["body"]["type"] == "batch.units_produced" {
+            e["body"]["data"]["expires_at"] = json!(at(a.t0, 490, BOS.1)
+                .split('[')
+                .next()
+                .expect("offset form")
+                .to_string());
+        }
+        clean(&app, &e).await;
+    }
+    let shown = chain(&app, &a.coi).await;
+    assert!(
+        shown["final_units"][0]["expires_at"].is_string(),
+        "shown with the unit: {shown}"
+    );
+
+    let ship = shipment(&a, Leg::ToTreatment, None, None);
+    let e = refused_with(&app, &ship.handoff).await;
+    assert_eq!(e.field, "body.data.units", "{e}");
+    assert!(e.rule.contains("expired"), "{e}");
+    let alerts = alerts_of(&app, &a.coi).await;
+    let expired: Vec<&Value> = alerts
+        .iter()
+        .filter(|x| x["rule"] == "unit.expired")
+        .collect();
+    assert_eq!(expired.len(), 1, "{alerts:?}");
+    assert_eq!(expired[0]["severity"], "critical");
+
+    // Extended by a signed QA decision, with its reason, unit by unit: the shipment goes.
+    for (n, unit) in a.units.iter().enumerate() {
+        let extend = step(
+            &a,
+            &format!("extend-expiry-{n}"),
+            495,
+            BOS,
+            "P-0008",
+            "unit.expiry_extended",
+            json!({"unit": unit, "expires_at": at(a.t0, 2000, "UTC").split('[').next().expect("form"),
+                   "site_id": BOS.0, "extended_by": "P-0008",
+                   "reason": "stability data supports 60 days at -150 °C (QA decision QD-17)"}),
+        );
+        clean(&app, &extend).await;
+    }
+    clean(&app, &ship.handoff).await;
+    assert_eq!(chain(&app, &a.coi).await["state"], "in_transit");
+}
+
+#[tokio::test]
+async fn an_expired_unit_is_stopped_until_qa_extends_it_on_sqlite() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Sqlite,
+        "unit_expiry",
+        |t| async move { unit_expiry(t.open().await).await },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_expired_unit_is_stopped_until_qa_extends_it_on_postgres() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Postgres,
+        "unit_expiry",
+        |t| async move { unit_expiry(t.open().await).await },
+    )
+    .await;
+}

@@ -25,6 +25,12 @@ pub(crate) enum StepError {
         index: usize,
         error: FieldError,
     },
+    /// A final unit past its expiry would move on (shipped, checked at the bedside,
+    /// administered): a hard stop, raised as a critical alert.
+    Expired {
+        index: usize,
+        error: FieldError,
+    },
     /// A release refused: every condition it does not meet.
     Unmet {
         index: usize,
@@ -58,6 +64,7 @@ const REQUIRED_ROLES: &[(&str, &str)] = &[
     ("chain.released", "qa_releaser"),
     ("chain.hold_released", "qa_releaser"),
     ("deviation.closed", "qa_releaser"),
+    ("unit.expiry_extended", "qa_releaser"),
     (
         "chain.exceptional_release_requested",
         "treatment_center_physician",
@@ -209,6 +216,7 @@ fn person_fields(event_type: &str) -> &'static [&'static str] {
         "deviation.opened" => &["opened_by"],
         "deviation.investigated" => &["investigated_by"],
         "deviation.closed" => &["closed_by"],
+        "unit.expiry_extended" => &["extended_by"],
         _ => &[],
     }
 }
@@ -453,6 +461,9 @@ impl Autolog {
                 }));
                 continue;
             }
+            if let Some(error) = expired_unit(&view, draft) {
+                return Err(StepError::Expired { index, error });
+            }
             if event_type == "chain.released" || event_type == "chain.bedside_verified" {
                 let mut unmet = Vec::new();
                 if let Err(refusal) = view.transition(&this.as_entry(), &facts.ctx) {
@@ -499,6 +510,7 @@ impl Autolog {
                 .await?;
             recorded.extend(self.batch_rules(facts, &view, draft, &refuse).await?);
             recorded.extend(late_failure(facts, &view, draft, &recorded));
+            recorded.extend(expired_on_arrival(facts, &view, draft));
             if event_type == "custody.received" {
                 let (holds, alerts) = self.reconcile_receipt(facts, &view, draft).await?;
                 recorded.extend(holds);
@@ -1204,6 +1216,88 @@ impl Autolog {
         }
         Ok((holds, alerts))
     }
+}
+
+/// The final units an event moves on: a handoff's manifest, the unit checked at the
+/// bedside, the unit administered.
+fn units_moved(draft: &EventDraft) -> Vec<String> {
+    let data = &draft.body.data;
+    match draft.body.event_type.as_str() {
+        "custody.handed_off" => string_list(data, "units"),
+        "chain.administered" => vec![text(data, "unit").to_string()],
+        "chain.bedside_verified" => parse_scan("unit_scan", text(data, "unit_scan"))
+            .map(|s| vec![s.unit_id()])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// The refusal of moving on a final unit past its expiry (the event's own time).
+fn expired_unit(view: &ChainView, draft: &EventDraft) -> Option<FieldError> {
+    let units = units_moved(draft);
+    let (unit, expiry) =
+        view.expired_unit(units.iter().map(String::as_str), draft.occurred_at.instant)?;
+    let field = match draft.body.event_type.as_str() {
+        "custody.handed_off" => "body.data.units",
+        "chain.bedside_verified" => "body.data.unit_scan",
+        _ => "body.data.unit",
+    };
+    Some(FieldError::new(
+        field,
+        unit,
+        format!(
+            "expired at {expiry}: a unit past its expiry is not shipped, checked at the bedside or administered; only a signed QA decision (unit.expiry_extended) extends it"
+        ),
+    ))
+}
+
+/// A shipment that arrives with a final unit past its expiry: the receipt is what
+/// happened and is recorded; the chain is held with a critical alert.
+fn expired_on_arrival(facts: &ChainFacts, view: &ChainView, draft: &EventDraft) -> Vec<EventDraft> {
+    if draft.body.event_type != "custody.received" {
+        return Vec::new();
+    }
+    let Some(handoff) = &view.open_handoff else {
+        return Vec::new();
+    };
+    let units = string_list(&handoff.data, "units");
+    let Some((unit, expiry)) =
+        view.expired_unit(units.iter().map(String::as_str), draft.occurred_at.instant)
+    else {
+        return Vec::new();
+    };
+    let finding = format!("unit {unit} arrived after its expiry ({expiry})");
+    let hold_id = format!(
+        "HOLD-{}",
+        short_digest(&[
+            &draft.source.system,
+            &draft.source.source_event_id,
+            "expired"
+        ])
+    );
+    let site = text(&draft.body.data, "receiving_site_id").to_string();
+    vec![
+        own_draft(
+            draft,
+            draft.stream.clone(),
+            format!("expiry-hold/{}", facts.coi),
+            "chain.hold_placed",
+            json!({"hold_id": hold_id, "rule": "unit.expired", "findings": [finding],
+                   "site_id": site, "caused_by_event_id": draft.event_id.to_string()}),
+        ),
+        alert_draft(
+            draft,
+            7,
+            AlertSpec {
+                severity: "critical",
+                rule: "unit.expired",
+                message: format!("On chain {}, {finding}: on hold {hold_id}", facts.coi),
+                coi: Some(facts.coi.clone()),
+                site_id: Some(site),
+                evidence: json!({"unit": unit, "expired_at": expiry.to_string()}),
+            },
+        ),
+    ]
 }
 
 /// A result recorded after the release that fails its specification: one critical alert

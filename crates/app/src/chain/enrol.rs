@@ -287,6 +287,13 @@ impl Autolog {
             "released": view.released,
             "cancellation": cancelled,
             "units": units,
+            "final_units": view.batch_units.iter().flat_map(|(batch, units)| {
+                units.iter().map(|unit| json!({
+                    "unit": unit,
+                    "batch_id": batch,
+                    "expires_at": view.unit_expiry.get(unit).map(|t| t.to_string()),
+                })).collect::<Vec<_>>()
+            }).collect::<Vec<_>>(),
             "timeline": timeline,
         }))
     }

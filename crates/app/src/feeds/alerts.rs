@@ -113,6 +113,37 @@ pub(crate) fn refusal_alert(draft: &EventDraft, error: &FieldError) -> EventDraf
     )
 }
 
+/// The critical alert for an expired final unit that was about to move on (shipped,
+/// checked at the bedside, administered): refused, and raised at once.
+pub(crate) fn expiry_alert(draft: &EventDraft, error: &FieldError) -> EventDraft {
+    let coi = draft.stream.strip_prefix("coi/").map(str::to_string);
+    let mut cause = draft.clone();
+    cause.source.source_event_id = format!("{}#expired", draft.source.source_event_id);
+    alert_draft(
+        &cause,
+        0,
+        AlertSpec {
+            severity: "critical",
+            rule: "unit.expired",
+            message: format!(
+                "A {} on chain {} was stopped: unit {} {}",
+                draft.body.event_type,
+                coi.as_deref().unwrap_or("?"),
+                error.value,
+                error.rule
+            ),
+            coi,
+            site_id: draft.site.clone(),
+            evidence: json!({
+                "event_type": draft.body.event_type,
+                "source": {"system": draft.source.system, "source_event_id": draft.source.source_event_id},
+                "unit": error.value,
+                "rule": error.rule,
+            }),
+        },
+    )
+}
+
 /// The alert for a time-zone discrepancy flag.
 pub(crate) fn zone_alert(flag: &EventDraft) -> EventDraft {
     let data = &flag.body.data;

@@ -244,6 +244,7 @@ pub fn may_record(role: Role, event_type: &str) -> bool {
         QaReleaser => matches!(
             event_type,
             "chain.released"
+                | "unit.expiry_extended"
                 | "chain.hold_placed"
                 | "chain.hold_released"
                 | "chain.legal_hold_placed"

@@ -12,6 +12,7 @@ pub const SIGNED_TYPES: &[(&str, &str)] = &[
     ("chain.hold_released", "resolved_by"),
     ("deviation.closed", "closed_by"),
     ("chain.exceptional_release_requested", "requested_by"),
+    ("unit.expiry_extended", "extended_by"),
 ];
 
 /// The payload keys that hold signatures.

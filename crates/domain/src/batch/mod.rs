@@ -166,10 +166,17 @@ pub(crate) struct BatchUnitsProducedV1 {
     site_id: String,
     recorded_by: String,
     units: Vec<String>,
+    /// When the units expire (ISBT 128 DS005: a date and time), as an instant with the
+    /// manufacturing site's UTC offset, e.g. `2027-03-01T23:59:00-05:00`.
+    #[serde(default)]
+    expires_at: Option<String>,
 }
 
 impl Check for BatchUnitsProducedV1 {
     fn check(&self) -> Result<(), FieldError> {
+        if let Some(at) = &self.expires_at {
+            crate::ledger::time::Instant::parse_rfc3339("expires_at", at)?;
+        }
         code("batch_id", &self.batch_id)?;
         code("site_id", &self.site_id)?;
         code("recorded_by", &self.recorded_by)?;
@@ -186,6 +193,36 @@ impl Check for BatchUnitsProducedV1 {
             if self.units[..i].contains(unit) {
                 return Err(FieldError::new(field, unit, "appears twice"));
             }
+        }
+        Ok(())
+    }
+}
+
+/// A final unit's expiry extended: only by a signed QA decision, with its reason.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UnitExpiryExtendedV1 {
+    unit: String,
+    expires_at: String,
+    site_id: String,
+    extended_by: String,
+    reason: String,
+    signature: Value,
+}
+
+impl Check for UnitExpiryExtendedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        canonical_unit("unit", &self.unit)?;
+        crate::ledger::time::Instant::parse_rfc3339("expires_at", &self.expires_at)?;
+        code("site_id", &self.site_id)?;
+        code("extended_by", &self.extended_by)?;
+        check_text("reason", &self.reason, 2_000)?;
+        if !self.signature.is_object() {
+            return Err(FieldError::new(
+                "signature",
+                crate::error::show(&self.signature),
+                "must be the signature object",
+            ));
         }
         Ok(())
     }

@@ -466,6 +466,13 @@ pub const EVENT_TYPES: &[EventType] = &[
         validate: schema::<crate::access::AccessRefusalsCountedV1>,
     },
     EventType {
+        name: "unit.expiry_extended",
+        version: 1,
+        description: "A final unit's expiry extended by a signed QA decision, with its reason (the only way past an expiry).",
+        fold: Fold::AppendTo("expiry_extensions"),
+        validate: schema::<crate::batch::UnitExpiryExtendedV1>,
+    },
+    EventType {
         name: "webhook.registered",
         version: 1,
         description: "Recorded by Autolog: an outbound webhook was registered (its URL, by whom, the ledger position its alerts start after; never its secret).",

@@ -143,6 +143,8 @@ pub struct ChainView {
     pub bedside_verified: Vec<String>,
     /// Legal holds in force (their ids).
     pub legal_holds: Vec<String>,
+    /// When each final unit expires (as produced, or as a signed QA decision extended it).
+    pub unit_expiry: BTreeMap<String, Instant>,
 }
 
 /// Custody in dispute: a receipt at `receiving_site_id` failed reconciliation.
@@ -190,6 +192,7 @@ impl Default for ChainView {
             deviations: BTreeMap::new(),
             bedside_verified: Vec::new(),
             legal_holds: Vec::new(),
+            unit_expiry: BTreeMap::new(),
         }
     }
 }
@@ -307,6 +310,18 @@ impl ChainView {
                     )),
                     _ => Ok(Some(self.state)),
                 };
+            }
+            // An expiry extension is a signed decision about a final unit of the chain: it
+            // does not move the chain (a held chain's unit may be extended too).
+            "unit.expiry_extended" => {
+                let unit = text(data, "unit");
+                if !self.batch_units.values().flatten().any(|u| u == unit) {
+                    return Err(Refusal::at(
+                        "body.data.unit",
+                        format!("{unit} is not a final unit of this chain"),
+                    ));
+                }
+                return Ok(Some(self.state));
             }
             // Deviations are opened, investigated and closed whatever the chain's state.
             "deviation.opened" => {
@@ -672,6 +687,12 @@ impl ChainView {
                 let id = text(data, "legal_hold_id");
                 self.legal_holds.retain(|h| h != id);
             }
+            "unit.expiry_extended" => {
+                if let Ok(expiry) = Instant::parse_rfc3339("expires_at", text(data, "expires_at")) {
+                    self.unit_expiry
+                        .insert(text(data, "unit").to_string(), expiry);
+                }
+            }
             "chain.bedside_verified" => {
                 if let Ok(scanned) =
                     crate::identifiers::scan::parse_scan("unit_scan", text(data, "unit_scan"))
@@ -682,6 +703,15 @@ impl ChainView {
             "batch.created" => self.batches.push(text(data, "batch_id").to_string()),
             "batch.units_produced" => {
                 let produced = list(data, "units");
+                if let Some(expiry) = data
+                    .get("expires_at")
+                    .and_then(Value::as_str)
+                    .and_then(|t| Instant::parse_rfc3339("expires_at", t).ok())
+                {
+                    for unit in &produced {
+                        self.unit_expiry.insert(unit.clone(), expiry);
+                    }
+                }
                 for unit in &produced {
                     if !self.units.contains(unit) {
                         self.units.push(unit.clone());
@@ -748,6 +778,20 @@ impl ChainView {
 }
 
 impl ChainView {
+    /// The first of `units` expired at `at`, with its expiry.
+    pub fn expired_unit<'u>(
+        &self,
+        units: impl IntoIterator<Item = &'u str>,
+        at: Instant,
+    ) -> Option<(String, Instant)> {
+        units.into_iter().find_map(|unit| {
+            self.unit_expiry
+                .get(unit)
+                .filter(|expiry| **expiry <= at)
+                .map(|expiry| (unit.to_string(), *expiry))
+        })
+    }
+
     /// A hold placed because the last receipt failed reconciliation takes back the custody
     /// that receipt passed: the material is at the receiver, custody stays with the sender
     /// until the hold is released.

@@ -277,6 +277,7 @@ pub const CHAIN_EVENT_TYPES: &[&str] = &[
     "deviation.opened",
     "deviation.investigated",
     "deviation.closed",
+    "unit.expiry_extended",
 ];
 
 /// The refusal of a reference to a record that is not registered.
