@@ -3480,3 +3480,102 @@ async fn an_expired_unit_is_stopped_until_qa_extends_it_on_postgres() {
     )
     .await;
 }
+
+/// A chain can start again: after a failed manufacture the patient is collected again
+/// under a new COI that names the first (`previous_coi`, with a coded reason). The link is
+/// in both chains; the first makes no more progress; DINs stay with their chain; the same
+/// patient and product only, once, never after administration. On both stores.
+async fn recollection(store: Arc<dyn autolog_store::Store>) {
+    let app = network_on(store).await;
+    let a = enrol(&app, "PK-AGAIN-A", t0()).await;
+    clean(&app, &collection(&a)).await;
+    let s = shipment(&a, Leg::ToManufacturing, None, None);
+    clean(&app, &s.handoff).await;
+    clean(&app, &s.receipt).await;
+
+    let again = |key: &str, previous: &str, id: &str| {
+        json!({
+            "occurred_at": at(a.t0, 200, LAX.1),
+            "actor": "person/P-0005",
+            "site": LAX.0,
+            "source": {"system": "emr-lax", "source_event_id": id},
+            "patient_key": key,
+            "product_code": "CART-19",
+            "treatment_site_id": LAX.0,
+            "previous_coi": previous,
+            "recollection_reason": "manufacturing_failure",
+        })
+    };
+    match app
+        .enrol(
+            again("PK-SOMEONE-ELSE", &a.coi, "again-other")
+                .to_string()
+                .as_bytes(),
+        )
+        .await
+    {
+        Err(AppError::Invalid(e)) => {
+            assert_eq!(e.field, "previous_coi", "{e}");
+            assert!(e.rule.contains("patient_key"), "{e}");
+        }
+        other => panic!("another patient's chain: refused, got {other:?}"),
+    }
+    let (b_coi, _) = app
+        .enrol(again(&a.key, &a.coi, "again-a").to_string().as_bytes())
+        .await
+        .expect("the re-collection is enrolled");
+    let first = chain(&app, &a.coi).await;
+    assert_eq!(first["succeeded_by"], b_coi.as_str(), "{first}");
+    let second = chain(&app, &b_coi).await;
+    assert_eq!(second["previous_coi"], a.coi.as_str(), "{second}");
+
+    // The first episode makes no more progress; its DINs stay its own.
+    let e = refused_with(&app, &manufacturing(&a).remove(0)).await;
+    assert!(e.rule.contains(&b_coi), "{e}");
+    let b = Patient {
+        // (the key names the events' source ids; the patient is the same)
+        key: format!("{}-2", a.key),
+        coi: b_coi.clone(),
+        dins: a.dins.clone(),
+        units: Vec::new(),
+        t0: a.t0,
+    };
+    let reused = refused_with(&app, &collection(&b)).await;
+    assert!(
+        reused.rule.contains(&a.coi),
+        "a DIN belongs to one COI: {reused}"
+    );
+    let b = Patient {
+        dins: vec![new_din()],
+        ..b
+    };
+    clean(&app, &collection(&b)).await;
+    // Once only.
+    match app
+        .enrol(again(&a.key, &a.coi, "again-twice").to_string().as_bytes())
+        .await
+    {
+        Err(AppError::Invalid(e)) => assert!(e.rule.contains("already collected again"), "{e}"),
+        other => panic!("a second re-collection of the same chain: refused, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_patient_is_collected_again_under_a_linked_coi_on_sqlite() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Sqlite,
+        "recollection",
+        |t| async move { recollection(t.open().await).await },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_patient_is_collected_again_under_a_linked_coi_on_postgres() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Postgres,
+        "recollection",
+        |t| async move { recollection(t.open().await).await },
+    )
+    .await;
+}

@@ -1471,6 +1471,29 @@ impl Autolog {
                 .await;
             return Err(AppError::Forbidden(refusal));
         }
+        // A re-collection links to an earlier chain: one the sender's sites take part in,
+        // with the same answer whether or not the chain exists.
+        if let Some(previous) = fields.get("previous_coi").and_then(Value::as_str) {
+            let may = recording_grants(principal, "chain.enrolled");
+            let in_scope = match self.chain_sites(previous).await? {
+                Some(sites) => autolog_domain::access::chain_in_scope(
+                    &may,
+                    autolog_domain::access::Permission::Record,
+                    &sites,
+                ),
+                None => false,
+            };
+            if !in_scope {
+                return Err(AppError::Forbidden(FieldError::new(
+                    "previous_coi",
+                    previous,
+                    format!(
+                        "{} may collect again only a chain its sites take part in",
+                        principal.actor
+                    ),
+                )));
+            }
+        }
         let given = fields
             .get("source")
             .and_then(|s| s.get("system"))

@@ -511,6 +511,9 @@ impl Autolog {
             recorded.extend(self.batch_rules(facts, &view, draft, &refuse).await?);
             recorded.extend(late_failure(facts, &view, draft, &recorded));
             recorded.extend(expired_on_arrival(facts, &view, draft));
+            if event_type == "chain.enrolled" {
+                recorded.extend(self.recollection_link(facts, draft, &reads, index).await?);
+            }
             if event_type == "custody.received" {
                 let (holds, alerts) = self.reconcile_receipt(facts, &view, draft).await?;
                 recorded.extend(holds);
@@ -1215,6 +1218,67 @@ impl Autolog {
             ));
         }
         Ok((holds, alerts))
+    }
+}
+
+impl Autolog {
+    /// A re-collection's enrolment names the chain it collects again: the same patient and
+    /// product, not administered, not collected again already. Autolog records the link
+    /// on that chain in the same transaction (`chain.recollected`), which closes its
+    /// episode: the link is in both chains, and their DINs stay theirs.
+    async fn recollection_link(
+        &self,
+        facts: &ChainFacts,
+        draft: &EventDraft,
+        reads: &Arc<RuleReads>,
+        index: usize,
+    ) -> Result<Vec<EventDraft>, StepError> {
+        let data = &draft.body.data;
+        let Some(previous) = data.get("previous_coi").and_then(Value::as_str) else {
+            return Ok(Vec::new());
+        };
+        let refuse = |rule: String| StepError::Refused {
+            index,
+            error: FieldError::new("body.data.previous_coi", previous, rule),
+        };
+        if previous == facts.coi {
+            return Err(refuse("names this chain itself".into()));
+        }
+        let earlier = self.chain_facts(&format!("coi/{previous}"), reads).await?;
+        if earlier.enrolment.is_null() {
+            return Err(refuse(
+                "names no chain: a re-collection links to the chain it collects again".into(),
+            ));
+        }
+        for field in ["patient_key", "product_code"] {
+            let (was, is) = (text(&earlier.enrolment, field), text(data, field));
+            if was != is {
+                return Err(refuse(format!(
+                    "is a chain of another {field} ({was}, not {is}): a re-collection is of the same patient and product"
+                )));
+            }
+        }
+        let view = earlier.view();
+        if let Some(next) = &view.succeeded_by {
+            return Err(refuse(format!(
+                "was already collected again as chain {next}"
+            )));
+        }
+        if matches!(
+            view.state,
+            ChainState::Administered | ChainState::InFollowUp
+        ) {
+            return Err(refuse(
+                "was administered: a new treatment is a new enrolment, not a re-collection".into(),
+            ));
+        }
+        Ok(vec![own_draft(
+            draft,
+            format!("coi/{previous}"),
+            "recollected".to_string(),
+            "chain.recollected",
+            json!({"next_coi": facts.coi, "recollection_reason": text(data, "recollection_reason")}),
+        )])
     }
 }
 

@@ -15,6 +15,8 @@ const ENROLMENT_FIELDS: &[&str] = &[
     "collection_site_id",
     "coi",
     "upstream_system",
+    "previous_coi",
+    "recollection_reason",
 ];
 /// The envelope fields an enrolment request carries through to its event.
 const ENVELOPE_FIELDS: &[&str] = &["occurred_at", "actor", "site", "source", "reason"];
@@ -174,8 +176,10 @@ impl EnrolmentRequest {
             }
         }
         data.insert("coi_source".into(), json!(coi_source));
-        if let Some(system) = fields.get("upstream_system") {
-            data.insert("upstream_system".into(), system.clone());
+        for key in ["upstream_system", "previous_coi", "recollection_reason"] {
+            if let Some(v) = fields.get(key) {
+                data.insert(key.into(), v.clone());
+            }
         }
         let mut event = Map::new();
         event.insert("stream".into(), json!(format!("coi/{coi}")));
@@ -277,6 +281,8 @@ impl Autolog {
                 .then(|| view.resume_state.as_str()),
             "custodian_site_id": view.custodian_site_id,
             "location_site_id": view.location_site_id,
+            "previous_coi": view.previous_coi,
+            "succeeded_by": view.succeeded_by,
             "disputed_custody": view.disputed_custody.as_ref().map(|d| json!({
                 "handoff_id": d.handoff_id,
                 "receiving_site_id": d.receiving_site_id,

@@ -466,6 +466,13 @@ pub const EVENT_TYPES: &[EventType] = &[
         validate: schema::<crate::access::AccessRefusalsCountedV1>,
     },
     EventType {
+        name: "chain.recollected",
+        version: 1,
+        description: "Recorded by Autolog on a chain whose patient is collected again under a new COI (re-collection, re-manufacture): the new chain and why; this episode makes no more progress.",
+        fold: Fold::Merge,
+        validate: schema::<crate::chain::enrolment::ChainRecollectedV1>,
+    },
+    EventType {
         name: "unit.expiry_extended",
         version: 1,
         description: "A final unit's expiry extended by a signed QA decision, with its reason (the only way past an expiry).",
@@ -512,6 +519,7 @@ pub const RECORDED_BY_AUTOLOG: &[&str] = &[
     "vault.master_key_rotated",
     "access.refused",
     "access.refusals_counted",
+    "chain.recollected",
     "webhook.registered",
     "webhook.deactivated",
 ];

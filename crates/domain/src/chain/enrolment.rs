@@ -26,10 +26,69 @@ pub(crate) struct ChainEnrolledV1 {
     collection_site_id: Option<String>,
     coi_source: String,
     upstream_system: Option<String>,
+    /// A re-collection: the chain of the same patient and product whose episode this one
+    /// takes over (after a failed manufacture, a returned shipment), and why.
+    #[serde(default)]
+    previous_coi: Option<String>,
+    #[serde(default)]
+    recollection_reason: Option<String>,
+}
+
+/// Why a patient is collected again under a new COI linked to the first.
+pub const RECOLLECTION_REASONS: &[&str] = &[
+    "manufacturing_failure",
+    "out_of_specification",
+    "shipment_returned",
+    "insufficient_collection",
+    "product_damaged",
+];
+
+/// A chain re-collected: recorded by Autolog on the earlier chain with the new chain's
+/// enrolment, so that the link is in both chains.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ChainRecollectedV1 {
+    next_coi: String,
+    recollection_reason: String,
+}
+
+impl Check for ChainRecollectedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        crate::identifiers::Coi::parse("next_coi", &self.next_coi)?;
+        one_of(
+            "recollection_reason",
+            &self.recollection_reason,
+            RECOLLECTION_REASONS,
+        )
+    }
 }
 
 impl Check for ChainEnrolledV1 {
     fn check(&self) -> Result<(), FieldError> {
+        match (&self.previous_coi, &self.recollection_reason) {
+            (Some(previous), Some(reason)) => {
+                crate::identifiers::Coi::parse("previous_coi", previous)?;
+                one_of("recollection_reason", reason, RECOLLECTION_REASONS)?;
+            }
+            (Some(_), None) => {
+                return Err(FieldError::new(
+                    "recollection_reason",
+                    "(absent)",
+                    format!(
+                        "is required with previous_coi: one of {}",
+                        RECOLLECTION_REASONS.join(", ")
+                    ),
+                ))
+            }
+            (None, Some(reason)) => {
+                return Err(FieldError::new(
+                    "previous_coi",
+                    "(absent)",
+                    format!("is required with recollection_reason {reason}: the chain this one collects again"),
+                ))
+            }
+            (None, None) => {}
+        }
         let coi = crate::identifiers::Coi::parse("coi", &self.coi)?;
         if coi.to_string() != self.coi {
             return Err(FieldError::new(

@@ -145,6 +145,10 @@ pub struct ChainView {
     pub legal_holds: Vec<String>,
     /// When each final unit expires (as produced, or as a signed QA decision extended it).
     pub unit_expiry: BTreeMap<String, Instant>,
+    /// The chain this one collects again (its enrolment's `previous_coi`).
+    pub previous_coi: Option<String>,
+    /// The chain that collects this patient again: this episode makes no more progress.
+    pub succeeded_by: Option<String>,
 }
 
 /// Custody in dispute: a receipt at `receiving_site_id` failed reconciliation.
@@ -193,6 +197,8 @@ impl Default for ChainView {
             bedside_verified: Vec::new(),
             legal_holds: Vec::new(),
             unit_expiry: BTreeMap::new(),
+            previous_coi: None,
+            succeeded_by: None,
         }
     }
 }
@@ -323,6 +329,21 @@ impl ChainView {
                 }
                 return Ok(Some(self.state));
             }
+            // The link to the chain that collects the patient again: once.
+            "chain.recollected" => {
+                if let Some(next) = &self.succeeded_by {
+                    return Err(Refusal::at(
+                        "body.data.next_coi",
+                        format!("the chain was already collected again as chain {next}"),
+                    ));
+                }
+                if matches!(self.state, Administered | InFollowUp) {
+                    return Err(Refusal::of_type(
+                        "an administered chain is not collected again: a new treatment is a new enrolment",
+                    ));
+                }
+                return Ok(Some(self.state));
+            }
             // Deviations are opened, investigated and closed whatever the chain's state.
             "deviation.opened" => {
                 let id = text(data, "deviation_id");
@@ -399,6 +420,15 @@ impl ChainView {
         }
         // A held chain may still be cancelled (a patient withdraws) and still records what
         // happened (FACTS_ON_HOLD); nothing else moves it.
+        // A chain collected again makes no more progress: its episode is closed, what
+        // happens to its material (a receipt, a result) is still recorded.
+        if let Some(next) = &self.succeeded_by {
+            if !FACTS_ON_HOLD.contains(&event_type) && event_type != "chain.cancelled" {
+                return Err(Refusal::of_type(format!(
+                    "the patient was collected again as chain {next}: this episode makes no more progress (record the new episode on {next})"
+                )));
+            }
+        }
         let fact_on_hold = self.state == OnHold && FACTS_ON_HOLD.contains(&event_type);
         if self.state == OnHold && event_type != "chain.cancelled" && !fact_on_hold {
             return Err(Refusal::of_type(format!(
@@ -617,6 +647,10 @@ impl ChainView {
         let data = entry.data;
         match entry.event_type {
             "chain.enrolled" => {
+                self.previous_coi = data
+                    .get("previous_coi")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 let treatment = text(data, "treatment_site_id").to_string();
                 let collection = text(data, "collection_site_id");
                 self.collection_site_id = Some(if collection.is_empty() {
@@ -686,6 +720,9 @@ impl ChainView {
             "chain.legal_hold_released" => {
                 let id = text(data, "legal_hold_id");
                 self.legal_holds.retain(|h| h != id);
+            }
+            "chain.recollected" => {
+                self.succeeded_by = Some(text(data, "next_coi").to_string());
             }
             "unit.expiry_extended" => {
                 if let Ok(expiry) = Instant::parse_rfc3339("expires_at", text(data, "expires_at")) {

@@ -278,6 +278,7 @@ pub const CHAIN_EVENT_TYPES: &[&str] = &[
     "deviation.investigated",
     "deviation.closed",
     "unit.expiry_extended",
+    "chain.recollected",
 ];
 
 /// The refusal of a reference to a record that is not registered.
