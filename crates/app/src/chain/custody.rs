@@ -436,25 +436,8 @@ impl Autolog {
             let this = Entry::of_draft(draft);
             // A correction restates a fact in place: the state machine is not asked again
             // (the store limits what may be corrected), but who, where and with what are.
-            if let Some(target) = &draft.corrects {
-                self.step_reference_rules(facts, &view, draft, &refuse, true)
-                    .await?;
-                let target = match target {
-                    CorrectionTarget::EventId(id) => Some(*id),
-                    CorrectionTarget::Source(source) => self
-                        .store
-                        .event_by_source(&source.system, &source.source_event_id)
-                        .await
-                        .map_err(AppError::from)?
-                        .map(|e| e.event_id),
-                };
-                let mut recorded = target
-                    .map(|t| decision_basis_corrected(facts, &view, draft, t))
-                    .unwrap_or_default();
-                // An amended result is judged again against the specification.
-                if event_type == "batch.test_result_recorded" {
-                    recorded.extend(self.batch_rules(facts, &view, draft, &refuse).await?);
-                }
+            if draft.corrects.is_some() {
+                let recorded = self.correction_rules(facts, &view, draft, &refuse).await?;
                 extra.extend(recorded.into_iter().map(|draft| Recorded {
                     cause: index,
                     draft,
@@ -543,6 +526,37 @@ impl Autolog {
             }));
         }
         Ok(extra)
+    }
+
+    /// A correction restates a fact in place: the state machine is not asked again (the
+    /// store limits what may be corrected), but who, where and with what are; an amended
+    /// result is judged again; a corrected basis of a signed decision holds the chain.
+    async fn correction_rules(
+        &self,
+        facts: &ChainFacts,
+        view: &ChainView,
+        draft: &EventDraft,
+        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+    ) -> Result<Vec<EventDraft>, StepError> {
+        self.step_reference_rules(facts, view, draft, refuse, true)
+            .await?;
+        let target = match &draft.corrects {
+            Some(CorrectionTarget::EventId(id)) => Some(*id),
+            Some(CorrectionTarget::Source(source)) => self
+                .store
+                .event_by_source(&source.system, &source.source_event_id)
+                .await
+                .map_err(AppError::from)?
+                .map(|e| e.event_id),
+            None => None,
+        };
+        let mut recorded = target
+            .map(|t| decision_basis_corrected(facts, view, draft, t))
+            .unwrap_or_default();
+        if draft.body.event_type == "batch.test_result_recorded" {
+            recorded.extend(self.batch_rules(facts, view, draft, refuse).await?);
+        }
+        Ok(recorded)
     }
 
     /// Everything the rules of a request read first, in a few queries whatever its size:

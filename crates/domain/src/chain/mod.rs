@@ -287,25 +287,20 @@ impl ChainView {
 
     /// Decides the events whose outcome does not depend on the process (`Some`), refuses
     /// what no state allows, and leaves the rest to `step_transition` (`None`).
-    fn guard(&self, entry: &ChainEntry, ctx: &ChainContext) -> Result<Option<ChainState>, Refusal> {
+    /// The events that keep the record, decided whatever the chain's progress (a note, a
+    /// legal hold, a deviation, a hold and its release, an expiry extension, the link to a
+    /// re-collection): `Some` state when `entry` is one of them, `None` otherwise.
+    fn record_keeping(&self, entry: &ChainEntry) -> Result<Option<ChainState>, Refusal> {
         use ChainState::*;
         let event_type = entry.event_type;
         let data = entry.data;
-        let open_holds = || {
-            let ids: Vec<&str> = self.holds.iter().map(|h| h.hold_id.as_str()).collect();
-            if ids.is_empty() {
-                "none".to_string()
-            } else {
-                ids.join(", ")
-            }
-        };
         match event_type {
-            "annotation.recorded" | "batch.test_result_evaluated" => return Ok(Some(self.state)),
+            "annotation.recorded" | "batch.test_result_evaluated" => Ok(Some(self.state)),
             // Legal holds concern the records, not the material: any state, cancelled too.
             "chain.legal_hold_placed" | "chain.legal_hold_released" => {
                 let id = text(data, "legal_hold_id");
                 let open = self.legal_holds.iter().any(|h| h == id);
-                return match (event_type, open) {
+                match (event_type, open) {
                     ("chain.legal_hold_placed", true) => Err(Refusal::at(
                         "body.data.legal_hold_id",
                         format!("legal hold {id} is already in force"),
@@ -315,7 +310,7 @@ impl ChainView {
                         format!("legal hold {id} is not in force on this chain"),
                     )),
                     _ => Ok(Some(self.state)),
-                };
+                }
             }
             // An expiry extension is a signed decision about a final unit of the chain: it
             // does not move the chain (a held chain's unit may be extended too).
@@ -327,7 +322,7 @@ impl ChainView {
                         format!("{unit} is not a final unit of this chain"),
                     ));
                 }
-                return Ok(Some(self.state));
+                Ok(Some(self.state))
             }
             // The link to the chain that collects the patient again: once.
             "chain.recollected" => {
@@ -342,7 +337,7 @@ impl ChainView {
                         "an administered chain is not collected again: a new treatment is a new enrolment",
                     ));
                 }
-                return Ok(Some(self.state));
+                Ok(Some(self.state))
             }
             // Deviations are opened, investigated and closed whatever the chain's state.
             "deviation.opened" => {
@@ -361,11 +356,11 @@ impl ChainView {
                         format!("deviation {id} was already opened on this chain"),
                     ));
                 }
-                return Ok(Some(self.state));
+                Ok(Some(self.state))
             }
             "deviation.investigated" | "deviation.closed" => {
                 let id = text(data, "deviation_id");
-                return match self.deviations.get(id) {
+                match self.deviations.get(id) {
                     Some(d) if d.disposition.is_none() => Ok(Some(self.state)),
                     Some(_) => Err(Refusal::at(
                         "body.data.deviation_id",
@@ -375,7 +370,7 @@ impl ChainView {
                         "body.data.deviation_id",
                         format!("deviation {id} was never opened on this chain"),
                     )),
-                };
+                }
             }
             "chain.hold_placed" => {
                 let hold_id = text(data, "hold_id");
@@ -385,11 +380,11 @@ impl ChainView {
                         format!("hold {hold_id} is already open on this chain"),
                     ));
                 }
-                return Ok(Some(if self.state == Cancelled {
+                Ok(Some(if self.state == Cancelled {
                     Cancelled
                 } else {
                     OnHold
-                }));
+                }))
             }
             // A hold is released even on a cancelled chain (the material still exists).
             "chain.hold_released" => {
@@ -399,20 +394,39 @@ impl ChainView {
                         "body.data.hold_id",
                         format!(
                             "hold {hold_id} is not open on this chain (open holds: {})",
-                            open_holds()
+                            self.open_hold_ids()
                         ),
                     ));
                 }
-                return Ok(Some(if self.state == Cancelled {
+                Ok(Some(if self.state == Cancelled {
                     Cancelled
                 } else if self.holds.len() == 1 {
                     self.resume_state
                 } else {
                     OnHold
-                }));
+                }))
             }
-            _ => {}
+            _ => Ok(None),
         }
+    }
+
+    /// The open holds' ids, for a refusal.
+    fn open_hold_ids(&self) -> String {
+        let ids: Vec<&str> = self.holds.iter().map(|h| h.hold_id.as_str()).collect();
+        if ids.is_empty() {
+            "none".to_string()
+        } else {
+            ids.join(", ")
+        }
+    }
+
+    fn guard(&self, entry: &ChainEntry, ctx: &ChainContext) -> Result<Option<ChainState>, Refusal> {
+        use ChainState::*;
+        if let Some(decided) = self.record_keeping(entry)? {
+            return Ok(Some(decided));
+        }
+        let event_type = entry.event_type;
+        let data = entry.data;
         if self.state == Cancelled {
             return Err(Refusal::of_type(
                 "the chain is cancelled: nothing more is recorded on it",
@@ -433,7 +447,7 @@ impl ChainView {
         if self.state == OnHold && event_type != "chain.cancelled" && !fact_on_hold {
             return Err(Refusal::of_type(format!(
                 "the chain is on hold ({}): no step is accepted until every hold is resolved by a qualified person (what happened meanwhile, a receipt or a test result, is still recorded)",
-                open_holds()
+                self.open_hold_ids()
             )));
         }
         match event_type {
