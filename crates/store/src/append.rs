@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use autolog_domain::ledger::merkle::{leaf_hash, Hash, NodeId};
 use autolog_domain::rules;
-use autolog_domain::rules::history::{history_filter, HistoryFilter};
+use autolog_domain::rules::history::{history_filter, record_filter, HistoryFilter};
 use autolog_domain::{
     CorrectionTarget, EventDraft, FieldError, Placement, Source, Uuid, GENESIS_HASH,
 };
@@ -170,6 +170,15 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
                 return Err(StoreError::Rejected(
                     rules::unregistered(field, stream).under(&format!("[{i}]")),
                 ));
+            }
+        }
+        // Reference conditions that a concurrent request could change between the rules
+        // and the commit: a lot's status, read again under the lock.
+        if let Some(lot) = rules::consumed_lot(draft) {
+            if stored_heads.contains_key(&lot) {
+                let events = tx.stream_history(&lot, &record_filter(&lot)).await?;
+                rules::check_lot_released(draft, &lot, &events)
+                    .map_err(|e| StoreError::Rejected(e.under(&format!("[{i}]"))))?;
             }
         }
 

@@ -3232,6 +3232,24 @@ async fn late_entries(store: Arc<dyn autolog_store::Store>) {
     let e = refused_with(&app, &consume("after-recall", 120)).await;
     assert_eq!(e.field, "body.data.lot", "{e}");
     assert!(e.rule.contains("recalled"), "{e}");
+    // The store checks the lot again under the ledger lock: a consumption that reached it
+    // past the request's rules (a recall committed meanwhile) is refused there too.
+    let raw = autolog_domain::catalogue::parse_draft(
+        &consume("past-the-rules", 120),
+        autolog_domain::Uuid::now_v7(),
+    )
+    .expect("draft");
+    match app
+        .store()
+        .append(&[raw], &autolog_domain::Instant::now)
+        .await
+    {
+        Err(autolog_store::StoreError::Rejected(e)) => {
+            assert_eq!(e.field, "[0].body.data.lot", "{e}");
+            assert!(e.rule.contains("under the ledger lock"), "{e}");
+        }
+        other => panic!("refused under the lock, got {other:?}"),
+    }
     let genealogy = app
         .genealogy_forward("LV-LATE-1", None, None)
         .await

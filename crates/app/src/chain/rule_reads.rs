@@ -105,20 +105,10 @@ impl Autolog {
         stream: &str,
         at: Instant,
     ) -> Result<Value, AppError> {
-        let mut events = self
+        let events = self
             .store
             .stream_events_filtered(stream, Instant::MAX, &record_filter(stream))
             .await?;
-        // The registration and its corrections (of the same type) count from the start.
-        let registration = events
-            .iter()
-            .find(|e| e.seq == 1)
-            .map(|e| e.body.event_type.clone());
-        for event in &mut events {
-            if Some(&event.body.event_type) == registration.as_ref() {
-                event.occurred_at.instant = Instant::MIN;
-            }
-        }
-        Ok(stream_state(stream, &events, at, Instant::MAX).state)
+        Ok(autolog_domain::catalogue::record_at(stream, &events, at))
     }
 }

@@ -6,7 +6,7 @@ mod draft;
 mod state;
 
 pub use draft::parse_draft;
-pub use state::{stream_state, StreamState};
+pub use state::{record_at, stream_state, StreamState};
 
 use crate::chain::enrolment::*;
 use crate::error::FieldError;

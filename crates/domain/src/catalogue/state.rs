@@ -34,6 +34,29 @@ impl StreamState {
     }
 }
 
+/// A registry record as it stood at `at` in valid time, as known now: its registration
+/// (and the corrections restating it) counts from the start of time, since it names the
+/// record whenever it was imported; amendments, status changes and calibrations count from
+/// their own time. How a late entry is judged (a lot recalled after a consumption's time
+/// was released then), before the append and again under the ledger lock.
+pub fn record_at(stream: &str, events: &[Event], at: Instant) -> Value {
+    let registration = events
+        .iter()
+        .find(|e| e.seq == 1)
+        .map(|e| e.body.event_type.as_str());
+    let clamped: Vec<Event> = events
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            if Some(e.body.event_type.as_str()) == registration {
+                e.occurred_at.instant = Instant::MIN;
+            }
+            e
+        })
+        .collect();
+    stream_state(stream, &clamped, at, Instant::MAX).state
+}
+
 pub fn stream_state(
     stream: &str,
     events: &[Event],

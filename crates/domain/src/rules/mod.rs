@@ -281,6 +281,42 @@ pub const CHAIN_EVENT_TYPES: &[&str] = &[
     "chain.recollected",
 ];
 
+/// The lot a consumption uses (`lot/<material>/<lot>`), whose status is checked again
+/// under the ledger lock.
+pub fn consumed_lot(draft: &EventDraft) -> Option<String> {
+    if draft.body.event_type != "batch.material_consumed" {
+        return None;
+    }
+    let data = &draft.body.data;
+    let field = |name: &str| data.get(name).and_then(Value::as_str);
+    Some(format!("lot/{}/{}", field("material")?, field("lot")?))
+}
+
+/// Under the ledger lock: the consumed lot was released at the consumption's own time, as
+/// the ledger holds it now (a recall committed while the request's rules ran is seen).
+pub fn check_lot_released(
+    draft: &EventDraft,
+    lot_stream: &str,
+    lot: &[Event],
+) -> Result<(), FieldError> {
+    let state = crate::catalogue::record_at(lot_stream, lot, draft.occurred_at.instant);
+    let status = state.get("status").and_then(Value::as_str).unwrap_or("");
+    if status == "released" {
+        return Ok(());
+    }
+    let lot_id = draft
+        .body
+        .data
+        .get("lot")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    Err(FieldError::new(
+        "body.data.lot",
+        lot_id,
+        format!("lot {lot_id} is {status} at the consumption's time (checked under the ledger lock): only a released lot may be used"),
+    ))
+}
+
 /// The refusal of a reference to a record that is not registered.
 pub fn unregistered(field: &str, stream: &str) -> FieldError {
     let (registry, id) = stream.split_once('/').unwrap_or(("record", stream));
