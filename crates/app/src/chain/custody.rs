@@ -217,6 +217,8 @@ fn person_fields(event_type: &str) -> &'static [&'static str] {
         "deviation.investigated" => &["investigated_by"],
         "deviation.closed" => &["closed_by"],
         "unit.expiry_extended" => &["extended_by"],
+        "sample.handed_off" => &["handed_off_by"],
+        "sample.received" => &["received_by"],
         _ => &[],
     }
 }
@@ -648,6 +650,8 @@ impl Autolog {
             "custody.received" => ("step_code", "receiving_site_id"),
             "chain.step_performed" | "chain.administered" => ("step_code", "site_id"),
             "batch.material_consumed" => ("step_code", "site_id"),
+            "sample.handed_off" => ("", "from_site_id"),
+            "sample.received" => ("", "receiving_site_id"),
             _ => ("", "site_id"),
         };
         let site_id = text(data, site_field);

@@ -218,11 +218,18 @@ pub fn may_record(role: Role, event_type: &str) -> bool {
         ),
         Courier => matches!(
             event_type,
-            "custody.handed_off" | "custody.received" | "chain.hold_placed" | "annotation.recorded"
+            "custody.handed_off"
+                | "custody.received"
+                | "sample.handed_off"
+                | "sample.received"
+                | "chain.hold_placed"
+                | "annotation.recorded"
         ),
         ManufacturingOperator => matches!(
             event_type,
             "chain.step_performed"
+                | "sample.handed_off"
+                | "sample.received"
                 | "chain.hold_placed"
                 | "custody.handed_off"
                 | "custody.received"
@@ -236,6 +243,8 @@ pub fn may_record(role: Role, event_type: &str) -> bool {
         QcAnalyst => matches!(
             event_type,
             "chain.step_performed"
+                | "sample.handed_off"
+                | "sample.received"
                 | "chain.hold_placed"
                 | "batch.test_result_recorded"
                 | "deviation.opened"

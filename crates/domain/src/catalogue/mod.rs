@@ -466,6 +466,20 @@ pub const EVENT_TYPES: &[EventType] = &[
         validate: schema::<crate::access::AccessRefusalsCountedV1>,
     },
     EventType {
+        name: "sample.handed_off",
+        version: 1,
+        description: "Samples of a chain (QC aliquots, retains) sent to a laboratory: their own custody, apart from the chain's material; the destination takes part in the chain.",
+        fold: Fold::AppendTo("sample_shipments"),
+        validate: schema::<crate::chain::SampleHandedOffV1>,
+    },
+    EventType {
+        name: "sample.received",
+        version: 1,
+        description: "Samples received by the laboratory their shipment names.",
+        fold: Fold::AppendTo("sample_receipts"),
+        validate: schema::<crate::chain::SampleReceivedV1>,
+    },
+    EventType {
         name: "chain.recollected",
         version: 1,
         description: "Recorded by Autolog on a chain whose patient is collected again under a new COI (re-collection, re-manufacture): the new chain and why; this episode makes no more progress.",

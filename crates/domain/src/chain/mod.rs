@@ -149,6 +149,10 @@ pub struct ChainView {
     pub previous_coi: Option<String>,
     /// The chain that collects this patient again: this episode makes no more progress.
     pub succeeded_by: Option<String>,
+    /// Sample shipments on their way, by shipment id.
+    pub sample_shipments: BTreeMap<String, SampleShipment>,
+    /// Where each sample is (the laboratory that received it).
+    pub sample_sites: BTreeMap<String, String>,
 }
 
 /// Custody in dispute: a receipt at `receiving_site_id` failed reconciliation.
@@ -199,6 +203,8 @@ impl Default for ChainView {
             unit_expiry: BTreeMap::new(),
             previous_coi: None,
             succeeded_by: None,
+            sample_shipments: BTreeMap::new(),
+            sample_sites: BTreeMap::new(),
         }
     }
 }
@@ -320,6 +326,49 @@ impl ChainView {
                     return Err(Refusal::at(
                         "body.data.unit",
                         format!("{unit} is not a final unit of this chain"),
+                    ));
+                }
+                Ok(Some(self.state))
+            }
+            // Samples move on their own: a sample shipment does not move the chain.
+            "sample.handed_off" => {
+                let id = text(data, "shipment_id");
+                if self.sample_shipments.contains_key(id) {
+                    return Err(Refusal::at(
+                        "body.data.shipment_id",
+                        format!("sample shipment {id} is already on its way"),
+                    ));
+                }
+                Ok(Some(self.state))
+            }
+            "sample.received" => {
+                let id = text(data, "shipment_id");
+                let Some(shipment) = self.sample_shipments.get(id) else {
+                    return Err(Refusal::at(
+                        "body.data.shipment_id",
+                        format!(
+                            "names sample shipment {id}, which is not on its way on this chain"
+                        ),
+                    ));
+                };
+                let receiving = text(data, "receiving_site_id");
+                if receiving != shipment.destination_site_id {
+                    return Err(Refusal::at(
+                        "body.data.receiving_site_id",
+                        format!(
+                            "is not the shipment's destination ({})",
+                            shipment.destination_site_id
+                        ),
+                    ));
+                }
+                let received = list(data, "samples");
+                if received != shipment.samples {
+                    return Err(Refusal::at(
+                        "body.data.samples",
+                        format!(
+                            "are not the samples shipped ({})",
+                            shipment.samples.join(", ")
+                        ),
                     ));
                 }
                 Ok(Some(self.state))
@@ -738,6 +787,23 @@ impl ChainView {
             "chain.recollected" => {
                 self.succeeded_by = Some(text(data, "next_coi").to_string());
             }
+            "sample.handed_off" => {
+                self.sample_shipments.insert(
+                    text(data, "shipment_id").to_string(),
+                    SampleShipment {
+                        samples: list(data, "samples"),
+                        destination_site_id: text(data, "destination_site_id").to_string(),
+                    },
+                );
+            }
+            "sample.received" => {
+                if let Some(shipment) = self.sample_shipments.remove(text(data, "shipment_id")) {
+                    for sample in shipment.samples {
+                        self.sample_sites
+                            .insert(sample, text(data, "receiving_site_id").to_string());
+                    }
+                }
+            }
             "unit.expiry_extended" => {
                 if let Ok(expiry) = Instant::parse_rfc3339("expires_at", text(data, "expires_at")) {
                     self.unit_expiry
@@ -865,6 +931,75 @@ impl ChainView {
             hold_id: text(hold, "hold_id").to_string(),
         });
     }
+}
+
+/// Samples of the chain (QC aliquots, retains) sent to a laboratory: units with their own
+/// custody, apart from the chain's material. The destination then takes part in the chain.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SampleHandedOffV1 {
+    shipment_id: String,
+    samples: Vec<String>,
+    from_site_id: String,
+    destination_site_id: String,
+    handed_off_by: String,
+}
+
+impl Check for SampleHandedOffV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("shipment_id", &self.shipment_id)?;
+        sample_list(&self.samples)?;
+        code("from_site_id", &self.from_site_id)?;
+        code("destination_site_id", &self.destination_site_id)?;
+        code("handed_off_by", &self.handed_off_by)
+    }
+}
+
+/// Samples received by the laboratory a sample shipment names.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SampleReceivedV1 {
+    shipment_id: String,
+    samples: Vec<String>,
+    receiving_site_id: String,
+    received_by: String,
+}
+
+impl Check for SampleReceivedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("shipment_id", &self.shipment_id)?;
+        sample_list(&self.samples)?;
+        code("receiving_site_id", &self.receiving_site_id)?;
+        code("received_by", &self.received_by)
+    }
+}
+
+fn sample_list(samples: &[String]) -> Result<(), FieldError> {
+    if samples.is_empty() {
+        return Err(FieldError::new(
+            "samples",
+            "[]",
+            "lists at least one sample",
+        ));
+    }
+    for (i, sample) in samples.iter().enumerate() {
+        code(&format!("samples[{i}]"), sample)?;
+        if samples[..i].contains(sample) {
+            return Err(FieldError::new(
+                format!("samples[{i}]"),
+                sample,
+                "appears twice",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A sample shipment on its way: what was sent, where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SampleShipment {
+    pub samples: Vec<String>,
+    pub destination_site_id: String,
 }
 
 /// A temperature range in degrees Celsius.

@@ -279,6 +279,8 @@ pub const CHAIN_EVENT_TYPES: &[&str] = &[
     "deviation.closed",
     "unit.expiry_extended",
     "chain.recollected",
+    "sample.handed_off",
+    "sample.received",
 ];
 
 /// The lot a consumption uses (`lot/<material>/<lot>`), whose status is checked again

@@ -1335,6 +1335,95 @@ async fn steps_follow_the_process_on_postgres() {
     run_on(Backend::Postgres, "steps_process", steps_follow_the_process).await;
 }
 
+/// An external laboratory takes part through samples: the Frankfurt QC lab is refused a
+/// result on a Los Angeles chain (it takes no part in it) until samples of the chain are
+/// shipped to it and it receives them; then its result reaches the chain's own rules.
+async fn a_laboratory_takes_part_through_samples(t: Target) {
+    let app = spawn_app(&t, AccessSettings::default()).await;
+    let lab = person(&app.app, "P-0003", &[("qc_analyst", "S-FRA-01")]).await;
+    let sender = person(&app.app, "P-0005", &[("courier", IN_SCOPE)]).await;
+    let event = |id: &str, site: &str, kind: &str, data: Value| {
+        json!({
+            "stream": format!("coi/{}", app.coi),
+            "occurred_at": "2026-11-05T09:00:00+01:00[Europe/Berlin]",
+            "site": site,
+            "source": {"system": "console", "source_event_id": id},
+            "body": {"type": kind, "version": 1, "data": data},
+        })
+    };
+    let result = event(
+        "lims-1",
+        "S-FRA-01",
+        "batch.test_result_recorded",
+        json!({"batch_id": "B-SAMPLES", "test_code": "STERILITY", "method": "Ph. Eur. 2.6.27",
+               "result": "negative", "site_id": "S-FRA-01", "analyst_id": "P-0003"}),
+    );
+    let (status, e) = call(&app.base, &lab, "POST", "/api/v1/events", Some(&result)).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "no part in the chain yet: {e}"
+    );
+
+    let shipped = event(
+        "samples-out",
+        IN_SCOPE,
+        "sample.handed_off",
+        json!({"shipment_id": "SMP-1", "samples": ["SMP-1-A", "SMP-1-B"], "from_site_id": IN_SCOPE,
+               "destination_site_id": "S-FRA-01", "handed_off_by": "P-0005"}),
+    );
+    let (status, e) = call(&app.base, &sender, "POST", "/api/v1/events", Some(&shipped)).await;
+    assert_eq!(status, StatusCode::CREATED, "{e}");
+    let mut wrong = event(
+        "samples-wrong",
+        "S-FRA-01",
+        "sample.received",
+        json!({"shipment_id": "SMP-1", "samples": ["SMP-1-A"], "receiving_site_id": "S-FRA-01",
+               "received_by": "P-0003"}),
+    );
+    let (status, e) = call(&app.base, &lab, "POST", "/api/v1/events", Some(&wrong)).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "not the samples shipped: {e}"
+    );
+    assert_eq!(e["error"]["field"], "body.data.samples", "{e}");
+    wrong["source"]["source_event_id"] = json!("samples-in");
+    wrong["body"]["data"]["samples"] = json!(["SMP-1-A", "SMP-1-B"]);
+    let (status, e) = call(&app.base, &lab, "POST", "/api/v1/events", Some(&wrong)).await;
+    assert_eq!(status, StatusCode::CREATED, "{e}");
+
+    let (status, e) = call(&app.base, &lab, "POST", "/api/v1/events", Some(&result)).await;
+    assert_ne!(status, StatusCode::FORBIDDEN, "the lab takes part now: {e}");
+    assert!(
+        e["error"]["rule"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("B-SAMPLES"),
+        "the chain's own rules answer (no such batch on this chain): {e}"
+    );
+}
+
+#[tokio::test]
+async fn a_laboratory_takes_part_through_samples_on_sqlite() {
+    run_on(
+        Backend::Sqlite,
+        "samples",
+        a_laboratory_takes_part_through_samples,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_laboratory_takes_part_through_samples_on_postgres() {
+    run_on(
+        Backend::Postgres,
+        "samples",
+        a_laboratory_takes_part_through_samples,
+    )
+    .await;
+}
+
 /// Source ids belong to their sender: a person cannot claim a source system's ids (its
 /// events carry the console source), so the system's own fact is never refused as a
 /// conflict; a token records only its own system's.
