@@ -3597,3 +3597,108 @@ async fn a_patient_is_collected_again_under_a_linked_coi_on_postgres() {
     )
     .await;
 }
+
+/// A source system's native events are resolved through its crosswalks, as its EPCIS
+/// events are: the MES sends its own site, person, equipment and step codes and the
+/// ledger records the canonical ids; a code it never mapped is refused and counted once
+/// for the alignment report, with system, kind and code. On both stores.
+async fn native_local_codes(store: Arc<dyn autolog_store::Store>) {
+    let app = network_on(store).await;
+    let a = enrol(&app, "PK-LOCAL-A", t0()).await;
+    clean(&app, &collection(&a)).await;
+    let s = shipment(&a, Leg::ToManufacturing, None, None);
+    clean(&app, &s.handoff).await;
+    clean(&app, &s.receipt).await;
+    let mes = autolog_app::Principal {
+        actor: "system/mes-bos".into(),
+        kind: autolog_app::PrincipalKind::System {
+            system_id: "mes-bos".into(),
+            token_id: autolog_domain::Uuid::now_v7(),
+        },
+        grants: vec![autolog_domain::access::Grant {
+            role: autolog_domain::access::Role::ManufacturingOperator,
+            site_id: BOS.0.to_string(),
+        }],
+    };
+    let native = |id: &str, site: &str, kind: &str, data: Value| {
+        json!({
+            "stream": format!("coi/{}", a.coi),
+            "occurred_at": at(a.t0, 47, BOS.1),
+            "site": site,
+            "source": {"system": "mes-bos", "source_event_id": id},
+            "body": {"type": kind, "version": 1, "data": data},
+        })
+    };
+    let batch = native(
+        "mes-batch",
+        "BOS1",
+        "batch.created",
+        json!({"batch_id": "B-LOCAL-A", "site_id": "BOS1", "created_by": "dokafor", "source_dins": a.dins}),
+    );
+    let recorded = app
+        .append_json_as(&mes, batch.to_string().as_bytes())
+        .await
+        .expect("the MES's own codes are mapped");
+    let event = &recorded.outcomes[0].event;
+    assert_eq!(event.site.as_deref(), Some(BOS.0));
+    assert_eq!(event.body.data["site_id"], BOS.0);
+    assert_eq!(event.body.data["created_by"], "P-0002");
+    let step = native(
+        "mes-manufacture",
+        "BOS1",
+        "chain.step_performed",
+        json!({"step_code": "OP-020", "site_id": "BOS1", "performed_by": "dokafor",
+               "equipment_ids": ["BR-3"], "started_at": at(a.t0, 48, "UTC")}),
+    );
+    let recorded = app
+        .append_json_as(&mes, step.to_string().as_bytes())
+        .await
+        .expect("step, person and equipment codes are mapped");
+    let data = &recorded.outcomes[0].event.body.data;
+    assert_eq!(data["step_code"], "MANUFACTURE");
+    assert_eq!(data["performed_by"], "P-0002");
+    assert_eq!(data["equipment_ids"], json!(["BIO-BOS-01"]));
+
+    let unmapped = native(
+        "mes-unmapped",
+        BOS.0,
+        "chain.step_performed",
+        json!({"step_code": "OP-777", "site_id": BOS.0, "performed_by": "P-0002",
+               "started_at": at(a.t0, 49, "UTC")}),
+    );
+    assert!(app
+        .append_json_as(&mes, unmapped.to_string().as_bytes())
+        .await
+        .is_err());
+    let report = app.alignment_report(None).await.expect("alignment");
+    let counted: Vec<&Value> = report["unmapped_codes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|g| g["system"] == "mes-bos" && g["kind"] == "process_step")
+        .flat_map(|g| g["codes"].as_array().into_iter().flatten())
+        .filter(|c| c["code"] == "OP-777")
+        .collect();
+    assert_eq!(counted.len(), 1, "{report}");
+    assert_eq!(counted[0]["count"], 1, "counted once: {report}");
+}
+
+#[tokio::test]
+async fn native_events_resolve_the_senders_local_codes_on_sqlite() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Sqlite,
+        "native_codes",
+        |t| async move { native_local_codes(t.open().await).await },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn native_events_resolve_the_senders_local_codes_on_postgres() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Postgres,
+        "native_codes",
+        |t| async move { native_local_codes(t.open().await).await },
+    )
+    .await;
+}

@@ -1151,6 +1151,13 @@ impl Autolog {
         person_source: &str,
     ) -> Result<crate::AppendResult, AppError> {
         let body = attribute(principal, body, "actor")?;
+        // A source system's own codes, mapped through its crosswalks as EPCIS events are.
+        let body = match &principal.kind {
+            PrincipalKind::System { system_id, .. } => {
+                self.resolve_local_codes(system_id, &body).await?
+            }
+            PrincipalKind::Person { .. } => body,
+        };
         let (drafts, single) = crate::ledger::request::parse_request(
             &body,
             self.clock.as_ref(),
