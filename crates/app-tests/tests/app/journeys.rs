@@ -3702,3 +3702,72 @@ async fn native_events_resolve_the_senders_local_codes_on_postgres() {
     )
     .await;
 }
+
+/// Custody per container: of two bags collected, one is shipped and one kept back. The
+/// chain shows where each bag is, and a batch is made only from the bag the manufacturing
+/// site holds: naming the one kept back is refused, naming where it is. On both stores.
+async fn partial_shipment(store: Arc<dyn autolog_store::Store>) {
+    let app = network_on(store).await;
+    let a = enrol(&app, "PK-PART-A", t0()).await;
+    clean(&app, &collection(&a)).await;
+    let shipped = Patient {
+        key: a.key.clone(),
+        coi: a.coi.clone(),
+        dins: vec![a.dins[0].clone()],
+        units: a.units.clone(),
+        t0: a.t0,
+    };
+    let s = shipment(&shipped, Leg::ToManufacturing, None, None);
+    clean(&app, &s.handoff).await;
+    clean(&app, &s.receipt).await;
+    let c = chain(&app, &a.coi).await;
+    let at_site = |din: &str| {
+        c["units"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|u| u["din"] == din)
+            .map(|u| u["at_site"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(at_site(&a.dins[0]), json!(BOS.0), "{c}");
+    assert_ne!(at_site(&a.dins[1]), json!(BOS.0), "kept back: {c}");
+    assert!(at_site(&a.dins[1]).is_string(), "{c}");
+
+    let batch = |id: &str, dins: Value| {
+        step(
+            &a,
+            id,
+            47,
+            BOS,
+            "P-0002",
+            "batch.created",
+            json!({"batch_id": format!("B-{}", a.key), "site_id": BOS.0, "created_by": "P-0002",
+                   "source_dins": dins}),
+        )
+    };
+    let e = refused_with(&app, &batch("both", json!(a.dins))).await;
+    assert_eq!(e.field, "body.data.source_dins[1]", "{e}");
+    assert!(e.rule.contains("not at S-BOS-01"), "{e}");
+    clean(&app, &batch("shipped-only", json!([a.dins[0]]))).await;
+}
+
+#[tokio::test]
+async fn a_partial_shipment_moves_only_what_it_lists_on_sqlite() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Sqlite,
+        "partial_shipment",
+        |t| async move { partial_shipment(t.open().await).await },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_partial_shipment_moves_only_what_it_lists_on_postgres() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Postgres,
+        "partial_shipment",
+        |t| async move { partial_shipment(t.open().await).await },
+    )
+    .await;
+}

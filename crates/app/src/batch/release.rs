@@ -65,6 +65,17 @@ impl Autolog {
                     } else {
                         None
                     };
+                    // A batch is made only from bags the manufacturing site holds: a bag
+                    // kept back at the apheresis center (a partial shipment) is not there.
+                    let rule = rule.or_else(|| match view.unit_sites.get(din.as_str()) {
+                        Some(Some(at)) if at != site => Some(format!(
+                            "is at {at}, not at {site}: a batch is made only from bags the site holds"
+                        )),
+                        Some(None) => Some(format!(
+                            "is still in transit, not at {site}: a batch is made only from bags the site holds"
+                        )),
+                        _ => None,
+                    });
                     if let Some(rule) = rule {
                         return Err(refuse(&format!("source_dins[{i}]"), din, rule));
                     }

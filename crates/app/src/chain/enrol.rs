@@ -239,8 +239,15 @@ impl Autolog {
             let data = &event.body.data;
             if event.body.event_type == "chain.collected" {
                 for din in data["dins"].as_array().into_iter().flatten() {
-                    units
-                        .push(json!({"din": din, "collected_at_site": data["collection_site_id"]}));
+                    let at = din
+                        .as_str()
+                        .and_then(|d| view.unit_sites.get(d))
+                        .cloned()
+                        .flatten();
+                    units.push(
+                        json!({"din": din, "collected_at_site": data["collection_site_id"],
+                                      "at_site": at}),
+                    );
                 }
             }
         }
@@ -298,6 +305,7 @@ impl Autolog {
                     "unit": unit,
                     "batch_id": batch,
                     "expires_at": view.unit_expiry.get(unit).map(|t| t.to_string()),
+                    "at_site": view.unit_sites.get(unit).cloned().flatten(),
                 })).collect::<Vec<_>>()
             }).collect::<Vec<_>>(),
             "timeline": timeline,

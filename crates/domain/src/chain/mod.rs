@@ -149,6 +149,9 @@ pub struct ChainView {
     pub previous_coi: Option<String>,
     /// The chain that collects this patient again: this episode makes no more progress.
     pub succeeded_by: Option<String>,
+    /// Where each container of the chain is (its bags by DIN, its final units): the site
+    /// holding it, or `None` while it travels. A handoff moves exactly the units it lists.
+    pub unit_sites: BTreeMap<String, Option<String>>,
     /// Sample shipments on their way, by shipment id.
     pub sample_shipments: BTreeMap<String, SampleShipment>,
     /// Where each sample is (the laboratory that received it).
@@ -203,6 +206,7 @@ impl Default for ChainView {
             unit_expiry: BTreeMap::new(),
             previous_coi: None,
             succeeded_by: None,
+            unit_sites: BTreeMap::new(),
             sample_shipments: BTreeMap::new(),
             sample_sites: BTreeMap::new(),
         }
@@ -730,6 +734,8 @@ impl ChainView {
                 self.custodian_site_id = Some(text(data, "collection_site_id").to_string());
                 self.location_site_id = self.custodian_site_id.clone();
                 for din in list(data, "dins") {
+                    self.unit_sites
+                        .insert(din.clone(), self.custodian_site_id.clone());
                     if !self.units.contains(&din) {
                         self.units.push(din);
                     }
@@ -746,6 +752,9 @@ impl ChainView {
             "custody.handed_off" => {
                 let id = text(data, "handoff_id").to_string();
                 self.location_site_id = None;
+                for unit in list(data, "units") {
+                    self.unit_sites.insert(unit, None);
+                }
                 self.handoff_ids.push(id.clone());
                 self.open_handoff = Some(OpenHandoff {
                     handoff_id: id,
@@ -756,6 +765,11 @@ impl ChainView {
             }
             "custody.received" => {
                 let receiving = text(data, "receiving_site_id").to_string();
+                if let Some(open) = &self.open_handoff {
+                    for unit in list(&open.data, "units") {
+                        self.unit_sites.insert(unit, Some(receiving.clone()));
+                    }
+                }
                 self.last_receipt = Some((entry.event_id, self.custodian_site_id.clone()));
                 self.open_handoff = None;
                 self.location_site_id = Some(receiving.clone());
@@ -820,6 +834,10 @@ impl ChainView {
             "batch.created" => self.batches.push(text(data, "batch_id").to_string()),
             "batch.units_produced" => {
                 let produced = list(data, "units");
+                let made_at = text(data, "site_id").to_string();
+                for unit in &produced {
+                    self.unit_sites.insert(unit.clone(), Some(made_at.clone()));
+                }
                 if let Some(expiry) = data
                     .get("expires_at")
                     .and_then(Value::as_str)
