@@ -3659,6 +3659,17 @@ async fn native_local_codes(store: Arc<dyn autolog_store::Store>) {
     assert_eq!(data["performed_by"], "P-0002");
     assert_eq!(data["equipment_ids"], json!(["BIO-BOS-01"]));
 
+    // Mapping never hides what the parser refuses: a duplicate key is still named.
+    let text = step.to_string().replacen(
+        "\"step_code\":\"OP-020\"",
+        "\"step_code\":\"OP-020\",\"step_code\":\"OP-090\"",
+        1,
+    );
+    assert!(text.contains("OP-090"), "{text}");
+    match app.append_json_as(&mes, text.as_bytes()).await {
+        Err(AppError::Invalid(e)) => assert!(e.to_string().contains("step_code"), "{e}"),
+        other => panic!("a duplicate key is refused, got {other:?}"),
+    }
     let unmapped = native(
         "mes-unmapped",
         BOS.0,

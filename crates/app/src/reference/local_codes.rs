@@ -59,7 +59,9 @@ impl Autolog {
         system: &str,
         body: &[u8],
     ) -> Result<Vec<u8>, AppError> {
-        let Ok(mut request) = serde_json::from_slice::<Value>(body) else {
+        // Parsed as strictly as the request parser does (a duplicate key refused there),
+        // so that rewriting the body cannot hide what the parser would refuse.
+        let Ok(mut request) = autolog_domain::ledger::json::parse_strict(body) else {
             return Ok(body.to_vec()); // the parser names what is wrong
         };
         let mut changed = false;
