@@ -20,8 +20,8 @@ use autolog_domain::SigningKey;
 use autolog_store::Store;
 
 pub use access::accounts::{
-    attribute, attribute_person, authorize_drafts, sha256_hex, totp_code, totp_key, totp_step,
-    AccessSettings, Principal, PrincipalKind, SignedIn, CONSOLE_SOURCE, MAX_TOKEN_DAYS,
+    attribute, attribute_person, authorize_drafts, totp_code, totp_key, totp_step, AccessSettings,
+    Principal, PrincipalKind, SignedIn, CONSOLE_SOURCE, MAX_TOKEN_DAYS,
 };
 pub use access::refusals::{
     tracking_refusals, RECORDED_PER_MINUTE as ACCESS_REFUSALS_RECORDED_PER_MINUTE,
@@ -54,7 +54,7 @@ pub use interop::epcis_export::{
 };
 pub use ledger::clock::{Clock, ManualClock, ShiftedClock, SystemClock};
 pub use ledger::proofs::{ConsistencyProof, InclusionProof};
-pub use ledger::read::ListQuery;
+pub use ledger::read::{sha256_hex, ListQuery};
 pub use ledger::request::{
     parse_request, too_large, MAX_BATCH_EVENTS, MAX_CONFIGURABLE_SKEW_SECONDS,
     MAX_FUTURE_SKEW_SECONDS, MAX_REQUEST_BYTES,

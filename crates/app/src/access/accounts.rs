@@ -8,8 +8,8 @@ use autolog_domain::{FieldError, Instant, Uuid};
 use autolog_store::{ApiToken, RoleGrant, Session, UserAccount};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
+use crate::ledger::read::sha256_hex;
 use crate::ledger::read::text;
 use crate::{AppError, Autolog};
 
@@ -103,10 +103,6 @@ pub struct SignedIn {
     pub csrf: String,
     pub person_id: String,
     pub idle_timeout: Duration,
-}
-
-pub fn sha256_hex(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 /// What a second-factor code was.
@@ -1329,15 +1325,7 @@ impl Autolog {
             .and_then(|p| p.get("steps"))
             .and_then(Value::as_array)
             .and_then(|steps| steps.iter().find(|s| text(s, "step_code") == step))
-            .map(|s| {
-                s.get("site_types")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect::<Vec<String>>()
-            })
+            .map(|s| autolog_domain::ledger::fields::list(s, "site_types"))
         else {
             return Ok(());
         };

@@ -367,7 +367,7 @@ impl Autolog {
                 event_type: "signing_secret.set".to_string(),
                 version: 1,
                 data: json!({"person_id": person_id, "set_by": set_by,
-                             "phc_sha256": crate::access::accounts::sha256_hex(&phc)}),
+                             "phc_sha256": crate::ledger::read::sha256_hex(&phc)}),
             },
         };
         self.store.append(&[record], &self.store_clock()).await?;

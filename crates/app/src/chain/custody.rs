@@ -1156,26 +1156,15 @@ impl Autolog {
             "receipt_event_id": receipt.event_id.to_string(),
             "findings": findings,
         });
-        let hold_id = format!(
-            "HOLD-{}",
-            short_digest(&[
-                &receipt.source.system,
-                &receipt.source.source_event_id,
-                &facts.coi
-            ])
-        );
-        holds.push(own_draft(
+        let hold_id = hold_id_of(receipt, &facts.coi);
+        holds.push(hold_placed(
             receipt,
             receipt.stream.clone(),
             format!("hold/{}", facts.coi),
-            "chain.hold_placed",
-            json!({
-                "hold_id": hold_id,
-                "rule": "custody.reconciliation_failed",
-                "findings": findings,
-                "site_id": receiving,
-                "caused_by_event_id": receipt.event_id.to_string(),
-            }),
+            &hold_id,
+            "custody.reconciliation_failed",
+            json!(findings),
+            Some(receiving),
         ));
         alerts.push(alert_draft(
             receipt,
@@ -1194,30 +1183,19 @@ impl Autolog {
             },
         ));
         for (n, (owner, unit)) in other_chains.iter().enumerate() {
-            let other_hold = format!(
-                "HOLD-{}",
-                short_digest(&[
-                    &receipt.source.system,
-                    &receipt.source.source_event_id,
-                    owner
-                ])
-            );
+            let other_hold = hold_id_of(receipt, owner);
             let finding = format!(
                 "unit {unit} of this chain arrived at {receiving} in the shipment of chain {} (handoff {handoff_id})",
                 facts.coi
             );
-            holds.push(own_draft(
+            holds.push(hold_placed(
                 receipt,
                 format!("coi/{owner}"),
                 format!("hold/{owner}"),
-                "chain.hold_placed",
-                json!({
-                    "hold_id": other_hold,
-                    "rule": "custody.unit_in_wrong_shipment",
-                    "findings": [finding],
-                    "site_id": receiving,
-                    "caused_by_event_id": receipt.event_id.to_string(),
-                }),
+                &other_hold,
+                "custody.unit_in_wrong_shipment",
+                json!([finding]),
+                Some(receiving),
             ));
             alerts.push(alert_draft(
                 receipt,
@@ -1349,23 +1327,17 @@ fn expired_on_arrival(facts: &ChainFacts, view: &ChainView, draft: &EventDraft) 
         return Vec::new();
     };
     let finding = format!("unit {unit} arrived after its expiry ({expiry})");
-    let hold_id = format!(
-        "HOLD-{}",
-        short_digest(&[
-            &draft.source.system,
-            &draft.source.source_event_id,
-            "expired"
-        ])
-    );
+    let hold_id = hold_id_of(draft, "expired");
     let site = text(&draft.body.data, "receiving_site_id").to_string();
     vec![
-        own_draft(
+        hold_placed(
             draft,
             draft.stream.clone(),
             format!("expiry-hold/{}", facts.coi),
-            "chain.hold_placed",
-            json!({"hold_id": hold_id, "rule": "unit.expired", "findings": [finding],
-                   "site_id": site, "caused_by_event_id": draft.event_id.to_string()}),
+            &hold_id,
+            "unit.expired",
+            json!([finding]),
+            Some(&site),
         ),
         alert_draft(
             draft,
@@ -1406,23 +1378,16 @@ fn late_failure(
         view.state,
         ChainState::Administered | ChainState::InFollowUp
     );
-    let hold_id = format!(
-        "HOLD-{}",
-        short_digest(&[
-            &draft.source.system,
-            &draft.source.source_event_id,
-            &facts.coi
-        ])
-    );
     let mut out = Vec::new();
     if !administered {
-        out.push(own_draft(
+        out.push(hold_placed(
             draft,
             draft.stream.clone(),
             format!("hold/{}", facts.coi),
-            "chain.hold_placed",
-            json!({"hold_id": hold_id, "rule": "result.failed_after_release", "findings": [finding],
-                   "site_id": draft.site, "caused_by_event_id": draft.event_id.to_string()}),
+            &hold_id_of(draft, &facts.coi),
+            "result.failed_after_release",
+            json!([finding]),
+            draft.site.as_deref(),
         ));
     }
     out.push(alert_draft(
@@ -1481,27 +1446,16 @@ fn decision_basis_corrected(
         decision.event_type
     );
     let mut recorded = Vec::new();
-    let hold_id = format!(
-        "HOLD-{}",
-        short_digest(&[
-            &draft.source.system,
-            &draft.source.source_event_id,
-            &facts.coi
-        ])
-    );
+    let hold_id = hold_id_of(draft, &facts.coi);
     if !administered {
-        recorded.push(own_draft(
+        recorded.push(hold_placed(
             draft,
             draft.stream.clone(),
             format!("hold/{}", facts.coi),
-            "chain.hold_placed",
-            json!({
-                "hold_id": hold_id,
-                "rule": "decision.basis_corrected",
-                "findings": [finding],
-                "site_id": decided_at,
-                "caused_by_event_id": draft.event_id.to_string(),
-            }),
+            &hold_id,
+            "decision.basis_corrected",
+            json!([finding]),
+            decided_at.as_deref(),
         ));
     }
     recorded.push(alert_draft(
@@ -1606,6 +1560,35 @@ pub(crate) fn filter_role(person: &Value, role: &str) -> Value {
 
 /// An event Autolog records because of `cause`, in the same transaction, with a source id
 /// derived from the cause's (a resent request yields the same id, so nothing is doubled).
+/// The id of a hold `cause` places (on the chain or for the `tag` given): derived from the
+/// cause's source, so a resent cause places no second hold.
+fn hold_id_of(cause: &EventDraft, tag: &str) -> String {
+    format!(
+        "HOLD-{}",
+        short_digest(&[&cause.source.system, &cause.source.source_event_id, tag])
+    )
+}
+
+/// The `chain.hold_placed` Autolog records on `stream` because of `cause`.
+fn hold_placed(
+    cause: &EventDraft,
+    stream: String,
+    what: String,
+    hold_id: &str,
+    rule: &str,
+    findings: Value,
+    site: Option<&str>,
+) -> EventDraft {
+    own_draft(
+        cause,
+        stream,
+        what,
+        "chain.hold_placed",
+        json!({"hold_id": hold_id, "rule": rule, "findings": findings, "site_id": site,
+               "caused_by_event_id": cause.event_id.to_string()}),
+    )
+}
+
 pub(crate) fn own_draft(
     cause: &EventDraft,
     stream: String,

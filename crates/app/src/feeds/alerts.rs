@@ -106,7 +106,7 @@ pub(crate) fn refusal_alert(draft: &EventDraft, error: &FieldError) -> EventDraf
                 "event_type": draft.body.event_type,
                 "source": {"system": draft.source.system, "source_event_id": draft.source.source_event_id},
                 "field": error.field,
-                "value_sha256": crate::access::accounts::sha256_hex(&error.value),
+                "value_sha256": crate::ledger::read::sha256_hex(&error.value),
                 "rule": error.rule,
             }),
         },

@@ -232,3 +232,11 @@ impl Autolog {
         Ok(out)
     }
 }
+
+/// Lower-case hex of the SHA-256 of a text: how the ledger and the tables beside it name
+/// a secret or a refused value without keeping it (token and session hashes, `phc_sha256`,
+/// `value_sha256`).
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(text.as_bytes()))
+}

@@ -15,9 +15,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use autolog_domain::{Event, Uuid};
+use autolog_store::UserAccount;
 use serde_json::Value;
 
-use crate::ledger::read::text;
+use crate::ledger::read::{sha256_hex, text};
 use crate::{AppError, Autolog};
 
 /// What an issued token's event says.
@@ -50,11 +51,6 @@ pub(crate) struct AccessFacts {
     webhooks: BTreeMap<Uuid, WebhookFact>,
     /// Every alert raised: its position and event id.
     alerts: Vec<(u64, Uuid)>,
-}
-
-fn sha256_hex(text: &str) -> String {
-    use sha2::{Digest, Sha256};
-    hex::encode(Sha256::digest(text.as_bytes()))
 }
 
 fn strings(data: &Value, field: &str) -> Vec<String> {
@@ -150,10 +146,11 @@ impl Autolog {
         facts: &AccessFacts,
         head: u64,
     ) -> Result<Result<(), String>, AppError> {
+        let users = self.store.users().await?;
         let checks = [
-            self.compare_accounts_and_grants(facts).await?,
+            self.compare_accounts_and_grants(facts, &users).await?,
             self.compare_tokens(facts).await?,
-            self.compare_signing_secrets(facts).await?,
+            self.compare_signing_secrets(facts, &users).await?,
             self.compare_webhooks(facts, head).await?,
         ];
         Ok(checks.into_iter().collect())
@@ -162,8 +159,8 @@ impl Autolog {
     async fn compare_accounts_and_grants(
         &self,
         facts: &AccessFacts,
+        users: &[UserAccount],
     ) -> Result<Result<(), String>, AppError> {
-        let users = self.store.users().await?;
         if let Some(user) = users
             .iter()
             .find(|u| !facts.accounts.contains(&u.person_id))
@@ -246,8 +243,8 @@ impl Autolog {
     async fn compare_signing_secrets(
         &self,
         facts: &AccessFacts,
+        users: &[UserAccount],
     ) -> Result<Result<(), String>, AppError> {
-        let users = self.store.users().await?;
         let people: BTreeSet<&String> = users
             .iter()
             .map(|u| &u.person_id)

@@ -40,17 +40,6 @@ const PERSON_FIELDS: &[&str] = &[
 const EQUIPMENT_FIELDS: &[&str] = &["device_id"];
 const STEP_FIELDS: &[&str] = &["step_code"];
 
-/// The registry stream a canonical id of a kind lives in.
-fn registry_stream(kind: &str, id: &str) -> String {
-    let prefix = match kind {
-        "site" => "site",
-        "person" => "person",
-        "equipment" => "equipment",
-        _ => "step",
-    };
-    format!("{prefix}/{id}")
-}
-
 impl Autolog {
     /// The request body with `system`'s local codes replaced by the canonical ids its
     /// crosswalks map them to (one event or a batch; anything else is left to the parser).
@@ -119,13 +108,10 @@ impl Autolog {
         let Some(code) = value.as_str() else {
             return Ok(false);
         };
-        if code.is_empty()
-            || self
-                .store
-                .stream_head(&registry_stream(kind, code))
-                .await?
-                .is_some()
-        {
+        let Some(stream) = autolog_domain::rules::canonical_stream(kind, code) else {
+            return Ok(false);
+        };
+        if code.is_empty() || self.store.stream_head(&stream).await?.is_some() {
             return Ok(false);
         }
         match self.resolve(system, kind, code, None, None).await {

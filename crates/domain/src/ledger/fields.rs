@@ -10,7 +10,7 @@ pub(crate) fn text<'a>(data: &'a Value, name: &str) -> &'a str {
 }
 
 /// A list of texts of a payload (empty when absent).
-pub(crate) fn list(data: &Value, name: &str) -> Vec<String> {
+pub fn list(data: &Value, name: &str) -> Vec<String> {
     data.get(name)
         .and_then(Value::as_array)
         .into_iter()
