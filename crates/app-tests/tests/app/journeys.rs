@@ -3598,6 +3598,132 @@ async fn a_patient_is_collected_again_under_a_linked_coi_on_postgres() {
     .await;
 }
 
+/// A return is a fact a held chain records: the starting material arrives out of its
+/// temperature range (the receipt fails reconciliation, the chain is held, custody stays
+/// with the sender), and the manufacturing site sends it back. The return leaves from where
+/// the material is for the custodian of record and is received there; the chain stays on
+/// hold, back where it was before the shipment; anything else moving on is still refused,
+/// and the patient is collected again under a linked chain. On both stores.
+async fn returned_shipment(store: Arc<dyn autolog_store::Store>) {
+    let app = network_on(store).await;
+    let a = enrol(&app, "PK-RETURN-A", t0()).await;
+    clean(&app, &collection(&a)).await;
+    let s = shipment(
+        &a,
+        Leg::ToManufacturing,
+        Some(Fault::TemperatureExcursion),
+        None,
+    );
+    clean(&app, &s.handoff).await;
+    let held = send(&app, &s.receipt)
+        .await
+        .expect("the receipt is recorded");
+    assert_eq!(held.alerts.len(), 1, "{}", held.to_json());
+    let c = chain(&app, &a.coi).await;
+    assert_eq!(c["state"], "on_hold", "{c}");
+    assert_eq!(c["custodian_site_id"], LAX.0, "{c}");
+    assert_eq!(c["location_site_id"], BOS.0, "{c}");
+
+    let back = |id: &str, hours: i64, site: (&str, &str), kind: &str, data: Value| {
+        step(&a, id, hours, site, "P-0002", kind, data)
+    };
+    let return_data = |from: &str, to: &str| {
+        json!({"handoff_id": format!("H-{}-return", a.key), "step_code": "SHIP-TC",
+               "from_site_id": from, "handed_off_by": "P-0002", "destination_site_id": to,
+               "courier": "WORLD-COURIER", "units": a.dins, "unit_count": a.dins.len(),
+               "container_id": format!("DS-{}-out", a.key), "seal_id": format!("SEAL-{}-return", a.key),
+               "expected_arrival_by": at(a.t0, 60, "UTC"),
+               "temperature_range": {"min_celsius": 2.0, "max_celsius": 8.0}})
+    };
+    // Anywhere but back to the custodian of record is onward shipment: refused on hold.
+    let onward = back(
+        "return-onward",
+        40,
+        BOS,
+        "custody.handed_off",
+        return_data(BOS.0, FRA.0),
+    );
+    let e = refused_with(&app, &onward).await;
+    assert!(e.rule.contains("on hold"), "{e}");
+    clean(
+        &app,
+        &back(
+            "return",
+            40,
+            BOS,
+            "custody.handed_off",
+            return_data(BOS.0, LAX.0),
+        ),
+    )
+    .await;
+    let c = chain(&app, &a.coi).await;
+    assert_eq!(c["state"], "on_hold", "{c}");
+    assert!(
+        c["disputed_custody"].is_null(),
+        "settled by the return: {c}"
+    );
+    let receipt = json!({"handoff_id": format!("H-{}-return", a.key), "step_code": "RECEIVE-TC",
+        "receiving_site_id": LAX.0, "received_by": "P-0005",
+        "scanned_labels": a.dins.iter().map(|d| json!({"unit": din_barcode(d, false), "coi": a.coi})).collect::<Vec<_>>(),
+        "container_id": format!("DS-{}-out", a.key), "seal_id": format!("SEAL-{}-return", a.key),
+        "seal_intact": true,
+        "temperature_log": {"min_celsius": 3.0, "max_celsius": 7.0, "logger_id": "TL-RETURN"}});
+    clean(
+        &app,
+        &step(
+            &a,
+            "return-in",
+            58,
+            LAX,
+            "P-0005",
+            "custody.received",
+            receipt,
+        ),
+    )
+    .await;
+    let c = chain(&app, &a.coi).await;
+    assert_eq!(c["state"], "on_hold", "{c}");
+    assert_eq!(c["resume_state"], "collected", "{c}");
+    assert_eq!(c["custodian_site_id"], LAX.0, "{c}");
+    assert_eq!(c["location_site_id"], LAX.0, "{c}");
+    // Nothing moves on while held.
+    let e = refused_with(&app, &manufacturing(&a).remove(0)).await;
+    assert!(e.rule.contains("on hold"), "{e}");
+
+    // The patient is collected again, the link in both chains.
+    let again = json!({
+        "occurred_at": at(a.t0, 70, LAX.1), "actor": "person/P-0005", "site": LAX.0,
+        "source": {"system": "emr-lax", "source_event_id": "again-returned"},
+        "patient_key": a.key, "product_code": "CART-19", "treatment_site_id": LAX.0,
+        "previous_coi": a.coi, "recollection_reason": "shipment_returned",
+    });
+    let (b_coi, _) = app
+        .enrol(again.to_string().as_bytes())
+        .await
+        .expect("collected again");
+    assert_eq!(chain(&app, &a.coi).await["succeeded_by"], b_coi.as_str());
+}
+
+#[tokio::test]
+async fn a_returned_shipment_is_recorded_on_the_held_chain_on_sqlite() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Sqlite,
+        "returned_shipment",
+        |t| async move { returned_shipment(t.open().await).await },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_returned_shipment_is_recorded_on_the_held_chain_on_postgres() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Postgres,
+        "returned_shipment",
+        |t| async move { returned_shipment(t.open().await).await },
+    )
+    .await;
+}
+
 /// A source system's native events are resolved through its crosswalks, as its EPCIS
 /// events are: the MES sends its own site, person, equipment and step codes and the
 /// ledger records the canonical ids; a code it never mapped is refused and counted once

@@ -91,6 +91,9 @@ pub struct OpenHandoff {
     pub event_id: uuid::Uuid,
     pub data: Value,
     pub handed_off_at: Instant,
+    /// A return: the material goes back to the custodian of record after its receipt
+    /// failed reconciliation (see `ChainView::is_return`).
+    pub returning: bool,
 }
 
 /// An open hold.
@@ -376,6 +379,46 @@ impl ChainView {
                     ));
                 }
                 Ok(Some(self.state))
+            }
+            // A return is what happened to the material: recorded on a held chain and on
+            // a chain collected again; it does not move the chain on.
+            "custody.handed_off" if self.is_return(data) => {
+                let id = text(data, "handoff_id");
+                if self.handoff_ids.iter().any(|h| h == id) {
+                    return Err(Refusal::at(
+                        "body.data.handoff_id",
+                        format!("handoff {id} was already used on this chain"),
+                    ));
+                }
+                Ok(Some(self.state))
+            }
+            "custody.received" if self.open_handoff.as_ref().is_some_and(|o| o.returning) => {
+                let id = text(data, "handoff_id");
+                let open = self
+                    .open_handoff
+                    .as_ref()
+                    .map(|o| (o.handoff_id.as_str(), o.handed_off_at));
+                if let Some((open_id, handed_off_at)) = open {
+                    if open_id != id {
+                        return Err(Refusal::at(
+                            "body.data.handoff_id",
+                            format!("names handoff {id}, but the open handoff of this chain is the return {open_id}"),
+                        ));
+                    }
+                    if entry.occurred_at < handed_off_at {
+                        return Err(Refusal::at(
+                            "occurred_at",
+                            format!("a receipt cannot come before its handoff ({handed_off_at})"),
+                        ));
+                    }
+                }
+                // Back where it was before the shipment: it may be shipped again once
+                // every hold is resolved.
+                Ok(Some(if self.state == OnHold {
+                    OnHold
+                } else {
+                    self.before_shipment()
+                }))
             }
             // The link to the chain that collects the patient again: once.
             "chain.recollected" => {
@@ -751,6 +794,11 @@ impl ChainView {
             }
             "custody.handed_off" => {
                 let id = text(data, "handoff_id").to_string();
+                let returning = self.is_return(data);
+                if returning {
+                    // The dispute ends with the return: custody of record never passed.
+                    self.disputed_custody = None;
+                }
                 self.location_site_id = None;
                 for unit in list(data, "units") {
                     self.unit_sites.insert(unit, None);
@@ -761,10 +809,15 @@ impl ChainView {
                     event_id: entry.event_id,
                     data: data.clone(),
                     handed_off_at: entry.occurred_at,
+                    returning,
                 });
             }
             "custody.received" => {
                 let receiving = text(data, "receiving_site_id").to_string();
+                let returned = self.open_handoff.as_ref().is_some_and(|o| o.returning);
+                if returned {
+                    self.resume_state = self.before_shipment();
+                }
                 if let Some(open) = &self.open_handoff {
                     for unit in list(&open.data, "units") {
                         self.unit_sites.insert(unit, Some(receiving.clone()));
@@ -774,7 +827,7 @@ impl ChainView {
                 self.open_handoff = None;
                 self.location_site_id = Some(receiving.clone());
                 self.custodian_site_id = Some(receiving);
-                if self.state == ChainState::OnHold {
+                if self.state == ChainState::OnHold && !returned {
                     // Received while held: the chain resumes past the receipt.
                     self.resume_state = self
                         .resuming()
@@ -913,6 +966,25 @@ impl ChainView {
 }
 
 impl ChainView {
+    /// Whether a handoff is a return: while custody is disputed (a receipt failed
+    /// reconciliation), the material goes from where it is back to the custodian of record.
+    pub fn is_return(&self, handoff: &Value) -> bool {
+        self.disputed_custody.as_ref().is_some_and(|d| {
+            text(handoff, "from_site_id") == d.receiving_site_id
+                && self.custodian_site_id.as_deref() == Some(text(handoff, "destination_site_id"))
+        })
+    }
+
+    /// Where a chain stands once returned material is back: collected (starting material),
+    /// or released for the patient (the final product).
+    fn before_shipment(&self) -> ChainState {
+        if self.released {
+            ChainState::ReleasedForPatient
+        } else {
+            ChainState::Collected
+        }
+    }
+
     /// The first of `units` expired at `at`, with its expiry.
     pub fn expired_unit<'u>(
         &self,
