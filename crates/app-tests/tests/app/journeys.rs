@@ -3228,7 +3228,21 @@ async fn late_entries(store: Arc<dyn autolog_store::Store>) {
                    "quantity_unit": "mL", "site_id": BOS.0, "recorded_by": "P-0002"}),
         )
     };
-    clean(&app, &consume("late-before-recall", 49)).await;
+    // Recorded (the lot was released then), and the recall reaches the batch at once.
+    let late = send(&app, &consume("late-before-recall", 49))
+        .await
+        .expect("a late entry dated before the recall is recorded");
+    let rules: Vec<&Value> = late
+        .alerts
+        .iter()
+        .map(|o| &o.event.body.data["rule"])
+        .collect();
+    assert_eq!(
+        rules,
+        [&json!("material_lot.recalled_after_use")],
+        "{}",
+        late.to_json()
+    );
     let e = refused_with(&app, &consume("after-recall", 120)).await;
     assert_eq!(e.field, "body.data.lot", "{e}");
     assert!(e.rule.contains("recalled"), "{e}");

@@ -4,10 +4,11 @@
 use autolog_domain::batch::evaluate;
 use autolog_domain::chain::ChainView;
 use autolog_domain::identifiers::UnitId;
-use autolog_domain::{EventDraft, FieldError};
+use autolog_domain::{EventDraft, FieldError, Instant};
 use serde_json::{json, Value};
 
 use crate::chain::custody::{filter_role, own_draft, string_list, ChainFacts, StepError};
+use crate::feeds::alerts::{alert_draft, AlertSpec};
 use crate::ledger::read::text;
 use crate::reference::alignment::qualified;
 use crate::{AppError, Autolog};
@@ -28,6 +29,40 @@ impl Autolog {
     /// chain's collections only; lots released and in date; final units carrying this
     /// chain's COI and product code; results judged. Returns what Autolog records with
     /// them (batch, unit and lot links, the MES crosswalk, verdicts).
+    /// The major alert for a consumption of a lot that was released at the consumption's
+    /// time but is recalled as known now (a late entry), naming the batch and the recall.
+    async fn recalled_since(
+        &self,
+        draft: &EventDraft,
+        facts: &ChainFacts,
+        material: &str,
+        lot: &str,
+        batch_id: &str,
+    ) -> Result<Option<EventDraft>, StepError> {
+        let now = self
+            .record_state_at(&format!("lot/{material}/{lot}"), Instant::MAX)
+            .await?;
+        if text(&now, "status") != "recalled" {
+            return Ok(None);
+        }
+        Ok(Some(alert_draft(
+            draft,
+            0,
+            AlertSpec {
+                severity: "major",
+                rule: "material_lot.recalled_after_use",
+                message: format!(
+                    "Batch {batch_id} of chain {} used lot {lot} of {material}, released then and recalled since",
+                    facts.coi
+                ),
+                coi: Some(facts.coi.clone()),
+                site_id: draft.site.clone(),
+                evidence: json!({"material": material, "lot": lot, "batch_id": batch_id,
+                                 "consumption_event_id": draft.event_id.to_string()}),
+            },
+        )))
+    }
+
     pub(crate) async fn batch_rules(
         &self,
         facts: &ChainFacts,
@@ -154,6 +189,12 @@ impl Autolog {
                         format!("lot {lot} of {material} expired on {expiry}"),
                     ));
                 }
+                // A late entry: released when used, recalled since. Recorded (it is what
+                // happened), and the recall reaches this patient's batch at once.
+                recorded.extend(
+                    self.recalled_since(draft, facts, material, lot, batch_id)
+                        .await?,
+                );
                 recorded.push(own_draft(
                     draft,
                     format!("lot/{material}/{lot}"),
