@@ -134,6 +134,22 @@ pub const FAULT_KINDS: &[&str] = &[
     "out_of_order",
     // A request resent by a flaky source system: a duplicate, nothing written.
     "duplicate",
+    // Two patients' bags in one shipper with their labels swapped, both receipts sent as
+    // one batch request: both recorded, both chains held, alerts.
+    "consolidated_swap",
+    // A result the release relied on, corrected after the release: hold, critical alert.
+    "amended_result",
+    // A consumption entered after its lot's recall, dated before it: recorded, alert.
+    "late_entry",
+    // The external laboratory scans one sample short: refused (then rescanned).
+    "external_lab",
+    // One of two bags shipped, the batch names both: refused (then resent).
+    "partial_shipment",
+    // Starting material out of range on arrival: hold and alert; it is sent back, and
+    // the patient collected again under a linked chain that runs clean.
+    "returned_shipment",
+    // A final unit shipped after its expiry: a hard stop with a critical alert.
+    "expired_unit",
 ];
 
 struct SiteDef {
@@ -517,25 +533,42 @@ pub fn generate(options: &SimulateOptions) -> Result<Simulation, SimulateError> 
         let center = CENTERS[g.below(3) as usize];
         let product = g.below(4) == 0;
         let mut fault = kinds[i].or_else(|| carry.pop_front());
-        if fault == Some("swapped_bag") {
+        if let Some(pair_kind @ ("swapped_bag" | "consolidated_swap")) = fault {
             if i + 1 < n {
-                // Two patients collected the same day at the same center, bags swapped;
-                // the partner's own fault, if any, goes to the next journey.
+                // Two patients collected the same day at the same center, shipped
+                // together; the partner's own fault, if any, goes to the next journey.
                 if let Some(k) = kinds[i + 1] {
                     carry.push_back(k);
                 }
-                let a = new_patient(&mut g, i, t0, center, product, &mut patients)?;
-                let b = new_patient(&mut g, i + 1, t0 + HOUR, center, product, &mut patients)?;
-                // Collected an hour apart, on the same machine, shipped together.
+                let a = new_patient(&mut g, i, t0, center, product, false, &mut patients)?;
+                let b = new_patient(
+                    &mut g,
+                    i + 1,
+                    t0 + HOUR,
+                    center,
+                    product,
+                    false,
+                    &mut patients,
+                )?;
+                // Collected an hour apart, on the same machine.
                 patients[b].collected = patients[a].collected + HOUR;
-                swapped_pair(&mut g, &patients, a, b)?;
+                if pair_kind == "swapped_bag" {
+                    swapped_pair(&mut g, &patients, a, b)?;
+                } else {
+                    consolidated_pair(&mut g, &patients, a, b)?;
+                }
                 i += 2;
                 continue;
             }
             fault = Some("wrong_seal");
         }
-        let p = new_patient(&mut g, i, t0, center, product, &mut patients)?;
+        let two_bags = fault == Some("partial_shipment");
+        let p = new_patient(&mut g, i, t0, center, product, two_bags, &mut patients)?;
         journey(&mut g, &patients[p], p, fault, &secrets)?;
+        if fault == Some("returned_shipment") {
+            let q = recollected(&mut g, p, &mut patients)?;
+            journey(&mut g, &patients[q], q, None, &secrets)?;
+        }
         i += 1;
     }
     // Reference data first (in order), then every request in the order its source sends it.
@@ -815,8 +848,16 @@ fn product(p: &ProductDef, from: &str) -> Value {
     })
 }
 
+#[derive(Clone)]
 struct Patient {
     key: String,
+    /// What the journey's source ids, handoffs, containers and batch are named after: the
+    /// key, or the key and the episode for a re-collection.
+    source: String,
+    /// The chain this episode collects again, and why.
+    previous: Option<(String, &'static str)>,
+    /// The number the episode's COI and DINs are made from.
+    seq: usize,
     coi: String,
     center: usize,
     product: usize,
@@ -832,20 +873,62 @@ fn new_patient(
     t0: i64,
     center: usize,
     second_product: bool,
+    two_bags: bool,
     patients: &mut Vec<Patient>,
 ) -> Result<usize, SimulateError> {
-    let seq = i + 1;
+    let product = usize::from(second_product);
+    let patient = episode(g, i + 1, None, t0, center, product, two_bags)?;
+    patients.push(patient);
+    Ok(patients.len() - 1)
+}
+
+/// The patient of journey `p` collected again after a returned shipment: the same patient
+/// and product, a new chain that names the first, new DINs.
+fn recollected(g: &mut Gen, p: usize, patients: &mut Vec<Patient>) -> Result<usize, SimulateError> {
+    let Some(first) = patients.get(p).cloned() else {
+        return Err(SimulateError::Options(format!(
+            "no journey {p} to collect again"
+        )));
+    };
+    let t0 = first.collected + 6 * DAY;
+    let mut again = episode(
+        g,
+        first.seq + RECOLLECTION_OFFSET,
+        Some(&first),
+        t0,
+        first.center,
+        first.product,
+        false,
+    )?;
+    again.previous = Some((first.coi.clone(), "shipment_returned"));
+    patients.push(again);
+    Ok(patients.len() - 1)
+}
+
+/// A re-collection's chain and DINs are numbered this far after the first episode's.
+const RECOLLECTION_OFFSET: usize = 250_000;
+
+/// One episode of a patient: its COI, DINs and final units, numbered by `seq`; a new
+/// patient, or (`first`) the same patient collected again.
+fn episode(
+    g: &mut Gen,
+    seq: usize,
+    first: Option<&Patient>,
+    t0: i64,
+    center: usize,
+    product: usize,
+    two_bags: bool,
+) -> Result<Patient, SimulateError> {
     let year = ts(t0)?.to_zoned(TimeZone::UTC).year();
     let yy = u8::try_from(year.rem_euclid(100)).unwrap_or(0);
     let fin = Fin::parse("fin", "S9999")?;
     let coi = Coi::new(&fin, yy, &format!("{:06}", seq % 1_000_000))?;
-    let product = usize::from(second_product);
     let units = ["A0", "B0"]
         .iter()
         .map(|d| UnitId::new(&coi, PRODUCTS[product].isbt, d).map(|u| u.to_string()))
         .collect::<Result<Vec<_>, _>>()?;
     let site_fin = SITES[center].fin.unwrap_or("S9999");
-    let bags = 1 + g.below(2) as usize;
+    let bags = if two_bags { 2 } else { 1 + g.below(2) as usize };
     let dins = (0..bags)
         .map(|b| {
             Din::parse(
@@ -856,8 +939,18 @@ fn new_patient(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let collected = t0 + g.range(3, 10) * DAY + g.range(7, 10) * HOUR;
-    patients.push(Patient {
-        key: format!("PK-{:08X}-{seq:06}", g.rng.next_u32()),
+    let (key, source) = match first {
+        Some(first) => (first.key.clone(), format!("{}-2", first.source)),
+        None => {
+            let key = format!("PK-{:08X}-{seq:06}", g.rng.next_u32());
+            (key.clone(), key)
+        }
+    };
+    Ok(Patient {
+        key,
+        source,
+        previous: None,
+        seq,
         coi: coi.to_string(),
         center,
         product,
@@ -865,8 +958,7 @@ fn new_patient(
         units,
         t0,
         collected,
-    });
-    Ok(patients.len() - 1)
+    })
 }
 
 /// Builds the append request of one step on a patient's chain.
@@ -887,9 +979,41 @@ impl Ctx<'_> {
         system: &str,
         actor: &str,
         kind: &str,
-        mut data: Value,
+        data: Value,
         state: &'static str,
     ) -> Result<usize, SimulateError> {
+        let body = self.body(id, occurred, site, system, actor, kind, data)?;
+        Ok(self.push(g, occurred, events_line(body), state))
+    }
+
+    /// Queues a request line of this chain, sent within minutes of `occurred`, after the
+    /// chain's previous request.
+    fn push(&self, g: &mut Gen, occurred: i64, line: Value, state: &'static str) -> usize {
+        // Sources send within minutes of the fact, each chain's requests in order.
+        let delay = g.range(1, 20) * 60;
+        let last = g.last_sent.get(&self.idx).copied().unwrap_or(i64::MIN);
+        let send_at = (occurred + delay).max(last.saturating_add(1));
+        g.last_sent.insert(self.idx, send_at);
+        let effects = if state.is_empty() {
+            Vec::new()
+        } else {
+            vec![(self.idx, state)]
+        };
+        g.push(send_at, occurred, line, effects)
+    }
+
+    /// The append request body of one event on this chain (signed where its type is).
+    #[allow(clippy::too_many_arguments)]
+    fn body(
+        &self,
+        id: &str,
+        occurred: i64,
+        site: usize,
+        system: &str,
+        actor: &str,
+        kind: &str,
+        mut data: Value,
+    ) -> Result<Value, SimulateError> {
         if let Some(field) = autolog_domain::access::signature::signer_field(kind) {
             let signer = data[field].as_str().unwrap_or_default().to_string();
             let secret = self
@@ -905,20 +1029,10 @@ impl Ctx<'_> {
             "occurred_at": at(occurred, SITES[site].zone)?,
             "actor": format!("person/{actor}"),
             "site": SITES[site].id,
-            "source": {"system": system, "source_event_id": format!("{}/{id}", self.p.key)},
+            "source": {"system": system, "source_event_id": format!("{}/{id}", self.p.source)},
             "body": {"type": kind, "version": 1, "data": data},
         });
-        // Sources send within minutes of the fact, each chain's requests in order.
-        let delay = g.range(1, 20) * 60;
-        let last = g.last_sent.get(&self.idx).copied().unwrap_or(i64::MIN);
-        let send_at = (occurred + delay).max(last.saturating_add(1));
-        g.last_sent.insert(self.idx, send_at);
-        let effects = if state.is_empty() {
-            Vec::new()
-        } else {
-            vec![(self.idx, state)]
-        };
-        Ok(g.push(send_at, occurred, events_line(body), effects))
+        Ok(body)
     }
 }
 
@@ -930,13 +1044,18 @@ fn enrolment(g: &mut Gen, p: &Patient, idx: usize) -> Result<(), SimulateError> 
         "occurred_at": at(p.t0, site.zone)?,
         "actor": format!("person/{physician}"),
         "site": site.id,
-        "source": {"system": emr, "source_event_id": format!("enrol/{}", p.key)},
+        "source": {"system": emr, "source_event_id": format!("enrol/{}", p.source)},
         "patient_key": p.key,
         "product_code": PRODUCTS[p.product].code,
         "treatment_site_id": site.id,
         "coi": p.coi,
         "upstream_system": emr,
     });
+    let mut body = body;
+    if let Some((previous, reason)) = &p.previous {
+        body["previous_coi"] = json!(previous);
+        body["recollection_reason"] = json!(reason);
+    }
     g.push(
         p.t0 + 300,
         p.t0,
@@ -1013,18 +1132,28 @@ fn leg(
     } else {
         arrive + 12 * HOUR
     };
-    c.step(
+    // An expired final unit: the handoff is a hard stop, and the journey ends there.
+    let expired = fault == Some("expired_unit") && !to_manufacturing;
+    let handoff = c.step(
         g, &format!("handoff-{tag}"), leave, from, "courier-cryo", sender, "custody.handed_off",
         json!({
-            "handoff_id": format!("H-{}-{tag}", p.key), "step_code": ship, "from_site_id": SITES[from].id,
+            "handoff_id": format!("H-{}-{tag}", p.source), "step_code": ship, "from_site_id": SITES[from].id,
             "handed_off_by": sender, "destination_site_id": SITES[to].id, "courier": "WORLD-COURIER",
             "units": shipped, "unit_count": shipped.len(),
-            "container_id": format!("DS-{}-{tag}", p.key), "seal_id": format!("SEAL-{}-{tag}", p.key),
+            "container_id": format!("DS-{}-{tag}", p.source), "seal_id": format!("SEAL-{}-{tag}", p.source),
             "expected_arrival_by": utc(promised)?,
             "temperature_range": {"min_celsius": range.0, "max_celsius": range.1},
         }),
-        "in_transit",
+        if expired { "" } else { "in_transit" },
     )?;
+    if expired {
+        g.reqs[handoff].fault = Some((
+            "expired_unit",
+            vec![c.idx],
+            format!("unit {} shipped after its expiry", p.units[0]),
+        ));
+        return Ok(handoff);
+    }
     let labels = |misread: bool| -> Vec<Value> {
         shipped
             .iter()
@@ -1039,6 +1168,12 @@ fn leg(
             })
             .collect()
     };
+    // A returned shipment: the shipper's logger shows the starting material warmed up.
+    let log = if fault == Some("returned_shipment") && to_manufacturing {
+        (14.0, 19.5)
+    } else {
+        log
+    };
     let mut scanned = labels(false);
     if let Some(other) = foreign {
         if let Some(first) = scanned.first_mut() {
@@ -1046,15 +1181,15 @@ fn leg(
         }
     }
     let seal = if fault == Some("wrong_seal") {
-        format!("SEAL-{}-{tag}-X", p.key)
+        format!("SEAL-{}-{tag}-X", p.source)
     } else {
-        format!("SEAL-{}-{tag}", p.key)
+        format!("SEAL-{}-{tag}", p.source)
     };
     let receipt = |scanned: Vec<Value>| {
         json!({
-            "handoff_id": format!("H-{}-{tag}", p.key), "step_code": receive, "receiving_site_id": SITES[to].id,
+            "handoff_id": format!("H-{}-{tag}", p.source), "step_code": receive, "receiving_site_id": SITES[to].id,
             "received_by": receiver, "scanned_labels": scanned,
-            "container_id": format!("DS-{}-{tag}", p.key), "seal_id": seal, "seal_intact": true,
+            "container_id": format!("DS-{}-{tag}", p.source), "seal_id": seal, "seal_intact": true,
             "temperature_log": {"min_celsius": log.0, "max_celsius": log.1, "logger_id": "TL-BOM-07"},
         })
     };
@@ -1112,6 +1247,16 @@ fn leg(
     )?;
     if let Some(kind @ ("wrong_seal" | "late_arrival")) = fault {
         g.reqs[r].fault = Some((kind, vec![c.idx], format!("{kind} on the {tag} leg")));
+    }
+    if fault == Some("returned_shipment") && to_manufacturing {
+        g.reqs[r].fault = Some((
+            "returned_shipment",
+            vec![c.idx],
+            format!(
+                "starting material of {} arrived at 14.0 to 19.5 °C, returned and collected again",
+                p.coi
+            ),
+        ));
     }
     Ok(r)
 }
@@ -1177,6 +1322,90 @@ fn swapped_pair(
     Ok(())
 }
 
+/// Two patients' bags in one shipper (a consolidated shipment), their labels swapped:
+/// each receipt scans the other patient's bags, and both receipts arrive as one batch
+/// request. Both are recorded, both chains held, with alerts.
+fn consolidated_pair(
+    g: &mut Gen,
+    patients: &[Patient],
+    a: usize,
+    b: usize,
+) -> Result<(), SimulateError> {
+    let none: &[(String, String)] = &[];
+    let pair = [(a, &patients[a]), (b, &patients[b])];
+    for (idx, p) in pair {
+        enrolment(g, p, idx)?;
+        collection(
+            g,
+            &Ctx {
+                p,
+                idx,
+                secrets: none,
+            },
+        )?;
+    }
+    let leave = patients[b].collected + 2 * HOUR;
+    let arrive = leave + 20 * HOUR;
+    let container = format!("DS-{}-cons", patients[a].source);
+    let seal = format!("SEAL-{}-cons", patients[a].source);
+    let mut receipts = Vec::new();
+    for (k, (idx, p)) in pair.into_iter().enumerate() {
+        let c = Ctx {
+            p,
+            idx,
+            secrets: none,
+        };
+        let (nurse, _) = CENTER_STAFF[p.center];
+        let operator = OPERATORS[idx % 2];
+        let handoff_id = format!("H-{}-out", p.source);
+        c.step(g, "handoff-out", leave, p.center, "courier-cryo", nurse, "custody.handed_off", json!({
+            "handoff_id": handoff_id, "step_code": "SHIP-OUT", "from_site_id": SITES[p.center].id,
+            "handed_off_by": nurse, "destination_site_id": SITES[BOS].id, "courier": "WORLD-COURIER",
+            "units": p.dins, "unit_count": p.dins.len(), "container_id": container, "seal_id": seal,
+            "expected_arrival_by": utc(arrive + 12 * HOUR)?,
+            "temperature_range": {"min_celsius": 2.0, "max_celsius": 8.0},
+        }), "in_transit")?;
+        // The labels were swapped at packing: this handoff's bags carry the other's labels.
+        let other = pair[1 - k].1;
+        let scanned: Vec<Value> = other
+            .dins
+            .iter()
+            .map(|d| json!({"unit": din_barcode(d, false), "coi": other.coi}))
+            .collect();
+        receipts.push(c.body("receipt-out", arrive, BOS, "mes-bos", operator, "custody.received", json!({
+            "handoff_id": handoff_id, "step_code": "RECEIVE-MFG", "receiving_site_id": SITES[BOS].id,
+            "received_by": operator, "scanned_labels": scanned, "container_id": container,
+            "seal_id": seal, "seal_intact": true,
+            "temperature_log": {"min_celsius": 3.1, "max_celsius": 6.8, "logger_id": "TL-BOM-07"},
+        }))?);
+    }
+    let last = [a, b]
+        .iter()
+        .filter_map(|idx| g.last_sent.get(idx).copied())
+        .max()
+        .unwrap_or(i64::MIN);
+    let send_at = (arrive + 600).max(last.saturating_add(1));
+    for idx in [a, b] {
+        g.last_sent.insert(idx, send_at);
+    }
+    let r = g.push(
+        send_at,
+        arrive,
+        events_line(Value::Array(receipts)),
+        vec![(a, "on_hold"), (b, "on_hold")],
+    );
+    g.reqs[r].fault = Some((
+        "consolidated_swap",
+        vec![a, b],
+        format!(
+            "labels of {} and {} swapped in one shipper, received as one batch",
+            patients[a].coi, patients[b].coi
+        ),
+    ));
+    Ok(())
+}
+
+/// One patient's journey from enrolment to follow-up, with at most one injected fault.
 fn journey(
     g: &mut Gen,
     p: &Patient,
@@ -1185,17 +1414,31 @@ fn journey(
     secrets: &[(String, String)],
 ) -> Result<(), SimulateError> {
     let c = Ctx { p, idx, secrets };
-    let (nurse, physician) = CENTER_STAFF[p.center];
-    let site = &SITES[p.center];
-    let emr = format!("emr-{}", site.id[2..5].to_ascii_lowercase());
     enrolment(g, p, idx)?;
     collection(g, &c)?;
     let leave = p.collected + g.range(1, 3) * HOUR;
     let arrive = leave + g.range(16, 36) * HOUR;
-    let hold = matches!(fault, Some("wrong_seal" | "late_arrival"));
+    // A partial shipment: of two bags, the first goes and the second is kept back.
+    let shipped = if fault == Some("partial_shipment") {
+        Patient {
+            dins: p.dins[..1].to_vec(),
+            ..p.clone()
+        }
+    } else {
+        p.clone()
+    };
+    let s = Ctx {
+        p: &shipped,
+        idx,
+        secrets,
+    };
+    let hold = matches!(
+        fault,
+        Some("wrong_seal" | "late_arrival" | "returned_shipment")
+    );
     let r = leg(
         g,
-        &c,
+        &s,
         true,
         leave,
         arrive,
@@ -1216,68 +1459,292 @@ fn journey(
             ),
         );
     }
+    if fault == Some("returned_shipment") {
+        return_shipment(g, &c, arrive)?;
+    }
     if hold {
         return Ok(());
     }
-    // Manufacturing: 2-3 weeks of manufacture and cryopreservation, then a week of QC.
+    let made = manufacture(g, &c, &shipped, fault, arrive)?;
+    let qc1 = testing(g, &s, fault, &made)?;
+    release_and_treatment(g, &s, fault, &made, qc1)
+}
+
+/// The starting material sent back from manufacturing to the collection site (its
+/// receipt failed reconciliation): the return and its receipt, recorded on the held chain.
+fn return_shipment(g: &mut Gen, c: &Ctx, arrive: i64) -> Result<(), SimulateError> {
+    let p = c.p;
+    let (nurse, _) = CENTER_STAFF[p.center];
+    let operator = OPERATORS[c.idx % 2];
+    let (back, home) = (arrive + DAY, arrive + 2 * DAY);
+    let handoff_id = format!("H-{}-return", p.source);
+    let (container, seal) = (
+        format!("DS-{}-out", p.source),
+        format!("SEAL-{}-return", p.source),
+    );
+    c.step(g, "handoff-return", back, BOS, "mes-bos", operator, "custody.handed_off", json!({
+        "handoff_id": handoff_id, "step_code": "SHIP-TC", "from_site_id": SITES[BOS].id,
+        "handed_off_by": operator, "destination_site_id": SITES[p.center].id, "courier": "WORLD-COURIER",
+        "units": p.dins, "unit_count": p.dins.len(), "container_id": container, "seal_id": seal,
+        "expected_arrival_by": utc(home + 12 * HOUR)?,
+        "temperature_range": {"min_celsius": 2.0, "max_celsius": 25.0},
+    }), "")?;
+    let scanned: Vec<Value> = p
+        .dins
+        .iter()
+        .map(|d| json!({"unit": din_barcode(d, false), "coi": p.coi}))
+        .collect();
+    let aph = format!("aph-{}", SITES[p.center].id[2..5].to_ascii_lowercase());
+    c.step(g, "receipt-return", home, p.center, &aph, nurse, "custody.received", json!({
+        "handoff_id": handoff_id, "step_code": "RECEIVE-TC", "receiving_site_id": SITES[p.center].id,
+        "received_by": nurse, "scanned_labels": scanned, "container_id": container,
+        "seal_id": seal, "seal_intact": true,
+        "temperature_log": {"min_celsius": 12.0, "max_celsius": 21.0, "logger_id": "TL-BOM-07"},
+    }), "")?;
+    Ok(())
+}
+
+/// What manufacturing made: the batch, when it was cryopreserved, whether a deviation
+/// was opened.
+struct Made {
+    batch: String,
+    cryo: i64,
+    deviation: bool,
+}
+
+/// Manufacturing: 2-3 weeks of manufacture and cryopreservation at Boston, from the bags
+/// that arrived (`shipped`; `c` is the whole collection).
+fn manufacture(
+    g: &mut Gen,
+    c: &Ctx,
+    shipped: &Patient,
+    fault: Option<&'static str>,
+    arrive: i64,
+) -> Result<Made, SimulateError> {
+    let (p, idx) = (c.p, c.idx);
     let operator = OPERATORS[idx % 2];
-    let qa = QA[(idx / 2) % 2];
-    let product = &PRODUCTS[p.product];
-    let batch = format!("B-{}", p.key);
+    let batch = format!("B-{}", p.source);
     let m0 = arrive + g.range(2, 6) * HOUR;
+    let created = |dins: &[String]| {
+        json!({
+            "batch_id": batch, "site_id": "S-BOS-01", "created_by": operator, "source_dins": dins,
+            "mes_system": "mes-bos", "mes_batch_number": format!("MES-{}", &p.source[3..]),
+        })
+    };
+    let batch_step = if fault == Some("partial_shipment") {
+        // The MES names both bags: the one kept back is refused, the batch resent.
+        let bad = c.step(
+            g,
+            "batch",
+            m0,
+            BOS,
+            "mes-bos",
+            operator,
+            "batch.created",
+            created(&p.dins),
+            "",
+        )?;
+        g.reqs[bad].fault = Some((
+            "partial_shipment",
+            vec![idx],
+            format!(
+                "batch names DIN {} kept back at {}",
+                p.dins[p.dins.len() - 1],
+                SITES[p.center].id
+            ),
+        ));
+        "batch-resent"
+    } else {
+        "batch"
+    };
     c.step(
         g,
-        "batch",
-        m0,
+        batch_step,
+        m0 + 600,
         BOS,
         "mes-bos",
         operator,
         "batch.created",
-        json!({
-            "batch_id": batch, "site_id": "S-BOS-01", "created_by": operator, "source_dins": p.dins,
-            "mes_system": "mes-bos", "mes_batch_number": format!("MES-{}", &p.key[3..]),
-        }),
+        created(&shipped.dins),
         "",
     )?;
     let made = m0 + g.range(9, 14) * DAY;
-    let manufacture_site = if fault == Some("unmapped_code") {
-        // The MES sends its own site code: refused, then resent once mapped.
-        let bad = c.step(g, "manufacture", m0 + HOUR, BOS, "mes-bos", operator, "chain.step_performed", json!({
-            "step_code": "MANUFACTURE", "site_id": "BOS1", "performed_by": operator,
-            "equipment_ids": [format!("BIO-BOS-0{}", 1 + idx % 2)], "started_at": utc(m0 + HOUR)?, "ended_at": utc(made)?,
-        }), "")?;
-        g.reqs[bad].fault = Some((
-            "unmapped_code",
-            vec![idx],
-            "MES site code BOS1 sent in place of S-BOS-01".into(),
-        ));
-        "manufacture-resent"
-    } else {
-        "manufacture"
-    };
-    let resend = if fault == Some("unmapped_code") {
-        2 * HOUR
-    } else {
-        HOUR
-    };
-    c.step(g, manufacture_site, m0 + resend, BOS, "mes-bos", operator, "chain.step_performed", json!({
-        "step_code": "MANUFACTURE", "site_id": "S-BOS-01", "performed_by": operator,
-        "equipment_ids": [format!("BIO-BOS-0{}", 1 + idx % 2)], "started_at": utc(m0 + HOUR)?, "ended_at": utc(made)?,
-    }), "in_manufacturing")?;
-    c.step(g, "vector", m0 + 3 * HOUR, BOS, "mes-bos", operator, "batch.material_consumed", json!({
-        "batch_id": batch, "material": product.vector, "lot": product.lot, "quantity": 2.5,
-        "quantity_unit": "mL", "site_id": "S-BOS-01", "recorded_by": operator, "step_code": "MANUFACTURE",
-    }), "")?;
+    manufacture_step(g, c, fault, m0, made)?;
+    consumption(g, c, fault, &batch, m0)?;
     let deviation = g.chance(0.08);
     if deviation {
         c.step(g, "dev-open", m0 + 2 * DAY, BOS, "qms-net", operator, "deviation.opened", json!({
-            "deviation_id": format!("DEV-{}", &p.key[3..]), "batch_id": batch, "site_id": "S-BOS-01", "opened_by": operator,
+            "deviation_id": format!("DEV-{}", &p.source[3..]), "batch_id": batch, "site_id": "S-BOS-01", "opened_by": operator,
             "category": "process", "summary": "incubator temperature alarm during expansion",
         }), "")?;
     }
     let cryo = made + g.range(2, 6) * HOUR;
-    let zone_fault = fault == Some("wrong_utc_offset");
-    let cryo_req = c.step(
+    cryopreservation(g, c, fault, cryo)?;
+    // An expired unit: produced with an expiry that passes before it is shipped.
+    let mut units = json!({
+        "batch_id": batch, "site_id": "S-BOS-01", "recorded_by": operator, "units": p.units,
+    });
+    if fault == Some("expired_unit") {
+        units["expires_at"] = json!(utc(cryo + 7 * DAY + 12 * HOUR)?);
+    }
+    c.step(
+        g,
+        "units",
+        cryo + HOUR,
+        BOS,
+        "mes-bos",
+        operator,
+        "batch.units_produced",
+        units,
+        "",
+    )?;
+    Ok(Made {
+        batch,
+        cryo,
+        deviation,
+    })
+}
+
+/// The MANUFACTURE step; with `unmapped_code`, first sent with the MES's own site code.
+fn manufacture_step(
+    g: &mut Gen,
+    c: &Ctx,
+    fault: Option<&'static str>,
+    m0: i64,
+    made: i64,
+) -> Result<(), SimulateError> {
+    let operator = OPERATORS[c.idx % 2];
+    let step = |site: &str| -> Result<Value, SimulateError> {
+        Ok(json!({
+            "step_code": "MANUFACTURE", "site_id": site, "performed_by": operator,
+            "equipment_ids": [format!("BIO-BOS-0{}", 1 + c.idx % 2)], "started_at": utc(m0 + HOUR)?, "ended_at": utc(made)?,
+        }))
+    };
+    let (id, resend) = if fault == Some("unmapped_code") {
+        // The MES sends its own site code: refused, then resent once mapped.
+        let bad = c.step(
+            g,
+            "manufacture",
+            m0 + HOUR,
+            BOS,
+            "mes-bos",
+            operator,
+            "chain.step_performed",
+            step("BOS1")?,
+            "",
+        )?;
+        g.reqs[bad].fault = Some((
+            "unmapped_code",
+            vec![c.idx],
+            "MES site code BOS1 sent in place of S-BOS-01".into(),
+        ));
+        ("manufacture-resent", 2 * HOUR)
+    } else {
+        ("manufacture", HOUR)
+    };
+    c.step(
+        g,
+        id,
+        m0 + resend,
+        BOS,
+        "mes-bos",
+        operator,
+        "chain.step_performed",
+        step("S-BOS-01")?,
+        "in_manufacturing",
+    )?;
+    Ok(())
+}
+
+/// The vector consumed. With `late_entry`, from a lot of its own that is recalled two days
+/// later, and the consumption entered on the third day: recorded, and the recall reaches it.
+fn consumption(
+    g: &mut Gen,
+    c: &Ctx,
+    fault: Option<&'static str>,
+    batch: &str,
+    m0: i64,
+) -> Result<(), SimulateError> {
+    let p = c.p;
+    let operator = OPERATORS[c.idx % 2];
+    let product = &PRODUCTS[p.product];
+    let late = fault == Some("late_entry");
+    let lot = if late {
+        format!("LATE-{}", &p.source[3..])
+    } else {
+        product.lot.to_string()
+    };
+    let data = json!({
+        "batch_id": batch, "material": product.vector, "lot": lot, "quantity": 2.5,
+        "quantity_unit": "mL", "site_id": "S-BOS-01", "recorded_by": operator, "step_code": "MANUFACTURE",
+    });
+    if !late {
+        c.step(
+            g,
+            "vector",
+            m0 + 3 * HOUR,
+            BOS,
+            "mes-bos",
+            operator,
+            "batch.material_consumed",
+            data,
+            "",
+        )?;
+        return Ok(());
+    }
+    let expiry = utc(m0 + 365 * DAY)?;
+    let lot_line = |id: &str, at_s: i64, kind: &str, body: Value| -> Result<Value, SimulateError> {
+        Ok(events_line(json!({
+            "stream": format!("lot/{}/{lot}", product.vector), "occurred_at": at(at_s, "UTC")?,
+            "actor": STEWARD, "source": {"system": "qms-net", "source_event_id": format!("{}/{id}", p.source)},
+            "body": {"type": kind, "version": 1, "data": body},
+        })))
+    };
+    let registered = lot_line(
+        "lot",
+        m0 - DAY,
+        "material_lot.registered",
+        json!({
+            "material": product.vector, "supplier": "Vector Biologics Inc.", "lot": lot,
+            "expiry": expiry.get(..10).unwrap_or("2030-12-31"), "status": "released",
+        }),
+    )?;
+    g.push(m0 - DAY, m0 - DAY, registered, Vec::new());
+    let recall = lot_line(
+        "recall",
+        m0 + 2 * DAY,
+        "material_lot.status_changed",
+        json!({"status": "recalled"}),
+    )?;
+    g.push(m0 + 2 * DAY, m0 + 2 * DAY, recall, Vec::new());
+    let body = c.body(
+        "vector",
+        m0 + 3 * HOUR,
+        BOS,
+        "mes-bos",
+        operator,
+        "batch.material_consumed",
+        data,
+    )?;
+    let send_at = m0 + 3 * DAY;
+    let r = g.push(send_at, m0 + 3 * HOUR, events_line(body), Vec::new());
+    g.reqs[r].fault = Some((
+        "late_entry",
+        vec![c.idx],
+        format!("consumption of lot {lot} entered after its recall, dated before it"),
+    ));
+    Ok(())
+}
+
+/// The CRYO step; with `wrong_utc_offset`, stamped with the MES server's UTC offset.
+fn cryopreservation(
+    g: &mut Gen,
+    c: &Ctx,
+    fault: Option<&'static str>,
+    cryo: i64,
+) -> Result<(), SimulateError> {
+    let operator = OPERATORS[c.idx % 2];
+    let r = c.step(
         g,
         "cryo",
         cryo,
@@ -1291,32 +1758,80 @@ fn journey(
         }),
         "in_manufacturing",
     )?;
-    if zone_fault {
-        // The MES stamps the time with its server's UTC offset, not Boston's.
-        let line: Value = serde_json::from_str(&g.reqs[cryo_req].line)?;
-        let mut line = line;
+    if fault == Some("wrong_utc_offset") {
+        let mut line: Value = serde_json::from_str(&g.reqs[r].line)?;
         line["body"]["occurred_at"] = json!(at(cryo, "UTC")?);
-        g.reqs[cryo_req].line = line.to_string();
-        g.reqs[cryo_req].fault = Some((
+        g.reqs[r].line = line.to_string();
+        g.reqs[r].fault = Some((
             "wrong_utc_offset",
-            vec![idx],
+            vec![c.idx],
             "CRYO sent at +00:00 from Boston".into(),
         ));
     }
+    Ok(())
+}
+
+/// Release testing at the Frankfurt laboratory: samples shipped to it, received, tested.
+/// With `external_lab`, the lab first scans one sample short. Returns when testing ended.
+fn testing(
+    g: &mut Gen,
+    c: &Ctx,
+    fault: Option<&'static str>,
+    made: &Made,
+) -> Result<i64, SimulateError> {
+    let p = c.p;
+    let operator = OPERATORS[c.idx % 2];
+    let shipment = format!("SMP-{}", &p.source[3..]);
+    let samples = [format!("{shipment}-QC"), format!("{shipment}-RET")];
+    let (sent, received) = (made.cryo + 2 * HOUR, made.cryo + 20 * HOUR);
     c.step(
         g,
-        "units",
-        cryo + HOUR,
+        "samples-out",
+        sent,
         BOS,
         "mes-bos",
         operator,
-        "batch.units_produced",
+        "sample.handed_off",
         json!({
-            "batch_id": batch, "site_id": "S-BOS-01", "recorded_by": operator, "units": p.units,
+            "shipment_id": shipment, "samples": samples, "from_site_id": "S-BOS-01",
+            "destination_site_id": "S-FRA-01", "handed_off_by": operator,
         }),
         "",
     )?;
-    let qc0 = cryo + DAY;
+    let receipt = |listed: &[String]| json!({"shipment_id": shipment, "samples": listed, "receiving_site_id": "S-FRA-01", "received_by": ANALYST});
+    let id = if fault == Some("external_lab") {
+        let bad = c.step(
+            g,
+            "samples-in",
+            received,
+            FRA,
+            "lims-fra",
+            ANALYST,
+            "sample.received",
+            receipt(&samples[..1]),
+            "",
+        )?;
+        g.reqs[bad].fault = Some((
+            "external_lab",
+            vec![c.idx],
+            format!("the laboratory scanned one of the two samples of {shipment}"),
+        ));
+        "samples-in-rescan"
+    } else {
+        "samples-in"
+    };
+    c.step(
+        g,
+        id,
+        received + 600,
+        FRA,
+        "lims-fra",
+        ANALYST,
+        "sample.received",
+        receipt(&samples),
+        "",
+    )?;
+    let qc0 = made.cryo + DAY;
     let qc1 = qc0 + g.range(6, 9) * DAY;
     c.step(
         g,
@@ -1332,7 +1847,25 @@ fn journey(
         }),
         "in_testing",
     )?;
-    let results = [
+    for (k, (code, result, unit)) in release_results(g).into_iter().enumerate() {
+        c.step(
+            g,
+            &format!("result-{code}"),
+            qc1 + k as i64 * 600,
+            FRA,
+            "lims-fra",
+            ANALYST,
+            "batch.test_result_recorded",
+            result_data(&made.batch, code, result, unit),
+            "",
+        )?;
+    }
+    Ok(qc1)
+}
+
+/// The results of the release tests (all within specification).
+fn release_results(g: &mut Gen) -> [(&'static str, Value, Option<&'static str>); 6] {
+    [
         ("VIABILITY", json!(70 + g.range(5, 25)), Some("%")),
         ("CAR-EXPR", json!(20 + g.range(5, 40)), Some("%")),
         (
@@ -1347,31 +1880,36 @@ fn journey(
             Some("EU/mL"),
         ),
         ("MYCOPLASMA", json!("not detected"), None),
-    ];
-    for (k, (code, result, unit)) in results.into_iter().enumerate() {
-        let mut data = json!({
-            "batch_id": batch, "test_code": code, "method": "per specification", "result": result,
-            "site_id": "S-FRA-01", "analyst_id": ANALYST,
-        });
-        if let Some(u) = unit {
-            data["result_unit"] = json!(u);
-        }
-        c.step(
-            g,
-            &format!("result-{code}"),
-            qc1 + k as i64 * 600,
-            FRA,
-            "lims-fra",
-            ANALYST,
-            "batch.test_result_recorded",
-            data,
-            "",
-        )?;
+    ]
+}
+
+fn result_data(batch: &str, code: &str, result: Value, unit: Option<&str>) -> Value {
+    let mut data = json!({
+        "batch_id": batch, "test_code": code, "method": "per specification", "result": result,
+        "site_id": "S-FRA-01", "analyst_id": ANALYST,
+    });
+    if let Some(u) = unit {
+        data["result_unit"] = json!(u);
     }
+    data
+}
+
+/// The signed release, the final product's shipment, the bedside and follow-up. With
+/// `amended_result`, the LIMS corrects a result after the release and the journey stops
+/// on the hold that follows; with `expired_unit`, at the refused shipment.
+fn release_and_treatment(
+    g: &mut Gen,
+    c: &Ctx,
+    fault: Option<&'static str>,
+    made: &Made,
+    qc1: i64,
+) -> Result<(), SimulateError> {
+    let (p, idx) = (c.p, c.idx);
+    let qa = QA[(idx / 2) % 2];
     let release_at = qc1 + g.range(12, 36) * HOUR;
-    if deviation {
+    if made.deviation {
         c.step(g, "dev-close", release_at - 4 * HOUR, BOS, "qms-net", qa, "deviation.closed", json!({
-            "deviation_id": format!("DEV-{}", &p.key[3..]), "site_id": "S-BOS-01", "closed_by": qa,
+            "deviation_id": format!("DEV-{}", &p.source[3..]), "site_id": "S-BOS-01", "closed_by": qa,
             "disposition": "release_permitted", "rationale": "alarm was a sensor fault; product unaffected",
         }), "")?;
     }
@@ -1384,15 +1922,63 @@ fn journey(
         qa,
         "chain.released",
         json!({
-            "batch_id": batch, "intended_patient_key": p.key, "site_id": "S-BOS-01",
+            "batch_id": made.batch, "intended_patient_key": p.key, "site_id": "S-BOS-01",
             "released_by": qa, "units": p.units,
         }),
         "released_for_patient",
     )?;
+    if fault == Some("amended_result") {
+        return amended_result(g, c, made, release_at);
+    }
     let leave = release_at + g.range(12, 30) * HOUR;
     let arrive = leave + g.range(20, 60) * HOUR;
-    leg(g, &c, false, leave, arrive, None, None, "")?;
-    // The bedside: the check, thaw and infusion within the 30-minute window.
+    leg(g, c, false, leave, arrive, fault, None, "")?;
+    if fault == Some("expired_unit") {
+        return Ok(());
+    }
+    bedside(g, c, fault, arrive)
+}
+
+/// The LIMS corrects the viability result the release relied on, two days after the
+/// release, out of specification: recorded, and the chain is held with a critical alert.
+fn amended_result(g: &mut Gen, c: &Ctx, made: &Made, release_at: i64) -> Result<(), SimulateError> {
+    let p = c.p;
+    let when = release_at + 2 * DAY;
+    let mut body = c.body(
+        "result-VIABILITY-amended",
+        when,
+        FRA,
+        "lims-fra",
+        ANALYST,
+        "batch.test_result_recorded",
+        result_data(&made.batch, "VIABILITY", json!(64.5), Some("%")),
+    )?;
+    body["corrects"] =
+        json!({"system": "lims-fra", "source_event_id": format!("{}/result-VIABILITY", p.source)});
+    body["reason"] = json!("viable-cell count re-read from the instrument: transcription error");
+    let r = c.push(g, when, events_line(body), "on_hold");
+    g.reqs[r].fault = Some((
+        "amended_result",
+        vec![c.idx],
+        format!(
+            "viability of {} corrected to 64.5 % after the release",
+            made.batch
+        ),
+    ));
+    Ok(())
+}
+
+/// The bedside: the check, thaw and infusion within the 30-minute window, then follow-up.
+fn bedside(
+    g: &mut Gen,
+    c: &Ctx,
+    fault: Option<&'static str>,
+    arrive: i64,
+) -> Result<(), SimulateError> {
+    let (p, idx) = (c.p, c.idx);
+    let (nurse, physician) = CENTER_STAFF[p.center];
+    let site = &SITES[p.center];
+    let emr = format!("emr-{}", site.id[2..5].to_ascii_lowercase());
     let bedside = arrive + g.range(1, 5) * DAY;
     let check = c.step(
         g,

@@ -12,7 +12,7 @@ use autolog_simulate::{generate, SimulateOptions, FAULT_KINDS};
 
 #[tokio::test]
 async fn a_simulated_network_ingests_verifies_and_every_injected_fault_is_caught() {
-    let options = SimulateOptions::new(40, 11, 0.2);
+    let options = SimulateOptions::new(60, 11, 0.25);
     let sim = generate(&options).expect("simulate");
     let again = generate(&options).expect("simulate again");
     assert_eq!(
@@ -20,12 +20,15 @@ async fn a_simulated_network_ingests_verifies_and_every_injected_fault_is_caught
         "the same seed gives the same requests"
     );
     assert_eq!(sim.faults_ndjson(), again.faults_ndjson());
-    let other = generate(&SimulateOptions::new(40, 12, 0.2)).expect("another seed");
+    let other = generate(&SimulateOptions::new(60, 12, 0.25)).expect("another seed");
     assert_ne!(sim.lines, other.lines, "another seed, another network");
-    assert!(!sim.faults.is_empty(), "a fault rate of 0.2 injects faults");
+    assert!(
+        !sim.faults.is_empty(),
+        "a fault rate of 0.25 injects faults"
+    );
     let kinds: BTreeSet<&str> = sim.faults.iter().map(|f| f.kind.as_str()).collect();
-    // 40 journeys at 0.2: 8 faults, one of each kind.
-    assert_eq!(sim.faults.len(), 8, "{:?}", sim.faults);
+    // 60 journeys at 0.25: 15 faults, one of each kind.
+    assert_eq!(sim.faults.len(), FAULT_KINDS.len(), "{:?}", sim.faults);
     assert_eq!(
         kinds.len(),
         FAULT_KINDS.len(),
@@ -108,11 +111,19 @@ async fn a_simulated_network_ingests_verifies_and_every_injected_fault_is_caught
         assert!(FAULT_KINDS.contains(&fault.kind.as_str()));
         let refused = report.refused.iter().find(|r| r.line == fault.line);
         match fault.kind.as_str() {
-            "misread_check_character" | "unmapped_code" | "out_of_order" => {
+            "misread_check_character"
+            | "unmapped_code"
+            | "out_of_order"
+            | "external_lab"
+            | "partial_shipment"
+            | "expired_unit" => {
                 let r = refused.unwrap_or_else(|| panic!("not refused: {fault:?}"));
                 let hint = match fault.kind.as_str() {
                     "misread_check_character" => "check",
                     "unmapped_code" => "BOS1",
+                    "external_lab" => "not the samples shipped",
+                    "partial_shipment" => "a batch is made only from bags the site holds",
+                    "expired_unit" => "expired at",
                     _ => "bedside",
                 };
                 assert!(r.reason.contains(hint), "{fault:?}: {}", r.reason);
@@ -122,12 +133,21 @@ async fn a_simulated_network_ingests_verifies_and_every_injected_fault_is_caught
                 "not seen as a duplicate: {fault:?}"
             ),
             kind => {
+                assert!(refused.is_none(), "recorded, not refused: {fault:?}");
                 let rules: &[&str] = match kind {
                     "swapped_bag" => &[
                         "custody.reconciliation_failed",
                         "custody.unit_in_wrong_shipment",
                     ],
-                    "wrong_seal" | "late_arrival" => &["custody.reconciliation_failed"],
+                    "wrong_seal" | "late_arrival" | "returned_shipment" => {
+                        &["custody.reconciliation_failed"]
+                    }
+                    "consolidated_swap" => &[
+                        "custody.reconciliation_failed",
+                        "custody.unit_in_wrong_shipment",
+                    ],
+                    "amended_result" => &["decision.basis_corrected"],
+                    "late_entry" => &["material_lot.recalled_after_use"],
                     "wrong_utc_offset" => &["time_zone.discrepancy"],
                     other => panic!("unknown fault kind {other}"),
                 };
