@@ -2917,17 +2917,8 @@ fn epcis_of_custody(
 async fn a_couriers_epcis_events_drive_the_custody_handshake_and_its_reconciliation() {
     let dir = tempfile::tempdir().expect("tempdir");
     let app = network(&dir.path().join("epcis.db")).await;
-    // The courier's own codes for the people who hand over and receive.
-    for (code, person) in [("LAX-NURSE-5", "P-0005"), ("BOS-OP-2", "P-0002")] {
-        let mapping = json!({
-            "stream": "crosswalk/courier-cryo/person", "occurred_at": "2026-01-01T00:00:00+00:00[UTC]",
-            "actor": "person/P-STEWARD", "source": {"system": "steward", "source_event_id": format!("cw-{code}")},
-            "body": {"type": "crosswalk.mapped", "version": 1, "data": {
-                "system": "courier-cryo", "kind": "person", "local_code": code, "canonical_id": person,
-                "valid_from": "2026-01-01T00:00:00Z"}},
-        });
-        send(&app, &mapping).await.expect("crosswalk");
-    }
+    // The courier's own codes for the people who hand over and receive are in the example
+    // network's crosswalks (LAX-NURSE-5, BOS-OP-2).
     let issued = app
         .issue_token(
             "courier-cryo",

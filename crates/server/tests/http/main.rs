@@ -8,6 +8,7 @@ mod alerts;
 mod api;
 mod epcis;
 mod fhir;
+mod guide;
 mod hardening;
 mod keys;
 mod nats;
