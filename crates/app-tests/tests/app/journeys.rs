@@ -3628,6 +3628,24 @@ async fn returned_shipment(store: Arc<dyn autolog_store::Store>) {
     assert_eq!(c["state"], "on_hold", "{c}");
     assert_eq!(c["custodian_site_id"], LAX.0, "{c}");
     assert_eq!(c["location_site_id"], BOS.0, "{c}");
+    // Per container: each bag and the shipper are at Boston, custody of record with LA.
+    for bag in c["units"].as_array().expect("units") {
+        assert_eq!(bag["at_site"], BOS.0, "{c}");
+        assert_eq!(bag["custodian_site_id"], LAX.0, "{c}");
+    }
+    let shipper = format!("DS-{}-out", a.key);
+    let shipper_of = |c: &Value| {
+        c["shippers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["container_id"] == shipper.as_str())
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(shipper_of(&c)["at_site"], BOS.0, "{c}");
+    assert_eq!(shipper_of(&c)["custodian_site_id"], LAX.0, "{c}");
+    assert_eq!(c["disputed_custody"]["units"], json!(a.dins), "{c}");
 
     let back = |id: &str, hours: i64, site: (&str, &str), kind: &str, data: Value| {
         step(&a, id, hours, site, "P-0002", kind, data)
@@ -3691,6 +3709,14 @@ async fn returned_shipment(store: Arc<dyn autolog_store::Store>) {
     assert_eq!(c["resume_state"], "collected", "{c}");
     assert_eq!(c["custodian_site_id"], LAX.0, "{c}");
     assert_eq!(c["location_site_id"], LAX.0, "{c}");
+    assert_eq!(shipper_of(&c)["at_site"], LAX.0, "back home: {c}");
+    for bag in c["units"].as_array().expect("units") {
+        assert_eq!(
+            (&bag["at_site"], &bag["custodian_site_id"]),
+            (&json!(LAX.0), &json!(LAX.0)),
+            "{c}"
+        );
+    }
     // Nothing moves on while held.
     let e = refused_with(&app, &manufacturing(&a).remove(0)).await;
     assert!(e.rule.contains("on hold"), "{e}");
@@ -3875,6 +3901,21 @@ async fn partial_shipment(store: Arc<dyn autolog_store::Store>) {
     assert_eq!(at_site(&a.dins[0]), json!(BOS.0), "{c}");
     assert_ne!(at_site(&a.dins[1]), json!(BOS.0), "kept back: {c}");
     assert!(at_site(&a.dins[1]).is_string(), "{c}");
+    // Each bag has its own custodian: the shipped one passed to Boston with its
+    // reconciled receipt, the one kept back is still the center's; the shipper is at Boston.
+    let custodian = |din: &str| {
+        c["units"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|u| u["din"] == din)
+            .map(|u| u["custodian_site_id"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(custodian(&a.dins[0]), json!(BOS.0), "{c}");
+    assert_eq!(custodian(&a.dins[1]), at_site(&a.dins[1]), "{c}");
+    assert_eq!(c["shippers"][0]["at_site"], BOS.0, "{c}");
+    assert_eq!(c["shippers"][0]["custodian_site_id"], BOS.0, "{c}");
 
     let batch = |id: &str, dins: Value| {
         step(

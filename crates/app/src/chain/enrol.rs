@@ -244,9 +244,10 @@ impl Autolog {
                         .and_then(|d| view.unit_sites.get(d))
                         .cloned()
                         .flatten();
+                    let custodian = din.as_str().and_then(|d| view.unit_custodians.get(d));
                     units.push(
                         json!({"din": din, "collected_at_site": data["collection_site_id"],
-                                      "at_site": at}),
+                                      "at_site": at, "custodian_site_id": custodian}),
                     );
                 }
             }
@@ -293,6 +294,8 @@ impl Autolog {
             "disputed_custody": view.disputed_custody.as_ref().map(|d| json!({
                 "handoff_id": d.handoff_id,
                 "receiving_site_id": d.receiving_site_id,
+                "units": d.units,
+                "container_id": d.container_id,
                 "hold_id": d.hold_id,
             })),
             "holds": holds,
@@ -306,8 +309,15 @@ impl Autolog {
                     "batch_id": batch,
                     "expires_at": view.unit_expiry.get(unit).map(|t| t.to_string()),
                     "at_site": view.unit_sites.get(unit).cloned().flatten(),
+                    "custodian_site_id": view.unit_custodians.get(unit),
                 })).collect::<Vec<_>>()
             }).collect::<Vec<_>>(),
+            "shippers": view.shippers.iter().map(|(container, s)| json!({
+                "container_id": container,
+                "handoff_id": s.handoff_id,
+                "at_site": s.at_site,
+                "custodian_site_id": s.custodian_site_id,
+            })).collect::<Vec<_>>(),
             "timeline": timeline,
         }))
     }

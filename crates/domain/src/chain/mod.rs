@@ -124,7 +124,7 @@ pub struct ChainView {
     pub disputed_custody: Option<DisputedCustody>,
     /// The last receipt applied and the custodian before it (to undo the passing of custody
     /// when the receipt's reconciliation hold follows).
-    last_receipt: Option<(uuid::Uuid, Option<String>)>,
+    last_receipt: Option<LastReceipt>,
     /// The site the order names for the collection (the enrolment's collection site, or
     /// its treatment site, until the treatment center assigns another): only it collects.
     pub collection_site_id: Option<String>,
@@ -155,10 +155,34 @@ pub struct ChainView {
     /// Where each container of the chain is (its bags by DIN, its final units): the site
     /// holding it, or `None` while it travels. A handoff moves exactly the units it lists.
     pub unit_sites: BTreeMap<String, Option<String>>,
+    /// Who holds custody of record of each container: its collection or production site,
+    /// then each receiving site once the receipt reconciles (the sender while disputed).
+    pub unit_custodians: BTreeMap<String, String>,
+    /// The shippers the chain's handoffs used, by container id.
+    pub shippers: BTreeMap<String, Shipper>,
     /// Sample shipments on their way, by shipment id.
     pub sample_shipments: BTreeMap<String, SampleShipment>,
     /// Where each sample is (the laboratory that received it).
     pub sample_sites: BTreeMap<String, String>,
+}
+
+/// The last receipt applied: its event, the custodian before it, what it answered.
+#[derive(Debug, Clone)]
+struct LastReceipt {
+    event_id: uuid::Uuid,
+    custodian_before: Option<String>,
+    units: Vec<String>,
+    container_id: String,
+}
+
+/// A shipper (a dry shipper, a cool box: the handoff's `container_id`): where it is and
+/// who holds custody of record of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shipper {
+    pub handoff_id: String,
+    /// `None` while it travels.
+    pub at_site: Option<String>,
+    pub custodian_site_id: Option<String>,
 }
 
 /// Custody in dispute: a receipt at `receiving_site_id` failed reconciliation.
@@ -166,6 +190,9 @@ pub struct ChainView {
 pub struct DisputedCustody {
     pub handoff_id: String,
     pub receiving_site_id: String,
+    /// What that receipt answered: the units and the shipper whose custody is disputed.
+    pub units: Vec<String>,
+    pub container_id: String,
     /// The hold whose release passes custody to the receiving site.
     pub hold_id: String,
 }
@@ -210,6 +237,8 @@ impl Default for ChainView {
             previous_coi: None,
             succeeded_by: None,
             unit_sites: BTreeMap::new(),
+            unit_custodians: BTreeMap::new(),
+            shippers: BTreeMap::new(),
             sample_shipments: BTreeMap::new(),
             sample_sites: BTreeMap::new(),
         }
@@ -779,6 +808,8 @@ impl ChainView {
                 for din in list(data, "dins") {
                     self.unit_sites
                         .insert(din.clone(), self.custodian_site_id.clone());
+                    self.unit_custodians
+                        .insert(din.clone(), text(data, "collection_site_id").to_string());
                     if !self.units.contains(&din) {
                         self.units.push(din);
                     }
@@ -803,6 +834,14 @@ impl ChainView {
                 for unit in list(data, "units") {
                     self.unit_sites.insert(unit, None);
                 }
+                self.shippers.insert(
+                    text(data, "container_id").to_string(),
+                    Shipper {
+                        handoff_id: id.clone(),
+                        at_site: None,
+                        custodian_site_id: self.custodian_site_id.clone(),
+                    },
+                );
                 self.handoff_ids.push(id.clone());
                 self.open_handoff = Some(OpenHandoff {
                     handoff_id: id,
@@ -818,12 +857,31 @@ impl ChainView {
                 if returned {
                     self.resume_state = self.before_shipment();
                 }
-                if let Some(open) = &self.open_handoff {
-                    for unit in list(&open.data, "units") {
-                        self.unit_sites.insert(unit, Some(receiving.clone()));
-                    }
+                let (units, container_id) = self
+                    .open_handoff
+                    .as_ref()
+                    .map(|open| {
+                        (
+                            list(&open.data, "units"),
+                            text(&open.data, "container_id").to_string(),
+                        )
+                    })
+                    .unwrap_or_default();
+                for unit in &units {
+                    self.unit_sites
+                        .insert(unit.clone(), Some(receiving.clone()));
+                    self.unit_custodians.insert(unit.clone(), receiving.clone());
                 }
-                self.last_receipt = Some((entry.event_id, self.custodian_site_id.clone()));
+                if let Some(shipper) = self.shippers.get_mut(&container_id) {
+                    shipper.at_site = Some(receiving.clone());
+                    shipper.custodian_site_id = Some(receiving.clone());
+                }
+                self.last_receipt = Some(LastReceipt {
+                    event_id: entry.event_id,
+                    custodian_before: self.custodian_site_id.clone(),
+                    units,
+                    container_id,
+                });
                 self.open_handoff = None;
                 self.location_site_id = Some(receiving.clone());
                 self.custodian_site_id = Some(receiving);
@@ -890,6 +948,7 @@ impl ChainView {
                 let made_at = text(data, "site_id").to_string();
                 for unit in &produced {
                     self.unit_sites.insert(unit.clone(), Some(made_at.clone()));
+                    self.unit_custodians.insert(unit.clone(), made_at.clone());
                 }
                 if let Some(expiry) = data
                     .get("expires_at")
@@ -950,6 +1009,11 @@ impl ChainView {
                     .is_some_and(|d| d.hold_id == id)
                 {
                     if let Some(disputed) = self.disputed_custody.take() {
+                        self.set_custodian(
+                            &disputed.units,
+                            &disputed.container_id,
+                            &disputed.receiving_site_id,
+                        );
                         self.custodian_site_id = Some(disputed.receiving_site_id);
                     }
                 }
@@ -1006,20 +1070,35 @@ impl ChainView {
         if text(hold, "rule") != "custody.reconciliation_failed" {
             return;
         }
-        let Some((receipt, before)) = self.last_receipt.clone() else {
+        let Some(receipt) = self.last_receipt.clone() else {
             return;
         };
-        if text(hold, "caused_by_event_id") != receipt.to_string() {
+        if text(hold, "caused_by_event_id") != receipt.event_id.to_string() {
             return;
         }
         let receiving = self.custodian_site_id.clone().unwrap_or_default();
         let handoff_id = self.handoff_ids.last().cloned().unwrap_or_default();
-        self.custodian_site_id = before;
+        if let Some(before) = &receipt.custodian_before {
+            self.set_custodian(&receipt.units, &receipt.container_id, before);
+        }
+        self.custodian_site_id = receipt.custodian_before;
         self.disputed_custody = Some(DisputedCustody {
             handoff_id,
             receiving_site_id: receiving,
+            units: receipt.units,
+            container_id: receipt.container_id,
             hold_id: text(hold, "hold_id").to_string(),
         });
+    }
+
+    /// Custody of record of these units and their shipper passes to `site`.
+    fn set_custodian(&mut self, units: &[String], container_id: &str, site: &str) {
+        for unit in units {
+            self.unit_custodians.insert(unit.clone(), site.to_string());
+        }
+        if let Some(shipper) = self.shippers.get_mut(container_id) {
+            shipper.custodian_site_id = Some(site.to_string());
+        }
     }
 }
 
