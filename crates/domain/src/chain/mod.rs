@@ -340,19 +340,7 @@ impl ChainView {
             "annotation.recorded" | "batch.test_result_evaluated" => Ok(Some(self.state)),
             // Legal holds concern the records, not the material: any state, cancelled too.
             "chain.legal_hold_placed" | "chain.legal_hold_released" => {
-                let id = text(data, "legal_hold_id");
-                let open = self.legal_holds.iter().any(|h| h == id);
-                match (event_type, open) {
-                    ("chain.legal_hold_placed", true) => Err(Refusal::at(
-                        "body.data.legal_hold_id",
-                        format!("legal hold {id} is already in force"),
-                    )),
-                    ("chain.legal_hold_released", false) => Err(Refusal::at(
-                        "body.data.legal_hold_id",
-                        format!("legal hold {id} is not in force on this chain"),
-                    )),
-                    _ => Ok(Some(self.state)),
-                }
+                self.legal_hold_check(event_type, data)
             }
             // An expiry extension is a signed decision about a final unit of the chain: it
             // does not move the chain (a held chain's unit may be extended too).
@@ -377,38 +365,7 @@ impl ChainView {
                 }
                 Ok(Some(self.state))
             }
-            "sample.received" => {
-                let id = text(data, "shipment_id");
-                let Some(shipment) = self.sample_shipments.get(id) else {
-                    return Err(Refusal::at(
-                        "body.data.shipment_id",
-                        format!(
-                            "names sample shipment {id}, which is not on its way on this chain"
-                        ),
-                    ));
-                };
-                let receiving = text(data, "receiving_site_id");
-                if receiving != shipment.destination_site_id {
-                    return Err(Refusal::at(
-                        "body.data.receiving_site_id",
-                        format!(
-                            "is not the shipment's destination ({})",
-                            shipment.destination_site_id
-                        ),
-                    ));
-                }
-                let received = list(data, "samples");
-                if received != shipment.samples {
-                    return Err(Refusal::at(
-                        "body.data.samples",
-                        format!(
-                            "are not the samples shipped ({})",
-                            shipment.samples.join(", ")
-                        ),
-                    ));
-                }
-                Ok(Some(self.state))
-            }
+            "sample.received" => self.sample_receipt_check(data),
             // A return is what happened to the material: recorded on a held chain and on
             // a chain collected again; it does not move the chain on.
             "custody.handed_off" if self.is_return(data) => {
@@ -422,32 +379,7 @@ impl ChainView {
                 Ok(Some(self.state))
             }
             "custody.received" if self.open_handoff.as_ref().is_some_and(|o| o.returning) => {
-                let id = text(data, "handoff_id");
-                let open = self
-                    .open_handoff
-                    .as_ref()
-                    .map(|o| (o.handoff_id.as_str(), o.handed_off_at));
-                if let Some((open_id, handed_off_at)) = open {
-                    if open_id != id {
-                        return Err(Refusal::at(
-                            "body.data.handoff_id",
-                            format!("names handoff {id}, but the open handoff of this chain is the return {open_id}"),
-                        ));
-                    }
-                    if entry.occurred_at < handed_off_at {
-                        return Err(Refusal::at(
-                            "occurred_at",
-                            format!("a receipt cannot come before its handoff ({handed_off_at})"),
-                        ));
-                    }
-                }
-                // Back where it was before the shipment: it may be shipped again once
-                // every hold is resolved.
-                Ok(Some(if self.state == OnHold {
-                    OnHold
-                } else {
-                    self.before_shipment()
-                }))
+                self.return_receipt_check(entry)
             }
             // The link to the chain that collects the patient again: once.
             "chain.recollected" => {
@@ -465,24 +397,7 @@ impl ChainView {
                 Ok(Some(self.state))
             }
             // Deviations are opened, investigated and closed whatever the chain's state.
-            "deviation.opened" => {
-                let id = text(data, "deviation_id");
-                if let Some(batch) = data.get("batch_id").and_then(Value::as_str) {
-                    if !self.batches.iter().any(|b| b == batch) {
-                        return Err(Refusal::at(
-                            "body.data.batch_id",
-                            format!("batch {batch} is not a batch of this chain: a deviation names its own chain's batch"),
-                        ));
-                    }
-                }
-                if self.deviations.contains_key(id) {
-                    return Err(Refusal::at(
-                        "body.data.deviation_id",
-                        format!("deviation {id} was already opened on this chain"),
-                    ));
-                }
-                Ok(Some(self.state))
-            }
+            "deviation.opened" => self.deviation_opened_check(data),
             "deviation.investigated" | "deviation.closed" => {
                 let id = text(data, "deviation_id");
                 match self.deviations.get(id) {
@@ -512,27 +427,141 @@ impl ChainView {
                 }))
             }
             // A hold is released even on a cancelled chain (the material still exists).
-            "chain.hold_released" => {
-                let hold_id = text(data, "hold_id");
-                if !self.holds.iter().any(|h| h.hold_id == hold_id) {
-                    return Err(Refusal::at(
-                        "body.data.hold_id",
-                        format!(
-                            "hold {hold_id} is not open on this chain (open holds: {})",
-                            self.open_hold_ids()
-                        ),
-                    ));
-                }
-                Ok(Some(if self.state == Cancelled {
-                    Cancelled
-                } else if self.holds.len() == 1 {
-                    self.resume_state
-                } else {
-                    OnHold
-                }))
-            }
+            "chain.hold_released" => self.hold_release_check(data),
             _ => Ok(None),
         }
+    }
+
+    /// A legal hold placed that is not in force, or released that is.
+    fn legal_hold_check(
+        &self,
+        event_type: &str,
+        data: &Value,
+    ) -> Result<Option<ChainState>, Refusal> {
+
+        let id = text(data, "legal_hold_id");
+        let open = self.legal_holds.iter().any(|h| h == id);
+        match (event_type, open) {
+            ("chain.legal_hold_placed", true) => Err(Refusal::at(
+                "body.data.legal_hold_id",
+                format!("legal hold {id} is already in force"),
+            )),
+            ("chain.legal_hold_released", false) => Err(Refusal::at(
+                "body.data.legal_hold_id",
+                format!("legal hold {id} is not in force on this chain"),
+            )),
+            _ => Ok(Some(self.state)),
+        }
+    }
+
+    /// A sample receipt answers a shipment on its way: its destination, all its samples.
+    fn sample_receipt_check(&self, data: &Value) -> Result<Option<ChainState>, Refusal> {
+
+        let id = text(data, "shipment_id");
+        let Some(shipment) = self.sample_shipments.get(id) else {
+            return Err(Refusal::at(
+                "body.data.shipment_id",
+                format!("names sample shipment {id}, which is not on its way on this chain"),
+            ));
+        };
+        let receiving = text(data, "receiving_site_id");
+        if receiving != shipment.destination_site_id {
+            return Err(Refusal::at(
+                "body.data.receiving_site_id",
+                format!(
+                    "is not the shipment's destination ({})",
+                    shipment.destination_site_id
+                ),
+            ));
+        }
+        let received = list(data, "samples");
+        if received != shipment.samples {
+            return Err(Refusal::at(
+                "body.data.samples",
+                format!(
+                    "are not the samples shipped ({})",
+                    shipment.samples.join(", ")
+                ),
+            ));
+        }
+        Ok(Some(self.state))
+    }
+
+    /// The receipt of a return answers it, after it.
+    fn return_receipt_check(&self, entry: &ChainEntry) -> Result<Option<ChainState>, Refusal> {
+        use ChainState::*;
+        let data = entry.data;
+
+        let id = text(data, "handoff_id");
+        let open = self
+            .open_handoff
+            .as_ref()
+            .map(|o| (o.handoff_id.as_str(), o.handed_off_at));
+        if let Some((open_id, handed_off_at)) = open {
+            if open_id != id {
+                return Err(Refusal::at(
+                            "body.data.handoff_id",
+                            format!("names handoff {id}, but the open handoff of this chain is the return {open_id}"),
+                        ));
+            }
+            if entry.occurred_at < handed_off_at {
+                return Err(Refusal::at(
+                    "occurred_at",
+                    format!("a receipt cannot come before its handoff ({handed_off_at})"),
+                ));
+            }
+        }
+        // Back where it was before the shipment: it may be shipped again once
+        // every hold is resolved.
+        Ok(Some(if self.state == OnHold {
+            OnHold
+        } else {
+            self.before_shipment()
+        }))
+    }
+
+    /// A deviation is opened once, about a batch of this chain.
+    fn deviation_opened_check(&self, data: &Value) -> Result<Option<ChainState>, Refusal> {
+
+        let id = text(data, "deviation_id");
+        if let Some(batch) = data.get("batch_id").and_then(Value::as_str) {
+            if !self.batches.iter().any(|b| b == batch) {
+                return Err(Refusal::at(
+                            "body.data.batch_id",
+                            format!("batch {batch} is not a batch of this chain: a deviation names its own chain's batch"),
+                        ));
+            }
+        }
+        if self.deviations.contains_key(id) {
+            return Err(Refusal::at(
+                "body.data.deviation_id",
+                format!("deviation {id} was already opened on this chain"),
+            ));
+        }
+        Ok(Some(self.state))
+    }
+
+    /// Only an open hold is released; the last one resumes the chain.
+    fn hold_release_check(&self, data: &Value) -> Result<Option<ChainState>, Refusal> {
+        use ChainState::*;
+
+        let hold_id = text(data, "hold_id");
+        if !self.holds.iter().any(|h| h.hold_id == hold_id) {
+            return Err(Refusal::at(
+                "body.data.hold_id",
+                format!(
+                    "hold {hold_id} is not open on this chain (open holds: {})",
+                    self.open_hold_ids()
+                ),
+            ));
+        }
+        Ok(Some(if self.state == Cancelled {
+            Cancelled
+        } else if self.holds.len() == 1 {
+            self.resume_state
+        } else {
+            OnHold
+        }))
     }
 
     /// The open holds' ids, for a refusal.
@@ -785,114 +814,13 @@ impl ChainView {
     fn apply(&mut self, entry: &ChainEntry, next: ChainState, ctx: &ChainContext) {
         let data = entry.data;
         match entry.event_type {
-            "chain.enrolled" => {
-                self.previous_coi = data
-                    .get("previous_coi")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                let treatment = text(data, "treatment_site_id").to_string();
-                let collection = text(data, "collection_site_id");
-                self.collection_site_id = Some(if collection.is_empty() {
-                    treatment.clone()
-                } else {
-                    collection.to_string()
-                });
-                self.custodian_site_id = Some(treatment);
-            }
+            "chain.enrolled" => self.apply_enrolled(data),
             "chain.collection_site_assigned" => {
                 self.collection_site_id = Some(text(data, "collection_site_id").to_string());
             }
-            "chain.collected" => {
-                self.custodian_site_id = Some(text(data, "collection_site_id").to_string());
-                self.location_site_id = self.custodian_site_id.clone();
-                for din in list(data, "dins") {
-                    self.unit_sites
-                        .insert(din.clone(), self.custodian_site_id.clone());
-                    self.unit_custodians
-                        .insert(din.clone(), text(data, "collection_site_id").to_string());
-                    if !self.units.contains(&din) {
-                        self.units.push(din);
-                    }
-                }
-                if let Some(step) = &ctx.collecting_step {
-                    let at = data
-                        .get("ended_at")
-                        .and_then(Value::as_str)
-                        .and_then(|t| Instant::parse_rfc3339("ended_at", t).ok())
-                        .unwrap_or(entry.occurred_at);
-                    self.performed.entry(step.clone()).or_insert(at);
-                }
-            }
-            "custody.handed_off" => {
-                let id = text(data, "handoff_id").to_string();
-                let returning = self.is_return(data);
-                if returning {
-                    // The dispute ends with the return: custody of record never passed.
-                    self.disputed_custody = None;
-                }
-                self.location_site_id = None;
-                for unit in list(data, "units") {
-                    self.unit_sites.insert(unit, None);
-                }
-                self.shippers.insert(
-                    text(data, "container_id").to_string(),
-                    Shipper {
-                        handoff_id: id.clone(),
-                        at_site: None,
-                        custodian_site_id: self.custodian_site_id.clone(),
-                    },
-                );
-                self.handoff_ids.push(id.clone());
-                self.open_handoff = Some(OpenHandoff {
-                    handoff_id: id,
-                    event_id: entry.event_id,
-                    data: data.clone(),
-                    handed_off_at: entry.occurred_at,
-                    returning,
-                });
-            }
-            "custody.received" => {
-                let receiving = text(data, "receiving_site_id").to_string();
-                let returned = self.open_handoff.as_ref().is_some_and(|o| o.returning);
-                if returned {
-                    self.resume_state = self.before_shipment();
-                }
-                let (units, container_id) = self
-                    .open_handoff
-                    .as_ref()
-                    .map(|open| {
-                        (
-                            list(&open.data, "units"),
-                            text(&open.data, "container_id").to_string(),
-                        )
-                    })
-                    .unwrap_or_default();
-                for unit in &units {
-                    self.unit_sites
-                        .insert(unit.clone(), Some(receiving.clone()));
-                    self.unit_custodians.insert(unit.clone(), receiving.clone());
-                }
-                if let Some(shipper) = self.shippers.get_mut(&container_id) {
-                    shipper.at_site = Some(receiving.clone());
-                    shipper.custodian_site_id = Some(receiving.clone());
-                }
-                self.last_receipt = Some(LastReceipt {
-                    event_id: entry.event_id,
-                    custodian_before: self.custodian_site_id.clone(),
-                    units,
-                    container_id,
-                });
-                self.open_handoff = None;
-                self.location_site_id = Some(receiving.clone());
-                self.custodian_site_id = Some(receiving);
-                if self.state == ChainState::OnHold && !returned {
-                    // Received while held: the chain resumes past the receipt.
-                    self.resume_state = self
-                        .resuming()
-                        .step_transition(entry, ctx)
-                        .unwrap_or(self.resume_state);
-                }
-            }
+            "chain.collected" => self.apply_collected(entry, ctx),
+            "custody.handed_off" => self.apply_handoff(entry),
+            "custody.received" => self.apply_receipt(entry, ctx),
             "batch.test_result_recorded" if self.state == ChainState::OnHold => {
                 self.resume_state = self
                     .resuming()
@@ -912,23 +840,7 @@ impl ChainView {
             "chain.recollected" => {
                 self.succeeded_by = Some(text(data, "next_coi").to_string());
             }
-            "sample.handed_off" => {
-                self.sample_shipments.insert(
-                    text(data, "shipment_id").to_string(),
-                    SampleShipment {
-                        samples: list(data, "samples"),
-                        destination_site_id: text(data, "destination_site_id").to_string(),
-                    },
-                );
-            }
-            "sample.received" => {
-                if let Some(shipment) = self.sample_shipments.remove(text(data, "shipment_id")) {
-                    for sample in shipment.samples {
-                        self.sample_sites
-                            .insert(sample, text(data, "receiving_site_id").to_string());
-                    }
-                }
-            }
+            "sample.handed_off" | "sample.received" => self.apply_samples(entry),
             "unit.expiry_extended" => {
                 if let Ok(expiry) = Instant::parse_rfc3339("expires_at", text(data, "expires_at")) {
                     self.unit_expiry
@@ -943,81 +855,10 @@ impl ChainView {
                 }
             }
             "batch.created" => self.batches.push(text(data, "batch_id").to_string()),
-            "batch.units_produced" => {
-                let produced = list(data, "units");
-                let made_at = text(data, "site_id").to_string();
-                for unit in &produced {
-                    self.unit_sites.insert(unit.clone(), Some(made_at.clone()));
-                    self.unit_custodians.insert(unit.clone(), made_at.clone());
-                }
-                if let Some(expiry) = data
-                    .get("expires_at")
-                    .and_then(Value::as_str)
-                    .and_then(|t| Instant::parse_rfc3339("expires_at", t).ok())
-                {
-                    for unit in &produced {
-                        self.unit_expiry.insert(unit.clone(), expiry);
-                    }
-                }
-                for unit in &produced {
-                    if !self.units.contains(unit) {
-                        self.units.push(unit.clone());
-                    }
-                }
-                self.batch_units
-                    .entry(text(data, "batch_id").to_string())
-                    .or_default()
-                    .extend(produced);
-            }
-            "deviation.opened" => {
-                self.deviations.insert(
-                    text(data, "deviation_id").to_string(),
-                    Deviation {
-                        batch_id: data
-                            .get("batch_id")
-                            .and_then(Value::as_str)
-                            .map(str::to_string),
-                        disposition: None,
-                        result_event_ids: list(data, "result_event_ids"),
-                    },
-                );
-            }
-            "deviation.closed" => {
-                if let Some(d) = self.deviations.get_mut(text(data, "deviation_id")) {
-                    d.disposition = Some(text(data, "disposition").to_string());
-                }
-            }
-            "chain.hold_placed" => {
-                if self.state != ChainState::OnHold {
-                    self.resume_state = self.state;
-                }
-                self.dispute_receipt(data);
-                self.holds.push(OpenHold {
-                    hold_id: text(data, "hold_id").to_string(),
-                    event_id: entry.event_id,
-                    data: data.clone(),
-                    placed_at: entry.occurred_at,
-                });
-            }
-            "chain.hold_released" => {
-                let id = text(data, "hold_id");
-                self.holds.retain(|h| h.hold_id != id);
-                // The discrepancy is resolved: custody of record passes to where it is.
-                if self
-                    .disputed_custody
-                    .as_ref()
-                    .is_some_and(|d| d.hold_id == id)
-                {
-                    if let Some(disputed) = self.disputed_custody.take() {
-                        self.set_custodian(
-                            &disputed.units,
-                            &disputed.container_id,
-                            &disputed.receiving_site_id,
-                        );
-                        self.custodian_site_id = Some(disputed.receiving_site_id);
-                    }
-                }
-            }
+            "batch.units_produced" => self.apply_units_produced(data),
+            "deviation.opened" | "deviation.closed" => self.apply_deviation(entry),
+            "chain.hold_placed" => self.apply_hold_placed(entry),
+            "chain.hold_released" => self.apply_hold_released(data),
             _ => {}
         }
         if let Some(step) = data.get("step_code").and_then(Value::as_str) {
@@ -1026,6 +867,220 @@ impl ChainView {
                 .or_insert(entry.occurred_at);
         }
         self.state = next;
+    }
+
+    fn apply_enrolled(&mut self, data: &Value) {
+        self.previous_coi = data
+            .get("previous_coi")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let treatment = text(data, "treatment_site_id").to_string();
+        let collection = text(data, "collection_site_id");
+        self.collection_site_id = Some(if collection.is_empty() {
+            treatment.clone()
+        } else {
+            collection.to_string()
+        });
+        self.custodian_site_id = Some(treatment);
+    }
+
+    fn apply_collected(&mut self, entry: &ChainEntry, ctx: &ChainContext) {
+        let data = entry.data;
+        self.custodian_site_id = Some(text(data, "collection_site_id").to_string());
+        self.location_site_id = self.custodian_site_id.clone();
+        for din in list(data, "dins") {
+            self.unit_sites
+                .insert(din.clone(), self.custodian_site_id.clone());
+            self.unit_custodians
+                .insert(din.clone(), text(data, "collection_site_id").to_string());
+            if !self.units.contains(&din) {
+                self.units.push(din);
+            }
+        }
+        if let Some(step) = &ctx.collecting_step {
+            let at = data
+                .get("ended_at")
+                .and_then(Value::as_str)
+                .and_then(|t| Instant::parse_rfc3339("ended_at", t).ok())
+                .unwrap_or(entry.occurred_at);
+            self.performed.entry(step.clone()).or_insert(at);
+        }
+    }
+
+    /// A handoff: its units and shipper travel, and it stays open until its receipt.
+    fn apply_handoff(&mut self, entry: &ChainEntry) {
+        let data = entry.data;
+        let id = text(data, "handoff_id").to_string();
+        let returning = self.is_return(data);
+        if returning {
+            // The dispute ends with the return: custody of record never passed.
+            self.disputed_custody = None;
+        }
+        self.location_site_id = None;
+        for unit in list(data, "units") {
+            self.unit_sites.insert(unit, None);
+        }
+        self.shippers.insert(
+            text(data, "container_id").to_string(),
+            Shipper {
+                handoff_id: id.clone(),
+                at_site: None,
+                custodian_site_id: self.custodian_site_id.clone(),
+            },
+        );
+        self.handoff_ids.push(id.clone());
+        self.open_handoff = Some(OpenHandoff {
+            handoff_id: id,
+            event_id: entry.event_id,
+            data: data.clone(),
+            handed_off_at: entry.occurred_at,
+            returning,
+        });
+    }
+
+    /// A receipt: what the open handoff carried is at the receiving site, which holds
+    /// custody of record unless the receipt's reconciliation hold follows.
+    fn apply_receipt(&mut self, entry: &ChainEntry, ctx: &ChainContext) {
+        let data = entry.data;
+        let receiving = text(data, "receiving_site_id").to_string();
+        let returned = self.open_handoff.as_ref().is_some_and(|o| o.returning);
+        if returned {
+            self.resume_state = self.before_shipment();
+        }
+        let (units, container_id) = self
+            .open_handoff
+            .as_ref()
+            .map(|open| {
+                (
+                    list(&open.data, "units"),
+                    text(&open.data, "container_id").to_string(),
+                )
+            })
+            .unwrap_or_default();
+        for unit in &units {
+            self.unit_sites
+                .insert(unit.clone(), Some(receiving.clone()));
+            self.unit_custodians.insert(unit.clone(), receiving.clone());
+        }
+        if let Some(shipper) = self.shippers.get_mut(&container_id) {
+            shipper.at_site = Some(receiving.clone());
+            shipper.custodian_site_id = Some(receiving.clone());
+        }
+        self.last_receipt = Some(LastReceipt {
+            event_id: entry.event_id,
+            custodian_before: self.custodian_site_id.clone(),
+            units,
+            container_id,
+        });
+        self.open_handoff = None;
+        self.location_site_id = Some(receiving.clone());
+        self.custodian_site_id = Some(receiving);
+        if self.state == ChainState::OnHold && !returned {
+            // Received while held: the chain resumes past the receipt.
+            self.resume_state = self
+                .resuming()
+                .step_transition(entry, ctx)
+                .unwrap_or(self.resume_state);
+        }
+    }
+
+    fn apply_samples(&mut self, entry: &ChainEntry) {
+        let data = entry.data;
+        if entry.event_type == "sample.handed_off" {
+            self.sample_shipments.insert(
+                text(data, "shipment_id").to_string(),
+                SampleShipment {
+                    samples: list(data, "samples"),
+                    destination_site_id: text(data, "destination_site_id").to_string(),
+                },
+            );
+        } else if let Some(shipment) = self.sample_shipments.remove(text(data, "shipment_id")) {
+            for sample in shipment.samples {
+                self.sample_sites
+                    .insert(sample, text(data, "receiving_site_id").to_string());
+            }
+        }
+    }
+
+    fn apply_units_produced(&mut self, data: &Value) {
+        let produced = list(data, "units");
+        let made_at = text(data, "site_id").to_string();
+        for unit in &produced {
+            self.unit_sites.insert(unit.clone(), Some(made_at.clone()));
+            self.unit_custodians.insert(unit.clone(), made_at.clone());
+        }
+        if let Some(expiry) = data
+            .get("expires_at")
+            .and_then(Value::as_str)
+            .and_then(|t| Instant::parse_rfc3339("expires_at", t).ok())
+        {
+            for unit in &produced {
+                self.unit_expiry.insert(unit.clone(), expiry);
+            }
+        }
+        for unit in &produced {
+            if !self.units.contains(unit) {
+                self.units.push(unit.clone());
+            }
+        }
+        self.batch_units
+            .entry(text(data, "batch_id").to_string())
+            .or_default()
+            .extend(produced);
+    }
+
+    fn apply_deviation(&mut self, entry: &ChainEntry) {
+        let data = entry.data;
+        let id = text(data, "deviation_id");
+        if entry.event_type == "deviation.opened" {
+            self.deviations.insert(
+                id.to_string(),
+                Deviation {
+                    batch_id: data
+                        .get("batch_id")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    disposition: None,
+                    result_event_ids: list(data, "result_event_ids"),
+                },
+            );
+        } else if let Some(d) = self.deviations.get_mut(id) {
+            d.disposition = Some(text(data, "disposition").to_string());
+        }
+    }
+
+    fn apply_hold_placed(&mut self, entry: &ChainEntry) {
+        let data = entry.data;
+        if self.state != ChainState::OnHold {
+            self.resume_state = self.state;
+        }
+        self.dispute_receipt(data);
+        self.holds.push(OpenHold {
+            hold_id: text(data, "hold_id").to_string(),
+            event_id: entry.event_id,
+            data: data.clone(),
+            placed_at: entry.occurred_at,
+        });
+    }
+
+    fn apply_hold_released(&mut self, data: &Value) {
+        let id = text(data, "hold_id");
+        self.holds.retain(|h| h.hold_id != id);
+        // The discrepancy is resolved: custody of record passes to where it is.
+        if self
+            .disputed_custody
+            .as_ref()
+            .is_some_and(|d| d.hold_id == id)
+        {
+            if let Some(disputed) = self.disputed_custody.take() {
+                self.set_custodian(
+                    &disputed.units,
+                    &disputed.container_id,
+                    &disputed.receiving_site_id,
+                );
+                self.custodian_site_id = Some(disputed.receiving_site_id);
+            }
+        }
     }
 }
 
