@@ -70,39 +70,58 @@ impl Autolog {
         draft: &EventDraft,
         refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
     ) -> Result<Vec<EventDraft>, StepError> {
+        match draft.body.event_type.as_str() {
+            "batch.created" => self.batch_created_rules(facts, view, draft, refuse).await,
+            "batch.material_consumed" => self.consumption_rules(facts, draft, refuse).await,
+            "batch.units_produced" => self.units_produced_rules(facts, draft, refuse).await,
+            "batch.test_result_recorded" => self.result_rules(facts, view, draft, refuse).await,
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// A batch is created where the bags are, from this chain's bags the site holds, under a new id (linked to its MES number).
+    async fn batch_created_rules(
+        &self,
+        facts: &ChainFacts,
+        view: &ChainView,
+        draft: &EventDraft,
+        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+    ) -> Result<Vec<EventDraft>, StepError> {
         let data = &draft.body.data;
         let batch_id = text(data, "batch_id");
         let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
         let mut recorded = Vec::new();
-        match draft.body.event_type.as_str() {
-            "batch.created" => {
-                let site = text(data, "site_id");
-                if site != custodian {
-                    return Err(refuse(
-                        "site_id",
-                        site,
-                        format!("is not where the chain's material is ({custodian})"),
-                    ));
-                }
-                for (i, din) in string_list(data, "source_dins").iter().enumerate() {
-                    let owner = text(
-                        &self.reference(&facts.reads, &format!("din/{din}")).await?,
-                        "coi",
-                    )
-                    .to_string();
-                    let rule = if owner.is_empty() {
-                        Some("belongs to no chain: a batch is made only from collections of its patient".to_string())
-                    } else if owner != facts.coi {
-                        Some(format!(
+
+        let site = text(data, "site_id");
+        if site != custodian {
+            return Err(refuse(
+                "site_id",
+                site,
+                format!("is not where the chain's material is ({custodian})"),
+            ));
+        }
+        for (i, din) in string_list(data, "source_dins").iter().enumerate() {
+            let owner = text(
+                &self.reference(&facts.reads, &format!("din/{din}")).await?,
+                "coi",
+            )
+            .to_string();
+            let rule = if owner.is_empty() {
+                Some(
+                    "belongs to no chain: a batch is made only from collections of its patient"
+                        .to_string(),
+                )
+            } else if owner != facts.coi {
+                Some(format!(
                             "belongs to chain {owner}, not {}: a batch is made from one patient's collections only",
                             facts.coi
                         ))
-                    } else {
-                        None
-                    };
-                    // A batch is made only from bags the manufacturing site holds: a bag
-                    // kept back at the apheresis center (a partial shipment) is not there.
-                    let rule = rule.or_else(|| match view.unit_sites.get(din.as_str()) {
+            } else {
+                None
+            };
+            // A batch is made only from bags the manufacturing site holds: a bag
+            // kept back at the apheresis center (a partial shipment) is not there.
+            let rule = rule.or_else(|| match view.unit_sites.get(din.as_str()) {
                         Some(Some(at)) if at != site => Some(format!(
                             "is at {at}, not at {site}: a batch is made only from bags the site holds"
                         )),
@@ -111,194 +130,224 @@ impl Autolog {
                         )),
                         _ => None,
                     });
-                    if let Some(rule) = rule {
-                        return Err(refuse(&format!("source_dins[{i}]"), din, rule));
-                    }
-                }
-                let existing = self
-                    .reference(&facts.reads, &format!("batch/{batch_id}"))
-                    .await?;
-                if !text(&existing, "coi").is_empty() {
-                    return Err(refuse(
-                        "batch_id",
-                        batch_id,
-                        format!(
-                            "already belongs to chain {}: a batch id is used once",
-                            text(&existing, "coi")
-                        ),
-                    ));
-                }
-                recorded.push(own_draft(
-                    draft,
-                    format!("batch/{batch_id}"),
-                    "batch-link".to_string(),
-                    "batch.linked",
-                    json!({"batch_id": batch_id, "coi": facts.coi}),
-                ));
-                if let (Some(system), Some(number)) = (
-                    data.get("mes_system").and_then(Value::as_str),
-                    data.get("mes_batch_number").and_then(Value::as_str),
-                ) {
-                    recorded.push(own_draft(
-                        draft,
-                        autolog_domain::rules::crosswalk_stream(system, "batch"),
-                        "mes-batch".to_string(),
-                        "crosswalk.mapped",
-                        json!({"system": system, "kind": "batch", "local_code": number,
+            if let Some(rule) = rule {
+                return Err(refuse(&format!("source_dins[{i}]"), din, rule));
+            }
+        }
+        let existing = self
+            .reference(&facts.reads, &format!("batch/{batch_id}"))
+            .await?;
+        if !text(&existing, "coi").is_empty() {
+            return Err(refuse(
+                "batch_id",
+                batch_id,
+                format!(
+                    "already belongs to chain {}: a batch id is used once",
+                    text(&existing, "coi")
+                ),
+            ));
+        }
+        recorded.push(own_draft(
+            draft,
+            format!("batch/{batch_id}"),
+            "batch-link".to_string(),
+            "batch.linked",
+            json!({"batch_id": batch_id, "coi": facts.coi}),
+        ));
+        if let (Some(system), Some(number)) = (
+            data.get("mes_system").and_then(Value::as_str),
+            data.get("mes_batch_number").and_then(Value::as_str),
+        ) {
+            recorded.push(own_draft(
+                draft,
+                autolog_domain::rules::crosswalk_stream(system, "batch"),
+                "mes-batch".to_string(),
+                "crosswalk.mapped",
+                json!({"system": system, "kind": "batch", "local_code": number,
                                "canonical_id": batch_id,
                                "valid_from": draft.occurred_at.instant.to_string()}),
-                    ));
-                }
-            }
-            "batch.material_consumed" => {
-                let (material, lot) = (text(data, "material"), text(data, "lot"));
-                // Judged at the consumption's own time: a late entry dated before a
-                // recall used a released lot.
-                let record = self
-                    .record_state_at(&format!("lot/{material}/{lot}"), draft.occurred_at.instant)
-                    .await?;
-                let status = text(&record, "status");
-                if status != "released" {
-                    return Err(refuse(
-                        "lot",
-                        lot,
-                        format!(
-                            "lot {lot} of {material} is {status}: only a released lot may be used"
-                        ),
-                    ));
-                }
-                let expiry = text(&record, "expiry");
-                // The expiry date is a calendar date at the site: compare the local date.
-                let zone = text(
-                    &self
-                        .reference(&facts.reads, &format!("site/{}", text(data, "site_id")))
-                        .await?,
-                    "time_zone",
-                )
-                .to_string();
-                let day = match autolog_domain::ledger::zone::check_zone("time_zone", &zone) {
-                    Ok(tz) => {
-                        autolog_domain::ledger::zone::local_time(draft.occurred_at.instant, &tz)
-                    }
-                    Err(_) => draft.occurred_at.instant.to_string(),
-                };
-                if !expiry.is_empty() && day.get(..10).is_some_and(|d| d > expiry) {
-                    return Err(refuse(
-                        "lot",
-                        lot,
-                        format!("lot {lot} of {material} expired on {expiry}"),
-                    ));
-                }
-                // A late entry: released when used, recalled since. Recorded (it is what
-                // happened), and the recall reaches this patient's batch at once.
-                recorded.extend(
-                    self.recalled_since(draft, facts, material, lot, batch_id)
-                        .await?,
-                );
-                recorded.push(own_draft(
-                    draft,
-                    format!("lot/{material}/{lot}"),
-                    "lot-use".to_string(),
-                    "material_lot.consumed",
-                    json!({"coi": facts.coi, "batch_id": batch_id, "event_id": draft.event_id.to_string()}),
-                ));
-            }
-            "batch.units_produced" => {
-                let product_code = text(&facts.product, "isbt128_product_code");
-                for (i, unit_text) in string_list(data, "units").iter().enumerate() {
-                    let field = format!("units[{i}]");
-                    let unit = UnitId::parse(&field, unit_text)
-                        .map_err(|e| refuse(&field, unit_text, e.rule))?;
-                    if unit.coi().to_string() != facts.coi {
-                        return Err(refuse(
-                            &field,
-                            unit_text,
-                            format!(
-                                "carries COI {}, not this chain's {}: a unit belongs to its patient",
-                                unit.coi(),
-                                facts.coi
-                            ),
-                        ));
-                    }
-                    if product_code.is_empty() || unit.product_code() != product_code {
-                        return Err(refuse(
-                            &field,
-                            unit_text,
-                            format!(
-                                "carries product code {}, but product {} has {} in reference data",
-                                unit.product_code(),
-                                text(&facts.enrolment, "product_code"),
-                                if product_code.is_empty() {
-                                    "none"
-                                } else {
-                                    product_code
-                                }
-                            ),
-                        ));
-                    }
-                    let link = self
-                        .reference(&facts.reads, &format!("unit/{unit_text}"))
-                        .await?;
-                    if !text(&link, "coi").is_empty() {
-                        return Err(refuse(
-                            &field,
-                            unit_text,
-                            "was already produced: a unit identifier is used once".to_string(),
-                        ));
-                    }
-                    recorded.push(own_draft(
-                        draft,
-                        format!("unit/{unit_text}"),
-                        format!("unit-link/{i}"),
-                        "unit.linked",
-                        json!({"unit_id": unit_text, "coi": facts.coi, "batch_id": batch_id}),
-                    ));
-                }
-            }
-            "batch.test_result_recorded" => {
-                let test_code = text(data, "test_code");
-                let tests = release_tests(facts);
-                let Some(spec) = tests.iter().find(|t| text(t, "test_code") == test_code) else {
-                    let known: Vec<&str> = tests.iter().map(|t| text(t, "test_code")).collect();
-                    return Err(refuse(
-                        "test_code",
-                        test_code,
-                        format!(
-                            "is not a release test of product {} (tests: {})",
-                            text(&facts.enrolment, "product_code"),
-                            known.join(", ")
-                        ),
-                    ));
-                };
-                if let Some(unit) = data.get("unit").and_then(Value::as_str) {
-                    let produced = view.batch_units.get(batch_id).cloned().unwrap_or_default();
-                    if !produced.iter().any(|u| u == unit) {
-                        return Err(refuse(
-                            "unit",
-                            unit,
-                            format!("is not a final unit of batch {batch_id}"),
-                        ));
-                    }
-                }
-                let result_unit = data.get("result_unit").and_then(Value::as_str);
-                let (pass, reason) = evaluate(spec, &data["result"], result_unit);
-                recorded.push(own_draft(
-                    draft,
-                    draft.stream.clone(),
-                    "verdict".to_string(),
-                    "batch.test_result_evaluated",
-                    json!({
-                        "result_event_id": draft.event_id.to_string(),
-                        "batch_id": batch_id,
-                        "test_code": test_code,
-                        "verdict": if pass { "pass" } else { "fail" },
-                        "reason": reason,
-                        "specification": spec,
-                    }),
-                ));
-            }
-            _ => {}
+            ));
         }
+        Ok(recorded)
+    }
+
+    /// A material is consumed from a lot released and unexpired at the consumption's own time.
+    async fn consumption_rules(
+        &self,
+        facts: &ChainFacts,
+        draft: &EventDraft,
+        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+    ) -> Result<Vec<EventDraft>, StepError> {
+        let data = &draft.body.data;
+        let batch_id = text(data, "batch_id");
+        let mut recorded = Vec::new();
+
+        let (material, lot) = (text(data, "material"), text(data, "lot"));
+        // Judged at the consumption's own time: a late entry dated before a
+        // recall used a released lot.
+        let record = self
+            .record_state_at(&format!("lot/{material}/{lot}"), draft.occurred_at.instant)
+            .await?;
+        let status = text(&record, "status");
+        if status != "released" {
+            return Err(refuse(
+                "lot",
+                lot,
+                format!("lot {lot} of {material} is {status}: only a released lot may be used"),
+            ));
+        }
+        let expiry = text(&record, "expiry");
+        // The expiry date is a calendar date at the site: compare the local date.
+        let zone = text(
+            &self
+                .reference(&facts.reads, &format!("site/{}", text(data, "site_id")))
+                .await?,
+            "time_zone",
+        )
+        .to_string();
+        let day = match autolog_domain::ledger::zone::check_zone("time_zone", &zone) {
+            Ok(tz) => autolog_domain::ledger::zone::local_time(draft.occurred_at.instant, &tz),
+            Err(_) => draft.occurred_at.instant.to_string(),
+        };
+        if !expiry.is_empty() && day.get(..10).is_some_and(|d| d > expiry) {
+            return Err(refuse(
+                "lot",
+                lot,
+                format!("lot {lot} of {material} expired on {expiry}"),
+            ));
+        }
+        // A late entry: released when used, recalled since. Recorded (it is what
+        // happened), and the recall reaches this patient's batch at once.
+        recorded.extend(
+            self.recalled_since(draft, facts, material, lot, batch_id)
+                .await?,
+        );
+        recorded.push(own_draft(
+            draft,
+            format!("lot/{material}/{lot}"),
+            "lot-use".to_string(),
+            "material_lot.consumed",
+            json!({"coi": facts.coi, "batch_id": batch_id, "event_id": draft.event_id.to_string()}),
+        ));
+        Ok(recorded)
+    }
+
+    /// Final units carry this chain's COI and the product's code, each used once.
+    async fn units_produced_rules(
+        &self,
+        facts: &ChainFacts,
+        draft: &EventDraft,
+        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+    ) -> Result<Vec<EventDraft>, StepError> {
+        let data = &draft.body.data;
+        let batch_id = text(data, "batch_id");
+        let mut recorded = Vec::new();
+
+        let product_code = text(&facts.product, "isbt128_product_code");
+        for (i, unit_text) in string_list(data, "units").iter().enumerate() {
+            let field = format!("units[{i}]");
+            let unit =
+                UnitId::parse(&field, unit_text).map_err(|e| refuse(&field, unit_text, e.rule))?;
+            if unit.coi().to_string() != facts.coi {
+                return Err(refuse(
+                    &field,
+                    unit_text,
+                    format!(
+                        "carries COI {}, not this chain's {}: a unit belongs to its patient",
+                        unit.coi(),
+                        facts.coi
+                    ),
+                ));
+            }
+            if product_code.is_empty() || unit.product_code() != product_code {
+                return Err(refuse(
+                    &field,
+                    unit_text,
+                    format!(
+                        "carries product code {}, but product {} has {} in reference data",
+                        unit.product_code(),
+                        text(&facts.enrolment, "product_code"),
+                        if product_code.is_empty() {
+                            "none"
+                        } else {
+                            product_code
+                        }
+                    ),
+                ));
+            }
+            let link = self
+                .reference(&facts.reads, &format!("unit/{unit_text}"))
+                .await?;
+            if !text(&link, "coi").is_empty() {
+                return Err(refuse(
+                    &field,
+                    unit_text,
+                    "was already produced: a unit identifier is used once".to_string(),
+                ));
+            }
+            recorded.push(own_draft(
+                draft,
+                format!("unit/{unit_text}"),
+                format!("unit-link/{i}"),
+                "unit.linked",
+                json!({"unit_id": unit_text, "coi": facts.coi, "batch_id": batch_id}),
+            ));
+        }
+        Ok(recorded)
+    }
+
+    /// A result is of a release test of the product (and of a final unit of the batch), and is judged against its specification.
+    async fn result_rules(
+        &self,
+        facts: &ChainFacts,
+        view: &ChainView,
+        draft: &EventDraft,
+        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+    ) -> Result<Vec<EventDraft>, StepError> {
+        let data = &draft.body.data;
+        let batch_id = text(data, "batch_id");
+        let mut recorded = Vec::new();
+
+        let test_code = text(data, "test_code");
+        let tests = release_tests(facts);
+        let Some(spec) = tests.iter().find(|t| text(t, "test_code") == test_code) else {
+            let known: Vec<&str> = tests.iter().map(|t| text(t, "test_code")).collect();
+            return Err(refuse(
+                "test_code",
+                test_code,
+                format!(
+                    "is not a release test of product {} (tests: {})",
+                    text(&facts.enrolment, "product_code"),
+                    known.join(", ")
+                ),
+            ));
+        };
+        if let Some(unit) = data.get("unit").and_then(Value::as_str) {
+            let produced = view.batch_units.get(batch_id).cloned().unwrap_or_default();
+            if !produced.iter().any(|u| u == unit) {
+                return Err(refuse(
+                    "unit",
+                    unit,
+                    format!("is not a final unit of batch {batch_id}"),
+                ));
+            }
+        }
+        let result_unit = data.get("result_unit").and_then(Value::as_str);
+        let (pass, reason) = evaluate(spec, &data["result"], result_unit);
+        recorded.push(own_draft(
+            draft,
+            draft.stream.clone(),
+            "verdict".to_string(),
+            "batch.test_result_evaluated",
+            json!({
+                "result_event_id": draft.event_id.to_string(),
+                "batch_id": batch_id,
+                "test_code": test_code,
+                "verdict": if pass { "pass" } else { "fail" },
+                "reason": reason,
+                "specification": spec,
+            }),
+        ));
         Ok(recorded)
     }
 

@@ -638,11 +638,35 @@ impl Autolog {
         refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
         correction: bool,
     ) -> Result<Vec<EventDraft>, StepError> {
+        let site_id = self.step_site_rules(facts, draft, refuse).await?;
+        let person_at = match draft.body.event_type.as_str() {
+            "chain.collected" => {
+                instant_field(&draft.body.data, "started_at").unwrap_or(draft.occurred_at.instant)
+            }
+            _ => draft.occurred_at.instant,
+        };
+        self.people_rules(facts, draft, &site_id, person_at, refuse)
+            .await?;
+        self.equipment_rules(draft, &site_id, person_at, refuse)
+            .await?;
+        if correction {
+            return Ok(Vec::new()); // what the correction restates was checked when it happened
+        }
+        self.custody_unit_rules(facts, view, draft, &site_id, refuse)
+            .await
+    }
+
+    /// The step belongs to the product's process, fits the event, and the performing
+    /// site's type may perform it. Returns the performing site.
+    async fn step_site_rules(
+        &self,
+        facts: &ChainFacts,
+        draft: &EventDraft,
+        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+    ) -> Result<String, StepError> {
         let data = &draft.body.data;
         let event_type = draft.body.event_type.as_str();
         let product_code = text(&facts.enrolment, "product_code");
-        let at = draft.occurred_at.instant;
-        let mut recorded = Vec::new();
         // The step and the site that performs it.
         let (step_field, site_field) = match event_type {
             "chain.collected" => ("", "collection_site_id"),
@@ -733,6 +757,21 @@ impl Autolog {
                 ));
             }
         }
+        Ok(site_id.to_string())
+    }
+
+    /// The people: qualified at the site at the time (with a role, where one is needed);
+    /// a signer also now.
+    async fn people_rules(
+        &self,
+        facts: &ChainFacts,
+        draft: &EventDraft,
+        site_id: &str,
+        person_at: Instant,
+        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+    ) -> Result<(), StepError> {
+        let data = &draft.body.data;
+        let event_type = draft.body.event_type.as_str();
         // The people: qualified at the site at the time (with a role, where one is needed).
         let role = REQUIRED_ROLES
             .iter()
@@ -743,11 +782,6 @@ impl Autolog {
         let person_fields: &[&str] = match event_type {
             "chain.released" => &[],
             other => person_fields(other),
-        };
-        let person_at = if event_type == "chain.collected" {
-            instant_field(data, "started_at").unwrap_or(at)
-        } else {
-            at
         };
         for field in person_fields {
             let person_id = text(data, field);
@@ -785,6 +819,20 @@ impl Autolog {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Equipment: registered, of the wanted type, at this site, active and in calibration
+    /// at the step's time.
+    async fn equipment_rules(
+        &self,
+        draft: &EventDraft,
+        site_id: &str,
+        person_at: Instant,
+        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+    ) -> Result<(), StepError> {
+        let data = &draft.body.data;
+        let event_type = draft.body.event_type.as_str();
         // Equipment: at this site and in calibration.
         let equipment: Vec<(String, String, Option<&str>)> = match event_type {
             "chain.collected" => vec![(
@@ -840,10 +888,22 @@ impl Autolog {
                 return Err(refuse(field, id, rule));
             }
         }
-        if correction {
-            return Ok(recorded); // what the correction restates was checked when it happened
-        }
-        let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
+        Ok(())
+    }
+
+    /// Custody and units: DINs belong to one COI, a handoff leaves from the custodian with
+    /// the chain's units, a release and an administration name what the chain holds.
+    async fn custody_unit_rules(
+        &self,
+        facts: &ChainFacts,
+        view: &ChainView,
+        draft: &EventDraft,
+        site_id: &str,
+        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+    ) -> Result<Vec<EventDraft>, StepError> {
+        let data = &draft.body.data;
+        let event_type = draft.body.event_type.as_str();
+        let mut recorded = Vec::new();
         let treatment_site = text(&facts.enrolment, "treatment_site_id");
         match event_type {
             "chain.collected" => {
@@ -870,86 +930,8 @@ impl Autolog {
                     ));
                 }
             }
-            "custody.handed_off" => {
-                // A return leaves from where the material is (custody disputed) for the
-                // custodian of record: `ChainView::is_return`.
-                if custodian != site_id && !view.is_return(data) {
-                    return Err(refuse(
-                        "from_site_id",
-                        site_id,
-                        format!("is not the chain's custodian: the material is at {custodian}"),
-                    ));
-                }
-                for (i, unit) in string_list(data, "units").iter().enumerate() {
-                    if !view.units.contains(unit) {
-                        return Err(refuse(
-                            &format!("units[{i}]"),
-                            unit,
-                            format!(
-                                "is not a unit of chain {} (its units: {})",
-                                facts.coi,
-                                view.units.join(", ")
-                            ),
-                        ));
-                    }
-                }
-                // The released product goes to this patient's treatment center, nowhere else.
-                let destination = text(data, "destination_site_id");
-                if view.released && destination != treatment_site {
-                    return Err(refuse(
-                        "destination_site_id",
-                        destination,
-                        format!(
-                            "is not the patient's treatment center: the product released for chain {} goes to {treatment_site}",
-                            facts.coi
-                        ),
-                    ));
-                }
-                let expected = instant_field(data, "expected_arrival_by");
-                if expected.is_some_and(|e| e <= at) {
-                    return Err(refuse(
-                        "expected_arrival_by",
-                        text(data, "expected_arrival_by"),
-                        format!("must be later than the handoff ({at})"),
-                    ));
-                }
-            }
-            "chain.administered" => {
-                if site_id != treatment_site || custodian != treatment_site {
-                    return Err(refuse(
-                        "site_id",
-                        site_id,
-                        format!(
-                            "is not where the patient's product is: chain {} is enrolled at {treatment_site} and its custodian is {custodian}",
-                            facts.coi
-                        ),
-                    ));
-                }
-                let unit = text(data, "unit");
-                let released: Vec<String> = facts
-                    .entries
-                    .iter()
-                    .filter(|e| e.event_type == "chain.released")
-                    .flat_map(|e| string_list(&e.data, "units"))
-                    .collect();
-                if !view.bedside_verified.iter().any(|u| u == unit) {
-                    return Err(refuse(
-                        "unit",
-                        unit,
-                        "has not passed the bedside check for this patient: verify it before infusion".to_string(),
-                    ));
-                }
-                if !released.iter().any(|u| u == unit) {
-                    return Err(refuse(
-                        "unit",
-                        unit,
-                        format!(
-                            "is not a unit released for this patient (released: {})",
-                            released.join(", ")
-                        ),
-                    ));
-                }
-            }
+            "custody.handed_off" => handoff_rules(facts, view, draft, site_id, refuse)?,
+            "chain.administered" => administration_rules(facts, view, draft, site_id, refuse)?,
             "chain.exceptional_release_requested" => {
                 if site_id != treatment_site {
                     return Err(refuse(
@@ -1028,9 +1010,7 @@ impl Autolog {
         };
         let manifest = &handoff.data;
         let data = &receipt.body.data;
-        let arrived_at = receipt.occurred_at.instant;
         let mut findings: Vec<String> = Vec::new();
-        let mut other_chains: Vec<(String, String)> = Vec::new();
         let receiving = text(data, "receiving_site_id");
         let destination = text(manifest, "destination_site_id");
         if receiving != destination {
@@ -1038,6 +1018,36 @@ impl Autolog {
                 "received at {receiving}, but the handoff's destination is {destination}"
             ));
         }
+        let (scanned, other_chains) = self.label_findings(facts, manifest, data).await?;
+        findings.extend(scanned);
+        findings.extend(shipment_findings(
+            manifest,
+            data,
+            receipt.occurred_at.instant,
+        ));
+        if findings.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        Ok(reconciliation_holds(
+            facts,
+            handoff,
+            receipt,
+            &findings,
+            &other_chains,
+        ))
+    }
+
+    /// What the scanned labels say against the manifest: unreadable or doubled scans,
+    /// another chain's unit (returned with its chain), a unit not on the manifest or not
+    /// scanned, a label's COI, the count.
+    async fn label_findings(
+        &self,
+        facts: &ChainFacts,
+        manifest: &Value,
+        data: &Value,
+    ) -> Result<(Vec<String>, Vec<(String, String)>), AppError> {
+        let mut findings: Vec<String> = Vec::new();
+        let mut other_chains: Vec<(String, String)> = Vec::new();
         let manifest_units = string_list(manifest, "units");
         let labels = data
             .get("scanned_labels")
@@ -1114,61 +1124,79 @@ impl Autolog {
                 labels.len()
             ));
         }
-        for (field, what) in [("container_id", "container"), ("seal_id", "seal")] {
-            let sent = text(manifest, field);
-            let got = text(data, field);
-            if sent != got {
-                findings.push(format!("{what} {got} arrived, but {sent} was sent"));
-            }
+        Ok((findings, other_chains))
+    }
+}
+
+/// What the shipper says against the manifest: container, seal, temperature, arrival time.
+fn shipment_findings(manifest: &Value, data: &Value, arrived_at: Instant) -> Vec<String> {
+    let mut findings: Vec<String> = Vec::new();
+    for (field, what) in [("container_id", "container"), ("seal_id", "seal")] {
+        let sent = text(manifest, field);
+        let got = text(data, field);
+        if sent != got {
+            findings.push(format!("{what} {got} arrived, but {sent} was sent"));
         }
-        if data.get("seal_intact").and_then(Value::as_bool) == Some(false) {
-            findings.push("the seal was found broken".to_string());
-        }
-        let range = &manifest["temperature_range"];
-        let log = &data["temperature_log"];
-        let (min, max) = (
-            range["min_celsius"].as_f64().unwrap_or(f64::MIN),
-            range["max_celsius"].as_f64().unwrap_or(f64::MAX),
-        );
-        let (low, high) = (
-            log["min_celsius"].as_f64().unwrap_or(min),
-            log["max_celsius"].as_f64().unwrap_or(max),
-        );
-        if low < min || high > max {
-            findings.push(format!(
+    }
+    if data.get("seal_intact").and_then(Value::as_bool) == Some(false) {
+        findings.push("the seal was found broken".to_string());
+    }
+    let range = &manifest["temperature_range"];
+    let log = &data["temperature_log"];
+    let (min, max) = (
+        range["min_celsius"].as_f64().unwrap_or(f64::MIN),
+        range["max_celsius"].as_f64().unwrap_or(f64::MAX),
+    );
+    let (low, high) = (
+        log["min_celsius"].as_f64().unwrap_or(min),
+        log["max_celsius"].as_f64().unwrap_or(max),
+    );
+    if low < min || high > max {
+        findings.push(format!(
                 "temperature excursion: the logger recorded {low} to {high} °C, the required range is {min} to {max} °C"
             ));
+    }
+    if let Some(expected) = instant_field(manifest, "expected_arrival_by") {
+        if arrived_at > expected {
+            findings.push(format!(
+                "late arrival: received at {arrived_at}, expected by {expected}"
+            ));
         }
-        if let Some(expected) = instant_field(manifest, "expected_arrival_by") {
-            if arrived_at > expected {
-                findings.push(format!(
-                    "late arrival: received at {arrived_at}, expected by {expected}"
-                ));
-            }
-        }
-        if findings.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
-        }
-        let mut holds = Vec::new();
-        let mut alerts = Vec::new();
-        let handoff_id = text(manifest, "handoff_id");
-        let evidence = json!({
-            "handoff_id": handoff_id,
-            "handoff_event_id": handoff.event_id.to_string(),
-            "receipt_event_id": receipt.event_id.to_string(),
-            "findings": findings,
-        });
-        let hold_id = hold_id_of(receipt, &facts.coi);
-        holds.push(hold_placed(
-            receipt,
-            receipt.stream.clone(),
-            format!("hold/{}", facts.coi),
-            &hold_id,
-            "custody.reconciliation_failed",
-            json!(findings),
-            Some(receiving),
-        ));
-        alerts.push(alert_draft(
+    }
+    findings
+}
+
+/// The holds and alerts of a receipt that failed reconciliation: this chain's, and those of
+/// every chain whose unit arrived in this shipment.
+fn reconciliation_holds(
+    facts: &ChainFacts,
+    handoff: &autolog_domain::chain::OpenHandoff,
+    receipt: &EventDraft,
+    findings: &[String],
+    other_chains: &[(String, String)],
+) -> (Vec<EventDraft>, Vec<EventDraft>) {
+    let manifest = &handoff.data;
+    let receiving = text(&receipt.body.data, "receiving_site_id");
+    let mut holds = Vec::new();
+    let mut alerts = Vec::new();
+    let handoff_id = text(manifest, "handoff_id");
+    let evidence = json!({
+        "handoff_id": handoff_id,
+        "handoff_event_id": handoff.event_id.to_string(),
+        "receipt_event_id": receipt.event_id.to_string(),
+        "findings": findings,
+    });
+    let hold_id = hold_id_of(receipt, &facts.coi);
+    holds.push(hold_placed(
+        receipt,
+        receipt.stream.clone(),
+        format!("hold/{}", facts.coi),
+        &hold_id,
+        "custody.reconciliation_failed",
+        json!(findings),
+        Some(receiving),
+    ));
+    alerts.push(alert_draft(
             receipt,
             0,
             AlertSpec {
@@ -1184,22 +1212,22 @@ impl Autolog {
                 evidence: evidence.clone(),
             },
         ));
-        for (n, (owner, unit)) in other_chains.iter().enumerate() {
-            let other_hold = hold_id_of(receipt, owner);
-            let finding = format!(
+    for (n, (owner, unit)) in other_chains.iter().enumerate() {
+        let other_hold = hold_id_of(receipt, owner);
+        let finding = format!(
                 "unit {unit} of this chain arrived at {receiving} in the shipment of chain {} (handoff {handoff_id})",
                 facts.coi
             );
-            holds.push(hold_placed(
-                receipt,
-                format!("coi/{owner}"),
-                format!("hold/{owner}"),
-                &other_hold,
-                "custody.unit_in_wrong_shipment",
-                json!([finding]),
-                Some(receiving),
-            ));
-            alerts.push(alert_draft(
+        holds.push(hold_placed(
+            receipt,
+            format!("coi/{owner}"),
+            format!("hold/{owner}"),
+            &other_hold,
+            "custody.unit_in_wrong_shipment",
+            json!([finding]),
+            Some(receiving),
+        ));
+        alerts.push(alert_draft(
                 receipt,
                 n + 1,
                 AlertSpec {
@@ -1214,9 +1242,8 @@ impl Autolog {
                     evidence: evidence.clone(),
                 },
             ));
-        }
-        Ok((holds, alerts))
     }
+    (holds, alerts)
 }
 
 impl Autolog {
@@ -1603,4 +1630,114 @@ pub(crate) fn own_draft(
         short_digest(&[&cause.source.system, &cause.source.source_event_id])
     );
     derived_draft(cause, stream, source_event_id, event_type, data)
+}
+
+/// A handoff leaves from the custodian (or, a return, from where disputed material is)
+/// with the chain's own units; after release only for the patient's treatment center.
+fn handoff_rules(
+    facts: &ChainFacts,
+    view: &ChainView,
+    draft: &EventDraft,
+    site_id: &str,
+    refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+) -> Result<(), StepError> {
+    let data = &draft.body.data;
+    let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
+    let treatment_site = text(&facts.enrolment, "treatment_site_id");
+    let at = draft.occurred_at.instant;
+
+    // A return leaves from where the material is (custody disputed) for the
+    // custodian of record: `ChainView::is_return`.
+    if custodian != site_id && !view.is_return(data) {
+        return Err(refuse(
+            "from_site_id",
+            site_id,
+            format!("is not the chain's custodian: the material is at {custodian}"),
+        ));
+    }
+    for (i, unit) in string_list(data, "units").iter().enumerate() {
+        if !view.units.contains(unit) {
+            return Err(refuse(
+                &format!("units[{i}]"),
+                unit,
+                format!(
+                    "is not a unit of chain {} (its units: {})",
+                    facts.coi,
+                    view.units.join(", ")
+                ),
+            ));
+        }
+    }
+    // The released product goes to this patient's treatment center, nowhere else.
+    let destination = text(data, "destination_site_id");
+    if view.released && destination != treatment_site {
+        return Err(refuse(
+                        "destination_site_id",
+                        destination,
+                        format!(
+                            "is not the patient's treatment center: the product released for chain {} goes to {treatment_site}",
+                            facts.coi
+                        ),
+                    ));
+    }
+    let expected = instant_field(data, "expected_arrival_by");
+    if expected.is_some_and(|e| e <= at) {
+        return Err(refuse(
+            "expected_arrival_by",
+            text(data, "expected_arrival_by"),
+            format!("must be later than the handoff ({at})"),
+        ));
+    }
+    Ok(())
+}
+
+/// An administration happens where the patient's product is, with a unit released for
+/// this patient that passed the bedside check.
+fn administration_rules(
+    facts: &ChainFacts,
+    view: &ChainView,
+    draft: &EventDraft,
+    site_id: &str,
+    refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+) -> Result<(), StepError> {
+    let data = &draft.body.data;
+    let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
+    let treatment_site = text(&facts.enrolment, "treatment_site_id");
+
+    if site_id != treatment_site || custodian != treatment_site {
+        return Err(refuse(
+                        "site_id",
+                        site_id,
+                        format!(
+                            "is not where the patient's product is: chain {} is enrolled at {treatment_site} and its custodian is {custodian}",
+                            facts.coi
+                        ),
+                    ));
+    }
+    let unit = text(data, "unit");
+    let released: Vec<String> = facts
+        .entries
+        .iter()
+        .filter(|e| e.event_type == "chain.released")
+        .flat_map(|e| string_list(&e.data, "units"))
+        .collect();
+    if !view.bedside_verified.iter().any(|u| u == unit) {
+        return Err(refuse(
+            "unit",
+            unit,
+            "has not passed the bedside check for this patient: verify it before infusion"
+                .to_string(),
+        ));
+    }
+    if !released.iter().any(|u| u == unit) {
+        return Err(refuse(
+            "unit",
+            unit,
+            format!(
+                "is not a unit released for this patient (released: {})",
+                released.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -438,7 +438,6 @@ impl ChainView {
         event_type: &str,
         data: &Value,
     ) -> Result<Option<ChainState>, Refusal> {
-
         let id = text(data, "legal_hold_id");
         let open = self.legal_holds.iter().any(|h| h == id);
         match (event_type, open) {
@@ -456,7 +455,6 @@ impl ChainView {
 
     /// A sample receipt answers a shipment on its way: its destination, all its samples.
     fn sample_receipt_check(&self, data: &Value) -> Result<Option<ChainState>, Refusal> {
-
         let id = text(data, "shipment_id");
         let Some(shipment) = self.sample_shipments.get(id) else {
             return Err(Refusal::at(
@@ -522,7 +520,6 @@ impl ChainView {
 
     /// A deviation is opened once, about a batch of this chain.
     fn deviation_opened_check(&self, data: &Value) -> Result<Option<ChainState>, Refusal> {
-
         let id = text(data, "deviation_id");
         if let Some(batch) = data.get("batch_id").and_then(Value::as_str) {
             if !self.batches.iter().any(|b| b == batch) {
