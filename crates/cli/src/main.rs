@@ -80,92 +80,7 @@ enum Command {
     /// Create the data directory, the checkpoint signing key and the database schema.
     Init,
     /// Run the HTTP API.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, env = "AUTOLOG_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Seconds between checkpoints (signed only when the ledger grew).
-        #[arg(long, default_value_t = 10)]
-        checkpoint_interval_secs: u64,
-        /// Serve HTTPS: the certificate chain (PEM, the server's certificate first).
-        #[arg(
-            long,
-            env = "AUTOLOG_TLS_CERT",
-            value_name = "FILE",
-            requires = "tls_key"
-        )]
-        tls_cert: Option<PathBuf>,
-        /// Serve HTTPS: the private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
-        #[arg(
-            long,
-            env = "AUTOLOG_TLS_KEY",
-            value_name = "FILE",
-            requires = "tls_cert"
-        )]
-        tls_key: Option<PathBuf>,
-        /// Requests per second allowed to each client address (0 turns the limit off).
-        #[arg(long, env = "AUTOLOG_RATE_LIMIT_PER_SECOND", default_value_t = RateLimit::default().per_second)]
-        rate_limit_per_second: u32,
-        /// Requests a client address may send at once before the per-second limit applies.
-        #[arg(
-            long,
-            env = "AUTOLOG_RATE_LIMIT_BURST",
-            default_value_t = RateLimit::default().burst,
-            value_parser = clap::value_parser!(u32).range(1..)
-        )]
-        rate_limit_burst: u32,
-        /// A request's head must arrive within this many seconds; a keep-alive connection
-        /// idle this long between requests is closed too (slow clients hold nothing).
-        #[arg(long, env = "AUTOLOG_HEADER_READ_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
-        header_read_timeout_secs: u64,
-        /// Connections one client address may hold open at once; more are closed at once.
-        #[arg(long, env = "AUTOLOG_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-        max_connections_per_client: u64,
-        /// Let webhooks go to loopback and private addresses (an on-premises receiver). By
-        /// default only public addresses receive them, checked when registered and when sent.
-        #[arg(long, env = "AUTOLOG_ALLOW_PRIVATE_WEBHOOKS")]
-        allow_private_webhooks: bool,
-        /// Publish every committed event to NATS JetStream at this server
-        /// (nats://host:port, several separated by commas): at least once, in ledger order.
-        #[arg(
-            long,
-            env = "AUTOLOG_NATS_URL",
-            value_name = "URL",
-            hide_env_values = true
-        )]
-        nats_url: Option<String>,
-        /// The subjects' first tokens: events go to <prefix>.events.<event type>
-        /// [default: autolog].
-        #[arg(
-            long,
-            env = "AUTOLOG_NATS_SUBJECT_PREFIX",
-            value_name = "PREFIX",
-            requires = "nats_url"
-        )]
-        nats_subject_prefix: Option<String>,
-        /// The JetStream stream, created with subjects <prefix>.> when absent
-        /// [default: AUTOLOG].
-        #[arg(
-            long,
-            env = "AUTOLOG_NATS_STREAM",
-            value_name = "STREAM",
-            requires = "nats_url"
-        )]
-        nats_stream: Option<String>,
-        /// Seed a fresh (empty) data directory with the simulated demo network (a few dozen
-        /// patients at every stage, one caught bag swap) and create the demo console account
-        /// P-0001 with every role at `*`: its password and TOTP key are printed.
-        #[arg(long)]
-        demo: bool,
-        /// The demo account's password (at least 12 characters); generated when absent.
-        #[arg(
-            long,
-            env = "AUTOLOG_DEMO_PASSWORD",
-            requires = "demo",
-            hide_env_values = true
-        )]
-        demo_password: Option<String>,
-    },
+    Serve(ServeArgs),
     /// Generate a realistic network as NDJSON requests for `ingest` (deterministic per
     /// seed), with the injected faults in <OUT>.faults.ndjson.
     Simulate {
@@ -356,8 +271,246 @@ fn init_logging(json: bool, quiet: bool) {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = Config {
+/// `autolog serve`: where and how to serve.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "AUTOLOG_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Seconds between checkpoints (signed only when the ledger grew).
+    #[arg(long, default_value_t = 10)]
+    checkpoint_interval_secs: u64,
+    /// Serve HTTPS: the certificate chain (PEM, the server's certificate first).
+    #[arg(
+        long,
+        env = "AUTOLOG_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// Serve HTTPS: the private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "AUTOLOG_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<PathBuf>,
+    /// Requests per second allowed to each client address (0 turns the limit off).
+    #[arg(long, env = "AUTOLOG_RATE_LIMIT_PER_SECOND", default_value_t = RateLimit::default().per_second)]
+    rate_limit_per_second: u32,
+    /// Requests a client address may send at once before the per-second limit applies.
+    #[arg(
+    long,
+    env = "AUTOLOG_RATE_LIMIT_BURST",
+    default_value_t = RateLimit::default().burst,
+    value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    rate_limit_burst: u32,
+    /// A request's head must arrive within this many seconds; a keep-alive connection
+    /// idle this long between requests is closed too (slow clients hold nothing).
+    #[arg(long, env = "AUTOLOG_HEADER_READ_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_read_timeout_secs: u64,
+    /// Connections one client address may hold open at once; more are closed at once.
+    #[arg(long, env = "AUTOLOG_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_connections_per_client: u64,
+    /// Let webhooks go to loopback and private addresses (an on-premises receiver). By
+    /// default only public addresses receive them, checked when registered and when sent.
+    #[arg(long, env = "AUTOLOG_ALLOW_PRIVATE_WEBHOOKS")]
+    allow_private_webhooks: bool,
+    /// Publish every committed event to NATS JetStream at this server
+    /// (nats://host:port, several separated by commas): at least once, in ledger order.
+    #[arg(
+        long,
+        env = "AUTOLOG_NATS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    nats_url: Option<String>,
+    /// The subjects' first tokens: events go to <prefix>.events.<event type>
+    /// [default: autolog].
+    #[arg(
+        long,
+        env = "AUTOLOG_NATS_SUBJECT_PREFIX",
+        value_name = "PREFIX",
+        requires = "nats_url"
+    )]
+    nats_subject_prefix: Option<String>,
+    /// The JetStream stream, created with subjects <prefix>.> when absent
+    /// [default: AUTOLOG].
+    #[arg(
+        long,
+        env = "AUTOLOG_NATS_STREAM",
+        value_name = "STREAM",
+        requires = "nats_url"
+    )]
+    nats_stream: Option<String>,
+    /// Seed a fresh (empty) data directory with the simulated demo network (a few dozen
+    /// patients at every stage, one caught bag swap) and create the demo console account
+    /// P-0001 with every role at `*`: its password and TOTP key are printed.
+    #[arg(long)]
+    demo: bool,
+    /// The demo account's password (at least 12 characters); generated when absent.
+    #[arg(
+        long,
+        env = "AUTOLOG_DEMO_PASSWORD",
+        requires = "demo",
+        hide_env_values = true
+    )]
+    demo_password: Option<String>,
+}
+
+/// `autolog serve`: checks TLS and NATS settings before listening, opens the store, seeds
+/// the demo network when asked, and serves until a shutdown signal.
+async fn serve(
+    config: &Config,
+    coi_issuer_fin: Option<&str>,
+    skew: i64,
+    args: ServeArgs,
+) -> anyhow::Result<ExitCode> {
+    let ServeArgs {
+        listen,
+        checkpoint_interval_secs,
+        tls_cert,
+        tls_key,
+        rate_limit_per_second,
+        rate_limit_burst,
+        header_read_timeout_secs,
+        max_connections_per_client,
+        allow_private_webhooks,
+        nats_url,
+        nats_subject_prefix,
+        nats_stream,
+        demo,
+        demo_password,
+    } = args;
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    if let Some(files) = &tls {
+        // Before listening: a certificate or key that cannot be used stops here.
+        files.check().await?;
+    }
+    let nats = nats_url.map(|url| {
+        let mut nats = NatsOptions::new(&url);
+        if let Some(prefix) = nats_subject_prefix {
+            nats.subject_prefix = prefix;
+        }
+        if let Some(stream) = nats_stream {
+            nats.stream_name = stream;
+        }
+        nats
+    });
+    if let Some(nats) = &nats {
+        // Before listening: a bad prefix or stream name stops here.
+        nats.check()?;
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let options = ServeOptions {
+        checkpoint_interval: Duration::from_secs(checkpoint_interval_secs.max(1)),
+        tls,
+        rate_limit: (rate_limit_per_second > 0).then_some(RateLimit {
+            per_second: rate_limit_per_second,
+            burst: rate_limit_burst,
+        }),
+        nats,
+        header_read_timeout: Duration::from_secs(header_read_timeout_secs),
+        max_connections_per_client: usize::try_from(max_connections_per_client)
+            .unwrap_or(usize::MAX),
+        ..ServeOptions::default()
+    };
+    let mut app = store::open(config)
+        .await?
+        .with_clock_skew_tolerance(skew)?
+        .with_private_webhook_receivers(allow_private_webhooks);
+    if let Some(fin) = coi_issuer_fin {
+        app = app.with_coi_issuer(fin)?;
+    }
+    if demo {
+        simulate::seed_demo(&app, demo_password).await?;
+    }
+    let app = Arc::new(app);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let bound = listener.local_addr()?;
+    tracing::info!(listen = %bound, store = %config.store_description(), "autolog serving");
+    // One plain line on stdout, so that scripts (and tests) can find the port of --listen ...:0.
+    println!("autolog listening on {scheme}://{bound}");
+    let _ = std::io::stdout().flush();
+    autolog_server::serve(listener, app, options, shutdown_signal()).await?;
+    tracing::info!("autolog stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `autolog verify`: the whole ledger, against a kept checkpoint when one is given; exit
+/// code 1 names the first failure.
+async fn verify(
+    config: &Config,
+    trusted_checkpoint: Option<&std::path::Path>,
+    trusted_key: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let app = store::open_existing(config).await?;
+    let trusted = match trusted_checkpoint {
+        Some(file) => Some(read_trusted(file, trusted_key, &app)?),
+        None => None,
+    };
+    let show_progress = std::io::stderr().is_terminal();
+    let mut last_report = 0u64;
+    let outcome = app
+        .verify_against(trusted.as_ref().map(|(c, k)| (c, k)), |done, total| {
+            if done >= last_report + 100_000 || (show_progress && done == total) {
+                last_report = done;
+                let mut err = std::io::stderr();
+                let _ = writeln!(err, "verified {done}/{total} events");
+            }
+        })
+        .await?;
+    match outcome {
+        Ok(report) => {
+            println!("{}", report.summary_line());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => {
+            println!("{failure}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// `autolog key show`: the checkpoint signing key's public half and id.
+fn show_key(config: &Config) -> anyhow::Result<ExitCode> {
+    let key = DataDir::new(&config.data_dir).load_key()?;
+    let public = key.verifying_key();
+    println!("algorithm: Ed25519");
+    println!("public key: {}", hex_encode(public.as_bytes()));
+    println!(
+        "key id: {}",
+        autolog_domain::ledger::checkpoint::key_id(&public)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `autolog signer set-secret`: a person's e-signature secret, read from stdin.
+async fn set_signing_secret(
+    config: &Config,
+    person_id: &str,
+    set_by: &str,
+) -> anyhow::Result<ExitCode> {
+    autolog_domain::ledger::envelope::check_actor("set_by", set_by)?;
+    let app = store::open_existing(config).await?;
+    let mut secret = String::new();
+    std::io::stdin().read_line(&mut secret)?;
+    let secret = secret.trim_end_matches(['\r', '\n']);
+    app.set_signing_secret(person_id, secret, set_by).await?;
+    println!("signing secret set for {person_id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where the data directory, database and vault key are, from the global options.
+fn config_of(cli: &Cli) -> Config {
+    Config {
         data_dir: cli.data_dir.clone(),
         database_url: cli.database_url.clone(),
         vault_key_file: cli.vault_key_file.clone(),
@@ -365,7 +518,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         vault_key_hex: std::env::var("AUTOLOG_VAULT_KEY")
             .ok()
             .filter(|k| !k.trim().is_empty()),
-    };
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = config_of(&cli);
     let skew = cli.clock_skew_tolerance_secs;
     match cli.command {
         Command::Init => {
@@ -380,81 +537,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve {
-            listen,
-            checkpoint_interval_secs,
-            tls_cert,
-            tls_key,
-            rate_limit_per_second,
-            rate_limit_burst,
-            header_read_timeout_secs,
-            max_connections_per_client,
-            allow_private_webhooks,
-            nats_url,
-            nats_subject_prefix,
-            nats_stream,
-            demo,
-            demo_password,
-        } => {
-            let tls = match (tls_cert, tls_key) {
-                (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-                _ => None,
-            };
-            if let Some(files) = &tls {
-                // Before listening: a certificate or key that cannot be used stops here.
-                files.check().await?;
-            }
-            let nats = nats_url.map(|url| {
-                let mut nats = NatsOptions::new(&url);
-                if let Some(prefix) = nats_subject_prefix {
-                    nats.subject_prefix = prefix;
-                }
-                if let Some(stream) = nats_stream {
-                    nats.stream_name = stream;
-                }
-                nats
-            });
-            if let Some(nats) = &nats {
-                // Before listening: a bad prefix or stream name stops here.
-                nats.check()?;
-            }
-            let scheme = if tls.is_some() { "https" } else { "http" };
-            let options = ServeOptions {
-                checkpoint_interval: Duration::from_secs(checkpoint_interval_secs.max(1)),
-                tls,
-                rate_limit: (rate_limit_per_second > 0).then_some(RateLimit {
-                    per_second: rate_limit_per_second,
-                    burst: rate_limit_burst,
-                }),
-                nats,
-                header_read_timeout: Duration::from_secs(header_read_timeout_secs),
-                max_connections_per_client: usize::try_from(max_connections_per_client)
-                    .unwrap_or(usize::MAX),
-                ..ServeOptions::default()
-            };
-            let mut app = store::open(&config)
-                .await?
-                .with_clock_skew_tolerance(skew)?
-                .with_private_webhook_receivers(allow_private_webhooks);
-            if let Some(fin) = &cli.coi_issuer_fin {
-                app = app.with_coi_issuer(fin)?;
-            }
-            if demo {
-                simulate::seed_demo(&app, demo_password).await?;
-            }
-            let app = Arc::new(app);
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("cannot listen on {listen}"))?;
-            let bound = listener.local_addr()?;
-            tracing::info!(listen = %bound, store = %config.store_description(), "autolog serving");
-            // One plain line on stdout, so that scripts (and tests) can find the port of --listen ...:0.
-            println!("autolog listening on {scheme}://{bound}");
-            let _ = std::io::stdout().flush();
-            autolog_server::serve(listener, app, options, shutdown_signal()).await?;
-            tracing::info!("autolog stopped");
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Serve(args) => serve(&config, cli.coi_issuer_fin.as_deref(), skew, args).await,
         Command::Ingest { file } => {
             let app = store::open(&config)
                 .await?
@@ -471,32 +554,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             trusted_checkpoint,
             trusted_key,
         } => {
-            let app = store::open_existing(&config).await?;
-            let trusted = match &trusted_checkpoint {
-                Some(file) => Some(read_trusted(file, trusted_key.as_deref(), &app)?),
-                None => None,
-            };
-            let show_progress = std::io::stderr().is_terminal();
-            let mut last_report = 0u64;
-            let outcome = app
-                .verify_against(trusted.as_ref().map(|(c, k)| (c, k)), |done, total| {
-                    if done >= last_report + 100_000 || (show_progress && done == total) {
-                        last_report = done;
-                        let mut err = std::io::stderr();
-                        let _ = writeln!(err, "verified {done}/{total} events");
-                    }
-                })
-                .await?;
-            match outcome {
-                Ok(report) => {
-                    println!("{}", report.summary_line());
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(failure) => {
-                    println!("{failure}");
-                    Ok(ExitCode::from(1))
-                }
-            }
+            verify(
+                &config,
+                trusted_checkpoint.as_deref(),
+                trusted_key.as_deref(),
+            )
+            .await
         }
         Command::Trace {
             coi,
@@ -575,33 +638,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
-                println!("retention as of {}", text(&report["as_of"]));
-                for c in report["chains"].as_array().into_iter().flatten() {
-                    println!(
-                        "{}  {}  releasable {}  {}  legal holds {}",
-                        text(&c["coi"]),
-                        text(&c["product_code"]),
-                        text(&c["releasable_at"]),
-                        text(&c["status"]),
-                        c["legal_holds"]
-                    );
-                }
+                print_retention(&report);
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Signer {
             command: SignerCommand::SetSecret { person_id, set_by },
-        } => {
-            autolog_domain::ledger::envelope::check_actor("set_by", &set_by)?;
-            let app = store::open_existing(&config).await?;
-            let mut secret = String::new();
-            std::io::stdin().read_line(&mut secret)?;
-            let secret = secret.trim_end_matches(['\r', '\n']);
-            app.set_signing_secret(&person_id, secret, &set_by).await?;
-            println!("signing secret set for {person_id}");
-            Ok(ExitCode::SUCCESS)
-        }
+        } => set_signing_secret(&config, &person_id, &set_by).await,
         Command::Reference { command } => {
             let app = store::open(&config).await?;
             reference::run(&app, command).await
@@ -618,17 +661,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench::run(args, cli.database_url.clone()).await,
         Command::Key {
             command: KeyCommand::Show,
-        } => {
-            let key = DataDir::new(&config.data_dir).load_key()?;
-            let public = key.verifying_key();
-            println!("algorithm: Ed25519");
-            println!("public key: {}", hex_encode(public.as_bytes()));
-            println!(
-                "key id: {}",
-                autolog_domain::ledger::checkpoint::key_id(&public)
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        } => show_key(&config),
+    }
+}
+
+/// A retention report for people: one line per chain.
+fn print_retention(report: &serde_json::Value) {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    println!("retention as of {}", text(&report["as_of"]));
+    for c in report["chains"].as_array().into_iter().flatten() {
+        println!(
+            "{}  {}  releasable {}  {}  legal holds {}",
+            text(&c["coi"]),
+            text(&c["product_code"]),
+            text(&c["releasable_at"]),
+            text(&c["status"]),
+            c["legal_holds"]
+        );
     }
 }
 
