@@ -567,228 +567,263 @@ impl Autolog {
         )
         .map_err(|e| AppError::Invalid(FieldError::new("actor", actor, e.rule)))?;
         let import_id = self.new_event_id();
-        let mut report = ImportReport {
-            import_id: import_id.to_string(),
-            dry_run,
-            ..ImportReport::default()
+        let mut plan = ImportPlan {
+            report: ImportReport {
+                import_id: import_id.to_string(),
+                dry_run,
+                ..ImportReport::default()
+            },
+            ..ImportPlan::default()
         };
-        let mut bad = Vec::new();
-        let rows = parse_files(files, &mut bad);
-        report.rows = rows.len();
-        let now = self.now();
+        let rows = parse_files(files, &mut plan.bad);
+        plan.report.rows = rows.len();
         let occurred_at = OccurredAt {
-            instant: now,
+            instant: self.now(),
             zone: "UTC".to_string(),
             offset: Offset(0),
         };
-        let mut drafts: Vec<EventDraft> = Vec::new();
-        let mut draft_rows: Vec<usize> = Vec::new();
-        // Streams known to exist (stored or created by an earlier row) and stored histories.
-        let mut existing: HashMap<String, bool> = HashMap::new();
-        let mut created: HashMap<String, usize> = HashMap::new();
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        let mut tables: HashMap<String, MappingPlan> = HashMap::new();
         let total = rows.len() as u64;
-        for (n, row) in rows.iter().enumerate() {
+        for n in 0..rows.len() {
             if n % 100 == 0 {
                 progress(ImportProgress::Checking {
                     done: n as u64,
                     total,
                 });
             }
-            let registration = row.registry.registration;
-            if !row.registry.is_crosswalks() {
-                let stream = row.registry.stream_of(&row.data);
-                let named = check_stream_name("stream", &stream).is_ok();
-                if let Some(&first) = seen.get(&stream).filter(|_| named) {
-                    let earlier: &Row = &rows[first];
-                    bad.push(row.bad(
-                        row.registry.columns[0].path,
-                        stream.split('/').skip(1).collect::<Vec<_>>().join("/"),
-                        format!(
-                            "appears twice in this import (also {} {}); a record appears once",
-                            earlier.file, earlier.record
-                        ),
-                    ));
-                    continue;
-                }
-                if named {
-                    seen.insert(stream, n);
-                }
-            }
-            let checked = lookup(registration, 1).and_then(|t| t.validate(&row.data));
-            if let Err(e) = checked {
-                bad.push(row.refused(&e));
-                continue;
-            }
-            let stream = row.registry.stream_of(&row.data);
-            if let Err(e) = check_stream_name("stream", &stream) {
-                bad.push(row.bad(row.registry.columns[0].path, &stream, e.rule));
-                continue;
-            }
-            let mut corrects = None;
-            let (event_type, data) = if row.registry.is_crosswalks() {
-                let Ok(mapping) = crosswalk_of(&row.data) else {
-                    continue;
-                };
-                if !tables.contains_key(&stream) {
-                    let events = self.store.stream_events(&stream, Instant::MAX).await?;
-                    let mut plan = MappingPlan::default();
-                    for event in effective_events(&events, Instant::MAX, Instant::MAX) {
-                        if let Ok(m) = crosswalk_of(&event.body.data) {
-                            plan.stored.push((m.clone(), event.event_id));
-                            let _ = plan.table.add(m);
-                        }
-                    }
-                    tables.insert(stream.clone(), plan);
-                }
-                let Some(plan) = tables.get_mut(&stream) else {
-                    continue;
-                };
-                if plan.stored.iter().any(|(m, _)| *m == mapping) {
-                    report.unchanged += 1;
-                    continue;
-                }
-                match plan.table.add(mapping.clone()) {
-                    Ok(_) => {
-                        plan.added.push(mapping);
-                        report.mapped += 1;
-                    }
-                    Err(e) => match plan.revalidate(&mapping) {
-                        // The same mapping with another end (or none): restate it as a correction.
-                        Some(id) => {
-                            corrects = Some(CorrectionTarget::EventId(id));
-                            report.amended += 1;
-                        }
-                        None => {
-                            bad.push(row.refused(&e));
-                            continue;
-                        }
-                    },
-                }
-                (registration, row.data.clone())
-            } else {
-                let events = match self.store.stream_head(&stream).await? {
-                    Some(_) => self.store.stream_events(&stream, Instant::MAX).await?,
-                    None => Vec::new(),
-                };
-                let state =
-                    record_of(&stream_state(&stream, &events, Instant::MAX, Instant::MAX).state);
-                created.insert(stream.clone(), n);
-                if events.is_empty() {
-                    report.registered += 1;
-                    (registration, row.data.clone())
-                } else {
-                    let mut diff = Map::new();
-                    if let Value::Object(fields) = &row.data {
-                        for (k, v) in fields {
-                            let old = state.get(k);
-                            if old == Some(v) {
-                                continue;
-                            }
-                            // An object (a postal address) is replaced whole: the amendment
-                            // clears what the new one leaves out, since it is merged in.
-                            let mut patch = v.clone();
-                            if let (Some(Value::Object(old)), Value::Object(new)) =
-                                (old, &mut patch)
-                            {
-                                for gone in old.keys().filter(|key| v.get(*key).is_none()) {
-                                    new.insert(gone.clone(), Value::Null);
-                                }
-                            }
-                            diff.insert(k.clone(), patch);
-                        }
-                    }
-                    if diff.is_empty() {
-                        report.unchanged += 1;
-                        continue;
-                    }
-                    let first = diff.keys().next().cloned().unwrap_or_default();
-                    let registered = state
-                        .get(&first)
-                        .map_or_else(|| "(absent)".to_string(), autolog_domain::error::show);
-                    let Some(amendment) = row.registry.amendment else {
-                        bad.push(row.bad(
-                            &first,
-                            diff.get(&first).map(autolog_domain::error::show).unwrap_or_default(),
-                            format!("differs from the registered record ({registered}); records of {} change only by a correction event", row.registry.name),
-                        ));
-                        continue;
-                    };
-                    let data = Value::Object(diff);
-                    if let Err(e) = lookup(amendment, 1).and_then(|t| t.validate(&data)) {
-                        let mut b = row.refused(&e);
-                        b.rule = format!("differs from the registered record, and {amendment} cannot make that change: {}", e.rule);
-                        bad.push(b);
-                        continue;
-                    }
-                    report.amended += 1;
-                    (amendment, data)
-                }
-            };
-            let occurred = occurred_for(event_type, &data, &occurred_at);
-            let draft = EventDraft {
-                event_id: self.new_event_id(),
-                stream: stream.clone(),
-                occurred_at: occurred,
-                actor: actor.to_string(),
-                site: None,
-                source: Source {
-                    system: IMPORT_SOURCE_SYSTEM.to_string(),
-                    source_event_id: format!("{import_id}/{}", drafts.len() + 1),
-                },
-                reason: Some(format!(
-                    "reference import {import_id}: {} {}",
-                    row.file, row.record
-                )),
-                corrects,
-                body: Body {
-                    event_type: event_type.to_string(),
-                    version: 1,
-                    data,
-                },
-            };
-            let mut refused = false;
-            for (field, referenced) in references(&draft) {
-                let known = match existing.get(&referenced) {
-                    Some(&known) => known,
-                    None => {
-                        let stored = self.store.stream_head(&referenced).await?.is_some();
-                        existing.insert(referenced.clone(), stored);
-                        stored
-                    }
-                };
-                // A record registered by any row of this import counts, even a bad row:
-                // that row is reported itself, not again through every row that needs it.
-                if !known && !created.contains_key(&referenced) && !seen.contains_key(&referenced) {
-                    let e = unregistered(field.trim_start_matches("body.data."), &referenced);
-                    bad.push(row.refused(&e));
-                    refused = true;
-                }
-            }
-            if refused {
-                continue;
-            }
-            created.entry(stream).or_insert(n);
-            drafts.push(draft);
-            draft_rows.push(n);
+            self.plan_row(&mut plan, &rows, n, actor, &occurred_at, import_id)
+                .await?;
         }
         progress(ImportProgress::Checking { done: total, total });
-        report.bad_rows = bad;
-        if !report.bad_rows.is_empty() || dry_run || drafts.is_empty() {
+        let mut report = plan.report;
+        report.bad_rows = plan.bad;
+        if !report.bad_rows.is_empty() || dry_run || plan.drafts.is_empty() {
             return Ok(report);
         }
         progress(ImportProgress::Writing {
-            events: drafts.len() as u64,
+            events: plan.drafts.len() as u64,
         });
-        match self.store.append(&drafts, &self.store_clock()).await {
+        self.write_import(report, &plan.drafts, &plan.draft_rows, &rows)
+            .await
+    }
+
+    /// Checks one row and, when it changes anything, plans its event: a registration, an
+    /// amendment of what differs, or a crosswalk mapping (a correction where only its end
+    /// changes). A bad row is reported and planned nothing.
+    async fn plan_row(
+        &self,
+        plan: &mut ImportPlan,
+        rows: &[Row],
+        n: usize,
+        actor: &str,
+        occurred_at: &OccurredAt,
+        import_id: Uuid,
+    ) -> Result<(), AppError> {
+        let row = &rows[n];
+        let registration = row.registry.registration;
+        if !row.registry.is_crosswalks() && plan.seen_before(rows, n) {
+            return Ok(());
+        }
+        let checked = lookup(registration, 1).and_then(|t| t.validate(&row.data));
+        if let Err(e) = checked {
+            plan.bad.push(row.refused(&e));
+            return Ok(());
+        }
+        let stream = row.registry.stream_of(&row.data);
+        if let Err(e) = check_stream_name("stream", &stream) {
+            plan.bad
+                .push(row.bad(row.registry.columns[0].path, &stream, e.rule));
+            return Ok(());
+        }
+        let change = if row.registry.is_crosswalks() {
+            self.crosswalk_change(plan, row, &stream).await?
+        } else {
+            self.record_change(plan, row, n, &stream).await?
+        };
+        let Some((event_type, data, corrects)) = change else {
+            return Ok(());
+        };
+        let draft = EventDraft {
+            event_id: self.new_event_id(),
+            stream: stream.clone(),
+            occurred_at: occurred_for(event_type, &data, occurred_at),
+            actor: actor.to_string(),
+            site: None,
+            source: Source {
+                system: IMPORT_SOURCE_SYSTEM.to_string(),
+                source_event_id: format!("{import_id}/{}", plan.drafts.len() + 1),
+            },
+            reason: Some(format!(
+                "reference import {import_id}: {} {}",
+                row.file, row.record
+            )),
+            corrects,
+            body: Body {
+                event_type: event_type.to_string(),
+                version: 1,
+                data,
+            },
+        };
+        if self.refuse_unknown_references(plan, row, &draft).await? {
+            return Ok(());
+        }
+        plan.created.entry(stream).or_insert(n);
+        plan.drafts.push(draft);
+        plan.draft_rows.push(n);
+        Ok(())
+    }
+
+    /// A crosswalk row: unchanged, a new mapping, or the same mapping with another end
+    /// (restated as a correction). `None` when nothing is to be written.
+    async fn crosswalk_change(
+        &self,
+        plan: &mut ImportPlan,
+        row: &Row,
+        stream: &str,
+    ) -> Result<Option<PlannedEvent>, AppError> {
+        let Ok(mapping) = crosswalk_of(&row.data) else {
+            return Ok(None);
+        };
+        if !plan.tables.contains_key(stream) {
+            let events = self.store.stream_events(stream, Instant::MAX).await?;
+            let mut table = MappingPlan::default();
+            for event in effective_events(&events, Instant::MAX, Instant::MAX) {
+                if let Ok(m) = crosswalk_of(&event.body.data) {
+                    table.stored.push((m.clone(), event.event_id));
+                    let _ = table.table.add(m);
+                }
+            }
+            plan.tables.insert(stream.to_string(), table);
+        }
+        let Some(table) = plan.tables.get_mut(stream) else {
+            return Ok(None);
+        };
+        if table.stored.iter().any(|(m, _)| *m == mapping) {
+            plan.report.unchanged += 1;
+            return Ok(None);
+        }
+        let mut corrects = None;
+        match table.table.add(mapping.clone()) {
+            Ok(_) => {
+                table.added.push(mapping);
+                plan.report.mapped += 1;
+            }
+            Err(e) => match table.revalidate(&mapping) {
+                // The same mapping with another end (or none): restate it as a correction.
+                Some(id) => {
+                    corrects = Some(CorrectionTarget::EventId(id));
+                    plan.report.amended += 1;
+                }
+                None => {
+                    plan.bad.push(row.refused(&e));
+                    return Ok(None);
+                }
+            },
+        }
+        Ok(Some((
+            row.registry.registration,
+            row.data.clone(),
+            corrects,
+        )))
+    }
+
+    /// A registry row: a registration when the record is new, else an amendment of what
+    /// differs (refused where the registry has no amendment event). `None` when unchanged
+    /// or refused.
+    async fn record_change(
+        &self,
+        plan: &mut ImportPlan,
+        row: &Row,
+        n: usize,
+        stream: &str,
+    ) -> Result<Option<PlannedEvent>, AppError> {
+        let events = match self.store.stream_head(stream).await? {
+            Some(_) => self.store.stream_events(stream, Instant::MAX).await?,
+            None => Vec::new(),
+        };
+        let state = record_of(&stream_state(stream, &events, Instant::MAX, Instant::MAX).state);
+        plan.created.insert(stream.to_string(), n);
+        if events.is_empty() {
+            plan.report.registered += 1;
+            return Ok(Some((row.registry.registration, row.data.clone(), None)));
+        }
+        let diff = changed_fields(&row.data, &state);
+        if diff.is_empty() {
+            plan.report.unchanged += 1;
+            return Ok(None);
+        }
+        let first = diff.keys().next().cloned().unwrap_or_default();
+        let registered = state
+            .get(&first)
+            .map_or_else(|| "(absent)".to_string(), autolog_domain::error::show);
+        let Some(amendment) = row.registry.amendment else {
+            plan.bad.push(row.bad(
+                &first,
+                diff.get(&first).map(autolog_domain::error::show).unwrap_or_default(),
+                format!("differs from the registered record ({registered}); records of {} change only by a correction event", row.registry.name),
+            ));
+            return Ok(None);
+        };
+        let data = Value::Object(diff);
+        if let Err(e) = lookup(amendment, 1).and_then(|t| t.validate(&data)) {
+            let mut b = row.refused(&e);
+            b.rule = format!(
+                "differs from the registered record, and {amendment} cannot make that change: {}",
+                e.rule
+            );
+            plan.bad.push(b);
+            return Ok(None);
+        }
+        plan.report.amended += 1;
+        Ok(Some((amendment, data, None)))
+    }
+
+    /// Reports the row when its event names a record that is neither stored nor registered
+    /// by any row of this import (a bad row counts: it is reported itself, not again through
+    /// every row that needs it). True when refused.
+    async fn refuse_unknown_references(
+        &self,
+        plan: &mut ImportPlan,
+        row: &Row,
+        draft: &EventDraft,
+    ) -> Result<bool, AppError> {
+        let mut refused = false;
+        for (field, referenced) in references(draft) {
+            let known = match plan.existing.get(&referenced) {
+                Some(&known) => known,
+                None => {
+                    let stored = self.store.stream_head(&referenced).await?.is_some();
+                    plan.existing.insert(referenced.clone(), stored);
+                    stored
+                }
+            };
+            if !known
+                && !plan.created.contains_key(&referenced)
+                && !plan.seen.contains_key(&referenced)
+            {
+                let e = unregistered(field.trim_start_matches("body.data."), &referenced);
+                plan.bad.push(row.refused(&e));
+                refused = true;
+            }
+        }
+        Ok(refused)
+    }
+
+    /// Writes the planned events in one transaction. The store's own checks (the backstop)
+    /// name the batch member: a refusal is mapped back to its row and nothing is written.
+    async fn write_import(
+        &self,
+        mut report: ImportReport,
+        drafts: &[EventDraft],
+        draft_rows: &[usize],
+        rows: &[Row],
+    ) -> Result<ImportReport, AppError> {
+        match self.store.append(drafts, &self.store_clock()).await {
             Ok(outcomes) => {
                 self.note_appended();
                 report.appended_events = outcomes.iter().filter(|o| !o.duplicate).count();
-                tracing::info!(import_id = %import_id, events = report.appended_events, "reference import written");
+                tracing::info!(import_id = %report.import_id, events = report.appended_events, "reference import written");
                 Ok(report)
             }
-            // The store's own checks (the backstop) name the batch member: map it to its row.
             Err(StoreError::Rejected(e)) => {
                 let index = e
                     .field
@@ -899,4 +934,72 @@ impl Autolog {
         }
         Ok(records)
     }
+}
+
+/// The event a row plans: its type, payload and what it corrects (if anything).
+type PlannedEvent = (&'static str, Value, Option<CorrectionTarget>);
+
+/// What an import has checked and planned so far.
+#[derive(Default)]
+struct ImportPlan {
+    report: ImportReport,
+    bad: Vec<BadRow>,
+    drafts: Vec<EventDraft>,
+    /// The row of each planned draft.
+    draft_rows: Vec<usize>,
+    /// Streams known to exist in the store (looked up once).
+    existing: HashMap<String, bool>,
+    /// Streams registered or amended by a row of this import.
+    created: HashMap<String, usize>,
+    /// The row that first named each record.
+    seen: HashMap<String, usize>,
+    /// The crosswalk tables as stored and as planned, by stream.
+    tables: HashMap<String, MappingPlan>,
+}
+
+impl ImportPlan {
+    /// Whether row `n` names a record an earlier row of this import named (reported).
+    fn seen_before(&mut self, rows: &[Row], n: usize) -> bool {
+        let row = &rows[n];
+        let stream = row.registry.stream_of(&row.data);
+        let named = check_stream_name("stream", &stream).is_ok();
+        if let Some(&first) = self.seen.get(&stream).filter(|_| named) {
+            let earlier: &Row = &rows[first];
+            self.bad.push(row.bad(
+                row.registry.columns[0].path,
+                stream.split('/').skip(1).collect::<Vec<_>>().join("/"),
+                format!(
+                    "appears twice in this import (also {} {}); a record appears once",
+                    earlier.file, earlier.record
+                ),
+            ));
+            return true;
+        }
+        if named {
+            self.seen.insert(stream, n);
+        }
+        false
+    }
+}
+
+/// The fields of `row` that differ from the registered record, as a merge patch: an object
+/// (a postal address) is replaced whole, so the patch clears what the new one leaves out.
+fn changed_fields(row: &Value, state: &Value) -> Map<String, Value> {
+    let mut diff = Map::new();
+    if let Value::Object(fields) = row {
+        for (k, v) in fields {
+            let old = state.get(k);
+            if old == Some(v) {
+                continue;
+            }
+            let mut patch = v.clone();
+            if let (Some(Value::Object(old)), Value::Object(new)) = (old, &mut patch) {
+                for gone in old.keys().filter(|key| v.get(*key).is_none()) {
+                    new.insert(gone.clone(), Value::Null);
+                }
+            }
+            diff.insert(k.clone(), patch);
+        }
+    }
+    diff
 }
