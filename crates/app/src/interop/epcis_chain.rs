@@ -203,6 +203,99 @@ impl Autolog {
             Some(RECEIVING) => false,
             _ => return Ok(None),
         };
+        let CustodyFields {
+            system,
+            site,
+            handoff,
+            step,
+            person,
+            seal,
+            container,
+            labels,
+        } = self.custody_fields(principal, event, shipping).await?;
+        // Which chain: the one whose units these are (a receipt: the one awaiting this
+        // handoff, if the units belong to several).
+        let coi = if shipping {
+            self.chain_of_labels(&labels, &handoff).await
+        } else {
+            // A receipt answers a handoff: the chain that shipped under it (even when none
+            // of its own units arrived, a full swap), else the units' chain.
+            match self.chain_of_shipment(principal, &handoff).await {
+                Some(coi) => Some(coi),
+                None => self.chain_of_labels(&labels, &handoff).await,
+            }
+        };
+        let Some(coi) = coi else {
+            for label in &labels {
+                self.count_unmapped(&system, "epc", label).await;
+            }
+            return Err(Unmapped(vec![
+                json!({"field": "epcList", "rule": "none of the units belongs to a chain Autolog knows"}),
+            ]));
+        };
+        let zone = self.site_zone(&site).await;
+        let occurred_at = match local_time(event.event_time_utc_micros, &zone) {
+            Some(t) => t,
+            None => {
+                return Err(Unmapped(vec![
+                    json!({"field": "eventTime", "rule": "cannot be placed in the site's time zone"}),
+                ]))
+            }
+        };
+        // From the Event Hash ID: the same event resent maps to the same record, and two
+        // events that differ never share one (senders do reuse their own eventIDs).
+        let source_event_id = format!(
+            "epcis-{}",
+            &hex::encode(Sha256::digest(event.hash_id.as_bytes()))[..32]
+        );
+        let mut data = Map::new();
+        data.insert("handoff_id".into(), json!(handoff));
+        data.insert("step_code".into(), json!(step));
+        data.insert("container_id".into(), json!(container));
+        data.insert("seal_id".into(), json!(seal));
+        let event_type = if shipping {
+            let (destination, range, arrival) = self.shipment_terms(&system, &event.raw).await?;
+            data.insert("from_site_id".into(), json!(site));
+            data.insert("handed_off_by".into(), json!(person));
+            data.insert("destination_site_id".into(), json!(destination));
+            data.insert("courier".into(), json!(system));
+            data.insert("units".into(), json!(self.unit_ids(&labels)));
+            data.insert("unit_count".into(), json!(labels.len()));
+            data.insert("expected_arrival_by".into(), json!(arrival));
+            data.insert("temperature_range".into(), range);
+            "custody.handed_off"
+        } else {
+            data.insert("receiving_site_id".into(), json!(site));
+            data.insert("received_by".into(), json!(person));
+            data.insert(
+                "scanned_labels".into(),
+                json!(labels
+                    .iter()
+                    .map(|l| json!({"unit": l}))
+                    .collect::<Vec<_>>()),
+            );
+            receiving_data(&event.raw, &mut data)?;
+            "custody.received"
+        };
+        Ok(Some(json!({
+            "stream": format!("coi/{coi}"),
+            "occurred_at": occurred_at,
+            "actor": principal.actor,
+            "site": site,
+            "source": {"system": system, "source_event_id": source_event_id},
+            "body": {"type": event_type, "version": 1, "data": data},
+        })))
+    }
+
+    /// What every custody event needs, mapped through the sender's crosswalks: the site,
+    /// the units and container, the handoff, the step, the person and the seal. Every
+    /// missing field and unmapped code is named at once.
+    async fn custody_fields(
+        &self,
+        principal: &Principal,
+        event: &EpcisEvent,
+        shipping: bool,
+    ) -> Result<CustodyFields, Unmapped> {
         let raw = &event.raw;
         let system = principal.system_id().unwrap_or("epcis").to_string();
         let mut unmapped = Vec::new();
@@ -317,112 +410,43 @@ impl Autolog {
         if !unmapped.is_empty() {
             return Err(Unmapped(unmapped));
         }
+        Ok(CustodyFields {
+            system,
+            site,
+            handoff,
+            step,
+            person,
+            seal,
+            container,
+            labels,
+        })
+    }
 
-        // Which chain: the one whose units these are (a receipt: the one awaiting this
-        // handoff, if the units belong to several).
-        let coi = if shipping {
-            self.chain_of_labels(&labels, &handoff).await
-        } else {
-            // A receipt answers a handoff: the chain that shipped under it (even when none
-            // of its own units arrived, a full swap), else the units' chain.
-            match self.chain_of_shipment(principal, &handoff).await {
-                Some(coi) => Some(coi),
-                None => self.chain_of_labels(&labels, &handoff).await,
-            }
+    /// A shipment's own terms: its destination, temperature range and expected arrival.
+    async fn shipment_terms(
+        &self,
+        system: &str,
+        raw: &Value,
+    ) -> Result<(String, Value, String), Unmapped> {
+        let destination = match raw
+            .get("destinationList")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|d| text(d, "type").ends_with("location"))
+            .map(|d| text(d, "destination").to_string())
+        {
+            Some(id) => self.site_of_location(system, &id).await,
+            None => None,
         };
-        let Some(coi) = coi else {
-            for label in &labels {
-                self.count_unmapped(&system, "epc", label).await;
-            }
+        let range = extension(raw, "temperatureRange").cloned();
+        let arrival = extension_text(raw, "expectedArrivalBy").map(str::to_string);
+        let (Some(destination), Some(range), Some(arrival)) = (destination, range, arrival) else {
             return Err(Unmapped(vec![
-                json!({"field": "epcList", "rule": "none of the units belongs to a chain Autolog knows"}),
+                json!({"field": "destinationList / autolog:temperatureRange / autolog:expectedArrivalBy", "rule": "a shipment names its destination (a location: a site's GLN or mapped code), the allowed temperature range and the expected arrival"}),
             ]));
         };
-        let zone = self.site_zone(&site).await;
-        let occurred_at = match local_time(event.event_time_utc_micros, &zone) {
-            Some(t) => t,
-            None => {
-                return Err(Unmapped(vec![
-                    json!({"field": "eventTime", "rule": "cannot be placed in the site's time zone"}),
-                ]))
-            }
-        };
-        // From the Event Hash ID: the same event resent maps to the same record, and two
-        // events that differ never share one (senders do reuse their own eventIDs).
-        let source_event_id = format!(
-            "epcis-{}",
-            &hex::encode(Sha256::digest(event.hash_id.as_bytes()))[..32]
-        );
-        let mut data = Map::new();
-        data.insert("handoff_id".into(), json!(handoff));
-        data.insert("step_code".into(), json!(step));
-        data.insert("container_id".into(), json!(container));
-        data.insert("seal_id".into(), json!(seal));
-        let event_type = if shipping {
-            let destination = match raw
-                .get("destinationList")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .find(|d| text(d, "type").ends_with("location"))
-                .map(|d| text(d, "destination").to_string())
-            {
-                Some(id) => self.site_of_location(&system, &id).await,
-                None => None,
-            };
-            let range = extension(raw, "temperatureRange").cloned();
-            let arrival = extension_text(raw, "expectedArrivalBy").map(str::to_string);
-            let (Some(destination), Some(range), Some(arrival)) = (destination, range, arrival)
-            else {
-                return Err(Unmapped(vec![
-                    json!({"field": "destinationList / autolog:temperatureRange / autolog:expectedArrivalBy", "rule": "a shipment names its destination (a location: a site's GLN or mapped code), the allowed temperature range and the expected arrival"}),
-                ]));
-            };
-            data.insert("from_site_id".into(), json!(site));
-            data.insert("handed_off_by".into(), json!(person));
-            data.insert("destination_site_id".into(), json!(destination));
-            data.insert("courier".into(), json!(system));
-            data.insert("units".into(), json!(self.unit_ids(&labels)));
-            data.insert("unit_count".into(), json!(labels.len()));
-            data.insert("expected_arrival_by".into(), json!(arrival));
-            data.insert("temperature_range".into(), range);
-            "custody.handed_off"
-        } else {
-            let Some((lo, hi)) = temperature_span(raw) else {
-                return Err(Unmapped(vec![
-                    json!({"field": "sensorElementList", "rule": "a receipt reports the leg's temperatures (sensorReport of type Temperature)"}),
-                ]));
-            };
-            let Some(intact) = extension(raw, "sealIntact").and_then(Value::as_bool) else {
-                return Err(Unmapped(vec![
-                    json!({"field": "autolog:sealIntact", "rule": "a receipt says whether the seal was found intact (true or false)"}),
-                ]));
-            };
-            let mut log = json!({"min_celsius": lo, "max_celsius": hi});
-            if let Some(logger) = logger_of(raw) {
-                log["logger_id"] = json!(logger);
-            }
-            data.insert("receiving_site_id".into(), json!(site));
-            data.insert("received_by".into(), json!(person));
-            data.insert(
-                "scanned_labels".into(),
-                json!(labels
-                    .iter()
-                    .map(|l| json!({"unit": l}))
-                    .collect::<Vec<_>>()),
-            );
-            data.insert("seal_intact".into(), json!(intact));
-            data.insert("temperature_log".into(), log);
-            "custody.received"
-        };
-        Ok(Some(json!({
-            "stream": format!("coi/{coi}"),
-            "occurred_at": occurred_at,
-            "actor": principal.actor,
-            "site": site,
-            "source": {"system": system, "source_event_id": source_event_id},
-            "body": {"type": event_type, "version": 1, "data": data},
-        })))
+        Ok((destination, range, arrival))
     }
 
     /// The canonical unit ids of labels as scanned.
@@ -642,4 +666,37 @@ mod tests {
         assert_eq!(temperature_span(&raw), Some((-160.5, -140.0)));
         assert_eq!(logger_of(&raw).as_deref(), Some("4000001.111"));
     }
+}
+
+/// The mapped fields of a custody event.
+struct CustodyFields {
+    system: String,
+    site: String,
+    handoff: String,
+    step: String,
+    person: String,
+    seal: String,
+    container: String,
+    labels: Vec<String>,
+}
+
+/// A receipt's own fields: the leg's temperatures and whether the seal was intact.
+fn receiving_data(raw: &Value, data: &mut Map<String, Value>) -> Result<(), Unmapped> {
+    let Some((lo, hi)) = temperature_span(raw) else {
+        return Err(Unmapped(vec![
+            json!({"field": "sensorElementList", "rule": "a receipt reports the leg's temperatures (sensorReport of type Temperature)"}),
+        ]));
+    };
+    let Some(intact) = extension(raw, "sealIntact").and_then(Value::as_bool) else {
+        return Err(Unmapped(vec![
+            json!({"field": "autolog:sealIntact", "rule": "a receipt says whether the seal was found intact (true or false)"}),
+        ]));
+    };
+    let mut log = json!({"min_celsius": lo, "max_celsius": hi});
+    if let Some(logger) = logger_of(raw) {
+        log["logger_id"] = json!(logger);
+    }
+    data.insert("seal_intact".into(), json!(intact));
+    data.insert("temperature_log".into(), log);
+    Ok(())
 }
