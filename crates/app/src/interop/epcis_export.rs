@@ -221,13 +221,10 @@ fn list(data: &Value, field: &str) -> Vec<String> {
 
 /// A chain event (stream `coi/<COI>`) as an EPCIS ObjectEvent; `None` for a type that is
 /// not exported. `chain` is the chain's events (for the units it holds at that point).
-pub(crate) fn export_chain_event(
-    event: &Event,
-    chain: &[Event],
-    lookups: &Lookups,
-    superseded: Option<Superseded>,
-) -> Option<Exported> {
-    let coi = event.stream.strip_prefix("coi/")?;
+/// How a chain event maps to an EPCIS ObjectEvent: action, bizStep, disposition, the units
+/// it names, its site and whether the site is also its business location. `None` for an
+/// event type the export leaves out.
+fn mapping_of(event: &Event, chain: &[Event], lookups: &Lookups) -> Option<Mapping> {
     let data = &event.body.data;
     let event_type = event.body.event_type.as_str();
     let step_biz = || {
@@ -245,7 +242,7 @@ pub(crate) fn export_chain_event(
             Some(s.to_string())
         }
     };
-    let (action, biz_step, disposition, units, site, located): Mapping = match event_type {
+    let mapping: Mapping = match event_type {
         "chain.collected" => (
             "ADD",
             Some("commissioning".into()),
@@ -328,6 +325,19 @@ pub(crate) fn export_chain_event(
         ),
         _ => return None,
     };
+    Some(mapping)
+}
+
+pub(crate) fn export_chain_event(
+    event: &Event,
+    chain: &[Event],
+    lookups: &Lookups,
+    superseded: Option<Superseded>,
+) -> Option<Exported> {
+    let coi = event.stream.strip_prefix("coi/")?;
+    let data = &event.body.data;
+    let event_type = event.body.event_type.as_str();
+    let (action, biz_step, disposition, units, site, located) = mapping_of(event, chain, lookups)?;
     let mut epcs: Vec<String> = Vec::new();
     for u in &units {
         if let Some(uri) = unit_uri(u) {
