@@ -83,142 +83,244 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
     drafts: &[EventDraft],
     clock: &Clock,
 ) -> Result<Vec<AppendOutcome>, StoreError> {
-    let mut head = tx.lock_head().await?;
+    let head = tx.lock_head().await?;
     let now = clock();
-    // Everything the batch needs from storage, read in a few queries up front.
-    let mut sources: Vec<&Source> = drafts.iter().map(|d| &d.source).collect();
-    sources.sort_by(|a, b| (&a.system, &a.source_event_id).cmp(&(&b.system, &b.source_event_id)));
-    sources.dedup();
-    let stored: HashMap<Source, Event> = tx
-        .find_by_sources(&sources)
-        .await?
-        .into_iter()
-        .map(|e| (e.source.clone(), e))
-        .collect();
-    // Registry records the drafts refer to must exist: read their heads with the others.
-    let references: Vec<Vec<(String, String)>> = drafts.iter().map(rules::references).collect();
-    let mut streams: Vec<&str> = drafts.iter().map(|d| d.stream.as_str()).collect();
-    streams.extend(references.iter().flatten().map(|(_, s)| s.as_str()));
-    streams.sort_unstable();
-    streams.dedup();
-    let stored_heads = tx.stream_heads_of(&streams).await?;
-    let mut plan = AppendPlan::default();
-    let mut outcomes: Vec<AppendOutcome> = Vec::with_capacity(drafts.len());
-    let mut batch_sources: HashMap<&Source, usize> = HashMap::new();
-    let mut stream_heads: HashMap<String, StreamHead> = HashMap::new();
-    // Histories of the streams whose rules need them, by stream and filter: the stored
-    // events the filter admits, then every event of this batch in that stream (the checks
-    // filter those themselves).
-    let mut histories: HashMap<String, HashMap<HistoryFilter, Vec<Event>>> = HashMap::new();
-    // Correction targets seen so far (stored or new in this batch): id -> (stream, superseded_by).
-    let mut targets: HashMap<Uuid, (String, Option<Uuid>)> = HashMap::new();
-    // The stored streams whose rules read every event (chains, alerts), read together.
-    let mut whole: Vec<&str> = drafts
-        .iter()
-        .filter(|d| rules::needs_history(&d.body.event_type, &d.stream))
-        .filter(|d| {
-            stored_heads.contains_key(&d.stream) && history_filter(d) == HistoryFilter::all()
+    let known = Known::read(tx, drafts).await?;
+    let mut batch = Batch::new(head, &known);
+    batch.read_whole_histories(tx, drafts, &known).await?;
+    for (i, draft) in drafts.iter().enumerate() {
+        if batch.is_duplicate(draft, &known) {
+            continue;
+        }
+        let corrects = batch.correction(tx, i, draft).await?;
+        batch.check_references(i, &known)?;
+        check_lot_under_lock(tx, i, draft, &known).await?;
+        batch
+            .check_stream_rules(tx, i, draft, corrects, &known)
+            .await?;
+        batch.place(draft, corrects, now, &known);
+    }
+    batch.write(tx).await
+}
+
+/// What the batch needs from storage, read in a few queries up front.
+struct Known {
+    /// Stored events with the drafts' sources (resent requests).
+    stored: HashMap<Source, Event>,
+    /// The registry records each draft refers to: (field, stream).
+    references: Vec<Vec<(String, String)>>,
+    /// The stored heads of the drafts' streams and of the records they refer to.
+    stored_heads: HashMap<String, StreamHead>,
+}
+
+impl Known {
+    async fn read<T: AppendTx + ?Sized>(
+        tx: &mut T,
+        drafts: &[EventDraft],
+    ) -> Result<Self, StoreError> {
+        let mut sources: Vec<&Source> = drafts.iter().map(|d| &d.source).collect();
+        sources
+            .sort_by(|a, b| (&a.system, &a.source_event_id).cmp(&(&b.system, &b.source_event_id)));
+        sources.dedup();
+        let stored: HashMap<Source, Event> = tx
+            .find_by_sources(&sources)
+            .await?
+            .into_iter()
+            .map(|e| (e.source.clone(), e))
+            .collect();
+        // Registry records the drafts refer to must exist: read their heads with the others.
+        let references: Vec<Vec<(String, String)>> = drafts.iter().map(rules::references).collect();
+        let mut streams: Vec<&str> = drafts.iter().map(|d| d.stream.as_str()).collect();
+        streams.extend(references.iter().flatten().map(|(_, s)| s.as_str()));
+        streams.sort_unstable();
+        streams.dedup();
+        let stored_heads = tx.stream_heads_of(&streams).await?;
+        Ok(Known {
+            stored,
+            references,
+            stored_heads,
         })
-        .map(|d| d.stream.as_str())
-        .collect();
-    whole.sort_unstable();
-    whole.dedup();
-    if !whole.is_empty() {
+    }
+}
+
+/// The batch as it is placed, event by event.
+struct Batch<'d> {
+    head: LedgerHead,
+    plan: AppendPlan,
+    outcomes: Vec<AppendOutcome>,
+    /// Each source already answered in this batch: the index of its outcome.
+    batch_sources: HashMap<&'d Source, usize>,
+    /// The heads of the streams this batch wrote to.
+    stream_heads: HashMap<String, StreamHead>,
+    /// Histories of the streams whose rules need them, by stream and filter: the stored
+    /// events the filter admits, then every event of this batch in that stream (the checks
+    /// filter those themselves).
+    histories: HashMap<String, HashMap<HistoryFilter, Vec<Event>>>,
+    /// Correction targets seen so far (stored or new in this batch): id -> (stream,
+    /// superseded_by).
+    targets: HashMap<Uuid, (String, Option<Uuid>)>,
+}
+
+impl<'d> Batch<'d> {
+    fn new(head: LedgerHead, known: &Known) -> Self {
+        Batch {
+            head,
+            plan: AppendPlan::default(),
+            outcomes: Vec::with_capacity(known.references.len()),
+            batch_sources: HashMap::new(),
+            stream_heads: HashMap::new(),
+            histories: HashMap::new(),
+            targets: HashMap::new(),
+        }
+    }
+
+    /// The stored streams whose rules read every event (chains, alerts), read together.
+    async fn read_whole_histories<T: AppendTx + ?Sized>(
+        &mut self,
+        tx: &mut T,
+        drafts: &[EventDraft],
+        known: &Known,
+    ) -> Result<(), StoreError> {
+        let mut whole: Vec<&str> = drafts
+            .iter()
+            .filter(|d| rules::needs_history(&d.body.event_type, &d.stream))
+            .filter(|d| {
+                known.stored_heads.contains_key(&d.stream)
+                    && history_filter(d) == HistoryFilter::all()
+            })
+            .map(|d| d.stream.as_str())
+            .collect();
+        whole.sort_unstable();
+        whole.dedup();
+        if whole.is_empty() {
+            return Ok(());
+        }
         let mut read = tx.whole_histories(&whole).await?;
         for stream in whole {
             let events = read.remove(stream).unwrap_or_default();
-            histories
+            self.histories
                 .entry(stream.to_string())
                 .or_default()
                 .insert(HistoryFilter::all(), events);
         }
+        Ok(())
     }
 
-    for (i, draft) in drafts.iter().enumerate() {
-        if let Some(&first) = batch_sources.get(&draft.source) {
-            let event = outcomes[first].event.clone();
-            outcomes.push(AppendOutcome {
+    /// A draft whose source was answered before (stored, or earlier in this batch) is a
+    /// duplicate: its outcome is that event, and nothing is written.
+    fn is_duplicate(&mut self, draft: &'d EventDraft, known: &Known) -> bool {
+        if let Some(&first) = self.batch_sources.get(&draft.source) {
+            let event = self.outcomes[first].event.clone();
+            self.outcomes.push(AppendOutcome {
                 event,
                 duplicate: true,
             });
-            continue;
+            return true;
         }
-        if let Some(existing) = stored.get(&draft.source) {
-            batch_sources.insert(&draft.source, outcomes.len());
-            outcomes.push(AppendOutcome {
+        if let Some(existing) = known.stored.get(&draft.source) {
+            self.batch_sources
+                .insert(&draft.source, self.outcomes.len());
+            self.outcomes.push(AppendOutcome {
                 event: existing.clone(),
                 duplicate: true,
             });
-            continue;
+            return true;
         }
-        let corrects = match &draft.corrects {
-            None => None,
-            Some(target) => {
-                let id = resolve_target(tx, &batch_sources, &outcomes, target).await?;
-                let found = match targets.get(&id) {
-                    Some(found) => Some(found.clone()),
-                    None => tx.event_stream(id).await?,
-                };
-                check_correction(draft, id, found)
-                    .map_err(|e| StoreError::Rejected(e.under(&format!("[{i}]"))))?;
-                Some(id)
-            }
-        };
+        false
+    }
 
-        for (field, stream) in &references[i] {
-            if !stored_heads.contains_key(stream) && !stream_heads.contains_key(stream) {
+    /// The event a correction supersedes: of the same stream, not superseded yet.
+    async fn correction<T: AppendTx + ?Sized>(
+        &self,
+        tx: &mut T,
+        i: usize,
+        draft: &EventDraft,
+    ) -> Result<Option<Uuid>, StoreError> {
+        let Some(target) = &draft.corrects else {
+            return Ok(None);
+        };
+        let id = resolve_target(tx, &self.batch_sources, &self.outcomes, target).await?;
+        let found = match self.targets.get(&id) {
+            Some(found) => Some(found.clone()),
+            None => tx.event_stream(id).await?,
+        };
+        check_correction(draft, id, found)
+            .map_err(|e| StoreError::Rejected(e.under(&format!("[{i}]"))))?;
+        Ok(Some(id))
+    }
+
+    /// Every record the draft refers to is stored or registered earlier in this batch.
+    fn check_references(&self, i: usize, known: &Known) -> Result<(), StoreError> {
+        for (field, stream) in &known.references[i] {
+            if !known.stored_heads.contains_key(stream) && !self.stream_heads.contains_key(stream) {
                 return Err(StoreError::Rejected(
                     rules::unregistered(field, stream).under(&format!("[{i}]")),
                 ));
             }
         }
-        // Reference conditions that a concurrent request could change between the rules
-        // and the commit: a lot's status, read again under the lock.
-        if let Some(lot) = rules::consumed_lot(draft) {
-            if stored_heads.contains_key(&lot) {
-                let events = tx.stream_history(&lot, &record_filter(&lot)).await?;
-                rules::check_lot_released(draft, &lot, &events)
-                    .map_err(|e| StoreError::Rejected(e.under(&format!("[{i}]"))))?;
-            }
-        }
+        Ok(())
+    }
 
-        if rules::needs_history(&draft.body.event_type, &draft.stream) {
-            let filter = history_filter(draft);
-            let cached = histories
-                .get(&draft.stream)
-                .is_some_and(|by_filter| by_filter.contains_key(&filter));
-            if !cached {
-                // A stream with no stored head has no stored history: no need to read it.
-                let mut history = if stored_heads.contains_key(&draft.stream) {
-                    tx.stream_history(&draft.stream, &filter).await?
-                } else {
-                    Vec::new()
-                };
-                history.extend(
-                    plan.events
-                        .iter()
-                        .filter(|e| e.stream == draft.stream)
-                        .cloned(),
-                );
-                histories
-                    .entry(draft.stream.clone())
-                    .or_default()
-                    .insert(filter.clone(), history);
-            }
-            let prior = histories
-                .get(&draft.stream)
-                .and_then(|by_filter| by_filter.get(&filter))
-                .map_or(&[][..], Vec::as_slice);
-            rules::check_against_stream(draft, corrects, prior)
-                .map_err(|e| StoreError::Rejected(e.under(&format!("[{i}]"))))?;
+    /// The stream's own rules, against its history (stored, then this batch's events).
+    async fn check_stream_rules<T: AppendTx + ?Sized>(
+        &mut self,
+        tx: &mut T,
+        i: usize,
+        draft: &EventDraft,
+        corrects: Option<Uuid>,
+        known: &Known,
+    ) -> Result<(), StoreError> {
+        if !rules::needs_history(&draft.body.event_type, &draft.stream) {
+            return Ok(());
         }
-
-        let stream_head = stream_heads
+        let filter = history_filter(draft);
+        let cached = self
+            .histories
             .get(&draft.stream)
-            .or_else(|| stored_heads.get(&draft.stream))
+            .is_some_and(|by_filter| by_filter.contains_key(&filter));
+        if !cached {
+            // A stream with no stored head has no stored history: no need to read it.
+            let mut history = if known.stored_heads.contains_key(&draft.stream) {
+                tx.stream_history(&draft.stream, &filter).await?
+            } else {
+                Vec::new()
+            };
+            history.extend(
+                self.plan
+                    .events
+                    .iter()
+                    .filter(|e| e.stream == draft.stream)
+                    .cloned(),
+            );
+            self.histories
+                .entry(draft.stream.clone())
+                .or_default()
+                .insert(filter.clone(), history);
+        }
+        let prior = self
+            .histories
+            .get(&draft.stream)
+            .and_then(|by_filter| by_filter.get(&filter))
+            .map_or(&[][..], Vec::as_slice);
+        rules::check_against_stream(draft, corrects, prior)
+            .map_err(|e| StoreError::Rejected(e.under(&format!("[{i}]"))))
+    }
+
+    /// Seals the draft at the next position and records what later drafts must see.
+    fn place(
+        &mut self,
+        draft: &'d EventDraft,
+        corrects: Option<Uuid>,
+        now: Instant,
+        known: &Known,
+    ) {
+        let stream_head = self
+            .stream_heads
+            .get(&draft.stream)
+            .or_else(|| known.stored_heads.get(&draft.stream))
             .copied();
-        let position = head.position + 1;
-        let recorded_at = match head.recorded_at {
+        let position = self.head.position + 1;
+        let recorded_at = match self.head.recorded_at {
             Some(last) if last >= now => last.next(),
             _ => now,
         };
@@ -230,11 +332,12 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
             corrects,
         };
         let event = draft.seal(place);
-        plan.nodes
-            .extend(head.frontier.append(leaf_hash(&event.hash)));
-        head.position = position;
-        head.recorded_at = Some(recorded_at);
-        stream_heads.insert(
+        self.plan
+            .nodes
+            .extend(self.head.frontier.append(leaf_hash(&event.hash)));
+        self.head.position = position;
+        self.head.recorded_at = Some(recorded_at);
+        self.stream_heads.insert(
             draft.stream.clone(),
             StreamHead {
                 last_seq: event.seq,
@@ -242,32 +345,62 @@ pub async fn append_in_tx<T: AppendTx + ?Sized>(
             },
         );
         if let Some(target) = corrects {
-            plan.corrections.push((target, event.event_id, recorded_at));
-            targets.insert(target, (event.stream.clone(), Some(event.event_id)));
+            self.plan
+                .corrections
+                .push((target, event.event_id, recorded_at));
+            self.targets
+                .insert(target, (event.stream.clone(), Some(event.event_id)));
         }
-        targets.insert(event.event_id, (event.stream.clone(), None));
-        for history in histories
+        self.targets
+            .insert(event.event_id, (event.stream.clone(), None));
+        for history in self
+            .histories
             .get_mut(&event.stream)
             .into_iter()
             .flat_map(|h| h.values_mut())
         {
             history.push(event.clone());
         }
-        batch_sources.insert(&draft.source, outcomes.len());
-        plan.events.push(event.clone());
-        outcomes.push(AppendOutcome {
+        self.batch_sources
+            .insert(&draft.source, self.outcomes.len());
+        self.plan.events.push(event.clone());
+        self.outcomes.push(AppendOutcome {
             event,
             duplicate: false,
         });
     }
 
-    if !plan.events.is_empty() {
-        plan.stream_heads = stream_heads.into_iter().collect();
-        plan.stream_heads.sort_by(|a, b| a.0.cmp(&b.0));
-        plan.head = Some(head);
-        tx.write(&plan).await?;
+    /// Writes what the batch placed (nothing when every draft was a duplicate).
+    async fn write<T: AppendTx + ?Sized>(
+        mut self,
+        tx: &mut T,
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        if !self.plan.events.is_empty() {
+            self.plan.stream_heads = self.stream_heads.into_iter().collect();
+            self.plan.stream_heads.sort_by(|a, b| a.0.cmp(&b.0));
+            self.plan.head = Some(self.head);
+            tx.write(&self.plan).await?;
+        }
+        Ok(self.outcomes)
     }
-    Ok(outcomes)
+}
+
+/// Reference conditions that a concurrent request could change between the rules and the
+/// commit: a lot's status, read again under the lock.
+async fn check_lot_under_lock<T: AppendTx + ?Sized>(
+    tx: &mut T,
+    i: usize,
+    draft: &EventDraft,
+    known: &Known,
+) -> Result<(), StoreError> {
+    if let Some(lot) = rules::consumed_lot(draft) {
+        if known.stored_heads.contains_key(&lot) {
+            let events = tx.stream_history(&lot, &record_filter(&lot)).await?;
+            rules::check_lot_released(draft, &lot, &events)
+                .map_err(|e| StoreError::Rejected(e.under(&format!("[{i}]"))))?;
+        }
+    }
+    Ok(())
 }
 
 /// Turns a correction target given by source into the event id it names. A source that
