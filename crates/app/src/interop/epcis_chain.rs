@@ -621,6 +621,39 @@ pub(crate) fn refusal_json(e: &AppError) -> Value {
     }
 }
 
+/// The mapped fields of a custody event.
+struct CustodyFields {
+    system: String,
+    site: String,
+    handoff: String,
+    step: String,
+    person: String,
+    seal: String,
+    container: String,
+    labels: Vec<String>,
+}
+
+/// A receipt's own fields: the leg's temperatures and whether the seal was intact.
+fn receiving_data(raw: &Value, data: &mut Map<String, Value>) -> Result<(), Unmapped> {
+    let Some((lo, hi)) = temperature_span(raw) else {
+        return Err(Unmapped(vec![
+            json!({"field": "sensorElementList", "rule": "a receipt reports the leg's temperatures (sensorReport of type Temperature)"}),
+        ]));
+    };
+    let Some(intact) = extension(raw, "sealIntact").and_then(Value::as_bool) else {
+        return Err(Unmapped(vec![
+            json!({"field": "autolog:sealIntact", "rule": "a receipt says whether the seal was found intact (true or false)"}),
+        ]));
+    };
+    let mut log = json!({"min_celsius": lo, "max_celsius": hi});
+    if let Some(logger) = logger_of(raw) {
+        log["logger_id"] = json!(logger);
+    }
+    data.insert("seal_intact".into(), json!(intact));
+    data.insert("temperature_log".into(), log);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -666,37 +699,4 @@ mod tests {
         assert_eq!(temperature_span(&raw), Some((-160.5, -140.0)));
         assert_eq!(logger_of(&raw).as_deref(), Some("4000001.111"));
     }
-}
-
-/// The mapped fields of a custody event.
-struct CustodyFields {
-    system: String,
-    site: String,
-    handoff: String,
-    step: String,
-    person: String,
-    seal: String,
-    container: String,
-    labels: Vec<String>,
-}
-
-/// A receipt's own fields: the leg's temperatures and whether the seal was intact.
-fn receiving_data(raw: &Value, data: &mut Map<String, Value>) -> Result<(), Unmapped> {
-    let Some((lo, hi)) = temperature_span(raw) else {
-        return Err(Unmapped(vec![
-            json!({"field": "sensorElementList", "rule": "a receipt reports the leg's temperatures (sensorReport of type Temperature)"}),
-        ]));
-    };
-    let Some(intact) = extension(raw, "sealIntact").and_then(Value::as_bool) else {
-        return Err(Unmapped(vec![
-            json!({"field": "autolog:sealIntact", "rule": "a receipt says whether the seal was found intact (true or false)"}),
-        ]));
-    };
-    let mut log = json!({"min_celsius": lo, "max_celsius": hi});
-    if let Some(logger) = logger_of(raw) {
-        log["logger_id"] = json!(logger);
-    }
-    data.insert("seal_intact".into(), json!(intact));
-    data.insert("temperature_log".into(), log);
-    Ok(())
 }

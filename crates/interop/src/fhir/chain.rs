@@ -327,6 +327,9 @@ impl<'a> Bundle<'a> {
             ref coi_identifier,
             ref patient_ref,
             ref mut out,
+            ref mut collected,
+            ref mut products,
+            ref mut procedures,
             ..
         } = *self;
         let consumed: BTreeSet<String> = events_of(events, "batch.created")
@@ -346,9 +349,6 @@ impl<'a> Bundle<'a> {
                     .get(*code)
                     .is_some_and(|s| text(s, "cbv_biz_step") == "collecting")
             });
-        let mut collected: BTreeSet<String> = BTreeSet::new();
-        let mut products: Vec<String> = Vec::new();
-        let mut procedures: Vec<Value> = Vec::new();
         for c in events_of(events, "chain.collected") {
             let data = &c.data;
             let dins = texts(data, "dins");
@@ -516,9 +516,9 @@ impl<'a> Bundle<'a> {
             ref mut out,
             ref mut released,
             ref mut administered,
+            ref mut dispenses,
             ..
         } = *self;
-        let mut dispenses: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (at, r) in events.iter().enumerate() {
             if r.event_type != "chain.released" {
                 continue;

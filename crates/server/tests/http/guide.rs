@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 const COI: &str = "CHA999926000001*";
 /// The time the guide runs at: after its last example (2026-12-01), whenever the test runs.
 const NOW: &str = "2026-12-07T12:00:00Z";
-const SIGNING_SECRET: &str = "correct horse battery staple";
+pub(crate) const SIGNING_SECRET: &str = "correct horse battery staple";
 
 fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -167,7 +167,7 @@ fn parse(line: &str) -> Command {
     }
 }
 
-async fn spawn(target: &Target) -> (Arc<Autolog>, String) {
+pub(crate) async fn spawn(target: &Target) -> (Arc<Autolog>, String) {
     let clock = Arc::new(ShiftedClock::default());
     let now = Instant::parse_rfc3339("now", NOW).expect("instant");
     clock.advance_seconds((now.micros() - Instant::now().micros()) / 1_000_000);

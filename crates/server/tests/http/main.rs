@@ -9,6 +9,7 @@ mod api;
 mod epcis;
 mod fhir;
 mod guide;
+mod hard_cases;
 mod hardening;
 mod keys;
 mod nats;
