@@ -1296,90 +1296,12 @@ async fn run_scale(
     let chain_now = chain_latencies(&main.app, &cois, None).await?;
     let chain_past = chain_latencies(&main.app, &cois, past_at.as_deref()).await?;
 
-    progress("genealogy forward");
-    let genealogy = match &work.busiest_lot {
-        Some((stream, uses)) => {
-            let lot = stream.trim_start_matches("lot/");
-            let t = Clock::now();
-            let answer = main.app.genealogy_forward(lot, None, None).await?;
-            let ms = t.elapsed().as_secs_f64() * 1000.0;
-            json!({
-                "lot": lot,
-                "consumptions": uses,
-                "batches": answer["batches"].as_array().map_or(0, Vec::len),
-                "patients_who_received": answer["patients_who_received"].as_array().map_or(0, Vec::len),
-                "ms": ms,
-            })
-        }
-        None => Value::Null,
-    };
-
-    progress("network reconciliation");
-    let t = Clock::now();
-    let report = main.app.reconciliation().await?;
-    let reconciliation = json!({
-        "chains": report["chains"],
-        "clean": report["clean"],
-        "open_holds": report["open_holds"].as_array().map_or(0, Vec::len),
-        "ms": t.elapsed().as_secs_f64() * 1000.0,
-    });
-
-    progress("verify");
-    let t = Clock::now();
-    let verified = main.app.verify(|_, _| {}).await?;
-    let verify_seconds = t.elapsed().as_secs_f64();
-    let verify = json!({
-        "events": ledger_events,
-        "ok": verified.is_ok(),
-        "seconds": verify_seconds,
-        "events_per_second": rate(ledger_events as usize, verify_seconds),
-    });
-    if let Err(failure) = &verified {
-        progress(&format!("verify FAILED: {failure}"));
-    }
+    let (genealogy, reconciliation, verify) =
+        full_ledger_reads(&main.app, &work, ledger_events).await?;
     main.drop_database().await;
 
-    // 3. One request per event, in process.
-    progress(&format!(
-        "one request per event, in process (at most {} s)",
-        args.sample_secs
-    ));
-    let single = Fresh::create(backend, server_url).await?;
-    ingest_batched(&single.app, &work, 0..work.prelude, None).await?;
-    let before = single.app.store().head().await?.position;
-    let mut per_request = ingest_per_request(&single.app, &work, budget).await?;
-    per_request.ledger_rows = single.app.store().head().await?.position - before;
-    progress(&format!(
-        "per request: {} events in {:.1} s ({:.0}/s), {} refused",
-        per_request.events,
-        per_request.seconds,
-        per_request.rate(),
-        per_request.refused
-    ));
-    progress("plain-insert limit, one row per transaction");
-    let limit_single = plain_limit(&single, 1, budget).await?;
-    single.drop_database().await;
-
-    // 4. Over HTTP, N clients.
-    progress(&format!(
-        "HTTP, {} clients (at most {} s)",
-        args.http_clients, args.sample_secs
-    ));
-    let served = Fresh::create(backend, server_url).await?;
-    ingest_batched(&served.app, &work, 0..work.prelude, None).await?;
-    let clients = usize::try_from(args.http_clients).unwrap_or(1);
-    let mut http = ingest_http(served.app.clone(), &work, clients, budget).await?;
-    http.clients = clients;
-    progress(&format!(
-        "HTTP: {} events in {:.1} s ({:.0}/s), {} refused, {} failed",
-        http.events,
-        http.seconds,
-        http.rate(),
-        http.refused,
-        http.failed
-    ));
-    served.drop_database().await;
-
+    let (per_request, limit_single) = measure_per_request(args, backend, server_url, &work).await?;
+    let http = measure_http(args, backend, server_url, &work).await?;
     let ratio = |ingest: f64, limit: f64| if limit > 0.0 { ingest / limit } else { 0.0 };
     Ok(json!({
         "patients": patients,
@@ -1415,6 +1337,118 @@ async fn run_scale(
         "peak_rss_bytes": peak_rss_bytes(),
         "wall_seconds": started.elapsed().as_secs_f64(),
     }))
+}
+
+/// Genealogy of the busiest lot, the network reconciliation and verify, on the full ledger.
+async fn full_ledger_reads(
+    app: &Autolog,
+    work: &Workload,
+    ledger_events: u64,
+) -> anyhow::Result<(Value, Value, Value)> {
+    progress("genealogy forward");
+    let genealogy = match &work.busiest_lot {
+        Some((stream, uses)) => {
+            let lot = stream.trim_start_matches("lot/");
+            let t = Clock::now();
+            let answer = app.genealogy_forward(lot, None, None).await?;
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            json!({
+                "lot": lot,
+                "consumptions": uses,
+                "batches": answer["batches"].as_array().map_or(0, Vec::len),
+                "patients_who_received": answer["patients_who_received"].as_array().map_or(0, Vec::len),
+                "ms": ms,
+            })
+        }
+        None => Value::Null,
+    };
+
+    progress("network reconciliation");
+    let t = Clock::now();
+    let report = app.reconciliation().await?;
+    let reconciliation = json!({
+        "chains": report["chains"],
+        "clean": report["clean"],
+        "open_holds": report["open_holds"].as_array().map_or(0, Vec::len),
+        "ms": t.elapsed().as_secs_f64() * 1000.0,
+    });
+
+    progress("verify");
+    let t = Clock::now();
+    let verified = app.verify(|_, _| {}).await?;
+    let verify_seconds = t.elapsed().as_secs_f64();
+    let verify = json!({
+        "events": ledger_events,
+        "ok": verified.is_ok(),
+        "seconds": verify_seconds,
+        "events_per_second": rate(ledger_events as usize, verify_seconds),
+    });
+    if let Err(failure) = &verified {
+        progress(&format!("verify FAILED: {failure}"));
+    }
+    Ok((genealogy, reconciliation, verify))
+}
+
+/// One request per event, in process, on a fresh store (reference data first), and the
+/// plain-insert limit of one row per transaction in the same database.
+async fn measure_per_request(
+    args: &BenchArgs,
+    backend: &str,
+    server_url: Option<&str>,
+    work: &Workload,
+) -> anyhow::Result<(Ingest, Limit)> {
+    let budget = Duration::from_secs(args.sample_secs);
+    progress(&format!(
+        "one request per event, in process (at most {} s)",
+        args.sample_secs
+    ));
+    let single = Fresh::create(backend, server_url).await?;
+    ingest_batched(&single.app, work, 0..work.prelude, None).await?;
+    let before = single.app.store().head().await?.position;
+    let mut per_request = ingest_per_request(&single.app, work, budget).await?;
+    per_request.ledger_rows = single.app.store().head().await?.position - before;
+    progress(&format!(
+        "per request: {} events in {:.1} s ({:.0}/s), {} refused",
+        per_request.events,
+        per_request.seconds,
+        per_request.rate(),
+        per_request.refused
+    ));
+    progress("plain-insert limit, one row per transaction");
+    let limit_single = plain_limit(&single, 1, budget).await?;
+    single.drop_database().await;
+
+    Ok((per_request, limit_single))
+}
+
+/// One request per event over HTTP, N clients, on a fresh store.
+async fn measure_http(
+    args: &BenchArgs,
+    backend: &str,
+    server_url: Option<&str>,
+    work: &Workload,
+) -> anyhow::Result<Ingest> {
+    let budget = Duration::from_secs(args.sample_secs);
+    progress(&format!(
+        "HTTP, {} clients (at most {} s)",
+        args.http_clients, args.sample_secs
+    ));
+    let served = Fresh::create(backend, server_url).await?;
+    ingest_batched(&served.app, work, 0..work.prelude, None).await?;
+    let clients = usize::try_from(args.http_clients).unwrap_or(1);
+    let mut http = ingest_http(served.app.clone(), work, clients, budget).await?;
+    http.clients = clients;
+    progress(&format!(
+        "HTTP: {} events in {:.1} s ({:.0}/s), {} refused, {} failed",
+        http.events,
+        http.seconds,
+        http.rate(),
+        http.refused,
+        http.failed
+    ));
+    served.drop_database().await;
+
+    Ok(http)
 }
 
 // ---------------------------------------------------------------------------------------
