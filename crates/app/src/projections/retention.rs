@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use autolog_domain::ledger::bitemporal::effective_events;
-use autolog_domain::{FieldError, Instant};
+use autolog_domain::{Event, FieldError, Instant};
 use serde_json::{json, Value};
 
 use crate::ledger::read::{parse_time, text};
@@ -88,33 +88,7 @@ impl Autolog {
                 "administration" => first("chain.administered"),
                 _ => None,
             };
-            // Every site the chain passed through, and their jurisdictions.
-            let mut sites: BTreeSet<String> = BTreeSet::new();
-            for e in &effective {
-                for key in [
-                    "treatment_site_id",
-                    "collection_site_id",
-                    "receiving_site_id",
-                    "from_site_id",
-                    "site_id",
-                ] {
-                    if let Some(s) = e.body.data.get(key).and_then(Value::as_str) {
-                        sites.insert(s.to_string());
-                    }
-                }
-            }
-            let mut jurisdictions: BTreeSet<String> = BTreeSet::new();
-            for site in &sites {
-                let record = self.current_state(&format!("site/{site}")).await?;
-                let country = record
-                    .get("postal_address")
-                    .and_then(|a| a.get("country"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                if !country.is_empty() {
-                    jurisdictions.extend(jurisdictions_of(country));
-                }
-            }
+            let jurisdictions = self.jurisdictions_of_chain(&effective).await?;
             let mut applied = Vec::new();
             let mut due: Option<Instant> = None;
             let mut pending = false;
@@ -147,18 +121,7 @@ impl Autolog {
                     "until": until.map(|u| u.to_string()),
                 }));
             }
-            let legal_holds: Vec<String> = {
-                let mut open: Vec<String> = Vec::new();
-                for e in &effective {
-                    let id = text(&e.body.data, "legal_hold_id").to_string();
-                    match e.body.event_type.as_str() {
-                        "chain.legal_hold_placed" => open.push(id),
-                        "chain.legal_hold_released" => open.retain(|h| *h != id),
-                        _ => {}
-                    }
-                }
-                open
-            };
+            let legal_holds = open_legal_holds(&effective);
             // A period that has not started yet (no administration) keeps the chain.
             let status = if !legal_holds.is_empty() {
                 "suspended_by_legal_hold"
@@ -204,4 +167,52 @@ impl Autolog {
             "note": "expiry never deletes ledger events; it releases the patient's personal data for erasure",
         }))
     }
+
+    /// The jurisdictions of every site the chain passed through (by the site's country).
+    async fn jurisdictions_of_chain(
+        &self,
+        effective: &[&Event],
+    ) -> Result<BTreeSet<String>, AppError> {
+        let mut sites: BTreeSet<String> = BTreeSet::new();
+        for e in effective {
+            for key in [
+                "treatment_site_id",
+                "collection_site_id",
+                "receiving_site_id",
+                "from_site_id",
+                "site_id",
+            ] {
+                if let Some(s) = e.body.data.get(key).and_then(Value::as_str) {
+                    sites.insert(s.to_string());
+                }
+            }
+        }
+        let mut jurisdictions: BTreeSet<String> = BTreeSet::new();
+        for site in &sites {
+            let record = self.current_state(&format!("site/{site}")).await?;
+            let country = record
+                .get("postal_address")
+                .and_then(|a| a.get("country"))
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if !country.is_empty() {
+                jurisdictions.extend(jurisdictions_of(country));
+            }
+        }
+        Ok(jurisdictions)
+    }
+}
+
+/// The legal holds in force on a chain (placed and not released).
+fn open_legal_holds(effective: &[&Event]) -> Vec<String> {
+    let mut open: Vec<String> = Vec::new();
+    for e in effective {
+        let id = text(&e.body.data, "legal_hold_id").to_string();
+        match e.body.event_type.as_str() {
+            "chain.legal_hold_placed" => open.push(id),
+            "chain.legal_hold_released" => open.retain(|h| *h != id),
+            _ => {}
+        }
+    }
+    open
 }

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use autolog_domain::ledger::bitemporal::effective_events;
-use autolog_domain::Instant;
+use autolog_domain::chain::ChainContext;
+use autolog_domain::{Event, Instant};
 use serde_json::{json, Value};
 
 use crate::chain::rule_reads::RuleReads;
@@ -87,53 +88,7 @@ impl Autolog {
                 contexts.insert(product.clone(), ctx);
             }
             let ctx = contexts.get(&product).cloned().unwrap_or_default();
-            // Each step the first time it was performed, in valid time.
-            let mut performed: Vec<Performed> = Vec::new();
-            let mut collection_start: Option<Instant> = None;
-            let mut administered: Option<Instant> = None;
-            for e in &effective {
-                let data = &e.body.data;
-                let (step, site, at) = match e.body.event_type.as_str() {
-                    "chain.collected" => {
-                        let started =
-                            instant_field(data, "started_at").unwrap_or(e.occurred_at.instant);
-                        collection_start =
-                            Some(collection_start.map_or(started, |c| c.min(started)));
-                        (
-                            ctx.collecting_step.clone().unwrap_or_default(),
-                            text(data, "collection_site_id").to_string(),
-                            instant_field(data, "ended_at").unwrap_or(e.occurred_at.instant),
-                        )
-                    }
-                    "custody.handed_off" => (
-                        text(data, "step_code").to_string(),
-                        text(data, "from_site_id").to_string(),
-                        e.occurred_at.instant,
-                    ),
-                    "custody.received" => (
-                        text(data, "step_code").to_string(),
-                        text(data, "receiving_site_id").to_string(),
-                        e.occurred_at.instant,
-                    ),
-                    "chain.step_performed" | "chain.administered" => (
-                        text(data, "step_code").to_string(),
-                        text(data, "site_id").to_string(),
-                        e.occurred_at.instant,
-                    ),
-                    _ => continue,
-                };
-                if e.body.event_type == "chain.administered" && administered.is_none() {
-                    administered = Some(e.occurred_at.instant);
-                }
-                if step.is_empty() || performed.iter().any(|p| p.step_code == step) {
-                    continue;
-                }
-                performed.push(Performed {
-                    step_code: step,
-                    at,
-                    site_id: site,
-                });
-            }
+            let (mut performed, collection_start, administered) = steps_performed(&effective, &ctx);
             performed.sort_by_key(|p| p.at);
             let mut steps = Vec::new();
             let mut previous = collection_start;
@@ -206,6 +161,59 @@ impl Autolog {
             "by_step_and_site": by_step,
         }))
     }
+}
+
+/// Each step the first time it was performed (its code, site and instant), the start of
+/// the first collection and the first administration, in valid time.
+fn steps_performed(
+    effective: &[&Event],
+    ctx: &ChainContext,
+) -> (Vec<Performed>, Option<Instant>, Option<Instant>) {
+    let mut performed: Vec<Performed> = Vec::new();
+    let mut collection_start: Option<Instant> = None;
+    let mut administered: Option<Instant> = None;
+    for e in effective {
+        let data = &e.body.data;
+        let (step, site, at) = match e.body.event_type.as_str() {
+            "chain.collected" => {
+                let started = instant_field(data, "started_at").unwrap_or(e.occurred_at.instant);
+                collection_start = Some(collection_start.map_or(started, |c| c.min(started)));
+                (
+                    ctx.collecting_step.clone().unwrap_or_default(),
+                    text(data, "collection_site_id").to_string(),
+                    instant_field(data, "ended_at").unwrap_or(e.occurred_at.instant),
+                )
+            }
+            "custody.handed_off" => (
+                text(data, "step_code").to_string(),
+                text(data, "from_site_id").to_string(),
+                e.occurred_at.instant,
+            ),
+            "custody.received" => (
+                text(data, "step_code").to_string(),
+                text(data, "receiving_site_id").to_string(),
+                e.occurred_at.instant,
+            ),
+            "chain.step_performed" | "chain.administered" => (
+                text(data, "step_code").to_string(),
+                text(data, "site_id").to_string(),
+                e.occurred_at.instant,
+            ),
+            _ => continue,
+        };
+        if e.body.event_type == "chain.administered" && administered.is_none() {
+            administered = Some(e.occurred_at.instant);
+        }
+        if step.is_empty() || performed.iter().any(|p| p.step_code == step) {
+            continue;
+        }
+        performed.push(Performed {
+            step_code: step,
+            at,
+            site_id: site,
+        });
+    }
+    (performed, collection_start, administered)
 }
 
 #[cfg(test)]
