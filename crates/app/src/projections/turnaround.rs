@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use autolog_domain::ledger::bitemporal::effective_events;
 use autolog_domain::chain::ChainContext;
+use autolog_domain::ledger::bitemporal::effective_events;
 use autolog_domain::{Event, Instant};
 use serde_json::{json, Value};
 

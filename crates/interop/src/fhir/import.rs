@@ -78,21 +78,10 @@ fn check_type(resource: &Value, expected: &str) -> Result<(), Vec<Issue>> {
     Ok(())
 }
 
-/// Reads a treatment center's Patient: the patient key (an identifier with system
-/// [`system::PATIENT_KEY`]), optionally the chain (system [`system::COI`]), and the
-/// identifying data Autolog keeps in the vault: the official (else usual, else first)
-/// name, birthDate, the medical record number (identifier of type v2-0203 `MR`) and the
-/// first telecom. Everything else is reported as not kept.
-pub fn parse_patient(resource: &Value) -> Result<PatientImport, Vec<Issue>> {
-    check_type(resource, "Patient")?;
-    let mut issues = Vec::new();
-    let identifiers = array(resource, "identifier");
-    let keys: Vec<&str> = identifiers
-        .iter()
-        .filter(|i| text(i, "system") == system::PATIENT_KEY)
-        .map(|i| text(i, "value"))
-        .collect();
-    let patient_key = match keys.as_slice() {
+/// The one Autolog patient key among a Patient's identifiers (an issue when none, several
+/// or one that is not a code).
+fn patient_key_of(keys: &[&str], issues: &mut Vec<Issue>) -> String {
+    match keys {
         [] => {
             issues.push(Issue::error(
                 "required",
@@ -121,26 +110,12 @@ pub fn parse_patient(resource: &Value) -> Result<PatientImport, Vec<Issue>> {
             ));
             String::new()
         }
-    };
-    let coi = identifiers
-        .iter()
-        .find(|i| text(i, "system") == system::COI)
-        .map(|i| text(i, "value").to_string());
-    let mut fields = Map::new();
-    let mut not_kept = Vec::new();
-    // The medical record number.
-    if let Some(mrn) = identifiers
-        .iter()
-        .filter(|i| {
-            i.get("type")
-                .is_some_and(|t| has_coding(t, system::IDENTIFIER_TYPE, "MR"))
-        })
-        .map(|i| text(i, "value"))
-        .find(|v| !v.trim().is_empty())
-    {
-        fields.insert("mrn".into(), Value::from(mrn));
     }
-    // The name.
+}
+
+/// The name kept (official, else usual, else any current one): given, family and full
+/// name; other names are listed as not kept.
+fn name_fields(resource: &Value, fields: &mut Map<String, Value>, not_kept: &mut Vec<String>) {
     let names = array(resource, "name");
     let chosen = ["official", "usual"]
         .iter()
@@ -178,6 +153,42 @@ pub fn parse_patient(resource: &Value) -> Result<PatientImport, Vec<Issue>> {
     if names.len() > usize::from(chosen.is_some()) {
         not_kept.push("Patient.name (other than the one kept)".to_string());
     }
+}
+
+/// Reads a treatment center's Patient: the patient key (an identifier with system
+/// [`system::PATIENT_KEY`]), optionally the chain (system [`system::COI`]), and the
+/// identifying data Autolog keeps in the vault: the official (else usual, else first)
+/// name, birthDate, the medical record number (identifier of type v2-0203 `MR`) and the
+/// first telecom. Everything else is reported as not kept.
+pub fn parse_patient(resource: &Value) -> Result<PatientImport, Vec<Issue>> {
+    check_type(resource, "Patient")?;
+    let mut issues = Vec::new();
+    let identifiers = array(resource, "identifier");
+    let keys: Vec<&str> = identifiers
+        .iter()
+        .filter(|i| text(i, "system") == system::PATIENT_KEY)
+        .map(|i| text(i, "value"))
+        .collect();
+    let patient_key = patient_key_of(&keys, &mut issues);
+    let coi = identifiers
+        .iter()
+        .find(|i| text(i, "system") == system::COI)
+        .map(|i| text(i, "value").to_string());
+    let mut fields = Map::new();
+    let mut not_kept = Vec::new();
+    // The medical record number.
+    if let Some(mrn) = identifiers
+        .iter()
+        .filter(|i| {
+            i.get("type")
+                .is_some_and(|t| has_coding(t, system::IDENTIFIER_TYPE, "MR"))
+        })
+        .map(|i| text(i, "value"))
+        .find(|v| !v.trim().is_empty())
+    {
+        fields.insert("mrn".into(), Value::from(mrn));
+    }
+    name_fields(resource, &mut fields, &mut not_kept);
     // The date of birth.
     if let Some(birth) = resource.get("birthDate") {
         match birth.as_str() {
@@ -283,12 +294,10 @@ fn unit_of(reference: &Value) -> Option<String> {
 pub fn parse_administration(resource: &Value) -> Result<AdministrationImport, Vec<Issue>> {
     check_type(resource, "Procedure")?;
     let mut issues = Vec::new();
-    let mut need = |expression: &str, code: &'static str, rule: String| {
-        issues.push(Issue::error(code, expression, rule));
-    };
     let status = text(resource, "status");
     if status != "completed" {
         need(
+            &mut issues,
             "Procedure.status",
             "business-rule",
             format!("is {status:?}: only a completed administration is recorded"),
@@ -301,7 +310,7 @@ pub fn parse_administration(resource: &Value) -> Result<AdministrationImport, Ve
         .unwrap_or_default()
         .to_string();
     if source_event_id.is_empty() {
-        need(
+        need(&mut issues,
             "Procedure.identifier",
             "required",
             "carries no identifier: the sender's id for the administration is required, so that a resend is recognised".into(),
@@ -317,6 +326,7 @@ pub fn parse_administration(resource: &Value) -> Result<AdministrationImport, Ve
         .unwrap_or_default();
     if step_code.is_empty() {
         need(
+            &mut issues,
             "Procedure.code",
             "code-invalid",
             format!(
@@ -330,7 +340,7 @@ pub fn parse_administration(resource: &Value) -> Result<AdministrationImport, Ve
         .and_then(|s| referenced_code(s, "Patient", system::PATIENT_KEY, id::to_code))
         .unwrap_or_default();
     if patient_key.is_empty() {
-        need(
+        need(&mut issues,
             "Procedure.subject",
             "required",
             format!(
@@ -339,66 +349,15 @@ pub fn parse_administration(resource: &Value) -> Result<AdministrationImport, Ve
             ),
         );
     }
-    let units: Vec<String> = array(resource, "used")
-        .iter()
-        .filter_map(|u| u.get("reference"))
-        .filter_map(unit_of)
-        .collect();
-    let unit = match units.as_slice() {
-        [one] => one.clone(),
-        [] => {
-            need(
-                "Procedure.used",
-                "required",
-                format!(
-                    "must name the final unit administered: BiologicallyDerivedProduct/unit-<unit>, or an identifier with system {}",
-                    system::FINAL_UNIT
-                ),
-            );
-            String::new()
-        }
-        _ => {
-            need(
-                "Procedure.used",
-                "business-rule",
-                "names more than one final unit: record each administration on its own".into(),
-            );
-            String::new()
-        }
-    };
-    let performer = |function: &str| -> Option<String> {
-        array(resource, "performer")
-            .iter()
-            .filter(|p| {
-                p.get("function")
-                    .is_some_and(|f| has_coding(f, system::PARTICIPATION_TYPE, function))
-            })
-            .filter_map(|p| p.get("actor"))
-            .find_map(|a| referenced_code(a, "Practitioner", system::PERSON, id::to_code))
-    };
-    let administered_by = performer("PRF").unwrap_or_default();
-    let verified_by = performer("VRF").unwrap_or_default();
-    for (who, function, role) in [
-        (&administered_by, "PRF", "who administered"),
-        (&verified_by, "VRF", "who verified at the bedside"),
-    ] {
-        if who.is_empty() {
-            need(
-                "Procedure.performer",
-                "required",
-                format!(
-                    "must name {role}: a performer with function {}#{function} and actor Practitioner/<person id>",
-                    system::PARTICIPATION_TYPE
-                ),
-            );
-        }
-    }
+    let unit = unit_used(resource, &mut issues);
+    let (administered_by, verified_by) = performers(resource, &mut issues);
     let site_id = resource
         .get("location")
         .and_then(|l| referenced_code(l, "Location", system::SITE, id::to_code))
         .unwrap_or_default();
     if site_id.is_empty() {
         need(
+            &mut issues,
             "Procedure.location",
             "required",
             "must name the treatment center: Location/<site id>".into(),
@@ -417,6 +376,7 @@ pub fn parse_administration(resource: &Value) -> Result<AdministrationImport, Ve
         .to_string();
     if !is_date_time(&occurred) {
         need(
+            &mut issues,
             "Procedure.occurrence",
             "required",
             "must be occurrenceDateTime (or occurrencePeriod.start) with a time and a UTC offset"
@@ -436,6 +396,75 @@ pub fn parse_administration(resource: &Value) -> Result<AdministrationImport, Ve
         verified_by,
         occurred,
     })
+}
+
+/// An issue of the Procedure: `code` at `expression`, with the rule.
+fn need(issues: &mut Vec<Issue>, expression: &str, code: &'static str, rule: String) {
+    issues.push(Issue::error(code, expression, rule));
+}
+
+/// The one final unit the Procedure used.
+fn unit_used(resource: &Value, issues: &mut Vec<Issue>) -> String {
+    let units: Vec<String> = array(resource, "used")
+        .iter()
+        .filter_map(|u| u.get("reference"))
+        .filter_map(unit_of)
+        .collect();
+    match units.as_slice() {
+        [one] => one.clone(),
+        [] => {
+            need(issues,
+                "Procedure.used",
+                "required",
+                format!(
+                    "must name the final unit administered: BiologicallyDerivedProduct/unit-<unit>, or an identifier with system {}",
+                    system::FINAL_UNIT
+                ),
+            );
+            String::new()
+        }
+        _ => {
+            need(
+                issues,
+                "Procedure.used",
+                "business-rule",
+                "names more than one final unit: record each administration on its own".into(),
+            );
+            String::new()
+        }
+    }
+}
+
+/// Who administered (PRF) and who verified at the bedside (VRF).
+fn performers(resource: &Value, issues: &mut Vec<Issue>) -> (String, String) {
+    let performer = |function: &str| -> Option<String> {
+        array(resource, "performer")
+            .iter()
+            .filter(|p| {
+                p.get("function")
+                    .is_some_and(|f| has_coding(f, system::PARTICIPATION_TYPE, function))
+            })
+            .filter_map(|p| p.get("actor"))
+            .find_map(|a| referenced_code(a, "Practitioner", system::PERSON, id::to_code))
+    };
+    let administered_by = performer("PRF").unwrap_or_default();
+    let verified_by = performer("VRF").unwrap_or_default();
+    for (who, function, role) in [
+        (&administered_by, "PRF", "who administered"),
+        (&verified_by, "VRF", "who verified at the bedside"),
+    ] {
+        if who.is_empty() {
+            need(issues,
+                "Procedure.performer",
+                "required",
+                format!(
+                    "must name {role}: a performer with function {}#{function} and actor Practitioner/<person id>",
+                    system::PARTICIPATION_TYPE
+                ),
+            );
+        }
+    }
+    (administered_by, verified_by)
 }
 
 /// The Procedure element an Autolog refusal of the administration it became is about
