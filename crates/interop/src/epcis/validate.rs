@@ -618,7 +618,18 @@ fn event(
         error_declaration(&scope, &join(path, "errorDeclaration"), declaration)?;
     }
 
-    // Members of the event type.
+    event_members(&scope, path, ev, &event_type)?;
+    event_requirements(path, ev, &event_type)?;
+    read_event(path, index, event_type, value, ev, doc_context)
+}
+
+/// Each member of the event type, checked by its own rule.
+fn event_members(
+    scope: &Scope,
+    path: &str,
+    ev: &Map<String, Value>,
+    event_type: &str,
+) -> Result<(), FieldError> {
     for (key, member) in ev {
         let member_path = join(path, key);
         match key.as_str() {
@@ -644,23 +655,32 @@ fn event(
             "bizStep" => vocabulary_value(&member_path, member, Vocabulary::BizStep)?,
             "disposition" => vocabulary_value(&member_path, member, Vocabulary::Disposition)?,
             "persistentDisposition" => persistent_disposition(&member_path, member)?,
-            "readPoint" | "bizLocation" => location(&scope, &member_path, member)?,
+            "readPoint" | "bizLocation" => location(scope, &member_path, member)?,
             "bizTransactionList" => {
                 biz_transaction_list(&member_path, member, event_type == "TransactionEvent")?;
             }
             "sourceList" => party_list(&member_path, member, "source")?,
             "destinationList" => party_list(&member_path, member, "destination")?,
-            "sensorElementList" => sensor_element_list(&scope, &member_path, member)?,
-            "ilmd" => ilmd(&scope, &member_path, member)?,
+            "sensorElementList" => sensor_element_list(scope, &member_path, member)?,
+            "ilmd" => ilmd(scope, &member_path, member)?,
             _ => {}
         }
     }
 
-    // What the event must say, per type.
+    Ok(())
+}
+
+/// What an event must say, per type: what it is about (EPCs, quantities, children, inputs
+/// and outputs), and ilmd only when an object is added.
+fn event_requirements(
+    path: &str,
+    ev: &Map<String, Value>,
+    event_type: &str,
+) -> Result<(), FieldError> {
     let has = |key: &str| non_empty_array(ev.get(key));
     let action = ev.get("action").and_then(Value::as_str);
     let deleting = action == Some("DELETE");
-    match event_type.as_str() {
+    match event_type {
         "ObjectEvent" => {
             let sensor_reading = has("sensorElementList") && ev.contains_key("readPoint");
             if !ev.contains_key("epcList") && !has("quantityList") && !sensor_reading {
@@ -712,7 +732,7 @@ fn event(
         }
     }
 
-    read_event(path, index, event_type, value, ev, doc_context)
+    Ok(())
 }
 
 fn read_event(
