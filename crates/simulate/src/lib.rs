@@ -1081,8 +1081,60 @@ fn collection(g: &mut Gen, c: &Ctx) -> Result<(), SimulateError> {
     Ok(())
 }
 
-/// Handoff at `leave`, receipt at `arrive`; `faulty` changes the receipt. Returns the
-/// receipt's request index.
+/// One custody leg: who ships what from where to whom.
+struct Route<'a> {
+    from: usize,
+    to: usize,
+    ship: &'static str,
+    receive: &'static str,
+    sender: &'static str,
+    receiver: &'static str,
+    tag: &'static str,
+    range: (f64, f64),
+    log: (f64, f64),
+    shipped: &'a [String],
+    /// The chain's state once received.
+    after: &'static str,
+}
+
+/// The starting material's leg to Boston, or the final product's back to the center.
+fn route<'a>(c: &Ctx<'a>, to_manufacturing: bool) -> Route<'a> {
+    let p = c.p;
+    let (nurse, _) = CENTER_STAFF[p.center];
+    let operator = OPERATORS[c.idx % 2];
+    if to_manufacturing {
+        Route {
+            from: p.center,
+            to: BOS,
+            ship: "SHIP-OUT",
+            receive: "RECEIVE-MFG",
+            sender: nurse,
+            receiver: operator,
+            tag: "out",
+            range: (2.0, 8.0),
+            log: (3.1, 6.8),
+            shipped: &p.dins,
+            after: "received_at_manufacturing",
+        }
+    } else {
+        Route {
+            from: BOS,
+            to: p.center,
+            ship: "SHIP-TC",
+            receive: "RECEIVE-TC",
+            sender: operator,
+            receiver: nurse,
+            tag: "tc",
+            range: (-196.0, -150.0),
+            log: (-190.0, -172.5),
+            shipped: &p.units,
+            after: "received_at_treatment_center",
+        }
+    }
+}
+
+/// Handoff at `leave`, receipt at `arrive`; `fault` changes them. Returns the receipt's
+/// request index (the refused handoff's, for an expired unit).
 #[allow(clippy::too_many_arguments)]
 fn leg(
     g: &mut Gen,
@@ -1095,38 +1147,8 @@ fn leg(
     hold_state: &'static str,
 ) -> Result<usize, SimulateError> {
     let p = c.p;
-    let (nurse, _) = CENTER_STAFF[p.center];
-    let operator = OPERATORS[c.idx % 2];
-    let (from, to, ship, receive, sender, receiver, tag, range, log, shipped, after) =
-        if to_manufacturing {
-            (
-                p.center,
-                BOS,
-                "SHIP-OUT",
-                "RECEIVE-MFG",
-                nurse,
-                operator,
-                "out",
-                (2.0, 8.0),
-                (3.1, 6.8),
-                &p.dins,
-                "received_at_manufacturing",
-            )
-        } else {
-            (
-                BOS,
-                p.center,
-                "SHIP-TC",
-                "RECEIVE-TC",
-                operator,
-                nurse,
-                "tc",
-                (-196.0, -150.0),
-                (-190.0, -172.5),
-                &p.units,
-                "received_at_treatment_center",
-            )
-        };
+    let r = route(c, to_manufacturing);
+    let tag = r.tag;
     let promised = if fault == Some("late_arrival") {
         arrive - 6 * HOUR
     } else {
@@ -1135,14 +1157,14 @@ fn leg(
     // An expired final unit: the handoff is a hard stop, and the journey ends there.
     let expired = fault == Some("expired_unit") && !to_manufacturing;
     let handoff = c.step(
-        g, &format!("handoff-{tag}"), leave, from, "courier-cryo", sender, "custody.handed_off",
+        g, &format!("handoff-{tag}"), leave, r.from, "courier-cryo", r.sender, "custody.handed_off",
         json!({
-            "handoff_id": format!("H-{}-{tag}", p.source), "step_code": ship, "from_site_id": SITES[from].id,
-            "handed_off_by": sender, "destination_site_id": SITES[to].id, "courier": "WORLD-COURIER",
-            "units": shipped, "unit_count": shipped.len(),
+            "handoff_id": format!("H-{}-{tag}", p.source), "step_code": r.ship, "from_site_id": SITES[r.from].id,
+            "handed_off_by": r.sender, "destination_site_id": SITES[r.to].id, "courier": "WORLD-COURIER",
+            "units": r.shipped, "unit_count": r.shipped.len(),
             "container_id": format!("DS-{}-{tag}", p.source), "seal_id": format!("SEAL-{}-{tag}", p.source),
             "expected_arrival_by": utc(promised)?,
-            "temperature_range": {"min_celsius": range.0, "max_celsius": range.1},
+            "temperature_range": {"min_celsius": r.range.0, "max_celsius": r.range.1},
         }),
         if expired { "" } else { "in_transit" },
     )?;
@@ -1154,8 +1176,35 @@ fn leg(
         ));
         return Ok(handoff);
     }
+    receipt(
+        g,
+        c,
+        &r,
+        to_manufacturing,
+        arrive,
+        fault,
+        foreign,
+        hold_state,
+    )
+}
+
+/// The receipt of a leg's handoff, as scanned on arrival (with `fault`'s changes, and
+/// `foreign` in place of the first bag). Returns its request index.
+#[allow(clippy::too_many_arguments)]
+fn receipt(
+    g: &mut Gen,
+    c: &Ctx,
+    r: &Route,
+    to_manufacturing: bool,
+    arrive: i64,
+    fault: Option<&'static str>,
+    foreign: Option<&str>,
+    hold_state: &'static str,
+) -> Result<usize, SimulateError> {
+    let p = c.p;
+    let tag = r.tag;
     let labels = |misread: bool| -> Vec<Value> {
-        shipped
+        r.shipped
             .iter()
             .enumerate()
             .map(|(i, d)| {
@@ -1172,7 +1221,7 @@ fn leg(
     let log = if fault == Some("returned_shipment") && to_manufacturing {
         (14.0, 19.5)
     } else {
-        log
+        r.log
     };
     let mut scanned = labels(false);
     if let Some(other) = foreign {
@@ -1185,10 +1234,10 @@ fn leg(
     } else {
         format!("SEAL-{}-{tag}", p.source)
     };
-    let receipt = |scanned: Vec<Value>| {
+    let data = |scanned: Vec<Value>| {
         json!({
-            "handoff_id": format!("H-{}-{tag}", p.source), "step_code": receive, "receiving_site_id": SITES[to].id,
-            "received_by": receiver, "scanned_labels": scanned,
+            "handoff_id": format!("H-{}-{tag}", p.source), "step_code": r.receive, "receiving_site_id": SITES[r.to].id,
+            "received_by": r.receiver, "scanned_labels": scanned,
             "container_id": format!("DS-{}-{tag}", p.source), "seal_id": seal, "seal_intact": true,
             "temperature_log": {"min_celsius": log.0, "max_celsius": log.1, "logger_id": "TL-BOM-07"},
         })
@@ -1198,17 +1247,18 @@ fn leg(
     } else {
         "courier-cryo"
     };
+    let id = format!("receipt-{tag}");
     if fault == Some("misread_check_character") && to_manufacturing {
         // The first scan misreads a check character: refused; the operator rescans.
         let bad = c.step(
             g,
-            &format!("receipt-{tag}"),
+            &id,
             arrive,
-            to,
+            r.to,
             system,
-            receiver,
+            r.receiver,
             "custody.received",
-            receipt(labels(true)),
+            data(labels(true)),
             "",
         )?;
         g.reqs[bad].fault = Some((
@@ -1216,40 +1266,40 @@ fn leg(
             vec![c.idx],
             format!("DIN {} scanned with a wrong check character", p.dins[0]),
         ));
-        let good = c.step(
+        let rescan = format!("receipt-{tag}-rescan");
+        return c.step(
             g,
-            &format!("receipt-{tag}-rescan"),
+            &rescan,
             arrive + 600,
-            to,
+            r.to,
             system,
-            receiver,
+            r.receiver,
             "custody.received",
-            receipt(scanned),
-            after,
-        )?;
-        return Ok(good);
+            data(scanned),
+            r.after,
+        );
     }
     let state = if hold_state.is_empty() {
-        after
+        r.after
     } else {
         hold_state
     };
-    let r = c.step(
+    let at = c.step(
         g,
-        &format!("receipt-{tag}"),
+        &id,
         arrive,
-        to,
+        r.to,
         system,
-        receiver,
+        r.receiver,
         "custody.received",
-        receipt(scanned),
+        data(scanned),
         state,
     )?;
     if let Some(kind @ ("wrong_seal" | "late_arrival")) = fault {
-        g.reqs[r].fault = Some((kind, vec![c.idx], format!("{kind} on the {tag} leg")));
+        g.reqs[at].fault = Some((kind, vec![c.idx], format!("{kind} on the {tag} leg")));
     }
     if fault == Some("returned_shipment") && to_manufacturing {
-        g.reqs[r].fault = Some((
+        g.reqs[at].fault = Some((
             "returned_shipment",
             vec![c.idx],
             format!(
@@ -1258,7 +1308,7 @@ fn leg(
             ),
         ));
     }
-    Ok(r)
+    Ok(at)
 }
 
 fn swapped_pair(
