@@ -5,9 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use autolog_app::{AccessSettings, Autolog, ShiftedClock, VaultKey};
+use autolog_app::{AccessSettings, Autolog, ShiftedClock};
 use autolog_domain::access::{Role, ROLES};
-use autolog_domain::SigningKey;
 use autolog_store_conformance::harness::{run_on, Backend, Target};
 use autolog_test_support::{person, system, Credentials, PASSWORD};
 use reqwest::StatusCode;
@@ -27,15 +26,17 @@ struct TestApp {
 }
 
 async fn spawn_app(target: &Target, settings: AccessSettings) -> TestApp {
-    let store = target.open().await;
     let clock = Arc::new(ShiftedClock::default());
-    let app = Autolog::from_parts(store, SigningKey::from_bytes(&[42u8; 32]))
-        .with_clock(clock.clone())
-        .with_coi_issuer("A9999")
-        .expect("FIN")
-        .with_vault_key(VaultKey::from_bytes([7u8; 32]))
-        .with_access_settings(settings);
-    autolog_test_support::import_examples(&app).await;
+    let s = crate::common::spawn_app(
+        target,
+        crate::common::Setup {
+            clock: Some(clock.clone()),
+            access: settings,
+            ..crate::common::Setup::examples()
+        },
+    )
+    .await;
+    let app = s.app;
     // One chain, enrolled and treated at Los Angeles; nothing else involves Frankfurt.
     let enrolment = json!({
         "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
@@ -62,10 +63,8 @@ async fn spawn_app(target: &Target, settings: AccessSettings) -> TestApp {
         .append_json(refused.to_string().as_bytes())
         .await
         .is_err());
-    let app = Arc::new(app);
-    let addr = crate::common::serve_on_loopback(app.clone(), Duration::from_secs(3600)).await;
     TestApp {
-        base: format!("http://{addr}"),
+        base: s.base,
         app,
         coi,
         clock,

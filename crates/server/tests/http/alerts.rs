@@ -21,24 +21,26 @@ struct TestApp {
 }
 
 async fn spawn_app(target: &Target) -> TestApp {
-    let store = target.open().await;
     // The receivers of these tests listen on loopback: the operator's option allows it.
-    let app = Autolog::from_parts(store, SigningKey::from_bytes(&[42u8; 32]))
-        .with_private_webhook_receivers(true)
-        .with_coi_issuer("A9999")
-        .expect("FIN");
-    autolog_test_support::import_examples(&app).await;
+    let s = crate::common::spawn_app(
+        target,
+        crate::common::Setup {
+            private_webhooks: true,
+            webhook_interval: Duration::from_millis(200),
+            ..crate::common::Setup::examples()
+        },
+    )
+    .await;
     // The people the tests act as, signed in with every role everywhere (access control
     // is tested in access.rs); their password is also their signing secret.
     let mut clients = std::collections::HashMap::new();
     for person in ["P-0002", "P-0005", "P-0008"] {
         let user =
-            autolog_test_support::person(&app, person, &autolog_test_support::every_role()).await;
+            autolog_test_support::person(&s.app, person, &autolog_test_support::every_role()).await;
         clients.insert(user.actor.clone(), user.client());
     }
-    let addr = crate::common::serve_on_loopback(Arc::new(app), Duration::from_millis(200)).await;
     TestApp {
-        base: format!("http://{addr}"),
+        base: s.base,
         client: clients["person/P-0008"].clone(),
         clients,
     }

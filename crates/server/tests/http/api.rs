@@ -21,22 +21,23 @@ struct TestApp {
 }
 
 async fn spawn_app(target: &Target) -> TestApp {
-    let store = target.open().await;
-    let app = Arc::new(Autolog::from_parts(
-        store,
-        SigningKey::from_bytes(&[42u8; 32]),
-    ));
+    let s = crate::common::spawn_app(
+        target,
+        crate::common::Setup {
+            webhook_interval: Duration::from_millis(200),
+            ..crate::common::Setup::default()
+        },
+    )
+    .await;
     // Every request is made by P-0001, signed in with every role everywhere (access
-    // control itself is tested in access.rs); its set-up events come first, before the
-    // server (and its checkpoint loop) starts.
+    // control itself is tested in access.rs); the tests count events from after its set-up.
     let user =
-        autolog_test_support::person(&app, "P-0001", &autolog_test_support::every_role()).await;
-    let setup = app.store().head().await.expect("head").position;
-    let addr = crate::common::serve_on_loopback(app.clone(), Duration::from_millis(200)).await;
+        autolog_test_support::person(&s.app, "P-0001", &autolog_test_support::every_role()).await;
+    let setup = s.app.store().head().await.expect("head").position;
     TestApp {
-        base: format!("http://{addr}"),
+        base: s.base,
         client: user.client(),
-        app,
+        app: s.app,
         setup,
     }
 }

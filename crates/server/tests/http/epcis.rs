@@ -7,11 +7,9 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use autolog_app::Autolog;
 use autolog_domain::identifiers::{mod37_2_check, Din};
-use autolog_domain::SigningKey;
 use autolog_interop::epcis::{parse_document, DateTime};
 use autolog_store_conformance::harness::{run_on, Backend, Target};
 use autolog_test_support::{person, system, Credentials};
@@ -26,16 +24,10 @@ struct TestApp {
 }
 
 async fn spawn_app(target: &Target) -> TestApp {
-    let store = target.open().await;
-    let app = Autolog::from_parts(store, SigningKey::from_bytes(&[42u8; 32]))
-        .with_coi_issuer("A9999")
-        .expect("FIN");
-    autolog_test_support::import_examples(&app).await;
-    let app = Arc::new(app);
-    let addr = crate::common::serve_on_loopback(app.clone(), Duration::from_secs(3600)).await;
+    let s = crate::common::spawn_app(target, crate::common::Setup::examples()).await;
     TestApp {
-        base: format!("http://{addr}"),
-        app,
+        base: s.base,
+        app: s.app,
     }
 }
 

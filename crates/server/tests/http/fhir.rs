@@ -4,11 +4,9 @@
 //! element (the shared HL7 examples included), and every answer through fhir.resources.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use autolog_app::interop::fhir::{id, system};
-use autolog_app::{Autolog, VaultKey};
-use autolog_domain::SigningKey;
+use autolog_app::Autolog;
 use autolog_store_conformance::harness::{run_on, Backend, Target};
 use autolog_test_support::{person, Credentials};
 use reqwest::StatusCode;
@@ -37,12 +35,8 @@ struct TestApp {
 /// A server with the example network and one chain enrolled and collected at Los Angeles
 /// (nothing involves Frankfurt).
 async fn spawn_app(target: &Target) -> TestApp {
-    let store = target.open().await;
-    let app = Autolog::from_parts(store, SigningKey::from_bytes(&[42u8; 32]))
-        .with_coi_issuer("A9999")
-        .expect("FIN")
-        .with_vault_key(VaultKey::from_bytes([7u8; 32]));
-    autolog_test_support::import_examples(&app).await;
+    let s = crate::common::spawn_app(target, crate::common::Setup::examples()).await;
+    let app = s.app;
     let enrolment = json!({
         "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
         "actor": "person/P-0005", "site": LAX,
@@ -69,10 +63,8 @@ async fn spawn_app(target: &Target) -> TestApp {
     app.append_json(collection.to_string().as_bytes())
         .await
         .expect("collection");
-    let app = Arc::new(app);
-    let addr = crate::common::serve_on_loopback(app.clone(), Duration::from_secs(3600)).await;
     TestApp {
-        base: format!("http://{addr}"),
+        base: s.base,
         app,
         coi,
         din,

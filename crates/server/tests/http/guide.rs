@@ -8,11 +8,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use autolog_app::{Autolog, ShiftedClock, VaultKey};
+use autolog_app::{Autolog, ShiftedClock};
 use autolog_domain::identifiers::{Coi, Din, UnitId};
-use autolog_domain::{Instant, SigningKey};
+use autolog_domain::Instant;
 use autolog_store_conformance::harness::{run_on, Backend, Target};
 use serde_json::{json, Value};
 
@@ -171,18 +170,19 @@ pub(crate) async fn spawn(target: &Target) -> (Arc<Autolog>, String) {
     let clock = Arc::new(ShiftedClock::default());
     let now = Instant::parse_rfc3339("now", NOW).expect("instant");
     clock.advance_seconds((now.micros() - Instant::now().micros()) / 1_000_000);
-    let app = Autolog::from_parts(target.open().await, SigningKey::from_bytes(&[9u8; 32]))
-        .with_clock(clock)
-        .with_coi_issuer("A9999")
-        .expect("FIN")
-        .with_vault_key(VaultKey::from_bytes([3u8; 32]));
-    autolog_test_support::import_examples(&app).await;
-    app.set_signing_secret("P-0008", SIGNING_SECRET, "person/P-ADMIN")
+    let s = crate::common::spawn_app(
+        target,
+        crate::common::Setup {
+            clock: Some(clock),
+            ..crate::common::Setup::examples()
+        },
+    )
+    .await;
+    s.app
+        .set_signing_secret("P-0008", SIGNING_SECRET, "person/P-ADMIN")
         .await
         .expect("signing secret");
-    let app = Arc::new(app);
-    let addr = crate::common::serve_on_loopback(app.clone(), Duration::from_secs(3600)).await;
-    (app, format!("http://{addr}"))
+    (s.app, s.base)
 }
 
 /// One fact of the journey between the examples, as its system sends it.
