@@ -14,9 +14,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
-use super::{
-    fields, only_params, path_param, query, request_body, required, AppState, Params, PathParam,
-};
+use super::params::{query_params, NoParams, QueryOf};
+use super::{fields, path_param, request_body, required, AppState, PathParam};
 use crate::{auth, ApiError};
 
 /// The routes of this area, to be merged into the API router.
@@ -112,8 +111,10 @@ async fn sign_out(
     ))
 }
 
-async fn users(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
-    only_params(&query(p)?, &[])?;
+async fn users(
+    State(app): State<AppState>,
+    _q: QueryOf<NoParams>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(app.users().await?))
 }
 
@@ -199,8 +200,10 @@ async fn reset_second_factor(
     ))
 }
 
-async fn tokens(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
-    only_params(&query(p)?, &[])?;
+async fn tokens(
+    State(app): State<AppState>,
+    _q: QueryOf<NoParams>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(app.tokens().await?))
 }
 
@@ -268,23 +271,32 @@ async fn revoke_token(
     Ok(Json(app.revoke_token(&token_id, &principal.actor).await?))
 }
 
+query_params! {
+    /// Why identifying data is read: a coded purpose, and a reason in words.
+    ReadReason {
+        purpose: Option<String>,
+        reason: Option<String>,
+    }
+}
+
 async fn read_personal_data(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     coi: PathParam,
-    p: Params,
+    QueryOf(q): QueryOf<ReadReason>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = query(p)?;
-    only_params(&p, &["purpose", "reason"])?;
     let coi = path_param("coi", coi)?;
     let patient_key = app.patient_key_of(&coi).await?;
     auth::check_personal_data_scope(&app, &principal, Permission::ReadPersonalData, &patient_key)
         .await?;
-    let purpose = p.get("purpose").map(String::as_str);
-    let reason = p.get("reason").map(String::as_str);
     Ok(Json(
-        app.read_personal_data_for(&patient_key, &principal.actor, purpose, reason)
-            .await?,
+        app.read_personal_data_for(
+            &patient_key,
+            &principal.actor,
+            q.purpose.as_deref(),
+            q.reason.as_deref(),
+        )
+        .await?,
     ))
 }
 

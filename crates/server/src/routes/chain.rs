@@ -10,7 +10,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
-use super::{only_params, path_param, query, request_body, AppState, Params, PathParam};
+use super::params::{AsOf, QueryOf};
+use super::{path_param, request_body, AppState, PathParam};
 use crate::ApiError;
 
 /// The routes of this area, to be merged into the API router.
@@ -40,17 +41,11 @@ async fn enrol(
 async fn chain(
     State(app): State<AppState>,
     coi: PathParam,
-    p: Params,
+    QueryOf(q): QueryOf<AsOf>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = query(p)?;
-    only_params(&p, &["valid_at", "known_at"])?;
     let coi = path_param("coi", coi)?;
     let chain = app
-        .chain(
-            &coi,
-            p.get("valid_at").map(String::as_str),
-            p.get("known_at").map(String::as_str),
-        )
+        .chain(&coi, q.valid_at.as_deref(), q.known_at.as_deref())
         .await?;
     Ok(Json(chain))
 }

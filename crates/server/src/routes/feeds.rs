@@ -16,7 +16,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
-use super::{number, only_params, path_param, query, request_body, AppState, Params, PathParam};
+use super::params::{query_params, whole_number, NoParams, QueryOf};
+use super::{path_param, request_body, AppState, PathParam};
 use crate::{auth, ApiError};
 
 /// The routes of this area, to be merged into the API router.
@@ -38,18 +39,25 @@ pub(super) fn router() -> Router<AppState> {
         )
 }
 
+query_params! {
+    /// `GET /api/v1/alerts`: by status, chain and site.
+    AlertParams {
+        status: Option<String>,
+        coi: Option<String>,
+        site_id: Option<String>,
+    }
+}
+
 async fn alerts(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
-    p: Params,
+    QueryOf(q): QueryOf<AlertParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = query(p)?;
-    only_params(&p, &["status", "coi", "site_id"])?;
     let all = app
         .alerts(&AlertQuery {
-            status: p.get("status").cloned(),
-            coi: p.get("coi").cloned(),
-            site_id: p.get("site_id").cloned(),
+            status: q.status,
+            coi: q.coi,
+            site_id: q.site_id,
         })
         .await?;
     let mut list = Vec::new();
@@ -65,9 +73,8 @@ async fn alert(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     alert_id: PathParam,
-    p: Params,
+    _q: QueryOf<NoParams>,
 ) -> Result<Json<Value>, ApiError> {
-    only_params(&query(p)?, &[])?;
     let alert_id = path_param("alert_id", alert_id)?;
     let alert = app.alert(&alert_id).await?;
     if !auth::alert_visible(&app, &principal, Permission::ReadAlerts, &alert).await? {
@@ -124,6 +131,14 @@ async fn resolve_alert(
     handle_alert(&app, &principal, alert_id, body, true).await
 }
 
+query_params! {
+    /// `GET /api/v1/alerts/stream`: from after a ledger position.
+    StreamParams {
+        #[serde(default, deserialize_with = "whole_number")]
+        after: Option<u64>,
+    }
+}
+
 /// Alerts as server-sent events: first those recorded after `after` (a ledger position,
 /// or the `Last-Event-ID` a reconnecting client sends), then each new one as it commits.
 /// Each event's id is the alert's ledger position, its type `alert`, its data the alert.
@@ -131,11 +146,9 @@ async fn alert_stream(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     headers: axum::http::HeaderMap,
-    p: Params,
+    QueryOf(q): QueryOf<StreamParams>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let p = query(p)?;
-    only_params(&p, &["after"])?;
-    let after = match number::<u64>(&p, "after")? {
+    let after = match q.after {
         Some(a) => Some(a),
         None => match headers.get("last-event-id").map(|v| v.to_str()) {
             Some(Ok(text)) => Some(text.parse::<u64>().map_err(|_| {
@@ -275,17 +288,18 @@ async fn register_webhook(
     ))
 }
 
-async fn webhooks(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
-    only_params(&query(p)?, &[])?;
+async fn webhooks(
+    State(app): State<AppState>,
+    _q: QueryOf<NoParams>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(app.list_webhooks().await?))
 }
 
 async fn webhook(
     State(app): State<AppState>,
     webhook_id: PathParam,
-    p: Params,
+    _q: QueryOf<NoParams>,
 ) -> Result<Json<Value>, ApiError> {
-    only_params(&query(p)?, &[])?;
     let id = path_param("webhook_id", webhook_id)?;
     Ok(Json(app.webhook(&id).await?))
 }

@@ -14,7 +14,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
-use super::{number, only_params, path_param, query, request_body, AppState, Params, PathParam};
+use super::params::{query_params, whole_number, AsOf, NoParams, QueryOf};
+use super::{path_param, request_body, AppState, PathParam};
 use crate::{auth, ApiError, OPENAPI_JSON};
 
 /// The routes of this area, to be merged into the API router.
@@ -88,26 +89,32 @@ async fn append(
     Ok((status, Json(result.to_json())))
 }
 
+query_params! {
+    /// `GET /api/v1/events`: one stream or the whole ledger, as of a time, a page.
+    ListParams {
+        stream: Option<String>,
+        valid_at: Option<String>,
+        known_at: Option<String>,
+        #[serde(default, deserialize_with = "whole_number")]
+        after_position: Option<u64>,
+        #[serde(default, deserialize_with = "whole_number")]
+        limit: Option<u32>,
+    }
+}
+
 async fn list_events(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
-    p: Params,
+    QueryOf(q): QueryOf<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = query(p)?;
-    only_params(
-        &p,
-        &["stream", "valid_at", "known_at", "after_position", "limit"],
-    )?;
-    match p.get("stream") {
-        Some(stream) => auth::check_stream(&app, &principal, stream).await?,
-        None => auth::check_stream(&app, &principal, "(the whole ledger)").await?,
-    }
+    let scope = q.stream.as_deref().unwrap_or("(the whole ledger)");
+    auth::check_stream(&app, &principal, scope).await?;
     let query = ListQuery {
-        stream: p.get("stream").cloned(),
-        valid_at: p.get("valid_at").cloned(),
-        known_at: p.get("known_at").cloned(),
-        after_position: number(&p, "after_position")?,
-        limit: number(&p, "limit")?,
+        stream: q.stream,
+        valid_at: q.valid_at,
+        known_at: q.known_at,
+        after_position: q.after_position,
+        limit: q.limit,
     };
     Ok(Json(app.list_events(&query).await?))
 }
@@ -116,10 +123,8 @@ async fn event(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     id: PathParam,
-    p: Params,
+    _q: QueryOf<NoParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = query(p)?;
-    only_params(&p, &[])?;
     let id = path_param("event_id", id)?;
     let event = readable_event(&app, &principal, &id).await?;
     Ok(Json(event))
@@ -143,18 +148,12 @@ async fn stream_state(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     stream: PathParam,
-    p: Params,
+    QueryOf(q): QueryOf<AsOf>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = query(p)?;
-    only_params(&p, &["valid_at", "known_at"])?;
     let stream = path_param("stream", stream)?;
     auth::check_stream(&app, &principal, &stream).await?;
     let state = app
-        .stream_state(
-            &stream,
-            p.get("valid_at").map(String::as_str),
-            p.get("known_at").map(String::as_str),
-        )
+        .stream_state(&stream, q.valid_at.as_deref(), q.known_at.as_deref())
         .await?;
     Ok(Json(state.to_json()))
 }
@@ -163,35 +162,49 @@ async fn inclusion(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     id: PathParam,
-    p: Params,
+    QueryOf(q): QueryOf<InclusionParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = query(p)?;
-    only_params(&p, &["tree_size"])?;
     let id = path_param("event_id", id)?;
     readable_event(&app, &principal, &id).await?;
-    let proof = app.inclusion_proof(&id, number(&p, "tree_size")?).await?;
+    let proof = app.inclusion_proof(&id, q.tree_size).await?;
     Ok(Json(proof.to_json()))
 }
 
-async fn consistency(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
-    let p = query(p)?;
-    only_params(&p, &["from", "to"])?;
-    let required = |key: &str| -> Result<u64, ApiError> {
-        number::<u64>(&p, key)?
-            .ok_or_else(|| FieldError::new(key, "(absent)", "is required").into())
+query_params! {
+    /// `GET /api/v1/proofs/inclusion/{event_id}`: against a tree of this size (default: now).
+    InclusionParams {
+        #[serde(default, deserialize_with = "whole_number")]
+        tree_size: Option<u64>,
+    }
+}
+
+query_params! {
+    /// `GET /api/v1/proofs/consistency`: between two tree sizes (both required).
+    ConsistencyParams {
+        #[serde(default, deserialize_with = "whole_number")]
+        from: Option<u64>,
+        #[serde(default, deserialize_with = "whole_number")]
+        to: Option<u64>,
+    }
+}
+
+async fn consistency(
+    State(app): State<AppState>,
+    QueryOf(q): QueryOf<ConsistencyParams>,
+) -> Result<Json<Value>, ApiError> {
+    let required = |key: &str, value: Option<u64>| -> Result<u64, ApiError> {
+        value.ok_or_else(|| FieldError::new(key, "(absent)", "is required").into())
     };
     let proof = app
-        .consistency_proof(required("from")?, required("to")?)
+        .consistency_proof(required("from", q.from)?, required("to", q.to)?)
         .await?;
     Ok(Json(proof.to_json()))
 }
 
 async fn latest_checkpoint(
     State(app): State<AppState>,
-    p: Params,
+    _q: QueryOf<NoParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = query(p)?;
-    only_params(&p, &[])?;
     Ok(Json(app.latest_checkpoint().await?.to_json()))
 }
 

@@ -24,6 +24,7 @@ mod access;
 mod chain;
 mod feeds;
 mod ledger;
+pub(crate) mod params;
 mod projections;
 mod reference;
 

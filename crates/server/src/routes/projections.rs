@@ -7,7 +7,8 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::Value;
 
-use super::{number, only_params, path_param, query, AppState, Params, PathParam};
+use super::params::{query_params, whole_number, AsOf, NoParams, QueryOf};
+use super::{path_param, AppState, PathParam};
 use crate::{auth, ApiError};
 
 /// The routes of this area, to be merged into the API router.
@@ -20,31 +21,50 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/genealogy/forward/{*lot}", get(genealogy_forward))
 }
 
-async fn reconciliation(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
-    only_params(&query(p)?, &[])?;
+async fn reconciliation(
+    State(app): State<AppState>,
+    _q: QueryOf<NoParams>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(app.reconciliation().await?))
 }
 
-async fn retention(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
-    let p = query(p)?;
-    only_params(&p, &["as_of", "within_days"])?;
+query_params! {
+    /// `GET /api/v1/retention`: as of an instant, only chains releasable within some days.
+    RetentionParams {
+        as_of: Option<String>,
+        #[serde(default, deserialize_with = "whole_number")]
+        within_days: Option<u32>,
+    }
+}
+
+async fn retention(
+    State(app): State<AppState>,
+    QueryOf(q): QueryOf<RetentionParams>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(
-        app.retention_report(
-            p.get("as_of").map(String::as_str),
-            number(&p, "within_days")?,
-        )
-        .await?,
+        app.retention_report(q.as_of.as_deref(), q.within_days)
+            .await?,
     ))
 }
 
-async fn turnaround(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
-    let p = query(p)?;
-    only_params(&p, &["product_code", "valid_at", "known_at"])?;
+query_params! {
+    /// `GET /api/v1/turnaround`: one product or all, as it stood and as it was known.
+    TurnaroundParams {
+        product_code: Option<String>,
+        valid_at: Option<String>,
+        known_at: Option<String>,
+    }
+}
+
+async fn turnaround(
+    State(app): State<AppState>,
+    QueryOf(q): QueryOf<TurnaroundParams>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(
         app.turnaround(
-            p.get("product_code").map(String::as_str),
-            p.get("valid_at").map(String::as_str),
-            p.get("known_at").map(String::as_str),
+            q.product_code.as_deref(),
+            q.valid_at.as_deref(),
+            q.known_at.as_deref(),
         )
         .await?,
     ))
@@ -54,17 +74,11 @@ async fn genealogy_backward(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     unit: PathParam,
-    p: Params,
+    QueryOf(q): QueryOf<AsOf>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = query(p)?;
-    only_params(&p, &["valid_at", "known_at"])?;
     let unit = path_param("unit", unit)?;
     let found = app
-        .genealogy_backward(
-            &unit,
-            p.get("valid_at").map(String::as_str),
-            p.get("known_at").map(String::as_str),
-        )
+        .genealogy_backward(&unit, q.valid_at.as_deref(), q.known_at.as_deref())
         .await?;
     let coi = found["coi"].as_str().unwrap_or("");
     auth::check_chain(&app, &principal, Permission::ReadChains, coi).await?;
@@ -74,17 +88,11 @@ async fn genealogy_backward(
 async fn genealogy_forward(
     State(app): State<AppState>,
     lot: PathParam,
-    p: Params,
+    QueryOf(q): QueryOf<AsOf>,
 ) -> Result<Json<Value>, ApiError> {
-    let p = query(p)?;
-    only_params(&p, &["valid_at", "known_at"])?;
     let lot = path_param("lot", lot)?;
     Ok(Json(
-        app.genealogy_forward(
-            &lot,
-            p.get("valid_at").map(String::as_str),
-            p.get("known_at").map(String::as_str),
-        )
-        .await?,
+        app.genealogy_forward(&lot, q.valid_at.as_deref(), q.known_at.as_deref())
+            .await?,
     ))
 }

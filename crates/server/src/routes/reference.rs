@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
+use super::params::{query_params, whole_number, QueryOf};
 use super::{number, only_params, path_param, query, AppState, Params, PathParam};
 use crate::ApiError;
 
@@ -31,21 +32,39 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/reference/{registry}", get(list_registry))
 }
 
-async fn resolve(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
-    let p = query(p)?;
-    only_params(&p, &["system", "kind", "code", "at", "known_at"])?;
-    let required = |key: &str| -> Result<&String, ApiError> {
-        p.get(key)
+query_params! {
+    /// `GET /api/v1/crosswalks/resolve`: a system's code of a kind (all three required), at
+    /// a time and as known at a time.
+    ResolveParams {
+        system: Option<String>,
+        kind: Option<String>,
+        code: Option<String>,
+        at: Option<String>,
+        known_at: Option<String>,
+    }
+}
+
+async fn resolve(
+    State(app): State<AppState>,
+    QueryOf(q): QueryOf<ResolveParams>,
+) -> Result<Json<Value>, ApiError> {
+    let required = |key: &str, value: &Option<String>| -> Result<String, ApiError> {
+        value
+            .clone()
             .ok_or_else(|| FieldError::new(key, "(absent)", "is required").into())
     };
-    let (system, kind, code) = (required("system")?, required("kind")?, required("code")?);
+    let (system, kind, code) = (
+        required("system", &q.system)?,
+        required("kind", &q.kind)?,
+        required("code", &q.code)?,
+    );
     let canonical = app
         .resolve(
-            system,
-            kind,
-            code,
-            p.get("at").map(String::as_str),
-            p.get("known_at").map(String::as_str),
+            &system,
+            &kind,
+            &code,
+            q.at.as_deref(),
+            q.known_at.as_deref(),
         )
         .await?;
     Ok(Json(
@@ -87,24 +106,38 @@ async fn list_registry(
 /// Registry listings take `filter.<field path>=<value>` parameters.
 const FILTER_PREFIX: &str = "filter.";
 
-async fn alignment(State(app): State<AppState>, p: Params) -> Result<Json<Value>, ApiError> {
-    let p = query(p)?;
-    only_params(&p, &["horizon_days"])?;
-    Ok(Json(
-        app.alignment_report(number(&p, "horizon_days")?).await?,
-    ))
+query_params! {
+    /// `GET /api/v1/reference/alignment`: what expires within some days.
+    AlignmentParams {
+        #[serde(default, deserialize_with = "whole_number")]
+        horizon_days: Option<u32>,
+    }
+}
+
+async fn alignment(
+    State(app): State<AppState>,
+    QueryOf(q): QueryOf<AlignmentParams>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(app.alignment_report(q.horizon_days).await?))
+}
+
+query_params! {
+    /// `GET /api/v1/reference/export`: JSON (every registry) or CSV (one registry).
+    ExportParams {
+        format: Option<String>,
+        registry: Option<String>,
+        known_at: Option<String>,
+    }
 }
 
 async fn export_reference(
     State(app): State<AppState>,
-    p: Params,
+    QueryOf(q): QueryOf<ExportParams>,
 ) -> Result<axum::response::Response, ApiError> {
-    let p = query(p)?;
-    only_params(&p, &["format", "registry", "known_at"])?;
-    let known_at = p.get("known_at").map(String::as_str);
-    match p.get("format").map_or("json", String::as_str) {
+    let known_at = q.known_at.as_deref();
+    match q.format.as_deref().unwrap_or("json") {
         "json" => {
-            if let Some(r) = p.get("registry") {
+            if let Some(r) = &q.registry {
                 return Err(FieldError::new(
                     "registry",
                     r,
@@ -115,7 +148,7 @@ async fn export_reference(
             Ok(Json(app.export_reference(known_at).await?).into_response())
         }
         "csv" => {
-            let registry = p.get("registry").ok_or_else(|| {
+            let registry = q.registry.as_deref().ok_or_else(|| {
                 FieldError::new(
                     "registry",
                     "(absent)",
@@ -129,15 +162,23 @@ async fn export_reference(
     }
 }
 
+query_params! {
+    /// `POST /api/v1/reference/import`: one registry (for a list or CSV), a dry run, and
+    /// the actor (only the sender).
+    ImportParams {
+        registry: Option<String>,
+        dry_run: Option<String>,
+        actor: Option<String>,
+    }
+}
+
 async fn import_reference(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     headers: axum::http::HeaderMap,
-    p: Params,
+    QueryOf(q): QueryOf<ImportParams>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let p = query(p)?;
-    only_params(&p, &["registry", "dry_run", "actor"])?;
     let body = match body {
         Ok(b) => b,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -151,7 +192,7 @@ async fn import_reference(
             return Err(FieldError::new("request", "(unreadable)", rejection.body_text()).into())
         }
     };
-    let dry_run = match p.get("dry_run").map(String::as_str) {
+    let dry_run = match q.dry_run.as_deref() {
         None | Some("false") => false,
         Some("true") => true,
         Some(other) => {
@@ -177,10 +218,10 @@ async fn import_reference(
     let file = ImportFile {
         name: name.to_string(),
         content: body.to_vec(),
-        registry: p.get("registry").cloned(),
+        registry: q.registry,
     };
     // The import is attributed to who sent it; an `actor` naming anyone else is refused.
-    if let Some(given) = p.get("actor") {
+    if let Some(given) = &q.actor {
         if *given != principal.actor {
             return Err(ApiError(AppError::Forbidden(FieldError::new(
                 "actor",
