@@ -935,12 +935,7 @@ impl Store for PostgresStore {
         code: &str,
         seen_at: Instant,
     ) -> Result<(), StoreError> {
-        let sql = UNMAPPED_CODE_UPSERT
-            .replace("{1}", "$1")
-            .replace("{2}", "$2")
-            .replace("{3}", "$3")
-            .replace("{4}", "$4");
-        sqlx::query(&sql)
+        sqlx::query(UNMAPPED_CODE_UPSERT)
             .bind(system)
             .bind(kind)
             .bind(code)
@@ -952,8 +947,7 @@ impl Store for PostgresStore {
     }
 
     async fn next_coi_sequence(&self, fin: &str, year: u16) -> Result<u64, StoreError> {
-        let sql = COI_SEQUENCE_NEXT.replace("{1}", "$1").replace("{2}", "$2");
-        let row = sqlx::query(&sql)
+        let row = sqlx::query(COI_SEQUENCE_NEXT)
             .bind(fin)
             .bind(i64::from(year))
             .fetch_one(&self.pool)
@@ -973,12 +967,7 @@ impl Store for PostgresStore {
         at: Instant,
         set_by: &str,
     ) -> Result<(), StoreError> {
-        let sql = SIGNING_SECRET_UPSERT
-            .replace("{1}", "$1")
-            .replace("{2}", "$2")
-            .replace("{3}", "$3")
-            .replace("{4}", "$4");
-        sqlx::query(&sql)
+        sqlx::query(SIGNING_SECRET_UPSERT)
             .bind(person_id)
             .bind(phc)
             .bind(at.micros())
@@ -1021,10 +1010,7 @@ impl Store for PostgresStore {
     async fn set_outbox_cursor(&self, name: &str, position: u64) -> Result<(), StoreError> {
         autolog_store::check_outbox_name(name)?;
         let stored = stored_position("position", position)?;
-        let sql = autolog_store::OUTBOX_CURSOR_ADVANCE
-            .replace("{1}", "$1")
-            .replace("{2}", "$2");
-        sqlx::query(&sql)
+        sqlx::query(autolog_store::OUTBOX_CURSOR_ADVANCE)
             .bind(name)
             .bind(stored)
             .execute(&self.pool)
@@ -1161,11 +1147,8 @@ impl Store for PostgresStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
-        let sql = WEBHOOK_CURSOR_ADVANCE
-            .replace("{1}", "$1::uuid")
-            .replace("{2}", "$2");
-        let moved = sqlx::query(&sql)
-            .bind(webhook_id.to_string())
+        let moved = sqlx::query(WEBHOOK_CURSOR_ADVANCE)
+            .bind(webhook_id)
             .bind(new_cursor)
             .execute(&mut *tx)
             .await
@@ -1224,16 +1207,9 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         check_delivery_attempt(ok, next_attempt_at)?;
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
-        let sql = DELIVERY_ATTEMPT_UPDATE
-            .replace("{1}", "$1::uuid")
-            .replace("{2}", "$2::uuid")
-            .replace("{3}", "$3")
-            .replace("{4}", "$4")
-            .replace("{5}", "$5")
-            .replace("{6}", "$6");
-        let row = sqlx::query(&sql)
-            .bind(webhook_id.to_string())
-            .bind(alert_event_id.to_string())
+        let row = sqlx::query(DELIVERY_ATTEMPT_UPDATE)
+            .bind(webhook_id)
+            .bind(alert_event_id)
             .bind(at.micros())
             .bind(detail)
             .bind(ok)
@@ -1363,8 +1339,7 @@ impl Store for PostgresStore {
     }
 
     async fn accept_totp_step(&self, person_id: &str, step: i64) -> Result<bool, StoreError> {
-        let sql = TOTP_STEP_ACCEPT.replace("{1}", "$1").replace("{2}", "$2");
-        let done = sqlx::query(&sql)
+        let done = sqlx::query(TOTP_STEP_ACCEPT)
             .bind(person_id)
             .bind(step)
             .execute(&self.pool)
@@ -1379,11 +1354,7 @@ impl Store for PostgresStore {
         lock_after: u32,
         lock_until: Instant,
     ) -> Result<Option<UserAccount>, StoreError> {
-        let sql = FAILED_ATTEMPT_RECORD
-            .replace("{1}", "$1")
-            .replace("{2}", "$2")
-            .replace("{3}", "$3");
-        let row = sqlx::query(&sql)
+        let row = sqlx::query(FAILED_ATTEMPT_RECORD)
             .bind(person_id)
             .bind(i64::from(lock_after))
             .bind(lock_until.micros())
@@ -1572,8 +1543,7 @@ impl Store for PostgresStore {
     }
 
     async fn touch_session(&self, session_sha256: &str, at: Instant) -> Result<bool, StoreError> {
-        let sql = SESSION_TOUCH.replace("{1}", "$1").replace("{2}", "$2");
-        let done = sqlx::query(&sql)
+        let done = sqlx::query(SESSION_TOUCH)
             .bind(session_sha256)
             .bind(at.micros())
             .execute(&self.pool)
@@ -1602,13 +1572,7 @@ impl Store for PostgresStore {
 
     async fn put_vault_record(&self, record: &VaultRecord) -> Result<(), StoreError> {
         check_vault_record(record)?;
-        let sql = VAULT_RECORD_UPSERT
-            .replace("{1}", "$1")
-            .replace("{2}", "$2")
-            .replace("{3}", "$3")
-            .replace("{4}", "$4")
-            .replace("{5}", "$5");
-        let done = sqlx::query(&sql)
+        let done = sqlx::query(VAULT_RECORD_UPSERT)
             .bind(&record.patient_key)
             .bind(&record.master_key_id)
             .bind(&record.wrapped_key)
@@ -1649,12 +1613,8 @@ impl Store for PostgresStore {
         keys: &[(String, String, Vec<u8>)],
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend_error)?;
-        let sql = VAULT_KEY_REWRAP
-            .replace("{1}", "$1")
-            .replace("{2}", "$2")
-            .replace("{3}", "$3");
         for (patient_key, master_key_id, wrapped_key) in keys {
-            let done = sqlx::query(&sql)
+            let done = sqlx::query(VAULT_KEY_REWRAP)
                 .bind(patient_key)
                 .bind(master_key_id)
                 .bind(wrapped_key)
@@ -1678,11 +1638,7 @@ impl Store for PostgresStore {
     }
 
     async fn erase_vault_record(&self, patient_key: &str, at: Instant) -> Result<bool, StoreError> {
-        let sql = VAULT_RECORD_ERASE
-            .replace("{1}", "$1")
-            .replace("{2}", "$2")
-            .replace("{3}", "$3");
-        let done = sqlx::query(&sql)
+        let done = sqlx::query(VAULT_RECORD_ERASE)
             .bind(patient_key)
             .bind(Vec::<u8>::new())
             .bind(at.micros())

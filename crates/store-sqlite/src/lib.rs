@@ -1037,12 +1037,7 @@ impl Store for SqliteStore {
         code: &str,
         seen_at: Instant,
     ) -> Result<(), StoreError> {
-        let sql = UNMAPPED_CODE_UPSERT
-            .replace("{1}", "?1")
-            .replace("{2}", "?2")
-            .replace("{3}", "?3")
-            .replace("{4}", "?4");
-        sqlx::query(&sql)
+        sqlx::query(UNMAPPED_CODE_UPSERT)
             .bind(system)
             .bind(kind)
             .bind(code)
@@ -1054,8 +1049,7 @@ impl Store for SqliteStore {
     }
 
     async fn next_coi_sequence(&self, fin: &str, year: u16) -> Result<u64, StoreError> {
-        let sql = COI_SEQUENCE_NEXT.replace("{1}", "?1").replace("{2}", "?2");
-        let row = sqlx::query(&sql)
+        let row = sqlx::query(COI_SEQUENCE_NEXT)
             .bind(fin)
             .bind(i64::from(year))
             .fetch_one(&self.writer)
@@ -1075,12 +1069,7 @@ impl Store for SqliteStore {
         at: Instant,
         set_by: &str,
     ) -> Result<(), StoreError> {
-        let sql = SIGNING_SECRET_UPSERT
-            .replace("{1}", "?1")
-            .replace("{2}", "?2")
-            .replace("{3}", "?3")
-            .replace("{4}", "?4");
-        sqlx::query(&sql)
+        sqlx::query(SIGNING_SECRET_UPSERT)
             .bind(person_id)
             .bind(phc)
             .bind(at.micros())
@@ -1123,10 +1112,7 @@ impl Store for SqliteStore {
     async fn set_outbox_cursor(&self, name: &str, position: u64) -> Result<(), StoreError> {
         autolog_store::check_outbox_name(name)?;
         let stored = stored_position("position", position)?;
-        let sql = autolog_store::OUTBOX_CURSOR_ADVANCE
-            .replace("{1}", "?1")
-            .replace("{2}", "?2");
-        sqlx::query(&sql)
+        sqlx::query(autolog_store::OUTBOX_CURSOR_ADVANCE)
             .bind(name)
             .bind(stored)
             .execute(&self.writer)
@@ -1267,10 +1253,7 @@ impl Store for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(backend_error)?;
-        let sql = WEBHOOK_CURSOR_ADVANCE
-            .replace("{1}", "?1")
-            .replace("{2}", "?2");
-        let moved = sqlx::query(&sql)
+        let moved = sqlx::query(WEBHOOK_CURSOR_ADVANCE)
             .bind(webhook_id.to_string())
             .bind(new_cursor)
             .execute(&mut *tx)
@@ -1333,14 +1316,7 @@ impl Store for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(backend_error)?;
-        let sql = DELIVERY_ATTEMPT_UPDATE
-            .replace("{1}", "?1")
-            .replace("{2}", "?2")
-            .replace("{3}", "?3")
-            .replace("{4}", "?4")
-            .replace("{5}", "?5")
-            .replace("{6}", "?6");
-        let row = sqlx::query(&sql)
+        let row = sqlx::query(DELIVERY_ATTEMPT_UPDATE)
             .bind(webhook_id.to_string())
             .bind(alert_event_id.to_string())
             .bind(at.micros())
@@ -1471,8 +1447,7 @@ impl Store for SqliteStore {
     }
 
     async fn accept_totp_step(&self, person_id: &str, step: i64) -> Result<bool, StoreError> {
-        let sql = TOTP_STEP_ACCEPT.replace("{1}", "?1").replace("{2}", "?2");
-        let done = sqlx::query(&sql)
+        let done = sqlx::query(TOTP_STEP_ACCEPT)
             .bind(person_id)
             .bind(step)
             .execute(&self.writer)
@@ -1487,11 +1462,7 @@ impl Store for SqliteStore {
         lock_after: u32,
         lock_until: Instant,
     ) -> Result<Option<UserAccount>, StoreError> {
-        let sql = FAILED_ATTEMPT_RECORD
-            .replace("{1}", "?1")
-            .replace("{2}", "?2")
-            .replace("{3}", "?3");
-        let row = sqlx::query(&sql)
+        let row = sqlx::query(FAILED_ATTEMPT_RECORD)
             .bind(person_id)
             .bind(i64::from(lock_after))
             .bind(lock_until.micros())
@@ -1679,8 +1650,7 @@ impl Store for SqliteStore {
     }
 
     async fn touch_session(&self, session_sha256: &str, at: Instant) -> Result<bool, StoreError> {
-        let sql = SESSION_TOUCH.replace("{1}", "?1").replace("{2}", "?2");
-        let done = sqlx::query(&sql)
+        let done = sqlx::query(SESSION_TOUCH)
             .bind(session_sha256)
             .bind(at.micros())
             .execute(&self.writer)
@@ -1709,13 +1679,7 @@ impl Store for SqliteStore {
 
     async fn put_vault_record(&self, record: &VaultRecord) -> Result<(), StoreError> {
         check_vault_record(record)?;
-        let sql = VAULT_RECORD_UPSERT
-            .replace("{1}", "?1")
-            .replace("{2}", "?2")
-            .replace("{3}", "?3")
-            .replace("{4}", "?4")
-            .replace("{5}", "?5");
-        let done = sqlx::query(&sql)
+        let done = sqlx::query(VAULT_RECORD_UPSERT)
             .bind(&record.patient_key)
             .bind(&record.master_key_id)
             .bind(&record.wrapped_key)
@@ -1760,12 +1724,8 @@ impl Store for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(backend_error)?;
-        let sql = VAULT_KEY_REWRAP
-            .replace("{1}", "?1")
-            .replace("{2}", "?2")
-            .replace("{3}", "?3");
         for (patient_key, master_key_id, wrapped_key) in keys {
-            let done = sqlx::query(&sql)
+            let done = sqlx::query(VAULT_KEY_REWRAP)
                 .bind(patient_key)
                 .bind(master_key_id)
                 .bind(wrapped_key)
@@ -1789,11 +1749,7 @@ impl Store for SqliteStore {
     }
 
     async fn erase_vault_record(&self, patient_key: &str, at: Instant) -> Result<bool, StoreError> {
-        let sql = VAULT_RECORD_ERASE
-            .replace("{1}", "?1")
-            .replace("{2}", "?2")
-            .replace("{3}", "?3");
-        let done = sqlx::query(&sql)
+        let done = sqlx::query(VAULT_RECORD_ERASE)
             .bind(patient_key)
             .bind(Vec::<u8>::new())
             .bind(at.micros())

@@ -104,45 +104,45 @@ pub struct VaultRecord {
 pub const USER_COLUMNS: &str = "person_id, totp_secret, totp_last_step, failed_attempts, \
      locked_until_us, disabled_at_us, created_at_us, created_by";
 
-/// The replay guard both backends run (`{1}` person, `{2}` step): one statement, so a step
+/// The replay guard both backends run (`$1` person, `$2` step): one statement, so a step
 /// is accepted once even when two servers race on one database.
-pub const TOTP_STEP_ACCEPT: &str = "UPDATE user_accounts SET totp_last_step = {2} \
-     WHERE person_id = {1} AND (totp_last_step IS NULL OR totp_last_step < {2})";
+pub const TOTP_STEP_ACCEPT: &str = "UPDATE user_accounts SET totp_last_step = $2 \
+     WHERE person_id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)";
 
-/// The failed-attempt count both backends run (`{1}` person, `{2}` lock_after, `{3}`
+/// The failed-attempt count both backends run (`$1` person, `$2` lock_after, `$3`
 /// lock_until): one statement, returning the account after the change. Every failure at or
 /// past the threshold (re)sets the lock.
 pub const FAILED_ATTEMPT_RECORD: &str = "UPDATE user_accounts \
      SET failed_attempts = failed_attempts + 1, \
-     locked_until_us = CASE WHEN failed_attempts + 1 >= {2} THEN {3} ELSE locked_until_us END \
-     WHERE person_id = {1} RETURNING person_id, totp_secret, totp_last_step, failed_attempts, \
+     locked_until_us = CASE WHEN failed_attempts + 1 >= $2 THEN $3 ELSE locked_until_us END \
+     WHERE person_id = $1 RETURNING person_id, totp_secret, totp_last_step, failed_attempts, \
      locked_until_us, disabled_at_us, created_at_us, created_by";
 
-/// The activity mark both backends run (`{1}` session hash, `{2}` time): it never moves
+/// The activity mark both backends run (`$1` session hash, `$2` time): it never moves
 /// back, so two servers touching one session keep the later time.
 pub const SESSION_TOUCH: &str = "UPDATE sessions SET last_seen_at_us = \
-     CASE WHEN last_seen_at_us < {2} THEN {2} ELSE last_seen_at_us END \
-     WHERE session_sha256 = {1}";
+     CASE WHEN last_seen_at_us < $2 THEN $2 ELSE last_seen_at_us END \
+     WHERE session_sha256 = $1";
 
-/// The vault write both backends run (`{1}`..`{5}`: patient key, master key id, wrapped
+/// The vault write both backends run (`$1`..`$5`: patient key, master key id, wrapped
 /// key, ciphertext, updated_at): inserts, or replaces a record not yet erased. No row is
 /// changed when the record was erased.
 pub const VAULT_RECORD_UPSERT: &str = "INSERT INTO vault_records \
      (patient_key, master_key_id, wrapped_key, ciphertext, updated_at_us, erased_at_us) \
-     VALUES ({1}, {2}, {3}, {4}, {5}, NULL) \
+     VALUES ($1, $2, $3, $4, $5, NULL) \
      ON CONFLICT (patient_key) DO UPDATE SET master_key_id = excluded.master_key_id, \
      wrapped_key = excluded.wrapped_key, ciphertext = excluded.ciphertext, \
      updated_at_us = excluded.updated_at_us WHERE vault_records.erased_at_us IS NULL";
 
-/// The rewrap of one record both backends run (`{1}` patient key, `{2}` master key id,
-/// `{3}` wrapped key); erased records are left alone.
-pub const VAULT_KEY_REWRAP: &str = "UPDATE vault_records SET master_key_id = {2}, \
-     wrapped_key = {3} WHERE patient_key = {1} AND erased_at_us IS NULL";
+/// The rewrap of one record both backends run (`$1` patient key, `$2` master key id,
+/// `$3` wrapped key); erased records are left alone.
+pub const VAULT_KEY_REWRAP: &str = "UPDATE vault_records SET master_key_id = $2, \
+     wrapped_key = $3 WHERE patient_key = $1 AND erased_at_us IS NULL";
 
-/// The crypto-shredding both backends run (`{1}` patient key, `{2}` an empty blob, `{3}`
+/// The crypto-shredding both backends run (`$1` patient key, `$2` an empty blob, `$3`
 /// erased_at): the key and ciphertext become empty; the first erasure time is kept.
-pub const VAULT_RECORD_ERASE: &str = "UPDATE vault_records SET wrapped_key = {2}, \
-     ciphertext = {2}, erased_at_us = COALESCE(erased_at_us, {3}) WHERE patient_key = {1}";
+pub const VAULT_RECORD_ERASE: &str = "UPDATE vault_records SET wrapped_key = $2, \
+     ciphertext = $2, erased_at_us = COALESCE(erased_at_us, $3) WHERE patient_key = $1";
 
 /// The `vault_records` columns in the order both backends select them.
 pub const VAULT_COLUMNS: &str =

@@ -532,7 +532,7 @@ pub struct UnmappedCode {
 
 /// The upsert both backends run to count an unmapped code (`{}` are placeholders).
 pub const UNMAPPED_CODE_UPSERT: &str = "INSERT INTO unmapped_codes \
-     (system, kind, code, seen_count, first_seen_us, last_seen_us) VALUES ({1}, {2}, {3}, 1, {4}, {4}) \
+     (system, kind, code, seen_count, first_seen_us, last_seen_us) VALUES ($1, $2, $3, 1, $4, $4) \
      ON CONFLICT (system, kind, code) DO UPDATE SET seen_count = unmapped_codes.seen_count + 1, \
      first_seen_us = CASE WHEN excluded.first_seen_us < unmapped_codes.first_seen_us \
        THEN excluded.first_seen_us ELSE unmapped_codes.first_seen_us END, \
@@ -542,11 +542,11 @@ pub const UNMAPPED_CODE_UPSERT: &str = "INSERT INTO unmapped_codes \
 /// The upsert both backends run to set a signing secret (`{}` are placeholders).
 pub const SIGNING_SECRET_UPSERT: &str =
     "INSERT INTO signing_secrets (person_id, phc, set_at_us, set_by) \
-     VALUES ({1}, {2}, {3}, {4}) ON CONFLICT (person_id) DO UPDATE SET phc = excluded.phc, \
+     VALUES ($1, $2, $3, $4) ON CONFLICT (person_id) DO UPDATE SET phc = excluded.phc, \
      set_at_us = excluded.set_at_us, set_by = excluded.set_by";
 
 /// The allocation both backends run (`{}` are placeholders for fin and year).
-pub const COI_SEQUENCE_NEXT: &str = "INSERT INTO coi_sequences (fin, year, last_seq) VALUES ({1}, {2}, 1) \
+pub const COI_SEQUENCE_NEXT: &str = "INSERT INTO coi_sequences (fin, year, last_seq) VALUES ($1, $2, 1) \
      ON CONFLICT (fin, year) DO UPDATE SET last_seq = coi_sequences.last_seq + 1 RETURNING last_seq";
 
 /// Reads an unmapped code from its stored columns.
@@ -660,20 +660,20 @@ pub struct DeliveryAttempt {
     pub detail: String,
 }
 
-/// The cursor move both backends run when queueing deliveries (`{1}` webhook id,
-/// `{2}` new cursor): the cursor only moves forward.
+/// The cursor move both backends run when queueing deliveries (`$1` webhook id,
+/// `$2` new cursor): the cursor only moves forward.
 pub const WEBHOOK_CURSOR_ADVANCE: &str = "UPDATE webhooks SET cursor_position = \
-     CASE WHEN cursor_position < {2} THEN {2} ELSE cursor_position END WHERE webhook_id = {1}";
+     CASE WHEN cursor_position < $2 THEN $2 ELSE cursor_position END WHERE webhook_id = $1";
 
-/// The delivery update both backends run for one attempt (`{1}` webhook id, `{2}` alert
-/// event id, `{3}` attempt time, `{4}` detail, `{5}` ok, `{6}` next attempt time). Returns
+/// The delivery update both backends run for one attempt (`$1` webhook id, `$2` alert
+/// event id, `$3` attempt time, `$4` detail, `$5` ok, `$6` next attempt time). Returns
 /// the new attempt count, which numbers the attempt's log row.
 pub const DELIVERY_ATTEMPT_UPDATE: &str = "UPDATE webhook_deliveries SET attempts = attempts + 1, \
-     last_attempt_at_us = {3}, last_result = {4}, \
-     status = CASE WHEN {5} THEN 'delivered' ELSE status END, \
-     delivered_at_us = CASE WHEN {5} THEN COALESCE(delivered_at_us, {3}) ELSE delivered_at_us END, \
-     next_attempt_at_us = CASE WHEN {5} THEN next_attempt_at_us ELSE {6} END \
-     WHERE webhook_id = {1} AND alert_event_id = {2} RETURNING attempts";
+     last_attempt_at_us = $3, last_result = $4, \
+     status = CASE WHEN $5 THEN 'delivered' ELSE status END, \
+     delivered_at_us = CASE WHEN $5 THEN COALESCE(delivered_at_us, $3) ELSE delivered_at_us END, \
+     next_attempt_at_us = CASE WHEN $5 THEN next_attempt_at_us ELSE $6 END \
+     WHERE webhook_id = $1 AND alert_event_id = $2 RETURNING attempts";
 
 /// A ledger position as stored (bigint); one beyond it is refused, naming `field`.
 pub fn stored_position(field: &str, position: u64) -> Result<i64, StoreError> {

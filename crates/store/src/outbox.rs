@@ -8,11 +8,11 @@ use crate::StoreError;
 /// The longest feed name.
 pub const MAX_OUTBOX_NAME: usize = 200;
 
-/// The upsert both backends run to move a feed's cursor forward (`{1}` name, `{2}`
+/// The upsert both backends run to move a feed's cursor forward (`$1` name, `$2`
 /// position): it never moves back, so servers publishing the same feed cannot undo each
 /// other's progress.
 pub const OUTBOX_CURSOR_ADVANCE: &str = "INSERT INTO outbox_cursors (name, position) \
-     VALUES ({1}, {2}) ON CONFLICT (name) DO UPDATE SET position = CASE \
+     VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET position = CASE \
      WHEN excluded.position > outbox_cursors.position THEN excluded.position \
      ELSE outbox_cursors.position END";
 
