@@ -12,16 +12,17 @@ use autolog_domain::ledger::checkpoint::Checkpoint;
 use autolog_domain::ledger::merkle::{Frontier, Hash, NodeId};
 use autolog_domain::rules::history::HistoryFilter;
 use autolog_domain::{Event, EventDraft, Instant, Source, Uuid};
+use autolog_store::prelude::*;
 use autolog_store::{
     check_delivery_attempt, check_vault_record, duplicate_api_token, duplicate_session,
     duplicate_user, duplicate_webhook, encode_sites, erased_vault_record, stored_position,
     unknown_delivery, unknown_vault_record, unknown_webhook, unmapped_code, ApiToken, ApiTokenRow,
     AppendOutcome, AppendPlan, AppendTx, CheckpointRow, Clock, DeliveryAttempt, DeliveryAttemptRow,
     DeliveryStatus, EventQuery, EventRow, LedgerHead, RoleGrant, RoleGrantRow, ScannedRow,
-    SecretOwner, SecretReplacement, Session, SessionRow, Store, StoreError, StreamHead,
-    UnmappedCode, UserAccount, UserAccountRow, VaultRecord, VaultRecordRow, Webhook,
-    WebhookDelivery, WebhookDeliveryRow, WebhookRow, COI_SEQUENCE_NEXT, DELIVERY_ATTEMPT_UPDATE,
-    EVENT_COLUMNS, FAILED_ATTEMPT_RECORD, SESSION_TOUCH, SIGNING_SECRET_UPSERT, TOTP_STEP_ACCEPT,
+    SecretOwner, SecretReplacement, Session, SessionRow, StoreError, StreamHead, UnmappedCode,
+    UserAccount, UserAccountRow, VaultRecord, VaultRecordRow, Webhook, WebhookDelivery,
+    WebhookDeliveryRow, WebhookRow, COI_SEQUENCE_NEXT, DELIVERY_ATTEMPT_UPDATE, EVENT_COLUMNS,
+    FAILED_ATTEMPT_RECORD, SESSION_TOUCH, SIGNING_SECRET_UPSERT, TOTP_STEP_ACCEPT,
     UNMAPPED_CODE_UPSERT, USER_COLUMNS, VAULT_COLUMNS, VAULT_KEY_REWRAP, VAULT_RECORD_ERASE,
     VAULT_RECORD_UPSERT, WEBHOOK_CURSOR_ADVANCE,
 };
@@ -541,7 +542,7 @@ impl GroupBackend for PgGroups {
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl LedgerStore for PostgresStore {
     fn backend(&self) -> &'static str {
         BACKEND
     }
@@ -927,7 +928,10 @@ impl Store for PostgresStore {
         let streams: i64 = row.try_get(1).map_err(backend_error)?;
         Ok((events as u64, streams as u64))
     }
+}
 
+#[async_trait]
+impl CodeStore for PostgresStore {
     async fn record_unmapped_code(
         &self,
         system: &str,
@@ -960,34 +964,30 @@ impl Store for PostgresStore {
         })
     }
 
-    async fn set_signing_secret(
-        &self,
-        person_id: &str,
-        phc: &str,
-        at: Instant,
-        set_by: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(SIGNING_SECRET_UPSERT)
-            .bind(person_id)
-            .bind(phc)
-            .bind(at.micros())
-            .bind(set_by)
-            .execute(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        Ok(())
+    async fn unmapped_codes(&self) -> Result<Vec<UnmappedCode>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT system, kind, code, seen_count, first_seen_us, last_seen_us FROM unmapped_codes ORDER BY system, kind, code",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|r| {
+                unmapped_code(
+                    r.try_get("system").map_err(backend_error)?,
+                    r.try_get("kind").map_err(backend_error)?,
+                    r.try_get("code").map_err(backend_error)?,
+                    r.try_get("seen_count").map_err(backend_error)?,
+                    r.try_get("first_seen_us").map_err(backend_error)?,
+                    r.try_get("last_seen_us").map_err(backend_error)?,
+                )
+            })
+            .collect()
     }
+}
 
-    async fn signing_secret(&self, person_id: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT phc FROM signing_secrets WHERE person_id = $1")
-            .bind(person_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        row.map(|r| r.try_get::<String, _>(0).map_err(backend_error))
-            .transpose()
-    }
-
+#[async_trait]
+impl OutboxStore for PostgresStore {
     async fn outbox_cursor(&self, name: &str) -> Result<Option<u64>, StoreError> {
         autolog_store::check_outbox_name(name)?;
         let row = sqlx::query("SELECT position FROM outbox_cursors WHERE name = $1")
@@ -1018,269 +1018,36 @@ impl Store for PostgresStore {
             .map_err(backend_error)?;
         Ok(())
     }
+}
 
-    async fn unmapped_codes(&self) -> Result<Vec<UnmappedCode>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT system, kind, code, seen_count, first_seen_us, last_seen_us FROM unmapped_codes ORDER BY system, kind, code",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        rows.iter()
-            .map(|r| {
-                unmapped_code(
-                    r.try_get("system").map_err(backend_error)?,
-                    r.try_get("kind").map_err(backend_error)?,
-                    r.try_get("code").map_err(backend_error)?,
-                    r.try_get("seen_count").map_err(backend_error)?,
-                    r.try_get("first_seen_us").map_err(backend_error)?,
-                    r.try_get("last_seen_us").map_err(backend_error)?,
-                )
-            })
-            .collect()
-    }
-
-    async fn add_webhook(&self, w: &Webhook) -> Result<(), StoreError> {
-        let cursor = stored_position("cursor_position", w.cursor_position)?;
-        let done = sqlx::query(
-            "INSERT INTO webhooks (webhook_id, url, secret, created_at_us, created_by, active, \
-             deactivated_at_us, cursor_position) VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (webhook_id) DO NOTHING",
-        )
-        .bind(w.webhook_id.to_string())
-        .bind(&w.url)
-        .bind(&w.secret)
-        .bind(w.created_at.micros())
-        .bind(&w.created_by)
-        .bind(w.active)
-        .bind((!w.active).then(|| w.created_at.micros()))
-        .bind(cursor)
-        .execute(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        if done.rows_affected() == 0 {
-            return Err(duplicate_webhook(w.webhook_id));
-        }
+#[async_trait]
+impl AccountStore for PostgresStore {
+    async fn set_signing_secret(
+        &self,
+        person_id: &str,
+        phc: &str,
+        at: Instant,
+        set_by: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(SIGNING_SECRET_UPSERT)
+            .bind(person_id)
+            .bind(phc)
+            .bind(at.micros())
+            .bind(set_by)
+            .execute(&self.pool)
+            .await
+            .map_err(backend_error)?;
         Ok(())
     }
 
-    async fn webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT webhook_id::text AS webhook_id, url, secret, created_at_us, created_by, active, cursor_position \
-             FROM webhooks ORDER BY created_at_us, webhook_id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        rows.iter()
-            .map(|r| {
-                WebhookRow {
-                    webhook_id: r.try_get("webhook_id").map_err(backend_error)?,
-                    url: r.try_get("url").map_err(backend_error)?,
-                    secret: r.try_get("secret").map_err(backend_error)?,
-                    created_at_us: r.try_get("created_at_us").map_err(backend_error)?,
-                    created_by: r.try_get("created_by").map_err(backend_error)?,
-                    active: r.try_get("active").map_err(backend_error)?,
-                    cursor_position: r.try_get("cursor_position").map_err(backend_error)?,
-                }
-                .into_webhook()
-            })
-            .collect()
-    }
-
-    async fn replace_secrets(&self, secrets: &[SecretReplacement]) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
-        let mut replaced = 0;
-        for secret in secrets {
-            let (sql, owner) = match &secret.owner {
-                SecretOwner::Totp(person_id) => (
-                    "UPDATE user_accounts SET totp_secret = $1 WHERE person_id = $2 AND totp_secret = $3",
-                    person_id.clone(),
-                ),
-                SecretOwner::Webhook(webhook_id) => (
-                    "UPDATE webhooks SET secret = $1 WHERE webhook_id = $2::uuid AND secret = $3",
-                    webhook_id.to_string(),
-                ),
-            };
-            let done = sqlx::query(sql)
-                .bind(&secret.new)
-                .bind(owner)
-                .bind(&secret.old)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend_error)?;
-            replaced += done.rows_affected();
-        }
-        tx.commit().await.map_err(backend_error)?;
-        Ok(replaced)
-    }
-
-    async fn deactivate_webhook(&self, webhook_id: Uuid, at: Instant) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE webhooks SET active = FALSE, deactivated_at_us = COALESCE(deactivated_at_us, $1) \
-             WHERE webhook_id = $2::uuid",
-        )
-        .bind(at.micros())
-        .bind(webhook_id.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn enqueue_deliveries(
-        &self,
-        webhook_id: Uuid,
-        alerts: &[(Uuid, u64)],
-        new_cursor: u64,
-        at: Instant,
-    ) -> Result<(), StoreError> {
-        let new_cursor = stored_position("new_cursor", new_cursor)?;
-        let alerts = alerts
-            .iter()
-            .enumerate()
-            .map(|(i, (id, position))| {
-                Ok((
-                    id.to_string(),
-                    stored_position(&format!("alerts[{i}].position"), *position)?,
-                ))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
-        let moved = sqlx::query(WEBHOOK_CURSOR_ADVANCE)
-            .bind(webhook_id)
-            .bind(new_cursor)
-            .execute(&mut *tx)
+    async fn signing_secret(&self, person_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT phc FROM signing_secrets WHERE person_id = $1")
+            .bind(person_id)
+            .fetch_optional(&self.pool)
             .await
             .map_err(backend_error)?;
-        if moved.rows_affected() == 0 {
-            return Err(unknown_webhook(webhook_id));
-        }
-        for chunk in alerts.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Postgres>::new(
-                "INSERT INTO webhook_deliveries (webhook_id, alert_event_id, position, status, \
-                 attempts, next_attempt_at_us) ",
-            );
-            qb.push_values(chunk, |mut b, (alert, position)| {
-                b.push_bind(webhook_id.to_string())
-                    .push_unseparated("::uuid");
-                b.push_bind(alert.clone()).push_unseparated("::uuid");
-                b.push_bind(*position);
-                b.push_bind(DeliveryStatus::Pending.as_str());
-                b.push_bind(0_i64);
-                b.push_bind(at.micros());
-            });
-            qb.push(" ON CONFLICT (webhook_id, alert_event_id) DO NOTHING");
-            qb.build().execute(&mut *tx).await.map_err(backend_error)?;
-        }
-        tx.commit().await.map_err(backend_error)
-    }
-
-    async fn due_deliveries(
-        &self,
-        now: Instant,
-        limit: u32,
-    ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d \
-             JOIN webhooks w ON w.webhook_id = d.webhook_id \
-             WHERE w.active AND d.status = 'pending' AND d.next_attempt_at_us <= $1 \
-             ORDER BY d.position, d.webhook_id LIMIT $2"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(now.micros())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        rows.iter().map(delivery_row).collect()
-    }
-
-    async fn record_delivery_attempt(
-        &self,
-        webhook_id: Uuid,
-        alert_event_id: Uuid,
-        at: Instant,
-        ok: bool,
-        detail: &str,
-        next_attempt_at: Option<Instant>,
-    ) -> Result<(), StoreError> {
-        check_delivery_attempt(ok, next_attempt_at)?;
-        let mut tx = self.pool.begin().await.map_err(backend_error)?;
-        let row = sqlx::query(DELIVERY_ATTEMPT_UPDATE)
-            .bind(webhook_id)
-            .bind(alert_event_id)
-            .bind(at.micros())
-            .bind(detail)
-            .bind(ok)
-            .bind(next_attempt_at.map(Instant::micros))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend_error)?;
-        let Some(row) = row else {
-            return Err(unknown_delivery(alert_event_id));
-        };
-        let attempt: i64 = row.try_get(0).map_err(backend_error)?;
-        sqlx::query(
-            "INSERT INTO webhook_delivery_attempts \
-             (webhook_id, alert_event_id, attempt, at_us, ok, detail) \
-             VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6)",
-        )
-        .bind(webhook_id.to_string())
-        .bind(alert_event_id.to_string())
-        .bind(attempt)
-        .bind(at.micros())
-        .bind(ok)
-        .bind(detail)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend_error)?;
-        tx.commit().await.map_err(backend_error)
-    }
-
-    async fn webhook_deliveries(
-        &self,
-        webhook_id: Uuid,
-        limit: u32,
-    ) -> Result<Vec<WebhookDelivery>, StoreError> {
-        let sql = format!(
-            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d WHERE d.webhook_id = $1::uuid \
-             ORDER BY d.position, d.alert_event_id LIMIT $2"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(webhook_id.to_string())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend_error)?;
-        rows.iter().map(delivery_row).collect()
-    }
-
-    async fn delivery_attempts(
-        &self,
-        webhook_id: Uuid,
-        alert_event_id: Uuid,
-    ) -> Result<Vec<DeliveryAttempt>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT attempt, at_us, ok, detail FROM webhook_delivery_attempts \
-             WHERE webhook_id = $1::uuid AND alert_event_id = $2::uuid ORDER BY attempt",
-        )
-        .bind(webhook_id.to_string())
-        .bind(alert_event_id.to_string())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend_error)?;
-        rows.iter()
-            .map(|r| {
-                DeliveryAttemptRow {
-                    attempt: r.try_get("attempt").map_err(backend_error)?,
-                    at_us: r.try_get("at_us").map_err(backend_error)?,
-                    ok: r.try_get("ok").map_err(backend_error)?,
-                    detail: r.try_get("detail").map_err(backend_error)?,
-                }
-                .into_attempt()
-            })
-            .collect()
+        row.map(|r| r.try_get::<String, _>(0).map_err(backend_error))
+            .transpose()
     }
 
     async fn add_user(&self, user: &UserAccount) -> Result<(), StoreError> {
@@ -1455,7 +1222,10 @@ impl Store for PostgresStore {
             })
             .collect()
     }
+}
 
+#[async_trait]
+impl TokenStore for PostgresStore {
     async fn add_api_token(&self, token: &ApiToken) -> Result<(), StoreError> {
         let done = sqlx::query(&format!(
             "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8) \
@@ -1510,7 +1280,10 @@ impl Store for PostgresStore {
         .map_err(backend_error)?;
         Ok(done.rows_affected() > 0)
     }
+}
 
+#[async_trait]
+impl SessionStore for PostgresStore {
     async fn add_session(&self, session: &Session) -> Result<(), StoreError> {
         let done = sqlx::query(&format!(
             "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6) \
@@ -1568,6 +1341,255 @@ impl Store for PostgresStore {
             .await
             .map_err(backend_error)?;
         Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl WebhookStore for PostgresStore {
+    async fn add_webhook(&self, w: &Webhook) -> Result<(), StoreError> {
+        let cursor = stored_position("cursor_position", w.cursor_position)?;
+        let done = sqlx::query(
+            "INSERT INTO webhooks (webhook_id, url, secret, created_at_us, created_by, active, \
+             deactivated_at_us, cursor_position) VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (webhook_id) DO NOTHING",
+        )
+        .bind(w.webhook_id.to_string())
+        .bind(&w.url)
+        .bind(&w.secret)
+        .bind(w.created_at.micros())
+        .bind(&w.created_by)
+        .bind(w.active)
+        .bind((!w.active).then(|| w.created_at.micros()))
+        .bind(cursor)
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        if done.rows_affected() == 0 {
+            return Err(duplicate_webhook(w.webhook_id));
+        }
+        Ok(())
+    }
+
+    async fn webhooks(&self) -> Result<Vec<Webhook>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT webhook_id::text AS webhook_id, url, secret, created_at_us, created_by, active, cursor_position \
+             FROM webhooks ORDER BY created_at_us, webhook_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|r| {
+                WebhookRow {
+                    webhook_id: r.try_get("webhook_id").map_err(backend_error)?,
+                    url: r.try_get("url").map_err(backend_error)?,
+                    secret: r.try_get("secret").map_err(backend_error)?,
+                    created_at_us: r.try_get("created_at_us").map_err(backend_error)?,
+                    created_by: r.try_get("created_by").map_err(backend_error)?,
+                    active: r.try_get("active").map_err(backend_error)?,
+                    cursor_position: r.try_get("cursor_position").map_err(backend_error)?,
+                }
+                .into_webhook()
+            })
+            .collect()
+    }
+
+    async fn deactivate_webhook(&self, webhook_id: Uuid, at: Instant) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE webhooks SET active = FALSE, deactivated_at_us = COALESCE(deactivated_at_us, $1) \
+             WHERE webhook_id = $2::uuid",
+        )
+        .bind(at.micros())
+        .bind(webhook_id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn enqueue_deliveries(
+        &self,
+        webhook_id: Uuid,
+        alerts: &[(Uuid, u64)],
+        new_cursor: u64,
+        at: Instant,
+    ) -> Result<(), StoreError> {
+        let new_cursor = stored_position("new_cursor", new_cursor)?;
+        let alerts = alerts
+            .iter()
+            .enumerate()
+            .map(|(i, (id, position))| {
+                Ok((
+                    id.to_string(),
+                    stored_position(&format!("alerts[{i}].position"), *position)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let moved = sqlx::query(WEBHOOK_CURSOR_ADVANCE)
+            .bind(webhook_id)
+            .bind(new_cursor)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        if moved.rows_affected() == 0 {
+            return Err(unknown_webhook(webhook_id));
+        }
+        for chunk in alerts.chunks(ROWS_PER_STATEMENT) {
+            let mut qb = QueryBuilder::<Postgres>::new(
+                "INSERT INTO webhook_deliveries (webhook_id, alert_event_id, position, status, \
+                 attempts, next_attempt_at_us) ",
+            );
+            qb.push_values(chunk, |mut b, (alert, position)| {
+                b.push_bind(webhook_id.to_string())
+                    .push_unseparated("::uuid");
+                b.push_bind(alert.clone()).push_unseparated("::uuid");
+                b.push_bind(*position);
+                b.push_bind(DeliveryStatus::Pending.as_str());
+                b.push_bind(0_i64);
+                b.push_bind(at.micros());
+            });
+            qb.push(" ON CONFLICT (webhook_id, alert_event_id) DO NOTHING");
+            qb.build().execute(&mut *tx).await.map_err(backend_error)?;
+        }
+        tx.commit().await.map_err(backend_error)
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: Instant,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d \
+             JOIN webhooks w ON w.webhook_id = d.webhook_id \
+             WHERE w.active AND d.status = 'pending' AND d.next_attempt_at_us <= $1 \
+             ORDER BY d.position, d.webhook_id LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(now.micros())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        rows.iter().map(delivery_row).collect()
+    }
+
+    async fn record_delivery_attempt(
+        &self,
+        webhook_id: Uuid,
+        alert_event_id: Uuid,
+        at: Instant,
+        ok: bool,
+        detail: &str,
+        next_attempt_at: Option<Instant>,
+    ) -> Result<(), StoreError> {
+        check_delivery_attempt(ok, next_attempt_at)?;
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let row = sqlx::query(DELIVERY_ATTEMPT_UPDATE)
+            .bind(webhook_id)
+            .bind(alert_event_id)
+            .bind(at.micros())
+            .bind(detail)
+            .bind(ok)
+            .bind(next_attempt_at.map(Instant::micros))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend_error)?;
+        let Some(row) = row else {
+            return Err(unknown_delivery(alert_event_id));
+        };
+        let attempt: i64 = row.try_get(0).map_err(backend_error)?;
+        sqlx::query(
+            "INSERT INTO webhook_delivery_attempts \
+             (webhook_id, alert_event_id, attempt, at_us, ok, detail) \
+             VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6)",
+        )
+        .bind(webhook_id.to_string())
+        .bind(alert_event_id.to_string())
+        .bind(attempt)
+        .bind(at.micros())
+        .bind(ok)
+        .bind(detail)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_error)?;
+        tx.commit().await.map_err(backend_error)
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        webhook_id: Uuid,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>, StoreError> {
+        let sql = format!(
+            "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries d WHERE d.webhook_id = $1::uuid \
+             ORDER BY d.position, d.alert_event_id LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(webhook_id.to_string())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend_error)?;
+        rows.iter().map(delivery_row).collect()
+    }
+
+    async fn delivery_attempts(
+        &self,
+        webhook_id: Uuid,
+        alert_event_id: Uuid,
+    ) -> Result<Vec<DeliveryAttempt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT attempt, at_us, ok, detail FROM webhook_delivery_attempts \
+             WHERE webhook_id = $1::uuid AND alert_event_id = $2::uuid ORDER BY attempt",
+        )
+        .bind(webhook_id.to_string())
+        .bind(alert_event_id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|r| {
+                DeliveryAttemptRow {
+                    attempt: r.try_get("attempt").map_err(backend_error)?,
+                    at_us: r.try_get("at_us").map_err(backend_error)?,
+                    ok: r.try_get("ok").map_err(backend_error)?,
+                    detail: r.try_get("detail").map_err(backend_error)?,
+                }
+                .into_attempt()
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl VaultStore for PostgresStore {
+    async fn replace_secrets(&self, secrets: &[SecretReplacement]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend_error)?;
+        let mut replaced = 0;
+        for secret in secrets {
+            let (sql, owner) = match &secret.owner {
+                SecretOwner::Totp(person_id) => (
+                    "UPDATE user_accounts SET totp_secret = $1 WHERE person_id = $2 AND totp_secret = $3",
+                    person_id.clone(),
+                ),
+                SecretOwner::Webhook(webhook_id) => (
+                    "UPDATE webhooks SET secret = $1 WHERE webhook_id = $2::uuid AND secret = $3",
+                    webhook_id.to_string(),
+                ),
+            };
+            let done = sqlx::query(sql)
+                .bind(&secret.new)
+                .bind(owner)
+                .bind(&secret.old)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_error)?;
+            replaced += done.rows_affected();
+        }
+        tx.commit().await.map_err(backend_error)?;
+        Ok(replaced)
     }
 
     async fn put_vault_record(&self, record: &VaultRecord) -> Result<(), StoreError> {
@@ -1670,7 +1692,10 @@ impl Store for PostgresStore {
             })?;
         Ok(true)
     }
+}
 
+#[async_trait]
+impl EpcisStore for PostgresStore {
     async fn add_epcis_capture(
         &self,
         capture: &autolog_store::EpcisCapture,

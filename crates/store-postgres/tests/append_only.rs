@@ -2,7 +2,7 @@
 //! (migration 0010): an edit made outside Autolog fails instead of waiting for `verify`.
 
 use autolog_domain::{Instant, Uuid};
-use autolog_store::Store;
+use autolog_store::prelude::*;
 use autolog_store_postgres::testing::{test_server_url, TestDatabase};
 use autolog_store_postgres::PostgresStore;
 use sqlx::Connection;

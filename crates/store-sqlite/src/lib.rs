@@ -14,16 +14,17 @@ use autolog_domain::ledger::checkpoint::Checkpoint;
 use autolog_domain::ledger::merkle::{Frontier, Hash, NodeId};
 use autolog_domain::rules::history::HistoryFilter;
 use autolog_domain::{Event, EventDraft, Instant, Source, Uuid};
+use autolog_store::prelude::*;
 use autolog_store::{
     check_delivery_attempt, check_vault_record, duplicate_api_token, duplicate_session,
     duplicate_user, duplicate_webhook, encode_sites, erased_vault_record, stored_position,
     unknown_delivery, unknown_vault_record, unknown_webhook, unmapped_code, ApiToken, ApiTokenRow,
     AppendOutcome, AppendPlan, AppendTx, CheckpointRow, Clock, DeliveryAttempt, DeliveryAttemptRow,
     DeliveryStatus, EventQuery, EventRow, LedgerHead, RoleGrant, RoleGrantRow, ScannedRow,
-    SecretOwner, SecretReplacement, Session, SessionRow, Store, StoreError, StreamHead,
-    UnmappedCode, UserAccount, UserAccountRow, VaultRecord, VaultRecordRow, Webhook,
-    WebhookDelivery, WebhookDeliveryRow, WebhookRow, COI_SEQUENCE_NEXT, DELIVERY_ATTEMPT_UPDATE,
-    EVENT_COLUMNS, FAILED_ATTEMPT_RECORD, SESSION_TOUCH, SIGNING_SECRET_UPSERT, TOTP_STEP_ACCEPT,
+    SecretOwner, SecretReplacement, Session, SessionRow, StoreError, StreamHead, UnmappedCode,
+    UserAccount, UserAccountRow, VaultRecord, VaultRecordRow, Webhook, WebhookDelivery,
+    WebhookDeliveryRow, WebhookRow, COI_SEQUENCE_NEXT, DELIVERY_ATTEMPT_UPDATE, EVENT_COLUMNS,
+    FAILED_ATTEMPT_RECORD, SESSION_TOUCH, SIGNING_SECRET_UPSERT, TOTP_STEP_ACCEPT,
     UNMAPPED_CODE_UPSERT, USER_COLUMNS, VAULT_COLUMNS, VAULT_KEY_REWRAP, VAULT_RECORD_ERASE,
     VAULT_RECORD_UPSERT, WEBHOOK_CURSOR_ADVANCE,
 };
@@ -653,7 +654,7 @@ impl GroupBackend for SqliteGroups {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl LedgerStore for SqliteStore {
     fn backend(&self) -> &'static str {
         BACKEND
     }
@@ -1029,7 +1030,10 @@ impl Store for SqliteStore {
         let streams: i64 = row.try_get(1).map_err(backend_error)?;
         Ok((events as u64, streams as u64))
     }
+}
 
+#[async_trait]
+impl CodeStore for SqliteStore {
     async fn record_unmapped_code(
         &self,
         system: &str,
@@ -1062,34 +1066,30 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn set_signing_secret(
-        &self,
-        person_id: &str,
-        phc: &str,
-        at: Instant,
-        set_by: &str,
-    ) -> Result<(), StoreError> {
-        sqlx::query(SIGNING_SECRET_UPSERT)
-            .bind(person_id)
-            .bind(phc)
-            .bind(at.micros())
-            .bind(set_by)
-            .execute(&self.writer)
-            .await
-            .map_err(backend_error)?;
-        Ok(())
+    async fn unmapped_codes(&self) -> Result<Vec<UnmappedCode>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT system, kind, code, seen_count, first_seen_us, last_seen_us FROM unmapped_codes ORDER BY system, kind, code",
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend_error)?;
+        rows.iter()
+            .map(|r| {
+                unmapped_code(
+                    r.try_get("system").map_err(backend_error)?,
+                    r.try_get("kind").map_err(backend_error)?,
+                    r.try_get("code").map_err(backend_error)?,
+                    r.try_get("seen_count").map_err(backend_error)?,
+                    r.try_get("first_seen_us").map_err(backend_error)?,
+                    r.try_get("last_seen_us").map_err(backend_error)?,
+                )
+            })
+            .collect()
     }
+}
 
-    async fn signing_secret(&self, person_id: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT phc FROM signing_secrets WHERE person_id = ?1")
-            .bind(person_id)
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(backend_error)?;
-        row.map(|r| r.try_get::<String, _>(0).map_err(backend_error))
-            .transpose()
-    }
-
+#[async_trait]
+impl OutboxStore for SqliteStore {
     async fn outbox_cursor(&self, name: &str) -> Result<Option<u64>, StoreError> {
         autolog_store::check_outbox_name(name)?;
         let row = sqlx::query("SELECT position FROM outbox_cursors WHERE name = ?1")
@@ -1120,28 +1120,333 @@ impl Store for SqliteStore {
             .map_err(backend_error)?;
         Ok(())
     }
+}
 
-    async fn unmapped_codes(&self) -> Result<Vec<UnmappedCode>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT system, kind, code, seen_count, first_seen_us, last_seen_us FROM unmapped_codes ORDER BY system, kind, code",
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn set_signing_secret(
+        &self,
+        person_id: &str,
+        phc: &str,
+        at: Instant,
+        set_by: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(SIGNING_SECRET_UPSERT)
+            .bind(person_id)
+            .bind(phc)
+            .bind(at.micros())
+            .bind(set_by)
+            .execute(&self.writer)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn signing_secret(&self, person_id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT phc FROM signing_secrets WHERE person_id = ?1")
+            .bind(person_id)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(backend_error)?;
+        row.map(|r| r.try_get::<String, _>(0).map_err(backend_error))
+            .transpose()
+    }
+
+    async fn add_user(&self, user: &UserAccount) -> Result<(), StoreError> {
+        let done = sqlx::query(&format!(
+            "INSERT INTO user_accounts ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (person_id) DO NOTHING"
+        ))
+        .bind(&user.person_id)
+        .bind(user.totp_secret.as_deref())
+        .bind(user.totp_last_step)
+        .bind(i64::from(user.failed_attempts))
+        .bind(user.locked_until.map(Instant::micros))
+        .bind(user.disabled_at.map(Instant::micros))
+        .bind(user.created_at.micros())
+        .bind(&user.created_by)
+        .execute(&self.writer)
+        .await
+        .map_err(backend_error)?;
+        if done.rows_affected() == 0 {
+            return Err(duplicate_user(&user.person_id));
+        }
+        Ok(())
+    }
+
+    async fn user(&self, person_id: &str) -> Result<Option<UserAccount>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM user_accounts WHERE person_id = ?"
+        ))
+        .bind(person_id)
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(backend_error)?;
+        row.as_ref().map(user_row).transpose()
+    }
+
+    async fn users(&self) -> Result<Vec<UserAccount>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {USER_COLUMNS} FROM user_accounts ORDER BY person_id"
+        ))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend_error)?;
+        rows.iter().map(user_row).collect()
+    }
+
+    async fn set_totp(&self, person_id: &str, secret: Option<&str>) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE user_accounts SET totp_secret = ?, totp_last_step = NULL WHERE person_id = ?",
         )
+        .bind(secret)
+        .bind(person_id)
+        .execute(&self.writer)
+        .await
+        .map_err(backend_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn accept_totp_step(&self, person_id: &str, step: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query(TOTP_STEP_ACCEPT)
+            .bind(person_id)
+            .bind(step)
+            .execute(&self.writer)
+            .await
+            .map_err(backend_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_failed_attempt(
+        &self,
+        person_id: &str,
+        lock_after: u32,
+        lock_until: Instant,
+    ) -> Result<Option<UserAccount>, StoreError> {
+        let row = sqlx::query(FAILED_ATTEMPT_RECORD)
+            .bind(person_id)
+            .bind(i64::from(lock_after))
+            .bind(lock_until.micros())
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(backend_error)?;
+        row.as_ref().map(user_row).transpose()
+    }
+
+    async fn reset_failed_attempts(&self, person_id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE user_accounts SET failed_attempts = 0 WHERE person_id = ? AND failed_attempts <> 0")
+            .bind(person_id)
+            .execute(&self.writer)
+            .await
+            .map_err(backend_error)?;
+        Ok(())
+    }
+
+    async fn unlock_user(&self, person_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE user_accounts SET failed_attempts = 0, locked_until_us = NULL \
+             WHERE person_id = ?",
+        )
+        .bind(person_id)
+        .execute(&self.writer)
+        .await
+        .map_err(backend_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_user_disabled(
+        &self,
+        person_id: &str,
+        at: Option<Instant>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE user_accounts SET disabled_at_us = ? WHERE person_id = ?")
+            .bind(at.map(Instant::micros))
+            .bind(person_id)
+            .execute(&self.writer)
+            .await
+            .map_err(backend_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn grant_role(&self, grant: &RoleGrant) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO role_grants (person_id, role, site_id, granted_at_us, granted_by) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (person_id, role, site_id) DO NOTHING",
+        )
+        .bind(&grant.person_id)
+        .bind(&grant.role)
+        .bind(&grant.site_id)
+        .bind(grant.granted_at.micros())
+        .bind(&grant.granted_by)
+        .execute(&self.writer)
+        .await
+        .map_err(backend_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn revoke_role(
+        &self,
+        person_id: &str,
+        role: &str,
+        site_id: &str,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM role_grants WHERE person_id = ? AND role = ? AND site_id = ?")
+                .bind(person_id)
+                .bind(role)
+                .bind(site_id)
+                .execute(&self.writer)
+                .await
+                .map_err(backend_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn role_grants(&self, person_id: &str) -> Result<Vec<RoleGrant>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT person_id, role, site_id, granted_at_us, granted_by FROM role_grants \
+             WHERE person_id = ? ORDER BY role, site_id",
+        )
+        .bind(person_id)
         .fetch_all(&self.readers)
         .await
         .map_err(backend_error)?;
         rows.iter()
             .map(|r| {
-                unmapped_code(
-                    r.try_get("system").map_err(backend_error)?,
-                    r.try_get("kind").map_err(backend_error)?,
-                    r.try_get("code").map_err(backend_error)?,
-                    r.try_get("seen_count").map_err(backend_error)?,
-                    r.try_get("first_seen_us").map_err(backend_error)?,
-                    r.try_get("last_seen_us").map_err(backend_error)?,
-                )
+                RoleGrantRow {
+                    person_id: r.try_get("person_id").map_err(backend_error)?,
+                    role: r.try_get("role").map_err(backend_error)?,
+                    site_id: r.try_get("site_id").map_err(backend_error)?,
+                    granted_at_us: r.try_get("granted_at_us").map_err(backend_error)?,
+                    granted_by: r.try_get("granted_by").map_err(backend_error)?,
+                }
+                .into_grant()
             })
             .collect()
     }
+}
 
+#[async_trait]
+impl TokenStore for SqliteStore {
+    async fn add_api_token(&self, token: &ApiToken) -> Result<(), StoreError> {
+        let done = sqlx::query(&format!(
+            "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (token_id) DO NOTHING"
+        ))
+        .bind(token.token_id.to_string())
+        .bind(&token.secret_sha256)
+        .bind(&token.system_id)
+        .bind(encode_sites(&token.sites)?)
+        .bind(token.created_at.micros())
+        .bind(token.expires_at.micros())
+        .bind(token.revoked_at.map(Instant::micros))
+        .bind(&token.created_by)
+        .execute(&self.writer)
+        .await
+        .map_err(backend_error)?;
+        if done.rows_affected() == 0 {
+            return Err(duplicate_api_token(token.token_id));
+        }
+        Ok(())
+    }
+
+    async fn api_token(&self, token_id: Uuid) -> Result<Option<ApiToken>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_id = ?"
+        ))
+        .bind(token_id.to_string())
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(backend_error)?;
+        row.as_ref().map(token_row).transpose()
+    }
+
+    async fn api_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at_us, token_id"
+        ))
+        .fetch_all(&self.readers)
+        .await
+        .map_err(backend_error)?;
+        rows.iter().map(token_row).collect()
+    }
+
+    async fn revoke_api_token(&self, token_id: Uuid, at: Instant) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at_us = ? WHERE token_id = ? AND revoked_at_us IS NULL",
+        )
+        .bind(at.micros())
+        .bind(token_id.to_string())
+        .execute(&self.writer)
+        .await
+        .map_err(backend_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn add_session(&self, session: &Session) -> Result<(), StoreError> {
+        let done = sqlx::query(&format!(
+            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (session_sha256) DO NOTHING"
+        ))
+        .bind(&session.session_sha256)
+        .bind(&session.person_id)
+        .bind(&session.csrf_sha256)
+        .bind(session.created_at.micros())
+        .bind(session.last_seen_at.micros())
+        .bind(session.expires_at.micros())
+        .execute(&self.writer)
+        .await
+        .map_err(backend_error)?;
+        if done.rows_affected() == 0 {
+            return Err(duplicate_session());
+        }
+        Ok(())
+    }
+
+    async fn session(&self, session_sha256: &str) -> Result<Option<Session>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE session_sha256 = ?"
+        ))
+        .bind(session_sha256)
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(backend_error)?;
+        row.as_ref().map(session_row).transpose()
+    }
+
+    async fn touch_session(&self, session_sha256: &str, at: Instant) -> Result<bool, StoreError> {
+        let done = sqlx::query(SESSION_TOUCH)
+            .bind(session_sha256)
+            .bind(at.micros())
+            .execute(&self.writer)
+            .await
+            .map_err(backend_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn end_session(&self, session_sha256: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM sessions WHERE session_sha256 = ?")
+            .bind(session_sha256)
+            .execute(&self.writer)
+            .await
+            .map_err(backend_error)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn end_sessions_of(&self, person_id: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM sessions WHERE person_id = ?")
+            .bind(person_id)
+            .execute(&self.writer)
+            .await
+            .map_err(backend_error)?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl WebhookStore for SqliteStore {
     async fn add_webhook(&self, w: &Webhook) -> Result<(), StoreError> {
         let cursor = stored_position("cursor_position", w.cursor_position)?;
         let done = sqlx::query(
@@ -1188,33 +1493,6 @@ impl Store for SqliteStore {
                 .into_webhook()
             })
             .collect()
-    }
-
-    async fn replace_secrets(&self, secrets: &[SecretReplacement]) -> Result<u64, StoreError> {
-        let mut tx = self.writer.begin().await.map_err(backend_error)?;
-        let mut replaced = 0;
-        for secret in secrets {
-            let (sql, owner) = match &secret.owner {
-                SecretOwner::Totp(person_id) => (
-                    "UPDATE user_accounts SET totp_secret = ?1 WHERE person_id = ?2 AND totp_secret = ?3",
-                    person_id.clone(),
-                ),
-                SecretOwner::Webhook(webhook_id) => (
-                    "UPDATE webhooks SET secret = ?1 WHERE webhook_id = ?2 AND secret = ?3",
-                    webhook_id.to_string(),
-                ),
-            };
-            let done = sqlx::query(sql)
-                .bind(&secret.new)
-                .bind(owner)
-                .bind(&secret.old)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend_error)?;
-            replaced += done.rows_affected();
-        }
-        tx.commit().await.map_err(backend_error)?;
-        Ok(replaced)
     }
 
     async fn deactivate_webhook(&self, webhook_id: Uuid, at: Instant) -> Result<bool, StoreError> {
@@ -1390,291 +1668,35 @@ impl Store for SqliteStore {
             })
             .collect()
     }
+}
 
-    async fn add_user(&self, user: &UserAccount) -> Result<(), StoreError> {
-        let done = sqlx::query(&format!(
-            "INSERT INTO user_accounts ({USER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (person_id) DO NOTHING"
-        ))
-        .bind(&user.person_id)
-        .bind(user.totp_secret.as_deref())
-        .bind(user.totp_last_step)
-        .bind(i64::from(user.failed_attempts))
-        .bind(user.locked_until.map(Instant::micros))
-        .bind(user.disabled_at.map(Instant::micros))
-        .bind(user.created_at.micros())
-        .bind(&user.created_by)
-        .execute(&self.writer)
-        .await
-        .map_err(backend_error)?;
-        if done.rows_affected() == 0 {
-            return Err(duplicate_user(&user.person_id));
-        }
-        Ok(())
-    }
-
-    async fn user(&self, person_id: &str) -> Result<Option<UserAccount>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM user_accounts WHERE person_id = ?"
-        ))
-        .bind(person_id)
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(backend_error)?;
-        row.as_ref().map(user_row).transpose()
-    }
-
-    async fn users(&self) -> Result<Vec<UserAccount>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {USER_COLUMNS} FROM user_accounts ORDER BY person_id"
-        ))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(backend_error)?;
-        rows.iter().map(user_row).collect()
-    }
-
-    async fn set_totp(&self, person_id: &str, secret: Option<&str>) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE user_accounts SET totp_secret = ?, totp_last_step = NULL WHERE person_id = ?",
-        )
-        .bind(secret)
-        .bind(person_id)
-        .execute(&self.writer)
-        .await
-        .map_err(backend_error)?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn accept_totp_step(&self, person_id: &str, step: i64) -> Result<bool, StoreError> {
-        let done = sqlx::query(TOTP_STEP_ACCEPT)
-            .bind(person_id)
-            .bind(step)
-            .execute(&self.writer)
-            .await
-            .map_err(backend_error)?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn record_failed_attempt(
-        &self,
-        person_id: &str,
-        lock_after: u32,
-        lock_until: Instant,
-    ) -> Result<Option<UserAccount>, StoreError> {
-        let row = sqlx::query(FAILED_ATTEMPT_RECORD)
-            .bind(person_id)
-            .bind(i64::from(lock_after))
-            .bind(lock_until.micros())
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(backend_error)?;
-        row.as_ref().map(user_row).transpose()
-    }
-
-    async fn reset_failed_attempts(&self, person_id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE user_accounts SET failed_attempts = 0 WHERE person_id = ? AND failed_attempts <> 0")
-            .bind(person_id)
-            .execute(&self.writer)
-            .await
-            .map_err(backend_error)?;
-        Ok(())
-    }
-
-    async fn unlock_user(&self, person_id: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE user_accounts SET failed_attempts = 0, locked_until_us = NULL \
-             WHERE person_id = ?",
-        )
-        .bind(person_id)
-        .execute(&self.writer)
-        .await
-        .map_err(backend_error)?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn set_user_disabled(
-        &self,
-        person_id: &str,
-        at: Option<Instant>,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE user_accounts SET disabled_at_us = ? WHERE person_id = ?")
-            .bind(at.map(Instant::micros))
-            .bind(person_id)
-            .execute(&self.writer)
-            .await
-            .map_err(backend_error)?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn grant_role(&self, grant: &RoleGrant) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO role_grants (person_id, role, site_id, granted_at_us, granted_by) \
-             VALUES (?, ?, ?, ?, ?) ON CONFLICT (person_id, role, site_id) DO NOTHING",
-        )
-        .bind(&grant.person_id)
-        .bind(&grant.role)
-        .bind(&grant.site_id)
-        .bind(grant.granted_at.micros())
-        .bind(&grant.granted_by)
-        .execute(&self.writer)
-        .await
-        .map_err(backend_error)?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn revoke_role(
-        &self,
-        person_id: &str,
-        role: &str,
-        site_id: &str,
-    ) -> Result<bool, StoreError> {
-        let done =
-            sqlx::query("DELETE FROM role_grants WHERE person_id = ? AND role = ? AND site_id = ?")
-                .bind(person_id)
-                .bind(role)
-                .bind(site_id)
-                .execute(&self.writer)
+#[async_trait]
+impl VaultStore for SqliteStore {
+    async fn replace_secrets(&self, secrets: &[SecretReplacement]) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await.map_err(backend_error)?;
+        let mut replaced = 0;
+        for secret in secrets {
+            let (sql, owner) = match &secret.owner {
+                SecretOwner::Totp(person_id) => (
+                    "UPDATE user_accounts SET totp_secret = ?1 WHERE person_id = ?2 AND totp_secret = ?3",
+                    person_id.clone(),
+                ),
+                SecretOwner::Webhook(webhook_id) => (
+                    "UPDATE webhooks SET secret = ?1 WHERE webhook_id = ?2 AND secret = ?3",
+                    webhook_id.to_string(),
+                ),
+            };
+            let done = sqlx::query(sql)
+                .bind(&secret.new)
+                .bind(owner)
+                .bind(&secret.old)
+                .execute(&mut *tx)
                 .await
                 .map_err(backend_error)?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn role_grants(&self, person_id: &str) -> Result<Vec<RoleGrant>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT person_id, role, site_id, granted_at_us, granted_by FROM role_grants \
-             WHERE person_id = ? ORDER BY role, site_id",
-        )
-        .bind(person_id)
-        .fetch_all(&self.readers)
-        .await
-        .map_err(backend_error)?;
-        rows.iter()
-            .map(|r| {
-                RoleGrantRow {
-                    person_id: r.try_get("person_id").map_err(backend_error)?,
-                    role: r.try_get("role").map_err(backend_error)?,
-                    site_id: r.try_get("site_id").map_err(backend_error)?,
-                    granted_at_us: r.try_get("granted_at_us").map_err(backend_error)?,
-                    granted_by: r.try_get("granted_by").map_err(backend_error)?,
-                }
-                .into_grant()
-            })
-            .collect()
-    }
-
-    async fn add_api_token(&self, token: &ApiToken) -> Result<(), StoreError> {
-        let done = sqlx::query(&format!(
-            "INSERT INTO api_tokens ({TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (token_id) DO NOTHING"
-        ))
-        .bind(token.token_id.to_string())
-        .bind(&token.secret_sha256)
-        .bind(&token.system_id)
-        .bind(encode_sites(&token.sites)?)
-        .bind(token.created_at.micros())
-        .bind(token.expires_at.micros())
-        .bind(token.revoked_at.map(Instant::micros))
-        .bind(&token.created_by)
-        .execute(&self.writer)
-        .await
-        .map_err(backend_error)?;
-        if done.rows_affected() == 0 {
-            return Err(duplicate_api_token(token.token_id));
+            replaced += done.rows_affected();
         }
-        Ok(())
-    }
-
-    async fn api_token(&self, token_id: Uuid) -> Result<Option<ApiToken>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE token_id = ?"
-        ))
-        .bind(token_id.to_string())
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(backend_error)?;
-        row.as_ref().map(token_row).transpose()
-    }
-
-    async fn api_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY created_at_us, token_id"
-        ))
-        .fetch_all(&self.readers)
-        .await
-        .map_err(backend_error)?;
-        rows.iter().map(token_row).collect()
-    }
-
-    async fn revoke_api_token(&self, token_id: Uuid, at: Instant) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE api_tokens SET revoked_at_us = ? WHERE token_id = ? AND revoked_at_us IS NULL",
-        )
-        .bind(at.micros())
-        .bind(token_id.to_string())
-        .execute(&self.writer)
-        .await
-        .map_err(backend_error)?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn add_session(&self, session: &Session) -> Result<(), StoreError> {
-        let done = sqlx::query(&format!(
-            "INSERT INTO sessions ({SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (session_sha256) DO NOTHING"
-        ))
-        .bind(&session.session_sha256)
-        .bind(&session.person_id)
-        .bind(&session.csrf_sha256)
-        .bind(session.created_at.micros())
-        .bind(session.last_seen_at.micros())
-        .bind(session.expires_at.micros())
-        .execute(&self.writer)
-        .await
-        .map_err(backend_error)?;
-        if done.rows_affected() == 0 {
-            return Err(duplicate_session());
-        }
-        Ok(())
-    }
-
-    async fn session(&self, session_sha256: &str) -> Result<Option<Session>, StoreError> {
-        let row = sqlx::query(&format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE session_sha256 = ?"
-        ))
-        .bind(session_sha256)
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(backend_error)?;
-        row.as_ref().map(session_row).transpose()
-    }
-
-    async fn touch_session(&self, session_sha256: &str, at: Instant) -> Result<bool, StoreError> {
-        let done = sqlx::query(SESSION_TOUCH)
-            .bind(session_sha256)
-            .bind(at.micros())
-            .execute(&self.writer)
-            .await
-            .map_err(backend_error)?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn end_session(&self, session_sha256: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM sessions WHERE session_sha256 = ?")
-            .bind(session_sha256)
-            .execute(&self.writer)
-            .await
-            .map_err(backend_error)?;
-        Ok(done.rows_affected() > 0)
-    }
-
-    async fn end_sessions_of(&self, person_id: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM sessions WHERE person_id = ?")
-            .bind(person_id)
-            .execute(&self.writer)
-            .await
-            .map_err(backend_error)?;
-        Ok(done.rows_affected())
+        tx.commit().await.map_err(backend_error)?;
+        Ok(replaced)
     }
 
     async fn put_vault_record(&self, record: &VaultRecord) -> Result<(), StoreError> {
@@ -1788,7 +1810,10 @@ impl Store for SqliteStore {
         }
         Ok(true)
     }
+}
 
+#[async_trait]
+impl EpcisStore for SqliteStore {
     async fn add_epcis_capture(
         &self,
         capture: &autolog_store::EpcisCapture,

@@ -1,10 +1,11 @@
 //! Crypto-shredding on SQLite: once a vault record is erased, its wrapped key and ciphertext
 //! are in none of the database's files (main file, -wal, -shm), open or closed.
 
+use autolog_store::prelude::*;
 use std::path::Path;
 
 use autolog_domain::Instant;
-use autolog_store::{Store, VaultRecord};
+use autolog_store::VaultRecord;
 use autolog_store_sqlite::SqliteStore;
 
 /// 2026-03-01T00:00:00Z in microseconds.

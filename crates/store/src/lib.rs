@@ -115,8 +115,47 @@ pub struct ScannedRow {
     pub event: Result<Event, String>,
 }
 
+/// Everything a backend stores: the ledger and the side stores beside it. Implemented for
+/// every type that implements them all; `Arc<dyn Store>` is what the app holds, and every
+/// method is callable on it. On a concrete backend, bring the traits in scope with
+/// `use autolog_store::prelude::*`.
+pub trait Store:
+    LedgerStore
+    + CodeStore
+    + OutboxStore
+    + AccountStore
+    + TokenStore
+    + SessionStore
+    + WebhookStore
+    + VaultStore
+    + EpcisStore
+{
+}
+
+impl<T> Store for T where
+    T: LedgerStore
+        + CodeStore
+        + OutboxStore
+        + AccountStore
+        + TokenStore
+        + SessionStore
+        + WebhookStore
+        + VaultStore
+        + EpcisStore
+{
+}
+
+/// The store traits, to call any store method on an `Arc<dyn Store>`.
+pub mod prelude {
+    pub use crate::{
+        AccountStore, CodeStore, EpcisStore, LedgerStore, OutboxStore, SessionStore, Store,
+        TokenStore, VaultStore, WebhookStore,
+    };
+}
+/// The ledger proper: appending, reading events and streams, the Merkle tree and its
+/// checkpoints.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait LedgerStore: Send + Sync {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
@@ -268,7 +307,12 @@ pub trait Store: Send + Sync {
 
     /// Number of stored rows and distinct streams.
     async fn counts(&self) -> Result<(u64, u64), StoreError>;
+}
 
+/// Beside the ledger: the COI sequence of each issuer and year, and the counts of local
+/// codes no crosswalk maps.
+#[async_trait]
+pub trait CodeStore: Send + Sync {
     /// Counts one sighting, at `seen_at`, of a local code that did not resolve through the
     /// crosswalks. Kept outside the ledger: it is an observation for the alignment report.
     async fn record_unmapped_code(
@@ -286,7 +330,11 @@ pub trait Store: Send + Sync {
 
     /// Every unmapped code seen, ordered by system, kind and code.
     async fn unmapped_codes(&self) -> Result<Vec<UnmappedCode>, StoreError>;
+}
 
+/// Beside the ledger: how far each outbound feed has published.
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
     /// The position up to which the outbound feed `name` has published the ledger (its
     /// receiver acknowledged every event at or before it); `None` before its first
     /// publication. A name that [`check_outbox_name`] refuses is [`StoreError::Rejected`].
@@ -297,7 +345,12 @@ pub trait Store: Send + Sync {
     /// progress. A bad name or a position beyond `i64::MAX` is [`StoreError::Rejected`] and
     /// nothing is written.
     async fn set_outbox_cursor(&self, name: &str, position: u64) -> Result<(), StoreError>;
+}
 
+/// Beside the ledger: console accounts (second factor, failed attempts, role grants) and
+/// e-signature secrets.
+#[async_trait]
+pub trait AccountStore: Send + Sync {
     /// Sets (or replaces) a person's signing secret, given as its Argon2id PHC string.
     async fn set_signing_secret(
         &self,
@@ -309,75 +362,6 @@ pub trait Store: Send + Sync {
 
     /// A person's signing secret (Argon2id PHC string), if one is set.
     async fn signing_secret(&self, person_id: &str) -> Result<Option<String>, StoreError>;
-
-    /// Registers an outbound webhook. Kept outside the ledger: its secret must never be
-    /// hashed into an event. A `webhook_id` already registered is
-    /// [`StoreError::Rejected`] (field `webhook_id`) and nothing is written.
-    async fn add_webhook(&self, webhook: &Webhook) -> Result<(), StoreError>;
-
-    /// Every registered webhook, active or not, by `created_at` then `webhook_id`.
-    async fn webhooks(&self) -> Result<Vec<Webhook>, StoreError>;
-
-    /// Stops a webhook (its pending deliveries are no longer due); `at` is recorded the first
-    /// time. False when no webhook has this id.
-    async fn deactivate_webhook(&self, webhook_id: Uuid, at: Instant) -> Result<bool, StoreError>;
-
-    /// Replaces stored secrets in one transaction (sealing them under a vault master key,
-    /// or re-sealing them under a new one): each replacement applies only while the stored
-    /// value is still `old` (a secret changed meanwhile is left as it is). The replay guard
-    /// of a TOTP secret is kept: it is the same secret. Answers how many were replaced.
-    async fn replace_secrets(&self, secrets: &[SecretReplacement]) -> Result<u64, StoreError>;
-
-    /// In one transaction: queues a pending delivery, due at `at`, for each
-    /// `(alert_event_id, position)` not already queued for this webhook (repeating a call is
-    /// harmless), and moves the webhook's `cursor_position` to `new_cursor` unless it is
-    /// already further (it never moves back). An unknown webhook is
-    /// [`StoreError::Rejected`] (field `webhook_id`) and nothing is written.
-    async fn enqueue_deliveries(
-        &self,
-        webhook_id: Uuid,
-        alerts: &[(Uuid, u64)],
-        new_cursor: u64,
-        at: Instant,
-    ) -> Result<(), StoreError>;
-
-    /// Up to `limit` pending deliveries of active webhooks whose `next_attempt_at` is at or
-    /// before `now`, by ledger position then webhook id.
-    async fn due_deliveries(
-        &self,
-        now: Instant,
-        limit: u32,
-    ) -> Result<Vec<WebhookDelivery>, StoreError>;
-
-    /// In one transaction: appends attempt number `attempts + 1` to the delivery's log and
-    /// updates the delivery (attempts, `last_attempt_at` = `at`, `last_result` = `detail`;
-    /// when `ok`, status delivered and `delivered_at` = `at`; otherwise `next_attempt_at`).
-    /// A failed attempt must say when to retry: `ok == false` with `next_attempt_at == None`
-    /// is [`StoreError::Rejected`] (field `next_attempt_at`), as is a delivery that was never
-    /// queued (field `alert_event_id`). Nothing is written then.
-    async fn record_delivery_attempt(
-        &self,
-        webhook_id: Uuid,
-        alert_event_id: Uuid,
-        at: Instant,
-        ok: bool,
-        detail: &str,
-        next_attempt_at: Option<Instant>,
-    ) -> Result<(), StoreError>;
-
-    /// Up to `limit` deliveries of one webhook, any status, by ledger position.
-    async fn webhook_deliveries(
-        &self,
-        webhook_id: Uuid,
-        limit: u32,
-    ) -> Result<Vec<WebhookDelivery>, StoreError>;
-
-    /// The attempt log of one delivery, oldest first (empty when unknown).
-    async fn delivery_attempts(
-        &self,
-        webhook_id: Uuid,
-        alert_event_id: Uuid,
-    ) -> Result<Vec<DeliveryAttempt>, StoreError>;
 
     /// Creates a console user account. Kept outside the ledger, like everything below: none
     /// of it is hashed into an event. A second account for the same person is
@@ -440,7 +424,11 @@ pub trait Store: Send + Sync {
 
     /// A person's role grants, by role then site (bytewise order).
     async fn role_grants(&self, person_id: &str) -> Result<Vec<RoleGrant>, StoreError>;
+}
 
+/// Beside the ledger: the API tokens of source systems (their hashes).
+#[async_trait]
+pub trait TokenStore: Send + Sync {
     /// Stores an API token (its secret only as a SHA-256). A `token_id` already stored is
     /// [`StoreError::Rejected`] (field `token_id`) and nothing is written.
     async fn add_api_token(&self, token: &ApiToken) -> Result<(), StoreError>;
@@ -454,7 +442,11 @@ pub trait Store: Send + Sync {
     /// Revokes a token at `at`. False when no token has this id or it was already revoked
     /// (its first revocation time is kept).
     async fn revoke_api_token(&self, token_id: Uuid, at: Instant) -> Result<bool, StoreError>;
+}
 
+/// Beside the ledger: console sessions (their hashes).
+#[async_trait]
+pub trait SessionStore: Send + Sync {
     /// Stores a console session (hashes only). A `session_sha256` already stored is
     /// [`StoreError::Rejected`] (field `session_sha256`); a person without a user account
     /// is refused by the backend's foreign key.
@@ -473,6 +465,84 @@ pub trait Store: Send + Sync {
 
     /// Ends every session of a person; how many were ended.
     async fn end_sessions_of(&self, person_id: &str) -> Result<u64, StoreError>;
+}
+
+/// Beside the ledger: webhook registrations and their deliveries.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Registers an outbound webhook. Kept outside the ledger: its secret must never be
+    /// hashed into an event. A `webhook_id` already registered is
+    /// [`StoreError::Rejected`] (field `webhook_id`) and nothing is written.
+    async fn add_webhook(&self, webhook: &Webhook) -> Result<(), StoreError>;
+
+    /// Every registered webhook, active or not, by `created_at` then `webhook_id`.
+    async fn webhooks(&self) -> Result<Vec<Webhook>, StoreError>;
+
+    /// Stops a webhook (its pending deliveries are no longer due); `at` is recorded the first
+    /// time. False when no webhook has this id.
+    async fn deactivate_webhook(&self, webhook_id: Uuid, at: Instant) -> Result<bool, StoreError>;
+
+    /// In one transaction: queues a pending delivery, due at `at`, for each
+    /// `(alert_event_id, position)` not already queued for this webhook (repeating a call is
+    /// harmless), and moves the webhook's `cursor_position` to `new_cursor` unless it is
+    /// already further (it never moves back). An unknown webhook is
+    /// [`StoreError::Rejected`] (field `webhook_id`) and nothing is written.
+    async fn enqueue_deliveries(
+        &self,
+        webhook_id: Uuid,
+        alerts: &[(Uuid, u64)],
+        new_cursor: u64,
+        at: Instant,
+    ) -> Result<(), StoreError>;
+
+    /// Up to `limit` pending deliveries of active webhooks whose `next_attempt_at` is at or
+    /// before `now`, by ledger position then webhook id.
+    async fn due_deliveries(
+        &self,
+        now: Instant,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>, StoreError>;
+
+    /// In one transaction: appends attempt number `attempts + 1` to the delivery's log and
+    /// updates the delivery (attempts, `last_attempt_at` = `at`, `last_result` = `detail`;
+    /// when `ok`, status delivered and `delivered_at` = `at`; otherwise `next_attempt_at`).
+    /// A failed attempt must say when to retry: `ok == false` with `next_attempt_at == None`
+    /// is [`StoreError::Rejected`] (field `next_attempt_at`), as is a delivery that was never
+    /// queued (field `alert_event_id`). Nothing is written then.
+    async fn record_delivery_attempt(
+        &self,
+        webhook_id: Uuid,
+        alert_event_id: Uuid,
+        at: Instant,
+        ok: bool,
+        detail: &str,
+        next_attempt_at: Option<Instant>,
+    ) -> Result<(), StoreError>;
+
+    /// Up to `limit` deliveries of one webhook, any status, by ledger position.
+    async fn webhook_deliveries(
+        &self,
+        webhook_id: Uuid,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>, StoreError>;
+
+    /// The attempt log of one delivery, oldest first (empty when unknown).
+    async fn delivery_attempts(
+        &self,
+        webhook_id: Uuid,
+        alert_event_id: Uuid,
+    ) -> Result<Vec<DeliveryAttempt>, StoreError>;
+}
+
+/// Beside the ledger: the patients' identifying data, encrypted, and the secrets sealed
+/// with the vault key.
+#[async_trait]
+pub trait VaultStore: Send + Sync {
+    /// Replaces stored secrets in one transaction (sealing them under a vault master key,
+    /// or re-sealing them under a new one): each replacement applies only while the stored
+    /// value is still `old` (a secret changed meanwhile is left as it is). The replay guard
+    /// of a TOTP secret is kept: it is the same secret. Answers how many were replaced.
+    async fn replace_secrets(&self, secrets: &[SecretReplacement]) -> Result<u64, StoreError>;
 
     /// Records a patient's personal data: inserts the record, or replaces the one not yet
     /// erased for the same `patient_key`. A patient whose record was erased is
@@ -499,7 +569,11 @@ pub trait Store: Send + Sync {
     /// error after the erasure committed says so, and erasing again finishes the scrub.
     /// False when the patient has no record.
     async fn erase_vault_record(&self, patient_key: &str, at: Instant) -> Result<bool, StoreError>;
+}
 
+/// Beside the ledger: EPCIS documents as captured, and their events for queries.
+#[async_trait]
+pub trait EpcisStore: Send + Sync {
     /// Stores one EPCIS capture and its events in one transaction (all of them or none:
     /// the EPCIS `rollback` behaviour). Captures are serialised: each event gets the next
     /// `seq`, and the capture's record time is read from `clock` under the lock (never
