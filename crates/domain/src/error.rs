@@ -11,7 +11,31 @@ pub struct FieldError {
     pub field: String,
     pub value: String,
     pub rule: String,
+    /// The kind of rule, stable and machine-readable (one of [`CODES`]): what a program
+    /// decides on, never the rule's words, which are for people and may be reworded.
+    pub code: &'static str,
 }
+
+/// Every [`FieldError::code`], with what it means (documented in the OpenAPI document's
+/// `Error` schema as `rule_code`).
+pub const CODES: &[(&str, &str)] = &[
+    ("invalid", "the value breaks the rule the message states"),
+    ("required", "the field is absent and must be given"),
+    ("unknown", "a field or parameter the request does not take"),
+    ("repeated", "a field or parameter given more than once"),
+    (
+        "not_registered",
+        "names a registry record that does not exist",
+    ),
+    (
+        "already_registered",
+        "the record it registers exists already",
+    ),
+    (
+        "erased",
+        "the patient's identifying data were erased and cannot be recorded again",
+    ),
+];
 
 impl FieldError {
     pub fn new(
@@ -23,7 +47,20 @@ impl FieldError {
             field: field.into(),
             value: shorten(value.into()),
             rule: rule.into(),
+            code: "invalid",
         }
+    }
+
+    /// An absent field that must be given.
+    pub fn required(field: impl Into<String>) -> Self {
+        Self::new(field, "(absent)", "is required").with_code("required")
+    }
+
+    /// The same refusal, of another kind (one of [`CODES`]).
+    pub fn with_code(mut self, code: &'static str) -> Self {
+        debug_assert!(CODES.iter().any(|(c, _)| *c == code), "{code}");
+        self.code = code;
+        self
     }
 
     /// Prefixes the field path, e.g. `source.system` under `events[1]`.

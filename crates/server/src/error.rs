@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-/// An error answer: `{"error": {"code", "message", "field", "value", "rule"}}`.
+/// An error answer: `{"error": {"code", "message", "field", "value", "rule", "rule_code"}}`.
 #[derive(Debug)]
 pub struct ApiError(pub AppError);
 
@@ -51,16 +51,18 @@ impl IntoResponse for ApiError {
             body["field"] = json!(f.field);
             body["value"] = json!(f.value);
             body["rule"] = json!(f.rule);
+            body["rule_code"] = json!(f.code);
         }
         if let AppError::Unmet(conditions) = &self.0 {
             let list: Vec<_> = conditions
                 .iter()
-                .map(|f| json!({"field": f.field, "value": f.value, "rule": f.rule}))
+                .map(|f| json!({"field": f.field, "value": f.value, "rule": f.rule, "rule_code": f.code}))
                 .collect();
             if let Some(first) = conditions.first() {
                 body["field"] = json!(first.field);
                 body["value"] = json!(first.value);
                 body["rule"] = json!(first.rule);
+                body["rule_code"] = json!(first.code);
             }
             body["unmet"] = json!(list);
         }

@@ -177,11 +177,14 @@ pub fn duplicate_session() -> StoreError {
 
 /// The refusal to record personal data again for an erased patient.
 pub fn erased_vault_record(patient_key: &str) -> StoreError {
-    StoreError::Rejected(FieldError::new(
-        "patient_key",
-        patient_key,
-        "was erased (crypto-shredded); its personal data cannot be recorded again",
-    ))
+    StoreError::Rejected(
+        FieldError::new(
+            "patient_key",
+            patient_key,
+            "was erased (crypto-shredded); its personal data cannot be recorded again",
+        )
+        .with_code("erased"),
+    )
 }
 
 /// The refusal of a patient key with no vault record.

@@ -604,7 +604,7 @@ pub struct UnmappedCode {
     pub last_seen: Instant,
 }
 
-/// The upsert both backends run to count an unmapped code (`{}` are placeholders).
+/// The upsert both backends run to count an unmapped code (`$N` are placeholders).
 pub const UNMAPPED_CODE_UPSERT: &str = "INSERT INTO unmapped_codes \
      (system, kind, code, seen_count, first_seen_us, last_seen_us) VALUES ($1, $2, $3, 1, $4, $4) \
      ON CONFLICT (system, kind, code) DO UPDATE SET seen_count = unmapped_codes.seen_count + 1, \
@@ -613,13 +613,13 @@ pub const UNMAPPED_CODE_UPSERT: &str = "INSERT INTO unmapped_codes \
      last_seen_us = CASE WHEN excluded.last_seen_us > unmapped_codes.last_seen_us \
        THEN excluded.last_seen_us ELSE unmapped_codes.last_seen_us END";
 
-/// The upsert both backends run to set a signing secret (`{}` are placeholders).
+/// The upsert both backends run to set a signing secret (`$N` are placeholders).
 pub const SIGNING_SECRET_UPSERT: &str =
     "INSERT INTO signing_secrets (person_id, phc, set_at_us, set_by) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (person_id) DO UPDATE SET phc = excluded.phc, \
      set_at_us = excluded.set_at_us, set_by = excluded.set_by";
 
-/// The allocation both backends run (`{}` are placeholders for fin and year).
+/// The allocation both backends run (`$1` fin, `$2` year).
 pub const COI_SEQUENCE_NEXT: &str = "INSERT INTO coi_sequences (fin, year, last_seq) VALUES ($1, $2, 1) \
      ON CONFLICT (fin, year) DO UPDATE SET last_seq = coi_sequences.last_seq + 1 RETURNING last_seq";
 

@@ -418,9 +418,7 @@ fn not_recorded(patient_key: &str) -> AppError {
 /// The store's refusal of a put for an erased patient, as the app says it.
 fn erased_refusal(e: StoreError) -> AppError {
     match e {
-        StoreError::Rejected(f) if f.field == "patient_key" && f.rule.contains("erased") => {
-            AppError::Gone(f)
-        }
+        StoreError::Rejected(f) if f.code == "erased" => AppError::Gone(f),
         other => other.into(),
     }
 }

@@ -58,7 +58,7 @@ impl Autolog {
                     .map_or(coi, str::to_string);
                 Ok((issued, result))
             }
-            Err(AppError::Invalid(e)) if e.field == "stream" && e.rule.contains("already registered") => {
+            Err(AppError::Invalid(e)) if e.code == "already_registered" => {
                 Err(AppError::Invalid(FieldError::new(
                     "coi",
                     &coi,

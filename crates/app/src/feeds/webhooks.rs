@@ -227,8 +227,7 @@ impl Autolog {
             }
         }
         let field = |name: &str| request.get(name).and_then(Value::as_str);
-        let url = field("url")
-            .ok_or_else(|| AppError::Invalid(FieldError::new("url", "(absent)", "is required")))?;
+        let url = field("url").ok_or_else(|| AppError::Invalid(FieldError::required("url")))?;
         let parsed = url::Url::parse(url).map_err(|e| {
             AppError::Invalid(FieldError::new("url", url, format!("is not a URL ({e})")))
         })?;

@@ -99,7 +99,7 @@ pub fn parse_draft(value: &Value, event_id: Uuid) -> Result<EventDraft, FieldErr
 
 fn required_str<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a str, FieldError> {
     match obj.get(key) {
-        None => Err(FieldError::new(key, "(absent)", "is required")),
+        None => Err(FieldError::required(key)),
         Some(Value::String(s)) => Ok(s),
         Some(other) => Err(FieldError::new(key, show(other), "must be a string")),
     }
@@ -134,7 +134,7 @@ fn parse_source(value: Option<&Value>) -> Result<Source, FieldError> {
 /// Parses a `{system, source_event_id}` object found at `field`.
 fn parse_source_at(field: &str, value: Option<&Value>) -> Result<Source, FieldError> {
     let obj = match value {
-        None => return Err(FieldError::new(field, "(absent)", "is required")),
+        None => return Err(FieldError::required(field)),
         Some(Value::Object(o)) => o,
         Some(other) => {
             return Err(FieldError::new(
@@ -183,7 +183,7 @@ fn parse_source_at(field: &str, value: Option<&Value>) -> Result<Source, FieldEr
 
 fn parse_body(value: Option<&Value>) -> Result<Body, FieldError> {
     let obj = match value {
-        None => return Err(FieldError::new("body", "(absent)", "is required")),
+        None => return Err(FieldError::required("body")),
         Some(Value::Object(o)) => o,
         Some(other) => {
             return Err(FieldError::new(
@@ -204,7 +204,7 @@ fn parse_body(value: Option<&Value>) -> Result<Body, FieldError> {
     }
     let type_name = required_str(obj, "type").map_err(|e| e.under("body"))?;
     let version = match obj.get("version") {
-        None => return Err(FieldError::new("body.version", "(absent)", "is required")),
+        None => return Err(FieldError::required("body.version")),
         Some(v) => v
             .as_u64()
             .filter(|n| (1..=u64::from(u32::MAX)).contains(n))
@@ -222,7 +222,7 @@ fn parse_body(value: Option<&Value>) -> Result<Body, FieldError> {
         ));
     }
     let data = match obj.get("data") {
-        None => return Err(FieldError::new("body.data", "(absent)", "is required")),
+        None => return Err(FieldError::required("body.data")),
         Some(d) => d,
     };
     event_type

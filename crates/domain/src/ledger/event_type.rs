@@ -74,7 +74,7 @@ pub(crate) fn schema<T: DeserializeOwned + Check>(data: &Value) -> Result<(), Fi
             } else {
                 format!("{field}.{name}")
             };
-            return FieldError::new(path, "(absent)", "is required");
+            return FieldError::required(path);
         }
         let shown = value.map_or_else(|| "(absent)".to_string(), crate::error::show);
         FieldError::new(field, shown, message)

@@ -327,6 +327,7 @@ pub fn unregistered(field: &str, stream: &str) -> FieldError {
         id,
         format!("is not a registered {registry} ({stream} does not exist); register it first"),
     )
+    .with_code("not_registered")
 }
 
 /// The registry stream prefixes and the event that registers a record in each.
@@ -390,7 +391,8 @@ pub fn check_against_stream(
                     "is already registered by event {}; send an amendment, or a correction naming that event",
                     existing.event_id
                 ),
-            ));
+            )
+            .with_code("already_registered"));
         }
     }
     if let Some((_, prefix)) = amended_registration(event_type) {

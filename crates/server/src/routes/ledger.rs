@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
-use super::params::{query_params, whole_number, AsOf, NoParams, QueryOf};
+use super::params::{query_params, whole, AsOf, NoParams, QueryOf};
 use super::{path_param, request_body, AppState, PathParam};
 use crate::{auth, ApiError, OPENAPI_JSON};
 
@@ -95,10 +95,9 @@ query_params! {
         stream: Option<String>,
         valid_at: Option<String>,
         known_at: Option<String>,
-        #[serde(default, deserialize_with = "whole_number")]
-        after_position: Option<u64>,
-        #[serde(default, deserialize_with = "whole_number")]
-        limit: Option<u32>,
+        // Read after the stream's scope is checked: a caller out of scope learns nothing.
+        after_position: Option<String>,
+        limit: Option<String>,
     }
 }
 
@@ -113,8 +112,8 @@ async fn list_events(
         stream: q.stream,
         valid_at: q.valid_at,
         known_at: q.known_at,
-        after_position: q.after_position,
-        limit: q.limit,
+        after_position: whole("after_position", &q.after_position)?,
+        limit: whole("limit", &q.limit)?,
     };
     Ok(Json(app.list_events(&query).await?))
 }
@@ -166,25 +165,25 @@ async fn inclusion(
 ) -> Result<Json<Value>, ApiError> {
     let id = path_param("event_id", id)?;
     readable_event(&app, &principal, &id).await?;
-    let proof = app.inclusion_proof(&id, q.tree_size).await?;
+    let proof = app
+        .inclusion_proof(&id, whole("tree_size", &q.tree_size)?)
+        .await?;
     Ok(Json(proof.to_json()))
 }
 
 query_params! {
     /// `GET /api/v1/proofs/inclusion/{event_id}`: against a tree of this size (default: now).
     InclusionParams {
-        #[serde(default, deserialize_with = "whole_number")]
-        tree_size: Option<u64>,
+        // Read once the event is known to be readable.
+        tree_size: Option<String>,
     }
 }
 
 query_params! {
     /// `GET /api/v1/proofs/consistency`: between two tree sizes (both required).
     ConsistencyParams {
-        #[serde(default, deserialize_with = "whole_number")]
-        from: Option<u64>,
-        #[serde(default, deserialize_with = "whole_number")]
-        to: Option<u64>,
+        from: Option<String>,
+        to: Option<String>,
     }
 }
 
@@ -192,12 +191,12 @@ async fn consistency(
     State(app): State<AppState>,
     QueryOf(q): QueryOf<ConsistencyParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let required = |key: &str, value: Option<u64>| -> Result<u64, ApiError> {
-        value.ok_or_else(|| FieldError::new(key, "(absent)", "is required").into())
+    // Each read in turn, as documented: from, then to.
+    let required = |key: &str, value: &Option<String>| -> Result<u64, ApiError> {
+        whole::<u64>(key, value)?.ok_or_else(|| FieldError::required(key).into())
     };
-    let proof = app
-        .consistency_proof(required("from", q.from)?, required("to", q.to)?)
-        .await?;
+    let from = required("from", &q.from)?;
+    let proof = app.consistency_proof(from, required("to", &q.to)?).await?;
     Ok(Json(proof.to_json()))
 }
 

@@ -162,7 +162,7 @@ fn required<'a>(
 ) -> Result<&'a str, ApiError> {
     match object.get(key) {
         Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        None | Some(Value::Null) => Err(FieldError::new(key, "(absent)", "is required").into()),
+        None | Some(Value::Null) => Err(FieldError::required(key).into()),
         Some(other) => Err(FieldError::new(
             key,
             if secret {

@@ -76,14 +76,15 @@ pub(crate) fn parse<T: QueryParams>(raw: &str) -> Result<T, FieldError> {
                     T::NAMES.join(", ")
                 )
             };
-            return Err(FieldError::new(key, value, rule));
+            return Err(FieldError::new(key, value, rule).with_code("unknown"));
         }
         if map.contains_key(&key) {
             return Err(FieldError::new(
                 key,
                 value,
                 "is given more than once; give each parameter once",
-            ));
+            )
+            .with_code("repeated"));
         }
         map.insert(key, Value::String(value));
     }
@@ -96,6 +97,21 @@ pub(crate) fn parse<T: QueryParams>(raw: &str) -> Result<T, FieldError> {
             .to_string();
         FieldError::new(field, value, e.into_inner().to_string())
     })
+}
+
+/// A whole number given as text, read where the handler reads it (after the checks that
+/// come first, such as scope): `None` when absent, the field's rule when it is not one.
+pub(crate) fn whole<N: std::str::FromStr>(
+    field: &str,
+    value: &Option<String>,
+) -> Result<Option<N>, FieldError> {
+    value
+        .as_deref()
+        .map(|v| {
+            v.parse::<N>()
+                .map_err(|_| FieldError::new(field, v, "must be a non-negative whole number"))
+        })
+        .transpose()
 }
 
 /// A whole number given as text (`within_days=30`): the field's rule when it is not one.
@@ -137,9 +153,11 @@ mod tests {
     fn unknown_repeated_and_malformed_parameters_are_refused_by_name() {
         let e = parse::<Report>("colour=red").expect_err("unknown");
         assert_eq!((e.field.as_str(), e.value.as_str()), ("colour", "red"));
+        assert_eq!(e.code, "unknown");
         assert!(e.rule.contains("as_of, within_days"), "{e}");
         let e = parse::<Report>("as_of=a&as_of=b").expect_err("twice");
         assert_eq!((e.field.as_str(), e.value.as_str()), ("as_of", "b"));
+        assert_eq!(e.code, "repeated");
         let e = parse::<Report>("within_days=soon").expect_err("not a number");
         assert_eq!(
             (e.field.as_str(), e.value.as_str(), e.rule.as_str()),

@@ -51,7 +51,7 @@ async fn resolve(
     let required = |key: &str, value: &Option<String>| -> Result<String, ApiError> {
         value
             .clone()
-            .ok_or_else(|| FieldError::new(key, "(absent)", "is required").into())
+            .ok_or_else(|| FieldError::required(key).into())
     };
     let (system, kind, code) = (
         required("system", &q.system)?,

@@ -1564,6 +1564,26 @@ async fn out_of_scope_records_are_answered_as_missing(t: Target) {
         assert_eq!(status, StatusCode::NOT_FOUND, "{missing}: {absent}");
         assert_eq!(hidden["error"]["code"], absent["error"]["code"]);
     }
+    // Scope comes before the parameters' form: an out-of-scope caller learns nothing more
+    // from a malformed page size or tree size than from a good one.
+    let (status, answer) = call(
+        &app.base,
+        &frankfurt,
+        "GET",
+        &format!("/api/v1/events?stream=coi/{}&limit=many", app.coi),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+    let (status, answer) = call(
+        &app.base,
+        &frankfurt,
+        "GET",
+        &format!("/api/v1/proofs/inclusion/{event_id}?tree_size=many"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
 }
 
 #[tokio::test]

@@ -546,6 +546,21 @@ async fn bad_input_is_refused_with_field_value_and_rule() {
         let (status, answer) = app.get("/api/v1/events?colour=red").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(answer["error"]["field"], "colour");
+        assert_eq!(answer["error"]["rule_code"], "unknown", "{answer}");
+        let (status, answer) = app.get("/api/v1/events?limit=5&limit=6").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            (&answer["error"]["field"], &answer["error"]["rule_code"]),
+            (&json!("limit"), &json!("repeated")),
+            "{answer}"
+        );
+        let (status, answer) = app.get("/api/v1/proofs/consistency?from=1").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            (&answer["error"]["field"], &answer["error"]["rule_code"]),
+            (&json!("to"), &json!("required")),
+            "{answer}"
+        );
         let (status, answer) = app.get("/api/v1/events?limit=5000").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(answer["error"]["field"], "limit");
@@ -763,6 +778,21 @@ async fn openapi_describes_every_route() {
     assert_eq!(
         documented, catalogue,
         "the OpenAPI enum lists exactly the event type catalogue"
+    );
+    let rule_codes: Vec<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]
+        ["properties"]["rule_code"]["enum"]
+        .as_array()
+        .expect("rule_code enum")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let defined: Vec<&str> = autolog_domain::error::CODES
+        .iter()
+        .map(|(c, _)| *c)
+        .collect();
+    assert_eq!(
+        rule_codes, defined,
+        "the OpenAPI enum lists exactly the field errors' codes"
     );
     for path in [
         "/healthz",
