@@ -475,6 +475,16 @@ struct Fresh {
     dir: tempfile::TempDir,
 }
 
+/// A bench instance as production runs one: with a vault key (a fresh one, in memory),
+/// so that the API tokens the HTTP run issues are sealed as they would be.
+fn bench_app(
+    store: Arc<dyn autolog_store::Store>,
+    key: autolog_domain::SigningKey,
+) -> anyhow::Result<Autolog> {
+    let vault = autolog_app::VaultKey::generate().map_err(|e| anyhow!("vault key: {e}"))?;
+    Ok(Autolog::from_parts(store, key).with_vault_key(vault))
+}
+
 impl Fresh {
     async fn create(backend: &str, server_url: Option<&str>) -> anyhow::Result<Fresh> {
         let dir = tempfile::Builder::new()
@@ -497,7 +507,7 @@ impl Fresh {
                     .await
                     .with_context(|| format!("cannot open the temporary database {name}"))?,
             );
-            let app = Arc::new(Autolog::from_parts(store.clone(), key));
+            let app = Arc::new(bench_app(store.clone(), key)?);
             Ok(Fresh {
                 app,
                 sqlite: None,
@@ -510,7 +520,7 @@ impl Fresh {
                     .await
                     .context("cannot open the temporary SQLite database")?,
             );
-            let app = Arc::new(Autolog::from_parts(store.clone(), key));
+            let app = Arc::new(bench_app(store.clone(), key)?);
             Ok(Fresh {
                 app,
                 sqlite: Some(store),
