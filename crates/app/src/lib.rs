@@ -60,6 +60,10 @@ pub use ledger::request::{
     MAX_FUTURE_SKEW_SECONDS, MAX_REQUEST_BYTES,
 };
 pub use ledger::verify::{VerifyFailure, VerifyReport};
+pub use projections::reconciliation::{
+    CodeUnmapped, HandoffUnanswered, HoldOpen, Reconciliation, StepOutOfOrder, UnitOnSeveralChains,
+    UnresolvedReference,
+};
 pub use reference::alignment::DEFAULT_EXPIRY_HORIZON_DAYS;
 pub use reference::bulk::{
     check_import_files, BadRow, ImportFile, ImportProgress, ImportReport, EXPORT_FORMAT,

@@ -1377,9 +1377,9 @@ async fn full_ledger_reads(
     let t = Clock::now();
     let report = app.reconciliation().await?;
     let reconciliation = json!({
-        "chains": report["chains"],
-        "clean": report["clean"],
-        "open_holds": report["open_holds"].as_array().map_or(0, Vec::len),
+        "chains": report.chains,
+        "clean": report.clean,
+        "open_holds": report.open_holds.len(),
         "ms": t.elapsed().as_secs_f64() * 1000.0,
     });
 

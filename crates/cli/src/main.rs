@@ -586,7 +586,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 print_reconciliation(&report);
             }
-            Ok(if report["clean"] == serde_json::json!(true) {
+            Ok(if report.clean {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -734,7 +734,8 @@ fn print_chain(chain: &serde_json::Value) {
 }
 
 /// The reconciliation report for people: one section per finding kind.
-fn print_reconciliation(report: &serde_json::Value) {
+fn print_reconciliation(report: &autolog_app::Reconciliation) {
+    // Values the holds and handoffs recorded (a site, findings): text as is, else JSON.
     let text = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => "-".to_string(),
@@ -742,69 +743,57 @@ fn print_reconciliation(report: &serde_json::Value) {
     };
     println!(
         "{} chains as of {}: {}",
-        report["chains"],
-        text(&report["as_of"]),
-        if report["clean"] == serde_json::json!(true) {
+        report.chains,
+        report.as_of,
+        if report.clean {
             "clean"
         } else {
             "findings below"
         }
     );
-    let empty = Vec::new();
-    let section = |key: &str| report[key].as_array().unwrap_or(&empty).clone();
-    for hold in section("open_holds") {
+    for hold in &report.open_holds {
         println!(
             "open hold {} on {} at {} since {}: {}",
-            text(&hold["hold_id"]),
-            text(&hold["coi"]),
-            text(&hold["site_id"]),
-            text(&hold["placed_at"]),
-            text(&hold["findings"])
+            hold.hold_id,
+            hold.coi,
+            text(&hold.site_id),
+            hold.placed_at,
+            text(&hold.findings)
         );
     }
-    for h in section("unanswered_handoffs") {
+    for h in &report.unanswered_handoffs {
         println!(
             "unanswered handoff {} of {}: {} -> {}, expected by {}",
-            text(&h["handoff_id"]),
-            text(&h["coi"]),
-            text(&h["from_site_id"]),
-            text(&h["destination_site_id"]),
-            text(&h["expected_arrival_by"])
+            h.handoff_id,
+            h.coi,
+            text(&h.from_site_id),
+            text(&h.destination_site_id),
+            text(&h.expected_arrival_by)
         );
     }
-    for u in section("units_on_several_chains") {
+    for u in &report.units_on_several_chains {
         println!(
             "unit {} seen on chains {}",
-            text(&u["unit"]),
-            text(&u["chains"])
+            u.unit,
+            serde_json::json!(u.chains)
         );
     }
-    for o in section("steps_out_of_order") {
+    for o in &report.steps_out_of_order {
         println!(
             "out of order on {}: {} ({}) {}",
-            text(&o["coi"]),
-            text(&o["event_type"]),
-            text(&o["event_id"]),
-            text(&o["rule"])
+            o.coi, o.event_type, o.event_id, o.rule
         );
     }
-    for r in section("unresolved_references") {
+    for r in &report.unresolved_references {
         println!(
             "unresolved on {}: {} {} = {}: {}",
-            text(&r["coi"]),
-            text(&r["event_type"]),
-            text(&r["field"]),
-            text(&r["value"]),
-            text(&r["rule"])
+            r.coi, r.event_type, r.field, r.value, r.rule
         );
     }
-    for c in section("unmapped_codes") {
+    for c in &report.unmapped_codes {
         println!(
             "unmapped code {} {} {} seen {} times",
-            text(&c["system"]),
-            text(&c["kind"]),
-            text(&c["code"]),
-            c["count"]
+            c.system, c.kind, c.code, c.count
         );
     }
 }

@@ -74,7 +74,8 @@ async fn answers(app: &Autolog, clock: &ManualClock) -> Value {
         let chain = app.chain(coi, None, None).await.expect("chain");
         answers.insert(format!("chain {coi}"), chain);
     }
-    let reconciliation = app.reconciliation().await.expect("reconciliation");
+    let reconciliation =
+        serde_json::to_value(app.reconciliation().await.expect("reconciliation")).expect("json");
     answers.insert("reconciliation".into(), reconciliation);
     let all = AlertQuery {
         status: Some("all".into()),

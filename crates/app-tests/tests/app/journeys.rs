@@ -579,7 +579,7 @@ async fn clean_journeys_across_three_zones_reach_the_bedside_without_an_alert() 
         clean(&app, &e).await;
     }
     assert_eq!(chain(&app, &p.coi).await["state"], "in_follow_up");
-    let report = app.reconciliation().await.expect("report");
+    let report = serde_json::to_value(app.reconciliation().await.expect("report")).expect("json");
     assert_eq!(report["clean"], true, "{report}");
     assert_eq!(report["chains"], 3);
     // A step out of order is refused, naming the state and what it follows, and alerted.
@@ -677,7 +677,7 @@ async fn a_bag_of_patient_a_in_patient_bs_shipment_holds_both_chains_until_qa_re
     assert_eq!(a_chain["custodian_site_id"], BOS.0);
     assert!(a_chain["disputed_custody"].is_null());
     // The report shows both holds and the bag seen on two chains.
-    let report = app.reconciliation().await.expect("report");
+    let report = serde_json::to_value(app.reconciliation().await.expect("report")).expect("json");
     assert_eq!(report["open_holds"].as_array().expect("holds").len(), 2);
     assert!(report["units_on_several_chains"]
         .to_string()
@@ -1868,7 +1868,7 @@ async fn two_patients_to_the_bedside(store: Arc<dyn autolog_store::Store>) {
         assert_eq!(back["patient_key"], json!(p.key));
         assert_eq!(back["administration"].as_array().map(Vec::len), Some(1));
     }
-    let report = app.reconciliation().await.expect("report");
+    let report = serde_json::to_value(app.reconciliation().await.expect("report")).expect("json");
     assert!(
         report["open_holds"].as_array().expect("list").is_empty(),
         "{report}"

@@ -14,7 +14,7 @@ use crate::{AppError, Autolog};
 
 impl Autolog {
     /// The reconciliation report over all chains, as of now: one list per finding kind.
-    pub async fn reconciliation(&self) -> Result<Value, AppError> {
+    pub async fn reconciliation(&self) -> Result<Reconciliation, AppError> {
         let now = self.now();
         let known_at = self.settled_known_at(None, now).await?;
         let mut contexts: HashMap<String, ChainContext> = HashMap::new();
@@ -55,60 +55,61 @@ impl Autolog {
                 let entry = ChainEntry::of_event(event);
                 let state_before = view.state.as_str();
                 if let Err(refusal) = view.advance(&entry, &ctx) {
-                    out_of_order.push(json!({
-                        "coi": coi,
-                        "event_id": event.event_id.to_string(),
-                        "event_type": event.body.event_type,
-                        "state_before": state_before,
-                        "field": refusal.field,
-                        "rule": refusal.rule,
-                    }));
+                    out_of_order.push(StepOutOfOrder {
+                        coi: coi.clone(),
+                        event_id: event.event_id.to_string(),
+                        event_type: event.body.event_type.clone(),
+                        state_before: state_before.to_string(),
+                        field: refusal.field.to_string(),
+                        rule: refusal.rule,
+                    });
                 }
                 note_units(event, &coi, &mut unit_chains);
                 self.note_unresolved(event, &coi, &mut registered, &mut unresolved)
                     .await?;
             }
             for hold in &view.holds {
-                open_holds.push(json!({
-                    "coi": coi,
-                    "hold_id": hold.hold_id,
-                    "rule": hold.data["rule"],
-                    "findings": hold.data["findings"],
-                    "site_id": hold.data["site_id"],
-                    "placed_at": hold.placed_at.to_string(),
-                    "event_id": hold.event_id.to_string(),
-                }));
+                open_holds.push(HoldOpen {
+                    coi: coi.clone(),
+                    hold_id: hold.hold_id.clone(),
+                    rule: hold.data["rule"].clone(),
+                    findings: hold.data["findings"].clone(),
+                    site_id: hold.data["site_id"].clone(),
+                    placed_at: hold.placed_at.to_string(),
+                    event_id: hold.event_id.to_string(),
+                });
             }
             if let Some(handoff) = &view.open_handoff {
                 let due = instant_field(&handoff.data, "expected_arrival_by");
                 if due.is_some_and(|d| d < now) {
-                    unanswered.push(json!({
-                        "coi": coi,
-                        "handoff_id": handoff.handoff_id,
-                        "from_site_id": handoff.data["from_site_id"],
-                        "destination_site_id": handoff.data["destination_site_id"],
-                        "handed_off_at": handoff.handed_off_at.to_string(),
-                        "expected_arrival_by": handoff.data["expected_arrival_by"],
-                        "event_id": handoff.event_id.to_string(),
-                    }));
+                    unanswered.push(HandoffUnanswered {
+                        coi: coi.clone(),
+                        handoff_id: handoff.handoff_id.clone(),
+                        from_site_id: handoff.data["from_site_id"].clone(),
+                        destination_site_id: handoff.data["destination_site_id"].clone(),
+                        handed_off_at: handoff.handed_off_at.to_string(),
+                        expected_arrival_by: handoff.data["expected_arrival_by"].clone(),
+                        event_id: handoff.event_id.to_string(),
+                    });
                 }
             }
         }
-        let shared_units: Vec<Value> = unit_chains
+        let shared_units: Vec<UnitOnSeveralChains> = unit_chains
             .into_iter()
             .filter(|(_, chains)| chains.len() > 1)
-            .map(|(unit, chains)| json!({"unit": unit, "chains": chains}))
+            .map(|(unit, chains)| UnitOnSeveralChains { unit, chains })
             .collect();
-        let unmapped: Vec<Value> = self
+        let unmapped: Vec<CodeUnmapped> = self
             .store
             .unmapped_codes()
             .await?
             .into_iter()
-            .map(|u| {
-                json!({
-                    "system": u.system, "kind": u.kind, "code": u.code, "count": u.count,
-                    "last_seen": u.last_seen.to_string(),
-                })
+            .map(|u| CodeUnmapped {
+                system: u.system,
+                kind: u.kind,
+                code: u.code,
+                count: u.count,
+                last_seen: u.last_seen.to_string(),
             })
             .collect();
         let clean = open_holds.is_empty()
@@ -117,17 +118,17 @@ impl Autolog {
             && out_of_order.is_empty()
             && unresolved.is_empty()
             && unmapped.is_empty();
-        Ok(json!({
-            "as_of": known_at.to_string(),
-            "chains": chains,
-            "clean": clean,
-            "open_holds": open_holds,
-            "unanswered_handoffs": unanswered,
-            "units_on_several_chains": shared_units,
-            "steps_out_of_order": out_of_order,
-            "unresolved_references": unresolved,
-            "unmapped_codes": unmapped,
-        }))
+        Ok(Reconciliation {
+            as_of: known_at.to_string(),
+            chains,
+            clean,
+            open_holds,
+            unanswered_handoffs: unanswered,
+            units_on_several_chains: shared_units,
+            steps_out_of_order: out_of_order,
+            unresolved_references: unresolved,
+            unmapped_codes: unmapped,
+        })
     }
 
     /// Events naming a registry record that does not exist (now): a site or person whose
@@ -137,7 +138,7 @@ impl Autolog {
         event: &Event,
         coi: &str,
         registered: &mut HashMap<String, bool>,
-        out: &mut Vec<Value>,
+        out: &mut Vec<UnresolvedReference>,
     ) -> Result<(), AppError> {
         let draft = autolog_domain::EventDraft {
             event_id: event.event_id,
@@ -157,14 +158,14 @@ impl Autolog {
             }
             if registered.get(&stream) == Some(&false) {
                 let refusal = unregistered(&field, &stream);
-                out.push(json!({
-                    "coi": coi,
-                    "event_id": event.event_id.to_string(),
-                    "event_type": event.body.event_type,
-                    "field": field,
-                    "value": refusal.value,
-                    "rule": refusal.rule,
-                }));
+                out.push(UnresolvedReference {
+                    coi: coi.to_string(),
+                    event_id: event.event_id.to_string(),
+                    event_type: event.body.event_type.clone(),
+                    field,
+                    value: refusal.value,
+                    rule: refusal.rule,
+                });
             }
         }
         Ok(())
@@ -203,4 +204,86 @@ fn note_units(event: &Event, coi: &str, out: &mut BTreeMap<String, Vec<String>>)
             chains.push(coi.to_string());
         }
     }
+}
+
+/// The network's reconciliation as known at `as_of`: every chain folded again, and what
+/// does not add up. `clean` when every list is empty.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Reconciliation {
+    pub as_of: String,
+    /// How many chains were reconciled.
+    pub chains: usize,
+    pub clean: bool,
+    pub open_holds: Vec<HoldOpen>,
+    /// Handoffs past their expected arrival with no receipt.
+    pub unanswered_handoffs: Vec<HandoffUnanswered>,
+    pub units_on_several_chains: Vec<UnitOnSeveralChains>,
+    /// Events the chain's state machine would not accept where they stand.
+    pub steps_out_of_order: Vec<StepOutOfOrder>,
+    /// Events naming a registry record that does not exist.
+    pub unresolved_references: Vec<UnresolvedReference>,
+    pub unmapped_codes: Vec<CodeUnmapped>,
+}
+
+/// A hold not released (its rule, findings and site as the hold recorded them).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HoldOpen {
+    pub coi: String,
+    pub hold_id: String,
+    pub rule: Value,
+    pub findings: Value,
+    pub site_id: Value,
+    pub placed_at: String,
+    pub event_id: String,
+}
+
+/// A handoff past its expected arrival with no receipt.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HandoffUnanswered {
+    pub coi: String,
+    pub handoff_id: String,
+    pub from_site_id: Value,
+    pub destination_site_id: Value,
+    pub handed_off_at: String,
+    pub expected_arrival_by: Value,
+    pub event_id: String,
+}
+
+/// A unit identifier that appears on more than one chain.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UnitOnSeveralChains {
+    pub unit: String,
+    pub chains: Vec<String>,
+}
+
+/// An event the chain's state machine would not accept after the ones before it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepOutOfOrder {
+    pub coi: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub state_before: String,
+    pub field: String,
+    pub rule: String,
+}
+
+/// An event naming a registry record that does not exist now.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UnresolvedReference {
+    pub coi: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub field: String,
+    pub value: String,
+    pub rule: String,
+}
+
+/// A local code no crosswalk maps, and how often it was sent.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CodeUnmapped {
+    pub system: String,
+    pub kind: String,
+    pub code: String,
+    pub count: u64,
+    pub last_seen: String,
 }

@@ -24,7 +24,7 @@ pub(super) fn router() -> Router<AppState> {
 async fn reconciliation(
     State(app): State<AppState>,
     _q: QueryOf<NoParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::Reconciliation>, ApiError> {
     Ok(Json(app.reconciliation().await?))
 }
 
