@@ -64,6 +64,10 @@ pub use projections::reconciliation::{
     CodeUnmapped, HandoffUnanswered, HoldOpen, Reconciliation, StepOutOfOrder, UnitOnSeveralChains,
     UnresolvedReference,
 };
+pub use projections::turnaround::{
+    ChainTurnaround, ProductTurnaround, SiteTurnaround, StepTaken, StepTurnaround, Summary,
+    Turnaround,
+};
 pub use reference::alignment::DEFAULT_EXPIRY_HORIZON_DAYS;
 pub use reference::bulk::{
     check_import_files, BadRow, ImportFile, ImportProgress, ImportReport, EXPORT_FORMAT,

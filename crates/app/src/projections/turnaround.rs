@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use autolog_domain::chain::ChainContext;
 use autolog_domain::ledger::bitemporal::effective_events;
 use autolog_domain::{Event, Instant};
-use serde_json::{json, Value};
 
 use crate::chain::rule_reads::RuleReads;
 use crate::ledger::read::{instant_field, parse_time, text};
@@ -24,10 +23,31 @@ fn hours(from: Instant, to: Instant) -> f64 {
     (to.micros() - from.micros()) as f64 / 3_600_000_000.0
 }
 
+/// How long something took over many chains, in hours rounded to 0.01: median and 90th
+/// percentile (nearest rank), least and most; only the count when there is nothing.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Summary {
+    pub count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub median_hours: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p90_hours: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_hours: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_hours: Option<f64>,
+}
+
 /// Median and 90th percentile (nearest rank) of a list, in hours, rounded to 0.01.
-pub fn summary(values: &[f64]) -> Value {
+pub fn summary(values: &[f64]) -> Summary {
     if values.is_empty() {
-        return json!({"count": 0});
+        return Summary {
+            count: 0,
+            median_hours: None,
+            p90_hours: None,
+            min_hours: None,
+            max_hours: None,
+        };
     }
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -40,13 +60,66 @@ pub fn summary(values: &[f64]) -> Value {
     // Nearest rank: the smallest value with at least 90 % of the values at or below it.
     let rank = ((0.9 * n as f64).ceil() as usize).clamp(1, n);
     let round = |v: f64| (v * 100.0).round() / 100.0;
-    json!({
-        "count": n,
-        "median_hours": round(median),
-        "p90_hours": round(sorted[rank - 1]),
-        "min_hours": round(sorted[0]),
-        "max_hours": round(sorted[n - 1]),
-    })
+    Summary {
+        count: n,
+        median_hours: Some(round(median)),
+        p90_hours: Some(round(sorted[rank - 1])),
+        min_hours: Some(round(sorted[0])),
+        max_hours: Some(round(sorted[n - 1])),
+    }
+}
+
+/// Turnaround as of a moment: per chain, and aggregated.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Turnaround {
+    pub valid_at: String,
+    pub known_at: String,
+    pub chains: Vec<ChainTurnaround>,
+    /// Vein-to-vein time per product code.
+    pub by_product: BTreeMap<String, ProductTurnaround>,
+    pub vein_to_vein_by_treatment_site: Vec<SiteTurnaround>,
+    pub by_step_and_site: Vec<StepTurnaround>,
+}
+
+/// One chain: its vein-to-vein time (once administered) and each step's time.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChainTurnaround {
+    pub coi: String,
+    pub product_code: String,
+    pub vein_to_vein_hours: Option<f64>,
+    pub steps: Vec<StepTaken>,
+}
+
+/// A step the first time it was performed, and the hours since the step before it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepTaken {
+    pub step_code: String,
+    pub site_id: String,
+    pub at: String,
+    pub hours_since_previous: Option<f64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProductTurnaround {
+    pub vein_to_vein: Summary,
+}
+
+/// Vein-to-vein time of a product at one treatment center.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SiteTurnaround {
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub product_code: String,
+    pub treatment_site_id: String,
+}
+
+/// The time a step took at one site.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepTurnaround {
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub step_code: String,
+    pub site_id: String,
 }
 
 impl Autolog {
@@ -58,7 +131,7 @@ impl Autolog {
         product_code: Option<&str>,
         valid_at: Option<&str>,
         known_at: Option<&str>,
-    ) -> Result<Value, AppError> {
+    ) -> Result<Turnaround, AppError> {
         let now = self.now();
         let valid_at = parse_time("valid_at", valid_at, now)?;
         let known_at = self.settled_known_at(known_at, now).await?;
@@ -100,12 +173,12 @@ impl Autolog {
                         .or_default()
                         .push(h);
                 }
-                steps.push(json!({
-                    "step_code": p.step_code,
-                    "site_id": p.site_id,
-                    "at": p.at.to_string(),
-                    "hours_since_previous": took.map(|h| (h * 100.0).round() / 100.0),
-                }));
+                steps.push(StepTaken {
+                    step_code: p.step_code.clone(),
+                    site_id: p.site_id.clone(),
+                    at: p.at.to_string(),
+                    hours_since_previous: took.map(|h| (h * 100.0).round() / 100.0),
+                });
                 previous = Some(p.at);
             }
             let v2v = match (collection_start, administered) {
@@ -123,43 +196,44 @@ impl Autolog {
                 }
                 _ => None,
             };
-            chains.push(json!({
-                "coi": stream.trim_start_matches("coi/"),
-                "product_code": product,
-                "vein_to_vein_hours": v2v,
-                "steps": steps,
-            }));
+            chains.push(ChainTurnaround {
+                coi: stream.trim_start_matches("coi/").to_string(),
+                product_code: product,
+                vein_to_vein_hours: v2v,
+                steps,
+            });
         }
-        let by_product: BTreeMap<String, Value> = vein_to_vein
+        let by_product = vein_to_vein
             .iter()
-            .map(|(p, v)| (p.clone(), json!({"vein_to_vein": summary(v)})))
-            .collect();
-        let by_treatment_site: Vec<Value> = vein_to_vein_by_site
-            .iter()
-            .map(|((product, site), v)| {
-                let mut s = summary(v);
-                s["product_code"] = json!(product);
-                s["treatment_site_id"] = json!(site);
-                s
+            .map(|(p, v)| {
+                let vein_to_vein = summary(v);
+                (p.clone(), ProductTurnaround { vein_to_vein })
             })
             .collect();
-        let by_step: Vec<Value> = per_step
+        let by_treatment_site = vein_to_vein_by_site
             .iter()
-            .map(|((step, site), v)| {
-                let mut s = summary(v);
-                s["step_code"] = json!(step);
-                s["site_id"] = json!(site);
-                s
+            .map(|((product, site), v)| SiteTurnaround {
+                summary: summary(v),
+                product_code: product.clone(),
+                treatment_site_id: site.clone(),
             })
             .collect();
-        Ok(json!({
-            "valid_at": valid_at.to_string(),
-            "known_at": known_at.to_string(),
-            "chains": chains,
-            "by_product": by_product,
-            "vein_to_vein_by_treatment_site": by_treatment_site,
-            "by_step_and_site": by_step,
-        }))
+        let by_step = per_step
+            .iter()
+            .map(|((step, site), v)| StepTurnaround {
+                summary: summary(v),
+                step_code: step.clone(),
+                site_id: site.clone(),
+            })
+            .collect();
+        Ok(Turnaround {
+            valid_at: valid_at.to_string(),
+            known_at: known_at.to_string(),
+            chains,
+            by_product,
+            vein_to_vein_by_treatment_site: by_treatment_site,
+            by_step_and_site: by_step,
+        })
     }
 }
 
@@ -223,13 +297,18 @@ mod tests {
     #[test]
     fn median_and_90th_percentile_by_nearest_rank() {
         let s = summary(&[10.0, 20.0, 30.0, 40.0]);
-        assert_eq!(s["median_hours"], 25.0);
-        assert_eq!(s["p90_hours"], 40.0);
+        assert_eq!(s.median_hours, Some(25.0));
+        assert_eq!(s.p90_hours, Some(40.0));
         let values: Vec<f64> = (1..=10).map(f64::from).collect();
         let s = summary(&values);
-        assert_eq!(s["median_hours"], 5.5);
-        assert_eq!(s["p90_hours"], 9.0);
-        assert_eq!(summary(&[])["count"], 0);
-        assert_eq!(summary(&[3.0])["p90_hours"], 3.0);
+        assert_eq!(s.median_hours, Some(5.5));
+        assert_eq!(s.p90_hours, Some(9.0));
+        assert_eq!(summary(&[]).count, 0);
+        assert_eq!(
+            serde_json::to_value(summary(&[])).expect("json"),
+            serde_json::json!({"count": 0}),
+            "nothing but the count when there is nothing"
+        );
+        assert_eq!(summary(&[3.0]).p90_hours, Some(3.0));
     }
 }

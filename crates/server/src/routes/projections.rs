@@ -59,7 +59,7 @@ query_params! {
 async fn turnaround(
     State(app): State<AppState>,
     QueryOf(q): QueryOf<TurnaroundParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::Turnaround>, ApiError> {
     Ok(Json(
         app.turnaround(
             q.product_code.as_deref(),
