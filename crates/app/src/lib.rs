@@ -64,6 +64,7 @@ pub use projections::reconciliation::{
     CodeUnmapped, HandoffUnanswered, HoldOpen, Reconciliation, StepOutOfOrder, UnitOnSeveralChains,
     UnresolvedReference,
 };
+pub use projections::retention::{ChainRetention, PolicyApplied, Retention, RetentionStatus};
 pub use projections::turnaround::{
     ChainTurnaround, ProductTurnaround, SiteTurnaround, StepTaken, StepTurnaround, Summary,
     Turnaround,

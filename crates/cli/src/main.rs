@@ -666,17 +666,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// A retention report for people: one line per chain.
-fn print_retention(report: &serde_json::Value) {
-    let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
-    println!("retention as of {}", text(&report["as_of"]));
-    for c in report["chains"].as_array().into_iter().flatten() {
+fn print_retention(report: &autolog_app::Retention) {
+    println!("retention as of {}", report.as_of);
+    for c in &report.chains {
         println!(
             "{}  {}  releasable {}  {}  legal holds {}",
-            text(&c["coi"]),
-            text(&c["product_code"]),
-            text(&c["releasable_at"]),
-            text(&c["status"]),
-            c["legal_holds"]
+            c.coi,
+            c.product_code,
+            c.releasable_at.as_deref().unwrap_or("-"),
+            serde_json::json!(c.status).as_str().unwrap_or("-"),
+            serde_json::json!(c.legal_holds)
         );
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
+use autolog_app::RetentionStatus;
 use autolog_app::{AlertQuery, AppError, AppendResult, Autolog};
 use autolog_domain::identifiers::{mod37_2_check, Din};
 use autolog_domain::SigningKey;
@@ -1908,26 +1909,26 @@ async fn two_patients_to_the_bedside(store: Arc<dyn autolog_store::Store>) {
     // Retention: US (15 years) and EU (30 years, the Frankfurt laboratory) apply, from
     // administration: the records are kept 30 years from the infusion.
     let report = app.retention_report(None, None).await.expect("retention");
-    let of = |report: &Value, coi: &str| {
-        report["chains"]
-            .as_array()
-            .expect("chains")
+    let of = |report: &autolog_app::Retention, coi: &str| {
+        report
+            .chains
             .iter()
-            .find(|c| c["coi"] == json!(coi))
+            .find(|c| c.coi == coi)
             .cloned()
-            .unwrap_or(Value::Null)
+            .expect("the chain is in the report")
     };
     let ra = of(&report, &a.coi);
-    assert_eq!(ra["status"], "retained", "{ra}");
-    assert_eq!(ra["jurisdictions"], json!(["DE", "EU", "US"]), "{ra}");
+    assert_eq!(ra.status, RetentionStatus::Retained, "{ra:?}");
+    let jurisdictions: Vec<&str> = ra.jurisdictions.iter().map(String::as_str).collect();
+    assert_eq!(jurisdictions, ["DE", "EU", "US"], "{ra:?}");
     let infused = at(start, 23 * 24 + 1, "UTC");
     let expected = autolog_domain::Instant::parse_rfc3339("t", &infused).expect("instant");
-    let releasable = ra["releasable_at"].as_str().expect("date");
+    let releasable = ra.releasable_at.clone().expect("date");
     assert_eq!(
         &releasable[..4],
         &(expected.to_string()[..4].parse::<i32>().expect("year") + 30).to_string()
     );
-    assert_eq!(&releasable[4..], &expected.to_string()[4..], "{ra}");
+    assert_eq!(&releasable[4..], &expected.to_string()[4..], "{ra:?}");
     // A legal hold suspends it; released, the period runs again.
     let hold = |kind: &str, id: &str| {
         step(
@@ -1954,22 +1955,22 @@ async fn two_patients_to_the_bedside(store: Arc<dyn autolog_store::Store>) {
         .retention_report(Some(&far), None)
         .await
         .expect("retention");
-    assert_eq!(of(&later, &a.coi)["status"], "suspended_by_legal_hold");
-    assert_eq!(of(&later, &b.coi)["status"], "due_for_erasure");
+    assert_eq!(
+        of(&later, &a.coi).status,
+        RetentionStatus::SuspendedByLegalHold
+    );
+    assert_eq!(of(&later, &b.coi).status, RetentionStatus::DueForErasure);
     let soon = app
         .retention_report(None, Some(365))
         .await
         .expect("retention");
-    assert!(
-        soon["chains"].as_array().expect("chains").is_empty(),
-        "{soon}"
-    );
+    assert!(soon.chains.is_empty(), "{soon:?}");
     clean(&app, &hold("chain.legal_hold_released", "lh-off")).await;
     let later = app
         .retention_report(Some(&far), None)
         .await
         .expect("retention");
-    assert_eq!(of(&later, &a.coi)["status"], "due_for_erasure");
+    assert_eq!(of(&later, &a.coi).status, RetentionStatus::DueForErasure);
 }
 
 #[tokio::test]

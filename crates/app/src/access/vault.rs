@@ -796,18 +796,7 @@ impl Autolog {
                 chains.push(other.to_string());
             }
         }
-        let report = self.retention_report(None, None).await?;
-        let mut unmet = Vec::new();
-        for chain in &chains {
-            let entry = report["chains"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|c| c["coi"] == json!(chain));
-            if let Some(refusal) = retention_refusal(chain, entry) {
-                unmet.push(refusal);
-            }
-        }
+        let unmet = self.retention_refusals(&chains).await?;
         if !unmet.is_empty() {
             return Err(AppError::Unmet(unmet));
         }
@@ -1067,55 +1056,6 @@ fn free_texts(draft: &EventDraft) -> Vec<(String, &str)> {
     texts
 }
 
-fn retention_refusal(coi: &str, entry: Option<&Value>) -> Option<FieldError> {
-    let field = "coi";
-    let Some(entry) = entry else {
-        return Some(FieldError::new(
-            field,
-            coi,
-            "has no retention assessment (no enrolment): its records are kept",
-        ));
-    };
-    let until = entry["releasable_at"].as_str();
-    let rule = match text(entry, "status") {
-        "due_for_erasure" => return None,
-        "suspended_by_legal_hold" => format!(
-            "is under legal hold {}: its records are retained until the hold is released",
-            entry["legal_holds"]
-        ),
-        "retained" => format!(
-            "its records are retained until {}",
-            until.unwrap_or("its retention period ends")
-        ),
-        "retained_until_anchor" => {
-            let policies: Vec<String> = entry["policies"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|p| {
-                    format!(
-                        "{} years from {} ({})",
-                        p["years"],
-                        text(p, "from"),
-                        text(p, "jurisdiction")
-                    )
-                })
-                .collect();
-            format!(
-                "its retention period has not started: its records are retained until {}",
-                policies.join(" and ")
-            )
-        }
-        "no_policy" => format!(
-            "no retention policy of product {} applies in its jurisdictions: its records are \
-             kept until one does",
-            text(entry, "product_code")
-        ),
-        other => format!("retention status {other}: its records are kept"),
-    };
-    Some(FieldError::new(field, coi, rule))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1209,14 +1149,5 @@ mod tests {
         assert!(!field_matches("name", "Ada Byron", "Ada Lovelace"));
         assert!(field_matches("date_of_birth", "1815-12-10", "1815-12-10"));
         assert!(!field_matches("mrn", "mrn-1", "MRN-1"));
-    }
-
-    #[test]
-    fn retention_refusals_name_the_date() {
-        let entry = json!({"status": "retained", "releasable_at": "2056-01-01T00:00:00Z"});
-        let r = retention_refusal("C", Some(&entry)).expect("refused");
-        assert!(r.rule.contains("2056-01-01"), "{r}");
-        let due = json!({"status": "due_for_erasure"});
-        assert!(retention_refusal("C", Some(&due)).is_none());
     }
 }

@@ -45,7 +45,7 @@ impl Autolog {
         &self,
         as_of: Option<&str>,
         within_days: Option<u32>,
-    ) -> Result<Value, AppError> {
+    ) -> Result<Retention, AppError> {
         let now = self.now();
         let as_of = parse_time("as_of", as_of, now)?;
         if within_days.is_some_and(|d| d > 36_600) {
@@ -113,26 +113,26 @@ impl Autolog {
                 if let Some(u) = until {
                     due = Some(due.map_or(u, |d| d.max(u)));
                 }
-                applied.push(json!({
-                    "jurisdiction": jurisdiction,
-                    "years": years,
-                    "from": from,
-                    "from_at": anchored.map(|a| a.to_string()),
-                    "until": until.map(|u| u.to_string()),
-                }));
+                applied.push(PolicyApplied {
+                    jurisdiction: jurisdiction.to_string(),
+                    years,
+                    from: from.to_string(),
+                    from_at: anchored.map(|a| a.to_string()),
+                    until: until.map(|u| u.to_string()),
+                });
             }
             let legal_holds = open_legal_holds(&effective);
             // A period that has not started yet (no administration) keeps the chain.
             let status = if !legal_holds.is_empty() {
-                "suspended_by_legal_hold"
+                RetentionStatus::SuspendedByLegalHold
             } else if applied.is_empty() {
-                "no_policy"
+                RetentionStatus::NoPolicy
             } else if pending {
-                "retained_until_anchor"
+                RetentionStatus::RetainedUntilAnchor
             } else if due.is_some_and(|d| d <= as_of) {
-                "due_for_erasure"
+                RetentionStatus::DueForErasure
             } else {
-                "retained"
+                RetentionStatus::Retained
             };
             let releasable_at = if pending || !legal_holds.is_empty() {
                 None
@@ -144,28 +144,43 @@ impl Autolog {
                     continue;
                 }
             }
-            chains.push(json!({
-                "coi": stream.trim_start_matches("coi/"),
-                "product_code": product_code,
-                "jurisdictions": jurisdictions,
-                "policies": applied,
-                "legal_holds": legal_holds,
-                "releasable_at": releasable_at.map(|d| d.to_string()),
-                "status": status,
-            }));
+            chains.push(ChainRetention {
+                coi: stream.trim_start_matches("coi/").to_string(),
+                product_code,
+                jurisdictions,
+                policies: applied,
+                legal_holds,
+                releasable_at: releasable_at.map(|d| d.to_string()),
+                status,
+            });
         }
+        // Soonest releasable first; those with no date last.
         chains.sort_by(|a, b| {
-            a["releasable_at"]
-                .as_str()
-                .unwrap_or("~")
-                .cmp(b["releasable_at"].as_str().unwrap_or("~"))
+            let key = |c: &ChainRetention| c.releasable_at.clone().unwrap_or_else(|| "~".into());
+            key(a).cmp(&key(b))
         });
-        Ok(json!({
-            "as_of": as_of.to_string(),
-            "within_days": within_days,
-            "chains": chains,
-            "note": "expiry never deletes ledger events; it releases the patient's personal data for erasure",
-        }))
+        Ok(Retention {
+            as_of: as_of.to_string(),
+            within_days,
+            chains,
+            note: RETENTION_NOTE,
+        })
+    }
+
+    /// Why each of these chains' records may not be erased yet (none when every one is due
+    /// for erasure): the refusals an erasure request answers with.
+    pub(crate) async fn retention_refusals(
+        &self,
+        chains: &[String],
+    ) -> Result<Vec<FieldError>, AppError> {
+        let report = self.retention_report(None, None).await?;
+        Ok(chains
+            .iter()
+            .filter_map(|chain| {
+                let entry = report.chains.iter().find(|c| c.coi == *chain);
+                retention_refusal(chain, entry)
+            })
+            .collect())
     }
 
     /// The jurisdictions of every site the chain passed through (by the site's country).
@@ -215,4 +230,122 @@ fn open_legal_holds(effective: &[&Event]) -> Vec<String> {
         }
     }
     open
+}
+
+const RETENTION_NOTE: &str =
+    "expiry never deletes ledger events; it releases the patient's personal data for erasure";
+
+/// The retention of each chain's records as of a moment (optionally only those releasable
+/// within some days), soonest releasable first.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Retention {
+    pub as_of: String,
+    pub within_days: Option<u32>,
+    pub chains: Vec<ChainRetention>,
+    pub note: &'static str,
+}
+
+/// One chain: the jurisdictions it passed through, the policies that apply, and when its
+/// patient's personal data may be erased.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChainRetention {
+    pub coi: String,
+    pub product_code: String,
+    pub jurisdictions: BTreeSet<String>,
+    pub policies: Vec<PolicyApplied>,
+    pub legal_holds: Vec<String>,
+    pub releasable_at: Option<String>,
+    pub status: RetentionStatus,
+}
+
+/// A retention policy of the product that applies to the chain.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PolicyApplied {
+    pub jurisdiction: String,
+    pub years: u64,
+    /// What the period counts from (`enrolment`, `collection`, `release`, `administration`).
+    pub from: String,
+    pub from_at: Option<String>,
+    pub until: Option<String>,
+}
+
+/// Where a chain's retention stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetentionStatus {
+    /// A legal hold is in force: nothing is released.
+    SuspendedByLegalHold,
+    /// No policy of the product applies where the chain went.
+    NoPolicy,
+    /// A period has not started yet (its anchor, e.g. the administration, is to come).
+    RetainedUntilAnchor,
+    DueForErasure,
+    Retained,
+}
+
+fn retention_refusal(coi: &str, entry: Option<&ChainRetention>) -> Option<FieldError> {
+    let field = "coi";
+    let Some(entry) = entry else {
+        return Some(FieldError::new(
+            field,
+            coi,
+            "has no retention assessment (no enrolment): its records are kept",
+        ));
+    };
+    let rule = match entry.status {
+        RetentionStatus::DueForErasure => return None,
+        RetentionStatus::SuspendedByLegalHold => format!(
+            "is under legal hold {}: its records are retained until the hold is released",
+            json!(entry.legal_holds)
+        ),
+        RetentionStatus::Retained => format!(
+            "its records are retained until {}",
+            entry
+                .releasable_at
+                .as_deref()
+                .unwrap_or("its retention period ends")
+        ),
+        RetentionStatus::RetainedUntilAnchor => {
+            let policies: Vec<String> = entry
+                .policies
+                .iter()
+                .map(|p| format!("{} years from {} ({})", p.years, p.from, p.jurisdiction))
+                .collect();
+            format!(
+                "its retention period has not started: its records are retained until {}",
+                policies.join(" and ")
+            )
+        }
+        RetentionStatus::NoPolicy => format!(
+            "no retention policy of product {} applies in its jurisdictions: its records are \
+             kept until one does",
+            entry.product_code
+        ),
+    };
+    Some(FieldError::new(field, coi, rule))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_refusals_name_the_date() {
+        let entry = ChainRetention {
+            coi: "C".into(),
+            product_code: "CART-19".into(),
+            jurisdictions: Default::default(),
+            policies: Vec::new(),
+            legal_holds: Vec::new(),
+            releasable_at: Some("2056-01-01T00:00:00Z".into()),
+            status: RetentionStatus::Retained,
+        };
+        let r = retention_refusal("C", Some(&entry)).expect("refused");
+        assert!(r.rule.contains("2056-01-01"), "{r}");
+        let due = ChainRetention {
+            status: RetentionStatus::DueForErasure,
+            ..entry
+        };
+        assert!(retention_refusal("C", Some(&due)).is_none());
+    }
 }

@@ -40,7 +40,7 @@ query_params! {
 async fn retention(
     State(app): State<AppState>,
     QueryOf(q): QueryOf<RetentionParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::Retention>, ApiError> {
     Ok(Json(
         app.retention_report(q.as_of.as_deref(), q.within_days)
             .await?,
