@@ -70,6 +70,10 @@ pub use projections::turnaround::{
     Turnaround,
 };
 pub use reference::alignment::DEFAULT_EXPIRY_HORIZON_DAYS;
+pub use reference::alignment::{
+    AlignmentReport, EquipmentProblem, PersonProblem, SiteZoneProblem, UnmappedCodeSeen,
+    UnmappedGroup,
+};
 pub use reference::bulk::{
     check_import_files, BadRow, ImportFile, ImportProgress, ImportReport, EXPORT_FORMAT,
     IMPORT_SOURCE_SYSTEM, LIST_SEPARATOR, MAX_IMPORT_BYTES,

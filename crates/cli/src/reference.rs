@@ -218,7 +218,8 @@ async fn export(
 }
 
 async fn check(app: &Autolog, json: bool, horizon_days: Option<u32>) -> anyhow::Result<ExitCode> {
-    let report = app.alignment_report(horizon_days).await?;
+    // The CLI is a JSON edge: the report is printed section by section from its JSON.
+    let report = serde_json::to_value(app.alignment_report(horizon_days).await?)?;
     let problems = report["problems"].as_u64().unwrap_or(0);
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -207,7 +207,8 @@ async fn the_alignment_report_finds_every_planted_problem() {
         .await
         .expect("append");
 
-    let report = app.alignment_report(None).await.expect("report");
+    let report =
+        serde_json::to_value(app.alignment_report(None).await.expect("report")).expect("json");
     assert_eq!(report["unmapped_codes"][0]["system"], "mes-bos");
     assert_eq!(report["unmapped_codes"][0]["kind"], "equipment");
     assert_eq!(report["unmapped_codes"][0]["count"], 2);
@@ -261,7 +262,8 @@ async fn the_alignment_report_finds_every_planted_problem() {
                 "valid_from": "2026-01-01T00:00:00Z"}]),
     )
     .await;
-    let report = app.alignment_report(None).await.expect("report");
+    let report =
+        serde_json::to_value(app.alignment_report(None).await.expect("report")).expect("json");
     assert_eq!(report["unmapped_codes"], json!([]));
 }
 

@@ -3138,7 +3138,8 @@ async fn a_couriers_epcis_events_drive_the_custody_handshake_and_its_reconciliat
     );
     assert!(location["system"].is_string(), "{location}");
     assert_eq!(chain(&app, &c2.coi).await["state"], "collected");
-    let report = app.alignment_report(None).await.expect("alignment");
+    let report =
+        serde_json::to_value(app.alignment_report(None).await.expect("alignment")).expect("json");
     assert!(
         report.to_string().contains("urn:example:courier:depot-9"),
         "the unmapped location is in the alignment report"
@@ -3843,7 +3844,8 @@ async fn native_local_codes(store: Arc<dyn autolog_store::Store>) {
         .append_json_as(&mes, unmapped.to_string().as_bytes())
         .await
         .is_err());
-    let report = app.alignment_report(None).await.expect("alignment");
+    let report =
+        serde_json::to_value(app.alignment_report(None).await.expect("alignment")).expect("json");
     let counted: Vec<&Value> = report["unmapped_codes"]
         .as_array()
         .into_iter()

@@ -45,7 +45,10 @@ fn active(record: &Value) -> bool {
 impl Autolog {
     /// The alignment report as of now: every finding with what to fix. `horizon_days`
     /// (default 30) is how far ahead a crosswalk's end counts as about to expire.
-    pub async fn alignment_report(&self, horizon_days: Option<u32>) -> Result<Value, AppError> {
+    pub async fn alignment_report(
+        &self,
+        horizon_days: Option<u32>,
+    ) -> Result<AlignmentReport, AppError> {
         let horizon_days = horizon_days.unwrap_or(DEFAULT_EXPIRY_HORIZON_DAYS);
         if horizon_days > 3660 {
             return Err(AppError::Invalid(autolog_domain::FieldError::new(
@@ -73,7 +76,8 @@ impl Autolog {
                     && instant_field(m, "valid_to").is_none_or(|t| now < t)
             })
         };
-        let mut unmapped: BTreeMap<(String, String), (u64, Vec<Value>)> = BTreeMap::new();
+        let mut unmapped: BTreeMap<(String, String), (u64, Vec<UnmappedCodeSeen>)> =
+            BTreeMap::new();
         for u in self.store.unmapped_codes().await? {
             if resolves_now(&u.system, &u.kind, &u.code) {
                 continue;
@@ -82,13 +86,20 @@ impl Autolog {
                 .entry((u.system.clone(), u.kind.clone()))
                 .or_default();
             entry.0 += u.count;
-            entry.1.push(json!({"code": u.code, "count": u.count,
-                "first_seen": u.first_seen.to_string(), "last_seen": u.last_seen.to_string()}));
+            entry.1.push(UnmappedCodeSeen {
+                code: u.code,
+                count: u.count,
+                first_seen: u.first_seen.to_string(),
+                last_seen: u.last_seen.to_string(),
+            });
         }
-        let unmapped: Vec<Value> = unmapped
+        let unmapped: Vec<UnmappedGroup> = unmapped
             .into_iter()
-            .map(|((system, kind), (count, codes))| {
-                json!({"system": system, "kind": kind, "count": count, "codes": codes})
+            .map(|((system, kind), (count, codes))| UnmappedGroup {
+                system,
+                kind,
+                count,
+                codes,
             })
             .collect();
 
@@ -104,7 +115,7 @@ impl Autolog {
             .collect();
 
         let sites = list("sites");
-        let bad_zones: Vec<Value> = sites
+        let bad_zones: Vec<SiteZoneProblem> = sites
             .iter()
             .filter_map(|s| {
                 let zone = text(s, "time_zone");
@@ -112,22 +123,26 @@ impl Autolog {
                     Ok(_) => return None,
                     Err(e) => e.rule,
                 };
-                Some(json!({"site_id": text(s, "site_id"), "time_zone": zone, "rule": rule}))
+                Some(SiteZoneProblem {
+                    site_id: text(s, "site_id").to_string(),
+                    time_zone: zone.to_string(),
+                    rule,
+                })
             })
             .collect();
 
         let personnel = list("personnel");
-        let unqualified: Vec<Value> = personnel
+        let unqualified: Vec<PersonProblem> = personnel
             .iter()
             .filter(|p| active(p) && !qualified(p, None, now))
-            .map(|p| {
-                json!({"person_id": text(p, "person_id"),
-                "rule": "holds no qualification valid now at any site"})
+            .map(|p| PersonProblem {
+                person_id: text(p, "person_id").to_string(),
+                rule: "holds no qualification valid now at any site".to_string(),
             })
             .collect();
         let acting = self.acting_without_qualification(known_at).await?;
 
-        let uncalibrated: Vec<Value> = list("equipment")
+        let uncalibrated: Vec<EquipmentProblem> = list("equipment")
             .iter()
             .filter(|e| active(e))
             .filter_map(|e| {
@@ -137,8 +152,11 @@ impl Autolog {
                     Some(u) if u <= now => format!("calibration expired at {u}"),
                     Some(_) => return None,
                 };
-                Some(json!({"equipment_id": text(e, "equipment_id"),
-                    "site_id": text(e, "site_id"), "rule": rule}))
+                Some(EquipmentProblem {
+                    equipment_id: text(e, "equipment_id").to_string(),
+                    site_id: text(e, "site_id").to_string(),
+                    rule,
+                })
             })
             .collect();
 
@@ -152,20 +170,20 @@ impl Autolog {
             + uncalibrated.len()
             + duplicates.len()
             + discrepancies.len();
-        Ok(json!({
-            "generated_at": now.to_string(),
-            "known_at": known_at.to_string(),
-            "expiry_horizon_days": horizon_days,
-            "problems": problems,
-            "unmapped_codes": unmapped,
-            "expiring_crosswalks": expiring,
-            "sites_without_valid_zone": bad_zones,
-            "personnel_without_current_qualification": unqualified,
-            "personnel_acting_without_qualification": acting,
-            "equipment_past_calibration": uncalibrated,
-            "likely_duplicates": duplicates,
-            "time_zone_discrepancies": discrepancies,
-        }))
+        Ok(AlignmentReport {
+            generated_at: now.to_string(),
+            known_at: known_at.to_string(),
+            expiry_horizon_days: horizon_days,
+            problems,
+            unmapped_codes: unmapped,
+            expiring_crosswalks: expiring,
+            sites_without_valid_zone: bad_zones,
+            personnel_without_current_qualification: unqualified,
+            personnel_acting_without_qualification: acting,
+            equipment_past_calibration: uncalibrated,
+            likely_duplicates: duplicates,
+            time_zone_discrepancies: discrepancies,
+        })
     }
 
     /// Events recorded at a site by a person (`actor` `person/<id>`) who held no
@@ -294,4 +312,62 @@ fn likely_duplicates(sites: &[Value], personnel: &[Value]) -> Vec<Value> {
             "rule": format!("have the same printed name and are both qualified at {site}")}));
     }
     found
+}
+
+/// The alignment report: every finding in the network's reference data, with what to fix.
+/// Records quoted as they are registered (crosswalks, findings that name events) stay
+/// JSON documents.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AlignmentReport {
+    pub generated_at: String,
+    pub known_at: String,
+    pub expiry_horizon_days: u32,
+    /// How many findings in all.
+    pub problems: usize,
+    pub unmapped_codes: Vec<UnmappedGroup>,
+    /// Crosswalk mappings whose end falls within the horizon.
+    pub expiring_crosswalks: Vec<Value>,
+    pub sites_without_valid_zone: Vec<SiteZoneProblem>,
+    pub personnel_without_current_qualification: Vec<PersonProblem>,
+    pub personnel_acting_without_qualification: Vec<Value>,
+    pub equipment_past_calibration: Vec<EquipmentProblem>,
+    pub likely_duplicates: Vec<Value>,
+    pub time_zone_discrepancies: Vec<Value>,
+}
+
+/// A source system's codes of one kind that no crosswalk maps, with how often each came.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UnmappedGroup {
+    pub system: String,
+    pub kind: String,
+    pub count: u64,
+    pub codes: Vec<UnmappedCodeSeen>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UnmappedCodeSeen {
+    pub code: String,
+    pub count: u64,
+    pub first_seen: String,
+    pub last_seen: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SiteZoneProblem {
+    pub site_id: String,
+    pub time_zone: String,
+    pub rule: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PersonProblem {
+    pub person_id: String,
+    pub rule: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EquipmentProblem {
+    pub equipment_id: String,
+    pub site_id: String,
+    pub rule: String,
 }

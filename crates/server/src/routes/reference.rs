@@ -117,7 +117,7 @@ query_params! {
 async fn alignment(
     State(app): State<AppState>,
     QueryOf(q): QueryOf<AlignmentParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::AlignmentReport>, ApiError> {
     Ok(Json(app.alignment_report(q.horizon_days).await?))
 }
 
