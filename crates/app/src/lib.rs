@@ -40,7 +40,10 @@ pub use feeds::outbox::{
     NatsOptions, DEFAULT_STREAM_NAME, DEFAULT_SUBJECT_PREFIX, EVENT_TYPE_HEADER, MSG_ID_HEADER,
     NATS_POLL_INTERVAL, POSITION_HEADER, STREAM_HEADER,
 };
-pub use feeds::webhooks::{backoff_seconds, signature, DELIVERY_ID_HEADER, SIGNATURE_HEADER};
+pub use feeds::webhooks::{
+    backoff_seconds, signature, AttemptInfo, DeliveryInfo, WebhookDetail, WebhookInfo, WebhookList,
+    WebhookRegistered, DELIVERY_ID_HEADER, SIGNATURE_HEADER,
+};
 pub use ingest::{
     IngestLine, IngestReport, CHAINS_ENDPOINT, EVENTS_ENDPOINT, SIGNING_SECRET_ENDPOINT,
 };

@@ -724,7 +724,7 @@ async fn secrets_sealed(target: Target) {
         )
         .await
         .expect("webhook");
-    let hook_secret = hook["secret"].as_str().expect("secret").to_string();
+    let hook_secret = hook.secret.clone();
     let hooks = store.webhooks().await.expect("webhooks");
     assert!(hooks[0].secret.starts_with("sealed:v1:"), "sealed");
     assert!(!hooks[0].secret.contains(&hook_secret));

@@ -45,29 +45,90 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     }
 }
 
-fn webhook_json(w: &Webhook) -> Value {
-    json!({
-        "webhook_id": w.webhook_id.to_string(),
-        "url": w.url,
-        "created_at": w.created_at.to_string(),
-        "created_by": w.created_by,
-        "active": w.active,
-        "cursor_position": w.cursor_position,
-    })
+/// A registered webhook as answered (never its secret).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WebhookInfo {
+    pub webhook_id: String,
+    pub url: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub active: bool,
+    /// The ledger position up to which alerts were queued for it.
+    pub cursor_position: u64,
 }
 
-fn delivery_json(d: &WebhookDelivery, attempts: Vec<Value>) -> Value {
-    json!({
-        "alert_event_id": d.alert_event_id.to_string(),
-        "position": d.position,
-        "status": d.status.as_str(),
-        "attempts": d.attempts,
-        "next_attempt_at": d.next_attempt_at.to_string(),
-        "last_attempt_at": d.last_attempt_at.map(|t| t.to_string()),
-        "last_result": d.last_result,
-        "delivered_at": d.delivered_at.map(|t| t.to_string()),
-        "log": attempts,
-    })
+impl From<&Webhook> for WebhookInfo {
+    fn from(w: &Webhook) -> Self {
+        WebhookInfo {
+            webhook_id: w.webhook_id.to_string(),
+            url: w.url.clone(),
+            created_at: w.created_at.to_string(),
+            created_by: w.created_by.clone(),
+            active: w.active,
+            cursor_position: w.cursor_position,
+        }
+    }
+}
+
+/// A webhook just registered, with its secret: shown this once.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WebhookRegistered {
+    #[serde(flatten)]
+    pub webhook: WebhookInfo,
+    pub secret: String,
+    /// The header that carries each delivery's signature.
+    pub signature_header: &'static str,
+}
+
+/// Every registered webhook.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WebhookList {
+    pub webhooks: Vec<WebhookInfo>,
+}
+
+/// One webhook with its deliveries.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WebhookDetail {
+    #[serde(flatten)]
+    pub webhook: WebhookInfo,
+    pub deliveries: Vec<DeliveryInfo>,
+}
+
+/// One alert's delivery to a webhook, with each attempt.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeliveryInfo {
+    pub alert_event_id: String,
+    pub position: u64,
+    pub status: &'static str,
+    pub attempts: u32,
+    pub next_attempt_at: String,
+    pub last_attempt_at: Option<String>,
+    pub last_result: Option<String>,
+    pub delivered_at: Option<String>,
+    pub log: Vec<AttemptInfo>,
+}
+
+/// One attempt to deliver an alert.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AttemptInfo {
+    pub attempt: u32,
+    pub at: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+fn delivery_info(d: &WebhookDelivery, log: Vec<AttemptInfo>) -> DeliveryInfo {
+    DeliveryInfo {
+        alert_event_id: d.alert_event_id.to_string(),
+        position: d.position,
+        status: d.status.as_str(),
+        attempts: d.attempts,
+        next_attempt_at: d.next_attempt_at.to_string(),
+        last_attempt_at: d.last_attempt_at.map(|t| t.to_string()),
+        last_result: d.last_result.clone(),
+        delivered_at: d.delivered_at.map(|t| t.to_string()),
+        log,
+    }
 }
 
 fn parse_webhook_id(id: &str) -> Result<Uuid, AppError> {
@@ -215,7 +276,7 @@ impl Autolog {
     /// Registers a webhook from `{"url", "created_by", "secret"?}`. Only alerts recorded
     /// from now on are sent to it. The answer holds the secret (generated when not given):
     /// it is shown this once.
-    pub async fn register_webhook(&self, body: &[u8]) -> Result<Value, AppError> {
+    pub async fn register_webhook(&self, body: &[u8]) -> Result<WebhookRegistered, AppError> {
         let request = crate::ledger::request::parse_object(body, "a webhook registration")?;
         for key in request.keys() {
             if !["url", "secret", "created_by"].contains(&key.as_str()) {
@@ -290,22 +351,23 @@ impl Autolog {
         )
         .await?;
         tracing::info!(webhook_id = %webhook.webhook_id, "webhook registered");
-        let mut answer = webhook_json(&webhook);
-        answer["secret"] = json!(secret);
-        answer["signature_header"] = json!(SIGNATURE_HEADER);
-        Ok(answer)
+        Ok(WebhookRegistered {
+            webhook: WebhookInfo::from(&webhook),
+            secret,
+            signature_header: SIGNATURE_HEADER,
+        })
     }
 
     /// Every registered webhook (never their secrets).
-    pub async fn list_webhooks(&self) -> Result<Value, AppError> {
-        let list: Vec<Value> = self
+    pub async fn list_webhooks(&self) -> Result<WebhookList, AppError> {
+        let webhooks = self
             .store
             .webhooks()
             .await?
             .iter()
-            .map(webhook_json)
+            .map(WebhookInfo::from)
             .collect();
-        Ok(json!({ "webhooks": list }))
+        Ok(WebhookList { webhooks })
     }
 
     /// Stops sending to a webhook (recorded, by `actor`); what it was sent stays in its log.
@@ -313,7 +375,7 @@ impl Autolog {
         &self,
         webhook_id: &str,
         actor: &str,
-    ) -> Result<Value, AppError> {
+    ) -> Result<WebhookDetail, AppError> {
         let id = parse_webhook_id(webhook_id)?;
         autolog_domain::ledger::envelope::check_actor("actor", actor)?;
         let was_active = self
@@ -341,7 +403,7 @@ impl Autolog {
     }
 
     /// One webhook with its deliveries (most recent 1000) and each delivery's attempt log.
-    pub async fn webhook(&self, webhook_id: &str) -> Result<Value, AppError> {
+    pub async fn webhook(&self, webhook_id: &str) -> Result<WebhookDetail, AppError> {
         let id = parse_webhook_id(webhook_id)?;
         let Some(webhook) = self
             .store
@@ -362,15 +424,19 @@ impl Autolog {
                 .delivery_attempts(id, d.alert_event_id)
                 .await?
                 .into_iter()
-                .map(|a| {
-                    json!({"attempt": a.attempt, "at": a.at.to_string(), "ok": a.ok, "detail": a.detail})
+                .map(|a| AttemptInfo {
+                    attempt: a.attempt,
+                    at: a.at.to_string(),
+                    ok: a.ok,
+                    detail: a.detail,
                 })
                 .collect();
-            deliveries.push(delivery_json(&d, log));
+            deliveries.push(delivery_info(&d, log));
         }
-        let mut answer = webhook_json(&webhook);
-        answer["deliveries"] = Value::Array(deliveries);
-        Ok(answer)
+        Ok(WebhookDetail {
+            webhook: WebhookInfo::from(&webhook),
+            deliveries,
+        })
     }
 
     /// Queues the alerts recorded since each active webhook's cursor. Returns how many

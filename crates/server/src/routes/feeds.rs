@@ -291,7 +291,7 @@ async fn register_webhook(
 async fn webhooks(
     State(app): State<AppState>,
     _q: QueryOf<NoParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::WebhookList>, ApiError> {
     Ok(Json(app.list_webhooks().await?))
 }
 
@@ -299,7 +299,7 @@ async fn webhook(
     State(app): State<AppState>,
     webhook_id: PathParam,
     _q: QueryOf<NoParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::WebhookDetail>, ApiError> {
     let id = path_param("webhook_id", webhook_id)?;
     Ok(Json(app.webhook(&id).await?))
 }
@@ -308,7 +308,7 @@ async fn deactivate_webhook(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     webhook_id: PathParam,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::WebhookDetail>, ApiError> {
     let id = path_param("webhook_id", webhook_id)?;
     Ok(Json(app.deactivate_webhook(&id, &principal.actor).await?))
 }
