@@ -7,7 +7,7 @@ use autolog_domain::identifiers::UnitId;
 use autolog_domain::{EventDraft, FieldError, Instant};
 use serde_json::{json, Value};
 
-use crate::chain::custody::{filter_role, own_draft, string_list, ChainFacts, StepError};
+use crate::chain::custody::{filter_role, own_draft, string_list, ChainFacts, Refuse, StepError};
 use crate::feeds::alerts::{alert_draft, AlertSpec};
 use crate::ledger::read::text;
 use crate::reference::alignment::qualified;
@@ -68,7 +68,7 @@ impl Autolog {
         facts: &ChainFacts,
         view: &ChainView,
         draft: &EventDraft,
-        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+        refuse: Refuse<'_>,
     ) -> Result<Vec<EventDraft>, StepError> {
         match draft.body.event_type.as_str() {
             "batch.created" => self.batch_created_rules(facts, view, draft, refuse).await,
@@ -85,7 +85,7 @@ impl Autolog {
         facts: &ChainFacts,
         view: &ChainView,
         draft: &EventDraft,
-        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+        refuse: Refuse<'_>,
     ) -> Result<Vec<EventDraft>, StepError> {
         let data = &draft.body.data;
         let batch_id = text(data, "batch_id");
@@ -176,7 +176,7 @@ impl Autolog {
         &self,
         facts: &ChainFacts,
         draft: &EventDraft,
-        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+        refuse: Refuse<'_>,
     ) -> Result<Vec<EventDraft>, StepError> {
         let data = &draft.body.data;
         let batch_id = text(data, "batch_id");
@@ -237,7 +237,7 @@ impl Autolog {
         &self,
         facts: &ChainFacts,
         draft: &EventDraft,
-        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+        refuse: Refuse<'_>,
     ) -> Result<Vec<EventDraft>, StepError> {
         let data = &draft.body.data;
         let batch_id = text(data, "batch_id");
@@ -302,7 +302,7 @@ impl Autolog {
         facts: &ChainFacts,
         view: &ChainView,
         draft: &EventDraft,
-        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+        refuse: Refuse<'_>,
     ) -> Result<Vec<EventDraft>, StepError> {
         let data = &draft.body.data;
         let batch_id = text(data, "batch_id");

@@ -17,6 +17,9 @@ use crate::ledger::read::{instant_field, text};
 use crate::reference::alignment::qualified;
 use crate::{AppError, Autolog};
 
+/// How a rule refuses a step: the field (under `body.data.`), the value and the rule.
+pub(crate) type Refuse<'a> = &'a (dyn Fn(&str, &str, String) -> StepError + Sync);
+
 /// Why a chain step was not accepted: a rule it broke (the request's event `index`), or a
 /// failure to read what the rule needs.
 #[derive(Debug)]
@@ -538,7 +541,7 @@ impl Autolog {
         facts: &ChainFacts,
         view: &ChainView,
         draft: &EventDraft,
-        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+        refuse: Refuse<'_>,
     ) -> Result<Vec<EventDraft>, StepError> {
         self.step_reference_rules(facts, view, draft, refuse, true)
             .await?;
@@ -635,7 +638,7 @@ impl Autolog {
         facts: &ChainFacts,
         view: &ChainView,
         draft: &EventDraft,
-        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+        refuse: Refuse<'_>,
         correction: bool,
     ) -> Result<Vec<EventDraft>, StepError> {
         let site_id = self.step_site_rules(facts, draft, refuse).await?;
@@ -662,7 +665,7 @@ impl Autolog {
         &self,
         facts: &ChainFacts,
         draft: &EventDraft,
-        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+        refuse: Refuse<'_>,
     ) -> Result<String, StepError> {
         let data = &draft.body.data;
         let event_type = draft.body.event_type.as_str();
@@ -768,7 +771,7 @@ impl Autolog {
         draft: &EventDraft,
         site_id: &str,
         person_at: Instant,
-        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+        refuse: Refuse<'_>,
     ) -> Result<(), StepError> {
         let data = &draft.body.data;
         let event_type = draft.body.event_type.as_str();
@@ -829,7 +832,7 @@ impl Autolog {
         draft: &EventDraft,
         site_id: &str,
         person_at: Instant,
-        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+        refuse: Refuse<'_>,
     ) -> Result<(), StepError> {
         let data = &draft.body.data;
         let event_type = draft.body.event_type.as_str();
@@ -899,7 +902,7 @@ impl Autolog {
         view: &ChainView,
         draft: &EventDraft,
         site_id: &str,
-        refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+        refuse: Refuse<'_>,
     ) -> Result<Vec<EventDraft>, StepError> {
         let data = &draft.body.data;
         let event_type = draft.body.event_type.as_str();
@@ -1639,7 +1642,7 @@ fn handoff_rules(
     view: &ChainView,
     draft: &EventDraft,
     site_id: &str,
-    refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+    refuse: Refuse<'_>,
 ) -> Result<(), StepError> {
     let data = &draft.body.data;
     let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
@@ -1698,7 +1701,7 @@ fn administration_rules(
     view: &ChainView,
     draft: &EventDraft,
     site_id: &str,
-    refuse: &(dyn Fn(&str, &str, String) -> StepError + Sync),
+    refuse: Refuse<'_>,
 ) -> Result<(), StepError> {
     let data = &draft.body.data;
     let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
