@@ -21,7 +21,9 @@ use autolog_store::Store;
 
 pub use access::accounts::{
     attribute, attribute_person, authorize_drafts, totp_code, totp_key, totp_step, AccessSettings,
-    Principal, PrincipalKind, SignedIn, CONSOLE_SOURCE, MAX_TOKEN_DAYS,
+    GrantInfo, Principal, PrincipalKind, RoleChange, SecondFactorReset, SignedIn, TokenInfo,
+    TokenIssued, TokenList, TokenRevoked, UserCreated, UserInfo, UserList, UserUnlocked,
+    CONSOLE_SOURCE, MAX_TOKEN_DAYS,
 };
 pub use access::refusals::{
     tracking_refusals, RECORDED_PER_MINUTE as ACCESS_REFUSALS_RECORDED_PER_MINUTE,

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use autolog_app::Autolog;
 use clap::Subcommand;
-use serde_json::Value;
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -73,7 +72,7 @@ pub enum TokenCommand {
     List,
 }
 
-fn print(value: &Value) -> anyhow::Result<ExitCode> {
+fn print(value: &impl serde::Serialize) -> anyhow::Result<ExitCode> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(ExitCode::SUCCESS)
 }

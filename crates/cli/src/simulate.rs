@@ -155,7 +155,7 @@ pub async fn seed_demo(app: &Autolog, password: Option<String>) -> anyhow::Resul
     println!("  password: {password}");
     println!(
         "  TOTP key (shown once; add it to an authenticator app): {}",
-        created["totp_secret"].as_str().unwrap_or_default()
+        created.totp_secret
     );
     println!(
         "  sign in: POST /api/v1/session {{\"person_id\": \"{DEMO_PERSON}\", \"password\": ..., \"totp\": ...}}"

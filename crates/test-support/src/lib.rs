@@ -114,14 +114,13 @@ pub async fn person(app: &Autolog, person_id: &str, grants: &[(&str, &str)]) -> 
         app.reset_second_factor(person_id, ADMIN)
             .await
             .expect("reset second factor")
+            .totp_secret
     } else {
         app.create_user(person_id, PASSWORD, ADMIN)
             .await
             .expect("create user")
-    }["totp_secret"]
-        .as_str()
-        .expect("totp secret")
-        .to_string();
+            .totp_secret
+    };
     for (role, site) in grants {
         app.grant_role(person_id, role, site, ADMIN)
             .await
@@ -145,10 +144,7 @@ pub async fn system(app: &Autolog, system_id: &str, sites: &[&str]) -> Credentia
         .issue_token(system_id, &sites, None, ADMIN)
         .await
         .expect("issue token");
-    Credentials::token(
-        &format!("system/{system_id}"),
-        issued["token"].as_str().expect("token"),
-    )
+    Credentials::token(&format!("system/{system_id}"), &issued.token)
 }
 
 /// Creates a console account with the CLI, as an operator does before starting a

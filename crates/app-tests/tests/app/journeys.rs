@@ -2934,7 +2934,7 @@ async fn a_couriers_epcis_events_drive_the_custody_handshake_and_its_reconciliat
         .await
         .expect("token");
     let courier = app
-        .authenticate_token(issued["token"].as_str().expect("token"))
+        .authenticate_token(&issued.token)
         .await
         .expect("courier");
     let (lax, bos) = ("0614141000029", "0614141000012");

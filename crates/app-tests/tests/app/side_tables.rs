@@ -65,7 +65,7 @@ async fn side_tables(target: Target) {
         .issue_token("aph-par", &[], None, ADMIN)
         .await
         .expect("token");
-    app.revoke_token(revoked["token_id"].as_str().expect("id"), ADMIN)
+    app.revoke_token(&revoked.token_id, ADMIN)
         .await
         .expect("revoke");
     app.register_webhook(

@@ -699,7 +699,7 @@ async fn secrets_sealed(target: Target) {
         .create_user(person, autolog_test_support::PASSWORD, "person/P-ADMIN")
         .await
         .expect("create user");
-    let secret = created["totp_secret"].as_str().expect("secret").to_string();
+    let secret = created.totp_secret;
     let stored = store.user(person).await.expect("read").expect("user");
     let sealed = stored.totp_secret.expect("stored secret");
     assert!(

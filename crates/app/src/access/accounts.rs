@@ -209,7 +209,7 @@ impl Autolog {
         person_id: &str,
         password: &str,
         actor: &str,
-    ) -> Result<Value, AppError> {
+    ) -> Result<UserCreated, AppError> {
         self.registered_person(person_id).await?;
         if self.store.user(person_id).await?.is_some() {
             return Err(AppError::Invalid(FieldError::new(
@@ -249,12 +249,12 @@ impl Autolog {
         )
         .await?;
         tracing::info!(person_id = %person_id, "user account created");
-        Ok(json!({
-            "person_id": person_id,
-            "totp_secret": secret,
-            "otpauth_uri": format!("otpauth://totp/Autolog:{person_id}?secret={secret}&issuer=Autolog&algorithm=SHA1&digits=6&period=30"),
-            "note": "the TOTP secret is shown once: enrol it in an authenticator app now",
-        }))
+        Ok(UserCreated {
+            person_id: person_id.to_string(),
+            otpauth_uri: format!("otpauth://totp/Autolog:{person_id}?secret={secret}&issuer=Autolog&algorithm=SHA1&digits=6&period=30"),
+            totp_secret: secret,
+            note: "the TOTP secret is shown once: enrol it in an authenticator app now",
+        })
     }
 
     /// Replaces a user's TOTP key (a lost phone), returned once.
@@ -262,7 +262,7 @@ impl Autolog {
         &self,
         person_id: &str,
         actor: &str,
-    ) -> Result<Value, AppError> {
+    ) -> Result<SecondFactorReset, AppError> {
         let secret = data_encoding::BASE32_NOPAD.encode(&random_bytes::<20>()?);
         let sealed = self.seal_secret(
             &autolog_store::SecretOwner::Totp(person_id.to_string()),
@@ -282,7 +282,10 @@ impl Autolog {
             actor,
         )
         .await?;
-        Ok(json!({"person_id": person_id, "totp_secret": secret}))
+        Ok(SecondFactorReset {
+            person_id: person_id.to_string(),
+            totp_secret: secret,
+        })
     }
 
     /// Grants a role at a site (or `*`): recorded in the ledger.
@@ -292,7 +295,7 @@ impl Autolog {
         role: &str,
         site_id: &str,
         actor: &str,
-    ) -> Result<Value, AppError> {
+    ) -> Result<RoleChange, AppError> {
         let role = Role::parse("role", role)?;
         if self.store.user(person_id).await?.is_none() {
             return Err(AppError::NotFound {
@@ -318,9 +321,13 @@ impl Autolog {
             )
             .await?;
         }
-        Ok(
-            json!({"person_id": person_id, "role": role.as_str(), "site_id": site_id, "granted": added}),
-        )
+        Ok(RoleChange {
+            person_id: person_id.to_string(),
+            role: role.as_str(),
+            site_id: site_id.to_string(),
+            granted: Some(added),
+            revoked: None,
+        })
     }
 
     /// Revokes a role at a site: takes effect on the next request of any session.
@@ -330,7 +337,7 @@ impl Autolog {
         role: &str,
         site_id: &str,
         actor: &str,
-    ) -> Result<Value, AppError> {
+    ) -> Result<RoleChange, AppError> {
         let role = Role::parse("role", role)?;
         let removed = self
             .store
@@ -349,13 +356,21 @@ impl Autolog {
             actor,
         )
         .await?;
-        Ok(
-            json!({"person_id": person_id, "role": role.as_str(), "site_id": site_id, "revoked": true}),
-        )
+        Ok(RoleChange {
+            person_id: person_id.to_string(),
+            role: role.as_str(),
+            site_id: site_id.to_string(),
+            granted: None,
+            revoked: Some(true),
+        })
     }
 
     /// Unlocks a locked account (recorded).
-    pub async fn unlock_user(&self, person_id: &str, actor: &str) -> Result<Value, AppError> {
+    pub async fn unlock_user(
+        &self,
+        person_id: &str,
+        actor: &str,
+    ) -> Result<UserUnlocked, AppError> {
         if !self.store.unlock_user(person_id).await? {
             return Err(AppError::NotFound {
                 what: "user",
@@ -369,21 +384,27 @@ impl Autolog {
             actor,
         )
         .await?;
-        Ok(json!({"person_id": person_id, "unlocked": true}))
+        Ok(UserUnlocked {
+            person_id: person_id.to_string(),
+            unlocked: true,
+        })
     }
 
     /// Every account with its grants (no secrets).
-    pub async fn users(&self) -> Result<Value, AppError> {
+    pub async fn users(&self) -> Result<UserList, AppError> {
         let mut list = Vec::new();
         for user in self.store.users().await? {
             let grants = self.store.role_grants(&user.person_id).await?;
             list.push(user_json(&user, &grants, self.now()));
         }
-        Ok(json!({"count": list.len(), "users": list}))
+        Ok(UserList {
+            count: list.len(),
+            users: list,
+        })
     }
 
     /// One account with its grants.
-    pub async fn user(&self, person_id: &str) -> Result<Value, AppError> {
+    pub async fn user(&self, person_id: &str) -> Result<UserInfo, AppError> {
         let user = self
             .store
             .user(person_id)
@@ -661,7 +682,7 @@ impl Autolog {
         sites: &[String],
         valid_days: Option<u32>,
         actor: &str,
-    ) -> Result<Value, AppError> {
+    ) -> Result<TokenIssued, AppError> {
         let system = self
             .current_state(&format!("source-system/{system_id}"))
             .await?;
@@ -744,18 +765,22 @@ impl Autolog {
         )
         .await?;
         tracing::info!(system_id = %system_id, token_id = %token_id, "API token issued");
-        Ok(json!({
-            "token": format!("{TOKEN_PREFIX}{}_{secret}", token_id.simple()),
-            "token_id": token_id.to_string(),
-            "system_id": system_id,
-            "sites": sites,
-            "expires_at": token.expires_at.to_string(),
-            "note": "the token is shown once: store it in the source system's secret store now",
-        }))
+        Ok(TokenIssued {
+            token: format!("{TOKEN_PREFIX}{}_{secret}", token_id.simple()),
+            token_id: token_id.to_string(),
+            system_id: system_id.to_string(),
+            sites: token.sites.clone(),
+            expires_at: token.expires_at.to_string(),
+            note: "the token is shown once: store it in the source system's secret store now",
+        })
     }
 
     /// Revokes a token at once: its next request is refused.
-    pub async fn revoke_token(&self, token_id: &str, actor: &str) -> Result<Value, AppError> {
+    pub async fn revoke_token(
+        &self,
+        token_id: &str,
+        actor: &str,
+    ) -> Result<TokenRevoked, AppError> {
         let id = Uuid::parse_str(token_id)
             .map_err(|_| FieldError::new("token_id", token_id, "must be a UUID"))?;
         let token = self
@@ -780,13 +805,16 @@ impl Autolog {
             actor,
         )
         .await?;
-        Ok(json!({"token_id": token_id, "revoked": true}))
+        Ok(TokenRevoked {
+            token_id: token_id.to_string(),
+            revoked: true,
+        })
     }
 
     /// Every token (never the secret).
-    pub async fn tokens(&self) -> Result<Value, AppError> {
+    pub async fn tokens(&self) -> Result<TokenList, AppError> {
         let now = self.now();
-        let list: Vec<Value> = self
+        let list: Vec<TokenInfo> = self
             .store
             .api_tokens()
             .await?
@@ -799,15 +827,22 @@ impl Autolog {
                 } else {
                     "active"
                 };
-                json!({
-                    "token_id": t.token_id.to_string(), "system_id": t.system_id,
-                    "sites": t.sites, "created_at": t.created_at.to_string(),
-                    "created_by": t.created_by, "expires_at": t.expires_at.to_string(),
-                    "revoked_at": t.revoked_at.map(|r| r.to_string()), "state": state,
-                })
+                TokenInfo {
+                    token_id: t.token_id.to_string(),
+                    system_id: t.system_id.clone(),
+                    sites: t.sites.clone(),
+                    created_at: t.created_at.to_string(),
+                    created_by: t.created_by.clone(),
+                    expires_at: t.expires_at.to_string(),
+                    revoked_at: t.revoked_at.map(|r| r.to_string()),
+                    state,
+                }
             })
             .collect();
-        Ok(json!({"count": list.len(), "tokens": list}))
+        Ok(TokenList {
+            count: list.len(),
+            tokens: list,
+        })
     }
 
     /// The source system behind a bearer token, if the token is known, unexpired and not
@@ -1536,20 +1571,131 @@ fn source_system_active(system: &Value, now: Instant) -> bool {
     within("valid_from", true) && within("valid_to", false)
 }
 
-fn user_json(user: &UserAccount, grants: &[RoleGrant], now: Instant) -> Value {
-    json!({
-        "person_id": user.person_id,
-        "created_at": user.created_at.to_string(),
-        "created_by": user.created_by,
-        "second_factor": user.totp_secret.is_some(),
-        "failed_attempts": user.failed_attempts,
-        "locked_until": user.locked_until.filter(|u| *u > now).map(|u| u.to_string()),
-        "disabled_at": user.disabled_at.map(|d| d.to_string()),
-        "grants": grants.iter().map(|g| json!({
-            "role": g.role, "site_id": g.site_id,
-            "granted_at": g.granted_at.to_string(), "granted_by": g.granted_by,
-        })).collect::<Vec<_>>(),
-    })
+fn user_json(user: &UserAccount, grants: &[RoleGrant], now: Instant) -> UserInfo {
+    UserInfo {
+        person_id: user.person_id.clone(),
+        created_at: user.created_at.to_string(),
+        created_by: user.created_by.clone(),
+        second_factor: user.totp_secret.is_some(),
+        failed_attempts: user.failed_attempts,
+        locked_until: user
+            .locked_until
+            .filter(|u| *u > now)
+            .map(|u| u.to_string()),
+        disabled_at: user.disabled_at.map(|d| d.to_string()),
+        grants: grants
+            .iter()
+            .map(|g| GrantInfo {
+                role: g.role.clone(),
+                site_id: g.site_id.clone(),
+                granted_at: g.granted_at.to_string(),
+                granted_by: g.granted_by.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// A console account as answered (never its secrets).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserInfo {
+    pub person_id: String,
+    pub created_at: String,
+    pub created_by: String,
+    /// Whether a second factor is enrolled.
+    pub second_factor: bool,
+    pub failed_attempts: u32,
+    /// Until when sign-in is locked (only while it is).
+    pub locked_until: Option<String>,
+    pub disabled_at: Option<String>,
+    pub grants: Vec<GrantInfo>,
+}
+
+/// A role granted at a site (or `*`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GrantInfo {
+    pub role: String,
+    pub site_id: String,
+    pub granted_at: String,
+    pub granted_by: String,
+}
+
+/// Every console account.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserList {
+    pub count: usize,
+    pub users: Vec<UserInfo>,
+}
+
+/// A new account: its TOTP secret, shown this once.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserCreated {
+    pub person_id: String,
+    pub totp_secret: String,
+    pub otpauth_uri: String,
+    pub note: &'static str,
+}
+
+/// A replaced second factor: the new TOTP secret, shown this once.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SecondFactorReset {
+    pub person_id: String,
+    pub totp_secret: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserUnlocked {
+    pub person_id: String,
+    pub unlocked: bool,
+}
+
+/// A grant or revocation: the grant, and whether it was added (`granted`) or removed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoleChange {
+    pub person_id: String,
+    pub role: &'static str,
+    pub site_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub granted: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<bool>,
+}
+
+/// A new API token: the bearer value, shown this once.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenIssued {
+    pub token: String,
+    pub token_id: String,
+    pub system_id: String,
+    pub sites: Vec<String>,
+    pub expires_at: String,
+    pub note: &'static str,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenRevoked {
+    pub token_id: String,
+    pub revoked: bool,
+}
+
+/// An API token as answered (never its secret).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenInfo {
+    pub token_id: String,
+    pub system_id: String,
+    pub sites: Vec<String>,
+    pub created_at: String,
+    pub created_by: String,
+    pub expires_at: String,
+    pub revoked_at: Option<String>,
+    /// `active`, `expired` or `revoked`.
+    pub state: &'static str,
+}
+
+/// Every API token.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TokenList {
+    pub count: usize,
+    pub tokens: Vec<TokenInfo>,
 }
 
 #[cfg(test)]

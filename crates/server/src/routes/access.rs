@@ -114,11 +114,14 @@ async fn sign_out(
 async fn users(
     State(app): State<AppState>,
     _q: QueryOf<NoParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::UserList>, ApiError> {
     Ok(Json(app.users().await?))
 }
 
-async fn user(State(app): State<AppState>, person_id: PathParam) -> Result<Json<Value>, ApiError> {
+async fn user(
+    State(app): State<AppState>,
+    person_id: PathParam,
+) -> Result<Json<autolog_app::UserInfo>, ApiError> {
     let person_id = path_param("person_id", person_id)?;
     Ok(Json(app.user(&person_id).await?))
 }
@@ -144,7 +147,7 @@ async fn grant_role(
     Extension(principal): Extension<Principal>,
     person_id: PathParam,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::RoleChange>, ApiError> {
     change_role(&app, &principal, person_id, body, true).await
 }
 
@@ -153,7 +156,7 @@ async fn revoke_role(
     Extension(principal): Extension<Principal>,
     person_id: PathParam,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::RoleChange>, ApiError> {
     change_role(&app, &principal, person_id, body, false).await
 }
 
@@ -164,7 +167,7 @@ async fn change_role(
     person_id: PathParam,
     body: Result<Bytes, BytesRejection>,
     grant: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::RoleChange>, ApiError> {
     let person_id = path_param("person_id", person_id)?;
     let f = fields(body, &["role", "site_id"])?;
     let role = required(&f, "role", false)?;
@@ -183,7 +186,7 @@ async fn unlock_user(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     person_id: PathParam,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::UserUnlocked>, ApiError> {
     let person_id = path_param("person_id", person_id)?;
     Ok(Json(app.unlock_user(&person_id, &principal.actor).await?))
 }
@@ -192,7 +195,7 @@ async fn reset_second_factor(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     person_id: PathParam,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::SecondFactorReset>, ApiError> {
     let person_id = path_param("person_id", person_id)?;
     Ok(Json(
         app.reset_second_factor(&person_id, &principal.actor)
@@ -203,7 +206,7 @@ async fn reset_second_factor(
 async fn tokens(
     State(app): State<AppState>,
     _q: QueryOf<NoParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::TokenList>, ApiError> {
     Ok(Json(app.tokens().await?))
 }
 
@@ -266,7 +269,7 @@ async fn revoke_token(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     token_id: PathParam,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::TokenRevoked>, ApiError> {
     let token_id = path_param("token_id", token_id)?;
     Ok(Json(app.revoke_token(&token_id, &principal.actor).await?))
 }

@@ -548,10 +548,7 @@ async fn revoked_expired_wrong_and_forged_credentials_are_refused() {
         let (status, _) = call(&app.base, &emr, "GET", &chain, None).await;
         assert_eq!(status, StatusCode::OK);
         let tokens = app.app.tokens().await.expect("tokens");
-        let token_id = tokens["tokens"][0]["token_id"]
-            .as_str()
-            .expect("id")
-            .to_string();
+        let token_id = tokens.tokens[0].token_id.clone();
         app.app
             .revoke_token(&token_id, "person/P-ADMIN")
             .await
@@ -586,7 +583,7 @@ async fn revoked_expired_wrong_and_forged_credentials_are_refused() {
             .reset_second_factor("P-0005", "person/P-ADMIN")
             .await
             .expect("reset");
-        let secret = created["totp_secret"].as_str().expect("secret").to_string();
+        let secret = created.totp_secret;
         let right = autolog_test_support::current_totp(&secret);
         let wrong = if right == "000000" {
             "111111"
@@ -607,7 +604,7 @@ async fn revoked_expired_wrong_and_forged_credentials_are_refused() {
             "{throttled}"
         );
         let user = app.app.user("P-0005").await.expect("user");
-        assert!(user["locked_until"].is_null(), "not locked: {user}");
+        assert!(user.locked_until.is_none(), "not locked: {user:?}");
         app.clock.advance_seconds(2);
         // A wrong password with the right code is refused the same way, and waits longer.
         let r = sign_in(&app.base, "P-0005", "not the password", &right).await;
@@ -653,8 +650,8 @@ async fn revoked_expired_wrong_and_forged_credentials_are_refused() {
         }
         let user = app.app.user("P-0005").await.expect("user");
         assert!(
-            user["locked_until"].is_null(),
-            "replays lock nothing: {user}"
+            user.locked_until.is_none(),
+            "replays lock nothing: {user:?}"
         );
 
         // Without (or with a wrong) CSRF token, a console request that changes something
@@ -761,8 +758,8 @@ async fn revoked_expired_wrong_and_forged_credentials_are_refused() {
         }
         let user = app.app.user("P-0008").await.expect("user");
         assert!(
-            user["locked_until"].is_string(),
-            "locked after failed re-authentications: {user}"
+            user.locked_until.is_some(),
+            "locked after failed re-authentications: {user:?}"
         );
         let (status, _) = call(
             &app.base,

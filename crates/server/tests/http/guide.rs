@@ -362,7 +362,7 @@ async fn the_guide_runs_as_written(t: Target) {
                     .issue_token(&system, &sites, None, "person/P-ADMIN")
                     .await
                     .unwrap_or_else(|e| panic!("token for {system}: {e}"));
-                let token = issued["token"].as_str().expect("token").to_string();
+                let token = issued.token;
                 tokens.insert(var, token);
             }
             Command::Request {

@@ -214,7 +214,7 @@ async fn token(app: &Autolog, system: &str, sites: &[&str]) -> String {
         .issue_token(system, &sites, None, "person/P-ADMIN")
         .await
         .expect("token");
-    issued["token"].as_str().expect("token").to_string()
+    issued.token
 }
 
 /// Sends events as their system does: the ledger attributes them to the token's system,
