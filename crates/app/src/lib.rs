@@ -84,7 +84,7 @@ pub use reference::bulk::{
     IMPORT_SOURCE_SYSTEM, LIST_SEPARATOR, MAX_IMPORT_BYTES,
 };
 pub use reference::registry::{registry, Cell, Column, Registry, REGISTRIES};
-pub use reference::resolve::RegistryQuery;
+pub use reference::resolve::{RegistryPage, RegistryQuery};
 pub use reference::time_discipline::{AUTOLOG_ACTOR, ZONE_DISCREPANCY_PREFIX};
 
 /// One running Autolog instance: its store, its checkpoint signing key, and caches of

@@ -260,7 +260,7 @@ impl Autolog {
         &self,
         registry: &str,
         q: &RegistryQuery,
-    ) -> Result<Value, AppError> {
+    ) -> Result<RegistryPage, AppError> {
         let registry = crate::reference::registry::registry(registry)?;
         let limit = page_limit(q.limit)?;
         let now = self.now();
@@ -271,13 +271,13 @@ impl Autolog {
             let (records, next) = self
                 .list_mappings(q.after.as_deref(), limit, valid_at, known_at, &keep)
                 .await?;
-            return Ok(json!({
-                "registry": registry.name,
-                "valid_at": valid_at.to_string(),
-                "known_at": known_at.to_string(),
-                "records": records,
-                "next_after": next,
-            }));
+            return Ok(RegistryPage {
+                registry: registry.name,
+                valid_at: valid_at.to_string(),
+                known_at: known_at.to_string(),
+                records,
+                next_after: next,
+            });
         }
         let streams = self
             .store
@@ -298,12 +298,25 @@ impl Autolog {
         let next = (streams.len() == limit as usize)
             .then(|| streams.last().cloned())
             .flatten();
-        Ok(json!({
-            "registry": registry.name,
-            "valid_at": valid_at.to_string(),
-            "known_at": known_at.to_string(),
-            "records": records,
-            "next_after": next,
-        }))
+        Ok(RegistryPage {
+            registry: registry.name,
+            valid_at: valid_at.to_string(),
+            known_at: known_at.to_string(),
+            records,
+            next_after: next,
+        })
     }
+}
+
+/// One page of a registry as it stood and as it was known: its records as registered
+/// (JSON documents: a record's state, or a crosswalk mapping), and where the next page
+/// starts.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RegistryPage {
+    pub registry: &'static str,
+    pub valid_at: String,
+    pub known_at: String,
+    pub records: Vec<Value>,
+    /// Give it as `after` for the next page; `None` on the last.
+    pub next_after: Option<String>,
 }

@@ -76,7 +76,7 @@ async fn list_registry(
     State(app): State<AppState>,
     registry: PathParam,
     p: Params,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::RegistryPage>, ApiError> {
     let p = query(p)?;
     let mut filters: Vec<(String, String)> = p
         .iter()
