@@ -1560,6 +1560,9 @@ struct Made {
     batch: String,
     cryo: i64,
     deviation: bool,
+    /// The request that records the final units (an expired unit's expiry is set on it
+    /// once the release time is known).
+    units_request: usize,
 }
 
 /// Manufacturing: 2-3 weeks of manufacture and cryopreservation at Boston, from the bags
@@ -1630,14 +1633,10 @@ fn manufacture(
     }
     let cryo = made + g.range(2, 6) * HOUR;
     cryopreservation(g, c, fault, cryo)?;
-    // An expired unit: produced with an expiry that passes before it is shipped.
-    let mut units = json!({
+    let units = json!({
         "batch_id": batch, "site_id": "S-BOS-01", "recorded_by": operator, "units": p.units,
     });
-    if fault == Some("expired_unit") {
-        units["expires_at"] = json!(utc(cryo + 7 * DAY + 12 * HOUR)?);
-    }
-    c.step(
+    let units_request = c.step(
         g,
         "units",
         cryo + HOUR,
@@ -1652,6 +1651,7 @@ fn manufacture(
         batch,
         cryo,
         deviation,
+        units_request,
     })
 }
 
@@ -1979,6 +1979,14 @@ fn release_and_treatment(
     )?;
     if fault == Some("amended_result") {
         return amended_result(g, c, made, release_at);
+    }
+    if fault == Some("expired_unit") {
+        // Produced with an expiry six hours after the release: released in time, shipped
+        // after it.
+        let r = made.units_request;
+        let mut line: Value = serde_json::from_str(&g.reqs[r].line)?;
+        line["body"]["body"]["data"]["expires_at"] = json!(utc(release_at + 6 * HOUR)?);
+        g.reqs[r].line = line.to_string();
     }
     let leave = release_at + g.range(12, 30) * HOUR;
     let arrive = leave + g.range(20, 60) * HOUR;

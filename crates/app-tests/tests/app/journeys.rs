@@ -3490,6 +3490,75 @@ async fn unit_expiry(store: Arc<dyn autolog_store::Store>) {
     assert_eq!(chain(&app, &a.coi).await["state"], "in_transit");
 }
 
+/// A unit that expired before its release is not released (an unmet condition naming the
+/// unit and its expiry); a signed QA extension, and the release goes. On both stores.
+async fn expired_before_release(store: Arc<dyn autolog_store::Store>) {
+    let app = network_on(store).await;
+    let a = enrol(&app, "PK-EXPREL-A", t0()).await;
+    clean(&app, &collection(&a)).await;
+    let s = shipment(&a, Leg::ToManufacturing, None, None);
+    clean(&app, &s.handoff).await;
+    clean(&app, &s.receipt).await;
+    let mut events = manufacturing_with(&a, "LV19-2026-014");
+    let release = events.pop().expect("the release comes last");
+    for mut e in events {
+        if e["body"]["type"] == "batch.units_produced" {
+            e["body"]["data"]["expires_at"] = json!(at(a.t0, 470, "UTC")
+                .split('[')
+                .next()
+                .expect("offset form")
+                .to_string());
+        }
+        clean(&app, &e).await;
+    }
+    match send(&app, &release).await {
+        Err(AppError::Unmet(unmet)) => {
+            let expired = unmet
+                .iter()
+                .find(|f| f.field == "body.data.units[0]")
+                .unwrap_or_else(|| panic!("the expired unit is named: {unmet:?}"));
+            assert!(expired.rule.contains("expired at"), "{expired}");
+        }
+        other => panic!("an expired unit is not released, got {other:?}"),
+    }
+    for (n, unit) in a.units.iter().enumerate() {
+        let extend = step(
+            &a,
+            &format!("extend-before-release-{n}"),
+            475,
+            BOS,
+            "P-0008",
+            "unit.expiry_extended",
+            json!({"unit": unit, "expires_at": at(a.t0, 2000, "UTC").split('[').next().expect("form"),
+                   "site_id": BOS.0, "extended_by": "P-0008",
+                   "reason": "stability data supports 60 days at -150 °C (QA decision QD-18)"}),
+        );
+        clean(&app, &extend).await;
+    }
+    clean(&app, &release).await;
+    assert_eq!(chain(&app, &a.coi).await["state"], "released_for_patient");
+}
+
+#[tokio::test]
+async fn a_unit_expired_before_its_release_is_not_released_on_sqlite() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Sqlite,
+        "expired_release",
+        |t| async move { expired_before_release(t.open().await).await },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_unit_expired_before_its_release_is_not_released_on_postgres() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Postgres,
+        "expired_release",
+        |t| async move { expired_before_release(t.open().await).await },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn an_expired_unit_is_stopped_until_qa_extends_it_on_sqlite() {
     autolog_store_conformance::harness::run_on(

@@ -462,6 +462,16 @@ impl Autolog {
                     format!("is not a final unit of batch {batch_id}"),
                 ));
             }
+            // A unit past its expiry is not released for a patient, as it is not shipped.
+            if let Some((_, expiry)) = view.expired_unit([unit.as_str()], at) {
+                unmet.push(FieldError::new(
+                    format!("body.data.units[{i}]"),
+                    unit,
+                    format!(
+                        "expired at {expiry}: a unit past its expiry is not released; only a signed QA decision (unit.expiry_extended) extends it"
+                    ),
+                ));
+            }
         }
         Ok(unmet)
     }
