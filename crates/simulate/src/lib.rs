@@ -245,7 +245,6 @@ const CENTERS: [usize; 3] = [0, 1, 2];
 const BOS: usize = 3;
 const FRA: usize = 4;
 
-/// The people: (id, printed name, [(site, role)]).
 /// A person: id, printed name, qualifications (site, role).
 type PersonDef = (
     &'static str,
@@ -419,6 +418,21 @@ impl Gen {
             fault: Some(fault),
             occurred,
         });
+    }
+
+    /// When a request about `chains` is sent: at `earliest`, but after each chain's last
+    /// request (a chain's sources send in order); noted as their last.
+    fn send_after(&mut self, chains: &[usize], earliest: i64) -> i64 {
+        let last = chains
+            .iter()
+            .filter_map(|idx| self.last_sent.get(idx).copied())
+            .max()
+            .unwrap_or(i64::MIN);
+        let send_at = earliest.max(last.saturating_add(1));
+        for idx in chains {
+            self.last_sent.insert(*idx, send_at);
+        }
+        send_at
     }
 
     fn below(&mut self, n: u64) -> u64 {
@@ -991,9 +1005,7 @@ impl Ctx<'_> {
     fn push(&self, g: &mut Gen, occurred: i64, line: Value, state: &'static str) -> usize {
         // Sources send within minutes of the fact, each chain's requests in order.
         let delay = g.range(1, 20) * 60;
-        let last = g.last_sent.get(&self.idx).copied().unwrap_or(i64::MIN);
-        let send_at = (occurred + delay).max(last.saturating_add(1));
-        g.last_sent.insert(self.idx, send_at);
+        let send_at = g.send_after(&[self.idx], occurred + delay);
         let effects = if state.is_empty() {
             Vec::new()
         } else {
@@ -1429,15 +1441,7 @@ fn consolidated_pair(
             "temperature_log": {"min_celsius": 3.1, "max_celsius": 6.8, "logger_id": "TL-BOM-07"},
         }))?);
     }
-    let last = [a, b]
-        .iter()
-        .filter_map(|idx| g.last_sent.get(idx).copied())
-        .max()
-        .unwrap_or(i64::MIN);
-    let send_at = (arrive + 600).max(last.saturating_add(1));
-    for idx in [a, b] {
-        g.last_sent.insert(idx, send_at);
-    }
+    let send_at = g.send_after(&[a, b], arrive + 600);
     let r = g.push(
         send_at,
         arrive,

@@ -25,27 +25,18 @@ fn release_tests(facts: &ChainFacts) -> Vec<Value> {
 }
 
 impl Autolog {
-    /// The rules of batch events beyond who, where and with what: a batch from this
-    /// chain's collections only; lots released and in date; final units carrying this
-    /// chain's COI and product code; results judged. Returns what Autolog records with
-    /// them (batch, unit and lot links, the MES crosswalk, verdicts).
     /// The major alert for a consumption of a lot that was released at the consumption's
     /// time but is recalled as known now (a late entry), naming the batch and the recall.
-    async fn recalled_since(
-        &self,
+    fn recalled_since(
         draft: &EventDraft,
         facts: &ChainFacts,
-        material: &str,
-        lot: &str,
-        batch_id: &str,
-    ) -> Result<Option<EventDraft>, StepError> {
-        let now = self
-            .record_state_at(&format!("lot/{material}/{lot}"), Instant::MAX)
-            .await?;
-        if text(&now, "status") != "recalled" {
-            return Ok(None);
+        lot_now: &Value,
+        (material, lot, batch_id): (&str, &str, &str),
+    ) -> Option<EventDraft> {
+        if text(lot_now, "status") != "recalled" {
+            return None;
         }
-        Ok(Some(alert_draft(
+        Some(alert_draft(
             draft,
             0,
             AlertSpec {
@@ -60,9 +51,13 @@ impl Autolog {
                 evidence: json!({"material": material, "lot": lot, "batch_id": batch_id,
                                  "consumption_event_id": draft.event_id.to_string()}),
             },
-        )))
+        ))
     }
 
+    /// The rules of batch events beyond who, where and with what: a batch from this
+    /// chain's collections only; lots released and in date; final units carrying this
+    /// chain's COI and product code; results judged. Returns what Autolog records with
+    /// them (batch, unit and lot links, the MES crosswalk, verdicts).
     pub(crate) async fn batch_rules(
         &self,
         facts: &ChainFacts,
@@ -185,9 +180,10 @@ impl Autolog {
         let (material, lot) = (text(data, "material"), text(data, "lot"));
         // Judged at the consumption's own time: a late entry dated before a
         // recall used a released lot.
-        let record = self
-            .record_state_at(&format!("lot/{material}/{lot}"), draft.occurred_at.instant)
-            .await?;
+        let stream = format!("lot/{material}/{lot}");
+        let events = self.record_events(&stream).await?;
+        let record =
+            autolog_domain::catalogue::record_at(&stream, &events, draft.occurred_at.instant);
         let status = text(&record, "status");
         if status != "released" {
             return Err(refuse(
@@ -218,13 +214,16 @@ impl Autolog {
         }
         // A late entry: released when used, recalled since. Recorded (it is what
         // happened), and the recall reaches this patient's batch at once.
-        recorded.extend(
-            self.recalled_since(draft, facts, material, lot, batch_id)
-                .await?,
-        );
+        let lot_now = autolog_domain::catalogue::record_at(&stream, &events, Instant::MAX);
+        recorded.extend(Self::recalled_since(
+            draft,
+            facts,
+            &lot_now,
+            (material, lot, batch_id),
+        ));
         recorded.push(own_draft(
             draft,
-            format!("lot/{material}/{lot}"),
+            stream,
             "lot-use".to_string(),
             "material_lot.consumed",
             json!({"coi": facts.coi, "batch_id": batch_id, "event_id": draft.event_id.to_string()}),

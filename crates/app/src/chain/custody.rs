@@ -1590,8 +1590,6 @@ pub(crate) fn filter_role(person: &Value, role: &str) -> Value {
     only
 }
 
-/// An event Autolog records because of `cause`, in the same transaction, with a source id
-/// derived from the cause's (a resent request yields the same id, so nothing is doubled).
 /// The id of a hold `cause` places (on the chain or for the `tag` given): derived from the
 /// cause's source, so a resent cause places no second hold.
 fn hold_id_of(cause: &EventDraft, tag: &str) -> String {
@@ -1621,6 +1619,8 @@ fn hold_placed(
     )
 }
 
+/// An event Autolog records because of `cause`, in the same transaction, with a source id
+/// derived from the cause's (a resent request yields the same id, so nothing is doubled).
 pub(crate) fn own_draft(
     cause: &EventDraft,
     stream: String,

@@ -105,10 +105,19 @@ impl Autolog {
         stream: &str,
         at: Instant,
     ) -> Result<Value, AppError> {
-        let events = self
+        let events = self.record_events(stream).await?;
+        Ok(autolog_domain::catalogue::record_at(stream, &events, at))
+    }
+
+    /// A registry record's own events (see [`Self::record_state_at`]), to fold at more
+    /// than one time from one read.
+    pub(crate) async fn record_events(
+        &self,
+        stream: &str,
+    ) -> Result<Vec<autolog_domain::Event>, AppError> {
+        Ok(self
             .store
             .stream_events_filtered(stream, Instant::MAX, &record_filter(stream))
-            .await?;
-        Ok(autolog_domain::catalogue::record_at(stream, &events, at))
+            .await?)
     }
 }

@@ -159,8 +159,6 @@ impl Autolog {
         Ok(presented.pop().unwrap_or(Value::Null))
     }
 
-    /// A stream's state after all its events, as known now: a registry record as it
-    /// stands (an empty object when the stream has no event).
     /// A site's IANA time zone as last recorded (`None` for an unknown site).
     pub(crate) async fn site_time_zone(&self, site: &str) -> Result<Option<String>, AppError> {
         let state = self.current_state(&format!("site/{site}")).await?;
@@ -170,6 +168,8 @@ impl Autolog {
             .map(str::to_string))
     }
 
+    /// A stream's state after all its events, as known now: a registry record as it
+    /// stands (an empty object when the stream has no event).
     pub(crate) async fn current_state(&self, stream: &str) -> Result<Value, AppError> {
         let events = self.store.stream_events(stream, Instant::MAX).await?;
         Ok(stream_state(stream, &events, Instant::MAX, Instant::MAX).state)

@@ -327,8 +327,6 @@ impl ChainView {
         self.transition(entry, &ChainContext::default()).map(|_| ())
     }
 
-    /// Decides the events whose outcome does not depend on the process (`Some`), refuses
-    /// what no state allows, and leaves the rest to `step_transition` (`None`).
     /// The events that keep the record, decided whatever the chain's progress (a note, a
     /// legal hold, a deviation, a hold and its release, an expiry extension, the link to a
     /// re-collection): `Some` state when `entry` is one of them, `None` otherwise.
@@ -571,6 +569,8 @@ impl ChainView {
         }
     }
 
+    /// Decides the events whose outcome does not depend on the process (`Some`), refuses
+    /// what no state allows, and leaves the rest to `step_transition` (`None`).
     fn guard(&self, entry: &ChainEntry, ctx: &ChainContext) -> Result<Option<ChainState>, Refusal> {
         use ChainState::*;
         if let Some(decided) = self.record_keeping(entry)? {

@@ -104,19 +104,6 @@ fn only_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(),
     Ok(())
 }
 
-fn number<T: std::str::FromStr>(
-    params: &HashMap<String, String>,
-    key: &str,
-) -> Result<Option<T>, ApiError> {
-    params
-        .get(key)
-        .map(|v| {
-            v.parse::<T>()
-                .map_err(|_| FieldError::new(key, v, "must be a non-negative whole number").into())
-        })
-        .transpose()
-}
-
 async fn not_found() -> ApiError {
     ApiError(AppError::NotFound {
         what: "route",

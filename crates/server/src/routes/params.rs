@@ -99,6 +99,9 @@ pub(crate) fn parse<T: QueryParams>(raw: &str) -> Result<T, FieldError> {
     })
 }
 
+/// The rule a whole-number parameter breaks.
+const WHOLE_NUMBER: &str = "must be a non-negative whole number";
+
 /// A whole number given as text, read where the handler reads it (after the checks that
 /// come first, such as scope): `None` when absent, the field's rule when it is not one.
 pub(crate) fn whole<N: std::str::FromStr>(
@@ -109,7 +112,7 @@ pub(crate) fn whole<N: std::str::FromStr>(
         .as_deref()
         .map(|v| {
             v.parse::<N>()
-                .map_err(|_| FieldError::new(field, v, "must be a non-negative whole number"))
+                .map_err(|_| FieldError::new(field, v, WHOLE_NUMBER))
         })
         .transpose()
 }
@@ -123,7 +126,7 @@ where
     let text: Option<String> = Option::deserialize(deserializer)?;
     text.map(|t| {
         t.parse::<N>()
-            .map_err(|_| serde::de::Error::custom("must be a non-negative whole number"))
+            .map_err(|_| serde::de::Error::custom(WHOLE_NUMBER))
     })
     .transpose()
 }

@@ -15,8 +15,8 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
-use super::params::{query_params, whole_number, QueryOf};
-use super::{number, only_params, path_param, query, AppState, Params, PathParam};
+use super::params::{query_params, whole, whole_number, QueryOf};
+use super::{only_params, path_param, query, AppState, Params, PathParam};
 use crate::ApiError;
 
 /// The routes of this area, to be merged into the API router.
@@ -97,7 +97,7 @@ async fn list_registry(
         valid_at: p.get("valid_at").cloned(),
         known_at: p.get("known_at").cloned(),
         after: p.get("after").cloned(),
-        limit: number(&p, "limit")?,
+        limit: whole("limit", &p.get("limit").cloned())?,
         filters,
     };
     Ok(Json(app.list_registry(&registry, &q).await?))
