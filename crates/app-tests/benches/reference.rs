@@ -190,9 +190,9 @@ fn chains(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new("trace_as_of_past", events), |b| {
         b.iter(|| {
             n = (n + 7) % chains;
-            let chain = rt
+            let chain = json!(rt
                 .block_on(app.chain(&cois[n], None, Some(&mid[n])))
-                .expect("chain");
+                .expect("chain"));
             assert_eq!(chain["timeline"].as_array().map(Vec::len), Some(26));
             chain
         })

@@ -74,7 +74,8 @@ impl AppendResult {
         }
     }
 
-    pub fn to_json(&self) -> Value {
+    /// The answer's JSON: the recorded events are stored documents, shown as stored.
+    fn answer(&self) -> Value {
         let items: Vec<Value> = self
             .outcomes
             .iter()
@@ -108,11 +109,18 @@ impl AppendResult {
             let alerts = self
                 .alerts
                 .iter()
-                .map(|o| crate::feeds::alerts::alert_json(&o.event, &[]))
+                .map(|o| crate::feeds::alerts::Alert::of(&o.event, &[]))
+                .filter_map(|alert| alert.ok().and_then(|a| serde_json::to_value(a).ok()))
                 .collect();
             answer["alerts"] = Value::Array(alerts);
         }
         answer
+    }
+}
+
+impl serde::Serialize for AppendResult {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.answer().serialize(serializer)
     }
 }
 

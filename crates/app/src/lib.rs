@@ -29,15 +29,19 @@ pub use access::refusals::{
     tracking_refusals, RECORDED_PER_MINUTE as ACCESS_REFUSALS_RECORDED_PER_MINUTE,
 };
 pub use access::vault::{
-    check_personal_data_fields, VaultKey, BEDSIDE_PURPOSE, PERSONAL_DATA_FIELDS,
+    check_personal_data_fields, PersonalData, PersonalDataErased, PersonalDataRecorded, VaultKey,
+    VaultKeyRotated, BEDSIDE_PURPOSE, PERSONAL_DATA_FIELDS,
 };
 pub use append::AppendResult;
 pub use autolog_store::WriterHealth;
 pub use batch::signatures::MIN_SECRET_CHARS;
-pub use chain::enrol::{parse_enrolment, EnrolmentRequest};
+pub use chain::enrol::{
+    parse_enrolment, ChainAnswer, CollectedUnit, DisputedCustodyShown, EnrolmentRequest, FinalUnit,
+    ShipperShown,
+};
 pub use config::{read_vault_key_file, Config, DataDir, Keys, SQLITE_FILE, VAULT_KEY_FILE};
 pub use error::AppError;
-pub use feeds::alerts::{AlertQuery, ALERT_CHANNEL_CAPACITY};
+pub use feeds::alerts::{Alert, AlertHandling, AlertQuery, AlertStatus, ALERT_CHANNEL_CAPACITY};
 pub use feeds::outbox::{
     NatsOptions, DEFAULT_STREAM_NAME, DEFAULT_SUBJECT_PREFIX, EVENT_TYPE_HEADER, MSG_ID_HEADER,
     NATS_POLL_INTERVAL, POSITION_HEADER, STREAM_HEADER,
@@ -59,12 +63,15 @@ pub use interop::epcis_export::{
 };
 pub use ledger::clock::{Clock, ManualClock, ShiftedClock, SystemClock};
 pub use ledger::proofs::{ConsistencyProof, InclusionProof};
-pub use ledger::read::{sha256_hex, ListQuery};
+pub use ledger::read::{sha256_hex, EventPage, ListQuery, PresentedEvent, TimeDisplay};
 pub use ledger::request::{
     parse_request, too_large, MAX_BATCH_EVENTS, MAX_CONFIGURABLE_SKEW_SECONDS,
     MAX_FUTURE_SKEW_SECONDS, MAX_REQUEST_BYTES,
 };
 pub use ledger::verify::{VerifyFailure, VerifyReport};
+pub use projections::genealogy::{
+    Administered, BackwardGenealogy, BatchMadeWith, ForwardGenealogy, PatientReceived,
+};
 pub use projections::reconciliation::{
     CodeUnmapped, HandoffUnanswered, HoldOpen, Reconciliation, StepOutOfOrder, UnitOnSeveralChains,
     UnresolvedReference,
@@ -80,8 +87,8 @@ pub use reference::alignment::{
     UnmappedGroup,
 };
 pub use reference::bulk::{
-    check_import_files, BadRow, ImportFile, ImportProgress, ImportReport, EXPORT_FORMAT,
-    IMPORT_SOURCE_SYSTEM, LIST_SEPARATOR, MAX_IMPORT_BYTES,
+    check_import_files, BadRow, ImportFile, ImportProgress, ImportReport, ReferenceExport,
+    EXPORT_FORMAT, IMPORT_SOURCE_SYSTEM, LIST_SEPARATOR, MAX_IMPORT_BYTES,
 };
 pub use reference::registry::{registry, Cell, Column, Registry, REGISTRIES};
 pub use reference::resolve::{RegistryPage, RegistryQuery};
@@ -97,7 +104,7 @@ pub struct Autolog {
     /// The ISBT 128 FIN under which this instance issues COIs, if it issues any.
     coi_issuer: Option<autolog_domain::identifiers::Fin>,
     /// Alerts recorded by this process, pushed to subscribers (server-sent events).
-    alerts: tokio::sync::broadcast::Sender<serde_json::Value>,
+    alerts: tokio::sync::broadcast::Sender<Alert>,
     /// Session, lockout and token settings.
     access: AccessSettings,
     /// The personal-data vault's master key (none until configured) and write lock.

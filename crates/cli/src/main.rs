@@ -600,13 +600,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let app = store::open_existing(&config).await?;
             let answer = if direction == "backward" {
-                app.genealogy_backward(&id, valid_at.as_deref(), known_at.as_deref())
-                    .await?
+                let found = app.genealogy_backward(&id, valid_at.as_deref(), known_at.as_deref());
+                serde_json::to_string_pretty(&found.await?)?
             } else {
-                app.genealogy_forward(&id, valid_at.as_deref(), known_at.as_deref())
-                    .await?
+                let found = app.genealogy_forward(&id, valid_at.as_deref(), known_at.as_deref());
+                serde_json::to_string_pretty(&found.await?)?
             };
-            println!("{}", serde_json::to_string_pretty(&answer)?);
+            println!("{answer}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Turnaround {
@@ -681,20 +681,21 @@ fn print_retention(report: &autolog_app::Retention) {
 }
 
 /// A chain for people: the summary, then one line per event.
-fn print_chain(chain: &serde_json::Value) {
+fn print_chain(chain: &autolog_app::ChainAnswer) {
     let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_string());
     println!(
         "COI {}  patient {}  product {}",
-        text(&chain["coi"]),
-        text(&chain["patient_key"]),
-        text(&chain["product_code"])
+        chain.coi,
+        or_dash(&chain.patient_key),
+        or_dash(&chain.product_code)
     );
     println!(
         "state {}  custodian {}",
-        text(&chain["state"]),
-        text(&chain["custodian_site_id"])
+        chain.state,
+        or_dash(&chain.custodian_site_id)
     );
-    for hold in chain["holds"].as_array().into_iter().flatten() {
+    for hold in &chain.holds {
         println!(
             "ON HOLD {} ({}) since {}: {}",
             text(&hold["hold_id"]),
@@ -703,31 +704,27 @@ fn print_chain(chain: &serde_json::Value) {
             hold["findings"]
         );
     }
-    println!(
-        "as of valid {}  known {}",
-        text(&chain["valid_at"]),
-        text(&chain["known_at"])
-    );
-    for unit in chain["units"].as_array().into_iter().flatten() {
-        println!("unit DIN {}", text(&unit["din"]));
+    println!("as of valid {}  known {}", chain.valid_at, chain.known_at);
+    for unit in &chain.units {
+        println!("unit DIN {}", unit.din);
     }
-    for e in chain["timeline"].as_array().into_iter().flatten() {
-        let when = &e["occurred_at_display"];
-        let local = when.get("site_local").or_else(|| when.get("local"));
-        let mark = if e.get("superseded_by").is_some() {
+    for e in &chain.timeline {
+        let when = &e.occurred_at_display;
+        let local = when.site_local.as_ref().or(when.local.as_ref());
+        let mark = if e.superseded_by.is_some() {
             "  [superseded]"
-        } else if e.get("corrects").is_some() {
+        } else if e.event.get("corrects").is_some() {
             "  [correction]"
         } else {
             ""
         };
         println!(
             "#{:<3} {}  ({} UTC)  {}  recorded {}{mark}",
-            e["seq"],
-            local.map_or_else(|| "-".to_string(), text),
-            text(&when["utc"]),
-            text(&e["body"]["type"]),
-            text(&e["recorded_at"]),
+            e.event["seq"],
+            local.map_or("-", String::as_str),
+            when.utc,
+            text(&e.event["body"]["type"]),
+            text(&e.event["recorded_at"]),
         );
     }
 }

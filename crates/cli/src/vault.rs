@@ -47,9 +47,7 @@ pub async fn run(config: &Config, command: VaultCommand) -> anyhow::Result<ExitC
             let report = app.rotate_vault_key(new_key.clone(), &actor).await?;
             println!(
                 "rotated the vault master key {} -> {}: {} data keys re-wrapped",
-                report["from_key_id"].as_str().unwrap_or("-"),
-                report["to_key_id"].as_str().unwrap_or("-"),
-                report["records"]
+                report.from_key_id, report.to_key_id, report.records
             );
             if config.vault_key_in_data_dir() {
                 let data_dir = DataDir::new(&config.data_dir);
@@ -83,10 +81,10 @@ pub async fn run(config: &Config, command: VaultCommand) -> anyhow::Result<ExitC
             let report = app.erase_personal_data(&coi, &actor, &reason).await?;
             println!(
                 "erased the personal data of patient {} (chain {}) at {}{}",
-                report["patient_key"].as_str().unwrap_or("-"),
-                report["coi"].as_str().unwrap_or("-"),
-                report["erased_at"].as_str().unwrap_or("-"),
-                if report["already_erased"] == serde_json::json!(true) {
+                report.patient_key,
+                report.coi,
+                report.erased_at,
+                if report.already_erased {
                     " (already erased; scrub finished)"
                 } else {
                     ""

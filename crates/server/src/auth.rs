@@ -15,7 +15,6 @@ use axum::http::{header, HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::RequestExt;
-use serde_json::Value;
 
 use crate::ApiError;
 
@@ -533,17 +532,17 @@ pub async fn alert_visible(
     app: &Autolog,
     principal: &Principal,
     permission: Permission,
-    alert: &Value,
+    alert: &autolog_app::Alert,
 ) -> Result<bool, ApiError> {
     if allowed_everywhere(&principal.grants, permission) {
         return Ok(true);
     }
-    if let Some(coi) = alert.get("coi").and_then(Value::as_str) {
+    if let Some(coi) = &alert.raised.coi {
         if let Some(sites) = app.chain_sites(coi).await? {
             return Ok(chain_in_scope(&principal.grants, permission, &sites));
         }
     }
-    if let Some(site) = alert.get("site_id").and_then(Value::as_str) {
+    if let Some(site) = &alert.raised.site_id {
         return Ok(allowed_at(&principal.grants, permission, site));
     }
     Ok(false)

@@ -89,7 +89,7 @@ async fn a_simulated_network_ingests_verifies_and_every_injected_fault_is_caught
         .collect();
     for expected in &sim.chains {
         let chain = app.chain(&expected.coi, None, None).await.expect("chain");
-        assert_eq!(chain["state"], expected.state.as_str(), "{}", expected.coi);
+        assert_eq!(chain.state, expected.state.as_str(), "{}", expected.coi);
         if !faulty.contains(expected.coi.as_str()) {
             assert!(
                 alerts_of(&app, &expected.coi).await.is_empty(),
@@ -173,4 +173,7 @@ async fn alerts_of(app: &Autolog, coi: &str) -> Vec<serde_json::Value> {
     })
     .await
     .expect("alerts")
+    .iter()
+    .map(|a| serde_json::json!(a))
+    .collect()
 }

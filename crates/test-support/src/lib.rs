@@ -94,9 +94,8 @@ pub async fn ensure_person(app: &Autolog, person_id: &str) {
     let known = app
         .stream_state(&format!("person/{person_id}"), None, None)
         .await
-        .map(|s| s.to_json())
         .ok()
-        .is_some_and(|s| s["state"]["person_id"] == json!(person_id));
+        .is_some_and(|s| s.state["person_id"] == json!(person_id));
     if known {
         return;
     }

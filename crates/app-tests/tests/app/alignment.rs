@@ -383,9 +383,7 @@ async fn an_import_amends_what_changed_and_refuses_what_cannot_change() {
         "closed on 2026-09-01"
     );
     let export = app.export_reference(None).await.expect("export");
-    let bos1: Vec<&Value> = export["crosswalks"]
-        .as_array()
-        .expect("list")
+    let bos1: Vec<&Value> = export.registries["crosswalks"]
         .iter()
         .filter(|m| m["local_code"] == "BOS1")
         .collect();

@@ -72,7 +72,7 @@ async fn answers(app: &Autolog, clock: &ManualClock) -> Value {
     for stream in chains {
         let coi = stream.trim_start_matches("coi/");
         let chain = app.chain(coi, None, None).await.expect("chain");
-        answers.insert(format!("chain {coi}"), chain);
+        answers.insert(format!("chain {coi}"), json!(chain));
     }
     let reconciliation =
         serde_json::to_value(app.reconciliation().await.expect("reconciliation")).expect("json");
@@ -96,7 +96,7 @@ async fn answers(app: &Autolog, clock: &ManualClock) -> Value {
             .genealogy_forward(lot, None, None)
             .await
             .expect("genealogy");
-        answers.insert(format!("genealogy_forward {lot}"), forward);
+        answers.insert(format!("genealogy_forward {lot}"), json!(forward));
     }
     let refused = json!({
         "stream": "coi/A99993000000001",

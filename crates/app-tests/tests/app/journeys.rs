@@ -468,22 +468,24 @@ async fn clean(app: &Autolog, event: &Value) {
         result.alerts.is_empty(),
         "{}: {}",
         event["body"]["type"],
-        result.to_json()
+        json!(result)
     );
 }
 
 async fn chain(app: &Autolog, coi: &str) -> Value {
-    app.chain(coi, None, None).await.expect("chain")
+    json!(app.chain(coi, None, None).await.expect("chain"))
 }
 
 async fn alerts_of(app: &Autolog, coi: &str) -> Vec<Value> {
-    app.alerts(&AlertQuery {
-        status: Some("all".into()),
-        coi: Some(coi.to_string()),
-        site_id: None,
-    })
-    .await
-    .expect("alerts")
+    let alerts = app
+        .alerts(&AlertQuery {
+            status: Some("all".into()),
+            coi: Some(coi.to_string()),
+            site_id: None,
+        })
+        .await
+        .expect("alerts");
+    alerts.iter().map(|a| json!(a)).collect()
 }
 
 fn t0() -> Timestamp {
@@ -629,7 +631,7 @@ async fn a_bag_of_patient_a_in_patient_bs_shipment_holds_both_chains_until_qa_re
     )
     .receipt;
     let result = send(&app, &receipt).await.expect("the receipt is recorded");
-    assert_eq!(result.alerts.len(), 2, "{}", result.to_json());
+    assert_eq!(result.alerts.len(), 2, "{}", json!(result));
     for p in [&a, &b] {
         let c = chain(&app, &p.coi).await;
         assert_eq!(c["state"], "on_hold", "{}", p.key);
@@ -656,7 +658,7 @@ async fn a_bag_of_patient_a_in_patient_bs_shipment_holds_both_chains_until_qa_re
     assert!(findings.contains("belongs to chain"), "{findings}");
     assert!(findings.contains("not scanned"), "{findings}");
     // The alerts were pushed to the subscriber at once.
-    let pushed = subscriber.try_recv().expect("pushed");
+    let pushed = json!(subscriber.try_recv().expect("pushed"));
     assert_eq!(pushed["severity"], "critical");
     // Any further step is refused while on hold.
     let next = manufacturing(&b).remove(0);
@@ -730,23 +732,23 @@ async fn a_bag_of_patient_a_in_patient_bs_shipment_holds_both_chains_until_qa_re
         .as_str()
         .expect("id")
         .to_string();
-    let ack = app
+    let ack = json!(app
         .handle_alert(
             &id,
             false,
             br#"{"person_id": "P-0008", "note": "investigating"}"#,
         )
         .await
-        .expect("ack");
+        .expect("ack"));
     assert_eq!(ack["status"], "acknowledged");
-    let done = app
+    let done = json!(app
         .handle_alert(
             &id,
             true,
             br#"{"person_id": "P-0008", "note": "closed under DEV-0042"}"#,
         )
         .await
-        .expect("resolve");
+        .expect("resolve"));
     assert_eq!(done["status"], "resolved");
     assert!(app
         .handle_alert(&id, true, br#"{"person_id": "P-0008", "note": "again"}"#)
@@ -915,15 +917,15 @@ async fn a_process_window_breach_raises_an_alert_and_keeps_what_happened() {
     s.receipt["occurred_at"] = json!(at(p.t0, 60, BOS.1));
     clean(&app, &s.handoff).await;
     let result = send(&app, &s.receipt).await.expect("recorded");
-    assert_eq!(result.alerts.len(), 1, "{}", result.to_json());
-    let alert = app
+    assert_eq!(result.alerts.len(), 1, "{}", json!(result));
+    let alert = json!(app
         .alert(
             result.alerts[0].event.body.data["alert_id"]
                 .as_str()
                 .expect("id"),
         )
         .await
-        .expect("alert");
+        .expect("alert"));
     assert_eq!(alert["rule"], "process.window_breached");
     assert_eq!(alert["severity"], "major");
     assert_eq!(alert["evidence"]["from_step"], "COLLECT");
@@ -949,7 +951,7 @@ async fn a_clock_in_the_wrong_zone_is_flagged_and_alerted() {
         .to_zoned(TimeZone::get("Europe/Paris").expect("zone"))
         .to_string());
     let result = send(&app, &event).await.expect("recorded");
-    assert_eq!(result.flags.len(), 1, "{}", result.to_json());
+    assert_eq!(result.flags.len(), 1, "{}", json!(result));
     assert_eq!(result.alerts.len(), 1);
     let alerts = alerts_of(&app, &p.coi).await;
     assert_eq!(alerts.len(), 1);
@@ -1116,8 +1118,8 @@ async fn one_delivery(store: Arc<dyn autolog_store::Store>) {
         .append_json(batch.to_string().as_bytes())
         .await
         .expect("both receipts are recorded");
-    assert_eq!(result.appended(), 2, "{}", result.to_json());
-    let answer = result.to_json();
+    assert_eq!(result.appended(), 2, "{}", json!(result));
+    let answer = json!(result);
     let holds: Vec<&Value> = answer["linked"]
         .as_array()
         .into_iter()
@@ -1535,17 +1537,14 @@ async fn forward_genealogy_from_a_vector_lot_finds_exactly_the_patients_who_rece
         clean(&app, &bedside(p, unit, &p.key, &p.coi, 23 * 24)).await;
         clean(&app, &administration(p, unit, 23 * 24)).await;
     }
-    let before_b = app.chain(&a.coi, None, None).await.expect("chain")["known_at"]
-        .as_str()
-        .expect("known_at")
-        .to_string();
+    let before_b = app.chain(&a.coi, None, None).await.expect("chain").known_at;
     clean(&app, &bedside(&b, &b.units[1], &b.key, &b.coi, 23 * 24 + 1)).await;
     clean(&app, &administration(&b, &b.units[1], 23 * 24 + 2)).await;
 
-    let recall = app
+    let recall = json!(app
         .genealogy_forward("LV19-2026-014", None, None)
         .await
-        .expect("forward");
+        .expect("forward"));
     let patients: BTreeSet<String> = recall["patients_who_received"]
         .as_array()
         .expect("list")
@@ -1555,10 +1554,10 @@ async fn forward_genealogy_from_a_vector_lot_finds_exactly_the_patients_who_rece
     assert_eq!(patients, BTreeSet::from([a.key.clone(), b.key.clone()]));
     assert_eq!(recall["batches"].as_array().map(Vec::len), Some(2));
     // As known before B's infusion: only A had received it.
-    let earlier = app
+    let earlier = json!(app
         .genealogy_forward("LV-CD19/LV19-2026-014", None, Some(&before_b))
         .await
-        .expect("forward as of");
+        .expect("forward as of"));
     assert_eq!(
         earlier["patients_who_received"].as_array().map(Vec::len),
         Some(1)
@@ -1568,10 +1567,10 @@ async fn forward_genealogy_from_a_vector_lot_finds_exactly_the_patients_who_rece
         json!(a.key)
     );
     // Backward from C's unit: C, its collections, the other vector lot, the equipment.
-    let back = app
+    let back = json!(app
         .genealogy_backward(&c.units[0], None, None)
         .await
-        .expect("backward");
+        .expect("backward"));
     assert_eq!(back["patient_key"], json!(c.key));
     assert_eq!(back["coi"], json!(c.coi));
     assert_eq!(back["materials"][0]["lot"], "LV19-2026-016");
@@ -1800,7 +1799,7 @@ async fn two_patients_to_the_bedside(store: Arc<dyn autolog_store::Store>) {
     clean(&app, &b_ship.handoff).await;
     a_ship.receipt["body"]["data"]["scanned_labels"][1] = json!({"unit": b.units[1], "coi": a.coi});
     let held = send(&app, &a_ship.receipt).await.expect("recorded, held");
-    assert_eq!(held.alerts.len(), 2, "{}", held.to_json());
+    assert_eq!(held.alerts.len(), 2, "{}", json!(held));
     for p in [&a, &b] {
         assert_eq!(chain(&app, &p.coi).await["state"], "on_hold", "{}", p.key);
     }
@@ -1866,8 +1865,8 @@ async fn two_patients_to_the_bedside(store: Arc<dyn autolog_store::Store>) {
             .genealogy_backward(&p.units[0], None, None)
             .await
             .expect("genealogy");
-        assert_eq!(back["patient_key"], json!(p.key));
-        assert_eq!(back["administration"].as_array().map(Vec::len), Some(1));
+        assert_eq!(back.patient_key.as_ref(), Some(&p.key));
+        assert_eq!(back.administration.len(), 1);
     }
     let report = serde_json::to_value(app.reconciliation().await.expect("report")).expect("json");
     assert!(
@@ -2559,7 +2558,10 @@ async fn every_fhir_resource_of_a_full_journey_is_valid_r5_and_refers_within_its
         })
         .await
         .expect("ledger")
-        .to_string();
+        .events
+        .iter()
+        .map(|e| e.event.to_string())
+        .collect::<String>();
     for value in ["Quennell", "MRN-55012", "1967-03-14", "555 0142"] {
         assert!(!ledger.contains(value), "{value} is in the ledger");
     }
@@ -2655,8 +2657,8 @@ async fn every_fhir_resource_of_a_full_journey_is_valid_r5_and_refers_within_its
             limit: None,
         })
         .await
-        .expect("audit")
-        .to_string();
+        .expect("audit");
+    let audit = serde_json::to_string(&audit).expect("JSON");
     assert!(audit.contains("\"purpose\":\"TREAT\""), "{audit}");
 
     // Genealogy: unit -> batch -> collections, the DIN as biological source event.
@@ -3238,7 +3240,7 @@ async fn late_entries(store: Arc<dyn autolog_store::Store>) {
         rules,
         [&json!("material_lot.recalled_after_use")],
         "{}",
-        late.to_json()
+        json!(late)
     );
     let e = refused_with(&app, &consume("after-recall", 120)).await;
     assert_eq!(e.field, "body.data.lot", "{e}");
@@ -3261,10 +3263,10 @@ async fn late_entries(store: Arc<dyn autolog_store::Store>) {
         }
         other => panic!("refused under the lock, got {other:?}"),
     }
-    let genealogy = app
+    let genealogy = json!(app
         .genealogy_forward("LV-LATE-1", None, None)
         .await
-        .expect("genealogy");
+        .expect("genealogy"));
     assert!(
         genealogy.to_string().contains(&a.coi),
         "the late entry is in the lot's forward genealogy: {genealogy}"
@@ -3343,7 +3345,7 @@ async fn amended_results(store: Arc<dyn autolog_store::Store>) {
     let result = send(&app, &amended)
         .await
         .expect("an amended result is recorded");
-    assert_eq!(result.alerts.len(), 1, "{}", result.to_json());
+    assert_eq!(result.alerts.len(), 1, "{}", json!(result));
     let verdict = result
         .linked
         .iter()
@@ -3372,7 +3374,7 @@ async fn amended_results(store: Arc<dyn autolog_store::Store>) {
         .chain(&a.coi, None, Some(&known))
         .await
         .expect("as known then");
-    let timeline = then["timeline"].to_string();
+    let timeline = json!(then.timeline).to_string();
     assert!(timeline.contains("86.5"), "the releaser saw 86.5");
     assert!(
         !timeline.contains("68.0") && !timeline.contains("\"68\""),
@@ -3409,7 +3411,7 @@ async fn amended_results(store: Arc<dyn autolog_store::Store>) {
         rules,
         [&json!("result.failed_after_release")],
         "{}",
-        result.to_json()
+        json!(result)
     );
 }
 
@@ -3698,7 +3700,7 @@ async fn returned_shipment(store: Arc<dyn autolog_store::Store>) {
     let held = send(&app, &s.receipt)
         .await
         .expect("the receipt is recorded");
-    assert_eq!(held.alerts.len(), 1, "{}", held.to_json());
+    assert_eq!(held.alerts.len(), 1, "{}", json!(held));
     let c = chain(&app, &a.coi).await;
     assert_eq!(c["state"], "on_hold", "{c}");
     assert_eq!(c["custodian_site_id"], LAX.0, "{c}");

@@ -569,7 +569,7 @@ impl Autolog {
         patient_key: &str,
         data: &Value,
         actor: &str,
-    ) -> Result<Value, AppError> {
+    ) -> Result<PersonalDataRecorded, AppError> {
         self.record_personal_data_via(None, patient_key, data, actor)
             .await
     }
@@ -583,7 +583,7 @@ impl Autolog {
         patient_key: &str,
         data: &Value,
         actor: &str,
-    ) -> Result<Value, AppError> {
+    ) -> Result<PersonalDataRecorded, AppError> {
         check_patient_key(patient_key)?;
         autolog_domain::ledger::envelope::check_actor("actor", actor)?;
         let fields = check_personal_data(data)?;
@@ -633,13 +633,13 @@ impl Autolog {
         )
         .await?;
         tracing::info!(patient_key = %patient_key, fields = names.len(), "personal data recorded");
-        Ok(json!({
-            "patient_key": patient_key,
-            "fields": names,
-            "master_key_id": master.id(),
-            "updated_at": now.to_string(),
-            "replaced": existing.is_some(),
-        }))
+        Ok(PersonalDataRecorded {
+            patient_key: patient_key.to_string(),
+            fields: names.into_iter().cloned().collect(),
+            master_key_id: master.id().to_string(),
+            updated_at: now.to_string(),
+            replaced: existing.is_some(),
+        })
     }
 
     /// Reads a patient's identifying data. The purpose is required; the read (who, which
@@ -651,7 +651,7 @@ impl Autolog {
         patient_key: &str,
         actor: &str,
         purpose: Option<&str>,
-    ) -> Result<Value, AppError> {
+    ) -> Result<PersonalData, AppError> {
         self.read_personal_data_for(patient_key, actor, purpose, None)
             .await
     }
@@ -665,7 +665,7 @@ impl Autolog {
         actor: &str,
         purpose: Option<&str>,
         reason: Option<&str>,
-    ) -> Result<Value, AppError> {
+    ) -> Result<PersonalData, AppError> {
         check_patient_key(patient_key)?;
         if let Some(code) = reason {
             autolog_domain::access::check_access_override_reason("reason", code)?;
@@ -695,16 +695,13 @@ impl Autolog {
         )
         .await?;
         tracing::info!(patient_key = %patient_key, "personal data read");
-        let mut answer = json!({
-            "patient_key": patient_key,
-            "data": fields,
-            "updated_at": record.updated_at.to_string(),
-            "purpose": purpose,
-        });
-        if let Some(reason) = reason {
-            answer["reason"] = json!(reason);
-        }
-        Ok(answer)
+        Ok(PersonalData {
+            patient_key: patient_key.to_string(),
+            data: fields,
+            updated_at: record.updated_at.to_string(),
+            purpose,
+            reason: reason.map(str::to_string),
+        })
     }
 
     /// The bedside check: compares the identifiers presented (same field names as recorded)
@@ -776,7 +773,7 @@ impl Autolog {
         coi: &str,
         actor: &str,
         reason: &str,
-    ) -> Result<Value, AppError> {
+    ) -> Result<PersonalDataErased, AppError> {
         autolog_domain::ledger::envelope::check_actor("actor", actor)?;
         let reason = check_purpose("reason", Some(reason))?;
         let coi = Coi::parse("coi", coi)?.to_string();
@@ -827,14 +824,14 @@ impl Autolog {
             .await?;
         }
         tracing::info!(patient_key = %patient_key, coi = %coi, "personal data erased (crypto-shredded)");
-        Ok(json!({
-            "coi": coi,
-            "patient_key": patient_key,
-            "chains": chains,
-            "erased_at": existing.erased_at.unwrap_or(now).to_string(),
-            "already_erased": existing.erased_at.is_some(),
-            "note": "the data key and ciphertext are destroyed; the ledger is unchanged and verifies",
-        }))
+        Ok(PersonalDataErased {
+            coi,
+            patient_key,
+            chains,
+            erased_at: existing.erased_at.unwrap_or(now).to_string(),
+            already_erased: existing.erased_at.is_some(),
+            note: "the data key and ciphertext are destroyed; the ledger is unchanged and verifies",
+        })
     }
 
     /// The patient key of a chain, from its `chain.enrolled` event (as known now).
@@ -925,7 +922,7 @@ impl Autolog {
         &self,
         new_key: VaultKey,
         actor: &str,
-    ) -> Result<Value, AppError> {
+    ) -> Result<VaultKeyRotated, AppError> {
         autolog_domain::ledger::envelope::check_actor("actor", actor)?;
         let current = self.vault_key()?;
         if current.id() == new_key.id() {
@@ -989,13 +986,13 @@ impl Autolog {
             secrets,
             "vault master key rotated"
         );
-        Ok(json!({
-            "from_key_id": current.id(),
-            "to_key_id": new_key.id(),
-            "records": rewrapped,
-            "secrets_resealed": secrets,
-            "erased_records_skipped": erased,
-        }))
+        Ok(VaultKeyRotated {
+            from_key_id: current.id().to_string(),
+            to_key_id: new_key.id().to_string(),
+            records: rewrapped,
+            secrets_resealed: secrets,
+            erased_records_skipped: erased,
+        })
     }
 
     /// Rewraps the records still under `from` (written by another instance during a
@@ -1054,6 +1051,55 @@ fn free_texts(draft: &EventDraft) -> Vec<(String, &str)> {
         }
     }
     texts
+}
+
+/// A patient's identifying data recorded (or replaced): the field names, never the values.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PersonalDataRecorded {
+    pub patient_key: String,
+    pub fields: Vec<String>,
+    pub master_key_id: String,
+    pub updated_at: String,
+    /// Whether an earlier record of the patient was replaced.
+    pub replaced: bool,
+}
+
+/// A patient's identifying data as read (the read is in the ledger before this answer).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PersonalData {
+    pub patient_key: String,
+    pub data: BTreeMap<String, String>,
+    pub updated_at: String,
+    /// The HL7 v3 PurposeOfUse code recorded with the read.
+    pub purpose: String,
+    /// The override reason recorded with the read, if one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A patient's identifying data crypto-shredded.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PersonalDataErased {
+    pub coi: String,
+    pub patient_key: String,
+    /// Every chain of the patient (each was due for erasure).
+    pub chains: Vec<String>,
+    pub erased_at: String,
+    /// Whether an earlier erasure had already destroyed the data.
+    pub already_erased: bool,
+    pub note: &'static str,
+}
+
+/// A vault master key rotation.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VaultKeyRotated {
+    pub from_key_id: String,
+    pub to_key_id: String,
+    /// Patients' data keys rewrapped under the new key.
+    pub records: u64,
+    /// Secrets sealed at rest (TOTP, webhook secrets) resealed.
+    pub secrets_resealed: u64,
+    pub erased_records_skipped: u64,
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ use autolog_domain::identifiers::{Coi, Fin};
 use autolog_domain::FieldError;
 use serde_json::{json, Map, Value};
 
+use crate::ledger::read::PresentedEvent;
 use crate::{AppError, AppendResult, Autolog};
 
 /// The fields of an enrolment request beyond the event envelope's.
@@ -208,7 +209,7 @@ impl Autolog {
         coi: &str,
         valid_at: Option<&str>,
         known_at: Option<&str>,
-    ) -> Result<Value, AppError> {
+    ) -> Result<ChainAnswer, AppError> {
         let coi = Coi::parse("coi", coi)?.to_string();
         let stream = format!("coi/{coi}");
         let now = self.now();
@@ -234,21 +235,17 @@ impl Autolog {
             .map(|e| e.body.data.clone());
         let ordered = crate::chain::custody::in_recording_order(&effective, &events);
         let view = self.chain_view_of(&coi, &ordered, &enrolment).await?;
-        let mut units: Vec<Value> = Vec::new();
+        let mut units: Vec<CollectedUnit> = Vec::new();
         for event in &effective {
             let data = &event.body.data;
             if event.body.event_type == "chain.collected" {
-                for din in data["dins"].as_array().into_iter().flatten() {
-                    let at = din
-                        .as_str()
-                        .and_then(|d| view.unit_sites.get(d))
-                        .cloned()
-                        .flatten();
-                    let custodian = din.as_str().and_then(|d| view.unit_custodians.get(d));
-                    units.push(
-                        json!({"din": din, "collected_at_site": data["collection_site_id"],
-                                      "at_site": at, "custodian_site_id": custodian}),
-                    );
+                for din in crate::chain::custody::string_list(data, "dins") {
+                    units.push(CollectedUnit {
+                        collected_at_site: data["collection_site_id"].as_str().map(str::to_string),
+                        at_site: view.unit_sites.get(&din).cloned().flatten(),
+                        custodian_site_id: view.unit_custodians.get(&din).cloned(),
+                        din,
+                    });
                 }
             }
         }
@@ -271,54 +268,139 @@ impl Autolog {
         let superseded = autolog_domain::ledger::bitemporal::superseded_by(&events, known_at);
         let in_force: Vec<_> = effective.iter().map(|e| e.event_id).collect();
         let mut timeline = self.presented(&events).await?;
-        for (entry, event) in timeline.iter_mut().zip(&events) {
-            if let Some(by) = superseded.get(&event.event_id) {
-                entry["superseded_by"] = json!(by.to_string());
-            }
-            entry["in_force"] = json!(in_force.contains(&event.event_id));
+        for entry in timeline.iter_mut() {
+            entry.superseded_by = superseded.get(&entry.event_id).copied();
+            entry.in_force = Some(in_force.contains(&entry.event_id));
         }
-        Ok(json!({
-            "coi": coi,
-            "valid_at": valid_at.to_string(),
-            "known_at": known_at.to_string(),
-            "patient_key": enrolment["patient_key"],
-            "product_code": enrolment["product_code"],
-            "treatment_site_id": enrolment["treatment_site_id"],
-            "state": view.state.as_str(),
-            "resume_state": (view.state == autolog_domain::chain::ChainState::OnHold)
-                .then(|| view.resume_state.as_str()),
-            "custodian_site_id": view.custodian_site_id,
-            "location_site_id": view.location_site_id,
-            "previous_coi": view.previous_coi,
-            "succeeded_by": view.succeeded_by,
-            "disputed_custody": view.disputed_custody.as_ref().map(|d| json!({
-                "handoff_id": d.handoff_id,
-                "receiving_site_id": d.receiving_site_id,
-                "units": d.units,
-                "container_id": d.container_id,
-                "hold_id": d.hold_id,
-            })),
-            "holds": holds,
-            "open_handoff": open_handoff,
-            "released": view.released,
-            "cancellation": cancelled,
-            "units": units,
-            "final_units": view.batch_units.iter().flat_map(|(batch, units)| {
-                units.iter().map(|unit| json!({
-                    "unit": unit,
-                    "batch_id": batch,
-                    "expires_at": view.unit_expiry.get(unit).map(|t| t.to_string()),
-                    "at_site": view.unit_sites.get(unit).cloned().flatten(),
-                    "custodian_site_id": view.unit_custodians.get(unit),
-                })).collect::<Vec<_>>()
-            }).collect::<Vec<_>>(),
-            "shippers": view.shippers.iter().map(|(container, s)| json!({
-                "container_id": container,
-                "handoff_id": s.handoff_id,
-                "at_site": s.at_site,
-                "custodian_site_id": s.custodian_site_id,
-            })).collect::<Vec<_>>(),
-            "timeline": timeline,
-        }))
+        let on_hold = view.state == autolog_domain::chain::ChainState::OnHold;
+        Ok(ChainAnswer {
+            coi,
+            valid_at: valid_at.to_string(),
+            known_at: known_at.to_string(),
+            patient_key: enrolment["patient_key"].as_str().map(str::to_string),
+            product_code: enrolment["product_code"].as_str().map(str::to_string),
+            treatment_site_id: enrolment["treatment_site_id"].as_str().map(str::to_string),
+            state: view.state.as_str(),
+            resume_state: on_hold.then(|| view.resume_state.as_str()),
+            custodian_site_id: view.custodian_site_id.clone(),
+            location_site_id: view.location_site_id.clone(),
+            previous_coi: view.previous_coi.clone(),
+            succeeded_by: view.succeeded_by.clone(),
+            disputed_custody: view
+                .disputed_custody
+                .as_ref()
+                .map(|d| DisputedCustodyShown {
+                    handoff_id: d.handoff_id.clone(),
+                    receiving_site_id: d.receiving_site_id.clone(),
+                    units: d.units.clone(),
+                    container_id: d.container_id.clone(),
+                    hold_id: d.hold_id.clone(),
+                }),
+            holds,
+            open_handoff,
+            released: view.released,
+            cancellation: cancelled,
+            units,
+            final_units: final_units(&view),
+            shippers: view
+                .shippers
+                .iter()
+                .map(|(container, s)| ShipperShown {
+                    container_id: container.clone(),
+                    handoff_id: s.handoff_id.clone(),
+                    at_site: s.at_site.clone(),
+                    custodian_site_id: s.custodian_site_id.clone(),
+                })
+                .collect(),
+            timeline,
+        })
     }
+}
+
+/// The final units of a chain's batches: where each is, who holds it, when it expires.
+fn final_units(view: &autolog_domain::chain::ChainView) -> Vec<FinalUnit> {
+    view.batch_units
+        .iter()
+        .flat_map(|(batch, units)| {
+            units.iter().map(|unit| FinalUnit {
+                unit: unit.clone(),
+                batch_id: batch.clone(),
+                expires_at: view.unit_expiry.get(unit).map(|t| t.to_string()),
+                at_site: view.unit_sites.get(unit).cloned().flatten(),
+                custodian_site_id: view.unit_custodians.get(unit).cloned(),
+            })
+        })
+        .collect()
+}
+
+/// A chain of identity as it stood at `valid_at`, as known at `known_at`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChainAnswer {
+    pub coi: String,
+    pub valid_at: String,
+    pub known_at: String,
+    /// The patient's pseudonymous key (never identifying data).
+    pub patient_key: Option<String>,
+    pub product_code: Option<String>,
+    pub treatment_site_id: Option<String>,
+    pub state: &'static str,
+    /// The state the chain resumes when its last hold is released (only while on hold).
+    pub resume_state: Option<&'static str>,
+    pub custodian_site_id: Option<String>,
+    pub location_site_id: Option<String>,
+    pub previous_coi: Option<String>,
+    pub succeeded_by: Option<String>,
+    pub disputed_custody: Option<DisputedCustodyShown>,
+    /// Open holds: each as placed, with when and by which event.
+    pub holds: Vec<Value>,
+    /// The handoff awaiting its receipt, as recorded, with when and by which event.
+    pub open_handoff: Option<Value>,
+    pub released: bool,
+    /// The cancellation as recorded, if the chain was cancelled.
+    pub cancellation: Option<Value>,
+    /// The collected bags, by DIN.
+    pub units: Vec<CollectedUnit>,
+    pub final_units: Vec<FinalUnit>,
+    pub shippers: Vec<ShipperShown>,
+    /// Every event of the chain known then, corrections marked.
+    pub timeline: Vec<PresentedEvent>,
+}
+
+/// A custody dispute: the receipt that failed reconciliation and the hold it placed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DisputedCustodyShown {
+    pub handoff_id: String,
+    pub receiving_site_id: String,
+    pub units: Vec<String>,
+    pub container_id: String,
+    pub hold_id: String,
+}
+
+/// A collected bag: where it was collected, where it is, who holds custody of record.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CollectedUnit {
+    pub din: String,
+    pub collected_at_site: Option<String>,
+    /// `None` while it travels.
+    pub at_site: Option<String>,
+    pub custodian_site_id: Option<String>,
+}
+
+/// A final product unit of a batch.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FinalUnit {
+    pub unit: String,
+    pub batch_id: String,
+    pub expires_at: Option<String>,
+    pub at_site: Option<String>,
+    pub custodian_site_id: Option<String>,
+}
+
+/// A shipper (container) a handoff of the chain used.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ShipperShown {
+    pub container_id: String,
+    pub handoff_id: String,
+    pub at_site: Option<String>,
+    pub custodian_site_id: Option<String>,
 }

@@ -1,6 +1,7 @@
 //! Alerts: recorded by Autolog in the ledger (stream alert/<id>) in the same transaction as
 //! their cause, pushed at once to subscribers, acknowledged and resolved by people.
 
+use autolog_domain::chain::{AlertHandledV1, AlertRaisedV1};
 use autolog_domain::identifiers::Coi;
 use autolog_domain::{EventDraft, FieldError, Instant, OccurredAt};
 use serde_json::{json, Value};
@@ -232,7 +233,7 @@ const ALERT_STATUSES: &[&str] = &["open", "unacknowledged", "resolved", "all"];
 
 impl Autolog {
     /// A subscription to alerts as they are recorded by this process.
-    pub fn subscribe_alerts(&self) -> tokio::sync::broadcast::Receiver<Value> {
+    pub fn subscribe_alerts(&self) -> tokio::sync::broadcast::Receiver<Alert> {
         self.alerts.subscribe()
     }
 
@@ -268,8 +269,13 @@ impl Autolog {
             .iter()
             .filter(|e| e.body.event_type == "alert.raised")
         {
-            // No subscriber is not an error: the alert is in the ledger either way.
-            let _ = self.alerts.send(alert_json(e, &[]));
+            match Alert::of(e, &[]) {
+                // No subscriber is not an error: the alert is in the ledger either way.
+                Ok(alert) => drop(self.alerts.send(alert)),
+                Err(error) => {
+                    tracing::error!(event_id = %e.event_id, "an alert was not pushed: {error}")
+                }
+            }
         }
     }
 
@@ -280,7 +286,7 @@ impl Autolog {
         &self,
         after: u64,
         max_rows: u32,
-    ) -> Result<(Vec<Value>, u64), AppError> {
+    ) -> Result<(Vec<Alert>, u64), AppError> {
         let from = i64::try_from(after).unwrap_or(i64::MAX);
         let rows = self.store.scan(from, max_rows).await?;
         let last = rows
@@ -291,14 +297,14 @@ impl Autolog {
             .iter()
             .filter_map(|r| r.event.as_ref().ok())
             .filter(|e| e.body.event_type == "alert.raised")
-            .map(|e| alert_json(e, &[]))
-            .collect();
+            .map(|e| Alert::of(e, &[]))
+            .collect::<Result<_, _>>()?;
         Ok((alerts, last))
     }
 
     /// The alerts matching the query, newest first, each with its acknowledgements and
     /// resolution.
-    pub async fn alerts(&self, query: &AlertQuery) -> Result<Vec<Value>, AppError> {
+    pub async fn alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>, AppError> {
         let status = query.status.as_deref().unwrap_or("open");
         if !ALERT_STATUSES.contains(&status) {
             return Err(AppError::Invalid(FieldError::new(
@@ -317,27 +323,29 @@ impl Autolog {
             let Some(raised) = events.iter().find(|e| e.body.event_type == "alert.raised") else {
                 continue;
             };
-            let alert = alert_json(raised, &events);
+            let alert = Alert::of(raised, &events)?;
             let keep = match status {
-                "open" => alert["status"] != "resolved",
-                "unacknowledged" => alert["status"] == "raised",
-                "resolved" => alert["status"] == "resolved",
+                "open" => alert.status != AlertStatus::Resolved,
+                "unacknowledged" => alert.status == AlertStatus::Raised,
+                "resolved" => alert.status == AlertStatus::Resolved,
                 _ => true,
-            } && coi.as_ref().is_none_or(|c| alert["coi"] == json!(c))
+            } && coi
+                .as_ref()
+                .is_none_or(|c| alert.raised.coi.as_ref() == Some(c))
                 && query
                     .site_id
                     .as_ref()
-                    .is_none_or(|s| alert["site_id"] == json!(s));
+                    .is_none_or(|s| alert.raised.site_id.as_ref() == Some(s));
             if keep {
                 out.push(alert);
             }
         }
-        out.sort_by(|a, b| b["position"].as_u64().cmp(&a["position"].as_u64()));
+        out.sort_by_key(|a| std::cmp::Reverse(a.position));
         Ok(out)
     }
 
     /// One alert, with its acknowledgements and resolution.
-    pub async fn alert(&self, alert_id: &str) -> Result<Value, AppError> {
+    pub async fn alert(&self, alert_id: &str) -> Result<Alert, AppError> {
         autolog_domain::ledger::envelope::check_stream_name(
             "alert_id",
             &format!("alert/{alert_id}"),
@@ -353,7 +361,7 @@ impl Autolog {
                 what: "alert",
                 id: alert_id.to_string(),
             })?;
-        Ok(alert_json(raised, &events))
+        Alert::of(raised, &events)
     }
 
     /// Acknowledges (`resolve` false) or resolves an alert, by a registered person, with
@@ -363,7 +371,7 @@ impl Autolog {
         alert_id: &str,
         resolve: bool,
         body: &[u8],
-    ) -> Result<Value, AppError> {
+    ) -> Result<Alert, AppError> {
         self.handle_alert_as(alert_id, resolve, body, None).await
     }
 
@@ -376,9 +384,9 @@ impl Autolog {
         resolve: bool,
         body: &[u8],
         sender: Option<&str>,
-    ) -> Result<Value, AppError> {
+    ) -> Result<Alert, AppError> {
         let current = self.alert(alert_id).await?;
-        if current["status"] == "resolved" {
+        if current.status == AlertStatus::Resolved {
             return Err(AppError::Invalid(FieldError::new(
                 "alert_id",
                 alert_id,
@@ -434,41 +442,91 @@ impl Autolog {
     }
 }
 
+/// Where an alert stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStatus {
+    /// Raised, nobody has acknowledged it yet.
+    Raised,
+    Acknowledged,
+    Resolved,
+}
+
+/// Who acknowledged or resolved an alert, when (recorded at), with their note.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AlertHandling {
+    pub person_id: String,
+    pub note: String,
+    pub at: String,
+    pub event_id: String,
+}
+
 /// An alert as the API shows it: the raised payload, status and who handled it when.
-pub(crate) fn alert_json(
-    raised: &autolog_domain::Event,
-    events: &[autolog_domain::Event],
-) -> Value {
-    let handled = |event_type: &str| -> Vec<Value> {
-        events
-            .iter()
-            .filter(|e| e.body.event_type == event_type)
-            .map(|e| {
-                json!({
-                    "person_id": e.body.data["person_id"],
-                    "note": e.body.data["note"],
-                    "at": e.recorded_at.to_string(),
-                    "event_id": e.event_id.to_string(),
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Alert {
+    #[serde(flatten)]
+    pub raised: AlertRaisedV1,
+    pub status: AlertStatus,
+    pub raised_at: String,
+    pub occurred_at: String,
+    pub position: u64,
+    pub alert_event_id: String,
+    pub acknowledgements: Vec<AlertHandling>,
+    pub resolution: Option<AlertHandling>,
+}
+
+impl Alert {
+    /// The alert raised by `raised`, handled by the events of its stream among `events`.
+    pub(crate) fn of(
+        raised: &autolog_domain::Event,
+        events: &[autolog_domain::Event],
+    ) -> Result<Alert, AppError> {
+        let handled = |event_type: &str| -> Result<Vec<AlertHandling>, AppError> {
+            events
+                .iter()
+                .filter(|e| e.body.event_type == event_type)
+                .map(|e| {
+                    let h: AlertHandledV1 = stored_payload(e)?;
+                    Ok(AlertHandling {
+                        person_id: h.person_id,
+                        note: h.note,
+                        at: e.recorded_at.to_string(),
+                        event_id: e.event_id.to_string(),
+                    })
                 })
-            })
-            .collect()
-    };
-    let acknowledgements = handled("alert.acknowledged");
-    let resolutions = handled("alert.resolved");
-    let status = if !resolutions.is_empty() {
-        "resolved"
-    } else if !acknowledgements.is_empty() {
-        "acknowledged"
-    } else {
-        "raised"
-    };
-    let mut alert = raised.body.data.clone();
-    alert["status"] = json!(status);
-    alert["raised_at"] = json!(raised.recorded_at.to_string());
-    alert["occurred_at"] = json!(raised.occurred_at.to_rfc9557());
-    alert["position"] = json!(raised.position);
-    alert["alert_event_id"] = json!(raised.event_id.to_string());
-    alert["acknowledgements"] = Value::Array(acknowledgements);
-    alert["resolution"] = resolutions.into_iter().next().unwrap_or(Value::Null);
-    alert
+                .collect()
+        };
+        let acknowledgements = handled("alert.acknowledged")?;
+        let resolution = handled("alert.resolved")?.into_iter().next();
+        let status = if resolution.is_some() {
+            AlertStatus::Resolved
+        } else if !acknowledgements.is_empty() {
+            AlertStatus::Acknowledged
+        } else {
+            AlertStatus::Raised
+        };
+        Ok(Alert {
+            raised: stored_payload(raised)?,
+            status,
+            raised_at: raised.recorded_at.to_string(),
+            occurred_at: raised.occurred_at.to_rfc9557(),
+            position: raised.position,
+            alert_event_id: raised.event_id.to_string(),
+            acknowledgements,
+            resolution,
+        })
+    }
+}
+
+/// A stored event's payload in its typed form: it was checked when recorded, so a payload
+/// that does not read back is a damaged ledger.
+pub(crate) fn stored_payload<T: serde::de::DeserializeOwned>(
+    event: &autolog_domain::Event,
+) -> Result<T, AppError> {
+    T::deserialize(&event.body.data).map_err(|e| {
+        AppError::Integrity(format!(
+            "event {} ({}): its payload does not read as recorded: {e}",
+            event.event_id, event.body.event_type
+        ))
+    })
 }

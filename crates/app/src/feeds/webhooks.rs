@@ -497,7 +497,9 @@ impl Autolog {
                         .store
                         .stream_events(&event.stream, Instant::MAX)
                         .await?;
-                    crate::feeds::alerts::alert_json(&event, &stream).to_string()
+                    let alert = crate::feeds::alerts::Alert::of(&event, &stream)?;
+                    serde_json::to_string(&alert)
+                        .map_err(|e| AppError::Integrity(format!("an alert as JSON: {e}")))?
                 }
                 None => continue,
             };

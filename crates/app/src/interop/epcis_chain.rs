@@ -158,7 +158,7 @@ impl Autolog {
                 .await
             {
                 Ok(result) => {
-                    let answer = result.to_json();
+                    let answer = serde_json::to_value(&result).unwrap_or(Value::Null);
                     json!({
                         "index": event.index,
                         "status": if result.appended() > 0 { "recorded" } else { "duplicate" },
@@ -508,7 +508,7 @@ impl Autolog {
         let labels = found?;
         let coi = self.chain_of_labels(&labels, handoff).await?;
         let chain = self.chain(&coi, None, None).await.ok()?;
-        (chain["open_handoff"]["handoff_id"] == json!(handoff)).then_some(coi)
+        answers_handoff(&chain, handoff).then_some(coi)
     }
 
     /// The chain the labels' units belong to; for a receipt, preferably the one whose
@@ -534,7 +534,7 @@ impl Autolog {
                 continue;
             }
             if let Ok(chain) = self.chain(&coi, None, None).await {
-                if chain["open_handoff"]["handoff_id"] == json!(handoff) {
+                if answers_handoff(&chain, handoff) {
                     return Some(coi);
                 }
             }
@@ -603,6 +603,14 @@ fn local_time(micros: i64, zone: &str) -> Option<String> {
 }
 
 /// A refusal as the API shows it (field, value, rule; every unmet condition).
+/// Whether the chain's open handoff is `handoff`.
+fn answers_handoff(chain: &crate::ChainAnswer, handoff: &str) -> bool {
+    chain
+        .open_handoff
+        .as_ref()
+        .is_some_and(|h| h["handoff_id"] == handoff)
+}
+
 pub(crate) fn refusal_json(e: &AppError) -> Value {
     match e {
         AppError::Invalid(f)

@@ -151,7 +151,13 @@ impl Autolog {
         let answer = self
             .read_personal_data(patient_key, read.actor, Some(read.purpose))
             .await?;
-        Ok(answer.get("data").and_then(Value::as_object).cloned())
+        Ok(Some(
+            answer
+                .data
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        ))
     }
 
     /// Every resource of a chain as it stood at `valid_at`, as known at `known_at`
@@ -442,10 +448,7 @@ impl Autolog {
                 };
                 ImportError::Refused { error, element }
             })?;
-        let replaced = recorded
-            .get("replaced")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let replaced = recorded.replaced;
         let fields: Vec<&String> = import.fields.keys().collect();
         let mut issues = vec![Issue {
             severity: "information",

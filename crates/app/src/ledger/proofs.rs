@@ -4,7 +4,6 @@
 use autolog_domain::ledger::checkpoint::{Checkpoint, CheckpointLink};
 use autolog_domain::ledger::merkle::{self, Hash};
 use autolog_domain::{FieldError, Uuid};
-use serde_json::{json, Value};
 
 use crate::{AppError, Autolog};
 
@@ -19,17 +18,28 @@ pub struct InclusionProof {
     pub path: Vec<Hash>,
 }
 
-impl InclusionProof {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "event_id": self.event_id.to_string(),
-            "leaf_index": self.leaf_index,
-            "tree_size": self.tree_size,
-            "event_hash": hex::encode(self.event_hash),
-            "leaf_hash": hex::encode(merkle::leaf_hash(&self.event_hash)),
-            "root": hex::encode(self.root),
-            "path": self.path.iter().map(hex::encode).collect::<Vec<_>>(),
-        })
+impl serde::Serialize for InclusionProof {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Shown<'a> {
+            event_id: &'a Uuid,
+            leaf_index: u64,
+            tree_size: u64,
+            event_hash: String,
+            leaf_hash: String,
+            root: String,
+            path: Vec<String>,
+        }
+        Shown {
+            event_id: &self.event_id,
+            leaf_index: self.leaf_index,
+            tree_size: self.tree_size,
+            event_hash: hex::encode(self.event_hash),
+            leaf_hash: hex::encode(merkle::leaf_hash(&self.event_hash)),
+            root: hex::encode(self.root),
+            path: self.path.iter().map(hex::encode).collect(),
+        }
+        .serialize(serializer)
     }
 }
 
@@ -43,15 +53,24 @@ pub struct ConsistencyProof {
     pub proof: Vec<Hash>,
 }
 
-impl ConsistencyProof {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "from": self.from,
-            "to": self.to,
-            "from_root": hex::encode(self.from_root),
-            "to_root": hex::encode(self.to_root),
-            "proof": self.proof.iter().map(hex::encode).collect::<Vec<_>>(),
-        })
+impl serde::Serialize for ConsistencyProof {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Shown {
+            from: u64,
+            to: u64,
+            from_root: String,
+            to_root: String,
+            proof: Vec<String>,
+        }
+        Shown {
+            from: self.from,
+            to: self.to,
+            from_root: hex::encode(self.from_root),
+            to_root: hex::encode(self.to_root),
+            proof: self.proof.iter().map(hex::encode).collect(),
+        }
+        .serialize(serializer)
     }
 }
 

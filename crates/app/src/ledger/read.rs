@@ -8,7 +8,7 @@ use autolog_domain::ledger::envelope::check_stream_name;
 use autolog_domain::ledger::zone::{check_zone, local_time};
 use autolog_domain::{Event, FieldError, Instant, Uuid};
 use autolog_store::EventQuery;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::{AppError, Autolog};
 
@@ -104,7 +104,7 @@ impl Autolog {
 
     /// Events recorded by `known_at` that occurred by `valid_at`, in ledger order, each
     /// with `superseded_by` when a correction known by `known_at` replaced it.
-    pub async fn list_events(&self, q: &ListQuery) -> Result<Value, AppError> {
+    pub async fn list_events(&self, q: &ListQuery) -> Result<EventPage, AppError> {
         let now = self.now();
         if let Some(stream) = &q.stream {
             check_stream_name("stream", stream)?;
@@ -134,21 +134,19 @@ impl Autolog {
             None
         };
         let mut items = self.presented(&events).await?;
-        for (v, e) in items.iter_mut().zip(&events) {
-            if let (Value::Object(o), Some(by)) = (v, superseded.get(&e.event_id)) {
-                o.insert("superseded_by".into(), json!(by.to_string()));
-            }
+        for item in items.iter_mut() {
+            item.superseded_by = superseded.get(&item.event_id).copied();
         }
-        Ok(json!({
-            "valid_at": query.valid_at.to_string(),
-            "known_at": query.known_at.to_string(),
-            "events": items,
-            "next_after_position": next,
-        }))
+        Ok(EventPage {
+            valid_at: query.valid_at.to_string(),
+            known_at: query.known_at.to_string(),
+            events: items,
+            next_after_position: next,
+        })
     }
 
     /// One event by id.
-    pub async fn event(&self, id: &str) -> Result<Value, AppError> {
+    pub async fn event(&self, id: &str) -> Result<PresentedEvent, AppError> {
         let uuid =
             Uuid::parse_str(id).map_err(|_| FieldError::new("event_id", id, "must be a UUID"))?;
         let event = self.store.event(uuid).await?.ok_or(AppError::NotFound {
@@ -156,7 +154,10 @@ impl Autolog {
             id: id.to_string(),
         })?;
         let mut presented = self.presented(std::slice::from_ref(&event)).await?;
-        Ok(presented.pop().unwrap_or(Value::Null))
+        presented.pop().ok_or(AppError::NotFound {
+            what: "event",
+            id: id.to_string(),
+        })
     }
 
     /// A site's IANA time zone as last recorded (`None` for an unknown site).
@@ -198,36 +199,41 @@ impl Autolog {
     /// Events as the API shows them: the envelope, plus `occurred_at_display` (not hashed)
     /// with the instant in UTC, in the zone it was recorded in and, when the event names
     /// its recording site, in that site's zone.
-    pub(crate) async fn presented(&self, events: &[Event]) -> Result<Vec<Value>, AppError> {
+    pub(crate) async fn presented(
+        &self,
+        events: &[Event],
+    ) -> Result<Vec<PresentedEvent>, AppError> {
         let mut site_zones: HashMap<String, Option<String>> = HashMap::new();
         let mut out = Vec::with_capacity(events.len());
         for e in events {
             let instant = e.occurred_at.instant;
-            let mut display = json!({"utc": instant.to_string()});
-            if let Ok(zone) = check_zone("zone", &e.occurred_at.zone) {
-                display["local"] = json!(local_time(instant, &zone));
-            }
+            let mut display = TimeDisplay {
+                utc: instant.to_string(),
+                local: check_zone("zone", &e.occurred_at.zone)
+                    .ok()
+                    .map(|zone| local_time(instant, &zone)),
+                site_zone: None,
+                site_local: None,
+            };
             if let Some(site) = &e.site {
                 if !site_zones.contains_key(site) {
-                    let state = self.current_state(&format!("site/{site}")).await?;
-                    let zone = state
-                        .get("time_zone")
-                        .and_then(Value::as_str)
-                        .map(str::to_string);
+                    let zone = self.site_time_zone(site).await?;
                     site_zones.insert(site.clone(), zone);
                 }
                 if let Some(Some(name)) = site_zones.get(site) {
                     if let Ok(zone) = check_zone("time_zone", name) {
-                        display["site_zone"] = json!(name);
-                        display["site_local"] = json!(local_time(instant, &zone));
+                        display.site_zone = Some(name.clone());
+                        display.site_local = Some(local_time(instant, &zone));
                     }
                 }
             }
-            let mut v = e.to_json();
-            if let Value::Object(o) = &mut v {
-                o.insert("occurred_at_display".into(), display);
-            }
-            out.push(v);
+            out.push(PresentedEvent {
+                event_id: e.event_id,
+                event: e.to_json(),
+                occurred_at_display: display,
+                superseded_by: None,
+                in_force: None,
+            });
         }
         Ok(out)
     }
@@ -239,4 +245,45 @@ impl Autolog {
 pub fn sha256_hex(text: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// A page of events as of (valid_at, known_at).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventPage {
+    pub valid_at: String,
+    pub known_at: String,
+    pub events: Vec<PresentedEvent>,
+    /// The position to ask from for the next page (`None` on the last page).
+    pub next_after_position: Option<u64>,
+}
+
+/// An event as the API shows it: the envelope as stored (a ledger document), with its
+/// instant shown in UTC and local time (not hashed) and, where asked, what superseded it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PresentedEvent {
+    #[serde(skip)]
+    pub event_id: Uuid,
+    /// The event as recorded: envelope, payload, hashes, position.
+    #[serde(flatten)]
+    pub event: Value,
+    pub occurred_at_display: TimeDisplay,
+    /// The correction that superseded this event, when one is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<Uuid>,
+    /// In a chain's timeline: whether the event is in force (not superseded, occurred by
+    /// the chain's valid time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_force: Option<bool>,
+}
+
+/// An event's instant in UTC, in the zone it was recorded in, and in its site's zone.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TimeDisplay {
+    pub utc: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site_zone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub site_local: Option<String>,
 }

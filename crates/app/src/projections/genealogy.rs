@@ -46,7 +46,7 @@ impl Autolog {
         unit: &str,
         valid_at: Option<&str>,
         known_at: Option<&str>,
-    ) -> Result<Value, AppError> {
+    ) -> Result<BackwardGenealogy, AppError> {
         let (valid_at, known_at) = self.as_of(valid_at, known_at).await?;
         let compact: String = unit.chars().filter(|c| *c != ' ').collect();
         let (registry, canonical) = if compact.len() == 23 && compact.starts_with("CH") {
@@ -130,24 +130,24 @@ impl Autolog {
             .into_iter()
             .filter(|a| text(a, "unit") == canonical)
             .collect();
-        Ok(json!({
-            "unit": canonical,
-            "valid_at": valid_at.to_string(),
-            "known_at": known_at.to_string(),
-            "coi": coi,
-            "patient_key": enrolment["patient_key"],
-            "product_code": enrolment["product_code"],
-            "collections": collections,
-            "batch": batch,
-            "steps": steps,
-            "equipment": equipment,
-            "materials": for_batch("batch.material_consumed"),
-            "test_results": for_batch("batch.test_result_recorded"),
-            "verdicts": for_batch("batch.test_result_evaluated"),
-            "release": for_batch("chain.released"),
-            "shipments": shipments,
-            "administration": administration,
-        }))
+        Ok(BackwardGenealogy {
+            unit: canonical,
+            valid_at: valid_at.to_string(),
+            known_at: known_at.to_string(),
+            coi,
+            patient_key: enrolment["patient_key"].as_str().map(str::to_string),
+            product_code: enrolment["product_code"].as_str().map(str::to_string),
+            collections,
+            batch: (!batch.is_null()).then_some(batch),
+            steps,
+            equipment,
+            materials: for_batch("batch.material_consumed"),
+            test_results: for_batch("batch.test_result_recorded"),
+            verdicts: for_batch("batch.test_result_evaluated"),
+            release: for_batch("chain.released"),
+            shipments,
+            administration,
+        })
     }
 
     /// The lot stream a lot argument names: `<material>/<lot>`, or a lot number that is
@@ -186,7 +186,7 @@ impl Autolog {
         lot: &str,
         valid_at: Option<&str>,
         known_at: Option<&str>,
-    ) -> Result<Value, AppError> {
+    ) -> Result<ForwardGenealogy, AppError> {
         let (valid_at, known_at) = self.as_of(valid_at, known_at).await?;
         let stream = self.lot_stream(lot).await?;
         let lot_events = self.store.stream_events(&stream, known_at).await?;
@@ -220,35 +220,101 @@ impl Autolog {
             let chain = effective_events(&events, valid_at, known_at);
             let patient = data_of(&chain, "chain.enrolled")
                 .first()
-                .map(|e| e["patient_key"].clone())
-                .unwrap_or(Value::Null);
+                .and_then(|e| e["patient_key"].as_str().map(str::to_string));
             let units: Vec<String> = data_of(&chain, "batch.units_produced")
                 .iter()
                 .filter(|u| text(u, "batch_id") == batch_id)
                 .flat_map(|u| string_list(u, "units"))
                 .collect();
-            let administered: Vec<Value> = data_of(&chain, "chain.administered")
+            let administered: Vec<Administered> = data_of(&chain, "chain.administered")
                 .into_iter()
                 .filter(|a| units.iter().any(|u| u == text(a, "unit")))
-                .map(|a| json!({"unit": a["unit"], "site_id": a["site_id"], "occurred_at": a["occurred_at"]}))
+                .map(|a| Administered {
+                    unit: text(&a, "unit").to_string(),
+                    site_id: a["site_id"].as_str().map(str::to_string),
+                    occurred_at: text(&a, "occurred_at").to_string(),
+                })
                 .collect();
             if !administered.is_empty() {
-                received.push(json!({"coi": coi, "patient_key": patient, "units": administered}));
+                received.push(PatientReceived {
+                    coi: coi.clone(),
+                    patient_key: patient.clone(),
+                    units: administered.clone(),
+                });
             }
-            batches.push(json!({
-                "coi": coi,
-                "batch_id": batch_id,
-                "patient_key": patient,
-                "units": units,
-                "administered": administered,
-            }));
+            batches.push(BatchMadeWith {
+                coi,
+                batch_id,
+                patient_key: patient,
+                units,
+                administered,
+            });
         }
-        Ok(json!({
-            "lot": stream.trim_start_matches("lot/"),
-            "valid_at": valid_at.to_string(),
-            "known_at": known_at.to_string(),
-            "batches": batches,
-            "patients_who_received": received,
-        }))
+        Ok(ForwardGenealogy {
+            lot: stream.trim_start_matches("lot/").to_string(),
+            valid_at: valid_at.to_string(),
+            known_at: known_at.to_string(),
+            batches,
+            patients_who_received: received,
+        })
     }
+}
+
+/// Backward genealogy of a unit: each part is the payload of its event as recorded, with
+/// the event's id and instant (`event_id`, `occurred_at`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackwardGenealogy {
+    pub unit: String,
+    pub valid_at: String,
+    pub known_at: String,
+    pub coi: String,
+    pub patient_key: Option<String>,
+    pub product_code: Option<String>,
+    pub collections: Vec<Value>,
+    /// The batch the unit came from (`None` for a bag not yet in a batch).
+    pub batch: Option<Value>,
+    pub steps: Vec<Value>,
+    pub equipment: BTreeSet<String>,
+    pub materials: Vec<Value>,
+    pub test_results: Vec<Value>,
+    pub verdicts: Vec<Value>,
+    pub release: Vec<Value>,
+    pub shipments: Vec<Value>,
+    pub administration: Vec<Value>,
+}
+
+/// Forward genealogy of a material lot: the recall question.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ForwardGenealogy {
+    pub lot: String,
+    pub valid_at: String,
+    pub known_at: String,
+    pub batches: Vec<BatchMadeWith>,
+    pub patients_who_received: Vec<PatientReceived>,
+}
+
+/// A batch made with the lot, its final units, and which of them were administered.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BatchMadeWith {
+    pub coi: String,
+    pub batch_id: String,
+    pub patient_key: Option<String>,
+    pub units: Vec<String>,
+    pub administered: Vec<Administered>,
+}
+
+/// A patient who received a unit made with the lot.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PatientReceived {
+    pub coi: String,
+    pub patient_key: Option<String>,
+    pub units: Vec<Administered>,
+}
+
+/// A final unit administered: where and when.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Administered {
+    pub unit: String,
+    pub site_id: Option<String>,
+    pub occurred_at: String,
 }

@@ -1,7 +1,7 @@
 //! Bulk reference data: import of CSV and JSON files (atomic: every bad row reported and
 //! nothing written, or every row written in one transaction) and lossless export.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use autolog_domain::catalogue::lookup;
 use autolog_domain::catalogue::stream_state;
@@ -39,7 +39,7 @@ pub struct ImportFile {
 }
 
 /// A row an import refused: where it is, which column, the value and the rule it breaks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BadRow {
     pub file: String,
     /// The line in a CSV file (or of a JSON syntax error).
@@ -52,13 +52,6 @@ pub struct BadRow {
     pub field: String,
     pub value: String,
     pub rule: String,
-}
-
-impl BadRow {
-    pub fn to_json(&self) -> Value {
-        json!({"file": self.file, "line": self.line, "record": self.record,
-               "column": self.column, "field": self.field, "value": self.value, "rule": self.rule})
-    }
 }
 
 impl std::fmt::Display for BadRow {
@@ -85,8 +78,17 @@ impl std::fmt::Display for BadRow {
     }
 }
 
+/// The reference-data export document (what `import` reads back): its format name and,
+/// per registry, every record as it stands, in the import's JSON shape.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReferenceExport {
+    pub format: &'static str,
+    #[serde(flatten)]
+    pub registries: BTreeMap<&'static str, Vec<Value>>,
+}
+
 /// What an import did, or would do (`dry_run`), or why it wrote nothing (`bad_rows`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ImportReport {
     pub import_id: String,
     pub dry_run: bool,
@@ -103,20 +105,6 @@ pub struct ImportReport {
 impl ImportReport {
     pub fn written(&self) -> bool {
         self.appended_events > 0
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({
-            "import_id": self.import_id,
-            "dry_run": self.dry_run,
-            "rows": self.rows,
-            "registered": self.registered,
-            "amended": self.amended,
-            "mapped": self.mapped,
-            "unchanged": self.unchanged,
-            "appended_events": self.appended_events,
-            "bad_rows": self.bad_rows.iter().map(BadRow::to_json).collect::<Vec<_>>(),
-        })
     }
 }
 
@@ -850,15 +838,20 @@ impl Autolog {
 
     /// Every registry's records (and every crosswalk mapping) as known at `known_at`
     /// (default now), each record as it stands after all its events: one document.
-    pub async fn export_reference(&self, known_at: Option<&str>) -> Result<Value, AppError> {
+    pub async fn export_reference(
+        &self,
+        known_at: Option<&str>,
+    ) -> Result<ReferenceExport, AppError> {
         let known_at = self.settled_known_at(known_at, self.now()).await?;
-        let mut doc = Map::new();
-        doc.insert("format".into(), json!(EXPORT_FORMAT));
+        let mut registries = BTreeMap::new();
         for registry in REGISTRIES {
             let records = self.export_records(registry, known_at).await?;
-            doc.insert(registry.name.into(), Value::Array(records));
+            registries.insert(registry.name, records);
         }
-        Ok(Value::Object(doc))
+        Ok(ReferenceExport {
+            format: EXPORT_FORMAT,
+            registries,
+        })
     }
 
     /// One registry as CSV (header row, then one row per record).

@@ -21,16 +21,26 @@ pub struct StreamState {
     pub state: Value,
 }
 
-impl StreamState {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "stream": self.stream,
-            "valid_at": self.valid_at.to_string(),
-            "known_at": self.known_at.to_string(),
-            "event_count": self.events.len(),
-            "events": self.events.iter().map(Uuid::to_string).collect::<Vec<_>>(),
-            "state": self.state,
-        })
+impl serde::Serialize for StreamState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Shown<'a> {
+            stream: &'a str,
+            valid_at: Instant,
+            known_at: Instant,
+            event_count: usize,
+            events: &'a [Uuid],
+            state: &'a Value,
+        }
+        Shown {
+            stream: &self.stream,
+            valid_at: self.valid_at,
+            known_at: self.known_at,
+            event_count: self.events.len(),
+            events: &self.events,
+            state: &self.state,
+        }
+        .serialize(serializer)
     }
 }
 

@@ -1709,17 +1709,24 @@ impl Check for ChainHoldReleasedV1 {
 }
 
 /// An alert raised by Autolog (stream alert/<alert_id>).
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct AlertRaisedV1 {
-    alert_id: String,
-    severity: String,
-    rule: String,
-    message: String,
-    coi: Option<String>,
-    site_id: Option<String>,
-    event_id: Option<String>,
-    evidence: Value,
+pub struct AlertRaisedV1 {
+    pub alert_id: String,
+    /// `critical`, `major` or `minor`.
+    pub severity: String,
+    /// The rule that raised it, e.g. `custody.reconciliation_failed`.
+    pub rule: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coi: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_id: Option<String>,
+    /// The event that caused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    /// What the rule saw (a record of the cause, shaped per rule).
+    pub evidence: Value,
 }
 
 impl Check for AlertRaisedV1 {
@@ -1756,11 +1763,11 @@ impl Check for AlertRaisedV1 {
 }
 
 /// An alert is acknowledged (seen, being handled) or resolved, by a person.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct AlertHandledV1 {
-    person_id: String,
-    note: String,
+pub struct AlertHandledV1 {
+    pub person_id: String,
+    pub note: String,
 }
 
 impl Check for AlertHandledV1 {

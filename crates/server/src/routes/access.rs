@@ -287,7 +287,7 @@ async fn read_personal_data(
     Extension(principal): Extension<Principal>,
     coi: PathParam,
     QueryOf(q): QueryOf<ReadReason>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::PersonalData>, ApiError> {
     let coi = path_param("coi", coi)?;
     let patient_key = app.patient_key_of(&coi).await?;
     auth::check_personal_data_scope(&app, &principal, Permission::ReadPersonalData, &patient_key)
@@ -341,7 +341,7 @@ async fn erase_personal_data(
     Extension(principal): Extension<Principal>,
     coi: PathParam,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::PersonalDataErased>, ApiError> {
     let coi = path_param("coi", coi)?;
     let f = fields(body, &["reason"])?;
     let reason = required(&f, "reason", false)?;

@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use serde_json::{json, Value};
 
 use super::params::{AsOf, QueryOf};
 use super::{path_param, request_body, AppState, PathParam};
@@ -33,19 +32,25 @@ async fn enrol(
     } else {
         StatusCode::OK
     };
-    let mut answer = result.to_json();
-    answer["coi"] = json!(coi);
-    Ok((status, Json(answer)))
+    Ok((status, Json(Enrolled { coi, result })))
 }
 
 async fn chain(
     State(app): State<AppState>,
     coi: PathParam,
     QueryOf(q): QueryOf<AsOf>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::ChainAnswer>, ApiError> {
     let coi = path_param("coi", coi)?;
     let chain = app
         .chain(&coi, q.valid_at.as_deref(), q.known_at.as_deref())
         .await?;
     Ok(Json(chain))
+}
+
+/// An enrolment's answer: the COI issued, beside what the append recorded.
+#[derive(serde::Serialize)]
+struct Enrolled {
+    coi: String,
+    #[serde(flatten)]
+    result: autolog_app::AppendResult,
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use autolog_app::Principal;
-use autolog_app::{AlertQuery, AppError, Autolog};
+use autolog_app::{Alert, AlertQuery, AppError, Autolog};
 use autolog_domain::access::Permission;
 use autolog_domain::FieldError;
 use axum::body::Bytes;
@@ -14,7 +14,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use serde_json::{json, Value};
 
 use super::params::{query_params, whole_number, NoParams, QueryOf};
 use super::{path_param, request_body, AppState, PathParam};
@@ -52,7 +51,7 @@ async fn alerts(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     QueryOf(q): QueryOf<AlertParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AlertList>, ApiError> {
     let all = app
         .alerts(&AlertQuery {
             status: q.status,
@@ -66,7 +65,17 @@ async fn alerts(
             list.push(alert);
         }
     }
-    Ok(Json(json!({ "count": list.len(), "alerts": list })))
+    Ok(Json(AlertList {
+        count: list.len(),
+        alerts: list,
+    }))
+}
+
+/// The alerts in the caller's scope that match the query, newest first.
+#[derive(serde::Serialize)]
+struct AlertList {
+    count: usize,
+    alerts: Vec<Alert>,
 }
 
 async fn alert(
@@ -74,7 +83,7 @@ async fn alert(
     Extension(principal): Extension<Principal>,
     alert_id: PathParam,
     _q: QueryOf<NoParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Alert>, ApiError> {
     let alert_id = path_param("alert_id", alert_id)?;
     let alert = app.alert(&alert_id).await?;
     if !auth::alert_visible(&app, &principal, Permission::ReadAlerts, &alert).await? {
@@ -99,7 +108,7 @@ async fn handle_alert(
     alert_id: PathParam,
     body: Result<Bytes, BytesRejection>,
     resolve: bool,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Alert>, ApiError> {
     let alert_id = path_param("alert_id", alert_id)?;
     let body = request_body(body)?;
     let alert = app.alert(&alert_id).await?;
@@ -118,7 +127,7 @@ async fn acknowledge_alert(
     Extension(principal): Extension<Principal>,
     alert_id: PathParam,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Alert>, ApiError> {
     handle_alert(&app, &principal, alert_id, body, false).await
 }
 
@@ -127,7 +136,7 @@ async fn resolve_alert(
     Extension(principal): Extension<Principal>,
     alert_id: PathParam,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Alert>, ApiError> {
     handle_alert(&app, &principal, alert_id, body, true).await
 }
 
@@ -204,8 +213,8 @@ struct AlertFeed {
     app: AppState,
     /// Who subscribed: only alerts in their scope are sent.
     principal: Principal,
-    live: tokio::sync::broadcast::Receiver<Value>,
-    backlog: std::collections::VecDeque<Value>,
+    live: tokio::sync::broadcast::Receiver<Alert>,
+    backlog: std::collections::VecDeque<Alert>,
     /// The ledger position read up to.
     cursor: u64,
     /// The highest alert position sent.
@@ -217,7 +226,7 @@ impl AlertFeed {
     async fn next(&mut self) -> Option<Event> {
         loop {
             if let Some(alert) = self.backlog.pop_front() {
-                let position = alert["position"].as_u64().unwrap_or(0);
+                let position = alert.position;
                 if position > self.sent_up_to {
                     self.sent_up_to = position;
                     let visible = auth::alert_visible(
@@ -313,10 +322,13 @@ async fn deactivate_webhook(
     Ok(Json(app.deactivate_webhook(&id, &principal.actor).await?))
 }
 
-fn sse_event(alert: &Value) -> Event {
-    let mut event = Event::default().event("alert").data(alert.to_string());
-    if let Some(position) = alert["position"].as_u64() {
-        event = event.id(position.to_string());
-    }
-    event
+fn sse_event(alert: &Alert) -> Event {
+    let data = serde_json::to_string(alert).unwrap_or_else(|e| {
+        tracing::error!("an alert as JSON: {e}");
+        String::from("{}")
+    });
+    Event::default()
+        .event("alert")
+        .data(data)
+        .id(alert.position.to_string())
 }

@@ -86,7 +86,7 @@ async fn append(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(result.to_json())))
+    Ok((status, Json(result)))
 }
 
 query_params! {
@@ -105,7 +105,7 @@ async fn list_events(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     QueryOf(q): QueryOf<ListParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::EventPage>, ApiError> {
     let scope = q.stream.as_deref().unwrap_or("(the whole ledger)");
     auth::check_stream(&app, &principal, scope).await?;
     let query = ListQuery {
@@ -123,7 +123,7 @@ async fn event(
     Extension(principal): Extension<Principal>,
     id: PathParam,
     _q: QueryOf<NoParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::PresentedEvent>, ApiError> {
     let id = path_param("event_id", id)?;
     let event = readable_event(&app, &principal, &id).await?;
     Ok(Json(event))
@@ -131,9 +131,13 @@ async fn event(
 
 /// An event the caller may read; one outside its scope is answered as one that does not
 /// exist (404), so that an out-of-scope caller learns nothing of it, not even that it is.
-async fn readable_event(app: &Autolog, principal: &Principal, id: &str) -> Result<Value, ApiError> {
+async fn readable_event(
+    app: &Autolog,
+    principal: &Principal,
+    id: &str,
+) -> Result<autolog_app::PresentedEvent, ApiError> {
     let event = app.event(id).await?;
-    let stream = event["stream"].as_str().unwrap_or("");
+    let stream = event.event["stream"].as_str().unwrap_or("");
     if auth::check_stream(app, principal, stream).await.is_err() {
         return Err(ApiError(AppError::NotFound {
             what: "event",
@@ -148,13 +152,13 @@ async fn stream_state(
     Extension(principal): Extension<Principal>,
     stream: PathParam,
     QueryOf(q): QueryOf<AsOf>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_domain::catalogue::StreamState>, ApiError> {
     let stream = path_param("stream", stream)?;
     auth::check_stream(&app, &principal, &stream).await?;
     let state = app
         .stream_state(&stream, q.valid_at.as_deref(), q.known_at.as_deref())
         .await?;
-    Ok(Json(state.to_json()))
+    Ok(Json(state))
 }
 
 async fn inclusion(
@@ -162,13 +166,13 @@ async fn inclusion(
     Extension(principal): Extension<Principal>,
     id: PathParam,
     QueryOf(q): QueryOf<InclusionParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::InclusionProof>, ApiError> {
     let id = path_param("event_id", id)?;
     readable_event(&app, &principal, &id).await?;
     let proof = app
         .inclusion_proof(&id, whole("tree_size", &q.tree_size)?)
         .await?;
-    Ok(Json(proof.to_json()))
+    Ok(Json(proof))
 }
 
 query_params! {
@@ -190,14 +194,14 @@ query_params! {
 async fn consistency(
     State(app): State<AppState>,
     QueryOf(q): QueryOf<ConsistencyParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::ConsistencyProof>, ApiError> {
     // Each read in turn, as documented: from, then to.
     let required = |key: &str, value: &Option<String>| -> Result<u64, ApiError> {
         whole::<u64>(key, value)?.ok_or_else(|| FieldError::required(key).into())
     };
     let from = required("from", &q.from)?;
     let proof = app.consistency_proof(from, required("to", &q.to)?).await?;
-    Ok(Json(proof.to_json()))
+    Ok(Json(proof))
 }
 
 async fn latest_checkpoint(

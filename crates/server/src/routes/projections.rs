@@ -5,7 +5,6 @@ use autolog_domain::access::Permission;
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use serde_json::Value;
 
 use super::params::{query_params, whole_number, AsOf, NoParams, QueryOf};
 use super::{path_param, AppState, PathParam};
@@ -75,13 +74,12 @@ async fn genealogy_backward(
     Extension(principal): Extension<Principal>,
     unit: PathParam,
     QueryOf(q): QueryOf<AsOf>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::BackwardGenealogy>, ApiError> {
     let unit = path_param("unit", unit)?;
     let found = app
         .genealogy_backward(&unit, q.valid_at.as_deref(), q.known_at.as_deref())
         .await?;
-    let coi = found["coi"].as_str().unwrap_or("");
-    auth::check_chain(&app, &principal, Permission::ReadChains, coi).await?;
+    auth::check_chain(&app, &principal, Permission::ReadChains, &found.coi).await?;
     Ok(Json(found))
 }
 
@@ -89,7 +87,7 @@ async fn genealogy_forward(
     State(app): State<AppState>,
     lot: PathParam,
     QueryOf(q): QueryOf<AsOf>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<autolog_app::ForwardGenealogy>, ApiError> {
     let lot = path_param("lot", lot)?;
     Ok(Json(
         app.genealogy_forward(&lot, q.valid_at.as_deref(), q.known_at.as_deref())

@@ -244,5 +244,5 @@ async fn import_reference(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(report.to_json())))
+    Ok((status, Json(report)))
 }

@@ -840,7 +840,7 @@ async fn only_the_ordered_site_collects(t: Target) {
         );
     }
     let chain = app.app.chain(&app.coi, None, None).await.expect("chain");
-    assert_eq!(chain["state"], "enrolled", "nothing was recorded");
+    assert_eq!(chain.state, "enrolled", "nothing was recorded");
 
     // Boston, not the treatment center, cannot name itself; Los Angeles names Paris.
     let assign = |id: &str, site: &str| {
@@ -884,7 +884,7 @@ async fn only_the_ordered_site_collects(t: Target) {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{e}");
     let chain = app.app.chain(&app.coi, None, None).await.expect("chain");
-    assert_eq!(chain["custodian_site_id"], "S-PAR-01");
+    assert_eq!(chain.custodian_site_id.as_deref(), Some("S-PAR-01"));
 
     // A DIN's stream belongs to its chain: Boston, outside it, gets the same answer for
     // a note on that DIN as for a DIN that was never collected; Paris may note it.
@@ -1533,13 +1533,13 @@ async fn out_of_scope_records_are_answered_as_missing(t: Target) {
         ..autolog_app::AlertQuery::default()
     };
     let alerts = app.app.alerts(&all).await.expect("alerts");
-    let alert_id = alerts[0]["alert_id"]
-        .as_str()
-        .expect("an alert on the chain");
+    let alert_id = &alerts
+        .first()
+        .expect("an alert on the chain")
+        .raised
+        .alert_id;
     let chain = app.app.chain(&app.coi, None, None).await.expect("chain");
-    let event_id = chain["timeline"][0]["event_id"]
-        .as_str()
-        .expect("enrolment");
+    let event_id = chain.timeline[0].event_id.to_string();
     let nobody = autolog_domain::Uuid::now_v7().to_string();
     for (path, missing) in [
         (

@@ -628,7 +628,7 @@ async fn a_chain(app: &Autolog) -> (String, Vec<String>) {
             .append_json(e.to_string().as_bytes())
             .await
             .unwrap_or_else(|err| panic!("{}: {err}", e["body"]["type"]));
-        assert!(result.alerts.is_empty(), "{}", result.to_json());
+        assert!(result.alerts.is_empty(), "{}", serde_json::json!(result));
     }
     (coi, dins)
 }

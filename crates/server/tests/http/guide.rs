@@ -377,7 +377,11 @@ async fn the_guide_runs_as_written(t: Target) {
                         .append_json(fact.to_string().as_bytes())
                         .await
                         .unwrap_or_else(|e| panic!("{}: {e}", fact["body"]["type"]));
-                    assert!(recorded.alerts.is_empty(), "{}", recorded.to_json());
+                    assert!(
+                        recorded.alerts.is_empty(),
+                        "{}",
+                        serde_json::json!(recorded)
+                    );
                 }
                 let token = tokens
                     .get(&token_var)
@@ -405,7 +409,7 @@ async fn the_guide_runs_as_written(t: Target) {
         }
     }
     let chain = app.chain(COI, None, None).await.expect("chain");
-    assert_eq!(chain["state"], "administered", "{chain}");
+    assert_eq!(chain.state, "administered", "{chain:?}");
     let alerts = app
         .alerts(&autolog_app::AlertQuery {
             status: Some("all".into()),
