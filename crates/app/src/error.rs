@@ -52,6 +52,7 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Rejected(field) => AppError::Invalid(field),
+            StoreError::Conflict(field) => AppError::Conflict(field),
             StoreError::Backend { .. } => AppError::Storage(e.to_string()),
             StoreError::Busy { .. } => AppError::Busy(e.to_string()),
             StoreError::Corrupt { .. } => AppError::Integrity(e.to_string()),

@@ -146,3 +146,79 @@ async fn checkpoint_loop(app: Arc<Autolog>, every: Duration) {
         }
     }
 }
+
+#[cfg(test)]
+mod openapi_tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    fn document() -> Value {
+        serde_json::from_str(super::OPENAPI_JSON).expect("openapi.json is JSON")
+    }
+
+    /// The document describes exactly the operations of the access table (which a router
+    /// test holds equal to the router): no route undocumented, no documented route missing.
+    #[test]
+    fn the_document_describes_exactly_the_routes() {
+        let doc = document();
+        let methods = ["get", "post", "put", "delete", "patch", "options", "head"];
+        let mut documented = BTreeSet::new();
+        for (path, operations) in doc["paths"].as_object().expect("paths") {
+            for method in operations.as_object().expect("operations").keys() {
+                if methods.contains(&method.as_str()) {
+                    documented.insert((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        let routed: BTreeSet<(String, String)> = crate::auth::ROUTES
+            .iter()
+            .map(|(method, path, _)| (method.to_string(), path.replace("{*", "{")))
+            .collect();
+        assert_eq!(documented, routed);
+    }
+
+    /// The alternatives of a list pattern `^(?:a|b|...)(?:\|(?:a|b|...))*$`.
+    fn words_of(pattern: &str) -> BTreeSet<String> {
+        let inner = pattern
+            .strip_prefix("^(?:")
+            .and_then(|rest| rest.split(")(?:").next())
+            .expect("a list pattern");
+        inner
+            .split('|')
+            .filter(|w| w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The EPCIS query's vocabularies in the document are the ones the server reads.
+    #[test]
+    fn the_epcis_query_patterns_list_the_servers_vocabularies() {
+        let doc = document();
+        let parameters = doc["paths"]["/epcis/events"]["get"]["parameters"]
+            .as_array()
+            .expect("parameters");
+        let pattern = |name: &str| -> BTreeSet<String> {
+            let p = parameters
+                .iter()
+                .find(|p| p["name"] == name)
+                .and_then(|p| p["schema"]["pattern"].as_str())
+                .unwrap_or_else(|| panic!("{name} has a pattern"));
+            words_of(p)
+        };
+        let set =
+            |words: &[&str]| -> BTreeSet<String> { words.iter().map(|w| w.to_string()).collect() };
+        assert_eq!(
+            pattern("eventType"),
+            set(autolog_interop::epcis::EVENT_TYPES)
+        );
+        assert_eq!(
+            pattern("EQ_bizStep"),
+            set(autolog_interop::epcis::Vocabulary::BizStep.words())
+        );
+        assert_eq!(
+            pattern("EQ_disposition"),
+            set(autolog_interop::epcis::Vocabulary::Disposition.words())
+        );
+    }
+}

@@ -1680,7 +1680,7 @@ pub async fn user_accounts_are_added_once_read_and_listed(target: Target) {
         .await
         .expect_err("the person already has an account");
     assert!(
-        matches!(err, StoreError::Rejected(ref f)
+        matches!(err, StoreError::Conflict(ref f)
             if f.field == "person_id" && f.value == "P-0008" && f.rule == "already has a user account"),
         "{err}"
     );

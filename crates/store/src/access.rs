@@ -150,7 +150,7 @@ pub const VAULT_COLUMNS: &str =
 
 /// The refusal of a second account for one person.
 pub fn duplicate_user(person_id: &str) -> StoreError {
-    StoreError::Rejected(FieldError::new(
+    StoreError::Conflict(FieldError::new(
         "person_id",
         person_id,
         "already has a user account",

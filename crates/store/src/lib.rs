@@ -44,6 +44,10 @@ pub enum StoreError {
     /// Nothing was written.
     #[error("{0}")]
     Rejected(FieldError),
+    /// The write would duplicate a stored record that must be unique (a second account
+    /// for a person). Nothing was written.
+    #[error("{0}")]
+    Conflict(FieldError),
     /// The backend failed (I/O, connection, constraint backstop). Nothing was written.
     #[error("storage backend ({backend}) failed: {message}")]
     Backend {

@@ -80,13 +80,12 @@ async fn codes_resolve_through_the_ledger_and_unmapped_codes_are_named() {
         .resolve("mes-bos", "site", "BOS9", None, None)
         .await
         .expect_err("unmapped");
-    let AppError::Invalid(f) = e else {
-        panic!("expected a refusal")
+    let AppError::NotFound { id, .. } = e else {
+        panic!("expected not found, got {e:?}")
     };
     assert!(
-        f.rule.contains("mes-bos") && f.rule.contains("site") && f.rule.contains("BOS9"),
-        "{}",
-        f.rule
+        id.contains("mes-bos") && id.contains("site") && id.contains("BOS9"),
+        "{id}"
     );
     let e = app
         .resolve("mes-bos", "planet", "BOS1", None, None)

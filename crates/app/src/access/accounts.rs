@@ -212,11 +212,7 @@ impl Autolog {
     ) -> Result<UserCreated, AppError> {
         self.registered_person(person_id).await?;
         if self.store.user(person_id).await?.is_some() {
-            return Err(AppError::Invalid(FieldError::new(
-                "person_id",
-                person_id,
-                "already has a user account",
-            )));
+            return Err(autolog_store::duplicate_user(person_id).into());
         }
         let key = random_bytes::<20>()?;
         let secret = data_encoding::BASE32_NOPAD.encode(&key);

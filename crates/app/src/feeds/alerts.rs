@@ -317,6 +317,9 @@ impl Autolog {
             Some(c) => Some(Coi::parse("coi", c)?.to_string()),
             None => None,
         };
+        if let Some(site) = &query.site_id {
+            autolog_domain::ledger::envelope::check_code("site_id", site)?;
+        }
         let mut out = Vec::new();
         for stream in self.all_streams_with_prefix("alert/").await? {
             let events = self.store.stream_events(&stream, Instant::MAX).await?;

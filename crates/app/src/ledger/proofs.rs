@@ -74,6 +74,14 @@ impl serde::Serialize for ConsistencyProof {
     }
 }
 
+/// A tree larger than the ledger does not exist (yet).
+fn no_tree(size: u64, current: u64) -> AppError {
+    AppError::NotFound {
+        what: "Merkle tree",
+        id: format!("of size {size} (the ledger holds {current} events)"),
+    }
+}
+
 fn integrity(e: merkle::MerkleError) -> AppError {
     AppError::Integrity(format!("stored Merkle tree is incomplete: {e}"))
 }
@@ -101,15 +109,19 @@ impl Autolog {
         })?;
         let current = self.store.head().await?.position;
         let size = tree_size.unwrap_or(current);
-        if size < event.position || size > current {
-            return Err(AppError::Invalid(FieldError::new(
-                "tree_size",
-                size.to_string(),
-                format!(
-                    "must be between the event's position ({}) and the ledger's size ({current})",
+        if size > current {
+            return Err(no_tree(size, current));
+        }
+        if size < event.position {
+            // The proof asked for does not exist: the event came after that tree.
+            return Err(AppError::NotFound {
+                what: "inclusion proof",
+                id: format!(
+                    "of event {event_id} (position {}) in the tree of size {size} (the event \
+                     came later)",
                     event.position
                 ),
-            )));
+            });
         }
         let index = event.position - 1;
         let needed = merkle::nodes_for_inclusion(index, size).map_err(integrity)?;
@@ -134,11 +146,7 @@ impl Autolog {
     ) -> Result<ConsistencyProof, AppError> {
         let current = self.store.head().await?.position;
         if to > current {
-            return Err(AppError::Invalid(FieldError::new(
-                "to",
-                to.to_string(),
-                format!("must not exceed the ledger's size ({current})"),
-            )));
+            return Err(no_tree(to, current));
         }
         if from == 0 || from > to {
             return Err(AppError::Invalid(FieldError::new(

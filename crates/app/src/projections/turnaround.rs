@@ -132,6 +132,9 @@ impl Autolog {
         valid_at: Option<&str>,
         known_at: Option<&str>,
     ) -> Result<Turnaround, AppError> {
+        if let Some(code) = product_code {
+            autolog_domain::ledger::envelope::check_code("product_code", code)?;
+        }
         let now = self.now();
         let valid_at = parse_time("valid_at", valid_at, now)?;
         let known_at = self.settled_known_at(known_at, now).await?;

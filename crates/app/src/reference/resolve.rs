@@ -67,7 +67,7 @@ impl Autolog {
 
     /// `resolve(system, kind, code, at)`: the canonical id a local code maps to at `at`
     /// (default now), by the crosswalks known at `known_at` (default now). An unmapped code
-    /// is refused with an error naming the system, the kind and the code.
+    /// is not found (the error names the system, the kind and the code).
     pub async fn resolve(
         &self,
         system: &str,
@@ -98,7 +98,7 @@ impl Autolog {
         match table.resolve(system, kind, code, at) {
             Ok(canonical) => Ok(canonical.to_string()),
             Err(unmapped) => {
-                if code.len() > 200 || code.chars().any(char::is_control) {
+                if code.chars().count() > 200 || code.chars().any(char::is_control) {
                     return Err(AppError::Invalid(FieldError::new(
                         "code",
                         code,
@@ -122,11 +122,10 @@ impl Autolog {
                         tracing::warn!(error = %e, system, kind, "could not count an unmapped code");
                     }
                 }
-                Err(AppError::Invalid(FieldError::new(
-                    "code",
-                    code,
-                    unmapped.to_string(),
-                )))
+                Err(AppError::NotFound {
+                    what: "crosswalk mapping",
+                    id: unmapped.to_string(),
+                })
             }
         }
     }

@@ -184,7 +184,7 @@ pub fn canonical_json(value: &Value) -> Vec<u8> {
 }
 
 /// A canonical id or code (site id, person id, step code...): 1-64 letters, digits or `._:-`.
-pub(crate) fn check_code(field: &str, value: &str) -> Result<(), FieldError> {
+pub fn check_code(field: &str, value: &str) -> Result<(), FieldError> {
     let ok = !value.is_empty()
         && value.len() <= 64
         && value
