@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use autolog_app::{AlertQuery, Autolog, ManualClock};
+use autolog_domain::catalogue::Payload;
 use autolog_domain::{Instant, SigningKey};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -46,7 +47,12 @@ async fn fingerprint(app: &Autolog) -> Value {
         let Some(last) = rows.last() else { break };
         after = last.position;
         for row in &rows {
-            digest.update(row.event.as_ref().expect("stored event").hash);
+            let event = row.event.as_ref().expect("stored event");
+            digest.update(event.hash);
+            // Every recorded payload reads in its typed form, as its type says.
+            let typed = Payload::read(&event.body.event_type, event.body.version, &event.body.data)
+                .unwrap_or_else(|e| panic!("event {} does not read typed: {e}", event.event_id));
+            assert_eq!(typed.event_type(), event.body.event_type);
             scanned += 1;
         }
     }

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use autolog_domain::chain::{ChainContext, ChainEntry, ChainState, ChainView};
+use autolog_domain::chain::{ChainContext, ChainEvent, ChainState, ChainView};
 use autolog_domain::identifiers::scan::{parse_scan, Scanned};
 use autolog_domain::rules::{refused_value, CHAIN_EVENT_TYPES};
 use autolog_domain::{CorrectionTarget, Event, EventDraft, FieldError, Instant, Source, Uuid};
@@ -81,46 +81,22 @@ const BIZ_STEP_OF: &[(&str, &str)] = &[
     ("chain.administered", "dispensing"),
 ];
 
-/// An owned chain event (stored, or earlier in the same request), for the fold.
-#[derive(Debug, Clone)]
-pub(crate) struct Entry {
-    pub(crate) event_id: Uuid,
-    pub(crate) event_type: String,
-    pub(crate) data: Value,
-    pub(crate) occurred_at: Instant,
-    pub(crate) site: Option<String>,
+pub(crate) type Entry = ChainEvent;
+
+/// A stored chain event read for the fold: its payload must read in its typed form (it
+/// was checked when recorded), else the ledger was changed outside Autolog.
+pub(crate) fn entry_of(e: &Event) -> Result<Entry, AppError> {
+    Entry::of_event(e).map_err(|f| {
+        AppError::Integrity(format!(
+            "event {} ({}) does not read as recorded: {f}",
+            e.event_id, e.body.event_type
+        ))
+    })
 }
 
-impl Entry {
-    fn of_event(e: &Event) -> Self {
-        Entry {
-            event_id: e.event_id,
-            event_type: e.body.event_type.clone(),
-            data: e.body.data.clone(),
-            occurred_at: e.occurred_at.instant,
-            site: e.site.clone(),
-        }
-    }
-
-    fn of_draft(d: &EventDraft) -> Self {
-        Entry {
-            event_id: d.event_id,
-            event_type: d.body.event_type.clone(),
-            data: d.body.data.clone(),
-            occurred_at: d.occurred_at.instant,
-            site: d.site.clone(),
-        }
-    }
-
-    pub(crate) fn as_entry(&self) -> ChainEntry<'_> {
-        ChainEntry {
-            event_id: self.event_id,
-            event_type: &self.event_type,
-            data: &self.data,
-            occurred_at: self.occurred_at,
-            site: self.site.as_deref(),
-        }
-    }
+/// A checked draft read for the fold.
+pub(crate) fn entry_of_draft(d: &EventDraft) -> Result<Entry, AppError> {
+    Ok(Entry::of_draft(d)?)
 }
 
 /// What a chain's checks need: its events so far, its enrolment and its product.
@@ -172,7 +148,7 @@ pub(crate) fn in_recording_order<'a>(chosen: &[&'a Event], all: &[Event]) -> Vec
 }
 
 /// The effective (not superseded) events of a stored chain, in recording order.
-fn effective(events: &[Event]) -> Vec<Entry> {
+fn effective(events: &[Event]) -> Result<Vec<Entry>, AppError> {
     let superseded: std::collections::HashSet<Uuid> =
         events.iter().filter_map(|e| e.corrects).collect();
     let chosen: Vec<&Event> = events
@@ -181,7 +157,7 @@ fn effective(events: &[Event]) -> Vec<Entry> {
         .collect();
     in_recording_order(&chosen, events)
         .into_iter()
-        .map(Entry::of_event)
+        .map(entry_of)
         .collect()
 }
 
@@ -306,7 +282,7 @@ impl Autolog {
         reads: &Arc<RuleReads>,
     ) -> Result<ChainFacts, AppError> {
         let coi = stream.trim_start_matches("coi/").to_string();
-        let entries = effective(events);
+        let entries = effective(events)?;
         let enrolment = enrolment_of(&entries);
         self.facts_for(coi, entries, enrolment, reads).await
     }
@@ -384,7 +360,10 @@ impl Autolog {
         events: &[&Event],
         enrolment: &Value,
     ) -> Result<ChainView, AppError> {
-        let entries = events.iter().map(|e| Entry::of_event(e)).collect();
+        let entries = events
+            .iter()
+            .map(|e| entry_of(e))
+            .collect::<Result<_, _>>()?;
         let reads = Arc::new(RuleReads::default());
         let facts = self
             .facts_for(coi.to_string(), entries, enrolment.clone(), &reads)
@@ -438,7 +417,7 @@ impl Autolog {
                 error: FieldError::new(format!("body.data.{field}"), value, rule),
             };
             let view = facts.view();
-            let this = Entry::of_draft(draft);
+            let this = entry_of_draft(draft)?;
             // A correction restates a fact in place: the state machine is not asked again
             // (the store limits what may be corrected), but who, where and with what are.
             if draft.corrects.is_some() {
@@ -522,7 +501,7 @@ impl Autolog {
                     chains.insert(r.stream.clone(), other);
                 }
                 if let Some(chain) = chains.get_mut(&r.stream) {
-                    chain.entries.push(Entry::of_draft(r));
+                    chain.entries.push(entry_of_draft(r)?);
                 }
             }
             extra.extend(recorded.into_iter().map(|draft| Recorded {
@@ -599,13 +578,11 @@ impl Autolog {
             .store
             .stream_events_many(&streams, Instant::MAX)
             .await?;
-        let mut entries: HashMap<String, Vec<Entry>> = streams
-            .iter()
-            .map(|s| {
-                let events = histories.remove(s).unwrap_or_default();
-                (s.clone(), effective(&events))
-            })
-            .collect();
+        let mut entries: HashMap<String, Vec<Entry>> = HashMap::new();
+        for s in &streams {
+            let events = histories.remove(s).unwrap_or_default();
+            entries.insert(s.clone(), effective(&events)?);
+        }
         // Products of the chains (as enrolled, or being enrolled by this request) and the
         // records the events name, in one read.
         let mut wanted: Vec<String> = Vec::new();
@@ -1651,7 +1628,11 @@ fn handoff_rules(
 
     // A return leaves from where the material is (custody disputed) for the
     // custodian of record: `ChainView::is_return`.
-    if custodian != site_id && !view.is_return(data) {
+    let returning = view.is_return(
+        text(data, "from_site_id"),
+        text(data, "destination_site_id"),
+    );
+    if custodian != site_id && !returning {
         return Err(refuse(
             "from_site_id",
             site_id,

@@ -1,7 +1,7 @@
 //! Alerts: recorded by Autolog in the ledger (stream alert/<id>) in the same transaction as
 //! their cause, pushed at once to subscribers, acknowledged and resolved by people.
 
-use autolog_domain::chain::{AlertHandledV1, AlertRaisedV1};
+use autolog_domain::catalogue::chain::{AlertHandledV1, AlertRaisedV1};
 use autolog_domain::identifiers::Coi;
 use autolog_domain::{EventDraft, FieldError, Instant, OccurredAt};
 use serde_json::{json, Value};

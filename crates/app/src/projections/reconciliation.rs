@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use autolog_domain::chain::{ChainContext, ChainEntry, ChainView};
+use autolog_domain::chain::{ChainContext, ChainView};
 use autolog_domain::rules::{references, unregistered};
 use autolog_domain::{Event, Instant};
 use serde_json::{json, Value};
@@ -52,7 +52,8 @@ impl Autolog {
             // Fold step by step, noting every event the state machine would not accept.
             let mut view = ChainView::default();
             for event in &effective {
-                let entry = ChainEntry::of_event(event);
+                let typed = crate::chain::custody::entry_of(event)?;
+                let entry = typed.as_entry();
                 let state_before = view.state.as_str();
                 if let Err(refusal) = view.advance(&entry, &ctx) {
                     out_of_order.push(StepOutOfOrder {

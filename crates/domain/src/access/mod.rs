@@ -369,11 +369,11 @@ pub fn may_record_at(grants: &[Grant], event_type: &str, site_id: Option<&str>) 
 
 // --- Payloads of the access audit trail (all recorded by Autolog itself). ---
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct UserCreatedV1 {
-    person_id: String,
-    created_by: String,
+pub struct UserCreatedV1 {
+    pub person_id: String,
+    pub created_by: String,
 }
 
 impl Check for UserCreatedV1 {
@@ -383,13 +383,13 @@ impl Check for UserCreatedV1 {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct UserRoleChangedV1 {
-    person_id: String,
-    role: String,
-    site_id: String,
-    changed_by: String,
+pub struct UserRoleChangedV1 {
+    pub person_id: String,
+    pub role: String,
+    pub site_id: String,
+    pub changed_by: String,
 }
 
 impl Check for UserRoleChangedV1 {
@@ -403,14 +403,14 @@ impl Check for UserRoleChangedV1 {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct UserAccountChangedV1 {
-    person_id: String,
+pub struct UserAccountChangedV1 {
+    pub person_id: String,
     /// Who did it (a person or system), or Autolog itself for a lockout.
-    changed_by: String,
+    pub changed_by: String,
     #[serde(default)]
-    detail: Option<String>,
+    pub detail: Option<String>,
 }
 
 impl Check for UserAccountChangedV1 {
@@ -423,19 +423,19 @@ impl Check for UserAccountChangedV1 {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ApiTokenChangedV1 {
-    token_id: String,
-    system_id: String,
+pub struct ApiTokenChangedV1 {
+    pub token_id: String,
+    pub system_id: String,
     #[serde(default)]
-    sites: Vec<String>,
+    pub sites: Vec<String>,
     #[serde(default)]
-    expires_at: Option<String>,
+    pub expires_at: Option<String>,
     /// An issued token's stored SHA-256 (of a 256-bit random secret), for `verify`.
     #[serde(default)]
-    secret_sha256: Option<String>,
-    changed_by: String,
+    pub secret_sha256: Option<String>,
+    pub changed_by: String,
 }
 
 impl Check for ApiTokenChangedV1 {
@@ -471,15 +471,15 @@ pub(crate) fn check_sha256_hex(field: &str, value: &str) -> Result<(), FieldErro
 
 /// A webhook registered (its URL, who, and the ledger position its alerts start after;
 /// never its secret) or stopped, on `webhook/<id>`: what `verify` holds the webhooks table to.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct WebhookChangedV1 {
-    webhook_id: String,
+pub struct WebhookChangedV1 {
+    pub webhook_id: String,
     #[serde(default)]
-    url: Option<String>,
+    pub url: Option<String>,
     #[serde(default)]
-    from_position: Option<u64>,
-    changed_by: String,
+    pub from_position: Option<u64>,
+    pub changed_by: String,
 }
 
 impl Check for WebhookChangedV1 {
@@ -576,23 +576,23 @@ pub fn check_purpose_of_use(field: &str, value: &str) -> Result<(), FieldError> 
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PersonalDataAccessV1 {
-    patient_key: String,
-    by: String,
+pub struct PersonalDataAccessV1 {
+    pub patient_key: String,
+    pub by: String,
     /// Why (a read's purpose, an erasure's reason); the identifying data itself never.
     #[serde(default)]
-    purpose: Option<String>,
+    pub purpose: Option<String>,
     /// A read's optional coded reason ([`ACCESS_OVERRIDE_REASONS`]).
     #[serde(default)]
-    reason: Option<String>,
+    pub reason: Option<String>,
     /// The names of the fields recorded (never their values).
     #[serde(default)]
-    fields: Vec<String>,
+    pub fields: Vec<String>,
     /// The chain it was recorded through, if any.
     #[serde(default)]
-    coi: Option<String>,
+    pub coi: Option<String>,
 }
 
 impl Check for PersonalDataAccessV1 {
@@ -628,18 +628,18 @@ pub const ACCESS_ACTIONS: &[&str] = &["write", "read"];
 
 /// One refused attempt, recorded in the sender's own audit: who, what they tried where,
 /// and the rule that refused it (the field and rule of the answer they got).
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct AccessRefusedV1 {
-    by: String,
-    action: String,
+pub struct AccessRefusedV1 {
+    pub by: String,
+    pub action: String,
     /// The stream (or route) the attempt named, as the sender sent it.
-    target: String,
+    pub target: String,
     /// The event type a refused write carried.
     #[serde(default)]
-    event_type: Option<String>,
-    field: String,
-    rule: String,
+    pub event_type: Option<String>,
+    pub field: String,
+    pub rule: String,
 }
 
 impl Check for AccessRefusedV1 {
@@ -657,13 +657,13 @@ impl Check for AccessRefusedV1 {
 
 /// Refusals of one sender in one minute beyond those recorded one by one: counted, so a
 /// flood of refused attempts cannot fill the ledger.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct AccessRefusalsCountedV1 {
-    by: String,
+pub struct AccessRefusalsCountedV1 {
+    pub by: String,
     /// The minute they happened in (its first instant, RFC 3339 UTC).
-    minute: String,
-    refusals: u64,
+    pub minute: String,
+    pub refusals: u64,
 }
 
 impl Check for AccessRefusalsCountedV1 {
@@ -681,13 +681,13 @@ impl Check for AccessRefusalsCountedV1 {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct VaultKeyRotatedV1 {
-    from_key_id: String,
-    to_key_id: String,
-    records: u64,
-    by: String,
+pub struct VaultKeyRotatedV1 {
+    pub from_key_id: String,
+    pub to_key_id: String,
+    pub records: u64,
+    pub by: String,
 }
 
 impl Check for VaultKeyRotatedV1 {

@@ -60,11 +60,11 @@ fn hex_lower(bytes: &[u8]) -> String {
 }
 
 /// The audit record of a signing secret set or reset (never the secret).
-#[derive(serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct SigningSecretSetV1 {
-    person_id: String,
-    set_by: String,
+pub struct SigningSecretSetV1 {
+    pub person_id: String,
+    pub set_by: String,
     /// SHA-256 (hex) of the stored Argon2id PHC string (salted: it reveals nothing of the
     /// secret), so that `verify` can tell a stored hash replaced outside Autolog.
     #[serde(default)]

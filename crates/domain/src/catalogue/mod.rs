@@ -2,512 +2,211 @@
 //! schema. Each area (reference data, chain, batch, access) defines its payloads; this
 //! table names them all. An unknown type or version is refused.
 
+pub mod batch;
+pub mod chain;
 mod draft;
+pub mod enrolment;
 mod state;
 
 pub use draft::parse_draft;
 pub use state::{record_at, stream_state, StreamState};
 
-use crate::chain::enrolment::*;
+use crate::catalogue::enrolment::*;
 use crate::error::FieldError;
 use crate::ledger::envelope::check_text;
-use crate::ledger::event_type::{schema, Check, EventType, Fold};
+use crate::ledger::event_type::{schema, typed, Check, EventType, Fold};
 use crate::reference::*;
 use serde::Deserialize;
+use serde_json::Value;
 
-/// Every event type this build accepts.
-pub const EVENT_TYPES: &[EventType] = &[
-    EventType {
-        name: "annotation.recorded",
-        version: 1,
-        description: "A free-text note attached to any stream (who noticed what, and why).",
-        fold: Fold::AppendTo("annotations"),
-        validate: schema::<AnnotationRecordedV1>,
-    },
-    EventType {
-        name: "site.registered",
-        version: 1,
-        description: "A canonical site enters the network: id, name, types, IANA zone, address, GLN, FIN, FEI, status, validity.",
-        fold: Fold::Merge,
-        validate: schema::<SiteRegisteredV1>,
-    },
-    EventType {
-        name: "site.amended",
-        version: 1,
-        description: "Some attributes of a registered site change.",
-        fold: Fold::Merge,
-        validate: schema::<SiteAmendedV1>,
-    },
-    EventType {
-        name: "personnel.registered",
-        version: 1,
-        description: "A person of the network: id, printed name, status, roles and qualifications per site with validity.",
-        fold: Fold::Merge,
-        validate: schema::<PersonnelRegisteredV1>,
-    },
-    EventType {
-        name: "personnel.amended",
-        version: 1,
-        description: "A person's printed name, status or qualifications (the whole list) change.",
-        fold: Fold::Merge,
-        validate: schema::<PersonnelAmendedV1>,
-    },
-    EventType {
-        name: "equipment.registered",
-        version: 1,
-        description: "A piece of equipment: id, type, site, calibration valid until, status.",
-        fold: Fold::Merge,
-        validate: schema::<EquipmentRegisteredV1>,
-    },
-    EventType {
-        name: "equipment.calibrated",
-        version: 1,
-        description: "A new calibration: valid until a later instant.",
-        fold: Fold::Merge,
-        validate: schema::<EquipmentCalibratedV1>,
-    },
-    EventType {
-        name: "equipment.amended",
-        version: 1,
-        description: "Some attributes of registered equipment change: type, site, calibration, status, validity.",
-        fold: Fold::Merge,
-        validate: schema::<EquipmentAmendedV1>,
-    },
-    EventType {
-        name: "material_lot.registered",
-        version: 1,
-        description: "A lot of a material (viral vector, media, reagent, bag): supplier, lot, expiry, status.",
-        fold: Fold::Merge,
-        validate: schema::<MaterialLotRegisteredV1>,
-    },
-    EventType {
-        name: "material_lot.status_changed",
-        version: 1,
-        description: "A lot is released, quarantined or recalled.",
-        fold: Fold::Merge,
-        validate: schema::<MaterialLotStatusChangedV1>,
-    },
-    EventType {
-        name: "process_step.defined",
-        version: 1,
-        description: "A canonical process step code, its description and its GS1 CBV bizStep.",
-        fold: Fold::Merge,
-        validate: schema::<ProcessStepDefinedV1>,
-    },
-    EventType {
-        name: "process_step.amended",
-        version: 1,
-        description: "A defined step's description, CBV bizStep, status or validity changes.",
-        fold: Fold::Merge,
-        validate: schema::<ProcessStepAmendedV1>,
-    },
-    EventType {
-        name: "product.registered",
-        version: 1,
-        description: "A product of the portfolio: code, name, process definition (ordered steps with the site types that may perform each, windows between steps, release tests with specifications), storage temperature range, retention class.",
-        fold: Fold::Merge,
-        validate: schema::<ProductRegisteredV1>,
-    },
-    EventType {
-        name: "product.amended",
-        version: 1,
-        description: "Some attributes of a registered product change (a new process definition replaces the old one whole).",
-        fold: Fold::Merge,
-        validate: schema::<ProductAmendedV1>,
-    },
-    EventType {
-        name: "source_system.registered",
-        version: 1,
-        description: "A source system of the network: id, kind, owning site.",
-        fold: Fold::Merge,
-        validate: schema::<SourceSystemRegisteredV1>,
-    },
-    EventType {
-        name: "source_system.amended",
-        version: 1,
-        description: "A source system's owning site, status or validity changes.",
-        fold: Fold::Merge,
-        validate: schema::<SourceSystemAmendedV1>,
-    },
-    EventType {
-        name: "crosswalk.mapped",
-        version: 1,
-        description: "A source system's local code mapped onto a canonical id over a validity interval.",
-        fold: Fold::Merge,
-        validate: schema::<CrosswalkMappedV1>,
-    },
-    EventType {
-        name: "chain.enrolled",
-        version: 1,
-        description: "A patient (pseudonymous key) is enrolled for a product at a treatment center, and the chain's COI issued (stream coi/<COI>).",
-        fold: Fold::Merge,
-        validate: schema::<ChainEnrolledV1>,
-    },
-    EventType {
-        name: "chain.cancelled",
-        version: 1,
-        description: "An enrolment is cancelled; its COI is never issued again.",
-        fold: Fold::Merge,
-        validate: schema::<ChainCancelledV1>,
-    },
-    EventType {
-        name: "chain.collection_site_assigned",
-        version: 1,
-        description: "The treatment center sends the patient to another apheresis center than the order named, and why: from then on only that site records the collection.",
-        fold: Fold::Merge,
-        validate: schema::<crate::chain::ChainCollectionSiteAssignedV1>,
-    },
-    EventType {
-        name: "chain.collected",
-        version: 1,
-        description: "The apheresis collection of a chain: site, qualified operator, calibrated device, start and end, one DIN per bag.",
-        fold: Fold::AppendTo("collections"),
-        validate: schema::<ChainCollectedV1>,
-    },
-    EventType {
-        name: "din.linked",
-        version: 1,
-        description: "Recorded by Autolog with a collection: this DIN belongs to this COI, forever (stream din/<DIN>).",
-        fold: Fold::Merge,
-        validate: schema::<DinLinkedV1>,
-    },
-    EventType {
-        name: "time_zone.discrepancy_flagged",
-        version: 1,
-        description: "Recorded by Autolog: an event's UTC offset disagrees with its recording site's zone at that instant (stream discrepancy/time-zone/<site>).",
-        fold: Fold::AppendTo("discrepancies"),
-        validate: schema::<TimeZoneDiscrepancyFlaggedV1>,
-    },
-    EventType {
-        name: "custody.handed_off",
-        version: 1,
-        description: "The sender's manifest of a change of hands: units, count, container, seal, courier, destination, expected arrival, required temperature range.",
-        fold: Fold::AppendTo("handoffs"),
-        validate: schema::<crate::chain::CustodyHandedOffV1>,
-    },
-    EventType {
-        name: "custody.received",
-        version: 1,
-        description: "The receiver's receipt: every label as scanned, container, seal, temperature-logger summary; reconciled against the handoff at once.",
-        fold: Fold::AppendTo("receipts"),
-        validate: schema::<crate::chain::CustodyReceivedV1>,
-    },
-    EventType {
-        name: "chain.step_performed",
-        version: 1,
-        description: "A process step of the product performed on the chain's material: step, site, person, equipment, start and end.",
-        fold: Fold::AppendTo("steps"),
-        validate: schema::<crate::chain::ChainStepPerformedV1>,
-    },
-    EventType {
-        name: "chain.released",
-        version: 1,
-        description: "A batch is released for its patient: the batch, the intended patient, releasing site and qualified person, released final units (accepted only when every release condition holds).",
-        fold: Fold::Merge,
-        validate: schema::<crate::chain::ChainReleasedV1>,
-    },
-    EventType {
-        name: "chain.administered",
-        version: 1,
-        description: "The product is administered to the chain's patient: unit, site, administering and verifying persons.",
-        fold: Fold::Merge,
-        validate: schema::<crate::chain::ChainAdministeredV1>,
-    },
-    EventType {
-        name: "chain.exceptional_release_requested",
-        version: 1,
-        description: "A treating physician's signed request to release an out-of-specification batch to its patient; with it, an exceptional release needs a second qualified signature.",
-        fold: Fold::AppendTo("exceptional_release_requests"),
-        validate: schema::<crate::chain::ChainExceptionalReleaseRequestedV1>,
-    },
-    EventType {
-        name: "signing_secret.set",
-        version: 1,
-        description: "Recorded by Autolog: a person's e-signature secret was set or reset, by whom (the secret itself is never in the ledger).",
-        fold: Fold::AppendTo("signing_secret_changes"),
-        validate: schema::<crate::access::signature::SigningSecretSetV1>,
-    },
-    EventType {
-        name: "chain.legal_hold_placed",
-        version: 1,
-        description: "A legal hold on the chain's records: no retention period expires while it is in force.",
-        fold: Fold::AppendTo("legal_holds"),
-        validate: schema::<crate::chain::ChainLegalHoldV1>,
-    },
-    EventType {
-        name: "chain.legal_hold_released",
-        version: 1,
-        description: "A legal hold is lifted; the retention periods run again.",
-        fold: Fold::AppendTo("legal_hold_releases"),
-        validate: schema::<crate::chain::ChainLegalHoldV1>,
-    },
-    EventType {
-        name: "chain.bedside_verified",
-        version: 1,
-        description: "The bedside check before infusion: the unit's label as scanned and the patient's two identifiers, matched against the unit's chain and the release's intended patient (a mismatch is a hard stop and an alert).",
-        fold: Fold::AppendTo("bedside_checks"),
-        validate: schema::<crate::chain::ChainBedsideVerifiedV1>,
-    },
-    EventType {
-        name: "chain.follow_up_recorded",
-        version: 1,
-        description: "A long-term follow-up visit is recorded against the chain (codes only).",
-        fold: Fold::AppendTo("follow_ups"),
-        validate: schema::<crate::chain::ChainFollowUpRecordedV1>,
-    },
-    EventType {
-        name: "chain.hold_placed",
-        version: 1,
-        description: "A hold on the chain (by Autolog on a failed reconciliation, or by a person): no step is accepted until it is released.",
-        fold: Fold::AppendTo("holds"),
-        validate: schema::<crate::chain::ChainHoldPlacedV1>,
-    },
-    EventType {
-        name: "chain.hold_released",
-        version: 1,
-        description: "A hold is resolved with a reason by a person qualified at the site.",
-        fold: Fold::AppendTo("hold_releases"),
-        validate: schema::<crate::chain::ChainHoldReleasedV1>,
-    },
-    EventType {
-        name: "alert.raised",
-        version: 1,
-        description: "Recorded by Autolog: an alert (severity, rule, chain, site, evidence) in the same transaction as the event that caused it (stream alert/<id>).",
-        fold: Fold::Merge,
-        validate: schema::<crate::chain::AlertRaisedV1>,
-    },
-    EventType {
-        name: "alert.acknowledged",
-        version: 1,
-        description: "A person acknowledges an alert (seen, being handled).",
-        fold: Fold::AppendTo("acknowledgements"),
-        validate: schema::<crate::chain::AlertHandledV1>,
-    },
-    EventType {
-        name: "alert.resolved",
-        version: 1,
-        description: "A person resolves an alert, with a note saying how.",
-        fold: Fold::AppendTo("resolutions"),
-        validate: schema::<crate::chain::AlertHandledV1>,
-    },
-    EventType {
-        name: "batch.created",
-        version: 1,
-        description: "A batch is created from collections (DINs) of the chain it is recorded on, with the MES's own batch number.",
-        fold: Fold::AppendTo("batches"),
-        validate: schema::<crate::batch::BatchCreatedV1>,
-    },
-    EventType {
-        name: "batch.linked",
-        version: 1,
-        description: "Recorded by Autolog: a batch id belongs to one chain, forever (stream batch/<id>).",
-        fold: Fold::Merge,
-        validate: schema::<crate::batch::BatchLinkedV1>,
-    },
-    EventType {
-        name: "batch.material_consumed",
-        version: 1,
-        description: "A material lot consumed by a batch (viral vector, media, reagent, bag); a recalled or quarantined lot is refused.",
-        fold: Fold::AppendTo("materials"),
-        validate: schema::<crate::batch::BatchMaterialConsumedV1>,
-    },
-    EventType {
-        name: "material_lot.consumed",
-        version: 1,
-        description: "Recorded by Autolog in the lot's stream: the lot went into this chain's batch (forward genealogy).",
-        fold: Fold::AppendTo("consumptions"),
-        validate: schema::<crate::batch::MaterialLotConsumedV1>,
-    },
-    EventType {
-        name: "batch.units_produced",
-        version: 1,
-        description: "The final units a batch yields, each identified by COI, product code and division with a check character.",
-        fold: Fold::AppendTo("unit_productions"),
-        validate: schema::<crate::batch::BatchUnitsProducedV1>,
-    },
-    EventType {
-        name: "unit.linked",
-        version: 1,
-        description: "Recorded by Autolog: a final unit belongs to one chain and batch, forever (stream unit/<id>).",
-        fold: Fold::Merge,
-        validate: schema::<crate::batch::UnitLinkedV1>,
-    },
-    EventType {
-        name: "batch.test_result_recorded",
-        version: 1,
-        description: "A LIMS result for a batch or unit: test, method, result and unit as measured (the verdict is Autolog's).",
-        fold: Fold::AppendTo("test_results"),
-        validate: schema::<crate::batch::BatchTestResultRecordedV1>,
-    },
-    EventType {
-        name: "batch.test_result_evaluated",
-        version: 1,
-        description: "Recorded by Autolog with each result: pass or fail against the product's specification, and why.",
-        fold: Fold::AppendTo("verdicts"),
-        validate: schema::<crate::batch::BatchTestResultEvaluatedV1>,
-    },
-    EventType {
-        name: "deviation.opened",
-        version: 1,
-        description: "A QMS deviation opened against the chain (and a batch).",
-        fold: Fold::AppendTo("deviations"),
-        validate: schema::<crate::batch::DeviationOpenedV1>,
-    },
-    EventType {
-        name: "deviation.investigated",
-        version: 1,
-        description: "An investigation step of an open deviation.",
-        fold: Fold::AppendTo("deviation_investigations"),
-        validate: schema::<crate::batch::DeviationInvestigatedV1>,
-    },
-    EventType {
-        name: "deviation.closed",
-        version: 1,
-        description: "A deviation closed with a disposition (release permitted or not, rework) and its rationale.",
-        fold: Fold::AppendTo("deviation_closures"),
-        validate: schema::<crate::batch::DeviationClosedV1>,
-    },
-    EventType {
-        name: "user.created",
-        version: 1,
-        description: "Recorded by Autolog: a user account was created for a registered person (its password is the person's signing secret), and by whom.",
-        fold: Fold::AppendTo("access_changes"),
-        validate: schema::<crate::access::UserCreatedV1>,
-    },
-    EventType {
-        name: "user.role_granted",
-        version: 1,
-        description: "Recorded by Autolog: a role was granted to a person at a site (or at every site, \"*\"), and by whom.",
-        fold: Fold::AppendTo("access_changes"),
-        validate: schema::<crate::access::UserRoleChangedV1>,
-    },
-    EventType {
-        name: "user.role_revoked",
-        version: 1,
-        description: "Recorded by Autolog: a person's role at a site was revoked, and by whom.",
-        fold: Fold::AppendTo("access_changes"),
-        validate: schema::<crate::access::UserRoleChangedV1>,
-    },
-    EventType {
-        name: "user.second_factor_enrolled",
-        version: 1,
-        description: "Recorded by Autolog: a new TOTP second factor was enrolled for a user (the key itself is never in the ledger).",
-        fold: Fold::AppendTo("access_changes"),
-        validate: schema::<crate::access::UserAccountChangedV1>,
-    },
-    EventType {
-        name: "user.locked_out",
-        version: 1,
-        description: "Recorded by Autolog: a user account was locked after repeated failed sign-ins or re-authentications.",
-        fold: Fold::AppendTo("access_changes"),
-        validate: schema::<crate::access::UserAccountChangedV1>,
-    },
-    EventType {
-        name: "user.unlocked",
-        version: 1,
-        description: "Recorded by Autolog: a locked user account was unlocked by an administrator.",
-        fold: Fold::AppendTo("access_changes"),
-        validate: schema::<crate::access::UserAccountChangedV1>,
-    },
-    EventType {
-        name: "api_token.issued",
-        version: 1,
-        description: "Recorded by Autolog: an API token was issued to a source system for its sites, until when, and by whom (the token itself is never in the ledger).",
-        fold: Fold::AppendTo("api_tokens"),
-        validate: schema::<crate::access::ApiTokenChangedV1>,
-    },
-    EventType {
-        name: "api_token.revoked",
-        version: 1,
-        description: "Recorded by Autolog: a source system's API token was revoked, and by whom.",
-        fold: Fold::AppendTo("api_tokens"),
-        validate: schema::<crate::access::ApiTokenChangedV1>,
-    },
-    EventType {
-        name: "personal_data.recorded",
-        version: 1,
-        description: "Recorded by Autolog: a patient's identifying data was recorded in the vault (which fields, by whom; never their values).",
-        fold: Fold::AppendTo("personal_data_access"),
-        validate: schema::<crate::access::PersonalDataAccessV1>,
-    },
-    EventType {
-        name: "personal_data.read",
-        version: 1,
-        description: "Recorded by Autolog: a patient's identifying data was read from the vault, by whom and why.",
-        fold: Fold::AppendTo("personal_data_access"),
-        validate: schema::<crate::access::PersonalDataAccessV1>,
-    },
-    EventType {
-        name: "personal_data.erased",
-        version: 1,
-        description: "Recorded by Autolog: a patient's data key was destroyed (crypto-shredding); the chain stays, pseudonymous.",
-        fold: Fold::AppendTo("personal_data_access"),
-        validate: schema::<crate::access::PersonalDataAccessV1>,
-    },
-    EventType {
-        name: "vault.master_key_rotated",
-        version: 1,
-        description: "Recorded by Autolog: every patient's data key was re-wrapped under a new vault master key (key ids only).",
-        fold: Fold::AppendTo("rotations"),
-        validate: schema::<crate::access::VaultKeyRotatedV1>,
-    },
-    EventType {
-        name: "access.refused",
-        version: 1,
-        description: "Recorded by Autolog in the sender's own access audit: an attempt refused for scope or role (who, what, where, the rule; never identifying data).",
-        fold: Fold::AppendTo("refusals"),
-        validate: schema::<crate::access::AccessRefusedV1>,
-    },
-    EventType {
-        name: "access.refusals_counted",
-        version: 1,
-        description: "Recorded by Autolog in the sender's own access audit: how many more attempts were refused in one minute beyond those recorded one by one.",
-        fold: Fold::AppendTo("refusals_counted"),
-        validate: schema::<crate::access::AccessRefusalsCountedV1>,
-    },
-    EventType {
-        name: "sample.handed_off",
-        version: 1,
-        description: "Samples of a chain (QC aliquots, retains) sent to a laboratory: their own custody, apart from the chain's material; the destination takes part in the chain.",
-        fold: Fold::AppendTo("sample_shipments"),
-        validate: schema::<crate::chain::SampleHandedOffV1>,
-    },
-    EventType {
-        name: "sample.received",
-        version: 1,
-        description: "Samples received by the laboratory their shipment names.",
-        fold: Fold::AppendTo("sample_receipts"),
-        validate: schema::<crate::chain::SampleReceivedV1>,
-    },
-    EventType {
-        name: "chain.recollected",
-        version: 1,
-        description: "Recorded by Autolog on a chain whose patient is collected again under a new COI (re-collection, re-manufacture): the new chain and why; this episode makes no more progress.",
-        fold: Fold::Merge,
-        validate: schema::<crate::chain::enrolment::ChainRecollectedV1>,
-    },
-    EventType {
-        name: "unit.expiry_extended",
-        version: 1,
-        description: "A final unit's expiry extended by a signed QA decision, with its reason (the only way past an expiry).",
-        fold: Fold::AppendTo("expiry_extensions"),
-        validate: schema::<crate::batch::UnitExpiryExtendedV1>,
-    },
-    EventType {
-        name: "webhook.registered",
-        version: 1,
-        description: "Recorded by Autolog: an outbound webhook was registered (its URL, by whom, the ledger position its alerts start after; never its secret).",
-        fold: Fold::Merge,
-        validate: schema::<crate::access::WebhookChangedV1>,
-    },
-    EventType {
-        name: "webhook.deactivated",
-        version: 1,
-        description: "Recorded by Autolog: an outbound webhook was stopped, by whom.",
-        fold: Fold::AppendTo("deactivations"),
-        validate: schema::<crate::access::WebhookChangedV1>,
-    },
-];
+/// Declares the catalogue once: the typed payload of each accepted `(type, version)`, and
+/// the table of event types. Both are generated from the same lines, so a type cannot be
+/// accepted without its typed form, nor typed without being accepted.
+macro_rules! catalogue {
+    ($( $variant:ident($payload:ty) = $name:literal, $version:literal, $fold:expr,
+        $description:literal; )*) => {
+        /// A payload in its typed form: one variant per accepted `(type, version)`. Read
+        /// once from the canonical JSON; folds and rules match on it.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Payload {
+            $( $variant($payload), )*
+        }
+
+        /// Every event type this build accepts.
+        pub const EVENT_TYPES: &[EventType] = &[
+            $( EventType {
+                name: $name,
+                version: $version,
+                description: $description,
+                fold: $fold,
+                validate: schema::<$payload>,
+            }, )*
+        ];
+
+        impl Payload {
+            /// Reads a recorded payload in its typed form (its shape only: the rules were
+            /// checked when it was recorded). An unknown type or version is named.
+            pub fn read(event_type: &str, version: u32, data: &Value) -> Result<Self, FieldError> {
+                match (event_type, version) {
+                    $( ($name, $version) => typed::<$payload>(data).map(Payload::$variant), )*
+                    _ => Err(lookup(event_type, version).err().unwrap_or_else(|| {
+                        FieldError::new("type", event_type, "has no typed form")
+                    })),
+                }
+            }
+
+            /// The event type this payload is of.
+            pub fn event_type(&self) -> &'static str {
+                match self {
+                    $( Payload::$variant(_) => $name, )*
+                }
+            }
+        }
+    };
+}
+
+catalogue! {
+    AnnotationRecorded(AnnotationRecordedV1) = "annotation.recorded", 1, Fold::AppendTo("annotations"),
+        "A free-text note attached to any stream (who noticed what, and why).";
+    SiteRegistered(SiteRegisteredV1) = "site.registered", 1, Fold::Merge,
+        "A canonical site enters the network: id, name, types, IANA zone, address, GLN, FIN, FEI, status, validity.";
+    SiteAmended(SiteAmendedV1) = "site.amended", 1, Fold::Merge,
+        "Some attributes of a registered site change.";
+    PersonnelRegistered(PersonnelRegisteredV1) = "personnel.registered", 1, Fold::Merge,
+        "A person of the network: id, printed name, status, roles and qualifications per site with validity.";
+    PersonnelAmended(PersonnelAmendedV1) = "personnel.amended", 1, Fold::Merge,
+        "A person's printed name, status or qualifications (the whole list) change.";
+    EquipmentRegistered(EquipmentRegisteredV1) = "equipment.registered", 1, Fold::Merge,
+        "A piece of equipment: id, type, site, calibration valid until, status.";
+    EquipmentCalibrated(EquipmentCalibratedV1) = "equipment.calibrated", 1, Fold::Merge,
+        "A new calibration: valid until a later instant.";
+    EquipmentAmended(EquipmentAmendedV1) = "equipment.amended", 1, Fold::Merge,
+        "Some attributes of registered equipment change: type, site, calibration, status, validity.";
+    MaterialLotRegistered(MaterialLotRegisteredV1) = "material_lot.registered", 1, Fold::Merge,
+        "A lot of a material (viral vector, media, reagent, bag): supplier, lot, expiry, status.";
+    MaterialLotStatusChanged(MaterialLotStatusChangedV1) = "material_lot.status_changed", 1, Fold::Merge,
+        "A lot is released, quarantined or recalled.";
+    ProcessStepDefined(ProcessStepDefinedV1) = "process_step.defined", 1, Fold::Merge,
+        "A canonical process step code, its description and its GS1 CBV bizStep.";
+    ProcessStepAmended(ProcessStepAmendedV1) = "process_step.amended", 1, Fold::Merge,
+        "A defined step's description, CBV bizStep, status or validity changes.";
+    ProductRegistered(ProductRegisteredV1) = "product.registered", 1, Fold::Merge,
+        "A product of the portfolio: code, name, process definition (ordered steps with the site types that may perform each, windows between steps, release tests with specifications), storage temperature range, retention class.";
+    ProductAmended(ProductAmendedV1) = "product.amended", 1, Fold::Merge,
+        "Some attributes of a registered product change (a new process definition replaces the old one whole).";
+    SourceSystemRegistered(SourceSystemRegisteredV1) = "source_system.registered", 1, Fold::Merge,
+        "A source system of the network: id, kind, owning site.";
+    SourceSystemAmended(SourceSystemAmendedV1) = "source_system.amended", 1, Fold::Merge,
+        "A source system's owning site, status or validity changes.";
+    CrosswalkMapped(CrosswalkMappedV1) = "crosswalk.mapped", 1, Fold::Merge,
+        "A source system's local code mapped onto a canonical id over a validity interval.";
+    ChainEnrolled(ChainEnrolledV1) = "chain.enrolled", 1, Fold::Merge,
+        "A patient (pseudonymous key) is enrolled for a product at a treatment center, and the chain's COI issued (stream coi/<COI>).";
+    ChainCancelled(ChainCancelledV1) = "chain.cancelled", 1, Fold::Merge,
+        "An enrolment is cancelled; its COI is never issued again.";
+    ChainCollectionSiteAssigned(crate::catalogue::chain::ChainCollectionSiteAssignedV1) = "chain.collection_site_assigned", 1, Fold::Merge,
+        "The treatment center sends the patient to another apheresis center than the order named, and why: from then on only that site records the collection.";
+    ChainCollected(ChainCollectedV1) = "chain.collected", 1, Fold::AppendTo("collections"),
+        "The apheresis collection of a chain: site, qualified operator, calibrated device, start and end, one DIN per bag.";
+    DinLinked(DinLinkedV1) = "din.linked", 1, Fold::Merge,
+        "Recorded by Autolog with a collection: this DIN belongs to this COI, forever (stream din/<DIN>).";
+    TimeZoneDiscrepancyFlagged(TimeZoneDiscrepancyFlaggedV1) = "time_zone.discrepancy_flagged", 1, Fold::AppendTo("discrepancies"),
+        "Recorded by Autolog: an event's UTC offset disagrees with its recording site's zone at that instant (stream discrepancy/time-zone/<site>).";
+    CustodyHandedOff(crate::catalogue::chain::CustodyHandedOffV1) = "custody.handed_off", 1, Fold::AppendTo("handoffs"),
+        "The sender's manifest of a change of hands: units, count, container, seal, courier, destination, expected arrival, required temperature range.";
+    CustodyReceived(crate::catalogue::chain::CustodyReceivedV1) = "custody.received", 1, Fold::AppendTo("receipts"),
+        "The receiver's receipt: every label as scanned, container, seal, temperature-logger summary; reconciled against the handoff at once.";
+    ChainStepPerformed(crate::catalogue::chain::ChainStepPerformedV1) = "chain.step_performed", 1, Fold::AppendTo("steps"),
+        "A process step of the product performed on the chain's material: step, site, person, equipment, start and end.";
+    ChainReleased(crate::catalogue::chain::ChainReleasedV1) = "chain.released", 1, Fold::Merge,
+        "A batch is released for its patient: the batch, the intended patient, releasing site and qualified person, released final units (accepted only when every release condition holds).";
+    ChainAdministered(crate::catalogue::chain::ChainAdministeredV1) = "chain.administered", 1, Fold::Merge,
+        "The product is administered to the chain's patient: unit, site, administering and verifying persons.";
+    ChainExceptionalReleaseRequested(crate::catalogue::chain::ChainExceptionalReleaseRequestedV1) = "chain.exceptional_release_requested", 1, Fold::AppendTo("exceptional_release_requests"),
+        "A treating physician's signed request to release an out-of-specification batch to its patient; with it, an exceptional release needs a second qualified signature.";
+    SigningSecretSet(crate::access::signature::SigningSecretSetV1) = "signing_secret.set", 1, Fold::AppendTo("signing_secret_changes"),
+        "Recorded by Autolog: a person's e-signature secret was set or reset, by whom (the secret itself is never in the ledger).";
+    ChainLegalHoldPlaced(crate::catalogue::chain::ChainLegalHoldV1) = "chain.legal_hold_placed", 1, Fold::AppendTo("legal_holds"),
+        "A legal hold on the chain's records: no retention period expires while it is in force.";
+    ChainLegalHoldReleased(crate::catalogue::chain::ChainLegalHoldV1) = "chain.legal_hold_released", 1, Fold::AppendTo("legal_hold_releases"),
+        "A legal hold is lifted; the retention periods run again.";
+    ChainBedsideVerified(crate::catalogue::chain::ChainBedsideVerifiedV1) = "chain.bedside_verified", 1, Fold::AppendTo("bedside_checks"),
+        "The bedside check before infusion: the unit's label as scanned and the patient's two identifiers, matched against the unit's chain and the release's intended patient (a mismatch is a hard stop and an alert).";
+    ChainFollowUpRecorded(crate::catalogue::chain::ChainFollowUpRecordedV1) = "chain.follow_up_recorded", 1, Fold::AppendTo("follow_ups"),
+        "A long-term follow-up visit is recorded against the chain (codes only).";
+    ChainHoldPlaced(crate::catalogue::chain::ChainHoldPlacedV1) = "chain.hold_placed", 1, Fold::AppendTo("holds"),
+        "A hold on the chain (by Autolog on a failed reconciliation, or by a person): no step is accepted until it is released.";
+    ChainHoldReleased(crate::catalogue::chain::ChainHoldReleasedV1) = "chain.hold_released", 1, Fold::AppendTo("hold_releases"),
+        "A hold is resolved with a reason by a person qualified at the site.";
+    AlertRaised(crate::catalogue::chain::AlertRaisedV1) = "alert.raised", 1, Fold::Merge,
+        "Recorded by Autolog: an alert (severity, rule, chain, site, evidence) in the same transaction as the event that caused it (stream alert/<id>).";
+    AlertAcknowledged(crate::catalogue::chain::AlertHandledV1) = "alert.acknowledged", 1, Fold::AppendTo("acknowledgements"),
+        "A person acknowledges an alert (seen, being handled).";
+    AlertResolved(crate::catalogue::chain::AlertHandledV1) = "alert.resolved", 1, Fold::AppendTo("resolutions"),
+        "A person resolves an alert, with a note saying how.";
+    BatchCreated(crate::catalogue::batch::BatchCreatedV1) = "batch.created", 1, Fold::AppendTo("batches"),
+        "A batch is created from collections (DINs) of the chain it is recorded on, with the MES's own batch number.";
+    BatchLinked(crate::catalogue::batch::BatchLinkedV1) = "batch.linked", 1, Fold::Merge,
+        "Recorded by Autolog: a batch id belongs to one chain, forever (stream batch/<id>).";
+    BatchMaterialConsumed(crate::catalogue::batch::BatchMaterialConsumedV1) = "batch.material_consumed", 1, Fold::AppendTo("materials"),
+        "A material lot consumed by a batch (viral vector, media, reagent, bag); a recalled or quarantined lot is refused.";
+    MaterialLotConsumed(crate::catalogue::batch::MaterialLotConsumedV1) = "material_lot.consumed", 1, Fold::AppendTo("consumptions"),
+        "Recorded by Autolog in the lot's stream: the lot went into this chain's batch (forward genealogy).";
+    BatchUnitsProduced(crate::catalogue::batch::BatchUnitsProducedV1) = "batch.units_produced", 1, Fold::AppendTo("unit_productions"),
+        "The final units a batch yields, each identified by COI, product code and division with a check character.";
+    UnitLinked(crate::catalogue::batch::UnitLinkedV1) = "unit.linked", 1, Fold::Merge,
+        "Recorded by Autolog: a final unit belongs to one chain and batch, forever (stream unit/<id>).";
+    BatchTestResultRecorded(crate::catalogue::batch::BatchTestResultRecordedV1) = "batch.test_result_recorded", 1, Fold::AppendTo("test_results"),
+        "A LIMS result for a batch or unit: test, method, result and unit as measured (the verdict is Autolog's).";
+    BatchTestResultEvaluated(crate::catalogue::batch::BatchTestResultEvaluatedV1) = "batch.test_result_evaluated", 1, Fold::AppendTo("verdicts"),
+        "Recorded by Autolog with each result: pass or fail against the product's specification, and why.";
+    DeviationOpened(crate::catalogue::batch::DeviationOpenedV1) = "deviation.opened", 1, Fold::AppendTo("deviations"),
+        "A QMS deviation opened against the chain (and a batch).";
+    DeviationInvestigated(crate::catalogue::batch::DeviationInvestigatedV1) = "deviation.investigated", 1, Fold::AppendTo("deviation_investigations"),
+        "An investigation step of an open deviation.";
+    DeviationClosed(crate::catalogue::batch::DeviationClosedV1) = "deviation.closed", 1, Fold::AppendTo("deviation_closures"),
+        "A deviation closed with a disposition (release permitted or not, rework) and its rationale.";
+    UserCreated(crate::access::UserCreatedV1) = "user.created", 1, Fold::AppendTo("access_changes"),
+        "Recorded by Autolog: a user account was created for a registered person (its password is the person's signing secret), and by whom.";
+    UserRoleGranted(crate::access::UserRoleChangedV1) = "user.role_granted", 1, Fold::AppendTo("access_changes"),
+        "Recorded by Autolog: a role was granted to a person at a site (or at every site, \"*\"), and by whom.";
+    UserRoleRevoked(crate::access::UserRoleChangedV1) = "user.role_revoked", 1, Fold::AppendTo("access_changes"),
+        "Recorded by Autolog: a person's role at a site was revoked, and by whom.";
+    UserSecondFactorEnrolled(crate::access::UserAccountChangedV1) = "user.second_factor_enrolled", 1, Fold::AppendTo("access_changes"),
+        "Recorded by Autolog: a new TOTP second factor was enrolled for a user (the key itself is never in the ledger).";
+    UserLockedOut(crate::access::UserAccountChangedV1) = "user.locked_out", 1, Fold::AppendTo("access_changes"),
+        "Recorded by Autolog: a user account was locked after repeated failed sign-ins or re-authentications.";
+    UserUnlocked(crate::access::UserAccountChangedV1) = "user.unlocked", 1, Fold::AppendTo("access_changes"),
+        "Recorded by Autolog: a locked user account was unlocked by an administrator.";
+    ApiTokenIssued(crate::access::ApiTokenChangedV1) = "api_token.issued", 1, Fold::AppendTo("api_tokens"),
+        "Recorded by Autolog: an API token was issued to a source system for its sites, until when, and by whom (the token itself is never in the ledger).";
+    ApiTokenRevoked(crate::access::ApiTokenChangedV1) = "api_token.revoked", 1, Fold::AppendTo("api_tokens"),
+        "Recorded by Autolog: a source system's API token was revoked, and by whom.";
+    PersonalDataRecorded(crate::access::PersonalDataAccessV1) = "personal_data.recorded", 1, Fold::AppendTo("personal_data_access"),
+        "Recorded by Autolog: a patient's identifying data was recorded in the vault (which fields, by whom; never their values).";
+    PersonalDataRead(crate::access::PersonalDataAccessV1) = "personal_data.read", 1, Fold::AppendTo("personal_data_access"),
+        "Recorded by Autolog: a patient's identifying data was read from the vault, by whom and why.";
+    PersonalDataErased(crate::access::PersonalDataAccessV1) = "personal_data.erased", 1, Fold::AppendTo("personal_data_access"),
+        "Recorded by Autolog: a patient's data key was destroyed (crypto-shredding); the chain stays, pseudonymous.";
+    VaultMasterKeyRotated(crate::access::VaultKeyRotatedV1) = "vault.master_key_rotated", 1, Fold::AppendTo("rotations"),
+        "Recorded by Autolog: every patient's data key was re-wrapped under a new vault master key (key ids only).";
+    AccessRefused(crate::access::AccessRefusedV1) = "access.refused", 1, Fold::AppendTo("refusals"),
+        "Recorded by Autolog in the sender's own access audit: an attempt refused for scope or role (who, what, where, the rule; never identifying data).";
+    AccessRefusalsCounted(crate::access::AccessRefusalsCountedV1) = "access.refusals_counted", 1, Fold::AppendTo("refusals_counted"),
+        "Recorded by Autolog in the sender's own access audit: how many more attempts were refused in one minute beyond those recorded one by one.";
+    SampleHandedOff(crate::catalogue::chain::SampleHandedOffV1) = "sample.handed_off", 1, Fold::AppendTo("sample_shipments"),
+        "Samples of a chain (QC aliquots, retains) sent to a laboratory: their own custody, apart from the chain's material; the destination takes part in the chain.";
+    SampleReceived(crate::catalogue::chain::SampleReceivedV1) = "sample.received", 1, Fold::AppendTo("sample_receipts"),
+        "Samples received by the laboratory their shipment names.";
+    ChainRecollected(crate::catalogue::enrolment::ChainRecollectedV1) = "chain.recollected", 1, Fold::Merge,
+        "Recorded by Autolog on a chain whose patient is collected again under a new COI (re-collection, re-manufacture): the new chain and why; this episode makes no more progress.";
+    UnitExpiryExtended(crate::catalogue::batch::UnitExpiryExtendedV1) = "unit.expiry_extended", 1, Fold::AppendTo("expiry_extensions"),
+        "A final unit's expiry extended by a signed QA decision, with its reason (the only way past an expiry).";
+    WebhookRegistered(crate::access::WebhookChangedV1) = "webhook.registered", 1, Fold::Merge,
+        "Recorded by Autolog: an outbound webhook was registered (its URL, by whom, the ledger position its alerts start after; never its secret).";
+    WebhookDeactivated(crate::access::WebhookChangedV1) = "webhook.deactivated", 1, Fold::AppendTo("deactivations"),
+        "Recorded by Autolog: an outbound webhook was stopped, by whom.";
+}
 
 /// Types only Autolog itself records; a request that sends one is refused.
 pub const RECORDED_BY_AUTOLOG: &[&str] = &[
@@ -539,6 +238,20 @@ pub const RECORDED_BY_AUTOLOG: &[&str] = &[
 ];
 
 /// Looks up a type; the error says which types or versions exist.
+impl Payload {
+    /// The process step a chain event performs, for those that name one.
+    pub fn step_code(&self) -> Option<&str> {
+        match self {
+            Payload::CustodyHandedOff(p) => Some(&p.step_code),
+            Payload::CustodyReceived(p) => Some(&p.step_code),
+            Payload::ChainStepPerformed(p) => Some(&p.step_code),
+            Payload::ChainAdministered(p) => Some(&p.step_code),
+            Payload::BatchMaterialConsumed(p) => p.step_code.as_deref(),
+            _ => None,
+        }
+    }
+}
+
 pub fn lookup(name: &str, version: u32) -> Result<&'static EventType, FieldError> {
     let same_name: Vec<&EventType> = EVENT_TYPES.iter().filter(|t| t.name == name).collect();
     if same_name.is_empty() {
@@ -566,10 +279,10 @@ pub fn lookup(name: &str, version: u32) -> Result<&'static EventType, FieldError
         })
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AnnotationRecordedV1 {
-    text: String,
+pub struct AnnotationRecordedV1 {
+    pub text: String,
 }
 
 impl Check for AnnotationRecordedV1 {

@@ -1,18 +1,23 @@
-//! The chain of identity's custody and state machine: the payloads of chain events after
-//! enrolment (handoff, receipt, steps, release, administration, holds) and the pure fold.
-
-pub mod enrolment;
-pub use enrolment::COI_SOURCES;
+//! The chain of identity's state machine: the pure fold of a chain's events (enrolment,
+//! custody, steps, release, administration, holds), read in their typed form
+//! (`crate::catalogue`), and the rules it checks each new event against.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use crate::catalogue::batch::{
+    BatchMaterialConsumedV1, BatchTestResultRecordedV1, BatchUnitsProducedV1, DeviationClosedV1,
+    DeviationInvestigatedV1, DeviationOpenedV1,
+};
+use crate::catalogue::chain::{
+    ChainHoldPlacedV1, CustodyHandedOffV1, CustodyReceivedV1, SampleReceivedV1,
+};
+use crate::catalogue::enrolment::{ChainCollectedV1, ChainEnrolledV1};
+use crate::catalogue::Payload;
+use crate::catalogue::Payload as P;
 use serde_json::Value;
 
 use crate::error::FieldError;
-use crate::ledger::envelope::{check_code as code, check_text};
-use crate::ledger::event_type::Check;
-use crate::ledger::fields::{list, text};
+
 use crate::ledger::time::Instant;
 
 /// The states of a chain (glossary: enrolled -> collected -> in transit -> ... -> in follow-up).
@@ -62,24 +67,71 @@ pub struct ChainContext {
     pub biz_steps: BTreeMap<String, String>,
 }
 
-/// One event of a chain as the fold reads it.
+/// One event of a chain as the fold reads it: its payload in typed form, beside the
+/// canonical JSON it was read from.
 #[derive(Debug, Clone, Copy)]
 pub struct ChainEntry<'a> {
     pub event_id: uuid::Uuid,
     pub event_type: &'a str,
     pub data: &'a Value,
+    pub payload: &'a Payload,
     pub occurred_at: Instant,
     pub site: Option<&'a str>,
 }
 
-impl<'a> ChainEntry<'a> {
-    pub fn of_event(e: &'a crate::Event) -> Self {
-        Self {
+/// An owned chain event (stored, or a draft earlier in the same request) with its payload
+/// read into its typed form once, for the fold.
+#[derive(Debug, Clone)]
+pub struct ChainEvent {
+    pub event_id: uuid::Uuid,
+    pub event_type: String,
+    pub data: Value,
+    pub payload: Payload,
+    pub occurred_at: Instant,
+    pub site: Option<String>,
+}
+
+impl ChainEvent {
+    /// A recorded event; its payload must read as its type says (it was checked when
+    /// recorded: a payload that does not read is named).
+    pub fn of_event(e: &crate::Event) -> Result<Self, FieldError> {
+        Ok(ChainEvent {
             event_id: e.event_id,
-            event_type: e.body.event_type.as_str(),
-            data: &e.body.data,
+            event_type: e.body.event_type.clone(),
+            payload: Payload::read(&e.body.event_type, e.body.version, &e.body.data)?,
+            data: e.body.data.clone(),
             occurred_at: e.occurred_at.instant,
-            site: e.site.as_deref(),
+            site: e.site.clone(),
+        })
+    }
+
+    /// A draft, checked already (its payload reads).
+    pub fn of_draft(d: &crate::EventDraft) -> Result<Self, FieldError> {
+        Ok(ChainEvent {
+            event_id: d.event_id,
+            event_type: d.body.event_type.clone(),
+            payload: Payload::read(&d.body.event_type, d.body.version, &d.body.data)?,
+            data: d.body.data.clone(),
+            occurred_at: d.occurred_at.instant,
+            site: d.site.clone(),
+        })
+    }
+
+    /// Every event of a list, in order.
+    pub fn of_events<'e>(
+        events: impl IntoIterator<Item = &'e crate::Event>,
+    ) -> Result<Vec<Self>, FieldError> {
+        events.into_iter().map(Self::of_event).collect()
+    }
+
+    pub fn as_entry(&self) -> ChainEntry<'_> {
+        ChainEntry {
+            event_id: self.event_id,
+            event_type: &self.event_type,
+            data: &self.data,
+            payload: &self.payload,
+            occurred_at: self.occurred_at,
+            site: self.site.as_deref(),
         }
     }
 }
@@ -89,7 +141,11 @@ impl<'a> ChainEntry<'a> {
 pub struct OpenHandoff {
     pub handoff_id: String,
     pub event_id: uuid::Uuid,
+    /// The handoff as recorded.
     pub data: Value,
+    /// The units it carries and their shipper.
+    pub units: Vec<String>,
+    pub container_id: String,
     pub handed_off_at: Instant,
     /// A return: the material goes back to the custodian of record after its receipt
     /// failed reconciliation (see `ChainView::is_return`).
@@ -332,18 +388,15 @@ impl ChainView {
     /// re-collection): `Some` state when `entry` is one of them, `None` otherwise.
     fn record_keeping(&self, entry: &ChainEntry) -> Result<Option<ChainState>, Refusal> {
         use ChainState::*;
-        let event_type = entry.event_type;
-        let data = entry.data;
-        match event_type {
-            "annotation.recorded" | "batch.test_result_evaluated" => Ok(Some(self.state)),
+        match entry.payload {
+            P::AnnotationRecorded(_) | P::BatchTestResultEvaluated(_) => Ok(Some(self.state)),
             // Legal holds concern the records, not the material: any state, cancelled too.
-            "chain.legal_hold_placed" | "chain.legal_hold_released" => {
-                self.legal_hold_check(event_type, data)
-            }
+            P::ChainLegalHoldPlaced(h) => self.legal_hold_check(true, &h.legal_hold_id),
+            P::ChainLegalHoldReleased(h) => self.legal_hold_check(false, &h.legal_hold_id),
             // An expiry extension is a signed decision about a final unit of the chain: it
             // does not move the chain (a held chain's unit may be extended too).
-            "unit.expiry_extended" => {
-                let unit = text(data, "unit");
+            P::UnitExpiryExtended(x) => {
+                let unit = &x.unit;
                 if !self.batch_units.values().flatten().any(|u| u == unit) {
                     return Err(Refusal::at(
                         "body.data.unit",
@@ -353,8 +406,8 @@ impl ChainView {
                 Ok(Some(self.state))
             }
             // Samples move on their own: a sample shipment does not move the chain.
-            "sample.handed_off" => {
-                let id = text(data, "shipment_id");
+            P::SampleHandedOff(s) => {
+                let id = &s.shipment_id;
                 if self.sample_shipments.contains_key(id) {
                     return Err(Refusal::at(
                         "body.data.shipment_id",
@@ -363,12 +416,12 @@ impl ChainView {
                 }
                 Ok(Some(self.state))
             }
-            "sample.received" => self.sample_receipt_check(data),
+            P::SampleReceived(s) => self.sample_receipt_check(s),
             // A return is what happened to the material: recorded on a held chain and on
             // a chain collected again; it does not move the chain on.
-            "custody.handed_off" if self.is_return(data) => {
-                let id = text(data, "handoff_id");
-                if self.handoff_ids.iter().any(|h| h == id) {
+            P::CustodyHandedOff(h) if self.is_return(&h.from_site_id, &h.destination_site_id) => {
+                let id = &h.handoff_id;
+                if self.handoff_ids.iter().any(|used| used == id) {
                     return Err(Refusal::at(
                         "body.data.handoff_id",
                         format!("handoff {id} was already used on this chain"),
@@ -376,11 +429,11 @@ impl ChainView {
                 }
                 Ok(Some(self.state))
             }
-            "custody.received" if self.open_handoff.as_ref().is_some_and(|o| o.returning) => {
-                self.return_receipt_check(entry)
+            P::CustodyReceived(r) if self.open_handoff.as_ref().is_some_and(|o| o.returning) => {
+                self.return_receipt_check(r, entry.occurred_at)
             }
             // The link to the chain that collects the patient again: once.
-            "chain.recollected" => {
+            P::ChainRecollected(_) => {
                 if let Some(next) = &self.succeeded_by {
                     return Err(Refusal::at(
                         "body.data.next_coi",
@@ -395,9 +448,10 @@ impl ChainView {
                 Ok(Some(self.state))
             }
             // Deviations are opened, investigated and closed whatever the chain's state.
-            "deviation.opened" => self.deviation_opened_check(data),
-            "deviation.investigated" | "deviation.closed" => {
-                let id = text(data, "deviation_id");
+            P::DeviationOpened(d) => self.deviation_opened_check(d),
+            P::DeviationInvestigated(DeviationInvestigatedV1 { deviation_id, .. })
+            | P::DeviationClosed(DeviationClosedV1 { deviation_id, .. }) => {
+                let id = deviation_id;
                 match self.deviations.get(id) {
                     Some(d) if d.disposition.is_none() => Ok(Some(self.state)),
                     Some(_) => Err(Refusal::at(
@@ -410,9 +464,9 @@ impl ChainView {
                     )),
                 }
             }
-            "chain.hold_placed" => {
-                let hold_id = text(data, "hold_id");
-                if self.holds.iter().any(|h| h.hold_id == hold_id) {
+            P::ChainHoldPlaced(h) => {
+                let hold_id = &h.hold_id;
+                if self.holds.iter().any(|open| &open.hold_id == hold_id) {
                     return Err(Refusal::at(
                         "body.data.hold_id",
                         format!("hold {hold_id} is already open on this chain"),
@@ -425,25 +479,20 @@ impl ChainView {
                 }))
             }
             // A hold is released even on a cancelled chain (the material still exists).
-            "chain.hold_released" => self.hold_release_check(data),
+            P::ChainHoldReleased(h) => self.hold_release_check(&h.hold_id),
             _ => Ok(None),
         }
     }
 
     /// A legal hold placed that is not in force, or released that is.
-    fn legal_hold_check(
-        &self,
-        event_type: &str,
-        data: &Value,
-    ) -> Result<Option<ChainState>, Refusal> {
-        let id = text(data, "legal_hold_id");
+    fn legal_hold_check(&self, placing: bool, id: &str) -> Result<Option<ChainState>, Refusal> {
         let open = self.legal_holds.iter().any(|h| h == id);
-        match (event_type, open) {
-            ("chain.legal_hold_placed", true) => Err(Refusal::at(
+        match (placing, open) {
+            (true, true) => Err(Refusal::at(
                 "body.data.legal_hold_id",
                 format!("legal hold {id} is already in force"),
             )),
-            ("chain.legal_hold_released", false) => Err(Refusal::at(
+            (false, false) => Err(Refusal::at(
                 "body.data.legal_hold_id",
                 format!("legal hold {id} is not in force on this chain"),
             )),
@@ -452,16 +501,15 @@ impl ChainView {
     }
 
     /// A sample receipt answers a shipment on its way: its destination, all its samples.
-    fn sample_receipt_check(&self, data: &Value) -> Result<Option<ChainState>, Refusal> {
-        let id = text(data, "shipment_id");
+    fn sample_receipt_check(&self, r: &SampleReceivedV1) -> Result<Option<ChainState>, Refusal> {
+        let id = &r.shipment_id;
         let Some(shipment) = self.sample_shipments.get(id) else {
             return Err(Refusal::at(
                 "body.data.shipment_id",
                 format!("names sample shipment {id}, which is not on its way on this chain"),
             ));
         };
-        let receiving = text(data, "receiving_site_id");
-        if receiving != shipment.destination_site_id {
+        if r.receiving_site_id != shipment.destination_site_id {
             return Err(Refusal::at(
                 "body.data.receiving_site_id",
                 format!(
@@ -470,8 +518,7 @@ impl ChainView {
                 ),
             ));
         }
-        let received = list(data, "samples");
-        if received != shipment.samples {
+        if r.samples != shipment.samples {
             return Err(Refusal::at(
                 "body.data.samples",
                 format!(
@@ -484,11 +531,13 @@ impl ChainView {
     }
 
     /// The receipt of a return answers it, after it.
-    fn return_receipt_check(&self, entry: &ChainEntry) -> Result<Option<ChainState>, Refusal> {
+    fn return_receipt_check(
+        &self,
+        r: &CustodyReceivedV1,
+        occurred_at: Instant,
+    ) -> Result<Option<ChainState>, Refusal> {
         use ChainState::*;
-        let data = entry.data;
-
-        let id = text(data, "handoff_id");
+        let id = &r.handoff_id;
         let open = self
             .open_handoff
             .as_ref()
@@ -500,7 +549,7 @@ impl ChainView {
                             format!("names handoff {id}, but the open handoff of this chain is the return {open_id}"),
                         ));
             }
-            if entry.occurred_at < handed_off_at {
+            if occurred_at < handed_off_at {
                 return Err(Refusal::at(
                     "occurred_at",
                     format!("a receipt cannot come before its handoff ({handed_off_at})"),
@@ -517,9 +566,9 @@ impl ChainView {
     }
 
     /// A deviation is opened once, about a batch of this chain.
-    fn deviation_opened_check(&self, data: &Value) -> Result<Option<ChainState>, Refusal> {
-        let id = text(data, "deviation_id");
-        if let Some(batch) = data.get("batch_id").and_then(Value::as_str) {
+    fn deviation_opened_check(&self, d: &DeviationOpenedV1) -> Result<Option<ChainState>, Refusal> {
+        let id = &d.deviation_id;
+        if let Some(batch) = &d.batch_id {
             if !self.batches.iter().any(|b| b == batch) {
                 return Err(Refusal::at(
                             "body.data.batch_id",
@@ -537,10 +586,8 @@ impl ChainView {
     }
 
     /// Only an open hold is released; the last one resumes the chain.
-    fn hold_release_check(&self, data: &Value) -> Result<Option<ChainState>, Refusal> {
+    fn hold_release_check(&self, hold_id: &str) -> Result<Option<ChainState>, Refusal> {
         use ChainState::*;
-
-        let hold_id = text(data, "hold_id");
         if !self.holds.iter().any(|h| h.hold_id == hold_id) {
             return Err(Refusal::at(
                 "body.data.hold_id",
@@ -577,7 +624,6 @@ impl ChainView {
             return Ok(Some(decided));
         }
         let event_type = entry.event_type;
-        let data = entry.data;
         if self.state == Cancelled {
             return Err(Refusal::of_type(
                 "the chain is cancelled: nothing more is recorded on it",
@@ -601,11 +647,24 @@ impl ChainView {
                 self.open_hold_ids()
             )));
         }
-        match event_type {
-            "chain.collected" => {
-                let site = text(data, "collection_site_id");
+        self.custody_check(entry)?;
+        if fact_on_hold {
+            // Checked as in the state the chain resumes; the chain stays on hold.
+            self.resuming()
+                .step_transition(entry, ctx)
+                .map_err(Refusal::of_type)?;
+            return Ok(Some(OnHold));
+        }
+        Ok(None)
+    }
+
+    /// Who collects, and the order of handoffs and receipts: one open handoff at a time,
+    /// each handoff id once, a receipt answers the open handoff and comes after it.
+    fn custody_check(&self, entry: &ChainEntry) -> Result<(), Refusal> {
+        match entry.payload {
+            P::ChainCollected(c) => {
                 if let Some(assigned) = self.collection_site_id.as_deref() {
-                    if site != assigned {
+                    if c.collection_site_id != assigned {
                         return Err(Refusal::at(
                             "body.data.collection_site_id",
                             format!(
@@ -615,7 +674,7 @@ impl ChainView {
                     }
                 }
             }
-            "custody.handed_off" => {
+            P::CustodyHandedOff(h) => {
                 if let Some(open) = &self.open_handoff {
                     return Err(Refusal::at(
                         "body.data.handoff_id",
@@ -625,18 +684,18 @@ impl ChainView {
                         ),
                     ));
                 }
-                let id = text(data, "handoff_id");
-                if self.handoff_ids.iter().any(|h| h == id) {
+                let id = &h.handoff_id;
+                if self.handoff_ids.iter().any(|used| used == id) {
                     return Err(Refusal::at(
                         "body.data.handoff_id",
                         format!("handoff {id} was already used on this chain"),
                     ));
                 }
             }
-            "custody.received" => {
-                let id = text(data, "handoff_id");
+            P::CustodyReceived(r) => {
+                let id = &r.handoff_id;
                 match &self.open_handoff {
-                    Some(open) if open.handoff_id == id => {
+                    Some(open) if &open.handoff_id == id => {
                         if entry.occurred_at < open.handed_off_at {
                             return Err(Refusal::at(
                                 "occurred_at",
@@ -666,14 +725,7 @@ impl ChainView {
             }
             _ => {}
         }
-        if fact_on_hold {
-            // Checked as in the state the chain resumes; the chain stays on hold.
-            self.resuming()
-                .step_transition(entry, ctx)
-                .map_err(Refusal::of_type)?;
-            return Ok(Some(OnHold));
-        }
-        Ok(None)
+        Ok(())
     }
 
     /// The chain as it will be once its holds are released.
@@ -693,7 +745,6 @@ impl ChainView {
     ) -> Result<ChainState, String> {
         use ChainState::*;
         let event_type = entry.event_type;
-        let data = entry.data;
         let allowed = |from: &[ChainState], to: ChainState| -> Result<ChainState, String> {
             if from.contains(&self.state) {
                 Ok(to)
@@ -706,22 +757,22 @@ impl ChainView {
                 ))
             }
         };
-        match event_type {
-            "chain.enrolled" => allowed(&[NotYetEnrolled], Enrolled),
-            "chain.cancelled" => {
+        match entry.payload {
+            P::ChainEnrolled(_) => allowed(&[NotYetEnrolled], Enrolled),
+            P::ChainCancelled(_) => {
                 if matches!(self.state, Administered | InFollowUp) {
                     Err("an administered chain cannot be cancelled".into())
                 } else {
                     allowed(&[self.state], Cancelled)
                 }
             }
-            "chain.collected" => allowed(&[Enrolled, Collected], Collected),
-            "chain.collection_site_assigned" => allowed(&[Enrolled, Collected], self.state),
-            "custody.handed_off" => allowed(
+            P::ChainCollected(_) => allowed(&[Enrolled, Collected], Collected),
+            P::ChainCollectionSiteAssigned(_) => allowed(&[Enrolled, Collected], self.state),
+            P::CustodyHandedOff(_) => allowed(
                 &[Collected, ReceivedAtManufacturing, ReleasedForPatient],
                 InTransit,
             ),
-            "custody.received" => {
+            P::CustodyReceived(_) => {
                 let to = if self.released {
                     ReceivedAtTreatmentCenter
                 } else {
@@ -729,47 +780,19 @@ impl ChainView {
                 };
                 allowed(&[InTransit], to)
             }
-            "chain.step_performed" => {
-                let step = text(data, "step_code");
-                match ctx.biz_steps.get(step).map(String::as_str) {
-                    // Under the ledger lock, without reference data: any step past receipt.
-                    None => allowed(
-                        &[
-                            ReceivedAtManufacturing,
-                            InManufacturing,
-                            InTesting,
-                            ReceivedAtTreatmentCenter,
-                        ],
-                        self.state,
-                    )
-                    .map(|_| {
-                        if self.state == ReceivedAtManufacturing {
-                            InManufacturing
-                        } else {
-                            self.state
-                        }
-                    }),
-                    Some("inspecting" | "sampling") => {
-                        allowed(&[InManufacturing, InTesting], InTesting)
-                    }
-                    Some("unpacking") => {
-                        allowed(&[ReceivedAtTreatmentCenter], ReceivedAtTreatmentCenter)
-                    }
-                    Some(_) => {
-                        allowed(&[ReceivedAtManufacturing, InManufacturing], InManufacturing)
-                    }
-                }
-            }
+            P::ChainStepPerformed(s) => self.step_performed(&s.step_code, ctx, allowed),
             // Without the process (under the ledger lock) testing looks like manufacturing.
-            "batch.created" => {
-                let id = text(data, "batch_id");
-                if self.batches.iter().any(|b| b == id) {
+            P::BatchCreated(b) => {
+                let id = &b.batch_id;
+                if self.batches.iter().any(|known| known == id) {
                     return Err(format!("batch {id} was already created on this chain"));
                 }
                 allowed(&[ReceivedAtManufacturing, InManufacturing], InManufacturing)
             }
-            "batch.material_consumed" | "batch.units_produced" | "batch.test_result_recorded" => {
-                let id = text(data, "batch_id");
+            P::BatchMaterialConsumed(BatchMaterialConsumedV1 { batch_id, .. })
+            | P::BatchUnitsProduced(BatchUnitsProducedV1 { batch_id, .. })
+            | P::BatchTestResultRecorded(BatchTestResultRecordedV1 { batch_id, .. }) => {
+                let id = batch_id;
                 if !self.batches.iter().any(|b| b == id) {
                     return Err(format!(
                         "names batch {id}, which is not a batch of this chain (batches: {})",
@@ -780,45 +803,74 @@ impl ChainView {
                         }
                     ));
                 }
+                let result = matches!(entry.payload, P::BatchTestResultRecorded(_));
                 // A result that arrives after the release (a sterility culture reads on
                 // day 14) is what happened: recorded where the chain is, without moving it.
-                if event_type == "batch.test_result_recorded" && self.released {
+                if result && self.released {
                     return Ok(self.state);
                 }
-                let to = if event_type == "batch.test_result_recorded" {
-                    InTesting
-                } else {
-                    self.state
-                };
+                let to = if result { InTesting } else { self.state };
                 allowed(&[InManufacturing, InTesting], to)
             }
-            "chain.released" if ctx.biz_steps.is_empty() => {
+            P::ChainReleased(_) if ctx.biz_steps.is_empty() => {
                 allowed(&[InManufacturing, InTesting], ReleasedForPatient)
             }
-            "chain.released" => allowed(&[InTesting], ReleasedForPatient),
-            "chain.bedside_verified" => {
+            P::ChainReleased(_) => allowed(&[InTesting], ReleasedForPatient),
+            P::ChainBedsideVerified(_) => {
                 allowed(&[ReceivedAtTreatmentCenter], ReceivedAtTreatmentCenter)
             }
-            "chain.exceptional_release_requested" => {
+            P::ChainExceptionalReleaseRequested(_) => {
                 allowed(&[InManufacturing, InTesting], self.state)
             }
-            "chain.administered" => allowed(&[ReceivedAtTreatmentCenter], Administered),
-            "chain.follow_up_recorded" => allowed(&[Administered, InFollowUp], InFollowUp),
+            P::ChainAdministered(_) => allowed(&[ReceivedAtTreatmentCenter], Administered),
+            P::ChainFollowUpRecorded(_) => allowed(&[Administered, InFollowUp], InFollowUp),
             _ => Ok(self.state),
         }
     }
 
+    /// A process step moves the chain by its CBV bizStep: testing, unpacking at the
+    /// treatment center, or manufacturing.
+    fn step_performed(
+        &self,
+        step: &str,
+        ctx: &ChainContext,
+        allowed: impl Fn(&[ChainState], ChainState) -> Result<ChainState, String>,
+    ) -> Result<ChainState, String> {
+        use ChainState::*;
+        match ctx.biz_steps.get(step).map(String::as_str) {
+            // Under the ledger lock, without reference data: any step past receipt.
+            None => allowed(
+                &[
+                    ReceivedAtManufacturing,
+                    InManufacturing,
+                    InTesting,
+                    ReceivedAtTreatmentCenter,
+                ],
+                self.state,
+            )
+            .map(|_| {
+                if self.state == ReceivedAtManufacturing {
+                    InManufacturing
+                } else {
+                    self.state
+                }
+            }),
+            Some("inspecting" | "sampling") => allowed(&[InManufacturing, InTesting], InTesting),
+            Some("unpacking") => allowed(&[ReceivedAtTreatmentCenter], ReceivedAtTreatmentCenter),
+            Some(_) => allowed(&[ReceivedAtManufacturing, InManufacturing], InManufacturing),
+        }
+    }
+
     fn apply(&mut self, entry: &ChainEntry, next: ChainState, ctx: &ChainContext) {
-        let data = entry.data;
-        match entry.event_type {
-            "chain.enrolled" => self.apply_enrolled(data),
-            "chain.collection_site_assigned" => {
-                self.collection_site_id = Some(text(data, "collection_site_id").to_string());
+        match entry.payload {
+            P::ChainEnrolled(e) => self.apply_enrolled(e),
+            P::ChainCollectionSiteAssigned(a) => {
+                self.collection_site_id = Some(a.collection_site_id.clone());
             }
-            "chain.collected" => self.apply_collected(entry, ctx),
-            "custody.handed_off" => self.apply_handoff(entry),
-            "custody.received" => self.apply_receipt(entry, ctx),
-            "batch.test_result_recorded" if self.state == ChainState::OnHold => {
+            P::ChainCollected(c) => self.apply_collected(entry, c, ctx),
+            P::CustodyHandedOff(h) => self.apply_handoff(entry, h),
+            P::CustodyReceived(r) => self.apply_receipt(entry, r, ctx),
+            P::BatchTestResultRecorded(_) if self.state == ChainState::OnHold => {
                 self.resume_state = self
                     .resuming()
                     .step_transition(entry, ctx)
@@ -826,39 +878,60 @@ impl ChainView {
             }
             // A step (a QC test on samples at a laboratory, say) does not move custody:
             // only a reconciled receipt does.
-            "chain.released" => self.released = true,
-            "chain.legal_hold_placed" => self
-                .legal_holds
-                .push(text(data, "legal_hold_id").to_string()),
-            "chain.legal_hold_released" => {
-                let id = text(data, "legal_hold_id");
-                self.legal_holds.retain(|h| h != id);
+            P::ChainReleased(_) => self.released = true,
+            P::ChainLegalHoldPlaced(h) => self.legal_holds.push(h.legal_hold_id.clone()),
+            P::ChainLegalHoldReleased(h) => self.legal_holds.retain(|id| id != &h.legal_hold_id),
+            P::ChainRecollected(r) => self.succeeded_by = Some(r.next_coi.clone()),
+            P::SampleHandedOff(s) => {
+                self.sample_shipments.insert(
+                    s.shipment_id.clone(),
+                    SampleShipment {
+                        samples: s.samples.clone(),
+                        destination_site_id: s.destination_site_id.clone(),
+                    },
+                );
             }
-            "chain.recollected" => {
-                self.succeeded_by = Some(text(data, "next_coi").to_string());
-            }
-            "sample.handed_off" | "sample.received" => self.apply_samples(entry),
-            "unit.expiry_extended" => {
-                if let Ok(expiry) = Instant::parse_rfc3339("expires_at", text(data, "expires_at")) {
-                    self.unit_expiry
-                        .insert(text(data, "unit").to_string(), expiry);
+            P::SampleReceived(s) => {
+                if let Some(shipment) = self.sample_shipments.remove(&s.shipment_id) {
+                    for sample in shipment.samples {
+                        self.sample_sites
+                            .insert(sample, s.receiving_site_id.clone());
+                    }
                 }
             }
-            "chain.bedside_verified" => {
-                if let Ok(scanned) =
-                    crate::identifiers::scan::parse_scan("unit_scan", text(data, "unit_scan"))
+            P::UnitExpiryExtended(x) => {
+                if let Ok(expiry) = Instant::parse_rfc3339("expires_at", &x.expires_at) {
+                    self.unit_expiry.insert(x.unit.clone(), expiry);
+                }
+            }
+            P::ChainBedsideVerified(b) => {
+                if let Ok(scanned) = crate::identifiers::scan::parse_scan("unit_scan", &b.unit_scan)
                 {
                     self.bedside_verified.push(scanned.unit_id());
                 }
             }
-            "batch.created" => self.batches.push(text(data, "batch_id").to_string()),
-            "batch.units_produced" => self.apply_units_produced(data),
-            "deviation.opened" | "deviation.closed" => self.apply_deviation(entry),
-            "chain.hold_placed" => self.apply_hold_placed(entry),
-            "chain.hold_released" => self.apply_hold_released(data),
+            P::BatchCreated(b) => self.batches.push(b.batch_id.clone()),
+            P::BatchUnitsProduced(u) => self.apply_units_produced(u),
+            P::DeviationOpened(d) => {
+                self.deviations.insert(
+                    d.deviation_id.clone(),
+                    Deviation {
+                        batch_id: d.batch_id.clone(),
+                        disposition: None,
+                        result_event_ids: d.result_event_ids.clone(),
+                    },
+                );
+            }
+            P::DeviationClosed(d) => {
+                if let Some(open) = self.deviations.get_mut(&d.deviation_id) {
+                    open.disposition = Some(d.disposition.clone());
+                }
+            }
+            P::ChainHoldPlaced(h) => self.apply_hold_placed(entry, h),
+            P::ChainHoldReleased(h) => self.apply_hold_released(&h.hold_id),
             _ => {}
         }
-        if let Some(step) = data.get("step_code").and_then(Value::as_str) {
+        if let Some(step) = entry.payload.step_code() {
             self.performed
                 .entry(step.to_string())
                 .or_insert(entry.occurred_at);
@@ -866,70 +939,60 @@ impl ChainView {
         self.state = next;
     }
 
-    fn apply_enrolled(&mut self, data: &Value) {
-        self.previous_coi = data
-            .get("previous_coi")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let treatment = text(data, "treatment_site_id").to_string();
-        let collection = text(data, "collection_site_id");
-        self.collection_site_id = Some(if collection.is_empty() {
-            treatment.clone()
-        } else {
-            collection.to_string()
-        });
+    fn apply_enrolled(&mut self, e: &ChainEnrolledV1) {
+        self.previous_coi = e.previous_coi.clone();
+        let treatment = e.treatment_site_id.clone();
+        self.collection_site_id = Some(
+            e.collection_site_id
+                .clone()
+                .unwrap_or_else(|| treatment.clone()),
+        );
         self.custodian_site_id = Some(treatment);
     }
 
-    fn apply_collected(&mut self, entry: &ChainEntry, ctx: &ChainContext) {
-        let data = entry.data;
-        self.custodian_site_id = Some(text(data, "collection_site_id").to_string());
-        self.location_site_id = self.custodian_site_id.clone();
-        for din in list(data, "dins") {
-            self.unit_sites
-                .insert(din.clone(), self.custodian_site_id.clone());
-            self.unit_custodians
-                .insert(din.clone(), text(data, "collection_site_id").to_string());
-            if !self.units.contains(&din) {
-                self.units.push(din);
+    fn apply_collected(&mut self, entry: &ChainEntry, c: &ChainCollectedV1, ctx: &ChainContext) {
+        let site = &c.collection_site_id;
+        self.custodian_site_id = Some(site.clone());
+        self.location_site_id = Some(site.clone());
+        for din in &c.dins {
+            self.unit_sites.insert(din.clone(), Some(site.clone()));
+            self.unit_custodians.insert(din.clone(), site.clone());
+            if !self.units.contains(din) {
+                self.units.push(din.clone());
             }
         }
         if let Some(step) = &ctx.collecting_step {
-            let at = data
-                .get("ended_at")
-                .and_then(Value::as_str)
-                .and_then(|t| Instant::parse_rfc3339("ended_at", t).ok())
-                .unwrap_or(entry.occurred_at);
+            let at = Instant::parse_rfc3339("ended_at", &c.ended_at).unwrap_or(entry.occurred_at);
             self.performed.entry(step.clone()).or_insert(at);
         }
     }
 
     /// A handoff: its units and shipper travel, and it stays open until its receipt.
-    fn apply_handoff(&mut self, entry: &ChainEntry) {
-        let data = entry.data;
-        let id = text(data, "handoff_id").to_string();
-        let returning = self.is_return(data);
+    fn apply_handoff(&mut self, entry: &ChainEntry, h: &CustodyHandedOffV1) {
+        let returning = self.is_return(&h.from_site_id, &h.destination_site_id);
         if returning {
             // The dispute ends with the return: custody of record never passed.
             self.disputed_custody = None;
         }
         self.location_site_id = None;
-        for unit in list(data, "units") {
-            self.unit_sites.insert(unit, None);
+        for unit in &h.units {
+            self.unit_sites.insert(unit.clone(), None);
         }
         self.shippers.insert(
-            text(data, "container_id").to_string(),
+            h.container_id.clone(),
             Shipper {
-                handoff_id: id.clone(),
+                handoff_id: h.handoff_id.clone(),
                 at_site: None,
                 custodian_site_id: self.custodian_site_id.clone(),
             },
         );
-        self.handoff_ids.push(id.clone());
+        self.handoff_ids.push(h.handoff_id.clone());
         self.open_handoff = Some(OpenHandoff {
-            handoff_id: id,
+            handoff_id: h.handoff_id.clone(),
             event_id: entry.event_id,
-            data: data.clone(),
+            data: entry.data.clone(),
+            units: h.units.clone(),
+            container_id: h.container_id.clone(),
             handed_off_at: entry.occurred_at,
             returning,
         });
@@ -937,9 +1000,8 @@ impl ChainView {
 
     /// A receipt: what the open handoff carried is at the receiving site, which holds
     /// custody of record unless the receipt's reconciliation hold follows.
-    fn apply_receipt(&mut self, entry: &ChainEntry, ctx: &ChainContext) {
-        let data = entry.data;
-        let receiving = text(data, "receiving_site_id").to_string();
+    fn apply_receipt(&mut self, entry: &ChainEntry, r: &CustodyReceivedV1, ctx: &ChainContext) {
+        let receiving = r.receiving_site_id.clone();
         let returned = self.open_handoff.as_ref().is_some_and(|o| o.returning);
         if returned {
             self.resume_state = self.before_shipment();
@@ -947,12 +1009,7 @@ impl ChainView {
         let (units, container_id) = self
             .open_handoff
             .as_ref()
-            .map(|open| {
-                (
-                    list(&open.data, "units"),
-                    text(&open.data, "container_id").to_string(),
-                )
-            })
+            .map(|open| (open.units.clone(), open.container_id.clone()))
             .unwrap_or_default();
         for unit in &units {
             self.unit_sites
@@ -981,87 +1038,46 @@ impl ChainView {
         }
     }
 
-    fn apply_samples(&mut self, entry: &ChainEntry) {
-        let data = entry.data;
-        if entry.event_type == "sample.handed_off" {
-            self.sample_shipments.insert(
-                text(data, "shipment_id").to_string(),
-                SampleShipment {
-                    samples: list(data, "samples"),
-                    destination_site_id: text(data, "destination_site_id").to_string(),
-                },
-            );
-        } else if let Some(shipment) = self.sample_shipments.remove(text(data, "shipment_id")) {
-            for sample in shipment.samples {
-                self.sample_sites
-                    .insert(sample, text(data, "receiving_site_id").to_string());
-            }
-        }
-    }
-
-    fn apply_units_produced(&mut self, data: &Value) {
-        let produced = list(data, "units");
-        let made_at = text(data, "site_id").to_string();
-        for unit in &produced {
+    fn apply_units_produced(&mut self, u: &BatchUnitsProducedV1) {
+        let made_at = &u.site_id;
+        for unit in &u.units {
             self.unit_sites.insert(unit.clone(), Some(made_at.clone()));
             self.unit_custodians.insert(unit.clone(), made_at.clone());
         }
-        if let Some(expiry) = data
-            .get("expires_at")
-            .and_then(Value::as_str)
-            .and_then(|t| Instant::parse_rfc3339("expires_at", t).ok())
-        {
-            for unit in &produced {
+        let expiry = u
+            .expires_at
+            .as_deref()
+            .and_then(|t| Instant::parse_rfc3339("expires_at", t).ok());
+        if let Some(expiry) = expiry {
+            for unit in &u.units {
                 self.unit_expiry.insert(unit.clone(), expiry);
             }
         }
-        for unit in &produced {
+        for unit in &u.units {
             if !self.units.contains(unit) {
                 self.units.push(unit.clone());
             }
         }
         self.batch_units
-            .entry(text(data, "batch_id").to_string())
+            .entry(u.batch_id.clone())
             .or_default()
-            .extend(produced);
+            .extend(u.units.iter().cloned());
     }
 
-    fn apply_deviation(&mut self, entry: &ChainEntry) {
-        let data = entry.data;
-        let id = text(data, "deviation_id");
-        if entry.event_type == "deviation.opened" {
-            self.deviations.insert(
-                id.to_string(),
-                Deviation {
-                    batch_id: data
-                        .get("batch_id")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    disposition: None,
-                    result_event_ids: list(data, "result_event_ids"),
-                },
-            );
-        } else if let Some(d) = self.deviations.get_mut(id) {
-            d.disposition = Some(text(data, "disposition").to_string());
-        }
-    }
-
-    fn apply_hold_placed(&mut self, entry: &ChainEntry) {
-        let data = entry.data;
+    fn apply_hold_placed(&mut self, entry: &ChainEntry, h: &ChainHoldPlacedV1) {
         if self.state != ChainState::OnHold {
             self.resume_state = self.state;
         }
-        self.dispute_receipt(data);
+        self.dispute_receipt(h);
         self.holds.push(OpenHold {
-            hold_id: text(data, "hold_id").to_string(),
+            hold_id: h.hold_id.clone(),
             event_id: entry.event_id,
-            data: data.clone(),
+            data: entry.data.clone(),
             placed_at: entry.occurred_at,
         });
     }
 
-    fn apply_hold_released(&mut self, data: &Value) {
-        let id = text(data, "hold_id");
+    fn apply_hold_released(&mut self, id: &str) {
         self.holds.retain(|h| h.hold_id != id);
         // The discrepancy is resolved: custody of record passes to where it is.
         if self
@@ -1082,12 +1098,13 @@ impl ChainView {
 }
 
 impl ChainView {
-    /// Whether a handoff is a return: while custody is disputed (a receipt failed
-    /// reconciliation), the material goes from where it is back to the custodian of record.
-    pub fn is_return(&self, handoff: &Value) -> bool {
+    /// Whether a handoff (from, destination) is a return: while custody is disputed (a
+    /// receipt failed reconciliation), the material goes from where it is back to the
+    /// custodian of record.
+    pub fn is_return(&self, from_site_id: &str, destination_site_id: &str) -> bool {
         self.disputed_custody.as_ref().is_some_and(|d| {
-            text(handoff, "from_site_id") == d.receiving_site_id
-                && self.custodian_site_id.as_deref() == Some(text(handoff, "destination_site_id"))
+            from_site_id == d.receiving_site_id
+                && self.custodian_site_id.as_deref() == Some(destination_site_id)
         })
     }
 
@@ -1118,14 +1135,14 @@ impl ChainView {
     /// A hold placed because the last receipt failed reconciliation takes back the custody
     /// that receipt passed: the material is at the receiver, custody stays with the sender
     /// until the hold is released.
-    fn dispute_receipt(&mut self, hold: &Value) {
-        if text(hold, "rule") != "custody.reconciliation_failed" {
+    fn dispute_receipt(&mut self, hold: &ChainHoldPlacedV1) {
+        if hold.rule != "custody.reconciliation_failed" {
             return;
         }
         let Some(receipt) = self.last_receipt.clone() else {
             return;
         };
-        if text(hold, "caused_by_event_id") != receipt.event_id.to_string() {
+        if hold.caused_by_event_id.as_deref() != Some(receipt.event_id.to_string().as_str()) {
             return;
         }
         let receiving = self.custodian_site_id.clone().unwrap_or_default();
@@ -1139,7 +1156,7 @@ impl ChainView {
             receiving_site_id: receiving,
             units: receipt.units,
             container_id: receipt.container_id,
-            hold_id: text(hold, "hold_id").to_string(),
+            hold_id: hold.hold_id.clone(),
         });
     }
 
@@ -1154,68 +1171,6 @@ impl ChainView {
     }
 }
 
-/// Samples of the chain (QC aliquots, retains) sent to a laboratory: units with their own
-/// custody, apart from the chain's material. The destination then takes part in the chain.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SampleHandedOffV1 {
-    shipment_id: String,
-    samples: Vec<String>,
-    from_site_id: String,
-    destination_site_id: String,
-    handed_off_by: String,
-}
-
-impl Check for SampleHandedOffV1 {
-    fn check(&self) -> Result<(), FieldError> {
-        code("shipment_id", &self.shipment_id)?;
-        sample_list(&self.samples)?;
-        code("from_site_id", &self.from_site_id)?;
-        code("destination_site_id", &self.destination_site_id)?;
-        code("handed_off_by", &self.handed_off_by)
-    }
-}
-
-/// Samples received by the laboratory a sample shipment names.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SampleReceivedV1 {
-    shipment_id: String,
-    samples: Vec<String>,
-    receiving_site_id: String,
-    received_by: String,
-}
-
-impl Check for SampleReceivedV1 {
-    fn check(&self) -> Result<(), FieldError> {
-        code("shipment_id", &self.shipment_id)?;
-        sample_list(&self.samples)?;
-        code("receiving_site_id", &self.receiving_site_id)?;
-        code("received_by", &self.received_by)
-    }
-}
-
-fn sample_list(samples: &[String]) -> Result<(), FieldError> {
-    if samples.is_empty() {
-        return Err(FieldError::new(
-            "samples",
-            "[]",
-            "lists at least one sample",
-        ));
-    }
-    for (i, sample) in samples.iter().enumerate() {
-        code(&format!("samples[{i}]"), sample)?;
-        if samples[..i].contains(sample) {
-            return Err(FieldError::new(
-                format!("samples[{i}]"),
-                sample,
-                "appears twice",
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// A sample shipment on its way: what was sent, where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SampleShipment {
@@ -1223,589 +1178,61 @@ pub struct SampleShipment {
     pub destination_site_id: String,
 }
 
-/// A temperature range in degrees Celsius.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TemperatureRange {
-    min_celsius: f64,
-    max_celsius: f64,
-}
-
-fn temperature(field: &str, range: &TemperatureRange) -> Result<(), FieldError> {
-    for (name, v) in [
-        ("min_celsius", range.min_celsius),
-        ("max_celsius", range.max_celsius),
-    ] {
-        if !(-273.15..=100.0).contains(&v) {
-            return Err(FieldError::new(
-                format!("{field}.{name}"),
-                v.to_string(),
-                "must be a temperature between -273.15 and 100 degrees Celsius",
-            ));
-        }
-    }
-    if range.min_celsius > range.max_celsius {
-        return Err(FieldError::new(
-            format!("{field}.max_celsius"),
-            range.max_celsius.to_string(),
-            format!("must not be below min_celsius ({})", range.min_celsius),
-        ));
-    }
-    Ok(())
-}
-
-fn instant(field: &str, value: &str) -> Result<Instant, FieldError> {
-    Instant::parse_rfc3339(field, value)
-}
-
-/// A unit identifier as a manifest states it: a DIN with its check character, or a GS1
-/// element string in parenthesised form, e.g. `(01)09506000134352(21)S1`.
-fn unit_id(field: &str, value: &str) -> Result<(), FieldError> {
-    let scanned = crate::identifiers::scan::parse_scan(field, value)?;
-    let canonical = scanned.unit_id();
-    if canonical != value {
-        return Err(FieldError::new(
-            field,
-            value,
-            format!("must be given as the unit identifier {canonical}"),
-        ));
-    }
-    Ok(())
-}
-
-fn unit_list(field: &str, units: &[String], what: &str) -> Result<(), FieldError> {
-    if units.is_empty() {
-        return Err(FieldError::new(
-            field,
-            "[]",
-            format!("lists at least one {what}"),
-        ));
-    }
-    for (i, unit) in units.iter().enumerate() {
-        let f = format!("{field}[{i}]");
-        unit_id(&f, unit)?;
-        if units[..i].contains(unit) {
-            return Err(FieldError::new(f, unit, "appears twice"));
-        }
-    }
-    Ok(())
-}
-
-/// The sender's manifest of a change of hands.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CustodyHandedOffV1 {
-    handoff_id: String,
-    step_code: String,
-    from_site_id: String,
-    handed_off_by: String,
-    destination_site_id: String,
-    courier: String,
-    units: Vec<String>,
-    unit_count: u32,
-    container_id: String,
-    seal_id: String,
-    expected_arrival_by: String,
-    temperature_range: TemperatureRange,
-}
-
-impl Check for CustodyHandedOffV1 {
-    fn check(&self) -> Result<(), FieldError> {
-        code("handoff_id", &self.handoff_id)?;
-        code("step_code", &self.step_code)?;
-        code("from_site_id", &self.from_site_id)?;
-        code("handed_off_by", &self.handed_off_by)?;
-        code("destination_site_id", &self.destination_site_id)?;
-        code("courier", &self.courier)?;
-        unit_list("units", &self.units, "unit")?;
-        if self.unit_count as usize != self.units.len() {
-            return Err(FieldError::new(
-                "unit_count",
-                self.unit_count.to_string(),
-                format!(
-                    "must equal the number of units listed ({})",
-                    self.units.len()
-                ),
-            ));
-        }
-        check_text("container_id", &self.container_id, 64)?;
-        check_text("seal_id", &self.seal_id, 64)?;
-        instant("expected_arrival_by", &self.expected_arrival_by)?;
-        if self.from_site_id == self.destination_site_id {
-            return Err(FieldError::new(
-                "destination_site_id",
-                &self.destination_site_id,
-                "must differ from from_site_id: a handoff changes hands between sites",
-            ));
-        }
-        temperature("temperature_range", &self.temperature_range)
-    }
-}
-
-/// One label as scanned on arrival: the unit's barcode data and, where the label carries
-/// one, the COI as read.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ScannedLabel {
-    unit: String,
-    coi: Option<String>,
-}
-
-/// The temperature logger's summary for the leg.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TemperatureLog {
-    min_celsius: f64,
-    max_celsius: f64,
-    logger_id: Option<String>,
-}
-
-/// The receiver's receipt: what arrived, as scanned.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CustodyReceivedV1 {
-    handoff_id: String,
-    step_code: String,
-    receiving_site_id: String,
-    received_by: String,
-    scanned_labels: Vec<ScannedLabel>,
-    container_id: String,
-    seal_id: String,
-    /// Whether the seal was found intact (required: a missing answer is not an intact seal).
-    /// Read by the reconciliation from the payload; any boolean is valid here.
-    #[allow(dead_code)]
-    seal_intact: bool,
-    temperature_log: TemperatureLog,
-}
-
-impl Check for CustodyReceivedV1 {
-    fn check(&self) -> Result<(), FieldError> {
-        code("handoff_id", &self.handoff_id)?;
-        code("step_code", &self.step_code)?;
-        code("receiving_site_id", &self.receiving_site_id)?;
-        code("received_by", &self.received_by)?;
-        if self.scanned_labels.is_empty() {
-            return Err(FieldError::new(
-                "scanned_labels",
-                "[]",
-                "a receipt scans every label that arrived (at least one)",
-            ));
-        }
-        for (i, label) in self.scanned_labels.iter().enumerate() {
-            crate::identifiers::scan::parse_scan(
-                &format!("scanned_labels[{i}].unit"),
-                &label.unit,
-            )?;
-            if let Some(coi) = &label.coi {
-                crate::identifiers::Coi::parse(&format!("scanned_labels[{i}].coi"), coi)?;
-            }
-        }
-        check_text("container_id", &self.container_id, 64)?;
-        check_text("seal_id", &self.seal_id, 64)?;
-        let log = TemperatureRange {
-            min_celsius: self.temperature_log.min_celsius,
-            max_celsius: self.temperature_log.max_celsius,
-        };
-        temperature("temperature_log", &log)?;
-        if let Some(id) = &self.temperature_log.logger_id {
-            code("temperature_log.logger_id", id)?;
-        }
-        Ok(())
-    }
-}
-
-/// A process step performed on the chain's material (manufacturing, testing, thaw).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ChainStepPerformedV1 {
-    step_code: String,
-    site_id: String,
-    performed_by: String,
-    #[serde(default)]
-    equipment_ids: Vec<String>,
-    started_at: String,
-    ended_at: Option<String>,
-}
-
-impl Check for ChainStepPerformedV1 {
-    fn check(&self) -> Result<(), FieldError> {
-        code("step_code", &self.step_code)?;
-        code("site_id", &self.site_id)?;
-        code("performed_by", &self.performed_by)?;
-        for (i, e) in self.equipment_ids.iter().enumerate() {
-            code(&format!("equipment_ids[{i}]"), e)?;
-        }
-        let started = instant("started_at", &self.started_at)?;
-        if let Some(ended) = &self.ended_at {
-            if instant("ended_at", ended)? < started {
-                return Err(FieldError::new(
-                    "ended_at",
-                    ended,
-                    format!("must not be earlier than started_at ({started})"),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A batch is released for its patient: the batch, the intended patient (as the QA
-/// decision names them) and the final units released.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ChainReleasedV1 {
-    /// The signature as recorded; its binding is checked with the stream it stands in
-    /// (`signature::check_manifestation`).
-    #[allow(dead_code)]
-    signature: Value,
-    batch_id: String,
-    intended_patient_key: String,
-    site_id: String,
-    released_by: String,
-    units: Vec<String>,
-    /// An exceptional release of an out-of-specification product: a treating physician's
-    /// signed request, and a second qualified person's signature.
-    exceptional: Option<bool>,
-    second_released_by: Option<String>,
-    #[allow(dead_code)]
-    second_signature: Option<Value>,
-}
-
-impl Check for ChainReleasedV1 {
-    fn check(&self) -> Result<(), FieldError> {
-        if self.exceptional == Some(true) {
-            match &self.second_released_by {
-                None => {
-                    return Err(FieldError::new(
-                        "second_released_by",
-                        "(absent)",
-                        "an exceptional release needs a second qualified person's signature",
-                    ))
-                }
-                Some(second) if *second == self.released_by => {
-                    return Err(FieldError::new(
-                        "second_released_by",
-                        second,
-                        "must be another person than released_by: two people sign an exceptional release",
-                    ))
-                }
-                Some(second) => code("second_released_by", second)?,
-            }
-        } else if self.second_released_by.is_some() {
-            return Err(FieldError::new(
-                "second_released_by",
-                self.second_released_by.as_deref().unwrap_or_default(),
-                "is given only for an exceptional release (exceptional: true)",
-            ));
-        }
-        code("batch_id", &self.batch_id)?;
-        code("intended_patient_key", &self.intended_patient_key)?;
-        code("site_id", &self.site_id)?;
-        code("released_by", &self.released_by)?;
-        unit_list("units", &self.units, "released unit")
-    }
-}
-
-/// The product is administered to the patient.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ChainAdministeredV1 {
-    step_code: String,
-    site_id: String,
-    administered_by: String,
-    verified_by: String,
-    unit: String,
-}
-
-impl Check for ChainAdministeredV1 {
-    fn check(&self) -> Result<(), FieldError> {
-        code("step_code", &self.step_code)?;
-        code("site_id", &self.site_id)?;
-        code("administered_by", &self.administered_by)?;
-        code("verified_by", &self.verified_by)?;
-        if self.verified_by == self.administered_by {
-            return Err(FieldError::new(
-                "verified_by",
-                &self.verified_by,
-                "must be a second person, not the one administering",
-            ));
-        }
-        unit_id("unit", &self.unit)
-    }
-}
-
-/// A treating physician's signed request to release an out-of-specification batch to its
-/// patient (the first half of an exceptional release).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ChainExceptionalReleaseRequestedV1 {
-    batch_id: String,
-    intended_patient_key: String,
-    /// The out-of-specification results the physician accepts (their event ids); only
-    /// these are waived.
-    result_event_ids: Vec<String>,
-    site_id: String,
-    requested_by: String,
-    justification: String,
-    #[allow(dead_code)]
-    signature: Value,
-}
-
-impl Check for ChainExceptionalReleaseRequestedV1 {
-    fn check(&self) -> Result<(), FieldError> {
-        code("batch_id", &self.batch_id)?;
-        code("intended_patient_key", &self.intended_patient_key)?;
-        if self.result_event_ids.is_empty() {
-            return Err(FieldError::new(
-                "result_event_ids",
-                "[]",
-                "names the out-of-specification results the request accepts (at least one)",
-            ));
-        }
-        crate::ledger::fields::uuid_list("result_event_ids", &self.result_event_ids)?;
-        code("site_id", &self.site_id)?;
-        code("requested_by", &self.requested_by)?;
-        check_text("justification", &self.justification, 2000)
-    }
-}
-
-/// A legal hold: the chain's records are kept past any retention period until released.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ChainLegalHoldV1 {
-    legal_hold_id: String,
-    person_id: String,
-    reason: String,
-}
-
-impl Check for ChainLegalHoldV1 {
-    fn check(&self) -> Result<(), FieldError> {
-        code("legal_hold_id", &self.legal_hold_id)?;
-        code("person_id", &self.person_id)?;
-        check_text("reason", &self.reason, 1000)
-    }
-}
-
-/// The bedside check before infusion: the unit's label as scanned, and the patient's two
-/// identifiers as the treatment center holds them (pseudonymous key, COI on the wristband).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ChainBedsideVerifiedV1 {
-    unit_scan: String,
-    patient_key: String,
-    wristband_coi: String,
-    site_id: String,
-    verified_by: String,
-    /// The patient's identifiers as read at the bedside (wristband, chart): compared with
-    /// the personal-data vault by Autolog and removed before the record is written; the
-    /// ledger keeps only `identifiers_checked`.
-    #[allow(dead_code)]
-    patient_identifiers: Option<serde_json::Map<String, Value>>,
-    /// Recorded by Autolog: which identifiers matched the vault (names, never values).
-    #[serde(default)]
-    identifiers_checked: Vec<String>,
-}
-
-impl Check for ChainBedsideVerifiedV1 {
-    fn check(&self) -> Result<(), FieldError> {
-        match crate::identifiers::scan::parse_scan("unit_scan", &self.unit_scan)? {
-            crate::identifiers::scan::Scanned::Unit(_) => {}
-            _ => return Err(FieldError::new(
-                "unit_scan",
-                &self.unit_scan,
-                "must be a final unit's label (COI, product code, division and check character)",
-            )),
-        }
-        code("patient_key", &self.patient_key)?;
-        crate::identifiers::Coi::parse("wristband_coi", &self.wristband_coi)?;
-        code("site_id", &self.site_id)?;
-        for (i, name) in self.identifiers_checked.iter().enumerate() {
-            code(&format!("identifiers_checked[{i}]"), name)?;
-        }
-        code("verified_by", &self.verified_by)
-    }
-}
-
-/// A long-term follow-up visit is recorded against the chain (pseudonymous codes only).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ChainFollowUpRecordedV1 {
-    site_id: String,
-    recorded_by: String,
-    visit_code: String,
-    outcome_code: String,
-}
-
-impl Check for ChainFollowUpRecordedV1 {
-    fn check(&self) -> Result<(), FieldError> {
-        code("site_id", &self.site_id)?;
-        code("recorded_by", &self.recorded_by)?;
-        code("visit_code", &self.visit_code)?;
-        code("outcome_code", &self.outcome_code)
-    }
-}
-
-/// Severities of an alert and of the findings behind a hold.
-pub const SEVERITIES: &[&str] = &["critical", "major", "minor"];
-
-/// A hold on a chain: no step is accepted until it is released.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ChainHoldPlacedV1 {
-    hold_id: String,
-    rule: String,
-    findings: Vec<String>,
-    site_id: Option<String>,
-    caused_by_event_id: Option<String>,
-}
-
-impl Check for ChainHoldPlacedV1 {
-    fn check(&self) -> Result<(), FieldError> {
-        code("hold_id", &self.hold_id)?;
-        code("rule", &self.rule)?;
-        if self.findings.is_empty() {
-            return Err(FieldError::new(
-                "findings",
-                "[]",
-                "a hold states at least one finding",
-            ));
-        }
-        for (i, f) in self.findings.iter().enumerate() {
-            check_text(&format!("findings[{i}]"), f, 1000)?;
-        }
-        if let Some(site) = &self.site_id {
-            code("site_id", site)?;
-        }
-        if let Some(id) = &self.caused_by_event_id {
-            uuid::Uuid::parse_str(id).map_err(|e| {
-                FieldError::new("caused_by_event_id", id, format!("must be a UUID ({e})"))
-            })?;
-        }
-        Ok(())
-    }
-}
-
-/// A hold is resolved, with a reason, by a qualified person.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ChainHoldReleasedV1 {
-    /// The signature as recorded; its binding is checked with the stream it stands in
-    /// (`signature::check_manifestation`).
-    #[allow(dead_code)]
-    signature: Value,
-    hold_id: String,
-    site_id: String,
-    resolved_by: String,
-    resolution_reason: String,
-}
-
-impl Check for ChainHoldReleasedV1 {
-    fn check(&self) -> Result<(), FieldError> {
-        code("hold_id", &self.hold_id)?;
-        code("site_id", &self.site_id)?;
-        code("resolved_by", &self.resolved_by)?;
-        check_text("resolution_reason", &self.resolution_reason, 1000)
-    }
-}
-
-/// An alert raised by Autolog (stream alert/<alert_id>).
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertRaisedV1 {
-    pub alert_id: String,
-    /// `critical`, `major` or `minor`.
-    pub severity: String,
-    /// The rule that raised it, e.g. `custody.reconciliation_failed`.
-    pub rule: String,
-    pub message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub coi: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub site_id: Option<String>,
-    /// The event that caused it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event_id: Option<String>,
-    /// What the rule saw (a record of the cause, shaped per rule).
-    pub evidence: Value,
-}
-
-impl Check for AlertRaisedV1 {
-    fn check(&self) -> Result<(), FieldError> {
-        code("alert_id", &self.alert_id)?;
-        if !SEVERITIES.contains(&self.severity.as_str()) {
-            return Err(FieldError::new(
-                "severity",
-                &self.severity,
-                format!("must be one of {}", SEVERITIES.join(", ")),
-            ));
-        }
-        code("rule", &self.rule)?;
-        check_text("message", &self.message, 2000)?;
-        if let Some(coi) = &self.coi {
-            crate::identifiers::Coi::parse("coi", coi)?;
-        }
-        if let Some(site) = &self.site_id {
-            code("site_id", site)?;
-        }
-        if let Some(id) = &self.event_id {
-            uuid::Uuid::parse_str(id)
-                .map_err(|e| FieldError::new("event_id", id, format!("must be a UUID ({e})")))?;
-        }
-        if !self.evidence.is_object() {
-            return Err(FieldError::new(
-                "evidence",
-                crate::error::show(&self.evidence),
-                "must be a JSON object",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// An alert is acknowledged (seen, being handled) or resolved, by a person.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlertHandledV1 {
-    pub person_id: String,
-    pub note: String,
-}
-
-impl Check for AlertHandledV1 {
-    fn check(&self) -> Result<(), FieldError> {
-        code("person_id", &self.person_id)?;
-        check_text("note", &self.note, 1000)
-    }
-}
-
-/// The treatment center sends the patient to another apheresis center than the order
-/// named: from now on only that site may record the chain's collection.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ChainCollectionSiteAssignedV1 {
-    collection_site_id: String,
-    reason: String,
-}
-
-impl Check for ChainCollectionSiteAssignedV1 {
-    fn check(&self) -> Result<(), FieldError> {
-        code("collection_site_id", &self.collection_site_id)?;
-        check_text("reason", &self.reason, 500)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    fn entry<'a>(event_type: &'a str, data: &'a Value) -> ChainEntry<'a> {
-        ChainEntry {
+    /// A chain event whose payload is read as recorded ones are.
+    fn event(event_type: &str, data: Value) -> ChainEvent {
+        ChainEvent {
             event_id: uuid::Uuid::now_v7(),
-            event_type,
+            event_type: event_type.to_string(),
+            payload: Payload::read(event_type, 1, &data)
+                .unwrap_or_else(|e| panic!("{event_type}: {e}")),
             data,
             occurred_at: Instant::MIN,
             site: None,
         }
+    }
+
+    fn enrolled() -> ChainEvent {
+        event(
+            "chain.enrolled",
+            json!({"coi": "CHA999926000001*", "patient_key": "PK-1", "product_code": "CART-19",
+                   "treatment_site_id": "S-LAX-01", "coi_source": "autolog"}),
+        )
+    }
+
+    fn handoff() -> ChainEvent {
+        event(
+            "custody.handed_off",
+            json!({"handoff_id": "H1", "step_code": "SHIP-OUT", "from_site_id": "S-LAX-01",
+                   "handed_off_by": "P-0001", "destination_site_id": "S-BOS-01",
+                   "courier": "C-1", "units": ["A999926000001"], "unit_count": 1,
+                   "container_id": "SH-1", "seal_id": "SEAL-1",
+                   "expected_arrival_by": "2026-03-03T09:00:00Z",
+                   "temperature_range": {"min_celsius": -196.0, "max_celsius": -150.0}}),
+        )
+    }
+
+    fn receipt(handoff_id: &str) -> ChainEvent {
+        event(
+            "custody.received",
+            json!({"handoff_id": handoff_id, "step_code": "RECEIVE-MFG",
+                   "receiving_site_id": "S-BOS-01", "received_by": "P-0002",
+                   "scanned_labels": [{"unit": "=A99992600000100"}],
+                   "container_id": "SH-1", "seal_id": "SEAL-1", "seal_intact": true,
+                   "temperature_log": {"min_celsius": -190.0, "max_celsius": -160.0}}),
+        )
+    }
+
+    fn hold_released(hold_id: &str) -> ChainEvent {
+        event(
+            "chain.hold_released",
+            json!({"signature": {}, "hold_id": hold_id, "site_id": "S-BOS-01",
+                   "resolved_by": "P-0002", "resolution_reason": "investigated"}),
+        )
     }
 
     #[test]
@@ -1819,36 +1246,41 @@ mod tests {
             .into_iter()
             .collect(),
         };
-        let enrolled = json!({"treatment_site_id": "S-LAX-01"});
-        let collected = json!({"collection_site_id": "S-LAX-01", "dins": ["A999926000001X"]});
-        let handoff = json!({"handoff_id": "H1", "step_code": "SHIP-OUT"});
-        let receipt = json!({"handoff_id": "H1", "receiving_site_id": "S-BOS-01"});
-        let hold = json!({"hold_id": "HOLD-1"});
-        let release_hold = json!({"hold_id": "HOLD-1"});
-        let mfg = json!({"step_code": "MANUFACTURE", "site_id": "S-BOS-01"});
         let events = [
-            entry("chain.enrolled", &enrolled),
-            entry("chain.collected", &collected),
-            entry("custody.handed_off", &handoff),
-            entry("custody.received", &receipt),
-            entry("chain.hold_placed", &hold),
+            enrolled(),
+            event(
+                "chain.collected",
+                json!({"collection_site_id": "S-LAX-01", "operator_id": "P-0001",
+                       "device_id": "APH-1", "started_at": "2026-03-01T09:00:00Z",
+                       "ended_at": "2026-03-01T13:00:00Z", "dins": ["A999926000001"]}),
+            ),
+            handoff(),
+            receipt("H1"),
+            event(
+                "chain.hold_placed",
+                json!({"hold_id": "HOLD-1", "rule": "manual", "findings": ["checked"]}),
+            ),
         ];
-        let view = ChainView::fold(events, &ctx);
+        let view = ChainView::fold(events.iter().map(ChainEvent::as_entry), &ctx);
         assert_eq!(view.state, ChainState::OnHold);
         assert_eq!(view.resume_state, ChainState::ReceivedAtManufacturing);
         assert_eq!(view.custodian_site_id.as_deref(), Some("S-BOS-01"));
-        let refused = view.transition(&entry("chain.step_performed", &mfg), &ctx);
+        let mfg = event(
+            "chain.step_performed",
+            json!({"step_code": "MANUFACTURE", "site_id": "S-BOS-01", "performed_by": "P-0002",
+                   "started_at": "2026-03-02T09:00:00Z"}),
+        );
+        let refused = view.transition(&mfg.as_entry(), &ctx);
         assert!(refused
             .expect_err("on hold")
             .rule
             .contains("on hold (HOLD-1)"));
         let resumed = view
-            .transition(&entry("chain.hold_released", &release_hold), &ctx)
+            .transition(&hold_released("HOLD-1").as_entry(), &ctx)
             .expect("open hold");
         assert_eq!(resumed, ChainState::ReceivedAtManufacturing);
-        let wrong = json!({"hold_id": "HOLD-9"});
         assert!(view
-            .transition(&entry("chain.hold_released", &wrong), &ctx)
+            .transition(&hold_released("HOLD-9").as_entry(), &ctx)
             .expect_err("unknown hold")
             .rule
             .contains("HOLD-9"));
@@ -1857,20 +1289,35 @@ mod tests {
     #[test]
     fn steps_out_of_order_are_refused_with_the_expected_predecessor() {
         let ctx = ChainContext::default();
-        let enrolled = json!({"treatment_site_id": "S-LAX-01"});
-        let view = ChainView::fold([entry("chain.enrolled", &enrolled)], &ctx);
-        let administered = json!({"unit": "x"});
+        let view = ChainView::fold([enrolled().as_entry()], &ctx);
+        let administered = event(
+            "chain.administered",
+            json!({"step_code": "INFUSE", "site_id": "S-LAX-01", "administered_by": "P-0005",
+                   "verified_by": "P-0006", "unit": "x"}),
+        );
         let rule = view
-            .transition(&entry("chain.administered", &administered), &ctx)
+            .transition(&administered.as_entry(), &ctx)
             .expect_err("out of order")
             .rule;
         assert!(rule.contains("while the chain is enrolled"), "{rule}");
         assert!(rule.contains("received_at_treatment_center"), "{rule}");
-        let receipt = json!({"handoff_id": "H1"});
         assert!(view
-            .transition(&entry("custody.received", &receipt), &ctx)
+            .transition(&receipt("H1").as_entry(), &ctx)
             .expect_err("no handoff")
             .rule
             .contains("no handoff"));
+    }
+
+    #[test]
+    fn a_payload_reads_as_its_type_or_names_what_is_missing() {
+        let e = Payload::read("custody.received", 1, &json!({"handoff_id": "H1"}))
+            .expect_err("incomplete");
+        assert_eq!(e.field, "step_code", "{e}");
+        let e = Payload::read("chain.teleported", 1, &json!({})).expect_err("unknown");
+        assert_eq!(e.field, "type", "{e}");
+        assert!(matches!(
+            Payload::read("custody.handed_off", 1, &handoff().data),
+            Ok(Payload::CustodyHandedOff(h)) if h.handoff_id == "H1"
+        ));
     }
 }

@@ -34,9 +34,16 @@ impl EventType {
     }
 }
 
-/// Validates a payload by deserialising it into its typed form (unknown fields refused);
-/// a refusal names the path inside the payload, e.g. `site_types[0]`.
+/// Validates a payload by deserialising it into its typed form (unknown fields refused)
+/// and checking its rules; a refusal names the path inside the payload, e.g.
+/// `site_types[0]`.
 pub(crate) fn schema<T: DeserializeOwned + Check>(data: &Value) -> Result<(), FieldError> {
+    typed::<T>(data)?.check()
+}
+
+/// Reads a payload into its typed form (its shape: fields, types, unknown fields refused);
+/// a refusal names the path inside the payload.
+pub(crate) fn typed<T: DeserializeOwned>(data: &Value) -> Result<T, FieldError> {
     if !data.is_object() {
         return Err(FieldError::new(
             "",
@@ -44,7 +51,7 @@ pub(crate) fn schema<T: DeserializeOwned + Check>(data: &Value) -> Result<(), Fi
             "must be a JSON object",
         ));
     }
-    let typed: T = serde_path_to_error::deserialize(data).map_err(|e| {
+    serde_path_to_error::deserialize(data).map_err(|e| {
         let mut field = String::new();
         let mut value = Some(data);
         for segment in e.path().iter() {
@@ -78,8 +85,7 @@ pub(crate) fn schema<T: DeserializeOwned + Check>(data: &Value) -> Result<(), Fi
         }
         let shown = value.map_or_else(|| "(absent)".to_string(), crate::error::show);
         FieldError::new(field, shown, message)
-    })?;
-    typed.check()
+    })
 }
 
 /// Rules a payload must meet beyond its shape.

@@ -4,11 +4,6 @@ use serde_json::Value;
 
 use crate::error::FieldError;
 
-/// A text field of a payload ("" when absent or not text).
-pub(crate) fn text<'a>(data: &'a Value, name: &str) -> &'a str {
-    data.get(name).and_then(Value::as_str).unwrap_or_default()
-}
-
 /// A list of texts of a payload (empty when absent).
 pub fn list(data: &Value, name: &str) -> Vec<String> {
     data.get(name)

@@ -163,14 +163,14 @@ fn fda_fei(field: &str, value: &str) -> Result<(), FieldError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PostalAddress {
-    lines: Vec<String>,
-    city: String,
-    postal_code: Option<String>,
+pub struct PostalAddress {
+    pub lines: Vec<String>,
+    pub city: String,
+    pub postal_code: Option<String>,
     /// ISO 3166-1 alpha-2.
-    country: String,
+    pub country: String,
 }
 
 impl Check for PostalAddress {
@@ -226,20 +226,20 @@ fn site_extras(
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct SiteRegisteredV1 {
-    site_id: String,
-    name: String,
-    site_types: Vec<String>,
-    time_zone: String,
-    postal_address: Option<PostalAddress>,
-    gln: Option<String>,
-    isbt128_fin: Option<String>,
-    fda_fei: Option<String>,
-    status: Option<String>,
-    valid_from: Option<String>,
-    valid_to: Option<String>,
+pub struct SiteRegisteredV1 {
+    pub site_id: String,
+    pub name: String,
+    pub site_types: Vec<String>,
+    pub time_zone: String,
+    pub postal_address: Option<PostalAddress>,
+    pub gln: Option<String>,
+    pub isbt128_fin: Option<String>,
+    pub fda_fei: Option<String>,
+    pub status: Option<String>,
+    pub valid_from: Option<String>,
+    pub valid_to: Option<String>,
 }
 
 impl Check for SiteRegisteredV1 {
@@ -259,19 +259,19 @@ impl Check for SiteRegisteredV1 {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct SiteAmendedV1 {
-    name: Option<String>,
-    site_types: Option<Vec<String>>,
-    time_zone: Option<String>,
-    postal_address: Option<PostalAddress>,
-    gln: Option<String>,
-    isbt128_fin: Option<String>,
-    fda_fei: Option<String>,
-    status: Option<String>,
-    valid_from: Option<String>,
-    valid_to: Option<String>,
+pub struct SiteAmendedV1 {
+    pub name: Option<String>,
+    pub site_types: Option<Vec<String>>,
+    pub time_zone: Option<String>,
+    pub postal_address: Option<PostalAddress>,
+    pub gln: Option<String>,
+    pub isbt128_fin: Option<String>,
+    pub fda_fei: Option<String>,
+    pub status: Option<String>,
+    pub valid_from: Option<String>,
+    pub valid_to: Option<String>,
 }
 
 impl Check for SiteAmendedV1 {
@@ -315,13 +315,13 @@ impl Check for SiteAmendedV1 {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Qualification {
-    site_id: String,
-    role: String,
-    valid_from: Option<String>,
-    valid_until: String,
+pub struct Qualification {
+    pub site_id: String,
+    pub role: String,
+    pub valid_from: Option<String>,
+    pub valid_until: String,
 }
 
 fn qualifications(list: &[Qualification]) -> Result<(), FieldError> {
@@ -344,16 +344,16 @@ fn qualifications(list: &[Qualification]) -> Result<(), FieldError> {
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PersonnelRegisteredV1 {
-    person_id: String,
-    printed_name: String,
-    status: Option<String>,
+pub struct PersonnelRegisteredV1 {
+    pub person_id: String,
+    pub printed_name: String,
+    pub status: Option<String>,
     #[serde(default)]
-    qualifications: Vec<Qualification>,
-    valid_from: Option<String>,
-    valid_to: Option<String>,
+    pub qualifications: Vec<Qualification>,
+    pub valid_from: Option<String>,
+    pub valid_to: Option<String>,
 }
 
 impl Check for PersonnelRegisteredV1 {
@@ -368,14 +368,14 @@ impl Check for PersonnelRegisteredV1 {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PersonnelAmendedV1 {
-    printed_name: Option<String>,
-    status: Option<String>,
-    qualifications: Option<Vec<Qualification>>,
-    valid_from: Option<String>,
-    valid_to: Option<String>,
+pub struct PersonnelAmendedV1 {
+    pub printed_name: Option<String>,
+    pub status: Option<String>,
+    pub qualifications: Option<Vec<Qualification>>,
+    pub valid_from: Option<String>,
+    pub valid_to: Option<String>,
 }
 
 impl Check for PersonnelAmendedV1 {
@@ -405,16 +405,16 @@ impl Check for PersonnelAmendedV1 {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct EquipmentRegisteredV1 {
-    equipment_id: String,
-    equipment_type: String,
-    site_id: String,
-    calibration_valid_until: Option<String>,
-    status: Option<String>,
-    valid_from: Option<String>,
-    valid_to: Option<String>,
+pub struct EquipmentRegisteredV1 {
+    pub equipment_id: String,
+    pub equipment_type: String,
+    pub site_id: String,
+    pub calibration_valid_until: Option<String>,
+    pub status: Option<String>,
+    pub valid_from: Option<String>,
+    pub valid_to: Option<String>,
 }
 
 impl Check for EquipmentRegisteredV1 {
@@ -433,15 +433,15 @@ impl Check for EquipmentRegisteredV1 {
 }
 
 /// Some attributes of registered equipment change (moved to another site, retired...).
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct EquipmentAmendedV1 {
-    equipment_type: Option<String>,
-    site_id: Option<String>,
-    calibration_valid_until: Option<String>,
-    status: Option<String>,
-    valid_from: Option<String>,
-    valid_to: Option<String>,
+pub struct EquipmentAmendedV1 {
+    pub equipment_type: Option<String>,
+    pub site_id: Option<String>,
+    pub calibration_valid_until: Option<String>,
+    pub status: Option<String>,
+    pub valid_from: Option<String>,
+    pub valid_to: Option<String>,
 }
 
 impl Check for EquipmentAmendedV1 {
@@ -477,10 +477,10 @@ impl Check for EquipmentAmendedV1 {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct EquipmentCalibratedV1 {
-    calibration_valid_until: String,
+pub struct EquipmentCalibratedV1 {
+    pub calibration_valid_until: String,
 }
 
 impl Check for EquipmentCalibratedV1 {
@@ -489,14 +489,14 @@ impl Check for EquipmentCalibratedV1 {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct MaterialLotRegisteredV1 {
-    material: String,
-    supplier: String,
-    lot: String,
-    expiry: String,
-    status: String,
+pub struct MaterialLotRegisteredV1 {
+    pub material: String,
+    pub supplier: String,
+    pub lot: String,
+    pub expiry: String,
+    pub status: String,
 }
 
 impl Check for MaterialLotRegisteredV1 {
@@ -509,10 +509,10 @@ impl Check for MaterialLotRegisteredV1 {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct MaterialLotStatusChangedV1 {
-    status: String,
+pub struct MaterialLotStatusChangedV1 {
+    pub status: String,
 }
 
 impl Check for MaterialLotStatusChangedV1 {
@@ -521,15 +521,15 @@ impl Check for MaterialLotStatusChangedV1 {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ProcessStepDefinedV1 {
-    step_code: String,
-    description: String,
-    cbv_biz_step: String,
-    status: Option<String>,
-    valid_from: Option<String>,
-    valid_to: Option<String>,
+pub struct ProcessStepDefinedV1 {
+    pub step_code: String,
+    pub description: String,
+    pub cbv_biz_step: String,
+    pub status: Option<String>,
+    pub valid_from: Option<String>,
+    pub valid_to: Option<String>,
 }
 
 impl Check for ProcessStepDefinedV1 {
@@ -545,14 +545,14 @@ impl Check for ProcessStepDefinedV1 {
 }
 
 /// A defined step's description, CBV equivalent, status or validity change.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ProcessStepAmendedV1 {
-    description: Option<String>,
-    cbv_biz_step: Option<String>,
-    status: Option<String>,
-    valid_from: Option<String>,
-    valid_to: Option<String>,
+pub struct ProcessStepAmendedV1 {
+    pub description: Option<String>,
+    pub cbv_biz_step: Option<String>,
+    pub status: Option<String>,
+    pub valid_from: Option<String>,
+    pub valid_to: Option<String>,
 }
 
 impl Check for ProcessStepAmendedV1 {
@@ -585,11 +585,11 @@ impl Check for ProcessStepAmendedV1 {
 }
 
 /// The storage temperature range of a product, in degrees Celsius.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct TemperatureRange {
-    min_celsius: f64,
-    max_celsius: f64,
+pub struct TemperatureRange {
+    pub min_celsius: f64,
+    pub max_celsius: f64,
 }
 
 impl Check for TemperatureRange {
@@ -618,44 +618,44 @@ impl Check for TemperatureRange {
 }
 
 /// One step of a product's process: a canonical step code and the site types that may perform it.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ProcessStep {
-    pub(crate) step_code: String,
-    site_types: Vec<String>,
+pub struct ProcessStep {
+    pub step_code: String,
+    pub site_types: Vec<String>,
 }
 
 /// The longest time allowed from one step to a later one, e.g. collection to
 /// cryopreservation at most 48 h (2880 minutes). Computed on instants.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ProcessWindow {
-    from_step: String,
-    to_step: String,
-    max_minutes: u32,
+pub struct ProcessWindow {
+    pub from_step: String,
+    pub to_step: String,
+    pub max_minutes: u32,
 }
 
 /// A release test and its specification: a numeric range (`min`/`max` in `unit`) or an
 /// expected qualitative result (e.g. `negative`).
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ReleaseTest {
-    test_code: String,
-    description: Option<String>,
-    method: Option<String>,
-    unit: Option<String>,
-    min: Option<f64>,
-    max: Option<f64>,
-    expected: Option<String>,
+pub struct ReleaseTest {
+    pub test_code: String,
+    pub description: Option<String>,
+    pub method: Option<String>,
+    pub unit: Option<String>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub expected: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ProcessDefinition {
-    pub(crate) steps: Vec<ProcessStep>,
+pub struct ProcessDefinition {
+    pub steps: Vec<ProcessStep>,
     // Required (possibly empty), so that an amendment's merge replaces each list whole.
-    windows: Vec<ProcessWindow>,
-    release_tests: Vec<ReleaseTest>,
+    pub windows: Vec<ProcessWindow>,
+    pub release_tests: Vec<ReleaseTest>,
 }
 
 impl Check for ProcessDefinition {
@@ -772,12 +772,12 @@ pub const RETENTION_ANCHORS: &[&str] = &["enrolment", "collection", "release", "
 
 /// A retention policy of a product in one jurisdiction: keep the chain's records for
 /// `years` after its `from` event (e.g. US, 15 years after administration).
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RetentionPolicy {
-    jurisdiction: String,
-    years: u32,
-    from: String,
+pub struct RetentionPolicy {
+    pub jurisdiction: String,
+    pub years: u32,
+    pub from: String,
 }
 
 fn retention_policies(list: Option<&[RetentionPolicy]>) -> Result<(), FieldError> {
@@ -797,23 +797,23 @@ fn retention_policies(list: Option<&[RetentionPolicy]>) -> Result<(), FieldError
 }
 
 /// A product of the portfolio and its process definition.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ProductRegisteredV1 {
-    product_code: String,
-    name: String,
+pub struct ProductRegisteredV1 {
+    pub product_code: String,
+    pub name: String,
     /// The ISBT 128 product code printed in final unit identifiers (from the licensed
     /// ICCBBA tables, held by the sponsor: never shipped with Autolog).
-    isbt128_product_code: Option<String>,
-    pub(crate) process: ProcessDefinition,
-    storage_temperature: TemperatureRange,
-    retention_class: String,
-    retention_years: Option<u32>,
+    pub isbt128_product_code: Option<String>,
+    pub process: ProcessDefinition,
+    pub storage_temperature: TemperatureRange,
+    pub retention_class: String,
+    pub retention_years: Option<u32>,
     /// Retention per jurisdiction (a chain keeps the longest that applies to it).
-    retention_policies: Option<Vec<RetentionPolicy>>,
-    status: Option<String>,
-    valid_from: Option<String>,
-    valid_to: Option<String>,
+    pub retention_policies: Option<Vec<RetentionPolicy>>,
+    pub status: Option<String>,
+    pub valid_from: Option<String>,
+    pub valid_to: Option<String>,
 }
 
 impl Check for ProductRegisteredV1 {
@@ -835,19 +835,19 @@ impl Check for ProductRegisteredV1 {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ProductAmendedV1 {
-    name: Option<String>,
-    isbt128_product_code: Option<String>,
-    pub(crate) process: Option<ProcessDefinition>,
-    storage_temperature: Option<TemperatureRange>,
-    retention_class: Option<String>,
-    retention_years: Option<u32>,
-    retention_policies: Option<Vec<RetentionPolicy>>,
-    status: Option<String>,
-    valid_from: Option<String>,
-    valid_to: Option<String>,
+pub struct ProductAmendedV1 {
+    pub name: Option<String>,
+    pub isbt128_product_code: Option<String>,
+    pub process: Option<ProcessDefinition>,
+    pub storage_temperature: Option<TemperatureRange>,
+    pub retention_class: Option<String>,
+    pub retention_years: Option<u32>,
+    pub retention_policies: Option<Vec<RetentionPolicy>>,
+    pub status: Option<String>,
+    pub valid_from: Option<String>,
+    pub valid_to: Option<String>,
 }
 
 impl Check for ProductAmendedV1 {
@@ -895,15 +895,15 @@ impl Check for ProductAmendedV1 {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct SourceSystemRegisteredV1 {
-    system_id: String,
-    kind: String,
-    owning_site_id: String,
-    status: Option<String>,
-    valid_from: Option<String>,
-    valid_to: Option<String>,
+pub struct SourceSystemRegisteredV1 {
+    pub system_id: String,
+    pub kind: String,
+    pub owning_site_id: String,
+    pub status: Option<String>,
+    pub valid_from: Option<String>,
+    pub valid_to: Option<String>,
 }
 
 impl Check for SourceSystemRegisteredV1 {
@@ -920,13 +920,13 @@ impl Check for SourceSystemRegisteredV1 {
 
 /// A source system changes owner, status or validity (its kind is fixed: a system of
 /// another kind is another system).
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct SourceSystemAmendedV1 {
-    owning_site_id: Option<String>,
-    status: Option<String>,
-    valid_from: Option<String>,
-    valid_to: Option<String>,
+pub struct SourceSystemAmendedV1 {
+    pub owning_site_id: Option<String>,
+    pub status: Option<String>,
+    pub valid_from: Option<String>,
+    pub valid_to: Option<String>,
 }
 
 impl Check for SourceSystemAmendedV1 {
@@ -954,15 +954,15 @@ impl Check for SourceSystemAmendedV1 {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct CrosswalkMappedV1 {
-    system: String,
-    kind: String,
-    local_code: String,
-    canonical_id: String,
-    valid_from: String,
-    valid_to: Option<String>,
+pub struct CrosswalkMappedV1 {
+    pub system: String,
+    pub kind: String,
+    pub local_code: String,
+    pub canonical_id: String,
+    pub valid_from: String,
+    pub valid_to: Option<String>,
 }
 
 impl CrosswalkMappedV1 {
@@ -993,16 +993,16 @@ impl Check for CrosswalkMappedV1 {
 /// Autolog's own flag on an event whose UTC offset disagrees with its recording site's
 /// zone at that instant. The event is kept (its instant is exact); the flag says the
 /// sender's clock or zone setting is off.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct TimeZoneDiscrepancyFlaggedV1 {
-    event_id: String,
-    stream: String,
-    site_id: String,
-    site_zone: String,
-    instant: String,
-    recorded_offset: String,
-    expected_offset: String,
+pub struct TimeZoneDiscrepancyFlaggedV1 {
+    pub event_id: String,
+    pub stream: String,
+    pub site_id: String,
+    pub site_zone: String,
+    pub instant: String,
+    pub recorded_offset: String,
+    pub expected_offset: String,
 }
 
 impl Check for TimeZoneDiscrepancyFlaggedV1 {

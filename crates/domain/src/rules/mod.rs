@@ -571,35 +571,20 @@ pub fn refused_value(draft: &EventDraft, field: &str) -> String {
 /// that two concurrent requests cannot both pass them: no step on a held or cancelled
 /// chain, one receipt per handoff, one open handoff at a time.
 fn check_chain_state(draft: &EventDraft, prior: &[Event]) -> Result<(), FieldError> {
-    use crate::chain::{ChainContext, ChainEntry, ChainView};
+    use crate::chain::{ChainContext, ChainEvent, ChainView};
     let superseded: HashSet<Uuid> = prior.iter().filter_map(|e| e.corrects).collect();
     let ctx = ChainContext::default();
-    let view = ChainView::fold(
-        prior
-            .iter()
-            .filter(|e| !superseded.contains(&e.event_id))
-            .map(ChainEntry::of_event),
-        &ctx,
-    );
-    let this = ChainEntry {
-        event_id: draft.event_id,
-        event_type: draft.body.event_type.as_str(),
-        data: &draft.body.data,
-        occurred_at: draft.occurred_at.instant,
-        site: draft.site.as_deref(),
-    };
-    view.check_locked(&this).map_err(|refusal| {
+    let events = ChainEvent::of_events(prior.iter().filter(|e| !superseded.contains(&e.event_id)))?;
+    let view = ChainView::fold(events.iter().map(ChainEvent::as_entry), &ctx);
+    let this = ChainEvent::of_draft(draft)?;
+    view.check_locked(&this.as_entry()).map_err(|refusal| {
         let value = refused_value(draft, refusal.field);
         FieldError::new(refusal.field, value, refusal.rule)
     })?;
     // A release: what a concurrent event could have changed since the conditions were
     // checked (a failing result, a deviation) is checked again here.
     if draft.body.event_type == "chain.released" {
-        let entries: Vec<ChainEntry> = prior
-            .iter()
-            .filter(|e| !superseded.contains(&e.event_id))
-            .map(ChainEntry::of_event)
-            .collect();
+        let entries: Vec<_> = events.iter().map(ChainEvent::as_entry).collect();
         let data = &draft.body.data;
         let text = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or_default();
         let blockers = crate::batch::release_blockers(
@@ -806,9 +791,10 @@ mod tests {
             ("deviation.opened", deviation),
         ]);
         // What check_chain_state runs under the lock for a release.
-        let entries: Vec<crate::chain::ChainEntry> = prior
+        let events = crate::chain::ChainEvent::of_events(&prior).expect("typed");
+        let entries: Vec<crate::chain::ChainEntry> = events
             .iter()
-            .map(crate::chain::ChainEntry::of_event)
+            .map(crate::chain::ChainEvent::as_entry)
             .collect();
         let view = crate::chain::ChainView::fold(entries.iter().copied(), &Default::default());
         let blockers = crate::batch::release_blockers(

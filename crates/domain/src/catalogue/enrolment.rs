@@ -15,23 +15,23 @@ pub const COI_SOURCES: &[&str] = &["autolog", "upstream"];
 
 /// A patient enrolled for a product at a treatment center, under a pseudonymous key, and
 /// the COI that joins everything about this patient's therapy from now on.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ChainEnrolledV1 {
-    coi: String,
-    patient_key: String,
-    product_code: String,
-    treatment_site_id: String,
+pub struct ChainEnrolledV1 {
+    pub coi: String,
+    pub patient_key: String,
+    pub product_code: String,
+    pub treatment_site_id: String,
     /// The apheresis center the order sends the patient to (default: the treatment site).
-    collection_site_id: Option<String>,
-    coi_source: String,
-    upstream_system: Option<String>,
+    pub collection_site_id: Option<String>,
+    pub coi_source: String,
+    pub upstream_system: Option<String>,
     /// A re-collection: the chain of the same patient and product whose episode this one
     /// takes over (after a failed manufacture, a returned shipment), and why.
     #[serde(default)]
-    previous_coi: Option<String>,
+    pub previous_coi: Option<String>,
     #[serde(default)]
-    recollection_reason: Option<String>,
+    pub recollection_reason: Option<String>,
 }
 
 /// Why a patient is collected again under a new COI linked to the first.
@@ -45,11 +45,11 @@ pub const RECOLLECTION_REASONS: &[&str] = &[
 
 /// A chain re-collected: recorded by Autolog on the earlier chain with the new chain's
 /// enrolment, so that the link is in both chains.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ChainRecollectedV1 {
-    next_coi: String,
-    recollection_reason: String,
+pub struct ChainRecollectedV1 {
+    pub next_coi: String,
+    pub recollection_reason: String,
 }
 
 impl Check for ChainRecollectedV1 {
@@ -123,10 +123,10 @@ impl Check for ChainEnrolledV1 {
 }
 
 /// An enrolment is cancelled. The COI stays issued: it is never given again.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ChainCancelledV1 {
-    cancellation_reason: String,
+pub struct ChainCancelledV1 {
+    pub cancellation_reason: String,
 }
 
 impl Check for ChainCancelledV1 {
@@ -137,15 +137,15 @@ impl Check for ChainCancelledV1 {
 
 /// The apheresis collection of a chain: where, by whom, with which device, when, and one
 /// ISBT 128 DIN (with its check character) per collected bag.
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ChainCollectedV1 {
-    collection_site_id: String,
-    operator_id: String,
-    device_id: String,
-    started_at: String,
-    ended_at: String,
-    dins: Vec<String>,
+pub struct ChainCollectedV1 {
+    pub collection_site_id: String,
+    pub operator_id: String,
+    pub device_id: String,
+    pub started_at: String,
+    pub ended_at: String,
+    pub dins: Vec<String>,
 }
 
 impl Check for ChainCollectedV1 {
@@ -196,11 +196,11 @@ impl Check for ChainCollectedV1 {
 
 /// Recorded by Autolog with a collection: a DIN belongs to this COI, forever
 /// (stream `din/<DIN>`, opened once).
-#[derive(Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct DinLinkedV1 {
-    din: String,
-    coi: String,
+pub struct DinLinkedV1 {
+    pub din: String,
+    pub coi: String,
 }
 
 impl Check for DinLinkedV1 {
