@@ -4,6 +4,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use autolog_domain::catalogue::chain::{
+    ChainAdministeredV1, ChainExceptionalReleaseRequestedV1, CustodyHandedOffV1,
+};
+use autolog_domain::catalogue::Payload;
 use autolog_domain::chain::{ChainContext, ChainEvent, ChainState, ChainView};
 use autolog_domain::identifiers::scan::{parse_scan, Scanned};
 use autolog_domain::rules::{refused_value, CHAIN_EVENT_TYPES};
@@ -428,7 +432,7 @@ impl Autolog {
                 }));
                 continue;
             }
-            if let Some(error) = expired_unit(&view, draft) {
+            if let Some(error) = expired_unit(&view, draft, &this.payload) {
                 return Err(StepError::Expired { index, error });
             }
             if event_type == "chain.released" || event_type == "chain.bedside_verified" {
@@ -472,8 +476,9 @@ impl Autolog {
                     }
                 }
             }
+            let site_id = self.step_reference_rules(facts, draft, &refuse).await?;
             let mut recorded = self
-                .step_reference_rules(facts, &view, draft, &refuse, false)
+                .custody_unit_rules(facts, &view, draft, &this.payload, &site_id, &refuse)
                 .await?;
             recorded.extend(self.batch_rules(facts, &view, draft, &refuse).await?);
             recorded.extend(late_failure(facts, &view, draft, &recorded));
@@ -486,7 +491,7 @@ impl Autolog {
                 recorded.extend(holds);
                 recorded.extend(alerts);
             }
-            recorded.extend(window_breaches(facts, &view, draft));
+            recorded.extend(window_breaches(facts, &view, draft, &this.payload));
             facts.entries.push(this);
             for r in &recorded {
                 if r.body.event_type == "din.linked" {
@@ -522,8 +527,9 @@ impl Autolog {
         draft: &EventDraft,
         refuse: Refuse<'_>,
     ) -> Result<Vec<EventDraft>, StepError> {
-        self.step_reference_rules(facts, view, draft, refuse, true)
-            .await?;
+        // What the correction restates was checked when it happened: who, where and with
+        // what are checked again, not the custody of its units.
+        self.step_reference_rules(facts, draft, refuse).await?;
         let target = match &draft.corrects {
             Some(CorrectionTarget::EventId(id)) => Some(*id),
             Some(CorrectionTarget::Source(source)) => self
@@ -609,15 +615,13 @@ impl Autolog {
 
     /// The reference-data rules of one chain event: the step belongs to the product's
     /// process and the site's type may perform it; the person is qualified at the site
-    /// then; equipment is at the site and calibrated; units belong to the chain.
+    /// then; equipment is at the site and calibrated. Returns the performing site.
     async fn step_reference_rules(
         &self,
         facts: &ChainFacts,
-        view: &ChainView,
         draft: &EventDraft,
         refuse: Refuse<'_>,
-        correction: bool,
-    ) -> Result<Vec<EventDraft>, StepError> {
+    ) -> Result<String, StepError> {
         let site_id = self.step_site_rules(facts, draft, refuse).await?;
         let person_at = match draft.body.event_type.as_str() {
             "chain.collected" => {
@@ -629,11 +633,7 @@ impl Autolog {
             .await?;
         self.equipment_rules(draft, &site_id, person_at, refuse)
             .await?;
-        if correction {
-            return Ok(Vec::new()); // what the correction restates was checked when it happened
-        }
-        self.custody_unit_rules(facts, view, draft, &site_id, refuse)
-            .await
+        Ok(site_id)
     }
 
     /// The step belongs to the product's process, fits the event, and the performing
@@ -878,17 +878,16 @@ impl Autolog {
         facts: &ChainFacts,
         view: &ChainView,
         draft: &EventDraft,
+        payload: &Payload,
         site_id: &str,
         refuse: Refuse<'_>,
     ) -> Result<Vec<EventDraft>, StepError> {
-        let data = &draft.body.data;
-        let event_type = draft.body.event_type.as_str();
         let mut recorded = Vec::new();
         let treatment_site = text(&facts.enrolment, "treatment_site_id");
-        match event_type {
-            "chain.collected" => {
+        match payload {
+            Payload::ChainCollected(c) => {
                 // Each DIN belongs to one COI, forever.
-                for (j, din) in string_list(data, "dins").iter().enumerate() {
+                for (j, din) in c.dins.iter().enumerate() {
                     let link = self.reference(&facts.reads, &format!("din/{din}")).await?;
                     let owner = text(&link, "coi");
                     if !owner.is_empty() || view.units.contains(din) {
@@ -910,9 +909,9 @@ impl Autolog {
                     ));
                 }
             }
-            "custody.handed_off" => handoff_rules(facts, view, draft, site_id, refuse)?,
-            "chain.administered" => administration_rules(facts, view, draft, site_id, refuse)?,
-            "chain.exceptional_release_requested" => {
+            Payload::CustodyHandedOff(h) => handoff_rules(facts, view, draft, h, site_id, refuse)?,
+            Payload::ChainAdministered(a) => administration_rules(facts, view, a, site_id, refuse)?,
+            Payload::ChainExceptionalReleaseRequested(r) => {
                 if site_id != treatment_site {
                     return Err(refuse(
                         "site_id",
@@ -920,49 +919,17 @@ impl Autolog {
                         format!("the request comes from the patient's treatment center ({treatment_site})"),
                     ));
                 }
-                let batch = text(data, "batch_id");
-                if !view.batches.iter().any(|b| b == batch) {
-                    return Err(refuse(
-                        "batch_id",
-                        batch,
-                        format!("is not a batch of chain {}", facts.coi),
-                    ));
-                }
-                let intended = text(data, "intended_patient_key");
-                if intended != text(&facts.enrolment, "patient_key") {
-                    return Err(refuse(
-                        "intended_patient_key",
-                        intended,
-                        format!("is not the patient of chain {}", facts.coi),
-                    ));
-                }
-                // Only failing results of this batch, already known, can be accepted.
-                for (i, id) in string_list(data, "result_event_ids").iter().enumerate() {
-                    let failing = facts.entries.iter().any(|e| {
-                        e.event_type == "batch.test_result_evaluated"
-                            && text(&e.data, "result_event_id") == id
-                            && text(&e.data, "batch_id") == batch
-                            && text(&e.data, "verdict") == "fail"
-                    });
-                    if !failing {
-                        return Err(refuse(
-                            &format!("result_event_ids[{i}]"),
-                            id,
-                            format!("is not a failing result of batch {batch}"),
-                        ));
-                    }
-                }
+                exceptional_request_rules(facts, view, r, refuse)?;
             }
-            "chain.hold_released" => {
+            Payload::ChainHoldReleased(h) => {
                 // Released where it was placed: the hold's site decides on its material.
-                let hold_id = text(data, "hold_id");
+                let hold_id = &h.hold_id;
                 let hold_site = view
                     .holds
                     .iter()
-                    .find(|h| h.hold_id == hold_id)
-                    .map(|h| text(&h.data, "site_id").to_string())
-                    .unwrap_or_default();
-                if !hold_site.is_empty() && hold_site != site_id {
+                    .find(|open| &open.hold_id == hold_id)
+                    .and_then(|open| open.site_id.as_deref());
+                if let Some(hold_site) = hold_site.filter(|s| *s != site_id) {
                     return Err(refuse(
                         "site_id",
                         site_id,
@@ -1289,12 +1256,11 @@ impl Autolog {
 
 /// The final units an event moves on: a handoff's manifest, the unit checked at the
 /// bedside, the unit administered.
-fn units_moved(draft: &EventDraft) -> Vec<String> {
-    let data = &draft.body.data;
-    match draft.body.event_type.as_str() {
-        "custody.handed_off" => string_list(data, "units"),
-        "chain.administered" => vec![text(data, "unit").to_string()],
-        "chain.bedside_verified" => parse_scan("unit_scan", text(data, "unit_scan"))
+fn units_moved(payload: &Payload) -> Vec<String> {
+    match payload {
+        Payload::CustodyHandedOff(h) => h.units.clone(),
+        Payload::ChainAdministered(a) => vec![a.unit.clone()],
+        Payload::ChainBedsideVerified(b) => parse_scan("unit_scan", &b.unit_scan)
             .map(|s| vec![s.unit_id()])
             .unwrap_or_default(),
         _ => Vec::new(),
@@ -1302,8 +1268,8 @@ fn units_moved(draft: &EventDraft) -> Vec<String> {
 }
 
 /// The refusal of moving on a final unit past its expiry (the event's own time).
-fn expired_unit(view: &ChainView, draft: &EventDraft) -> Option<FieldError> {
-    let units = units_moved(draft);
+fn expired_unit(view: &ChainView, draft: &EventDraft, payload: &Payload) -> Option<FieldError> {
+    let units = units_moved(payload);
     let (unit, expiry) =
         view.expired_unit(units.iter().map(String::as_str), draft.occurred_at.instant)?;
     let field = match draft.body.event_type.as_str() {
@@ -1329,7 +1295,7 @@ fn expired_on_arrival(facts: &ChainFacts, view: &ChainView, draft: &EventDraft) 
     let Some(handoff) = &view.open_handoff else {
         return Vec::new();
     };
-    let units = string_list(&handoff.data, "units");
+    let units = &handoff.units;
     let Some((unit, expiry)) =
         view.expired_unit(units.iter().map(String::as_str), draft.occurred_at.instant)
     else {
@@ -1499,11 +1465,15 @@ fn decision_basis_corrected(
 
 /// Alerts for the process windows an event closes too late (the event is accepted: what
 /// happened is recorded, and the breach is raised at once).
-fn window_breaches(facts: &ChainFacts, view: &ChainView, draft: &EventDraft) -> Vec<EventDraft> {
-    let data = &draft.body.data;
-    let step = match draft.body.event_type.as_str() {
-        "chain.collected" => facts.ctx.collecting_step.clone().unwrap_or_default(),
-        _ => text(data, "step_code").to_string(),
+fn window_breaches(
+    facts: &ChainFacts,
+    view: &ChainView,
+    draft: &EventDraft,
+    payload: &Payload,
+) -> Vec<EventDraft> {
+    let step = match payload {
+        Payload::ChainCollected(_) => facts.ctx.collecting_step.clone().unwrap_or_default(),
+        other => other.step_code().unwrap_or_default().to_string(),
     };
     if step.is_empty() || view.performed.contains_key(&step) {
         return Vec::new(); // the window closes at the first time a step is performed
@@ -1618,20 +1588,17 @@ fn handoff_rules(
     facts: &ChainFacts,
     view: &ChainView,
     draft: &EventDraft,
+    h: &CustodyHandedOffV1,
     site_id: &str,
     refuse: Refuse<'_>,
 ) -> Result<(), StepError> {
-    let data = &draft.body.data;
     let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
     let treatment_site = text(&facts.enrolment, "treatment_site_id");
     let at = draft.occurred_at.instant;
 
     // A return leaves from where the material is (custody disputed) for the
     // custodian of record: `ChainView::is_return`.
-    let returning = view.is_return(
-        text(data, "from_site_id"),
-        text(data, "destination_site_id"),
-    );
+    let returning = view.is_return(&h.from_site_id, &h.destination_site_id);
     if custodian != site_id && !returning {
         return Err(refuse(
             "from_site_id",
@@ -1639,7 +1606,7 @@ fn handoff_rules(
             format!("is not the chain's custodian: the material is at {custodian}"),
         ));
     }
-    for (i, unit) in string_list(data, "units").iter().enumerate() {
+    for (i, unit) in h.units.iter().enumerate() {
         if !view.units.contains(unit) {
             return Err(refuse(
                 &format!("units[{i}]"),
@@ -1653,7 +1620,7 @@ fn handoff_rules(
         }
     }
     // The released product goes to this patient's treatment center, nowhere else.
-    let destination = text(data, "destination_site_id");
+    let destination = &h.destination_site_id;
     if view.released && destination != treatment_site {
         return Err(refuse(
                         "destination_site_id",
@@ -1664,11 +1631,11 @@ fn handoff_rules(
                         ),
                     ));
     }
-    let expected = instant_field(data, "expected_arrival_by");
+    let expected = Instant::parse_rfc3339("expected_arrival_by", &h.expected_arrival_by).ok();
     if expected.is_some_and(|e| e <= at) {
         return Err(refuse(
             "expected_arrival_by",
-            text(data, "expected_arrival_by"),
+            &h.expected_arrival_by,
             format!("must be later than the handoff ({at})"),
         ));
     }
@@ -1680,11 +1647,10 @@ fn handoff_rules(
 fn administration_rules(
     facts: &ChainFacts,
     view: &ChainView,
-    draft: &EventDraft,
+    a: &ChainAdministeredV1,
     site_id: &str,
     refuse: Refuse<'_>,
 ) -> Result<(), StepError> {
-    let data = &draft.body.data;
     let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
     let treatment_site = text(&facts.enrolment, "treatment_site_id");
 
@@ -1698,12 +1664,15 @@ fn administration_rules(
                         ),
                     ));
     }
-    let unit = text(data, "unit");
-    let released: Vec<String> = facts
+    let unit = &a.unit;
+    let released: Vec<&String> = facts
         .entries
         .iter()
-        .filter(|e| e.event_type == "chain.released")
-        .flat_map(|e| string_list(&e.data, "units"))
+        .filter_map(|e| match &e.payload {
+            Payload::ChainReleased(r) => Some(&r.units),
+            _ => None,
+        })
+        .flatten()
         .collect();
     if !view.bedside_verified.iter().any(|u| u == unit) {
         return Err(refuse(
@@ -1713,15 +1682,56 @@ fn administration_rules(
                 .to_string(),
         ));
     }
-    if !released.iter().any(|u| u == unit) {
+    if !released.contains(&unit) {
+        let names: Vec<&str> = released.iter().map(|u| u.as_str()).collect();
         return Err(refuse(
             "unit",
             unit,
             format!(
                 "is not a unit released for this patient (released: {})",
-                released.join(", ")
+                names.join(", ")
             ),
         ));
+    }
+    Ok(())
+}
+
+/// A physician's request for an exceptional release names a batch of this chain, this
+/// chain's patient, and only failing results of that batch already known.
+fn exceptional_request_rules(
+    facts: &ChainFacts,
+    view: &ChainView,
+    r: &ChainExceptionalReleaseRequestedV1,
+    refuse: Refuse<'_>,
+) -> Result<(), StepError> {
+    let batch = &r.batch_id;
+    if !view.batches.contains(batch) {
+        return Err(refuse(
+            "batch_id",
+            batch,
+            format!("is not a batch of chain {}", facts.coi),
+        ));
+    }
+    let intended = &r.intended_patient_key;
+    if intended != text(&facts.enrolment, "patient_key") {
+        return Err(refuse(
+            "intended_patient_key",
+            intended,
+            format!("is not the patient of chain {}", facts.coi),
+        ));
+    }
+    for (i, id) in r.result_event_ids.iter().enumerate() {
+        let failing = facts.entries.iter().any(|e| {
+            matches!(&e.payload, Payload::BatchTestResultEvaluated(v)
+                if &v.result_event_id == id && &v.batch_id == batch && v.verdict == "fail")
+        });
+        if !failing {
+            return Err(refuse(
+                &format!("result_event_ids[{i}]"),
+                id,
+                format!("is not a failing result of batch {batch}"),
+            ));
+        }
     }
     Ok(())
 }

@@ -157,7 +157,10 @@ pub struct OpenHandoff {
 pub struct OpenHold {
     pub hold_id: String,
     pub event_id: uuid::Uuid,
+    /// The hold as recorded.
     pub data: Value,
+    /// Where it was placed: its release is decided there.
+    pub site_id: Option<String>,
     pub placed_at: Instant,
 }
 
@@ -1073,6 +1076,7 @@ impl ChainView {
             hold_id: h.hold_id.clone(),
             event_id: entry.event_id,
             data: entry.data.clone(),
+            site_id: h.site_id.clone(),
             placed_at: entry.occurred_at,
         });
     }
