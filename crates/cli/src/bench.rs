@@ -283,7 +283,7 @@ fn workload(lines: Vec<String>) -> anyhow::Result<Workload> {
         let mut on_chain = false;
         for e in &items {
             let s = if kind == Kind::Enrol {
-                format!("coi/{}", text(e, "coi"))
+                autolog_domain::StreamId::chain(text(e, "coi")).into()
             } else {
                 text(e, "stream")
             };
@@ -306,9 +306,9 @@ fn workload(lines: Vec<String>) -> anyhow::Result<Workload> {
         }
         let first = items.first().copied().unwrap_or(&Value::Null);
         let key = if kind == Kind::Enrol {
-            format!("coi/{}", text(first, "coi"))
+            autolog_domain::StreamId::chain(text(first, "coi")).into()
         } else if let Some(coi) = first["body"]["data"]["coi"].as_str() {
-            format!("coi/{coi}")
+            autolog_domain::StreamId::chain(coi).into()
         } else {
             text(first, "stream")
         };

@@ -731,12 +731,6 @@ fn print_chain(chain: &autolog_app::ChainAnswer) {
 
 /// The reconciliation report for people: one section per finding kind.
 fn print_reconciliation(report: &autolog_app::Reconciliation) {
-    // Values the holds and handoffs recorded (a site, findings): text as is, else JSON.
-    let text = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Null => "-".to_string(),
-        other => other.to_string(),
-    };
     println!(
         "{} chains as of {}: {}",
         report.chains,
@@ -752,19 +746,15 @@ fn print_reconciliation(report: &autolog_app::Reconciliation) {
             "open hold {} on {} at {} since {}: {}",
             hold.hold_id,
             hold.coi,
-            text(&hold.site_id),
+            hold.site_id.as_deref().unwrap_or("-"),
             hold.placed_at,
-            text(&hold.findings)
+            serde_json::json!(hold.findings)
         );
     }
     for h in &report.unanswered_handoffs {
         println!(
             "unanswered handoff {} of {}: {} -> {}, expected by {}",
-            h.handoff_id,
-            h.coi,
-            text(&h.from_site_id),
-            text(&h.destination_site_id),
-            text(&h.expected_arrival_by)
+            h.handoff_id, h.coi, h.from_site_id, h.destination_site_id, h.expected_arrival_by
         );
     }
     for u in &report.units_on_several_chains {

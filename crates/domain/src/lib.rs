@@ -1,10 +1,11 @@
 //! Autolog's domain: pure functions and types, no I/O, no async, no SQL.
 //!
 //! One module per area, layered so that imports point one way:
-//! `error`, `ledger` and `identifiers` know no area; `reference`, `chain`, `batch` and
-//! `access` define their payloads and pure folds on top of them (batch reads the chain);
-//! `catalogue` names every event type of every area and parses outside requests against
-//! it; `rules` are the checks that depend on what a stream already holds.
+//! `error`, `ledger` and `identifiers` know no area; `reference` and `access` define their
+//! payloads on top of them; `catalogue` declares every event type with its typed payload
+//! (the chain's and the batch's among them) and parses outside requests against it;
+//! `chain` folds typed chain events and `batch` judges results and releases (it reads the
+//! chain); `rules` are the checks that depend on what a stream already holds.
 
 pub mod access;
 pub mod batch;
@@ -37,5 +38,6 @@ pub use error::FieldError;
 pub use ledger::envelope::{
     Body, CorrectionTarget, Event, EventDraft, Placement, Source, GENESIS_HASH,
 };
+pub use ledger::stream::StreamId;
 pub use ledger::time::{Instant, OccurredAt};
 pub use uuid::Uuid;

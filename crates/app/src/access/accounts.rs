@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use autolog_domain::access::{roles_of_source_kind, ChainSites, Grant, Role, EVERY_SITE};
+use autolog_domain::StreamId;
 use autolog_domain::{FieldError, Instant, Uuid};
 use autolog_store::{ApiToken, RoleGrant, Session, UserAccount};
 use hmac::{Hmac, Mac};
@@ -175,7 +176,7 @@ impl Autolog {
     }
 
     async fn registered_person(&self, person_id: &str) -> Result<Value, AppError> {
-        let person = self.current_state(&format!("person/{person_id}")).await?;
+        let person = self.current_state(&StreamId::person(person_id)).await?;
         if text(&person, "person_id").is_empty() {
             return Err(AppError::Invalid(FieldError::new(
                 "person_id",
@@ -190,7 +191,7 @@ impl Autolog {
         if site_id == EVERY_SITE {
             return Ok(());
         }
-        let site = self.current_state(&format!("site/{site_id}")).await?;
+        let site = self.current_state(&StreamId::site(site_id)).await?;
         if text(&site, "site_id").is_empty() {
             return Err(AppError::Invalid(FieldError::new(
                 field,
@@ -231,14 +232,14 @@ impl Autolog {
         self.set_signing_secret(person_id, password, actor).await?;
         self.store.add_user(&account).await?;
         self.record_audit_event(
-            &format!("person/{person_id}"),
+            &StreamId::person(person_id),
             "user.created",
             json!({"person_id": person_id, "created_by": actor}),
             actor,
         )
         .await?;
         self.record_audit_event(
-            &format!("person/{person_id}"),
+            &StreamId::person(person_id),
             "user.second_factor_enrolled",
             json!({"person_id": person_id, "changed_by": actor}),
             actor,
@@ -272,7 +273,7 @@ impl Autolog {
         }
         self.store.end_sessions_of(person_id).await?;
         self.record_audit_event(
-            &format!("person/{person_id}"),
+            &StreamId::person(person_id),
             "user.second_factor_enrolled",
             json!({"person_id": person_id, "changed_by": actor}),
             actor,
@@ -310,7 +311,7 @@ impl Autolog {
         let added = self.store.grant_role(&grant).await?;
         if added {
             self.record_audit_event(
-                &format!("person/{person_id}"),
+                &StreamId::person(person_id),
                 "user.role_granted",
                 json!({"person_id": person_id, "role": role.as_str(), "site_id": site_id, "changed_by": actor}),
                 actor,
@@ -346,7 +347,7 @@ impl Autolog {
             });
         }
         self.record_audit_event(
-            &format!("person/{person_id}"),
+            &StreamId::person(person_id),
             "user.role_revoked",
             json!({"person_id": person_id, "role": role.as_str(), "site_id": site_id, "changed_by": actor}),
             actor,
@@ -374,7 +375,7 @@ impl Autolog {
             });
         }
         self.record_audit_event(
-            &format!("person/{person_id}"),
+            &StreamId::person(person_id),
             "user.unlocked",
             json!({"person_id": person_id, "changed_by": actor}),
             actor,
@@ -448,7 +449,7 @@ impl Autolog {
             );
             if let Err(e) = self
                 .record_audit_event(
-                    &format!("person/{person_id}"),
+                    &StreamId::person(person_id),
                     "user.locked_out",
                     json!({"person_id": person_id, "changed_by": crate::AUTOLOG_ACTOR, "detail": detail}),
                     crate::AUTOLOG_ACTOR,
@@ -646,7 +647,7 @@ impl Autolog {
                     return Err(unauthenticated("the API token was revoked or expired"));
                 }
                 let system = self
-                    .current_state(&format!("source-system/{}", token.system_id))
+                    .current_state(&StreamId::source_system(&token.system_id))
                     .await?;
                 if !source_system_active(&system, self.now()) {
                     return Err(unauthenticated("the source system is no longer active"));
@@ -680,7 +681,7 @@ impl Autolog {
         actor: &str,
     ) -> Result<TokenIssued, AppError> {
         let system = self
-            .current_state(&format!("source-system/{system_id}"))
+            .current_state(&StreamId::source_system(system_id))
             .await?;
         if text(&system, "system_id").is_empty() {
             return Err(AppError::Invalid(FieldError::new(
@@ -752,7 +753,7 @@ impl Autolog {
         };
         self.store.add_api_token(&token).await?;
         self.record_audit_event(
-            &format!("source-system/{system_id}"),
+            &StreamId::source_system(system_id),
             "api_token.issued",
             json!({"token_id": token_id.to_string(), "system_id": system_id, "sites": sites,
                    "expires_at": token.expires_at.to_string(),
@@ -795,7 +796,7 @@ impl Autolog {
             )));
         }
         self.record_audit_event(
-            &format!("source-system/{}", token.system_id),
+            &StreamId::source_system(&token.system_id),
             "api_token.revoked",
             json!({"token_id": token_id, "system_id": token.system_id, "changed_by": actor}),
             actor,
@@ -867,7 +868,7 @@ impl Autolog {
             return Err(unauthenticated(REFUSED));
         }
         let system = self
-            .current_state(&format!("source-system/{}", token.system_id))
+            .current_state(&StreamId::source_system(&token.system_id))
             .await?;
         if !source_system_active(&system, self.now()) {
             tracing::warn!(token_id = %token_id, system_id = %token.system_id, "API token of an inactive source system used");
@@ -901,7 +902,7 @@ impl Autolog {
         let coi = autolog_domain::identifiers::Coi::parse("coi", coi)?.to_string();
         let events = self
             .store
-            .stream_events(&format!("coi/{coi}"), self.now())
+            .stream_events(&StreamId::chain(&coi), self.now())
             .await?;
         events
             .iter()
@@ -920,7 +921,7 @@ impl Autolog {
     pub async fn chain_sites(&self, coi: &str) -> Result<Option<ChainSites>, AppError> {
         let events = self
             .store
-            .stream_events(&format!("coi/{coi}"), self.now())
+            .stream_events(&StreamId::chain(coi), self.now())
             .await?;
         if events.is_empty() {
             return Ok(None);
@@ -1293,7 +1294,7 @@ impl Autolog {
             return Ok(());
         }
         let may = recording_grants(principal, event_type);
-        let record = self.current_state(&format!("person/{person}")).await?;
+        let record = self.current_state(&StreamId::person(person)).await?;
         let sites: Vec<&str> = record
             .get("qualifications")
             .and_then(Value::as_array)
@@ -1339,7 +1340,7 @@ impl Autolog {
         };
         let events = self
             .store
-            .stream_events(&format!("coi/{coi}"), Instant::MAX)
+            .stream_events(&StreamId::chain(coi), Instant::MAX)
             .await?;
         let Some(product_code) = events
             .iter()
@@ -1349,7 +1350,7 @@ impl Autolog {
             return Ok(());
         };
         let product = self
-            .current_state(&format!("product/{product_code}"))
+            .current_state(&StreamId::product(&product_code))
             .await?;
         let Some(performed_at) = product
             .get("process")

@@ -16,6 +16,7 @@ use std::fmt;
 
 use autolog_domain::identifiers::Coi;
 use autolog_domain::ledger::bitemporal::effective_events;
+use autolog_domain::StreamId;
 use autolog_domain::{EventDraft, FieldError, Instant};
 use autolog_store::{StoreError, VaultRecord};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -620,7 +621,7 @@ impl Autolog {
             .map_err(erased_refusal)?;
         let names: Vec<&String> = fields.keys().collect();
         self.record_audit_event(
-            &format!("patient/{patient_key}"),
+            &StreamId::patient(patient_key),
             "personal_data.recorded",
             {
                 let mut audit = json!({"patient_key": patient_key, "by": actor, "fields": names});
@@ -688,7 +689,7 @@ impl Autolog {
         let fields = self.decrypt(&record)?;
         let names: Vec<&String> = fields.keys().collect();
         self.record_audit_event(
-            &format!("patient/{patient_key}"),
+            &StreamId::patient(patient_key),
             "personal_data.read",
             read_event(patient_key, actor, &purpose, reason, &names),
             actor,
@@ -731,7 +732,7 @@ impl Autolog {
             .collect();
         let names: Vec<&String> = presented.keys().collect();
         self.record_audit_event(
-            &format!("patient/{patient_key}"),
+            &StreamId::patient(patient_key),
             "personal_data.read",
             json!({"patient_key": patient_key, "by": actor, "purpose": BEDSIDE_PURPOSE, "fields": names}),
             actor,
@@ -749,7 +750,7 @@ impl Autolog {
     pub async fn personal_data_chains(&self, patient_key: &str) -> Result<Vec<String>, AppError> {
         let events = self
             .store
-            .stream_events(&format!("patient/{patient_key}"), Instant::MAX)
+            .stream_events(&StreamId::patient(patient_key), Instant::MAX)
             .await?;
         let mut cois: Vec<String> = events
             .iter()
@@ -807,7 +808,7 @@ impl Autolog {
         if !self.store.erase_vault_record(&patient_key, now).await? {
             return Err(not_recorded(&patient_key));
         }
-        let stream = format!("patient/{patient_key}");
+        let stream = StreamId::patient(&patient_key);
         let already_recorded = self
             .store
             .stream_events(&stream, Instant::MAX)
@@ -839,7 +840,7 @@ impl Autolog {
         let known_at = self.settled_known_at(None, self.now()).await?;
         let events = self
             .store
-            .stream_events(&format!("coi/{coi}"), known_at)
+            .stream_events(&StreamId::chain(coi), known_at)
             .await?;
         let effective = effective_events(&events, Instant::MAX, known_at);
         Ok(effective

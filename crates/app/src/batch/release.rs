@@ -2,12 +2,18 @@
 //! against their lot status, final units tied to the chain, results judged, release gated.
 
 use autolog_domain::batch::evaluate;
+use autolog_domain::catalogue::batch::{
+    BatchCreatedV1, BatchMaterialConsumedV1, BatchTestResultRecordedV1, BatchUnitsProducedV1,
+};
+use autolog_domain::catalogue::chain::{ChainBedsideVerifiedV1, ChainReleasedV1};
+use autolog_domain::catalogue::Payload;
 use autolog_domain::chain::ChainView;
 use autolog_domain::identifiers::UnitId;
+use autolog_domain::StreamId;
 use autolog_domain::{EventDraft, FieldError, Instant};
 use serde_json::{json, Value};
 
-use crate::chain::custody::{filter_role, own_draft, string_list, ChainFacts, Refuse, StepError};
+use crate::chain::custody::{filter_role, own_draft, ChainFacts, Refuse, StepError};
 use crate::feeds::alerts::{alert_draft, AlertSpec};
 use crate::ledger::read::text;
 use crate::reference::alignment::qualified;
@@ -63,13 +69,23 @@ impl Autolog {
         facts: &ChainFacts,
         view: &ChainView,
         draft: &EventDraft,
+        payload: &Payload,
         refuse: Refuse<'_>,
     ) -> Result<Vec<EventDraft>, StepError> {
-        match draft.body.event_type.as_str() {
-            "batch.created" => self.batch_created_rules(facts, view, draft, refuse).await,
-            "batch.material_consumed" => self.consumption_rules(facts, draft, refuse).await,
-            "batch.units_produced" => self.units_produced_rules(facts, draft, refuse).await,
-            "batch.test_result_recorded" => self.result_rules(facts, view, draft, refuse).await,
+        match payload {
+            Payload::BatchCreated(b) => {
+                self.batch_created_rules(facts, view, draft, b, refuse)
+                    .await
+            }
+            Payload::BatchMaterialConsumed(c) => {
+                self.consumption_rules(facts, draft, c, refuse).await
+            }
+            Payload::BatchUnitsProduced(u) => {
+                self.units_produced_rules(facts, draft, u, refuse).await
+            }
+            Payload::BatchTestResultRecorded(r) => {
+                self.result_rules(facts, view, draft, r, refuse).await
+            }
             _ => Ok(Vec::new()),
         }
     }
@@ -80,14 +96,14 @@ impl Autolog {
         facts: &ChainFacts,
         view: &ChainView,
         draft: &EventDraft,
+        b: &BatchCreatedV1,
         refuse: Refuse<'_>,
     ) -> Result<Vec<EventDraft>, StepError> {
-        let data = &draft.body.data;
-        let batch_id = text(data, "batch_id");
+        let batch_id = b.batch_id.as_str();
         let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
         let mut recorded = Vec::new();
 
-        let site = text(data, "site_id");
+        let site = b.site_id.as_str();
         if site != custodian {
             return Err(refuse(
                 "site_id",
@@ -95,9 +111,9 @@ impl Autolog {
                 format!("is not where the chain's material is ({custodian})"),
             ));
         }
-        for (i, din) in string_list(data, "source_dins").iter().enumerate() {
+        for (i, din) in b.source_dins.iter().enumerate() {
             let owner = text(
-                &self.reference(&facts.reads, &format!("din/{din}")).await?,
+                &self.reference(&facts.reads, &StreamId::din(din)).await?,
                 "coi",
             )
             .to_string();
@@ -130,7 +146,7 @@ impl Autolog {
             }
         }
         let existing = self
-            .reference(&facts.reads, &format!("batch/{batch_id}"))
+            .reference(&facts.reads, &StreamId::batch(batch_id))
             .await?;
         if !text(&existing, "coi").is_empty() {
             return Err(refuse(
@@ -144,15 +160,12 @@ impl Autolog {
         }
         recorded.push(own_draft(
             draft,
-            format!("batch/{batch_id}"),
+            StreamId::batch(batch_id),
             "batch-link".to_string(),
             "batch.linked",
             json!({"batch_id": batch_id, "coi": facts.coi}),
         ));
-        if let (Some(system), Some(number)) = (
-            data.get("mes_system").and_then(Value::as_str),
-            data.get("mes_batch_number").and_then(Value::as_str),
-        ) {
+        if let (Some(system), Some(number)) = (&b.mes_system, &b.mes_batch_number) {
             recorded.push(own_draft(
                 draft,
                 autolog_domain::rules::crosswalk_stream(system, "batch"),
@@ -171,16 +184,16 @@ impl Autolog {
         &self,
         facts: &ChainFacts,
         draft: &EventDraft,
+        c: &BatchMaterialConsumedV1,
         refuse: Refuse<'_>,
     ) -> Result<Vec<EventDraft>, StepError> {
-        let data = &draft.body.data;
-        let batch_id = text(data, "batch_id");
+        let batch_id = c.batch_id.as_str();
         let mut recorded = Vec::new();
 
-        let (material, lot) = (text(data, "material"), text(data, "lot"));
+        let (material, lot) = (c.material.as_str(), c.lot.as_str());
         // Judged at the consumption's own time: a late entry dated before a
         // recall used a released lot.
-        let stream = format!("lot/{material}/{lot}");
+        let stream = StreamId::lot(material, lot);
         let events = self.record_events(&stream).await?;
         let record =
             autolog_domain::catalogue::record_at(&stream, &events, draft.occurred_at.instant);
@@ -196,7 +209,7 @@ impl Autolog {
         // The expiry date is a calendar date at the site: compare the local date.
         let zone = text(
             &self
-                .reference(&facts.reads, &format!("site/{}", text(data, "site_id")))
+                .reference(&facts.reads, &StreamId::site(&c.site_id))
                 .await?,
             "time_zone",
         )
@@ -236,14 +249,14 @@ impl Autolog {
         &self,
         facts: &ChainFacts,
         draft: &EventDraft,
+        u: &BatchUnitsProducedV1,
         refuse: Refuse<'_>,
     ) -> Result<Vec<EventDraft>, StepError> {
-        let data = &draft.body.data;
-        let batch_id = text(data, "batch_id");
+        let batch_id = u.batch_id.as_str();
         let mut recorded = Vec::new();
 
         let product_code = text(&facts.product, "isbt128_product_code");
-        for (i, unit_text) in string_list(data, "units").iter().enumerate() {
+        for (i, unit_text) in u.units.iter().enumerate() {
             let field = format!("units[{i}]");
             let unit =
                 UnitId::parse(&field, unit_text).map_err(|e| refuse(&field, unit_text, e.rule))?;
@@ -275,7 +288,7 @@ impl Autolog {
                 ));
             }
             let link = self
-                .reference(&facts.reads, &format!("unit/{unit_text}"))
+                .reference(&facts.reads, &StreamId::unit(unit_text))
                 .await?;
             if !text(&link, "coi").is_empty() {
                 return Err(refuse(
@@ -286,7 +299,7 @@ impl Autolog {
             }
             recorded.push(own_draft(
                 draft,
-                format!("unit/{unit_text}"),
+                StreamId::unit(unit_text),
                 format!("unit-link/{i}"),
                 "unit.linked",
                 json!({"unit_id": unit_text, "coi": facts.coi, "batch_id": batch_id}),
@@ -301,13 +314,13 @@ impl Autolog {
         facts: &ChainFacts,
         view: &ChainView,
         draft: &EventDraft,
+        r: &BatchTestResultRecordedV1,
         refuse: Refuse<'_>,
     ) -> Result<Vec<EventDraft>, StepError> {
-        let data = &draft.body.data;
-        let batch_id = text(data, "batch_id");
+        let batch_id = r.batch_id.as_str();
         let mut recorded = Vec::new();
 
-        let test_code = text(data, "test_code");
+        let test_code = r.test_code.as_str();
         let tests = release_tests(facts);
         let Some(spec) = tests.iter().find(|t| text(t, "test_code") == test_code) else {
             let known: Vec<&str> = tests.iter().map(|t| text(t, "test_code")).collect();
@@ -321,7 +334,7 @@ impl Autolog {
                 ),
             ));
         };
-        if let Some(unit) = data.get("unit").and_then(Value::as_str) {
+        if let Some(unit) = &r.unit {
             let produced = view.batch_units.get(batch_id).cloned().unwrap_or_default();
             if !produced.iter().any(|u| u == unit) {
                 return Err(refuse(
@@ -331,8 +344,7 @@ impl Autolog {
                 ));
             }
         }
-        let result_unit = data.get("result_unit").and_then(Value::as_str);
-        let (pass, reason) = evaluate(spec, &data["result"], result_unit);
+        let (pass, reason) = evaluate(spec, &r.result, r.result_unit.as_deref());
         recorded.push(own_draft(
             draft,
             draft.stream.clone(),
@@ -360,10 +372,10 @@ impl Autolog {
         facts: &ChainFacts,
         view: &ChainView,
         draft: &EventDraft,
+        r: &ChainReleasedV1,
     ) -> Result<Vec<FieldError>, AppError> {
-        let data = &draft.body.data;
         let at = draft.occurred_at.instant;
-        let batch_id = text(data, "batch_id");
+        let batch_id = r.batch_id.as_str();
         let mut unmet = Vec::new();
         if !view.batches.iter().any(|b| b == batch_id) {
             unmet.push(FieldError::new(
@@ -376,7 +388,7 @@ impl Autolog {
                 ),
             ));
         }
-        let intended = text(data, "intended_patient_key");
+        let intended = r.intended_patient_key.as_str();
         let source = text(&facts.enrolment, "patient_key");
         if intended != source {
             unmet.push(FieldError::new(
@@ -388,7 +400,7 @@ impl Autolog {
                 ),
             ));
         }
-        let exceptional = data.get("exceptional").and_then(Value::as_bool) == Some(true);
+        let exceptional = r.exceptional == Some(true);
         let tests = release_tests(facts);
         if tests.is_empty() {
             unmet.push(FieldError::new(
@@ -416,10 +428,10 @@ impl Autolog {
                 required_tests: Some(&required),
             },
         ));
-        let site = text(data, "site_id");
-        let releaser_id = text(data, "released_by");
+        let site = r.site_id.as_str();
+        let releaser_id = r.released_by.as_str();
         let releaser = self
-            .reference(&facts.reads, &format!("person/{releaser_id}"))
+            .reference(&facts.reads, &StreamId::person(releaser_id))
             .await?;
         let only_qa = filter_role(&releaser, "qa_releaser");
         // Qualified when the release is dated and now, when it is signed.
@@ -431,9 +443,9 @@ impl Autolog {
             ));
         }
         if exceptional {
-            let second_id = text(data, "second_released_by");
+            let second_id = r.second_released_by.as_deref().unwrap_or_default();
             let second = self
-                .reference(&facts.reads, &format!("person/{second_id}"))
+                .reference(&facts.reads, &StreamId::person(second_id))
                 .await?;
             let second_qa = filter_role(&second, "qa_releaser");
             if !qualified(&second_qa, Some(site), at) {
@@ -453,7 +465,7 @@ impl Autolog {
             ));
         }
         let produced = view.batch_units.get(batch_id).cloned().unwrap_or_default();
-        for (i, unit) in string_list(data, "units").iter().enumerate() {
+        for (i, unit) in r.units.iter().enumerate() {
             if !produced.contains(unit) {
                 unmet.push(FieldError::new(
                     format!("body.data.units[{i}]"),
@@ -576,18 +588,15 @@ impl Autolog {
         &self,
         facts: &ChainFacts,
         view: &ChainView,
-        draft: &EventDraft,
+        b: &ChainBedsideVerifiedV1,
     ) -> Result<Vec<FieldError>, AppError> {
-        let data = &draft.body.data;
         let mut unmet = Vec::new();
-        let scan = text(data, "unit_scan");
+        let scan = b.unit_scan.as_str();
         let unit = autolog_domain::identifiers::scan::parse_scan("unit_scan", scan)
             .map(|s| s.unit_id())
             .unwrap_or_default();
         let owner = text(
-            &self
-                .reference(&facts.reads, &format!("unit/{unit}"))
-                .await?,
+            &self.reference(&facts.reads, &StreamId::unit(&unit)).await?,
             "coi",
         )
         .to_string();
@@ -602,18 +611,17 @@ impl Autolog {
                 },
             ));
         }
-        let wristband =
-            autolog_domain::identifiers::Coi::parse("wristband_coi", text(data, "wristband_coi"))
-                .map(|c| c.to_string())
-                .unwrap_or_default();
+        let wristband = autolog_domain::identifiers::Coi::parse("wristband_coi", &b.wristband_coi)
+            .map(|c| c.to_string())
+            .unwrap_or_default();
         if wristband != facts.coi {
             unmet.push(FieldError::new(
                 "body.data.wristband_coi",
-                text(data, "wristband_coi"),
+                &b.wristband_coi,
                 format!("is not this chain's COI {}: the patient in front of you is not this chain's patient", facts.coi),
             ));
         }
-        let patient = text(data, "patient_key");
+        let patient = b.patient_key.as_str();
         if patient != text(&facts.enrolment, "patient_key") {
             unmet.push(FieldError::new(
                 "body.data.patient_key",
@@ -621,14 +629,9 @@ impl Autolog {
                 format!("is not the patient of chain {}", facts.coi),
             ));
         }
-        let released: Vec<&crate::chain::custody::Entry> = facts
-            .entries
-            .iter()
-            .filter(|e| e.event_type == "chain.released")
-            .collect();
-        let released_to_patient = released.iter().any(|r| {
-            text(&r.data, "intended_patient_key") == patient
-                && string_list(&r.data, "units").contains(&unit)
+        let released_to_patient = facts.entries.iter().any(|e| {
+            matches!(&e.payload, Payload::ChainReleased(r)
+                if r.intended_patient_key == patient && r.units.contains(&unit))
         });
         if !released_to_patient {
             unmet.push(FieldError::new(
@@ -637,7 +640,7 @@ impl Autolog {
                 format!("unit {unit} was not released for patient {patient}"),
             ));
         }
-        let site = text(data, "site_id");
+        let site = b.site_id.as_str();
         let treatment = text(&facts.enrolment, "treatment_site_id");
         let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
         if site != treatment || custodian != treatment {

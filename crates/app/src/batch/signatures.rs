@@ -5,6 +5,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use autolog_domain::access::signature::{record_digest, signatures_of, SIGNATURE_KEYS};
 use autolog_domain::ledger::zone::{check_zone, local_time};
+use autolog_domain::StreamId;
 use autolog_domain::{EventDraft, FieldError};
 use serde_json::{json, Map, Value};
 
@@ -327,7 +328,7 @@ impl Autolog {
         secret: &str,
         set_by: &str,
     ) -> Result<(), AppError> {
-        let person = self.current_state(&format!("person/{person_id}")).await?;
+        let person = self.current_state(&StreamId::person(person_id)).await?;
         if text(&person, "person_id").is_empty() {
             return Err(AppError::Invalid(FieldError::new(
                 "person_id",
@@ -352,7 +353,7 @@ impl Autolog {
         let now = self.now();
         let record = EventDraft {
             event_id,
-            stream: format!("person/{person_id}"),
+            stream: StreamId::person(person_id).into(),
             occurred_at: autolog_domain::OccurredAt::from_parts(now.micros(), "UTC", 0)
                 .map_err(AppError::Config)?,
             actor: set_by.to_string(),
@@ -438,7 +439,7 @@ impl Autolog {
             let now = self.now();
             let site = text(data, "site_id");
             let zone = text(
-                &self.current_state(&format!("site/{site}")).await?,
+                &self.current_state(&StreamId::site(site)).await?,
                 "time_zone",
             )
             .to_string();
@@ -448,7 +449,7 @@ impl Autolog {
                 Err(_) => now.to_string(),
             };
             for (key, signer) in verified {
-                let person = self.current_state(&format!("person/{signer}")).await?;
+                let person = self.current_state(&StreamId::person(&signer)).await?;
                 let mut manifestation = Map::new();
                 manifestation.insert("signer_id".into(), json!(signer));
                 manifestation.insert("printed_name".into(), person["printed_name"].clone());

@@ -5,12 +5,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use autolog_domain::catalogue::chain::{
-    ChainAdministeredV1, ChainExceptionalReleaseRequestedV1, CustodyHandedOffV1,
+    ChainAdministeredV1, ChainExceptionalReleaseRequestedV1, CustodyHandedOffV1, CustodyReceivedV1,
 };
 use autolog_domain::catalogue::Payload;
 use autolog_domain::chain::{ChainContext, ChainEvent, ChainState, ChainView};
 use autolog_domain::identifiers::scan::{parse_scan, Scanned};
 use autolog_domain::rules::{refused_value, CHAIN_EVENT_TYPES};
+use autolog_domain::StreamId;
 use autolog_domain::{CorrectionTarget, Event, EventDraft, FieldError, Instant, Source, Uuid};
 use serde_json::{json, Value};
 
@@ -225,33 +226,33 @@ fn records_named(draft: &EventDraft) -> Vec<String> {
     ] {
         let site = text(data, key);
         if !site.is_empty() {
-            streams.push(format!("site/{site}"));
+            streams.push(StreamId::site(site).into());
         }
     }
     for key in person_fields(&draft.body.event_type) {
         let person = text(data, key);
         if !person.is_empty() {
-            streams.push(format!("person/{person}"));
+            streams.push(StreamId::person(person).into());
         }
     }
     if let Some(person) = draft.actor.strip_prefix("person/") {
-        streams.push(format!("person/{person}"));
+        streams.push(StreamId::person(person).into());
     }
     for din in string_list(data, "dins")
         .into_iter()
         .chain(string_list(data, "source_dins"))
     {
-        streams.push(format!("din/{din}"));
+        streams.push(StreamId::din(&din).into());
     }
     for id in string_list(data, "equipment_ids") {
-        streams.push(format!("equipment/{id}"));
+        streams.push(StreamId::equipment(&id).into());
     }
     for unit in string_list(data, "units") {
-        streams.push(format!("unit/{unit}"));
+        streams.push(StreamId::unit(&unit).into());
     }
     let batch = text(data, "batch_id");
     if !batch.is_empty() && draft.body.event_type == "batch.created" {
-        streams.push(format!("batch/{batch}"));
+        streams.push(StreamId::batch(batch).into());
     }
     streams
 }
@@ -329,7 +330,7 @@ impl Autolog {
         let product = if product_code.is_empty() {
             Value::Null
         } else {
-            self.reference(reads, &format!("product/{product_code}"))
+            self.reference(reads, &StreamId::product(&product_code))
                 .await?
         };
         let mut ctx = ChainContext::default();
@@ -425,7 +426,9 @@ impl Autolog {
             // A correction restates a fact in place: the state machine is not asked again
             // (the store limits what may be corrected), but who, where and with what are.
             if draft.corrects.is_some() {
-                let recorded = self.correction_rules(facts, &view, draft, &refuse).await?;
+                let recorded = self
+                    .correction_rules(facts, &view, draft, &this.payload, &refuse)
+                    .await?;
                 extra.extend(recorded.into_iter().map(|draft| Recorded {
                     cause: index,
                     draft,
@@ -444,10 +447,14 @@ impl Autolog {
                         refusal.rule,
                     ));
                 }
-                if event_type == "chain.released" {
-                    unmet.extend(self.release_conditions(facts, &view, draft).await?);
-                } else {
-                    unmet.extend(self.bedside_conditions(facts, &view, draft).await?);
+                match &this.payload {
+                    Payload::ChainReleased(r) => {
+                        unmet.extend(self.release_conditions(facts, &view, draft, r).await?);
+                    }
+                    Payload::ChainBedsideVerified(b) => {
+                        unmet.extend(self.bedside_conditions(facts, &view, b).await?);
+                    }
+                    _ => {}
                 }
                 if !unmet.is_empty() {
                     return Err(StepError::Unmet {
@@ -480,14 +487,17 @@ impl Autolog {
             let mut recorded = self
                 .custody_unit_rules(facts, &view, draft, &this.payload, &site_id, &refuse)
                 .await?;
-            recorded.extend(self.batch_rules(facts, &view, draft, &refuse).await?);
+            recorded.extend(
+                self.batch_rules(facts, &view, draft, &this.payload, &refuse)
+                    .await?,
+            );
             recorded.extend(late_failure(facts, &view, draft, &recorded));
             recorded.extend(expired_on_arrival(facts, &view, draft));
             if event_type == "chain.enrolled" {
                 recorded.extend(self.recollection_link(facts, draft, &reads, index).await?);
             }
-            if event_type == "custody.received" {
-                let (holds, alerts) = self.reconcile_receipt(facts, &view, draft).await?;
+            if let Payload::CustodyReceived(r) = &this.payload {
+                let (holds, alerts) = self.reconcile_receipt(facts, &view, draft, r).await?;
                 recorded.extend(holds);
                 recorded.extend(alerts);
             }
@@ -525,6 +535,7 @@ impl Autolog {
         facts: &ChainFacts,
         view: &ChainView,
         draft: &EventDraft,
+        payload: &Payload,
         refuse: Refuse<'_>,
     ) -> Result<Vec<EventDraft>, StepError> {
         // What the correction restates was checked when it happened: who, where and with
@@ -543,8 +554,11 @@ impl Autolog {
         let mut recorded = target
             .map(|t| decision_basis_corrected(facts, view, draft, t))
             .unwrap_or_default();
-        if draft.body.event_type == "batch.test_result_recorded" {
-            recorded.extend(self.batch_rules(facts, view, draft, refuse).await?);
+        if let Payload::BatchTestResultRecorded(_) = payload {
+            recorded.extend(
+                self.batch_rules(facts, view, draft, payload, refuse)
+                    .await?,
+            );
         }
         Ok(recorded)
     }
@@ -595,7 +609,7 @@ impl Autolog {
         for list in entries.values() {
             let code = text(&enrolment_of(list), "product_code").to_string();
             if !code.is_empty() {
-                wanted.push(format!("product/{code}"));
+                wanted.push(StreamId::product(&code).into());
             }
         }
         for draft in &fresh {
@@ -715,7 +729,7 @@ impl Autolog {
                 .map(|s| string_list(s, "site_types"))
                 .unwrap_or_default();
             let site = self
-                .reference(&facts.reads, &format!("site/{site_id}"))
+                .reference(&facts.reads, &StreamId::site(site_id))
                 .await?;
             let site_types = string_list(&site, "site_types");
             if text(&site, "site_id").is_empty() {
@@ -766,7 +780,7 @@ impl Autolog {
         for field in person_fields {
             let person_id = text(data, field);
             let person = self
-                .reference(&facts.reads, &format!("person/{person_id}"))
+                .reference(&facts.reads, &StreamId::person(person_id))
                 .await?;
             let ok = match role {
                 None => qualified(&person, Some(site_id), person_at),
@@ -830,7 +844,7 @@ impl Autolog {
         for (field, id, wanted_type) in &equipment {
             // As the device stood at the step's time: the calibration then in force.
             let device = self
-                .record_state_at(&format!("equipment/{id}"), person_at)
+                .record_state_at(&StreamId::equipment(id), person_at)
                 .await?;
             let kind = text(&device, "equipment_type");
             let rule = if kind.is_empty() {
@@ -888,7 +902,7 @@ impl Autolog {
             Payload::ChainCollected(c) => {
                 // Each DIN belongs to one COI, forever.
                 for (j, din) in c.dins.iter().enumerate() {
-                    let link = self.reference(&facts.reads, &format!("din/{din}")).await?;
+                    let link = self.reference(&facts.reads, &StreamId::din(din)).await?;
                     let owner = text(&link, "coi");
                     if !owner.is_empty() || view.units.contains(din) {
                         let rule = if owner.is_empty() || owner == facts.coi {
@@ -902,7 +916,7 @@ impl Autolog {
                     }
                     recorded.push(own_draft(
                         draft,
-                        format!("din/{din}"),
+                        StreamId::din(din),
                         format!("din-link/{j}"),
                         "din.linked",
                         json!({"din": din, "coi": facts.coi}),
@@ -928,7 +942,7 @@ impl Autolog {
                     .holds
                     .iter()
                     .find(|open| &open.hold_id == hold_id)
-                    .and_then(|open| open.site_id.as_deref());
+                    .and_then(|open| open.hold.site_id.as_deref());
                 if let Some(hold_site) = hold_site.filter(|s| *s != site_id) {
                     return Err(refuse(
                         "site_id",
@@ -951,27 +965,22 @@ impl Autolog {
         facts: &ChainFacts,
         view: &ChainView,
         receipt: &EventDraft,
+        r: &CustodyReceivedV1,
     ) -> Result<(Vec<EventDraft>, Vec<EventDraft>), AppError> {
         let Some(handoff) = &view.open_handoff else {
             return Ok((Vec::new(), Vec::new()));
         };
-        let manifest = &handoff.data;
-        let data = &receipt.body.data;
+        let manifest = &handoff.handoff;
         let mut findings: Vec<String> = Vec::new();
-        let receiving = text(data, "receiving_site_id");
-        let destination = text(manifest, "destination_site_id");
+        let (receiving, destination) = (&r.receiving_site_id, &manifest.destination_site_id);
         if receiving != destination {
             findings.push(format!(
                 "received at {receiving}, but the handoff's destination is {destination}"
             ));
         }
-        let (scanned, other_chains) = self.label_findings(facts, manifest, data).await?;
+        let (scanned, other_chains) = self.label_findings(facts, manifest, r).await?;
         findings.extend(scanned);
-        findings.extend(shipment_findings(
-            manifest,
-            data,
-            receipt.occurred_at.instant,
-        ));
+        findings.extend(shipment_findings(manifest, r, receipt.occurred_at.instant));
         if findings.is_empty() {
             return Ok((Vec::new(), Vec::new()));
         }
@@ -990,22 +999,15 @@ impl Autolog {
     async fn label_findings(
         &self,
         facts: &ChainFacts,
-        manifest: &Value,
-        data: &Value,
+        manifest: &CustodyHandedOffV1,
+        r: &CustodyReceivedV1,
     ) -> Result<(Vec<String>, Vec<(String, String)>), AppError> {
         let mut findings: Vec<String> = Vec::new();
         let mut other_chains: Vec<(String, String)> = Vec::new();
-        let manifest_units = string_list(manifest, "units");
-        let labels = data
-            .get("scanned_labels")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
         let mut scanned: Vec<String> = Vec::new();
-        for (i, label) in labels.iter().enumerate() {
-            let raw = text(label, "unit");
+        for (i, label) in r.scanned_labels.iter().enumerate() {
             let field = format!("scanned_labels[{i}].unit");
-            let (unit, registry) = match parse_scan(&field, raw) {
+            let (unit, registry) = match parse_scan(&field, &label.unit) {
                 Ok(s @ Scanned::Din { .. }) => (s.unit_id(), "din"),
                 Ok(s @ Scanned::Unit(_)) => (s.unit_id(), "unit"),
                 Ok(s) => (s.unit_id(), ""),
@@ -1037,12 +1039,12 @@ impl Autolog {
                 if !other_chains.iter().any(|(c, _)| *c == owner) {
                     other_chains.push((owner.clone(), unit.clone()));
                 }
-            } else if !manifest_units.contains(&unit) {
+            } else if !manifest.units.contains(&unit) {
                 findings.push(format!(
                     "unit {unit} arrived but is not on the handoff's manifest"
                 ));
             }
-            if let Some(label_coi) = label.get("coi").and_then(Value::as_str) {
+            if let Some(label_coi) = &label.coi {
                 let read = autolog_domain::identifiers::Coi::parse("coi", label_coi)
                     .map(|c| c.to_string())
                     .unwrap_or_else(|_| label_coi.to_string());
@@ -1054,21 +1056,18 @@ impl Autolog {
                 }
             }
         }
-        for unit in &manifest_units {
+        for unit in &manifest.units {
             if !scanned.contains(unit) {
                 findings.push(format!(
                     "unit {unit} is on the manifest but was not scanned on arrival"
                 ));
             }
         }
-        let count = manifest
-            .get("unit_count")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        if labels.len() as u64 != count {
+        let count = u64::from(manifest.unit_count);
+        let labels = r.scanned_labels.len() as u64;
+        if labels != count {
             findings.push(format!(
-                "{} labels scanned, but the handoff declared {count} units",
-                labels.len()
+                "{labels} labels scanned, but the handoff declared {count} units"
             ));
         }
         Ok((findings, other_chains))
@@ -1076,34 +1075,33 @@ impl Autolog {
 }
 
 /// What the shipper says against the manifest: container, seal, temperature, arrival time.
-fn shipment_findings(manifest: &Value, data: &Value, arrived_at: Instant) -> Vec<String> {
+fn shipment_findings(
+    manifest: &CustodyHandedOffV1,
+    r: &CustodyReceivedV1,
+    arrived_at: Instant,
+) -> Vec<String> {
     let mut findings: Vec<String> = Vec::new();
-    for (field, what) in [("container_id", "container"), ("seal_id", "seal")] {
-        let sent = text(manifest, field);
-        let got = text(data, field);
+    for (sent, got, what) in [
+        (&manifest.container_id, &r.container_id, "container"),
+        (&manifest.seal_id, &r.seal_id, "seal"),
+    ] {
         if sent != got {
             findings.push(format!("{what} {got} arrived, but {sent} was sent"));
         }
     }
-    if data.get("seal_intact").and_then(Value::as_bool) == Some(false) {
+    if !r.seal_intact {
         findings.push("the seal was found broken".to_string());
     }
-    let range = &manifest["temperature_range"];
-    let log = &data["temperature_log"];
-    let (min, max) = (
-        range["min_celsius"].as_f64().unwrap_or(f64::MIN),
-        range["max_celsius"].as_f64().unwrap_or(f64::MAX),
-    );
-    let (low, high) = (
-        log["min_celsius"].as_f64().unwrap_or(min),
-        log["max_celsius"].as_f64().unwrap_or(max),
-    );
+    let range = &manifest.temperature_range;
+    let (min, max) = (range.min_celsius, range.max_celsius);
+    let (low, high) = (r.temperature_log.min_celsius, r.temperature_log.max_celsius);
     if low < min || high > max {
         findings.push(format!(
                 "temperature excursion: the logger recorded {low} to {high} °C, the required range is {min} to {max} °C"
             ));
     }
-    if let Some(expected) = instant_field(manifest, "expected_arrival_by") {
+    let expected = Instant::parse_rfc3339("expected_arrival_by", &manifest.expected_arrival_by);
+    if let Ok(expected) = expected {
         if arrived_at > expected {
             findings.push(format!(
                 "late arrival: received at {arrived_at}, expected by {expected}"
@@ -1167,7 +1165,7 @@ fn reconciliation_holds(
             );
         holds.push(hold_placed(
             receipt,
-            format!("coi/{owner}"),
+            StreamId::chain(owner),
             format!("hold/{owner}"),
             &other_hold,
             "custody.unit_in_wrong_shipment",
@@ -1216,7 +1214,7 @@ impl Autolog {
         if previous == facts.coi {
             return Err(refuse("names this chain itself".into()));
         }
-        let earlier = self.chain_facts(&format!("coi/{previous}"), reads).await?;
+        let earlier = self.chain_facts(&StreamId::chain(previous), reads).await?;
         if earlier.enrolment.is_null() {
             return Err(refuse(
                 "names no chain: a re-collection links to the chain it collects again".into(),
@@ -1246,7 +1244,7 @@ impl Autolog {
         }
         Ok(vec![own_draft(
             draft,
-            format!("coi/{previous}"),
+            StreamId::chain(previous),
             "recollected".to_string(),
             "chain.recollected",
             json!({"next_coi": facts.coi, "recollection_reason": text(data, "recollection_reason")}),
@@ -1295,7 +1293,7 @@ fn expired_on_arrival(facts: &ChainFacts, view: &ChainView, draft: &EventDraft) 
     let Some(handoff) = &view.open_handoff else {
         return Vec::new();
     };
-    let units = &handoff.units;
+    let units = &handoff.handoff.units;
     let Some((unit, expiry)) =
         view.expired_unit(units.iter().map(String::as_str), draft.occurred_at.instant)
     else {
@@ -1549,7 +1547,7 @@ fn hold_id_of(cause: &EventDraft, tag: &str) -> String {
 /// The `chain.hold_placed` Autolog records on `stream` because of `cause`.
 fn hold_placed(
     cause: &EventDraft,
-    stream: String,
+    stream: impl Into<String>,
     what: String,
     hold_id: &str,
     rule: &str,
@@ -1570,7 +1568,7 @@ fn hold_placed(
 /// derived from the cause's (a resent request yields the same id, so nothing is doubled).
 pub(crate) fn own_draft(
     cause: &EventDraft,
-    stream: String,
+    stream: impl Into<String>,
     what: String,
     event_type: &str,
     data: Value,

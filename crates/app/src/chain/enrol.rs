@@ -3,6 +3,7 @@
 
 use autolog_domain::identifiers::{Coi, Fin};
 use autolog_domain::FieldError;
+use autolog_domain::StreamId;
 use serde_json::{json, Map, Value};
 
 use crate::ledger::read::PresentedEvent;
@@ -183,7 +184,7 @@ impl EnrolmentRequest {
             }
         }
         let mut event = Map::new();
-        event.insert("stream".into(), json!(format!("coi/{coi}")));
+        event.insert("stream".into(), json!(StreamId::chain(coi)));
         for key in ENVELOPE_FIELDS {
             if let Some(v) = fields.get(*key) {
                 event.insert((*key).into(), v.clone());
@@ -211,7 +212,7 @@ impl Autolog {
         known_at: Option<&str>,
     ) -> Result<ChainAnswer, AppError> {
         let coi = Coi::parse("coi", coi)?.to_string();
-        let stream = format!("coi/{coi}");
+        let stream = StreamId::chain(&coi);
         let now = self.now();
         let valid_at = crate::ledger::read::parse_time("valid_at", valid_at, now)?;
         let known_at = self.settled_known_at(known_at, now).await?;

@@ -3,6 +3,7 @@
 
 use autolog_domain::catalogue::chain::{AlertHandledV1, AlertRaisedV1};
 use autolog_domain::identifiers::Coi;
+use autolog_domain::StreamId;
 use autolog_domain::{EventDraft, FieldError, Instant, OccurredAt};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -61,14 +62,9 @@ pub(crate) fn alert_draft(cause: &EventDraft, n: usize, spec: AlertSpec) -> Even
     if let Some(site) = spec.site_id.or_else(|| cause.site.clone()) {
         data["site_id"] = json!(site);
     }
-    let source_event_id = format!("alert/{alert_id}");
-    derived_draft(
-        cause,
-        source_event_id.clone(),
-        source_event_id,
-        "alert.raised",
-        data,
-    )
+    // The alert's source id is its stream's name: a resent cause raises it once.
+    let stream = StreamId::alert(&alert_id);
+    derived_draft(cause, stream.clone(), stream.into(), "alert.raised", data)
 }
 
 /// The alert for a chain event refused by a rule: the refusal changes nothing on the
@@ -351,11 +347,11 @@ impl Autolog {
     pub async fn alert(&self, alert_id: &str) -> Result<Alert, AppError> {
         autolog_domain::ledger::envelope::check_stream_name(
             "alert_id",
-            &format!("alert/{alert_id}"),
+            &StreamId::alert(alert_id),
         )?;
         let events = self
             .store
-            .stream_events(&format!("alert/{alert_id}"), Instant::MAX)
+            .stream_events(&StreamId::alert(alert_id), Instant::MAX)
             .await?;
         let raised = events
             .iter()
@@ -419,7 +415,7 @@ impl Autolog {
         };
         let now = self.now();
         let event = json!({
-            "stream": format!("alert/{alert_id}"),
+            "stream": StreamId::alert(alert_id),
             "occurred_at": OccurredAt::from_parts(now.micros(), "UTC", 0)
                 .map_err(AppError::Config)?
                 .to_rfc9557(),

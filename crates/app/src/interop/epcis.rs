@@ -23,6 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use autolog_domain::access::{allowed_everywhere, chain_in_scope, Permission};
 use autolog_domain::identifiers::Coi;
+use autolog_domain::StreamId;
 use autolog_domain::{Event, FieldError, Instant};
 use autolog_interop::epcis::{parse_document, EpcisEvent};
 use autolog_store::{
@@ -796,7 +797,7 @@ impl Autolog {
             let batch = self
                 .store
                 .list_events(&EventQuery {
-                    stream: p.coi.as_ref().map(|c| format!("coi/{c}")),
+                    stream: p.coi.as_ref().map(|c| StreamId::chain(c).into()),
                     valid_at: Instant::MAX,
                     known_at: now,
                     after_position: position,
@@ -874,7 +875,7 @@ impl Autolog {
         let (sites, steps) = references(event);
         for site in sites {
             if let Entry::Vacant(slot) = lookups.site_gln.entry(site) {
-                let state = self.current_state(&format!("site/{}", slot.key())).await?;
+                let state = self.current_state(&StreamId::site(slot.key())).await?;
                 let gln = Some(text(&state, "gln").to_string()).filter(|g| !g.is_empty());
                 slot.insert(gln);
             }

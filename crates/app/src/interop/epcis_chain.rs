@@ -2,6 +2,7 @@
 //! (Autolog's EPCIS profile, docs/integration.md) become the chain's custody handoffs and
 //! receipts, through the same rules and reconciliation as the native API.
 
+use autolog_domain::StreamId;
 use autolog_interop::epcis::EpcisEvent;
 use autolog_store::StoredEpcisEvent;
 use serde_json::{json, Map, Value};
@@ -278,7 +279,7 @@ impl Autolog {
             "custody.received"
         };
         Ok(Some(json!({
-            "stream": format!("coi/{coi}"),
+            "stream": StreamId::chain(&coi),
             "occurred_at": occurred_at,
             "actor": principal.actor,
             "site": site,
@@ -572,7 +573,7 @@ impl Autolog {
     async fn count_unmapped(&self, system: &str, kind: &str, code: &str) {
         let registered = matches!(
             self.store
-                .stream_head(&format!("source-system/{system}"))
+                .stream_head(&StreamId::source_system(system))
                 .await,
             Ok(Some(_))
         );

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use autolog_domain::access::{chain_in_scope, Permission};
 use autolog_domain::identifiers::Coi;
 use autolog_domain::ledger::bitemporal::effective_events;
+use autolog_domain::StreamId;
 use autolog_domain::{FieldError, Instant};
 use serde_json::{json, Map, Value};
 
@@ -103,9 +104,9 @@ impl Autolog {
     ) -> Result<Vec<String>, AppError> {
         let missing = || not_found(resource_type, id);
         let coi = match lookup(resource_type, id).ok_or_else(missing)? {
-            Lookup::Din(din) => self.linked_chain(&format!("din/{din}")).await?,
-            Lookup::Unit(unit) => self.linked_chain(&format!("unit/{unit}")).await?,
-            Lookup::Batch(batch) => self.linked_chain(&format!("batch/{batch}")).await?,
+            Lookup::Din(din) => self.linked_chain(&StreamId::din(&din)).await?,
+            Lookup::Unit(unit) => self.linked_chain(&StreamId::unit(&unit)).await?,
+            Lookup::Batch(batch) => self.linked_chain(&StreamId::batch(&batch)).await?,
             Lookup::Event(event_id) => {
                 let uuid = autolog_domain::Uuid::parse_str(&event_id).map_err(|_| missing())?;
                 self.store
@@ -116,7 +117,7 @@ impl Autolog {
             Lookup::Chain(coi) => {
                 let events = self
                     .store
-                    .stream_events(&format!("coi/{coi}"), Instant::MAX)
+                    .stream_events(&StreamId::chain(&coi), Instant::MAX)
                     .await?;
                 (!events.is_empty()).then_some(coi)
             }
@@ -170,7 +171,7 @@ impl Autolog {
         personal: Option<PersonalRead<'_>>,
     ) -> Result<(String, Vec<Value>, Instant), AppError> {
         let coi = Coi::parse("coi", coi)?.to_string();
-        let stream = format!("coi/{coi}");
+        let stream = StreamId::chain(&coi);
         let now = self.now();
         let valid_at = crate::ledger::read::parse_time("valid_at", valid_at, now)?;
         let known_at = self.settled_known_at(known_at, now).await?;
@@ -202,8 +203,7 @@ impl Autolog {
         let product = if product_code.is_empty() {
             Value::Null
         } else {
-            self.current_state(&format!("product/{product_code}"))
-                .await?
+            self.current_state(&StreamId::product(product_code)).await?
         };
         let mut steps = BTreeMap::new();
         let step_codes: Vec<String> = product
@@ -222,7 +222,7 @@ impl Autolog {
         let (site_ids, person_ids) = referenced(&enrolment, &chain_events);
         let mut sites = BTreeMap::new();
         for site_id in site_ids {
-            let mut site = self.current_state(&format!("site/{site_id}")).await?;
+            let mut site = self.current_state(&StreamId::site(&site_id)).await?;
             if let Some(record) = site.as_object_mut().filter(|r| !r.is_empty()) {
                 record
                     .entry("site_id")
@@ -232,7 +232,7 @@ impl Autolog {
         }
         let mut people = BTreeMap::new();
         for person_id in person_ids {
-            let mut person = self.current_state(&format!("person/{person_id}")).await?;
+            let mut person = self.current_state(&StreamId::person(&person_id)).await?;
             if let Some(record) = person.as_object_mut().filter(|r| !r.is_empty()) {
                 record
                     .entry("person_id")
@@ -327,8 +327,8 @@ impl Autolog {
         id: &str,
     ) -> Result<Value, AppError> {
         let (stream, key, code) = match lookup(resource_type, id) {
-            Some(Lookup::Site(site)) => (format!("site/{site}"), "site_id", site),
-            Some(Lookup::Person(person)) => (format!("person/{person}"), "person_id", person),
+            Some(Lookup::Site(site)) => (StreamId::site(&site), "site_id", site),
+            Some(Lookup::Person(person)) => (StreamId::person(&person), "person_id", person),
             _ => return Err(not_found(resource_type, id)),
         };
         let mut record = self.current_state(&stream).await?;
@@ -482,7 +482,7 @@ impl Autolog {
         resource: &Value,
     ) -> Result<(Value, bool), ImportError> {
         let a = parse_administration(resource).map_err(ImportError::Unprocessable)?;
-        let Some(coi) = self.linked_chain(&format!("unit/{}", a.unit)).await? else {
+        let Some(coi) = self.linked_chain(&StreamId::unit(&a.unit)).await? else {
             return Err(unprocessable(
                 "not-found",
                 "Procedure.used",
@@ -500,7 +500,7 @@ impl Autolog {
                 ),
             ));
         }
-        let site = self.current_state(&format!("site/{}", a.site_id)).await?;
+        let site = self.current_state(&StreamId::site(&a.site_id)).await?;
         let zone = text(&site, "time_zone");
         let Ok(tz) = jiff::tz::TimeZone::get(zone) else {
             return Err(unprocessable(
@@ -522,7 +522,7 @@ impl Autolog {
         let occurred_at = instant.timestamp().to_zoned(tz).to_string();
         let system = principal.system_id().unwrap_or("fhir");
         let event = json!({
-            "stream": format!("coi/{coi}"),
+            "stream": StreamId::chain(&coi),
             "occurred_at": occurred_at,
             "site": a.site_id,
             "source": {"system": system, "source_event_id": a.source_event_id},

@@ -10,14 +10,14 @@ use serde_json::Value;
 /// `system/autolog`, with the given source id (unique, derived from the cause's).
 pub(crate) fn derived_draft(
     cause: &EventDraft,
-    stream: String,
+    stream: impl Into<String>,
     source_event_id: String,
     event_type: &str,
     data: Value,
 ) -> EventDraft {
     EventDraft {
         event_id: derived_event_id(cause.event_id, &source_event_id),
-        stream,
+        stream: stream.into(),
         occurred_at: cause.occurred_at.clone(),
         actor: AUTOLOG_ACTOR.to_string(),
         site: None,

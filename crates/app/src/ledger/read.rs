@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use autolog_domain::catalogue::{stream_state, StreamState};
 use autolog_domain::ledger::envelope::check_stream_name;
 use autolog_domain::ledger::zone::{check_zone, local_time};
+use autolog_domain::StreamId;
 use autolog_domain::{Event, FieldError, Instant, Uuid};
 use autolog_store::EventQuery;
 use serde_json::Value;
@@ -162,7 +163,7 @@ impl Autolog {
 
     /// A site's IANA time zone as last recorded (`None` for an unknown site).
     pub(crate) async fn site_time_zone(&self, site: &str) -> Result<Option<String>, AppError> {
-        let state = self.current_state(&format!("site/{site}")).await?;
+        let state = self.current_state(&StreamId::site(site)).await?;
         Ok(state
             .get("time_zone")
             .and_then(Value::as_str)

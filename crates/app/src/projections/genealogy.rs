@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use autolog_domain::identifiers::UnitId;
 use autolog_domain::ledger::bitemporal::effective_events;
+use autolog_domain::StreamId;
 use autolog_domain::{Event, FieldError, Instant};
 use serde_json::{json, Value};
 
@@ -75,7 +76,7 @@ impl Autolog {
         let batch_id = text(&link.body.data, "batch_id").to_string();
         let events = self
             .store
-            .stream_events(&format!("coi/{coi}"), known_at)
+            .stream_events(&StreamId::chain(&coi), known_at)
             .await?;
         let chain = effective_events(&events, valid_at, known_at);
         let enrolment = data_of(&chain, "chain.enrolled")
@@ -215,7 +216,7 @@ impl Autolog {
         for (coi, batch_id) in uses {
             let events = self
                 .store
-                .stream_events(&format!("coi/{coi}"), known_at)
+                .stream_events(&StreamId::chain(&coi), known_at)
                 .await?;
             let chain = effective_events(&events, valid_at, known_at);
             let patient = data_of(&chain, "chain.enrolled")

@@ -9,7 +9,7 @@ use autolog_domain::{Event, Instant};
 use serde_json::{json, Value};
 
 use crate::chain::rule_reads::RuleReads;
-use crate::ledger::read::{instant_field, text};
+use crate::ledger::read::text;
 use crate::{AppError, Autolog};
 
 impl Autolog {
@@ -73,24 +73,25 @@ impl Autolog {
                 open_holds.push(HoldOpen {
                     coi: coi.clone(),
                     hold_id: hold.hold_id.clone(),
-                    rule: hold.data["rule"].clone(),
-                    findings: hold.data["findings"].clone(),
-                    site_id: hold.data["site_id"].clone(),
+                    rule: hold.hold.rule.clone(),
+                    findings: hold.hold.findings.clone(),
+                    site_id: hold.hold.site_id.clone(),
                     placed_at: hold.placed_at.to_string(),
                     event_id: hold.event_id.to_string(),
                 });
             }
-            if let Some(handoff) = &view.open_handoff {
-                let due = instant_field(&handoff.data, "expected_arrival_by");
-                if due.is_some_and(|d| d < now) {
+            if let Some(open) = &view.open_handoff {
+                let h = &open.handoff;
+                let due = Instant::parse_rfc3339("expected_arrival_by", &h.expected_arrival_by);
+                if due.is_ok_and(|d| d < now) {
                     unanswered.push(HandoffUnanswered {
                         coi: coi.clone(),
-                        handoff_id: handoff.handoff_id.clone(),
-                        from_site_id: handoff.data["from_site_id"].clone(),
-                        destination_site_id: handoff.data["destination_site_id"].clone(),
-                        handed_off_at: handoff.handed_off_at.to_string(),
-                        expected_arrival_by: handoff.data["expected_arrival_by"].clone(),
-                        event_id: handoff.event_id.to_string(),
+                        handoff_id: open.handoff_id.clone(),
+                        from_site_id: h.from_site_id.clone(),
+                        destination_site_id: h.destination_site_id.clone(),
+                        handed_off_at: open.handed_off_at.to_string(),
+                        expected_arrival_by: h.expected_arrival_by.clone(),
+                        event_id: open.event_id.to_string(),
                     });
                 }
             }
@@ -231,9 +232,9 @@ pub struct Reconciliation {
 pub struct HoldOpen {
     pub coi: String,
     pub hold_id: String,
-    pub rule: Value,
-    pub findings: Value,
-    pub site_id: Value,
+    pub rule: String,
+    pub findings: Vec<String>,
+    pub site_id: Option<String>,
     pub placed_at: String,
     pub event_id: String,
 }
@@ -243,10 +244,10 @@ pub struct HoldOpen {
 pub struct HandoffUnanswered {
     pub coi: String,
     pub handoff_id: String,
-    pub from_site_id: Value,
-    pub destination_site_id: Value,
+    pub from_site_id: String,
+    pub destination_site_id: String,
     pub handed_off_at: String,
-    pub expected_arrival_by: Value,
+    pub expected_arrival_by: String,
     pub event_id: String,
 }
 

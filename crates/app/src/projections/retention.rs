@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 
 use autolog_domain::ledger::bitemporal::effective_events;
+use autolog_domain::StreamId;
 use autolog_domain::{Event, FieldError, Instant};
 use serde_json::{json, Value};
 
@@ -72,7 +73,7 @@ impl Autolog {
             };
             let product_code = text(&enrolment.body.data, "product_code").to_string();
             let product = self
-                .current_state(&format!("product/{product_code}"))
+                .current_state(&StreamId::product(&product_code))
                 .await?;
             // The chain's anchors: the first of each kind of event.
             let first = |kind: &str| {
@@ -204,7 +205,7 @@ impl Autolog {
         }
         let mut jurisdictions: BTreeSet<String> = BTreeSet::new();
         for site in &sites {
-            let record = self.current_state(&format!("site/{site}")).await?;
+            let record = self.current_state(&StreamId::site(site)).await?;
             let country = record
                 .get("postal_address")
                 .and_then(|a| a.get("country"))

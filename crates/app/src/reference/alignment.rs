@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use autolog_domain::ledger::bitemporal::effective_events;
 use autolog_domain::ledger::zone::check_zone;
 use autolog_domain::Instant;
+use autolog_domain::StreamId;
 use serde_json::{json, Value};
 
 use crate::ledger::read::{instant_field, text};
@@ -208,7 +209,7 @@ impl Autolog {
                     continue;
                 };
                 if !qualifications.contains_key(person_id) {
-                    let stream = format!("person/{person_id}");
+                    let stream = StreamId::person(person_id);
                     let history = self.store.stream_events(&stream, known_at).await?;
                     let every: Vec<Value> = effective_events(&history, Instant::MAX, known_at)
                         .into_iter()

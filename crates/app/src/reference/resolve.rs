@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use autolog_domain::ledger::bitemporal::effective_events;
 use autolog_domain::reference::crosswalk::{Crosswalks, CODE_KINDS};
 use autolog_domain::rules::{crosswalk_of, crosswalk_stream};
+use autolog_domain::StreamId;
 use autolog_domain::{FieldError, Instant};
 
 use autolog_domain::catalogue::stream_state;
@@ -110,7 +111,7 @@ impl Autolog {
                 // exist). A failure to count does not hide the refusal.
                 let registered = self
                     .store
-                    .stream_head(&format!("source-system/{system}"))
+                    .stream_head(&StreamId::source_system(system))
                     .await?
                     .is_some();
                 if known_at >= now && registered {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use autolog_domain::catalogue::stream_state;
 use autolog_domain::ledger::zone::{check_zone, site_offset_discrepancy, ZoneDiscrepancy};
+use autolog_domain::StreamId;
 use autolog_domain::{Event, EventDraft, Instant};
 use serde_json::{json, Value};
 
@@ -28,7 +29,7 @@ impl Autolog {
         // Every site the request names, read in one query.
         let mut sites: Vec<String> = drafts
             .iter()
-            .filter_map(|d| d.site.as_ref().map(|site| format!("site/{site}")))
+            .filter_map(|d| d.site.as_ref().map(|site| StreamId::site(site).into()))
             .collect();
         sites.sort_unstable();
         sites.dedup();
@@ -37,11 +38,11 @@ impl Autolog {
         let mut flags = Vec::new();
         for (i, draft) in drafts.iter().enumerate() {
             let Some(site) = &draft.site else { continue };
-            let stream = format!("site/{site}");
+            let stream = StreamId::site(site);
             let zone = match zone_in_batch(&drafts[..i], &stream) {
                 Some(zone) => Some(zone),
                 None => {
-                    let events = stored.get(&stream).map_or(&[][..], Vec::as_slice);
+                    let events = stored.get(stream.as_str()).map_or(&[][..], Vec::as_slice);
                     zone_at(&stream, events, draft.occurred_at.instant)
                 }
             };

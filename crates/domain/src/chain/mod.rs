@@ -141,11 +141,9 @@ impl ChainEvent {
 pub struct OpenHandoff {
     pub handoff_id: String,
     pub event_id: uuid::Uuid,
-    /// The handoff as recorded.
+    /// The handoff as recorded, and in its typed form (the manifest a receipt answers).
     pub data: Value,
-    /// The units it carries and their shipper.
-    pub units: Vec<String>,
-    pub container_id: String,
+    pub handoff: CustodyHandedOffV1,
     pub handed_off_at: Instant,
     /// A return: the material goes back to the custodian of record after its receipt
     /// failed reconciliation (see `ChainView::is_return`).
@@ -159,8 +157,9 @@ pub struct OpenHold {
     pub event_id: uuid::Uuid,
     /// The hold as recorded.
     pub data: Value,
-    /// Where it was placed: its release is decided there.
-    pub site_id: Option<String>,
+    /// The hold in its typed form: rule, findings, where it was placed (its release is
+    /// decided there) and what caused it.
+    pub hold: ChainHoldPlacedV1,
     pub placed_at: Instant,
 }
 
@@ -994,8 +993,7 @@ impl ChainView {
             handoff_id: h.handoff_id.clone(),
             event_id: entry.event_id,
             data: entry.data.clone(),
-            units: h.units.clone(),
-            container_id: h.container_id.clone(),
+            handoff: h.clone(),
             handed_off_at: entry.occurred_at,
             returning,
         });
@@ -1012,7 +1010,12 @@ impl ChainView {
         let (units, container_id) = self
             .open_handoff
             .as_ref()
-            .map(|open| (open.units.clone(), open.container_id.clone()))
+            .map(|open| {
+                (
+                    open.handoff.units.clone(),
+                    open.handoff.container_id.clone(),
+                )
+            })
             .unwrap_or_default();
         for unit in &units {
             self.unit_sites
@@ -1076,7 +1079,7 @@ impl ChainView {
             hold_id: h.hold_id.clone(),
             event_id: entry.event_id,
             data: entry.data.clone(),
-            site_id: h.site_id.clone(),
+            hold: h.clone(),
             placed_at: entry.occurred_at,
         });
     }

@@ -9,5 +9,6 @@ pub mod event_type;
 pub mod fields;
 pub mod json;
 pub mod merkle;
+pub mod stream;
 pub mod time;
 pub mod zone;

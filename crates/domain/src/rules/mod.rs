@@ -41,7 +41,7 @@ pub fn registration_stream(event_type: &str, data: &Value) -> Option<String> {
 
 /// The stream that holds every crosswalk of one source system and kind.
 pub fn crosswalk_stream(system: &str, kind: &str) -> String {
-    format!("crosswalk/{system}/{kind}")
+    crate::ledger::stream::StreamId::crosswalk(system, kind).into()
 }
 
 /// For an amending event type, the registration it amends and the stream prefix it lives under.
