@@ -8,6 +8,7 @@
 //! except inside a [`collection_bundle`], where every entry has a `urn:uuid:` full URL
 //! and every reference to an entry points at it.
 
+use autolog_domain::ledger::fields::list as texts;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -301,17 +302,6 @@ fn identifier(system: &str, value: &str) -> Value {
 /// A text field of a payload ("" when absent or not text).
 fn text<'a>(data: &'a Value, key: &str) -> &'a str {
     data.get(key).and_then(Value::as_str).unwrap_or_default()
-}
-
-/// A list of texts of a payload.
-fn texts(data: &Value, key: &str) -> Vec<String> {
-    data.get(key)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect()
 }
 
 /// A FHIR dateTime from Autolog's text forms: RFC 9557 (`...-05:00[America/New_York]`)

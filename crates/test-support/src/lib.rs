@@ -223,6 +223,64 @@ pub async fn sign_in_http(base: &str, person_id: &str, totp_secret: &str) -> Cre
     )
 }
 
+/// Every event of the ledger as recorded, as one text: what a test searches to show that
+/// a value (identifying data, a secret) never entered the ledger.
+pub async fn ledger_text(app: &Autolog) -> String {
+    let mut text = String::new();
+    let mut after = 0;
+    loop {
+        let rows = app.store().scan(after, 500).await.expect("scan");
+        let Some(last) = rows.last() else { break };
+        after = last.position;
+        for row in &rows {
+            let event = row.event.as_ref().expect("a readable event");
+            text.push_str(&event.to_json().to_string());
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// Enrols a chain for CART-19 treated at Los Angeles (S-LAX-01): the treating physician
+/// P-0005's order of 2026-11-02, sent by emr-lax as `source_event_id`. Its COI.
+pub async fn enrol_at_los_angeles(
+    app: &Autolog,
+    patient_key: &str,
+    source_event_id: &str,
+) -> String {
+    let enrolment = json!({
+        "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
+        "actor": "person/P-0005", "site": "S-LAX-01",
+        "source": {"system": "emr-lax", "source_event_id": source_event_id},
+        "patient_key": patient_key, "product_code": "CART-19", "treatment_site_id": "S-LAX-01",
+    });
+    let (coi, _) = app
+        .enrol(enrolment.to_string().as_bytes())
+        .await
+        .expect("enrol");
+    coi
+}
+
+/// A collection at Boston on chain `coi`, which the order does not name: refused, and the
+/// refusal raises an alert on the chain.
+pub async fn refused_collection_at_boston(app: &Autolog, coi: &str, source_event_id: &str) {
+    let din = autolog_domain::identifiers::Din::parse("din", "A999926000001").expect("DIN");
+    let refused = json!({
+        "stream": format!("coi/{coi}"),
+        "occurred_at": "2026-11-10T12:30:00-05:00[America/New_York]",
+        "actor": "person/P-0002", "site": "S-BOS-01",
+        "source": {"system": "aph", "source_event_id": source_event_id},
+        "body": {"type": "chain.collected", "version": 1, "data": {
+            "collection_site_id": "S-BOS-01", "operator_id": "P-0002", "device_id": "APH-PAR-01",
+            "started_at": "2026-11-10T08:00:00-05:00", "ended_at": "2026-11-10T12:00:00-05:00",
+            "dins": [din.to_string()]}},
+    });
+    assert!(app
+        .append_json(refused.to_string().as_bytes())
+        .await
+        .is_err());
+}
+
 /// Imports the example network (`examples/reference`) through the app, as the reference
 /// data steward P-STEWARD, and checks that every row was accepted.
 pub async fn import_examples(app: &Autolog) {

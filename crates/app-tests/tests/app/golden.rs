@@ -160,15 +160,7 @@ async fn the_example_network_is_recorded_and_answered_as_the_golden_file_says() 
     let (app, clock) = ledger(&dir).await;
     autolog_test_support::import_examples(&app).await;
     clock.advance_seconds(1);
-    let enrolment = json!({
-        "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
-        "actor": "person/P-0005", "site": "S-LAX-01",
-        "source": {"system": "emr-lax", "source_event_id": "enrol-golden"},
-        "patient_key": "PK-GOLDEN-1", "product_code": "CART-19", "treatment_site_id": "S-LAX-01",
-    });
-    app.enrol(enrolment.to_string().as_bytes())
-        .await
-        .expect("enrol");
+    autolog_test_support::enrol_at_los_angeles(&app, "PK-GOLDEN-1", "enrol-golden").await;
     let mut actual = fingerprint(&app).await;
     actual["answers"] = answers(&app, &clock).await;
     check("examples", &actual);

@@ -2548,20 +2548,7 @@ async fn every_fhir_resource_of_a_full_journey_is_valid_r5_and_refers_within_its
     assert!(new);
     assert_eq!(patient_id, p.key);
     assert!(outcome.to_string().contains("Patient.gender"), "{outcome}");
-    let ledger = app
-        .list_events(&autolog_app::ListQuery {
-            stream: None,
-            valid_at: None,
-            known_at: None,
-            after_position: None,
-            limit: Some(1000),
-        })
-        .await
-        .expect("ledger")
-        .events
-        .iter()
-        .map(|e| e.event.to_string())
-        .collect::<String>();
+    let ledger = autolog_test_support::ledger_text(&app).await;
     for value in ["Quennell", "MRN-55012", "1967-03-14", "555 0142"] {
         assert!(!ledger.contains(value), "{value} is in the ledger");
     }

@@ -23,30 +23,9 @@ async fn network(target: &Target) -> Autolog {
 
 /// A refused collection at a site the order does not name: an alert.
 async fn raise_an_alert(app: &Autolog) {
-    let enrolment = json!({
-        "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
-        "actor": "person/P-0005", "site": "S-LAX-01",
-        "source": {"system": "emr-lax", "source_event_id": "enrol-side-tables"},
-        "patient_key": "PK-SIDE-1", "product_code": "CART-19", "treatment_site_id": "S-LAX-01",
-    });
-    let (coi, _) = app
-        .enrol(enrolment.to_string().as_bytes())
-        .await
-        .expect("enrol");
-    let refused = json!({
-        "stream": format!("coi/{coi}"),
-        "occurred_at": "2026-11-10T12:30:00-05:00[America/New_York]",
-        "actor": "person/P-0002", "site": "S-BOS-01",
-        "source": {"system": "aph", "source_event_id": "collect-side-tables"},
-        "body": {"type": "chain.collected", "version": 1, "data": {
-            "collection_site_id": "S-BOS-01", "operator_id": "P-0002", "device_id": "APH-PAR-01",
-            "started_at": "2026-11-10T08:00:00-05:00", "ended_at": "2026-11-10T12:00:00-05:00",
-            "dins": [autolog_domain::identifiers::Din::parse("din", "A999926000001").expect("DIN").to_string()]}},
-    });
-    assert!(app
-        .append_json(refused.to_string().as_bytes())
-        .await
-        .is_err());
+    let coi =
+        autolog_test_support::enrol_at_los_angeles(app, "PK-SIDE-1", "enrol-side-tables").await;
+    autolog_test_support::refused_collection_at_boston(app, &coi, "collect-side-tables").await;
 }
 
 async fn verified(app: &Autolog) -> Result<(), String> {

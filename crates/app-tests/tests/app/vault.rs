@@ -596,20 +596,7 @@ async fn bedside_identifiers_are_compared_with_the_vault_and_never_written() {
         assert!(!text.contains("patient_identifiers"), "{text}");
         assert!(text.contains("unit_scan"), "{text}");
         // Nothing of the identity is in the ledger, whatever was refused or recorded.
-        let everything = app
-            .list_events(&autolog_app::ListQuery {
-                stream: None,
-                valid_at: None,
-                known_at: None,
-                after_position: None,
-                limit: Some(1000),
-            })
-            .await
-            .expect("events")
-        .events
-        .iter()
-        .map(|e| e.event.to_string())
-        .collect::<String>();
+        let everything = autolog_test_support::ledger_text(&app).await;
         for value in ["Quixotewright", "QUIXOTEWRIGHT", "1961-04-12", "1961-04-21", "MRN-Bedside"] {
             assert!(!everything.contains(value), "{value} is in the ledger");
         }

@@ -278,7 +278,7 @@ impl Autolog {
                     format!(
                         "carries product code {}, but product {} has {} in reference data",
                         unit.product_code(),
-                        text(&facts.enrolment, "product_code"),
+                        facts.product_code(),
                         if product_code.is_empty() {
                             "none"
                         } else {
@@ -329,7 +329,7 @@ impl Autolog {
                 test_code,
                 format!(
                     "is not a release test of product {} (tests: {})",
-                    text(&facts.enrolment, "product_code"),
+                    facts.product_code(),
                     known.join(", ")
                 ),
             ));
@@ -389,7 +389,7 @@ impl Autolog {
             ));
         }
         let intended = r.intended_patient_key.as_str();
-        let source = text(&facts.enrolment, "patient_key");
+        let source = facts.patient_key();
         if intended != source {
             unmet.push(FieldError::new(
                 "body.data.intended_patient_key",
@@ -405,7 +405,7 @@ impl Autolog {
         if tests.is_empty() {
             unmet.push(FieldError::new(
                 "release_tests",
-                text(&facts.enrolment, "product_code"),
+                facts.product_code(),
                 "the product's process defines no release test: nothing shows the batch meets its specification",
             ));
         }
@@ -622,7 +622,7 @@ impl Autolog {
             ));
         }
         let patient = b.patient_key.as_str();
-        if patient != text(&facts.enrolment, "patient_key") {
+        if patient != facts.patient_key() {
             unmet.push(FieldError::new(
                 "body.data.patient_key",
                 patient,
@@ -641,7 +641,7 @@ impl Autolog {
             ));
         }
         let site = b.site_id.as_str();
-        let treatment = text(&facts.enrolment, "treatment_site_id");
+        let treatment = facts.treatment_site();
         let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
         if site != treatment || custodian != treatment {
             unmet.push(FieldError::new(

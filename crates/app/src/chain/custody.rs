@@ -1,12 +1,14 @@
 //! Chain steps checked against reference data and the chain's state (who, where, with
 //! what, in which order), and custody receipts reconciled against their handoff at once.
 
+pub(crate) use autolog_domain::ledger::fields::list as string_list;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use autolog_domain::catalogue::chain::{
     ChainAdministeredV1, ChainExceptionalReleaseRequestedV1, CustodyHandedOffV1, CustodyReceivedV1,
 };
+use autolog_domain::catalogue::enrolment::ChainEnrolledV1;
 use autolog_domain::catalogue::Payload;
 use autolog_domain::chain::{ChainContext, ChainEvent, ChainState, ChainView};
 use autolog_domain::identifiers::scan::{parse_scan, Scanned};
@@ -108,7 +110,8 @@ pub(crate) fn entry_of_draft(d: &EventDraft) -> Result<Entry, AppError> {
 pub(crate) struct ChainFacts {
     pub(crate) coi: String,
     pub(crate) entries: Vec<Entry>,
-    pub(crate) enrolment: Value,
+    /// The enrolment in force (`None`: not enrolled, its events are the store's to refuse).
+    pub(crate) enrolment: Option<ChainEnrolledV1>,
     pub(crate) product: Value,
     pub(crate) ctx: ChainContext,
     /// The reference records the request's rules read, shared by its chains.
@@ -116,6 +119,28 @@ pub(crate) struct ChainFacts {
 }
 
 impl ChainFacts {
+    /// The patient's treatment center (empty only for a chain not enrolled, whose events
+    /// no rule reads).
+    pub(crate) fn treatment_site(&self) -> &str {
+        self.enrolment
+            .as_ref()
+            .map_or("", |e| e.treatment_site_id.as_str())
+    }
+
+    /// The patient's pseudonymous key (empty only for a chain not enrolled).
+    pub(crate) fn patient_key(&self) -> &str {
+        self.enrolment
+            .as_ref()
+            .map_or("", |e| e.patient_key.as_str())
+    }
+
+    /// The product the chain was enrolled for (empty only for a chain not enrolled).
+    pub(crate) fn product_code(&self) -> &str {
+        self.enrolment
+            .as_ref()
+            .map_or("", |e| e.product_code.as_str())
+    }
+
     fn view(&self) -> ChainView {
         ChainView::fold(self.entries.iter().map(Entry::as_entry), &self.ctx)
     }
@@ -171,13 +196,12 @@ fn is_chain_event(draft: &EventDraft) -> bool {
     draft.stream.starts_with("coi/") && CHAIN_EVENT_TYPES.contains(&draft.body.event_type.as_str())
 }
 
-/// The enrolment of a chain's effective events (`null` when not enrolled).
-fn enrolment_of(entries: &[Entry]) -> Value {
-    entries
-        .iter()
-        .find(|e| e.event_type == "chain.enrolled")
-        .map(|e| e.data.clone())
-        .unwrap_or(Value::Null)
+/// The enrolment of a chain's effective events (`None` when not enrolled).
+fn enrolment_of(entries: &[Entry]) -> Option<ChainEnrolledV1> {
+    entries.iter().find_map(|e| match &e.payload {
+        Payload::ChainEnrolled(enrolled) => Some(enrolled.clone()),
+        _ => None,
+    })
 }
 
 /// The payload fields of a chain event that name a person whose qualification its rules
@@ -257,16 +281,6 @@ fn records_named(draft: &EventDraft) -> Vec<String> {
     streams
 }
 
-pub(crate) fn string_list(data: &Value, key: &str) -> Vec<String> {
-    data.get(key)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect()
-}
-
 impl Autolog {
     /// Loads what the checks of a chain need: stored events, enrolment, product, and the
     /// step taxonomy (CBV bizStep of each of the product's steps).
@@ -296,10 +310,11 @@ impl Autolog {
         &self,
         coi: String,
         entries: Vec<Entry>,
-        enrolment: Value,
+        enrolment: Option<ChainEnrolledV1>,
         reads: &Arc<RuleReads>,
     ) -> Result<ChainFacts, AppError> {
-        let (ctx, product) = self.context_and_product(&enrolment, reads).await?;
+        let product_code = enrolment.as_ref().map(|e| e.product_code.as_str());
+        let (ctx, product) = self.context_and_product(product_code, reads).await?;
         Ok(ChainFacts {
             coi,
             entries,
@@ -315,18 +330,19 @@ impl Autolog {
     /// over every chain reads each product and step once).
     pub(crate) async fn chain_context(
         &self,
-        enrolment: &Value,
+        product_code: &str,
         reads: &RuleReads,
     ) -> Result<ChainContext, AppError> {
-        Ok(self.context_and_product(enrolment, reads).await?.0)
+        let code = Some(product_code).filter(|c| !c.is_empty());
+        Ok(self.context_and_product(code, reads).await?.0)
     }
 
     async fn context_and_product(
         &self,
-        enrolment: &Value,
+        product_code: Option<&str>,
         reads: &RuleReads,
     ) -> Result<(ChainContext, Value), AppError> {
-        let product_code = text(enrolment, "product_code").to_string();
+        let product_code = product_code.unwrap_or_default().to_string();
         let product = if product_code.is_empty() {
             Value::Null
         } else {
@@ -342,13 +358,13 @@ impl Autolog {
             .unwrap_or_default();
         let step_streams: Vec<String> = steps
             .iter()
-            .map(|step| format!("step/{}", text(step, "step_code")))
+            .map(|step| StreamId::process_step(text(step, "step_code")).into())
             .collect();
         // Every step definition of the product in one read.
         self.prefetch(reads, step_streams).await?;
         for step in &steps {
             let code = text(step, "step_code");
-            let definition = self.reference(reads, &format!("step/{code}")).await?;
+            let definition = self.reference(reads, &StreamId::process_step(code)).await?;
             let biz = text(&definition, "cbv_biz_step").to_string();
             if biz == "collecting" && ctx.collecting_step.is_none() {
                 ctx.collecting_step = Some(code.to_string());
@@ -363,15 +379,15 @@ impl Autolog {
         &self,
         coi: &str,
         events: &[&Event],
-        enrolment: &Value,
     ) -> Result<ChainView, AppError> {
-        let entries = events
+        let entries: Vec<Entry> = events
             .iter()
             .map(|e| entry_of(e))
             .collect::<Result<_, _>>()?;
         let reads = Arc::new(RuleReads::default());
+        let enrolment = enrolment_of(&entries);
         let facts = self
-            .facts_for(coi.to_string(), entries, enrolment.clone(), &reads)
+            .facts_for(coi.to_string(), entries, enrolment, &reads)
             .await?;
         Ok(facts.view())
     }
@@ -404,17 +420,18 @@ impl Autolog {
             let Some(facts) = chains.get_mut(&draft.stream) else {
                 continue;
             };
-            if event_type == "chain.enrolled" && draft.corrects.is_none() {
+            let this = entry_of_draft(draft)?;
+            if let (Payload::ChainEnrolled(enrolled), None) = (&this.payload, &draft.corrects) {
                 let refreshed = self
                     .facts_for(
                         facts.coi.clone(),
                         Vec::new(),
-                        draft.body.data.clone(),
+                        Some(enrolled.clone()),
                         &reads,
                     )
                     .await?;
                 *facts = refreshed;
-            } else if facts.enrolment.is_null() {
+            } else if facts.enrolment.is_none() {
                 continue; // not enrolled: the store refuses it, naming the rule
             }
             let refuse = |field: &str, value: &str, rule: String| StepError::Refused {
@@ -422,7 +439,6 @@ impl Autolog {
                 error: FieldError::new(format!("body.data.{field}"), value, rule),
             };
             let view = facts.view();
-            let this = entry_of_draft(draft)?;
             // A correction restates a fact in place: the state machine is not asked again
             // (the store limits what may be corrected), but who, where and with what are.
             if draft.corrects.is_some() {
@@ -493,8 +509,11 @@ impl Autolog {
             );
             recorded.extend(late_failure(facts, &view, draft, &recorded));
             recorded.extend(expired_on_arrival(facts, &view, draft));
-            if event_type == "chain.enrolled" {
-                recorded.extend(self.recollection_link(facts, draft, &reads, index).await?);
+            if let Payload::ChainEnrolled(enrolled) = &this.payload {
+                recorded.extend(
+                    self.recollection_link(facts, draft, enrolled, &reads, index)
+                        .await?,
+                );
             }
             if let Payload::CustodyReceived(r) = &this.payload {
                 let (holds, alerts) = self.reconcile_receipt(facts, &view, draft, r).await?;
@@ -607,9 +626,8 @@ impl Autolog {
         // records the events name, in one read.
         let mut wanted: Vec<String> = Vec::new();
         for list in entries.values() {
-            let code = text(&enrolment_of(list), "product_code").to_string();
-            if !code.is_empty() {
-                wanted.push(StreamId::product(&code).into());
+            if let Some(enrolled) = enrolment_of(list) {
+                wanted.push(StreamId::product(&enrolled.product_code).into());
             }
         }
         for draft in &fresh {
@@ -660,7 +678,7 @@ impl Autolog {
     ) -> Result<String, StepError> {
         let data = &draft.body.data;
         let event_type = draft.body.event_type.as_str();
-        let product_code = text(&facts.enrolment, "product_code");
+        let product_code = facts.product_code();
         // The step and the site that performs it.
         let (step_field, site_field) = match event_type {
             "chain.collected" => ("", "collection_site_id"),
@@ -897,7 +915,7 @@ impl Autolog {
         refuse: Refuse<'_>,
     ) -> Result<Vec<EventDraft>, StepError> {
         let mut recorded = Vec::new();
-        let treatment_site = text(&facts.enrolment, "treatment_site_id");
+        let treatment_site = facts.treatment_site();
         match payload {
             Payload::ChainCollected(c) => {
                 // Each DIN belongs to one COI, forever.
@@ -1200,11 +1218,11 @@ impl Autolog {
         &self,
         facts: &ChainFacts,
         draft: &EventDraft,
+        enrolled: &ChainEnrolledV1,
         reads: &Arc<RuleReads>,
         index: usize,
     ) -> Result<Vec<EventDraft>, StepError> {
-        let data = &draft.body.data;
-        let Some(previous) = data.get("previous_coi").and_then(Value::as_str) else {
+        let Some(previous) = enrolled.previous_coi.as_deref() else {
             return Ok(Vec::new());
         };
         let refuse = |rule: String| StepError::Refused {
@@ -1215,13 +1233,15 @@ impl Autolog {
             return Err(refuse("names this chain itself".into()));
         }
         let earlier = self.chain_facts(&StreamId::chain(previous), reads).await?;
-        if earlier.enrolment.is_null() {
+        let Some(before) = &earlier.enrolment else {
             return Err(refuse(
                 "names no chain: a re-collection links to the chain it collects again".into(),
             ));
-        }
-        for field in ["patient_key", "product_code"] {
-            let (was, is) = (text(&earlier.enrolment, field), text(data, field));
+        };
+        for (field, was, is) in [
+            ("patient_key", &before.patient_key, &enrolled.patient_key),
+            ("product_code", &before.product_code, &enrolled.product_code),
+        ] {
             if was != is {
                 return Err(refuse(format!(
                     "is a chain of another {field} ({was}, not {is}): a re-collection is of the same patient and product"
@@ -1247,7 +1267,7 @@ impl Autolog {
             StreamId::chain(previous),
             "recollected".to_string(),
             "chain.recollected",
-            json!({"next_coi": facts.coi, "recollection_reason": text(data, "recollection_reason")}),
+            json!({"next_coi": facts.coi, "recollection_reason": enrolled.recollection_reason.as_deref().unwrap_or_default()}),
         )])
     }
 }
@@ -1591,7 +1611,7 @@ fn handoff_rules(
     refuse: Refuse<'_>,
 ) -> Result<(), StepError> {
     let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
-    let treatment_site = text(&facts.enrolment, "treatment_site_id");
+    let treatment_site = facts.treatment_site();
     let at = draft.occurred_at.instant;
 
     // A return leaves from where the material is (custody disputed) for the
@@ -1650,7 +1670,7 @@ fn administration_rules(
     refuse: Refuse<'_>,
 ) -> Result<(), StepError> {
     let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
-    let treatment_site = text(&facts.enrolment, "treatment_site_id");
+    let treatment_site = facts.treatment_site();
 
     if site_id != treatment_site || custodian != treatment_site {
         return Err(refuse(
@@ -1711,7 +1731,7 @@ fn exceptional_request_rules(
         ));
     }
     let intended = &r.intended_patient_key;
-    if intended != text(&facts.enrolment, "patient_key") {
+    if intended != facts.patient_key() {
         return Err(refuse(
             "intended_patient_key",
             intended,

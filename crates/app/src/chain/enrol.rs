@@ -1,9 +1,10 @@
 //! Enrolment and COI issuance: a patient (pseudonymous key) is enrolled for a product at a
 //! treatment center, and the chain's COI is issued once, or an upstream COI accepted.
 
+use autolog_domain::chain::ChainView;
 use autolog_domain::identifiers::{Coi, Fin};
-use autolog_domain::FieldError;
 use autolog_domain::StreamId;
+use autolog_domain::{Event, FieldError, Instant};
 use serde_json::{json, Map, Value};
 
 use crate::ledger::read::PresentedEvent;
@@ -198,25 +199,38 @@ impl EnrolmentRequest {
     }
 }
 
+/// A chain as it stood at `valid_at`, as known at `known_at`.
+pub(crate) struct ChainAsOf {
+    pub(crate) coi: String,
+    pub(crate) valid_at: Instant,
+    pub(crate) known_at: Instant,
+    /// Every event of the chain known then, in ledger order.
+    pub(crate) events: Vec<Event>,
+    /// The events in force then (not superseded, occurred by `valid_at`).
+    pub(crate) effective: Vec<Event>,
+    /// The enrolment's payload as recorded (`null` when not enrolled then).
+    pub(crate) enrolment: Value,
+    /// The chain folded from its effective events in recording order.
+    pub(crate) view: ChainView,
+}
+
 impl Autolog {
-    /// The chain of a COI as it stood at `valid_at`, as Autolog knew it at `known_at` (both
-    /// default to now; `known_at` is capped at the last commit, so the same question always
-    /// gets the same answer): patient key, product, state, custodian, units and their DINs,
-    /// and the timeline of every event known then (corrections marked), each with its time
-    /// in UTC, as recorded and in its site's zone, and its recorded-at time.
-    #[tracing::instrument(skip_all, fields(coi = %coi))]
-    pub async fn chain(
+    /// Reads a chain as of (`valid_at`, `known_at`), both defaulting to now (`known_at`
+    /// capped at the last commit): a COI with no event known then is not found.
+    pub(crate) async fn chain_as_of(
         &self,
         coi: &str,
         valid_at: Option<&str>,
         known_at: Option<&str>,
-    ) -> Result<ChainAnswer, AppError> {
+    ) -> Result<ChainAsOf, AppError> {
         let coi = Coi::parse("coi", coi)?.to_string();
-        let stream = StreamId::chain(&coi);
         let now = self.now();
         let valid_at = crate::ledger::read::parse_time("valid_at", valid_at, now)?;
         let known_at = self.settled_known_at(known_at, now).await?;
-        let events = self.store.stream_events(&stream, known_at).await?;
+        let events = self
+            .store
+            .stream_events(&StreamId::chain(&coi), known_at)
+            .await?;
         if events.is_empty() {
             return Err(AppError::NotFound {
                 what: "chain",
@@ -230,12 +244,47 @@ impl Autolog {
             .find(|e| e.body.event_type == "chain.enrolled")
             .map(|e| e.body.data.clone())
             .unwrap_or(Value::Null);
+        let ordered = crate::chain::custody::in_recording_order(&effective, &events);
+        let view = self.chain_view_of(&coi, &ordered).await?;
+        let effective = effective.into_iter().cloned().collect();
+        Ok(ChainAsOf {
+            coi,
+            valid_at,
+            known_at,
+            events,
+            effective,
+            enrolment,
+            view,
+        })
+    }
+}
+
+impl Autolog {
+    /// The chain of a COI as it stood at `valid_at`, as Autolog knew it at `known_at` (both
+    /// default to now; `known_at` is capped at the last commit, so the same question always
+    /// gets the same answer): patient key, product, state, custodian, units and their DINs,
+    /// and the timeline of every event known then (corrections marked), each with its time
+    /// in UTC, as recorded and in its site's zone, and its recorded-at time.
+    #[tracing::instrument(skip_all, fields(coi = %coi))]
+    pub async fn chain(
+        &self,
+        coi: &str,
+        valid_at: Option<&str>,
+        known_at: Option<&str>,
+    ) -> Result<ChainAnswer, AppError> {
+        let ChainAsOf {
+            coi,
+            valid_at,
+            known_at,
+            events,
+            effective,
+            enrolment,
+            view,
+        } = self.chain_as_of(coi, valid_at, known_at).await?;
         let cancelled = effective
             .iter()
             .find(|e| e.body.event_type == "chain.cancelled")
             .map(|e| e.body.data.clone());
-        let ordered = crate::chain::custody::in_recording_order(&effective, &events);
-        let view = self.chain_view_of(&coi, &ordered, &enrolment).await?;
         let mut units: Vec<CollectedUnit> = Vec::new();
         for event in &effective {
             let data = &event.body.data;

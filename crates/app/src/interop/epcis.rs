@@ -882,7 +882,9 @@ impl Autolog {
         }
         for step in steps {
             if let Entry::Vacant(slot) = lookups.step_biz.entry(step) {
-                let state = self.current_state(&format!("step/{}", slot.key())).await?;
+                let state = self
+                    .current_state(&StreamId::process_step(slot.key()))
+                    .await?;
                 let biz = Some(text(&state, "cbv_biz_step").to_string()).filter(|b| !b.is_empty());
                 slot.insert(biz);
             }

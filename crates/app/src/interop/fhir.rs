@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 use autolog_domain::access::{chain_in_scope, Permission};
 use autolog_domain::identifiers::Coi;
-use autolog_domain::ledger::bitemporal::effective_events;
 use autolog_domain::StreamId;
 use autolog_domain::{FieldError, Instant};
 use serde_json::{json, Map, Value};
@@ -170,26 +169,14 @@ impl Autolog {
         known_at: Option<&str>,
         personal: Option<PersonalRead<'_>>,
     ) -> Result<(String, Vec<Value>, Instant), AppError> {
-        let coi = Coi::parse("coi", coi)?.to_string();
-        let stream = StreamId::chain(&coi);
-        let now = self.now();
-        let valid_at = crate::ledger::read::parse_time("valid_at", valid_at, now)?;
-        let known_at = self.settled_known_at(known_at, now).await?;
-        let events = self.store.stream_events(&stream, known_at).await?;
-        if events.is_empty() {
-            return Err(AppError::NotFound {
-                what: "chain",
-                id: coi,
-            });
-        }
-        let effective = effective_events(&events, valid_at, known_at);
-        let enrolment = effective
-            .iter()
-            .find(|e| e.body.event_type == "chain.enrolled")
-            .map(|e| e.body.data.clone())
-            .unwrap_or(Value::Null);
-        let ordered = crate::chain::custody::in_recording_order(&effective, &events);
-        let view = self.chain_view_of(&coi, &ordered, &enrolment).await?;
+        let crate::chain::enrol::ChainAsOf {
+            coi,
+            known_at,
+            effective,
+            enrolment,
+            view,
+            ..
+        } = self.chain_as_of(coi, valid_at, known_at).await?;
         let chain_events: Vec<ChainEvent> = effective
             .iter()
             .map(|e| ChainEvent {
@@ -216,7 +203,7 @@ impl Autolog {
             .filter(|s| !s.is_empty())
             .collect();
         for code in step_codes {
-            let step = self.current_state(&format!("step/{code}")).await?;
+            let step = self.current_state(&StreamId::process_step(&code)).await?;
             steps.insert(code, step);
         }
         let (site_ids, person_ids) = referenced(&enrolment, &chain_events);

@@ -12,6 +12,7 @@
 //! `webhook.registered` (URL, who) and `webhook.deactivated` when it is inactive, with every
 //! alert between the position it started after and its cursor queued for it.
 
+use autolog_domain::ledger::fields::list as strings;
 use std::collections::{BTreeMap, BTreeSet};
 
 use autolog_domain::{Event, Uuid};
@@ -51,16 +52,6 @@ pub(crate) struct AccessFacts {
     webhooks: BTreeMap<Uuid, WebhookFact>,
     /// Every alert raised: its position and event id.
     alerts: Vec<(u64, Uuid)>,
-}
-
-fn strings(data: &Value, field: &str) -> Vec<String> {
-    data.get(field)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect()
 }
 
 fn optional(data: &Value, field: &str) -> Option<String> {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use autolog_domain::chain::{ChainContext, ChainView};
 use autolog_domain::rules::{references, unregistered};
 use autolog_domain::{Event, Instant};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::chain::rule_reads::RuleReads;
 use crate::ledger::read::text;
@@ -42,10 +42,7 @@ impl Autolog {
                 .map(|e| text(&e.body.data, "product_code").to_string())
                 .unwrap_or_default();
             if !contexts.contains_key(&product) {
-                let enrolment = json!({ "product_code": product });
-                let ctx = self
-                    .chain_context(&enrolment, &RuleReads::default())
-                    .await?;
+                let ctx = self.chain_context(&product, &RuleReads::default()).await?;
                 contexts.insert(product.clone(), ctx);
             }
             let ctx = contexts.get(&product).cloned().unwrap_or_default();

@@ -158,9 +158,7 @@ impl Autolog {
                 continue;
             }
             if !contexts.contains_key(&product) {
-                let ctx = self
-                    .chain_context(&enrolment, &RuleReads::default())
-                    .await?;
+                let ctx = self.chain_context(&product, &RuleReads::default()).await?;
                 contexts.insert(product.clone(), ctx);
             }
             let ctx = contexts.get(&product).cloned().unwrap_or_default();

@@ -32,6 +32,11 @@ impl StreamId {
         Self(format!("source-system/{system_id}"))
     }
 
+    /// A canonical process step: `step/<step code>`.
+    pub fn process_step(step_code: impl fmt::Display) -> Self {
+        Self(format!("step/{step_code}"))
+    }
+
     /// A product of the portfolio: `product/<product code>`.
     pub fn product(product_code: impl fmt::Display) -> Self {
         Self(format!("product/{product_code}"))

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::error::FieldError;
 use crate::ledger::envelope::{Event, EventDraft};
+use crate::ledger::stream::StreamId;
 use crate::ledger::time::Instant;
 use crate::reference::crosswalk::{Crosswalk, Crosswalks};
 
@@ -23,18 +24,18 @@ pub fn registration_stream(event_type: &str, data: &Value) -> Option<String> {
             .to_string()
     };
     Some(match event_type {
-        "site.registered" => format!("site/{}", field("site_id")),
-        "personnel.registered" => format!("person/{}", field("person_id")),
-        "equipment.registered" => format!("equipment/{}", field("equipment_id")),
-        "material_lot.registered" => format!("lot/{}/{}", field("material"), field("lot")),
-        "process_step.defined" => format!("step/{}", field("step_code")),
-        "product.registered" => format!("product/{}", field("product_code")),
-        "chain.enrolled" => format!("coi/{}", field("coi")),
-        "din.linked" => format!("din/{}", field("din")),
-        "alert.raised" => format!("alert/{}", field("alert_id")),
-        "batch.linked" => format!("batch/{}", field("batch_id")),
-        "unit.linked" => format!("unit/{}", field("unit_id")),
-        "source_system.registered" => format!("source-system/{}", field("system_id")),
+        "site.registered" => StreamId::site(field("site_id")).into(),
+        "personnel.registered" => StreamId::person(field("person_id")).into(),
+        "equipment.registered" => StreamId::equipment(field("equipment_id")).into(),
+        "material_lot.registered" => StreamId::lot(field("material"), field("lot")).into(),
+        "process_step.defined" => StreamId::process_step(field("step_code")).into(),
+        "product.registered" => StreamId::product(field("product_code")).into(),
+        "chain.enrolled" => StreamId::chain(field("coi")).into(),
+        "din.linked" => StreamId::din(field("din")).into(),
+        "alert.raised" => StreamId::alert(field("alert_id")).into(),
+        "batch.linked" => StreamId::batch(field("batch_id")).into(),
+        "unit.linked" => StreamId::unit(field("unit_id")).into(),
+        "source_system.registered" => StreamId::source_system(field("system_id")).into(),
         _ => return None,
     })
 }

@@ -6,50 +6,9 @@ pub const CBV_BASE: &str = "https://ref.gs1.org/cbv/";
 /// Base of the GS1 web vocabulary (measurement types, sensor alert types).
 pub const GS1_VOC_BASE: &str = "https://ref.gs1.org/voc/";
 
-/// CBV business steps (schema `bizStep` enum).
-pub const BIZ_STEPS: &[&str] = &[
-    "accepting",
-    "arriving",
-    "assembling",
-    "collecting",
-    "commissioning",
-    "consigning",
-    "creating_class_instance",
-    "cycle_counting",
-    "decommissioning",
-    "departing",
-    "destroying",
-    "disassembling",
-    "dispensing",
-    "encoding",
-    "entering_exiting",
-    "holding",
-    "inspecting",
-    "installing",
-    "killing",
-    "loading",
-    "other",
-    "packing",
-    "picking",
-    "receiving",
-    "removing",
-    "repackaging",
-    "repairing",
-    "replacing",
-    "reserving",
-    "retail_selling",
-    "shipping",
-    "staging_outbound",
-    "stock_taking",
-    "stocking",
-    "storing",
-    "transporting",
-    "unloading",
-    "unpacking",
-    "void_shipping",
-    "sensor_reporting",
-    "sampling",
-];
+/// CBV business steps (schema `bizStep` enum): the list reference data checks a
+/// process step's bizStep against.
+pub const BIZ_STEPS: &[&str] = autolog_domain::reference::CBV_BIZ_STEPS;
 
 /// CBV dispositions (schema `disposition` enum).
 pub const DISPOSITIONS: &[&str] = &[

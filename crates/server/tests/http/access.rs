@@ -38,31 +38,9 @@ async fn spawn_app(target: &Target, settings: AccessSettings) -> TestApp {
     .await;
     let app = s.app;
     // One chain, enrolled and treated at Los Angeles; nothing else involves Frankfurt.
-    let enrolment = json!({
-        "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
-        "actor": "person/P-0005", "site": IN_SCOPE,
-        "source": {"system": "emr-lax", "source_event_id": "enrol-access"},
-        "patient_key": PATIENT, "product_code": "CART-19", "treatment_site_id": IN_SCOPE,
-    });
-    let (coi, _) = app
-        .enrol(enrolment.to_string().as_bytes())
-        .await
-        .expect("enrol");
+    let coi = autolog_test_support::enrol_at_los_angeles(&app, PATIENT, "enrol-access").await;
     // A refused collection at a site that may not collect: an alert on this chain.
-    let refused = json!({
-        "stream": format!("coi/{coi}"),
-        "occurred_at": "2026-11-10T12:30:00-05:00[America/New_York]",
-        "actor": "person/P-0002", "site": "S-BOS-01",
-        "source": {"system": "aph", "source_event_id": "collect-access"},
-        "body": {"type": "chain.collected", "version": 1, "data": {
-            "collection_site_id": "S-BOS-01", "operator_id": "P-0002", "device_id": "APH-PAR-01",
-            "started_at": "2026-11-10T08:00:00-05:00", "ended_at": "2026-11-10T12:00:00-05:00",
-            "dins": [autolog_domain::identifiers::Din::parse("din", "A999926000001").expect("DIN").to_string()]}},
-    });
-    assert!(app
-        .append_json(refused.to_string().as_bytes())
-        .await
-        .is_err());
+    autolog_test_support::refused_collection_at_boston(&app, &coi, "collect-access").await;
     TestApp {
         base: s.base,
         app,

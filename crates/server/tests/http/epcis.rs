@@ -552,16 +552,7 @@ fn din_barcode(din: &str) -> String {
 
 /// One chain through collection, shipment to Boston, receipt and a manufacturing step.
 async fn a_chain(app: &Autolog) -> (String, Vec<String>) {
-    let enrolment = json!({
-        "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
-        "actor": "person/P-0005", "site": "S-LAX-01",
-        "source": {"system": "emr-lax", "source_event_id": "enrol-epcis"},
-        "patient_key": "PK-EPCIS-1", "product_code": "CART-19", "treatment_site_id": "S-LAX-01",
-    });
-    let (coi, _) = app
-        .enrol(enrolment.to_string().as_bytes())
-        .await
-        .expect("enrol");
+    let coi = autolog_test_support::enrol_at_los_angeles(app, "PK-EPCIS-1", "enrol-epcis").await;
     let dins: Vec<String> = ["A999926000301", "A999926000302"]
         .iter()
         .map(|d| Din::parse("din", d).expect("DIN").to_string())

@@ -37,16 +37,7 @@ struct TestApp {
 async fn spawn_app(target: &Target) -> TestApp {
     let s = crate::common::spawn_app(target, crate::common::Setup::examples()).await;
     let app = s.app;
-    let enrolment = json!({
-        "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
-        "actor": "person/P-0005", "site": LAX,
-        "source": {"system": "emr-lax", "source_event_id": "enrol-fhir"},
-        "patient_key": PATIENT, "product_code": "CART-19", "treatment_site_id": LAX,
-    });
-    let (coi, _) = app
-        .enrol(enrolment.to_string().as_bytes())
-        .await
-        .expect("enrol");
+    let coi = autolog_test_support::enrol_at_los_angeles(&app, PATIENT, "enrol-fhir").await;
     let din = autolog_domain::identifiers::Din::parse("din", "A999926000777")
         .expect("DIN")
         .to_string();
@@ -460,21 +451,7 @@ async fn the_fhir_endpoint(t: Target) {
         assert_eq!(stored.data["name"], "Peter James Chalmers");
         assert_eq!(stored.data["mrn"], "12345");
         assert_eq!(stored.data["date_of_birth"], "1974-12-25");
-        let ledger = s
-            .app
-            .list_events(&autolog_app::ListQuery {
-                stream: None,
-                valid_at: None,
-                known_at: None,
-                after_position: None,
-                limit: Some(1000),
-            })
-            .await
-            .expect("ledger")
-            .events
-            .iter()
-            .map(|e| e.event.to_string())
-            .collect::<String>();
+        let ledger = autolog_test_support::ledger_text(&s.app).await;
         assert!(
             !ledger.contains("Chalmers"),
             "identifying data never enters the ledger"

@@ -26,16 +26,7 @@ async fn other_keys_are_refused(t: Target) {
         .expect("FIN")
         .with_vault_key(VaultKey::from_bytes([7u8; 32]));
     autolog_test_support::import_examples(&first).await;
-    let enrolment = json!({
-        "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]",
-        "actor": "person/P-0005", "site": "S-LAX-01",
-        "source": {"system": "emr-lax", "source_event_id": "enrol-keys"},
-        "patient_key": "PK-KEYS", "product_code": "CART-19", "treatment_site_id": "S-LAX-01",
-    });
-    first
-        .enrol(enrolment.to_string().as_bytes())
-        .await
-        .expect("enrol");
+    autolog_test_support::enrol_at_los_angeles(&first, "PK-KEYS", "enrol-keys").await;
     let identity = json!({"name": "Zebulon Keys Quixotewright", "date_of_birth": "1961-04-12"});
     first
         .record_personal_data("PK-KEYS", &identity, "person/P-0005")
