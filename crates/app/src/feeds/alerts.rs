@@ -225,7 +225,8 @@ pub struct AlertQuery {
     pub site_id: Option<String>,
 }
 
-const ALERT_STATUSES: &[&str] = &["open", "unacknowledged", "resolved", "all"];
+/// The alert statuses a listing filters by.
+pub const ALERT_STATUSES: &[&str] = &["open", "unacknowledged", "resolved", "all"];
 
 impl Autolog {
     /// A subscription to alerts as they are recorded by this process.

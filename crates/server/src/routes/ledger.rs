@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::params::{query_params, whole, AsOf, NoParams, QueryOf};
 use super::{path_param, request_body, AppState, PathParam};
-use crate::{auth, ApiError, OPENAPI_JSON};
+use crate::{auth, ApiError};
 
 /// The routes of this area, to be merged into the API router.
 pub(super) fn router() -> Router<AppState> {
@@ -71,7 +71,10 @@ async fn health(
 }
 
 async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON)
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document(),
+    )
 }
 
 async fn append(
