@@ -42,7 +42,8 @@ pub use chain::enrol::{
 pub use config::{read_vault_key_file, Config, DataDir, Keys, SQLITE_FILE, VAULT_KEY_FILE};
 pub use error::AppError;
 pub use feeds::alerts::{
-    Alert, AlertHandling, AlertQuery, AlertStatus, ALERT_CHANNEL_CAPACITY, ALERT_STATUSES,
+    Alert, AlertHandling, AlertList, AlertQuery, AlertStatus, ALERT_CHANNEL_CAPACITY,
+    ALERT_STATUSES,
 };
 pub use feeds::outbox::{
     NatsOptions, DEFAULT_STREAM_NAME, DEFAULT_SUBJECT_PREFIX, EVENT_TYPE_HEADER, MSG_ID_HEADER,

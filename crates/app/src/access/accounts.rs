@@ -1593,7 +1593,7 @@ fn user_json(user: &UserAccount, grants: &[RoleGrant], now: Instant) -> UserInfo
 }
 
 /// A console account as answered (never its secrets).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct UserInfo {
     pub person_id: String,
     pub created_at: String,
@@ -1608,7 +1608,7 @@ pub struct UserInfo {
 }
 
 /// A role granted at a site (or `*`).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct GrantInfo {
     pub role: String,
     pub site_id: String,
@@ -1617,14 +1617,14 @@ pub struct GrantInfo {
 }
 
 /// Every console account.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct UserList {
     pub count: usize,
     pub users: Vec<UserInfo>,
 }
 
 /// A new account: its TOTP secret, shown this once.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct UserCreated {
     pub person_id: String,
     pub totp_secret: String,
@@ -1633,20 +1633,20 @@ pub struct UserCreated {
 }
 
 /// A replaced second factor: the new TOTP secret, shown this once.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct SecondFactorReset {
     pub person_id: String,
     pub totp_secret: String,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct UserUnlocked {
     pub person_id: String,
     pub unlocked: bool,
 }
 
 /// A grant or revocation: the grant, and whether it was added (`granted`) or removed.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct RoleChange {
     pub person_id: String,
     pub role: &'static str,
@@ -1658,7 +1658,7 @@ pub struct RoleChange {
 }
 
 /// A new API token: the bearer value, shown this once.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct TokenIssued {
     pub token: String,
     pub token_id: String,
@@ -1668,14 +1668,14 @@ pub struct TokenIssued {
     pub note: &'static str,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct TokenRevoked {
     pub token_id: String,
     pub revoked: bool,
 }
 
 /// An API token as answered (never its secret).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct TokenInfo {
     pub token_id: String,
     pub system_id: String,
@@ -1689,7 +1689,7 @@ pub struct TokenInfo {
 }
 
 /// Every API token.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct TokenList {
     pub count: usize,
     pub tokens: Vec<TokenInfo>,

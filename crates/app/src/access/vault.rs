@@ -1055,7 +1055,7 @@ fn free_texts(draft: &EventDraft) -> Vec<(String, &str)> {
 }
 
 /// A patient's identifying data recorded (or replaced): the field names, never the values.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct PersonalDataRecorded {
     pub patient_key: String,
     pub fields: Vec<String>,
@@ -1066,7 +1066,7 @@ pub struct PersonalDataRecorded {
 }
 
 /// A patient's identifying data as read (the read is in the ledger before this answer).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct PersonalData {
     pub patient_key: String,
     pub data: BTreeMap<String, String>,
@@ -1079,7 +1079,7 @@ pub struct PersonalData {
 }
 
 /// A patient's identifying data crypto-shredded.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct PersonalDataErased {
     pub coi: String,
     pub patient_key: String,
@@ -1092,7 +1092,7 @@ pub struct PersonalDataErased {
 }
 
 /// A vault master key rotation.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct VaultKeyRotated {
     pub from_key_id: String,
     pub to_key_id: String,

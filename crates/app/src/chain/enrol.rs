@@ -384,7 +384,7 @@ fn final_units(view: &autolog_domain::chain::ChainView) -> Vec<FinalUnit> {
 }
 
 /// A chain of identity as it stood at `valid_at`, as known at `known_at`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct ChainAnswer {
     pub coi: String,
     pub valid_at: String,
@@ -417,7 +417,7 @@ pub struct ChainAnswer {
 }
 
 /// A custody dispute: the receipt that failed reconciliation and the hold it placed.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct DisputedCustodyShown {
     pub handoff_id: String,
     pub receiving_site_id: String,
@@ -427,7 +427,7 @@ pub struct DisputedCustodyShown {
 }
 
 /// A collected bag: where it was collected, where it is, who holds custody of record.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct CollectedUnit {
     pub din: String,
     pub collected_at_site: Option<String>,
@@ -437,7 +437,7 @@ pub struct CollectedUnit {
 }
 
 /// A final product unit of a batch.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct FinalUnit {
     pub unit: String,
     pub batch_id: String,
@@ -447,7 +447,7 @@ pub struct FinalUnit {
 }
 
 /// A shipper (container) a handoff of the chain used.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct ShipperShown {
     pub container_id: String,
     pub handoff_id: String,

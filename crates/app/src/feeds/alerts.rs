@@ -443,7 +443,7 @@ impl Autolog {
 }
 
 /// Where an alert stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertStatus {
     /// Raised, nobody has acknowledged it yet.
@@ -452,8 +452,15 @@ pub enum AlertStatus {
     Resolved,
 }
 
+/// Alerts that match a query (and, over HTTP, the caller's scope), newest first.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+pub struct AlertList {
+    pub count: usize,
+    pub alerts: Vec<Alert>,
+}
+
 /// Who acknowledged or resolved an alert, when (recorded at), with their note.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct AlertHandling {
     pub person_id: String,
     pub note: String,
@@ -462,7 +469,7 @@ pub struct AlertHandling {
 }
 
 /// An alert as the API shows it: the raised payload, status and who handled it when.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct Alert {
     #[serde(flatten)]
     pub raised: AlertRaisedV1,

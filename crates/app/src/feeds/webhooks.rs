@@ -46,7 +46,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 }
 
 /// A registered webhook as answered (never its secret).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct WebhookInfo {
     pub webhook_id: String,
     pub url: String,
@@ -71,7 +71,7 @@ impl From<&Webhook> for WebhookInfo {
 }
 
 /// A webhook just registered, with its secret: shown this once.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct WebhookRegistered {
     #[serde(flatten)]
     pub webhook: WebhookInfo,
@@ -81,13 +81,13 @@ pub struct WebhookRegistered {
 }
 
 /// Every registered webhook.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct WebhookList {
     pub webhooks: Vec<WebhookInfo>,
 }
 
 /// One webhook with its deliveries.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct WebhookDetail {
     #[serde(flatten)]
     pub webhook: WebhookInfo,
@@ -95,7 +95,7 @@ pub struct WebhookDetail {
 }
 
 /// One alert's delivery to a webhook, with each attempt.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct DeliveryInfo {
     pub alert_event_id: String,
     pub position: u64,
@@ -109,7 +109,7 @@ pub struct DeliveryInfo {
 }
 
 /// One attempt to deliver an alert.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct AttemptInfo {
     pub attempt: u32,
     pub at: String,

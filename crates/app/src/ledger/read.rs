@@ -249,7 +249,7 @@ pub fn sha256_hex(text: &str) -> String {
 }
 
 /// A page of events as of (valid_at, known_at).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct EventPage {
     pub valid_at: String,
     pub known_at: String,
@@ -260,7 +260,7 @@ pub struct EventPage {
 
 /// An event as the API shows it: the envelope as stored (a ledger document), with its
 /// instant shown in UTC and local time (not hashed) and, where asked, what superseded it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct PresentedEvent {
     #[serde(skip)]
     pub event_id: Uuid,
@@ -278,7 +278,7 @@ pub struct PresentedEvent {
 }
 
 /// An event's instant in UTC, in the zone it was recorded in, and in its site's zone.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct TimeDisplay {
     pub utc: String,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -263,7 +263,7 @@ impl Autolog {
 
 /// Backward genealogy of a unit: each part is the payload of its event as recorded, with
 /// the event's id and instant (`event_id`, `occurred_at`).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct BackwardGenealogy {
     pub unit: String,
     pub valid_at: String,
@@ -285,7 +285,7 @@ pub struct BackwardGenealogy {
 }
 
 /// Forward genealogy of a material lot: the recall question.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct ForwardGenealogy {
     pub lot: String,
     pub valid_at: String,
@@ -295,7 +295,7 @@ pub struct ForwardGenealogy {
 }
 
 /// A batch made with the lot, its final units, and which of them were administered.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct BatchMadeWith {
     pub coi: String,
     pub batch_id: String,
@@ -305,7 +305,7 @@ pub struct BatchMadeWith {
 }
 
 /// A patient who received a unit made with the lot.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct PatientReceived {
     pub coi: String,
     pub patient_key: Option<String>,
@@ -313,7 +313,7 @@ pub struct PatientReceived {
 }
 
 /// A final unit administered: where and when.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Administered {
     pub unit: String,
     pub site_id: Option<String>,

@@ -207,7 +207,7 @@ fn note_units(event: &Event, coi: &str, out: &mut BTreeMap<String, Vec<String>>)
 
 /// The network's reconciliation as known at `as_of`: every chain folded again, and what
 /// does not add up. `clean` when every list is empty.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Reconciliation {
     pub as_of: String,
     /// How many chains were reconciled.
@@ -225,7 +225,7 @@ pub struct Reconciliation {
 }
 
 /// A hold not released (its rule, findings and site as the hold recorded them).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct HoldOpen {
     pub coi: String,
     pub hold_id: String,
@@ -237,7 +237,7 @@ pub struct HoldOpen {
 }
 
 /// A handoff past its expected arrival with no receipt.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct HandoffUnanswered {
     pub coi: String,
     pub handoff_id: String,
@@ -249,14 +249,14 @@ pub struct HandoffUnanswered {
 }
 
 /// A unit identifier that appears on more than one chain.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct UnitOnSeveralChains {
     pub unit: String,
     pub chains: Vec<String>,
 }
 
 /// An event the chain's state machine would not accept after the ones before it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct StepOutOfOrder {
     pub coi: String,
     pub event_id: String,
@@ -267,7 +267,7 @@ pub struct StepOutOfOrder {
 }
 
 /// An event naming a registry record that does not exist now.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct UnresolvedReference {
     pub coi: String,
     pub event_id: String,
@@ -278,7 +278,7 @@ pub struct UnresolvedReference {
 }
 
 /// A local code no crosswalk maps, and how often it was sent.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct CodeUnmapped {
     pub system: String,
     pub kind: String,

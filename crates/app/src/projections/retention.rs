@@ -238,7 +238,7 @@ const RETENTION_NOTE: &str =
 
 /// The retention of each chain's records as of a moment (optionally only those releasable
 /// within some days), soonest releasable first.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Retention {
     pub as_of: String,
     pub within_days: Option<u32>,
@@ -248,7 +248,7 @@ pub struct Retention {
 
 /// One chain: the jurisdictions it passed through, the policies that apply, and when its
 /// patient's personal data may be erased.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct ChainRetention {
     pub coi: String,
     pub product_code: String,
@@ -260,7 +260,7 @@ pub struct ChainRetention {
 }
 
 /// A retention policy of the product that applies to the chain.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct PolicyApplied {
     pub jurisdiction: String,
     pub years: u64,
@@ -271,7 +271,7 @@ pub struct PolicyApplied {
 }
 
 /// Where a chain's retention stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RetentionStatus {
     /// A legal hold is in force: nothing is released.

@@ -25,7 +25,7 @@ fn hours(from: Instant, to: Instant) -> f64 {
 
 /// How long something took over many chains, in hours rounded to 0.01: median and 90th
 /// percentile (nearest rank), least and most; only the count when there is nothing.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct Summary {
     pub count: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,7 +70,7 @@ pub fn summary(values: &[f64]) -> Summary {
 }
 
 /// Turnaround as of a moment: per chain, and aggregated.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct Turnaround {
     pub valid_at: String,
     pub known_at: String,
@@ -82,7 +82,7 @@ pub struct Turnaround {
 }
 
 /// One chain: its vein-to-vein time (once administered) and each step's time.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct ChainTurnaround {
     pub coi: String,
     pub product_code: String,
@@ -91,7 +91,7 @@ pub struct ChainTurnaround {
 }
 
 /// A step the first time it was performed, and the hours since the step before it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct StepTaken {
     pub step_code: String,
     pub site_id: String,
@@ -99,13 +99,13 @@ pub struct StepTaken {
     pub hours_since_previous: Option<f64>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct ProductTurnaround {
     pub vein_to_vein: Summary,
 }
 
 /// Vein-to-vein time of a product at one treatment center.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct SiteTurnaround {
     #[serde(flatten)]
     pub summary: Summary,
@@ -114,7 +114,7 @@ pub struct SiteTurnaround {
 }
 
 /// The time a step took at one site.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct StepTurnaround {
     #[serde(flatten)]
     pub summary: Summary,

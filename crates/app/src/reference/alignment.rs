@@ -318,7 +318,7 @@ fn likely_duplicates(sites: &[Value], personnel: &[Value]) -> Vec<Value> {
 /// The alignment report: every finding in the network's reference data, with what to fix.
 /// Records quoted as they are registered (crosswalks, findings that name events) stay
 /// JSON documents.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct AlignmentReport {
     pub generated_at: String,
     pub known_at: String,
@@ -337,7 +337,7 @@ pub struct AlignmentReport {
 }
 
 /// A source system's codes of one kind that no crosswalk maps, with how often each came.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct UnmappedGroup {
     pub system: String,
     pub kind: String,
@@ -345,7 +345,7 @@ pub struct UnmappedGroup {
     pub codes: Vec<UnmappedCodeSeen>,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct UnmappedCodeSeen {
     pub code: String,
     pub count: u64,
@@ -353,20 +353,20 @@ pub struct UnmappedCodeSeen {
     pub last_seen: String,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct SiteZoneProblem {
     pub site_id: String,
     pub time_zone: String,
     pub rule: String,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct PersonProblem {
     pub person_id: String,
     pub rule: String,
 }
 
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct EquipmentProblem {
     pub equipment_id: String,
     pub site_id: String,

@@ -311,7 +311,7 @@ impl Autolog {
 /// One page of a registry as it stood and as it was known: its records as registered
 /// (JSON documents: a record's state, or a crosswalk mapping), and where the next page
 /// starts.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct RegistryPage {
     pub registry: &'static str,
     pub valid_at: String,

@@ -552,7 +552,7 @@ impl Check for ChainHoldReleasedV1 {
 }
 
 /// An alert raised by Autolog (stream alert/<alert_id>).
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertRaisedV1 {
     pub alert_id: String,

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use autolog_app::Principal;
-use autolog_app::{Alert, AlertQuery, AppError, Autolog};
+use autolog_app::{Alert, AlertList, AlertQuery, AppError, Autolog};
 use autolog_domain::access::Permission;
 use autolog_domain::FieldError;
 use axum::body::Bytes;
@@ -69,13 +69,6 @@ async fn alerts(
         count: list.len(),
         alerts: list,
     }))
-}
-
-/// The alerts in the caller's scope that match the query, newest first.
-#[derive(serde::Serialize)]
-struct AlertList {
-    count: usize,
-    alerts: Vec<Alert>,
 }
 
 async fn alert(
