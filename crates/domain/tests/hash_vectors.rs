@@ -112,11 +112,11 @@ fn events() -> Vec<(&'static str, Event)> {
             system: "mes-bos".into(),
             source_event_id: "N-1".into(),
         },
-        body: Body {
-            event_type: "annotation.recorded".into(),
-            version: 1,
-            data: json!({"text": "freezer door alarm"}),
-        },
+        body: Body::new(
+            "annotation.recorded",
+            1,
+            json!({"text": "freezer door alarm"}),
+        ),
         ..first.clone()
     });
     vec![

@@ -59,11 +59,7 @@ pub fn draft_with(
         },
         reason: None,
         corrects: None,
-        body: Body {
-            event_type: event_type.to_string(),
-            version: 1,
-            data,
-        },
+        body: Body::new(event_type, 1, data),
     }
 }
 

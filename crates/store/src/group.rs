@@ -460,11 +460,7 @@ mod tests {
             },
             reason: None,
             corrects: refused.then(|| CorrectionTarget::EventId(Uuid::now_v7())),
-            body: Body {
-                event_type: "annotation.recorded".into(),
-                version: 1,
-                data: serde_json::json!({"text": id}),
-            },
+            body: Body::new("annotation.recorded", 1, serde_json::json!({"text": id})),
         }
     }
 

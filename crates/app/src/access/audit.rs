@@ -32,11 +32,7 @@ impl Autolog {
             },
             reason: None,
             corrects: None,
-            body: Body {
-                event_type: event_type.to_string(),
-                version: 1,
-                data,
-            },
+            body: Body::new(event_type, 1, data),
         };
         // Checked like any event (schema of the type), though Autolog wrote it.
         autolog_domain::catalogue::lookup(event_type, 1)?

@@ -189,11 +189,7 @@ fn repeated_refusals_alert(actor: &str, now: Instant) -> Option<EventDraft> {
         },
         reason: None,
         corrects: None,
-        body: autolog_domain::Body {
-            event_type: "access.refusals_counted".to_string(),
-            version: 1,
-            data: json!({}),
-        },
+        body: autolog_domain::Body::new("access.refusals_counted", 1, json!({})),
     };
     let mut alert = alert_draft(
         &cause,

@@ -27,11 +27,7 @@ pub(crate) fn derived_draft(
         },
         reason: None,
         corrects: None,
-        body: Body {
-            event_type: event_type.to_string(),
-            version: 1,
-            data,
-        },
+        body: Body::new(event_type, 1, data),
     }
 }
 

@@ -645,11 +645,7 @@ impl Autolog {
                 row.file, row.record
             )),
             corrects,
-            body: Body {
-                event_type: event_type.to_string(),
-                version: 1,
-                data,
-            },
+            body: Body::new(event_type, 1, data),
         };
         if self.refuse_unknown_references(plan, row, &draft).await? {
             return Ok(());

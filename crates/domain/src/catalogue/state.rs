@@ -134,11 +134,7 @@ mod tests {
             },
             reason: corrects.map(|_| "typo".into()),
             corrects,
-            body: Body {
-                event_type: "site.amended".into(),
-                version: 1,
-                data,
-            },
+            body: Body::new("site.amended", 1, data),
         }
     }
 

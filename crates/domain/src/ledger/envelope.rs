@@ -29,6 +29,17 @@ pub struct Body {
     pub data: Value,
 }
 
+impl Body {
+    /// A payload of `event_type` at `version`.
+    pub fn new(event_type: impl Into<String>, version: u32, data: Value) -> Self {
+        Body {
+            event_type: event_type.into(),
+            version,
+            data,
+        }
+    }
+}
+
 /// The event a correction supersedes: by Autolog's event id, or by the sender's own
 /// source id (what a source system knows). The ledger records the resolved event id.
 #[derive(Debug, Clone, PartialEq, Eq)]
