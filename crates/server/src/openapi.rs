@@ -152,217 +152,188 @@ fn complete(doc: &mut Value) {
     }
 }
 
-/// Sets the 200 answer of the operations whose answer is a typed value to that type's
-/// schema, generated from the type as it serialises; the types' schemas join
-/// `components/schemas`. Returns what went wrong (none: a test): an answer the written
-/// document lacks, a type's schema whose name is taken.
-fn answers(doc: &mut Value) -> Vec<String> {
+/// The schema of a type, as the generator places it (a reference to its definition).
+fn schema<T: schemars::JsonSchema>(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    g.subschema_for::<T>()
+}
+
+type SchemaOf = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
+/// The operations whose answer is a typed value: path, method, status and the type.
+const ANSWERS: &[(&str, &str, &str, SchemaOf)] = {
     use autolog_app as app;
-    let mut settings = schemars::generate::SchemaSettings::draft2020_12();
-    settings.definitions_path = "/components/schemas".into();
-    settings.meta_schema = None;
-    settings.contract = schemars::generate::Contract::Serialize;
-    let mut g = settings.into_generator();
-    let answers = [
+    &[
         (
             "/api/v1/chains/{coi}",
             "get",
             "200",
-            g.subschema_for::<app::ChainAnswer>(),
+            schema::<app::ChainAnswer>,
         ),
-        (
-            "/api/v1/events",
-            "get",
-            "200",
-            g.subschema_for::<app::EventPage>(),
-        ),
+        ("/api/v1/events", "get", "200", schema::<app::EventPage>),
         (
             "/api/v1/events/{event_id}",
             "get",
             "200",
-            g.subschema_for::<app::PresentedEvent>(),
+            schema::<app::PresentedEvent>,
         ),
-        (
-            "/api/v1/alerts",
-            "get",
-            "200",
-            g.subschema_for::<app::AlertList>(),
-        ),
+        ("/api/v1/alerts", "get", "200", schema::<app::AlertList>),
         (
             "/api/v1/alerts/{alert_id}",
             "get",
             "200",
-            g.subschema_for::<app::Alert>(),
+            schema::<app::Alert>,
         ),
         (
             "/api/v1/alerts/{alert_id}/acknowledge",
             "post",
             "200",
-            g.subschema_for::<app::Alert>(),
+            schema::<app::Alert>,
         ),
         (
             "/api/v1/alerts/{alert_id}/resolve",
             "post",
             "200",
-            g.subschema_for::<app::Alert>(),
+            schema::<app::Alert>,
         ),
         (
             "/api/v1/genealogy/backward/{unit}",
             "get",
             "200",
-            g.subschema_for::<app::BackwardGenealogy>(),
+            schema::<app::BackwardGenealogy>,
         ),
         (
             "/api/v1/genealogy/forward/{lot}",
             "get",
             "200",
-            g.subschema_for::<app::ForwardGenealogy>(),
+            schema::<app::ForwardGenealogy>,
         ),
         (
             "/api/v1/reconciliation",
             "get",
             "200",
-            g.subschema_for::<app::Reconciliation>(),
+            schema::<app::Reconciliation>,
         ),
         (
             "/api/v1/turnaround",
             "get",
             "200",
-            g.subschema_for::<app::Turnaround>(),
+            schema::<app::Turnaround>,
         ),
-        (
-            "/api/v1/retention",
-            "get",
-            "200",
-            g.subschema_for::<app::Retention>(),
-        ),
+        ("/api/v1/retention", "get", "200", schema::<app::Retention>),
         (
             "/api/v1/reference/alignment",
             "get",
             "200",
-            g.subschema_for::<app::AlignmentReport>(),
+            schema::<app::AlignmentReport>,
         ),
         (
             "/api/v1/reference/{registry}",
             "get",
             "200",
-            g.subschema_for::<app::RegistryPage>(),
+            schema::<app::RegistryPage>,
         ),
-        (
-            "/api/v1/users",
-            "get",
-            "200",
-            g.subschema_for::<app::UserList>(),
-        ),
-        (
-            "/api/v1/users",
-            "post",
-            "201",
-            g.subschema_for::<app::UserCreated>(),
-        ),
+        ("/api/v1/users", "get", "200", schema::<app::UserList>),
+        ("/api/v1/users", "post", "201", schema::<app::UserCreated>),
         (
             "/api/v1/users/{person_id}",
             "get",
             "200",
-            g.subschema_for::<app::UserInfo>(),
+            schema::<app::UserInfo>,
         ),
         (
             "/api/v1/users/{person_id}/grants",
             "post",
             "200",
-            g.subschema_for::<app::RoleChange>(),
+            schema::<app::RoleChange>,
         ),
         (
             "/api/v1/users/{person_id}/grants/revoke",
             "post",
             "200",
-            g.subschema_for::<app::RoleChange>(),
+            schema::<app::RoleChange>,
         ),
         (
             "/api/v1/users/{person_id}/unlock",
             "post",
             "200",
-            g.subschema_for::<app::UserUnlocked>(),
+            schema::<app::UserUnlocked>,
         ),
         (
             "/api/v1/users/{person_id}/second-factor",
             "post",
             "200",
-            g.subschema_for::<app::SecondFactorReset>(),
+            schema::<app::SecondFactorReset>,
         ),
-        (
-            "/api/v1/tokens",
-            "get",
-            "200",
-            g.subschema_for::<app::TokenList>(),
-        ),
-        (
-            "/api/v1/tokens",
-            "post",
-            "201",
-            g.subschema_for::<app::TokenIssued>(),
-        ),
+        ("/api/v1/tokens", "get", "200", schema::<app::TokenList>),
+        ("/api/v1/tokens", "post", "201", schema::<app::TokenIssued>),
         (
             "/api/v1/tokens/{token_id}/revoke",
             "post",
             "200",
-            g.subschema_for::<app::TokenRevoked>(),
+            schema::<app::TokenRevoked>,
         ),
         (
             "/api/v1/chains/{coi}/personal-data",
             "get",
             "200",
-            g.subschema_for::<app::PersonalData>(),
+            schema::<app::PersonalData>,
         ),
         (
             "/api/v1/chains/{coi}/personal-data",
             "post",
             "201",
-            g.subschema_for::<app::PersonalDataRecorded>(),
+            schema::<app::PersonalDataRecorded>,
         ),
         (
             "/api/v1/chains/{coi}/personal-data/erase",
             "post",
             "200",
-            g.subschema_for::<app::PersonalDataErased>(),
+            schema::<app::PersonalDataErased>,
         ),
-        (
-            "/api/v1/webhooks",
-            "get",
-            "200",
-            g.subschema_for::<app::WebhookList>(),
-        ),
+        ("/api/v1/webhooks", "get", "200", schema::<app::WebhookList>),
         (
             "/api/v1/webhooks",
             "post",
             "201",
-            g.subschema_for::<app::WebhookRegistered>(),
+            schema::<app::WebhookRegistered>,
         ),
         (
             "/api/v1/webhooks/{webhook_id}",
             "get",
             "200",
-            g.subschema_for::<app::WebhookDetail>(),
+            schema::<app::WebhookDetail>,
         ),
         (
             "/api/v1/webhooks/{webhook_id}/deactivate",
             "post",
             "200",
-            g.subschema_for::<app::WebhookDetail>(),
+            schema::<app::WebhookDetail>,
         ),
-    ];
+    ]
+};
+
+/// Sets the answer of each operation of `ANSWERS` to its type's schema, generated from the
+/// type as it serialises; the types' schemas join `components/schemas`. Returns what went
+/// wrong (none: a test): an answer the written document lacks, a schema name taken.
+fn answers(doc: &mut Value) -> Vec<String> {
+    let mut settings = schemars::generate::SchemaSettings::draft2020_12();
+    settings.definitions_path = "/components/schemas".into();
+    settings.meta_schema = None;
+    settings.contract = schemars::generate::Contract::Serialize;
+    let mut generator = settings.into_generator();
     let mut missing = Vec::new();
-    for (path, method, status, schema) in answers {
+    for (path, method, status, schema_of) in ANSWERS {
         let pointer = format!(
             "/paths/{}/{method}/responses/{status}/content/application~1json/schema",
             path.replace('~', "~0").replace('/', "~1")
         );
+        let schema = schema_of(&mut generator).to_value();
         match doc.pointer_mut(&pointer) {
-            Some(slot) => *slot = schema.to_value(),
+            Some(slot) => *slot = schema,
             None => missing.push(pointer),
         }
     }
-    let definitions = g.take_definitions(true);
+    let definitions = generator.take_definitions(true);
     if let Some(schemas) = doc
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
