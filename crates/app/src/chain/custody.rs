@@ -93,12 +93,7 @@ pub(crate) type Entry = ChainEvent;
 /// A stored chain event read for the fold: its payload must read in its typed form (it
 /// was checked when recorded), else the ledger was changed outside Autolog.
 pub(crate) fn entry_of(e: &Event) -> Result<Entry, AppError> {
-    Entry::of_event(e).map_err(|f| {
-        AppError::Integrity(format!(
-            "event {} ({}) does not read as recorded: {f}",
-            e.event_id, e.body.event_type
-        ))
-    })
+    Entry::of_event(e).map_err(|f| crate::ledger::read::unreadable(e, &f))
 }
 
 /// A checked draft read for the fold.

@@ -51,6 +51,25 @@ pub(crate) fn instant_field(record: &Value, key: &str) -> Option<Instant> {
         .and_then(|t| Instant::parse_rfc3339(key, t).ok())
 }
 
+/// A recorded event's payload in its typed form: it was checked when recorded, so one
+/// that does not read is a ledger changed outside Autolog.
+pub(crate) fn payload_of(event: &Event) -> Result<autolog_domain::catalogue::Payload, AppError> {
+    autolog_domain::catalogue::Payload::read(
+        &event.body.event_type,
+        event.body.version,
+        &event.body.data,
+    )
+    .map_err(|f| unreadable(event, &f))
+}
+
+/// The integrity error of a recorded event whose payload does not read as its type says.
+pub(crate) fn unreadable(event: &Event, error: &FieldError) -> AppError {
+    AppError::Integrity(format!(
+        "event {} ({}) does not read as recorded: {error}",
+        event.event_id, event.body.event_type
+    ))
+}
+
 /// A page size: default 100, between 1 and [`MAX_PAGE`].
 pub(crate) fn page_limit(limit: Option<u32>) -> Result<u32, AppError> {
     let limit = limit.unwrap_or(100);

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use autolog_domain::catalogue::chain::ChainAdministeredV1;
+use autolog_domain::catalogue::Payload;
 use autolog_domain::identifiers::UnitId;
 use autolog_domain::ledger::bitemporal::effective_events;
 use autolog_domain::StreamId;
@@ -10,7 +12,7 @@ use autolog_domain::{Event, FieldError, Instant};
 use serde_json::{json, Value};
 
 use crate::chain::custody::string_list;
-use crate::ledger::read::{parse_time, text};
+use crate::ledger::read::{parse_time, payload_of, text};
 use crate::{AppError, Autolog};
 
 fn data_of(events: &[&Event], event_type: &str) -> Vec<Value> {
@@ -199,16 +201,12 @@ impl Autolog {
         }
         let lot_effective = effective_events(&lot_events, valid_at, known_at);
         let mut uses: Vec<(String, String)> = Vec::new();
-        for e in lot_effective
-            .iter()
-            .filter(|e| e.body.event_type == "material_lot.consumed")
-        {
-            let key = (
-                text(&e.body.data, "coi").to_string(),
-                text(&e.body.data, "batch_id").to_string(),
-            );
-            if !uses.contains(&key) {
-                uses.push(key);
+        for e in lot_effective {
+            if let Payload::MaterialLotConsumed(used) = payload_of(e)? {
+                let key = (used.coi, used.batch_id);
+                if !uses.contains(&key) {
+                    uses.push(key);
+                }
             }
         }
         let mut batches = Vec::new();
@@ -218,22 +216,28 @@ impl Autolog {
                 .store
                 .stream_events(&StreamId::chain(&coi), known_at)
                 .await?;
-            let chain = effective_events(&events, valid_at, known_at);
-            let patient = data_of(&chain, "chain.enrolled")
-                .first()
-                .and_then(|e| e["patient_key"].as_str().map(str::to_string));
-            let units: Vec<String> = data_of(&chain, "batch.units_produced")
-                .iter()
-                .filter(|u| text(u, "batch_id") == batch_id)
-                .flat_map(|u| string_list(u, "units"))
-                .collect();
-            let administered: Vec<Administered> = data_of(&chain, "chain.administered")
+            let mut patient = None;
+            let mut units: Vec<String> = Vec::new();
+            let mut given: Vec<(ChainAdministeredV1, Instant)> = Vec::new();
+            for e in effective_events(&events, valid_at, known_at) {
+                match payload_of(e)? {
+                    Payload::ChainEnrolled(enrolled) if patient.is_none() => {
+                        patient = Some(enrolled.patient_key);
+                    }
+                    Payload::BatchUnitsProduced(made) if made.batch_id == batch_id => {
+                        units.extend(made.units);
+                    }
+                    Payload::ChainAdministered(a) => given.push((a, e.occurred_at.instant)),
+                    _ => {}
+                }
+            }
+            let administered: Vec<Administered> = given
                 .into_iter()
-                .filter(|a| units.iter().any(|u| u == text(a, "unit")))
-                .map(|a| Administered {
-                    unit: text(&a, "unit").to_string(),
-                    site_id: a["site_id"].as_str().map(str::to_string),
-                    occurred_at: text(&a, "occurred_at").to_string(),
+                .filter(|(a, _)| units.contains(&a.unit))
+                .map(|(a, at)| Administered {
+                    unit: a.unit,
+                    site_id: Some(a.site_id),
+                    occurred_at: at.to_string(),
                 })
                 .collect();
             if !administered.is_empty() {
