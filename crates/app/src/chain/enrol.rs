@@ -1,6 +1,7 @@
 //! Enrolment and COI issuance: a patient (pseudonymous key) is enrolled for a product at a
 //! treatment center, and the chain's COI is issued once, or an upstream COI accepted.
 
+use autolog_domain::catalogue::Payload;
 use autolog_domain::chain::ChainView;
 use autolog_domain::identifiers::{Coi, Fin};
 use autolog_domain::StreamId;
@@ -286,12 +287,14 @@ impl Autolog {
             .find(|e| e.body.event_type == "chain.cancelled")
             .map(|e| e.body.data.clone());
         let mut units: Vec<CollectedUnit> = Vec::new();
-        for event in &effective {
-            let data = &event.body.data;
-            if event.body.event_type == "chain.collected" {
-                for din in crate::chain::custody::string_list(data, "dins") {
+        for event in effective
+            .iter()
+            .filter(|e| e.body.event_type == "chain.collected")
+        {
+            if let Payload::ChainCollected(c) = crate::ledger::read::payload_of(event)? {
+                for din in c.dins {
                     units.push(CollectedUnit {
-                        collected_at_site: data["collection_site_id"].as_str().map(str::to_string),
+                        collected_at_site: Some(c.collection_site_id.clone()),
                         at_site: view.unit_sites.get(&din).cloned().flatten(),
                         custodian_site_id: view.unit_custodians.get(&din).cloned(),
                         din,

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use autolog_domain::catalogue::Payload;
 use autolog_domain::chain::{ChainContext, ChainView};
 use autolog_domain::rules::{references, unregistered};
 use autolog_domain::{Event, Instant};
@@ -36,11 +37,16 @@ impl Autolog {
                 known_at,
             );
             let effective = crate::chain::custody::in_recording_order(&effective, &events);
-            let product = effective
+            let mut product = String::new();
+            for e in effective
                 .iter()
-                .find(|e| e.body.event_type == "chain.enrolled")
-                .map(|e| text(&e.body.data, "product_code").to_string())
-                .unwrap_or_default();
+                .filter(|e| e.body.event_type == "chain.enrolled")
+            {
+                if let Payload::ChainEnrolled(enrolled) = crate::ledger::read::payload_of(e)? {
+                    product = enrolled.product_code;
+                    break;
+                }
+            }
             if !contexts.contains_key(&product) {
                 let ctx = self.chain_context(&product, &RuleReads::default()).await?;
                 contexts.insert(product.clone(), ctx);

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use autolog_domain::catalogue::Payload;
 use autolog_domain::ledger::bitemporal::effective_events;
 use autolog_domain::StreamId;
 use autolog_domain::{Event, FieldError, Instant};
@@ -122,7 +123,7 @@ impl Autolog {
                     until: until.map(|u| u.to_string()),
                 });
             }
-            let legal_holds = open_legal_holds(&effective);
+            let legal_holds = open_legal_holds(&effective)?;
             // A period that has not started yet (no administration) keeps the chain.
             let status = if !legal_holds.is_empty() {
                 RetentionStatus::SuspendedByLegalHold
@@ -220,17 +221,16 @@ impl Autolog {
 }
 
 /// The legal holds in force on a chain (placed and not released).
-fn open_legal_holds(effective: &[&Event]) -> Vec<String> {
+fn open_legal_holds(effective: &[&Event]) -> Result<Vec<String>, AppError> {
     let mut open: Vec<String> = Vec::new();
     for e in effective {
-        let id = text(&e.body.data, "legal_hold_id").to_string();
-        match e.body.event_type.as_str() {
-            "chain.legal_hold_placed" => open.push(id),
-            "chain.legal_hold_released" => open.retain(|h| *h != id),
+        match crate::ledger::read::payload_of(e)? {
+            Payload::ChainLegalHoldPlaced(h) => open.push(h.legal_hold_id),
+            Payload::ChainLegalHoldReleased(h) => open.retain(|id| *id != h.legal_hold_id),
             _ => {}
         }
     }
-    open
+    Ok(open)
 }
 
 const RETENTION_NOTE: &str =

@@ -3,12 +3,13 @@
 
 use std::collections::BTreeMap;
 
+use autolog_domain::catalogue::Payload;
 use autolog_domain::chain::ChainContext;
 use autolog_domain::ledger::bitemporal::effective_events;
 use autolog_domain::{Event, Instant};
 
 use crate::chain::rule_reads::RuleReads;
-use crate::ledger::read::{instant_field, parse_time, text};
+use crate::ledger::read::{parse_time, payload_of};
 use crate::{AppError, Autolog};
 
 /// One step of a chain as it happened: first time performed, where.
@@ -145,15 +146,17 @@ impl Autolog {
         let mut contexts = BTreeMap::new();
         for stream in self.all_streams_with_prefix("coi/").await? {
             let events = self.store.stream_events(&stream, known_at).await?;
-            let effective = effective_events(&events, valid_at, known_at);
-            let Some(enrolment) = effective
-                .iter()
-                .find(|e| e.body.event_type == "chain.enrolled")
-                .map(|e| e.body.data.clone())
-            else {
+            let effective = effective_events(&events, valid_at, known_at)
+                .into_iter()
+                .map(|e| Ok((e, payload_of(e)?)))
+                .collect::<Result<Vec<_>, AppError>>()?;
+            let Some(enrolment) = effective.iter().find_map(|(_, p)| match p {
+                Payload::ChainEnrolled(enrolled) => Some(enrolled.clone()),
+                _ => None,
+            }) else {
                 continue;
             };
-            let product = text(&enrolment, "product_code").to_string();
+            let product = enrolment.product_code.clone();
             if product_code.is_some_and(|p| p != product) {
                 continue;
             }
@@ -187,10 +190,7 @@ impl Autolog {
                     let h = hours(from, to);
                     vein_to_vein.entry(product.clone()).or_default().push(h);
                     vein_to_vein_by_site
-                        .entry((
-                            product.clone(),
-                            text(&enrolment, "treatment_site_id").to_string(),
-                        ))
+                        .entry((product.clone(), enrolment.treatment_site_id.clone()))
                         .or_default()
                         .push(h);
                     Some((h * 100.0).round() / 100.0)
@@ -241,44 +241,36 @@ impl Autolog {
 /// Each step the first time it was performed (its code, site and instant), the start of
 /// the first collection and the first administration, in valid time.
 fn steps_performed(
-    effective: &[&Event],
+    effective: &[(&Event, Payload)],
     ctx: &ChainContext,
 ) -> (Vec<Performed>, Option<Instant>, Option<Instant>) {
     let mut performed: Vec<Performed> = Vec::new();
     let mut collection_start: Option<Instant> = None;
     let mut administered: Option<Instant> = None;
-    for e in effective {
-        let data = &e.body.data;
-        let (step, site, at) = match e.body.event_type.as_str() {
-            "chain.collected" => {
-                let started = instant_field(data, "started_at").unwrap_or(e.occurred_at.instant);
-                collection_start = Some(collection_start.map_or(started, |c| c.min(started)));
+    for (e, payload) in effective {
+        let occurred = e.occurred_at.instant;
+        let (step, site, at) = match payload {
+            Payload::ChainCollected(c) => {
+                let parse = |field: &str, text: &str| Instant::parse_rfc3339(field, text).ok();
+                let started = parse("started_at", &c.started_at).unwrap_or(occurred);
+                collection_start = Some(collection_start.map_or(started, |s| s.min(started)));
                 (
                     ctx.collecting_step.clone().unwrap_or_default(),
-                    text(data, "collection_site_id").to_string(),
-                    instant_field(data, "ended_at").unwrap_or(e.occurred_at.instant),
+                    c.collection_site_id.clone(),
+                    parse("ended_at", &c.ended_at).unwrap_or(occurred),
                 )
             }
-            "custody.handed_off" => (
-                text(data, "step_code").to_string(),
-                text(data, "from_site_id").to_string(),
-                e.occurred_at.instant,
-            ),
-            "custody.received" => (
-                text(data, "step_code").to_string(),
-                text(data, "receiving_site_id").to_string(),
-                e.occurred_at.instant,
-            ),
-            "chain.step_performed" | "chain.administered" => (
-                text(data, "step_code").to_string(),
-                text(data, "site_id").to_string(),
-                e.occurred_at.instant,
-            ),
+            Payload::CustodyHandedOff(h) => (h.step_code.clone(), h.from_site_id.clone(), occurred),
+            Payload::CustodyReceived(r) => {
+                (r.step_code.clone(), r.receiving_site_id.clone(), occurred)
+            }
+            Payload::ChainStepPerformed(p) => (p.step_code.clone(), p.site_id.clone(), occurred),
+            Payload::ChainAdministered(a) => {
+                administered.get_or_insert(occurred);
+                (a.step_code.clone(), a.site_id.clone(), occurred)
+            }
             _ => continue,
         };
-        if e.body.event_type == "chain.administered" && administered.is_none() {
-            administered = Some(e.occurred_at.instant);
-        }
         if step.is_empty() || performed.iter().any(|p| p.step_code == step) {
             continue;
         }
