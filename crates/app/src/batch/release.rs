@@ -416,7 +416,7 @@ impl Autolog {
         let entries: Vec<autolog_domain::chain::ChainEntry> = facts
             .entries
             .iter()
-            .map(crate::chain::custody::Entry::as_entry)
+            .map(autolog_domain::chain::ChainEvent::as_entry)
             .collect();
         unmet.extend(autolog_domain::batch::release_blockers(
             &entries,

@@ -1,7 +1,7 @@
 //! Chain steps checked against reference data and the chain's state (who, where, with
 //! what, in which order), and custody receipts reconciled against their handoff at once.
 
-pub(crate) use autolog_domain::ledger::fields::list as string_list;
+use autolog_domain::ledger::fields::list as string_list;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -88,23 +88,21 @@ const BIZ_STEP_OF: &[(&str, &str)] = &[
     ("chain.administered", "dispensing"),
 ];
 
-pub(crate) type Entry = ChainEvent;
-
 /// A stored chain event read for the fold: its payload must read in its typed form (it
 /// was checked when recorded), else the ledger was changed outside Autolog.
-pub(crate) fn entry_of(e: &Event) -> Result<Entry, AppError> {
-    Entry::of_event(e).map_err(|f| crate::ledger::read::unreadable(e, &f))
+pub(crate) fn entry_of(e: &Event) -> Result<ChainEvent, AppError> {
+    ChainEvent::of_event(e).map_err(|f| crate::ledger::read::unreadable(e, &f))
 }
 
 /// A checked draft read for the fold.
-pub(crate) fn entry_of_draft(d: &EventDraft) -> Result<Entry, AppError> {
-    Ok(Entry::of_draft(d)?)
+pub(crate) fn entry_of_draft(d: &EventDraft) -> Result<ChainEvent, AppError> {
+    Ok(ChainEvent::of_draft(d)?)
 }
 
 /// What a chain's checks need: its events so far, its enrolment and its product.
 pub(crate) struct ChainFacts {
     pub(crate) coi: String,
-    pub(crate) entries: Vec<Entry>,
+    pub(crate) entries: Vec<ChainEvent>,
     /// The enrolment in force (`None`: not enrolled, its events are the store's to refuse).
     pub(crate) enrolment: Option<ChainEnrolledV1>,
     pub(crate) product: Value,
@@ -137,7 +135,7 @@ impl ChainFacts {
     }
 
     fn view(&self) -> ChainView {
-        ChainView::fold(self.entries.iter().map(Entry::as_entry), &self.ctx)
+        ChainView::fold(self.entries.iter().map(ChainEvent::as_entry), &self.ctx)
     }
 
     fn process_steps(&self) -> Vec<Value> {
@@ -173,7 +171,7 @@ pub(crate) fn in_recording_order<'a>(chosen: &[&'a Event], all: &[Event]) -> Vec
 }
 
 /// The effective (not superseded) events of a stored chain, in recording order.
-fn effective(events: &[Event]) -> Result<Vec<Entry>, AppError> {
+fn effective(events: &[Event]) -> Result<Vec<ChainEvent>, AppError> {
     let superseded: std::collections::HashSet<Uuid> =
         events.iter().filter_map(|e| e.corrects).collect();
     let chosen: Vec<&Event> = events
@@ -192,7 +190,7 @@ fn is_chain_event(draft: &EventDraft) -> bool {
 }
 
 /// The enrolment of a chain's effective events (`None` when not enrolled).
-fn enrolment_of(entries: &[Entry]) -> Option<ChainEnrolledV1> {
+fn enrolment_of(entries: &[ChainEvent]) -> Option<ChainEnrolledV1> {
     entries.iter().find_map(|e| match &e.payload {
         Payload::ChainEnrolled(enrolled) => Some(enrolled.clone()),
         _ => None,
@@ -304,7 +302,7 @@ impl Autolog {
     async fn facts_for(
         &self,
         coi: String,
-        entries: Vec<Entry>,
+        entries: Vec<ChainEvent>,
         enrolment: Option<ChainEnrolledV1>,
         reads: &Arc<RuleReads>,
     ) -> Result<ChainFacts, AppError> {
@@ -375,7 +373,7 @@ impl Autolog {
         coi: &str,
         events: &[&Event],
     ) -> Result<ChainView, AppError> {
-        let entries: Vec<Entry> = events
+        let entries: Vec<ChainEvent> = events
             .iter()
             .map(|e| entry_of(e))
             .collect::<Result<_, _>>()?;
@@ -612,7 +610,7 @@ impl Autolog {
             .store
             .stream_events_many(&streams, Instant::MAX)
             .await?;
-        let mut entries: HashMap<String, Vec<Entry>> = HashMap::new();
+        let mut entries: HashMap<String, Vec<ChainEvent>> = HashMap::new();
         for s in &streams {
             let events = histories.remove(s).unwrap_or_default();
             entries.insert(s.clone(), effective(&events)?);

@@ -11,9 +11,9 @@ use autolog_domain::StreamId;
 use autolog_domain::{Event, FieldError, Instant};
 use serde_json::{json, Value};
 
-use crate::chain::custody::string_list;
 use crate::ledger::read::{parse_time, payload_of, text};
 use crate::{AppError, Autolog};
+use autolog_domain::ledger::fields::list as string_list;
 
 fn data_of(events: &[&Event], event_type: &str) -> Vec<Value> {
     events
