@@ -74,8 +74,9 @@ impl AppendResult {
         }
     }
 
-    /// The answer's JSON: the recorded events are stored documents, shown as stored.
-    fn answer(&self) -> Value {
+    /// The answer's JSON: the recorded events are stored documents, shown as stored. An
+    /// alert Autolog raised that does not read back is an integrity error, never dropped.
+    fn answer(&self) -> Result<Value, AppError> {
         let items: Vec<Value> = self
             .outcomes
             .iter()
@@ -109,18 +110,19 @@ impl AppendResult {
             let alerts = self
                 .alerts
                 .iter()
-                .map(|o| crate::feeds::alerts::Alert::of(&o.event, &[]))
-                .filter_map(|alert| alert.ok().and_then(|a| serde_json::to_value(a).ok()))
-                .collect();
+                .map(|o| crate::feeds::alerts::Alert::of(&o.event, &[]).map(|a| json!(a)))
+                .collect::<Result<_, _>>()?;
             answer["alerts"] = Value::Array(alerts);
         }
-        answer
+        Ok(answer)
     }
 }
 
 impl serde::Serialize for AppendResult {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.answer().serialize(serializer)
+        self.answer()
+            .map_err(serde::ser::Error::custom)?
+            .serialize(serializer)
     }
 }
 

@@ -508,8 +508,8 @@ impl Autolog {
         }
         let labels = found?;
         let coi = self.chain_of_labels(&labels, handoff).await?;
-        let chain = self.chain(&coi, None, None).await.ok()?;
-        answers_handoff(&chain, handoff).then_some(coi)
+        let chain = self.chain_as_of(&coi, None, None).await.ok()?;
+        answers_handoff(&chain.view, handoff).then_some(coi)
     }
 
     /// The chain the labels' units belong to; for a receipt, preferably the one whose
@@ -534,8 +534,8 @@ impl Autolog {
             if coi.is_empty() {
                 continue;
             }
-            if let Ok(chain) = self.chain(&coi, None, None).await {
-                if answers_handoff(&chain, handoff) {
+            if let Ok(chain) = self.chain_as_of(&coi, None, None).await {
+                if answers_handoff(&chain.view, handoff) {
                     return Some(coi);
                 }
             }
@@ -605,11 +605,11 @@ fn local_time(micros: i64, zone: &str) -> Option<String> {
 
 /// A refusal as the API shows it (field, value, rule; every unmet condition).
 /// Whether the chain's open handoff is `handoff`.
-fn answers_handoff(chain: &crate::ChainAnswer, handoff: &str) -> bool {
+fn answers_handoff(chain: &autolog_domain::chain::ChainView, handoff: &str) -> bool {
     chain
         .open_handoff
         .as_ref()
-        .is_some_and(|h| h["handoff_id"] == handoff)
+        .is_some_and(|h| h.handoff_id == handoff)
 }
 
 pub(crate) fn refusal_json(e: &AppError) -> Value {
