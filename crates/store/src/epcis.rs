@@ -175,112 +175,6 @@ pub struct EpcisQuery {
     pub limit: u32,
 }
 
-/// The SQL dialect of a backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
-/// A value bound to an EPCIS query placeholder.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EpcisBind {
-    Int(i64),
-    Text(String),
-}
-
-/// The `epcis_events` columns both backends select, in this order (PostgreSQL reads
-/// `capture_id` as text).
-pub fn epcis_event_columns(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Sqlite => {
-            "e.seq, e.capture_id, e.doc_index, e.event_type, e.raw_json, e.context_json, \
-             e.event_id, e.hash_id, \
-             e.event_time_us, e.record_time_us, e.biz_step, e.disposition, e.read_point, \
-             e.biz_location, e.actor, e.error_declaration"
-        }
-        Dialect::Postgres => {
-            "e.seq, e.capture_id::text AS capture_id, e.doc_index, e.event_type, e.raw_json, \
-             e.context_json, e.event_id, e.hash_id, e.event_time_us, e.record_time_us, e.biz_step, \
-             e.disposition, e.read_point, e.biz_location, e.actor, e.error_declaration"
-        }
-    }
-}
-
-/// The query both backends run for `q`, with its values in placeholder order.
-pub fn epcis_query_sql(q: &EpcisQuery, dialect: Dialect) -> (String, Vec<EpcisBind>) {
-    let mut binds: Vec<EpcisBind> = Vec::new();
-    let place = |value: EpcisBind, binds: &mut Vec<EpcisBind>| -> String {
-        binds.push(value);
-        match dialect {
-            Dialect::Sqlite => format!("?{}", binds.len()),
-            Dialect::Postgres => format!("${}", binds.len()),
-        }
-    };
-    let mut sql = format!(
-        "SELECT {} FROM epcis_events e WHERE e.seq > {}",
-        epcis_event_columns(dialect),
-        place(EpcisBind::Int(q.after_seq), &mut binds)
-    );
-    if let Some(actor) = &q.actor {
-        let p = place(EpcisBind::Text(actor.clone()), &mut binds);
-        sql.push_str(&format!(" AND e.actor = {p}"));
-    }
-    if let Some(id) = q.capture_id {
-        let p = place(EpcisBind::Text(id.to_string()), &mut binds);
-        let cast = if dialect == Dialect::Postgres {
-            "::uuid"
-        } else {
-            ""
-        };
-        sql.push_str(&format!(" AND e.capture_id = {p}{cast}"));
-    }
-    let one_of = |column: &str, values: &[String], sql: &mut String, binds: &mut Vec<EpcisBind>| {
-        if values.is_empty() {
-            return;
-        }
-        let list: Vec<String> = values
-            .iter()
-            .map(|v| place(EpcisBind::Text(v.clone()), binds))
-            .collect();
-        sql.push_str(&format!(" AND {column} IN ({})", list.join(", ")));
-    };
-    one_of("e.event_type", &q.event_types, &mut sql, &mut binds);
-    one_of("e.biz_step", &q.biz_steps, &mut sql, &mut binds);
-    one_of("e.disposition", &q.dispositions, &mut sql, &mut binds);
-    one_of("e.read_point", &q.read_points, &mut sql, &mut binds);
-    one_of("e.biz_location", &q.biz_locations, &mut sql, &mut binds);
-    if !q.match_epc.is_empty() {
-        let mut inner = String::new();
-        one_of("p.epc", &q.match_epc, &mut inner, &mut binds);
-        sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM epcis_event_epcs p WHERE p.seq = e.seq \
-             AND p.role IN ('epc', 'child'){inner})"
-        ));
-    }
-    if !q.match_any_epc.is_empty() {
-        let mut inner = String::new();
-        one_of("p.epc", &q.match_any_epc, &mut inner, &mut binds);
-        sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM epcis_event_epcs p WHERE p.seq = e.seq{inner})"
-        ));
-    }
-    for (column, op, bound) in [
-        ("e.event_time_us", ">=", q.ge_event_time_us),
-        ("e.event_time_us", "<", q.lt_event_time_us),
-        ("e.record_time_us", ">=", q.ge_record_time_us),
-        ("e.record_time_us", "<", q.lt_record_time_us),
-    ] {
-        if let Some(b) = bound {
-            let p = place(EpcisBind::Int(b), &mut binds);
-            sql.push_str(&format!(" AND {column} {op} {p}"));
-        }
-    }
-    let p = place(EpcisBind::Int(i64::from(q.limit)), &mut binds);
-    sql.push_str(&format!(" ORDER BY e.seq LIMIT {p}"));
-    (sql, binds)
-}
-
 /// A stored EPCIS event as read from its columns, before checking.
 #[derive(Debug, Clone)]
 pub struct EpcisEventRow {
@@ -353,16 +247,9 @@ impl EpcisCaptureRow {
     }
 }
 
-/// The `epcis_captures` columns both backends select, in this order (PostgreSQL reads
-/// `capture_id` as text).
-pub fn epcis_capture_columns(dialect: Dialect) -> &'static str {
-    match dialect {
-        Dialect::Sqlite => "capture_id, received_at_us, actor, event_count, document_sha256",
-        Dialect::Postgres => {
-            "capture_id::text AS capture_id, received_at_us, actor, event_count, document_sha256"
-        }
-    }
-}
+/// The `epcis_captures` columns both backends select, in this order.
+pub(crate) const CAPTURE_COLUMNS: &str =
+    "capture_id, received_at_us, actor, event_count, document_sha256";
 
 /// Checks a capture before anything is written: the events are numbered 0, 1, ... in
 /// order and their count is the capture's; each event's JSON text and hash id are given.

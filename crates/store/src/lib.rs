@@ -7,6 +7,7 @@ mod epcis;
 mod group;
 mod outbox;
 mod row;
+pub mod sql;
 
 use std::collections::HashMap;
 
@@ -16,27 +17,17 @@ use autolog_domain::ledger::merkle::{Frontier, Hash, NodeId};
 use autolog_domain::rules::history::HistoryFilter;
 use autolog_domain::{Event, EventDraft, FieldError, Instant, Source, Uuid};
 
-pub use access::{
-    check_vault_record, duplicate_api_token, duplicate_session, duplicate_user, encode_sites,
-    erased_vault_record, unknown_vault_record, ApiToken, ApiTokenRow, RoleGrant, RoleGrantRow,
-    Session, SessionRow, UserAccount, UserAccountRow, VaultRecord, VaultRecordRow,
-    FAILED_ATTEMPT_RECORD, SESSION_TOUCH, TOTP_STEP_ACCEPT, USER_COLUMNS, VAULT_COLUMNS,
-    VAULT_KEY_REWRAP, VAULT_RECORD_ERASE, VAULT_RECORD_UPSERT,
-};
+pub use access::{duplicate_user, ApiToken, RoleGrant, Session, UserAccount, VaultRecord};
 pub use append::{append_in_tx, AppendPlan, AppendTx, Clock, StreamHead};
 pub use epcis::{
-    capture_record_time, check_epcis_capture, duplicate_capture, epcis_capture_columns,
-    epcis_epc_rows, epcis_event_columns, epcis_query_sql, CaptureOutcome, Dialect, EpcRole,
-    EpcisBind, EpcisCapture, EpcisCaptureRow, EpcisEventRow, EpcisQuery, NewEpcisEvent,
-    StoredEpcisEvent, EPC_ROLES,
+    CaptureOutcome, EpcRole, EpcisCapture, EpcisQuery, NewEpcisEvent, StoredEpcisEvent, EPC_ROLES,
 };
 pub use group::{
     CommitQueue, GroupBackend, GroupTx, WriterHealth, MAX_GROUP_EVENTS, MAX_GROUP_REQUESTS,
 };
-pub use outbox::{check_outbox_name, MAX_OUTBOX_NAME, OUTBOX_CURSOR_ADVANCE};
-pub use row::{
-    CheckpointRow, DeliveryAttemptRow, EventRow, WebhookDeliveryRow, WebhookRow, EVENT_COLUMNS,
-};
+pub use row::{CheckpointRow, EventRow, EVENT_COLUMNS};
+use row::{DeliveryAttemptRow, WebhookDeliveryRow, WebhookRow};
+pub use sql::{Dialect, Param, SqlDb, SqlRow, SqlTx, Statement};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -609,7 +600,7 @@ pub struct UnmappedCode {
 }
 
 /// The upsert both backends run to count an unmapped code (`$N` are placeholders).
-pub const UNMAPPED_CODE_UPSERT: &str = "INSERT INTO unmapped_codes \
+const UNMAPPED_CODE_UPSERT: &str = "INSERT INTO unmapped_codes \
      (system, kind, code, seen_count, first_seen_us, last_seen_us) VALUES ($1, $2, $3, 1, $4, $4) \
      ON CONFLICT (system, kind, code) DO UPDATE SET seen_count = unmapped_codes.seen_count + 1, \
      first_seen_us = CASE WHEN excluded.first_seen_us < unmapped_codes.first_seen_us \
@@ -618,17 +609,17 @@ pub const UNMAPPED_CODE_UPSERT: &str = "INSERT INTO unmapped_codes \
        THEN excluded.last_seen_us ELSE unmapped_codes.last_seen_us END";
 
 /// The upsert both backends run to set a signing secret (`$N` are placeholders).
-pub const SIGNING_SECRET_UPSERT: &str =
+const SIGNING_SECRET_UPSERT: &str =
     "INSERT INTO signing_secrets (person_id, phc, set_at_us, set_by) \
      VALUES ($1, $2, $3, $4) ON CONFLICT (person_id) DO UPDATE SET phc = excluded.phc, \
      set_at_us = excluded.set_at_us, set_by = excluded.set_by";
 
 /// The allocation both backends run (`$1` fin, `$2` year).
-pub const COI_SEQUENCE_NEXT: &str = "INSERT INTO coi_sequences (fin, year, last_seq) VALUES ($1, $2, 1) \
+const COI_SEQUENCE_NEXT: &str = "INSERT INTO coi_sequences (fin, year, last_seq) VALUES ($1, $2, 1) \
      ON CONFLICT (fin, year) DO UPDATE SET last_seq = coi_sequences.last_seq + 1 RETURNING last_seq";
 
 /// Reads an unmapped code from its stored columns.
-pub fn unmapped_code(
+fn unmapped_code(
     system: String,
     kind: String,
     code: String,
@@ -740,13 +731,13 @@ pub struct DeliveryAttempt {
 
 /// The cursor move both backends run when queueing deliveries (`$1` webhook id,
 /// `$2` new cursor): the cursor only moves forward.
-pub const WEBHOOK_CURSOR_ADVANCE: &str = "UPDATE webhooks SET cursor_position = \
+const WEBHOOK_CURSOR_ADVANCE: &str = "UPDATE webhooks SET cursor_position = \
      CASE WHEN cursor_position < $2 THEN $2 ELSE cursor_position END WHERE webhook_id = $1";
 
 /// The delivery update both backends run for one attempt (`$1` webhook id, `$2` alert
 /// event id, `$3` attempt time, `$4` detail, `$5` ok, `$6` next attempt time). Returns
 /// the new attempt count, which numbers the attempt's log row.
-pub const DELIVERY_ATTEMPT_UPDATE: &str = "UPDATE webhook_deliveries SET attempts = attempts + 1, \
+const DELIVERY_ATTEMPT_UPDATE: &str = "UPDATE webhook_deliveries SET attempts = attempts + 1, \
      last_attempt_at_us = $3, last_result = $4, \
      status = CASE WHEN $5 THEN 'delivered' ELSE status END, \
      delivered_at_us = CASE WHEN $5 THEN COALESCE(delivered_at_us, $3) ELSE delivered_at_us END, \
@@ -754,7 +745,7 @@ pub const DELIVERY_ATTEMPT_UPDATE: &str = "UPDATE webhook_deliveries SET attempt
      WHERE webhook_id = $1 AND alert_event_id = $2 RETURNING attempts";
 
 /// A ledger position as stored (bigint); one beyond it is refused, naming `field`.
-pub fn stored_position(field: &str, position: u64) -> Result<i64, StoreError> {
+fn stored_position(field: &str, position: u64) -> Result<i64, StoreError> {
     i64::try_from(position).map_err(|_| {
         StoreError::Rejected(FieldError::new(
             field,
@@ -765,7 +756,7 @@ pub fn stored_position(field: &str, position: u64) -> Result<i64, StoreError> {
 }
 
 /// The refusal of a webhook id that is already registered.
-pub fn duplicate_webhook(webhook_id: Uuid) -> StoreError {
+fn duplicate_webhook(webhook_id: Uuid) -> StoreError {
     StoreError::Rejected(FieldError::new(
         "webhook_id",
         webhook_id.to_string(),
@@ -774,7 +765,7 @@ pub fn duplicate_webhook(webhook_id: Uuid) -> StoreError {
 }
 
 /// The refusal of a webhook id that is not registered.
-pub fn unknown_webhook(webhook_id: Uuid) -> StoreError {
+fn unknown_webhook(webhook_id: Uuid) -> StoreError {
     StoreError::Rejected(FieldError::new(
         "webhook_id",
         webhook_id.to_string(),
@@ -783,7 +774,7 @@ pub fn unknown_webhook(webhook_id: Uuid) -> StoreError {
 }
 
 /// The refusal of an attempt on a delivery that was never queued.
-pub fn unknown_delivery(alert_event_id: Uuid) -> StoreError {
+fn unknown_delivery(alert_event_id: Uuid) -> StoreError {
     StoreError::Rejected(FieldError::new(
         "alert_event_id",
         alert_event_id.to_string(),
@@ -792,10 +783,7 @@ pub fn unknown_delivery(alert_event_id: Uuid) -> StoreError {
 }
 
 /// Checks an attempt before it is recorded: a failed attempt must say when to retry.
-pub fn check_delivery_attempt(
-    ok: bool,
-    next_attempt_at: Option<Instant>,
-) -> Result<(), StoreError> {
+fn check_delivery_attempt(ok: bool, next_attempt_at: Option<Instant>) -> Result<(), StoreError> {
     if !ok && next_attempt_at.is_none() {
         return Err(StoreError::Rejected(FieldError::new(
             "next_attempt_at",
