@@ -59,6 +59,10 @@ impl SqlRow for Row {
         self.get(column)
     }
 
+    fn opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(column)
+    }
+
     fn boolean(&self, column: &str) -> Result<bool, StoreError> {
         self.get(column)
     }

@@ -10,14 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use autolog_domain::ledger::checkpoint::Checkpoint;
-use autolog_domain::ledger::merkle::{Frontier, Hash, NodeId};
+use autolog_domain::ledger::merkle::{Frontier, Hash};
 use autolog_domain::rules::history::HistoryFilter;
 use autolog_domain::{Event, EventDraft, Instant, Source, Uuid};
 use autolog_store::prelude::*;
 use autolog_store::{
-    AppendOutcome, AppendPlan, AppendTx, CheckpointRow, Clock, EventQuery, EventRow, LedgerHead,
-    ScannedRow, StoreError, StreamHead, EVENT_COLUMNS,
+    AppendOutcome, AppendPlan, AppendTx, Clock, EventQuery, EventRow, LedgerHead, ScannedRow,
+    StoreError, StreamHead, EVENT_COLUMNS,
 };
 use autolog_store::{CommitQueue, GroupBackend, GroupTx, WriterHealth};
 use sqlx::sqlite::{
@@ -829,99 +828,6 @@ impl LedgerStore for SqliteStore {
         read_head(&row)
     }
 
-    async fn merkle_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError> {
-        let mut conn = self.readers.acquire().await.map_err(backend_error)?;
-        let mut found = HashMap::new();
-        for id in ids {
-            let row = sqlx::query("SELECT hash FROM merkle_nodes WHERE level = ? AND idx = ?")
-                .bind(i64::from(id.level))
-                .bind(id.index as i64)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(backend_error)?;
-            if let Some(row) = row {
-                let hash: Vec<u8> = row.try_get(0).map_err(backend_error)?;
-                found.insert(*id, hash32(&hash, "merkle node")?);
-            }
-        }
-        Ok(found)
-    }
-
-    async fn merkle_level_range(
-        &self,
-        level: u8,
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<(u64, Hash)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT idx, hash FROM merkle_nodes WHERE level = ? AND idx BETWEEN ? AND ? ORDER BY idx",
-        )
-        .bind(i64::from(level))
-        .bind(from as i64)
-        .bind(to as i64)
-        .fetch_all(&self.readers)
-        .await
-        .map_err(backend_error)?;
-        rows.iter()
-            .map(|row| {
-                let idx: i64 = row.try_get(0).map_err(backend_error)?;
-                let hash: Vec<u8> = row.try_get(1).map_err(backend_error)?;
-                Ok((idx as u64, hash32(&hash, "merkle node")?))
-            })
-            .collect()
-    }
-
-    async fn add_checkpoint(&self, c: &Checkpoint) -> Result<(), StoreError> {
-        let r = CheckpointRow::from_checkpoint(c);
-        sqlx::query(
-            "INSERT INTO checkpoints (tree_size, root, issued_at_us, key_id, signature, sequence, previous) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(r.tree_size)
-        .bind(r.root)
-        .bind(r.issued_at_us)
-        .bind(r.key_id)
-        .bind(r.signature)
-        .bind(r.sequence)
-        .bind(r.previous)
-        .execute(&self.writer)
-        .await
-        .map_err(backend_error)?;
-        Ok(())
-    }
-
-    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, tree_size, root, issued_at_us, key_id, signature, sequence, previous FROM checkpoints ORDER BY id DESC LIMIT 1",
-        )
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(backend_error)?;
-        row.as_ref()
-            .map(|r| {
-                let id: i64 = r.try_get("id").map_err(backend_error)?;
-                checkpoint_row(r)
-                    .map_err(backend_error)?
-                    .into_checkpoint()
-                    .map_err(|detail| StoreError::Corrupt {
-                        position: id,
-                        detail: format!("checkpoint {id}: {detail}"),
-                    })
-            })
-            .transpose()
-    }
-
-    async fn checkpoints(&self) -> Result<Vec<Result<Checkpoint, String>>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, tree_size, root, issued_at_us, key_id, signature, sequence, previous FROM checkpoints ORDER BY id",
-        )
-        .fetch_all(&self.readers)
-        .await
-        .map_err(backend_error)?;
-        rows.iter()
-            .map(|r| Ok(checkpoint_row(r).map_err(backend_error)?.into_checkpoint()))
-            .collect()
-    }
-
     async fn scan(&self, after_position: i64, limit: u32) -> Result<Vec<ScannedRow>, StoreError> {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
@@ -1021,18 +927,6 @@ impl LedgerStore for SqliteStore {
         let streams: i64 = row.try_get(1).map_err(backend_error)?;
         Ok((events as u64, streams as u64))
     }
-}
-
-fn checkpoint_row(r: &SqliteRow) -> Result<CheckpointRow, sqlx::Error> {
-    Ok(CheckpointRow {
-        tree_size: r.try_get("tree_size")?,
-        root: r.try_get("root")?,
-        issued_at_us: r.try_get("issued_at_us")?,
-        key_id: r.try_get("key_id")?,
-        signature: r.try_get("signature")?,
-        sequence: r.try_get("sequence")?,
-        previous: r.try_get("previous")?,
-    })
 }
 
 #[cfg(all(test, unix))]

@@ -116,6 +116,7 @@ pub struct ScannedRow {
 /// `use autolog_store::prelude::*`.
 pub trait Store:
     LedgerStore
+    + ProofStore
     + CodeStore
     + OutboxStore
     + AccountStore
@@ -129,6 +130,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: LedgerStore
+        + ProofStore
         + CodeStore
         + OutboxStore
         + AccountStore
@@ -143,8 +145,8 @@ impl<T> Store for T where
 /// The store traits, to call any store method on an `Arc<dyn Store>`.
 pub mod prelude {
     pub use crate::{
-        AccountStore, CodeStore, EpcisStore, LedgerStore, OutboxStore, SessionStore, Store,
-        TokenStore, VaultStore, WebhookStore,
+        AccountStore, CodeStore, EpcisStore, LedgerStore, OutboxStore, ProofStore, SessionStore,
+        Store, TokenStore, VaultStore, WebhookStore,
     };
 }
 /// The ledger proper: appending, reading events and streams, the Merkle tree and its
@@ -262,24 +264,6 @@ pub trait LedgerStore: Send + Sync {
     /// no append comes.
     async fn probe_writer(&self) -> WriterHealth;
 
-    /// Stored Merkle nodes among `ids` (absent ones are left out).
-    async fn merkle_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError>;
-
-    /// Stored Merkle nodes of one level with index in `from..=to`, by index.
-    async fn merkle_level_range(
-        &self,
-        level: u8,
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<(u64, Hash)>, StoreError>;
-
-    async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
-
-    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError>;
-
-    /// Every checkpoint, oldest first; unreadable rows are reported as errors.
-    async fn checkpoints(&self) -> Result<Vec<Result<Checkpoint, String>>, StoreError>;
-
     /// Up to `limit` rows with position > `after_position`, in stored position order.
     async fn scan(&self, after_position: i64, limit: u32) -> Result<Vec<ScannedRow>, StoreError>;
 
@@ -302,6 +286,29 @@ pub trait LedgerStore: Send + Sync {
 
     /// Number of stored rows and distinct streams.
     async fn counts(&self) -> Result<(u64, u64), StoreError>;
+}
+
+/// The ledger's proofs: the stored nodes of its Merkle tree (written by the append, read
+/// for inclusion and consistency proofs) and the signed checkpoints of its roots.
+#[async_trait]
+pub trait ProofStore: Send + Sync {
+    /// Stored Merkle nodes among `ids` (absent ones are left out).
+    async fn merkle_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError>;
+
+    /// Stored Merkle nodes of one level with index in `from..=to`, by index.
+    async fn merkle_level_range(
+        &self,
+        level: u8,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, Hash)>, StoreError>;
+
+    async fn add_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError>;
+
+    /// Every checkpoint, oldest first; unreadable rows are reported as errors.
+    async fn checkpoints(&self) -> Result<Vec<Result<Checkpoint, String>>, StoreError>;
 }
 
 /// Beside the ledger: the COI sequence of each issuer and year, and the counts of local

@@ -1,5 +1,6 @@
-//! One SQL text for both backends: the stores beside the ledger (accounts, tokens,
-//! sessions, webhooks, the vault, codes, outbox cursors) are written here once, against
+//! One SQL text for both backends: the ledger's proofs (Merkle nodes, checkpoints) and the
+//! stores beside the ledger (accounts, tokens, sessions, webhooks, the vault, codes, outbox
+//! cursors, EPCIS captures) are written here once, against
 //! [`SqlDb`], the few operations a backend must provide: run a statement with its values,
 //! read rows, and open a transaction. Each backend implements [`SqlDb`] in a few lines of
 //! its own driver code; every `impl ... Store for B where B: SqlDb` below then serves it.
@@ -14,6 +15,7 @@
 mod access;
 mod codes;
 mod epcis;
+mod proofs;
 mod webhooks;
 
 use std::borrow::Cow;
@@ -55,7 +57,7 @@ impl Dialect {
 pub enum Param {
     Int(Option<i64>),
     Text(Option<String>),
-    Bytes(Vec<u8>),
+    Bytes(Option<Vec<u8>>),
     Bool(bool),
     /// Bound as `uuid` on PostgreSQL, as its hyphenated text on SQLite.
     Uuid(Uuid),
@@ -99,13 +101,19 @@ impl From<Option<&str>> for Param {
 
 impl From<&[u8]> for Param {
     fn from(v: &[u8]) -> Self {
-        Param::Bytes(v.to_vec())
+        Param::Bytes(Some(v.to_vec()))
     }
 }
 
 impl From<&Vec<u8>> for Param {
     fn from(v: &Vec<u8>) -> Self {
-        Param::Bytes(v.clone())
+        Param::Bytes(Some(v.clone()))
+    }
+}
+
+impl From<Option<Vec<u8>>> for Param {
+    fn from(v: Option<Vec<u8>>) -> Self {
+        Param::Bytes(v)
     }
 }
 
@@ -152,6 +160,7 @@ pub trait SqlRow: Send {
     fn text(&self, column: &str) -> Result<String, StoreError>;
     fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
     fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError>;
+    fn opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn boolean(&self, column: &str) -> Result<bool, StoreError>;
 }
 
