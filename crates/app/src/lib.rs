@@ -72,6 +72,7 @@ pub use ledger::request::{
     MAX_FUTURE_SKEW_SECONDS, MAX_REQUEST_BYTES,
 };
 pub use ledger::verify::{VerifyFailure, VerifyReport};
+pub use projections::chains::{ChainFilter, ChainList, ProjectionCheck};
 pub use projections::genealogy::{
     Administered, BackwardGenealogy, BatchMadeWith, ForwardGenealogy, PatientReceived,
 };
@@ -125,6 +126,8 @@ pub struct Autolog {
     sign_in_throttle: access::throttle::SignInThrottle,
     /// Refused attempts per sender this minute (recorded one by one, then counted).
     access_refusals: access::refusals::RefusalWindows,
+    /// Held while this process folds the ledger into its projections (one projector).
+    projector: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Autolog {
@@ -157,6 +160,7 @@ impl Autolog {
             private_webhook_receivers: false,
             sign_in_throttle: access::throttle::SignInThrottle::default(),
             access_refusals: access::refusals::RefusalWindows::default(),
+            projector: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 

@@ -88,6 +88,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
         Somewhere(ReadReference),
     ),
     ("POST", "/api/v1/chains", Somewhere(Record)),
+    // The listing narrows itself to the chains in the caller's scope.
+    ("GET", "/api/v1/chains", Somewhere(ReadChains)),
     ("GET", "/api/v1/chains/{coi}", Chain(ReadChains)),
     (
         "GET",

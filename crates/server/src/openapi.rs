@@ -115,6 +115,15 @@ fn complete(doc: &mut Value) {
             ),
         ),
         (
+            "ChainState",
+            one_of(
+                "A state of a chain of identity",
+                autolog_domain::chain::ChainState::ALL
+                    .iter()
+                    .map(|s| s.as_str()),
+            ),
+        ),
+        (
             "AlertFilter",
             one_of(
                 "open (default: not resolved), unacknowledged, resolved or all",
@@ -163,6 +172,7 @@ type SchemaOf = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
 const ANSWERS: &[(&str, &str, &str, SchemaOf)] = {
     use autolog_app as app;
     &[
+        ("/api/v1/chains", "get", "200", schema::<app::ChainList>),
         (
             "/api/v1/chains/{coi}",
             "get",

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use autolog_domain::catalogue::stream_state;
+use autolog_domain::chain::summary::ChainSummary;
+use autolog_domain::chain::ChainState;
 use autolog_domain::ledger::checkpoint::{Checkpoint, CheckpointLink};
 use autolog_domain::ledger::merkle::{self, leaf_hash, Frontier};
 use autolog_domain::rules::history::{record_filter, HistoryFilter};
@@ -15,6 +17,7 @@ use autolog_store::{
     ApiToken, DeliveryStatus, EventQuery, RoleGrant, Session, Store, StoreError, UserAccount,
     VaultRecord, Webhook, WebhookDelivery,
 };
+use autolog_store::{ChainQuery, ChainScope};
 use autolog_store::{EpcRole, EpcisCapture, EpcisQuery, NewEpcisEvent, StoredEpcisEvent};
 use serde_json::{json, Value};
 
@@ -3593,4 +3596,149 @@ pub async fn secrets_are_replaced_only_where_unchanged(target: Target) {
     let hooks = store.webhooks().await.expect("webhooks");
     assert_eq!(hooks[0].secret, "sealed:v1:k:bb");
     assert_eq!(store.replace_secrets(&[]).await.expect("nothing"), 0);
+}
+
+fn summary(coi: &str, state: ChainState, involved: &[&str], treated_at: &str) -> ChainSummary {
+    ChainSummary {
+        coi: coi.to_string(),
+        patient_key: Some(format!("PK-{coi}")),
+        product_code: Some("CART-19".into()),
+        treatment_site_id: Some(treated_at.to_string()),
+        collection_site_id: Some(treated_at.to_string()),
+        state,
+        custodian_site_id: involved.first().map(|s| s.to_string()),
+        location_site_id: None,
+        open_handoff_id: Some("H-1".into()),
+        handoff_to_site_id: Some("MFG-1".into()),
+        open_holds: 2,
+        released: false,
+        succeeded_by: None,
+        involved: involved.iter().map(|s| s.to_string()).collect(),
+        last_position: 7,
+    }
+}
+
+fn cois(found: &[ChainSummary]) -> Vec<&str> {
+    found.iter().map(|s| s.coi.as_str()).collect()
+}
+
+pub async fn chain_summaries_are_replaced_and_queried(target: Target) {
+    let store = target.open().await;
+    assert_eq!(
+        store.chain_projection_position().await.expect("position"),
+        0
+    );
+    let first = [
+        summary("CHA", ChainState::Enrolled, &["TC-1"], "TC-1"),
+        summary("CHB", ChainState::InTransit, &["TC-1", "MFG-1"], "TC-1"),
+        summary("CHC", ChainState::InTransit, &["TC-2", "MFG-1"], "TC-2"),
+    ];
+    assert!(store.put_chain_summaries(&first, 0, 10).await.expect("put"));
+    assert_eq!(
+        store.chain_projection_position().await.expect("position"),
+        10
+    );
+    // A writer that read an older position changes nothing.
+    let stale = [summary("CHA", ChainState::Cancelled, &["TC-1"], "TC-1")];
+    assert!(!store
+        .put_chain_summaries(&stale, 0, 12)
+        .await
+        .expect("stale"));
+    assert!(!store
+        .put_chain_summaries(&stale, 9, 12)
+        .await
+        .expect("stale"));
+    let a = store
+        .chain_summary("CHA")
+        .await
+        .expect("read")
+        .expect("CHA");
+    assert_eq!(a, first[0], "read back as written, sites included");
+    // Replacing a summary replaces its sites too.
+    let moved = [summary(
+        "CHB",
+        ChainState::ReceivedAtManufacturing,
+        &["MFG-1"],
+        "TC-1",
+    )];
+    assert!(store
+        .put_chain_summaries(&moved, 10, 11)
+        .await
+        .expect("put"));
+    let all = ChainQuery {
+        limit: 10,
+        ..ChainQuery::default()
+    };
+    let found = store.chain_summaries(&all).await.expect("all");
+    assert_eq!(cois(&found), ["CHA", "CHB", "CHC"]);
+    assert_eq!(found[1], moved[0]);
+    let in_transit = ChainQuery {
+        state: Some(ChainState::InTransit),
+        ..all.clone()
+    };
+    assert_eq!(
+        cois(&store.chain_summaries(&in_transit).await.expect("q")),
+        ["CHC"]
+    );
+    let at_mfg = ChainQuery {
+        site_id: Some("MFG-1".into()),
+        ..all.clone()
+    };
+    assert_eq!(
+        cois(&store.chain_summaries(&at_mfg).await.expect("q")),
+        ["CHB", "CHC"]
+    );
+    let other_product = ChainQuery {
+        product_code: Some("OTHER".into()),
+        ..all.clone()
+    };
+    assert!(store
+        .chain_summaries(&other_product)
+        .await
+        .expect("q")
+        .is_empty());
+    let page = ChainQuery {
+        after: Some("CHA".into()),
+        limit: 1,
+        ..all.clone()
+    };
+    assert_eq!(
+        cois(&store.chain_summaries(&page).await.expect("q")),
+        ["CHB"]
+    );
+    // Scope: the chains treated at TC-2, and those MFG-1 takes part in.
+    let scoped = |treatment: &[&str], involved: &[&str]| ChainQuery {
+        scope: Some(ChainScope {
+            treatment_sites: treatment.iter().map(|s| s.to_string()).collect(),
+            involved_sites: involved.iter().map(|s| s.to_string()).collect(),
+        }),
+        ..all.clone()
+    };
+    let q = scoped(&["TC-2"], &[]);
+    assert_eq!(cois(&store.chain_summaries(&q).await.expect("q")), ["CHC"]);
+    let q = scoped(&[], &["MFG-1"]);
+    assert_eq!(
+        cois(&store.chain_summaries(&q).await.expect("q")),
+        ["CHB", "CHC"]
+    );
+    let q = scoped(&["TC-1"], &["TC-2"]);
+    assert_eq!(
+        cois(&store.chain_summaries(&q).await.expect("q")),
+        ["CHA", "CHB", "CHC"]
+    );
+    let q = scoped(&[], &[]);
+    assert!(
+        store.chain_summaries(&q).await.expect("q").is_empty(),
+        "no site: no chain"
+    );
+    store.clear_chain_projection().await.expect("clear");
+    assert_eq!(
+        store.chain_projection_position().await.expect("position"),
+        0
+    );
+    assert!(store.chain_summaries(&all).await.expect("all").is_empty());
+    assert!(store
+        .put_chain_summaries(&first, 0, 3)
+        .await
+        .expect("again from 0"));
 }

@@ -12,6 +12,8 @@ pub mod sql;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
+use autolog_domain::chain::summary::ChainSummary;
+use autolog_domain::chain::ChainState;
 use autolog_domain::ledger::checkpoint::Checkpoint;
 use autolog_domain::ledger::merkle::{Frontier, Hash, NodeId};
 use autolog_domain::rules::history::HistoryFilter;
@@ -117,6 +119,7 @@ pub struct ScannedRow {
 pub trait Store:
     LedgerStore
     + ProofStore
+    + ProjectionStore
     + CodeStore
     + OutboxStore
     + AccountStore
@@ -131,6 +134,7 @@ pub trait Store:
 impl<T> Store for T where
     T: LedgerStore
         + ProofStore
+        + ProjectionStore
         + CodeStore
         + OutboxStore
         + AccountStore
@@ -145,8 +149,8 @@ impl<T> Store for T where
 /// The store traits, to call any store method on an `Arc<dyn Store>`.
 pub mod prelude {
     pub use crate::{
-        AccountStore, CodeStore, EpcisStore, LedgerStore, OutboxStore, ProofStore, SessionStore,
-        Store, TokenStore, VaultStore, WebhookStore,
+        AccountStore, CodeStore, EpcisStore, LedgerStore, OutboxStore, ProjectionStore, ProofStore,
+        SessionStore, Store, TokenStore, VaultStore, WebhookStore,
     };
 }
 /// The ledger proper: appending, reading events and streams, the Merkle tree and its
@@ -309,6 +313,56 @@ pub trait ProofStore: Send + Sync {
 
     /// Every checkpoint, oldest first; unreadable rows are reported as errors.
     async fn checkpoints(&self) -> Result<Vec<Result<Checkpoint, String>>, StoreError>;
+}
+
+/// Read models derived from the ledger, each with the position up to which it has folded
+/// the ledger. They hold nothing the ledger does not: each can be dropped and rebuilt.
+#[async_trait]
+pub trait ProjectionStore: Send + Sync {
+    /// The position up to which the chain projection has folded the ledger (0: not yet).
+    async fn chain_projection_position(&self) -> Result<u64, StoreError>;
+
+    /// In one transaction: replaces the summaries given (with their sites) and moves the
+    /// chain projection's position from `from` to `to`. False, and nothing written, when
+    /// the stored position is no longer `from` (another server projected meanwhile).
+    async fn put_chain_summaries(
+        &self,
+        summaries: &[ChainSummary],
+        from: u64,
+        to: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// One chain's summary, if projected.
+    async fn chain_summary(&self, coi: &str) -> Result<Option<ChainSummary>, StoreError>;
+
+    /// The summaries matching `query`, by COI (bytewise), after `query.after`.
+    async fn chain_summaries(&self, query: &ChainQuery) -> Result<Vec<ChainSummary>, StoreError>;
+
+    /// Drops the chain projection: every summary and its position (folding starts again
+    /// from the first event).
+    async fn clear_chain_projection(&self) -> Result<(), StoreError>;
+}
+
+/// A filter over chain summaries; each condition given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainQuery {
+    /// Only chains visible in this scope (`None`: every chain).
+    pub scope: Option<ChainScope>,
+    /// Only chains this site takes part in.
+    pub site_id: Option<String>,
+    pub state: Option<ChainState>,
+    pub product_code: Option<String>,
+    /// Keyset: only COIs after this one.
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+/// The chains a caller may see: those treated at `treatment_sites`, and those that any
+/// of `involved_sites` takes part in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChainScope {
+    pub treatment_sites: Vec<String>,
+    pub involved_sites: Vec<String>,
 }
 
 /// Beside the ledger: the COI sequence of each issuer and year, and the counts of local

@@ -6,6 +6,7 @@ mod chains;
 mod golden;
 mod integration_examples;
 mod journeys;
+mod projections;
 mod resolve;
 mod side_tables;
 mod trusted;

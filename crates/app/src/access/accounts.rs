@@ -926,51 +926,7 @@ impl Autolog {
         if events.is_empty() {
             return Ok(None);
         }
-        let mut sites = ChainSites::default();
-        for e in &events {
-            // A note or a hold does not make a site a party to the chain.
-            if matches!(
-                e.body.event_type.as_str(),
-                "annotation.recorded" | "chain.hold_placed"
-            ) {
-                continue;
-            }
-            if let Some(site) = &e.site {
-                sites.involved.insert(site.clone());
-            }
-            let data = &e.body.data;
-            for field in [
-                "treatment_site_id",
-                "collection_site_id",
-                "destination_site_id",
-                "from_site_id",
-                "site_id",
-            ] {
-                let value = text(data, field);
-                if !value.is_empty() {
-                    sites.involved.insert(value.to_string());
-                }
-            }
-            if e.body.event_type == "chain.enrolled" {
-                let t = text(data, "treatment_site_id");
-                if !t.is_empty() {
-                    sites.treatment_site_id = Some(t.to_string());
-                }
-                let c = text(data, "collection_site_id");
-                let collection = if c.is_empty() { t } else { c };
-                if !collection.is_empty() {
-                    sites.collection_site_id = Some(collection.to_string());
-                    sites.involved.insert(collection.to_string());
-                }
-            }
-            if e.body.event_type == "chain.collection_site_assigned" {
-                let c = text(data, "collection_site_id");
-                if !c.is_empty() {
-                    sites.collection_site_id = Some(c.to_string());
-                }
-            }
-        }
-        Ok(Some(sites))
+        Ok(Some(ChainSites::of(&events)))
     }
 }
 

@@ -373,16 +373,27 @@ impl Autolog {
         coi: &str,
         events: &[&Event],
     ) -> Result<ChainView, AppError> {
+        let reads = Arc::new(RuleReads::default());
+        Ok(self.chain_fold(coi, events, &reads).await?.0)
+    }
+
+    /// The chain folded from `events` (in recording order), and its enrolment, reading
+    /// reference data through `reads` (which many chains may share).
+    pub(crate) async fn chain_fold(
+        &self,
+        coi: &str,
+        events: &[&Event],
+        reads: &Arc<RuleReads>,
+    ) -> Result<(ChainView, Option<ChainEnrolledV1>), AppError> {
         let entries: Vec<ChainEvent> = events
             .iter()
             .map(|e| entry_of(e))
             .collect::<Result<_, _>>()?;
-        let reads = Arc::new(RuleReads::default());
         let enrolment = enrolment_of(&entries);
         let facts = self
-            .facts_for(coi.to_string(), entries, enrolment, &reads)
+            .facts_for(coi.to_string(), entries, enrolment.clone(), reads)
             .await?;
-        Ok(facts.view())
+        Ok((facts.view(), enrolment))
     }
 
     /// Checks each chain event of a request against the chain's state and reference data,

@@ -1,6 +1,8 @@
-//! Reports folded from the ledger: genealogy both ways, the network reconciliation report,
+//! Read models and reports folded from the ledger: the chain projection (each chain as it
+//! stands now), genealogy both ways, the network reconciliation report,
 //! retention on the patient's timeline, and turnaround (vein-to-vein and per step).
 
+pub(crate) mod chains;
 pub(crate) mod genealogy;
 pub(crate) mod reconciliation;
 pub(crate) mod retention;

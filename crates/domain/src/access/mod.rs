@@ -6,7 +6,7 @@ pub mod signature;
 use serde::Deserialize;
 
 use crate::error::FieldError;
-use crate::ledger::envelope::{check_actor, check_code};
+use crate::ledger::envelope::{check_actor, check_code, Event};
 use crate::ledger::event_type::Check;
 
 /// A grant's site that covers every site of the network (auditors, administrators,
@@ -316,6 +316,63 @@ pub struct ChainSites {
     pub involved: std::collections::BTreeSet<String>,
 }
 
+impl ChainSites {
+    /// The sites of a chain, from its events as recorded (superseded ones too: a site that
+    /// took part keeps its view of the chain).
+    pub fn of(events: &[Event]) -> ChainSites {
+        let mut sites = ChainSites::default();
+        for e in events {
+            // A note or a hold does not make a site a party to the chain.
+            if matches!(
+                e.body.event_type.as_str(),
+                "annotation.recorded" | "chain.hold_placed"
+            ) {
+                continue;
+            }
+            if let Some(site) = &e.site {
+                sites.involved.insert(site.clone());
+            }
+            let data = &e.body.data;
+            for field in [
+                "treatment_site_id",
+                "collection_site_id",
+                "destination_site_id",
+                "from_site_id",
+                "site_id",
+            ] {
+                let value = text(data, field);
+                if !value.is_empty() {
+                    sites.involved.insert(value.to_string());
+                }
+            }
+            if e.body.event_type == "chain.enrolled" {
+                let t = text(data, "treatment_site_id");
+                if !t.is_empty() {
+                    sites.treatment_site_id = Some(t.to_string());
+                }
+                let c = text(data, "collection_site_id");
+                let collection = if c.is_empty() { t } else { c };
+                if !collection.is_empty() {
+                    sites.collection_site_id = Some(collection.to_string());
+                    sites.involved.insert(collection.to_string());
+                }
+            }
+            if e.body.event_type == "chain.collection_site_assigned" {
+                let c = text(data, "collection_site_id");
+                if !c.is_empty() {
+                    sites.collection_site_id = Some(c.to_string());
+                }
+            }
+        }
+        sites
+    }
+}
+
+/// The text of a payload field, empty when absent or not text.
+fn text<'a>(data: &'a serde_json::Value, field: &str) -> &'a str {
+    data.get(field).and_then(|v| v.as_str()).unwrap_or_default()
+}
+
 /// Whether any grant with `permission` covers the site.
 pub fn allowed_at(grants: &[Grant], permission: Permission, site_id: &str) -> bool {
     grants
@@ -352,6 +409,28 @@ pub fn chain_in_scope(grants: &[Grant], permission: Permission, chain: &ChainSit
                 chain.involved.contains(&g.site_id)
             }
         })
+}
+
+/// Where a holder of `grants` sees chains under `permission`, as [`chain_in_scope`]
+/// decides it: `None` with a network-wide grant (every chain); otherwise the treatment
+/// centers whose patients' chains it sees, and the sites whose chains (those they take
+/// part in) it sees.
+pub fn chain_scope(grants: &[Grant], permission: Permission) -> Option<(Vec<String>, Vec<String>)> {
+    let mut treatment = Vec::new();
+    let mut involved = Vec::new();
+    for g in grants.iter().filter(|g| g.role.allows(permission)) {
+        if g.site_id == EVERY_SITE {
+            return None;
+        }
+        let list = match g.role.scoped_to_treatment_center() {
+            true => &mut treatment,
+            false => &mut involved,
+        };
+        if !list.contains(&g.site_id) {
+            list.push(g.site_id.clone());
+        }
+    }
+    Some((treatment, involved))
 }
 
 /// Whether some grant lets the holder record `event_type` at `site_id` (`None`: an event

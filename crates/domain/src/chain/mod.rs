@@ -20,6 +20,8 @@ use crate::error::FieldError;
 
 use crate::ledger::time::Instant;
 
+pub mod summary;
+
 /// The states of a chain (glossary: enrolled -> collected -> in transit -> ... -> in follow-up).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChainState {
@@ -39,6 +41,28 @@ pub enum ChainState {
 }
 
 impl ChainState {
+    /// Every state, in the order of the glossary.
+    pub const ALL: [ChainState; 13] = [
+        Self::NotYetEnrolled,
+        Self::Enrolled,
+        Self::Collected,
+        Self::InTransit,
+        Self::ReceivedAtManufacturing,
+        Self::InManufacturing,
+        Self::InTesting,
+        Self::ReleasedForPatient,
+        Self::ReceivedAtTreatmentCenter,
+        Self::Administered,
+        Self::InFollowUp,
+        Self::OnHold,
+        Self::Cancelled,
+    ];
+
+    /// The state named `text` (as [`ChainState::as_str`] writes it).
+    pub fn parse(text: &str) -> Option<ChainState> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NotYetEnrolled => "not_yet_enrolled",

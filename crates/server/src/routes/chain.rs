@@ -1,4 +1,5 @@
-//! The chain of identity: enrolment (the COI issued) and a chain as of any moment.
+//! The chain of identity: enrolment (the COI issued), the chains a caller may see (from
+//! the chain projection), and a chain as of any moment.
 
 use autolog_app::Principal;
 use axum::body::Bytes;
@@ -9,14 +10,14 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 
-use super::params::{AsOf, QueryOf};
+use super::params::{query_params, whole_number, AsOf, QueryOf};
 use super::{path_param, request_body, AppState, PathParam};
 use crate::ApiError;
 
 /// The routes of this area, to be merged into the API router.
 pub(super) fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/chains", post(enrol))
+        .route("/api/v1/chains", post(enrol).get(chains))
         .route("/api/v1/chains/{coi}", get(chain))
 }
 
@@ -33,6 +34,33 @@ async fn enrol(
         StatusCode::OK
     };
     Ok((status, Json(Enrolled { coi, result })))
+}
+
+query_params! {
+    /// `GET /api/v1/chains`: by site, state and product, a page by COI.
+    ChainParams {
+        site_id: Option<String>,
+        state: Option<String>,
+        product_code: Option<String>,
+        after: Option<String>,
+        #[serde(default, deserialize_with = "whole_number")]
+        limit: Option<u32>,
+    }
+}
+
+async fn chains(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    QueryOf(q): QueryOf<ChainParams>,
+) -> Result<Json<autolog_app::ChainList>, ApiError> {
+    let filter = autolog_app::ChainFilter {
+        site_id: q.site_id,
+        state: q.state,
+        product_code: q.product_code,
+        after: q.after,
+        limit: q.limit,
+    };
+    Ok(Json(app.chains(&principal.grants, &filter).await?))
 }
 
 async fn chain(

@@ -100,6 +100,13 @@ fn cases(coi: &str, n: usize) -> Vec<Case> {
             allowed: |r, s| reads_chains(r) && in_reach(s),
         },
         Case {
+            name: "list chains (narrowed to the caller's scope)",
+            method: "GET",
+            path: "/api/v1/chains".into(),
+            body: None,
+            allowed: |r, _| reads_chains(r),
+        },
+        Case {
             name: "read the chain's events",
             method: "GET",
             path: format!("/api/v1/events?stream=coi/{coi}"),
@@ -380,6 +387,42 @@ async fn the_matrix(t: Target) {
     )
     .await;
     assert_eq!(count(&listed), 0, "{listed}");
+
+    // So are chain listings, from the chain projection.
+    let listed_cois = |v: &Value| -> Vec<String> {
+        v["chains"].as_array().map_or(Vec::new(), |a| {
+            a.iter()
+                .filter_map(|c| c["coi"].as_str().map(str::to_string))
+                .collect()
+        })
+    };
+    let (status, listed) = call(&app.base, nurse_in, "GET", "/api/v1/chains", None).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(
+        listed_cois(&listed),
+        std::slice::from_ref(&app.coi),
+        "{listed}"
+    );
+    assert_eq!(
+        listed["chains"][0]["treatment_site_id"], IN_SCOPE,
+        "{listed}"
+    );
+    let (_, listed) = call(&app.base, nurse_out, "GET", "/api/v1/chains", None).await;
+    assert_eq!(listed_cois(&listed), Vec::<String>::new(), "{listed}");
+    let (status, refused) = call(
+        &app.base,
+        nurse_in,
+        "GET",
+        "/api/v1/chains?state=shipped",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(
+        (&refused["error"]["field"], &refused["error"]["value"]),
+        (&json!("state"), &json!("shipped")),
+        "{refused}"
+    );
 
     // The scope holds however the COI is spelled in the path (percent-encoded).
     let encoded: String = app.coi.bytes().map(|b| format!("%{b:02X}")).collect();

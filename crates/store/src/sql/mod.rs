@@ -15,6 +15,7 @@
 mod access;
 mod codes;
 mod epcis;
+mod projections;
 mod proofs;
 mod webhooks;
 

@@ -1,0 +1,162 @@
+//! The chain projection against the ledger's fold: after a seeded simulation with faults,
+//! projected step by step; after a rebuild; and as the scope of a listing narrows it.
+
+use std::sync::Arc;
+
+use autolog_app::{Autolog, ChainFilter, ManualClock};
+use autolog_domain::access::{Grant, Role, EVERY_SITE};
+use autolog_domain::{Instant, SigningKey};
+
+async fn simulated(dir: &tempfile::TempDir, patients: usize) -> Autolog {
+    let store = autolog_store_sqlite::SqliteStore::open(&dir.path().join("projection.db"))
+        .await
+        .expect("store");
+    let clock = Arc::new(ManualClock::new(
+        Instant::from_micros(1_795_132_800_000_000).expect("valid"),
+    ));
+    let app = Autolog::from_parts(Arc::new(store), SigningKey::from_bytes(&[5u8; 32]))
+        .with_clock(clock.clone())
+        .with_coi_issuer("A9999")
+        .expect("FIN");
+    let sim =
+        autolog_simulate::generate(&autolog_simulate::SimulateOptions::new(patients, 7, 0.25))
+            .expect("simulate");
+    assert!(!sim.faults.is_empty(), "the simulation injects faults");
+    let mut report = autolog_app::IngestReport::default();
+    for (i, line) in sim.lines.iter().enumerate() {
+        clock.advance_seconds(1);
+        app.ingest_line(i + 1, line, &mut report)
+            .await
+            .expect("ingest");
+        // Project part of the way now and then: the projection is kept step by step.
+        if i % 37 == 0 {
+            app.project_chains().await.expect("project");
+        }
+    }
+    assert!(
+        report.appended_events > 0 && report.refused.len() < sim.lines.len() / 4,
+        "the simulation is recorded (refused: {:?})",
+        report.refused.first()
+    );
+    app
+}
+
+fn everywhere() -> Vec<Grant> {
+    vec![Grant {
+        role: Role::Auditor,
+        site_id: EVERY_SITE.to_string(),
+    }]
+}
+
+async fn every_summary(app: &Autolog) -> Vec<autolog_domain::chain::summary::ChainSummary> {
+    let mut filter = ChainFilter {
+        limit: Some(7),
+        ..ChainFilter::default()
+    };
+    let mut all = Vec::new();
+    loop {
+        let page = app.chains(&everywhere(), &filter).await.expect("page");
+        all.extend(page.chains);
+        match page.next_after {
+            Some(after) => filter.after = Some(after),
+            None => return all,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_chain_projection_equals_the_fold_after_a_simulation_with_faults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = simulated(&dir, 20).await;
+    let check = app.check_projections().await.expect("check");
+    assert!(check.chains >= 20, "every chain checked: {}", check.chains);
+    assert_eq!(check.differences, Vec::<String>::new());
+    let summaries = every_summary(&app).await;
+    assert_eq!(
+        summaries.len() as u64,
+        check.chains,
+        "pages cover every chain once"
+    );
+    for summary in &summaries {
+        let chain = app.chain(&summary.coi, None, None).await.expect("chain");
+        assert_eq!(summary.state.as_str(), chain.state, "{}", summary.coi);
+        assert_eq!(summary.custodian_site_id, chain.custodian_site_id);
+        assert_eq!(summary.location_site_id, chain.location_site_id);
+        assert_eq!(summary.product_code, chain.product_code);
+        assert_eq!(summary.treatment_site_id, chain.treatment_site_id);
+        assert_eq!(summary.released, chain.released);
+        assert_eq!(summary.open_holds as usize, chain.holds.len());
+    }
+    // Dropped and folded again from the ledger: the same summaries.
+    app.rebuild_projections().await.expect("rebuild");
+    assert_eq!(every_summary(&app).await, summaries);
+    let check = app.check_projections().await.expect("check");
+    assert_eq!(check.differences, Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_listing_shows_the_chains_in_the_callers_scope_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = simulated(&dir, 12).await;
+    let all = every_summary(&app).await;
+    let treated_at = all[0].treatment_site_id.clone().expect("treatment site");
+    let nurse = [Grant {
+        role: Role::TreatmentNurse,
+        site_id: treated_at.clone(),
+    }];
+    let mine = app
+        .chains(&nurse, &ChainFilter::default())
+        .await
+        .expect("list");
+    let expected: Vec<&str> = all
+        .iter()
+        .filter(|c| c.treatment_site_id.as_deref() == Some(treated_at.as_str()))
+        .map(|c| c.coi.as_str())
+        .collect();
+    let shown: Vec<&str> = mine.chains.iter().map(|c| c.coi.as_str()).collect();
+    assert_eq!(
+        shown, expected,
+        "a nurse sees the chains of her center's patients"
+    );
+    assert!(shown.len() < all.len(), "and not the others");
+    let courier = [Grant {
+        role: Role::Courier,
+        site_id: "NOWHERE-1".into(),
+    }];
+    let none = app
+        .chains(&courier, &ChainFilter::default())
+        .await
+        .expect("list");
+    assert!(none.chains.is_empty(), "a site in no chain sees none");
+    let state = all[0].state.as_str().to_string();
+    let same_state = app
+        .chains(
+            &everywhere(),
+            &ChainFilter {
+                state: Some(state.clone()),
+                ..ChainFilter::default()
+            },
+        )
+        .await
+        .expect("list");
+    assert!(same_state.chains.iter().all(|c| c.state.as_str() == state));
+    assert_eq!(
+        same_state.chains.len(),
+        all.iter().filter(|c| c.state.as_str() == state).count()
+    );
+    let refused = app
+        .chains(
+            &everywhere(),
+            &ChainFilter {
+                state: Some("shipped".into()),
+                ..ChainFilter::default()
+            },
+        )
+        .await
+        .expect_err("unknown state");
+    let text = refused.to_string();
+    assert!(
+        text.contains("state") && text.contains("shipped") && text.contains("in_transit"),
+        "{text}"
+    );
+}

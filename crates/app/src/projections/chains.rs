@@ -1,0 +1,292 @@
+//! The chain projection: each chain as it stands now, in one row of the store, kept from
+//! the ledger by a cursor. Lists and work queues read it instead of folding every chain.
+//!
+//! The projector reads the events after the projection's position, folds again each chain
+//! they touch, and writes the new summaries with the new position in one transaction:
+//! a crash leaves the projection at its last position, never half-way. A reader first
+//! brings the projection up to the ledger's head, so it sees its own writes. An event on a
+//! product's stream folds again the chains of that product; one on a process step's
+//! stream, every chain (the fold reads both). Questions about the past (`valid_at`,
+//! `known_at`) still fold the ledger.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use autolog_domain::access::{chain_scope, ChainSites, Grant, Permission};
+use autolog_domain::chain::summary::ChainSummary;
+use autolog_domain::chain::ChainState;
+use autolog_domain::identifiers::Coi;
+use autolog_domain::ledger::bitemporal::effective_events;
+use autolog_domain::ledger::envelope::check_code;
+use autolog_domain::{FieldError, StreamId};
+use autolog_store::{ChainQuery, ChainScope, ScannedRow};
+
+use crate::chain::custody::in_recording_order;
+use crate::chain::rule_reads::RuleReads;
+use crate::ledger::read::page_limit;
+use crate::{AppError, Autolog};
+
+/// Events read per projector step.
+const STEP_EVENTS: u32 = 1_000;
+
+/// A listing of chains, from the projection.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+pub struct ChainList {
+    pub chains: Vec<ChainSummary>,
+    /// The last COI of this page when more may follow: pass it as `after`.
+    pub next_after: Option<String>,
+    /// The ledger position the projection had folded when it answered.
+    pub projected_to: u64,
+}
+
+/// A chain filter as the API and CLI give it (text, checked here).
+#[derive(Debug, Default, Clone)]
+pub struct ChainFilter {
+    pub site_id: Option<String>,
+    pub state: Option<String>,
+    pub product_code: Option<String>,
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// How the projection compares with the ledger's fold (`autolog verify`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProjectionCheck {
+    pub chains: u64,
+    /// Each chain whose summary differs from the fold, is missing or has no chain.
+    pub differences: Vec<String>,
+}
+
+impl ChainFilter {
+    fn query(&self, scope: Option<ChainScope>) -> Result<ChainQuery, AppError> {
+        for (field, value) in [
+            ("site_id", &self.site_id),
+            ("product_code", &self.product_code),
+        ] {
+            if let Some(v) = value {
+                check_code(field, v)?;
+            }
+        }
+        let state = match &self.state {
+            None => None,
+            Some(s) => Some(ChainState::parse(s).ok_or_else(|| {
+                let names: Vec<&str> = ChainState::ALL.iter().map(|s| s.as_str()).collect();
+                FieldError::new("state", s, format!("must be one of {}", names.join(", ")))
+            })?),
+        };
+        let after = match &self.after {
+            None => None,
+            Some(a) => Some(Coi::parse("after", a)?.to_string()),
+        };
+        Ok(ChainQuery {
+            scope,
+            site_id: self.site_id.clone(),
+            state,
+            product_code: self.product_code.clone(),
+            after,
+            limit: page_limit(self.limit)?,
+        })
+    }
+}
+
+/// The chains a step of events changes.
+enum Touched {
+    /// These chains, and every chain of these products.
+    Chains {
+        cois: BTreeSet<String>,
+        products: BTreeSet<String>,
+    },
+    /// Every chain (a process step changed: every fold reads the steps).
+    Every,
+}
+
+fn touched(rows: &[ScannedRow]) -> Result<Touched, AppError> {
+    let mut cois = BTreeSet::new();
+    let mut products = BTreeSet::new();
+    for row in rows {
+        let event = row.event.as_ref().map_err(|detail| {
+            AppError::Integrity(format!(
+                "stored row at position {} is unreadable: {detail}",
+                row.position
+            ))
+        })?;
+        if let Some(coi) = event.stream.strip_prefix("coi/") {
+            cois.insert(coi.to_string());
+        } else if let Some(product) = event.stream.strip_prefix("product/") {
+            products.insert(product.to_string());
+        } else if event.stream.starts_with("step/") {
+            return Ok(Touched::Every);
+        }
+    }
+    Ok(Touched::Chains { cois, products })
+}
+
+impl Autolog {
+    /// Brings the chain projection up to the ledger's head; the position it reached.
+    pub async fn project_chains(&self) -> Result<u64, AppError> {
+        let _one_projector = self.projector.lock().await;
+        loop {
+            let from = self.store.chain_projection_position().await?;
+            let rows = self
+                .store
+                .scan(i64::try_from(from).unwrap_or(i64::MAX), STEP_EVENTS)
+                .await?;
+            let Some(last) = rows.last() else {
+                return Ok(from);
+            };
+            let to = u64::try_from(last.position).unwrap_or_default();
+            let cois = match touched(&rows)? {
+                Touched::Chains { cois, products } => self.with_chains_of(cois, &products).await?,
+                Touched::Every => self.every_chain().await?,
+            };
+            let reads = Arc::new(RuleReads::default());
+            let mut summaries = Vec::with_capacity(cois.len());
+            for coi in &cois {
+                summaries.extend(self.summarise_chain(coi, &reads).await?);
+            }
+            // False when another server moved the position meanwhile: read it again.
+            self.store.put_chain_summaries(&summaries, from, to).await?;
+        }
+    }
+
+    /// Drops the chain projection and folds the whole ledger into it again.
+    pub async fn rebuild_projections(&self) -> Result<u64, AppError> {
+        self.store.clear_chain_projection().await?;
+        self.project_chains().await
+    }
+
+    /// The chains `grants` may read, matching `filter`, by COI; the projection is brought
+    /// up to the ledger's head first, so a caller sees its own appends.
+    pub async fn chains(
+        &self,
+        grants: &[Grant],
+        filter: &ChainFilter,
+    ) -> Result<ChainList, AppError> {
+        let scope =
+            chain_scope(grants, Permission::ReadChains).map(|(treatment, involved)| ChainScope {
+                treatment_sites: treatment,
+                involved_sites: involved,
+            });
+        let query = filter.query(scope)?;
+        let projected_to = self.project_chains().await?;
+        let chains = self.store.chain_summaries(&query).await?;
+        let full = chains.len() == query.limit as usize;
+        Ok(ChainList {
+            next_after: chains.last().filter(|_| full).map(|c| c.coi.clone()),
+            chains,
+            projected_to,
+        })
+    }
+
+    /// Compares every chain's summary with a fold of its stream now.
+    pub async fn check_projections(&self) -> Result<ProjectionCheck, AppError> {
+        self.project_chains().await?;
+        let reads = Arc::new(RuleReads::default());
+        let mut check = ProjectionCheck::default();
+        let mut projected: BTreeSet<String> = BTreeSet::new();
+        let mut query = ChainQuery {
+            limit: crate::ledger::read::MAX_PAGE,
+            ..ChainQuery::default()
+        };
+        loop {
+            let page = self.store.chain_summaries(&query).await?;
+            for stored in &page {
+                projected.insert(stored.coi.clone());
+                let folded = self.summarise_chain(&stored.coi, &reads).await?;
+                if folded.as_ref() != Some(stored) {
+                    check.differences.push(format!(
+                        "chain {}: projected {stored:?}, folded {folded:?}",
+                        stored.coi
+                    ));
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == query.limit as usize => {
+                    query.after = Some(last.coi.clone())
+                }
+                _ => break,
+            }
+        }
+        for coi in self.every_chain().await? {
+            check.chains += 1;
+            if !projected.contains(&coi) {
+                check
+                    .differences
+                    .push(format!("chain {coi}: not projected"));
+            }
+        }
+        Ok(check)
+    }
+
+    /// The chain as recorded so far: every event in force (not superseded), folded in
+    /// recording order. `None` when the stream holds no event.
+    async fn summarise_chain(
+        &self,
+        coi: &str,
+        reads: &Arc<RuleReads>,
+    ) -> Result<Option<ChainSummary>, AppError> {
+        let known_at = self.settled_known_at(None, self.now()).await?;
+        let events = self
+            .store
+            .stream_events(&StreamId::chain(coi), known_at)
+            .await?;
+        let Some(newest) = events.last() else {
+            return Ok(None);
+        };
+        let valid_at = events
+            .iter()
+            .map(|e| e.occurred_at.instant)
+            .max()
+            .unwrap_or(known_at);
+        let effective = effective_events(&events, valid_at.max(known_at), known_at);
+        let ordered = in_recording_order(&effective, &events);
+        let (view, enrolment) = self.chain_fold(coi, &ordered, reads).await?;
+        let enrolment = enrolment
+            .as_ref()
+            .map(|e| (e.patient_key.as_str(), e.product_code.as_str()));
+        let sites = ChainSites::of(&events);
+        Ok(Some(ChainSummary::of(
+            coi,
+            &view,
+            enrolment,
+            &sites,
+            newest.position,
+        )))
+    }
+
+    /// `cois` and every projected chain of `products`.
+    async fn with_chains_of(
+        &self,
+        mut cois: BTreeSet<String>,
+        products: &BTreeSet<String>,
+    ) -> Result<BTreeSet<String>, AppError> {
+        for product in products {
+            let mut query = ChainQuery {
+                product_code: Some(product.clone()),
+                limit: crate::ledger::read::MAX_PAGE,
+                ..ChainQuery::default()
+            };
+            loop {
+                let page = self.store.chain_summaries(&query).await?;
+                cois.extend(page.iter().map(|c| c.coi.clone()));
+                match page.last() {
+                    Some(last) if page.len() == query.limit as usize => {
+                        query.after = Some(last.coi.clone())
+                    }
+                    _ => break,
+                }
+            }
+        }
+        Ok(cois)
+    }
+
+    /// Every COI with a stream.
+    async fn every_chain(&self) -> Result<BTreeSet<String>, AppError> {
+        Ok(self
+            .all_streams_with_prefix("coi/")
+            .await?
+            .iter()
+            .filter_map(|s| s.strip_prefix("coi/").map(str::to_string))
+            .collect())
+    }
+}

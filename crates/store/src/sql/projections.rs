@@ -1,0 +1,317 @@
+//! The chain projection (one row a chain, and its sites), for every [`SqlDb`] backend.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use autolog_domain::chain::summary::ChainSummary;
+use autolog_domain::chain::ChainState;
+
+use super::{first, placeholders, Dialect, Param, SqlDb, SqlRow, SqlTx, Statement};
+use crate::row::unreadable;
+use crate::{stored_position, ChainQuery, ChainScope, ProjectionStore, StoreError};
+
+/// The chain projection's name in `projection_cursors`.
+const CHAINS: &str = "chains";
+
+const SUMMARY_COLUMNS: &str = "coi, patient_key, product_code, treatment_site_id, \
+     collection_site_id, state, custodian_site_id, location_site_id, open_handoff_id, \
+     handoff_to_site_id, open_holds, released, succeeded_by, last_position";
+
+/// Rows per multi-row insert (at most 14 values each: well under both engines' limits).
+const ROWS_PER_STATEMENT: usize = 200;
+
+fn summary(r: &impl SqlRow, involved: BTreeSet<String>) -> Result<ChainSummary, StoreError> {
+    let coi = r.text("coi")?;
+    let bad = |detail: String| unreadable("chain_summaries", &coi, detail);
+    let state = r.text("state")?;
+    let open_holds = r.int("open_holds")?;
+    let last_position = r.int("last_position")?;
+    Ok(ChainSummary {
+        patient_key: r.opt_text("patient_key")?,
+        product_code: r.opt_text("product_code")?,
+        treatment_site_id: r.opt_text("treatment_site_id")?,
+        collection_site_id: r.opt_text("collection_site_id")?,
+        state: ChainState::parse(&state).ok_or_else(|| bad(format!("state {state:?}")))?,
+        custodian_site_id: r.opt_text("custodian_site_id")?,
+        location_site_id: r.opt_text("location_site_id")?,
+        open_handoff_id: r.opt_text("open_handoff_id")?,
+        handoff_to_site_id: r.opt_text("handoff_to_site_id")?,
+        open_holds: u32::try_from(open_holds)
+            .map_err(|_| bad(format!("open_holds {open_holds}")))?,
+        released: r.boolean("released")?,
+        succeeded_by: r.opt_text("succeeded_by")?,
+        last_position: u64::try_from(last_position)
+            .map_err(|_| bad(format!("last_position {last_position}")))?,
+        involved,
+        coi,
+    })
+}
+
+fn insert_summaries(chunk: &[ChainSummary]) -> Result<Statement, StoreError> {
+    let rows: Vec<String> = (0..chunk.len())
+        .map(|i| placeholders(1 + 14 * i, 14))
+        .collect();
+    let mut insert = Statement::new(format!(
+        "INSERT INTO chain_summaries ({SUMMARY_COLUMNS}) VALUES {}",
+        rows.join(", ")
+    ));
+    for s in chunk {
+        insert = insert
+            .bind(&s.coi)
+            .bind(s.patient_key.as_deref())
+            .bind(s.product_code.as_deref())
+            .bind(s.treatment_site_id.as_deref())
+            .bind(s.collection_site_id.as_deref())
+            .bind(s.state.as_str())
+            .bind(s.custodian_site_id.as_deref())
+            .bind(s.location_site_id.as_deref())
+            .bind(s.open_handoff_id.as_deref())
+            .bind(s.handoff_to_site_id.as_deref())
+            .bind(i64::from(s.open_holds))
+            .bind(s.released)
+            .bind(s.succeeded_by.as_deref())
+            .bind(stored_position("last_position", s.last_position)?);
+    }
+    Ok(insert)
+}
+
+/// The (site, relation, COI) rows of the summaries given.
+fn site_rows(summaries: &[ChainSummary]) -> Vec<(String, &'static str, String)> {
+    let mut rows = Vec::new();
+    for s in summaries {
+        for site in &s.involved {
+            rows.push((site.clone(), "involved", s.coi.clone()));
+        }
+        if let Some(site) = &s.treatment_site_id {
+            rows.push((site.clone(), "treatment", s.coi.clone()));
+        }
+    }
+    rows
+}
+
+fn insert_sites(chunk: &[(String, &'static str, String)]) -> Statement {
+    let rows: Vec<String> = (0..chunk.len())
+        .map(|i| placeholders(1 + 3 * i, 3))
+        .collect();
+    let mut insert = Statement::new(format!(
+        "INSERT INTO chain_sites (site_id, relation, coi) VALUES {}",
+        rows.join(", ")
+    ));
+    for (site, relation, coi) in chunk {
+        insert = insert.bind(site).bind(*relation).bind(coi);
+    }
+    insert
+}
+
+/// Moves the chain projection's position from `from` to `to`, or changes nothing (0 rows)
+/// when it is no longer `from`.
+fn advance(from: i64, to: i64) -> Statement {
+    let sql = if from == 0 {
+        "INSERT INTO projection_cursors (name, position) VALUES ($1, $2) \
+         ON CONFLICT (name) DO UPDATE SET position = excluded.position \
+         WHERE projection_cursors.position = 0"
+    } else {
+        "UPDATE projection_cursors SET position = $2 WHERE name = $1 AND position = $3"
+    };
+    let advance = Statement::new(sql).bind(CHAINS).bind(to);
+    match from {
+        0 => advance,
+        _ => advance.bind(from),
+    }
+}
+
+/// A query's text and values as its conditions are added.
+struct Conditions {
+    dialect: Dialect,
+    sql: String,
+    params: Vec<Param>,
+}
+
+impl Conditions {
+    fn place(&mut self, value: Param) -> String {
+        self.params.push(value);
+        format!("${}", self.params.len())
+    }
+
+    fn list(&mut self, values: &[String]) -> String {
+        let places: Vec<String> = values.iter().map(|v| self.place(v.into())).collect();
+        places.join(", ")
+    }
+
+    fn scope(&mut self, scope: &ChainScope) {
+        let mut parts = Vec::new();
+        if !scope.treatment_sites.is_empty() {
+            let list = self.list(&scope.treatment_sites);
+            parts.push(format!("(relation = 'treatment' AND site_id IN ({list}))"));
+        }
+        if !scope.involved_sites.is_empty() {
+            let list = self.list(&scope.involved_sites);
+            parts.push(format!("(relation = 'involved' AND site_id IN ({list}))"));
+        }
+        if parts.is_empty() {
+            parts.push("FALSE".into());
+        }
+        self.sql.push_str(&format!(
+            " AND s.coi IN (SELECT coi FROM chain_sites WHERE {})",
+            parts.join(" OR ")
+        ));
+    }
+
+    fn finish(mut self, q: &ChainQuery) -> Statement {
+        let order = self.dialect.bytewise("s.coi");
+        let limit = self.place(i64::from(q.limit).into());
+        self.sql
+            .push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
+        let mut statement = Statement::new(self.sql);
+        statement.params = self.params;
+        statement
+    }
+}
+
+fn chain_query(q: &ChainQuery, dialect: Dialect) -> Statement {
+    let mut c = Conditions {
+        dialect,
+        sql: format!("SELECT {SUMMARY_COLUMNS} FROM chain_summaries s WHERE TRUE"),
+        params: Vec::new(),
+    };
+    if let Some(after) = &q.after {
+        let p = c.place(after.into());
+        let key = dialect.bytewise("s.coi");
+        c.sql.push_str(&format!(" AND {key} > {p}"));
+    }
+    if let Some(state) = q.state {
+        let p = c.place(state.as_str().into());
+        c.sql.push_str(&format!(" AND s.state = {p}"));
+    }
+    if let Some(product) = &q.product_code {
+        let p = c.place(product.into());
+        c.sql.push_str(&format!(" AND s.product_code = {p}"));
+    }
+    if let Some(site) = &q.site_id {
+        let p = c.place(site.into());
+        c.sql.push_str(&format!(
+            " AND s.coi IN (SELECT coi FROM chain_sites \
+             WHERE relation = 'involved' AND site_id = {p})"
+        ));
+    }
+    if let Some(scope) = &q.scope {
+        c.scope(scope);
+    }
+    c.finish(q)
+}
+
+/// The sites each of `cois` involves.
+async fn involved_of<B: SqlDb>(
+    db: &B,
+    cois: &[String],
+) -> Result<BTreeMap<String, BTreeSet<String>>, StoreError> {
+    let mut found: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for chunk in cois.chunks(ROWS_PER_STATEMENT) {
+        let places: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+        let mut select = Statement::new(format!(
+            "SELECT coi, site_id FROM chain_sites WHERE relation = 'involved' AND coi IN ({})",
+            places.join(", ")
+        ));
+        for coi in chunk {
+            select = select.bind(coi);
+        }
+        for row in db.read(select).await? {
+            found
+                .entry(row.text("coi")?)
+                .or_default()
+                .insert(row.text("site_id")?);
+        }
+    }
+    Ok(found)
+}
+
+#[async_trait]
+impl<B: SqlDb> ProjectionStore for B {
+    async fn chain_projection_position(&self) -> Result<u64, StoreError> {
+        let select =
+            Statement::new("SELECT position FROM projection_cursors WHERE name = $1").bind(CHAINS);
+        let Some(row) = first(self.read(select).await?) else {
+            return Ok(0);
+        };
+        let position = row.int("position")?;
+        u64::try_from(position).map_err(|_| {
+            unreadable(
+                "projection_cursors",
+                CHAINS,
+                format!("negative position {position}"),
+            )
+        })
+    }
+
+    async fn put_chain_summaries(
+        &self,
+        summaries: &[ChainSummary],
+        from: u64,
+        to: u64,
+    ) -> Result<bool, StoreError> {
+        let from = stored_position("from", from)?;
+        let to = stored_position("to", to)?;
+        let mut tx = self.begin().await?;
+        if tx.execute(advance(from, to)).await? == 0 {
+            return Ok(false);
+        }
+        for chunk in summaries.chunks(ROWS_PER_STATEMENT) {
+            let places: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
+            let mut delete = Statement::new(format!(
+                "DELETE FROM chain_summaries WHERE coi IN ({})",
+                places.join(", ")
+            ));
+            for s in chunk {
+                delete = delete.bind(&s.coi);
+            }
+            tx.execute(delete).await?;
+            tx.execute(insert_summaries(chunk)?).await?;
+        }
+        let sites = site_rows(summaries);
+        for chunk in sites.chunks(ROWS_PER_STATEMENT) {
+            tx.execute(insert_sites(chunk)).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn chain_summary(&self, coi: &str) -> Result<Option<ChainSummary>, StoreError> {
+        let select = Statement::new(format!(
+            "SELECT {SUMMARY_COLUMNS} FROM chain_summaries s WHERE s.coi = $1"
+        ))
+        .bind(coi);
+        Ok(summaries_of(self, select).await?.into_iter().next())
+    }
+
+    async fn chain_summaries(&self, query: &ChainQuery) -> Result<Vec<ChainSummary>, StoreError> {
+        summaries_of(self, chain_query(query, self.dialect())).await
+    }
+
+    async fn clear_chain_projection(&self) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        tx.execute(Statement::new("DELETE FROM chain_sites"))
+            .await?;
+        tx.execute(Statement::new("DELETE FROM chain_summaries"))
+            .await?;
+        tx.execute(Statement::new("DELETE FROM projection_cursors WHERE name = $1").bind(CHAINS))
+            .await?;
+        tx.commit().await
+    }
+}
+
+/// The summaries a statement selects, with their sites.
+async fn summaries_of<B: SqlDb>(
+    db: &B,
+    select: Statement,
+) -> Result<Vec<ChainSummary>, StoreError> {
+    let rows = db.read(select).await?;
+    let cois: Vec<String> = rows
+        .iter()
+        .map(|r| r.text("coi"))
+        .collect::<Result<_, _>>()?;
+    let mut involved = involved_of(db, &cois).await?;
+    rows.iter()
+        .zip(&cois)
+        .map(|(row, coi)| summary(row, involved.remove(coi).unwrap_or_default()))
+        .collect()
+}
