@@ -72,7 +72,7 @@ pub use ledger::request::{
     MAX_FUTURE_SKEW_SECONDS, MAX_REQUEST_BYTES,
 };
 pub use ledger::verify::{VerifyFailure, VerifyReport};
-pub use projections::chains::{ChainFilter, ChainList, ProjectionCheck};
+pub use projections::chains::{ChainFilter, ChainList, ProjectionCheck, SiteWork, WorkList};
 pub use projections::genealogy::{
     Administered, BackwardGenealogy, BatchMadeWith, ForwardGenealogy, PatientReceived,
 };

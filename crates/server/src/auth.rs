@@ -36,6 +36,8 @@ pub enum Access {
     Everywhere(Permission),
     /// The permission for the chain named by the route's `{coi}`.
     Chain(Permission),
+    /// The permission at the site named by the route's `{site_id}`.
+    Site(Permission),
 }
 
 use Access::*;
@@ -90,6 +92,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("POST", "/api/v1/chains", Somewhere(Record)),
     // The listing narrows itself to the chains in the caller's scope.
     ("GET", "/api/v1/chains", Somewhere(ReadChains)),
+    // So does a site's work (among the chains in scope).
+    ("GET", "/api/v1/sites/{site_id}/work", Site(ReadChains)),
     ("GET", "/api/v1/chains/{coi}", Chain(ReadChains)),
     (
         "GET",
@@ -420,6 +424,17 @@ async fn check(
                 .and_then(|Path(params)| params.get("coi").cloned())
                 .unwrap_or_default();
             check_chain(app, &principal, permission, &coi).await?;
+        }
+        Site(permission) => {
+            let site = request
+                .extract_parts::<Path<HashMap<String, String>>>()
+                .await
+                .ok()
+                .and_then(|Path(params)| params.get("site_id").cloned())
+                .unwrap_or_default();
+            if !allowed_at(&principal.grants, permission, &site) {
+                return Err(refused(&principal, permission, &format!("at site {site}")));
+            }
         }
     }
     request.extensions_mut().insert(principal);

@@ -174,6 +174,12 @@ const ANSWERS: &[(&str, &str, &str, SchemaOf)] = {
     &[
         ("/api/v1/chains", "get", "200", schema::<app::ChainList>),
         (
+            "/api/v1/sites/{site_id}/work",
+            "get",
+            "200",
+            schema::<app::SiteWork>,
+        ),
+        (
             "/api/v1/chains/{coi}",
             "get",
             "200",

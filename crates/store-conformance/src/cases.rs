@@ -3607,7 +3607,7 @@ fn summary(coi: &str, state: ChainState, involved: &[&str], treated_at: &str) ->
         collection_site_id: Some(treated_at.to_string()),
         state,
         custodian_site_id: involved.first().map(|s| s.to_string()),
-        location_site_id: None,
+        location_site_id: involved.first().map(|s| s.to_string()),
         open_handoff_id: Some("H-1".into()),
         handoff_to_site_id: Some("MFG-1".into()),
         open_holds: 2,
@@ -3673,7 +3673,7 @@ pub async fn chain_summaries_are_replaced_and_queried(target: Target) {
     assert_eq!(cois(&found), ["CHA", "CHB", "CHC"]);
     assert_eq!(found[1], moved[0]);
     let in_transit = ChainQuery {
-        state: Some(ChainState::InTransit),
+        states: vec![ChainState::InTransit],
         ..all.clone()
     };
     assert_eq!(
@@ -3688,6 +3688,41 @@ pub async fn chain_summaries_are_replaced_and_queried(target: Target) {
         cois(&store.chain_summaries(&at_mfg).await.expect("q")),
         ["CHB", "CHC"]
     );
+    let either = ChainQuery {
+        states: vec![ChainState::Enrolled, ChainState::ReceivedAtManufacturing],
+        ..all.clone()
+    };
+    assert_eq!(
+        cois(&store.chain_summaries(&either).await.expect("q")),
+        ["CHA", "CHB"]
+    );
+    let handoffs_to_mfg = ChainQuery {
+        handoff_to_site_id: Some("MFG-1".into()),
+        collection_site_id: Some("TC-2".into()),
+        on_hold: Some(true),
+        ..all.clone()
+    };
+    assert_eq!(
+        cois(&store.chain_summaries(&handoffs_to_mfg).await.expect("q")),
+        ["CHC"]
+    );
+    let at_tc1 = ChainQuery {
+        location_site_id: Some("TC-1".into()),
+        ..all.clone()
+    };
+    assert_eq!(
+        cois(&store.chain_summaries(&at_tc1).await.expect("q")),
+        ["CHA"]
+    );
+    let without_holds = ChainQuery {
+        on_hold: Some(false),
+        ..all.clone()
+    };
+    assert!(store
+        .chain_summaries(&without_holds)
+        .await
+        .expect("q")
+        .is_empty());
     let other_product = ChainQuery {
         product_code: Some("OTHER".into()),
         ..all.clone()

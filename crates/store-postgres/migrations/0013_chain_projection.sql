@@ -24,6 +24,10 @@ CREATE TABLE chain_summaries (
 );
 CREATE INDEX chain_summaries_state ON chain_summaries (state, coi);
 CREATE INDEX chain_summaries_product ON chain_summaries (product_code, coi);
+-- The work queues of a site: what is there, what comes to it, what it collects.
+CREATE INDEX chain_summaries_location ON chain_summaries (location_site_id, coi);
+CREATE INDEX chain_summaries_handoff_to ON chain_summaries (handoff_to_site_id, coi);
+CREATE INDEX chain_summaries_collection ON chain_summaries (collection_site_id, coi);
 
 -- The sites of each chain, for scope: `involved` (took part) and `treatment` (where the
 -- patient is treated; treatment roles see these chains).

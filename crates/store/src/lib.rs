@@ -350,8 +350,17 @@ pub struct ChainQuery {
     pub scope: Option<ChainScope>,
     /// Only chains this site takes part in.
     pub site_id: Option<String>,
-    pub state: Option<ChainState>,
+    /// Only chains in one of these states (none given: any state).
+    pub states: Vec<ChainState>,
     pub product_code: Option<String>,
+    /// Only chains whose material is at this site.
+    pub location_site_id: Option<String>,
+    /// Only chains with a handoff on its way to this site.
+    pub handoff_to_site_id: Option<String>,
+    /// Only chains this site is to collect (or collected).
+    pub collection_site_id: Option<String>,
+    /// Only chains with (`true`) or without (`false`) a hold in force.
+    pub on_hold: Option<bool>,
     /// Keyset: only COIs after this one.
     pub after: Option<String>,
     pub limit: u32,

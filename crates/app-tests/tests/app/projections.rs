@@ -7,7 +7,9 @@ use autolog_app::{Autolog, ChainFilter, ManualClock};
 use autolog_domain::access::{Grant, Role, EVERY_SITE};
 use autolog_domain::{Instant, SigningKey};
 
-async fn simulated(dir: &tempfile::TempDir, patients: usize) -> Autolog {
+/// A ledger holding the first `percent` of a simulation's lines (the rest: chains still on
+/// their way).
+async fn simulated(dir: &tempfile::TempDir, patients: usize, percent: usize) -> Autolog {
     let store = autolog_store_sqlite::SqliteStore::open(&dir.path().join("projection.db"))
         .await
         .expect("store");
@@ -23,7 +25,8 @@ async fn simulated(dir: &tempfile::TempDir, patients: usize) -> Autolog {
             .expect("simulate");
     assert!(!sim.faults.is_empty(), "the simulation injects faults");
     let mut report = autolog_app::IngestReport::default();
-    for (i, line) in sim.lines.iter().enumerate() {
+    let taken = sim.lines.len() * percent / 100;
+    for (i, line) in sim.lines.iter().take(taken).enumerate() {
         clock.advance_seconds(1);
         app.ingest_line(i + 1, line, &mut report)
             .await
@@ -34,7 +37,7 @@ async fn simulated(dir: &tempfile::TempDir, patients: usize) -> Autolog {
         }
     }
     assert!(
-        report.appended_events > 0 && report.refused.len() < sim.lines.len() / 4,
+        report.appended_events > 0 && report.refused.len() < taken / 4,
         "the simulation is recorded (refused: {:?})",
         report.refused.first()
     );
@@ -67,7 +70,7 @@ async fn every_summary(app: &Autolog) -> Vec<autolog_domain::chain::summary::Cha
 #[tokio::test]
 async fn the_chain_projection_equals_the_fold_after_a_simulation_with_faults() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let app = simulated(&dir, 20).await;
+    let app = simulated(&dir, 20, 100).await;
     let check = app.check_projections().await.expect("check");
     assert!(check.chains >= 20, "every chain checked: {}", check.chains);
     assert_eq!(check.differences, Vec::<String>::new());
@@ -97,7 +100,7 @@ async fn the_chain_projection_equals_the_fold_after_a_simulation_with_faults() {
 #[tokio::test]
 async fn a_listing_shows_the_chains_in_the_callers_scope_only() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let app = simulated(&dir, 12).await;
+    let app = simulated(&dir, 12, 100).await;
     let all = every_summary(&app).await;
     let treated_at = all[0].treatment_site_id.clone().expect("treatment site");
     let nurse = [Grant {
@@ -159,4 +162,87 @@ async fn a_listing_shows_the_chains_in_the_callers_scope_only() {
         text.contains("state") && text.contains("shipped") && text.contains("in_transit"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_sites_work_lists_what_waits_there() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = simulated(&dir, 16, 60).await;
+    let all = every_summary(&app).await;
+    let in_progress = |c: &&autolog_domain::chain::summary::ChainSummary| {
+        !matches!(
+            c.state.as_str(),
+            "not_yet_enrolled" | "enrolled" | "administered" | "in_follow_up" | "cancelled"
+        )
+    };
+    let sites: std::collections::BTreeSet<String> = all
+        .iter()
+        .flat_map(|c| c.involved.iter().cloned())
+        .collect();
+    let mut seen = 0;
+    for site in &sites {
+        let work = app
+            .site_work(&everywhere(), site, Some(1000))
+            .await
+            .expect("work");
+        let cois = |list: &autolog_app::WorkList| -> Vec<String> {
+            list.chains.iter().map(|c| c.coi.clone()).collect()
+        };
+        let expected = |keep: &dyn Fn(&autolog_domain::chain::summary::ChainSummary) -> bool| {
+            all.iter()
+                .filter(|c| keep(c))
+                .map(|c| c.coi.clone())
+                .collect::<Vec<_>>()
+        };
+        let here = |c: &autolog_domain::chain::summary::ChainSummary| {
+            c.location_site_id.as_deref() == Some(site.as_str())
+        };
+        assert_eq!(
+            cois(&work.to_receive),
+            expected(&|c| c.handoff_to_site_id.as_deref() == Some(site.as_str())),
+            "{site}"
+        );
+        assert_eq!(
+            cois(&work.to_collect),
+            expected(&|c| c.state.as_str() == "enrolled"
+                && c.collection_site_id.as_deref() == Some(site.as_str())),
+            "{site}"
+        );
+        assert_eq!(
+            cois(&work.on_hold),
+            expected(&|c| here(c) && c.open_holds > 0),
+            "{site}"
+        );
+        assert_eq!(
+            cois(&work.in_progress),
+            expected(&|c| here(c) && c.open_holds == 0 && in_progress(&c)),
+            "{site}"
+        );
+        seen += work.to_receive.chains.len()
+            + work.to_collect.chains.len()
+            + work.in_progress.chains.len()
+            + work.on_hold.chains.len();
+        assert!(!work.to_receive.more && !work.in_progress.more);
+    }
+    assert!(seen > 0, "the simulated network has work waiting somewhere");
+    // A limit of one says whether more wait.
+    let mut crowded = 0;
+    for site in &sites {
+        let waiting = all
+            .iter()
+            .filter(|c| {
+                c.location_site_id.as_deref() == Some(site.as_str())
+                    && c.open_holds == 0
+                    && in_progress(c)
+            })
+            .count();
+        let work = app
+            .site_work(&everywhere(), site, Some(1))
+            .await
+            .expect("work");
+        assert_eq!(work.in_progress.chains.len(), waiting.min(1), "{site}");
+        assert_eq!(work.in_progress.more, waiting > 1, "{site}");
+        crowded += usize::from(waiting > 1);
+    }
+    assert!(crowded > 0, "some site has more than one chain in progress");
 }

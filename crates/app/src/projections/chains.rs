@@ -49,6 +49,44 @@ pub struct ChainFilter {
     pub limit: Option<u32>,
 }
 
+/// What waits at one site, from the chain projection: each list by COI, at most `limit`
+/// chains (`more` says when there are others).
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+pub struct SiteWork {
+    pub site_id: String,
+    /// Chains this site is to collect: enrolled, not yet collected.
+    pub to_collect: WorkList,
+    /// Handoffs on their way to this site, awaiting its receipt.
+    pub to_receive: WorkList,
+    /// Chains whose material is here and still in progress (not administered, in
+    /// follow-up or cancelled), without a hold.
+    pub in_progress: WorkList,
+    /// Chains whose material is here with a hold in force.
+    pub on_hold: WorkList,
+    /// The ledger position the projection had folded when it answered.
+    pub projected_to: u64,
+}
+
+/// One list of a site's work.
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+pub struct WorkList {
+    pub chains: Vec<ChainSummary>,
+    /// More chains than `limit` wait here.
+    pub more: bool,
+}
+
+/// The states in which a chain's material still moves through sites.
+const IN_PROGRESS: [ChainState; 8] = [
+    ChainState::Collected,
+    ChainState::InTransit,
+    ChainState::ReceivedAtManufacturing,
+    ChainState::InManufacturing,
+    ChainState::InTesting,
+    ChainState::ReleasedForPatient,
+    ChainState::ReceivedAtTreatmentCenter,
+    ChainState::OnHold,
+];
+
 /// How the projection compares with the ledger's fold (`autolog verify`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProjectionCheck {
@@ -81,10 +119,11 @@ impl ChainFilter {
         Ok(ChainQuery {
             scope,
             site_id: self.site_id.clone(),
-            state,
+            states: state.into_iter().collect(),
             product_code: self.product_code.clone(),
             after,
             limit: page_limit(self.limit)?,
+            ..ChainQuery::default()
         })
     }
 }
@@ -174,6 +213,64 @@ impl Autolog {
         Ok(ChainList {
             next_after: chains.last().filter(|_| full).map(|c| c.coi.clone()),
             chains,
+            projected_to,
+        })
+    }
+
+    /// What waits at `site_id`, among the chains `grants` may read (see [`SiteWork`]).
+    pub async fn site_work(
+        &self,
+        grants: &[Grant],
+        site_id: &str,
+        limit: Option<u32>,
+    ) -> Result<SiteWork, AppError> {
+        check_code("site_id", site_id)?;
+        let limit = page_limit(limit)?;
+        let base = ChainQuery {
+            scope: chain_scope(grants, Permission::ReadChains).map(|(treatment, involved)| {
+                ChainScope {
+                    treatment_sites: treatment,
+                    involved_sites: involved,
+                }
+            }),
+            // One more than shown: whether there are more.
+            limit: limit + 1,
+            ..ChainQuery::default()
+        };
+        let site = Some(site_id.to_string());
+        let projected_to = self.project_chains().await?;
+        let list = |query: ChainQuery| async move {
+            let mut chains = self.store.chain_summaries(&query).await?;
+            let more = chains.len() > limit as usize;
+            chains.truncate(limit as usize);
+            Ok::<_, AppError>(WorkList { chains, more })
+        };
+        Ok(SiteWork {
+            site_id: site_id.to_string(),
+            to_collect: list(ChainQuery {
+                collection_site_id: site.clone(),
+                states: vec![ChainState::Enrolled],
+                ..base.clone()
+            })
+            .await?,
+            to_receive: list(ChainQuery {
+                handoff_to_site_id: site.clone(),
+                ..base.clone()
+            })
+            .await?,
+            in_progress: list(ChainQuery {
+                location_site_id: site.clone(),
+                states: IN_PROGRESS.to_vec(),
+                on_hold: Some(false),
+                ..base.clone()
+            })
+            .await?,
+            on_hold: list(ChainQuery {
+                location_site_id: site,
+                on_hold: Some(true),
+                ..base
+            })
+            .await?,
             projected_to,
         })
     }

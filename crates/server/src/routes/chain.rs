@@ -19,6 +19,7 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/chains", post(enrol).get(chains))
         .route("/api/v1/chains/{coi}", get(chain))
+        .route("/api/v1/sites/{site_id}/work", get(site_work))
 }
 
 async fn enrol(
@@ -61,6 +62,26 @@ async fn chains(
         limit: q.limit,
     };
     Ok(Json(app.chains(&principal.grants, &filter).await?))
+}
+
+query_params! {
+    /// `GET /api/v1/sites/{site_id}/work`: at most `limit` chains in each list.
+    WorkParams {
+        #[serde(default, deserialize_with = "whole_number")]
+        limit: Option<u32>,
+    }
+}
+
+async fn site_work(
+    State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    site_id: PathParam,
+    QueryOf(q): QueryOf<WorkParams>,
+) -> Result<Json<autolog_app::SiteWork>, ApiError> {
+    let site_id = path_param("site_id", site_id)?;
+    Ok(Json(
+        app.site_work(&principal.grants, &site_id, q.limit).await?,
+    ))
 }
 
 async fn chain(

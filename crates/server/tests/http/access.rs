@@ -107,6 +107,13 @@ fn cases(coi: &str, n: usize) -> Vec<Case> {
             allowed: |r, _| reads_chains(r),
         },
         Case {
+            name: "read a site's work",
+            method: "GET",
+            path: format!("/api/v1/sites/{IN_SCOPE}/work"),
+            body: None,
+            allowed: |r, s| reads_chains(r) && in_reach(s),
+        },
+        Case {
             name: "read the chain's events",
             method: "GET",
             path: format!("/api/v1/events?stream=coi/{coi}"),
@@ -409,6 +416,17 @@ async fn the_matrix(t: Target) {
     );
     let (_, listed) = call(&app.base, nurse_out, "GET", "/api/v1/chains", None).await;
     assert_eq!(listed_cois(&listed), Vec::<String>::new(), "{listed}");
+    // The enrolled chain waits for its collection at the treatment center (its ordered
+    // collection site).
+    let work = format!("/api/v1/sites/{IN_SCOPE}/work");
+    let (status, listed) = call(&app.base, nurse_in, "GET", &work, None).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(
+        listed_cois(&listed["to_collect"]),
+        std::slice::from_ref(&app.coi),
+        "{listed}"
+    );
+    assert_eq!(listed["to_collect"]["more"], false, "{listed}");
     let (status, refused) = call(
         &app.base,
         nurse_in,

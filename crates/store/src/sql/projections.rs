@@ -179,13 +179,26 @@ fn chain_query(q: &ChainQuery, dialect: Dialect) -> Statement {
         let key = dialect.bytewise("s.coi");
         c.sql.push_str(&format!(" AND {key} > {p}"));
     }
-    if let Some(state) = q.state {
-        let p = c.place(state.as_str().into());
-        c.sql.push_str(&format!(" AND s.state = {p}"));
+    if !q.states.is_empty() {
+        let names: Vec<String> = q.states.iter().map(|s| s.as_str().to_string()).collect();
+        let list = c.list(&names);
+        c.sql.push_str(&format!(" AND s.state IN ({list})"));
     }
-    if let Some(product) = &q.product_code {
-        let p = c.place(product.into());
-        c.sql.push_str(&format!(" AND s.product_code = {p}"));
+    for (column, value) in [
+        ("s.product_code", &q.product_code),
+        ("s.location_site_id", &q.location_site_id),
+        ("s.handoff_to_site_id", &q.handoff_to_site_id),
+        ("s.collection_site_id", &q.collection_site_id),
+    ] {
+        if let Some(value) = value {
+            let p = c.place(value.into());
+            c.sql.push_str(&format!(" AND {column} = {p}"));
+        }
+    }
+    match q.on_hold {
+        Some(true) => c.sql.push_str(" AND s.open_holds > 0"),
+        Some(false) => c.sql.push_str(" AND s.open_holds = 0"),
+        None => {}
     }
     if let Some(site) = &q.site_id {
         let p = c.place(site.into());
