@@ -1303,6 +1303,7 @@ async fn run_scale(
 
     let (genealogy, reconciliation, verify) =
         full_ledger_reads(&main.app, &work, ledger_events).await?;
+    let projection = projection_reads(&main.app, ledger_events).await?;
     main.drop_database().await;
 
     let (per_request, limit_single) = measure_per_request(args, backend, server_url, &work).await?;
@@ -1335,6 +1336,7 @@ async fn run_scale(
         },
         "genealogy_forward": genealogy,
         "reconciliation": reconciliation,
+        "chain_projection": projection,
         "verify": verify,
         "ledger_events": ledger_events,
         "database_bytes": database_bytes,
@@ -1392,6 +1394,84 @@ async fn full_ledger_reads(
         progress(&format!("verify FAILED: {failure}"));
     }
     Ok((genealogy, reconciliation, verify))
+}
+
+/// Rounds of listings per site sampled.
+const SITE_ROUNDS: usize = 5;
+
+/// The chain projection on the full ledger: its rebuild against a scan of the same ledger
+/// (what the store reads at the most, the limit), then a site's chains and its work queue
+/// for every site, against folding one chain (`chain(coi)` above) and every chain
+/// (reconciliation).
+async fn projection_reads(app: &Autolog, ledger_events: u64) -> anyhow::Result<Value> {
+    progress("chain projection: scan limit");
+    let t = Clock::now();
+    let (mut after, mut scanned) = (0, 0usize);
+    loop {
+        let page = app.store().scan(after, 1_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        scanned += page.len();
+    }
+    let scan_seconds = t.elapsed().as_secs_f64();
+    progress("chain projection: rebuild");
+    let t = Clock::now();
+    app.rebuild_projections().await?;
+    let rebuild_seconds = t.elapsed().as_secs_f64();
+    let everywhere = [autolog_domain::access::Grant {
+        role: autolog_domain::access::Role::Auditor,
+        site_id: autolog_domain::access::EVERY_SITE.to_string(),
+    }];
+    let mut sites = std::collections::BTreeSet::new();
+    let mut filter = autolog_app::ChainFilter {
+        limit: Some(1_000),
+        ..Default::default()
+    };
+    let mut chains = 0;
+    loop {
+        let page = app.chains(&everywhere, &filter).await?;
+        chains += page.chains.len();
+        sites.extend(page.chains.iter().flat_map(|c| c.involved.iter().cloned()));
+        match page.next_after {
+            Some(next) => filter.after = Some(next),
+            None => break,
+        }
+    }
+    progress(&format!(
+        "chain projection: {} sites' chains and work",
+        sites.len()
+    ));
+    let (mut listed, mut queued) = (Vec::new(), Vec::new());
+    for _ in 0..SITE_ROUNDS {
+        for site in &sites {
+            let by_site = autolog_app::ChainFilter {
+                site_id: Some(site.clone()),
+                ..Default::default()
+            };
+            let t = Clock::now();
+            app.chains(&everywhere, &by_site).await?;
+            listed.push(t.elapsed());
+            let t = Clock::now();
+            app.site_work(&everywhere, site, None).await?;
+            queued.push(t.elapsed());
+        }
+    }
+    Ok(json!({
+        "chains": chains,
+        "sites": sites.len(),
+        "scan_limit": {
+            "rows": scanned,
+            "seconds": scan_seconds,
+            "rows_per_second": rate(scanned, scan_seconds),
+        },
+        "rebuild": {
+            "events": ledger_events,
+            "seconds": rebuild_seconds,
+            "events_per_second": rate(ledger_events as usize, rebuild_seconds),
+        },
+        "site_chains_first_page": Latencies(listed).to_json(),
+        "site_work": Latencies(queued).to_json(),
+    }))
 }
 
 /// One request per event, in process, on a fresh store (reference data first), and the
@@ -1527,17 +1607,28 @@ fn print_table(scale: &Value) {
         "{:<38} {:>12} {:>14} {:>12}",
         "reads", "samples", "p50 ms", "p99 ms"
     );
-    for (label, key) in [
-        ("chain(coi) as of now", "as_of_now"),
-        ("chain(coi) as known at a past moment", "as_known_at_past"),
+    let p = &scale["chain_projection"];
+    for (label, latencies) in [
+        (
+            "chain(coi) as of now",
+            &scale["chain_reconstruction"]["as_of_now"],
+        ),
+        (
+            "chain(coi) as known at a past moment",
+            &scale["chain_reconstruction"]["as_known_at_past"],
+        ),
+        (
+            "site's chains, first 100 (projection)",
+            &p["site_chains_first_page"],
+        ),
+        ("site's work queue (projection)", &p["site_work"]),
     ] {
-        let c = &scale["chain_reconstruction"][key];
         println!(
             "{:<38} {:>12} {:>14.2} {:>12.2}",
             label,
-            n(&c["samples"]),
-            f(&c["p50_ms"]),
-            f(&c["p99_ms"])
+            n(&latencies["samples"]),
+            f(&latencies["p50_ms"]),
+            f(&latencies["p99_ms"])
         );
     }
     let g = &scale["genealogy_forward"];
@@ -1553,6 +1644,28 @@ fn print_table(scale: &Value) {
         "reconciliation, all chains (ms)",
         format!("{} chains", n(&r["chains"])),
         f(&r["ms"])
+    );
+    let rebuild = f(&p["rebuild"]["events_per_second"]);
+    let scan = f(&p["scan_limit"]["rows_per_second"]);
+    println!(
+        "{:<38} {:>12} {:>14.0} {:>12}",
+        "projection rebuild (events/s)",
+        format!("{} chains", n(&p["chains"])),
+        rebuild,
+        format!(
+            "{:.1}% of scan",
+            if scan > 0.0 {
+                100.0 * rebuild / scan
+            } else {
+                0.0
+            }
+        )
+    );
+    println!(
+        "{:<38} {:>12} {:>14.0}",
+        "ledger scan, the read limit (rows/s)",
+        n(&p["scan_limit"]["rows"]),
+        scan
     );
     let v = &scale["verify"];
     println!(
