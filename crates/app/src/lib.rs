@@ -33,7 +33,7 @@ pub use access::vault::{
     VaultKeyRotated, BEDSIDE_PURPOSE, PERSONAL_DATA_FIELDS,
 };
 pub use append::AppendResult;
-pub use autolog_store::WriterHealth;
+pub use autolog_store::{Buckets, CommitStats, WriterHealth};
 pub use batch::signatures::MIN_SECRET_CHARS;
 pub use chain::enrol::{
     parse_enrolment, ChainAnswer, CollectedUnit, DisputedCustodyShown, EnrolmentRequest, FinalUnit,
@@ -45,6 +45,7 @@ pub use feeds::alerts::{
     Alert, AlertHandling, AlertList, AlertQuery, AlertStatus, ALERT_CHANNEL_CAPACITY,
     ALERT_STATUSES,
 };
+pub use feeds::backlog::Backlog;
 pub use feeds::outbox::{
     NatsOptions, DEFAULT_STREAM_NAME, DEFAULT_SUBJECT_PREFIX, EVENT_TYPE_HEADER, MSG_ID_HEADER,
     NATS_POLL_INTERVAL, POSITION_HEADER, STREAM_HEADER,

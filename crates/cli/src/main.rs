@@ -288,6 +288,10 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "AUTOLOG_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
+    /// Serve `GET /metrics` (Prometheus/OpenMetrics text) on this address, apart from the
+    /// API and without its sign-in: bind it to loopback or a monitoring network.
+    #[arg(long, env = "AUTOLOG_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Seconds between checkpoints (signed only when the ledger grew).
     #[arg(long, default_value_t = 10)]
     checkpoint_interval_secs: u64,
@@ -381,6 +385,7 @@ async fn serve(
 ) -> anyhow::Result<ExitCode> {
     let ServeArgs {
         listen,
+        metrics_listen,
         checkpoint_interval_secs,
         tls_cert,
         tls_key,
@@ -446,11 +451,26 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener.local_addr()?;
+    let metrics_listener = match metrics_listen {
+        Some(addr) => {
+            let metrics = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+            // Before the listening line, which says the server is ready.
+            println!(
+                "autolog metrics on http://{}/metrics",
+                metrics.local_addr()?
+            );
+            Some(metrics)
+        }
+        None => None,
+    };
     tracing::info!(listen = %bound, store = %config.store_description(), "autolog serving");
     // One plain line on stdout, so that scripts (and tests) can find the port of --listen ...:0.
     println!("autolog listening on {scheme}://{bound}");
     let _ = std::io::stdout().flush();
-    autolog_server::serve(listener, app, options, shutdown_signal()).await?;
+    autolog_server::serve_with_metrics(listener, metrics_listener, app, options, shutdown_signal())
+        .await?;
     tracing::info!("autolog stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,7 @@ mod epcis;
 mod error;
 mod fhir;
 mod hardening;
+mod metrics;
 mod openapi;
 mod request_id;
 mod routes;
@@ -77,6 +78,19 @@ pub async fn serve(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with_metrics(listener, None, app, options, shutdown).await
+}
+
+/// [`serve`], and `GET /metrics` (Prometheus/OpenMetrics text: request latency per route
+/// and status, append group sizes and commit latencies, ledger size and backlogs) on
+/// `metrics_listener`, apart from the API and without its sign-in.
+pub async fn serve_with_metrics(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    app: Arc<Autolog>,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     app.check_keys_match_database()
         .await
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
@@ -96,7 +110,10 @@ pub async fn serve(
         .rate_limit
         .map(hardening::RateLimiter::new)
         .transpose()?;
-    let service = hardening::harden(router(app.clone()), tls.is_some(), limiter);
+    let metrics = metrics::Metrics::new(app.clone(), options.nats.clone());
+    let metrics_server = metrics_listener
+        .map(|listener| tokio::spawn(metrics::serve_metrics(listener, metrics.clone())));
+    let service = hardening::harden(router(app.clone(), metrics), tls.is_some(), limiter);
     let limits = connections::Limits {
         header_read_timeout: options.header_read_timeout,
         max_connections_per_client: options.max_connections_per_client.max(1),
@@ -121,6 +138,9 @@ pub async fn serve(
     }
     checkpointer.abort();
     webhooks.abort();
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.abort();
+    }
     if let Some(publisher) = publisher {
         publisher.abort();
     }

@@ -1455,6 +1455,11 @@ pub async fn due_deliveries_honour_retry_time_delivery_and_deactivation(target: 
         ],
         "due again at its retry time"
     );
+    assert_eq!(
+        store.pending_deliveries().await.expect("backlog"),
+        3,
+        "pending whether due or waiting to retry; the delivered one is not"
+    );
     let retried = store.due_deliveries(at(T0 + 100), 1).await.expect("due");
     assert_eq!(retried[0].attempts, 1);
     assert_eq!(retried[0].last_result.as_deref(), Some("timeout"));
@@ -1472,6 +1477,11 @@ pub async fn due_deliveries_honour_retry_time_delivery_and_deactivation(target: 
         store.webhook_deliveries(idb, 100).await.expect("read")[0].status,
         DeliveryStatus::Pending,
         "still recorded, still pending"
+    );
+    assert_eq!(
+        store.pending_deliveries().await.expect("backlog"),
+        2,
+        "a deactivated webhook's deliveries are no backlog"
     );
     assert_ledger_untouched(&store).await;
 }

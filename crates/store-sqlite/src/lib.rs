@@ -819,6 +819,10 @@ impl LedgerStore for SqliteStore {
         self.appends.probe().await
     }
 
+    fn commit_stats(&self) -> autolog_store::CommitStats {
+        self.appends.stats()
+    }
+
     async fn head(&self) -> Result<LedgerHead, StoreError> {
         let row =
             sqlx::query("SELECT position, recorded_at_us, frontier FROM ledger_head WHERE id = 1")

@@ -84,6 +84,99 @@ impl WriterHealth {
     }
 }
 
+/// A histogram kept by the writer: the count in each bucket (the last one unbounded), the
+/// sum and the number of observations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Buckets {
+    /// The upper bound of each bucket but the last (which has none).
+    pub bounds: &'static [f64],
+    /// Observations per bucket (not cumulative): one more than `bounds`.
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Buckets {
+    fn new(bounds: &'static [f64]) -> Self {
+        Buckets {
+            bounds,
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    fn observe(&mut self, value: f64) {
+        let bucket = self
+            .bounds
+            .iter()
+            .position(|bound| value <= *bound)
+            .unwrap_or(self.bounds.len());
+        if let Some(count) = self.counts.get_mut(bucket) {
+            *count += 1;
+        }
+        self.sum += value;
+        self.count += 1;
+    }
+}
+
+/// Group sizes in events: powers of two up to [`MAX_GROUP_EVENTS`].
+const GROUP_SIZES: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0,
+];
+
+/// Commit latencies in seconds: from half a millisecond to about four seconds.
+const COMMIT_SECONDS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048,
+    4.096,
+];
+
+/// What the writer has done since it started: groups committed and failed, and the size
+/// (events) and latency (from the group's first statement to its durable commit) of each
+/// committed group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommitStats {
+    pub failed_groups: u64,
+    pub group_events: Buckets,
+    pub commit_seconds: Buckets,
+}
+
+impl Default for CommitStats {
+    fn default() -> Self {
+        CommitStats {
+            failed_groups: 0,
+            group_events: Buckets::new(GROUP_SIZES),
+            commit_seconds: Buckets::new(COMMIT_SECONDS),
+        }
+    }
+}
+
+/// Shared between the queue (which reads it) and its writer task (which adds to it).
+#[derive(Clone, Default)]
+struct StatsCell(Arc<Mutex<CommitStats>>);
+
+impl StatsCell {
+    fn get(&self) -> CommitStats {
+        match self.0.lock() {
+            Ok(stats) => stats.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn add(&self, events: usize, took: std::time::Duration, committed: bool) {
+        let mut stats = match self.0.lock() {
+            Ok(stats) => stats,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if committed {
+            stats.group_events.observe(events as f64);
+            stats.commit_seconds.observe(took.as_secs_f64());
+        } else {
+            stats.failed_groups += 1;
+        }
+    }
+}
+
 /// Shared between the queue (which reads it) and its writer task (which sets it).
 #[derive(Clone)]
 struct HealthCell(Arc<Mutex<WriterHealth>>);
@@ -137,6 +230,7 @@ pub struct CommitQueue {
     requests: mpsc::Sender<Request>,
     capacity: usize,
     health: HealthCell,
+    stats: StatsCell,
 }
 
 impl CommitQueue {
@@ -155,18 +249,25 @@ impl CommitQueue {
         let capacity = capacity.max(1);
         let (requests, queued) = mpsc::channel(capacity);
         let health = HealthCell(Arc::new(Mutex::new(WriterHealth::Writing)));
-        tokio::spawn(write_groups(backend, queued, health.clone()));
+        let stats = StatsCell::default();
+        tokio::spawn(write_groups(backend, queued, health.clone(), stats.clone()));
         CommitQueue {
             backend: backend_name,
             requests,
             capacity,
             health,
+            stats,
         }
     }
 
     /// The writer's health as its last group or probe left it.
     pub fn health(&self) -> WriterHealth {
         self.health.get()
+    }
+
+    /// What the writer has committed so far (probes not counted).
+    pub fn stats(&self) -> CommitStats {
+        self.stats.get()
     }
 
     /// Writes and removes a little outside the ledger in a transaction of its own, behind
@@ -225,6 +326,7 @@ async fn write_groups<B: GroupBackend>(
     backend: B,
     mut queued: mpsc::Receiver<Request>,
     health: HealthCell,
+    stats: StatsCell,
 ) {
     let mut carried: Option<Request> = None;
     loop {
@@ -254,7 +356,9 @@ async fn write_groups<B: GroupBackend>(
             events += request.drafts.len();
             group.push(request);
         }
+        let started = std::time::Instant::now();
         let (answers, committed) = commit_group(&backend, &group).await;
+        stats.add(events, started.elapsed(), committed.is_ok());
         // A request can fail alone on a backend error (SQLite refuses the statement that
         // needs a page the full disk cannot give, and its savepoint rolls it back): that
         // too is a writer that cannot write. Refusals and busy answers are not.
@@ -350,6 +454,28 @@ mod tests {
     use tokio::sync::Semaphore;
 
     use super::*;
+
+    #[test]
+    fn buckets_count_each_observation_once_in_its_bucket() {
+        let mut b = Buckets::new(&[1.0, 4.0]);
+        for v in [0.5, 1.0, 3.0, 4.0, 9.0] {
+            b.observe(v);
+        }
+        assert_eq!(b.counts, vec![2, 2, 1], "at most 1, at most 4, beyond");
+        assert_eq!((b.count, b.sum), (5, 17.5));
+        let mut stats = StatsCell::default();
+        stats.add(3, Duration::from_millis(3), true);
+        stats.add(7, Duration::from_millis(1), false);
+        let seen = stats.get();
+        assert_eq!(
+            seen.group_events.count, 1,
+            "a failed group is not a committed size"
+        );
+        assert_eq!(seen.failed_groups, 1);
+        assert_eq!(seen.commit_seconds.counts.iter().sum::<u64>(), 1);
+        stats = StatsCell::default();
+        assert_eq!(stats.get(), CommitStats::default());
+    }
     use crate::{AppendPlan, LedgerHead, StreamHead};
 
     /// What the fake backend saw.

@@ -25,7 +25,8 @@ pub use epcis::{
     CaptureOutcome, EpcRole, EpcisCapture, EpcisQuery, NewEpcisEvent, StoredEpcisEvent, EPC_ROLES,
 };
 pub use group::{
-    CommitQueue, GroupBackend, GroupTx, WriterHealth, MAX_GROUP_EVENTS, MAX_GROUP_REQUESTS,
+    Buckets, CommitQueue, CommitStats, GroupBackend, GroupTx, WriterHealth, MAX_GROUP_EVENTS,
+    MAX_GROUP_REQUESTS,
 };
 pub use row::{CheckpointRow, EventRow, EVENT_COLUMNS};
 use row::{DeliveryAttemptRow, WebhookDeliveryRow, WebhookRow};
@@ -267,6 +268,10 @@ pub trait LedgerStore: Send + Sync {
     /// answers the writer's health after it: how a failing writer is seen to recover when
     /// no append comes.
     async fn probe_writer(&self) -> WriterHealth;
+
+    /// What the append writer has committed since the store was opened: group sizes and
+    /// commit latencies, for metrics.
+    fn commit_stats(&self) -> CommitStats;
 
     /// Up to `limit` rows with position > `after_position`, in stored position order.
     async fn scan(&self, after_position: i64, limit: u32) -> Result<Vec<ScannedRow>, StoreError>;
@@ -590,6 +595,9 @@ pub trait WebhookStore: Send + Sync {
         webhook_id: Uuid,
         limit: u32,
     ) -> Result<Vec<WebhookDelivery>, StoreError>;
+
+    /// How many deliveries of active webhooks are pending (the webhook backlog).
+    async fn pending_deliveries(&self) -> Result<u64, StoreError>;
 
     /// The attempt log of one delivery, oldest first (empty when unknown).
     async fn delivery_attempts(

@@ -2,5 +2,6 @@
 //! webhook delivery with retries (`webhooks`), and the NATS JetStream outbox (`outbox`).
 
 pub(crate) mod alerts;
+pub(crate) mod backlog;
 pub(crate) mod outbox;
 pub(crate) mod webhooks;

@@ -72,17 +72,22 @@ async fn serve_demo_seeds_a_living_network_and_a_console_account() {
             "127.0.0.1:0",
             "--demo-password",
             PASSWORD,
+            "--metrics-listen",
+            "127.0.0.1:0",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("serve --demo");
     let stdout = child.stdout.take().expect("stdout");
-    let (mut totp, mut base) = (None, None);
+    let (mut totp, mut base, mut metrics) = (None, None, None);
     for line in BufReader::new(stdout).lines() {
         let line = line.expect("a line");
         if let Some(key) = line.split("authenticator app): ").nth(1) {
             totp = Some(key.trim().to_string());
+        }
+        if let Some(url) = line.strip_prefix("autolog metrics on ") {
+            metrics = Some(url.trim().to_string());
         }
         if let Some(url) = line.strip_prefix("autolog listening on ") {
             base = Some(url.trim().to_string());
@@ -109,8 +114,61 @@ async fn serve_demo_seeds_a_living_network_and_a_console_account() {
     };
     let report = get("/api/v1/reconciliation").await;
     let alerts = get("/api/v1/alerts?status=all").await;
+    let chains = get("/api/v1/chains?limit=1").await;
+    let coi = chains["chains"][0]["coi"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let chain = get(&format!("/api/v1/chains/{coi}")).await;
+    let on_api = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("request")
+        .status();
+    let scraped = match &metrics {
+        Some(url) => reqwest::get(url).await.expect("scrape").text().await.ok(),
+        None => None,
+    };
     let _ = child.kill();
     let _ = child.wait();
+    assert_eq!(chain["coi"], coi, "{chain}");
+    assert_eq!(
+        on_api,
+        reqwest::StatusCode::NOT_FOUND,
+        "metrics are not on the API"
+    );
+    let scraped = scraped.expect("serve --demo --metrics-listen printed where, and answered");
+    let value = |name: &str| -> f64 {
+        scraped
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("{name} in {scraped}"))
+    };
+    assert!(value("autolog_ledger_events ") > 1000.0, "{scraped}");
+    assert_eq!(
+        value("autolog_chain_projection_lag_events "),
+        0.0,
+        "listed: caught up"
+    );
+    assert!(
+        value("autolog_append_group_events_count ") > 0.0,
+        "{scraped}"
+    );
+    assert!(
+        value("autolog_append_commit_seconds_count ") > 0.0,
+        "{scraped}"
+    );
+    for route in ["/api/v1/reconciliation", "/api/v1/chains/{coi}"] {
+        let counted = format!(
+            "autolog_http_request_duration_seconds_count{{method=\"GET\",route=\"{route}\",status=\"200\"}} "
+        );
+        assert_eq!(value(&counted), 1.0, "{scraped}");
+    }
+    assert!(
+        !scraped.contains(&coi),
+        "a route is labelled by its template, never by the COI it names"
+    );
     // The bag swap holds both chains, with critical alerts.
     assert_eq!(
         report["open_holds"].as_array().map(Vec::len),

@@ -48,7 +48,7 @@ fn path_param(name: &str, param: PathParam) -> Result<String, ApiError> {
         .map_err(|e| FieldError::new(name, "(unreadable)", e.body_text()).into())
 }
 
-pub fn router(app: Arc<Autolog>) -> Router {
+pub fn router(app: Arc<Autolog>, metrics: Arc<crate::metrics::Metrics>) -> Router {
     Router::new()
         .merge(ledger::router())
         .merge(reference::router())
@@ -63,6 +63,11 @@ pub fn router(app: Arc<Autolog>) -> Router {
             crate::auth::authorize,
         ))
         .merge(crate::fhir::router(app.clone()))
+        // Every route's latency by its matched route and status (metrics.rs).
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::record,
+        ))
         .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         // Outermost last: a plain id is kept or a new one made, the request's span named
         // by it, and the id returned in the answer.

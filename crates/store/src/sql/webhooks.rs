@@ -219,6 +219,19 @@ impl<B: SqlDb> WebhookStore for B {
         self.read(select).await?.iter().map(delivery).collect()
     }
 
+    async fn pending_deliveries(&self) -> Result<u64, StoreError> {
+        let count = Statement::new(
+            "SELECT COUNT(*) AS pending FROM webhook_deliveries d \
+             JOIN webhooks w ON w.webhook_id = d.webhook_id \
+             WHERE w.active AND d.status = 'pending'",
+        );
+        let pending = match first(self.read(count).await?) {
+            Some(row) => row.int("pending")?,
+            None => 0,
+        };
+        Ok(u64::try_from(pending).unwrap_or_default())
+    }
+
     async fn delivery_attempts(
         &self,
         webhook_id: Uuid,
