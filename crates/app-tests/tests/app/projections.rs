@@ -246,3 +246,36 @@ async fn a_sites_work_lists_what_waits_there() {
     }
     assert!(crowded > 0, "some site has more than one chain in progress");
 }
+
+/// Appends in the same instant of the clock are recorded a microsecond apart, after it:
+/// the projection still folds every stored event (the last commit may be ahead of the
+/// clock), so the chain enrolled last is listed at once.
+#[tokio::test]
+async fn events_recorded_ahead_of_a_clock_that_did_not_move_are_projected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = autolog_store_sqlite::SqliteStore::open(&dir.path().join("still.db"))
+        .await
+        .expect("store");
+    let clock = Arc::new(ManualClock::new(
+        Instant::from_micros(1_795_132_800_000_000).expect("valid"),
+    ));
+    let app = Autolog::from_parts(Arc::new(store), SigningKey::from_bytes(&[6u8; 32]))
+        .with_clock(clock)
+        .with_coi_issuer("A9999")
+        .expect("FIN");
+    autolog_test_support::import_examples(&app).await;
+    let first = autolog_test_support::enrol_at_los_angeles(&app, "PK-STILL-1", "still-1").await;
+    assert_eq!(
+        app.project_chains().await.expect("project"),
+        app.store().head().await.expect("head").position
+    );
+    let second = autolog_test_support::enrol_at_los_angeles(&app, "PK-STILL-2", "still-2").await;
+    let listed = app
+        .chains(&everywhere(), &ChainFilter::default())
+        .await
+        .expect("list");
+    let cois: Vec<&str> = listed.chains.iter().map(|c| c.coi.as_str()).collect();
+    assert_eq!(cois, [first.as_str(), second.as_str()]);
+    let check = app.check_projections().await.expect("check");
+    assert_eq!(check.differences, Vec::<String>::new());
+}

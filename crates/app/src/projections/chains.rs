@@ -179,9 +179,10 @@ impl Autolog {
                 Touched::Every => self.every_chain().await?,
             };
             let reads = Arc::new(RuleReads::default());
+            let known_at = self.everything_stored().await?;
             let mut summaries = Vec::with_capacity(cois.len());
             for coi in &cois {
-                summaries.extend(self.summarise_chain(coi, &reads).await?);
+                summaries.extend(self.summarise_chain(coi, known_at, &reads).await?);
             }
             // False when another server moved the position meanwhile: read it again.
             self.store.put_chain_summaries(&summaries, from, to).await?;
@@ -279,6 +280,7 @@ impl Autolog {
     pub async fn check_projections(&self) -> Result<ProjectionCheck, AppError> {
         self.project_chains().await?;
         let reads = Arc::new(RuleReads::default());
+        let known_at = self.everything_stored().await?;
         let mut check = ProjectionCheck::default();
         let mut projected: BTreeSet<String> = BTreeSet::new();
         let mut query = ChainQuery {
@@ -289,7 +291,7 @@ impl Autolog {
             let page = self.store.chain_summaries(&query).await?;
             for stored in &page {
                 projected.insert(stored.coi.clone());
-                let folded = self.summarise_chain(&stored.coi, &reads).await?;
+                let folded = self.summarise_chain(&stored.coi, known_at, &reads).await?;
                 if folded.as_ref() != Some(stored) {
                     check.differences.push(format!(
                         "chain {}: projected {stored:?}, folded {folded:?}",
@@ -315,14 +317,14 @@ impl Autolog {
         Ok(check)
     }
 
-    /// The chain as recorded so far: every event in force (not superseded), folded in
-    /// recording order. `None` when the stream holds no event.
+    /// The chain as recorded by `known_at`: every event in force (not superseded), folded
+    /// in recording order. `None` when the stream holds no event.
     async fn summarise_chain(
         &self,
         coi: &str,
+        known_at: autolog_domain::Instant,
         reads: &Arc<RuleReads>,
     ) -> Result<Option<ChainSummary>, AppError> {
-        let known_at = self.settled_known_at(None, self.now()).await?;
         let events = self
             .store
             .stream_events(&StreamId::chain(coi), known_at)
@@ -349,6 +351,15 @@ impl Autolog {
             &sites,
             newest.position,
         )))
+    }
+
+    /// A `known_at` that holds every event stored: the last commit's time, or now if later
+    /// (an event is recorded after the previous one even when the clock has not moved on,
+    /// so the last commit may be a little ahead of the clock).
+    async fn everything_stored(&self) -> Result<autolog_domain::Instant, AppError> {
+        let now = self.now();
+        let head = self.store.head().await?;
+        Ok(head.recorded_at.map_or(now, |last| last.max(now)))
     }
 
     /// `cois` and every projected chain of `products`.
