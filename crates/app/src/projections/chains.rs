@@ -160,6 +160,14 @@ fn touched(rows: &[ScannedRow]) -> Result<Touched, AppError> {
     Ok(Touched::Chains { cois, products })
 }
 
+/// The chains `grants` may read (`None`: every chain).
+fn readable(grants: &[Grant]) -> Option<ChainScope> {
+    chain_scope(grants, Permission::ReadChains).map(|(treatment, involved)| ChainScope {
+        treatment_sites: treatment,
+        involved_sites: involved,
+    })
+}
+
 impl Autolog {
     /// Brings the chain projection up to the ledger's head; the position it reached.
     pub async fn project_chains(&self) -> Result<u64, AppError> {
@@ -202,12 +210,7 @@ impl Autolog {
         grants: &[Grant],
         filter: &ChainFilter,
     ) -> Result<ChainList, AppError> {
-        let scope =
-            chain_scope(grants, Permission::ReadChains).map(|(treatment, involved)| ChainScope {
-                treatment_sites: treatment,
-                involved_sites: involved,
-            });
-        let query = filter.query(scope)?;
+        let query = filter.query(readable(grants))?;
         let projected_to = self.project_chains().await?;
         let chains = self.store.chain_summaries(&query).await?;
         let full = chains.len() == query.limit as usize;
@@ -228,12 +231,7 @@ impl Autolog {
         check_code("site_id", site_id)?;
         let limit = page_limit(limit)?;
         let base = ChainQuery {
-            scope: chain_scope(grants, Permission::ReadChains).map(|(treatment, involved)| {
-                ChainScope {
-                    treatment_sites: treatment,
-                    involved_sites: involved,
-                }
-            }),
+            scope: readable(grants),
             // One more than shown: whether there are more.
             limit: limit + 1,
             ..ChainQuery::default()
