@@ -26,8 +26,13 @@ use crate::chain::rule_reads::RuleReads;
 use crate::ledger::read::page_limit;
 use crate::{AppError, Autolog};
 
-/// Events read per projector step.
-const STEP_EVENTS: u32 = 1_000;
+/// Events read per page of a projector step.
+const PAGE_EVENTS: u32 = 1_000;
+
+/// Events folded into the projection per step (one transaction): enough that a chain
+/// whose events are spread through a long stretch of the ledger is folded once, not once
+/// per page.
+const STEP_EVENTS: u64 = 50_000;
 
 /// A listing of chains, from the projection.
 #[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
@@ -129,35 +134,34 @@ impl ChainFilter {
 }
 
 /// The chains a step of events changes.
-enum Touched {
-    /// These chains, and every chain of these products.
-    Chains {
-        cois: BTreeSet<String>,
-        products: BTreeSet<String>,
-    },
+#[derive(Default)]
+struct Touched {
+    cois: BTreeSet<String>,
+    /// Every chain of these products.
+    products: BTreeSet<String>,
     /// Every chain (a process step changed: every fold reads the steps).
-    Every,
+    every: bool,
 }
 
-fn touched(rows: &[ScannedRow]) -> Result<Touched, AppError> {
-    let mut cois = BTreeSet::new();
-    let mut products = BTreeSet::new();
-    for row in rows {
-        let event = row.event.as_ref().map_err(|detail| {
-            AppError::Integrity(format!(
-                "stored row at position {} is unreadable: {detail}",
-                row.position
-            ))
-        })?;
-        if let Some(coi) = event.stream.strip_prefix("coi/") {
-            cois.insert(coi.to_string());
-        } else if let Some(product) = event.stream.strip_prefix("product/") {
-            products.insert(product.to_string());
-        } else if event.stream.starts_with("step/") {
-            return Ok(Touched::Every);
+impl Touched {
+    fn add(&mut self, rows: &[ScannedRow]) -> Result<(), AppError> {
+        for row in rows {
+            let event = row.event.as_ref().map_err(|detail| {
+                AppError::Integrity(format!(
+                    "stored row at position {} is unreadable: {detail}",
+                    row.position
+                ))
+            })?;
+            if let Some(coi) = event.stream.strip_prefix("coi/") {
+                self.cois.insert(coi.to_string());
+            } else if let Some(product) = event.stream.strip_prefix("product/") {
+                self.products.insert(product.to_string());
+            } else if event.stream.starts_with("step/") {
+                self.every = true;
+            }
         }
+        Ok(())
     }
-    Ok(Touched::Chains { cois, products })
 }
 
 /// The chains `grants` may read (`None`: every chain).
@@ -174,17 +178,13 @@ impl Autolog {
         let _one_projector = self.projector.lock().await;
         loop {
             let from = self.store.chain_projection_position().await?;
-            let rows = self
-                .store
-                .scan(i64::try_from(from).unwrap_or(i64::MAX), STEP_EVENTS)
-                .await?;
-            let Some(last) = rows.last() else {
+            let (to, touched) = self.events_after(from).await?;
+            if to == from {
                 return Ok(from);
-            };
-            let to = u64::try_from(last.position).unwrap_or_default();
-            let cois = match touched(&rows)? {
-                Touched::Chains { cois, products } => self.with_chains_of(cois, &products).await?,
-                Touched::Every => self.every_chain().await?,
+            }
+            let cois = match touched.every {
+                true => self.every_chain().await?,
+                false => self.with_chains_of(touched.cois, &touched.products).await?,
             };
             let reads = Arc::new(RuleReads::default());
             let known_at = self.everything_stored().await?;
@@ -195,6 +195,26 @@ impl Autolog {
             // False when another server moved the position meanwhile: read it again.
             self.store.put_chain_summaries(&summaries, from, to).await?;
         }
+    }
+
+    /// The chains the events after `from` touch, up to [`STEP_EVENTS`] of them (each chain
+    /// is then folded once, however many of its events the step holds), and the position
+    /// of the last one read.
+    async fn events_after(&self, from: u64) -> Result<(u64, Touched), AppError> {
+        let mut touched = Touched::default();
+        let mut to = from;
+        while to - from < STEP_EVENTS {
+            let rows = self
+                .store
+                .scan(i64::try_from(to).unwrap_or(i64::MAX), PAGE_EVENTS)
+                .await?;
+            let Some(last) = rows.last() else {
+                break;
+            };
+            to = u64::try_from(last.position).unwrap_or(to);
+            touched.add(&rows)?;
+        }
+        Ok((to, touched))
     }
 
     /// Drops the chain projection and folds the whole ledger into it again.
