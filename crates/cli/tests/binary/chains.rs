@@ -259,6 +259,104 @@ async fn cois_are_unique_across_server_processes_on_postgres() {
     run_on(Backend::Postgres, "cois_unique", cois_unique).await;
 }
 
+/// SIGKILL while chains are enrolled and listed at once (the listing folds them into the
+/// chain projection): the projection is left at its last committed position, and `verify`
+/// finds it equal to the ledger's fold for every chain.
+async fn kill_while_projecting(target: Target) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    import_reference(dir.path(), &target);
+    let secret = create_account(dir.path(), &target);
+    let mut server = crate::common::start_server(
+        dir.path(),
+        &target,
+        &["--coi-issuer-fin", FIN, "--rate-limit-per-second", "0"],
+    )
+    .await;
+    let base = server.base.clone();
+    let client = sign_in(&base, &secret).await;
+    let enrolled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for t in 0..3 {
+        let (client, base, enrolled, stop) =
+            (client.clone(), base.clone(), enrolled.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..300 {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let body = enrolment(&format!("K{t}-{i}"), ENROLLED_AT);
+                let sent = client
+                    .post(format!("{base}/api/v1/chains"))
+                    .json(&body)
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == StatusCode::CREATED => {
+                        enrolled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    _ => break,
+                }
+            }
+        }));
+    }
+    let (reader, reader_stop) = (client.clone(), stop.clone());
+    let reader_base = base.clone();
+    tasks.push(tokio::spawn(async move {
+        while !reader_stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let listed = reader
+                .get(format!("{reader_base}/api/v1/chains?limit=1"))
+                .send()
+                .await;
+            if listed.is_err() {
+                break;
+            }
+        }
+    }));
+    // Kill once enough chains exist, while enrolments and listings still run (no timing
+    // is asserted: a slow machine just waits longer).
+    for _ in 0..6000 {
+        if enrolled.load(std::sync::atomic::Ordering::Relaxed) >= 60 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    server.kill();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("task");
+    }
+    let enrolled = enrolled.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(enrolled >= 60, "{enrolled} chains enrolled before the kill");
+    let verify = run(dir.path(), &target, &["verify"]);
+    let said = both(&verify);
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "verify after the kill: {said}"
+    );
+    let counted = said
+        .split("chain projection equals the fold of the ledger for ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("no projection line in {said}"));
+    assert!(
+        counted >= enrolled,
+        "{counted} chains checked, {enrolled} enrolled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kill_while_projecting_leaves_the_projection_equal_to_the_ledger_on_sqlite() {
+    run_on(Backend::Sqlite, "kill_projecting", kill_while_projecting).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_kill_while_projecting_leaves_the_projection_equal_to_the_ledger_on_postgres() {
+    run_on(Backend::Postgres, "kill_projecting", kill_while_projecting).await;
+}
+
 /// An instant `hours` after `t0` (microseconds UTC), in `zone`, in the RFC 9557 form a
 /// source sends.
 fn at(t0: i64, hours: i64, zone: &str) -> String {
