@@ -129,6 +129,8 @@ pub struct Autolog {
     access_refusals: access::refusals::RefusalWindows,
     /// Held while this process folds the ledger into its projections (one projector).
     projector: Arc<tokio::sync::Mutex<()>>,
+    /// Signalled after each append by this process: wakes the background projector.
+    to_project: Arc<tokio::sync::Notify>,
 }
 
 impl Autolog {
@@ -162,6 +164,7 @@ impl Autolog {
             sign_in_throttle: access::throttle::SignInThrottle::default(),
             access_refusals: access::refusals::RefusalWindows::default(),
             projector: Arc::new(tokio::sync::Mutex::new(())),
+            to_project: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -189,10 +192,12 @@ impl Autolog {
         self.clock.event_id()
     }
 
-    /// Wakes whoever waits for appends (the outbound feed publisher): a wake-up given while
-    /// no one waits is kept for the next wait, so none is lost.
+    /// Wakes whoever waits for appends (the outbound feed publisher, the background
+    /// projector): a wake-up given while no one waits is kept for the next wait, so none is
+    /// lost.
     pub(crate) fn note_appended(&self) {
         self.appended.notify_one();
+        self.to_project.notify_one();
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -30,6 +30,10 @@ pub use routes::router;
 /// The OpenAPI 3.1 description served at `/api/openapi.json` (`openapi.rs`).
 pub use openapi::document as openapi_document;
 
+/// How often the background projector looks for appends by other servers sharing the
+/// database (it also wakes after each append by this one).
+const PROJECTOR_INTERVAL: Duration = Duration::from_secs(2);
+
 /// How the server runs.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -124,6 +128,7 @@ pub async fn serve_with_metrics(
     };
     let checkpointer = tokio::spawn(checkpoint_loop(app.clone(), options.checkpoint_interval));
     let webhooks = tokio::spawn(app.clone().run_webhook_worker(options.webhook_interval));
+    let projector = tokio::spawn(app.clone().run_projector(PROJECTOR_INTERVAL));
     let publisher = options
         .nats
         .clone()
@@ -138,6 +143,7 @@ pub async fn serve_with_metrics(
     }
     checkpointer.abort();
     webhooks.abort();
+    projector.abort();
     if let Some(metrics_server) = metrics_server {
         metrics_server.abort();
     }

@@ -279,3 +279,52 @@ async fn events_recorded_ahead_of_a_clock_that_did_not_move_are_projected() {
     let check = app.check_projections().await.expect("check");
     assert_eq!(check.differences, Vec::<String>::new());
 }
+
+/// The background projector folds an append into the projection without any reader
+/// asking: it wakes on the append.
+#[tokio::test]
+async fn the_background_projector_follows_appends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = autolog_store_sqlite::SqliteStore::open(&dir.path().join("bg.db"))
+        .await
+        .expect("store");
+    let clock = Arc::new(ManualClock::new(
+        Instant::from_micros(1_795_132_800_000_000).expect("valid"),
+    ));
+    let app = Arc::new(
+        Autolog::from_parts(Arc::new(store), SigningKey::from_bytes(&[7u8; 32]))
+            .with_clock(clock)
+            .with_coi_issuer("A9999")
+            .expect("FIN"),
+    );
+    autolog_test_support::import_examples(&app).await;
+    // A long interval: once its first pass is done, only the wake-up on append can bring
+    // it up in time.
+    let projector = tokio::spawn(
+        app.clone()
+            .run_projector(std::time::Duration::from_secs(3600)),
+    );
+    let caught_up = |app: Arc<Autolog>| async move {
+        let head = app.store().head().await.expect("head").position;
+        let mut projected = 0;
+        // Bounded wait, no timing asserted: a slow machine only waits longer.
+        for _ in 0..3000 {
+            projected = app
+                .store()
+                .chain_projection_position()
+                .await
+                .expect("position");
+            if projected == head {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        (projected, head)
+    };
+    let (projected, head) = caught_up(app.clone()).await;
+    assert_eq!(projected, head, "the first pass");
+    autolog_test_support::enrol_at_los_angeles(&app, "PK-BG-1", "bg-1").await;
+    let (projected, head) = caught_up(app.clone()).await;
+    projector.abort();
+    assert_eq!(projected, head, "the projector caught up on its own");
+}

@@ -217,6 +217,22 @@ impl Autolog {
         Ok((to, touched))
     }
 
+    /// Keeps the chain projection up with the ledger in the background: after each append
+    /// by this process, and every `interval` (appends by other servers sharing the
+    /// database). Readers still catch up themselves; this only takes the wait off them.
+    /// A failure is logged and tried again at the next wake-up.
+    pub async fn run_projector(self: Arc<Self>, interval: std::time::Duration) {
+        loop {
+            if let Err(e) = self.project_chains().await {
+                tracing::warn!(error = %e, "projecting the chains failed; will retry");
+            }
+            tokio::select! {
+                _ = self.to_project.notified() => {}
+                _ = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
     /// Drops the chain projection and folds the whole ledger into it again.
     pub async fn rebuild_projections(&self) -> Result<u64, AppError> {
         self.store.clear_chain_projection().await?;
