@@ -177,9 +177,11 @@ impl Event {
         v
     }
 
-    /// RFC 8785 canonical bytes of the envelope without its hash.
+    /// RFC 8785 canonical bytes of the envelope without its hash: the members of
+    /// [`Event::unhashed_json`], serialised from the event in place (the canonicaliser
+    /// sorts them), without building that JSON value or copying the payload.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        canonical_json(&self.unhashed_json())
+        canonical_json(&Unhashed::of(self))
     }
 
     /// SHA-256 of the canonical bytes.
@@ -188,10 +190,74 @@ impl Event {
     }
 }
 
-/// RFC 8785 (JSON Canonicalization Scheme) serialisation of a JSON value.
-pub fn canonical_json(value: &Value) -> Vec<u8> {
-    // serde_json values always canonicalise: their numbers are finite by construction.
+/// RFC 8785 (JSON Canonicalization Scheme) serialisation of a JSON value (or of what
+/// serialises as one).
+pub fn canonical_json(value: &impl Serialize) -> Vec<u8> {
+    // What is given here always canonicalises: JSON values and the envelope's own fields,
+    // whose numbers are finite by construction.
     serde_json_canonicalizer::to_vec(value).unwrap_or_default()
+}
+
+/// The envelope without its hash, borrowed from an event: what is hashed. Its members and
+/// their forms are those of [`Event::unhashed_json`] (a test holds the two equal).
+#[derive(Serialize)]
+struct Unhashed<'a> {
+    event_id: String,
+    stream: &'a str,
+    seq: u64,
+    prev_hash: String,
+    position: u64,
+    recorded_at: String,
+    occurred_at: UnhashedOccurred<'a>,
+    actor: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    site: Option<&'a str>,
+    source: UnhashedSource<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    corrects: Option<String>,
+    body: &'a Body,
+}
+
+#[derive(Serialize)]
+struct UnhashedOccurred<'a> {
+    instant: String,
+    zone: &'a str,
+    offset: String,
+}
+
+#[derive(Serialize)]
+struct UnhashedSource<'a> {
+    system: &'a str,
+    source_event_id: &'a str,
+}
+
+impl<'a> Unhashed<'a> {
+    fn of(e: &'a Event) -> Self {
+        Unhashed {
+            event_id: e.event_id.to_string(),
+            stream: &e.stream,
+            seq: e.seq,
+            prev_hash: hex::encode(e.prev_hash),
+            position: e.position,
+            recorded_at: e.recorded_at.to_string(),
+            occurred_at: UnhashedOccurred {
+                instant: e.occurred_at.instant.to_string(),
+                zone: &e.occurred_at.zone,
+                offset: e.occurred_at.offset.to_string(),
+            },
+            actor: &e.actor,
+            site: e.site.as_deref(),
+            source: UnhashedSource {
+                system: &e.source.system,
+                source_event_id: &e.source.source_event_id,
+            },
+            reason: e.reason.as_deref(),
+            corrects: e.corrects.map(|c| c.to_string()),
+            body: &e.body,
+        }
+    }
 }
 
 /// A canonical id or code (site id, person id, step code...): 1-64 letters, digits or `._:-`.

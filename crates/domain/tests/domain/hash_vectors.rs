@@ -179,3 +179,97 @@ fn published_vectors_match_this_code_and_the_outside_recipe() {
         assert_eq!(Value::String(digest), hash);
     }
 }
+
+mod borrowed_and_built_bytes {
+    //! The hash is computed from the event in place (`Event::canonical_bytes`); the API
+    //! shows `Event::unhashed_json`. Both must give the same canonical bytes for any event:
+    //! optional members present or not, any text (escapes, non-ASCII, astral characters),
+    //! nested payloads with numbers.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-zA-Z0-9/._:-]{1,20}",
+            any::<String>(),
+            Just("quote \" backslash \\ tab \t nul \u{0} €𝄞".to_string()),
+        ]
+    }
+
+    fn payload() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-1e12f64..1e12).prop_map(Value::from),
+            text().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(text(), inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        (
+            (
+                text(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u128>(),
+                any::<[u8; 32]>(),
+            ),
+            (
+                proptest::option::of(text()),
+                proptest::option::of(text()),
+                proptest::option::of(any::<u128>()),
+            ),
+            (text(), text(), text(), text(), any::<u32>(), payload()),
+            0i64..4_000_000_000_000_000,
+        )
+            .prop_map(
+                |(
+                    (stream, seq, position, id, prev_hash),
+                    (site, reason, corrects),
+                    (actor, system, source_event_id, event_type, version, data),
+                    micros,
+                )| {
+                    let at = Instant::from_micros(micros).expect("in range");
+                    Event {
+                        event_id: Uuid::from_u128(id),
+                        stream,
+                        seq,
+                        prev_hash,
+                        hash: GENESIS_HASH,
+                        position,
+                        recorded_at: at,
+                        occurred_at: occurred("2026-03-02T09:00:00+01:00[Europe/Paris]"),
+                        actor,
+                        site,
+                        source: Source {
+                            system,
+                            source_event_id,
+                        },
+                        reason,
+                        corrects: corrects.map(Uuid::from_u128),
+                        body: Body {
+                            event_type,
+                            version,
+                            data,
+                        },
+                    }
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn the_hashed_bytes_are_those_of_the_shown_envelope(e in event()) {
+            prop_assert_eq!(e.canonical_bytes(), canonical_json(&e.unhashed_json()));
+        }
+    }
+}
