@@ -174,7 +174,13 @@ impl Collector for WriterStats {
 /// Middleware: times every request of the API's router by its matched route.
 pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_string();
+    // Any token is a method to HTTP: the label takes only the standard ones, so that a
+    // client cannot make a series per invented method.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "TRACE"
+        | "CONNECT") => m.to_string(),
+        _ => "OTHER".to_string(),
+    };
     let route = request
         .extensions()
         .get::<MatchedPath>()

@@ -7,7 +7,7 @@ CREATE TABLE projection_cursors (
 );
 
 CREATE TABLE chain_summaries (
-    coi                TEXT    NOT NULL PRIMARY KEY,
+    coi                TEXT    COLLATE "C" NOT NULL PRIMARY KEY,
     patient_key        TEXT,
     product_code       TEXT,
     treatment_site_id  TEXT,
@@ -34,7 +34,7 @@ CREATE INDEX chain_summaries_collection ON chain_summaries (collection_site_id, 
 CREATE TABLE chain_sites (
     site_id  TEXT NOT NULL,
     relation TEXT NOT NULL CHECK (relation IN ('involved', 'treatment')),
-    coi      TEXT NOT NULL REFERENCES chain_summaries (coi) ON DELETE CASCADE,
+    coi      TEXT COLLATE "C" NOT NULL REFERENCES chain_summaries (coi) ON DELETE CASCADE,
     PRIMARY KEY (site_id, relation, coi)
 );
 CREATE INDEX chain_sites_coi ON chain_sites (coi);

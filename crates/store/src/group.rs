@@ -132,7 +132,7 @@ const COMMIT_SECONDS: &[f64] = &[
 ];
 
 /// What the writer has done since it started: groups committed and failed, and the size
-/// (events) and latency (from the group's first statement to its durable commit) of each
+/// (events written, refused requests' not counted) and latency (from the group's first statement to its durable commit) of each
 /// committed group.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommitStats {
@@ -358,7 +358,15 @@ async fn write_groups<B: GroupBackend>(
         }
         let started = std::time::Instant::now();
         let (answers, committed) = commit_group(&backend, &group).await;
-        stats.add(events, started.elapsed(), committed.is_ok());
+        // The events of the requests that were written (a refused request's savepoint
+        // rolled its own back).
+        let written = group
+            .iter()
+            .zip(&answers)
+            .filter(|(_, answer)| answer.is_ok())
+            .map(|(request, _)| request.drafts.len())
+            .sum();
+        stats.add(written, started.elapsed(), committed.is_ok());
         // A request can fail alone on a backend error (SQLite refuses the statement that
         // needs a page the full disk cannot give, and its savepoint rolls it back): that
         // too is a writer that cannot write. Refusals and busy answers are not.
@@ -591,7 +599,7 @@ mod tests {
     }
 
     /// Holds the first group at BEGIN, queues `n` more requests behind it, then opens.
-    async fn burst(fail_commit: bool, n: usize) -> (Arc<Log>, Vec<(bool, Answer)>) {
+    async fn burst(fail_commit: bool, n: usize) -> (Arc<Log>, Vec<(bool, Answer)>, CommitStats) {
         let log = Arc::new(Log::default());
         let gate = Arc::new(Semaphore::new(0));
         let queue = Arc::new(CommitQueue::start(
@@ -627,12 +635,12 @@ mod tests {
         for t in tasks {
             answers.push(t.await.expect("task"));
         }
-        (log, answers)
+        (log, answers, queue.stats())
     }
 
     #[tokio::test]
     async fn requests_waiting_together_share_one_commit() {
-        let (log, answers) = burst(false, 10).await;
+        let (log, answers, stats) = burst(false, 10).await;
         assert_eq!(
             log.begins.load(Ordering::SeqCst),
             2,
@@ -655,11 +663,19 @@ mod tests {
         );
         assert_eq!(statements.iter().filter(|s| **s == SAVEPOINT).count(), 11);
         assert_eq!(statements.iter().filter(|s| **s == RELEASE).count(), 11);
+        // Two groups committed: 1 event, then 10 requests of which 2 were refused.
+        assert_eq!(stats.group_events.count, 2);
+        assert_eq!(
+            stats.group_events.sum, 9.0,
+            "refused requests' events are not counted"
+        );
+        assert_eq!(stats.failed_groups, 0);
     }
 
     #[tokio::test]
     async fn a_failed_commit_fails_every_request_of_the_group() {
-        let (log, answers) = burst(true, 5).await;
+        let (log, answers, stats) = burst(true, 5).await;
+        assert_eq!((stats.failed_groups, stats.group_events.count), (2, 0));
         assert_eq!(log.begins.load(Ordering::SeqCst), 2);
         for (_, answer) in answers {
             match answer {

@@ -126,6 +126,13 @@ async fn serve_demo_seeds_a_living_network_and_a_console_account() {
         .await
         .expect("request")
         .status();
+    // A method of the client's own invention is counted, but not as a label of its own.
+    let brew = reqwest::Method::from_bytes(b"BREW").expect("a method token");
+    let _ = client
+        .request(brew, format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("request");
     let scraped = match &metrics {
         Some(url) => reqwest::get(url).await.expect("scrape").text().await.ok(),
         None => None,
@@ -168,6 +175,10 @@ async fn serve_demo_seeds_a_living_network_and_a_console_account() {
     assert!(
         !scraped.contains(&coi),
         "a route is labelled by its template, never by the COI it names"
+    );
+    assert!(
+        scraped.contains("method=\"OTHER\"") && !scraped.contains("BREW"),
+        "{scraped}"
     );
     // The bag swap holds both chains, with critical alerts.
     assert_eq!(

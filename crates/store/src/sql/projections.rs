@@ -1,6 +1,6 @@
 //! The chain projection (one row a chain, and its sites), for every [`SqlDb`] backend.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use autolog_domain::chain::summary::ChainSummary;
@@ -213,31 +213,6 @@ fn chain_query(q: &ChainQuery, dialect: Dialect) -> Statement {
     c.finish(q)
 }
 
-/// The sites each of `cois` involves.
-async fn involved_of<B: SqlDb>(
-    db: &B,
-    cois: &[String],
-) -> Result<BTreeMap<String, BTreeSet<String>>, StoreError> {
-    let mut found: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for chunk in cois.chunks(ROWS_PER_STATEMENT) {
-        let places: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-        let mut select = Statement::new(format!(
-            "SELECT coi, site_id FROM chain_sites WHERE relation = 'involved' AND coi IN ({})",
-            places.join(", ")
-        ));
-        for coi in chunk {
-            select = select.bind(coi);
-        }
-        for row in db.read(select).await? {
-            found
-                .entry(row.text("coi")?)
-                .or_default()
-                .insert(row.text("site_id")?);
-        }
-    }
-    Ok(found)
-}
-
 #[async_trait]
 impl<B: SqlDb> ProjectionStore for B {
     async fn chain_projection_position(&self) -> Result<u64, StoreError> {
@@ -302,29 +277,41 @@ impl<B: SqlDb> ProjectionStore for B {
 
     async fn clear_chain_projection(&self) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
+        // The position first, as a projector takes it: two writers lock in one order.
+        let cursor = Statement::new("DELETE FROM projection_cursors WHERE name = $1").bind(CHAINS);
+        tx.execute(cursor).await?;
         tx.execute(Statement::new("DELETE FROM chain_sites"))
             .await?;
         tx.execute(Statement::new("DELETE FROM chain_summaries"))
-            .await?;
-        tx.execute(Statement::new("DELETE FROM projection_cursors WHERE name = $1").bind(CHAINS))
             .await?;
         tx.commit().await
     }
 }
 
-/// The summaries a statement selects, with their sites.
+/// The summaries a statement selects, with their sites, read in one statement (one
+/// snapshot: a projector committing meanwhile cannot pair a row with another version's
+/// sites).
 async fn summaries_of<B: SqlDb>(
     db: &B,
-    select: Statement,
+    mut select: Statement,
 ) -> Result<Vec<ChainSummary>, StoreError> {
+    let order = db.dialect().bytewise("p.coi");
+    select.sql = format!(
+        "SELECT p.*, cs.site_id AS involved_site FROM ({}) p \
+         LEFT JOIN chain_sites cs ON cs.coi = p.coi AND cs.relation = 'involved' \
+         ORDER BY {order}, cs.site_id",
+        select.sql
+    )
+    .into();
     let rows = db.read(select).await?;
-    let cois: Vec<String> = rows
-        .iter()
-        .map(|r| r.text("coi"))
-        .collect::<Result<_, _>>()?;
-    let mut involved = involved_of(db, &cois).await?;
-    rows.iter()
-        .zip(&cois)
-        .map(|(row, coi)| summary(row, involved.remove(coi).unwrap_or_default()))
-        .collect()
+    let mut summaries: Vec<ChainSummary> = Vec::new();
+    for row in &rows {
+        let coi = row.text("coi")?;
+        let site = row.opt_text("involved_site")?;
+        match summaries.last_mut() {
+            Some(last) if last.coi == coi => last.involved.extend(site),
+            _ => summaries.push(summary(row, site.into_iter().collect())?),
+        }
+    }
+    Ok(summaries)
 }
