@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 mod access;
 mod bench;
+mod chains;
 mod reference;
 mod simulate;
 mod store;
@@ -123,6 +124,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The chains as they stand now (the chain projection), by COI: as GET /api/v1/chains.
+    Chains(chains::ListArgs),
+    /// What waits at a site: chains to collect, handoffs to receive, material there in
+    /// progress and on hold (as GET /api/v1/sites/{site_id}/work).
+    Work(chains::WorkArgs),
     /// Network reconciliation over every chain: open holds, unanswered handoffs, units on
     /// several chains, steps out of order, unresolved references. Exits 1 when not clean.
     Reconcile {
@@ -631,6 +637,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_chain(&chain);
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Chains(args) => {
+            let app = store::open_existing(&config).await?;
+            chains::list(&app, args).await
+        }
+        Command::Work(args) => {
+            let app = store::open_existing(&config).await?;
+            chains::work(&app, args).await
         }
         Command::Reconcile { json } => {
             let app = store::open_existing(&config).await?;

@@ -247,6 +247,56 @@ async fn cois_unique(target: Target) {
     second.kill();
     let verify = run(dir.path(), &target, &["verify"]);
     assert_eq!(verify.status.code(), Some(0), "verify: {}", both(&verify));
+
+    // The operator's listing and work queue, from the chain projection.
+    let listed = run(
+        dir.path(),
+        &target,
+        &["chains", "--limit", "1000", "--json"],
+    );
+    assert_eq!(listed.status.code(), Some(0), "chains: {}", both(&listed));
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    let summaries = listed["chains"].as_array().expect("chains");
+    let listed_cois: HashSet<String> = summaries
+        .iter()
+        .filter_map(|c| c["coi"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        listed_cois.is_superset(&cois),
+        "every chain issued is listed"
+    );
+    assert_eq!(listed_cois.len(), summaries.len(), "each once");
+    let waiting_at_lax: HashSet<&str> = summaries
+        .iter()
+        .filter(|c| c["state"] == "enrolled" && c["collection_site_id"] == LAX.0)
+        .filter_map(|c| c["coi"].as_str())
+        .collect();
+    assert!(
+        !waiting_at_lax.contains(cancelled.as_str()),
+        "the cancelled chain waits no more"
+    );
+    let work = run(
+        dir.path(),
+        &target,
+        &["work", LAX.0, "--limit", "1000", "--json"],
+    );
+    assert_eq!(work.status.code(), Some(0), "work: {}", both(&work));
+    let work: Value = serde_json::from_slice(&work.stdout).expect("JSON");
+    let to_collect: HashSet<&str> = work["to_collect"]["chains"]
+        .as_array()
+        .expect("to_collect")
+        .iter()
+        .filter_map(|c| c["coi"].as_str())
+        .collect();
+    assert!(to_collect.len() >= 39, "{work}");
+    assert_eq!(to_collect, waiting_at_lax, "{work}");
+    let refused = run(dir.path(), &target, &["chains", "--state", "shipped"]);
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(
+        both(&refused).contains("must be one of"),
+        "{}",
+        both(&refused)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
