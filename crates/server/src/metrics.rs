@@ -36,6 +36,12 @@ struct HttpLabels {
 
 type RequestSeconds = Family<HttpLabels, Histogram, fn() -> Histogram>;
 
+/// A chain state, as a label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
 /// Request latencies from 1 ms to about 16 s.
 fn request_seconds() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
@@ -49,6 +55,7 @@ pub struct Metrics {
     projection_lag: Gauge,
     outbox_lag: Gauge,
     webhook_pending: Gauge,
+    chains: Family<StateLabel, Gauge>,
     app: Arc<Autolog>,
     nats: Option<NatsOptions>,
 }
@@ -90,6 +97,12 @@ impl Metrics {
             "webhook_pending_deliveries",
             "Webhook deliveries waiting to be sent or retried",
         );
+        let chains = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "chains",
+            "Chains in each state, from the chain projection",
+            chains.clone(),
+        );
         registry.register_collector(Box::new(WriterStats(app.clone())));
         Arc::new(Metrics {
             registry,
@@ -98,6 +111,7 @@ impl Metrics {
             projection_lag,
             outbox_lag,
             webhook_pending,
+            chains,
             app,
             nats,
         })
@@ -117,6 +131,19 @@ impl Metrics {
             .set(as_i64(backlog.chain_projection_lag));
         self.outbox_lag.set(as_i64(backlog.outbox_lag.unwrap_or(0)));
         self.webhook_pending.set(as_i64(backlog.webhook_pending));
+        // Every state, so that a state no chain is in any more reads 0, not its last count.
+        for state in autolog_domain::chain::ChainState::ALL {
+            let count = backlog
+                .chains_by_state
+                .iter()
+                .find(|(s, _)| *s == state)
+                .map_or(0, |(_, n)| *n);
+            self.chains
+                .get_or_create(&StateLabel {
+                    state: state.as_str(),
+                })
+                .set(as_i64(count));
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .map_err(|e| autolog_app::AppError::Config(format!("metrics encoding failed: {e}")))?;

@@ -3675,6 +3675,15 @@ pub async fn chain_summaries_are_replaced_and_queried(target: Target) {
         .put_chain_summaries(&moved, 10, 11)
         .await
         .expect("put"));
+    assert_eq!(
+        store.chain_state_counts().await.expect("counts"),
+        vec![
+            (ChainState::Enrolled, 1),
+            (ChainState::InTransit, 1),
+            (ChainState::ReceivedAtManufacturing, 1),
+        ],
+        "by state name; a state no chain is in is left out"
+    );
     let all = ChainQuery {
         limit: 10,
         ..ChainQuery::default()

@@ -343,6 +343,9 @@ pub trait ProjectionStore: Send + Sync {
     /// The summaries matching `query`, by COI (bytewise), after `query.after`.
     async fn chain_summaries(&self, query: &ChainQuery) -> Result<Vec<ChainSummary>, StoreError>;
 
+    /// How many projected chains are in each state (states with none left out).
+    async fn chain_state_counts(&self) -> Result<Vec<(ChainState, u64)>, StoreError>;
+
     /// Drops the chain projection: every summary and its position (folding starts again
     /// from the first event).
     async fn clear_chain_projection(&self) -> Result<(), StoreError>;

@@ -15,6 +15,8 @@ pub struct Backlog {
     pub outbox_lag: Option<u64>,
     /// Webhook deliveries pending.
     pub webhook_pending: u64,
+    /// Chains in each state, as projected (never a patient: counts only).
+    pub chains_by_state: Vec<(autolog_domain::chain::ChainState, u64)>,
 }
 
 impl Autolog {
@@ -38,6 +40,7 @@ impl Autolog {
             chain_projection_lag: head.saturating_sub(projected),
             outbox_lag,
             webhook_pending: self.store.pending_deliveries().await?,
+            chains_by_state: self.store.chain_state_counts().await?,
         })
     }
 

@@ -180,6 +180,15 @@ async fn serve_demo_seeds_a_living_network_and_a_console_account() {
         scraped.contains("method=\"OTHER\"") && !scraped.contains("BREW"),
         "{scraped}"
     );
+    // Chains by state: every state has its line, and together they are every chain.
+    let by_state: Vec<f64> = scraped
+        .lines()
+        .filter(|l| l.starts_with("autolog_chains{state="))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+        .collect();
+    assert_eq!(by_state.len(), 13, "{scraped}");
+    let chains_in_report = report["chains"].as_f64().unwrap_or_default();
+    assert_eq!(by_state.iter().sum::<f64>(), chains_in_report, "{scraped}");
     // The bag swap holds both chains, with critical alerts.
     assert_eq!(
         report["open_holds"].as_array().map(Vec::len),

@@ -275,6 +275,26 @@ impl<B: SqlDb> ProjectionStore for B {
         summaries_of(self, chain_query(query, self.dialect())).await
     }
 
+    async fn chain_state_counts(&self) -> Result<Vec<(ChainState, u64)>, StoreError> {
+        let order = self.dialect().bytewise("state");
+        let count = Statement::new(format!(
+            "SELECT state, COUNT(*) AS chains FROM chain_summaries GROUP BY state ORDER BY {order}"
+        ));
+        self.read(count)
+            .await?
+            .iter()
+            .map(|row| {
+                let state = row.text("state")?;
+                let chains = row.int("chains")?;
+                let bad = |detail: String| unreadable("chain_summaries", "(count)", detail);
+                Ok((
+                    ChainState::parse(&state).ok_or_else(|| bad(format!("state {state:?}")))?,
+                    u64::try_from(chains).map_err(|_| bad(format!("count {chains}")))?,
+                ))
+            })
+            .collect()
+    }
+
     async fn clear_chain_projection(&self) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         // The position first, as a projector takes it: two writers lock in one order.
