@@ -627,16 +627,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             known_at,
             json,
         } => {
-            let app = store::open_existing(&config).await?;
-            let chain = app
-                .chain(&coi, valid_at.as_deref(), known_at.as_deref())
-                .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&chain)?);
-            } else {
-                print_chain(&chain);
-            }
-            Ok(ExitCode::SUCCESS)
+            trace(
+                &config,
+                &coi,
+                valid_at.as_deref(),
+                known_at.as_deref(),
+                json,
+            )
+            .await
         }
         Command::Chains(args) => {
             let app = store::open_existing(&config).await?;
@@ -646,20 +644,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = store::open_existing(&config).await?;
             chains::work(&app, args).await
         }
-        Command::Reconcile { json } => {
-            let app = store::open_existing(&config).await?;
-            let report = app.reconciliation().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print_reconciliation(&report);
-            }
-            Ok(if report.clean {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
-        }
+        Command::Reconcile { json } => reconcile(&config, json).await,
         Command::Genealogy {
             direction,
             id,
@@ -700,16 +685,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     within_days,
                     json,
                 },
-        } => {
-            let app = store::open_existing(&config).await?;
-            let report = app.retention_report(as_of.as_deref(), within_days).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print_retention(&report);
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => retention(&config, as_of.as_deref(), within_days, json).await,
         Command::Signer {
             command: SignerCommand::SetSecret { person_id, set_by },
         } => set_signing_secret(&config, &person_id, &set_by).await,
@@ -739,6 +715,57 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: KeyCommand::Show,
         } => show_key(&config),
     }
+}
+
+/// `autolog trace`: a chain as of (`valid_at`, `known_at`), for people or as JSON.
+async fn trace(
+    config: &Config,
+    coi: &str,
+    valid_at: Option<&str>,
+    known_at: Option<&str>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let app = store::open_existing(config).await?;
+    let chain = app.chain(coi, valid_at, known_at).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&chain)?);
+    } else {
+        print_chain(&chain);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `autolog reconcile`: exit 1 when the network is not clean.
+async fn reconcile(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let app = store::open_existing(config).await?;
+    let report = app.reconciliation().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_reconciliation(&report);
+    }
+    Ok(if report.clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `autolog retention report`.
+async fn retention(
+    config: &Config,
+    as_of: Option<&str>,
+    within_days: Option<u32>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let app = store::open_existing(config).await?;
+    let report = app.retention_report(as_of, within_days).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_retention(&report);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A retention report for people: one line per chain.
