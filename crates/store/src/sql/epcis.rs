@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use autolog_domain::Instant;
 
-use super::{placeholders, Param, SqlDb, SqlRow, SqlTx, Statement};
+use super::{placeholders, SqlDb, SqlRow, SqlTx, Statement};
 use crate::epcis::{
     capture_record_time, check_epcis_capture, duplicate_capture, epcis_epc_rows, EpcisCaptureRow,
     EpcisEventRow, CAPTURE_COLUMNS,
@@ -30,35 +30,33 @@ const EVENT_COLUMNS: &str = "e.seq, e.capture_id, e.doc_index, e.event_type, e.r
 
 /// The statement both backends run for `q`.
 pub(crate) fn epcis_query(q: &EpcisQuery) -> Statement {
-    let mut query = Filter {
-        sql: format!("SELECT {EVENT_COLUMNS} FROM epcis_events e WHERE e.seq > $1"),
-        params: vec![Param::from(q.after_seq)],
-    };
+    let mut query = Statement::new(format!(
+        "SELECT {EVENT_COLUMNS} FROM epcis_events e WHERE e.seq > $1"
+    ))
+    .bind(q.after_seq);
     if let Some(actor) = &q.actor {
-        query.compare("e.actor", "=", actor.into());
+        query.and("e.actor", "=", actor);
     }
     if let Some(id) = q.capture_id {
-        query.compare("e.capture_id", "=", id.into());
+        query.and("e.capture_id", "=", id);
     }
-    query.one_of("e.event_type", &q.event_types);
-    query.one_of("e.biz_step", &q.biz_steps);
-    query.one_of("e.disposition", &q.dispositions);
-    query.one_of("e.read_point", &q.read_points);
-    query.one_of("e.biz_location", &q.biz_locations);
+    query.and_one_of("e.event_type", &q.event_types);
+    query.and_one_of("e.biz_step", &q.biz_steps);
+    query.and_one_of("e.disposition", &q.dispositions);
+    query.and_one_of("e.read_point", &q.read_points);
+    query.and_one_of("e.biz_location", &q.biz_locations);
     if !q.match_epc.is_empty() {
-        query.sql.push_str(
+        query.push(
             " AND EXISTS (SELECT 1 FROM epcis_event_epcs p WHERE p.seq = e.seq \
              AND p.role IN ('epc', 'child')",
         );
-        query.one_of("p.epc", &q.match_epc);
-        query.sql.push(')');
+        query.and_one_of("p.epc", &q.match_epc);
+        query.push(")");
     }
     if !q.match_any_epc.is_empty() {
-        query
-            .sql
-            .push_str(" AND EXISTS (SELECT 1 FROM epcis_event_epcs p WHERE p.seq = e.seq");
-        query.one_of("p.epc", &q.match_any_epc);
-        query.sql.push(')');
+        query.push(" AND EXISTS (SELECT 1 FROM epcis_event_epcs p WHERE p.seq = e.seq");
+        query.and_one_of("p.epc", &q.match_any_epc);
+        query.push(")");
     }
     for (column, op, bound) in [
         ("e.event_time_us", ">=", q.ge_event_time_us),
@@ -67,45 +65,12 @@ pub(crate) fn epcis_query(q: &EpcisQuery) -> Statement {
         ("e.record_time_us", "<", q.lt_record_time_us),
     ] {
         if let Some(b) = bound {
-            query.compare(column, op, b.into());
+            query.and(column, op, b);
         }
     }
-    let limit = query.place(i64::from(q.limit).into());
+    let limit = query.place(i64::from(q.limit));
+    query.push(&format!(" ORDER BY e.seq LIMIT {limit}"));
     query
-        .sql
-        .push_str(&format!(" ORDER BY e.seq LIMIT {limit}"));
-    let mut statement = Statement::new(query.sql);
-    statement.params = query.params;
-    statement
-}
-
-/// A query's text and values as its filters are added.
-struct Filter {
-    sql: String,
-    params: Vec<Param>,
-}
-
-impl Filter {
-    /// Binds `value` to the next placeholder, and names it.
-    fn place(&mut self, value: Param) -> String {
-        self.params.push(value);
-        format!("${}", self.params.len())
-    }
-
-    fn compare(&mut self, column: &str, op: &str, value: Param) {
-        let p = self.place(value);
-        self.sql.push_str(&format!(" AND {column} {op} {p}"));
-    }
-
-    /// `column` must be one of `values` (no condition when there are none).
-    fn one_of(&mut self, column: &str, values: &[String]) {
-        if values.is_empty() {
-            return;
-        }
-        let list: Vec<String> = values.iter().map(|v| self.place(v.into())).collect();
-        self.sql
-            .push_str(&format!(" AND {column} IN ({})", list.join(", ")));
-    }
 }
 
 fn capture(r: &impl SqlRow) -> Result<EpcisCapture, StoreError> {

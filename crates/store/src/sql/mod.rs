@@ -150,6 +150,37 @@ impl Statement {
         self.params.push(value.into());
         self
     }
+
+    /// Appends text to a statement built piece by piece.
+    pub fn push(&mut self, sql: &str) {
+        self.sql.to_mut().push_str(sql);
+    }
+
+    /// Binds `value` to the next placeholder and names it (`$n`).
+    pub fn place(&mut self, value: impl Into<Param>) -> String {
+        self.params.push(value.into());
+        format!("${}", self.params.len())
+    }
+
+    /// Binds each of `values` and names their placeholders, separated by commas.
+    pub fn places(&mut self, values: &[String]) -> String {
+        let places: Vec<String> = values.iter().map(|v| self.place(v)).collect();
+        places.join(", ")
+    }
+
+    /// Adds the condition `column op value`.
+    pub fn and(&mut self, column: &str, op: &str, value: impl Into<Param>) {
+        let p = self.place(value);
+        self.push(&format!(" AND {column} {op} {p}"));
+    }
+
+    /// Adds the condition that `column` is one of `values` (none when there are none).
+    pub fn and_one_of(&mut self, column: &str, values: &[String]) {
+        if !values.is_empty() {
+            let list = self.places(values);
+            self.push(&format!(" AND {column} IN ({list})"));
+        }
+    }
 }
 
 /// A row read back, its columns found by name. A column of another type than asked is an
@@ -224,6 +255,19 @@ mod tests {
     fn placeholders_number_from_the_given_start() {
         assert_eq!(placeholders(1, 3), "($1, $2, $3)");
         assert_eq!(placeholders(7, 2), "($7, $8)");
+    }
+
+    #[test]
+    fn conditions_number_their_placeholders_in_order() {
+        let mut s = Statement::new("SELECT 1 FROM t WHERE a > $1").bind(3_i64);
+        s.and("b", "=", "x");
+        s.and_one_of("c", &[]);
+        s.and_one_of("d", &["p".to_string(), "q".to_string()]);
+        assert_eq!(
+            s.sql,
+            "SELECT 1 FROM t WHERE a > $1 AND b = $2 AND d IN ($3, $4)"
+        );
+        assert_eq!(s.params.len(), 4);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use autolog_domain::chain::summary::ChainSummary;
 use autolog_domain::chain::ChainState;
 
-use super::{first, placeholders, Dialect, Param, SqlDb, SqlRow, SqlTx, Statement};
+use super::{first, placeholders, Dialect, SqlDb, SqlRow, SqlTx, Statement};
 use crate::row::unreadable;
 use crate::{stored_position, ChainQuery, ChainScope, ProjectionStore, StoreError};
 
@@ -120,70 +120,36 @@ fn advance(from: i64, to: i64) -> Statement {
     }
 }
 
-/// A query's text and values as its conditions are added.
-struct Conditions {
-    dialect: Dialect,
-    sql: String,
-    params: Vec<Param>,
-}
-
-impl Conditions {
-    fn place(&mut self, value: Param) -> String {
-        self.params.push(value);
-        format!("${}", self.params.len())
+/// The condition that a chain is visible in `scope`.
+fn in_scope(query: &mut Statement, scope: &ChainScope) {
+    let mut parts = Vec::new();
+    if !scope.treatment_sites.is_empty() {
+        let list = query.places(&scope.treatment_sites);
+        parts.push(format!("(relation = 'treatment' AND site_id IN ({list}))"));
     }
-
-    fn list(&mut self, values: &[String]) -> String {
-        let places: Vec<String> = values.iter().map(|v| self.place(v.into())).collect();
-        places.join(", ")
+    if !scope.involved_sites.is_empty() {
+        let list = query.places(&scope.involved_sites);
+        parts.push(format!("(relation = 'involved' AND site_id IN ({list}))"));
     }
-
-    fn scope(&mut self, scope: &ChainScope) {
-        let mut parts = Vec::new();
-        if !scope.treatment_sites.is_empty() {
-            let list = self.list(&scope.treatment_sites);
-            parts.push(format!("(relation = 'treatment' AND site_id IN ({list}))"));
-        }
-        if !scope.involved_sites.is_empty() {
-            let list = self.list(&scope.involved_sites);
-            parts.push(format!("(relation = 'involved' AND site_id IN ({list}))"));
-        }
-        if parts.is_empty() {
-            parts.push("FALSE".into());
-        }
-        self.sql.push_str(&format!(
-            " AND s.coi IN (SELECT coi FROM chain_sites WHERE {})",
-            parts.join(" OR ")
-        ));
+    if parts.is_empty() {
+        parts.push("FALSE".into());
     }
-
-    fn finish(mut self, q: &ChainQuery) -> Statement {
-        let order = self.dialect.bytewise("s.coi");
-        let limit = self.place(i64::from(q.limit).into());
-        self.sql
-            .push_str(&format!(" ORDER BY {order} LIMIT {limit}"));
-        let mut statement = Statement::new(self.sql);
-        statement.params = self.params;
-        statement
-    }
+    query.push(&format!(
+        " AND s.coi IN (SELECT coi FROM chain_sites WHERE {})",
+        parts.join(" OR ")
+    ));
 }
 
 fn chain_query(q: &ChainQuery, dialect: Dialect) -> Statement {
-    let mut c = Conditions {
-        dialect,
-        sql: format!("SELECT {SUMMARY_COLUMNS} FROM chain_summaries s WHERE TRUE"),
-        params: Vec::new(),
-    };
+    let key = dialect.bytewise("s.coi");
+    let mut query = Statement::new(format!(
+        "SELECT {SUMMARY_COLUMNS} FROM chain_summaries s WHERE TRUE"
+    ));
     if let Some(after) = &q.after {
-        let p = c.place(after.into());
-        let key = dialect.bytewise("s.coi");
-        c.sql.push_str(&format!(" AND {key} > {p}"));
+        query.and(&key, ">", after);
     }
-    if !q.states.is_empty() {
-        let names: Vec<String> = q.states.iter().map(|s| s.as_str().to_string()).collect();
-        let list = c.list(&names);
-        c.sql.push_str(&format!(" AND s.state IN ({list})"));
-    }
+    let states: Vec<String> = q.states.iter().map(|s| s.as_str().to_string()).collect();
+    query.and_one_of("s.state", &states);
     for (column, value) in [
         ("s.product_code", &q.product_code),
         ("s.location_site_id", &q.location_site_id),
@@ -191,26 +157,27 @@ fn chain_query(q: &ChainQuery, dialect: Dialect) -> Statement {
         ("s.collection_site_id", &q.collection_site_id),
     ] {
         if let Some(value) = value {
-            let p = c.place(value.into());
-            c.sql.push_str(&format!(" AND {column} = {p}"));
+            query.and(column, "=", value);
         }
     }
     match q.on_hold {
-        Some(true) => c.sql.push_str(" AND s.open_holds > 0"),
-        Some(false) => c.sql.push_str(" AND s.open_holds = 0"),
+        Some(true) => query.push(" AND s.open_holds > 0"),
+        Some(false) => query.push(" AND s.open_holds = 0"),
         None => {}
     }
     if let Some(site) = &q.site_id {
-        let p = c.place(site.into());
-        c.sql.push_str(&format!(
+        let p = query.place(site);
+        query.push(&format!(
             " AND s.coi IN (SELECT coi FROM chain_sites \
              WHERE relation = 'involved' AND site_id = {p})"
         ));
     }
     if let Some(scope) = &q.scope {
-        c.scope(scope);
+        in_scope(&mut query, scope);
     }
-    c.finish(q)
+    let limit = query.place(i64::from(q.limit));
+    query.push(&format!(" ORDER BY {key} LIMIT {limit}"));
+    query
 }
 
 #[async_trait]
