@@ -317,28 +317,15 @@ impl Autolog {
         let known_at = self.everything_stored().await?;
         let mut check = ProjectionCheck::default();
         let mut projected: BTreeSet<String> = BTreeSet::new();
-        let mut query = ChainQuery {
-            limit: crate::ledger::read::MAX_PAGE,
-            ..ChainQuery::default()
-        };
-        loop {
-            let page = self.store.chain_summaries(&query).await?;
-            for stored in &page {
-                projected.insert(stored.coi.clone());
-                let folded = self.summarise_chain(&stored.coi, known_at, &reads).await?;
-                if folded.as_ref() != Some(stored) {
-                    check.differences.push(format!(
-                        "chain {}: projected {stored:?}, folded {folded:?}",
-                        stored.coi
-                    ));
-                }
+        for stored in self.summaries_where(ChainQuery::default()).await? {
+            let folded = self.summarise_chain(&stored.coi, known_at, &reads).await?;
+            if folded.as_ref() != Some(&stored) {
+                check.differences.push(format!(
+                    "chain {}: projected {stored:?}, folded {folded:?}",
+                    stored.coi
+                ));
             }
-            match page.last() {
-                Some(last) if page.len() == query.limit as usize => {
-                    query.after = Some(last.coi.clone())
-                }
-                _ => break,
-            }
+            projected.insert(stored.coi);
         }
         for coi in self.every_chain().await? {
             check.chains += 1;
@@ -366,12 +353,8 @@ impl Autolog {
         let Some(newest) = events.last() else {
             return Ok(None);
         };
-        let valid_at = events
-            .iter()
-            .map(|e| e.occurred_at.instant)
-            .max()
-            .unwrap_or(known_at);
-        let effective = effective_events(&events, valid_at.max(known_at), known_at);
+        // Every event in force, whatever its `occurred_at` (as the reconciliation reads).
+        let effective = effective_events(&events, autolog_domain::Instant::MAX, known_at);
         let ordered = in_recording_order(&effective, &events);
         let (view, enrolment) = self.chain_fold(coi, &ordered, reads).await?;
         let enrolment = enrolment
@@ -396,6 +379,23 @@ impl Autolog {
         Ok(head.recorded_at.map_or(now, |last| last.max(now)))
     }
 
+    /// Every projected summary `query` matches (its page size and `after` are set here),
+    /// read page by page.
+    async fn summaries_where(&self, mut query: ChainQuery) -> Result<Vec<ChainSummary>, AppError> {
+        query.limit = crate::ledger::read::MAX_PAGE;
+        query.after = None;
+        let mut all = Vec::new();
+        loop {
+            let page = self.store.chain_summaries(&query).await?;
+            let full = page.len() == query.limit as usize;
+            query.after = page.last().map(|c| c.coi.clone());
+            all.extend(page);
+            if !full {
+                return Ok(all);
+            }
+        }
+    }
+
     /// `cois` and every projected chain of `products`.
     async fn with_chains_of(
         &self,
@@ -403,21 +403,12 @@ impl Autolog {
         products: &BTreeSet<String>,
     ) -> Result<BTreeSet<String>, AppError> {
         for product in products {
-            let mut query = ChainQuery {
+            let of_product = ChainQuery {
                 product_code: Some(product.clone()),
-                limit: crate::ledger::read::MAX_PAGE,
                 ..ChainQuery::default()
             };
-            loop {
-                let page = self.store.chain_summaries(&query).await?;
-                cois.extend(page.iter().map(|c| c.coi.clone()));
-                match page.last() {
-                    Some(last) if page.len() == query.limit as usize => {
-                        query.after = Some(last.coi.clone())
-                    }
-                    _ => break,
-                }
-            }
+            let summaries = self.summaries_where(of_product).await?;
+            cois.extend(summaries.into_iter().map(|c| c.coi));
         }
         Ok(cois)
     }
