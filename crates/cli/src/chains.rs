@@ -20,6 +20,9 @@ pub struct ListArgs {
     state: Option<String>,
     #[arg(long)]
     product_code: Option<String>,
+    /// Only the chains of this patient (pseudonymous key).
+    #[arg(long)]
+    patient_key: Option<String>,
     /// Only COIs after this one (the `next_after` of the previous page).
     #[arg(long)]
     after: Option<String>,
@@ -57,6 +60,7 @@ pub async fn list(app: &Autolog, args: ListArgs) -> anyhow::Result<ExitCode> {
         site_id: args.site_id,
         state: args.state,
         product_code: args.product_code,
+        patient_key: args.patient_key,
         after: args.after,
         limit: args.limit,
     };

@@ -262,7 +262,7 @@ fn forbidden(field: &str, value: &str, rule: String) -> ApiError {
 }
 
 /// The cookie's value in a `Cookie` header, if sent.
-fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()

@@ -23,23 +23,28 @@ impl From<autolog_domain::FieldError> for ApiError {
     }
 }
 
+/// The status code and error code of an app error, for the API's answer and the console's page.
+pub(crate) fn status_of(error: &AppError) -> (StatusCode, &'static str) {
+    match error {
+        AppError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        AppError::Unmet(_) => (StatusCode::UNPROCESSABLE_ENTITY, "conditions_unmet"),
+        AppError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        AppError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+        AppError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+        AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+        AppError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        AppError::Gone(_) => (StatusCode::GONE, "gone"),
+        AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+        AppError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+        AppError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        AppError::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "configuration"),
+        AppError::Integrity(_) => (StatusCode::INTERNAL_SERVER_ERROR, "integrity"),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code) = match &self.0 {
-            AppError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
-            AppError::Unmet(_) => (StatusCode::UNPROCESSABLE_ENTITY, "conditions_unmet"),
-            AppError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            AppError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
-            AppError::Unauthenticated(_) => (StatusCode::UNAUTHORIZED, "unauthenticated"),
-            AppError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            AppError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            AppError::Gone(_) => (StatusCode::GONE, "gone"),
-            AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
-            AppError::Storage(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
-            AppError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
-            AppError::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "configuration"),
-            AppError::Integrity(_) => (StatusCode::INTERNAL_SERVER_ERROR, "integrity"),
-        };
+        let (status, code) = status_of(&self.0);
         let mut body = json!({"code": code, "message": self.0.to_string()});
         if let AppError::Invalid(f)
         | AppError::TooLarge(f)

@@ -1,9 +1,11 @@
-//! Autolog's HTTP API: thin axum routes that parse, call the app layer and map its errors
-//! to JSON answers with status codes. The only crate that knows about JSON-over-HTTP.
+//! Autolog's HTTP server: the API (thin axum routes that parse, call the app layer and map
+//! its errors to JSON answers with status codes) and the console (server-rendered HTML for
+//! people, `console/`). The only crate that knows about HTTP.
 #![forbid(unsafe_code)]
 
 mod auth;
 mod connections;
+mod console;
 mod epcis;
 mod error;
 mod fhir;

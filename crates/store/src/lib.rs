@@ -361,6 +361,8 @@ pub struct ChainQuery {
     /// Only chains in one of these states (none given: any state).
     pub states: Vec<ChainState>,
     pub product_code: Option<String>,
+    /// Only the chains of this patient (pseudonymous key).
+    pub patient_key: Option<String>,
     /// Only chains whose material is at this site.
     pub location_site_id: Option<String>,
     /// Only chains with a handoff on its way to this site.

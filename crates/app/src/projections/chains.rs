@@ -50,6 +50,7 @@ pub struct ChainFilter {
     pub site_id: Option<String>,
     pub state: Option<String>,
     pub product_code: Option<String>,
+    pub patient_key: Option<String>,
     pub after: Option<String>,
     pub limit: Option<u32>,
 }
@@ -105,6 +106,7 @@ impl ChainFilter {
         for (field, value) in [
             ("site_id", &self.site_id),
             ("product_code", &self.product_code),
+            ("patient_key", &self.patient_key),
         ] {
             if let Some(v) = value {
                 check_code(field, v)?;
@@ -126,6 +128,7 @@ impl ChainFilter {
             site_id: self.site_id.clone(),
             states: state.into_iter().collect(),
             product_code: self.product_code.clone(),
+            patient_key: self.patient_key.clone(),
             after,
             limit: page_limit(self.limit)?,
             ..ChainQuery::default()
@@ -255,6 +258,13 @@ impl Autolog {
             chains,
             projected_to,
         })
+    }
+
+    /// Chains in each state, network-wide (counts only: for network roles), the
+    /// projection brought up to the ledger's head first.
+    pub async fn chain_state_counts(&self) -> Result<Vec<(ChainState, u64)>, AppError> {
+        self.project_chains().await?;
+        Ok(self.store.chain_state_counts().await?)
     }
 
     /// What waits at `site_id`, among the chains `grants` may read (see [`SiteWork`]).

@@ -43,6 +43,7 @@ query_params! {
         site_id: Option<String>,
         state: Option<String>,
         product_code: Option<String>,
+        patient_key: Option<String>,
         after: Option<String>,
         #[serde(default, deserialize_with = "whole_number")]
         limit: Option<u32>,
@@ -58,6 +59,7 @@ async fn chains(
         site_id: q.site_id,
         state: q.state,
         product_code: q.product_code,
+        patient_key: q.patient_key,
         after: q.after,
         limit: q.limit,
     };

@@ -63,6 +63,7 @@ pub fn router(app: Arc<Autolog>, metrics: Arc<crate::metrics::Metrics>) -> Route
             crate::auth::authorize,
         ))
         .merge(crate::fhir::router(app.clone()))
+        .merge(crate::console::router())
         // Every route's latency by its matched route and status (metrics.rs).
         .layer(axum::middleware::from_fn_with_state(
             metrics,
@@ -109,11 +110,21 @@ fn only_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(),
     Ok(())
 }
 
-async fn not_found() -> ApiError {
+/// A path no route has: JSON under the API's prefixes, the console's page elsewhere.
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let path = uri.path();
+    let api = ["/api/", "/epcis", "/fhir", "/healthz"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix));
+    if !api {
+        return crate::console::not_found_page();
+    }
     ApiError(AppError::NotFound {
         what: "route",
         id: "(see /api/openapi.json for the routes)".into(),
     })
+    .into_response()
 }
 
 /// A small JSON object request with only the given fields, all strings or (where

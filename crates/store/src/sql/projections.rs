@@ -152,6 +152,7 @@ fn chain_query(q: &ChainQuery, dialect: Dialect) -> Statement {
     query.and_one_of("s.state", &states);
     for (column, value) in [
         ("s.product_code", &q.product_code),
+        ("s.patient_key", &q.patient_key),
         ("s.location_site_id", &q.location_site_id),
         ("s.handoff_to_site_id", &q.handoff_to_site_id),
         ("s.collection_site_id", &q.collection_site_id),

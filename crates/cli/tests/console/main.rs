@@ -1,0 +1,256 @@
+//! The console in a real browser: `autolog serve --demo` (the real binary, its real HTTP
+//! server) driven by headless Chromium, each page checked by axe-core and photographed
+//! (`browser.rs`). People sign in with real TOTP codes, as they would.
+
+mod browser;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+
+use autolog_test_support::{current_totp, sign_in_http, PASSWORD};
+use browser::Browser;
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_autolog");
+
+/// `autolog serve --demo`, killed when dropped.
+struct Demo {
+    child: Child,
+    base: String,
+    /// The demo administrator's TOTP key (P-0001).
+    totp: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Demo {
+    fn start() -> Demo {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = std::process::Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args([
+                "serve",
+                "--demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--demo-password",
+                PASSWORD,
+            ])
+            .env("AUTOLOG_LOG", "warn")
+            .env_remove("AUTOLOG_DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve --demo");
+        let stdout = child.stdout.take().expect("stdout");
+        let (mut totp, mut base) = (None, None);
+        for line in BufReader::new(stdout).lines() {
+            let line = line.expect("a line");
+            if let Some(key) = line.split("authenticator app): ").nth(1) {
+                totp = Some(key.trim().to_string());
+            }
+            if let Some(url) = line.strip_prefix("autolog listening on ") {
+                base = Some(url.trim().to_string());
+                break;
+            }
+        }
+        let (Some(totp), Some(base)) = (totp, base) else {
+            let _ = child.kill();
+            panic!("serve --demo printed no TOTP key or address");
+        };
+        Demo {
+            child,
+            base,
+            totp,
+            _dir: dir,
+        }
+    }
+
+    /// Gives a registered person of the demo network an account and roles, through the
+    /// API as the demo administrator; their TOTP key.
+    async fn account(
+        &self,
+        admin: &reqwest::Client,
+        csrf: &str,
+        person: &str,
+        grants: &[(&str, &str)],
+    ) -> String {
+        let created: Value = admin
+            .post(format!("{}/api/v1/users", self.base))
+            .header("x-csrf-token", csrf)
+            .json(&json!({"person_id": person, "password": PASSWORD}))
+            .send()
+            .await
+            .expect("create the account")
+            .json()
+            .await
+            .expect("json");
+        let key = created["totp_secret"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{created}"));
+        for (role, site) in grants {
+            let granted = admin
+                .post(format!("{}/api/v1/users/{person}/grants", self.base))
+                .header("x-csrf-token", csrf)
+                .json(&json!({"role": role, "site_id": site}))
+                .send()
+                .await
+                .expect("grant");
+            assert!(granted.status().is_success(), "grant {role} at {site}");
+        }
+        key.to_string()
+    }
+}
+
+/// Signs in through the console's form, as a person at a keyboard would.
+async fn sign_in(b: &Browser, base: &str, person: &str, totp_key: &str) {
+    b.goto(&format!("{base}/sign-in")).await;
+    b.fill("#person_id", person).await;
+    b.fill("#password", PASSWORD).await;
+    b.fill("#totp", &current_totp(totp_key)).await;
+    b.click("form[action='/sign-in'] button[type=submit]").await;
+}
+
+/// The demo administrator's API session: a client carrying the cookie, and the CSRF token.
+async fn admin(demo: &Demo) -> (reqwest::Client, String) {
+    let me = sign_in_http(&demo.base, "P-0001", &demo.totp).await;
+    let csrf = me
+        .headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    (me.client(), csrf)
+}
+
+/// The walk-through of issue 19: a QA releaser signs in with a real TOTP code, sees the
+/// demo's bag swap on the home page, opens the held chain, moves the time control to
+/// before the receipt and sees it unheld, acknowledges the alert, signs out. A courier at
+/// one site cannot open a chain of other sites (403 page). Every page passes axe-core.
+#[tokio::test]
+async fn a_qa_releaser_walks_the_bag_swap_and_a_courier_is_kept_out() {
+    if let Some(why) = browser::missing() {
+        eprintln!("skipped: the browser tests need {why}");
+        return;
+    }
+    let demo = Demo::start();
+    let base = demo.base.clone();
+    let (admin, csrf) = admin(&demo).await;
+    let qa = demo
+        .account(
+            &admin,
+            &csrf,
+            "P-0011",
+            &[("qa_releaser", "*"), ("auditor", "*")],
+        )
+        .await;
+    let courier = demo
+        .account(&admin, &csrf, "P-0004", &[("courier", "S-BOM-01")])
+        .await;
+    let b = Browser::start("qa").await;
+
+    // Not signed in: the console sends the browser to its sign-in page.
+    b.goto(&format!("{base}/")).await;
+    assert_eq!(b.path().await, "/sign-in");
+    b.check_page("sign-in").await;
+
+    // A wrong code (for an account that does not exist): refused, saying nothing of which.
+    b.fill("#person_id", "P-9999").await;
+    b.fill("#password", "not the password").await;
+    b.fill("#totp", "000000").await;
+    b.click("form[action='/sign-in'] button[type=submit]").await;
+    let refused = b.text().await;
+    assert!(refused.contains("sign-in refused"), "{refused}");
+    b.check_page("sign-in-refused").await;
+
+    sign_in(&b, &base, "P-0011", &qa).await;
+    assert_eq!(b.path().await, "/");
+    let home = b.text().await;
+    assert!(home.contains("custody.unit_in_wrong_shipment"), "{home}");
+    assert!(home.contains("critical alerts are open"), "{home}");
+    b.check_page("home").await;
+
+    // The held chain, from the home page's list of chains on hold.
+    b.click("section[aria-labelledby='on-hold'] tbody tr:first-child a.coi")
+        .await;
+    let held_path = b.path().await;
+    let chain = b.text().await;
+    assert!(chain.contains("On hold: custody."), "{chain}");
+    b.check_page("chain").await;
+
+    // Before the receipt at manufacturing, the chain was not held.
+    let received_at = b
+        .client
+        .find(fantoccini::Locator::XPath(
+            "//tr[td[contains(., 'custody received')]]/td[1]/time",
+        ))
+        .await
+        .expect("the receipt in the timeline")
+        .attr("datetime")
+        .await
+        .expect("datetime")
+        .expect("the receipt's instant");
+    let before: jiff::Timestamp = received_at.parse().expect("an instant");
+    let before = before
+        .checked_sub(jiff::SignedDuration::from_mins(1))
+        .expect("in range");
+    b.fill("#valid_at", &before.to_string()).await;
+    b.click("form.timectl button[type=submit]").await;
+    let then = b.text().await;
+    assert!(then.contains("Not now"), "{then}");
+    assert!(!then.contains("On hold:"), "{then}");
+    assert!(then.contains("in transit"), "{then}");
+    b.check_page("chain-before-receipt").await;
+
+    // Acknowledge the alert of the held chain in the inbox.
+    b.goto(&format!("{base}/alerts")).await;
+    b.check_page("alerts").await;
+    let coi = held_path.trim_start_matches("/chains/").to_string();
+    let alert_id = b
+        .client
+        .find(fantoccini::Locator::XPath(&format!(
+            "//tr[starts-with(@id, 'alert-')][.//a[contains(., '{coi}')]]"
+        )))
+        .await
+        .expect("the chain's alert row")
+        .attr("id")
+        .await
+        .expect("id")
+        .expect("an id")
+        .trim_start_matches("alert-")
+        .to_string();
+    b.fill(
+        &format!("#note-{alert_id}"),
+        "Both bags quarantined; QA investigating",
+    )
+    .await;
+    b.click(&format!(
+        "#handle-{alert_id} button[type=submit]:not(.secondary)"
+    ))
+    .await;
+    let handled = b.text().await;
+    assert!(handled.contains("acknowledged by P-0011"), "{handled}");
+    b.check_page("alerts-acknowledged").await;
+
+    b.click("form[action='/sign-out'] button").await;
+    assert!(b.text().await.contains("You are signed out."));
+    b.goto(&format!("{base}/")).await;
+    assert_eq!(b.path().await, "/sign-in", "signed out means signed out");
+
+    // A courier at Mumbai cannot open a chain of Paris and Boston.
+    sign_in(&b, &base, "P-0004", &courier).await;
+    b.check_page("courier-home").await;
+    b.goto(&format!("{base}{held_path}")).await;
+    let kept_out = b.text().await;
+    assert!(kept_out.contains("Not permitted"), "{kept_out}");
+    assert!(!kept_out.contains("custody received"), "{kept_out}");
+    b.check_page("courier-forbidden").await;
+    b.close().await;
+}

@@ -1,0 +1,59 @@
+//! The console: server-rendered HTML for the people who carry the chain of identity,
+//! under `/` beside the API (`/api`, `/epcis`, `/fhir`). Pages are maud templates compiled
+//! into the binary; the stylesheet, one small script and htmx (vendored, its hash pinned)
+//! are served from the binary under content-hashed names (`assets.rs`). Every page works
+//! without JavaScript: htmx only keeps the alert count live.
+//!
+//! A person signs in with the API's session: the same cookie, the same CSRF token, which
+//! forms carry in a hidden field (the console keeps it in a second HttpOnly cookie to put
+//! it in the forms it renders). Every page needs a live session; what a role may see is
+//! decided by the same grants and the same scope checks as the API's.
+
+mod alerts;
+mod assets;
+mod chain;
+mod chain_view;
+mod home;
+mod page;
+mod session;
+mod viewer;
+
+use axum::http::{header, HeaderValue};
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use std::sync::Arc;
+
+use autolog_app::Autolog;
+
+pub(crate) use page::not_found_page;
+
+/// The console's Content-Security-Policy: its own files only, no inline script or style,
+/// forms post only to itself, never framed.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+     frame-ancestors 'none'; base-uri 'none'";
+
+/// The console's pages, to be merged into the server's router.
+pub(crate) fn router() -> Router<Arc<Autolog>> {
+    Router::new()
+        .route("/", get(home::home))
+        .route("/sign-in", get(session::form).post(session::sign_in))
+        .route("/sign-out", post(session::sign_out))
+        .route("/chains", get(chain::find))
+        .route("/chains/{coi}", get(chain::page_of_chain))
+        .route(
+            "/chains/{coi}/identity",
+            get(chain::identity_get).post(chain::identity),
+        )
+        .route("/alerts", get(alerts::inbox))
+        .route("/alerts/count", get(alerts::count))
+        .route("/alerts/{alert_id}/acknowledge", post(alerts::acknowledge))
+        .route("/alerts/{alert_id}/resolve", post(alerts::resolve))
+        .route("/assets/{name}", get(assets::serve))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+}
