@@ -474,6 +474,7 @@ async fn serve(
     tracing::info!(listen = %bound, store = %config.store_description(), "autolog serving");
     // One plain line on stdout, so that scripts (and tests) can find the port of --listen ...:0.
     println!("autolog listening on {scheme}://{bound}");
+    println!("autolog console: open {scheme}://{bound}/ in a browser to sign in");
     let _ = std::io::stdout().flush();
     autolog_server::serve_with_metrics(listener, metrics_listener, app, options, shutdown_signal())
         .await?;

@@ -157,10 +157,30 @@ pub async fn seed_demo(app: &Autolog, password: Option<String>) -> anyhow::Resul
         "  TOTP key (shown once; add it to an authenticator app): {}",
         created.totp_secret
     );
+    match totp_qr(DEMO_PERSON, &created.totp_secret) {
+        Some(qr) => println!("  or scan it with the app:\n{qr}"),
+        None => println!("  (the key does not fit a QR code; type it into the app)"),
+    }
     println!(
-        "  sign in: POST /api/v1/session {{\"person_id\": \"{DEMO_PERSON}\", \"password\": ..., \"totp\": ...}}"
+        "  sign in: open the console address below in a browser, or POST /api/v1/session {{\"person_id\": \"{DEMO_PERSON}\", \"password\": ..., \"totp\": ...}}"
     );
     Ok(())
+}
+
+/// The `otpauth://` URI of a TOTP key (what authenticator apps scan: SHA-1, 6 digits,
+/// 30 s), as a QR code drawn with Unicode half blocks, dark on light.
+fn totp_qr(person_id: &str, key: &str) -> Option<String> {
+    let uri = format!(
+        "otpauth://totp/Autolog:{person_id}?secret={key}&issuer=Autolog&algorithm=SHA1&digits=6&period=30"
+    );
+    let code = qrcode::QrCode::new(uri.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::unicode::Dense1x2>()
+            .dark_color(qrcode::render::unicode::Dense1x2::Light)
+            .light_color(qrcode::render::unicode::Dense1x2::Dark)
+            .quiet_zone(true)
+            .build(),
+    )
 }
 
 fn random_password() -> anyhow::Result<String> {

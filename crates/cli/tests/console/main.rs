@@ -50,9 +50,11 @@ impl Demo {
             .spawn()
             .expect("serve --demo");
         let stdout = child.stdout.take().expect("stdout");
-        let (mut totp, mut base) = (None, None);
+        let (mut totp, mut base, mut qr) = (None, None, false);
         for line in BufReader::new(stdout).lines() {
             let line = line.expect("a line");
+            // The key as a QR code: lines of Unicode half blocks.
+            qr |= line.contains('\u{2580}') || line.contains('\u{2584}');
             if let Some(key) = line.split("authenticator app): ").nth(1) {
                 totp = Some(key.trim().to_string());
             }
@@ -61,9 +63,9 @@ impl Demo {
                 break;
             }
         }
-        let (Some(totp), Some(base)) = (totp, base) else {
+        let (Some(totp), Some(base), true) = (totp, base, qr) else {
             let _ = child.kill();
-            panic!("serve --demo printed no TOTP key or address");
+            panic!("serve --demo printed no TOTP key, QR code or address");
         };
         Demo {
             child,
