@@ -241,6 +241,43 @@ async fn a_qa_releaser_walks_the_bag_swap_and_a_courier_is_kept_out() {
     assert!(handled.contains("acknowledged by P-0011"), "{handled}");
     b.check_page("alerts-acknowledged").await;
 
+    // The same chain found by scanning one of its bags' DIN into the search.
+    b.goto(&format!("{base}{held_path}")).await;
+    let din = b
+        .client
+        .find(fantoccini::Locator::Css(
+            "section[aria-labelledby='units-h'] td.coi",
+        ))
+        .await
+        .expect("a collected bag")
+        .text()
+        .await
+        .expect("its DIN");
+    b.fill("#top-search", &din).await;
+    b.click("form.search button[type=submit]").await;
+    assert_eq!(b.path().await, held_path, "the DIN {din} finds its chain");
+
+    // The network's views and the reference data, as an auditor at * sees them.
+    for (path, name, expect) in [
+        ("/network", "network-reconciliation", "Open holds (2)"),
+        ("/network/alignment", "network-alignment", "findings"),
+        ("/network/turnaround", "network-turnaround", "vein-to-vein"),
+        ("/network/retention", "network-retention", "Chains"),
+        (
+            "/network/signals",
+            "network-signals",
+            "Alerts raised per month",
+        ),
+        ("/reference", "reference", "sites"),
+        ("/reference/sites", "reference-sites", "Europe/Paris"),
+        ("/chains?state=in_follow_up", "chains-list", "in follow up"),
+    ] {
+        b.goto(&format!("{base}{path}")).await;
+        let text = b.text().await;
+        assert!(text.contains(expect), "{path}: {text}");
+        b.check_page(name).await;
+    }
+
     b.click("form[action='/sign-out'] button").await;
     assert!(b.text().await.contains("You are signed out."));
     b.goto(&format!("{base}/")).await;
@@ -254,5 +291,98 @@ async fn a_qa_releaser_walks_the_bag_swap_and_a_courier_is_kept_out() {
     assert!(kept_out.contains("Not permitted"), "{kept_out}");
     assert!(!kept_out.contains("custody received"), "{kept_out}");
     b.check_page("courier-forbidden").await;
+    b.close().await;
+}
+
+/// An administrator creates an account (its TOTP key shown once, as a QR code), grants and
+/// revokes a role, and issues a source system's API token; a QA releaser is refused the
+/// administration pages.
+#[tokio::test]
+async fn an_administrator_manages_accounts_and_tokens() {
+    if let Some(why) = browser::missing() {
+        eprintln!("skipped: the browser tests need {why}");
+        return;
+    }
+    let demo = Demo::start();
+    let base = demo.base.clone();
+    let (admin, csrf) = admin(&demo).await;
+    let key = demo
+        .account(&admin, &csrf, "P-0005", &[("administrator", "*")])
+        .await;
+    let b = Browser::start("admin").await;
+    sign_in(&b, &base, "P-0005", &key).await;
+    b.goto(&format!("{base}/admin")).await;
+    b.check_page("admin").await;
+
+    b.fill("#new-person", "P-0003").await;
+    b.fill("#new-password", PASSWORD).await;
+    b.click("form[action='/admin/users'] button[type=submit]")
+        .await;
+    let created = b.text().await;
+    assert!(
+        created.contains("Second factor of P-0003: shown this once"),
+        "{created}"
+    );
+    let qr = b
+        .client
+        .find(fantoccini::Locator::Css("img.qr"))
+        .await
+        .expect("the QR code");
+    assert!(qr
+        .attr("src")
+        .await
+        .expect("src")
+        .is_some_and(|s| s.starts_with("data:image/svg+xml,")));
+    b.check_page("admin-account-created").await;
+
+    // The same person again: refused, naming the rule.
+    b.fill("#new-person", "P-0003").await;
+    b.fill("#new-password", PASSWORD).await;
+    b.click("form[action='/admin/users'] button[type=submit]")
+        .await;
+    assert!(b.text().await.contains("Not recorded"));
+
+    b.goto(&format!("{base}/admin/users/P-0003")).await;
+    b.client
+        .find(fantoccini::Locator::Css("#role"))
+        .await
+        .expect("role")
+        .select_by_value("qc_analyst")
+        .await
+        .expect("choose qc_analyst");
+    b.fill("#site_id", "S-FRA-01").await;
+    b.click("form[action$='/grant'] button[type=submit]").await;
+    let granted = b.text().await;
+    assert!(
+        granted.contains("Revoke qc_analyst at S-FRA-01"),
+        "{granted}"
+    );
+    b.check_page("admin-account").await;
+    b.click("form[action$='/revoke'] button[type=submit]").await;
+    assert!(!b.text().await.contains("Revoke qc_analyst at S-FRA-01"));
+
+    b.goto(&format!("{base}/admin")).await;
+    b.fill("#system", "emr-par").await;
+    b.click("form[action='/admin/tokens'] button[type=submit]")
+        .await;
+    let issued = b.text().await;
+    assert!(
+        issued.contains("API token of emr-par: shown this once"),
+        "{issued}"
+    );
+    assert!(issued.contains("alt_"), "{issued}");
+    b.check_page("admin-token-issued").await;
+    b.click("form[action$='/revoke'] button[type=submit]").await;
+    assert!(b.text().await.contains("revoked"));
+
+    // A QA releaser has no administration.
+    b.click("form[action='/sign-out'] button").await;
+    let qa = demo
+        .account(&admin, &csrf, "P-0011", &[("qa_releaser", "*")])
+        .await;
+    sign_in(&b, &base, "P-0011", &qa).await;
+    assert!(!b.text().await.contains("Administration"));
+    b.goto(&format!("{base}/admin")).await;
+    assert!(b.text().await.contains("Not permitted"));
     b.close().await;
 }

@@ -9,12 +9,15 @@
 //! it in the forms it renders). Every page needs a live session; what a role may see is
 //! decided by the same grants and the same scope checks as the API's.
 
+mod admin;
 mod alerts;
 mod assets;
 mod chain;
 mod chain_view;
 mod home;
+mod network;
 mod page;
+mod reference;
 mod session;
 mod viewer;
 
@@ -51,6 +54,22 @@ pub(crate) fn router() -> Router<Arc<Autolog>> {
         .route("/alerts/count", get(alerts::count))
         .route("/alerts/{alert_id}/acknowledge", post(alerts::acknowledge))
         .route("/alerts/{alert_id}/resolve", post(alerts::resolve))
+        .route("/network", get(network::reconciliation))
+        .route("/network/alignment", get(network::alignment))
+        .route("/network/turnaround", get(network::turnaround))
+        .route("/network/retention", get(network::retention))
+        .route("/network/signals", get(network::signals))
+        .route("/reference", get(reference::index))
+        .route("/reference/{registry}", get(reference::registry))
+        .route("/admin", get(admin::index))
+        .route("/admin/users", post(admin::create))
+        .route("/admin/users/{person_id}", get(admin::user))
+        .route(
+            "/admin/users/{person_id}/{action}",
+            post(admin::account_action),
+        )
+        .route("/admin/tokens", post(admin::issue))
+        .route("/admin/tokens/{token_id}/revoke", post(admin::revoke_token))
         .route("/assets/{name}", get(assets::serve))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,

@@ -16,6 +16,9 @@ pub(crate) enum Nav {
     Home,
     Chains,
     Alerts,
+    Network,
+    Reference,
+    Admin,
     None,
 }
 
@@ -77,6 +80,15 @@ fn top_bar(viewer: &Viewer, nav: Nav) -> Markup {
                                 }
                             }
                         }
+                    }
+                    @if viewer.may_everywhere(Permission::ReadReports) {
+                        li { a href="/network" aria-current=[current(Nav::Network)] { "Network" } }
+                    }
+                    @if viewer.may(Permission::ReadReference) {
+                        li { a href="/reference" aria-current=[current(Nav::Reference)] { "Reference data" } }
+                    }
+                    @if viewer.may_everywhere(Permission::ManageAccess) {
+                        li { a href="/admin" aria-current=[current(Nav::Admin)] { "Administration" } }
                     }
                 }
             }
@@ -295,6 +307,57 @@ pub(crate) fn chain_table(
                     }
                 }
             }
+        }
+    }
+}
+
+/// Records (JSON objects, as the API answers them) as a table: one column per field of
+/// any record, in the first record's order; a COI becomes a link to its chain, an instant
+/// (a field ending `_at`) is shown in UTC; lists and objects as compact text.
+pub(crate) fn records_table(caption: &str, records: &[serde_json::Value]) -> Markup {
+    let mut columns: Vec<&str> = Vec::new();
+    for r in records {
+        for key in r.as_object().into_iter().flat_map(|o| o.keys()) {
+            if !columns.contains(&key.as_str()) {
+                columns.push(key);
+            }
+        }
+    }
+    html! {
+        @if records.is_empty() {
+            p.quiet { "None." }
+        } @else {
+            table {
+                caption.skip { (caption) }
+                thead { tr { @for c in &columns { th scope="col" { (c.replace('_', " ")) } } } }
+                tbody {
+                    @for r in records {
+                        tr { @for c in &columns { td { (cell(c, &r[*c])) } } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn cell(column: &str, value: &serde_json::Value) -> Markup {
+    use serde_json::Value;
+    html! {
+        @match value {
+            Value::Null => { span.quiet { "—" } },
+            Value::String(s) if column == "coi" || column.ends_with("_coi") => { (coi_link(s)) },
+            Value::String(s) if column.ends_with("_at") => { (utc(s)) },
+            Value::String(s) => { (s) },
+            Value::Array(items) if column == "chains" => {
+                @for (i, c) in items.iter().enumerate() {
+                    @if i > 0 { ", " }
+                    @match c.as_str() { Some(c) => { (coi_link(c)) }, None => { (c.to_string()) } }
+                }
+            },
+            Value::Array(items) if items.iter().all(serde_json::Value::is_string) => {
+                (items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
+            },
+            other => { (other.to_string()) },
         }
     }
 }
