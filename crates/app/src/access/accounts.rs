@@ -585,6 +585,16 @@ impl Autolog {
     /// The person behind a session cookie, if the session is live: not idle too long,
     /// not past its lifetime, the account not locked. Each use extends the idle window.
     pub async fn authenticate_session(&self, session: &str) -> Result<Principal, AppError> {
+        self.session_principal(session, true).await
+    }
+
+    /// [`Autolog::authenticate_session`] without extending the idle window: for what a page
+    /// asks by itself (a poll of the alert count), which is not the person's activity.
+    pub async fn peek_session(&self, session: &str) -> Result<Principal, AppError> {
+        self.session_principal(session, false).await
+    }
+
+    async fn session_principal(&self, session: &str, touch: bool) -> Result<Principal, AppError> {
         let hash = sha256_hex(session);
         let Some(found) = self.store.session(&hash).await? else {
             return Err(unauthenticated("no such session: sign in"));
@@ -599,7 +609,9 @@ impl Autolog {
             self.store.end_session(&hash).await?;
             return Err(unauthenticated("the account is locked"));
         }
-        self.store.touch_session(&hash, now).await?;
+        if touch {
+            self.store.touch_session(&hash, now).await?;
+        }
         let grants = self.grants_of(&found.person_id).await?;
         Ok(Principal {
             actor: format!("person/{}", found.person_id),

@@ -277,6 +277,16 @@ async fn a_qa_releaser_walks_the_bag_swap_and_a_courier_is_kept_out() {
         assert!(text.contains(expect), "{path}: {text}");
         b.check_page(name).await;
     }
+    // A chain in follow-up: released with a signature, its batch's results shown.
+    b.click("main table tbody tr:first-child a.coi").await;
+    let released = b.text().await;
+    assert!(
+        released.contains("Released for this patient\nyes"),
+        "{released}"
+    );
+    assert!(!released.contains("Signatures (0)"), "{released}");
+    assert!(!released.contains("No batch yet."), "{released}");
+    b.check_page("chain-released").await;
 
     b.click("form[action='/sign-out'] button").await;
     assert!(b.text().await.contains("You are signed out."));

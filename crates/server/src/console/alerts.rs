@@ -14,9 +14,9 @@ use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::home::severity_rank;
-use super::page::{alert_count, coi_link, csrf_field, page, site, utc, Nav};
+use super::page::{alert_count, coi_link, critical_banner, csrf_field, page, site, utc, Nav};
 use super::session::parse_form;
-use super::viewer::{viewer, ConsoleError, Viewer};
+use super::viewer::{poller, viewer, ConsoleError, Viewer};
 use crate::auth::alert_visible;
 
 /// The alerts with `status` that the person may see, newest first.
@@ -316,12 +316,20 @@ async fn handle(
     }
 }
 
-/// `GET /alerts/count`: the navigation's count of open critical alerts (htmx polls it).
-pub(crate) async fn count(
-    State(app): State<Arc<Autolog>>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Result<Html<String>, ConsoleError> {
-    let viewer = viewer(&app, &headers, &uri).await?;
-    Ok(Html(alert_count(viewer.critical_open).into_string()))
+/// `GET /alerts/count`: the navigation's count of open critical alerts (htmx polls it;
+/// the poll does not keep the session alive).
+pub(crate) async fn count(State(app): State<Arc<Autolog>>, headers: HeaderMap) -> Response {
+    match poller(&app, &headers).await {
+        Ok(viewer) => Html(alert_count(viewer.critical_open).into_string()).into_response(),
+        Err(answer) => answer,
+    }
+}
+
+/// `GET /alerts/banner`: the critical-alert banner every page carries (htmx polls it, so
+/// an alert raised while a page is open appears on it).
+pub(crate) async fn banner(State(app): State<Arc<Autolog>>, headers: HeaderMap) -> Response {
+    match poller(&app, &headers).await {
+        Ok(viewer) => Html(critical_banner(&viewer).into_string()).into_response(),
+        Err(answer) => answer,
+    }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::alerts::alert_table;
 use super::chain::identity_form;
-use super::page::{at_site, coi_large, coi_link, site, state, utc};
+use super::page::{at_site, coi_large, coi_link, records_table, site, state, utc};
 use super::viewer::Viewer;
 
 /// The moment the page shows, as asked, or the refusal of what was asked.
@@ -50,6 +50,7 @@ pub(crate) fn chain_body(
                 @else { (alert_table(extras.alerts, false)) p { a href="/alerts" { "Handle alerts in the inbox" } } }
             }
         }
+        (results(extras.genealogy))
         (signatures(chain))
         (genealogy(chain, extras.genealogy))
         @if let Some(identity) = extras.identity {
@@ -211,6 +212,27 @@ fn units(chain: &ChainAnswer) -> Markup {
             }
             @if let Some(h) = &chain.open_handoff {
                 p.banner.info { "Handoff awaiting its receipt: " (fields(h, &[])) }
+            }
+        }
+    }
+}
+
+/// The batch's test results, Autolog's verdicts on them against the product's
+/// specification, and its release, as the backward genealogy of its first unit holds them.
+fn results(found: Option<&BackwardGenealogy>) -> Markup {
+    html! {
+        section aria-labelledby="results-h" {
+            h2 #results-h { "Results and release" }
+            @match found {
+                None => { p.quiet { "No batch yet." } },
+                Some(g) => {
+                    h3 { "Test results (" (g.test_results.len()) ")" }
+                    (records_table("Test results", &g.test_results))
+                    h3 { "Verdicts (" (g.verdicts.len()) ")" }
+                    (records_table("Verdicts", &g.verdicts))
+                    h3 { "Release" }
+                    (records_table("Release", &g.release))
+                },
             }
         }
     }

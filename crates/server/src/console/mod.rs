@@ -52,6 +52,7 @@ pub(crate) fn router() -> Router<Arc<Autolog>> {
         )
         .route("/alerts", get(alerts::inbox))
         .route("/alerts/count", get(alerts::count))
+        .route("/alerts/banner", get(alerts::banner))
         .route("/alerts/{alert_id}/acknowledge", post(alerts::acknowledge))
         .route("/alerts/{alert_id}/resolve", post(alerts::resolve))
         .route("/network", get(network::reconciliation))

@@ -133,13 +133,17 @@ fn roles_summary(viewer: &Viewer) -> String {
     }
 }
 
-fn critical_banner(viewer: &Viewer) -> Markup {
+/// The banner of open critical alerts; htmx replaces it every 20 s, so it is there (empty
+/// while there are none) on every page.
+pub(crate) fn critical_banner(viewer: &Viewer) -> Markup {
     html! {
-        @if viewer.critical_open > 0 {
-            div.banner.critical role="alert" {
-                "⚠ " (viewer.critical_open)
-                @if viewer.critical_open == 1 { " critical alert is open. " } @else { " critical alerts are open. " }
-                a href="/alerts?severity=critical" { "See the critical alerts" }
+        div #critical-banner hx-get="/alerts/banner" hx-trigger="every 20s" hx-swap="outerHTML" {
+            @if viewer.critical_open > 0 {
+                div.banner.critical role="alert" {
+                    "⚠ " (viewer.critical_open)
+                    @if viewer.critical_open == 1 { " critical alert is open. " } @else { " critical alerts are open. " }
+                    a href="/alerts?severity=critical" { "See the critical alerts" }
+                }
             }
         }
     }

@@ -48,11 +48,37 @@ impl Viewer {
 }
 
 /// The person signed in on this request, or the way to the sign-in page (coming back to
-/// `uri` after it).
+/// `uri` after it). The request counts as the person's activity (it extends the session's
+/// idle window).
 pub(crate) async fn viewer(
     app: &Autolog,
     headers: &HeaderMap,
     uri: &Uri,
+) -> Result<Viewer, ConsoleError> {
+    signed_in(app, headers, uri, true).await
+}
+
+/// [`viewer`] for what a page asks by itself (htmx polls): the idle window is not extended,
+/// and without a live session the page is sent to sign in (`HX-Redirect`).
+pub(crate) async fn poller(app: &Autolog, headers: &HeaderMap) -> Result<Viewer, Response> {
+    let uri = Uri::from_static("/");
+    signed_in(app, headers, &uri, false)
+        .await
+        .map_err(|e| match e {
+            ConsoleError::SignIn { .. } => (
+                [("hx-redirect", "/sign-in")],
+                axum::http::StatusCode::UNAUTHORIZED,
+            )
+                .into_response(),
+            other => other.into_response(),
+        })
+}
+
+async fn signed_in(
+    app: &Autolog,
+    headers: &HeaderMap,
+    uri: &Uri,
+    activity: bool,
 ) -> Result<Viewer, ConsoleError> {
     let back = || ConsoleError::SignIn {
         next: uri
@@ -63,7 +89,12 @@ pub(crate) async fn viewer(
     let Some(session) = cookie(headers, SESSION_COOKIE) else {
         return Err(back());
     };
-    let principal = match app.authenticate_session(&session).await {
+    let principal = if activity {
+        app.authenticate_session(&session).await
+    } else {
+        app.peek_session(&session).await
+    };
+    let principal = match principal {
         Ok(p) => p,
         Err(AppError::Unauthenticated(_)) => return Err(back()),
         Err(e) => return Err(e.into()),

@@ -6,6 +6,7 @@ mod common;
 mod access;
 mod alerts;
 mod api;
+mod console;
 mod epcis;
 mod fhir;
 mod guide;
