@@ -472,10 +472,17 @@ async fn serve(
         None => None,
     };
     tracing::info!(listen = %bound, store = %config.store_description(), "autolog serving");
-    // One plain line on stdout, so that scripts (and tests) can find the port of --listen ...:0.
-    println!("autolog listening on {scheme}://{bound}");
-    println!("autolog console: open {scheme}://{bound}/ in a browser to sign in");
-    let _ = std::io::stdout().flush();
+    // One plain line on stdout, so that scripts (and tests) can find the port of --listen
+    // ...:0, then where the console is. A reader that has gone away (a script that read
+    // the address and closed the pipe) must not stop the server: write errors are ignored.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "autolog listening on {scheme}://{bound}");
+    let _ = writeln!(
+        out,
+        "autolog console: open {scheme}://{bound}/ in a browser to sign in"
+    );
+    let _ = out.flush();
+    drop(out);
     autolog_server::serve_with_metrics(listener, metrics_listener, app, options, shutdown_signal())
         .await?;
     tracing::info!("autolog stopped");

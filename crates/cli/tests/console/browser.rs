@@ -179,8 +179,7 @@ impl Browser {
         field.send_keys(value).await.expect("type");
     }
 
-    /// Clicks what `css` finds and waits for the page it leads to: the old page's root
-    /// goes stale, then the new one has loaded.
+    /// Clicks what `css` finds and waits for the page it leads to.
     pub async fn click(&self, css: &str) {
         let old = self.client.find(Locator::Css("html")).await.expect("html");
         self.client
@@ -190,6 +189,25 @@ impl Browser {
             .click()
             .await
             .expect("click");
+        self.wait_for_next_page(old, css).await;
+    }
+
+    /// Types `keys` into the focused element (as a person at a keyboard would, Tab and
+    /// Enter included: `fantoccini::key::Key`) and waits for the page it leads to.
+    pub async fn type_and_submit(&self, keys: &str) {
+        let old = self.client.find(Locator::Css("html")).await.expect("html");
+        self.client
+            .active_element()
+            .await
+            .expect("a focused element")
+            .send_keys(keys)
+            .await
+            .expect("type");
+        self.wait_for_next_page(old, "the keys typed").await;
+    }
+
+    /// Waits until the old page's root goes stale, then until the new one has loaded.
+    async fn wait_for_next_page(&self, old: fantoccini::elements::Element, what: &str) {
         for _ in 0..200 {
             if old.tag_name().await.is_err() {
                 break;
@@ -207,7 +225,7 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the page after clicking {css} did not load within 10 s");
+        panic!("the page after {what} did not load within 10 s");
     }
 
     /// Runs axe-core in the page (WCAG 2.0, 2.1 and 2.2, A and AA) and fails on any

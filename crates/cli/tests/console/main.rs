@@ -9,6 +9,7 @@ use std::process::{Child, Stdio};
 
 use autolog_test_support::{current_totp, sign_in_http, PASSWORD};
 use browser::Browser;
+use fantoccini::key::Key;
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_autolog");
@@ -259,6 +260,7 @@ async fn a_qa_releaser_walks_the_bag_swap_and_a_courier_is_kept_out() {
 
     // The network's views and the reference data, as an auditor at * sees them.
     for (path, name, expect) in [
+        ("/?site=S-BOS-01", "home-site", "Batches in manufacturing"),
         ("/network", "network-reconciliation", "Open holds (2)"),
         ("/network/alignment", "network-alignment", "findings"),
         ("/network/turnaround", "network-turnaround", "vein-to-vein"),
@@ -293,8 +295,17 @@ async fn a_qa_releaser_walks_the_bag_swap_and_a_courier_is_kept_out() {
     b.goto(&format!("{base}/")).await;
     assert_eq!(b.path().await, "/sign-in", "signed out means signed out");
 
-    // A courier at Mumbai cannot open a chain of Paris and Boston.
-    sign_in(&b, &base, "P-0004", &courier).await;
+    // A courier at Mumbai signs in with the keyboard alone (the person id field has the
+    // focus; Tab to the next field, Enter to submit), and cannot open a chain of Paris
+    // and Boston.
+    b.goto(&format!("{base}/sign-in")).await;
+    let (tab, enter) = (char::from(Key::Tab), char::from(Key::Enter));
+    b.type_and_submit(&format!(
+        "P-0004{tab}{PASSWORD}{tab}{}{enter}",
+        current_totp(&courier)
+    ))
+    .await;
+    assert_eq!(b.path().await, "/", "signed in by keyboard");
     b.check_page("courier-home").await;
     b.goto(&format!("{base}{held_path}")).await;
     let kept_out = b.text().await;

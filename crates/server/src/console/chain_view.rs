@@ -261,7 +261,7 @@ fn signatures(chain: &ChainAnswer) -> Markup {
                         @for (e, sig) in &rows {
                             tr {
                                 td { (text(sig, "printed_name")) " (" (text(sig, "signer_id")) ")" }
-                                td { (utc(text(sig, "signed_at"))) }
+                                td { (signed_at(text(sig, "signed_at"), e)) }
                                 td { (text(sig, "meaning")) }
                                 td { (event_type(e)) }
                             }
@@ -270,6 +270,22 @@ fn signatures(chain: &ChainAnswer) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// When a signature was made: in the zone of its record's site, UTC beside it.
+fn signed_at(at: &str, record: &PresentedEvent) -> Markup {
+    use autolog_domain::ledger::zone::{check_zone, local_time};
+    let zone = record.occurred_at_display.site_zone.as_deref();
+    let instant = autolog_domain::Instant::parse_rfc3339("signed_at", at).ok();
+    match (instant, zone.and_then(|z| check_zone("zone", z).ok())) {
+        (Some(instant), Some(tz)) => at_site(&autolog_app::TimeDisplay {
+            utc: at.to_string(),
+            local: None,
+            site_zone: zone.map(str::to_string),
+            site_local: Some(local_time(instant, &tz)),
+        }),
+        _ => utc(at),
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use autolog_app::{Autolog, ChainFilter, RegistryQuery};
 use autolog_domain::access::{Permission, EVERY_SITE};
+use autolog_domain::chain::ChainState;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
@@ -217,16 +218,51 @@ async fn network_counts(app: &Autolog) -> Result<Markup, ConsoleError> {
     })
 }
 
+/// What is in progress at a site, by the step it waits for: each state its own list.
+fn in_progress(site: &str, list: &autolog_app::WorkList) -> Markup {
+    let steps = [
+        (ChainState::Collected, "Collected, to ship"),
+        (ChainState::InTransit, "In transit"),
+        (
+            ChainState::ReceivedAtManufacturing,
+            "Received, to start manufacturing",
+        ),
+        (ChainState::InManufacturing, "Batches in manufacturing"),
+        (ChainState::InTesting, "Results awaited, releases to decide"),
+        (
+            ChainState::ReleasedForPatient,
+            "Released, to ship to the treatment center",
+        ),
+        (
+            ChainState::ReceivedAtTreatmentCenter,
+            "Received, infusions to give",
+        ),
+    ];
+    html! {
+        h3 { "In progress here (" (list.chains.len()) @if list.more { "+" } ")" }
+        @if list.chains.is_empty() { p.quiet { "None." } }
+        @for (state, title) in steps {
+            @let chains: Vec<_> = list.chains.iter().filter(|c| c.state == state).cloned().collect();
+            @if !chains.is_empty() {
+                h4 { (title) " (" (chains.len()) ")" }
+                (chain_table(title, &chains))
+            }
+        }
+        @if list.more {
+            p { a href={ "/chains?site_id=" (site) } { "More chains in progress at " (site) } }
+        }
+    }
+}
+
 async fn site_work(app: &Autolog, viewer: &Viewer, site: &str) -> Result<Markup, ConsoleError> {
     let work = app
-        .site_work(&viewer.principal.grants, site, Some(PER_LIST))
+        .site_work(&viewer.principal.grants, site, Some(PER_LIST * 5))
         .await?;
     let id = format!("work-{site}");
     let lists = [
         ("On hold here", &work.on_hold),
         ("Handoffs on their way here", &work.to_receive),
         ("To collect", &work.to_collect),
-        ("In progress here", &work.in_progress),
     ];
     Ok(html! {
         section aria-labelledby=(id) {
@@ -240,6 +276,7 @@ async fn site_work(app: &Autolog, viewer: &Viewer, site: &str) -> Result<Markup,
                     (chain_table(title, &list.chains))
                 }
             }
+            (in_progress(site, &work.in_progress))
         }
     })
 }
