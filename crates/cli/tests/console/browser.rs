@@ -80,6 +80,8 @@ pub struct Browser {
     axe: String,
     /// The test's name, the prefix of its screenshots.
     name: String,
+    /// The window's size: 1280x800 (a desktop) unless a test chose another.
+    size: (u32, u32),
 }
 
 fn free_port() -> u16 {
@@ -146,7 +148,17 @@ impl Browser {
             _profile: profile,
             axe,
             name: name.to_string(),
+            size: (1280, 800),
         }
+    }
+
+    /// Resizes the window (a tablet at the bedside: 820x1180).
+    pub async fn resize(&mut self, width: u32, height: u32) {
+        self.size = (width, height);
+        self.client
+            .set_window_size(width, height)
+            .await
+            .expect("resize the window");
     }
 
     pub async fn goto(&self, url: &str) {
@@ -274,10 +286,11 @@ impl Browser {
             .ok()
             .and_then(|h| h.as_u64())
             .unwrap_or(800);
-        let height = u32::try_from(height.clamp(800, 6000)).unwrap_or(800);
-        let _ = self.client.set_window_size(1280, height + 140).await;
+        let (width, shown) = self.size;
+        let height = u32::try_from(height.clamp(u64::from(shown), 6000)).unwrap_or(shown);
+        let _ = self.client.set_window_size(width, height + 140).await;
         let png = self.client.screenshot().await.expect("screenshot");
-        let _ = self.client.set_window_size(1280, 800).await;
+        let _ = self.client.set_window_size(width, shown).await;
         let file = screenshot_dir().join(format!("{}-{page}.png", self.name));
         std::fs::write(&file, png).expect("write the screenshot");
     }

@@ -157,7 +157,7 @@ async fn a_qa_releaser_walks_the_bag_swap_and_a_courier_is_kept_out() {
     let courier = demo
         .account(&admin, &csrf, "P-0004", &[("courier", "S-BOM-01")])
         .await;
-    let b = Browser::start("qa").await;
+    let mut b = Browser::start("qa").await;
 
     // Not signed in: the console sends the browser to its sign-in page.
     b.goto(&format!("{base}/")).await;
@@ -187,6 +187,10 @@ async fn a_qa_releaser_walks_the_bag_swap_and_a_courier_is_kept_out() {
     let chain = b.text().await;
     assert!(chain.contains("On hold: custody."), "{chain}");
     b.check_page("chain").await;
+    // The same page on a tablet at the bedside.
+    b.resize(820, 1180).await;
+    b.check_page("chain-tablet").await;
+    b.resize(1280, 800).await;
 
     // Before the receipt at manufacturing, the chain was not held.
     let received_at = b
