@@ -151,7 +151,9 @@ impl Autolog {
     pub async fn append_json(&self, body: &[u8]) -> Result<AppendResult, AppError> {
         let (mut drafts, single) =
             parse_request(body, self.clock.as_ref(), self.clock_skew_tolerance_seconds)?;
-        // Signatures are given by re-authenticating; the ledger keeps the manifestation.
+        // Verifications first (a signature's digest covers them), then signatures: both
+        // given by re-authenticating; the ledger keeps the manifestations.
+        self.verify_drafts(&mut drafts, single).await?;
         self.sign_drafts(&mut drafts, single).await?;
         // Identifiers read at the bedside are compared with the vault, never written.
         self.check_bedside_identifiers(&mut drafts, single).await?;

@@ -669,7 +669,7 @@ impl Autolog {
         }
     }
 
-    async fn grants_of(&self, person_id: &str) -> Result<Vec<Grant>, AppError> {
+    pub(crate) async fn grants_of(&self, person_id: &str) -> Result<Vec<Grant>, AppError> {
         let mut grants = Vec::new();
         for g in self.store.role_grants(person_id).await? {
             // A grant of a role this build no longer knows gives nothing.

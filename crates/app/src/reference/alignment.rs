@@ -184,6 +184,11 @@ impl Autolog {
             equipment_past_calibration: uncalibrated,
             likely_duplicates: duplicates,
             time_zone_discrepancies: discrepancies,
+            steps_without_verification_policy: steps_without_policy(
+                list("products"),
+                list("verification_policies"),
+                now,
+            ),
         })
     }
 
@@ -334,6 +339,52 @@ pub struct AlignmentReport {
     pub equipment_past_calibration: Vec<EquipmentProblem>,
     pub likely_duplicates: Vec<Value>,
     pub time_zone_discrepancies: Vec<Value>,
+    /// Each active product's verified steps that no verification policy in force names
+    /// (for the product or for every product): they need no verifier anywhere. Listed to
+    /// be decided, not counted in `problems`.
+    pub steps_without_verification_policy: Vec<StepWithoutPolicy>,
+}
+
+/// A product's step that no verification policy names.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+pub struct StepWithoutPolicy {
+    pub product_code: String,
+    pub step: String,
+}
+
+/// The (product, step) pairs with no verification policy in force now.
+fn steps_without_policy(
+    products: &[Value],
+    policies: &[Value],
+    now: Instant,
+) -> Vec<StepWithoutPolicy> {
+    let in_force: Vec<&Value> = policies
+        .iter()
+        .filter(|p| {
+            active(p)
+                && instant_field(p, "valid_from").is_none_or(|f| f <= now)
+                && instant_field(p, "valid_to").is_none_or(|t| now < t)
+        })
+        .collect();
+    let mut out = Vec::new();
+    for product in products.iter().filter(|p| active(p)) {
+        let code = text(product, "product_code");
+        for (step, _, _) in autolog_domain::access::verification::VERIFIED_STEPS {
+            let named = in_force.iter().any(|p| {
+                text(p, "step") == *step
+                    && p.get("product_code")
+                        .and_then(Value::as_str)
+                        .is_none_or(|c| c == code)
+            });
+            if !named {
+                out.push(StepWithoutPolicy {
+                    product_code: code.to_string(),
+                    step: (*step).to_string(),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// A source system's codes of one kind that no crosswalk maps, with how often each came.

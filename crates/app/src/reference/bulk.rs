@@ -502,7 +502,8 @@ fn occurred_for(event_type: &str, data: &Value, import_time: &OccurredAt) -> Occ
     let registers = lookup(event_type, 1).is_ok()
         && (event_type.ends_with(".registered")
             || event_type == "crosswalk.mapped"
-            || event_type == "process_step.defined");
+            || event_type == "process_step.defined"
+            || event_type == "verification_policy.defined");
     let from = data
         .get("valid_from")
         .and_then(Value::as_str)

@@ -2,6 +2,7 @@
 //! payloads of the access audit trail (accounts, grants, tokens, personal-data reads).
 
 pub mod signature;
+pub mod verification;
 
 use serde::Deserialize;
 

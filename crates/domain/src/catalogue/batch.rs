@@ -171,6 +171,10 @@ pub struct BatchUnitsProducedV1 {
     /// manufacturing site's UTC offset, e.g. `2027-03-01T23:59:00-05:00`.
     #[serde(default)]
     pub expires_at: Option<String>,
+    /// The people who verified the step, as its verification policy asks: given as
+    /// `[{verifier_id, secret}]`, recorded as their manifestations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifications: Option<Vec<serde_json::Value>>,
 }
 
 impl Check for BatchUnitsProducedV1 {

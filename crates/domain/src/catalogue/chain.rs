@@ -156,6 +156,10 @@ pub struct CustodyHandedOffV1 {
     pub seal_id: String,
     pub expected_arrival_by: String,
     pub temperature_range: TemperatureRange,
+    /// The people who verified the step, as its verification policy asks: given as
+    /// `[{verifier_id, secret}]`, recorded as their manifestations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifications: Option<Vec<serde_json::Value>>,
 }
 
 impl Check for CustodyHandedOffV1 {
@@ -224,6 +228,10 @@ pub struct CustodyReceivedV1 {
     /// Read by the reconciliation from the payload; any boolean is valid here.
     pub seal_intact: bool,
     pub temperature_log: TemperatureLog,
+    /// The people who verified the step, as its verification policy asks: given as
+    /// `[{verifier_id, secret}]`, recorded as their manifestations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifications: Option<Vec<serde_json::Value>>,
 }
 
 impl Check for CustodyReceivedV1 {
@@ -315,6 +323,10 @@ pub struct ChainReleasedV1 {
     pub exceptional: Option<bool>,
     pub second_released_by: Option<String>,
     pub second_signature: Option<Value>,
+    /// The people who verified the step, as its verification policy asks: given as
+    /// `[{verifier_id, secret}]`, recorded as their manifestations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifications: Option<Vec<serde_json::Value>>,
 }
 
 impl Check for ChainReleasedV1 {
@@ -361,6 +373,10 @@ pub struct ChainAdministeredV1 {
     pub administered_by: String,
     pub verified_by: String,
     pub unit: String,
+    /// The people who verified the step, as its verification policy asks: given as
+    /// `[{verifier_id, secret}]`, recorded as their manifestations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifications: Option<Vec<serde_json::Value>>,
 }
 
 impl Check for ChainAdministeredV1 {
@@ -448,6 +464,10 @@ pub struct ChainBedsideVerifiedV1 {
     /// Recorded by Autolog: which identifiers matched the vault (names, never values).
     #[serde(default)]
     pub identifiers_checked: Vec<String>,
+    /// The people who verified the step, as its verification policy asks: given as
+    /// `[{verifier_id, secret}]`, recorded as their manifestations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifications: Option<Vec<serde_json::Value>>,
 }
 
 impl Check for ChainBedsideVerifiedV1 {

@@ -146,6 +146,10 @@ pub struct ChainCollectedV1 {
     pub started_at: String,
     pub ended_at: String,
     pub dins: Vec<String>,
+    /// The people who verified the step, as its verification policy asks: given as
+    /// `[{verifier_id, secret}]`, recorded as their manifestations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifications: Option<Vec<serde_json::Value>>,
 }
 
 impl Check for ChainCollectedV1 {

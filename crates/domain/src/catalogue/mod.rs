@@ -98,6 +98,10 @@ catalogue! {
         "A source system of the network: id, kind, owning site.";
     SourceSystemAmended(SourceSystemAmendedV1) = "source_system.amended", 1, Fold::Merge,
         "A source system's owning site, status or validity changes.";
+    VerificationPolicyDefined(crate::access::verification::VerificationPolicyDefinedV1) = "verification_policy.defined", 1, Fold::Merge,
+        "How many people (0 to 5) must verify a step (collection, custody handoff or receipt, final labelling, release, bedside check, administration), with which roles, for a product, in a country or at a site.";
+    VerificationPolicyAmended(crate::access::verification::VerificationPolicyAmendedV1) = "verification_policy.amended", 1, Fold::Merge,
+        "A verification policy's number of verifiers, qualifying roles, status or validity changes.";
     CrosswalkMapped(CrosswalkMappedV1) = "crosswalk.mapped", 1, Fold::Merge,
         "A source system's local code mapped onto a canonical id over a validity interval.";
     ChainEnrolled(ChainEnrolledV1) = "chain.enrolled", 1, Fold::Merge,

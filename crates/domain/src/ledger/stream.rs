@@ -37,6 +37,11 @@ impl StreamId {
         Self(format!("step/{step_code}"))
     }
 
+    /// A verification policy: `verification-policy/<policy id>`.
+    pub fn verification_policy(policy_id: impl fmt::Display) -> Self {
+        Self(format!("verification-policy/{policy_id}"))
+    }
+
     /// A product of the portfolio: `product/<product code>`.
     pub fn product(product_code: impl fmt::Display) -> Self {
         Self(format!("product/{product_code}"))

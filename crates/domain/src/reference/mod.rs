@@ -121,7 +121,7 @@ fn date(field: &str, value: &str) -> Result<(), FieldError> {
     })
 }
 
-fn interval(from: Option<&str>, to: Option<&str>) -> Result<(), FieldError> {
+pub(crate) fn interval(from: Option<&str>, to: Option<&str>) -> Result<(), FieldError> {
     let from = from.map(|f| instant("valid_from", f)).transpose()?;
     let to_instant = to.map(|t| instant("valid_to", t)).transpose()?;
     if let (Some(f), Some(t), Some(text)) = (from, to_instant, to) {

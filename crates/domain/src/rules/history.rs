@@ -14,6 +14,7 @@ pub const AMENDMENT_TYPES: &[&str] = &[
     "equipment.amended",
     "process_step.amended",
     "source_system.amended",
+    "verification_policy.amended",
     "material_lot.status_changed",
     "product.amended",
     "chain.cancelled",

@@ -36,6 +36,7 @@ pub fn registration_stream(event_type: &str, data: &Value) -> Option<String> {
         "batch.linked" => StreamId::batch(field("batch_id")).into(),
         "unit.linked" => StreamId::unit(field("unit_id")).into(),
         "source_system.registered" => StreamId::source_system(field("system_id")).into(),
+        "verification_policy.defined" => StreamId::verification_policy(field("policy_id")).into(),
         _ => return None,
     })
 }
@@ -83,6 +84,7 @@ pub fn amended_registration(event_type: &str) -> Option<(&'static str, &'static 
         "equipment.calibrated" | "equipment.amended" => ("equipment.registered", "equipment/"),
         "process_step.amended" => ("process_step.defined", "step/"),
         "source_system.amended" => ("source_system.registered", "source-system/"),
+        "verification_policy.amended" => ("verification_policy.defined", "verification-policy/"),
         "material_lot.status_changed" => ("material_lot.registered", "lot/"),
         "product.amended" => ("product.registered", "product/"),
         "chain.cancelled" => ("chain.enrolled", "coi/"),
@@ -340,6 +342,7 @@ pub const REGISTRY_STREAMS: &[(&str, &str)] = &[
     ("step/", "process_step.defined"),
     ("product/", "product.registered"),
     ("source-system/", "source_system.registered"),
+    ("verification-policy/", "verification_policy.defined"),
     ("coi/", "chain.enrolled"),
     ("din/", "din.linked"),
     ("alert/", "alert.raised"),

@@ -119,6 +119,7 @@ pub(crate) async fn alignment(
             ("equipment_past_calibration", "Equipment past its calibration"),
             ("likely_duplicates", "Likely duplicate records"),
             ("time_zone_discrepancies", "Time-zone discrepancies"),
+            ("steps_without_verification_policy", "Steps no verification policy names (no verifier needed)"),
         ]))
     };
     Ok(page(Some(&viewer), "Network: alignment", Nav::Network, body).into_response())

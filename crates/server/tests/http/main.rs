@@ -14,3 +14,4 @@ mod hard_cases;
 mod hardening;
 mod keys;
 mod nats;
+mod verification;
