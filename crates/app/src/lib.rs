@@ -32,6 +32,7 @@ pub use access::vault::{
     check_personal_data_fields, PersonalData, PersonalDataErased, PersonalDataRecorded, VaultKey,
     VaultKeyRotated, BEDSIDE_PURPOSE, PERSONAL_DATA_FIELDS,
 };
+pub use access::verifications::VerificationNeeded;
 pub use append::AppendResult;
 pub use autolog_store::{Buckets, CommitStats, WriterHealth};
 pub use batch::signatures::MIN_SECRET_CHARS;

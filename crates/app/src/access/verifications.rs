@@ -24,6 +24,14 @@ struct Required {
     site_id: String,
 }
 
+/// What a verification policy asks of a step, for a form to ask for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerificationNeeded {
+    pub policy_id: String,
+    pub verifiers: u8,
+    pub qualifying_roles: Vec<&'static str>,
+}
+
 /// One verification as sent: who, and their secret.
 struct Given {
     verifier_id: String,
@@ -54,7 +62,11 @@ impl Autolog {
             } else {
                 format!("[{i}].")
             };
-            let required = self.required(draft, step, site_field, streams).await?;
+            let site_id = text(&draft.body.data, site_field).to_string();
+            let at = draft.occurred_at.instant;
+            let required = self
+                .required(step, &draft.stream, &site_id, at, streams)
+                .await?;
             let given = given(&draft.body.data, &prefix)?;
             if let Some(required) = &required {
                 check_count(required, given.len(), &prefix)?;
@@ -93,18 +105,19 @@ impl Autolog {
         }
     }
 
-    /// The policy in force for the draft's step at its site and valid time, if any.
+    /// The policy in force for a step recorded on `stream` at `site_id` at valid time
+    /// `at`, if any.
     async fn required(
         &self,
-        draft: &EventDraft,
         step: &str,
-        site_field: &str,
+        stream: &str,
+        site_id: &str,
+        at: Instant,
         streams: &[(String, Vec<autolog_domain::Event>)],
     ) -> Result<Option<Required>, AppError> {
         if streams.is_empty() {
             return Ok(None);
         }
-        let at = draft.occurred_at.instant;
         let in_force: Vec<Policy> = streams
             .iter()
             .filter_map(|(stream, events)| {
@@ -113,10 +126,9 @@ impl Autolog {
                 policy_in_force(&state, at)
             })
             .collect();
-        let site_id = text(&draft.body.data, site_field).to_string();
-        let site = self.current_state(&StreamId::site(&site_id)).await?;
-        let product = if draft.stream.starts_with("coi/") {
-            let chain = self.current_state(&draft.stream).await?;
+        let site = self.current_state(&StreamId::site(site_id)).await?;
+        let product = if stream.starts_with("coi/") {
+            let chain = self.current_state(stream).await?;
             Some(text(&chain, "product_code").to_string()).filter(|p| !p.is_empty())
         } else {
             None
@@ -124,12 +136,38 @@ impl Autolog {
         let place = StepPlace {
             step,
             product_code: product.as_deref(),
-            site_id: &site_id,
+            site_id,
             country: site["postal_address"]["country"].as_str(),
         };
         Ok(most_specific(&in_force, &place).map(|policy| Required {
             policy: policy.clone(),
-            site_id,
+            site_id: site_id.to_string(),
+        }))
+    }
+
+    /// What verification a step recorded by `event_type` on `stream` at `site_id` would
+    /// need at `at` (for a form to ask for it): `None` when no policy names it.
+    pub async fn verification_needed(
+        &self,
+        event_type: &str,
+        stream: &str,
+        site_id: &str,
+        at: Instant,
+    ) -> Result<Option<VerificationNeeded>, AppError> {
+        let Some((step, _)) = verified_step(event_type) else {
+            return Ok(None);
+        };
+        let streams = self.policy_streams().await?;
+        let required = self.required(step, stream, site_id, at, &streams).await?;
+        Ok(required.map(|r| VerificationNeeded {
+            policy_id: r.policy.policy_id.clone(),
+            verifiers: r.policy.verifiers,
+            qualifying_roles: r
+                .policy
+                .qualifying_roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect(),
         }))
     }
 

@@ -260,6 +260,14 @@ impl Autolog {
         })
     }
 
+    /// One chain's summary as projected (the projection brought up to the ledger's head
+    /// first); `None` for an unknown COI. Scope is the caller's to check.
+    pub async fn chain_summary(&self, coi: &str) -> Result<Option<ChainSummary>, AppError> {
+        let coi = Coi::parse("coi", coi)?.to_string();
+        self.project_chains().await?;
+        Ok(self.store.chain_summary(&coi).await?)
+    }
+
     /// Chains in each state, network-wide (counts only: for network roles), the
     /// projection brought up to the ledger's head first.
     pub async fn chain_state_counts(&self) -> Result<Vec<(ChainState, u64)>, AppError> {

@@ -411,3 +411,193 @@ async fn an_administrator_manages_accounts_and_tokens() {
     assert!(b.text().await.contains("Not permitted"));
     b.close().await;
 }
+
+/// A DIN of Los Angeles (FIN A5678) in 2026, `seq` its six digits, as typed (13 characters
+/// and its check character K).
+fn lax_din(seq: u32) -> String {
+    autolog_domain::identifiers::Din::parse("din", &format!("A567826{seq:06}"))
+        .expect("a DIN")
+        .to_string()
+}
+
+/// A patient's bags are collected, handed off and received through the console's step
+/// forms, scanned as a wedge scanner types them: a wrong check character is refused
+/// naming K; at receipt a bag of another patient is flagged before anything is recorded,
+/// a receipt short of the verifier its policy asks is refused, and the receipt, once
+/// verified, holds the chain.
+#[tokio::test]
+async fn bags_are_scanned_through_collection_handoff_and_a_swapped_bag_is_caught_at_receipt() {
+    if let Some(why) = browser::missing() {
+        eprintln!("skipped: the browser tests need {why}");
+        return;
+    }
+    let demo = Demo::start();
+    let base = demo.base.clone();
+    let (admin, csrf) = admin(&demo).await;
+    // A receipt at Boston needs one verifier, a QA releaser there.
+    let policy = json!([{"policy_id": "VP-BOS-RECEIPT", "step": "custody_receipt", "verifiers": 1,
+        "site_id": "S-BOS-01", "qualifying_roles": ["qa_releaser"], "valid_from": "2026-01-01T00:00:00Z"}]);
+    let imported = admin
+        .post(format!(
+            "{base}/api/v1/reference/import?registry=verification_policies"
+        ))
+        .header("x-csrf-token", &csrf)
+        .header("content-type", "application/json")
+        .body(policy.to_string())
+        .send()
+        .await
+        .expect("import the policy");
+    assert!(
+        imported.status().is_success(),
+        "{:?}",
+        imported.text().await
+    );
+    // Maria Lopez collects and hands off at Los Angeles; Daniel Okafor receives at
+    // Boston, verified by Samuel Osei (QA): each qualified there in the demo's registry.
+    let nurse = demo
+        .account(
+            &admin,
+            &csrf,
+            "P-0005",
+            &[("apheresis_coordinator", "S-LAX-01")],
+        )
+        .await;
+    let operator = demo
+        .account(
+            &admin,
+            &csrf,
+            "P-0002",
+            &[("manufacturing_operator", "S-BOS-01")],
+        )
+        .await;
+    let _ = demo
+        .account(&admin, &csrf, "P-0011", &[("qa_releaser", "S-BOS-01")])
+        .await;
+    let enrolled: Value = admin
+        .get(format!("{base}/api/v1/chains?state=enrolled&limit=1"))
+        .send()
+        .await
+        .expect("chains")
+        .json()
+        .await
+        .expect("json");
+    let coi = enrolled["chains"][0]["coi"]
+        .as_str()
+        .expect("an enrolled chain")
+        .to_string();
+    let mut b = Browser::start("steps").await;
+    sign_in(&b, &base, "P-0005", &nurse).await;
+
+    // Collection: a DIN with a wrong check character is refused naming K, and removed.
+    b.goto(&format!("{base}/chains/{coi}")).await;
+    b.click("a.button[href$='/steps/collect']").await;
+    let (bag1, bag2) = (lax_din(900_001), lax_din(900_002));
+    let wrong_k = format!(
+        "{}{}",
+        &bag1[..13],
+        if bag1.ends_with('A') { 'B' } else { 'A' }
+    );
+    b.fill("#new_scan", &wrong_k).await;
+    b.type_and_submit(&char::from(Key::Enter).to_string()).await;
+    let refused = b.text().await;
+    assert!(
+        refused.contains("✗") && refused.contains("check character"),
+        "{refused}"
+    );
+    b.check_page("collect-wrong-k").await;
+    b.click("button[name=remove][value='0']").await;
+    for bag in [&bag1, &bag2] {
+        // As the scanner types the bag's DIN barcode: `=`, the 13 characters, two flags.
+        b.fill("#new_scan", &format!("={}00", &bag[..13])).await;
+        b.type_and_submit(&char::from(Key::Enter).to_string()).await;
+    }
+    assert_eq!(b.text().await.matches("✓ new bag").count(), 2);
+    b.fill("#device_id", "APH-LAX-01").await;
+    // Whole seconds: an instant is recorded to the microsecond at most.
+    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).expect("now");
+    let hours_ago = |h: i64| {
+        now.checked_sub(jiff::SignedDuration::from_hours(h))
+            .expect("in range")
+            .to_string()
+    };
+    b.fill("#started_at", &hours_ago(5)).await;
+    b.fill("#ended_at", &hours_ago(1)).await;
+    b.check_page("collect").await;
+    b.click("button[name=action][value=record]").await;
+    assert!(
+        b.text().await.contains("chain collected"),
+        "{}",
+        b.text().await
+    );
+
+    // Handoff to Boston: the same two bags.
+    b.click("a.button[href$='/steps/hand-off']").await;
+    for bag in [&bag1, &bag2] {
+        b.fill("#new_scan", bag).await;
+        b.type_and_submit(&char::from(Key::Enter).to_string()).await;
+    }
+    assert_eq!(
+        b.text()
+            .await
+            .matches("✓ this patient's bag, on the manifest")
+            .count(),
+        2
+    );
+    b.fill("#destination_site_id", "S-BOS-01").await;
+    b.fill("#courier", "WORLD-COURIER").await;
+    b.fill("#container_id", "DS-CONSOLE-1").await;
+    b.fill("#seal_id", "SEAL-CONSOLE-1").await;
+    let due = now
+        .checked_add(jiff::SignedDuration::from_hours(48))
+        .expect("in range");
+    b.fill("#expected_arrival_by", &due.to_string()).await;
+    b.check_page("hand-off").await;
+    b.click("button[name=action][value=record]").await;
+    assert!(
+        b.text().await.contains("custody handed off"),
+        "{}",
+        b.text().await
+    );
+
+    // Receipt at Boston with another patient's bag in the box: flagged at the scan.
+    b.click("form[action='/sign-out'] button").await;
+    sign_in(&b, &base, "P-0002", &operator).await;
+    b.goto(&format!("{base}/chains/{coi}")).await;
+    b.click("a.button[href$='/steps/receive']").await;
+    b.fill("#new_scan", &bag1).await;
+    b.type_and_submit(&char::from(Key::Enter).to_string()).await;
+    b.fill("#new_scan", "F123426000002H").await;
+    b.type_and_submit(&char::from(Key::Enter).to_string()).await;
+    let flagged = b.text().await;
+    assert!(flagged.contains("another patient's bag"), "{flagged}");
+    assert!(flagged.contains("Not scanned yet: 1 of 2"), "{flagged}");
+    b.fill("#container_id", "DS-CONSOLE-1").await;
+    b.fill("#seal_id", "SEAL-CONSOLE-1").await;
+    b.fill("#min_celsius", "3.1").await;
+    b.fill("#max_celsius", "6.4").await;
+    b.check_page("receive-swapped").await;
+    // Without its verifier: refused, nothing recorded, the scans kept.
+    b.click("button[name=action][value=record]").await;
+    let short = b.text().await;
+    assert!(
+        short.contains("Not recorded") && short.contains("VP-BOS-RECEIPT"),
+        "{short}"
+    );
+    assert!(
+        short.contains("another patient's bag"),
+        "the scans are kept: {short}"
+    );
+    b.check_page("receive-unverified").await;
+    // The verifier types their own id and password on this device.
+    b.fill("#verifier_id_0", "P-0011").await;
+    b.fill("#verifier_secret_0", PASSWORD).await;
+    b.click("button[name=action][value=record]").await;
+    let held = b.text().await;
+    assert!(
+        held.contains("On hold:"),
+        "the receipt of another patient's bag holds the chain: {held}"
+    );
+    b.check_page("received-on-hold").await;
+    b.resize(1280, 800).await;
+    b.close().await;
+}

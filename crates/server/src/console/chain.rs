@@ -248,7 +248,11 @@ pub(crate) async fn page_of_chain(
 
 /// The canonical COI, once the chain is known to be in the person's scope (a refusal is
 /// recorded in their access audit).
-async fn in_scope(app: &Autolog, viewer: &Viewer, coi: &str) -> Result<String, ConsoleError> {
+pub(crate) async fn in_scope(
+    app: &Autolog,
+    viewer: &Viewer,
+    coi: &str,
+) -> Result<String, ConsoleError> {
     let canonical = Coi::parse("coi", coi)?.to_string();
     if let Err(e) = check_chain(app, &viewer.principal, Permission::ReadChains, &canonical).await {
         let target = format!("GET /chains/{{coi}} coi/{canonical}");

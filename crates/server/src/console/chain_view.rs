@@ -41,6 +41,9 @@ pub(crate) fn chain_body(
         (header(chain))
         (as_of_banner(chain, as_of))
         (holds(chain))
+        @if viewer.may(Permission::Record) && as_of.valid_at.is_none() && as_of.known_at.is_none() {
+            (next_steps(chain))
+        }
         (time_control(chain, as_of))
         (units(chain))
         @if viewer.may(Permission::ReadAlerts) {
@@ -109,6 +112,21 @@ fn holds(chain: &ChainAnswer) -> Markup {
                 " failed reconciliation (container " (d.container_id) ", units " (d.units.join(", "))
                 "; hold " (d.hold_id) ")."
             }
+        }
+    }
+}
+
+/// The step forms the chain's state opens.
+fn next_steps(chain: &ChainAnswer) -> Markup {
+    let step = match chain.state {
+        "enrolled" => Some(("collect", "Record the collection")),
+        "collected" | "released_for_patient" => Some(("hand-off", "Hand off to a courier")),
+        _ if chain.open_handoff.is_some() => Some(("receive", "Receive the shipment")),
+        _ => None,
+    };
+    html! {
+        @if let Some((slug, title)) = step {
+            p { a.button href={ "/chains/" (chain.coi) "/steps/" (slug) } { (title) } }
         }
     }
 }

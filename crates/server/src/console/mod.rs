@@ -19,6 +19,7 @@ mod network;
 mod page;
 mod reference;
 mod session;
+mod steps;
 mod viewer;
 
 use axum::http::{header, HeaderValue};
@@ -49,6 +50,10 @@ pub(crate) fn router() -> Router<Arc<Autolog>> {
         .route(
             "/chains/{coi}/identity",
             get(chain::identity_get).post(chain::identity),
+        )
+        .route(
+            "/chains/{coi}/steps/{step}",
+            get(steps::form).post(steps::submit),
         )
         .route("/alerts", get(alerts::inbox))
         .route("/alerts/count", get(alerts::count))
