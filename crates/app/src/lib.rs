@@ -35,6 +35,7 @@ pub use access::vault::{
 pub use access::verifications::VerificationNeeded;
 pub use append::AppendResult;
 pub use autolog_store::{Buckets, CommitStats, WriterHealth};
+pub use batch::release::ReleaseDraft;
 pub use batch::signatures::MIN_SECRET_CHARS;
 pub use chain::enrol::{
     parse_enrolment, ChainAnswer, CollectedUnit, DisputedCustodyShown, EnrolmentRequest, FinalUnit,

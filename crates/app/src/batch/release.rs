@@ -653,3 +653,51 @@ impl Autolog {
         Ok(unmet)
     }
 }
+
+/// A release as it would be checked now, for a form to show before anything is signed.
+#[derive(Debug, Clone)]
+pub struct ReleaseDraft<'a> {
+    pub coi: &'a str,
+    pub batch_id: &'a str,
+    pub intended_patient_key: &'a str,
+    pub site_id: &'a str,
+    pub released_by: &'a str,
+    pub units: &'a [String],
+    /// The site's local time now, RFC 9557: the release's valid time.
+    pub occurred_at: &'a str,
+}
+
+impl Autolog {
+    /// Every condition the release would not meet if it were signed now (empty: it may be
+    /// released), as the append would refuse it; nothing is written and nobody signs.
+    pub async fn release_check(
+        &self,
+        release: &ReleaseDraft<'_>,
+    ) -> Result<Vec<FieldError>, AppError> {
+        let request = json!({
+            "stream": StreamId::chain(release.coi).to_string(),
+            "occurred_at": release.occurred_at,
+            "actor": format!("person/{}", release.released_by),
+            "site": release.site_id,
+            "source": {"system": "console", "source_event_id": format!("release-check/{}", self.new_event_id())},
+            "body": {"type": "chain.released", "version": 1, "data": {
+                "signature": {}, "batch_id": release.batch_id,
+                "intended_patient_key": release.intended_patient_key, "site_id": release.site_id,
+                "released_by": release.released_by, "units": release.units,
+            }},
+        });
+        let (drafts, _) = crate::ledger::request::parse_request(
+            request.to_string().as_bytes(),
+            self.clock.as_ref(),
+            self.clock_skew_tolerance_seconds,
+        )?;
+        match self.chain_step_rules(&drafts).await {
+            Ok(_) => Ok(Vec::new()),
+            Err(StepError::Unmet { conditions, .. }) => Ok(conditions),
+            Err(StepError::Refused { error, .. } | StepError::Expired { error, .. }) => {
+                Ok(vec![error])
+            }
+            Err(StepError::Failed(e)) => Err(e),
+        }
+    }
+}

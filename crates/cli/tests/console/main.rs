@@ -601,3 +601,87 @@ async fn bags_are_scanned_through_collection_handoff_and_a_swapped_bag_is_caught
     b.resize(1280, 800).await;
     b.close().await;
 }
+
+/// QA release: each condition listed with its state; where one is not met there is no
+/// button to sign; where all are, the releaser signs by re-authenticating, the meaning on
+/// the button, and the chain page shows the signature's manifestation.
+#[tokio::test]
+async fn a_qa_releaser_sees_every_condition_and_signs_a_release() {
+    if let Some(why) = browser::missing() {
+        eprintln!("skipped: the browser tests need {why}");
+        return;
+    }
+    let demo = Demo::start();
+    let base = demo.base.clone();
+    let (admin, csrf) = admin(&demo).await;
+    let qa = demo
+        .account(&admin, &csrf, "P-0011", &[("qa_releaser", "S-BOS-01")])
+        .await;
+    let testing: Value = admin
+        .get(format!("{base}/api/v1/chains?state=in_testing"))
+        .send()
+        .await
+        .expect("chains")
+        .json()
+        .await
+        .expect("json");
+    let cois: Vec<String> = testing["chains"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["coi"].as_str().map(str::to_string))
+        .collect();
+    let b = Browser::start("release").await;
+    sign_in(&b, &base, "P-0011", &qa).await;
+    let (mut blocked, mut releasable) = (None, None);
+    for coi in &cois {
+        b.goto(&format!("{base}/chains/{coi}/release")).await;
+        let text = b.text().await;
+        if text.contains("✗ not met") && blocked.is_none() {
+            assert!(
+                !text.contains("Sign: I approve"),
+                "no signature while a condition is unmet: {text}"
+            );
+            assert!(
+                text.contains("cannot be signed until every condition is met"),
+                "{text}"
+            );
+            b.check_page("release-unmet").await;
+            blocked = Some(coi.clone());
+        } else if !text.contains("✗ not met") && releasable.is_none() {
+            releasable = Some(coi.clone());
+        }
+    }
+    assert!(blocked.is_some(), "a chain in testing awaits results");
+    let coi = releasable.expect("a chain in testing whose batch may be released");
+    b.goto(&format!("{base}/chains/{coi}/release")).await;
+    assert_eq!(b.text().await.matches("✓ met").count(), 7);
+    b.check_page("release-ready").await;
+    // A wrong password: refused, nothing recorded.
+    b.fill("#secret", "not my password at all").await;
+    b.click("form[action$='/release'] button[type=submit]")
+        .await;
+    let refused = b.text().await;
+    assert!(
+        refused.contains("Not recorded") && refused.contains("re-authentication failed"),
+        "{refused}"
+    );
+    b.fill("#secret", PASSWORD).await;
+    b.click("form[action$='/release'] button[type=submit]")
+        .await;
+    let released = b.text().await;
+    assert!(
+        released.contains("Released for this patient\nyes"),
+        "{released}"
+    );
+    assert!(
+        released.contains("Samuel Osei (P-0011)"),
+        "the manifestation: {released}"
+    );
+    assert!(
+        released.contains("approved for release of batch"),
+        "{released}"
+    );
+    b.check_page("released").await;
+    b.close().await;
+}

@@ -124,9 +124,13 @@ fn next_steps(chain: &ChainAnswer) -> Markup {
         _ if chain.open_handoff.is_some() => Some(("receive", "Receive the shipment")),
         _ => None,
     };
+    let release = !chain.released && !chain.final_units.is_empty();
     html! {
         @if let Some((slug, title)) = step {
             p { a.button href={ "/chains/" (chain.coi) "/steps/" (slug) } { (title) } }
+        }
+        @if release {
+            p { a.button href={ "/chains/" (chain.coi) "/release" } { "Review the release conditions" } }
         }
     }
 }

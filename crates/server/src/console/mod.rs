@@ -18,6 +18,7 @@ mod home;
 mod network;
 mod page;
 mod reference;
+mod release;
 mod session;
 mod steps;
 mod viewer;
@@ -54,6 +55,10 @@ pub(crate) fn router() -> Router<Arc<Autolog>> {
         .route(
             "/chains/{coi}/steps/{step}",
             get(steps::form).post(steps::submit),
+        )
+        .route(
+            "/chains/{coi}/release",
+            get(release::form).post(release::sign),
         )
         .route("/alerts", get(alerts::inbox))
         .route("/alerts/count", get(alerts::count))

@@ -546,7 +546,7 @@ async fn event(
 }
 
 /// Now in the site's time zone (RFC 9557), as the step's valid time.
-async fn site_now(app: &Autolog, site_id: &str) -> Result<String, FieldError> {
+pub(crate) async fn site_now(app: &Autolog, site_id: &str) -> Result<String, FieldError> {
     let unknown = |rule: String| FieldError::new("site", site_id, rule);
     let site = app
         .stream_state(StreamId::site(site_id).as_ref(), None, None)
