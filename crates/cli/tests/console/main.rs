@@ -685,3 +685,101 @@ async fn a_qa_releaser_sees_every_condition_and_signs_a_release() {
     b.check_page("released").await;
     b.close().await;
 }
+
+/// The demo's nurse and physician of a treatment center.
+fn center_staff(site: &str) -> (&'static str, &'static str) {
+    match site {
+        "S-LAX-01" => ("P-0005", "P-0006"),
+        "S-PAR-01" => ("P-0007", "P-0008"),
+        _ => ("P-0009", "P-0010"),
+    }
+}
+
+/// At the bedside: the unit scanned with another patient's wristband is a full-screen hard
+/// stop (nothing checked, a critical alert raised); with the right wristband the check
+/// passes, and only then is administration offered and recorded.
+#[tokio::test]
+async fn a_wrong_wristband_is_a_hard_stop_and_administration_follows_a_passed_check() {
+    if let Some(why) = browser::missing() {
+        eprintln!("skipped: the browser tests need {why}");
+        return;
+    }
+    let demo = Demo::start();
+    let base = demo.base.clone();
+    let (admin, csrf) = admin(&demo).await;
+    let received: Value = admin
+        .get(format!(
+            "{base}/api/v1/chains?state=received_at_treatment_center&limit=1"
+        ))
+        .send()
+        .await
+        .expect("chains")
+        .json()
+        .await
+        .expect("json");
+    let coi = received["chains"][0]["coi"]
+        .as_str()
+        .expect("a chain at its center")
+        .to_string();
+    let site = received["chains"][0]["treatment_site_id"]
+        .as_str()
+        .expect("its center")
+        .to_string();
+    let chain: Value = admin
+        .get(format!("{base}/api/v1/chains/{coi}"))
+        .send()
+        .await
+        .expect("chain")
+        .json()
+        .await
+        .expect("json");
+    let unit = chain["final_units"][0]["unit"]
+        .as_str()
+        .expect("a unit")
+        .to_string();
+    let (nurse_id, physician_id) = center_staff(&site);
+    let nurse = demo
+        .account(&admin, &csrf, nurse_id, &[("treatment_nurse", &site)])
+        .await;
+    let mut b = Browser::start("bedside").await;
+    b.resize(820, 1180).await;
+    sign_in(&b, &base, nurse_id, &nurse).await;
+    b.goto(&format!("{base}/chains/{coi}")).await;
+    b.click("a.button[href$='/bedside']").await;
+    b.check_page("bedside").await;
+
+    // Another patient's wristband: the hard stop.
+    b.fill("#unit_scan", &unit).await;
+    b.fill("#wristband", "CHS999926000001P").await;
+    b.click("form[action$='/bedside'] button[type=submit]")
+        .await;
+    let stop = b.text().await;
+    assert!(stop.contains("STOP: DO NOT INFUSE"), "{stop}");
+    assert!(stop.contains("not this chain's COI"), "{stop}");
+    b.check_page("bedside-hard-stop").await;
+    let alerts: Value = admin
+        .get(format!("{base}/api/v1/alerts?coi={coi}"))
+        .send()
+        .await
+        .expect("alerts")
+        .json()
+        .await
+        .expect("json");
+    assert!(alerts.to_string().contains("bedside.mismatch"), "{alerts}");
+
+    // The right wristband: passed; administration with a second person.
+    b.click(".hardstop a").await;
+    b.fill("#unit_scan", &unit).await;
+    b.fill("#wristband", &coi).await;
+    b.click("form[action$='/bedside'] button[type=submit]")
+        .await;
+    let passed = b.text().await;
+    assert!(passed.contains("Bedside check passed"), "{passed}");
+    b.check_page("bedside-passed").await;
+    b.fill("#verified_by", physician_id).await;
+    b.click("form[action$='/administer'] button[type=submit]")
+        .await;
+    let done = b.text().await;
+    assert!(done.contains("chain administered"), "{done}");
+    b.close().await;
+}

@@ -132,6 +132,9 @@ fn next_steps(chain: &ChainAnswer) -> Markup {
         @if release {
             p { a.button href={ "/chains/" (chain.coi) "/release" } { "Review the release conditions" } }
         }
+        @if chain.state == "received_at_treatment_center" {
+            p { a.button href={ "/chains/" (chain.coi) "/bedside" } { "Bedside check and administration" } }
+        }
     }
 }
 

@@ -12,6 +12,7 @@
 mod admin;
 mod alerts;
 mod assets;
+mod bedside;
 mod chain;
 mod chain_view;
 mod home;
@@ -60,6 +61,11 @@ pub(crate) fn router() -> Router<Arc<Autolog>> {
             "/chains/{coi}/release",
             get(release::form).post(release::sign),
         )
+        .route(
+            "/chains/{coi}/bedside",
+            get(bedside::form).post(bedside::check),
+        )
+        .route("/chains/{coi}/administer", post(bedside::administer))
         .route("/alerts", get(alerts::inbox))
         .route("/alerts/count", get(alerts::count))
         .route("/alerts/banner", get(alerts::banner))

@@ -1,0 +1,247 @@
+//! At the bedside (a tablet: 44 px targets): scan the unit's label and the patient's
+//! wristband; Autolog compares both with the chain (the unit is this patient's, released to
+//! them, at their treatment center; the wristband carries this chain's COI). A mismatch is
+//! a full-screen hard stop, with the critical alert the app raises; administration is
+//! offered only after a passed check, and records a second person as verifier.
+
+use std::sync::Arc;
+
+use autolog_app::{AppError, Autolog, ChainAnswer};
+use autolog_domain::{FieldError, StreamId};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{html, Markup};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::page::{coi_large, csrf_field, page, Nav};
+use super::session::parse_form;
+use super::steps::site_now;
+use super::viewer::{viewer, ConsoleError, Viewer};
+
+/// The units of the chain that passed a bedside check, as the timeline records them.
+fn checked_units(chain: &ChainAnswer) -> Vec<String> {
+    chain
+        .timeline
+        .iter()
+        .filter(|e| {
+            e.in_force != Some(false) && e.event["body"]["type"] == "chain.bedside_verified"
+        })
+        .filter_map(|e| e.event["body"]["data"]["unit_scan"].as_str())
+        .filter_map(|scan| autolog_domain::identifiers::scan::parse_scan("unit_scan", scan).ok())
+        .map(|s| s.unit_id())
+        .collect()
+}
+
+/// `GET /chains/{coi}/bedside`.
+pub(crate) async fn form(
+    State(app): State<Arc<Autolog>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(coi): Path<String>,
+) -> Result<Response, ConsoleError> {
+    let viewer = viewer(&app, &headers, &uri).await?;
+    let coi = super::chain::in_scope(&app, &viewer, &coi).await?;
+    let chain = app.chain(&coi, None, None).await?;
+    let body = render(&viewer, &chain, None);
+    Ok(page(Some(&viewer), "Bedside check", Nav::Chains, body).into_response())
+}
+
+fn render(viewer: &Viewer, chain: &ChainAnswer, refusal: Option<&FieldError>) -> Markup {
+    let checked = checked_units(chain);
+    let administered = chain.state == "administered" || chain.state == "in_follow_up";
+    html! {
+        div.bedside {
+            h1 { "Bedside check" }
+            p { "Chain " (coi_large(&chain.coi)) " · patient key " strong { (chain.patient_key.as_deref().unwrap_or("—")) } ". "
+                a href={ "/chains/" (chain.coi) } { "Back to the chain" } }
+            @if let Some(f) = refusal {
+                p.banner.critical role="alert" { "Not recorded: " (f.field) " " (f.value) ": " (f.rule) }
+            }
+            @for unit in &checked {
+                p.banner.info role="status" { "✓ Bedside check passed for unit " span.coi { (unit) } "." }
+            }
+            @if administered {
+                p.banner.info { "Administered." }
+            } @else if checked.is_empty() {
+                form.card method="post" action={ "/chains/" (chain.coi) "/bedside" } {
+                    (csrf_field(viewer))
+                    input type="hidden" name="idempotency_key" value=(autolog_domain::Uuid::now_v7().to_string());
+                    label for="unit_scan" { "Scan the unit's label" }
+                    input #unit_scan name="unit_scan" required autocomplete="off" autofocus;
+                    label for="wristband" { "Scan the patient's wristband" }
+                    input #wristband name="wristband" required autocomplete="off";
+                    p { button type="submit" { "Check the unit against this patient" } }
+                }
+            } @else {
+                form.card method="post" action={ "/chains/" (chain.coi) "/administer" } {
+                    h2 { "Administration" }
+                    (csrf_field(viewer))
+                    label for="unit" { "Unit" }
+                    select #unit name="unit" { @for u in &checked { option value=(u) { (u) } } }
+                    label for="verified_by" { "Second person who verified at the bedside (person id)" }
+                    input #verified_by name="verified_by" required autocomplete="off";
+                    p { button type="submit" { "Record the administration to patient " (chain.patient_key.as_deref().unwrap_or("")) } }
+                }
+            }
+        }
+    }
+}
+
+/// The hard stop: the whole screen says not to infuse, and why.
+fn hard_stop(chain: &ChainAnswer, reasons: &[FieldError]) -> Markup {
+    html! {
+        div.hardstop role="alert" {
+            h1 { "STOP: DO NOT INFUSE" }
+            p { "The unit or the wristband scanned is not this patient's chain " span.coi { (chain.coi) } "." }
+            ul { @for f in reasons { li { (f.rule) } } }
+            p { "Nothing was recorded as checked. A critical alert (bedside.mismatch) was raised for QA and the treating team." }
+            p { a href={ "/chains/" (chain.coi) "/bedside" } { "Start the check again" } }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CheckForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    idempotency_key: String,
+    #[serde(default)]
+    unit_scan: String,
+    #[serde(default)]
+    wristband: String,
+}
+
+/// `POST /chains/{coi}/bedside`: records the check; a mismatch is the hard stop.
+pub(crate) async fn check(
+    State(app): State<Arc<Autolog>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(coi): Path<String>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    let viewer = viewer(&app, &headers, &uri).await?;
+    let form: CheckForm = parse_form(&body)?;
+    viewer.check_csrf(&form.csrf)?;
+    let coi = super::chain::in_scope(&app, &viewer, &coi).await?;
+    let chain = app.chain(&coi, None, None).await?;
+    let site = chain.treatment_site_id.clone().unwrap_or_default();
+    let data = json!({
+        "unit_scan": form.unit_scan.trim(), "patient_key": chain.patient_key,
+        "wristband_coi": wristband_coi(form.wristband.trim()), "site_id": site,
+        "verified_by": viewer.person_id,
+    });
+    let event = step_event(
+        &app,
+        &coi,
+        &site,
+        "chain.bedside_verified",
+        &format!("bedside/{}", form.idempotency_key),
+        data,
+    )
+    .await?;
+    match app
+        .append_json_as(&viewer.principal, event.to_string().as_bytes())
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!("/chains/{coi}/bedside")).into_response()),
+        Err(AppError::Unmet(reasons)) => {
+            let body = hard_stop(&chain, &reasons);
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                page(Some(&viewer), "STOP: do not infuse", Nav::Chains, body),
+            )
+                .into_response())
+        }
+        Err(AppError::Invalid(f)) => {
+            let body = render(&viewer, &chain, Some(&f));
+            Ok((
+                StatusCode::BAD_REQUEST,
+                page(Some(&viewer), "Bedside check", Nav::Chains, body),
+            )
+                .into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The COI a wristband's scan carries (its barcode or eye-readable form), as typed if it
+/// cannot be read (the app refuses it naming the field).
+fn wristband_coi(scan: &str) -> String {
+    autolog_domain::identifiers::Coi::parse("wristband", scan)
+        .map(|c| c.to_string())
+        .unwrap_or_else(|_| scan.to_string())
+}
+
+async fn step_event(
+    app: &Autolog,
+    coi: &str,
+    site: &str,
+    event_type: &str,
+    source_event_id: &str,
+    data: Value,
+) -> Result<Value, ConsoleError> {
+    let now = site_now(app, site).await?;
+    Ok(json!({
+        "stream": StreamId::chain(coi).to_string(), "occurred_at": now, "site": site,
+        "source": {"system": "console", "source_event_id": source_event_id},
+        "body": {"type": event_type, "version": 1, "data": data},
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct AdministerForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    unit: String,
+    #[serde(default)]
+    verified_by: String,
+}
+
+/// `POST /chains/{coi}/administer`: only a unit that passed the bedside check.
+pub(crate) async fn administer(
+    State(app): State<Arc<Autolog>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(coi): Path<String>,
+    body: Bytes,
+) -> Result<Response, ConsoleError> {
+    let viewer = viewer(&app, &headers, &uri).await?;
+    let form: AdministerForm = parse_form(&body)?;
+    viewer.check_csrf(&form.csrf)?;
+    let coi = super::chain::in_scope(&app, &viewer, &coi).await?;
+    let chain = app.chain(&coi, None, None).await?;
+    let site = chain.treatment_site_id.clone().unwrap_or_default();
+    let data = json!({
+        "step_code": "INFUSE", "site_id": site, "administered_by": viewer.person_id,
+        "verified_by": form.verified_by.trim(), "unit": form.unit.trim(),
+    });
+    let event = step_event(
+        &app,
+        &coi,
+        &site,
+        "chain.administered",
+        &format!("administer/{coi}/{}", form.unit.trim()),
+        data,
+    )
+    .await?;
+    match app
+        .append_json_as(&viewer.principal, event.to_string().as_bytes())
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!("/chains/{coi}#timeline-h")).into_response()),
+        Err(AppError::Invalid(f) | AppError::Forbidden(f)) => {
+            let body = render(&viewer, &chain, Some(&f));
+            Ok((
+                StatusCode::BAD_REQUEST,
+                page(Some(&viewer), "Bedside check", Nav::Chains, body),
+            )
+                .into_response())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
