@@ -446,6 +446,9 @@ async fn serve(
         .await?
         .with_clock_skew_tolerance(skew)?
         .with_private_webhook_receivers(allow_private_webhooks);
+    // The demo issues COIs under the example issuer's FIN unless told otherwise, so that a
+    // newcomer can enrol a patient in the console (the simulated chains came with theirs).
+    let coi_issuer_fin = coi_issuer_fin.or(demo.then_some(simulate::DEMO_COI_ISSUER_FIN));
     if let Some(fin) = coi_issuer_fin {
         app = app.with_coi_issuer(fin)?;
     }

@@ -99,6 +99,10 @@ fn print_report(report: &IngestReport) {
     println!("{}", report.summary_line());
 }
 
+/// The FIN under which a demo server issues COIs when none is configured (the example
+/// network's issuer; the simulated chains carry COIs of their own, under S9999).
+pub const DEMO_COI_ISSUER_FIN: &str = "A9999";
+
 /// The demo network, "now"-relative so that every stage is current: enrolments over the
 /// last 75 days, nothing later than now, one bag swap caught at manufacturing.
 pub fn demo_simulation() -> anyhow::Result<Simulation> {

@@ -185,8 +185,18 @@ impl Browser {
             .expect("text")
     }
 
+    /// What `css` finds, waiting up to 10 s for it to appear.
+    async fn element(&self, css: &str) -> fantoccini::elements::Element {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css} on the page: {e}"))
+    }
+
     pub async fn fill(&self, css: &str, value: &str) {
-        let field = self.client.find(Locator::Css(css)).await.expect(css);
+        let field = self.element(css).await;
         field.clear().await.expect("clear");
         field.send_keys(value).await.expect("type");
     }
@@ -194,13 +204,7 @@ impl Browser {
     /// Clicks what `css` finds and waits for the page it leads to.
     pub async fn click(&self, css: &str) {
         let old = self.client.find(Locator::Css("html")).await.expect("html");
-        self.client
-            .find(Locator::Css(css))
-            .await
-            .expect(css)
-            .click()
-            .await
-            .expect("click");
+        self.element(css).await.click().await.expect("click");
         self.wait_for_next_page(old, css).await;
     }
 

@@ -20,7 +20,8 @@ struct Demo {
     base: String,
     /// The demo administrator's TOTP key (P-0001).
     totp: String,
-    _dir: tempfile::TempDir,
+    database_url: Option<String>,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Demo {
@@ -32,8 +33,17 @@ impl Drop for Demo {
 
 impl Demo {
     fn start() -> Demo {
+        Demo::start_on(None)
+    }
+
+    /// The demo on SQLite, or on the PostgreSQL database at `database_url`.
+    fn start_on(database_url: Option<String>) -> Demo {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = std::process::Command::new(BIN)
+        let mut command = std::process::Command::new(BIN);
+        if let Some(url) = &database_url {
+            command.arg("--database-url").arg(url);
+        }
+        let mut child = command
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args([
@@ -72,8 +82,26 @@ impl Demo {
             child,
             base,
             totp,
-            _dir: dir,
+            database_url,
+            dir,
         }
+    }
+
+    /// Stops the server and runs `autolog verify` on its data: whether the ledger verifies.
+    fn stop_and_verify(mut self) -> std::process::Output {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut verify = std::process::Command::new(BIN);
+        if let Some(url) = &self.database_url {
+            verify.arg("--database-url").arg(url);
+        }
+        verify
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .arg("verify")
+            .env("AUTOLOG_LOG", "warn")
+            .output()
+            .expect("autolog verify")
     }
 
     /// Gives a registered person of the demo network an account and roles, through the
@@ -782,4 +810,327 @@ async fn a_wrong_wristband_is_a_hard_stop_and_administration_follows_a_passed_ch
     let done = b.text().await;
     assert!(done.contains("chain administered"), "{done}");
     b.close().await;
+}
+
+/// Fills and submits a hand-entry form of the chain (`/chains/{coi}/record/{form}`).
+async fn record_by_hand(b: &Browser, base: &str, coi: &str, form: &str, fields: &[(&str, String)]) {
+    b.goto(&format!("{base}/chains/{coi}/record/{form}")).await;
+    let page = b.text().await;
+    assert!(page.contains("Recorded by"), "the {form} form: {page}");
+    for (name, value) in fields {
+        b.fill(&format!("#{name}"), value).await;
+    }
+    b.click(&format!(
+        "form[action$='/record/{form}'] button[type=submit]"
+    ))
+    .await;
+    let after = b.text().await;
+    assert!(!after.contains("Not recorded"), "{form}: {after}");
+}
+
+/// Scans each bag into a step form (as a wedge scanner: the data, then Enter).
+async fn scan_bags(b: &Browser, bags: &[String]) {
+    let page = b.text().await;
+    assert!(
+        page.contains("scan each, then Enter"),
+        "a step form: {page}"
+    );
+    for bag in bags {
+        b.fill("#new_scan", bag).await;
+        b.type_and_submit(&char::from(Key::Enter).to_string()).await;
+    }
+}
+
+/// One patient from the physician's order to the infusion through the console alone,
+/// each step by the person qualified for it at its site, scans typed as a wedge scanner
+/// types them; then the ledger verifies.
+async fn one_patient_through_the_console(database_url: Option<String>) {
+    if let Some(why) = browser::missing() {
+        eprintln!("skipped: the browser tests need {why}");
+        return;
+    }
+    let backend = if database_url.is_some() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    let demo = Demo::start_on(database_url);
+    let base = demo.base.clone();
+    let (admin, csrf) = admin(&demo).await;
+    let people = [
+        ("P-0006", vec![("treatment_physician", "S-LAX-01")]),
+        (
+            "P-0005",
+            vec![
+                ("apheresis_coordinator", "S-LAX-01"),
+                ("treatment_nurse", "S-LAX-01"),
+            ],
+        ),
+        ("P-0002", vec![("manufacturing_operator", "S-BOS-01")]),
+        // The central QC laboratory tests for every chain of the network: its analyst's
+        // role is granted at * (the lab takes part in a chain only once it records).
+        ("P-0003", vec![("qc_analyst", "*")]),
+        ("P-0011", vec![("qa_releaser", "S-BOS-01")]),
+    ];
+    let mut keys = std::collections::HashMap::new();
+    for (person, grants) in &people {
+        keys.insert(*person, demo.account(&admin, &csrf, person, grants).await);
+    }
+    let b = Browser::start(&format!("walk-{backend}")).await;
+    let as_person = |person: &'static str| {
+        let key = keys[person].clone();
+        let (b, base) = (&b, base.clone());
+        async move {
+            b.goto(&format!("{base}/")).await;
+            if b.path().await != "/sign-in" {
+                b.click("form[action='/sign-out'] button").await;
+            }
+            sign_in(b, &base, person, &key).await;
+        }
+    };
+    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).expect("now");
+    let at = |minutes: i64| {
+        now.checked_add(jiff::SignedDuration::from_mins(minutes))
+            .expect("in range")
+            .to_string()
+    };
+
+    // The order, and the COI issued.
+    as_person("P-0006").await;
+    b.goto(&format!("{base}/enrol")).await;
+    b.fill("#patient_key", "PK-CONSOLE-WALK").await;
+    b.fill("#product_code", "CART-19").await;
+    b.fill("#treatment_site_id", "S-LAX-01").await;
+    b.click("form[action='/enrol'] button[type=submit]").await;
+    let issued = b.text().await;
+    assert!(issued.contains("Chain of identity issued"), "{issued}");
+    b.check_page("coi-issued").await;
+    b.click("a.button").await;
+    let coi = b.path().await.trim_start_matches("/chains/").to_string();
+
+    // Collection and handoff at Los Angeles.
+    as_person("P-0005").await;
+    b.goto(&format!("{base}/chains/{coi}/steps/collect")).await;
+    let bags = [lax_din(910_001), lax_din(910_002)];
+    scan_bags(
+        &b,
+        &bags
+            .iter()
+            .map(|d| format!("={}00", &d[..13]))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    b.fill("#device_id", "APH-LAX-01").await;
+    b.fill("#started_at", &at(-240)).await;
+    b.fill("#ended_at", &at(-1)).await;
+    b.click("button[name=action][value=record]").await;
+    assert!(
+        b.text().await.contains("chain collected"),
+        "{}",
+        b.text().await
+    );
+    b.goto(&format!("{base}/chains/{coi}/steps/hand-off")).await;
+    scan_bags(&b, &bags).await;
+    for (field, value) in [
+        ("destination_site_id", "S-BOS-01".to_string()),
+        ("courier", "WORLD-COURIER".into()),
+        ("container_id", "DS-WALK-1".into()),
+        ("seal_id", "SEAL-WALK-1".into()),
+        ("expected_arrival_by", at(2880)),
+    ] {
+        b.fill(&format!("#{field}"), &value).await;
+    }
+    b.click("button[name=action][value=record]").await;
+
+    // Boston: receipt, batch, manufacture, cryopreservation, final units.
+    as_person("P-0002").await;
+    b.goto(&format!("{base}/chains/{coi}/steps/receive")).await;
+    scan_bags(&b, &bags).await;
+    for (field, value) in [
+        ("container_id", "DS-WALK-1"),
+        ("seal_id", "SEAL-WALK-1"),
+        ("min_celsius", "3.0"),
+        ("max_celsius", "7.0"),
+    ] {
+        b.fill(&format!("#{field}"), value).await;
+    }
+    b.click("button[name=action][value=record]").await;
+    assert!(
+        b.text().await.contains("received at manufacturing"),
+        "{}",
+        b.text().await
+    );
+    let batch = "B-CONSOLE-WALK".to_string();
+    let dins = bags.join("\n");
+    record_by_hand(
+        &b,
+        &base,
+        &coi,
+        "batch",
+        &[("batch_id", batch.clone()), ("source_dins", dins)],
+    )
+    .await;
+    record_by_hand(
+        &b,
+        &base,
+        &coi,
+        "step",
+        &[
+            ("step_code", "MANUFACTURE".into()),
+            ("equipment_ids", "BIO-BOS-01".into()),
+            ("started_at", at(1)),
+            ("ended_at", at(2)),
+        ],
+    )
+    .await;
+    record_by_hand(
+        &b,
+        &base,
+        &coi,
+        "step",
+        &[
+            ("step_code", "CRYO".into()),
+            ("equipment_ids", "CRF-BOS-01".into()),
+            ("started_at", at(3)),
+            ("ended_at", at(4)),
+        ],
+    )
+    .await;
+    let coi_id = autolog_domain::identifiers::Coi::parse("coi", &coi).expect("COI");
+    let units: Vec<String> = ["A0", "B0"]
+        .iter()
+        .map(|d| {
+            autolog_domain::identifiers::UnitId::new(&coi_id, "S0001", d)
+                .expect("unit")
+                .to_string()
+        })
+        .collect();
+    record_by_hand(
+        &b,
+        &base,
+        &coi,
+        "units",
+        &[("batch_id", batch.clone()), ("units", units.join("\n"))],
+    )
+    .await;
+
+    // Frankfurt: the release tests.
+    as_person("P-0003").await;
+    for (test, result, unit) in [
+        ("VIABILITY", "82", "%"),
+        ("CAR-EXPR", "41", "%"),
+        ("VCN", "2.1", "copies/cell"),
+        ("STERILITY", "negative", ""),
+        ("ENDOTOXIN", "1.2", "EU/mL"),
+        ("MYCOPLASMA", "not detected", ""),
+    ] {
+        record_by_hand(
+            &b,
+            &base,
+            &coi,
+            "result",
+            &[
+                ("batch_id", batch.clone()),
+                ("test_code", test.into()),
+                ("method", "per specification".into()),
+                ("result", result.into()),
+                ("result_unit", unit.into()),
+                ("site_id", "S-FRA-01".into()),
+            ],
+        )
+        .await;
+    }
+
+    // QA release, signed.
+    as_person("P-0011").await;
+    b.goto(&format!("{base}/chains/{coi}/release")).await;
+    let conditions = b.text().await;
+    assert_eq!(conditions.matches("✓ met").count(), 7, "{conditions}");
+    b.fill("#secret", PASSWORD).await;
+    b.click("form[action$='/release'] button[type=submit]")
+        .await;
+    assert!(
+        b.text().await.contains("Released for this patient\nyes"),
+        "{}",
+        b.text().await
+    );
+
+    // The final product to Los Angeles in a dry shipper, received there.
+    as_person("P-0002").await;
+    b.goto(&format!("{base}/chains/{coi}/steps/hand-off")).await;
+    scan_bags(&b, &units).await;
+    for (field, value) in [
+        ("destination_site_id", "S-LAX-01".to_string()),
+        ("courier", "WORLD-COURIER".into()),
+        ("container_id", "DS-WALK-2".into()),
+        ("seal_id", "SEAL-WALK-2".into()),
+        ("expected_arrival_by", at(2880)),
+        ("min_celsius", "-196".into()),
+        ("max_celsius", "-150".into()),
+    ] {
+        b.fill(&format!("#{field}"), &value).await;
+    }
+    b.click("button[name=action][value=record]").await;
+    assert!(b.text().await.contains("in transit"), "{}", b.text().await);
+    as_person("P-0005").await;
+    b.goto(&format!("{base}/chains/{coi}/steps/receive")).await;
+    scan_bags(&b, &units).await;
+    for (field, value) in [
+        ("container_id", "DS-WALK-2"),
+        ("seal_id", "SEAL-WALK-2"),
+        ("min_celsius", "-190"),
+        ("max_celsius", "-165"),
+    ] {
+        b.fill(&format!("#{field}"), value).await;
+    }
+    b.click("button[name=action][value=record]").await;
+    assert!(
+        b.text().await.contains("received at treatment center"),
+        "{}",
+        b.text().await
+    );
+
+    // At the bedside: the unit and the wristband, then the infusion with a second person.
+    b.goto(&format!("{base}/chains/{coi}/bedside")).await;
+    b.fill("#unit_scan", &units[0]).await;
+    b.fill("#wristband", &coi).await;
+    b.click("form[action$='/bedside'] button[type=submit]")
+        .await;
+    assert!(
+        b.text().await.contains("Bedside check passed"),
+        "{}",
+        b.text().await
+    );
+    b.fill("#verified_by", "P-0006").await;
+    b.click("form[action$='/administer'] button[type=submit]")
+        .await;
+    let administered = b.text().await;
+    assert!(
+        administered.contains("State\nadministered"),
+        "{administered}"
+    );
+    b.check_page("administered").await;
+    b.close().await;
+    let verified = demo.stop_and_verify();
+    assert!(
+        verified.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verified.stdout),
+        String::from_utf8_lossy(&verified.stderr)
+    );
+}
+
+#[tokio::test]
+async fn one_patient_from_order_to_infusion_through_the_console_on_sqlite() {
+    one_patient_through_the_console(None).await;
+}
+
+#[tokio::test]
+async fn one_patient_from_order_to_infusion_through_the_console_on_postgres() {
+    autolog_store_conformance::harness::run_on(
+        autolog_store_conformance::harness::Backend::Postgres,
+        "console_walk",
+        |target| async move { one_patient_through_the_console(target.database_url()).await },
+    )
+    .await;
 }

@@ -82,6 +82,9 @@ pub(crate) async fn find(
     };
     let body = html! {
         h1 { "Chains" }
+        @if viewer.may(autolog_domain::access::Permission::Record) {
+            p { a.button href="/enrol" { "Enrol a patient" } }
+        }
         (find_form(wanted, refusal.as_ref()))
         (filter_form(&q))
         @if list.chains.is_empty() {

@@ -135,6 +135,14 @@ fn next_steps(chain: &ChainAnswer) -> Markup {
         @if chain.state == "received_at_treatment_center" {
             p { a.button href={ "/chains/" (chain.coi) "/bedside" } { "Bedside check and administration" } }
         }
+        details.record {
+            summary { "Record a step by hand (where no MES or LIMS sends it)" }
+            ul {
+                @for (slug, title) in super::record::forms() {
+                    li { a href={ "/chains/" (chain.coi) "/record/" (slug) } { (title) } }
+                }
+            }
+        }
     }
 }
 

@@ -15,9 +15,11 @@ mod assets;
 mod bedside;
 mod chain;
 mod chain_view;
+mod enrol;
 mod home;
 mod network;
 mod page;
+mod record;
 mod reference;
 mod release;
 mod session;
@@ -48,6 +50,7 @@ pub(crate) fn router() -> Router<Arc<Autolog>> {
         .route("/sign-in", get(session::form).post(session::sign_in))
         .route("/sign-out", post(session::sign_out))
         .route("/chains", get(chain::find))
+        .route("/enrol", get(enrol::form).post(enrol::enrol))
         .route("/chains/{coi}", get(chain::page_of_chain))
         .route(
             "/chains/{coi}/identity",
@@ -66,6 +69,10 @@ pub(crate) fn router() -> Router<Arc<Autolog>> {
             get(bedside::form).post(bedside::check),
         )
         .route("/chains/{coi}/administer", post(bedside::administer))
+        .route(
+            "/chains/{coi}/record/{form}",
+            get(record::form).post(record::submit),
+        )
         .route("/alerts", get(alerts::inbox))
         .route("/alerts/count", get(alerts::count))
         .route("/alerts/banner", get(alerts::banner))

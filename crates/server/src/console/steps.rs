@@ -66,19 +66,31 @@ impl Step {
 
 /// What the form holds: every field as sent (scans repeated).
 #[derive(Debug, Default, Clone)]
-struct Filled {
-    pairs: Vec<(String, String)>,
+pub(crate) struct Filled {
+    pub pairs: Vec<(String, String)>,
 }
 
 impl Filled {
-    fn get(&self, name: &str) -> &str {
+    /// Reads a URL-encoded form, keeping repeated fields in order.
+    pub fn read(body: &[u8]) -> Result<Filled, ConsoleError> {
+        let pairs = serde_urlencoded::from_bytes(body).map_err(|e| {
+            FieldError::new(
+                "form",
+                "(unreadable)",
+                format!("is not a form this page sends: {e}"),
+            )
+        })?;
+        Ok(Filled { pairs })
+    }
+
+    pub fn get(&self, name: &str) -> &str {
         self.pairs
             .iter()
             .find(|(k, _)| k == name)
             .map_or("", |(_, v)| v.trim())
     }
 
-    fn all(&self, name: &str) -> Vec<String> {
+    pub fn all(&self, name: &str) -> Vec<String> {
         self.pairs
             .iter()
             .filter(|(k, _)| k == name)
@@ -136,14 +148,7 @@ pub(crate) async fn submit(
 ) -> Result<Response, ConsoleError> {
     let viewer = viewer(&app, &headers, &uri).await?;
     let step = Step::parse(&step)?;
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|e| {
-        FieldError::new(
-            "form",
-            "(unreadable)",
-            format!("is not a form this page sends: {e}"),
-        )
-    })?;
-    let mut filled = Filled { pairs };
+    let mut filled = Filled::read(&body)?;
     viewer.check_csrf(filled.get("csrf"))?;
     let coi = super::chain::in_scope(&app, &viewer, &coi).await?;
     let ctx = context(&app, &coi, step).await?;
@@ -196,6 +201,16 @@ async fn context(app: &Autolog, coi: &str, step: Step) -> Result<Context, Consol
     let chain = app.chain(coi, None, None).await?;
     let (site_id, expected) = match step {
         Step::Collection => (chain_collection_site(app, coi).await?, Vec::new()),
+        // The final product once there is one; the collected bags before.
+        Step::Handoff if !chain.final_units.is_empty() => (
+            chain.location_site_id.clone().unwrap_or_default(),
+            chain
+                .final_units
+                .iter()
+                .filter(|u| u.at_site == chain.location_site_id)
+                .map(|u| u.unit.clone())
+                .collect(),
+        ),
         Step::Handoff => (
             chain.location_site_id.clone().unwrap_or_default(),
             chain
@@ -247,19 +262,28 @@ async fn chain_collection_site(app: &Autolog, coi: &str) -> Result<String, Conso
         .unwrap_or_default())
 }
 
-/// Reads each scan: the DIN it carries (a scan of another structure is refused, saying
-/// what it is), and what the ledger says of the bag here.
+/// Reads each scan: the DIN it carries, or the final unit once the chain ships its final
+/// product (a scan of another structure is refused, saying what it is), and what the
+/// ledger says of it here.
 async fn read_scans(app: &Autolog, ctx: &Context, step: Step, scans: &[String]) -> Vec<ScanSeen> {
+    let final_product = step != Step::Collection && !ctx.chain.final_units.is_empty();
     let mut seen: Vec<ScanSeen> = Vec::new();
     for raw in scans {
         let din = match parse_scan("scan", raw) {
-            Ok(Scanned::Din { din, .. }) => Ok(din.to_string()),
+            Ok(Scanned::Din { din, .. }) if !final_product => Ok(din.to_string()),
+            Ok(Scanned::Din { .. }) => {
+                Err("this is a bag's DIN: scan the final product unit's label".to_string())
+            }
+            Ok(Scanned::Unit(unit)) if final_product => Ok(unit.to_string()),
             Ok(Scanned::Unit(_)) => {
                 Err("this is a final product unit's label: scan the bag's DIN".to_string())
             }
             Ok(Scanned::Gs1(_)) => {
                 Err("this is a GS1 label (a shipper or product): scan the bag's DIN".to_string())
             }
+            Err(_) if final_product => autolog_domain::identifiers::UnitId::parse("scan", raw)
+                .map(|u| u.to_string())
+                .map_err(|e| e.rule),
             Err(_) => Din::parse("scan", raw)
                 .map(|d| d.to_string())
                 .map_err(|e| e.rule),
@@ -451,7 +475,7 @@ fn step_fields(step: Step, ctx: &Context, filled: &Filled) -> Markup {
 
 /// The verifiers' fields: as many as the policy asks, each a person id and password typed
 /// by the verifier on this device (the signed-in person stays signed in).
-fn verification_fields(needed: Option<&VerificationNeeded>, filled: &Filled) -> Markup {
+pub(crate) fn verification_fields(needed: Option<&VerificationNeeded>, filled: &Filled) -> Markup {
     let Some(n) = needed.filter(|n| n.verifiers > 0) else {
         return html! {};
     };
