@@ -462,8 +462,8 @@ async fn bags_are_scanned_through_collection_handoff_and_a_swapped_bag_is_caught
     let demo = Demo::start();
     let base = demo.base.clone();
     let (admin, csrf) = admin(&demo).await;
-    // A receipt at Boston needs one verifier, a QA releaser there.
-    let policy = json!([{"policy_id": "VP-BOS-RECEIPT", "step": "custody_receipt", "verifiers": 1,
+    // A receipt at Boston needs two verifiers, QA releasers there.
+    let policy = json!([{"policy_id": "VP-BOS-RECEIPT", "step": "custody_receipt", "verifiers": 2,
         "site_id": "S-BOS-01", "qualifying_roles": ["qa_releaser"], "valid_from": "2026-01-01T00:00:00Z"}]);
     let imported = admin
         .post(format!(
@@ -498,7 +498,7 @@ async fn bags_are_scanned_through_collection_handoff_and_a_swapped_bag_is_caught
             &[("manufacturing_operator", "S-BOS-01")],
         )
         .await;
-    let _ = demo
+    let qa = demo
         .account(&admin, &csrf, "P-0011", &[("qa_releaser", "S-BOS-01")])
         .await;
     let enrolled: Value = admin
@@ -513,7 +513,7 @@ async fn bags_are_scanned_through_collection_handoff_and_a_swapped_bag_is_caught
         .as_str()
         .expect("an enrolled chain")
         .to_string();
-    let mut b = Browser::start("steps").await;
+    let b = Browser::start("steps").await;
     sign_in(&b, &base, "P-0005", &nurse).await;
 
     // Collection: a DIN with a wrong check character is refused naming K, and removed.
@@ -616,9 +616,28 @@ async fn bags_are_scanned_through_collection_handoff_and_a_swapped_bag_is_caught
         "the scans are kept: {short}"
     );
     b.check_page("receive-unverified").await;
-    // The verifier types their own id and password on this device.
+    // The verifiers type their own ids and passwords on this device: one of two is
+    // refused, the same person twice too, two different QA releasers record it.
     b.fill("#verifier_id_0", "P-0011").await;
     b.fill("#verifier_secret_0", PASSWORD).await;
+    b.click("button[name=action][value=record]").await;
+    let one = b.text().await;
+    assert!(
+        one.contains("1 given") && one.contains("asks 2 verifier"),
+        "{one}"
+    );
+    for (i, who) in [(0, "P-0011"), (1, "P-0011")] {
+        b.fill(&format!("#verifier_id_{i}"), who).await;
+        b.fill(&format!("#verifier_secret_{i}"), PASSWORD).await;
+    }
+    b.click("button[name=action][value=record]").await;
+    let twice = b.text().await;
+    assert!(twice.contains("verifies this step twice"), "{twice}");
+    b.check_page("receive-same-verifier-twice").await;
+    for (i, who) in [(0, "P-0011"), (1, "P-0001")] {
+        b.fill(&format!("#verifier_id_{i}"), who).await;
+        b.fill(&format!("#verifier_secret_{i}"), PASSWORD).await;
+    }
     b.click("button[name=action][value=record]").await;
     let held = b.text().await;
     assert!(
@@ -626,7 +645,25 @@ async fn bags_are_scanned_through_collection_handoff_and_a_swapped_bag_is_caught
         "the receipt of another patient's bag holds the chain: {held}"
     );
     b.check_page("received-on-hold").await;
-    b.resize(1280, 800).await;
+
+    // QA resolves the hold from its banner, with a reason and a signature.
+    b.click("form[action='/sign-out'] button").await;
+    sign_in(&b, &base, "P-0011", &qa).await;
+    b.goto(&format!("{base}/chains/{coi}")).await;
+    b.click("a[href*='/record/hold-release?hold_id=']").await;
+    assert!(b.text().await.contains("Resolve a hold (signed)"));
+    b.fill(
+        "#resolution_reason",
+        "The foreign bag was returned to its chain; this chain's second bag was found at the depot",
+    )
+    .await;
+    b.fill("#signature", PASSWORD).await;
+    b.check_page("hold-release").await;
+    b.click("form[action$='/record/hold-release'] button[type=submit]")
+        .await;
+    let resolved = b.text().await;
+    assert!(!resolved.contains("Not recorded"), "{resolved}");
+    assert!(resolved.contains("chain hold released"), "{resolved}");
     b.close().await;
 }
 
@@ -645,6 +682,24 @@ async fn a_qa_releaser_sees_every_condition_and_signs_a_release() {
     let qa = demo
         .account(&admin, &csrf, "P-0011", &[("qa_releaser", "S-BOS-01")])
         .await;
+    // At Boston a second QA releaser verifies every release.
+    let policy = json!([{"policy_id": "VP-BOS-RELEASE", "step": "release", "verifiers": 1,
+        "site_id": "S-BOS-01", "qualifying_roles": ["qa_releaser"], "valid_from": "2026-01-01T00:00:00Z"}]);
+    let imported = admin
+        .post(format!(
+            "{base}/api/v1/reference/import?registry=verification_policies"
+        ))
+        .header("x-csrf-token", &csrf)
+        .header("content-type", "application/json")
+        .body(policy.to_string())
+        .send()
+        .await
+        .expect("import the policy");
+    assert!(
+        imported.status().is_success(),
+        "{:?}",
+        imported.text().await
+    );
     let testing: Value = admin
         .get(format!("{base}/api/v1/chains?state=in_testing"))
         .send()
@@ -685,16 +740,30 @@ async fn a_qa_releaser_sees_every_condition_and_signs_a_release() {
     b.goto(&format!("{base}/chains/{coi}/release")).await;
     assert_eq!(b.text().await.matches("✓ met").count(), 7);
     b.check_page("release-ready").await;
-    // A wrong password: refused, nothing recorded.
+    // Signed, but without the verifier the policy asks: refused, nothing recorded.
+    b.fill("#secret", PASSWORD).await;
+    b.click("form[action$='/release'] button[type=submit]")
+        .await;
+    let unverified = b.text().await;
+    assert!(
+        unverified.contains("VP-BOS-RELEASE") && unverified.contains("0 given"),
+        "{unverified}"
+    );
+    // Verified by a second QA releaser on the same screen, but a wrong signing password.
     b.fill("#secret", "not my password at all").await;
+    b.fill("#verifier_id_0", "P-0001").await;
+    b.fill("#verifier_secret_0", PASSWORD).await;
     b.click("form[action$='/release'] button[type=submit]")
         .await;
     let refused = b.text().await;
     assert!(
-        refused.contains("Not recorded") && refused.contains("re-authentication failed"),
+        refused.contains("Not recorded") && refused.contains("re-authentication failed for P-0011"),
         "{refused}"
     );
+    // Both right: recorded.
     b.fill("#secret", PASSWORD).await;
+    b.fill("#verifier_id_0", "P-0001").await;
+    b.fill("#verifier_secret_0", PASSWORD).await;
     b.click("form[action$='/release'] button[type=submit]")
         .await;
     let released = b.text().await;

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use autolog_app::{AppError, Autolog, ChainAnswer};
+use autolog_app::{AppError, Autolog, ChainAnswer, VerificationNeeded};
 use autolog_domain::{FieldError, StreamId};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use super::page::{coi_large, csrf_field, page, Nav};
 use super::session::parse_form;
-use super::steps::site_now;
+use super::steps::{site_now, verification_fields, Filled};
 use super::viewer::{viewer, ConsoleError, Viewer};
 
 /// The units of the chain that passed a bedside check, as the timeline records them.
@@ -45,11 +45,29 @@ pub(crate) async fn form(
     let viewer = viewer(&app, &headers, &uri).await?;
     let coi = super::chain::in_scope(&app, &viewer, &coi).await?;
     let chain = app.chain(&coi, None, None).await?;
-    let body = render(&viewer, &chain, None);
+    let needed = needed(&app, &chain).await?;
+    let body = render(&viewer, &chain, needed.as_ref(), None);
     Ok(page(Some(&viewer), "Bedside check", Nav::Chains, body).into_response())
 }
 
-fn render(viewer: &Viewer, chain: &ChainAnswer, refusal: Option<&FieldError>) -> Markup {
+/// What a verification policy asks of the bedside check here, if anything.
+async fn needed(
+    app: &Autolog,
+    chain: &ChainAnswer,
+) -> Result<Option<VerificationNeeded>, ConsoleError> {
+    let site = chain.treatment_site_id.clone().unwrap_or_default();
+    let stream = StreamId::chain(&chain.coi);
+    Ok(app
+        .verification_needed("chain.bedside_verified", stream.as_ref(), &site, app.now())
+        .await?)
+}
+
+fn render(
+    viewer: &Viewer,
+    chain: &ChainAnswer,
+    needed: Option<&VerificationNeeded>,
+    refusal: Option<&FieldError>,
+) -> Markup {
     let checked = checked_units(chain);
     let administered = chain.state == "administered" || chain.state == "in_follow_up";
     html! {
@@ -73,6 +91,7 @@ fn render(viewer: &Viewer, chain: &ChainAnswer, refusal: Option<&FieldError>) ->
                     input #unit_scan name="unit_scan" required autocomplete="off" autofocus;
                     label for="wristband" { "Scan the patient's wristband" }
                     input #wristband name="wristband" required autocomplete="off";
+                    (verification_fields(needed, &Filled::default()))
                     p { button type="submit" { "Check the unit against this patient" } }
                 }
             } @else {
@@ -126,14 +145,18 @@ pub(crate) async fn check(
     let viewer = viewer(&app, &headers, &uri).await?;
     let form: CheckForm = parse_form(&body)?;
     viewer.check_csrf(&form.csrf)?;
+    let verifications = Filled::read(&body)?.verifications();
     let coi = super::chain::in_scope(&app, &viewer, &coi).await?;
     let chain = app.chain(&coi, None, None).await?;
     let site = chain.treatment_site_id.clone().unwrap_or_default();
-    let data = json!({
+    let mut data = json!({
         "unit_scan": form.unit_scan.trim(), "patient_key": chain.patient_key,
         "wristband_coi": wristband_coi(form.wristband.trim()), "site_id": site,
         "verified_by": viewer.person_id,
     });
+    if let Some(given) = verifications {
+        data["verifications"] = given;
+    }
     let event = step_event(
         &app,
         &coi,
@@ -157,7 +180,8 @@ pub(crate) async fn check(
                 .into_response())
         }
         Err(AppError::Invalid(f)) => {
-            let body = render(&viewer, &chain, Some(&f));
+            let needed = needed(&app, &chain).await?;
+            let body = render(&viewer, &chain, needed.as_ref(), Some(&f));
             Ok((
                 StatusCode::BAD_REQUEST,
                 page(Some(&viewer), "Bedside check", Nav::Chains, body),
@@ -235,7 +259,8 @@ pub(crate) async fn administer(
     {
         Ok(_) => Ok(Redirect::to(&format!("/chains/{coi}#timeline-h")).into_response()),
         Err(AppError::Invalid(f) | AppError::Forbidden(f)) => {
-            let body = render(&viewer, &chain, Some(&f));
+            let needed = needed(&app, &chain).await?;
+            let body = render(&viewer, &chain, needed.as_ref(), Some(&f));
             Ok((
                 StatusCode::BAD_REQUEST,
                 page(Some(&viewer), "Bedside check", Nav::Chains, body),

@@ -40,7 +40,7 @@ pub(crate) fn chain_body(
     html! {
         (header(chain))
         (as_of_banner(chain, as_of))
-        (holds(chain))
+        (holds(chain, viewer.may(Permission::Record)))
         @if viewer.may(Permission::Record) && as_of.valid_at.is_none() && as_of.known_at.is_none() {
             (next_steps(chain))
         }
@@ -95,7 +95,7 @@ fn as_of_banner(chain: &ChainAnswer, as_of: &AsOfShown) -> Markup {
     }
 }
 
-fn holds(chain: &ChainAnswer) -> Markup {
+fn holds(chain: &ChainAnswer, may_record: bool) -> Markup {
     html! {
         @for hold in &chain.holds {
             div.banner.critical role="alert" {
@@ -104,6 +104,11 @@ fn holds(chain: &ChainAnswer) -> Markup {
                     ul { @for f in findings { li { (f.as_str().unwrap_or("")) } } }
                 }
                 (fields(hold, &["reason", "rule", "findings"]))
+                @if may_record {
+                    p { a href={ "/chains/" (chain.coi) "/record/hold-release?hold_id=" (text(hold, "hold_id")) "&site_id=" (text(hold, "site_id")) } {
+                        "Resolve this hold (with a reason and your signature)"
+                    } }
+                }
             }
         }
         @if let Some(d) = &chain.disputed_custody {

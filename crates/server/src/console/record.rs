@@ -11,7 +11,7 @@ use std::sync::Arc;
 use autolog_app::{AppError, Autolog};
 use autolog_domain::{FieldError, StreamId};
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
@@ -249,6 +249,7 @@ pub(crate) async fn form(
     headers: HeaderMap,
     uri: Uri,
     Path((coi, slug)): Path<(String, String)>,
+    Query(given): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, ConsoleError> {
     let viewer = viewer(&app, &headers, &uri).await?;
     let spec = form_spec(&slug)?;
@@ -258,6 +259,16 @@ pub(crate) async fn form(
         "idempotency_key".into(),
         autolog_domain::Uuid::now_v7().to_string(),
     ));
+    // A link may fill some fields in (the hold a banner's link resolves); never a secret.
+    for field in spec
+        .fields
+        .iter()
+        .filter(|f| f.kind != Signature && f.kind != Me)
+    {
+        if let Some(value) = given.get(field.name) {
+            filled.pairs.push((field.name.to_string(), value.clone()));
+        }
+    }
     let body = render(&app, &viewer, spec, &coi, &filled, None).await?;
     Ok(page(Some(&viewer), spec.title, Nav::Chains, body).into_response())
 }
@@ -361,22 +372,8 @@ fn payload(spec: &FormSpec, filled: &Filled, me: &str) -> Result<Value, FieldErr
         };
         data.insert(field.name.to_string(), value);
     }
-    let verifiers = filled.all("verifier_id");
-    if !verifiers.is_empty() {
-        let secrets: Vec<&str> = filled
-            .pairs
-            .iter()
-            .filter(|(k, _)| k == "verifier_secret")
-            .map(|(_, v)| v.as_str())
-            .collect();
-        data.insert(
-            "verifications".into(),
-            verifiers
-                .iter()
-                .enumerate()
-                .map(|(i, id)| json!({"verifier_id": id, "secret": secrets.get(i).copied().unwrap_or("")}))
-                .collect(),
-        );
+    if let Some(given) = filled.verifications() {
+        data.insert("verifications".into(), given);
     }
     Ok(Value::Object(data))
 }

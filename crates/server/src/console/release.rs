@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use autolog_app::{AppError, Autolog, ChainAnswer, ReleaseDraft};
+use autolog_app::{AppError, Autolog, ChainAnswer, ReleaseDraft, VerificationNeeded};
 use autolog_domain::access::Permission;
 use autolog_domain::{FieldError, StreamId};
 use axum::body::Bytes;
@@ -13,12 +13,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
-use serde::Deserialize;
 use serde_json::json;
 
 use super::page::{coi_large, csrf_field, page, Nav};
-use super::session::parse_form;
-use super::steps::site_now;
+use super::steps::{site_now, verification_fields, Filled};
 use super::viewer::{viewer, ConsoleError, Viewer};
 
 /// The release conditions as the page lists them: what each says, and which refusals
@@ -111,7 +109,8 @@ pub(crate) async fn form(
     let coi = super::chain::in_scope(&app, &viewer, &coi).await?;
     let release = release_of(app.chain(&coi, None, None).await?)?;
     let unmet = unmet(&app, &viewer, &release).await?;
-    let body = render(&viewer, &release, &unmet, None);
+    let needed = needed(&app, &release).await?;
+    let body = render(&viewer, &release, &unmet, needed.as_ref(), None);
     Ok(page(Some(&viewer), "Release", Nav::Chains, body).into_response())
 }
 
@@ -119,6 +118,7 @@ fn render(
     viewer: &Viewer,
     r: &Release,
     unmet: &[FieldError],
+    needed: Option<&VerificationNeeded>,
     refusal: Option<&FieldError>,
 ) -> Markup {
     let meaning = format!(
@@ -170,6 +170,7 @@ fn render(
                 p { "Signing as " strong { (viewer.person_id) } ". Meaning: " strong { (meaning) } "." }
                 label for="secret" { "Your password (re-authentication for this signature)" }
                 input #secret name="secret" type="password" required autocomplete="current-password";
+                (verification_fields(needed, &Filled::default()))
                 p { button type="submit" { "Sign: " (meaning) } }
             }
         } @else {
@@ -178,12 +179,12 @@ fn render(
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct SignForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    secret: String,
+/// What a verification policy asks of this release, if anything.
+async fn needed(app: &Autolog, r: &Release) -> Result<Option<VerificationNeeded>, ConsoleError> {
+    let stream = StreamId::chain(&r.chain.coi);
+    Ok(app
+        .verification_needed("chain.released", stream.as_ref(), &r.site_id, app.now())
+        .await?)
 }
 
 /// `POST /chains/{coi}/release`: signs and records the release.
@@ -195,8 +196,8 @@ pub(crate) async fn sign(
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
     let viewer = viewer(&app, &headers, &uri).await?;
-    let form: SignForm = parse_form(&body)?;
-    viewer.check_csrf(&form.csrf)?;
+    let form = Filled::read(&body)?;
+    viewer.check_csrf(form.get("csrf"))?;
     if !viewer.may(Permission::Record) {
         return Err(AppError::Forbidden(FieldError::new(
             "permission",
@@ -208,17 +209,20 @@ pub(crate) async fn sign(
     let coi = super::chain::in_scope(&app, &viewer, &coi).await?;
     let release = release_of(app.chain(&coi, None, None).await?)?;
     let now = site_now(&app, &release.site_id).await?;
-    let event = json!({
+    let mut event = json!({
         "stream": StreamId::chain(&coi).to_string(),
         "occurred_at": now,
         "site": release.site_id,
         "source": {"system": "console", "source_event_id": format!("release/{coi}/{}", release.batch_id)},
         "body": {"type": "chain.released", "version": 1, "data": {
-            "signature": {"signer_id": viewer.person_id, "secret": form.secret},
+            "signature": {"signer_id": viewer.person_id, "secret": form.get("secret")},
             "batch_id": release.batch_id, "intended_patient_key": release.patient_key,
             "site_id": release.site_id, "released_by": viewer.person_id, "units": release.units,
         }},
     });
+    if let Some(given) = form.verifications() {
+        event["body"]["data"]["verifications"] = given;
+    }
     let refusal = match app
         .append_json_as(&viewer.principal, event.to_string().as_bytes())
         .await
@@ -232,7 +236,8 @@ pub(crate) async fn sign(
         Err(e) => return Err(e.into()),
     };
     let unmet = unmet(&app, &viewer, &release).await?;
-    let body = render(&viewer, &release, &unmet, Some(&refusal));
+    let needed = needed(&app, &release).await?;
+    let body = render(&viewer, &release, &unmet, needed.as_ref(), Some(&refusal));
     Ok((
         StatusCode::UNPROCESSABLE_ENTITY,
         page(Some(&viewer), "Release", Nav::Chains, body),

@@ -90,6 +90,29 @@ impl Filled {
             .map_or("", |(_, v)| v.trim())
     }
 
+    /// The verifications typed in (`[{verifier_id, secret}]`), each id with the password
+    /// typed beside it; `None` when no verifier was named.
+    pub fn verifications(&self) -> Option<Value> {
+        let raw = |name: &str| -> Vec<&str> {
+            self.pairs
+                .iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        let given: Vec<Value> = raw("verifier_id")
+            .into_iter()
+            .zip(
+                raw("verifier_secret")
+                    .into_iter()
+                    .chain(std::iter::repeat("")),
+            )
+            .filter(|(id, _)| !id.trim().is_empty())
+            .map(|(id, secret)| json!({"verifier_id": id.trim(), "secret": secret}))
+            .collect();
+        (!given.is_empty()).then_some(Value::Array(given))
+    }
+
     pub fn all(&self, name: &str) -> Vec<String> {
         self.pairs
             .iter()
@@ -546,19 +569,8 @@ async fn event(
         }
     };
     let mut data = data;
-    let verifiers = filled.all("verifier_id");
-    if !verifiers.is_empty() {
-        let secrets: Vec<String> = filled
-            .pairs
-            .iter()
-            .filter(|(k, _)| k == "verifier_secret")
-            .map(|(_, v)| v.clone())
-            .collect();
-        data["verifications"] = verifiers
-            .iter()
-            .zip(secrets.iter().chain(std::iter::repeat(&String::new())))
-            .map(|(id, secret)| json!({"verifier_id": id, "secret": secret}))
-            .collect();
+    if let Some(given) = filled.verifications() {
+        data["verifications"] = given;
     }
     Ok(json!({
         "stream": StreamId::chain(&ctx.chain.coi).to_string(),
