@@ -834,6 +834,20 @@ async fn a_wrong_wristband_is_a_hard_stop_and_administration_follows_a_passed_ch
         .as_str()
         .expect("a unit")
         .to_string();
+    // The patient's identifying data, in the vault (recorded through the API).
+    let recorded = admin
+        .post(format!("{base}/api/v1/chains/{coi}/personal-data"))
+        .header("x-csrf-token", &csrf)
+        .header("content-type", "application/json")
+        .body(json!({"family_name": "Okonkwo", "date_of_birth": "1961-04-12"}).to_string())
+        .send()
+        .await
+        .expect("record identifying data");
+    assert!(
+        recorded.status().is_success(),
+        "{:?}",
+        recorded.text().await
+    );
     let (nurse_id, physician_id) = center_staff(&site);
     let nurse = demo
         .account(&admin, &csrf, nurse_id, &[("treatment_nurse", &site)])
@@ -864,10 +878,29 @@ async fn a_wrong_wristband_is_a_hard_stop_and_administration_follows_a_passed_ch
         .expect("json");
     assert!(alerts.to_string().contains("bedside.mismatch"), "{alerts}");
 
-    // The right wristband: passed; administration with a second person.
+    // The right wristband, but a family name on it that the vault does not hold: stop.
     b.click(".hardstop a").await;
     b.fill("#unit_scan", &unit).await;
     b.fill("#wristband", &coi).await;
+    b.fill("#id_family_name", "Okonkwu").await;
+    b.click("form[action$='/bedside'] button[type=submit]")
+        .await;
+    let stop = b.text().await;
+    assert!(
+        stop.contains("STOP: DO NOT INFUSE") && stop.contains("family_name"),
+        "{stop}"
+    );
+    assert!(
+        !stop.contains("Okonkwo"),
+        "the vault's value is never shown: {stop}"
+    );
+
+    // The right wristband and name: passed; administration with a second person.
+    b.click(".hardstop a").await;
+    b.fill("#unit_scan", &unit).await;
+    b.fill("#wristband", &coi).await;
+    b.fill("#id_family_name", "okonkwo").await;
+    b.fill("#id_date_of_birth", "1961-04-12").await;
     b.click("form[action$='/bedside'] button[type=submit]")
         .await;
     let passed = b.text().await;

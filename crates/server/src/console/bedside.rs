@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use autolog_app::{AppError, Autolog, ChainAnswer, VerificationNeeded};
+use autolog_domain::access::Permission;
 use autolog_domain::{FieldError, StreamId};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -91,6 +92,9 @@ fn render(
                     input #unit_scan name="unit_scan" required autocomplete="off" autofocus;
                     label for="wristband" { "Scan the patient's wristband" }
                     input #wristband name="wristband" required autocomplete="off";
+                    @if viewer.may(Permission::ReadPersonalData) {
+                        (identifier_fields())
+                    }
                     (verification_fields(needed, &Filled::default()))
                     p { button type="submit" { "Check the unit against this patient" } }
                 }
@@ -109,13 +113,50 @@ fn render(
     }
 }
 
+/// The patient's identifiers as read from the wristband or chart, for roles that may read
+/// identifying data: compared with the vault by Autolog, never recorded (the ledger keeps
+/// which ones matched, not their values).
+const IDENTIFIERS: &[(&str, &str)] = &[
+    ("family_name", "Family name"),
+    ("given_name", "Given name"),
+    ("date_of_birth", "Date of birth (YYYY-MM-DD)"),
+    ("mrn", "Medical record number"),
+];
+
+fn identifier_fields() -> Markup {
+    html! {
+        fieldset {
+            legend { "The patient's identifiers, as on the wristband (optional; compared with the vault, not recorded)" }
+            @for (name, label) in IDENTIFIERS {
+                @let id = format!("id_{name}");
+                label for=(id) { (label) }
+                input #(id) name=(id) autocomplete="off";
+            }
+        }
+    }
+}
+
+/// The identifiers typed in, by the vault's field names (`None`: none typed).
+fn identifiers_given(filled: &Filled) -> Option<Value> {
+    let given: serde_json::Map<String, Value> = IDENTIFIERS
+        .iter()
+        .filter_map(|(name, _)| {
+            let value = filled.get(&format!("id_{name}"));
+            (!value.is_empty()).then(|| ((*name).to_string(), json!(value)))
+        })
+        .collect();
+    (!given.is_empty()).then_some(Value::Object(given))
+}
+
 /// The hard stop: the whole screen says not to infuse, and why.
 fn hard_stop(chain: &ChainAnswer, reasons: &[FieldError]) -> Markup {
+    // `body.data.patient_identifiers.family_name` is shown as `family_name`.
+    let what = |f: &FieldError| f.field.rsplit('.').next().unwrap_or("").to_string();
     html! {
         div.hardstop role="alert" {
             h1 { "STOP: DO NOT INFUSE" }
-            p { "The unit or the wristband scanned is not this patient's chain " span.coi { (chain.coi) } "." }
-            ul { @for f in reasons { li { (f.rule) } } }
+            p { "What was scanned or read does not match this patient's chain " span.coi { (chain.coi) } "." }
+            ul { @for f in reasons { li { (what(f)) ": " (f.rule) } } }
             p { "Nothing was recorded as checked. A critical alert (bedside.mismatch) was raised for QA and the treating team." }
             p { a href={ "/chains/" (chain.coi) "/bedside" } { "Start the check again" } }
         }
@@ -145,7 +186,9 @@ pub(crate) async fn check(
     let viewer = viewer(&app, &headers, &uri).await?;
     let form: CheckForm = parse_form(&body)?;
     viewer.check_csrf(&form.csrf)?;
-    let verifications = Filled::read(&body)?.verifications();
+    let filled = Filled::read(&body)?;
+    let verifications = filled.verifications();
+    let identifiers = identifiers_given(&filled);
     let coi = super::chain::in_scope(&app, &viewer, &coi).await?;
     let chain = app.chain(&coi, None, None).await?;
     let site = chain.treatment_site_id.clone().unwrap_or_default();
@@ -156,6 +199,9 @@ pub(crate) async fn check(
     });
     if let Some(given) = verifications {
         data["verifications"] = given;
+    }
+    if let Some(given) = identifiers {
+        data["patient_identifiers"] = given;
     }
     let event = step_event(
         &app,
