@@ -665,6 +665,8 @@ pub struct ReleaseDraft<'a> {
     pub units: &'a [String],
     /// The site's local time now, RFC 9557: the release's valid time.
     pub occurred_at: &'a str,
+    /// An exceptional release, with the second person who signs it.
+    pub exceptional_second: Option<&'a str>,
 }
 
 impl Autolog {
@@ -686,6 +688,13 @@ impl Autolog {
                 "released_by": release.released_by, "units": release.units,
             }},
         });
+        let mut request = request;
+        if let Some(second) = release.exceptional_second {
+            let data = &mut request["body"]["data"];
+            data["exceptional"] = json!(true);
+            data["second_released_by"] = json!(second);
+            data["second_signature"] = json!({});
+        }
         let (drafts, _) = crate::ledger::request::parse_request(
             request.to_string().as_bytes(),
             self.clock.as_ref(),

@@ -140,13 +140,29 @@ impl Demo {
     }
 }
 
-/// Signs in through the console's form, as a person at a keyboard would.
+/// Signs in through the console's form, as a person at a keyboard would. A code is
+/// accepted once: signing the same person in again within its 30 s waits for the next.
 async fn sign_in(b: &Browser, base: &str, person: &str, totp_key: &str) {
-    b.goto(&format!("{base}/sign-in")).await;
-    b.fill("#person_id", person).await;
-    b.fill("#password", PASSWORD).await;
-    b.fill("#totp", &current_totp(totp_key)).await;
-    b.click("form[action='/sign-in'] button[type=submit]").await;
+    for attempt in 0..2 {
+        b.goto(&format!("{base}/sign-in")).await;
+        b.fill("#person_id", person).await;
+        b.fill("#password", PASSWORD).await;
+        b.fill("#totp", &current_totp(totp_key)).await;
+        b.click("form[action='/sign-in'] button[type=submit]").await;
+        if b.path().await != "/sign-in" {
+            return;
+        }
+        let page = b.text().await;
+        assert!(
+            attempt == 0 && page.contains("already used"),
+            "sign-in of {person}: {page}"
+        );
+        let into_step = jiff::Timestamp::now().as_second().rem_euclid(30);
+        tokio::time::sleep(std::time::Duration::from_secs(
+            u64::try_from(31 - into_step).unwrap_or(31),
+        ))
+        .await;
+    }
 }
 
 /// The demo administrator's API session: a client carrying the cookie, and the CSRF token.
@@ -1235,4 +1251,150 @@ async fn one_patient_from_order_to_infusion_through_the_console_on_postgres() {
         |target| async move { one_patient_through_the_console(target.database_url()).await },
     )
     .await;
+}
+
+/// An out-of-specification batch: the release page shows the failing test and offers the
+/// treating physician's request; once the physician has signed it, QA releases it
+/// exceptionally with a second QA releaser's signature on the same screen.
+#[tokio::test]
+async fn an_out_of_specification_batch_is_released_exceptionally() {
+    if let Some(why) = browser::missing() {
+        eprintln!("skipped: the browser tests need {why}");
+        return;
+    }
+    let demo = Demo::start();
+    let base = demo.base.clone();
+    let (admin, csrf) = admin(&demo).await;
+    let qa = demo
+        .account(&admin, &csrf, "P-0011", &[("qa_releaser", "S-BOS-01")])
+        .await;
+    let analyst = demo
+        .account(&admin, &csrf, "P-0003", &[("qc_analyst", "*")])
+        .await;
+    let testing: Value = admin
+        .get(format!("{base}/api/v1/chains?state=in_testing"))
+        .send()
+        .await
+        .expect("chains")
+        .json()
+        .await
+        .expect("json");
+    let b = Browser::start("exceptional").await;
+    sign_in(&b, &base, "P-0011", &qa).await;
+    let mut found = None;
+    for c in testing["chains"].as_array().into_iter().flatten() {
+        let coi = c["coi"].as_str().unwrap_or_default();
+        b.goto(&format!("{base}/chains/{coi}/release")).await;
+        if !b.text().await.contains("✗ not met") {
+            let site = c["treatment_site_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            found = Some((coi.to_string(), site));
+            break;
+        }
+    }
+    let (coi, site) = found.expect("a releasable chain in testing");
+    let batch = b
+        .client
+        .find(fantoccini::Locator::Css("h1"))
+        .await
+        .expect("the heading")
+        .text()
+        .await
+        .expect("text")
+        .trim_start_matches("Release batch ")
+        .to_string();
+
+    // A new viability result below its specification.
+    b.click("form[action='/sign-out'] button").await;
+    sign_in(&b, &base, "P-0003", &analyst).await;
+    record_by_hand(
+        &b,
+        &base,
+        &coi,
+        "result",
+        &[
+            ("batch_id", batch.clone()),
+            ("test_code", "VIABILITY".into()),
+            ("method", "flow cytometry".into()),
+            ("result", "61".into()),
+            ("result_unit", "%".into()),
+            ("site_id", "S-FRA-01".into()),
+        ],
+    )
+    .await;
+
+    // QA sees it fail, and the way to a physician's request.
+    b.click("form[action='/sign-out'] button").await;
+    sign_in(&b, &base, "P-0011", &qa).await;
+    b.goto(&format!("{base}/chains/{coi}/release")).await;
+    let failing = b.text().await;
+    assert!(failing.contains("release_tests.VIABILITY"), "{failing}");
+    let request = b
+        .client
+        .find(fantoccini::Locator::Css(
+            "a[href*='/record/exceptional-request?']",
+        ))
+        .await
+        .expect("the way to a physician's request")
+        .attr("href")
+        .await
+        .expect("href")
+        .expect("a link");
+
+    // The treating physician signs the request.
+    let (_, physician_id) = center_staff(&site);
+    let physician = demo
+        .account(
+            &admin,
+            &csrf,
+            physician_id,
+            &[("treatment_physician", &site)],
+        )
+        .await;
+    b.click("form[action='/sign-out'] button").await;
+    sign_in(&b, &base, physician_id, &physician).await;
+    b.goto(&format!("{base}{request}")).await;
+    b.fill(
+        "#justification",
+        "No alternative therapy; benefit outweighs the risk of a viability of 61 %",
+    )
+    .await;
+    b.fill("#signature", PASSWORD).await;
+    b.check_page("exceptional-request").await;
+    b.click("form[action$='/record/exceptional-request'] button[type=submit]")
+        .await;
+    assert!(
+        b.text()
+            .await
+            .contains("chain exceptional release requested"),
+        "{}",
+        b.text().await
+    );
+
+    // QA releases it exceptionally, a second QA releaser signing on the same screen.
+    b.click("form[action='/sign-out'] button").await;
+    sign_in(&b, &base, "P-0011", &qa).await;
+    b.goto(&format!("{base}/chains/{coi}/release")).await;
+    let ready = b.text().await;
+    assert!(ready.contains("Exceptional release"), "{ready}");
+    assert_eq!(ready.matches("✓ met").count(), 7, "{ready}");
+    b.check_page("exceptional-release").await;
+    b.fill("#secret", PASSWORD).await;
+    b.fill("#second_released_by", "P-0001").await;
+    b.fill("#second_secret", PASSWORD).await;
+    b.click("form[action$='/release'] button[type=submit]")
+        .await;
+    let released = b.text().await;
+    assert!(
+        released.contains("Released for this patient\nyes"),
+        "{released}"
+    );
+    assert!(released.contains("exceptional: true"), "{released}");
+    assert!(
+        released.contains("second approval of the exceptional release"),
+        "{released}"
+    );
+    b.close().await;
 }

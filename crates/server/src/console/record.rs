@@ -216,6 +216,35 @@ const FORMS: &[FormSpec] = &[
         ],
     },
     FormSpec {
+        slug: "exceptional-request",
+        event_type: "chain.exceptional_release_requested",
+        title: "Request an exceptional release (treating physician, signed)",
+        fields: &[
+            f("batch_id", "Batch id", Text, true),
+            f("intended_patient_key", "Patient key", Text, true),
+            f(
+                "result_event_ids",
+                "The out-of-specification results accepted (their event ids, one per line)",
+                List,
+                true,
+            ),
+            f("site_id", "Treatment site", Site, true),
+            f("requested_by", "", Me, true),
+            f(
+                "justification",
+                "Clinical justification (no patient's identifying data)",
+                Text,
+                true,
+            ),
+            f(
+                "signature",
+                "Your password (your e-signature of this request)",
+                Signature,
+                true,
+            ),
+        ],
+    },
+    FormSpec {
         slug: "follow-up",
         event_type: "chain.follow_up_recorded",
         title: "Record a follow-up visit",

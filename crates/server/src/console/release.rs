@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::page::{coi_large, csrf_field, page, Nav};
 use super::steps::{site_now, verification_fields, Filled};
-use super::viewer::{viewer, ConsoleError, Viewer};
+use super::viewer::{url_encode, viewer, ConsoleError, Viewer};
 
 /// The release conditions as the page lists them: what each says, and which refusals
 /// (by the field they name) mean it is not met.
@@ -53,6 +53,24 @@ struct Release {
     units: Vec<String>,
     site_id: String,
     patient_key: String,
+    /// A treating physician's signed request for an exceptional release of this batch.
+    requested: bool,
+    /// The batch's results whose verdict is not a pass (their event ids).
+    failing: Vec<String>,
+}
+
+/// The data of the chain's events of one type about `batch_id`.
+fn about_batch<'a>(
+    chain: &'a ChainAnswer,
+    event_type: &'a str,
+    batch_id: &'a str,
+) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
+    chain
+        .timeline
+        .iter()
+        .filter(move |e| e.in_force != Some(false) && e.event["body"]["type"] == event_type)
+        .map(|e| &e.event["body"]["data"])
+        .filter(move |d| d["batch_id"] == batch_id)
 }
 
 fn release_of(chain: ChainAnswer) -> Result<Release, ConsoleError> {
@@ -70,7 +88,16 @@ fn release_of(chain: ChainAnswer) -> Result<Release, ConsoleError> {
         .filter(|u| u.batch_id == batch_id)
         .map(|u| u.unit.clone())
         .collect();
+    let requested = about_batch(&chain, "chain.exceptional_release_requested", &batch_id)
+        .next()
+        .is_some();
+    let failing = about_batch(&chain, "batch.test_result_evaluated", &batch_id)
+        .filter(|d| d["verdict"] != "pass")
+        .filter_map(|d| d["result_event_id"].as_str().map(str::to_string))
+        .collect();
     Ok(Release {
+        requested,
+        failing,
         batch_id,
         units,
         site_id: chain.location_site_id.clone().unwrap_or_default(),
@@ -79,13 +106,18 @@ fn release_of(chain: ChainAnswer) -> Result<Release, ConsoleError> {
     })
 }
 
+/// Stands in for the second signer of an exceptional release while the conditions are
+/// shown (who signs second is checked when they sign).
+const SECOND_SIGNER: &str = "P-SECOND-SIGNER";
+
+/// The conditions not met: of an exceptional release when one was requested.
 async fn unmet(
     app: &Autolog,
     viewer: &Viewer,
     r: &Release,
 ) -> Result<Vec<FieldError>, ConsoleError> {
     let now = site_now(app, &r.site_id).await?;
-    Ok(app
+    let unmet = app
         .release_check(&ReleaseDraft {
             coi: &r.chain.coi,
             batch_id: &r.batch_id,
@@ -94,8 +126,13 @@ async fn unmet(
             released_by: &viewer.person_id,
             units: &r.units,
             occurred_at: &now,
+            exceptional_second: r.requested.then_some(SECOND_SIGNER),
         })
-        .await?)
+        .await?;
+    Ok(unmet
+        .into_iter()
+        .filter(|f| f.field != "body.data.second_released_by")
+        .collect())
 }
 
 /// `GET /chains/{coi}/release`.
@@ -167,16 +204,49 @@ fn render(
             form.card method="post" action={ "/chains/" (r.chain.coi) "/release" } {
                 h2 { "Electronic signature" }
                 (csrf_field(viewer))
+                @if r.requested {
+                    p.banner.info { "Exceptional release: a treating physician's signed request accepts the out-of-specification results; a second qualified person signs as well." }
+                }
                 p { "Signing as " strong { (viewer.person_id) } ". Meaning: " strong { (meaning) } "." }
                 label for="secret" { "Your password (re-authentication for this signature)" }
                 input #secret name="secret" type="password" required autocomplete="current-password";
+                @if r.requested {
+                    label for="second_released_by" { "Second QA releaser: person id" }
+                    input #second_released_by name="second_released_by" required autocomplete="off";
+                    label for="second_secret" { "Second QA releaser: password (their signature)" }
+                    input #second_secret name="second_secret" type="password" required autocomplete="off";
+                }
                 (verification_fields(needed, &Filled::default()))
                 p { button type="submit" { "Sign: " (meaning) } }
             }
         } @else {
             p.banner.info { "The release cannot be signed until every condition is met." }
+            @if !r.requested && !r.failing.is_empty() && only_results(unmet) {
+                p { a href=(request_link(r)) { "A treating physician may request an exceptional release of this batch" } }
+            }
         }
     }
+}
+
+/// Whether every unmet condition is a release test's result (what a physician's request
+/// for an exceptional release can accept).
+fn only_results(unmet: &[FieldError]) -> bool {
+    unmet
+        .iter()
+        .all(|f| f.field.starts_with("release_tests.") || f.field.starts_with("results."))
+}
+
+/// The physician's request form, filled in with the batch, the patient and the failing
+/// results.
+fn request_link(r: &Release) -> String {
+    format!(
+        "/chains/{}/record/exceptional-request?batch_id={}&intended_patient_key={}&site_id={}&result_event_ids={}",
+        r.chain.coi,
+        url_encode(&r.batch_id),
+        url_encode(&r.patient_key),
+        url_encode(r.chain.treatment_site_id.as_deref().unwrap_or("")),
+        url_encode(&r.failing.join("\n"))
+    )
 }
 
 /// What a verification policy asks of this release, if anything.
@@ -220,6 +290,12 @@ pub(crate) async fn sign(
             "site_id": release.site_id, "released_by": viewer.person_id, "units": release.units,
         }},
     });
+    if release.requested {
+        let data = &mut event["body"]["data"];
+        data["exceptional"] = json!(true);
+        data["second_released_by"] = json!(form.get("second_released_by"));
+        data["second_signature"] = json!({"signer_id": form.get("second_released_by"), "secret": form.get("second_secret")});
+    }
     if let Some(given) = form.verifications() {
         event["body"]["data"]["verifications"] = given;
     }
