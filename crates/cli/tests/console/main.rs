@@ -868,6 +868,32 @@ async fn a_wrong_wristband_is_a_hard_stop_and_administration_follows_a_passed_ch
     let nurse = demo
         .account(&admin, &csrf, nurse_id, &[("treatment_nurse", &site)])
         .await;
+    let _ = demo
+        .account(
+            &admin,
+            &csrf,
+            physician_id,
+            &[("treatment_physician", &site)],
+        )
+        .await;
+    // At this center a treating physician verifies every administration.
+    let policy = json!([{"policy_id": "VP-INFUSION", "step": "administration", "verifiers": 1,
+        "site_id": site, "qualifying_roles": ["treatment_physician"], "valid_from": "2026-01-01T00:00:00Z"}]);
+    let imported = admin
+        .post(format!(
+            "{base}/api/v1/reference/import?registry=verification_policies"
+        ))
+        .header("x-csrf-token", &csrf)
+        .header("content-type", "application/json")
+        .body(policy.to_string())
+        .send()
+        .await
+        .expect("import the policy");
+    assert!(
+        imported.status().is_success(),
+        "{:?}",
+        imported.text().await
+    );
     let mut b = Browser::start("bedside").await;
     b.resize(820, 1180).await;
     sign_in(&b, &base, nurse_id, &nurse).await;
@@ -923,6 +949,14 @@ async fn a_wrong_wristband_is_a_hard_stop_and_administration_follows_a_passed_ch
     assert!(passed.contains("Bedside check passed"), "{passed}");
     b.check_page("bedside-passed").await;
     b.fill("#verified_by", physician_id).await;
+    b.click("form[action$='/administer'] button[type=submit]")
+        .await;
+    let unverified = b.text().await;
+    assert!(unverified.contains("VP-INFUSION"), "{unverified}");
+    // The physician verifies on the nurse's tablet.
+    b.fill("#verified_by", physician_id).await;
+    b.fill("#verifier_id_0", physician_id).await;
+    b.fill("#verifier_secret_0", PASSWORD).await;
     b.click("form[action$='/administer'] button[type=submit]")
         .await;
     let done = b.text().await;

@@ -47,26 +47,36 @@ pub(crate) async fn form(
     let coi = super::chain::in_scope(&app, &viewer, &coi).await?;
     let chain = app.chain(&coi, None, None).await?;
     let needed = needed(&app, &chain).await?;
-    let body = render(&viewer, &chain, needed.as_ref(), None);
+    let body = render(&viewer, &chain, &needed, None);
     Ok(page(Some(&viewer), "Bedside check", Nav::Chains, body).into_response())
 }
 
-/// What a verification policy asks of the bedside check here, if anything.
-async fn needed(
-    app: &Autolog,
-    chain: &ChainAnswer,
-) -> Result<Option<VerificationNeeded>, ConsoleError> {
+/// What verification policies ask of the bedside check and of the administration here.
+struct Needed {
+    check: Option<VerificationNeeded>,
+    administration: Option<VerificationNeeded>,
+}
+
+async fn needed(app: &Autolog, chain: &ChainAnswer) -> Result<Needed, ConsoleError> {
     let site = chain.treatment_site_id.clone().unwrap_or_default();
     let stream = StreamId::chain(&chain.coi);
-    Ok(app
-        .verification_needed("chain.bedside_verified", stream.as_ref(), &site, app.now())
-        .await?)
+    let of = |event_type: &'static str| {
+        let (stream, site) = (stream.clone(), site.clone());
+        async move {
+            app.verification_needed(event_type, stream.as_ref(), &site, app.now())
+                .await
+        }
+    };
+    Ok(Needed {
+        check: of("chain.bedside_verified").await?,
+        administration: of("chain.administered").await?,
+    })
 }
 
 fn render(
     viewer: &Viewer,
     chain: &ChainAnswer,
-    needed: Option<&VerificationNeeded>,
+    needed: &Needed,
     refusal: Option<&FieldError>,
 ) -> Markup {
     let checked = checked_units(chain);
@@ -95,7 +105,7 @@ fn render(
                     @if viewer.may(Permission::ReadPersonalData) {
                         (identifier_fields())
                     }
-                    (verification_fields(needed, &Filled::default()))
+                    (verification_fields(needed.check.as_ref(), &Filled::default()))
                     p { button type="submit" { "Check the unit against this patient" } }
                 }
             } @else {
@@ -106,6 +116,7 @@ fn render(
                     select #unit name="unit" { @for u in &checked { option value=(u) { (u) } } }
                     label for="verified_by" { "Second person who verified at the bedside (person id)" }
                     input #verified_by name="verified_by" required autocomplete="off";
+                    (verification_fields(needed.administration.as_ref(), &Filled::default()))
                     p { button type="submit" { "Record the administration to patient " (chain.patient_key.as_deref().unwrap_or("")) } }
                 }
             }
@@ -146,6 +157,11 @@ fn identifiers_given(filled: &Filled) -> Option<Value> {
         })
         .collect();
     (!given.is_empty()).then_some(Value::Object(given))
+}
+
+/// Whether a refusal is only of verifications (too few verifiers), not of what was scanned.
+fn only_verifications(reasons: &[FieldError]) -> bool {
+    reasons.iter().all(|f| f.field.contains("verifications"))
 }
 
 /// The hard stop: the whole screen says not to infuse, and why.
@@ -217,6 +233,16 @@ pub(crate) async fn check(
         .await
     {
         Ok(_) => Ok(Redirect::to(&format!("/chains/{coi}/bedside")).into_response()),
+        // Verifiers missing is not a mismatch: the check is not done yet, nothing stops.
+        Err(AppError::Unmet(reasons)) if only_verifications(&reasons) => {
+            let needed = needed(&app, &chain).await?;
+            let body = render(&viewer, &chain, &needed, reasons.first());
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                page(Some(&viewer), "Bedside check", Nav::Chains, body),
+            )
+                .into_response())
+        }
         Err(AppError::Unmet(reasons)) => {
             let body = hard_stop(&chain, &reasons);
             Ok((
@@ -227,7 +253,7 @@ pub(crate) async fn check(
         }
         Err(AppError::Invalid(f)) => {
             let needed = needed(&app, &chain).await?;
-            let body = render(&viewer, &chain, needed.as_ref(), Some(&f));
+            let body = render(&viewer, &chain, &needed, Some(&f));
             Ok((
                 StatusCode::BAD_REQUEST,
                 page(Some(&viewer), "Bedside check", Nav::Chains, body),
@@ -283,13 +309,17 @@ pub(crate) async fn administer(
     let viewer = viewer(&app, &headers, &uri).await?;
     let form: AdministerForm = parse_form(&body)?;
     viewer.check_csrf(&form.csrf)?;
+    let verifications = Filled::read(&body)?.verifications();
     let coi = super::chain::in_scope(&app, &viewer, &coi).await?;
     let chain = app.chain(&coi, None, None).await?;
     let site = chain.treatment_site_id.clone().unwrap_or_default();
-    let data = json!({
+    let mut data = json!({
         "step_code": "INFUSE", "site_id": site, "administered_by": viewer.person_id,
         "verified_by": form.verified_by.trim(), "unit": form.unit.trim(),
     });
+    if let Some(given) = verifications {
+        data["verifications"] = given;
+    }
     let event = step_event(
         &app,
         &coi,
@@ -304,9 +334,18 @@ pub(crate) async fn administer(
         .await
     {
         Ok(_) => Ok(Redirect::to(&format!("/chains/{coi}#timeline-h")).into_response()),
+        Err(AppError::Unmet(list)) if !list.is_empty() => {
+            let needed = needed(&app, &chain).await?;
+            let body = render(&viewer, &chain, &needed, list.first());
+            Ok((
+                StatusCode::UNPROCESSABLE_ENTITY,
+                page(Some(&viewer), "Bedside check", Nav::Chains, body),
+            )
+                .into_response())
+        }
         Err(AppError::Invalid(f) | AppError::Forbidden(f)) => {
             let needed = needed(&app, &chain).await?;
-            let body = render(&viewer, &chain, needed.as_ref(), Some(&f));
+            let body = render(&viewer, &chain, &needed, Some(&f));
             Ok((
                 StatusCode::BAD_REQUEST,
                 page(Some(&viewer), "Bedside check", Nav::Chains, body),
