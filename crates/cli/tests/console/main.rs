@@ -550,9 +550,14 @@ async fn bags_are_scanned_through_collection_handoff_and_a_swapped_bag_is_caught
     );
     b.check_page("collect-wrong-k").await;
     b.click("button[name=remove][value='0']").await;
-    for bag in [&bag1, &bag2] {
-        // As the scanner types the bag's DIN barcode: `=`, the 13 characters, two flags.
-        b.fill("#new_scan", &format!("={}00", &bag[..13])).await;
+    // As the scanner types the labels: the first bag's DIN barcode (`=`, the 13
+    // characters, two flags), the second bag's compound message (DS023 carrying the DIN
+    // and the product code in one 2-D symbol).
+    for scan in [
+        format!("={}00", &bag1[..13]),
+        format!("=+02000={}00=<S0001AA0", &bag2[..13]),
+    ] {
+        b.fill("#new_scan", &scan).await;
         b.type_and_submit(&char::from(Key::Enter).to_string()).await;
     }
     assert_eq!(b.text().await.matches("✓ new bag").count(), 2);

@@ -1,6 +1,7 @@
 //! The identifiers printed on bags and labels, each with its own check character:
 //! ISO/IEC 7064 MOD 37-2 (ISBT 128 DIN and COI), GS1 mod-10 (GLN), and the ISBT 128 FIN.
 
+pub mod compound;
 pub mod scan;
 
 use std::fmt;

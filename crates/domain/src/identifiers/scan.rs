@@ -19,7 +19,8 @@ const ACCEPTED: &str = "expected an ISBT 128 DIN (barcode data such as =A9999171
      eye-readable DIN followed by its check character) or a GS1 element string (such as \
      (01)09506000134352(10)ABC(21)S1, or 010950600013435210ABC<GS>21S1 as scanned), optionally after \
      a symbology identifier (]C0 for a DIN; ]C1, ]d2, ]Q3 or ]e0 for GS1), or a final unit's \
-     identifier (COI content, product code, division and check character, e.g. CHA999926000001S0001A0K)";
+     identifier (COI content, product code, division and check character, e.g. CHA999926000001S0001A0K), \
+     or an ISBT 128 compound message (=+ and five digits, then its data structures) carrying one of these";
 
 const SUPPORTED_AIS: &str =
     "Autolog reads (00) SSCC, (01) GTIN, (10) lot, (17) expiry, (21) serial and (414) GLN";
@@ -155,6 +156,7 @@ fn dispatch(data: &[char]) -> Result<Scanned, String> {
             .map_err(|e| e.rule);
     }
     match first {
+        '=' if data.get(1) == Some(&'+') => parse_compound_scan(data),
         '=' => parse_din_barcode(data, 0),
         '(' => parse_bracketed(data, 0).map(Scanned::Gs1),
         GS => parse_element_string(data, 0).map(Scanned::Gs1),
@@ -174,6 +176,24 @@ fn dispatch(data: &[char]) -> Result<Scanned, String> {
 // ISBT 128 DIN
 
 /// `data[start]` is `=`: the DIN barcode data structure, `=` + 13 DIN characters + 2 flags.
+/// An ISBT 128 compound message (DS023): the DIN it carries (a bag's label), else the final
+/// unit its chain of identity and product code name.
+fn parse_compound_scan(data: &[char]) -> Result<Scanned, String> {
+    let text: String = data.iter().collect();
+    let found = crate::identifiers::compound::parse_compound(&text)
+        .map_err(|e| format!("ISBT 128 compound message: {e}"))?;
+    if let Some(din) = &found.din {
+        let chars: Vec<char> = din.chars().collect();
+        return parse_din_barcode(&chars, 0);
+    }
+    match found.unit() {
+        Some(unit) => unit
+            .map(Scanned::Unit)
+            .map_err(|e| format!("ISBT 128 compound message: {e}")),
+        None => Err("this ISBT 128 compound message carries neither a DIN nor a chain of identity with its product code".into()),
+    }
+}
+
 fn parse_din_barcode(data: &[char], start: usize) -> Result<Scanned, String> {
     let body = data.get(start + 1..).unwrap_or_default();
     if let Some(&c) = body.first() {
@@ -966,5 +986,23 @@ mod tests {
         fn parse_scan_never_panics(raw in "(\\]C1|\\]C0|\\(|=)?[ -~\u{1d}é]{0,40}") {
             let _ = parse_scan("scan", &raw);
         }
+    }
+}
+
+#[cfg(test)]
+mod compound_tests {
+    use super::*;
+
+    #[test]
+    fn a_compound_message_scans_as_the_din_or_the_unit_it_carries() {
+        let bag = parse_scan("scan", "=+03000=G12341765432170=<S0001AA0&>0261231159\r\n")
+            .expect("a bag's compound label");
+        assert_eq!(bag.unit_id(), "G123417654321A");
+        let unit = parse_scan("scan", "=+02000&/CHA999926000001=<S0001AA0").expect("a unit's");
+        assert!(matches!(unit, Scanned::Unit(_)), "{unit:?}");
+        let refused = parse_scan("scan", "=+01000&>0261231159").expect_err("nothing to use");
+        assert!(refused.rule.contains("neither a DIN"), "{}", refused.rule);
+        // The DIN inside is checked as any DIN: wrong flags are refused.
+        assert!(parse_scan("scan", "=+01000=G12341765432199").is_err());
     }
 }
