@@ -107,18 +107,11 @@ impl Check for VerificationPolicyAmendedV1 {
                 "must change at least one attribute of the policy",
             ));
         }
+        // Whether roles remain for the verifiers is the merged record's matter.
         if let Some(n) = self.verifiers {
-            check_verifiers(n, self.qualifying_roles.as_deref().unwrap_or(&[])).or_else(|e| {
-                if e.field == "qualifying_roles" {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })?;
+            check_count(n)?;
         }
-        for (i, r) in self.qualifying_roles.iter().flatten().enumerate() {
-            Role::parse(&format!("qualifying_roles[{i}]"), r)?;
-        }
+        check_roles(self.qualifying_roles.as_deref().unwrap_or(&[]))?;
         if let Some(s) = &self.status {
             one_of("status", s, RECORD_STATUSES)?;
         }
@@ -126,7 +119,7 @@ impl Check for VerificationPolicyAmendedV1 {
     }
 }
 
-fn check_verifiers(verifiers: u8, roles: &[String]) -> Result<(), FieldError> {
+fn check_count(verifiers: u8) -> Result<(), FieldError> {
     if verifiers > MAX_VERIFIERS {
         return Err(FieldError::new(
             "verifiers",
@@ -134,9 +127,19 @@ fn check_verifiers(verifiers: u8, roles: &[String]) -> Result<(), FieldError> {
             format!("must be 0 to {MAX_VERIFIERS}"),
         ));
     }
+    Ok(())
+}
+
+fn check_roles(roles: &[String]) -> Result<(), FieldError> {
     for (i, r) in roles.iter().enumerate() {
         Role::parse(&format!("qualifying_roles[{i}]"), r)?;
     }
+    Ok(())
+}
+
+fn check_verifiers(verifiers: u8, roles: &[String]) -> Result<(), FieldError> {
+    check_count(verifiers)?;
+    check_roles(roles)?;
     if verifiers > 0 && roles.is_empty() {
         return Err(FieldError::new(
             "qualifying_roles",

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use autolog_app::{Alert, AlertQuery, AlertStatus, Autolog, ALERT_STATUSES};
+use autolog_app::{Alert, AlertStatus, Autolog, ALERT_STATUSES};
 use autolog_domain::access::Permission;
 use autolog_domain::FieldError;
 use axum::body::Bytes;
@@ -16,29 +16,8 @@ use serde::Deserialize;
 use super::home::severity_rank;
 use super::page::{alert_count, coi_link, critical_banner, csrf_field, page, site, utc, Nav};
 use super::session::parse_form;
-use super::viewer::{poller, viewer, ConsoleError, Viewer};
+use super::viewer::{poller, viewer, visible_alerts, ConsoleError, Viewer};
 use crate::auth::alert_visible;
-
-/// The alerts with `status` that the person may see, newest first.
-pub(crate) async fn visible_alerts(
-    app: &Autolog,
-    viewer: &Viewer,
-    status: &str,
-) -> Result<Vec<Alert>, ConsoleError> {
-    let all = app
-        .alerts(&AlertQuery {
-            status: Some(status.to_string()),
-            ..AlertQuery::default()
-        })
-        .await?;
-    let mut out = Vec::new();
-    for alert in all {
-        if alert_visible(app, &viewer.principal, Permission::ReadAlerts, &alert).await? {
-            out.push(alert);
-        }
-    }
-    Ok(out)
-}
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct InboxQuery {
@@ -89,7 +68,11 @@ async fn inbox_body(
         )
         .into());
     }
-    let mut alerts = visible_alerts(app, viewer, status).await?;
+    // The open ones were read for the page already.
+    let mut alerts = match status {
+        "open" => viewer.open_alerts.clone(),
+        other => visible_alerts(app, &viewer.principal, other).await?,
+    };
     if let Some(severity) = q.severity.as_deref().filter(|s| !s.is_empty()) {
         alerts.retain(|a| a.raised.severity == severity);
     }
@@ -320,7 +303,7 @@ async fn handle(
 /// the poll does not keep the session alive).
 pub(crate) async fn count(State(app): State<Arc<Autolog>>, headers: HeaderMap) -> Response {
     match poller(&app, &headers).await {
-        Ok(viewer) => Html(alert_count(viewer.critical_open).into_string()).into_response(),
+        Ok(viewer) => Html(alert_count(viewer.critical_open()).into_string()).into_response(),
         Err(answer) => answer,
     }
 }

@@ -14,12 +14,10 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::page::{coi_large, csrf_field, page, Nav};
-use super::session::parse_form;
-use super::steps::{site_now, verification_fields, Filled};
+use super::steps::{console_event, verification_fields, Filled};
 use super::viewer::{viewer, ConsoleError, Viewer};
 
 /// The units of the chain that passed a bedside check, as the timeline records them.
@@ -179,18 +177,6 @@ fn hard_stop(chain: &ChainAnswer, reasons: &[FieldError]) -> Markup {
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct CheckForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    idempotency_key: String,
-    #[serde(default)]
-    unit_scan: String,
-    #[serde(default)]
-    wristband: String,
-}
-
 /// `POST /chains/{coi}/bedside`: records the check; a mismatch is the hard stop.
 pub(crate) async fn check(
     State(app): State<Arc<Autolog>>,
@@ -200,17 +186,16 @@ pub(crate) async fn check(
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
     let viewer = viewer(&app, &headers, &uri).await?;
-    let form: CheckForm = parse_form(&body)?;
-    viewer.check_csrf(&form.csrf)?;
-    let filled = Filled::read(&body)?;
-    let verifications = filled.verifications();
-    let identifiers = identifiers_given(&filled);
+    let form = Filled::read(&body)?;
+    viewer.check_csrf(form.get("csrf"))?;
+    let verifications = form.verifications();
+    let identifiers = identifiers_given(&form);
     let coi = super::chain::in_scope(&app, &viewer, &coi).await?;
     let chain = app.chain(&coi, None, None).await?;
     let site = chain.treatment_site_id.clone().unwrap_or_default();
     let mut data = json!({
-        "unit_scan": form.unit_scan.trim(), "patient_key": chain.patient_key,
-        "wristband_coi": wristband_coi(form.wristband.trim()), "site_id": site,
+        "unit_scan": form.get("unit_scan"), "patient_key": chain.patient_key,
+        "wristband_coi": wristband_coi(form.get("wristband")), "site_id": site,
         "verified_by": viewer.person_id,
     });
     if let Some(given) = verifications {
@@ -219,12 +204,12 @@ pub(crate) async fn check(
     if let Some(given) = identifiers {
         data["patient_identifiers"] = given;
     }
-    let event = step_event(
+    let event = console_event(
         &app,
         &coi,
         &site,
         "chain.bedside_verified",
-        &format!("bedside/{}", form.idempotency_key),
+        &format!("bedside/{}", form.get("idempotency_key")),
         data,
     )
     .await?;
@@ -272,32 +257,6 @@ fn wristband_coi(scan: &str) -> String {
         .unwrap_or_else(|_| scan.to_string())
 }
 
-async fn step_event(
-    app: &Autolog,
-    coi: &str,
-    site: &str,
-    event_type: &str,
-    source_event_id: &str,
-    data: Value,
-) -> Result<Value, ConsoleError> {
-    let now = site_now(app, site).await?;
-    Ok(json!({
-        "stream": StreamId::chain(coi).to_string(), "occurred_at": now, "site": site,
-        "source": {"system": "console", "source_event_id": source_event_id},
-        "body": {"type": event_type, "version": 1, "data": data},
-    }))
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct AdministerForm {
-    #[serde(default)]
-    csrf: String,
-    #[serde(default)]
-    unit: String,
-    #[serde(default)]
-    verified_by: String,
-}
-
 /// `POST /chains/{coi}/administer`: only a unit that passed the bedside check.
 pub(crate) async fn administer(
     State(app): State<Arc<Autolog>>,
@@ -307,25 +266,25 @@ pub(crate) async fn administer(
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
     let viewer = viewer(&app, &headers, &uri).await?;
-    let form: AdministerForm = parse_form(&body)?;
-    viewer.check_csrf(&form.csrf)?;
-    let verifications = Filled::read(&body)?.verifications();
+    let form = Filled::read(&body)?;
+    viewer.check_csrf(form.get("csrf"))?;
+    let verifications = form.verifications();
     let coi = super::chain::in_scope(&app, &viewer, &coi).await?;
     let chain = app.chain(&coi, None, None).await?;
     let site = chain.treatment_site_id.clone().unwrap_or_default();
     let mut data = json!({
         "step_code": "INFUSE", "site_id": site, "administered_by": viewer.person_id,
-        "verified_by": form.verified_by.trim(), "unit": form.unit.trim(),
+        "verified_by": form.get("verified_by"), "unit": form.get("unit"),
     });
     if let Some(given) = verifications {
         data["verifications"] = given;
     }
-    let event = step_event(
+    let event = console_event(
         &app,
         &coi,
         &site,
         "chain.administered",
-        &format!("administer/{coi}/{}", form.unit.trim()),
+        &format!("administer/{coi}/{}", form.get("unit")),
         data,
     )
     .await?;

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::alerts::{alert_table, visible_alerts};
+use super::alerts::alert_table;
 use super::page::{chain_table, page, Nav};
 use super::viewer::{viewer, ConsoleError, Viewer};
 
@@ -40,7 +40,7 @@ pub(crate) async fn home(
     };
     let mut sections = Vec::new();
     if viewer.may(Permission::ReadAlerts) {
-        sections.push(alerts_section(&app, &viewer).await?);
+        sections.push(alerts_section(&viewer));
     }
     if viewer.may(Permission::ReadChains) {
         sections.push(holds_section(&app, &viewer).await?);
@@ -55,8 +55,8 @@ pub(crate) async fn home(
     Ok(page(Some(&viewer), "Home", Nav::Home, body).into_response())
 }
 
-async fn alerts_section(app: &Autolog, viewer: &Viewer) -> Result<Markup, ConsoleError> {
-    let mut open = visible_alerts(app, viewer, "open").await?;
+fn alerts_section(viewer: &Viewer) -> Markup {
+    let mut open = viewer.open_alerts.clone();
     // Critical first, then the newest.
     open.sort_by_key(|a| {
         (
@@ -65,7 +65,7 @@ async fn alerts_section(app: &Autolog, viewer: &Viewer) -> Result<Markup, Consol
         )
     });
     let shown: Vec<_> = open.iter().take(PER_LIST as usize).cloned().collect();
-    Ok(html! {
+    html! {
         section aria-labelledby="open-alerts" {
             h2 #open-alerts { "Open alerts (" (open.len()) ")" }
             @if shown.is_empty() {
@@ -77,7 +77,7 @@ async fn alerts_section(app: &Autolog, viewer: &Viewer) -> Result<Markup, Consol
                 }
             }
         }
-    })
+    }
 }
 
 /// Critical before major before minor.

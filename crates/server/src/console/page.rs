@@ -76,7 +76,7 @@ fn top_bar(viewer: &Viewer, nav: Nav) -> Markup {
                             a href="/alerts" aria-current=[current(Nav::Alerts)] {
                                 "Alerts "
                                 span hx-get="/alerts/count" hx-trigger="every 20s" hx-swap="innerHTML" {
-                                    (alert_count(viewer.critical_open))
+                                    (alert_count(viewer.critical_open()))
                                 }
                             }
                         }
@@ -138,10 +138,10 @@ fn roles_summary(viewer: &Viewer) -> String {
 pub(crate) fn critical_banner(viewer: &Viewer) -> Markup {
     html! {
         div #critical-banner hx-get="/alerts/banner" hx-trigger="every 20s" hx-swap="outerHTML" {
-            @if viewer.critical_open > 0 {
+            @if viewer.critical_open() > 0 {
                 div.banner.critical role="alert" {
-                    "⚠ " (viewer.critical_open)
-                    @if viewer.critical_open == 1 { " critical alert is open. " } @else { " critical alerts are open. " }
+                    "⚠ " (viewer.critical_open())
+                    @if viewer.critical_open() == 1 { " critical alert is open. " } @else { " critical alerts are open. " }
                     a href="/alerts?severity=critical" { "See the critical alerts" }
                 }
             }

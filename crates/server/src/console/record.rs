@@ -18,7 +18,7 @@ use maud::{html, Markup};
 use serde_json::{json, Map, Value};
 
 use super::page::{coi_large, csrf_field, page, Nav};
-use super::steps::{site_now, verification_fields, Filled};
+use super::steps::{console_event, verification_fields, Filled};
 use super::viewer::{viewer, ConsoleError};
 
 /// What a field holds and how the form reads it.
@@ -445,12 +445,10 @@ async fn record(
 ) -> Result<(), Vec<FieldError>> {
     let data = payload(spec, filled, &viewer.person_id).map_err(|f| vec![f])?;
     let site = data["site_id"].as_str().unwrap_or("").to_string();
-    let now = site_now(app, &site).await.map_err(|f| vec![f])?;
-    let event = json!({
-        "stream": StreamId::chain(coi).to_string(), "occurred_at": now, "site": site,
-        "source": {"system": "console", "source_event_id": format!("{}/{}", spec.slug, filled.get("idempotency_key"))},
-        "body": {"type": spec.event_type, "version": 1, "data": data},
-    });
+    let source = format!("{}/{}", spec.slug, filled.get("idempotency_key"));
+    let event = console_event(app, coi, &site, spec.event_type, &source, data)
+        .await
+        .map_err(|f| vec![f])?;
     match app
         .append_json_as(&viewer.principal, event.to_string().as_bytes())
         .await

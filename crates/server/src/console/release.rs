@@ -16,7 +16,7 @@ use maud::{html, Markup};
 use serde_json::json;
 
 use super::page::{coi_large, csrf_field, page, Nav};
-use super::steps::{site_now, verification_fields, Filled};
+use super::steps::{console_event, site_now, verification_fields, Filled};
 use super::viewer::{url_encode, viewer, ConsoleError, Viewer};
 
 /// The release conditions as the page lists them: what each says, and which refusals
@@ -278,27 +278,29 @@ pub(crate) async fn sign(
     }
     let coi = super::chain::in_scope(&app, &viewer, &coi).await?;
     let release = release_of(app.chain(&coi, None, None).await?)?;
-    let now = site_now(&app, &release.site_id).await?;
-    let mut event = json!({
-        "stream": StreamId::chain(&coi).to_string(),
-        "occurred_at": now,
-        "site": release.site_id,
-        "source": {"system": "console", "source_event_id": format!("release/{coi}/{}", release.batch_id)},
-        "body": {"type": "chain.released", "version": 1, "data": {
-            "signature": {"signer_id": viewer.person_id, "secret": form.get("secret")},
-            "batch_id": release.batch_id, "intended_patient_key": release.patient_key,
-            "site_id": release.site_id, "released_by": viewer.person_id, "units": release.units,
-        }},
+    let mut data = json!({
+        "signature": {"signer_id": viewer.person_id, "secret": form.get("secret")},
+        "batch_id": release.batch_id, "intended_patient_key": release.patient_key,
+        "site_id": release.site_id, "released_by": viewer.person_id, "units": release.units,
     });
     if release.requested {
-        let data = &mut event["body"]["data"];
         data["exceptional"] = json!(true);
         data["second_released_by"] = json!(form.get("second_released_by"));
         data["second_signature"] = json!({"signer_id": form.get("second_released_by"), "secret": form.get("second_secret")});
     }
     if let Some(given) = form.verifications() {
-        event["body"]["data"]["verifications"] = given;
+        data["verifications"] = given;
     }
+    let source = format!("release/{coi}/{}", release.batch_id);
+    let event = console_event(
+        &app,
+        &coi,
+        &release.site_id,
+        "chain.released",
+        &source,
+        data,
+    )
+    .await?;
     let refusal = match app
         .append_json_as(&viewer.principal, event.to_string().as_bytes())
         .await

@@ -533,7 +533,6 @@ async fn event(
         return Err(FieldError::new("scan", bad.raw.clone(), rule));
     }
     let dins: Vec<String> = scans.iter().filter_map(|s| s.din.clone()).collect();
-    let now = site_now(app, &ctx.site_id).await?;
     let me = &viewer.person_id;
     let data = match step {
         Step::Collection => json!({
@@ -572,12 +571,33 @@ async fn event(
     if let Some(given) = filled.verifications() {
         data["verifications"] = given;
     }
+    let source = format!("{}/{}", slug(step), filled.get("idempotency_key"));
+    console_event(
+        app,
+        &ctx.chain.coi,
+        &ctx.site_id,
+        step.event_type(),
+        &source,
+        data,
+    )
+    .await
+}
+
+/// A chain event as a console form sends it: at `site`, occurring now in the site's zone,
+/// its source the console with `source_event_id` (the form's idempotency key).
+pub(crate) async fn console_event(
+    app: &Autolog,
+    coi: &str,
+    site: &str,
+    event_type: &str,
+    source_event_id: &str,
+    data: Value,
+) -> Result<Value, FieldError> {
+    let now = site_now(app, site).await?;
     Ok(json!({
-        "stream": StreamId::chain(&ctx.chain.coi).to_string(),
-        "occurred_at": now,
-        "site": ctx.site_id,
-        "source": {"system": "console", "source_event_id": format!("{}/{}", slug(step), filled.get("idempotency_key"))},
-        "body": {"type": step.event_type(), "version": 1, "data": data},
+        "stream": StreamId::chain(coi).to_string(), "occurred_at": now, "site": site,
+        "source": {"system": "console", "source_event_id": source_event_id},
+        "body": {"type": event_type, "version": 1, "data": data},
     }))
 }
 

@@ -21,11 +21,20 @@ pub(crate) struct Viewer {
     /// The session's CSRF token (empty when the session was opened through the API,
     /// which keeps no token in a cookie: forms then ask to sign in again).
     pub csrf: String,
-    /// Open critical alerts the person may see, shown on every page.
-    pub critical_open: usize,
+    /// The open alerts the person may see, newest first (read once per request: every
+    /// page counts the critical ones; home and the inbox list them).
+    pub open_alerts: Vec<autolog_app::Alert>,
 }
 
 impl Viewer {
+    /// How many open critical alerts the person may see, shown on every page.
+    pub fn critical_open(&self) -> usize {
+        self.open_alerts
+            .iter()
+            .filter(|a| a.raised.severity == "critical")
+            .count()
+    }
+
     pub fn may(&self, permission: Permission) -> bool {
         allowed_somewhere(&self.principal.grants, permission)
     }
@@ -105,36 +114,38 @@ async fn signed_in(
     let csrf = cookie(headers, CSRF_COOKIE)
         .filter(|c| principal.csrf_matches(c))
         .unwrap_or_default();
-    let critical_open = critical_alerts(app, &principal).await?;
+    let open_alerts = if allowed_somewhere(&principal.grants, Permission::ReadAlerts) {
+        visible_alerts(app, &principal, "open").await?
+    } else {
+        Vec::new()
+    };
     Ok(Viewer {
         principal,
         person_id,
         csrf,
-        critical_open,
+        open_alerts,
     })
 }
 
-/// How many open critical alerts the person may see.
-async fn critical_alerts(app: &Autolog, principal: &Principal) -> Result<usize, ConsoleError> {
-    if !allowed_somewhere(&principal.grants, Permission::ReadAlerts) {
-        return Ok(0);
-    }
-    let open = app
+/// The alerts with `status` that `principal` may see, newest first.
+pub(crate) async fn visible_alerts(
+    app: &Autolog,
+    principal: &Principal,
+    status: &str,
+) -> Result<Vec<autolog_app::Alert>, ConsoleError> {
+    let all = app
         .alerts(&autolog_app::AlertQuery {
-            status: Some("open".into()),
+            status: Some(status.to_string()),
             ..Default::default()
         })
         .await?;
-    let mut count = 0;
-    for alert in open.iter().filter(|a| a.raised.severity == "critical") {
-        if alert_visible(app, principal, Permission::ReadAlerts, alert)
-            .await
-            .map_err(|e| e.0)?
-        {
-            count += 1;
+    let mut out = Vec::new();
+    for alert in all {
+        if alert_visible(app, principal, Permission::ReadAlerts, &alert).await? {
+            out.push(alert);
         }
     }
-    Ok(count)
+    Ok(out)
 }
 
 /// What a console request can end in besides its page.
