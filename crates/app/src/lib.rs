@@ -10,6 +10,7 @@ mod error;
 mod feeds;
 mod ingest;
 pub mod interop;
+pub mod labels;
 mod ledger;
 mod projections;
 mod reference;

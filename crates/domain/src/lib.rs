@@ -13,6 +13,7 @@ pub mod catalogue;
 pub mod chain;
 pub mod error;
 pub mod identifiers;
+pub mod labels;
 pub mod ledger;
 pub mod reference;
 pub mod rules;

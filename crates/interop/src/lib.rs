@@ -5,3 +5,4 @@
 
 pub mod epcis;
 pub mod fhir;
+pub mod labels;

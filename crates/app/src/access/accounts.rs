@@ -1182,7 +1182,7 @@ impl Autolog {
     /// crosswalks are kept by network-wide stewards; Autolog's own streams (`patient/`,
     /// `vault/`) take nothing from a request; and a source id someone else already used
     /// is a conflict, never an answer showing their record.
-    async fn authorize_in_scope(
+    pub(crate) async fn authorize_in_scope(
         &self,
         principal: &Principal,
         drafts: &[autolog_domain::EventDraft],
@@ -1215,7 +1215,13 @@ impl Autolog {
             let family = event_type.split_once('.').map_or(event_type, |(f, _)| f);
             if matches!(
                 family,
-                "site" | "personnel" | "process_step" | "product" | "source_system" | "crosswalk"
+                "site"
+                    | "personnel"
+                    | "process_step"
+                    | "product"
+                    | "source_system"
+                    | "crosswalk"
+                    | "label_template"
             ) && !autolog_domain::access::may_record_at(&principal.grants, event_type, None)
             {
                 return Err(AppError::Forbidden(FieldError::new(

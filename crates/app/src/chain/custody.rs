@@ -134,7 +134,7 @@ impl ChainFacts {
             .map_or("", |e| e.product_code.as_str())
     }
 
-    fn view(&self) -> ChainView {
+    pub(crate) fn view(&self) -> ChainView {
         ChainView::fold(self.entries.iter().map(ChainEvent::as_entry), &self.ctx)
     }
 
@@ -277,7 +277,7 @@ fn records_named(draft: &EventDraft) -> Vec<String> {
 impl Autolog {
     /// Loads what the checks of a chain need: stored events, enrolment, product, and the
     /// step taxonomy (CBV bizStep of each of the product's steps).
-    async fn chain_facts(
+    pub(crate) async fn chain_facts(
         &self,
         stream: &str,
         reads: &Arc<RuleReads>,
@@ -1561,7 +1561,7 @@ pub(crate) fn filter_role(person: &Value, role: &str) -> Value {
 
 /// The id of a hold `cause` places (on the chain or for the `tag` given): derived from the
 /// cause's source, so a resent cause places no second hold.
-fn hold_id_of(cause: &EventDraft, tag: &str) -> String {
+pub(crate) fn hold_id_of(cause: &EventDraft, tag: &str) -> String {
     format!(
         "HOLD-{}",
         short_digest(&[&cause.source.system, &cause.source.source_event_id, tag])
@@ -1569,7 +1569,7 @@ fn hold_id_of(cause: &EventDraft, tag: &str) -> String {
 }
 
 /// The `chain.hold_placed` Autolog records on `stream` because of `cause`.
-fn hold_placed(
+pub(crate) fn hold_placed(
     cause: &EventDraft,
     stream: impl Into<String>,
     what: String,

@@ -503,7 +503,8 @@ fn occurred_for(event_type: &str, data: &Value, import_time: &OccurredAt) -> Occ
         && (event_type.ends_with(".registered")
             || event_type == "crosswalk.mapped"
             || event_type == "process_step.defined"
-            || event_type == "verification_policy.defined");
+            || event_type == "verification_policy.defined"
+            || event_type == "label_template.defined");
     let from = data
         .get("valid_from")
         .and_then(Value::as_str)

@@ -203,11 +203,15 @@ pub fn may_record(role: Role, event_type: &str) -> bool {
                 | "product"
                 | "source_system"
                 | "crosswalk"
+                | "label_template"
                 | "annotation"
         ),
         ApheresisCoordinator => matches!(
             event_type,
-            "chain.enrolled"
+            "label.printed"
+                | "label.voided"
+                | "label.verified"
+                | "chain.enrolled"
                 | "chain.step_performed"
                 | "chain.collected"
                 | "chain.collection_site_assigned"
@@ -219,7 +223,10 @@ pub fn may_record(role: Role, event_type: &str) -> bool {
         ),
         Courier => matches!(
             event_type,
-            "custody.handed_off"
+            "label.printed"
+                | "label.voided"
+                | "label.verified"
+                | "custody.handed_off"
                 | "custody.received"
                 | "sample.handed_off"
                 | "sample.received"
@@ -228,7 +235,10 @@ pub fn may_record(role: Role, event_type: &str) -> bool {
         ),
         ManufacturingOperator => matches!(
             event_type,
-            "chain.step_performed"
+            "label.printed"
+                | "label.voided"
+                | "label.verified"
+                | "chain.step_performed"
                 | "sample.handed_off"
                 | "sample.received"
                 | "chain.hold_placed"
@@ -253,7 +263,8 @@ pub fn may_record(role: Role, event_type: &str) -> bool {
         ),
         QaReleaser => matches!(
             event_type,
-            "chain.released"
+            "label.verified"
+                | "chain.released"
                 | "unit.expiry_extended"
                 | "chain.hold_placed"
                 | "chain.hold_released"
@@ -268,7 +279,8 @@ pub fn may_record(role: Role, event_type: &str) -> bool {
         ),
         TreatmentNurse => matches!(
             event_type,
-            "custody.received"
+            "label.verified"
+                | "custody.received"
                 | "chain.step_performed"
                 | "chain.hold_placed"
                 | "chain.bedside_verified"

@@ -102,6 +102,10 @@ catalogue! {
         "How many people (0 to 5) must verify a step (collection, custody handoff or receipt, final labelling, release, bedside check, administration), with which roles, for a product, in a country or at a site.";
     VerificationPolicyAmended(crate::access::verification::VerificationPolicyAmendedV1) = "verification_policy.amended", 1, Fold::Merge,
         "A verification policy's number of verifiers, qualifying roles, status or validity changes.";
+    LabelTemplateDefined(crate::labels::template::LabelTemplateDefinedV1) = "label_template.defined", 1, Fold::Merge,
+        "How a product's container (collection bag, final unit, shipper) is labelled: label stock (size, roll or A4 sheet), language, the collection product's ISBT 128 code, a bag's expiry, whether the pseudonymous patient key is printed.";
+    LabelTemplateAmended(crate::labels::template::LabelTemplateAmendedV1) = "label_template.amended", 1, Fold::Merge,
+        "A label template's stock, language, codes, patient naming, status or validity changes (a new version of the template).";
     CrosswalkMapped(CrosswalkMappedV1) = "crosswalk.mapped", 1, Fold::Merge,
         "A source system's local code mapped onto a canonical id over a validity interval.";
     ChainEnrolled(ChainEnrolledV1) = "chain.enrolled", 1, Fold::Merge,
@@ -206,6 +210,12 @@ catalogue! {
         "Recorded by Autolog on a chain whose patient is collected again under a new COI (re-collection, re-manufacture): the new chain and why; this episode makes no more progress.";
     UnitExpiryExtended(crate::catalogue::batch::UnitExpiryExtendedV1) = "unit.expiry_extended", 1, Fold::AppendTo("expiry_extensions"),
         "A final unit's expiry extended by a signed QA decision, with its reason (the only way past an expiry).";
+    LabelPrinted(crate::labels::LabelPrintedV1) = "label.printed", 1, Fold::AppendTo("labels"),
+        "Recorded by Autolog: a label of one of the chain's containers was printed from the ledger (template and version, every data structure encoded and the eye-readable text, by whom, where, on which printer, which copy; a reprint says why).";
+    LabelVoided(crate::labels::LabelVoidedV1) = "label.voided", 1, Fold::AppendTo("label_voids"),
+        "Recorded by Autolog: a printed label was voided (spoiled, destroyed), by whom and why.";
+    LabelVerified(crate::labels::LabelVerifiedV1) = "label.verified", 1, Fold::AppendTo("label_verifications"),
+        "Recorded by Autolog: an applied label was scanned back and every data structure read compared with what was printed (a mismatch holds the chain and raises an alert).";
     WebhookRegistered(crate::access::WebhookChangedV1) = "webhook.registered", 1, Fold::Merge,
         "Recorded by Autolog: an outbound webhook was registered (its URL, by whom, the ledger position its alerts start after; never its secret).";
     WebhookDeactivated(crate::access::WebhookChangedV1) = "webhook.deactivated", 1, Fold::AppendTo("deactivations"),
@@ -239,6 +249,9 @@ pub const RECORDED_BY_AUTOLOG: &[&str] = &[
     "chain.recollected",
     "webhook.registered",
     "webhook.deactivated",
+    "label.printed",
+    "label.voided",
+    "label.verified",
 ];
 
 /// Looks up a type; the error says which types or versions exist.

@@ -20,6 +20,7 @@ use crate::error::FieldError;
 
 use crate::ledger::time::Instant;
 
+mod labels;
 pub mod summary;
 
 /// The states of a chain (glossary: enrolled -> collected -> in transit -> ... -> in follow-up).
@@ -246,6 +247,18 @@ pub struct ChainView {
     pub sample_shipments: BTreeMap<String, SampleShipment>,
     /// Where each sample is (the laboratory that received it).
     pub sample_sites: BTreeMap<String, String>,
+    /// Every label printed on the chain, by label id.
+    pub labels: BTreeMap<String, PrintedLabel>,
+}
+
+/// A label printed for one of the chain's containers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrintedLabel {
+    pub container: String,
+    pub container_kind: String,
+    pub copy: u32,
+    pub voided: bool,
+    pub event_id: uuid::Uuid,
 }
 
 /// The last receipt applied: its event, the custodian before it, what it answered.
@@ -323,6 +336,7 @@ impl Default for ChainView {
             shippers: BTreeMap::new(),
             sample_shipments: BTreeMap::new(),
             sample_sites: BTreeMap::new(),
+            labels: BTreeMap::new(),
         }
     }
 }
@@ -443,6 +457,9 @@ impl ChainView {
                 Ok(Some(self.state))
             }
             P::SampleReceived(s) => self.sample_receipt_check(s),
+            P::LabelPrinted(l) => self.label_print_check(l).map(Some),
+            P::LabelVoided(v) => self.label_check(&v.label_id, true).map(Some),
+            P::LabelVerified(v) => self.label_check(&v.label_id, false).map(Some),
             // A return is what happened to the material: recorded on a held chain and on
             // a chain collected again; it does not move the chain on.
             P::CustodyHandedOff(h) if self.is_return(&h.from_site_id, &h.destination_site_id) => {
@@ -955,6 +972,23 @@ impl ChainView {
             }
             P::ChainHoldPlaced(h) => self.apply_hold_placed(entry, h),
             P::ChainHoldReleased(h) => self.apply_hold_released(&h.hold_id),
+            P::LabelPrinted(l) => {
+                self.labels.insert(
+                    l.label_id.clone(),
+                    PrintedLabel {
+                        container: l.content.container.clone(),
+                        container_kind: l.content.container_kind.clone(),
+                        copy: l.copy,
+                        voided: false,
+                        event_id: entry.event_id,
+                    },
+                );
+            }
+            P::LabelVoided(v) => {
+                if let Some(label) = self.labels.get_mut(&v.label_id) {
+                    label.voided = true;
+                }
+            }
             _ => {}
         }
         if let Some(step) = entry.payload.step_code() {

@@ -35,20 +35,36 @@ impl Compound {
     }
 }
 
-/// The structures a compound message may hold, by data identifier: (identifier, what it
-/// is, its length with the identifier). A DIN's identifier is `=` and its first character.
-const STRUCTURES: &[(&str, &str, usize)] = &[
-    ("=<", "product code (DS003)", 10),
-    ("&>", "expiration date and time (DS005)", 12),
-    ("&*", "collection date and time (DS007)", 12),
-    ("&}", "production date and time (DS009)", 12),
-    ("=(", "flexible date and time (DS031)", 18),
-    ("=,", "product divisions (DS032)", 8),
-    ("&/", "chain of identity identifier (DS040)", 17),
+/// The structures a compound message may hold, by data identifier: (identifier, name,
+/// what it is, its length with the identifier). A DIN's identifier is `=` and its first
+/// character.
+const STRUCTURES: &[(&str, &str, &str, usize)] = &[
+    ("=<", "DS003", "product code (DS003)", 10),
+    ("&>", "DS005", "expiration date and time (DS005)", 12),
+    ("&*", "DS007", "collection date and time (DS007)", 12),
+    ("&}", "DS009", "production date and time (DS009)", 12),
+    ("=(", "DS031", "flexible date and time (DS031)", 18),
+    ("=,", "DS032", "product divisions (DS032)", 8),
+    ("&/", "DS040", "chain of identity identifier (DS040)", 17),
 ];
 
 /// Reads `=+aabbb` and the structures after it.
 pub fn parse_compound(text: &str) -> Result<Compound, String> {
+    let mut found = Compound::default();
+    for (name, structure) in structures(text)? {
+        match name {
+            "DS003" => found.product_code = Some(structure[2..].to_string()),
+            "DS040" => found.coi = Some(structure),
+            "DS001" => found.din = Some(structure),
+            _ => {}
+        }
+    }
+    Ok(found)
+}
+
+/// Every structure of a compound message, in order: its name (`DS001`...) and the
+/// structure with its data identifier. Each identifier and length is checked.
+pub fn structures(text: &str) -> Result<Vec<(&'static str, String)>, String> {
     let Some(rest) = text.strip_prefix("=+") else {
         return Err("a compound message begins with =+".into());
     };
@@ -63,20 +79,14 @@ pub fn parse_compound(text: &str) -> Result<Compound, String> {
         return Err("the compound message's header announces no structure".into());
     }
     let mut body = &rest[5..];
-    let mut found = Compound::default();
+    let mut found = Vec::with_capacity(count);
     for n in 1..=count {
-        let (what, len) = identify(body).map_err(|e| format!("structure {n} of {count}: {e}"))?;
+        let (name, what, len) =
+            identify(body).map_err(|e| format!("structure {n} of {count}: {e}"))?;
         let Some(structure) = body.get(..len) else {
             return Err(format!("structure {n} of {count} ({what}) is cut short: {len} characters expected, {} left", body.len()));
         };
-        match &structure[..2] {
-            "=<" => found.product_code = Some(structure[2..].to_string()),
-            "&/" => found.coi = Some(structure.to_string()),
-            id if id.starts_with('=') && what.starts_with("donation") => {
-                found.din = Some(structure.to_string())
-            }
-            _ => {}
-        }
+        found.push((name, structure.to_string()));
         body = &body[len..];
     }
     if !body.is_empty() {
@@ -88,18 +98,18 @@ pub fn parse_compound(text: &str) -> Result<Compound, String> {
     Ok(found)
 }
 
-/// The structure at the start of `body`: what it is and its length.
-fn identify(body: &str) -> Result<(&'static str, usize), String> {
+/// The structure at the start of `body`: its name, what it is and its length.
+pub fn identify(body: &str) -> Result<(&'static str, &'static str, usize), String> {
     let id = body
         .get(..2)
         .ok_or("nothing where a structure was announced")?;
-    if let Some((_, what, len)) = STRUCTURES.iter().find(|(i, _, _)| *i == id) {
-        return Ok((what, *len));
+    if let Some((_, name, what, len)) = STRUCTURES.iter().find(|(i, _, _, _)| *i == id) {
+        return Ok((name, what, *len));
     }
     let mut chars = id.chars();
     match (chars.next(), chars.next()) {
         (Some('='), Some(c)) if c.is_ascii_alphanumeric() && c != 'O' && c != '0' => {
-            Ok(("donation identification number (DS001)", 16))
+            Ok(("DS001", "donation identification number (DS001)", 16))
         }
         _ => Err(format!(
             "data identifier {id} is not one Autolog reads in a compound message"

@@ -23,7 +23,7 @@ const ACCEPTED: &str = "expected an ISBT 128 DIN (barcode data such as =A9999171
      or an ISBT 128 compound message (=+ and five digits, then its data structures) carrying one of these";
 
 const SUPPORTED_AIS: &str =
-    "Autolog reads (00) SSCC, (01) GTIN, (10) lot, (17) expiry, (21) serial and (414) GLN";
+    "Autolog reads (00) SSCC, (01) GTIN, (10) lot, (17) expiry, (21) serial, (414) GLN and (420) ship-to postal code";
 
 const CSET82: &str = "!\"%&'()*+,-./0-9:;<=>?A-Z_a-z";
 
@@ -54,6 +54,8 @@ pub struct Gs1Elements {
     pub sscc: Option<String>,
     /// (414) GLN, 13 digits, check digit verified.
     pub gln: Option<String>,
+    /// (420) ship-to postal code, 1 to 20 characters.
+    pub ship_to_postal_code: Option<String>,
 }
 
 impl Scanned {
@@ -95,6 +97,7 @@ impl Gs1Elements {
             Ai::Expiry => &self.expiry,
             Ai::Serial => &self.serial,
             Ai::Gln => &self.gln,
+            Ai::ShipTo => &self.ship_to_postal_code,
         }
     }
 
@@ -106,6 +109,7 @@ impl Gs1Elements {
             Ai::Expiry => &mut self.expiry,
             Ai::Serial => &mut self.serial,
             Ai::Gln => &mut self.gln,
+            Ai::ShipTo => &mut self.ship_to_postal_code,
         }
     }
 }
@@ -329,10 +333,19 @@ enum Ai {
     Expiry,
     Serial,
     Gln,
+    ShipTo,
 }
 
 impl Ai {
-    const ALL: [Ai; 6] = [Ai::Sscc, Ai::Gtin, Ai::Lot, Ai::Expiry, Ai::Serial, Ai::Gln];
+    const ALL: [Ai; 7] = [
+        Ai::Sscc,
+        Ai::Gtin,
+        Ai::Lot,
+        Ai::Expiry,
+        Ai::Serial,
+        Ai::Gln,
+        Ai::ShipTo,
+    ];
 
     fn code(self) -> &'static str {
         match self {
@@ -342,6 +355,7 @@ impl Ai {
             Ai::Expiry => "17",
             Ai::Serial => "21",
             Ai::Gln => "414",
+            Ai::ShipTo => "420",
         }
     }
 
@@ -353,6 +367,7 @@ impl Ai {
             Ai::Expiry => "(17) expiry",
             Ai::Serial => "(21) serial",
             Ai::Gln => "(414) GLN",
+            Ai::ShipTo => "(420) ship-to postal code",
         }
     }
 
@@ -363,7 +378,7 @@ impl Ai {
             Ai::Gtin => Some(14),
             Ai::Expiry => Some(6),
             Ai::Gln => Some(13),
-            Ai::Lot | Ai::Serial => None,
+            Ai::Lot | Ai::Serial | Ai::ShipTo => None,
         }
     }
 
@@ -384,14 +399,14 @@ fn in_cset82(c: char) -> bool {
 /// Collects elements and remembers where each AI was seen (to refuse a repeated AI).
 struct Collector {
     elements: Gs1Elements,
-    seen_at: [Option<usize>; 6],
+    seen_at: [Option<usize>; 7],
 }
 
 impl Collector {
     fn new() -> Self {
         Collector {
             elements: Gs1Elements::default(),
-            seen_at: [None; 6],
+            seen_at: [None; 7],
         }
     }
 
@@ -786,6 +801,7 @@ mod tests {
                 serial: Some("S1".into()),
                 sscc: None,
                 gln: Some("4012345000009".into()),
+                ship_to_postal_code: None,
             }
         );
         let e = gs1("]C100106141411234567897\u{1d}");

@@ -37,6 +37,11 @@ impl StreamId {
         Self(format!("step/{step_code}"))
     }
 
+    /// A label template: `label-template/<template id>`.
+    pub fn label_template(template_id: impl fmt::Display) -> Self {
+        Self(format!("label-template/{template_id}"))
+    }
+
     /// A verification policy: `verification-policy/<policy id>`.
     pub fn verification_policy(policy_id: impl fmt::Display) -> Self {
         Self(format!("verification-policy/{policy_id}"))

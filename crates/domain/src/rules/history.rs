@@ -15,6 +15,7 @@ pub const AMENDMENT_TYPES: &[&str] = &[
     "process_step.amended",
     "source_system.amended",
     "verification_policy.amended",
+    "label_template.amended",
     "material_lot.status_changed",
     "product.amended",
     "chain.cancelled",

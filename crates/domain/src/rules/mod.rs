@@ -37,6 +37,7 @@ pub fn registration_stream(event_type: &str, data: &Value) -> Option<String> {
         "unit.linked" => StreamId::unit(field("unit_id")).into(),
         "source_system.registered" => StreamId::source_system(field("system_id")).into(),
         "verification_policy.defined" => StreamId::verification_policy(field("policy_id")).into(),
+        "label_template.defined" => StreamId::label_template(field("template_id")).into(),
         _ => return None,
     })
 }
@@ -85,6 +86,7 @@ pub fn amended_registration(event_type: &str) -> Option<(&'static str, &'static 
         "process_step.amended" => ("process_step.defined", "step/"),
         "source_system.amended" => ("source_system.registered", "source-system/"),
         "verification_policy.amended" => ("verification_policy.defined", "verification-policy/"),
+        "label_template.amended" => ("label_template.defined", "label-template/"),
         "material_lot.status_changed" => ("material_lot.registered", "lot/"),
         "product.amended" => ("product.registered", "product/"),
         "chain.cancelled" => ("chain.enrolled", "coi/"),
@@ -284,6 +286,9 @@ pub const CHAIN_EVENT_TYPES: &[&str] = &[
     "chain.recollected",
     "sample.handed_off",
     "sample.received",
+    "label.printed",
+    "label.voided",
+    "label.verified",
 ];
 
 /// The lot a consumption uses (`lot/<material>/<lot>`), whose status is checked again
@@ -343,6 +348,7 @@ pub const REGISTRY_STREAMS: &[(&str, &str)] = &[
     ("product/", "product.registered"),
     ("source-system/", "source_system.registered"),
     ("verification-policy/", "verification_policy.defined"),
+    ("label-template/", "label_template.defined"),
     ("coi/", "chain.enrolled"),
     ("din/", "din.linked"),
     ("alert/", "alert.raised"),
