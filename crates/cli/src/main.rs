@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 mod access;
 mod bench;
 mod chains;
+mod labels;
 mod reference;
 mod simulate;
 mod store;
@@ -182,6 +183,12 @@ enum Command {
     Reference {
         #[command(subcommand)]
         command: reference::ReferenceCommand,
+    },
+    /// Labels from the ledger: print (recorded first), show again as PDF, SVG or ZPL, list,
+    /// verify by scan, void.
+    Label {
+        #[command(subcommand)]
+        command: labels::LabelCommand,
     },
     /// Console accounts: create, grant and revoke site-scoped roles, unlock, list.
     User {
@@ -711,6 +718,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reference { command } => {
             let app = store::open(&config).await?;
             reference::run(&app, command).await
+        }
+        Command::Label { command } => {
+            let app = store::open_existing(&config).await?;
+            labels::run(&app, command).await
         }
         Command::User { command } => {
             let app = store::open_existing(&config).await?;

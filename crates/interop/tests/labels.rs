@@ -302,6 +302,16 @@ fn svg_rendered_by_chromium_decodes_to_what_was_recorded() {
                 "--disable-gpu",
                 "--hide-scrollbars",
             ])
+            .args([
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+            ])
+            .args(["--disable-component-update", "--disable-sync"])
+            .arg(format!(
+                "--user-data-dir={}",
+                dir.join(format!("profile-{name}")).display()
+            ))
             .arg(format!("--force-device-scale-factor={scale}"))
             .arg(format!(
                 "--window-size={},{}",

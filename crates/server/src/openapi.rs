@@ -306,6 +306,36 @@ const ANSWERS: &[(&str, &str, &str, SchemaOf)] = {
             "200",
             schema::<app::PersonalDataErased>,
         ),
+        (
+            "/api/v1/chains/{coi}/labels",
+            "get",
+            "200",
+            schema::<crate::routes::LabelList>,
+        ),
+        (
+            "/api/v1/chains/{coi}/labels",
+            "post",
+            "201",
+            schema::<app::labels::Label>,
+        ),
+        (
+            "/api/v1/chains/{coi}/labels/{container}",
+            "get",
+            "200",
+            schema::<app::labels::Label>,
+        ),
+        (
+            "/api/v1/chains/{coi}/labels/{container}/void",
+            "post",
+            "200",
+            schema::<app::labels::Label>,
+        ),
+        (
+            "/api/v1/labels/verify",
+            "post",
+            "201",
+            schema::<app::labels::Verification>,
+        ),
         ("/api/v1/webhooks", "get", "200", schema::<app::WebhookList>),
         (
             "/api/v1/webhooks",

@@ -175,7 +175,7 @@ const SITES: &[SiteDef] = &[
         postal: "90017",
         country: "US",
         gln: "0614141000029",
-        fin: Some("A5678"),
+        fin: Some("A9990"),
         local: "LAX-ONC",
     },
     SiteDef {
@@ -187,7 +187,7 @@ const SITES: &[SiteDef] = &[
         postal: "75012",
         country: "FR",
         gln: "3760000000017",
-        fin: Some("F1234"),
+        fin: Some("A9991"),
         local: "PAR-HOSP",
     },
     SiteDef {
@@ -199,7 +199,7 @@ const SITES: &[SiteDef] = &[
         postal: "2050",
         country: "AU",
         gln: "9300000000040",
-        fin: Some("S4321"),
+        fin: Some("A9992"),
         local: "SYD-CTC",
     },
     SiteDef {
@@ -211,7 +211,7 @@ const SITES: &[SiteDef] = &[
         postal: "02210",
         country: "US",
         gln: "0614141000012",
-        fin: Some("A1234"),
+        fin: Some("A9993"),
         local: "BOS1",
     },
     SiteDef {
@@ -696,6 +696,9 @@ fn reference_data(g: &mut Gen, at_s: i64) -> Result<Vec<(String, String)>, Simul
     }
     for p in &PRODUCTS {
         register(g, "product.registered", product(p, &from));
+        for data in label_templates(p, &from) {
+            register(g, "label_template.defined", data);
+        }
     }
     for (id, name, quals) in PEOPLE {
         let q: Vec<Value> = quals
@@ -815,6 +818,42 @@ fn reference_data(g: &mut Gen, at_s: i64) -> Result<Vec<(String, String)>, Simul
         secrets.push((person.to_string(), secret));
     }
     Ok(secrets)
+}
+
+/// How a product's bags, final units and shippers are labelled (issue 21): ISBT 128 codes
+/// of the simulated products are fictitious (ICCBBA's tables are licensed).
+fn label_templates(p: &ProductDef, from: &str) -> Vec<Value> {
+    let collection = format!("S9{}", &p.isbt[2..]);
+    [
+        (
+            "BAG",
+            "collection_bag",
+            100,
+            70,
+            Some(collection.as_str()),
+            Some(72),
+            "patient_key",
+        ),
+        ("UNIT", "final_unit", 100, 70, None, None, "patient_key"),
+        ("SHIPPER", "shipper", 150, 100, None, None, "coi_only"),
+    ]
+    .into_iter()
+    .map(|(tag, kind, w, h, code, hours, patient)| {
+        let mut t = json!({
+            "template_id": format!("LT-{}-{tag}", p.code), "product_code": p.code,
+            "container_kind": kind, "width_mm": w, "height_mm": h, "media": "roll",
+            "language": "en", "patient_identification": patient, "status": "active",
+            "valid_from": from,
+        });
+        if let Some(code) = code {
+            t["isbt128_product_code"] = json!(code);
+        }
+        if let Some(hours) = hours {
+            t["expiry_hours"] = json!(hours);
+        }
+        t
+    })
+    .collect()
 }
 
 fn product(p: &ProductDef, from: &str) -> Value {

@@ -72,8 +72,13 @@ pub fn every_role() -> Vec<(&'static str, &'static str)> {
 
 /// The current TOTP code of a base32 key.
 pub fn current_totp(secret: &str) -> String {
+    totp_at(secret, Instant::now())
+}
+
+/// The TOTP code at `now` (an app's own clock, which a test may have shifted).
+pub fn totp_at(secret: &str, now: Instant) -> String {
     let key = totp_key(secret).expect("base32 TOTP key");
-    totp_code(&key, totp_step(Instant::now())).expect("TOTP code")
+    totp_code(&key, totp_step(now)).expect("TOTP code")
 }
 
 /// The `personnel.registered` event (a request body of POST /api/v1/events, or one line
@@ -126,7 +131,7 @@ pub async fn person(app: &Autolog, person_id: &str, grants: &[(&str, &str)]) -> 
             .expect("grant");
     }
     let signed_in = app
-        .sign_in(person_id, PASSWORD, &current_totp(&secret), None)
+        .sign_in(person_id, PASSWORD, &totp_at(&secret, app.now()), None)
         .await
         .expect("sign in");
     Credentials::session(

@@ -669,6 +669,32 @@ impl Autolog {
         }
     }
 
+    /// A person at this machine's command line (the operator of the data directory), with
+    /// the roles the person's account holds now; refused for an account that does not
+    /// exist or is locked. Their events carry the console's source, as a session's do.
+    pub async fn local_person(&self, person_id: &str) -> Result<Principal, AppError> {
+        let grants = self.grants_of(person_id).await?;
+        if grants.is_empty() {
+            return Err(AppError::Forbidden(FieldError::new(
+                "person_id",
+                person_id,
+                "has no account with a role (autolog user create, then user grant)",
+            )));
+        }
+        if !self.not_locked_out(person_id).await? {
+            return Err(unauthenticated("the account is locked"));
+        }
+        Ok(Principal {
+            actor: format!("person/{person_id}"),
+            kind: PrincipalKind::Person {
+                person_id: person_id.to_string(),
+                csrf_sha256: String::new(),
+                session_sha256: String::new(),
+            },
+            grants,
+        })
+    }
+
     pub(crate) async fn grants_of(&self, person_id: &str) -> Result<Vec<Grant>, AppError> {
         let mut grants = Vec::new();
         for g in self.store.role_grants(person_id).await? {

@@ -240,6 +240,34 @@ impl Autolog {
     }
 }
 
+/// A label drawn from its record: `pdf`, `svg` or `zpl`; its media type and bytes.
+pub fn draw(label: &Label, format: &str) -> Result<(&'static str, Vec<u8>), AppError> {
+    use autolog_interop::labels as draw;
+    let scene = draw::layout(&label.content, &label.stock).map_err(|e| {
+        AppError::Invalid(FieldError::new(
+            "container",
+            &label.content.container,
+            e.to_string(),
+        ))
+    })?;
+    let title = format!(
+        "Label {} of {} (copy {})",
+        label.label_id, label.content.container, label.copy
+    );
+    Ok(match format {
+        "pdf" => ("application/pdf", draw::pdf(&scene, &title)),
+        "svg" => ("image/svg+xml", draw::svg(&scene, &title).into_bytes()),
+        "zpl" => ("application/zpl", draw::zpl(&scene).into_bytes()),
+        other => {
+            return Err(AppError::Invalid(FieldError::new(
+                "format",
+                other,
+                "must be one of json, pdf, svg, zpl",
+            )))
+        }
+    })
+}
+
 /// The container a print or a scan names: its kind and canonical identifier (a DIN with
 /// its check character, a final unit's identifier, an SSCC's 18 digits).
 pub fn container_of(text: &str) -> Result<(&'static str, String), AppError> {

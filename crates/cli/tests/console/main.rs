@@ -456,10 +456,10 @@ async fn an_administrator_manages_accounts_and_tokens() {
     b.close().await;
 }
 
-/// A DIN of Los Angeles (FIN A5678) in 2026, `seq` its six digits, as typed (13 characters
+/// A DIN of Los Angeles (validation FIN A9990) in 2026, `seq` its six digits, as typed (13 characters
 /// and its check character K).
 fn lax_din(seq: u32) -> String {
-    autolog_domain::identifiers::Din::parse("din", &format!("A567826{seq:06}"))
+    autolog_domain::identifiers::Din::parse("din", &format!("A999026{seq:06}"))
         .expect("a DIN")
         .to_string()
 }
@@ -615,7 +615,7 @@ async fn bags_are_scanned_through_collection_handoff_and_a_swapped_bag_is_caught
     b.click("a.button[href$='/steps/receive']").await;
     b.fill("#new_scan", &bag1).await;
     b.type_and_submit(&char::from(Key::Enter).to_string()).await;
-    b.fill("#new_scan", "F123426000002H").await;
+    b.fill("#new_scan", "A999126000002W").await;
     b.type_and_submit(&char::from(Key::Enter).to_string()).await;
     let flagged = b.text().await;
     assert!(flagged.contains("another patient's bag"), "{flagged}");
@@ -1001,6 +1001,33 @@ async fn scan_bags(b: &Browser, bags: &[String]) {
 /// One patient from the physician's order to the infusion through the console alone,
 /// each step by the person qualified for it at its site, scans typed as a wedge scanner
 /// types them; then the ledger verifies.
+/// The first bag's label printed from the chain's labels page, then verified by typing
+/// its 2-D symbol's data as a scanner would.
+async fn print_and_verify_a_bag_label(b: &Browser, base: &str, coi: &str, din: &str) {
+    b.goto(&format!("{base}/chains/{coi}")).await;
+    b.click("a.button[href$='/labels']").await;
+    b.fill(&format!("#printer-{din}"), "ZD621-LAX-1").await;
+    b.click(&format!(
+        "form[action$='/labels/print']:has(input[value='{din}']) button"
+    ))
+    .await;
+    let page = b.text().await;
+    assert!(page.contains("recorded: print it now"), "{page}");
+    b.check_page("labels").await;
+    let matrix = page
+        .split_whitespace()
+        .find(|w| w.starts_with("=+06000"))
+        .unwrap_or_else(|| panic!("the 2-D symbol's data on the page: {page}"))
+        .to_string();
+    b.fill(&format!("#scans-{din}"), &matrix).await;
+    b.click(&format!(
+        "form[action$='/labels/verify']:has(input[value='{din}']) button"
+    ))
+    .await;
+    let page = b.text().await;
+    assert!(page.contains("Label verified"), "{page}");
+}
+
 async fn one_patient_through_the_console(database_url: Option<String>) {
     if let Some(why) = browser::missing() {
         eprintln!("skipped: the browser tests need {why}");
@@ -1086,6 +1113,7 @@ async fn one_patient_through_the_console(database_url: Option<String>) {
         "{}",
         b.text().await
     );
+    print_and_verify_a_bag_label(&b, &base, &coi, &bags[0]).await;
     b.goto(&format!("{base}/chains/{coi}/steps/hand-off")).await;
     scan_bags(&b, &bags).await;
     for (field, value) in [

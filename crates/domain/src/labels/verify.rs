@@ -173,6 +173,8 @@ mod tests {
         let names: Vec<&str> = read.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["AI 00", "AI 10", "AI 420"]);
         assert!(read_scan("]X9abc").is_err());
-        assert!(read_scan("=<S0001").expect_err("short").contains("10 characters"));
+        assert!(read_scan("=<S0001")
+            .expect_err("short")
+            .contains("10 characters"));
     }
 }

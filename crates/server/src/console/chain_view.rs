@@ -46,6 +46,9 @@ pub(crate) fn chain_body(
         }
         (time_control(chain, as_of))
         (units(chain))
+        @if viewer.may(Permission::Record) && (!chain.units.is_empty() || !chain.final_units.is_empty()) {
+            p { a.button href={ "/chains/" (chain.coi) "/labels" } { "Print and verify labels" } }
+        }
         @if viewer.may(Permission::ReadAlerts) {
             section aria-labelledby="chain-alerts" {
                 h2 #chain-alerts { "Alerts (" (extras.alerts.len()) ")" }

@@ -17,6 +17,7 @@ mod chain;
 mod chain_view;
 mod enrol;
 mod home;
+mod labels;
 mod network;
 mod page;
 mod record;
@@ -69,6 +70,9 @@ pub(crate) fn router() -> Router<Arc<Autolog>> {
             get(bedside::form).post(bedside::check),
         )
         .route("/chains/{coi}/administer", post(bedside::administer))
+        .route("/chains/{coi}/labels", get(labels::form))
+        .route("/chains/{coi}/labels/print", post(labels::print))
+        .route("/chains/{coi}/labels/verify", post(labels::verify))
         .route(
             "/chains/{coi}/record/{form}",
             get(record::form).post(record::submit),

@@ -23,10 +23,13 @@ const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static(R
 mod access;
 mod chain;
 mod feeds;
+mod labels;
 mod ledger;
 pub(crate) mod params;
 mod projections;
 mod reference;
+
+pub(crate) use labels::LabelList;
 
 type AppState = Arc<Autolog>;
 
@@ -55,6 +58,7 @@ pub fn router(app: Arc<Autolog>, metrics: Arc<crate::metrics::Metrics>) -> Route
         .merge(chain::router())
         .merge(projections::router())
         .merge(feeds::router())
+        .merge(labels::router())
         .merge(access::router())
         .merge(crate::epcis::router())
         .fallback(not_found)

@@ -23,15 +23,15 @@ const FRA: &str = "S-FRA-01";
 static NEXT_DIN: AtomicU32 = AtomicU32::new(5000);
 
 /// One patient's chain and its identifiers.
-struct Chain {
-    key: String,
-    coi: String,
-    dins: Vec<String>,
-    unit: String,
+pub(crate) struct Chain {
+    pub(crate) key: String,
+    pub(crate) coi: String,
+    pub(crate) dins: Vec<String>,
+    pub(crate) unit: String,
 }
 
 /// Enrols a patient at Los Angeles (the EMR's order) with `bags` DINs to collect.
-async fn enrol(app: &Autolog, key: &str, bags: usize) -> Chain {
+pub(crate) async fn enrol(app: &Autolog, key: &str, bags: usize) -> Chain {
     let order = json!({
         "occurred_at": "2026-11-02T09:00:00-08:00[America/Los_Angeles]", "actor": "person/P-0007",
         "site": LAX, "source": {"system": "emr-lax", "source_event_id": format!("ORDER-{key}")},
@@ -63,7 +63,7 @@ async fn enrol(app: &Autolog, key: &str, bags: usize) -> Chain {
 impl Chain {
     /// An event of this chain as `system` sends it.
     #[allow(clippy::too_many_arguments)]
-    fn event(
+    pub(crate) fn event(
         &self,
         system: &str,
         id: &str,
@@ -84,14 +84,14 @@ impl Chain {
         })
     }
 
-    fn collection(&self) -> Value {
+    pub(crate) fn collection(&self) -> Value {
         self.event("aph", "collect", "2026-11-10T12:00:00-08:00[America/Los_Angeles]", LAX, "P-0005", "chain.collected",
             json!({"collection_site_id": LAX, "operator_id": "P-0005", "device_id": "APH-LAX-01",
                    "started_at": "2026-11-10T08:00:00-08:00", "ended_at": "2026-11-10T12:00:00-08:00", "dins": self.dins}))
     }
 
     /// The starting material's handoff to Boston: `dins` in `container`.
-    fn handoff(&self, dins: &[String], container: &str) -> Value {
+    pub(crate) fn handoff(&self, dins: &[String], container: &str) -> Value {
         self.event("courier-cryo", "pickup", "2026-11-10T14:00:00-08:00[America/Los_Angeles]", LAX, "P-0005",
             "custody.handed_off",
             json!({"handoff_id": format!("H-{}", self.key), "step_code": "SHIP-OUT", "from_site_id": LAX,
@@ -102,7 +102,7 @@ impl Chain {
     }
 
     /// Its receipt at Boston, scanning `scanned` (DINs) from `container`.
-    fn receipt(&self, scanned: &[String], container: &str) -> Value {
+    pub(crate) fn receipt(&self, scanned: &[String], container: &str) -> Value {
         let labels: Vec<Value> = scanned.iter().map(|d| json!({"unit": d})).collect();
         self.event("courier-cryo", "delivered", "2026-11-11T09:30:00-05:00[America/New_York]", BOS, "P-0002",
             "custody.received",
@@ -143,7 +143,7 @@ impl Chain {
     /// Manufacturing to release: the batch from every bag, the steps, final unit `unit`
     /// (expiring at `expires_at`, if given), samples to Frankfurt, passing results and the
     /// signed release.
-    fn to_release(&self, expires_at: Option<&str>) -> Vec<Value> {
+    pub(crate) fn to_release(&self, expires_at: Option<&str>) -> Vec<Value> {
         let batch = format!("B-{}", self.key);
         let mut units = json!({"batch_id": batch, "site_id": BOS, "recorded_by": "P-0002", "units": [self.unit]});
         if let Some(at) = expires_at {
@@ -197,7 +197,7 @@ impl Chain {
 }
 
 /// Records events as their systems send them (the operator path): each must be accepted.
-async fn record(app: &Autolog, events: &[Value]) {
+pub(crate) async fn record(app: &Autolog, events: &[Value]) {
     for e in events {
         let recorded = app
             .append_json(e.to_string().as_bytes())
@@ -212,7 +212,7 @@ async fn record(app: &Autolog, events: &[Value]) {
 }
 
 /// A system's token at its sites.
-async fn token(app: &Autolog, system: &str, sites: &[&str]) -> String {
+pub(crate) async fn token(app: &Autolog, system: &str, sites: &[&str]) -> String {
     let sites: Vec<String> = sites.iter().map(|s| s.to_string()).collect();
     let issued = app
         .issue_token(system, &sites, None, "person/P-ADMIN")
@@ -223,7 +223,7 @@ async fn token(app: &Autolog, system: &str, sites: &[&str]) -> String {
 
 /// Sends events as their system does: the ledger attributes them to the token's system,
 /// so they carry no `actor` of their own.
-async fn post(base: &str, token: &str, path: &str, body: &Value) -> (StatusCode, Value) {
+pub(crate) async fn post(base: &str, token: &str, path: &str, body: &Value) -> (StatusCode, Value) {
     let mut body = body.clone();
     match &mut body {
         Value::Array(events) => events.iter_mut().for_each(|e| {
@@ -245,7 +245,7 @@ async fn post(base: &str, token: &str, path: &str, body: &Value) -> (StatusCode,
     (status, answer.json().await.unwrap_or(Value::Null))
 }
 
-async fn alert_rules(app: &Autolog, coi: &str) -> Vec<String> {
+pub(crate) async fn alert_rules(app: &Autolog, coi: &str) -> Vec<String> {
     app.alerts(&AlertQuery {
         status: Some("all".into()),
         coi: Some(coi.to_string()),
@@ -258,7 +258,7 @@ async fn alert_rules(app: &Autolog, coi: &str) -> Vec<String> {
     .collect()
 }
 
-async fn state(app: &Autolog, coi: &str) -> Value {
+pub(crate) async fn state(app: &Autolog, coi: &str) -> Value {
     serde_json::json!(app.chain(coi, None, None).await.expect("chain"))
 }
 

@@ -13,5 +13,6 @@ mod guide;
 mod hard_cases;
 mod hardening;
 mod keys;
+mod labels;
 mod nats;
 mod verification;
