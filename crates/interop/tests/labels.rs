@@ -33,6 +33,7 @@ fn common(coi: &Coi) -> Common<'_> {
         storage_max_celsius: -150.0,
         patient_key: Some("PK-0001"),
         phrases: phrases("en"),
+        omitted: &[],
     }
 }
 

@@ -310,7 +310,7 @@ const ANSWERS: &[(&str, &str, &str, SchemaOf)] = {
             "/api/v1/chains/{coi}/labels",
             "get",
             "200",
-            schema::<crate::routes::LabelList>,
+            schema::<app::labels::LabelList>,
         ),
         (
             "/api/v1/chains/{coi}/labels",

@@ -24,6 +24,7 @@ pub(crate) struct Template {
     isbt128_product_code: Option<String>,
     expiry_hours: Option<u32>,
     patient_key: bool,
+    omitted: Vec<String>,
 }
 
 const TEMPLATES: &str = "label-template/";
@@ -123,6 +124,7 @@ impl Autolog {
                 .patient_key
                 .then_some(enrolment.patient_key.as_str()),
             phrases: phrases(&template.stock.language),
+            omitted: &template.omitted,
         };
         match facts_kind(container) {
             "collection_bag" => {
@@ -309,5 +311,16 @@ fn template_of(t: &Value, version: usize) -> Template {
             .filter(|c| !c.is_empty()),
         expiry_hours: number("expiry_hours"),
         patient_key: text(t, "patient_identification") == "patient_key",
+        omitted: t
+            .get("omitted_lines")
+            .and_then(Value::as_array)
+            .map(|lines| {
+                lines
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
     }
 }

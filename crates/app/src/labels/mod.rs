@@ -39,6 +39,12 @@ pub struct PrintRequest {
     pub reprint_reason: Option<String>,
 }
 
+/// Every label of a chain (`GET /api/v1/chains/{coi}/labels`).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct LabelList {
+    pub labels: Vec<Label>,
+}
+
 /// A label as the ledger recorded it, with what happened to it since.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Label {

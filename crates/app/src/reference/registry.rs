@@ -194,6 +194,7 @@ pub const REGISTRIES: &[Registry] = &[
             col("isbt128_product_code", Text),
             col("expiry_hours", Number),
             col("patient_identification", Text),
+            col("omitted_lines", List),
             col("status", Text),
             col("valid_from", Text),
             col("valid_to", Text),

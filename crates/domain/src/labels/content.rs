@@ -103,6 +103,8 @@ pub struct Common<'a> {
     /// The pseudonymous patient key, when the template prints it.
     pub patient_key: Option<&'a str>,
     pub phrases: &'a Phrases,
+    /// Lines the template leaves off (of `template::OPTIONAL_LINES`).
+    pub omitted: &'a [String],
 }
 
 impl Common<'_> {
@@ -114,6 +116,12 @@ impl Common<'_> {
             self.phrases.to,
             self.storage_max_celsius
         )
+    }
+
+    /// The lines printed: the template's omissions left off.
+    fn printed(&self, mut text: Vec<TextLine>) -> Vec<TextLine> {
+        text.retain(|l| !self.omitted.contains(&l.role));
+        text
     }
 
     fn patient_lines(&self, text: &mut Vec<TextLine>) {
@@ -188,7 +196,12 @@ pub fn bag_label(common: &Common, bag: &Bag) -> LabelContent {
     ));
     text.push(TextLine::plain("storage", common.storage()));
     common.patient_lines(&mut text);
-    isbt_label("collection_bag", bag.din.to_string(), structures, text)
+    isbt_label(
+        "collection_bag",
+        bag.din.to_string(),
+        structures,
+        common.printed(text),
+    )
 }
 
 /// A final product unit: released for its patient from the manufacturing site.
@@ -243,7 +256,12 @@ pub fn unit_label(common: &Common, unit: &Unit) -> LabelContent {
         TextLine::plain("storage", common.storage()),
     ];
     common.patient_lines(&mut text);
-    isbt_label("final_unit", u.to_string(), structures, text)
+    isbt_label(
+        "final_unit",
+        u.to_string(),
+        structures,
+        common.printed(text),
+    )
 }
 
 fn expiry_line(p: &Phrases, at: Instant, zone: &TimeZone) -> TextLine {
@@ -322,7 +340,7 @@ pub fn shipper_label(common: &Common, s: &Shipper) -> LabelContent {
         elements,
         matrix,
         linear: vec![format!("(00){}", s.sscc)],
-        text,
+        text: common.printed(text),
     }
 }
 
@@ -339,6 +357,7 @@ mod tests {
             storage_max_celsius: -150.0,
             patient_key: key,
             phrases: phrases("en"),
+            omitted: &[],
         }
     }
 
@@ -419,9 +438,31 @@ mod tests {
             label.matrix,
             "=+04000&/CHA999926000001=<S00011A0&>0270911200=(1003202604011200"
         );
-        assert_eq!(label.text[0].text, "CH A9999 26 000001 S0001 A0");
-        assert_eq!(label.text[0].boxed, Some(unit.check_character()));
-        assert!(label.text.iter().all(|l| l.role != "patient"));
+        assert_eq!(
+            lines(&label),
+            vec![
+                (
+                    "unit",
+                    "CH A9999 26 000001 S0001 A0",
+                    Some(unit.check_character())
+                ),
+                ("autologous", "FOR AUTOLOGOUS USE ONLY", None),
+                (
+                    "product",
+                    "Autologous anti-CD19 CAR-T cells (S00011A0)",
+                    None
+                ),
+                (
+                    "expiry",
+                    "Expires 01 APR 2027 12:00 EDT (01 APR 2027 16:00 UTC)",
+                    None
+                ),
+                ("produced", "Produced 01 APR 2026 12:00 EDT", None),
+                ("site", "Released by Newark Manufacturing", None),
+                ("storage", "Store at -196 °C to -150 °C", None),
+                ("coi", "CH A9999 26 000001", Some('*')),
+            ]
+        );
         let read = crate::identifiers::compound::parse_compound(&label.matrix).expect("reads");
         let back = read.unit().expect("a unit").expect("valid");
         assert_eq!(back, unit);
@@ -436,11 +477,33 @@ mod tests {
             to_site: "Paris Hospital",
             to_postal_code: Some("75013"),
         };
-        let label = shipper_label(&common(&coi, None), &s);
+        let omitted = vec!["storage".to_string(), "from".to_string()];
+        let mut french = common(&coi, None);
+        french.phrases = phrases("fr");
+        french.omitted = &omitted;
+        let label = shipper_label(&french, &s);
         assert_eq!(
             label.matrix,
             format!("(00)106141412345678908(10){coi}(420)75013")
         );
         assert_eq!(label.linear, vec!["(00)106141412345678908"]);
+        assert_eq!(
+            lines(&label),
+            vec![
+                ("sscc", "(00) 106141412345678908", None),
+                ("autologous", "UNIQUEMENT POUR USAGE AUTOLOGUE", None),
+                ("product", "Autologous anti-CD19 CAR-T cells", None),
+                ("to", "Destinataire Paris Hospital", None),
+                ("coi", "CH A9999 26 000001", Some('*')),
+            ]
+        );
+    }
+
+    fn lines(label: &LabelContent) -> Vec<(&str, &str, Option<char>)> {
+        label
+            .text
+            .iter()
+            .map(|l| (l.role.as_str(), l.text.as_str(), l.boxed))
+            .collect()
     }
 }

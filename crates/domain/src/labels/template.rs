@@ -29,6 +29,18 @@ pub struct Stock {
     pub language: String,
 }
 
+/// The lines of text a template may leave off a label; every other line (the container's
+/// identifier, "for autologous use only", the product, the expiry, the destination, the
+/// COI) is always printed.
+pub const OPTIONAL_LINES: &[&str] = &[
+    "division",
+    "collected",
+    "produced",
+    "site",
+    "storage",
+    "from",
+];
+
 /// The smallest and largest label Autolog draws, in millimetres.
 pub const STOCK_MM: (u32, u32) = (40, 200);
 
@@ -51,6 +63,9 @@ pub struct LabelTemplateDefinedV1 {
     /// For a collection bag: hours from the end of collection to its expiry.
     pub expiry_hours: Option<u32>,
     pub patient_identification: String,
+    /// Lines of text left off the label (of [`OPTIONAL_LINES`]).
+    #[serde(default)]
+    pub omitted_lines: Vec<String>,
     pub status: Option<String>,
     pub valid_from: Option<String>,
     pub valid_to: Option<String>,
@@ -82,11 +97,28 @@ impl Check for LabelTemplateDefinedV1 {
             &self.patient_identification,
             PATIENT_IDENTIFICATION,
         )?;
+        check_omitted(&self.omitted_lines)?;
         if let Some(s) = &self.status {
             one_of("status", s, RECORD_STATUSES)?;
         }
         interval(self.valid_from.as_deref(), self.valid_to.as_deref())
     }
+}
+
+fn check_omitted(lines: &[String]) -> Result<(), FieldError> {
+    for (i, line) in lines.iter().enumerate() {
+        if !OPTIONAL_LINES.contains(&line.as_str()) {
+            return Err(FieldError::new(
+                format!("omitted_lines[{i}]"),
+                line,
+                format!(
+                    "only these lines may be left off a label: {}",
+                    OPTIONAL_LINES.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `label_template.amended`: the stock, language, codes, patient naming, status or
@@ -101,6 +133,7 @@ pub struct LabelTemplateAmendedV1 {
     pub isbt128_product_code: Option<String>,
     pub expiry_hours: Option<u32>,
     pub patient_identification: Option<String>,
+    pub omitted_lines: Option<Vec<String>>,
     pub status: Option<String>,
     pub valid_from: Option<String>,
     pub valid_to: Option<String>,
@@ -116,6 +149,7 @@ impl Check for LabelTemplateAmendedV1 {
             self.isbt128_product_code.is_some(),
             self.expiry_hours.is_some(),
             self.patient_identification.is_some(),
+            self.omitted_lines.is_some(),
             self.status.is_some(),
             self.valid_from.is_some(),
             self.valid_to.is_some(),
@@ -152,6 +186,7 @@ impl Check for LabelTemplateAmendedV1 {
         if let Some(h) = self.expiry_hours {
             check_hours(h)?;
         }
+        check_omitted(self.omitted_lines.as_deref().unwrap_or(&[]))?;
         interval(self.valid_from.as_deref(), self.valid_to.as_deref())
     }
 }
@@ -286,11 +321,16 @@ mod tests {
                 "coi_only, patient_key",
             ),
             ("isbt128_product_code", json!("X12"), "letter"),
+            (
+                "omitted_lines",
+                json!(["storage", "expiry"]),
+                "only these lines",
+            ),
         ] {
             let mut bad = good.clone();
             bad[field] = value;
             let e = schema::<LabelTemplateDefinedV1>(&bad).expect_err(field);
-            assert_eq!(e.field, field);
+            assert!(e.field.starts_with(field), "{field}: {}", e.field);
             assert!(e.rule.contains(says), "{field}: {}", e.rule);
         }
         let mut bag = good.clone();

@@ -1,7 +1,7 @@
 //! Labels: printed from the ledger (the print is recorded first), drawn again from that
 //! record as PDF, SVG or ZPL, voided, and verified by scanning them back.
 
-use autolog_app::labels::{Label, PrintRequest, Verification, VerifyRequest};
+use autolog_app::labels::{Label, LabelList, PrintRequest, Verification, VerifyRequest};
 use autolog_app::Principal;
 use autolog_domain::FieldError;
 use axum::body::Bytes;
@@ -74,12 +74,6 @@ async fn print(
         StatusCode::CREATED,
         Json(app.print_label(&principal, &request).await?),
     ))
-}
-
-/// Every label of a chain.
-#[derive(serde::Serialize, schemars::JsonSchema)]
-pub struct LabelList {
-    pub labels: Vec<Label>,
 }
 
 async fn labels(State(app): State<AppState>, coi: PathParam) -> Result<Json<LabelList>, ApiError> {

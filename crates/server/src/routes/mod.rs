@@ -29,8 +29,6 @@ pub(crate) mod params;
 mod projections;
 mod reference;
 
-pub(crate) use labels::LabelList;
-
 type AppState = Arc<Autolog>;
 
 type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
