@@ -178,11 +178,14 @@ impl Autolog {
             })
     }
 
-    /// The label in force on a container (the last printed and not voided).
+    /// The label in force on a container (the last printed and not voided). A text that
+    /// names no container names no label: not found, as an unknown container is.
     pub async fn current_label(&self, coi: &str, container: &str) -> Result<Label, AppError> {
-        let (_, canonical) = container_of(container)?;
-        self.labels_of(coi)
-            .await?
+        let labels = self.labels_of(coi).await?;
+        let canonical = container_of(container)
+            .map(|(_, c)| c)
+            .unwrap_or_else(|_| container.to_string());
+        labels
             .into_iter()
             .rev()
             .find(|l| l.content.container == canonical && !l.voided)
