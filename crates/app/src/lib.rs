@@ -6,6 +6,7 @@ mod append;
 mod batch;
 mod chain;
 pub mod config;
+mod dossier;
 mod error;
 mod feeds;
 mod ingest;

@@ -17,6 +17,7 @@ use clap::{Parser, Subcommand};
 mod access;
 mod bench;
 mod chains;
+mod dossier;
 mod labels;
 mod reference;
 mod simulate;
@@ -183,6 +184,13 @@ enum Command {
     Reference {
         #[command(subcommand)]
         command: reference::ReferenceCommand,
+    },
+    /// The inspection dossier: `export` a chain as of any moment into one JSON file with
+    /// every event's inclusion proof and a signed checkpoint; `verify` such a file with
+    /// nothing but the public key (no database). docs/dossier.md.
+    Dossier {
+        #[command(subcommand)]
+        command: dossier::DossierCommand,
     },
     /// Labels from the ledger: print (recorded first), show again as PDF, SVG or ZPL, list,
     /// verify by scan, void.
@@ -719,6 +727,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let app = store::open(&config).await?;
             reference::run(&app, command).await
         }
+        Command::Dossier { command } => dossier::run(&config, command).await,
         Command::Label { command } => {
             let app = store::open_existing(&config).await?;
             labels::run(&app, command).await
@@ -951,26 +960,35 @@ fn read_trusted(
         .with_context(|| format!("{} is not JSON", checkpoint_file.display()))?;
     let checkpoint = autolog_domain::ledger::checkpoint::checkpoint_from_json(&value)
         .map_err(|e| anyhow::anyhow!("{}: {e}", checkpoint_file.display()))?;
-    let key_hex = match key_file {
-        Some(file) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read {}", file.display()))?;
-            match serde_json::from_str::<serde_json::Value>(&text) {
-                Ok(v) => v
-                    .get("public_key")
-                    .and_then(serde_json::Value::as_str)
-                    .map(str::to_string)
-                    .ok_or_else(|| anyhow::anyhow!("{}: no public_key", file.display()))?,
-                Err(_) => text.trim().to_string(),
-            }
-        }
-        None => app.public_key().0,
+    let key = match key_file {
+        Some(file) => read_public_key(file)?,
+        None => public_key_of_hex(&app.public_key().0)?,
     };
-    let bytes: [u8; 32] = hex::decode(&key_hex)
+    Ok((checkpoint, key))
+}
+
+/// A public key file: 64 hex characters, or the JSON of `GET /api/v1/key`.
+pub(crate) fn read_public_key(
+    file: &std::path::Path,
+) -> anyhow::Result<autolog_domain::VerifyingKey> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let key_hex = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(v) => v
+            .get("public_key")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| anyhow::anyhow!("{}: no public_key", file.display()))?,
+        Err(_) => text.trim().to_string(),
+    };
+    public_key_of_hex(&key_hex)
+}
+
+fn public_key_of_hex(key_hex: &str) -> anyhow::Result<autolog_domain::VerifyingKey> {
+    let bytes: [u8; 32] = hex::decode(key_hex)
         .ok()
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| anyhow::anyhow!("the trusted key must be 32 bytes as 64 hex characters"))?;
-    let key = autolog_domain::VerifyingKey::from_bytes(&bytes)
-        .map_err(|e| anyhow::anyhow!("the trusted key is not an Ed25519 public key: {e}"))?;
-    Ok((checkpoint, key))
+    autolog_domain::VerifyingKey::from_bytes(&bytes)
+        .map_err(|e| anyhow::anyhow!("the trusted key is not an Ed25519 public key: {e}"))
 }

@@ -95,6 +95,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     // So does a site's work (among the chains in scope).
     ("GET", "/api/v1/sites/{site_id}/work", Site(ReadChains)),
     ("GET", "/api/v1/chains/{coi}", Chain(ReadChains)),
+    ("GET", "/api/v1/chains/{coi}/dossier", Chain(ReadChains)),
     // Labels: printed and voided by those who record on the chain, read by its readers;
     // a verification names its chain in the body (the app checks scope and role).
     ("POST", "/api/v1/chains/{coi}/labels", Chain(Record)),

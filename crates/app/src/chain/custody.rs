@@ -226,7 +226,7 @@ fn person_fields(event_type: &str) -> &'static [&'static str] {
 
 /// The registry records a chain event names, which its rules read: those the store
 /// checks exist, plus its DINs, units and batch.
-fn records_named(draft: &EventDraft) -> Vec<String> {
+pub(crate) fn records_named(draft: &EventDraft) -> Vec<String> {
     let data = &draft.body.data;
     // A lot's record is read without its consumptions (`Autolog::record_state`): reading
     // its whole stream here would cost what the filtered read saves.

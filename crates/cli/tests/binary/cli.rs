@@ -464,3 +464,67 @@ fn verify_against_a_kept_checkpoint_catches_a_replaced_ledger() {
         stdout(&out)
     );
 }
+
+/// `dossier export` writes a chain's dossier from the data directory; `dossier verify`
+/// checks it with the public key alone, from a folder with no database in it; an altered
+/// event is named (exit 1).
+#[test]
+fn a_dossier_verifies_from_the_command_line_without_a_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = dir.path().join("net.ndjson");
+    let net = net.to_str().expect("path");
+    let out = autolog(
+        dir.path(),
+        &["simulate", "--patients", "2", "--seed", "5", "--out", net],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = autolog(dir.path(), &["ingest", net]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&stdout(&autolog(dir.path(), &["chains", "--json"]))).expect("JSON");
+    let coi = list["chains"][0]["coi"]
+        .as_str()
+        .expect("a chain")
+        .to_string();
+    let file = dir.path().join("dossier.json");
+    let file = file.to_str().expect("path");
+    let out = autolog(dir.path(), &["dossier", "export", &coi, "--out", file]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key_line = stdout(&autolog(dir.path(), &["key", "show"]));
+    let key_hex = key_line
+        .lines()
+        .find_map(|l| l.strip_prefix("public key: "))
+        .expect("the public key")
+        .to_string();
+    let elsewhere = tempfile::tempdir().expect("tempdir");
+    let key = elsewhere.path().join("key.txt");
+    std::fs::write(&key, &key_hex).expect("write");
+    let key = key.to_str().expect("path");
+    let out = autolog(elsewhere.path(), &["dossier", "verify", file, "--key", key]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("verified: "), "{}", stdout(&out));
+    assert!(
+        !elsewhere.path().join("autolog.db").exists(),
+        "verify opened no database"
+    );
+
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(file).expect("read")).expect("JSON");
+    doc["events"][2]["event"]["body"]["data"]["tampered"] = serde_json::json!(true);
+    std::fs::write(file, doc.to_string()).expect("write");
+    let out = autolog(elsewhere.path(), &["dossier", "verify", file, "--key", key]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("events[2]: hash"), "{}", stdout(&out));
+}

@@ -4,6 +4,7 @@
 
 pub mod bitemporal;
 pub mod checkpoint;
+pub mod dossier;
 pub mod envelope;
 pub mod event_type;
 pub mod fields;

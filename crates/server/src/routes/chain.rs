@@ -19,6 +19,7 @@ pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/chains", post(enrol).get(chains))
         .route("/api/v1/chains/{coi}", get(chain))
+        .route("/api/v1/chains/{coi}/dossier", get(dossier))
         .route("/api/v1/sites/{site_id}/work", get(site_work))
 }
 
@@ -96,6 +97,32 @@ async fn chain(
         .chain(&coi, q.valid_at.as_deref(), q.known_at.as_deref())
         .await?;
     Ok(Json(chain))
+}
+
+query_params! {
+    /// `GET /api/v1/chains/{coi}/dossier`: as of a valid and a known time; JSON (the PDF
+    /// report is not built yet).
+    DossierParams {
+        valid_at: Option<String>,
+        known_at: Option<String>,
+        format: Option<String>,
+    }
+}
+
+/// The chain's inspection dossier (docs/dossier.md).
+async fn dossier(
+    State(app): State<AppState>,
+    coi: PathParam,
+    QueryOf(q): QueryOf<DossierParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let coi = path_param("coi", coi)?;
+    if let Some(format) = q.format.as_deref().filter(|f| *f != "json") {
+        return Err(autolog_domain::FieldError::new("format", format, "must be json").into());
+    }
+    let dossier = app
+        .dossier(&coi, q.valid_at.as_deref(), q.known_at.as_deref())
+        .await?;
+    Ok(Json(dossier))
 }
 
 /// An enrolment's answer: the COI issued, beside what the append recorded.

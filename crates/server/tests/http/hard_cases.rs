@@ -123,7 +123,7 @@ impl Chain {
                    "quantity_unit": "mL", "site_id": BOS, "recorded_by": "P-0002", "step_code": "MANUFACTURE"}))
     }
 
-    fn result(&self, id: &str, code: &str, result: Value, unit: Option<&str>) -> Value {
+    pub(crate) fn result(&self, id: &str, code: &str, result: Value, unit: Option<&str>) -> Value {
         let mut data = json!({"batch_id": format!("B-{}", self.key), "test_code": code, "method": "per specification",
                               "result": result, "site_id": FRA, "analyst_id": "P-0003"});
         if let Some(u) = unit {

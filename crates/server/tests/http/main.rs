@@ -2,6 +2,7 @@
 //! servers on random loopback ports (`common`) over SQLite and PostgreSQL stores.
 
 mod common;
+mod dossier;
 
 mod access;
 mod alerts;
