@@ -58,6 +58,7 @@ pub use feeds::webhooks::{
     backoff_seconds, signature, AttemptInfo, DeliveryInfo, WebhookDetail, WebhookInfo, WebhookList,
     WebhookRegistered, DELIVERY_ID_HEADER, SIGNATURE_HEADER,
 };
+pub use feeds::witness::{WitnessSettings, Witnessed, WITNESS_FILE};
 pub use ingest::{
     IngestLine, IngestReport, CHAINS_ENDPOINT, EVENTS_ENDPOINT, SIGNING_SECRET_ENDPOINT,
 };
@@ -135,6 +136,8 @@ pub struct Autolog {
     projector: Arc<tokio::sync::Mutex<()>>,
     /// Signalled after each append by this process: wakes the background projector.
     to_project: Arc<tokio::sync::Notify>,
+    /// Where checkpoints are witnessed, and whose this instance witnesses.
+    witnessing: std::sync::RwLock<feeds::witness::WitnessSettings>,
 }
 
 impl Autolog {
@@ -169,6 +172,7 @@ impl Autolog {
             access_refusals: access::refusals::RefusalWindows::default(),
             projector: Arc::new(tokio::sync::Mutex::new(())),
             to_project: Arc::new(tokio::sync::Notify::new()),
+            witnessing: std::sync::RwLock::new(feeds::witness::WitnessSettings::default()),
         }
     }
 

@@ -381,6 +381,18 @@ struct ServeArgs {
         requires = "nats_url"
     )]
     nats_stream: Option<String>,
+    /// Append each signed checkpoint, one JSON line, to DIR/checkpoints.jsonl: a copy kept
+    /// outside the database (docs/dossier.md).
+    #[arg(long, env = "AUTOLOG_WITNESS_DIR", value_name = "DIR")]
+    witness_dir: Option<PathBuf>,
+    /// Send each signed checkpoint to the witness at this base URL (another Autolog serving
+    /// with --witness-for this instance's public key), with its consistency proof.
+    #[arg(long, env = "AUTOLOG_WITNESS_URL", value_name = "URL")]
+    witness_url: Option<String>,
+    /// Witness the ledger with this public key (a file: 64 hex characters or the JSON of
+    /// its GET /api/v1/key); repeat for several.
+    #[arg(long, value_name = "KEY_FILE")]
+    witness_for: Vec<PathBuf>,
     /// Seed a fresh (empty) data directory with the simulated demo network (a few dozen
     /// patients at every stage, one caught bag swap) and create the demo console account
     /// P-0001 with every role at `*`: its password and TOTP key are printed.
@@ -418,9 +430,16 @@ async fn serve(
         nats_url,
         nats_subject_prefix,
         nats_stream,
+        witness_dir,
+        witness_url,
+        witness_for,
         demo,
         demo_password,
     } = args;
+    let origins = witness_for
+        .iter()
+        .map(|file| read_public_key(file))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let tls = match (tls_cert, tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         _ => None,
@@ -467,6 +486,11 @@ async fn serve(
     if let Some(fin) = coi_issuer_fin {
         app = app.with_coi_issuer(fin)?;
     }
+    app.set_witnessing(autolog_app::WitnessSettings {
+        dir: witness_dir,
+        url: witness_url,
+        origins,
+    });
     if demo {
         simulate::seed_demo(&app, demo_password).await?;
     }

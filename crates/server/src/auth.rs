@@ -49,6 +49,9 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/healthz", Public),
     ("GET", "/api/openapi.json", Public),
     ("GET", "/api/v1/key", Public),
+    // A witness of other ledgers: what it takes must be signed by a key it witnesses.
+    ("POST", "/api/v1/witness/checkpoints", Public),
+    ("GET", "/api/v1/witness/checkpoints/latest", Public),
     // GS1 EPCIS 2.0 (crates/server/src/epcis.rs): captured events are shown to their sender
     // and to network-wide ledger readers, chain events to those whose scope holds the chain.
     ("GET", "/epcis", SignedIn),

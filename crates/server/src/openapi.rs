@@ -336,6 +336,18 @@ const ANSWERS: &[(&str, &str, &str, SchemaOf)] = {
             "201",
             schema::<app::labels::Verification>,
         ),
+        (
+            "/api/v1/witness/checkpoints",
+            "post",
+            "201",
+            schema::<app::Witnessed>,
+        ),
+        (
+            "/api/v1/witness/checkpoints/latest",
+            "get",
+            "200",
+            schema::<app::Witnessed>,
+        ),
         ("/api/v1/webhooks", "get", "200", schema::<app::WebhookList>),
         (
             "/api/v1/webhooks",

@@ -5,3 +5,4 @@ pub(crate) mod alerts;
 pub(crate) mod backlog;
 pub(crate) mod outbox;
 pub(crate) mod webhooks;
+pub(crate) mod witness;

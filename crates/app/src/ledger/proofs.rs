@@ -189,6 +189,7 @@ impl Autolog {
         let checkpoint = Checkpoint::sign(&self.key, Some(link), head.position, root, self.now());
         self.store.add_checkpoint(&checkpoint).await?;
         tracing::info!(tree_size = checkpoint.tree_size, root = %hex::encode(root), "checkpoint signed");
+        self.publish_checkpoint(&checkpoint).await;
         Ok(Some(checkpoint))
     }
 

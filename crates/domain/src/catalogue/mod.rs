@@ -216,6 +216,8 @@ catalogue! {
         "Recorded by Autolog: a printed label was voided (spoiled, destroyed), by whom and why.";
     LabelVerified(crate::labels::LabelVerifiedV1) = "label.verified", 1, Fold::AppendTo("label_verifications"),
         "Recorded by Autolog: an applied label was scanned back and every data structure read compared with what was printed (a mismatch holds the chain and raises an alert).";
+    CheckpointWitnessed(crate::ledger::witness::CheckpointWitnessedV1) = "checkpoint.witnessed", 1, Fold::AppendTo("witnessed"),
+        "Recorded by Autolog as a witness of another ledger (stream witness/<its key id>): a checkpoint it signed, checked to extend the one held before (RFC 9162 consistency), and countersigned.";
     WebhookRegistered(crate::access::WebhookChangedV1) = "webhook.registered", 1, Fold::Merge,
         "Recorded by Autolog: an outbound webhook was registered (its URL, by whom, the ledger position its alerts start after; never its secret).";
     WebhookDeactivated(crate::access::WebhookChangedV1) = "webhook.deactivated", 1, Fold::AppendTo("deactivations"),
@@ -252,6 +254,7 @@ pub const RECORDED_BY_AUTOLOG: &[&str] = &[
     "label.printed",
     "label.voided",
     "label.verified",
+    "checkpoint.witnessed",
 ];
 
 /// Looks up a type; the error says which types or versions exist.

@@ -12,4 +12,5 @@ pub mod json;
 pub mod merkle;
 pub mod stream;
 pub mod time;
+pub mod witness;
 pub mod zone;

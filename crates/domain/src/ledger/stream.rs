@@ -37,6 +37,11 @@ impl StreamId {
         Self(format!("step/{step_code}"))
     }
 
+    /// What this instance witnessed of another ledger: `witness/<its key id>`.
+    pub fn witness(origin_key_id: impl fmt::Display) -> Self {
+        Self(format!("witness/{origin_key_id}"))
+    }
+
     /// A label template: `label-template/<template id>`.
     pub fn label_template(template_id: impl fmt::Display) -> Self {
         Self(format!("label-template/{template_id}"))

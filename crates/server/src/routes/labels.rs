@@ -11,11 +11,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::params::QueryOf;
-use super::{path_param, request_body, AppState, PathParam};
+use super::{path_param, typed_body, AppState, PathParam};
 use crate::ApiError;
 
 pub(super) fn router() -> Router<AppState> {
@@ -24,21 +23,6 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/chains/{coi}/labels/{container}", get(label))
         .route("/api/v1/chains/{coi}/labels/{container}/void", post(void))
         .route("/api/v1/labels/verify", post(verify))
-}
-
-/// A JSON body read into `T`: unknown fields refused, a wrong one named with its path.
-fn typed_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
-    let body = request_body(body)?;
-    let mut reader = serde_json::Deserializer::from_slice(&body);
-    serde_path_to_error::deserialize(&mut reader).map_err(|e| {
-        let field = e.path().to_string();
-        let field = if field == "." {
-            "request".to_string()
-        } else {
-            field
-        };
-        FieldError::new(field, "(as sent)", e.into_inner().to_string()).into()
-    })
 }
 
 /// `POST /api/v1/chains/{coi}/labels`.

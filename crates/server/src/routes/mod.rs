@@ -28,6 +28,7 @@ mod ledger;
 pub(crate) mod params;
 mod projections;
 mod reference;
+mod witness;
 
 type AppState = Arc<Autolog>;
 
@@ -57,6 +58,7 @@ pub fn router(app: Arc<Autolog>, metrics: Arc<crate::metrics::Metrics>) -> Route
         .merge(projections::router())
         .merge(feeds::router())
         .merge(labels::router())
+        .merge(witness::router())
         .merge(access::router())
         .merge(crate::epcis::router())
         .fallback(not_found)
@@ -92,6 +94,23 @@ fn request_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> 
             Err(FieldError::new("request", "(unreadable)", rejection.body_text()).into())
         }
     }
+}
+
+/// A JSON body read into `T`: unknown fields refused, a wrong one named with its path.
+fn typed_body<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = request_body(body)?;
+    let mut reader = serde_json::Deserializer::from_slice(&body);
+    serde_path_to_error::deserialize(&mut reader).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." {
+            "request".to_string()
+        } else {
+            field
+        };
+        FieldError::new(field, "(as sent)", e.into_inner().to_string()).into()
+    })
 }
 
 /// Refuses query parameters the endpoint does not know, naming them.

@@ -17,3 +17,4 @@ mod keys;
 mod labels;
 mod nats;
 mod verification;
+mod witness;
