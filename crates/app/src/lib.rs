@@ -3,6 +3,7 @@
 
 mod access;
 mod append;
+pub mod audit_trail;
 mod batch;
 mod chain;
 pub mod config;

@@ -185,6 +185,22 @@ enum Command {
         #[command(subcommand)]
         command: reference::ReferenceCommand,
     },
+    /// The audit trail as JSON (as GET /api/v1/audit-trail): every value changed after first
+    /// entry (old and new values, who, when, why) and a chain's signed reviews.
+    AuditTrail {
+        #[arg(long)]
+        coi: Option<String>,
+        /// Changes recorded at or after (RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Changes recorded at or before (RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        actor: Option<String>,
+        #[arg(long)]
+        site_id: Option<String>,
+    },
     /// The inspection dossier: `export` a chain as of any moment into one JSON file with
     /// every event's inclusion proof and a signed checkpoint; `verify` such a file with
     /// nothing but the public key (no database). docs/dossier.md.
@@ -752,6 +768,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             reference::run(&app, command).await
         }
         Command::Dossier { command } => dossier::run(&config, command).await,
+        Command::AuditTrail {
+            coi,
+            from,
+            to,
+            actor,
+            site_id,
+        } => {
+            let app = store::open_existing(&config).await?;
+            let query = autolog_app::audit_trail::AuditTrailQuery {
+                coi,
+                from,
+                to,
+                actor,
+                site_id,
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&app.audit_trail(&query).await?)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Label { command } => {
             let app = store::open_existing(&config).await?;
             labels::run(&app, command).await

@@ -99,6 +99,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/api/v1/sites/{site_id}/work", Site(ReadChains)),
     ("GET", "/api/v1/chains/{coi}", Chain(ReadChains)),
     ("GET", "/api/v1/chains/{coi}/dossier", Chain(ReadChains)),
+    // The audit trail across the network: the audit view.
+    ("GET", "/api/v1/audit-trail", Everywhere(ReadLedger)),
     // Labels: printed and voided by those who record on the chain, read by its readers;
     // a verification names its chain in the body (the app checks scope and role).
     ("POST", "/api/v1/chains/{coi}/labels", Chain(Record)),

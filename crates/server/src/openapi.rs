@@ -348,6 +348,12 @@ const ANSWERS: &[(&str, &str, &str, SchemaOf)] = {
             "200",
             schema::<app::Witnessed>,
         ),
+        (
+            "/api/v1/audit-trail",
+            "get",
+            "200",
+            schema::<app::audit_trail::AuditTrail>,
+        ),
         ("/api/v1/webhooks", "get", "200", schema::<app::WebhookList>),
         (
             "/api/v1/webhooks",

@@ -456,6 +456,13 @@ impl Autolog {
                 ));
             }
         }
+        let chain_stream = StreamId::chain(&facts.coi);
+        if let Some(unreviewed) = self
+            .audit_review_condition(chain_stream.as_ref(), &facts.product)
+            .await?
+        {
+            unmet.push(unreviewed);
+        }
         let custodian = view.custodian_site_id.as_deref().unwrap_or_default();
         if site != custodian {
             unmet.push(FieldError::new(

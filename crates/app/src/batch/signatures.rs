@@ -43,6 +43,14 @@ fn meaning(event_type: &str, key: &str, data: &Value) -> String {
             text(data, "batch_id"),
             text(data, "intended_patient_key")
         ),
+        "audit_trail.reviewed" => format!(
+            "audit trail of the chain reviewed ({} changes, the last {}): {}",
+            data.get("changes_reviewed")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            text(data, "last_change_event_id"),
+            text(data, "findings")
+        ),
         "chain.hold_released" => format!(
             "hold {} resolved: {}",
             text(data, "hold_id"),

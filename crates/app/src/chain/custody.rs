@@ -210,6 +210,7 @@ fn person_fields(event_type: &str) -> &'static [&'static str] {
         "chain.exceptional_release_requested" => &["requested_by"],
         "chain.follow_up_recorded" => &["recorded_by"],
         "chain.hold_released" => &["resolved_by"],
+        "audit_trail.reviewed" => &["reviewed_by"],
         "chain.released" => &["released_by", "second_released_by"],
         "batch.created" => &["created_by"],
         "batch.material_consumed" | "batch.units_produced" => &["recorded_by"],
@@ -518,6 +519,11 @@ impl Autolog {
                     self.recollection_link(facts, draft, enrolled, &reads, index)
                         .await?,
                 );
+            }
+            if let Payload::AuditTrailReviewed(r) = &this.payload {
+                self.audit_review_check(&draft.stream, r)
+                    .await
+                    .map_err(|error| StepError::Refused { index, error })?;
             }
             if let Payload::CustodyReceived(r) = &this.payload {
                 let (holds, alerts) = self.reconcile_receipt(facts, &view, draft, r).await?;

@@ -113,6 +113,7 @@ pub const REGISTRIES: &[Registry] = &[
             col("retention_class", Text),
             col("retention_years", Number),
             col("retention_policies", Json),
+            col("audit_trail_review_before_release", Json),
             col("status", Text),
             col("valid_from", Text),
             col("valid_to", Text),

@@ -263,7 +263,8 @@ pub fn may_record(role: Role, event_type: &str) -> bool {
         ),
         QaReleaser => matches!(
             event_type,
-            "label.verified"
+            "audit_trail.reviewed"
+                | "label.verified"
                 | "chain.released"
                 | "unit.expiry_extended"
                 | "chain.hold_placed"

@@ -13,6 +13,7 @@ pub const SIGNED_TYPES: &[(&str, &str)] = &[
     ("deviation.closed", "closed_by"),
     ("chain.exceptional_release_requested", "requested_by"),
     ("unit.expiry_extended", "extended_by"),
+    ("audit_trail.reviewed", "reviewed_by"),
 ];
 
 /// The payload keys that hold signatures.

@@ -509,6 +509,38 @@ impl Check for ChainFollowUpRecordedV1 {
     }
 }
 
+/// A QA reviewer's signed review of the chain's audit trail (every value changed after
+/// first entry, with who, when and why): how many changes it covered, the last one, and
+/// what the reviewer found. Autolog checks the count and the last change against the
+/// ledger when it is recorded.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditTrailReviewedV1 {
+    pub review_id: String,
+    pub site_id: String,
+    pub reviewed_by: String,
+    pub changes_reviewed: u32,
+    /// The event id of the last change reviewed (absent: the chain had none).
+    pub last_change_event_id: Option<String>,
+    pub findings: String,
+    /// The signature as recorded (`signature::check_manifestation`).
+    pub signature: Value,
+}
+
+impl Check for AuditTrailReviewedV1 {
+    fn check(&self) -> Result<(), FieldError> {
+        code("review_id", &self.review_id)?;
+        code("site_id", &self.site_id)?;
+        code("reviewed_by", &self.reviewed_by)?;
+        if let Some(id) = &self.last_change_event_id {
+            uuid::Uuid::parse_str(id).map_err(|e| {
+                FieldError::new("last_change_event_id", id, format!("must be a UUID ({e})"))
+            })?;
+        }
+        check_text("findings", &self.findings, 4000)
+    }
+}
+
 /// Severities of an alert and of the findings behind a hold.
 pub const SEVERITIES: &[&str] = &["critical", "major", "minor"];
 

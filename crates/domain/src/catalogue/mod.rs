@@ -142,6 +142,8 @@ catalogue! {
         "The bedside check before infusion: the unit's label as scanned and the patient's two identifiers, matched against the unit's chain and the release's intended patient (a mismatch is a hard stop and an alert).";
     ChainFollowUpRecorded(crate::catalogue::chain::ChainFollowUpRecordedV1) = "chain.follow_up_recorded", 1, Fold::AppendTo("follow_ups"),
         "A long-term follow-up visit is recorded against the chain (codes only).";
+    AuditTrailReviewed(crate::catalogue::chain::AuditTrailReviewedV1) = "audit_trail.reviewed", 1, Fold::AppendTo("audit_trail_reviews"),
+        "A QA reviewer's signed review of the chain's audit trail (every value changed after first entry): the changes it covered, the last one, the findings. A product may require one since the last change before release.";
     ChainHoldPlaced(crate::catalogue::chain::ChainHoldPlacedV1) = "chain.hold_placed", 1, Fold::AppendTo("holds"),
         "A hold on the chain (by Autolog on a failed reconciliation, or by a person): no step is accepted until it is released.";
     ChainHoldReleased(crate::catalogue::chain::ChainHoldReleasedV1) = "chain.hold_released", 1, Fold::AppendTo("hold_releases"),

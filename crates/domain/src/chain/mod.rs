@@ -457,6 +457,8 @@ impl ChainView {
                 Ok(Some(self.state))
             }
             P::SampleReceived(s) => self.sample_receipt_check(s),
+            // A review of the records: in any state, a held or cancelled chain's too.
+            P::AuditTrailReviewed(_) => Ok(Some(self.state)),
             P::LabelPrinted(l) => self.label_print_check(l).map(Some),
             P::LabelVoided(v) => self.label_check(&v.label_id, true).map(Some),
             P::LabelVerified(v) => self.label_check(&v.label_id, false).map(Some),

@@ -811,6 +811,9 @@ pub struct ProductRegisteredV1 {
     pub retention_years: Option<u32>,
     /// Retention per jurisdiction (a chain keeps the longest that applies to it).
     pub retention_policies: Option<Vec<RetentionPolicy>>,
+    /// Whether a batch is released only after a signed review of its chain's audit trail
+    /// since its last change (`audit_trail.reviewed`).
+    pub audit_trail_review_before_release: Option<bool>,
     pub status: Option<String>,
     pub valid_from: Option<String>,
     pub valid_to: Option<String>,
@@ -845,6 +848,7 @@ pub struct ProductAmendedV1 {
     pub retention_class: Option<String>,
     pub retention_years: Option<u32>,
     pub retention_policies: Option<Vec<RetentionPolicy>>,
+    pub audit_trail_review_before_release: Option<bool>,
     pub status: Option<String>,
     pub valid_from: Option<String>,
     pub valid_to: Option<String>,
@@ -863,6 +867,7 @@ impl Check for ProductAmendedV1 {
             self.retention_class.is_some(),
             self.retention_years.is_some(),
             self.retention_policies.is_some(),
+            self.audit_trail_review_before_release.is_some(),
             self.status.is_some(),
             self.valid_from.is_some(),
             self.valid_to.is_some(),

@@ -254,6 +254,7 @@ const CHAIN_REFERENCES: &[(&str, &str)] = &[
     ("opened_by", "person/"),
     ("investigated_by", "person/"),
     ("closed_by", "person/"),
+    ("reviewed_by", "person/"),
 ];
 
 /// Event types that are recorded on a chain (stream `coi/<COI>`) only.
@@ -289,6 +290,7 @@ pub const CHAIN_EVENT_TYPES: &[&str] = &[
     "label.printed",
     "label.voided",
     "label.verified",
+    "audit_trail.reviewed",
 ];
 
 /// The lot a consumption uses (`lot/<material>/<lot>`), whose status is checked again

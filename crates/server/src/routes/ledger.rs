@@ -30,6 +30,34 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/proofs/consistency", get(consistency))
         .route("/api/v1/checkpoints/latest", get(latest_checkpoint))
         .route("/api/v1/key", get(public_key))
+        .route("/api/v1/audit-trail", get(audit_trail))
+}
+
+query_params! {
+    /// `GET /api/v1/audit-trail`: of one chain, in a window of recording time, by one
+    /// actor, at one site.
+    AuditTrailParams {
+        coi: Option<String>,
+        from: Option<String>,
+        to: Option<String>,
+        actor: Option<String>,
+        site_id: Option<String>,
+    }
+}
+
+/// Every value changed after first entry, and a chain's reviews (docs/dossier.md).
+async fn audit_trail(
+    State(app): State<AppState>,
+    QueryOf(q): QueryOf<AuditTrailParams>,
+) -> Result<Json<autolog_app::audit_trail::AuditTrail>, ApiError> {
+    let query = autolog_app::audit_trail::AuditTrailQuery {
+        coi: q.coi,
+        from: q.from,
+        to: q.to,
+        actor: q.actor,
+        site_id: q.site_id,
+    };
+    Ok(Json(app.audit_trail(&query).await?))
 }
 
 /// Whether the server answers, its store reads and its writer can commit: 200 `ok`, or

@@ -7,6 +7,7 @@ mod dossier;
 mod access;
 mod alerts;
 mod api;
+mod audit_trail;
 mod console;
 mod epcis;
 mod fhir;
