@@ -74,11 +74,13 @@ impl Autolog {
         if let Some(site) = &q.site_id {
             autolog_domain::ledger::envelope::check_code("site_id", site)?;
         }
-        if q.actor.as_deref().is_some_and(|a| a.trim().is_empty()) {
+        if q.actor.as_deref().is_some_and(|a| {
+            a.trim().is_empty() || a.chars().count() > 100 || a.contains(char::is_whitespace)
+        }) {
             return Err(AppError::Invalid(FieldError::new(
                 "actor",
                 "",
-                "must name an actor (person/<id>, system/<id>, or a person id)",
+                "must name an actor (person/<id>, system/<id>, or a person id: at most 100 characters, no spaces)",
             )));
         }
         let from = q
