@@ -19,6 +19,9 @@ pub enum DossierCommand {
         valid_at: Option<String>,
         #[arg(long)]
         known_at: Option<String>,
+        /// json, or pdf: the PDF/A-3b report with the JSON embedded.
+        #[arg(long, default_value = "json", value_parser = ["json", "pdf"])]
+        format: String,
         #[arg(long)]
         out: PathBuf,
     },
@@ -38,9 +41,21 @@ pub async fn run(config: &Config, command: DossierCommand) -> anyhow::Result<Exi
             coi,
             valid_at,
             known_at,
+            format,
             out,
         } => {
             let app = crate::store::open_existing(config).await?;
+            if format == "pdf" {
+                let pdf = app
+                    .dossier_pdf(&coi, valid_at.as_deref(), known_at.as_deref())
+                    .await?;
+                std::fs::write(&out, pdf).with_context(|| format!("writing {}", out.display()))?;
+                println!(
+                    "dossier of {coi} written to {} (PDF/A-3b, the JSON embedded as dossier.json)",
+                    out.display()
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let dossier = app
                 .dossier(&coi, valid_at.as_deref(), known_at.as_deref())
                 .await?;

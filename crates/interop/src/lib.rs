@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod dossier;
 pub mod epcis;
 pub mod fhir;
 pub mod labels;

@@ -104,6 +104,30 @@ impl Autolog {
     }
 }
 
+impl Autolog {
+    /// The dossier as one PDF/A-3b file: its report, with the JSON embedded.
+    pub async fn dossier_pdf(
+        &self,
+        coi: &str,
+        valid_at: Option<&str>,
+        known_at: Option<&str>,
+    ) -> Result<Vec<u8>, AppError> {
+        let dossier = self.dossier(coi, valid_at, known_at).await?;
+        let now = self.now().timestamp().to_zoned(jiff::tz::TimeZone::UTC);
+        let part = |n: i8| u8::try_from(n).unwrap_or(0);
+        let exported = autolog_interop::dossier::Exported {
+            year: u16::try_from(now.year()).unwrap_or(2000),
+            month: part(now.month()),
+            day: part(now.day()),
+            hour: part(now.hour()),
+            minute: part(now.minute()),
+            second: part(now.second()),
+        };
+        autolog_interop::dossier::pdf(&dossier, exported)
+            .map_err(|e| AppError::Integrity(e.to_string()))
+    }
+}
+
 /// An event's envelope as a draft, to ask which records it names.
 fn draft_of(e: &Event) -> EventDraft {
     EventDraft {

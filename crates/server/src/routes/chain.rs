@@ -100,8 +100,7 @@ async fn chain(
 }
 
 query_params! {
-    /// `GET /api/v1/chains/{coi}/dossier`: as of a valid and a known time; JSON (the PDF
-    /// report is not built yet).
+    /// `GET /api/v1/chains/{coi}/dossier`: as of a valid and a known time; JSON or PDF.
     DossierParams {
         valid_at: Option<String>,
         known_at: Option<String>,
@@ -109,20 +108,25 @@ query_params! {
     }
 }
 
-/// The chain's inspection dossier (docs/dossier.md).
+/// The chain's inspection dossier (docs/dossier.md): JSON, or the PDF/A-3b report with
+/// the JSON embedded.
 async fn dossier(
     State(app): State<AppState>,
     coi: PathParam,
     QueryOf(q): QueryOf<DossierParams>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let coi = path_param("coi", coi)?;
-    if let Some(format) = q.format.as_deref().filter(|f| *f != "json") {
-        return Err(autolog_domain::FieldError::new("format", format, "must be json").into());
+    let (valid_at, known_at) = (q.valid_at.as_deref(), q.known_at.as_deref());
+    match q.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(app.dossier(&coi, valid_at, known_at).await?).into_response()),
+        "pdf" => {
+            let pdf = app.dossier_pdf(&coi, valid_at, known_at).await?;
+            Ok(([(axum::http::header::CONTENT_TYPE, "application/pdf")], pdf).into_response())
+        }
+        other => {
+            Err(autolog_domain::FieldError::new("format", other, "must be json or pdf").into())
+        }
     }
-    let dossier = app
-        .dossier(&coi, q.valid_at.as_deref(), q.known_at.as_deref())
-        .await?;
-    Ok(Json(dossier))
 }
 
 /// An enrolment's answer: the COI issued, beside what the append recorded.

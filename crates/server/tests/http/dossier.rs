@@ -90,6 +90,7 @@ async fn dossier(t: Target) {
     assert!(doc["holds"].as_array().is_some_and(|h| !h.is_empty()));
     every_alteration_is_named(&doc, &key, &key_hex, dir.path());
     as_known_before_the_correction(&app, &c, &doc, &key, &key_hex, dir.path()).await;
+    the_pdf_carries_the_json_that_verifies(&app, &c, &key, dir.path()).await;
     let lims = token(&app, "qms-net", &["S-BOS-01"]).await;
     let answer = reqwest::Client::new()
         .get(format!("{base}/api/v1/chains/{}/dossier", c.coi))
@@ -197,6 +198,58 @@ async fn as_known_before_the_correction(
     assert!(past["events"].as_array().map(Vec::len) < now["events"].as_array().map(Vec::len));
     verify(&past, key).expect("the past dossier verifies");
     assert_eq!(python_verdict(&past, key_hex, dir), None);
+}
+
+/// What pikepdf reads of the PDF: its PDF/A part and conformance, and the attachment.
+const READ_PDF: &str = r#"
+import json, sys, pikepdf
+pdf = pikepdf.open(sys.argv[1])
+meta = pdf.open_metadata()
+attached = pdf.attachments["dossier.json"].get_file().read_bytes().decode()
+print(json.dumps({"part": meta.get("pdfaid:part"), "conformance": meta.get("pdfaid:conformance"),
+                  "pages": len(pdf.pages), "dossier": json.loads(attached)}))
+"#;
+
+/// The PDF/A-3b report: its metadata says so, the JSON it carries verifies, its first page
+/// renders (written to target/dossier-pictures/ for a person to look at).
+async fn the_pdf_carries_the_json_that_verifies(
+    app: &Autolog,
+    c: &Chain,
+    key: &VerifyingKey,
+    dir: &Path,
+) {
+    let pdf = app.dossier_pdf(&c.coi, None, None).await.expect("the PDF");
+    assert!(pdf.starts_with(b"%PDF-"), "a PDF");
+    let file = dir.join("dossier.pdf");
+    std::fs::write(&file, &pdf).expect("written");
+    let out = Command::new("python3")
+        .args(["-c", READ_PDF])
+        .arg(&file)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "pikepdf: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        (read["part"].clone(), read["conformance"].clone()),
+        (json!("3"), json!("B")),
+        "{}",
+        read["part"]
+    );
+    assert!(read["pages"].as_u64() > Some(1));
+    verify(&read["dossier"], key).expect("the JSON inside the PDF verifies");
+    let pictures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/dossier-pictures");
+    std::fs::create_dir_all(&pictures).expect("a folder");
+    let page = Command::new("pdftoppm")
+        .args(["-r", "100", "-png", "-f", "1", "-l", "1", "-singlefile"])
+        .arg(&file)
+        .arg(pictures.join("dossier-page-1"))
+        .status()
+        .expect("pdftoppm runs");
+    assert!(page.success(), "pdftoppm renders the first page");
 }
 
 #[tokio::test]
