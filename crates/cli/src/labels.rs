@@ -148,9 +148,8 @@ pub async fn run(app: &Autolog, command: LabelCommand) -> anyhow::Result<ExitCod
             reason,
         } => {
             let principal = app.local_person(&person).await?;
-            let label = app.current_label(&coi, &container).await?;
             let voided = app
-                .void_label(&principal, &coi, &label.label_id, &site_id, &reason, None)
+                .void_label(&principal, &coi, &container, &site_id, &reason, None)
                 .await?;
             println!("{}", serde_json::to_string_pretty(&voided)?);
             Ok(ExitCode::SUCCESS)

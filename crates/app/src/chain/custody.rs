@@ -514,22 +514,10 @@ impl Autolog {
             );
             recorded.extend(late_failure(facts, &view, draft, &recorded));
             recorded.extend(expired_on_arrival(facts, &view, draft));
-            if let Payload::ChainEnrolled(enrolled) = &this.payload {
-                recorded.extend(
-                    self.recollection_link(facts, draft, enrolled, &reads, index)
-                        .await?,
-                );
-            }
-            if let Payload::AuditTrailReviewed(r) = &this.payload {
-                self.audit_review_check(&draft.stream, r)
-                    .await
-                    .map_err(|error| StepError::Refused { index, error })?;
-            }
-            if let Payload::CustodyReceived(r) = &this.payload {
-                let (holds, alerts) = self.reconcile_receipt(facts, &view, draft, r).await?;
-                recorded.extend(holds);
-                recorded.extend(alerts);
-            }
+            recorded.extend(
+                self.payload_rules(facts, &view, draft, &this.payload, &reads, index)
+                    .await?,
+            );
             recorded.extend(window_breaches(facts, &view, draft, &this.payload));
             facts.entries.push(this);
             for r in &recorded {
@@ -554,6 +542,37 @@ impl Autolog {
             }));
         }
         Ok(extra)
+    }
+
+    /// What one kind of event's own rules record beside it: a re-collection's link to the
+    /// chain it collects again, a receipt's reconciliation holds and alerts; a review of
+    /// the audit trail is checked against the trail as it stands.
+    async fn payload_rules(
+        &self,
+        facts: &ChainFacts,
+        view: &ChainView,
+        draft: &EventDraft,
+        payload: &Payload,
+        reads: &Arc<RuleReads>,
+        index: usize,
+    ) -> Result<Vec<EventDraft>, StepError> {
+        match payload {
+            Payload::ChainEnrolled(enrolled) => {
+                self.recollection_link(facts, draft, enrolled, reads, index)
+                    .await
+            }
+            Payload::AuditTrailReviewed(r) => {
+                self.audit_review_check(&draft.stream, r)
+                    .await
+                    .map_err(|error| StepError::Refused { index, error })?;
+                Ok(Vec::new())
+            }
+            Payload::CustodyReceived(r) => {
+                let (holds, alerts) = self.reconcile_receipt(facts, view, draft, r).await?;
+                Ok(holds.into_iter().chain(alerts).collect())
+            }
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// A correction restates a fact in place: the state machine is not asked again (the

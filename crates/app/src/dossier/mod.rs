@@ -32,13 +32,15 @@ impl Autolog {
         let known = Instant::parse_rfc3339("known_at", &chain.known_at)?;
         self.checkpoint_if_grown().await?;
         let checkpoint = self.latest_checkpoint().await?;
-        let streams = self
-            .dossier_streams(&coi, chain.patient_key.as_deref(), known)
+        let chain_stream = StreamId::chain(&coi).to_string();
+        let mut events = self.store.stream_events(&chain_stream, known).await?;
+        let named = self
+            .named_streams(&coi, &events, chain.patient_key.as_deref())
             .await?;
-        let mut events: Vec<Event> = Vec::new();
-        for stream in &streams {
+        for stream in &named {
             events.extend(self.store.stream_events(stream, known).await?);
         }
+        let streams: Vec<&String> = std::iter::once(&chain_stream).chain(&named).collect();
         let indices: Vec<u64> = events.iter().map(|e| e.position - 1).collect();
         let paths = self.inclusion_paths(&indices, checkpoint.tree_size).await?;
         let (public_key, key_id) = self.public_key();
@@ -63,19 +65,17 @@ impl Autolog {
         }))
     }
 
-    /// The chain's stream, the streams of every record its events name (sites, people,
-    /// equipment, the product, its DINs, units and batch), its alerts and its patient's
-    /// personal-data audit: each whole, as known at `known`.
-    async fn dossier_streams(
+    /// Besides the chain's own stream: the streams of every record its events name
+    /// (sites, people, equipment, the product, its DINs, units and batch), its alerts and
+    /// its patient's personal-data audit.
+    async fn named_streams(
         &self,
         coi: &str,
+        chain_events: &[Event],
         patient_key: Option<&str>,
-        known: Instant,
     ) -> Result<Vec<String>, AppError> {
-        let chain_stream = StreamId::chain(coi).to_string();
-        let events = self.store.stream_events(&chain_stream, known).await?;
         let mut named: BTreeSet<String> = BTreeSet::new();
-        for e in &events {
+        for e in chain_events {
             named.extend(crate::chain::custody::records_named(&draft_of(e)));
             let product = e.body.data.get("product_code").and_then(Value::as_str);
             if let (Some(code), "chain.enrolled") = (product, e.body.event_type.as_str()) {
@@ -97,10 +97,8 @@ impl Autolog {
         if let Some(key) = patient_key {
             named.insert(StreamId::patient(key).to_string());
         }
-        named.remove(&chain_stream);
-        let mut streams = vec![chain_stream];
-        streams.extend(named);
-        Ok(streams)
+        named.remove(StreamId::chain(coi).as_ref());
+        Ok(named.into_iter().collect())
     }
 }
 

@@ -103,7 +103,7 @@ impl Autolog {
         facts: &ChainFacts,
         enrolment: &ChainEnrolledV1,
         template: &Template,
-        container: &str,
+        (kind, container): (&str, &str),
         reads: &RuleReads,
     ) -> Result<LabelContent, AppError> {
         let coi = Coi::parse("coi", &facts.coi)?;
@@ -126,7 +126,7 @@ impl Autolog {
             phrases: phrases(&template.stock.language),
             omitted: &template.omitted,
         };
-        match facts_kind(container) {
+        match kind {
             "collection_bag" => {
                 self.bag_content(facts, &common, template, container, reads)
                     .await
@@ -274,13 +274,6 @@ struct LabelSite {
     name: String,
     zone: TimeZone,
     postal_code: Option<String>,
-}
-
-fn facts_kind(container: &str) -> &'static str {
-    match super::container_of(container) {
-        Ok((kind, _)) => kind,
-        Err(_) => "",
-    }
 }
 
 fn later(at: Instant, hours: u32) -> Instant {

@@ -103,42 +103,15 @@ impl Autolog {
             )
             .await?;
         let content = self
-            .label_content(&facts, &enrolment, &template, &container, &reads)
+            .label_content(&facts, &enrolment, &template, (kind, &container), &reads)
             .await?;
-        // Refused before anything is recorded when the template's stock cannot carry it.
-        autolog_interop::labels::layout(&content, &template.stock).map_err(|e| {
-            AppError::Invalid(FieldError::new(
-                "template_id",
-                &template.template_id,
-                e.to_string(),
-            ))
-        })?;
-        let payload = LabelPrintedV1 {
-            label_id: format!("LBL-{}", self.new_event_id().simple()),
-            template_id: template.template_id.clone(),
-            template_version: template.version,
-            site_id: request.site_id.clone(),
-            printed_by: printed_by(principal, request.printed_by.as_deref())?,
-            printer: request.printer.clone(),
-            copy: view.next_copy(&content.container),
-            reprint_reason: request
-                .reprint_reason
-                .clone()
-                .filter(|r| !r.trim().is_empty()),
-            stock: template.stock.clone(),
+        let payload = self.printed_payload(
+            principal,
+            request,
+            &template,
+            view.next_copy(&container),
             content,
-        };
-        if payload.copy > 1 && payload.reprint_reason.is_none() {
-            return Err(AppError::Invalid(FieldError::new(
-                "reprint_reason",
-                "",
-                format!(
-                    "{} already has {} label(s): a reprint says why (damaged, unreadable, lost)",
-                    payload.content.container,
-                    payload.copy - 1
-                ),
-            )));
-        }
+        )?;
         let draft = self.label_draft(
             principal,
             &stream,
@@ -148,6 +121,52 @@ impl Autolog {
         )?;
         self.append_label_events(principal, vec![draft]).await?;
         self.label(&coi, &payload.label_id).await
+    }
+
+    /// The `label.printed` of a print: refused, before anything is recorded, when the
+    /// template's stock cannot carry the content or a reprint gives no reason.
+    fn printed_payload(
+        &self,
+        principal: &Principal,
+        request: &PrintRequest,
+        template: &content::Template,
+        copy: u32,
+        content: LabelContent,
+    ) -> Result<LabelPrintedV1, AppError> {
+        autolog_interop::labels::layout(&content, &template.stock).map_err(|e| {
+            AppError::Invalid(FieldError::new(
+                "template_id",
+                &template.template_id,
+                e.to_string(),
+            ))
+        })?;
+        let reprint_reason = request
+            .reprint_reason
+            .clone()
+            .filter(|r| !r.trim().is_empty());
+        if copy > 1 && reprint_reason.is_none() {
+            return Err(AppError::Invalid(FieldError::new(
+                "reprint_reason",
+                "",
+                format!(
+                    "{} already has {} label(s): a reprint says why (damaged, unreadable, lost)",
+                    content.container,
+                    copy - 1
+                ),
+            )));
+        }
+        Ok(LabelPrintedV1 {
+            label_id: format!("LBL-{}", self.new_event_id().simple()),
+            template_id: template.template_id.clone(),
+            template_version: template.version,
+            site_id: request.site_id.clone(),
+            printed_by: printed_by(principal, request.printed_by.as_deref())?,
+            printer: request.printer.clone(),
+            copy,
+            reprint_reason,
+            stock: template.stock.clone(),
+            content,
+        })
     }
 
     /// Every label printed on a chain, oldest first, with its voiding and verifications.

@@ -121,26 +121,20 @@ impl Autolog {
         Ok(answer)
     }
 
-    /// Voids a printed label (spoiled, destroyed), saying why; it is no longer in force.
+    /// Voids the label in force on a container (spoiled, destroyed), saying why; it is no
+    /// longer in force. (A label voided meanwhile is refused by the chain's rule.)
     pub async fn void_label(
         &self,
         principal: &Principal,
         coi: &str,
-        label_id: &str,
+        container: &str,
         site_id: &str,
         reason: &str,
         voided_by: Option<&str>,
     ) -> Result<Label, AppError> {
-        let label = self.label(coi, label_id).await?;
-        if label.voided {
-            return Err(AppError::Invalid(FieldError::new(
-                "label_id",
-                label_id,
-                "is already voided",
-            )));
-        }
+        let label = self.current_label(coi, container).await?;
         let payload = LabelVoidedV1 {
-            label_id: label_id.to_string(),
+            label_id: label.label_id.clone(),
             site_id: site_id.to_string(),
             voided_by: printed_by(principal, voided_by)?,
             reason: reason.trim().to_string(),
@@ -149,7 +143,7 @@ impl Autolog {
         let draft =
             self.label_draft(principal, &stream, site_id, "label.voided", json!(payload))?;
         self.append_label_events(principal, vec![draft]).await?;
-        self.label(coi, label_id).await
+        self.label(coi, &label.label_id).await
     }
 }
 

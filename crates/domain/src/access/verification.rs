@@ -11,7 +11,7 @@ use crate::access::Role;
 use crate::error::FieldError;
 use crate::ledger::envelope::check_code as code;
 use crate::ledger::event_type::Check;
-use crate::reference::{interval, one_of, RECORD_STATUSES};
+use crate::reference::{changes_something, interval, one_of, RECORD_STATUSES};
 
 /// The most verifiers a policy may ask for.
 pub const MAX_VERIFIERS: u8 = 5;
@@ -100,13 +100,7 @@ impl Check for VerificationPolicyAmendedV1 {
             self.valid_from.is_some(),
             self.valid_to.is_some(),
         ];
-        if !changes.contains(&true) {
-            return Err(FieldError::new(
-                "",
-                "{}",
-                "must change at least one attribute of the policy",
-            ));
-        }
+        changes_something(&changes, "must change at least one attribute of the policy")?;
         // Whether roles remain for the verifiers is the merged record's matter.
         if let Some(n) = self.verifiers {
             check_count(n)?;

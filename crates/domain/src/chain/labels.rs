@@ -60,6 +60,25 @@ impl ChainView {
         }
     }
 
+    pub(super) fn apply_label_printed(&mut self, event_id: uuid::Uuid, l: &LabelPrintedV1) {
+        self.labels.insert(
+            l.label_id.clone(),
+            super::PrintedLabel {
+                container: l.content.container.clone(),
+                container_kind: l.content.container_kind.clone(),
+                copy: l.copy,
+                voided: false,
+                event_id,
+            },
+        );
+    }
+
+    pub(super) fn apply_label_voided(&mut self, label_id: &str) {
+        if let Some(label) = self.labels.get_mut(label_id) {
+            label.voided = true;
+        }
+    }
+
     /// The copy number the next label of `container` gets: 1, then one more per print.
     pub fn next_copy(&self, container: &str) -> u32 {
         let printed = self.labels.values().filter(|l| l.container == container);

@@ -974,23 +974,8 @@ impl ChainView {
             }
             P::ChainHoldPlaced(h) => self.apply_hold_placed(entry, h),
             P::ChainHoldReleased(h) => self.apply_hold_released(&h.hold_id),
-            P::LabelPrinted(l) => {
-                self.labels.insert(
-                    l.label_id.clone(),
-                    PrintedLabel {
-                        container: l.content.container.clone(),
-                        container_kind: l.content.container_kind.clone(),
-                        copy: l.copy,
-                        voided: false,
-                        event_id: entry.event_id,
-                    },
-                );
-            }
-            P::LabelVoided(v) => {
-                if let Some(label) = self.labels.get_mut(&v.label_id) {
-                    label.voided = true;
-                }
-            }
+            P::LabelPrinted(l) => self.apply_label_printed(entry.event_id, l),
+            P::LabelVoided(v) => self.apply_label_voided(&v.label_id),
             _ => {}
         }
         if let Some(step) = entry.payload.step_code() {

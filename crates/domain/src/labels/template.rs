@@ -9,7 +9,7 @@ use crate::error::FieldError;
 use crate::labels::content::CONTAINER_KINDS;
 use crate::ledger::envelope::check_code as code;
 use crate::ledger::event_type::Check;
-use crate::reference::{interval, one_of, RECORD_STATUSES};
+use crate::reference::{changes_something, interval, one_of, RECORD_STATUSES};
 
 /// Label stocks: on a roll (one label per page, the label's size) or on A4 sheets.
 pub const MEDIA: &[&str] = &["roll", "a4_sheet"];
@@ -154,13 +154,10 @@ impl Check for LabelTemplateAmendedV1 {
             self.valid_from.is_some(),
             self.valid_to.is_some(),
         ];
-        if !changes.contains(&true) {
-            return Err(FieldError::new(
-                "",
-                "{}",
-                "must change at least one attribute of the template",
-            ));
-        }
+        changes_something(
+            &changes,
+            "must change at least one attribute of the template",
+        )?;
         for (field, mm) in [("width_mm", self.width_mm), ("height_mm", self.height_mm)] {
             if let Some(mm) = mm {
                 check_stock(field, mm)?;

@@ -95,6 +95,16 @@ pub const SOURCE_SYSTEM_KINDS: &[&str] = &[
     "ltfu",
 ];
 
+/// An amendment changes something: at least one of its attributes is given (`rule` says
+/// which may be).
+pub(crate) fn changes_something(changes: &[bool], rule: &str) -> Result<(), FieldError> {
+    if changes.contains(&true) {
+        Ok(())
+    } else {
+        Err(FieldError::new("", "{}", rule))
+    }
+}
+
 pub(crate) fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<(), FieldError> {
     if allowed.contains(&value) {
         Ok(())
@@ -288,13 +298,7 @@ impl Check for SiteAmendedV1 {
             self.valid_from.is_some(),
             self.valid_to.is_some(),
         ];
-        if !changes.contains(&true) {
-            return Err(FieldError::new(
-                "",
-                "{}",
-                "must change at least one attribute of the site",
-            ));
-        }
+        changes_something(&changes, "must change at least one attribute of the site")?;
         if let Some(name) = &self.name {
             check_text("name", name, 200)?;
         }
@@ -454,13 +458,10 @@ impl Check for EquipmentAmendedV1 {
             self.valid_from.is_some(),
             self.valid_to.is_some(),
         ];
-        if !changes.contains(&true) {
-            return Err(FieldError::new(
-                "",
-                "{}",
-                "must change at least one attribute of the equipment",
-            ));
-        }
+        changes_something(
+            &changes,
+            "must change at least one attribute of the equipment",
+        )?;
         if let Some(t) = &self.equipment_type {
             one_of("equipment_type", t, EQUIPMENT_TYPES)?;
         }
@@ -564,13 +565,7 @@ impl Check for ProcessStepAmendedV1 {
             self.valid_from.is_some(),
             self.valid_to.is_some(),
         ];
-        if !changes.contains(&true) {
-            return Err(FieldError::new(
-                "",
-                "{}",
-                "must change at least one attribute of the step",
-            ));
-        }
+        changes_something(&changes, "must change at least one attribute of the step")?;
         if let Some(d) = &self.description {
             check_text("description", d, 500)?;
         }
@@ -872,13 +867,10 @@ impl Check for ProductAmendedV1 {
             self.valid_from.is_some(),
             self.valid_to.is_some(),
         ];
-        if !changes.contains(&true) {
-            return Err(FieldError::new(
-                "",
-                "{}",
-                "must change at least one attribute of the product",
-            ));
-        }
+        changes_something(
+            &changes,
+            "must change at least one attribute of the product",
+        )?;
         if let Some(n) = &self.name {
             check_text("name", n, 200)?;
         }

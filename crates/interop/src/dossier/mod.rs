@@ -121,7 +121,7 @@ fn draw_pages(document: &mut Document, fonts: &Fonts, lines: &[Line]) {
             placed.push((fonts.regular.clone(), 6.0, String::new(), 0.0));
         }
         let per_line = (((PAGE.0 - 2.0 * MARGIN - indent) / (size * 0.47)) as usize).max(20);
-        for chunk in wrap(&printable(body), per_line) {
+        for chunk in crate::labels::wrap(&printable(body), per_line) {
             placed.push((font.clone(), size, chunk, indent));
         }
     }
@@ -171,28 +171,4 @@ fn printable(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
-}
-
-/// Words in lines of at most `per_line` characters; a longer word is cut.
-fn wrap(text: &str, per_line: usize) -> Vec<String> {
-    let mut lines: Vec<String> = Vec::new();
-    let mut current = String::new();
-    for word in text.split(' ') {
-        if !current.is_empty() && current.chars().count() + 1 + word.chars().count() > per_line {
-            lines.push(std::mem::take(&mut current));
-        }
-        if !current.is_empty() {
-            current.push(' ');
-        }
-        current.push_str(word);
-        while current.chars().count() > per_line {
-            let rest: String = current.chars().skip(per_line).collect();
-            lines.push(current.chars().take(per_line).collect());
-            current = rest;
-        }
-    }
-    if !current.is_empty() || lines.is_empty() {
-        lines.push(current);
-    }
-    lines
 }

@@ -168,7 +168,7 @@ fn text_block(content: &LabelContent, x: f64, width: f64, items: &mut Vec<Item>)
 }
 
 /// Words of `text` in lines of at most `per_line` characters (a longer word is cut).
-fn wrap(text: &str, per_line: usize) -> Vec<String> {
+pub(crate) fn wrap(text: &str, per_line: usize) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     let mut current = String::new();
     for word in text.split(' ') {

@@ -24,78 +24,83 @@ pub fn zpl(scene: &Scene) -> String {
         dots(scene.height_mm)
     );
     for item in &scene.items {
-        let _ = match item {
-            Item::Matrix {
-                x,
-                y,
-                module,
-                data,
-                gs1,
-                ..
-            } => {
-                // `_` escapes: `_1` is FNC1 (a GS1 symbol starts with it, and it separates
-                // variable-length elements).
-                let data = if *gs1 {
-                    format!(
-                        "_1{}",
-                        super::symbols::gs1_element_string(data).replace('\u{1d}', "_1")
-                    )
-                } else {
-                    data.clone()
-                };
-                writeln!(
-                    out,
-                    "^FO{},{}^BXN,{},200,,,,_^FD{data}^FS",
-                    dots(*x),
-                    dots(*y),
-                    dots(*module).max(1)
-                )
-            }
-            Item::Linear {
-                x,
-                y,
-                module,
-                height,
-                data,
-                gs1,
-                ..
-            } => {
-                let mode = if *gs1 { "D" } else { "A" };
-                writeln!(
-                    out,
-                    "^FO{},{}^BY{}^BCN,{},N,N,N,{mode}^FD{data}^FS",
-                    dots(*x),
-                    dots(*y),
-                    dots(*module).max(1),
-                    dots(*height)
-                )
-            }
-            Item::Text {
-                x, y, size, text, ..
-            } => {
-                let h = dots(*size);
-                writeln!(
-                    out,
-                    "^FO{},{}^A0N,{h},{h}^FH\\^FD{}^FS",
-                    dots(*x),
-                    dots(*y - *size * 0.8),
-                    hex_escape(text)
-                )
-            }
-            Item::Frame { x, y, w, h } => {
-                writeln!(
-                    out,
-                    "^FO{},{}^GB{},{},2^FS",
-                    dots(*x),
-                    dots(*y),
-                    dots(*w),
-                    dots(*h)
-                )
-            }
-        };
+        let _ = write_item(&mut out, item);
     }
     out.push_str("^XZ\n");
     out
+}
+
+/// One item of the scene: a symbol the printer encodes, a line of text, a box.
+fn write_item(out: &mut String, item: &Item) -> std::fmt::Result {
+    match item {
+        Item::Matrix {
+            x,
+            y,
+            module,
+            data,
+            gs1,
+            ..
+        } => {
+            // `_` escapes: `_1` is FNC1 (a GS1 symbol starts with it, and it separates
+            // variable-length elements).
+            let data = if *gs1 {
+                format!(
+                    "_1{}",
+                    super::symbols::gs1_element_string(data).replace('\u{1d}', "_1")
+                )
+            } else {
+                data.clone()
+            };
+            writeln!(
+                out,
+                "^FO{},{}^BXN,{},200,,,,_^FD{data}^FS",
+                dots(*x),
+                dots(*y),
+                dots(*module).max(1)
+            )
+        }
+        Item::Linear {
+            x,
+            y,
+            module,
+            height,
+            data,
+            gs1,
+            ..
+        } => {
+            let mode = if *gs1 { "D" } else { "A" };
+            writeln!(
+                out,
+                "^FO{},{}^BY{}^BCN,{},N,N,N,{mode}^FD{data}^FS",
+                dots(*x),
+                dots(*y),
+                dots(*module).max(1),
+                dots(*height)
+            )
+        }
+        Item::Text {
+            x, y, size, text, ..
+        } => {
+            let h = dots(*size);
+            writeln!(
+                out,
+                "^FO{},{}^A0N,{h},{h}^FH\\^FD{}^FS",
+                dots(*x),
+                dots(*y - *size * 0.8),
+                hex_escape(text)
+            )
+        }
+        Item::Frame { x, y, w, h } => {
+            writeln!(
+                out,
+                "^FO{},{}^GB{},{},2^FS",
+                dots(*x),
+                dots(*y),
+                dots(*w),
+                dots(*h)
+            )
+        }
+    }
 }
 
 /// ZPL's command characters and the escape itself as `\hh` under `^FH\`.

@@ -185,9 +185,7 @@ pub(crate) async fn check(
     Path(coi): Path<String>,
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
-    let viewer = viewer(&app, &headers, &uri).await?;
-    let form = Filled::read(&body)?;
-    viewer.check_csrf(form.get("csrf"))?;
+    let (viewer, form) = Filled::posted(&app, &headers, &uri, &body).await?;
     let verifications = form.verifications();
     let identifiers = identifiers_given(&form);
     let coi = super::chain::in_scope(&app, &viewer, &coi).await?;
@@ -265,9 +263,7 @@ pub(crate) async fn administer(
     Path(coi): Path<String>,
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
-    let viewer = viewer(&app, &headers, &uri).await?;
-    let form = Filled::read(&body)?;
-    viewer.check_csrf(form.get("csrf"))?;
+    let (viewer, form) = Filled::posted(&app, &headers, &uri, &body).await?;
     let verifications = form.verifications();
     let coi = super::chain::in_scope(&app, &viewer, &coi).await?;
     let chain = app.chain(&coi, None, None).await?;

@@ -86,9 +86,7 @@ pub(crate) async fn enrol(
     uri: Uri,
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
-    let viewer = viewer(&app, &headers, &uri).await?;
-    let filled = Filled::read(&body)?;
-    viewer.check_csrf(filled.get("csrf"))?;
+    let (viewer, filled) = Filled::posted(&app, &headers, &uri, &body).await?;
     let site = filled.get("treatment_site_id").to_string();
     let refused = |f: FieldError| {
         (

@@ -47,14 +47,18 @@ fn containers(chain: &ChainAnswer) -> Vec<Container> {
         id: u.unit.clone(),
         custodian: u.custodian_site_id.clone(),
     }));
-    // A shipper is labelled by its SSCC: containers named otherwise have no label here.
+    // A shipper is labelled by its SSCC (read as a print reads it): containers named
+    // otherwise have no label here.
     all.extend(chain.shippers.iter().filter_map(|s| {
-        let digits = s.container_id.trim_start_matches("(00)");
-        (digits.len() == 18 && digits.chars().all(|c| c.is_ascii_digit())).then(|| Container {
-            kind: "Shipper",
-            id: digits.to_string(),
-            custodian: s.custodian_site_id.clone(),
-        })
+        let sscc = format!("(00){}", s.container_id.trim_start_matches("(00)"));
+        match autolog_app::labels::container_of(&sscc) {
+            Ok(("shipper", id)) => Some(Container {
+                kind: "Shipper",
+                id,
+                custodian: s.custodian_site_id.clone(),
+            }),
+            _ => None,
+        }
     }));
     all
 }
@@ -95,9 +99,7 @@ pub(crate) async fn print(
     Path(coi): Path<String>,
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
-    let viewer = viewer(&app, &headers, &uri).await?;
-    let filled = Filled::read(&body)?;
-    viewer.check_csrf(filled.get("csrf"))?;
+    let (viewer, filled) = Filled::posted(&app, &headers, &uri, &body).await?;
     let coi = super::chain::in_scope(&app, &viewer, &coi).await?;
     let request = PrintRequest {
         coi: coi.clone(),
@@ -123,9 +125,7 @@ pub(crate) async fn verify(
     Path(coi): Path<String>,
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
-    let viewer = viewer(&app, &headers, &uri).await?;
-    let filled = Filled::read(&body)?;
-    viewer.check_csrf(filled.get("csrf"))?;
+    let (viewer, filled) = Filled::posted(&app, &headers, &uri, &body).await?;
     let coi = super::chain::in_scope(&app, &viewer, &coi).await?;
     let scans: Vec<String> = filled
         .get("scans")

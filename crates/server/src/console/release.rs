@@ -265,9 +265,7 @@ pub(crate) async fn sign(
     Path(coi): Path<String>,
     body: Bytes,
 ) -> Result<Response, ConsoleError> {
-    let viewer = viewer(&app, &headers, &uri).await?;
-    let form = Filled::read(&body)?;
-    viewer.check_csrf(form.get("csrf"))?;
+    let (viewer, form) = Filled::posted(&app, &headers, &uri, &body).await?;
     if !viewer.may(Permission::Record) {
         return Err(AppError::Forbidden(FieldError::new(
             "permission",

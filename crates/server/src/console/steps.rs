@@ -71,6 +71,19 @@ pub(crate) struct Filled {
 }
 
 impl Filled {
+    /// A form the signed-in person posted: who, what was filled in, its CSRF token checked.
+    pub async fn posted(
+        app: &Autolog,
+        headers: &HeaderMap,
+        uri: &Uri,
+        body: &[u8],
+    ) -> Result<(Viewer, Filled), ConsoleError> {
+        let viewer = viewer(app, headers, uri).await?;
+        let filled = Filled::read(body)?;
+        viewer.check_csrf(filled.get("csrf"))?;
+        Ok((viewer, filled))
+    }
+
     /// Reads a URL-encoded form, keeping repeated fields in order.
     pub fn read(body: &[u8]) -> Result<Filled, ConsoleError> {
         let pairs = serde_urlencoded::from_bytes(body).map_err(|e| {

@@ -121,12 +121,11 @@ async fn void(
     let Path((coi, container)) =
         path.map_err(|e| FieldError::new("container", "(unreadable)", e.body_text()))?;
     let b: VoidBody = typed_body(body)?;
-    let label = app.current_label(&coi, &container).await?;
     let label = app
         .void_label(
             &principal,
             &coi,
-            &label.label_id,
+            &container,
             &b.site_id,
             &b.reason,
             b.voided_by.as_deref(),
