@@ -584,6 +584,7 @@ async fn verify(
     };
     let show_progress = std::io::stderr().is_terminal();
     let mut last_report = 0u64;
+    let started = std::time::Instant::now();
     let outcome = app
         .verify_against(trusted.as_ref().map(|(c, k)| (c, k)), |done, total| {
             if done >= last_report + 100_000 || (show_progress && done == total) {
@@ -596,6 +597,11 @@ async fn verify(
     match outcome {
         Ok(report) => {
             println!("{}", report.summary_line());
+            let seconds = started.elapsed().as_secs_f64();
+            eprintln!(
+                "the ledger verified in {seconds:.2} s ({:.0} events/s)",
+                report.events as f64 / seconds.max(1e-9)
+            );
             verify_projections(&app).await
         }
         Err(failure) => {

@@ -6,8 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use autolog_domain::ledger::checkpoint::{check_checkpoint_chain, Checkpoint};
 use autolog_domain::ledger::merkle::{leaf_hash, Frontier, Hash, NodeId};
+use autolog_domain::Event;
 use autolog_domain::{Instant, Uuid, GENESIS_HASH};
-use autolog_store::StreamHead;
+use autolog_store::{ScannedRow, StreamHead};
+use sha2::{Digest, Sha256};
 
 use crate::ledger::side_tables::AccessFacts;
 use crate::{AppError, Autolog};
@@ -104,6 +106,155 @@ struct Recomputed {
     last_recorded: Option<Instant>,
     /// What the access events state, for the side tables.
     access: AccessFacts,
+}
+
+/// The scan's running state: what it recomputed so far and the position it expects next.
+struct Scan<'a> {
+    r: Recomputed,
+    expected: i64,
+    checkpoints: &'a BTreeMap<u64, Vec<Checkpoint>>,
+}
+
+impl Scan<'_> {
+    /// Checks one row (its content hash `computed` beforehand) against what came before it
+    /// and adds it to the tree; the Merkle nodes it completes go to `produced`.
+    fn check(
+        &mut self,
+        row: &ScannedRow,
+        computed: Option<Hash>,
+        produced: &mut Vec<(NodeId, Hash)>,
+    ) -> Result<(), VerifyFailure> {
+        if row.position != self.expected {
+            return Err(VerifyFailure {
+                position: Some(self.expected),
+                ..fail(format!(
+                    "no event at position {} (the next stored row is at {}): a row was deleted or moved",
+                    self.expected, row.position
+                ))
+            });
+        }
+        let event = match &row.event {
+            Ok(e) => e,
+            Err(e) => {
+                return Err(VerifyFailure {
+                    position: Some(row.position),
+                    ..fail(format!("row is unreadable: {e}"))
+                })
+            }
+        };
+        let computed = computed.unwrap_or_else(|| event.compute_hash());
+        let at = |problem: String| VerifyFailure {
+            position: Some(row.position),
+            event_id: Some(event.event_id),
+            stream: Some(event.stream.clone()),
+            problem,
+        };
+        if computed != event.hash {
+            return Err(at(format!(
+                "stored hash {} does not match the event's content (its canonical bytes hash to {}): the row was edited",
+                hex::encode(event.hash),
+                hex::encode(computed)
+            )));
+        }
+        self.follow_stream(event).map_err(at)?;
+        if let Some(target) = event.corrects {
+            self.r
+                .corrections
+                .insert((target, event.event_id, event.recorded_at));
+        }
+        self.r.last_recorded = Some(event.recorded_at);
+        self.r.access.observe(event);
+        produced.extend(self.r.frontier.append(leaf_hash(&event.hash)));
+        self.expected += 1;
+        self.checkpoint_roots().map_err(at)
+    }
+
+    /// The event follows its stream's previous one and every event recorded before it.
+    fn follow_stream(&mut self, event: &Event) -> Result<(), String> {
+        let previous = self.r.heads.get(&event.stream).copied();
+        let (last_seq, last_hash) =
+            previous.map_or((0, GENESIS_HASH), |h| (h.last_seq, h.last_hash));
+        if event.seq != last_seq + 1 {
+            return Err(format!(
+                "seq {} follows seq {last_seq} in its stream: an event of the stream was deleted, duplicated or reordered",
+                event.seq
+            ));
+        }
+        if event.prev_hash != last_hash {
+            return Err(format!(
+                "prev_hash {} is not the hash of the stream's previous event ({}): the chain is broken",
+                hex::encode(event.prev_hash),
+                hex::encode(last_hash)
+            ));
+        }
+        if self
+            .r
+            .last_recorded
+            .is_some_and(|last| event.recorded_at <= last)
+        {
+            return Err(format!(
+                "recorded_at {} is not later than the previous event's: transaction time must strictly increase",
+                event.recorded_at
+            ));
+        }
+        let head = StreamHead {
+            last_seq: event.seq,
+            last_hash: event.hash,
+        };
+        match self.r.heads.get_mut(&event.stream) {
+            Some(h) => *h = head,
+            None => {
+                self.r.heads.insert(event.stream.clone(), head);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every checkpoint signed at the tree's size now has the tree's root.
+    fn checkpoint_roots(&self) -> Result<(), String> {
+        let Some(cps) = self.checkpoints.get(&self.r.frontier.size()) else {
+            return Ok(());
+        };
+        let root = self.r.frontier.root();
+        match cps.iter().find(|cp| cp.root != root) {
+            None => Ok(()),
+            Some(cp) => Err(format!(
+                "the checkpoint signed at {} for tree size {} has root {}, but the ledger's root at that size is {}: the ledger or the checkpoint was altered",
+                cp.issued_at, cp.tree_size, hex::encode(cp.root), hex::encode(root)
+            )),
+        }
+    }
+}
+
+/// Each readable row's content hash, computed on both cores; the rows come back with them.
+fn hash_rows(rows: Vec<ScannedRow>) -> (Vec<ScannedRow>, Vec<Option<Hash>>) {
+    fn hash_all(rows: &[ScannedRow]) -> Vec<Option<Hash>> {
+        let mut buffer = Vec::with_capacity(4096);
+        rows.iter()
+            .map(|row| {
+                row.event.as_ref().ok().map(|event| {
+                    buffer.clear();
+                    event.write_canonical(&mut buffer);
+                    Sha256::digest(&buffer).into()
+                })
+            })
+            .collect()
+    }
+    let (first, second) = rows.split_at(rows.len() / 2);
+    let hashes = std::thread::scope(|s| {
+        let other = s.spawn(|| hash_all(second));
+        let mut hashes = hash_all(first);
+        match other.join() {
+            Ok(rest) => hashes.extend(rest),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+        hashes
+    });
+    (rows, hashes)
+}
+
+fn join_error(e: tokio::task::JoinError) -> AppError {
+    AppError::Integrity(format!("a verification task failed: {e}"))
 }
 
 impl Autolog {
@@ -259,119 +410,61 @@ impl Autolog {
     }
 
     /// Scans events 1..=`up_to` in position order, checking each and rebuilding the tree.
+    /// The next chunk is read while this one is checked, and each chunk's hashes are
+    /// computed on both cores: the scan runs at the pace of reading and hashing.
     async fn scan_events(
         &self,
         up_to: u64,
         checkpoints: &BTreeMap<u64, Vec<Checkpoint>>,
         progress: &mut impl FnMut(u64, u64),
     ) -> Result<Result<Recomputed, VerifyFailure>, AppError> {
-        let mut r = Recomputed {
-            frontier: Frontier::new(),
-            heads: BTreeMap::new(),
-            corrections: BTreeSet::new(),
-            last_recorded: None,
-            access: AccessFacts::default(),
+        let mut scan = Scan {
+            r: Recomputed {
+                frontier: Frontier::new(),
+                heads: BTreeMap::new(),
+                corrections: BTreeSet::new(),
+                last_recorded: None,
+                access: AccessFacts::default(),
+            },
+            expected: 1,
+            checkpoints,
         };
-        let mut last_recorded: Option<Instant> = None;
-        let mut expected: i64 = 1;
-        while (expected as u64) <= up_to {
-            let chunk = self.store.scan(expected - 1, CHUNK).await?;
-            if chunk.is_empty() {
-                break;
+        let mut next = Some(self.read_chunk(0));
+        while let Some(reading) = next.take() {
+            let chunk = reading.await.map_err(join_error)??;
+            let last = chunk.last().map_or(0, |row| row.position);
+            if chunk.len() as u32 == CHUNK && (last as u64) < up_to {
+                next = Some(self.read_chunk(last));
             }
+            let chunk: Vec<ScannedRow> = chunk
+                .into_iter()
+                .take_while(|row| row.position as u64 <= up_to)
+                .collect();
+            let (chunk, hashes) = tokio::task::spawn_blocking(move || hash_rows(chunk))
+                .await
+                .map_err(join_error)?;
             let mut produced: Vec<(NodeId, Hash)> = Vec::with_capacity(chunk.len() * 2);
-            for row in chunk.iter().take_while(|row| row.position as u64 <= up_to) {
-                if row.position != expected {
-                    return Ok(Err(VerifyFailure {
-                        position: Some(expected),
-                        ..fail(format!(
-                            "no event at position {expected} (the next stored row is at {}): a row was deleted or moved",
-                            row.position
-                        ))
-                    }));
+            for (row, computed) in chunk.iter().zip(hashes) {
+                if let Err(failure) = scan.check(row, computed, &mut produced) {
+                    return Ok(Err(failure));
                 }
-                let event = match &row.event {
-                    Ok(e) => e,
-                    Err(e) => {
-                        return Ok(Err(VerifyFailure {
-                            position: Some(row.position),
-                            ..fail(format!("row is unreadable: {e}"))
-                        }))
-                    }
-                };
-                let at = |problem: String| {
-                    Ok(Err(VerifyFailure {
-                        position: Some(row.position),
-                        event_id: Some(event.event_id),
-                        stream: Some(event.stream.clone()),
-                        problem,
-                    }))
-                };
-                let computed = event.compute_hash();
-                if computed != event.hash {
-                    return at(format!(
-                        "stored hash {} does not match the event's content (its canonical bytes hash to {}): the row was edited",
-                        hex::encode(event.hash),
-                        hex::encode(computed)
-                    ));
-                }
-                let previous = r.heads.get(&event.stream).copied();
-                let (last_seq, last_hash) =
-                    previous.map_or((0, GENESIS_HASH), |h| (h.last_seq, h.last_hash));
-                if event.seq != last_seq + 1 {
-                    return at(format!(
-                        "seq {} follows seq {last_seq} in its stream: an event of the stream was deleted, duplicated or reordered",
-                        event.seq
-                    ));
-                }
-                if event.prev_hash != last_hash {
-                    return at(format!(
-                        "prev_hash {} is not the hash of the stream's previous event ({}): the chain is broken",
-                        hex::encode(event.prev_hash),
-                        hex::encode(last_hash)
-                    ));
-                }
-                if last_recorded.is_some_and(|last| event.recorded_at <= last) {
-                    return at(format!(
-                        "recorded_at {} is not later than the previous event's: transaction time must strictly increase",
-                        event.recorded_at
-                    ));
-                }
-                r.heads.insert(
-                    event.stream.clone(),
-                    StreamHead {
-                        last_seq: event.seq,
-                        last_hash: event.hash,
-                    },
-                );
-                if let Some(target) = event.corrects {
-                    r.corrections
-                        .insert((target, event.event_id, event.recorded_at));
-                }
-                last_recorded = Some(event.recorded_at);
-                r.access.observe(event);
-                produced.extend(r.frontier.append(leaf_hash(&event.hash)));
-                if let Some(cps) = checkpoints.get(&r.frontier.size()) {
-                    let root = r.frontier.root();
-                    if let Some(cp) = cps.iter().find(|cp| cp.root != root) {
-                        return at(format!(
-                            "the checkpoint signed at {} for tree size {} has root {}, but the ledger's root at that size is {}: the ledger or the checkpoint was altered",
-                            cp.issued_at, cp.tree_size, hex::encode(cp.root), hex::encode(root)
-                        ));
-                    }
-                }
-                expected += 1;
             }
             if let Err(problem) = self.compare_nodes(&produced).await? {
                 return Ok(Err(fail(problem)));
             }
-            progress(r.frontier.size(), up_to);
-            if (chunk.len() as u32) < CHUNK {
-                break;
-            }
+            progress(scan.r.frontier.size(), up_to);
         }
-        r.last_recorded = last_recorded;
-        Ok(Ok(r))
+        Ok(Ok(scan.r))
+    }
+
+    /// Reads the chunk after `after` in a task of its own, so that it is read (and its
+    /// rows decoded) while the caller checks the one before.
+    fn read_chunk(
+        &self,
+        after: i64,
+    ) -> tokio::task::JoinHandle<Result<Vec<ScannedRow>, autolog_store::StoreError>> {
+        let store = self.store.clone();
+        tokio::spawn(async move { store.scan(after, CHUNK).await })
     }
 
     /// The stream heads and correction links must be exactly what the events say.
@@ -458,15 +551,17 @@ impl Autolog {
                 .collect();
             for (index, hash) in expected {
                 let leaves = 1u64 << level;
-                let span = format!(
-                    "positions {} to {}",
-                    index * leaves + 1,
-                    (index + 1) * leaves
-                );
+                let span = || {
+                    format!(
+                        "positions {} to {}",
+                        index * leaves + 1,
+                        (index + 1) * leaves
+                    )
+                };
                 match stored.get(&index) {
                     Some(s) if *s == hash => {}
-                    Some(_) => return Ok(Err(format!("stored Merkle node (level {level}, index {index}; {span}) differs from the recomputed one: proofs served from it would be false"))),
-                    None => return Ok(Err(format!("Merkle node (level {level}, index {index}; {span}) is missing from storage"))),
+                    Some(_) => return Ok(Err(format!("stored Merkle node (level {level}, index {index}; {}) differs from the recomputed one: proofs served from it would be false", span()))),
+                    None => return Ok(Err(format!("Merkle node (level {level}, index {index}; {}) is missing from storage", span()))),
                 }
             }
         }

@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::FieldError;
+use crate::ledger::jcs::{self, ObjectWriter};
 use crate::ledger::merkle::Hash;
 use crate::ledger::time::{Instant, OccurredAt};
 
@@ -178,10 +179,49 @@ impl Event {
     }
 
     /// RFC 8785 canonical bytes of the envelope without its hash: the members of
-    /// [`Event::unhashed_json`], serialised from the event in place (the canonicaliser
-    /// sorts them), without building that JSON value or copying the payload.
+    /// [`Event::unhashed_json`] (a test holds the two equal for any event), written from
+    /// the event in place, without building that JSON value or copying the payload.
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        canonical_json(&Unhashed::of(self))
+        let mut out = Vec::with_capacity(512);
+        self.write_canonical(&mut out);
+        out
+    }
+
+    /// Appends the canonical bytes to `out`: the members in RFC 8785 order (their names
+    /// are ASCII, so byte order), the payload by [`jcs::write_value`].
+    pub fn write_canonical(&self, out: &mut Vec<u8>) {
+        let mut o = ObjectWriter::begin(out);
+        o.string("actor", &self.actor);
+        let mut body = ObjectWriter::begin(o.name("body"));
+        jcs::write_value(body.name("data"), &self.body.data);
+        body.string("type", &self.body.event_type);
+        jcs::write_u64(body.name("version"), u64::from(self.body.version));
+        body.end();
+        if let Some(corrects) = &self.corrects {
+            o.string("corrects", &corrects.to_string());
+        }
+        o.string("event_id", &self.event_id.to_string());
+        let mut occurred = ObjectWriter::begin(o.name("occurred_at"));
+        occurred.string("instant", &self.occurred_at.instant.to_string());
+        occurred.string("offset", &self.occurred_at.offset.to_string());
+        occurred.string("zone", &self.occurred_at.zone);
+        occurred.end();
+        jcs::write_u64(o.name("position"), self.position);
+        o.string("prev_hash", &hex::encode(self.prev_hash));
+        if let Some(reason) = &self.reason {
+            o.string("reason", reason);
+        }
+        o.string("recorded_at", &self.recorded_at.to_string());
+        jcs::write_u64(o.name("seq"), self.seq);
+        if let Some(site) = &self.site {
+            o.string("site", site);
+        }
+        let mut source = ObjectWriter::begin(o.name("source"));
+        source.string("source_event_id", &self.source.source_event_id);
+        source.string("system", &self.source.system);
+        source.end();
+        o.string("stream", &self.stream);
+        o.end();
     }
 
     /// SHA-256 of the canonical bytes.
@@ -196,68 +236,6 @@ pub fn canonical_json(value: &impl Serialize) -> Vec<u8> {
     // What is given here always canonicalises: JSON values and the envelope's own fields,
     // whose numbers are finite by construction.
     serde_json_canonicalizer::to_vec(value).unwrap_or_default()
-}
-
-/// The envelope without its hash, borrowed from an event: what is hashed. Its members and
-/// their forms are those of [`Event::unhashed_json`] (a test holds the two equal).
-#[derive(Serialize)]
-struct Unhashed<'a> {
-    event_id: String,
-    stream: &'a str,
-    seq: u64,
-    prev_hash: String,
-    position: u64,
-    recorded_at: String,
-    occurred_at: UnhashedOccurred<'a>,
-    actor: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    site: Option<&'a str>,
-    source: UnhashedSource<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    corrects: Option<String>,
-    body: &'a Body,
-}
-
-#[derive(Serialize)]
-struct UnhashedOccurred<'a> {
-    instant: String,
-    zone: &'a str,
-    offset: String,
-}
-
-#[derive(Serialize)]
-struct UnhashedSource<'a> {
-    system: &'a str,
-    source_event_id: &'a str,
-}
-
-impl<'a> Unhashed<'a> {
-    fn of(e: &'a Event) -> Self {
-        Unhashed {
-            event_id: e.event_id.to_string(),
-            stream: &e.stream,
-            seq: e.seq,
-            prev_hash: hex::encode(e.prev_hash),
-            position: e.position,
-            recorded_at: e.recorded_at.to_string(),
-            occurred_at: UnhashedOccurred {
-                instant: e.occurred_at.instant.to_string(),
-                zone: &e.occurred_at.zone,
-                offset: e.occurred_at.offset.to_string(),
-            },
-            actor: &e.actor,
-            site: e.site.as_deref(),
-            source: UnhashedSource {
-                system: &e.source.system,
-                source_event_id: &e.source.source_event_id,
-            },
-            reason: e.reason.as_deref(),
-            corrects: e.corrects.map(|c| c.to_string()),
-            body: &e.body,
-        }
-    }
 }
 
 /// A canonical id or code (site id, person id, step code...): 1-64 letters, digits or `._:-`.

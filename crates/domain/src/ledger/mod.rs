@@ -8,6 +8,7 @@ pub mod dossier;
 pub mod envelope;
 pub mod event_type;
 pub mod fields;
+pub mod jcs;
 pub mod json;
 pub mod merkle;
 pub mod stream;
