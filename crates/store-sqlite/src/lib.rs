@@ -14,6 +14,7 @@ use autolog_domain::ledger::merkle::{Frontier, Hash};
 use autolog_domain::rules::history::HistoryFilter;
 use autolog_domain::{Event, EventDraft, Instant, Source, Uuid};
 use autolog_store::prelude::*;
+use autolog_store::sql::Statement;
 use autolog_store::{
     AppendOutcome, AppendPlan, AppendTx, Clock, EventQuery, EventRow, LedgerHead, ScannedRow,
     StoreError, StreamHead, EVENT_COLUMNS,
@@ -25,6 +26,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
+mod bulk;
 mod sql;
 
 const BACKEND: &str = "sqlite";
@@ -41,6 +43,8 @@ pub struct SqliteStore {
     /// One connection: every append is serialised here, and begins IMMEDIATE.
     writer: SqlitePool,
     readers: SqlitePool,
+    /// The ledger scan's connections (`bulk`).
+    bulk: bulk::BulkReader,
     /// Appends, in groups sharing one transaction and one commit on `writer`.
     appends: CommitQueue,
     /// The size cap of [`SqliteStore::cap_size_at_current`], in pages (0: none).
@@ -138,6 +142,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer,
             readers,
+            bulk: bulk::BulkReader::new(path),
             appends,
             page_cap,
         })
@@ -171,6 +176,7 @@ impl SqliteStore {
     /// Closes every connection and waits until they are closed. The last one to close
     /// checkpoints the WAL and removes the -wal and -shm files.
     pub async fn close(&self) {
+        self.bulk.close();
         self.readers.close().await;
         self.writer.close().await;
     }
@@ -665,13 +671,8 @@ impl LedgerStore for SqliteStore {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE stream = ? AND recorded_at_us <= ? ORDER BY seq"
         );
-        let rows = sqlx::query(&sql)
-            .bind(stream)
-            .bind(known_at.micros())
-            .fetch_all(&self.readers)
-            .await
-            .map_err(backend_error)?;
-        to_events(&rows)
+        let select = Statement::new(sql).bind(stream).bind(known_at.micros());
+        self.bulk.events(select).await
     }
 
     async fn stream_events_filtered(
@@ -746,17 +747,14 @@ impl LedgerStore for SqliteStore {
             "SELECT {EVENT_COLUMNS} FROM events WHERE position > ? AND recorded_at_us <= ? \
              AND occurred_at_us <= ? AND (? IS NULL OR stream = ?) ORDER BY position LIMIT ?"
         );
-        let rows = sqlx::query(&sql)
+        let select = Statement::new(sql)
             .bind(q.after_position as i64)
             .bind(q.known_at.micros())
             .bind(q.valid_at.micros())
             .bind(q.stream.as_deref())
             .bind(q.stream.as_deref())
-            .bind(i64::from(q.limit))
-            .fetch_all(&self.readers)
-            .await
-            .map_err(backend_error)?;
-        to_events(&rows)
+            .bind(i64::from(q.limit));
+        self.bulk.events(select).await
     }
 
     async fn superseded_by(
@@ -833,28 +831,7 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn scan(&self, after_position: i64, limit: u32) -> Result<Vec<ScannedRow>, StoreError> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(after_position)
-            .bind(i64::from(limit))
-            .fetch_all(&self.readers)
-            .await
-            .map_err(backend_error)?;
-        Ok(rows
-            .iter()
-            .map(|row| match event_row(row) {
-                Ok(raw) => ScannedRow {
-                    position: raw.position,
-                    event: raw.into_event(),
-                },
-                Err(e) => ScannedRow {
-                    position: row.try_get("position").unwrap_or(-1),
-                    event: Err(format!("row does not have the expected columns: {e}")),
-                },
-            })
-            .collect())
+        self.bulk.scan(after_position, limit).await
     }
 
     async fn streams_with_prefix(

@@ -9,47 +9,95 @@ use sqlx::query::Query;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Row as _, Sqlite, Transaction};
 
+use rusqlite::types::Value;
+
+use crate::bulk::ReadRow;
 use crate::{backend_error, SqliteStore, BACKEND};
 
-/// A row read by the shared stores.
-pub struct Row(SqliteRow);
+/// A row read by the shared stores: from the writer (sqlx) or from a bulk read (rusqlite).
+pub enum Row {
+    Driver(SqliteRow),
+    Read(ReadRow),
+}
 
 impl Row {
-    fn get<T>(&self, column: &str) -> Result<T, StoreError>
+    fn get<T>(&self, column: &str, from_value: fn(&Value) -> Option<T>) -> Result<T, StoreError>
     where
         T: for<'r> sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
     {
-        self.0.try_get(column).map_err(backend_error)
+        match self {
+            Row::Driver(row) => row.try_get(column).map_err(backend_error),
+            Row::Read(row) => {
+                let value = row.value(column)?;
+                from_value(value).ok_or_else(|| StoreError::Backend {
+                    backend: BACKEND,
+                    message: format!(
+                        "column {column:?} holds {}, not the type asked for",
+                        value.data_type()
+                    ),
+                })
+            }
+        }
+    }
+}
+
+fn int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Integer(i) => Some(*i),
+        _ => None,
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::Text(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn bytes(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::Blob(b) => Some(b.clone()),
+        Value::Text(s) => Some(s.as_bytes().to_vec()),
+        _ => None,
+    }
+}
+
+/// `None` for NULL, else `Some` of what `inner` reads (a wrong type is still an error).
+fn optional<T>(v: &Value, inner: fn(&Value) -> Option<T>) -> Option<Option<T>> {
+    match v {
+        Value::Null => Some(None),
+        other => inner(other).map(Some),
     }
 }
 
 impl SqlRow for Row {
     fn int(&self, column: &str) -> Result<i64, StoreError> {
-        self.get(column)
+        self.get(column, int)
     }
 
     fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
-        self.get(column)
+        self.get(column, |v| optional(v, int))
     }
 
     fn text(&self, column: &str) -> Result<String, StoreError> {
-        self.get(column)
+        self.get(column, text)
     }
 
     fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
-        self.get(column)
+        self.get(column, |v| optional(v, text))
     }
 
     fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError> {
-        self.get(column)
+        self.get(column, bytes)
     }
 
     fn opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get(column)
+        self.get(column, |v| optional(v, bytes))
     }
 
     fn boolean(&self, column: &str) -> Result<bool, StoreError> {
-        self.get(column)
+        self.get(column, |v| int(v).map(|i| i != 0))
     }
 }
 
@@ -75,7 +123,7 @@ fn prepare(statement: &Statement) -> Prepared<'_> {
 }
 
 fn rows(rows: Vec<SqliteRow>) -> Vec<Row> {
-    rows.into_iter().map(Row).collect()
+    rows.into_iter().map(Row::Driver).collect()
 }
 
 /// A writing transaction on the writer connection.
@@ -115,12 +163,10 @@ impl SqlDb for SqliteStore {
         Dialect::Sqlite
     }
 
+    /// On the bulk reader: the rows cross to the runtime once, not one by one.
     async fn read(&self, statement: Statement) -> Result<Vec<Row>, StoreError> {
-        let found = prepare(&statement)
-            .fetch_all(&self.readers)
-            .await
-            .map_err(backend_error)?;
-        Ok(rows(found))
+        let found = self.bulk.read(statement).await?;
+        Ok(found.into_iter().map(Row::Read).collect())
     }
 
     async fn write(&self, statement: Statement) -> Result<u64, StoreError> {
