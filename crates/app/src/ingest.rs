@@ -7,7 +7,10 @@
 //! set-secret` does; the secret never enters the ledger). Ingest is the trusted operator
 //! path on the data directory: each event is attributed to the `actor` its line names.
 
+use std::collections::HashMap;
 use std::path::Path;
+
+use futures_util::future::try_join_all;
 
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -106,17 +109,92 @@ fn route(value: &Value) -> Result<Request<'_>, AppError> {
     }
 }
 
+/// Chains whose lines `autolog ingest` appends at once by default.
+pub const DEFAULT_INGEST_LANES: usize = 8;
+
+/// Lines read before they are appended: the next segment starts when this many are read
+/// or at a line that must go alone.
+const SEGMENT_LINES: usize = 2_000;
+
+/// Where a line may run: beside other chains' lines, or alone.
+#[derive(Debug, PartialEq, Eq)]
+enum Lane {
+    /// Every event of the line is about this one chain (its stream, or its `coi`).
+    Chain(String),
+    /// Reference data, set-up, an enrolment without a COI, several chains, not JSON:
+    /// everything before it is appended first, and it is appended before what follows.
+    Alone,
+}
+
+/// The lane of a line. A chain's events are on its `coi/` stream or name it in `coi`.
+fn lane_of(line: &str) -> Lane {
+    let Ok(value) = serde_json::from_str::<Value>(line) else {
+        return Lane::Alone;
+    };
+    let endpoint = value.get("endpoint").and_then(Value::as_str);
+    let body = match endpoint {
+        None => &value,
+        Some(EVENTS_ENDPOINT) | Some(CHAINS_ENDPOINT) => &value["body"],
+        Some(_) => return Lane::Alone,
+    };
+    if endpoint == Some(CHAINS_ENDPOINT) {
+        return match body.get("coi").and_then(Value::as_str) {
+            Some(coi) => Lane::Chain(coi.to_string()),
+            None => Lane::Alone,
+        };
+    }
+    let events: Vec<&Value> = match body {
+        Value::Array(list) => list.iter().collect(),
+        one => vec![one],
+    };
+    let chain_of = |event: &Value| {
+        let on_stream = event
+            .get("stream")
+            .and_then(Value::as_str)
+            .and_then(|s| s.strip_prefix("coi/"));
+        let named = event["body"]["data"].get("coi").and_then(Value::as_str);
+        on_stream.or(named).map(str::to_string)
+    };
+    let mut chains = events.iter().map(|e| chain_of(e));
+    match chains.next() {
+        Some(Some(first)) if chains.all(|c| c.as_deref() == Some(first.as_str())) => {
+            Lane::Chain(first)
+        }
+        _ => Lane::Alone,
+    }
+}
+
+impl IngestReport {
+    /// Adds a lane's report; refusals and duplicates stay in line order.
+    fn absorb(&mut self, other: IngestReport) {
+        self.lines += other.lines;
+        self.accepted_lines += other.accepted_lines;
+        self.appended_events += other.appended_events;
+        self.duplicate_events += other.duplicate_events;
+        self.alerts += other.alerts;
+        self.setup_lines += other.setup_lines;
+        self.duplicate_lines.extend(other.duplicate_lines);
+        self.duplicate_lines.sort_unstable();
+        self.refused.extend(other.refused);
+        self.refused.sort_by_key(|r| r.line);
+    }
+}
+
 impl Autolog {
-    /// Appends each non-blank line of the file as one request. A refused line is reported
-    /// and skipped; I/O and storage failures stop the ingest.
+    /// Appends each non-blank line of the file as one request, in file order. A refused
+    /// line is reported and skipped; I/O and storage failures stop the ingest.
     pub async fn ingest(&self, path: &Path) -> Result<IngestReport, AppError> {
-        self.ingest_with_progress(path, &|_| {}).await
+        self.ingest_with_progress(path, 1, &|_| {}).await
     }
 
-    /// As `ingest`, calling `progress` with the bytes read so far after each line.
+    /// As `ingest`, with up to `lanes` chains' lines appended at once (their appends share
+    /// commits; each chain's lines stay in file order, and a line about anything else is
+    /// appended alone, after everything before it), calling `progress` with the bytes read
+    /// so far. With one lane every line is appended in file order.
     pub async fn ingest_with_progress(
         &self,
         path: &Path,
+        lanes: usize,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<IngestReport, AppError> {
         let file = tokio::fs::File::open(path)
@@ -124,30 +202,33 @@ impl Autolog {
             .map_err(|e| AppError::Config(format!("cannot open {}: {e}", path.display())))?;
         let mut lines = BufReader::new(file).lines();
         let mut report = IngestReport::default();
-        let mut number = 0usize;
-        let mut bytes = 0u64;
+        let (mut number, mut bytes) = (0usize, 0u64);
+        let mut segment: Vec<(usize, String)> = Vec::new();
         loop {
-            let line = match lines.next_line().await {
-                Ok(Some(line)) => line,
-                Ok(None) => break,
-                Err(e) => {
-                    return Err(AppError::Config(format!(
-                        "{} line {}: cannot read: {e}",
-                        path.display(),
-                        number + 1
-                    )))
-                }
-            };
+            let line = lines.next_line().await.map_err(|e| {
+                AppError::Config(format!(
+                    "{} line {}: cannot read: {e}",
+                    path.display(),
+                    number + 1
+                ))
+            })?;
+            let Some(line) = line else { break };
             number += 1;
             bytes += line.len() as u64 + 1;
-            self.ingest_line(number, &line, &mut report).await?;
-            progress(bytes);
+            segment.push((number, line));
+            if segment.len() >= SEGMENT_LINES || lanes <= 1 {
+                self.ingest_segment(std::mem::take(&mut segment), lanes, &mut report)
+                    .await?;
+                progress(bytes);
+            }
         }
+        self.ingest_segment(segment, lanes, &mut report).await?;
+        progress(bytes);
         self.checkpoint_if_grown().await?;
         Ok(report)
     }
 
-    /// Ingests lines held in memory (numbered from 1), e.g. a simulation's.
+    /// Ingests lines held in memory (numbered from 1) in order, e.g. a simulation's.
     pub async fn ingest_lines(&self, lines: &[String]) -> Result<IngestReport, AppError> {
         let mut report = IngestReport::default();
         for (i, line) in lines.iter().enumerate() {
@@ -155,6 +236,56 @@ impl Autolog {
         }
         self.checkpoint_if_grown().await?;
         Ok(report)
+    }
+
+    /// A segment of numbered lines: each run of chain lines spread over `lanes` (a chain's
+    /// lines on one lane, in order), each line that must go alone after the run before it.
+    async fn ingest_segment(
+        &self,
+        segment: Vec<(usize, String)>,
+        lanes: usize,
+        report: &mut IngestReport,
+    ) -> Result<(), AppError> {
+        let mut run: Vec<Vec<(usize, String)>> = Vec::new();
+        let mut lane_of_chain: HashMap<String, usize> = HashMap::new();
+        for (number, line) in segment {
+            match lane_of(&line) {
+                Lane::Chain(coi) if lanes > 1 => {
+                    let next = lane_of_chain.len() % lanes;
+                    let lane = *lane_of_chain.entry(coi).or_insert(next);
+                    if run.len() <= lane {
+                        run.resize_with(lane + 1, Vec::new);
+                    }
+                    run[lane].push((number, line));
+                }
+                _ => {
+                    self.ingest_lanes(std::mem::take(&mut run), report).await?;
+                    lane_of_chain.clear();
+                    self.ingest_line(number, &line, report).await?;
+                }
+            }
+        }
+        self.ingest_lanes(run, report).await
+    }
+
+    /// The lanes at once, each in its own order; the first failure stops them all.
+    async fn ingest_lanes(
+        &self,
+        lanes: Vec<Vec<(usize, String)>>,
+        report: &mut IngestReport,
+    ) -> Result<(), AppError> {
+        let reports = try_join_all(lanes.iter().map(|lane| async move {
+            let mut own = IngestReport::default();
+            for (number, line) in lane {
+                self.ingest_line(*number, line, &mut own).await?;
+            }
+            Ok::<_, AppError>(own)
+        }))
+        .await?;
+        for own in reports {
+            report.absorb(own);
+        }
+        Ok(())
     }
 
     /// One line: appended, enrolled or applied; a refusal is added to the report.
@@ -223,5 +354,37 @@ impl Autolog {
             Err(other) => return Err(other),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_about_one_chain_has_its_lane_and_any_other_goes_alone() {
+        let chain = |line: &str| lane_of(line);
+        let on = Lane::Chain("W1234".into());
+        assert_eq!(chain(r#"{"stream": "coi/W1234", "body": {}}"#), on);
+        assert_eq!(
+            chain(
+                r#"{"endpoint": "POST /api/v1/events", "body": [{"stream": "coi/W1234"}, {"stream": "batch/B1", "body": {"data": {"coi": "W1234"}}}]}"#
+            ),
+            on
+        );
+        assert_eq!(
+            chain(r#"{"endpoint": "POST /api/v1/chains", "body": {"coi": "W1234"}}"#),
+            on
+        );
+        for alone in [
+            r#"{"stream": "site/LAX", "body": {}}"#,
+            r#"[{"stream": "coi/W1234"}, {"stream": "coi/W9999"}]"#,
+            r#"{"endpoint": "POST /api/v1/chains", "body": {"patient_key": "PK-1"}}"#,
+            r#"{"endpoint": "signing-secret", "person_id": "P-1"}"#,
+            "{not json",
+            "",
+        ] {
+            assert_eq!(chain(alone), Lane::Alone, "{alone}");
+        }
     }
 }

@@ -61,7 +61,8 @@ pub use feeds::webhooks::{
 };
 pub use feeds::witness::{WitnessSettings, Witnessed, WITNESS_FILE};
 pub use ingest::{
-    IngestLine, IngestReport, CHAINS_ENDPOINT, EVENTS_ENDPOINT, SIGNING_SECRET_ENDPOINT,
+    IngestLine, IngestReport, CHAINS_ENDPOINT, DEFAULT_INGEST_LANES, EVENTS_ENDPOINT,
+    SIGNING_SECRET_ENDPOINT,
 };
 pub use interop::epcis::{
     check_epcis_query, epcis_too_large, parse_capture, EpcisCaptured, EpcisQueryPage,

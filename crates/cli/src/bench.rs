@@ -31,6 +31,7 @@ use autolog_domain::Event;
 use autolog_store_postgres::PostgresStore;
 use autolog_store_sqlite::SqliteStore;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 /// Events per request of the batched ingest and per transaction of the batched limit.
 pub const BATCH_EVENTS: usize = 100;
@@ -1393,7 +1394,37 @@ async fn full_ledger_reads(
     if let Err(failure) = &verified {
         progress(&format!("verify FAILED: {failure}"));
     }
+    let mut verify = verify;
+    verify["hashing_limit"] = hashing_limit(app).await?;
     Ok((genealogy, reconciliation, verify))
+}
+
+/// What verify cannot beat: SHA-256 over events' canonical bytes, in memory on one core
+/// (the first thousand events, hashed again and again for half a second).
+async fn hashing_limit(app: &Autolog) -> anyhow::Result<Value> {
+    progress("verify: hashing limit");
+    let sample = app.store().scan(0, 1_000).await?;
+    let bytes: Vec<Vec<u8>> = sample
+        .iter()
+        .filter_map(|row| row.event.as_ref().ok())
+        .map(Event::canonical_bytes)
+        .collect();
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    let mean = bytes.iter().map(Vec::len).sum::<usize>() / bytes.len();
+    let t = Clock::now();
+    let mut hashed = 0usize;
+    while t.elapsed() < Duration::from_millis(500) {
+        for b in &bytes {
+            std::hint::black_box(Sha256::digest(b));
+        }
+        hashed += bytes.len();
+    }
+    Ok(json!({
+        "mean_event_bytes": mean,
+        "events_per_second_one_core": rate(hashed, t.elapsed().as_secs_f64()),
+    }))
 }
 
 /// Rounds of listings per site sampled.
@@ -1474,6 +1505,40 @@ async fn projection_reads(app: &Autolog, ledger_events: u64) -> anyhow::Result<V
     }))
 }
 
+/// The verify rows: its rate, against the scan's and SHA-256's in the same run.
+fn print_verify(v: &Value, scan: f64) {
+    let verify = float_of(&v["events_per_second"]);
+    let hashing = float_of(&v["hashing_limit"]["events_per_second_one_core"]);
+    let share = |limit: f64| {
+        if limit > 0.0 {
+            100.0 * verify / limit
+        } else {
+            0.0
+        }
+    };
+    println!(
+        "{:<38} {:>12} {:>14.0} {:>12}",
+        "verify, whole ledger (events/s)",
+        count_of(&v["events"]),
+        verify,
+        if v["ok"] == json!(true) {
+            format!("ok, {:.0}% of scan", share(scan))
+        } else {
+            "FAILED".to_string()
+        }
+    );
+    println!(
+        "{:<38} {:>12} {:>14.0} {:>12}",
+        "SHA-256 of the events, one core (ev/s)",
+        format!(
+            "{} B mean",
+            count_of(&v["hashing_limit"]["mean_event_bytes"])
+        ),
+        hashing,
+        format!("verify {:.1}%", share(hashing))
+    );
+}
+
 /// One request per event, in process, on a fresh store (reference data first), and the
 /// plain-insert limit of one row per transaction in the same database.
 async fn measure_per_request(
@@ -1539,16 +1604,24 @@ async fn measure_http(
 // ---------------------------------------------------------------------------------------
 // The table
 
+/// A figure of the bench's JSON (0 when absent).
+fn float_of(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+/// A count of the bench's JSON (0 when absent).
+fn count_of(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
 fn print_table(scale: &Value) {
-    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
-    let n = |v: &Value| v.as_u64().unwrap_or(0);
     println!();
     println!(
         "autolog bench: {} patients, {} events ledger, {} chains (wall {:.1} s)",
-        n(&scale["patients"]),
-        n(&scale["ledger_events"]),
-        n(&scale["chains"]),
-        f(&scale["wall_seconds"])
+        count_of(&scale["patients"]),
+        count_of(&scale["ledger_events"]),
+        count_of(&scale["chains"]),
+        float_of(&scale["wall_seconds"])
     );
     println!(
         "{:<38} {:>12} {:>14} {:>12}",
@@ -1573,7 +1646,7 @@ fn print_table(scale: &Value) {
     ];
     for (label, key, _) in rows {
         let i = &scale["ingest"][key];
-        let clients = n(&i["clients"]);
+        let clients = count_of(&i["clients"]);
         let label = if clients > 1 {
             format!("{label}, {clients} clients")
         } else {
@@ -1582,9 +1655,9 @@ fn print_table(scale: &Value) {
         println!(
             "{:<38} {:>12} {:>14.0} {:>11.1}%",
             label,
-            n(&i["events"]),
-            f(&i["events_per_second"]),
-            f(&scale["ratio_to_limit"][key]) * 100.0
+            count_of(&i["events"]),
+            float_of(&i["events_per_second"]),
+            float_of(&scale["ratio_to_limit"][key]) * 100.0
         );
     }
     for (label, key) in [
@@ -1598,8 +1671,8 @@ fn print_table(scale: &Value) {
         println!(
             "{:<38} {:>12} {:>14.0} {:>12}",
             label,
-            n(&l["rows"]),
-            f(&l["rows_per_second"]),
+            count_of(&l["rows"]),
+            float_of(&l["rows_per_second"]),
             "100%"
         );
     }
@@ -1626,31 +1699,31 @@ fn print_table(scale: &Value) {
         println!(
             "{:<38} {:>12} {:>14.2} {:>12.2}",
             label,
-            n(&latencies["samples"]),
-            f(&latencies["p50_ms"]),
-            f(&latencies["p99_ms"])
+            count_of(&latencies["samples"]),
+            float_of(&latencies["p50_ms"]),
+            float_of(&latencies["p99_ms"])
         );
     }
     let g = &scale["genealogy_forward"];
     println!(
         "{:<38} {:>12} {:>14.1}",
         "genealogy forward, busiest lot (ms)",
-        format!("{} batches", n(&g["batches"])),
-        f(&g["ms"])
+        format!("{} batches", count_of(&g["batches"])),
+        float_of(&g["ms"])
     );
     let r = &scale["reconciliation"];
     println!(
         "{:<38} {:>12} {:>14.1}",
         "reconciliation, all chains (ms)",
-        format!("{} chains", n(&r["chains"])),
-        f(&r["ms"])
+        format!("{} chains", count_of(&r["chains"])),
+        float_of(&r["ms"])
     );
-    let rebuild = f(&p["rebuild"]["events_per_second"]);
-    let scan = f(&p["scan_limit"]["rows_per_second"]);
+    let rebuild = float_of(&p["rebuild"]["events_per_second"]);
+    let scan = float_of(&p["scan_limit"]["rows_per_second"]);
     println!(
         "{:<38} {:>12} {:>14.0} {:>12}",
         "projection rebuild (events/s)",
-        format!("{} chains", n(&p["chains"])),
+        format!("{} chains", count_of(&p["chains"])),
         rebuild,
         format!(
             "{:.1}% of scan",
@@ -1664,25 +1737,14 @@ fn print_table(scale: &Value) {
     println!(
         "{:<38} {:>12} {:>14.0}",
         "ledger scan, the read limit (rows/s)",
-        n(&p["scan_limit"]["rows"]),
+        count_of(&p["scan_limit"]["rows"]),
         scan
     );
-    let v = &scale["verify"];
-    println!(
-        "{:<38} {:>12} {:>14.0} {:>12}",
-        "verify, whole ledger (events/s)",
-        n(&v["events"]),
-        f(&v["events_per_second"]),
-        if v["ok"] == json!(true) {
-            "ok"
-        } else {
-            "FAILED"
-        }
-    );
+    print_verify(&scale["verify"], scan);
     println!(
         "peak RSS {:.1} MiB; database {:.1} MiB, {:.0} bytes per event",
-        f(&scale["peak_rss_bytes"]) / 1_048_576.0,
-        f(&scale["database_bytes"]) / 1_048_576.0,
-        f(&scale["database_bytes_per_event"])
+        float_of(&scale["peak_rss_bytes"]) / 1_048_576.0,
+        float_of(&scale["database_bytes"]) / 1_048_576.0,
+        float_of(&scale["database_bytes_per_event"])
     );
 }

@@ -67,12 +67,12 @@ fn bar(len: u64) -> ProgressBar {
 }
 
 /// `autolog ingest FILE`, with a progress bar on a terminal and the summary.
-pub async fn ingest(app: &Autolog, file: &Path) -> anyhow::Result<ExitCode> {
+pub async fn ingest(app: &Autolog, file: &Path, lanes: usize) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let len = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     let progress = bar(len);
     let report = app
-        .ingest_with_progress(file, &|done| progress.set_position(done))
+        .ingest_with_progress(file, lanes, &|done| progress.set_position(done))
         .await;
     progress.finish_and_clear();
     let report = report?;

@@ -4,6 +4,7 @@
 mod alignment;
 mod chains;
 mod golden;
+mod ingest;
 mod integration_examples;
 mod journeys;
 mod projections;
