@@ -673,18 +673,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = config_of(&cli);
     let skew = cli.clock_skew_tolerance_secs;
     match cli.command {
-        Command::Init => {
-            let key = DataDir::new(&config.data_dir).init()?;
-            store::open_store(&config).await?;
-            let public = key.verifying_key();
-            println!(
-                "initialised {} ({}); checkpoint key id {}",
-                config.data_dir.display(),
-                config.store_description(),
-                autolog_domain::ledger::checkpoint::key_id(&public)
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Init => init(&config).await,
         Command::Serve(args) => serve(&config, cli.coi_issuer_fin.as_deref(), skew, args).await,
         Command::Ingest { file, lanes } => {
             let app = store::open(&config)
@@ -740,15 +729,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             known_at,
         } => {
             let app = store::open_existing(&config).await?;
-            let answer = if direction == "backward" {
-                let found = app.genealogy_backward(&id, valid_at.as_deref(), known_at.as_deref());
-                serde_json::to_string_pretty(&found.await?)?
+            let (valid_at, known_at) = (valid_at.as_deref(), known_at.as_deref());
+            if direction == "backward" {
+                print_json(&app.genealogy_backward(&id, valid_at, known_at).await?)
             } else {
-                let found = app.genealogy_forward(&id, valid_at.as_deref(), known_at.as_deref());
-                serde_json::to_string_pretty(&found.await?)?
-            };
-            println!("{answer}");
-            Ok(ExitCode::SUCCESS)
+                print_json(&app.genealogy_forward(&id, valid_at, known_at).await?)
+            }
         }
         Command::Turnaround {
             product_code,
@@ -756,15 +742,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             known_at,
         } => {
             let app = store::open_existing(&config).await?;
-            let answer = app
-                .turnaround(
-                    product_code.as_deref(),
-                    valid_at.as_deref(),
-                    known_at.as_deref(),
-                )
-                .await?;
-            println!("{}", serde_json::to_string_pretty(&answer)?);
-            Ok(ExitCode::SUCCESS)
+            let (valid_at, known_at) = (valid_at.as_deref(), known_at.as_deref());
+            print_json(
+                &app.turnaround(product_code.as_deref(), valid_at, known_at)
+                    .await?,
+            )
         }
         Command::Retention {
             command:
@@ -805,11 +787,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 actor,
                 site_id,
             };
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&app.audit_trail(&query).await?)?
-            );
-            Ok(ExitCode::SUCCESS)
+            print_json(&app.audit_trail(&query).await?)
         }
         Command::Label { command } => {
             let app = store::open_existing(&config).await?;
@@ -829,6 +807,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: KeyCommand::Show,
         } => show_key(&config),
     }
+}
+
+/// `autolog init`: the data directory, its signing key and the database schema.
+async fn init(config: &Config) -> anyhow::Result<ExitCode> {
+    let key = DataDir::new(&config.data_dir).init()?;
+    store::open_store(config).await?;
+    let public = key.verifying_key();
+    println!(
+        "initialised {} ({}); checkpoint key id {}",
+        config.data_dir.display(),
+        config.store_description(),
+        autolog_domain::ledger::checkpoint::key_id(&public)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A report's answer as pretty JSON on stdout.
+fn print_json(answer: &impl serde::Serialize) -> anyhow::Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(answer)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `autolog trace`: a chain as of (`valid_at`, `known_at`), for people or as JSON.
