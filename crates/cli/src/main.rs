@@ -275,7 +275,7 @@ enum RetentionCommand {
 
 #[derive(Subcommand)]
 enum ProjectionCommand {
-    /// Drop the chain projection and fold the whole ledger into it again.
+    /// Drop the chain and alert projections and fold the whole ledger into them again.
     Rebuild,
 }
 
@@ -564,7 +564,7 @@ async fn serve(
 }
 
 /// The projections against the ledger's fold (after the ledger itself verified): exit
-/// code 1 lists each chain whose summary differs.
+/// code 1 lists each chain summary or alert row that differs.
 async fn verify_projections(app: &autolog_app::Autolog) -> anyhow::Result<ExitCode> {
     let check = app.check_projections().await?;
     if check.differences.is_empty() {
@@ -572,16 +572,21 @@ async fn verify_projections(app: &autolog_app::Autolog) -> anyhow::Result<ExitCo
             "ok: chain projection equals the fold of the ledger for {} chains",
             check.chains
         );
+        println!(
+            "ok: alert projection equals the fold of the ledger for {} alerts",
+            check.alerts
+        );
         return Ok(ExitCode::SUCCESS);
     }
     for difference in &check.differences {
         println!("{difference}");
     }
     println!(
-        "chain projection differs from the ledger for {} of {} chains \
-         (autolog projections rebuild makes it again from the ledger)",
+        "the projections differ from the ledger in {} places ({} chains, {} alerts; \
+         autolog projections rebuild makes them again from the ledger)",
         check.differences.len(),
-        check.chains
+        check.chains,
+        check.alerts
     );
     Ok(ExitCode::from(1))
 }
@@ -764,7 +769,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let app = store::open_existing(&config).await?;
             let position = app.rebuild_projections().await?;
-            println!("chain projection rebuilt from the ledger up to position {position}");
+            println!("projections rebuilt from the ledger up to position {position}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Reference { command } => {

@@ -13,11 +13,11 @@ use autolog_domain::rules::history::{record_filter, HistoryFilter};
 use autolog_domain::{
     Body, CorrectionTarget, EventDraft, Instant, OccurredAt, SigningKey, Source, Uuid, GENESIS_HASH,
 };
+use autolog_store::{AlertIndexQuery, AlertIndexRow, ChainQuery, ChainScope};
 use autolog_store::{
     ApiToken, DeliveryStatus, EventQuery, RoleGrant, Session, Store, StoreError, UserAccount,
     VaultRecord, Webhook, WebhookDelivery,
 };
-use autolog_store::{ChainQuery, ChainScope};
 use autolog_store::{EpcRole, EpcisCapture, EpcisQuery, NewEpcisEvent, StoredEpcisEvent};
 use serde_json::{json, Value};
 
@@ -3793,6 +3793,87 @@ pub async fn chain_summaries_are_replaced_and_queried(target: Target) {
     assert!(store.chain_summaries(&all).await.expect("all").is_empty());
     assert!(store
         .put_chain_summaries(&first, 0, 3)
+        .await
+        .expect("again from 0"));
+}
+
+fn alert_row(id: &str, coi: Option<&str>, site: &str, status: &str, at: u64) -> AlertIndexRow {
+    AlertIndexRow {
+        alert_id: id.to_string(),
+        coi: coi.map(str::to_string),
+        site_id: Some(site.to_string()),
+        status: status.to_string(),
+        raised_position: at,
+    }
+}
+
+fn ids(rows: &[AlertIndexRow]) -> Vec<&str> {
+    rows.iter().map(|r| r.alert_id.as_str()).collect()
+}
+
+/// The alert projection: rows replaced with its position in one transaction (a writer
+/// that read an older position changes nothing), filtered by status, chain and site,
+/// newest first, and dropped with its position.
+pub async fn alert_rows_are_replaced_and_queried(target: Target) {
+    let store = target.open().await;
+    assert_eq!(
+        store.alert_projection_position().await.expect("position"),
+        0
+    );
+    let first = [
+        alert_row("AL-1", Some("CHA"), "TC-1", "raised", 3),
+        alert_row("AL-2", Some("CHB"), "MFG-1", "raised", 5),
+        alert_row("AL-3", None, "MFG-1", "acknowledged", 8),
+    ];
+    assert!(store.put_alert_index(&first, 0, 10).await.expect("put"));
+    assert_eq!(
+        store.alert_projection_position().await.expect("position"),
+        10
+    );
+    let stale = [alert_row("AL-1", Some("CHA"), "TC-1", "resolved", 3)];
+    assert!(!store.put_alert_index(&stale, 0, 12).await.expect("stale"));
+    assert!(!store.put_alert_index(&stale, 9, 12).await.expect("stale"));
+    let all = store
+        .alert_index(&AlertIndexQuery::default())
+        .await
+        .expect("all");
+    assert_eq!(ids(&all), ["AL-3", "AL-2", "AL-1"], "newest first");
+    assert_eq!(all[2], first[0], "read back as written");
+    // Handled: the row is replaced, not added.
+    assert!(store.put_alert_index(&stale, 10, 11).await.expect("put"));
+    let query = |statuses: &[&str], coi: Option<&str>, site: Option<&str>| AlertIndexQuery {
+        statuses: statuses.iter().map(|s| s.to_string()).collect(),
+        coi: coi.map(str::to_string),
+        site_id: site.map(str::to_string),
+    };
+    for (q, expected) in [
+        (
+            query(&["raised", "acknowledged"], None, None),
+            vec!["AL-3", "AL-2"],
+        ),
+        (query(&["resolved"], None, None), vec!["AL-1"]),
+        (query(&[], Some("CHA"), None), vec!["AL-1"]),
+        (query(&[], None, Some("MFG-1")), vec!["AL-3", "AL-2"]),
+        (query(&["raised"], None, Some("MFG-1")), vec!["AL-2"]),
+        (query(&[], Some("CHZ"), None), vec![]),
+    ] {
+        let found = store.alert_index(&q).await.expect("query");
+        assert_eq!(ids(&found), expected, "{q:?}");
+    }
+    store.clear_alert_projection().await.expect("clear");
+    assert_eq!(
+        store.alert_projection_position().await.expect("position"),
+        0
+    );
+    assert!(store
+        .alert_index(&AlertIndexQuery::default())
+        .await
+        .expect("all")
+        .is_empty());
+    // The chain projection's position is its own.
+    assert!(store.put_chain_summaries(&[], 0, 4).await.expect("chains"));
+    assert!(store
+        .put_alert_index(&first, 0, 4)
         .await
         .expect("again from 0"));
 }

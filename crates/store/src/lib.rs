@@ -349,6 +349,46 @@ pub trait ProjectionStore: Send + Sync {
     /// Drops the chain projection: every summary and its position (folding starts again
     /// from the first event).
     async fn clear_chain_projection(&self) -> Result<(), StoreError>;
+
+    /// The position up to which the alert projection has folded the ledger (0: not yet).
+    async fn alert_projection_position(&self) -> Result<u64, StoreError>;
+
+    /// In one transaction: replaces the alerts' rows given and moves the alert
+    /// projection's position from `from` to `to`. False, and nothing written, when the
+    /// stored position is no longer `from` (another server projected meanwhile).
+    async fn put_alert_index(
+        &self,
+        rows: &[AlertIndexRow],
+        from: u64,
+        to: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// The alerts' rows matching `query`, newest (highest raised position) first.
+    async fn alert_index(&self, query: &AlertIndexQuery) -> Result<Vec<AlertIndexRow>, StoreError>;
+
+    /// Drops the alert projection: every row and its position.
+    async fn clear_alert_projection(&self) -> Result<(), StoreError>;
+}
+
+/// One alert as the alert projection holds it: what a listing filters by, and where it
+/// was raised. The alert itself is read from its stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertIndexRow {
+    pub alert_id: String,
+    pub coi: Option<String>,
+    pub site_id: Option<String>,
+    /// `raised`, `acknowledged` or `resolved`.
+    pub status: String,
+    pub raised_position: u64,
+}
+
+/// A filter over the alert projection; each condition given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertIndexQuery {
+    /// Only alerts in one of these statuses (empty: any).
+    pub statuses: Vec<String>,
+    pub coi: Option<String>,
+    pub site_id: Option<String>,
 }
 
 /// A filter over chain summaries; each condition given must hold.

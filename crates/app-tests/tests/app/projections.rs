@@ -1,6 +1,7 @@
 //! The chain projection against the ledger's fold: after a seeded simulation with faults,
 //! projected step by step; after a rebuild; and as the scope of a listing narrows it.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use autolog_app::{Autolog, ChainFilter, ManualClock};
@@ -327,4 +328,104 @@ async fn the_background_projector_follows_appends() {
     let (projected, head) = caught_up(app.clone()).await;
     projector.abort();
     assert_eq!(projected, head, "the projector caught up on its own");
+}
+
+/// Every alert, each folded from its own stream: what listings found before the alert
+/// projection (they read every alert's stream).
+async fn every_alert(app: &Autolog) -> Vec<autolog_app::Alert> {
+    let streams = app
+        .store()
+        .streams_with_prefix("alert/", "", 100_000)
+        .await
+        .expect("alert streams");
+    let mut alerts = Vec::new();
+    for stream in streams {
+        let id = stream.trim_start_matches("alert/");
+        alerts.push(app.alert(id).await.expect("alert"));
+    }
+    alerts.sort_by_key(|a| std::cmp::Reverse(a.position));
+    alerts
+}
+
+fn admitted(alert: &autolog_app::Alert, status: &str) -> bool {
+    use autolog_app::AlertStatus::*;
+    match status {
+        "open" => alert.status != Resolved,
+        "unacknowledged" => alert.status == Raised,
+        "resolved" => alert.status == Resolved,
+        _ => true,
+    }
+}
+
+async fn listed(
+    app: &Autolog,
+    status: &str,
+    coi: Option<&String>,
+    site: Option<&String>,
+) -> Vec<String> {
+    let query = autolog_app::AlertQuery {
+        status: Some(status.to_string()),
+        coi: coi.cloned(),
+        site_id: site.cloned(),
+    };
+    let found = app.alerts(&query).await.expect("alerts");
+    found.iter().map(|a| a.raised.alert_id.clone()).collect()
+}
+
+#[tokio::test]
+async fn the_alert_projection_lists_what_reading_every_alert_lists() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = simulated(&dir, 20, 100).await;
+    let every = every_alert(&app).await;
+    assert!(every.len() >= 3, "the faults raise alerts: {}", every.len());
+    let cois: BTreeSet<String> = every.iter().filter_map(|a| a.raised.coi.clone()).collect();
+    let sites: BTreeSet<String> = every
+        .iter()
+        .filter_map(|a| a.raised.site_id.clone())
+        .collect();
+    let first = &every[every.len() - 1];
+    let person = "P-0008";
+    app.handle_alert(
+        &first.raised.alert_id,
+        false,
+        format!(r#"{{"person_id": "{person}", "note": "seen"}}"#).as_bytes(),
+    )
+    .await
+    .expect("acknowledged");
+    let every = every_alert(&app).await;
+    for status in ["open", "unacknowledged", "resolved", "all"] {
+        let expect = |coi: Option<&String>, site: Option<&String>| -> Vec<String> {
+            every
+                .iter()
+                .filter(|a| admitted(a, status))
+                .filter(|a| coi.is_none_or(|c| a.raised.coi.as_ref() == Some(c)))
+                .filter(|a| site.is_none_or(|s| a.raised.site_id.as_ref() == Some(s)))
+                .map(|a| a.raised.alert_id.clone())
+                .collect()
+        };
+        assert_eq!(
+            listed(&app, status, None, None).await,
+            expect(None, None),
+            "{status}"
+        );
+        for coi in &cois {
+            assert_eq!(
+                listed(&app, status, Some(coi), None).await,
+                expect(Some(coi), None)
+            );
+        }
+        for site in &sites {
+            assert_eq!(
+                listed(&app, status, None, Some(site)).await,
+                expect(None, Some(site))
+            );
+        }
+    }
+    let check = app.check_projections().await.expect("check");
+    assert_eq!(check.alerts, every.len() as u64);
+    assert_eq!(check.differences, Vec::<String>::new());
+    app.rebuild_projections().await.expect("rebuild");
+    assert_eq!(listed(&app, "all", None, None).await.len(), every.len());
+    let check = app.check_projections().await.expect("check");
+    assert_eq!(check.differences, Vec::<String>::new());
 }

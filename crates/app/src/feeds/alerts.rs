@@ -6,6 +6,7 @@ use autolog_domain::catalogue::Payload;
 use autolog_domain::identifiers::Coi;
 use autolog_domain::StreamId;
 use autolog_domain::{EventDraft, FieldError, Instant, OccurredAt};
+use autolog_store::AlertIndexQuery;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -314,13 +315,16 @@ impl Autolog {
         if let Some(site) = &query.site_id {
             autolog_domain::ledger::envelope::check_code("site_id", site)?;
         }
+        // The projection says which alerts match; each is then read from its stream,
+        // and checked again (it may have been handled since the projection's step).
+        let index = AlertIndexQuery {
+            statuses: crate::projections::alerts::statuses_of(status),
+            coi: coi.clone(),
+            site_id: query.site_id.clone(),
+        };
         let mut out = Vec::new();
-        for stream in self.all_streams_with_prefix("alert/").await? {
-            let events = self.store.stream_events(&stream, Instant::MAX).await?;
-            let Some(raised) = events.iter().find(|e| e.body.event_type == "alert.raised") else {
-                continue;
-            };
-            let alert = Alert::of(raised, &events)?;
+        for row in self.indexed_alerts(&index).await? {
+            let alert = self.alert(&row.alert_id).await?;
             let keep = match status {
                 "open" => alert.status != AlertStatus::Resolved,
                 "unacknowledged" => alert.status == AlertStatus::Raised,

@@ -93,10 +93,11 @@ const IN_PROGRESS: [ChainState; 8] = [
     ChainState::OnHold,
 ];
 
-/// How the projection compares with the ledger's fold (`autolog verify`).
+/// How the projections compare with the ledger's fold (`autolog verify`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProjectionCheck {
     pub chains: u64,
+    pub alerts: u64,
     /// Each chain whose summary differs from the fold, is missing or has no chain.
     pub differences: Vec<String>,
 }
@@ -229,6 +230,9 @@ impl Autolog {
             if let Err(e) = self.project_chains().await {
                 tracing::warn!(error = %e, "projecting the chains failed; will retry");
             }
+            if let Err(e) = self.project_alerts().await {
+                tracing::warn!(error = %e, "projecting the alerts failed; will retry");
+            }
             tokio::select! {
                 _ = self.to_project.notified() => {}
                 _ = tokio::time::sleep(interval) => {}
@@ -236,9 +240,11 @@ impl Autolog {
         }
     }
 
-    /// Drops the chain projection and folds the whole ledger into it again.
+    /// Drops the chain and alert projections and folds the whole ledger into them again.
     pub async fn rebuild_projections(&self) -> Result<u64, AppError> {
         self.store.clear_chain_projection().await?;
+        self.store.clear_alert_projection().await?;
+        self.project_alerts().await?;
         self.project_chains().await
     }
 
@@ -353,6 +359,9 @@ impl Autolog {
                     .push(format!("chain {coi}: not projected"));
             }
         }
+        let (alerts, differences) = self.check_alert_projection().await?;
+        check.alerts = alerts;
+        check.differences.extend(differences);
         Ok(check)
     }
 

@@ -13,6 +13,7 @@
 //! and a [`SqlRow`] reads either back as that text.
 
 mod access;
+mod alert_index;
 mod codes;
 mod epcis;
 mod projections;

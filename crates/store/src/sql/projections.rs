@@ -8,7 +8,10 @@ use autolog_domain::chain::ChainState;
 
 use super::{first, placeholders, Dialect, SqlDb, SqlRow, SqlTx, Statement};
 use crate::row::unreadable;
-use crate::{stored_position, ChainQuery, ChainScope, ProjectionStore, StoreError};
+use crate::{
+    stored_position, AlertIndexQuery, AlertIndexRow, ChainQuery, ChainScope, ProjectionStore,
+    StoreError,
+};
 
 /// The chain projection's name in `projection_cursors`.
 const CHAINS: &str = "chains";
@@ -103,9 +106,9 @@ fn insert_sites(chunk: &[(String, &'static str, String)]) -> Statement {
     insert
 }
 
-/// Moves the chain projection's position from `from` to `to`, or changes nothing (0 rows)
+/// Moves projection `name`'s position from `from` to `to`, or changes nothing (0 rows)
 /// when it is no longer `from`.
-fn advance(from: i64, to: i64) -> Statement {
+pub(super) fn advance(name: &str, from: i64, to: i64) -> Statement {
     let sql = if from == 0 {
         "INSERT INTO projection_cursors (name, position) VALUES ($1, $2) \
          ON CONFLICT (name) DO UPDATE SET position = excluded.position \
@@ -113,7 +116,7 @@ fn advance(from: i64, to: i64) -> Statement {
     } else {
         "UPDATE projection_cursors SET position = $2 WHERE name = $1 AND position = $3"
     };
-    let advance = Statement::new(sql).bind(CHAINS).bind(to);
+    let advance = Statement::new(sql).bind(name).bind(to);
     match from {
         0 => advance,
         _ => advance.bind(from),
@@ -184,19 +187,7 @@ fn chain_query(q: &ChainQuery, dialect: Dialect) -> Statement {
 #[async_trait]
 impl<B: SqlDb> ProjectionStore for B {
     async fn chain_projection_position(&self) -> Result<u64, StoreError> {
-        let select =
-            Statement::new("SELECT position FROM projection_cursors WHERE name = $1").bind(CHAINS);
-        let Some(row) = first(self.read(select).await?) else {
-            return Ok(0);
-        };
-        let position = row.int("position")?;
-        u64::try_from(position).map_err(|_| {
-            unreadable(
-                "projection_cursors",
-                CHAINS,
-                format!("negative position {position}"),
-            )
-        })
+        projection_position(self, CHAINS).await
     }
 
     async fn put_chain_summaries(
@@ -208,7 +199,7 @@ impl<B: SqlDb> ProjectionStore for B {
         let from = stored_position("from", from)?;
         let to = stored_position("to", to)?;
         let mut tx = self.begin().await?;
-        if tx.execute(advance(from, to)).await? == 0 {
+        if tx.execute(advance(CHAINS, from, to)).await? == 0 {
             return Ok(false);
         }
         for chunk in summaries.chunks(ROWS_PER_STATEMENT) {
@@ -274,6 +265,44 @@ impl<B: SqlDb> ProjectionStore for B {
             .await?;
         tx.commit().await
     }
+
+    async fn alert_projection_position(&self) -> Result<u64, StoreError> {
+        super::alert_index::position(self).await
+    }
+
+    async fn put_alert_index(
+        &self,
+        rows: &[AlertIndexRow],
+        from: u64,
+        to: u64,
+    ) -> Result<bool, StoreError> {
+        super::alert_index::put(self, rows, from, to).await
+    }
+
+    async fn alert_index(&self, query: &AlertIndexQuery) -> Result<Vec<AlertIndexRow>, StoreError> {
+        super::alert_index::rows(self, query).await
+    }
+
+    async fn clear_alert_projection(&self) -> Result<(), StoreError> {
+        super::alert_index::clear(self).await
+    }
+}
+
+/// The position up to which projection `name` has folded the ledger (0: not yet).
+pub(super) async fn projection_position<B: SqlDb>(db: &B, name: &str) -> Result<u64, StoreError> {
+    let select =
+        Statement::new("SELECT position FROM projection_cursors WHERE name = $1").bind(name);
+    let Some(row) = first(db.read(select).await?) else {
+        return Ok(0);
+    };
+    let position = row.int("position")?;
+    u64::try_from(position).map_err(|_| {
+        unreadable(
+            "projection_cursors",
+            name,
+            format!("negative position {position}"),
+        )
+    })
 }
 
 /// The summaries a statement selects, with their sites, read in one statement (one
