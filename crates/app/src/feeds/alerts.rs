@@ -223,6 +223,17 @@ pub struct AlertQuery {
     pub site_id: Option<String>,
 }
 
+/// The statuses a listing's `status` filter admits (`all`: any).
+fn statuses_of(filter: &str) -> Vec<String> {
+    let names: &[&str] = match filter {
+        "open" => &["raised", "acknowledged"],
+        "unacknowledged" => &["raised"],
+        "resolved" => &["resolved"],
+        _ => &[],
+    };
+    names.iter().map(|s| s.to_string()).collect()
+}
+
 /// The alert statuses a listing filters by.
 pub const ALERT_STATUSES: &[&str] = &["open", "unacknowledged", "resolved", "all"];
 
@@ -318,7 +329,7 @@ impl Autolog {
         // The projection says which alerts match; each is then read from its stream,
         // and checked again (it may have been handled since the projection's step).
         let index = AlertIndexQuery {
-            statuses: crate::projections::alerts::statuses_of(status),
+            statuses: statuses_of(status),
             coi: coi.clone(),
             site_id: query.site_id.clone(),
         };

@@ -5,7 +5,7 @@
 //! what it answers is still folded from the ledger, the projection only says where to
 //! look. `autolog verify` compares it with the fold; `projections rebuild` makes it again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use autolog_domain::StreamId;
 use autolog_store::{AlertIndexQuery, AlertIndexRow};
@@ -13,27 +13,12 @@ use autolog_store::{AlertIndexQuery, AlertIndexRow};
 use crate::feeds::alerts::{Alert, AlertStatus};
 use crate::{AppError, Autolog};
 
-/// Events read per page, and at most per step (one transaction) of the projector.
-const PAGE_EVENTS: u32 = 1_000;
-const STEP_EVENTS: u64 = 50_000;
-
 fn status_name(status: AlertStatus) -> &'static str {
     match status {
         AlertStatus::Raised => "raised",
         AlertStatus::Acknowledged => "acknowledged",
         AlertStatus::Resolved => "resolved",
     }
-}
-
-/// The statuses a listing's `status` filter admits (`all`: any).
-pub(crate) fn statuses_of(filter: &str) -> Vec<String> {
-    let names: &[&str] = match filter {
-        "open" => &["raised", "acknowledged"],
-        "unacknowledged" => &["raised"],
-        "resolved" => &["resolved"],
-        _ => &[],
-    };
-    names.iter().map(|s| s.to_string()).collect()
 }
 
 fn row_of(alert: &Alert) -> AlertIndexRow {
@@ -52,44 +37,17 @@ impl Autolog {
         let _one_projector = self.projector.lock().await;
         loop {
             let from = self.store.alert_projection_position().await?;
-            let (to, touched) = self.alerts_touched_after(from).await?;
+            let (to, streams) = self.streams_after(from).await?;
             if to == from {
                 return Ok(from);
             }
-            let mut rows = Vec::with_capacity(touched.len());
-            for alert_id in &touched {
+            let mut rows = Vec::new();
+            for alert_id in streams.iter().filter_map(|s| s.strip_prefix("alert/")) {
                 rows.extend(self.alert_row(alert_id).await?);
             }
             // False when another server moved the position meanwhile: read it again.
             self.store.put_alert_index(&rows, from, to).await?;
         }
-    }
-
-    /// The alerts whose streams the events after `from` touch (at most [`STEP_EVENTS`]
-    /// events), and the position of the last event read.
-    async fn alerts_touched_after(&self, from: u64) -> Result<(u64, BTreeSet<String>), AppError> {
-        let mut touched = BTreeSet::new();
-        let mut to = from;
-        while to - from < STEP_EVENTS {
-            let rows = self
-                .store
-                .scan(i64::try_from(to).unwrap_or(i64::MAX), PAGE_EVENTS)
-                .await?;
-            let Some(last) = rows.last() else { break };
-            to = u64::try_from(last.position).unwrap_or(to);
-            for row in &rows {
-                let event = row.event.as_ref().map_err(|detail| {
-                    AppError::Integrity(format!(
-                        "stored row at position {} is unreadable: {detail}",
-                        row.position
-                    ))
-                })?;
-                if let Some(alert_id) = event.stream.strip_prefix("alert/") {
-                    touched.insert(alert_id.to_string());
-                }
-            }
-        }
-        Ok((to, touched))
     }
 
     /// One alert's row, folded from its stream (`None`: no alert was raised on it).

@@ -19,20 +19,12 @@ use autolog_domain::identifiers::Coi;
 use autolog_domain::ledger::bitemporal::effective_events;
 use autolog_domain::ledger::envelope::check_code;
 use autolog_domain::{FieldError, StreamId};
-use autolog_store::{ChainQuery, ChainScope, ScannedRow};
+use autolog_store::{ChainQuery, ChainScope};
 
 use crate::chain::custody::in_recording_order;
 use crate::chain::rule_reads::RuleReads;
 use crate::ledger::read::page_limit;
 use crate::{AppError, Autolog};
-
-/// Events read per page of a projector step.
-const PAGE_EVENTS: u32 = 1_000;
-
-/// Events folded into the projection per step (one transaction): enough that a chain
-/// whose events are spread through a long stretch of the ledger is folded once, not once
-/// per page.
-const STEP_EVENTS: u64 = 50_000;
 
 /// A listing of chains, from the projection.
 #[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
@@ -148,23 +140,20 @@ struct Touched {
 }
 
 impl Touched {
-    fn add(&mut self, rows: &[ScannedRow]) -> Result<(), AppError> {
-        for row in rows {
-            let event = row.event.as_ref().map_err(|detail| {
-                AppError::Integrity(format!(
-                    "stored row at position {} is unreadable: {detail}",
-                    row.position
-                ))
-            })?;
-            if let Some(coi) = event.stream.strip_prefix("coi/") {
-                self.cois.insert(coi.to_string());
-            } else if let Some(product) = event.stream.strip_prefix("product/") {
-                self.products.insert(product.to_string());
-            } else if event.stream.starts_with("step/") {
-                self.every = true;
+    /// What the streams written in a step change: their chains, their products' chains,
+    /// or (a process step changed) every chain.
+    fn of(streams: &BTreeSet<String>) -> Touched {
+        let mut touched = Touched::default();
+        for stream in streams {
+            if let Some(coi) = stream.strip_prefix("coi/") {
+                touched.cois.insert(coi.to_string());
+            } else if let Some(product) = stream.strip_prefix("product/") {
+                touched.products.insert(product.to_string());
+            } else if stream.starts_with("step/") {
+                touched.every = true;
             }
         }
-        Ok(())
+        touched
     }
 }
 
@@ -182,10 +171,11 @@ impl Autolog {
         let _one_projector = self.projector.lock().await;
         loop {
             let from = self.store.chain_projection_position().await?;
-            let (to, touched) = self.events_after(from).await?;
+            let (to, streams) = self.streams_after(from).await?;
             if to == from {
                 return Ok(from);
             }
+            let touched = Touched::of(&streams);
             let cois = match touched.every {
                 true => self.every_chain().await?,
                 false => self.with_chains_of(touched.cois, &touched.products).await?,
@@ -199,26 +189,6 @@ impl Autolog {
             // False when another server moved the position meanwhile: read it again.
             self.store.put_chain_summaries(&summaries, from, to).await?;
         }
-    }
-
-    /// The chains the events after `from` touch, up to [`STEP_EVENTS`] of them (each chain
-    /// is then folded once, however many of its events the step holds), and the position
-    /// of the last one read.
-    async fn events_after(&self, from: u64) -> Result<(u64, Touched), AppError> {
-        let mut touched = Touched::default();
-        let mut to = from;
-        while to - from < STEP_EVENTS {
-            let rows = self
-                .store
-                .scan(i64::try_from(to).unwrap_or(i64::MAX), PAGE_EVENTS)
-                .await?;
-            let Some(last) = rows.last() else {
-                break;
-            };
-            to = u64::try_from(last.position).unwrap_or(to);
-            touched.add(&rows)?;
-        }
-        Ok((to, touched))
     }
 
     /// Keeps the chain projection up with the ledger in the background: after each append

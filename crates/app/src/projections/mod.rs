@@ -8,3 +8,47 @@ pub(crate) mod genealogy;
 pub(crate) mod reconciliation;
 pub(crate) mod retention;
 pub(crate) mod turnaround;
+
+use std::collections::BTreeSet;
+
+use crate::{AppError, Autolog};
+
+/// Events read per page of a projector step.
+const PAGE_EVENTS: u32 = 1_000;
+
+/// Events a projector folds per step (one transaction): enough that a chain whose events
+/// are spread through a long stretch of the ledger is folded once, not once per page.
+const STEP_EVENTS: u64 = 50_000;
+
+impl Autolog {
+    /// The streams written by up to [`STEP_EVENTS`] events after ledger position `from`,
+    /// each once, and the position of the last event read (`from` when none follows):
+    /// what one step of a projector folds again.
+    pub(crate) async fn streams_after(
+        &self,
+        from: u64,
+    ) -> Result<(u64, BTreeSet<String>), AppError> {
+        let mut streams = BTreeSet::new();
+        let mut to = from;
+        while to - from < STEP_EVENTS {
+            let rows = self
+                .store
+                .scan(i64::try_from(to).unwrap_or(i64::MAX), PAGE_EVENTS)
+                .await?;
+            let Some(last) = rows.last() else { break };
+            to = u64::try_from(last.position).unwrap_or(to);
+            for row in &rows {
+                let event = row.event.as_ref().map_err(|detail| {
+                    AppError::Integrity(format!(
+                        "stored row at position {} is unreadable: {detail}",
+                        row.position
+                    ))
+                })?;
+                if !streams.contains(&event.stream) {
+                    streams.insert(event.stream.clone());
+                }
+            }
+        }
+        Ok((to, streams))
+    }
+}
