@@ -1,7 +1,7 @@
 //! The alert projection (one row an alert: its chain, site and status), for every
 //! [`SqlDb`] backend. Its position is its row in `projection_cursors`.
 
-use super::projections::{advance, projection_position};
+use super::projections::{begin_step, projection_position};
 use super::{SqlDb, SqlRow, SqlTx, Statement};
 use crate::row::unreadable;
 use crate::{stored_position, AlertIndexQuery, AlertIndexRow, StoreError};
@@ -32,26 +32,8 @@ fn row_of(r: &impl SqlRow) -> Result<AlertIndexRow, StoreError> {
     })
 }
 
-fn delete_rows(chunk: &[AlertIndexRow]) -> Statement {
-    let places: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-    let mut delete = Statement::new(format!(
-        "DELETE FROM alert_index WHERE alert_id IN ({})",
-        places.join(", ")
-    ));
-    for row in chunk {
-        delete = delete.bind(&row.alert_id);
-    }
-    delete
-}
-
 fn insert_rows(chunk: &[AlertIndexRow]) -> Result<Statement, StoreError> {
-    let rows: Vec<String> = (0..chunk.len())
-        .map(|i| super::placeholders(1 + 5 * i, 5))
-        .collect();
-    let mut insert = Statement::new(format!(
-        "INSERT INTO alert_index ({COLUMNS}) VALUES {}",
-        rows.join(", ")
-    ));
+    let mut insert = super::insert_values("alert_index", COLUMNS, 5, chunk.len());
     for row in chunk {
         insert = insert
             .bind(&row.alert_id)
@@ -90,14 +72,13 @@ pub(super) async fn put<B: SqlDb>(
     from: u64,
     to: u64,
 ) -> Result<bool, StoreError> {
-    let from = stored_position("from", from)?;
-    let to = stored_position("to", to)?;
-    let mut tx = db.begin().await?;
-    if tx.execute(advance(ALERTS, from, to)).await? == 0 {
+    let Some(mut tx) = begin_step(db, ALERTS, from, to).await? else {
         return Ok(false);
-    }
+    };
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        tx.execute(delete_rows(chunk)).await?;
+        let ids = chunk.iter().map(|row| row.alert_id.as_str());
+        tx.execute(super::delete_keys("alert_index", "alert_id", ids))
+            .await?;
         tx.execute(insert_rows(chunk)?).await?;
     }
     tx.commit().await?;

@@ -243,6 +243,31 @@ fn placeholders(from: usize, count: usize) -> String {
     format!("({})", list.join(", "))
 }
 
+/// `INSERT INTO table (columns) VALUES (...), ...` for `rows` rows of `width` values each,
+/// their placeholders numbered in order: the caller binds the values row by row.
+fn insert_values(table: &str, columns: &str, width: usize, rows: usize) -> Statement {
+    let values: Vec<String> = (0..rows)
+        .map(|i| placeholders(1 + width * i, width))
+        .collect();
+    Statement::new(format!(
+        "INSERT INTO {table} ({columns}) VALUES {}",
+        values.join(", ")
+    ))
+}
+
+/// `DELETE FROM table WHERE column IN (...)`, each key bound.
+fn delete_keys<'k>(
+    table: &str,
+    column: &str,
+    keys: impl IntoIterator<Item = &'k str>,
+) -> Statement {
+    let mut delete = Statement::new(format!("DELETE FROM {table} WHERE {column} IN ("));
+    let places: Vec<String> = keys.into_iter().map(|key| delete.place(key)).collect();
+    delete.push(&places.join(", "));
+    delete.push(")");
+    delete
+}
+
 /// The single row a statement must return, or `None`.
 fn first<R>(rows: Vec<R>) -> Option<R> {
     rows.into_iter().next()
@@ -251,6 +276,18 @@ fn first<R>(rows: Vec<R>) -> Option<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multi_row_inserts_and_keyed_deletes_number_their_placeholders_in_order() {
+        let insert = insert_values("t", "a, b", 2, 3);
+        assert_eq!(
+            insert.sql,
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4), ($5, $6)"
+        );
+        let delete = delete_keys("t", "k", ["x", "y"]);
+        assert_eq!(delete.sql, "DELETE FROM t WHERE k IN ($1, $2)");
+        assert_eq!(delete.params, vec![Param::from("x"), Param::from("y")]);
+    }
 
     #[test]
     fn placeholders_number_from_the_given_start() {

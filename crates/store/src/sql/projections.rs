@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use autolog_domain::chain::summary::ChainSummary;
 use autolog_domain::chain::ChainState;
 
-use super::{first, placeholders, Dialect, SqlDb, SqlRow, SqlTx, Statement};
+use super::{delete_keys, first, insert_values, Dialect, SqlDb, SqlRow, SqlTx, Statement};
 use crate::row::unreadable;
 use crate::{
     stored_position, AlertIndexQuery, AlertIndexRow, ChainQuery, ChainScope, ProjectionStore,
@@ -51,13 +51,7 @@ fn summary(r: &impl SqlRow, involved: BTreeSet<String>) -> Result<ChainSummary, 
 }
 
 fn insert_summaries(chunk: &[ChainSummary]) -> Result<Statement, StoreError> {
-    let rows: Vec<String> = (0..chunk.len())
-        .map(|i| placeholders(1 + 14 * i, 14))
-        .collect();
-    let mut insert = Statement::new(format!(
-        "INSERT INTO chain_summaries ({SUMMARY_COLUMNS}) VALUES {}",
-        rows.join(", ")
-    ));
+    let mut insert = insert_values("chain_summaries", SUMMARY_COLUMNS, 14, chunk.len());
     for s in chunk {
         insert = insert
             .bind(&s.coi)
@@ -93,13 +87,7 @@ fn site_rows(summaries: &[ChainSummary]) -> Vec<(String, &'static str, String)> 
 }
 
 fn insert_sites(chunk: &[(String, &'static str, String)]) -> Statement {
-    let rows: Vec<String> = (0..chunk.len())
-        .map(|i| placeholders(1 + 3 * i, 3))
-        .collect();
-    let mut insert = Statement::new(format!(
-        "INSERT INTO chain_sites (site_id, relation, coi) VALUES {}",
-        rows.join(", ")
-    ));
+    let mut insert = insert_values("chain_sites", "site_id, relation, coi", 3, chunk.len());
     for (site, relation, coi) in chunk {
         insert = insert.bind(site).bind(*relation).bind(coi);
     }
@@ -108,7 +96,7 @@ fn insert_sites(chunk: &[(String, &'static str, String)]) -> Statement {
 
 /// Moves projection `name`'s position from `from` to `to`, or changes nothing (0 rows)
 /// when it is no longer `from`.
-pub(super) fn advance(name: &str, from: i64, to: i64) -> Statement {
+fn advance(name: &str, from: i64, to: i64) -> Statement {
     let sql = if from == 0 {
         "INSERT INTO projection_cursors (name, position) VALUES ($1, $2) \
          ON CONFLICT (name) DO UPDATE SET position = excluded.position \
@@ -196,22 +184,13 @@ impl<B: SqlDb> ProjectionStore for B {
         from: u64,
         to: u64,
     ) -> Result<bool, StoreError> {
-        let from = stored_position("from", from)?;
-        let to = stored_position("to", to)?;
-        let mut tx = self.begin().await?;
-        if tx.execute(advance(CHAINS, from, to)).await? == 0 {
+        let Some(mut tx) = begin_step(self, CHAINS, from, to).await? else {
             return Ok(false);
-        }
+        };
         for chunk in summaries.chunks(ROWS_PER_STATEMENT) {
-            let places: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
-            let mut delete = Statement::new(format!(
-                "DELETE FROM chain_summaries WHERE coi IN ({})",
-                places.join(", ")
-            ));
-            for s in chunk {
-                delete = delete.bind(&s.coi);
-            }
-            tx.execute(delete).await?;
+            let cois = chunk.iter().map(|s| s.coi.as_str());
+            tx.execute(delete_keys("chain_summaries", "coi", cois))
+                .await?;
             tx.execute(insert_summaries(chunk)?).await?;
         }
         let sites = site_rows(summaries);
@@ -286,6 +265,24 @@ impl<B: SqlDb> ProjectionStore for B {
     async fn clear_alert_projection(&self) -> Result<(), StoreError> {
         super::alert_index::clear(self).await
     }
+}
+
+/// Opens the transaction of a projector's step and moves projection `name` from `from` to
+/// `to` in it: `None`, and nothing done, when its position is no longer `from` (another
+/// server projected meanwhile).
+pub(super) async fn begin_step<B: SqlDb>(
+    db: &B,
+    name: &str,
+    from: u64,
+    to: u64,
+) -> Result<Option<B::Tx>, StoreError> {
+    let from = stored_position("from", from)?;
+    let to = stored_position("to", to)?;
+    let mut tx = db.begin().await?;
+    if tx.execute(advance(name, from, to)).await? == 0 {
+        return Ok(None);
+    }
+    Ok(Some(tx))
 }
 
 /// The position up to which projection `name` has folded the ledger (0: not yet).
