@@ -30,13 +30,6 @@ pub(crate) struct BulkReader {
     idle: Arc<Mutex<Option<Vec<Connection>>>>,
 }
 
-fn thread_failed(e: tokio::task::JoinError) -> StoreError {
-    StoreError::Backend {
-        backend: BACKEND,
-        message: format!("the reading thread failed: {e}"),
-    }
-}
-
 fn bulk_error(e: rusqlite::Error) -> StoreError {
     StoreError::Backend {
         backend: BACKEND,
@@ -52,38 +45,38 @@ impl BulkReader {
         }
     }
 
-    /// The events after `after_position` in position order, at most `limit`, read in one
-    /// call on a blocking thread.
+    /// The events after `after_position` in position order, at most `limit`.
     pub(crate) async fn scan(
         &self,
         after_position: i64,
         limit: u32,
     ) -> Result<Vec<ScannedRow>, StoreError> {
-        let reader = self.clone();
-        tokio::task::spawn_blocking(move || {
-            reader.with_connection(|c| scan(c, after_position, limit))
-        })
-        .await
-        .map_err(|e| StoreError::Backend {
-            backend: BACKEND,
-            message: format!("the reading thread failed: {e}"),
-        })?
+        self.on_thread(move |c| scan(c, after_position, limit))
+            .await
     }
 
-    /// Runs a read-only statement of the shared stores in one call on a blocking thread.
+    /// Runs a read-only statement of the shared stores.
     pub(crate) async fn read(&self, statement: Statement) -> Result<Vec<ReadRow>, StoreError> {
-        let reader = self.clone();
-        tokio::task::spawn_blocking(move || reader.with_connection(|c| read(c, &statement)))
-            .await
-            .map_err(thread_failed)?
+        self.on_thread(move |c| read(c, &statement)).await
     }
 
-    /// The events `statement` selects (its columns are [`EVENT_COLUMNS`]), in one call.
+    /// The events `statement` selects (its columns are [`EVENT_COLUMNS`]).
     pub(crate) async fn events(&self, statement: Statement) -> Result<Vec<Event>, StoreError> {
+        self.on_thread(move |c| events(c, &statement)).await?
+    }
+
+    /// Runs `read` in one call on a blocking thread: the answer crosses to the runtime once.
+    async fn on_thread<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let reader = self.clone();
-        tokio::task::spawn_blocking(move || reader.with_connection(|c| events(c, &statement)))
+        tokio::task::spawn_blocking(move || reader.with_connection(read))
             .await
-            .map_err(thread_failed)??
+            .map_err(|e| StoreError::Backend {
+                backend: BACKEND,
+                message: format!("the reading thread failed: {e}"),
+            })?
     }
 
     /// Runs `read` on an idle connection (or a new one), and keeps it for the next read.

@@ -223,15 +223,23 @@ pub struct AlertQuery {
     pub site_id: Option<String>,
 }
 
-/// The statuses a listing's `status` filter admits (`all`: any).
+/// Whether a listing's `status` filter (one of [`ALERT_STATUSES`]) admits `status`.
+fn admits(filter: &str, status: AlertStatus) -> bool {
+    match filter {
+        "open" => status != AlertStatus::Resolved,
+        "unacknowledged" => status == AlertStatus::Raised,
+        "resolved" => status == AlertStatus::Resolved,
+        _ => true,
+    }
+}
+
+/// The statuses, by name, a listing's `status` filter admits.
 fn statuses_of(filter: &str) -> Vec<String> {
-    let names: &[&str] = match filter {
-        "open" => &["raised", "acknowledged"],
-        "unacknowledged" => &["raised"],
-        "resolved" => &["resolved"],
-        _ => &[],
-    };
-    names.iter().map(|s| s.to_string()).collect()
+    AlertStatus::ALL
+        .into_iter()
+        .filter(|s| admits(filter, *s))
+        .map(|s| s.as_str().to_string())
+        .collect()
 }
 
 /// The alert statuses a listing filters by.
@@ -326,29 +334,18 @@ impl Autolog {
         if let Some(site) = &query.site_id {
             autolog_domain::ledger::envelope::check_code("site_id", site)?;
         }
-        // The projection says which alerts match; each is then read from its stream,
-        // and checked again (it may have been handled since the projection's step).
+        // The projection says which alerts match; each is then read from its stream, and
+        // its status checked again (it may have been handled since the projection's
+        // step; an alert's chain and site never change).
         let index = AlertIndexQuery {
             statuses: statuses_of(status),
-            coi: coi.clone(),
+            coi,
             site_id: query.site_id.clone(),
         };
         let mut out = Vec::new();
         for row in self.indexed_alerts(&index).await? {
             let alert = self.alert(&row.alert_id).await?;
-            let keep = match status {
-                "open" => alert.status != AlertStatus::Resolved,
-                "unacknowledged" => alert.status == AlertStatus::Raised,
-                "resolved" => alert.status == AlertStatus::Resolved,
-                _ => true,
-            } && coi
-                .as_ref()
-                .is_none_or(|c| alert.raised.coi.as_ref() == Some(c))
-                && query
-                    .site_id
-                    .as_ref()
-                    .is_none_or(|s| alert.raised.site_id.as_ref() == Some(s));
-            if keep {
+            if admits(status, alert.status) {
                 out.push(alert);
             }
         }
@@ -464,6 +461,23 @@ pub enum AlertStatus {
     Resolved,
 }
 
+impl AlertStatus {
+    pub const ALL: [AlertStatus; 3] = [
+        AlertStatus::Raised,
+        AlertStatus::Acknowledged,
+        AlertStatus::Resolved,
+    ];
+
+    /// The name it is shown and stored by (as serialised).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Raised => "raised",
+            AlertStatus::Acknowledged => "acknowledged",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+}
+
 /// Alerts that match a query (and, over HTTP, the caller's scope), newest first.
 #[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct AlertList {
@@ -550,4 +564,24 @@ fn not_an_alert(event: &autolog_domain::Event) -> AppError {
         "event {} ({}) was read as an alert.raised",
         event.event_id, event.body.event_type
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_is_stored_by_the_name_it_is_shown_by_and_each_filter_admits_its_own() {
+        for status in AlertStatus::ALL {
+            assert_eq!(
+                serde_json::to_value(status).ok(),
+                Some(json!(status.as_str()))
+            );
+            assert!(admits("all", status));
+        }
+        assert_eq!(statuses_of("open"), ["raised", "acknowledged"]);
+        assert_eq!(statuses_of("unacknowledged"), ["raised"]);
+        assert_eq!(statuses_of("resolved"), ["resolved"]);
+        assert_eq!(statuses_of("all"), ["raised", "acknowledged", "resolved"]);
+    }
 }

@@ -10,23 +10,15 @@ use std::collections::BTreeMap;
 use autolog_domain::StreamId;
 use autolog_store::{AlertIndexQuery, AlertIndexRow};
 
-use crate::feeds::alerts::{Alert, AlertStatus};
+use crate::feeds::alerts::Alert;
 use crate::{AppError, Autolog};
-
-fn status_name(status: AlertStatus) -> &'static str {
-    match status {
-        AlertStatus::Raised => "raised",
-        AlertStatus::Acknowledged => "acknowledged",
-        AlertStatus::Resolved => "resolved",
-    }
-}
 
 fn row_of(alert: &Alert) -> AlertIndexRow {
     AlertIndexRow {
         alert_id: alert.raised.alert_id.clone(),
         coi: alert.raised.coi.clone(),
         site_id: alert.raised.site_id.clone(),
-        status: status_name(alert.status).to_string(),
+        status: alert.status.as_str().to_string(),
         raised_position: alert.position,
     }
 }

@@ -90,7 +90,8 @@ const IN_PROGRESS: [ChainState; 8] = [
 pub struct ProjectionCheck {
     pub chains: u64,
     pub alerts: u64,
-    /// Each chain whose summary differs from the fold, is missing or has no chain.
+    /// Each chain summary or alert row that differs from the fold, is missing, or
+    /// stands for no chain or alert.
     pub differences: Vec<String>,
 }
 

@@ -6,7 +6,8 @@
 //! appends and of `autolog verify`, so the members the ledger hashes are written here
 //! directly. Strings are escaped by `serde_json` (the same escapes RFC 8785 asks for),
 //! numbers other than integers up to 2^53 are left to `serde_json_canonicalizer`
-//! (ECMAScript's number form), and the tests hold the output equal to that crate's for any value.
+//! (ECMAScript's number form), and the tests hold the output equal to that crate's for
+//! any value.
 
 use serde_json::{Map, Number, Value};
 
@@ -97,7 +98,8 @@ fn write_member(out: &mut Vec<u8>, i: usize, key: &str, value: &Value) {
 }
 
 /// Writes an object whose member names the caller gives in canonical order (ASCII names,
-/// sorted): `object.member("a", ..)` then `object.member("b", ..)`, and `end()`.
+/// sorted): `name("a")` (then write its value) or `string("a", ..)`, then the next
+/// name, and `end()`.
 pub struct ObjectWriter<'a> {
     out: &'a mut Vec<u8>,
     members: usize,
