@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use autolog_domain::catalogue::chain::AuditTrailReviewedV1;
 use autolog_domain::catalogue::Payload;
 use autolog_domain::identifiers::Coi;
-use autolog_domain::{Event, FieldError, Instant, StreamId};
+use autolog_domain::{Event, FieldError, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -95,16 +95,7 @@ impl Autolog {
         let (changes, reviews) = match &q.coi {
             Some(coi) => {
                 let coi = Coi::parse("coi", coi)?.to_string();
-                let events = self
-                    .store
-                    .stream_events(StreamId::chain(&coi).as_ref(), Instant::MAX)
-                    .await?;
-                if events.is_empty() {
-                    return Err(AppError::NotFound {
-                        what: "chain",
-                        id: coi,
-                    });
-                }
+                let events = self.chain_events(&coi, Instant::MAX).await?;
                 (changes_in(&events, &events), reviews_in(&events))
             }
             None => (self.every_change().await?, Vec::new()),

@@ -216,6 +216,26 @@ pub(crate) struct ChainAsOf {
 }
 
 impl Autolog {
+    /// The events of the chain `coi` (a parsed COI) recorded by `known_at`: a COI with
+    /// none is not found.
+    pub(crate) async fn chain_events(
+        &self,
+        coi: &str,
+        known_at: Instant,
+    ) -> Result<Vec<Event>, AppError> {
+        let events = self
+            .store
+            .stream_events(&StreamId::chain(coi), known_at)
+            .await?;
+        if events.is_empty() {
+            return Err(AppError::NotFound {
+                what: "chain",
+                id: coi.to_string(),
+            });
+        }
+        Ok(events)
+    }
+
     /// Reads a chain as of (`valid_at`, `known_at`), both defaulting to now (`known_at`
     /// capped at the last commit): a COI with no event known then is not found.
     pub(crate) async fn chain_as_of(
@@ -228,16 +248,7 @@ impl Autolog {
         let now = self.now();
         let valid_at = crate::ledger::read::parse_time("valid_at", valid_at, now)?;
         let known_at = self.settled_known_at(known_at, now).await?;
-        let events = self
-            .store
-            .stream_events(&StreamId::chain(&coi), known_at)
-            .await?;
-        if events.is_empty() {
-            return Err(AppError::NotFound {
-                what: "chain",
-                id: coi,
-            });
-        }
+        let events = self.chain_events(&coi, known_at).await?;
         let effective =
             autolog_domain::ledger::bitemporal::effective_events(&events, valid_at, known_at);
         let enrolment = effective

@@ -172,16 +172,7 @@ impl Autolog {
     /// Every label printed on a chain, oldest first, with its voiding and verifications.
     pub async fn labels_of(&self, coi: &str) -> Result<Vec<Label>, AppError> {
         let coi = Coi::parse("coi", coi)?.to_string();
-        let events = self
-            .store
-            .stream_events(StreamId::chain(&coi).as_ref(), Instant::MAX)
-            .await?;
-        if events.is_empty() {
-            return Err(AppError::NotFound {
-                what: "chain",
-                id: coi,
-            });
-        }
+        let events = self.chain_events(&coi, Instant::MAX).await?;
         Ok(labels_from(&coi, &events))
     }
 
