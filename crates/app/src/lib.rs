@@ -89,6 +89,7 @@ pub use projections::reconciliation::{
     UnresolvedReference,
 };
 pub use projections::retention::{ChainRetention, PolicyApplied, Retention, RetentionStatus};
+pub use projections::signals::{SignalCount, SignalReport, SignalTally, SignalTotal};
 pub use projections::turnaround::{
     ChainTurnaround, ProductTurnaround, SiteTurnaround, StepTaken, StepTurnaround, Summary,
     Turnaround,

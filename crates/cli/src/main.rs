@@ -20,6 +20,7 @@ mod chains;
 mod dossier;
 mod labels;
 mod reference;
+mod signals;
 mod simulate;
 mod store;
 mod vault;
@@ -178,6 +179,11 @@ enum Command {
         #[arg(long)]
         known_at: Option<String>,
     },
+    /// Signals of master data failing per week, site, source system and product (never per
+    /// patient): reconciliation failures, holds, identifier confusion, time-zone
+    /// discrepancies, unmapped codes, cross-site inconsistencies, window breaches,
+    /// temperature excursions, failed signatures (as GET /api/v1/signals).
+    Signals(signals::SignalArgs),
     /// Retention: `report` lists, per chain, the policies that apply, when its records may be
     /// released for erasure, legal holds, and its status.
     Retention {
@@ -576,17 +582,22 @@ async fn verify_projections(app: &autolog_app::Autolog) -> anyhow::Result<ExitCo
             "ok: alert projection equals the fold of the ledger for {} alerts",
             check.alerts
         );
+        println!(
+            "ok: signal projection equals the fold of the ledger for {} signals",
+            check.signals
+        );
         return Ok(ExitCode::SUCCESS);
     }
     for difference in &check.differences {
         println!("{difference}");
     }
     println!(
-        "the projections differ from the ledger in {} places ({} chains, {} alerts; \
-         autolog projections rebuild makes them again from the ledger)",
+        "the projections differ from the ledger in {} places ({} chains, {} alerts, {} \
+         signals; autolog projections rebuild makes them again from the ledger)",
         check.differences.len(),
         check.chains,
-        check.alerts
+        check.alerts,
+        check.signals
     );
     Ok(ExitCode::from(1))
 }
@@ -752,6 +763,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 &app.turnaround(product_code.as_deref(), valid_at, known_at)
                     .await?,
             )
+        }
+        Command::Signals(args) => {
+            let app = store::open_existing(&config).await?;
+            signals::run(&app, args).await
         }
         Command::Retention {
             command:

@@ -32,6 +32,10 @@ pub const CODES: &[(&str, &str)] = &[
         "the record it registers exists already",
     ),
     (
+        "check_character",
+        "an identifier's check character does not match it: a character was misread or mistyped",
+    ),
+    (
         "erased",
         "the patient's identifying data were erased and cannot be recorded again",
     ),

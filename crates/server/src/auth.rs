@@ -133,6 +133,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ),
     ("GET", "/api/v1/reconciliation", Everywhere(ReadReports)),
     ("GET", "/api/v1/turnaround", Everywhere(ReadReports)),
+    ("GET", "/api/v1/signals", Everywhere(ReadReports)),
     ("GET", "/api/v1/retention", Everywhere(ReadReports)),
     (
         "GET",

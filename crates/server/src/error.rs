@@ -23,6 +23,25 @@ impl From<autolog_domain::FieldError> for ApiError {
     }
 }
 
+/// The kind of rule a refused request broke ([`autolog_domain::FieldError::code`]), kept on
+/// the answer for the metrics' count of refusals (`autolog_refusals_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleCode(pub &'static str);
+
+/// The rule code of an error that names a field (the first unmet condition's).
+fn rule_code_of(error: &AppError) -> Option<&'static str> {
+    match error {
+        AppError::Invalid(f)
+        | AppError::TooLarge(f)
+        | AppError::Forbidden(f)
+        | AppError::RateLimited(f)
+        | AppError::Gone(f)
+        | AppError::Conflict(f) => Some(f.code),
+        AppError::Unmet(conditions) => conditions.first().map(|f| f.code),
+        _ => None,
+    }
+}
+
 /// The status code and error code of an app error, for the API's answer and the console's page.
 pub(crate) fn status_of(error: &AppError) -> (StatusCode, &'static str) {
     match error {
@@ -80,6 +99,9 @@ impl IntoResponse for ApiError {
             tracing::error!(error = %self.0, "request failed");
         }
         let mut response = (status, Json(json!({ "error": body }))).into_response();
+        if let Some(code) = rule_code_of(&self.0) {
+            response.extensions_mut().insert(RuleCode(code));
+        }
         if let AppError::Forbidden(f) = self.0 {
             // For the access audit (`auth::authorize`): what was refused and why.
             response.extensions_mut().insert(f);

@@ -1,15 +1,16 @@
 //! Metrics in the Prometheus/OpenMetrics text format: request latency per route and status,
-//! the append writer's group sizes and commit latencies, the ledger's size and the
-//! backlogs (projection, outbound feed, webhooks). Served only on a listen address of its
+//! refusals per route and rule code, the append writer's group sizes and commit latencies,
+//! the ledger's size, the backlogs (projection, outbound feed, webhooks), and the signals
+//! of master data failing per signal, site, source system and product (never per patient). Served only on a listen address of its
 //! own (`--metrics-listen`, typically loopback or a monitoring network), never on the
 //! API's: the figures say nothing about a patient, but they are not for the API's callers.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use autolog_app::Buckets;
-use autolog_app::{Autolog, NatsOptions};
+use autolog_app::{Autolog, NatsOptions, SignalTally};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
@@ -18,12 +19,15 @@ use axum::routing::get;
 use axum::Router;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+
+use crate::error::RuleCode;
 
 /// A request's labels: its method, its route as the router matched it (never the path
 /// itself, which may carry a COI or a DIN), and the status answered.
@@ -35,6 +39,22 @@ struct HttpLabels {
 }
 
 type RequestSeconds = Family<HttpLabels, Histogram, fn() -> Histogram>;
+
+/// A refused request's labels: its matched route and the kind of rule it broke.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    route: String,
+    rule_code: &'static str,
+}
+
+/// A signal's labels (empty text where it has no site, source system or product).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SignalLabels {
+    signal: &'static str,
+    site_id: String,
+    source_system: String,
+    product_code: String,
+}
 
 /// A chain state, as a label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -51,6 +71,8 @@ fn request_seconds() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     requests: RequestSeconds,
+    refusals: Family<RefusalLabels, Counter>,
+    signals: Arc<Mutex<Vec<SignalTally>>>,
     ledger_events: Gauge,
     projection_lag: Gauge,
     outbox_lag: Gauge,
@@ -76,6 +98,14 @@ impl Metrics {
             "Time to answer an HTTP request, by method, matched route and status",
             requests.clone(),
         );
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "refusals",
+            "Requests refused for their content, by matched route and rule code (check_character: a misread identifier; not_registered: an unknown record)",
+            refusals.clone(),
+        );
+        let signals = Arc::new(Mutex::new(Vec::new()));
+        registry.register_collector(Box::new(SignalCounters(signals.clone())));
         let gauge = |registry: &mut Registry, name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
@@ -107,6 +137,8 @@ impl Metrics {
         Arc::new(Metrics {
             registry,
             requests,
+            refusals,
+            signals,
             ledger_events,
             projection_lag,
             outbox_lag,
@@ -117,8 +149,14 @@ impl Metrics {
         })
     }
 
-    /// Counts one answered request.
-    fn observe(&self, labels: HttpLabels, seconds: f64) {
+    /// Counts one answered request (and its refusal, when it broke a rule).
+    fn observe(&self, labels: HttpLabels, seconds: f64, refused: Option<RuleCode>) {
+        if let Some(RuleCode(rule_code)) = refused {
+            let route = labels.route.clone();
+            self.refusals
+                .get_or_create(&RefusalLabels { route, rule_code })
+                .inc();
+        }
         self.requests.get_or_create(&labels).observe(seconds);
     }
 
@@ -143,6 +181,10 @@ impl Metrics {
                     state: state.as_str(),
                 })
                 .set(as_i64(count));
+        }
+        let tallies = self.app.signal_totals().await?;
+        if let Ok(mut signals) = self.signals.lock() {
+            *signals = tallies;
         }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
@@ -198,6 +240,39 @@ impl Collector for WriterStats {
     }
 }
 
+/// The signals counted from the ledger, as of the scrape that read them.
+struct SignalCounters(Arc<Mutex<Vec<SignalTally>>>);
+
+impl fmt::Debug for SignalCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SignalCounters")
+    }
+}
+
+impl Collector for SignalCounters {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let mut family = encoder.encode_descriptor(
+            "signals",
+            "Signals of master data failing, from the ledger, by signal, site, source system and product (the weekly trend: GET /api/v1/signals)",
+            None,
+            MetricType::Counter,
+        )?;
+        let tallies = self.0.lock().map_err(|_| fmt::Error)?;
+        for t in tallies.iter() {
+            let labels = SignalLabels {
+                signal: t.signal.as_str(),
+                site_id: t.site_id.clone().unwrap_or_default(),
+                source_system: t.source_system.clone().unwrap_or_default(),
+                product_code: t.product_code.clone().unwrap_or_default(),
+            };
+            family
+                .encode_family(&labels)?
+                .encode_counter::<NoLabelSet, _, u64>(&t.count, None)?;
+        }
+        Ok(())
+    }
+}
+
 /// Middleware: times every request of the API's router by its matched route.
 pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -218,7 +293,8 @@ pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next:
         route,
         status: response.status().as_u16(),
     };
-    metrics.observe(labels, started.elapsed().as_secs_f64());
+    let refused = response.extensions().get::<RuleCode>().copied();
+    metrics.observe(labels, started.elapsed().as_secs_f64(), refused);
     response
 }
 

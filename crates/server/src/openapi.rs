@@ -236,6 +236,7 @@ const ANSWERS: &[(&str, &str, &str, SchemaOf)] = {
             schema::<app::Turnaround>,
         ),
         ("/api/v1/retention", "get", "200", schema::<app::Retention>),
+        ("/api/v1/signals", "get", "200", schema::<app::SignalReport>),
         (
             "/api/v1/reference/alignment",
             "get",

@@ -19,12 +19,16 @@ use autolog_store::{
     VaultRecord, Webhook, WebhookDelivery,
 };
 use autolog_store::{EpcRole, EpcisCapture, EpcisQuery, NewEpcisEvent, StoredEpcisEvent};
+use autolog_store::{SignalQuery, SignalRow};
 use serde_json::{json, Value};
 
 use crate::Target;
 
 /// 2026-03-01T00:00:00Z in microseconds: the suite's "now".
 pub const T0: i64 = 1_772_323_200_000_000;
+
+/// A day in microseconds.
+pub const DAY_US: i64 = 86_400_000_000;
 
 pub fn at(micros: i64) -> Instant {
     Instant::from_micros(micros).expect("valid instant")
@@ -977,6 +981,43 @@ pub async fn unmapped_codes_are_counted(target: Target) {
         (found[1].first_seen, found[1].last_seen),
         (at(T0 + 1), at(T0 + 9)),
         "first and last sightings, whatever the order they were counted in"
+    );
+    // T0 is a Sunday: its week began on the Monday before; a day later is the next week.
+    let week = at(T0).week_start().micros();
+    let next_week = week + 7 * DAY_US;
+    store
+        .record_unmapped_code("mes-bos", "site", "BOS9", at(T0 + DAY_US))
+        .await
+        .expect("count");
+    let weeks = |from: i64, to: i64| {
+        let store = &store;
+        async move {
+            let found = store.unmapped_code_weeks(from, to).await.expect("weeks");
+            found
+                .into_iter()
+                .map(|w| (w.system, w.kind, w.week_start_us, w.count))
+                .collect::<Vec<_>>()
+        }
+    };
+    let row = |system: &str, kind: &str, week: i64, count: u64| {
+        (system.to_string(), kind.to_string(), week, count)
+    };
+    assert_eq!(
+        weeks(i64::MIN, i64::MAX).await,
+        vec![
+            row("lims-fra", "person", week, 1),
+            row("mes-bos", "site", week, 4),
+            row("mes-bos", "site", next_week, 1),
+        ],
+        "per week, system and kind"
+    );
+    assert_eq!(
+        weeks(next_week, i64::MAX).await,
+        vec![row("mes-bos", "site", next_week, 1)]
+    );
+    assert!(
+        weeks(week, next_week - 1).await.len() == 2,
+        "to is exclusive"
     );
     assert_eq!(
         store.head().await.expect("head").position,
@@ -3876,4 +3917,100 @@ pub async fn alert_rows_are_replaced_and_queried(target: Target) {
         .put_alert_index(&first, 0, 4)
         .await
         .expect("again from 0"));
+}
+
+fn signal_row(event: &str, signal: &str, days: i64, coi: Option<&str>, site: &str) -> SignalRow {
+    SignalRow {
+        event_id: event.to_string(),
+        signal: signal.to_string(),
+        occurred_us: T0 + days * DAY_US,
+        coi: coi.map(str::to_string),
+        site_id: Some(site.to_string()),
+        source_system: "lims-fra".to_string(),
+    }
+}
+
+/// The signal projection: rows added with its position in one transaction (a writer that
+/// read an older position changes nothing; a row already there is kept), read by range of
+/// occurrence (to exclusive) and site, each with its chain's product from the chain
+/// projection, and dropped with its position.
+pub async fn signal_rows_are_added_and_read_by_range(target: Target) {
+    let store = target.open().await;
+    assert_eq!(
+        store.signal_projection_position().await.expect("position"),
+        0
+    );
+    let rows = [
+        signal_row("E1", "reconciliation_failure", 0, Some("CHA"), "TC-1"),
+        signal_row("E1", "hold", 0, Some("CHA"), "TC-1"),
+        signal_row("E2", "window_breach", 8, Some("CHB"), "MFG-1"),
+        signal_row("E3", "identifier_confusion", 1, None, "MFG-1"),
+    ];
+    assert!(store.put_signal_rows(&rows, 0, 10).await.expect("put"));
+    assert!(!store
+        .put_signal_rows(&rows[..1], 0, 12)
+        .await
+        .expect("stale"));
+    let chain = summary("CHA", ChainState::InTransit, &["TC-1"], "TC-1");
+    assert!(store
+        .put_chain_summaries(&[chain], 0, 10)
+        .await
+        .expect("chain"));
+    let read = |query: SignalQuery| {
+        let store = &store;
+        async move { store.signal_rows(&query).await.expect("read") }
+    };
+    let all = read(SignalQuery::default()).await;
+    let order: Vec<(&str, &str)> = all
+        .iter()
+        .map(|h| (h.row.event_id.as_str(), h.row.signal.as_str()))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("E1", "hold"),
+            ("E1", "reconciliation_failure"),
+            ("E3", "identifier_confusion"),
+            ("E2", "window_breach")
+        ],
+        "by occurrence, event and signal"
+    );
+    assert_eq!(all[0].row, rows[1], "read back as written");
+    let products: Vec<Option<&str>> = all.iter().map(|h| h.product_code.as_deref()).collect();
+    assert_eq!(products, [Some("CART-19"), Some("CART-19"), None, None]);
+    let range = |from: i64, to: i64, site: Option<&str>| SignalQuery {
+        from_us: T0 + from * DAY_US,
+        to_us: T0 + to * DAY_US,
+        site_id: site.map(str::to_string),
+    };
+    let events = |hits: Vec<autolog_store::SignalHit>| -> Vec<String> {
+        hits.into_iter().map(|h| h.row.event_id).collect()
+    };
+    assert_eq!(
+        events(read(range(1, 8, None)).await),
+        ["E3"],
+        "to is exclusive"
+    );
+    assert_eq!(events(read(range(0, 9, Some("MFG-1"))).await), ["E3", "E2"]);
+    assert!(read(range(2, 8, None)).await.is_empty());
+    // An event's signals never change: a row already there is kept as it was.
+    let mut again = rows[1].clone();
+    again.site_id = Some("ELSEWHERE".into());
+    assert!(store.put_signal_rows(&[again], 10, 11).await.expect("put"));
+    assert_eq!(read(SignalQuery::default()).await[0].row, rows[1]);
+    assert_eq!(
+        store.signal_projection_position().await.expect("position"),
+        11
+    );
+    store.clear_signal_projection().await.expect("clear");
+    assert_eq!(
+        store.signal_projection_position().await.expect("position"),
+        0
+    );
+    assert!(read(SignalQuery::default()).await.is_empty());
+    assert_eq!(
+        store.chain_projection_position().await.expect("chains"),
+        10,
+        "the chain projection's position is its own"
+    );
 }

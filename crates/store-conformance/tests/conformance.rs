@@ -30,6 +30,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     alert_rows_are_replaced_and_queried,
+    signal_rows_are_added_and_read_by_range,
     chain_summaries_are_replaced_and_queried,
     signing_secrets_are_set_replaced_and_read,
     the_writer_recovers_once_a_full_disk_has_space,

@@ -368,6 +368,69 @@ pub trait ProjectionStore: Send + Sync {
 
     /// Drops the alert projection: every row and its position.
     async fn clear_alert_projection(&self) -> Result<(), StoreError>;
+
+    /// The position up to which the signal projection has folded the ledger (0: not yet).
+    async fn signal_projection_position(&self) -> Result<u64, StoreError>;
+
+    /// In one transaction: adds the signal rows given (a row already there is kept: an
+    /// event's signals never change) and moves the signal projection's position from
+    /// `from` to `to`. False, and nothing written, when the stored position is no longer
+    /// `from` (another server projected meanwhile).
+    async fn put_signal_rows(
+        &self,
+        rows: &[SignalRow],
+        from: u64,
+        to: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// The signal rows matching `query`, each with its chain's product (from the chain
+    /// projection, when projected), by occurrence then event id and signal.
+    async fn signal_rows(&self, query: &SignalQuery) -> Result<Vec<SignalHit>, StoreError>;
+
+    /// Drops the signal projection: every row and its position.
+    async fn clear_signal_projection(&self) -> Result<(), StoreError>;
+}
+
+/// One signal of master data failing, as the signal projection holds it: which event
+/// recorded it, what kind it is, when it happened, and where (never a patient).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SignalRow {
+    pub event_id: String,
+    /// The kind of signal, e.g. `window_breach`.
+    pub signal: String,
+    /// When the cause happened (µs since the epoch, UTC).
+    pub occurred_us: i64,
+    pub coi: Option<String>,
+    pub site_id: Option<String>,
+    /// The source system whose record caused it (`autolog` for Autolog's own).
+    pub source_system: String,
+}
+
+/// A signal row with its chain's product, as a report reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalHit {
+    pub row: SignalRow,
+    pub product_code: Option<String>,
+}
+
+/// A filter over the signal projection: signals that happened from `from_us` (inclusive)
+/// to `to_us` (exclusive), at one site when given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalQuery {
+    pub from_us: i64,
+    pub to_us: i64,
+    pub site_id: Option<String>,
+}
+
+impl Default for SignalQuery {
+    /// Every signal.
+    fn default() -> Self {
+        SignalQuery {
+            from_us: i64::MIN,
+            to_us: i64::MAX,
+            site_id: None,
+        }
+    }
 }
 
 /// One alert as the alert projection holds it: what a listing filters by, and where it
@@ -445,6 +508,25 @@ pub trait CodeStore: Send + Sync {
 
     /// Every unmapped code seen, ordered by system, kind and code.
     async fn unmapped_codes(&self) -> Result<Vec<UnmappedCode>, StoreError>;
+
+    /// Sightings of unmapped codes per system, kind and week (weeks starting on Monday,
+    /// 00:00 UTC) for weeks starting from `from_us` (inclusive) to `to_us` (exclusive),
+    /// by week, system and kind.
+    async fn unmapped_code_weeks(
+        &self,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Vec<UnmappedWeek>, StoreError>;
+}
+
+/// How often codes of one kind from one system went unmapped in one week.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnmappedWeek {
+    pub system: String,
+    pub kind: String,
+    /// The week's Monday, 00:00 UTC (µs since the epoch).
+    pub week_start_us: i64,
+    pub count: u64,
 }
 
 /// Beside the ledger: how far each outbound feed has published.
@@ -730,6 +812,12 @@ const UNMAPPED_CODE_UPSERT: &str = "INSERT INTO unmapped_codes \
        THEN excluded.first_seen_us ELSE unmapped_codes.first_seen_us END, \
      last_seen_us = CASE WHEN excluded.last_seen_us > unmapped_codes.last_seen_us \
        THEN excluded.last_seen_us ELSE unmapped_codes.last_seen_us END";
+
+/// The upsert both backends run to count an unmapped code in its week.
+const UNMAPPED_WEEK_UPSERT: &str = "INSERT INTO unmapped_code_weeks \
+     (system, kind, week_start_us, seen_count) VALUES ($1, $2, $3, 1) \
+     ON CONFLICT (system, kind, week_start_us) \
+     DO UPDATE SET seen_count = unmapped_code_weeks.seen_count + 1";
 
 /// The upsert both backends run to set a signing secret (`$N` are placeholders).
 const SIGNING_SECRET_UPSERT: &str =

@@ -429,3 +429,242 @@ async fn the_alert_projection_lists_what_reading_every_alert_lists() {
     let check = app.check_projections().await.expect("check");
     assert_eq!(check.differences, Vec::<String>::new());
 }
+
+/// How many events of `event_type` the ledger holds, read row by row.
+async fn ledger_count(app: &Autolog, event_type: &str) -> u64 {
+    let (mut after, mut count) = (0i64, 0u64);
+    loop {
+        let rows = app.store().scan(after, 500).await.expect("scan");
+        let Some(last) = rows.last() else {
+            return count;
+        };
+        after = last.position;
+        count += rows
+            .iter()
+            .filter(|r| {
+                r.event
+                    .as_ref()
+                    .is_ok_and(|e| e.body.event_type == event_type)
+            })
+            .count() as u64;
+    }
+}
+
+fn total(report: &autolog_app::SignalReport, signal: &str) -> u64 {
+    let found = report.totals.iter().find(|t| t.signal.as_str() == signal);
+    found.expect("every signal has a total").count
+}
+
+#[tokio::test]
+async fn signals_count_the_alerts_and_holds_of_a_simulation_with_faults() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = simulated(&dir, 40, 100).await;
+    let every = every_alert(&app).await;
+    let by_rule = |rules: &[&str]| {
+        let counted = every
+            .iter()
+            .filter(|a| rules.contains(&a.raised.rule.as_str()));
+        counted.count() as u64
+    };
+    let excursions = every
+        .iter()
+        .filter(|a| a.raised.rule == "custody.reconciliation_failed")
+        .filter(|a| {
+            a.raised.evidence["findings"]
+                .to_string()
+                .contains("temperature excursion")
+        })
+        .count() as u64;
+    // A step refused for a misread check character: identifier confusion, not a
+    // contradiction between sites.
+    let misread = every
+        .iter()
+        .filter(|a| a.raised.rule == "chain.step_refused")
+        .filter(|a| a.raised.evidence["rule_code"] == "check_character")
+        .count() as u64;
+
+    let report = app
+        .signals(Some("2000-01-03"), Some("2100-01-04"), None)
+        .await
+        .expect("signals");
+    let expected = [
+        (
+            "reconciliation_failure",
+            by_rule(&["custody.reconciliation_failed"]),
+        ),
+        ("hold", ledger_count(&app, "chain.hold_placed").await),
+        (
+            "identifier_confusion",
+            by_rule(&[
+                "custody.unit_in_wrong_shipment",
+                "label.mismatch",
+                "bedside.mismatch",
+            ]),
+        ),
+        ("time_zone_discrepancy", by_rule(&["time_zone.discrepancy"])),
+        (
+            "cross_site_inconsistency",
+            by_rule(&[
+                "chain.step_refused",
+                "result.failed_after_release",
+                "decision.basis_corrected",
+            ]) - misread,
+        ),
+        ("window_breach", by_rule(&["process.window_breached"])),
+        ("temperature_excursion", excursions),
+        (
+            "failed_signature",
+            by_rule(&["signature.reauthentication_failed"]),
+        ),
+    ];
+    for (signal, count) in expected {
+        assert_eq!(total(&report, signal), count, "{signal}");
+    }
+    for signal in [
+        "reconciliation_failure",
+        "hold",
+        "identifier_confusion",
+        "temperature_excursion",
+        "cross_site_inconsistency",
+    ] {
+        assert!(total(&report, signal) > 0, "the faults show as {signal}");
+    }
+    // The counts add up to the totals; each is in a week of the range, never per patient.
+    let summed: u64 = report.counts.iter().map(|c| c.count).sum();
+    assert_eq!(summed, report.totals.iter().map(|t| t.count).sum::<u64>());
+    let products: BTreeSet<String> = every_summary(&app)
+        .await
+        .into_iter()
+        .filter_map(|s| s.product_code)
+        .collect();
+    for c in &report.counts {
+        let monday = Instant::parse_rfc3339("week", &format!("{}T00:00:00Z", c.week_start));
+        let monday = monday.expect("a date");
+        assert_eq!(monday.week_start(), monday, "{c:?}");
+        assert!(
+            c.product_code.as_ref().is_none_or(|p| products.contains(p)),
+            "{c:?}"
+        );
+        if c.signal.as_str() == "reconciliation_failure" {
+            // Caused by a receipt: the system that sent it, not Autolog's own alert.
+            assert_ne!(c.source_system.as_deref(), Some("autolog"), "{c:?}");
+            assert!(c.product_code.is_some() && c.site_id.is_some(), "{c:?}");
+        }
+    }
+    assert_site_reports_add_up(&app, &report).await;
+    let check = app.check_projections().await.expect("check");
+    assert_eq!(check.differences, Vec::<String>::new());
+    assert_eq!(check.signals, summed - total(&report, "unmapped_code"));
+    app.rebuild_projections().await.expect("rebuild");
+    let again = app
+        .signals(Some("2000-01-03"), Some("2100-01-04"), None)
+        .await
+        .expect("signals");
+    assert_eq!(
+        again.counts.len(),
+        report.counts.len(),
+        "the same after a rebuild"
+    );
+}
+
+/// Each site's report holds exactly the network report's counts at that site.
+async fn assert_site_reports_add_up(app: &Autolog, report: &autolog_app::SignalReport) {
+    let sites: BTreeSet<String> = report
+        .counts
+        .iter()
+        .filter_map(|c| c.site_id.clone())
+        .collect();
+    assert!(sites.len() > 1, "signals at several sites: {sites:?}");
+    for site in &sites {
+        let at_site = app
+            .signals(Some(&report.from), Some(&report.to), Some(site))
+            .await
+            .expect("one site");
+        let expected: Vec<(String, u64)> = report
+            .counts
+            .iter()
+            .filter(|c| c.site_id.as_ref() == Some(site))
+            .map(|c| (format!("{} {:?}", c.week_start, c.signal), c.count))
+            .collect();
+        let found: Vec<(String, u64)> = at_site
+            .counts
+            .iter()
+            .map(|c| (format!("{} {:?}", c.week_start, c.signal), c.count))
+            .collect();
+        assert_eq!(found, expected, "{site}");
+    }
+}
+
+#[tokio::test]
+async fn a_signal_range_is_whole_weeks_and_a_backward_one_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = simulated(&dir, 3, 100).await;
+    let report = app
+        .signals(Some("2026-12-02T10:00:00+01:00"), Some("2026-12-09"), None)
+        .await
+        .expect("signals");
+    assert_eq!(
+        (report.from.as_str(), report.to.as_str()),
+        ("2026-11-30", "2026-12-14")
+    );
+    assert!(report.counts.is_empty(), "nothing happened in those weeks");
+    assert!(report.totals.iter().all(|t| t.count == 0));
+    assert_eq!(report.totals.len(), 9, "every signal listed, zeros too");
+    // Codes no crosswalk maps, looked up now (the clock: 2026-11-20, a Friday, and on):
+    // counted in their week, per source system, with no site and no product.
+    for code in ["BOS-X", "BOS-X", "BOS-Y"] {
+        let looked_up = app.resolve("mes-bos", "site", code, None, None).await;
+        assert!(looked_up.is_err(), "{code} is not mapped");
+    }
+    let week = app
+        .signals(Some("2026-11-16"), Some("2026-11-23"), None)
+        .await
+        .expect("signals");
+    let unmapped: Vec<_> = week
+        .counts
+        .iter()
+        .filter(|c| c.signal.as_str() == "unmapped_code")
+        .map(|c| {
+            (
+                c.week_start.as_str(),
+                c.source_system.as_deref(),
+                c.site_id.as_deref(),
+                c.count,
+            )
+        })
+        .collect();
+    assert_eq!(unmapped, [("2026-11-16", Some("mes-bos"), None, 3)]);
+    let at_a_site = app
+        .signals(Some("2026-11-16"), Some("2026-11-23"), Some("S-BOS-01"))
+        .await
+        .expect("one site");
+    assert_eq!(
+        total(&at_a_site, "unmapped_code"),
+        0,
+        "unmapped codes belong to no site"
+    );
+    let refused = app
+        .signals(Some("2026-12-09"), Some("2026-12-01"), None)
+        .await
+        .expect_err("backward");
+    let autolog_app::AppError::Invalid(e) = refused else {
+        panic!("a field error: {refused:?}");
+    };
+    assert_eq!(e.field, "from");
+    let refused = app
+        .signals(None, Some("yesterday"), None)
+        .await
+        .expect_err("not a time");
+    assert!(
+        matches!(&refused, autolog_app::AppError::Invalid(e) if e.field == "to"),
+        "{refused:?}"
+    );
+    let refused = app
+        .signals(None, None, Some("no such site!"))
+        .await
+        .expect_err("bad code");
+    assert!(
+        matches!(&refused, autolog_app::AppError::Invalid(e) if e.field == "site_id"),
+        "{refused:?}"
+    );
+}

@@ -27,7 +27,7 @@ impl Autolog {
             actor: actor.to_string(),
             site: None,
             source: Source {
-                system: "autolog".to_string(),
+                system: autolog_domain::rules::AUTOLOG_SOURCE_SYSTEM.to_string(),
                 source_event_id: format!("{event_type}/{}", self.new_event_id()),
             },
             reason: None,

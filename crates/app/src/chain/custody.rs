@@ -10,6 +10,7 @@ use autolog_domain::catalogue::chain::{
 };
 use autolog_domain::catalogue::enrolment::ChainEnrolledV1;
 use autolog_domain::catalogue::Payload;
+use autolog_domain::chain::signals::TEMPERATURE_EXCURSION;
 use autolog_domain::chain::{ChainContext, ChainEvent, ChainState, ChainView};
 use autolog_domain::identifiers::scan::{parse_scan, Scanned};
 use autolog_domain::rules::{refused_value, CHAIN_EVENT_TYPES};
@@ -1144,7 +1145,7 @@ fn shipment_findings(
     let (low, high) = (r.temperature_log.min_celsius, r.temperature_log.max_celsius);
     if low < min || high > max {
         findings.push(format!(
-                "temperature excursion: the logger recorded {low} to {high} °C, the required range is {min} to {max} °C"
+                "{TEMPERATURE_EXCURSION}: the logger recorded {low} to {high} °C, the required range is {min} to {max} °C"
             ));
     }
     let expected = Instant::parse_rfc3339("expected_arrival_by", &manifest.expected_arrival_by);

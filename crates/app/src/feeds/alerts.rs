@@ -107,6 +107,7 @@ pub(crate) fn refusal_alert(draft: &EventDraft, error: &FieldError) -> EventDraf
                 "field": error.field,
                 "value_sha256": crate::ledger::read::sha256_hex(&error.value),
                 "rule": error.rule,
+                "rule_code": error.code,
             }),
         },
     )
@@ -186,7 +187,7 @@ fn repeated_refusals_alert(actor: &str, now: Instant) -> Option<EventDraft> {
         actor: AUTOLOG_ACTOR.to_string(),
         site: None,
         source: autolog_domain::Source {
-            system: "autolog".to_string(),
+            system: autolog_domain::rules::AUTOLOG_SOURCE_SYSTEM.to_string(),
             source_event_id: format!("access-refusals/{actor}/{minute}"),
         },
         reason: None,
@@ -430,7 +431,7 @@ impl Autolog {
                 .map_err(AppError::Config)?
                 .to_rfc9557(),
             "actor": sender.map_or_else(|| format!("person/{person_id}"), str::to_string),
-            "source": {"system": "autolog", "source_event_id": format!("{event_type}/{alert_id}/{}", self.new_event_id())},
+            "source": {"system": autolog_domain::rules::AUTOLOG_SOURCE_SYSTEM, "source_event_id": format!("{event_type}/{alert_id}/{}", self.new_event_id())},
             "body": {"type": event_type, "version": 1, "data": {"person_id": person_id, "note": note}},
         });
         let result = self

@@ -278,7 +278,7 @@ impl Autolog {
             actor: AUTOLOG_ACTOR.to_string(),
             site: None,
             source: Source {
-                system: "autolog".to_string(),
+                system: autolog_domain::rules::AUTOLOG_SOURCE_SYSTEM.to_string(),
                 source_event_id: format!(
                     "witness/{origin_id}/{}/{}",
                     given.tree_size,

@@ -22,7 +22,7 @@ pub(crate) fn derived_draft(
         actor: AUTOLOG_ACTOR.to_string(),
         site: None,
         source: Source {
-            system: "autolog".to_string(),
+            system: autolog_domain::rules::AUTOLOG_SOURCE_SYSTEM.to_string(),
             source_event_id,
         },
         reason: None,

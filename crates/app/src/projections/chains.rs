@@ -90,8 +90,9 @@ const IN_PROGRESS: [ChainState; 8] = [
 pub struct ProjectionCheck {
     pub chains: u64,
     pub alerts: u64,
-    /// Each chain summary or alert row that differs from the fold, is missing, or
-    /// stands for no chain or alert.
+    pub signals: u64,
+    /// Each chain summary, alert or signal row that differs from the fold, is missing,
+    /// or stands for no chain, alert or signal.
     pub differences: Vec<String>,
 }
 
@@ -204,6 +205,9 @@ impl Autolog {
             if let Err(e) = self.project_alerts().await {
                 tracing::warn!(error = %e, "projecting the alerts failed; will retry");
             }
+            if let Err(e) = self.project_signals().await {
+                tracing::warn!(error = %e, "projecting the signals failed; will retry");
+            }
             tokio::select! {
                 _ = self.to_project.notified() => {}
                 _ = tokio::time::sleep(interval) => {}
@@ -211,11 +215,14 @@ impl Autolog {
         }
     }
 
-    /// Drops the chain and alert projections and folds the whole ledger into them again.
+    /// Drops the chain, alert and signal projections and folds the whole ledger into them
+    /// again.
     pub async fn rebuild_projections(&self) -> Result<u64, AppError> {
         self.store.clear_chain_projection().await?;
         self.store.clear_alert_projection().await?;
+        self.store.clear_signal_projection().await?;
         self.project_alerts().await?;
+        self.project_signals().await?;
         self.project_chains().await
     }
 
@@ -332,6 +339,9 @@ impl Autolog {
         }
         let (alerts, differences) = self.check_alert_projection().await?;
         check.alerts = alerts;
+        check.differences.extend(differences);
+        let (signals, differences) = self.check_signal_projection().await?;
+        check.signals = signals;
         check.differences.extend(differences);
         Ok(check)
     }

@@ -120,6 +120,10 @@ async fn serve_demo_seeds_a_living_network_and_a_console_account() {
         .unwrap_or_default()
         .to_string();
     let chain = get(&format!("/api/v1/chains/{coi}")).await;
+    // A COI with a mistyped check character: refused, and counted by its rule code.
+    let mistyped = mistyped_check_character(&coi);
+    let refused = get(&format!("/api/v1/chains/{mistyped}")).await;
+    let signals = get("/api/v1/signals?from=2000-01-03&to=2100-01-04").await;
     let on_api = client
         .get(format!("{base}/metrics"))
         .send()
@@ -180,6 +184,14 @@ async fn serve_demo_seeds_a_living_network_and_a_console_account() {
         scraped.contains("method=\"OTHER\"") && !scraped.contains("BREW"),
         "{scraped}"
     );
+    assert_eq!(
+        refused["error"]["rule_code"], "check_character",
+        "{refused}"
+    );
+    let refusal =
+        "autolog_refusals_total{route=\"/api/v1/chains/{coi}\",rule_code=\"check_character\"} ";
+    assert_eq!(value(refusal), 1.0, "{scraped}");
+    assert_signal_counters_match(&scraped, &signals);
     // Chains by state: every state has its line, and together they are every chain.
     let by_state: Vec<f64> = scraped
         .lines()
@@ -205,4 +217,44 @@ async fn serve_demo_seeds_a_living_network_and_a_console_account() {
         report["chains"].as_u64().is_some_and(|n| n >= 40),
         "{report}"
     );
+}
+
+/// `coi` with another check character (the last one).
+fn mistyped_check_character(coi: &str) -> String {
+    let (content, check) = coi.split_at(coi.len() - 1);
+    let other = if check == "A" { "B" } else { "A" };
+    format!("{content}{other}")
+}
+
+/// The signal counters of a scrape: each signal's series add up to its total in the
+/// weekly report over all time; the faults show; no series names a chain.
+fn assert_signal_counters_match(scraped: &str, report: &Value) {
+    let totals = report["totals"].as_array().expect("totals");
+    for total in totals {
+        let signal = total["signal"].as_str().expect("signal");
+        let prefix = format!("autolog_signals_total{{signal=\"{signal}\",");
+        let counted: f64 = scraped
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum();
+        assert_eq!(
+            Some(counted),
+            total["count"].as_f64(),
+            "{signal}: {scraped}"
+        );
+    }
+    for signal in ["reconciliation_failure", "hold", "identifier_confusion"] {
+        let found = totals.iter().find(|t| t["signal"] == signal);
+        assert!(
+            found.is_some_and(|t| t["count"].as_u64() > Some(0)),
+            "{signal}: {report}"
+        );
+    }
+    let series = scraped
+        .lines()
+        .filter(|l| l.starts_with("autolog_signals_total{"));
+    for line in series {
+        assert!(!line.contains("coi") && !line.contains("CH"), "{line}");
+    }
 }

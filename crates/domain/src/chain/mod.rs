@@ -21,6 +21,7 @@ use crate::error::FieldError;
 use crate::ledger::time::Instant;
 
 mod labels;
+pub mod signals;
 pub mod summary;
 
 /// The states of a chain (glossary: enrolled -> collected -> in transit -> ... -> in follow-up).

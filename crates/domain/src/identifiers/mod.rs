@@ -8,6 +8,10 @@ use std::fmt;
 
 use crate::error::FieldError;
 
+/// How a refusal of a check character that does not match its identifier begins (its code
+/// is `check_character`).
+pub(crate) const CHECK_CHARACTER_WRONG: &str = "MOD 37-2 check character is wrong";
+
 /// The MOD 37-2 alphabet: `0-9`, `A-Z`, `*`, with values 0..36.
 const MOD37_ALPHABET: &[u8; 37] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ*";
 
@@ -160,8 +164,9 @@ impl Din {
                     return Err(FieldError::new(
                         field,
                         text,
-                        format!("MOD 37-2 check character is wrong: expected {expected}, given {k}"),
-                    ));
+                        format!("{CHECK_CHARACTER_WRONG}: expected {expected}, given {k}"),
+                    )
+                    .with_code("check_character"));
                 }
                 Ok(parsed)
             }
@@ -256,8 +261,9 @@ impl Coi {
                     return Err(FieldError::new(
                         field,
                         text,
-                        format!("MOD 37-2 check character is wrong: expected {expected}, given {k}"),
-                    ));
+                        format!("{CHECK_CHARACTER_WRONG}: expected {expected}, given {k}"),
+                    )
+                    .with_code("check_character"));
                 }
                 Ok(coi)
             }
@@ -360,8 +366,9 @@ impl UnitId {
             return Err(FieldError::new(
                 field,
                 text,
-                format!("MOD 37-2 check character is wrong: expected {expected}, given {k}"),
-            ));
+                format!("{CHECK_CHARACTER_WRONG}: expected {expected}, given {k}"),
+            )
+            .with_code("check_character"));
         }
         Ok(unit)
     }

@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::error::FieldError;
-use crate::identifiers::{gs1_check_digit, Din, Fin};
+use crate::identifiers::{gs1_check_digit, Din, Fin, CHECK_CHARACTER_WRONG};
 
 /// ASCII 29, the group separator a scanner sends for FNC1 between GS1 elements.
 const GS: char = '\u{1d}';
@@ -124,8 +124,19 @@ impl Gs1Elements {
 /// symbology identifier, 13 or 14 characters shaped like a DIN are read as a DIN.
 pub fn parse_scan(field: &str, raw: &str) -> Result<Scanned, FieldError> {
     let data: Vec<char> = raw.trim_end_matches(['\r', '\n']).chars().collect();
-    dispatch(&data).map_err(|rule| FieldError::new(field, show(raw), rule))
+    dispatch(&data).map_err(|rule| {
+        let misread = rule.ends_with(MISREAD) || rule.contains(CHECK_CHARACTER_WRONG);
+        let error = FieldError::new(field, show(raw), rule);
+        match misread {
+            true => error.with_code("check_character"),
+            false => error,
+        }
+    })
 }
+
+/// How a scan's refusal ends when its check character does not match: the rules below
+/// write it, [`parse_scan`] gives those refusals the code `check_character`.
+const MISREAD: &str = "a character was misread";
 
 fn dispatch(data: &[char]) -> Result<Scanned, String> {
     let Some(&first) = data.first() else {
@@ -241,7 +252,7 @@ fn parse_din_barcode(data: &[char], start: usize) -> Result<Scanned, String> {
         let computed = din.check_character();
         if declared != computed {
             return Err(format!(
-                "flag characters {flags} declare check character {declared} but the DIN {din_text} computes {computed}: a character was misread"
+                "flag characters {flags} declare check character {declared} but the DIN {din_text} computes {computed}: {MISREAD}"
             ));
         }
     }
@@ -265,7 +276,7 @@ fn parse_din_text(data: &[char]) -> Result<Scanned, String> {
     let computed = din.check_character();
     if given != computed {
         return Err(format!(
-            "the DIN {din_text} computes check character {computed} but {} was given: a character was misread",
+            "the DIN {din_text} computes check character {computed} but {} was given: {MISREAD}",
             show_bare(given)
         ));
     }
@@ -778,9 +789,12 @@ mod tests {
             e.rule,
             "the DIN G123417654321 computes check character A but B was given: a character was misread"
         );
-        assert!(refused("G123417654321")
-            .rule
-            .contains("without its check character"));
+        assert_eq!(e.code, "check_character", "a misread, for programs");
+        let missing = refused("G123417654321");
+        assert!(missing.rule.contains("without its check character"));
+        assert_eq!(missing.code, "invalid", "nothing was misread yet");
+        let unit = refused("CHA999926000001S0001A0Y");
+        assert_eq!(unit.code, "check_character", "{unit}");
         assert!(refused("G12341765432lA")
             .rule
             .contains("character 13 is 'l'"));

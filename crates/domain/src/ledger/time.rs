@@ -31,6 +31,16 @@ impl Instant {
         self.0
     }
 
+    /// The start of this instant's week: Monday, 00:00 UTC (ISO 8601 weeks), the bucket
+    /// trends are counted in.
+    pub fn week_start(self) -> Instant {
+        const DAY: i64 = 86_400_000_000;
+        let day = self.0.div_euclid(DAY);
+        // 1970-01-01, day 0, was a Thursday: 3 days after a Monday.
+        let monday = day - (day + 3).rem_euclid(7);
+        Instant(monday.saturating_mul(DAY))
+    }
+
     /// The current time of this machine's clock, truncated to microseconds.
     pub fn now() -> Self {
         Self::from_timestamp(Timestamp::now())
@@ -404,5 +414,29 @@ mod tests {
             assert_eq!(o.to_string(), text);
         }
         assert!("0100".parse::<Offset>().is_err());
+    }
+
+    #[test]
+    fn a_week_starts_on_monday_at_midnight_utc() {
+        let at = |text: &str| Instant::parse_rfc3339("at", text).expect(text);
+        let monday = at("2026-11-30T00:00:00Z");
+        for text in [
+            "2026-11-30T00:00:00Z",
+            "2026-12-02T13:45:10.5Z",
+            "2026-12-06T23:59:59.999999Z",
+            // Sunday evening in New York is already Monday in UTC: the next week.
+            "2026-11-29T23:30:00-05:00",
+        ] {
+            assert_eq!(at(text).week_start(), monday, "{text}");
+        }
+        assert_eq!(
+            at("2026-11-29T23:59:59Z").week_start(),
+            at("2026-11-23T00:00:00Z")
+        );
+        // Before the epoch (a Thursday), too.
+        assert_eq!(
+            at("1969-12-31T12:00:00Z").week_start(),
+            at("1969-12-29T00:00:00Z")
+        );
     }
 }

@@ -567,6 +567,9 @@ fn check_chain_correction(
 /// The actor of the events Autolog records itself.
 pub const AUTOLOG_ACTOR: &str = "system/autolog";
 
+/// The source system of the events Autolog records itself (alerts, holds, audit records).
+pub const AUTOLOG_SOURCE_SYSTEM: &str = "autolog";
+
 /// The value a chain refusal names: the field's, or the event type.
 pub fn refused_value(draft: &EventDraft, field: &str) -> String {
     match field {

@@ -1,4 +1,4 @@
-//! Reports: reconciliation, retention, turnaround, genealogy both ways.
+//! Reports: reconciliation, retention, turnaround, signals, genealogy both ways.
 
 use autolog_app::Principal;
 use autolog_domain::access::Permission;
@@ -16,6 +16,7 @@ pub(super) fn router() -> Router<AppState> {
         .route("/api/v1/reconciliation", get(reconciliation))
         .route("/api/v1/turnaround", get(turnaround))
         .route("/api/v1/retention", get(retention))
+        .route("/api/v1/signals", get(signals))
         .route("/api/v1/genealogy/backward/{unit}", get(genealogy_backward))
         .route("/api/v1/genealogy/forward/{*lot}", get(genealogy_forward))
 }
@@ -66,6 +67,25 @@ async fn turnaround(
             q.known_at.as_deref(),
         )
         .await?,
+    ))
+}
+
+query_params! {
+    /// `GET /api/v1/signals`: the weeks from `from` to `to` (dates or instants), one site.
+    SignalParams {
+        from: Option<String>,
+        to: Option<String>,
+        site_id: Option<String>,
+    }
+}
+
+async fn signals(
+    State(app): State<AppState>,
+    QueryOf(q): QueryOf<SignalParams>,
+) -> Result<Json<autolog_app::SignalReport>, ApiError> {
+    Ok(Json(
+        app.signals(q.from.as_deref(), q.to.as_deref(), q.site_id.as_deref())
+            .await?,
     ))
 }
 

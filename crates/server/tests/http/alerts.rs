@@ -172,6 +172,7 @@ async fn alerts_are_listed_acknowledged_and_resolved_with_every_bad_input_refuse
         }
         let (status, _) = app.get("/api/v1/alerts/AL-0000000000000000").await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_signals_count_the_refusal(&app).await;
         let ack = format!("/api/v1/alerts/{id}/acknowledge");
         let (status, e) = app.send(&ack, Some("{\"person_id\": ")).await;
         assert_eq!((status, e["error"]["field"].clone()), (StatusCode::BAD_REQUEST, json!("request")));
@@ -208,6 +209,40 @@ async fn alerts_are_listed_acknowledged_and_resolved_with_every_bad_input_refuse
         assert!(report["open_holds"].as_array().expect("list").is_empty());
     })
     .await;
+}
+
+/// The refused collection, in the weekly signals: one cross-site inconsistency in the
+/// week of 2026-11-09 at the collecting site, from the console, on a CART-19 chain; and
+/// each bad parameter refused by name.
+async fn assert_signals_count_the_refusal(app: &TestApp) {
+    let (status, report) = app
+        .get("/api/v1/signals?from=2026-11-01&to=2026-11-30")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(
+        (report["from"].clone(), report["to"].clone()),
+        (json!("2026-10-26"), json!("2026-11-30"))
+    );
+    assert_eq!(
+        report["counts"],
+        json!([{"week_start": "2026-11-09", "signal": "cross_site_inconsistency", "site_id": "S-BOS-01",
+                "source_system": "console", "product_code": "CART-19", "count": 1}])
+    );
+    let (_, elsewhere) = app
+        .get("/api/v1/signals?from=2026-11-01&to=2026-11-30&site_id=S-LAX-01")
+        .await;
+    assert_eq!(elsewhere["counts"], json!([]), "{elsewhere}");
+    for (path, field) in [
+        ("/api/v1/signals?from=yesterday", "from"),
+        ("/api/v1/signals?to=2026-02-30", "to"),
+        ("/api/v1/signals?from=2026-12-01&to=2026-11-01", "from"),
+        ("/api/v1/signals?site_id=not%20a%20site", "site_id"),
+        ("/api/v1/signals?colour=red", "colour"),
+    ] {
+        let (status, e) = app.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {e}");
+        assert_eq!(e["error"]["field"], field, "{path}");
+    }
 }
 
 /// Reads the SSE response until `count` alert events arrived; returns their data.

@@ -821,6 +821,7 @@ async fn openapi_describes_every_route() {
         "/api/v1/genealogy/forward/{lot}",
         "/api/v1/turnaround",
         "/api/v1/retention",
+        "/api/v1/signals",
     ] {
         assert!(paths.contains_key(path), "{path} is documented");
     }

@@ -1,7 +1,7 @@
 //! The alert projection (one row an alert: its chain, site and status), for every
 //! [`SqlDb`] backend. Its position is its row in `projection_cursors`.
 
-use super::projections::{begin_step, projection_position};
+use super::projections::{begin_step, clear_projection, projection_position};
 use super::{SqlDb, SqlRow, SqlTx, Statement};
 use crate::row::unreadable;
 use crate::{stored_position, AlertIndexQuery, AlertIndexRow, StoreError};
@@ -93,11 +93,5 @@ pub(super) async fn rows<B: SqlDb>(
 }
 
 pub(super) async fn clear<B: SqlDb>(db: &B) -> Result<(), StoreError> {
-    let mut tx = db.begin().await?;
-    // The position first, as a projector takes it: two writers lock in one order.
-    let cursor = Statement::new("DELETE FROM projection_cursors WHERE name = $1").bind(ALERTS);
-    tx.execute(cursor).await?;
-    tx.execute(Statement::new("DELETE FROM alert_index"))
-        .await?;
-    tx.commit().await
+    clear_projection(db, ALERTS, &["alert_index"]).await
 }

@@ -3,12 +3,12 @@
 use async_trait::async_trait;
 use autolog_domain::Instant;
 
-use super::{first, SqlDb, SqlRow, Statement};
+use super::{first, SqlDb, SqlRow, SqlTx, Statement};
 use crate::outbox::{check_outbox_name, OUTBOX_CURSOR_ADVANCE};
 use crate::row::unreadable;
 use crate::{
-    stored_position, unmapped_code, CodeStore, OutboxStore, StoreError, UnmappedCode,
-    COI_SEQUENCE_NEXT, UNMAPPED_CODE_UPSERT,
+    stored_position, unmapped_code, CodeStore, OutboxStore, StoreError, UnmappedCode, UnmappedWeek,
+    COI_SEQUENCE_NEXT, UNMAPPED_CODE_UPSERT, UNMAPPED_WEEK_UPSERT,
 };
 
 fn unmapped(r: &impl SqlRow) -> Result<UnmappedCode, StoreError> {
@@ -36,7 +36,14 @@ impl<B: SqlDb> CodeStore for B {
             .bind(kind)
             .bind(code)
             .bind(seen_at.micros());
-        self.write(upsert).await.map(drop)
+        let week = Statement::new(UNMAPPED_WEEK_UPSERT)
+            .bind(system)
+            .bind(kind)
+            .bind(seen_at.week_start().micros());
+        let mut tx = self.begin().await?;
+        tx.execute(upsert).await?;
+        tx.execute(week).await?;
+        tx.commit().await
     }
 
     async fn next_coi_sequence(&self, fin: &str, year: u16) -> Result<u64, StoreError> {
@@ -67,6 +74,40 @@ impl<B: SqlDb> CodeStore for B {
         ));
         self.read(select).await?.iter().map(unmapped).collect()
     }
+
+    async fn unmapped_code_weeks(
+        &self,
+        from_us: i64,
+        to_us: i64,
+    ) -> Result<Vec<UnmappedWeek>, StoreError> {
+        let d = self.dialect();
+        let select = Statement::new(format!(
+            "SELECT system, kind, week_start_us, seen_count FROM unmapped_code_weeks \
+             WHERE week_start_us >= $1 AND week_start_us < $2 ORDER BY week_start_us, {}, {}",
+            d.bytewise("system"),
+            d.bytewise("kind"),
+        ))
+        .bind(from_us)
+        .bind(to_us);
+        self.read(select).await?.iter().map(unmapped_week).collect()
+    }
+}
+
+fn unmapped_week(r: &impl SqlRow) -> Result<UnmappedWeek, StoreError> {
+    let system = r.text("system")?;
+    let count = r.int("seen_count")?;
+    Ok(UnmappedWeek {
+        kind: r.text("kind")?,
+        week_start_us: r.int("week_start_us")?,
+        count: u64::try_from(count).map_err(|_| {
+            unreadable(
+                "unmapped_code_weeks",
+                &system,
+                format!("seen_count {count}"),
+            )
+        })?,
+        system,
+    })
 }
 
 #[async_trait]

@@ -18,6 +18,7 @@ mod codes;
 mod epcis;
 mod projections;
 mod proofs;
+mod signal_index;
 mod webhooks;
 
 use std::borrow::Cow;

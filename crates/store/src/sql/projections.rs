@@ -10,7 +10,7 @@ use super::{delete_keys, first, insert_values, Dialect, SqlDb, SqlRow, SqlTx, St
 use crate::row::unreadable;
 use crate::{
     stored_position, AlertIndexQuery, AlertIndexRow, ChainQuery, ChainScope, ProjectionStore,
-    StoreError,
+    SignalHit, SignalQuery, SignalRow, StoreError,
 };
 
 /// The chain projection's name in `projection_cursors`.
@@ -234,15 +234,7 @@ impl<B: SqlDb> ProjectionStore for B {
     }
 
     async fn clear_chain_projection(&self) -> Result<(), StoreError> {
-        let mut tx = self.begin().await?;
-        // The position first, as a projector takes it: two writers lock in one order.
-        let cursor = Statement::new("DELETE FROM projection_cursors WHERE name = $1").bind(CHAINS);
-        tx.execute(cursor).await?;
-        tx.execute(Statement::new("DELETE FROM chain_sites"))
-            .await?;
-        tx.execute(Statement::new("DELETE FROM chain_summaries"))
-            .await?;
-        tx.commit().await
+        clear_projection(self, CHAINS, &["chain_sites", "chain_summaries"]).await
     }
 
     async fn alert_projection_position(&self) -> Result<u64, StoreError> {
@@ -264,6 +256,27 @@ impl<B: SqlDb> ProjectionStore for B {
 
     async fn clear_alert_projection(&self) -> Result<(), StoreError> {
         super::alert_index::clear(self).await
+    }
+
+    async fn signal_projection_position(&self) -> Result<u64, StoreError> {
+        super::signal_index::position(self).await
+    }
+
+    async fn put_signal_rows(
+        &self,
+        rows: &[SignalRow],
+        from: u64,
+        to: u64,
+    ) -> Result<bool, StoreError> {
+        super::signal_index::put(self, rows, from, to).await
+    }
+
+    async fn signal_rows(&self, query: &SignalQuery) -> Result<Vec<SignalHit>, StoreError> {
+        super::signal_index::rows(self, query).await
+    }
+
+    async fn clear_signal_projection(&self) -> Result<(), StoreError> {
+        super::signal_index::clear(self).await
     }
 }
 
@@ -328,4 +341,22 @@ async fn summaries_of<B: SqlDb>(
         }
     }
     Ok(summaries)
+}
+
+/// Drops projection `name`: its position, then every row of `tables` (in that order), in
+/// one transaction.
+pub(super) async fn clear_projection<B: SqlDb>(
+    db: &B,
+    name: &str,
+    tables: &[&str],
+) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    // The position first, as a projector takes it: two writers lock in one order.
+    let cursor = Statement::new("DELETE FROM projection_cursors WHERE name = $1").bind(name);
+    tx.execute(cursor).await?;
+    for table in tables {
+        tx.execute(Statement::new(format!("DELETE FROM {table}")))
+            .await?;
+    }
+    tx.commit().await
 }
