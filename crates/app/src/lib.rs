@@ -113,6 +113,8 @@ pub struct Autolog {
     store: Arc<dyn Store>,
     key: SigningKey,
     crosswalks: reference::resolve::CrosswalkCache,
+    /// Reference records' current states, kept while their stream's head is unchanged.
+    states: ledger::state_cache::StateCache,
     clock_skew_tolerance_seconds: i64,
     /// The ISBT 128 FIN under which this instance issues COIs, if it issues any.
     coi_issuer: Option<autolog_domain::identifiers::Fin>,
@@ -160,6 +162,7 @@ impl Autolog {
             store,
             key,
             crosswalks: reference::resolve::CrosswalkCache::default(),
+            states: ledger::state_cache::StateCache::default(),
             clock_skew_tolerance_seconds: MAX_FUTURE_SKEW_SECONDS,
             coi_issuer: None,
             alerts: tokio::sync::broadcast::channel(ALERT_CHANNEL_CAPACITY).0,

@@ -456,3 +456,37 @@ async fn the_coi_year_is_the_enrolling_sites_calendar_year() {
     let coi = enrol(&app, &new_year).await.expect("enrolled");
     assert!(coi.starts_with("CHA999927000001"), "{coi}");
 }
+
+/// The rules read reference records through a cache kept while each record's stream head
+/// is unchanged: a record changed after a rule read it is read again, at once.
+#[tokio::test]
+async fn a_qualification_granted_after_a_refusal_is_seen_by_the_next_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app = instance(&dir.path().join("a.db")).await;
+    with_network(&app).await;
+    let a = enrol(&app, &enrolment("a")).await.expect("enrol A");
+    let bags = [din("A999926123456")];
+    let by_p2 = |id: &str| collection(&a, id, "S-PAR-01", "P-0002", "APH-PAR-01", &bags);
+    for attempt in ["q1", "q2"] {
+        let e = append_refused(&app, &by_p2(attempt)).await;
+        assert!(e.rule.contains("no qualification at S-PAR-01"), "{e}");
+    }
+    let qualified = json!([{"person_id": "P-0002", "printed_name": "Daniel Okafor", "status": "active",
+        "qualifications": [
+            {"site_id": "S-BOS-01", "role": "manufacturing_operator", "valid_until": "2027-06-30T04:00:00Z"},
+            {"site_id": "S-BOS-01", "role": "qa_releaser", "valid_until": "2027-06-30T04:00:00Z"},
+            {"site_id": "S-PAR-01", "role": "apheresis_operator", "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2027-12-31T23:00:00Z"}]}]);
+    let file = autolog_app::ImportFile {
+        name: "personnel.json".into(),
+        content: qualified.to_string().into_bytes(),
+        registry: Some("personnel".into()),
+    };
+    let report = app
+        .import_reference(&[file], "person/P-STEWARD", false, &|_| {})
+        .await
+        .expect("import");
+    assert!(report.bad_rows.is_empty(), "{:?}", report.bad_rows);
+    app.append_json(by_p2("q3").to_string().as_bytes())
+        .await
+        .expect("P-0002 is qualified at S-PAR-01 now");
+}

@@ -9,6 +9,7 @@ use autolog_domain::rules::history::record_filter;
 use autolog_domain::Instant;
 use serde_json::Value;
 
+use crate::ledger::state_cache::cacheable;
 use crate::{AppError, Autolog};
 
 /// The current state of the streams a request's rules read, each read once per request.
@@ -54,15 +55,47 @@ impl Autolog {
         &self,
         streams: &[String],
     ) -> Result<HashMap<String, Value>, AppError> {
-        let mut events = self.store.stream_events_many(streams, Instant::MAX).await?;
-        Ok(streams
-            .iter()
-            .map(|stream| {
-                let stored = events.remove(stream).unwrap_or_default();
-                let state = stream_state(stream, &stored, Instant::MAX, Instant::MAX).state;
-                (stream.clone(), state)
-            })
-            .collect())
+        let (mut states, to_read) = self.cached_states(streams).await?;
+        let mut events = self
+            .store
+            .stream_events_many(&to_read, Instant::MAX)
+            .await?;
+        for stream in to_read {
+            let stored = events.remove(&stream).unwrap_or_default();
+            let state = stream_state(&stream, &stored, Instant::MAX, Instant::MAX).state;
+            if cacheable(&stream) {
+                self.states.keep(&stream, &stored, &state);
+            }
+            states.insert(stream, state);
+        }
+        Ok(states)
+    }
+
+    /// Those of `streams` whose state is cached at their current head (one query for the
+    /// heads), and the others, to be read.
+    async fn cached_states(
+        &self,
+        streams: &[String],
+    ) -> Result<(HashMap<String, Value>, Vec<String>), AppError> {
+        let cached: Vec<String> = streams.iter().filter(|s| cacheable(s)).cloned().collect();
+        let heads = match cached.is_empty() {
+            true => HashMap::new(),
+            false => self.store.stream_heads_many(&cached).await?,
+        };
+        let mut states = HashMap::with_capacity(streams.len());
+        let mut to_read = Vec::new();
+        for stream in streams {
+            let hit = heads
+                .get(stream)
+                .and_then(|head| self.states.get(stream, head));
+            match hit {
+                Some(state) => {
+                    states.insert(stream.clone(), state);
+                }
+                None => to_read.push(stream.clone()),
+            }
+        }
+        Ok((states, to_read))
     }
 
     /// Reads, for the request's rules, those of `streams` not read yet: one query.

@@ -11,6 +11,7 @@ use autolog_domain::{Event, FieldError, Instant, Uuid};
 use autolog_store::EventQuery;
 use serde_json::Value;
 
+use crate::ledger::state_cache::cacheable;
 use crate::{AppError, Autolog};
 
 /// The most events one listing page returns.
@@ -192,8 +193,20 @@ impl Autolog {
     /// A stream's state after all its events, as known now: a registry record as it
     /// stands (an empty object when the stream has no event).
     pub(crate) async fn current_state(&self, stream: &str) -> Result<Value, AppError> {
+        let cached = cacheable(stream);
+        if cached {
+            if let Some(head) = self.store.stream_head(stream).await? {
+                if let Some(state) = self.states.get(stream, &head) {
+                    return Ok(state);
+                }
+            }
+        }
         let events = self.store.stream_events(stream, Instant::MAX).await?;
-        Ok(stream_state(stream, &events, Instant::MAX, Instant::MAX).state)
+        let state = stream_state(stream, &events, Instant::MAX, Instant::MAX).state;
+        if cached {
+            self.states.keep(stream, &events, &state);
+        }
+        Ok(state)
     }
 
     /// Every stream name under a prefix, in bytewise order, read page by page.
