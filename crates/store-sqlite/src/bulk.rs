@@ -1,5 +1,6 @@
-//! Reads of many rows (the ledger scan behind `verify`, the projector and rebuilds) on a
-//! blocking thread over rusqlite connections of their own.
+//! Reads on a blocking thread over rusqlite connections of their own (the ledger scan
+//! behind `verify`, the projector and rebuilds, a stream's events, the shared stores'
+//! reads), and the statement helpers the ledger's writer (`writer.rs`) runs too.
 //!
 //! sqlx-sqlite runs each connection on a worker thread and hands every row to the async
 //! runtime through a channel: one thread wake-up per row, which is most of what a scan of
@@ -30,7 +31,7 @@ pub(crate) struct BulkReader {
     idle: Arc<Mutex<Option<Vec<Connection>>>>,
 }
 
-fn bulk_error(e: rusqlite::Error) -> StoreError {
+pub(crate) fn bulk_error(e: rusqlite::Error) -> StoreError {
     StoreError::Backend {
         backend: BACKEND,
         message: e.to_string(),
@@ -62,7 +63,7 @@ impl BulkReader {
 
     /// The events `statement` selects (its columns are [`EVENT_COLUMNS`]).
     pub(crate) async fn events(&self, statement: Statement) -> Result<Vec<Event>, StoreError> {
-        self.on_thread(move |c| events(c, &statement)).await?
+        self.on_thread(move |c| read_events(c, &statement)).await?
     }
 
     /// Runs `read` in one call on a blocking thread: the answer crosses to the runtime once.
@@ -181,7 +182,7 @@ impl ReadRow {
 }
 
 /// `statement` with its `$n` placeholders bound by number, as sqlx binds them.
-fn read(c: &Connection, statement: &Statement) -> rusqlite::Result<Vec<ReadRow>> {
+pub(crate) fn read(c: &Connection, statement: &Statement) -> rusqlite::Result<Vec<ReadRow>> {
     let mut prepared = c.prepare_cached(&statement.sql)?;
     bind(&mut prepared, &statement.params)?;
     let columns: Arc<[String]> = prepared
@@ -221,7 +222,7 @@ fn bind(prepared: &mut rusqlite::CachedStatement<'_>, params: &[Param]) -> rusql
 
 /// Events read by `statement` (it selects [`EVENT_COLUMNS`]); a row that does not convert
 /// is corrupt, named by its position.
-fn events(
+pub(crate) fn read_events(
     c: &Connection,
     statement: &Statement,
 ) -> rusqlite::Result<Result<Vec<Event>, StoreError>> {
@@ -238,6 +239,13 @@ fn events(
         }
     }
     Ok(Ok(found))
+}
+
+/// Runs a statement that writes; the rows it changed.
+pub(crate) fn execute(c: &Connection, statement: &Statement) -> rusqlite::Result<usize> {
+    let mut prepared = c.prepare_cached(&statement.sql)?;
+    bind(&mut prepared, &statement.params)?;
+    prepared.raw_execute()
 }
 
 /// A [`Param`] as SQLite stores it: identifiers as their hyphenated text, booleans as 0/1.

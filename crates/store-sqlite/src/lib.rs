@@ -10,24 +10,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use autolog_domain::ledger::merkle::{Frontier, Hash};
+use autolog_domain::ledger::merkle::Hash;
 use autolog_domain::rules::history::HistoryFilter;
 use autolog_domain::{Event, EventDraft, Instant, Source, Uuid};
 use autolog_store::prelude::*;
 use autolog_store::sql::Statement;
 use autolog_store::{
-    AppendOutcome, AppendPlan, AppendTx, Clock, EventQuery, EventRow, LedgerHead, ScannedRow,
-    StoreError, StreamHead, EVENT_COLUMNS,
+    AppendOutcome, Clock, EventQuery, EventRow, LedgerHead, ScannedRow, StoreError, StreamHead,
+    EVENT_COLUMNS,
 };
-use autolog_store::{CommitQueue, GroupBackend, GroupTx, WriterHealth};
+use autolog_store::{CommitQueue, WriterHealth};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::Row;
+
+use queries::ROWS_PER_STATEMENT;
 
 mod bulk;
+mod queries;
 mod sql;
+mod writer;
 
 const BACKEND: &str = "sqlite";
 
@@ -40,12 +44,15 @@ fn backend_error(e: sqlx::Error) -> StoreError {
 
 /// The ledger in one SQLite file.
 pub struct SqliteStore {
-    /// One connection: every append is serialised here, and begins IMMEDIATE.
+    /// One connection for the side stores' writes (accounts, webhooks, projections...),
+    /// and the migrations: each write begins IMMEDIATE.
     writer: SqlitePool,
     readers: SqlitePool,
     /// The ledger scan's connections (`bulk`).
     bulk: bulk::BulkReader,
-    /// Appends, in groups sharing one transaction and one commit on `writer`.
+    /// The ledger's writer connection (rusqlite): group commits run whole on it.
+    ledger: writer::LedgerWriter,
+    /// Appends, in groups sharing one transaction and one commit on `ledger`.
     appends: CommitQueue,
     /// The size cap of [`SqliteStore::cap_size_at_current`], in pages (0: none).
     page_cap: Arc<AtomicU32>,
@@ -133,16 +140,13 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(backend_error)?;
-        let appends = CommitQueue::start(
-            BACKEND,
-            SqliteGroups {
-                writer: writer.clone(),
-            },
-        );
+        let ledger = writer::LedgerWriter::new(path, page_cap.clone());
+        let appends = CommitQueue::start(BACKEND, ledger.clone());
         Ok(SqliteStore {
             writer,
             readers,
             bulk: bulk::BulkReader::new(path),
+            ledger,
             appends,
             page_cap,
         })
@@ -177,6 +181,7 @@ impl SqliteStore {
     /// checkpoints the WAL and removes the -wal and -shm files.
     pub async fn close(&self) {
         self.bulk.close();
+        self.ledger.close();
         self.readers.close().await;
         self.writer.close().await;
     }
@@ -209,58 +214,9 @@ async fn apply_page_cap(conn: &mut sqlx::SqliteConnection, pages: u32) -> Result
 /// per statement as the ledger writes them. The ledger's overhead is reported as a ratio against this.
 impl SqliteStore {
     pub async fn plain_insert_baseline(&self, events: &[Event]) -> Result<(), StoreError> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS bench_plain_events AS SELECT * FROM events WHERE 0",
-        )
-        .execute(&self.writer)
-        .await
-        .map_err(backend_error)?;
-        let mut tx = self.writer.begin().await.map_err(backend_error)?;
         let rows: Vec<EventRow> = events.iter().map(EventRow::from_event).collect();
-        insert_event_rows(&mut tx, "bench_plain_events", &rows).await?;
-        tx.commit().await.map_err(backend_error)
+        self.ledger.plain_insert(rows).await
     }
-}
-
-/// Rows per multi-row statement: well under both engines' limits on bound parameters.
-const ROWS_PER_STATEMENT: usize = 500;
-
-/// Inserts event rows into `table` (`events`, or the benchmark's baseline table), many rows
-/// per statement.
-async fn insert_event_rows(
-    conn: &mut sqlx::SqliteConnection,
-    table: &str,
-    rows: &[EventRow],
-) -> Result<(), StoreError> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let mut qb = QueryBuilder::<Sqlite>::new(format!("INSERT INTO {table} ({EVENT_COLUMNS}) "));
-        qb.push_values(chunk, |mut b, r| {
-            b.push_bind(r.position);
-            b.push_bind(r.event_id.clone());
-            b.push_bind(r.stream.clone());
-            b.push_bind(r.seq);
-            b.push_bind(r.prev_hash.clone());
-            b.push_bind(r.hash.clone());
-            b.push_bind(r.recorded_at_us);
-            b.push_bind(r.occurred_at_us);
-            b.push_bind(r.occurred_zone.clone());
-            b.push_bind(r.occurred_offset_s);
-            b.push_bind(r.actor.clone());
-            b.push_bind(r.source_system.clone());
-            b.push_bind(r.source_event_id.clone());
-            b.push_bind(r.reason.clone());
-            b.push_bind(r.corrects.clone());
-            b.push_bind(r.body_type.clone());
-            b.push_bind(r.body_version);
-            b.push_bind(r.body_data.clone());
-            b.push_bind(r.site.clone());
-        });
-        qb.build()
-            .execute(&mut *conn)
-            .await
-            .map_err(backend_error)?;
-    }
-    Ok(())
 }
 
 /// A `streams` row: the stream and its head.
@@ -275,378 +231,11 @@ fn stream_head_row(row: &SqliteRow) -> Result<(String, StreamHead), StoreError> 
     Ok((stream, head))
 }
 
-fn event_row(row: &SqliteRow) -> Result<EventRow, sqlx::Error> {
-    Ok(EventRow {
-        position: row.try_get("position")?,
-        event_id: row.try_get("event_id")?,
-        stream: row.try_get("stream")?,
-        seq: row.try_get("seq")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-        recorded_at_us: row.try_get("recorded_at_us")?,
-        occurred_at_us: row.try_get("occurred_at_us")?,
-        occurred_zone: row.try_get("occurred_zone")?,
-        occurred_offset_s: row.try_get("occurred_offset_s")?,
-        actor: row.try_get("actor")?,
-        source_system: row.try_get("source_system")?,
-        source_event_id: row.try_get("source_event_id")?,
-        reason: row.try_get("reason")?,
-        corrects: row.try_get("corrects")?,
-        body_type: row.try_get("body_type")?,
-        body_version: row.try_get("body_version")?,
-        body_data: row.try_get("body_data")?,
-        site: row.try_get("site")?,
-    })
-}
-
-fn to_event(row: &SqliteRow) -> Result<Event, StoreError> {
-    let raw = event_row(row).map_err(backend_error)?;
-    let position = raw.position;
-    raw.into_event()
-        .map_err(|detail| StoreError::Corrupt { position, detail })
-}
-
-fn to_events(rows: &[SqliteRow]) -> Result<Vec<Event>, StoreError> {
-    rows.iter().map(to_event).collect()
-}
-
 fn hash32(bytes: &[u8], what: &str) -> Result<Hash, StoreError> {
     bytes.try_into().map_err(|_| StoreError::Corrupt {
         position: 0,
         detail: format!("{what} has {} bytes, not 32", bytes.len()),
     })
-}
-
-fn read_head(row: &SqliteRow) -> Result<LedgerHead, StoreError> {
-    let position: i64 = row.try_get("position").map_err(backend_error)?;
-    let recorded: Option<i64> = row.try_get("recorded_at_us").map_err(backend_error)?;
-    let frontier: Vec<u8> = row.try_get("frontier").map_err(backend_error)?;
-    let corrupt = |detail: String| StoreError::Corrupt { position, detail };
-    Ok(LedgerHead {
-        position: u64::try_from(position).map_err(|_| corrupt("negative head".into()))?,
-        recorded_at: recorded
-            .map(Instant::from_micros)
-            .transpose()
-            .map_err(corrupt)?,
-        frontier: Frontier::from_bytes(&frontier)
-            .map_err(|e| corrupt(format!("ledger head frontier: {e}")))?,
-    })
-}
-
-/// A filtered read of one stream ([`HistoryFilter`]), in seq order, `recorded_at_us` bounded
-/// by `known_at` if given: the corrections (partial index `events_stream_corrections`),
-/// then the admitted types (`events_stream_type`) or, for the crosswalk mappings of one
-/// local code, that code (`events_crosswalk_code`: the expression and the literal
-/// `body_type` term are repeated exactly, or SQLite would not use the partial index). A
-/// local code with other types is not selected here: callers filter with `admits` too.
-fn history_query(
-    stream: &str,
-    filter: &HistoryFilter,
-    known_at: Option<i64>,
-) -> QueryBuilder<'static, Sqlite> {
-    let mut qb = QueryBuilder::new("");
-    // Without INDEXED BY, SQLite reads the whole stream through (stream, seq) to skip a
-    // sort (EXPLAIN QUERY PLAN shows it for `body_type IN (...)`, with or without ANALYZE).
-    let part = |qb: &mut QueryBuilder<'static, Sqlite>, index: &str| {
-        qb.push(format!(
-            "SELECT {EVENT_COLUMNS} FROM events {index} WHERE stream = "
-        ));
-        qb.push_bind(stream.to_string());
-        if let Some(known_at) = known_at {
-            qb.push(" AND recorded_at_us <= ");
-            qb.push_bind(known_at);
-        }
-    };
-    let Some(types) = &filter.types else {
-        part(&mut qb, "");
-        qb.push(" ORDER BY seq");
-        return qb;
-    };
-    part(&mut qb, "INDEXED BY events_stream_corrections");
-    qb.push(" AND corrects IS NOT NULL UNION ALL ");
-    match (&filter.local_code, types.as_slice()) {
-        (Some(code), [only]) if only == "crosswalk.mapped" => {
-            part(&mut qb, "INDEXED BY events_crosswalk_code");
-            qb.push(
-                " AND corrects IS NULL AND body_type = 'crosswalk.mapped' \
-                 AND json_extract(body_data, '$.local_code') = ",
-            );
-            qb.push_bind(code.clone());
-        }
-        (_, []) => {
-            part(&mut qb, "");
-            qb.push(" AND 0");
-        }
-        _ => {
-            part(&mut qb, "INDEXED BY events_stream_type");
-            qb.push(" AND corrects IS NULL AND body_type IN (");
-            let mut names = qb.separated(", ");
-            for t in types {
-                names.push_bind(t.clone());
-            }
-            qb.push(")");
-        }
-    }
-    qb.push(" ORDER BY seq");
-    qb
-}
-
-/// The events having any of `sources` (one chunk), then `tail` (an ORDER BY or nothing).
-fn sources_query<'a>(
-    sources: impl IntoIterator<Item = &'a Source>,
-    tail: &str,
-) -> QueryBuilder<'static, Sqlite> {
-    let mut qb = QueryBuilder::<Sqlite>::new(format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE (source_system, source_event_id) IN (VALUES "
-    ));
-    let mut tuples = qb.separated(", ");
-    for source in sources {
-        tuples.push("(");
-        tuples.push_bind_unseparated(source.system.clone());
-        tuples.push_unseparated(", ");
-        tuples.push_bind_unseparated(source.source_event_id.clone());
-        tuples.push_unseparated(")");
-    }
-    qb.push(")");
-    qb.push(tail.to_string());
-    qb
-}
-
-/// The stored heads of `streams` (one chunk).
-fn heads_query<'a>(streams: impl IntoIterator<Item = &'a str>) -> QueryBuilder<'static, Sqlite> {
-    let mut qb = QueryBuilder::<Sqlite>::new(
-        "SELECT stream, last_seq, last_hash FROM streams WHERE stream IN (",
-    );
-    let mut names = qb.separated(", ");
-    for stream in streams {
-        names.push_bind(stream.to_string());
-    }
-    qb.push(")");
-    qb
-}
-
-/// Every event of `streams` (one chunk), recorded by `known_at` when given, by stream and seq.
-fn streams_query<'a>(
-    streams: impl IntoIterator<Item = &'a str>,
-    known_at: Option<i64>,
-) -> QueryBuilder<'static, Sqlite> {
-    let mut qb = QueryBuilder::<Sqlite>::new(format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE stream IN ("
-    ));
-    let mut names = qb.separated(", ");
-    for stream in streams {
-        names.push_bind(stream.to_string());
-    }
-    qb.push(")");
-    if let Some(known_at) = known_at {
-        qb.push(" AND recorded_at_us <= ");
-        qb.push_bind(known_at);
-    }
-    qb.push(" ORDER BY stream, seq");
-    qb
-}
-
-struct SqliteAppend<'c> {
-    tx: Transaction<'c, Sqlite>,
-}
-
-#[async_trait]
-impl AppendTx for SqliteAppend<'_> {
-    async fn lock_head(&mut self) -> Result<LedgerHead, StoreError> {
-        // BEGIN IMMEDIATE already holds the database's write lock.
-        let row =
-            sqlx::query("SELECT position, recorded_at_us, frontier FROM ledger_head WHERE id = 1")
-                .fetch_one(&mut *self.tx)
-                .await
-                .map_err(backend_error)?;
-        read_head(&row)
-    }
-
-    async fn find_by_sources(&mut self, sources: &[&Source]) -> Result<Vec<Event>, StoreError> {
-        let mut found = Vec::new();
-        for chunk in sources.chunks(ROWS_PER_STATEMENT) {
-            let rows = sources_query(chunk.iter().copied(), "")
-                .build()
-                .fetch_all(&mut *self.tx)
-                .await
-                .map_err(backend_error)?;
-            found.extend(to_events(&rows)?);
-        }
-        Ok(found)
-    }
-
-    async fn stream_heads_of(
-        &mut self,
-        streams: &[&str],
-    ) -> Result<HashMap<String, StreamHead>, StoreError> {
-        let mut found = HashMap::new();
-        for chunk in streams.chunks(ROWS_PER_STATEMENT) {
-            let rows = heads_query(chunk.iter().copied())
-                .build()
-                .fetch_all(&mut *self.tx)
-                .await
-                .map_err(backend_error)?;
-            for row in &rows {
-                let (stream, head) = stream_head_row(row)?;
-                found.insert(stream, head);
-            }
-        }
-        Ok(found)
-    }
-
-    async fn whole_histories(
-        &mut self,
-        streams: &[&str],
-    ) -> Result<HashMap<String, Vec<Event>>, StoreError> {
-        let mut found: HashMap<String, Vec<Event>> = HashMap::new();
-        for chunk in streams.chunks(ROWS_PER_STATEMENT) {
-            let rows = streams_query(chunk.iter().copied(), None)
-                .build()
-                .fetch_all(&mut *self.tx)
-                .await
-                .map_err(backend_error)?;
-            for event in to_events(&rows)? {
-                found.entry(event.stream.clone()).or_default().push(event);
-            }
-        }
-        Ok(found)
-    }
-
-    async fn stream_history(
-        &mut self,
-        stream: &str,
-        filter: &HistoryFilter,
-    ) -> Result<Vec<Event>, StoreError> {
-        let rows = history_query(stream, filter, None)
-            .build()
-            .fetch_all(&mut *self.tx)
-            .await
-            .map_err(backend_error)?;
-        let mut events = to_events(&rows)?;
-        events.retain(|e| filter.admits(e));
-        Ok(events)
-    }
-
-    async fn event_stream(
-        &mut self,
-        id: Uuid,
-    ) -> Result<Option<(String, Option<Uuid>)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT e.stream, c.correcting_event_id FROM events e \
-             LEFT JOIN corrections c ON c.superseded_event_id = e.event_id WHERE e.event_id = ?",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(backend_error)?;
-        match row {
-            None => Ok(None),
-            Some(row) => {
-                let stream: String = row.try_get("stream").map_err(backend_error)?;
-                let by: Option<String> =
-                    row.try_get("correcting_event_id").map_err(backend_error)?;
-                Ok(Some((stream, by.and_then(|b| Uuid::parse_str(&b).ok()))))
-            }
-        }
-    }
-
-    async fn write(&mut self, plan: &AppendPlan) -> Result<(), StoreError> {
-        let rows: Vec<EventRow> = plan.events.iter().map(EventRow::from_event).collect();
-        insert_event_rows(&mut self.tx, "events", &rows).await?;
-        for chunk in plan.stream_heads.chunks(ROWS_PER_STATEMENT) {
-            let mut qb =
-                QueryBuilder::<Sqlite>::new("INSERT INTO streams (stream, last_seq, last_hash) ");
-            qb.push_values(chunk, |mut b, (stream, head)| {
-                b.push_bind(stream.clone());
-                b.push_bind(head.last_seq as i64);
-                b.push_bind(head.last_hash.to_vec());
-            });
-            qb.push(" ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash");
-            qb.build()
-                .execute(&mut *self.tx)
-                .await
-                .map_err(backend_error)?;
-        }
-        for chunk in plan.corrections.chunks(ROWS_PER_STATEMENT) {
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO corrections (superseded_event_id, correcting_event_id, recorded_at_us) ",
-            );
-            qb.push_values(chunk, |mut b, (superseded, by, at)| {
-                b.push_bind(superseded.to_string());
-                b.push_bind(by.to_string());
-                b.push_bind(at.micros());
-            });
-            qb.build()
-                .execute(&mut *self.tx)
-                .await
-                .map_err(backend_error)?;
-        }
-        for chunk in plan.nodes.chunks(ROWS_PER_STATEMENT) {
-            let mut qb =
-                QueryBuilder::<Sqlite>::new("INSERT INTO merkle_nodes (level, idx, hash) ");
-            qb.push_values(chunk, |mut b, (id, hash)| {
-                b.push_bind(i32::from(id.level));
-                b.push_bind(id.index as i64);
-                b.push_bind(hash.to_vec());
-            });
-            qb.build()
-                .execute(&mut *self.tx)
-                .await
-                .map_err(backend_error)?;
-        }
-        if let Some(head) = &plan.head {
-            sqlx::query(
-                "UPDATE ledger_head SET position = ?, recorded_at_us = ?, frontier = ? WHERE id = 1",
-            )
-            .bind(head.position as i64)
-            .bind(head.recorded_at.map(Instant::micros))
-            .bind(head.frontier.to_bytes())
-            .execute(&mut *self.tx)
-            .await
-            .map_err(backend_error)?;
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl GroupTx for SqliteAppend<'static> {
-    async fn execute(&mut self, sql: &'static str) -> Result<(), StoreError> {
-        sqlx::query(sql)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(backend_error)?;
-        Ok(())
-    }
-}
-
-/// Group transactions on the writer connection: BEGIN IMMEDIATE holds the database's write
-/// lock (the ledger lock) until COMMIT, which returns once the WAL is synced (FULL).
-struct SqliteGroups {
-    writer: SqlitePool,
-}
-
-#[async_trait]
-impl GroupBackend for SqliteGroups {
-    type Tx = SqliteAppend<'static>;
-
-    async fn begin(&self) -> Result<Self::Tx, StoreError> {
-        let tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(backend_error)?;
-        Ok(SqliteAppend { tx })
-    }
-
-    async fn commit(&self, tx: Self::Tx) -> Result<(), StoreError> {
-        tx.tx.commit().await.map_err(backend_error)
-    }
-
-    const PROBE: &'static [&'static str] = &[
-        "INSERT INTO writer_probe (filler) VALUES (zeroblob(65536))",
-        "DELETE FROM writer_probe",
-    ];
 }
 
 #[async_trait]
@@ -681,12 +270,8 @@ impl LedgerStore for SqliteStore {
         known_at: Instant,
         filter: &HistoryFilter,
     ) -> Result<Vec<Event>, StoreError> {
-        let rows = history_query(stream, filter, Some(known_at.micros()))
-            .build()
-            .fetch_all(&self.readers)
-            .await
-            .map_err(backend_error)?;
-        let mut events = to_events(&rows)?;
+        let select = queries::history(stream, filter, Some(known_at.micros()));
+        let mut events = self.bulk.events(select).await?;
         events.retain(|e| filter.admits(e));
         Ok(events)
     }
@@ -697,13 +282,10 @@ impl LedgerStore for SqliteStore {
         known_at: Instant,
     ) -> Result<HashMap<String, Vec<Event>>, StoreError> {
         let mut found: HashMap<String, Vec<Event>> = HashMap::new();
+        let streams: Vec<&str> = streams.iter().map(String::as_str).collect();
         for chunk in streams.chunks(ROWS_PER_STATEMENT) {
-            let rows = streams_query(chunk.iter().map(String::as_str), Some(known_at.micros()))
-                .build()
-                .fetch_all(&self.readers)
-                .await
-                .map_err(backend_error)?;
-            for event in to_events(&rows)? {
+            let select = queries::streams(chunk, Some(known_at.micros()));
+            for event in self.bulk.events(select).await? {
                 found.entry(event.stream.clone()).or_default().push(event);
             }
         }
@@ -715,14 +297,10 @@ impl LedgerStore for SqliteStore {
         streams: &[String],
     ) -> Result<HashMap<String, StreamHead>, StoreError> {
         let mut found = HashMap::new();
+        let streams: Vec<&str> = streams.iter().map(String::as_str).collect();
         for chunk in streams.chunks(ROWS_PER_STATEMENT) {
-            let rows = heads_query(chunk.iter().map(String::as_str))
-                .build()
-                .fetch_all(&self.readers)
-                .await
-                .map_err(backend_error)?;
-            for row in &rows {
-                let (stream, head) = stream_head_row(row)?;
+            for row in self.bulk.read(queries::heads(chunk)).await? {
+                let (stream, head) = writer::stream_head(&sql::Row::Read(row))?;
                 found.insert(stream, head);
             }
         }
@@ -731,13 +309,11 @@ impl LedgerStore for SqliteStore {
 
     async fn events_by_sources(&self, sources: &[Source]) -> Result<Vec<Event>, StoreError> {
         let mut found = Vec::new();
+        let sources: Vec<&Source> = sources.iter().collect();
         for chunk in sources.chunks(ROWS_PER_STATEMENT) {
-            let rows = sources_query(chunk, " ORDER BY position")
-                .build()
-                .fetch_all(&self.readers)
-                .await
-                .map_err(backend_error)?;
-            found.extend(to_events(&rows)?);
+            let mut select = queries::sources(chunk);
+            select.push(" ORDER BY position");
+            found.extend(self.bulk.events(select).await?);
         }
         Ok(found)
     }
@@ -783,13 +359,9 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn event(&self, id: Uuid) -> Result<Option<Event>, StoreError> {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?");
-        let row = sqlx::query(&sql)
-            .bind(id.to_string())
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(backend_error)?;
-        row.as_ref().map(to_event).transpose()
+        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $1");
+        let select = Statement::new(sql).bind(id.to_string());
+        Ok(self.bulk.events(select).await?.into_iter().next())
     }
 
     async fn event_by_source(
@@ -798,15 +370,10 @@ impl LedgerStore for SqliteStore {
         source_event_id: &str,
     ) -> Result<Option<Event>, StoreError> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE source_system = ? AND source_event_id = ?"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE source_system = $1 AND source_event_id = $2"
         );
-        let row = sqlx::query(&sql)
-            .bind(system)
-            .bind(source_event_id)
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(backend_error)?;
-        row.as_ref().map(to_event).transpose()
+        let select = Statement::new(sql).bind(system).bind(source_event_id);
+        Ok(self.bulk.events(select).await?.into_iter().next())
     }
 
     fn writer_health(&self) -> WriterHealth {
@@ -822,12 +389,12 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn head(&self) -> Result<LedgerHead, StoreError> {
-        let row =
-            sqlx::query("SELECT position, recorded_at_us, frontier FROM ledger_head WHERE id = 1")
-                .fetch_one(&self.readers)
-                .await
-                .map_err(backend_error)?;
-        read_head(&row)
+        let rows = self.bulk.read(Statement::new(queries::LEDGER_HEAD)).await?;
+        let row = rows.into_iter().next().ok_or_else(|| StoreError::Corrupt {
+            position: 0,
+            detail: "no ledger head row".into(),
+        })?;
+        writer::ledger_head(&sql::Row::Read(row))
     }
 
     async fn scan(&self, after_position: i64, limit: u32) -> Result<Vec<ScannedRow>, StoreError> {
@@ -853,13 +420,10 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn stream_head(&self, stream: &str) -> Result<Option<StreamHead>, StoreError> {
-        let row = sqlx::query("SELECT stream, last_seq, last_hash FROM streams WHERE stream = ?")
-            .bind(stream)
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(backend_error)?;
-        row.as_ref()
-            .map(|r| stream_head_row(r).map(|(_, head)| head))
+        let rows = self.bulk.read(queries::heads(&[stream])).await?;
+        rows.into_iter()
+            .next()
+            .map(|row| writer::stream_head(&sql::Row::Read(row)).map(|(_, head)| head))
             .transpose()
     }
 

@@ -66,6 +66,9 @@ pub trait GroupBackend: Send + Sync + 'static {
     /// Statements that write and remove about 64 KiB outside the ledger: run in a
     /// transaction of their own and committed, they show whether a write can commit now.
     const PROBE: &'static [&'static str];
+    /// Whether the transaction's calls block the thread (a synchronous driver): each group
+    /// then runs whole on a blocking thread, one hand-off per group.
+    const BLOCKING: bool = false;
 }
 
 /// Whether the writer can commit, as its last group or probe found.
@@ -328,6 +331,7 @@ async fn write_groups<B: GroupBackend>(
     health: HealthCell,
     stats: StatsCell,
 ) {
+    let backend = Arc::new(backend);
     let mut carried: Option<Request> = None;
     loop {
         let first = match carried.take() {
@@ -338,7 +342,7 @@ async fn write_groups<B: GroupBackend>(
             },
         };
         if first.probe {
-            let committed = commit_probe(&backend).await;
+            let committed = commit_probe(backend.as_ref()).await;
             health.set(committed.as_ref().map(|_| ()));
             let _ = first.reply.send(committed.map(|()| Vec::new()));
             continue;
@@ -357,7 +361,7 @@ async fn write_groups<B: GroupBackend>(
             group.push(request);
         }
         let started = std::time::Instant::now();
-        let (answers, committed) = commit_group(&backend, &group).await;
+        let (group, answers, committed) = run_group(&backend, group).await;
         // The events of the requests that were written (a refused request's savepoint
         // rolled its own back).
         let written = group
@@ -382,6 +386,34 @@ async fn write_groups<B: GroupBackend>(
             let _ = request.reply.send(answer);
         }
     }
+}
+
+/// Runs one group (see [`commit_group`]): on the writer task, or, for a backend whose calls
+/// block, whole on a blocking thread. The group is handed back with its answers.
+async fn run_group<B: GroupBackend>(
+    backend: &Arc<B>,
+    group: Vec<Request>,
+) -> (Vec<Request>, Vec<Answer>, Result<(), StoreError>) {
+    if !B::BLOCKING {
+        let (answers, committed) = commit_group(backend.as_ref(), &group).await;
+        return (group, answers, committed);
+    }
+    let backend = backend.clone();
+    let runtime = tokio::runtime::Handle::current();
+    let n = group.len();
+    let ran = tokio::task::spawn_blocking(move || {
+        let (answers, committed) = runtime.block_on(commit_group(backend.as_ref(), &group));
+        (group, answers, committed)
+    })
+    .await;
+    ran.unwrap_or_else(|e| {
+        // The group went with the thread: its callers are told the writer stopped.
+        let e = StoreError::Backend {
+            backend: "writer",
+            message: format!("the writing thread failed: {e}"),
+        };
+        (Vec::new(), fail_all(n, &e), Err(e))
+    })
 }
 
 /// Runs one group in one transaction; one answer per request, in order, and whether the
