@@ -594,6 +594,15 @@ impl Autolog {
         self.session_principal(session, false).await
     }
 
+    /// Whether a request at `now` extends a session last seen at `last_seen`: once a
+    /// fifteenth of the idle timeout has passed (a minute of 15), not on every request, so
+    /// that a person's reads do not each write to the database. A session may so end up to
+    /// that much before the full idle timeout after its last request, never after it.
+    fn touch_due(&self, last_seen: Instant, now: Instant) -> bool {
+        let every = i64::try_from(self.access.idle_timeout.as_micros() / 15).unwrap_or(i64::MAX);
+        now.micros().saturating_sub(last_seen.micros()) >= every
+    }
+
     async fn session_principal(&self, session: &str, touch: bool) -> Result<Principal, AppError> {
         let hash = sha256_hex(session);
         let Some(found) = self.store.session(&hash).await? else {
@@ -609,7 +618,7 @@ impl Autolog {
             self.store.end_session(&hash).await?;
             return Err(unauthenticated("the account is locked"));
         }
-        if touch {
+        if touch && self.touch_due(found.last_seen_at, now) {
             self.store.touch_session(&hash, now).await?;
         }
         let grants = self.grants_of(&found.person_id).await?;

@@ -300,3 +300,62 @@ async fn polls_do_not_keep_an_idle_session_alive() {
     })
     .await;
 }
+
+/// A request records the session's last activity at most once a fifteenth of the idle
+/// timeout (4 s of 60 here): requests in between write nothing, so a session ends at most
+/// that much before the full timeout after its last request, never after.
+#[tokio::test]
+async fn a_session_records_its_activity_at_most_once_a_fifteenth_of_the_idle_timeout() {
+    run_on(Backend::Sqlite, "console_touch", |t| async move {
+        let clock = Arc::new(ShiftedClock::default());
+        let s = crate::common::spawn_app(
+            &t,
+            crate::common::Setup {
+                clock: Some(clock.clone()),
+                access: AccessSettings {
+                    idle_timeout: Duration::from_secs(60),
+                    ..AccessSettings::default()
+                },
+                ..crate::common::Setup::examples()
+            },
+        )
+        .await;
+        let page = |cookies: String| {
+            client()
+                .get(format!("{}/", s.base))
+                .header(COOKIE, cookies)
+                .send()
+        };
+        let (kept, _) = console_cookies(&person(&s.app, "P-C05", &[("auditor", "*")]).await);
+        let (ending, _) = console_cookies(&person(&s.app, "P-C06", &[("auditor", "*")]).await);
+        // Both at 40 s (recorded); `ending` again at 42 s (within 4 s: not recorded),
+        // `kept` again at 45 s (recorded).
+        clock.advance_seconds(40);
+        for cookies in [&kept, &ending] {
+            assert_eq!(
+                page(cookies.clone()).await.expect("page").status(),
+                StatusCode::OK
+            );
+        }
+        clock.advance_seconds(2);
+        assert_eq!(
+            page(ending.clone()).await.expect("page").status(),
+            StatusCode::OK
+        );
+        clock.advance_seconds(3);
+        assert_eq!(
+            page(kept.clone()).await.expect("page").status(),
+            StatusCode::OK
+        );
+        // At 101 s: 61 s after `ending` was last recorded, 56 s after `kept` was.
+        clock.advance_seconds(56);
+        assert_eq!(page(kept).await.expect("page").status(), StatusCode::OK);
+        let ended = page(ending).await.expect("page");
+        assert_ne!(
+            ended.status(),
+            StatusCode::OK,
+            "ended 59 s after its last request"
+        );
+    })
+    .await;
+}
