@@ -39,7 +39,7 @@ pub use access::verifications::VerificationNeeded;
 pub use append::AppendResult;
 pub use autolog_store::{Buckets, CommitStats, WriterHealth};
 pub use batch::release::ReleaseDraft;
-pub use batch::signatures::MIN_SECRET_CHARS;
+pub use batch::signatures::{PasswordWork, MIN_SECRET_CHARS};
 pub use chain::enrol::{
     parse_enrolment, ChainAnswer, CollectedUnit, DisputedCustodyShown, EnrolmentRequest, FinalUnit,
     ShipperShown,
@@ -129,6 +129,8 @@ pub struct Autolog {
     /// Argon2id checks (sign-in, e-signatures) running at once: at most one per core, so
     /// that a burst of them from many addresses cannot take a thread and 19 MiB each.
     password_checks: Arc<tokio::sync::Semaphore>,
+    /// How many Argon2id computations ran, and for how long.
+    password_work: Arc<batch::signatures::PasswordWorkDone>,
     /// What time it is and the next event id (the system clock unless one is given).
     clock: Arc<dyn Clock>,
     /// Whether webhook receivers may be on loopback or private addresses (on-premises).
@@ -172,6 +174,7 @@ impl Autolog {
             password_checks: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, usize::from),
             )),
+            password_work: Arc::default(),
             clock: Arc::new(SystemClock),
             private_webhook_receivers: false,
             sign_in_throttle: access::throttle::SignInThrottle::default(),

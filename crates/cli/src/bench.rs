@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant as Clock};
 
 use anyhow::{anyhow, bail, Context};
-use autolog_app::{Autolog, DataDir};
+use autolog_app::{Autolog, DataDir, PasswordWork};
 use autolog_domain::access::{EVERY_SITE, ROLES};
 use autolog_domain::Event;
 use autolog_store_postgres::PostgresStore;
@@ -630,11 +630,31 @@ struct Ingest {
     first_batch_refusals: Vec<String>,
     /// Senders at once (batched ingest, HTTP); 1 otherwise.
     clients: usize,
+    /// The Argon2id work (re-authentication of signatures) done while measured.
+    argon2: PasswordWork,
 }
 
 impl Ingest {
     fn rate(&self) -> f64 {
         rate(self.events, self.seconds)
+    }
+
+    /// The rate with the Argon2id time taken out (an estimate): its seconds spread over
+    /// the senders that could run it at once (at most one per core).
+    fn rate_without_argon2(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let at_once = self.clients.clamp(1, cores) as f64;
+        let seconds = self.seconds - self.argon2.seconds / at_once;
+        rate(self.events, seconds.max(self.seconds * 0.01))
+    }
+
+    /// Notes the Argon2id work done since `before`.
+    fn argon2_since(&mut self, app: &Autolog, before: PasswordWork) {
+        let now = app.password_work();
+        self.argon2 = PasswordWork {
+            computations: now.computations.saturating_sub(before.computations),
+            seconds: (now.seconds - before.seconds).max(0.0),
+        };
     }
 
     fn refuse(&mut self, reason: String) {
@@ -659,6 +679,9 @@ impl Ingest {
             "refused_batches": self.refused_batches,
             "first_batch_refusals": self.first_batch_refusals,
             "clients": self.clients.max(1),
+            "argon2id_computations": self.argon2.computations,
+            "argon2id_seconds": self.argon2.seconds,
+            "events_per_second_without_argon2id": self.rate_without_argon2(),
         })
     }
 }
@@ -1275,6 +1298,7 @@ async fn run_scale(
     let mut past_at = None;
     progress("batched ingest (whole simulation)");
     let batch_clients = usize::try_from(args.batch_clients).unwrap_or(1);
+    let argon2_before = main.app.password_work();
     let mut batched = if batch_clients > 1 {
         ingest_batched_concurrently(&main.app, &work, batch_clients, &mut past_at).await?
     } else {
@@ -1282,6 +1306,7 @@ async fn run_scale(
     };
     batched.ledger_rows = main.app.store().head().await?.position;
     batched.clients = batch_clients;
+    batched.argon2_since(&main.app, argon2_before);
     progress(&format!(
         "batched: {} events in {:.1} s ({:.0}/s), {} refused requests",
         batched.events,
@@ -1329,6 +1354,11 @@ async fn run_scale(
             "batched_in_process": ratio(batched.rate(), limit_batched.rate()),
             "per_request_in_process": ratio(per_request.rate(), limit_single.rate()),
             "per_request_http": ratio(http.rate(), limit_single.rate()),
+        },
+        "ratio_to_limit_without_argon2id": {
+            "batched_in_process": ratio(batched.rate_without_argon2(), limit_batched.rate()),
+            "per_request_in_process": ratio(per_request.rate_without_argon2(), limit_single.rate()),
+            "per_request_http": ratio(http.rate_without_argon2(), limit_single.rate()),
         },
         "chain_reconstruction": {
             "as_of_now": chain_now.to_json(),
@@ -1555,8 +1585,10 @@ async fn measure_per_request(
     let single = Fresh::create(backend, server_url).await?;
     ingest_batched(&single.app, work, 0..work.prelude, None).await?;
     let before = single.app.store().head().await?.position;
+    let argon2_before = single.app.password_work();
     let mut per_request = ingest_per_request(&single.app, work, budget).await?;
     per_request.ledger_rows = single.app.store().head().await?.position - before;
+    per_request.argon2_since(&single.app, argon2_before);
     progress(&format!(
         "per request: {} events in {:.1} s ({:.0}/s), {} refused",
         per_request.events,
@@ -1586,8 +1618,11 @@ async fn measure_http(
     let served = Fresh::create(backend, server_url).await?;
     ingest_batched(&served.app, work, 0..work.prelude, None).await?;
     let clients = usize::try_from(args.http_clients).unwrap_or(1);
+    let argon2_before = served.app.password_work();
     let mut http = ingest_http(served.app.clone(), work, clients, budget).await?;
     http.clients = clients;
+    // Sign-ins included: the bench's accounts sign in before the measured requests.
+    http.argon2_since(&served.app, argon2_before);
     progress(&format!(
         "HTTP: {} events in {:.1} s ({:.0}/s), {} refused, {} failed",
         http.events,
@@ -1658,6 +1693,13 @@ fn print_table(scale: &Value) {
             count_of(&i["events"]),
             float_of(&i["events_per_second"]),
             float_of(&scale["ratio_to_limit"][key]) * 100.0
+        );
+        println!(
+            "{:<38} {:>12} {:>14.0} {:>11.1}%",
+            "  without Argon2id (estimate)",
+            format!("{:.1} s", float_of(&i["argon2id_seconds"])),
+            float_of(&i["events_per_second_without_argon2id"]),
+            float_of(&scale["ratio_to_limit_without_argon2id"][key]) * 100.0
         );
     }
     for (label, key) in [

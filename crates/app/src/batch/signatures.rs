@@ -279,9 +279,22 @@ impl Autolog {
             .acquire()
             .await
             .map_err(|e| AppError::Storage(format!("the password work did not start: {e}")))?;
-        tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| AppError::Storage(format!("the password work did not complete: {e}")))
+        let done = self.password_work.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let answer = work();
+            done.add(started.elapsed());
+            answer
+        })
+        .await
+        .map_err(|e| AppError::Storage(format!("the password work did not complete: {e}")))
+    }
+
+    /// The Argon2id work this instance has done (sign-ins, e-signatures, secrets set): how
+    /// many computations and how long they ran, for the bench's figures with and without
+    /// re-authentication.
+    pub fn password_work(&self) -> PasswordWork {
+        self.password_work.get()
     }
 
     /// The Argon2id hash (PHC string) of a new secret, with a random salt, computed on a
@@ -516,5 +529,36 @@ mod tests {
         assert!(Argon2::default()
             .verify_password(b"anything", &hash)
             .is_err());
+    }
+}
+
+/// Argon2id computations and the seconds they ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PasswordWork {
+    pub computations: u64,
+    pub seconds: f64,
+}
+
+/// The running count behind [`Autolog::password_work`].
+#[derive(Debug, Default)]
+pub(crate) struct PasswordWorkDone {
+    computations: std::sync::atomic::AtomicU64,
+    nanos: std::sync::atomic::AtomicU64,
+}
+
+impl PasswordWorkDone {
+    fn add(&self, took: std::time::Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.computations.fetch_add(1, Relaxed);
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(nanos, Relaxed);
+    }
+
+    fn get(&self) -> PasswordWork {
+        use std::sync::atomic::Ordering::Relaxed;
+        PasswordWork {
+            computations: self.computations.load(Relaxed),
+            seconds: self.nanos.load(Relaxed) as f64 / 1e9,
+        }
     }
 }

@@ -38,6 +38,7 @@ fn a_tiny_bench_prints_the_table_and_writes_the_json() {
         "autolog bench failed:\n{stdout}\n{stderr}"
     );
     for row in [
+        "without Argon2id (estimate)",
         "batched, in process",
         "one per request, in process",
         "one per request, HTTP",
@@ -75,7 +76,20 @@ fn a_tiny_bench_prints_the_table_and_writes_the_json() {
         assert!(scale["ratio_to_limit"][mode]
             .as_f64()
             .is_some_and(|r| r > 0.0));
+        // Re-authentication reported apart: without it, never slower.
+        let without = ingest["events_per_second_without_argon2id"].as_f64();
+        let with = ingest["events_per_second"].as_f64();
+        assert!(without >= with && with.is_some(), "{mode}: {ingest}");
+        assert!(ingest["argon2id_seconds"].as_f64().is_some(), "{ingest}");
     }
+    // The simulation's signed releases are re-authenticated: Argon2id ran.
+    let batched = &scale["ingest"]["batched_in_process"];
+    assert!(
+        batched["argon2id_computations"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{batched}"
+    );
     // The batched ingest loads the whole simulation, every event of it.
     assert_eq!(
         scale["ingest"]["batched_in_process"]["whole_simulation"],
