@@ -254,22 +254,30 @@ async fn a_form_without_the_session_token_changes_nothing() {
     .await;
 }
 
+/// The example network served on a clock the test moves, sessions idle out after 60 s.
+async fn with_idle_timeout_of_a_minute(
+    t: &autolog_store_conformance::harness::Target,
+    clock: &Arc<ShiftedClock>,
+) -> crate::common::Spawned {
+    crate::common::spawn_app(
+        t,
+        crate::common::Setup {
+            clock: Some(clock.clone()),
+            access: AccessSettings {
+                idle_timeout: Duration::from_secs(60),
+                ..AccessSettings::default()
+            },
+            ..crate::common::Setup::examples()
+        },
+    )
+    .await
+}
+
 #[tokio::test]
 async fn polls_do_not_keep_an_idle_session_alive() {
     run_on(Backend::Sqlite, "console_polls", |t| async move {
         let clock = Arc::new(ShiftedClock::default());
-        let s = crate::common::spawn_app(
-            &t,
-            crate::common::Setup {
-                clock: Some(clock.clone()),
-                access: AccessSettings {
-                    idle_timeout: Duration::from_secs(60),
-                    ..AccessSettings::default()
-                },
-                ..crate::common::Setup::examples()
-            },
-        )
-        .await;
+        let s = with_idle_timeout_of_a_minute(&t, &clock).await;
         let get = |path: &str, cookies: &str| {
             client()
                 .get(format!("{}{path}", s.base))
@@ -308,18 +316,7 @@ async fn polls_do_not_keep_an_idle_session_alive() {
 async fn a_session_records_its_activity_at_most_once_a_fifteenth_of_the_idle_timeout() {
     run_on(Backend::Sqlite, "console_touch", |t| async move {
         let clock = Arc::new(ShiftedClock::default());
-        let s = crate::common::spawn_app(
-            &t,
-            crate::common::Setup {
-                clock: Some(clock.clone()),
-                access: AccessSettings {
-                    idle_timeout: Duration::from_secs(60),
-                    ..AccessSettings::default()
-                },
-                ..crate::common::Setup::examples()
-            },
-        )
-        .await;
+        let s = with_idle_timeout_of_a_minute(&t, &clock).await;
         let page = |cookies: String| {
             client()
                 .get(format!("{}/", s.base))
