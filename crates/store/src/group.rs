@@ -342,7 +342,7 @@ async fn write_groups<B: GroupBackend>(
             },
         };
         if first.probe {
-            let committed = commit_probe(backend.as_ref()).await;
+            let committed = run_probe(&backend).await;
             health.set(committed.as_ref().map(|_| ()));
             let _ = first.reply.send(committed.map(|()| Vec::new()));
             continue;
@@ -438,6 +438,24 @@ async fn commit_group<B: GroupBackend>(
         Ok(()) => (answers, Ok(())),
         Err(e) => (fail_all(group.len(), &e), Err(e)),
     }
+}
+
+/// Runs the probe (see [`commit_probe`]): on the writer task, or, for a backend whose
+/// calls block, on a blocking thread.
+async fn run_probe<B: GroupBackend>(backend: &Arc<B>) -> Result<(), StoreError> {
+    if !B::BLOCKING {
+        return commit_probe(backend.as_ref()).await;
+    }
+    let backend = backend.clone();
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || runtime.block_on(commit_probe(backend.as_ref())))
+        .await
+        .unwrap_or_else(|e| {
+            Err(StoreError::Backend {
+                backend: "writer",
+                message: format!("the writing thread failed: {e}"),
+            })
+        })
 }
 
 /// Runs the backend's probe statements in a transaction of their own and commits it.
