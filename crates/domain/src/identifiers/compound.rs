@@ -6,6 +6,7 @@
 //! (dates, divisions) is stepped over by its length.
 
 use crate::identifiers::{Coi, UnitId};
+use crate::FieldError;
 
 /// What a compound message carries that a scan uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -21,16 +22,18 @@ pub struct Compound {
 impl Compound {
     /// The final unit the message names: its COI with the product code's first five
     /// characters and its division (the last two).
-    pub fn unit(&self) -> Option<Result<UnitId, String>> {
+    pub fn unit(&self) -> Option<Result<UnitId, FieldError>> {
         let (coi, product) = (self.coi.as_deref()?, self.product_code.as_deref()?);
         Some((|| {
-            let coi = Coi::parse("coi", coi).map_err(|e| e.rule)?;
+            let coi = Coi::parse("coi", coi)?;
             let (code, division) = (
                 product.get(..5).unwrap_or(""),
                 product.get(6..8).unwrap_or(""),
             );
-            UnitId::new(&coi, code, division)
-                .map_err(|e| format!("its product code {product}: {}", e.rule))
+            UnitId::new(&coi, code, division).map_err(|mut e| {
+                e.rule = format!("its product code {product}: {}", e.rule);
+                e
+            })
         })())
     }
 }

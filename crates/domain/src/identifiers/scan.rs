@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::error::FieldError;
-use crate::identifiers::{gs1_check_digit, Din, Fin, CHECK_CHARACTER_WRONG};
+use crate::identifiers::{gs1_check_digit, Din, Fin};
 
 /// ASCII 29, the group separator a scanner sends for FNC1 between GS1 elements.
 const GS: char = '\u{1d}';
@@ -124,23 +124,47 @@ impl Gs1Elements {
 /// symbology identifier, 13 or 14 characters shaped like a DIN are read as a DIN.
 pub fn parse_scan(field: &str, raw: &str) -> Result<Scanned, FieldError> {
     let data: Vec<char> = raw.trim_end_matches(['\r', '\n']).chars().collect();
-    dispatch(&data).map_err(|rule| {
-        let misread = rule.ends_with(MISREAD) || rule.contains(CHECK_CHARACTER_WRONG);
-        let error = FieldError::new(field, show(raw), rule);
-        match misread {
-            true => error.with_code("check_character"),
-            false => error,
-        }
-    })
+    dispatch(&data).map_err(|r| FieldError::new(field, show(raw), r.rule).with_code(r.code))
 }
 
-/// How a scan's refusal ends when its check character does not match: the rules below
-/// write it, [`parse_scan`] gives those refusals the code `check_character`.
-const MISREAD: &str = "a character was misread";
+/// Why a scan was refused: the rule it breaks, and the kind of rule (a
+/// [`FieldError::code`]: `check_character` when a character was misread).
+struct Refusal {
+    rule: String,
+    code: &'static str,
+}
 
-fn dispatch(data: &[char]) -> Result<Scanned, String> {
+impl From<String> for Refusal {
+    fn from(rule: String) -> Self {
+        Refusal {
+            rule,
+            code: "invalid",
+        }
+    }
+}
+
+impl From<FieldError> for Refusal {
+    fn from(e: FieldError) -> Self {
+        Refusal {
+            rule: e.rule,
+            code: e.code,
+        }
+    }
+}
+
+impl Refusal {
+    /// A check character that does not match what was read.
+    fn misread(rule: String) -> Self {
+        Refusal {
+            rule: format!("{rule}: a character was misread"),
+            code: "check_character",
+        }
+    }
+}
+
+fn dispatch(data: &[char]) -> Result<Scanned, Refusal> {
     let Some(&first) = data.first() else {
-        return Err(format!("nothing was scanned: {ACCEPTED}"));
+        return Err(format!("nothing was scanned: {ACCEPTED}").into());
     };
     if first == ']' {
         let id: String = data.iter().take(3).collect();
@@ -149,18 +173,18 @@ fn dispatch(data: &[char]) -> Result<Scanned, String> {
             "]C0" if rest.first() == Some(&'=') => parse_din_barcode(data, 3),
             "]C0" => Err(format!(
                 "after the symbology identifier ]C0 (Code 128) Autolog expects ISBT 128 DIN data beginning with =: {ACCEPTED}"
-            )),
+            ).into()),
             "]C1" | "]d2" | "]Q3" | "]e0" if rest.is_empty() => Err(format!(
                 "nothing follows the GS1 symbology identifier {id}: {ACCEPTED}"
-            )),
+            ).into()),
             "]C1" | "]d2" | "]Q3" | "]e0" if rest.first() == Some(&'(') => {
-                parse_bracketed(data, 3).map(Scanned::Gs1)
+                parse_bracketed(data, 3).map(Scanned::Gs1).map_err(Refusal::from)
             }
-            "]C1" | "]d2" | "]Q3" | "]e0" => parse_element_string(data, 3).map(Scanned::Gs1),
+            "]C1" | "]d2" | "]Q3" | "]e0" => parse_element_string(data, 3).map(Scanned::Gs1).map_err(Refusal::from),
             _ => Err(format!(
                 "symbology identifier {} is not one Autolog reads: {ACCEPTED}",
                 show(&id)
-            )),
+            ).into()),
         };
     }
     // A final product unit's identifier (COI content + product code + division + K).
@@ -168,22 +192,28 @@ fn dispatch(data: &[char]) -> Result<Scanned, String> {
     if compact.starts_with("CH") && compact.len() == 23 {
         return crate::identifiers::UnitId::parse("unit", &compact)
             .map(Scanned::Unit)
-            .map_err(|e| e.rule);
+            .map_err(Refusal::from);
     }
     match first {
         '=' if data.get(1) == Some(&'+') => parse_compound_scan(data),
         '=' => parse_din_barcode(data, 0),
-        '(' => parse_bracketed(data, 0).map(Scanned::Gs1),
-        GS => parse_element_string(data, 0).map(Scanned::Gs1),
+        '(' => parse_bracketed(data, 0)
+            .map(Scanned::Gs1)
+            .map_err(Refusal::from),
+        GS => parse_element_string(data, 0)
+            .map(Scanned::Gs1)
+            .map_err(Refusal::from),
         c if c.is_ascii_uppercase() && matches!(data.len(), 13 | 14) => parse_din_text(data),
         c if c.is_ascii_digit() => {
             if matches!(data.len(), 13 | 14) && din_shape_error(&data[..13]).is_none() {
                 parse_din_text(data)
             } else {
-                parse_element_string(data, 0).map(Scanned::Gs1)
+                parse_element_string(data, 0)
+                    .map(Scanned::Gs1)
+                    .map_err(Refusal::from)
             }
         }
-        _ => Err(format!("not recognised: {ACCEPTED}")),
+        _ => Err(format!("not recognised: {ACCEPTED}").into()),
     }
 }
 
@@ -193,7 +223,7 @@ fn dispatch(data: &[char]) -> Result<Scanned, String> {
 /// `data[start]` is `=`: the DIN barcode data structure, `=` + 13 DIN characters + 2 flags.
 /// An ISBT 128 compound message (DS023): the DIN it carries (a bag's label), else the final
 /// unit its chain of identity and product code name.
-fn parse_compound_scan(data: &[char]) -> Result<Scanned, String> {
+fn parse_compound_scan(data: &[char]) -> Result<Scanned, Refusal> {
     let text: String = data.iter().collect();
     let found = crate::identifiers::compound::parse_compound(&text)
         .map_err(|e| format!("ISBT 128 compound message: {e}"))?;
@@ -202,32 +232,33 @@ fn parse_compound_scan(data: &[char]) -> Result<Scanned, String> {
         return parse_din_barcode(&chars, 0);
     }
     match found.unit() {
-        Some(unit) => unit
-            .map(Scanned::Unit)
-            .map_err(|e| format!("ISBT 128 compound message: {e}")),
-        None => Err("this ISBT 128 compound message carries neither a DIN nor a chain of identity with its product code".into()),
+        Some(unit) => unit.map(Scanned::Unit).map_err(|e| Refusal {
+            rule: format!("ISBT 128 compound message: {}", e.rule),
+            code: e.code,
+        }),
+        None => Err(String::from("this ISBT 128 compound message carries neither a DIN nor a chain of identity with its product code").into()),
     }
 }
 
-fn parse_din_barcode(data: &[char], start: usize) -> Result<Scanned, String> {
+fn parse_din_barcode(data: &[char], start: usize) -> Result<Scanned, Refusal> {
     let body = data.get(start + 1..).unwrap_or_default();
     if let Some(&c) = body.first() {
         if !c.is_ascii_alphanumeric() {
             return Err(format!(
                 "ISBT 128 data identifier ={} is not a DIN's (a DIN's data identifier is = followed by its first character: A-N, P-Z or 1-9): {ACCEPTED}",
                 show_bare(c)
-            ));
+            ).into());
         }
     }
     if body.len() != 15 {
         return Err(format!(
             "ISBT 128 DIN barcode data is = followed by 13 DIN characters and 2 flag characters; {} characters follow the =",
             body.len()
-        ));
+        ).into());
     }
     let (din_chars, flag_chars) = body.split_at(13);
     if let Some(problem) = din_shape_error(din_chars) {
-        return Err(with_offset(problem, start + 1));
+        return Err(with_offset(problem, start + 1).into());
     }
     let din_text: String = din_chars.iter().collect();
     let din =
@@ -241,7 +272,8 @@ fn parse_din_barcode(data: &[char], start: usize) -> Result<Scanned, String> {
                 "flag characters {} at character {}: {FLAG_RULE}",
                 flag_chars.iter().map(|&c| show_bare(c)).collect::<String>(),
                 start + 15
-            ))
+            )
+            .into())
         }
     };
     if value >= 60 {
@@ -251,34 +283,34 @@ fn parse_din_barcode(data: &[char], start: usize) -> Result<Scanned, String> {
             .unwrap_or('?');
         let computed = din.check_character();
         if declared != computed {
-            return Err(format!(
-                "flag characters {flags} declare check character {declared} but the DIN {din_text} computes {computed}: {MISREAD}"
-            ));
+            return Err(Refusal::misread(format!(
+                "flag characters {flags} declare check character {declared} but the DIN {din_text} computes {computed}"
+            )));
         }
     }
     Ok(Scanned::Din { din, flags })
 }
 
 /// The eye-readable DIN: 13 characters followed by the check character K.
-fn parse_din_text(data: &[char]) -> Result<Scanned, String> {
+fn parse_din_text(data: &[char]) -> Result<Scanned, Refusal> {
     let din_chars = &data[..data.len().min(13)];
     if let Some(problem) = din_shape_error(din_chars) {
-        return Err(problem);
+        return Err(problem.into());
     }
     let din_text: String = din_chars.iter().collect();
     let Some(&given) = data.get(13) else {
         return Err(format!(
             "the DIN {din_text} was read without its check character: scan its barcode, or add the check character printed after it so that a misread can be caught"
-        ));
+        ).into());
     };
     let din =
         Din::parse("din", &din_text).map_err(|e| format!("the DIN {din_text}: {}", e.rule))?;
     let computed = din.check_character();
     if given != computed {
-        return Err(format!(
-            "the DIN {din_text} computes check character {computed} but {} was given: {MISREAD}",
+        return Err(Refusal::misread(format!(
+            "the DIN {din_text} computes check character {computed} but {} was given",
             show_bare(given)
-        ));
+        )));
     }
     Ok(Scanned::Din {
         din,
