@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use autolog_domain::ledger::merkle::Hash;
 use autolog_domain::rules::history::HistoryFilter;
 use autolog_domain::{Event, EventDraft, Instant, Source, Uuid};
 use autolog_store::prelude::*;
@@ -21,8 +20,7 @@ use autolog_store::{
 };
 use autolog_store::{CommitQueue, WriterHealth};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::Row;
 
@@ -219,25 +217,6 @@ impl SqliteStore {
     }
 }
 
-/// A `streams` row: the stream and its head.
-fn stream_head_row(row: &SqliteRow) -> Result<(String, StreamHead), StoreError> {
-    let stream: String = row.try_get("stream").map_err(backend_error)?;
-    let seq: i64 = row.try_get("last_seq").map_err(backend_error)?;
-    let hash: Vec<u8> = row.try_get("last_hash").map_err(backend_error)?;
-    let head = StreamHead {
-        last_seq: seq as u64,
-        last_hash: hash32(&hash, "stream head hash")?,
-    };
-    Ok((stream, head))
-}
-
-fn hash32(bytes: &[u8], what: &str) -> Result<Hash, StoreError> {
-    bytes.try_into().map_err(|_| StoreError::Corrupt {
-        position: 0,
-        detail: format!("{what} has {} bytes, not 32", bytes.len()),
-    })
-}
-
 #[async_trait]
 impl LedgerStore for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -428,11 +407,12 @@ impl LedgerStore for SqliteStore {
     }
 
     async fn stream_heads(&self) -> Result<Vec<(String, StreamHead)>, StoreError> {
-        let rows = sqlx::query("SELECT stream, last_seq, last_hash FROM streams ORDER BY stream")
-            .fetch_all(&self.readers)
-            .await
-            .map_err(backend_error)?;
-        rows.iter().map(stream_head_row).collect()
+        let select =
+            Statement::new("SELECT stream, last_seq, last_hash FROM streams ORDER BY stream");
+        let rows = self.bulk.read(select).await?;
+        rows.into_iter()
+            .map(|row| writer::stream_head(&sql::Row::Read(row)))
+            .collect()
     }
 
     async fn corrections(&self) -> Result<Vec<(Uuid, Uuid, Instant)>, StoreError> {

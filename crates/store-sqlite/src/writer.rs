@@ -214,8 +214,9 @@ pub(crate) fn ledger_head(row: &Row) -> Result<LedgerHead, StoreError> {
 /// A `streams` row: the stream and its head.
 pub(crate) fn stream_head(row: &Row) -> Result<(String, StreamHead), StoreError> {
     let hash = row.bytes("last_hash")?;
+    let seq = row.int("last_seq")?;
     let head = StreamHead {
-        last_seq: u64::try_from(row.int("last_seq")?).unwrap_or_default(),
+        last_seq: u64::try_from(seq).map_err(|_| corrupt(0, format!("stream head seq {seq}")))?,
         last_hash: hash.as_slice().try_into().map_err(|_| {
             corrupt(
                 0,
