@@ -342,7 +342,11 @@ async fn write_groups<B: GroupBackend>(
             },
         };
         if first.probe {
-            let committed = run_probe(&backend).await;
+            let committed = on_writer(&backend, |backend| async move {
+                commit_probe(backend.as_ref()).await
+            })
+            .await
+            .and_then(|committed| committed);
             health.set(committed.as_ref().map(|_| ()));
             let _ = first.reply.send(committed.map(|()| Vec::new()));
             continue;
@@ -388,32 +392,42 @@ async fn write_groups<B: GroupBackend>(
     }
 }
 
-/// Runs one group (see [`commit_group`]): on the writer task, or, for a backend whose calls
-/// block, whole on a blocking thread. The group is handed back with its answers.
+/// Runs `work` on the backend: on the writer task, or, for a backend whose calls block,
+/// whole on a blocking thread (one hand-off). `Err` only when that thread failed.
+async fn on_writer<B, T, W, F>(backend: &Arc<B>, work: W) -> Result<T, StoreError>
+where
+    B: GroupBackend,
+    T: Send + 'static,
+    W: FnOnce(Arc<B>) -> F + Send + 'static,
+    F: std::future::Future<Output = T>,
+{
+    if !B::BLOCKING {
+        return Ok(work(backend.clone()).await);
+    }
+    let backend = backend.clone();
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || runtime.block_on(work(backend)))
+        .await
+        .map_err(|e| StoreError::Backend {
+            backend: "writer",
+            message: format!("the writing thread failed: {e}"),
+        })
+}
+
+/// Runs one group (see [`commit_group`]) where the backend's calls belong; the group is
+/// handed back with its answers (none when the thread failed: its callers are told the
+/// writer stopped).
 async fn run_group<B: GroupBackend>(
     backend: &Arc<B>,
     group: Vec<Request>,
 ) -> (Vec<Request>, Vec<Answer>, Result<(), StoreError>) {
-    if !B::BLOCKING {
-        let (answers, committed) = commit_group(backend.as_ref(), &group).await;
-        return (group, answers, committed);
-    }
-    let backend = backend.clone();
-    let runtime = tokio::runtime::Handle::current();
     let n = group.len();
-    let ran = tokio::task::spawn_blocking(move || {
-        let (answers, committed) = runtime.block_on(commit_group(backend.as_ref(), &group));
+    let ran = on_writer(backend, move |backend| async move {
+        let (answers, committed) = commit_group(backend.as_ref(), &group).await;
         (group, answers, committed)
     })
     .await;
-    ran.unwrap_or_else(|e| {
-        // The group went with the thread: its callers are told the writer stopped.
-        let e = StoreError::Backend {
-            backend: "writer",
-            message: format!("the writing thread failed: {e}"),
-        };
-        (Vec::new(), fail_all(n, &e), Err(e))
-    })
+    ran.unwrap_or_else(|e| (Vec::new(), fail_all(n, &e), Err(e)))
 }
 
 /// Runs one group in one transaction; one answer per request, in order, and whether the
@@ -438,24 +452,6 @@ async fn commit_group<B: GroupBackend>(
         Ok(()) => (answers, Ok(())),
         Err(e) => (fail_all(group.len(), &e), Err(e)),
     }
-}
-
-/// Runs the probe (see [`commit_probe`]): on the writer task, or, for a backend whose
-/// calls block, on a blocking thread.
-async fn run_probe<B: GroupBackend>(backend: &Arc<B>) -> Result<(), StoreError> {
-    if !B::BLOCKING {
-        return commit_probe(backend.as_ref()).await;
-    }
-    let backend = backend.clone();
-    let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || runtime.block_on(commit_probe(backend.as_ref())))
-        .await
-        .unwrap_or_else(|e| {
-            Err(StoreError::Backend {
-                backend: "writer",
-                message: format!("the writing thread failed: {e}"),
-            })
-        })
 }
 
 /// Runs the backend's probe statements in a transaction of their own and commits it.
